@@ -1,0 +1,130 @@
+"""The spec AST: a faithful, position-carrying picture of the file, before any meaning is given to names."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Union
+
+from .diagnostics import Span
+
+
+@dataclass
+class Num:
+    value: float | int
+    text: str
+    span: Span
+
+
+@dataclass
+class Str:
+    value: str
+    span: Span
+
+
+@dataclass
+class Bool:
+    value: bool
+    span: Span
+
+
+@dataclass
+class Name:
+    name: str
+    span: Span
+
+
+@dataclass
+class Phrase:
+    """Two juxtaposed names, e.g. `minimize val_loss`."""
+
+    words: list[Name]
+    span: Span
+
+
+@dataclass
+class Kwarg:
+    key: str
+    key_span: Span
+    value: "Value"
+
+
+@dataclass
+class Call:
+    name: str
+    name_span: Span
+    args: list["Value"]
+    kwargs: list[Kwarg]
+    span: Span
+
+
+@dataclass
+class Tuple:
+    """`(a, b)` or a record `(k=v, ...)`; `(64)` is a one-element tuple."""
+
+    items: list["Value"]
+    kwargs: list[Kwarg]
+    span: Span
+
+
+@dataclass
+class List:
+    items: list["Value"]
+    kwargs: list[Kwarg]
+    span: Span
+
+
+Value = Union[Num, Str, Bool, Name, Phrase, Call, Tuple, List]
+
+
+@dataclass
+class Assign:
+    key: str
+    key_span: Span
+    value: Value
+    span: Span
+
+
+@dataclass
+class Section:
+    name: str
+    name_span: Span
+    body: list["Stmt"]
+    span: Span
+
+
+@dataclass
+class LayerStmt:
+    call: Call
+    repeat: int | None
+    repeat_span: Span | None
+    span: Span
+
+
+@dataclass
+class BlockDef:
+    name: str
+    name_span: Span
+    params: list[Name]
+    body: list["Stmt"]
+    span: Span
+
+
+Stmt = Union[Assign, Section, LayerStmt, BlockDef]
+
+
+@dataclass
+class Model:
+    name: str
+    name_span: Span
+    body: list[Stmt]
+    span: Span
+
+
+@dataclass
+class File:
+    models: list[Model] = field(default_factory=list)
+    blocks: list[BlockDef] = field(default_factory=list)
+
+
+def span_of(v) -> Span:
+    return v.span

@@ -1,0 +1,84 @@
+"""The IR's base class and the catalogue registry.
+
+Every spec-visible thing (a layer, an activation, an optimizer, ...) is one Pydantic class registered under a
+family and one or more spec names. The binder (resolve.py) finds classes here by name, maps positional arguments
+with `positional`, keyword aliases with `aliases`, and nested catalogue values (an activation inside a layer) by
+the family of the field's annotation.
+"""
+
+from __future__ import annotations
+
+import typing
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+REGISTRY: dict[str, dict[str, type["Catalogued"]]] = {}
+# the canonical (first) name of each class, used by did-you-mean and by the catalogue listing
+CANONICAL: dict[str, list[str]] = {}
+
+
+class IRNode(BaseModel):
+    """Immutable, validated, JSON-serialisable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    # how spec arguments map onto fields: positional order and keyword aliases
+    positional: ClassVar[tuple[str, ...]] = ()
+    aliases: ClassVar[dict[str, str]] = {}
+
+
+class Catalogued(IRNode):
+    family: ClassVar[str] = ""
+    # set by @register: the names a spec may use for this class
+    spec_names: ClassVar[tuple[str, ...]] = ()
+    # a lowering that exists for only some backends names the others here with a reason
+    doc: ClassVar[str] = ""
+
+
+def register(*names: str):
+    """Class decorator: make a catalogue class reachable from specs under `names` (first is canonical)."""
+
+    def deco(cls):
+        fam = cls.family
+        assert fam, cls
+        table = REGISTRY.setdefault(fam, {})
+        for n in names:
+            assert n not in table, (fam, n)
+            table[n] = cls
+        cls.spec_names = tuple(names)
+        CANONICAL.setdefault(fam, []).append(names[0])
+        return cls
+
+    return deco
+
+
+def lookup(family: str, name: str) -> type[Catalogued] | None:
+    return REGISTRY.get(family, {}).get(name)
+
+
+def names(family: str) -> list[str]:
+    return list(REGISTRY.get(family, {}))
+
+
+def family_of_annotation(annotation: Any) -> str | None:
+    """The catalogue family a field's type belongs to (unwrapping Optional, Union, Annotated and list)."""
+    stack = [annotation]
+    while stack:
+        a = stack.pop()
+        if isinstance(a, type) and issubclass(a, Catalogued) and a.family:
+            return a.family
+        stack.extend(typing.get_args(a))
+    return None
+
+
+def is_list_annotation(annotation: Any) -> bool:
+    stack = [annotation]
+    while stack:
+        a = stack.pop()
+        if typing.get_origin(a) in (list, tuple) and not (
+            typing.get_origin(a) is tuple and all(x in (int, float) for x in typing.get_args(a) if x is not ...)
+        ):
+            return True
+        if typing.get_origin(a) in (typing.Union, typing.Annotated) or str(typing.get_origin(a)) == "types.UnionType":
+            stack.extend(typing.get_args(a))
+    return False

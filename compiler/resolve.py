@@ -1,0 +1,495 @@
+"""AST → IR: give names their meaning, expand blocks and repetition, validate, and collect every error.
+
+The binder is generic: a call names a catalogue class (catalog.py); positional arguments follow the class'
+`positional`, keywords its fields (with `aliases`); a field whose type is a catalogue family is bound recursively.
+Search-space calls (`choice`, `uniform`, ...) may stand in any argument; they are recorded with their position and
+replaced by a representative value (or by `overrides[(line, col)]`, which is how a tuner fixes a trial's values).
+"""
+
+from __future__ import annotations
+
+import typing
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from . import ast as A
+from . import catalog
+from .catalog import IRNode, family_of_annotation, lookup
+from .diagnostics import Diagnostics, Span, did_you_mean
+from .layers import Layer, Residual, ShapeError
+from .spec import BUNDLED, Bundled, Csv, Data, Holdout, Mnist, Npz, Spec
+from .training import EarlyStopping, Objective, Search, SearchSpace, Train
+
+FAMILY_CODES = {
+    "layer": "E101", "activation": "E102", "initializer": "E103", "regularizer": "E104", "constraint": "E104",
+    "optimizer": "E105", "loss": "E106", "metric": "E107", "schedule": "E108", "source": "E109",
+    "split": "E109", "augment": "E109",
+}
+FAMILY_WORDS = {"source": "data source", "split": "split", "augment": "augmentation"}
+
+MODEL_KEYS = {"seed", "dtype", "input", "loss", "metrics", "optimizer", "schedule"}
+MODEL_SECTIONS = {"data", "layers", "train", "search"}
+REQUIRED = ("data", "input", "layers", "loss", "optimizer")
+SECTION_CLASSES = {"data": Data, "train": Train, "search": Search}
+SEARCH_FUNCS = {"choice", "uniform", "loguniform", "int_uniform", "randint"}
+
+Overrides = dict[tuple[int, int], Any]
+
+
+class _Missing:
+    """A value that could not be converted; its error is already recorded."""
+
+
+MISSING = _Missing()
+
+
+class Resolver:
+    def __init__(self, diags: Diagnostics, base_dir: Path | None = None, overrides: Overrides | None = None,
+                 had_syntax_errors: bool = False):
+        self.d = diags
+        self.base_dir = base_dir or Path(".")
+        self.overrides = overrides or {}
+        self.had_syntax_errors = had_syntax_errors
+        self.blocks: dict[str, A.BlockDef] = {}
+        self.spaces: list[SearchSpace] = []
+
+    # ------------------------------------------------------------------------------------------- values
+
+    def value(self, v: A.Value, env: dict, path: str, annotation: Any = None) -> Any:
+        """Convert an AST value to Python (catalogue values are bound when the annotation asks for them)."""
+        if isinstance(v, A.Name) and v.name in env:
+            return self.value(env[v.name], {}, path, annotation)
+        if isinstance(v, A.Call) and v.name in SEARCH_FUNCS:
+            return self.search_space(v, env, path, annotation)
+        fam = family_of_annotation(annotation) if annotation is not None else None
+        if fam is not None:
+            if isinstance(v, A.List) and catalog.is_list_annotation(annotation):
+                out = [self.bind(it, fam, env, f"{path}[{i}]") for i, it in enumerate(v.items)]
+                return MISSING if any(o is MISSING for o in out) else out
+            if isinstance(v, (A.Call, A.Name)):
+                return self.bind(v, fam, env, path)
+        record = _record_class(annotation)
+        if record is not None and isinstance(v, A.Tuple) and v.kwargs and not v.items:
+            return self.record(record, v.kwargs, env, path, v.span)
+        if isinstance(v, A.Num):
+            return v.value
+        if isinstance(v, (A.Str, A.Bool)):
+            return v.value
+        if isinstance(v, A.Name):
+            return v.name
+        if isinstance(v, A.Phrase):
+            return " ".join(w.name for w in v.words)
+        if isinstance(v, (A.Tuple, A.List)):
+            if v.kwargs:
+                self.d.add("E201", "a record (k=v, ...) is not expected here", v.span)
+                return MISSING
+            items = [self.value(it, env, f"{path}[{i}]") for i, it in enumerate(v.items)]
+            if any(i is MISSING for i in items):
+                return MISSING
+            return tuple(items) if isinstance(v, A.Tuple) else list(items)
+        if isinstance(v, A.Call):
+            self.d.add("E201", f"a call to '{v.name}' is not expected here", v.name_span,
+                       "expected a number, a name, a string or a tuple")
+            return MISSING
+        raise AssertionError(v)
+
+    def search_space(self, v: A.Call, env: dict, path: str, annotation: Any) -> Any:
+        kind = "int_uniform" if v.name == "randint" else v.name
+        raw = [self.value(a, env, path) for a in v.args]
+        if any(r is MISSING for r in raw) or v.kwargs:
+            if v.kwargs:
+                self.d.add("E501", f"{v.name}() takes positional arguments only", v.kwargs[0].key_span)
+            return MISSING
+        at = (v.name_span.line, v.name_span.col)
+        if kind == "choice":
+            if not raw:
+                self.d.add("E501", "choice() needs at least one option", v.span)
+                return MISSING
+            space = SearchSpace(kind=kind, path=path, options=list(raw), at=at)
+            rep = raw[0]
+        else:
+            if len(raw) != 2 or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in raw):
+                self.d.add("E501", f"{v.name}(low, high) needs two numbers", v.span)
+                return MISSING
+            lo, hi = raw
+            if not lo < hi or (kind == "loguniform" and lo <= 0):
+                self.d.add("E501", f"{v.name}({lo}, {hi}): need 0 < low < high" if kind == "loguniform"
+                           else f"{v.name}({lo}, {hi}): need low < high", v.span)
+                return MISSING
+            space = SearchSpace(kind=kind, path=path, low=float(lo), high=float(hi), at=at)
+            rep = int(lo) if kind == "int_uniform" else lo
+        self.spaces.append(space)
+        chosen = self.overrides.get(at, rep)
+        # a chosen name may itself be a catalogue value (choice(relu, elu)): bind it as such
+        fam = family_of_annotation(annotation) if annotation is not None else None
+        if fam is not None and isinstance(chosen, str):
+            span = v.span
+            return self.bind(A.Name(chosen, span), fam, {}, path)
+        return chosen
+
+    def bind(self, v: A.Value, family: str, env: dict, path: str) -> Any:
+        """Bind a name or call to the catalogue class it names in `family`."""
+        if isinstance(v, A.Name) and v.name in env:
+            return self.bind(env[v.name], family, {}, path)
+        if isinstance(v, A.Call) and v.name in SEARCH_FUNCS:
+            return self.search_space(v, env, path, _FAMILY_ANNOTATION.get(family))
+        if isinstance(v, A.Name):
+            call = A.Call(v.name, v.span, [], [], v.span)
+        elif isinstance(v, A.Call):
+            call = v
+        else:
+            word = FAMILY_WORDS.get(family, family)
+            self.d.add("E201", f"expected {_a(word)} {word} here", v.span,
+                       f"for example '{catalog.CANONICAL[family][0]}'")
+            return MISSING
+        cls = lookup(family, call.name)
+        if cls is None:
+            word = FAMILY_WORDS.get(family, family)
+            hint = did_you_mean(call.name, catalog.names(family))
+            if hint is None and family == "layer":
+                hint = did_you_mean(call.name, list(self.blocks))
+            self.d.add(FAMILY_CODES.get(family, "E100"), f"unknown {word} '{call.name}'", call.name_span,
+                       hint or f"known: {', '.join(catalog.CANONICAL[family][:12])}")
+            return MISSING
+        return self.construct(cls, call.name, call.args, call.kwargs, env, path, call.name_span, call.span)
+
+    def construct(self, cls, spec_name: str, args: list, kwargs: list, env: dict, path: str, name_span: Span,
+                  span: Span) -> Any:
+        fields = cls.model_fields
+        values: dict[str, Any] = {}
+        spans: dict[str, Span] = {}
+        ok = True
+        shown = spec_name
+        positional = cls.positional
+        if len(args) > len(positional):
+            extra = args[len(positional)]
+            n = len(positional)
+            self.d.add("E203", f"{shown} takes {n} positional argument{'s' if n != 1 else ''}, got {len(args)}",
+                       extra.span, "name the argument: key=value" if n else None)
+            ok = False
+        for fname, a in zip(positional, args):
+            values[fname] = a
+            spans[fname] = a.span
+        for kw in kwargs:
+            fname = cls.aliases.get(kw.key, kw.key)
+            if fname not in fields or fname in ("at", "kind") or (fname == "name" and "name" not in positional):
+                valid = [f for f in fields if f not in ("at", "kind", "name")] + list(cls.aliases)
+                hint = did_you_mean(kw.key, valid) or (f"{shown} takes: {', '.join(valid)}" if valid
+                                                       else f"{shown} takes no arguments")
+                self.d.add("E112", f"unknown argument '{kw.key}' for {shown}", kw.key_span, hint)
+                ok = False
+                continue
+            if fname in values:
+                self.d.add("E205", f"argument '{kw.key}' given twice", kw.key_span)
+                ok = False
+                continue
+            values[fname] = kw.value
+            spans[fname] = kw.value.span
+        converted: dict[str, Any] = {}
+        for fname, v in values.items():
+            c = self.value(v, env, f"{path}.{fname}", fields[fname].annotation)
+            if c is MISSING:
+                ok = False
+            else:
+                converted[fname] = c
+        if "name" in fields and fields["name"].is_required() and "name" not in converted:
+            converted["name"] = spec_name
+        if issubclass(cls, Layer):
+            converted["at"] = (name_span.line, name_span.col)
+        if not ok:
+            return MISSING
+        return self._validate(cls, converted, spans, name_span, shown)
+
+    def _validate(self, cls, converted: dict, spans: dict, name_span: Span, shown: str) -> Any:
+        try:
+            return cls(**converted)
+        except ValidationError as e:
+            for err in e.errors():
+                loc = [x for x in err["loc"] if isinstance(x, str)]
+                field = loc[0] if loc else None
+                if err["type"] == "missing" and field:
+                    self.d.add("E202", f"{shown} is missing its required argument '{field}'", name_span,
+                               f"write {shown}({field}=...)")
+                    continue
+                msg = err["msg"]
+                if msg.startswith("Value error, "):
+                    msg = msg[len("Value error, "):]
+                where = spans.get(field, name_span)
+                self.d.add("E201", f"invalid value for '{field}' of {shown}" if field else f"invalid {shown}",
+                           where, _humane(msg, err))
+            return MISSING
+
+    def record(self, cls: type[IRNode], kwargs: list[A.Kwarg], env: dict, path: str, span: Span) -> Any:
+        return self.construct(cls, cls.__name__, [], kwargs, env, path, span, span)
+
+    # --------------------------------------------------------------------------------------------- layers
+
+    def layers(self, body: list[A.Stmt], env: dict, path: str, stack: tuple[str, ...]) -> list:
+        out: list = []
+        for st in body:
+            if isinstance(st, A.LayerStmt):
+                count = st.repeat if st.repeat is not None else 1
+                if st.repeat is not None and st.repeat < 1:
+                    self.d.add("E201", "a repeat count must be at least 1", st.repeat_span)
+                    continue
+                for _ in range(count):
+                    out.extend(self.layer_call(st.call, env, f"{path}[{len(out)}]", stack))
+            elif isinstance(st, A.Section) and st.name == "residual":
+                body = self.layers(st.body, env, f"{path}[{len(out)}].body", stack)
+                out.append(Residual(body=body, at=(st.name_span.line, st.name_span.col)))
+            elif isinstance(st, A.Section):
+                hint = did_you_mean(st.name, ["residual"])
+                self.d.add("E111", f"unknown section '{st.name}' inside layers", st.name_span,
+                           hint or "inside layers: layer calls, block calls and residual { ... }")
+            elif isinstance(st, A.BlockDef):
+                pass  # collected up front
+            else:
+                self.d.add("E110", f"'{st.key}: ...' is not allowed inside layers", st.key_span,
+                           "layers hold layer calls such as Dense(64)")
+        return out
+
+    def layer_call(self, call: A.Call, env: dict, path: str, stack: tuple[str, ...]) -> list:
+        if call.name in self.blocks and lookup("layer", call.name) is None:
+            block = self.blocks[call.name]
+            if call.name in stack:
+                chain = " -> ".join(stack[stack.index(call.name):] + (call.name,))
+                self.d.add("E207", f"block '{call.name}' uses itself ({chain})", call.name_span,
+                           "a block may use other blocks, but not itself")
+                return []
+            if call.kwargs:
+                names = [p.name for p in block.params]
+                for kw in call.kwargs:
+                    if kw.key not in names:
+                        self.d.add("E112", f"unknown argument '{kw.key}' for block {call.name}", kw.key_span,
+                                   did_you_mean(kw.key, names) or f"block {call.name} takes: {', '.join(names)}")
+                        return []
+            given = len(call.args) + len(call.kwargs)
+            if given != len(block.params):
+                n = len(block.params)
+                self.d.add("E206", f"block '{call.name}' takes {n} argument{'s' if n != 1 else ''}, got {given}",
+                           call.span, f"defined as block {call.name}({', '.join(p.name for p in block.params)})")
+                return []
+            new_env = {p.name: a for p, a in zip(block.params, call.args)}
+            new_env.update({kw.key: kw.value for kw in call.kwargs})
+            resolved = {k: (env[v.name] if isinstance(v, A.Name) and v.name in env else v) for k, v in new_env.items()}
+            return self.layers(block.body, resolved, path, stack + (call.name,))
+        layer = self.bind(call, "layer", env, path)
+        return [] if layer is MISSING else [layer]
+
+    # ---------------------------------------------------------------------------------------------- model
+
+    def section(self, cls, sec: A.Section, env: dict, path: str) -> Any:
+        seen: dict[str, Span] = {}
+        kwargs = []
+        for st in sec.body:
+            if not isinstance(st, A.Assign):
+                sp = st.name_span if hasattr(st, "name_span") else st.span
+                self.d.add("E111", f"unexpected statement inside {sec.name}", sp,
+                           f"{sec.name} holds 'key: value' lines")
+                continue
+            if st.key in seen:
+                self.d.add("E204", f"duplicate key '{st.key}' in {sec.name}", st.key_span,
+                           f"first set on line {seen[st.key].line}")
+                continue
+            seen[st.key] = st.key_span
+            value = st.value
+            if cls is Search and st.key == "objective":
+                value = _objective_record(st.value, self.d)
+                if value is None:
+                    continue
+            kwargs.append(A.Kwarg(st.key, st.key_span, value))
+        fields = [f for f in cls.model_fields]
+        for kw in kwargs:
+            if kw.key not in cls.model_fields and kw.key not in cls.aliases:
+                self.d.add("E110", f"unknown key '{kw.key}' in {sec.name}", kw.key_span,
+                           did_you_mean(kw.key, fields) or f"{sec.name} takes: {', '.join(fields)}")
+        kwargs = [kw for kw in kwargs if kw.key in cls.model_fields or kw.key in cls.aliases]
+        return self.construct(cls, sec.name, [], kwargs, env, path, sec.name_span, sec.span)
+
+    def model(self, m: A.Model) -> Spec | None:
+        fields: dict[str, Any] = {"name": m.name}
+        where: dict[str, Span] = {}
+        failed: set[str] = set()
+        for st in m.body:
+            if isinstance(st, A.BlockDef):
+                continue
+            if isinstance(st, A.LayerStmt):
+                self.d.add("E110", f"layer '{st.call.name}' outside a layers {{ }} section", st.call.name_span,
+                           "put layers inside layers { ... }")
+                continue
+            key = st.key if isinstance(st, A.Assign) else st.name
+            kspan = st.key_span if isinstance(st, A.Assign) else st.name_span
+            if isinstance(st, A.Assign) and key not in MODEL_KEYS:
+                hint = did_you_mean(key, MODEL_KEYS | MODEL_SECTIONS)
+                if key in MODEL_SECTIONS:
+                    hint = f"{key} is a section: {key} {{ ... }}"
+                self.d.add("E110", f"unknown key '{key}'", kspan, hint or f"known keys: {', '.join(sorted(MODEL_KEYS))}")
+                continue
+            if isinstance(st, A.Section) and key not in MODEL_SECTIONS:
+                hint = did_you_mean(key, MODEL_SECTIONS)
+                if key in MODEL_KEYS:
+                    hint = f"{key} is a key: {key}: ..."
+                self.d.add("E111", f"unknown section '{key}'", kspan,
+                           hint or f"known sections: {', '.join(sorted(MODEL_SECTIONS))}")
+                continue
+            if key in where:
+                self.d.add("E204", f"duplicate key '{key}'", kspan, f"first set on line {where[key].line}")
+                continue
+            where[key] = kspan
+            value = self.model_item(st, key)
+            if value is MISSING:
+                failed.add(key)
+            else:
+                fields[key] = value
+        for key in REQUIRED:
+            if key not in where and not self.had_syntax_errors:
+                example = {"data": "data { source: digits }", "input": "input: (64)",
+                           "layers": "layers { Dense(10, activation=softmax) }",
+                           "loss": "loss: categorical_crossentropy", "optimizer": "optimizer: Adam(lr=1e-3)"}[key]
+                self.d.add("E208", f"model '{m.name}' has no {key}", m.name_span, f"add {example}")
+        if failed or any(k not in fields for k in REQUIRED):
+            return None
+        fields["search_spaces"] = list(self.spaces)
+        try:
+            spec = Spec(**fields)
+        except ValidationError as e:
+            for err in e.errors():
+                self.d.add("E201", f"invalid model: {err['msg']}", m.name_span)
+            return None
+        return _name_layers(spec)
+
+    def model_item(self, st, key: str) -> Any:
+        if key == "layers":
+            layers = self.layers(st.body, {}, "layers", ())
+            if not layers and not self.d.errors:
+                self.d.add("E208", "layers { } is empty", st.name_span, "add at least one layer")
+                return MISSING
+            return layers
+        if key in SECTION_CLASSES:
+            return self.section(SECTION_CLASSES[key], st, {}, key)
+        ann = Spec.model_fields[key].annotation
+        if key == "input":
+            v = st.value
+            if isinstance(v, A.Num) and isinstance(v.value, int):
+                return (v.value,)
+            if not (isinstance(v, A.Tuple) and v.items and not v.kwargs
+                    and all(isinstance(i, A.Num) and isinstance(i.value, int) and i.value > 0 for i in v.items)):
+                self.d.add("E201", "input must be a shape of positive integers", v.span,
+                           "for example input: (64) or input: (8, 8, 1)")
+                return MISSING
+            return tuple(i.value for i in v.items)
+        val = self.value(st.value, {}, key, ann)
+        if val is MISSING:
+            return MISSING
+        if key == "metrics" and not isinstance(val, list):
+            val = [val]
+        try:
+            Spec.__pydantic_validator__.validate_assignment(Spec.model_construct(), key, val)
+        except ValidationError as e:
+            self.d.add("E201", f"invalid value for '{key}'", st.value.span, _humane(e.errors()[0]["msg"], e.errors()[0]))
+            return MISSING
+        return val
+
+
+_FAMILY_ANNOTATION: dict[str, Any] = {}
+
+
+def _a(word: str) -> str:
+    return "an" if word[0] in "aeiou" else "a"
+
+
+def _humane(msg: str, err: dict) -> str:
+    if err.get("type") == "literal_error":
+        return msg.replace("Input should be", "expected")
+    return msg.replace("Input should be", "must be")
+
+
+def _record_class(annotation) -> type | None:
+    stack = [annotation]
+    while stack:
+        a = stack.pop()
+        if isinstance(a, type) and issubclass(a, BaseModel) and not issubclass(a, catalog.Catalogued):
+            return a
+        stack.extend(typing.get_args(a))
+    return None
+
+
+def _objective_record(v: A.Value, d: Diagnostics) -> A.Value | None:
+    """`objective: minimize val_loss` (or just `val_loss`, minimised) as an Objective record."""
+    if isinstance(v, A.Phrase):
+        direction, metric = v.words
+        if direction.name not in ("minimize", "maximize"):
+            d.add("E201", f"unknown direction '{direction.name}'", direction.span,
+                  did_you_mean(direction.name, ["minimize", "maximize"]) or "expected minimize or maximize")
+            return None
+        return A.Tuple([], [A.Kwarg("direction", direction.span, A.Name(direction.name, direction.span)),
+                            A.Kwarg("metric", metric.span, A.Name(metric.name, metric.span))], v.span)
+    if isinstance(v, A.Name):
+        return A.Tuple([], [A.Kwarg("metric", v.span, v)], v.span)
+    return v
+
+
+def _name_layers(spec: Spec) -> Spec:
+    """Give every layer a unique name in traversal order (dense_0, dropout_1, ...)."""
+    counter = [0]
+
+    def go(layers):
+        out = []
+        for layer in layers:
+            idx = counter[0]
+            counter[0] += 1
+            name = f"{layer.kind.lower()}_{idx}"
+            if isinstance(layer, Residual):
+                out.append(layer.model_copy(update={"name": name, "body": go(layer.body)}))
+            else:
+                out.append(layer.model_copy(update={"name": name}))
+        return out
+
+    return spec.model_copy(update={"layers": go(spec.layers)})
+
+
+def collect_blocks(f: A.File, d: Diagnostics) -> dict[str, A.BlockDef]:
+    blocks: dict[str, A.BlockDef] = {}
+    defs = list(f.blocks) + [st for m in f.models for st in m.body if isinstance(st, A.BlockDef)]
+    for b in defs:
+        if b.name in blocks:
+            d.add("E204", f"block '{b.name}' is defined twice", b.name_span,
+                  f"first defined on line {blocks[b.name].name_span.line}")
+            continue
+        if lookup("layer", b.name) is not None:
+            d.add("E204", f"block '{b.name}' has the name of a layer", b.name_span, "rename the block")
+            continue
+        params = [p.name for p in b.params]
+        for i, p in enumerate(b.params):
+            if p.name in params[:i]:
+                d.add("E204", f"parameter '{p.name}' repeated in block '{b.name}'", p.span)
+        blocks[b.name] = b
+    return blocks
+
+
+def resolve(f: A.File, d: Diagnostics, base_dir: Path | None = None, overrides: Overrides | None = None,
+            had_syntax_errors: bool = False) -> Spec | None:
+    r = Resolver(d, base_dir, overrides, had_syntax_errors)
+    r.blocks = collect_blocks(f, d)
+    if not f.models:
+        if not had_syntax_errors:
+            d.add("E208", "no model in this file", Span(1, 1, 1, 2), "a spec needs model NAME { ... }")
+        return None
+    if len(f.models) > 1:
+        for m in f.models[1:]:
+            d.add("E204", f"a file holds one model; '{m.name}' is a second", m.name_span,
+                  f"put it in a file of its own (the first is '{f.models[0].name}')")
+    # blocks are checked once, even if unused, so errors in them are not hidden
+    spec = r.model(f.models[0])
+    if spec is None:
+        return None
+    from .checks import check_spec
+
+    check_spec(spec, f.models[0], d, r.base_dir)
+    return spec
+
+
+__all__ = ["resolve", "Resolver", "BUNDLED", "Bundled", "Csv", "Npz", "Mnist", "Holdout", "EarlyStopping",
+           "Objective", "ShapeError"]

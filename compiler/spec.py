@@ -1,0 +1,213 @@
+"""The root of the IR: a whole validated spec, plus the data description and shape inference over its layers."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Annotated, ClassVar, Iterator, Literal, Optional, Union
+
+from pydantic import Field
+
+from .catalog import Catalogued, IRNode, register
+from .layers import Layer, LayerT, Residual, Shape, ShapeError, WeightSpec
+from .training import EarlyStopping, LossT, MetricT, OptimizerT, ScheduleT, Search, SearchSpace, Train
+
+# ------------------------------------------------------------------------------------------------ sources
+
+# features, classes (None: regression) of the bundled sets, known without importing scikit-learn
+BUNDLED = {
+    "digits": ((64,), 10),
+    "iris": ((4,), 3),
+    "wine": ((13,), 3),
+    "breast_cancer": ((30,), 2),
+    "diabetes": ((10,), None),
+}
+
+
+class Source(Catalogued):
+    family: ClassVar[str] = "source"
+
+
+@register(*BUNDLED)
+class Bundled(Source):
+    """One of scikit-learn's bundled data sets."""
+
+    name: Literal[tuple(BUNDLED)]
+
+
+@register("csv")
+class Csv(Source):
+    """A CSV file with a header row; `target` names the label column (default: the last one)."""
+
+    name: Literal["csv"] = "csv"
+    positional: ClassVar = ("path",)
+    path: str
+    target: Optional[str] = None
+
+
+@register("npz")
+class Npz(Source):
+    name: Literal["npz"] = "npz"
+    positional: ClassVar = ("path",)
+    path: str
+    x: str = "x"
+    y: str = "y"
+
+
+@register("mnist")
+class Mnist(Source):
+    """MNIST from local files: IDX (optionally gzipped) or Keras' mnist.npz in a folder."""
+
+    name: Literal["mnist"] = "mnist"
+    positional: ClassVar = ("path",)
+    path: str
+
+
+SourceT = Annotated[Union[Bundled, Csv, Npz, Mnist], Field(discriminator="name")]
+
+
+class Split(Catalogued):
+    family: ClassVar[str] = "split"
+
+
+@register("holdout")
+class Holdout(Split):
+    """Seeded train/val/test split (fractions of the whole set); stratified on the labels when asked."""
+
+    kind: Literal["holdout"] = "holdout"
+    positional: ClassVar = ("val", "test")
+    val: float = Field(0.2, ge=0, lt=1)
+    test: float = Field(0.0, ge=0, lt=1)
+    stratify: bool = False
+
+
+@register("kfold")
+class KFold(Split):
+    kind: Literal["kfold"] = "kfold"
+    positional: ClassVar = ("k",)
+    k: int = Field(5, ge=2)
+    shuffle: bool = True
+    stratify: bool = False
+    test: float = Field(0.0, ge=0, lt=1)
+
+
+SplitT = Annotated[Union[Holdout, KFold], Field(discriminator="kind")]
+
+
+class Augment(Catalogued):
+    family: ClassVar[str] = "augment"
+
+
+@register("flip")
+class Flip(Augment):
+    name: Literal["flip"] = "flip"
+    horizontal: bool = True
+    vertical: bool = False
+
+
+@register("shift")
+class Shift(Augment):
+    name: Literal["shift"] = "shift"
+    positional: ClassVar = ("fraction",)
+    fraction: float = Field(0.1, gt=0, lt=1)
+
+
+@register("crop")
+class Crop(Augment):
+    name: Literal["crop"] = "crop"
+    positional: ClassVar = ("size", "padding")
+    size: int = Field(gt=0)
+    padding: int = Field(0, ge=0)
+
+
+AugmentT = Annotated[Union[Flip, Shift, Crop], Field(discriminator="name")]
+
+
+class Data(IRNode):
+    source: SourceT
+    normalize: Literal["standard", "minmax", "none"] = "none"
+    split: SplitT = Holdout()
+    augment: list[AugmentT] = Field(default_factory=list)
+    aliases: ClassVar = {}
+
+
+# ---------------------------------------------------------------------------------------------------- spec
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    """One layer in traversal order with its shapes and weights (the summary and the backends use this)."""
+
+    index: int
+    layer: Layer
+    in_shape: Shape
+    out_shape: Shape
+    weights: list[WeightSpec]
+    depth: int
+
+
+class Spec(IRNode):
+    name: str
+    seed: int = 0
+    dtype: Literal["float32", "float64"] = "float32"
+    data: Optional[Data] = None
+    input: tuple[int, ...]
+    layers: list[LayerT]
+    loss: LossT
+    metrics: list[MetricT] = Field(default_factory=list)
+    optimizer: OptimizerT
+    schedule: Optional[ScheduleT] = None
+    train: Train = Train()
+    search: Optional[Search] = None
+    search_spaces: list[SearchSpace] = Field(default_factory=list)
+
+    def walk(self) -> Iterator[LayerInfo]:
+        """Every layer (residual bodies included) with shapes; raises ShapeError naming the bad layer."""
+        counter = [0]
+
+        def go(layers, shape, depth):
+            for layer in layers:
+                idx = counter[0]
+                counter[0] += 1
+                try:
+                    out = layer.out_shape(shape)
+                    weights = layer.weights(shape)
+                except ShapeError as e:
+                    e.layer = layer
+                    raise
+                yield LayerInfo(idx, layer, shape, out, weights, depth)
+                if isinstance(layer, Residual):
+                    inner = shape
+                    for info in go(layer.body, shape, depth + 1):
+                        inner = info.out_shape if info.depth == depth + 1 else inner
+                        yield info
+                    if inner != shape:
+                        err = ShapeError(
+                            f"residual body changes the shape {shape} to {inner}; the sum needs equal shapes "
+                            "(a projection is not added implicitly)")
+                        err.layer = layer
+                        raise err
+                shape = out
+
+        yield from go(self.layers, tuple(self.input), 0)
+
+    def output_shape(self) -> Shape:
+        shape = tuple(self.input)
+        for info in self.walk():
+            if info.depth == 0:
+                shape = info.out_shape
+        return shape
+
+    def param_counts(self) -> tuple[int, int]:
+        """(trainable, non-trainable), as Keras counts them."""
+        t = n = 0
+        for info in self.walk():
+            for w in info.weights:
+                if w.trainable:
+                    t += math.prod(w.shape)
+                else:
+                    n += math.prod(w.shape)
+        return t, n
+
+
+__all__ = ["Spec", "Data", "EarlyStopping", "LayerInfo", "BUNDLED"]

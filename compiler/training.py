@@ -1,0 +1,326 @@
+"""Optimizers, schedules, losses, metrics and training settings: parameters, defaults, formulas.
+
+Keras' definitions are the reference (shared/EQUIVALENCE.md); backends reproduce them exactly.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, ClassVar, Literal, Optional, Union
+
+from pydantic import Field, model_validator
+
+from .catalog import Catalogued, IRNode, register
+
+# --------------------------------------------------------------------------------------------- optimizers
+
+
+class Optimizer(Catalogued):
+    family: ClassVar[str] = "optimizer"
+    aliases: ClassVar = {"lr": "learning_rate"}
+    positional: ClassVar = ("learning_rate",)
+    learning_rate: float = Field(0.001, gt=0)
+    clipnorm: Optional[float] = Field(None, gt=0)
+    clipvalue: Optional[float] = Field(None, gt=0)
+    global_clipnorm: Optional[float] = Field(None, gt=0)
+    weight_decay: Optional[float] = Field(None, ge=0)
+
+    @model_validator(mode="after")
+    def _one_clip(self):
+        if sum(x is not None for x in (self.clipnorm, self.clipvalue, self.global_clipnorm)) > 1:
+            raise ValueError("only one of clipnorm, clipvalue and global_clipnorm may be set")
+        return self
+
+
+@register("SGD")
+class SGD(Optimizer):
+    """v = momentum·v − lr·g; w += v (nesterov: w += momentum·v − lr·g). lr folded into v, as Keras does."""
+
+    kind: Literal["SGD"] = "SGD"
+    learning_rate: float = Field(0.01, gt=0)
+    momentum: float = Field(0.0, ge=0, lt=1)
+    nesterov: bool = False
+
+
+@register("RMSprop")
+class RMSprop(Optimizer):
+    """v = ρv + (1−ρ)g²; w −= lr·g/√(v + ε) (ε inside the root, Keras' form)."""
+
+    kind: Literal["RMSprop"] = "RMSprop"
+    rho: float = Field(0.9, gt=0, lt=1)
+    momentum: float = Field(0.0, ge=0, lt=1)
+    epsilon: float = Field(1e-7, gt=0)
+    centered: bool = False
+
+
+@register("Adam")
+class Adam(Optimizer):
+    """Keras' Adam: ε added to the uncorrected √v, bias corrections computed in the variable dtype."""
+
+    kind: Literal["Adam"] = "Adam"
+    beta_1: float = Field(0.9, gt=0, lt=1)
+    beta_2: float = Field(0.999, gt=0, lt=1)
+    epsilon: float = Field(1e-7, gt=0)
+    amsgrad: bool = False
+
+
+@register("AdamW")
+class AdamW(Adam):
+    kind: Literal["AdamW"] = "AdamW"
+    weight_decay: Optional[float] = Field(0.004, ge=0)
+
+
+@register("Adagrad")
+class Adagrad(Optimizer):
+    kind: Literal["Adagrad"] = "Adagrad"
+    initial_accumulator_value: float = Field(0.1, ge=0)
+    epsilon: float = Field(1e-7, gt=0)
+
+
+@register("Adadelta")
+class Adadelta(Optimizer):
+    kind: Literal["Adadelta"] = "Adadelta"
+    rho: float = Field(0.95, gt=0, lt=1)
+    epsilon: float = Field(1e-7, gt=0)
+
+
+@register("Nadam")
+class Nadam(Optimizer):
+    kind: Literal["Nadam"] = "Nadam"
+    beta_1: float = Field(0.9, gt=0, lt=1)
+    beta_2: float = Field(0.999, gt=0, lt=1)
+    epsilon: float = Field(1e-7, gt=0)
+
+
+OptimizerT = Annotated[Union[SGD, RMSprop, Adam, AdamW, Adagrad, Adadelta, Nadam], Field(discriminator="kind")]
+
+# ---------------------------------------------------------------------------------------------- schedules
+
+
+class Schedule(Catalogued):
+    """Per-epoch learning-rate rule; epochs count from 0; the lr used in epoch e is what `lr_at` gives."""
+
+    family: ClassVar[str] = "schedule"
+
+    def lr_at(self, epoch: int, base_lr: float) -> float:
+        return base_lr
+
+
+@register("step")
+class StepDecay(Schedule):
+    kind: Literal["step"] = "step"
+    positional: ClassVar = ("every", "factor")
+    every: int = Field(gt=0)
+    factor: float = Field(0.5, gt=0)
+
+    def lr_at(self, epoch, base_lr):
+        return base_lr * self.factor ** (epoch // self.every)
+
+
+@register("exponential")
+class ExponentialDecay(Schedule):
+    kind: Literal["exponential"] = "exponential"
+    positional: ClassVar = ("rate", "every")
+    rate: float = Field(gt=0)
+    every: int = Field(1, gt=0)
+
+    def lr_at(self, epoch, base_lr):
+        return base_lr * self.rate ** (epoch / self.every)
+
+
+@register("cosine")
+class CosineDecay(Schedule):
+    kind: Literal["cosine"] = "cosine"
+    positional: ClassVar = ("epochs",)
+    epochs: int = Field(gt=0)
+    min_lr: float = Field(0.0, ge=0)
+
+    def lr_at(self, epoch, base_lr):
+        e = min(epoch, self.epochs)
+        return self.min_lr + (base_lr - self.min_lr) * 0.5 * (1 + math.cos(math.pi * e / self.epochs))
+
+
+@register("plateau")
+class Plateau(Schedule):
+    """Keras ReduceLROnPlateau: after `patience` epochs without improvement by min_delta, lr·factor."""
+
+    kind: Literal["plateau"] = "plateau"
+    monitor: str = "val_loss"
+    factor: float = Field(0.1, gt=0, lt=1)
+    patience: int = Field(10, ge=0)
+    min_lr: float = Field(0.0, ge=0)
+    min_delta: float = Field(1e-4, ge=0)
+    cooldown: int = Field(0, ge=0)
+    mode: Literal["auto", "min", "max"] = "auto"
+
+
+@register("warmup")
+class Warmup(Schedule):
+    """Linear warm-up to the base lr over `epochs` (epoch e uses base·(e+1)/epochs), then `then` from epoch 0."""
+
+    kind: Literal["warmup"] = "warmup"
+    positional: ClassVar = ("epochs", "then")
+    epochs: int = Field(gt=0)
+    then: Optional[Annotated[Union[StepDecay, ExponentialDecay, CosineDecay], Field(discriminator="kind")]] = None
+
+    def lr_at(self, epoch, base_lr):
+        if epoch < self.epochs:
+            return base_lr * (epoch + 1) / self.epochs
+        return self.then.lr_at(epoch - self.epochs, base_lr) if self.then else base_lr
+
+
+ScheduleT = Annotated[Union[StepDecay, ExponentialDecay, CosineDecay, Plateau, Warmup], Field(discriminator="kind")]
+
+# ------------------------------------------------------------------------------------------ losses, metrics
+
+
+class Loss(Catalogued):
+    """Mean over the batch of the per-sample loss. Crossentropies are computed from the logits of a softmax or
+    sigmoid output layer (log-softmax / log-sigmoid: no clipping), the exact counterpart of Keras' fused path."""
+
+    family: ClassVar[str] = "loss"
+    task: ClassVar[str] = "regression"  # "categorical" | "binary" | "regression"
+    targets: ClassVar[str] = "float"  # "onehot" | "int" | "float"
+    output_activation: ClassVar[str | None] = None  # the activation the last layer must end in
+
+
+@register("categorical_crossentropy", "categorical_cross_entropy")
+class CategoricalCrossentropy(Loss):
+    name: Literal["categorical_crossentropy"] = "categorical_crossentropy"
+    task: ClassVar = "categorical"
+    targets: ClassVar = "onehot"
+    output_activation: ClassVar = "softmax"
+
+
+@register("sparse_categorical_crossentropy")
+class SparseCategoricalCrossentropy(Loss):
+    name: Literal["sparse_categorical_crossentropy"] = "sparse_categorical_crossentropy"
+    task: ClassVar = "categorical"
+    targets: ClassVar = "int"
+    output_activation: ClassVar = "softmax"
+
+
+@register("binary_crossentropy")
+class BinaryCrossentropy(Loss):
+    name: Literal["binary_crossentropy"] = "binary_crossentropy"
+    task: ClassVar = "binary"
+    output_activation: ClassVar = "sigmoid"
+
+
+@register("mse", "mean_squared_error")
+class MSE(Loss):
+    name: Literal["mse"] = "mse"
+
+
+@register("mae", "mean_absolute_error")
+class MAE(Loss):
+    name: Literal["mae"] = "mae"
+
+
+@register("huber")
+class Huber(Loss):
+    name: Literal["huber"] = "huber"
+    positional: ClassVar = ("delta",)
+    delta: float = Field(1.0, gt=0)
+
+
+LossT = Annotated[Union[CategoricalCrossentropy, SparseCategoricalCrossentropy, BinaryCrossentropy, MSE, MAE, Huber],
+                  Field(discriminator="name")]
+
+
+class Metric(Catalogued):
+    """Metrics are computed once, in numpy, from statistics each backend accumulates on its device: a confusion
+    matrix for classification, sums of squared and absolute errors for regression (dlc/metrics.py)."""
+
+    family: ClassVar[str] = "metric"
+    tasks: ClassVar[tuple[str, ...]] = ("categorical", "binary")
+
+
+@register("accuracy", "acc")
+class Accuracy(Metric):
+    name: Literal["accuracy"] = "accuracy"
+
+
+@register("precision")
+class Precision(Metric):
+    """Binary: of the positive class. Multi-class: macro average over classes."""
+
+    name: Literal["precision"] = "precision"
+
+
+@register("recall")
+class Recall(Metric):
+    """Binary: of the positive class. Multi-class: macro average over classes."""
+
+    name: Literal["recall"] = "recall"
+
+
+@register("f1")
+class F1(Metric):
+    """Binary: of the positive class. Multi-class: macro average of per-class F1."""
+
+    name: Literal["f1"] = "f1"
+
+
+@register("mse")
+class MSEMetric(Metric):
+    name: Literal["mse"] = "mse"
+    tasks: ClassVar = ("regression",)
+
+
+@register("mae")
+class MAEMetric(Metric):
+    name: Literal["mae"] = "mae"
+    tasks: ClassVar = ("regression",)
+
+
+MetricT = Annotated[Union[Accuracy, Precision, Recall, F1, MSEMetric, MAEMetric], Field(discriminator="name")]
+
+# ----------------------------------------------------------------------------------------------- training
+
+
+class EarlyStopping(IRNode):
+    """Keras EarlyStopping; restore_best restores the best epoch's weights at the end of training."""
+
+    monitor: str = "val_loss"
+    patience: int = Field(0, ge=0)
+    min_delta: float = Field(0.0, ge=0)
+    restore_best: bool = False
+    mode: Literal["auto", "min", "max"] = "auto"
+    aliases: ClassVar = {"restore_best_weights": "restore_best"}
+
+
+class Train(IRNode):
+    epochs: int = Field(1, gt=0)
+    batch_size: int = Field(32, gt=0)
+    shuffle: bool = True
+    early_stopping: Optional[EarlyStopping] = None
+    aliases: ClassVar = {}
+
+
+# ------------------------------------------------------------------------------------------------- search
+
+
+class Objective(IRNode):
+    direction: Literal["minimize", "maximize"] = "minimize"
+    metric: str = "val_loss"
+
+
+class Search(IRNode):
+    method: Literal["grid", "random", "tpe"] = "tpe"
+    trials: int = Field(20, gt=0)
+    objective: Objective = Objective()
+    prune: Literal["median", "none"] = "none"
+    storage: Optional[str] = None
+    aliases: ClassVar = {}
+
+
+class SearchSpace(IRNode):
+    """One searchable argument: where it sits in the spec and what it may take."""
+
+    kind: Literal["choice", "uniform", "loguniform", "int_uniform"]
+    path: str
+    options: list[Union[int, float, str, bool]] = Field(default_factory=list)
+    low: Optional[float] = None
+    high: Optional[float] = None
+    at: tuple[int, int]

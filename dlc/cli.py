@@ -1,0 +1,108 @@
+"""The `dlc` command line. Spec errors exit 2, training failures exit 1, never with a traceback."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+EXIT_SPEC = 2
+EXIT_RUNTIME = 1
+
+
+def _compile(path: str, show_warnings: bool = True):
+    from .compiler import compile_file
+
+    result = compile_file(path)
+    if result.diagnostics.items and (show_warnings or result.diagnostics.errors):
+        print(result.render(errors_only=not show_warnings), file=sys.stderr)
+    return result
+
+
+def cmd_check(args) -> int:
+    from .compiler.summary import summary_text
+
+    status = 0
+    for path in args.specs:
+        result = _compile(path)
+        if not result.ok:
+            n = len(result.diagnostics.errors)
+            print(f"{path}: {n} error{'s' if n != 1 else ''}", file=sys.stderr)
+            status = EXIT_SPEC
+            continue
+        if not args.quiet:
+            print(summary_text(result.spec))
+            print()
+        print(f"{path}: ok")
+    return status
+
+
+def cmd_compile(args) -> int:
+    result = _compile(args.spec)
+    if not result.ok:
+        return EXIT_SPEC
+    if args.emit == "ir":
+        print(result.spec.model_dump_json(indent=2))
+        return 0
+    print(f"dlc compile: --emit {args.emit} is not supported yet (only 'ir')", file=sys.stderr)
+    return EXIT_SPEC
+
+
+def cmd_schema(args) -> int:
+    from .compiler.spec import Spec
+
+    print(json.dumps(Spec.model_json_schema(), indent=2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="dlc", description="Compile and train .dlspec model specs on Keras or PyTorch.")
+    p.add_argument("--version", action="version", version=f"dlc {__import__('dlc').__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    c = sub.add_parser("check", help="validate specs and print a summary")
+    c.add_argument("specs", nargs="+")
+    c.add_argument("-q", "--quiet", action="store_true", help="no summary, just ok or the errors")
+    c.set_defaults(func=cmd_check)
+
+    c = sub.add_parser("compile", help="print the validated IR")
+    c.add_argument("spec")
+    c.add_argument("--emit", default="ir", choices=["ir", "keras", "torch"])
+    c.set_defaults(func=cmd_compile)
+
+    c = sub.add_parser("schema", help="print the IR's JSON Schema")
+    c.set_defaults(func=cmd_schema)
+
+    c = sub.add_parser("run", help="train a spec")
+    c.add_argument("spec")
+    c.add_argument("--backend", choices=["torch", "keras"], default="torch")
+    c.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    c.add_argument("--out", help="run directory (default: a fresh one under runs/)")
+    c.add_argument("--epochs", type=int)
+    c.add_argument("--seed", type=int)
+    c.add_argument("--dtype", choices=["float32", "float64"])
+    c.add_argument("--quiet", action="store_true", help="no progress display")
+    c.set_defaults(func=lambda a: __import__("dlc.run_cmd", fromlist=["main"]).main(a))
+
+    c = sub.add_parser("compare", help="train on both backends and compare step for step")
+    c.add_argument("spec")
+    c.add_argument("--steps", type=int, default=50)
+    c.add_argument("--dtype", choices=["float32", "float64"], default="float64")
+    c.add_argument("--json", action="store_true")
+    c.add_argument("--seed", type=int)
+    c.set_defaults(func=lambda a: __import__("dlc.compare", fromlist=["main"]).main(a))
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        print("dlc: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
