@@ -1,0 +1,36 @@
+"""Backends lower the IR to a framework. Only this package imports TensorFlow/Keras or PyTorch, and only when
+a backend is asked for by name."""
+
+from __future__ import annotations
+
+import importlib
+
+BACKENDS = ("torch", "keras")
+
+
+class LoweringMissing(Exception):
+    """An IR item this backend cannot lower yet; names the item, the backend and the spec position."""
+
+    def __init__(self, item: str, backend: str, at: tuple[int, int] | None = None, why: str = "not supported yet"):
+        self.item, self.backend, self.at = item, backend, at
+        where = f" (line {at[0]}, column {at[1]})" if at else ""
+        super().__init__(f"{item}{where} is {why} on the {backend} backend")
+
+
+class BackendUnavailable(Exception):
+    """The framework for a backend is not installed."""
+
+
+def session_class(name: str):
+    """The backend's Session class (imports the framework)."""
+    if name not in BACKENDS:
+        raise ValueError(f"unknown backend '{name}' (known: {', '.join(BACKENDS)})")
+    try:
+        mod = importlib.import_module(f"dlc.backends.{name}.session")
+    except ImportError as e:
+        missing = "torch" if name == "torch" else "tensorflow"
+        if missing in str(e) or "keras" in str(e):
+            raise BackendUnavailable(
+                f"the {name} backend needs {missing}: pip install 'dlc[{name}]'") from None
+        raise
+    return mod.Session

@@ -1,0 +1,230 @@
+"""IR layers → torch modules, one `lower_<kind>` each. Activations flow channels-last (Keras' layout); convolution
+and pooling modules permute to channels-first internally, so Flatten, Dropout masks and BatchNorm need no layout
+bookkeeping. Parameters are stored in the layout that makes the weight exchange with the IR a plain copy or a
+fixed transpose (see `to_torch` / `from_torch`)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dlc.backends import LoweringMissing
+from dlc.compiler import layers as L
+from dlc.compiler.spec import LayerInfo
+from dlc.rng import dropout_base, dropout_threshold, fmix32
+
+BACKEND = "torch"
+
+
+def activation(act) -> callable:
+    name = act.name
+    simple = {
+        "linear": lambda x: x,
+        "sigmoid": torch.sigmoid,
+        "hard_sigmoid": lambda x: F.relu6(x + 3.0) / 6.0,
+        "tanh": torch.tanh,
+        "relu": F.relu,
+        "relu6": F.relu6,
+        "selu": F.selu,
+        "gelu": lambda x: F.gelu(x, approximate="none"),
+        "swish": F.silu,
+        "softplus": F.softplus,
+        "softsign": F.softsign,
+        "softmax": lambda x: torch.softmax(x, dim=-1),
+    }
+    if name in simple:
+        return simple[name]
+    if name == "leaky_relu":
+        return lambda x, a=act.alpha: F.leaky_relu(x, a)
+    if name == "elu":
+        return lambda x, a=act.alpha: F.elu(x, a)
+    raise LoweringMissing(f"activation '{name}'", BACKEND)
+
+
+class StepCounter:
+    """The global optimizer step, a device tensor shared by every dropout module (no host sync)."""
+
+    def __init__(self, device):
+        self.value = torch.zeros((), dtype=torch.int64, device=device)
+
+
+class Act(nn.Module):
+    def __init__(self, fn):
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, x):
+        return self.fn(x)
+
+
+class DenseT(nn.Module):
+    """y = act(x @ kernel + bias), kernel kept as Keras' [in, out]."""
+
+    def __init__(self, layer: L.Dense, info: LayerInfo, fuse_out: bool):
+        super().__init__()
+        n_in = info.in_shape[-1]
+        units = info.weights[0].shape[1]
+        self.kernel = nn.Parameter(torch.empty(n_in, units))
+        self.bias = nn.Parameter(torch.empty(units)) if layer.use_bias else None
+        self.act = activation(L.LINEAR if fuse_out else layer.activation)
+
+    def forward(self, x):
+        y = x @ self.kernel
+        if self.bias is not None:
+            y = y + self.bias
+        return self.act(y)
+
+
+class Conv2DT(nn.Module):
+    """Keras Conv2D in NHWC; TF's 'same' padding (extra on the bottom/right) reproduced with an explicit pad."""
+
+    def __init__(self, layer: L.Conv2D, info: LayerInfo, fuse_out: bool):
+        super().__init__()
+        (kh, kw), (sh, sw) = layer._ks()
+        cin = info.in_shape[-1]
+        self.weight = nn.Parameter(torch.empty(layer.filters, cin, kh, kw))  # OIHW
+        self.bias = nn.Parameter(torch.empty(layer.filters)) if layer.use_bias else None
+        self.stride = (sh, sw)
+        self.pad = None
+        if layer.padding == "same":
+            ph = _same_pad(info.in_shape[0], kh, sh)
+            pw = _same_pad(info.in_shape[1], kw, sw)
+            self.pad = (pw[0], pw[1], ph[0], ph[1])
+        self.act = activation(L.LINEAR if fuse_out else layer.activation)
+
+    def forward(self, x):
+        x = x.permute(0, 3, 1, 2)
+        if self.pad is not None and any(self.pad):
+            x = F.pad(x, self.pad)
+        y = F.conv2d(x, self.weight, self.bias, self.stride)
+        return self.act(y.permute(0, 2, 3, 1))
+
+
+def _same_pad(n: int, k: int, s: int) -> tuple[int, int]:
+    out = -(-n // s)
+    total = max((out - 1) * s + k - n, 0)
+    return total // 2, total - total // 2
+
+
+class MaxPool2DT(nn.Module):
+    def __init__(self, layer: L.MaxPool2D, info: LayerInfo):
+        super().__init__()
+        ps, ss = layer._ps()
+        self.k, self.s = ps, ss
+        self.pad = None
+        if layer.padding == "same":
+            ph = _same_pad(info.in_shape[0], ps[0], ss[0])
+            pw = _same_pad(info.in_shape[1], ps[1], ss[1])
+            self.pad = (pw[0], pw[1], ph[0], ph[1])
+
+    def forward(self, x):
+        x = x.permute(0, 3, 1, 2)
+        if self.pad is not None and any(self.pad):
+            x = F.pad(x, self.pad, value=-math.inf)
+        return F.max_pool2d(x, self.k, self.s).permute(0, 2, 3, 1)
+
+
+class FlattenT(nn.Module):
+    def forward(self, x):
+        return x.reshape(x.shape[0], -1)
+
+
+class DropoutT(nn.Module):
+    """Inverted dropout with dlc's hash masks: keep where fmix32(i ^ fmix32(base ^ step)) >> 8 >= threshold."""
+
+    def __init__(self, layer: L.Dropout, info: LayerInfo, seed: int, counter: StepCounter):
+        super().__init__()
+        self.rate = layer.rate
+        self.base = dropout_base(seed, info.index)
+        self.threshold = dropout_threshold(layer.rate)
+        self.scale = 1.0 / (1.0 - layer.rate)
+        self.counter = counter
+        self._idx = None
+
+    def forward(self, x):
+        if not self.training or self.rate == 0:
+            return x
+        n = x.numel()
+        if self._idx is None or self._idx.numel() != n or self._idx.device != x.device:
+            self._idx = torch.arange(n, dtype=torch.int64, device=x.device) & 0xFFFFFFFF
+        key = fmix32(self.base ^ (self.counter.value & 0xFFFFFFFF))
+        keep = (fmix32(self._idx ^ key) >> 8) >= self.threshold
+        return torch.where(keep.view(x.shape), x * self.scale, torch.zeros((), dtype=x.dtype, device=x.device))
+
+
+class BatchNormT(nn.Module):
+    """Keras BatchNormalization: biased batch variance, momentum on the old value, eps 1e-3 by default."""
+
+    def __init__(self, layer: L.BatchNorm, info: LayerInfo):
+        super().__init__()
+        c = info.in_shape[-1]
+        self.gamma = nn.Parameter(torch.empty(c)) if layer.scale else None
+        self.beta = nn.Parameter(torch.empty(c)) if layer.center else None
+        self.register_buffer("moving_mean", torch.empty(c))
+        self.register_buffer("moving_variance", torch.empty(c))
+        self.momentum = layer.momentum
+        self.eps = layer.epsilon
+
+    def forward(self, x):
+        if self.training:
+            dims = tuple(range(x.dim() - 1))
+            mean = x.mean(dim=dims)
+            var = ((x - mean.detach()) ** 2).mean(dim=dims)
+            with torch.no_grad():
+                m = self.momentum
+                self.moving_mean.mul_(m).add_(mean.detach() * (1 - m))
+                self.moving_variance.mul_(m).add_(var.detach() * (1 - m))
+        else:
+            mean, var = self.moving_mean, self.moving_variance
+        inv = torch.rsqrt(var + self.eps)
+        if self.gamma is not None:
+            inv = inv * self.gamma
+        shift = -mean * inv
+        if self.beta is not None:
+            shift = self.beta + shift
+        return x * inv + shift
+
+
+def lower(info: LayerInfo, seed: int, counter: StepCounter, fuse_out: bool) -> nn.Module:
+    """The torch module for one IR layer; `fuse_out`: the last layer's activation is left to the loss."""
+    layer = info.layer
+    kind = layer.kind
+    if kind == "Dense":
+        return DenseT(layer, info, fuse_out)
+    if kind == "Conv2D":
+        return Conv2DT(layer, info, fuse_out)
+    if kind == "MaxPool2D":
+        return MaxPool2DT(layer, info)
+    if kind == "Flatten":
+        return FlattenT()
+    if kind == "Dropout":
+        return DropoutT(layer, info, seed, counter)
+    if kind == "Activation":
+        return Act(activation(L.LINEAR if fuse_out else layer.activation))
+    if kind == "Softmax":
+        return Act(activation(L.LINEAR) if fuse_out else (lambda x, a=layer.axis: torch.softmax(x, dim=a)))
+    if kind == "BatchNorm":
+        return BatchNormT(layer, info)
+    raise LoweringMissing(f"layer {kind}", BACKEND, layer.at)
+
+
+# weight exchange: IR canonical (Keras) layout <-> torch parameter layout
+def to_torch(kind: str, wname: str, arr):
+    if kind == "Conv2D" and wname == "kernel":
+        return arr.transpose(3, 2, 0, 1)  # HWIO -> OIHW
+    return arr
+
+
+def from_torch(kind: str, wname: str, arr):
+    if kind == "Conv2D" and wname == "kernel":
+        return arr.transpose(2, 3, 1, 0)  # OIHW -> HWIO
+    return arr
+
+
+def tensor_for(module: nn.Module, kind: str, wname: str) -> torch.Tensor:
+    if kind == "Conv2D" and wname == "kernel":
+        return module.weight
+    return getattr(module, wname)

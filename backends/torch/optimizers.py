@@ -1,0 +1,146 @@
+"""Keras' optimizer update rules, operation for operation, on torch tensors.
+
+Stock torch optimizers differ from Keras (eps placement in Adam and RMSprop, lr folded into SGD's velocity,
+float32 bias corrections): see shared/EQUIVALENCE.md. Each class mirrors `update_step` of keras/src/optimizers.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from dlc.backends import LoweringMissing
+
+
+class KerasOptimizer:
+    def __init__(self, params: list[torch.nn.Parameter], ir):
+        self.params = params
+        self.ir = ir
+        self.lr = float(ir.learning_rate)
+        self.iterations = 0
+        self.dtype = params[0].dtype if params else torch.float32
+        self.state = [self.init_state(p) for p in params]
+
+    def init_state(self, p) -> dict:
+        return {}
+
+    def const(self, x: float) -> torch.Tensor:
+        """A Python constant as Keras casts it: `ops.cast(float, dtype)` goes through float32."""
+        return torch.tensor(float(torch.tensor(x, dtype=torch.float32)), dtype=self.dtype, device=self.params[0].device)
+
+    def _clip(self, grads):
+        ir = self.ir
+        if ir.clipnorm:
+            out = []
+            for g in grads:
+                l2sum = (g * g).sum()
+                l2norm = torch.where(l2sum > 0, torch.sqrt(torch.where(l2sum > 0, l2sum, torch.ones_like(l2sum))),
+                                     l2sum)
+                out.append(g * ir.clipnorm / torch.clamp(l2norm, min=ir.clipnorm))
+            return out
+        if ir.global_clipnorm:
+            norm = torch.sqrt(sum((g * g).sum() for g in grads))
+            scale = ir.global_clipnorm / torch.maximum(norm, torch.tensor(ir.global_clipnorm, dtype=norm.dtype,
+                                                                             device=norm.device))
+            return [g * scale for g in grads]
+        if ir.clipvalue:
+            return [torch.clamp(g, -ir.clipvalue, ir.clipvalue) for g in grads]
+        return grads
+
+    @torch.no_grad()
+    def step(self):
+        grads = [p.grad for p in self.params]
+        grads = self._clip(grads)
+        lr = torch.tensor(self.lr, dtype=self.dtype, device=self.params[0].device)
+        if self.ir.weight_decay:
+            wd = lr * self.ir.weight_decay
+            for p in self.params:
+                p.sub_(p * wd)
+        for p, g, s in zip(self.params, grads, self.state):
+            self.update(p, g, s, lr)
+        self.iterations += 1
+
+    def update(self, p, g, s, lr):  # pragma: no cover
+        raise NotImplementedError
+
+    def zero_grad(self):
+        for p in self.params:
+            p.grad = None
+
+
+class SGD(KerasOptimizer):
+    def init_state(self, p):
+        return {"m": torch.zeros_like(p)} if self.ir.momentum else {}
+
+    def update(self, p, g, s, lr):
+        if "m" not in s:
+            p.sub_(g * lr)
+            return
+        momentum = self.const(self.ir.momentum)
+        m = s["m"]
+        m.copy_(m * momentum - g * lr)
+        if self.ir.nesterov:
+            p.add_(m * momentum - g * lr)
+        else:
+            p.add_(m)
+
+
+class RMSprop(KerasOptimizer):
+    def init_state(self, p):
+        s = {"v": torch.zeros_like(p)}
+        if self.ir.momentum:
+            s["m"] = torch.zeros_like(p)
+        if self.ir.centered:
+            s["a"] = torch.zeros_like(p)
+        return s
+
+    def update(self, p, g, s, lr):
+        rho = self.ir.rho
+        v = s["v"]
+        v.copy_(rho * v + (1 - rho) * (g * g))
+        if self.ir.centered:
+            a = s["a"]
+            a.copy_(rho * a + (1 - rho) * g)
+            denom = v - a * a + self.ir.epsilon
+        else:
+            denom = v + self.ir.epsilon
+        inc = (lr * g) / torch.sqrt(denom)
+        if "m" in s:
+            m = s["m"]
+            m.copy_(self.ir.momentum * m + inc)
+            p.sub_(m)
+        else:
+            p.sub_(inc)
+
+
+class Adam(KerasOptimizer):
+    def init_state(self, p):
+        s = {"m": torch.zeros_like(p), "v": torch.zeros_like(p)}
+        if self.ir.amsgrad:
+            s["vhat"] = torch.zeros_like(p)
+        return s
+
+    def step(self):
+        t = torch.tensor(float(self.iterations + 1), dtype=self.dtype, device=self.params[0].device)
+        self._b1p = torch.pow(self.const(self.ir.beta_1), t)
+        self._b2p = torch.pow(self.const(self.ir.beta_2), t)
+        super().step()
+
+    def update(self, p, g, s, lr):
+        alpha = lr * torch.sqrt(1 - self._b2p) / (1 - self._b1p)
+        m, v = s["m"], s["v"]
+        m.add_((g - m) * (1 - self.ir.beta_1))
+        v.add_((g * g - v) * (1 - self.ir.beta_2))
+        if "vhat" in s:
+            s["vhat"].copy_(torch.maximum(s["vhat"], v))
+            v = s["vhat"]
+        p.sub_((m * alpha) / (torch.sqrt(v) + self.ir.epsilon))
+
+
+OPTIMIZERS = {"SGD": SGD, "RMSprop": RMSprop, "Adam": Adam}
+
+
+def make(params, ir) -> KerasOptimizer:
+    cls = OPTIMIZERS.get(ir.kind)
+    if cls is None:
+        raise LoweringMissing(f"optimizer {ir.kind}", "torch")
+    return cls(params, ir)

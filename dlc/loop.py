@@ -1,0 +1,146 @@
+"""The one training contract both backends follow: epochs, seeded shuffles, lr per epoch, validation, plateau,
+early stopping, NaN detection and the history. Backend-neutral: a backend only runs steps and evaluations."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from . import metrics as M
+from .compiler.spec import Spec
+from .data import Dataset
+from .rng import epoch_permutation
+
+
+class TrainingFailed(Exception):
+    """Training cannot go on (a non-finite loss, ...): one line for the user; the history so far is kept."""
+
+
+@dataclass
+class History:
+    rows: list[dict] = field(default_factory=list)
+    stopped_early: bool = False
+    best_epoch: int | None = None
+    restored_best: bool = False
+    failure: str | None = None
+
+
+def _improved(current: float, best: float, mode: str, monitor: str, min_delta: float) -> bool:
+    if mode == "auto":
+        mode = "max" if any(k in monitor for k in ("acc", "precision", "recall", "f1")) else "min"
+    if mode == "min":
+        return current < best - min_delta
+    return current > best + min_delta
+
+
+class _Plateau:
+    """Keras ReduceLROnPlateau, step for step."""
+
+    def __init__(self, sched):
+        self.s = sched
+        self.best = math.inf if self._mode() == "min" else -math.inf
+        self.wait = 0
+        self.cooldown = 0
+
+    def _mode(self):
+        m = self.s.mode
+        if m == "auto":
+            return "max" if "acc" in self.s.monitor else "min"
+        return m
+
+    def update(self, current: float, lr: float) -> float:
+        if self.cooldown > 0:
+            self.cooldown -= 1
+            self.wait = 0
+        better = current < self.best - self.s.min_delta if self._mode() == "min" \
+            else current > self.best + self.s.min_delta
+        if better:
+            self.best = current
+            self.wait = 0
+        elif self.cooldown <= 0:
+            self.wait += 1
+            if self.wait >= self.s.patience and lr > self.s.min_lr:
+                lr = max(lr * self.s.factor, self.s.min_lr)
+                self.cooldown = self.s.cooldown
+                self.wait = 0
+        return lr
+
+
+def evaluate(session, spec: Spec, handle, num_classes: int | None, batch_size: int) -> dict[str, float]:
+    loss, stats = session.evaluate(handle, batch_size)
+    out = {"loss": float(loss)}
+    out.update(M.compute([m.name for m in spec.metrics], type(spec.loss).task, stats))
+    return out
+
+
+def train(session, spec: Spec, data: Dataset, epochs: int | None = None,
+          on_epoch: Callable[[dict], None] | None = None,
+          on_progress: Callable[[int, int, int], None] | None = None) -> History:
+    """Train `session` on `data` as the spec says; returns the history (also on failure, with .failure set)."""
+    epochs = epochs or spec.train.epochs
+    bs = spec.train.batch_size
+    task = type(spec.loss).task
+    names = [m.name for m in spec.metrics]
+    base_lr = spec.optimizer.learning_rate
+    train_h = session.load_data(data.train.x, data.train.y)
+    val_h = session.load_data(data.val.x, data.val.y) if data.val is not None else None
+    hist = History()
+    plateau = _Plateau(spec.schedule) if spec.schedule is not None and spec.schedule.kind == "plateau" else None
+    es = spec.train.early_stopping
+    es_best = math.inf if es is None or _improved(0, 1, es.mode, es.monitor, 0) else -math.inf
+    es_wait = 0
+    best_weights = None
+    lr = base_lr
+    n = len(data.train.x)
+    for epoch in range(epochs):
+        if spec.schedule is not None and plateau is None:
+            lr = spec.schedule.lr_at(epoch, base_lr)
+        session.set_lr(lr)
+        perm = epoch_permutation(spec.seed, epoch, n, spec.train.shuffle)
+        t0 = time.perf_counter()
+        losses, stats, sizes = session.train_epoch(
+            train_h, perm, bs,
+            (lambda done, total, e=epoch: on_progress(e, done, total)) if on_progress else None)
+        elapsed = time.perf_counter() - t0
+        bad = np.flatnonzero(~np.isfinite(losses))
+        if bad.size:
+            step = int(bad[0])
+            hist.failure = (
+                f"loss became {'nan' if np.isnan(losses[step]) else 'inf'} at epoch {epoch + 1}, step {step + 1} "
+                f"(learning rate {lr:g}); try a smaller learning rate, e.g. 0.1 or 0.01 of it")
+            raise TrainingFailed(hist.failure)
+        row = {"epoch": epoch + 1, "loss": float(np.sum(losses * sizes) / np.sum(sizes))}
+        row.update(M.compute(names, task, stats))
+        if val_h is not None:
+            for k, v in evaluate(session, spec, val_h, data.num_classes, bs).items():
+                row[f"val_{k}"] = v
+        row["lr"] = float(lr)
+        row["time_s"] = elapsed
+        row["samples_per_s"] = n / elapsed if elapsed > 0 else float("nan")
+        hist.rows.append(row)
+        if on_epoch:
+            on_epoch(row)
+        if plateau is not None:
+            lr = plateau.update(row.get(spec.schedule.monitor, row["loss"]), lr)
+        if es is not None:
+            current = row.get(es.monitor)
+            if current is None:
+                raise TrainingFailed(f"early_stopping monitors '{es.monitor}', which this run does not compute")
+            es_wait += 1
+            if _improved(current, es_best, es.mode, es.monitor, es.min_delta):
+                es_best = current
+                hist.best_epoch = epoch + 1
+                es_wait = 0
+                if es.restore_best:
+                    best_weights = session.get_weights()
+            elif es_wait >= es.patience and epoch > 0:
+                hist.stopped_early = True
+                break
+    if es is not None and es.restore_best and best_weights is not None:
+        session.set_weights(best_weights)
+        hist.restored_best = True
+    return hist

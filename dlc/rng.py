@@ -1,0 +1,66 @@
+"""dlc's own randomness: every draw comes from the spec's seed, never from a framework's RNG.
+
+- initial weights: numpy Generators keyed by (seed, layer index, weight index), drawn in float64;
+- epoch shuffles: numpy permutations keyed by (seed, epoch);
+- dropout masks: a counter-based hash ("lowbias32") of (seed, layer, step, element index), computed with the
+  same int64 operations in numpy, PyTorch and TensorFlow, so masks are bit-identical on every backend.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+M32 = 0xFFFFFFFF
+_C1, _C2 = 0x7FEB352D, 0x846CA68B
+GOLDEN = 0x9E3779B1
+
+STREAM_INIT, STREAM_SHUFFLE, STREAM_SPLIT, STREAM_AUGMENT = 1, 2, 3, 4
+
+
+def stream(seed: int, *keys: int) -> np.random.Generator:
+    return np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed & 0xFFFFFFFFFFFF, *keys])))
+
+
+def mul32(x, c: int):
+    """(x * c) mod 2^32 for 0 <= x < 2^32 in int64 arithmetic (the multiplicand split in 16-bit halves)."""
+    lo, hi = c & 0xFFFF, c >> 16
+    return (x * lo + (((x * hi) & 0xFFFF) << 16)) & M32
+
+
+def fmix32(x):
+    """lowbias32 finalizer; works on Python ints, numpy int64 arrays and torch/tf int64 tensors alike."""
+    x = x ^ (x >> 16)
+    x = mul32(x, _C1)
+    x = x ^ (x >> 15)
+    x = mul32(x, _C2)
+    return x ^ (x >> 16)
+
+
+def dropout_base(seed: int, layer_index: int) -> int:
+    """Per-layer constant, hashed on the host; the per-step key is fmix32(base ^ step)."""
+    return fmix32(fmix32(seed & M32) ^ ((layer_index * GOLDEN) & M32))
+
+
+def dropout_threshold(rate: float) -> int:
+    """Keep an element where (hash >> 8) >= threshold, i.e. u = (hash >> 8)·2^-24 >= rate, in integers."""
+    return math.ceil(rate * (1 << 24))
+
+
+def dropout_keep_numpy(seed: int, layer_index: int, step: int, shape: tuple[int, ...], rate: float) -> np.ndarray:
+    """Reference mask in canonical (channels-last) element order."""
+    key = fmix32(dropout_base(seed, layer_index) ^ (step & M32))
+    idx = np.arange(math.prod(shape), dtype=np.int64) & M32
+    x = fmix32(idx ^ key)
+    return ((x >> 8) >= dropout_threshold(rate)).reshape(shape)
+
+
+def epoch_permutation(seed: int, epoch: int, n: int, shuffle: bool = True) -> np.ndarray:
+    if not shuffle:
+        return np.arange(n)
+    return stream(seed, STREAM_SHUFFLE, epoch).permutation(n)
+
+
+def batches(perm: np.ndarray, batch_size: int) -> list[np.ndarray]:
+    return [perm[i:i + batch_size] for i in range(0, len(perm), batch_size)]

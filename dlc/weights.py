@@ -1,0 +1,39 @@
+"""Initial weights in the IR's canonical (Keras) layout, drawn once in numpy from the spec's seed."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .compiler.layers import LSTM
+from .compiler.spec import Spec
+from .rng import STREAM_INIT, stream
+
+Weights = dict[str, dict[str, np.ndarray]]  # layer name -> weight name -> array (float64)
+
+
+def initial_weights(spec: Spec, seed: int | None = None) -> Weights:
+    seed = spec.seed if seed is None else seed
+    out: Weights = {}
+    for info in spec.walk():
+        layer_w = {}
+        for j, w in enumerate(info.weights):
+            arr = np.asarray(w.init.draw(stream(seed, STREAM_INIT, info.index, j), tuple(w.shape)), dtype=np.float64)
+            if isinstance(info.layer, LSTM) and w.name == "bias" and info.layer.unit_forget_bias:
+                u = info.layer.units
+                arr[u:2 * u] += 1.0  # Keras: the forget gate's bias starts at one (gate order i, f, c, o)
+            layer_w[w.name] = arr
+        if layer_w:
+            out[info.layer.name] = layer_w
+    return out
+
+
+def max_abs_diff(a: Weights, b: Weights) -> float:
+    worst = 0.0
+    for lname, ws in a.items():
+        for wname, arr in ws.items():
+            other = b[lname][wname]
+            if arr.shape != other.shape:
+                return float("inf")
+            if arr.size:
+                worst = max(worst, float(np.max(np.abs(arr.astype(np.float64) - other.astype(np.float64)))))
+    return worst
