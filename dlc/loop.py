@@ -27,6 +27,7 @@ class History:
     best_epoch: int | None = None
     restored_best: bool = False
     failure: str | None = None
+    step_losses: list[float] = field(default_factory=list)
 
 
 def _improved(current: float, best: float, mode: str, monitor: str, min_delta: float) -> bool:
@@ -79,7 +80,7 @@ def evaluate(session, spec: Spec, handle, num_classes: int | None, batch_size: i
 
 def train(session, spec: Spec, data: Dataset, epochs: int | None = None,
           on_epoch: Callable[[dict], None] | None = None,
-          on_progress: Callable[[int, int, int], None] | None = None) -> History:
+          on_progress: Callable[[int, int, int], None] | None = None, max_steps: int | None = None) -> History:
     """Train `session` on `data` as the spec says; returns the history (also on failure, with .failure set)."""
     epochs = epochs or spec.train.epochs
     bs = spec.train.batch_size
@@ -101,11 +102,17 @@ def train(session, spec: Spec, data: Dataset, epochs: int | None = None,
             lr = spec.schedule.lr_at(epoch, base_lr)
         session.set_lr(lr)
         perm = epoch_permutation(spec.seed, epoch, n, spec.train.shuffle)
+        if max_steps is not None:
+            left = max_steps - len(hist.step_losses)
+            if left <= 0:
+                break
+            perm = perm[:left * bs]
         t0 = time.perf_counter()
         losses, stats, sizes = session.train_epoch(
             train_h, perm, bs,
             (lambda done, total, e=epoch: on_progress(e, done, total)) if on_progress else None)
         elapsed = time.perf_counter() - t0
+        hist.step_losses.extend(float(v) for v in losses)
         bad = np.flatnonzero(~np.isfinite(losses))
         if bad.size:
             step = int(bad[0])
@@ -120,7 +127,7 @@ def train(session, spec: Spec, data: Dataset, epochs: int | None = None,
                 row[f"val_{k}"] = v
         row["lr"] = float(lr)
         row["time_s"] = elapsed
-        row["samples_per_s"] = n / elapsed if elapsed > 0 else float("nan")
+        row["samples_per_s"] = len(perm) / elapsed if elapsed > 0 else float("nan")
         hist.rows.append(row)
         if on_epoch:
             on_epoch(row)

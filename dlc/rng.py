@@ -23,19 +23,28 @@ def stream(seed: int, *keys: int) -> np.random.Generator:
     return np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed & 0xFFFFFFFFFFFF, *keys])))
 
 
-def mul32(x, c: int):
+class PyOps:
+    """Integer operators on Python ints, numpy int64 arrays and torch int64 tensors."""
+
+    xor = staticmethod(lambda a, b: a ^ b)
+    shr = staticmethod(lambda a, n: a >> n)
+    shl = staticmethod(lambda a, n: a << n)
+    band = staticmethod(lambda a, m: a & m)
+
+
+def mul32(x, c: int, ops=PyOps):
     """(x * c) mod 2^32 for 0 <= x < 2^32 in int64 arithmetic (the multiplicand split in 16-bit halves)."""
     lo, hi = c & 0xFFFF, c >> 16
-    return (x * lo + (((x * hi) & 0xFFFF) << 16)) & M32
+    return ops.band(x * lo + ops.shl(ops.band(x * hi, 0xFFFF), 16), M32)
 
 
-def fmix32(x):
-    """lowbias32 finalizer; works on Python ints, numpy int64 arrays and torch/tf int64 tensors alike."""
-    x = x ^ (x >> 16)
-    x = mul32(x, _C1)
-    x = x ^ (x >> 15)
-    x = mul32(x, _C2)
-    return x ^ (x >> 16)
+def fmix32(x, ops=PyOps):
+    """lowbias32 finalizer; `ops` supplies the bit operators for frameworks without Python operator support."""
+    x = ops.xor(x, ops.shr(x, 16))
+    x = mul32(x, _C1, ops)
+    x = ops.xor(x, ops.shr(x, 15))
+    x = mul32(x, _C2, ops)
+    return ops.xor(x, ops.shr(x, 16))
 
 
 def dropout_base(seed: int, layer_index: int) -> int:

@@ -123,7 +123,7 @@ class Session:
                 continue
             kind, mod = self.net.by_name[info.layer.name]
             out[info.layer.name] = {
-                w.name: TL.from_torch(kind, w.name, TL.tensor_for(mod, kind, w.name).detach().cpu().double().numpy())
+                w.name: TL.from_torch(kind, w.name, TL.tensor_for(mod, kind, w.name).detach().cpu().double().numpy().copy())
                 for w in info.weights}
         return out
 

@@ -1,0 +1,120 @@
+"""IR layers → Keras 3 layers, one lowering per kind. Keras is the reference semantics; the only custom layer is
+dropout, whose masks come from dlc's hash stream (the same bits as on every other backend)."""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from dlc.backends import LoweringMissing
+from dlc.compiler import layers as L
+from dlc.compiler.spec import LayerInfo
+from dlc.rng import dropout_base, dropout_threshold, fmix32
+
+BACKEND = "keras"
+
+
+def activation(act):
+    if act.name == "leaky_relu":
+        return lambda x, a=act.alpha: keras.activations.leaky_relu(x, negative_slope=a)
+    if act.name == "elu":
+        return lambda x, a=act.alpha: keras.activations.elu(x, alpha=a)
+    if act.name == "swish":
+        return keras.activations.silu
+    fn = getattr(keras.activations, act.name, None)
+    if fn is None:
+        raise LoweringMissing(f"activation '{act.name}'", BACKEND)
+    return fn
+
+
+def regularizer(r):
+    if r is None:
+        return None
+    if r.name == "l1":
+        return keras.regularizers.L1(r.l1)
+    if r.name == "l2":
+        return keras.regularizers.L2(r.l2)
+    return keras.regularizers.L1L2(l1=r.l1, l2=r.l2)
+
+
+def constraint(c):
+    if c is None:
+        return None
+    if c.name == "max_norm":
+        return keras.constraints.MaxNorm(c.max_value, axis=c.axis)
+    if c.name == "non_neg":
+        return keras.constraints.NonNeg()
+    return keras.constraints.UnitNorm(axis=c.axis)
+
+
+class TFOps:
+    xor = staticmethod(tf.bitwise.bitwise_xor)
+    shr = staticmethod(lambda a, n: tf.bitwise.right_shift(a, tf.constant(n, tf.int64)))
+    shl = staticmethod(lambda a, n: tf.bitwise.left_shift(a, tf.constant(n, tf.int64)))
+    band = staticmethod(lambda a, m: tf.bitwise.bitwise_and(a, tf.constant(m, tf.int64)))
+
+
+@keras.saving.register_keras_serializable(package="dlc")
+class HashDropout(keras.layers.Layer):
+    """Inverted dropout with dlc's counter-based masks; the step comes from a variable the trainer advances."""
+
+    def __init__(self, rate: float, base: int, **kwargs):
+        super().__init__(**kwargs)
+        self.rate = float(rate)
+        self.base = int(base)
+        self.threshold = dropout_threshold(self.rate)
+        self.scale = 1.0 / (1.0 - self.rate)
+        self.step_var = None  # set by the session: a tf.Variable(int64) holding the global step
+
+    def call(self, x, training=False):
+        if not training or self.rate == 0 or self.step_var is None:
+            return x
+        n = tf.size(x, out_type=tf.int64)
+        ops = TFOps
+        idx = ops.band(tf.range(n, dtype=tf.int64), 0xFFFFFFFF)
+        key = fmix32(ops.xor(tf.constant(self.base, tf.int64), ops.band(tf.convert_to_tensor(self.step_var), 0xFFFFFFFF)), ops)
+        keep = tf.reshape(ops.shr(fmix32(ops.xor(idx, key), ops), 8) >= self.threshold, tf.shape(x))
+        return tf.where(keep, x * tf.constant(self.scale, x.dtype), tf.zeros((), x.dtype))
+
+    def get_config(self):
+        return {**super().get_config(), "rate": self.rate, "base": self.base}
+
+
+def _dense_kwargs(layer, fuse_out: bool, dtype: str) -> dict:
+    return dict(
+        activation=activation(L.LINEAR if fuse_out else layer.activation), use_bias=layer.use_bias,
+        kernel_regularizer=regularizer(layer.kernel_reg), bias_regularizer=regularizer(layer.bias_reg),
+        activity_regularizer=regularizer(layer.activity_reg), kernel_constraint=constraint(layer.kernel_constraint),
+        bias_constraint=constraint(layer.bias_constraint), dtype=dtype, name=layer.name)
+
+
+def lower(info: LayerInfo, seed: int, fuse_out: bool, dtype: str):
+    layer = info.layer
+    kind = layer.kind
+    if kind == "Dense":
+        return keras.layers.Dense(layer.units, **_dense_kwargs(layer, fuse_out, dtype))
+    if kind == "Conv2D":
+        return keras.layers.Conv2D(layer.filters, layer.kernel_size, strides=layer.strides, padding=layer.padding,
+                                   **_dense_kwargs(layer, fuse_out, dtype))
+    if kind == "MaxPool2D":
+        return keras.layers.MaxPooling2D(layer.pool_size, strides=layer.strides, padding=layer.padding,
+                                         dtype=dtype, name=layer.name)
+    if kind == "Flatten":
+        return keras.layers.Flatten(dtype=dtype, name=layer.name)
+    if kind == "Dropout":
+        return HashDropout(layer.rate, dropout_base(seed, info.index), dtype=dtype, name=layer.name)
+    if kind == "Activation":
+        return keras.layers.Activation(activation(L.LINEAR if fuse_out else layer.activation), dtype=dtype,
+                                       name=layer.name)
+    if kind == "Softmax":
+        if fuse_out:
+            return keras.layers.Activation("linear", dtype=dtype, name=layer.name)
+        return keras.layers.Softmax(axis=layer.axis, dtype=dtype, name=layer.name)
+    if kind == "BatchNorm":
+        return keras.layers.BatchNormalization(momentum=layer.momentum, epsilon=layer.epsilon, center=layer.center,
+                                               scale=layer.scale, dtype=dtype, name=layer.name)
+    raise LoweringMissing(f"layer {kind}", BACKEND, layer.at)
+
+
+def variable_for(klayer, wname: str):
+    return getattr(klayer, wname)

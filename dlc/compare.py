@@ -1,0 +1,113 @@
+"""`dlc compare`: train one spec on both backends from the same weights, batches and dropout masks, and report
+how far apart they are, step by step. Tolerances are the ones measured as reachable in shared/EQUIVALENCE.md."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .cli import EXIT_RUNTIME, EXIT_SPEC
+
+FLOAT64_LOSS_TOL = 1e-10
+FLOAT64_WEIGHT_TOL = 1e-8
+
+
+def float32_loss_bound(loss: float) -> float:
+    return 2e-6 + 1e-6 * abs(loss)
+
+
+@dataclass
+class Comparison:
+    steps: int
+    dtype: str
+    losses: dict[str, list[float]]
+    max_abs_loss_diff: float
+    initial_weight_max_abs_diff: float
+    final_weight_max_abs_diff: float
+    final_metrics: dict[str, dict]
+    passed: bool
+    reasons: list[str]
+
+    def to_json(self) -> dict:
+        return self.__dict__.copy()
+
+
+def compare_spec(spec, base_dir: Path, steps: int, dtype: str, backends=("keras", "torch")) -> Comparison:
+    from .backends import session_class
+    from .data import prepare
+    from .loop import train
+    from .weights import initial_weights, max_abs_diff
+
+    spec = spec.model_copy(update={"dtype": dtype})
+    data = prepare(spec, base_dir)
+    init = initial_weights(spec)
+    bs = spec.train.batch_size
+    epochs = max(spec.train.epochs, -(-steps * bs // len(data.train.x)))
+    losses, start, end, finals = {}, {}, {}, {}
+    for name in backends:
+        session = session_class(name)(spec, dtype=dtype, device="cpu", weights=init)
+        start[name] = session.get_weights()
+        hist = train(session, spec, data, epochs=epochs, max_steps=steps)
+        losses[name] = hist.step_losses
+        end[name] = session.get_weights()
+        finals[name] = hist.rows[-1] if hist.rows else {}
+    a, b = backends
+    n = min(len(losses[a]), len(losses[b]))
+    la, lb = np.array(losses[a][:n]), np.array(losses[b][:n])
+    diff = np.abs(la - lb)
+    reasons = []
+    init_diff = max_abs_diff(start[a], start[b])
+    if init_diff != 0.0:
+        reasons.append(f"initial weights differ by {init_diff:.3g} (must be bit-identical)")
+    if len(losses[a]) != len(losses[b]):
+        reasons.append(f"{a} ran {len(losses[a])} steps, {b} ran {len(losses[b])}")
+    if dtype == "float64":
+        if n and diff.max() > FLOAT64_LOSS_TOL:
+            i = int(diff.argmax())
+            reasons.append(f"loss differs by {diff[i]:.3g} at step {i + 1} (float64 bound {FLOAT64_LOSS_TOL:g})")
+    else:
+        bound = 2e-6 + 1e-6 * np.abs(la)
+        over = np.flatnonzero(diff > bound)
+        if over.size:
+            i = int(over[0])
+            reasons.append(f"loss differs by {diff[i]:.3g} at step {i + 1} (float32 bound {bound[i]:.3g})")
+    final_diff = max_abs_diff(end[a], end[b])
+    if dtype == "float64" and final_diff > FLOAT64_WEIGHT_TOL:
+        reasons.append(f"final weights differ by {final_diff:.3g} (float64 bound {FLOAT64_WEIGHT_TOL:g})")
+    if not np.all(np.isfinite(la)) or not np.all(np.isfinite(lb)):
+        reasons.append("a loss became non-finite")
+    return Comparison(steps=n, dtype=dtype, losses=losses, max_abs_loss_diff=float(diff.max()) if n else 0.0,
+                      initial_weight_max_abs_diff=init_diff, final_weight_max_abs_diff=final_diff,
+                      final_metrics=finals, passed=not reasons, reasons=reasons)
+
+
+def main(args) -> int:
+    from .backends import BackendUnavailable, LoweringMissing
+    from .data import DataError
+    from .loop import TrainingFailed
+    from .run_cmd import load_for_training
+
+    spec, _ = load_for_training(args.spec, args.seed)
+    if spec is None:
+        return EXIT_SPEC
+    try:
+        c = compare_spec(spec, Path(args.spec).resolve().parent, args.steps, args.dtype)
+    except (DataError, LoweringMissing, BackendUnavailable, TrainingFailed) as e:
+        print(f"dlc: error: {e}", file=sys.stderr)
+        return EXIT_RUNTIME
+    if args.json:
+        print(json.dumps(c.to_json()))
+    else:
+        print(f"{spec.name}: {c.steps} steps in {c.dtype}")
+        print(f"  initial weights  max |Δ| = {c.initial_weight_max_abs_diff:.3g}")
+        print(f"  per-step loss    max |Δ| = {c.max_abs_loss_diff:.3g}")
+        print(f"  final weights    max |Δ| = {c.final_weight_max_abs_diff:.3g}")
+        for name, row in c.final_metrics.items():
+            shown = "  ".join(f"{k} {v:.6g}" for k, v in row.items() if k not in ("epoch", "time_s", "samples_per_s"))
+            print(f"  {name:<6} {shown}")
+        print("  PASSED" if c.passed else "  FAILED: " + "; ".join(c.reasons))
+    return 0 if c.passed else EXIT_RUNTIME
