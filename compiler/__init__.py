@@ -17,6 +17,7 @@ class Compiled:
     diagnostics: Diagnostics
     source: str
     file: str
+    tree: object = None  # the AST, for tools that point at spec positions after validation
 
     @property
     def ok(self) -> bool:
@@ -42,7 +43,7 @@ def compile_text(text: str, file: str = "<spec>", base_dir: Path | None = None,
     spec = None
     if tree is not None:
         spec = resolve(tree, d, base_dir or Path("."), overrides, had_syntax_errors=syntax_errors)
-    return Compiled(spec, d, text, file)
+    return Compiled(spec, d, text, file, tree)
 
 
 def compile_file(path: str | Path, overrides: Overrides | None = None) -> Compiled:

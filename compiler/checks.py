@@ -137,7 +137,9 @@ def _check_data(spec: Spec, m: A.Model, d: Diagnostics, base_dir: Path) -> None:
                                                    else where),
                   f"use input: ({math.prod(feats)})" + (" or (8, 8, 1)" if src.name == "digits" else ""))
         if spec.data.augment and len(spec.input) != 3:
-            d.add("E303", "augment applies to image data; input must be (height, width, channels)", where)
+            aug = _find_assign(m, "augment", "data")
+            d.add("E303", "augment applies to image data; input must be (height, width, channels)",
+                  aug.value.span if aug else where)
         return
     if isinstance(src, (Csv, Npz, Mnist)):
         path = resolve_path(base_dir, src.path)

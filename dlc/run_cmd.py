@@ -16,14 +16,11 @@ def load_for_training(path: str, seed=None, dtype=None, epochs=None):
     if not result.ok:
         return None, result
     spec = result.spec
-    if spec.search_spaces:
-        s = spec.search_spaces[0]
-        from .compiler.diagnostics import Diagnostic, Span
+    from .support import run_blockers
 
-        d = Diagnostic("E502", "this spec has search spaces; `dlc run` needs concrete values",
-                       Span(s.at[0], s.at[1], s.at[0], s.at[1] + len(s.kind)),
-                       "run it with `dlc tune` (not supported yet), or replace the search space by a value")
-        print(d.render(result.source, result.file), file=sys.stderr)
+    blockers = run_blockers(result)
+    if blockers:
+        print("\n\n".join(d.render(result.source, result.file) for d in blockers), file=sys.stderr)
         return None, result
     update = {}
     if seed is not None:

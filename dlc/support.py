@@ -1,0 +1,31 @@
+"""What `dlc run` cannot do yet with a valid spec: each item is a spec-positioned error, never a silent skip."""
+
+from __future__ import annotations
+
+from .compiler import Compiled
+from .compiler.checks import _find_assign
+from .compiler.diagnostics import Diagnostic, Span
+
+
+def run_blockers(result: Compiled) -> list[Diagnostic]:
+    spec = result.spec
+    model = result.tree.models[0] if result.tree is not None and result.tree.models else None
+    out: list[Diagnostic] = []
+
+    def at(key: str, section: str | None = None) -> Span | None:
+        st = _find_assign(model, key, section) if model is not None else None
+        return st.value.span if st is not None else None
+
+    if spec.search_spaces:
+        s = spec.search_spaces[0]
+        out.append(Diagnostic(
+            "E502", "this spec has search spaces; `dlc run` needs concrete values",
+            Span(s.at[0], s.at[1], s.at[0], s.at[1] + len(s.kind)),
+            "hyperparameter search (`dlc tune`) is not supported yet; replace the search space by a value"))
+    if spec.data is not None and spec.data.split.kind == "kfold":
+        out.append(Diagnostic("E503", "split: kfold(...) is not supported yet by `dlc run`", at("split", "data"),
+                              "cross-validation (`dlc cv`) is not supported yet; use holdout(val=0.2)"))
+    if spec.data is not None and spec.data.augment:
+        out.append(Diagnostic("E503", "augment is not supported yet", at("augment", "data"),
+                              "remove augment: [...] for now"))
+    return out
