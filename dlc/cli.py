@@ -85,6 +85,17 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--quiet", action="store_true", help="no progress display")
     c.set_defaults(func=lambda a: __import__("dlc.run_cmd", fromlist=["main"]).main(a))
 
+    c = sub.add_parser("cv", help="k-fold cross-validation of a spec")
+    c.add_argument("spec")
+    c.add_argument("--backend", choices=["torch", "keras"], default="torch")
+    c.add_argument("--device", default="auto")
+    c.add_argument("--out", help="run directory (default: a fresh one under runs/)")
+    c.add_argument("--k", type=int, help="number of folds (default: the spec's kfold k, else 5)")
+    c.add_argument("--epochs", type=int)
+    c.add_argument("--seed", type=int)
+    c.add_argument("--quiet", action="store_true")
+    c.set_defaults(func=lambda a: __import__("dlc.cv", fromlist=["main"]).main(a))
+
     c = sub.add_parser("compare", help="train on both backends and compare step for step")
     c.add_argument("spec")
     c.add_argument("--steps", type=int, default=50)

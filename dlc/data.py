@@ -141,28 +141,43 @@ def _targets(spec: Spec, y: np.ndarray, num_classes: int | None) -> np.ndarray:
     return y.astype(np.float64).reshape(len(y), -1)
 
 
-def _split_indices(spec: Spec, labels: np.ndarray | None, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _split_seed(spec: Spec, *keys: int) -> int:
+    return int(np.random.SeedSequence([spec.seed, STREAM_SPLIT, *keys]).generate_state(1)[0])
+
+
+def _holdout(idx: np.ndarray, frac: float, labels: np.ndarray | None, stratify: bool, seed: int):
+    """(rest, held) with `frac` of the whole set `idx` held out, seeded, stratified on the labels if asked."""
     from sklearn.model_selection import train_test_split
 
+    if frac <= 0:
+        return idx, np.array([], dtype=np.int64)
+    strat = labels[idx] if (stratify and labels is not None) else None
+    rest, held = train_test_split(idx, test_size=frac, random_state=seed, stratify=strat)
+    return np.sort(rest), np.sort(held)
+
+
+def _split_indices(spec: Spec, labels: np.ndarray | None, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """train/val/test indices: test and val are fractions of the whole set."""
     split = spec.data.split
-    idx = np.arange(n)
-    seed = int(np.random.SeedSequence([spec.seed, STREAM_SPLIT]).generate_state(1)[0])
-    test_frac = split.test
+    strat = getattr(split, "stratify", False)
+    rest, test = _holdout(np.arange(n), split.test, labels, strat, _split_seed(spec))
     val_frac = split.val if isinstance(split, Holdout) else 0.0
-    strat = labels if (getattr(split, "stratify", False) and labels is not None) else None
-    test = np.array([], dtype=np.int64)
-    if test_frac > 0:
-        idx, test = train_test_split(idx, test_size=test_frac, random_state=seed, stratify=strat)
-    val = np.array([], dtype=np.int64)
-    if val_frac > 0:
-        rest_strat = strat[idx] if strat is not None else None
-        idx, val = train_test_split(idx, test_size=val_frac / (1 - test_frac), random_state=seed + 1,
-                                    stratify=rest_strat)
-    return np.sort(idx), np.sort(val), np.sort(test)
+    train, val = _holdout(rest, val_frac / (1 - split.test) if val_frac else 0.0, labels, strat,
+                          _split_seed(spec) + 1)
+    return train, val, test
 
 
-def prepare(spec: Spec, base_dir: Path) -> Dataset:
-    """Load, split (seeded), normalise with statistics of the training part only, shape to the spec's input."""
+@dataclass
+class Loaded:
+    """The whole data set, flat and unnormalised, with targets as the loss wants them."""
+
+    x: np.ndarray
+    targets: np.ndarray
+    labels: np.ndarray | None
+    num_classes: int | None
+
+
+def load(spec: Spec, base_dir: Path) -> Loaded:
     x, y = load_raw(spec, base_dir)
     task = type(spec.loss).task
     num_classes = None
@@ -174,39 +189,56 @@ def prepare(spec: Spec, base_dir: Path) -> Dataset:
         num_classes = BUNDLED[spec.data.source.name][1] if isinstance(spec.data.source, Bundled) \
             else int(labels.max()) + 1
     n = len(x)
-    need = math.prod(spec.input)
-    if x.reshape(n, -1).shape[1] != need:
-        raise DataError(f"samples have {x.reshape(n, -1).shape[1]} features, input {tuple(spec.input)} needs {need}")
-    tr, va, te = _split_indices(spec, labels, n)
     flat = x.reshape(n, -1)
+    need = math.prod(spec.input)
+    if flat.shape[1] != need:
+        raise DataError(f"samples have {flat.shape[1]} features, input {tuple(spec.input)} needs {need}")
+    return Loaded(flat, _targets(spec, y, num_classes), labels, num_classes)
+
+
+def assemble(spec: Spec, data: Loaded, train: np.ndarray, val: np.ndarray, test: np.ndarray) -> Dataset:
+    """Normalise with statistics of the training part only (no leakage), shape to the spec's input."""
+    flat = data.x
     norm = spec.data.normalize
     if norm != "none":
-        fit = flat[tr]
+        fit = flat[train]
         if norm == "standard":
             mu, sd = fit.mean(axis=0), fit.std(axis=0)
             flat = (flat - mu) / np.where(sd > 0, sd, 1.0)
         else:
             lo, hi = fit.min(axis=0), fit.max(axis=0)
             flat = (flat - lo) / np.where(hi > lo, hi - lo, 1.0)
-    xs = flat.reshape((n,) + tuple(spec.input))
-    targets = _targets(spec, y, num_classes)
+    xs = flat.reshape((len(flat),) + tuple(spec.input))
 
     def part(ix):
         if len(ix) == 0:
             return None
-        return Split(xs[ix], targets[ix], labels[ix] if labels is not None else None)
+        return Split(xs[ix], data.targets[ix], data.labels[ix] if data.labels is not None else None)
 
-    return Dataset(part(tr), part(va), part(te), num_classes)
+    return Dataset(part(train), part(val), part(test), data.num_classes)
 
 
-def kfold_indices(spec: Spec, labels: np.ndarray | None, n: int) -> list[tuple[np.ndarray, np.ndarray]]:
+def prepare(spec: Spec, base_dir: Path) -> Dataset:
+    """Load, split (seeded), normalise with statistics of the training part only, shape to the spec's input."""
+    data = load(spec, base_dir)
+    return assemble(spec, data, *_split_indices(spec, data.labels, len(data.x)))
+
+
+def folds(spec: Spec, base_dir: Path, k: int | None = None) -> list[Dataset]:
+    """k seeded (stratified if asked) folds; each Dataset's val is the held-out fold. A test fraction, if the
+    split asks for one, is held out first and stays out of every fold (each Dataset's test is that part)."""
     from sklearn.model_selection import KFold as SkKFold
     from sklearn.model_selection import StratifiedKFold
 
+    data = load(spec, base_dir)
     split = spec.data.split
-    assert isinstance(split, KFold)
-    seed = int(np.random.SeedSequence([spec.seed, STREAM_SPLIT, 2]).generate_state(1)[0]) if split.shuffle else None
-    if split.stratify and labels is not None:
-        kf = StratifiedKFold(split.k, shuffle=split.shuffle, random_state=seed)
-        return list(kf.split(np.zeros(n), labels))
-    return list(SkKFold(split.k, shuffle=split.shuffle, random_state=seed).split(np.zeros(n)))
+    k = k or (split.k if isinstance(split, KFold) else 5)
+    shuffle = split.shuffle if isinstance(split, KFold) else True
+    strat = getattr(split, "stratify", False) and data.labels is not None
+    rest, test = _holdout(np.arange(len(data.x)), split.test, data.labels, strat, _split_seed(spec))
+    seed = _split_seed(spec, 2) if shuffle else None
+    if strat:
+        it = StratifiedKFold(k, shuffle=shuffle, random_state=seed).split(rest, data.labels[rest])
+    else:
+        it = SkKFold(k, shuffle=shuffle, random_state=seed).split(rest)
+    return [assemble(spec, data, rest[tr], rest[va], test) for tr, va in it]

@@ -49,6 +49,11 @@ def main(args) -> int:
     spec, result = load_for_training(args.spec, args.seed, args.dtype, args.epochs)
     if spec is None:
         return EXIT_SPEC
+    if spec.data is not None and spec.data.split.kind == "kfold":
+        from .cv import main as cv_main
+
+        args.k = None
+        return cv_main(args)  # a kfold split means cross-validation
     console = Console(stderr=True, quiet=bool(args.quiet))
     run = None
     hist = None

@@ -22,9 +22,6 @@ def run_blockers(result: Compiled) -> list[Diagnostic]:
             "E502", "this spec has search spaces; `dlc run` needs concrete values",
             Span(s.at[0], s.at[1], s.at[0], s.at[1] + len(s.kind)),
             "hyperparameter search (`dlc tune`) is not supported yet; replace the search space by a value"))
-    if spec.data is not None and spec.data.split.kind == "kfold":
-        out.append(Diagnostic("E503", "split: kfold(...) is not supported yet by `dlc run`", at("split", "data"),
-                              "cross-validation (`dlc cv`) is not supported yet; use holdout(val=0.2)"))
     if spec.data is not None and spec.data.augment:
         out.append(Diagnostic("E503", "augment is not supported yet", at("augment", "data"),
                               "remove augment: [...] for now"))

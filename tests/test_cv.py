@@ -1,0 +1,94 @@
+"""Cross-validation: seeded folds, the test part outside every fold, the same numbers on both backends."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from dlc.compiler import compile_text
+
+from dlc.data import folds
+
+SPEC = """
+model iris_cv {
+  seed: 3
+  data {
+    source: iris
+    normalize: standard
+    split: kfold(k=4, shuffle=true, stratify=true, test=0.2)
+  }
+  input: (4)
+  layers {
+    Dense(8, activation=relu)
+    Dense(3, activation=softmax)
+  }
+  loss: categorical_crossentropy
+  metrics: [accuracy]
+  optimizer: Adam(lr=0.01)
+  train {
+    epochs: 3
+    batch_size: 16
+  }
+}
+"""
+
+
+def _spec():
+    r = compile_text(SPEC)
+    assert r.ok, r.render()
+    return r.spec
+
+
+def _rows(a):
+    return {r.tobytes() for r in np.asarray(a, dtype=np.float64).reshape(len(a), -1)}
+
+
+def test_folds_partition_and_keep_test_out():
+    parts = folds(_spec(), Path("."))
+    assert len(parts) == 4
+    test = _rows(parts[0].test.x)
+    assert len(parts[0].test.x) == 30  # 20% of 150
+    val_total = 0
+    for p in parts:
+        assert not (_rows(p.train.x) & test) and not (_rows(p.val.x) & test)
+        assert len(p.train.x) + len(p.val.x) == 120
+        val_total += len(p.val.x)
+        # stratified: every class in every validation fold
+        assert set(np.argmax(p.val.y, axis=1)) == {0, 1, 2}
+    assert val_total == 120
+
+
+def test_folds_are_seeded():
+    a, b = folds(_spec(), Path(".")), folds(_spec(), Path("."))
+    for p, q in zip(a, b):
+        np.testing.assert_array_equal(p.val.y, q.val.y)
+        np.testing.assert_array_equal(p.train.x, q.train.x)
+
+
+@pytest.mark.parametrize("backend", ["torch"])
+def test_cv_cli_writes_cv_json(tmp_path, backend):
+    spec = tmp_path / "iris_cv.dlspec"
+    spec.write_text(SPEC)
+    out = tmp_path / f"cv_{backend}"
+    r = subprocess.run([sys.executable, "-m", "dlc", "cv", str(spec), "--backend", backend, "--out", str(out)],
+                       capture_output=True, text=True, check=False)
+    assert r.returncode == 0, r.stderr
+    cv = json.loads((out / "cv.json").read_text())
+    assert cv["k"] == 4 and len(cv["folds"]) == 4
+    assert set(cv["mean"]) == {"loss", "accuracy"} and "cv_accuracy" in cv and "test_mean" in cv
+    assert 0.0 <= cv["std"]["accuracy"] <= 1.0
+    assert (out / "fold_1" / "history.json").is_file()
+    assert "mean ± std" in r.stdout
+
+
+def test_cv_same_on_both_backends(tmp_path):
+    from dlc.cv import run_cv
+
+    spec = _spec()
+    a = run_cv(spec, Path("."), "torch", "cpu")
+    b = run_cv(spec, Path("."), "keras", "cpu")
+    for ra, rb in zip(a["folds"], b["folds"]):
+        assert ra["val"]["accuracy"] == rb["val"]["accuracy"]
+        assert abs(ra["val"]["loss"] - rb["val"]["loss"]) < 1e-5
