@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 EXIT_SPEC = 2
 EXIT_RUNTIME = 1
@@ -95,6 +94,16 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--seed", type=int)
     c.add_argument("--quiet", action="store_true")
     c.set_defaults(func=lambda a: __import__("dlc.cv", fromlist=["main"]).main(a))
+
+    c = sub.add_parser("runs", help="list run directories")
+    c.add_argument("dir", nargs="?", default="runs")
+    c.add_argument("--json", action="store_true")
+    c.set_defaults(func=lambda a: __import__("dlc.runs_cmd", fromlist=["cmd_runs"]).cmd_runs(a))
+
+    c = sub.add_parser("plot", help="overlay the curves of several runs in one PNG")
+    c.add_argument("runs", nargs="+")
+    c.add_argument("--out", default="plot.png")
+    c.set_defaults(func=lambda a: __import__("dlc.runs_cmd", fromlist=["cmd_plot"]).cmd_plot(a))
 
     c = sub.add_parser("compare", help="train on both backends and compare step for step")
     c.add_argument("spec")
