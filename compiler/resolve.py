@@ -103,11 +103,12 @@ class Resolver:
                 self.d.add("E501", f"{v.name}() takes positional arguments only", v.kwargs[0].key_span)
             return MISSING
         at = (v.name_span.line, v.name_span.col)
+        end = (v.span.end_line, v.span.end_col)
         if kind == "choice":
             if not raw:
                 self.d.add("E501", "choice() needs at least one option", v.span)
                 return MISSING
-            space = SearchSpace(kind=kind, path=path, options=list(raw), at=at)
+            space = SearchSpace(kind=kind, path=path, options=list(raw), at=at, end=end)
             rep = raw[0]
         else:
             if len(raw) != 2 or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in raw):
@@ -118,7 +119,7 @@ class Resolver:
                 self.d.add("E501", f"{v.name}({lo}, {hi}): need 0 < low < high" if kind == "loguniform"
                            else f"{v.name}({lo}, {hi}): need low < high", v.span)
                 return MISSING
-            space = SearchSpace(kind=kind, path=path, low=float(lo), high=float(hi), at=at)
+            space = SearchSpace(kind=kind, path=path, low=float(lo), high=float(hi), at=at, end=end)
             rep = int(lo) if kind == "int_uniform" else lo
         self.spaces.append(space)
         chosen = self.overrides.get(at, rep)

@@ -323,4 +323,5 @@ class SearchSpace(IRNode):
     options: list[Union[int, float, str, bool]] = Field(default_factory=list)
     low: Optional[float] = None
     high: Optional[float] = None
-    at: tuple[int, int]
+    at: tuple[int, int]  # (line, column) where the call starts: the key a tuner's overrides use
+    end: tuple[int, int]  # (line, column) just past its closing parenthesis, to rewrite the call's text
