@@ -34,6 +34,14 @@ class Dataset:
     test: Split | None
     num_classes: int | None
     class_names: list[str] | None = None
+    # x_normalised = (x - shift) / scale per flat feature, fitted on the training part; saved with a run so
+    # `dlc predict` and `dlc evaluate` apply exactly what training saw
+    shift: np.ndarray | None = None
+    scale: np.ndarray | None = None
+
+    def preprocessing(self) -> dict:
+        return {"shift": None if self.shift is None else self.shift.tolist(),
+                "scale": None if self.scale is None else self.scale.tolist()}
 
 
 def load_raw(spec: Spec, base_dir: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -198,16 +206,8 @@ def load(spec: Spec, base_dir: Path) -> Loaded:
 
 def assemble(spec: Spec, data: Loaded, train: np.ndarray, val: np.ndarray, test: np.ndarray) -> Dataset:
     """Normalise with statistics of the training part only (no leakage), shape to the spec's input."""
-    flat = data.x
-    norm = spec.data.normalize
-    if norm != "none":
-        fit = flat[train]
-        if norm == "standard":
-            mu, sd = fit.mean(axis=0), fit.std(axis=0)
-            flat = (flat - mu) / np.where(sd > 0, sd, 1.0)
-        else:
-            lo, hi = fit.min(axis=0), fit.max(axis=0)
-            flat = (flat - lo) / np.where(hi > lo, hi - lo, 1.0)
+    shift, scale = normalizer(spec.data.normalize, data.x[train])
+    flat = data.x if shift is None else (data.x - shift) / scale
     xs = flat.reshape((len(flat),) + tuple(spec.input))
 
     def part(ix):
@@ -215,7 +215,18 @@ def assemble(spec: Spec, data: Loaded, train: np.ndarray, val: np.ndarray, test:
             return None
         return Split(xs[ix], data.targets[ix], data.labels[ix] if data.labels is not None else None)
 
-    return Dataset(part(train), part(val), part(test), data.num_classes)
+    return Dataset(part(train), part(val), part(test), data.num_classes, shift=shift, scale=scale)
+
+
+def normalizer(how: str, fit: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """(shift, scale) per feature: standard = mean and std, minmax = min and range; constant features keep 1."""
+    if how == "standard":
+        mu, sd = fit.mean(axis=0), fit.std(axis=0)
+        return mu, np.where(sd > 0, sd, 1.0)
+    if how == "minmax":
+        lo, hi = fit.min(axis=0), fit.max(axis=0)
+        return lo, np.where(hi > lo, hi - lo, 1.0)
+    return None, None
 
 
 def prepare(spec: Spec, base_dir: Path) -> Dataset:
