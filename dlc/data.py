@@ -188,12 +188,21 @@ class Loaded:
 def load(spec: Spec, base_dir: Path) -> Loaded:
     x, y = load_raw(spec, base_dir)
     task = type(spec.loss).task
+    _check_finite(x, y, spec)
     num_classes = None
     labels = None
     if task in ("categorical", "binary"):
         labels = y.astype(np.int64)
         if not np.allclose(labels, y):
-            raise DataError("classification targets must be integer class labels")
+            raise DataError(f"{_where(spec)}: classification targets must be integer class labels "
+                            f"(found {_first(y[labels != y])}); for a numeric target use a regression loss "
+                            "such as mse")
+        if labels.min() < 0:
+            raise DataError(f"{_where(spec)}: class labels must be 0, 1, 2, ... (found {labels.min()})")
+        if task == "binary" and labels.max() > 1:
+            raise DataError(f"{_where(spec)}: {spec.loss.name} needs labels 0 and 1, found "
+                            f"{len(np.unique(labels))} classes (up to {labels.max()}); use "
+                            "categorical_crossentropy with a softmax output for more than two classes")
         num_classes = BUNDLED[spec.data.source.name][1] if isinstance(spec.data.source, Bundled) \
             else int(labels.max()) + 1
     n = len(x)
@@ -202,6 +211,28 @@ def load(spec: Spec, base_dir: Path) -> Loaded:
     if flat.shape[1] != need:
         raise DataError(f"samples have {flat.shape[1]} features, input {tuple(spec.input)} needs {need}")
     return Loaded(flat, _targets(spec, y, num_classes), labels, num_classes)
+
+
+def _where(spec: Spec) -> str:
+    src = spec.data.source
+    return src.name if isinstance(src, Bundled) else str(getattr(src, "path", src))
+
+
+def _first(a: np.ndarray):
+    return a.reshape(-1)[0] if a.size else None
+
+
+def _check_finite(x: np.ndarray, y: np.ndarray, spec: Spec) -> None:
+    """Missing (nan) or infinite values would only show up later as a nan loss; name them now."""
+    x = np.asarray(x, dtype=np.float64)
+    bad = ~np.isfinite(x.reshape(len(x), -1))
+    if bad.any():
+        row, col = np.argwhere(bad)[0]
+        raise DataError(f"{_where(spec)}: {int(bad.sum())} feature value(s) are missing or not finite "
+                        f"(the first in sample {row + 1}, feature {col + 1}); fill or drop them first")
+    if y.dtype.kind == "f" and not np.all(np.isfinite(y)):
+        row = int(np.flatnonzero(~np.isfinite(y.reshape(len(y), -1)).any(axis=1))[0])
+        raise DataError(f"{_where(spec)}: a target is missing or not finite (the first in sample {row + 1})")
 
 
 def assemble(spec: Spec, data: Loaded, train: np.ndarray, val: np.ndarray, test: np.ndarray) -> Dataset:

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 
@@ -116,9 +116,11 @@ def train(session, spec: Spec, data: Dataset, epochs: int | None = None,
         bad = np.flatnonzero(~np.isfinite(losses))
         if bad.size:
             step = int(bad[0])
+            now = f"learning rate {lr:g}" + ("" if lr == base_lr else f", the optimizer's lr={base_lr:g}")
             hist.failure = (
                 f"loss became {'nan' if np.isnan(losses[step]) else 'inf'} at epoch {epoch + 1}, step {step + 1} "
-                f"(learning rate {lr:g}); try a smaller learning rate, e.g. 0.1 or 0.01 of it")
+                f"({now}); training diverged: try a smaller learning rate, e.g. lr={base_lr / 10:g} "
+                f"or lr={base_lr / 100:g}")
             raise TrainingFailed(hist.failure)
         row = {"epoch": epoch + 1, "loss": float(np.sum(losses * sizes) / np.sum(sizes))}
         row.update(M.compute(names, task, stats))

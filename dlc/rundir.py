@@ -64,35 +64,72 @@ def env_info(backend: str, device: str) -> dict:
     return info
 
 
-def plot_curves(run: Path, rows: list[dict], title: str) -> None:
-    """Train vs validation loss, each metric, and the learning rate, against epochs."""
+def plot_curves(run: Path, rows: list[dict], title: str, best_epoch: int | None = None) -> None:
+    """curves.png: one panel for the loss and one per metric, train vs validation against epochs, and a panel
+    for the learning rate; a dotted line marks the best epoch when early stopping kept one."""
     if not rows:
         return
+    import math
+
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
+
+    plain = FuncFormatter(lambda v, _: f"{v:,.0f}" if abs(v) >= 1000 else f"{v:.4g}")
+
+    def log_y(ax):
+        ax.set_yscale("log")
+        ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 3.0, 5.0)))
+        ax.yaxis.set_major_formatter(plain)
+        ax.yaxis.set_minor_formatter(NullFormatter())
 
     skip = {"epoch", "lr", "time_s", "samples_per_s"}
     bases = [k for k in rows[0] if k not in skip and not k.startswith("val_")]
     panels = bases + ["lr"]
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6), squeeze=False)
+    ncols = 2 if len(panels) == 4 else min(3, len(panels))
+    nrows = math.ceil(len(panels) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, 3.4 * nrows), squeeze=False)
     epochs = [r["epoch"] for r in rows]
-    for ax, key in zip(axes[0], panels):
+    marker = "o" if len(rows) <= 30 else None
+    for ax, key in zip(axes.flat, panels):
         if key == "lr":
-            ax.plot(epochs, [r["lr"] for r in rows], color="tab:gray")
-            ax.set_yscale("log")
+            lrs = [r["lr"] for r in rows]
+            ax.step(epochs, lrs, where="mid", color="tab:gray")
+            if marker:
+                ax.plot(epochs, lrs, marker, color="tab:gray", markersize=3)
+            if min(lrs) > 0 and max(lrs) / min(lrs) > 10:
+                log_y(ax)
+            else:
+                ax.yaxis.set_major_formatter(plain)
+                lo, hi = min(lrs), max(lrs)
+                pad = (hi - lo) * 0.1 or abs(hi) * 0.1 or 1.0
+                ax.set_ylim(max(lo - pad, 0) if lo >= 0 else lo - pad, hi + pad)
+                if hi == lo:
+                    ax.set_yticks([lo])
             ax.set_title("learning rate")
         else:
-            ax.plot(epochs, [r.get(key) for r in rows], label="train", marker="." if len(rows) < 30 else None)
-            if f"val_{key}" in rows[0]:
-                ax.plot(epochs, [r.get(f"val_{key}") for r in rows], label="validation",
-                        marker="." if len(rows) < 30 else None)
+            train = [r.get(key) for r in rows]
+            val = [r.get(f"val_{key}") for r in rows] if f"val_{key}" in rows[0] else None
+            ax.plot(epochs, train, label="train", color="tab:blue", marker=marker, markersize=3)
+            if val is not None:
+                ax.plot(epochs, val, label="validation", color="tab:orange", marker=marker, markersize=3)
+            values = [v for v in train + (val or []) if v is not None and math.isfinite(v)]
+            if key == "loss" and values and min(values) > 0 and max(values) / min(values) > 10:
+                log_y(ax)
             ax.set_title(key)
-            ax.legend()
+        if best_epoch is not None:
+            ax.axvline(best_epoch, color="tab:green", linestyle=":", linewidth=1.2,
+                       label=f"best epoch ({best_epoch})" if key != "lr" else None)
+        if key == panels[0]:
+            ax.legend(fontsize="small")  # the same colours in every panel
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.set_visible(False)
     fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(run / "curves.png", dpi=110)
+    fig.savefig(run / "curves.png", dpi=100)
     plt.close(fig)
