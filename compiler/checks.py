@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import math
+import os
+import re
 from pathlib import Path
 
 from . import ast as A
@@ -32,6 +35,44 @@ def _find_assign(m: A.Model, key: str, section: str | None = None) -> A.Assign |
         if isinstance(st, A.Assign) and st.key == key:
             return st
     return None
+
+
+def _kwarg_span(v: A.Value | None, key: str) -> Span | None:
+    """The span of the value of keyword `key` in a call or record, if written there."""
+    for kw in getattr(v, "kwargs", None) or []:
+        if kw.key == key:
+            return kw.value.span
+    return None
+
+
+def _walk_values(node):
+    """Every AST value in a statement list or value, depth first."""
+    if isinstance(node, list):
+        for x in node:
+            yield from _walk_values(x)
+    elif isinstance(node, (A.Assign, A.Kwarg)):
+        yield from _walk_values(node.value)
+    elif isinstance(node, (A.Section, A.BlockDef)):
+        yield from _walk_values(node.body)
+    elif isinstance(node, A.LayerStmt):
+        yield from _walk_values(node.call)
+    elif isinstance(node, (A.Call, A.Tuple, A.List)):
+        yield node
+        yield from _walk_values(getattr(node, "args", None) or getattr(node, "items", []))
+        yield from _walk_values(node.kwargs)
+    elif node is not None:
+        yield node
+
+
+def _shape(shape) -> str:
+    """A shape as a spec writes it: (64) rather than Python's (64,)."""
+    return "(" + ", ".join(str(x) for x in shape) + ")"
+
+
+def _shown_path(path: Path) -> str:
+    """A path relative to the working directory when it is below it, else absolute."""
+    rel = os.path.relpath(path)
+    return path.as_posix() if rel.startswith("..") else Path(rel).as_posix()
 
 
 def final_activation(spec: Spec) -> str:
@@ -66,7 +107,9 @@ def check_spec(spec: Spec, m: A.Model, d: Diagnostics, base_dir: Path) -> None:
     _check_bias_before_bn(spec.layers, d)
     if spec.search_spaces and spec.search is None:
         s = spec.search_spaces[0]
-        d.add("E501", "search spaces need a search { } block", _span_at(s.at, 6),
+        call = next((v for v in _walk_values(m.body) if isinstance(v, A.Call)
+                     and (v.name_span.line, v.name_span.col) == tuple(s.at)), None)
+        d.add("E501", "search spaces need a search { } block", call.name_span if call else _span_at(s.at),
               "add search { method: tpe  trials: 20  objective: minimize val_loss }")
 
 
@@ -76,8 +119,11 @@ def _check_shapes(spec: Spec, d: Diagnostics) -> None:
             pass
     except ShapeError as e:
         layer = getattr(e, "layer", None)
-        d.add("E301", f"shape error in {layer.kind if layer else 'a layer'}: {e}",
-              _layer_span(layer) if layer else None)
+        # "what is wrong; what to do" -> message and hint
+        text, _, hint = re.sub(r"\((-?\d+),\)", r"(\1)", str(e)).partition("; ")  # (64,) -> (64)
+        if not hint and "does not fit" in text:
+            hint = "use a smaller window" + ("" if getattr(layer, "padding", "same") == "same" else " or padding=same")
+        d.add("E301", f"shape error: {text}", _layer_span(layer) if layer else None, hint or None)
 
 
 def _check_loss(spec: Spec, m: A.Model, d: Diagnostics) -> None:
@@ -91,19 +137,24 @@ def _check_loss(spec: Spec, m: A.Model, d: Diagnostics) -> None:
     last = spec.layers[-1]
     act = final_activation(spec)
     want = type(loss).output_activation
-    if want and act != want:
+    if len(out) != 1:
+        d.add("E302", f"the model's output has shape {_shape(out)}; {loss.name} needs a flat output",
+              _layer_span(last), "add Flatten() or a global pooling layer, then Dense(...)")
+        return
+    n_before = len(d.errors)
+    _check_output_units(spec, loss, out[0], where, last, d)
+    if want and act != want and len(d.errors) == n_before:
         d.add("E302", f"{loss.name} needs a {want} output, but the last layer ends in '{act}'", _layer_span(last),
               f"add activation={want} to the last layer")
-    if len(out) != 1:
-        d.add("E302", f"the model's output has shape {out}; {loss.name} needs a flat output", _layer_span(last),
-              "add Flatten() or a global pooling layer, then Dense(...)")
-        return
-    units = out[0]
+
+
+def _check_output_units(spec: Spec, loss, units: int, where: Span | None, last: Layer, d: Diagnostics) -> None:
     classes = num_classes(spec)
     if type(loss).task == "categorical":
         if units < 2:
             d.add("E302", f"{loss.name} needs one output per class, but the last layer has {units}",
-                  _layer_span(last), "use binary_crossentropy with a sigmoid output for two classes")
+                  _layer_span(last), "for two classes use Dense(2, activation=softmax), or binary_crossentropy "
+                  "with Dense(1, activation=sigmoid)")
         elif classes is not None and units != classes:
             d.add("E302", f"the data has {classes} classes but the last layer has {units} outputs",
                   _layer_span(last), f"use Dense({classes}, activation=softmax)")
@@ -116,7 +167,7 @@ def _check_loss(spec: Spec, m: A.Model, d: Diagnostics) -> None:
                   _layer_span(last), "use Dense(1, activation=sigmoid)")
     elif classes is not None:
         d.add("E302", f"{loss.name} is a regression loss, but '{spec.data.source.name}' is a classification set",
-              where, did_you_mean("categorical_crossentropy", ["categorical_crossentropy"]))
+              where, "use categorical_crossentropy with a softmax output")
     elif spec.data and isinstance(spec.data.source, Bundled) and units != 1:
         d.add("E302", f"'{spec.data.source.name}' has one target, but the last layer has {units} outputs",
               _layer_span(last), "use Dense(1)")
@@ -132,7 +183,7 @@ def _check_data(spec: Spec, m: A.Model, d: Diagnostics, base_dir: Path) -> None:
         feats = BUNDLED[src.name][0]
         need = math.prod(spec.input)
         if need != math.prod(feats):
-            d.add("E303", f"input {tuple(spec.input)} has {need} values, but '{src.name}' samples have "
+            d.add("E303", f"input {_shape(spec.input)} has {need} values, but '{src.name}' samples have "
                   f"{math.prod(feats)} features", (_find_assign(m, "input").value.span if _find_assign(m, "input")
                                                    else where),
                   f"use input: ({math.prod(feats)})" + (" or (8, 8, 1)" if src.name == "digits" else ""))
@@ -148,8 +199,10 @@ def _check_data(spec: Spec, m: A.Model, d: Diagnostics, base_dir: Path) -> None:
         else:
             ok = path.is_file()
         if not ok:
+            if st is not None and isinstance(st.value, A.Call) and st.value.args:
+                where = st.value.args[0].span
             d.add("E401", f"cannot read data file '{src.path}': no such {'folder' if isinstance(src, Mnist) else 'file'}",
-                  where, f"looked for {path} (relative paths start at the spec's folder)")
+                  where, f"looked for {_shown_path(path)} (relative paths start at the spec's folder)")
             return
         if isinstance(src, Csv):
             try:
@@ -160,20 +213,27 @@ def _check_data(spec: Spec, m: A.Model, d: Diagnostics, base_dir: Path) -> None:
                 return
             cols = [c.strip().strip('"') for c in header]
             if src.target is not None and src.target not in cols:
-                d.add("E401", f"'{src.path}' has no column '{src.target}'", where,
+                d.add("E401", f"'{src.path}' has no column '{src.target}'",
+                      _kwarg_span(st.value if st else None, "target") or where,
                       did_you_mean(src.target, cols) or f"columns: {', '.join(cols[:12])}")
             elif len(cols) - 1 != math.prod(spec.input):
-                d.add("E303", f"input {tuple(spec.input)} has {math.prod(spec.input)} values, but "
-                      f"'{src.path}' has {len(cols) - 1} feature columns", where)
+                inp = _find_assign(m, "input")
+                d.add("E303", f"input {_shape(spec.input)} has {math.prod(spec.input)} values, but "
+                      f"'{src.path}' has {len(cols) - 1} feature columns", inp.value.span if inp else where,
+                      f"use input: ({len(cols) - 1})")
 
 
 def _check_metrics_and_monitors(spec: Spec, m: A.Model, d: Diagnostics) -> None:
     task = type(spec.loss).task
     st = _find_assign(m, "metrics")
-    for metric in spec.metrics:
+    written = []
+    if st is not None:
+        written = st.value.items if isinstance(st.value, A.List) else [st.value]
+    for i, metric in enumerate(spec.metrics):
         if task not in type(metric).tasks:
-            d.add("E304", f"metric '{metric.name}' does not apply to a {task} loss ({spec.loss.name})",
-                  st.value.span if st else None,
+            span = written[i].span if i < len(written) else (st.value.span if st else None)
+            kind = "classification" if task in ("categorical", "binary") else "regression"
+            d.add("E304", f"metric '{metric.name}' does not apply to a {kind} loss ({spec.loss.name})", span,
                   "classification: accuracy, precision, recall, f1; regression: mse, mae")
     base = ["loss"] + [mt.name for mt in spec.metrics]
     valid = base + [f"val_{b}" for b in base]
@@ -185,7 +245,7 @@ def _check_metrics_and_monitors(spec: Spec, m: A.Model, d: Diagnostics) -> None:
     if spec.schedule is not None and spec.schedule.kind == "plateau":
         checks.append((spec.schedule.monitor, _find_assign(m, "schedule")))
     for monitor, stmt in checks:
-        where = stmt.value.span if stmt else None
+        where = (_kwarg_span(stmt.value, "monitor") or stmt.value.span) if stmt else None
         if monitor not in valid:
             d.add("E201", f"cannot monitor '{monitor}'", where,
                   did_you_mean(monitor, valid) or f"expected one of {', '.join(valid)}")
@@ -194,7 +254,7 @@ def _check_metrics_and_monitors(spec: Spec, m: A.Model, d: Diagnostics) -> None:
 
 
 def _check_bias_before_bn(layers, d: Diagnostics) -> None:
-    for a, b in zip(layers, layers[1:]):
+    for a, b in itertools.pairwise(layers):
         if isinstance(a, (Dense, Conv1D, Conv2D)) and a.use_bias and isinstance(b, BatchNorm) \
                 and a.activation.name == "linear":
             d.warn("W001", f"the bias of {a.kind} has no effect before BatchNorm", _layer_span(a),

@@ -7,8 +7,8 @@ file in one go. `SpecError` wraps a non-empty list when a caller wants to stop.
 from __future__ import annotations
 
 import difflib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable
 
 
 @dataclass(frozen=True)
@@ -21,13 +21,13 @@ class Span:
     end_col: int
 
     @staticmethod
-    def of_meta(meta) -> "Span | None":
+    def of_meta(meta) -> Span | None:
         if meta is None or getattr(meta, "empty", True):
             return None
         return Span(meta.line, meta.column, meta.end_line, meta.end_column)
 
     @staticmethod
-    def of_token(tok) -> "Span":
+    def of_token(tok) -> Span:
         return Span(tok.line, tok.column, tok.end_line or tok.line, tok.end_column or tok.column + len(tok))
 
 
@@ -59,7 +59,7 @@ class Diagnostic:
         if self.hint:
             caret += f" {self.hint}"
         return (
-            f"{head}\n{pad}--> {file}:{line_no}:{self.span.col}\n{pad} |\n"
+            f"{head}\n --> {file}:{line_no}:{self.span.col}\n{pad} |\n"
             f"{line_no} | {text}\n{pad} | {caret}"
         )
 
@@ -69,9 +69,17 @@ class Diagnostics:
     """An ordered, de-duplicated collection of diagnostics for one file."""
 
     items: list[Diagnostic] = field(default_factory=list)
+    # lines that syntax recovery rewrote (a bracket it closed): a later, non-syntax finding there would be about
+    # the repair rather than the file, so it is dropped
+    repaired_lines: set[int] = field(default_factory=set)
+    # blocks whose header line could not be read ("*": a header of unknown name was lost): their uses are not
+    # reported as unknown layers
+    recovered_blocks: set[str] = field(default_factory=set)
 
     def add(self, code: str, message: str, span: Span | None = None, hint: str | None = None,
             severity: str = "error") -> None:
+        if span is not None and span.line in self.repaired_lines and not code.startswith("E0"):
+            return
         d = Diagnostic(code, message, span, hint, severity)
         key = (d.code, d.message, d.span)
         if all((x.code, x.message, x.span) != key for x in self.items):
@@ -118,6 +126,10 @@ def did_you_mean(word: str, candidates: Iterable[str]) -> str | None:
     lowered = {c.lower(): c for c in cands}
     if word.lower() in lowered and lowered[word.lower()] != word:
         return f"did you mean '{lowered[word.lower()]}'?"
+    # a word that begins several names (`glorot`): offer them all rather than an arbitrary one
+    starts = [c for c in cands if c.lower().startswith(word.lower())] if len(word) >= 3 else []
+    if 2 <= len(starts) <= 3:
+        return "did you mean " + ", ".join(f"'{c}'" for c in starts[:-1]) + f" or '{starts[-1]}'?"
     match = difflib.get_close_matches(word.lower(), list(lowered), n=1, cutoff=0.6)
     if match:
         return f"did you mean '{lowered[match[0]]}'?"

@@ -108,6 +108,11 @@ class Resolver:
             if not raw:
                 self.d.add("E501", "choice() needs at least one option", v.span)
                 return MISSING
+            bad = [a for a, r in zip(v.args, raw, strict=True) if not isinstance(r, (int, float, str, bool))]
+            if bad:
+                self.d.add("E501", "a choice() option must be a number, a name, a string or true/false", bad[0].span,
+                           "list the options themselves: choice(32, 64, 128)")
+                return MISSING
             space = SearchSpace(kind=kind, path=path, options=list(raw), at=at, end=end)
             rep = raw[0]
         else:
@@ -146,29 +151,41 @@ class Resolver:
                        f"for example '{catalog.CANONICAL[family][0]}'")
             return MISSING
         cls = lookup(family, call.name)
+        if cls is None and family == "layer" and (call.name in self.d.recovered_blocks or (
+                "*" in self.d.recovered_blocks and call.name[:1].islower()
+                and call.name.lower() not in {n.lower() for n in catalog.names("layer")})):
+            return MISSING  # most likely a block whose header had a syntax error, already reported
         if cls is None:
             word = FAMILY_WORDS.get(family, family)
-            hint = did_you_mean(call.name, catalog.names(family))
-            if hint is None and family == "layer":
-                hint = did_you_mean(call.name, list(self.blocks))
+            candidates = catalog.names(family) + (list(self.blocks) if family == "layer" else [])
+            hint = did_you_mean(call.name, candidates)
             self.d.add(FAMILY_CODES.get(family, "E100"), f"unknown {word} '{call.name}'", call.name_span,
                        hint or f"known: {', '.join(catalog.CANONICAL[family][:12])}")
             return MISSING
         return self.construct(cls, call.name, call.args, call.kwargs, env, path, call.name_span, call.span)
 
     def construct(self, cls, spec_name: str, args: list, kwargs: list, env: dict, path: str, name_span: Span,
-                  span: Span) -> Any:
+                  span: Span, quiet_missing: bool | set[str] = False) -> Any:
         fields = cls.model_fields
         values: dict[str, Any] = {}
         spans: dict[str, Span] = {}
+        written: dict[str, str] = {}  # field -> the keyword the spec used for it (`lr` for learning_rate)
         ok = True
         shown = spec_name
         positional = cls.positional
         if len(args) > len(positional):
             extra = args[len(positional)]
             n = len(positional)
+            hint = "name the argument: key=value" if n else f"{shown} takes keyword arguments only"
+            if isinstance(extra, A.Name):
+                # `Dense(64, relu)`: say which keyword the name belongs to
+                for fname, info in fields.items():
+                    fam = family_of_annotation(info.annotation)
+                    if fname not in positional and fam and lookup(fam, extra.name) is not None:
+                        hint = f"name the argument: {fname}={extra.name}"
+                        break
             self.d.add("E203", f"{shown} takes {n} positional argument{'s' if n != 1 else ''}, got {len(args)}",
-                       extra.span, "name the argument: key=value" if n else None)
+                       extra.span, hint)
             ok = False
         for fname, a in zip(positional, args):
             values[fname] = a
@@ -183,11 +200,16 @@ class Resolver:
                 ok = False
                 continue
             if fname in values:
-                self.d.add("E205", f"argument '{kw.key}' given twice", kw.key_span)
+                first = spans[fname]
+                how = "by position, " if fname not in written else ""
+                self.d.add("E205", f"argument '{kw.key}' given twice", kw.key_span,
+                           f"already given {how}at column {first.col}" if first.line == kw.key_span.line
+                           else f"already given {how}on line {first.line}")
                 ok = False
                 continue
             values[fname] = kw.value
             spans[fname] = kw.value.span
+            written[fname] = kw.key
         converted: dict[str, Any] = {}
         for fname, v in values.items():
             c = self.value(v, env, f"{path}.{fname}", fields[fname].annotation)
@@ -201,25 +223,27 @@ class Resolver:
             converted["at"] = (name_span.line, name_span.col)
         if not ok:
             return MISSING
-        return self._validate(cls, converted, spans, name_span, shown)
+        return self._validate(cls, converted, spans, name_span, shown, quiet_missing, written)
 
-    def _validate(self, cls, converted: dict, spans: dict, name_span: Span, shown: str) -> Any:
+    def _validate(self, cls, converted: dict, spans: dict, name_span: Span, shown: str,
+                  quiet_missing: bool | set[str] = False, written: dict[str, str] | None = None) -> Any:
         try:
             return cls(**converted)
         except ValidationError as e:
+            by_field: dict[str | None, list[dict]] = {}
             for err in e.errors():
                 loc = [x for x in err["loc"] if isinstance(x, str)]
-                field = loc[0] if loc else None
-                if err["type"] == "missing" and field:
-                    self.d.add("E202", f"{shown} is missing its required argument '{field}'", name_span,
-                               f"write {shown}({field}=...)")
+                by_field.setdefault(loc[0] if loc else None, []).append(err)
+            for field, errs in by_field.items():
+                if errs[0]["type"] == "missing" and field:
+                    if not (quiet_missing is True or (quiet_missing and field in quiet_missing)):
+                        self.d.add("E202", f"{shown} is missing its required argument '{field}'", name_span,
+                                   f"write {shown}({field}=...)")
                     continue
-                msg = err["msg"]
-                if msg.startswith("Value error, "):
-                    msg = msg[len("Value error, "):]
                 where = spans.get(field, name_span)
-                self.d.add("E201", f"invalid value for '{field}' of {shown}" if field else f"invalid {shown}",
-                           where, _humane(msg, err))
+                key = (written or {}).get(field, field)
+                self.d.add("E201", f"invalid value for '{key}' of {shown}" if field else f"invalid {shown}",
+                           where, _explain(errs))
             return MISSING
 
     def record(self, cls: type[IRNode], kwargs: list[A.Kwarg], env: dict, path: str, span: Span) -> Any:
@@ -284,8 +308,14 @@ class Resolver:
     def section(self, cls, sec: A.Section, env: dict, path: str) -> Any:
         seen: dict[str, Span] = {}
         kwargs = []
+        meant: set[str] = set()  # fields a misspelt or malformed line was meant to set: not reported missing
         for st in sec.body:
             if not isinstance(st, A.Assign):
+                if isinstance(st, A.LayerStmt) and st.call.name in cls.model_fields:  # `epochs (10)`
+                    self.d.add("E001", f"syntax error: missing ':' after '{st.call.name}'", st.call.name_span,
+                               f"write {st.call.name}: ...")
+                    meant.add(st.call.name)
+                    continue
                 sp = st.name_span if hasattr(st, "name_span") else st.span
                 self.d.add("E111", f"unexpected statement inside {sec.name}", sp,
                            f"{sec.name} holds 'key: value' lines")
@@ -304,34 +334,50 @@ class Resolver:
         fields = [f for f in cls.model_fields]
         for kw in kwargs:
             if kw.key not in cls.model_fields and kw.key not in cls.aliases:
+                hint = did_you_mean(kw.key, fields)
+                if hint:
+                    meant.add(hint.split("'")[1])
                 self.d.add("E110", f"unknown key '{kw.key}' in {sec.name}", kw.key_span,
-                           did_you_mean(kw.key, fields) or f"{sec.name} takes: {', '.join(fields)}")
+                           hint or f"{sec.name} takes: {', '.join(fields)}")
         kwargs = [kw for kw in kwargs if kw.key in cls.model_fields or kw.key in cls.aliases]
-        return self.construct(cls, sec.name, [], kwargs, env, path, sec.name_span, sec.span)
+        return self.construct(cls, sec.name, [], kwargs, env, path, sec.name_span, sec.span,
+                              quiet_missing=True if self.had_syntax_errors else meant)
 
     def model(self, m: A.Model) -> Spec | None:
         fields: dict[str, Any] = {"name": m.name}
         where: dict[str, Span] = {}
         failed: set[str] = set()
+        suggested: set[str] = set()  # keys a did-you-mean pointed at: not also reported as missing
         for st in m.body:
             if isinstance(st, A.BlockDef):
                 continue
             if isinstance(st, A.LayerStmt):
+                if st.call.name in MODEL_KEYS:  # `input (8, 8, 1)` reads as a call
+                    self.d.add("E001", f"syntax error: missing ':' after '{st.call.name}'", st.call.name_span,
+                               f"write {st.call.name}: ...")
+                    suggested.add(st.call.name)
+                    continue
                 self.d.add("E110", f"layer '{st.call.name}' outside a layers {{ }} section", st.call.name_span,
                            "put layers inside layers { ... }")
                 continue
             key = st.key if isinstance(st, A.Assign) else st.name
             kspan = st.key_span if isinstance(st, A.Assign) else st.name_span
             if isinstance(st, A.Assign) and key not in MODEL_KEYS:
-                hint = did_you_mean(key, MODEL_KEYS | MODEL_SECTIONS)
+                hint = did_you_mean(key, sorted(MODEL_KEYS | MODEL_SECTIONS))
+                if hint:
+                    suggested.add(hint.split("'")[1])
                 if key in MODEL_SECTIONS:
                     hint = f"{key} is a section: {key} {{ ... }}"
+                    suggested.add(key)
                 self.d.add("E110", f"unknown key '{key}'", kspan, hint or f"known keys: {', '.join(sorted(MODEL_KEYS))}")
                 continue
             if isinstance(st, A.Section) and key not in MODEL_SECTIONS:
-                hint = did_you_mean(key, MODEL_SECTIONS)
+                hint = did_you_mean(key, sorted(MODEL_SECTIONS))
+                if hint:
+                    suggested.add(hint.split("'")[1])
                 if key in MODEL_KEYS:
                     hint = f"{key} is a key: {key}: ..."
+                    suggested.add(key)
                 self.d.add("E111", f"unknown section '{key}'", kspan,
                            hint or f"known sections: {', '.join(sorted(MODEL_SECTIONS))}")
                 continue
@@ -344,8 +390,10 @@ class Resolver:
                 failed.add(key)
             else:
                 fields[key] = value
+        # a key the user meant but misspelt has no value: whole-spec checks would report that as other errors
+        failed |= suggested & (MODEL_KEYS | MODEL_SECTIONS)
         for key in REQUIRED:
-            if key not in where and not self.had_syntax_errors:
+            if key not in where and key not in suggested and not self.had_syntax_errors:
                 example = {"data": "data { source: digits }", "input": "input: (64)",
                            "layers": "layers { Dense(10, activation=softmax) }",
                            "loss": "loss: categorical_crossentropy", "optimizer": "optimizer: Adam(lr=1e-3)"}[key]
@@ -363,9 +411,15 @@ class Resolver:
 
     def model_item(self, st, key: str) -> Any:
         if key == "layers":
+            n_errors = len(self.d.errors)
             layers = self.layers(st.body, {}, "layers", ())
-            if not layers and not self.d.errors:
-                self.d.add("E208", "layers { } is empty", st.name_span, "add at least one layer")
+            if len(self.d.errors) > n_errors:
+                # a layer that did not resolve leaves a different network: checking its shapes or its output
+                # against the loss would report errors the spec does not have
+                return MISSING
+            if not layers:
+                if not self.had_syntax_errors:
+                    self.d.add("E208", "layers { } is empty", st.name_span, "add at least one layer")
                 return MISSING
             return layers
         if key in SECTION_CLASSES:
@@ -389,7 +443,7 @@ class Resolver:
         try:
             Spec.__pydantic_validator__.validate_assignment(Spec.model_construct(), key, val)
         except ValidationError as e:
-            self.d.add("E201", f"invalid value for '{key}'", st.value.span, _humane(e.errors()[0]["msg"], e.errors()[0]))
+            self.d.add("E201", f"invalid value for '{key}'", st.value.span, _explain(e.errors()))
             return MISSING
         return val
 
@@ -401,10 +455,29 @@ def _a(word: str) -> str:
     return "an" if word[0] in "aeiou" else "a"
 
 
+_TYPE_WORDS = {
+    "int_type": "an integer", "int_parsing": "an integer", "int_from_float": "an integer",
+    "float_type": "a number", "float_parsing": "a number", "bool_type": "true or false",
+    "bool_parsing": "true or false", "string_type": "a string", "tuple_type": "a tuple",
+    "list_type": "a list", "none_required": None, "model_type": None, "union_tag_invalid": None,
+}
+
+
 def _humane(msg: str, err: dict) -> str:
+    msg = msg.removeprefix("Value error, ")
     if err.get("type") == "literal_error":
         return msg.replace("Input should be", "expected")
     return msg.replace("Input should be", "must be")
+
+
+def _explain(errs: list[dict]) -> str:
+    """One hint for a field's errors; a union's several type errors become 'expected an integer or a tuple'."""
+    if all(e["type"] in _TYPE_WORDS for e in errs):
+        words = list(dict.fromkeys(w for e in errs if (w := _TYPE_WORDS[e["type"]])))
+        if words:
+            return "expected " + (words[0] if len(words) == 1 else ", ".join(words[:-1]) + " or " + words[-1])
+    concrete = [e for e in errs if e["type"] not in _TYPE_WORDS] or errs
+    return _humane(concrete[0]["msg"], concrete[0])
 
 
 def _record_class(annotation) -> type | None:
@@ -484,13 +557,24 @@ def resolve(f: A.File, d: Diagnostics, base_dir: Path | None = None, overrides: 
                   f"put it in a file of its own (the first is '{f.models[0].name}')")
     # blocks are checked once, even if unused, so errors in them are not hidden
     spec = r.model(f.models[0])
-    if spec is None:
-        return None
+    if spec is None or had_syntax_errors:
+        return spec
     from .checks import check_spec
 
     check_spec(spec, f.models[0], d, r.base_dir)
     return spec
 
 
-__all__ = ["resolve", "Resolver", "BUNDLED", "Bundled", "Csv", "Npz", "Mnist", "Holdout", "EarlyStopping",
-           "Objective", "ShapeError"]
+__all__ = [
+    "BUNDLED",
+    "Bundled",
+    "Csv",
+    "EarlyStopping",
+    "Holdout",
+    "Mnist",
+    "Npz",
+    "Objective",
+    "Resolver",
+    "ShapeError",
+    "resolve",
+]

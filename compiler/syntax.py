@@ -1,12 +1,24 @@
 """Parse .dlspec text into the AST, collecting every syntax error in the file.
 
-LALR with a contextual lexer gives precise "expected ..." sets. To report more than the first syntax error, a
-failing line is blanked (keeping line numbers) and the file parsed again, up to a limit.
+LALR with a contextual lexer gives precise "expected ..." sets. Recovery reports every error in a file once, without
+a cascade of follow-on errors:
+
+1. A pre-pass finds what a parser reports badly, reports it where the mistake is and repairs it in the text that is
+   parsed (line numbers kept): an unterminated string; a bracket never closed (at the bracket that was opened; the
+   closer goes where the statement ends by its indentation); a bracket or brace with nothing to close, or where
+   the grammar takes none (`Den[se(8)`, `Adam(lr=1e-3, beta_{1=0.9)`). Braces are paired by counting, and the
+   indentation of the '}' lines tells which '{' is missing, which '}' is one too many, or which header lost its '{'.
+2. Then the file is parsed; at a syntax error the failing statement (all of its lines, when it spans several) is
+   blanked and the file parsed again, up to a limit. Braces on a blanked line survive, a '{' behind a placeholder
+   name that the AST drops, so the block structure stays intact. A header's '{' written on the next line is moved
+   up rather than blanked.
 """
 
 from __future__ import annotations
 
 import functools
+import re
+from dataclasses import dataclass, field
 from importlib import resources
 
 from lark import Lark, Token, Transformer, v_args
@@ -81,7 +93,8 @@ class _ToAst(Transformer):
     def start(self, meta, items):
         f = A.File()
         for it in items:
-            (f.models if isinstance(it, A.Model) else f.blocks).append(it)
+            if it is not None:
+                (f.models if isinstance(it, A.Model) else f.blocks).append(it)
         return f
 
     def model(self, meta, items):
@@ -90,6 +103,8 @@ class _ToAst(Transformer):
 
     def block_def(self, meta, items):
         name, *rest = items
+        if str(name) == RECOVERED:
+            return None
         body = rest[-1]
         params = [A.Name(str(p), _tok(p)) for p in rest[:-1] if p is not None]
         return A.BlockDef(str(name), _tok(name), params, body, _span(meta))
@@ -103,6 +118,8 @@ class _ToAst(Transformer):
 
     def section(self, meta, items):
         name, body = items
+        if str(name) == RECOVERED:
+            return None
         return A.Section(str(name), _tok(name), body, _span(meta))
 
     def layer(self, meta, items):
@@ -175,6 +192,21 @@ def _describe_expected(expected) -> str:
     return ", ".join(words[:-1]) + " or " + words[-1]
 
 
+_STATEMENT_WORD = re.compile(r"^[ \t]*([a-z_][A-Za-z0-9_]*)[ \t]+$")
+_ARGUMENT_WORD = re.compile(r"(?:^|[(,])[ \t]*([A-Za-z_][A-Za-z0-9_]*)[ \t]+$")
+
+
+def _accepts_at(text: str, pos: int) -> set[str]:
+    """What the parser accepts after text[:pos] (the lexer's own set is wider: it serves several states)."""
+    try:
+        ip = _parser().parse_interactive(text[:pos])
+        for _ in ip.iter_parse():
+            pass
+        return set(ip.accepts())
+    except UnexpectedInput:  # the text before the bad character has an error of its own: keep the lexer's set
+        return set()
+
+
 def _diagnose(err: UnexpectedInput, text: str) -> tuple[str, Span, str | None]:
     """(message, span, hint) for one Lark error."""
     if isinstance(err, UnexpectedCharacters):
@@ -182,30 +214,442 @@ def _diagnose(err: UnexpectedInput, text: str) -> tuple[str, Span, str | None]:
         span = Span(err.line, err.column, err.line, err.column + 1)
         if ch == '"':
             return "unterminated string", span, "close it with '\"' on the same line"
-        exp = _describe_expected(err.allowed or [])
+        exp = _describe_expected(_accepts_at(text, err.pos_in_stream) or err.allowed or [])
         return f"unexpected character {ch!r}", span, (f"expected {exp}" if exp else None)
     if isinstance(err, UnexpectedEOF) or (isinstance(err, UnexpectedToken) and err.token.type == "$END"):
         lines = text.splitlines() or [""]
         line = len(lines)
         col = len(lines[-1]) + 1
         exp = _describe_expected(getattr(err, "expected", None) or [])
-        hint = "a '{', '(' or '[' is not closed" if exp and ("'}'" in exp or "')'" in exp or "']'" in exp) else None
-        return f"unexpected end of file{'; expected ' + exp if exp else ''}", Span(line, col, line, col), hint
+        return f"unexpected end of file{'; expected ' + exp if exp else ''}", Span(line, col, line, col), None
     assert isinstance(err, UnexpectedToken)
     tok = err.token
     shown = "end of line" if tok.type == "_NL" else repr(str(tok))
-    exp = _describe_expected(err.accepts or err.expected)
+    expected = err.accepts or err.expected
+    exp = _describe_expected(expected)
     span = _tok(tok)
     if tok.type == "_NL":
         span = Span(tok.line, tok.column, tok.line, tok.column + 1)
+    else:
+        # `seed 42`: a statement's key followed directly by a value
+        line_text = text.split("\n")[tok.line - 1]
+        m = _STATEMENT_WORD.match(line_text[: tok.column - 1])
+        if m and "COLON" in expected:
+            return f"missing ':' after '{m.group(1)}'", span, f"write {m.group(1)}: {tok}"
+        if tok.type == "LBRACE" and re.match(r"^[ \t]*[A-Za-z_][A-Za-z0-9_]*[ \t]*:[ \t]*$", line_text[: tok.column - 1]):
+            name = line_text.split(":")[0].strip()
+            return f"unexpected '{{' after '{name}:'", span, f"a section takes no ':': write {name} {{ ... }}"
+        m = _ARGUMENT_WORD.search(line_text[: tok.column - 1])
+        if m and "EQUAL" in expected and "COLON" not in expected:
+            return f"missing '=' after '{m.group(1)}'", span, f"write {m.group(1)}={tok}"
     return f"unexpected {shown}", span, (f"expected {exp}" if exp else None)
+
+
+# ------------------------------------------------------------------------------------------------- recovery
+
+RECOVERED = "__recovered__"  # placeholder name for a blanked section header; the AST drops it
+_PAIR = {")": "(", "]": "[", "}": "{"}
+_CLOSE_OF = {"(": ")", "[": "]", "{": "}"}
+# what may stand before a '{' that opens a block: `data`, `model m`, `block b(x, y)`
+_HEADER = re.compile(r"^[ \t]*[A-Za-z_][A-Za-z0-9_]*([ \t]+[A-Za-z_][A-Za-z0-9_]*)?([ \t]*\(.*\))?[ \t]*$")
+_BLOCK_HEADER = re.compile(r"^[ \t]*block[ \t]+([A-Za-z_][A-Za-z0-9_]*)")
+
+
+@dataclass
+class _Scan:
+    """Brackets, strings and comments of a text, found line by line without the parser."""
+
+    lines: list[str]
+    brackets: list[tuple[str, int, int]] = field(default_factory=list)  # (char, line, 0-based col)
+    unterminated: dict[int, int] = field(default_factory=dict)  # line -> 0-based col of the '"' left open
+    code_end: list[int] = field(default_factory=list)  # per line: 0-based col after the last code character
+    indent: list[int | None] = field(default_factory=list)  # per line: indentation, None for no code
+    runs_on: dict[int, int] = field(default_factory=dict)  # line -> col of a string directly followed by a name
+
+    def on_line(self, ln: int, chars: str = "{}") -> list[tuple[str, int, int]]:
+        return [b for b in self.brackets if b[1] == ln and b[0] in chars]
+
+    def code_after(self, ln: int, col: int) -> str:
+        """The code on line `ln` after column `col` (comments and trailing blanks left out)."""
+        return self.lines[ln - 1][col + 1: self.code_end[ln - 1]].strip()
+
+
+def _scan(text: str) -> _Scan:
+    sc = _Scan(text.split("\n"))
+    for ln, s in enumerate(sc.lines, 1):
+        i, n, end = 0, len(s), 0
+        while i < n:
+            c = s[i]
+            if c == "#":
+                break
+            if c == '"':
+                j = i + 1
+                while j < n and s[j] != '"':
+                    j += 2 if s[j] == "\\" else 1
+                if j >= n:
+                    sc.unterminated[ln] = i
+                    end = n
+                    break
+                if j + 1 < n and (s[j + 1].isalnum() or s[j + 1] == "_"):
+                    sc.runs_on.setdefault(ln, i)  # `"a, b="c"`: the first string likely lacks its closing quote
+                i = end = j + 1
+                continue
+            if c in "([{}])":
+                sc.brackets.append((c, ln, i))
+            if not c.isspace():
+                end = i + 1
+            i += 1
+        sc.code_end.append(end)
+        sc.indent.append(len(s) - len(s.lstrip(" \t")) if end else None)
+    return sc
+
+
+def _keep_braces(braces: str, depth_at_start: int, indent: int) -> str:
+    """What survives of a blanked line: its braces, a '{' behind a placeholder name so the block structure holds."""
+    if "{" not in braces:
+        return braces
+    lead = len(braces) - len(braces.lstrip("}"))
+    head = f"block {RECOVERED}() " if depth_at_start - lead <= 0 else f"{RECOVERED} "
+    return braces[:lead] + " " * indent + head + braces[lead:]
+
+
+def _note_lost_header(diags: Diagnostics, line: str) -> None:
+    """A blanked line that opened a block may have defined a block: its uses are not reported as unknown."""
+    m = _BLOCK_HEADER.match(line)
+    if m:
+        diags.recovered_blocks.add(m.group(1))
+    diags.recovered_blocks.add("*")  # any snake_case name may be that block
+
+
+def _remove_char(line: str, col: int) -> str:
+    """Drop one character; between two name characters it goes entirely (`lo}ss` -> `loss`), else a blank stays."""
+    def word(ch: str) -> bool:
+        return ch.isalnum() or ch == "_"
+
+    glue = 0 < col < len(line) - 1 and word(line[col - 1]) and word(line[col + 1])
+    return line[:col] + ("" if glue else " ") + line[col + 1:]
+
+
+def _insert_at(lines: list[str], ln: int, col: int, txt: str) -> None:
+    lines[ln - 1] = lines[ln - 1][:col] + txt + lines[ln - 1][col:]
+
+
+def _last_code_line(sc: _Scan, before: int, at_least: int) -> int:
+    ln = before - 1
+    while ln > at_least and sc.indent[ln - 1] is None:
+        ln -= 1
+    return ln
+
+
+def _statement_end(sc: _Scan, ln: int, limit: int) -> int | None:
+    """The first line after `ln` (up to `limit`) indented no deeper than line `ln`: where its statement ended."""
+    base = sc.indent[ln - 1] or 0
+    return next((k for k in range(ln + 1, limit + 1) if sc.indent[k - 1] is not None and sc.indent[k - 1] <= base),
+                None)
+
+
+def _fix_strings(lines: list[str], diags: Diagnostics) -> list[str]:
+    """An unterminated string: reported at its opening quote; its line is blanked, keeping the braces."""
+    sc = _scan("\n".join(lines))
+    if not sc.unterminated:
+        return lines
+    out = list(lines)
+    depth = 0
+    for ln in range(1, len(lines) + 1):
+        braces = "".join(b[0] for b in sc.on_line(ln))
+        if ln in sc.unterminated:
+            start = sc.unterminated[ln]
+            col = min(start, sc.runs_on.get(ln, start)) + 1
+            diags.add("E001", "syntax error: unterminated string", Span(ln, col, ln, col + 1),
+                      "close it with '\"' on the same line")
+            # a brace swallowed by the runaway string is structure: `tr"ain {`
+            braces += "".join(c for c in lines[ln - 1][start:] if c in "{}")
+            out[ln - 1] = _keep_braces(braces, depth, sc.indent[ln - 1] or 0)
+            if "{" in braces:
+                _note_lost_header(diags, lines[ln - 1])
+        depth += braces.count("{") - braces.count("}")
+    return out
+
+
+def _drop_braces_in_calls(lines: list[str], diags: Diagnostics) -> list[str]:
+    """A '{' or '}' between a '(' and its ')' on one line (`Adam(lr=1e-3, beta_{1=0.9)`) is a typo: reported
+    and removed, before it is taken to end the call."""
+    sc = _scan("\n".join(lines))
+    out = list(lines)
+    for ln in range(len(lines), 0, -1):
+        on_line = sc.on_line(ln, "([{}])")
+        stack: list[int] = []
+        spans: list[tuple[int, int]] = []
+        for c, _, col in on_line:
+            if c in "([":
+                stack.append(col)
+            elif c in ")]" and stack:
+                spans.append((stack.pop(), col))
+        for c, _, col in reversed(on_line):
+            if c in "{}" and any(a < col < b for a, b in spans):
+                diags.add("E001", f"syntax error: unexpected '{c}'", Span(ln, col + 1, ln, col + 2),
+                          "a brace cannot stand inside ( )")
+                out[ln - 1] = _remove_char(out[ln - 1], col)
+                diags.repaired_lines.add(ln)
+    return out
+
+
+def _fix_parens(lines: list[str], diags: Diagnostics) -> list[str]:
+    """A '(' or '[' never closed (a brace or the end of the file comes first) and a ')' or ']' with nothing to
+    close: reported where they are; a closer is inserted where the statement ends by its indentation."""
+    lines = _drop_braces_in_calls(lines, diags)
+    sc = _scan("\n".join(lines))
+    stack: list[tuple[str, int, int]] = []
+    unclosed: list[tuple[tuple[str, int, int], tuple[int, int] | None]] = []  # (opener, the brace ending it)
+    stray: list[tuple[str, int, int]] = []
+    for br in sc.brackets:
+        c, ln, col = br
+        if c in "([":
+            stack.append(br)
+        elif c in ")]":
+            top_closes_later = stack and stack[-1][1] == ln and any(
+                b[0] == _CLOSE_OF[stack[-1][0]] and b[2] > col for b in sc.on_line(ln, ")]"))
+            if not any(o[0] == _PAIR[c] for o in stack) or (stack[-1][0] != _PAIR[c] and top_closes_later):
+                stray.append(br)  # `crop(8, padding=]1)`: the ']' is the odd one out, not the '('
+                continue
+            while stack[-1][0] != _PAIR[c]:
+                unclosed.append((stack.pop(), (ln, col)))
+            stack.pop()
+        else:  # no bracket stays open across a brace
+            while stack:
+                unclosed.append((stack.pop(), (ln, col)))
+    unclosed += [(op, None) for op in reversed(stack)]
+    if not unclosed and not stray:
+        return lines
+    # `Den[se(8)`, `metrics: [accuracy][`: where the grammar takes no bracket, it is one too many, not unclosed
+    text = "\n".join(lines)
+    starts = [0]
+    for line in lines:
+        starts.append(starts[-1] + len(line) + 1)
+    for item in list(unclosed):
+        c, ln, col = item[0]
+        accepts = _accepts_at(text, starts[ln - 1] + col)
+        if accepts and ("LPAR" if c == "(" else "LSQB") not in accepts:
+            unclosed.remove(item)
+            stray.append(item[0])
+            diags.add("E001", f"syntax error: unexpected '{c}'", Span(ln, col + 1, ln, col + 2),
+                      f"expected {_describe_expected(accepts)}")
+
+    out = list(lines)
+    edits: list[tuple[int, int, int, str]] = []  # (line, col, -opener position: inner closers first, text)
+    for (c, ln, col), end in sorted(unclosed, key=lambda t: (t[0][1], t[0][2])):
+        close = _CLOSE_OF[c]
+        stop = _statement_end(sc, ln, end[0] if end else len(lines))
+        if stop is not None:
+            at = _last_code_line(sc, stop, ln)
+            edits.append((at, sc.code_end[at - 1], -(ln * 10_000 + col), close))
+            hint = f"expected '{close}' before line {stop}"
+        elif end is not None:
+            at = end[0]
+            edits.append((at, end[1], -(ln * 10_000 + col), close))
+            hint = f"expected '{close}' before the '{lines[at - 1][end[1]]}'" + (
+                "" if at == ln else f" on line {at}")
+        else:
+            at = _last_code_line(sc, len(lines) + 1, ln)
+            edits.append((at, sc.code_end[at - 1], -(ln * 10_000 + col), close))
+            hint = f"expected '{close}' before the end of the file"
+        diags.add("E001", f"syntax error: '{c}' opened here is never closed", Span(ln, col + 1, ln, col + 2), hint)
+        diags.repaired_lines.update(range(ln, at + 1))
+    for c, ln, col in stray:
+        if c in ")]":
+            diags.add("E001", f"syntax error: unmatched '{c}'", Span(ln, col + 1, ln, col + 2),
+                      f"no '{_PAIR[c]}' is open here")
+        diags.repaired_lines.add(ln)
+    # apply from the end of the file backwards so that earlier columns stay valid
+    changes = [(ln, col, order, "insert", txt) for ln, col, order, txt in edits]
+    changes += [(ln, col, 0, "remove", "") for _, ln, col in stray]
+    for ln, col, _, kind, txt in sorted(changes, key=lambda e: (e[0], e[1], e[2]), reverse=True):
+        if kind == "insert":
+            _insert_at(out, ln, col, txt)
+        else:
+            out[ln - 1] = _remove_char(out[ln - 1], col)
+    return out
+
+
+def _fix_one_brace(lines: list[str], diags: Diagnostics) -> list[str] | None:
+    """Find the worst brace problem, report it and repair it; None when every '{' has its '}'.
+
+    Counting says whether a '{' or a '}' is missing; indentation says which one: a '}' is expected at the start
+    of a line indented like its block's header, or at the end of a one-line block."""
+    sc = _scan("\n".join(lines))
+    stack: list[tuple[str, int, int]] = []
+    partner: dict[tuple[str, int, int], tuple[str, int, int]] = {}
+    stray: list[tuple[str, int, int]] = []
+    for br in sc.brackets:
+        if br[0] == "{":
+            stack.append(br)
+        elif br[0] == "}":
+            if stack:
+                op = stack.pop()
+                partner[op], partner[br] = br, op
+            else:
+                stray.append(br)
+    out = list(lines)
+    braces = [b for b in sc.brackets if b[0] in "{}"]
+
+    def report(msg: str, ln: int, col: int, hint: str) -> None:
+        diags.add("E001", f"syntax error: {msg}", Span(ln, col + 1, ln, col + 2), hint)
+
+    if stray:
+        first = stray[0]
+        closers = [b for b in braces if b[0] == "}" and (b[1], b[2]) <= (first[1], first[2])]
+        for _, ln, col in closers:
+            opened_here = any(o[0] == "{" and o[2] < col for o in sc.on_line(ln))
+            mid_line = col != sc.indent[ln - 1] and not opened_here
+            trailing = col == sc.indent[ln - 1] and sc.code_after(ln, col).strip("}").strip() != ""
+            if mid_line or trailing:  # `lo}ss: mse`, `}Dense(10)`: a '}' typed by accident
+                report("unmatched '}'", ln, col, "no '{' is open here")
+                out[ln - 1] = _remove_char(out[ln - 1], col)
+                return out
+        for br in closers:
+            _, ln, col = br
+            if col != sc.indent[ln - 1] or sc.code_after(ln, col):
+                continue
+            op = partner.get(br)
+            if op is not None and (sc.indent[op[1] - 1] or 0) >= col:
+                continue
+            # a '}' that ends a block by its indentation, but whose '{' is lost: the block's header is the line
+            # above its body, indented like the '}'
+            k = _last_code_line(sc, ln, 0)
+            while k >= 1 and (sc.indent[k - 1] is None or sc.indent[k - 1] > col):
+                k -= 1
+            if k >= 1 and sc.indent[k - 1] == col and not sc.on_line(k) and _HEADER.match(
+                    lines[k - 1][: sc.code_end[k - 1]]):
+                end = sc.code_end[k - 1]
+                report("missing '{'", k, end, f"the '}}' on line {ln} closes a block that this line should open")
+                _insert_at(out, k, end, " {")
+                return out
+            body = next((j for j in range(k + 1, ln) if sc.indent[j - 1] is not None), None)
+            if body is not None:  # no header to repair: the body becomes a block that is dropped
+                report("unmatched '}'", ln, col, f"no '{{' opens the block it closes (lines {body} to {ln - 1})")
+                indent = sc.indent[body - 1] or 0
+                depth = sum(1 if b[0] == "{" else -1 for b in braces if b[1] < body)
+                head = f"{RECOVERED} {{ " if depth > 0 else f"block {RECOVERED}() {{ "
+                _note_lost_header(diags, lines[k - 1] if k >= 1 else "")
+                out[body - 1] = out[body - 1][:indent] + head + out[body - 1][indent:]
+                diags.repaired_lines.add(body)
+                return out
+        _, ln, col = first
+        report("unmatched '}'", ln, col, "no '{' is open here")
+        out[ln - 1] = _remove_char(out[ln - 1], col)
+        return out
+
+    if not stack:
+        return None
+    openers = [b for b in braces if b[0] == "{"]
+    for op in openers:  # `Den{se(10)`: a '{' that opens no block
+        _, ln, col = op
+        closed_here = any(o[0] == "}" and o[2] > col for o in sc.on_line(ln))
+        if sc.code_after(ln, col) and not closed_here and not _HEADER.match(lines[ln - 1][:col]):
+            report("unmatched '{'", ln, col, "no '}' closes it")
+            out[ln - 1] = _remove_char(out[ln - 1], col)
+            return out
+    # the '{' whose '}' is indented left of its header lacks its own '}'; else the innermost one left open
+    dedented = [op for op in openers if op in partner and partner[op][2] == sc.indent[partner[op][1] - 1]
+                and partner[op][2] < (sc.indent[op[1] - 1] or 0)]
+    _, ln, col = dedented[0] if dedented else stack[-1]
+    stop = _statement_end(sc, ln, len(lines))
+    if stop is not None:
+        at = _last_code_line(sc, stop, ln)
+        hint = f"expected '}}' before line {stop}"
+    else:
+        at = _last_code_line(sc, len(lines) + 1, ln)
+        hint = "expected '}' before the end of the file"
+    report("'{' opened here is never closed", ln, col, hint)
+    _insert_at(out, at, sc.code_end[at - 1], " }" if at == ln else "}")
+    return out
+
+
+def _prepass(text: str, diags: Diagnostics) -> str:
+    """Report and repair unterminated strings, then brackets, then braces that do not pair up."""
+    lines = _fix_parens(_fix_strings(text.split("\n"), diags), diags)
+    for _ in range(20):
+        fixed = _fix_one_brace(lines, diags)
+        if fixed is None:
+            break
+        lines = fixed
+    return "\n".join(lines)
+
+
+def _blank_statement(text: str, line: int, diags: Diagnostics) -> str | None:
+    """Blank the statement on `line` (every line of it when brackets make it span several), keeping braces."""
+    sc = _scan(text)
+    n = len(sc.lines)
+    if not 1 <= line <= n:
+        return None
+    paren_start = [0] * (n + 2)  # '(' / '[' depth at the start of each line
+    brace_start = [0] * (n + 2)
+    paren = brace = 0
+    it = iter(sc.brackets)
+    pending = next(it, None)
+    for ln in range(1, n + 1):
+        paren_start[ln], brace_start[ln] = paren, brace
+        while pending is not None and pending[1] == ln:
+            c = pending[0]
+            if c in "([":
+                paren += 1
+            elif c in ")]":
+                paren = max(0, paren - 1)
+            else:
+                brace += 1 if c == "{" else -1
+            pending = next(it, None)
+    paren_start[n + 1] = paren
+    first = line
+    while first > 1 and paren_start[first] > 0:
+        first -= 1
+    last = line
+    while last < n and paren_start[last + 1] > 0:
+        last += 1
+    lines = list(sc.lines)
+    if any(b[0] == "{" for ln in range(first, last + 1) for b in sc.on_line(ln)):
+        _note_lost_header(diags, lines[first - 1])
+    for ln in range(first, last + 1):
+        lines[ln - 1] = _keep_braces("".join(b[0] for b in sc.on_line(ln)), brace_start[ln], sc.indent[ln - 1] or 0)
+    out = "\n".join(lines)
+    return None if out == text else out
+
+
+def _brace_on_next_line(text: str, err: UnexpectedInput, span: Span) -> tuple[str, str, str, Span] | None:
+    """`model m` with its '{' on the next line: (message, hint, text with the '{' moved up, span of the '{')."""
+    tok = getattr(err, "token", None)
+    lines = text.split("\n")
+    if tok is not None and tok.type == "LBRACE" and not lines[tok.line - 1][: tok.column - 1].strip():
+        # `layers` alone on a line (a valid statement on its own) and its '{' below
+        k = tok.line - 1
+        while k >= 1 and not lines[k - 1].split("#")[0].strip():
+            k -= 1
+        if k >= 1 and _HEADER.match(lines[k - 1].split("#")[0]) and "{" not in lines[k - 1]:
+            header = lines[k - 1].split("#")[0].rstrip()
+            lines[tok.line - 1] = lines[tok.line - 1][: tok.column - 1] + " " + lines[tok.line - 1][tok.column:]
+            lines[k - 1] = header + " {" + lines[k - 1][len(header):]
+            return ("'{' must be on the same line as its header", f"write {header.strip()} {{", "\n".join(lines),
+                    span)
+        return None
+    if tok is None or tok.type != "_NL" or "LBRACE" not in (err.accepts or err.expected):
+        return None
+    k = span.line
+    while k < len(lines) and not lines[k].strip():
+        k += 1
+    if k >= len(lines) or not lines[k].lstrip().startswith("{"):
+        return None
+    header = lines[span.line - 1].rstrip()
+    col = len(lines[k]) - len(lines[k].lstrip())
+    lines[k] = lines[k][:col] + " " + lines[k][col + 1:]
+    lines[span.line - 1] = header + " {"
+    return ("'{' must be on the same line as its header", f"write {header.strip()} {{", "\n".join(lines),
+            Span(k + 1, col + 1, k + 1, col + 2))
 
 
 def parse(text: str, diags: Diagnostics, max_errors: int = 25) -> A.File | None:
     """Parse `text`; record every syntax error in `diags`; return the AST if some parse succeeded."""
     if not text.endswith("\n"):
         text += "\n"
-    work = text
+    work = _prepass(text, diags)
     seen: set[tuple[int, int]] = set()
     for _ in range(max_errors):
         try:
@@ -215,18 +659,19 @@ def parse(text: str, diags: Diagnostics, max_errors: int = 25) -> A.File | None:
             if (span.line, span.col) in seen:
                 return None
             seen.add((span.line, span.col))
-            diags.add("E001", f"syntax error: {message}", span, hint)
+            moved = _brace_on_next_line(work, err, span)
+            if moved is not None:
+                message, hint, work, span = moved
+                diags.add("E001", f"syntax error: {message}", span, hint)
+                continue
+            if not any(d.code == "E001" and d.span and (d.span.line, d.span.col) == (span.line, span.col)
+                       for d in diags.items):  # the pre-pass already reported this character
+                diags.add("E001", f"syntax error: {message}", span, hint)
             if isinstance(err, UnexpectedEOF) or getattr(getattr(err, "token", None), "type", "") == "$END":
                 return None
-            lines = work.split("\n")
-            idx = span.line - 1
-            if not (0 <= idx < len(lines)) or not lines[idx].strip():
+            work = _blank_statement(work, span.line, diags)
+            if work is None:
                 return None
-            # blank the failing line, keeping a brace that opens or closes a section so the structure survives
-            line = lines[idx]
-            keep = "".join(c for c in line if c in "{}")
-            lines[idx] = keep
-            work = "\n".join(lines)
             continue
         try:
             return _ToAst().transform(tree)
