@@ -57,4 +57,4 @@ def compile_file(path: str | Path, overrides: Overrides | None = None) -> Compil
     return compile_text(text, str(path), p.resolve().parent, overrides)
 
 
-__all__ = ["Compiled", "compile_text", "compile_file", "Spec", "SpecError", "Diagnostic", "Diagnostics"]
+__all__ = ["Compiled", "Diagnostic", "Diagnostics", "Spec", "SpecError", "compile_file", "compile_text"]

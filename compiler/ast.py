@@ -45,14 +45,14 @@ class Phrase:
 class Kwarg:
     key: str
     key_span: Span
-    value: "Value"
+    value: Value
 
 
 @dataclass
 class Call:
     name: str
     name_span: Span
-    args: list["Value"]
+    args: list[Value]
     kwargs: list[Kwarg]
     span: Span
 
@@ -61,14 +61,14 @@ class Call:
 class Tuple:
     """`(a, b)` or a record `(k=v, ...)`; `(64)` is a one-element tuple."""
 
-    items: list["Value"]
+    items: list[Value]
     kwargs: list[Kwarg]
     span: Span
 
 
 @dataclass
 class List:
-    items: list["Value"]
+    items: list[Value]
     kwargs: list[Kwarg]
     span: Span
 
@@ -88,7 +88,7 @@ class Assign:
 class Section:
     name: str
     name_span: Span
-    body: list["Stmt"]
+    body: list[Stmt]
     span: Span
 
 
@@ -105,7 +105,7 @@ class BlockDef:
     name: str
     name_span: Span
     params: list[Name]
-    body: list["Stmt"]
+    body: list[Stmt]
     span: Span
 
 

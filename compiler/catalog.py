@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
-REGISTRY: dict[str, dict[str, type["Catalogued"]]] = {}
+REGISTRY: dict[str, dict[str, type[Catalogued]]] = {}
 # the canonical (first) name of each class, used by did-you-mean and by the catalogue listing
 CANONICAL: dict[str, list[str]] = {}
 

@@ -459,7 +459,7 @@ class Residual(Layer):
     """output = input + body(input); the body must keep the shape (no implicit projection)."""
 
     kind: Literal["Residual"] = "Residual"
-    body: list["LayerT"] = Field(default_factory=list)
+    body: list[LayerT] = Field(default_factory=list)
 
     def out_shape(self, shape):
         return shape

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Annotated, ClassVar, Iterator, Literal, Optional, Union
+from typing import Annotated, ClassVar, Literal, Optional, Union
 
 from pydantic import Field
 
@@ -210,4 +211,4 @@ class Spec(IRNode):
         return t, n
 
 
-__all__ = ["Spec", "Data", "EarlyStopping", "LayerInfo", "BUNDLED"]
+__all__ = ["BUNDLED", "Data", "EarlyStopping", "LayerInfo", "Spec"]
