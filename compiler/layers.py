@@ -119,7 +119,7 @@ class _Conv(_Dense):
             want = "(height, width, channels)" if self.rank == 2 else "(steps, channels)"
             raise ShapeError(
                 f"{self.kind} needs an input of rank {self.rank + 1} {want}, got {shape}"
-                + ("; set input: (8, 8, 1) for images or add Reshape(...)" if len(shape) == 1 else "")
+                + ("; give images as input: (height, width, channels) or add Reshape(...)" if len(shape) == 1 else "")
             )
         ks, ss = self._ks()
         spatial = []
