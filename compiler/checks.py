@@ -105,6 +105,9 @@ def check_spec(spec: Spec, m: A.Model, d: Diagnostics, base_dir: Path) -> None:
     _check_data(spec, m, d, base_dir)
     _check_metrics_and_monitors(spec, m, d)
     _check_bias_before_bn(spec.layers, d)
+    from .search import check_search
+
+    check_search(spec, m, d)
     if spec.search_spaces and spec.search is None:
         s = spec.search_spaces[0]
         call = next((v for v in _walk_values(m.body) if isinstance(v, A.Call)

@@ -1,0 +1,346 @@
+"""Search spaces as a tuner sees them, with no framework and no Optuna: one parameter per search-space call,
+grid points, the literal text of a chosen value, the concrete spec with every call replaced by its value, the
+coarse-to-fine narrowing of `dlc tune --refine`, and the spec checks of the `search` block.
+
+Rules (also in the README):
+- A parameter is one search-space call in the text. A call used more than once (inside a block used twice, or a
+  repeated layer) is one parameter: every use takes the same value. Its name is the path of its first use
+  (`layers[0].units`, `optimizer.learning_rate`, `train.batch_size`).
+- Grid search needs finite sets: `choice` is its options; `int_uniform(lo, hi)` (both ends included) is every
+  integer when there are at most GRID_POINTS of them, else GRID_POINTS evenly spaced integers; `uniform` is
+  GRID_POINTS evenly spaced values and `loguniform` GRID_POINTS values evenly spaced in log scale, both ends
+  included, rounded to 3 significant digits.
+- Refine (coarse to fine): the top trials are the best quarter of the completed trials of the earlier run (at
+  least 3, or all of them when fewer). Each numeric range narrows to the smallest range holding the top trials'
+  values (`loguniform` in log scale); when they all took one value, the range is that value ± 5% of the old range
+  (× / ÷ (high/low)^0.05 in log scale; ± 1 for integers), clipped to the old range. A `choice` keeps the options
+  the top trials took, in their order in the spec.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from . import ast as A
+from .diagnostics import Diagnostics, Span, did_you_mean
+
+GRID_POINTS = 5
+TOP_FRACTION = 0.25
+TOP_MIN = 3
+
+
+@dataclass
+class Space:
+    """One tunable parameter: a search-space call of the spec, deduplicated by its position."""
+
+    name: str
+    kind: str  # choice | uniform | loguniform | int_uniform
+    at: tuple[int, int]
+    end: tuple[int, int]
+    options: list[Any] = field(default_factory=list)
+    option_texts: list[str] = field(default_factory=list)  # each option as written in the spec
+    low: float | None = None
+    high: float | None = None
+
+    def describe(self) -> str:
+        if self.kind == "choice":
+            return f"choice({', '.join(self.option_texts)})"
+        if self.kind == "int_uniform":
+            return f"int_uniform({int(self.low)}, {int(self.high)})"
+        return f"{self.kind}({_num(self.low)}, {_num(self.high)})"
+
+    def to_json(self) -> dict:
+        out = {"name": self.name, "kind": self.kind, "at": list(self.at), "end": list(self.end)}
+        if self.kind == "choice":
+            out["options"] = list(self.options)
+            out["option_texts"] = list(self.option_texts)
+        else:
+            out["low"], out["high"] = self.low, self.high
+        return out
+
+    @staticmethod
+    def from_json(d: dict) -> Space:
+        return Space(d["name"], d["kind"], tuple(d["at"]), tuple(d["end"]), list(d.get("options", [])),
+                     list(d.get("option_texts", [])), d.get("low"), d.get("high"))
+
+
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() and abs(x) < 1e15 else repr(float(x))
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal and of the same type (1, 1.0 and true are different options)."""
+    return type(a) is type(b) and a == b
+
+
+# ----------------------------------------------------------------------------------------- spaces of a spec
+
+
+def _calls(tree: A.File) -> dict[tuple[int, int], A.Call]:
+    """Every call in the file (models and top-level blocks), by the position of its name."""
+    out: dict[tuple[int, int], A.Call] = {}
+
+    def walk(node):
+        if isinstance(node, list):
+            for x in node:
+                walk(x)
+        elif isinstance(node, (A.Assign, A.Kwarg)):
+            walk(node.value)
+        elif isinstance(node, (A.Section, A.BlockDef, A.Model)):
+            walk(node.body)
+        elif isinstance(node, A.LayerStmt):
+            walk(node.call)
+        elif isinstance(node, (A.Call, A.Tuple, A.List)):
+            if isinstance(node, A.Call):
+                out[(node.name_span.line, node.name_span.col)] = node
+            walk(getattr(node, "args", None) or getattr(node, "items", []))
+            walk(node.kwargs)
+        elif isinstance(node, A.Phrase):
+            pass
+
+    walk(tree.models)
+    walk(tree.blocks)
+    return out
+
+
+def _offsets(source: str) -> list[int]:
+    starts = [0]
+    for i, ch in enumerate(source):
+        if ch == "\n":
+            starts.append(i + 1)
+    return starts
+
+
+def _offset(starts: list[int], line: int, col: int) -> int:
+    return starts[line - 1] + col - 1
+
+
+def _text(source: str, starts: list[int], span: Span) -> str:
+    return source[_offset(starts, span.line, span.col):_offset(starts, span.end_line, span.end_col)]
+
+
+def spaces_of(compiled) -> list[Space]:
+    """The tunable parameters of a compiled spec, in the order of their first use, one per call position."""
+    spec, source, tree = compiled.spec, compiled.source, compiled.tree
+    calls = _calls(tree) if tree is not None else {}
+    starts = _offsets(source)
+    out: list[Space] = []
+    seen: set[tuple[int, int]] = set()
+    names: set[str] = set()
+    for s in spec.search_spaces:
+        at = tuple(s.at)
+        if at in seen:
+            continue
+        seen.add(at)
+        name = s.path if s.path not in names else f"{s.path}@{at[0]}:{at[1]}"
+        names.add(name)
+        texts: list[str] = []
+        if s.kind == "choice":
+            call = calls.get(at)
+            texts = [_text(source, starts, a.span) for a in call.args] if call is not None \
+                else [literal_of(o) for o in s.options]
+        out.append(Space(name, s.kind, at, tuple(s.end), list(s.options), texts, s.low, s.high))
+    return out
+
+
+# --------------------------------------------------------------------------------------------------- grid
+
+
+def _round_unique(values: list[float], lo: float, hi: float) -> list[float]:
+    """Round interior points to 3 significant digits (more if that would merge two points); keep the ends."""
+    for digits in range(3, 18):
+        pts = [values[0]] + [float(f"{v:.{digits}g}") for v in values[1:-1]] + [values[-1]]
+        pts = [min(max(p, lo), hi) for p in pts]
+        if len(set(pts)) == len(pts):
+            return pts
+    return values
+
+
+def grid_points(space: Space) -> list[Any]:
+    if space.kind == "choice":
+        return list(space.options)
+    lo, hi = space.low, space.high
+    n = GRID_POINTS
+    if space.kind == "int_uniform":
+        lo_i, hi_i = math.ceil(lo), math.floor(hi)
+        if hi_i - lo_i + 1 <= n:
+            return list(range(lo_i, hi_i + 1))
+        return sorted({round(lo_i + (hi_i - lo_i) * i / (n - 1)) for i in range(n)})
+    if space.kind == "loguniform":
+        a, b = math.log(lo), math.log(hi)
+        raw = [math.exp(a + (b - a) * i / (n - 1)) for i in range(n)]
+    else:
+        raw = [lo + (hi - lo) * i / (n - 1) for i in range(n)]
+    raw[0], raw[-1] = lo, hi
+    return _round_unique(raw, lo, hi)
+
+
+# ------------------------------------------------------------------------------------------ literal values
+
+
+def literal_of(value: Any) -> str:
+    """A value as spec text."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, str):
+        return value if value.isidentifier() else '"' + value.replace('"', '\\"') + '"'
+    raise TypeError(f"no spec literal for {value!r}")
+
+
+def value_text(space: Space, value: Any) -> str:
+    if space.kind == "choice":
+        if isinstance(value, str) and value.isidentifier() and value not in ("true", "false"):
+            return value  # a name: what a string field accepts too, and a catalogue field only accepts
+        for opt, text in zip(space.options, space.option_texts):
+            if _same(opt, value):
+                return text
+        return literal_of(value)
+    if space.kind == "int_uniform":
+        return str(int(value))
+    return literal_of(float(value))
+
+
+def concretize(compiled, spaces: list[Space], values: dict[str, Any], note: str | None = None,
+               base_dir: Path | None = None, new_dir: Path | None = None) -> str:
+    """The spec's text with every search-space call replaced by its chosen value, and the search block replaced by
+    a comment (`note`). With `new_dir`, relative data paths are rewritten to stay right from a file there."""
+    source, tree = compiled.source, compiled.tree
+    starts = _offsets(source)
+    edits: list[tuple[int, int, str]] = []
+    for sp in spaces:
+        edits.append((_offset(starts, *sp.at), _offset(starts, *sp.end), value_text(sp, values[sp.name])))
+    model = tree.models[0]
+    for st in model.body:
+        if isinstance(st, A.Section) and st.name == "search":
+            a = starts[st.span.line - 1]
+            indent = source[a:_offset(starts, st.span.line, st.span.col)]
+            end_line = st.span.end_line
+            b = starts[end_line] - 1 if end_line < len(starts) else len(source)
+            if indent.strip() == "" and source[_offset(starts, end_line, st.span.end_col):b].strip() == "":
+                edits.append((a, b, f"{indent}# {note or 'search block removed: no search spaces left'}"))
+            else:
+                edits.append((_offset(starts, st.span.line, st.span.col),
+                              _offset(starts, end_line, st.span.end_col), ""))
+    if new_dir is not None and base_dir is not None:
+        for s in _data_paths(model):
+            p = Path(s.value).expanduser()
+            if not p.is_absolute():
+                rel = Path(_relpath(base_dir / p, new_dir))
+                text = '"' + rel.as_posix().replace('"', '\\"') + '"'
+                edits.append((_offset(starts, s.span.line, s.span.col),
+                              _offset(starts, s.span.end_line, s.span.end_col), text))
+    out = source
+    for a, b, text in sorted(edits, key=lambda e: e[0], reverse=True):
+        out = out[:a] + text + out[b:]
+    return out
+
+
+def _relpath(target: Path, start: Path) -> str:
+    import os
+
+    return os.path.relpath(target.resolve(), start.resolve())
+
+
+def _data_paths(model: A.Model) -> list[A.Str]:
+    """The file paths written in the data section's source (csv/npz/mnist)."""
+    out: list[A.Str] = []
+    for st in model.body:
+        if isinstance(st, A.Section) and st.name == "data":
+            for d in st.body:
+                if isinstance(d, A.Assign) and d.key == "source" and isinstance(d.value, A.Call):
+                    call = d.value
+                    if call.args and isinstance(call.args[0], A.Str):
+                        out.append(call.args[0])
+                    out.extend(kw.value for kw in call.kwargs if kw.key == "path" and isinstance(kw.value, A.Str))
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ refine
+
+
+def top_trials(trials: list[dict], direction: str) -> list[dict]:
+    """The best quarter of the completed trials (at least TOP_MIN, or all when fewer)."""
+    done = [t for t in trials if t.get("state") == "COMPLETE" and t.get("value") is not None
+            and math.isfinite(t["value"])]
+    done.sort(key=lambda t: t["value"], reverse=direction == "maximize")
+    k = max(TOP_MIN, math.ceil(TOP_FRACTION * len(done)))
+    return done[:k]
+
+
+def refine(spaces: list[Space], top: list[dict]) -> list[Space]:
+    """Narrow each space to what the top trials took (the rule in the module docstring)."""
+    out = []
+    for sp in spaces:
+        vals = [t["params"][sp.name] for t in top if sp.name in t["params"]]
+        if not vals:
+            out.append(sp)
+            continue
+        if sp.kind == "choice":
+            keep = [(o, t) for o, t in zip(sp.options, sp.option_texts) if any(_same(o, v) for v in vals)]
+            out.append(replace(sp, options=[o for o, _ in keep], option_texts=[t for _, t in keep]))
+            continue
+        lo, hi = min(vals), max(vals)
+        if sp.kind == "int_uniform":
+            lo, hi = int(lo), int(hi)
+            if lo == hi:
+                lo, hi = max(int(sp.low), lo - 1), min(int(sp.high), hi + 1)
+            out.append(replace(sp, low=float(lo), high=float(hi)))
+        elif sp.kind == "loguniform":
+            if lo == hi:
+                f = (sp.high / sp.low) ** 0.05
+                lo, hi = max(sp.low, lo / f), min(sp.high, hi * f)
+            out.append(replace(sp, low=float(lo), high=float(hi)))
+        else:
+            if lo == hi:
+                w = 0.05 * (sp.high - sp.low)
+                lo, hi = max(sp.low, lo - w), min(sp.high, hi + w)
+            out.append(replace(sp, low=float(lo), high=float(hi)))
+    return out
+
+
+# ------------------------------------------------------------------------------------------- spec checks
+
+
+def objective_names(spec) -> list[str]:
+    """The metric names a search objective may name for this spec."""
+    base = ["loss"] + [m.name for m in spec.metrics]
+    split = spec.data.split if spec.data is not None else None
+    kfold = split is not None and split.kind == "kfold"
+    has_val = split is not None and getattr(split, "val", 0) > 0
+    names = [] if kfold else list(base) + ([f"val_{b}" for b in base] if has_val else [])
+    return names + [f"cv_{b}" for b in base]
+
+
+def check_search(spec, m: A.Model, d: Diagnostics) -> None:
+    """The search block's objective names a metric the run computes."""
+    if spec.search is None:
+        return
+    metric = spec.search.objective.metric
+    valid = objective_names(spec)
+    if metric in valid:
+        return
+    where = None
+    for st in m.body:
+        if isinstance(st, A.Section) and st.name == "search":
+            for a in st.body:
+                if isinstance(a, A.Assign) and a.key == "objective":
+                    v = a.value
+                    where = v.words[-1].span if isinstance(v, A.Phrase) else v.span
+    base = metric[4:] if metric.startswith(("val_",)) else metric.removeprefix("cv_")
+    split = spec.data.split if spec.data is not None else None
+    if split is not None and split.kind == "kfold" and f"cv_{base}" in valid:
+        d.add("E504", f"objective '{metric}': with a kfold split every trial is cross-validated", where,
+              f"use cv_{base} (the mean over the folds)")
+    elif metric.startswith("val_") and f"cv_{base}" in valid and f"val_{base}" not in valid:
+        d.add("E504", f"objective '{metric}' needs a validation split", where,
+              f"use split: holdout(val=0.2), or cv_{base} to cross-validate every trial")
+    else:
+        d.add("E504", f"unknown objective metric '{metric}'", where,
+              did_you_mean(metric, valid) or f"expected one of {', '.join(valid)}")
