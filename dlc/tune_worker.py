@@ -1,0 +1,228 @@
+"""One `dlc tune` trial, in a process of its own (so memory cannot grow across trials).
+
+`dlc tune` asks Optuna for a trial (its parameters are sampled in the parent) and starts one process per trial:
+forked from a fork server that has already imported the backend (`multiprocessing`'s forkserver: every trial
+is a fresh child process, without paying the framework import again), or, with DLC_TUNE_WORKER=subprocess or where
+there is no fork server, `python -m dlc.tune_worker JOB.json`. The worker opens the study's storage itself,
+compiles the spec with the trial's values, trains, reports the objective after every epoch (or every fold, for a
+cv_ objective) so the pruner can stop it, and tells Optuna the result: COMPLETE, PRUNED, or FAIL with the reason
+in the trial's user attribute `failure` (a non-finite loss is a failed trial, not a crash). Its output goes to
+the trial's folder, with the history.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import traceback
+from pathlib import Path
+
+PRUNE_STARTUP_TRIALS = 3  # the median pruner prunes nothing until this many trials have completed
+PRUNE_WARMUP_STEPS = 2  # ... nor before the trial's second epoch (steps are epochs, counted from 1)
+SQLITE_TIMEOUT_S = 60
+
+
+class _Pruned(Exception):
+    def __init__(self, step: int):
+        self.step = step
+
+
+def driver_url(url: str) -> str:
+    """`postgresql://` with the driver that is installed: SQLAlchemy 2.1 means psycopg (3) by it, 2.0 psycopg2;
+    dlc's `postgres` extra installs psycopg2-binary."""
+    import importlib.util
+
+    if url.startswith(("postgresql://", "postgres://")):
+        rest = url.split("://", 1)[1]
+        for module, driver in (("psycopg2", "psycopg2"), ("psycopg", "psycopg")):
+            if importlib.util.find_spec(module) is not None:
+                return f"postgresql+{driver}://{rest}"
+    return url
+
+
+def make_storage(url: str):
+    import optuna
+
+    url = driver_url(url)
+    if url.startswith("sqlite"):
+        kwargs = {"connect_args": {"timeout": SQLITE_TIMEOUT_S}}
+    else:
+        kwargs = {"pool_pre_ping": True}
+    return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+
+
+def make_pruner(prune: str):
+    import optuna
+
+    if prune == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=PRUNE_STARTUP_TRIALS, n_warmup_steps=PRUNE_WARMUP_STEPS)
+    return optuna.pruners.NopPruner()
+
+
+def _quiet_optuna() -> None:
+    import warnings
+
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+
+
+def _redirect(log: str) -> None:
+    """Send this process' output (Python's and the framework's) to the trial's log file."""
+    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+
+
+def _limit_threads(backend: str, threads: int | None) -> None:
+    if not threads:
+        return
+    if backend == "torch":
+        import torch
+
+        torch.set_num_threads(threads)
+    else:
+        try:
+            import tensorflow as tf
+
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+            tf.config.threading.set_inter_op_parallelism_threads(min(threads, 2))
+        except (ImportError, RuntimeError):
+            pass
+
+
+def run_trial(job: dict) -> None:
+    """Entry point of a trial process (the target of the forked process, or `python -m dlc.tune_worker`)."""
+    import time
+
+    t0 = time.perf_counter()
+    trial_dir = Path(job["trial_dir"])
+    trial_dir.mkdir(parents=True, exist_ok=True)
+    _redirect(str(trial_dir / "log.txt"))
+    os.chdir(job["cwd"])
+    import optuna
+
+    _quiet_optuna()
+    storage = make_storage(job["storage"])
+    study = optuna.load_study(study_name=job["study"], storage=storage, pruner=make_pruner(job["prune"]))
+    trial = optuna.trial.Trial(study, job["trial_id"])
+    trial.set_user_attr("pid", os.getpid())
+    print(f"trial {trial.number}: {json.dumps(trial.params)} (process {os.getpid()}, storage open in "
+          f"{time.perf_counter() - t0:.2f} s)", flush=True)
+    try:
+        state, value, failure = _run(job, trial)
+    except (KeyboardInterrupt, SystemExit):
+        raise  # the parent marks the trial interrupted and queues it again
+    except Exception as e:  # noqa: BLE001 - a bug or a library error: this trial failed, the search goes on
+        traceback.print_exc()
+        state, value, failure = "FAIL", None, f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+    if failure:
+        trial.set_user_attr("failure", failure)
+        print(f"failed: {failure}", flush=True)
+    if state == "COMPLETE":
+        study.tell(trial, value)
+    else:
+        study.tell(trial, state=getattr(optuna.trial.TrialState, state))
+    print(f"{state.lower()}: {value} ({time.perf_counter() - t0:.2f} s)", flush=True)
+
+
+def _run(job: dict, trial) -> tuple[str, float | None, str | None]:
+    from .compiler import compile_file
+
+    _limit_threads(job["backend"], job.get("threads"))
+    params = trial.params
+    overrides = {tuple(at): params[name] for name, at in job["spaces"]}
+    result = compile_file(job["spec"], overrides)
+    if not result.ok:
+        first = result.diagnostics.sorted()[0]
+        where = f" (line {first.span.line})" if first.span else ""
+        return "FAIL", None, f"spec error with these values{where}: {first.message}"
+    spec = result.spec
+    base_dir = Path(job["spec"]).parent
+    metric = job["metric"]
+    trial_dir = Path(job["trial_dir"])
+    from . import rundir
+    from .backends import BackendUnavailable, LoweringMissing
+    from .data import DataError
+    from .loop import TrainingFailed
+
+    prune = job["prune"] == "median"
+    try:
+        if metric.startswith("cv_"):
+            value = _run_cv(job, trial, spec, base_dir, metric, prune)
+        else:
+            value = _run_holdout(job, trial, spec, base_dir, metric, prune, trial_dir)
+    except _Pruned as p:
+        trial.set_user_attr("pruned_at", p.step)
+        return "PRUNED", None, None
+    except TrainingFailed as e:
+        return "FAIL", None, str(e)
+    except (DataError, LoweringMissing, BackendUnavailable, FileNotFoundError, MemoryError) as e:
+        return "FAIL", None, str(e) or type(e).__name__
+    rundir.write_json(trial_dir / "result.json", {"number": trial.number, "params": params, metric: value})
+    if value is None or not math.isfinite(value):
+        return "FAIL", None, f"the objective {metric} is {value}"
+    return "COMPLETE", float(value), None
+
+
+def _run_holdout(job, trial, spec, base_dir, metric, prune, trial_dir) -> float:
+    from . import rundir
+    from .backends import session_class
+    from .data import prepare
+    from .loop import train
+    from .weights import initial_weights
+
+    data = prepare(spec, base_dir)
+    session = session_class(job["backend"])(spec, device=job["device"], weights=initial_weights(spec))
+    rows: list[dict] = []
+
+    def on_epoch(row):
+        rows.append(row)
+        rundir.write_history(trial_dir, rows)
+        v = row.get(metric)
+        if v is None or not math.isfinite(v):
+            return
+        trial.report(float(v), row["epoch"])
+        if prune and trial.should_prune():
+            raise _Pruned(row["epoch"])
+
+    hist = train(session, spec, data, on_epoch=on_epoch)
+    row = hist.rows[hist.best_epoch - 1] if hist.restored_best and hist.best_epoch else hist.rows[-1]
+    trial.set_user_attr("epochs", len(hist.rows))
+    return row.get(metric)
+
+
+def _run_cv(job, trial, spec, base_dir, metric, prune) -> float:
+    from .cv import run_cv
+
+    key = metric[len("cv_"):]
+    seen: list[float] = []
+
+    def on_fold(row):
+        seen.append(row["val"][key])
+        v = sum(seen) / len(seen)
+        trial.report(float(v), row["fold"])
+        if prune and trial.should_prune():
+            raise _Pruned(row["fold"])
+
+    summary = run_cv(spec, base_dir, job["backend"], job["device"], out=Path(job["trial_dir"]), on_fold=on_fold)
+    return summary.get(metric)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1:
+        print("usage: python -m dlc.tune_worker JOB.json   (started by `dlc tune`)", file=sys.stderr)
+        return 2
+    run_trial(json.loads(Path(argv[0]).read_text()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

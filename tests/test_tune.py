@@ -1,0 +1,449 @@
+"""`dlc tune`: grid/random/TPE search, median pruning, resume after an interruption, the best spec, refine, trials in
+processes of their own, and a study shared through a real PostgreSQL server.
+
+Trials are tiny (iris, 1-3 epochs, one CPU thread each). Most searches run in this process, so they share one fork
+server (the framework is imported once for all of them); the trials themselves always run in child processes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import io
+import itertools
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+from dlc.compiler import compile_file, compile_text
+from dlc.compiler.search import Space, concretize, grid_points, refine, spaces_of, top_trials
+
+ROOT = Path(__file__).resolve().parents[1]
+
+SPEC = """
+model tiny {{
+  seed: 5
+  data {{
+    source: iris
+    normalize: standard
+    split: holdout(val=0.3, stratify=true)
+  }}
+  input: (4)
+  layers {{
+    Dense({units}, activation={act})
+    Dense(3, activation=softmax)
+  }}
+  loss: sparse_categorical_crossentropy
+  metrics: [accuracy]
+  optimizer: {opt}
+  train {{
+    epochs: {epochs}
+    batch_size: {bs}
+  }}
+  search {{
+    method: {method}
+    trials: {trials}
+    objective: {objective}{extra}
+  }}
+}}
+"""
+
+
+def _write(tmp_path: Path, name: str = "tiny.dlspec", units="choice(4, 8)", act="relu",
+           opt="Adam(lr=loguniform(0.01, 0.1))", epochs=1, bs=32, method="random", trials=4,
+           objective="minimize val_loss", extra="") -> Path:
+    p = tmp_path / name
+    p.write_text(SPEC.format(units=units, act=act, opt=opt, epochs=epochs, bs=bs, method=method, trials=trials,
+                             objective=objective, extra=extra))
+    return p
+
+
+def _tune(*argv: str) -> tuple[int, str, str]:
+    from dlc.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        rc = main(["tune", *argv, "--threads", "1", "--quiet"])
+    return rc, out.getvalue(), err.getvalue()
+
+
+def _summary(run: Path) -> dict:
+    return json.loads((run / "tune.json").read_text())
+
+
+def _key(params: dict) -> str:
+    return json.dumps(params, sort_keys=True)
+
+
+# ------------------------------------------------------------------------------------- no training needed
+
+
+MULTI = """
+block pair(n) {
+  Dense(n, activation=choice(relu, "tanh"))
+}
+model m {
+  seed: 1
+  data {
+    source: csv("data/t.csv", target="y")
+    split: holdout(val=0.2)
+  }
+  input: (2)
+  layers {
+    pair(choice(8, 16))
+    pair(4)
+    Dense(1, activation=sigmoid)
+  }
+  loss: binary_crossentropy
+  optimizer: SGD(lr=loguniform(1e-4,
+                               1e-1), momentum=uniform(0.5, 0.9))
+  train {
+    batch_size: int_uniform(8, 64)
+  }
+  search {
+    method: grid
+    objective: minimize val_loss
+  }
+}
+"""
+
+
+def test_spaces_grid_and_concrete_spec(tmp_path):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "t.csv").write_text("a,b,y\n" + "".join(f"{i},{i % 3},{i % 2}\n" for i in range(20)))
+    spec = tmp_path / "m.dlspec"
+    spec.write_text(MULTI)
+    r = compile_file(spec)
+    assert r.ok, r.render()
+    sp = spaces_of(r)
+    # the activation choice inside the block is used twice but is one parameter
+    assert [s.name for s in sp] == ["layers[0][0].units", "layers[0][0].activation", "optimizer.learning_rate",
+                                       "optimizer.momentum", "train.batch_size"]
+    assert [s.kind for s in sp] == ["choice", "choice", "loguniform", "uniform", "int_uniform"]
+    assert sp[1].option_texts == ["relu", '"tanh"']
+    assert grid_points(sp[2]) == [1e-4, 0.000562, 0.00316, 0.0178, 0.1]
+    assert grid_points(sp[3]) == [0.5, 0.6, 0.7, 0.8, 0.9]
+    assert grid_points(sp[4]) == [8, 22, 36, 50, 64]
+    assert grid_points(Space("x", "int_uniform", (1, 1), (1, 1), low=2, high=5)) == [2, 3, 4, 5]
+    values = {"layers[0][0].units": 16, "layers[0][0].activation": "tanh", "optimizer.learning_rate": 0.00316,
+              "optimizer.momentum": 0.75, "train.batch_size": 22}
+    out = tmp_path / "elsewhere"
+    out.mkdir()
+    text = concretize(r, sp, values, "searched", base_dir=tmp_path, new_dir=out)
+    assert "choice" not in text and "uniform" not in text and "search {" not in text
+    assert 'csv("../data/t.csv"' in text and "SGD(lr=0.00316, momentum=0.75)" in text
+    assert "activation=tanh" in text and "pair(16)" in text and "batch_size: 22" in text
+    c = compile_text(text, str(out / "best.dlspec"), out)
+    assert c.ok, c.render()
+    assert not c.spec.search_spaces and c.spec.search is None
+    assert [lay.units for lay in c.spec.layers] == [16, 4, 1]
+    assert c.spec.layers[0].activation.name == c.spec.layers[1].activation.name == "tanh"
+
+
+def test_refine_rule():
+    sp = [Space("u", "choice", (1, 1), (1, 2), [4, 8, 16], ["4", "8", "16"]),
+          Space("lr", "loguniform", (2, 1), (2, 2), low=1e-4, high=1e-1),
+          Space("m", "uniform", (3, 1), (3, 2), low=0.0, high=1.0),
+          Space("b", "int_uniform", (4, 1), (4, 2), low=8, high=64)]
+    trials = [{"state": "COMPLETE", "value": v, "params": {"u": u, "lr": lr, "m": m, "b": b}}
+              for v, u, lr, m, b in [(0.1, 8, 1e-3, 0.5, 32), (0.2, 16, 1e-2, 0.5, 32), (0.3, 8, 3e-3, 0.5, 32),
+                                     (0.9, 4, 1e-1, 0.0, 8), (0.8, 4, 1e-4, 1.0, 64)]]
+    trials.append({"state": "PRUNED", "value": 0.0, "params": {"u": 4, "lr": 0.05, "m": 0.1, "b": 9}})
+    top = top_trials(trials, "minimize")
+    assert [t["value"] for t in top] == [0.1, 0.2, 0.3]  # a quarter of 5, at least 3; pruned ones never count
+    u, lr, m, b = refine(sp, top)
+    assert u.options == [8, 16] and u.option_texts == ["8", "16"]
+    assert (lr.low, lr.high) == (1e-3, 1e-2)
+    assert m.low == pytest.approx(0.45) and m.high == pytest.approx(0.55)  # one value: ± 5% of the old range
+    assert (b.low, b.high) == (31, 33)
+
+
+def test_no_search_spaces_is_a_clear_error(tmp_path):
+    p = _write(tmp_path, units="8", opt="Adam(lr=0.01)")
+    rc, _, err = _tune(str(p), "--out", str(tmp_path / "run"))
+    assert rc == 2
+    assert "E505" in err and "no search spaces" in err and "Traceback" not in err
+
+
+def test_unknown_objective_is_a_spec_error(tmp_path):
+    from dlc.cli import main
+
+    p = _write(tmp_path, objective="maximize val_acuracy")
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        assert main(["check", str(p)]) == 2
+    assert "E504" in err.getvalue() and "unknown objective metric 'val_acuracy'" in err.getvalue()
+    assert "did you mean 'val_accuracy'?" in err.getvalue()
+    rc, _, err2 = _tune(str(p))
+    assert rc == 2 and "val_acuracy" in err2
+
+
+# ------------------------------------------------------------------------------------------------ searches
+
+
+@pytest.fixture(scope="module")
+def grid_run(tmp_path_factory) -> Path:
+    """A 2 x 2 x 5 grid with two workers, shared by the tests that read a finished search."""
+    tmp = tmp_path_factory.mktemp("grid")
+    p = _write(tmp, method="grid", trials=100, act="choice(relu, tanh)")
+    run = tmp / "run"
+    rc, out, err = _tune(str(p), "--out", str(run), "--workers", "2")
+    assert rc == 0, err
+    assert str(run) in out
+    return run
+
+
+def test_grid_runs_each_point_once_in_separate_processes(grid_run):
+    s = _summary(grid_run)
+    lrs = grid_points(Space("lr", "loguniform", (1, 1), (1, 1), low=0.01, high=0.1))
+    want = {_key({"layers[0].units": u, "layers[0].activation": a, "optimizer.learning_rate": lr})
+            for u, a, lr in itertools.product([4, 8], ["relu", "tanh"], lrs)}
+    got = [_key(t["params"]) for t in s["trials"]]
+    assert len(got) == len(set(got)) == len(want) == 20
+    assert set(got) == want
+    assert all(t["state"] == "COMPLETE" for t in s["trials"])
+    pids = {t["pid"] for t in s["trials"]}
+    assert len(pids) == 20 and os.getpid() not in pids  # every trial in a process of its own
+    # the best spec is concrete, checks, and holds the best trial's values
+    c = compile_file(grid_run / "best.dlspec")
+    assert c.ok, c.render()
+    assert not c.spec.search_spaces
+    bp = s["best"]["params"]
+    assert c.spec.layers[0].units == bp["layers[0].units"]
+    assert c.spec.layers[0].activation.name == bp["layers[0].activation"]
+    assert c.spec.optimizer.learning_rate == bp["optimizer.learning_rate"]
+    assert s["best"]["value"] == min(t["value"] for t in s["trials"])
+
+
+def test_best_spec_checks_and_runs_to_the_same_result(grid_run, tmp_path):
+    from dlc.cli import main
+
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        assert main(["check", str(grid_run / "best.dlspec")]) == 0
+        assert main(["run", str(grid_run / "best.dlspec"), "--out", str(tmp_path / "trained"), "--quiet",
+                     "--device", "cpu"]) == 0
+    best = _summary(grid_run)["best"]
+    history = json.loads((tmp_path / "trained" / "history.json").read_text())
+    assert history[-1]["val_loss"] == pytest.approx(best["value"], rel=1e-6)  # the same training again
+
+
+def test_refine_narrows_around_the_best_trials(grid_run, tmp_path):
+    cs = _summary(grid_run)
+    fine = tmp_path / "fine"
+    rc, _, err = _tune("--refine", str(grid_run), "--out", str(fine), "--trials", "3")
+    assert rc == 0, err
+    fs = _summary(fine)
+    top = top_trials(cs["trials"], "minimize")
+    assert len(top) == 5  # a quarter of 20
+    assert fs["refined_from"]["top_trials"] == [t["number"] for t in top]
+    spaces = {d["name"]: d for d in fs["spaces"]}
+    lrs = [t["params"]["optimizer.learning_rate"] for t in top]
+    lr = spaces["optimizer.learning_rate"]
+    if min(lrs) < max(lrs):
+        assert (lr["low"], lr["high"]) == (min(lrs), max(lrs))
+    assert lr["high"] / lr["low"] < 0.1 / 0.01  # narrower than the coarse range
+    for name in ("layers[0].units", "layers[0].activation"):
+        assert spaces[name]["options"] == [o for o in cs["spaces"][[d["name"] for d in cs["spaces"]].index(name)]
+                                           ["options"] if o in {t["params"][name] for t in top}]
+    assert len(fs["trials"]) == 3
+    for t in fs["trials"]:
+        assert lr["low"] <= t["params"]["optimizer.learning_rate"] <= lr["high"]
+        assert t["params"]["layers[0].units"] in spaces["layers[0].units"]["options"]
+    assert compile_file(fine / "best.dlspec").ok
+
+
+@pytest.mark.parametrize("method", ["random", "tpe"])
+def test_random_and_tpe_run_the_requested_trials(tmp_path, method):
+    p = _write(tmp_path, method=method, trials=4, act="choice(relu, tanh)",
+               opt="Adam(lr=loguniform(0.005, 0.1))", bs="int_uniform(16, 48)")
+    run = tmp_path / "run"
+    rc, _, err = _tune(str(p), "--out", str(run))
+    assert rc == 0, err
+    s = _summary(run)
+    assert len(s["trials"]) == 4 and all(t["state"] == "COMPLETE" for t in s["trials"])
+    for t in s["trials"]:
+        pr = t["params"]
+        assert pr["layers[0].units"] in (4, 8) and pr["layers[0].activation"] in ("relu", "tanh")
+        assert 0.005 <= pr["optimizer.learning_rate"] <= 0.1 and 16 <= pr["train.batch_size"] <= 48
+        assert isinstance(pr["train.batch_size"], int)
+    assert len({_key(t["params"]) for t in s["trials"]}) == 4
+    assert compile_file(run / "best.dlspec").ok
+
+
+def test_median_pruning_stops_a_bad_trial(tmp_path):
+    # grid order: three good learning rates complete first, then a hopeless one falls below their median
+    p = _write(tmp_path, units="8", method="grid", trials=4, epochs=3,
+               opt="SGD(lr=choice(0.3, 0.2, 0.25, 0.00001))", extra="\n    prune: median")
+    run = tmp_path / "run"
+    rc, _, err = _tune(str(p), "--out", str(run))
+    assert rc == 0, err
+    trials = _summary(run)["trials"]
+    assert [t["state"] for t in trials] == ["COMPLETE", "COMPLETE", "COMPLETE", "PRUNED"]
+    assert trials[3]["pruned_at"] == 2 and trials[3]["last_step"] == 2  # never after the first epoch alone
+
+
+def test_failed_trials_are_recorded_not_raised(tmp_path):
+    p = _write(tmp_path, units="8", method="grid", opt="SGD(lr=choice(0.05, 1e12))")
+    run = tmp_path / "run"
+    rc, _, err = _tune(str(p), "--out", str(run))
+    assert rc == 0, err
+    trials = _summary(run)["trials"]
+    assert [t["state"] for t in trials] == ["COMPLETE", "FAIL"]
+    assert "loss became" in trials[1]["failure"]
+
+
+def test_resume_with_more_trials_continues(tmp_path):
+    p = _write(tmp_path, trials=2)
+    run = tmp_path / "run"
+    assert _tune(str(p), "--out", str(run))[0] == 0
+    first = _summary(run)["trials"]
+    assert len(first) == 2
+    rc, _, err = _tune(str(p), "--out", str(run), "--trials", "4")
+    assert rc == 0, err
+    trials = _summary(run)["trials"]
+    assert len(trials) == 4
+    assert [(t["params"], t["value"]) for t in trials[:2]] == [(t["params"], t["value"]) for t in first]
+    assert len({_key(t["params"]) for t in trials}) == 4  # a resumed search draws new points
+    # a changed search space is not mixed into the old study
+    p2 = _write(tmp_path, trials=2, units="choice(4, 8, 16)")
+    rc, _, err = _tune(str(p2), "--out", str(run))
+    assert rc == 2 and "other search spaces" in err
+
+
+def test_resume_after_a_killed_process(tmp_path):
+    """A `dlc tune` killed (SIGKILL, with its trial process) mid-trial: the next run fails that trial as
+    interrupted, runs its parameters again, and finishes the search."""
+    p = _write(tmp_path, trials=2, epochs=60, bs=8)
+    run = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "dlc", "tune", str(p), "--out", str(run), "--threads", "1",
+                             "--quiet"], cwd=ROOT, start_new_session=True, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    log = run / "trials" / "0000" / "log.txt"
+    deadline = time.time() + 90
+    try:
+        while time.time() < deadline and not (log.exists() and "trial 0:" in log.read_text()):
+            assert proc.poll() is None, "dlc tune ended before it could be interrupted"
+            time.sleep(0.05)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert "trial 0:" in log.read_text()
+    rc, _, err = _tune(str(p), "--out", str(run))
+    assert rc == 0, err
+    trials = _summary(run)["trials"]
+    assert trials[0]["state"] == "FAIL" and trials[0]["interrupted"]
+    rerun = [t for t in trials if t.get("rerun_of") == 0]
+    assert len(rerun) == 1 and rerun[0]["params"] == trials[0]["params"] and rerun[0]["state"] == "COMPLETE"
+    assert sum(t["state"] == "COMPLETE" for t in trials) == 2
+
+
+def test_cv_objective(tmp_path):
+    p = _write(tmp_path, trials=2, objective="maximize cv_accuracy")
+    text = p.read_text().replace("split: holdout(val=0.3, stratify=true)", "split: kfold(k=2, stratify=true)")
+    p.write_text(text)
+    run = tmp_path / "run"
+    rc, _, err = _tune(str(p), "--out", str(run))
+    assert rc == 0, err
+    s = _summary(run)
+    assert [t["state"] for t in s["trials"]] == ["COMPLETE", "COMPLETE"]
+    for t in s["trials"]:
+        cv = json.loads((run / "trials" / f"{t['number']:04d}" / "cv.json").read_text())
+        assert t["value"] == pytest.approx(cv["cv_accuracy"])
+
+
+def test_subprocess_workers(tmp_path, monkeypatch):
+    """Without the fork server, each trial is `python -m dlc.tune_worker JOB.json`."""
+    monkeypatch.setenv("DLC_TUNE_WORKER", "subprocess")
+    p = _write(tmp_path, units="8", method="grid", opt="Adam(lr=choice(0.01))")
+    run = tmp_path / "run"
+    rc, _, err = _tune(str(p), "--out", str(run))
+    assert rc == 0, err
+    trials = _summary(run)["trials"]
+    assert [t["state"] for t in trials] == ["COMPLETE"]
+    assert trials[0]["pid"] != os.getpid()
+    assert (run / "trials" / "0000" / "job.json").exists()
+
+
+# ---------------------------------------------------------------------------------------------- PostgreSQL
+
+
+def _pg_bin() -> Path | None:
+    for pattern in ("/usr/lib/postgresql/*/bin", "/usr/local/pgsql/bin"):
+        for d in sorted(glob.glob(pattern), reverse=True):
+            if (Path(d) / "initdb").exists() and (Path(d) / "pg_ctl").exists():
+                return Path(d)
+    found = shutil.which("pg_ctl")
+    return Path(found).parent if found and shutil.which("initdb") else None
+
+
+@pytest.fixture
+def postgres():
+    """A throwaway PostgreSQL server on localhost (as the `postgres` user when we are root: it refuses root)."""
+    bindir = _pg_bin()
+    if bindir is None:
+        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) are not installed: apt-get install postgresql")
+    root = Path(tempfile.mkdtemp(prefix="dlc-pg-"))
+    as_user: list[str] = []
+    if os.geteuid() == 0:
+        import pwd
+
+        pw = pwd.getpwnam("postgres")
+        os.chown(root, pw.pw_uid, pw.pw_gid)
+        as_user = ["runuser", "-u", "postgres", "--"]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    data = root / "data"
+    env = dict(os.environ, LC_ALL="C")
+    subprocess.run(as_user + [str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres",
+                              "--no-sync"], check=True, capture_output=True, env=env)
+    subprocess.run(as_user + [str(bindir / "pg_ctl"), "-D", str(data), "-l", str(root / "log"), "-w", "-t", "60",
+                              "-o", f"-p {port} -k {root} -h 127.0.0.1 -F", "start"],
+                   check=True, capture_output=True, env=env)
+    try:
+        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run(as_user + [str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
+                       check=False, capture_output=True, env=env)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_postgres_study_shared_by_two_processes(tmp_path, postgres):
+    """Two `dlc tune` processes (two "machines": one with 2 workers, one with 1) share one grid study through
+    PostgreSQL: together they run the grid exactly once."""
+    p = _write(tmp_path, method="grid", trials=100, opt="Adam(lr=choice(0.01, 0.03, 0.1))",
+               extra=f'\n    storage: "{postgres}"')
+    other = subprocess.Popen([sys.executable, "-m", "dlc", "tune", str(p), "--out", str(tmp_path / "b"),
+                              "--threads", "1", "--quiet"], cwd=ROOT, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 90
+        while time.time() < deadline and not list((tmp_path / "b").glob("trials/*/log.txt")):
+            assert other.poll() is None, other.communicate()[1]
+            time.sleep(0.05)
+        rc, _, err = _tune(str(p), "--out", str(tmp_path / "a"), "--workers", "2")
+        _, o_err = other.communicate(timeout=120)
+    finally:
+        if other.poll() is None:
+            other.kill()
+    assert rc == 0, err
+    assert other.returncode == 0, o_err
+    import optuna
+
+    from dlc.tune_worker import driver_url
+
+    trials = optuna.load_study(study_name="tiny", storage=driver_url(postgres)).get_trials()
+    got = [_key(t.params) for t in trials]
+    assert len(got) == len(set(got)) == 6  # the whole grid, no point twice
+    assert all(t.state.name == "COMPLETE" for t in trials)
+    assert len({t.user_attrs["pid"] for t in trials}) == 6
+    assert {t.user_attrs["dlc_parent_pid"] for t in trials} == {os.getpid(), other.pid}
+    assert _summary(tmp_path / "a")["storage"].startswith("postgresql://")
