@@ -166,6 +166,13 @@ def test_refine_rule():
     assert (b.low, b.high) == (31, 33)
 
 
+@pytest.mark.parametrize("path", sorted((ROOT / "specs" / "tune").glob("*.dlspec")), ids=lambda p: p.stem)
+def test_tune_examples_check(path):
+    r = compile_file(path)
+    assert r.ok and not r.diagnostics.items, r.render()
+    assert r.spec.search is not None and r.spec.search_spaces
+
+
 def test_no_search_spaces_is_a_clear_error(tmp_path):
     p = _write(tmp_path, units="8", opt="Adam(lr=0.01)")
     rc, _, err = _tune(str(p), "--out", str(tmp_path / "run"))
