@@ -68,7 +68,7 @@ class Space:
 
 
 def _num(x: float) -> str:
-    return str(int(x)) if float(x).is_integer() and abs(x) < 1e15 else repr(float(x))
+    return str(int(x)) if float(x).is_integer() and abs(x) < 1e15 else f"{x:.6g}"
 
 
 def _same(a: Any, b: Any) -> bool:

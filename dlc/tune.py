@@ -389,6 +389,9 @@ def main(args) -> int:
         except (OSError, KeyError, ValueError):
             print(f"dlc tune: --refine {args.refine}: no tune.json with the spec there", file=sys.stderr)
             return EXIT_SPEC
+        copy = Path(args.refine) / Path(spec_path).name
+        if not Path(spec_path).exists() and copy.exists():
+            spec_path = str(copy)  # the spec has moved: the copy the earlier run kept
     result = _compile(spec_path)
     if not result.ok:
         return EXIT_SPEC
