@@ -9,11 +9,11 @@ import math
 
 import torch
 import torch.nn.functional as F
-from torch import nn
-
 from dlc.backends import LoweringMissing
 from dlc.compiler import layers as L
 from dlc.compiler.spec import LayerInfo
+from torch import nn
+
 from dlc.rng import dropout_base, dropout_threshold, fmix32
 
 BACKEND = "torch"
@@ -222,6 +222,38 @@ def from_torch(kind: str, wname: str, arr):
     if kind == "Conv2D" and wname == "kernel":
         return arr.transpose(2, 3, 1, 0)  # OIHW -> HWIO
     return arr
+
+
+def torch_axis(kind: str, wname: str, axis: int, ndim: int) -> int:
+    """The torch dimension of a canonical (Keras-layout) weight axis."""
+    axis = axis % ndim
+    if kind == "Conv2D" and wname == "kernel":
+        return (3, 2, 0, 1).index(axis)  # OIHW dimension j holds HWIO axis (3, 2, 0, 1)[j]
+    return axis
+
+
+class KerasConstraint:
+    """A weight constraint applied after every optimizer step, as Keras' optimizer does, with Keras' formulas:
+    max_norm: w·clip(n, 0, max)/(eps + n); unit_norm: w/(eps + n) (n: the L2 norm along the axis, eps 1e-7);
+    non_neg: max(w, 0)."""
+
+    def __init__(self, tensor: torch.Tensor, c, kind: str, wname: str):
+        self.t, self.c = tensor, c
+        self.dim = torch_axis(kind, wname, getattr(c, "axis", 0), tensor.dim())
+
+    @torch.no_grad()
+    def apply(self):
+        w, c = self.t, self.c
+        if c.name == "non_neg":
+            w.copy_(torch.clamp(w, min=0))
+            return
+        norms = torch.sqrt((w * w).sum(dim=self.dim, keepdim=True))
+        if c.name == "max_norm":
+            w.copy_(w * (torch.clamp(norms, 0, c.max_value) / (1e-7 + norms)))
+        elif c.name == "unit_norm":
+            w.copy_(w / (1e-7 + norms))
+        else:
+            raise LoweringMissing(f"constraint {c.name}", BACKEND)
 
 
 def tensor_for(module: nn.Module, kind: str, wname: str) -> torch.Tensor:

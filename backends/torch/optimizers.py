@@ -7,7 +7,6 @@ float32 bias corrections): see shared/EQUIVALENCE.md. Each class mirrors `update
 from __future__ import annotations
 
 import torch
-
 from dlc.backends import LoweringMissing
 
 
@@ -51,10 +50,10 @@ class KerasOptimizer:
         grads = [p.grad for p in self.params]
         grads = self._clip(grads)
         lr = torch.tensor(self.lr, dtype=self.dtype, device=self.params[0].device)
-        if self.ir.weight_decay:
-            wd = lr * self.ir.weight_decay
+        if self.ir.weight_decay:  # Keras: variable -= variable * cast(wd) * lr, before the update step
+            wd = self.const(self.ir.weight_decay)
             for p in self.params:
-                p.sub_(p * wd)
+                p.sub_(p * wd * lr)
         for p, g, s in zip(self.params, grads, self.state):
             self.update(p, g, s, lr)
         self.iterations += 1

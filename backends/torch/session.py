@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
-
 from dlc.backends import LoweringMissing
 from dlc.compiler.checks import final_activation
 from dlc.compiler.spec import Spec
+from torch import nn
+
 from dlc.metrics import stats_size
 
 from . import layers as TL
@@ -89,6 +89,9 @@ class Session:
         self.counter = TL.StepCounter(self.device)
         self.net = Net(spec, self.counter, self.fused).to(device=self.device, dtype=self.dtype)
         self.regs = self._regularizers()
+        self.constraints = [TL.KerasConstraint(TL.tensor_for(mod, kind, w.name), w.constraint, kind, w.name)
+                            for info in spec.walk() for w in info.weights if w.constraint is not None
+                            for kind, mod in [self.net.by_name[info.layer.name]]]
         if weights is not None:
             self.set_weights(weights)
         self.opt = TO.make([p for p in self.net.parameters()], spec.optimizer)
@@ -208,6 +211,8 @@ class Session:
             self.opt.zero_grad()
             loss.backward()
             self.opt.step()
+            for c in self.constraints:
+                c.apply()
             self.counter.value += 1
             with torch.no_grad():
                 losses[i] = loss.detach()
