@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import keras
 import tensorflow as tf
-
 from dlc.backends import LoweringMissing
 from dlc.compiler import layers as L
 from dlc.compiler.spec import LayerInfo
+
 from dlc.rng import dropout_base, dropout_threshold, fmix32
 
 BACKEND = "keras"
@@ -81,11 +81,12 @@ class HashDropout(keras.layers.Layer):
 
 
 def _dense_kwargs(layer, fuse_out: bool, dtype: str) -> dict:
-    return dict(
-        activation=activation(L.LINEAR if fuse_out else layer.activation), use_bias=layer.use_bias,
-        kernel_regularizer=regularizer(layer.kernel_reg), bias_regularizer=regularizer(layer.bias_reg),
-        activity_regularizer=regularizer(layer.activity_reg), kernel_constraint=constraint(layer.kernel_constraint),
-        bias_constraint=constraint(layer.bias_constraint), dtype=dtype, name=layer.name)
+    return {
+        "activation": activation(L.LINEAR if fuse_out else layer.activation), "use_bias": layer.use_bias,
+        "kernel_regularizer": regularizer(layer.kernel_reg), "bias_regularizer": regularizer(layer.bias_reg),
+        "activity_regularizer": regularizer(layer.activity_reg),
+        "kernel_constraint": constraint(layer.kernel_constraint),
+        "bias_constraint": constraint(layer.bias_constraint), "dtype": dtype, "name": layer.name}
 
 
 def lower(info: LayerInfo, seed: int, fuse_out: bool, dtype: str):

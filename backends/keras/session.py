@@ -10,16 +10,16 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
+import keras
+import numpy as np
+import tensorflow as tf
+from dlc.backends import LoweringMissing
+from dlc.compiler.checks import final_activation
+from dlc.compiler.spec import Spec
 
-from dlc.backends import LoweringMissing  # noqa: E402
-from dlc.compiler.checks import final_activation  # noqa: E402
-from dlc.compiler.spec import Spec  # noqa: E402
-from dlc.metrics import stats_size  # noqa: E402
+from dlc.metrics import stats_size
 
-from . import layers as KL  # noqa: E402
+from . import layers as KL
 
 
 def _optimizer(ir):
@@ -149,12 +149,17 @@ class Session:
         losses = self.train_model.losses
         return tf.add_n(losses) if losses else None
 
-    def _make_steps(self):
+    def _make_steps(self, x, y):
+        """One trace each: the batch dimension is left open, so the last (smaller) batch of an epoch and the
+        validation batches reuse the graph (a retrace costs more than a whole epoch of a small model)."""
         model, opt = self.train_model, self.opt
         variables = model.trainable_variables
+        stats = self._stats_var = tf.Variable(tf.zeros(self.n_stats, dtype=self.dtype), trainable=False)
+        xs = tf.TensorSpec([None, *x.shape[1:]], x.dtype)
+        ys = tf.TensorSpec([None, *y.shape[1:]], y.dtype)
 
-        @tf.function(reduce_retracing=True)
-        def train_step(x, y, idx, losses, stats, i):
+        @tf.function(input_signature=[xs, ys, tf.TensorSpec([None], tf.int64)])
+        def train_step(x, y, idx):
             xb, yb = tf.gather(x, idx), tf.gather(y, idx)
             with tf.GradientTape() as tape:
                 out = model(xb, training=True)
@@ -165,10 +170,10 @@ class Session:
             grads = tape.gradient(loss, variables)
             opt.apply(grads, variables)
             self.step_var.assign_add(1)
-            losses[i].assign(loss)
             stats.assign_add(self._stats(yb, out))
+            return loss
 
-        @tf.function(reduce_retracing=True)
+        @tf.function(input_signature=[xs, ys])
         def eval_step(xb, yb):
             out = model(xb, training=False)
             return self._loss(yb, out) * tf.cast(tf.shape(xb)[0], out.dtype), self._stats(yb, out)
@@ -185,30 +190,30 @@ class Session:
         self.opt.learning_rate = float(lr)
 
     def train_epoch(self, handle, perm: np.ndarray, batch_size: int, progress=None):
-        if self._train_step is None:
-            self._make_steps()
         x, y = handle
+        if self._train_step is None:
+            self._make_steps(x, y)
         n = len(perm)
         steps = -(-n // batch_size)
-        losses = tf.Variable(tf.zeros(steps, dtype=self.dtype))
-        stats = tf.Variable(tf.zeros(self.n_stats, dtype=self.dtype))
+        self._stats_var.assign(tf.zeros(self.n_stats, dtype=self.dtype))
         sizes = np.array([min(batch_size, n - i * batch_size) for i in range(steps)], dtype=np.float64)
         perm_t = tf.constant(perm, dtype=tf.int64)
+        losses = []  # device tensors; read once, at the end of the epoch
         last = time.perf_counter()
         for i in range(steps):
-            self._train_step(x, y, perm_t[i * batch_size:(i + 1) * batch_size], losses, stats,
-                             tf.constant(i, tf.int32))
+            losses.append(self._train_step(x, y, perm_t[i * batch_size:(i + 1) * batch_size]))
             if progress is not None and time.perf_counter() - last > 0.2:
                 progress(i + 1, steps)
                 last = time.perf_counter()
         if progress is not None:
             progress(steps, steps)
-        return losses.numpy().astype(np.float64), stats.numpy().astype(np.float64), sizes
+        out = tf.stack(losses).numpy().astype(np.float64) if losses else np.zeros(0)
+        return out, self._stats_var.numpy().astype(np.float64), sizes
 
     def evaluate(self, handle, batch_size: int):
-        if self._eval_step is None:
-            self._make_steps()
         x, y = handle
+        if self._eval_step is None:
+            self._make_steps(x, y)
         n = int(x.shape[0])
         total = 0.0
         stats = np.zeros(self.n_stats)
