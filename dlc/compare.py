@@ -31,12 +31,17 @@ class Comparison:
     final_metrics: dict[str, dict]
     passed: bool
     reasons: list[str]
+    max_abs_val_loss_diff: float = 0.0  # per-epoch validation loss (inference mode: BN moving stats, no dropout)
+    runs: dict[str, dict] | None = None  # per backend: steps, epochs, stopped_early, best_epoch, restored_best
 
     def to_json(self) -> dict:
         return self.__dict__.copy()
 
 
-def compare_spec(spec, base_dir: Path, steps: int, dtype: str, backends=("keras", "torch")) -> Comparison:
+def compare_spec(spec, base_dir: Path, steps: int | None, dtype: str, backends=("keras", "torch")) -> Comparison:
+    """Train `spec` on both backends for `steps` optimizer steps (more epochs than the spec asks for when needed;
+    None: exactly the spec's own run, early stopping included) and compare step losses, validation losses,
+    the training decisions (early stopping) and the weights before and after."""
     from .backends import session_class
     from .data import prepare
     from .loop import train
@@ -46,8 +51,8 @@ def compare_spec(spec, base_dir: Path, steps: int, dtype: str, backends=("keras"
     data = prepare(spec, base_dir)
     init = initial_weights(spec)
     bs = spec.train.batch_size
-    epochs = max(spec.train.epochs, -(-steps * bs // len(data.train.x)))
-    losses, start, end, finals = {}, {}, {}, {}
+    epochs = spec.train.epochs if steps is None else max(spec.train.epochs, -(-steps * bs // len(data.train.x)))
+    losses, start, end, finals, val, runs = {}, {}, {}, {}, {}, {}
     for name in backends:
         session = session_class(name)(spec, dtype=dtype, device="cpu", weights=init)
         start[name] = session.get_weights()
@@ -55,6 +60,9 @@ def compare_spec(spec, base_dir: Path, steps: int, dtype: str, backends=("keras"
         losses[name] = hist.step_losses
         end[name] = session.get_weights()
         finals[name] = hist.rows[-1] if hist.rows else {}
+        val[name] = [r["val_loss"] for r in hist.rows if "val_loss" in r]
+        runs[name] = {"steps": len(hist.step_losses), "epochs": len(hist.rows), "stopped_early": hist.stopped_early,
+                      "best_epoch": hist.best_epoch, "restored_best": hist.restored_best}
     a, b = backends
     n = min(len(losses[a]), len(losses[b]))
     la, lb = np.array(losses[a][:n]), np.array(losses[b][:n])
@@ -75,6 +83,16 @@ def compare_spec(spec, base_dir: Path, steps: int, dtype: str, backends=("keras"
         if over.size:
             i = int(over[0])
             reasons.append(f"loss differs by {diff[i]:.3g} at step {i + 1} (float32 bound {bound[i]:.3g})")
+    if runs[a] != runs[b]:
+        reasons.append(f"the runs took different courses: {a} {runs[a]}, {b} {runs[b]}")
+    m = min(len(val[a]), len(val[b]))
+    va, vb = np.array(val[a][:m]), np.array(val[b][:m])
+    vdiff = np.abs(va - vb)
+    vbound = FLOAT64_LOSS_TOL if dtype == "float64" else 2e-6 + 1e-6 * np.abs(va)
+    vover = np.flatnonzero(vdiff > vbound)
+    if vover.size:
+        i = int(vover[0])
+        reasons.append(f"val_loss differs by {vdiff[i]:.3g} after epoch {i + 1}")
     final_diff = max_abs_diff(end[a], end[b])
     if dtype == "float64" and final_diff > FLOAT64_WEIGHT_TOL:
         reasons.append(f"final weights differ by {final_diff:.3g} (float64 bound {FLOAT64_WEIGHT_TOL:g})")
@@ -82,7 +100,8 @@ def compare_spec(spec, base_dir: Path, steps: int, dtype: str, backends=("keras"
         reasons.append("a loss became non-finite")
     return Comparison(steps=n, dtype=dtype, losses=losses, max_abs_loss_diff=float(diff.max()) if n else 0.0,
                       initial_weight_max_abs_diff=init_diff, final_weight_max_abs_diff=final_diff,
-                      final_metrics=finals, passed=not reasons, reasons=reasons)
+                      final_metrics=finals, passed=not reasons, reasons=reasons,
+                      max_abs_val_loss_diff=float(vdiff.max()) if m else 0.0, runs=runs)
 
 
 def main(args) -> int:
@@ -105,6 +124,7 @@ def main(args) -> int:
         print(f"{spec.name}: {c.steps} steps in {c.dtype}")
         print(f"  initial weights  max |Δ| = {c.initial_weight_max_abs_diff:.3g}")
         print(f"  per-step loss    max |Δ| = {c.max_abs_loss_diff:.3g}")
+        print(f"  epoch val_loss   max |Δ| = {c.max_abs_val_loss_diff:.3g}")
         print(f"  final weights    max |Δ| = {c.final_weight_max_abs_diff:.3g}")
         for name, row in c.final_metrics.items():
             shown = "  ".join(f"{k} {v:.6g}" for k, v in row.items() if k not in ("epoch", "time_s", "samples_per_s"))
