@@ -26,6 +26,7 @@ died. Workers write their results to the study's storage themselves.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import math
 import os
@@ -152,13 +153,12 @@ def _grid(spaces: list[Space]) -> list[dict]:
 
 
 def _counted(t) -> bool:
-    """Does a finished trial count towards --trials? (not an interrupted one, re-queued, nor a skipped one)"""
+    """Does a finished trial count towards --trials? (not an interrupted one: it is queued again)"""
     from optuna.trial import TrialState
 
     if t.state in (TrialState.COMPLETE, TrialState.PRUNED):
         return True
-    return t.state == TrialState.FAIL and not t.user_attrs.get("dlc_interrupted") \
-        and not t.user_attrs.get("dlc_skipped")
+    return t.state == TrialState.FAIL and not t.user_attrs.get("dlc_interrupted")
 
 
 def _alive(pid) -> bool:
@@ -201,6 +201,54 @@ def _interrupt(study, storage, t, why: str) -> None:
     params = t.params or t.system_attrs.get("fixed_params")
     if params:
         study.enqueue_trial(params, user_attrs={"dlc_rerun_of": t.number})
+
+
+class _StudyLock:
+    """Mutual exclusion between the `dlc tune` processes of one study: an flock next to a SQLite file, a
+    PostgreSQL advisory lock, nothing for other storages (Optuna's own row locking is all they get)."""
+
+    def __init__(self, storage, url: str, study_name: str):
+        self.storage, self.url, self.study_name = storage, url, study_name
+        self._fh = None
+        self._conn = None
+        self._key = int.from_bytes(hashlib.sha256(f"dlc tune {study_name}".encode()).digest()[:8], "big",
+                                   signed=True)
+
+    def __enter__(self):
+        if self.url.startswith("sqlite"):
+            from sqlalchemy.engine import make_url
+
+            db = make_url(self.url).database
+            try:
+                import fcntl
+            except ImportError:
+                return self
+            if db and db != ":memory:":
+                self._fh = open(f"{db}.dlc-lock", "a+")
+                fcntl.flock(self._fh, fcntl.LOCK_EX)
+        elif self.url.startswith(("postgresql", "postgres")) and self.storage is not None:
+            from sqlalchemy import text
+
+            self._conn = self.storage.engine.connect()
+            self._conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": self._key})
+        return self
+
+    def __exit__(self, *exc):
+        if self._fh is not None:
+            import fcntl
+
+            fcntl.flock(self._fh, fcntl.LOCK_UN)
+            self._fh.close()
+            self._fh = None
+        if self._conn is not None:
+            from sqlalchemy import text
+
+            try:
+                self._conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": self._key})
+            finally:
+                self._conn.close()
+                self._conn = None
+        return False
 
 
 # -------------------------------------------------------------------------------------------- the workers
@@ -296,7 +344,7 @@ def _trial_json(t) -> dict:
     if t.intermediate_values:
         out["last_step"] = max(t.intermediate_values)
         out["intermediate"] = {str(k): v for k, v in sorted(t.intermediate_values.items())}
-    for k in ("pid", "failure", "pruned_at", "epochs", "dlc_interrupted", "dlc_rerun_of", "dlc_skipped"):
+    for k in ("pid", "failure", "pruned_at", "epochs", "dlc_interrupted", "dlc_rerun_of"):
         if k in t.user_attrs:
             out[k.removeprefix("dlc_")] = t.user_attrs[k]
     return out
@@ -438,14 +486,22 @@ def _tune(args, console, spec_path: str, result, spaces: list[Space], refined: d
     config = {"spaces": [{k: v for k, v in sp.to_json().items() if k not in ("at", "end", "option_texts")}
                          for sp in spaces],
               "method": method, "objective": [direction, metric], "prune": search.prune}
-    try:
-        storage = make_storage(url)
-        study = optuna.create_study(study_name=study_name, storage=storage, direction=direction,
-                                    load_if_exists=True, pruner=make_pruner(search.prune))
-    except ImportError as e:
-        raise TuneError(f"storage {_shown_url(url)} needs a driver: {e} (pip install 'dlc[postgres]')") from None
-    except Exception as e:  # noqa: BLE001 - sqlalchemy/optuna errors: one line
-        raise TuneError(f"cannot open storage {_shown_url(url)}: {str(e).splitlines()[0]}") from None
+    lock = _StudyLock(None, url, study_name)
+    for attempt in range(4):
+        try:
+            with lock:  # SQLite: one process creates the schema and the study at a time
+                storage = make_storage(url)
+                study = optuna.create_study(study_name=study_name, storage=storage, direction=direction,
+                                            load_if_exists=True, pruner=make_pruner(search.prune))
+            break
+        except ImportError as e:
+            raise TuneError(f"storage {_shown_url(url)} needs a driver: {e} (pip install 'dlc[postgres]')") \
+                from None
+        except Exception as e:  # noqa: BLE001 - sqlalchemy/optuna errors: one line
+            if attempt == 3:  # (a first creation of the schema can race with another machine's: try again)
+                raise TuneError(f"cannot open storage {_shown_url(url)}: {str(e).splitlines()[0]}") from None
+            time.sleep(0.5 + attempt)
+    lock.storage = storage
     have = study.user_attrs.get("dlc_config")
     if have is None:
         study.set_user_attr("dlc_config", config)
@@ -457,20 +513,21 @@ def _tune(args, console, spec_path: str, result, spaces: list[Space], refined: d
 
     # resume: trials a dead process left RUNNING are failed and queued again
     requeued = 0
-    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if _stale(t):
-            _interrupt(study, storage, t, "its process is gone")
-            requeued += 1
-    if grid is not None:
-        existing = set()
-        for t in study.get_trials(deepcopy=False):
-            if t.state == TrialState.FAIL and (t.user_attrs.get("dlc_interrupted") or t.user_attrs.get("dlc_skipped")):
-                continue
-            existing.add(_key(t.params or t.system_attrs.get("fixed_params", {})))
-        for point in grid[:target]:
-            if _key(point) not in existing:
-                study.enqueue_trial(point)
-                existing.add(_key(point))
+    with lock:  # other `dlc tune` processes on this study wait: none sees a half-done queue
+        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            if _stale(t):
+                _interrupt(study, storage, t, "its process is gone")
+                requeued += 1
+        if grid is not None:
+            existing = set()
+            for t in study.get_trials(deepcopy=False):
+                if t.state == TrialState.FAIL and t.user_attrs.get("dlc_interrupted"):
+                    continue
+                existing.add(_key(t.params or t.system_attrs.get("fixed_params", {})))
+            for point in grid[:target]:
+                if _key(point) not in existing:
+                    study.enqueue_trial(point)
+                    existing.add(_key(point))
 
     done_before = sum(_counted(t) for t in study.get_trials(deepcopy=False))
     mode = _worker_mode()
@@ -514,21 +571,21 @@ def _tune(args, console, spec_path: str, result, spaces: list[Space], refined: d
                         storage.set_trial_state_values(tid, TrialState.FAIL)
                     ft = storage.get_trial(tid)
                 console.print(_trial_line(ft, metric, spaces))
-            all_trials = study.get_trials(deepcopy=False)
-            n_done = sum(_counted(t) for t in all_trials)
-            n_running = sum(t.state == TrialState.RUNNING for t in all_trials)
-            n_waiting = sum(t.state == TrialState.WAITING for t in all_trials)
-            left = target - n_done - n_running
-            if left > 0 and len(running) < workers and (grid is None or n_waiting):
-                trial = study.ask(distributions)
-                if grid is not None and "fixed_params" not in storage.get_trial_system_attrs(trial._trial_id):
-                    # another process took the last queued point: a sampled point could repeat one
-                    storage.set_trial_user_attr(trial._trial_id, "dlc_skipped", "the grid was exhausted")
-                    study.tell(trial, state=TrialState.FAIL)
-                    continue
-                trial.set_user_attr("dlc_host", HOST)
-                trial.set_user_attr("dlc_parent_pid", os.getpid())
-                trial.set_user_attr("dlc_heartbeat", time.time())
+            trial = None
+            if len(running) < workers:
+                with lock:  # count and take a trial atomically with respect to other tune processes
+                    all_trials = study.get_trials(deepcopy=False)
+                    n_done = sum(_counted(t) for t in all_trials)
+                    n_running = sum(t.state == TrialState.RUNNING for t in all_trials)
+                    n_waiting = sum(t.state == TrialState.WAITING for t in all_trials)
+                    left = target - n_done - n_running
+                    # grid: only queued points, so a point can never run twice (ask pops a queued one)
+                    if left > 0 and (grid is None or n_waiting):
+                        trial = study.ask(distributions)
+                        trial.set_user_attr("dlc_host", HOST)
+                        trial.set_user_attr("dlc_parent_pid", os.getpid())
+                        trial.set_user_attr("dlc_heartbeat", time.time())
+            if trial is not None:
                 job = dict(job_base, trial_id=trial._trial_id, number=trial.number,
                            trial_dir=str((run / "trials" / f"{trial.number:04d}").resolve()))
                 w = _Worker(job, mode)
