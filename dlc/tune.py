@@ -16,6 +16,9 @@ died. Workers write their results to the study's storage themselves.
 - Storage: `sqlite:///DIR/study.db` in the run directory unless the search block names one; a relative sqlite
   path is relative to the current directory (as SQLAlchemy reads it); a postgresql:// URL lets many machines
   share one study (run `dlc tune` on each, with the same storage and study name).
+- Several `dlc tune` processes on one study (machines sharing PostgreSQL, or two commands on one SQLite file) take
+  turns, through a study lock, to queue grid points, count trials and ask for the next one: no grid point runs
+  twice and --trials is not overshot.
 - Resume: running `dlc tune` again with the same --out (or storage) continues the study up to --trials. A trial
   left RUNNING by a process that is gone is marked FAIL (user attribute `dlc_interrupted`) and queued again with
   the same parameters. A trial of this machine is gone when neither its worker nor its parent process is alive;

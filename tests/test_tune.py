@@ -43,7 +43,7 @@ model tiny {{
   }}
   loss: sparse_categorical_crossentropy
   metrics: [accuracy]
-  optimizer: {opt}
+  optimizer: {opt}{sched}
   train {{
     epochs: {epochs}
     batch_size: {bs}
@@ -59,10 +59,10 @@ model tiny {{
 
 def _write(tmp_path: Path, name: str = "tiny.dlspec", units="choice(4, 8)", act="relu",
            opt="Adam(lr=loguniform(0.01, 0.1))", epochs=1, bs=32, method="random", trials=4,
-           objective="minimize val_loss", extra="") -> Path:
+           objective="minimize val_loss", extra="", sched="") -> Path:
     p = tmp_path / name
     p.write_text(SPEC.format(units=units, act=act, opt=opt, epochs=epochs, bs=bs, method=method, trials=trials,
-                             objective=objective, extra=extra))
+                             objective=objective, extra=extra, sched=f"\n  schedule: {sched}" if sched else ""))
     return p
 
 
@@ -269,8 +269,9 @@ def test_refine_narrows_around_the_best_trials(grid_run, tmp_path):
 
 @pytest.mark.parametrize("method", ["random", "tpe"])
 def test_random_and_tpe_run_the_requested_trials(tmp_path, method):
-    p = _write(tmp_path, method=method, trials=4, act="choice(relu, tanh)",
-               opt="Adam(lr=loguniform(0.005, 0.1))", bs="int_uniform(16, 48)")
+    p = _write(tmp_path, method=method, trials=4, act="choice(relu, tanh)", epochs=2,
+               opt="Adam(lr=loguniform(0.005, 0.1))", bs="int_uniform(16, 48)",
+               sched="step(every=int_uniform(1, 3), factor=uniform(0.3, 0.9))")
     run = tmp_path / "run"
     rc, _, err = _tune(str(p), "--out", str(run))
     assert rc == 0, err
@@ -281,6 +282,7 @@ def test_random_and_tpe_run_the_requested_trials(tmp_path, method):
         assert pr["layers[0].units"] in (4, 8) and pr["layers[0].activation"] in ("relu", "tanh")
         assert 0.005 <= pr["optimizer.learning_rate"] <= 0.1 and 16 <= pr["train.batch_size"] <= 48
         assert isinstance(pr["train.batch_size"], int)
+        assert pr["schedule.every"] in (1, 2, 3) and 0.3 <= pr["schedule.factor"] <= 0.9
     assert len({_key(t["params"]) for t in s["trials"]}) == 4
     assert compile_file(run / "best.dlspec").ok
 
