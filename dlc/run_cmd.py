@@ -59,6 +59,7 @@ def main(args) -> int:
     from .backends import BackendUnavailable, LoweringMissing, session_class
     from .data import DataError, prepare
     from .loop import TrainingFailed, train
+    from .tensorboard import EventWriter
     from .weights import initial_weights
 
     spec, _ = load_for_training(args.spec, args.seed, args.dtype, args.epochs)
@@ -82,7 +83,9 @@ def main(args) -> int:
         rundir.copy_spec(run, args.spec)
         (run / "ir.json").write_text(spec.model_dump_json(indent=2))
         rundir.write_json(run / "env.json", rundir.env_info(args.backend, session.device_name))
+        rundir.write_json(run / "run.json", rundir.run_info(args, spec, data))
         rundir.write_history(run, rows)
+        tb = EventWriter(run)
         sizes = " / ".join(f"{len(s.x):,} {part}" for part, s in
                            (("train", data.train), ("val", data.val), ("test", data.test)) if s is not None)
         console.print(f"[bold]{spec.name}[/] on [cyan]{args.backend}[/] ({session.device_name}): {sizes} samples",
@@ -93,6 +96,7 @@ def main(args) -> int:
         def on_epoch(row):
             rows.append(row)
             rundir.write_history(run, rows)
+            tb.scalars(row["epoch"], row)
             table.row(row)
 
         table.header()

@@ -64,6 +64,17 @@ def env_info(backend: str, device: str) -> dict:
     return info
 
 
+def run_info(args, spec, data) -> dict:
+    """What `dlc evaluate`, `dlc predict` and `--resume` need to rebuild the run: where the spec and its data
+    live, the backend, and the input preprocessing fitted on the training part."""
+    spec_path = Path(args.spec).resolve()
+    return {"spec": str(spec_path), "spec_dir": str(spec_path.parent), "backend": args.backend,
+            "device": getattr(args, "device", "auto"), "dtype": spec.dtype, "seed": spec.seed,
+            "input": list(spec.input), "num_classes": data.num_classes, "normalize": spec.data.normalize,
+            "preprocessing": data.preprocessing(),
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
+
+
 def plot_curves(run: Path, rows: list[dict], title: str, best_epoch: int | None = None) -> None:
     """curves.png: one panel for the loss and one per metric, train vs validation against epochs, and a panel
     for the learning rate; a dotted line marks the best epoch when early stopping kept one."""

@@ -1,0 +1,87 @@
+"""Run bookkeeping: TensorBoard events with the same tags on both backends, run.json, `dlc runs`, `dlc plot`."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dlc.tensorboard import EventWriter, crc32c
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _dlc(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "dlc", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, check=False)
+
+
+def _scalars(run: Path) -> dict[str, list[float]]:
+    """Read event files back with TensorBoard's own reader (no TensorFlow needed for it)."""
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+
+    out: dict[str, list[float]] = {}
+    for f in sorted(run.glob("events.out.tfevents.*")):
+        for ev in EventFileLoader(str(f)).Load():
+            for v in ev.summary.value:
+                out.setdefault(v.tag, []).append(v.simple_value if v.HasField("simple_value")
+                                                 else v.tensor.float_val[0])
+    return out
+
+
+def test_crc32c_known_vector():
+    assert crc32c(b"123456789") == 0xE3069283  # the CRC-32C check value
+
+
+def test_event_writer_roundtrip(tmp_path):
+    w = EventWriter(tmp_path)
+    for e in (1, 2):
+        w.scalars(e, {"epoch": e, "loss": 1.0 / e, "val_loss": 2.0 / e, "accuracy": 0.5, "lr": 0.1,
+                      "time_s": 1.0})
+    got = _scalars(tmp_path)
+    assert set(got) == {"loss/train", "loss/val", "accuracy/train", "lr"}
+    assert got["loss/train"] == pytest.approx([1.0, 0.5])
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory):
+    base = tmp_path_factory.mktemp("runs")
+    for backend in ("torch", "keras"):
+        r = _dlc("run", ROOT / "specs" / "iris.dlspec", "--backend", backend, "--epochs", "3",
+                 "--out", base / f"iris-{backend}", "--quiet")
+        assert r.returncode == 0, r.stderr
+    return base
+
+
+def test_tensorboard_same_tags_on_both_backends(two_runs):
+    a, b = _scalars(two_runs / "iris-torch"), _scalars(two_runs / "iris-keras")
+    assert set(a) == set(b) and {"loss/train", "loss/val", "lr"} <= set(a)
+    assert len(a["loss/train"]) == 3
+    assert a["loss/val"] == pytest.approx(b["loss/val"], rel=1e-4)
+
+
+def test_run_json_records_preprocessing(two_runs):
+    info = json.loads((two_runs / "iris-torch" / "run.json").read_text())
+    assert info["backend"] == "torch" and info["input"] == [4]
+    pre = info["preprocessing"]
+    assert info["normalize"] == "none" or len(pre["shift"]) == 4
+
+
+def test_dlc_runs_lists_both(two_runs):
+    r = _dlc("runs", two_runs, "--json")
+    assert r.returncode == 0, r.stderr
+    runs = json.loads(r.stdout)
+    assert {x["backend"] for x in runs} == {"torch", "keras"}
+    assert all(x["epochs"] == 3 and x["status"] == "done" for x in runs)
+    r = _dlc("runs", two_runs)
+    assert r.returncode == 0 and "iris-keras" in r.stdout
+
+
+def test_dlc_plot_overlays(two_runs, tmp_path):
+    out = tmp_path / "cmp.png"
+    r = _dlc("plot", two_runs / "iris-torch", two_runs / "iris-keras", "--out", out)
+    assert r.returncode == 0, r.stderr
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    r = _dlc("plot", tmp_path)
+    assert r.returncode == 1 and "not a run directory" in r.stderr and "Traceback" not in r.stderr
