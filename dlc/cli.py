@@ -118,6 +118,24 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--out", default="plot.png")
     c.set_defaults(func=lambda a: __import__("dlc.runs_cmd", fromlist=["cmd_plot"]).cmd_plot(a))
 
+    c = sub.add_parser("evaluate", help="evaluate a trained run on its data splits or on a file")
+    c.add_argument("run")
+    c.add_argument("--data", help="a .csv (target in the last column or the spec's target column) or .npz (x, y)")
+    c.add_argument("--json", action="store_true")
+    c.set_defaults(func=lambda a: __import__("dlc.serve", fromlist=["cmd_evaluate"]).cmd_evaluate(a))
+
+    c = sub.add_parser("predict", help="predict with a trained run")
+    c.add_argument("run")
+    c.add_argument("--input", required=True, help="a .csv of raw features (header optional) or .npz (x)")
+    c.add_argument("--output", help="a .csv or .npz file (default: CSV on stdout)")
+    c.set_defaults(func=lambda a: __import__("dlc.serve", fromlist=["cmd_predict"]).cmd_predict(a))
+
+    c = sub.add_parser("export", help="export a trained run (ONNX)")
+    c.add_argument("run")
+    c.add_argument("--format", choices=["onnx"], default="onnx")
+    c.add_argument("--output", help="default: RUN/model.onnx")
+    c.set_defaults(func=lambda a: __import__("dlc.serve", fromlist=["cmd_export"]).cmd_export(a))
+
     c = sub.add_parser("compare", help="train on both backends and compare step for step")
     c.add_argument("spec")
     c.add_argument("--steps", type=int, default=50)

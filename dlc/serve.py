@@ -1,0 +1,229 @@
+"""Using a trained run: `dlc evaluate`, `dlc predict` and `dlc export --format onnx`.
+
+A run directory is rebuilt from its ir.json and run.json: the model is loaded on the backend it was trained on,
+and inputs get exactly the preprocessing that training fitted (saved in run.json), so raw feature files work.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from .cli import EXIT_RUNTIME
+
+
+class ServeError(Exception):
+    """Bad run directory or input file: one clear line, exit 1."""
+
+
+def load_run(run: Path, backend: str | None = None):
+    """(spec, session, info) for a finished run directory."""
+    from .backends import session_class
+    from .compiler.spec import Spec
+
+    run = Path(run)
+    for name in ("ir.json", "run.json", "model.json"):
+        if not (run / name).is_file():
+            raise ServeError(f"'{run}' is not a finished run directory (no {name})")
+    spec = Spec.model_validate_json((run / "ir.json").read_text())
+    info = json.loads((run / "run.json").read_text())
+    session = session_class(backend or info["backend"])(spec, device="cpu")
+    try:
+        session.load(run)
+    except Exception as e:  # noqa: BLE001 — any failure to read a truncated or foreign model file
+        raise ServeError(f"cannot load the model in '{run}': {str(e).splitlines()[0] if str(e) else e}") from None
+    return spec, session, info
+
+
+def preprocess(info: dict, spec, x: np.ndarray, source: str) -> np.ndarray:
+    """Raw features (N, *input) or (N, prod(input)) → what the model saw in training."""
+    need = int(np.prod(spec.input))
+    if x.ndim < 2 or int(np.prod(x.shape[1:])) != need:
+        got = x.shape[1] if x.ndim == 2 else tuple(x.shape[1:])
+        raise ServeError(f"{source}: samples have {got} features, the model takes {need} "
+                         f"(input {tuple(spec.input)})")
+    flat = x.reshape(len(x), -1).astype(np.float64)
+    bad = np.argwhere(~np.isfinite(flat))
+    if bad.size:
+        r, c = bad[0]
+        raise ServeError(f"{source}: sample {r + 1}, feature {c + 1} is not a finite number")
+    pre = info.get("preprocessing") or {}
+    if pre.get("shift") is not None:
+        flat = (flat - np.asarray(pre["shift"])) / np.asarray(pre["scale"])
+    return flat.reshape((len(flat),) + tuple(spec.input))
+
+
+def read_features(path: Path, n_features: int | None = None, target: str | None = None):
+    """(x, y or None) from a .csv (header optional; a column named `target` is split off) or .npz (x[, y])."""
+    if not path.is_file():
+        raise ServeError(f"no such file: {path}")
+    if path.suffix == ".npz":
+        try:
+            with np.load(path, allow_pickle=False) as f:
+                keys = list(f.files)
+                xk = "x" if "x" in keys else keys[0]
+                return np.asarray(f[xk], dtype=np.float64), (np.asarray(f["y"]) if "y" in keys else None)
+        except (OSError, ValueError) as e:
+            raise ServeError(f"cannot read {path}: {e}") from None
+    if path.suffix != ".csv":
+        raise ServeError(f"{path}: expected a .csv or .npz file")
+    with open(path, newline="") as fh:
+        rows = [r for r in csv.reader(fh) if r]
+    if not rows:
+        raise ServeError(f"{path}: empty file")
+    header = None
+    try:
+        [float(v) for v in rows[0]]
+    except ValueError:
+        header, rows = [h.strip() for h in rows[0]], rows[1:]
+    y = None
+    if header is not None and target and target in header:
+        t = header.index(target)
+        y = np.array([r[t] for r in rows])
+        rows = [[v for i, v in enumerate(r) if i != t] for r in rows]
+    elif n_features is not None and rows and len(rows[0]) == n_features + 1:
+        y = np.array([r[-1] for r in rows])
+        rows = [r[:-1] for r in rows]
+    width = {len(r) for r in rows}
+    if len(width) > 1:
+        raise ServeError(f"{path}: rows have different numbers of columns ({sorted(width)})")
+    x = np.empty((len(rows), width.pop() if width else 0))
+    for i, r in enumerate(rows):
+        for j, v in enumerate(r):
+            try:
+                x[i, j] = float(v) if v.strip() else np.nan
+            except ValueError:
+                raise ServeError(f"{path}: row {i + 1 + (header is not None)}, column {j + 1} is not a number "
+                                 f"({v!r})") from None
+    if y is not None:
+        try:
+            y = y.astype(np.float64)
+        except ValueError:
+            raise ServeError(f"{path}: the target column holds non-numbers") from None
+    return x, y
+
+
+def cmd_predict(args) -> int:
+    try:
+        spec, session, info = load_run(Path(args.run))
+        x, _ = read_features(Path(args.input), None)
+        xs = preprocess(info, spec, x, args.input)
+        out = session.predict(xs)
+    except ServeError as e:
+        print(f"dlc: error: {e}", file=sys.stderr)
+        return EXIT_RUNTIME
+    task = type(spec.loss).task
+    if task == "categorical":
+        cols = ["class"] + [f"p{k}" for k in range(out.shape[1])]
+        table = np.column_stack([out.argmax(axis=1), out])
+    elif task == "binary":
+        cols = ["class", "p1"]
+        table = np.column_stack([(out[:, 0] > 0.5).astype(int), out[:, 0]])
+    else:
+        cols = [f"y{k}" for k in range(out.shape[1])] if out.shape[1] > 1 else ["y"]
+        table = out
+    if args.output and args.output.endswith(".npz"):
+        np.savez(args.output, predictions=out, classes=table[:, 0] if task != "regression" else out)
+        return 0
+    with (open(args.output, "w", newline="") if args.output else contextlib.nullcontext(sys.stdout)) as fh:
+        w = csv.writer(fh)
+        w.writerow(cols)
+        for row in table:
+            w.writerow([int(row[0]) if task != "regression" else f"{row[0]:.8g}"] +
+                       [f"{v:.8g}" for v in row[1:]])
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from .data import DataError, _targets, prepare
+    from .loop import evaluate
+
+    try:
+        spec, session, info = load_run(Path(args.run))
+        results = {}
+        if args.data:
+            target = getattr(spec.data.source, "target", None) if spec.data else None
+            x, y = read_features(Path(args.data), int(np.prod(spec.input)), target)
+            if y is None:
+                raise ServeError(f"{args.data}: no target column or array y to evaluate against")
+            xs = preprocess(info, spec, x, args.data)
+            task = type(spec.loss).task
+            targets = _targets(spec, y, info.get("num_classes")) if task != "regression" else \
+                y.reshape(len(y), -1)
+            results["data"] = evaluate(session, spec, session.load_data(xs, targets), info.get("num_classes"),
+                                       spec.train.batch_size)
+        else:
+            base = Path(info["spec_dir"])
+            data = prepare(spec, base)
+            for part in ("train", "val", "test"):
+                split = getattr(data, part)
+                if split is not None:
+                    results[part] = evaluate(session, spec, session.load_data(split.x, split.y),
+                                             data.num_classes, spec.train.batch_size)
+    except (ServeError, DataError) as e:
+        print(f"dlc: error: {e}", file=sys.stderr)
+        return EXIT_RUNTIME
+    if args.json:
+        print(json.dumps(results, indent=2))
+    else:
+        for part, vals in results.items():
+            print(f"{part:<6} " + "  ".join(f"{k} {v:.4f}" for k, v in vals.items()))
+    return 0
+
+
+def export_onnx(run: Path, out: Path) -> dict:
+    """ONNX through the torch lowering (the backends are equivalent): weights from the run's own model,
+    the training preprocessing folded in front, the output activation at the end."""
+    import torch
+
+    from .backends import session_class
+
+    spec, session, info = load_run(run)
+    weights = session.get_weights()
+    tsess = session_class("torch")(spec, dtype="float32", device="cpu", weights=weights)
+    pre = info.get("preprocessing") or {}
+    shift = pre.get("shift")
+    scale = pre.get("scale")
+
+    class Exported(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = tsess.net
+            shape = (1,) + tuple(spec.input)
+            self.register_buffer("shift", torch.tensor(np.reshape(shift, shape) if shift is not None
+                                                       else np.zeros(shape), dtype=torch.float32))
+            self.register_buffer("scale", torch.tensor(np.reshape(scale, shape) if scale is not None
+                                                       else np.ones(shape), dtype=torch.float32))
+
+        def forward(self, x):
+            y = self.net((x - self.shift) / self.scale)
+            if tsess.fused:
+                y = torch.softmax(y, -1) if tsess.final == "softmax" else torch.sigmoid(y)
+            return y
+
+    model = Exported().eval()
+    example = torch.zeros((2,) + tuple(spec.input), dtype=torch.float32)
+    torch.onnx.export(model, (example,), str(out), input_names=["x"], output_names=["y"],
+                      dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}}, dynamo=False)
+    return {"file": str(out), "input": ["batch", *spec.input], "preprocessing": "included"}
+
+
+def cmd_export(args) -> int:
+    import warnings
+
+    run = Path(args.run)
+    out = Path(args.output) if args.output else run / "model.onnx"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            info = export_onnx(run, out)
+    except ServeError as e:
+        print(f"dlc: error: {e}", file=sys.stderr)
+        return EXIT_RUNTIME
+    print(info["file"])
+    return 0
