@@ -176,9 +176,24 @@ def _check_output_units(spec: Spec, loss, units: int, where: Span | None, last: 
               _layer_span(last), "use Dense(1)")
 
 
+def _check_augment(spec: Spec, m: A.Model, d: Diagnostics) -> None:
+    aug = _find_assign(m, "augment", "data")
+    where = aug.value.span if aug else None
+    if len(spec.input) != 3:
+        d.add("E303", "augment applies to image data; input must be (height, width, channels)", where)
+        return
+    h, w = spec.input[0], spec.input[1]
+    for op in spec.data.augment:
+        if op.name == "crop" and (op.size != h or op.size != w):
+            d.add("E303", f"crop({op.size}, ...) must keep the image size {h}x{w}", where,
+                  f"pad-and-crop: crop({h}, padding=...)")
+
+
 def _check_data(spec: Spec, m: A.Model, d: Diagnostics, base_dir: Path) -> None:
     if spec.data is None:
         return
+    if spec.data.augment:
+        _check_augment(spec, m, d)
     src = spec.data.source
     st = _find_assign(m, "source", "data")
     where = st.value.span if st else None
@@ -190,10 +205,6 @@ def _check_data(spec: Spec, m: A.Model, d: Diagnostics, base_dir: Path) -> None:
                   f"{math.prod(feats)} features", (_find_assign(m, "input").value.span if _find_assign(m, "input")
                                                    else where),
                   f"use input: ({math.prod(feats)})" + (" or (8, 8, 1)" if src.name == "digits" else ""))
-        if spec.data.augment and len(spec.input) != 3:
-            aug = _find_assign(m, "augment", "data")
-            d.add("E303", "augment applies to image data; input must be (height, width, channels)",
-                  aug.value.span if aug else where)
         return
     if isinstance(src, (Csv, Npz, Mnist)):
         path = resolve_path(base_dir, src.path)

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import metrics as M
+from .augment import augment
 from .compiler.spec import Spec
 from .data import Dataset
 from .rng import epoch_permutation
@@ -107,6 +108,8 @@ def train(session, spec: Spec, data: Dataset, epochs: int | None = None,
             if left <= 0:
                 break
             perm = perm[:left * bs]
+        if spec.data is not None and spec.data.augment:
+            train_h = session.load_data(augment(data.train.x, spec.data.augment, spec.seed, epoch), data.train.y)
         t0 = time.perf_counter()
         losses, stats, sizes = session.train_epoch(
             train_h, perm, bs,

@@ -23,7 +23,4 @@ def run_blockers(result: Compiled) -> list[Diagnostic]:
             Span(s.at[0], s.at[1], s.at[0], s.at[1] + len(s.kind)),
             "search them with `dlc tune SPEC` (it writes the best spec, concrete, as best.dlspec), "
             "or replace the search space by a value"))
-    if spec.data is not None and spec.data.augment:
-        out.append(Diagnostic("E503", "augment is not supported yet", at("augment", "data"),
-                              "remove augment: [...] for now"))
     return out

@@ -1,0 +1,57 @@
+"""Image augmentation for training batches, drawn from dlc's seeded stream: numpy on the host, once per epoch,
+so both backends see bit-identical augmented images (evaluation data is never augmented).
+
+Images are channels-last (N, H, W, C). Per sample and per epoch:
+- flip(horizontal, vertical): each enabled axis is mirrored with probability 1/2;
+- shift(fraction): a translation by whole pixels, uniform in [-round(fraction·H), round(fraction·H)] rows and
+  likewise columns; pixels shifted in are 0;
+- crop(size, padding): zero-pad by `padding` on every side, then a uniformly placed size×size window
+  (size must equal the image's height and width: the classic pad-and-crop).
+Operations apply in the order the spec lists them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .rng import STREAM_AUGMENT, stream
+
+
+def _shift(img: np.ndarray, dy: int, dx: int) -> np.ndarray:
+    out = np.zeros_like(img)
+    h, w = img.shape[:2]
+    ys, yd = (slice(0, h - dy), slice(dy, h)) if dy >= 0 else (slice(-dy, h), slice(0, h + dy))
+    xs, xd = (slice(0, w - dx), slice(dx, w)) if dx >= 0 else (slice(-dx, w), slice(0, w + dx))
+    out[yd, xd] = img[ys, xs]
+    return out
+
+
+def augment(x: np.ndarray, ops: list, seed: int, epoch: int) -> np.ndarray:
+    if not ops:
+        return x
+    rng = stream(seed, STREAM_AUGMENT, epoch)
+    out = np.array(x, copy=True)
+    n, h, w = out.shape[:3]
+    for op in ops:
+        if op.name == "flip":
+            if op.horizontal:
+                m = rng.random(n) < 0.5
+                out[m] = out[m][:, :, ::-1]
+            if op.vertical:
+                m = rng.random(n) < 0.5
+                out[m] = out[m][:, ::-1, :]
+        elif op.name == "shift":
+            my, mx = round(op.fraction * h), round(op.fraction * w)
+            dys = rng.integers(-my, my + 1, n)
+            dxs = rng.integers(-mx, mx + 1, n)
+            for i in range(n):
+                if dys[i] or dxs[i]:
+                    out[i] = _shift(out[i], int(dys[i]), int(dxs[i]))
+        elif op.name == "crop":
+            p = op.padding
+            padded = np.pad(out, ((0, 0), (p, p), (p, p), (0, 0)))
+            ys = rng.integers(0, padded.shape[1] - op.size + 1, n)
+            xs = rng.integers(0, padded.shape[2] - op.size + 1, n)
+            for i in range(n):
+                out[i] = padded[i, ys[i]:ys[i] + op.size, xs[i]:xs[i] + op.size]
+    return out

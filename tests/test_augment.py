@@ -1,0 +1,109 @@
+"""Augmentation: seeded per epoch, the documented semantics, training batches only, equal on both backends."""
+
+from pathlib import Path
+
+import numpy as np
+
+from dlc.augment import augment
+from dlc.compiler import compile_text
+from dlc.compiler.spec import Crop, Flip, Shift
+
+SPEC = """
+model aug {
+  seed: 1
+  data {
+    source: digits
+    normalize: minmax
+    split: holdout(val=0.2)
+    augment: [flip(horizontal=true), shift(0.125), crop(8, padding=1)]
+  }
+  input: (8, 8, 1)
+  layers {
+    Conv2D(4, (3, 3), padding=same, activation=relu)
+    Flatten()
+    Dropout(0.2)
+    Dense(10, activation=softmax)
+  }
+  loss: categorical_crossentropy
+  metrics: [accuracy]
+  optimizer: Adam(lr=0.003)
+  train {
+    epochs: 2
+    batch_size: 128
+  }
+}
+"""
+
+
+def _imgs(n=64):
+    return np.random.default_rng(0).random((n, 8, 8, 1))
+
+
+def test_seeded_per_epoch():
+    ops = [Flip(), Shift(fraction=0.25), Crop(size=8, padding=2)]
+    x = _imgs()
+    a, b, c = augment(x, ops, 5, 0), augment(x, ops, 5, 0), augment(x, ops, 5, 1)
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+    assert a.shape == x.shape and not np.shares_memory(a, x)
+
+
+def test_flip_mirrors_about_half():
+    x = _imgs(400)
+    y = augment(x, [Flip(horizontal=True)], 3, 0)
+    flipped = [np.array_equal(y[i], x[i, :, ::-1]) and not np.array_equal(y[i], x[i]) for i in range(len(x))]
+    kept = [np.array_equal(y[i], x[i]) for i in range(len(x))]
+    assert all(f or k for f, k in zip(flipped, kept))
+    assert 150 < sum(flipped) < 250
+
+
+def test_shift_moves_whole_pixels_and_fills_zeros():
+    x = np.ones((200, 8, 8, 1))
+    y = augment(x, [Shift(fraction=0.25)], 2, 0)
+    zeros = (y == 0).reshape(200, -1).sum(axis=1)
+    assert zeros.max() > 0 and set(np.unique(y)) <= {0.0, 1.0}
+    assert zeros.max() <= 8 * 8 - 6 * 6  # at most 2 rows and 2 columns shifted out
+
+
+def test_crop_keeps_size():
+    x = np.ones((50, 8, 8, 1))
+    y = augment(x, [Crop(size=8, padding=2)], 4, 0)
+    assert y.shape == x.shape and (y == 0).any()
+
+
+def test_training_only_and_equal_on_both_backends():
+    from dlc.compare import compare_spec
+
+    r = compile_text(SPEC)
+    assert r.ok, r.render()
+    c = compare_spec(r.spec, Path("."), steps=20, dtype="float64")
+    assert c.passed, c.reasons
+    assert c.max_abs_loss_diff <= 1e-10
+
+
+def test_validation_is_not_augmented():
+    from dlc.backends import session_class
+    from dlc.data import prepare
+    from dlc.loop import evaluate, train
+    from dlc.weights import initial_weights
+
+    spec = compile_text(SPEC).spec
+    plain = spec.model_copy(update={"data": spec.data.model_copy(update={"augment": []})})
+    data = prepare(spec, Path("."))
+    s = session_class("torch")(spec, dtype="float64", device="cpu", weights=initial_weights(spec))
+    train(s, spec, data, epochs=1)
+    w = s.get_weights()
+    t = session_class("torch")(plain, dtype="float64", device="cpu", weights=w)
+    a = evaluate(s, spec, s.load_data(data.val.x, data.val.y), 10, 128)
+    b = evaluate(t, plain, t.load_data(data.val.x, data.val.y), 10, 128)
+    assert a == b
+
+
+def test_augment_errors():
+    bad = SPEC.replace("crop(8, padding=1)", "crop(6, padding=1)")
+    r = compile_text(bad)
+    assert not r.ok and "crop(6, ...) must keep the image size 8x8" in r.render()
+    flat = SPEC.replace("input: (8, 8, 1)", "input: (64)").replace("Conv2D(4, (3, 3), padding=same, "
+                                                                    "activation=relu)", "Dense(8)")
+    r = compile_text(flat)
+    assert not r.ok and "augment applies to image data" in r.render()
