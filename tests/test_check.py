@@ -13,10 +13,10 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from dlc.compiler import compile_file
-from dlc.compiler.spec import Spec
 
 from dlc.cli import main
+from dlc.compiler import compile_file
+from dlc.compiler.spec import Spec
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(__file__).resolve().parents[2] / "shared"

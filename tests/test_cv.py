@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from dlc.compiler import compile_text
 
+from dlc.compiler import compile_text
 from dlc.data import folds
 
 SPEC = """

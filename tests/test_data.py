@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from dlc.compiler import compile_file
 
+from dlc.compiler import compile_file
 from dlc.data import DataError, load_raw, prepare, read_mnist
 
 LOSS_OUT = {

@@ -17,9 +17,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from dlc.compiler import compile_file
 
 from dlc.cli import main
+from dlc.compiler import compile_file
 
 ROOT = Path(__file__).resolve().parents[1]
 SPECS = sorted((ROOT / "specs").rglob("*.dlspec"))

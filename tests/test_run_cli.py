@@ -384,7 +384,6 @@ def test_unknown_backend_and_missing_spec_are_usage_errors(tmp_path):
 
 def _test_split(run: Path):
     from dlc.compiler.spec import Spec
-
     from dlc.data import prepare
 
     spec = Spec.model_validate_json((run / "ir.json").read_text())  # ir.json is the run's exact spec
@@ -393,8 +392,8 @@ def _test_split(run: Path):
 
 def test_torch_model_loads_into_a_fresh_session(runs):
     import torch
-    from dlc.backends.torch.session import Session
 
+    from dlc.backends.torch.session import Session
     from dlc.loop import evaluate
 
     run, _ = runs["torch"]
@@ -412,8 +411,9 @@ def test_torch_model_loads_into_a_fresh_session(runs):
 
 
 def test_keras_model_loads_with_load_model(runs):
-    import dlc.backends.keras.layers  # noqa: F401 — registers dlc's dropout layer
     import keras
+
+    import dlc.backends.keras.layers  # noqa: F401 — registers dlc's dropout layer
 
     run, _ = runs["keras"]
     _, test = _test_split(run)
@@ -429,9 +429,10 @@ def test_keras_model_loads_with_load_model(runs):
 
 def test_both_saved_models_predict_the_same(runs):
     """Trained from the same weights on the same batches, the two saved models agree to float32 rounding."""
-    import dlc.backends.keras.layers  # noqa: F401
     import keras
     import torch
+
+    import dlc.backends.keras.layers  # noqa: F401
     from dlc.backends.torch.session import Session
 
     spec, test = _test_split(runs["torch"][0])

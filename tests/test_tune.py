@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from dlc.compiler import compile_file, compile_text
 from dlc.compiler.search import Space, concretize, grid_points, refine, spaces_of, top_trials
 
