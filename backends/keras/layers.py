@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import keras
 import tensorflow as tf
+
 from dlc.backends import LoweringMissing
 from dlc.compiler import layers as L
 from dlc.compiler.spec import LayerInfo
-
 from dlc.rng import dropout_base, dropout_threshold, fmix32
 
 BACKEND = "keras"

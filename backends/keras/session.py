@@ -13,10 +13,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras
 import numpy as np
 import tensorflow as tf
+
 from dlc.backends import LoweringMissing
 from dlc.compiler.checks import final_activation
 from dlc.compiler.spec import Spec
-
 from dlc.metrics import stats_size
 
 from . import layers as KL

@@ -9,11 +9,11 @@ import math
 
 import torch
 import torch.nn.functional as F
+from torch import nn
+
 from dlc.backends import LoweringMissing
 from dlc.compiler import layers as L
 from dlc.compiler.spec import LayerInfo
-from torch import nn
-
 from dlc.rng import dropout_base, dropout_threshold, fmix32
 
 BACKEND = "torch"

@@ -7,6 +7,7 @@ float32 bias corrections): see shared/EQUIVALENCE.md. Each class mirrors `update
 from __future__ import annotations
 
 import torch
+
 from dlc.backends import LoweringMissing
 
 

@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
+
 from dlc.backends import LoweringMissing
 from dlc.compiler.checks import final_activation
 from dlc.compiler.spec import Spec
-from torch import nn
-
 from dlc.metrics import stats_size
 
 from . import layers as TL
