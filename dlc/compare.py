@@ -33,6 +33,7 @@ class Comparison:
     reasons: list[str]
     max_abs_val_loss_diff: float = 0.0  # per-epoch validation loss (inference mode: BN moving stats, no dropout)
     runs: dict[str, dict] | None = None  # per backend: steps, epochs, stopped_early, best_epoch, restored_best
+    val_losses: dict[str, list[float]] | None = None  # per backend, one per epoch
 
     def to_json(self) -> dict:
         return self.__dict__.copy()
@@ -101,7 +102,8 @@ def compare_spec(spec, base_dir: Path, steps: int | None, dtype: str, backends=(
     return Comparison(steps=n, dtype=dtype, losses=losses, max_abs_loss_diff=float(diff.max()) if n else 0.0,
                       initial_weight_max_abs_diff=init_diff, final_weight_max_abs_diff=final_diff,
                       final_metrics=finals, passed=not reasons, reasons=reasons,
-                      max_abs_val_loss_diff=float(vdiff.max()) if m else 0.0, runs=runs)
+                      max_abs_val_loss_diff=float(vdiff.max()) if m else 0.0, runs=runs,
+                      val_losses=val)
 
 
 def main(args) -> int:
