@@ -1,0 +1,168 @@
+"""Measure how far Keras and PyTorch are apart on every equivalence fixture and write tests/equivalence/RESULTS.md.
+
+    .venv/bin/python tests/equivalence/measure.py            # the default suite's runs (float64, float32 200 steps)
+    .venv/bin/python tests/equivalence/measure.py --long     # also the 1000-step runs of the slow suite
+
+Runs exactly what tests/test_equivalence.py runs (it imports that module for the fixture list and the run plan).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import importlib.util
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+
+
+NOTES = [
+    ("- Max-pool fixtures (maxpool2d, maxpool2d_same_s2, specs/digits_cnn, slow/digits_cnn_bn) are exempt from the "
+    "float32 per-step test: two window values ~1e-7 apart can order differently after float32 rounding and the "
+    "gradient then goes to another position (shared/EQUIVALENCE.md). The small fixtures happen to stay inside the "
+    "bound here; the bigger slow/digits_cnn_bn does not (see the long runs). In float64 they agree to ~1e-15."),
+    ("- batchnorm_after_bias (a Dense bias right before BatchNorm, W001): exact in float64 and per step in float32, "
+    "but the bias has a true gradient of zero, Adam turns the backends' different float32 rounding noise into a "
+    "random walk of size ~lr, and the bias and BN moving mean drift apart; inference uses the moving mean, so the "
+    "float32 validation loss differs (an xfail in the suite, with the measured numbers)."),
+    ("- loss_mse, specs/diabetes, slow/diabetes_rmsprop: the diabetes targets are not normalised (25 to 346), so "
+    "per-sample squared errors are 1e3 to 1e5 while the batch mean falls to a few hundred; TF's and torch's "
+    "reductions round those large terms differently by a few ulps, which is a large share of a bound relative to "
+    "the (smaller) mean. In float64 the same effect gives ~4e-12 on losses of ~3e4 (1e-16 relative)."),
+    ("- Long float32 runs: besides max-pool, other kinks act like near-ties over 1000 steps (clipvalue's clip "
+    "threshold, max_norm's clip, ReLU at 0), so the slow suite compares float32 per step only for the first 200 "
+    "steps and then where training ends up. No float64 run drifts: the 1000-step float64 runs hold 1e-10 too."),
+]
+
+
+def load_suite():
+    spec = importlib.util.spec_from_file_location("test_equivalence", ROOT / "tests" / "test_equivalence.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def rel(c) -> float:
+    k, t = np.array(c.losses["keras"]), np.array(c.losses["torch"])
+    return float(np.max(np.abs(k - t) / np.maximum(np.abs(k), 1e-12))) if len(k) else 0.0
+
+
+def f32_excess(c) -> float:
+    """max over steps of |Δ| / (2e-6 + 1e-6·|loss|): ≤ 1 means within the float32 bound at every step."""
+    k, t = np.array(c.losses["keras"]), np.array(c.losses["torch"])
+    return float(np.max(np.abs(k - t) / (2e-6 + 1e-6 * np.abs(k)))) if len(k) else 0.0
+
+
+def fmt(x: float) -> str:
+    return "0" if x == 0 else f"{x:.2g}"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--long", action="store_true", help="also the 1000-step runs (slow fixtures included)")
+    ap.add_argument("-k", default="", help="only fixtures whose id contains this")
+    ap.add_argument("--out", default=str(HERE / "RESULTS.md"))
+    args = ap.parse_args(argv)
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+    import tensorflow as tf
+    import torch
+
+    torch.set_num_threads(1)  # as in the test suite
+    suite = load_suite()
+    paths = [p for p in suite.ALL if args.k in suite._id(p)]
+    rows, long_rows = [], []
+    t_all = time.perf_counter()
+    for path in paths:
+        fid = suite._id(path)
+        t0 = time.perf_counter()
+        c64 = suite.run(path, "float64")
+        c32 = suite.run(path, "float32")
+        maxpool = suite.has_maxpool(suite.load(path))
+        note = []
+        if maxpool:
+            note.append("float32 n/a in the test (max-pool)")
+        if fid in suite.FLOAT32_VAL_DRIFT:
+            note.append("float32 val_loss drift: xfail, documented")
+        if c64.initial_weight_max_abs_diff or c32.initial_weight_max_abs_diff:
+            note.append("INITIAL WEIGHTS DIFFER")
+        vk, vt = np.array(c32.val_losses["keras"]), np.array(c32.val_losses["torch"])
+        if np.any(np.abs(vk - vt) > 2e-6 + 1e-6 * np.abs(vk)):
+            note.append("float32 val_loss over the bound")
+        rows.append((fid, c64, c32, "; ".join(note), maxpool))
+        print(f"{fid:40s} f64 {fmt(c64.max_abs_loss_diff):>8} {fmt(c64.final_weight_max_abs_diff):>8}  "
+              f"f32 {fmt(c32.max_abs_loss_diff):>8} ({f32_excess(c32):.2f} of bound)  "
+              f"{time.perf_counter() - t0:.1f}s", flush=True)
+    if args.long:
+        for path in [p for p in suite.ALL + suite.SLOW_FIXTURES if args.k in suite._id(p)]:
+            fid = suite._id(path)
+            t0 = time.perf_counter()
+            c64 = suite.run(path, "float64", long=True)
+            c32 = suite.run(path, "float32", long=True)
+            long_rows.append((fid, c64, c32, suite.has_maxpool(suite.load(path))))
+            print(f"long {fid:35s} f64 {fmt(c64.max_abs_loss_diff):>8}  f32 {fmt(c32.max_abs_loss_diff):>8}  "
+                  f"{time.perf_counter() - t0:.1f}s", flush=True)
+    elapsed = time.perf_counter() - t_all
+
+    out = [
+        "# Equivalence results: Keras vs PyTorch, per fixture",
+        "",
+        (f"Written by `tests/equivalence/measure.py{' --long' if args.long else ''}` on "
+        f"{datetime.date.today().isoformat()}: Keras {keras.__version__} (TensorFlow {tf.__version__}), "
+        f"PyTorch {torch.__version__}, {platform.machine()} CPU, Python {platform.python_version()}; "
+        f"{elapsed:.0f} s. The runs are the ones `tests/test_equivalence.py` makes."),
+        "",
+        ("Columns: max |Δ| of the per-step training loss over all steps; of the per-epoch validation loss; of every "
+        "weight after training (BatchNorm moving statistics included). Initial weights were bit-identical (|Δ| = 0) "
+        "in every run (a note says so where not). Bounds: float64 step loss ≤ 1e-10, final weights ≤ 1e-8; float32 step loss ≤ 2e-6 + "
+        "1e-6·|loss| (\"of bound\": the worst step's |Δ| as a fraction of its bound; ≤ 1 passes)."),
+        "",
+        ("| fixture | f64 steps | f64 step loss | f64 val_loss | f64 final weights | f32 steps | f32 step loss "
+        "| of bound | f32 val_loss | f32 final weights | note |"),
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for fid, c64, c32, note, _ in rows:
+        out.append(f"| {fid} | {c64.steps} | {fmt(c64.max_abs_loss_diff)} | {fmt(c64.max_abs_val_loss_diff)} | "
+                   f"{fmt(c64.final_weight_max_abs_diff)} | {c32.steps} | {fmt(c32.max_abs_loss_diff)} | "
+                   f"{f32_excess(c32):.2f} | {fmt(c32.max_abs_val_loss_diff)} | "
+                   f"{fmt(c32.final_weight_max_abs_diff)} | {note} |")
+    worst64 = max((r[1].max_abs_loss_diff for r in rows), default=0.0)
+    worstw = max((r[1].final_weight_max_abs_diff for r in rows), default=0.0)
+    worst32 = max((f32_excess(r[2]) for r in rows if not r[4]), default=0.0)
+    out += ["", (f"Worst over all fixtures: float64 step loss {fmt(worst64)}, float64 final weights {fmt(worstw)}, "
+                f"float32 (max-pool fixtures aside) {worst32:.2f} of the bound.")]
+    out += ["", "## Notes", "", *NOTES]
+    if long_rows:
+        out += [
+            "",
+            f"## Long runs ({suite.LONG_STEPS} steps, `pytest -m slow`)",
+            "",
+            ("Over long float32 runs a single near-tie can make the step losses jump apart, so the slow suite holds "
+            "float32 to the per-step bound for the first 200 steps (max-pool models aside) and compares where "
+            "training ends up (final loss and val_loss within 1e-3 relative, accuracy within 2 points)."),
+            "",
+            ("| fixture | f64 steps | f64 step loss | f64 final weights | f32 step loss (first 200) | f32 step loss "
+            "(all) | f32 final val_loss keras / torch |"),
+            "|---|---:|---:|---:|---:|---:|---|",
+        ]
+        for fid, c64, c32, _ in long_rows:
+            d = np.abs(np.array(c32.losses["keras"]) - np.array(c32.losses["torch"]))
+            vk = c32.final_metrics["keras"].get("val_loss", float("nan"))
+            vt = c32.final_metrics["torch"].get("val_loss", float("nan"))
+            out.append(f"| {fid} | {c64.steps} | {fmt(c64.max_abs_loss_diff)} | {fmt(c64.final_weight_max_abs_diff)} "
+                       f"| {fmt(float(d[:200].max()))} | {fmt(float(d.max()))} | {vk:.6g} / {vt:.6g} |")
+    Path(args.out).write_text("\n".join(out) + "\n")
+    print(f"wrote {args.out} ({elapsed:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
