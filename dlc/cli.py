@@ -74,7 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.set_defaults(func=cmd_schema)
 
     c = sub.add_parser("run", help="train a spec")
-    c.add_argument("spec")
+    c.add_argument("spec", nargs="?")
+    c.add_argument("--resume", metavar="RUN", help="continue a killed run from its last finished epoch")
     c.add_argument("--backend", choices=["torch", "keras"], default="torch")
     c.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     c.add_argument("--out", help="run directory (default: a fresh one under runs/)")

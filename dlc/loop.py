@@ -79,10 +79,38 @@ def evaluate(session, spec: Spec, handle, num_classes: int | None, batch_size: i
     return out
 
 
+@dataclass
+class LoopState:
+    """Everything the loop needs to go on after epoch `epoch` (epochs count from 0): saved with each checkpoint
+    so a killed run resumes with the same numbers as one never interrupted."""
+
+    epoch: int = 0  # epochs finished
+    lr: float = 0.0
+    plateau: dict | None = None
+    es_best: float | None = None
+    es_wait: int = 0
+    history: History = field(default_factory=History)
+    best_weights: dict | None = None
+
+    def to_json(self) -> dict:
+        h = self.history
+        return {"epoch": self.epoch, "lr": self.lr, "plateau": self.plateau, "es_best": self.es_best,
+                "es_wait": self.es_wait, "rows": h.rows, "stopped_early": h.stopped_early,
+                "best_epoch": h.best_epoch, "has_best_weights": self.best_weights is not None}
+
+    @staticmethod
+    def from_json(d: dict, best_weights=None) -> LoopState:
+        h = History(rows=list(d["rows"]), stopped_early=d["stopped_early"], best_epoch=d["best_epoch"])
+        return LoopState(d["epoch"], d["lr"], d["plateau"], d["es_best"], d["es_wait"], h, best_weights)
+
+
 def train(session, spec: Spec, data: Dataset, epochs: int | None = None,
           on_epoch: Callable[[dict], None] | None = None,
-          on_progress: Callable[[int, int, int], None] | None = None, max_steps: int | None = None) -> History:
-    """Train `session` on `data` as the spec says; returns the history (also on failure, with .failure set)."""
+          on_progress: Callable[[int, int, int], None] | None = None, max_steps: int | None = None,
+          resume: LoopState | None = None, on_checkpoint: Callable[[LoopState], None] | None = None) -> History:
+    """Train `session` on `data` as the spec says; returns the history (also on failure, with .failure set).
+    `resume` continues from a checkpointed state (the session's own state restored by the caller);
+    `on_checkpoint` is called after every finished epoch with the state to save."""
     epochs = epochs or spec.train.epochs
     bs = spec.train.batch_size
     task = type(spec.loss).task
@@ -90,15 +118,19 @@ def train(session, spec: Spec, data: Dataset, epochs: int | None = None,
     base_lr = spec.optimizer.learning_rate
     train_h = session.load_data(data.train.x, data.train.y)
     val_h = session.load_data(data.val.x, data.val.y) if data.val is not None else None
-    hist = History()
     plateau = _Plateau(spec.schedule) if spec.schedule is not None and spec.schedule.kind == "plateau" else None
     es = spec.train.early_stopping
-    es_best = math.inf if es is None or _improved(0, 1, es.mode, es.monitor, 0) else -math.inf
-    es_wait = 0
-    best_weights = None
-    lr = base_lr
+    state = resume or LoopState(lr=base_lr)
+    if resume is None and es is not None:
+        state.es_best = math.inf if _improved(0, 1, es.mode, es.monitor, 0) else -math.inf
+    if plateau is not None and state.plateau is not None:
+        plateau.best, plateau.wait, plateau.cooldown = (state.plateau[k] for k in ("best", "wait", "cooldown"))
+    hist = state.history
     n = len(data.train.x)
-    for epoch in range(epochs):
+    for epoch in range(state.epoch, epochs):
+        if hist.stopped_early:
+            break
+        lr = state.lr
         if spec.schedule is not None and plateau is None:
             lr = spec.schedule.lr_at(epoch, base_lr)
         session.set_lr(lr)
@@ -138,21 +170,27 @@ def train(session, spec: Spec, data: Dataset, epochs: int | None = None,
             on_epoch(row)
         if plateau is not None:
             lr = plateau.update(row.get(spec.schedule.monitor, row["loss"]), lr)
+            state.plateau = {"best": plateau.best, "wait": plateau.wait, "cooldown": plateau.cooldown}
+        state.lr = lr
         if es is not None:
             current = row.get(es.monitor)
             if current is None:
                 raise TrainingFailed(f"early_stopping monitors '{es.monitor}', which this run does not compute")
-            es_wait += 1
-            if _improved(current, es_best, es.mode, es.monitor, es.min_delta):
-                es_best = current
+            state.es_wait += 1
+            if _improved(current, state.es_best, es.mode, es.monitor, es.min_delta):
+                state.es_best = current
                 hist.best_epoch = epoch + 1
-                es_wait = 0
+                state.es_wait = 0
                 if es.restore_best:
-                    best_weights = session.get_weights()
-            elif es_wait >= es.patience and epoch > 0:
+                    state.best_weights = session.get_weights()
+            elif state.es_wait >= es.patience and epoch > 0:
                 hist.stopped_early = True
-                break
-    if es is not None and es.restore_best and best_weights is not None:
-        session.set_weights(best_weights)
+        state.epoch = epoch + 1
+        if on_checkpoint:
+            on_checkpoint(state)
+        if hist.stopped_early:
+            break
+    if es is not None and es.restore_best and state.best_weights is not None:
+        session.set_weights(state.best_weights)
         hist.restored_best = True
     return hist

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import sys
 from pathlib import Path
@@ -51,20 +52,51 @@ def final_metrics(session, spec, data) -> dict[str, dict[str, float]]:
     return out
 
 
+def _resume_target(args):
+    """(spec, run.json) of a run to resume; (None, None) after an error, (None, info) if it already finished."""
+    from .compiler.spec import Spec
+
+    run = Path(args.resume)
+    if not (run / "ir.json").is_file() or not (run / "run.json").is_file():
+        print(f"dlc: error: '{run}' is not a dlc run directory (no ir.json/run.json)", file=sys.stderr)
+        return None, None
+    info = json.loads((run / "run.json").read_text())
+    if (run / "metrics.json").is_file():
+        print(f"{run}: this run already finished; nothing to resume")
+        return None, info
+    args.backend = info["backend"]
+    args.spec = str(next(iter(sorted(run.glob("*.dlspec"))), run / "ir.json"))
+    if args.device == "auto":
+        args.device = info.get("device", "auto")
+    return Spec.model_validate_json((run / "ir.json").read_text()), info
+
+
 def main(args) -> int:
     import os
 
     from rich.console import Console
 
+    from . import checkpoint
     from .backends import BackendUnavailable, LoweringMissing, session_class
     from .data import DataError, prepare
     from .loop import TrainingFailed, train
     from .tensorboard import EventWriter
     from .weights import initial_weights
 
-    spec, _ = load_for_training(args.spec, args.seed, args.dtype, args.epochs)
-    if spec is None:
-        return EXIT_SPEC
+    resume_state = None
+    if args.resume:
+        spec, info = _resume_target(args)
+        if spec is None:
+            return EXIT_RUNTIME if info is None else 0
+        base_dir = Path(info["spec_dir"])
+    else:
+        if not args.spec:
+            print("dlc: error: dlc run needs a SPEC (or --resume RUN)", file=sys.stderr)
+            return EXIT_SPEC
+        spec, _ = load_for_training(args.spec, args.seed, args.dtype, args.epochs)
+        if spec is None:
+            return EXIT_SPEC
+        base_dir = Path(args.spec).resolve().parent
     if spec.data is not None and spec.data.split.kind == "kfold":
         from .cv import main as cv_main
 
@@ -77,13 +109,21 @@ def main(args) -> int:
     title = f"{spec.name} ({args.backend})"
     try:
         Session = session_class(args.backend)
-        data = prepare(spec, Path(args.spec).resolve().parent)
+        data = prepare(spec, base_dir)
         session = Session(spec, device=args.device, weights=initial_weights(spec))
-        run = rundir.new_run_dir(spec.name, args.backend, args.out)
-        rundir.copy_spec(run, args.spec)
-        (run / "ir.json").write_text(spec.model_dump_json(indent=2))
+        if args.resume:
+            run = Path(args.resume)
+            saved = checkpoint.load(run)
+            if saved is not None:
+                session.set_state(saved[0])
+                resume_state = saved[1]
+                rows = list(resume_state.history.rows)
+        else:
+            run = rundir.new_run_dir(spec.name, args.backend, args.out)
+            rundir.copy_spec(run, args.spec)
+            (run / "ir.json").write_text(spec.model_dump_json(indent=2))
+            rundir.write_json(run / "run.json", rundir.run_info(args, spec, data))
         rundir.write_json(run / "env.json", rundir.env_info(args.backend, session.device_name))
-        rundir.write_json(run / "run.json", rundir.run_info(args, spec, data))
         rundir.write_history(run, rows)
         tb = EventWriter(run)
         sizes = " / ".join(f"{len(s.x):,} {part}" for part, s in
@@ -101,7 +141,8 @@ def main(args) -> int:
 
         table.header()
         with _progress(console, spec.train.epochs) as progress:
-            hist = train(session, spec, data, on_epoch=on_epoch, on_progress=progress)
+            hist = train(session, spec, data, on_epoch=on_epoch, on_progress=progress, resume=resume_state,
+                         on_checkpoint=lambda state: checkpoint.save(run, session, state))
         final: dict = final_metrics(session, spec, data)
         final["epochs_run"] = len(hist.rows)
         final["stopped_early"] = hist.stopped_early

@@ -4,6 +4,7 @@ the device and read once per epoch (or per progress refresh)."""
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -73,6 +74,20 @@ class Net(nn.Module):
         return self.seq(x)
 
 
+SMALL_STEP_WORK = 2e7  # parameters × batch size under which one CPU thread beats several
+
+
+def _pick_cpu_threads(spec: Spec) -> None:
+    """Small models: one thread. Torch's worker threads spin-wait between tiny ops, so on 2 cores (or a busy
+    machine) several threads made small models 4-30x slower; big steps keep torch's default. OMP_NUM_THREADS,
+    when set, always wins."""
+    if os.environ.get("OMP_NUM_THREADS"):
+        return
+    trainable, _ = spec.param_counts()
+    if trainable * spec.train.batch_size < SMALL_STEP_WORK:
+        torch.set_num_threads(1)
+
+
 class Session:
     name = "torch"
 
@@ -95,6 +110,8 @@ class Session:
         if weights is not None:
             self.set_weights(weights)
         self.opt = TO.make([p for p in self.net.parameters()], spec.optimizer)
+        if self.device.type == "cpu":
+            _pick_cpu_threads(spec)
         self.device_name = str(self.device) + (f" ({torch.cuda.get_device_name(self.device)})"
                                                if self.device.type == "cuda" else "")
 
@@ -265,3 +282,31 @@ class Session:
 
     def load(self, directory: Path):
         self.net.load_state_dict(torch.load(Path(directory) / "model.pt", map_location=self.device))
+
+    # ------------------------------------------------------------------------------------- checkpoints
+
+    def get_state(self) -> dict[str, np.ndarray]:
+        """Weights, optimizer slots and counters: what a checkpoint holds to resume bit for bit."""
+        out = {f"w/{lname}/{wname}": a for lname, ws in self.get_weights().items() for wname, a in ws.items()}
+        out["opt/iterations"] = np.array(self.opt.iterations)
+        out["opt/lr"] = np.array(self.opt.lr)
+        for i, st in enumerate(self.opt.state):
+            for k, t in st.items():
+                out[f"opt/{i}/{k}"] = t.detach().cpu().numpy().copy()
+        out["step"] = np.array(int(self.counter.value))
+        return out
+
+    def set_state(self, state: dict[str, np.ndarray]) -> None:
+        weights: dict = {}
+        for key, a in state.items():
+            if key.startswith("w/"):
+                _, lname, wname = key.split("/", 2)
+                weights.setdefault(lname, {})[wname] = a
+        self.set_weights(weights)
+        self.opt.iterations = int(state["opt/iterations"])
+        self.opt.lr = float(state["opt/lr"])
+        with torch.no_grad():
+            for i, st in enumerate(self.opt.state):
+                for k, t in st.items():
+                    t.copy_(torch.as_tensor(state[f"opt/{i}/{k}"]))
+            self.counter.value.fill_(int(state["step"]))

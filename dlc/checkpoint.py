@@ -1,0 +1,45 @@
+"""Per-epoch checkpoints: the session's state (weights, optimizer slots, counters) and the loop's state in one
+.npz, written to a temporary file and renamed over the old one, so a run killed at any moment (even kill -9)
+leaves the last finished epoch intact."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .loop import LoopState
+
+FILE = "checkpoint.npz"
+
+
+def save(run: Path, session, state: LoopState) -> None:
+    arrays = {f"s:{k}": v for k, v in session.get_state().items()}
+    if state.best_weights is not None:
+        for lname, ws in state.best_weights.items():
+            for wname, a in ws.items():
+                arrays[f"b:{lname}/{wname}"] = a
+    arrays["loop"] = np.array(json.dumps(state.to_json(), default=float))
+    tmp = run / (FILE + ".tmp.npz")
+    with open(tmp, "wb") as fh:
+        np.savez(fh, **arrays)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, run / FILE)
+
+
+def load(run: Path) -> tuple[dict[str, np.ndarray], LoopState] | None:
+    path = run / FILE
+    if not path.is_file():
+        return None
+    with np.load(path, allow_pickle=False) as f:
+        session_state = {k[2:]: f[k] for k in f.files if k.startswith("s:")}
+        best: dict = {}
+        for k in f.files:
+            if k.startswith("b:"):
+                lname, wname = k[2:].split("/", 1)
+                best.setdefault(lname, {})[wname] = f[k]
+        loop = json.loads(str(f["loop"]))
+    return session_state, LoopState.from_json(loop, best or None)

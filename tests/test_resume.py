@@ -1,0 +1,102 @@
+"""`dlc run --resume`: a run killed with SIGKILL continues from its last finished epoch and ends with the same
+weights and history as a run that was never interrupted."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+SPEC = """
+model resumable {
+  seed: 5
+  data {
+    source: digits
+    normalize: standard
+    split: holdout(val=0.2, test=0.1, stratify=true)
+  }
+  input: (64)
+  layers {
+    Dense(128, activation=relu)
+    Dropout(0.3)
+    Dense(128, activation=relu) * 2
+    Dense(10, activation=softmax)
+  }
+  loss: categorical_crossentropy
+  metrics: [accuracy]
+  optimizer: Adam(lr=0.001)
+  schedule: plateau(factor=0.5, patience=1, min_lr=1e-5)
+  train {
+    epochs: EPOCHS
+    batch_size: 16
+    early_stopping: (monitor=val_loss, patience=50, restore_best=true)
+  }
+}
+"""
+
+
+def _run(*args, **kw):
+    return subprocess.Popen([sys.executable, "-m", "dlc", "run", *map(str, args)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, **kw)
+
+
+def _losses(run):
+    return [(r["loss"], r["val_loss"], r["lr"]) for r in json.loads((run / "history.json").read_text())]
+
+
+@pytest.mark.parametrize("backend", ["torch", pytest.param("keras", marks=pytest.mark.slow)])
+def test_kill9_then_resume_equals_uninterrupted(tmp_path, backend):
+    epochs = 12
+    spec = tmp_path / "resumable.dlspec"
+    spec.write_text(SPEC.replace("EPOCHS", str(epochs)))
+    full, cut = tmp_path / "full", tmp_path / "cut"
+    ref = _run(spec, "--backend", backend, "--out", full, "--quiet")
+    ref.wait(timeout=600)
+    assert ref.returncode == 0, ref.stderr.read()
+    victim = _run(spec, "--backend", backend, "--out", cut, "--quiet")
+    deadline = time.time() + 240
+    while time.time() < deadline:
+        hist = cut / "history.json"
+        if hist.is_file() and (cut / "checkpoint.npz").is_file():
+            try:
+                n = len(json.loads(hist.read_text()))
+            except ValueError:
+                n = 0
+            if n >= 3:
+                break
+        if victim.poll() is not None:
+            pytest.fail(f"run finished before it could be killed: {victim.stderr.read()}")
+        time.sleep(0.05)
+    os.kill(victim.pid, signal.SIGKILL)
+    victim.wait()
+    done_before = len(json.loads((cut / "history.json").read_text()))
+    assert 3 <= done_before < epochs and not (cut / "metrics.json").exists()
+
+    r = subprocess.run([sys.executable, "-m", "dlc", "run", "--resume", str(cut), "--quiet"],
+                       capture_output=True, text=True, check=False, timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert _losses(cut) == _losses(full)
+    a = json.loads((cut / "metrics.json").read_text())
+    b = json.loads((full / "metrics.json").read_text())
+    assert a == b
+    from dlc.serve import load_run
+
+    wa = load_run(cut)[1].get_weights()
+    wb = load_run(full)[1].get_weights()
+    for lname in wa:
+        for wname in wa[lname]:
+            np.testing.assert_array_equal(wa[lname][wname], wb[lname][wname])
+
+    again = subprocess.run([sys.executable, "-m", "dlc", "run", "--resume", str(cut)], capture_output=True,
+                           text=True, check=False)
+    assert again.returncode == 0 and "already finished" in again.stdout
+
+
+def test_resume_errors(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "dlc", "run", "--resume", str(tmp_path)], capture_output=True,
+                       text=True, check=False)
+    assert r.returncode == 1 and "not a dlc run directory" in r.stderr and "Traceback" not in r.stderr
