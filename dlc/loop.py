@@ -151,11 +151,12 @@ def train(session, spec: Spec, data: Dataset, epochs: int | None = None,
         bad = np.flatnonzero(~np.isfinite(losses))
         if bad.size:
             step = int(bad[0])
+            smaller = min(base_lr / 10, 0.1)  # 0.1 and 0.01 are the classic starting points
             now = f"learning rate {lr:g}" + ("" if lr == base_lr else f", the optimizer's lr={base_lr:g}")
             hist.failure = (
                 f"loss became {'nan' if np.isnan(losses[step]) else 'inf'} at epoch {epoch + 1}, step {step + 1} "
-                f"({now}); training diverged: try a smaller learning rate, e.g. lr={base_lr / 10:g} "
-                f"or lr={base_lr / 100:g}")
+                f"({now}); training diverged: try a smaller learning rate, e.g. lr={smaller:g} "
+                f"or lr={smaller / 10:g}")
             raise TrainingFailed(hist.failure)
         row = {"epoch": epoch + 1, "loss": float(np.sum(losses * sizes) / np.sum(sizes))}
         row.update(M.compute(names, task, stats))
