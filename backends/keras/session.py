@@ -34,6 +34,16 @@ def _optimizer(ir):
     if ir.kind == "Adam":
         return keras.optimizers.Adam(lr, beta_1=ir.beta_1, beta_2=ir.beta_2, epsilon=ir.epsilon,
                                      amsgrad=ir.amsgrad, **common)
+    if ir.kind == "AdamW":  # weight_decay (default 0.004) is in `common`
+        return keras.optimizers.AdamW(lr, beta_1=ir.beta_1, beta_2=ir.beta_2, epsilon=ir.epsilon,
+                                      amsgrad=ir.amsgrad, **common)
+    if ir.kind == "Adagrad":
+        return keras.optimizers.Adagrad(lr, initial_accumulator_value=ir.initial_accumulator_value,
+                                        epsilon=ir.epsilon, **common)
+    if ir.kind == "Adadelta":
+        return keras.optimizers.Adadelta(lr, rho=ir.rho, epsilon=ir.epsilon, **common)
+    if ir.kind == "Nadam":
+        return keras.optimizers.Nadam(lr, beta_1=ir.beta_1, beta_2=ir.beta_2, epsilon=ir.epsilon, **common)
     raise LoweringMissing(f"optimizer {ir.kind}", "keras")
 
 

@@ -136,7 +136,70 @@ class Adam(KerasOptimizer):
         p.sub_((m * alpha) / (torch.sqrt(v) + self.ir.epsilon))
 
 
-OPTIMIZERS = {"SGD": SGD, "RMSprop": RMSprop, "Adam": Adam}
+class Adagrad(KerasOptimizer):
+    """Keras: accumulator starts at cast(initial_accumulator_value); acc += g²; w −= lr·g/√(acc + ε)."""
+
+    def init_state(self, p):
+        return {"acc": torch.ones_like(p) * self.const(self.ir.initial_accumulator_value)}
+
+    def update(self, p, g, s, lr):
+        acc = s["acc"]
+        acc.add_(g * g)
+        p.sub_((lr * g) / torch.sqrt(acc + self.ir.epsilon))
+
+
+class Adadelta(KerasOptimizer):
+    """Keras: Eg = ρEg + (1−ρ)g²; d = −√(Ed + ε)·g/√(Eg + ε); Ed = ρEd + (1−ρ)d²; w += lr·d."""
+
+    def init_state(self, p):
+        return {"eg": torch.zeros_like(p), "ed": torch.zeros_like(p)}
+
+    def update(self, p, g, s, lr):
+        rho, eps = self.ir.rho, self.ir.epsilon
+        eg, ed = s["eg"], s["ed"]
+        eg.copy_(rho * eg + (1 - rho) * (g * g))
+        delta = -((torch.sqrt(ed + eps) * g) / torch.sqrt(eg + eps))
+        ed.copy_(rho * ed + (1 - rho) * (delta * delta))
+        p.add_(lr * delta)
+
+
+class Nadam(KerasOptimizer):
+    """Keras' Nadam: momentum cache u_t = β1·(1 − 0.5·0.96^t) (β1 and 0.96 cast through float32), the running
+    product of u updated once per step before the variable updates (with the exact Python β1 and 0.96)."""
+
+    def __init__(self, params, ir):
+        super().__init__(params, ir)
+        dev = params[0].device if params else None
+        self.u_product = torch.tensor(1.0, dtype=self.dtype, device=dev)
+
+    def init_state(self, p):
+        return {"m": torch.zeros_like(p), "v": torch.zeros_like(p)}
+
+    def step(self):
+        dev = self.params[0].device
+        t = torch.tensor(float(self.iterations + 1), dtype=self.dtype, device=dev)
+        self.u_product = self.u_product * self.ir.beta_1 * (
+            1.0 - 0.5 * torch.pow(torch.tensor(0.96, dtype=self.dtype, device=dev), t))
+        t1 = torch.tensor(float(self.iterations + 2), dtype=self.dtype, device=dev)
+        decay, beta_1, beta_2 = self.const(0.96), self.const(self.ir.beta_1), self.const(self.ir.beta_2)
+        self._beta_1, self._beta_2 = beta_1, beta_2
+        self._u_t = beta_1 * (1.0 - 0.5 * torch.pow(decay, t))
+        self._u_t_1 = beta_1 * (1.0 - 0.5 * torch.pow(decay, t1))
+        self._u_product_t_1 = self.u_product * self._u_t_1
+        self._beta_2_power = torch.pow(beta_2, t)
+        super().step()
+
+    def update(self, p, g, s, lr):
+        m, v = s["m"], s["v"]
+        m.add_((g - m) * (1 - self._beta_1))
+        v.add_((g * g - v) * (1 - self._beta_2))
+        m_hat = (self._u_t_1 * m) / (1 - self._u_product_t_1) + ((1 - self._u_t) * g) / (1 - self.u_product)
+        v_hat = v / (1 - self._beta_2_power)
+        p.sub_((m_hat * lr) / (torch.sqrt(v_hat) + self.ir.epsilon))
+
+
+OPTIMIZERS = {"SGD": SGD, "RMSprop": RMSprop, "Adam": Adam, "AdamW": Adam, "Adagrad": Adagrad,
+              "Adadelta": Adadelta, "Nadam": Nadam}
 
 
 def make(params, ir) -> KerasOptimizer:
