@@ -392,6 +392,7 @@ class LSTM(_Recurrent):
     kind: Literal["LSTM"] = "LSTM"
     gates: ClassVar = 4
     unit_forget_bias: bool = True
+    recurrent_activation: ActivationT = SimpleActivation(name="sigmoid")
 
 
 @register("GRU")
@@ -400,6 +401,7 @@ class GRU(_Recurrent):
 
     kind: Literal["GRU"] = "GRU"
     gates: ClassVar = 3
+    recurrent_activation: ActivationT = SimpleActivation(name="sigmoid")
 
     def _bias_shape(self):
         return (2, 3 * self.units)

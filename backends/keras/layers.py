@@ -11,6 +11,8 @@ from dlc.compiler import layers as L
 from dlc.compiler.spec import LayerInfo
 from dlc.rng import dropout_base, dropout_threshold, fmix32
 
+from . import recurrent
+
 BACKEND = "keras"
 
 
@@ -114,8 +116,15 @@ def lower(info: LayerInfo, seed: int, fuse_out: bool, dtype: str):
     if kind == "BatchNorm":
         return keras.layers.BatchNormalization(momentum=layer.momentum, epsilon=layer.epsilon, center=layer.center,
                                                scale=layer.scale, dtype=dtype, name=layer.name)
+    if kind in recurrent.KINDS:
+        if fuse_out:
+            raise LoweringMissing(f"{kind} as the output layer", BACKEND, layer.at,
+                                  "not supported (its activation cannot be fused into the loss; add a Dense)")
+        return recurrent.lower(info, activation, regularizer, dtype)
     raise LoweringMissing(f"layer {kind}", BACKEND, layer.at)
 
 
 def variable_for(klayer, wname: str):
+    if recurrent.is_recurrent(klayer):
+        return getattr(klayer.cell, wname)
     return getattr(klayer, wname)

@@ -16,6 +16,8 @@ from dlc.compiler import layers as L
 from dlc.compiler.spec import LayerInfo
 from dlc.rng import dropout_base, dropout_threshold, fmix32
 
+from . import recurrent
+
 BACKEND = "torch"
 
 
@@ -208,6 +210,11 @@ def lower(info: LayerInfo, seed: int, counter: StepCounter, fuse_out: bool) -> n
         return Act(activation(L.LINEAR) if fuse_out else (lambda x, a=layer.axis: torch.softmax(x, dim=a)))
     if kind == "BatchNorm":
         return BatchNormT(layer, info)
+    if kind in recurrent.KINDS:
+        if fuse_out:
+            raise LoweringMissing(f"{kind} as the output layer", BACKEND, layer.at,
+                                  "not supported (its activation cannot be fused into the loss; add a Dense)")
+        return recurrent.lower(info, activation)
     raise LoweringMissing(f"layer {kind}", BACKEND, layer.at)
 
 
