@@ -41,11 +41,29 @@ def cmd_compile(args) -> int:
     result = _compile(args.spec)
     if not result.ok:
         return EXIT_SPEC
-    if args.emit == "ir":
+    if args.emit == "ir" and not args.output:
         print(result.spec.model_dump_json(indent=2))
         return 0
-    print(f"dlc compile: --emit {args.emit} is not supported yet (only 'ir')", file=sys.stderr)
-    return EXIT_SPEC
+    if args.emit == "ir":
+        from pathlib import Path
+
+        Path(args.output).write_text(result.spec.model_dump_json(indent=2) + "\n")
+        return 0
+    from .emit import EmitUnsupported, emit
+
+    try:
+        script = emit(result.spec, args.emit, args.spec)
+    except EmitUnsupported as e:
+        print(f"dlc: error: {e}", file=sys.stderr)
+        return EXIT_SPEC
+    if args.output:
+        from pathlib import Path
+
+        Path(args.output).write_text(script)
+        print(f"wrote {args.output}", file=sys.stderr)
+    else:
+        sys.stdout.write(script)
+    return 0
 
 
 def cmd_schema(args) -> int:
@@ -67,7 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("compile", help="print the validated IR")
     c.add_argument("spec")
-    c.add_argument("--emit", default="ir", choices=["ir", "keras", "torch"])
+    c.add_argument("--emit", default="ir", choices=["ir", "keras", "torch"],
+                   help="ir: the validated IR as JSON; keras|torch: a standalone training script")
+    c.add_argument("-o", "--output", help="write the emitted script (or IR) to this file")
     c.set_defaults(func=cmd_compile)
 
     c = sub.add_parser("schema", help="print the IR's JSON Schema")
