@@ -82,6 +82,30 @@ class HashDropout(keras.layers.Layer):
         return {**super().get_config(), "rate": self.rate, "base": self.base}
 
 
+@keras.saving.register_keras_serializable(package="dlc")
+class Maxout(keras.layers.Dense):
+    """Dense to units·pieces (linear), reshaped to (..., units, pieces), max over the pieces, then the activation."""
+
+    def __init__(self, units: int, pieces: int = 2, activation=None, **kwargs):
+        super().__init__(units * pieces, activation=None, **kwargs)
+        self.maxout_units, self.pieces = int(units), int(pieces)
+        self.maxout_activation = keras.activations.get(activation)
+
+    def call(self, inputs, training=None):
+        y = super().call(inputs)
+        y = keras.ops.reshape(y, (-1, *y.shape[1:-1], self.maxout_units, self.pieces))
+        return self.maxout_activation(keras.ops.max(y, axis=-1))
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:-1]) + (self.maxout_units,)
+
+    def get_config(self):
+        cfg = super().get_config()
+        cfg.update(units=self.maxout_units, pieces=self.pieces,
+                   activation=keras.activations.serialize(self.maxout_activation))
+        return cfg
+
+
 def _dense_kwargs(layer, fuse_out: bool, dtype: str) -> dict:
     return {
         "activation": activation(L.LINEAR if fuse_out else layer.activation), "use_bias": layer.use_bias,
@@ -102,6 +126,30 @@ def lower(info: LayerInfo, seed: int, fuse_out: bool, dtype: str):
     if kind == "MaxPool2D":
         return keras.layers.MaxPooling2D(layer.pool_size, strides=layer.strides, padding=layer.padding,
                                          dtype=dtype, name=layer.name)
+    if kind == "Conv1D":
+        return keras.layers.Conv1D(layer.filters, layer.kernel_size, strides=layer.strides, padding=layer.padding,
+                                   **_dense_kwargs(layer, fuse_out, dtype))
+    if kind in POOLS:
+        return POOLS[kind](layer.pool_size, strides=layer.strides, padding=layer.padding, dtype=dtype,
+                           name=layer.name)
+    if kind in GLOBAL_POOLS:
+        return GLOBAL_POOLS[kind](dtype=dtype, name=layer.name)
+    if kind == "Reshape":
+        return keras.layers.Reshape(layer.target_shape, dtype=dtype, name=layer.name)
+    if kind == "LayerNorm":
+        return keras.layers.LayerNormalization(axis=-1, epsilon=layer.epsilon, center=layer.center,
+                                               scale=layer.scale, dtype=dtype, name=layer.name)
+    if kind == "Embedding":
+        return keras.layers.Embedding(layer.input_dim, layer.output_dim, dtype=dtype, name=layer.name)
+    if kind == "LeakyReLU":
+        return keras.layers.LeakyReLU(negative_slope=layer.alpha, dtype=dtype, name=layer.name)
+    if kind == "ELU":
+        return keras.layers.ELU(alpha=layer.alpha, dtype=dtype, name=layer.name)
+    if kind == "PReLU":
+        return keras.layers.PReLU(dtype=dtype, name=layer.name)
+    if kind == "Maxout":
+        kw = _dense_kwargs(layer, fuse_out, dtype)
+        return Maxout(layer.units, layer.pieces, **kw)
     if kind == "Flatten":
         return keras.layers.Flatten(dtype=dtype, name=layer.name)
     if kind == "Dropout":
@@ -122,6 +170,14 @@ def lower(info: LayerInfo, seed: int, fuse_out: bool, dtype: str):
                                   "not supported (its activation cannot be fused into the loss; add a Dense)")
         return recurrent.lower(info, activation, regularizer, dtype)
     raise LoweringMissing(f"layer {kind}", BACKEND, layer.at)
+
+
+POOLS = {"MaxPool1D": keras.layers.MaxPooling1D, "AvgPool1D": keras.layers.AveragePooling1D,
+         "AvgPool2D": keras.layers.AveragePooling2D}
+GLOBAL_POOLS = {"GlobalAvgPool1D": keras.layers.GlobalAveragePooling1D,
+                "GlobalAvgPool2D": keras.layers.GlobalAveragePooling2D,
+                "GlobalMaxPool1D": keras.layers.GlobalMaxPooling1D,
+                "GlobalMaxPool2D": keras.layers.GlobalMaxPooling2D}
 
 
 def variable_for(klayer, wname: str):
