@@ -159,6 +159,14 @@ class Session:
         losses = self.train_model.losses
         return tf.add_n(losses) if losses else None
 
+    def _activity_reg(self):
+        """The activity-regularizer part of the last call's losses (weight penalties are added once, outside)."""
+        m = self.train_model  # Layer.losses = own add_loss losses (activity) + fresh weight penalties
+        losses = list(m._get_own_losses())
+        for layer in m._flatten_layers(include_self=False):
+            losses.extend(layer._get_own_losses())
+        return tf.add_n(losses) if losses else None
+
     def _make_steps(self, x, y):
         """One trace each: the batch dimension is left open, so the last (smaller) batch of an epoch and the
         validation batches reuse the graph (a retrace costs more than a whole epoch of a small model)."""
@@ -186,7 +194,11 @@ class Session:
         @tf.function(input_signature=[xs, ys])
         def eval_step(xb, yb):
             out = model(xb, training=False)
-            return self._loss(yb, out) * tf.cast(tf.shape(xb)[0], out.dtype), self._stats(yb, out)
+            loss = self._loss(yb, out)
+            act = self._activity_reg()
+            if act is not None:  # Keras 3 adds regularizer(output)/batch size on every call
+                loss = loss + act
+            return loss * tf.cast(tf.shape(xb)[0], out.dtype), self._stats(yb, out)
 
         self._train_step, self._eval_step = train_step, eval_step
 
@@ -231,7 +243,8 @@ class Session:
             loss, st = self._eval_step(x[i:i + batch_size], y[i:i + batch_size])
             total += float(loss)
             stats += st.numpy()
-        reg = self._reg()
+        weight = self.train_model._get_regularization_losses()  # activity terms are in the eval step
+        reg = tf.add_n(weight) if weight else None
         return total / n + (float(reg) if reg is not None else 0.0), stats
 
     def predict(self, x: np.ndarray, batch_size: int = 1024) -> np.ndarray:

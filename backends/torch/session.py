@@ -125,8 +125,30 @@ class Session:
                     kind, mod = self.net.by_name[info.layer.name]
                     regs.append((TL.tensor_for(mod, kind, w.name), w.regularizer))
             if getattr(info.layer, "activity_reg", None) is not None:
-                raise LoweringMissing("activity_reg", "torch", info.layer.at)
+                self._activity_hook(self.net.by_name[info.layer.name][1], info.layer.activity_reg)
         return regs
+
+    def _activity_hook(self, mod, r):
+        """Keras 3 (Layer.__call__): loss += regularizer(layer output) / batch size, for every call, training and
+        evaluation alike; the output is the module's (with the fused last activation left out, as in Keras)."""
+        if not hasattr(self, "_acts"):
+            self._acts = {}  # the latest forward's term per layer (stale ones are overwritten, never summed)
+
+        def hook(_mod, _inp, out):
+            self._acts[id(_mod)] = self._reg_term(out, r) / out.shape[0]
+
+        mod.register_forward_hook(hook)
+
+    def _activity_loss(self):
+        acts = getattr(self, "_acts", None)
+        if not acts:
+            return None
+        terms = list(acts.values())
+        total = terms[0]
+        for a in terms[1:]:
+            total = total + a
+        acts.clear()
+        return total
 
     def set_weights(self, weights):
         with torch.no_grad():
@@ -152,15 +174,20 @@ class Session:
     def _reg_loss(self):
         total = None
         for t, r in self.regs:
-            term = None
-            if r.l1:
-                term = float(np.float32(r.l1)) * t.abs().sum()
-            if r.l2:
-                l2 = float(np.float32(r.l2)) * (t * t).sum()
-                term = l2 if term is None else term + l2
+            term = self._reg_term(t, r)
             if term is not None:
                 total = term if total is None else total + term
         return total
+
+    @staticmethod
+    def _reg_term(t, r):
+        term = None
+        if r.l1:
+            term = float(np.float32(r.l1)) * t.abs().sum()
+        if r.l2:
+            l2 = float(np.float32(r.l2)) * (t * t).sum()
+            term = l2 if term is None else term + l2
+        return term
 
     def _loss(self, out, y):
         name = self.spec.loss.name
@@ -222,6 +249,9 @@ class Session:
             xb, yb = x[idx], y[idx]
             out = self.net(xb)
             loss = self._loss(out, yb)
+            act = self._activity_loss()
+            if act is not None:
+                loss = loss + act
             reg = self._reg_loss()
             if reg is not None:
                 loss = loss + reg
@@ -252,7 +282,8 @@ class Session:
         for i in range(0, n, batch_size):
             xb, yb = x[i:i + batch_size], y[i:i + batch_size]
             out = self.net(xb)
-            total += self._loss(out, yb) * len(xb)
+            act = self._activity_loss()
+            total += (self._loss(out, yb) if act is None else self._loss(out, yb) + act) * len(xb)
             stats += self._stats(out, yb)
         loss = float(total) / n
         reg = self._reg_loss()
