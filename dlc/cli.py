@@ -164,6 +164,11 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--json", action="store_true")
     c.add_argument("--seed", type=int)
     c.set_defaults(func=lambda a: __import__("dlc.compare", fromlist=["main"]).main(a))
+
+    c = sub.add_parser("catalogue", help="list every layer, activation, optimizer, ... with parameters, defaults "
+                       "and the measured Keras/PyTorch |Δ|")
+    c.add_argument("--markdown", action="store_true", help="a Markdown page (docs/CATALOGUE.md)")
+    c.set_defaults(func=lambda a: __import__("dlc.catalogue", fromlist=["main"]).main(a))
     return p
 
 
