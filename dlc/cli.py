@@ -60,6 +60,7 @@ def cmd_compile(args) -> int:
         from pathlib import Path
 
         Path(args.output).write_text(script)
+        Path(args.output).chmod(0o755)
         print(f"wrote {args.output}", file=sys.stderr)
     else:
         sys.stdout.write(script)

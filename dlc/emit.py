@@ -138,9 +138,9 @@ def _data_code(spec: Spec, base_dir: Path) -> str:
     lines += ["    n = len(x)", "    x = x.reshape(n, -1)"]
     if task in ("categorical", "binary"):
         lines.append("    labels = y.astype(np.int64)")
-        if isinstance(src, Bundled):
+        if kind == "onehot" and isinstance(src, Bundled):
             lines.append(f"    num_classes = {BUNDLED[src.name][1]}")
-        else:
+        elif kind == "onehot":
             lines.append("    num_classes = int(labels.max()) + 1")
     else:
         lines.append("    labels = None")
@@ -306,8 +306,11 @@ def _metrics_code(spec: Spec) -> str:
         if need & {"precision", "recall", "f1"}:
             lines += ["", "    def safe(a, b):",
                       "        return np.divide(a, b, out=np.zeros_like(a, dtype=np.float64), where=b > 0)", "",
-                      "    def pick(v):", f"        return {pick}", "",
-                      "    prec, rec = safe(tp, cm.sum(axis=0)), safe(tp, cm.sum(axis=1))"]
+                      "    def pick(v):", f"        return {pick}", ""]
+            if need & {"precision", "f1"}:
+                lines.append("    prec = safe(tp, cm.sum(axis=0))  # per class: true positives / predicted")
+            if need & {"recall", "f1"}:
+                lines.append("    rec = safe(tp, cm.sum(axis=1))  # per class: true positives / actual")
         for n in names:
             if n == "accuracy":
                 lines.append("    out['accuracy'] = float(tp.sum() / max(cm.sum(), 1))")
@@ -668,7 +671,7 @@ def _emit_torch(spec: Spec) -> str:
     L += ["    def regularization(self):"]
     if regs:
         L.append('        """Kernel penalties l1·Σ|w| + l2·Σw² (coefficients cast through float32, as Keras does)."""')
-        L.append("        total = None")
+        first = True
         for lname, wname, l1, l2 in regs:
             t = f"self.tensor({lname!r}, {wname!r})"
             parts = []
@@ -677,9 +680,10 @@ def _emit_torch(spec: Spec) -> str:
             if l2:
                 parts.append(f"{l2!r} * ({t} * {t}).sum()")
             if parts:
-                L.append(f"        term = {' + '.join(parts)}")
-                L.append("        total = term if total is None else total + term")
-        L.append("        return total")
+                term = " + ".join(parts) if len(parts) == 1 else f"({' + '.join(parts)})"
+                L.append(f"        total = {term}" if first else f"        total = total + {term}")
+                first = False
+        L.append("        return total" if not first else "        return None")
     else:
         L.append("        return None")
     L.append("")
@@ -783,7 +787,7 @@ def emit(spec: Spec, backend: str, spec_path: str | Path) -> str:
     hash_code = DROPOUT_HASH if backend == "torch" and uses_dropout else ""
     parts = [head, "", _data_code(spec, base_dir), _init_code(spec), hash_code, backend_code,
              _metrics_code(spec), _loop_code(spec), MAIN]
-    return "\n".join(p.rstrip("\n") + "\n" if p.strip() else "" for p in parts).replace("\n\n\n\n", "\n\n\n")
+    return "\n\n\n".join(p.strip("\n") for p in parts if p.strip()) + "\n"
 
 
 __all__ = ["EmitUnsupported", "emit"]

@@ -231,7 +231,7 @@ def emit_keras(spec: Spec) -> tuple[str, str]:
           "            stats = stats + st.numpy()",
           "        reg = self.regularization()",
           "        return total / n + (float(reg) if reg is not None else 0.0), stats", "", ""]
-    imports = ("import os\n\nos.environ.setdefault(\"TF_CPP_MIN_LOG_LEVEL\", \"2\")\n\nimport keras  # noqa: E402\n"
-               "import tensorflow as tf  # noqa: E402\n\n"
+    imports = ("import os\n\nos.environ.setdefault(\"TF_CPP_MIN_LOG_LEVEL\", \"2\")\n\nimport keras\n"
+               "import tensorflow as tf\n\n"
                f"DTYPE = {spec.dtype!r}\nkeras.config.set_floatx(DTYPE)  # optimizer constants follow floatx\n")
     return imports, "\n".join(L)
