@@ -98,9 +98,35 @@ model emit_csv {
   }
 }
 """,
+    # float64 regression: l1_l2 penalty, plain SGD, cosine schedule, early stopping on a metric, a test part
+    "reg": """\
+model emit_reg {
+  seed: 11
+  dtype: float64
+  data {
+    source: diabetes
+    normalize: standard
+    split: holdout(val=0.2, test=0.1)
+  }
+  input: (10)
+  layers {
+    Dense(16, activation=tanh, kernel_init=lecun_normal, kernel_reg=l1_l2(l1=1e-4, l2=1e-3))
+    Dense(1, kernel_init=random_normal)
+  }
+  loss: mse
+  metrics: [mae, mse]
+  optimizer: SGD(lr=0.01)
+  schedule: cosine(epochs=3)
+  train {
+    epochs: 3
+    batch_size: 32
+    early_stopping: (monitor=val_mae, patience=1)
+  }
+}
+""",
 }
 
-CASES = [("mlp", "torch"), ("mlp", "keras"), ("cnn", "torch"), ("cnn", "keras"), ("csv", "torch")]
+CASES = [("mlp", "torch"), ("mlp", "keras"), ("cnn", "torch"), ("cnn", "keras"), ("csv", "torch"), ("reg", "torch")]
 
 
 def _write_csv(path: Path) -> None:
