@@ -33,6 +33,9 @@ def _check(spec: Spec, backend: str) -> None:
     def no(what: str):
         raise EmitUnsupported(f"--emit {backend} does not support {what} yet")
 
+    if spec.search_spaces:
+        raise EmitUnsupported(f"--emit {backend} does not support search spaces: run `dlc tune`, then emit the "
+                              "best.dlspec it writes")
     if spec.data is None:
         no("a spec without a data block")
     src = spec.data.source
