@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from .compiler.checks import final_activation, resolve_path
-from .compiler.spec import BUNDLED, Bundled, Csv, Holdout, Npz, Spec
+from .compiler.spec import BUNDLED, Bundled, Csv, Holdout, Mnist, Npz, Spec
 from .rng import STREAM_SPLIT, dropout_base, dropout_threshold
 
 
@@ -39,7 +39,7 @@ def _check(spec: Spec, backend: str) -> None:
     if spec.data is None:
         no("a spec without a data block")
     src = spec.data.source
-    if not isinstance(src, (Bundled, Csv, Npz)):
+    if not isinstance(src, (Bundled, Csv, Npz, Mnist)):
         no(f"data source {src.name}")
     if not isinstance(spec.data.split, Holdout):
         no(f"split {spec.data.split.kind}")
@@ -104,15 +104,50 @@ LEARNING_RATE = {lr!r}
 '''
 
 
+MNIST_CODE = '''
+def read_idx(path):
+    """An IDX file (optionally gzipped) as a uint8 array."""
+    import gzip
+    import struct
+
+    with (gzip.open if path.endswith(".gz") else open)(path, "rb") as fh:
+        magic = fh.read(4)
+        dims = struct.unpack(">" + "I" * magic[3], fh.read(4 * magic[3]))
+        return np.frombuffer(fh.read(), dtype=np.uint8).reshape(dims)
+
+
+def read_mnist(path):
+    """MNIST train+test (in that order), flat, from mnist.npz or a folder with the four IDX files."""
+    import os
+
+    npz = path if os.path.isfile(path) else os.path.join(path, "mnist.npz")
+    if os.path.isfile(npz):
+        with np.load(npz) as f:
+            x = np.concatenate([f["x_train"], f["x_test"]]).astype(np.float64)
+            y = np.concatenate([f["y_train"], f["y_test"]])
+        return x.reshape(len(x), -1), y
+    parts = []
+    for stem in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
+                 "t10k-labels-idx1-ubyte"):
+        names = [stem, stem + ".gz", stem.replace("-idx", ".idx")]
+        parts.append(read_idx(next(os.path.join(path, c) for c in names if os.path.isfile(os.path.join(path, c)))))
+    x = np.concatenate([parts[0], parts[2]]).astype(np.float64)
+    y = np.concatenate([parts[1], parts[3]])
+    return x.reshape(len(x), -1), y
+'''
+
+
 def _data_code(spec: Spec, base_dir: Path) -> str:
     d = spec.data
     src = d.source
     task = type(spec.loss).task
     kind = type(spec.loss).targets
     lines = ["# ---------------------------------------------------------------------------------------------- data", "",
-             "",
-             "def load_data():",
-             '    """Train and validation arrays: dlc\'s seeded split, normalised with statistics of the train part."""']
+             ""]
+    if isinstance(src, Mnist):
+        lines += [MNIST_CODE.strip("\n"), "", ""]
+    lines += ["def load_data():",
+              '    """Train and validation arrays: dlc\'s seeded split, normalised with statistics of the train part."""']
     if isinstance(src, Bundled):
         lines += ["    from sklearn import datasets", "",
                   f"    bunch = datasets.load_{src.name}()",
@@ -133,6 +168,8 @@ def _data_code(spec: Spec, base_dir: Path) -> str:
                   "    except ValueError:  # class names: numbered in sorted order",
                   "        names = sorted(set(raw_y))",
                   "        y = np.array([names.index(v) for v in raw_y])"]
+    elif isinstance(src, Mnist):
+        lines += [f"    x, y = read_mnist({str(resolve_path(base_dir, src.path))!r})"]
     else:
         path = resolve_path(base_dir, src.path)
         lines += [f"    with np.load({str(path)!r}, allow_pickle=False) as f:",

@@ -5,9 +5,11 @@ computations in the same order), and an unsupported item is one clear error line
 from __future__ import annotations
 
 import contextlib
+import gzip
 import io
 import json
 import re
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -124,9 +126,34 @@ model emit_reg {
   }
 }
 """,
+    # MNIST from tiny gzipped IDX files: Flatten, a small MLP with dropout, Adam
+    "mnist": """\
+model emit_mnist {
+  seed: 2
+  data {
+    source: mnist("mnist")
+    normalize: minmax
+    split: holdout(val=0.2, test=0.2, stratify=true)
+  }
+  input: (28, 28, 1)
+  layers {
+    Flatten()
+    Dense(16, activation=relu)
+    Dropout(0.2)
+    Dense(10, activation=softmax)
+  }
+  loss: categorical_crossentropy
+  metrics: [accuracy]
+  optimizer: Adam(lr=0.005)
+  train {
+    epochs: 2
+    batch_size: 32
+  }
+}
+""",
 }
 
-CASES = [("mlp", "torch"), ("mlp", "keras"), ("cnn", "torch"), ("cnn", "keras"), ("csv", "torch"), ("reg", "torch")]
+CASES = [("mlp", "torch"), ("mlp", "keras"), ("cnn", "torch"), ("cnn", "keras"), ("csv", "torch"), ("reg", "torch"), ("mnist", "torch")]
 
 
 def _write_csv(path: Path) -> None:
@@ -135,6 +162,20 @@ def _write_csv(path: Path) -> None:
     y = (x[:, 0] + 0.5 * x[:, 1] > 0).astype(int)
     lines = ["a,b,c,d,e,label"] + [",".join(f"{v:.6f}" for v in row) + f",{t}" for row, t in zip(x, y)]
     path.write_text("\n".join(lines) + "\n")
+
+
+def _write_mnist(folder: Path) -> None:
+    """The four MNIST IDX files, gzipped, with 200 + 50 random 28x28 images (a bright bar per class)."""
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for prefix, n in (("train", 200), ("t10k", 50)):
+        y = rng.integers(0, 10, n).astype(np.uint8)
+        x = rng.integers(0, 40, (n, 28, 28)).astype(np.uint8)
+        for i, label in enumerate(y):
+            x[i, 2 + 2 * label: 4 + 2 * label, 4:24] = 250
+        for kind, arr in (("images-idx3", x), ("labels-idx1", y)):
+            head = struct.pack(">BBBB", 0, 0, 8, arr.ndim) + struct.pack(">" + "I" * arr.ndim, *arr.shape)
+            (folder / f"{prefix}-{kind}-ubyte.gz").write_bytes(gzip.compress(head + arr.tobytes()))
 
 
 def _compile(argv: list[str]) -> tuple[int, str, str]:
@@ -162,6 +203,7 @@ def emitted(tmp_path_factory):
     """Every case's script emitted and started at once (the scripts run in parallel while dlc trains)."""
     tmp = tmp_path_factory.mktemp("emit")
     _write_csv(tmp / "data.csv")
+    _write_mnist(tmp / "mnist")
     procs = {}
     for name, backend in CASES:
         spec = tmp / f"{name}.dlspec"
