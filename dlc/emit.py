@@ -85,7 +85,7 @@ HEADER = '''#!/usr/bin/env python3
 
 Written by `dlc compile {spec_path} --emit {backend}`; standalone (numpy, scikit-learn and {framework} only).
 It reproduces dlc's numbers: the seeded data split, the initial weights drawn in numpy, the epoch shuffles,
-the hashed dropout masks and Keras' optimizer and loss formulas.
+the hashed dropout masks and Keras' optimizer and loss formulas. It {where}.
 
     python {script} [--epochs N] [--losses losses.json]
 """
@@ -819,7 +819,9 @@ def emit(spec: Spec, backend: str, spec_path: str | Path) -> str:
 
         imports, backend_code = emit_keras(spec)
         framework = "Keras"
-    head = HEADER.format(name=spec.name, spec_path=spec_path.name, framework=framework, backend=backend,
+    where = ("runs on the CPU, like `dlc run --backend torch --device cpu`" if backend == "torch"
+             else "runs on the CPU, like `dlc run --backend keras`")
+    head = HEADER.format(where=where, name=spec.name, spec_path=spec_path.name, framework=framework, backend=backend,
                          script=f"{spec.name}_{backend}.py", imports=imports, seed=spec.seed, epochs=spec.train.epochs,
                          batch_size=spec.train.batch_size, shuffle=spec.train.shuffle,
                          lr=float(spec.optimizer.learning_rate))
