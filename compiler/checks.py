@@ -144,6 +144,10 @@ def _check_loss(spec: Spec, m: A.Model, d: Diagnostics) -> None:
         d.add("E302", f"the model's output has shape {_shape(out)}; {loss.name} needs a flat output",
               _layer_span(last), "add Flatten() or a global pooling layer, then Dense(...)")
         return
+    if want and act == want and getattr(last, "activity_reg", None) is not None:
+        d.add("E302", f"activity_reg on the output layer: its {act} is part of the loss (computed from the logits),"
+              " so the penalty would see pre-activation values", _layer_span(last),
+              "put activity_reg on a hidden layer")
     n_before = len(d.errors)
     _check_output_units(spec, loss, out[0], where, last, d)
     if want and act != want and len(d.errors) == n_before:

@@ -67,7 +67,9 @@ def items() -> list[tuple[str, str, list[dict]]]:
                 groups.append((cls, [name]))
         entries = []
         for cls, names in groups:
-            params = [(f, _default(info)) for f, info in cls.model_fields.items() if f not in HIDDEN_FIELDS]
+            order = list(cls.positional) + [f for f in cls.model_fields if f not in cls.positional]
+            params = [(f, _default(cls.model_fields[f])) for f in order
+                      if f in cls.model_fields and f not in HIDDEN_FIELDS]
             doc = (cls.__doc__ or "").strip().split("\n\n")[0].replace("\n", " ")
             entries.append({"names": names, "doc": doc, "params": params})
         out.append((fam, title, entries))
