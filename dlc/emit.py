@@ -85,7 +85,8 @@ HEADER = '''#!/usr/bin/env python3
 
 Written by `dlc compile {spec_path} --emit {backend}`; standalone (numpy, scikit-learn and {framework} only).
 It reproduces dlc's numbers: the seeded data split, the initial weights drawn in numpy, the epoch shuffles,
-the hashed dropout masks and Keras' optimizer and loss formulas. It {where}.
+the hashed dropout masks and Keras' optimizer and loss formulas.
+It {where}.
 
     python {script} [--epochs N] [--losses losses.json]
 """
