@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from .loop import LoopState
+from .weights import flatten, unflatten
 
 FILE = "checkpoint.npz"
 
@@ -18,9 +19,7 @@ FILE = "checkpoint.npz"
 def save(run: Path, session, state: LoopState) -> None:
     arrays = {f"s:{k}": v for k, v in session.get_state().items()}
     if state.best_weights is not None:
-        for lname, ws in state.best_weights.items():
-            for wname, a in ws.items():
-                arrays[f"b:{lname}/{wname}"] = a
+        arrays.update(flatten(state.best_weights, "b:"))
     arrays["loop"] = np.array(json.dumps(state.to_json(), default=float))
     tmp = run / (FILE + ".tmp.npz")
     with open(tmp, "wb") as fh:
@@ -36,10 +35,6 @@ def load(run: Path) -> tuple[dict[str, np.ndarray], LoopState] | None:
         return None
     with np.load(path, allow_pickle=False) as f:
         session_state = {k[2:]: f[k] for k in f.files if k.startswith("s:")}
-        best: dict = {}
-        for k in f.files:
-            if k.startswith("b:"):
-                lname, wname = k[2:].split("/", 1)
-                best.setdefault(lname, {})[wname] = f[k]
+        best = unflatten({k: f[k] for k in f.files if k.startswith("b:")}, "b:")
         loop = json.loads(str(f["loop"]))
     return session_state, LoopState.from_json(loop, best or None)

@@ -37,3 +37,18 @@ def max_abs_diff(a: Weights, b: Weights) -> float:
             if arr.size:
                 worst = max(worst, float(np.max(np.abs(arr.astype(np.float64) - other.astype(np.float64)))))
     return worst
+
+
+def flatten(weights: Weights, prefix: str) -> dict[str, np.ndarray]:
+    """{'<prefix><layer>/<weight>': array}: weights as flat named arrays (checkpoints, session states)."""
+    return {f"{prefix}{lname}/{wname}": a for lname, ws in weights.items() for wname, a in ws.items()}
+
+
+def unflatten(flat: dict[str, np.ndarray], prefix: str) -> Weights:
+    """The inverse of `flatten`, ignoring keys without the prefix."""
+    out: Weights = {}
+    for key, a in flat.items():
+        if key.startswith(prefix):
+            lname, wname = key[len(prefix):].split("/", 1)
+            out.setdefault(lname, {})[wname] = a
+    return out

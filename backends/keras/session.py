@@ -18,6 +18,7 @@ from dlc.backends import LoweringMissing
 from dlc.compiler.checks import final_activation
 from dlc.compiler.spec import Spec
 from dlc.metrics import stats_size
+from dlc.weights import flatten, unflatten
 
 from . import layers as KL
 
@@ -267,19 +268,14 @@ class Session:
 
     def get_state(self) -> dict[str, np.ndarray]:
         """Weights, optimizer variables (slots, iterations, lr) and the dropout step: a checkpoint's content."""
-        out = {f"w/{lname}/{wname}": a for lname, ws in self.get_weights().items() for wname, a in ws.items()}
+        out = flatten(self.get_weights(), "w/")
         for i, v in enumerate(self.opt.variables):
             out[f"opt/{i}"] = np.array(v.numpy(), copy=True)
         out["step"] = np.array(int(self.step_var.numpy()))
         return out
 
     def set_state(self, state: dict[str, np.ndarray]) -> None:
-        weights: dict = {}
-        for key, a in state.items():
-            if key.startswith("w/"):
-                _, lname, wname = key.split("/", 2)
-                weights.setdefault(lname, {})[wname] = a
-        self.set_weights(weights)
+        self.set_weights(unflatten(state, "w/"))
         for i, v in enumerate(self.opt.variables):
             v.assign(state[f"opt/{i}"])
         self.step_var.assign(int(state["step"]))

@@ -17,6 +17,7 @@ from dlc.backends import LoweringMissing
 from dlc.compiler.checks import final_activation
 from dlc.compiler.spec import Spec
 from dlc.metrics import stats_size
+from dlc.weights import flatten, unflatten
 
 from . import layers as TL
 from . import optimizers as TO
@@ -318,7 +319,7 @@ class Session:
 
     def get_state(self) -> dict[str, np.ndarray]:
         """Weights, optimizer slots and counters: what a checkpoint holds to resume bit for bit."""
-        out = {f"w/{lname}/{wname}": a for lname, ws in self.get_weights().items() for wname, a in ws.items()}
+        out = flatten(self.get_weights(), "w/")
         out["opt/iterations"] = np.array(self.opt.iterations)
         out["opt/lr"] = np.array(self.opt.lr)
         for i, st in enumerate(self.opt.state):
@@ -328,12 +329,7 @@ class Session:
         return out
 
     def set_state(self, state: dict[str, np.ndarray]) -> None:
-        weights: dict = {}
-        for key, a in state.items():
-            if key.startswith("w/"):
-                _, lname, wname = key.split("/", 2)
-                weights.setdefault(lname, {})[wname] = a
-        self.set_weights(weights)
+        self.set_weights(unflatten(state, "w/"))
         self.opt.iterations = int(state["opt/iterations"])
         self.opt.lr = float(state["opt/lr"])
         with torch.no_grad():
