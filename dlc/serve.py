@@ -225,5 +225,9 @@ def cmd_export(args) -> int:
     except ServeError as e:
         print(f"dlc: error: {e}", file=sys.stderr)
         return EXIT_RUNTIME
+    except ImportError as e:
+        print(f"dlc: error: ONNX export needs PyTorch and onnx ({e.name} is missing): pip install 'dlc[torch]'",
+              file=sys.stderr)
+        return EXIT_RUNTIME
     print(info["file"])
     return 0
