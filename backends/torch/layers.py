@@ -15,7 +15,7 @@ from torch import nn
 from dlc.backends import LoweringMissing
 from dlc.compiler import layers as L
 from dlc.compiler.spec import LayerInfo
-from dlc.rng import dropout_base, dropout_threshold, fmix32
+from dlc.rng import _C1, _C2, M32, dropout_base, dropout_threshold, fmix32
 
 from . import recurrent
 
@@ -286,6 +286,14 @@ class FlattenT(nn.Module):
         return x.reshape(x.shape[0], -1)
 
 
+def _mul32_(x: torch.Tensor, c: int, tmp: torch.Tensor) -> None:
+    """x <- (x * c) mod 2^32 in place, with the int64 operations of dlc.rng.mul32."""
+    lo, hi = c & 0xFFFF, c >> 16
+    torch.mul(x, hi, out=tmp)
+    tmp.bitwise_and_(0xFFFF).bitwise_left_shift_(16)
+    x.mul_(lo).add_(tmp).bitwise_and_(M32)
+
+
 class DropoutT(nn.Module):
     """Inverted dropout with dlc's hash masks: keep where fmix32(i ^ fmix32(base ^ step)) >> 8 >= threshold."""
 
@@ -304,8 +312,17 @@ class DropoutT(nn.Module):
         n = x.numel()
         if self._idx is None or self._idx.numel() != n or self._idx.device != x.device:
             self._idx = torch.arange(n, dtype=torch.int64, device=x.device) & 0xFFFFFFFF
+            self._h, self._t = torch.empty_like(self._idx), torch.empty_like(self._idx)
         key = fmix32(self.base ^ (self.counter.value & 0xFFFFFFFF))
-        keep = (fmix32(self._idx ^ key) >> 8) >= self.threshold
+        # fmix32(idx ^ key), the operations of dlc.rng in place in two preallocated buffers
+        h, t = self._h, self._t
+        torch.bitwise_xor(self._idx, key, out=h)
+        h ^= h >> 16
+        _mul32_(h, _C1, t)
+        h ^= h >> 15
+        _mul32_(h, _C2, t)
+        h ^= h >> 16
+        keep = (h >> 8) >= self.threshold
         return torch.where(keep.view(x.shape), x * self.scale, torch.zeros((), dtype=x.dtype, device=x.device))
 
 

@@ -96,6 +96,22 @@ class RMSprop(KerasOptimizer):
     def update(self, p, g, s, lr):
         rho = self.ir.rho
         v = s["v"]
+        if not self.ir.centered:
+            # Keras' ops in Keras' order, written in place into two buffers per parameter: no temporaries of
+            # the parameter's size each step (they cost ~1,800 page faults per step on the 784x512 kernel)
+            if "t" not in s:
+                s["t"], s["d"] = torch.empty_like(p), torch.empty_like(p)
+            t, d = s["t"], s["d"]
+            torch.mul(g, g, out=t).mul_(1 - rho)
+            v.mul_(rho).add_(t)                            # v = rho*v + (1 - rho)*(g*g)
+            torch.add(v, self.ir.epsilon, out=d).sqrt_()  # sqrt(v + eps)
+            torch.mul(g, lr, out=t).div_(d)                # (lr*g) / sqrt(v + eps)
+            if "m" in s:
+                s["m"].mul_(self.ir.momentum).add_(t)      # m = momentum*m + increment
+                p.sub_(s["m"])
+            else:
+                p.sub_(t)
+            return
         v.copy_(rho * v + (1 - rho) * (g * g))
         if self.ir.centered:
             a = s["a"]
