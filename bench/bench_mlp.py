@@ -383,13 +383,18 @@ def ratios(results: list[dict], key: str) -> dict[str, float]:
 CONTENDED = 0.15  # other processes' share of the machine above which a round is flagged
 
 
-def table(results: list[dict]) -> str:
+def table(results: list[dict], threads: int | None = None) -> str:
+    """The results table and ratios; a round counts as disturbed where other processes used more of the CPUs
+    than this run leaves free (all of them with default threads) plus a margin."""
+    cpus = os.cpu_count() or 1
+    free = max(0.0, 1 - min(threads or cpus, cpus) / cpus)
+    limit = max(CONTENDED, free + 0.05) if free else CONTENDED
     head = (f"{'variant':<18}{'samples/s':>11}{'median':>9}{'per CPU-s':>11}{'warm-up s':>11}"
             f"{'faults/step':>12}{'others':>8}{'loss':>8}{'acc':>7}")
     lines = [head, "-" * len(head)]
     for r in results:
         o = r["others_busy"]
-        others = "  n/a" if o is None else f"{o:>6.0%}" + ("!" if o > CONTENDED else " ")
+        others = "  n/a" if o is None else f"{o:>6.0%}" + ("!" if o > limit else " ")
         lines.append(f"{r['variant']:<18}{r['samples_per_s']:>11,.0f}{r['median_samples_per_s']:>9,.0f}"
                      f"{r['samples_per_cpu_s']:>11,.0f}{r['warmup_s']:>11.2f}"
                      f"{r['minor_faults_per_step']:>12.0f}"
@@ -402,10 +407,10 @@ def table(results: list[dict]) -> str:
             verdict = "" if target is None else \
                 f"  >= {target:.2f}: {'met' if best[k] >= target else 'NOT met'}"
             lines.append(f"{k:<36}{best[k]:>7.2f}x{med[k]:>7.2f}x{verdict}")
-    flagged = [r["variant"] for r in results if (r["others_busy"] or 0) > CONTENDED]
+    flagged = [r["variant"] for r in results if (r["others_busy"] or 0) > limit]
     if flagged:
         lines.append("")
-        lines.append(f"! other processes used more than {CONTENDED:.0%} of the CPUs during the best round of "
+        lines.append(f"! other processes used more than {limit:.0%} of the CPUs during the best round of "
                      f"{', '.join(flagged)}: those numbers are disturbed (torch's default OpenMP threads "
                      "slow down many times over on shared cores); rerun with --wait-idle or more --rounds, "
                      "or compare --threads 1 and the per CPU-s column")
@@ -478,7 +483,7 @@ def main(argv=None) -> int:
           f"{args.device}, {threads}, {os.cpu_count()} CPUs; {args.epochs} epochs each (1 warm-up), "
           f"{args.rounds} round(s): samples/s = best round, median = median round; others = share of the "
           f"CPUs other processes used (max over the best round's timed epochs)")
-    print(table(results))
+    print(table(results, args.threads))
     if args.json:
         out = {"machine": machine_info(), "device": args.device, "epochs": args.epochs, "batch_size": bs,
                "threads": args.threads or "default", "rounds": args.rounds, "results": results,
