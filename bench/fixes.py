@@ -1,20 +1,19 @@
-"""Candidate performance fixes for dlc's backends, applied to one Session instance at a time (dlc's files are
-not changed). Each keeps dlc's numbers bit for bit: profile_dlc.py checks losses and weights against dlc as
-it is. They are here to be measured (bench_mlp.py --variants dlc-torch+fixes,dlc-keras+fixes; profile_dlc.py)
-and, once wanted, moved into dlc/backends by their owner.
+"""Candidate performance fixes for dlc's backends, applied to one Session at a time (dlc's files are not
+changed). They are here to be measured (bench_mlp.py --variants dlc-torch+fixes,dlc-keras+fixes;
+profile_dlc.py) and, once wanted, moved into dlc/backends by their owner.
 
 torch
-  inplace-rmsprop   dlc's Keras-exact RMSprop update with the same ops in the same order, written in place
-                    into two preallocated buffers per parameter: no temporaries of the parameter's size and
-                    no `copy_`. The temporaries (five or six 1.6 MB arrays for the 784x512 kernel, each step)
-                    make glibc grow and trim its heap every step: ~1,800 minor page faults per step.
-  inplace-dropout   dlc's hash dropout mask (the same int64 operations as dlc.rng.fmix32) computed in place
-                    in one preallocated buffer instead of ~20 fresh 512 KB int64 tensors per step.
-keras
+  flush-denormals   torch.set_flush_denormal(True) (process-wide) as TensorFlow does on its CPU threads:
+                    from epoch 2 about a quarter of RMSprop's `v` for the first kernel is denormal (rows of
+                    dead ReLU units decay by rho each step), and x86 arithmetic on denormals is slow.
+                    The update is unchanged (`v + eps` with eps 1e-7 absorbs any denormal).
+  (landed in dlc, e6fc42f: the RMSprop update and the hash-dropout mask in place in preallocated buffers; they
+  were candidates here, measured at 1.6x on one thread, from ~1,800 page faults per step to none.)
+keras (bit-identical losses and weights, checked by profile_dlc.py)
   uint32-dropout    dlc's hash dropout mask in uint32 arithmetic (products wrap mod 2^32, as the hash wants)
                     instead of int64 with 16-bit split multiplies: 9 elementwise ops instead of ~25.
   graph-slicing     each batch's indices cut inside a compiled function instead of by an eager
-                    `perm_t[i*bs:(i+1)*bs]` in Python (an eager strided slice costs ~0.1-0.2 ms per step).
+                    `perm_t[i*bs:(i+1)*bs]` in Python before each step.
 """
 
 from __future__ import annotations
@@ -28,72 +27,11 @@ import numpy as np
 # ----------------------------------------------------------------------------------------------- torch
 
 
-def _mul32_(x, c, tmp):
-    """x <- (x * c) mod 2^32 in place, with the int64 operations of dlc.rng.mul32."""
+def apply_torch(session, flush_denormals: bool = True):
     import torch
 
-    from dlc.rng import M32
-
-    lo, hi = c & 0xFFFF, c >> 16
-    torch.mul(x, hi, out=tmp)
-    tmp.bitwise_and_(0xFFFF).bitwise_left_shift_(16)
-    x.mul_(lo).add_(tmp).bitwise_and_(M32)
-
-
-def inplace_dropout_forward(self, x):
-    """Replacement for backends/torch/layers.py DropoutT.forward."""
-    import torch
-
-    from dlc.rng import _C1, _C2, fmix32
-
-    if not self.training or self.rate == 0:
-        return x
-    n = x.numel()
-    if getattr(self, "_h", None) is None or self._h.numel() != n or self._h.device != x.device:
-        self._idx = torch.arange(n, dtype=torch.int64, device=x.device) & 0xFFFFFFFF
-        self._h, self._t = torch.empty_like(self._idx), torch.empty_like(self._idx)
-    key = fmix32(self.base ^ (self.counter.value & 0xFFFFFFFF))
-    h, t = self._h, self._t
-    torch.bitwise_xor(self._idx, key, out=h)
-    h ^= h >> 16
-    _mul32_(h, _C1, t)
-    h ^= h >> 15
-    _mul32_(h, _C2, t)
-    h ^= h >> 16
-    keep = (h >> 8) >= self.threshold
-    return torch.where(keep.view(x.shape), x * self.scale, torch.zeros((), dtype=x.dtype, device=x.device))
-
-
-def inplace_rmsprop_update(self, p, g, s, lr):
-    """Replacement for backends/torch/optimizers.py RMSprop.update: its ops, in its order, in place."""
-    import torch
-
-    if self.ir.centered:
-        raise NotImplementedError("centered RMSprop is not covered by this candidate")
-    if "t" not in s:
-        s["t"], s["d"] = torch.empty_like(p), torch.empty_like(p)
-    v, t, d = s["v"], s["t"], s["d"]
-    torch.mul(g, g, out=t).mul_(1 - self.ir.rho)
-    v.mul_(self.ir.rho).add_(t)                    # v = rho * v + (1 - rho) * (g * g)
-    torch.add(v, self.ir.epsilon, out=d).sqrt_()   # sqrt(v + eps)
-    torch.mul(g, lr, out=t).div_(d)                # (lr * g) / sqrt(v + eps)
-    if "m" in s:
-        s["m"].mul_(self.ir.momentum).add_(t)      # m = momentum * m + increment
-        p.sub_(s["m"])
-    else:
-        p.sub_(t)
-
-
-def apply_torch(session, rmsprop: bool = True, dropout: bool = True):
-    from dlc.backends.torch.layers import DropoutT
-    from dlc.backends.torch.optimizers import RMSprop
-
-    if rmsprop and isinstance(session.opt, RMSprop):
-        session.opt.update = types.MethodType(inplace_rmsprop_update, session.opt)
-    if dropout:
-        for m in session.net.modules():
-            if isinstance(m, DropoutT):
-                m.forward = types.MethodType(inplace_dropout_forward, m)
+    if flush_denormals:
+        torch.set_flush_denormal(True)  # process-wide; returns False where the CPU cannot
     return session
 
 

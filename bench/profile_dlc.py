@@ -5,11 +5,11 @@ wall time (minimum and median over rounds, the variants interleaved). CPU time w
 here) hardly moves when other processes share the machine, so it attributes costs reliably on a busy 2-core
 box; wall time with the frameworks' default threads is what bench_mlp.py reports.
 
-The "(fix)" variants are dlc with a candidate change from fixes.py applied to one session in this process
-(dlc's files are not changed); the script first checks that each gives bit-identical losses and weights to
-dlc as it is. "(ref)" variants are not equivalent and only show a cost (torch.optim.RMSprop, stock dropout,
-no dropout); the hand-written loops are those of bench_mlp.py. Page-fault behaviour depends on the whole
-process's heap, so run bench_mlp.py (a fresh process per variant) for that: --variants dlc-torch+fixes.
+The "(fix)" variants (keras) are dlc with a candidate change from fixes.py applied to one session in this
+process (dlc's files are not changed); the script first checks that each gives bit-identical losses and
+weights to dlc as it is. "(ref)" variants are not equivalent and only show a cost (torch.optim.RMSprop, stock
+dropout, no dropout); the hand-written loops are those of bench_mlp.py. Page faults and denormals depend on
+the whole process and on later epochs: bench_mlp.py (a fresh process per variant) shows those.
 
     .venv/bin/python bench/profile_dlc.py --backend torch [--threads 1] [--steps 150] [--rounds 5]
     .venv/bin/python bench/profile_dlc.py --backend keras
@@ -59,7 +59,6 @@ def _torch_variants(spec, data, perm, bs):
 
     def dlc(opt=None, drop=None):
         S = session_class("torch")(spec, device="cpu", weights=initial_weights(spec))
-        fixes.apply_torch(S, rmsprop=opt == "inplace", dropout=drop == "inplace")
         if opt == "torch":
             S.opt = TorchRMSprop(list(S.net.parameters()))
         if drop == "stock":
@@ -101,9 +100,6 @@ def _torch_variants(spec, data, perm, bs):
 
     return {
         "dlc as is": dlc(),
-        "dlc + inplace-rmsprop (fix)": dlc(opt="inplace"),
-        "dlc + inplace-dropout (fix)": dlc(drop="inplace"),
-        "dlc + both fixes": dlc(opt="inplace", drop="inplace"),
         "dlc + torch-rmsprop (ref)": dlc(opt="torch"),
         "dlc + stock-dropout (ref)": dlc(drop="stock"),
         "dlc + no-dropout (ref)": dlc(drop="none"),
