@@ -5,16 +5,10 @@ from __future__ import annotations
 
 import importlib
 
+from .lowering import LoweringMissing
+
 BACKENDS = ("torch", "keras")
-
-
-class LoweringMissing(Exception):
-    """An IR item this backend cannot lower yet; names the item, the backend and the spec position."""
-
-    def __init__(self, item: str, backend: str, at: tuple[int, int] | None = None, why: str = "not supported yet"):
-        self.item, self.backend, self.at = item, backend, at
-        where = f" (line {at[0]}, column {at[1]})" if at else ""
-        super().__init__(f"{item}{where} is {why} on the {backend} backend")
+__all__ = ["BACKENDS", "BackendUnavailable", "LoweringMissing", "session_class"]
 
 
 class BackendUnavailable(Exception):

@@ -10,7 +10,20 @@ from pathlib import Path
 
 from . import ast as A
 from .diagnostics import Diagnostics, Span, did_you_mean
-from .layers import ActivationLayer, BatchNorm, Conv1D, Conv2D, Dense, Layer, Residual, ShapeError, Softmax
+from .layers import (
+    ActivationLayer,
+    BatchNorm,
+    Conv1D,
+    Conv2D,
+    Conv2DTranspose,
+    Dense,
+    DepthwiseConv2D,
+    Layer,
+    Residual,
+    SeparableConv2D,
+    ShapeError,
+    Softmax,
+)
 from .spec import BUNDLED, Bundled, Csv, Mnist, Npz, Spec
 
 
@@ -86,6 +99,15 @@ def final_activation(spec: Spec) -> str:
         return last.activation.name
     act = getattr(last, "activation", None)
     return act.name if act is not None else "linear"
+
+
+def fused_output(spec: Spec) -> str | None:
+    """'softmax' or 'sigmoid' when the network's last activation is computed inside the crossentropy from the
+    logits (every target leaves it out of the last layer and applies it only for predictions), else None."""
+    final = final_activation(spec)
+    if type(spec.loss).output_activation == final and final in ("softmax", "sigmoid"):
+        return final
+    return None
 
 
 def num_classes(spec: Spec) -> int | None:
@@ -273,7 +295,8 @@ def _check_metrics_and_monitors(spec: Spec, m: A.Model, d: Diagnostics) -> None:
 
 def _check_bias_before_bn(layers, d: Diagnostics) -> None:
     for a, b in itertools.pairwise(layers):
-        if isinstance(a, (Dense, Conv1D, Conv2D)) and a.use_bias and isinstance(b, BatchNorm) \
+        if isinstance(a, (Dense, Conv1D, Conv2D, Conv2DTranspose, DepthwiseConv2D, SeparableConv2D)) \
+                and a.use_bias and isinstance(b, BatchNorm) \
                 and a.activation.name == "linear":
             d.warn("W001", f"the bias of {a.kind} has no effect before BatchNorm", _layer_span(a),
                    "add use_bias=false: the bias costs parameters and drifts on rounding noise under Adam")

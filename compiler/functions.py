@@ -25,11 +25,88 @@ SIMPLE_ACTIVATIONS = ("linear", "sigmoid", "hard_sigmoid", "tanh", "relu", "relu
                       "softplus", "softsign", "softmax")
 
 
-@register(*SIMPLE_ACTIVATIONS)
-class SimpleActivation(Activation):
-    """A parameter-free activation, Keras' definition (hard_sigmoid = relu6(x + 3) / 6, gelu exact erf form)."""
+@register("linear")
+class Linear(Activation):
+    """f(x) = x."""
 
-    name: Literal[SIMPLE_ACTIVATIONS]
+    name: Literal["linear"] = "linear"
+
+
+@register("sigmoid")
+class Sigmoid(Activation):
+    """1 / (1 + exp(-x))."""
+
+    name: Literal["sigmoid"] = "sigmoid"
+
+
+@register("hard_sigmoid")
+class HardSigmoid(Activation):
+    """relu6(x + 3) / 6 (Keras 3's definition)."""
+
+    name: Literal["hard_sigmoid"] = "hard_sigmoid"
+
+
+@register("tanh")
+class Tanh(Activation):
+    """tanh(x)."""
+
+    name: Literal["tanh"] = "tanh"
+
+
+@register("relu")
+class Relu(Activation):
+    """max(x, 0)."""
+
+    name: Literal["relu"] = "relu"
+
+
+@register("relu6")
+class Relu6(Activation):
+    """min(max(x, 0), 6)."""
+
+    name: Literal["relu6"] = "relu6"
+
+
+@register("selu")
+class Selu(Activation):
+    """scale * elu(x, alpha) with Klambauer's constants."""
+
+    name: Literal["selu"] = "selu"
+
+
+@register("gelu")
+class Gelu(Activation):
+    """x * Φ(x), the exact erf form (TensorFlow's 0.5·x·erfc(-x/√2))."""
+
+    name: Literal["gelu"] = "gelu"
+
+
+@register("swish")
+class Swish(Activation):
+    """x * sigmoid(x) (silu)."""
+
+    name: Literal["swish"] = "swish"
+
+
+@register("softplus")
+class Softplus(Activation):
+    """log(1 + exp(x)), returning x above TensorFlow's threshold."""
+
+    name: Literal["softplus"] = "softplus"
+
+
+@register("softsign")
+class Softsign(Activation):
+    """x / (1 + |x|)."""
+
+    name: Literal["softsign"] = "softsign"
+
+
+@register("softmax")
+class Softmax(Activation):
+    """exp(x) / Σ exp(x) over the last axis."""
+
+    name: Literal["softmax"] = "softmax"
 
 
 @register("leaky_relu")
@@ -49,14 +126,18 @@ class EluActivation(Activation):
     alpha: float = 1.0
 
 
-ActivationT = Annotated[Union[SimpleActivation, LeakyReluActivation, EluActivation], Field(discriminator="name")]
+ActivationT = Annotated[
+    Union[Linear, Sigmoid, HardSigmoid, Tanh, Relu, Relu6, Selu, Gelu, Swish, Softplus, Softsign, Softmax,
+          LeakyReluActivation, EluActivation],
+    Field(discriminator="name"),
+]
 
-LINEAR = SimpleActivation(name="linear")
+LINEAR = Linear()
 
 
 # -------------------------------------------------------------------------------------------- initializers
 
-_TRUNC_STD = 0.87962566103423978  # stddev of a standard normal truncated to [-2, 2], as Keras corrects for
+TRUNC_STD = 0.87962566103423978  # stddev of a standard normal truncated to [-2, 2], as Keras corrects for
 
 
 def fans(shape: tuple[int, ...]) -> tuple[float, float]:
@@ -79,6 +160,38 @@ def truncated_normal(rng: np.random.Generator, shape, mean: float, stddev: float
         out[bad] = rng.standard_normal(int(bad.sum()))
         bad = np.abs(out) > 2.0
     return mean + stddev * out
+
+
+def random_normal(rng: np.random.Generator, shape, mean: float = 0.0, stddev: float = 0.05) -> np.ndarray:
+    return mean + stddev * rng.standard_normal(shape)
+
+
+def random_uniform(rng: np.random.Generator, shape, minval: float = -0.05, maxval: float = 0.05) -> np.ndarray:
+    return rng.uniform(minval, maxval, shape)
+
+
+def variance_scaling(rng: np.random.Generator, shape, scale: float, mode: str, distribution: str) -> np.ndarray:
+    """Keras' VarianceScaling (glorot_*, he_*, lecun_*): variance scale / fan, uniform or truncated normal."""
+    fan_in, fan_out = fans(tuple(shape))
+    fan = {"fan_in": fan_in, "fan_out": fan_out, "fan_avg": (fan_in + fan_out) / 2.0}[mode]
+    variance = scale / max(1.0, fan)
+    if distribution == "uniform":
+        limit = math.sqrt(3.0 * variance)
+        return rng.uniform(-limit, limit, shape)
+    return truncated_normal(rng, shape, 0.0, math.sqrt(variance) / TRUNC_STD)
+
+
+def orthogonal(rng: np.random.Generator, shape, gain: float = 1.0) -> np.ndarray:
+    """Keras' orthogonal: QR of a normal matrix of shape (prod(shape[:-1]), shape[-1]), sign-corrected."""
+    if len(shape) < 2:
+        return gain * rng.standard_normal(shape)
+    rows, cols = math.prod(shape[:-1]), shape[-1]
+    flat = rng.standard_normal((max(rows, cols), min(rows, cols)))
+    q, r = np.linalg.qr(flat)
+    q = q * np.sign(np.diag(r))
+    if rows < cols:
+        q = q.T
+    return gain * q.reshape(shape)
 
 
 class Initializer(Catalogued):
@@ -122,7 +235,7 @@ class RandomNormal(Initializer):
     stddev: float = Field(0.05, gt=0)
 
     def draw(self, rng, shape):
-        return self.mean + self.stddev * rng.standard_normal(shape)
+        return random_normal(rng, shape, self.mean, self.stddev)
 
 
 @register("random_uniform")
@@ -133,7 +246,7 @@ class RandomUniform(Initializer):
     maxval: float = 0.05
 
     def draw(self, rng, shape):
-        return rng.uniform(self.minval, self.maxval, shape)
+        return random_uniform(rng, shape, self.minval, self.maxval)
 
 
 @register("truncated_normal")
@@ -155,13 +268,7 @@ class VarianceScaling(Initializer):
     distribution: ClassVar[str] = "truncated_normal"
 
     def draw(self, rng, shape):
-        fan_in, fan_out = fans(tuple(shape))
-        fan = {"fan_in": fan_in, "fan_out": fan_out, "fan_avg": (fan_in + fan_out) / 2.0}[self.mode]
-        variance = self.scale / max(1.0, fan)
-        if self.distribution == "uniform":
-            limit = math.sqrt(3.0 * variance)
-            return rng.uniform(-limit, limit, shape)
-        return truncated_normal(rng, shape, 0.0, math.sqrt(variance) / _TRUNC_STD)
+        return variance_scaling(rng, shape, self.scale, self.mode, self.distribution)
 
 
 @register("glorot_uniform", "xavier_uniform")
@@ -210,15 +317,7 @@ class Orthogonal(Initializer):
     gain: float = 1.0
 
     def draw(self, rng, shape):
-        if len(shape) < 2:
-            return self.gain * rng.standard_normal(shape)
-        rows, cols = math.prod(shape[:-1]), shape[-1]
-        flat = rng.standard_normal((max(rows, cols), min(rows, cols)))
-        q, r = np.linalg.qr(flat)
-        q = q * np.sign(np.diag(r))
-        if rows < cols:
-            q = q.T
-        return self.gain * q.reshape(shape)
+        return orthogonal(rng, shape, self.gain)
 
 
 InitializerT = Annotated[

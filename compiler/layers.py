@@ -9,7 +9,7 @@ import math
 from dataclasses import dataclass
 from typing import Annotated, ClassVar, Literal, Optional, Union
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from .catalog import Catalogued, register
 from .functions import (
@@ -23,10 +23,20 @@ from .functions import (
     Orthogonal,
     RandomUniform,
     RegularizerT,
-    SimpleActivation,
+    Sigmoid,
+    Tanh,
 )
 
 Shape = tuple[int, ...]
+
+
+def unit_forget_bias(bias, units: int):
+    """Keras' LSTM: the forget gate's bias (gate order i, f, c, o) starts at one more than drawn."""
+    bias[units:2 * units] += 1.0
+    return bias
+
+
+ADJUSTMENTS = {"unit_forget_bias": unit_forget_bias}
 
 
 class ShapeError(ValueError):
@@ -67,6 +77,16 @@ class Layer(Catalogued):
 
     def activation_fn(self):
         return getattr(self, "activation", None)
+
+    def initial_value(self, wname: str, arr):
+        """A weight as drawn from its initializer (float64, Keras layout), adjusted where Keras adjusts it."""
+        adjust = self.initial_adjustment(wname)
+        return arr if adjust is None else ADJUSTMENTS[adjust[0]](arr, **adjust[1])
+
+    def initial_adjustment(self, wname: str) -> tuple[str, dict] | None:
+        """(function name in ADJUSTMENTS, its keyword arguments) that turns the drawn weight into Keras' initial
+        value, or None: data, so an emitted script can call the same function."""
+        return None
 
 
 class _Dense(Layer):
@@ -160,6 +180,211 @@ class Conv1D(_Conv):
         k = self.kernel_size if isinstance(self.kernel_size, int) else self.kernel_size[0]
         s = self.strides if isinstance(self.strides, int) else self.strides[0]
         return (k,), (s,)
+
+
+def _positive_pair(v, what: str):
+    if any(x <= 0 for x in _pair(v)):
+        raise ValueError(f"{what} must be positive, got {v}")
+    return v
+
+
+class _Conv2DLike(Layer):
+    """kernel_size, strides and padding of a 2-D convolution over (height, width, channels), Keras' defaults."""
+
+    positional: ClassVar = ("kernel_size", "strides")
+    kernel_size: Union[int, tuple[int, int]]
+    strides: Union[int, tuple[int, int]] = 1
+    padding: Literal["valid", "same"] = "valid"
+
+    @field_validator("kernel_size", "strides")
+    @classmethod
+    def _positive(cls, v, info):
+        return _positive_pair(v, info.field_name)
+
+    def _ks(self):
+        return _pair(self.kernel_size), _pair(self.strides)
+
+    def _equal_strides(self):
+        sh, sw = _pair(self.strides)
+        if sh != sw:
+            raise ValueError(f"{self.kind} needs equal strides on both axes, got {self.strides} (TensorFlow's "
+                             "depthwise convolution supports no other)")
+        return self
+
+    def _check_rank(self, shape) -> None:
+        if len(shape) != 3:
+            raise ShapeError(
+                f"{self.kind} needs an input of rank 3 (height, width, channels), got {shape}"
+                + ("; give images as input: (height, width, channels) or add Reshape(...)" if len(shape) == 1 else ""))
+
+    def _spatial(self, shape) -> tuple[int, int]:
+        """The output height and width of the (depthwise) convolution, as Keras computes them."""
+        self._check_rank(shape)
+        ks, ss = self._ks()
+        out = tuple(_conv_len(n, k, s, self.padding) for n, k, s in zip(shape[:-1], ks, ss))
+        if min(out) <= 0:
+            raise ShapeError(f"{self.kind} kernel {ks} does not fit the input {shape} with padding={self.padding}")
+        return out
+
+
+@register("Conv2DTranspose", "Convolution2DTranspose")
+class Conv2DTranspose(_Conv2DLike, _Dense):
+    """Keras' transposed convolution (TF's conv_transpose); kernel (kh, kw, filters, in).
+
+    Output size per axis (n: input size, k: kernel, s: stride, p: output_padding): 'valid' (n − 1)·s + k +
+    (p if given else max(s − k, 0)); 'same' n·s, or (n − 1)·s + k mod 2 + p when p is given (Keras' rule).
+    Initial weights: Keras' fan rule on the kernel's own shape (fan_in = kh·kw·filters, fan_out = kh·kw·in)."""
+
+    kind: Literal["Conv2DTranspose"] = "Conv2DTranspose"
+    positional: ClassVar = ("filters", "kernel_size", "strides")
+    aliases: ClassVar = {**_Dense.aliases, "kernel": "kernel_size"}
+    filters: int = Field(gt=0)
+    output_padding: Union[None, int, tuple[int, int]] = None
+
+    @field_validator("output_padding")
+    @classmethod
+    def _non_negative(cls, v):
+        if v is not None and any(x < 0 for x in _pair(v)):
+            raise ValueError(f"output_padding must be 0 or more, got {v}")
+        return v
+
+    @model_validator(mode="after")
+    def _padding_below_strides(self):
+        if self.output_padding is not None:
+            for p, s in zip(_pair(self.output_padding), _pair(self.strides)):
+                if p >= s:
+                    raise ValueError(f"output_padding {self.output_padding} must be smaller than strides "
+                                     f"{self.strides} on every axis (as in Keras)")
+        return self
+
+    def out_len(self, n: int, k: int, s: int, p: int | None) -> int:
+        if self.padding == "valid":
+            return (n - 1) * s + k + (max(k, s) - k if p is None else p)
+        return n * s if p is None else (n - 1) * s + k % 2 + p
+
+    def out_shape(self, shape):
+        self._check_rank(shape)
+        ks, ss = self._ks()
+        ps = (None, None) if self.output_padding is None else _pair(self.output_padding)
+        out = tuple(self.out_len(n, k, s, p) for n, k, s, p in zip(shape[:-1], ks, ss, ps))
+        if min(out) <= 0:
+            raise ShapeError(f"{self.kind} gives an empty output for the input {shape}")
+        for n, o, k, s in zip(shape[:-1], out, ks, ss):
+            # TF computes the transposed convolution as the gradient of the convolution out -> n; Keras'
+            # 'same' size with output_padding and an even kernel can miss it, and Keras then fails at run time
+            if (-(-o // s) if self.padding == "same" else (o - k) // s + 1) != n:
+                raise ShapeError(f"{self.kind} with padding=same and output_padding={self.output_padding} gives "
+                                 f"an output of size {o} for an input of size {n}, which TensorFlow cannot compute "
+                                 "(a 'same' convolution maps it back to another size); choose another "
+                                 "output_padding or leave it out")
+        return out + (self.filters,)
+
+    def weights(self, shape):
+        ks, _ = self._ks()
+        return self._kernel_and_bias(tuple(ks) + (self.filters, shape[-1]), self.filters)
+
+
+@register("DepthwiseConv2D")
+class DepthwiseConv2D(_Conv2DLike, _Dense):
+    """Keras' depthwise convolution; kernel (kh, kw, in, depth_multiplier), output channel c·depth_multiplier + m.
+
+    Each input channel is convolved with its own depth_multiplier filters. Keras 3 names the kernel variable
+    `kernel` and its arguments depthwise_initializer/_regularizer/_constraint (aliases of kernel_* here)."""
+
+    kind: Literal["DepthwiseConv2D"] = "DepthwiseConv2D"
+    positional: ClassVar = ("kernel_size", "strides")
+    aliases: ClassVar = {
+        **_Dense.aliases, "kernel": "kernel_size",
+        "depthwise_initializer": "kernel_init", "depthwise_init": "kernel_init",
+        "depthwise_regularizer": "kernel_reg", "depthwise_reg": "kernel_reg",
+        "depthwise_constraint": "kernel_constraint",
+    }
+    depth_multiplier: int = Field(1, gt=0)
+
+    @model_validator(mode="after")
+    def _strides_equal(self):
+        return self._equal_strides()
+
+    def out_shape(self, shape):
+        return self._spatial(shape) + (shape[-1] * self.depth_multiplier,)
+
+    def weights(self, shape):
+        ks, _ = self._ks()
+        return self._kernel_and_bias(tuple(ks) + (shape[-1], self.depth_multiplier),
+                                     shape[-1] * self.depth_multiplier)
+
+
+@register("SeparableConv2D", "SeparableConvolution2D")
+class SeparableConv2D(_Conv2DLike):
+    """Keras' separable convolution: depthwise (strides, padding), then a 1x1 convolution to `filters` channels.
+
+    Weights: depthwise_kernel (kh, kw, in, depth_multiplier), pointwise_kernel (1, 1, in·depth_multiplier,
+    filters), bias (filters)."""
+
+    kind: Literal["SeparableConv2D"] = "SeparableConv2D"
+    positional: ClassVar = ("filters", "kernel_size", "strides")
+    aliases: ClassVar = {
+        "kernel": "kernel_size",
+        "depthwise_initializer": "depthwise_init", "pointwise_initializer": "pointwise_init",
+        "bias_initializer": "bias_init", "depthwise_regularizer": "depthwise_reg",
+        "pointwise_regularizer": "pointwise_reg", "bias_regularizer": "bias_reg",
+        "activity_regularizer": "activity_reg",
+    }
+    filters: int = Field(gt=0)
+    depth_multiplier: int = Field(1, gt=0)
+
+    @model_validator(mode="after")
+    def _strides_equal(self):
+        return self._equal_strides()
+    activation: ActivationT = LINEAR
+    use_bias: bool = True
+    depthwise_init: InitializerT = GLOROT_UNIFORM
+    pointwise_init: InitializerT = GLOROT_UNIFORM
+    bias_init: InitializerT = ZEROS
+    depthwise_reg: Optional[RegularizerT] = None
+    pointwise_reg: Optional[RegularizerT] = None
+    bias_reg: Optional[RegularizerT] = None
+    activity_reg: Optional[RegularizerT] = None
+    depthwise_constraint: Optional[ConstraintT] = None
+    pointwise_constraint: Optional[ConstraintT] = None
+    bias_constraint: Optional[ConstraintT] = None
+
+    def out_shape(self, shape):
+        return self._spatial(shape) + (self.filters,)
+
+    def weights(self, shape):
+        ks, _ = self._ks()
+        mid = shape[-1] * self.depth_multiplier
+        w = [WeightSpec("depthwise_kernel", tuple(ks) + (shape[-1], self.depth_multiplier), self.depthwise_init,
+                        True, self.depthwise_reg, self.depthwise_constraint),
+             WeightSpec("pointwise_kernel", (1, 1, mid, self.filters), self.pointwise_init, True,
+                        self.pointwise_reg, self.pointwise_constraint)]
+        if self.use_bias:
+            w.append(WeightSpec("bias", (self.filters,), self.bias_init, True, self.bias_reg, self.bias_constraint))
+        return w
+
+
+@register("UpSampling2D")
+class UpSampling2D(Layer):
+    """Keras' UpSampling2D: rows and columns repeated (nearest) or half-pixel bilinear resizing.
+
+    Bilinear is TensorFlow's ResizeBilinear kernel, which computes in float32 even in a float64 model."""
+
+    kind: Literal["UpSampling2D"] = "UpSampling2D"
+    positional: ClassVar = ("size",)
+    size: Union[int, tuple[int, int]] = (2, 2)
+    interpolation: Literal["nearest", "bilinear"] = "nearest"
+
+    @field_validator("size")
+    @classmethod
+    def _positive(cls, v):
+        return _positive_pair(v, "size")
+
+    def out_shape(self, shape):
+        if len(shape) != 3:
+            raise ShapeError(f"{self.kind} needs an input of rank 3 (height, width, channels), got {shape}")
+        sh, sw = _pair(self.size)
+        return (shape[0] * sh, shape[1] * sw, shape[2])
 
 
 class _Pool(Layer):
@@ -349,7 +574,7 @@ class Embedding(Layer):
 class _Recurrent(Layer):
     positional: ClassVar = ("units",)
     units: int = Field(gt=0)
-    activation: ActivationT = SimpleActivation(name="tanh")
+    activation: ActivationT = Tanh()
     return_sequences: bool = False
     use_bias: bool = True
     kernel_init: InitializerT = GLOROT_UNIFORM
@@ -392,7 +617,12 @@ class LSTM(_Recurrent):
     kind: Literal["LSTM"] = "LSTM"
     gates: ClassVar = 4
     unit_forget_bias: bool = True
-    recurrent_activation: ActivationT = SimpleActivation(name="sigmoid")
+    recurrent_activation: ActivationT = Sigmoid()
+
+    def initial_adjustment(self, wname):
+        if wname == "bias" and self.unit_forget_bias:
+            return "unit_forget_bias", {"units": self.units}
+        return None
 
 
 @register("GRU")
@@ -401,10 +631,45 @@ class GRU(_Recurrent):
 
     kind: Literal["GRU"] = "GRU"
     gates: ClassVar = 3
-    recurrent_activation: ActivationT = SimpleActivation(name="sigmoid")
+    recurrent_activation: ActivationT = Sigmoid()
 
     def _bias_shape(self):
         return (2, 3 * self.units)
+
+
+@register("Bidirectional")
+class Bidirectional(Layer):
+    """Keras' Bidirectional: a recurrent layer run forward and (a copy with its own weights) backward, merged.
+
+    With return_sequences the backward outputs are reversed back to time order; merge_mode concat (along
+    features, forward first), sum, mul, or ave = (forward + backward) / 2. Weights: the forward layer's, then
+    the backward layer's, each prefixed (forward_kernel, ..., backward_bias)."""
+
+    kind: Literal["Bidirectional"] = "Bidirectional"
+    positional: ClassVar = ("layer", "merge_mode")
+    layer: Annotated[Union[SimpleRNN, LSTM, GRU], Field(discriminator="kind")]
+    merge_mode: Literal["concat", "sum", "mul", "ave"] = "concat"
+
+    @field_validator("layer", mode="before")
+    @classmethod
+    def _recurrent(cls, v):
+        if isinstance(v, Layer) and not isinstance(v, _Recurrent):
+            # a ValueError: pydantic reports it as this field's error (a TypeError would escape)
+            raise ValueError(f"Bidirectional wraps a recurrent layer (SimpleRNN, LSTM or GRU), got {v.kind}")  # noqa: TRY004
+        return v
+
+    def out_shape(self, shape):
+        out = self.layer.out_shape(shape)
+        return out[:-1] + (2 * out[-1],) if self.merge_mode == "concat" else out
+
+    def weights(self, shape):
+        inner = self.layer.weights(shape)
+        return [WeightSpec(f"{d}_{w.name}", w.shape, w.init, w.trainable, w.regularizer, w.constraint)
+                for d in ("forward", "backward") for w in inner]
+
+    def initial_adjustment(self, wname):
+        _direction, _, inner = wname.partition("_")
+        return self.layer.initial_adjustment(inner)
 
 
 @register("LeakyReLU")
@@ -470,7 +735,8 @@ class Residual(Layer):
 LayerT = Annotated[
     Union[Dense, Conv1D, Conv2D, MaxPool1D, MaxPool2D, AvgPool1D, AvgPool2D, GlobalAvgPool1D, GlobalAvgPool2D,
           GlobalMaxPool1D, GlobalMaxPool2D, Flatten, Reshape, Dropout, ActivationLayer, BatchNorm, LayerNorm,
-          Embedding, SimpleRNN, LSTM, GRU, LeakyReLU, PReLU, ELU, Softmax, Maxout, Residual],
+          Embedding, SimpleRNN, LSTM, GRU, LeakyReLU, PReLU, ELU, Softmax, Maxout, Residual, Conv2DTranspose,
+          DepthwiseConv2D, SeparableConv2D, UpSampling2D, Bidirectional],
     Field(discriminator="kind"),
 ]
 Residual.model_rebuild()

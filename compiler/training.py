@@ -97,6 +97,26 @@ OptimizerT = Annotated[Union[SGD, RMSprop, Adam, AdamW, Adagrad, Adadelta, Nadam
 # ---------------------------------------------------------------------------------------------- schedules
 
 
+def step_decay(epoch: int, base_lr: float, every: int, factor: float = 0.5) -> float:
+    return base_lr * factor ** (epoch // every)
+
+
+def exponential_decay(epoch: int, base_lr: float, rate: float, every: int = 1) -> float:
+    return base_lr * rate ** (epoch / every)
+
+
+def cosine_decay(epoch: int, base_lr: float, epochs: int, min_lr: float = 0.0) -> float:
+    e = min(epoch, epochs)
+    return min_lr + (base_lr - min_lr) * 0.5 * (1 + math.cos(math.pi * e / epochs))
+
+
+def warmup(epoch: int, base_lr: float, epochs: int, then=None) -> float:
+    """Linear warm-up over `epochs` (epoch e uses base·(e+1)/epochs), then `then(epoch, base_lr)` from 0."""
+    if epoch < epochs:
+        return base_lr * (epoch + 1) / epochs
+    return then(epoch - epochs, base_lr) if then else base_lr
+
+
 class Schedule(Catalogued):
     """Per-epoch learning-rate rule; epochs count from 0; the lr used in epoch e is what `lr_at` gives."""
 
@@ -114,7 +134,7 @@ class StepDecay(Schedule):
     factor: float = Field(0.5, gt=0)
 
     def lr_at(self, epoch, base_lr):
-        return base_lr * self.factor ** (epoch // self.every)
+        return step_decay(epoch, base_lr, self.every, self.factor)
 
 
 @register("exponential")
@@ -125,7 +145,7 @@ class ExponentialDecay(Schedule):
     every: int = Field(1, gt=0)
 
     def lr_at(self, epoch, base_lr):
-        return base_lr * self.rate ** (epoch / self.every)
+        return exponential_decay(epoch, base_lr, self.rate, self.every)
 
 
 @register("cosine")
@@ -136,8 +156,7 @@ class CosineDecay(Schedule):
     min_lr: float = Field(0.0, ge=0)
 
     def lr_at(self, epoch, base_lr):
-        e = min(epoch, self.epochs)
-        return self.min_lr + (base_lr - self.min_lr) * 0.5 * (1 + math.cos(math.pi * e / self.epochs))
+        return cosine_decay(epoch, base_lr, self.epochs, self.min_lr)
 
 
 @register("plateau")
@@ -164,9 +183,7 @@ class Warmup(Schedule):
     then: Optional[Annotated[Union[StepDecay, ExponentialDecay, CosineDecay], Field(discriminator="kind")]] = None
 
     def lr_at(self, epoch, base_lr):
-        if epoch < self.epochs:
-            return base_lr * (epoch + 1) / self.epochs
-        return self.then.lr_at(epoch - self.epochs, base_lr) if self.then else base_lr
+        return warmup(epoch, base_lr, self.epochs, self.then.lr_at if self.then else None)
 
 
 ScheduleT = Annotated[Union[StepDecay, ExponentialDecay, CosineDecay, Plateau, Warmup], Field(discriminator="kind")]

@@ -47,23 +47,29 @@ class Dataset:
 def load_raw(spec: Spec, base_dir: Path) -> tuple[np.ndarray, np.ndarray]:
     src = spec.data.source
     if isinstance(src, Bundled):
-        from sklearn import datasets
-
-        loader = {"digits": datasets.load_digits, "iris": datasets.load_iris, "wine": datasets.load_wine,
-                  "breast_cancer": datasets.load_breast_cancer, "diabetes": datasets.load_diabetes}[src.name]
-        b = loader()
-        return np.asarray(b.data, dtype=np.float64), np.asarray(b.target)
+        return read_bundled(src.name)
     path = resolve_path(base_dir, src.path)
     if isinstance(src, Csv):
-        return _read_csv(path, src.target)
+        return read_csv(path, src.target)
     if isinstance(src, Npz):
-        return _read_npz(path, src.x, src.y)
+        return read_npz(path, src.x, src.y)
     if isinstance(src, Mnist):
         return read_mnist(path)
     raise DataError(f"unsupported data source {src!r}")
 
 
-def _read_csv(path: Path, target: str | None) -> tuple[np.ndarray, np.ndarray]:
+def read_bundled(name: str) -> tuple[np.ndarray, np.ndarray]:
+    """One of scikit-learn's bundled sets: (features as float64, targets)."""
+    from sklearn import datasets
+
+    b = getattr(datasets, f"load_{name}")()
+    return np.asarray(b.data, dtype=np.float64), np.asarray(b.target)
+
+
+def read_csv(path: str | Path, target: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """A CSV with a header row; `target` names the label column (default: the last); class names are numbered
+    in sorted order."""
+    path = Path(path)
     try:
         with open(path, newline="") as fh:
             rows = list(csv.reader(fh))
@@ -89,7 +95,8 @@ def _read_csv(path: Path, target: str | None) -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
-def _read_npz(path: Path, xk: str, yk: str) -> tuple[np.ndarray, np.ndarray]:
+def read_npz(path: str | Path, xk: str = "x", yk: str = "y") -> tuple[np.ndarray, np.ndarray]:
+    path = Path(path)
     try:
         with np.load(path, allow_pickle=False) as f:
             missing = [k for k in (xk, yk) if k not in f.files]
@@ -114,8 +121,9 @@ def _read_idx(path: Path) -> np.ndarray:
     return data.reshape(dims)
 
 
-def read_mnist(path: Path) -> tuple[np.ndarray, np.ndarray]:
+def read_mnist(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     """MNIST train+test from a folder with IDX files (optionally .gz) or mnist.npz, or from the npz itself."""
+    path = Path(path)
     if path.is_file():
         npz = path
     elif (path / "mnist.npz").is_file():
@@ -141,7 +149,11 @@ def read_mnist(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _targets(spec: Spec, y: np.ndarray, num_classes: int | None) -> np.ndarray:
-    kind = type(spec.loss).targets
+    return class_targets(y, type(spec.loss).targets, num_classes)
+
+
+def class_targets(y: np.ndarray, kind: str, num_classes: int | None = None) -> np.ndarray:
+    """Targets as the loss wants them: "onehot" rows, "int" labels or a "float" column per sample."""
     if kind == "onehot":
         return np.eye(num_classes)[y.astype(np.int64)]
     if kind == "int":
@@ -150,10 +162,15 @@ def _targets(spec: Spec, y: np.ndarray, num_classes: int | None) -> np.ndarray:
 
 
 def _split_seed(spec: Spec, *keys: int) -> int:
-    return int(np.random.SeedSequence([spec.seed, STREAM_SPLIT, *keys]).generate_state(1)[0])
+    return split_seed(spec.seed, *keys)
 
 
-def _holdout(idx: np.ndarray, frac: float, labels: np.ndarray | None, stratify: bool, seed: int):
+def split_seed(seed: int, *keys: int) -> int:
+    """The seed of the split's scikit-learn splitters: SeedSequence([seed, STREAM_SPLIT, *keys])."""
+    return int(np.random.SeedSequence([seed, STREAM_SPLIT, *keys]).generate_state(1)[0])
+
+
+def holdout(idx: np.ndarray, frac: float, labels: np.ndarray | None, stratify: bool, seed: int):
     """(rest, held) with `frac` of the whole set `idx` held out, seeded, stratified on the labels if asked."""
     from sklearn.model_selection import train_test_split
 
@@ -164,15 +181,35 @@ def _holdout(idx: np.ndarray, frac: float, labels: np.ndarray | None, stratify: 
     return np.sort(rest), np.sort(held)
 
 
+def holdout_indices(n: int, labels: np.ndarray | None, val: float, test: float, stratify: bool, seed: int):
+    """[(train, val, test)] indices: test, then val of the rest (both fractions of the whole set)."""
+    rest, held = holdout(np.arange(n), test, labels, stratify, split_seed(seed))
+    train, valid = holdout(rest, val / (1 - test) if val else 0.0, labels, stratify, split_seed(seed) + 1)
+    return [(train, valid, held)]
+
+
+def kfold_indices(n: int, labels: np.ndarray | None, k: int, shuffle: bool, stratify: bool, test: float,
+                  seed: int):
+    """k seeded (stratified if asked) folds as [(train, val, test)]: a test fraction is held out first and
+    stays out of every fold."""
+    from sklearn.model_selection import KFold as SkKFold
+    from sklearn.model_selection import StratifiedKFold
+
+    strat = stratify and labels is not None
+    rest, held = holdout(np.arange(n), test, labels, strat, split_seed(seed))
+    fold_seed = split_seed(seed, 2) if shuffle else None
+    if strat:
+        it = StratifiedKFold(k, shuffle=shuffle, random_state=fold_seed).split(rest, labels[rest])
+    else:
+        it = SkKFold(k, shuffle=shuffle, random_state=fold_seed).split(rest)
+    return [(rest[tr], rest[va], held) for tr, va in it]
+
+
 def _split_indices(spec: Spec, labels: np.ndarray | None, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """train/val/test indices: test and val are fractions of the whole set."""
+    """train/val/test indices of a holdout split (a kfold split's test part and everything else as train)."""
     split = spec.data.split
-    strat = getattr(split, "stratify", False)
-    rest, test = _holdout(np.arange(n), split.test, labels, strat, _split_seed(spec))
-    val_frac = split.val if isinstance(split, Holdout) else 0.0
-    train, val = _holdout(rest, val_frac / (1 - split.test) if val_frac else 0.0, labels, strat,
-                          _split_seed(spec) + 1)
-    return train, val, test
+    val = split.val if isinstance(split, Holdout) else 0.0
+    return holdout_indices(n, labels, val, split.test, getattr(split, "stratify", False), spec.seed)[0]
 
 
 @dataclass
@@ -269,18 +306,10 @@ def prepare(spec: Spec, base_dir: Path) -> Dataset:
 def folds(spec: Spec, base_dir: Path, k: int | None = None) -> list[Dataset]:
     """k seeded (stratified if asked) folds; each Dataset's val is the held-out fold. A test fraction, if the
     split asks for one, is held out first and stays out of every fold (each Dataset's test is that part)."""
-    from sklearn.model_selection import KFold as SkKFold
-    from sklearn.model_selection import StratifiedKFold
-
     data = load(spec, base_dir)
     split = spec.data.split
     k = k or (split.k if isinstance(split, KFold) else 5)
     shuffle = split.shuffle if isinstance(split, KFold) else True
-    strat = getattr(split, "stratify", False) and data.labels is not None
-    rest, test = _holdout(np.arange(len(data.x)), split.test, data.labels, strat, _split_seed(spec))
-    seed = _split_seed(spec, 2) if shuffle else None
-    if strat:
-        it = StratifiedKFold(k, shuffle=shuffle, random_state=seed).split(rest, data.labels[rest])
-    else:
-        it = SkKFold(k, shuffle=shuffle, random_state=seed).split(rest)
-    return [assemble(spec, data, rest[tr], rest[va], test) for tr, va in it]
+    parts = kfold_indices(len(data.x), data.labels, k, shuffle, getattr(split, "stratify", False), split.test,
+                          spec.seed)
+    return [assemble(spec, data, *p) for p in parts]

@@ -31,45 +31,51 @@ class History:
     step_losses: list[float] = field(default_factory=list)
 
 
-def _improved(current: float, best: float, mode: str, monitor: str, min_delta: float) -> bool:
+def monitor_mode(mode: str, monitor: str) -> str:
+    """'auto' is 'max' for accuracy-like quantities and 'min' for losses and errors, as Keras decides."""
     if mode == "auto":
-        mode = "max" if any(k in monitor for k in ("acc", "precision", "recall", "f1")) else "min"
+        return "max" if any(k in monitor for k in ("acc", "precision", "recall", "f1")) else "min"
+    return mode
+
+
+def improved(current: float, best: float, mode: str, min_delta: float) -> bool:
     if mode == "min":
         return current < best - min_delta
     return current > best + min_delta
 
 
-class _Plateau:
-    """Keras ReduceLROnPlateau, step for step."""
+class ReduceLROnPlateau:
+    """Keras ReduceLROnPlateau, step for step: after `patience` epochs without an improvement by min_delta,
+    lr·factor (not below min_lr), then `cooldown` epochs of rest."""
 
-    def __init__(self, sched):
-        self.s = sched
-        self.best = math.inf if self._mode() == "min" else -math.inf
+    def __init__(self, factor: float, patience: int, min_lr: float = 0.0, min_delta: float = 1e-4,
+                 cooldown: int = 0, mode: str = "min"):
+        self.factor, self.patience, self.min_lr = factor, patience, min_lr
+        self.min_delta, self.cooldown_epochs, self.mode = min_delta, cooldown, mode
+        self.best = math.inf if mode == "min" else -math.inf
         self.wait = 0
         self.cooldown = 0
-
-    def _mode(self):
-        m = self.s.mode
-        if m == "auto":
-            return "max" if "acc" in self.s.monitor else "min"
-        return m
 
     def update(self, current: float, lr: float) -> float:
         if self.cooldown > 0:
             self.cooldown -= 1
             self.wait = 0
-        better = current < self.best - self.s.min_delta if self._mode() == "min" \
-            else current > self.best + self.s.min_delta
-        if better:
+        if improved(current, self.best, self.mode, self.min_delta):
             self.best = current
             self.wait = 0
         elif self.cooldown <= 0:
             self.wait += 1
-            if self.wait >= self.s.patience and lr > self.s.min_lr:
-                lr = max(lr * self.s.factor, self.s.min_lr)
-                self.cooldown = self.s.cooldown
+            if self.wait >= self.patience and lr > self.min_lr:
+                lr = max(lr * self.factor, self.min_lr)
+                self.cooldown = self.cooldown_epochs
                 self.wait = 0
         return lr
+
+
+def plateau_for(sched) -> ReduceLROnPlateau:
+    """The IR's plateau schedule as a Plateau ('auto' watches for 'acc' in the monitor, as Keras does)."""
+    mode = sched.mode if sched.mode != "auto" else ("max" if "acc" in sched.monitor else "min")
+    return ReduceLROnPlateau(sched.factor, sched.patience, sched.min_lr, sched.min_delta, sched.cooldown, mode)
 
 
 def evaluate(session, spec: Spec, handle, num_classes: int | None, batch_size: int) -> dict[str, float]:
@@ -118,11 +124,11 @@ def train(session, spec: Spec, data: Dataset, epochs: int | None = None,
     base_lr = spec.optimizer.learning_rate
     train_h = session.load_data(data.train.x, data.train.y)
     val_h = session.load_data(data.val.x, data.val.y) if data.val is not None else None
-    plateau = _Plateau(spec.schedule) if spec.schedule is not None and spec.schedule.kind == "plateau" else None
+    plateau = plateau_for(spec.schedule) if spec.schedule is not None and spec.schedule.kind == "plateau" else None
     es = spec.train.early_stopping
     state = resume or LoopState(lr=base_lr)
     if resume is None and es is not None:
-        state.es_best = math.inf if _improved(0, 1, es.mode, es.monitor, 0) else -math.inf
+        state.es_best = math.inf if monitor_mode(es.mode, es.monitor) == "min" else -math.inf
     if plateau is not None and state.plateau is not None:
         plateau.best, plateau.wait, plateau.cooldown = (state.plateau[k] for k in ("best", "wait", "cooldown"))
     hist = state.history
@@ -178,7 +184,7 @@ def train(session, spec: Spec, data: Dataset, epochs: int | None = None,
             if current is None:
                 raise TrainingFailed(f"early_stopping monitors '{es.monitor}', which this run does not compute")
             state.es_wait += 1
-            if _improved(current, state.es_best, es.mode, es.monitor, es.min_delta):
+            if improved(current, state.es_best, monitor_mode(es.mode, es.monitor), es.min_delta):
                 state.es_best = current
                 hist.best_epoch = epoch + 1
                 state.es_wait = 0

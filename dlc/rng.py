@@ -13,7 +13,7 @@ import math
 import numpy as np
 
 M32 = 0xFFFFFFFF
-_C1, _C2 = 0x7FEB352D, 0x846CA68B
+C1, C2 = 0x7FEB352D, 0x846CA68B
 GOLDEN = 0x9E3779B1
 
 STREAM_INIT, STREAM_SHUFFLE, STREAM_SPLIT, STREAM_AUGMENT = 1, 2, 3, 4
@@ -41,9 +41,9 @@ def mul32(x, c: int, ops=PyOps):
 def fmix32(x, ops=PyOps):
     """lowbias32 finalizer; `ops` supplies the bit operators for frameworks without Python operator support."""
     x = ops.xor(x, ops.shr(x, 16))
-    x = mul32(x, _C1, ops)
+    x = mul32(x, C1, ops)
     x = ops.xor(x, ops.shr(x, 15))
-    x = mul32(x, _C2, ops)
+    x = mul32(x, C2, ops)
     return ops.xor(x, ops.shr(x, 16))
 
 

@@ -215,7 +215,7 @@ class EpochTable:
     W = 7  # one number
 
     def __init__(self, console, spec, has_val: bool):
-        from .loop import _improved
+        from .loop import improved, monitor_mode
 
         self.console = console
         self.total = spec.train.epochs
@@ -224,7 +224,7 @@ class EpochTable:
         es = spec.train.early_stopping
         self.monitor = es.monitor if es is not None else ("val_loss" if has_val else "loss")
         if es is not None:
-            self.better = lambda cur, best: _improved(cur, best, es.mode, es.monitor, es.min_delta)
+            self.better = lambda cur, best: improved(cur, best, monitor_mode(es.mode, es.monitor), es.min_delta)
         else:
             self.better = lambda cur, best: cur < best
         self.best: float | None = None

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from .compiler.layers import LSTM
 from .compiler.spec import Spec
 from .rng import STREAM_INIT, stream
 
@@ -17,11 +16,9 @@ def initial_weights(spec: Spec, seed: int | None = None) -> Weights:
     for info in spec.walk():
         layer_w = {}
         for j, w in enumerate(info.weights):
-            arr = np.asarray(w.init.draw(stream(seed, STREAM_INIT, info.index, j), tuple(w.shape)), dtype=np.float64)
-            if isinstance(info.layer, LSTM) and w.name == "bias" and info.layer.unit_forget_bias:
-                u = info.layer.units
-                arr[u:2 * u] += 1.0  # Keras: the forget gate's bias starts at one (gate order i, f, c, o)
-            layer_w[w.name] = arr
+            arr = np.array(w.init.draw(stream(seed, STREAM_INIT, info.index, j), tuple(w.shape)), dtype=np.float64)
+            # e.g. an LSTM's forget-gate bias starts at one (Keras' unit_forget_bias, gate order i, f, c, o)
+            layer_w[w.name] = info.layer.initial_value(w.name, arr)
         if layer_w:
             out[info.layer.name] = layer_w
     return out

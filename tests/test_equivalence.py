@@ -232,7 +232,7 @@ def test_dropout_masks_bit_identical(which, shape, step):
 
     x = np.random.default_rng(0).uniform(0.5, 1.5, size=shape)
     ts = session_class("torch")(spec, dtype="float64", device="cpu")
-    tmod = ts.net.by_name[info.layer.name][1]
+    tmod = ts.layers[info.layer.name]
     tmod.train()
     ts.counter.value.fill_(step)
     tout = tmod(torch.as_tensor(x)).numpy()

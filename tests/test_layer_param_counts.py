@@ -1,5 +1,6 @@
 """`dlc check`'s parameter counts equal Keras' own count_params() for a model built by the keras backend session,
-for specs using every lowered layer kind (issue 4): the IR's shape rules and weight shapes are Keras'."""
+for specs using every lowered layer kind (issue 4; transposed, depthwise and separable convolutions, upsampling
+and Bidirectional added since): the IR's shape rules and weight shapes are Keras'."""
 
 from __future__ import annotations
 
@@ -70,6 +71,82 @@ model tok {
     Flatten()
     Dense(8, activation=leaky_relu(alpha=0.1))
     Activation(elu(alpha=2.0))
+    Dense(10, activation=softmax)
+  }
+  loss: categorical_crossentropy
+  optimizer: SGD()
+}
+""",
+    "transposed": """
+model tr {
+  seed: 1
+  data { source: digits }
+  input: (8, 8, 1)
+  layers {
+    Conv2D(3, (2, 2))
+    Conv2DTranspose(4, (3, 3), strides=(2, 2), padding=same, activation=relu)
+    Conv2DTranspose(2, (3, 3), strides=(2, 2), use_bias=false)
+    Conv2D(2, (5, 5), strides=(5, 5))
+    Convolution2DTranspose(3, (2, 3), strides=(3, 2), padding=same)
+    Conv2DTranspose(2, 2, strides=3, output_padding=1)
+    Conv2DTranspose(2, (3, 3), strides=(2, 2), padding=same, output_padding=1)
+    Conv2DTranspose(1, (4, 4), strides=(2, 2), padding=same, output_padding=(1, 1))
+    GlobalAvgPool2D()
+    Dense(10, activation=softmax)
+  }
+  loss: categorical_crossentropy
+  optimizer: SGD()
+}
+""",
+    "depthwise": """
+model dw {
+  seed: 1
+  data { source: digits }
+  input: (8, 8, 1)
+  layers {
+    Conv2D(3, (2, 2))
+    DepthwiseConv2D((3, 3), strides=(2, 2), padding=same, depth_multiplier=2)
+    DepthwiseConv2D(2, use_bias=false)
+    DepthwiseConv2D((1, 2), depth_multiplier=3, padding=same)
+    SeparableConv2D(5, (3, 3), padding=same)
+    SeparableConv2D(4, (2, 2), strides=(2, 2), depth_multiplier=2, use_bias=false)
+    SeparableConvolution2D(3, 1, depth_multiplier=3)
+    Flatten()
+    Dense(10, activation=softmax)
+  }
+  loss: categorical_crossentropy
+  optimizer: SGD()
+}
+""",
+    "upsampling": """
+model up {
+  seed: 1
+  data { source: digits }
+  input: (8, 8, 1)
+  layers {
+    Conv2D(2, (3, 3), strides=(2, 2))
+    UpSampling2D()
+    UpSampling2D((2, 3), interpolation=bilinear)
+    Conv2D(2, (3, 3), strides=(3, 3))
+    UpSampling2D(2, interpolation=nearest)
+    Flatten()
+    Dense(10, activation=softmax)
+  }
+  loss: categorical_crossentropy
+  optimizer: SGD()
+}
+""",
+    "bidirectional": """
+model bi {
+  seed: 1
+  data { source: digits }
+  input: (8, 8)
+  layers {
+    Bidirectional(LSTM(5, return_sequences=true))
+    Bidirectional(GRU(4, return_sequences=true), merge_mode=sum)
+    Bidirectional(SimpleRNN(3, return_sequences=true, use_bias=false), ave)
+    Bidirectional(GRU(3, return_sequences=true, use_bias=false), merge_mode=mul)
+    Bidirectional(LSTM(6, use_bias=false), merge_mode=concat)
     Dense(10, activation=softmax)
   }
   loss: categorical_crossentropy

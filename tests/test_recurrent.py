@@ -75,7 +75,7 @@ def test_params_and_outputs_match_keras(layers, rnn_params):
     ts.net.eval()
     ty = torch.as_tensor(x)
     with torch.no_grad():
-        for mod, kout in zip(ts.net.seq, kouts):
+        for mod, kout in zip(ts.net.children(), kouts):
             ty = mod(ty)
             np.testing.assert_allclose(ty.numpy(), np.asarray(kout), rtol=0, atol=1e-13)
 

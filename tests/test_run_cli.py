@@ -414,7 +414,7 @@ def test_torch_model_loads_into_a_fresh_session(runs):
 def test_keras_model_loads_with_load_model(runs):
     import keras
 
-    import dlc.backends.keras.layers  # noqa: F401 — registers dlc's dropout layer
+    import dlc.backends.keras.library  # noqa: F401 — registers dlc's custom Keras objects
 
     run, _ = runs["keras"]
     _, test = _test_split(run)
@@ -433,7 +433,7 @@ def test_both_saved_models_predict_the_same(runs):
     import keras
     import torch
 
-    import dlc.backends.keras.layers  # noqa: F401
+    import dlc.backends.keras.library  # noqa: F401
     from dlc.backends.torch.session import Session
 
     spec, test = _test_split(runs["torch"][0])

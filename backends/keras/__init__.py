@@ -1,29 +1,3 @@
-"""The Keras 3 (TensorFlow) backend: Keras layers and optimizers, dlc's weights, batches and dropout masks.
-
-TensorFlow's native libraries print start-up notices on stderr (absl and oneDNN lines) before any log level
-applies; they are silenced here by pointing file descriptor 2 elsewhere while TensorFlow is first imported, so a
-failing `dlc run --backend keras` still prints exactly one line.
-"""
-
-import os
-import sys
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-
-def _import_tensorflow_quietly() -> None:
-    if "tensorflow" in sys.modules:
-        return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as null:
-            os.dup2(null.fileno(), 2)
-            import keras  # noqa: F401
-            import tensorflow  # noqa: F401
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-
-
-_import_tensorflow_quietly()
+"""The Keras 3 (TensorFlow) backend: lower.py maps each IR class to an expression over Keras and library.py
+(framework-free, so the support matrix needs no TensorFlow); session.py builds and trains the model. Importing
+library.py or session.py imports TensorFlow, quietly (quiet.py)."""

@@ -8,82 +8,96 @@ weight exchange is a plain copy. Every step is computed with the same operations
   GRU        mx = x·K + b_in;  mi = h·R + b_rec;  z = σ(mx_z + mi_z);  r = σ(mx_r + mi_r);
              hh = act(mx_h + r·mi_h);  h = z·h + (1 − z)·hh
 
-Activations flow in Keras' layout (batch, steps, features); the initial state is zeros."""
+Activations flow in Keras' layout (batch, steps, features); the initial state is zeros. Built from plain
+arguments (backends/torch/lower.py maps the IR to them)."""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-from dlc.compiler.spec import LayerInfo
 
-KINDS = ("SimpleRNN", "LSTM", "GRU")
+class Recurrent(nn.Module):
+    """The loop over time steps shared by SimpleRNN, LSTM and GRU; a subclass defines one step."""
 
+    gates = 1
 
-class RecurrentT(nn.Module):
-    def __init__(self, layer, info: LayerInfo, act, recurrent_act):
+    def __init__(self, n_in: int, units: int, use_bias: bool = True, activation=torch.tanh,
+                 recurrent_activation=torch.sigmoid, return_sequences: bool = False):
         super().__init__()
-        shapes = {w.name: tuple(w.shape) for w in info.weights}
-        self.kind = layer.kind
-        self.units = layer.units
-        self.kernel = nn.Parameter(torch.empty(shapes["kernel"]))
-        self.recurrent_kernel = nn.Parameter(torch.empty(shapes["recurrent_kernel"]))
-        self.bias = nn.Parameter(torch.empty(shapes["bias"])) if "bias" in shapes else None
-        self.act = act
-        self.ract = recurrent_act
-        self.return_sequences = layer.return_sequences
+        g = self.gates * units
+        self.kernel = nn.Parameter(torch.zeros(n_in, g))
+        self.recurrent_kernel = nn.Parameter(torch.zeros(units, g))
+        self.bias = nn.Parameter(torch.zeros(self.bias_shape(units))) if use_bias else None
+        self.units, self.act, self.ract = units, activation, recurrent_activation
+        self.return_sequences = return_sequences
 
-    def _step(self, x, state):
-        u, act, ract, b = self.units, self.act, self.ract, self.bias
-        if self.kind == "SimpleRNN":
-            (h,) = state
-            y = x @ self.kernel
-            if b is not None:
-                y = y + b
-            y = act(y + h @ self.recurrent_kernel)
-            return y, (y,)
-        if self.kind == "LSTM":
-            h, c = state
-            z = x @ self.kernel
-            z = z + h @ self.recurrent_kernel
-            if b is not None:
-                z = z + b
-            i = ract(z[:, :u])
-            f = ract(z[:, u:2 * u])
-            c = f * c + i * act(z[:, 2 * u:3 * u])
-            o = ract(z[:, 3 * u:])
-            h = o * act(c)
-            return h, (h, c)
-        # GRU, reset_after=True
+    def bias_shape(self, units: int) -> tuple[int, ...]:
+        return (self.gates * units,)
+
+    def initial_state(self, zeros):
+        return (zeros,)
+
+    def forward(self, x):
+        zeros = torch.zeros((x.shape[0], self.units), dtype=x.dtype, device=x.device)
+        state, y, outs = self.initial_state(zeros), zeros, []
+        for t in range(x.shape[1]):
+            y, state = self.step(x[:, t, :], state)
+            if self.return_sequences:
+                outs.append(y)
+        return torch.stack(outs, dim=1) if self.return_sequences else y
+
+
+class SimpleRNN(Recurrent):
+    def step(self, x, state):
         (h,) = state
+        y = x @ self.kernel
+        if self.bias is not None:
+            y = y + self.bias
+        y = self.act(y + h @ self.recurrent_kernel)
+        return y, (y,)
+
+
+class LSTM(Recurrent):
+    gates = 4
+
+    def initial_state(self, zeros):
+        return (zeros, zeros)
+
+    def step(self, x, state):
+        h, c = state
+        u = self.units
+        z = x @ self.kernel
+        z = z + h @ self.recurrent_kernel
+        if self.bias is not None:
+            z = z + self.bias
+        i = self.ract(z[:, :u])
+        f = self.ract(z[:, u:2 * u])
+        c = f * c + i * self.act(z[:, 2 * u:3 * u])
+        o = self.ract(z[:, 3 * u:])
+        h = o * self.act(c)
+        return h, (h, c)
+
+
+class GRU(Recurrent):
+    """reset_after=True: the bias is (2, 3·units), input bias then recurrent bias."""
+
+    gates = 3
+
+    def bias_shape(self, units):
+        return (2, 3 * units)
+
+    def step(self, x, state):
+        (h,) = state
+        u, b = self.units, self.bias
         mx = x @ self.kernel
         if b is not None:
             mx = mx + b[0]
         mi = h @ self.recurrent_kernel
         if b is not None:
             mi = mi + b[1]
-        z = ract(mx[:, :u] + mi[:, :u])
-        r = ract(mx[:, u:2 * u] + mi[:, u:2 * u])
-        hh = act(mx[:, 2 * u:] + r * mi[:, 2 * u:])
+        z = self.ract(mx[:, :u] + mi[:, :u])
+        r = self.ract(mx[:, u:2 * u] + mi[:, u:2 * u])
+        hh = self.act(mx[:, 2 * u:] + r * mi[:, 2 * u:])
         h = z * h + (1 - z) * hh
         return h, (h,)
-
-    def forward(self, x):
-        n, steps = x.shape[0], x.shape[1]
-        zeros = torch.zeros((n, self.units), dtype=x.dtype, device=x.device)
-        state = (zeros, zeros) if self.kind == "LSTM" else (zeros,)
-        outs = []
-        y = zeros
-        for t in range(steps):
-            y, state = self._step(x[:, t, :], state)
-            if self.return_sequences:
-                outs.append(y)
-        return torch.stack(outs, dim=1) if self.return_sequences else y
-
-
-def lower(info: LayerInfo, activation) -> nn.Module:
-    """`activation`: backends.torch.layers.activation (IR activation -> torch function)."""
-    layer = info.layer
-    ract = getattr(layer, "recurrent_activation", None)
-    return RecurrentT(layer, info, activation(layer.activation),
-                      activation(ract) if ract is not None else torch.sigmoid)

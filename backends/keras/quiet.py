@@ -1,0 +1,30 @@
+"""Imports TensorFlow and Keras with their start-up notices silenced; library.py and session.py import this first.
+
+TensorFlow's native libraries print start-up notices on stderr (absl and oneDNN lines) before any log level
+applies; they are silenced here by pointing file descriptor 2 elsewhere while TensorFlow is first imported, so a
+failing `dlc run --backend keras` still prints exactly one line. (Not in the package's __init__: lower.py, in the
+same package, must import no framework.)
+"""
+
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _import_tensorflow_quietly() -> None:
+    if "tensorflow" in sys.modules:
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            import keras  # noqa: F401
+            import tensorflow  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+_import_tensorflow_quietly()

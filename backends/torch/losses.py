@@ -1,0 +1,84 @@
+"""Keras' losses, weight penalties, constraints and metric statistics on torch tensors, from plain arguments.
+
+Crossentropies take the logits of the fused softmax/sigmoid output (log-softmax / log-sigmoid, no clipping): the
+exact counterparts of the with-logits kernels Keras-TF uses after a softmax or sigmoid output layer."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def categorical_crossentropy(logits, y):
+    return -(y * F.log_softmax(logits, dim=-1)).sum(dim=-1).mean()
+
+
+def sparse_categorical_crossentropy(logits, y):
+    return F.cross_entropy(logits, y)
+
+
+def binary_crossentropy(logits, y):
+    return F.binary_cross_entropy_with_logits(logits, y)
+
+
+def mse(out, y):
+    return ((y - out) ** 2).mean(dim=-1).mean()
+
+
+def mae(out, y):
+    return (y - out).abs().mean(dim=-1).mean()
+
+
+def huber(out, y, delta=1.0):
+    err = (y - out).abs()
+    return torch.where(err <= delta, 0.5 * err * err, delta * err - 0.5 * delta * delta).mean(dim=-1).mean()
+
+
+def penalty(t, l1=0.0, l2=0.0):
+    """Keras' regularizer l1·Σ|w| + l2·Σw² (the lowering passes the coefficients cast through float32)."""
+    term = None
+    if l1:
+        term = l1 * t.abs().sum()
+    if l2:
+        sq = l2 * (t * t).sum()
+        term = sq if term is None else term + sq
+    return term
+
+
+@torch.no_grad()
+def max_norm(w, max_value, axis=0):
+    """Keras MaxNorm after each step: w·clip(n, 0, max)/(1e-7 + n), n the L2 norm along `axis`."""
+    norms = torch.sqrt((w * w).sum(dim=axis, keepdim=True))
+    w.copy_(w * (torch.clamp(norms, 0, max_value) / (1e-7 + norms)))
+
+
+@torch.no_grad()
+def unit_norm(w, axis=0):
+    norms = torch.sqrt((w * w).sum(dim=axis, keepdim=True))
+    w.copy_(w / (1e-7 + norms))
+
+
+@torch.no_grad()
+def non_neg(w):
+    w.copy_(torch.clamp(w, min=0))
+
+
+def regression_stats(out, y):
+    """[Σ(y−ŷ)², Σ|y−ŷ|, count] for the regression metrics (dlc/metrics.py)."""
+    err = y - out
+    return torch.stack([(err * err).sum(), err.abs().sum(),
+                        torch.tensor(float(err.numel()), dtype=err.dtype, device=err.device)])
+
+
+def confusion_stats(out, y, k):
+    """The k×k confusion matrix (rows: true class, columns: predicted) of argmax outputs."""
+    pred = out.argmax(dim=-1)
+    true = y if y.dim() == 1 else y.argmax(dim=-1)
+    return torch.bincount(true * k + pred, minlength=k * k).view(k, k).to(out.dtype)
+
+
+def binary_stats(out, y, threshold=0.5):
+    """The 2×2 confusion matrix of out > threshold (0 on logits, 0.5 on probabilities)."""
+    pred = (out > threshold).long().view(-1)
+    true = y.long().view(-1)
+    return torch.bincount(true * 2 + pred, minlength=4).view(2, 2).to(out.dtype)

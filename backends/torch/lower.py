@@ -1,0 +1,310 @@
+"""IR → PyTorch, one lowering per IR class, side by side (the torch backend and the emitted torch script).
+
+Each function returns an expression over backends/torch/library.py's names (modules.py, recurrent.py,
+activations.py, losses.py, optimizers.py, plus torch, F and partial); `ref("step")` is the dropout step counter.
+This module imports no framework: the support matrix is computed from these registrations alone."""
+
+from __future__ import annotations
+
+from dlc.backends.lowering import TORCH, Context, call, lowers, ref
+from dlc.compiler import functions as fn
+from dlc.compiler import layers as L
+from dlc.compiler import training as T
+from dlc.rng import dropout_base, dropout_threshold
+from dlc.semantics import as_float32, same_pad
+
+
+def _partial(name: str, **kwargs):
+    return call("partial", ref(name), **kwargs)
+
+
+def _act(ctx: Context, act):
+    """An activation argument: None for linear (the module skips it)."""
+    lowered = ctx.activation(act)
+    return None if lowered == ref("linear") else lowered
+
+
+def _no_fused_output(layer, ctx: Context) -> None:
+    from dlc.backends.lowering import LoweringMissing
+
+    if ctx.fused:
+        raise LoweringMissing(f"{layer.kind} as the output layer", ctx.target, layer.at,
+                              "not supported (its activation cannot be fused into the loss; add a Dense)")
+
+
+# -------------------------------------------------------------------------------------------------- layers
+
+
+@lowers(L.Dense, targets=TORCH)
+def dense(layer: L.Dense, ctx: Context):
+    return call("Dense", ctx.in_shape[-1], layer.units, use_bias=layer.use_bias, activation=_act(ctx, layer.activation))
+
+
+@lowers(L.Maxout, targets=TORCH)
+def maxout(layer: L.Maxout, ctx: Context):
+    return call("Maxout", ctx.in_shape[-1], layer.units, layer.pieces, use_bias=layer.use_bias,
+                activation=_act(ctx, layer.activation))
+
+
+@lowers(L.Conv2D, targets=TORCH)
+def conv2d(layer: L.Conv2D, ctx: Context):
+    ks, ss = layer._ks()
+    return call("Conv2D", ctx.in_shape[-1], layer.filters, ks, strides=ss, pad=_pad2d(layer, ctx, ks, ss),
+                use_bias=layer.use_bias, activation=_act(ctx, layer.activation))
+
+
+@lowers(L.Conv1D, targets=TORCH)
+def conv1d(layer: L.Conv1D, ctx: Context):
+    (k,), (s,) = layer._ks()
+    pad = same_pad(ctx.in_shape[0], k, s) if layer.padding == "same" else (0, 0)
+    return call("Conv1D", ctx.in_shape[-1], layer.filters, k, strides=s, pad=pad, use_bias=layer.use_bias,
+                activation=_act(ctx, layer.activation))
+
+
+def _pad2d(layer, ctx: Context, ks, ss) -> tuple[int, int, int, int]:
+    """(left, right, top, bottom): TF's 'same' split on a 2-D (or a 1×L) input, zeros for 'valid'."""
+    if layer.padding != "same":
+        return (0, 0, 0, 0)
+    spatial = ctx.in_shape[:-1] if len(ctx.in_shape) == 3 else (1,) + ctx.in_shape[:-1]
+    (top, bottom), (left, right) = same_pad(spatial[0], ks[0], ss[0]), same_pad(spatial[1], ks[1], ss[1])
+    return (left, right, top, bottom)
+
+
+def _pool(layer, ctx: Context, mode: str):
+    ps, ss = layer._ps()
+    one_d = layer.rank == 1
+    if one_d:
+        ps, ss = (1,) + tuple(ps), (1,) + tuple(ss)
+    spatial = (1,) + ctx.in_shape[:-1] if one_d else ctx.in_shape[:-1]
+    pad = _pad2d(layer, ctx, ps, ss)
+    return call("Pool", mode, tuple(ps), tuple(ss), pad=pad if any(pad) else None,
+                spatial=spatial if any(pad) and mode == "avg" else None, one_d=one_d or None)
+
+
+@lowers(L.MaxPool2D, L.MaxPool1D, targets=TORCH)
+def max_pool(layer, ctx: Context):
+    return _pool(layer, ctx, "max")
+
+
+@lowers(L.AvgPool2D, L.AvgPool1D, targets=TORCH)
+def avg_pool(layer, ctx: Context):
+    return _pool(layer, ctx, "avg")
+
+
+@lowers(L.GlobalAvgPool1D, L.GlobalAvgPool2D, targets=TORCH)
+def global_avg_pool(layer, ctx: Context):
+    return call("GlobalPool", "avg")
+
+
+@lowers(L.GlobalMaxPool1D, L.GlobalMaxPool2D, targets=TORCH)
+def global_max_pool(layer, ctx: Context):
+    return call("GlobalPool", "max")
+
+
+@lowers(L.Flatten, targets=TORCH)
+def flatten(layer, ctx: Context):
+    return call("Flatten")
+
+
+@lowers(L.Reshape, targets=TORCH)
+def reshape(layer: L.Reshape, ctx: Context):
+    return call("Reshape", ctx.out_shape)
+
+
+@lowers(L.Dropout, targets=TORCH)
+def dropout(layer: L.Dropout, ctx: Context):
+    return call("HashDropout", layer.rate, dropout_base(ctx.spec.seed, ctx.info.index), dropout_threshold(layer.rate),
+                ref("step"))
+
+
+@lowers(L.ActivationLayer, targets=TORCH)
+def activation_layer(layer: L.ActivationLayer, ctx: Context):
+    return call("Activation", ctx.activation(layer.activation))
+
+
+@lowers(L.Softmax, targets=TORCH)
+def softmax_layer(layer: L.Softmax, ctx: Context):
+    return call("Activation", ref("linear") if ctx.fused else _partial("softmax", dim=layer.axis))
+
+
+@lowers(L.BatchNorm, targets=TORCH)
+def batch_norm(layer: L.BatchNorm, ctx: Context):
+    return call("BatchNorm", ctx.in_shape[-1], momentum=layer.momentum, epsilon=layer.epsilon, center=layer.center,
+                scale=layer.scale)
+
+
+@lowers(L.LayerNorm, targets=TORCH)
+def layer_norm(layer: L.LayerNorm, ctx: Context):
+    return call("LayerNorm", ctx.in_shape[-1], epsilon=layer.epsilon, center=layer.center, scale=layer.scale)
+
+
+@lowers(L.Embedding, targets=TORCH)
+def embedding(layer: L.Embedding, ctx: Context):
+    return call("Embedding", layer.input_dim, layer.output_dim)
+
+
+@lowers(L.LeakyReLU, targets=TORCH)
+def leaky_relu_layer(layer: L.LeakyReLU, ctx: Context):
+    return call("Activation", _partial("leaky_relu", alpha=as_float32(layer.alpha)))
+
+
+@lowers(L.ELU, targets=TORCH)
+def elu_layer(layer: L.ELU, ctx: Context):
+    return call("Activation", _partial("elu", alpha=layer.alpha))
+
+
+@lowers(L.PReLU, targets=TORCH)
+def prelu(layer: L.PReLU, ctx: Context):
+    return call("PReLU", ctx.in_shape)
+
+
+@lowers(L.SimpleRNN, L.LSTM, L.GRU, targets=TORCH)
+def recurrent(layer, ctx: Context):
+    _no_fused_output(layer, ctx)
+    ract = getattr(layer, "recurrent_activation", None)
+    return call(layer.kind, ctx.in_shape[-1], layer.units, use_bias=layer.use_bias,
+                activation=ctx.lower(layer.activation),
+                recurrent_activation=ctx.lower(ract) if ract is not None else None,
+                return_sequences=layer.return_sequences or None)
+
+
+@lowers(L.Residual, targets=TORCH)
+def residual(layer: L.Residual, ctx: Context):
+    """The body's lowered layers arrive from the network builder (backends/torch/library.build_network)."""
+    return call("Residual")
+
+
+# --------------------------------------------------------------------------------------------- activations
+
+
+def _named(name: str):
+    def lower(act, ctx: Context):
+        return ref(name)
+
+    return lower
+
+
+for _cls, _name in [(fn.Linear, "linear"), (fn.Sigmoid, "torch.sigmoid"), (fn.HardSigmoid, "hard_sigmoid"),
+                    (fn.Tanh, "torch.tanh"), (fn.Relu, "F.relu"), (fn.Relu6, "F.relu6"), (fn.Selu, "F.selu"),
+                    (fn.Gelu, "gelu"), (fn.Swish, "F.silu"), (fn.Softplus, "softplus"), (fn.Softsign, "F.softsign"),
+                    (fn.Softmax, "softmax")]:
+    lowers(_cls, targets=TORCH)(_named(_name))
+
+
+@lowers(fn.LeakyReluActivation, targets=TORCH)
+def leaky_relu(act, ctx: Context):
+    return _partial("leaky_relu", alpha=as_float32(act.alpha))
+
+
+@lowers(fn.EluActivation, targets=TORCH)
+def elu(act, ctx: Context):
+    return _partial("elu", alpha=act.alpha)
+
+
+# ----------------------------------------------------------------------------------- regularizers, constraints
+
+
+@lowers(fn.L1, fn.L2, fn.L1L2, targets=TORCH)
+def penalty(reg, ctx: Context):
+    """Coefficients cast through float32, as Keras casts them."""
+    return _partial("penalty", l1=as_float32(reg.l1) if reg.l1 else None, l2=as_float32(reg.l2) if reg.l2 else None)
+
+
+@lowers(fn.MaxNorm, targets=TORCH)
+def max_norm(c: fn.MaxNorm, ctx: Context):
+    return _partial("max_norm", max_value=c.max_value, axis=c.axis)
+
+
+@lowers(fn.UnitNorm, targets=TORCH)
+def unit_norm(c: fn.UnitNorm, ctx: Context):
+    return _partial("unit_norm", axis=c.axis)
+
+
+@lowers(fn.NonNeg, targets=TORCH)
+def non_neg(c, ctx: Context):
+    return ref("non_neg")
+
+
+# ------------------------------------------------------------------------------------------------- optimizers
+
+
+def _optimizer(name: str, opt, *fields: str):
+    common = {k: getattr(opt, k) for k in ("clipnorm", "clipvalue", "global_clipnorm", "weight_decay")}
+    return _partial(name, learning_rate=opt.learning_rate, **{f: getattr(opt, f) for f in fields}, **common)
+
+
+@lowers(T.SGD, targets=TORCH)
+def sgd(opt: T.SGD, ctx: Context):
+    return _optimizer("SGD", opt, "momentum", "nesterov")
+
+
+@lowers(T.RMSprop, targets=TORCH)
+def rmsprop(opt: T.RMSprop, ctx: Context):
+    return _optimizer("RMSprop", opt, "rho", "momentum", "epsilon", "centered")
+
+
+@lowers(T.Adam, T.AdamW, targets=TORCH)
+def adam(opt: T.Adam, ctx: Context):
+    return _optimizer("Adam", opt, "beta_1", "beta_2", "epsilon", "amsgrad")
+
+
+@lowers(T.Adagrad, targets=TORCH)
+def adagrad(opt: T.Adagrad, ctx: Context):
+    return _optimizer("Adagrad", opt, "initial_accumulator_value", "epsilon")
+
+
+@lowers(T.Adadelta, targets=TORCH)
+def adadelta(opt: T.Adadelta, ctx: Context):
+    return _optimizer("Adadelta", opt, "rho", "epsilon")
+
+
+@lowers(T.Nadam, targets=TORCH)
+def nadam(opt: T.Nadam, ctx: Context):
+    return _optimizer("Nadam", opt, "beta_1", "beta_2", "epsilon")
+
+
+# ----------------------------------------------------------------------------------------------------- losses
+
+
+@lowers(T.CategoricalCrossentropy, targets=TORCH)
+def categorical_crossentropy(loss, ctx: Context):
+    return ref("categorical_crossentropy")
+
+
+@lowers(T.SparseCategoricalCrossentropy, targets=TORCH)
+def sparse_categorical_crossentropy(loss, ctx: Context):
+    return ref("sparse_categorical_crossentropy")
+
+
+@lowers(T.BinaryCrossentropy, targets=TORCH)
+def binary_crossentropy(loss, ctx: Context):
+    return ref("binary_crossentropy")
+
+
+@lowers(T.MSE, targets=TORCH)
+def mse(loss, ctx: Context):
+    return ref("mse")
+
+
+@lowers(T.MAE, targets=TORCH)
+def mae(loss, ctx: Context):
+    return ref("mae")
+
+
+@lowers(T.Huber, targets=TORCH)
+def huber(loss: T.Huber, ctx: Context):
+    return _partial("huber", delta=loss.delta)
+
+
+def metric_stats(spec, fused: str | None):
+    """The metric statistics the task needs (dlc/metrics.py turns them into metrics)."""
+    task = type(spec.loss).task
+    if task == "regression":
+        return ref("regression_stats"), (3,)
+    if task == "binary":
+        return _partial("binary_stats", threshold=0.0 if fused else 0.5), (2, 2)
+    k = spec.output_shape()[-1]
+    return _partial("confusion_stats", k=k), (k, k)
+
+
+from . import lower_new_layers  # noqa: F401  (registers the lowerings of the layers added there)

@@ -1,0 +1,286 @@
+"""Keras' layers as torch modules, built from plain arguments (backends/torch/lower.py maps the IR to them).
+
+Two rules make the weight exchange a plain copy by name and let an emitted script reuse this code as it is:
+activations flow channels-last (Keras' NHWC / NLC: convolutions and pools permute internally), and every
+parameter or buffer is named as the IR weight and kept in the IR's (Keras') layout (a conv kernel is HWIO and
+permuted to torch's OIHW inside `forward`, which changes no number)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dlc.rng import C1, C2, M32, fmix32
+
+
+class StepCounter:
+    """The global optimizer step, a device tensor shared by every dropout module (no host sync)."""
+
+    def __init__(self, device=None):
+        self.value = torch.zeros((), dtype=torch.int64, device=device)
+
+
+class Sequential(nn.Module):
+    """Layers applied in order, each under its spec name (`net.dense_0`)."""
+
+    def __init__(self, **layers: nn.Module):
+        super().__init__()
+        for name, layer in layers.items():
+            self.add_module(name, layer)
+
+    def forward(self, x):
+        for layer in self.children():
+            x = layer(x)
+        return x
+
+
+class Residual(Sequential):
+    """output = input + body(input)."""
+
+    def forward(self, x):
+        return x + super().forward(x)
+
+
+class Activation(nn.Module):
+    def __init__(self, fn):
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, x):
+        return self.fn(x)
+
+
+class Dense(nn.Module):
+    """y = activation(x @ kernel + bias), kernel [in, out] as in Keras."""
+
+    def __init__(self, n_in: int, units: int, use_bias: bool = True, activation=None):
+        super().__init__()
+        self.kernel = nn.Parameter(torch.zeros(n_in, units))
+        self.bias = nn.Parameter(torch.zeros(units)) if use_bias else None
+        self.activation = activation
+
+    def forward(self, x):
+        y = x @ self.kernel
+        if self.bias is not None:
+            y = y + self.bias
+        return y if self.activation is None else self.activation(y)
+
+
+class Maxout(Dense):
+    """Dense to units·pieces, viewed as (..., units, pieces) (Keras' grouping), max over the pieces."""
+
+    def __init__(self, n_in: int, units: int, pieces: int, use_bias: bool = True, activation=None):
+        super().__init__(n_in, units * pieces, use_bias)
+        self.units, self.pieces, self.act = units, pieces, activation
+
+    def forward(self, x):
+        y = super().forward(x)
+        y = y.reshape(y.shape[:-1] + (self.units, self.pieces)).amax(dim=-1)
+        return y if self.act is None else self.act(y)
+
+
+class Conv2D(nn.Module):
+    """Keras Conv2D on NHWC; kernel HWIO; `pad` = (left, right, top, bottom), TF's 'same' split or zeros."""
+
+    def __init__(self, c_in: int, filters: int, kernel_size: tuple[int, int], strides: tuple[int, int] = (1, 1),
+                 pad: tuple[int, int, int, int] = (0, 0, 0, 0), use_bias: bool = True, activation=None):
+        super().__init__()
+        self.kernel = nn.Parameter(torch.zeros(*kernel_size, c_in, filters))
+        self.bias = nn.Parameter(torch.zeros(filters)) if use_bias else None
+        self.strides, self.pad, self.activation = tuple(strides), tuple(pad), activation
+
+    def forward(self, x):
+        x = x.permute(0, 3, 1, 2)
+        if any(self.pad):
+            x = F.pad(x, self.pad)
+        y = F.conv2d(x, self.kernel.permute(3, 2, 0, 1), self.bias, self.strides).permute(0, 2, 3, 1)
+        return y if self.activation is None else self.activation(y)
+
+
+class Conv1D(nn.Module):
+    """Keras Conv1D on NLC; kernel (k, in, out); `pad` = (before, after)."""
+
+    def __init__(self, c_in: int, filters: int, kernel_size: int, strides: int = 1, pad: tuple[int, int] = (0, 0),
+                 use_bias: bool = True, activation=None):
+        super().__init__()
+        self.kernel = nn.Parameter(torch.zeros(kernel_size, c_in, filters))
+        self.bias = nn.Parameter(torch.zeros(filters)) if use_bias else None
+        self.strides, self.pad, self.activation = strides, tuple(pad), activation
+
+    def forward(self, x):
+        x = x.permute(0, 2, 1)
+        if any(self.pad):
+            x = F.pad(x, self.pad)
+        y = F.conv1d(x, self.kernel.permute(2, 1, 0), self.bias, self.strides).permute(0, 2, 1)
+        return y if self.activation is None else self.activation(y)
+
+
+class Pool(nn.Module):
+    """Max or average pooling over NHWC (a 1-D pool runs as a 1×L image). `pad` = (left, right, top, bottom):
+    max pads with −inf; average divides each window's sum by its number of valid elements, as TF does."""
+
+    def __init__(self, mode: str, pool_size: tuple[int, int], strides: tuple[int, int],
+                 pad: tuple[int, int, int, int] = (0, 0, 0, 0), spatial: tuple[int, int] = (1, 1),
+                 one_d: bool = False):
+        super().__init__()
+        self.mode, self.k, self.s, self.pad, self.one_d = mode, tuple(pool_size), tuple(strides), tuple(pad), one_d
+        if mode == "avg" and any(self.pad):
+            ones = F.pad(torch.ones((1, 1) + tuple(spatial), dtype=torch.float64), self.pad)
+            self.register_buffer("count", F.avg_pool2d(ones, self.k, self.s, divisor_override=1), persistent=False)
+
+    def forward(self, x):
+        if self.one_d:
+            x = x.unsqueeze(1)
+        x = x.permute(0, 3, 1, 2)
+        if self.mode == "max":
+            y = F.max_pool2d(F.pad(x, self.pad, value=-math.inf) if any(self.pad) else x, self.k, self.s)
+        elif any(self.pad):
+            y = F.avg_pool2d(F.pad(x, self.pad), self.k, self.s, divisor_override=1) / self.count
+        else:
+            y = F.avg_pool2d(x, self.k, self.s)
+        y = y.permute(0, 2, 3, 1)
+        return y.squeeze(1) if self.one_d else y
+
+
+class GlobalPool(nn.Module):
+    """Mean or max over the spatial axes (channels-last); max shares the gradient among ties, as tf.reduce_max."""
+
+    def __init__(self, mode: str):
+        super().__init__()
+        self.mode = mode
+
+    def forward(self, x):
+        dims = tuple(range(1, x.dim() - 1))
+        return x.mean(dim=dims) if self.mode == "avg" else x.amax(dim=dims)
+
+
+class Flatten(nn.Module):
+    """Flattens channels-last (H, W, C) order, as Keras does."""
+
+    def forward(self, x):
+        return x.reshape(x.shape[0], -1)
+
+
+class Reshape(nn.Module):
+    def __init__(self, target_shape: tuple[int, ...]):
+        super().__init__()
+        self.target_shape = tuple(target_shape)
+
+    def forward(self, x):
+        return x.reshape((x.shape[0],) + self.target_shape)
+
+
+def _mul32_(x: torch.Tensor, c: int, tmp: torch.Tensor) -> None:
+    """x <- (x * c) mod 2^32 in place, with the int64 operations of dlc.rng.mul32."""
+    lo, hi = c & 0xFFFF, c >> 16
+    torch.mul(x, hi, out=tmp)
+    tmp.bitwise_and_(0xFFFF).bitwise_left_shift_(16)
+    x.mul_(lo).add_(tmp).bitwise_and_(M32)
+
+
+class HashDropout(nn.Module):
+    """Inverted dropout with dlc's hash masks: keep element i (channels-last order) where
+    fmix32(i ^ fmix32(base ^ step)) >> 8 >= threshold; the same bits as dlc.rng.dropout_keep_numpy."""
+
+    def __init__(self, rate: float, base: int, threshold: int, step: StepCounter):
+        super().__init__()
+        self.rate, self.base, self.threshold, self.step = rate, base, threshold, step
+        self.scale = 1.0 / (1.0 - rate)
+        self._idx = None
+
+    def forward(self, x):
+        if not self.training or self.rate == 0:
+            return x
+        n = x.numel()
+        if self._idx is None or self._idx.numel() != n or self._idx.device != x.device:
+            self._idx = torch.arange(n, dtype=torch.int64, device=x.device) & M32
+            self._h, self._t = torch.empty_like(self._idx), torch.empty_like(self._idx)
+        key = fmix32(self.base ^ (self.step.value & M32))
+        h, t = self._h, self._t  # fmix32(idx ^ key) in place in two preallocated buffers
+        torch.bitwise_xor(self._idx, key, out=h)
+        h ^= h >> 16
+        _mul32_(h, C1, t)
+        h ^= h >> 15
+        _mul32_(h, C2, t)
+        h ^= h >> 16
+        keep = (h >> 8) >= self.threshold
+        return torch.where(keep.view(x.shape), x * self.scale, torch.zeros((), dtype=x.dtype, device=x.device))
+
+
+class BatchNorm(nn.Module):
+    """Keras BatchNormalization: var = mean((x − stop_grad(mean))²) (biased), the moving averages weigh the old
+    value by `momentum`; inv = rsqrt(var + eps)·gamma, y = x·inv + (beta − mean·inv)."""
+
+    def __init__(self, channels: int, momentum: float = 0.99, epsilon: float = 1e-3, center: bool = True,
+                 scale: bool = True):
+        super().__init__()
+        self.gamma = nn.Parameter(torch.ones(channels)) if scale else None
+        self.beta = nn.Parameter(torch.zeros(channels)) if center else None
+        self.register_buffer("moving_mean", torch.zeros(channels))
+        self.register_buffer("moving_variance", torch.ones(channels))
+        self.momentum, self.epsilon = momentum, epsilon
+
+    def forward(self, x):
+        if self.training:
+            dims = tuple(range(x.dim() - 1))
+            mean = x.mean(dim=dims)
+            var = ((x - mean.detach()) ** 2).mean(dim=dims)
+            with torch.no_grad():
+                m = self.momentum
+                self.moving_mean.mul_(m).add_(mean.detach() * (1 - m))
+                self.moving_variance.mul_(m).add_(var.detach() * (1 - m))
+        else:
+            mean, var = self.moving_mean, self.moving_variance
+        inv = torch.rsqrt(var + self.epsilon)
+        if self.gamma is not None:
+            inv = inv * self.gamma
+        shift = -mean * inv
+        if self.beta is not None:
+            shift = self.beta + shift
+        return x * inv + shift
+
+
+class LayerNorm(nn.Module):
+    """Keras LayerNormalization over the last axis, computed as tf.nn.moments and BatchNorm above."""
+
+    def __init__(self, channels: int, epsilon: float = 1e-3, center: bool = True, scale: bool = True):
+        super().__init__()
+        self.gamma = nn.Parameter(torch.ones(channels)) if scale else None
+        self.beta = nn.Parameter(torch.zeros(channels)) if center else None
+        self.epsilon = epsilon
+
+    def forward(self, x):
+        mean = x.mean(dim=-1, keepdim=True)
+        var = ((x - mean.detach()) ** 2).mean(dim=-1, keepdim=True)
+        inv = torch.rsqrt(var + self.epsilon)
+        if self.gamma is not None:
+            inv = inv * self.gamma
+        shift = -mean * inv
+        if self.beta is not None:
+            shift = shift + self.beta
+        return x * inv + shift
+
+
+class Embedding(nn.Module):
+    """Keras Embedding: inputs (floats on dlc's data path) truncated to integer indices, as Keras' cast does."""
+
+    def __init__(self, input_dim: int, output_dim: int):
+        super().__init__()
+        self.embeddings = nn.Parameter(torch.zeros(input_dim, output_dim))
+
+    def forward(self, x):
+        return F.embedding(x.long(), self.embeddings)
+
+
+class PReLU(nn.Module):
+    """Keras PReLU: relu(x) − alpha·relu(−x), alpha of the input's shape (no shared axes)."""
+
+    def __init__(self, shape: tuple[int, ...]):
+        super().__init__()
+        self.alpha = nn.Parameter(torch.zeros(tuple(shape)))
+
+    def forward(self, x):
+        return F.relu(x) - self.alpha * F.relu(-x)

@@ -1,0 +1,144 @@
+"""One network's train and evaluation steps on torch, from plain parts (the session and the emitted script share
+it): losses and metric statistics accumulate on the device and are read once per epoch."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+
+
+class Trainer:
+    """`loss(out, y)`; `stats(out, y)` the metric statistics; `penalties` [(tensor, penalty)] and
+    `activity` [(module, penalty)] add Keras' regularizers, `constraints` [(tensor, constraint)] run after each
+    step; `step` is the counter that keys the dropout masks."""
+
+    def __init__(self, net, loss, optimizer, stats, stats_shape, step, penalties=(), activity=(), constraints=()):
+        self.net, self.loss, self.opt, self.stats, self.step = net, loss, optimizer, stats, step
+        self.stats_shape = tuple(stats_shape)
+        self.penalties, self.constraints = list(penalties), list(constraints)
+        self._acts = {}  # the latest forward's activity term per module (stale ones are overwritten, never summed)
+        for module, penalty in activity:
+            module.register_forward_hook(self._activity_hook(penalty))
+
+    def _activity_hook(self, penalty):
+        """Keras 3 (Layer.__call__): loss += regularizer(layer output) / batch size on every call, training and
+        evaluation alike; the output is the module's (with a fused last activation left out, as in Keras)."""
+
+        def hook(module, _inputs, out):
+            self._acts[id(module)] = penalty(out) / out.shape[0]
+
+        return hook
+
+    def activity_loss(self):
+        terms = list(self._acts.values())
+        self._acts.clear()
+        total = terms[0] if terms else None
+        for a in terms[1:]:
+            total = total + a
+        return total
+
+    def penalty_loss(self):
+        total = None
+        for tensor, penalty in self.penalties:
+            term = penalty(tensor)
+            if term is not None:
+                total = term if total is None else total + term
+        return total
+
+    def train_step(self, xb, yb):
+        out = self.net(xb)
+        loss = self.loss(out, yb)
+        act = self.activity_loss()
+        if act is not None:
+            loss = loss + act
+        reg = self.penalty_loss()
+        if reg is not None:
+            loss = loss + reg
+        self.opt.zero_grad()
+        loss.backward()
+        self.opt.step()
+        for tensor, constraint in self.constraints:
+            constraint(tensor)
+        self.step.value += 1
+        return out, loss
+
+    def train_epoch(self, x, y, perm: np.ndarray, batch_size: int, progress=None):
+        """Steps over the batches of `perm`: (per-step losses, metric statistics, batch sizes) as numpy."""
+        self.net.train()
+        n = len(perm)
+        perm_t = torch.as_tensor(perm, dtype=torch.int64).to(x.device)
+        steps = -(-n // batch_size)
+        losses = torch.zeros(steps, dtype=x.dtype, device=x.device)
+        stats = torch.zeros(self.stats_shape, dtype=x.dtype, device=x.device)
+        sizes = np.array([min(batch_size, n - i * batch_size) for i in range(steps)], dtype=np.float64)
+        last = time.perf_counter()
+        for i in range(steps):
+            idx = perm_t[i * batch_size:(i + 1) * batch_size]
+            yb = y[idx]
+            out, loss = self.train_step(x[idx], yb)
+            with torch.no_grad():
+                losses[i] = loss.detach()
+                stats += self.stats(out.detach(), yb)
+            if progress is not None and time.perf_counter() - last > 0.2:
+                progress(i + 1, steps)
+                last = time.perf_counter()
+        if progress is not None:
+            progress(steps, steps)
+        return losses.cpu().double().numpy(), stats.cpu().double().numpy(), sizes
+
+    @torch.no_grad()
+    def evaluate(self, x, y, batch_size: int):
+        """(mean loss + penalties, metric statistics) in inference mode."""
+        self.net.eval()
+        total = torch.zeros((), dtype=x.dtype, device=x.device)
+        stats = torch.zeros(self.stats_shape, dtype=x.dtype, device=x.device)
+        for i in range(0, len(x), batch_size):
+            xb, yb = x[i:i + batch_size], y[i:i + batch_size]
+            out = self.net(xb)
+            act = self.activity_loss()
+            loss = self.loss(out, yb)
+            total += (loss if act is None else loss + act) * len(xb)
+            stats += self.stats(out, yb)
+        loss = float(total) / len(x)
+        reg = self.penalty_loss()
+        if reg is not None:
+            loss += float(reg)
+        return loss, stats.cpu().double().numpy()
+
+
+def to_tensors(x: np.ndarray, y: np.ndarray, dtype, device=None):
+    """Features in the float dtype; integer labels as int64 (sparse crossentropy), other targets as floats."""
+    xt = torch.as_tensor(x, dtype=dtype).to(device)
+    yt = torch.as_tensor(y).to(device)
+    return xt, (yt.long() if yt.dtype in (torch.int64, torch.int32) else yt.to(dtype))
+
+
+def layer_modules(net) -> dict:
+    """Layer name -> module, residual bodies included (the network's submodules are named as the layers)."""
+    return {path.split(".")[-1]: m for path, m in net.named_modules() if path}
+
+
+def weight_tensor(module, wname: str):
+    """The parameter or buffer holding weight `wname` (named as the IR's weight, in Keras' layout)."""
+    obj = module
+    for part in wname.split("/"):
+        obj = getattr(obj, part)
+    return obj
+
+
+def set_weights(net, weights: dict) -> None:
+    """Copy {layer: {weight: array}} (Keras layouts) into the network."""
+    layers = layer_modules(net)
+    with torch.no_grad():
+        for lname, ws in weights.items():
+            for wname, arr in ws.items():
+                weight_tensor(layers[lname], wname).copy_(torch.as_tensor(np.ascontiguousarray(arr)))
+
+
+def get_weights(net, names: dict) -> dict:
+    """{layer: {weight: float64 array}} for `names` = {layer: [weight, ...]}."""
+    layers = layer_modules(net)
+    return {lname: {w: weight_tensor(layers[lname], w).detach().cpu().double().numpy().copy() for w in ws}
+            for lname, ws in names.items()}
