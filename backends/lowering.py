@@ -109,7 +109,12 @@ def render(expr, indent: int = 0, width: int = 110) -> str:
         items = [render(x, indent, width) for x in expr]
         return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"
     if isinstance(expr, dict):
-        return "{" + ", ".join(f"{k!r}: {render(v, indent, width)}" for k, v in expr.items()) + "}"
+        items = [f"{k!r}: {render(v, indent + 4, width)}" for k, v in expr.items()]
+        flat = "{" + ", ".join(items) + "}"
+        if indent + len(flat) <= width and "\n" not in flat:
+            return flat
+        pad = " " * (indent + 4)
+        return "{\n" + "".join(f"{pad}{i},\n" for i in items) + " " * indent + "}"
     if isinstance(expr, float):
         return repr(float(expr))
     return repr(expr)

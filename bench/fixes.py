@@ -39,11 +39,11 @@ def apply_torch(session, flush_denormals: bool = True):
 
 
 def uint32_dropout_call(self, x, training=False):
-    """Replacement for backends/keras/layers.py HashDropout.call."""
+    """Replacement for backends/keras/library.py HashDropout.call."""
     import tensorflow as tf
 
-    from dlc.backends.keras.layers import TFOps
-    from dlc.rng import _C1, _C2, fmix32
+    from dlc.backends.keras.library import TFOps
+    from dlc.rng import C1, C2, fmix32
 
     if not training or self.rate == 0 or self.step_var is None:
         return x
@@ -56,15 +56,15 @@ def uint32_dropout_call(self, x, training=False):
     def shr(a, k):
         return tf.bitwise.right_shift(a, tf.constant(k, tf.uint32))
 
-    h = tf.bitwise.bitwise_xor(h, shr(h, 16)) * tf.constant(_C1, tf.uint32)  # wraps mod 2^32
-    h = tf.bitwise.bitwise_xor(h, shr(h, 15)) * tf.constant(_C2, tf.uint32)
+    h = tf.bitwise.bitwise_xor(h, shr(h, 16)) * tf.constant(C1, tf.uint32)  # wraps mod 2^32
+    h = tf.bitwise.bitwise_xor(h, shr(h, 15)) * tf.constant(C2, tf.uint32)
     h = tf.bitwise.bitwise_xor(h, shr(h, 16))
     keep = tf.reshape(shr(h, 8) >= tf.constant(self.threshold, tf.uint32), tf.shape(x))
     return tf.where(keep, x * tf.constant(self.scale, x.dtype), tf.zeros((), x.dtype))
 
 
 def graph_slicing_train_epoch(self, handle, perm, batch_size, progress=None):
-    """Replacement for backends/keras/session.py Session.train_epoch (train_step(x, y, idx) -> loss), with
+    """Replacement for backends/keras/library.py Trainer.train_epoch (train_step(x, y, idx) -> loss), with
     each batch's indices cut inside a compiled function."""
     import tensorflow as tf
 
@@ -100,7 +100,7 @@ def graph_slicing_train_epoch(self, handle, perm, batch_size, progress=None):
 
 def apply_keras(session, dropout: bool = True, slicing: bool = True):
     """Returns the session, or None when its internals no longer match what the candidate replaces."""
-    from dlc.backends.keras.layers import HashDropout
+    from dlc.backends.keras.library import HashDropout
 
     if slicing:
         if list(inspect.signature(session._make_steps).parameters) != ["x", "y"]:

@@ -1,14 +1,15 @@
 """`dlc compile SPEC --emit keras|torch`: the emitted standalone script (no dlc import, valid Python) trains the
-spec's model with exactly dlc's per-step losses on its backend (measured max |Δ| printed; 0.0 expected: the same
-computations in the same order), and an unsupported item is one clear error line with exit 2."""
+spec's model with exactly dlc's per-step losses on its backend (|Δ| = 0: the same computations in the same order),
+for the specs below (run as a user runs them) and for every equivalence fixture and example spec (run in one
+process per backend by tests/emit_harness.py); a missing lowering is one clear error line with exit 2."""
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import gzip
 import io
 import json
-import re
 import struct
 import subprocess
 import sys
@@ -19,7 +20,10 @@ import pytest
 
 from dlc.cli import main as dlc_main
 
-TOL = 1e-6
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = sorted((ROOT / "tests" / "equivalence" / "fixtures").glob("*.dlspec")) + sorted(
+    (ROOT / "specs").glob("*.dlspec"))
+SWEEP_EPOCHS = 1
 
 SPECS = {
     # dropout, an l2 kernel penalty, RMSprop, plateau schedule, early stopping with restore_best, recall
@@ -153,7 +157,43 @@ model emit_mnist {
 """,
 }
 
-CASES = [("mlp", "torch"), ("mlp", "keras"), ("cnn", "torch"), ("cnn", "keras"), ("csv", "torch"), ("reg", "torch"), ("mnist", "torch")]
+SPECS["kfold_aug"] = """\
+model emit_kfold_aug {
+  seed: 5
+  data {
+    source: npz("images.npz", x="images", y="labels")
+    normalize: minmax
+    split: kfold(k=3, stratify=true)
+    augment: [flip(horizontal=true), shift(0.2), crop(8, padding=1)]
+  }
+  input: (8, 8, 1)
+  layers {
+    Conv2D(4, 3, padding=same, activation=elu)
+    residual {
+      Conv2D(4, 3, padding=same, activation=leaky_relu(alpha=0.1))
+    }
+    GlobalAvgPool2D()
+    Dense(3, activation=softmax)
+  }
+  loss: categorical_crossentropy
+  metrics: [accuracy, f1]
+  optimizer: Adam(lr=0.01, clipnorm=1.0)
+  schedule: warmup(epochs=1, then=exponential(rate=0.9))
+  train {
+    epochs: 2
+    batch_size: 16
+  }
+}
+"""
+
+CASES = [(name, backend) for name in SPECS for backend in ("torch", "keras")]
+
+
+def _write_npz(path: Path) -> None:
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 3, 60)
+    images = rng.uniform(0, 1, (60, 8, 8)) + labels[:, None, None] * np.eye(8)[None]
+    np.savez(path, images=images, labels=labels)
 
 
 def _write_csv(path: Path) -> None:
@@ -186,16 +226,24 @@ def _compile(argv: list[str]) -> tuple[int, str, str]:
 
 
 def _dlc_losses(spec_path: Path, backend: str) -> list[float]:
-    from dlc.backends import session_class
-    from dlc.data import prepare
-    from dlc.loop import train
     from dlc.run_cmd import load_for_training
-    from dlc.weights import initial_weights
 
     spec, _ = load_for_training(str(spec_path))
-    data = prepare(spec, spec_path.parent)
-    session = session_class(backend)(spec, device="cpu", weights=initial_weights(spec))
-    return train(session, spec, data).step_losses
+    return _losses(spec, spec_path.parent, backend)
+
+
+def _losses(spec, base_dir: Path, backend: str, epochs: int | None = None) -> list[float]:
+    from dlc.backends import session_class
+    from dlc.data import folds, prepare
+    from dlc.loop import train
+    from dlc.weights import initial_weights
+
+    parts = folds(spec, base_dir) if spec.data.split.kind == "kfold" else [prepare(spec, base_dir)]
+    losses = []
+    for data in parts:
+        session = session_class(backend)(spec, device="cpu", weights=initial_weights(spec))
+        losses += train(session, spec, data, epochs=epochs).step_losses
+    return losses
 
 
 @pytest.fixture(scope="module")
@@ -204,6 +252,7 @@ def emitted(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("emit")
     _write_csv(tmp / "data.csv")
     _write_mnist(tmp / "mnist")
+    _write_npz(tmp / "images.npz")
     procs = {}
     for name, backend in CASES:
         spec = tmp / f"{name}.dlspec"
@@ -223,9 +272,7 @@ def test_emitted_script_matches_dlc(emitted, name, backend):
     tmp, procs = emitted
     script, out, proc = procs[name, backend]
     text = script.read_text()
-    compile(text, str(script), "exec")  # valid Python
-    assert not re.search(r"^\s*(import dlc|from dlc)", text, re.MULTILINE), "the script imports dlc"
-    assert "dlc." not in text.replace("dlc.org", "")
+    assert_standalone(text, script)
     mine = _dlc_losses(tmp / f"{name}.dlspec", backend)
     stdout, stderr = proc.communicate(timeout=300)
     assert proc.returncode == 0, stderr[-2000:]
@@ -234,16 +281,81 @@ def test_emitted_script_matches_dlc(emitted, name, backend):
     assert len(theirs) == len(mine) > 0
     diff = float(np.max(np.abs(np.array(theirs, dtype=np.float64) - np.array(mine, dtype=np.float64))))
     print(f"\n{name} {backend}: {len(mine)} steps, max |Δ loss| = {diff:.3g}")
-    assert diff <= TOL
+    assert diff == 0.0
+
+
+def assert_standalone(text: str, script: Path) -> None:
+    """Valid Python that imports nothing of dlc and names no dlc module."""
+    tree = ast.parse(text, str(script))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            assert not any(a.name.split(".")[0] == "dlc" for a in node.names), "the script imports dlc"
+        if isinstance(node, ast.ImportFrom):
+            assert (node.module or "").split(".")[0] != "dlc", "the script imports dlc"
+        assert not (isinstance(node, ast.Name) and node.id == "dlc"), "the script names dlc"
 
 
 @pytest.mark.parametrize("backend", ["torch", "keras"])
-def test_unsupported_is_one_clear_error(tmp_path, backend):
+def test_missing_lowering_is_one_clear_error(tmp_path, backend, monkeypatch):
+    from dlc.backends.lowering import REGISTRY, load_target
+    from dlc.compiler import layers as L
+
+    load_target(f"emit_{backend}")
+    monkeypatch.delitem(REGISTRY.table[f"emit_{backend}"], L.Dropout)
     spec = tmp_path / "s.dlspec"
-    spec.write_text(SPECS["mlp"].replace("RMSprop(lr=0.001)", "Adagrad(lr=0.01)"))
+    spec.write_text(SPECS["mlp"])
     rc, out, err = _compile(["compile", str(spec), "--emit", backend])
     assert rc == 2 and out == ""
-    assert err.strip() == f"dlc: error: --emit {backend} does not support optimizer Adagrad yet"
+    assert err.strip() == (f"dlc: error: --emit {backend}: layer Dropout (line 11, column 5) is not supported yet "
+                           f"on the emit_{backend} target")
+
+
+# ------------------------------------------------------------------------------- every fixture, both targets
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory):
+    """Every fixture and example spec emitted for both backends; the scripts of a backend trained for
+    SWEEP_EPOCHS epochs in one process (started at once, running while the tests train dlc)."""
+    from dlc.backends.emit.script import emit
+    from dlc.compiler import compile_file
+
+    tmp = tmp_path_factory.mktemp("sweep")
+    procs = {}
+    for backend in ("torch", "keras"):
+        folder = tmp / backend
+        folder.mkdir()
+        for path in FIXTURES:
+            spec = compile_file(path).raise_for_errors()
+            (folder / f"{path.stem}.py").write_text(emit(spec, backend, path))
+        out = tmp / f"{backend}.json"
+        procs[backend] = (out, subprocess.Popen(
+            [sys.executable, str(ROOT / "tests" / "emit_harness.py"), str(folder), str(SWEEP_EPOCHS), str(out)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True))
+    results = {}
+
+    def get(backend):
+        if backend not in results:
+            out, proc = procs[backend]
+            _, err = proc.communicate(timeout=900)
+            assert proc.returncode == 0, err[-2000:]
+            results[backend] = json.loads(out.read_text())
+        return results[backend]
+
+    return get
+
+
+@pytest.mark.parametrize("backend", ["torch", "keras"])
+@pytest.mark.parametrize("path", FIXTURES, ids=lambda p: p.stem)
+def test_every_fixture_emits_step_equal(sweep, path, backend):
+    from dlc.compiler import compile_file
+
+    theirs = sweep(backend)[path.stem]
+    assert not isinstance(theirs, str), theirs
+    spec = compile_file(path).raise_for_errors()
+    mine = _losses(spec, path.parent, backend, epochs=min(SWEEP_EPOCHS, spec.train.epochs))
+    assert len(theirs) == len(mine) > 0
+    assert np.array_equal(np.array(theirs), np.array(mine)), float(np.max(np.abs(np.array(theirs) - mine)))
 
 
 def test_emit_ir_still_works(tmp_path):

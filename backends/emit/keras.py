@@ -24,7 +24,7 @@ MODEL = '''class Model:
             {loss},
             task=TASK,
             n_stats={n_stats!r},
-            weight_shapes={shapes!r},
+            weight_shapes={shapes},
             step=step,
             output={output!r},
             dtype=DTYPE,
@@ -55,6 +55,6 @@ def model_code(spec: Spec) -> tuple[str, tuple[str, ...]]:
     code = MODEL.format(
         net=render(network_expr(spec, TARGET, container="network"), 12),
         optimizer=render(ctx.lower(spec.optimizer), 12), loss=render(ctx.lower(spec.loss), 12),
-        n_stats=stats_size(task, spec.output_shape()[-1]), shapes=shapes, output=fused_output(spec),
+        n_stats=stats_size(task, spec.output_shape()[-1]), shapes=render(shapes, 12), output=fused_output(spec),
         name=spec.name)
     return code, LIBRARY

@@ -130,29 +130,15 @@ def weights_code(spec: Spec, target: str) -> str:
     return "\n".join(lines)
 
 
-def schedule_code(spec: Spec, target: str) -> tuple[str, str]:
-    """(lr_at expression, plateau expression) of the spec's schedule."""
-    s = spec.schedule
-    if s is None:
-        return "None", "None"
-    lowered = render(REGISTRY.lower(target, s, DataContext(target, Path("."))), 4)
-    return ("None", lowered) if s.kind == "plateau" else (lowered, "None")
-
-
-LOOP = '''def train(model, train_part, val_part, epochs):
+LOOP_HEAD = '''def train(model, train_part, val_part, epochs):
     """Epochs of seeded shuffles, as dlc's training loop runs them; returns the per-step losses."""
     x_train, y_train = train_part
     n = len(x_train)
     step_losses = []
-    lr, lr_at, plateau = LEARNING_RATE, {lr_at}, {plateau}
-    augmentations = {augmentations}
-    es_best, es_wait, best_weights = {es_init}, 0, None
-    for epoch in range(epochs):
-        if lr_at is not None:
-            lr = lr_at(epoch, LEARNING_RATE)
-        model.set_lr(lr)
-        x_epoch = apply_augmentations(x_train, augmentations, SEED, epoch)
-        losses, stats, sizes = model.train_epoch(x_epoch, y_train, epoch_permutation(SEED, epoch, n, SHUFFLE))
+    lr = LEARNING_RATE'''
+
+LOOP_EPOCH = '''        model.set_lr(lr)
+        losses, stats, sizes = model.train_epoch({x_epoch}, y_train, epoch_permutation(SEED, epoch, n, SHUFFLE))
         step_losses.extend(float(v) for v in losses)
         if not np.all(np.isfinite(losses)):
             print(f"loss became non-finite in epoch {{epoch + 1}}; stopping")
@@ -165,14 +151,9 @@ LOOP = '''def train(model, train_part, val_part, epochs):
             row.update({{"val_" + k: v for k, v in compute(METRICS, TASK, val_stats).items()}})
         row["lr"] = lr
         print("  ".join(f"{{k}} {{v:.6g}}" if isinstance(v, float) else f"{{k}} {{v}}" for k, v in row.items()),
-              flush=True)
-        if plateau is not None:
-            lr = plateau.update(row.get({plateau_monitor!r}, row["loss"]), lr){early_stopping}{restore}
-    return step_losses
-'''
+              flush=True)'''
 
-EARLY_STOPPING = '''
-        current = row[{monitor!r}]  # early stopping
+EARLY_STOPPING = '''        current = row[{monitor!r}]  # early stopping ({mode}, patience {patience})
         es_wait += 1
         if improved(current, es_best, {mode!r}, {min_delta!r}):
             es_best, es_wait = current, 0{keep}
@@ -182,24 +163,37 @@ EARLY_STOPPING = '''
 
 
 def loop_code(spec: Spec, target: str) -> str:
+    """train(): dlc's epoch loop (dlc/loop.py) for this spec's schedule, augmentation and early stopping."""
     from dlc.loop import monitor_mode
 
-    lr_at, plateau = schedule_code(spec, target)
+    s, es = spec.schedule, spec.train.early_stopping
     augs = [REGISTRY.lower(target, op, None) for op in (spec.data.augment if spec.data else [])]
-    es = spec.train.early_stopping
-    early, es_init, restore = "", "None", ""
+    lowered = render(REGISTRY.lower(target, s, DataContext(target, Path("."))), 4) if s is not None else None
+    lines = [LOOP_HEAD]
+    if s is not None:
+        lines.append(f"    {'plateau' if s.kind == 'plateau' else 'lr_at'} = {lowered}")
+    if augs:
+        lines.append(f"    augmentations = {render(augs, 4)}")
     if es is not None:
         mode = monitor_mode(es.mode, es.monitor)
-        es_init = "math.inf" if mode == "min" else "-math.inf"
+        lines.append(f"    es_best, es_wait, best_weights = {'math.inf' if mode == 'min' else '-math.inf'}, 0, None")
+    lines.append("    for epoch in range(epochs):")
+    if s is not None and s.kind != "plateau":
+        lines.append("        lr = lr_at(epoch, LEARNING_RATE)")
+    if augs:
+        lines.append("        x_epoch = apply_augmentations(x_train, augmentations, SEED, epoch)")
+    lines.append(LOOP_EPOCH.format(x_epoch="x_epoch" if augs else "x_train"))
+    if s is not None and s.kind == "plateau":
+        lines.append(f"        lr = plateau.update(row.get({s.monitor!r}, row['loss']), lr)")
+    if es is not None:
         keep = "\n            best_weights = model.get_weights()" if es.restore_best else ""
-        early = EARLY_STOPPING.format(monitor=es.monitor, mode=mode, min_delta=es.min_delta, patience=es.patience,
-                                      keep=keep)
+        lines.append(EARLY_STOPPING.format(monitor=es.monitor, mode=monitor_mode(es.mode, es.monitor),
+                                           min_delta=es.min_delta, patience=es.patience, keep=keep))
         if es.restore_best:
-            restore = ("\n    if best_weights is not None:  # restore the best epoch's weights"
-                       "\n        model.set_weights(best_weights)")
-    return LOOP.format(lr_at=lr_at, plateau=plateau, augmentations=render(augs, 4), es_init=es_init,
-                       plateau_monitor=getattr(spec.schedule, "monitor", "val_loss"), early_stopping=early,
-                       restore=restore)
+            lines.append("    if best_weights is not None:  # restore the best epoch's weights\n"
+                         "        model.set_weights(best_weights)")
+    lines.append("    return step_losses")
+    return "\n".join(lines)
 
 
 MAIN = '''def main():
@@ -216,7 +210,8 @@ MAIN = '''def main():
         step_losses += train(model, train_part, val_part, args.epochs)
         if test_part is not None:
             loss, stats = model.evaluate(*test_part)
-            print("test  " + "  ".join(f"{k} {v:.6g}" for k, v in {"loss": loss, **compute(METRICS, TASK, stats)}.items()))
+            test = {"loss": loss, **compute(METRICS, TASK, stats)}
+            print("test  " + "  ".join(f"{k} {v:.6g}" for k, v in test.items()))
         if val_part is not None:
             loss, stats = model.evaluate(*val_part)
             results.append({"loss": loss, **compute(METRICS, TASK, stats)})
@@ -260,7 +255,7 @@ def emit(spec: Spec, backend: str, spec_path: str | Path) -> str:
     model_code, model_modules = parts.pop("model")
     body = "\n\n\n".join(parts.values())
     bundle = Bundle(SHARED_MODULES + model_modules)
-    free = _free_names("\n\n".join([body, model_code, MAIN])) - set(MODULE_ALIASES)
+    free = _free_names(f"{body}\n\n{model_code}\n\n{MAIN}") - set(MODULE_ALIASES)
     bundle.add(*sorted(free & _free_names(model_code)), search=model_modules + SHARED_MODULES)
     bundle.add(*sorted(free - set(bundle.names())))
     imports, copied = bundle.render()
@@ -298,18 +293,34 @@ def _small(spec: Spec) -> bool:
 
 
 def _free_names(code: str) -> set[str]:
-    """Names the generated code uses but does not define: what the bundle must copy."""
+    """Names the generated code uses but does not define, scope by scope: what the bundle must copy."""
     import ast
     import builtins
 
     tree = ast.parse(code)
-    defined = {n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
-    defined |= {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
-    defined |= {a.arg for n in ast.walk(tree) if isinstance(n, ast.arguments) for a in n.args + n.kwonlyargs}
-    used = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+    module_defined = {n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
+    module_defined |= {t.id for n in tree.body if isinstance(n, ast.Assign) for t in n.targets
+                       if isinstance(t, ast.Name)}
+    free = set()
+    for node in tree.body:
+        for scope in _scopes(node):
+            local = {n.id for n in ast.walk(scope) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+            local |= {a.arg for n in ast.walk(scope) if isinstance(n, ast.arguments)
+                      for a in n.posonlyargs + n.args + n.kwonlyargs + [n.vararg, n.kwarg] if a is not None}
+            used = {n.id for n in ast.walk(scope) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+            free |= used - local
     constants = {"SEED", "EPOCHS", "BATCH_SIZE", "SHUFFLE", "INPUT_SHAPE", "LEARNING_RATE", "DTYPE", "TASK",
                  "METRICS"}
-    return {u for u in used - defined - constants if not hasattr(builtins, u)}
+    return {u for u in free - module_defined - constants if not hasattr(builtins, u)}
+
+
+def _scopes(node):
+    """A top-level function, each method of a class, or a module-level statement."""
+    import ast
+
+    if isinstance(node, ast.ClassDef):
+        return [n for n in node.body if isinstance(n, ast.FunctionDef)] or [node]
+    return [node]
 
 
 __all__ = ["EmitUnsupported", "emit"]

@@ -18,8 +18,7 @@ MODEL = '''class Model:
     def __init__(self, weights):
         step = self.step = StepCounter()  # the optimizer step, which keys the dropout masks
         self.net = {net}.to(DTYPE)
-        set_weights(self.net, weights)
-        layers = layer_modules(self.net)
+        set_weights(self.net, weights){layers}
         self.optimizer = {optimizer}
         self.trainer = Trainer(
             self.net,
@@ -43,7 +42,7 @@ MODEL = '''class Model:
         return self.trainer.evaluate(*to_tensors(x, y, DTYPE), BATCH_SIZE)
 
     def get_weights(self):
-        return get_weights(self.net, {names!r})
+        return get_weights(self.net, {names})
 
     def set_weights(self, weights):
         set_weights(self.net, weights)'''
@@ -92,5 +91,6 @@ def model_code(spec: Spec) -> tuple[str, tuple[str, ...]]:
         optimizer=render(applied(ctx.lower(spec.optimizer), ref("list(self.net.parameters())")), 8),
         loss=render(ctx.lower(spec.loss), 12), stats=render(stats, 12), stats_shape=stats_shape,
         penalties=render(penalties, 12), activity=render(activity, 12), constraints=render(constraints, 12),
-        names=names)
+        names=render(names, 8),
+        layers="\n        layers = layer_modules(self.net)" if penalties or activity or constraints else "")
     return code, library_modules()

@@ -174,6 +174,57 @@ def residual(layer: L.Residual, ctx: Context):
     return call("Residual")
 
 
+
+def _same_pad2d(layer, ctx: Context) -> tuple[int, int, int, int]:
+    return _pad2d(layer, ctx, *layer._ks())
+
+
+def transpose_crop(n: int, k: int, s: int, out: int, padding: str) -> tuple[int, int]:
+    """(before, after) to pad (negative: crop) the full transposed output ((n − 1)·s + k) to Keras' size `out`:
+    TF's conv_transpose places it at the 'same' offset of the convolution it transposes (out → n), the odd
+    extra after, and leaves uncovered positions zero."""
+    full = (n - 1) * s + k
+    before = max((n - 1) * s + k - out, 0) // 2 if padding == "same" else 0
+    return -before, out - full + before
+
+
+@lowers(L.Conv2DTranspose, targets=TORCH)
+def conv2d_transpose(layer: L.Conv2DTranspose, ctx: Context):
+    ks, ss = layer._ks()
+    (top, bottom), (left, right) = (transpose_crop(n, k, s, o, layer.padding)
+                                    for n, k, s, o in zip(ctx.in_shape[:2], ks, ss, ctx.out_shape[:2]))
+    return call("Conv2DTranspose", ctx.in_shape[-1], layer.filters, ks, strides=ss, pad=(left, right, top, bottom),
+                use_bias=layer.use_bias, activation=_act(ctx, layer.activation))
+
+
+@lowers(L.DepthwiseConv2D, targets=TORCH)
+def depthwise_conv2d(layer: L.DepthwiseConv2D, ctx: Context):
+    ks, ss = layer._ks()
+    return call("DepthwiseConv2D", ctx.in_shape[-1], ks, layer.depth_multiplier, strides=ss,
+                pad=_same_pad2d(layer, ctx), use_bias=layer.use_bias, activation=_act(ctx, layer.activation))
+
+
+@lowers(L.SeparableConv2D, targets=TORCH)
+def separable_conv2d(layer: L.SeparableConv2D, ctx: Context):
+    ks, ss = layer._ks()
+    return call("SeparableConv2D", ctx.in_shape[-1], layer.filters, ks, layer.depth_multiplier, strides=ss,
+                pad=_same_pad2d(layer, ctx), use_bias=layer.use_bias, activation=_act(ctx, layer.activation))
+
+
+@lowers(L.UpSampling2D, targets=TORCH)
+def up_sampling2d(layer: L.UpSampling2D, ctx: Context):
+    size = L._pair(layer.size)
+    return call("UpSampling2D", size, layer.interpolation,
+                in_size=tuple(ctx.in_shape[:2]) if layer.interpolation == "bilinear" else None)
+
+
+@lowers(L.Bidirectional, targets=TORCH)
+def bidirectional(layer: L.Bidirectional, ctx: Context):
+    """Two copies of the wrapped layer's lowering (evaluated separately: two modules, two sets of weights)."""
+    inner = ctx.for_layer(ctx.info, fused=False).lower(layer.layer)
+    return call("Bidirectional", inner, inner, merge_mode=layer.merge_mode)
+
+
 # --------------------------------------------------------------------------------------------- activations
 
 
@@ -306,5 +357,3 @@ def metric_stats(spec, fused: str | None):
     k = spec.output_shape()[-1]
     return _partial("confusion_stats", k=k), (k, k)
 
-
-from . import lower_new_layers  # noqa: F401  (registers the lowerings of the layers added there)
