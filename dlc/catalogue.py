@@ -1,28 +1,71 @@
-"""`dlc catalogue`: every catalogue item, generated from the IR classes (compiler/catalog.py REGISTRY and their
-Pydantic fields), with the equivalence figures measured in tests/equivalence/RESULTS.md where a fixture covers it.
+"""`dlc catalogue`: every catalogue item with its parameters and defaults (from the IR classes in
+dlc.compiler.catalog.REGISTRY), its support on each target (computed from dlc.backends.lowering.REGISTRY, never kept
+by hand) and the Keras-vs-PyTorch figures measured on the equivalence fixtures that use it.
 
-Fixture -> item rule (by file name, no annotations needed): a fixture's stem is split into an optional family
-prefix (act_, init_, opt_, loss_, reg_, schedule_, constraint_, metric_; none means a layer) and a rest; it covers
-an item of that family when the rest, lower-cased, equals one of the item's spec names lower-cased or starts with
-it followed by "_" (opt_adam_amsgrad covers Adam, conv2d_same_s2 covers Conv2D, reg_l1_l2 covers l1_l2 and l1).
-An item's figure is the largest |Δ| over the fixtures covering it.
+An item is a catalogue class (its first spec name canonical, the others aliases); where a class's `name` field is
+the value itself (the bundled data sets digits, iris, ... are one class `Bundled`), each name is an item.
+
+A fixture covers the items its validated IR contains: tests/equivalence/measure.py compiles each fixture, walks the
+Spec and every nested IR node (residual bodies, Bidirectional's inner layer, activations, initializers, schedules
+and warmup's `then`, data source, split, augmentations, ...) with `items_used`, defaults included (a Dense uses
+glorot_uniform and zeros even when the spec does not say so), and writes the items with the measured figures to
+dlc/equivalence_results.json, which ships in the package. An item's figures are the largest |Δ| over the fixtures
+that use it.
 
 `dlc catalogue --markdown > docs/CATALOGUE.md` regenerates the docs page (a test keeps it current).
 """
 
 from __future__ import annotations
 
-import re
-from pathlib import Path
+import json
+from importlib import resources
 
 FAMILIES = [("layer", "Layers"), ("activation", "Activations"), ("initializer", "Initializers"),
             ("regularizer", "Regularizers"), ("constraint", "Constraints"), ("optimizer", "Optimizers"),
             ("schedule", "Schedules"), ("loss", "Losses"), ("metric", "Metrics"), ("source", "Data sources"),
             ("split", "Splits"), ("augment", "Augmentations")]
-PREFIXES = {"act": "activation", "init": "initializer", "opt": "optimizer", "loss": "loss", "reg": "regularizer",
-            "schedule": "schedule", "constraint": "constraint", "metric": "metric"}
 HIDDEN_FIELDS = {"name", "kind", "at"}
-RESULTS = Path(__file__).resolve().parent.parent / "tests" / "equivalence" / "RESULTS.md"
+RESULTS_FILE = "equivalence_results.json"  # in the dlc package, written by tests/equivalence/measure.py
+SHOWN_FIXTURES = 4  # fixtures listed per item; the rest are counted
+CELL = {"lowered": "✓", "shared": "shared", "unsupported": "—", "missing": "MISSING"}
+SYMBOL = {"lowered": "✓", "shared": "s", "unsupported": "—", "missing": "?"}
+
+Item = tuple[str, str]  # (family, item name: the canonical spec name, or the name value of a named class)
+
+
+# ------------------------------------------------------------------------------------------------- the IR
+
+
+def is_named(cls) -> bool:
+    """A class whose required `name` field is the item (one class, several items: Bundled)."""
+    f = cls.model_fields.get("name")
+    return f is not None and f.is_required()
+
+
+def item_of(node) -> Item:
+    cls = type(node)
+    return cls.family, (node.name if is_named(cls) else cls.spec_names[0])
+
+
+def items_used(node, out: set[Item] | None = None) -> set[Item]:
+    """Every catalogue item in an IR tree (a validated Spec or any node in it), defaults included."""
+    from pydantic import BaseModel
+
+    from dlc.compiler.catalog import Catalogued
+
+    out = set() if out is None else out
+    if isinstance(node, Catalogued) and type(node).family:
+        out.add(item_of(node))
+    if isinstance(node, BaseModel):
+        for f in type(node).model_fields:
+            items_used(getattr(node, f), out)
+    elif isinstance(node, (list, tuple)):
+        for x in node:
+            items_used(x, out)
+    elif isinstance(node, dict):
+        for x in node.values():
+            items_used(x, out)
+    return out
 
 
 def _default(field) -> str:
@@ -40,115 +83,194 @@ def _default(field) -> str:
     return repr(v)
 
 
+def _families() -> list[tuple[str, str]]:
+    from dlc.compiler.catalog import REGISTRY
+
+    known = [f for f, _ in FAMILIES]
+    return FAMILIES + [(f, f.title()) for f in REGISTRY if f not in known]
+
+
+def _entry(fam: str, cls, names: list[str]) -> dict:
+    order = list(cls.positional) + [f for f in cls.model_fields if f not in cls.positional]
+    params = [(f, _default(cls.model_fields[f])) for f in order if f in cls.model_fields and f not in HIDDEN_FIELDS]
+    doc = (cls.__doc__ or "").strip().split("\n\n")[0].replace("\n", " ")
+    return {"key": (fam, names[0]), "cls": cls, "names": names, "doc": doc, "params": params}
+
+
 def items() -> list[tuple[str, str, list[dict]]]:
-    """[(family, title, [{names, doc, params: [(name, default or '' when required)]}])]"""
+    """[(family, title, [{key, cls, names, doc, params: [(name, default or '' when required)]}])]"""
     import dlc.compiler  # noqa: F401  (registers every catalogue class)
-    from dlc.compiler.catalog import CANONICAL, REGISTRY
+    from dlc.compiler.catalog import REGISTRY
 
     out = []
-    for fam, title in FAMILIES:
-        # one item per canonical name; other names are aliases of their class's item (or items of their own where
-        # one class serves several canonical names, as the parameter-free activations do)
-        canon = set(CANONICAL.get(fam, []))
-        table = REGISTRY.get(fam, {})
-        per_cls: dict[type, list[str]] = {}
-        for name, cls in table.items():
-            if name in canon:
-                per_cls.setdefault(cls, []).append(name)
-        groups: list[tuple[type, list[str]]] = []
-        for name, cls in table.items():
-            named = "name" in cls.model_fields and cls.model_fields["name"].is_required()  # the name is the value
-            if name in canon or named:
-                groups.append((cls, [name]))
-            elif len(per_cls.get(cls, [])) == 1:
-                next(g for c, g in groups if c is cls).append(name) if any(c is cls for c, _ in groups) \
-                    else groups.append((cls, [name]))
-            else:
-                groups.append((cls, [name]))
+    for fam, title in _families():
+        seen: set[type] = set()
         entries = []
-        for cls, names in groups:
-            order = list(cls.positional) + [f for f in cls.model_fields if f not in cls.positional]
-            params = [(f, _default(cls.model_fields[f])) for f in order
-                      if f in cls.model_fields and f not in HIDDEN_FIELDS]
-            doc = (cls.__doc__ or "").strip().split("\n\n")[0].replace("\n", " ")
-            entries.append({"names": names, "doc": doc, "params": params})
+        for name, cls in REGISTRY.get(fam, {}).items():
+            if is_named(cls):
+                entries.append(_entry(fam, cls, [name]))
+            elif cls not in seen:
+                seen.add(cls)
+                entries.append(_entry(fam, cls, list(cls.spec_names)))
         out.append((fam, title, entries))
     return out
 
 
-def results(path: Path = RESULTS) -> dict[str, tuple[float | None, float | None]]:
-    """fixture -> (float64 max step-loss |Δ|, float32 max step-loss |Δ|) from RESULTS.md's table."""
-    out = {}
-    if not path.exists():
-        return out
-    for line in path.read_text().splitlines():
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if len(cells) < 7 or not re.fullmatch(r"[\w/]+", cells[0]) or cells[0] == "fixture":
-            continue
-
-        def num(s):
-            try:
-                return float(s)
-            except ValueError:
-                return None
-
-        out.setdefault(cells[0], (num(cells[2]), num(cells[6])))  # the first (per-fixture) table, not the long runs
-    return out
+# -------------------------------------------------------------------------------------------- the matrix
 
 
-def covers(fixture: str, family: str, names: list[str]) -> bool:
-    head, _, rest = fixture.partition("_")
-    if head in PREFIXES:
-        fam = PREFIXES[head]
-    else:
-        fam, rest = "layer", fixture
-    if fam != family:
-        return False
-    rest = rest.lower()
-    return any(rest == n.lower() or rest.startswith(n.lower() + "_") for n in names)
+def targets() -> tuple[str, ...]:
+    from dlc.backends.lowering import TARGETS, load_target
+
+    for t in TARGETS:
+        load_target(t)
+    return TARGETS
+
+
+def cell(target: str, cls) -> tuple[str, str]:
+    """(status, detail) of one support-matrix cell."""
+    from dlc.backends.lowering import REGISTRY
+
+    return REGISTRY.status(target, cls)
+
+
+# ------------------------------------------------------------------------------------------ measurements
+
+
+def load_results() -> dict:
+    """The measured equivalence results shipped in the package ({} when there are none)."""
+    try:
+        text = resources.files("dlc").joinpath(RESULTS_FILE).read_text(encoding="utf-8")
+    except (FileNotFoundError, OSError):
+        return {}
+    return json.loads(text)
+
+
+def results() -> dict[str, dict]:
+    """fixture -> {f64_step_loss, f64_weights, f32_step_loss, ..., items: [[family, name], ...]}"""
+    return load_results().get("fixtures", {})
+
+
+def _squash(s: str) -> str:
+    return s.lower().replace("_", "")
+
+
+def fixtures_using(key: Item, res: dict[str, dict]) -> list[str]:
+    """The fixtures whose IR uses the item; those named after it first, then the most focused (fewest items of
+    the item's family), then by name. The order only matters for the shortened list on the page."""
+    fam, name = key
+    used = [f for f, r in res.items() if [fam, name] in r.get("items", [])]
+
+    def rank(f):
+        named = _squash(name) in _squash(f.rpartition("/")[2])
+        same_family = sum(1 for i in res[f]["items"] if i[0] == fam)
+        return (not named, same_family, f)
+
+    return sorted(used, key=rank)
+
+
+def _max(res, fixtures, field) -> float | None:
+    xs = [res[f][field] for f in fixtures if res[f].get(field) is not None]
+    return max(xs) if xs else None
+
+
+def measured(key: Item, res: dict[str, dict]) -> dict:
+    fx = fixtures_using(key, res)
+    return {"fixtures": fx, "f64": _max(res, fx, "f64_step_loss"), "f64_weights": _max(res, fx, "f64_weights"),
+            "f32": _max(res, fx, "f32_step_loss"), "f32_of_bound": _max(res, fx, "f32_of_bound")}
 
 
 def _fmt(x: float | None) -> str:
-    return "" if x is None else f"{x:.2g}"
+    return "" if x is None else ("0" if x == 0 else f"{x:.2g}")
 
 
-def measured(family: str, names: list[str], res) -> tuple[list[str], float | None, float | None]:
-    fx = sorted(f for f in res if covers(f, family, names))
-    f64 = [res[f][0] for f in fx if res[f][0] is not None]
-    f32 = [res[f][1] for f in fx if res[f][1] is not None]
-    return fx, (max(f64) if f64 else None), (max(f32) if f32 else None)
+def _bound(x: float | None) -> str:
+    return "" if x is None else f"{x:.2f}"
+
+
+def _shown(fx: list[str]) -> str:
+    head = ", ".join(fx[:SHOWN_FIXTURES])
+    return head + (f" and {len(fx) - SHOWN_FIXTURES} more" if len(fx) > SHOWN_FIXTURES else "")
+
+
+# ---------------------------------------------------------------------------------------------- rendering
+
+
+def _md_cell(status: str, detail: str) -> str:
+    if status == "unsupported":
+        return f"—: {detail}".replace("|", "/")
+    return CELL[status]
+
+
+def _header(meta: dict) -> list[str]:
+    when = ""
+    if meta:
+        when = (f" Measured on {meta.get('date', '?')} with Keras {meta.get('keras', '?')}, PyTorch "
+                f"{meta.get('torch', '?')}, {meta.get('machine', '?')} CPU.")
+    return ["# dlc catalogue", "",
+            ("Generated by `dlc catalogue --markdown > docs/CATALOGUE.md` from the IR classes, the lowering "
+             "registry and the measured equivalence results (dlc/equivalence_results.json, written by "
+             "tests/equivalence/measure.py); do not edit by hand."), "",
+            ("Target columns (the support matrix, computed from the lowering registry): ✓ lowered to the target's "
+             "library; shared: computed by dlc itself in numpy, the same for every target (where is said under "
+             "each table); —: unsupported, with the reason."), "",
+            ("Fixtures: the equivalence fixtures whose validated IR uses the item, defaults included (a Dense "
+             "uses glorot_uniform and zeros unless told otherwise); fixtures named after the item first. Max "
+             "|Δ|: the largest difference Keras vs PyTorch over those fixtures, of the per-step training loss "
+             "(float64 over 40 steps, float32 over 200) and of every weight after the float64 run; f32 of bound: the "
+             "worst float32 step's |Δ| as a fraction of the suite's bound 2e-6 + 1e-6·|loss| (≤ 1 passes; the "
+             "largest |Δ|, ~4e-3, come from the unnormalised diabetes regression targets, whose losses are in the "
+             "thousands)." + when), ""]
+
+
+def _md_family(title: str, entries: list[dict], tgts, res) -> list[str]:
+    cols = " | ".join(tgts)
+    lines = [f"## {title}", "",
+             (f"| item | aliases | parameters (default) | {cols} | fixtures | max \\|Δ\\| f64 loss "
+              "| max \\|Δ\\| f64 weights | max \\|Δ\\| f32 loss | f32 of bound | notes |"),
+             "|---|---|---|" + "---|" * len(tgts) + "---|---:|---:|---:|---:|---|"]
+    shared: dict[str, list[str]] = {}
+    for e in entries:
+        params = ", ".join(f"{p}={d}" if d else p for p, d in e["params"])
+        cells = []
+        for t in tgts:
+            status, detail = cell(t, e["cls"])
+            cells.append(_md_cell(status, detail))
+            if status == "shared":
+                shared.setdefault(detail, []).append(t)
+        m = measured(e["key"], res)
+        lines.append(f"| {e['names'][0]} | {', '.join(e['names'][1:])} | {params} | {' | '.join(cells)} "
+                     f"| {_shown(m['fixtures'])} | {_fmt(m['f64'])} | {_fmt(m['f64_weights'])} | {_fmt(m['f32'])} "
+                     f"| {_bound(m['f32_of_bound'])} | {e['doc'].replace('|', '/')} |")
+    for how, ts in shared.items():
+        lines += ["", f"shared ({', '.join(dict.fromkeys(ts))}): {how}"]
+    return lines + [""]
+
+
+def _text_family(title: str, entries: list[dict], tgts, res) -> list[str]:
+    lines = [f"{title}:"]
+    for e in entries:
+        names = e["names"]
+        params = ", ".join(f"{p}={d}" if d else p for p, d in e["params"])
+        alias = f" (aliases: {', '.join(names[1:])})" if names[1:] else ""
+        cells = [cell(t, e["cls"]) for t in tgts]
+        m = measured(e["key"], res)
+        meas = f"  [max |Δ| f64 {_fmt(m['f64'])}, f32 {_fmt(m['f32'])}]" if m["fixtures"] else ""
+        lines.append(f"  {names[0]}{alias}({params})  {''.join(SYMBOL[s] for s, _ in cells)}{meas}")
+        lines += [f"      {t}: {s}{': ' + d if d else ''}" for t, (s, d) in zip(tgts, cells, strict=True)
+                  if s in ("unsupported", "missing")]
+    return lines + [""]
 
 
 def render(markdown: bool) -> str:
-    res = results()
-    lines = []
-    if markdown:
-        lines += ["# dlc catalogue", "",
-                  ("Generated by `dlc catalogue --markdown > docs/CATALOGUE.md` from the IR classes and "
-                  "tests/equivalence/RESULTS.md; do not edit by hand."), "",
-                  ("Max |Δ| columns: the largest per-step training-loss difference Keras vs PyTorch over the "
-                  "equivalence fixtures covering the item (float64 over 40 steps, float32 over 200). A fixture "
-                  "covers an item when its file name (after a family prefix act_, init_, opt_, loss_, reg_, "
-                  "schedule_, constraint_, metric_; none for layers) is the item's name or starts with it and "
-                  "'_'."), ""]
-    for fam, title, entries in items():
-        if markdown:
-            lines += [f"## {title}", "", ("| item | aliases | parameters (default) | fixtures | max \\|Δ\\| float64 "
-                      "| max \\|Δ\\| float32 | notes |"), "|---|---|---|---|---:|---:|---|"]
-        else:
-            lines += [f"{title}:"]
-        for e in entries:
-            names = e["names"]
-            params = ", ".join(f"{p}={d}" if d else p for p, d in e["params"])
-            fx, f64, f32 = measured(fam, names, res)
-            if markdown:
-                lines.append(f"| {names[0]} | {', '.join(names[1:])} | {params} | {', '.join(fx)} | {_fmt(f64)} "
-                             f"| {_fmt(f32)} | {e['doc'].replace('|', '/')} |")
-            else:
-                alias = f" (aliases: {', '.join(names[1:])})" if names[1:] else ""
-                meas = f"  [max |Δ| f64 {_fmt(f64)}, f32 {_fmt(f32)}]" if fx else ""
-                lines.append(f"  {names[0]}{alias}({params}){meas}")
-        lines.append("")
+    data = load_results()
+    res = data.get("fixtures", {})
+    tgts = targets()
+    lines = _header(data.get("meta", {})) if markdown else [
+        f"targets {' / '.join(tgts)}: ✓ lowered, s shared (numpy), — unsupported, ? missing", ""]
+    render_family = _md_family if markdown else _text_family
+    for _fam, title, entries in items():
+        lines += render_family(title, entries, tgts, res)
     return "\n".join(lines).rstrip("\n") + "\n"
 
 

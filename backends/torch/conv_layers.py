@@ -1,5 +1,5 @@
 """Keras' Conv2DTranspose, DepthwiseConv2D, SeparableConv2D and UpSampling2D as torch modules, built from plain
-arguments (backends/torch/lower_new_layers.py maps the IR to them).
+arguments (backends/torch/lower.py maps the IR to them).
 
 As in modules.py: activations flow channels-last (NHWC; each module permutes to NCHW around the torch op), every
 parameter is named as the IR weight and kept in the IR's (Keras') layout, permuted inside `forward`, and 'same'

@@ -1,9 +1,13 @@
-"""Measure how far Keras and PyTorch are apart on every equivalence fixture and write tests/equivalence/RESULTS.md.
+"""Measure how far Keras and PyTorch are apart on every equivalence fixture and write tests/equivalence/RESULTS.md
+and dlc/equivalence_results.json (the same figures plus the catalogue items each fixture's IR uses; it ships in the
+package and `dlc catalogue` reads it).
 
     .venv/bin/python tests/equivalence/measure.py            # the default suite's runs (float64, float32 200 steps)
     .venv/bin/python tests/equivalence/measure.py --long     # also the 1000-step runs of the slow suite
+    .venv/bin/python tests/equivalence/measure.py -k conv    # only some fixtures (merged into the JSON)
 
 Runs exactly what tests/test_equivalence.py runs (it imports that module for the fixture list and the run plan).
+Then regenerate the catalogue page: .venv/bin/dlc catalogue --markdown > docs/CATALOGUE.md
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import importlib.util
+import json
 import os
 import platform
 import sys
@@ -64,11 +69,36 @@ def fmt(x: float) -> str:
     return "0" if x == 0 else f"{x:.2g}"
 
 
+def fixture_record(c64, c32, note: str, spec) -> dict:
+    """One fixture's entry in dlc/equivalence_results.json."""
+    from dlc.catalogue import items_used
+
+    return {
+        "f64_steps": c64.steps, "f64_step_loss": c64.max_abs_loss_diff, "f64_val_loss": c64.max_abs_val_loss_diff,
+        "f64_weights": c64.final_weight_max_abs_diff,
+        "f32_steps": c32.steps, "f32_step_loss": c32.max_abs_loss_diff, "f32_of_bound": round(f32_excess(c32), 4),
+        "f32_val_loss": c32.max_abs_val_loss_diff, "f32_weights": c32.final_weight_max_abs_diff,
+        "initial_weights": max(c64.initial_weight_max_abs_diff, c32.initial_weight_max_abs_diff),
+        "note": note,
+        "items": sorted([fam, name] for fam, name in items_used(spec)),
+    }
+
+
+def write_json(path: Path, records: dict[str, dict], meta: dict, known: list[str]) -> None:
+    """Merge this run's fixtures into the JSON (a -k run updates only its fixtures); fixtures that no longer
+    exist are dropped."""
+    old = json.loads(path.read_text()).get("fixtures", {}) if path.exists() else {}
+    merged = {f: r for f, r in {**old, **records}.items() if f in known}
+    rows = ",\n".join(f"  {json.dumps(f)}: {json.dumps(merged[f], ensure_ascii=False)}" for f in sorted(merged))
+    path.write_text(f'{{\n "meta": {json.dumps(meta)},\n "fixtures": {{\n{rows}\n }}\n}}\n')  # a line per fixture
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--long", action="store_true", help="also the 1000-step runs (slow fixtures included)")
     ap.add_argument("-k", default="", help="only fixtures whose id contains this")
     ap.add_argument("--out", default=str(HERE / "RESULTS.md"))
+    ap.add_argument("--json", default=str(ROOT / "dlc" / "equivalence_results.json"))
     args = ap.parse_args(argv)
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -80,6 +110,7 @@ def main(argv=None) -> int:
     suite = load_suite()
     paths = [p for p in suite.ALL if args.k in suite._id(p)]
     rows, long_rows = [], []
+    records: dict[str, dict] = {}
     t_all = time.perf_counter()
     for path in paths:
         fid = suite._id(path)
@@ -98,6 +129,7 @@ def main(argv=None) -> int:
         if np.any(np.abs(vk - vt) > 2e-6 + 1e-6 * np.abs(vk)):
             note.append("float32 val_loss over the bound")
         rows.append((fid, c64, c32, "; ".join(note), maxpool))
+        records[fid] = fixture_record(c64, c32, "; ".join(note), suite.load(path))
         print(f"{fid:40s} f64 {fmt(c64.max_abs_loss_diff):>8} {fmt(c64.final_weight_max_abs_diff):>8}  "
               f"f32 {fmt(c32.max_abs_loss_diff):>8} ({f32_excess(c32):.2f} of bound)  "
               f"{time.perf_counter() - t0:.1f}s", flush=True)
@@ -160,7 +192,10 @@ def main(argv=None) -> int:
             out.append(f"| {fid} | {c64.steps} | {fmt(c64.max_abs_loss_diff)} | {fmt(c64.final_weight_max_abs_diff)} "
                        f"| {fmt(float(d[:200].max()))} | {fmt(float(d.max()))} | {vk:.6g} / {vt:.6g} |")
     Path(args.out).write_text("\n".join(out) + "\n")
-    print(f"wrote {args.out} ({elapsed:.0f} s)")
+    meta = {"date": datetime.date.today().isoformat(), "keras": keras.__version__, "tensorflow": tf.__version__,
+            "torch": torch.__version__, "machine": platform.machine(), "python": platform.python_version()}
+    write_json(Path(args.json), records, meta, [suite._id(p) for p in suite.ALL])
+    print(f"wrote {args.out} and {args.json} ({elapsed:.0f} s)")
     return 0
 
 
