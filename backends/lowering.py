@@ -87,37 +87,33 @@ def evaluate(expr, namespace: dict[str, Any]):
 
 
 def render(expr, indent: int = 0, width: int = 110) -> str:
-    """Python source for an expression; a call that does not fit on one line puts one argument per line."""
+    """Python source for an expression; a call or a literal that does not fit on one line puts one item per
+    line."""
     if isinstance(expr, Ref):
         return expr.path
     if isinstance(expr, Call):
         parts = [render(a, indent + 4, width) for a in expr.args]
         parts += [f"{k}={render(v, indent + 4, width)}" for k, v in expr.kwargs]
-        flat = f"{expr.fn.path}({', '.join(parts)})"
-        if indent + len(flat) <= width and "\n" not in flat:
-            return flat
-        pad = " " * (indent + 4)
-        return f"{expr.fn.path}(\n" + "".join(f"{pad}{p},\n" for p in parts) + " " * indent + ")"
+        return _wrapped(f"{expr.fn.path}(", parts, ")", indent, width)
     if isinstance(expr, list):
-        items = [render(x, indent + 4, width) for x in expr]
-        flat = "[" + ", ".join(items) + "]"
-        if indent + len(flat) <= width and "\n" not in flat:
-            return flat
-        pad = " " * (indent + 4)
-        return "[\n" + "".join(f"{pad}{i},\n" for i in items) + " " * indent + "]"
+        return _wrapped("[", [render(x, indent + 4, width) for x in expr], "]", indent, width)
+    if isinstance(expr, dict):
+        return _wrapped("{", [f"{k!r}: {render(v, indent + 4, width)}" for k, v in expr.items()], "}", indent,
+                        width)
     if isinstance(expr, tuple):
         items = [render(x, indent, width) for x in expr]
         return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"
-    if isinstance(expr, dict):
-        items = [f"{k!r}: {render(v, indent + 4, width)}" for k, v in expr.items()]
-        flat = "{" + ", ".join(items) + "}"
-        if indent + len(flat) <= width and "\n" not in flat:
-            return flat
-        pad = " " * (indent + 4)
-        return "{\n" + "".join(f"{pad}{i},\n" for i in items) + " " * indent + "}"
     if isinstance(expr, float):
         return repr(float(expr))
     return repr(expr)
+
+
+def _wrapped(opening: str, items: list[str], closing: str, indent: int, width: int) -> str:
+    flat = opening + ", ".join(items) + closing
+    if indent + len(flat) <= width and "\n" not in flat:
+        return flat
+    pad = " " * (indent + 4)
+    return opening + "\n" + "".join(f"{pad}{i},\n" for i in items) + " " * indent + closing
 
 
 def names_in(expr) -> set[str]:

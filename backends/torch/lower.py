@@ -229,9 +229,12 @@ def bidirectional(layer: L.Bidirectional, ctx: Context):
 
 
 def _named(name: str):
-    def lower(act, ctx: Context):
+    """The lowering of an item that is one library function, named `name`."""
+
+    def lower(node, ctx: Context):
         return ref(name)
 
+    lower.__name__ = lower.__qualname__ = name.split(".")[-1]
     return lower
 
 
@@ -317,29 +320,10 @@ def nadam(opt: T.Nadam, ctx: Context):
 # ----------------------------------------------------------------------------------------------------- losses
 
 
-@lowers(T.CategoricalCrossentropy, targets=TORCH)
-def categorical_crossentropy(loss, ctx: Context):
-    return ref("categorical_crossentropy")
-
-
-@lowers(T.SparseCategoricalCrossentropy, targets=TORCH)
-def sparse_categorical_crossentropy(loss, ctx: Context):
-    return ref("sparse_categorical_crossentropy")
-
-
-@lowers(T.BinaryCrossentropy, targets=TORCH)
-def binary_crossentropy(loss, ctx: Context):
-    return ref("binary_crossentropy")
-
-
-@lowers(T.MSE, targets=TORCH)
-def mse(loss, ctx: Context):
-    return ref("mse")
-
-
-@lowers(T.MAE, targets=TORCH)
-def mae(loss, ctx: Context):
-    return ref("mae")
+for _cls, _name in [(T.CategoricalCrossentropy, "categorical_crossentropy"),
+                    (T.SparseCategoricalCrossentropy, "sparse_categorical_crossentropy"),
+                    (T.BinaryCrossentropy, "binary_crossentropy"), (T.MSE, "mse"), (T.MAE, "mae")]:
+    lowers(_cls, targets=TORCH)(_named(_name))
 
 
 @lowers(T.Huber, targets=TORCH)
