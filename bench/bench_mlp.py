@@ -49,7 +49,7 @@ TARGETS = {"dlc-keras / keras-fit": 0.95, "dlc-torch / torch-dataloader": 1.0,  
 def load(spec_path: Path, batch_size: int | None):
     """The compiled spec (batch size overridden if asked) and dlc's prepared data: one split for all."""
     from dlc.compiler import compile_file
-    from dlc.data import prepare
+    from dlc.runtime.data import prepare
 
     result = compile_file(spec_path)
     if not result.ok:
@@ -129,8 +129,8 @@ def wait_for_idle(max_busy: float, max_wait_s: float, window_s: float = 3.0) -> 
 
 def run_dlc(backend: str, spec, data, epochs: int, device: str, fixed: bool = False) -> dict:
     from dlc.backends import session_class
-    from dlc.loop import train
-    from dlc.weights import initial_weights
+    from dlc.reference.weights import initial_weights
+    from dlc.runtime.loop import train
 
     session = session_class(backend)(spec, device=device, weights=initial_weights(spec))
     if fixed:  # the candidate fixes of bench/fixes.py, patched into this session only

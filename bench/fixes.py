@@ -43,7 +43,7 @@ def uint32_dropout_call(self, x, training=False):
     import tensorflow as tf
 
     from dlc.backends.keras.library import TFOps
-    from dlc.rng import C1, C2, fmix32
+    from dlc.reference.rng import C1, C2, fmix32
 
     if not training or self.rate == 0 or self.step_var is None:
         return x

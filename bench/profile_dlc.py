@@ -39,7 +39,7 @@ def _torch_variants(spec, data, perm, bs):
     import torch.nn.functional as F
 
     from dlc.backends import session_class
-    from dlc.weights import initial_weights
+    from dlc.reference.weights import initial_weights
 
     class TorchRMSprop:
         def __init__(self, params):
@@ -114,7 +114,7 @@ def _keras_variants(spec, data, perm, bs):
     import keras
 
     from dlc.backends import session_class
-    from dlc.weights import initial_weights
+    from dlc.reference.weights import initial_weights
 
     def dlc(drop=None, slicing=False):
         S = session_class("keras")(spec, device="cpu", weights=initial_weights(spec))
@@ -181,7 +181,7 @@ def main(argv=None) -> int:
 
     spec, data = load(SPEC, None)
     bs = spec.train.batch_size
-    from dlc.rng import epoch_permutation
+    from dlc.reference.rng import epoch_permutation
 
     perm = epoch_permutation(spec.seed, 0, len(data.train.x))[:args.steps * bs]
     if args.backend == "torch":

@@ -11,7 +11,7 @@ EXIT_RUNTIME = 1
 
 
 def _compile(path: str, show_warnings: bool = True):
-    from .compiler import compile_file
+    from dlc.compiler import compile_file
 
     result = compile_file(path)
     if result.diagnostics.items and (show_warnings or result.diagnostics.errors):
@@ -20,7 +20,7 @@ def _compile(path: str, show_warnings: bool = True):
 
 
 def cmd_check(args) -> int:
-    from .compiler.summary import summary_text
+    from dlc.compiler.summary import summary_text
 
     status = 0
     for path in args.specs:
@@ -49,7 +49,7 @@ def cmd_compile(args) -> int:
 
         Path(args.output).write_text(result.spec.model_dump_json(indent=2) + "\n")
         return 0
-    from .emit import EmitUnsupported, emit
+    from dlc.backends.emit.script import EmitUnsupported, emit
 
     try:
         script = emit(result.spec, args.emit, args.spec)
@@ -68,7 +68,7 @@ def cmd_compile(args) -> int:
 
 
 def cmd_schema(args) -> int:
-    from .compiler.spec import Spec
+    from dlc.compiler.spec import Spec
 
     print(json.dumps(Spec.model_json_schema(), indent=2))
     return 0
@@ -115,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--epochs", type=int)
     c.add_argument("--seed", type=int)
     c.add_argument("--quiet", action="store_true")
-    c.set_defaults(func=lambda a: __import__("dlc.cv", fromlist=["main"]).main(a))
+    c.set_defaults(func=lambda a: __import__("dlc.runtime.cv", fromlist=["main"]).main(a))
 
     c = sub.add_parser("tune", help="search a spec's hyperparameters (its search block) with Optuna")
     c.add_argument("spec", nargs="?", help="the spec (with --refine, default: the spec that run searched)")
@@ -128,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--refine", metavar="RUN", help="search around the best trials of an earlier tune run")
     c.add_argument("--study", help="Optuna study name (default: the model's name)")
     c.add_argument("--quiet", action="store_true")
-    c.set_defaults(func=lambda a: __import__("dlc.tune", fromlist=["main"]).main(a))
+    c.set_defaults(func=lambda a: __import__("dlc.runtime.tune", fromlist=["main"]).main(a))
 
     c = sub.add_parser("runs", help="list run directories")
     c.add_argument("dir", nargs="?", default="runs")
@@ -144,19 +144,19 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("run")
     c.add_argument("--data", help="a .csv (target in the last column or the spec's target column) or .npz (x, y)")
     c.add_argument("--json", action="store_true")
-    c.set_defaults(func=lambda a: __import__("dlc.serve", fromlist=["cmd_evaluate"]).cmd_evaluate(a))
+    c.set_defaults(func=lambda a: __import__("dlc.runtime.serve", fromlist=["cmd_evaluate"]).cmd_evaluate(a))
 
     c = sub.add_parser("predict", help="predict with a trained run")
     c.add_argument("run")
     c.add_argument("--input", required=True, help="a .csv of raw features (header optional) or .npz (x)")
     c.add_argument("--output", help="a .csv or .npz file (default: CSV on stdout)")
-    c.set_defaults(func=lambda a: __import__("dlc.serve", fromlist=["cmd_predict"]).cmd_predict(a))
+    c.set_defaults(func=lambda a: __import__("dlc.runtime.serve", fromlist=["cmd_predict"]).cmd_predict(a))
 
     c = sub.add_parser("export", help="export a trained run (ONNX)")
     c.add_argument("run")
     c.add_argument("--format", choices=["onnx"], default="onnx")
     c.add_argument("--output", help="default: RUN/model.onnx")
-    c.set_defaults(func=lambda a: __import__("dlc.serve", fromlist=["cmd_export"]).cmd_export(a))
+    c.set_defaults(func=lambda a: __import__("dlc.runtime.serve", fromlist=["cmd_export"]).cmd_export(a))
 
     c = sub.add_parser("compare", help="train on both backends and compare step for step")
     c.add_argument("spec")
@@ -164,12 +164,12 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--dtype", choices=["float32", "float64"], default="float64")
     c.add_argument("--json", action="store_true")
     c.add_argument("--seed", type=int)
-    c.set_defaults(func=lambda a: __import__("dlc.compare", fromlist=["main"]).main(a))
+    c.set_defaults(func=lambda a: __import__("dlc.runtime.compare", fromlist=["main"]).main(a))
 
     c = sub.add_parser("catalogue", help="list every layer, activation, optimizer, ... with parameters, defaults "
                        "and the measured Keras/PyTorch |Δ|")
     c.add_argument("--markdown", action="store_true", help="a Markdown page (docs/CATALOGUE.md)")
-    c.set_defaults(func=lambda a: __import__("dlc.catalogue", fromlist=["main"]).main(a))
+    c.set_defaults(func=lambda a: __import__("dlc.runtime.catalogue", fromlist=["main"]).main(a))
     return p
 
 

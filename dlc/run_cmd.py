@@ -7,8 +7,8 @@ import math
 import sys
 from pathlib import Path
 
-from . import rundir
-from .cli import EXIT_RUNTIME, EXIT_SPEC, _compile
+from dlc.cli import EXIT_RUNTIME, EXIT_SPEC, _compile
+from dlc.runtime import rundir
 
 
 def load_for_training(path: str, seed=None, dtype=None, epochs=None):
@@ -17,7 +17,7 @@ def load_for_training(path: str, seed=None, dtype=None, epochs=None):
     if not result.ok:
         return None, result
     spec = result.spec
-    from .support import run_blockers
+    from dlc.runtime.support import run_blockers
 
     blockers = run_blockers(result)
     if blockers:
@@ -41,7 +41,7 @@ def _fail(msg: str, run: Path | None) -> int:
 
 def final_metrics(session, spec, data) -> dict[str, dict[str, float]]:
     """Loss and metrics of the trained model on each part of the data, in inference mode."""
-    from .loop import evaluate
+    from dlc.runtime.loop import evaluate
 
     out = {}
     for part in ("train", "val", "test"):
@@ -54,7 +54,7 @@ def final_metrics(session, spec, data) -> dict[str, dict[str, float]]:
 
 def _resume_target(args):
     """(spec, run.json) of a run to resume; (None, None) after an error, (None, info) if it already finished."""
-    from .compiler.spec import Spec
+    from dlc.compiler.spec import Spec
 
     run = Path(args.resume)
     if not (run / "ir.json").is_file() or not (run / "run.json").is_file():
@@ -76,12 +76,12 @@ def main(args) -> int:
 
     from rich.console import Console
 
-    from . import checkpoint
-    from .backends import BackendUnavailable, LoweringMissing, session_class
-    from .data import DataError, prepare
-    from .loop import TrainingFailed, train
-    from .tensorboard import EventWriter
-    from .weights import initial_weights
+    from dlc.backends import BackendUnavailable, LoweringMissing, session_class
+    from dlc.reference.weights import initial_weights
+    from dlc.runtime import checkpoint
+    from dlc.runtime.data import DataError, prepare
+    from dlc.runtime.loop import TrainingFailed, train
+    from dlc.runtime.tensorboard import EventWriter
 
     resume_state = None
     if args.resume:
@@ -98,7 +98,7 @@ def main(args) -> int:
             return EXIT_SPEC
         base_dir = Path(args.spec).resolve().parent
     if spec.data is not None and spec.data.split.kind == "kfold":
-        from .cv import main as cv_main
+        from dlc.runtime.cv import main as cv_main
 
         args.k = None
         return cv_main(args)  # a kfold split means cross-validation
@@ -215,7 +215,7 @@ class EpochTable:
     W = 7  # one number
 
     def __init__(self, console, spec, has_val: bool):
-        from .loop import improved, monitor_mode
+        from dlc.reference.callbacks import improved, monitor_mode
 
         self.console = console
         self.total = spec.train.epochs

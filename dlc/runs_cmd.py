@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from .cli import EXIT_RUNTIME
+from dlc.cli import EXIT_RUNTIME
 
 
 def _load(path: Path, name: str):

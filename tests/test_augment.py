@@ -4,9 +4,9 @@ from pathlib import Path
 
 import numpy as np
 
-from dlc.augment import augment
 from dlc.compiler import compile_text
 from dlc.compiler.spec import Crop, Flip, Shift
+from dlc.runtime.augment import augment
 
 SPEC = """
 model aug {
@@ -72,7 +72,7 @@ def test_crop_keeps_size():
 
 
 def test_training_only_and_equal_on_both_backends():
-    from dlc.compare import compare_spec
+    from dlc.runtime.compare import compare_spec
 
     r = compile_text(SPEC)
     assert r.ok, r.render()
@@ -83,9 +83,9 @@ def test_training_only_and_equal_on_both_backends():
 
 def test_validation_is_not_augmented():
     from dlc.backends import session_class
-    from dlc.data import prepare
-    from dlc.loop import evaluate, train
-    from dlc.weights import initial_weights
+    from dlc.reference.weights import initial_weights
+    from dlc.runtime.data import prepare
+    from dlc.runtime.loop import evaluate, train
 
     spec = compile_text(SPEC).spec
     plain = spec.model_copy(update={"data": spec.data.model_copy(update={"augment": []})})

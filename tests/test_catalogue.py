@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from dlc.catalogue import (
+from dlc.cli import main
+from dlc.compiler import compile_file, compile_text
+from dlc.runtime.catalogue import (
     RESULTS_FILE,
     fixtures_using,
     items,
@@ -18,8 +20,6 @@ from dlc.catalogue import (
     render,
     results,
 )
-from dlc.cli import main
-from dlc.compiler import compile_file, compile_text
 
 ROOT = Path(__file__).resolve().parent.parent
 # the equivalence suite's fixture list (tests/test_equivalence.py: FIXTURES + EXAMPLES)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from dlc.compiler import compile_text
-from dlc.data import folds
+from dlc.runtime.data import folds
 
 SPEC = """
 model iris_cv {
@@ -84,7 +84,7 @@ def test_cv_cli_writes_cv_json(tmp_path, backend):
 
 
 def test_cv_same_on_both_backends(tmp_path):
-    from dlc.cv import run_cv
+    from dlc.runtime.cv import run_cv
 
     spec = _spec()
     a = run_cv(spec, Path("."), "torch", "cpu")

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from dlc.compiler import compile_file
-from dlc.data import DataError, load_raw, prepare, read_mnist
+from dlc.runtime.data import DataError, load_raw, prepare, read_mnist
 
 LOSS_OUT = {
     "categorical": ("categorical_crossentropy", "softmax"),

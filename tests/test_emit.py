@@ -234,9 +234,9 @@ def _dlc_losses(spec_path: Path, backend: str) -> list[float]:
 
 def _losses(spec, base_dir: Path, backend: str, epochs: int | None = None) -> list[float]:
     from dlc.backends import session_class
-    from dlc.data import folds, prepare
-    from dlc.loop import train
-    from dlc.weights import initial_weights
+    from dlc.reference.weights import initial_weights
+    from dlc.runtime.data import folds, prepare
+    from dlc.runtime.loop import train
 
     parts = folds(spec, base_dir) if spec.data.split.kind == "kfold" else [prepare(spec, base_dir)]
     losses = []

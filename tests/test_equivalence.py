@@ -23,8 +23,8 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("tensorflow")
 
-from dlc.compare import FLOAT64_LOSS_TOL, FLOAT64_WEIGHT_TOL, compare_spec, float32_loss_bound
 from dlc.compiler import compile_file, compile_text
+from dlc.runtime.compare import FLOAT64_LOSS_TOL, FLOAT64_WEIGHT_TOL, compare_spec, float32_loss_bound
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -135,7 +135,7 @@ def test_initial_weights_bit_identical(path):
 def _initial_only(path: Path, dtype: str) -> float:
     """Initial weights without training (for runs the suite does not otherwise do)."""
     from dlc.backends import session_class
-    from dlc.weights import initial_weights, max_abs_diff
+    from dlc.reference.weights import initial_weights, max_abs_diff
 
     spec = load(path).model_copy(update={"dtype": dtype})
     init = initial_weights(spec)
@@ -220,7 +220,7 @@ def test_dropout_masks_bit_identical(which, shape, step):
     import torch
 
     from dlc.backends import session_class
-    from dlc.rng import dropout_keep_numpy
+    from dlc.reference.rng import dropout_keep_numpy
 
     spec = compile_text(DROPOUT_SPEC).raise_for_errors()
     infos = [i for i in spec.walk() if i.layer.kind == "Dropout"]
@@ -308,7 +308,7 @@ def test_initializer_draws_follow_keras(name, shape):
     from scipy.stats import ks_2samp
 
     from dlc.compiler import functions as Fn
-    from dlc.rng import stream
+    from dlc.reference.rng import stream
 
     ir = {"glorot_uniform": Fn.GlorotUniform(), "he_normal": Fn.HeNormal(), "random_normal": Fn.RandomNormal(),
           "zeros": Fn.Zeros()}[name]

@@ -10,9 +10,9 @@ import pytest
 
 from dlc.backends import session_class
 from dlc.compiler import compile_file
-from dlc.data import prepare
-from dlc.loop import train
-from dlc.weights import initial_weights
+from dlc.reference.weights import initial_weights
+from dlc.runtime.data import prepare
+from dlc.runtime.loop import train
 
 GUIDE = Path(__file__).resolve().parents[1] / "specs" / "guide"
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dlc.data import DataError, read_mnist
+from dlc.runtime.data import DataError, read_mnist
 
 ROOT = Path(__file__).resolve().parents[1]
 

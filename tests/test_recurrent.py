@@ -12,7 +12,7 @@ pytest.importorskip("tensorflow")
 
 from dlc.backends import LoweringMissing, session_class
 from dlc.compiler import compile_text
-from dlc.weights import initial_weights
+from dlc.reference.weights import initial_weights
 
 SPEC = """
 model seq {{

@@ -83,7 +83,7 @@ def test_kill9_then_resume_equals_uninterrupted(tmp_path, backend):
     a = json.loads((cut / "metrics.json").read_text())
     b = json.loads((full / "metrics.json").read_text())
     assert a == b
-    from dlc.serve import load_run
+    from dlc.runtime.serve import load_run
 
     wa = load_run(cut)[1].get_weights()
     wb = load_run(full)[1].get_weights()

@@ -385,7 +385,7 @@ def test_unknown_backend_and_missing_spec_are_usage_errors(tmp_path):
 
 def _test_split(run: Path):
     from dlc.compiler.spec import Spec
-    from dlc.data import prepare
+    from dlc.runtime.data import prepare
 
     spec = Spec.model_validate_json((run / "ir.json").read_text())  # ir.json is the run's exact spec
     return spec, prepare(spec, run).test
@@ -395,7 +395,7 @@ def test_torch_model_loads_into_a_fresh_session(runs):
     import torch
 
     from dlc.backends.torch.session import Session
-    from dlc.loop import evaluate
+    from dlc.runtime.loop import evaluate
 
     run, _ = runs["torch"]
     spec, test = _test_split(run)

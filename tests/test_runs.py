@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from dlc.tensorboard import EventWriter, crc32c
+from dlc.runtime.tensorboard import EventWriter, crc32c
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -119,7 +119,7 @@ def test_evaluate_on_a_file(runs, tmp_path):
 def test_onnx_matches_trained_model(runs, tmp_path, key):
     import onnxruntime as ort
 
-    from dlc.serve import load_run, preprocess
+    from dlc.runtime.serve import load_run, preprocess
 
     run = runs[key]
     out = tmp_path / "m.onnx"

@@ -30,9 +30,9 @@ def _one_torch_thread():
 
 def _train_both(spec, base_dir: Path, epochs: int, dtype: str = "float64"):
     from dlc.backends import session_class
-    from dlc.data import prepare
-    from dlc.loop import train
-    from dlc.weights import initial_weights
+    from dlc.reference.weights import initial_weights
+    from dlc.runtime.data import prepare
+    from dlc.runtime.loop import train
 
     spec = spec.model_copy(update={"dtype": dtype})
     data = prepare(spec, base_dir)
@@ -177,7 +177,7 @@ def _expected_std(name: str, fan_in: int, fan_out: int) -> float | None:
 @pytest.mark.parametrize("init", INITIALIZERS)
 def test_every_initializer_bit_identical_and_keras_variance(init):
     from dlc.backends import session_class
-    from dlc.weights import initial_weights, max_abs_diff
+    from dlc.reference.weights import initial_weights, max_abs_diff
 
     spec = compile_text(INIT_SPEC.format(init=init)).raise_for_errors()
     for dtype in ("float64", "float32"):

@@ -370,7 +370,7 @@ def test_cv_objective(tmp_path):
 
 
 def test_subprocess_workers(tmp_path, monkeypatch):
-    """Without the fork server, each trial is `python -m dlc.tune_worker JOB.json`."""
+    """Without the fork server, each trial is `python -m dlc.runtime.tune_worker JOB.json`."""
     monkeypatch.setenv("DLC_TUNE_WORKER", "subprocess")
     p = _write(tmp_path, units="8", method="grid", opt="Adam(lr=choice(0.01))")
     run = tmp_path / "run"
@@ -448,7 +448,7 @@ def test_postgres_study_shared_by_two_processes(tmp_path, postgres):
     assert other.returncode == 0, o_err
     import optuna
 
-    from dlc.tune_worker import driver_url
+    from dlc.runtime.tune_worker import driver_url
 
     trials = optuna.load_study(study_name="tiny", storage=driver_url(postgres)).get_trials()
     got = [_key(t.params) for t in trials]

@@ -6,7 +6,7 @@ from dlc.backends.lowering import Context, render
 from dlc.backends.network import network_expr
 from dlc.compiler.checks import fused_output
 from dlc.compiler.spec import Spec
-from dlc.metrics import stats_size
+from dlc.reference.metrics import stats_size
 
 TARGET = "emit_keras"
 LIBRARY = ("dlc.backends.keras.library",)

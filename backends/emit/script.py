@@ -13,14 +13,14 @@ from pathlib import Path
 from dlc.backends.lowering import REGISTRY, LoweringMissing, call, load_target, ref, render
 from dlc.compiler.checks import resolve_path
 from dlc.compiler.spec import BUNDLED, Bundled, Spec
-from dlc.rng import STREAM_INIT
+from dlc.reference.rng import STREAM_INIT
 
 from .bundle import Bundle, import_block
 from .lower import DrawContext
 
 # where the names of the shared part are defined (dlc's numpy reference code)
-SHARED_MODULES = ("dlc.rng", "dlc.compiler.functions", "dlc.compiler.training", "dlc.compiler.layers", "dlc.data",
-                  "dlc.augment", "dlc.metrics", "dlc.loop")
+SHARED_MODULES = ("dlc.reference.rng", "dlc.compiler.functions", "dlc.compiler.training", "dlc.compiler.layers", "dlc.runtime.data",
+                  "dlc.runtime.augment", "dlc.reference.metrics", "dlc.reference.callbacks")
 FRAMEWORK = {"torch": "PyTorch", "keras": "Keras"}
 # module names generated code may use, and the import that defines each
 MODULE_ALIASES = {"np": "import numpy as np", "math": "import math", "json": "import json",
@@ -79,7 +79,7 @@ class DataContext:
 
 
 def data_code(spec: Spec, target: str, base_dir: Path) -> str:
-    """load_data(): the splits [(train, val, test)] of (x, y) pairs, as dlc.data.prepare/folds compute them."""
+    """load_data(): the splits [(train, val, test)] of (x, y) pairs, as dlc.runtime.data.prepare/folds compute them."""
     d = spec.data
     ctx = DataContext(target, base_dir)
     task, kind = type(spec.loss).task, type(spec.loss).targets
@@ -164,7 +164,7 @@ EARLY_STOPPING = '''        current = row[{monitor!r}]  # early stopping ({mode}
 
 def loop_code(spec: Spec, target: str) -> str:
     """train(): dlc's epoch loop (dlc/loop.py) for this spec's schedule, augmentation and early stopping."""
-    from dlc.loop import monitor_mode
+    from dlc.reference.callbacks import monitor_mode
 
     s, es = spec.schedule, spec.train.early_stopping
     augs = [REGISTRY.lower(target, op, None) for op in (spec.data.augment if spec.data else [])]

@@ -1,7 +1,7 @@
 """What the Keras lowerings (lower.py) name besides keras.* and tf.*, and the training steps around the model.
 
 IR-free and self-contained: every top-level definition uses only other top-level names of this module, the
-imports below and dlc.rng's hash, so the emitted keras script copies their source text as they are. Importing
+imports below and dlc.reference.rng's hash, so the emitted keras script copies their source text as they are. Importing
 this module registers dlc's custom objects with Keras (needed before keras.saving.load_model on a dlc model).
 """
 
@@ -19,7 +19,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from dlc.rng import dropout_threshold, fmix32
+from dlc.reference.rng import dropout_threshold, fmix32
 
 # ------------------------------------------------------------------------------------------------ layers
 

@@ -11,7 +11,7 @@ from dlc.backends.lowering import KERAS, Context, LoweringMissing, call, lowers,
 from dlc.compiler import functions as fn
 from dlc.compiler import layers as L
 from dlc.compiler import training as T
-from dlc.rng import dropout_base
+from dlc.reference.rng import dropout_base
 
 DTYPE = ref("DTYPE")
 

@@ -18,8 +18,8 @@ from dlc.backends import lowering as lw
 from dlc.backends.network import network_expr
 from dlc.compiler.checks import final_activation, fused_output
 from dlc.compiler.spec import Spec
-from dlc.metrics import stats_size
-from dlc.weights import flatten, unflatten
+from dlc.reference.metrics import stats_size
+from dlc.reference.weights import flatten, unflatten
 
 from . import library
 from .library import Trainer

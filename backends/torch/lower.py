@@ -10,8 +10,8 @@ from dlc.backends.lowering import TORCH, Context, call, lowers, ref
 from dlc.compiler import functions as fn
 from dlc.compiler import layers as L
 from dlc.compiler import training as T
-from dlc.rng import dropout_base, dropout_threshold
-from dlc.semantics import as_float32, same_pad
+from dlc.reference.rng import dropout_base, dropout_threshold
+from dlc.reference.semantics import as_float32, same_pad
 
 
 def _partial(name: str, **kwargs):

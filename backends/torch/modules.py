@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dlc.rng import C1, C2, M32, fmix32
+from dlc.reference.rng import C1, C2, M32, fmix32
 
 
 class StepCounter:
@@ -174,7 +174,7 @@ class Reshape(nn.Module):
 
 
 def _mul32_(x: torch.Tensor, c: int, tmp: torch.Tensor) -> None:
-    """x <- (x * c) mod 2^32 in place, with the int64 operations of dlc.rng.mul32."""
+    """x <- (x * c) mod 2^32 in place, with the int64 operations of dlc.reference.rng.mul32."""
     lo, hi = c & 0xFFFF, c >> 16
     torch.mul(x, hi, out=tmp)
     tmp.bitwise_and_(0xFFFF).bitwise_left_shift_(16)
@@ -183,7 +183,7 @@ def _mul32_(x: torch.Tensor, c: int, tmp: torch.Tensor) -> None:
 
 class HashDropout(nn.Module):
     """Inverted dropout with dlc's hash masks: keep element i (channels-last order) where
-    fmix32(i ^ fmix32(base ^ step)) >> 8 >= threshold; the same bits as dlc.rng.dropout_keep_numpy."""
+    fmix32(i ^ fmix32(base ^ step)) >> 8 >= threshold; the same bits as dlc.reference.rng.dropout_keep_numpy."""
 
     def __init__(self, rate: float, base: int, threshold: int, step: StepCounter):
         super().__init__()

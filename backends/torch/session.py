@@ -14,7 +14,7 @@ from dlc.backends.lowering import Context, evaluate
 from dlc.backends.network import network_expr
 from dlc.compiler.checks import final_activation, fused_output
 from dlc.compiler.spec import Spec
-from dlc.weights import flatten, unflatten
+from dlc.reference.weights import flatten, unflatten
 
 from . import library
 from . import lower as TL

@@ -71,7 +71,7 @@ def fmt(x: float) -> str:
 
 def fixture_record(c64, c32, note: str, spec) -> dict:
     """One fixture's entry in dlc/equivalence_results.json."""
-    from dlc.catalogue import items_used
+    from dlc.runtime.catalogue import items_used
 
     return {
         "f64_steps": c64.steps, "f64_step_loss": c64.max_abs_loss_diff, "f64_val_loss": c64.max_abs_val_loss_diff,

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .cli import EXIT_RUNTIME
+from dlc.cli import EXIT_RUNTIME
 
 
 class ServeError(Exception):
@@ -23,8 +23,8 @@ class ServeError(Exception):
 
 def load_run(run: Path, backend: str | None = None):
     """(spec, session, info) for a finished run directory."""
-    from .backends import session_class
-    from .compiler.spec import Spec
+    from dlc.backends import session_class
+    from dlc.compiler.spec import Spec
 
     run = Path(run)
     for name in ("ir.json", "run.json", "model.json"):
@@ -140,8 +140,8 @@ def cmd_predict(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from .data import DataError, _targets, prepare
-    from .loop import evaluate
+    from dlc.runtime.data import DataError, _targets, prepare
+    from dlc.runtime.loop import evaluate
 
     try:
         spec, session, info = load_run(Path(args.run))
@@ -181,7 +181,7 @@ def export_onnx(run: Path, out: Path) -> dict:
     the training preprocessing folded in front, the output activation at the end."""
     import torch
 
-    from .backends import session_class
+    from dlc.backends import session_class
 
     spec, session, info = load_run(run)
     weights = session.get_weights()

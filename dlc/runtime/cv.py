@@ -11,16 +11,16 @@ from pathlib import Path
 
 import numpy as np
 
-from . import rundir
-from .cli import EXIT_RUNTIME, EXIT_SPEC
+from dlc.cli import EXIT_RUNTIME, EXIT_SPEC
+from dlc.runtime import rundir
 
 
 def run_cv(spec, base_dir: Path, backend: str, device: str = "auto", k: int | None = None,
            out: Path | None = None, console=None, on_fold=None) -> dict:
-    from .backends import session_class
-    from .data import folds
-    from .loop import evaluate, train
-    from .weights import initial_weights
+    from dlc.backends import session_class
+    from dlc.reference.weights import initial_weights
+    from dlc.runtime.data import folds
+    from dlc.runtime.loop import evaluate, train
 
     Session = session_class(backend)
     parts = folds(spec, base_dir, k)
@@ -62,10 +62,10 @@ def main(args) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from .backends import BackendUnavailable, LoweringMissing
-    from .data import DataError
-    from .loop import TrainingFailed
-    from .run_cmd import load_for_training
+    from dlc.backends import BackendUnavailable, LoweringMissing
+    from dlc.run_cmd import load_for_training
+    from dlc.runtime.data import DataError
+    from dlc.runtime.loop import TrainingFailed
 
     spec, _ = load_for_training(args.spec, args.seed, getattr(args, "dtype", None), args.epochs)
     if spec is None:

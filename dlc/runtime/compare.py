@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .cli import EXIT_RUNTIME, EXIT_SPEC
+from dlc.cli import EXIT_RUNTIME, EXIT_SPEC
 
 FLOAT64_LOSS_TOL = 1e-10
 FLOAT64_WEIGHT_TOL = 1e-8
@@ -43,10 +43,10 @@ def compare_spec(spec, base_dir: Path, steps: int | None, dtype: str, backends=(
     """Train `spec` on both backends for `steps` optimizer steps (more epochs than the spec asks for when needed;
     None: exactly the spec's own run, early stopping included) and compare step losses, validation losses,
     the training decisions (early stopping) and the weights before and after."""
-    from .backends import session_class
-    from .data import prepare
-    from .loop import train
-    from .weights import initial_weights, max_abs_diff
+    from dlc.backends import session_class
+    from dlc.reference.weights import initial_weights, max_abs_diff
+    from dlc.runtime.data import prepare
+    from dlc.runtime.loop import train
 
     spec = spec.model_copy(update={"dtype": dtype})
     data = prepare(spec, base_dir)
@@ -107,10 +107,10 @@ def compare_spec(spec, base_dir: Path, steps: int | None, dtype: str, backends=(
 
 
 def main(args) -> int:
-    from .backends import BackendUnavailable, LoweringMissing
-    from .data import DataError
-    from .loop import TrainingFailed
-    from .run_cmd import load_for_training
+    from dlc.backends import BackendUnavailable, LoweringMissing
+    from dlc.run_cmd import load_for_training
+    from dlc.runtime.data import DataError
+    from dlc.runtime.loop import TrainingFailed
 
     spec, _ = load_for_training(args.spec, args.seed)
     if spec is None:

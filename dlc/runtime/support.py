@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from .compiler import Compiled
-from .compiler.checks import _find_assign
-from .compiler.diagnostics import Diagnostic, Span
+from dlc.compiler import Compiled
+from dlc.compiler.checks import _find_assign
+from dlc.compiler.diagnostics import Diagnostic, Span
 
 
 def run_blockers(result: Compiled) -> list[Diagnostic]:

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .compiler.checks import resolve_path
-from .compiler.spec import BUNDLED, Bundled, Csv, Holdout, KFold, Mnist, Npz, Spec
-from .rng import STREAM_SPLIT
+from dlc.compiler.checks import resolve_path
+from dlc.compiler.spec import BUNDLED, Bundled, Csv, Holdout, KFold, Mnist, Npz, Spec
+from dlc.reference.rng import STREAM_SPLIT
 
 
 class DataError(Exception):

@@ -16,7 +16,7 @@ from functools import partial
 
 import numpy as np
 
-from .rng import STREAM_AUGMENT, stream
+from dlc.reference.rng import STREAM_AUGMENT, stream
 
 
 def _shift(img: np.ndarray, dy: int, dx: int) -> np.ndarray:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .compiler.spec import Spec
-from .rng import STREAM_INIT, stream
+from dlc.compiler.spec import Spec
+from dlc.reference.rng import STREAM_INIT, stream
 
 Weights = dict[str, dict[str, np.ndarray]]  # layer name -> weight name -> array (float64)
 

@@ -12,7 +12,7 @@ died. Workers write their results to the study's storage themselves.
 - Pruning (`prune: median`): Optuna's MedianPruner on the objective reported after every epoch (every fold for a
   cv_ objective); see tune_worker.PRUNE_* for when it starts.
 - Objective value: the metric in the history row of the epoch whose weights the run ends with (the last epoch, or
-  the best one when early stopping restores it); a cv_ metric is the mean over the folds (dlc.cv.run_cv).
+  the best one when early stopping restores it); a cv_ metric is the mean over the folds (dlc.runtime.cv.run_cv).
 - Storage: `sqlite:///DIR/study.db` in the run directory unless the search block names one; a relative sqlite
   path is relative to the current directory (as SQLAlchemy reads it); a postgresql:// URL lets many machines
   share one study (run `dlc tune` on each, with the same storage and study name).
@@ -39,10 +39,10 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from . import rundir
-from .cli import EXIT_RUNTIME, EXIT_SPEC, _compile
-from .compiler.diagnostics import Diagnostic, Span
-from .compiler.search import Space, concretize, grid_points, refine, spaces_of, top_trials, value_text
+from dlc.cli import EXIT_RUNTIME, EXIT_SPEC, _compile
+from dlc.compiler.diagnostics import Diagnostic, Span
+from dlc.compiler.search import Space, concretize, grid_points, refine, spaces_of, top_trials, value_text
+from dlc.runtime import rundir
 
 HEARTBEAT_S = 20.0
 STALE_S = 120.0
@@ -63,7 +63,7 @@ def _spec_error(result, code: str, message: str, span: Span | None, hint: str | 
 
 
 def _search_section(result):
-    from .compiler import ast as A
+    from dlc.compiler import ast as A
 
     model = result.tree.models[0]
     return next((st for st in model.body if isinstance(st, A.Section) and st.name == "search"), None)
@@ -71,8 +71,8 @@ def _search_section(result):
 
 def _blockers(result) -> list[Diagnostic]:
     """What stops this spec from being tuned (beyond spec errors): a run blocker other than its search spaces, a
-    search block without spaces, a cv_ objective without dlc.cv."""
-    from .support import run_blockers
+    search block without spaces, a cv_ objective without dlc.runtime.cv."""
+    from dlc.runtime.support import run_blockers
 
     spec = result.spec
     out = [d for d in run_blockers(result) if d.code != "E502"]
@@ -88,7 +88,7 @@ def _blockers(result) -> list[Diagnostic]:
                               "an argument, e.g. optimizer: Adam(lr=loguniform(1e-4, 1e-1))"))
     elif spec.search.objective.metric.startswith("cv_"):
         try:
-            from .cv import run_cv  # noqa: F401
+            from dlc.runtime.cv import run_cv  # noqa: F401
         except ImportError:
             out.append(Diagnostic("E504", f"objective '{spec.search.objective.metric}' needs cross-validation, "
                                   "which this dlc does not have", sec.name_span if sec is not None else None,
@@ -266,7 +266,7 @@ class _Worker:
         if mode == "fork":
             import multiprocessing as mp
 
-            from . import tune_worker
+            from dlc.runtime import tune_worker
 
             self.proc = mp.get_context("forkserver").Process(target=tune_worker.run_trial, args=(job,),
                                                               name=f"dlc-trial-{job['number']}")
@@ -278,7 +278,7 @@ class _Worker:
             path = Path(job["trial_dir"]) / "job.json"
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(job))
-            self.proc = subprocess.Popen([sys.executable, "-m", "dlc.tune_worker", str(path)],
+            self.proc = subprocess.Popen([sys.executable, "-m", "dlc.runtime.tune_worker", str(path)],
                                          stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                          stderr=subprocess.DEVNULL)
             self.pid = self.proc.pid
@@ -310,7 +310,7 @@ def _worker_mode() -> str:
 
 
 # what each trial's process needs, imported once by the fork server (a missing optional one is skipped)
-_PRELOAD = ["dlc.tune_worker", "dlc.compiler", "dlc.data", "dlc.loop", "dlc.weights", "dlc.cv", "optuna",
+_PRELOAD = ["dlc.runtime.tune_worker", "dlc.compiler", "dlc.runtime.data", "dlc.runtime.loop", "dlc.reference.weights", "dlc.runtime.cv", "optuna",
             "optuna.storages._rdb.storage", "optuna.storages._rdb.models", "sqlalchemy", "sqlalchemy.orm",
             "sqlalchemy.dialects.sqlite", "sqlalchemy.dialects.postgresql", "psycopg2", "alembic.command",
             "alembic.config", "alembic.migration", "alembic.script", "sklearn.datasets", "sklearn.model_selection"]
@@ -468,7 +468,7 @@ def _tune(args, console, spec_path: str, result, spaces: list[Space], refined: d
     from optuna.exceptions import UpdateFinishedTrialError
     from optuna.trial import TrialState
 
-    from .tune_worker import _quiet_optuna, make_pruner, make_storage
+    from dlc.runtime.tune_worker import _quiet_optuna, make_pruner, make_storage
 
     _quiet_optuna()
     spec = result.spec
@@ -622,7 +622,7 @@ def _finish(console, result, spec_file: Path, run: Path, study, storage, url, st
             target, args, interrupted: bool) -> int:
     from rich.table import Table
 
-    from .compiler import compile_text
+    from dlc.compiler import compile_text
 
     spec = result.spec
     metric, direction = spec.search.objective.metric, spec.search.objective.direction

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .loop import LoopState
-from .weights import flatten, unflatten
+from dlc.reference.weights import flatten, unflatten
+from dlc.runtime.loop import LoopState
 
 FILE = "checkpoint.npz"
 

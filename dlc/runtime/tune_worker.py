@@ -3,7 +3,7 @@
 `dlc tune` asks Optuna for a trial (its parameters are sampled in the parent) and starts one process per trial:
 forked from a fork server that has already imported the backend (`multiprocessing`'s forkserver: every trial
 is a fresh child process, without paying the framework import again), or, with DLC_TUNE_WORKER=subprocess or where
-there is no fork server, `python -m dlc.tune_worker JOB.json`. The worker opens the study's storage itself,
+there is no fork server, `python -m dlc.runtime.tune_worker JOB.json`. The worker opens the study's storage itself,
 compiles the spec with the trial's values, trains, reports the objective after every epoch (or every fold, for a
 cv_ objective) so the pruner can stop it, and tells Optuna the result: COMPLETE, PRUNED, or FAIL with the reason
 in the trial's user attribute `failure` (a non-finite loss is a failed trial, not a crash). Its output goes to
@@ -98,7 +98,7 @@ def _limit_threads(backend: str, threads: int | None) -> None:
 
 
 def run_trial(job: dict) -> None:
-    """Entry point of a trial process (the target of the forked process, or `python -m dlc.tune_worker`)."""
+    """Entry point of a trial process (the target of the forked process, or `python -m dlc.runtime.tune_worker`)."""
     import time
 
     t0 = time.perf_counter()
@@ -133,7 +133,7 @@ def run_trial(job: dict) -> None:
 
 
 def _run(job: dict, trial) -> tuple[str, float | None, str | None]:
-    from .compiler import compile_file
+    from dlc.compiler import compile_file
 
     _limit_threads(job["backend"], job.get("threads"))
     params = trial.params
@@ -147,10 +147,10 @@ def _run(job: dict, trial) -> tuple[str, float | None, str | None]:
     base_dir = Path(job["spec"]).parent
     metric = job["metric"]
     trial_dir = Path(job["trial_dir"])
-    from . import rundir
-    from .backends import BackendUnavailable, LoweringMissing
-    from .data import DataError
-    from .loop import TrainingFailed
+    from dlc.backends import BackendUnavailable, LoweringMissing
+    from dlc.runtime import rundir
+    from dlc.runtime.data import DataError
+    from dlc.runtime.loop import TrainingFailed
 
     prune = job["prune"] == "median"
     try:
@@ -172,11 +172,11 @@ def _run(job: dict, trial) -> tuple[str, float | None, str | None]:
 
 
 def _run_holdout(job, trial, spec, base_dir, metric, prune, trial_dir) -> float:
-    from . import rundir
-    from .backends import session_class
-    from .data import prepare
-    from .loop import train
-    from .weights import initial_weights
+    from dlc.backends import session_class
+    from dlc.reference.weights import initial_weights
+    from dlc.runtime import rundir
+    from dlc.runtime.data import prepare
+    from dlc.runtime.loop import train
 
     data = prepare(spec, base_dir)
     session = session_class(job["backend"])(spec, device=job["device"], weights=initial_weights(spec))
@@ -199,7 +199,7 @@ def _run_holdout(job, trial, spec, base_dir, metric, prune, trial_dir) -> float:
 
 
 def _run_cv(job, trial, spec, base_dir, metric, prune) -> float:
-    from .cv import run_cv
+    from dlc.runtime.cv import run_cv
 
     key = metric[len("cv_"):]
     seen: list[float] = []
@@ -218,7 +218,7 @@ def _run_cv(job, trial, spec, base_dir, metric, prune) -> float:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 1:
-        print("usage: python -m dlc.tune_worker JOB.json   (started by `dlc tune`)", file=sys.stderr)
+        print("usage: python -m dlc.runtime.tune_worker JOB.json   (started by `dlc tune`)", file=sys.stderr)
         return 2
     run_trial(json.loads(Path(argv[0]).read_text()))
     return 0
