@@ -8,7 +8,7 @@ import importlib
 from .lowering import LoweringMissing
 
 BACKENDS = ("torch", "keras")
-__all__ = ["BACKENDS", "BackendUnavailable", "LoweringMissing", "session_class"]
+__all__ = ["BACKENDS", "BackendUnavailable", "LoweringMissing", "limit_threads", "session_class"]
 
 
 class BackendUnavailable(Exception):
@@ -28,3 +28,9 @@ def session_class(name: str):
                 f"the {name} backend needs {missing}: pip install 'dlc[{name}]'") from None
         raise
     return mod.Session
+
+
+def limit_threads(name: str, threads: int) -> None:
+    """At most `threads` CPU threads for the backend's framework (a tune worker's share of the cores)."""
+    session_module = importlib.import_module(f"dlc.backends.{name}.session")
+    session_module.limit_threads(threads)

@@ -29,6 +29,15 @@ LOAD_HINT = "import dlc.backends.keras.library; keras.saving.load_model('model.k
 lw.load_target(TARGET)  # registers backends/keras/lower.py's lowerings
 
 
+def limit_threads(threads: int) -> None:
+    """TensorFlow's thread pools (only before its first op; later calls are ignored, as they must be)."""
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(min(threads, 2))
+    except RuntimeError:
+        pass
+
+
 def namespace(dtype: str, step) -> dict:
     """What lowered expressions may name: library.py's top level (keras, tf, np, math, partial included), the
     float dtype and the dropout step variable."""

@@ -33,6 +33,10 @@ def pick_device(device: str) -> torch.device:
     return torch.device(device)
 
 
+def limit_threads(threads: int) -> None:
+    torch.set_num_threads(threads)
+
+
 def _pick_cpu_threads(spec: Spec) -> None:
     """Small models: one thread. Torch's worker threads spin-wait between tiny ops, so on 2 cores (or a busy
     machine) several threads made small models 4-30x slower; big steps keep torch's default. OMP_NUM_THREADS,

@@ -177,39 +177,13 @@ def cmd_evaluate(args) -> int:
 
 
 def export_onnx(run: Path, out: Path) -> dict:
-    """ONNX through the torch lowering (the backends are equivalent): weights from the run's own model,
-    the training preprocessing folded in front, the output activation at the end."""
-    import torch
-
-    from dlc.backends import session_class
+    """ONNX through the torch lowering (backends/torch/export.py): weights from the run's own model, the training
+    preprocessing folded in front, the output activation at the end."""
+    from dlc.backends.torch.export import export_onnx as torch_export
 
     spec, session, info = load_run(run)
-    weights = session.get_weights()
-    tsess = session_class("torch")(spec, dtype="float32", device="cpu", weights=weights)
     pre = info.get("preprocessing") or {}
-    shift = pre.get("shift")
-    scale = pre.get("scale")
-
-    class Exported(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.net = tsess.net
-            shape = (1,) + tuple(spec.input)
-            self.register_buffer("shift", torch.tensor(np.reshape(shift, shape) if shift is not None
-                                                       else np.zeros(shape), dtype=torch.float32))
-            self.register_buffer("scale", torch.tensor(np.reshape(scale, shape) if scale is not None
-                                                       else np.ones(shape), dtype=torch.float32))
-
-        def forward(self, x):
-            y = self.net((x - self.shift) / self.scale)
-            if tsess.fused:
-                y = torch.softmax(y, -1) if tsess.final == "softmax" else torch.sigmoid(y)
-            return y
-
-    model = Exported().eval()
-    example = torch.zeros((2,) + tuple(spec.input), dtype=torch.float32)
-    torch.onnx.export(model, (example,), str(out), input_names=["x"], output_names=["y"],
-                      dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}}, dynamo=False)
+    torch_export(spec, session.get_weights(), pre.get("shift"), pre.get("scale"), out)
     return {"file": str(out), "input": ["batch", *spec.input], "preprocessing": "included"}
 
 

@@ -81,20 +81,10 @@ def _redirect(log: str) -> None:
 
 
 def _limit_threads(backend: str, threads: int | None) -> None:
-    if not threads:
-        return
-    if backend == "torch":
-        import torch
+    if threads:
+        from dlc.backends import limit_threads
 
-        torch.set_num_threads(threads)
-    else:
-        try:
-            import tensorflow as tf
-
-            tf.config.threading.set_intra_op_parallelism_threads(threads)
-            tf.config.threading.set_inter_op_parallelism_threads(min(threads, 2))
-        except (ImportError, RuntimeError):
-            pass
+        limit_threads(backend, threads)
 
 
 def run_trial(job: dict) -> None:
