@@ -6,17 +6,18 @@ from __future__ import annotations
 import importlib
 
 from .lowering import LoweringMissing
+from .session import Session
 
 BACKENDS = ("torch", "keras")
-__all__ = ["BACKENDS", "BackendUnavailable", "LoweringMissing", "limit_threads", "session_class"]
+__all__ = ["BACKENDS", "BackendUnavailable", "LoweringMissing", "Session", "limit_threads", "session_class"]
 
 
 class BackendUnavailable(Exception):
     """The framework for a backend is not installed."""
 
 
-def session_class(name: str):
-    """The backend's Session class (imports the framework)."""
+def session_class(name: str) -> type[Session]:
+    """The backend's Session class (imports the framework); its instances implement backends.session.Session."""
     if name not in BACKENDS:
         raise ValueError(f"unknown backend '{name}' (known: {', '.join(BACKENDS)})")
     try:

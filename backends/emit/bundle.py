@@ -188,7 +188,7 @@ class Bundle:
 
 
 def _path_label(module: str) -> str:
-    """dlc.backends.torch.modules -> "from dlc: backends/torch/modules.py" (where to read the original)."""
+    """dlc.backends.torch.layers -> "from dlc: backends/torch/layers.py" (where to read the original)."""
     return "from dlc: " + "/".join(module.split(".")[1:]) + ".py"
 
 

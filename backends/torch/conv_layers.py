@@ -1,7 +1,7 @@
 """Keras' Conv2DTranspose, DepthwiseConv2D, SeparableConv2D and UpSampling2D as torch modules, built from plain
 arguments (backends/torch/lower.py maps the IR to them).
 
-As in modules.py: activations flow channels-last (NHWC; each module permutes to NCHW around the torch op), every
+As in layers.py: activations flow channels-last (NHWC; each module permutes to NCHW around the torch op), every
 parameter is named as the IR weight and kept in the IR's (Keras') layout, permuted inside `forward`, and 'same'
 padding is TensorFlow's (computed by the lowering; the odd extra row/column goes after). The numbers follow the
 TensorFlow kernels Keras runs:

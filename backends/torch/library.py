@@ -8,10 +8,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import activations, bidirectional, conv_layers, losses, modules, optimizers, recurrent, training
+from . import activations, bidirectional, conv_layers, layers, losses, optimizers, recurrent, training
 
 # the modules whose top-level definitions a torch expression may name (the emitter copies them from these files)
-SOURCES = (activations, modules, conv_layers, recurrent, bidirectional, losses, optimizers, training)
+SOURCES = (activations, layers, conv_layers, recurrent, bidirectional, losses, optimizers, training)
 
 
 def namespace(**extra) -> dict:

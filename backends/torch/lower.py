@@ -1,6 +1,6 @@
 """IR → PyTorch, one lowering per IR class, side by side (the torch backend and the emitted torch script).
 
-Each function returns an expression over backends/torch/library.py's names (modules.py, recurrent.py,
+Each function returns an expression over backends/torch/library.py's names (layers.py, recurrent.py,
 activations.py, losses.py, optimizers.py, plus torch, F and partial); `ref("step")` is the dropout step counter.
 This module imports no framework: the support matrix is computed from these registrations alone."""
 

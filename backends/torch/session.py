@@ -18,7 +18,7 @@ from dlc.reference.weights import flatten, unflatten
 
 from . import library
 from . import lower as TL
-from .modules import StepCounter
+from .layers import StepCounter
 from .training import Trainer, get_weights, layer_modules, set_weights, to_tensors, weight_tensor
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}

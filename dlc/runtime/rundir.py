@@ -52,9 +52,13 @@ def copy_spec(run: Path, spec_path: str) -> None:
 
 
 def env_info(backend: str, device: str) -> dict:
-    import dlc
+    from importlib.metadata import PackageNotFoundError, version
 
-    info = {"dlc": dlc.__version__, "python": sys.version.split()[0], "platform": platform.platform(),
+    try:
+        dlc_version = version("dlc")
+    except PackageNotFoundError:  # running from a source tree that is not installed
+        dlc_version = None
+    info = {"dlc": dlc_version, "python": sys.version.split()[0], "platform": platform.platform(),
             "machine": platform.machine(), "processor": platform.processor() or None,
             "cpu_count": os.cpu_count(), "backend": backend, "device": device}
     for mod in ("torch", "tensorflow", "keras", "numpy"):
