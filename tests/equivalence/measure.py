@@ -191,11 +191,14 @@ def main(argv=None) -> int:
             vt = c32.final_metrics["torch"].get("val_loss", float("nan"))
             out.append(f"| {fid} | {c64.steps} | {fmt(c64.max_abs_loss_diff)} | {fmt(c64.final_weight_max_abs_diff)} "
                        f"| {fmt(float(d[:200].max()))} | {fmt(float(d.max()))} | {vk:.6g} / {vt:.6g} |")
-    Path(args.out).write_text("\n".join(out) + "\n")
+    if args.k:  # a partial run: RESULTS.md keeps the whole table (add the printed rows by hand, or rerun all)
+        print("\n".join(line for line in out if line.startswith("| ") and "fixture" not in line))
+    else:
+        Path(args.out).write_text("\n".join(out) + "\n")
     meta = {"date": datetime.date.today().isoformat(), "keras": keras.__version__, "tensorflow": tf.__version__,
             "torch": torch.__version__, "machine": platform.machine(), "python": platform.python_version()}
     write_json(Path(args.json), records, meta, [suite._id(p) for p in suite.ALL])
-    print(f"wrote {args.out} and {args.json} ({elapsed:.0f} s)")
+    print(f"wrote {args.json}" + ("" if args.k else f" and {args.out}") + f" ({elapsed:.0f} s)")
     return 0
 
 
