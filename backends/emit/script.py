@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from dlc.backends.lowering import REGISTRY, LoweringMissing, call, load_target, ref, render
+from dlc.backends.torch.lower import one_thread_is_faster
 from dlc.compiler.checks import resolve_path
 from dlc.compiler.spec import BUNDLED, Bundled, Spec
 from dlc.reference.rng import STREAM_INIT
@@ -254,25 +255,33 @@ def emit(spec: Spec, backend: str, spec_path: str | Path) -> str:
         raise EmitUnsupported(f"--emit {backend}: {e}") from None
     model_code, model_modules = parts.pop("model")
     body = "\n\n\n".join(parts.values())
-    bundle = Bundle(SHARED_MODULES + model_modules)
-    free = _free_names(f"{body}\n\n{model_code}\n\n{MAIN}") - set(MODULE_ALIASES)
-    bundle.add(*sorted(free & _free_names(model_code)), search=model_modules + SHARED_MODULES)
-    bundle.add(*sorted(free - set(bundle.names())))
-    imports, copied = bundle.render()
-    imports = import_block(imports + ["import argparse", "import json", "import math", "import numpy as np"]
-                           + [line for name, line in MODULE_ALIASES.items() if name in _free_names(model_code + "\n\n" + body)])
+    imports, copied = _copied(body, model_code, model_modules)
     if backend == "keras":  # TensorFlow's start-up notices, before it is imported
         imports = 'import os\n\nos.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")\n\n' + imports
     head = HEADER.format(name=spec.name, spec_file=spec_path.name, framework=FRAMEWORK[backend], backend=backend,
                          script=f"{spec.name}_{backend}.py", device=" --device cpu" if backend == "torch" else "")
-    extra = "torch.set_num_threads(1)  # a small model: one CPU thread is faster, and what dlc uses\n" \
-        if backend == "torch" and _small(spec) else ""
+    threads = "torch.set_num_threads(1)  # a small model: one CPU thread is faster, and what dlc uses\n" \
+        if backend == "torch" and one_thread_is_faster(spec) else ""
     return "\n\n\n".join([
-        head + "\n" + imports + "\n\n" + extra + constants(spec, backend) + "\n" + _task_constants(spec),
+        head + "\n" + imports + "\n\n" + threads + constants(spec, backend) + "\n" + _task_constants(spec),
         section("copied from dlc") + "\n\n\n" + copied.rstrip("\n"),
         section("data and initial weights") + "\n\n\n" + body,
         section("model") + "\n\n\n" + model_code,
         section("main") + "\n\n\n" + MAIN.rstrip("\n")]) + "\n"
+
+
+def _copied(body: str, model_code: str, model_modules: tuple[str, ...]) -> tuple[str, str]:
+    """(import block, copied definitions) for the generated code: the model's names looked up in the backend's
+    library first, the rest in dlc's shared code first."""
+    bundle = Bundle(SHARED_MODULES + model_modules)
+    free = _free_names(f"{body}\n\n{model_code}\n\n{MAIN}")
+    aliases = free & set(MODULE_ALIASES)
+    free -= aliases
+    bundle.add(*sorted(free & _free_names(model_code)), search=model_modules + SHARED_MODULES)
+    bundle.add(*sorted(free - set(bundle.names())))
+    imports, copied = bundle.render()
+    fixed = ["import argparse", "import json", "import math", "import numpy as np"]
+    return import_block(imports + fixed + [MODULE_ALIASES[name] for name in aliases]), copied
 
 
 def _parts(spec: Spec, backend: str, target: str, base_dir: Path) -> dict:
@@ -285,11 +294,6 @@ def _parts(spec: Spec, backend: str, target: str, base_dir: Path) -> dict:
 
 def _task_constants(spec: Spec) -> str:
     return f"TASK = {type(spec.loss).task!r}\nMETRICS = {[m.name for m in spec.metrics]!r}"
-
-
-def _small(spec: Spec) -> bool:
-    trainable, _ = spec.param_counts()
-    return trainable * spec.train.batch_size < 2e7
 
 
 def _free_names(code: str) -> set[str]:

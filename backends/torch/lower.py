@@ -331,6 +331,16 @@ def huber(loss: T.Huber, ctx: Context):
     return _partial("huber", delta=loss.delta)
 
 
+SMALL_STEP_WORK = 2e7  # parameters × batch size under which one CPU thread beats several
+
+
+def one_thread_is_faster(spec) -> bool:
+    """Small models: torch's worker threads spin-wait between tiny ops, so on 2 cores (or a busy machine) several
+    threads made small models 4-30x slower (measured); bigger steps keep torch's default."""
+    trainable, _ = spec.param_counts()
+    return trainable * spec.train.batch_size < SMALL_STEP_WORK
+
+
 def metric_stats(spec, fused: str | None):
     """The metric statistics the task needs (dlc/metrics.py turns them into metrics)."""
     task = type(spec.loss).task

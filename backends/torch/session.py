@@ -22,7 +22,6 @@ from .layers import StepCounter
 from .training import Trainer, get_weights, layer_modules, set_weights, to_tensors, weight_tensor
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
-SMALL_STEP_WORK = 2e7  # parameters × batch size under which one CPU thread beats several
 
 
 def pick_device(device: str) -> torch.device:
@@ -38,13 +37,8 @@ def limit_threads(threads: int) -> None:
 
 
 def _pick_cpu_threads(spec: Spec) -> None:
-    """Small models: one thread. Torch's worker threads spin-wait between tiny ops, so on 2 cores (or a busy
-    machine) several threads made small models 4-30x slower; big steps keep torch's default. OMP_NUM_THREADS,
-    when set, always wins."""
-    if os.environ.get("OMP_NUM_THREADS"):
-        return
-    trainable, _ = spec.param_counts()
-    if trainable * spec.train.batch_size < SMALL_STEP_WORK:
+    """One thread for small models (lower.one_thread_is_faster); OMP_NUM_THREADS, when set, always wins."""
+    if not os.environ.get("OMP_NUM_THREADS") and TL.one_thread_is_faster(spec):
         torch.set_num_threads(1)
 
 
