@@ -124,7 +124,3 @@ class Model:
 class File:
     models: list[Model] = field(default_factory=list)
     blocks: list[BlockDef] = field(default_factory=list)
-
-
-def span_of(v) -> Span:
-    return v.span

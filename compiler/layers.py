@@ -75,9 +75,6 @@ class Layer(Catalogued):
     def weights(self, shape: Shape) -> list[WeightSpec]:
         return []
 
-    def activation_fn(self):
-        return getattr(self, "activation", None)
-
     def initial_value(self, wname: str, arr):
         """A weight as drawn from its initializer (float64, Keras layout), adjusted where Keras adjusts it."""
         adjust = self.initial_adjustment(wname)

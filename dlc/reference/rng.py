@@ -69,7 +69,3 @@ def epoch_permutation(seed: int, epoch: int, n: int, shuffle: bool = True) -> np
     if not shuffle:
         return np.arange(n)
     return stream(seed, STREAM_SHUFFLE, epoch).permutation(n)
-
-
-def batches(perm: np.ndarray, batch_size: int) -> list[np.ndarray]:
-    return [perm[i:i + batch_size] for i in range(0, len(perm), batch_size)]
