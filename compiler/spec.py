@@ -5,9 +5,10 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated, ClassVar, Literal, Optional, Union
 
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 
 from .catalog import Catalogued, IRNode, register
 from .layers import Layer, LayerT, Residual, Shape, ShapeError, WeightSpec
@@ -161,6 +162,26 @@ class Spec(IRNode):
     train: Train = Train()
     search: Optional[Search] = None
     search_spaces: list[SearchSpace] = Field(default_factory=list)
+    # the file the spec was read from (dlc.load sets it; model_copy keeps it), so relative data paths resolve
+    # against its folder: not part of the IR — not in its JSON, its schema or its equality
+    _source_file: Optional[Path] = PrivateAttr(default=None)
+
+    @property
+    def source_file(self) -> Path | None:
+        """The spec file this spec was loaded from (absolute), or None."""
+        return self._source_file
+
+    def with_source_file(self, path: str | Path | None) -> Spec:
+        """A copy that remembers `path` as its spec file."""
+        out = self.model_copy()
+        out._source_file = None if path is None else Path(path).resolve()
+        return out
+
+    def __eq__(self, other: object) -> bool:
+        # the IR's fields only (pydantic's own __eq__ would compare the private source file too)
+        if not isinstance(other, Spec):
+            return NotImplemented
+        return type(self) is type(other) and self.__dict__ == other.__dict__
 
     def walk(self) -> Iterator[LayerInfo]:
         """Every layer (residual bodies included) with shapes; raises ShapeError naming the bad layer."""

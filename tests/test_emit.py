@@ -226,9 +226,10 @@ def _compile(argv: list[str]) -> tuple[int, str, str]:
 
 
 def _dlc_losses(spec_path: Path, backend: str) -> list[float]:
-    from dlc.run_cmd import load_for_training
+    from dlc.compiler import compile_file
+    from dlc.runtime.run import trainable
 
-    spec, _ = load_for_training(str(spec_path))
+    spec = trainable(compile_file(str(spec_path)))
     return _losses(spec, spec_path.parent, backend)
 
 

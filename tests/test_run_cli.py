@@ -312,17 +312,17 @@ def test_csv_deleted_after_check_is_a_spec_error_naming_the_file(tmp_path):
 
 def test_csv_vanishing_after_compile_is_one_line_exit_1(tmp_path, monkeypatch):
     """The file is there when `dlc run` compiles the spec and gone when the data is loaded."""
-    from dlc import run_cmd
+    from dlc.cli import run as run_command
 
     spec = _csv_spec(tmp_path)
-    compile_then_delete = run_cmd.load_for_training
+    compile_then_delete = run_command.training_spec
 
-    def load_for_training(*a, **kw):
+    def training_spec(*a, **kw):
         out = compile_then_delete(*a, **kw)
         (tmp_path / "points.csv").unlink()
         return out
 
-    monkeypatch.setattr(run_cmd, "load_for_training", load_for_training)
+    monkeypatch.setattr(run_command, "training_spec", training_spec)
     rc, _, err = run_in_process("run", str(spec), "--backend", "torch", "--out", str(tmp_path / "run"))
     assert rc == 1
     line = _one_error_line(err)

@@ -272,8 +272,3 @@ def render(markdown: bool) -> str:
     for _fam, title, entries in items():
         lines += render_family(title, entries, tgts, res)
     return "\n".join(lines).rstrip("\n") + "\n"
-
-
-def main(args) -> int:
-    print(render(args.markdown), end="")
-    return 0

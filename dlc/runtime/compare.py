@@ -3,14 +3,10 @@ how far apart they are, step by step. Tolerances are the ones measured as reacha
 
 from __future__ import annotations
 
-import json
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
-from dlc.cli import EXIT_RUNTIME, EXIT_SPEC
 
 FLOAT64_LOSS_TOL = 1e-10
 FLOAT64_WEIGHT_TOL = 1e-8
@@ -104,32 +100,3 @@ def compare_spec(spec, base_dir: Path, steps: int | None, dtype: str, backends=(
                       final_metrics=finals, passed=not reasons, reasons=reasons,
                       max_abs_val_loss_diff=float(vdiff.max()) if m else 0.0, runs=runs,
                       val_losses=val)
-
-
-def main(args) -> int:
-    from dlc.backends import BackendUnavailable, LoweringMissing
-    from dlc.run_cmd import load_for_training
-    from dlc.runtime.data import DataError
-    from dlc.runtime.loop import TrainingFailed
-
-    spec, _ = load_for_training(args.spec, args.seed)
-    if spec is None:
-        return EXIT_SPEC
-    try:
-        c = compare_spec(spec, Path(args.spec).resolve().parent, args.steps, args.dtype)
-    except (DataError, LoweringMissing, BackendUnavailable, TrainingFailed) as e:
-        print(f"dlc: error: {e}", file=sys.stderr)
-        return EXIT_RUNTIME
-    if args.json:
-        print(json.dumps(c.to_json()))
-    else:
-        print(f"{spec.name}: {c.steps} steps in {c.dtype}")
-        print(f"  initial weights  max |Δ| = {c.initial_weight_max_abs_diff:.3g}")
-        print(f"  per-step loss    max |Δ| = {c.max_abs_loss_diff:.3g}")
-        print(f"  epoch val_loss   max |Δ| = {c.max_abs_val_loss_diff:.3g}")
-        print(f"  final weights    max |Δ| = {c.final_weight_max_abs_diff:.3g}")
-        for name, row in c.final_metrics.items():
-            shown = "  ".join(f"{k} {v:.6g}" for k, v in row.items() if k not in ("epoch", "time_s", "samples_per_s"))
-            print(f"  {name:<6} {shown}")
-        print("  PASSED" if c.passed else "  FAILED: " + "; ".join(c.reasons))
-    return 0 if c.passed else EXIT_RUNTIME

@@ -6,17 +6,32 @@ fraction, if the split asks for one, is held out before folding and is evaluated
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
 
-from dlc.cli import EXIT_RUNTIME, EXIT_SPEC
 from dlc.runtime import rundir
 
 
+def cross_validate(spec, spec_file: str, backend: str, device: str = "auto", k: int | None = None,
+                   out: str | None = None, on_fold=None) -> tuple[Path, dict]:
+    """`dlc cv`: a run directory (`out`, default: a fresh one under runs/) with the spec, ir.json, cv.json and
+    fold_N/; returns it and the summary. A failure once the directory exists is raised as RunFailed."""
+    from dlc.runtime.run import RunFailed
+
+    run = rundir.new_run_dir(f"{spec.name}-cv", backend, out)
+    rundir.copy_spec(run, spec_file)
+    (run / "ir.json").write_text(spec.model_dump_json(indent=2))
+    try:
+        return run, run_cv(spec, Path(spec_file).resolve().parent, backend, device, k, run, on_fold)
+    except Exception as e:
+        raise RunFailed(e, run) from e
+
+
 def run_cv(spec, base_dir: Path, backend: str, device: str = "auto", k: int | None = None,
-           out: Path | None = None, console=None, on_fold=None) -> dict:
+           out: Path | None = None, on_fold=None) -> dict:
+    """Train one model per fold and evaluate it on its held-out fold (and the test part, if any); the summary
+    has per-fold rows, mean and std of each validation metric, cv_<metric> (the mean) and test_mean."""
     from dlc.backends import session_class
     from dlc.reference.weights import initial_weights
     from dlc.runtime.data import folds
@@ -56,46 +71,3 @@ def run_cv(spec, base_dir: Path, backend: str, device: str = "auto", k: int | No
     if out is not None:
         rundir.write_json(out / "cv.json", summary)
     return summary
-
-
-def main(args) -> int:
-    from rich.console import Console
-    from rich.table import Table
-
-    from dlc.backends import BackendUnavailable, LoweringMissing
-    from dlc.run_cmd import load_for_training
-    from dlc.runtime.data import DataError
-    from dlc.runtime.loop import TrainingFailed
-
-    spec, _ = load_for_training(args.spec, args.seed, getattr(args, "dtype", None), args.epochs)
-    if spec is None:
-        return EXIT_SPEC
-    console = Console(stderr=True, quiet=bool(getattr(args, "quiet", False)))
-    out = rundir.new_run_dir(f"{spec.name}-cv", args.backend, args.out)
-    rundir.copy_spec(out, args.spec)
-    (out / "ir.json").write_text(spec.model_dump_json(indent=2))
-
-    def on_fold(row):
-        shown = "  ".join(f"{key} {v:.4f}" for key, v in row["val"].items())
-        console.print(f"fold {row['fold']}: {row['epochs']} epochs, val {shown}")
-
-    try:
-        summary = run_cv(spec, Path(args.spec).resolve().parent, args.backend, args.device, args.k, out,
-                         console, on_fold)
-    except (DataError, LoweringMissing, BackendUnavailable, TrainingFailed) as e:
-        print(f"dlc: error: {e} (run directory kept: {out})", file=sys.stderr)
-        return EXIT_RUNTIME
-    table = Table(title=f"{spec.name}: {summary['k']}-fold cross-validation on {args.backend}")
-    keys = list(summary["mean"])
-    table.add_column("fold")
-    for key in keys:
-        table.add_column(f"val {key}", justify="right")
-    for r in summary["folds"]:
-        table.add_row(str(r["fold"]), *(f"{r['val'][key]:.4f}" for key in keys))
-    table.add_row("mean ± std", *(f"{summary['mean'][key]:.4f} ± {summary['std'][key]:.4f}" for key in keys))
-    Console(quiet=bool(getattr(args, "quiet", False))).print(table)
-    if "test_mean" in summary:
-        console.print("held-out test (mean over fold models): " +
-                      "  ".join(f"{key} {v:.4f}" for key, v in summary["test_mean"].items()))
-    print(out)
-    return 0

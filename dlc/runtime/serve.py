@@ -6,15 +6,12 @@ and inputs get exactly the preprocessing that training fitted (saved in run.json
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import json
-import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
-from dlc.cli import EXIT_RUNTIME
 
 
 class ServeError(Exception):
@@ -63,13 +60,7 @@ def read_features(path: Path, n_features: int | None = None, target: str | None 
     if not path.is_file():
         raise ServeError(f"no such file: {path}")
     if path.suffix == ".npz":
-        try:
-            with np.load(path, allow_pickle=False) as f:
-                keys = list(f.files)
-                xk = "x" if "x" in keys else keys[0]
-                return np.asarray(f[xk], dtype=np.float64), (np.asarray(f["y"]) if "y" in keys else None)
-        except (OSError, ValueError) as e:
-            raise ServeError(f"cannot read {path}: {e}") from None
+        return _read_npz(path)
     if path.suffix != ".csv":
         raise ServeError(f"{path}: expected a .csv or .npz file")
     with open(path, newline="") as fh:
@@ -81,14 +72,40 @@ def read_features(path: Path, n_features: int | None = None, target: str | None 
         [float(v) for v in rows[0]]
     except ValueError:
         header, rows = [h.strip() for h in rows[0]], rows[1:]
-    y = None
+    rows, y = _split_target(rows, header, n_features, target)
+    x = _numbers(path, rows, first_row=1 + (header is not None))
+    if y is not None:
+        try:
+            y = y.astype(np.float64)
+        except ValueError:
+            raise ServeError(f"{path}: the target column holds non-numbers") from None
+    return x, y
+
+
+def _read_npz(path: Path):
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            keys = list(f.files)
+            xk = "x" if "x" in keys else keys[0]
+            return np.asarray(f[xk], dtype=np.float64), (np.asarray(f["y"]) if "y" in keys else None)
+    except (OSError, ValueError) as e:
+        raise ServeError(f"cannot read {path}: {e}") from None
+
+
+def _split_target(rows: list[list[str]], header: list[str] | None, n_features: int | None, target: str | None):
+    """(feature rows, target column or None): the column named `target`, else a last column beyond the
+    n_features the model takes."""
     if header is not None and target and target in header:
         t = header.index(target)
-        y = np.array([r[t] for r in rows])
-        rows = [[v for i, v in enumerate(r) if i != t] for r in rows]
-    elif n_features is not None and rows and len(rows[0]) == n_features + 1:
-        y = np.array([r[-1] for r in rows])
-        rows = [r[:-1] for r in rows]
+        return [[v for i, v in enumerate(r) if i != t] for r in rows], np.array([r[t] for r in rows])
+    if n_features is not None and rows and len(rows[0]) == n_features + 1:
+        return [r[:-1] for r in rows], np.array([r[-1] for r in rows])
+    return rows, None
+
+
+def _numbers(path: Path, rows: list[list[str]], first_row: int) -> np.ndarray:
+    """The CSV cells as floats (an empty cell is NaN); ServeError naming the row (as numbered in the file) and
+    column of the first that is not a number."""
     width = {len(r) for r in rows}
     if len(width) > 1:
         raise ServeError(f"{path}: rows have different numbers of columns ({sorted(width)})")
@@ -98,25 +115,26 @@ def read_features(path: Path, n_features: int | None = None, target: str | None 
             try:
                 x[i, j] = float(v) if v.strip() else np.nan
             except ValueError:
-                raise ServeError(f"{path}: row {i + 1 + (header is not None)}, column {j + 1} is not a number "
-                                 f"({v!r})") from None
-    if y is not None:
-        try:
-            y = y.astype(np.float64)
-        except ValueError:
-            raise ServeError(f"{path}: the target column holds non-numbers") from None
-    return x, y
+                raise ServeError(f"{path}: row {i + first_row}, column {j + 1} is not a number ({v!r})") from None
+    return x
 
 
-def cmd_predict(args) -> int:
-    try:
-        spec, session, info = load_run(Path(args.run))
-        x, _ = read_features(Path(args.input), None)
-        xs = preprocess(info, spec, x, args.input)
-        out = session.predict(xs)
-    except ServeError as e:
-        print(f"dlc: error: {e}", file=sys.stderr)
-        return EXIT_RUNTIME
+@dataclass
+class Predictions:
+    """What `dlc predict` writes: the model's outputs and a table (a class column then the probabilities, or the
+    predicted values) with its column names."""
+
+    task: str  # categorical | binary | regression
+    outputs: np.ndarray
+    columns: list[str]
+    table: np.ndarray
+
+
+def predict(run: Path, input_file: str | Path) -> Predictions:
+    """Predictions of a finished run for a file of raw features (the training preprocessing applied)."""
+    spec, session, info = load_run(Path(run))
+    x, _ = read_features(Path(input_file), None)
+    out = session.predict(preprocess(info, spec, x, str(input_file)))
     task = type(spec.loss).task
     if task == "categorical":
         cols = ["class"] + [f"p{k}" for k in range(out.shape[1])]
@@ -127,53 +145,40 @@ def cmd_predict(args) -> int:
     else:
         cols = [f"y{k}" for k in range(out.shape[1])] if out.shape[1] > 1 else ["y"]
         table = out
-    if args.output and args.output.endswith(".npz"):
-        np.savez(args.output, predictions=out, classes=table[:, 0] if task != "regression" else out)
-        return 0
-    with (open(args.output, "w", newline="") if args.output else contextlib.nullcontext(sys.stdout)) as fh:
-        w = csv.writer(fh)
-        w.writerow(cols)
-        for row in table:
-            w.writerow([int(row[0]) if task != "regression" else f"{row[0]:.8g}"] +
-                       [f"{v:.8g}" for v in row[1:]])
-    return 0
+    return Predictions(task, out, cols, table)
 
 
-def cmd_evaluate(args) -> int:
-    from dlc.runtime.data import DataError, _targets, prepare
+def evaluate_run(run: Path, data_file: str | Path | None = None) -> dict[str, dict[str, float]]:
+    """Loss and metrics of a finished run on its own train/val/test splits, or on a file of raw features with
+    targets ({"data": ...})."""
+    from dlc.runtime.data import prepare
     from dlc.runtime.loop import evaluate
 
-    try:
-        spec, session, info = load_run(Path(args.run))
-        results = {}
-        if args.data:
-            target = getattr(spec.data.source, "target", None) if spec.data else None
-            x, y = read_features(Path(args.data), int(np.prod(spec.input)), target)
-            if y is None:
-                raise ServeError(f"{args.data}: no target column or array y to evaluate against")
-            xs = preprocess(info, spec, x, args.data)
-            task = type(spec.loss).task
-            targets = _targets(spec, y, info.get("num_classes")) if task != "regression" else \
-                y.reshape(len(y), -1)
-            results["data"] = evaluate(session, spec, session.load_data(xs, targets), info.get("num_classes"),
-                                       spec.train.batch_size)
-        else:
-            base = Path(info["spec_dir"])
-            data = prepare(spec, base)
-            for part in ("train", "val", "test"):
-                split = getattr(data, part)
-                if split is not None:
-                    results[part] = evaluate(session, spec, session.load_data(split.x, split.y),
-                                             data.num_classes, spec.train.batch_size)
-    except (ServeError, DataError) as e:
-        print(f"dlc: error: {e}", file=sys.stderr)
-        return EXIT_RUNTIME
-    if args.json:
-        print(json.dumps(results, indent=2))
-    else:
-        for part, vals in results.items():
-            print(f"{part:<6} " + "  ".join(f"{k} {v:.4f}" for k, v in vals.items()))
-    return 0
+    spec, session, info = load_run(Path(run))
+    if data_file is not None:
+        return {"data": _evaluate_file(spec, session, info, str(data_file))}
+    data = prepare(spec, Path(info["spec_dir"]))
+    results = {}
+    for part in ("train", "val", "test"):
+        split = getattr(data, part)
+        if split is not None:
+            results[part] = evaluate(session, spec, session.load_data(split.x, split.y), data.num_classes,
+                                     spec.train.batch_size)
+    return results
+
+
+def _evaluate_file(spec, session, info: dict, data_file: str) -> dict[str, float]:
+    from dlc.runtime.data import _targets
+    from dlc.runtime.loop import evaluate
+
+    target = getattr(spec.data.source, "target", None) if spec.data else None
+    x, y = read_features(Path(data_file), int(np.prod(spec.input)), target)
+    if y is None:
+        raise ServeError(f"{data_file}: no target column or array y to evaluate against")
+    xs = preprocess(info, spec, x, data_file)
+    task = type(spec.loss).task
+    targets = _targets(spec, y, info.get("num_classes")) if task != "regression" else y.reshape(len(y), -1)
+    return evaluate(session, spec, session.load_data(xs, targets), info.get("num_classes"), spec.train.batch_size)
 
 
 def export_onnx(run: Path, out: Path) -> dict:
@@ -185,23 +190,3 @@ def export_onnx(run: Path, out: Path) -> dict:
     pre = info.get("preprocessing") or {}
     torch_export(spec, session.get_weights(), pre.get("shift"), pre.get("scale"), out)
     return {"file": str(out), "input": ["batch", *spec.input], "preprocessing": "included"}
-
-
-def cmd_export(args) -> int:
-    import warnings
-
-    run = Path(args.run)
-    out = Path(args.output) if args.output else run / "model.onnx"
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            info = export_onnx(run, out)
-    except ServeError as e:
-        print(f"dlc: error: {e}", file=sys.stderr)
-        return EXIT_RUNTIME
-    except ImportError as e:
-        print(f"dlc: error: ONNX export needs PyTorch and onnx ({e.name} is missing): pip install 'dlc[torch]'",
-              file=sys.stderr)
-        return EXIT_RUNTIME
-    print(info["file"])
-    return 0

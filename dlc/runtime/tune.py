@@ -36,17 +36,15 @@ import os
 import socket
 import sys
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from dlc.cli import EXIT_RUNTIME, EXIT_SPEC, _compile
-from dlc.compiler.diagnostics import Diagnostic, Span
-from dlc.compiler.search import Space, concretize, grid_points, refine, spaces_of, top_trials, value_text
+from dlc.compiler.diagnostics import Diagnostic
+from dlc.compiler.search import Space, concretize, grid_points, refine, spaces_of, top_trials
 from dlc.runtime import rundir
 
 HEARTBEAT_S = 20.0
 STALE_S = 120.0
-TABLE_ROWS = 10
 HOST = socket.gethostname()
 
 
@@ -55,11 +53,6 @@ class TuneError(Exception):
 
 
 # ------------------------------------------------------------------------------------------------- set-up
-
-
-def _spec_error(result, code: str, message: str, span: Span | None, hint: str | None = None) -> int:
-    print(Diagnostic(code, message, span, hint).render(result.source, result.file), file=sys.stderr)
-    return EXIT_SPEC
 
 
 def _search_section(result):
@@ -332,12 +325,6 @@ def _start_fork_server(backend: str) -> None:
 # ---------------------------------------------------------------------------------------------- reporting
 
 
-def _fmt(v) -> str:
-    if isinstance(v, float):
-        return f"{v:.4g}"
-    return str(v)
-
-
 def _trial_json(t) -> dict:
     dur = None
     if t.datetime_start and t.datetime_complete:
@@ -351,42 +338,6 @@ def _trial_json(t) -> dict:
         if k in t.user_attrs:
             out[k.removeprefix("dlc_")] = t.user_attrs[k]
     return out
-
-
-def _short(sp: Space, value) -> str:
-    """A value for display: floats to 4 significant digits (best.dlspec and tune.json keep them exact)."""
-    return f"{value:.4g}" if isinstance(value, float) else value_text(sp, value)
-
-
-def _labels(spaces: list[Space]) -> list[str]:
-    """Column labels: the shortest ending of each parameter's path that no other parameter shares."""
-    parts = [sp.name.split(".") for sp in spaces]
-    out = []
-    for p in parts:
-        for k in range(1, len(p) + 1):
-            tail = p[-k:]
-            if sum(q[-k:] == tail for q in parts) == 1:
-                break
-        out.append(".".join(tail))
-    return out
-
-
-def _trial_line(t, metric: str, spaces: list[Space]) -> str:
-    params = "  ".join(f"{label}={_short(sp, t.params[sp.name])}" for sp, label in zip(spaces, _labels(spaces))
-                       if sp.name in t.params)
-    state = t.state.name.lower()
-    if state == "complete":
-        what = f"{metric} {t.value:.4f}"
-    elif state == "pruned":
-        what = f"pruned at step {t.user_attrs.get('pruned_at', '?')}"
-    elif t.user_attrs.get("dlc_interrupted"):
-        what = f"interrupted ({t.user_attrs['dlc_interrupted']}); queued again"
-    else:
-        what = f"failed: {t.user_attrs.get('failure', 'unknown reason')}"
-    dur = ""
-    if t.datetime_start and t.datetime_complete:
-        dur = f"  [dim]{(t.datetime_complete - t.datetime_start).total_seconds():.1f} s[/]"
-    return f"trial {t.number:>3}  {what}  [dim]{params}[/]{dur}"
 
 
 def _sorted_complete(trials, direction: str):
@@ -422,261 +373,348 @@ def _load_refine(run: str, spaces: list[Space], direction: str) -> tuple[list[Sp
                                "from": {sp.name: sp.describe() for sp in base}}
 
 
-# --------------------------------------------------------------------------------------------------- main
+# ---------------------------------------------------------------------------------------------- the search
 
 
-def main(args) -> int:
-    from rich.console import Console
+def spec_to_tune(spec: str | None, refine_run: str | None) -> str:
+    """The spec file to search: the one given; else, with --refine, the one the earlier tune searched (its copy
+    in that run directory when the spec has moved)."""
+    if spec is not None:
+        return spec
+    if not refine_run:
+        raise TuneError("give a SPEC (or --refine RUN to refine the spec an earlier tune searched)")
+    try:
+        spec_path = json.loads((Path(refine_run) / "tune.json").read_text())["spec_file"]
+    except (OSError, KeyError, ValueError):
+        raise TuneError(f"--refine {refine_run}: no tune.json with the spec there") from None
+    copy = Path(refine_run) / Path(spec_path).name
+    if not Path(spec_path).exists() and copy.exists():
+        spec_path = str(copy)  # the spec has moved: the copy the earlier run kept
+    return spec_path
 
-    console = Console(stderr=True, quiet=bool(args.quiet))
-    spec_path = args.spec
-    if spec_path is None:
-        if not args.refine:
-            print("dlc tune: give a SPEC (or --refine RUN to refine the spec an earlier tune searched)",
-                  file=sys.stderr)
-            return EXIT_SPEC
-        try:
-            spec_path = json.loads((Path(args.refine) / "tune.json").read_text())["spec_file"]
-        except (OSError, KeyError, ValueError):
-            print(f"dlc tune: --refine {args.refine}: no tune.json with the spec there", file=sys.stderr)
-            return EXIT_SPEC
-        copy = Path(args.refine) / Path(spec_path).name
-        if not Path(spec_path).exists() and copy.exists():
-            spec_path = str(copy)  # the spec has moved: the copy the earlier run kept
-    result = _compile(spec_path)
-    if not result.ok:
-        return EXIT_SPEC
+
+def check_tunable(result) -> None:
+    """SpecError (positioned in the spec) when a compiled spec cannot be tuned: no search block or spaces, a run
+    blocker other than its search spaces, a cv_ objective without cross-validation."""
+    from dlc.compiler.diagnostics import SpecError
+
     blockers = _blockers(result)
     if blockers:
-        print("\n\n".join(d.render(result.source, result.file) for d in blockers), file=sys.stderr)
-        return EXIT_SPEC
-    spec = result.spec
-    search = spec.search
-    spaces = spaces_of(result)
-    refined = None
-    try:
-        if args.refine:
-            spaces, refined = _load_refine(args.refine, spaces, search.objective.direction)
-        return _tune(args, console, spec_path, result, spaces, refined)
-    except TuneError as e:
-        print(f"dlc tune: {e}", file=sys.stderr)
-        return EXIT_SPEC
+        raise SpecError(blockers, result.source, result.file)
 
 
-def _tune(args, console, spec_path: str, result, spaces: list[Space], refined: dict | None) -> int:
-    import optuna
-    from optuna.exceptions import UpdateFinishedTrialError
-    from optuna.trial import TrialState
+@dataclass
+class Plan:
+    """What a search is about to do (for the display): the study, where it lives, what is done already."""
 
-    from dlc.runtime.tune_worker import _quiet_optuna, make_pruner, make_storage
+    spec_name: str
+    method: str
+    grid_size: int | None
+    trials: int
+    target: int
+    backend: str
+    workers: int
+    direction: str
+    metric: str
+    prune: str | None
+    run: Path
+    study: str
+    storage: str  # the URL as shown (password hidden)
+    spaces: list[Space]
+    refined: dict | None
+    done_before: int
+    requeued: int
+
+
+class Reporter:
+    """What `tune` reports as it goes; the command line prints it."""
+
+    def started(self, plan: Plan) -> None:
+        """The study is open, its queue ready, and the first trial about to start."""
+
+    def trial(self, trial) -> None:
+        """A trial (an Optuna FrozenTrial) has finished: complete, pruned, failed or interrupted."""
+
+    def interrupted(self) -> None:
+        """Ctrl-C: the running trials are stopped and queued again for the next `dlc tune`."""
+
+
+@dataclass
+class TuneResult:
+    run: Path
+    spaces: list[Space]
+    metric: str
+    direction: str
+    trials: list  # every trial of the study (FrozenTrial)
+    ranked: list  # the complete ones, best first
+    counts: dict[str, int]  # trials per state
+    interrupted: bool
+    problem: str | None = None  # best.dlspec does not compile (a bug): the diagnostics
+
+    @property
+    def best(self):
+        return self.ranked[0] if self.ranked else None
+
+
+def tune(result, spec_path: str, *, backend: str = "torch", device: str = "auto", out: str | None = None,
+         trials: int | None = None, workers: int = 1, threads: int | None = None, refine_run: str | None = None,
+         study: str | None = None, reporter: Reporter | None = None) -> TuneResult:
+    """Search the spaces of a compiled, tunable spec (see check_tunable) with Optuna into a run directory (`out`,
+    default: a fresh one under runs/; the same one resumes): tune.json, best.dlspec, trials/NNNN/. TuneError for
+    a problem with the set-up (storage, refine run, a study made with other spaces)."""
+    from dlc.runtime.tune_worker import _quiet_optuna
 
     _quiet_optuna()
-    spec = result.spec
-    search = spec.search
-    metric, direction = search.objective.metric, search.objective.direction
-    method = search.method
-    trials = args.trials or search.trials
-    workers = max(1, args.workers)
-    grid = _grid(spaces) if method == "grid" else None
-    target = min(trials, len(grid)) if grid is not None else trials
+    reporter = reporter or Reporter()
+    spaces = spaces_of(result)
+    refined = None
+    if refine_run:
+        spaces, refined = _load_refine(refine_run, spaces, result.spec.search.objective.direction)
+    search = _Search(result, spec_path, spaces, refined, backend=backend, device=device, out=out, trials=trials,
+                     workers=workers, threads=threads, study=study)
+    search.open()
+    requeued = search.queue()
+    done_before = sum(_counted(t) for t in search.study.get_trials(deepcopy=False))
+    search.start_workers()
+    reporter.started(search.plan(done_before, requeued))
+    interrupted = search.loop(reporter)
+    return search.finish(interrupted)
 
-    run = rundir.new_run_dir(f"{spec.name}-tune", args.backend, args.out)
-    spec_file = Path(spec_path).resolve()
-    if not (run / spec_file.name).exists():
-        rundir.copy_spec(run, spec_path)
-    url = _storage_url(search.storage, run)
-    study_name = args.study or (f"{spec.name}-refined" if refined else spec.name)
-    config = {"spaces": [{k: v for k, v in sp.to_json().items() if k not in ("at", "end", "option_texts")}
-                         for sp in spaces],
-              "method": method, "objective": [direction, metric], "prune": search.prune}
-    lock = _StudyLock(None, url, study_name)
-    for attempt in range(4):
-        try:
-            with lock:  # SQLite: one process creates the schema and the study at a time
-                storage = make_storage(url)
-                study = optuna.create_study(study_name=study_name, storage=storage, direction=direction,
-                                            load_if_exists=True, pruner=make_pruner(search.prune))
-            break
-        except ImportError as e:
-            raise TuneError(f"storage {_shown_url(url)} needs a driver: {e} (pip install 'dlc[postgres]')") \
-                from None
-        except Exception as e:  # noqa: BLE001 - sqlalchemy/optuna errors: one line
-            if attempt == 3:  # (a first creation of the schema can race with another machine's: try again)
-                raise TuneError(f"cannot open storage {_shown_url(url)}: {str(e).splitlines()[0]}") from None
-            time.sleep(0.5 + attempt)
-    lock.storage = storage
-    have = study.user_attrs.get("dlc_config")
-    if have is None:
-        study.set_user_attr("dlc_config", config)
-    elif json.loads(json.dumps(have)) != json.loads(json.dumps(config)):
-        raise TuneError(f"study '{study_name}' in {_shown_url(url)} was made with other search spaces, method "
-                        "or objective; use a new --out (or --study NAME) for this search")
-    study.sampler = _sampler(method, spec.seed + len(study.trials), trials)
-    distributions = _distributions(spaces, grid is not None)
 
-    # resume: trials a dead process left RUNNING are failed and queued again
-    requeued = 0
-    with lock:  # other `dlc tune` processes on this study wait: none sees a half-done queue
-        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            if _stale(t):
-                _interrupt(study, storage, t, "its process is gone")
-                requeued += 1
-        if grid is not None:
-            existing = set()
-            for t in study.get_trials(deepcopy=False):
-                if t.state == TrialState.FAIL and t.user_attrs.get("dlc_interrupted"):
-                    continue
-                existing.add(_key(t.params or t.system_attrs.get("fixed_params", {})))
-            for point in grid[:target]:
-                if _key(point) not in existing:
-                    study.enqueue_trial(point)
-                    existing.add(_key(point))
+class _Search:
+    """One `dlc tune` process's part of a study: open it, queue grid points and interrupted trials, keep
+    --workers trial processes running, write tune.json and best.dlspec."""
 
-    done_before = sum(_counted(t) for t in study.get_trials(deepcopy=False))
-    mode = _worker_mode()
-    if mode == "fork":
-        _start_fork_server(args.backend)
-    threads = args.threads or (max(1, (os.cpu_count() or 1) // workers) if workers > 1 else None)
-    what = f"{method} search" + (f" over a grid of {len(grid)} points" if grid is not None else "")
-    console.print(f"[bold]{spec.name}[/]: {what}, {target} trials on [cyan]{args.backend}[/] "
-                  f"({workers} worker{'s' if workers > 1 else ''}), {direction} {metric}"
-                  + (", median pruning" if search.prune == "median" else "") + f" → {run}")
-    console.print(f"[dim]study '{study_name}' in {_shown_url(url)}[/]")
-    if refined:
-        for sp in spaces:
-            console.print(f"  refine {sp.name}: {refined['from'][sp.name]} → {sp.describe()}")
-    if grid is not None and len(grid) > trials:
-        console.print(f"[yellow]the grid has {len(grid)} points; running the first {trials} "
-                      f"(--trials {len(grid)} runs them all)[/]")
-    if done_before:
-        console.print(f"resuming: {done_before} of {target} trials done"
-                      + (f", {requeued} interrupted trial{'s' if requeued > 1 else ''} queued again" if requeued
-                         else ""))
+    def __init__(self, result, spec_path: str, spaces: list[Space], refined: dict | None, *, backend: str,
+                 device: str, out: str | None, trials: int | None, workers: int, threads: int | None,
+                 study: str | None):
+        spec = result.spec
+        search = spec.search
+        self.result, self.spec, self.spaces, self.refined = result, spec, spaces, refined
+        self.metric, self.direction = search.objective.metric, search.objective.direction
+        self.method, self.prune = search.method, search.prune
+        self.trials = trials or search.trials
+        self.workers = max(1, workers)
+        self.grid = _grid(spaces) if self.method == "grid" else None
+        self.target = min(self.trials, len(self.grid)) if self.grid is not None else self.trials
+        self.backend, self.device, self.threads = backend, device, threads
+        self.run = rundir.new_run_dir(f"{spec.name}-tune", backend, out)
+        self.spec_file = Path(spec_path).resolve()
+        if not (self.run / self.spec_file.name).exists():
+            rundir.copy_spec(self.run, spec_path)
+        self.url = _storage_url(search.storage, self.run)
+        self.study_name = study or (f"{spec.name}-refined" if refined else spec.name)
+        self.lock = _StudyLock(None, self.url, self.study_name)
+        self.study = self.storage = self.distributions = None
+        self.mode = "subprocess"
+        self.last_beat = 0.0
 
-    job_base = {"spec": str(spec_file), "storage": url, "study": study_name, "backend": args.backend,
-                "device": args.device, "metric": metric, "prune": search.prune, "cwd": str(Path.cwd()),
-                "spaces": [(sp.name, list(sp.at)) for sp in spaces], "threads": threads}
-    running: dict[int, tuple[_Worker, int]] = {}  # trial id -> (worker, number)
-    last_beat = 0.0
-    interrupted = False
-    try:
-        while True:
-            for tid, (w, number) in list(running.items()):
-                code = w.exitcode()
-                if code is None:
-                    continue
-                del running[tid]
-                ft = storage.get_trial(tid)
-                if ft.state == TrialState.RUNNING:
-                    log = Path(w.job["trial_dir"]) / "log.txt"
-                    with contextlib.suppress(UpdateFinishedTrialError):
-                        storage.set_trial_user_attr(tid, "failure", f"its process exited with code {code} (see {log})")
-                        storage.set_trial_state_values(tid, TrialState.FAIL)
-                    ft = storage.get_trial(tid)
-                console.print(_trial_line(ft, metric, spaces))
-            trial = None
-            if len(running) < workers:
-                with lock:  # count and take a trial atomically with respect to other tune processes
-                    all_trials = study.get_trials(deepcopy=False)
-                    n_done = sum(_counted(t) for t in all_trials)
-                    n_running = sum(t.state == TrialState.RUNNING for t in all_trials)
-                    n_waiting = sum(t.state == TrialState.WAITING for t in all_trials)
-                    left = target - n_done - n_running
-                    # grid: only queued points, so a point can never run twice (ask pops a queued one)
-                    if left > 0 and (grid is None or n_waiting):
-                        trial = study.ask(distributions)
-                        trial.set_user_attr("dlc_host", HOST)
-                        trial.set_user_attr("dlc_parent_pid", os.getpid())
-                        trial.set_user_attr("dlc_heartbeat", time.time())
-            if trial is not None:
-                job = dict(job_base, trial_id=trial._trial_id, number=trial.number,
-                           trial_dir=str((run / "trials" / f"{trial.number:04d}").resolve()))
-                w = _Worker(job, mode)
-                trial.set_user_attr("dlc_worker_pid", w.pid)
-                running[trial._trial_id] = (w, trial.number)
-                continue
-            if not running:
+    # ---------------------------------------------------------------------------------------- set-up
+
+    def open(self) -> None:
+        """Open (or create) the study, check it was made for this search, and set its sampler."""
+        import optuna
+
+        from dlc.runtime.tune_worker import make_pruner, make_storage
+
+        config = {"spaces": [{k: v for k, v in sp.to_json().items() if k not in ("at", "end", "option_texts")}
+                             for sp in self.spaces],
+                  "method": self.method, "objective": [self.direction, self.metric], "prune": self.prune}
+        for attempt in range(4):
+            try:
+                with self.lock:  # SQLite: one process creates the schema and the study at a time
+                    self.storage = make_storage(self.url)
+                    self.study = optuna.create_study(study_name=self.study_name, storage=self.storage,
+                                                     direction=self.direction, load_if_exists=True,
+                                                     pruner=make_pruner(self.prune))
                 break
-            while all(w.exitcode() is None for w, _ in running.values()):  # until a worker is done
-                now = time.time()
-                if now - last_beat > HEARTBEAT_S:
-                    for tid in running:
-                        with contextlib.suppress(UpdateFinishedTrialError):  # it has just finished
-                            storage.set_trial_user_attr(tid, "dlc_heartbeat", now)
-                    last_beat = now
-                time.sleep(0.02)
-    except KeyboardInterrupt:
-        interrupted = True
-        for tid, (w, _) in running.items():
-            w.stop()
-            ft = storage.get_trial(tid)
+            except ImportError as e:
+                raise TuneError(f"storage {_shown_url(self.url)} needs a driver: {e} "
+                                "(pip install 'dlc[postgres]')") from None
+            except Exception as e:  # noqa: BLE001 - sqlalchemy/optuna errors: one line
+                if attempt == 3:  # (a first creation of the schema can race with another machine's: try again)
+                    raise TuneError(f"cannot open storage {_shown_url(self.url)}: {str(e).splitlines()[0]}") \
+                        from None
+                time.sleep(0.5 + attempt)
+        self.lock.storage = self.storage
+        have = self.study.user_attrs.get("dlc_config")
+        if have is None:
+            self.study.set_user_attr("dlc_config", config)
+        elif json.loads(json.dumps(have)) != json.loads(json.dumps(config)):
+            raise TuneError(f"study '{self.study_name}' in {_shown_url(self.url)} was made with other search "
+                            "spaces, method or objective; use a new --out (or --study NAME) for this search")
+        self.study.sampler = _sampler(self.method, self.spec.seed + len(self.study.trials), self.trials)
+        self.distributions = _distributions(self.spaces, self.grid is not None)
+
+    def queue(self) -> int:
+        """Resume: trials a dead process left RUNNING are failed and queued again; grid points not in the study
+        yet are queued. Returns how many trials were queued again."""
+        from optuna.trial import TrialState
+
+        requeued = 0
+        with self.lock:  # other `dlc tune` processes on this study wait: none sees a half-done queue
+            for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+                if _stale(t):
+                    _interrupt(self.study, self.storage, t, "its process is gone")
+                    requeued += 1
+            if self.grid is not None:
+                self._queue_grid()
+        return requeued
+
+    def _queue_grid(self) -> None:
+        from optuna.trial import TrialState
+
+        existing = set()
+        for t in self.study.get_trials(deepcopy=False):
+            if t.state == TrialState.FAIL and t.user_attrs.get("dlc_interrupted"):
+                continue
+            existing.add(_key(t.params or t.system_attrs.get("fixed_params", {})))
+        for point in self.grid[:self.target]:
+            if _key(point) not in existing:
+                self.study.enqueue_trial(point)
+                existing.add(_key(point))
+
+    def start_workers(self) -> None:
+        self.mode = _worker_mode()
+        if self.mode == "fork":
+            _start_fork_server(self.backend)
+        self.threads = self.threads or (max(1, (os.cpu_count() or 1) // self.workers) if self.workers > 1 else None)
+
+    def plan(self, done_before: int, requeued: int) -> Plan:
+        return Plan(spec_name=self.spec.name, method=self.method,
+                    grid_size=len(self.grid) if self.grid is not None else None, trials=self.trials,
+                    target=self.target, backend=self.backend, workers=self.workers, direction=self.direction,
+                    metric=self.metric, prune=self.prune, run=self.run, study=self.study_name,
+                    storage=_shown_url(self.url), spaces=self.spaces, refined=self.refined,
+                    done_before=done_before, requeued=requeued)
+
+    # ---------------------------------------------------------------------------------------- trials
+
+    def loop(self, reporter: Reporter) -> bool:
+        """Run trials until --trials are done (counting other processes' trials); True when interrupted."""
+        from optuna.trial import TrialState
+
+        running: dict[int, tuple[_Worker, int]] = {}  # trial id -> (worker, number)
+        try:
+            while True:
+                self._reap(running, reporter)
+                if len(running) < self.workers and self._start_next(running):
+                    continue
+                if not running:
+                    return False
+                self._wait(running)
+        except KeyboardInterrupt:
+            for tid, (w, _) in running.items():
+                w.stop()
+                ft = self.storage.get_trial(tid)
+                if ft.state == TrialState.RUNNING:
+                    _interrupt(self.study, self.storage, ft, "dlc tune was interrupted")
+            reporter.interrupted()
+            return True
+
+    def _reap(self, running: dict, reporter: Reporter) -> None:
+        """Report the trials whose process has ended (one that died without telling Optuna is failed)."""
+        from optuna.exceptions import UpdateFinishedTrialError
+        from optuna.trial import TrialState
+
+        for tid, (w, _number) in list(running.items()):
+            code = w.exitcode()
+            if code is None:
+                continue
+            del running[tid]
+            ft = self.storage.get_trial(tid)
             if ft.state == TrialState.RUNNING:
-                _interrupt(study, storage, ft, "dlc tune was interrupted")
-        console.print("[yellow]interrupted: run the same command again to continue[/]")
+                log = Path(w.job["trial_dir"]) / "log.txt"
+                with contextlib.suppress(UpdateFinishedTrialError):
+                    self.storage.set_trial_user_attr(tid, "failure",
+                                                     f"its process exited with code {code} (see {log})")
+                    self.storage.set_trial_state_values(tid, TrialState.FAIL)
+                ft = self.storage.get_trial(tid)
+            reporter.trial(ft)
 
-    return _finish(console, result, spec_file, run, study, storage, url, study_name, spaces, refined, grid,
-                   target, args, interrupted)
+    def _start_next(self, running: dict) -> bool:
+        """Ask for the next trial and start its process; False when there is none to run now."""
+        from optuna.trial import TrialState
 
+        trial = None
+        with self.lock:  # count and take a trial atomically with respect to other tune processes
+            all_trials = self.study.get_trials(deepcopy=False)
+            n_done = sum(_counted(t) for t in all_trials)
+            n_running = sum(t.state == TrialState.RUNNING for t in all_trials)
+            n_waiting = sum(t.state == TrialState.WAITING for t in all_trials)
+            left = self.target - n_done - n_running
+            # grid: only queued points, so a point can never run twice (ask pops a queued one)
+            if left > 0 and (self.grid is None or n_waiting):
+                trial = self.study.ask(self.distributions)
+                trial.set_user_attr("dlc_host", HOST)
+                trial.set_user_attr("dlc_parent_pid", os.getpid())
+                trial.set_user_attr("dlc_heartbeat", time.time())
+        if trial is None:
+            return False
+        job = dict(self._job_base(), trial_id=trial._trial_id, number=trial.number,
+                   trial_dir=str((self.run / "trials" / f"{trial.number:04d}").resolve()))
+        w = _Worker(job, self.mode)
+        trial.set_user_attr("dlc_worker_pid", w.pid)
+        running[trial._trial_id] = (w, trial.number)
+        return True
 
-def _finish(console, result, spec_file: Path, run: Path, study, storage, url, study_name, spaces, refined, grid,
-            target, args, interrupted: bool) -> int:
-    from rich.table import Table
+    def _job_base(self) -> dict:
+        return {"spec": str(self.spec_file), "storage": self.url, "study": self.study_name, "backend": self.backend,
+                "device": self.device, "metric": self.metric, "prune": self.prune, "cwd": str(Path.cwd()),
+                "spaces": [(sp.name, list(sp.at)) for sp in self.spaces], "threads": self.threads}
 
-    from dlc.compiler import compile_text
+    def _wait(self, running: dict) -> None:
+        """Until a worker is done, with a heartbeat on the running trials (for other machines' resume)."""
+        from optuna.exceptions import UpdateFinishedTrialError
 
-    spec = result.spec
-    metric, direction = spec.search.objective.metric, spec.search.objective.direction
-    all_trials = study.get_trials(deepcopy=False)
-    ranked = _sorted_complete(all_trials, direction)
-    counts: dict[str, int] = {}
-    for t in all_trials:
-        counts[t.state.name.lower()] = counts.get(t.state.name.lower(), 0) + 1
-    summary = {
-        "spec": spec.name, "spec_file": str(spec_file), "backend": args.backend, "study": study_name,
-        "storage": _shown_url(url), "method": spec.search.method, "objective": {"direction": direction,
-                                                                                "metric": metric},
-        "prune": spec.search.prune, "trials_target": target, "grid_size": len(grid) if grid is not None else None,
-        "spaces": [sp.to_json() for sp in spaces], "refined_from": refined, "counts": counts,
-        "trials": [_trial_json(t) for t in all_trials], "best": None,
-    }
-    best = ranked[0] if ranked else None
-    if best is not None:
-        note = (f"search {{ }} removed by dlc tune: trial {best.number} of study '{study_name}' was best, "
-                f"{metric} = {best.value:.6g}")
-        text = concretize(result, spaces, best.params, note, base_dir=spec_file.parent, new_dir=run)
-        text = f"# the best trial of `dlc tune {spec_file.name}`, with every search space replaced by its value\n" \
-            + text
-        best_path = run / "best.dlspec"
+        while all(w.exitcode() is None for w, _ in running.values()):
+            now = time.time()
+            if now - self.last_beat > HEARTBEAT_S:
+                for tid in running:
+                    with contextlib.suppress(UpdateFinishedTrialError):  # it has just finished
+                        self.storage.set_trial_user_attr(tid, "dlc_heartbeat", now)
+                self.last_beat = now
+            time.sleep(0.02)
+
+    # ------------------------------------------------------------------------------------------ end
+
+    def finish(self, interrupted: bool) -> TuneResult:
+        """Write best.dlspec (the spec with the best trial's values) and tune.json."""
+        all_trials = self.study.get_trials(deepcopy=False)
+        ranked = _sorted_complete(all_trials, self.direction)
+        counts: dict[str, int] = {}
+        for t in all_trials:
+            counts[t.state.name.lower()] = counts.get(t.state.name.lower(), 0) + 1
+        spec = self.spec
+        summary = {
+            "spec": spec.name, "spec_file": str(self.spec_file), "backend": self.backend, "study": self.study_name,
+            "storage": _shown_url(self.url), "method": self.method,
+            "objective": {"direction": self.direction, "metric": self.metric}, "prune": self.prune,
+            "trials_target": self.target, "grid_size": len(self.grid) if self.grid is not None else None,
+            "spaces": [sp.to_json() for sp in self.spaces], "refined_from": self.refined, "counts": counts,
+            "trials": [_trial_json(t) for t in all_trials], "best": None,
+        }
+        out = TuneResult(self.run, self.spaces, self.metric, self.direction, all_trials, ranked, counts, interrupted)
+        if out.best is not None:
+            out.problem = self._write_best(out.best)
+            summary["best"] = {"number": out.best.number, "value": out.best.value, "params": out.best.params,
+                               "spec": "best.dlspec"}
+        rundir.write_json(self.run / "tune.json", summary)
+        return out
+
+    def _write_best(self, best) -> str | None:
+        """best.dlspec; the diagnostics when it does not compile to a concrete spec (a bug), else None."""
+        from dlc.compiler import compile_text
+
+        note = (f"search {{ }} removed by dlc tune: trial {best.number} of study '{self.study_name}' was best, "
+                f"{self.metric} = {best.value:.6g}")
+        text = concretize(self.result, self.spaces, best.params, note, base_dir=self.spec_file.parent,
+                          new_dir=self.run)
+        text = (f"# the best trial of `dlc tune {self.spec_file.name}`, with every search space replaced by its "
+                "value\n") + text
+        best_path = self.run / "best.dlspec"
         best_path.write_text(text)
-        check = compile_text(text, str(best_path), run)
+        check = compile_text(text, str(best_path), self.run)
         if not check.ok or check.spec.search_spaces:
-            console.print(f"[red]dlc tune: the best spec does not check (a bug):[/]\n{check.render()}")
-        summary["best"] = {"number": best.number, "value": best.value, "params": best.params,
-                           "spec": "best.dlspec"}
-    rundir.write_json(run / "tune.json", summary)
-
-    out = __import__("rich.console", fromlist=["Console"]).Console(quiet=bool(args.quiet))
-    table = Table(title=f"{spec.name}: best trials ({direction} {metric})")
-    table.add_column("trial", justify="right")
-    table.add_column(metric, justify="right")
-    for label in _labels(spaces):
-        table.add_column(label, justify="right")
-    table.add_column("time", justify="right")
-    for t in ranked[:TABLE_ROWS]:
-        dur = (t.datetime_complete - t.datetime_start).total_seconds() if t.datetime_complete else float("nan")
-        table.add_row(str(t.number), f"{t.value:.4f}", *(_short(sp, t.params[sp.name]) for sp in spaces),
-                      f"{dur:.1f} s")
-    out.print(table)
-    shown = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
-    console.print(f"{len(all_trials)} trials: {shown}")
-    if best is None:
-        fails = [t.user_attrs.get("failure") for t in all_trials if t.user_attrs.get("failure")]
-        why = f" (e.g. {fails[0]})" if fails else ""
-        print(f"dlc: error: no trial completed{why} (run directory kept: {run})", file=sys.stderr)
-        return 130 if interrupted else EXIT_RUNTIME
-    console.print(f"[bold green]best[/] trial {best.number}: {metric} {best.value:.4f}")
-    for sp in spaces:
-        console.print(f"  {sp.name} = {value_text(sp, best.params[sp.name])}")
-    console.print(f"best spec: {run / 'best.dlspec'}")
-    print(run)
-    return 130 if interrupted else 0
+            return check.render()
+        return None

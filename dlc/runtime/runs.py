@@ -1,13 +1,17 @@
-"""`dlc runs` lists run directories; `dlc plot` overlays the curves of several runs in one PNG."""
+"""Run directories after the fact: find them under a folder, describe each (spec, backend, date, epochs, final
+metrics), and overlay the curves of several in one PNG (`dlc runs`, `dlc plot`)."""
 
 from __future__ import annotations
 
 import json
-import sys
 import time
 from pathlib import Path
 
-from dlc.cli import EXIT_RUNTIME
+PLOT_SKIP = {"epoch", "lr", "time_s", "samples_per_s"}
+
+
+class RunDirError(Exception):
+    """A folder that is not a run directory (or not one the command can use): one line, exit 1."""
 
 
 def _load(path: Path, name: str):
@@ -43,72 +47,61 @@ def describe(run: Path) -> dict:
     }
 
 
-def cmd_runs(args) -> int:
-    from rich.console import Console
-    from rich.table import Table
-
-    root = Path(args.dir)
+def list_runs(root: str | Path) -> list[dict]:
+    """describe() of every run directory under root, oldest first."""
+    root = Path(root)
     if not root.exists():
-        print(f"dlc: error: no such folder '{root}'", file=sys.stderr)
-        return EXIT_RUNTIME
-    runs = [describe(r) for r in find_runs(root)]
-    if args.json:
-        print(json.dumps(runs, indent=2))
-        return 0
-    table = Table(title=f"runs in {root}")
-    for col in ("run", "spec", "backend", "date", "epochs", "final metrics", "status"):
-        table.add_column(col, no_wrap=True)
-    for r in runs:
-        shown = "  ".join(f"{k} {v:.4f}" for k, v in r["final"].items() if isinstance(v, (int, float)))
-        table.add_row(Path(r["run"]).name, r["spec"], r["backend"], r["date"], str(r["epochs"]), shown, r["status"])
-    console = Console()
-    if not console.is_terminal:
-        console = Console(width=200)
-    console.print(table)
-    return 0
+        raise RunDirError(f"no such folder '{root}'")
+    return [describe(r) for r in find_runs(root)]
 
 
-def cmd_plot(args) -> int:
+def histories(paths: list[str | Path]) -> list[tuple[Path, list[dict]]]:
+    """(run, history rows) of each run directory; RunDirError for one without a history."""
+    runs = []
+    for p in paths:
+        hist = _load(Path(p), "history.json")
+        if not hist:
+            raise RunDirError(f"'{p}' is not a run directory (no history.json)")
+        runs.append((Path(p), hist))
+    return runs
+
+
+def plot_runs(paths: list[str | Path], out: str | Path) -> Path:
+    """One PNG with a panel per quantity every run has (train solid, validation dashed) and the learning rate."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    runs = []
-    for p in args.runs:
-        hist = _load(Path(p), "history.json")
-        if not hist:
-            print(f"dlc: error: '{p}' is not a run directory (no history.json)", file=sys.stderr)
-            return EXIT_RUNTIME
-        runs.append((Path(p), hist))
-    skip = {"epoch", "lr", "time_s", "samples_per_s"}
-    keys = [k for k in runs[0][1][0] if k not in skip and not k.startswith("val_")]
+    runs = histories(paths)
+    keys = [k for k in runs[0][1][0] if k not in PLOT_SKIP and not k.startswith("val_")]
     keys = [k for k in keys if all(k in h[0] for _, h in runs)] + ["lr"]
     fig, axes = plt.subplots(1, len(keys), figsize=(4.4 * len(keys), 3.8), squeeze=False)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    labels = _labels([p for p, _ in runs])
-    for i, ((path, hist), label) in enumerate(zip(runs, labels)):
-        c = colors[i % len(colors)]
-        ep = [r["epoch"] for r in hist]
-        for ax, key in zip(axes[0], keys):
-            if key == "lr":
-                ax.plot(ep, [r["lr"] for r in hist], color=c, label=label)
-                ax.set_yscale("log")
-                continue
-            ax.plot(ep, [r[key] for r in hist], color=c, label=f"{label} train")
-            if f"val_{key}" in hist[0]:
-                ax.plot(ep, [r[f"val_{key}"] for r in hist], color=c, linestyle="--", label=f"{label} val")
+    for i, ((_, hist), label) in enumerate(zip(runs, _labels([p for p, _ in runs]))):
+        _plot_run(axes[0], keys, hist, label, colors[i % len(colors)])
     for ax, key in zip(axes[0], keys):
         ax.set_title("learning rate" if key == "lr" else key)
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=8)
     fig.tight_layout()
-    out = Path(args.out)
+    out = Path(out)
     fig.savefig(out, dpi=110)
     plt.close(fig)
-    print(out)
-    return 0
+    return out
+
+
+def _plot_run(axes, keys: list[str], hist: list[dict], label: str, color) -> None:
+    ep = [r["epoch"] for r in hist]
+    for ax, key in zip(axes, keys):
+        if key == "lr":
+            ax.plot(ep, [r["lr"] for r in hist], color=color, label=label)
+            ax.set_yscale("log")
+            continue
+        ax.plot(ep, [r[key] for r in hist], color=color, label=f"{label} train")
+        if f"val_{key}" in hist[0]:
+            ax.plot(ep, [r[f"val_{key}"] for r in hist], color=color, linestyle="--", label=f"{label} val")
 
 
 def _labels(paths: list[Path]) -> list[str]:

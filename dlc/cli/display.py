@@ -1,181 +1,9 @@
-"""`dlc run`: train a spec on one backend and write the run directory."""
+"""What `dlc run` shows while it trains: a table with one row per epoch, a progress bar over the steps of the
+current epoch (on a terminal only), and the summary at the end. Written with rich on stderr; stdout gets only the
+run directory."""
 
-from __future__ import annotations
-
-import json
 import math
-import sys
-from pathlib import Path
 
-from dlc.cli import EXIT_RUNTIME, EXIT_SPEC, _compile
-from dlc.runtime import rundir
-
-
-def load_for_training(path: str, seed=None, dtype=None, epochs=None):
-    """Compile a spec for training and apply command-line overrides; None (after printing) on spec errors."""
-    result = _compile(path)
-    if not result.ok:
-        return None, result
-    spec = result.spec
-    from dlc.runtime.support import run_blockers
-
-    blockers = run_blockers(result)
-    if blockers:
-        print("\n\n".join(d.render(result.source, result.file) for d in blockers), file=sys.stderr)
-        return None, result
-    update = {}
-    if seed is not None:
-        update["seed"] = seed
-    if dtype is not None:
-        update["dtype"] = dtype
-    if epochs is not None:
-        update["train"] = spec.train.model_copy(update={"epochs": epochs})
-    return (spec.model_copy(update=update) if update else spec), result
-
-
-def _fail(msg: str, run: Path | None) -> int:
-    where = f" (run directory kept: {run})" if run is not None else ""
-    print(f"dlc: error: {msg}{where}", file=sys.stderr)
-    return EXIT_RUNTIME
-
-
-def final_metrics(session, spec, data) -> dict[str, dict[str, float]]:
-    """Loss and metrics of the trained model on each part of the data, in inference mode."""
-    from dlc.runtime.loop import evaluate
-
-    out = {}
-    for part in ("train", "val", "test"):
-        split = getattr(data, part)
-        if split is not None:
-            out[part] = evaluate(session, spec, session.load_data(split.x, split.y), data.num_classes,
-                                 spec.train.batch_size)
-    return out
-
-
-def _resume_target(args):
-    """(spec, run.json) of a run to resume; (None, None) after an error, (None, info) if it already finished."""
-    from dlc.compiler.spec import Spec
-
-    run = Path(args.resume)
-    if not (run / "ir.json").is_file() or not (run / "run.json").is_file():
-        print(f"dlc: error: '{run}' is not a dlc run directory (no ir.json/run.json)", file=sys.stderr)
-        return None, None
-    info = json.loads((run / "run.json").read_text())
-    if (run / "metrics.json").is_file():
-        print(f"{run}: this run already finished; nothing to resume")
-        return None, info
-    args.backend = info["backend"]
-    args.spec = str(next(iter(sorted(run.glob("*.dlspec"))), run / "ir.json"))
-    if args.device == "auto":
-        args.device = info.get("device", "auto")
-    return Spec.model_validate_json((run / "ir.json").read_text()), info
-
-
-def main(args) -> int:
-    import os
-
-    from rich.console import Console
-
-    from dlc.backends import BackendUnavailable, LoweringMissing, session_class
-    from dlc.reference.weights import initial_weights
-    from dlc.runtime import checkpoint
-    from dlc.runtime.data import DataError, prepare
-    from dlc.runtime.loop import TrainingFailed, train
-    from dlc.runtime.tensorboard import EventWriter
-
-    resume_state = None
-    if args.resume:
-        spec, info = _resume_target(args)
-        if spec is None:
-            return EXIT_RUNTIME if info is None else 0
-        base_dir = Path(info["spec_dir"])
-    else:
-        if not args.spec:
-            print("dlc: error: dlc run needs a SPEC (or --resume RUN)", file=sys.stderr)
-            return EXIT_SPEC
-        spec, _ = load_for_training(args.spec, args.seed, args.dtype, args.epochs)
-        if spec is None:
-            return EXIT_SPEC
-        base_dir = Path(args.spec).resolve().parent
-    if spec.data is not None and spec.data.split.kind == "kfold":
-        from dlc.runtime.cv import main as cv_main
-
-        args.k = None
-        return cv_main(args)  # a kfold split means cross-validation
-    console = Console(stderr=True, quiet=bool(args.quiet), highlight=False)
-    run = None
-    hist = None
-    rows: list[dict] = []
-    title = f"{spec.name} ({args.backend})"
-    try:
-        Session = session_class(args.backend)
-        data = prepare(spec, base_dir)
-        session = Session(spec, device=args.device, weights=initial_weights(spec))
-        if args.resume:
-            run = Path(args.resume)
-            saved = checkpoint.load(run)
-            if saved is not None:
-                session.set_state(saved[0])
-                resume_state = saved[1]
-                rows = list(resume_state.history.rows)
-        else:
-            run = rundir.new_run_dir(spec.name, args.backend, args.out)
-            rundir.copy_spec(run, args.spec)
-            (run / "ir.json").write_text(spec.model_dump_json(indent=2))
-            rundir.write_json(run / "run.json", rundir.run_info(args, spec, data))
-        rundir.write_json(run / "env.json", rundir.env_info(args.backend, session.device_name))
-        rundir.write_history(run, rows)
-        tb = EventWriter(run)
-        sizes = " / ".join(f"{len(s.x):,} {part}" for part, s in
-                           (("train", data.train), ("val", data.val), ("test", data.test)) if s is not None)
-        console.print(f"[bold]{spec.name}[/] on [cyan]{args.backend}[/] ({session.device_name}): {sizes} samples",
-                      soft_wrap=True)
-        console.print(f"[dim]run directory:[/] {run}", soft_wrap=True)
-        table = EpochTable(console, spec, has_val=data.val is not None)
-
-        def on_epoch(row):
-            rows.append(row)
-            rundir.write_history(run, rows)
-            tb.scalars(row["epoch"], row)
-            table.row(row)
-
-        table.header()
-        with _progress(console, spec.train.epochs) as progress:
-            hist = train(session, spec, data, on_epoch=on_epoch, on_progress=progress, resume=resume_state,
-                         on_checkpoint=lambda state: checkpoint.save(run, session, state))
-        final: dict = final_metrics(session, spec, data)
-        final["epochs_run"] = len(hist.rows)
-        final["stopped_early"] = hist.stopped_early
-        final["best_epoch"] = hist.best_epoch
-        final["restored_best"] = hist.restored_best
-        rundir.write_json(run / "metrics.json", final)
-        session.save(run)
-        rundir.plot_curves(run, hist.rows, title, best_epoch=hist.best_epoch)
-        _summary(console, spec, hist, final)
-        print(run)
-        return 0
-    except TrainingFailed as e:
-        if run is not None:
-            rundir.write_history(run, rows)
-            if rows:
-                rundir.plot_curves(run, rows, title + " — failed")
-        return _fail(str(e), run)
-    except (DataError, LoweringMissing, BackendUnavailable, FileNotFoundError) as e:
-        return _fail(str(e), run)
-    except MemoryError:
-        return _fail("out of memory; try a smaller batch_size or model", run)
-    except Exception as e:  # one line, never a traceback (DLC_TRACEBACK=1 shows it)
-        if os.environ.get("DLC_TRACEBACK"):
-            raise
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        if "out of memory" in msg.lower():
-            return _fail(f"out of memory on the device ({msg}); try a smaller batch_size", run)
-        if not isinstance(e, RuntimeError):
-            msg = f"{type(e).__name__}: {msg} (set DLC_TRACEBACK=1 to see where)"
-        return _fail(msg, run)
-
-
-# ------------------------------------------------------------------------------------------------ console
 
 def fmt_value(v: float | None) -> str:
     """A number in at most 8 characters, with about 4 significant digits."""
@@ -306,7 +134,7 @@ class EpochTable:
         self.console.print(line, soft_wrap=True)
 
 
-def _summary(console, spec, hist, final: dict):
+def run_summary(console, spec, hist, final: dict):
     """How training ended, its speed, and a small table of the final metrics (the test row last)."""
     es = spec.train.early_stopping
     if hist.stopped_early:
@@ -327,7 +155,7 @@ def _summary(console, spec, hist, final: dict):
         console.print(f"[bold green]{line}[/]" if p == parts[-1] else line, soft_wrap=True)
 
 
-class _progress:
+class Progress:
     """A rich progress bar over the steps of the current epoch (refreshed a few times a second); nothing when the
     console is not a terminal (a log file gets the epoch rows only)."""
 

@@ -1,0 +1,268 @@
+"""dlc's Python API, for notebooks, scripts and tests: the same compiler, data, seeded randomness, training loop,
+run directories and comparison as the `dlc` commands, as functions.
+
+    import dlc
+    spec = dlc.load("specs/iris.dlspec")          # dlc.SpecError: the diagnostics `dlc check` prints
+    data = dlc.load_data(spec)                    # .train/.val/.test: .x (split, normalised), .y
+    model = dlc.Model(spec, backend="torch")      # dlc's seeded initial weights
+    history = model.fit(epochs=5)                 # .rows (per epoch), .step_losses (per step)
+    model.evaluate(data.test.x, data.test.y)      # {"loss": ..., "accuracy": ...}
+    model.save("runs/iris-notebook")              # a run directory for `dlc evaluate` / `dlc predict`
+    dlc.compare(spec, steps=50)                   # what `dlc compare --json` prints
+
+A spec from `load` remembers its file (`spec.source_file`, not part of the IR), so relative data paths resolve
+against the spec's folder wherever the current directory is; a spec without one (compiled from text) resolves
+them against the current directory. Importing this module imports neither PyTorch nor TensorFlow: a backend is
+imported when a Model is built on it.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+
+from dlc.compiler import SpecError, compile_file
+from dlc.compiler.spec import Spec
+from dlc.runtime.data import DataError, Dataset, class_targets, prepare
+from dlc.runtime.loop import History, LoopState, TrainingFailed
+
+__all__ = ["DataError", "Dataset", "History", "Model", "SpecError", "TrainingFailed", "compare", "epoch_order",
+           "load", "load_data"]
+
+
+# ------------------------------------------------------------------------------------------------ specs
+
+def load(path: str | Path) -> Spec:
+    """Compile the spec file at `path`. Raises `SpecError`, whose `str()` is every error rendered as `dlc check`
+    prints it (file:line:col, the line with a caret, the hint); warnings become Python warnings. The spec
+    remembers its file: relative data paths resolve against its folder."""
+    result = compile_file(path)
+    errors = [d for d in result.diagnostics.sorted() if d.severity == "error"]
+    if errors or result.spec is None:
+        raise SpecError(errors, result.source, result.file)
+    notes = [d for d in result.diagnostics.sorted() if d.severity != "error"]
+    if notes:
+        warnings.warn(SpecError(notes, result.source, result.file).render(), stacklevel=2)
+    return result.spec.with_source_file(path)
+
+
+def _base_dir(spec: Spec) -> Path:
+    """Where the spec's relative data paths live: its file's folder, else the current directory."""
+    return spec.source_file.parent if spec.source_file is not None else Path.cwd()
+
+
+def _require_concrete(spec: Spec) -> None:
+    if spec.search_spaces:
+        s = spec.search_spaces[0]
+        raise ValueError(f"spec '{spec.name}' has search spaces ({s.kind}(...) at line {s.at[0]}): training needs "
+                         "concrete values; search them with `dlc tune SPEC` (its best.dlspec is concrete)")
+
+
+# ------------------------------------------------------------------------------------------------- data
+
+def load_data(spec: Spec) -> Dataset:
+    """The spec's data as training sees it: loaded, split with the spec's seed, normalised with statistics of
+    the training part, shaped to the spec's input. `.train`, `.val`, `.test` (None when the split has no such
+    part) each have numpy `.x` and `.y` (targets as the loss wants them: one-hot for categorical_crossentropy,
+    integer labels for sparse_categorical_crossentropy, a float column per sample otherwise) and `.labels`
+    (integer classes, None for regression); `.num_classes`, `.shift` and `.scale` (x = (raw - shift) / scale).
+    A `kfold` split's folds are `dlc cv`'s; here train is everything but the test part. Raises `DataError` when
+    a data file is missing or unreadable."""
+    if spec.data is None:
+        raise DataError(f"spec '{spec.name}' has no data block")
+    return prepare(spec, _base_dir(spec))
+
+
+def epoch_order(spec: Spec, epoch: int, n: int | None = None) -> np.ndarray:
+    """The order in which training visits the `n` training samples (default: the spec's training part) in
+    `epoch`, counted from 0 (history row `epoch: k` is `epoch_order(spec, k - 1, n)`): the seeded permutation,
+    or 0..n-1 when the spec says `shuffle: false`. Batches are consecutive slices of batch_size."""
+    from dlc.reference.rng import epoch_permutation
+
+    if n is None:
+        n = len(load_data(spec).train.x)
+    return np.asarray(epoch_permutation(spec.seed, epoch, n, spec.train.shuffle), dtype=np.int64)
+
+
+# ------------------------------------------------------------------------------------------------ model
+
+class Model:
+    """A spec's model on one backend ("torch" or "keras"), starting from dlc's seeded initial weights, so two
+    Models of one spec start bit-identical on both backends and (in float64) train to the same numbers.
+
+    `dtype` ("float32" | "float64") overrides the spec's; `device` is "auto", "cpu" or "cuda" (torch only).
+    `.spec` is the spec as trained (with the dtype), `.session` the backend's Session, `.history` everything
+    trained so far (all `fit` calls)."""
+
+    def __init__(self, spec: Spec, backend: str = "torch", dtype: str | None = None, device: str = "auto"):
+        from dlc.backends import session_class
+        from dlc.reference.weights import initial_weights
+
+        _require_concrete(spec)
+        if dtype is not None and dtype != spec.dtype:
+            spec = spec.model_copy(update={"dtype": dtype})
+        self.spec = spec
+        self.backend = backend
+        self.device = device
+        self.session = session_class(backend)(spec, dtype=spec.dtype, device=device, weights=initial_weights(spec))
+        self._data: Dataset | None = None
+        self._state: LoopState | None = None  # the training loop's state after the last finished epoch
+
+    def __repr__(self) -> str:
+        return (f"Model({self.spec.name!r}, backend={self.backend!r}, dtype={self.spec.dtype!r}, "
+                f"device={self.session.device_name!r}, epochs_trained={len(self.history.rows)})")
+
+    @property
+    def data(self) -> Dataset:
+        """The spec's data (`load_data(spec)`), loaded on first use."""
+        if self._data is None:
+            self._data = load_data(self.spec)
+        return self._data
+
+    @property
+    def history(self) -> History:
+        """Every epoch row and step loss of every `fit` so far."""
+        return self._state.history if self._state is not None else History()
+
+    # ---------------------------------------------------------------------------------------- weights
+
+    def get_weights(self) -> dict[str, dict[str, np.ndarray]]:
+        """layer name -> weight name -> array, in Keras' layouts and weight order (a Dense kernel is
+        (inputs, units)); before training, exactly `dlc.reference.weights.initial_weights(spec)` (in the
+        model's dtype), the same on every backend."""
+        return self.session.get_weights()
+
+    def set_weights(self, weights: dict[str, dict[str, np.ndarray]]) -> None:
+        """Weights in `get_weights`' form."""
+        self.session.set_weights(weights)
+
+    # --------------------------------------------------------------------------------------- training
+
+    def fit(self, epochs: int | None = None, max_steps: int | None = None) -> History:
+        """Train for `epochs` more epochs (default: the spec's `epochs`; with only `max_steps`, as many as
+        those steps need) and at most `max_steps` more optimizer steps, exactly as `dlc run` trains: seeded
+        shuffles, the schedule, validation, plateau and early stopping. A later `fit` continues where this one
+        ended (epoch numbers, learning rate, optimizer state, dropout step), from the weights it ended with
+        (the best epoch's when early stopping restored them); after early stopping stopped, it trains again
+        with its patience reset. Returns this call's History: `.rows` (one dict per epoch: loss, metrics,
+        val_*, lr, time), `.step_losses` (one float per step), `.stopped_early`, `.best_epoch`. Raises
+        `TrainingFailed` on a non-finite loss (`.history` keeps the epochs before it)."""
+        from dlc.runtime.loop import train
+
+        data = self.data
+        state = self._state
+        if state is not None and state.history.stopped_early:
+            state.history.stopped_early, state.es_wait = False, 0
+        done_epochs = state.epoch if state is not None else 0
+        done_rows = len(state.history.rows) if state is not None else 0
+        done_steps = len(state.history.step_losses) if state is not None else 0
+        if epochs is None:
+            epochs = self.spec.train.epochs if max_steps is None else \
+                max(1, math.ceil(max_steps / math.ceil(len(data.train.x) / self.spec.train.batch_size)))
+        if epochs <= 0 or (max_steps is not None and max_steps <= 0):
+            return History()
+
+        def keep(s: LoopState) -> None:
+            self._state = s
+
+        hist = train(self.session, self.spec, data, epochs=done_epochs + epochs,
+                     max_steps=None if max_steps is None else done_steps + max_steps, resume=state,
+                     on_checkpoint=keep)
+        return History(rows=hist.rows[done_rows:], stopped_early=hist.stopped_early, best_epoch=hist.best_epoch,
+                       restored_best=hist.restored_best, step_losses=hist.step_losses[done_steps:])
+
+    # ------------------------------------------------------------------------------------------- using
+
+    def evaluate(self, x: np.ndarray, y: np.ndarray) -> dict[str, float]:
+        """Loss (with the regularization penalties) and the spec's metrics in inference mode (no dropout,
+        BatchNorm's moving statistics), as `dlc run` reports them. `x` is preprocessed like training's input:
+        normalised as `load_data` returns it (e.g. `data.test.x`), shaped (N, *input) or flat (N, features);
+        `y` as `load_data` gives it, or integer class labels (one-hot encoded when the loss wants it)."""
+        from dlc.runtime.loop import evaluate
+
+        x = self._inputs(x)
+        y = self._targets(np.asarray(y), len(x))
+        return evaluate(self.session, self.spec, self.session.load_data(x, y), self._num_classes(),
+                        self.spec.train.batch_size)
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """Outputs for inputs normalised like `load_data`'s (N, *input) or (N, features): class
+        probabilities (N, classes) for softmax, P(class 1) (N, 1) for sigmoid, values for regression."""
+        return self.session.predict(self._inputs(x))
+
+    def _inputs(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, dtype=np.float64)
+        shape = tuple(self.spec.input)
+        if x.ndim >= 1 and x.shape[1:] != shape and math.prod(x.shape[1:]) == math.prod(shape):
+            x = x.reshape((len(x),) + shape)
+        if x.shape[1:] != shape:
+            raise ValueError(f"inputs of shape {x.shape}: the model takes (N, {', '.join(map(str, shape))})")
+        return x
+
+    def _num_classes(self) -> int | None:
+        return self.spec.output_shape()[-1] if type(self.spec.loss).task == "categorical" else None
+
+    def _targets(self, y: np.ndarray, n: int) -> np.ndarray:
+        if len(y) != n:
+            raise ValueError(f"{n} inputs but {len(y)} targets")
+        kind = type(self.spec.loss).targets
+        if kind == "onehot":
+            return class_targets(y, kind, self._num_classes()) if y.ndim == 1 else y.astype(np.float64)
+        if kind == "int":
+            return (y.argmax(axis=1) if y.ndim == 2 and y.shape[1] > 1 else y.reshape(n)).astype(np.int64)
+        return class_targets(y, kind)
+
+    # ------------------------------------------------------------------------------------------- files
+
+    def save(self, directory: str | Path) -> Path:
+        """Write a run directory as `dlc run` does (created if needed): the spec file (when the spec has one),
+        ir.json, run.json (where the spec and its data live, the input preprocessing), env.json, the model
+        (model.pt or model.keras, and model.json) and history.json/csv; once trained also metrics.json (train,
+        val, test in inference mode) and curves.png. `dlc evaluate DIR` and `dlc predict DIR` load it."""
+        from dlc.runtime import rundir
+
+        spec, data = self.spec, self.data
+        run = rundir.new_run_dir(spec.name, self.backend, str(directory))
+        src = spec.source_file
+        if src is not None and src.is_file() and src.parent != run.resolve():
+            rundir.copy_spec(run, str(src))
+        (run / "ir.json").write_text(spec.model_dump_json(indent=2))
+        args = SimpleNamespace(spec=str(src if src is not None else run / "ir.json"), backend=self.backend,
+                               device=self.device)
+        info = rundir.run_info(args, spec, data)
+        info["spec_dir"] = str(_base_dir(spec))
+        rundir.write_json(run / "run.json", info)
+        rundir.write_json(run / "env.json", rundir.env_info(self.backend, self.session.device_name))
+        hist = self.history
+        rundir.write_history(run, hist.rows)
+        if hist.rows:
+            rundir.write_json(run / "metrics.json", self._final_metrics(data, hist))
+            rundir.plot_curves(run, hist.rows, f"{spec.name} ({self.backend})", best_epoch=hist.best_epoch)
+        self.session.save(run)
+        return run
+
+    def _final_metrics(self, data: Dataset, hist: History) -> dict:
+        from dlc.runtime.run import final_metrics
+
+        out: dict = final_metrics(self.session, self.spec, data)
+        out.update(epochs_run=len(hist.rows), stopped_early=hist.stopped_early, best_epoch=hist.best_epoch,
+                   restored_best=hist.restored_best)
+        return out
+
+
+# ---------------------------------------------------------------------------------------------- compare
+
+def compare(spec: Spec, steps: int | None = 200, dtype: str = "float64",
+            backends: tuple[str, str] = ("keras", "torch")) -> dict:
+    """Train `spec` on both backends for `steps` optimizer steps (None: exactly the spec's own run) from the
+    same weights, batches and dropout masks; returns what `dlc compare --json` prints: per-backend `losses`,
+    `max_abs_loss_diff`, `initial_weight_max_abs_diff` (0.0: bit-identical), `final_weight_max_abs_diff`,
+    `max_abs_val_loss_diff`, `final_metrics`, `passed` and the `reasons` it did not."""
+    from dlc.runtime.compare import compare_spec
+
+    _require_concrete(spec)
+    return compare_spec(spec, _base_dir(spec), steps, dtype, backends).to_json()

@@ -1,0 +1,98 @@
+"""The `dlc` command line, on Typer: one module per command (argument parsing, a call into dlc.runtime, the
+printing), the exit codes and the exception → exit code mapping in dlc.cli.errors.
+
+`main(argv)` runs a command and returns its exit code (the `dlc` script, `python -m dlc` and the tests call it);
+see dlc.cli.errors for what each code means.
+"""
+
+import sys
+from typing import Annotated, Optional
+
+import typer
+
+from dlc.cli import catalogue, check, compare, cv, evaluate, export, plot, predict, run, runs, schema, tune
+from dlc.cli import compile as compile_
+from dlc.cli.errors import EXIT_INTERRUPTED, EXIT_SPEC, exits
+
+# in the order `dlc --help` lists them
+COMMANDS = [check, compile_, schema, run, cv, tune, runs, plot, evaluate, predict, export, compare, catalogue]
+
+app = typer.Typer(
+    name="dlc",
+    help="Compile and train .dlspec model specs on Keras or PyTorch, with matching results.",
+    epilog="Exit codes: 0 done, 1 a failure while running (one line on stderr), 2 a spec or usage error, "
+           "130 interrupted. `dlc COMMAND --help` tells more.",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode="markdown",
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("dlc")
+    except PackageNotFoundError:  # a source tree that is not installed
+        import dlc
+
+        return getattr(dlc, "__version__", "unknown")
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        print(f"dlc {_version()}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[Optional[bool], typer.Option("--version", callback=_print_version, is_eager=True,
+                                                    help="print dlc's version and exit")] = None,
+) -> None:
+    """Compile and train .dlspec model specs on Keras or PyTorch, with matching results."""
+
+
+for _module in COMMANDS:
+    app.command(_module.NAME)(exits(_module.command))
+
+
+def _click_exception() -> type:
+    """Click's base exception class, wherever this Typer keeps Click (newer Typers vendor it)."""
+    return next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+
+
+def _usage_error(e) -> int:
+    """A usage error (unknown option, bad value, missing argument): the usage line and one error line."""
+    if type(e).__name__ == "NoArgsIsHelpError":  # the help is printed already
+        return e.exit_code
+    ctx = getattr(e, "ctx", None)
+    if ctx is not None:
+        print(ctx.get_usage(), file=sys.stderr)
+        print(f"Try '{ctx.command_path} --help' for help.", file=sys.stderr)
+    where = ctx.command_path if ctx is not None else "dlc"
+    print(f"{where}: error: {e.format_message()}", file=sys.stderr)
+    return e.exit_code
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run `dlc` with these arguments (default: the command line's) and return the exit code."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    if not args:  # plain `dlc`: the help, as a usage error
+        main(["--help"])
+        return EXIT_SPEC
+    command = typer.main.get_command(app)
+    try:
+        rv = command.main(args=args, prog_name="dlc", standalone_mode=False)
+    except _click_exception() as e:
+        return _usage_error(e)
+    except (KeyboardInterrupt, typer.Abort):
+        print("dlc: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return rv if isinstance(rv, int) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,28 @@
+"""Compiling a spec on the command line: its warnings go to stderr, its errors raise SpecError (exit 2)."""
+
+import sys
+
+
+def show_diagnostics(result) -> None:
+    """Every diagnostic of a compiled spec (errors and warnings, in spec order) on stderr."""
+    if result.diagnostics.items:
+        print(result.render(), file=sys.stderr)
+
+
+def compiled(path: str):
+    """The compiled spec, its warnings printed; SpecError with every diagnostic when it has errors."""
+    from dlc.compiler import compile_file
+    from dlc.compiler.diagnostics import SpecError
+
+    result = compile_file(path)
+    if not result.ok:
+        raise SpecError(result.diagnostics.sorted(), result.source, result.file)
+    show_diagnostics(result)
+    return result
+
+
+def training_spec(path: str, seed=None, dtype=None, epochs=None):
+    """The spec as `dlc run` trains it: compiled, runnable as it is, with the command line's overrides."""
+    from dlc.runtime.run import trainable
+
+    return trainable(compiled(path), seed=seed, dtype=dtype, epochs=epochs)

@@ -1,0 +1,52 @@
+"""`dlc compile SPEC`: the validated IR as JSON, or a standalone Keras or PyTorch training script."""
+
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from dlc.cli import options as o
+from dlc.cli.common import compiled
+
+NAME = "compile"
+
+
+class Emit(str, Enum):
+    ir = "ir"
+    keras = "keras"
+    torch = "torch"
+
+
+def command(
+    spec: o.Spec,
+    emit: Annotated[Emit, typer.Option("--emit", help="ir: the validated IR as JSON; keras or torch: a standalone "
+                                       "training script for that framework")] = Emit.ir,
+    output: Annotated[Optional[str], typer.Option("-o", "--output", metavar="FILE", show_default=False,
+                                                  help="write the script (or the IR) to FILE instead of stdout")]
+    = None,
+) -> None:
+    """Print the validated IR, or write a standalone training script.
+
+    `--emit ir` prints the IR as JSON; `--emit keras` or `--emit torch` writes a readable script (numpy,
+    scikit-learn and the framework; no dlc import) that gives exactly `dlc run`'s per-step losses on that
+    backend."""
+    result = compiled(spec)
+    target = o.value(emit)
+    if target == "ir":
+        text = result.spec.model_dump_json(indent=2)
+        if output:
+            Path(output).write_text(text + "\n")
+        else:
+            print(text)
+        return
+    from dlc.backends.emit.script import emit as emit_script
+
+    script = emit_script(result.spec, target, spec)
+    if output:
+        Path(output).write_text(script)
+        Path(output).chmod(0o755)
+        print(f"wrote {output}", file=sys.stderr)
+    else:
+        sys.stdout.write(script)

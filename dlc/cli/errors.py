@@ -1,0 +1,119 @@
+"""Exit codes, and the one mapping from exceptions to them that every command shares.
+
+    0    done
+    1    a runtime failure: bad data, training failed (a non-finite loss), a missing lowering or backend, a bad
+         run directory or input file, out of memory, any unexpected error; one line on stderr, `dlc: error: ...`
+         (with the run directory, when one was made: it is kept)
+    2    a spec error (the diagnostics, positioned in the spec, never a traceback), a spec that cannot be used
+         as it is, or a usage error
+    130  interrupted (Ctrl-C)
+
+A leaf of the command line: it imports no other dlc.cli module. The runtime raises exceptions and never picks
+an exit code; `report` turns one into its line and code. DLC_TRACEBACK=1 re-raises an unexpected error.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+
+EXIT_OK = 0
+EXIT_RUNTIME = 1
+EXIT_SPEC = 2
+EXIT_INTERRUPTED = 130
+
+
+class CommandError(Exception):
+    """An error a command finds itself: `text` goes to stderr as it is (nothing when empty) and the command
+    exits with `code`."""
+
+    def __init__(self, text: str = "", code: int = EXIT_RUNTIME):
+        super().__init__(text)
+        self.text = text
+        self.code = code
+
+
+def error_line(message: str) -> str:
+    return f"dlc: error: {message}"
+
+
+def _spec_errors() -> list[tuple[type, str]]:
+    """Exceptions that mean the spec (or the command's set-up) is wrong: exit 2, with how the text starts."""
+    from dlc.backends.emit.script import EmitUnsupported
+    from dlc.compiler.diagnostics import SpecError
+    from dlc.runtime.tune import TuneError
+
+    return [(SpecError, ""), (TuneError, "dlc tune: "), (EmitUnsupported, "dlc: error: ")]
+
+
+def _runtime_errors() -> tuple[type, ...]:
+    """Exceptions whose message is the whole story: exit 1, `dlc: error: <message>`."""
+    from dlc.backends import BackendUnavailable, LoweringMissing
+    from dlc.runtime.data import DataError
+    from dlc.runtime.loop import TrainingFailed
+    from dlc.runtime.runs import RunDirError
+    from dlc.runtime.serve import ServeError
+
+    return (DataError, TrainingFailed, LoweringMissing, BackendUnavailable, ServeError, RunDirError,
+            FileNotFoundError)
+
+
+def _unexpected(exc: BaseException) -> str:
+    """One line for an error nobody planned for (DLC_TRACEBACK=1 shows where it came from)."""
+    if os.environ.get("DLC_TRACEBACK"):
+        raise exc
+    text = str(exc).strip()
+    msg = text.splitlines()[0] if text else type(exc).__name__
+    if "out of memory" in msg.lower():
+        return f"out of memory on the device ({msg}); try a smaller batch_size"
+    if not isinstance(exc, RuntimeError):
+        msg = f"{type(exc).__name__}: {msg} (set DLC_TRACEBACK=1 to see where)"
+    return msg
+
+
+def classify(exc: BaseException) -> tuple[int, str]:
+    """(exit code, text for stderr) of an exception raised by a command."""
+    if isinstance(exc, CommandError):
+        return exc.code, exc.text
+    for cls, prefix in _spec_errors():
+        if isinstance(exc, cls):
+            return EXIT_SPEC, prefix + str(exc)
+    if isinstance(exc, _runtime_errors()):
+        return EXIT_RUNTIME, error_line(str(exc))
+    if isinstance(exc, MemoryError):
+        return EXIT_RUNTIME, error_line("out of memory; try a smaller batch_size or model")
+    return EXIT_RUNTIME, error_line(_unexpected(exc))
+
+
+def report(exc: BaseException) -> int:
+    """Print what an exception means on stderr; return the exit code."""
+    from dlc.runtime.run import RunFailed
+
+    run = None
+    if isinstance(exc, RunFailed):
+        run, exc = exc.run, exc.cause
+    code, text = classify(exc)
+    if run is not None and code == EXIT_RUNTIME:
+        text += f" (run directory kept: {run})"
+    if text:
+        print(text, file=sys.stderr)
+    return code
+
+
+def exits(command):
+    """A command body whose exceptions become their line and exit code (its return value, None: 0, is the
+    exit code otherwise); Ctrl-C is `dlc: interrupted` and 130."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs) -> int:
+        try:
+            code = command(*args, **kwargs)
+        except KeyboardInterrupt:
+            print("dlc: interrupted", file=sys.stderr)
+            return EXIT_INTERRUPTED
+        except Exception as e:  # noqa: BLE001 - every error is one line and an exit code
+            return report(e)
+        return EXIT_OK if code is None else code
+
+    return wrapper

@@ -1,0 +1,30 @@
+"""`dlc evaluate RUN`: a trained run's loss and metrics on its data splits or on a file."""
+
+import json
+from typing import Annotated, Optional
+
+import typer
+
+from dlc.cli import options as o
+
+NAME = "evaluate"
+
+
+def command(
+    run: o.Run,
+    data: Annotated[Optional[str], typer.Option("--data", metavar="FILE", show_default=False,
+                                                help="a .csv (target in the last column or the spec's target "
+                                                "column) or .npz (x, y) instead of the spec's splits")] = None,
+    as_json: o.Json = False,
+) -> None:
+    """Evaluate a trained run on its data splits or on a file.
+
+    The model is reloaded on its backend; a file gets the training preprocessing first."""
+    from dlc.runtime.serve import evaluate_run
+
+    results = evaluate_run(run, data)
+    if as_json:
+        print(json.dumps(results, indent=2))
+        return
+    for part, vals in results.items():
+        print(f"{part:<6} " + "  ".join(f"{k} {v:.4f}" for k, v in vals.items()))

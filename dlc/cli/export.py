@@ -1,0 +1,40 @@
+"""`dlc export RUN`: a trained run as an ONNX model."""
+
+import warnings
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from dlc.cli import options as o
+from dlc.cli.errors import CommandError, error_line
+
+NAME = "export"
+
+
+class Format(str, Enum):
+    onnx = "onnx"
+
+
+def command(
+    run: o.Run,
+    fmt: Annotated[Format, typer.Option("--format", help="the model format")] = Format.onnx,
+    output: Annotated[Optional[str], typer.Option("--output", metavar="FILE", show_default=False,
+                                                  help="the file to write (default: RUN/model.onnx)")] = None,
+) -> None:
+    """Export a trained run as an ONNX model.
+
+    Through the torch lowering, with the weights of the run's own model and the training preprocessing folded
+    in."""
+    from dlc.runtime.serve import export_onnx
+
+    out = Path(output) if output else Path(run) / "model.onnx"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            info = export_onnx(Path(run), out)
+    except ImportError as e:
+        raise CommandError(error_line(f"ONNX export needs PyTorch and onnx ({e.name} is missing): "
+                                      "pip install 'dlc[torch]'")) from None
+    print(info["file"])

@@ -1,0 +1,20 @@
+"""`dlc plot RUN...`: overlay the curves of several runs in one PNG."""
+
+from typing import Annotated
+
+import typer
+
+NAME = "plot"
+
+
+def command(
+    runs: Annotated[list[str], typer.Argument(metavar="RUN", show_default=False,
+                                              help="one or more run directories")],
+    out: Annotated[str, typer.Option("--out", metavar="FILE.png", help="the PNG to write")] = "plot.png",
+) -> None:
+    """Overlay the curves of several runs in one PNG.
+
+    Train solid, validation dashed, one panel per quantity and one for the learning rate; prints the file."""
+    from dlc.runtime.runs import plot_runs
+
+    print(plot_runs(runs, out))

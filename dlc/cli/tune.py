@@ -1,0 +1,168 @@
+"""`dlc tune SPEC`: search a spec's hyperparameters (its search block) with Optuna, each trial in a process of
+its own; prints each trial, a table of the best ones and the best parameters."""
+
+from typing import Annotated, Optional
+
+import typer
+
+from dlc.cli import options as o
+from dlc.cli.common import compiled
+from dlc.cli.errors import EXIT_INTERRUPTED, EXIT_RUNTIME, CommandError, error_line
+
+NAME = "tune"
+TABLE_ROWS = 10  # best trials in the final table
+
+
+def command(
+    spec: Annotated[Optional[str], typer.Argument(metavar="SPEC", show_default=False,
+                                                  help="the .dlspec file with a search block (with --refine, "
+                                                  "default: the spec that run searched)")] = None,
+    backend: o.BackendOpt = o.Backend.torch,
+    device: o.Device = "auto",
+    out: Annotated[Optional[str], typer.Option("--out", metavar="DIR", show_default=False,
+                                               help="the run directory (default: a fresh one under runs/); the "
+                                               "same --out resumes the search")] = None,
+    trials: Annotated[Optional[int], typer.Option("--trials", metavar="N", show_default=False,
+                                                  help="trials in all (default: the search block's trials)")] = None,
+    workers: Annotated[int, typer.Option("--workers", metavar="N",
+                                         help="trials run at once, each in its own process")] = 1,
+    threads: Annotated[Optional[int], typer.Option("--threads", metavar="N", show_default=False,
+                                                   help="CPU threads per trial (default: the cores / --workers)")]
+    = None,
+    refine: Annotated[Optional[str], typer.Option("--refine", metavar="RUN", show_default=False,
+                                                  help="search around the best trials of an earlier tune run")]
+    = None,
+    study: Annotated[Optional[str], typer.Option("--study", metavar="NAME", show_default=False,
+                                                 help="the Optuna study's name (default: the model's name)")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", help="no trial lines or tables (errors and the run directory "
+                                        "are still printed)")] = False,
+) -> int:
+    """Search a spec's hyperparameters (its search block) with Optuna.
+
+    Each trial runs in a process of its own. Prints each trial, a table of the best ones and the best
+    parameters; writes DIR/best.dlspec (ready for `dlc run`), DIR/tune.json and DIR/trials/NNNN/."""
+    from rich.console import Console
+
+    from dlc.runtime.tune import check_tunable, spec_to_tune, tune
+
+    console = Console(stderr=True, quiet=quiet)
+    spec_path = spec_to_tune(spec, refine)
+    result = compiled(spec_path)
+    check_tunable(result)
+    done = tune(result, spec_path, backend=o.value(backend), device=device, out=out, trials=trials, workers=workers,
+                threads=threads, refine_run=refine, study=study, reporter=_Display(console))
+    return _finish(console, result.spec.name, done, quiet)
+
+
+class _Display:
+    """What the search reports (dlc.runtime.tune.Reporter's methods), printed on stderr."""
+
+    def __init__(self, console):
+        self.console = console
+        self.plan = None
+
+    def started(self, plan) -> None:
+        self.plan = plan
+        what = f"{plan.method} search" + (f" over a grid of {plan.grid_size} points" if plan.grid_size is not None
+                                               else "")
+        self.console.print(f"[bold]{plan.spec_name}[/]: {what}, {plan.target} trials on [cyan]{plan.backend}[/] "
+                           f"({plan.workers} worker{'s' if plan.workers > 1 else ''}), {plan.direction} "
+                           f"{plan.metric}" + (", median pruning" if plan.prune == "median" else "")
+                           + f" → {plan.run}")
+        self.console.print(f"[dim]study '{plan.study}' in {plan.storage}[/]")
+        if plan.refined:
+            for sp in plan.spaces:
+                self.console.print(f"  refine {sp.name}: {plan.refined['from'][sp.name]} → {sp.describe()}")
+        if plan.grid_size is not None and plan.grid_size > plan.trials:
+            self.console.print(f"[yellow]the grid has {plan.grid_size} points; running the first {plan.trials} "
+                               f"(--trials {plan.grid_size} runs them all)[/]")
+        if plan.done_before:
+            again = plan.requeued
+            self.console.print(f"resuming: {plan.done_before} of {plan.target} trials done"
+                               + (f", {again} interrupted trial{'s' if again > 1 else ''} queued again" if again
+                                  else ""))
+
+    def trial(self, trial) -> None:
+        self.console.print(trial_line(trial, self.plan.metric, self.plan.spaces))
+
+    def interrupted(self) -> None:
+        self.console.print("[yellow]interrupted: run the same command again to continue[/]")
+
+
+def _finish(console, name: str, done, quiet: bool) -> int:
+    """The table of the best trials (stdout), the counts and the best parameters (stderr), the run directory."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from dlc.compiler.search import value_text
+
+    if done.problem is not None:
+        console.print(f"[red]dlc tune: the best spec does not check (a bug):[/]\n{done.problem}")
+    table = Table(title=f"{name}: best trials ({done.direction} {done.metric})")
+    table.add_column("trial", justify="right")
+    table.add_column(done.metric, justify="right")
+    for label in labels(done.spaces):
+        table.add_column(label, justify="right")
+    table.add_column("time", justify="right")
+    for t in done.ranked[:TABLE_ROWS]:
+        dur = (t.datetime_complete - t.datetime_start).total_seconds() if t.datetime_complete else float("nan")
+        table.add_row(str(t.number), f"{t.value:.4f}", *(short(sp, t.params[sp.name]) for sp in done.spaces),
+                      f"{dur:.1f} s")
+    Console(quiet=quiet).print(table)
+    shown = ", ".join(f"{n} {s}" for s, n in sorted(done.counts.items()))
+    console.print(f"{len(done.trials)} trials: {shown}")
+    code = EXIT_INTERRUPTED if done.interrupted else 0
+    best = done.best
+    if best is None:
+        fails = [t.user_attrs.get("failure") for t in done.trials if t.user_attrs.get("failure")]
+        why = f" (e.g. {fails[0]})" if fails else ""
+        raise CommandError(error_line(f"no trial completed{why} (run directory kept: {done.run})"),
+                           code or EXIT_RUNTIME)
+    console.print(f"[bold green]best[/] trial {best.number}: {done.metric} {best.value:.4f}")
+    for sp in done.spaces:
+        console.print(f"  {sp.name} = {value_text(sp, best.params[sp.name])}")
+    console.print(f"best spec: {done.run / 'best.dlspec'}")
+    print(done.run)
+    return code
+
+
+# ---------------------------------------------------------------------------------------------- formatting
+
+
+def short(sp, value) -> str:
+    """A value for display: floats to 4 significant digits (best.dlspec and tune.json keep them exact)."""
+    from dlc.compiler.search import value_text
+
+    return f"{value:.4g}" if isinstance(value, float) else value_text(sp, value)
+
+
+def labels(spaces) -> list[str]:
+    """Column labels: the shortest ending of each parameter's path that no other parameter shares."""
+    parts = [sp.name.split(".") for sp in spaces]
+    out = []
+    for p in parts:
+        for k in range(1, len(p) + 1):
+            tail = p[-k:]
+            if sum(q[-k:] == tail for q in parts) == 1:
+                break
+        out.append(".".join(tail))
+    return out
+
+
+def trial_line(t, metric: str, spaces) -> str:
+    """One finished trial: its value (or why it has none), its parameters and how long it took."""
+    params = "  ".join(f"{label}={short(sp, t.params[sp.name])}" for sp, label in zip(spaces, labels(spaces))
+                       if sp.name in t.params)
+    state = t.state.name.lower()
+    if state == "complete":
+        what = f"{metric} {t.value:.4f}"
+    elif state == "pruned":
+        what = f"pruned at step {t.user_attrs.get('pruned_at', '?')}"
+    elif t.user_attrs.get("dlc_interrupted"):
+        what = f"interrupted ({t.user_attrs['dlc_interrupted']}); queued again"
+    else:
+        what = f"failed: {t.user_attrs.get('failure', 'unknown reason')}"
+    dur = ""
+    if t.datetime_start and t.datetime_complete:
+        dur = f"  [dim]{(t.datetime_complete - t.datetime_start).total_seconds():.1f} s[/]"
+    return f"trial {t.number:>3}  {what}  [dim]{params}[/]{dur}"
