@@ -17,7 +17,8 @@ class BackendUnavailable(Exception):
 
 
 def session_class(name: str) -> type[Session]:
-    """The backend's Session class (imports the framework); its instances implement backends.session.Session."""
+    """The backend's Session class (imports the framework); its instances implement
+    backends.session.Session."""
     if name not in BACKENDS:
         raise ValueError(f"unknown backend '{name}' (known: {', '.join(BACKENDS)})")
     try:

@@ -1,11 +1,11 @@
 """Lowering by registration: one function per IR class and target, found by a table lookup on the class.
 
 A lowering does not build framework objects itself; it returns an *expression* (`call("Dense", 64, 10, ...)`,
-`ref("F.relu")`) naming things in its target's library. A live target evaluates the expression against its library
-(backends/torch/library.py, backends/keras/library.py); an emit target renders the same expression as Python text
-and copies the definitions it names into the script (backends/emit/bundle.py). So one lowering per IR class
-serves a backend and its emitted script, and lowering files import no framework: the support matrix is computed
-anywhere (`dlc catalogue`), like sqlglot's generators dispatch on the node class.
+`ref("F.relu")`) naming things in its target's library. A live target evaluates the expression against its
+library (backends/torch/library.py, backends/keras/library.py); an emit target renders the same expression as
+Python text and copies the definitions it names into the script (backends/emit/bundle.py). So one lowering per
+IR class serves a backend and its emitted script, and lowering files import no framework: the support matrix
+is computed anywhere (`dlc catalogue`), like sqlglot's generators dispatch on the node class.
 
 Targets: "torch" and "keras" (the backends), "emit_torch" and "emit_keras" (the standalone scripts).
 """
@@ -33,7 +33,8 @@ TARGET_MODULES = {
 class LoweringMissing(Exception):
     """An IR item a target cannot lower; names the item, the target and the spec position."""
 
-    def __init__(self, item: str, backend: str, at: tuple[int, int] | None = None, why: str = "not supported yet"):
+    def __init__(self, item: str, backend: str, at: tuple[int, int] | None = None,
+                 why: str = "not supported yet"):
         self.item, self.backend, self.at = item, backend, at
         where = f" (line {at[0]}, column {at[1]})" if at else ""
         super().__init__(f"{item}{where} is {why} on the {backend} target")
@@ -87,8 +88,7 @@ def evaluate(expr, namespace: dict[str, Any]):
 
 
 def render(expr, indent: int = 0, width: int = 110) -> str:
-    """Python source for an expression; a call or a literal that does not fit on one line puts one item per
-    line."""
+    """Python source for an expression; a call or literal too long for one line puts one item per line."""
     if isinstance(expr, Ref):
         return expr.path
     if isinstance(expr, Call):

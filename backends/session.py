@@ -1,5 +1,6 @@
 """The one interface between the runtime and a backend: what dlc's training loop, run folders, checkpoints,
-cross-validation, tuning and serving call. backends/torch/session.py and backends/keras/session.py implement it."""
+cross-validation, tuning and serving call. backends/torch/session.py and backends/keras/session.py implement
+it."""
 
 from __future__ import annotations
 

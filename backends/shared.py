@@ -9,10 +9,11 @@ from .lowering import REGISTRY, TARGETS
 
 BACKENDS = ("keras", "torch")
 
-# family -> (targets that share dlc's computation, where it lives); the emitted scripts lower the rest themselves
-# (backends/emit/lower.py) and copy dlc's functions for metrics
+# family -> (targets that share dlc's computation, where it lives); the emitted scripts lower the rest
+# themselves (backends/emit/lower.py) and copy dlc's functions for metrics
 SHARED = {
-    "initializer": (BACKENDS, "drawn by dlc in numpy (dlc/weights.py), copied into the framework's variables"),
+    "initializer": (BACKENDS,
+                    "drawn by dlc in numpy (dlc/weights.py), copied into the framework's variables"),
     "schedule": (BACKENDS, "computed per epoch by dlc's loop (dlc/loop.py) and set as the optimizer's lr"),
     "metric": (TARGETS, "computed in numpy (dlc/metrics.py) from statistics the target accumulates"),
     "source": (BACKENDS, "read by dlc in numpy (dlc/data.py)"),

@@ -23,6 +23,7 @@ epoch, like dlc; they are the loops one would write, nothing slowed down or sped
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -355,10 +356,8 @@ def machine_info() -> dict:
 
     info = {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count()}
     for dist in ("torch", "tensorflow", "tensorflow-cpu", "keras"):
-        try:
+        with contextlib.suppress(PackageNotFoundError):
             info[dist] = version(dist)
-        except PackageNotFoundError:
-            pass
     return info
 
 

@@ -74,37 +74,40 @@ def _torch_variants(spec, data, perm, bs):
         epoch.session = S
         return epoch
 
-    def hand_slicing():
-        from bench_mlp import _torch_model
-
-        x = torch.from_numpy(data.train.x.astype("float32"))
-        y = torch.from_numpy(data.train.labels)
-        model, opt, loss_fn = _torch_model(hparams(spec), torch.device("cpu"))
-        n = len(perm)
-
-        def epoch():
-            p = torch.randperm(len(x))[:n]
-            total = torch.zeros(())
-            for i in range(0, n, bs):
-                idx = p[i:i + bs]
-                xb, yb = x[idx], y[idx]
-                loss = loss_fn(model(xb), yb)
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                with torch.no_grad():
-                    total += loss.detach() * len(idx)
-            return total.item()
-
-        return epoch
-
     return {
         "dlc as is": dlc(),
         "dlc + torch-rmsprop (ref)": dlc(opt="torch"),
         "dlc + stock-dropout (ref)": dlc(drop="stock"),
         "dlc + no-dropout (ref)": dlc(drop="none"),
-        "hand torch slicing": hand_slicing(),
+        "hand torch slicing": _torch_hand_slicing(spec, data, perm, bs),
     }
+
+
+def _torch_hand_slicing(spec, data, perm, bs):
+    """bench_mlp.py's hand-written torch loop over the same number of samples (its own random order)."""
+    import torch
+    from bench_mlp import _torch_model
+
+    x = torch.from_numpy(data.train.x.astype("float32"))
+    y = torch.from_numpy(data.train.labels)
+    model, opt, loss_fn = _torch_model(hparams(spec), torch.device("cpu"))
+    n = len(perm)
+
+    def epoch():
+        p = torch.randperm(len(x))[:n]
+        total = torch.zeros(())
+        for i in range(0, n, bs):
+            idx = p[i:i + bs]
+            xb, yb = x[idx], y[idx]
+            loss = loss_fn(model(xb), yb)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            with torch.no_grad():
+                total += loss.detach() * len(idx)
+        return total.item()
+
+    return epoch
 
 
 # ----------------------------------------------------------------------------------------------- keras

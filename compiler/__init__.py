@@ -1,4 +1,4 @@
-"""The compiler: .dlspec text → validated IR, with every error collected. Imports neither TensorFlow nor PyTorch."""
+"""The compiler: .dlspec text → validated IR, all errors collected. Imports neither TensorFlow nor PyTorch."""
 
 from __future__ import annotations
 

@@ -1,9 +1,9 @@
 """The IR's base class and the catalogue registry.
 
 Every spec-visible thing (a layer, an activation, an optimizer, ...) is one Pydantic class registered under a
-family and one or more spec names. The binder (resolve.py) finds classes here by name, maps positional arguments
-with `positional`, keyword aliases with `aliases`, and nested catalogue values (an activation inside a layer) by
-the family of the field's annotation.
+family and one or more spec names. The binder (resolve.py) finds classes here by name, maps positional
+arguments with `positional`, keyword aliases with `aliases`, and nested catalogue values (an activation inside
+a layer) by the family of the field's annotation.
 """
 
 from __future__ import annotations
@@ -76,9 +76,11 @@ def is_list_annotation(annotation: Any) -> bool:
     while stack:
         a = stack.pop()
         if typing.get_origin(a) in (list, tuple) and not (
-            typing.get_origin(a) is tuple and all(x in (int, float) for x in typing.get_args(a) if x is not ...)
+            typing.get_origin(a) is tuple
+            and all(x in (int, float) for x in typing.get_args(a) if x is not ...)
         ):
             return True
-        if typing.get_origin(a) in (typing.Union, typing.Annotated) or str(typing.get_origin(a)) == "types.UnionType":
+        origin = typing.get_origin(a)
+        if origin in (typing.Union, typing.Annotated) or str(origin) == "types.UnionType":
             stack.extend(typing.get_args(a))
     return False

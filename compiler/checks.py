@@ -1,4 +1,4 @@
-"""Whole-spec checks that need more than one part of the spec: shapes, loss vs output, data vs input, files."""
+"""Checks that need more than one part of the spec: shapes, loss vs output, data vs input, files."""
 
 from __future__ import annotations
 
@@ -147,7 +147,8 @@ def _check_shapes(spec: Spec, d: Diagnostics) -> None:
         # "what is wrong; what to do" -> message and hint
         text, _, hint = re.sub(r"\((-?\d+),\)", r"(\1)", str(e)).partition("; ")  # (64,) -> (64)
         if not hint and "does not fit" in text:
-            hint = "use a smaller window" + ("" if getattr(layer, "padding", "same") == "same" else " or padding=same")
+            hint = "use a smaller window" + ("" if getattr(layer, "padding", "same") == "same"
+                                             else " or padding=same")
         d.add("E301", f"shape error: {text}", _layer_span(layer) if layer else None, hint or None)
 
 
@@ -167,22 +168,25 @@ def _check_loss(spec: Spec, m: A.Model, d: Diagnostics) -> None:
               _layer_span(last), "add Flatten() or a global pooling layer, then Dense(...)")
         return
     if want and act == want and getattr(last, "activity_reg", None) is not None:
-        d.add("E302", f"activity_reg on the output layer: its {act} is part of the loss (computed from the logits),"
+        d.add("E302",
+              f"activity_reg on the output layer: its {act} is part of the loss (computed from the logits),"
               " so the penalty would see pre-activation values", _layer_span(last),
               "put activity_reg on a hidden layer")
     n_before = len(d.errors)
     _check_output_units(spec, loss, out[0], where, last, d)
     if want and act != want and len(d.errors) == n_before:
-        d.add("E302", f"{loss.name} needs a {want} output, but the last layer ends in '{act}'", _layer_span(last),
-              f"add activation={want} to the last layer")
+        d.add("E302", f"{loss.name} needs a {want} output, but the last layer ends in '{act}'",
+              _layer_span(last), f"add activation={want} to the last layer")
 
 
-def _check_output_units(spec: Spec, loss, units: int, where: Span | None, last: Layer, d: Diagnostics) -> None:
+def _check_output_units(spec: Spec, loss, units: int, where: Span | None, last: Layer,
+                        d: Diagnostics) -> None:
     classes = num_classes(spec)
     if type(loss).task == "categorical":
         if units < 2:
             d.add("E302", f"{loss.name} needs one output per class, but the last layer has {units}",
-                  _layer_span(last), "for two classes use Dense(2, activation=softmax), or binary_crossentropy "
+                  _layer_span(last),
+                  "for two classes use Dense(2, activation=softmax), or binary_crossentropy "
                   "with Dense(1, activation=sigmoid)")
         elif classes is not None and units != classes:
             d.add("E302", f"the data has {classes} classes but the last layer has {units} outputs",
@@ -195,7 +199,8 @@ def _check_output_units(spec: Spec, loss, units: int, where: Span | None, last: 
             d.add("E302", f"binary_crossentropy needs one sigmoid output, but the last layer has {units}",
                   _layer_span(last), "use Dense(1, activation=sigmoid)")
     elif classes is not None:
-        d.add("E302", f"{loss.name} is a regression loss, but '{spec.data.source.name}' is a classification set",
+        d.add("E302",
+              f"{loss.name} is a regression loss, but '{spec.data.source.name}' is a classification set",
               where, "use categorical_crossentropy with a softmax output")
     elif spec.data and isinstance(spec.data.source, Bundled) and units != 1:
         d.add("E302", f"'{spec.data.source.name}' has one target, but the last layer has {units} outputs",
@@ -228,20 +233,20 @@ def _check_data(spec: Spec, m: A.Model, d: Diagnostics, base_dir: Path) -> None:
         need = math.prod(spec.input)
         if need != math.prod(feats):
             d.add("E303", f"input {_shape(spec.input)} has {need} values, but '{src.name}' samples have "
-                  f"{math.prod(feats)} features", (_find_assign(m, "input").value.span if _find_assign(m, "input")
-                                                   else where),
+                  f"{math.prod(feats)} features",
+                  (_find_assign(m, "input").value.span if _find_assign(m, "input")
+                   else where),
                   f"use input: ({math.prod(feats)})" + (" or (8, 8, 1)" if src.name == "digits" else ""))
         return
     if isinstance(src, (Csv, Npz, Mnist)):
         path = resolve_path(base_dir, src.path)
-        if isinstance(src, Mnist):
-            ok = path.is_dir() or path.is_file()
-        else:
-            ok = path.is_file()
+        ok = (path.is_dir() or path.is_file()) if isinstance(src, Mnist) else path.is_file()
         if not ok:
             if st is not None and isinstance(st.value, A.Call) and st.value.args:
                 where = st.value.args[0].span
-            d.add("E401", f"cannot read data file '{src.path}': no such {'folder' if isinstance(src, Mnist) else 'file'}",
+            d.add("E401",
+                  f"cannot read data file '{src.path}': no such "
+                  f"{'folder' if isinstance(src, Mnist) else 'file'}",
                   where, f"looked for {_shown_path(path)} (relative paths start at the spec's folder)")
             return
         if isinstance(src, Csv):
@@ -277,7 +282,8 @@ def _check_metrics_and_monitors(spec: Spec, m: A.Model, d: Diagnostics) -> None:
                   "classification: accuracy, precision, recall, f1; regression: mse, mae")
     base = ["loss"] + [mt.name for mt in spec.metrics]
     valid = base + [f"val_{b}" for b in base]
-    has_val = spec.data is not None and (getattr(spec.data.split, "val", 0) > 0 or spec.data.split.kind == "kfold")
+    has_val = spec.data is not None and (getattr(spec.data.split, "val", 0) > 0
+                                         or spec.data.split.kind == "kfold")
     es = spec.train.early_stopping
     checks = []
     if es is not None:

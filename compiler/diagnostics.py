@@ -1,7 +1,7 @@
 """Diagnostics: every spec error carries a span, a code, what was expected and the nearest valid name.
 
-Errors are collected in a `Diagnostics` list rather than raised one at a time, so a user sees every problem in a
-file in one go. `SpecError` wraps a non-empty list when a caller wants to stop.
+Errors are collected in a `Diagnostics` list rather than raised one at a time, so a user sees every problem in
+a file in one go. `SpecError` wraps a non-empty list when a caller wants to stop.
 """
 
 from __future__ import annotations
@@ -19,12 +19,6 @@ class Span:
     col: int
     end_line: int
     end_col: int
-
-    @staticmethod
-    def of_meta(meta) -> Span | None:
-        if meta is None or getattr(meta, "empty", True):
-            return None
-        return Span(meta.line, meta.column, meta.end_line, meta.end_column)
 
     @staticmethod
     def of_token(tok) -> Span:
@@ -69,8 +63,8 @@ class Diagnostics:
     """An ordered, de-duplicated collection of diagnostics for one file."""
 
     items: list[Diagnostic] = field(default_factory=list)
-    # lines that syntax recovery rewrote (a bracket it closed): a later, non-syntax finding there would be about
-    # the repair rather than the file, so it is dropped
+    # lines that syntax recovery rewrote (a bracket it closed): a later, non-syntax finding there would be
+    # about the repair rather than the file, so it is dropped
     repaired_lines: set[int] = field(default_factory=set)
     # blocks whose header line could not be read ("*": a header of unknown name was lost): their uses are not
     # reported as unknown layers

@@ -21,10 +21,6 @@ class Activation(Catalogued):
     family: ClassVar[str] = "activation"
 
 
-SIMPLE_ACTIVATIONS = ("linear", "sigmoid", "hard_sigmoid", "tanh", "relu", "relu6", "selu", "gelu", "swish",
-                      "softplus", "softsign", "softmax")
-
-
 @register("linear")
 class Linear(Activation):
     """f(x) = x."""
@@ -166,11 +162,13 @@ def random_normal(rng: np.random.Generator, shape, mean: float = 0.0, stddev: fl
     return mean + stddev * rng.standard_normal(shape)
 
 
-def random_uniform(rng: np.random.Generator, shape, minval: float = -0.05, maxval: float = 0.05) -> np.ndarray:
+def random_uniform(rng: np.random.Generator, shape, minval: float = -0.05,
+                   maxval: float = 0.05) -> np.ndarray:
     return rng.uniform(minval, maxval, shape)
 
 
-def variance_scaling(rng: np.random.Generator, shape, scale: float, mode: str, distribution: str) -> np.ndarray:
+def variance_scaling(rng: np.random.Generator, shape, scale: float, mode: str,
+                     distribution: str) -> np.ndarray:
     """Keras' VarianceScaling (glorot_*, he_*, lecun_*): variance scale / fan, uniform or truncated normal."""
     fan_in, fan_out = fans(tuple(shape))
     fan = {"fan_in": fan_in, "fan_out": fan_out, "fan_avg": (fan_in + fan_out) / 2.0}[mode]

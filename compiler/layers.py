@@ -81,8 +81,8 @@ class Layer(Catalogued):
         return arr if adjust is None else ADJUSTMENTS[adjust[0]](arr, **adjust[1])
 
     def initial_adjustment(self, wname: str) -> tuple[str, dict] | None:
-        """(function name in ADJUSTMENTS, its keyword arguments) that turns the drawn weight into Keras' initial
-        value, or None: data, so an emitted script can call the same function."""
+        """(function name in ADJUSTMENTS, its keyword arguments) that turns the drawn weight into Keras'
+        initial value, or None: data, so an emitted script can call the same function."""
         return None
 
 
@@ -136,14 +136,16 @@ class _Conv(_Dense):
             want = "(height, width, channels)" if self.rank == 2 else "(steps, channels)"
             raise ShapeError(
                 f"{self.kind} needs an input of rank {self.rank + 1} {want}, got {shape}"
-                + ("; give images as input: (height, width, channels) or add Reshape(...)" if len(shape) == 1 else "")
+                + ("; give images as input: (height, width, channels) or add Reshape(...)"
+                   if len(shape) == 1 else "")
             )
         ks, ss = self._ks()
         spatial = []
-        for n, k, s in zip(shape[:-1], ks, ss):
+        for n, k, s in zip(shape[:-1], ks, ss, strict=True):
             out = _conv_len(n, k, s, self.padding)
             if out <= 0:
-                raise ShapeError(f"{self.kind} kernel {ks} does not fit the input {shape} with padding={self.padding}")
+                raise ShapeError(f"{self.kind} kernel {ks} does not fit the input {shape} with "
+                                 f"padding={self.padding}")
             spatial.append(out)
         return tuple(spatial) + (self.filters,)
 
@@ -186,7 +188,7 @@ def _positive_pair(v, what: str):
 
 
 class _Conv2DLike(Layer):
-    """kernel_size, strides and padding of a 2-D convolution over (height, width, channels), Keras' defaults."""
+    """kernel_size, strides, padding of a 2-D convolution over (height, width, channels); Keras' defaults."""
 
     positional: ClassVar = ("kernel_size", "strides")
     kernel_size: Union[int, tuple[int, int]]
@@ -204,23 +206,25 @@ class _Conv2DLike(Layer):
     def _equal_strides(self):
         sh, sw = _pair(self.strides)
         if sh != sw:
-            raise ValueError(f"{self.kind} needs equal strides on both axes, got {self.strides} (TensorFlow's "
-                             "depthwise convolution supports no other)")
+            raise ValueError(f"{self.kind} needs equal strides on both axes, got {self.strides} "
+                             "(TensorFlow's depthwise convolution supports no other)")
         return self
 
     def _check_rank(self, shape) -> None:
         if len(shape) != 3:
             raise ShapeError(
                 f"{self.kind} needs an input of rank 3 (height, width, channels), got {shape}"
-                + ("; give images as input: (height, width, channels) or add Reshape(...)" if len(shape) == 1 else ""))
+                + ("; give images as input: (height, width, channels) or add Reshape(...)"
+                   if len(shape) == 1 else ""))
 
     def _spatial(self, shape) -> tuple[int, int]:
         """The output height and width of the (depthwise) convolution, as Keras computes them."""
         self._check_rank(shape)
         ks, ss = self._ks()
-        out = tuple(_conv_len(n, k, s, self.padding) for n, k, s in zip(shape[:-1], ks, ss))
+        out = tuple(_conv_len(n, k, s, self.padding) for n, k, s in zip(shape[:-1], ks, ss, strict=True))
         if min(out) <= 0:
-            raise ShapeError(f"{self.kind} kernel {ks} does not fit the input {shape} with padding={self.padding}")
+            raise ShapeError(f"{self.kind} kernel {ks} does not fit the input {shape} with "
+                             f"padding={self.padding}")
         return out
 
 
@@ -230,7 +234,8 @@ class Conv2DTranspose(_Conv2DLike, _Dense):
 
     Output size per axis (n: input size, k: kernel, s: stride, p: output_padding): 'valid' (n − 1)·s + k +
     (p if given else max(s − k, 0)); 'same' n·s, or (n − 1)·s + k mod 2 + p when p is given (Keras' rule).
-    Initial weights: Keras' fan rule on the kernel's own shape (fan_in = kh·kw·filters, fan_out = kh·kw·in)."""
+    Initial weights: Keras' fan rule on the kernel's own shape (fan_in = kh·kw·filters, fan_out =
+    kh·kw·in)."""
 
     kind: Literal["Conv2DTranspose"] = "Conv2DTranspose"
     positional: ClassVar = ("filters", "kernel_size", "strides")
@@ -248,7 +253,7 @@ class Conv2DTranspose(_Conv2DLike, _Dense):
     @model_validator(mode="after")
     def _padding_below_strides(self):
         if self.output_padding is not None:
-            for p, s in zip(_pair(self.output_padding), _pair(self.strides)):
+            for p, s in zip(_pair(self.output_padding), _pair(self.strides), strict=True):
                 if p >= s:
                     raise ValueError(f"output_padding {self.output_padding} must be smaller than strides "
                                      f"{self.strides} on every axis (as in Keras)")
@@ -263,17 +268,17 @@ class Conv2DTranspose(_Conv2DLike, _Dense):
         self._check_rank(shape)
         ks, ss = self._ks()
         ps = (None, None) if self.output_padding is None else _pair(self.output_padding)
-        out = tuple(self.out_len(n, k, s, p) for n, k, s, p in zip(shape[:-1], ks, ss, ps))
+        out = tuple(self.out_len(n, k, s, p) for n, k, s, p in zip(shape[:-1], ks, ss, ps, strict=True))
         if min(out) <= 0:
             raise ShapeError(f"{self.kind} gives an empty output for the input {shape}")
-        for n, o, k, s in zip(shape[:-1], out, ks, ss):
+        for n, o, k, s in zip(shape[:-1], out, ks, ss, strict=True):
             # TF computes the transposed convolution as the gradient of the convolution out -> n; Keras'
             # 'same' size with output_padding and an even kernel can miss it, and Keras then fails at run time
             if (-(-o // s) if self.padding == "same" else (o - k) // s + 1) != n:
-                raise ShapeError(f"{self.kind} with padding=same and output_padding={self.output_padding} gives "
-                                 f"an output of size {o} for an input of size {n}, which TensorFlow cannot compute "
-                                 "(a 'same' convolution maps it back to another size); choose another "
-                                 "output_padding or leave it out")
+                raise ShapeError(f"{self.kind} with padding=same and output_padding={self.output_padding} "
+                                 f"gives an output of size {o} for an input of size {n}, which TensorFlow "
+                                 "cannot compute (a 'same' convolution maps it back to another size); choose "
+                                 "another output_padding or leave it out")
         return out + (self.filters,)
 
     def weights(self, shape):
@@ -283,7 +288,8 @@ class Conv2DTranspose(_Conv2DLike, _Dense):
 
 @register("DepthwiseConv2D")
 class DepthwiseConv2D(_Conv2DLike, _Dense):
-    """Keras' depthwise convolution; kernel (kh, kw, in, depth_multiplier), output channel c·depth_multiplier + m.
+    """Keras' depthwise convolution; kernel (kh, kw, in, depth_multiplier), output channel c·depth_multiplier
+    + m.
 
     Each input channel is convolved with its own depth_multiplier filters. Keras 3 names the kernel variable
     `kernel` and its arguments depthwise_initializer/_regularizer/_constraint (aliases of kernel_* here)."""
@@ -313,7 +319,8 @@ class DepthwiseConv2D(_Conv2DLike, _Dense):
 
 @register("SeparableConv2D", "SeparableConvolution2D")
 class SeparableConv2D(_Conv2DLike):
-    """Keras' separable convolution: depthwise (strides, padding), then a 1x1 convolution to `filters` channels.
+    """Keras' separable convolution: depthwise (strides, padding), then a 1x1 convolution to `filters`
+    channels.
 
     Weights: depthwise_kernel (kh, kw, in, depth_multiplier), pointwise_kernel (1, 1, in·depth_multiplier,
     filters), bias (filters)."""
@@ -352,12 +359,13 @@ class SeparableConv2D(_Conv2DLike):
     def weights(self, shape):
         ks, _ = self._ks()
         mid = shape[-1] * self.depth_multiplier
-        w = [WeightSpec("depthwise_kernel", tuple(ks) + (shape[-1], self.depth_multiplier), self.depthwise_init,
-                        True, self.depthwise_reg, self.depthwise_constraint),
+        w = [WeightSpec("depthwise_kernel", tuple(ks) + (shape[-1], self.depth_multiplier),
+                        self.depthwise_init, True, self.depthwise_reg, self.depthwise_constraint),
              WeightSpec("pointwise_kernel", (1, 1, mid, self.filters), self.pointwise_init, True,
                         self.pointwise_reg, self.pointwise_constraint)]
         if self.use_bias:
-            w.append(WeightSpec("bias", (self.filters,), self.bias_init, True, self.bias_reg, self.bias_constraint))
+            w.append(WeightSpec("bias", (self.filters,), self.bias_init, True, self.bias_reg,
+                                self.bias_constraint))
         return w
 
 
@@ -401,7 +409,7 @@ class _Pool(Layer):
         if len(shape) != self.rank + 1:
             raise ShapeError(f"{self.kind} needs an input of rank {self.rank + 1}, got {shape}")
         ps, ss = self._ps()
-        out = tuple(_conv_len(n, k, s, self.padding) for n, k, s in zip(shape[:-1], ps, ss))
+        out = tuple(_conv_len(n, k, s, self.padding) for n, k, s in zip(shape[:-1], ps, ss, strict=True))
         if min(out) <= 0:
             raise ShapeError(f"{self.kind} window {ps} does not fit the input {shape}")
         return out + (shape[-1],)
@@ -498,7 +506,8 @@ class Reshape(Layer):
                 raise ShapeError(f"cannot reshape {shape} ({total} values) to {tuple(target)}")
             target[target.index(-1)] = total // known
         if math.prod(target) != total:
-            raise ShapeError(f"cannot reshape {shape} ({total} values) to {tuple(target)} ({math.prod(target)} values)")
+            raise ShapeError(f"cannot reshape {shape} ({total} values) to {tuple(target)} "
+                             f"({math.prod(target)} values)")
         return tuple(target)
 
 
@@ -520,7 +529,7 @@ class ActivationLayer(Layer):
 
 @register("BatchNorm", "BatchNormalization")
 class BatchNorm(Layer):
-    """Keras semantics: momentum weighs the old moving value, biased batch variance, inference mode at eval."""
+    """Keras semantics: momentum weighs the old moving value, biased batch variance, inference at eval."""
 
     kind: Literal["BatchNorm"] = "BatchNorm"
     momentum: float = Field(0.99, ge=0, le=1)

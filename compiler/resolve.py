@@ -1,9 +1,10 @@
 """AST → IR: give names their meaning, expand blocks and repetition, validate, and collect every error.
 
 The binder is generic: a call names a catalogue class (catalog.py); positional arguments follow the class'
-`positional`, keywords its fields (with `aliases`); a field whose type is a catalogue family is bound recursively.
-Search-space calls (`choice`, `uniform`, ...) may stand in any argument; they are recorded with their position and
-replaced by a representative value (or by `overrides[(line, col)]`, which is how a tuner fixes a trial's values).
+`positional`, keywords its fields (with `aliases`); a field whose type is a catalogue family is bound
+recursively. Search-space calls (`choice`, `uniform`, ...) may stand in any argument; they are recorded with
+their position and replaced by a representative value (or by `overrides[(line, col)]`, which is how a tuner
+fixes a trial's values).
 """
 
 from __future__ import annotations
@@ -64,18 +65,19 @@ class Resolver:
         if isinstance(v, A.Call) and v.name in SEARCH_FUNCS:
             return self.search_space(v, env, path, annotation)
         fam = family_of_annotation(annotation) if annotation is not None else None
-        if fam is not None:
-            if isinstance(v, A.List) and catalog.is_list_annotation(annotation):
-                out = [self.bind(it, fam, env, f"{path}[{i}]") for i, it in enumerate(v.items)]
-                return MISSING if any(o is MISSING for o in out) else out
-            if isinstance(v, (A.Call, A.Name)):
-                return self.bind(v, fam, env, path)
+        if fam is not None and isinstance(v, (A.Call, A.Name)):
+            return self.bind(v, fam, env, path)
+        if fam is not None and isinstance(v, A.List) and catalog.is_list_annotation(annotation):
+            out = [self.bind(it, fam, env, f"{path}[{i}]") for i, it in enumerate(v.items)]
+            return MISSING if any(o is MISSING for o in out) else out
         record = _record_class(annotation)
-        if record is not None and isinstance(v, A.Tuple) and v.kwargs and not v.items:
+        if record is not None and _is_record(v):
             return self.record(record, v.kwargs, env, path, v.span)
-        if isinstance(v, A.Num):
-            return v.value
-        if isinstance(v, (A.Str, A.Bool)):
+        return self._literal(v, env, path)
+
+    def _literal(self, v: A.Value, env: dict, path: str) -> Any:
+        """A number, string, boolean, name or phrase, or a tuple or list of them."""
+        if isinstance(v, (A.Num, A.Str, A.Bool)):
             return v.value
         if isinstance(v, A.Name):
             return v.name
@@ -110,8 +112,8 @@ class Resolver:
                 return MISSING
             bad = [a for a, r in zip(v.args, raw, strict=True) if not isinstance(r, (int, float, str, bool))]
             if bad:
-                self.d.add("E501", "a choice() option must be a number, a name, a string or true/false", bad[0].span,
-                           "list the options themselves: choice(32, 64, 128)")
+                self.d.add("E501", "a choice() option must be a number, a name, a string or true/false",
+                           bad[0].span, "list the options themselves: choice(32, 64, 128)")
                 return MISSING
             space = SearchSpace(kind=kind, path=path, options=list(raw), at=at, end=end)
             rep = raw[0]
@@ -167,49 +169,30 @@ class Resolver:
     def construct(self, cls, spec_name: str, args: list, kwargs: list, env: dict, path: str, name_span: Span,
                   span: Span, quiet_missing: bool | set[str] = False) -> Any:
         fields = cls.model_fields
+        shown = spec_name
         values: dict[str, Any] = {}
         spans: dict[str, Span] = {}
         written: dict[str, str] = {}  # field -> the keyword the spec used for it (`lr` for learning_rate)
         ok = True
-        shown = spec_name
-        positional = cls.positional
-        if len(args) > len(positional):
-            extra = args[len(positional)]
-            n = len(positional)
-            hint = "name the argument: key=value" if n else f"{shown} takes keyword arguments only"
-            if isinstance(extra, A.Name):
-                # `Dense(64, relu)`: say which keyword the name belongs to
-                for fname, info in fields.items():
-                    fam = family_of_annotation(info.annotation)
-                    if fname not in positional and fam and lookup(fam, extra.name) is not None:
-                        hint = f"name the argument: {fname}={extra.name}"
-                        break
-            self.d.add("E203", f"{shown} takes {n} positional argument{'s' if n != 1 else ''}, got {len(args)}",
-                       extra.span, hint)
+        if len(args) > len(cls.positional):
+            self._too_many_positional(cls, shown, args)
             ok = False
-        for fname, a in zip(positional, args):
+        # (fewer arguments than positional fields: the rest come as keywords or defaults)
+        for fname, a in zip(cls.positional, args, strict=False):
             values[fname] = a
             spans[fname] = a.span
         for kw in kwargs:
             fname = cls.aliases.get(kw.key, kw.key)
-            if fname not in fields or fname in ("at", "kind") or (fname == "name" and "name" not in positional):
-                valid = [f for f in fields if f not in ("at", "kind", "name")] + list(cls.aliases)
-                hint = did_you_mean(kw.key, valid) or (f"{shown} takes: {', '.join(valid)}" if valid
-                                                       else f"{shown} takes no arguments")
-                self.d.add("E112", f"unknown argument '{kw.key}' for {shown}", kw.key_span, hint)
+            if not _takes_keyword(cls, fname):
+                self._unknown_argument(cls, shown, kw)
                 ok = False
-                continue
-            if fname in values:
-                first = spans[fname]
-                how = "by position, " if fname not in written else ""
-                self.d.add("E205", f"argument '{kw.key}' given twice", kw.key_span,
-                           f"already given {how}at column {first.col}" if first.line == kw.key_span.line
-                           else f"already given {how}on line {first.line}")
+            elif fname in values:
+                self._given_twice(kw, spans[fname], by_position=fname not in written)
                 ok = False
-                continue
-            values[fname] = kw.value
-            spans[fname] = kw.value.span
-            written[fname] = kw.key
+            else:
+                values[fname] = kw.value
+                spans[fname] = kw.value.span
+                written[fname] = kw.key
         converted: dict[str, Any] = {}
         for fname, v in values.items():
             c = self.value(v, env, f"{path}.{fname}", fields[fname].annotation)
@@ -224,6 +207,32 @@ class Resolver:
         if not ok:
             return MISSING
         return self._validate(cls, converted, spans, name_span, shown, quiet_missing, written)
+
+    def _too_many_positional(self, cls, shown: str, args: list) -> None:
+        n = len(cls.positional)
+        extra = args[n]
+        hint = "name the argument: key=value" if n else f"{shown} takes keyword arguments only"
+        if isinstance(extra, A.Name):
+            # `Dense(64, relu)`: say which keyword the name belongs to
+            for fname, info in cls.model_fields.items():
+                fam = family_of_annotation(info.annotation)
+                if fname not in cls.positional and fam and lookup(fam, extra.name) is not None:
+                    hint = f"name the argument: {fname}={extra.name}"
+                    break
+        self.d.add("E203", f"{shown} takes {n} positional argument{'s' if n != 1 else ''}, got {len(args)}",
+                   extra.span, hint)
+
+    def _unknown_argument(self, cls, shown: str, kw: A.Kwarg) -> None:
+        valid = [f for f in cls.model_fields if f not in ("at", "kind", "name")] + list(cls.aliases)
+        hint = did_you_mean(kw.key, valid) or (f"{shown} takes: {', '.join(valid)}" if valid
+                                               else f"{shown} takes no arguments")
+        self.d.add("E112", f"unknown argument '{kw.key}' for {shown}", kw.key_span, hint)
+
+    def _given_twice(self, kw: A.Kwarg, first: Span, by_position: bool) -> None:
+        how = "by position, " if by_position else ""
+        self.d.add("E205", f"argument '{kw.key}' given twice", kw.key_span,
+                   f"already given {how}at column {first.col}" if first.line == kw.key_span.line
+                   else f"already given {how}on line {first.line}")
 
     def _validate(self, cls, converted: dict, spans: dict, name_span: Span, shown: str,
                   quiet_missing: bool | set[str] = False, written: dict[str, str] | None = None) -> Any:
@@ -288,17 +297,22 @@ class Resolver:
                 for kw in call.kwargs:
                     if kw.key not in names:
                         self.d.add("E112", f"unknown argument '{kw.key}' for block {call.name}", kw.key_span,
-                                   did_you_mean(kw.key, names) or f"block {call.name} takes: {', '.join(names)}")
+                                   did_you_mean(kw.key, names)
+                                   or f"block {call.name} takes: {', '.join(names)}")
                         return []
             given = len(call.args) + len(call.kwargs)
             if given != len(block.params):
                 n = len(block.params)
-                self.d.add("E206", f"block '{call.name}' takes {n} argument{'s' if n != 1 else ''}, got {given}",
-                           call.span, f"defined as block {call.name}({', '.join(p.name for p in block.params)})")
+                self.d.add("E206",
+                           f"block '{call.name}' takes {n} argument{'s' if n != 1 else ''}, got {given}",
+                           call.span,
+                           f"defined as block {call.name}({', '.join(p.name for p in block.params)})")
                 return []
-            new_env = {p.name: a for p, a in zip(block.params, call.args)}
+            # the parameters not given positionally come as keywords
+            new_env = {p.name: a for p, a in zip(block.params, call.args, strict=False)}
             new_env.update({kw.key: kw.value for kw in call.kwargs})
-            resolved = {k: (env[v.name] if isinstance(v, A.Name) and v.name in env else v) for k, v in new_env.items()}
+            resolved = {k: (env[v.name] if isinstance(v, A.Name) and v.name in env else v)
+                        for k, v in new_env.items()}
             return self.layers(block.body, resolved, path, stack + (call.name,))
         layer = self.bind(call, "layer", env, path)
         return [] if layer is MISSING else [layer]
@@ -349,38 +363,10 @@ class Resolver:
         failed: set[str] = set()
         suggested: set[str] = set()  # keys a did-you-mean pointed at: not also reported as missing
         for st in m.body:
-            if isinstance(st, A.BlockDef):
-                continue
-            if isinstance(st, A.LayerStmt):
-                if st.call.name in MODEL_KEYS:  # `input (8, 8, 1)` reads as a call
-                    self.d.add("E001", f"syntax error: missing ':' after '{st.call.name}'", st.call.name_span,
-                               f"write {st.call.name}: ...")
-                    suggested.add(st.call.name)
-                    continue
-                self.d.add("E110", f"layer '{st.call.name}' outside a layers {{ }} section", st.call.name_span,
-                           "put layers inside layers { ... }")
+            if isinstance(st, A.BlockDef) or self._misplaced(st, suggested):
                 continue
             key = st.key if isinstance(st, A.Assign) else st.name
             kspan = st.key_span if isinstance(st, A.Assign) else st.name_span
-            if isinstance(st, A.Assign) and key not in MODEL_KEYS:
-                hint = did_you_mean(key, sorted(MODEL_KEYS | MODEL_SECTIONS))
-                if hint:
-                    suggested.add(hint.split("'")[1])
-                if key in MODEL_SECTIONS:
-                    hint = f"{key} is a section: {key} {{ ... }}"
-                    suggested.add(key)
-                self.d.add("E110", f"unknown key '{key}'", kspan, hint or f"known keys: {', '.join(sorted(MODEL_KEYS))}")
-                continue
-            if isinstance(st, A.Section) and key not in MODEL_SECTIONS:
-                hint = did_you_mean(key, sorted(MODEL_SECTIONS))
-                if hint:
-                    suggested.add(hint.split("'")[1])
-                if key in MODEL_KEYS:
-                    hint = f"{key} is a key: {key}: ..."
-                    suggested.add(key)
-                self.d.add("E111", f"unknown section '{key}'", kspan,
-                           hint or f"known sections: {', '.join(sorted(MODEL_SECTIONS))}")
-                continue
             if key in where:
                 self.d.add("E204", f"duplicate key '{key}'", kspan, f"first set on line {where[key].line}")
                 continue
@@ -392,12 +378,11 @@ class Resolver:
                 fields[key] = value
         # a key the user meant but misspelt has no value: whole-spec checks would report that as other errors
         failed |= suggested & (MODEL_KEYS | MODEL_SECTIONS)
-        for key in REQUIRED:
-            if key not in where and key not in suggested and not self.had_syntax_errors:
-                example = {"data": "data { source: digits }", "input": "input: (64)",
-                           "layers": "layers { Dense(10, activation=softmax) }",
-                           "loss": "loss: categorical_crossentropy", "optimizer": "optimizer: Adam(lr=1e-3)"}[key]
-                self.d.add("E208", f"model '{m.name}' has no {key}", m.name_span, f"add {example}")
+        if not self.had_syntax_errors:
+            for key in REQUIRED:
+                if key not in where and key not in suggested:
+                    self.d.add("E208", f"model '{m.name}' has no {key}", m.name_span,
+                               f"add {_REQUIRED_EXAMPLES[key]}")
         if failed or any(k not in fields for k in REQUIRED):
             return None
         fields["search_spaces"] = list(self.spaces)
@@ -408,6 +393,46 @@ class Resolver:
                 self.d.add("E201", f"invalid model: {err['msg']}", m.name_span)
             return None
         return _name_layers(spec)
+
+    def _misplaced(self, st, suggested: set[str]) -> bool:
+        """Report a statement that is not a model key or section: a layer outside layers { }, an unknown key
+        or section. `suggested` collects the keys a hint pointed at. True when the statement was one."""
+        if isinstance(st, A.LayerStmt):
+            if st.call.name in MODEL_KEYS:  # `input (8, 8, 1)` reads as a call
+                self.d.add("E001", f"syntax error: missing ':' after '{st.call.name}'", st.call.name_span,
+                           f"write {st.call.name}: ...")
+                suggested.add(st.call.name)
+            else:
+                self.d.add("E110", f"layer '{st.call.name}' outside a layers {{ }} section",
+                           st.call.name_span, "put layers inside layers { ... }")
+            return True
+        if isinstance(st, A.Assign) and st.key not in MODEL_KEYS:
+            self._unknown_key(st.key, st.key_span, suggested)
+            return True
+        if isinstance(st, A.Section) and st.name not in MODEL_SECTIONS:
+            self._unknown_section(st.name, st.name_span, suggested)
+            return True
+        return False
+
+    def _unknown_key(self, key: str, span: Span, suggested: set[str]) -> None:
+        hint = did_you_mean(key, sorted(MODEL_KEYS | MODEL_SECTIONS))
+        if hint:
+            suggested.add(hint.split("'")[1])
+        if key in MODEL_SECTIONS:
+            hint = f"{key} is a section: {key} {{ ... }}"
+            suggested.add(key)
+        self.d.add("E110", f"unknown key '{key}'", span,
+                   hint or f"known keys: {', '.join(sorted(MODEL_KEYS))}")
+
+    def _unknown_section(self, key: str, span: Span, suggested: set[str]) -> None:
+        hint = did_you_mean(key, sorted(MODEL_SECTIONS))
+        if hint:
+            suggested.add(hint.split("'")[1])
+        if key in MODEL_KEYS:
+            hint = f"{key} is a key: {key}: ..."
+            suggested.add(key)
+        self.d.add("E111", f"unknown section '{key}'", span,
+                   hint or f"known sections: {', '.join(sorted(MODEL_SECTIONS))}")
 
     def model_item(self, st, key: str) -> Any:
         if key == "layers":
@@ -430,7 +455,8 @@ class Resolver:
             if isinstance(v, A.Num) and isinstance(v.value, int):
                 return (v.value,)
             if not (isinstance(v, A.Tuple) and v.items and not v.kwargs
-                    and all(isinstance(i, A.Num) and isinstance(i.value, int) and i.value > 0 for i in v.items)):
+                    and all(isinstance(i, A.Num) and isinstance(i.value, int) and i.value > 0
+                            for i in v.items)):
                 self.d.add("E201", "input must be a shape of positive integers", v.span,
                            "for example input: (64) or input: (8, 8, 1)")
                 return MISSING
@@ -449,6 +475,11 @@ class Resolver:
 
 
 _FAMILY_ANNOTATION: dict[str, Any] = {}
+
+# what `add ...` suggests for a missing required key
+_REQUIRED_EXAMPLES = {"data": "data { source: digits }", "input": "input: (64)",
+                      "layers": "layers { Dense(10, activation=softmax) }",
+                      "loss": "loss: categorical_crossentropy", "optimizer": "optimizer: Adam(lr=1e-3)"}
 
 
 def _a(word: str) -> str:
@@ -471,13 +502,26 @@ def _humane(msg: str, err: dict) -> str:
 
 
 def _explain(errs: list[dict]) -> str:
-    """One hint for a field's errors; a union's several type errors become 'expected an integer or a tuple'."""
+    """One hint for a field's errors; a union's type errors become 'expected an integer or a tuple'."""
     if all(e["type"] in _TYPE_WORDS for e in errs):
         words = list(dict.fromkeys(w for e in errs if (w := _TYPE_WORDS[e["type"]])))
         if words:
             return "expected " + (words[0] if len(words) == 1 else ", ".join(words[:-1]) + " or " + words[-1])
     concrete = [e for e in errs if e["type"] not in _TYPE_WORDS] or errs
     return _humane(concrete[0]["msg"], concrete[0])
+
+
+def _takes_keyword(cls, fname: str) -> bool:
+    """Whether `fname` may be given as a keyword: a field, but not the internal ones (a name only when it is
+    also positional)."""
+    if fname not in cls.model_fields or fname in ("at", "kind"):
+        return False
+    return fname != "name" or "name" in cls.positional
+
+
+def _is_record(v: A.Value) -> bool:
+    """`(k=v, ...)`: keywords only."""
+    return isinstance(v, A.Tuple) and bool(v.kwargs) and not v.items
 
 
 def _record_class(annotation) -> type | None:

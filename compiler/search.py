@@ -3,18 +3,18 @@ grid points, the literal text of a chosen value, the concrete spec with every ca
 coarse-to-fine narrowing of `dlc tune --refine`, and the spec checks of the `search` block.
 
 Rules (also in the README):
-- A parameter is one search-space call in the text. A call used more than once (inside a block used twice, or a
-  repeated layer) is one parameter: every use takes the same value. Its name is the path of its first use
+- A parameter is one search-space call in the text. A call used more than once (inside a block used twice, or
+  a repeated layer) is one parameter: every use takes the same value. Its name is the path of its first use
   (`layers[0].units`, `optimizer.learning_rate`, `train.batch_size`).
 - Grid search needs finite sets: `choice` is its options; `int_uniform(lo, hi)` (both ends included) is every
   integer when there are at most GRID_POINTS of them, else GRID_POINTS evenly spaced integers; `uniform` is
   GRID_POINTS evenly spaced values and `loguniform` GRID_POINTS values evenly spaced in log scale, both ends
   included, rounded to 3 significant digits.
 - Refine (coarse to fine): the top trials are the best quarter of the completed trials of the earlier run (at
-  least 3, or all of them when fewer). Each numeric range narrows to the smallest range holding the top trials'
-  values (`loguniform` in log scale); when they all took one value, the range is that value ± 5% of the old range
-  (× / ÷ (high/low)^0.05 in log scale; ± 1 for integers), clipped to the old range. A `choice` keeps the options
-  the top trials took, in their order in the spec.
+  least 3, or all of them when fewer). Each numeric range narrows to the smallest range holding the top
+  trials' values (`loguniform` in log scale); when they all took one value, the range is that value ± 5% of
+  the old range (× / ÷ (high/low)^0.05 in log scale; ± 1 for integers), clipped to the old range. A `choice`
+  keeps the options the top trials took, in their order in the spec.
 """
 
 from __future__ import annotations
@@ -198,7 +198,7 @@ def value_text(space: Space, value: Any) -> str:
     if space.kind == "choice":
         if isinstance(value, str) and value.isidentifier() and value not in ("true", "false"):
             return value  # a name: what a string field accepts too, and a catalogue field only accepts
-        for opt, text in zip(space.options, space.option_texts):
+        for opt, text in zip(space.options, space.option_texts, strict=True):
             if _same(opt, value):
                 return text
         return literal_of(value)
@@ -209,8 +209,9 @@ def value_text(space: Space, value: Any) -> str:
 
 def concretize(compiled, spaces: list[Space], values: dict[str, Any], note: str | None = None,
                base_dir: Path | None = None, new_dir: Path | None = None) -> str:
-    """The spec's text with every search-space call replaced by its chosen value, and the search block replaced by
-    a comment (`note`). With `new_dir`, relative data paths are rewritten to stay right from a file there."""
+    """The spec's text with every search-space call replaced by its chosen value, and the search block
+    replaced by a comment (`note`). With `new_dir`, relative data paths are rewritten to stay right from a
+    file there."""
     source, tree = compiled.source, compiled.tree
     starts = _offsets(source)
     edits: list[tuple[int, int, str]] = []
@@ -258,7 +259,8 @@ def _data_paths(model: A.Model) -> list[A.Str]:
                     call = d.value
                     if call.args and isinstance(call.args[0], A.Str):
                         out.append(call.args[0])
-                    out.extend(kw.value for kw in call.kwargs if kw.key == "path" and isinstance(kw.value, A.Str))
+                    out.extend(kw.value for kw in call.kwargs
+                               if kw.key == "path" and isinstance(kw.value, A.Str))
     return out
 
 
@@ -283,7 +285,8 @@ def refine(spaces: list[Space], top: list[dict]) -> list[Space]:
             out.append(sp)
             continue
         if sp.kind == "choice":
-            keep = [(o, t) for o, t in zip(sp.options, sp.option_texts) if any(_same(o, v) for v in vals)]
+            keep = [(o, t) for o, t in zip(sp.options, sp.option_texts, strict=True)
+                    if any(_same(o, v) for v in vals)]
             out.append(replace(sp, options=[o for o, _ in keep], option_texts=[t for _, t in keep]))
             continue
         lo, hi = min(vals), max(vals)

@@ -1,4 +1,4 @@
-"""The root of the IR: a whole validated spec, plus the data description and shape inference over its layers."""
+"""The IR's root: a whole validated spec, plus the data description and shape inference over its layers."""
 
 from __future__ import annotations
 

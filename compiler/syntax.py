@@ -1,17 +1,18 @@
 """Parse .dlspec text into the AST, collecting every syntax error in the file.
 
-LALR with a contextual lexer gives precise "expected ..." sets. Recovery reports every error in a file once, without
-a cascade of follow-on errors:
+LALR with a contextual lexer gives precise "expected ..." sets. Recovery reports every error in a file once,
+without a cascade of follow-on errors:
 
-1. A pre-pass finds what a parser reports badly, reports it where the mistake is and repairs it in the text that is
-   parsed (line numbers kept): an unterminated string; a bracket never closed (at the bracket that was opened; the
-   closer goes where the statement ends by its indentation); a bracket or brace with nothing to close, or where
-   the grammar takes none (`Den[se(8)`, `Adam(lr=1e-3, beta_{1=0.9)`). Braces are paired by counting, and the
-   indentation of the '}' lines tells which '{' is missing, which '}' is one too many, or which header lost its '{'.
-2. Then the file is parsed; at a syntax error the failing statement (all of its lines, when it spans several) is
-   blanked and the file parsed again, up to a limit. Braces on a blanked line survive, a '{' behind a placeholder
-   name that the AST drops, so the block structure stays intact. A header's '{' written on the next line is moved
-   up rather than blanked.
+1. A pre-pass finds what a parser reports badly, reports it where the mistake is and repairs it in the text
+   that is parsed (line numbers kept): an unterminated string; a bracket never closed (at the bracket that was
+   opened; the closer goes where the statement ends by its indentation); a bracket or brace with nothing to
+   close, or where the grammar takes none (`Den[se(8)`, `Adam(lr=1e-3, beta_{1=0.9)`). Braces are paired by
+   counting, and the indentation of the '}' lines tells which '{' is missing, which '}' is one too many, or
+   which header lost its '{'.
+2. Then the file is parsed; at a syntax error the failing statement (all of its lines, when it spans several)
+   is blanked and the file parsed again, up to a limit. Braces on a blanked line survive, a '{' behind a
+   placeholder name that the AST drops, so the block structure stays intact. A header's '{' written on the
+   next line is moved up rather than blanked.
 """
 
 from __future__ import annotations
@@ -77,7 +78,8 @@ class _NewlinePostLex:
 @functools.lru_cache(maxsize=1)
 def _parser() -> Lark:
     text = resources.files("dlc.grammar").joinpath("dlspec.lark").read_text()
-    return Lark(text, parser="lalr", postlex=_NewlinePostLex(), propagate_positions=True, maybe_placeholders=True)
+    return Lark(text, parser="lalr", postlex=_NewlinePostLex(), propagate_positions=True,
+                maybe_placeholders=True)
 
 
 def _span(meta) -> Span:
@@ -236,7 +238,8 @@ def _diagnose(err: UnexpectedInput, text: str) -> tuple[str, Span, str | None]:
         m = _STATEMENT_WORD.match(line_text[: tok.column - 1])
         if m and "COLON" in expected:
             return f"missing ':' after '{m.group(1)}'", span, f"write {m.group(1)}: {tok}"
-        if tok.type == "LBRACE" and re.match(r"^[ \t]*[A-Za-z_][A-Za-z0-9_]*[ \t]*:[ \t]*$", line_text[: tok.column - 1]):
+        if tok.type == "LBRACE" and re.match(r"^[ \t]*[A-Za-z_][A-Za-z0-9_]*[ \t]*:[ \t]*$",
+                                             line_text[: tok.column - 1]):
             name = line_text.split(":")[0].strip()
             return f"unexpected '{{' after '{name}:'", span, f"a section takes no ':': write {name} {{ ... }}"
         m = _ARGUMENT_WORD.search(line_text[: tok.column - 1])
@@ -264,7 +267,8 @@ class _Scan:
     unterminated: dict[int, int] = field(default_factory=dict)  # line -> 0-based col of the '"' left open
     code_end: list[int] = field(default_factory=list)  # per line: 0-based col after the last code character
     indent: list[int | None] = field(default_factory=list)  # per line: indentation, None for no code
-    runs_on: dict[int, int] = field(default_factory=dict)  # line -> col of a string directly followed by a name
+    # line -> col of a string directly followed by a name
+    runs_on: dict[int, int] = field(default_factory=dict)
 
     def on_line(self, ln: int, chars: str = "{}") -> list[tuple[str, int, int]]:
         return [b for b in self.brackets if b[1] == ln and b[0] in chars]
@@ -291,7 +295,8 @@ def _scan(text: str) -> _Scan:
                     end = n
                     break
                 if j + 1 < n and (s[j + 1].isalnum() or s[j + 1] == "_"):
-                    sc.runs_on.setdefault(ln, i)  # `"a, b="c"`: the first string likely lacks its closing quote
+                    # `"a, b="c"`: the first string likely lacks its closing quote
+                    sc.runs_on.setdefault(ln, i)
                 i = end = j + 1
                 continue
             if c in "([{}])":
@@ -305,7 +310,7 @@ def _scan(text: str) -> _Scan:
 
 
 def _keep_braces(braces: str, depth_at_start: int, indent: int) -> str:
-    """What survives of a blanked line: its braces, a '{' behind a placeholder name so the block structure holds."""
+    """What survives of a blanked line: its braces, a '{' behind a placeholder name (the blocks hold)."""
     if "{" not in braces:
         return braces
     lead = len(braces) - len(braces.lstrip("}"))
@@ -322,7 +327,7 @@ def _note_lost_header(diags: Diagnostics, line: str) -> None:
 
 
 def _remove_char(line: str, col: int) -> str:
-    """Drop one character; between two name characters it goes entirely (`lo}ss` -> `loss`), else a blank stays."""
+    """Drop one character; between two name characters entirely (`lo}ss` -> `loss`), else a blank stays."""
     def word(ch: str) -> bool:
         return ch.isalnum() or ch == "_"
 
@@ -342,10 +347,10 @@ def _last_code_line(sc: _Scan, before: int, at_least: int) -> int:
 
 
 def _statement_end(sc: _Scan, ln: int, limit: int) -> int | None:
-    """The first line after `ln` (up to `limit`) indented no deeper than line `ln`: where its statement ended."""
+    """The first line after `ln` (up to `limit`) indented no deeper than `ln`: where its statement ended."""
     base = sc.indent[ln - 1] or 0
-    return next((k for k in range(ln + 1, limit + 1) if sc.indent[k - 1] is not None and sc.indent[k - 1] <= base),
-                None)
+    return next((k for k in range(ln + 1, limit + 1)
+                 if sc.indent[k - 1] is not None and sc.indent[k - 1] <= base), None)
 
 
 def _fix_strings(lines: list[str], diags: Diagnostics) -> list[str]:
@@ -399,6 +404,32 @@ def _fix_parens(lines: list[str], diags: Diagnostics) -> list[str]:
     close: reported where they are; a closer is inserted where the statement ends by its indentation."""
     lines = _drop_braces_in_calls(lines, diags)
     sc = _scan("\n".join(lines))
+    unclosed, stray = _unpaired_parens(sc)
+    if not unclosed and not stray:
+        return lines
+    _one_too_many(lines, unclosed, stray, diags)
+    edits = [_closer_edit(sc, lines, opener, end, diags)
+             for opener, end in sorted(unclosed, key=lambda t: (t[0][1], t[0][2]))]
+    for c, ln, col in stray:
+        if c in ")]":
+            diags.add("E001", f"syntax error: unmatched '{c}'", Span(ln, col + 1, ln, col + 2),
+                      f"no '{_PAIR[c]}' is open here")
+        diags.repaired_lines.add(ln)
+    # apply from the end of the file backwards so that earlier columns stay valid
+    out = list(lines)
+    changes = [(ln, col, order, "insert", txt) for ln, col, order, txt in edits]
+    changes += [(ln, col, 0, "remove", "") for _, ln, col in stray]
+    for ln, col, _, kind, txt in sorted(changes, key=lambda e: (e[0], e[1], e[2]), reverse=True):
+        if kind == "insert":
+            _insert_at(out, ln, col, txt)
+        else:
+            out[ln - 1] = _remove_char(out[ln - 1], col)
+    return out
+
+
+def _unpaired_parens(sc: _Scan) -> tuple[list, list]:
+    """The '(' and '[' left open, each with the brace that ends it (None: the end of the file), and the ')'
+    and ']' with nothing to close."""
     stack: list[tuple[str, int, int]] = []
     unclosed: list[tuple[tuple[str, int, int], tuple[int, int] | None]] = []  # (opener, the brace ending it)
     stray: list[tuple[str, int, int]] = []
@@ -419,9 +450,12 @@ def _fix_parens(lines: list[str], diags: Diagnostics) -> list[str]:
             while stack:
                 unclosed.append((stack.pop(), (ln, col)))
     unclosed += [(op, None) for op in reversed(stack)]
-    if not unclosed and not stray:
-        return lines
-    # `Den[se(8)`, `metrics: [accuracy][`: where the grammar takes no bracket, it is one too many, not unclosed
+    return unclosed, stray
+
+
+def _one_too_many(lines: list[str], unclosed: list, stray: list, diags: Diagnostics) -> None:
+    """`Den[se(8)`, `metrics: [accuracy][`: where the grammar takes no bracket, an unclosed one is one too
+    many: reported, and moved from `unclosed` to `stray` (to be removed)."""
     text = "\n".join(lines)
     starts = [0]
     for line in lines:
@@ -435,47 +469,44 @@ def _fix_parens(lines: list[str], diags: Diagnostics) -> list[str]:
             diags.add("E001", f"syntax error: unexpected '{c}'", Span(ln, col + 1, ln, col + 2),
                       f"expected {_describe_expected(accepts)}")
 
-    out = list(lines)
-    edits: list[tuple[int, int, int, str]] = []  # (line, col, -opener position: inner closers first, text)
-    for (c, ln, col), end in sorted(unclosed, key=lambda t: (t[0][1], t[0][2])):
-        close = _CLOSE_OF[c]
-        stop = _statement_end(sc, ln, end[0] if end else len(lines))
-        if stop is not None:
-            at = _last_code_line(sc, stop, ln)
-            edits.append((at, sc.code_end[at - 1], -(ln * 10_000 + col), close))
-            hint = f"expected '{close}' before line {stop}"
-        elif end is not None:
-            at = end[0]
-            edits.append((at, end[1], -(ln * 10_000 + col), close))
-            hint = f"expected '{close}' before the '{lines[at - 1][end[1]]}'" + (
-                "" if at == ln else f" on line {at}")
-        else:
-            at = _last_code_line(sc, len(lines) + 1, ln)
-            edits.append((at, sc.code_end[at - 1], -(ln * 10_000 + col), close))
-            hint = f"expected '{close}' before the end of the file"
-        diags.add("E001", f"syntax error: '{c}' opened here is never closed", Span(ln, col + 1, ln, col + 2), hint)
-        diags.repaired_lines.update(range(ln, at + 1))
-    for c, ln, col in stray:
-        if c in ")]":
-            diags.add("E001", f"syntax error: unmatched '{c}'", Span(ln, col + 1, ln, col + 2),
-                      f"no '{_PAIR[c]}' is open here")
-        diags.repaired_lines.add(ln)
-    # apply from the end of the file backwards so that earlier columns stay valid
-    changes = [(ln, col, order, "insert", txt) for ln, col, order, txt in edits]
-    changes += [(ln, col, 0, "remove", "") for _, ln, col in stray]
-    for ln, col, _, kind, txt in sorted(changes, key=lambda e: (e[0], e[1], e[2]), reverse=True):
-        if kind == "insert":
-            _insert_at(out, ln, col, txt)
-        else:
-            out[ln - 1] = _remove_char(out[ln - 1], col)
-    return out
+
+def _closer_edit(sc: _Scan, lines: list[str], opener: tuple[str, int, int], end: tuple[int, int] | None,
+                 diags: Diagnostics) -> tuple[int, int, int, str]:
+    """Report an unclosed '(' or '['; the edit that closes it where its statement ends (by indentation),
+    else before the brace that ends it or the end of the file: (line, col, -opener position, text), the
+    order putting inner closers first."""
+    c, ln, col = opener
+    close = _CLOSE_OF[c]
+    order = -(ln * 10_000 + col)
+    stop = _statement_end(sc, ln, end[0] if end else len(lines))
+    if stop is not None:
+        at = _last_code_line(sc, stop, ln)
+        edit = (at, sc.code_end[at - 1], order, close)
+        hint = f"expected '{close}' before line {stop}"
+    elif end is not None:
+        at = end[0]
+        edit = (at, end[1], order, close)
+        where = "" if at == ln else f" on line {at}"
+        hint = f"expected '{close}' before the '{lines[at - 1][end[1]]}'{where}"
+    else:
+        at = _last_code_line(sc, len(lines) + 1, ln)
+        edit = (at, sc.code_end[at - 1], order, close)
+        hint = f"expected '{close}' before the end of the file"
+    diags.add("E001", f"syntax error: '{c}' opened here is never closed", Span(ln, col + 1, ln, col + 2),
+              hint)
+    diags.repaired_lines.update(range(ln, at + 1))
+    return edit
+
+
+def _report(diags: Diagnostics, msg: str, ln: int, col: int, hint: str) -> None:
+    diags.add("E001", f"syntax error: {msg}", Span(ln, col + 1, ln, col + 2), hint)
 
 
 def _fix_one_brace(lines: list[str], diags: Diagnostics) -> list[str] | None:
     """Find the worst brace problem, report it and repair it; None when every '{' has its '}'.
 
-    Counting says whether a '{' or a '}' is missing; indentation says which one: a '}' is expected at the start
-    of a line indented like its block's header, or at the end of a one-line block."""
+    Counting says whether a '{' or a '}' is missing; indentation says which one: a '}' is expected at the
+    start of a line indented like its block's header, or at the end of a one-line block."""
     sc = _scan("\n".join(lines))
     stack: list[tuple[str, int, int]] = []
     partner: dict[tuple[str, int, int], tuple[str, int, int]] = {}
@@ -489,64 +520,85 @@ def _fix_one_brace(lines: list[str], diags: Diagnostics) -> list[str] | None:
                 partner[op], partner[br] = br, op
             else:
                 stray.append(br)
-    out = list(lines)
-    braces = [b for b in sc.brackets if b[0] in "{}"]
-
-    def report(msg: str, ln: int, col: int, hint: str) -> None:
-        diags.add("E001", f"syntax error: {msg}", Span(ln, col + 1, ln, col + 2), hint)
-
     if stray:
-        first = stray[0]
-        closers = [b for b in braces if b[0] == "}" and (b[1], b[2]) <= (first[1], first[2])]
-        for _, ln, col in closers:
-            opened_here = any(o[0] == "{" and o[2] < col for o in sc.on_line(ln))
-            mid_line = col != sc.indent[ln - 1] and not opened_here
-            trailing = col == sc.indent[ln - 1] and sc.code_after(ln, col).strip("}").strip() != ""
-            if mid_line or trailing:  # `lo}ss: mse`, `}Dense(10)`: a '}' typed by accident
-                report("unmatched '}'", ln, col, "no '{' is open here")
-                out[ln - 1] = _remove_char(out[ln - 1], col)
-                return out
-        for br in closers:
-            _, ln, col = br
-            if col != sc.indent[ln - 1] or sc.code_after(ln, col):
-                continue
-            op = partner.get(br)
-            if op is not None and (sc.indent[op[1] - 1] or 0) >= col:
-                continue
-            # a '}' that ends a block by its indentation, but whose '{' is lost: the block's header is the line
-            # above its body, indented like the '}'
-            k = _last_code_line(sc, ln, 0)
-            while k >= 1 and (sc.indent[k - 1] is None or sc.indent[k - 1] > col):
-                k -= 1
-            if k >= 1 and sc.indent[k - 1] == col and not sc.on_line(k) and _HEADER.match(
-                    lines[k - 1][: sc.code_end[k - 1]]):
-                end = sc.code_end[k - 1]
-                report("missing '{'", k, end, f"the '}}' on line {ln} closes a block that this line should open")
-                _insert_at(out, k, end, " {")
-                return out
-            body = next((j for j in range(k + 1, ln) if sc.indent[j - 1] is not None), None)
-            if body is not None:  # no header to repair: the body becomes a block that is dropped
-                report("unmatched '}'", ln, col, f"no '{{' opens the block it closes (lines {body} to {ln - 1})")
-                indent = sc.indent[body - 1] or 0
-                depth = sum(1 if b[0] == "{" else -1 for b in braces if b[1] < body)
-                head = f"{RECOVERED} {{ " if depth > 0 else f"block {RECOVERED}() {{ "
-                _note_lost_header(diags, lines[k - 1] if k >= 1 else "")
-                out[body - 1] = out[body - 1][:indent] + head + out[body - 1][indent:]
-                diags.repaired_lines.add(body)
-                return out
-        _, ln, col = first
-        report("unmatched '}'", ln, col, "no '{' is open here")
-        out[ln - 1] = _remove_char(out[ln - 1], col)
-        return out
-
+        return _fix_stray_closer(lines, sc, partner, stray[0], diags)
     if not stack:
         return None
-    openers = [b for b in braces if b[0] == "{"]
+    return _fix_open_brace(lines, sc, partner, stack, diags)
+
+
+def _fix_stray_closer(lines: list[str], sc: _Scan, partner: dict, first: tuple[str, int, int],
+                      diags: Diagnostics) -> list[str]:
+    """A '}' too many (`first`, the first one counting finds, or an earlier one indentation points at):
+    removed, or its block's lost '{' restored."""
+    braces = [b for b in sc.brackets if b[0] in "{}"]
+    closers = [b for b in braces if b[0] == "}" and (b[1], b[2]) <= (first[1], first[2])]
+    out = list(lines)
+    accidental = _accidental_closer(sc, closers)
+    if accidental is not None:  # `lo}ss: mse`, `}Dense(10)`: a '}' typed by accident
+        _, ln, col = accidental
+        _report(diags, "unmatched '}'", ln, col, "no '{' is open here")
+        out[ln - 1] = _remove_char(out[ln - 1], col)
+        return out
+    for br in closers:
+        _, ln, col = br
+        if col != sc.indent[ln - 1] or sc.code_after(ln, col):
+            continue
+        op = partner.get(br)
+        if op is not None and (sc.indent[op[1] - 1] or 0) >= col:
+            continue
+        # a '}' that ends a block by its indentation, but whose '{' is lost: the block's header is the
+        # line above its body, indented like the '}'
+        k = _last_code_line(sc, ln, 0)
+        while k >= 1 and (sc.indent[k - 1] is None or sc.indent[k - 1] > col):
+            k -= 1
+        if k >= 1 and sc.indent[k - 1] == col and not sc.on_line(k) and _HEADER.match(
+                lines[k - 1][: sc.code_end[k - 1]]):
+            end = sc.code_end[k - 1]
+            _report(diags, "missing '{'", k, end,
+                    f"the '}}' on line {ln} closes a block that this line should open")
+            _insert_at(out, k, end, " {")
+            return out
+        body = next((j for j in range(k + 1, ln) if sc.indent[j - 1] is not None), None)
+        if body is not None:  # no header to repair: the body becomes a block that is dropped
+            _report(diags, "unmatched '}'", ln, col,
+                    f"no '{{' opens the block it closes (lines {body} to {ln - 1})")
+            indent = sc.indent[body - 1] or 0
+            depth = sum(1 if b[0] == "{" else -1 for b in braces if b[1] < body)
+            head = f"{RECOVERED} {{ " if depth > 0 else f"block {RECOVERED}() {{ "
+            _note_lost_header(diags, lines[k - 1] if k >= 1 else "")
+            out[body - 1] = out[body - 1][:indent] + head + out[body - 1][indent:]
+            diags.repaired_lines.add(body)
+            return out
+    _, ln, col = first
+    _report(diags, "unmatched '}'", ln, col, "no '{' is open here")
+    out[ln - 1] = _remove_char(out[ln - 1], col)
+    return out
+
+
+def _accidental_closer(sc: _Scan, closers: list[tuple[str, int, int]]) -> tuple[str, int, int] | None:
+    """The first '}' in the middle of a line, or before code at a line's start: typed by accident."""
+    for br in closers:
+        _, ln, col = br
+        opened_here = any(o[0] == "{" and o[2] < col for o in sc.on_line(ln))
+        mid_line = col != sc.indent[ln - 1] and not opened_here
+        trailing = col == sc.indent[ln - 1] and sc.code_after(ln, col).strip("}").strip() != ""
+        if mid_line or trailing:
+            return br
+    return None
+
+
+def _fix_open_brace(lines: list[str], sc: _Scan, partner: dict, stack: list[tuple[str, int, int]],
+                    diags: Diagnostics) -> list[str]:
+    """A '{' never closed: removed when it opens no block (`Den{se(10)`), else closed where its statement
+    ends by its indentation."""
+    out = list(lines)
+    openers = [b for b in sc.brackets if b[0] == "{"]
     for op in openers:  # `Den{se(10)`: a '{' that opens no block
         _, ln, col = op
         closed_here = any(o[0] == "}" and o[2] > col for o in sc.on_line(ln))
         if sc.code_after(ln, col) and not closed_here and not _HEADER.match(lines[ln - 1][:col]):
-            report("unmatched '{'", ln, col, "no '}' closes it")
+            _report(diags, "unmatched '{'", ln, col, "no '}' closes it")
             out[ln - 1] = _remove_char(out[ln - 1], col)
             return out
     # the '{' whose '}' is indented left of its header lacks its own '}'; else the innermost one left open
@@ -560,7 +612,7 @@ def _fix_one_brace(lines: list[str], diags: Diagnostics) -> list[str] | None:
     else:
         at = _last_code_line(sc, len(lines) + 1, ln)
         hint = "expected '}' before the end of the file"
-    report("'{' opened here is never closed", ln, col, hint)
+    _report(diags, "'{' opened here is never closed", ln, col, hint)
     _insert_at(out, at, sc.code_end[at - 1], " }" if at == ln else "}")
     return out
 
@@ -609,13 +661,14 @@ def _blank_statement(text: str, line: int, diags: Diagnostics) -> str | None:
     if any(b[0] == "{" for ln in range(first, last + 1) for b in sc.on_line(ln)):
         _note_lost_header(diags, lines[first - 1])
     for ln in range(first, last + 1):
-        lines[ln - 1] = _keep_braces("".join(b[0] for b in sc.on_line(ln)), brace_start[ln], sc.indent[ln - 1] or 0)
+        lines[ln - 1] = _keep_braces("".join(b[0] for b in sc.on_line(ln)), brace_start[ln],
+                                     sc.indent[ln - 1] or 0)
     out = "\n".join(lines)
     return None if out == text else out
 
 
 def _brace_on_next_line(text: str, err: UnexpectedInput, span: Span) -> tuple[str, str, str, Span] | None:
-    """`model m` with its '{' on the next line: (message, hint, text with the '{' moved up, span of the '{')."""
+    """`model m` with its '{' on the next line: (message, hint, text with the '{' moved up, the '{' span)."""
     tok = getattr(err, "token", None)
     lines = text.split("\n")
     if tok is not None and tok.type == "LBRACE" and not lines[tok.line - 1][: tok.column - 1].strip():
@@ -625,10 +678,11 @@ def _brace_on_next_line(text: str, err: UnexpectedInput, span: Span) -> tuple[st
             k -= 1
         if k >= 1 and _HEADER.match(lines[k - 1].split("#")[0]) and "{" not in lines[k - 1]:
             header = lines[k - 1].split("#")[0].rstrip()
-            lines[tok.line - 1] = lines[tok.line - 1][: tok.column - 1] + " " + lines[tok.line - 1][tok.column:]
+            brace_line = lines[tok.line - 1]
+            lines[tok.line - 1] = brace_line[: tok.column - 1] + " " + brace_line[tok.column:]
             lines[k - 1] = header + " {" + lines[k - 1][len(header):]
-            return ("'{' must be on the same line as its header", f"write {header.strip()} {{", "\n".join(lines),
-                    span)
+            return ("'{' must be on the same line as its header", f"write {header.strip()} {{",
+                    "\n".join(lines), span)
         return None
     if tok is None or tok.type != "_NL" or "LBRACE" not in (err.accepts or err.expected):
         return None

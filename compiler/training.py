@@ -92,7 +92,8 @@ class Nadam(Optimizer):
     epsilon: float = Field(1e-7, gt=0)
 
 
-OptimizerT = Annotated[Union[SGD, RMSprop, Adam, AdamW, Adagrad, Adadelta, Nadam], Field(discriminator="kind")]
+OptimizerT = Annotated[Union[SGD, RMSprop, Adam, AdamW, Adagrad, Adadelta, Nadam],
+                       Field(discriminator="kind")]
 
 # ---------------------------------------------------------------------------------------------- schedules
 
@@ -175,25 +176,28 @@ class Plateau(Schedule):
 
 @register("warmup")
 class Warmup(Schedule):
-    """Linear warm-up to the base lr over `epochs` (epoch e uses base·(e+1)/epochs), then `then` from epoch 0."""
+    """Linear warm-up to the base lr over `epochs` (epoch e: base·(e+1)/epochs), then `then` from epoch 0."""
 
     kind: Literal["warmup"] = "warmup"
     positional: ClassVar = ("epochs", "then")
     epochs: int = Field(gt=0)
-    then: Optional[Annotated[Union[StepDecay, ExponentialDecay, CosineDecay], Field(discriminator="kind")]] = None
+    then: Optional[Annotated[Union[StepDecay, ExponentialDecay, CosineDecay],
+                             Field(discriminator="kind")]] = None
 
     def lr_at(self, epoch, base_lr):
         return warmup(epoch, base_lr, self.epochs, self.then.lr_at if self.then else None)
 
 
-ScheduleT = Annotated[Union[StepDecay, ExponentialDecay, CosineDecay, Plateau, Warmup], Field(discriminator="kind")]
+ScheduleT = Annotated[Union[StepDecay, ExponentialDecay, CosineDecay, Plateau, Warmup],
+                      Field(discriminator="kind")]
 
 # ------------------------------------------------------------------------------------------ losses, metrics
 
 
 class Loss(Catalogued):
     """Mean over the batch of the per-sample loss. Crossentropies are computed from the logits of a softmax or
-    sigmoid output layer (log-softmax / log-sigmoid: no clipping), the exact counterpart of Keras' fused path."""
+    sigmoid output layer (log-softmax / log-sigmoid: no clipping), the exact counterpart of Keras' fused
+    path."""
 
     family: ClassVar[str] = "loss"
     task: ClassVar[str] = "regression"  # "categorical" | "binary" | "regression"
@@ -241,13 +245,15 @@ class Huber(Loss):
     delta: float = Field(1.0, gt=0)
 
 
-LossT = Annotated[Union[CategoricalCrossentropy, SparseCategoricalCrossentropy, BinaryCrossentropy, MSE, MAE, Huber],
+LossT = Annotated[Union[CategoricalCrossentropy, SparseCategoricalCrossentropy, BinaryCrossentropy, MSE, MAE,
+                        Huber],
                   Field(discriminator="name")]
 
 
 class Metric(Catalogued):
-    """Metrics are computed once, in numpy, from statistics each backend accumulates on its device: a confusion
-    matrix for classification, sums of squared and absolute errors for regression (dlc/metrics.py)."""
+    """Metrics are computed once, in numpy, from statistics each backend accumulates on its device: a
+    confusion matrix for classification, sums of squared and absolute errors for regression
+    (dlc/metrics.py)."""
 
     family: ClassVar[str] = "metric"
     tasks: ClassVar[tuple[str, ...]] = ("categorical", "binary")

@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
 
-__all__ = ["DataError", "Model", "SpecError", "TrainingFailed", "__version__", "compare", "epoch_order", "load",
-           "load_data"]
+__all__ = ["DataError", "Model", "SpecError", "TrainingFailed", "__version__", "compare", "epoch_order",
+           "load", "load_data"]
 _API = frozenset(__all__) - {"__version__"}
 _SUBPACKAGES = ("api", "backends", "compiler", "reference", "runtime")
 

@@ -1,5 +1,5 @@
-"""dlc's Python API, for notebooks, scripts and tests: the same compiler, data, seeded randomness, training loop,
-run directories and comparison as the `dlc` commands, as functions.
+"""dlc's Python API, for notebooks, scripts and tests: the same compiler, data, seeded randomness, training
+loop, run directories and comparison as the `dlc` commands, as functions.
 
     import dlc
     spec = dlc.load("specs/iris.dlspec")          # dlc.SpecError: the diagnostics `dlc check` prints
@@ -30,16 +30,16 @@ from dlc.compiler.spec import Spec
 from dlc.runtime.data import DataError, Dataset, class_targets, prepare
 from dlc.runtime.loop import History, LoopState, TrainingFailed
 
-__all__ = ["DataError", "Dataset", "History", "Model", "SpecError", "TrainingFailed", "compare", "epoch_order",
-           "load", "load_data"]
+__all__ = ["DataError", "Dataset", "History", "Model", "SpecError", "TrainingFailed", "compare",
+           "epoch_order", "load", "load_data"]
 
 
 # ------------------------------------------------------------------------------------------------ specs
 
 def load(path: str | Path) -> Spec:
-    """Compile the spec file at `path`. Raises `SpecError`, whose `str()` is every error rendered as `dlc check`
-    prints it (file:line:col, the line with a caret, the hint); warnings become Python warnings. The spec
-    remembers its file: relative data paths resolve against its folder."""
+    """Compile the spec file at `path`. Raises `SpecError`, whose `str()` is every error rendered as `dlc
+    check` prints it (file:line:col, the line with a caret, the hint); warnings become Python warnings. The
+    spec remembers its file: relative data paths resolve against its folder."""
     result = compile_file(path)
     errors = [d for d in result.diagnostics.sorted() if d.severity == "error"]
     if errors or result.spec is None:
@@ -58,8 +58,9 @@ def _base_dir(spec: Spec) -> Path:
 def _require_concrete(spec: Spec) -> None:
     if spec.search_spaces:
         s = spec.search_spaces[0]
-        raise ValueError(f"spec '{spec.name}' has search spaces ({s.kind}(...) at line {s.at[0]}): training needs "
-                         "concrete values; search them with `dlc tune SPEC` (its best.dlspec is concrete)")
+        raise ValueError(f"spec '{spec.name}' has search spaces ({s.kind}(...) at line {s.at[0]}): "
+                         "training needs concrete values; search them with `dlc tune SPEC` (its best.dlspec "
+                         "is concrete)")
 
 
 # ------------------------------------------------------------------------------------------------- data
@@ -70,8 +71,8 @@ def load_data(spec: Spec) -> Dataset:
     part) each have numpy `.x` and `.y` (targets as the loss wants them: one-hot for categorical_crossentropy,
     integer labels for sparse_categorical_crossentropy, a float column per sample otherwise) and `.labels`
     (integer classes, None for regression); `.num_classes`, `.shift` and `.scale` (x = (raw - shift) / scale).
-    A `kfold` split's folds are `dlc cv`'s; here train is everything but the test part. Raises `DataError` when
-    a data file is missing or unreadable."""
+    A `kfold` split's folds are `dlc cv`'s; here train is everything but the test part. Raises `DataError`
+    when a data file is missing or unreadable."""
     if spec.data is None:
         raise DataError(f"spec '{spec.name}' has no data block")
     return prepare(spec, _base_dir(spec))
@@ -108,7 +109,8 @@ class Model:
         self.spec = spec
         self.backend = backend
         self.device = device
-        self.session = session_class(backend)(spec, dtype=spec.dtype, device=device, weights=initial_weights(spec))
+        self.session = session_class(backend)(spec, dtype=spec.dtype, device=device,
+                                              weights=initial_weights(spec))
         self._data: Dataset | None = None
         self._state: LoopState | None = None  # the training loop's state after the last finished epoch
 
@@ -172,7 +174,8 @@ class Model:
         hist = train(self.session, self.spec, data, epochs=done_epochs + epochs,
                      max_steps=None if max_steps is None else done_steps + max_steps, resume=state,
                      on_checkpoint=keep)
-        return History(rows=hist.rows[done_rows:], stopped_early=hist.stopped_early, best_epoch=hist.best_epoch,
+        return History(rows=hist.rows[done_rows:], stopped_early=hist.stopped_early,
+                       best_epoch=hist.best_epoch,
                        restored_best=hist.restored_best, step_losses=hist.step_losses[done_steps:])
 
     # ------------------------------------------------------------------------------------------- using
@@ -186,8 +189,7 @@ class Model:
 
         x = self._inputs(x)
         y = self._targets(np.asarray(y), len(x))
-        return evaluate(self.session, self.spec, self.session.load_data(x, y), self._num_classes(),
-                        self.spec.train.batch_size)
+        return evaluate(self.session, self.spec, self.session.load_data(x, y), self.spec.train.batch_size)
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Outputs for inputs normalised like `load_data`'s (N, *input) or (N, features): class

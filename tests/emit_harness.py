@@ -1,6 +1,6 @@
 """Run emitted training scripts in one process (a framework imports once, not once per script): for every
-`*.py` in DIR, load it as a module, train its model for at most EPOCHS epochs on every split it loads, and write
-`{script stem: per-step losses}` to OUT as JSON. Used by tests/test_emit.py."""
+`*.py` in DIR, load it as a module, train its model for at most EPOCHS epochs on every split it loads, and
+write `{script stem: per-step losses}` to OUT as JSON. Used by tests/test_emit.py."""
 
 from __future__ import annotations
 

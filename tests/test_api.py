@@ -15,7 +15,8 @@ import pytest
 import dlc
 from dlc.reference.weights import initial_weights
 
-ROOT = Path(__file__).resolve().parent.parent
+from conftest import ROOT
+
 IRIS = ROOT / "specs" / "iris.dlspec"
 
 
@@ -113,7 +114,8 @@ def test_loaded_spec_remembers_its_file_outside_the_ir(monkeypatch, tmp_path):
     spec = dlc.load(IRIS)
     assert spec.source_file == IRIS
     assert spec.model_copy(update={"seed": 1}).source_file == IRIS  # copies keep it
-    assert "source_file" not in spec.model_dump_json() and "source_file" not in json.dumps(Spec.model_json_schema())
+    assert "source_file" not in spec.model_dump_json()
+    assert "source_file" not in json.dumps(Spec.model_json_schema())
     assert spec == compile_file(IRIS).spec  # equality is the IR's
 
 
@@ -153,7 +155,7 @@ def tiny(tmp_path, monkeypatch) -> Path:
     rng = np.random.default_rng(0)
     x = rng.normal(size=(48, 2)) * [1.0, 10.0] + [5.0, -20.0]
     y = (x[:, 0] - 5.0 + (x[:, 1] + 20.0) / 10 > 0).astype(int)
-    rows = "\n".join(f"{a:.6f},{b:.6f},{c}" for (a, b), c in zip(x, y))
+    rows = "\n".join(f"{a:.6f},{b:.6f},{c}" for (a, b), c in zip(x, y, strict=True))
     (proj / "data" / "points.csv").write_text("x1,x2,label\n" + rows + "\n")
     (proj / "tiny.dlspec").write_text(TINY)
     elsewhere = tmp_path / "elsewhere"

@@ -53,7 +53,7 @@ def test_flip_mirrors_about_half():
     y = augment(x, [Flip(horizontal=True)], 3, 0)
     flipped = [np.array_equal(y[i], x[i, :, ::-1]) and not np.array_equal(y[i], x[i]) for i in range(len(x))]
     kept = [np.array_equal(y[i], x[i]) for i in range(len(x))]
-    assert all(f or k for f, k in zip(flipped, kept))
+    assert all(f or k for f, k in zip(flipped, kept, strict=True))
     assert 150 < sum(flipped) < 250
 
 
@@ -94,8 +94,8 @@ def test_validation_is_not_augmented():
     train(s, spec, data, epochs=1)
     w = s.get_weights()
     t = session_class("torch")(plain, dtype="float64", device="cpu", weights=w)
-    a = evaluate(s, spec, s.load_data(data.val.x, data.val.y), 10, 128)
-    b = evaluate(t, plain, t.load_data(data.val.x, data.val.y), 10, 128)
+    a = evaluate(s, spec, s.load_data(data.val.x, data.val.y), 128)
+    b = evaluate(t, plain, t.load_data(data.val.x, data.val.y), 128)
     assert a == b
 
 

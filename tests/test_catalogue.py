@@ -1,6 +1,6 @@
-"""`dlc catalogue`: generated from the IR classes, the lowering registry and the measured results shipped in the
-package (dlc/equivalence_results.json); docs/CATALOGUE.md must equal a fresh generation, and a fixture's coverage
-comes from the IR it compiles to."""
+"""`dlc catalogue`: generated from the IR classes, the lowering registry and the measured results shipped in
+the package (dlc/equivalence_results.json); docs/CATALOGUE.md must equal a fresh generation, and a fixture's
+coverage comes from the IR it compiles to."""
 
 from __future__ import annotations
 
@@ -21,14 +21,13 @@ from dlc.runtime.catalogue import (
     results,
 )
 
-ROOT = Path(__file__).resolve().parent.parent
-# the equivalence suite's fixture list (tests/test_equivalence.py: FIXTURES + EXAMPLES)
-FIXTURES = sorted((ROOT / "tests" / "equivalence" / "fixtures").glob("*.dlspec")) + sorted(
-    (ROOT / "specs").glob("*.dlspec"))
+from conftest import EQUIVALENCE_SPECS, ROOT
+
 REGENERATE = ("docs/CATALOGUE.md is stale (a catalogue class, a field default, a lowering or the measured "
               "results changed). Regenerate it: .venv/bin/dlc catalogue --markdown > docs/CATALOGUE.md")
 REMEASURE = ("dlc/{} does not match the fixtures (one was added, removed or changed). Re-measure: "
-             ".venv/bin/python tests/equivalence/measure.py (-k NAME for one), then regenerate the catalogue page")
+             ".venv/bin/python tests/equivalence/measure.py (-k NAME for one), then regenerate the catalogue "
+             "page")
 
 
 def _id(path: Path) -> str:
@@ -75,12 +74,12 @@ def test_results_ship_in_the_package():
 
 def test_results_cover_exactly_the_equivalence_fixtures():
     res = results()
-    assert sorted(res) == sorted(_id(p) for p in FIXTURES), REMEASURE.format(RESULTS_FILE)
+    assert sorted(res) == sorted(_id(p) for p in EQUIVALENCE_SPECS), REMEASURE.format(RESULTS_FILE)
 
 
 def test_recorded_items_are_the_fixtures_ir():
     res = results()
-    for path in FIXTURES:
+    for path in EQUIVALENCE_SPECS:
         fid = _id(path)
         if fid not in res:
             continue  # the test above names it
@@ -108,7 +107,8 @@ model some_classifier {
 """).raise_for_errors()
     used = items_used(spec)
     # nested: the residual body, Bidirectional's inner layer, warmup's then; defaults: LSTM's initializers
-    for item in [("layer", "residual"), ("layer", "Dense"), ("activation", "gelu"), ("layer", "Bidirectional"),
+    for item in [("layer", "residual"), ("layer", "Dense"), ("activation", "gelu"),
+                 ("layer", "Bidirectional"),
                  ("layer", "LSTM"), ("initializer", "orthogonal"), ("initializer", "glorot_uniform"),
                  ("initializer", "zeros"), ("activation", "tanh"), ("activation", "sigmoid"),
                  ("schedule", "warmup"), ("schedule", "cosine"), ("metric", "f1"), ("optimizer", "Adam"),
@@ -127,7 +127,7 @@ model some_classifier {
 
 
 def test_measured_fixtures_count_by_ir():
-    """In the shipped results, fixtures not named after an item still count for it (a Dense in every act_*)."""
+    """Shipped results: fixtures not named after an item still count for it (a Dense in every act_*)."""
     res = results()
     dense = fixtures_using(("layer", "Dense"), res)
     assert dense[0] == "dense" and "act_relu" in dense

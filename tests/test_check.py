@@ -1,10 +1,8 @@
-"""`dlc check`, `dlc compile --emit ir` and `dlc schema` on valid specs: exit 0, Keras' parameter counts, a JSON IR
-that round-trips, and no deep-learning framework imported on the way."""
+"""`dlc check`, `dlc compile --emit ir` and `dlc schema` on valid specs: exit 0, Keras' parameter counts, a
+JSON IR that round-trips, and no deep-learning framework imported on the way."""
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import re
 import subprocess
@@ -14,20 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from dlc.cli import main
 from dlc.compiler import compile_file
 from dlc.compiler.spec import Spec
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = Path(__file__).resolve().parents[2] / "shared"
+from conftest import ROOT, run_cli
+
+SHARED = ROOT.parent / "shared"
 VALID = sorted((ROOT / "tests" / "golden" / "valid").glob("*.dlspec"))
-
-
-def _run(*argv: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        rc = main(list(argv))
-    return rc, out.getvalue(), err.getvalue()
 
 
 def _spec(tmp_path: Path, body: str, data: str = "source: digits", name: str = "m") -> Path:
@@ -44,8 +35,8 @@ def _spec(tmp_path: Path, body: str, data: str = "source: digits", name: str = "
 
 
 def _summary(path: Path) -> tuple[list[tuple[str, str, int]], tuple[int, int, int]]:
-    """Run `dlc check` and read its summary: (layer name, type, params) rows and (total, trainable, frozen)."""
-    rc, out, err = _run("check", str(path))
+    """Run `dlc check`, read its summary: (layer name, type, params) rows and (total, trainable, frozen)."""
+    rc, out, err = run_cli("check", str(path))
     assert rc == 0, err
     assert err == ""
     rows = []
@@ -60,7 +51,8 @@ def _summary(path: Path) -> tuple[list[tuple[str, str, int]], tuple[int, int, in
     return rows[1:], totals  # rows[0] is the input
 
 
-# (spec body, data source, {layer type: [Keras' count for each such layer]}, Keras' (total, trainable, frozen))
+# (spec body, data source, {layer type: [Keras' count for each such layer]}, Keras' (total, trainable,
+# frozen))
 KERAS_COUNTS = {
     "dense_64_512": (
         """
@@ -190,7 +182,7 @@ def test_residual_and_blocks_are_counted(tmp_path: Path):
 
 @pytest.mark.parametrize("spec", VALID, ids=[p.stem for p in VALID])
 def test_valid_fixture_checks(spec: Path):
-    rc, out, err = _run("check", str(spec))
+    rc, out, err = run_cli("check", str(spec))
     assert rc == 0, err
     assert err == ""
     assert out.startswith("model ")
@@ -210,7 +202,7 @@ def test_language_md_examples_pass(tmp_path: Path):
     for i, example in enumerate(examples):
         path = tmp_path / f"example_{i}.dlspec"
         path.write_text(example)
-        rc, out, err = _run("check", "-q", str(path))
+        rc, out, err = run_cli("check", "-q", str(path))
         assert rc == 0, f"LANGUAGE.md example {i} fails:\n{err}"
         assert out == f"{path}: ok\n"
 
@@ -229,14 +221,15 @@ def test_check_imports_no_framework():
         assert "torch" not in sys.modules and "tensorflow" not in sys.modules and "keras" not in sys.modules
         print("clean")
         """)
-    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                            timeout=120, check=False)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "clean"
 
 
 @pytest.mark.parametrize("spec", VALID, ids=[p.stem for p in VALID])
 def test_compile_emit_ir_round_trips(spec: Path):
-    rc, out, err = _run("compile", str(spec), "--emit", "ir")
+    rc, out, err = run_cli("compile", str(spec), "--emit", "ir")
     assert rc == 0, err
     ir = Spec.model_validate_json(out)
     original = compile_file(spec).raise_for_errors()
@@ -247,14 +240,14 @@ def test_compile_emit_ir_round_trips(spec: Path):
 
 def test_compile_reports_errors_like_check():
     bad = ROOT / "tests" / "golden" / "invalid" / "unknown_activation.dlspec"
-    rc, out, err = _run("compile", str(bad), "--emit", "ir")
+    rc, out, err = run_cli("compile", str(bad), "--emit", "ir")
     assert rc == 2
     assert out == ""
     assert "error[E102]: unknown activation 'rleu'" in err
 
 
 def test_schema_is_json():
-    rc, out, err = _run("schema")
+    rc, out, err = run_cli("schema")
     assert rc == 0, err
     schema = json.loads(out)
     assert schema["type"] == "object"

@@ -18,8 +18,9 @@ def _exc(kind: str) -> BaseException:
     from dlc.runtime.serve import ServeError
     from dlc.runtime.tune import TuneError
 
-    return {"data": DataError("cannot read data file 'x.csv'"), "training": TrainingFailed("the loss became nan"),
-            "lowering": LoweringMissing("Maxout", "keras"), "backend": BackendUnavailable("torch is not installed"),
+    return {"data": DataError("cannot read data file 'x.csv'"),
+            "training": TrainingFailed("the loss became nan"), "lowering": LoweringMissing("Maxout", "keras"),
+            "backend": BackendUnavailable("torch is not installed"),
             "serve": ServeError("no such file: in.csv"), "rundir": RunDirError("'r' is not a run directory"),
             "missing": FileNotFoundError("no such file"), "tune": TuneError("no tune.json there"),
             "emit": EmitUnsupported("X cannot be emitted")}[kind]
@@ -58,7 +59,8 @@ def test_a_failure_after_the_run_directory_was_made_names_it(capsys):
 def test_unexpected_errors(capsys, monkeypatch):
     monkeypatch.delenv("DLC_TRACEBACK", raising=False)
     assert errors.report(ValueError("bad value\nmore detail")) == 1
-    assert capsys.readouterr().err == ("dlc: error: ValueError: bad value (set DLC_TRACEBACK=1 to see where)\n")
+    assert capsys.readouterr().err == ("dlc: error: ValueError: bad value (set DLC_TRACEBACK=1 to see "
+                                       "where)\n")
     assert errors.report(RuntimeError("CUDA out of memory. Tried to allocate 2 GiB")) == 1
     assert "out of memory on the device (CUDA out of memory." in capsys.readouterr().err
     assert errors.report(MemoryError()) == 1

@@ -1,21 +1,20 @@
-"""README.md's command table and `dlc --help` agree: every command in one is in the other, every option a README
-row names is in that command's --help, every option and argument has a help text, and the help survives a pipe."""
+"""README.md's command table and `dlc --help` agree: every command in one is in the other, every option a
+README row names is in that command's --help, every option and argument has a help text, and the help survives
+a pipe."""
 
 from __future__ import annotations
 
-import contextlib
-import io
 import os
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from dlc.cli import app, main
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import ROOT, run_cli
+
 ROW = re.compile(r"^\| `(dlc [^`]*)` \|")
 OPTION = re.compile(r"(?<![\w-])(--?[a-zA-Z][\w-]*)")
 BOX_ROW = re.compile(r"^[│|]\s+([a-z][a-z-]*)\s{2,}\S")
@@ -36,11 +35,9 @@ def readme_rows() -> list[tuple[str, list[str]]]:
 
 def run_help(*argv: str, monkeypatch) -> str:
     monkeypatch.setenv("COLUMNS", "200")  # one row per command and option, nothing cut
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        rc = main([*argv, "--help"])
-    assert rc == 0, err.getvalue()
-    return out.getvalue()
+    rc, out, err = run_cli(*argv, "--help")
+    assert rc == 0, err
+    return out
 
 
 def help_commands(text: str) -> list[str]:

@@ -62,7 +62,7 @@ def test_folds_partition_and_keep_test_out():
 
 def test_folds_are_seeded():
     a, b = folds(_spec(), Path(".")), folds(_spec(), Path("."))
-    for p, q in zip(a, b):
+    for p, q in zip(a, b, strict=True):
         np.testing.assert_array_equal(p.val.y, q.val.y)
         np.testing.assert_array_equal(p.train.x, q.train.x)
 
@@ -72,7 +72,8 @@ def test_cv_cli_writes_cv_json(tmp_path, backend):
     spec = tmp_path / "iris_cv.dlspec"
     spec.write_text(SPEC)
     out = tmp_path / f"cv_{backend}"
-    r = subprocess.run([sys.executable, "-m", "dlc", "cv", str(spec), "--backend", backend, "--out", str(out)],
+    r = subprocess.run([sys.executable, "-m", "dlc", "cv", str(spec), "--backend", backend, "--out",
+                        str(out)],
                        capture_output=True, text=True, check=False)
     assert r.returncode == 0, r.stderr
     cv = json.loads((out / "cv.json").read_text())
@@ -89,6 +90,6 @@ def test_cv_same_on_both_backends(tmp_path):
     spec = _spec()
     a = run_cv(spec, Path("."), "torch", "cpu")
     b = run_cv(spec, Path("."), "keras", "cpu")
-    for ra, rb in zip(a["folds"], b["folds"]):
+    for ra, rb in zip(a["folds"], b["folds"], strict=True):
         assert ra["val"]["accuracy"] == rb["val"]["accuracy"]
         assert abs(ra["val"]["loss"] - rb["val"]["loss"]) < 1e-5

@@ -1,5 +1,5 @@
-"""dlc/data.py: bundled sets, csv/npz/mnist files, seeded (stratified) holdout splits, normalisation fitted on the
-training part only, targets shaped for the loss, and clear DataErrors for data that cannot be used."""
+"""dlc/data.py: bundled sets, csv/npz/mnist files, seeded (stratified) holdout splits, normalisation fitted on
+the training part only, targets shaped for the loss, and clear DataErrors for data that cannot be used."""
 
 from __future__ import annotations
 
@@ -74,7 +74,7 @@ def test_diabetes_is_regression_with_float_targets(tmp_path):
     d = prepare(spec, tmp_path)
     assert d.num_classes is None and d.train.labels is None
     assert d.train.y.shape == (len(d.train.x), 1) and d.train.y.dtype == np.float64
-    assert 25 <= d.train.y.min() and d.train.y.max() <= 346  # the target is not normalised
+    assert d.train.y.min() >= 25 and d.train.y.max() <= 346  # the target is not normalised
 
 
 def test_images_are_shaped_to_the_input(tmp_path):
@@ -86,7 +86,8 @@ def test_images_are_shaped_to_the_input(tmp_path):
     assert any(np.array_equal(d.train.x[0].reshape(-1), r) for r in raw)
 
 
-@pytest.mark.parametrize(("kind", "shape", "dtype"), [("sparse", (None,), np.int64), ("binary", (None, 1), np.float64)])
+@pytest.mark.parametrize(("kind", "shape", "dtype"),
+                         [("sparse", (None,), np.int64), ("binary", (None, 1), np.float64)])
 def test_targets_follow_the_loss(tmp_path, kind, shape, dtype):
     units = 1 if kind == "binary" else 2
     d = prepare(make_spec(tmp_path, "breast_cancer", "(30)", units, kind=kind), tmp_path)
@@ -122,7 +123,8 @@ def test_no_validation_or_test_part(tmp_path):
     assert d.test is None and len(d.val.x) == 30 and len(d.train.x) == 120
 
 
-# ------------------------------------------------------------------------------------------------ normalisation
+# ------------------------------------------------------------------------------------------------
+# normalisation
 
 
 def test_standard_uses_training_statistics_only(tmp_path):

@@ -1,14 +1,13 @@
-"""`dlc compile SPEC --emit keras|torch`: the emitted standalone script (no dlc import, valid Python) trains the
-spec's model with exactly dlc's per-step losses on its backend (|Δ| = 0: the same computations in the same order),
-for the specs below (run as a user runs them) and for every equivalence fixture and example spec (run in one
-process per backend by tests/emit_harness.py); a missing lowering is one clear error line with exit 2."""
+"""`dlc compile SPEC --emit keras|torch`: the emitted standalone script (no dlc import, valid Python) trains
+the spec's model with exactly dlc's per-step losses on its backend (|Δ| = 0: the same computations in the same
+order), for the specs below (run as a user runs them) and for every equivalence fixture and example spec (run
+in one process per backend by tests/emit_harness.py); a missing lowering is one clear error line with exit
+2."""
 
 from __future__ import annotations
 
 import ast
-import contextlib
 import gzip
-import io
 import json
 import struct
 import subprocess
@@ -18,11 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dlc.cli import main as dlc_main
+from conftest import EQUIVALENCE_SPECS, ROOT, run_cli
 
-ROOT = Path(__file__).resolve().parent.parent
-FIXTURES = sorted((ROOT / "tests" / "equivalence" / "fixtures").glob("*.dlspec")) + sorted(
-    (ROOT / "specs").glob("*.dlspec"))
 SWEEP_EPOCHS = 1
 
 SPECS = {
@@ -52,7 +48,8 @@ model emit_mlp {
   }
 }
 """,
-    # Conv2D same/valid with strides, BatchNorm, MaxPool2D, Flatten, l1, SGD nesterov, step schedule, sparse CE
+    # Conv2D same/valid with strides, BatchNorm, MaxPool2D, Flatten, l1, SGD nesterov, step schedule, sparse
+    # CE
     "cnn": """\
 model emit_cnn {
   seed: 7
@@ -200,7 +197,8 @@ def _write_csv(path: Path) -> None:
     rng = np.random.default_rng(0)
     x = rng.normal(size=(120, 5))
     y = (x[:, 0] + 0.5 * x[:, 1] > 0).astype(int)
-    lines = ["a,b,c,d,e,label"] + [",".join(f"{v:.6f}" for v in row) + f",{t}" for row, t in zip(x, y)]
+    lines = ["a,b,c,d,e,label"] + [",".join(f"{v:.6f}" for v in row) + f",{t}"
+                                   for row, t in zip(x, y, strict=True)]
     path.write_text("\n".join(lines) + "\n")
 
 
@@ -216,13 +214,6 @@ def _write_mnist(folder: Path) -> None:
         for kind, arr in (("images-idx3", x), ("labels-idx1", y)):
             head = struct.pack(">BBBB", 0, 0, 8, arr.ndim) + struct.pack(">" + "I" * arr.ndim, *arr.shape)
             (folder / f"{prefix}-{kind}-ubyte.gz").write_bytes(gzip.compress(head + arr.tobytes()))
-
-
-def _compile(argv: list[str]) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        rc = dlc_main(argv)
-    return rc, out.getvalue(), err.getvalue()
 
 
 def _dlc_losses(spec_path: Path, backend: str) -> list[float]:
@@ -259,7 +250,7 @@ def emitted(tmp_path_factory):
         spec = tmp / f"{name}.dlspec"
         spec.write_text(SPECS[name])
         script = tmp / f"{name}_{backend}.py"
-        rc, _, err = _compile(["compile", str(spec), "--emit", backend, "-o", str(script)])
+        rc, _, err = run_cli("compile", spec, "--emit", backend, "-o", script)
         assert rc == 0, err
         out = tmp / f"{name}_{backend}.json"
         procs[name, backend] = (script, out, subprocess.Popen(
@@ -305,10 +296,10 @@ def test_missing_lowering_is_one_clear_error(tmp_path, backend, monkeypatch):
     monkeypatch.delitem(REGISTRY.table[f"emit_{backend}"], L.Dropout)
     spec = tmp_path / "s.dlspec"
     spec.write_text(SPECS["mlp"])
-    rc, out, err = _compile(["compile", str(spec), "--emit", backend])
+    rc, out, err = run_cli("compile", spec, "--emit", backend)
     assert rc == 2 and out == ""
-    assert err.strip() == (f"dlc: error: --emit {backend}: layer Dropout (line 11, column 5) is not supported yet "
-                           f"on the emit_{backend} target")
+    assert err.strip() == (f"dlc: error: --emit {backend}: layer Dropout (line 11, column 5) is not "
+                           f"supported yet on the emit_{backend} target")
 
 
 # ------------------------------------------------------------------------------- every fixture, both targets
@@ -326,12 +317,13 @@ def sweep(tmp_path_factory):
     for backend in ("torch", "keras"):
         folder = tmp / backend
         folder.mkdir()
-        for path in FIXTURES:
+        for path in EQUIVALENCE_SPECS:
             spec = compile_file(path).raise_for_errors()
             (folder / f"{path.stem}.py").write_text(emit(spec, backend, path))
         out = tmp / f"{backend}.json"
         procs[backend] = (out, subprocess.Popen(
-            [sys.executable, str(ROOT / "tests" / "emit_harness.py"), str(folder), str(SWEEP_EPOCHS), str(out)],
+            [sys.executable, str(ROOT / "tests" / "emit_harness.py"), str(folder), str(SWEEP_EPOCHS),
+             str(out)],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True))
     results = {}
 
@@ -347,7 +339,7 @@ def sweep(tmp_path_factory):
 
 
 @pytest.mark.parametrize("backend", ["torch", "keras"])
-@pytest.mark.parametrize("path", FIXTURES, ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", EQUIVALENCE_SPECS, ids=lambda p: p.stem)
 def test_every_fixture_emits_step_equal(sweep, path, backend):
     from dlc.compiler import compile_file
 
@@ -362,5 +354,5 @@ def test_every_fixture_emits_step_equal(sweep, path, backend):
 def test_emit_ir_still_works(tmp_path):
     spec = tmp_path / "s.dlspec"
     spec.write_text(SPECS["mlp"])
-    rc, out, _ = _compile(["compile", str(spec)])
+    rc, out, _ = run_cli("compile", spec)
     assert rc == 0 and json.loads(out)["name"] == "emit_mlp"

@@ -1,5 +1,6 @@
-"""Equivalence suite: every catalogue item of the spine scope, as a small spec fixture, trained on Keras and on
-PyTorch from the same initial weights, batches and dropout masks, compared step by step (shared/EQUIVALENCE.md).
+"""Equivalence suite: every catalogue item of the spine scope, as a small spec fixture, trained on Keras and
+on PyTorch from the same initial weights, batches and dropout masks, compared step by step
+(shared/EQUIVALENCE.md).
 
 Per fixture (tests/equivalence/fixtures/*.dlspec, plus the example specs in specs/):
   (a) initial weights bit-identical on both backends (max |Δ| == 0), in float64 and float32;
@@ -26,9 +27,10 @@ pytest.importorskip("tensorflow")
 from dlc.compiler import compile_file, compile_text
 from dlc.runtime.compare import FLOAT64_LOSS_TOL, FLOAT64_WEIGHT_TOL, compare_spec, float32_loss_bound
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-FIXTURE_DIR = HERE / "equivalence" / "fixtures"
+from conftest import FIXTURE_DIR, ROOT
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # the fixtures are tiny
+
 FIXTURES = sorted(FIXTURE_DIR.glob("*.dlspec"))
 EXAMPLES = sorted((ROOT / "specs").glob("*.dlspec"))
 SLOW_FIXTURES = sorted((FIXTURE_DIR / "slow").glob("*.dlspec"))
@@ -36,18 +38,20 @@ SLOW_FIXTURES = sorted((FIXTURE_DIR / "slow").glob("*.dlspec"))
 FLOAT64_STEPS = 40
 FLOAT32_STEPS = 200
 LONG_STEPS = 1000
-MAXPOOL_REASON = ("float32 not applicable to max-pool models: two window values ~1e-7 apart can order differently "
-                  "after float32 rounding on the two backends, the gradient goes to another position and the runs "
-                  "jump apart (shared/EQUIVALENCE.md); their semantics are proven in float64")
+MAXPOOL_REASON = ("float32 not applicable to max-pool models: two window values ~1e-7 apart can order "
+                  "differently after float32 rounding on the two backends, the gradient goes to another "
+                  "position and the runs jump apart (shared/EQUIVALENCE.md); their semantics are proven in "
+                  "float64")
 
 # float32 runs whose step losses agree but whose validation loss cannot, and why (measured on this CPU)
 FLOAT32_VAL_DRIFT = {
     "batchnorm_after_bias": (
-        "a bias right before BatchNorm has a true gradient of zero: Adam (eps 1e-7) turns the backends' different "
-        "float32 rounding noise (~1e-8) into steps of ~lr, so the bias and the BN moving mean random-walk apart "
-        "(measured after 200 steps: bias/moving mean |Δ| 3.9e-3, val_loss |Δ| 2.8e-5, while every step loss "
-        "agrees to 1.5e-7); inference uses the moving mean, so the validation loss differs. Not fixable short "
-        "of bit-identical float32 gradients; the compiler warns (W001): use use_bias=false before BatchNorm"),
+        "a bias right before BatchNorm has a true gradient of zero: Adam (eps 1e-7) turns the backends' "
+        "different float32 rounding noise (~1e-8) into steps of ~lr, so the bias and the BN moving mean "
+        "random-walk apart (measured after 200 steps: bias/moving mean |Δ| 3.9e-3, val_loss |Δ| 2.8e-5, "
+        "while every step loss agrees to 1.5e-7); inference uses the moving mean, so the validation loss "
+        "differs. Not fixable short of bit-identical float32 gradients; the compiler warns (W001): use "
+        "use_bias=false before BatchNorm"),
 }
 
 
@@ -55,19 +59,7 @@ def _id(path: Path) -> str:
     return f"specs/{path.stem}" if path.parent.name == "specs" else path.stem
 
 
-ALL = FIXTURES + EXAMPLES
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """The fixtures are tiny: torch's intra-op thread pool costs more than it gives (10x slower on a busy 2-core
-    machine). Results do not depend on it (the float64 bounds hold either way)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+ALL = FIXTURES + EXAMPLES  # = conftest.EQUIVALENCE_SPECS
 
 
 @functools.cache
@@ -139,7 +131,8 @@ def _initial_only(path: Path, dtype: str) -> float:
 
     spec = load(path).model_copy(update={"dtype": dtype})
     init = initial_weights(spec)
-    ws = [session_class(b)(spec, dtype=dtype, device="cpu", weights=init).get_weights() for b in ("keras", "torch")]
+    ws = [session_class(b)(spec, dtype=dtype, device="cpu", weights=init).get_weights()
+          for b in ("keras", "torch")]
     return max_abs_diff(*ws)
 
 
@@ -150,7 +143,8 @@ def test_float64_step_for_step(path):
     assert c.steps >= FLOAT64_STEPS, f"only {c.steps} steps were compared"
     assert diff.max() <= FLOAT64_LOSS_TOL, f"max loss |Δ| {diff.max():.3g} at {_where(c, diff)}"
     assert c.max_abs_val_loss_diff <= FLOAT64_LOSS_TOL, f"val_loss |Δ| {c.max_abs_val_loss_diff:.3g}"
-    assert c.final_weight_max_abs_diff <= FLOAT64_WEIGHT_TOL, f"final weights |Δ| {c.final_weight_max_abs_diff:.3g}"
+    worst = c.final_weight_max_abs_diff
+    assert worst <= FLOAT64_WEIGHT_TOL, f"final weights |Δ| {worst:.3g}"
     assert c.runs["keras"] == c.runs["torch"], c.runs
     assert c.passed, c.reasons
 
@@ -166,13 +160,15 @@ def test_float32_step_for_step(path):
     assert c.steps >= FLOAT32_STEPS, f"only {c.steps} steps were compared"
     bound = float32_loss_bound(k)
     over = np.flatnonzero(diff > bound)
-    assert over.size == 0, f"loss |Δ| {diff[over[0]]:.3g} > {bound[over[0]]:.3g} at {_where(c, diff * (diff > bound))}"
+    assert over.size == 0, \
+        f"loss |Δ| {diff[over[0]]:.3g} > {bound[over[0]]:.3g} at {_where(c, diff * (diff > bound))}"
     assert c.runs["keras"] == c.runs["torch"], c.runs
     vk, vt = np.array(c.val_losses["keras"]), np.array(c.val_losses["torch"])
     vover = np.flatnonzero(np.abs(vk - vt) > float32_loss_bound(vk))
     if vover.size and _id(path) in FLOAT32_VAL_DRIFT:
-        pytest.xfail(FLOAT32_VAL_DRIFT[_id(path)] + f" (this run: val_loss |Δ| {c.max_abs_val_loss_diff:.2g}, "
-                     f"final weights |Δ| {c.final_weight_max_abs_diff:.2g})")
+        measured = (f"val_loss |Δ| {c.max_abs_val_loss_diff:.2g}, "
+                    f"final weights |Δ| {c.final_weight_max_abs_diff:.2g}")
+        pytest.xfail(f"{FLOAT32_VAL_DRIFT[_id(path)]} (this run: {measured})")
     assert vover.size == 0, f"val_loss |Δ| {np.abs(vk - vt).max():.3g} after epoch {vover[0] + 1}"
     assert c.passed, c.reasons
 
@@ -263,7 +259,8 @@ def test_long_float64(path):
     assert c.initial_weight_max_abs_diff == 0.0
     assert diff.max() <= FLOAT64_LOSS_TOL, f"max loss |Δ| {diff.max():.3g} at {_where(c, diff)}"
     assert c.max_abs_val_loss_diff <= FLOAT64_LOSS_TOL
-    assert c.final_weight_max_abs_diff <= FLOAT64_WEIGHT_TOL, f"final weights |Δ| {c.final_weight_max_abs_diff:.3g}"
+    worst = c.final_weight_max_abs_diff
+    assert worst <= FLOAT64_WEIGHT_TOL, f"final weights |Δ| {worst:.3g}"
     assert c.runs["keras"] == c.runs["torch"], c.runs
 
 
@@ -272,14 +269,15 @@ def test_long_float64(path):
 def test_long_float32_metrics(path):
     """Over 1000 float32 steps a single near-tie can make the step losses jump apart (EQUIVALENCE.md: wine at
     step ~762), so long float32 runs compare where training ends up: the first 200 steps within the per-step
-    bound (MLP-type models), then the final epoch's loss and val_loss within 1e-3 relative, val accuracy within
-    2 points."""
+    bound (MLP-type models), then the final epoch's loss and val_loss within 1e-3 relative, val accuracy
+    within 2 points."""
     c = run(path, "float32", long=True)
     diff = step_diffs(c)
     assert c.initial_weight_max_abs_diff == 0.0
     if not has_maxpool(load(path)):
         k = np.abs(np.array(c.losses["keras"][:FLOAT32_STEPS]))
-        assert np.all(diff[:FLOAT32_STEPS] <= 2e-6 + 1e-6 * k), f"max loss |Δ| {diff[:FLOAT32_STEPS].max():.3g}"
+        first = diff[:FLOAT32_STEPS]
+        assert np.all(first <= 2e-6 + 1e-6 * k), f"max loss |Δ| {first.max():.3g}"
     fk, ft = c.final_metrics["keras"], c.final_metrics["torch"]
     for key in ("loss", "val_loss"):
         if key in fk:
@@ -300,7 +298,8 @@ INIT_CASES = [
 ]
 
 
-@pytest.mark.parametrize("name,shape", INIT_CASES, ids=[f"{n}-{'x'.join(map(str, s))}" for n, s in INIT_CASES])
+@pytest.mark.parametrize("name,shape", INIT_CASES,
+                         ids=[f"{n}-{'x'.join(map(str, s))}" for n, s in INIT_CASES])
 def test_initializer_draws_follow_keras(name, shape):
     """Both backends get dlc's numpy draws (bit-identical, above); this checks that those draws come from the
     distribution Keras' own initializer samples (two-sample Kolmogorov-Smirnov, support bounds, spread)."""
@@ -310,8 +309,8 @@ def test_initializer_draws_follow_keras(name, shape):
     from dlc.compiler import functions as Fn
     from dlc.reference.rng import stream
 
-    ir = {"glorot_uniform": Fn.GlorotUniform(), "he_normal": Fn.HeNormal(), "random_normal": Fn.RandomNormal(),
-          "zeros": Fn.Zeros()}[name]
+    ir = {"glorot_uniform": Fn.GlorotUniform(), "he_normal": Fn.HeNormal(),
+          "random_normal": Fn.RandomNormal(), "zeros": Fn.Zeros()}[name]
     ref = {"glorot_uniform": keras.initializers.GlorotUniform, "he_normal": keras.initializers.HeNormal,
            "random_normal": keras.initializers.RandomNormal, "zeros": keras.initializers.Zeros}[name]
     ours = np.concatenate([np.ravel(ir.draw(stream(s, 1, 0, 0), shape)) for s in range(4)])

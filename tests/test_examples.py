@@ -9,8 +9,6 @@ the same batches and dropout masks, so their final metrics must also agree.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import subprocess
 import sys
@@ -18,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from dlc.cli import main
 from dlc.compiler import compile_file
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import ROOT, run_cli
+
 # specs/mnist/ reads MNIST from the user's own files (tests/test_mnist.py runs it on tiny generated ones)
 SPECS = sorted(p for p in (ROOT / "specs").rglob("*.dlspec") if p.parent.name != "mnist")
 EXAMPLE_SPECS = sorted((ROOT / "specs").glob("*.dlspec"))  # specs/tune/ holds specs for `dlc tune`
@@ -47,15 +45,9 @@ EXAMPLES = {
     "breast_cancer": (10, [("accuracy", ">=", 0.90), ("f1", ">=", 0.90)],
                       [("accuracy", ">=", 0.95), ("precision", ">=", 0.93), ("recall", ">=", 0.95)]),
     # predicting the mean gives mae 64 (mse 5,900); a linear model about 43
-    "diabetes": (20, [("mae", "<", 50.0), ("loss", "<", 4000.0)], [("mae", "<", 45.0), ("loss", "<", 3300.0)]),
+    "diabetes": (20, [("mae", "<", 50.0), ("loss", "<", 4000.0)],
+                 [("mae", "<", 45.0), ("loss", "<", 3300.0)]),
 }
-
-
-def _dlc(*argv: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        rc = main(list(argv))
-    return rc, out.getvalue(), err.getvalue()
 
 
 _cache: dict[tuple[str, str, int | None], dict] = {}
@@ -66,10 +58,11 @@ def trained(name: str, backend: str, epochs: int | None, tmp_root: Path) -> dict
     key = (name, backend, epochs)
     if key not in _cache:
         out = tmp_root / f"{name}-{backend}-{epochs}"
-        argv = ["run", str(ROOT / "specs" / f"{name}.dlspec"), "--backend", backend, "--out", str(out), "--quiet"]
+        argv = ["run", str(ROOT / "specs" / f"{name}.dlspec"), "--backend", backend, "--out", str(out),
+                "--quiet"]
         if epochs is not None:
             argv += ["--epochs", str(epochs)]
-        rc, stdout, err = _dlc(*argv)
+        rc, stdout, err = run_cli(*argv)
         assert rc == 0, err
         assert stdout.strip() == str(out)
         _cache[key] = json.loads((out / "metrics.json").read_text())
@@ -91,7 +84,8 @@ def runs_root(tmp_path_factory) -> Path:
 def test_every_example_is_trained_here():
     assert {p.stem for p in EXAMPLE_SPECS} == set(EXAMPLES), "add thresholds for new specs to EXAMPLES"
     for path in EXAMPLE_SPECS:
-        assert not compile_file(str(path)).spec.search_spaces, f"{path}: a spec for `dlc tune` goes in specs/tune/"
+        assert not compile_file(str(path)).spec.search_spaces, \
+            f"{path}: a spec for `dlc tune` goes in specs/tune/"
 
 
 @pytest.mark.parametrize("path", SPECS, ids=lambda p: str(p.relative_to(ROOT / "specs")))

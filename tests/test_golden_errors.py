@@ -1,5 +1,6 @@
-"""Golden tests for spec errors: every broken spec under tests/golden/invalid/ must make `dlc check` exit 2 with
-exactly the stderr in its .expected file, in the format of LANGUAGE.md's "Errors" section, never a traceback.
+"""Golden tests for spec errors: every broken spec under tests/golden/invalid/ must make `dlc check` exit 2
+with exactly the stderr in its .expected file, in the format of LANGUAGE.md's "Errors" section, never a
+traceback.
 
 Regenerate the expected files after an intended change with
 
@@ -10,8 +11,6 @@ and read every diff: a golden file is a promise about what a user sees.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import os
 import re
 import subprocess
@@ -20,7 +19,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import ROOT, run_cli
+
 GOLDEN = ROOT / "tests" / "golden"
 INVALID = sorted((GOLDEN / "invalid").glob("*.dlspec"))
 VALID = sorted((GOLDEN / "valid").glob("*.dlspec"))
@@ -46,13 +46,8 @@ def _check(paths: list[Path], *extra: str) -> subprocess.CompletedProcess:
 
 
 def _check_in_process(path: Path, monkeypatch) -> tuple[int, str, str]:
-    from dlc.cli import main
-
     monkeypatch.chdir(ROOT)
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        rc = main(["check", _rel(path)])
-    return rc, out.getvalue(), err.getvalue()
+    return run_cli("check", _rel(path))
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +78,7 @@ def test_enough_fixtures():
 
 
 def _assert_format(stderr: str, spec: Path) -> None:
-    """Every diagnostic: a header, an arrow naming the file (and line:col), the source line and a caret under it."""
+    """Every diagnostic: a header, an arrow naming the file (and line:col), the source line, a caret."""
     source = spec.read_text().splitlines()
     body, _, summary = stderr.rstrip("\n").rpartition("\n")
     assert re.fullmatch(rf"{re.escape(_rel(spec))}: \d+ errors?", summary), summary
@@ -124,7 +119,8 @@ def test_invalid_spec(spec: Path, invalid_batch, monkeypatch):
 
 def test_several_files_all_reported():
     """Checking several files reports each file's errors, says ok for the good one and exits 2."""
-    picks = [GOLDEN / "invalid" / "unknown_layer.dlspec", VALID[0], GOLDEN / "invalid" / "missing_loss.dlspec"]
+    picks = [GOLDEN / "invalid" / "unknown_layer.dlspec", VALID[0],
+             GOLDEN / "invalid" / "missing_loss.dlspec"]
     result = _check(picks, "-q")
     assert result.returncode == 2
     expected = [p.with_suffix(".expected").read_text() for p in (picks[0], picks[2])]

@@ -3,7 +3,6 @@
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,7 +13,9 @@ from dlc.reference.weights import initial_weights
 from dlc.runtime.data import prepare
 from dlc.runtime.loop import train
 
-GUIDE = Path(__file__).resolve().parents[1] / "specs" / "guide"
+from conftest import ROOT
+
+GUIDE = ROOT / "specs" / "guide"
 
 
 def _train(name: str, backend: str = "torch", epochs: int | None = None):
@@ -29,7 +30,8 @@ def _train(name: str, backend: str = "torch", epochs: int | None = None):
 
 def _first_layer_change(w0, w1) -> float:
     first = next(iter(w0))
-    return float(np.linalg.norm(w1[first]["kernel"] - w0[first]["kernel"]) / np.linalg.norm(w0[first]["kernel"]))
+    k0, k1 = w0[first]["kernel"], w1[first]["kernel"]
+    return float(np.linalg.norm(k1 - k0) / np.linalg.norm(k0))
 
 
 def test_deep_sigmoid_first_layer_learns_far_more_slowly():
@@ -40,8 +42,8 @@ def test_deep_sigmoid_first_layer_learns_far_more_slowly():
 
 def test_lr_too_high_stops_with_one_clear_line(tmp_path):
     out = tmp_path / "run"
-    r = subprocess.run([sys.executable, "-m", "dlc", "run", str(GUIDE / "lr_too_high.dlspec"), "--out", str(out),
-                        "--quiet"], capture_output=True, text=True, check=False)
+    r = subprocess.run([sys.executable, "-m", "dlc", "run", str(GUIDE / "lr_too_high.dlspec"), "--out",
+                        str(out), "--quiet"], capture_output=True, text=True, check=False)
     assert r.returncode == 1
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in r.stderr
@@ -52,8 +54,8 @@ def test_lr_too_high_stops_with_one_clear_line(tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("backend", ["torch", "keras"])
 def test_guide_experiments_full(backend):
-    """Measured on this CPU (torch): deep sigmoid stays at chance (val acc ~0.10) while deep ReLU reaches ~0.95;
-    he_normal/glorot reach ~0.93 val accuracy where random_normal(0.05) reaches ~0.83 after 10 epochs;
+    """Measured on this CPU (torch): deep sigmoid stays at chance (val acc ~0.10) while deep ReLU reaches
+    ~0.95; he_normal/glorot reach ~0.93 val accuracy where random_normal(0.05) reaches ~0.83 after 10 epochs;
     dropout lowers the overfit net's val_loss (0.295 -> 0.270)."""
     acc = {n: _train(n, backend)[2].rows[-1]["val_accuracy"] for n in
            ("deep_sigmoid", "deep_relu", "init_random_normal", "init_he_normal")}

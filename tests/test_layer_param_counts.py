@@ -1,6 +1,6 @@
-"""`dlc check`'s parameter counts equal Keras' own count_params() for a model built by the keras backend session,
-for specs using every lowered layer kind (issue 4; transposed, depthwise and separable convolutions, upsampling
-and Bidirectional added since): the IR's shape rules and weight shapes are Keras'."""
+"""`dlc check`'s parameter counts equal Keras' own count_params() for a model built by the keras backend
+session, for specs using every lowered layer kind (issue 4; transposed, depthwise and separable convolutions,
+upsampling and Bidirectional added since): the IR's shape rules and weight shapes are Keras'."""
 
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
 """The folders layer: grammar < compiler < reference < backends < runtime < api < cli, each importing only the
-layers below it (function-level imports included), no import cycle among dlc's modules, and a framework (torch,
-tensorflow, keras) imported only under backends/. Checked from the source of every module, not by importing."""
+layers below it (function-level imports included), no import cycle among dlc's modules, and a framework
+(torch, tensorflow, keras) imported only under backends/. Checked from the source of every module, not by
+importing."""
 
 from __future__ import annotations
 
@@ -9,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from conftest import ROOT
+
 # (module prefix, layer): the most specific prefix wins
-LAYERS = [("dlc.grammar", 0), ("dlc.compiler", 1), ("dlc.reference", 2), ("dlc.backends", 3), ("dlc.runtime", 4),
-          ("dlc.api", 5), ("dlc", 5), ("dlc.cli", 6), ("dlc.__main__", 6)]
+LAYERS = [("dlc.grammar", 0), ("dlc.compiler", 1), ("dlc.reference", 2), ("dlc.backends", 3),
+          ("dlc.runtime", 4), ("dlc.api", 5), ("dlc", 5), ("dlc.cli", 6), ("dlc.__main__", 6)]
 NAMES = ["grammar", "compiler", "reference", "backends", "runtime", "api", "cli"]
 FOLDERS = {"dlc": ROOT / "dlc", "dlc.compiler": ROOT / "compiler", "dlc.backends": ROOT / "backends",
            "dlc.grammar": ROOT / "grammar"}
@@ -40,7 +42,8 @@ MODULES = modules()
 def layer(module: str) -> int | None:
     best = None
     for prefix, lay in LAYERS:
-        if (module == prefix or module.startswith(prefix + ".")) and (best is None or len(prefix) > len(best[0])):
+        if (module == prefix or module.startswith(prefix + ".")) and (best is None
+                                                                      or len(prefix) > len(best[0])):
             best = (prefix, lay)
     return None if best is None else best[1]
 
@@ -64,7 +67,8 @@ def imports(name: str, path: Path) -> list[tuple[str, int]]:
 
 
 def test_every_module_is_found():
-    assert {"dlc.compiler.spec", "dlc.backends.lowering", "dlc.reference.rng", "dlc.runtime.loop"} <= set(MODULES)
+    expected = {"dlc.compiler.spec", "dlc.backends.lowering", "dlc.reference.rng", "dlc.runtime.loop"}
+    assert expected <= set(MODULES)
     assert all(layer(m) is not None for m in MODULES), [m for m in MODULES if layer(m) is None]
 
 
@@ -85,7 +89,8 @@ def test_imports_go_downward_only(name):
 
 
 def test_no_import_cycles():
-    graph = {name: {t for t, _ in imports(name, path) if t in MODULES and t != name} for name, path in MODULES.items()}
+    graph = {name: {t for t, _ in imports(name, path) if t in MODULES and t != name}
+             for name, path in MODULES.items()}
     state: dict[str, int] = {}
     stack: list[str] = []
 

@@ -13,7 +13,7 @@ import pytest
 
 from dlc.runtime.data import DataError, read_mnist
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import ROOT
 
 
 def _images(n, seed):
@@ -26,7 +26,8 @@ def _images(n, seed):
 
 
 def _idx(path: Path, arr: np.ndarray, gz: bool):
-    data = struct.pack(">BBBB", 0, 0, 8, arr.ndim) + struct.pack(">" + "I" * arr.ndim, *arr.shape) + arr.tobytes()
+    header = struct.pack(">BBBB", 0, 0, 8, arr.ndim) + struct.pack(">" + "I" * arr.ndim, *arr.shape)
+    data = header + arr.tobytes()
     if gz:
         path = path.with_name(path.name + ".gz")
         path.write_bytes(gzip.compress(data))

@@ -1,9 +1,9 @@
-"""Conv2DTranspose, DepthwiseConv2D, SeparableConv2D, UpSampling2D and Bidirectional, layer by layer: each IR layer
-lowered through the registry to Keras and to torch, given the same weights (Keras' layout, by IR weight name on the
-torch side, in Keras' order on the Keras side), must agree in float64 on the output and on every gradient (input
-and weights) to rounding, over more configurations than the equivalence fixtures train (output_padding, kernels
-smaller than the stride, unequal factors, every merge mode of every cell). Also: Keras' fan rule for the new kernel
-shapes, and the spec errors for what TensorFlow cannot compute."""
+"""Conv2DTranspose, DepthwiseConv2D, SeparableConv2D, UpSampling2D and Bidirectional, layer by layer: each IR
+layer lowered through the registry to Keras and to torch, given the same weights (Keras' layout, by IR weight
+name on the torch side, in Keras' order on the Keras side), must agree in float64 on the output and on every
+gradient (input and weights) to rounding, over more configurations than the equivalence fixtures train
+(output_padding, kernels smaller than the stride, unequal factors, every merge mode of every cell). Also:
+Keras' fan rule for the new kernel shapes, and the spec errors for what TensorFlow cannot compute."""
 
 from __future__ import annotations
 
@@ -18,6 +18,8 @@ from dlc.compiler import compile_text
 from dlc.compiler import functions as fn
 from dlc.compiler import layers as L
 from dlc.compiler.spec import LayerInfo
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 TOL = 1e-12  # relative to the largest magnitude compared
 
@@ -34,15 +36,16 @@ def _cases():
         for k, s, pad, m in [((3, 3), 2, "same", 1), ((3, 3), 1, "valid", 2), ((2, 3), 2, "same", 3)]:
             out.append((L.DepthwiseConv2D(kernel_size=k, strides=s, padding=pad, depth_multiplier=m,
                                           use_bias=m != 2), shape))
-            out.append((L.SeparableConv2D(filters=4, kernel_size=k, strides=s, padding=pad, depth_multiplier=m,
-                                          activation=fn.Relu(), use_bias=m != 3), shape))
-        for size, how in [((2, 2), "nearest"), ((2, 3), "nearest"), ((2, 2), "bilinear"), ((3, 2), "bilinear"),
-                          ((1, 5), "bilinear")]:
+            out.append((L.SeparableConv2D(filters=4, kernel_size=k, strides=s, padding=pad,
+                                          depth_multiplier=m, activation=fn.Relu(), use_bias=m != 3), shape))
+        for size, how in [((2, 2), "nearest"), ((2, 3), "nearest"), ((2, 2), "bilinear"),
+                          ((3, 2), "bilinear"), ((1, 5), "bilinear")]:
             out.append((L.UpSampling2D(size=size, interpolation=how), shape))
     for cell in (L.SimpleRNN, L.LSTM, L.GRU):
         for merge in ("concat", "sum", "mul", "ave"):
             for seq in (True, False):
-                out.append((L.Bidirectional(layer=cell(units=4, return_sequences=seq, use_bias=merge != "mul"),
+                out.append((L.Bidirectional(layer=cell(units=4, return_sequences=seq,
+                                                       use_bias=merge != "mul"),
                                             merge_mode=merge), (6, 3)))
     return out
 
@@ -54,8 +57,11 @@ def _id(case) -> str:
     layer, shape = case
     keys = [k for k in ("kernel_size", "strides", "padding", "output_padding", "depth_multiplier", "size",
                         "interpolation", "merge_mode") if k in type(layer).model_fields]
-    inner = f"{layer.layer.kind}-seq{int(layer.layer.return_sequences)}-" if isinstance(layer, L.Bidirectional) else ""
-    return f"{layer.kind}-{inner}" + "-".join(str(getattr(layer, k)) for k in keys) + f"-{'x'.join(map(str, shape))}"
+    inner = ""
+    if isinstance(layer, L.Bidirectional):
+        inner = f"{layer.layer.kind}-seq{int(layer.layer.return_sequences)}-"
+    values = "-".join(str(getattr(layer, k)) for k in keys)
+    return f"{layer.kind}-{inner}{values}-{'x'.join(map(str, shape))}"
 
 
 def _build(layer, shape):
@@ -68,19 +74,11 @@ def _build(layer, shape):
     info = LayerInfo(0, layer, shape, layer.out_shape(shape), layer.weights(shape), 0)
     load_target("torch")
     load_target("keras")
-    t = evaluate(Context("torch", None).for_layer(info).lower(layer), torch_library.namespace()).to(torch.float64)
-    k = evaluate(Context("keras", None).for_layer(info).lower(layer), {**vars(keras_library), "DTYPE": "float64"})
+    expr = Context("torch", None).for_layer(info).lower(layer)
+    t = evaluate(expr, torch_library.namespace()).to(torch.float64)
+    k = evaluate(Context("keras", None).for_layer(info).lower(layer),
+                 {**vars(keras_library), "DTYPE": "float64"})
     return info, k, t
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.mark.parametrize("case", CASES, ids=[_id(c) for c in CASES])
@@ -96,7 +94,7 @@ def test_forward_and_gradients_equal_keras_float64(case):
     klayer.build((None, *shape))
     weights = {w.name: 0.5 * rng.standard_normal(w.shape) for w in info.weights}
     assert [tuple(v.shape) for v in klayer.weights] == [tuple(w.shape) for w in info.weights]
-    for v, w in zip(klayer.weights, info.weights):
+    for v, w in zip(klayer.weights, info.weights, strict=True):
         v.assign(weights[w.name])
     with torch.no_grad():
         for name, arr in weights.items():
@@ -119,14 +117,16 @@ def test_forward_and_gradients_equal_keras_float64(case):
               for n, a, b in zip(["input"] + [w.name for w in info.weights], grads_k, grads_t, strict=True)]
     for what, a, b in pairs:
         scale = max(1.0, float(np.abs(a).max()))
-        assert np.abs(a - b).max() <= TOL * scale, f"{what}: |Δ| {np.abs(a - b).max():.3g} (scale {scale:.3g})"
+        err = np.abs(a - b).max()
+        assert err <= TOL * scale, f"{what}: |Δ| {err:.3g} (scale {scale:.3g})"
 
 
 @pytest.mark.parametrize("case", CASES[::3], ids=[_id(c) for c in CASES[::3]])
 def test_kernel_fans_are_keras_fans(case):
-    """dlc draws the initial kernels itself: its fan rule on each new kernel shape, as Keras lays the kernel out
-    (transposed: (kh, kw, filters, in); depthwise (kh, kw, in, multiplier); pointwise (1, 1, in·m, filters)), is
-    Keras' own compute_fans of that shape, so every variance-scaling initializer has Keras' variance."""
+    """dlc draws the initial kernels itself: its fan rule on each new kernel shape, as Keras lays the kernel
+    out (transposed: (kh, kw, filters, in); depthwise (kh, kw, in, multiplier); pointwise (1, 1, in·m,
+    filters)), is Keras' own compute_fans of that shape, so every variance-scaling initializer has Keras'
+    variance."""
     from keras.src.initializers.random_initializers import compute_fans
 
     layer, shape = case
@@ -158,7 +158,8 @@ model m {{
     ("Conv2DTranspose(2, 3, strides=2, output_padding=2)", "(8, 8, 1)", "must be smaller than strides"),
     ("Conv2DTranspose(2, (4, 4), strides=2, padding=same, output_padding=0)", "(8, 8, 1)",
      "which TensorFlow cannot compute"),
-    ("Bidirectional(Dense(4))", "(8, 8)", "Bidirectional wraps a recurrent layer (SimpleRNN, LSTM or GRU), got Dense"),
+    ("Bidirectional(Dense(4))", "(8, 8)",
+     "Bidirectional wraps a recurrent layer (SimpleRNN, LSTM or GRU), got Dense"),
     ("Bidirectional(LSTM(4), merge_mode=max)", "(8, 8)", "expected 'concat', 'sum', 'mul' or 'ave'"),
     ("UpSampling2D(interpolation=bicubic)", "(8, 8, 1)", "expected 'nearest' or 'bilinear'"),
     ("DepthwiseConv2D((3, 3), depth_multiplier=0)", "(8, 8, 1)", "depth_multiplier"),
@@ -193,4 +194,5 @@ model m {
         ("Conv2DTranspose", "same", "he_normal", 1e-3, 2.0)
     assert (sep.depthwise_init.name, sep.pointwise_init.name, sep.pointwise_reg.l1) == \
         ("he_uniform", "lecun_normal", 1e-4)
-    assert [info.out_shape for info in spec.walk()][:4] == [(16, 16, 2), (14, 14, 2), (12, 12, 3), (24, 24, 3)]
+    assert [info.out_shape for info in spec.walk()][:4] == [(16, 16, 2), (14, 14, 2), (12, 12, 3),
+                                                            (24, 24, 3)]

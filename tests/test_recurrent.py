@@ -1,6 +1,6 @@
-"""SimpleRNN, LSTM and GRU (backends/*/recurrent.py): parameter counts as Keras counts them, torch's own recurrence
-against Keras' layers on random sequences (float64, every step's output), and the weight exchange. Training
-equivalence (step losses, weights) is proven by the rnn_* fixtures of the equivalence suite."""
+"""SimpleRNN, LSTM and GRU (backends/*/recurrent.py): parameter counts as Keras counts them, torch's own
+recurrence against Keras' layers on random sequences (float64, every step's output), and the weight exchange.
+Training equivalence (step losses, weights) is proven by the rnn_* fixtures of the equivalence suite."""
 
 from __future__ import annotations
 
@@ -75,13 +75,13 @@ def test_params_and_outputs_match_keras(layers, rnn_params):
     ts.net.eval()
     ty = torch.as_tensor(x)
     with torch.no_grad():
-        for mod, kout in zip(ts.net.children(), kouts):
+        for mod, kout in zip(ts.net.children(), kouts, strict=True):
             ty = mod(ty)
             np.testing.assert_allclose(ty.numpy(), np.asarray(kout), rtol=0, atol=1e-13)
 
 
 def test_recurrent_output_layer_is_refused_on_both_backends():
-    """A softmax output is fused into the loss (logits); a recurrent layer's activation cannot be taken out."""
+    """A softmax output is fused into the loss (logits); a recurrent layer's activation cannot be."""
     spec = compile_text(SPEC.format(layers="GRU(10, activation=softmax)").replace(
         "Dense(10, activation=softmax)", "")).raise_for_errors()
     for backend in ("torch", "keras"):

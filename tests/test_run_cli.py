@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import ROOT
+
 BACKENDS = ("torch", "keras")
 MODEL_FILE = {"torch": "model.pt", "keras": "model.keras"}
 EPOCHS = 4
@@ -65,13 +66,14 @@ def write_spec(folder: Path, name: str = "cli", optimizer: str = "Adam(lr=0.01)"
 def dlc(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     env = dict(os.environ, COLUMNS="80")
     env.pop("DLC_TRACEBACK", None)
-    return subprocess.run([sys.executable, "-m", "dlc", *args], check=False, capture_output=True, text=True, cwd=cwd or ROOT,
-                          env=env, timeout=300)
+    return subprocess.run([sys.executable, "-m", "dlc", *args], check=False, capture_output=True, text=True,
+                          cwd=cwd or ROOT, env=env, timeout=300)
 
 
 def dlc_lines(stderr: str) -> list[str]:
     """stderr without the C++ log lines TensorFlow prints on its own (absl/oneDNN notices)."""
-    noise = re.compile(r"^(WARNING: All log messages before absl|[IWE]\d{4} |To enable the following instructions)")
+    noise = re.compile(r"^(WARNING: All log messages before absl|[IWE]\d{4} |To enable the following "
+                       r"instructions)")
     return [line for line in stderr.splitlines() if not noise.match(line)]
 
 
@@ -112,7 +114,8 @@ def test_run_directory_has_every_file(runs, backend):
     assert not [n for n in names if n.endswith(".tmp")]
     assert (run / "cli.dlspec").read_text() == write_spec(run.parent / "spec").read_text()
     ir = json.loads((run / "ir.json").read_text())
-    assert ir["name"] == "cli" and ir["seed"] == SEED and ir["train"]["epochs"] == EPOCHS  # overrides recorded
+    # overrides recorded
+    assert ir["name"] == "cli" and ir["seed"] == SEED and ir["train"]["epochs"] == EPOCHS
     env = json.loads((run / "env.json").read_text())
     assert env["backend"] == backend and env["python"] and env["numpy"]
     assert env["torch" if backend == "torch" else "tensorflow"]
@@ -127,7 +130,8 @@ def test_history_has_per_epoch_loss_metrics_and_lr(runs, backend):
     hist = json.loads((run / "history.json").read_text())
     assert [r["epoch"] for r in hist] == list(range(1, EPOCHS + 1))  # --epochs 4 overrides the spec's 40
     for row in hist:
-        for key in ("loss", "val_loss", "accuracy", "val_accuracy", "precision", "val_precision", "lr", "time_s"):
+        for key in ("loss", "val_loss", "accuracy", "val_accuracy", "precision", "val_precision", "lr",
+                    "time_s"):
             assert isinstance(row[key], float) and np.isfinite(row[key]), (key, row)
         assert 0 <= row["accuracy"] <= 1 and 0 <= row["val_precision"] <= 1
     assert [r["lr"] for r in hist] == pytest.approx([0.01, 0.01, 0.005, 0.005])  # step(every=2, factor=0.5)
@@ -136,7 +140,7 @@ def test_history_has_per_epoch_loss_metrics_and_lr(runs, backend):
         rows = list(csv.DictReader(fh))
     assert len(rows) == EPOCHS
     assert set(rows[0]) == set(hist[0])
-    for row, ref in zip(rows, hist):
+    for row, ref in zip(rows, hist, strict=True):
         for key, value in ref.items():
             assert float(row[key]) == pytest.approx(value, rel=1e-12), key
 
@@ -240,7 +244,8 @@ def _one_error_line(stderr: str) -> str:
 @pytest.mark.parametrize("backend", ["torch", pytest.param("keras", marks=pytest.mark.slow)])
 def test_divergence_is_one_line_exit_1_and_keeps_the_history(tmp_path, backend):
     # lr 0.01 for the first epoch, then x1000 per epoch: the loss becomes nan after a few good epochs
-    spec = write_spec(tmp_path, "diverge", optimizer="SGD(lr=0.01)", schedule="exponential(rate=1000, every=1)")
+    spec = write_spec(tmp_path, "diverge", optimizer="SGD(lr=0.01)",
+                      schedule="exponential(rate=1000, every=1)")
     run = tmp_path / "run"
     proc = dlc("run", str(spec), "--backend", backend, "--out", str(run), "--quiet")
     assert proc.returncode == 1, proc.stderr
@@ -407,7 +412,7 @@ def test_torch_model_loads_into_a_fresh_session(runs):
     assert np.allclose(probs.sum(axis=1), 1, atol=1e-5)  # probabilities: the softmax is applied
     m = json.loads((run / "metrics.json").read_text())["test"]
     assert (probs.argmax(1) == test.labels).mean() == pytest.approx(m["accuracy"], abs=1e-9)
-    again = evaluate(session, spec, session.load_data(test.x, test.y), 3, spec.train.batch_size)
+    again = evaluate(session, spec, session.load_data(test.x, test.y), spec.train.batch_size)
     assert again["loss"] == pytest.approx(m["loss"], rel=1e-5)
 
 

@@ -1,4 +1,4 @@
-"""Run bookkeeping: TensorBoard events with the same tags on both backends, run.json, `dlc runs`, `dlc plot`."""
+"""Run bookkeeping: TensorBoard events with the same tags on both backends, run.json, dlc runs/plot."""
 
 import json
 import subprocess
@@ -9,7 +9,7 @@ import pytest
 
 from dlc.runtime.tensorboard import EventWriter, crc32c
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import ROOT
 
 
 def _dlc(*args, cwd=None):

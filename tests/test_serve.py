@@ -1,14 +1,11 @@
 """evaluate / predict / export on trained runs of both backends, and clear errors for bad input files."""
 
-import contextlib
-import io
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import ROOT, run_cli
 
 
 class _Result:
@@ -18,12 +15,7 @@ class _Result:
 
 def _dlc(*args):
     """The CLI in-process (the frameworks are imported once for the whole module)."""
-    from dlc.cli import main
-
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        rc = main([str(a) for a in args])
-    return _Result(rc, out.getvalue(), err.getvalue())
+    return _Result(*run_cli(*args))
 
 
 @pytest.fixture(scope="module")

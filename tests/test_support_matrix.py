@@ -1,6 +1,6 @@
-"""The support matrix: every registered IR class × every target is lowered, computed in dlc's shared numpy code,
-or explicitly unsupported with a reason; nothing is silently missing. A missing lowering is an error that names
-the item and the target, and `dlc run` turns it into one line."""
+"""The support matrix: every registered IR class × every target is lowered, computed in dlc's shared numpy
+code, or explicitly unsupported with a reason; nothing is silently missing. A missing lowering is an error
+that names the item and the target, and `dlc run` turns it into one line."""
 
 from __future__ import annotations
 
@@ -38,8 +38,8 @@ def _cell_id(cell) -> str:
 
 def test_every_family_has_classes():
     fams = {fam for fam, _ in registered_classes()}
-    assert {"layer", "activation", "initializer", "regularizer", "constraint", "optimizer", "schedule", "loss",
-            "metric", "source", "split", "augment"} <= fams
+    assert {"layer", "activation", "initializer", "regularizer", "constraint", "optimizer", "schedule",
+            "loss", "metric", "source", "split", "augment"} <= fams
 
 
 @pytest.mark.parametrize("cell", CELLS, ids=_cell_id)

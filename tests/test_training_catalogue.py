@@ -1,8 +1,9 @@
-"""Training catalogue beyond step-for-step losses: the lr each epoch in the history, metric definitions against
-sklearn, and every initializer (bit-identical on both backends, Keras' variance formulas)."""
+"""Training catalogue beyond step-for-step losses: the lr each epoch in the history, metric definitions
+against sklearn, and every initializer (bit-identical on both backends, Keras' variance formulas)."""
 
 from __future__ import annotations
 
+import itertools
 import math
 from pathlib import Path
 
@@ -14,18 +15,9 @@ pytest.importorskip("tensorflow")
 
 from dlc.compiler import compile_file, compile_text
 
-HERE = Path(__file__).resolve().parent
-FIXTURE_DIR = HERE / "equivalence" / "fixtures"
+from conftest import FIXTURE_DIR
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _train_both(spec, base_dir: Path, epochs: int, dtype: str = "float64"):
@@ -46,7 +38,8 @@ def _train_both(spec, base_dir: Path, epochs: int, dtype: str = "float64"):
 
 # ------------------------------------------------------------------------------------- lr in the history
 
-SCHEDULES = ["schedule_step", "schedule_exponential", "schedule_cosine", "schedule_warmup", "schedule_plateau"]
+SCHEDULES = ["schedule_step", "schedule_exponential", "schedule_cosine", "schedule_warmup",
+             "schedule_plateau"]
 
 
 @pytest.mark.parametrize("name", SCHEDULES)
@@ -58,7 +51,7 @@ def test_lr_used_each_epoch_is_in_the_history(name):
     assert lrs["keras"] == lrs["torch"]
     base = spec.optimizer.learning_rate
     if spec.schedule.kind == "plateau":
-        drops = sum(b < a for a, b in zip(lrs["keras"], lrs["keras"][1:]))
+        drops = sum(b < a for a, b in itertools.pairwise(lrs["keras"]))
         assert drops >= 2, lrs["keras"]
         assert lrs["keras"][0] == base
     else:
@@ -102,7 +95,8 @@ def test_precision_recall_f1_match_sklearn_on_both_backends(task):
     if task == "multiclass":
         kw = {"source": "wine", "n_in": 13, "n_out": 3, "act": "softmax", "loss": "categorical_crossentropy"}
     else:
-        kw = {"source": "breast_cancer", "n_in": 30, "n_out": 1, "act": "sigmoid", "loss": "binary_crossentropy"}
+        kw = {"source": "breast_cancer", "n_in": 30, "n_out": 1, "act": "sigmoid",
+              "loss": "binary_crossentropy"}
     spec = compile_text(METRIC_SPEC.format(task=task, **kw)).raise_for_errors()
     runs = _train_both(spec, FIXTURE_DIR, epochs=2)
     rows = {b: hist.rows[-1] for b, (_, hist, _) in runs.items()}
@@ -118,7 +112,8 @@ def test_precision_recall_f1_match_sklearn_on_both_backends(task):
         pred, true = (prob.reshape(-1) > 0.5).astype(int), y.reshape(-1).astype(int)
         avg = "binary"  # documented: of the positive class
     want = [accuracy_score(true, pred), precision_score(true, pred, average=avg, zero_division=0),
-            recall_score(true, pred, average=avg, zero_division=0), f1_score(true, pred, average=avg, zero_division=0)]
+            recall_score(true, pred, average=avg, zero_division=0),
+            f1_score(true, pred, average=avg, zero_division=0)]
     assert [rows["keras"][n] for n in names] == pytest.approx(want, abs=1e-12)
     assert 0 < rows["keras"]["val_precision"] < 1 or task == "binary"
 
@@ -168,7 +163,8 @@ def _expected_std(name: str, fan_in: int, fan_out: int) -> float | None:
     """Keras' formulas (keras/src/initializers): the std of the drawn values."""
     trunc = 0.87962566103423978  # std of a standard normal truncated at ±2
     return {"random_normal": 0.05, "random_uniform": 0.1 / math.sqrt(12), "truncated_normal": 0.05 * trunc,
-            "glorot_uniform": math.sqrt(2 / (fan_in + fan_out)), "glorot_normal": math.sqrt(2 / (fan_in + fan_out)),
+            "glorot_uniform": math.sqrt(2 / (fan_in + fan_out)),
+            "glorot_normal": math.sqrt(2 / (fan_in + fan_out)),
             "he_normal": math.sqrt(2 / fan_in), "he_uniform": math.sqrt(2 / fan_in),
             "lecun_normal": math.sqrt(1 / fan_in), "lecun_uniform": math.sqrt(1 / fan_in),
             "orthogonal": 1 / math.sqrt(max(fan_in, fan_out))}.get(name)
@@ -183,7 +179,8 @@ def test_every_initializer_bit_identical_and_keras_variance(init):
     for dtype in ("float64", "float32"):
         s = spec.model_copy(update={"dtype": dtype})
         w0 = initial_weights(s)
-        ws = [session_class(b)(s, dtype=dtype, device="cpu", weights=w0).get_weights() for b in ("keras", "torch")]
+        ws = [session_class(b)(s, dtype=dtype, device="cpu", weights=w0).get_weights()
+              for b in ("keras", "torch")]
         assert max_abs_diff(*ws) == 0.0, f"{init} {dtype}: initial weights differ"
     w = initial_weights(spec)
     kernel = next(iter(w.values()))  # the first Dense: (13, 400) kernel

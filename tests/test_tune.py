@@ -1,8 +1,9 @@
-"""`dlc tune`: grid/random/TPE search, median pruning, resume after an interruption, the best spec, refine, trials in
-processes of their own, and a study shared through a real PostgreSQL server.
+"""`dlc tune`: grid/random/TPE search, median pruning, resume after an interruption, the best spec, refine,
+trials in processes of their own, and a study shared through a real PostgreSQL server.
 
-Trials are tiny (iris, 1-3 epochs, one CPU thread each). Most searches run in this process, so they share one fork
-server (the framework is imported once for all of them); the trials themselves always run in child processes.
+Trials are tiny (iris, 1-3 epochs, one CPU thread each). Most searches run in this process, so they share one
+fork server (the framework is imported once for all of them); the trials themselves always run in child
+processes.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import pytest
 from dlc.compiler import compile_file, compile_text
 from dlc.compiler.search import Space, concretize, grid_points, refine, spaces_of, top_trials
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import ROOT, run_cli
 
 SPEC = """
 model tiny {{
@@ -62,18 +63,14 @@ def _write(tmp_path: Path, name: str = "tiny.dlspec", units="choice(4, 8)", act=
            opt="Adam(lr=loguniform(0.01, 0.1))", epochs=1, bs=32, method="random", trials=4,
            objective="minimize val_loss", extra="", sched="") -> Path:
     p = tmp_path / name
-    p.write_text(SPEC.format(units=units, act=act, opt=opt, epochs=epochs, bs=bs, method=method, trials=trials,
-                             objective=objective, extra=extra, sched=f"\n  schedule: {sched}" if sched else ""))
+    p.write_text(SPEC.format(units=units, act=act, opt=opt, epochs=epochs, bs=bs, method=method,
+                             trials=trials, objective=objective, extra=extra,
+                             sched=f"\n  schedule: {sched}" if sched else ""))
     return p
 
 
 def _tune(*argv: str) -> tuple[int, str, str]:
-    from dlc.cli import main
-
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        rc = main(["tune", *argv, "--threads", "1", "--quiet"])
-    return rc, out.getvalue(), err.getvalue()
+    return run_cli("tune", *argv, "--threads", "1", "--quiet")
 
 
 def _summary(run: Path) -> dict:
@@ -126,7 +123,8 @@ def test_spaces_grid_and_concrete_spec(tmp_path):
     assert r.ok, r.render()
     sp = spaces_of(r)
     # the activation choice inside the block is used twice but is one parameter
-    assert [s.name for s in sp] == ["layers[0][0].units", "layers[0][0].activation", "optimizer.learning_rate",
+    assert [s.name for s in sp] == ["layers[0][0].units", "layers[0][0].activation",
+                                    "optimizer.learning_rate",
                                        "optimizer.momentum", "train.batch_size"]
     assert [s.kind for s in sp] == ["choice", "choice", "loguniform", "uniform", "int_uniform"]
     assert sp[1].option_texts == ["relu", '"tanh"']
@@ -154,9 +152,10 @@ def test_refine_rule():
           Space("lr", "loguniform", (2, 1), (2, 2), low=1e-4, high=1e-1),
           Space("m", "uniform", (3, 1), (3, 2), low=0.0, high=1.0),
           Space("b", "int_uniform", (4, 1), (4, 2), low=8, high=64)]
+    done = [(0.1, 8, 1e-3, 0.5, 32), (0.2, 16, 1e-2, 0.5, 32), (0.3, 8, 3e-3, 0.5, 32),
+            (0.9, 4, 1e-1, 0.0, 8), (0.8, 4, 1e-4, 1.0, 64)]
     trials = [{"state": "COMPLETE", "value": v, "params": {"u": u, "lr": lr, "m": m, "b": b}}
-              for v, u, lr, m, b in [(0.1, 8, 1e-3, 0.5, 32), (0.2, 16, 1e-2, 0.5, 32), (0.3, 8, 3e-3, 0.5, 32),
-                                     (0.9, 4, 1e-1, 0.0, 8), (0.8, 4, 1e-4, 1.0, 64)]]
+              for v, u, lr, m, b in done]
     trials.append({"state": "PRUNED", "value": 0.0, "params": {"u": 4, "lr": 0.05, "m": 0.1, "b": 9}})
     top = top_trials(trials, "minimize")
     assert [t["value"] for t in top] == [0.1, 0.2, 0.3]  # a quarter of 5, at least 3; pruned ones never count
@@ -259,8 +258,9 @@ def test_refine_narrows_around_the_best_trials(grid_run, tmp_path):
         assert (lr["low"], lr["high"]) == (min(lrs), max(lrs))
     assert lr["high"] / lr["low"] < 0.1 / 0.01  # narrower than the coarse range
     for name in ("layers[0].units", "layers[0].activation"):
-        assert spaces[name]["options"] == [o for o in cs["spaces"][[d["name"] for d in cs["spaces"]].index(name)]
-                                           ["options"] if o in {t["params"][name] for t in top}]
+        coarse = next(d for d in cs["spaces"] if d["name"] == name)
+        taken = {t["params"][name] for t in top}
+        assert spaces[name]["options"] == [o for o in coarse["options"] if o in taken]
     assert len(fs["trials"]) == 3
     for t in fs["trials"]:
         assert lr["low"] <= t["params"]["optimizer.learning_rate"] <= lr["high"]
@@ -396,10 +396,11 @@ def _pg_bin() -> Path | None:
 
 @pytest.fixture
 def postgres():
-    """A throwaway PostgreSQL server on localhost (as the `postgres` user when we are root: it refuses root)."""
+    """A throwaway PostgreSQL server on localhost (run as `postgres` when we are root: it refuses root)."""
     bindir = _pg_bin()
     if bindir is None:
-        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) are not installed: apt-get install postgresql")
+        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) are not installed: "
+                    "apt-get install postgresql")
     root = Path(tempfile.mkdtemp(prefix="dlc-pg-"))
     as_user: list[str] = []
     if os.geteuid() == 0:
@@ -415,8 +416,8 @@ def postgres():
     env = dict(os.environ, LC_ALL="C")
     subprocess.run(as_user + [str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres",
                               "--no-sync"], check=True, capture_output=True, env=env)
-    subprocess.run(as_user + [str(bindir / "pg_ctl"), "-D", str(data), "-l", str(root / "log"), "-w", "-t", "60",
-                              "-o", f"-p {port} -k {root} -h 127.0.0.1 -F", "start"],
+    subprocess.run(as_user + [str(bindir / "pg_ctl"), "-D", str(data), "-l", str(root / "log"), "-w", "-t",
+                              "60", "-o", f"-p {port} -k {root} -h 127.0.0.1 -F", "start"],
                    check=True, capture_output=True, env=env)
     try:
         yield f"postgresql://postgres@127.0.0.1:{port}/postgres"

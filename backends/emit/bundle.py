@@ -1,7 +1,7 @@
 """Copy dlc's own definitions into an emitted script, so a formula exists once (in dlc) and the script still
-imports nothing of dlc: the source files are parsed (never imported: emitting needs no framework), each asked-for
-top-level name is taken with every top-level name it uses, in dependency order, and the external imports they
-need are collected."""
+imports nothing of dlc: the source files are parsed (never imported: emitting needs no framework), each
+asked-for top-level name is taken with every top-level name it uses, in dependency order, and the external
+imports they need are collected."""
 
 from __future__ import annotations
 
@@ -23,7 +23,8 @@ class Module:
     name: str
     source: str
     defs: dict[str, ast.stmt] = field(default_factory=dict)  # top-level name -> its definition
-    imports: dict[str, tuple[str, str | None, int]] = field(default_factory=dict)  # name -> (module, attr, level)
+    # name -> (module, attr, level)
+    imports: dict[str, tuple[str, str | None, int]] = field(default_factory=dict)
 
 
 def module_file(name: str) -> Path:

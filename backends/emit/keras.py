@@ -16,7 +16,8 @@ MODEL = '''class Model:
 
     def __init__(self, weights):
         keras.config.set_floatx(DTYPE)  # optimizer constants and lr variables follow floatx
-        step = tf.Variable(0, dtype=tf.int64, trainable=False)  # the optimizer step, which keys the dropout masks
+        # the optimizer step, which keys the dropout masks
+        step = tf.Variable(0, dtype=tf.int64, trainable=False)
         self.trainer = Trainer(
             {net},
             INPUT_SHAPE,
@@ -55,6 +56,6 @@ def model_code(spec: Spec) -> tuple[str, tuple[str, ...]]:
     code = MODEL.format(
         net=render(network_expr(spec, TARGET, container="network"), 12),
         optimizer=render(ctx.lower(spec.optimizer), 12), loss=render(ctx.lower(spec.loss), 12),
-        n_stats=stats_size(task, spec.output_shape()[-1]), shapes=render(shapes, 12), output=fused_output(spec),
-        name=spec.name)
+        n_stats=stats_size(task, spec.output_shape()[-1]), shapes=render(shapes, 12),
+        output=fused_output(spec), name=spec.name)
     return code, LIBRARY

@@ -1,6 +1,7 @@
 """What both emitted scripts share, lowered once per IR class: initial-weight draws, schedules, data sources,
-splits and augmentations, as expressions over dlc's own numpy functions (copied into the script by the bundler).
-The backends get the same numbers from the same functions (dlc/weights.py, dlc/loop.py, dlc/data.py)."""
+splits and augmentations, as expressions over dlc's own numpy functions (copied into the script by the
+bundler). The backends get the same numbers from the same functions (dlc/weights.py, dlc/loop.py,
+dlc/data.py)."""
 
 from __future__ import annotations
 
@@ -93,8 +94,8 @@ def warmup(s: T.Warmup, ctx):
 @lowers(T.Plateau, targets=EMIT)
 def plateau(s: T.Plateau, ctx):
     mode = s.mode if s.mode != "auto" else ("max" if "acc" in s.monitor else "min")
-    return call("ReduceLROnPlateau", s.factor, s.patience, min_lr=s.min_lr, min_delta=s.min_delta, cooldown=s.cooldown,
-                mode=mode)
+    return call("ReduceLROnPlateau", s.factor, s.patience, min_lr=s.min_lr, min_delta=s.min_delta,
+                cooldown=s.cooldown, mode=mode)
 
 
 # ------------------------------------------------------------------------------------------------------- data
@@ -122,7 +123,8 @@ def mnist(src: S.Mnist, ctx):
 
 @lowers(S.Holdout, targets=EMIT)
 def holdout(split: S.Holdout, ctx):
-    return call("holdout_indices", ref("n"), ref("labels"), split.val, split.test, split.stratify, ref("SEED"))
+    return call("holdout_indices", ref("n"), ref("labels"), split.val, split.test, split.stratify,
+                ref("SEED"))
 
 
 @lowers(S.KFold, targets=EMIT)

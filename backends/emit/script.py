@@ -1,10 +1,10 @@
 """`dlc compile SPEC --emit torch|keras`: a standalone, readable training script for a spec.
 
 The script is assembled from lowerings, never from a second copy of dlc's formulas: the model, loss, optimizer
-and training step are the target backend's lowering (backends/<backend>/lower.py) rendered as Python, the data,
-initial weights and schedules the shared emit lowerings (backends/emit/lower.py), and every function or class
-those expressions name is copied from dlc's source by the bundler. So the script computes what `dlc run` does on
-that backend, operation for operation, and imports numpy, scikit-learn and the framework only."""
+and training step are the target backend's lowering (backends/<backend>/lower.py) rendered as Python, the
+data, initial weights and schedules the shared emit lowerings (backends/emit/lower.py), and every function or
+class those expressions name is copied from dlc's source by the bundler. So the script computes what `dlc run`
+does on that backend, operation for operation, and imports numpy, scikit-learn and the framework only."""
 
 from __future__ import annotations
 
@@ -20,14 +20,16 @@ from .bundle import Bundle, import_block
 from .lower import DrawContext
 
 # where the names of the shared part are defined (dlc's numpy reference code)
-SHARED_MODULES = ("dlc.reference.rng", "dlc.compiler.functions", "dlc.compiler.training", "dlc.compiler.layers", "dlc.runtime.data",
+SHARED_MODULES = ("dlc.reference.rng", "dlc.compiler.functions", "dlc.compiler.training",
+                  "dlc.compiler.layers", "dlc.runtime.data",
                   "dlc.runtime.augment", "dlc.reference.metrics", "dlc.reference.callbacks")
 FRAMEWORK = {"torch": "PyTorch", "keras": "Keras"}
 # module names generated code may use, and the import that defines each
 MODULE_ALIASES = {"np": "import numpy as np", "math": "import math", "json": "import json",
-                  "argparse": "import argparse", "partial": "from functools import partial", "torch": "import torch",
-                  "F": "import torch.nn.functional as F", "nn": "from torch import nn", "keras": "import keras",
-                  "tf": "import tensorflow as tf"}
+                  "argparse": "import argparse", "partial": "from functools import partial",
+                  "torch": "import torch",
+                  "F": "import torch.nn.functional as F", "nn": "from torch import nn",
+                  "keras": "import keras", "tf": "import tensorflow as tf"}
 RULE = "# " + "-" * 108
 
 
@@ -38,10 +40,10 @@ class EmitUnsupported(Exception):
 HEADER = '''#!/usr/bin/env python3
 """{name}: train the model of {spec_file} with {framework}.
 
-Written by `dlc compile {spec_file} --emit {backend}`; standalone (numpy, scikit-learn and {framework}). It computes
-what `dlc run --backend {backend}{device}` computes, step for step: dlc's seeded split, initial weights, epoch
-shuffles, dropout masks and augmentations, and Keras' layer, loss and optimizer formulas (the definitions below
-are copied from dlc).
+Written by `dlc compile {spec_file} --emit {backend}`; standalone (numpy, scikit-learn and {framework}).
+It computes what `dlc run --backend {backend}{device}` computes, step for step: dlc's seeded split, initial
+weights, epoch shuffles, dropout masks and augmentations, and Keras' layer, loss and optimizer formulas (the
+definitions below are copied from dlc).
 
     python {script} [--epochs N] [--losses losses.json]
 """
@@ -80,15 +82,15 @@ class DataContext:
 
 
 def data_code(spec: Spec, target: str, base_dir: Path) -> str:
-    """load_data(): the splits [(train, val, test)] of (x, y) pairs, as dlc.runtime.data.prepare/folds compute them."""
+    """load_data(): the splits [(train, val, test)] of (x, y) pairs, as dlc.runtime.data.prepare/folds do."""
     d = spec.data
     ctx = DataContext(target, base_dir)
     task, kind = type(spec.loss).task, type(spec.loss).targets
     src = d.source
     classes = BUNDLED[src.name][1] if isinstance(src, Bundled) else None
     lines = ["def load_data():",
-             '    """[(train, val, test)], each an (x, y) pair or None: dlc\'s seeded split, normalised with statistics',
-             '    of the training part only."""',
+             '    """[(train, val, test)], each an (x, y) pair or None: dlc\'s seeded split, normalised',
+             '    with statistics of the training part only."""',
              f"    x, y = {render(REGISTRY.lower(target, src, ctx), 4)}",
              "    n = len(x)",
              "    x = x.reshape(n, -1)"]
@@ -104,7 +106,8 @@ def data_code(spec: Spec, target: str, base_dir: Path) -> str:
               f"        shift, scale = normalizer({d.normalize!r}, x[train])",
               "        xs = x if shift is None else (x - shift) / scale",
               "        xs = xs.reshape((n,) + INPUT_SHAPE)",
-              "        out.append(tuple((xs[ix], targets[ix]) if len(ix) else None for ix in (train, val, test)))",
+              "        out.append(tuple((xs[ix], targets[ix]) if len(ix) else None"
+              " for ix in (train, val, test)))",
               "    return out"]
     return "\n".join(lines)
 
@@ -139,7 +142,8 @@ LOOP_HEAD = '''def train(model, train_part, val_part, epochs):
     lr = LEARNING_RATE'''
 
 LOOP_EPOCH = '''        model.set_lr(lr)
-        losses, stats, sizes = model.train_epoch({x_epoch}, y_train, epoch_permutation(SEED, epoch, n, SHUFFLE))
+        order = epoch_permutation(SEED, epoch, n, SHUFFLE)
+        losses, stats, sizes = model.train_epoch({x_epoch}, y_train, order)
         step_losses.extend(float(v) for v in losses)
         if not np.all(np.isfinite(losses)):
             print(f"loss became non-finite in epoch {{epoch + 1}}; stopping")
@@ -151,8 +155,8 @@ LOOP_EPOCH = '''        model.set_lr(lr)
             row["val_loss"] = val_loss
             row.update({{"val_" + k: v for k, v in compute(METRICS, TASK, val_stats).items()}})
         row["lr"] = lr
-        print("  ".join(f"{{k}} {{v:.6g}}" if isinstance(v, float) else f"{{k}} {{v}}" for k, v in row.items()),
-              flush=True)'''
+        print("  ".join(f"{{k}} {{v:.6g}}" if isinstance(v, float) else f"{{k}} {{v}}"
+                        for k, v in row.items()), flush=True)'''
 
 EARLY_STOPPING = '''        current = row[{monitor!r}]  # early stopping ({mode}, patience {patience})
         es_wait += 1
@@ -177,7 +181,8 @@ def loop_code(spec: Spec, target: str) -> str:
         lines.append(f"    augmentations = {render(augs, 4)}")
     if es is not None:
         mode = monitor_mode(es.mode, es.monitor)
-        lines.append(f"    es_best, es_wait, best_weights = {'math.inf' if mode == 'min' else '-math.inf'}, 0, None")
+        worst = "math.inf" if mode == "min" else "-math.inf"
+        lines.append(f"    es_best, es_wait, best_weights = {worst}, 0, None")
     lines.append("    for epoch in range(epochs):")
     if s is not None and s.kind != "plateau":
         lines.append("        lr = lr_at(epoch, LEARNING_RATE)")
@@ -235,8 +240,8 @@ if __name__ == "__main__":
 
 def check(spec: Spec, backend: str) -> None:
     if spec.search_spaces:
-        raise EmitUnsupported(f"--emit {backend} does not support search spaces: run `dlc tune`, then emit the "
-                              "best.dlspec it writes")
+        raise EmitUnsupported(f"--emit {backend} does not support search spaces: run `dlc tune`, then emit "
+                              "the best.dlspec it writes")
     if spec.data is None:
         raise EmitUnsupported(f"--emit {backend} needs a data block")
 
@@ -258,8 +263,9 @@ def emit(spec: Spec, backend: str, spec_path: str | Path) -> str:
     imports, copied = _copied(body, model_code, model_modules)
     if backend == "keras":  # TensorFlow's start-up notices, before it is imported
         imports = 'import os\n\nos.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")\n\n' + imports
-    head = HEADER.format(name=spec.name, spec_file=spec_path.name, framework=FRAMEWORK[backend], backend=backend,
-                         script=f"{spec.name}_{backend}.py", device=" --device cpu" if backend == "torch" else "")
+    head = HEADER.format(name=spec.name, spec_file=spec_path.name, framework=FRAMEWORK[backend],
+                         backend=backend, script=f"{spec.name}_{backend}.py",
+                         device=" --device cpu" if backend == "torch" else "")
     threads = "torch.set_num_threads(1)  # a small model: one CPU thread is faster, and what dlc uses\n" \
         if backend == "torch" and one_thread_is_faster(spec) else ""
     return "\n\n\n".join([
@@ -308,7 +314,8 @@ def _free_names(code: str) -> set[str]:
     free = set()
     for node in tree.body:
         for scope in _scopes(node):
-            local = {n.id for n in ast.walk(scope) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+            local = {n.id for n in ast.walk(scope)
+                     if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
             local |= {a.arg for n in ast.walk(scope) if isinstance(n, ast.arguments)
                       for a in n.posonlyargs + n.args + n.kwonlyargs + [n.vararg, n.kwarg] if a is not None}
             used = {n.id for n in ast.walk(scope) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}

@@ -10,8 +10,7 @@ import keras
 
 @keras.saving.register_keras_serializable(package="dlc")
 class LeakyRelu:
-    """keras.activations.leaky_relu with its slope, as an object: Keras saves and loads it (not a lambda or a
-    partial)."""
+    """keras.activations.leaky_relu with its slope, as an object Keras saves and loads (no lambda)."""
 
     def __init__(self, negative_slope: float):
         self.negative_slope = negative_slope

@@ -1,5 +1,6 @@
 """dlc's own Keras layers (dropout with dlc's hash masks, maxout) and the functional-model builder for a
-lowered layer tree (residual blocks as Add layers). IR-free: the emitted keras script copies these definitions."""
+lowered layer tree (residual blocks as Add layers). IR-free: the emitted keras script copies these
+definitions."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from dlc.reference.rng import dropout_threshold, fmix32
 
 
 class TFOps:
-    """The dropout hash's integer operators on TensorFlow int64 tensors (no Python operator overloads for bits)."""
+    """The dropout hash's integer operators on TensorFlow int64 tensors (no Python operators for bits)."""
 
     xor = staticmethod(tf.bitwise.bitwise_xor)
     shr = staticmethod(lambda a, n: tf.bitwise.right_shift(a, tf.constant(n, tf.int64)))
@@ -23,8 +24,8 @@ class TFOps:
 
 @keras.saving.register_keras_serializable(package="dlc")
 class HashDropout(keras.layers.Layer):
-    """Inverted dropout with dlc's counter-based masks (the same bits as on every other backend); the step comes
-    from an int64 variable the trainer advances. Without one (a loaded model) it is the identity."""
+    """Inverted dropout with dlc's counter-based masks (the same bits as on every other backend); the step
+    comes from an int64 variable the trainer advances. Without one (a loaded model) it is the identity."""
 
     def __init__(self, rate: float, base: int, step=None, **kwargs):
         super().__init__(**kwargs)
@@ -51,7 +52,7 @@ class HashDropout(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="dlc")
 class Maxout(keras.layers.Dense):
-    """Dense to units·pieces (linear), reshaped to (..., units, pieces), max over the pieces, then the activation."""
+    """Dense to units·pieces (linear), reshaped to (..., units, pieces), max over pieces, then activation."""
 
     def __init__(self, units: int, pieces: int = 2, activation=None, **kwargs):
         super().__init__(units * pieces, activation=None, **kwargs)
@@ -74,9 +75,9 @@ class Maxout(keras.layers.Dense):
 
 
 class Residual:
-    """output = input + body(input): not a Keras layer but a marker, so the body's layers stay in the functional
-    graph as themselves; applying it adds an Add layer of the input and the body's output. The body comes as
-    `layer_name=layer` arguments, in order (as backends/network.py writes it)."""
+    """output = input + body(input): not a Keras layer but a marker, so the body's layers stay in the
+    functional graph as themselves; applying it adds an Add layer of the input and the body's output. The body
+    comes as `layer_name=layer` arguments, in order (as backends/network.py writes it)."""
 
     def __init__(self, dtype=None, name=None, **body):
         self.body, self.dtype, self.name = list(body.values()), dtype, name
@@ -106,7 +107,8 @@ def keras_layers(layers) -> list:
 
 def build_models(input_shape, layers, dtype: str, name: str, output=None):
     """(train_model, model): the functional model to the logits, and the one that applies the `output`
-    activation ('softmax' / 'sigmoid') the loss computes from the logits (the same model when there is none)."""
+    activation ('softmax' / 'sigmoid') the loss computes from the logits (the same model when there is
+    none)."""
     inputs = keras.Input(tuple(input_shape), dtype=dtype)
     logits = apply_layers(inputs, layers)
     train_model = keras.Model(inputs, logits, name=name)
@@ -117,8 +119,8 @@ def build_models(input_shape, layers, dtype: str, name: str, output=None):
 
 
 def check_weights(klayers: dict, weight_shapes: dict) -> dict:
-    """{layer: [weight names]} in Keras' own order (dlc lists every layer's weights in that order), after checking
-    that the shapes agree and that no Keras layer has weights dlc does not list."""
+    """{layer: [weight names]} in Keras' own order (dlc lists every layer's weights in that order), after
+    checking that the shapes agree and that no Keras layer has weights dlc does not list."""
     for lname, kl in klayers.items():
         want = list(weight_shapes.get(lname, {}).values())
         got = [tuple(v.shape) for v in kl.weights]

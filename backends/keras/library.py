@@ -1,6 +1,6 @@
-"""The names Keras lowerings (lower.py) refer to besides keras.* and tf.*, gathered in one namespace to evaluate
-them. Importing it registers dlc's custom objects with Keras (needed before keras.saving.load_model on a dlc
-model)."""
+"""The names Keras lowerings (lower.py) refer to besides keras.* and tf.*, gathered in one namespace to
+evaluate them. Importing it registers dlc's custom objects with Keras (needed before keras.saving.load_model
+on a dlc model)."""
 
 from __future__ import annotations
 

@@ -52,8 +52,8 @@ CONVS = {L.Conv1D: "keras.layers.Conv1D", L.Conv2D: "keras.layers.Conv2D"}
 
 @lowers(*CONVS, targets=KERAS)
 def conv(layer, ctx: Context):
-    return call(CONVS[type(layer)], layer.filters, layer.kernel_size, strides=layer.strides, padding=layer.padding,
-                **_kernel_kwargs(layer, ctx))
+    return call(CONVS[type(layer)], layer.filters, layer.kernel_size, strides=layer.strides,
+                padding=layer.padding, **_kernel_kwargs(layer, ctx))
 
 
 POOLS = {L.MaxPool1D: "keras.layers.MaxPooling1D", L.MaxPool2D: "keras.layers.MaxPooling2D",
@@ -62,7 +62,8 @@ POOLS = {L.MaxPool1D: "keras.layers.MaxPooling1D", L.MaxPool2D: "keras.layers.Ma
 
 @lowers(*POOLS, targets=KERAS)
 def pool(layer, ctx: Context):
-    return call(POOLS[type(layer)], layer.pool_size, strides=layer.strides, padding=layer.padding, **_common(layer))
+    return call(POOLS[type(layer)], layer.pool_size, strides=layer.strides, padding=layer.padding,
+                **_common(layer))
 
 
 GLOBAL_POOLS = {L.GlobalAvgPool1D: "keras.layers.GlobalAveragePooling1D",
@@ -145,8 +146,9 @@ def residual(layer: L.Residual, ctx: Context):
 
 
 # ----------------------------------------------------------------------------------------------- recurrent
-# Keras' own layers (the reference). use_cudnn=False pins the standard implementation so that a GPU never swaps
-# in the fused cuDNN kernel; GRU keeps reset_after=True, LSTM unit_forget_bias (dlc draws the bias itself).
+# Keras' own layers (the reference). use_cudnn=False pins the standard implementation so that a GPU never
+# swaps in the fused cuDNN kernel; GRU keeps reset_after=True, LSTM unit_forget_bias (dlc draws the bias
+# itself).
 
 
 def _recurrent_kwargs(layer, ctx: Context) -> dict:
@@ -196,10 +198,12 @@ def conv2d_transpose(layer: L.Conv2DTranspose, ctx: Context):
 @lowers(L.DepthwiseConv2D, targets=KERAS)
 def depthwise_conv2d(layer: L.DepthwiseConv2D, ctx: Context):
     """The IR's kernel_* are Keras' depthwise_* arguments (Keras 3 names the variable `kernel`)."""
-    return call("keras.layers.DepthwiseConv2D", layer.kernel_size, strides=layer.strides, padding=layer.padding,
+    return call("keras.layers.DepthwiseConv2D", layer.kernel_size, strides=layer.strides,
+                padding=layer.padding,
                 depth_multiplier=layer.depth_multiplier, activation=ctx.activation(layer.activation),
                 use_bias=layer.use_bias, depthwise_regularizer=_opt(ctx, layer.kernel_reg),
-                bias_regularizer=_opt(ctx, layer.bias_reg), activity_regularizer=_opt(ctx, layer.activity_reg),
+                bias_regularizer=_opt(ctx, layer.bias_reg),
+                activity_regularizer=_opt(ctx, layer.activity_reg),
                 depthwise_constraint=_opt(ctx, layer.kernel_constraint),
                 bias_constraint=_opt(ctx, layer.bias_constraint), **_common(layer))
 
@@ -210,7 +214,8 @@ def separable_conv2d(layer: L.SeparableConv2D, ctx: Context):
                 padding=layer.padding, depth_multiplier=layer.depth_multiplier,
                 activation=ctx.activation(layer.activation), use_bias=layer.use_bias,
                 depthwise_regularizer=_opt(ctx, layer.depthwise_reg),
-                pointwise_regularizer=_opt(ctx, layer.pointwise_reg), bias_regularizer=_opt(ctx, layer.bias_reg),
+                pointwise_regularizer=_opt(ctx, layer.pointwise_reg),
+                bias_regularizer=_opt(ctx, layer.bias_reg),
                 activity_regularizer=_opt(ctx, layer.activity_reg),
                 depthwise_constraint=_opt(ctx, layer.depthwise_constraint),
                 pointwise_constraint=_opt(ctx, layer.pointwise_constraint),
@@ -254,7 +259,7 @@ def elu(act: fn.EluActivation, ctx: Context):
     return call("Elu", act.alpha)
 
 
-# ------------------------------------------------------------------------------------ regularizers, constraints
+# ---------------------------------------------------------------------------------- regularizers, constraints
 
 
 @lowers(fn.L1, targets=KERAS)
@@ -314,8 +319,8 @@ ADAMS = {T.Adam: "keras.optimizers.Adam", T.AdamW: "keras.optimizers.AdamW"}
 @lowers(*ADAMS, targets=KERAS)
 def adam(opt: T.Adam, ctx: Context):
     """AdamW's decoupled weight decay (default 0.004) is its weight_decay, passed like any optimizer's."""
-    return call(ADAMS[type(opt)], opt.learning_rate, beta_1=opt.beta_1, beta_2=opt.beta_2, epsilon=opt.epsilon,
-                amsgrad=opt.amsgrad, **_clip(opt))
+    return call(ADAMS[type(opt)], opt.learning_rate, beta_1=opt.beta_1, beta_2=opt.beta_2,
+                epsilon=opt.epsilon, amsgrad=opt.amsgrad, **_clip(opt))
 
 
 @lowers(T.Adagrad, targets=KERAS)
@@ -326,7 +331,8 @@ def adagrad(opt: T.Adagrad, ctx: Context):
 
 @lowers(T.Adadelta, targets=KERAS)
 def adadelta(opt: T.Adadelta, ctx: Context):
-    return call("keras.optimizers.Adadelta", opt.learning_rate, rho=opt.rho, epsilon=opt.epsilon, **_clip(opt))
+    return call("keras.optimizers.Adadelta", opt.learning_rate, rho=opt.rho, epsilon=opt.epsilon,
+                **_clip(opt))
 
 
 @lowers(T.Nadam, targets=KERAS)
@@ -339,7 +345,8 @@ def nadam(opt: T.Nadam, ctx: Context):
 
 LOSSES = {T.CategoricalCrossentropy: "categorical_crossentropy",
           T.SparseCategoricalCrossentropy: "sparse_categorical_crossentropy",
-          T.BinaryCrossentropy: "binary_crossentropy", T.MSE: "mean_squared_error", T.MAE: "mean_absolute_error"}
+          T.BinaryCrossentropy: "binary_crossentropy", T.MSE: "mean_squared_error",
+          T.MAE: "mean_absolute_error"}
 
 
 @lowers(*LOSSES, targets=KERAS)

@@ -1,9 +1,10 @@
-"""Imports TensorFlow and Keras with their start-up notices silenced; library.py and session.py import this first.
+"""Imports TensorFlow and Keras with their start-up notices silenced; library.py and session.py import this
+first.
 
 TensorFlow's native libraries print start-up notices on stderr (absl and oneDNN lines) before any log level
-applies; they are silenced here by pointing file descriptor 2 elsewhere while TensorFlow is first imported, so a
-failing `dlc run --backend keras` still prints exactly one line. (Not in the package's __init__: lower.py, in the
-same package, must import no framework.)
+applies; they are silenced here by pointing file descriptor 2 elsewhere while TensorFlow is first imported, so
+a failing `dlc run --backend keras` still prints exactly one line. (Not in the package's __init__: lower.py,
+in the same package, must import no framework.)
 """
 
 import os

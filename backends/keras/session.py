@@ -75,7 +75,8 @@ class Session(Trainer):
         directory = Path(directory)
         self.model.save(directory / "model.keras")
         (directory / "model.json").write_text(json.dumps(
-            {"backend": "keras", "format": "keras", "file": "model.keras", "dtype": self.dtype, "load": LOAD_HINT},
+            {"backend": "keras", "format": "keras", "file": "model.keras", "dtype": self.dtype,
+             "load": LOAD_HINT},
             indent=2))
         return ["model.keras", "model.json"]
 
@@ -86,7 +87,7 @@ class Session(Trainer):
     # ------------------------------------------------------------------------------------- checkpoints
 
     def get_state(self) -> dict[str, np.ndarray]:
-        """Weights, optimizer variables (slots, iterations, lr) and the dropout step: a checkpoint's content."""
+        """Weights, optimizer variables (slots, iterations, lr), the dropout step: a checkpoint's content."""
         out = flatten(self.get_weights(), "w/")
         for i, v in enumerate(self.opt.variables):
             out[f"opt/{i}"] = np.array(v.numpy(), copy=True)

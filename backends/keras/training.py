@@ -39,7 +39,7 @@ class Trainer:
     # ------------------------------------------------------------------------------------------ weights
 
     def variables(self, lname: str) -> dict:
-        return dict(zip(self.weight_names[lname], self.klayers[lname].weights))
+        return dict(zip(self.weight_names[lname], self.klayers[lname].weights, strict=True))
 
     def set_weights(self, weights):
         for lname, ws in weights.items():
@@ -74,12 +74,17 @@ class Trainer:
         losses = self.train_model.losses
         return tf.add_n(losses) if losses else None
 
+    def _weight_penalties(self) -> list:
+        """Each regularized trainable weight's penalty, in weight order: the terms Layer.losses ends with."""
+        return [v.regularizer(v) for v in self.train_model.trainable_weights if v.regularizer is not None]
+
     def _activity_reg(self):
-        """The activity-regularizer part of the last call's losses (weight penalties are added once, outside)."""
-        m = self.train_model  # Layer.losses = own add_loss losses (activity) + fresh weight penalties
-        losses = list(m._get_own_losses())
-        for layer in m._flatten_layers(include_self=False):
-            losses.extend(layer._get_own_losses())
+        """The activity-regularizer part of the last call's losses (weight penalties are added once,
+        outside). Layer.losses lists the add_loss terms of the model and its layers (here: the activity
+        regularizers') first, then a fresh penalty per regularized trainable weight."""
+        m = self.train_model
+        losses = m.losses
+        losses = losses[:len(losses) - sum(v.regularizer is not None for v in m.trainable_weights)]
         return tf.add_n(losses) if losses else None
 
     def _make_steps(self, x, y):
@@ -160,7 +165,7 @@ class Trainer:
             loss, st = self._eval_step(x[i:i + batch_size], y[i:i + batch_size])
             total += float(loss)
             stats += st.numpy()
-        weight = self.train_model._get_regularization_losses()  # activity terms are in the eval step
+        weight = self._weight_penalties()  # activity terms are in the eval step
         reg = tf.add_n(weight) if weight else None
         return total / n + (float(reg) if reg is not None else 0.0), stats
 

@@ -1,10 +1,10 @@
 """Keras' Bidirectional wrapper as a torch module, built from two recurrent modules (recurrent.py's SimpleRNN,
 LSTM or GRU, each with its own weights) and a merge mode (backends/torch/lower.py maps the IR to it).
 
-Keras (keras/src/layers/rnn/bidirectional.py): the forward layer reads the sequence in order; the backward layer
-(go_backwards=True) reads it reversed and returns its outputs in the order it computed them, which Bidirectional
-reverses back when return_sequences is set; then concat (forward first, along features), sum, mul, or
-ave = (forward + backward) / 2. Activations flow as (batch, steps, features)."""
+Keras (keras/src/layers/rnn/bidirectional.py): the forward layer reads the sequence in order; the backward
+layer (go_backwards=True) reads it reversed and returns its outputs in the order it computed them, which
+Bidirectional reverses back when return_sequences is set; then concat (forward first, along features), sum,
+mul, or ave = (forward + backward) / 2. Activations flow as (batch, steps, features)."""
 
 from __future__ import annotations
 

@@ -1,19 +1,22 @@
-"""Keras' Conv2DTranspose, DepthwiseConv2D, SeparableConv2D and UpSampling2D as torch modules, built from plain
-arguments (backends/torch/lower.py maps the IR to them).
+"""Keras' Conv2DTranspose, DepthwiseConv2D, SeparableConv2D and UpSampling2D as torch modules, built from
+plain arguments (backends/torch/lower.py maps the IR to them).
 
-As in layers.py: activations flow channels-last (NHWC; each module permutes to NCHW around the torch op), every
-parameter is named as the IR weight and kept in the IR's (Keras') layout, permuted inside `forward`, and 'same'
-padding is TensorFlow's (computed by the lowering; the odd extra row/column goes after). The numbers follow the
-TensorFlow kernels Keras runs:
+As in layers.py: activations flow channels-last (NHWC; each module permutes to NCHW around the torch op),
+every parameter is named as the IR weight and kept in the IR's (Keras') layout, permuted inside `forward`, and
+'same' padding is TensorFlow's (computed by the lowering; the odd extra row/column goes after). The numbers
+follow the TensorFlow kernels Keras runs:
 
-  Conv2DTranspose  tf.nn.conv_transpose: the full transposed convolution ((n − 1)·s + k per axis), cropped from
-                   TF's 'same' offset (or zero-extended) to Keras' output size, then the bias, then the activation
+  Conv2DTranspose  tf.nn.conv_transpose: the full transposed convolution ((n − 1)·s + k per axis),
+                   cropped from TF's 'same' offset (or zero-extended) to Keras' output size, then the bias,
+                   then the activation
   DepthwiseConv2D  tf.nn.depthwise_conv2d: output channel c·depth_multiplier + m (torch's grouped convolution
                    with groups = input channels orders them the same way)
-  SeparableConv2D  tf.nn.separable_conv2d: the depthwise convolution (strides, padding), then a 1x1 convolution
-  UpSampling2D     nearest: rows and columns repeated (ops.repeat); bilinear: TF's ResizeBilinear kernel, which
-                   computes in float32 whatever the input dtype (half-pixel centres), and its gradient kernel, both
-                   reproduced operation by operation so that a float64 model agrees with Keras to rounding
+  SeparableConv2D  tf.nn.separable_conv2d: the depthwise convolution (strides, padding), then a
+                   1x1 convolution
+  UpSampling2D     nearest: rows and columns repeated (ops.repeat); bilinear: TF's ResizeBilinear kernel,
+                   which computes in float32 whatever the input dtype (half-pixel centres), and its gradient
+                   kernel, both reproduced operation by operation so that a float64 model agrees with Keras to
+                   rounding
 """
 
 from __future__ import annotations
@@ -25,10 +28,12 @@ from torch import nn
 
 
 class Conv2DTranspose(nn.Module):
-    """Keras Conv2DTranspose on NHWC; kernel (kh, kw, filters, in). `pad` = (left, right, top, bottom) applied to
-    the full transposed output: negative entries crop (TF's 'same' offset), positive ones extend with zeros."""
+    """Keras Conv2DTranspose on NHWC; kernel (kh, kw, filters, in). `pad` = (left, right, top, bottom) applied
+    to the full transposed output: negative entries crop (TF's 'same' offset), positive ones extend with
+    zeros."""
 
-    def __init__(self, c_in: int, filters: int, kernel_size: tuple[int, int], strides: tuple[int, int] = (1, 1),
+    def __init__(self, c_in: int, filters: int, kernel_size: tuple[int, int],
+                 strides: tuple[int, int] = (1, 1),
                  pad: tuple[int, int, int, int] = (0, 0, 0, 0), use_bias: bool = True, activation=None):
         super().__init__()
         self.kernel = nn.Parameter(torch.zeros(*kernel_size, filters, c_in))
@@ -47,7 +52,7 @@ class Conv2DTranspose(nn.Module):
 
 
 class DepthwiseConv2D(nn.Module):
-    """Keras DepthwiseConv2D on NHWC; kernel (kh, kw, in, depth_multiplier); `pad` = (left, right, top, bottom)."""
+    """Keras DepthwiseConv2D, NHWC; kernel (kh, kw, in, depth_multiplier); pad: left, right, top, bottom."""
 
     def __init__(self, c_in: int, kernel_size: tuple[int, int], depth_multiplier: int = 1,
                  strides: tuple[int, int] = (1, 1), pad: tuple[int, int, int, int] = (0, 0, 0, 0),
@@ -96,15 +101,15 @@ class SeparableConv2D(nn.Module):
 
 
 class UpSampling2D(nn.Module):
-    """Keras UpSampling2D on NHWC: `size` = (rows, cols) factors; `in_size` = the input (height, width), needed
-    for bilinear (its interpolation tables are computed once, in float32, as TF computes them)."""
+    """Keras UpSampling2D on NHWC: `size` = (rows, cols) factors; `in_size` = the input (height, width),
+    needed for bilinear (its interpolation tables are computed once, in float32, as TF computes them)."""
 
     def __init__(self, size: tuple[int, int] = (2, 2), interpolation: str = "nearest",
                  in_size: tuple[int, int] | None = None):
         super().__init__()
         self.size, self.interpolation = tuple(size), interpolation
         if interpolation == "bilinear":
-            for axis, (n, f) in enumerate(zip(in_size, self.size)):
+            for axis, (n, f) in enumerate(zip(in_size, self.size, strict=True)):
                 lower, upper, lerp = resize_bilinear_table(n, n * f)
                 self.register_buffer(f"lower{axis}", torch.as_tensor(lower), persistent=False)
                 self.register_buffer(f"upper{axis}", torch.as_tensor(upper), persistent=False)
@@ -132,10 +137,11 @@ def resize_bilinear_table(n_in: int, n_out: int):
 
 class ResizeBilinear(torch.autograd.Function):
     """TF's ResizeBilinear (half_pixel_centers) and ResizeBilinearGrad on NHWC, with their float32 arithmetic:
-    forward  top = tl + (tr − tl)·lx; bottom = bl + (br − bl)·lx; out = top + (bottom − top)·ly (in float32, cast
-             to the input's dtype);
-    backward each incoming gradient g (float32) adds (g·(1 − ly))·(1 − lx), (g·(1 − ly))·lx, (g·ly)·(1 − lx) and
-             (g·ly)·lx, each rounded to float32 and then cast to the input's dtype, to its four source pixels."""
+    forward  top = tl + (tr − tl)·lx; bottom = bl + (br − bl)·lx; out = top + (bottom − top)·ly (in float32,
+             cast to the input's dtype);
+    backward each incoming gradient g (float32) adds (g·(1 − ly))·(1 − lx), (g·(1 − ly))·lx,
+             (g·ly)·(1 − lx) and (g·ly)·lx, each rounded to float32 and then cast to the input's dtype, to its
+             four source pixels."""
 
     @staticmethod
     def forward(ctx, x, y_lo, y_hi, ly, x_lo, x_hi, lx):

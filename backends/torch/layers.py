@@ -85,7 +85,8 @@ class Maxout(Dense):
 class Conv2D(nn.Module):
     """Keras Conv2D on NHWC; kernel HWIO; `pad` = (left, right, top, bottom), TF's 'same' split or zeros."""
 
-    def __init__(self, c_in: int, filters: int, kernel_size: tuple[int, int], strides: tuple[int, int] = (1, 1),
+    def __init__(self, c_in: int, filters: int, kernel_size: tuple[int, int],
+                 strides: tuple[int, int] = (1, 1),
                  pad: tuple[int, int, int, int] = (0, 0, 0, 0), use_bias: bool = True, activation=None):
         super().__init__()
         self.kernel = nn.Parameter(torch.zeros(*kernel_size, c_in, filters))
@@ -103,8 +104,8 @@ class Conv2D(nn.Module):
 class Conv1D(nn.Module):
     """Keras Conv1D on NLC; kernel (k, in, out); `pad` = (before, after)."""
 
-    def __init__(self, c_in: int, filters: int, kernel_size: int, strides: int = 1, pad: tuple[int, int] = (0, 0),
-                 use_bias: bool = True, activation=None):
+    def __init__(self, c_in: int, filters: int, kernel_size: int, strides: int = 1,
+                 pad: tuple[int, int] = (0, 0), use_bias: bool = True, activation=None):
         super().__init__()
         self.kernel = nn.Parameter(torch.zeros(kernel_size, c_in, filters))
         self.bias = nn.Parameter(torch.zeros(filters)) if use_bias else None
@@ -126,10 +127,12 @@ class Pool(nn.Module):
                  pad: tuple[int, int, int, int] = (0, 0, 0, 0), spatial: tuple[int, int] = (1, 1),
                  one_d: bool = False):
         super().__init__()
-        self.mode, self.k, self.s, self.pad, self.one_d = mode, tuple(pool_size), tuple(strides), tuple(pad), one_d
+        self.mode, self.one_d = mode, one_d
+        self.k, self.s, self.pad = tuple(pool_size), tuple(strides), tuple(pad)
         if mode == "avg" and any(self.pad):
             ones = F.pad(torch.ones((1, 1) + tuple(spatial), dtype=torch.float64), self.pad)
-            self.register_buffer("count", F.avg_pool2d(ones, self.k, self.s, divisor_override=1), persistent=False)
+            self.register_buffer("count", F.avg_pool2d(ones, self.k, self.s, divisor_override=1),
+                                 persistent=False)
 
     def forward(self, x):
         if self.one_d:
@@ -146,7 +149,7 @@ class Pool(nn.Module):
 
 
 class GlobalPool(nn.Module):
-    """Mean or max over the spatial axes (channels-last); max shares the gradient among ties, as tf.reduce_max."""
+    """Mean or max over the spatial axes (channels-last); max shares the gradient among ties (as TF)."""
 
     def __init__(self, mode: str):
         super().__init__()
@@ -183,7 +186,8 @@ def _mul32_(x: torch.Tensor, c: int, tmp: torch.Tensor) -> None:
 
 class HashDropout(nn.Module):
     """Inverted dropout with dlc's hash masks: keep element i (channels-last order) where
-    fmix32(i ^ fmix32(base ^ step)) >> 8 >= threshold; the same bits as dlc.reference.rng.dropout_keep_numpy."""
+    fmix32(i ^ fmix32(base ^ step)) >> 8 >= threshold; the same bits as
+    dlc.reference.rng.dropout_keep_numpy."""
 
     def __init__(self, rate: float, base: int, threshold: int, step: StepCounter):
         super().__init__()
@@ -207,12 +211,13 @@ class HashDropout(nn.Module):
         _mul32_(h, C2, t)
         h ^= h >> 16
         keep = (h >> 8) >= self.threshold
-        return torch.where(keep.view(x.shape), x * self.scale, torch.zeros((), dtype=x.dtype, device=x.device))
+        return torch.where(keep.view(x.shape), x * self.scale,
+                           torch.zeros((), dtype=x.dtype, device=x.device))
 
 
 class BatchNorm(nn.Module):
-    """Keras BatchNormalization: var = mean((x − stop_grad(mean))²) (biased), the moving averages weigh the old
-    value by `momentum`; inv = rsqrt(var + eps)·gamma, y = x·inv + (beta − mean·inv)."""
+    """Keras BatchNormalization: var = mean((x − stop_grad(mean))²) (biased), the moving averages weigh the
+    old value by `momentum`; inv = rsqrt(var + eps)·gamma, y = x·inv + (beta − mean·inv)."""
 
     def __init__(self, channels: int, momentum: float = 0.99, epsilon: float = 1e-3, center: bool = True,
                  scale: bool = True):
@@ -265,7 +270,7 @@ class LayerNorm(nn.Module):
 
 
 class Embedding(nn.Module):
-    """Keras Embedding: inputs (floats on dlc's data path) truncated to integer indices, as Keras' cast does."""
+    """Keras Embedding: inputs (floats on dlc's data path) truncated to integer indices (Keras' cast)."""
 
     def __init__(self, input_dim: int, output_dim: int):
         super().__init__()

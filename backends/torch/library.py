@@ -1,4 +1,4 @@
-"""The names torch lowerings refer to (backends/torch/lower.py), gathered in one namespace to evaluate them."""
+"""The names torch lowerings (backends/torch/lower.py) refer to, in one namespace to evaluate them in."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from torch import nn
 
 from . import activations, bidirectional, conv_layers, layers, losses, optimizers, recurrent, training
 
-# the modules whose top-level definitions a torch expression may name (the emitter copies them from these files)
+# the modules whose top-level definitions a torch expression may name (the emitter copies them from these
+# files)
 SOURCES = (activations, layers, conv_layers, recurrent, bidirectional, losses, optimizers, training)
 
 

@@ -1,7 +1,7 @@
 """Keras' losses, weight penalties, constraints and metric statistics on torch tensors, from plain arguments.
 
-Crossentropies take the logits of the fused softmax/sigmoid output (log-softmax / log-sigmoid, no clipping): the
-exact counterparts of the with-logits kernels Keras-TF uses after a softmax or sigmoid output layer."""
+Crossentropies take the logits of the fused softmax/sigmoid output (log-softmax / log-sigmoid, no clipping):
+the exact counterparts of the with-logits kernels Keras-TF uses after a softmax or sigmoid output layer."""
 
 from __future__ import annotations
 

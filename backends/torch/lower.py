@@ -1,8 +1,8 @@
 """IR → PyTorch, one lowering per IR class, side by side (the torch backend and the emitted torch script).
 
 Each function returns an expression over backends/torch/library.py's names (layers.py, recurrent.py,
-activations.py, losses.py, optimizers.py, plus torch, F and partial); `ref("step")` is the dropout step counter.
-This module imports no framework: the support matrix is computed from these registrations alone."""
+activations.py, losses.py, optimizers.py, plus torch, F and partial); `ref("step")` is the dropout step
+counter. This module imports no framework: the support matrix is computed from these registrations alone."""
 
 from __future__ import annotations
 
@@ -37,7 +37,8 @@ def _no_fused_output(layer, ctx: Context) -> None:
 
 @lowers(L.Dense, targets=TORCH)
 def dense(layer: L.Dense, ctx: Context):
-    return call("Dense", ctx.in_shape[-1], layer.units, use_bias=layer.use_bias, activation=_act(ctx, layer.activation))
+    return call("Dense", ctx.in_shape[-1], layer.units, use_bias=layer.use_bias,
+                activation=_act(ctx, layer.activation))
 
 
 @lowers(L.Maxout, targets=TORCH)
@@ -113,8 +114,8 @@ def reshape(layer: L.Reshape, ctx: Context):
 
 @lowers(L.Dropout, targets=TORCH)
 def dropout(layer: L.Dropout, ctx: Context):
-    return call("HashDropout", layer.rate, dropout_base(ctx.spec.seed, ctx.info.index), dropout_threshold(layer.rate),
-                ref("step"))
+    return call("HashDropout", layer.rate, dropout_base(ctx.spec.seed, ctx.info.index),
+                dropout_threshold(layer.rate), ref("step"))
 
 
 @lowers(L.ActivationLayer, targets=TORCH)
@@ -129,8 +130,8 @@ def softmax_layer(layer: L.Softmax, ctx: Context):
 
 @lowers(L.BatchNorm, targets=TORCH)
 def batch_norm(layer: L.BatchNorm, ctx: Context):
-    return call("BatchNorm", ctx.in_shape[-1], momentum=layer.momentum, epsilon=layer.epsilon, center=layer.center,
-                scale=layer.scale)
+    return call("BatchNorm", ctx.in_shape[-1], momentum=layer.momentum, epsilon=layer.epsilon,
+                center=layer.center, scale=layer.scale)
 
 
 @lowers(L.LayerNorm, targets=TORCH)
@@ -180,9 +181,9 @@ def _same_pad2d(layer, ctx: Context) -> tuple[int, int, int, int]:
 
 
 def transpose_crop(n: int, k: int, s: int, out: int, padding: str) -> tuple[int, int]:
-    """(before, after) to pad (negative: crop) the full transposed output ((n − 1)·s + k) to Keras' size `out`:
-    TF's conv_transpose places it at the 'same' offset of the convolution it transposes (out → n), the odd
-    extra after, and leaves uncovered positions zero."""
+    """(before, after) to pad (negative: crop) the full transposed output ((n − 1)·s + k) to Keras' size
+    `out`: TF's conv_transpose places it at the 'same' offset of the convolution it transposes (out → n), the
+    odd extra after, and leaves uncovered positions zero."""
     full = (n - 1) * s + k
     before = max((n - 1) * s + k - out, 0) // 2 if padding == "same" else 0
     return -before, out - full + before
@@ -191,10 +192,11 @@ def transpose_crop(n: int, k: int, s: int, out: int, padding: str) -> tuple[int,
 @lowers(L.Conv2DTranspose, targets=TORCH)
 def conv2d_transpose(layer: L.Conv2DTranspose, ctx: Context):
     ks, ss = layer._ks()
-    (top, bottom), (left, right) = (transpose_crop(n, k, s, o, layer.padding)
-                                    for n, k, s, o in zip(ctx.in_shape[:2], ks, ss, ctx.out_shape[:2]))
-    return call("Conv2DTranspose", ctx.in_shape[-1], layer.filters, ks, strides=ss, pad=(left, right, top, bottom),
-                use_bias=layer.use_bias, activation=_act(ctx, layer.activation))
+    axes = zip(ctx.in_shape[:2], ks, ss, ctx.out_shape[:2], strict=True)
+    (top, bottom), (left, right) = (transpose_crop(n, k, s, o, layer.padding) for n, k, s, o in axes)
+    return call("Conv2DTranspose", ctx.in_shape[-1], layer.filters, ks, strides=ss,
+                pad=(left, right, top, bottom), use_bias=layer.use_bias,
+                activation=_act(ctx, layer.activation))
 
 
 @lowers(L.DepthwiseConv2D, targets=TORCH)
@@ -240,8 +242,8 @@ def _named(name: str):
 
 for _cls, _name in [(fn.Linear, "linear"), (fn.Sigmoid, "torch.sigmoid"), (fn.HardSigmoid, "hard_sigmoid"),
                     (fn.Tanh, "torch.tanh"), (fn.Relu, "F.relu"), (fn.Relu6, "F.relu6"), (fn.Selu, "F.selu"),
-                    (fn.Gelu, "gelu"), (fn.Swish, "F.silu"), (fn.Softplus, "softplus"), (fn.Softsign, "F.softsign"),
-                    (fn.Softmax, "softmax")]:
+                    (fn.Gelu, "gelu"), (fn.Swish, "F.silu"), (fn.Softplus, "softplus"),
+                    (fn.Softsign, "F.softsign"), (fn.Softmax, "softmax")]:
     lowers(_cls, targets=TORCH)(_named(_name))
 
 
@@ -255,13 +257,14 @@ def elu(act, ctx: Context):
     return _partial("elu", alpha=act.alpha)
 
 
-# ----------------------------------------------------------------------------------- regularizers, constraints
+# ---------------------------------------------------------------------------------- regularizers, constraints
 
 
 @lowers(fn.L1, fn.L2, fn.L1L2, targets=TORCH)
 def penalty(reg, ctx: Context):
     """Coefficients cast through float32, as Keras casts them."""
-    return _partial("penalty", l1=as_float32(reg.l1) if reg.l1 else None, l2=as_float32(reg.l2) if reg.l2 else None)
+    return _partial("penalty", l1=as_float32(reg.l1) if reg.l1 else None,
+                    l2=as_float32(reg.l2) if reg.l2 else None)
 
 
 @lowers(fn.MaxNorm, targets=TORCH)
@@ -335,8 +338,8 @@ SMALL_STEP_WORK = 2e7  # parameters × batch size under which one CPU thread bea
 
 
 def one_thread_is_faster(spec) -> bool:
-    """Small models: torch's worker threads spin-wait between tiny ops, so on 2 cores (or a busy machine) several
-    threads made small models 4-30x slower (measured); bigger steps keep torch's default."""
+    """Small models: torch's worker threads spin-wait between tiny ops, so on 2 cores (or a busy machine)
+    several threads made small models 4-30x slower (measured); bigger steps keep torch's default."""
     trainable, _ = spec.param_counts()
     return trainable * spec.train.batch_size < SMALL_STEP_WORK
 

@@ -1,7 +1,8 @@
 """Keras' optimizer update rules, operation for operation, on torch tensors.
 
 Stock torch optimizers differ from Keras (eps placement in Adam and RMSprop, lr folded into SGD's velocity,
-float32 bias corrections): see shared/EQUIVALENCE.md. Each class mirrors `update_step` of keras/src/optimizers.
+float32 bias corrections): see shared/EQUIVALENCE.md. Each class mirrors `update_step` of
+keras/src/optimizers.
 """
 
 from __future__ import annotations
@@ -28,21 +29,23 @@ class KerasOptimizer:
 
     def const(self, x: float) -> torch.Tensor:
         """A Python constant as Keras casts it: `ops.cast(float, dtype)` goes through float32."""
-        return torch.tensor(float(torch.tensor(x, dtype=torch.float32)), dtype=self.dtype, device=self.params[0].device)
+        return torch.tensor(float(torch.tensor(x, dtype=torch.float32)), dtype=self.dtype,
+                            device=self.params[0].device)
 
     def _clip(self, grads):
         if self.clipnorm:
             out = []
             for g in grads:
                 l2sum = (g * g).sum()
-                l2norm = torch.where(l2sum > 0, torch.sqrt(torch.where(l2sum > 0, l2sum, torch.ones_like(l2sum))),
-                                     l2sum)
+                l2norm = torch.where(l2sum > 0,
+                                     torch.sqrt(torch.where(l2sum > 0, l2sum, torch.ones_like(l2sum))), l2sum)
                 out.append(g * self.clipnorm / torch.clamp(l2norm, min=self.clipnorm))
             return out
         if self.global_clipnorm:
             norm = torch.sqrt(sum((g * g).sum() for g in grads))
-            scale = self.global_clipnorm / torch.maximum(norm, torch.tensor(self.global_clipnorm, dtype=norm.dtype,
-                                                                             device=norm.device))
+            scale = self.global_clipnorm / torch.maximum(norm,
+                                                         torch.tensor(self.global_clipnorm, dtype=norm.dtype,
+                                                                       device=norm.device))
             return [g * scale for g in grads]
         if self.clipvalue:
             return [torch.clamp(g, -self.clipvalue, self.clipvalue) for g in grads]
@@ -57,7 +60,7 @@ class KerasOptimizer:
             wd = self.const(self.weight_decay)
             for p in self.params:
                 p.sub_(p * wd * lr)
-        for p, g, s in zip(self.params, grads, self.state):
+        for p, g, s in zip(self.params, grads, self.state, strict=True):
             self.update(p, g, s, lr)
         self.iterations += 1
 

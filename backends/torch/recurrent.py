@@ -1,7 +1,8 @@
 """SimpleRNN, LSTM and GRU in torch with Keras' exact math (keras/src/layers/rnn/*.py, implementation 2, the
 non-cuDNN path Keras takes on the CPU): weights kept in Keras' layout (kernel [in, g·u], recurrent_kernel
-[u, g·u], bias; gate order i, f, c, o for LSTM and z, r, h for GRU with reset_after=True, bias (2, 3u)), so the
-weight exchange is a plain copy. Every step is computed with the same operations in the same order as Keras:
+[u, g·u], bias; gate order i, f, c, o for LSTM and z, r, h for GRU with reset_after=True, bias (2, 3u)), so
+the weight exchange is a plain copy. Every step is computed with the same operations in the same order as
+Keras:
 
   SimpleRNN  h = act((x·K + b) + h·R)
   LSTM       z = (x·K + h·R) + b;  i, f, o = σ(z_i), σ(z_f), σ(z_o);  c = f·c + i·act(z_c);  h = o·act(c)

@@ -93,7 +93,8 @@ class Session:
         set_weights(self.net, weights)
 
     def get_weights(self):
-        return get_weights(self.net, {i.layer.name: [w.name for w in i.weights] for i in self.spec.walk() if i.weights})
+        return get_weights(self.net,
+                           {i.layer.name: [w.name for w in i.weights] for i in self.spec.walk() if i.weights})
 
     # ---------------------------------------------------------------------------------------- training
 

@@ -1,5 +1,5 @@
-"""One network's train and evaluation steps on torch, from plain parts (the session and the emitted script share
-it): losses and metric statistics accumulate on the device and are read once per epoch."""
+"""One network's train and evaluation steps on torch, from plain parts (the session and the emitted script
+share it): losses and metric statistics accumulate on the device and are read once per epoch."""
 
 from __future__ import annotations
 
@@ -11,20 +11,23 @@ import torch
 
 class Trainer:
     """`loss(out, y)`; `stats(out, y)` the metric statistics; `penalties` [(tensor, penalty)] and
-    `activity` [(module, penalty)] add Keras' regularizers, `constraints` [(tensor, constraint)] run after each
-    step; `step` is the counter that keys the dropout masks."""
+    `activity` [(module, penalty)] add Keras' regularizers, `constraints` [(tensor, constraint)] run after
+    each step; `step` is the counter that keys the dropout masks."""
 
-    def __init__(self, net, loss, optimizer, stats, stats_shape, step, penalties=(), activity=(), constraints=()):
+    def __init__(self, net, loss, optimizer, stats, stats_shape, step, penalties=(), activity=(),
+                 constraints=()):
         self.net, self.loss, self.opt, self.stats, self.step = net, loss, optimizer, stats, step
         self.stats_shape = tuple(stats_shape)
         self.penalties, self.constraints = list(penalties), list(constraints)
-        self._acts = {}  # the latest forward's activity term per module (stale ones are overwritten, never summed)
+        # the latest forward's activity term per module (stale ones are overwritten, never summed)
+        self._acts = {}
         for module, penalty in activity:
             module.register_forward_hook(self._activity_hook(penalty))
 
     def _activity_hook(self, penalty):
-        """Keras 3 (Layer.__call__): loss += regularizer(layer output) / batch size on every call, training and
-        evaluation alike; the output is the module's (with a fused last activation left out, as in Keras)."""
+        """Keras 3 (Layer.__call__): loss += regularizer(layer output) / batch size on every call, training
+        and evaluation alike; the output is the module's (with a fused last activation left out, as in
+        Keras)."""
 
         def hook(module, _inputs, out):
             self._acts[id(module)] = penalty(out) / out.shape[0]

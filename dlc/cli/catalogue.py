@@ -8,8 +8,8 @@ NAME = "catalogue"
 
 
 def command(
-    markdown: Annotated[bool, typer.Option("--markdown", help="a Markdown page instead of text (docs/CATALOGUE.md "
-                                           "is this output)")] = False,
+    markdown: Annotated[bool, typer.Option(
+        "--markdown", help="a Markdown page instead of text (docs/CATALOGUE.md is this output)")] = False,
 ) -> None:
     """List every catalogue item: layers, activations, optimizers, ...
 

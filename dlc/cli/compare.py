@@ -44,6 +44,7 @@ def _show(name: str, c) -> None:
     print(f"  epoch val_loss   max |Δ| = {c.max_abs_val_loss_diff:.3g}")
     print(f"  final weights    max |Δ| = {c.final_weight_max_abs_diff:.3g}")
     for backend, row in c.final_metrics.items():
-        shown = "  ".join(f"{k} {v:.6g}" for k, v in row.items() if k not in ("epoch", "time_s", "samples_per_s"))
+        shown = "  ".join(f"{k} {v:.6g}" for k, v in row.items()
+                          if k not in ("epoch", "time_s", "samples_per_s"))
         print(f"  {backend:<6} {shown}")
     print("  PASSED" if c.passed else "  FAILED: " + "; ".join(c.reasons))

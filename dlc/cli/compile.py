@@ -1,7 +1,7 @@
 """`dlc compile SPEC`: the validated IR as JSON, or a standalone Keras or PyTorch training script."""
 
 import sys
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -13,7 +13,7 @@ from dlc.cli.common import compiled
 NAME = "compile"
 
 
-class Emit(str, Enum):
+class Emit(StrEnum):
     ir = "ir"
     keras = "keras"
     torch = "torch"
@@ -21,11 +21,12 @@ class Emit(str, Enum):
 
 def command(
     spec: o.Spec,
-    emit: Annotated[Emit, typer.Option("--emit", help="ir: the validated IR as JSON; keras or torch: a standalone "
-                                       "training script for that framework")] = Emit.ir,
-    output: Annotated[Optional[str], typer.Option("-o", "--output", metavar="FILE", show_default=False,
-                                                  help="write the script (or the IR) to FILE instead of stdout")]
-    = None,
+    emit: Annotated[Emit, typer.Option(
+        "--emit", help="ir: the validated IR as JSON; keras or torch: a standalone training script for that "
+        "framework")] = Emit.ir,
+    output: Annotated[Optional[str], typer.Option(
+        "-o", "--output", metavar="FILE", show_default=False,
+        help="write the script (or the IR) to FILE instead of stdout")] = None,
 ) -> None:
     """Print the validated IR, or write a standalone training script.
 

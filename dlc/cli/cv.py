@@ -15,13 +15,13 @@ def command(
     backend: o.BackendOpt = o.Backend.torch,
     device: o.Device = "auto",
     out: o.Out = None,
-    k: Annotated[Optional[int], typer.Option("--k", metavar="N", show_default=False,
-                                             help="the number of folds (default: the spec's kfold k, else 5)")]
-    = None,
+    k: Annotated[Optional[int], typer.Option(
+        "--k", metavar="N", show_default=False,
+        help="the number of folds (default: the spec's kfold k, else 5)")] = None,
     epochs: o.Epochs = None,
     seed: o.Seed = None,
-    quiet: Annotated[bool, typer.Option("--quiet", help="no per-fold lines or table (the run directory is still "
-                                        "printed)")] = False,
+    quiet: Annotated[bool, typer.Option(
+        "--quiet", help="no per-fold lines or table (the run directory is still printed)")] = False,
 ) -> int:
     """K-fold cross-validation of a spec.
 

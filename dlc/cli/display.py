@@ -1,6 +1,6 @@
 """What `dlc run` shows while it trains: a table with one row per epoch, a progress bar over the steps of the
-current epoch (on a terminal only), and the summary at the end. Written with rich on stderr; stdout gets only the
-run directory."""
+current epoch (on a terminal only), and the summary at the end. Written with rich on stderr; stdout gets only
+the run directory."""
 
 import math
 
@@ -52,7 +52,8 @@ class EpochTable:
         es = spec.train.early_stopping
         self.monitor = es.monitor if es is not None else ("val_loss" if has_val else "loss")
         if es is not None:
-            self.better = lambda cur, best: improved(cur, best, monitor_mode(es.mode, es.monitor), es.min_delta)
+            self.better = lambda cur, best: improved(cur, best, monitor_mode(es.mode, es.monitor),
+                                                     es.min_delta)
         else:
             self.better = lambda cur, best: cur < best
         self.best: float | None = None
@@ -90,7 +91,7 @@ class EpochTable:
     def _cells(self, keys: list[str], texts: list[str]) -> str:
         w = self.group_width(keys)
         inner = " ".join(t.rjust(self.cell_width(k)) if k != self.monitor else t.rjust(self.W) + " "
-                         for k, t in zip(keys, texts))
+                         for k, t in zip(keys, texts, strict=True))
         return self.SEP + inner.rjust(w)
 
     def header(self):
@@ -143,21 +144,24 @@ def run_summary(console, spec, hist, final: dict):
     if hist.restored_best and hist.best_epoch != len(hist.rows):
         console.print(f"restored the weights of epoch {hist.best_epoch} (best {es.monitor})")
     secs = sum(r["time_s"] for r in hist.rows)
-    samples = sum(r["time_s"] * r["samples_per_s"] for r in hist.rows if r["samples_per_s"] == r["samples_per_s"])
+    samples = sum(r["time_s"] * r["samples_per_s"] for r in hist.rows
+                  if r["samples_per_s"] == r["samples_per_s"])
     speed = f" ({samples / secs:,.0f} samples/s)" if secs > 0 else ""
     console.print(f"[dim]trained {len(hist.rows)} epochs in {secs:.1f} s{speed}[/]")
     parts = [p for p in ("train", "val", "test") if p in final]
     keys = list(final[parts[0]])
     widths = [max(8, len(k)) for k in keys]
-    console.print("[bold]" + "final".ljust(6) + "".join("  " + k.rjust(w) for k, w in zip(keys, widths)) + "[/]")
+    header = "final".ljust(6) + "".join("  " + k.rjust(w) for k, w in zip(keys, widths, strict=True))
+    console.print(f"[bold]{header}[/]")
     for p in parts:
-        line = p.ljust(6) + "".join("  " + fmt_value(final[p].get(k)).rjust(w) for k, w in zip(keys, widths))
+        line = p.ljust(6) + "".join("  " + fmt_value(final[p].get(k)).rjust(w)
+                                    for k, w in zip(keys, widths, strict=True))
         console.print(f"[bold green]{line}[/]" if p == parts[-1] else line, soft_wrap=True)
 
 
 class Progress:
-    """A rich progress bar over the steps of the current epoch (refreshed a few times a second); nothing when the
-    console is not a terminal (a log file gets the epoch rows only)."""
+    """A rich progress bar over the steps of the current epoch (refreshed a few times a second); nothing when
+    the console is not a terminal (a log file gets the epoch rows only)."""
 
     def __init__(self, console, epochs: int):
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn

@@ -1,9 +1,9 @@
 """Exit codes, and the one mapping from exceptions to them that every command shares.
 
     0    done
-    1    a runtime failure: bad data, training failed (a non-finite loss), a missing lowering or backend, a bad
-         run directory or input file, out of memory, any unexpected error; one line on stderr, `dlc: error: ...`
-         (with the run directory, when one was made: it is kept)
+    1    a runtime failure: bad data, training failed (a non-finite loss), a missing lowering or backend, a
+         bad run directory or input file, out of memory, any unexpected error; one line on stderr,
+         `dlc: error: ...` (with the run directory, when one was made: it is kept)
     2    a spec error (the diagnostics, positioned in the spec, never a traceback), a spec that cannot be used
          as it is, or a usage error
     130  interrupted (Ctrl-C)

@@ -12,9 +12,10 @@ NAME = "evaluate"
 
 def command(
     run: o.Run,
-    data: Annotated[Optional[str], typer.Option("--data", metavar="FILE", show_default=False,
-                                                help="a .csv (target in the last column or the spec's target "
-                                                "column) or .npz (x, y) instead of the spec's splits")] = None,
+    data: Annotated[Optional[str], typer.Option(
+        "--data", metavar="FILE", show_default=False,
+        help="a .csv (target in the last column or the spec's target column) or .npz (x, y) instead of the "
+        "spec's splits")] = None,
     as_json: o.Json = False,
 ) -> None:
     """Evaluate a trained run on its data splits or on a file.

@@ -1,7 +1,7 @@
 """`dlc export RUN`: a trained run as an ONNX model."""
 
 import warnings
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -13,7 +13,7 @@ from dlc.cli.errors import CommandError, error_line
 NAME = "export"
 
 
-class Format(str, Enum):
+class Format(StrEnum):
     onnx = "onnx"
 
 

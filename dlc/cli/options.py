@@ -1,17 +1,17 @@
 """The options several commands share, with their help texts (one definition each)."""
 
-from enum import Enum
+from enum import Enum, StrEnum
 from typing import Annotated, Optional
 
 import typer
 
 
-class Backend(str, Enum):
+class Backend(StrEnum):
     torch = "torch"
     keras = "keras"
 
 
-class Dtype(str, Enum):
+class Dtype(StrEnum):
     float32 = "float32"
     float64 = "float64"
 
@@ -24,17 +24,18 @@ def value(choice) -> Optional[str]:
 Spec = Annotated[str, typer.Argument(metavar="SPEC", help="the .dlspec file", show_default=False)]
 Run = Annotated[str, typer.Argument(metavar="RUN", help="a run directory written by `dlc run`",
                                     show_default=False)]
-BackendOpt = Annotated[Backend, typer.Option("--backend", help="the framework to train on: torch (PyTorch) or "
-                                             "keras (Keras 3 on TensorFlow)")]
-Device = Annotated[str, typer.Option("--device", metavar="DEVICE", help="where to train: auto, cpu, cuda or cuda:N "
-                                     "(auto: the first GPU if there is one, else the CPU)")]
+BackendOpt = Annotated[Backend, typer.Option(
+    "--backend", help="the framework to train on: torch (PyTorch) or keras (Keras 3 on TensorFlow)")]
+Device = Annotated[str, typer.Option(
+    "--device", metavar="DEVICE",
+    help="where to train: auto, cpu, cuda or cuda:N (auto: the first GPU if there is one, else the CPU)")]
 Out = Annotated[Optional[str], typer.Option("--out", metavar="DIR", show_default=False,
                                             help="the run directory (default: a fresh one under runs/)")]
 Epochs = Annotated[Optional[int], typer.Option("--epochs", metavar="N", show_default=False,
                                                help="train for N epochs instead of the spec's")]
 Seed = Annotated[Optional[int], typer.Option("--seed", metavar="N", show_default=False,
-                                             help="the seed of every random draw instead of the spec's (initial "
-                                             "weights, splits, shuffles, dropout, augmentation)")]
-DtypeOpt = Annotated[Optional[Dtype], typer.Option("--dtype", show_default=False,
-                                                   help="the floating-point type to train in instead of the spec's")]
+                                             help="the seed of every random draw instead of the spec's "
+                                             "(initial weights, splits, shuffles, dropout, augmentation)")]
+DtypeOpt = Annotated[Optional[Dtype], typer.Option(
+    "--dtype", show_default=False, help="the floating-point type to train in instead of the spec's")]
 Json = Annotated[bool, typer.Option("--json", help="print JSON instead of a table")]

@@ -16,8 +16,9 @@ def command(
     run: o.Run,
     input_file: Annotated[str, typer.Option("--input", metavar="FILE", show_default=False,
                                             help="a .csv of raw features (header optional) or .npz (x)")],
-    output: Annotated[Optional[str], typer.Option("--output", metavar="FILE", show_default=False,
-                                                  help="a .csv or .npz file (default: CSV on stdout)")] = None,
+    output: Annotated[Optional[str], typer.Option(
+        "--output", metavar="FILE", show_default=False,
+        help="a .csv or .npz file (default: CSV on stdout)")] = None,
 ) -> None:
     """Predict with a trained run.
 
@@ -29,7 +30,8 @@ def command(
 
     p = predict(run, input_file)
     if output and output.endswith(".npz"):
-        np.savez(output, predictions=p.outputs, classes=p.table[:, 0] if p.task != "regression" else p.outputs)
+        classes = p.table[:, 0] if p.task != "regression" else p.outputs
+        np.savez(output, predictions=p.outputs, classes=classes)
         return
     with (open(output, "w", newline="") if output else contextlib.nullcontext(sys.stdout)) as fh:
         w = csv.writer(fh)

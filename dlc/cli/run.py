@@ -1,5 +1,5 @@
-"""`dlc run SPEC`: train a spec on one backend into a run directory, with a progress display; `dlc run --resume
-RUN` continues a killed run. A spec with a kfold split runs cross-validation (`dlc cv`)."""
+"""`dlc run SPEC`: train a spec on one backend into a run directory, with a progress display; `dlc run
+--resume RUN` continues a killed run. A spec with a kfold split runs cross-validation (`dlc cv`)."""
 
 from pathlib import Path
 from typing import Annotated, Optional
@@ -16,24 +16,27 @@ NAME = "run"
 
 
 def command(
-    spec: Annotated[Optional[str], typer.Argument(metavar="SPEC", show_default=False,
-                                                  help="the .dlspec file to train (not with --resume)")] = None,
-    resume: Annotated[Optional[str], typer.Option("--resume", metavar="RUN", show_default=False,
-                                                  help="continue a killed run from its last finished epoch")] = None,
+    spec: Annotated[Optional[str], typer.Argument(
+        metavar="SPEC", show_default=False, help="the .dlspec file to train (not with --resume)")] = None,
+    resume: Annotated[Optional[str], typer.Option(
+        "--resume", metavar="RUN", show_default=False,
+        help="continue a killed run from its last finished epoch")] = None,
     backend: o.BackendOpt = o.Backend.torch,
     device: o.Device = "auto",
     out: o.Out = None,
     epochs: o.Epochs = None,
     seed: o.Seed = None,
     dtype: o.DtypeOpt = None,
-    quiet: Annotated[bool, typer.Option("--quiet", help="no progress display, epoch table or summary (the run "
-                                        "directory is still printed)")] = False,
+    quiet: Annotated[bool, typer.Option(
+        "--quiet",
+        help="no progress display, epoch table or summary (the run directory is still printed)")] = False,
 ) -> int:
     """Train a spec and write its run directory.
 
     The run directory holds the spec, ir.json, history.csv/json, curves.png, metrics.json, env.json,
-    run.json, TensorBoard events, checkpoint.npz and the model. A failure while training is one line on stderr,
-    exit 1, with the run directory kept. A spec with a kfold split runs cross-validation (`dlc cv`)."""
+    run.json, TensorBoard events, checkpoint.npz and the model. A failure while training is one line on
+    stderr, exit 1, with the run directory kept. A spec with a kfold split runs cross-validation (`dlc
+    cv`)."""
     backend, dtype = o.value(backend), o.value(dtype)
     if resume:
         return _resume(resume, device, quiet)
@@ -85,8 +88,8 @@ class _Display(Observer):
 
         sizes = " / ".join(f"{len(s.x):,} {part}" for part, s in
                            (("train", data.train), ("val", data.val), ("test", data.test)) if s is not None)
-        self.console.print(f"[bold]{self.spec.name}[/] on [cyan]{self.backend}[/] ({device_name}): {sizes} samples",
-                           soft_wrap=True)
+        self.console.print(f"[bold]{self.spec.name}[/] on [cyan]{self.backend}[/] ({device_name}): "
+                           f"{sizes} samples", soft_wrap=True)
         self.console.print(f"[dim]run directory:[/] {run}", soft_wrap=True)
         self.table = EpochTable(self.console, self.spec, has_val=data.val is not None)
         self.table.header()

@@ -33,7 +33,8 @@ def command(
         table.add_column(col, no_wrap=True)
     for r in runs:
         shown = "  ".join(f"{k} {v:.4f}" for k, v in r["final"].items() if isinstance(v, (int, float)))
-        table.add_row(Path(r["run"]).name, r["spec"], r["backend"], r["date"], str(r["epochs"]), shown, r["status"])
+        table.add_row(Path(r["run"]).name, r["spec"], r["backend"], r["date"], str(r["epochs"]), shown,
+                      r["status"])
     console = Console()
     if not console.is_terminal:
         console = Console(width=200)

@@ -14,28 +14,32 @@ TABLE_ROWS = 10  # best trials in the final table
 
 
 def command(
-    spec: Annotated[Optional[str], typer.Argument(metavar="SPEC", show_default=False,
-                                                  help="the .dlspec file with a search block (with --refine, "
-                                                  "default: the spec that run searched)")] = None,
+    spec: Annotated[Optional[str], typer.Argument(
+        metavar="SPEC", show_default=False,
+        help="the .dlspec file with a search block (with --refine, default: the spec that run searched)")] \
+        = None,
     backend: o.BackendOpt = o.Backend.torch,
     device: o.Device = "auto",
-    out: Annotated[Optional[str], typer.Option("--out", metavar="DIR", show_default=False,
-                                               help="the run directory (default: a fresh one under runs/); the "
-                                               "same --out resumes the search")] = None,
-    trials: Annotated[Optional[int], typer.Option("--trials", metavar="N", show_default=False,
-                                                  help="trials in all (default: the search block's trials)")] = None,
+    out: Annotated[Optional[str], typer.Option(
+        "--out", metavar="DIR", show_default=False,
+        help="the run directory (default: a fresh one under runs/); the same --out resumes the search")] \
+        = None,
+    trials: Annotated[Optional[int], typer.Option(
+        "--trials", metavar="N", show_default=False,
+        help="trials in all (default: the search block's trials)")] = None,
     workers: Annotated[int, typer.Option("--workers", metavar="N",
                                          help="trials run at once, each in its own process")] = 1,
-    threads: Annotated[Optional[int], typer.Option("--threads", metavar="N", show_default=False,
-                                                   help="CPU threads per trial (default: the cores / --workers)")]
-    = None,
-    refine: Annotated[Optional[str], typer.Option("--refine", metavar="RUN", show_default=False,
-                                                  help="search around the best trials of an earlier tune run")]
-    = None,
-    study: Annotated[Optional[str], typer.Option("--study", metavar="NAME", show_default=False,
-                                                 help="the Optuna study's name (default: the model's name)")] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", help="no trial lines or tables (errors and the run directory "
-                                        "are still printed)")] = False,
+    threads: Annotated[Optional[int], typer.Option(
+        "--threads", metavar="N", show_default=False,
+        help="CPU threads per trial (default: the cores / --workers)")] = None,
+    refine: Annotated[Optional[str], typer.Option(
+        "--refine", metavar="RUN", show_default=False,
+        help="search around the best trials of an earlier tune run")] = None,
+    study: Annotated[Optional[str], typer.Option(
+        "--study", metavar="NAME", show_default=False,
+        help="the Optuna study's name (default: the model's name)")] = None,
+    quiet: Annotated[bool, typer.Option(
+        "--quiet", help="no trial lines or tables (errors and the run directory are still printed)")] = False,
 ) -> int:
     """Search a spec's hyperparameters (its search block) with Optuna.
 
@@ -49,8 +53,8 @@ def command(
     spec_path = spec_to_tune(spec, refine)
     result = compiled(spec_path)
     check_tunable(result)
-    done = tune(result, spec_path, backend=o.value(backend), device=device, out=out, trials=trials, workers=workers,
-                threads=threads, refine_run=refine, study=study, reporter=_Display(console))
+    done = tune(result, spec_path, backend=o.value(backend), device=device, out=out, trials=trials,
+                workers=workers, threads=threads, refine_run=refine, study=study, reporter=_Display(console))
     return _finish(console, result.spec.name, done, quiet)
 
 
@@ -63,24 +67,23 @@ class _Display:
 
     def started(self, plan) -> None:
         self.plan = plan
-        what = f"{plan.method} search" + (f" over a grid of {plan.grid_size} points" if plan.grid_size is not None
-                                               else "")
-        self.console.print(f"[bold]{plan.spec_name}[/]: {what}, {plan.target} trials on [cyan]{plan.backend}[/] "
-                           f"({plan.workers} worker{'s' if plan.workers > 1 else ''}), {plan.direction} "
-                           f"{plan.metric}" + (", median pruning" if plan.prune == "median" else "")
-                           + f" → {plan.run}")
+        grid = f" over a grid of {plan.grid_size} points" if plan.grid_size is not None else ""
+        workers = f"{plan.workers} worker{'s' if plan.workers > 1 else ''}"
+        pruning = ", median pruning" if plan.prune == "median" else ""
+        self.console.print(f"[bold]{plan.spec_name}[/]: {plan.method} search{grid}, {plan.target} trials on "
+                           f"[cyan]{plan.backend}[/] ({workers}), {plan.direction} {plan.metric}{pruning}"
+                           f" → {plan.run}")
         self.console.print(f"[dim]study '{plan.study}' in {plan.storage}[/]")
         if plan.refined:
             for sp in plan.spaces:
                 self.console.print(f"  refine {sp.name}: {plan.refined['from'][sp.name]} → {sp.describe()}")
         if plan.grid_size is not None and plan.grid_size > plan.trials:
-            self.console.print(f"[yellow]the grid has {plan.grid_size} points; running the first {plan.trials} "
-                               f"(--trials {plan.grid_size} runs them all)[/]")
+            self.console.print(f"[yellow]the grid has {plan.grid_size} points; running the first "
+                               f"{plan.trials} (--trials {plan.grid_size} runs them all)[/]")
         if plan.done_before:
             again = plan.requeued
-            self.console.print(f"resuming: {plan.done_before} of {plan.target} trials done"
-                               + (f", {again} interrupted trial{'s' if again > 1 else ''} queued again" if again
-                                  else ""))
+            queued = f", {again} interrupted trial{'s' if again > 1 else ''} queued again" if again else ""
+            self.console.print(f"resuming: {plan.done_before} of {plan.target} trials done{queued}")
 
     def trial(self, trial) -> None:
         self.console.print(trial_line(trial, self.plan.metric, self.plan.spaces))
@@ -90,7 +93,7 @@ class _Display:
 
 
 def _finish(console, name: str, done, quiet: bool) -> int:
-    """The table of the best trials (stdout), the counts and the best parameters (stderr), the run directory."""
+    """The best trials' table (stdout), the counts and the best parameters (stderr), the run directory."""
     from rich.console import Console
     from rich.table import Table
 
@@ -105,7 +108,8 @@ def _finish(console, name: str, done, quiet: bool) -> int:
         table.add_column(label, justify="right")
     table.add_column("time", justify="right")
     for t in done.ranked[:TABLE_ROWS]:
-        dur = (t.datetime_complete - t.datetime_start).total_seconds() if t.datetime_complete else float("nan")
+        dur = (t.datetime_complete - t.datetime_start).total_seconds() if t.datetime_complete \
+            else float("nan")
         table.add_row(str(t.number), f"{t.value:.4f}", *(short(sp, t.params[sp.name]) for sp in done.spaces),
                       f"{dur:.1f} s")
     Console(quiet=quiet).print(table)
@@ -151,7 +155,8 @@ def labels(spaces) -> list[str]:
 
 def trial_line(t, metric: str, spaces) -> str:
     """One finished trial: its value (or why it has none), its parameters and how long it took."""
-    params = "  ".join(f"{label}={short(sp, t.params[sp.name])}" for sp, label in zip(spaces, labels(spaces))
+    params = "  ".join(f"{label}={short(sp, t.params[sp.name])}"
+                       for sp, label in zip(spaces, labels(spaces), strict=True)
                        if sp.name in t.params)
     state = t.state.name.lower()
     if state == "complete":

@@ -1,4 +1,4 @@
-"""Keras' callbacks every target runs the same way: ReduceLROnPlateau and early stopping's improvement test."""
+"""Keras' callbacks every target runs alike: ReduceLROnPlateau and early stopping's improvement test."""
 
 from __future__ import annotations
 
@@ -49,4 +49,5 @@ class ReduceLROnPlateau:
 def plateau_for(sched) -> ReduceLROnPlateau:
     """The IR's plateau schedule as a Plateau ('auto' watches for 'acc' in the monitor, as Keras does)."""
     mode = sched.mode if sched.mode != "auto" else ("max" if "acc" in sched.monitor else "min")
-    return ReduceLROnPlateau(sched.factor, sched.patience, sched.min_lr, sched.min_delta, sched.cooldown, mode)
+    return ReduceLROnPlateau(sched.factor, sched.patience, sched.min_lr, sched.min_delta, sched.cooldown,
+                             mode)

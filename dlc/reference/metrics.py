@@ -1,7 +1,7 @@
 """Metrics from statistics each backend accumulates on its device, computed once here in numpy.
 
-Classification backends accumulate a confusion matrix (rows: true class, columns: predicted; binary outputs are
-thresholded at probability 0.5, i.e. logit > 0). Regression backends accumulate [Σ(y−ŷ)², Σ|y−ŷ|, count].
+Classification backends accumulate a confusion matrix (rows: true class, columns: predicted; binary outputs
+are thresholded at probability 0.5, i.e. logit > 0). Regression backends accumulate [Σ(y−ŷ)², Σ|y−ŷ|, count].
 Precision, recall and f1 are of the positive class for binary tasks and macro averages over classes otherwise.
 """
 

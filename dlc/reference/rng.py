@@ -39,7 +39,7 @@ def mul32(x, c: int, ops=PyOps):
 
 
 def fmix32(x, ops=PyOps):
-    """lowbias32 finalizer; `ops` supplies the bit operators for frameworks without Python operator support."""
+    """lowbias32 finalizer; `ops` gives the bit operators to frameworks without Python operator support."""
     x = ops.xor(x, ops.shr(x, 16))
     x = mul32(x, C1, ops)
     x = ops.xor(x, ops.shr(x, 15))
@@ -57,7 +57,8 @@ def dropout_threshold(rate: float) -> int:
     return math.ceil(rate * (1 << 24))
 
 
-def dropout_keep_numpy(seed: int, layer_index: int, step: int, shape: tuple[int, ...], rate: float) -> np.ndarray:
+def dropout_keep_numpy(seed: int, layer_index: int, step: int, shape: tuple[int, ...],
+                       rate: float) -> np.ndarray:
     """Reference mask in canonical (channels-last) element order."""
     key = fmix32(dropout_base(seed, layer_index) ^ (step & M32))
     idx = np.arange(math.prod(shape), dtype=np.int64) & M32

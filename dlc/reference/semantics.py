@@ -1,4 +1,4 @@
-"""Formulas every target shares, written once (the backends call them; the emitted scripts copy their source)."""
+"""Formulas every target shares, written once (the backends call them; emitted scripts copy their source)."""
 
 from __future__ import annotations
 

@@ -16,7 +16,8 @@ def initial_weights(spec: Spec, seed: int | None = None) -> Weights:
     for info in spec.walk():
         layer_w = {}
         for j, w in enumerate(info.weights):
-            arr = np.array(w.init.draw(stream(seed, STREAM_INIT, info.index, j), tuple(w.shape)), dtype=np.float64)
+            arr = np.array(w.init.draw(stream(seed, STREAM_INIT, info.index, j), tuple(w.shape)),
+                           dtype=np.float64)
             # e.g. an LSTM's forget-gate bias starts at one (Keras' unit_forget_bias, gate order i, f, c, o)
             layer_w[w.name] = info.layer.initial_value(w.name, arr)
         if layer_w:

@@ -1,5 +1,6 @@
 """`dlc compare`: train one spec on both backends from the same weights, batches and dropout masks, and report
-how far apart they are, step by step. Tolerances are the ones measured as reachable in shared/EQUIVALENCE.md."""
+how far apart they are, step by step. Tolerances are the ones measured as reachable in
+shared/EQUIVALENCE.md."""
 
 from __future__ import annotations
 
@@ -27,18 +28,21 @@ class Comparison:
     final_metrics: dict[str, dict]
     passed: bool
     reasons: list[str]
-    max_abs_val_loss_diff: float = 0.0  # per-epoch validation loss (inference mode: BN moving stats, no dropout)
-    runs: dict[str, dict] | None = None  # per backend: steps, epochs, stopped_early, best_epoch, restored_best
+    # per-epoch validation loss (inference mode: BN moving stats, no dropout)
+    max_abs_val_loss_diff: float = 0.0
+    # per backend: steps, epochs, stopped_early, best_epoch, restored_best
+    runs: dict[str, dict] | None = None
     val_losses: dict[str, list[float]] | None = None  # per backend, one per epoch
 
     def to_json(self) -> dict:
         return self.__dict__.copy()
 
 
-def compare_spec(spec, base_dir: Path, steps: int | None, dtype: str, backends=("keras", "torch")) -> Comparison:
-    """Train `spec` on both backends for `steps` optimizer steps (more epochs than the spec asks for when needed;
-    None: exactly the spec's own run, early stopping included) and compare step losses, validation losses,
-    the training decisions (early stopping) and the weights before and after."""
+def compare_spec(spec, base_dir: Path, steps: int | None, dtype: str,
+                 backends=("keras", "torch")) -> Comparison:
+    """Train `spec` on both backends for `steps` optimizer steps (more epochs than the spec asks for when
+    needed; None: exactly the spec's own run, early stopping included) and compare step losses, validation
+    losses, the training decisions (early stopping) and the weights before and after."""
     from dlc.backends import session_class
     from dlc.reference.weights import initial_weights, max_abs_diff
     from dlc.runtime.data import prepare
@@ -48,7 +52,8 @@ def compare_spec(spec, base_dir: Path, steps: int | None, dtype: str, backends=(
     data = prepare(spec, base_dir)
     init = initial_weights(spec)
     bs = spec.train.batch_size
-    epochs = spec.train.epochs if steps is None else max(spec.train.epochs, -(-steps * bs // len(data.train.x)))
+    epochs = spec.train.epochs if steps is None else max(spec.train.epochs,
+                                                         -(-steps * bs // len(data.train.x)))
     losses, start, end, finals, val, runs = {}, {}, {}, {}, {}, {}
     for name in backends:
         session = session_class(name)(spec, dtype=dtype, device="cpu", weights=init)
@@ -58,7 +63,8 @@ def compare_spec(spec, base_dir: Path, steps: int | None, dtype: str, backends=(
         end[name] = session.get_weights()
         finals[name] = hist.rows[-1] if hist.rows else {}
         val[name] = [r["val_loss"] for r in hist.rows if "val_loss" in r]
-        runs[name] = {"steps": len(hist.step_losses), "epochs": len(hist.rows), "stopped_early": hist.stopped_early,
+        runs[name] = {"steps": len(hist.step_losses), "epochs": len(hist.rows),
+                      "stopped_early": hist.stopped_early,
                       "best_epoch": hist.best_epoch, "restored_best": hist.restored_best}
     a, b = backends
     n = min(len(losses[a]), len(losses[b]))
@@ -73,7 +79,8 @@ def compare_spec(spec, base_dir: Path, steps: int | None, dtype: str, backends=(
     if dtype == "float64":
         if n and diff.max() > FLOAT64_LOSS_TOL:
             i = int(diff.argmax())
-            reasons.append(f"loss differs by {diff[i]:.3g} at step {i + 1} (float64 bound {FLOAT64_LOSS_TOL:g})")
+            reasons.append(f"loss differs by {diff[i]:.3g} at step {i + 1} (float64 bound "
+                           f"{FLOAT64_LOSS_TOL:g})")
     else:
         bound = 2e-6 + 1e-6 * np.abs(la)
         over = np.flatnonzero(diff > bound)

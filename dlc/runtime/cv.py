@@ -1,7 +1,7 @@
 """`dlc cv`: k-fold cross-validation with dlc's seeded folds (the same folds on every backend).
 
-Each fold trains a fresh model from the spec's initial weights; its validation part is the held-out fold. A test
-fraction, if the split asks for one, is held out before folding and is evaluated by every fold's model.
+Each fold trains a fresh model from the spec's initial weights; its validation part is the held-out fold. A
+test fraction, if the split asks for one, is held out before folding and is evaluated by every fold's model.
 """
 
 from __future__ import annotations
@@ -46,17 +46,17 @@ def run_cv(spec, base_dir: Path, backend: str, device: str = "auto", k: int | No
         hist = train(session, spec, data)
         row = {"fold": i, "epochs": len(hist.rows), "train_samples": len(data.train.x),
                "val_samples": len(data.val.x)}
-        row["val"] = evaluate(session, spec, session.load_data(data.val.x, data.val.y), data.num_classes,
-                              spec.train.batch_size)
+        row["val"] = evaluate(session, spec, session.load_data(data.val.x, data.val.y), spec.train.batch_size)
         if data.test is not None:
-            row["test"] = evaluate(session, spec, session.load_data(data.test.x, data.test.y), data.num_classes,
+            row["test"] = evaluate(session, spec, session.load_data(data.test.x, data.test.y),
                                    spec.train.batch_size)
         results.append(row)
         if out is not None:
             fdir = out / f"fold_{i}"
             fdir.mkdir(parents=True, exist_ok=True)
             rundir.write_history(fdir, hist.rows)
-            rundir.write_json(fdir / "metrics.json", {k2: v for k2, v in row.items() if k2 in ("val", "test")})
+            rundir.write_json(fdir / "metrics.json",
+                              {k2: v for k2, v in row.items() if k2 in ("val", "test")})
         if on_fold:
             on_fold(row)
     keys = list(results[0]["val"])
@@ -67,7 +67,8 @@ def run_cv(spec, base_dir: Path, backend: str, device: str = "auto", k: int | No
         summary["std"][key] = float(vals.std(ddof=1)) if len(vals) > 1 else 0.0
         summary[f"cv_{key}"] = float(vals.mean())
     if "test" in results[0]:
-        summary["test_mean"] = {key: float(np.mean([r["test"][key] for r in results])) for key in results[0]["test"]}
+        summary["test_mean"] = {key: float(np.mean([r["test"][key] for r in results]))
+                                for key in results[0]["test"]}
     if out is not None:
         rundir.write_json(out / "cv.json", summary)
     return summary

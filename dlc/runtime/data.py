@@ -33,7 +33,6 @@ class Dataset:
     val: Split | None
     test: Split | None
     num_classes: int | None
-    class_names: list[str] | None = None
     # x_normalised = (x - shift) / scale per flat feature, fitted on the training part; saved with a run so
     # `dlc predict` and `dlc evaluate` apply exactly what training saw
     shift: np.ndarray | None = None
@@ -161,10 +160,6 @@ def class_targets(y: np.ndarray, kind: str, num_classes: int | None = None) -> n
     return y.astype(np.float64).reshape(len(y), -1)
 
 
-def _split_seed(spec: Spec, *keys: int) -> int:
-    return split_seed(spec.seed, *keys)
-
-
 def split_seed(seed: int, *keys: int) -> int:
     """The seed of the split's scikit-learn splitters: SeedSequence([seed, STREAM_SPLIT, *keys])."""
     return int(np.random.SeedSequence([seed, STREAM_SPLIT, *keys]).generate_state(1)[0])
@@ -205,7 +200,8 @@ def kfold_indices(n: int, labels: np.ndarray | None, k: int, shuffle: bool, stra
     return [(rest[tr], rest[va], held) for tr, va in it]
 
 
-def _split_indices(spec: Spec, labels: np.ndarray | None, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _split_indices(spec: Spec, labels: np.ndarray | None, n: int) -> tuple[np.ndarray, np.ndarray,
+                                                                           np.ndarray]:
     """train/val/test indices of a holdout split (a kfold split's test part and everything else as train)."""
     split = spec.data.split
     val = split.val if isinstance(split, Holdout) else 0.0
@@ -287,7 +283,7 @@ def assemble(spec: Spec, data: Loaded, train: np.ndarray, val: np.ndarray, test:
 
 
 def normalizer(how: str, fit: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """(shift, scale) per feature: standard = mean and std, minmax = min and range; constant features keep 1."""
+    """(shift, scale) per feature: standard = mean, std; minmax = min, range; constant features scale 1."""
     if how == "standard":
         mu, sd = fit.mean(axis=0), fit.std(axis=0)
         return mu, np.where(sd > 0, sd, 1.0)
@@ -298,7 +294,7 @@ def normalizer(how: str, fit: np.ndarray) -> tuple[np.ndarray | None, np.ndarray
 
 
 def prepare(spec: Spec, base_dir: Path) -> Dataset:
-    """Load, split (seeded), normalise with statistics of the training part only, shape to the spec's input."""
+    """Load, split (seeded), normalise with the training part's statistics only, shape to the spec's input."""
     data = load(spec, base_dir)
     return assemble(spec, data, *_split_indices(spec, data.labels, len(data.x)))
 

@@ -32,7 +32,8 @@ class History:
     step_losses: list[float] = field(default_factory=list)
 
 
-def evaluate(session, spec: Spec, handle, num_classes: int | None, batch_size: int) -> dict[str, float]:
+def evaluate(session, spec: Spec, handle, batch_size: int) -> dict[str, float]:
+    """The loss and the spec's metrics of the session's model on a loaded dataset (inference mode)."""
     loss, stats = session.evaluate(handle, batch_size)
     out = {"loss": float(loss)}
     out.update(M.compute([m.name for m in spec.metrics], type(spec.loss).task, stats))
@@ -41,8 +42,8 @@ def evaluate(session, spec: Spec, handle, num_classes: int | None, batch_size: i
 
 @dataclass
 class LoopState:
-    """Everything the loop needs to go on after epoch `epoch` (epochs count from 0): saved with each checkpoint
-    so a killed run resumes with the same numbers as one never interrupted."""
+    """Everything the loop needs to go on after epoch `epoch` (epochs count from 0): saved with each
+    checkpoint so a killed run resumes with the same numbers as one never interrupted."""
 
     epoch: int = 0  # epochs finished
     lr: float = 0.0
@@ -67,91 +68,137 @@ class LoopState:
 def train(session, spec: Spec, data: Dataset, epochs: int | None = None,
           on_epoch: Callable[[dict], None] | None = None,
           on_progress: Callable[[int, int, int], None] | None = None, max_steps: int | None = None,
-          resume: LoopState | None = None, on_checkpoint: Callable[[LoopState], None] | None = None) -> History:
+          resume: LoopState | None = None,
+          on_checkpoint: Callable[[LoopState], None] | None = None) -> History:
     """Train `session` on `data` as the spec says; returns the history (also on failure, with .failure set).
     `resume` continues from a checkpointed state (the session's own state restored by the caller);
     `on_checkpoint` is called after every finished epoch with the state to save."""
     epochs = epochs or spec.train.epochs
-    bs = spec.train.batch_size
-    task = type(spec.loss).task
-    names = [m.name for m in spec.metrics]
-    base_lr = spec.optimizer.learning_rate
     train_h = session.load_data(data.train.x, data.train.y)
     val_h = session.load_data(data.val.x, data.val.y) if data.val is not None else None
-    plateau = plateau_for(spec.schedule) if spec.schedule is not None and spec.schedule.kind == "plateau" else None
-    es = spec.train.early_stopping
-    state = resume or LoopState(lr=base_lr)
-    if resume is None and es is not None:
-        state.es_best = math.inf if monitor_mode(es.mode, es.monitor) == "min" else -math.inf
-    if plateau is not None and state.plateau is not None:
-        plateau.best, plateau.wait, plateau.cooldown = (state.plateau[k] for k in ("best", "wait", "cooldown"))
+    state = resume if resume is not None else _fresh_state(spec)
+    plateau = _plateau(spec, state)
     hist = state.history
-    n = len(data.train.x)
     for epoch in range(state.epoch, epochs):
         if hist.stopped_early:
             break
-        lr = state.lr
-        if spec.schedule is not None and plateau is None:
-            lr = spec.schedule.lr_at(epoch, base_lr)
+        lr = _epoch_lr(spec, plateau, state, epoch)
         session.set_lr(lr)
-        perm = epoch_permutation(spec.seed, epoch, n, spec.train.shuffle)
-        if max_steps is not None:
-            left = max_steps - len(hist.step_losses)
-            if left <= 0:
-                break
-            perm = perm[:left * bs]
+        perm = _epoch_order(spec, epoch, len(data.train.x), max_steps, len(hist.step_losses))
+        if perm is None:
+            break
         if spec.data is not None and spec.data.augment:
-            train_h = session.load_data(augment(data.train.x, spec.data.augment, spec.seed, epoch), data.train.y)
-        t0 = time.perf_counter()
-        losses, stats, sizes = session.train_epoch(
-            train_h, perm, bs,
-            (lambda done, total, e=epoch: on_progress(e, done, total)) if on_progress else None)
-        elapsed = time.perf_counter() - t0
-        hist.step_losses.extend(float(v) for v in losses)
-        bad = np.flatnonzero(~np.isfinite(losses))
-        if bad.size:
-            step = int(bad[0])
-            smaller = min(base_lr / 10, 0.1)  # 0.1 and 0.01 are the classic starting points
-            now = f"learning rate {lr:g}" + ("" if lr == base_lr else f", the optimizer's lr={base_lr:g}")
-            hist.failure = (
-                f"loss became {'nan' if np.isnan(losses[step]) else 'inf'} at epoch {epoch + 1}, step {step + 1} "
-                f"({now}); training diverged: try a smaller learning rate, e.g. lr={smaller:g} "
-                f"or lr={smaller / 10:g}")
-            raise TrainingFailed(hist.failure)
-        row = {"epoch": epoch + 1, "loss": float(np.sum(losses * sizes) / np.sum(sizes))}
-        row.update(M.compute(names, task, stats))
-        if val_h is not None:
-            for k, v in evaluate(session, spec, val_h, data.num_classes, bs).items():
-                row[f"val_{k}"] = v
-        row["lr"] = float(lr)
-        row["time_s"] = elapsed
-        row["samples_per_s"] = len(perm) / elapsed if elapsed > 0 else float("nan")
-        hist.rows.append(row)
+            train_h = session.load_data(augment(data.train.x, spec.data.augment, spec.seed, epoch),
+                                        data.train.y)
+        row = _train_epoch(session, spec, train_h, val_h, perm, epoch, lr, hist, on_progress)
         if on_epoch:
             on_epoch(row)
-        if plateau is not None:
-            lr = plateau.update(row.get(spec.schedule.monitor, row["loss"]), lr)
-            state.plateau = {"best": plateau.best, "wait": plateau.wait, "cooldown": plateau.cooldown}
-        state.lr = lr
-        if es is not None:
-            current = row.get(es.monitor)
-            if current is None:
-                raise TrainingFailed(f"early_stopping monitors '{es.monitor}', which this run does not compute")
-            state.es_wait += 1
-            if improved(current, state.es_best, monitor_mode(es.mode, es.monitor), es.min_delta):
-                state.es_best = current
-                hist.best_epoch = epoch + 1
-                state.es_wait = 0
-                if es.restore_best:
-                    state.best_weights = session.get_weights()
-            elif state.es_wait >= es.patience and epoch > 0:
-                hist.stopped_early = True
-        state.epoch = epoch + 1
+        _end_epoch(session, spec, plateau, state, row, epoch, lr)
         if on_checkpoint:
             on_checkpoint(state)
-        if hist.stopped_early:
-            break
+    es = spec.train.early_stopping
     if es is not None and es.restore_best and state.best_weights is not None:
         session.set_weights(state.best_weights)
         hist.restored_best = True
     return hist
+
+
+def _fresh_state(spec: Spec) -> LoopState:
+    """The state before the first epoch: the optimizer's lr, early stopping's best at its worst."""
+    state = LoopState(lr=spec.optimizer.learning_rate)
+    es = spec.train.early_stopping
+    if es is not None:
+        state.es_best = math.inf if monitor_mode(es.mode, es.monitor) == "min" else -math.inf
+    return state
+
+
+def _plateau(spec: Spec, state: LoopState):
+    """The spec's ReduceLROnPlateau (None without one), with its counters from a resumed state."""
+    if spec.schedule is None or spec.schedule.kind != "plateau":
+        return None
+    plateau = plateau_for(spec.schedule)
+    if state.plateau is not None:
+        saved = state.plateau
+        plateau.best, plateau.wait, plateau.cooldown = saved["best"], saved["wait"], saved["cooldown"]
+    return plateau
+
+
+def _epoch_lr(spec: Spec, plateau, state: LoopState, epoch: int) -> float:
+    """This epoch's learning rate: the schedule's, or the one the plateau callback (or no schedule) left."""
+    if spec.schedule is not None and plateau is None:
+        return spec.schedule.lr_at(epoch, spec.optimizer.learning_rate)
+    return state.lr
+
+
+def _epoch_order(spec: Spec, epoch: int, n: int, max_steps: int | None,
+                 steps_done: int) -> np.ndarray | None:
+    """The epoch's seeded sample order, cut to the steps `max_steps` leaves; None when none are left."""
+    perm = epoch_permutation(spec.seed, epoch, n, spec.train.shuffle)
+    if max_steps is None:
+        return perm
+    left = max_steps - steps_done
+    return perm[:left * spec.train.batch_size] if left > 0 else None
+
+
+def _train_epoch(session, spec: Spec, train_h, val_h, perm, epoch: int, lr: float, hist: History,
+                 on_progress: Callable[[int, int, int], None] | None) -> dict:
+    """One epoch of steps in the order `perm`, then the validation: the history row (also appended)."""
+    bs = spec.train.batch_size
+    progress = (lambda done, total: on_progress(epoch, done, total)) if on_progress else None
+    t0 = time.perf_counter()
+    losses, stats, sizes = session.train_epoch(train_h, perm, bs, progress)
+    elapsed = time.perf_counter() - t0
+    hist.step_losses.extend(float(v) for v in losses)
+    _check_finite(hist, losses, epoch, lr, spec.optimizer.learning_rate)
+    row = {"epoch": epoch + 1, "loss": float(np.sum(losses * sizes) / np.sum(sizes))}
+    row.update(M.compute([m.name for m in spec.metrics], type(spec.loss).task, stats))
+    if val_h is not None:
+        for k, v in evaluate(session, spec, val_h, bs).items():
+            row[f"val_{k}"] = v
+    row["lr"] = float(lr)
+    row["time_s"] = elapsed
+    row["samples_per_s"] = len(perm) / elapsed if elapsed > 0 else float("nan")
+    hist.rows.append(row)
+    return row
+
+
+def _check_finite(hist: History, losses: np.ndarray, epoch: int, lr: float, base_lr: float) -> None:
+    """TrainingFailed (kept in the history) at the first non-finite step loss, naming smaller lrs to try."""
+    bad = np.flatnonzero(~np.isfinite(losses))
+    if not bad.size:
+        return
+    step = int(bad[0])
+    smaller = min(base_lr / 10, 0.1)  # 0.1 and 0.01 are the classic starting points
+    now = f"learning rate {lr:g}" + ("" if lr == base_lr else f", the optimizer's lr={base_lr:g}")
+    hist.failure = (
+        f"loss became {'nan' if np.isnan(losses[step]) else 'inf'} at epoch {epoch + 1}, step "
+        f"{step + 1} ({now}); training diverged: try a smaller learning rate, e.g. lr={smaller:g} "
+        f"or lr={smaller / 10:g}")
+    raise TrainingFailed(hist.failure)
+
+
+def _end_epoch(session, spec: Spec, plateau, state: LoopState, row: dict, epoch: int, lr: float) -> None:
+    """The callbacks after an epoch (plateau, early stopping), leaving the state to checkpoint."""
+    if plateau is not None:
+        lr = plateau.update(row.get(spec.schedule.monitor, row["loss"]), lr)
+        state.plateau = {"best": plateau.best, "wait": plateau.wait, "cooldown": plateau.cooldown}
+    state.lr = lr
+    if spec.train.early_stopping is not None:
+        _early_stopping(session, spec.train.early_stopping, state, row, epoch)
+    state.epoch = epoch + 1
+
+
+def _early_stopping(session, es, state: LoopState, row: dict, epoch: int) -> None:
+    """Keras' EarlyStopping after an epoch: the best so far (and its weights, with restore_best), the wait."""
+    current = row.get(es.monitor)
+    if current is None:
+        raise TrainingFailed(f"early_stopping monitors '{es.monitor}', which this run does not compute")
+    state.es_wait += 1
+    if improved(current, state.es_best, monitor_mode(es.mode, es.monitor), es.min_delta):
+        state.es_best = current
+        state.history.best_epoch = epoch + 1
+        state.es_wait = 0
+        if es.restore_best:
+            state.best_weights = session.get_weights()
+    elif state.es_wait >= es.patience and epoch > 0:
+        state.history.stopped_early = True

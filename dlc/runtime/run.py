@@ -1,6 +1,7 @@
-"""What `dlc run` does to a run directory: train a spec on one backend, writing the history and a checkpoint after
-every epoch and, at the end, the final metrics, the model and the curves; and continue a killed run from its last
-checkpoint (`--resume`). Nothing here prints: progress goes to an Observer (the command line's display)."""
+"""What `dlc run` does to a run directory: train a spec on one backend, writing the history and a checkpoint
+after every epoch and, at the end, the final metrics, the model and the curves; and continue a killed run from
+its last checkpoint (`--resume`). Nothing here prints: progress goes to an Observer (the command line's
+display)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from dlc.runtime.runs import RunDirError
 
 
 class RunFailed(Exception):
-    """A failure after the run directory was made: the cause, and the directory (kept, with the history so far)."""
+    """A failure after the run directory was made: the cause, and the directory (kept, with the history)."""
 
     def __init__(self, cause: BaseException, run: Path):
         super().__init__(str(cause))
@@ -39,8 +40,8 @@ def apply_overrides(spec, seed: int | None = None, dtype: str | None = None, epo
 
 
 def trainable(result, seed: int | None = None, dtype: str | None = None, epochs: int | None = None):
-    """The spec of a compiled, error-free result, ready to train with the overrides; SpecError (the diagnostics,
-    positioned in the spec) when it cannot be trained as it is (search spaces, ...)."""
+    """The spec of a compiled, error-free result, ready to train with the overrides; SpecError (the
+    diagnostics, positioned in the spec) when it cannot be trained as it is (search spaces, ...)."""
     from dlc.compiler.diagnostics import SpecError
     from dlc.runtime.support import run_blockers
 
@@ -58,8 +59,7 @@ def final_metrics(session, spec, data) -> dict[str, dict[str, float]]:
     for part in ("train", "val", "test"):
         split = getattr(data, part)
         if split is not None:
-            out[part] = evaluate(session, spec, session.load_data(split.x, split.y), data.num_classes,
-                                 spec.train.batch_size)
+            out[part] = evaluate(session, spec, session.load_data(split.x, split.y), spec.train.batch_size)
     return out
 
 
@@ -131,11 +131,12 @@ class Finished:
     final: dict  # metrics.json: train/val/test metrics, epochs_run, stopped_early, best_epoch, restored_best
 
 
-def train_run(spec, backend: str, spec_file: str, base_dir: Path, *, device: str = "auto", out: str | None = None,
+def train_run(spec, backend: str, spec_file: str, base_dir: Path, *, device: str = "auto",
+              out: str | None = None,
               resume: Resumable | None = None, observer: Observer | None = None) -> Finished:
-    """Train `spec` on `backend` into a run directory: `out` (default: a fresh one under runs/), or the one being
-    resumed. A failure before the directory exists is raised as it is; one after it as RunFailed (the history so
-    far and its curves are written first)."""
+    """Train `spec` on `backend` into a run directory: `out` (default: a fresh one under runs/), or the one
+    being resumed. A failure before the directory exists is raised as it is; one after it as RunFailed (the
+    history so far and its curves are written first)."""
     from dlc.backends import session_class
     from dlc.reference.weights import initial_weights
     from dlc.runtime.data import prepare

@@ -1,9 +1,10 @@
-"""The run directory: the spec as given, ir.json, history.csv/json, curves.png, metrics.json, env.json, model."""
+"""The run directory: the spec, ir.json, history.csv/json, curves.png, metrics.json, env.json, the model."""
 
 from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import platform
 import shutil
@@ -84,21 +85,11 @@ def plot_curves(run: Path, rows: list[dict], title: str, best_epoch: int | None 
     for the learning rate; a dotted line marks the best epoch when early stopping kept one."""
     if not rows:
         return
-    import math
-
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
-
-    plain = FuncFormatter(lambda v, _: f"{v:,.0f}" if abs(v) >= 1000 else f"{v:.4g}")
-
-    def log_y(ax):
-        ax.set_yscale("log")
-        ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 3.0, 5.0)))
-        ax.yaxis.set_major_formatter(plain)
-        ax.yaxis.set_minor_formatter(NullFormatter())
+    from matplotlib.ticker import MaxNLocator
 
     skip = {"epoch", "lr", "time_s", "samples_per_s"}
     bases = [k for k in rows[0] if k not in skip and not k.startswith("val_")]
@@ -108,32 +99,11 @@ def plot_curves(run: Path, rows: list[dict], title: str, best_epoch: int | None 
     fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, 3.4 * nrows), squeeze=False)
     epochs = [r["epoch"] for r in rows]
     marker = "o" if len(rows) <= 30 else None
-    for ax, key in zip(axes.flat, panels):
+    for ax, key in zip(axes.flat, panels, strict=False):  # the grid may have more cells than panels
         if key == "lr":
-            lrs = [r["lr"] for r in rows]
-            ax.step(epochs, lrs, where="mid", color="tab:gray")
-            if marker:
-                ax.plot(epochs, lrs, marker, color="tab:gray", markersize=3)
-            if min(lrs) > 0 and max(lrs) / min(lrs) > 10:
-                log_y(ax)
-            else:
-                ax.yaxis.set_major_formatter(plain)
-                lo, hi = min(lrs), max(lrs)
-                pad = (hi - lo) * 0.1 or abs(hi) * 0.1 or 1.0
-                ax.set_ylim(max(lo - pad, 0) if lo >= 0 else lo - pad, hi + pad)
-                if hi == lo:
-                    ax.set_yticks([lo])
-            ax.set_title("learning rate")
+            _plot_lr(ax, epochs, [r["lr"] for r in rows], marker)
         else:
-            train = [r.get(key) for r in rows]
-            val = [r.get(f"val_{key}") for r in rows] if f"val_{key}" in rows[0] else None
-            ax.plot(epochs, train, label="train", color="tab:blue", marker=marker, markersize=3)
-            if val is not None:
-                ax.plot(epochs, val, label="validation", color="tab:orange", marker=marker, markersize=3)
-            values = [v for v in train + (val or []) if v is not None and math.isfinite(v)]
-            if key == "loss" and values and min(values) > 0 and max(values) / min(values) > 10:
-                log_y(ax)
-            ax.set_title(key)
+            _plot_metric(ax, key, rows, epochs, marker)
         if best_epoch is not None:
             ax.axvline(best_epoch, color="tab:green", linestyle=":", linewidth=1.2,
                        label=f"best epoch ({best_epoch})" if key != "lr" else None)
@@ -148,3 +118,50 @@ def plot_curves(run: Path, rows: list[dict], title: str, best_epoch: int | None 
     fig.tight_layout()
     fig.savefig(run / "curves.png", dpi=100)
     plt.close(fig)
+
+
+def _plain_ticks():
+    """Tick labels without scientific notation: 12,345 or 0.01234."""
+    from matplotlib.ticker import FuncFormatter
+
+    return FuncFormatter(lambda v, _: f"{v:,.0f}" if abs(v) >= 1000 else f"{v:.4g}")
+
+
+def _log_y(ax) -> None:
+    from matplotlib.ticker import LogLocator, NullFormatter
+
+    ax.set_yscale("log")
+    ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 3.0, 5.0)))
+    ax.yaxis.set_major_formatter(_plain_ticks())
+    ax.yaxis.set_minor_formatter(NullFormatter())
+
+
+def _plot_lr(ax, epochs: list[int], lrs: list[float], marker: str | None) -> None:
+    """The learning rate per epoch as steps; a log scale when it spans more than a factor of 10."""
+    ax.step(epochs, lrs, where="mid", color="tab:gray")
+    if marker:
+        ax.plot(epochs, lrs, marker, color="tab:gray", markersize=3)
+    if min(lrs) > 0 and max(lrs) / min(lrs) > 10:
+        _log_y(ax)
+    else:
+        ax.yaxis.set_major_formatter(_plain_ticks())
+        lo, hi = min(lrs), max(lrs)
+        pad = (hi - lo) * 0.1 or abs(hi) * 0.1 or 1.0
+        ax.set_ylim(max(lo - pad, 0) if lo >= 0 else lo - pad, hi + pad)
+        if hi == lo:
+            ax.set_yticks([lo])
+    ax.set_title("learning rate")
+
+
+def _plot_metric(ax, key: str, rows: list[dict], epochs: list[int], marker: str | None) -> None:
+    """A quantity on the training part and, when the rows have it, on the validation part; the loss on a log
+    scale when it spans more than a factor of 10."""
+    train = [r.get(key) for r in rows]
+    val = [r.get(f"val_{key}") for r in rows] if f"val_{key}" in rows[0] else None
+    ax.plot(epochs, train, label="train", color="tab:blue", marker=marker, markersize=3)
+    if val is not None:
+        ax.plot(epochs, val, label="validation", color="tab:orange", marker=marker, markersize=3)
+    values = [v for v in train + (val or []) if v is not None and math.isfinite(v)]
+    if key == "loss" and values and min(values) > 0 and max(values) / min(values) > 10:
+        _log_y(ax)
+    ax.set_title(key)

@@ -40,7 +40,8 @@ def describe(run: Path) -> dict:
     if cv:
         final = {f"cv_{k}": v for k, v in cv.get("mean", {}).items()}
     return {
-        "run": str(run), "spec": ir.get("name", "?"), "backend": env.get("backend") or (cv or {}).get("backend", "?"),
+        "run": str(run), "spec": ir.get("name", "?"),
+        "backend": env.get("backend") or (cv or {}).get("backend", "?"),
         "date": time.strftime("%Y-%m-%d %H:%M", time.localtime(run.stat().st_mtime)),
         "epochs": len(hist) if hist else (len((cv or {}).get("folds", [])) and "cv"),
         "final": final, "status": "done" if (metrics or cv) else "incomplete",
@@ -67,7 +68,7 @@ def histories(paths: list[str | Path]) -> list[tuple[Path, list[dict]]]:
 
 
 def plot_runs(paths: list[str | Path], out: str | Path) -> Path:
-    """One PNG with a panel per quantity every run has (train solid, validation dashed) and the learning rate."""
+    """One PNG: a panel per quantity every run has (train solid, validation dashed) and the learning rate."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -78,9 +79,9 @@ def plot_runs(paths: list[str | Path], out: str | Path) -> Path:
     keys = [k for k in keys if all(k in h[0] for _, h in runs)] + ["lr"]
     fig, axes = plt.subplots(1, len(keys), figsize=(4.4 * len(keys), 3.8), squeeze=False)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for i, ((_, hist), label) in enumerate(zip(runs, _labels([p for p, _ in runs]))):
+    for i, ((_, hist), label) in enumerate(zip(runs, _labels([p for p, _ in runs]), strict=True)):
         _plot_run(axes[0], keys, hist, label, colors[i % len(colors)])
-    for ax, key in zip(axes[0], keys):
+    for ax, key in zip(axes[0], keys, strict=True):
         ax.set_title("learning rate" if key == "lr" else key)
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
@@ -94,7 +95,7 @@ def plot_runs(paths: list[str | Path], out: str | Path) -> Path:
 
 def _plot_run(axes, keys: list[str], hist: list[dict], label: str, color) -> None:
     ep = [r["epoch"] for r in hist]
-    for ax, key in zip(axes, keys):
+    for ax, key in zip(axes, keys, strict=True):
         if key == "lr":
             ax.plot(ep, [r["lr"] for r in hist], color=color, label=label)
             ax.set_yscale("log")

@@ -1,7 +1,8 @@
 """Using a trained run: `dlc evaluate`, `dlc predict` and `dlc export --format onnx`.
 
-A run directory is rebuilt from its ir.json and run.json: the model is loaded on the backend it was trained on,
-and inputs get exactly the preprocessing that training fitted (saved in run.json), so raw feature files work.
+A run directory is rebuilt from its ir.json and run.json: the model is loaded on the backend it was trained
+on, and inputs get exactly the preprocessing that training fitted (saved in run.json), so raw feature files
+work.
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ def load_run(run: Path, backend: str | None = None):
     try:
         session.load(run)
     except Exception as e:  # noqa: BLE001 — any failure to read a truncated or foreign model file
-        raise ServeError(f"cannot load the model in '{run}': {str(e).splitlines()[0] if str(e) else e}") from None
+        why = str(e).splitlines()[0] if str(e) else e
+        raise ServeError(f"cannot load the model in '{run}': {why}") from None
     return spec, session, info
 
 
@@ -92,7 +94,8 @@ def _read_npz(path: Path):
         raise ServeError(f"cannot read {path}: {e}") from None
 
 
-def _split_target(rows: list[list[str]], header: list[str] | None, n_features: int | None, target: str | None):
+def _split_target(rows: list[list[str]], header: list[str] | None, n_features: int | None,
+                  target: str | None):
     """(feature rows, target column or None): the column named `target`, else a last column beyond the
     n_features the model takes."""
     if header is not None and target and target in header:
@@ -115,14 +118,15 @@ def _numbers(path: Path, rows: list[list[str]], first_row: int) -> np.ndarray:
             try:
                 x[i, j] = float(v) if v.strip() else np.nan
             except ValueError:
-                raise ServeError(f"{path}: row {i + first_row}, column {j + 1} is not a number ({v!r})") from None
+                raise ServeError(f"{path}: row {i + first_row}, column {j + 1} is not a number "
+                                 f"({v!r})") from None
     return x
 
 
 @dataclass
 class Predictions:
-    """What `dlc predict` writes: the model's outputs and a table (a class column then the probabilities, or the
-    predicted values) with its column names."""
+    """What `dlc predict` writes: the model's outputs and a table (a class column then the probabilities, or
+    the predicted values) with its column names."""
 
     task: str  # categorical | binary | regression
     outputs: np.ndarray
@@ -162,7 +166,7 @@ def evaluate_run(run: Path, data_file: str | Path | None = None) -> dict[str, di
     for part in ("train", "val", "test"):
         split = getattr(data, part)
         if split is not None:
-            results[part] = evaluate(session, spec, session.load_data(split.x, split.y), data.num_classes,
+            results[part] = evaluate(session, spec, session.load_data(split.x, split.y),
                                      spec.train.batch_size)
     return results
 
@@ -178,12 +182,12 @@ def _evaluate_file(spec, session, info: dict, data_file: str) -> dict[str, float
     xs = preprocess(info, spec, x, data_file)
     task = type(spec.loss).task
     targets = _targets(spec, y, info.get("num_classes")) if task != "regression" else y.reshape(len(y), -1)
-    return evaluate(session, spec, session.load_data(xs, targets), info.get("num_classes"), spec.train.batch_size)
+    return evaluate(session, spec, session.load_data(xs, targets), spec.train.batch_size)
 
 
 def export_onnx(run: Path, out: Path) -> dict:
-    """ONNX through the torch lowering (backends/torch/export.py): weights from the run's own model, the training
-    preprocessing folded in front, the output activation at the end."""
+    """ONNX through the torch lowering (backends/torch/export.py): weights from the run's own model, the
+    training preprocessing folded in front, the output activation at the end."""
     from dlc.backends.torch.export import export_onnx as torch_export
 
     spec, session, info = load_run(run)

@@ -1,4 +1,4 @@
-"""What `dlc run` cannot do yet with a valid spec: each item is a spec-positioned error, never a silent skip."""
+"""What `dlc run` cannot do yet with a valid spec: each a spec-positioned error, never a silent skip."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""TensorBoard event files written by dlc itself (backend-neutral, no TensorFlow import): the same tags from the
-same history rows on both backends, so `tensorboard --logdir runs` shows any set of runs side by side.
+"""TensorBoard event files written by dlc itself (backend-neutral, no TensorFlow import): the same tags from
+the same history rows on both backends, so `tensorboard --logdir runs` shows any set of runs side by side.
 
 The file format is TFRecord: for each record, the length (uint64 LE), its masked CRC32C, the serialized Event
 protobuf, and the data's masked CRC32C.

@@ -2,27 +2,29 @@
 
 The parent process owns the study: it samples every trial's parameters (`study.ask` with the spaces'
 distributions, so all sampling happens in one place and is seeded from the spec's seed), starts one worker
-process per trial (dlc/tune_worker.py), keeps at most --workers of them running, and marks trials whose process
-died. Workers write their results to the study's storage themselves.
+process per trial (dlc/tune_worker.py), keeps at most --workers of them running, and marks trials whose
+process died. Workers write their results to the study's storage themselves.
 
-- Samplers: `random` and `tpe` (seeded with the spec's seed plus the number of trials already in the study, so a
-  resumed search draws new points); `grid` enumerates the grid of compiler/search.py in the parent and enqueues
-  each point once (`enqueue_trial`): workers only ever run enqueued points, so no point runs twice, whatever the
-  number of workers. The grid has min(trials, grid size) points; `--trials` with more runs the rest.
-- Pruning (`prune: median`): Optuna's MedianPruner on the objective reported after every epoch (every fold for a
-  cv_ objective); see tune_worker.PRUNE_* for when it starts.
-- Objective value: the metric in the history row of the epoch whose weights the run ends with (the last epoch, or
-  the best one when early stopping restores it); a cv_ metric is the mean over the folds (dlc.runtime.cv.run_cv).
+- Samplers: `random` and `tpe` (seeded with the spec's seed plus the number of trials already in the study, so
+  a resumed search draws new points); `grid` enumerates the grid of compiler/search.py in the parent and
+  enqueues each point once (`enqueue_trial`): workers only ever run enqueued points, so no point runs twice,
+  whatever the number of workers. The grid has min(trials, grid size) points; `--trials` with more runs the
+  rest.
+- Pruning (`prune: median`): Optuna's MedianPruner on the objective reported after every epoch (every fold for
+  a cv_ objective); see tune_worker.PRUNE_* for when it starts.
+- Objective value: the metric in the history row of the epoch whose weights the run ends with (the last epoch,
+  or the best one when early stopping restores it); a cv_ metric is the mean over the folds
+  (dlc.runtime.cv.run_cv).
 - Storage: `sqlite:///DIR/study.db` in the run directory unless the search block names one; a relative sqlite
   path is relative to the current directory (as SQLAlchemy reads it); a postgresql:// URL lets many machines
   share one study (run `dlc tune` on each, with the same storage and study name).
-- Several `dlc tune` processes on one study (machines sharing PostgreSQL, or two commands on one SQLite file) take
-  turns, through a study lock, to queue grid points, count trials and ask for the next one: no grid point runs
-  twice and --trials is not overshot.
-- Resume: running `dlc tune` again with the same --out (or storage) continues the study up to --trials. A trial
-  left RUNNING by a process that is gone is marked FAIL (user attribute `dlc_interrupted`) and queued again with
-  the same parameters. A trial of this machine is gone when neither its worker nor its parent process is alive;
-  one of another machine when its parent's heartbeat (user attribute `dlc_heartbeat`, every
+- Several `dlc tune` processes on one study (machines sharing PostgreSQL, or two commands on one SQLite file)
+  take turns, through a study lock, to queue grid points, count trials and ask for the next one: no grid point
+  runs twice and --trials is not overshot.
+- Resume: running `dlc tune` again with the same --out (or storage) continues the study up to --trials. A
+  trial left RUNNING by a process that is gone is marked FAIL (user attribute `dlc_interrupted`) and queued
+  again with the same parameters. A trial of this machine is gone when neither its worker nor its parent
+  process is alive; one of another machine when its parent's heartbeat (user attribute `dlc_heartbeat`, every
   HEARTBEAT_S) is older than STALE_S.
 """
 
@@ -63,8 +65,8 @@ def _search_section(result):
 
 
 def _blockers(result) -> list[Diagnostic]:
-    """What stops this spec from being tuned (beyond spec errors): a run blocker other than its search spaces, a
-    search block without spaces, a cv_ objective without dlc.runtime.cv."""
+    """What stops this spec from being tuned (beyond spec errors): a run blocker other than its search spaces,
+    a search block without spaces, a cv_ objective without dlc.runtime.cv."""
     from dlc.runtime.support import run_blockers
 
     spec = result.spec
@@ -72,25 +74,27 @@ def _blockers(result) -> list[Diagnostic]:
     sec = _search_section(result)
     if spec.search is None:
         out.append(Diagnostic("E505", "this spec has no search { } block; `dlc tune` has nothing to search",
-                              None, "add search { method: tpe  trials: 20  objective: minimize val_loss } and "
+                              None,
+                              "add search { method: tpe  trials: 20  objective: minimize val_loss } and "
                               "search spaces such as lr=loguniform(1e-4, 1e-1)"))
     elif not spec.search_spaces:
         out.append(Diagnostic("E505", "the search block has no search spaces to search",
                               sec.name_span if sec is not None else None,
-                              "write choice(...), uniform(lo, hi), loguniform(lo, hi) or int_uniform(lo, hi) in "
-                              "an argument, e.g. optimizer: Adam(lr=loguniform(1e-4, 1e-1))"))
+                              "write choice(...), uniform(lo, hi), loguniform(lo, hi) or int_uniform(lo, hi) "
+                              "in an argument, e.g. optimizer: Adam(lr=loguniform(1e-4, 1e-1))"))
     elif spec.search.objective.metric.startswith("cv_"):
         try:
             from dlc.runtime.cv import run_cv  # noqa: F401
         except ImportError:
-            out.append(Diagnostic("E504", f"objective '{spec.search.objective.metric}' needs cross-validation, "
+            out.append(Diagnostic("E504",
+                                  f"objective '{spec.search.objective.metric}' needs cross-validation, "
                                   "which this dlc does not have", sec.name_span if sec is not None else None,
                                   "use a val_ metric, e.g. val_accuracy"))
     return out
 
 
 def _storage_url(spec_storage: str | None, run: Path) -> str:
-    """The study's storage URL, with a relative sqlite path made absolute (relative to the current directory)."""
+    """The study's storage URL, a relative sqlite path made absolute (relative to the current directory)."""
     if not spec_storage:
         return f"sqlite:///{(run / 'study.db').resolve()}"
     from sqlalchemy.engine import make_url
@@ -145,7 +149,8 @@ def _grid(spaces: list[Space]) -> list[dict]:
     import itertools
 
     names = [sp.name for sp in spaces]
-    return [dict(zip(names, combo)) for combo in itertools.product(*(grid_points(sp) for sp in spaces))]
+    return [dict(zip(names, combo, strict=True))
+            for combo in itertools.product(*(grid_points(sp) for sp in spaces))]
 
 
 def _counted(t) -> bool:
@@ -251,7 +256,7 @@ class _StudyLock:
 
 
 class _Worker:
-    """One trial's process: forked from the fork server (the backend already imported), or a fresh interpreter."""
+    """One trial's process: forked from the fork server (backend already imported), or a fresh interpreter."""
 
     def __init__(self, job: dict, mode: str):
         self.job = job
@@ -303,10 +308,12 @@ def _worker_mode() -> str:
 
 
 # what each trial's process needs, imported once by the fork server (a missing optional one is skipped)
-_PRELOAD = ["dlc.runtime.tune_worker", "dlc.compiler", "dlc.runtime.data", "dlc.runtime.loop", "dlc.reference.weights", "dlc.runtime.cv", "optuna",
+_PRELOAD = ["dlc.runtime.tune_worker", "dlc.compiler", "dlc.runtime.data", "dlc.runtime.loop",
+            "dlc.reference.weights", "dlc.runtime.cv", "optuna",
             "optuna.storages._rdb.storage", "optuna.storages._rdb.models", "sqlalchemy", "sqlalchemy.orm",
             "sqlalchemy.dialects.sqlite", "sqlalchemy.dialects.postgresql", "psycopg2", "alembic.command",
-            "alembic.config", "alembic.migration", "alembic.script", "sklearn.datasets", "sklearn.model_selection"]
+            "alembic.config", "alembic.migration", "alembic.script", "sklearn.datasets",
+            "sklearn.model_selection"]
 
 
 def _start_fork_server(backend: str) -> None:
@@ -314,8 +321,8 @@ def _start_fork_server(backend: str) -> None:
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     ctx = mp.get_context("forkserver")
-    # imported once by the fork server, so each trial's process starts with the framework loaded (a fork server
-    # that is already running, from an earlier tune in this process, keeps what it has)
+    # imported once by the fork server, so each trial's process starts with the framework loaded (a fork
+    # server that is already running, from an earlier tune in this process, keeps what it has)
     ctx.set_forkserver_preload(_PRELOAD + [f"dlc.backends.{backend}.session"])
     from multiprocessing import forkserver
 
@@ -343,7 +350,8 @@ def _trial_json(t) -> dict:
 def _sorted_complete(trials, direction: str):
     from optuna.trial import TrialState
 
-    done = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None and math.isfinite(t.value)]
+    done = [t for t in trials
+            if t.state == TrialState.COMPLETE and t.value is not None and math.isfinite(t.value)]
     return sorted(done, key=lambda t: t.value, reverse=direction == "maximize")
 
 
@@ -377,8 +385,8 @@ def _load_refine(run: str, spaces: list[Space], direction: str) -> tuple[list[Sp
 
 
 def spec_to_tune(spec: str | None, refine_run: str | None) -> str:
-    """The spec file to search: the one given; else, with --refine, the one the earlier tune searched (its copy
-    in that run directory when the spec has moved)."""
+    """The spec file to search: the one given; else, with --refine, the one the earlier tune searched (its
+    copy in that run directory when the spec has moved)."""
     if spec is not None:
         return spec
     if not refine_run:
@@ -394,8 +402,8 @@ def spec_to_tune(spec: str | None, refine_run: str | None) -> str:
 
 
 def check_tunable(result) -> None:
-    """SpecError (positioned in the spec) when a compiled spec cannot be tuned: no search block or spaces, a run
-    blocker other than its search spaces, a cv_ objective without cross-validation."""
+    """SpecError (positioned in the spec) when a compiled spec cannot be tuned: no search block or spaces, a
+    run blocker other than its search spaces, a cv_ objective without cross-validation."""
     from dlc.compiler.diagnostics import SpecError
 
     blockers = _blockers(result)
@@ -457,11 +465,12 @@ class TuneResult:
 
 
 def tune(result, spec_path: str, *, backend: str = "torch", device: str = "auto", out: str | None = None,
-         trials: int | None = None, workers: int = 1, threads: int | None = None, refine_run: str | None = None,
+         trials: int | None = None, workers: int = 1, threads: int | None = None,
+         refine_run: str | None = None,
          study: str | None = None, reporter: Reporter | None = None) -> TuneResult:
-    """Search the spaces of a compiled, tunable spec (see check_tunable) with Optuna into a run directory (`out`,
-    default: a fresh one under runs/; the same one resumes): tune.json, best.dlspec, trials/NNNN/. TuneError for
-    a problem with the set-up (storage, refine run, a study made with other spaces)."""
+    """Search the spaces of a compiled, tunable spec (see check_tunable) with Optuna into a run directory
+    (`out`, default: a fresh one under runs/; the same one resumes): tune.json, best.dlspec, trials/NNNN/.
+    TuneError for a problem with the set-up (storage, refine run, a study made with other spaces)."""
     from dlc.runtime.tune_worker import _quiet_optuna
 
     _quiet_optuna()
@@ -470,8 +479,8 @@ def tune(result, spec_path: str, *, backend: str = "torch", device: str = "auto"
     refined = None
     if refine_run:
         spaces, refined = _load_refine(refine_run, spaces, result.spec.search.objective.direction)
-    search = _Search(result, spec_path, spaces, refined, backend=backend, device=device, out=out, trials=trials,
-                     workers=workers, threads=threads, study=study)
+    search = _Search(result, spec_path, spaces, refined, backend=backend, device=device, out=out,
+                     trials=trials, workers=workers, threads=threads, study=study)
     search.open()
     requeued = search.queue()
     done_before = sum(_counted(t) for t in search.study.get_trials(deepcopy=False))
@@ -532,7 +541,8 @@ class _Search:
                 raise TuneError(f"storage {_shown_url(self.url)} needs a driver: {e} "
                                 "(pip install 'dlc[postgres]')") from None
             except Exception as e:  # noqa: BLE001 - sqlalchemy/optuna errors: one line
-                if attempt == 3:  # (a first creation of the schema can race with another machine's: try again)
+                # (a first creation of the schema can race with another machine's: try again)
+                if attempt == 3:
                     raise TuneError(f"cannot open storage {_shown_url(self.url)}: {str(e).splitlines()[0]}") \
                         from None
                 time.sleep(0.5 + attempt)
@@ -547,8 +557,8 @@ class _Search:
         self.distributions = _distributions(self.spaces, self.grid is not None)
 
     def queue(self) -> int:
-        """Resume: trials a dead process left RUNNING are failed and queued again; grid points not in the study
-        yet are queued. Returns how many trials were queued again."""
+        """Resume: trials a dead process left RUNNING are failed and queued again; grid points not in the
+        study yet are queued. Returns how many trials were queued again."""
         from optuna.trial import TrialState
 
         requeued = 0
@@ -578,7 +588,8 @@ class _Search:
         self.mode = _worker_mode()
         if self.mode == "fork":
             _start_fork_server(self.backend)
-        self.threads = self.threads or (max(1, (os.cpu_count() or 1) // self.workers) if self.workers > 1 else None)
+        self.threads = self.threads or (max(1, (os.cpu_count() or 1) // self.workers)
+                                        if self.workers > 1 else None)
 
     def plan(self, done_before: int, requeued: int) -> Plan:
         return Plan(spec_name=self.spec.name, method=self.method,
@@ -659,7 +670,8 @@ class _Search:
         return True
 
     def _job_base(self) -> dict:
-        return {"spec": str(self.spec_file), "storage": self.url, "study": self.study_name, "backend": self.backend,
+        return {"spec": str(self.spec_file), "storage": self.url, "study": self.study_name,
+                "backend": self.backend,
                 "device": self.device, "metric": self.metric, "prune": self.prune, "cwd": str(Path.cwd()),
                 "spaces": [(sp.name, list(sp.at)) for sp in self.spaces], "threads": self.threads}
 
@@ -687,14 +699,15 @@ class _Search:
             counts[t.state.name.lower()] = counts.get(t.state.name.lower(), 0) + 1
         spec = self.spec
         summary = {
-            "spec": spec.name, "spec_file": str(self.spec_file), "backend": self.backend, "study": self.study_name,
-            "storage": _shown_url(self.url), "method": self.method,
+            "spec": spec.name, "spec_file": str(self.spec_file), "backend": self.backend,
+            "study": self.study_name, "storage": _shown_url(self.url), "method": self.method,
             "objective": {"direction": self.direction, "metric": self.metric}, "prune": self.prune,
             "trials_target": self.target, "grid_size": len(self.grid) if self.grid is not None else None,
             "spaces": [sp.to_json() for sp in self.spaces], "refined_from": self.refined, "counts": counts,
             "trials": [_trial_json(t) for t in all_trials], "best": None,
         }
-        out = TuneResult(self.run, self.spaces, self.metric, self.direction, all_trials, ranked, counts, interrupted)
+        out = TuneResult(self.run, self.spaces, self.metric, self.direction, all_trials, ranked, counts,
+                         interrupted)
         if out.best is not None:
             out.problem = self._write_best(out.best)
             summary["best"] = {"number": out.best.number, "value": out.best.value, "params": out.best.params,
@@ -706,12 +719,12 @@ class _Search:
         """best.dlspec; the diagnostics when it does not compile to a concrete spec (a bug), else None."""
         from dlc.compiler import compile_text
 
-        note = (f"search {{ }} removed by dlc tune: trial {best.number} of study '{self.study_name}' was best, "
-                f"{self.metric} = {best.value:.6g}")
+        note = (f"search {{ }} removed by dlc tune: trial {best.number} of study '{self.study_name}' was "
+                f"best, {self.metric} = {best.value:.6g}")
         text = concretize(self.result, self.spaces, best.params, note, base_dir=self.spec_file.parent,
                           new_dir=self.run)
-        text = (f"# the best trial of `dlc tune {self.spec_file.name}`, with every search space replaced by its "
-                "value\n") + text
+        text = (f"# the best trial of `dlc tune {self.spec_file.name}`, with every search space replaced by "
+                "its value\n") + text
         best_path = self.run / "best.dlspec"
         best_path.write_text(text)
         check = compile_text(text, str(best_path), self.run)

@@ -1,13 +1,13 @@
 """One `dlc tune` trial, in a process of its own (so memory cannot grow across trials).
 
-`dlc tune` asks Optuna for a trial (its parameters are sampled in the parent) and starts one process per trial:
-forked from a fork server that has already imported the backend (`multiprocessing`'s forkserver: every trial
-is a fresh child process, without paying the framework import again), or, with DLC_TUNE_WORKER=subprocess or where
-there is no fork server, `python -m dlc.runtime.tune_worker JOB.json`. The worker opens the study's storage itself,
-compiles the spec with the trial's values, trains, reports the objective after every epoch (or every fold, for a
-cv_ objective) so the pruner can stop it, and tells Optuna the result: COMPLETE, PRUNED, or FAIL with the reason
-in the trial's user attribute `failure` (a non-finite loss is a failed trial, not a crash). Its output goes to
-the trial's folder, with the history.
+`dlc tune` asks Optuna for a trial (its parameters are sampled in the parent) and starts one process per
+trial: forked from a fork server that has already imported the backend (`multiprocessing`'s forkserver: every
+trial is a fresh child process, without paying the framework import again), or, with
+DLC_TUNE_WORKER=subprocess or where there is no fork server, `python -m dlc.runtime.tune_worker JOB.json`. The
+worker opens the study's storage itself, compiles the spec with the trial's values, trains, reports the
+objective after every epoch (or every fold, for a cv_ objective) so the pruner can stop it, and tells Optuna
+the result: COMPLETE, PRUNED, or FAIL with the reason in the trial's user attribute `failure` (a non-finite
+loss is a failed trial, not a crash). Its output goes to the trial's folder, with the history.
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ class _Pruned(Exception):
 
 
 def driver_url(url: str) -> str:
-    """`postgresql://` with the driver that is installed: SQLAlchemy 2.1 means psycopg (3) by it, 2.0 psycopg2;
-    dlc's `postgres` extra installs psycopg2-binary."""
+    """`postgresql://` with the driver that is installed: SQLAlchemy 2.1 means psycopg (3) by it, 2.0
+    psycopg2; dlc's `postgres` extra installs psycopg2-binary."""
     import importlib.util
 
     if url.startswith(("postgresql://", "postgres://")):
@@ -57,7 +57,8 @@ def make_pruner(prune: str):
     import optuna
 
     if prune == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=PRUNE_STARTUP_TRIALS, n_warmup_steps=PRUNE_WARMUP_STEPS)
+        return optuna.pruners.MedianPruner(n_startup_trials=PRUNE_STARTUP_TRIALS,
+                                           n_warmup_steps=PRUNE_WARMUP_STEPS)
     return optuna.pruners.NopPruner()
 
 
@@ -88,7 +89,8 @@ def _limit_threads(backend: str, threads: int | None) -> None:
 
 
 def run_trial(job: dict) -> None:
-    """Entry point of a trial process (the target of the forked process, or `python -m dlc.runtime.tune_worker`)."""
+    """Entry point of a trial process (the target of the forked process, or `python -m
+    dlc.runtime.tune_worker`)."""
     import time
 
     t0 = time.perf_counter()
@@ -111,7 +113,8 @@ def run_trial(job: dict) -> None:
         raise  # the parent marks the trial interrupted and queues it again
     except Exception as e:  # noqa: BLE001 - a bug or a library error: this trial failed, the search goes on
         traceback.print_exc()
-        state, value, failure = "FAIL", None, f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+        first_line = str(e).splitlines()[0] if str(e) else ""
+        state, value, failure = "FAIL", None, f"{type(e).__name__}: {first_line}"
     if failure:
         trial.set_user_attr("failure", failure)
         print(f"failed: {failure}", flush=True)
@@ -201,7 +204,8 @@ def _run_cv(job, trial, spec, base_dir, metric, prune) -> float:
         if prune and trial.should_prune():
             raise _Pruned(row["fold"])
 
-    summary = run_cv(spec, base_dir, job["backend"], job["device"], out=Path(job["trial_dir"]), on_fold=on_fold)
+    summary = run_cv(spec, base_dir, job["backend"], job["device"], out=Path(job["trial_dir"]),
+                     on_fold=on_fold)
     return summary.get(metric)
 
 

@@ -1,13 +1,14 @@
-"""Measure how far Keras and PyTorch are apart on every equivalence fixture and write tests/equivalence/RESULTS.md
-and dlc/equivalence_results.json (the same figures plus the catalogue items each fixture's IR uses; it ships in the
-package and `dlc catalogue` reads it).
+"""Measure how far Keras and PyTorch are apart on every equivalence fixture and write
+tests/equivalence/RESULTS.md and dlc/equivalence_results.json (the same figures plus the catalogue items each
+fixture's IR uses; it ships in the package and `dlc catalogue` reads it).
 
-    .venv/bin/python tests/equivalence/measure.py            # the default suite's runs (float64, float32 200 steps)
+    .venv/bin/python tests/equivalence/measure.py            # the default suite's runs (float64, float32
+                                                             # 200 steps)
     .venv/bin/python tests/equivalence/measure.py --long     # also the 1000-step runs of the slow suite
     .venv/bin/python tests/equivalence/measure.py -k conv    # only some fixtures (merged into the JSON)
 
-Runs exactly what tests/test_equivalence.py runs (it imports that module for the fixture list and the run plan).
-Then regenerate the catalogue page: .venv/bin/dlc catalogue --markdown > docs/CATALOGUE.md
+Runs exactly what tests/test_equivalence.py runs (it imports that module for the fixture list and the run
+plan). Then regenerate the catalogue page: .venv/bin/dlc catalogue --markdown > docs/CATALOGUE.md
 """
 
 from __future__ import annotations
@@ -29,25 +30,30 @@ ROOT = HERE.parents[1]
 
 
 NOTES = [
-    ("- Max-pool fixtures (maxpool2d, maxpool2d_same_s2, specs/digits_cnn, slow/digits_cnn_bn) are exempt from the "
-    "float32 per-step test: two window values ~1e-7 apart can order differently after float32 rounding and the "
-    "gradient then goes to another position (shared/EQUIVALENCE.md). The small fixtures happen to stay inside the "
-    "bound here; the bigger slow/digits_cnn_bn does not (see the long runs). In float64 they agree to ~1e-15."),
-    ("- batchnorm_after_bias (a Dense bias right before BatchNorm, W001): exact in float64 and per step in float32, "
-    "but the bias has a true gradient of zero, Adam turns the backends' different float32 rounding noise into a "
-    "random walk of size ~lr, and the bias and BN moving mean drift apart; inference uses the moving mean, so the "
-    "float32 validation loss differs (an xfail in the suite, with the measured numbers)."),
-    ("- loss_mse, specs/diabetes, slow/diabetes_rmsprop: the diabetes targets are not normalised (25 to 346), so "
-    "per-sample squared errors are 1e3 to 1e5 while the batch mean falls to a few hundred; TF's and torch's "
-    "reductions round those large terms differently by a few ulps, which is a large share of a bound relative to "
-    "the (smaller) mean. In float64 the same effect gives ~4e-12 on losses of ~3e4 (1e-16 relative)."),
-    ("- Long float32 runs: besides max-pool, other kinks act like near-ties over 1000 steps (clipvalue's clip "
-    "threshold, max_norm's clip, ReLU at 0), so the slow suite compares float32 per step only for the first 200 "
-    "steps and then where training ends up. No float64 run drifts: the 1000-step float64 runs hold 1e-10 too."),
+    ("- Max-pool fixtures (maxpool2d, maxpool2d_same_s2, specs/digits_cnn, slow/digits_cnn_bn) are exempt "
+    "from the float32 per-step test: two window values ~1e-7 apart can order differently after float32 "
+    "rounding and the gradient then goes to another position (shared/EQUIVALENCE.md). The small fixtures "
+    "happen to stay inside the bound here; the bigger slow/digits_cnn_bn does not (see the long runs). In "
+    "float64 they agree to ~1e-15."),
+    ("- batchnorm_after_bias (a Dense bias right before BatchNorm, W001): exact in float64 and per step in "
+    "float32, but the bias has a true gradient of zero, Adam turns the backends' different float32 rounding "
+    "noise into a random walk of size ~lr, and the bias and BN moving mean drift apart; inference uses the "
+    "moving mean, so the float32 validation loss differs (an xfail in the suite, with the measured "
+    "numbers)."),
+    ("- loss_mse, specs/diabetes, slow/diabetes_rmsprop: the diabetes targets are not normalised (25 to "
+    "346), so per-sample squared errors are 1e3 to 1e5 while the batch mean falls to a few hundred; TF's and "
+    "torch's reductions round those large terms differently by a few ulps, which is a large share of a bound "
+    "relative to the (smaller) mean. In float64 the same effect gives ~4e-12 on losses of ~3e4 (1e-16 "
+    "relative)."),
+    ("- Long float32 runs: besides max-pool, other kinks act like near-ties over 1000 steps (clipvalue's "
+    "clip threshold, max_norm's clip, ReLU at 0), so the slow suite compares float32 per step only for the "
+    "first 200 steps and then where training ends up. No float64 run drifts: the 1000-step float64 runs hold "
+    "1e-10 too."),
 ]
 
 
 def load_suite():
+    sys.path.insert(0, str(ROOT / "tests"))  # as pytest does: the suite imports conftest
     spec = importlib.util.spec_from_file_location("test_equivalence", ROOT / "tests" / "test_equivalence.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
@@ -74,9 +80,10 @@ def fixture_record(c64, c32, note: str, spec) -> dict:
     from dlc.runtime.catalogue import items_used
 
     return {
-        "f64_steps": c64.steps, "f64_step_loss": c64.max_abs_loss_diff, "f64_val_loss": c64.max_abs_val_loss_diff,
-        "f64_weights": c64.final_weight_max_abs_diff,
-        "f32_steps": c32.steps, "f32_step_loss": c32.max_abs_loss_diff, "f32_of_bound": round(f32_excess(c32), 4),
+        "f64_steps": c64.steps, "f64_step_loss": c64.max_abs_loss_diff,
+        "f64_val_loss": c64.max_abs_val_loss_diff, "f64_weights": c64.final_weight_max_abs_diff,
+        "f32_steps": c32.steps, "f32_step_loss": c32.max_abs_loss_diff,
+        "f32_of_bound": round(f32_excess(c32), 4),
         "f32_val_loss": c32.max_abs_val_loss_diff, "f32_weights": c32.final_weight_max_abs_diff,
         "initial_weights": max(c64.initial_weight_max_abs_diff, c32.initial_weight_max_abs_diff),
         "note": note,
@@ -89,8 +96,10 @@ def write_json(path: Path, records: dict[str, dict], meta: dict, known: list[str
     exist are dropped."""
     old = json.loads(path.read_text()).get("fixtures", {}) if path.exists() else {}
     merged = {f: r for f, r in {**old, **records}.items() if f in known}
-    rows = ",\n".join(f"  {json.dumps(f)}: {json.dumps(merged[f], ensure_ascii=False)}" for f in sorted(merged))
-    path.write_text(f'{{\n "meta": {json.dumps(meta)},\n "fixtures": {{\n{rows}\n }}\n}}\n')  # a line per fixture
+    rows = ",\n".join(f"  {json.dumps(f)}: {json.dumps(merged[f], ensure_ascii=False)}"
+                      for f in sorted(merged))
+    # a line per fixture
+    path.write_text(f'{{\n "meta": {json.dumps(meta)},\n "fixtures": {{\n{rows}\n }}\n}}\n')
 
 
 def main(argv=None) -> int:
@@ -152,50 +161,55 @@ def main(argv=None) -> int:
         f"PyTorch {torch.__version__}, {platform.machine()} CPU, Python {platform.python_version()}; "
         f"{elapsed:.0f} s. The runs are the ones `tests/test_equivalence.py` makes."),
         "",
-        ("Columns: max |Δ| of the per-step training loss over all steps; of the per-epoch validation loss; of every "
-        "weight after training (BatchNorm moving statistics included). Initial weights were bit-identical (|Δ| = 0) "
-        "in every run (a note says so where not). Bounds: float64 step loss ≤ 1e-10, final weights ≤ 1e-8; float32 step loss ≤ 2e-6 + "
-        "1e-6·|loss| (\"of bound\": the worst step's |Δ| as a fraction of its bound; ≤ 1 passes)."),
+        ("Columns: max |Δ| of the per-step training loss over all steps; of the per-epoch validation loss; "
+        "of every weight after training (BatchNorm moving statistics included). Initial weights were "
+        "bit-identical (|Δ| = 0) in every run (a note says so where not). Bounds: float64 step loss ≤ 1e-10, "
+        "final weights ≤ 1e-8; float32 step loss ≤ 2e-6 + 1e-6·|loss| (\"of bound\": the worst step's |Δ| as "
+        "a fraction of its bound; ≤ 1 passes)."),
         "",
-        ("| fixture | f64 steps | f64 step loss | f64 val_loss | f64 final weights | f32 steps | f32 step loss "
-        "| of bound | f32 val_loss | f32 final weights | note |"),
+        ("| fixture | f64 steps | f64 step loss | f64 val_loss | f64 final weights | f32 steps | f32 step "
+        "loss | of bound | f32 val_loss | f32 final weights | note |"),
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for fid, c64, c32, note, _ in rows:
-        out.append(f"| {fid} | {c64.steps} | {fmt(c64.max_abs_loss_diff)} | {fmt(c64.max_abs_val_loss_diff)} | "
-                   f"{fmt(c64.final_weight_max_abs_diff)} | {c32.steps} | {fmt(c32.max_abs_loss_diff)} | "
+        out.append(f"| {fid} | {c64.steps} | {fmt(c64.max_abs_loss_diff)} | {fmt(c64.max_abs_val_loss_diff)} "
+                   f"| {fmt(c64.final_weight_max_abs_diff)} | {c32.steps} | {fmt(c32.max_abs_loss_diff)} | "
                    f"{f32_excess(c32):.2f} | {fmt(c32.max_abs_val_loss_diff)} | "
                    f"{fmt(c32.final_weight_max_abs_diff)} | {note} |")
     worst64 = max((r[1].max_abs_loss_diff for r in rows), default=0.0)
     worstw = max((r[1].final_weight_max_abs_diff for r in rows), default=0.0)
     worst32 = max((f32_excess(r[2]) for r in rows if not r[4]), default=0.0)
-    out += ["", (f"Worst over all fixtures: float64 step loss {fmt(worst64)}, float64 final weights {fmt(worstw)}, "
-                f"float32 (max-pool fixtures aside) {worst32:.2f} of the bound.")]
+    out += ["",
+            (f"Worst over all fixtures: float64 step loss {fmt(worst64)}, float64 final weights "
+            f"{fmt(worstw)}, float32 (max-pool fixtures aside) {worst32:.2f} of the bound.")]
     out += ["", "## Notes", "", *NOTES]
     if long_rows:
         out += [
             "",
             f"## Long runs ({suite.LONG_STEPS} steps, `pytest -m slow`)",
             "",
-            ("Over long float32 runs a single near-tie can make the step losses jump apart, so the slow suite holds "
-            "float32 to the per-step bound for the first 200 steps (max-pool models aside) and compares where "
-            "training ends up (final loss and val_loss within 1e-3 relative, accuracy within 2 points)."),
+            ("Over long float32 runs a single near-tie can make the step losses jump apart, so the slow "
+            "suite holds float32 to the per-step bound for the first 200 steps (max-pool models aside) and "
+            "compares where training ends up (final loss and val_loss within 1e-3 relative, accuracy within "
+            "2 points)."),
             "",
-            ("| fixture | f64 steps | f64 step loss | f64 final weights | f32 step loss (first 200) | f32 step loss "
-            "(all) | f32 final val_loss keras / torch |"),
+            ("| fixture | f64 steps | f64 step loss | f64 final weights | f32 step loss (first 200) | f32 "
+            "step loss (all) | f32 final val_loss keras / torch |"),
             "|---|---:|---:|---:|---:|---:|---|",
         ]
         for fid, c64, c32, _ in long_rows:
             d = np.abs(np.array(c32.losses["keras"]) - np.array(c32.losses["torch"]))
             vk = c32.final_metrics["keras"].get("val_loss", float("nan"))
             vt = c32.final_metrics["torch"].get("val_loss", float("nan"))
-            out.append(f"| {fid} | {c64.steps} | {fmt(c64.max_abs_loss_diff)} | {fmt(c64.final_weight_max_abs_diff)} "
-                       f"| {fmt(float(d[:200].max()))} | {fmt(float(d.max()))} | {vk:.6g} / {vt:.6g} |")
+            out.append(f"| {fid} | {c64.steps} | {fmt(c64.max_abs_loss_diff)} | "
+                       f"{fmt(c64.final_weight_max_abs_diff)} | {fmt(float(d[:200].max()))} | "
+                       f"{fmt(float(d.max()))} | {vk:.6g} / {vt:.6g} |")
     if args.k:  # a partial run: RESULTS.md keeps the whole table (add the printed rows by hand, or rerun all)
         print("\n".join(line for line in out if line.startswith("| ") and "fixture" not in line))
     else:
         Path(args.out).write_text("\n".join(out) + "\n")
-    meta = {"date": datetime.date.today().isoformat(), "keras": keras.__version__, "tensorflow": tf.__version__,
+    meta = {"date": datetime.date.today().isoformat(), "keras": keras.__version__,
+            "tensorflow": tf.__version__,
             "torch": torch.__version__, "machine": platform.machine(), "python": platform.python_version()}
     write_json(Path(args.json), records, meta, [suite._id(p) for p in suite.ALL])
     print(f"wrote {args.json}" + ("" if args.k else f" and {args.out}") + f" ({elapsed:.0f} s)")
