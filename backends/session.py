@@ -10,6 +10,8 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from dlc.compiler.spec import Spec
+
 Weights = dict[str, dict[str, np.ndarray]]  # layer name -> weight name -> array (Keras layouts)
 
 
@@ -19,6 +21,11 @@ class Session(Protocol):
 
     name: str  # "torch" | "keras"
     device_name: str
+
+    def __init__(self, spec: Spec, dtype: str | None = None, device: str = "auto",
+                 weights: Weights | None = None) -> None:
+        """`spec`'s model in `dtype` (None: the spec's) on `device` ("auto" picks one), with `weights` (Keras
+        layouts) set when given."""
 
     def load_data(self, x: np.ndarray, y: np.ndarray) -> Any:
         """The arrays on the device, in the backend's dtypes: the handle train_epoch and evaluate take."""

@@ -53,18 +53,22 @@ def _torch_variants(spec, data, perm, bs):
         def step(self):
             self.o.step()
 
+    dropout = next(layer for layer in spec.layers if layer.kind == "Dropout")
+
     class StockDropout(torch.nn.Module):
         def forward(self, x):
-            return F.dropout(x, spec.layers[1].rate, self.training)
+            return F.dropout(x, dropout.rate, self.training)
 
     def dlc(opt=None, drop=None):
         S = session_class("torch")(spec, device="cpu", weights=initial_weights(spec))
         if opt == "torch":
             S.opt = TorchRMSprop(list(S.net.parameters()))
-        if drop == "stock":
-            S.net.seq[1] = StockDropout()
-        elif drop == "none":
-            S.net.seq[1] = torch.nn.Identity()
+        if drop is not None:
+            # S.net (backends/torch/layers.Sequential) holds each layer as a child named after the spec's
+            # layer, in order: replacing the child keeps its place; S.layers maps the names to the modules
+            module = StockDropout() if drop == "stock" else torch.nn.Identity()
+            setattr(S.net, dropout.name, module)
+            S.layers[dropout.name] = module
         h = S.load_data(data.train.x, data.train.y)
 
         def epoch():

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import ast as A
 from .diagnostics import Diagnostic, Diagnostics, SpecError
 from .resolve import Overrides, resolve
 from .spec import Spec
@@ -17,7 +18,7 @@ class Compiled:
     diagnostics: Diagnostics
     source: str
     file: str
-    tree: object = None  # the AST, for tools that point at spec positions after validation
+    tree: A.File | None = None  # the AST, for tools that point at spec positions after validation
 
     @property
     def ok(self) -> bool:
@@ -30,7 +31,7 @@ class Compiled:
         return "\n\n".join(d.render(self.source, self.file) for d in items)
 
     def raise_for_errors(self) -> Spec:
-        if not self.ok:
+        if self.spec is None or not self.ok:
             raise SpecError(self.diagnostics.sorted(), self.source, self.file)
         return self.spec
 

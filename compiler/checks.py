@@ -24,7 +24,7 @@ from .layers import (
     ShapeError,
     Softmax,
 )
-from .spec import BUNDLED, Bundled, Csv, Mnist, Npz, Spec
+from .spec import BUNDLED, AugmentT, Bundled, Crop, Csv, Mnist, Npz, Spec
 
 
 def _span_at(at, width: int = 1) -> Span | None:
@@ -198,7 +198,7 @@ def _check_output_units(spec: Spec, loss, units: int, where: Span | None, last: 
         elif units != 1:
             d.add("E302", f"binary_crossentropy needs one sigmoid output, but the last layer has {units}",
                   _layer_span(last), "use Dense(1, activation=sigmoid)")
-    elif classes is not None:
+    elif classes is not None and spec.data is not None:  # (classes are known only from the data)
         d.add("E302",
               f"{loss.name} is a regression loss, but '{spec.data.source.name}' is a classification set",
               where, "use categorical_crossentropy with a softmax output")
@@ -207,15 +207,15 @@ def _check_output_units(spec: Spec, loss, units: int, where: Span | None, last: 
               _layer_span(last), "use Dense(1)")
 
 
-def _check_augment(spec: Spec, m: A.Model, d: Diagnostics) -> None:
+def _check_augment(spec: Spec, augment: list[AugmentT], m: A.Model, d: Diagnostics) -> None:
     aug = _find_assign(m, "augment", "data")
     where = aug.value.span if aug else None
     if len(spec.input) != 3:
         d.add("E303", "augment applies to image data; input must be (height, width, channels)", where)
         return
     h, w = spec.input[0], spec.input[1]
-    for op in spec.data.augment:
-        if op.name == "crop" and (op.size != h or op.size != w):
+    for op in augment:
+        if isinstance(op, Crop) and (op.size != h or op.size != w):
             d.add("E303", f"crop({op.size}, ...) must keep the image size {h}x{w}", where,
                   f"pad-and-crop: crop({h}, padding=...)")
 
@@ -224,7 +224,7 @@ def _check_data(spec: Spec, m: A.Model, d: Diagnostics, base_dir: Path) -> None:
     if spec.data is None:
         return
     if spec.data.augment:
-        _check_augment(spec, m, d)
+        _check_augment(spec, spec.data.augment, m, d)
     src = spec.data.source
     st = _find_assign(m, "source", "data")
     where = st.value.span if st else None
@@ -234,8 +234,7 @@ def _check_data(spec: Spec, m: A.Model, d: Diagnostics, base_dir: Path) -> None:
         if need != math.prod(feats):
             d.add("E303", f"input {_shape(spec.input)} has {need} values, but '{src.name}' samples have "
                   f"{math.prod(feats)} features",
-                  (_find_assign(m, "input").value.span if _find_assign(m, "input")
-                   else where),
+                  inp.value.span if (inp := _find_assign(m, "input")) else where,
                   f"use input: ({math.prod(feats)})" + (" or (8, 8, 1)" if src.name == "digits" else ""))
         return
     if isinstance(src, (Csv, Npz, Mnist)):
@@ -271,7 +270,7 @@ def _check_data(spec: Spec, m: A.Model, d: Diagnostics, base_dir: Path) -> None:
 def _check_metrics_and_monitors(spec: Spec, m: A.Model, d: Diagnostics) -> None:
     task = type(spec.loss).task
     st = _find_assign(m, "metrics")
-    written = []
+    written: list[A.Value] = []
     if st is not None:
         written = st.value.items if isinstance(st.value, A.List) else [st.value]
     for i, metric in enumerate(spec.metrics):

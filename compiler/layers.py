@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Annotated, ClassVar, Literal, Optional, Union
+from typing import TYPE_CHECKING, Annotated, ClassVar, Literal, Optional, Union
 
 from pydantic import Field, field_validator, model_validator
 
@@ -18,10 +18,13 @@ from .functions import (
     ONES,
     ZEROS,
     ActivationT,
+    Constraint,
     ConstraintT,
+    Initializer,
     InitializerT,
     Orthogonal,
     RandomUniform,
+    Regularizer,
     RegularizerT,
     Sigmoid,
     Tanh,
@@ -47,10 +50,10 @@ class ShapeError(ValueError):
 class WeightSpec:
     name: str
     shape: Shape
-    init: object
+    init: Initializer
     trainable: bool = True
-    regularizer: object = None
-    constraint: object = None
+    regularizer: Regularizer | None = None
+    constraint: Constraint | None = None
 
 
 def _pair(v) -> tuple[int, int]:
@@ -68,6 +71,10 @@ class Layer(Catalogued):
     # instance name, assigned by the resolver in traversal order (dense_0, dropout_1, ...)
     name: str = ""
     at: Optional[tuple[int, int]] = Field(None, exclude=True, repr=False)  # (line, col) in the spec
+    if TYPE_CHECKING:
+        # every concrete layer declares `kind: Literal["<its name>"]`, the discriminator of LayerT; declared
+        # here for the type checker only, so Pydantic's field order (kind first in each class) stays as is
+        kind: str
 
     def out_shape(self, shape: Shape) -> Shape:
         return shape
@@ -190,7 +197,7 @@ def _positive_pair(v, what: str):
 class _Conv2DLike(Layer):
     """kernel_size, strides, padding of a 2-D convolution over (height, width, channels); Keras' defaults."""
 
-    positional: ClassVar = ("kernel_size", "strides")
+    positional: ClassVar[tuple[str, ...]] = ("kernel_size", "strides")
     kernel_size: Union[int, tuple[int, int]]
     strides: Union[int, tuple[int, int]] = 1
     padding: Literal["valid", "same"] = "valid"
@@ -221,11 +228,11 @@ class _Conv2DLike(Layer):
         """The output height and width of the (depthwise) convolution, as Keras computes them."""
         self._check_rank(shape)
         ks, ss = self._ks()
-        out = tuple(_conv_len(n, k, s, self.padding) for n, k, s in zip(shape[:-1], ks, ss, strict=True))
-        if min(out) <= 0:
+        oh, ow = (_conv_len(n, k, s, self.padding) for n, k, s in zip(shape[:-1], ks, ss, strict=True))
+        if min(oh, ow) <= 0:
             raise ShapeError(f"{self.kind} kernel {ks} does not fit the input {shape} with "
                              f"padding={self.padding}")
-        return out
+        return oh, ow
 
 
 @register("Conv2DTranspose", "Convolution2DTranspose")

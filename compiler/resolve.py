@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import typing
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, TypeGuard
 
 from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
 
 from . import ast as A
 from . import catalog
@@ -34,7 +35,10 @@ MODEL_KEYS = {"seed", "dtype", "input", "loss", "metrics", "optimizer", "schedul
 MODEL_SECTIONS = {"data", "layers", "train", "search"}
 REQUIRED = ("data", "input", "layers", "loss", "optimizer")
 SECTION_CLASSES = {"data": Data, "train": Train, "search": Search}
-SEARCH_FUNCS = {"choice", "uniform", "loguniform", "int_uniform", "randint"}
+# a search-space call's name -> the SearchSpace kind it makes (randint is int_uniform)
+SEARCH_FUNCS: dict[str, Literal["choice", "uniform", "loguniform", "int_uniform"]] = {
+    "choice": "choice", "uniform": "uniform", "loguniform": "loguniform", "int_uniform": "int_uniform",
+    "randint": "int_uniform"}
 
 Overrides = dict[tuple[int, int], Any]
 
@@ -98,7 +102,7 @@ class Resolver:
         raise AssertionError(v)
 
     def search_space(self, v: A.Call, env: dict, path: str, annotation: Any) -> Any:
-        kind = "int_uniform" if v.name == "randint" else v.name
+        kind = SEARCH_FUNCS[v.name]
         raw = [self.value(a, env, path) for a in v.args]
         if any(r is MISSING for r in raw) or v.kwargs:
             if v.kwargs:
@@ -239,7 +243,7 @@ class Resolver:
         try:
             return cls(**converted)
         except ValidationError as e:
-            by_field: dict[str | None, list[dict]] = {}
+            by_field: dict[str | None, list[ErrorDetails]] = {}
             for err in e.errors():
                 loc = [x for x in err["loc"] if isinstance(x, str)]
                 by_field.setdefault(loc[0] if loc else None, []).append(err)
@@ -250,7 +254,7 @@ class Resolver:
                                    f"write {shown}({field}=...)")
                     continue
                 where = spans.get(field, name_span)
-                key = (written or {}).get(field, field)
+                key = (written or {}).get(field, field) if field else field
                 self.d.add("E201", f"invalid value for '{key}' of {shown}" if field else f"invalid {shown}",
                            where, _explain(errs))
             return MISSING
@@ -271,8 +275,8 @@ class Resolver:
                 for _ in range(count):
                     out.extend(self.layer_call(st.call, env, f"{path}[{len(out)}]", stack))
             elif isinstance(st, A.Section) and st.name == "residual":
-                body = self.layers(st.body, env, f"{path}[{len(out)}].body", stack)
-                out.append(Residual(body=body, at=(st.name_span.line, st.name_span.col)))
+                inner = self.layers(st.body, env, f"{path}[{len(out)}].body", stack)
+                out.append(Residual(body=inner, at=(st.name_span.line, st.name_span.col)))
             elif isinstance(st, A.Section):
                 hint = did_you_mean(st.name, ["residual"])
                 self.d.add("E111", f"unknown section '{st.name}' inside layers", st.name_span,
@@ -341,9 +345,10 @@ class Resolver:
             seen[st.key] = st.key_span
             value = st.value
             if cls is Search and st.key == "objective":
-                value = _objective_record(st.value, self.d)
-                if value is None:
+                objective = _objective_record(st.value, self.d)
+                if objective is None:
                     continue
+                value = objective
             kwargs.append(A.Kwarg(st.key, st.key_span, value))
         fields = [f for f in cls.model_fields]
         for kw in kwargs:
@@ -363,7 +368,8 @@ class Resolver:
         failed: set[str] = set()
         suggested: set[str] = set()  # keys a did-you-mean pointed at: not also reported as missing
         for st in m.body:
-            if isinstance(st, A.BlockDef) or self._misplaced(st, suggested):
+            # (a layer statement here is always misplaced: the last test only tells the type checker so)
+            if isinstance(st, A.BlockDef) or self._misplaced(st, suggested) or isinstance(st, A.LayerStmt):
                 continue
             key = st.key if isinstance(st, A.Assign) else st.name
             kspan = st.key_span if isinstance(st, A.Assign) else st.name_span
@@ -460,14 +466,17 @@ class Resolver:
                 self.d.add("E201", "input must be a shape of positive integers", v.span,
                            "for example input: (64) or input: (8, 8, 1)")
                 return MISSING
-            return tuple(i.value for i in v.items)
+            return tuple(i.value for i in v.items if isinstance(i, A.Num))  # (all are, checked above)
         val = self.value(st.value, {}, key, ann)
         if val is MISSING:
             return MISSING
         if key == "metrics" and not isinstance(val, list):
             val = [val]
         try:
-            Spec.__pydantic_validator__.validate_assignment(Spec.model_construct(), key, val)
+            # an empty Spec to validate one field against: model_construct requires no field (it validates
+            # nothing), though the Pydantic plugin types it like __init__
+            empty = Spec.model_construct()  # type: ignore[call-arg]
+            Spec.__pydantic_validator__.validate_assignment(empty, key, val)
         except ValidationError as e:
             self.d.add("E201", f"invalid value for '{key}'", st.value.span, _explain(e.errors()))
             return MISSING
@@ -494,14 +503,14 @@ _TYPE_WORDS = {
 }
 
 
-def _humane(msg: str, err: dict) -> str:
+def _humane(msg: str, err: ErrorDetails) -> str:
     msg = msg.removeprefix("Value error, ")
     if err.get("type") == "literal_error":
         return msg.replace("Input should be", "expected")
     return msg.replace("Input should be", "must be")
 
 
-def _explain(errs: list[dict]) -> str:
+def _explain(errs: list[ErrorDetails]) -> str:
     """One hint for a field's errors; a union's type errors become 'expected an integer or a tuple'."""
     if all(e["type"] in _TYPE_WORDS for e in errs):
         words = list(dict.fromkeys(w for e in errs if (w := _TYPE_WORDS[e["type"]])))
@@ -519,7 +528,7 @@ def _takes_keyword(cls, fname: str) -> bool:
     return fname != "name" or "name" in cls.positional
 
 
-def _is_record(v: A.Value) -> bool:
+def _is_record(v: A.Value) -> TypeGuard[A.Tuple]:
     """`(k=v, ...)`: keywords only."""
     return isinstance(v, A.Tuple) and bool(v.kwargs) and not v.items
 

@@ -45,15 +45,23 @@ class Space:
     low: float | None = None
     high: float | None = None
 
+    def bounds(self) -> tuple[float, float]:
+        """(low, high) of a numeric space (uniform, loguniform, int_uniform); a choice has none."""
+        if self.low is None or self.high is None:
+            raise ValueError(f"{self.kind} space '{self.name}' has no low and high")
+        return self.low, self.high
+
     def describe(self) -> str:
         if self.kind == "choice":
             return f"choice({', '.join(self.option_texts)})"
+        low, high = self.bounds()
         if self.kind == "int_uniform":
-            return f"int_uniform({int(self.low)}, {int(self.high)})"
-        return f"{self.kind}({_num(self.low)}, {_num(self.high)})"
+            return f"int_uniform({int(low)}, {int(high)})"
+        return f"{self.kind}({_num(low)}, {_num(high)})"
 
     def to_json(self) -> dict:
-        out = {"name": self.name, "kind": self.kind, "at": list(self.at), "end": list(self.end)}
+        out: dict[str, Any] = {"name": self.name, "kind": self.kind, "at": list(self.at),
+                               "end": list(self.end)}
         if self.kind == "choice":
             out["options"] = list(self.options)
             out["option_texts"] = list(self.option_texts)
@@ -162,7 +170,7 @@ def _round_unique(values: list[float], lo: float, hi: float) -> list[float]:
 def grid_points(space: Space) -> list[Any]:
     if space.kind == "choice":
         return list(space.options)
-    lo, hi = space.low, space.high
+    lo, hi = space.bounds()
     n = GRID_POINTS
     if space.kind == "int_uniform":
         lo_i, hi_i = math.ceil(lo), math.floor(hi)
@@ -290,20 +298,21 @@ def refine(spaces: list[Space], top: list[dict]) -> list[Space]:
             out.append(replace(sp, options=[o for o, _ in keep], option_texts=[t for _, t in keep]))
             continue
         lo, hi = min(vals), max(vals)
+        low, high = sp.bounds()
         if sp.kind == "int_uniform":
             lo, hi = int(lo), int(hi)
             if lo == hi:
-                lo, hi = max(int(sp.low), lo - 1), min(int(sp.high), hi + 1)
+                lo, hi = max(int(low), lo - 1), min(int(high), hi + 1)
             out.append(replace(sp, low=float(lo), high=float(hi)))
         elif sp.kind == "loguniform":
             if lo == hi:
-                f = (sp.high / sp.low) ** 0.05
-                lo, hi = max(sp.low, lo / f), min(sp.high, hi * f)
+                f = (high / low) ** 0.05
+                lo, hi = max(low, lo / f), min(high, hi * f)
             out.append(replace(sp, low=float(lo), high=float(hi)))
         else:
             if lo == hi:
-                w = 0.05 * (sp.high - sp.low)
-                lo, hi = max(sp.low, lo - w), min(sp.high, hi + w)
+                w = 0.05 * (high - low)
+                lo, hi = max(low, lo - w), min(high, hi + w)
             out.append(replace(sp, low=float(lo), high=float(hi)))
     return out
 

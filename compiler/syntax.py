@@ -212,11 +212,13 @@ def _accepts_at(text: str, pos: int) -> set[str]:
 def _diagnose(err: UnexpectedInput, text: str) -> tuple[str, Span, str | None]:
     """(message, span, hint) for one Lark error."""
     if isinstance(err, UnexpectedCharacters):
-        ch = text[err.pos_in_stream] if err.pos_in_stream < len(text) else ""
+        # Lark types pos_in_stream by its base class default (None); the lexer always sets its position here
+        pos: int = err.pos_in_stream  # type: ignore[assignment]
+        ch = text[pos] if pos < len(text) else ""
         span = Span(err.line, err.column, err.line, err.column + 1)
         if ch == '"':
             return "unterminated string", span, "close it with '\"' on the same line"
-        exp = _describe_expected(_accepts_at(text, err.pos_in_stream) or err.allowed or [])
+        exp = _describe_expected(_accepts_at(text, pos) or err.allowed or [])
         return f"unexpected character {ch!r}", span, (f"expected {exp}" if exp else None)
     if isinstance(err, UnexpectedEOF) or (isinstance(err, UnexpectedToken) and err.token.type == "$END"):
         lines = text.splitlines() or [""]
@@ -350,7 +352,7 @@ def _statement_end(sc: _Scan, ln: int, limit: int) -> int | None:
     """The first line after `ln` (up to `limit`) indented no deeper than `ln`: where its statement ended."""
     base = sc.indent[ln - 1] or 0
     return next((k for k in range(ln + 1, limit + 1)
-                 if sc.indent[k - 1] is not None and sc.indent[k - 1] <= base), None)
+                 if (indent := sc.indent[k - 1]) is not None and indent <= base), None)
 
 
 def _fix_strings(lines: list[str], diags: Diagnostics) -> list[str]:
@@ -550,7 +552,7 @@ def _fix_stray_closer(lines: list[str], sc: _Scan, partner: dict, first: tuple[s
         # a '}' that ends a block by its indentation, but whose '{' is lost: the block's header is the
         # line above its body, indented like the '}'
         k = _last_code_line(sc, ln, 0)
-        while k >= 1 and (sc.indent[k - 1] is None or sc.indent[k - 1] > col):
+        while k >= 1 and ((indent := sc.indent[k - 1]) is None or indent > col):
             k -= 1
         if k >= 1 and sc.indent[k - 1] == col and not sc.on_line(k) and _HEADER.match(
                 lines[k - 1][: sc.code_end[k - 1]]):
@@ -684,7 +686,9 @@ def _brace_on_next_line(text: str, err: UnexpectedInput, span: Span) -> tuple[st
             return ("'{' must be on the same line as its header", f"write {header.strip()} {{",
                     "\n".join(lines), span)
         return None
-    if tok is None or tok.type != "_NL" or "LBRACE" not in (err.accepts or err.expected):
+    # a newline token: only an UnexpectedToken carries one (UnexpectedEOF's token is "<EOF>")
+    if not isinstance(err, UnexpectedToken) or err.token.type != "_NL" or "LBRACE" not in (
+            err.accepts or err.expected):
         return None
     k = span.line
     while k < len(lines) and not lines[k].strip():
@@ -723,9 +727,10 @@ def parse(text: str, diags: Diagnostics, max_errors: int = 25) -> A.File | None:
                 diags.add("E001", f"syntax error: {message}", span, hint)
             if isinstance(err, UnexpectedEOF) or getattr(getattr(err, "token", None), "type", "") == "$END":
                 return None
-            work = _blank_statement(work, span.line, diags)
-            if work is None:
+            blanked = _blank_statement(work, span.line, diags)
+            if blanked is None:
                 return None
+            work = blanked
             continue
         try:
             return _ToAst().transform(tree)

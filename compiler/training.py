@@ -66,7 +66,8 @@ class Adam(Optimizer):
 
 @register("AdamW")
 class AdamW(Adam):
-    kind: Literal["AdamW"] = "AdamW"
+    # an Adam with weight decay, told apart by its own discriminator value (a Literal that narrows no base)
+    kind: Literal["AdamW"] = "AdamW"  # type: ignore[assignment]
     weight_decay: Optional[float] = Field(0.004, ge=0)
 
 

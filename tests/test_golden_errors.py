@@ -2,15 +2,20 @@
 with exactly the stderr in its .expected file, in the format of LANGUAGE.md's "Errors" section, never a
 traceback.
 
-Regenerate the expected files after an intended change with
+After an intended change, a failing test shows the unified diff between the committed .expected file and what
+`dlc check` prints now. To collect the new outputs, run
 
     DLC_REGEN_GOLDEN=1 .venv/bin/pytest tests/test_golden_errors.py
 
-and read every diff: a golden file is a promise about what a user sees.
+which writes each spec's current output to tests/golden/regenerated/ (ignored by git) and still fails on every
+difference: nothing committed is overwritten. Read the diffs, then copy what you accept:
+`cp tests/golden/regenerated/NAME.expected tests/golden/invalid/`. A golden file is a promise about what a
+user sees; its carets also stand under the token its message names (test_carets_point_at_the_named_token).
 """
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 import subprocess
@@ -25,6 +30,7 @@ GOLDEN = ROOT / "tests" / "golden"
 INVALID = sorted((GOLDEN / "invalid").glob("*.dlspec"))
 VALID = sorted((GOLDEN / "valid").glob("*.dlspec"))
 REGEN = os.environ.get("DLC_REGEN_GOLDEN") == "1"
+REGENERATED = GOLDEN / "regenerated"  # where DLC_REGEN_GOLDEN=1 writes the current outputs (never committed)
 
 # error[E102]: unknown activation 'rleu'
 #  --> specs/digits_mlp.dlspec:14:27
@@ -74,7 +80,8 @@ def test_invalid_batch_process(invalid_batch):
 
 def test_enough_fixtures():
     assert len(INVALID) >= 30
-    assert all(p.with_suffix(".expected").exists() or REGEN for p in INVALID)
+    missing = [p.name for p in INVALID if not p.with_suffix(".expected").exists()]
+    assert not missing, f"no .expected file for {missing} (DLC_REGEN_GOLDEN=1 writes them to {REGENERATED})"
 
 
 def _assert_format(stderr: str, spec: Path) -> None:
@@ -111,8 +118,12 @@ def test_invalid_spec(spec: Path, invalid_batch, monkeypatch):
     assert stdout == ""
     expected_file = spec.with_suffix(".expected")
     if REGEN:
-        expected_file.write_text(stderr)
-    assert stderr == expected_file.read_text()
+        REGENERATED.mkdir(exist_ok=True)
+        (REGENERATED / expected_file.name).write_text(stderr)
+    expected = expected_file.read_text() if expected_file.exists() else ""
+    assert stderr == expected, "dlc check's output differs from the golden file:\n" + "".join(
+        difflib.unified_diff(expected.splitlines(True), stderr.splitlines(True), str(_rel(expected_file)),
+                             "dlc check (now)"))
     assert invalid_batch[1][spec] == stderr  # the real process says the same
     _assert_format(stderr, spec)
 
@@ -134,3 +145,79 @@ def test_valid_specs_pass():
     assert result.stderr == ""
     for spec in VALID:
         assert f"{_rel(spec)}: ok" in result.stdout
+
+
+# ------------------------------------------------------------------------------- carets under the named token
+
+QUOTED = re.compile(r"'([^']+)'")
+# messages whose quoted names are not the token the carets mark, and what the carets mark instead
+INVALID_VALUE = re.compile(r"^invalid value for '(?P<arg>[^']+)' of ")  # the value given for that argument
+# where the ':' or '=' belongs (or the key lacking it)
+MISSING_AFTER = re.compile(r"^syntax error: missing '.' after '(?P<key>[^']+)'")
+MISSING_ARGUMENT = re.compile(r"^(?P<call>\w+) is missing its required argument")  # the call lacking it
+CONTEXT_ONLY = {  # message start -> why its quoted name is context, not the marked token
+    "input (": "the quoted name is the data source; the carets mark the input shape that does not fit it",
+    "syntax error: missing '{'": "the carets mark the end of the header line where the '{' belongs",
+}
+
+
+def diagnostics(stderr: str, spec: Path):
+    """(message, source line, caret column from 0, caret count) of every diagnostic with a location."""
+    source = spec.read_text().splitlines()
+    body = stderr.rstrip("\n").rpartition("\n")[0]
+    for block in body.split("\n\n"):
+        lines = block.split("\n")
+        m = ARROW.match(lines[1])
+        if m["line"] is None:
+            continue
+        message = HEAD.match(lines[0]).group(0).split("]: ", 1)[1]
+        marks = lines[4][len(str(m["line"])) + 3:]
+        start = marks.index("^")
+        width = len(marks) - start - len(marks[start:].lstrip("^"))
+        yield message, source[int(m["line"]) - 1], int(m["col"]) - 1, width
+
+
+def _caret_problem(message: str, line: str, col: int, width: int) -> str | None:
+    """Why the carets are not where the message says, or None."""
+    marked, before = line[col:col + width], line[:col].rstrip()
+    if any(message.startswith(k) for k in CONTEXT_ONLY):
+        return None
+    if m := INVALID_VALUE.match(message):
+        ok = before.endswith((f"{m['arg']}=", f"{m['arg']}:", "(", ","))
+        return None if ok and marked.strip() else f"the carets mark {marked!r}, not the value of {m['arg']!r}"
+    if m := MISSING_AFTER.match(message):
+        ok = before.endswith(m["key"]) or marked == m["key"]  # right after the key, or under it
+        return None if ok else f"the carets neither follow nor mark {m['key']!r}"
+    if m := MISSING_ARGUMENT.match(message):
+        return None if marked == m["call"] else f"the carets mark {marked!r}, not the call {m['call']!r}"
+    names = QUOTED.findall(message)
+    if not names:
+        return None  # nothing named: the message describes the marked construct
+    if any(name in marked for name in names):
+        return None
+    return f"the carets mark {marked!r}, which holds none of {names}"
+
+
+@pytest.mark.parametrize("spec", INVALID, ids=[p.stem for p in INVALID])
+def test_carets_point_at_the_named_token(spec: Path):
+    """In "unknown activation 'rleu'" the carets are under rleu; in "invalid value for 'units' of Dense" under
+    the value given for units; in "missing ':' after 'seed'" right after seed."""
+    expected = spec.with_suffix(".expected").read_text()
+    found = list(diagnostics(expected, spec))
+    assert found, "no located diagnostic"
+    for message, line, col, width in found:
+        assert width >= 1, message
+        problem = _caret_problem(message, line, col, width)
+        assert problem is None, f"{message}\n  {line}\n  {' ' * col}{'^' * width}\n{problem}"
+
+
+def test_caret_check_sees_a_misplaced_caret():
+    line = "    Dense(16, activation=rleu)"
+    assert _caret_problem("unknown activation 'rleu'", line, 25, 4) is None
+    assert _caret_problem("unknown activation 'rleu'", line, 24, 4) is not None  # one column off
+    assert _caret_problem("unknown activation 'rleu'", line, 4, 5) is not None  # the layer, not the name
+    units = "invalid value for 'units' of Dense"
+    assert _caret_problem(units, "    Dense(0, activation=relu)", 10, 1) is None
+    assert _caret_problem(units, "    Dense(0, activation=relu)", 4, 5) is not None
+    assert _caret_problem("syntax error: missing ':' after 'seed'", "  seed 42", 7, 2) is None
+    assert _caret_problem("syntax error: missing ':' after 'seed'", "  seed 42", 8, 1) is not None

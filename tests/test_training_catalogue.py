@@ -3,7 +3,6 @@ against sklearn, and every initializer (bit-identical on both backends, Keras' v
 
 from __future__ import annotations
 
-import itertools
 import math
 from pathlib import Path
 
@@ -51,9 +50,10 @@ def test_lr_used_each_epoch_is_in_the_history(name):
     assert lrs["keras"] == lrs["torch"]
     base = spec.optimizer.learning_rate
     if spec.schedule.kind == "plateau":
-        drops = sum(b < a for a, b in itertools.pairwise(lrs["keras"]))
-        assert drops >= 2, lrs["keras"]
-        assert lrs["keras"][0] == base
+        # patience 1, min_delta 0.01: the validation losses (0.360, 0.0817, 0.0236, 0.0247, 0.0539, 0.0560,
+        # 0.0389, 0.0238, 0.0151, 0.0104, 0.0078, ...) improve by 0.01 up to epoch 3, not in epochs 4-9 (a cut
+        # after each), in epoch 10 (0.0104 < 0.0236 - 0.01: no cut), not in epoch 11 (a cut)
+        assert lrs["keras"] == [base] * 4 + [base * 0.5 ** k for k in (1, 2, 3, 4, 5, 6, 6, 7)]
     else:
         assert lrs["keras"] == [spec.schedule.lr_at(e, base) for e in range(12)]
     # and the optimizer really used it: the Keras variable and the torch optimizer hold the last epoch's lr

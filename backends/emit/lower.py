@@ -11,6 +11,7 @@ from dlc.backends.lowering import EMIT, REGISTRY, call, lowers, ref
 from dlc.compiler import functions as fn
 from dlc.compiler import spec as S
 from dlc.compiler import training as T
+from dlc.reference.callbacks import monitor_mode
 
 
 @dataclass
@@ -93,7 +94,7 @@ def warmup(s: T.Warmup, ctx):
 
 @lowers(T.Plateau, targets=EMIT)
 def plateau(s: T.Plateau, ctx):
-    mode = s.mode if s.mode != "auto" else ("max" if "acc" in s.monitor else "min")
+    mode = monitor_mode(s.mode, s.monitor)  # as the run's plateau decides 'auto' (dlc/reference/callbacks.py)
     return call("ReduceLROnPlateau", s.factor, s.patience, min_lr=s.min_lr, min_delta=s.min_delta,
                 cooldown=s.cooldown, mode=mode)
 

@@ -59,9 +59,10 @@ for _module in COMMANDS:
     app.command(_module.NAME)(exits(_module.command))
 
 
-def _click_exception() -> type:
+def _click_exception() -> type[Exception]:
     """Click's base exception class, wherever this Typer keeps Click (newer Typers vendor it)."""
-    return next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+    return next(c for c in typer.BadParameter.__mro__
+                if c.__name__ == "ClickException" and issubclass(c, Exception))
 
 
 def _usage_error(e) -> int:

@@ -28,7 +28,7 @@ def command(
     for path in specs:
         result = compile_file(path)
         show_diagnostics(result)
-        if not result.ok:
+        if result.spec is None or not result.ok:
             n = len(result.diagnostics.errors)
             print(f"{path}: {n} error{'s' if n != 1 else ''}", file=sys.stderr)
             status = EXIT_SPEC

@@ -3,6 +3,10 @@ current epoch (on a terminal only), and the summary at the end. Written with ric
 the run directory."""
 
 import math
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from rich.progress import TaskID
 
 
 def fmt_value(v: float | None) -> str:
@@ -170,7 +174,7 @@ class Progress:
         self.p = Progress(TextColumn("epoch {task.fields[epoch]}/" + str(epochs)), BarColumn(),
                           MofNCompleteColumn(), TextColumn("steps"), TimeElapsedColumn(), console=console,
                           transient=True)
-        self.task = None
+        self.task: TaskID | None = None
 
     def __enter__(self):
         if self.enabled:

@@ -1,7 +1,7 @@
 """The options several commands share, with their help texts (one definition each)."""
 
 from enum import Enum, StrEnum
-from typing import Annotated, Optional
+from typing import Annotated, Optional, overload
 
 import typer
 
@@ -16,7 +16,19 @@ class Dtype(StrEnum):
     float64 = "float64"
 
 
-def value(choice) -> Optional[str]:
+@overload
+def value(choice: Enum | str) -> str: ...
+
+
+@overload
+def value(choice: None) -> None: ...
+
+
+@overload
+def value(choice: Enum | str | None) -> Optional[str]: ...
+
+
+def value(choice: Enum | str | None) -> Optional[str]:
     """The plain string of a choice (None stays None)."""
     return choice.value if isinstance(choice, Enum) else choice
 

@@ -2,7 +2,7 @@
 --resume RUN` continues a killed run. A spec with a kfold split runs cross-validation (`dlc cv`)."""
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
@@ -11,6 +11,9 @@ from dlc.cli import options as o
 from dlc.cli.common import training_spec
 from dlc.cli.errors import EXIT_SPEC, CommandError, error_line
 from dlc.runtime.run import Observer
+
+if TYPE_CHECKING:
+    from dlc.cli.display import EpochTable
 
 NAME = "run"
 
@@ -37,15 +40,16 @@ def command(
     run.json, TensorBoard events, checkpoint.npz and the model. A failure while training is one line on
     stderr, exit 1, with the run directory kept. A spec with a kfold split runs cross-validation (`dlc
     cv`)."""
-    backend, dtype = o.value(backend), o.value(dtype)
+    backend_name, dtype_name = o.value(backend), o.value(dtype)
     if resume:
         return _resume(resume, device, quiet)
     if not spec:
         raise CommandError(error_line("dlc run needs a SPEC (or --resume RUN)"), EXIT_SPEC)
-    loaded = training_spec(spec, seed, dtype, epochs)
+    loaded = training_spec(spec, seed, dtype_name, epochs)
     if loaded.data is not None and loaded.data.split.kind == "kfold":
-        return cv.cross_validate(loaded, spec, backend, device, out, None, quiet)  # kfold: cross-validation
-    return _train(loaded, backend, spec, Path(spec).resolve().parent, device, out, None, quiet)
+        # kfold: cross-validation
+        return cv.cross_validate(loaded, spec, backend_name, device, out, None, quiet)
+    return _train(loaded, backend_name, spec, Path(spec).resolve().parent, device, out, None, quiet)
 
 
 def _resume(run: str, device: str, quiet: bool) -> int:
@@ -80,7 +84,7 @@ class _Display(Observer):
         from dlc.cli.display import Progress
 
         self.console, self.spec, self.backend = console, spec, backend
-        self.table = None
+        self.table: EpochTable | None = None
         self.bar = Progress(console, spec.train.epochs)
 
     def started(self, run: Path, data, device_name: str) -> None:
@@ -101,4 +105,5 @@ class _Display(Observer):
         self.bar(epoch, done, total)
 
     def epoch(self, row: dict) -> None:
+        assert self.table is not None  # made by started(), which the run calls first
         self.table.row(row)

@@ -8,6 +8,7 @@ import typer
 from dlc.cli import options as o
 from dlc.cli.common import compiled
 from dlc.cli.errors import EXIT_INTERRUPTED, EXIT_RUNTIME, CommandError, error_line
+from dlc.runtime.tune import Reporter
 
 NAME = "tune"
 TABLE_ROWS = 10  # best trials in the final table
@@ -58,7 +59,7 @@ def command(
     return _finish(console, result.spec.name, done, quiet)
 
 
-class _Display:
+class _Display(Reporter):
     """What the search reports (dlc.runtime.tune.Reporter's methods), printed on stderr."""
 
     def __init__(self, console):

@@ -47,7 +47,8 @@ class ReduceLROnPlateau:
 
 
 def plateau_for(sched) -> ReduceLROnPlateau:
-    """The IR's plateau schedule as a Plateau ('auto' watches for 'acc' in the monitor, as Keras does)."""
-    mode = sched.mode if sched.mode != "auto" else ("max" if "acc" in sched.monitor else "min")
+    """The IR's plateau schedule as a Plateau. 'auto' is decided as for early stopping: Keras 3's
+    ReduceLROnPlateau asks the monitored metric for its direction, so precision, recall and f1 are maximised
+    too (Keras 2 looked for 'acc' in the name; tests/test_stock_keras.py checks it against stock Keras)."""
     return ReduceLROnPlateau(sched.factor, sched.patience, sched.min_lr, sched.min_delta, sched.cooldown,
-                             mode)
+                             monitor_mode(sched.mode, sched.monitor))

@@ -14,6 +14,8 @@ def stats_size(task: str, num_classes: int | None) -> tuple[int, ...]:
     if task == "regression":
         return (3,)
     k = 2 if task == "binary" else num_classes
+    if k is None:
+        raise ValueError(f"a {task} task needs its number of classes")
     return (k, k)
 
 

@@ -12,6 +12,7 @@ Operations apply in the order the spec lists them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
 
 import numpy as np
@@ -71,7 +72,8 @@ def apply_augmentations(x: np.ndarray, ops: list, seed: int, epoch: int) -> np.n
     return out
 
 
-AUGMENTATIONS = {"flip": flip, "shift": shift, "crop": crop}
+# each (images, rng, its fields) -> None, changing the images in place
+AUGMENTATIONS: dict[str, Callable[..., None]] = {"flip": flip, "shift": shift, "crop": crop}
 
 
 def augmentation(op) -> partial:

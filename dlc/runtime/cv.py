@@ -7,6 +7,7 @@ test fraction, if the split asks for one, is held out before folding and is eval
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -40,13 +41,15 @@ def run_cv(spec, base_dir: Path, backend: str, device: str = "auto", k: int | No
     Session = session_class(backend)
     parts = folds(spec, base_dir, k)
     init = initial_weights(spec)
-    results = []
+    results: list[dict[str, Any]] = []
     for i, data in enumerate(parts, start=1):
+        val = data.val
+        assert val is not None  # a fold's held-out part: never empty
         session = Session(spec, device=device, weights=init)
         hist = train(session, spec, data)
-        row = {"fold": i, "epochs": len(hist.rows), "train_samples": len(data.train.x),
-               "val_samples": len(data.val.x)}
-        row["val"] = evaluate(session, spec, session.load_data(data.val.x, data.val.y), spec.train.batch_size)
+        row: dict[str, Any] = {"fold": i, "epochs": len(hist.rows), "train_samples": len(data.train.x),
+                               "val_samples": len(val.x)}
+        row["val"] = evaluate(session, spec, session.load_data(val.x, val.y), spec.train.batch_size)
         if data.test is not None:
             row["test"] = evaluate(session, spec, session.load_data(data.test.x, data.test.y),
                                    spec.train.batch_size)
@@ -60,7 +63,7 @@ def run_cv(spec, base_dir: Path, backend: str, device: str = "auto", k: int | No
         if on_fold:
             on_fold(row)
     keys = list(results[0]["val"])
-    summary = {"k": len(parts), "backend": backend, "folds": results, "mean": {}, "std": {}}
+    summary: dict[str, Any] = {"k": len(parts), "backend": backend, "folds": results, "mean": {}, "std": {}}
     for key in keys:
         vals = np.array([r["val"][key] for r in results])
         summary["mean"][key] = float(vals.mean())

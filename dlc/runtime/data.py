@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from dlc.compiler.checks import resolve_path
-from dlc.compiler.spec import BUNDLED, Bundled, Csv, Holdout, KFold, Mnist, Npz, Spec
+from dlc.compiler.spec import BUNDLED, Bundled, Csv, Data, Holdout, KFold, Mnist, Npz, Spec
 from dlc.reference.rng import STREAM_SPLIT
 
 
@@ -43,8 +43,15 @@ class Dataset:
                 "scale": None if self.scale is None else self.scale.tolist()}
 
 
+def data_block(spec: Spec) -> Data:
+    """The spec's data block (the IR allows a spec without one, which has nothing to load)."""
+    if spec.data is None:
+        raise DataError(f"spec '{spec.name}' has no data block")
+    return spec.data
+
+
 def load_raw(spec: Spec, base_dir: Path) -> tuple[np.ndarray, np.ndarray]:
-    src = spec.data.source
+    src = data_block(spec).source
     if isinstance(src, Bundled):
         return read_bundled(src.name)
     path = resolve_path(base_dir, src.path)
@@ -154,6 +161,8 @@ def _targets(spec: Spec, y: np.ndarray, num_classes: int | None) -> np.ndarray:
 def class_targets(y: np.ndarray, kind: str, num_classes: int | None = None) -> np.ndarray:
     """Targets as the loss wants them: "onehot" rows, "int" labels or a "float" column per sample."""
     if kind == "onehot":
+        if num_classes is None:
+            raise ValueError("one-hot targets need the number of classes")
         return np.eye(num_classes)[y.astype(np.int64)]
     if kind == "int":
         return y.astype(np.int64)
@@ -193,7 +202,7 @@ def kfold_indices(n: int, labels: np.ndarray | None, k: int, shuffle: bool, stra
     strat = stratify and labels is not None
     rest, held = holdout(np.arange(n), test, labels, strat, split_seed(seed))
     fold_seed = split_seed(seed, 2) if shuffle else None
-    if strat:
+    if strat and labels is not None:
         it = StratifiedKFold(k, shuffle=shuffle, random_state=fold_seed).split(rest, labels[rest])
     else:
         it = SkKFold(k, shuffle=shuffle, random_state=fold_seed).split(rest)
@@ -203,7 +212,7 @@ def kfold_indices(n: int, labels: np.ndarray | None, k: int, shuffle: bool, stra
 def _split_indices(spec: Spec, labels: np.ndarray | None, n: int) -> tuple[np.ndarray, np.ndarray,
                                                                            np.ndarray]:
     """train/val/test indices of a holdout split (a kfold split's test part and everything else as train)."""
-    split = spec.data.split
+    split = data_block(spec).split
     val = split.val if isinstance(split, Holdout) else 0.0
     return holdout_indices(n, labels, val, split.test, getattr(split, "stratify", False), spec.seed)[0]
 
@@ -236,8 +245,8 @@ def load(spec: Spec, base_dir: Path) -> Loaded:
             raise DataError(f"{_where(spec)}: {spec.loss.name} needs labels 0 and 1, found "
                             f"{len(np.unique(labels))} classes (up to {labels.max()}); use "
                             "categorical_crossentropy with a softmax output for more than two classes")
-        num_classes = BUNDLED[spec.data.source.name][1] if isinstance(spec.data.source, Bundled) \
-            else int(labels.max()) + 1
+        src = data_block(spec).source
+        num_classes = BUNDLED[src.name][1] if isinstance(src, Bundled) else int(labels.max()) + 1
     n = len(x)
     flat = x.reshape(n, -1)
     need = math.prod(spec.input)
@@ -247,7 +256,7 @@ def load(spec: Spec, base_dir: Path) -> Loaded:
 
 
 def _where(spec: Spec) -> str:
-    src = spec.data.source
+    src = data_block(spec).source
     return src.name if isinstance(src, Bundled) else str(getattr(src, "path", src))
 
 
@@ -270,7 +279,7 @@ def _check_finite(x: np.ndarray, y: np.ndarray, spec: Spec) -> None:
 
 def assemble(spec: Spec, data: Loaded, train: np.ndarray, val: np.ndarray, test: np.ndarray) -> Dataset:
     """Normalise with statistics of the training part only (no leakage), shape to the spec's input."""
-    shift, scale = normalizer(spec.data.normalize, data.x[train])
+    shift, scale = normalizer(data_block(spec).normalize, data.x[train])
     flat = data.x if shift is None else (data.x - shift) / scale
     xs = flat.reshape((len(flat),) + tuple(spec.input))
 
@@ -303,7 +312,7 @@ def folds(spec: Spec, base_dir: Path, k: int | None = None) -> list[Dataset]:
     """k seeded (stratified if asked) folds; each Dataset's val is the held-out fold. A test fraction, if the
     split asks for one, is held out first and stays out of every fold (each Dataset's test is that part)."""
     data = load(spec, base_dir)
-    split = spec.data.split
+    split = data_block(spec).split
     k = k or (split.k if isinstance(split, KFold) else 5)
     shuffle = split.shuffle if isinstance(split, KFold) else True
     parts = kfold_indices(len(data.x), data.labels, k, shuffle, getattr(split, "stratify", False), split.test,

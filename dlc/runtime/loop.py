@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from dlc.compiler.spec import Spec
+from dlc.compiler.training import Plateau
 from dlc.reference import metrics as M
 from dlc.reference.callbacks import improved, monitor_mode, plateau_for
 from dlc.reference.rng import epoch_permutation
@@ -179,7 +180,7 @@ def _check_finite(hist: History, losses: np.ndarray, epoch: int, lr: float, base
 
 def _end_epoch(session, spec: Spec, plateau, state: LoopState, row: dict, epoch: int, lr: float) -> None:
     """The callbacks after an epoch (plateau, early stopping), leaving the state to checkpoint."""
-    if plateau is not None:
+    if plateau is not None and isinstance(spec.schedule, Plateau):  # (a plateau callback has a Plateau)
         lr = plateau.update(row.get(spec.schedule.monitor, row["loss"]), lr)
         state.plateau = {"best": plateau.best, "wait": plateau.wait, "cooldown": plateau.cooldown}
     state.lr = lr
@@ -194,6 +195,7 @@ def _early_stopping(session, es, state: LoopState, row: dict, epoch: int) -> Non
     if current is None:
         raise TrainingFailed(f"early_stopping monitors '{es.monitor}', which this run does not compute")
     state.es_wait += 1
+    assert state.es_best is not None  # set wherever early stopping is: by _fresh_state, or a checkpoint
     if improved(current, state.es_best, monitor_mode(es.mode, es.monitor), es.min_delta):
         state.es_best = current
         state.history.best_epoch = epoch + 1

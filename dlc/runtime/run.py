@@ -10,6 +10,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 from dlc.runtime import rundir
 from dlc.runtime.runs import RunDirError
@@ -29,7 +30,7 @@ class RunFailed(Exception):
 
 def apply_overrides(spec, seed: int | None = None, dtype: str | None = None, epochs: int | None = None):
     """The spec with the command line's --seed, --dtype and --epochs (None: the spec's own)."""
-    update = {}
+    update: dict[str, Any] = {}
     if seed is not None:
         update["seed"] = seed
     if dtype is not None:

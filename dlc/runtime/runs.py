@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 PLOT_SKIP = {"epoch", "lr", "time_s", "samples_per_s"}
@@ -56,7 +57,7 @@ def list_runs(root: str | Path) -> list[dict]:
     return [describe(r) for r in find_runs(root)]
 
 
-def histories(paths: list[str | Path]) -> list[tuple[Path, list[dict]]]:
+def histories(paths: Sequence[str | Path]) -> list[tuple[Path, list[dict]]]:
     """(run, history rows) of each run directory; RunDirError for one without a history."""
     runs = []
     for p in paths:
@@ -67,7 +68,7 @@ def histories(paths: list[str | Path]) -> list[tuple[Path, list[dict]]]:
     return runs
 
 
-def plot_runs(paths: list[str | Path], out: str | Path) -> Path:
+def plot_runs(paths: Sequence[str | Path], out: str | Path) -> Path:
     """One PNG: a panel per quantity every run has (train solid, validation dashed) and the learning rate."""
     import matplotlib
 

@@ -134,7 +134,7 @@ class Predictions:
     table: np.ndarray
 
 
-def predict(run: Path, input_file: str | Path) -> Predictions:
+def predict(run: str | Path, input_file: str | Path) -> Predictions:
     """Predictions of a finished run for a file of raw features (the training preprocessing applied)."""
     spec, session, info = load_run(Path(run))
     x, _ = read_features(Path(input_file), None)
@@ -152,7 +152,7 @@ def predict(run: Path, input_file: str | Path) -> Predictions:
     return Predictions(task, out, cols, table)
 
 
-def evaluate_run(run: Path, data_file: str | Path | None = None) -> dict[str, dict[str, float]]:
+def evaluate_run(run: str | Path, data_file: str | Path | None = None) -> dict[str, dict[str, float]]:
     """Loss and metrics of a finished run on its own train/val/test splits, or on a file of raw features with
     targets ({"data": ...})."""
     from dlc.runtime.data import prepare

@@ -16,7 +16,7 @@ def run_blockers(result: Compiled) -> list[Diagnostic]:
         st = _find_assign(model, key, section) if model is not None else None
         return st.value.span if st is not None else None
 
-    if spec.search_spaces:
+    if spec is not None and spec.search_spaces:
         s = spec.search_spaces[0]
         out.append(Diagnostic(
             "E502", "this spec has search spaces; `dlc run` needs concrete values",

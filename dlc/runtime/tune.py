@@ -40,10 +40,17 @@ import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dlc.compiler.diagnostics import Diagnostic
 from dlc.compiler.search import Space, concretize, grid_points, refine, spaces_of, top_trials
 from dlc.runtime import rundir
+
+if TYPE_CHECKING:  # imported where used, when used (a worker's process, a study)
+    import subprocess
+    from multiprocessing.process import BaseProcess
+
+    import optuna
 
 HEARTBEAT_S = 20.0
 STALE_S = 120.0
@@ -118,17 +125,19 @@ def _shown_url(url: str) -> str:
         return url
 
 
-def _distributions(spaces: list[Space], grid: bool) -> dict:
+def _distributions(spaces: list[Space], grid: bool) -> dict[str, optuna.distributions.BaseDistribution]:
     from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
-    out = {}
+    out: dict[str, optuna.distributions.BaseDistribution] = {}
     for sp in spaces:
         if grid or sp.kind == "choice":
             out[sp.name] = CategoricalDistribution(grid_points(sp) if grid else sp.options)
         elif sp.kind == "int_uniform":
-            out[sp.name] = IntDistribution(int(sp.low), int(sp.high))
+            low, high = sp.bounds()
+            out[sp.name] = IntDistribution(int(low), int(high))
         else:
-            out[sp.name] = FloatDistribution(sp.low, sp.high, log=sp.kind == "loguniform")
+            low, high = sp.bounds()
+            out[sp.name] = FloatDistribution(low, high, log=sp.kind == "loguniform")
     return out
 
 
@@ -261,41 +270,48 @@ class _Worker:
     def __init__(self, job: dict, mode: str):
         self.job = job
         self.mode = mode
+        # the process: the fork server's child (mode "fork") or a fresh interpreter (mode "subprocess")
+        self.forked: BaseProcess | None = None
+        self.popen: subprocess.Popen[bytes] | None = None
         if mode == "fork":
             import multiprocessing as mp
 
             from dlc.runtime import tune_worker
 
-            self.proc = mp.get_context("forkserver").Process(target=tune_worker.run_trial, args=(job,),
-                                                              name=f"dlc-trial-{job['number']}")
-            self.proc.start()
-            self.pid = self.proc.pid
+            self.forked = mp.get_context("forkserver").Process(target=tune_worker.run_trial, args=(job,),
+                                                                name=f"dlc-trial-{job['number']}")
+            self.forked.start()
+            self.pid = self.forked.pid
         else:
             import subprocess
 
             path = Path(job["trial_dir"]) / "job.json"
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(job))
-            self.proc = subprocess.Popen([sys.executable, "-m", "dlc.runtime.tune_worker", str(path)],
-                                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                         stderr=subprocess.DEVNULL)
-            self.pid = self.proc.pid
+            self.popen = subprocess.Popen([sys.executable, "-m", "dlc.runtime.tune_worker", str(path)],
+                                          stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                          stderr=subprocess.DEVNULL)
+            self.pid = self.popen.pid
 
     def exitcode(self) -> int | None:
-        if self.mode == "fork":
-            return self.proc.exitcode
-        return self.proc.poll()
+        if self.forked is not None:
+            return self.forked.exitcode
+        assert self.popen is not None
+        return self.popen.poll()
 
     def stop(self) -> None:
-        if self.exitcode() is None:
-            self.proc.terminate()
-        if self.mode == "fork":
-            self.proc.join(5)
-        else:
-            try:
-                self.proc.wait(5)
-            except Exception:  # noqa: BLE001
-                self.proc.kill()
+        if self.forked is not None:
+            if self.forked.exitcode is None:
+                self.forked.terminate()
+            self.forked.join(5)
+            return
+        assert self.popen is not None
+        if self.popen.poll() is None:
+            self.popen.terminate()
+        try:
+            self.popen.wait(5)
+        except Exception:  # noqa: BLE001
+            self.popen.kill()
 
 
 def _worker_mode() -> str:
@@ -514,7 +530,10 @@ class _Search:
         self.url = _storage_url(search.storage, self.run)
         self.study_name = study or (f"{spec.name}-refined" if refined else spec.name)
         self.lock = _StudyLock(None, self.url, self.study_name)
-        self.study = self.storage = self.distributions = None
+        # set by open()
+        self.study: optuna.Study
+        self.storage: optuna.storages.BaseStorage
+        self.distributions: dict[str, optuna.distributions.BaseDistribution]
         self.mode = "subprocess"
         self.last_beat = 0.0
 
@@ -568,10 +587,10 @@ class _Search:
                     _interrupt(self.study, self.storage, t, "its process is gone")
                     requeued += 1
             if self.grid is not None:
-                self._queue_grid()
+                self._queue_grid(self.grid)
         return requeued
 
-    def _queue_grid(self) -> None:
+    def _queue_grid(self, grid: list[dict]) -> None:
         from optuna.trial import TrialState
 
         existing = set()
@@ -579,7 +598,7 @@ class _Search:
             if t.state == TrialState.FAIL and t.user_attrs.get("dlc_interrupted"):
                 continue
             existing.add(_key(t.params or t.system_attrs.get("fixed_params", {})))
-        for point in self.grid[:self.target]:
+        for point in grid[:self.target]:
             if _key(point) not in existing:
                 self.study.enqueue_trial(point)
                 existing.add(_key(point))
@@ -728,6 +747,6 @@ class _Search:
         best_path = self.run / "best.dlspec"
         best_path.write_text(text)
         check = compile_text(text, str(best_path), self.run)
-        if not check.ok or check.spec.search_spaces:
+        if check.spec is None or not check.ok or check.spec.search_spaces:
             return check.render()
         return None

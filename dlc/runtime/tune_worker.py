@@ -46,6 +46,7 @@ def make_storage(url: str):
     import optuna
 
     url = driver_url(url)
+    kwargs: dict[str, object]
     if url.startswith("sqlite"):
         kwargs = {"connect_args": {"timeout": SQLITE_TIMEOUT_S}}
     else:
@@ -164,7 +165,7 @@ def _run(job: dict, trial) -> tuple[str, float | None, str | None]:
     return "COMPLETE", float(value), None
 
 
-def _run_holdout(job, trial, spec, base_dir, metric, prune, trial_dir) -> float:
+def _run_holdout(job, trial, spec, base_dir, metric, prune, trial_dir) -> float | None:
     from dlc.backends import session_class
     from dlc.reference.weights import initial_weights
     from dlc.runtime import rundir
@@ -191,7 +192,7 @@ def _run_holdout(job, trial, spec, base_dir, metric, prune, trial_dir) -> float:
     return row.get(metric)
 
 
-def _run_cv(job, trial, spec, base_dir, metric, prune) -> float:
+def _run_cv(job, trial, spec, base_dir, metric, prune) -> float | None:
     from dlc.runtime.cv import run_cv
 
     key = metric[len("cv_"):]

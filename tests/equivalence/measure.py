@@ -30,11 +30,11 @@ ROOT = HERE.parents[1]
 
 
 NOTES = [
-    ("- Max-pool fixtures (maxpool2d, maxpool2d_same_s2, specs/digits_cnn, slow/digits_cnn_bn) are exempt "
-    "from the float32 per-step test: two window values ~1e-7 apart can order differently after float32 "
-    "rounding and the gradient then goes to another position (shared/EQUIVALENCE.md). The small fixtures "
-    "happen to stay inside the bound here; the bigger slow/digits_cnn_bn does not (see the long runs). In "
-    "float64 they agree to ~1e-15."),
+    ("- Max-pool fixtures (maxpool1d, maxpool2d, maxpool2d_same_s2, specs/digits_cnn) are held to the "
+    "float32 per-step bound like every other fixture and stay at ~0.1 of it here, but they are the most "
+    "exposed to near-ties: two window values ~1e-7 apart can order differently after float32 rounding "
+    "and the gradient then goes to another position (shared/EQUIVALENCE.md). The bigger "
+    "slow/digits_cnn_bn does separate (see the long runs). In float64 they agree to ~1e-15."),
     ("- batchnorm_after_bias (a Dense bias right before BatchNorm, W001): exact in float64 and per step in "
     "float32, but the bias has a true gradient of zero, Adam turns the backends' different float32 rounding "
     "noise into a random walk of size ~lr, and the bias and BN moving mean drift apart; inference uses the "
@@ -128,8 +128,6 @@ def main(argv=None) -> int:
         c32 = suite.run(path, "float32")
         maxpool = suite.has_maxpool(suite.load(path))
         note = []
-        if maxpool:
-            note.append("float32 n/a in the test (max-pool)")
         if fid in suite.FLOAT32_VAL_DRIFT:
             note.append("float32 val_loss drift: xfail, documented")
         if c64.initial_weight_max_abs_diff or c32.initial_weight_max_abs_diff:
@@ -178,10 +176,10 @@ def main(argv=None) -> int:
                    f"{fmt(c32.final_weight_max_abs_diff)} | {note} |")
     worst64 = max((r[1].max_abs_loss_diff for r in rows), default=0.0)
     worstw = max((r[1].final_weight_max_abs_diff for r in rows), default=0.0)
-    worst32 = max((f32_excess(r[2]) for r in rows if not r[4]), default=0.0)
+    worst32 = max((f32_excess(r[2]) for r in rows), default=0.0)
     out += ["",
             (f"Worst over all fixtures: float64 step loss {fmt(worst64)}, float64 final weights "
-            f"{fmt(worstw)}, float32 (max-pool fixtures aside) {worst32:.2f} of the bound.")]
+            f"{fmt(worstw)}, float32 {worst32:.2f} of the bound.")]
     out += ["", "## Notes", "", *NOTES]
     if long_rows:
         out += [
