@@ -71,6 +71,57 @@ def test_crop_keeps_size():
     assert y.shape == x.shape and (y == 0).any()
 
 
+def _offsets(x, y, candidates):
+    """The (dy, dx) of `candidates(img, dy, dx)` that gives each output image (exactly one each)."""
+    found = []
+    for i in range(len(x)):
+        hits = [(dy, dx) for dy, dx, img in candidates(x[i]) if np.array_equal(img, y[i])]
+        assert len(hits) == 1, (i, hits)
+        found.append(hits[0])
+    return found
+
+
+def test_crop_takes_every_window_of_the_padded_image():
+    """crop(8, padding=2): a uniformly placed 8x8 window of the zero-padded 12x12 image, offsets 0..4."""
+    x = _imgs(300) + 1.0  # no zeros of its own
+
+    def windows(img):
+        padded = np.pad(img, ((2, 2), (2, 2), (0, 0)))
+        return [(dy, dx, padded[dy:dy + 8, dx:dx + 8]) for dy in range(5) for dx in range(5)]
+
+    found = _offsets(x, augment(x, [Crop(size=8, padding=2)], 4, 0), windows)
+    assert {dy for dy, _ in found} == set(range(5)) and {dx for _, dx in found} == set(range(5))
+
+
+def test_shift_takes_every_offset_up_to_the_fraction():
+    """shift(0.25) on 8x8: whole-pixel moves of -2..2 rows and -2..2 columns, zeros shifted in."""
+    x = _imgs(300) + 1.0
+
+    def moved(img):
+        out = []
+        for dy in range(-2, 3):
+            for dx in range(-2, 3):
+                m = np.zeros_like(img)
+                for r in range(8):
+                    for c in range(8):
+                        if 0 <= r - dy < 8 and 0 <= c - dx < 8:
+                            m[r, c] = img[r - dy, c - dx]
+                out.append((dy, dx, m))
+        return out
+
+    found = _offsets(x, augment(x, [Shift(fraction=0.25)], 2, 0), moved)
+    assert {dy for dy, _ in found} == set(range(-2, 3)) and {dx for _, dx in found} == set(range(-2, 3))
+
+
+def test_vertical_flip_mirrors_top_to_bottom():
+    x = _imgs(400)
+    y = augment(x, [Flip(horizontal=False, vertical=True)], 3, 0)
+    flipped = [np.array_equal(y[i], x[i, ::-1]) for i in range(len(x))]
+    kept = [np.array_equal(y[i], x[i]) for i in range(len(x))]
+    assert all(f or k for f, k in zip(flipped, kept, strict=True))
+    assert 150 < sum(flipped) < 250
+
+
 def test_training_only_and_equal_on_both_backends():
     from dlc.runtime.compare import compare_spec
 

@@ -79,7 +79,12 @@ def test_cv_cli_writes_cv_json(tmp_path, backend):
     cv = json.loads((out / "cv.json").read_text())
     assert cv["k"] == 4 and len(cv["folds"]) == 4
     assert set(cv["mean"]) == {"loss", "accuracy"} and "cv_accuracy" in cv and "test_mean" in cv
-    assert 0.0 <= cv["std"]["accuracy"] <= 1.0
+    for key in ("loss", "accuracy"):  # over the folds' validation metrics: the mean, the sample std (n - 1)
+        vals = [f["val"][key] for f in cv["folds"]]
+        assert cv["mean"][key] == pytest.approx(np.mean(vals), rel=1e-12) == cv[f"cv_{key}"]
+        assert cv["std"][key] == pytest.approx(np.std(vals, ddof=1), rel=1e-12)
+        assert cv["std"][key] > 0
+    assert cv["test_mean"]["accuracy"] == pytest.approx(np.mean([f["test"]["accuracy"] for f in cv["folds"]]))
     assert (out / "fold_1" / "history.json").is_file()
     assert "mean ± std" in r.stdout
 

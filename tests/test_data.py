@@ -141,6 +141,11 @@ def test_minmax_uses_training_statistics_only(tmp_path):
     assert np.allclose(d.train.x.min(0)[live], 0) and np.allclose(d.train.x.max(0)[live], 1)
     assert np.all(d.train.x[:, ~live] == 0)  # constant features are shifted, not divided by zero
     assert np.isfinite(d.test.x).all()
+    # wine's features do not start at 0 (digits' pixels do): (x - min) / (max - min), fitted on train
+    w = prepare(make_spec(tmp_path, "wine", "(13)", 3, normalize="minmax"), tmp_path)
+    assert np.all(w.shift > 0)
+    np.testing.assert_allclose(w.train.x.min(0), 0, atol=1e-12)
+    np.testing.assert_allclose(w.train.x.max(0), 1, atol=1e-12)
 
 
 def test_none_keeps_the_raw_values(tmp_path):

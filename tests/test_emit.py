@@ -356,3 +356,43 @@ def test_emit_ir_still_works(tmp_path):
     spec.write_text(SPECS["mlp"])
     rc, out, _ = run_cli("compile", spec)
     assert rc == 0 and json.loads(out)["name"] == "emit_mlp"
+
+
+# ------------------------------------------------------------------------------------------- the bundler
+
+FAKE_MODULES = {  # two dlc modules the bundler reads as it reads dlc's own (parsed, never imported)
+    "dlc.fake_user": (
+        "import functools\n\nfrom dlc.fake_base import Base, SCALE\n\n\n"
+        "class User(Base):\n    def value(self):\n        return twice(SCALE)\n\n\n"
+        "@functools.cache\ndef twice(x):\n    return 2 * x\n"),
+    "dlc.fake_base": "import math\n\nSCALE = math.sqrt(4.0)\n\n\nclass Base:\n    pass\n",
+}
+
+
+@pytest.fixture
+def fake_modules(tmp_path, monkeypatch):
+    from dlc.backends.emit import bundle
+
+    files = {}
+    for name, source in FAKE_MODULES.items():
+        files[name] = tmp_path / (name.split(".")[-1] + ".py")
+        files[name].write_text(source)
+    real = bundle.module_file
+    monkeypatch.setattr(bundle, "module_file", lambda name: files[name] if name in files else real(name))
+    bundle.parse_module.cache_clear()
+    yield bundle
+    bundle.parse_module.cache_clear()
+
+
+def test_bundle_copies_definitions_dependencies_first_with_decorators(fake_modules):
+    """A class whose base comes from a later module is still defined after its base, decorators come along,
+    and the third-party imports the copies use are collected: the code runs on its own."""
+    imports, code = fake_modules.Bundle(("dlc.fake_user", "dlc.fake_base")).add("User").render()
+    assert sorted(imports) == ["import functools", "import math"]
+    assert code.index("class Base") < code.index("class User(Base)")
+    assert code.index("SCALE = ") < code.index("class User(Base)")
+    assert "@functools.cache\ndef twice(x):" in code
+    ns: dict = {}
+    exec("\n".join(imports) + "\n" + code, ns)
+    assert ns["User"]().value() == 4.0
+    assert ns["twice"].cache_info().hits == 0  # the decorator was applied

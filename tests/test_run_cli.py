@@ -180,6 +180,37 @@ def test_curves_png_is_a_valid_png(runs, backend):
 
     img = matplotlib.image.imread(run / "curves.png")
     assert img.shape[:2] == (h, w) and img.std() > 0.01  # decodes, and is not blank
+    rgb = np.round(img[..., :3] * 255).astype(int)
+    for name, colour in (("train", (0x1F, 0x77, 0xB4)), ("validation", (0xFF, 0x7F, 0x0E))):
+        assert (np.abs(rgb - colour).sum(axis=-1) < 30).sum() > 200, f"no {name} curve (tab colour {colour})"
+
+
+def test_curves_draw_each_quantity_train_and_validation(tmp_path, monkeypatch):
+    """curves.png's panels, read from the figure: loss and each metric (train, validation), the lr, the best
+    epoch marked."""
+    import matplotlib.figure
+
+    from dlc.runtime.rundir import plot_curves
+
+    figures = []
+    save = matplotlib.figure.Figure.savefig
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig",
+                        lambda fig, *a, **kw: (figures.append(fig), save(fig, *a, **kw)))
+    rows = [{"epoch": e, "loss": 1.0 / e, "accuracy": 0.5 + e / 20, "val_loss": 1.2 / e,
+             "val_accuracy": 0.45 + e / 20, "lr": 0.1 * 0.5 ** (e // 2), "time_s": 0.1, "samples_per_s": 9.0}
+            for e in range(1, 6)]
+    plot_curves(tmp_path, rows, "t", best_epoch=4)
+    assert (tmp_path / "curves.png").is_file() and len(figures) == 1
+    axes = {ax.get_title(): ax for ax in figures[0].axes if ax.get_visible()}
+    assert list(axes) == ["loss", "accuracy", "learning rate"]
+    for key in ("loss", "accuracy"):
+        lines = {line.get_label(): line for line in axes[key].get_lines()}
+        assert list(lines["train"].get_xdata()) == [1, 2, 3, 4, 5]
+        assert list(lines["train"].get_ydata()) == [r[key] for r in rows]
+        assert list(lines["validation"].get_ydata()) == [r[f"val_{key}"] for r in rows]
+        assert list(lines["best epoch (4)"].get_xdata()) == [4, 4]
+    lr_lines = axes["learning rate"].get_lines()
+    assert any(list(line.get_ydata()) == [r["lr"] for r in rows] for line in lr_lines)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -429,8 +460,10 @@ def test_keras_model_loads_with_load_model(runs):
     m = json.loads((run / "metrics.json").read_text())["test"]
     assert (probs.argmax(1) == test.labels).mean() == pytest.approx(m["accuracy"], abs=1e-9)
     loss = -np.mean(np.log(np.clip(probs[np.arange(len(probs)), test.labels], 1e-7, 1)))
-    reg = m["loss"] - loss  # the l2 penalty is part of the reported loss
-    assert 0 <= reg < 0.05
+    reg = m["loss"] - loss  # the l2 penalty is part of the reported loss: 1e-4 · Σ kernel² of the first Dense
+    kernel = np.asarray(model.get_layer("dense_0").kernel.numpy(), dtype=np.float64)
+    assert kernel.shape == (4, 16)
+    assert reg == pytest.approx(1e-4 * float((kernel ** 2).sum()), rel=1e-3)
 
 
 def test_both_saved_models_predict_the_same(runs):

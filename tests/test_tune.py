@@ -164,6 +164,12 @@ def test_refine_rule():
     assert (lr.low, lr.high) == (1e-3, 1e-2)
     assert m.low == pytest.approx(0.45) and m.high == pytest.approx(0.55)  # one value: ± 5% of the old range
     assert (b.low, b.high) == (31, 33)
+    # one loguniform value: × / ÷ (high/low)^0.05, clipped to the old range
+    one = [{"state": "COMPLETE", "value": 0.1, "params": {"lr": v}} for v in (1e-2, 1e-2, 1e-1)]
+    (narrow,) = refine([sp[1]], one[:2])
+    assert (narrow.low, narrow.high) == pytest.approx((1e-2 / 1000 ** 0.05, 1e-2 * 1000 ** 0.05), rel=1e-12)
+    (edge,) = refine([sp[1]], one[2:])
+    assert (edge.low, edge.high) == pytest.approx((1e-1 / 1000 ** 0.05, 1e-1), rel=1e-12)
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "specs" / "tune").glob("*.dlspec")), ids=lambda p: p.stem)
@@ -254,8 +260,11 @@ def test_refine_narrows_around_the_best_trials(grid_run, tmp_path):
     spaces = {d["name"]: d for d in fs["spaces"]}
     lrs = [t["params"]["optimizer.learning_rate"] for t in top]
     lr = spaces["optimizer.learning_rate"]
-    if min(lrs) < max(lrs):
-        assert (lr["low"], lr["high"]) == (min(lrs), max(lrs))
+    want = (min(lrs), max(lrs))
+    if want[0] == want[1]:  # one value: × / ÷ (high/low)^0.05 in log scale, within the old range
+        f = (0.1 / 0.01) ** 0.05
+        want = (max(0.01, want[0] / f), min(0.1, want[1] * f))
+    assert (lr["low"], lr["high"]) == pytest.approx(want, rel=1e-12)
     assert lr["high"] / lr["low"] < 0.1 / 0.01  # narrower than the coarse range
     for name in ("layers[0].units", "layers[0].activation"):
         coarse = next(d for d in cs["spaces"] if d["name"] == name)

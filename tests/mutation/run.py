@@ -130,14 +130,19 @@ def check_importing_the_copy(copy: Path) -> None:
         sys.exit(f"mutation: `import dlc` finds {where}, not the copy in {copy}")
 
 
-def run_one(copy: Path, m, timeout: float, full: bool, skip: list[str]) -> Outcome:
+def selection(copy: Path, m, without: tuple[str, ...]) -> list[str]:
+    """The mutation's tests whose file exists in the copy and is not left out (--without)."""
+    return [t for t in existing(copy, m.tests) if t.split("::")[0] not in without]
+
+
+def run_one(copy: Path, m, timeout: float, full: bool, skip: list[str], without: tuple[str, ...]) -> Outcome:
     t0 = time.time()
     pristine: dict[str, str] = {}
     problem = apply(copy, m, pristine)
     try:
         if problem:
             return Outcome(m.name, "stale", 0.0, problem)
-        tests = existing(copy, m.tests)
+        tests = selection(copy, m, without)
         status, tail = run_tests(copy, tests, timeout, skip)
         verdict = {"failed": "caught", "passed": "survived", "timeout": "caught"}.get(status, "error")
         failed = [line for line in tail.splitlines() if line.startswith(("FAILED", "ERROR"))]
@@ -180,6 +185,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--timeout", type=float, default=1200, help="seconds per mutation's tests (default 1200)")
     ap.add_argument("--json", type=Path, help="also write the outcomes to this file")
     ap.add_argument("--keep", action="store_true", help="keep the temporary copy")
+    ap.add_argument("--without", nargs="+", metavar="FILE",
+                    help="leave these test files out (which mutations do the other tests catch?)")
     ap.add_argument("--no-baseline", action="store_true",
                     help="skip the unmutated run that finds (and deselects) tests failing anyway")
     args = ap.parse_args(argv)
@@ -194,6 +201,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"stale: {name}: {problem}")
         print(f"{len(mutations) - len(bad)}/{len(mutations)} mutations apply")
         return 1 if bad else 0
+    without = tuple(args.without or ())
     chosen = [m for m in mutations if m.sanity or not args.only or m.name in args.only]
     unknown = set(args.only or ()) - {m.name for m in mutations}
     if unknown:
@@ -205,13 +213,13 @@ def main(argv: list[str] | None = None) -> int:
         check_importing_the_copy(copy)
         skip: list[str] = []
         if not args.no_baseline:
-            union = sorted({t for m in chosen for t in existing(copy, m.tests)})
+            union = sorted({t for m in chosen for t in selection(copy, m, without)})
             skip = baseline(copy, union, 4 * 3600)
             print(f"baseline: {len(skip)} of the chosen tests fail unmutated (deselected)"
                   + "".join(f"\n    {t}" for t in skip), flush=True)
         outcomes = []
         for m in chosen:
-            out = run_one(copy, m, args.timeout, args.full, skip)
+            out = run_one(copy, m, args.timeout, args.full, skip, without)
             outcomes.append(out)
             print(f"{out.status:9} {out.seconds:5.0f}s  {m.name}", flush=True)
             if m.sanity and out.status != "caught":
