@@ -10,6 +10,7 @@ header claims 'same' padding has one.
 
 from __future__ import annotations
 
+import functools
 import re
 from pathlib import Path
 
@@ -55,6 +56,7 @@ def pads(info) -> list[tuple[int, int]] | None:
     return [same_pad(n, k, s) for n, k, s in zip(spatial, ks, ss, strict=True)]
 
 
+@functools.cache
 def odd_same_layers(path: Path) -> list[tuple[str, list[tuple[int, int]]]]:
     """(kind, per-axis pads) of the fixture's 'same' layers whose total padding is odd on some axis."""
     spec = compile_file(path).raise_for_errors()
