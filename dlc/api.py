@@ -25,13 +25,47 @@ from types import SimpleNamespace
 
 import numpy as np
 
+from dlc.backends import BackendUnavailable, LoweringMissing
+from dlc.backends.emit.script import EmitUnsupported
 from dlc.compiler import SpecError, compile_file
+from dlc.compiler.search import value_text
 from dlc.compiler.spec import Spec
+from dlc.reference.callbacks import improved, monitor_mode
 from dlc.runtime.data import DataError, Dataset, class_targets, prepare
 from dlc.runtime.loop import History, LoopState, TrainingFailed
+from dlc.runtime.run import Finished, Observer, Resumable, RunFailed
+from dlc.runtime.runs import RunDirError
+from dlc.runtime.serve import Predictions, ServeError
+from dlc.runtime.tune import Reporter, TuneError, TuneResult
+from dlc.tasks import (
+    catalogue,
+    checked,
+    compile_spec,
+    cross_validate,
+    emit,
+    evaluate_run,
+    export_onnx,
+    list_runs,
+    plot_runs,
+    predict_file,
+    resumable,
+    resume,
+    run,
+    schema,
+    summary,
+    trainable,
+    tune,
+    tune_target,
+)
 
 __all__ = ["DataError", "Dataset", "History", "Model", "SpecError", "TrainingFailed", "compare",
-           "epoch_order", "load", "load_data"]
+           "epoch_order", "load", "load_data",
+           # what each `dlc` command does, as functions, and what they raise (the CLI is built on these)
+           "BackendUnavailable", "EmitUnsupported", "Finished", "LoweringMissing", "Observer", "Predictions",
+           "Reporter", "Resumable", "RunDirError", "RunFailed", "ServeError", "TuneError", "TuneResult",
+           "catalogue", "checked", "compile_spec", "cross_validate", "emit", "evaluate_run", "export_onnx",
+           "improved", "list_runs", "monitor_mode", "plot_runs", "predict_file", "resumable", "resume", "run",
+           "schema", "summary", "trainable", "tune", "tune_target", "value_text"]
 
 
 # ------------------------------------------------------------------------------------------------ specs

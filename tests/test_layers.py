@@ -109,3 +109,13 @@ def test_no_import_cycles():
     for node in sorted(graph):
         if node not in state:
             visit(node)
+
+
+@pytest.mark.parametrize("name", sorted(m for m in MODULES if m.startswith("dlc.cli")))
+def test_the_cli_is_built_on_the_api(name):
+    """A command reaches compiler, runtime and backends only through the public API (dlc.api), so everything
+    the CLI does, a notebook can do with the same functions."""
+    for target, line in imports(name, MODULES[name]):
+        if target.split(".")[0] == "dlc":
+            assert target in ("dlc", "dlc.api") or target.startswith("dlc.cli"), (
+                f"{MODULES[name].relative_to(ROOT)}:{line}: the CLI imports {target}; go through dlc.api")

@@ -1,5 +1,5 @@
-"""The `dlc` command line, on Typer: one module per command (argument parsing, a call into dlc.runtime, the
-printing), the exit codes and the exception → exit code mapping in dlc.cli.errors.
+"""The `dlc` command line, on Typer: one module per command (argument parsing, a call into the public API
+`dlc.api`, the printing), the exit codes and the exception → exit code mapping in dlc.cli.errors.
 
 `main(argv)` runs a command and returns its exit code (the `dlc` script, `python -m dlc` and the tests call
 it); see dlc.cli.errors for what each code means.

@@ -15,6 +15,6 @@ def command(
 
     Each with its parameters and defaults, which target lowers it (the support matrix, computed from the
     registered lowerings) and the measured Keras-vs-PyTorch |Δ| of the fixtures that use it."""
-    from dlc.runtime.catalogue import render
+    from dlc import api
 
-    print(render(markdown), end="")
+    print(api.catalogue(markdown), end="")

@@ -5,6 +5,7 @@ from typing import Annotated
 
 import typer
 
+from dlc import api
 from dlc.cli.common import show_diagnostics
 from dlc.cli.errors import EXIT_OK, EXIT_SPEC
 
@@ -21,12 +22,9 @@ def command(
     The summary lists every layer with its output shape and parameter count (counted as Keras counts them).
     Every error in a file is reported with file:line:col, a caret and a hint; exit 2 on a spec error.
     Imports neither TensorFlow nor PyTorch."""
-    from dlc.compiler import compile_file
-    from dlc.compiler.summary import summary_text
-
     status = EXIT_OK
     for path in specs:
-        result = compile_file(path)
+        result = api.compile_spec(path)
         show_diagnostics(result)
         if result.spec is None or not result.ok:
             n = len(result.diagnostics.errors)
@@ -34,7 +32,7 @@ def command(
             status = EXIT_SPEC
             continue
         if not quiet:
-            print(summary_text(result.spec))
+            print(api.summary(result.spec))
             print()
         print(f"{path}: ok")
     return status

@@ -2,6 +2,8 @@
 
 import sys
 
+from dlc import api
+
 
 def show_diagnostics(result) -> None:
     """Every diagnostic of a compiled spec (errors and warnings, in spec order) on stderr."""
@@ -11,18 +13,11 @@ def show_diagnostics(result) -> None:
 
 def compiled(path: str):
     """The compiled spec, its warnings printed; SpecError with every diagnostic when it has errors."""
-    from dlc.compiler import compile_file
-    from dlc.compiler.diagnostics import SpecError
-
-    result = compile_file(path)
-    if not result.ok:
-        raise SpecError(result.diagnostics.sorted(), result.source, result.file)
+    result = api.checked(path)
     show_diagnostics(result)
     return result
 
 
 def training_spec(path: str, seed=None, dtype=None, epochs=None):
     """The spec as `dlc run` trains it: compiled, runnable as it is, with the command line's overrides."""
-    from dlc.runtime.run import trainable
-
-    return trainable(compiled(path), seed=seed, dtype=dtype, epochs=epochs)
+    return api.trainable(compiled(path), seed=seed, dtype=dtype, epochs=epochs)

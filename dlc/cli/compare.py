@@ -1,11 +1,11 @@
 """`dlc compare SPEC`: train on both backends from the same start and compare them step for step."""
 
 import json
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from dlc import api
 from dlc.cli import options as o
 from dlc.cli.common import training_spec
 from dlc.cli.errors import EXIT_OK, EXIT_RUNTIME
@@ -26,25 +26,23 @@ def command(
     Both start from the same weights, batches and dropout masks; reports max |Δ| of the per-step loss, the
     validation loss and the initial and final weights, and both backends' final metrics; exit 1 when over
     tolerance."""
-    from dlc.runtime.compare import compare_spec
-
     loaded = training_spec(spec, seed)
-    c = compare_spec(loaded, Path(spec).resolve().parent, steps, o.value(dtype))
+    c = api.compare(loaded, steps, o.value(dtype))
     if as_json:
-        print(json.dumps(c.to_json()))
+        print(json.dumps(c))
     else:
         _show(loaded.name, c)
-    return EXIT_OK if c.passed else EXIT_RUNTIME
+    return EXIT_OK if c["passed"] else EXIT_RUNTIME
 
 
-def _show(name: str, c) -> None:
-    print(f"{name}: {c.steps} steps in {c.dtype}")
-    print(f"  initial weights  max |Δ| = {c.initial_weight_max_abs_diff:.3g}")
-    print(f"  per-step loss    max |Δ| = {c.max_abs_loss_diff:.3g}")
-    print(f"  epoch val_loss   max |Δ| = {c.max_abs_val_loss_diff:.3g}")
-    print(f"  final weights    max |Δ| = {c.final_weight_max_abs_diff:.3g}")
-    for backend, row in c.final_metrics.items():
+def _show(name: str, c: dict) -> None:
+    print(f"{name}: {c['steps']} steps in {c['dtype']}")
+    print(f"  initial weights  max |Δ| = {c['initial_weight_max_abs_diff']:.3g}")
+    print(f"  per-step loss    max |Δ| = {c['max_abs_loss_diff']:.3g}")
+    print(f"  epoch val_loss   max |Δ| = {c['max_abs_val_loss_diff']:.3g}")
+    print(f"  final weights    max |Δ| = {c['final_weight_max_abs_diff']:.3g}")
+    for backend, row in c["final_metrics"].items():
         shown = "  ".join(f"{k} {v:.6g}" for k, v in row.items()
                           if k not in ("epoch", "time_s", "samples_per_s"))
         print(f"  {backend:<6} {shown}")
-    print("  PASSED" if c.passed else "  FAILED: " + "; ".join(c.reasons))
+    print("  PASSED" if c["passed"] else "  FAILED: " + "; ".join(c["reasons"]))

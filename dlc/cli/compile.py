@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from dlc import api
 from dlc.cli import options as o
 from dlc.cli.common import compiled
 
@@ -42,9 +43,7 @@ def command(
         else:
             print(text)
         return
-    from dlc.backends.emit.script import emit as emit_script
-
-    script = emit_script(result.spec, target, spec)
+    script = api.emit(result.spec.with_source_file(spec), target)
     if output:
         Path(output).write_text(script)
         Path(output).chmod(0o755)

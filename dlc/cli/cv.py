@@ -4,6 +4,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from dlc import api
 from dlc.cli import options as o
 from dlc.cli.common import training_spec
 
@@ -28,15 +29,13 @@ def command(
     dlc's seeded (stratified if asked) folds, the same on both backends; a test fraction of the split stays
     out of every fold. Prints per-fold metrics and mean ± std; writes cv.json and fold_N/."""
     loaded = training_spec(spec, seed, None, epochs)
-    return cross_validate(loaded, spec, o.value(backend), device, out, k, quiet)
+    return cross_validate(loaded, o.value(backend), device, out, k, quiet)
 
 
-def cross_validate(spec, spec_file: str, backend: str, device: str, out, k, quiet: bool) -> int:
+def cross_validate(spec, backend: str, device: str, out, k, quiet: bool) -> int:
     """Run the folds with a line per fold, then the table of every fold and the mean ± std."""
     from rich.console import Console
     from rich.table import Table
-
-    from dlc.runtime.cv import cross_validate as run_folds
 
     console = Console(stderr=True, quiet=quiet)
 
@@ -44,7 +43,7 @@ def cross_validate(spec, spec_file: str, backend: str, device: str, out, k, quie
         shown = "  ".join(f"{key} {v:.4f}" for key, v in row["val"].items())
         console.print(f"fold {row['fold']}: {row['epochs']} epochs, val {shown}")
 
-    run, summary = run_folds(spec, spec_file, backend, device, k, out, on_fold)
+    run, summary = api.cross_validate(spec, backend, device=device, k=k, out=out, on_fold=on_fold)
     table = Table(title=f"{spec.name}: {summary['k']}-fold cross-validation on {backend}")
     keys = list(summary["mean"])
     table.add_column("fold")

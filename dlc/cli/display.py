@@ -47,7 +47,7 @@ class EpochTable:
     W = 7  # one number
 
     def __init__(self, console, spec, has_val: bool):
-        from dlc.reference.callbacks import improved, monitor_mode
+        from dlc.api import improved, monitor_mode
 
         self.console = console
         self.total = spec.train.epochs

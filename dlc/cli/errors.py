@@ -40,23 +40,17 @@ def error_line(message: str) -> str:
 
 def _spec_errors() -> list[tuple[type, str]]:
     """Exceptions that mean the spec (or the command's set-up) is wrong: exit 2, with how the text starts."""
-    from dlc.backends.emit.script import EmitUnsupported
-    from dlc.compiler.diagnostics import SpecError
-    from dlc.runtime.tune import TuneError
+    from dlc import api
 
-    return [(SpecError, ""), (TuneError, "dlc tune: "), (EmitUnsupported, "dlc: error: ")]
+    return [(api.SpecError, ""), (api.TuneError, "dlc tune: "), (api.EmitUnsupported, "dlc: error: ")]
 
 
 def _runtime_errors() -> tuple[type, ...]:
     """Exceptions whose message is the whole story: exit 1, `dlc: error: <message>`."""
-    from dlc.backends import BackendUnavailable, LoweringMissing
-    from dlc.runtime.data import DataError
-    from dlc.runtime.loop import TrainingFailed
-    from dlc.runtime.runs import RunDirError
-    from dlc.runtime.serve import ServeError
+    from dlc import api
 
-    return (DataError, TrainingFailed, LoweringMissing, BackendUnavailable, ServeError, RunDirError,
-            FileNotFoundError)
+    return (api.DataError, api.TrainingFailed, api.LoweringMissing, api.BackendUnavailable, api.ServeError,
+            api.RunDirError, FileNotFoundError)
 
 
 def _unexpected(exc: BaseException) -> str:
@@ -88,10 +82,10 @@ def classify(exc: BaseException) -> tuple[int, str]:
 
 def report(exc: BaseException) -> int:
     """Print what an exception means on stderr; return the exit code."""
-    from dlc.runtime.run import RunFailed
+    from dlc import api
 
     run = None
-    if isinstance(exc, RunFailed):
+    if isinstance(exc, api.RunFailed):
         run, exc = exc.run, exc.cause
     code, text = classify(exc)
     if run is not None and code == EXIT_RUNTIME:

@@ -5,6 +5,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from dlc import api
 from dlc.cli import options as o
 
 NAME = "evaluate"
@@ -21,9 +22,7 @@ def command(
     """Evaluate a trained run on its data splits or on a file.
 
     The model is reloaded on its backend; a file gets the training preprocessing first."""
-    from dlc.runtime.serve import evaluate_run
-
-    results = evaluate_run(run, data)
+    results = api.evaluate_run(run, data)
     if as_json:
         print(json.dumps(results, indent=2))
         return

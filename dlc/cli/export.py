@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from dlc import api
 from dlc.cli import options as o
 from dlc.cli.errors import CommandError, error_line
 
@@ -27,13 +28,11 @@ def command(
 
     Through the torch lowering, with the weights of the run's own model and the training preprocessing folded
     in."""
-    from dlc.runtime.serve import export_onnx
-
     out = Path(output) if output else Path(run) / "model.onnx"
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            info = export_onnx(Path(run), out)
+            info = api.export_onnx(run, out)
     except ImportError as e:
         raise CommandError(error_line(f"ONNX export needs PyTorch and onnx ({e.name} is missing): "
                                       "pip install 'dlc[torch]'")) from None

@@ -4,6 +4,8 @@ from typing import Annotated
 
 import typer
 
+from dlc import api
+
 NAME = "plot"
 
 
@@ -15,6 +17,4 @@ def command(
     """Overlay the curves of several runs in one PNG.
 
     Train solid, validation dashed, one panel per quantity and one for the learning rate; prints the file."""
-    from dlc.runtime.runs import plot_runs
-
-    print(plot_runs(runs, out))
+    print(api.plot_runs(runs, out))

@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from dlc import api
 from dlc.cli import options as o
 
 NAME = "predict"
@@ -26,9 +27,7 @@ def command(
     applied. Wrong shapes, non-numbers and NaN are one clear error line."""
     import numpy as np
 
-    from dlc.runtime.serve import predict
-
-    p = predict(run, input_file)
+    p = api.predict_file(run, input_file)
     if output and output.endswith(".npz"):
         classes = p.table[:, 0] if p.task != "regression" else p.outputs
         np.savez(output, predictions=p.outputs, classes=classes)

@@ -1,16 +1,17 @@
 """`dlc run SPEC`: train a spec on one backend into a run directory, with a progress display; `dlc run
 --resume RUN` continues a killed run. A spec with a kfold split runs cross-validation (`dlc cv`)."""
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
+from dlc import api
 from dlc.cli import cv
 from dlc.cli import options as o
 from dlc.cli.common import training_spec
 from dlc.cli.errors import EXIT_SPEC, CommandError, error_line
-from dlc.runtime.run import Observer
 
 if TYPE_CHECKING:
     from dlc.cli.display import EpochTable
@@ -48,36 +49,34 @@ def command(
     loaded = training_spec(spec, seed, dtype_name, epochs)
     if loaded.data is not None and loaded.data.split.kind == "kfold":
         # kfold: cross-validation
-        return cv.cross_validate(loaded, spec, backend_name, device, out, None, quiet)
-    return _train(loaded, backend_name, spec, Path(spec).resolve().parent, device, out, None, quiet)
+        return cv.cross_validate(loaded, backend_name, device, out, None, quiet)
+    return _train(loaded, backend_name, quiet, lambda observer: api.run(
+        loaded, backend_name, device=device, out=out, observer=observer))
 
 
 def _resume(run: str, device: str, quiet: bool) -> int:
-    from dlc.runtime.run import resume_target
-
-    target = resume_target(run)
+    target = api.resumable(run)
     if target.finished:
         print(f"{target.run}: this run already finished; nothing to resume")
         return 0
-    return _train(target.spec, target.backend, target.spec_file, target.base_dir, target.device(device), None,
-                  target, quiet)
+    return _train(target.spec, target.backend, quiet,
+                  lambda observer: api.resume(target, device=device, observer=observer))
 
 
-def _train(spec, backend: str, spec_file: str, base_dir: Path, device: str, out, resume, quiet: bool) -> int:
+def _train(spec, backend: str, quiet: bool, train: "Callable[[api.Observer], api.Finished]") -> int:
+    """Train with the display watching: `train(observer)` is api.run or api.resume."""
     from rich.console import Console
 
     from dlc.cli.display import run_summary
-    from dlc.runtime.run import train_run
 
     console = Console(stderr=True, quiet=quiet, highlight=False)
-    done = train_run(spec, backend, spec_file, base_dir, device=device, out=out, resume=resume,
-                     observer=_Display(console, spec, backend))
+    done = train(_Display(console, spec, backend))
     run_summary(console, spec, done.history, done.final)
     print(done.run)
     return 0
 
 
-class _Display(Observer):
+class _Display(api.Observer):
     """What the run reports, printed: a header, the epoch table, the progress bar."""
 
     def __init__(self, console, spec, backend: str):

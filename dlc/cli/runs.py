@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from dlc import api
 from dlc.cli import options as o
 
 NAME = "runs"
@@ -22,9 +23,7 @@ def command(
     from rich.console import Console
     from rich.table import Table
 
-    from dlc.runtime.runs import list_runs
-
-    runs = list_runs(folder)
+    runs = api.list_runs(folder)
     if as_json:
         print(json.dumps(runs, indent=2))
         return

@@ -7,6 +7,6 @@ NAME = "schema"
 
 def command() -> None:
     """Print the IR's JSON Schema."""
-    from dlc.compiler.spec import Spec
+    from dlc import api
 
-    print(json.dumps(Spec.model_json_schema(), indent=2))
+    print(json.dumps(api.schema(), indent=2))

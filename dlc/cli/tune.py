@@ -5,10 +5,10 @@ from typing import Annotated, Optional
 
 import typer
 
+from dlc import api
 from dlc.cli import options as o
 from dlc.cli.common import compiled
 from dlc.cli.errors import EXIT_INTERRUPTED, EXIT_RUNTIME, CommandError, error_line
-from dlc.runtime.tune import Reporter
 
 NAME = "tune"
 TABLE_ROWS = 10  # best trials in the final table
@@ -48,19 +48,15 @@ def command(
     parameters; writes DIR/best.dlspec (ready for `dlc run`), DIR/tune.json and DIR/trials/NNNN/."""
     from rich.console import Console
 
-    from dlc.runtime.tune import check_tunable, spec_to_tune, tune
-
     console = Console(stderr=True, quiet=quiet)
-    spec_path = spec_to_tune(spec, refine)
-    result = compiled(spec_path)
-    check_tunable(result)
-    done = tune(result, spec_path, backend=o.value(backend), device=device, out=out, trials=trials,
-                workers=workers, threads=threads, refine_run=refine, study=study, reporter=_Display(console))
+    result = compiled(api.tune_target(spec, refine))
+    done = api.tune(result, backend=o.value(backend), device=device, out=out, trials=trials, workers=workers,
+                    threads=threads, refine=refine, study=study, reporter=_Display(console))
     return _finish(console, result.spec.name, done, quiet)
 
 
-class _Display(Reporter):
-    """What the search reports (dlc.runtime.tune.Reporter's methods), printed on stderr."""
+class _Display(api.Reporter):
+    """What the search reports (api.Reporter's methods), printed on stderr."""
 
     def __init__(self, console):
         self.console = console
@@ -98,7 +94,7 @@ def _finish(console, name: str, done, quiet: bool) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from dlc.compiler.search import value_text
+    from dlc.api import value_text
 
     if done.problem is not None:
         console.print(f"[red]dlc tune: the best spec does not check (a bug):[/]\n{done.problem}")
@@ -136,7 +132,7 @@ def _finish(console, name: str, done, quiet: bool) -> int:
 
 def short(sp, value) -> str:
     """A value for display: floats to 4 significant digits (best.dlspec and tune.json keep them exact)."""
-    from dlc.compiler.search import value_text
+    from dlc.api import value_text
 
     return f"{value:.4g}" if isinstance(value, float) else value_text(sp, value)
 
