@@ -104,3 +104,11 @@ def test_some_fixture_tells_the_two_axes_apart():
     """A 2-D 'same' layer whose rows and columns pad differently: swapping the axes of the pad tuple shows."""
     two_d = [pp for p in FIXTURES for _, pp in odd_same_layers(p) if len(pp) == 2]
     assert any(rows != cols for rows, cols in two_d), two_d
+
+
+@pytest.mark.parametrize("kind", [k for k in padded_kinds() if k.endswith("2D") or k == "Conv2DTranspose"])
+def test_every_2d_padded_layer_has_a_fixture_that_tells_its_axes_apart(kind):
+    """Per layer kind, since each lowers its padding on its own: rows and columns pad differently, so a swap
+    of the pad tuple's axes changes the numbers."""
+    two_d = [pp for p in FIXTURES for k, pp in odd_same_layers(p) if k == kind and len(pp) == 2]
+    assert any(rows != cols for rows, cols in two_d), f"{kind}: every odd 'same' padding is square: {two_d}"
