@@ -25,8 +25,8 @@ stock Keras 3 code that imports nothing from dlc's backends:
 
 Findings: dlc's plateau(mode=auto) used Keras 2's rule ('acc' in the monitor's name) and so minimised
 val_precision, val_recall and val_f1, which Keras 3 maximises (fixed with test_auto_mode_is_keras); Keras 3's
-callbacks compare monitored values in float32, dlc in float64 (near-ties only: the strict xfail
-test_near_ties_are_compared_as_keras_does).
+callbacks compare monitored values in float32 (keras.ops on Python floats), which dlc did in float64 until
+test_near_ties_are_compared_as_keras_does found it (near-ties only; dlc now compares as Keras does).
 
 Fixtures with Dropout are left out of (1): dlc's dropout draws its masks from its own counter-based hash
 (shared/EQUIVALENCE.md), which stock `keras.layers.Dropout` (the framework's RNG) cannot reproduce.
@@ -707,17 +707,26 @@ def test_auto_mode_is_keras(monitor):
     assert (dict(emit_lower.plateau(Plateau(monitor=monitor), None).kwargs)["mode"] == "max") == lr
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "finding: Keras 3's MonitorCallback tests an improvement with keras.ops.less(current + min_delta, best) "
-    "on Python floats, which TensorFlow converts to float32 (also with floatx float64): a change below "
-    "float32's resolution is no improvement for Keras, while dlc compares in float64. Only near-ties are "
-    "affected; the two agree on the real runs above"))
+NEAR_TIES = [0.5, 0.5 - 1e-10, 0.5 - 2e-10, 0.5 - 3e-10, 0.5 - 4e-8, 0.5 - 1e-7, 0.5 - 1e-4]
+
+
 def test_near_ties_are_compared_as_keras_does():
+    """Changes below float32's resolution are no improvement for Keras (it compares as float32 tensors)."""
     from dlc.compiler.training import EarlyStopping
 
     es = EarlyStopping(monitor="val_loss", patience=1, restore_best=True)
-    mine, stock = scripted_courses([0.5, 0.5 - 1e-10, 0.5 - 2e-10, 0.5 - 3e-10], es=es)
+    mine, stock = scripted_courses(NEAR_TIES[:4], es=es)
     assert mine == stock
+    assert mine["stopped_early"] and mine["best_epoch"] == 1
+
+
+def test_near_ties_on_the_plateau_schedule_are_keras():
+    from dlc.compiler.training import Plateau
+
+    mine, stock = scripted_courses(NEAR_TIES, plateau=Plateau(monitor="val_loss", factor=0.5, patience=2,
+                                                              min_delta=0.0))
+    assert mine == stock
+    assert len(set(mine["lr"])) > 1  # it dropped: the near-ties did not count as improvements
 
 
 # ------------------------------------------------------------------------------------------ 4. epoch loss

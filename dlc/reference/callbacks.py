@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 
 def monitor_mode(mode: str, monitor: str) -> str:
     """'auto' is 'max' for accuracy-like quantities and 'min' for losses and errors, as Keras decides."""
@@ -13,9 +15,12 @@ def monitor_mode(mode: str, monitor: str) -> str:
 
 
 def improved(current: float, best: float, mode: str, min_delta: float) -> bool:
+    """Keras 3's test (MonitorCallback._is_improvement): `current ± min_delta` in Python floats, then both
+    sides compared as float32 tensors, as keras.ops.less/greater convert Python floats (also with floatx
+    float64). So a change below float32's resolution is no improvement, on every target alike."""
     if mode == "min":
-        return current < best - min_delta
-    return current > best + min_delta
+        return bool(np.float32(current + min_delta) < np.float32(best))
+    return bool(np.float32(current - min_delta) > np.float32(best))
 
 
 class ReduceLROnPlateau:

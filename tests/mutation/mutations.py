@@ -164,7 +164,8 @@ MUTATIONS: list[Mutation] = [
 
     # ----------------------------------------------------------------------------------- early stopping
     M("improvement_min_delta_sign", "an epoch counts as an improvement when it is at most min_delta worse",
-      "dlc/reference/callbacks.py", "return current < best - min_delta", "return current < best + min_delta",
+      "dlc/reference/callbacks.py", "np.float32(current + min_delta) < np.float32(best)",
+      "np.float32(current - min_delta) < np.float32(best)",
       [*ES_TESTS, f"{CAT}::test_lr_used_each_epoch_is_in_the_history"]),
     M("early_stopping_auto_mode_accuracy", "early stopping's mode=auto minimises val_accuracy",
       "dlc/reference/callbacks.py", '("acc", "precision", "recall", "f1")', '("precision", "recall", "f1")',
