@@ -13,6 +13,7 @@ class Num:
     value: float | int
     text: str
     span: Span
+    problem: str | None = None  # why the literal is unusable (it overflows), already reported; value is 0
 
 
 @dataclass

@@ -21,7 +21,9 @@ CANONICAL: dict[str, list[str]] = {}
 class IRNode(BaseModel):
     """Immutable, validated, JSON-serialisable."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    # (allow_inf_nan: a number that is not finite never reaches the IR, whoever builds it; a spec's literal is
+    # reported where it is written)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
     # how spec arguments map onto fields: positional order and keyword aliases
     positional: ClassVar[tuple[str, ...]] = ()
     aliases: ClassVar[dict[str, str]] = {}

@@ -78,7 +78,9 @@ def _walk_values(node):
 
 
 def _shape(shape) -> str:
-    """A shape as a spec writes it: (64) rather than Python's (64,)."""
+    """A shape as a spec writes it: (64) rather than Python's (64,); a long one abbreviated."""
+    if len(shape) > 10:
+        return "(" + ", ".join(str(x) for x in shape[:8]) + f", ..., {shape[-1]}) ({len(shape):,} axes)"
     return "(" + ", ".join(str(x) for x in shape) + ")"
 
 
@@ -121,8 +123,19 @@ def resolve_path(base_dir: Path, p: str) -> Path:
     return path if path.is_absolute() else base_dir / path
 
 
+# the most parameters a model may have, and values one layer may output per sample: beyond them the weights
+# (or one sample's activations) need 8 GB and more in float32, and frameworks index tensors with 32 bits
+MAX_PARAMS = 2**31
+MAX_VALUES = 2**31
+# the most axes a sample may have (numpy's arrays have at most 64 with the batch axis; real data has 1 to 3)
+MAX_RANK = 16
+
+
 def check_spec(spec: Spec, m: A.Model, d: Diagnostics, base_dir: Path) -> None:
-    _check_shapes(spec, d)
+    if _check_shapes(spec, d):
+        _check_size(spec, m, d)
+        _check_constraint_axes(spec, m, d)
+    _check_double_activation(spec.layers, d)
     _check_loss(spec, m, d)
     _check_data(spec, m, d, base_dir)
     _check_metrics_and_monitors(spec, m, d)
@@ -138,10 +151,12 @@ def check_spec(spec: Spec, m: A.Model, d: Diagnostics, base_dir: Path) -> None:
               "add search { method: tpe  trials: 20  objective: minimize val_loss }")
 
 
-def _check_shapes(spec: Spec, d: Diagnostics) -> None:
+def _check_shapes(spec: Spec, d: Diagnostics) -> bool:
+    """Report the first layer whose input shape it cannot take; True when every shape is right."""
     try:
         for _ in spec.walk():
             pass
+        return True
     except ShapeError as e:
         layer = getattr(e, "layer", None)
         # "what is wrong; what to do" -> message and hint
@@ -150,6 +165,85 @@ def _check_shapes(spec: Spec, d: Diagnostics) -> None:
             hint = "use a smaller window" + ("" if getattr(layer, "padding", "same") == "same"
                                              else " or padding=same")
         d.add("E301", f"shape error: {text}", _layer_span(layer) if layer else None, hint or None)
+        return False
+
+
+def _check_size(spec: Spec, m: A.Model, d: Diagnostics) -> None:
+    """The input, each layer's output and the parameters stay within MAX_VALUES, MAX_RANK and MAX_PARAMS."""
+    inp = _find_assign(m, "input")
+    if len(spec.input) > MAX_RANK:
+        d.add("E211", f"the input has {len(spec.input)} axes", inp.value.span if inp else None,
+              f"an input may have at most {MAX_RANK} axes")
+        return
+    if math.prod(spec.input) > MAX_VALUES:
+        d.add("E211", f"input {_shape(spec.input)} has {math.prod(spec.input):,} values per sample",
+              inp.value.span if inp else None, f"an input may have at most {MAX_VALUES:,} values")
+        return
+    total = 0
+    for info in spec.walk():
+        values = math.prod(info.out_shape)
+        if len(info.out_shape) > MAX_RANK:
+            d.add("E211", f"too many axes: {info.layer.kind} outputs {len(info.out_shape)} axes per sample",
+                  _layer_span(info.layer), f"a layer may output at most {MAX_RANK} axes")
+            return
+        if values > MAX_VALUES:
+            d.add("E211", f"too large: {info.layer.kind} outputs {values:,} values per sample "
+                  f"(shape {_shape(info.out_shape)})", _layer_span(info.layer),
+                  f"a layer may output at most {MAX_VALUES:,} values per sample")
+            return
+        total += sum(math.prod(w.shape) for w in info.weights)
+        if total > MAX_PARAMS:
+            d.add("E211", f"too many parameters: {total:,} up to this {info.layer.kind}",
+                  _layer_span(info.layer), f"a model may have at most {MAX_PARAMS:,} parameters")
+            return
+
+
+def _check_constraint_axes(spec: Spec, m: A.Model, d: Diagnostics) -> None:
+    """A constraint's axis names an axis of the weight it constrains (max_norm(axis=...), unit_norm)."""
+    for info in spec.walk():
+        for w in info.weights:
+            axis = getattr(w.constraint, "axis", None)
+            rank = len(w.shape)
+            if axis is not None and not -rank <= axis < rank:
+                what = getattr(w.constraint, "name", "constraint")
+                field = next((f for f in type(info.layer).model_fields
+                              if getattr(info.layer, f) is w.constraint), None)
+                d.add("E301", f"{what}(axis={axis}) on the {w.name} of {info.layer.kind}: the {w.name} has "
+                      f"shape {_shape(w.shape)}, axes {-rank} to {rank - 1}",
+                      _argument_span(m, info.layer, field) or _layer_span(info.layer),
+                      "axis=0 constrains each output unit's incoming weights")
+
+
+def _argument_span(m: A.Model, layer: Layer, field: str | None) -> Span | None:
+    """Where the value of a layer's argument `field` is written (as a keyword), if in the model's text."""
+    if field is None or not layer.at:
+        return None
+    for v in _walk_values(m.body):
+        if isinstance(v, A.Call) and (v.name_span.line, v.name_span.col) == tuple(layer.at):
+            return next((kw.value.span for kw in v.kwargs
+                         if type(layer).aliases.get(kw.key, kw.key) == field), None)
+    return None
+
+
+def _softmax_or_sigmoid(layer: Layer) -> str | None:
+    """'softmax' or 'sigmoid' when a layer's output is one (over the last axis), else None."""
+    if isinstance(layer, Softmax):
+        return "softmax" if layer.axis == -1 else None
+    act = getattr(layer, "activation", None)
+    name = getattr(act, "name", None)
+    return name if name in ("softmax", "sigmoid") else None
+
+
+def _check_double_activation(layers, d: Diagnostics) -> None:
+    """`Dense(3, activation=softmax)` then `Activation(softmax)`: the second squashes probabilities again."""
+    for a, b in itertools.pairwise(layers):
+        first = _softmax_or_sigmoid(a)
+        if first and isinstance(b, (Softmax, ActivationLayer)) and _softmax_or_sigmoid(b) == first:
+            d.warn("W002", f"{first} applied twice: the {a.kind} before this layer already ends in {first}",
+                   _layer_span(b), f"remove this layer, or the activation={first} of the {a.kind}")
+    for layer in layers:
+        if isinstance(layer, Residual):
+            _check_double_activation(layer.body, d)
 
 
 def _check_loss(spec: Spec, m: A.Model, d: Diagnostics) -> None:
@@ -172,9 +266,9 @@ def _check_loss(spec: Spec, m: A.Model, d: Diagnostics) -> None:
               f"activity_reg on the output layer: its {act} is part of the loss (computed from the logits),"
               " so the penalty would see pre-activation values", _layer_span(last),
               "put activity_reg on a hidden layer")
-    n_before = len(d.errors)
+    n_before = d.error_count
     _check_output_units(spec, loss, out[0], where, last, d)
-    if want and act != want and len(d.errors) == n_before:
+    if want and act != want and d.error_count == n_before:
         d.add("E302", f"{loss.name} needs a {want} output, but the last layer ends in '{act}'",
               _layer_span(last), f"add activation={want} to the last layer")
 
@@ -250,7 +344,7 @@ def _check_data(spec: Spec, m: A.Model, d: Diagnostics, base_dir: Path) -> None:
             return
         if isinstance(src, Csv):
             try:
-                with open(path, newline="") as fh:
+                with open(path, newline="", encoding="utf-8-sig") as fh:  # as dlc.runtime.data reads it
                     header = fh.readline().strip().split(",")
             except (OSError, UnicodeDecodeError) as e:
                 d.add("E401", f"cannot read data file '{src.path}': {e}", where)

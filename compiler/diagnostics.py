@@ -7,8 +7,16 @@ a file in one go. `SpecError` wraps a non-empty list when a caller wants to stop
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+
+# how many diagnostics a report shows; the rest are counted ("... and 19,950 more errors")
+MAX_SHOWN = 50
+# hints are computed when a diagnostic is added for the first EAGER_HINTS of a file; after that only when it
+# is shown (a did-you-mean costs a fraction of a millisecond, which 20,000 bad names would multiply)
+EAGER_HINTS = 200
+
+Hint = str | Callable[[], str | None] | None
 
 
 @dataclass(frozen=True)
@@ -33,15 +41,25 @@ class Diagnostic:
     hint: str | None = None  # printed after the caret: "did you mean 'relu'?"
     severity: str = "error"
     file: str | None = None
+    # a hint not computed yet (see EAGER_HINTS): `hint_text` computes it
+    lazy_hint: Callable[[], str | None] | None = field(default=None, repr=False, compare=False)
 
-    def render(self, source: str | None, file: str | None = None) -> str:
+    def hint_text(self) -> str | None:
+        if self.hint is None and self.lazy_hint is not None:
+            self.hint, self.lazy_hint = self.lazy_hint(), None
+        return self.hint
+
+    def render(self, source: str | None, file: str | None = None, lines: list[str] | None = None) -> str:
+        """The diagnostic as shown to a user; `lines`: the source's lines, when the caller split them once."""
         file = file or self.file or "<spec>"
         head = f"{self.severity}[{self.code}]: {self.message}"
+        hint = self.hint_text()
         if self.span is None:
-            tail = f"\n  = {self.hint}" if self.hint else ""
+            tail = f"\n  = {hint}" if hint else ""
             return f"{head}\n --> {file}{tail}"
         line_no = self.span.line
-        lines = (source or "").splitlines()
+        if lines is None:
+            lines = source_lines(source)
         text = lines[line_no - 1] if 0 < line_no <= len(lines) else ""
         gutter = len(str(line_no))
         pad = " " * gutter
@@ -49,13 +67,35 @@ class Diagnostic:
             width = self.span.end_col - self.span.col
         else:
             width = max(1, len(text.rstrip()) - self.span.col + 1)
-        caret = " " * (self.span.col - 1) + "^" * max(1, width)
-        if self.hint:
-            caret += f" {self.hint}"
+        text, col, width = _window(text, self.span.col, width)
+        caret = " " * (col - 1) + "^" * max(1, width)
+        if hint:
+            caret += f" {hint}"
         return (
             f"{head}\n --> {file}:{line_no}:{self.span.col}\n{pad} |\n"
             f"{line_no} | {text}\n{pad} | {caret}"
         )
+
+
+# a source line longer than this is shown as a window around the caret
+MAX_LINE_SHOWN = 160
+
+
+def source_lines(source: str | None) -> list[str]:
+    """The lines as the parser counts them (at '\n' only: a form feed or U+2028 does not end a line)."""
+    return [line.removesuffix("\r") for line in (source or "").split("\n")]
+
+
+def _window(text: str, col: int, width: int) -> tuple[str, int, int]:
+    """(text, col, width) of a line cut to MAX_LINE_SHOWN characters around the marked columns."""
+    if len(text) <= MAX_LINE_SHOWN:
+        return text, col, width
+    start = max(0, min(col - 1 - 40, len(text) - MAX_LINE_SHOWN))
+    end = start + MAX_LINE_SHOWN
+    lead = "..." if start else ""
+    shown = lead + text[start:end] + ("..." if end < len(text) else "")
+    new_col = col - start + len(lead)
+    return shown, new_col, max(1, min(width, end - (col - 1)))
 
 
 @dataclass
@@ -69,22 +109,41 @@ class Diagnostics:
     # blocks whose header line could not be read ("*": a header of unknown name was lost): their uses are not
     # reported as unknown layers
     recovered_blocks: set[str] = field(default_factory=set)
+    # (code, message, span) of every item: a diagnostic found twice (a block used twice) is kept once
+    _keys: set[tuple] = field(default_factory=set, repr=False)
 
-    def add(self, code: str, message: str, span: Span | None = None, hint: str | None = None,
+    def add(self, code: str, message: str, span: Span | None = None, hint: Hint = None,
             severity: str = "error") -> None:
+        """Record a diagnostic; `hint` may be a function that computes it (called only when needed)."""
         if span is not None and span.line in self.repaired_lines and not code.startswith("E0"):
             return
-        d = Diagnostic(code, message, span, hint, severity)
-        key = (d.code, d.message, d.span)
-        if all((x.code, x.message, x.span) != key for x in self.items):
-            self.items.append(d)
+        key = (code, message, span)
+        if key in self._keys:
+            return
+        self._keys.add(key)
+        if callable(hint):
+            d = Diagnostic(code, message, span, None, severity, lazy_hint=hint)
+            if len(self.items) < EAGER_HINTS:
+                d.hint_text()
+        else:
+            d = Diagnostic(code, message, span, hint, severity)
+        self.items.append(d)
 
-    def warn(self, code: str, message: str, span: Span | None = None, hint: str | None = None) -> None:
+    def warn(self, code: str, message: str, span: Span | None = None, hint: Hint = None) -> None:
         self.add(code, message, span, hint, severity="warning")
 
     def extend(self, other: Iterable[Diagnostic]) -> None:
         for d in other:
-            self.add(d.code, d.message, d.span, d.hint, d.severity)
+            self.add(d.code, d.message, d.span, d.hint if d.lazy_hint is None else d.lazy_hint, d.severity)
+
+    @property
+    def hints_wanted(self) -> bool:
+        """Whether a hint computed now is still likely to be shown (see EAGER_HINTS)."""
+        return len(self.items) < EAGER_HINTS
+
+    @property
+    def error_count(self) -> int:
+        return sum(d.severity == "error" for d in self.items)
 
     @property
     def errors(self) -> list[Diagnostic]:
@@ -111,7 +170,21 @@ class SpecError(Exception):
         super().__init__(self.render())
 
     def render(self) -> str:
-        return "\n\n".join(d.render(self.source, self.file) for d in self.diagnostics)
+        return render_all(self.diagnostics, self.source, self.file)
+
+
+def render_all(items: list[Diagnostic], source: str | None, file: str | None, limit: int = MAX_SHOWN) -> str:
+    """The first `limit` diagnostics as shown to a user, then a count of the rest (`... and 19,950 more
+    errors`), so that a file of 20,000 errors is answered in a screenful."""
+    lines = source_lines(source)
+    text = "\n\n".join(d.render(source, file, lines) for d in items[:limit])
+    rest = items[limit:]
+    if rest:
+        n_err = sum(d.severity == "error" for d in rest)
+        parts = [f"{n:,} more {word}{'s' if n != 1 else ''}"
+                 for n, word in ((n_err, "error"), (len(rest) - n_err, "warning")) if n]
+        text += "\n\n... and " + " and ".join(parts) + f" (only the first {limit} are shown)"
+    return text
 
 
 def did_you_mean(word: str, candidates: Iterable[str]) -> str | None:

@@ -138,6 +138,11 @@ class _Conv(_Dense):
     padding: Literal["valid", "same"] = "valid"
     rank: ClassVar[int] = 2
 
+    @field_validator("kernel_size", "strides", check_fields=False)
+    @classmethod
+    def _positive(cls, v, info):
+        return _positive_pair(v, info.field_name)
+
     def out_shape(self, shape):
         if len(shape) != self.rank + 1:
             want = "(height, width, channels)" if self.rank == 2 else "(steps, channels)"
@@ -190,8 +195,13 @@ class Conv1D(_Conv):
 
 def _positive_pair(v, what: str):
     if any(x <= 0 for x in _pair(v)):
-        raise ValueError(f"{what} must be positive, got {v}")
+        raise ValueError(f"{what} must be positive, got {_shown(v)}")
     return v
+
+
+def _shown(v) -> str:
+    """A value as a spec writes it: (3) for a one-element tuple, not Python's (3,)."""
+    return "(" + ", ".join(map(str, v)) + ")" if isinstance(v, tuple) else str(v)
 
 
 class _Conv2DLike(Layer):
@@ -405,6 +415,11 @@ class _Pool(Layer):
     padding: Literal["valid", "same"] = "valid"
     rank: ClassVar[int] = 2
 
+    @field_validator("pool_size", "strides", check_fields=False)
+    @classmethod
+    def _positive(cls, v, info):
+        return v if v is None else _positive_pair(v, info.field_name)
+
     def _ps(self):
         p = self.pool_size
         s = self.strides if self.strides is not None else p
@@ -502,7 +517,18 @@ class Reshape(Layer):
     @field_validator("target_shape", mode="before")
     @classmethod
     def _tuple(cls, v):
-        return (v,) if isinstance(v, int) else v
+        """One int or a sequence (a JSON array when ir.json is read back) → a tuple."""
+        return (v,) if isinstance(v, int) else tuple(v) if isinstance(v, list) else v
+
+    @field_validator("target_shape")
+    @classmethod
+    def _dimensions(cls, v):
+        if not v:
+            raise ValueError("target_shape needs at least one dimension")
+        if any(x == 0 or x < -1 for x in v) or v.count(-1) > 1:
+            raise ValueError(f"every dimension of target_shape must be positive (one may be -1: inferred), "
+                             f"got {_shown(v)}")
+        return v
 
     def out_shape(self, shape):
         target = list(self.target_shape)
@@ -716,6 +742,13 @@ class ELU(Layer):
 class Softmax(Layer):
     kind: Literal["Softmax"] = "Softmax"
     axis: int = -1
+
+    def out_shape(self, shape):
+        rank = len(shape) + 1  # Keras' axes count the batch axis
+        if not -rank <= self.axis < rank:
+            raise ShapeError(f"Softmax axis {self.axis} is out of range for an input of shape {shape}; "
+                             f"the axes (the batch axis first) are {-rank} to {rank - 1}")
+        return shape
 
 
 @register("Maxout")

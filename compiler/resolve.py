@@ -42,6 +42,15 @@ SEARCH_FUNCS: dict[str, Literal["choice", "uniform", "loguniform", "int_uniform"
 
 Overrides = dict[tuple[int, int], Any]
 
+# what `dlc check` must still answer in seconds: a model's layers once blocks and repeats are expanded (every
+# layer and block call counts), and how deep block calls and residual blocks may nest
+MAX_LAYERS = 10_000
+MAX_DEPTH = 64
+
+
+class _TooManyLayers(Exception):
+    """The layers expand beyond MAX_LAYERS: the expansion stops (the model's `layers` reports it)."""
+
 
 class _Missing:
     """A value that could not be converted; its error is already recorded."""
@@ -59,6 +68,8 @@ class Resolver:
         self.had_syntax_errors = had_syntax_errors
         self.blocks: dict[str, A.BlockDef] = {}
         self.spaces: list[SearchSpace] = []
+        self.expanded = 0  # layer and block calls expanded so far (MAX_LAYERS)
+        self.top: A.Stmt | None = None  # the statement of `layers { }` being expanded
 
     # ------------------------------------------------------------------------------------------- values
 
@@ -81,6 +92,8 @@ class Resolver:
 
     def _literal(self, v: A.Value, env: dict, path: str) -> Any:
         """A number, string, boolean, name or phrase, or a tuple or list of them."""
+        if isinstance(v, A.Num) and v.problem:
+            return MISSING  # (reported where it was read)
         if isinstance(v, (A.Num, A.Str, A.Bool)):
             return v.value
         if isinstance(v, A.Name):
@@ -164,9 +177,9 @@ class Resolver:
         if cls is None:
             word = FAMILY_WORDS.get(family, family)
             candidates = catalog.names(family) + (list(self.blocks) if family == "layer" else [])
-            hint = did_you_mean(call.name, candidates)
             self.d.add(FAMILY_CODES.get(family, "E100"), f"unknown {word} '{call.name}'", call.name_span,
-                       hint or f"known: {', '.join(catalog.CANONICAL[family][:12])}")
+                       lambda: did_you_mean(call.name, candidates)
+                       or f"known: {', '.join(catalog.CANONICAL[family][:12])}")
             return MISSING
         return self.construct(cls, call.name, call.args, call.kwargs, env, path, call.name_span, call.span)
 
@@ -228,9 +241,9 @@ class Resolver:
 
     def _unknown_argument(self, cls, shown: str, kw: A.Kwarg) -> None:
         valid = [f for f in cls.model_fields if f not in ("at", "kind", "name")] + list(cls.aliases)
-        hint = did_you_mean(kw.key, valid) or (f"{shown} takes: {', '.join(valid)}" if valid
-                                               else f"{shown} takes no arguments")
-        self.d.add("E112", f"unknown argument '{kw.key}' for {shown}", kw.key_span, hint)
+        self.d.add("E112", f"unknown argument '{kw.key}' for {shown}", kw.key_span,
+                   lambda: did_you_mean(kw.key, valid) or (f"{shown} takes: {', '.join(valid)}" if valid
+                                                           else f"{shown} takes no arguments"))
 
     def _given_twice(self, kw: A.Kwarg, first: Span, by_position: bool) -> None:
         how = "by position, " if by_position else ""
@@ -264,18 +277,23 @@ class Resolver:
 
     # --------------------------------------------------------------------------------------------- layers
 
-    def layers(self, body: list[A.Stmt], env: dict, path: str, stack: tuple[str, ...]) -> list:
+    def layers(self, body: list[A.Stmt], env: dict, path: str, stack: tuple[str, ...],
+               depth: int = 0) -> list:
+        """The layers of a body, blocks and repeats expanded; `depth`: the residual blocks around it."""
         out: list = []
         for st in body:
+            if not stack and depth == 0:
+                self.top = st
             if isinstance(st, A.LayerStmt):
-                count = st.repeat if st.repeat is not None else 1
-                if st.repeat is not None and st.repeat < 1:
-                    self.d.add("E201", "a repeat count must be at least 1", st.repeat_span)
-                    continue
-                for _ in range(count):
-                    out.extend(self.layer_call(st.call, env, f"{path}[{len(out)}]", stack))
+                for _ in range(self._repeats(st)):
+                    out.extend(self.layer_call(st.call, env, f"{path}[{len(out)}]", stack, depth))
             elif isinstance(st, A.Section) and st.name == "residual":
-                inner = self.layers(st.body, env, f"{path}[{len(out)}].body", stack)
+                if depth >= MAX_DEPTH:
+                    self.d.add("E210", f"nested too deeply: more than {MAX_DEPTH} levels of residual blocks",
+                               st.name_span, f"at most {MAX_DEPTH} residual blocks may nest")
+                    continue
+                self._count()
+                inner = self.layers(st.body, env, f"{path}[{len(out)}].body", stack, depth + 1)
                 out.append(Residual(body=inner, at=(st.name_span.line, st.name_span.col)))
             elif isinstance(st, A.Section):
                 hint = did_you_mean(st.name, ["residual"])
@@ -288,9 +306,33 @@ class Resolver:
                            "layers hold layer calls such as Dense(64)")
         return out
 
-    def layer_call(self, call: A.Call, env: dict, path: str, stack: tuple[str, ...]) -> list:
+    def _repeats(self, st: A.LayerStmt) -> int:
+        """How many times a layer statement is expanded (0 after reporting a bad count)."""
+        if st.repeat is None:
+            return 1
+        if st.repeat < 1:
+            self.d.add("E201", "a repeat count must be at least 1", st.repeat_span)
+            return 0
+        if st.repeat > MAX_LAYERS:
+            shown = f"{st.repeat:,} times" if st.repeat < 10**18 else "more than 10^18 times"
+            self.d.add("E211", f"too many layers: {st.call.name} repeated {shown}", st.repeat_span,
+                       f"a model may have at most {MAX_LAYERS:,} layers")
+            return 0
+        return st.repeat
+
+    def _count(self) -> None:
+        self.expanded += 1
+        if self.expanded > MAX_LAYERS:
+            raise _TooManyLayers
+
+    def layer_call(self, call: A.Call, env: dict, path: str, stack: tuple[str, ...], depth: int = 0) -> list:
+        self._count()
         if call.name in self.blocks and lookup("layer", call.name) is None:
             block = self.blocks[call.name]
+            if len(stack) >= MAX_DEPTH:
+                self.d.add("E210", f"nested too deeply: more than {MAX_DEPTH} levels of block calls",
+                           call.name_span, f"at most {MAX_DEPTH} block calls may nest")
+                return []
             if call.name in stack:
                 chain = " -> ".join(stack[stack.index(call.name):] + (call.name,))
                 self.d.add("E207", f"block '{call.name}' uses itself ({chain})", call.name_span,
@@ -301,8 +343,7 @@ class Resolver:
                 for kw in call.kwargs:
                     if kw.key not in names:
                         self.d.add("E112", f"unknown argument '{kw.key}' for block {call.name}", kw.key_span,
-                                   did_you_mean(kw.key, names)
-                                   or f"block {call.name} takes: {', '.join(names)}")
+                                   _block_argument_hint(call.name, kw.key, names))
                         return []
             given = len(call.args) + len(call.kwargs)
             if given != len(block.params):
@@ -317,7 +358,7 @@ class Resolver:
             new_env.update({kw.key: kw.value for kw in call.kwargs})
             resolved = {k: (env[v.name] if isinstance(v, A.Name) and v.name in env else v)
                         for k, v in new_env.items()}
-            return self.layers(block.body, resolved, path, stack + (call.name,))
+            return self.layers(block.body, resolved, path, stack + (call.name,), depth)
         layer = self.bind(call, "layer", env, path)
         return [] if layer is MISSING else [layer]
 
@@ -353,7 +394,7 @@ class Resolver:
         fields = [f for f in cls.model_fields]
         for kw in kwargs:
             if kw.key not in cls.model_fields and kw.key not in cls.aliases:
-                hint = did_you_mean(kw.key, fields)
+                hint = did_you_mean(kw.key, fields) if self.d.hints_wanted else None
                 if hint:
                     meant.add(hint.split("'")[1])
                 self.d.add("E110", f"unknown key '{kw.key}' in {sec.name}", kw.key_span,
@@ -421,7 +462,7 @@ class Resolver:
         return False
 
     def _unknown_key(self, key: str, span: Span, suggested: set[str]) -> None:
-        hint = did_you_mean(key, sorted(MODEL_KEYS | MODEL_SECTIONS))
+        hint = did_you_mean(key, sorted(MODEL_KEYS | MODEL_SECTIONS)) if self.d.hints_wanted else None
         if hint:
             suggested.add(hint.split("'")[1])
         if key in MODEL_SECTIONS:
@@ -431,7 +472,7 @@ class Resolver:
                    hint or f"known keys: {', '.join(sorted(MODEL_KEYS))}")
 
     def _unknown_section(self, key: str, span: Span, suggested: set[str]) -> None:
-        hint = did_you_mean(key, sorted(MODEL_SECTIONS))
+        hint = did_you_mean(key, sorted(MODEL_SECTIONS)) if self.d.hints_wanted else None
         if hint:
             suggested.add(hint.split("'")[1])
         if key in MODEL_KEYS:
@@ -440,24 +481,36 @@ class Resolver:
         self.d.add("E111", f"unknown section '{key}'", span,
                    hint or f"known sections: {', '.join(sorted(MODEL_SECTIONS))}")
 
+    def model_layers(self, st: A.Section) -> Any:
+        n_errors = self.d.error_count
+        try:
+            layers = self.layers(st.body, {}, "layers", ())
+        except _TooManyLayers:
+            top = self.top
+            where = top.call.name_span if isinstance(top, A.LayerStmt) else getattr(top, "name_span", None)
+            self.d.add("E211", f"too many layers: the model expands to more than {MAX_LAYERS:,} layers here",
+                       where, f"a model may have at most {MAX_LAYERS:,} layers (blocks and repeats expanded)")
+            return MISSING
+        if self.d.error_count > n_errors:
+            # a layer that did not resolve leaves a different network: checking its shapes or its output
+            # against the loss would report errors the spec does not have
+            return MISSING
+        if not layers:
+            if not self.had_syntax_errors:
+                self.d.add("E208", "layers { } is empty", st.name_span, "add at least one layer")
+            return MISSING
+        return layers
+
     def model_item(self, st, key: str) -> Any:
         if key == "layers":
-            n_errors = len(self.d.errors)
-            layers = self.layers(st.body, {}, "layers", ())
-            if len(self.d.errors) > n_errors:
-                # a layer that did not resolve leaves a different network: checking its shapes or its output
-                # against the loss would report errors the spec does not have
-                return MISSING
-            if not layers:
-                if not self.had_syntax_errors:
-                    self.d.add("E208", "layers { } is empty", st.name_span, "add at least one layer")
-                return MISSING
-            return layers
+            return self.model_layers(st)
         if key in SECTION_CLASSES:
             return self.section(SECTION_CLASSES[key], st, {}, key)
         ann = Spec.model_fields[key].annotation
         if key == "input":
             v = st.value
+            if any(isinstance(i, A.Num) and i.problem for i in [v, *getattr(v, "items", [])]):
+                return MISSING  # (reported where it was read)
             if isinstance(v, A.Num) and isinstance(v.value, int):
                 return (v.value,)
             if not (isinstance(v, A.Tuple) and v.items and not v.kwargs
@@ -489,6 +542,11 @@ _FAMILY_ANNOTATION: dict[str, Any] = {}
 _REQUIRED_EXAMPLES = {"data": "data { source: digits }", "input": "input: (64)",
                       "layers": "layers { Dense(10, activation=softmax) }",
                       "loss": "loss: categorical_crossentropy", "optimizer": "optimizer: Adam(lr=1e-3)"}
+
+
+def _block_argument_hint(block: str, key: str, names: list[str]):
+    """The hint for an unknown argument of a block call, computed when shown."""
+    return lambda: did_you_mean(key, names) or f"block {block} takes: {', '.join(names)}"
 
 
 def _a(word: str) -> str:

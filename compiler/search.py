@@ -26,6 +26,7 @@ from typing import Any
 
 from . import ast as A
 from .diagnostics import Diagnostics, Span, did_you_mean
+from .syntax import quote
 
 GRID_POINTS = 5
 TOP_FRACTION = 0.25
@@ -198,7 +199,7 @@ def literal_of(value: Any) -> str:
     if isinstance(value, float):
         return repr(value)
     if isinstance(value, str):
-        return value if value.isidentifier() else '"' + value.replace('"', '\\"') + '"'
+        return value if value.isidentifier() and value.isascii() else quote(value)
     raise TypeError(f"no spec literal for {value!r}")
 
 
@@ -242,7 +243,7 @@ def concretize(compiled, spaces: list[Space], values: dict[str, Any], note: str 
             p = Path(s.value).expanduser()
             if not p.is_absolute():
                 rel = Path(_relpath(base_dir / p, new_dir))
-                text = '"' + rel.as_posix().replace('"', '\\"') + '"'
+                text = quote(rel.as_posix())
                 edits.append((_offset(starts, s.span.line, s.span.col),
                               _offset(starts, s.span.end_line, s.span.end_col), text))
     out = source

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, ClassVar, Literal, Optional, Union, get_args
 
-from pydantic import Field, PrivateAttr
+from pydantic import Field, PrivateAttr, model_validator
 
 from .catalog import Catalogued, IRNode, register
 from .layers import Layer, LayerT, Residual, Shape, ShapeError, WeightSpec
@@ -86,6 +86,14 @@ class Holdout(Split):
     test: float = Field(0.0, ge=0, lt=1)
     stratify: bool = False
 
+    @model_validator(mode="after")
+    def _leaves_training_data(self):
+        if self.val + self.test >= 1:
+            total = self.val + self.test
+            raise ValueError(f"val + test = {self.val:g} + {self.test:g} = {total:g} leaves no training "
+                             "data; the fractions must add up to less than 1")
+        return self
+
 
 @register("kfold")
 class KFold(Split):
@@ -152,9 +160,12 @@ class LayerInfo:
     depth: int
 
 
+SEED_MAX = 2**32 - 1  # seeds are 0 .. 2^32-1: what numpy's and Optuna's seeded generators all take
+
+
 class Spec(IRNode):
     name: str
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=SEED_MAX)
     dtype: Literal["float32", "float64"] = "float32"
     data: Optional[Data] = None
     input: tuple[int, ...]

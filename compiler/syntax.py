@@ -18,7 +18,9 @@ without a cascade of follow-on errors:
 from __future__ import annotations
 
 import functools
+import math
 import re
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from importlib import resources
 
@@ -92,6 +94,13 @@ def _tok(t: Token) -> Span:
 
 @v_args(meta=True)
 class _ToAst(Transformer):
+    """The parse tree as the AST; what a literal cannot hold (a number that overflows, an unknown escape) is
+    reported in `diags`, at the literal."""
+
+    def __init__(self, diags: Diagnostics):
+        super().__init__()
+        self.d = diags
+
     def start(self, meta, items):
         f = A.File()
         for it in items:
@@ -133,7 +142,8 @@ class _ToAst(Transformer):
 
     def repeat(self, meta, items):
         (tok,) = items
-        return int(tok), _tok(tok)
+        # (a count beyond any limit is kept as 10**18: the resolver reports it; int() refuses 4,300 digits)
+        return (int(tok) if len(tok.lstrip("0")) <= 18 else 10**18), _tok(tok)
 
     def phrase(self, meta, items):
         a, b = items
@@ -141,8 +151,11 @@ class _ToAst(Transformer):
 
     def string(self, meta, items):
         (tok,) = items
-        raw = str(tok)[1:-1]
-        value = raw.encode("utf-8").decode("unicode_escape") if "\\" in raw else raw
+        value, bad = unescape(str(tok)[1:-1])
+        for offset, esc in bad:
+            col = tok.column + 1 + offset
+            self.d.add("E001", f"syntax error: unknown escape '{esc}' in a string",
+                       Span(tok.line, col, tok.line, col + len(esc)), _ESCAPE_HINT)
         return A.Str(value, _tok(tok))
 
     def name(self, meta, items):
@@ -154,9 +167,13 @@ class _ToAst(Transformer):
 
     def number(self, meta, items):
         (tok,) = items
-        s = str(tok)
-        is_int = all(c not in s for c in ".eE")
-        return A.Num(int(s) if is_int else float(s), s, _tok(tok))
+        num = read_number(str(tok), _tok(tok))
+        if num.problem:
+            self.d.add("E209", num.problem, num.span, _NUMBER_HINT[isinstance(num.value, int)])
+        elif _underflows(num):
+            self.d.warn("W003", f"number {_shown(num.text)} underflows to 0", num.span,
+                        "the smallest positive number is about 5e-324; write 0 if 0 is meant")
+        return num
 
     @staticmethod
     def _split(items):
@@ -185,6 +202,70 @@ class _ToAst(Transformer):
         return A.Kwarg(str(key), _tok(key), value)
 
 
+# integers must fit in a signed 64-bit integer (every backend stores them so); floats in a double
+INT_MAX = 2**63 - 1
+_NUMBER_HINT = {True: f"an integer may be at most {INT_MAX:,}",
+                False: "a number must be finite: at most about 1.8e308"}
+_NONZERO = re.compile("[1-9]")
+_ESCAPES = {"\\": "\\", '"': '"', "n": "\n", "t": "\t", "r": "\r"}
+_ESCAPE_HINT = r'known escapes: \\ \" \n \t \r; write \\ for a backslash (or / in a path)'
+
+
+def _shown(text: str, width: int = 24) -> str:
+    """A literal as quoted in a message: a 5,000-digit number is shown by its first digits and its length."""
+    return text if len(text) <= width else f"{text[:12]}... ({len(text):,} characters)"
+
+
+def read_number(text: str, span: Span) -> A.Num:
+    """A number token as a value; `problem` says why it is unusable (an overflow), its value then 0."""
+    if "." not in text and "e" not in text and "E" not in text:
+        digits = text.lstrip("+-").lstrip("0")
+        whole = int(text) if len(digits) <= 19 else None  # (int() refuses 4,300 digits and more)
+        if whole is not None and abs(whole) <= INT_MAX:
+            return A.Num(whole, text, span)
+        return A.Num(0, text, span, f"integer {_shown(text)} overflows: it does not fit in 64 bits")
+    value = float(text)
+    if math.isfinite(value):
+        return A.Num(value, text, span)
+    return A.Num(0.0, text, span, f"number {_shown(text)} overflows: it is too large for a 64-bit float")
+
+
+def _underflows(num: A.Num) -> bool:
+    """A float literal with a non-zero digit before its exponent that reads as 0 (`1e-400`)."""
+    mantissa = num.text.lower().partition("e")[0]
+    return num.value == 0 and isinstance(num.value, float) and _NONZERO.search(mantissa) is not None
+
+
+def unescape(raw: str) -> tuple[str, list[tuple[int, str]]]:
+    r"""A string literal's text (without its quotes) as its value: \\ \" \n \t \r are read, anything else
+    after a backslash is kept as written and reported: [(offset of the backslash, the escape)]."""
+    if "\\" not in raw:
+        return raw, []
+    out: list[str] = []
+    bad: list[tuple[int, str]] = []
+    i = 0
+    while i < len(raw):
+        c = raw[i]
+        if c == "\\" and i + 1 < len(raw):
+            esc = raw[i + 1]
+            if esc in _ESCAPES:
+                out.append(_ESCAPES[esc])
+            else:
+                out.append(raw[i:i + 2])
+                bad.append((i, raw[i:i + 2]))
+            i += 2
+            continue
+        out.append(c)
+        i += 1
+    return "".join(out), bad
+
+
+def quote(value: str) -> str:
+    """A string value as a literal that reads back as it (the inverse of `unescape`)."""
+    inverse = {v: k for k, v in _ESCAPES.items()}
+    return '"' + "".join("\\" + inverse[c] if c in inverse else c for c in value) + '"'
+
+
 def _describe_expected(expected) -> str:
     words = sorted({_TERMINAL_WORDS.get(e, f"'{e.lower()}'" if e.isupper() else e) for e in expected})
     if not words:
@@ -199,7 +280,10 @@ _ARGUMENT_WORD = re.compile(r"(?:^|[(,])[ \t]*([A-Za-z_][A-Za-z0-9_]*)[ \t]+$")
 
 
 def _accepts_at(text: str, pos: int) -> set[str]:
-    """What the parser accepts after text[:pos] (the lexer's own set is wider: it serves several states)."""
+    """What the parser accepts after text[:pos] (the lexer's own set is wider: it serves several states);
+    the empty set when the file's parse budget is spent."""
+    if not _spend(pos):
+        return set()
     try:
         ip = _parser().parse_interactive(text[:pos])
         for _ in ip.iter_parse():
@@ -271,41 +355,51 @@ class _Scan:
     indent: list[int | None] = field(default_factory=list)  # per line: indentation, None for no code
     # line -> col of a string directly followed by a name
     runs_on: dict[int, int] = field(default_factory=dict)
+    by_line: dict[int, list[tuple[str, int, int]]] = field(default_factory=dict)  # brackets per line
 
     def on_line(self, ln: int, chars: str = "{}") -> list[tuple[str, int, int]]:
-        return [b for b in self.brackets if b[1] == ln and b[0] in chars]
+        return [b for b in self.by_line.get(ln, ()) if b[0] in chars]
 
     def code_after(self, ln: int, col: int) -> str:
         """The code on line `ln` after column `col` (comments and trailing blanks left out)."""
         return self.lines[ln - 1][col + 1: self.code_end[ln - 1]].strip()
 
 
+_SPECIAL = re.compile(r'[#"()\[\]{}]')
+_STRING_AT = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
+
+
 def _scan(text: str) -> _Scan:
+    """One pass over the text (a regular expression finds the next character of interest, so that the
+    largest spec file is scanned in a fraction of a second)."""
     sc = _Scan(text.split("\n"))
     for ln, s in enumerate(sc.lines, 1):
         i, n, end = 0, len(s), 0
         while i < n:
-            c = s[i]
+            m = _SPECIAL.search(s, i)
+            j = m.start() if m else n
+            if s[i:j].strip():
+                end = i + len(s[i:j].rstrip())
+            if m is None:
+                break
+            c = s[j]
             if c == "#":
                 break
             if c == '"':
-                j = i + 1
-                while j < n and s[j] != '"':
-                    j += 2 if s[j] == "\\" else 1
-                if j >= n:
-                    sc.unterminated[ln] = i
+                q = _STRING_AT.match(s, j)
+                if q is None:
+                    sc.unterminated[ln] = j
                     end = n
                     break
-                if j + 1 < n and (s[j + 1].isalnum() or s[j + 1] == "_"):
+                k = q.end()
+                if k < n and (s[k].isalnum() or s[k] == "_"):
                     # `"a, b="c"`: the first string likely lacks its closing quote
-                    sc.runs_on.setdefault(ln, i)
-                i = end = j + 1
+                    sc.runs_on.setdefault(ln, j)
+                i = end = k
                 continue
-            if c in "([{}])":
-                sc.brackets.append((c, ln, i))
-            if not c.isspace():
-                end = i + 1
-            i += 1
+            sc.brackets.append((c, ln, j))
+            sc.by_line.setdefault(ln, []).append((c, ln, j))
+            i = end = j + 1
         sc.code_end.append(end)
         sc.indent.append(len(s) - len(s.lstrip(" \t")) if end else None)
     return sc
@@ -367,8 +461,10 @@ def _fix_strings(lines: list[str], diags: Diagnostics) -> list[str]:
         if ln in sc.unterminated:
             start = sc.unterminated[ln]
             col = min(start, sc.runs_on.get(ln, start)) + 1
+            escaped = '\\"' in lines[ln - 1][start + 1:]  # `"C:\data\"`: the last quote is escaped
             diags.add("E001", "syntax error: unterminated string", Span(ln, col, ln, col + 1),
-                      "close it with '\"' on the same line")
+                      "a backslash before '\"' makes it part of the string: write \\\\ for a backslash"
+                      if escaped else "close it with '\"' on the same line")
             # a brace swallowed by the runaway string is structure: `tr"ain {`
             braces += "".join(c for c in lines[ln - 1][start:] if c in "{}")
             out[ln - 1] = _keep_braces(braces, depth, sc.indent[ln - 1] or 0)
@@ -619,10 +715,15 @@ def _fix_open_brace(lines: list[str], sc: _Scan, partner: dict, stack: list[tupl
     return out
 
 
+# characters the brace repairs of the pre-pass may scan, over all of them (about a second's work)
+SCAN_BUDGET = 2_000_000
+
+
 def _prepass(text: str, diags: Diagnostics) -> str:
     """Report and repair unterminated strings, then brackets, then braces that do not pair up."""
     lines = _fix_parens(_fix_strings(text.split("\n"), diags), diags)
-    for _ in range(20):
+    # each brace repair scans the whole text again: at most 20, and fewer in a large file (SCAN_BUDGET)
+    for _ in range(max(1, min(20, SCAN_BUDGET // max(1, len(text))))):
         fixed = _fix_one_brace(lines, diags)
         if fixed is None:
             break
@@ -703,13 +804,58 @@ def _brace_on_next_line(text: str, err: UnexpectedInput, span: Span) -> tuple[st
             Span(k + 1, col + 1, k + 1, col + 2))
 
 
+# how deep brackets and braces may nest (the tree is read recursively: Python's stack bounds it)
+MAX_NESTING = 64
+# characters the parser may read for one file, over every attempt: syntax recovery parses the file again after
+# each error, and the parser reads about 100 KB a second, so a large file of many errors would take minutes.
+# Twice the largest spec file: a small file still gets every recovery attempt (max_errors)
+PARSE_BUDGET = 2 * 256 * 1024
+_budget: ContextVar[list[int] | None] = ContextVar("dlc_parse_budget", default=None)
+
+
+def _spend(n: int) -> bool:
+    """Charge `n` characters of parsing to the current file; False (nothing charged) when not left."""
+    left = _budget.get()
+    if left is None:
+        return True
+    if left[0] < n:
+        return False
+    left[0] -= n
+    return True
+
+
+def _too_deep(text: str, diags: Diagnostics) -> bool:
+    """Report the first bracket or brace nested more than MAX_NESTING deep; True if there is one."""
+    depth = 0
+    for c, ln, col in _scan(text).brackets:
+        depth += 1 if c in "([{" else -1
+        if depth > MAX_NESTING:
+            diags.add("E210", f"nested too deeply: more than {MAX_NESTING} levels of brackets and braces",
+                      Span(ln, col + 1, ln, col + 2), f"at most {MAX_NESTING} levels of (, [ and {{ may nest")
+            return True
+        depth = max(depth, 0)
+    return False
+
+
 def parse(text: str, diags: Diagnostics, max_errors: int = 25) -> A.File | None:
     """Parse `text`; record every syntax error in `diags`; return the AST if some parse succeeded."""
+    token = _budget.set([PARSE_BUDGET])
+    try:
+        return _parse(text, diags, max_errors)
+    finally:
+        _budget.reset(token)
+
+
+def _parse(text: str, diags: Diagnostics, max_errors: int) -> A.File | None:
     if not text.endswith("\n"):
         text += "\n"
     work = _prepass(text, diags)
+    if _too_deep(work, diags):
+        return None
     seen: set[tuple[int, int]] = set()
-    for _ in range(max_errors):
+    for attempt in range(max_errors):
+        if not _spend(len(work)) and attempt:
+            return None  # (the first parse is always made)
         try:
             tree = _parser().parse(work)
         except UnexpectedInput as err:
@@ -732,9 +878,18 @@ def parse(text: str, diags: Diagnostics, max_errors: int = 25) -> A.File | None:
                 return None
             work = blanked
             continue
-        try:
-            return _ToAst().transform(tree)
-        except VisitError as ve:  # a transformer bug must not become a traceback for the user
+        return _to_ast(tree, diags)
+    return None
+
+
+def _to_ast(tree, diags: Diagnostics) -> A.File | None:
+    try:
+        return _ToAst(diags).transform(tree)
+    except RecursionError:  # (MAX_NESTING keeps the tree shallower than this: a deep caller's stack)
+        diags.add("E210", "nested too deeply to read", None, f"at most {MAX_NESTING} levels may nest")
+    except VisitError as ve:  # a transformer bug must not become a traceback for the user
+        if isinstance(ve.orig_exc, RecursionError):
+            diags.add("E210", "nested too deeply to read", None, f"at most {MAX_NESTING} levels may nest")
+        else:
             diags.add("E000", f"internal error while reading the spec: {ve.orig_exc}")
-            return None
     return None

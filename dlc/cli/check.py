@@ -27,7 +27,7 @@ def command(
         result = api.compile_spec(path)
         show_diagnostics(result)
         if result.spec is None or not result.ok:
-            n = len(result.diagnostics.errors)
+            n = result.diagnostics.error_count
             print(f"{path}: {n} error{'s' if n != 1 else ''}", file=sys.stderr)
             status = EXIT_SPEC
             continue

@@ -1,0 +1,575 @@
+"""Every hostile spec gets a clear answer from `dlc check`: a positioned spec error (exit 2, file:line:col, a
+caret, never a traceback) or a warning, in seconds and bounded memory.
+
+- numbers that overflow (1e999, a 5,000-digit integer) are reported at the literal, never trained as inf;
+- zero or negative sizes (units, filters, kernels, strides, pools, ...) of every layer in the catalogue;
+- nesting beyond the limits (brackets, residual blocks, block calls) instead of a RecursionError;
+- string escapes the compiler does not know, and non-ASCII text read as written (UTF-8);
+- resource limits: the file's size and kind, expanded layers, parameters, values per sample, and at most 50
+  diagnostics shown of any number;
+- holdout fractions that leave no training data, and a softmax applied twice (a warning).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+import typing
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, run_cli
+
+# ------------------------------------------------------------------------------------------------- helpers
+
+MODEL = """model m {{
+  data {{
+    source: {source}
+  }}
+  input: {input}
+  layers {{
+{layers}
+  }}
+  loss: {loss}
+  optimizer: {optimizer}
+}}
+"""
+
+
+def spec_text(layers: str = "    Dense(3, activation=softmax)", *, source: str = "iris", input: str = "(4)",
+              loss: str = "categorical_crossentropy", optimizer: str = "Adam(lr=1e-3)") -> str:
+    return MODEL.format(layers=layers, source=source, input=input, loss=loss, optimizer=optimizer)
+
+
+def check(tmp_path: Path, text: str, name: str = "s.dlspec") -> tuple[int, str, str]:
+    """`dlc check` (in this process) on `text` written to a file."""
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return run_cli("check", "-q", path)
+
+
+def located(stderr: str) -> list[tuple[str, int, int, str]]:
+    """(message, line, col, caret line) of every located diagnostic."""
+    out = []
+    for block in stderr.split("\n\n"):
+        lines = block.split("\n")
+        m = re.match(r"^ --> .*:(\d+):(\d+)$", lines[1]) if len(lines) > 4 else None
+        if m:
+            out.append((lines[0], int(m[1]), int(m[2]), lines[4]))
+    return out
+
+
+def position(text: str, needle: str, after: str | None = None) -> tuple[int, int]:
+    """(line, col), 1-based, of the first `needle` in `text` (the first after `after`, when given)."""
+    i = text.index(needle, text.index(after) if after else 0)
+    return text.count("\n", 0, i) + 1, i - (text.rfind("\n", 0, i) + 1) + 1
+
+
+def assert_error_at(rc: int, stderr: str, text: str, needle: str, words: str,
+                    after: str | None = None) -> str:
+    """Exit 2, no traceback, and an error whose message holds `words` (a regex) located at `needle`."""
+    assert rc == 2, stderr
+    assert "Traceback" not in stderr
+    where = position(text, needle, after)
+    found = [d for d in located(stderr) if (d[1], d[2]) == where and d[0].startswith("error")]
+    assert found, f"no error at {where} ({needle!r}) in:\n{stderr}"
+    assert any(re.search(words, d[0]) for d in found), f"{words!r} not in {[d[0] for d in found]}"
+    return found[0][0]
+
+
+# ------------------------------------------------------------------------------------- non-finite numbers
+
+OVERFLOWS = [
+    ("kernel_constraint=max_norm(1e999)", "layers", "1e999"),
+    ("optimizer clipnorm", "Adam(clipnorm=1e999)", "1e999"),
+    ("optimizer lr", "Adam(lr=1e999)", "1e999"),
+    ("negative", "Adam(lr=-1e999)", "-1e999"),
+    ("just above the largest double", "SGD(lr=1.8e308)", "1.8e308"),
+    ("400 digits", "SGD(lr=1" + "0" * 400 + ".5)", "1" + "0" * 400 + ".5"),
+]
+
+
+@pytest.mark.parametrize(("what", "where", "literal"), OVERFLOWS, ids=[o[0] for o in OVERFLOWS])
+def test_a_number_that_overflows_is_an_error_at_the_literal(tmp_path, what, where, literal):
+    if where == "layers":
+        text = spec_text(f"    Dense(8, {what})\n    Dense(3, activation=softmax)")
+    else:
+        text = spec_text(optimizer=where)
+    rc, out, err = check(tmp_path, text)
+    message = assert_error_at(rc, err, text, literal, r"overflows")
+    assert message.startswith("error[E209]")
+    if "lr=" not in where:  # blamed on the right argument
+        assert "learning_rate" not in err and "'lr'" not in err
+
+
+@pytest.mark.parametrize("where", ["train_epochs", "holdout", "l2", "dropout", "search", "input", "repeat"])
+def test_overflow_in_every_kind_of_place(tmp_path, where):
+    big = "1e999"
+    layers, extra_input = "    Dense(3, activation=softmax)", "(4)"
+    if where == "l2":
+        layers = f"    Dense(3, activation=softmax, kernel_reg=l2({big}))"
+    elif where == "dropout":
+        layers = f"    Dropout({big})\n    Dense(3, activation=softmax)"
+    elif where == "input":
+        extra_input = f"({big})"
+    elif where == "repeat":
+        big = "9" * 5000
+        layers = f"    Dense(8) * {big}\n    Dense(3, activation=softmax)"
+    text = spec_text(layers, input=extra_input)
+    if where == "train_epochs":
+        text = text.replace("  loss:", f"  train {{\n    epochs: {big}\n  }}\n  loss:")
+    elif where == "holdout":
+        text = text.replace("source: iris", f"source: iris\n    split: holdout(val={big})")
+    elif where == "search":
+        text = text.replace("Adam(lr=1e-3)", f"Adam(lr=loguniform(1e-4, {big}))").replace(
+            "  loss:", "  search {\n    trials: 2\n  }\n  loss:")
+    rc, out, err = check(tmp_path, text)
+    assert_error_at(rc, err, text, big, r"overflows|too many layers")
+
+
+def test_a_5000_digit_integer_is_positioned_not_internal(tmp_path):
+    digits = "9" * 5000
+    text = spec_text(f"    Dense({digits})\n    Dense(3, activation=softmax)")
+    rc, out, err = check(tmp_path, text)
+    message = assert_error_at(rc, err, text, digits, r"integer 9+\.\.\. \(5,000 characters\) overflows")
+    assert "E000" not in err and "internal error" not in err
+    assert len(message) < 200  # the literal is abbreviated in the message
+    assert max(len(line) for line in err.splitlines()) < 400  # and the source line shown around the caret
+
+
+def test_an_integer_beyond_64_bits_overflows(tmp_path):
+    text = spec_text().replace("model m {", "model m {\n  seed: 9223372036854775808")
+    rc, out, err = check(tmp_path, text)
+    assert_error_at(rc, err, text, "9223372036854775808", r"does not fit in 64 bits")
+
+
+def test_an_overflow_never_reaches_the_ir(tmp_path):
+    text = spec_text(optimizer="Adam(clipnorm=1e999)")
+    (tmp_path / "s.dlspec").write_text(text)
+    rc, out, err = run_cli("compile", tmp_path / "s.dlspec", "--emit", "ir")
+    assert rc == 2 and "overflows" in err and "null" not in out
+
+
+def test_the_ir_refuses_non_finite_numbers_from_any_caller():
+    from pydantic import ValidationError
+
+    from dlc.compiler.training import Adam
+
+    for bad in (float("inf"), float("-inf"), float("nan")):
+        with pytest.raises(ValidationError):
+            Adam(learning_rate=bad)
+
+
+def test_a_literal_that_underflows_to_zero_is_a_warning(tmp_path):
+    text = spec_text("    Dense(3, activation=softmax, kernel_reg=l2(1e-400))")
+    rc, out, err = check(tmp_path, text)
+    assert rc == 0, err
+    assert "warning[W003]: number 1e-400 underflows to 0" in err
+    assert located(err)[0][1:3] == position(text, "1e-400")
+
+
+# --------------------------------------------------------------------- zero and negative sizes, every layer
+
+LAYER_FAMILY = "layer"
+# a valid value for each required argument, as spec text
+REQUIRED = {"units": "4", "filters": "4", "kernel_size": "3", "input_dim": "10", "output_dim": "4",
+            "target_shape": "(-1)", "layer": "LSTM(4)", "activation": "relu", "rate": "0.5"}
+# the arguments for which 0 or -1 is a valid value (why), and the values tried instead; None: none
+SPECIAL_VALUES: dict[str, list[str] | None] = {
+    "axis": None,  # 0 and -1 name axes (out-of-range axes are tested below)
+    "output_padding": ["-1", "(0, -1)"],  # 0 is no padding
+    "target_shape": ["0", "(-2)", "(4, 0, -1)", "(-1, -1)"],  # -1 (once) is the inferred dimension
+}
+INPUTS = ["(64)", "(8, 8)", "(8, 8, 1)"]  # digits has 64 features: each of these takes them
+
+
+def _int_fields(cls) -> list[str]:
+    out = []
+    for name, info in cls.model_fields.items():
+        stack = [info.annotation]
+        while stack:
+            a = stack.pop()
+            if a is int:
+                out.append(name)
+                break
+            stack.extend(typing.get_args(a))
+    return [f for f in out if f not in ("at",)]
+
+
+def _tuple_length(cls, field: str) -> int | None:
+    """The length of the tuple a field also takes (kernel_size=(3, 3)), or None."""
+    stack = [cls.model_fields[field].annotation]
+    while stack:
+        a = stack.pop()
+        if typing.get_origin(a) is tuple and ... not in typing.get_args(a):
+            return len(typing.get_args(a))
+        stack.extend(typing.get_args(a))
+    return None
+
+
+def _layer_cases():
+    from dlc.compiler import catalog
+
+    seen = set()
+    for cls in catalog.REGISTRY[LAYER_FAMILY].values():
+        if cls in seen or cls.__name__ == "Residual":
+            continue
+        seen.add(cls)
+        for field in _int_fields(cls):
+            values = SPECIAL_VALUES.get(field, ["0", "-1"])
+            if values is None:
+                continue
+            n = _tuple_length(cls, field)
+            if n and field not in SPECIAL_VALUES:  # a tuple with one 0: (2, 0)
+                values = [*values, "(" + ", ".join(["2"] * (n - 1) + ["0"]) + ")"]
+            for v in values:
+                yield pytest.param(cls, field, v, id=f"{cls.spec_names[0]}-{field}={v}")
+
+
+def _layer_call(cls, field: str | None, value: str | None) -> str:
+    args = [f"{f}={REQUIRED[f]}" for f, info in cls.model_fields.items()
+            if info.is_required() and f not in ("at", field)]
+    if field is not None:
+        args.append(f"{field}={value}")
+    return f"{cls.spec_names[0]}({', '.join(args)})"
+
+
+def _digits_spec(layer: str, input: str) -> str:
+    return spec_text(f"    {layer}\n    Flatten()\n    Dense(10, activation=softmax)", source="digits",
+                     input=input)
+
+
+def _baseline(tmp_path, cls) -> str:
+    """An input shape the layer takes with valid arguments (the spec checks ok)."""
+    for shape in INPUTS:
+        rc, _, err = check(tmp_path, _digits_spec(_layer_call(cls, None, None), shape))
+        if rc == 0:
+            return shape
+    raise AssertionError(f"no input shape works for {_layer_call(cls, None, None)}: {err}")
+
+
+@pytest.mark.parametrize(("cls", "field", "value"), list(_layer_cases()))
+def test_zero_and_negative_sizes_of_every_layer(tmp_path, cls, field, value):
+    shape = _baseline(tmp_path, cls)
+    call = _layer_call(cls, field, value)
+    text = _digits_spec(call, shape)
+    rc, out, err = check(tmp_path, text)
+    alias = [a for a, f in cls.aliases.items() if f == field]
+    message = assert_error_at(rc, err, text, value, r".", after=f"{field}={value}")
+    assert any(f"'{name}'" in message for name in [field, *alias]), message
+
+
+def test_every_layer_kind_is_covered():
+    from dlc.compiler import catalog
+
+    kinds = {p.values[0] for p in _layer_cases()}
+    with_sizes = {cls for cls in catalog.REGISTRY[LAYER_FAMILY].values()
+                  if set(_int_fields(cls)) - {"axis"}}
+    assert kinds == with_sizes and len(kinds) >= 15
+
+
+@pytest.mark.parametrize(("where", "value"), [
+    ("schedule: step(every=0)", "0"), ("schedule: step(-1)", "-1"),
+    ("schedule: exponential(0.5, every=0)", "0"), ("schedule: cosine(0)", "0"),
+    ("schedule: warmup(-1)", "-1"), ("schedule: plateau(patience=-1)", "-1"),
+    ("schedule: plateau(cooldown=-1)", "-1"),
+])
+def test_zero_and_negative_schedule_arguments(tmp_path, where, value):
+    text = spec_text().replace("  loss:", f"  {where}\n  loss:")
+    rc, out, err = check(tmp_path, text)
+    assert_error_at(rc, err, text, value + ")", r"invalid value", after=where)
+
+
+@pytest.mark.parametrize(("line", "value"), [
+    ("epochs: 0", "0"), ("epochs: -1", "-1"), ("batch_size: 0", "0"), ("batch_size: -5", "-5"),
+    ("early_stopping: (patience=-1)", "-1"),
+])
+def test_zero_and_negative_training_settings(tmp_path, line, value):
+    text = spec_text().replace("  loss:", f"  train {{\n    {line}\n  }}\n  loss:")
+    rc, out, err = check(tmp_path, text)
+    assert_error_at(rc, err, text, value, r"invalid value", after=line)
+
+
+def test_softmax_axis_out_of_range(tmp_path):
+    text = spec_text("    Dense(3)\n    Softmax(axis=5)")
+    rc, out, err = check(tmp_path, text)
+    assert_error_at(rc, err, text, "Softmax", r"axis 5 is out of range")
+
+
+def test_constraint_axis_out_of_range_is_positioned_at_the_constraint(tmp_path):
+    text = spec_text("    Dense(3, activation=softmax, kernel_constraint=max_norm(2, axis=7))")
+    rc, out, err = check(tmp_path, text)
+    assert_error_at(rc, err, text, "max_norm", r"max_norm\(axis=7\) on the kernel")
+
+
+# ------------------------------------------------------------------------------------------------ nesting
+
+
+def _nested_cases():
+    """(what, spec text, the text up to the bracket or brace one level too deep (the model's brace counts),
+    the words of the message)."""
+    yield "lists", spec_text().replace("  input: (4)", "  input: (4)\n  metrics: " + "[" * 1000 + "accuracy"
+                                       + "]" * 1000), "metrics: " + "[" * 64, "levels of brackets"
+    yield "parentheses", spec_text(input="(" * 1000 + "4" + ")" * 1000), "input: " + "(" * 64, \
+        "levels of brackets"
+    yield "call arguments", spec_text(optimizer="Adam(lr=" + "(" * 300 + "1" + ")" * 300 + ")"), \
+        "Adam(lr=" + "(" * 63, "levels of brackets"
+    residual = "    " + "residual { " * 250 + "Dense(4)" + " }" * 250 + "\n    Dense(3, activation=softmax)"
+    yield "residual braces", spec_text(residual), "    " + "residual { " * 62 + "residual {", \
+        "levels of brackets"
+    blocks = "block r0() {\n  Dense(4)\n}\n" + "".join(
+        f"block r{i}() {{\n  residual {{\n    r{i - 1}()\n  }}\n}}\n" for i in range(1, 251))
+    yield "residual blocks", blocks + spec_text("    r250()\n    Dense(3, activation=softmax)"), None, \
+        "levels of (residual blocks|block calls)"
+    chain = "block b0() {\n  Dense(4)\n}\n" + "".join(
+        f"block b{i}() {{\n  b{i - 1}()\n}}\n" for i in range(1, 1001))
+    yield "block calls", chain + spec_text("    b1000()\n    Dense(3, activation=softmax)"), None, \
+        "levels of block calls"
+
+
+@pytest.mark.parametrize(("what", "text", "at", "words"), list(_nested_cases()),
+                         ids=[c[0] for c in _nested_cases()])
+def test_deep_nesting_is_a_positioned_error(tmp_path, what, text, at, words):
+    rc, out, err = check(tmp_path, text)
+    assert rc == 2, err
+    assert "Traceback" not in err and "recursion" not in err.lower()
+    errors = [d for d in located(err) if "nested too deeply" in d[0]]
+    assert errors, err
+    message, line, col, _ = errors[0]
+    assert re.search(words, message) and "64" in message
+    if at is not None:  # the bracket or brace one level too deep
+        i = text.index(at) + len(at) - 1
+        assert (line, col) == (text.count("\n", 0, i) + 1, i - text.rfind("\n", 0, i)), err
+
+
+def test_nesting_up_to_the_limit_works(tmp_path):
+    blocks = "block r0() {\n  Dense(4)\n}\n" + "".join(
+        f"block r{i}() {{\n  residual {{\n    r{i - 1}()\n  }}\n}}\n" for i in range(1, 60))
+    text = blocks + spec_text("    Dense(4)\n    r59()\n    Dense(3, activation=softmax)")
+    rc, out, err = check(tmp_path, text)
+    assert rc == 0, err
+    text = spec_text(input="(" * 60 + "4" + ")" * 60)  # read, and then found to be no shape
+    rc, out, err = check(tmp_path, text)
+    assert_error_at(rc, err, text, "(", "input must be a shape of positive integers")
+    assert "nested" not in err
+
+
+# ----------------------------------------------------------------------------------------- strings, UTF-8
+
+
+@pytest.mark.parametrize("escape", ["\\q", "\\x", "\\x41", "\\ ", "\\u00e9", "\\d"])
+def test_an_unknown_escape_is_positioned(tmp_path, escape):
+    text = spec_text(source=f'csv("data{escape}.csv")')
+    rc, out, err = check(tmp_path, text)
+    message = assert_error_at(rc, err, text, escape[:2], rf"unknown escape '{re.escape(escape[:2])}'")
+    assert "E000" not in err and "internal" not in err
+    assert message.startswith("error[E001]")
+
+
+def test_a_backslash_before_the_closing_quote(tmp_path):
+    text = spec_text(source='csv("C:\\data\\")')
+    rc, out, err = check(tmp_path, text)
+    assert rc == 2 and "Traceback" not in err
+    assert "unterminated string" in err and "write \\\\ for a backslash" in err
+
+
+def test_non_ascii_and_escapes_round_trip(tmp_path):
+    name = 'é "ü".csv'
+    (tmp_path / name).write_text("a,b,c,d,label\n1,2,3,4,0\n", encoding="utf-8")
+    text = spec_text(source='csv("é \\"ü\\".csv")')
+    rc, out, err = check(tmp_path, text)
+    assert rc == 0, err
+    rc, out, err = run_cli("compile", tmp_path / "s.dlspec", "--emit", "ir")
+    assert rc == 0, err
+    assert json.loads(out)["data"]["source"]["path"] == name
+
+
+def test_known_escapes_and_quote_are_inverse():
+    from dlc.compiler.search import literal_of
+    from dlc.compiler.syntax import quote, unescape
+
+    for value in ['plain', 'é.csv', 'a "b"', 'C:\\data\\x.csv', 'tab\there', 'line\nbreak', '\\']:
+        text = quote(value)
+        assert unescape(text[1:-1]) == (value, [])
+        assert literal_of(value) in (text, value)
+    assert literal_of("é") == '"é"'  # a name is ASCII: anything else is written as a string
+
+
+def test_a_spec_that_is_not_utf8(tmp_path):
+    path = tmp_path / "latin.dlspec"
+    path.write_bytes(spec_text(source='csv("caf\xe9.csv")').encode("latin-1"))
+    rc, out, err = run_cli("check", path)
+    assert rc == 2 and "Traceback" not in err
+    assert "not UTF-8 text (byte 0xE9)" in err and re.search(r":3:\d+$", err.splitlines()[1])
+
+
+# ------------------------------------------------------------------------------------------------ resources
+
+
+def _timed_check(*paths, timeout: float = 60) -> tuple[subprocess.CompletedProcess, float]:
+    start = time.monotonic()
+    result = subprocess.run([sys.executable, "-m", "dlc", "check", "-q", *map(str, paths)], cwd=ROOT,
+                            capture_output=True, text=True, timeout=timeout, check=False)
+    return result, time.monotonic() - start
+
+
+def test_a_huge_repeat_count_is_refused_at_once(tmp_path):
+    text = spec_text("    Dense(8) * 100000000\n    Dense(3, activation=softmax)")
+    start = time.monotonic()
+    rc, out, err = check(tmp_path, text)
+    assert time.monotonic() - start < 5
+    assert_error_at(rc, err, text, "100000000", r"too many layers: Dense repeated 100,000,000 times")
+    assert "10,000" in err
+
+
+def test_exponential_block_expansion_stops_at_the_layer_limit(tmp_path):
+    blocks = "block b0() {\n  Dense(4)\n}\n" + "".join(
+        f"block b{i}() {{\n  b{i - 1}()\n  b{i - 1}()\n}}\n" for i in range(1, 60))
+    text = blocks + spec_text("    b59()\n    Dense(3, activation=softmax)")
+    start = time.monotonic()
+    rc, out, err = check(tmp_path, text)
+    assert time.monotonic() - start < 10
+    assert_error_at(rc, err, text, "b59()", r"more than 10,000 layers", after="layers {")
+
+
+def test_exponential_expansion_of_empty_or_broken_blocks_is_bounded(tmp_path):
+    blocks = "block b0() {\n  Nope(4)\n}\n" + "".join(
+        f"block b{i}() {{\n  b{i - 1}()\n  b{i - 1}()\n}}\n" for i in range(1, 60))
+    text = blocks + spec_text("    b59()\n    Dense(3, activation=softmax)")
+    start = time.monotonic()
+    rc, out, err = check(tmp_path, text)
+    assert time.monotonic() - start < 10
+    assert rc == 2 and "unknown layer 'Nope'" in err and "more than 10,000 layers" in err
+
+
+def test_too_many_parameters(tmp_path):
+    text = spec_text("    Dense(100000)\n    Dense(100000)\n    Dense(3, activation=softmax)")
+    rc, out, err = check(tmp_path, text)
+    assert_error_at(rc, err, text, "Dense", r"too many parameters: 10,000,600,000",
+                    after="\n    Dense(100000)\n    Dense(3")
+    assert "2,147,483,648" in err
+
+
+def test_too_many_values_per_sample(tmp_path):
+    text = spec_text("    UpSampling2D(100000)\n    Flatten()\n    Dense(10, activation=softmax)",
+                     source="digits", input="(8, 8, 1)")
+    rc, out, err = check(tmp_path, text)
+    assert_error_at(rc, err, text, "UpSampling2D", r"outputs 640,000,000,000 values per sample")
+    text = spec_text(input="(100000, 100000, 100000)")
+    rc, out, err = check(tmp_path, text)
+    assert_error_at(rc, err, text, "(100000", r"1,000,000,000,000,000 values per sample")
+
+
+def test_too_many_axes(tmp_path):
+    text = spec_text(input="(" + ", ".join(["1"] * 20_000) + ")")
+    rc, out, err = check(tmp_path, text)
+    assert_error_at(rc, err, text, "(1, 1", r"the input has 20000 axes")
+    assert max(len(line) for line in err.splitlines()) < 400  # long shapes are abbreviated
+    reshape = "Reshape((" + ", ".join(["1"] * 20) + ", 4))"
+    text = spec_text(f"    {reshape}\n    Flatten()\n    Dense(3, activation=softmax)")
+    rc, out, err = check(tmp_path, text)
+    assert_error_at(rc, err, text, "Reshape", r"too many axes: Reshape outputs 21 axes per sample")
+
+
+def test_many_keyword_arguments_are_answered_quickly_and_capped(tmp_path):
+    kwargs = ", ".join(f"x{i}=1" for i in range(20_000))
+    text = spec_text(f"    Dense(8, {kwargs})\n    Dense(3, activation=softmax)")
+    start = time.monotonic()
+    rc, out, err = check(tmp_path, text)
+    elapsed = time.monotonic() - start
+    assert rc == 2 and "Traceback" not in err
+    assert err.count("error[E112]") == 50
+    assert "... and 19,950 more errors (only the first 50 are shown)" in err
+    assert err.rstrip().endswith("s.dlspec: 20000 errors")
+    assert elapsed < 30, elapsed
+
+
+def test_many_bad_layers_are_answered_quickly_and_capped(tmp_path):
+    text = spec_text("\n".join("    Nope(1)" for _ in range(20_000)))
+    start = time.monotonic()
+    rc, out, err = check(tmp_path, text)
+    elapsed = time.monotonic() - start
+    assert rc == 2 and "Traceback" not in err
+    assert len(located(err)) == 50 and "... and " in err
+    assert located(err)[0][1:3] == position(text, "Nope")
+    n = int(re.search(r"(\d+) errors\n$", err)[1])
+    assert n > 10_000 and f"{n - 50:,} more errors" in err
+    assert elapsed < 30, elapsed
+
+
+@pytest.mark.parametrize("kind", ["device", "fifo", "directory", "too large"])
+def test_files_that_are_no_spec_are_refused_at_once(tmp_path, kind):
+    if kind == "device":
+        path = Path("/dev/zero")
+    elif kind == "fifo":
+        path = tmp_path / "pipe.dlspec"
+        os.mkfifo(path)  # opening it to read would wait for a writer forever
+    elif kind == "directory":
+        path = tmp_path
+    else:
+        path = tmp_path / "big.dlspec"
+        path.write_text(spec_text() + ("# padding\n" * 40_000))
+    result, elapsed = _timed_check(path, timeout=60)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert elapsed < 20
+    words = {"device": "not a regular file", "fifo": "not a regular file", "directory": "it is a directory",
+             "too large": r"the file has 4\d\d,\d\d\d bytes; a spec may have at most 262,144"}[kind]
+    assert re.search(f"error\\[E400\\]: cannot read spec file '.*': {words}", result.stderr), result.stderr
+
+
+# ------------------------------------------------------------------------------------ data splits, seeds
+
+
+@pytest.mark.parametrize(("split", "words"), [
+    ("holdout(val=0.5, test=0.5)", r"val \+ test = 0\.5 \+ 0\.5 = 1 leaves no training data"),
+    ("holdout(0.7, 0.6)", r"= 1\.3 leaves no training data"),
+])
+def test_holdout_fractions_that_leave_no_training_data(tmp_path, split, words):
+    text = spec_text().replace("source: iris", f"source: iris\n    split: {split}")
+    rc, out, err = check(tmp_path, text)
+    assert_error_at(rc, err, text, "holdout", r"invalid holdout")
+    assert re.search(words, err), err
+
+
+@pytest.mark.parametrize("k", ["1", "0", "-3"])
+def test_kfold_needs_two_folds(tmp_path, k):
+    text = spec_text().replace("source: iris", f"source: iris\n    split: kfold(k={k})")
+    rc, out, err = check(tmp_path, text)
+    assert_error_at(rc, err, text, k, r"invalid value for 'k' of kfold", after="k=")
+
+
+def test_a_negative_seed_is_a_spec_error(tmp_path):
+    text = spec_text().replace("model m {", "model m {\n  seed: -1")
+    rc, out, err = check(tmp_path, text)
+    assert_error_at(rc, err, text, "-1", r"invalid value for 'seed'")
+
+
+# ----------------------------------------------------------------------------------------- double softmax
+
+
+@pytest.mark.parametrize(("layers", "loss", "second"), [
+    ("    Dense(3, activation=softmax)\n    Activation(softmax)", "categorical_crossentropy", "Activation"),
+    ("    Dense(3, activation=softmax)\n    Softmax()", "categorical_crossentropy", "Softmax"),
+    ("    Dense(3)\n    Softmax()\n    Activation(softmax)", "categorical_crossentropy", "Activation"),
+    ("    Dense(1, activation=sigmoid)\n    Activation(sigmoid)", "binary_crossentropy", "Activation"),
+])
+def test_an_activation_applied_twice_is_a_warning(tmp_path, layers, loss, second):
+    source = "breast_cancer" if "sigmoid" in layers else "iris"
+    text = spec_text(layers, loss=loss, source=source, input="(30)" if source == "breast_cancer" else "(4)")
+    rc, out, err = check(tmp_path, text)
+    assert rc == 0, err
+    warnings = [d for d in located(err) if d[0].startswith("warning[W002]")]
+    assert len(warnings) == 1, err
+    assert "applied twice" in warnings[0][0]
+    assert warnings[0][1:3] == position(text, second, after=layers.splitlines()[-2])
+
+
+def test_a_single_softmax_is_no_warning(tmp_path):
+    layers = "    Dense(8, activation=softmax)\n    Dense(3, activation=softmax)"
+    rc, out, err = check(tmp_path, spec_text(layers))
+    assert rc == 0 and err == ""
