@@ -40,6 +40,11 @@ class Session(Protocol):
     def evaluate(self, handle: Any, batch_size: int) -> tuple[float, np.ndarray]:
         """(mean loss with the regularization penalties, metric statistics) in inference mode."""
 
+    def probe(self, x: np.ndarray, y: np.ndarray) -> dict[str, dict[str, float | None]]:
+        """The training evidence's numbers on the probe set (x, y), in inference mode, changing nothing: per
+        layer (every layer of spec.walk()) grad_norm, act_mean, act_std, dead_fraction, saturated_fraction,
+        None where not applicable (definitions: dlc/reference/evidence.py)."""
+
     def predict(self, x: np.ndarray, batch_size: int = 1024) -> np.ndarray:
         """Outputs with the output activation applied (probabilities or values), float64."""
 

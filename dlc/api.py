@@ -32,8 +32,11 @@ from dlc.compiler.search import value_text
 from dlc.compiler.spec import Spec
 from dlc.reference.callbacks import improved, monitor_mode
 from dlc.runtime.data import DataError, Dataset, class_targets, prepare
+from dlc.runtime.doctor import LiveDoctor
 from dlc.runtime.loop import History, LoopState, TrainingFailed
+from dlc.runtime.lr_find import LRFind, LRFindError
 from dlc.runtime.run import Finished, Observer, Resumable, RunFailed
+from dlc.runtime.rundir import OutFolderError
 from dlc.runtime.runs import RunDirError
 from dlc.runtime.serve import Predictions, ServeError
 from dlc.runtime.tune import Reporter, TuneError, TuneResult
@@ -42,10 +45,16 @@ from dlc.tasks import (
     checked,
     compile_spec,
     cross_validate,
+    doctor,
+    doctor_fix,
+    doctor_plot,
+    doctor_rules,
     emit,
     evaluate_run,
     export_onnx,
     list_runs,
+    lr_find,
+    lr_find_spec,
     plot_runs,
     predict_file,
     resumable,
@@ -61,8 +70,11 @@ from dlc.tasks import (
 __all__ = ["DataError", "Dataset", "History", "Model", "SpecError", "TrainingFailed", "compare",
            "epoch_order", "load", "load_data",
            # what each `dlc` command does, as functions, and what they raise (the CLI is built on these)
-           "BackendUnavailable", "EmitUnsupported", "Finished", "LoweringMissing", "Observer", "Predictions",
-           "Reporter", "Resumable", "RunDirError", "RunFailed", "ServeError", "TuneError", "TuneResult",
+           "BackendUnavailable", "EmitUnsupported", "Finished", "LoweringMissing", "Observer",
+           "OutFolderError", "Predictions", "Reporter", "Resumable", "RunDirError", "RunFailed", "ServeError",
+           "TuneError", "TuneResult",
+           "LiveDoctor", "doctor", "doctor_fix", "doctor_plot", "doctor_rules",
+           "LRFind", "LRFindError", "lr_find", "lr_find_spec",
            "catalogue", "checked", "compile_spec", "cross_validate", "emit", "evaluate_run", "export_onnx",
            "improved", "list_runs", "monitor_mode", "plot_runs", "predict_file", "resumable", "resume", "run",
            "schema", "summary", "trainable", "tune", "tune_target", "value_text"]
@@ -254,19 +266,23 @@ class Model:
 
     # ------------------------------------------------------------------------------------------- files
 
-    def save(self, directory: str | Path) -> Path:
-        """Write a run directory as `dlc run` does (created if needed): the spec file (when the spec has one),
-        ir.json, run.json (where the spec and its data live, the input preprocessing), env.json, the model
-        (model.pt or model.keras, and model.json) and history.json/csv; once trained also metrics.json (train,
-        val, test in inference mode) and curves.png. `dlc evaluate DIR` and `dlc predict DIR` load it."""
+    def save(self, directory: str | Path, replace: bool = False) -> Path:
+        """Write a run directory as `dlc run` does (created if needed; one that is not empty is refused with
+        OutFolderError unless `replace`, which deletes it first when dlc wrote it): the spec file (when the
+        spec has one), ir.json, run.json (where the spec and its data live, the input preprocessing),
+        env.json, the model (model.pt or model.keras, and model.json) and history.json/csv; once trained also
+        metrics.json (train, val, test in inference mode) and curves.png; run.json's `finished` last. `dlc
+        evaluate DIR` and `dlc predict DIR` load it."""
+        import time
+
         from dlc.runtime import rundir
 
         spec, data = self.spec, self.data
-        run = rundir.new_run_dir(spec.name, self.backend, str(directory))
         src = spec.source_file
-        if src is not None and src.is_file() and src.parent != run.resolve():
+        run = rundir.new_run_dir(spec.name, self.backend, str(directory), replace=replace, spec_file=src)
+        if src is not None and src.is_file() and src.parent.resolve() != run.resolve():
             rundir.copy_spec(run, str(src))
-        (run / "ir.json").write_text(spec.model_dump_json(indent=2))
+        rundir.write_text(run / "ir.json", spec.model_dump_json(indent=2))
         args = SimpleNamespace(spec=str(src if src is not None else run / "ir.json"), backend=self.backend,
                                device=self.device)
         info = rundir.run_info(args, spec, data)
@@ -275,10 +291,11 @@ class Model:
         rundir.write_json(run / "env.json", rundir.env_info(self.backend, self.session.device_name))
         hist = self.history
         rundir.write_history(run, hist.rows)
-        if hist.rows:
-            rundir.write_json(run / "metrics.json", self._final_metrics(data, hist))
-            rundir.plot_curves(run, hist.rows, f"{spec.name} ({self.backend})", best_epoch=hist.best_epoch)
         self.session.save(run)
+        if hist.rows:
+            rundir.plot_curves(run, hist.rows, f"{spec.name} ({self.backend})", best_epoch=hist.best_epoch)
+            rundir.write_json(run / "metrics.json", self._final_metrics(data, hist))
+        rundir.update_json(run / "run.json", finished=time.strftime("%Y-%m-%dT%H:%M:%S"))
         return run
 
     def _final_metrics(self, data: Dataset, hist: History) -> dict:
@@ -293,12 +310,30 @@ class Model:
 # ---------------------------------------------------------------------------------------------- compare
 
 def compare(spec: Spec, steps: int | None = 200, dtype: str = "float64",
-            backends: tuple[str, str] = ("keras", "torch")) -> dict:
+            backends: tuple[str, str] = ("keras", "torch"), *, seeds: int | None = None,
+            margin: float = 0.02, rel_margin: float = 0.05, alpha: float = 0.05) -> dict:
     """Train `spec` on both backends for `steps` optimizer steps (None: exactly the spec's own run) from the
     same weights, batches and dropout masks; returns what `dlc compare --json` prints: per-backend `losses`,
-    `max_abs_loss_diff`, `initial_weight_max_abs_diff` (0.0: bit-identical), `final_weight_max_abs_diff`,
-    `max_abs_val_loss_diff`, `final_metrics`, `passed` and the `reasons` it did not."""
-    from dlc.runtime.compare import compare_spec
+    `max_abs_loss_diff`, `max_rel_loss_diff`, `initial_weight_max_abs_diff` (0.0: bit-identical),
+    `final_weight_max_abs_diff`, `max_abs_val_loss_diff`, `final_metrics`, the `verdict` ("equivalent",
+    "equivalent_near_tie" or "mismatch"), `summary`, `passed` (not a mismatch) and the `reasons` (where the
+    bounds broke). float64 is held to |Δloss| ≤ 1e-10·max(1, |loss|) per step; float32 to 2e-6 + 1e-6·|loss|
+    until its first near-tie: where that breaks at step K (`separated_at_step`, `separation`), the run is
+    repeated in float64 for K steps (`float64_steps`, `float64_max_rel_diff`) and a mismatch there is located
+    (`first_mismatch_step`, `first_loss_mismatch_step`, `first_weight_mismatch_step`, `first_mismatch_layer`,
+    `mismatch_layers`).
+
+    `seeds=N` (N ≥ 2, else ValueError) compares where training ends instead: both backends trained in float32
+    to the end of the spec's training on seeds spec.seed, + 1, ..., their final test metrics tested for
+    equivalence by TOST on the paired differences (`margin`: absolute, for accuracy, precision, recall, f1;
+    `rel_margin`: relative to the mean, for the loss, mse, mae; level `alpha`); `steps` and `dtype` do not
+    apply. Returns `mode` "seeds", `seeds`, `split`, `metrics` and `runs` per backend and seed,
+    `differences`, `p_values` and `tests` per metric, `verdict` ("equivalent", "inconclusive" or
+    "different"), `summary`, `passed`."""
+    from dlc.runtime.compare import compare_seeds, compare_spec
 
     _require_concrete(spec)
+    if seeds is not None:
+        return compare_seeds(spec, _base_dir(spec), seeds, margin=margin, rel_margin=rel_margin, alpha=alpha,
+                             backends=backends)
     return compare_spec(spec, _base_dir(spec), steps, dtype, backends).to_json()

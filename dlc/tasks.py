@@ -8,7 +8,7 @@ API stays cheap and `dlc check` imports neither PyTorch nor TensorFlow.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +17,8 @@ from dlc.compiler.spec import Spec
 from dlc.runtime.run import Finished, Observer, Resumable
 
 if TYPE_CHECKING:
+    from dlc.runtime.doctor import Fixed, Report
+    from dlc.runtime.lr_find import LRFind
     from dlc.runtime.serve import Predictions
     from dlc.runtime.tune import Reporter, TuneResult
 
@@ -86,38 +88,48 @@ def _base_dir(spec: Spec) -> Path:
 # --------------------------------------------------------------------------------------------- training
 
 def run(spec: Spec, backend: str = "torch", *, device: str = "auto", out: str | Path | None = None,
-        observer: Observer | None = None) -> Finished:
+        replace: bool = False, observer: Observer | None = None, evidence: bool = True) -> Finished:
     """`dlc run`: train into a run directory (`out`, default a fresh one under runs/), reporting to
-    `observer`. Returns the directory, the history and metrics.json's content. A failure after the directory
-    exists is RunFailed (its `.run` is kept, with the history so far)."""
+    `observer`. A folder `out` that is not empty is refused (OutFolderError) unless `replace`, which deletes
+    it first when dlc wrote it. Returns the directory, the history and metrics.json's content. A failure
+    after the directory exists is RunFailed (its `.run` is kept, with the history so far). `evidence`:
+    write the training evidence, evidence.json (dlc.runtime.evidence), which `dlc doctor` reads."""
     from dlc.runtime.run import train_run
 
     return train_run(spec, backend, _spec_path(spec), _base_dir(spec), device=device,
-                     out=None if out is None else str(out), observer=observer)
+                     out=None if out is None else str(out), replace=replace, observer=observer,
+                     evidence=evidence)
 
 
 def resumable(run_dir: str | Path) -> Resumable:
-    """The run directory as `--resume` sees it: `.finished`, or the exact spec it was training."""
+    """The run directory as `--resume` sees it: `.finished`, or the exact spec it was training and how far it
+    got (`.epochs_done` of `.epochs_total`; `.complete`: only its final files are left to write). RunDirError
+    when it cannot be continued (damaged, a cv or tune folder)."""
     from dlc.runtime.run import resume_target
 
     return resume_target(run_dir)
 
 
-def resume(target: Resumable, *, device: str = "auto", observer: Observer | None = None) -> Finished:
-    """Continue a killed run (from `resumable`) from its last finished epoch, in its own directory."""
+def resume(target: Resumable, *, device: str = "auto", observer: Observer | None = None,
+           evidence: bool = True) -> Finished:
+    """Continue a killed run (from `resumable`) from its last finished epoch, in its own directory (its
+    evidence.json continued, when it has one and `evidence`)."""
     from dlc.runtime.run import train_run
 
     return train_run(target.spec, target.backend, target.spec_file, target.base_dir,
-                     device=target.device(device), resume=target, observer=observer)
+                     device=target.device(device), resume=target, observer=observer, evidence=evidence)
 
 
 def cross_validate(spec: Spec, backend: str = "torch", *, device: str = "auto", k: int | None = None,
-                   out: str | Path | None = None, on_fold=None) -> tuple[Path, dict]:
-    """`dlc cv`: k-fold cross-validation into a run directory; (directory, summary with per-fold rows, mean
-    and std). `on_fold(row)` is called after each fold."""
+                   out: str | Path | None = None, replace: bool = False, on_fold=None,
+                   evidence: bool = True) -> tuple[Path, dict]:
+    """`dlc cv`: k-fold cross-validation into a run directory (`out` and `replace` as for `run`);
+    (directory, summary with per-fold rows, mean and std). `on_fold(row)` is called after each fold.
+    `evidence`: each fold_N/ gets its evidence.json."""
     from dlc.runtime.cv import cross_validate as run_folds
 
-    return run_folds(spec, _spec_path(spec), backend, device, k, None if out is None else str(out), on_fold)
+    return run_folds(spec, _spec_path(spec), backend, device, k, None if out is None else str(out), on_fold,
+                     replace, evidence)
 
 
 def tune_target(spec: str | None, refine: str | None) -> str:
@@ -141,13 +153,67 @@ def tune(result: Compiled, *, backend: str = "torch", device: str = "auto", out:
                       reporter=reporter or Reporter())
 
 
+def lr_find_spec(result: Compiled, seed: int | None = None, dtype: str | None = None) -> Spec:
+    """The spec of a checked result as `dlc lr-find` tests it: as `trainable`, except that a search space
+    over the optimizer's learning rate is allowed (the test sets the lr itself); SpecError, positioned, for
+    any other search space."""
+    from dlc.runtime.lr_find import blockers
+    from dlc.runtime.run import apply_overrides
+
+    found = blockers(result)
+    if found or result.spec is None:
+        raise SpecError(found, result.source, result.file)
+    return apply_overrides(result.spec, seed, dtype).with_source_file(result.file)
+
+
+def lr_find(spec: Spec, backend: str = "torch", *, steps: int | None = None, start: float | None = None,
+            end: float | None = None, device: str = "auto", out: str | Path | None = None,
+            on_step: Callable[[int, float, float], None] | None = None) -> LRFind:
+    """`dlc lr-find`: the learning-rate range test (dlc.runtime.lr_find) from the spec's initial weights, with
+    its optimizer and seeded batch order, the lr rising exponentially from `start` (default 1e-7) to `end`
+    (default 10) over `steps` steps (default 200), stopping when the smoothed loss diverges. Returns the
+    curve and the suggested lr; `out`: also write the PNG there (`.plot`). LRFindError (a ValueError) for
+    options it cannot run with or a spec that searches more than its learning rate."""
+    from dlc.backends import session_class
+    from dlc.reference.weights import initial_weights
+    from dlc.runtime import lr_find as lf
+    from dlc.runtime.data import prepare
+
+    steps = lf.DEFAULT_STEPS if steps is None else steps
+    start = lf.DEFAULT_START if start is None else start
+    end = lf.DEFAULT_END if end is None else end
+    lf.check_options(steps, start, end)
+    if out is not None:
+        out = lf.check_out(out)
+    others = lf.other_search_spaces(spec)
+    if others:
+        searched = ", ".join(s.path for s in others)
+        raise lf.LRFindError(f"spec '{spec.name}' searches {searched}: the range test needs a concrete model "
+                             "(a search space of the learning rate alone is fine)")
+    notes = []
+    if any(s.path == lf.LR_PATH for s in spec.search_spaces):
+        notes.append("the optimizer's learning rate is a search space: the test sets the lr itself")
+    if spec.schedule is not None:
+        notes.append(f"the spec's schedule ({spec.schedule.kind}) is off during the test")
+    session_cls = session_class(backend)
+    data = prepare(spec, _base_dir(spec))
+    session = session_cls(spec, device=device, weights=initial_weights(spec))
+    result = lf.run_test(session, spec, data, steps=steps, start=start, end=end, on_step=on_step,
+                         backend=backend, notes=notes)
+    if out is not None:
+        result.plot = lf.plot(result, out)
+    return result
+
+
 # ------------------------------------------------------------------------------------------ run folders
 
-def evaluate_run(run_dir: str | Path, data_file: str | Path | None = None) -> dict[str, dict[str, float]]:
-    """`dlc evaluate`: a finished run's loss and metrics on its splits, or on a file ({"data": ...})."""
+def evaluate_run(run_dir: str | Path, data_file: str | Path | None = None,
+                 on_read: Callable[[str], None] | None = None) -> dict[str, dict[str, float]]:
+    """`dlc evaluate`: a finished run's loss and metrics on its splits, or on a file ({"data": ...});
+    `on_read(line)` is told what was read from the file ("read 150 rows from ...")."""
     from dlc.runtime.serve import evaluate_run as evaluate
 
-    return evaluate(run_dir, data_file)
+    return evaluate(run_dir, data_file, on_read)
 
 
 def predict_file(run_dir: str | Path, input_file: str | Path) -> Predictions:
@@ -176,3 +242,35 @@ def plot_runs(run_dirs: Sequence[str | Path], out: str | Path) -> Path:
     from dlc.runtime.runs import plot_runs as plot
 
     return plot(run_dirs, out)
+
+
+def doctor(run_dir: str | Path, target_accuracy: float | None = None) -> Report:
+    """`dlc doctor`: the tuning guides' diagnosis of a run, cv or tune folder, most severe first, each finding
+    with its evidence, remedy and planned spec change (RunDirError when there is nothing to judge)."""
+    from dlc.runtime.doctor import diagnose
+
+    return diagnose(run_dir, target_accuracy)
+
+
+def doctor_fix(report: Report) -> Fixed | None:
+    """`dlc doctor --fix`: write RUN/doctor.dlspec, the spec with the top remedy applied (checked by
+    compiling it); None when no finding has an automatic change."""
+    from dlc.runtime.doctor import write_fix
+
+    return write_fix(report)
+
+
+def doctor_plot(report: Report) -> tuple[list[Path], list[str]]:
+    """`dlc doctor --plot`: gradients.png (per-layer gradient norm and update ratio per epoch) in the run
+    folder (each fold, a tune folder's best trial) and a tune folder's importance.png; the files written and
+    a note for each folder with nothing to draw."""
+    from dlc.runtime.doctor import write_plots
+
+    return write_plots(report)
+
+
+def doctor_rules() -> list[tuple[str, str]]:
+    """(id, its rule with the thresholds and what --fix writes) of each `dlc doctor` diagnosis."""
+    from dlc.runtime.doctor import rules_summary
+
+    return rules_summary()

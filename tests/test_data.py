@@ -188,10 +188,10 @@ def test_csv_problems_are_data_errors_naming_the_file(tmp_path):
     with pytest.raises(DataError, match=r"d\.csv.*not a number"):
         prepare(spec, tmp_path)
     write_csv(csv, ["a,b,y"] + [f"{i},{'nan' if i == 4 else i},{i % 2}" for i in range(20)])
-    with pytest.raises(DataError, match=r"d\.csv: 1 feature value.*sample 5, feature 2"):
+    with pytest.raises(DataError, match=r"d\.csv: 1 feature value.*row 6, feature 2"):  # row 1: the header
         prepare(spec, tmp_path)
     write_csv(csv, ["a,b,y"] + [f"{i},{i},{i % 3}" for i in range(20)])
-    with pytest.raises(DataError, match=r"binary_crossentropy needs labels 0 and 1, found 3 classes"):
+    with pytest.raises(DataError, match=r"label 2 in row 4, but binary_crossentropy needs labels 0 and 1"):
         prepare(make_spec(tmp_path, 'csv("d.csv", target="y")', "(2)", 1, kind="binary",
                           split="holdout(val=0.2)"), tmp_path)
     write_csv(csv, ["a,b,y"] + [f"{i},{i},{i / 7}" for i in range(20)])

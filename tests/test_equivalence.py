@@ -4,8 +4,9 @@ on PyTorch from the same initial weights, batches and dropout masks, compared st
 
 Per fixture (tests/equivalence/fixtures/*.dlspec, plus the example specs in specs/):
   (a) initial weights bit-identical on both backends (max |Δ| == 0), in float64 and float32;
-  (b) float64: per-step training loss |Δ| ≤ 1e-10 at every step, per-epoch val_loss likewise, final weights
-      (BatchNorm moving statistics included) ≤ 1e-8, and the same course (epochs, early stop, best epoch);
+  (b) float64: per-step training loss |Δ| ≤ 1e-10·max(1, |loss|) at every step, per-epoch val_loss likewise,
+      final weights (BatchNorm moving statistics included) ≤ 1e-8, and the same course (epochs, early stop,
+      best epoch);
   (c) float32 over ≥ 200 steps: |Δ| ≤ 2e-6 + 1e-6·|loss| at every step, max-pool fixtures included (they stay
       at ~0.1 of the bound here; near-ties in a pooling window can order differently after float32 rounding,
       see EQUIVALENCE.md: a fixture that starts failing that way is an xfail with its measured numbers, and
@@ -27,7 +28,7 @@ pytest.importorskip("torch")
 pytest.importorskip("tensorflow")
 
 from dlc.compiler import compile_file, compile_text
-from dlc.runtime.compare import FLOAT64_LOSS_TOL, FLOAT64_WEIGHT_TOL, compare_spec, float32_loss_bound
+from dlc.runtime.compare import FLOAT64_WEIGHT_TOL, compare_spec, float32_loss_bound, float64_loss_bound
 
 from conftest import FIXTURE_DIR, ROOT
 
@@ -103,6 +104,14 @@ def step_diffs(c) -> np.ndarray:
     return np.abs(k - t)
 
 
+def _within_float64_bound(c, diff) -> None:
+    """Every step's loss and every epoch's val_loss within 1e-10·max(1, |loss|)."""
+    over = diff / float64_loss_bound(np.array(c.losses["keras"]))
+    assert over.max() <= 1, f"max loss |Δ| {diff.max():.3g} at {_where(c, diff)}"
+    vk, vt = np.array(c.val_losses["keras"]), np.array(c.val_losses["torch"])
+    assert np.all(np.abs(vk - vt) <= float64_loss_bound(vk)), f"val_loss |Δ| {c.max_abs_val_loss_diff:.3g}"
+
+
 # ------------------------------------------------------------------------------------------ the fixtures
 
 
@@ -125,8 +134,7 @@ def test_float64_step_for_step(path):
     c = run(path, "float64")
     diff = step_diffs(c)
     assert c.steps >= FLOAT64_STEPS, f"only {c.steps} steps were compared"
-    assert diff.max() <= FLOAT64_LOSS_TOL, f"max loss |Δ| {diff.max():.3g} at {_where(c, diff)}"
-    assert c.max_abs_val_loss_diff <= FLOAT64_LOSS_TOL, f"val_loss |Δ| {c.max_abs_val_loss_diff:.3g}"
+    _within_float64_bound(c, diff)
     worst = c.final_weight_max_abs_diff
     assert worst <= FLOAT64_WEIGHT_TOL, f"final weights |Δ| {worst:.3g}"
     assert c.runs["keras"] == c.runs["torch"], c.runs
@@ -240,8 +248,7 @@ def test_long_float64(path):
     c = run(path, "float64", long=True)
     diff = step_diffs(c)
     assert c.initial_weight_max_abs_diff == 0.0
-    assert diff.max() <= FLOAT64_LOSS_TOL, f"max loss |Δ| {diff.max():.3g} at {_where(c, diff)}"
-    assert c.max_abs_val_loss_diff <= FLOAT64_LOSS_TOL
+    _within_float64_bound(c, diff)
     worst = c.final_weight_max_abs_diff
     assert worst <= FLOAT64_WEIGHT_TOL, f"final weights |Δ| {worst:.3g}"
     assert c.runs["keras"] == c.runs["torch"], c.runs

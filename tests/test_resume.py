@@ -85,6 +85,9 @@ def test_kill9_then_resume_equals_uninterrupted(tmp_path, backend):
                        capture_output=True, text=True, check=False, timeout=600)
     assert r.returncode == 0, r.stderr
     assert _losses(cut) == _losses(full)
+    # the training evidence continues too: the same epochs, steps and numbers as the uninterrupted run's
+    ea, eb = (json.loads((d / "evidence.json").read_text()) for d in (cut, full))
+    assert ea["epochs"] == eb["epochs"] and ea["step_losses"] == eb["step_losses"]
     a = json.loads((cut / "metrics.json").read_text())
     b = json.loads((full / "metrics.json").read_text())
     assert a == b

@@ -373,7 +373,7 @@ def test_bad_values_in_csv_are_named(tmp_path):
     rc, _, err = run_in_process("run", str(spec), "--backend", "torch", "--out", str(tmp_path / "run"))
     assert rc == 1
     line = _one_error_line(err)
-    assert "points.csv" in line and "sample 3, feature 1" in line
+    assert "points.csv" in line and "row 4, feature 1" in line  # as numbered in the file (row 1: the header)
 
 
 def test_search_spaces_are_refused_by_run(tmp_path):

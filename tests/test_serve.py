@@ -67,8 +67,9 @@ def test_predict_same_on_both_backends(runs, tmp_path):
 @pytest.mark.parametrize("content, message", [
     ("1,2,3\n4,5,6\n", "samples have 3 features, the model takes 4"),
     ("1,2,3,4\n4,5,x,6\n", "row 2, column 3 is not a number"),
-    ("1,2,3,4\n4,5,,6\n", "sample 2, feature 3 is not a finite number"),
-    ("1,2,3,4\n4,5,6\n", "rows have different numbers of columns"),
+    ("1,2,3,4\n4,5,,6\n", "row 2, column 3 is empty (a missing value)"),
+    ("1,2,3,4\n4,5,nan,6\n", "row 2, feature 3 is not a finite number"),
+    ("1,2,3,4\n4,5,6\n", "rows have different numbers of columns: row 2 has 3, row 1 has 4"),
 ])
 def test_predict_bad_input(runs, tmp_path, content, message):
     f = tmp_path / "bad.csv"

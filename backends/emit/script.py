@@ -96,7 +96,8 @@ def data_code(spec: Spec, target: str, base_dir: Path) -> str:
              "    x = x.reshape(n, -1)"]
     if task in ("categorical", "binary"):
         lines.append("    labels = y.astype(np.int64)")
-        num = repr(classes) if classes else "int(labels.max()) + 1"
+        # the output layer's classes, as dlc.runtime.data.checked_targets numbers them
+        num = repr(spec.output_shape()[-1] if task == "categorical" else classes or 2)
         lines.append(f"    targets = class_targets(y, {kind!r}, {num})")
     else:
         lines += ["    labels = None", f"    targets = class_targets(y, {kind!r})"]

@@ -18,11 +18,13 @@ from dlc.backends import lowering as lw
 from dlc.backends.network import network_expr
 from dlc.compiler.checks import final_activation, fused_output
 from dlc.compiler.spec import Spec
+from dlc.reference.evidence import probe_layers
 from dlc.reference.metrics import stats_size
 from dlc.reference.weights import flatten, unflatten
 
 from . import library
 from .library import Trainer
+from .probe import Prober
 
 TARGET = "keras"
 LOAD_HINT = "import dlc.backends.keras.library; keras.saving.load_model('model.keras')"
@@ -69,6 +71,12 @@ class Session(Trainer):
         if weights is not None:
             self.set_weights(weights)
 
+    def probe(self, x: np.ndarray, y: np.ndarray) -> dict[str, dict[str, float | None]]:
+        """The training evidence's per-layer numbers on (x, y) in inference mode (backends/keras/probe.py)."""
+        if getattr(self, "_prober", None) is None:
+            self._prober = Prober(self.train_model, self.variables, self.loss_fn, probe_layers(self.spec))
+        return self._prober(*self.load_data(x, y))
+
     # ------------------------------------------------------------------------------------------- files
 
     def save(self, directory: Path) -> list[str]:
@@ -81,8 +89,15 @@ class Session(Trainer):
         return ["model.keras", "model.json"]
 
     def load(self, directory: Path):
-        loaded = keras.saving.load_model(Path(directory) / "model.keras")
-        self.model.set_weights(loaded.get_weights())
+        """model.keras's weights into this session's model, which was built from the run's IR: only the
+        weights are read (Keras' load_weights on a .keras archive), never the saved architecture, so nothing
+        of the saved config is deserialized (no custom object to find, no lambda refused) and the model is
+        exactly the lowering that trained. A file of another architecture is a ValueError."""
+        try:
+            self.model.load_weights(Path(directory) / "model.keras")
+        except ValueError as e:
+            why = str(e).strip().splitlines()[0].split(" Example error message")[0] if str(e).strip() else ""
+            raise ValueError(f"model.keras does not hold the weights of ir.json's model ({why})") from None
 
     # ------------------------------------------------------------------------------------- checkpoints
 

@@ -146,12 +146,17 @@ class Trainer:
         for i in range(steps):
             losses.append(self._train_step(x, y, perm_t[i * batch_size:(i + 1) * batch_size]))
             if progress is not None and time.perf_counter() - last > 0.2:
-                progress(i + 1, steps)
+                progress(i + 1, steps, self._peek(losses[:i + 1]))
                 last = time.perf_counter()
         if progress is not None:
-            progress(steps, steps)
+            progress(steps, steps, self._peek(losses))
         out = tf.stack(losses).numpy().astype(np.float64) if losses else np.zeros(0)
         return out, self._stats_var.numpy().astype(np.float64), sizes
+
+    def _peek(self, losses: list):
+        """The step losses and metric statistics so far, read when asked (the display's running values)."""
+        return lambda: (tf.stack(losses).numpy().astype(np.float64) if losses else np.zeros(0),
+                        self._stats_var.numpy().astype(np.float64))
 
     def evaluate(self, handle, batch_size: int):
         """(mean loss with the regularization penalties, metric statistics) in inference mode."""

@@ -14,14 +14,18 @@ from dlc.backends.lowering import Context, evaluate
 from dlc.backends.network import network_expr
 from dlc.compiler.checks import final_activation, fused_output
 from dlc.compiler.spec import Spec
+from dlc.reference.evidence import probe_layers
 from dlc.reference.weights import flatten, unflatten
 
 from . import library
 from . import lower as TL
 from .layers import StepCounter
+from .probe import Prober
 from .training import Trainer, get_weights, layer_modules, set_weights, to_tensors, weight_tensor
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
+LOAD_HINT = ("dlc.backends.torch.session.Session(spec).net.load_state_dict("
+             "torch.load('model.pt', weights_only=True))")
 
 
 def pick_device(device: str) -> torch.device:
@@ -87,8 +91,6 @@ class Session:
 
     # ------------------------------------------------------------------------------------------ weights
 
-    # ------------------------------------------------------------------------------------------ weights
-
     def set_weights(self, weights):
         set_weights(self.net, weights)
 
@@ -110,6 +112,13 @@ class Session:
     def evaluate(self, handle, batch_size: int):
         return self.trainer.evaluate(*handle, batch_size)
 
+    def probe(self, x: np.ndarray, y: np.ndarray) -> dict[str, dict[str, float | None]]:
+        """The training evidence's per-layer numbers on (x, y) in inference mode (backends/torch/probe.py)."""
+        if getattr(self, "_prober", None) is None:
+            self._prober = Prober(self.net, self.layers, self.trainer.loss, probe_layers(self.spec),
+                                  self.trainer)
+        return self._prober(*self.load_data(x, y))
+
     @torch.no_grad()
     def predict(self, x: np.ndarray, batch_size: int = 1024) -> np.ndarray:
         self.net.eval()
@@ -126,12 +135,14 @@ class Session:
         torch.save(self.net.state_dict(), directory / "model.pt")
         (directory / "model.json").write_text(json.dumps(
             {"backend": "torch", "format": "state_dict", "file": "model.pt", "dtype": str(self.dtype),
-             "load": "dlc.backends.torch.session.Session(spec).net.load_state_dict(torch.load('model.pt'))",
+             "load": LOAD_HINT,
              "fused_output_activation": self.final if self.fused else None}, indent=2))
         return ["model.pt", "model.json"]
 
     def load(self, directory: Path):
-        self.net.load_state_dict(torch.load(Path(directory) / "model.pt", map_location=self.device))
+        """model.pt's state_dict, read with weights_only=True: tensors only, never pickled code."""
+        self.net.load_state_dict(torch.load(Path(directory) / "model.pt", map_location=self.device,
+                                            weights_only=True))
 
     # ------------------------------------------------------------------------------------- checkpoints
 

@@ -85,11 +85,17 @@ class Trainer:
                 losses[i] = loss.detach()
                 stats += self.stats(out.detach(), yb)
             if progress is not None and time.perf_counter() - last > 0.2:
-                progress(i + 1, steps)
+                progress(i + 1, steps, self._peek(losses, stats, i + 1))
                 last = time.perf_counter()
         if progress is not None:
-            progress(steps, steps)
+            progress(steps, steps, self._peek(losses, stats, steps))
         return losses.cpu().double().numpy(), stats.cpu().double().numpy(), sizes
+
+    @staticmethod
+    def _peek(losses, stats, done: int):
+        """The step losses and metric statistics of the first `done` steps, read when asked (the display's
+        running values)."""
+        return lambda: (losses[:done].cpu().double().numpy(), stats.cpu().double().numpy())
 
     @torch.no_grad()
     def evaluate(self, x, y, batch_size: int):

@@ -10,18 +10,35 @@ from typing import Annotated, Optional
 
 import typer
 
-from dlc.cli import catalogue, check, compare, cv, evaluate, export, plot, predict, run, runs, schema, tune
+from dlc.cli import (
+    catalogue,
+    check,
+    compare,
+    cv,
+    doctor,
+    evaluate,
+    export,
+    lr_find,
+    plot,
+    predict,
+    run,
+    runs,
+    schema,
+    tune,
+)
 from dlc.cli import compile as compile_
-from dlc.cli.errors import EXIT_INTERRUPTED, EXIT_SPEC, exits
+from dlc.cli.errors import EXIT_INTERRUPTED, EXIT_SPEC, OutputClosed, closed_outputs, exits, quiet_exit
 
 # in the order `dlc --help` lists them
-COMMANDS = [check, compile_, schema, run, cv, tune, runs, plot, evaluate, predict, export, compare, catalogue]
+COMMANDS = [check, compile_, schema, run, cv, tune, lr_find, runs, plot, doctor, evaluate, predict, export,
+            compare, catalogue]
 
 app = typer.Typer(
     name="dlc",
     help="Compile and train .dlspec model specs on Keras or PyTorch, with matching results.",
     epilog="Exit codes: 0 done, 1 a failure while running (one line on stderr), 2 a spec or usage error, "
-           "130 interrupted. `dlc COMMAND --help` tells more.",
+           "130 interrupted, 141 the output's reader closed it early (`| head`). `dlc COMMAND --help` tells "
+           "more.",
     no_args_is_help=True,
     add_completion=False,
     rich_markup_mode="markdown",
@@ -87,6 +104,10 @@ def main(argv: list[str] | None = None) -> int:
     command = typer.main.get_command(app)
     try:
         rv = command.main(args=args, prog_name="dlc", standalone_mode=False)
+        sys.stdout.flush()  # now, not at exit: a reader that has gone is noticed where it can be handled
+    except (OutputClosed, BrokenPipeError):  # (the flush above, or a command's output, via exits)
+        # the reader of our output has gone (`dlc schema | head -1`): stop quietly, as Unix tools do
+        return quiet_exit(closed_outputs())
     except _click_exception() as e:
         return _usage_error(e)
     except (KeyboardInterrupt, typer.Abort):

@@ -7,6 +7,7 @@ import typer
 from dlc import api
 from dlc.cli import options as o
 from dlc.cli.common import training_spec
+from dlc.cli.tables import print_table
 
 NAME = "cv"
 
@@ -16,43 +17,44 @@ def command(
     backend: o.BackendOpt = o.Backend.torch,
     device: o.Device = "auto",
     out: o.Out = None,
+    replace: o.Replace = False,
     k: Annotated[Optional[int], typer.Option(
-        "--k", metavar="N", show_default=False,
+        "--k", metavar="N", show_default=False, min=2,
         help="the number of folds (default: the spec's kfold k, else 5)")] = None,
     epochs: o.Epochs = None,
     seed: o.Seed = None,
     quiet: Annotated[bool, typer.Option(
         "--quiet", help="no per-fold lines or table (the run directory is still printed)")] = False,
+    no_evidence: Annotated[bool, typer.Option(
+        "--no-evidence", help="do not record each fold's training evidence (fold_N/evidence.json)")] = False,
 ) -> int:
     """K-fold cross-validation of a spec.
 
     dlc's seeded (stratified if asked) folds, the same on both backends; a test fraction of the split stays
     out of every fold. Prints per-fold metrics and mean ± std; writes cv.json and fold_N/."""
     loaded = training_spec(spec, seed, None, epochs)
-    return cross_validate(loaded, o.value(backend), device, out, k, quiet)
+    return cross_validate(loaded, o.value(backend), device, out, k, quiet, replace, evidence=not no_evidence)
 
 
-def cross_validate(spec, backend: str, device: str, out, k, quiet: bool) -> int:
+def cross_validate(spec, backend: str, device: str, out, k, quiet: bool, replace: bool = False,
+                   evidence: bool = True) -> int:
     """Run the folds with a line per fold, then the table of every fold and the mean ± std."""
     from rich.console import Console
-    from rich.table import Table
 
-    console = Console(stderr=True, quiet=quiet)
+    console = Console(stderr=True, quiet=quiet, soft_wrap=True)
 
     def on_fold(row):
         shown = "  ".join(f"{key} {v:.4f}" for key, v in row["val"].items())
         console.print(f"fold {row['fold']}: {row['epochs']} epochs, val {shown}")
 
-    run, summary = api.cross_validate(spec, backend, device=device, k=k, out=out, on_fold=on_fold)
-    table = Table(title=f"{spec.name}: {summary['k']}-fold cross-validation on {backend}")
+    run, summary = api.cross_validate(spec, backend, device=device, k=k, out=out, replace=replace,
+                                      on_fold=on_fold, evidence=evidence)
     keys = list(summary["mean"])
-    table.add_column("fold")
-    for key in keys:
-        table.add_column(f"val {key}", justify="right")
-    for r in summary["folds"]:
-        table.add_row(str(r["fold"]), *(f"{r['val'][key]:.4f}" for key in keys))
-    table.add_row("mean ± std", *(f"{summary['mean'][key]:.4f} ± {summary['std'][key]:.4f}" for key in keys))
-    Console(quiet=quiet).print(table)
+    columns = ["fold"] + [f"val {key}" for key in keys]
+    rows = [[str(r["fold"])] + [f"{r['val'][key]:.4f}" for key in keys] for r in summary["folds"]]
+    rows.append(["mean ± std"] + [f"{summary['mean'][key]:.4f} ± {summary['std'][key]:.4f}" for key in keys])
+    print_table(f"{spec.name}: {summary['k']}-fold cross-validation on {backend}", columns, rows,
+                right=columns[1:], quiet=quiet)
     if "test_mean" in summary:
         console.print("held-out test (mean over fold models): " +
                       "  ".join(f"{key} {v:.4f}" for key, v in summary["test_mean"].items()))

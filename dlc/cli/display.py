@@ -1,55 +1,102 @@
 """What `dlc run` shows while it trains: a table with one row per epoch, a progress bar over the steps of the
-current epoch (on a terminal only), and the summary at the end. Written with rich on stderr; stdout gets only
-the run directory."""
+current epoch (on a terminal only) with the running loss and metrics, and the summary at the end. Written with
+rich on stderr; stdout gets only the run directory. The same lines, as plain text and with every column, go to
+the run directory's log.txt (no colours, no progress bar)."""
+
+from __future__ import annotations
 
 import math
+import time
 from typing import TYPE_CHECKING
+
+from rich.text import Text
 
 if TYPE_CHECKING:
     from rich.progress import TaskID
 
+W = 7  # the width of one number in the epoch table
 
-def fmt_value(v: float | None) -> str:
-    """A number in at most 8 characters, with about 4 significant digits."""
+
+def _fit(text: str, width: int) -> bool:
+    return len(text) <= width
+
+
+def fmt_value(v: float | None, width: int = W) -> str:
+    """A number in at most `width` characters (7), with about 4 significant digits: nan, inf and -inf as
+    they are, very large or small ones in a short scientific form (1.2e+06 → 1.2e6)."""
     if v is None:
         return "-"
+    v = float(v)
     if not math.isfinite(v):
-        return str(v)
+        return "nan" if math.isnan(v) else ("inf" if v > 0 else "-inf")
     a = abs(v)
-    if a >= 1e6 or (0 < a < 1e-3):
-        return f"{v:.2e}"
-    if a >= 1000:
-        return f"{v:.0f}"
-    if a >= 100:
-        return f"{v:.1f}"
-    if a >= 10:
-        return f"{v:.2f}"
-    return f"{v:.4f}"
+    if a == 0 or 1e-3 <= a < 1e6:
+        text = f"{v:.{4 if a < 10 else 2 if a < 100 else 1 if a < 1000 else 0}f}"
+        if _fit(text, width):
+            return text
+    for digits in (2, 1, 0):
+        mant, exp = f"{v:.{digits}e}".split("e")
+        text = f"{mant}e{int(exp)}"
+        if _fit(text, width):
+            return text
+    return text
 
 
 def fmt_lr(lr: float) -> str:
-    return f"{lr:.3g}"
+    """A learning rate in at most 7 characters: 0.001, 5e-05 → 5e-5, 0.000123 → 1.23e-4."""
+    text = f"{lr:.3g}"
+    if "e" in text:
+        mant, exp = text.split("e")
+        text = f"{mant}e{int(exp)}"
+    return text if _fit(text, W) else fmt_value(lr)
+
+
+def fmt_duration(s: float) -> str:
+    """12ms, 1.4s, 2m05s, 1h02m."""
+    if s < 0.9995:
+        return f"{s * 1000:.0f}ms"
+    if s < 59.95:
+        return f"{s:.1f}s"
+    whole = round(s)
+    if whole < 3600:
+        return f"{whole // 60}m{whole % 60:02d}s"
+    whole = round(s / 60)
+    return f"{whole // 60}h{whole % 60:02d}m"
+
+
+def fmt_pace(s: float) -> str:
+    """The time of one step, as Keras prints it: 25ms/step, 310us/step, 1.2s/step."""
+    if s < 1e-3:
+        return f"{s * 1e6:.0f}us/step"
+    if s < 1:
+        return f"{s * 1000:.0f}ms/step"
+    return f"{s:.1f}s/step"
+
+
+def plain(markup: str) -> str:
+    """The text of a line of rich markup, without its styles."""
+    return Text.from_markup(markup).plain
 
 
 class EpochTable:
-    """One compact row per epoch under a two-line header, fitted to the console width:
+    """One compact row per epoch under a two-line header, fitted to `width` (None: every column):
 
         epoch       loss           accuracy         recall           lr   time
                 train     val     train     val    train     val
-         1/20    1.8788  0.8643*   0.4448  0.8278   0.4437  0.8279   0.001   0.6s
+         1/20    1.8788  0.8643*   0.4448  0.8278   0.4437  0.8279   0.001  640ms
 
     Train and validation sit side by side under each quantity; a '*' follows the monitored value (early
-    stopping's, else val_loss) in each epoch that improved it. When the line would be wider than the console,
-    the time column goes first, then the train values of the metrics (the validation ones stay), then metrics
-    from the right; history.csv has everything."""
+    stopping's, else val_loss) in each epoch that improved it (the footnote says so). When the line would be
+    wider than `width`, the time column goes first, then the train values of the metrics (the validation ones
+    stay), then metrics from the right; history.csv and log.txt have everything. Every cell is W characters
+    (numbers never overflow it: see fmt_value), so columns stay aligned. The methods return lines of rich
+    markup."""
 
     SEP = "  "
-    W = 7  # one number
 
-    def __init__(self, console, spec, has_val: bool):
+    def __init__(self, spec, has_val: bool, width: int | None = None):
         from dlc.api import improved, monitor_mode
 
-        self.console = console
         self.total = spec.train.epochs
         self.ew = max(len("epoch"), 2 * len(str(self.total)) + 1)
         self.has_val = has_val
@@ -61,13 +108,14 @@ class EpochTable:
         else:
             self.better = lambda cur, best: cur < best
         self.best: float | None = None
+        self.marked = False  # a '*' was shown
         self.prev_lr: float | None = None
-        # columns: (key in the row, group name); a group is one quantity, with its train and val columns
+        # a group is one quantity, with its train and val columns (keys in the row)
         self.groups: list[list[str]] = []
         for name in ["loss"] + [m.name for m in spec.metrics]:
             self.groups.append([name, "val_" + name] if has_val else [name])
         self.show_time = True
-        while self.width() > console.width:
+        while width is not None and self.width() > width:
             if self.show_time:
                 self.show_time = False
             elif any(len(g) == 2 for g in self.groups[1:]):
@@ -79,7 +127,7 @@ class EpochTable:
                 break
 
     def cell_width(self, key: str) -> int:
-        return self.W + (1 if key == self.monitor else 0)
+        return W + (1 if key == self.monitor else 0)
 
     @staticmethod
     def name(keys: list[str]) -> str:
@@ -89,92 +137,119 @@ class EpochTable:
         return max(sum(self.cell_width(k) for k in keys) + len(keys) - 1, len(self.name(keys)))
 
     def width(self) -> int:
-        w = self.ew + sum(len(self.SEP) + self.group_width(g) for g in self.groups) + len(self.SEP) + self.W
-        return w + (self.W if self.show_time else 0)
+        w = self.ew + sum(len(self.SEP) + self.group_width(g) for g in self.groups) + len(self.SEP) + W
+        return w + (len(self.SEP) + W if self.show_time else 0)
 
     def _cells(self, keys: list[str], texts: list[str]) -> str:
         w = self.group_width(keys)
-        inner = " ".join(t.rjust(self.cell_width(k)) if k != self.monitor else t.rjust(self.W) + " "
+        inner = " ".join(t.rjust(self.cell_width(k)) if k != self.monitor else t.rjust(W) + " "
                          for k, t in zip(keys, texts, strict=True))
         return self.SEP + inner.rjust(w)
 
-    def header(self):
+    def header(self) -> list[str]:
         top = "epoch".rjust(self.ew)
         sub = " " * self.ew
         for g in self.groups:
             w = self.group_width(g)
             top += self.SEP + (self.name(g).center(w) if len(g) == 2 else self.name(g).rjust(w))
             sub += self._cells(g, ["val" if k.startswith("val_") else "train" for k in g])
-        top += self.SEP + "lr".rjust(self.W) + ("time".rjust(self.W) if self.show_time else "")
-        self.console.print(f"[bold]{top}[/]", soft_wrap=True)
+        top += self.SEP + "lr".rjust(W) + (self.SEP + "time".rjust(W) if self.show_time else "")
+        lines = [f"[bold]{top}[/]"]
         if self.has_val:
-            self.console.print(f"[dim]{sub.rstrip()}[/]", soft_wrap=True)
+            lines.append(f"[dim]{sub.rstrip()}[/]")
+        return lines
 
-    def row(self, row: dict):
+    def seed(self, rows: list[dict]) -> None:
+        """The epochs before this display (a resumed run): the best so far and the last lr."""
+        for row in rows:
+            self._improved(row)
+            self.prev_lr = row.get("lr")
+
+    def _improved(self, row: dict) -> bool:
+        cur = row.get(self.monitor)
+        if cur is not None and math.isfinite(cur) and (self.best is None or self.better(cur, self.best)):
+            self.best = cur
+            return True
+        return False
+
+    def row(self, row: dict, seconds: float | None = None) -> str:
+        """The line of one epoch; `seconds`: its wall-clock time (default: the history's time_s)."""
         from rich.markup import escape
 
-        improved = False
-        cur = row.get(self.monitor)
-        if cur is not None and (self.best is None or self.better(cur, self.best)):
-            self.best, improved = cur, True
+        improved = self._improved(row)
+        self.marked |= improved and any(self.monitor in g for g in self.groups)
         line = escape(f"{row['epoch']}/{self.total}".rjust(self.ew))
         for g in self.groups:
             texts = []
             for k in g:
-                t = escape(fmt_value(row.get(k)).rjust(self.W))
+                t = escape(fmt_value(row.get(k)).rjust(W))
                 if k.startswith("val_"):
                     t = f"[cyan]{t}[/]"
                 if k == self.monitor:
                     t += "*" if improved else " "
                 texts.append(t)
-            line += self.SEP + " ".join(texts).rjust(self.group_width(g))  # markup: widths fixed by the cells
+            line += self.SEP + " " * max(0, self.group_width(g) - sum(self.cell_width(k) for k in g)
+                                         - len(g) + 1) + " ".join(texts)
         lr = row["lr"]
-        lr_text = fmt_lr(lr).rjust(self.W)
+        lr_text = fmt_lr(lr).rjust(W)
         changed = self.prev_lr is not None and lr != self.prev_lr
         self.prev_lr = lr
         line += self.SEP + (f"[yellow]{lr_text}[/]" if changed else lr_text)
         if self.show_time:
-            t = row["time_s"]
-            line += (f"{t:.1f}s" if t < 100 else f"{t:.0f}s").rjust(self.W)
-        self.console.print(line, soft_wrap=True)
+            line += self.SEP + fmt_duration(row["time_s"] if seconds is None else seconds).rjust(W)
+        return line
+
+    def footnote(self) -> str | None:
+        """What the '*' means, once one was shown."""
+        return f"[dim]* best epoch so far (monitored: {self.monitor})[/]" if self.marked else None
 
 
-def run_summary(console, spec, hist, final: dict):
-    """How training ended, its speed, and a small table of the final metrics (the test row last)."""
+def summary_lines(spec, hist, final: dict, seconds: float | None = None) -> list[str]:
+    """How training ended, its time and speed, and a small table of the final metrics (the test row last),
+    as lines of rich markup. `seconds`: the wall-clock time of the epochs (default: the history's)."""
+    lines = []
     es = spec.train.early_stopping
     if hist.stopped_early:
-        console.print(f"stopped early after epoch {len(hist.rows)}: {es.monitor} did not improve for "
-                      f"{es.patience} epochs")
+        lines.append(f"stopped early after epoch {len(hist.rows)}: {es.monitor} did not improve for "
+                     f"{es.patience} epochs")
     if hist.restored_best and hist.best_epoch != len(hist.rows):
-        console.print(f"restored the weights of epoch {hist.best_epoch} (best {es.monitor})")
-    secs = sum(r["time_s"] for r in hist.rows)
-    samples = sum(r["time_s"] * r["samples_per_s"] for r in hist.rows
-                  if r["samples_per_s"] == r["samples_per_s"])
-    speed = f" ({samples / secs:,.0f} samples/s)" if secs > 0 else ""
-    console.print(f"[dim]trained {len(hist.rows)} epochs in {secs:.1f} s{speed}[/]")
+        lines.append(f"restored the weights of epoch {hist.best_epoch} (best {es.monitor})")
+    secs = sum(r["time_s"] for r in hist.rows) if seconds is None else seconds
+    speeds = sorted(r["samples_per_s"] for r in hist.rows if math.isfinite(r.get("samples_per_s", math.nan)))
+    speed = f" ({speeds[len(speeds) // 2]:,.0f} samples/s)" if speeds else ""
+    lines.append(f"[dim]trained {len(hist.rows)} epoch{'s' * (len(hist.rows) != 1)} in "
+                 f"{fmt_duration(secs)}{speed}[/]")
     parts = [p for p in ("train", "val", "test") if p in final]
+    if not parts:
+        return lines
     keys = list(final[parts[0]])
     widths = [max(8, len(k)) for k in keys]
     header = "final".ljust(6) + "".join("  " + k.rjust(w) for k, w in zip(keys, widths, strict=True))
-    console.print(f"[bold]{header}[/]")
+    lines.append(f"[bold]{header}[/]")
     for p in parts:
         line = p.ljust(6) + "".join("  " + fmt_value(final[p].get(k)).rjust(w)
                                     for k, w in zip(keys, widths, strict=True))
-        console.print(f"[bold green]{line}[/]" if p == parts[-1] else line, soft_wrap=True)
+        lines.append(f"[bold green]{line}[/]" if p == parts[-1] else line)
+    return lines
 
 
 class Progress:
-    """A rich progress bar over the steps of the current epoch (refreshed a few times a second); nothing when
-    the console is not a terminal (a log file gets the epoch rows only)."""
+    """A Keras-like progress bar over the steps of the current epoch, on a terminal only (a log or a pipe
+    gets the epoch rows): `epoch 3/20  12/47 ━━━━━━━━━━━━━━━━━━━━ 1.2s left 25ms/step - loss: 0.5200 -
+    accuracy: 0.8100`, refreshed a few times a second."""
 
     def __init__(self, console, epochs: int):
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+        from rich.progress import BarColumn, MofNCompleteColumn, TextColumn
+        from rich.progress import Progress as RichProgress
 
+        self.epochs = epochs
         self.enabled = console.is_terminal and not console.quiet
-        self.p = Progress(TextColumn("epoch {task.fields[epoch]}/" + str(epochs)), BarColumn(),
-                          MofNCompleteColumn(), TextColumn("steps"), TimeElapsedColumn(), console=console,
-                          transient=True)
+        self.p = RichProgress(TextColumn("epoch {task.fields[epoch]}"),
+                              MofNCompleteColumn(),
+                              BarColumn(bar_width=20), TextColumn("{task.fields[pace]}"),
+                              TextColumn("{task.fields[values]}"), console=console, transient=True)
         self.task: TaskID | None = None
+        self.start = time.perf_counter()
 
     def __enter__(self):
         if self.enabled:
@@ -186,9 +261,28 @@ class Progress:
             return self.p.__exit__(*exc)
         return None
 
-    def __call__(self, epoch: int, done: int, total: int):
+    def __call__(self, epoch: int, done: int, total: int, running: dict | None = None) -> None:
+        now = time.perf_counter()
+        if done == 0:
+            self.start = now
         if not self.enabled:
             return
+        pace = values = ""
+        if done > 0:
+            elapsed = now - self.start
+            per = elapsed / done
+            pace = (f"{fmt_duration(per * (total - done))} left " if done < total else
+                    f"{fmt_duration(elapsed)} ") + fmt_pace(per)
+        if running:
+            values = "".join(f"- {k}: {fmt_value(v)} " for k, v in running.items()).rstrip()
+        epoch_text = f"{epoch + 1}/{self.epochs}"
         if self.task is None:
-            self.task = self.p.add_task("train", total=total, epoch=epoch + 1)
-        self.p.update(self.task, completed=done, total=total, epoch=epoch + 1)
+            self.task = self.p.add_task("train", total=total, completed=done, epoch=epoch_text, pace=pace,
+                                        values=values)
+        else:
+            self.p.update(self.task, total=total, completed=done, epoch=epoch_text, pace=pace, values=values,
+                          refresh=True)  # (at most a few times a second: the backends report so)
+
+    def elapsed(self) -> float:
+        """Seconds since the current epoch started."""
+        return time.perf_counter() - self.start

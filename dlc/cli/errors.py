@@ -7,6 +7,8 @@
     2    a spec error (the diagnostics, positioned in the spec, never a traceback), a spec that cannot be used
          as it is, or a usage error
     130  interrupted (Ctrl-C)
+    141  the output went to a pipe that was closed early (`dlc schema | head -1`): no message, as a Unix tool
+         killed by SIGPIPE (128 + 13)
 
 A leaf of the command line: it imports no other dlc.cli module. The runtime raises exceptions and never picks
 an exit code; `report` turns one into its line and code. DLC_TRACEBACK=1 re-raises an unexpected error.
@@ -14,6 +16,7 @@ an exit code; `report` turns one into its line and code. DLC_TRACEBACK=1 re-rais
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import sys
@@ -22,6 +25,7 @@ EXIT_OK = 0
 EXIT_RUNTIME = 1
 EXIT_SPEC = 2
 EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141
 
 
 class CommandError(Exception):
@@ -42,7 +46,8 @@ def _spec_errors() -> list[tuple[type, str]]:
     """Exceptions that mean the spec (or the command's set-up) is wrong: exit 2, with how the text starts."""
     from dlc import api
 
-    return [(api.SpecError, ""), (api.TuneError, "dlc tune: "), (api.EmitUnsupported, "dlc: error: ")]
+    return [(api.SpecError, ""), (api.TuneError, "dlc tune: "), (api.EmitUnsupported, "dlc: error: "),
+            (api.OutFolderError, "dlc: error: ")]
 
 
 def _runtime_errors() -> tuple[type, ...]:
@@ -95,6 +100,45 @@ def report(exc: BaseException) -> int:
     return code
 
 
+class OutputClosed(Exception):
+    """The reader of dlc's output has gone (`dlc schema | head -1`): dlc.cli.main ends quietly. Not an
+    OSError, so that Click lets it through."""
+
+
+def closed_outputs() -> list[int]:
+    """The file descriptors of stdout and stderr that are pipes whose reader has gone (a BrokenPipeError
+    from elsewhere, e.g. a worker's pipe, is an error like any other). Where that cannot be asked: stdout."""
+    import select
+
+    fds = []
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(AttributeError, OSError, ValueError):  # not a file (the tests' StringIO)
+            fds.append(stream.fileno())
+    if not hasattr(select, "poll"):
+        return fds[:1]
+    gone = []
+    for fd in dict.fromkeys(fds):
+        poller = select.poll()
+        poller.register(fd, 0)
+        if any(ev & select.POLLERR for _, ev in poller.poll(0)):
+            gone.append(fd)
+    return gone
+
+
+def quiet_exit(fds: list[int]) -> int:
+    """Nothing more goes to the closed outputs `fds` (none found: stdout), not even Python's flush at exit
+    (which would print 'Exception ignored ... BrokenPipeError'): they are pointed at /dev/null. Returns the
+    exit code."""
+    if not fds:
+        with contextlib.suppress(AttributeError, OSError, ValueError):
+            fds = [sys.stdout.fileno()]
+    for fd in fds:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, fd)
+        os.close(devnull)
+    return EXIT_BROKEN_PIPE
+
+
 def exits(command):
     """A command body whose exceptions become their line and exit code (its return value, None: 0, is the
     exit code otherwise); Ctrl-C is `dlc: interrupted` and 130."""
@@ -106,6 +150,10 @@ def exits(command):
         except KeyboardInterrupt:
             print("dlc: interrupted", file=sys.stderr)
             return EXIT_INTERRUPTED
+        except BrokenPipeError as e:
+            if closed_outputs():
+                raise OutputClosed() from None  # dlc.cli.main ends quietly
+            return report(e)
         except Exception as e:  # noqa: BLE001 - every error is one line and an exit code
             return report(e)
         return EXIT_OK if code is None else code

@@ -1,6 +1,7 @@
 """`dlc evaluate RUN`: a trained run's loss and metrics on its data splits or on a file."""
 
 import json
+import sys
 from typing import Annotated, Optional
 
 import typer
@@ -22,7 +23,7 @@ def command(
     """Evaluate a trained run on its data splits or on a file.
 
     The model is reloaded on its backend; a file gets the training preprocessing first."""
-    results = api.evaluate_run(run, data)
+    results = api.evaluate_run(run, data, on_read=lambda line: print(line, file=sys.stderr))
     if as_json:
         print(json.dumps(results, indent=2))
         return

@@ -42,10 +42,16 @@ Device = Annotated[str, typer.Option(
     "--device", metavar="DEVICE",
     help="where to train: auto, cpu, cuda or cuda:N (auto: the first GPU if there is one, else the CPU)")]
 Out = Annotated[Optional[str], typer.Option("--out", metavar="DIR", show_default=False,
-                                            help="the run directory (default: a fresh one under runs/)")]
-Epochs = Annotated[Optional[int], typer.Option("--epochs", metavar="N", show_default=False,
+                                            help="the run directory (default: a fresh one under runs/); "
+                                            "one that is not empty is refused unless --replace")]
+Replace = Annotated[bool, typer.Option(
+    "--replace", help="delete the --out folder first when it holds an earlier dlc run (never a folder with "
+    "other files)")]
+# an untrained model's metrics mean nothing: at least one epoch (a usage error otherwise, exit 2)
+Epochs = Annotated[Optional[int], typer.Option("--epochs", metavar="N", show_default=False, min=1,
                                                help="train for N epochs instead of the spec's")]
-Seed = Annotated[Optional[int], typer.Option("--seed", metavar="N", show_default=False,
+# a spec's seed is 0 .. 2^32-1 too (dlc.compiler.spec.SEED_MAX)
+Seed = Annotated[Optional[int], typer.Option("--seed", metavar="N", show_default=False, min=0, max=2**32 - 1,
                                              help="the seed of every random draw instead of the spec's "
                                              "(initial weights, splits, shuffles, dropout, augmentation)")]
 DtypeOpt = Annotated[Optional[Dtype], typer.Option(

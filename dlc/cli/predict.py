@@ -3,12 +3,14 @@
 import contextlib
 import csv
 import sys
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
 from dlc import api
 from dlc.cli import options as o
+from dlc.cli.errors import CommandError, error_line
 
 NAME = "predict"
 
@@ -16,7 +18,8 @@ NAME = "predict"
 def command(
     run: o.Run,
     input_file: Annotated[str, typer.Option("--input", metavar="FILE", show_default=False,
-                                            help="a .csv of raw features (header optional) or .npz (x)")],
+                                            help="a .csv of raw features (a first row of names only is "
+                                            "a header) or .npz (x)")],
     output: Annotated[Optional[str], typer.Option(
         "--output", metavar="FILE", show_default=False,
         help="a .csv or .npz file (default: CSV on stdout)")] = None,
@@ -24,10 +27,32 @@ def command(
     """Predict with a trained run.
 
     Class and probabilities, or values, for raw features: the training preprocessing (saved in run.json) is
-    applied. Wrong shapes, non-numbers and NaN are one clear error line."""
+    applied. Wrong shapes, non-numbers, NaN and values too large for the model are one clear error line;
+    stderr says how many rows were read."""
+    if output is not None:
+        check_output(output)
+    p = api.predict_file(run, input_file)
+    try:
+        write(p, output)
+    except OSError as e:
+        raise CommandError(error_line(f"cannot write {output}: {e.strerror or e}")) from None
+    print(p.read + (f"; wrote {len(p.table)} predictions to {output}" if output else ""), file=sys.stderr)
+
+
+def check_output(output: str) -> None:
+    """An --output that cannot be written is found before the model runs, not after."""
+    path = Path(output)
+    if path.is_dir():
+        raise CommandError(error_line(f"--output {output} is a folder; give a file, such as "
+                                      f"{path / 'predictions.csv'}"))
+    if not path.parent.is_dir():
+        raise CommandError(error_line(f"--output {output}: the folder {path.parent} does not exist"))
+
+
+def write(p, output: Optional[str]) -> None:
+    """The predictions as .npz (predictions, classes) or as CSV (a header, then a row per sample)."""
     import numpy as np
 
-    p = api.predict_file(run, input_file)
     if output and output.endswith(".npz"):
         classes = p.table[:, 0] if p.task != "regression" else p.outputs
         np.savez(output, predictions=p.outputs, classes=classes)

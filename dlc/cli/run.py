@@ -1,9 +1,10 @@
 """`dlc run SPEC`: train a spec on one backend into a run directory, with a progress display; `dlc run
 --resume RUN` continues a killed run. A spec with a kfold split runs cross-validation (`dlc cv`)."""
 
+import contextlib
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional, TextIO
 
 import typer
 
@@ -28,81 +29,178 @@ def command(
     backend: o.BackendOpt = o.Backend.torch,
     device: o.Device = "auto",
     out: o.Out = None,
+    replace: o.Replace = False,
     epochs: o.Epochs = None,
     seed: o.Seed = None,
     dtype: o.DtypeOpt = None,
     quiet: Annotated[bool, typer.Option(
         "--quiet",
         help="no progress display, epoch table or summary (the run directory is still printed)")] = False,
+    no_evidence: Annotated[bool, typer.Option(
+        "--no-evidence",
+        help="do not record the training evidence (evidence.json: per layer and epoch gradient and weight "
+             "norms, update ratios, activation statistics, dead and saturated units; read by dlc doctor)"
+    )] = False,
 ) -> int:
     """Train a spec and write its run directory.
 
     The run directory holds the spec, ir.json, history.csv/json, curves.png, metrics.json, env.json,
-    run.json, TensorBoard events, checkpoint.npz and the model. A failure while training is one line on
-    stderr, exit 1, with the run directory kept. A spec with a kfold split runs cross-validation (`dlc
-    cv`)."""
+    run.json, TensorBoard events, checkpoint.npz, log.txt (the console's lines) and the model. A folder
+    holds one run: an --out that is not empty is refused unless --replace. A failure while training is one
+    line on stderr, exit 1, with the run directory kept. A spec with a kfold split runs cross-validation
+    (`dlc cv`)."""
     backend_name, dtype_name = o.value(backend), o.value(dtype)
     if resume:
-        return _resume(resume, device, quiet)
+        return _resume(resume, device, quiet, not no_evidence)
     if not spec:
         raise CommandError(error_line("dlc run needs a SPEC (or --resume RUN)"), EXIT_SPEC)
     loaded = training_spec(spec, seed, dtype_name, epochs)
     if loaded.data is not None and loaded.data.split.kind == "kfold":
         # kfold: cross-validation
-        return cv.cross_validate(loaded, backend_name, device, out, None, quiet)
+        return cv.cross_validate(loaded, backend_name, device, out, None, quiet, replace,
+                                 evidence=not no_evidence)
     return _train(loaded, backend_name, quiet, lambda observer: api.run(
-        loaded, backend_name, device=device, out=out, observer=observer))
+        loaded, backend_name, device=device, out=out, replace=replace, observer=observer,
+        evidence=not no_evidence))
 
 
-def _resume(run: str, device: str, quiet: bool) -> int:
+def _resume(run: str, device: str, quiet: bool, evidence: bool = True) -> int:
     target = api.resumable(run)
     if target.finished:
         print(f"{target.run}: this run already finished; nothing to resume")
         return 0
+    from rich.markup import escape
+
+    shown = escape(str(target.run))  # the note is rich markup: a path is shown as it is
+    if target.complete:
+        how = f"its {target.epochs_done} epochs (early stopping ended it)" if target.stopped_early else \
+            f"all {target.epochs_done} epochs"
+        note = f"finishing {shown}: {how} are trained; writing its final metrics and model"
+    else:
+        note = f"resuming {shown} from epoch {target.epochs_done + 1} of {target.epochs_total}"
     return _train(target.spec, target.backend, quiet,
-                  lambda observer: api.resume(target, device=device, observer=observer))
+                  lambda observer: api.resume(target, device=device, observer=observer, evidence=evidence),
+                  note, target.rows,
+                  table=not target.complete)
 
 
-def _train(spec, backend: str, quiet: bool, train: "Callable[[api.Observer], api.Finished]") -> int:
-    """Train with the display watching: `train(observer)` is api.run or api.resume."""
+def _train(spec, backend: str, quiet: bool, train: "Callable[[api.Observer], api.Finished]",
+           note: str = "", before: Optional[list] = None, table: bool = True) -> int:
+    """Train with the display watching: `train(observer)` is api.run or api.resume; `note` comes first (a
+    resumed run says where it continues), `before` are the rows of the epochs already trained; `table`:
+    False when no epoch is left to train (no header for an empty table)."""
     from rich.console import Console
 
-    from dlc.cli.display import run_summary
+    from dlc.cli.display import summary_lines
 
     console = Console(stderr=True, quiet=quiet, highlight=False)
-    done = train(_Display(console, spec, backend))
-    run_summary(console, spec, done.history, done.final)
+    display = _Display(console, spec, backend, before or [], table)
+    try:
+        if note:
+            display.say(note)
+        done = train(display)
+        display.end()
+        for line in summary_lines(spec, done.history, done.final, display.seconds(done.history)):
+            display.say(line)
+    except BaseException as e:
+        display.end(failure=e)
+        raise
+    finally:
+        display.close()
     print(done.run)
     return 0
 
 
 class _Display(api.Observer):
-    """What the run reports, printed: a header, the epoch table, the progress bar."""
+    """What the run reports, printed: a header, the epoch table, the progress bar; the same lines, plain
+    and with every column, in the run directory's log.txt."""
 
-    def __init__(self, console, spec, backend: str):
+    def __init__(self, console, spec, backend: str, before: list[dict], header: bool = True):
         from dlc.cli.display import Progress
 
-        self.console, self.spec, self.backend = console, spec, backend
-        self.table: EpochTable | None = None
+        self.console, self.spec, self.backend, self.before = console, spec, backend, before
+        self.header = header
+        self.table: EpochTable | None = None  # fitted to the console
+        self.full: EpochTable | None = None  # every column, for the log
         self.bar = Progress(console, spec.train.epochs)
+        self.log: Optional[TextIO] = None
+        self.ended = False
+        self.pending: list[str] = []  # lines said before the run directory is known
+        self.walls: dict[int, float] = {}  # epoch -> wall-clock seconds (steps, validation)
+        self.doctor: Optional[api.LiveDoctor] = None  # a warning the first time a pathology shows
+
+    def say(self, line: str, log_line: Optional[str] = None) -> None:
+        """A line of rich markup on the console, and in log.txt as plain text (`log_line` instead)."""
+        from dlc.cli.display import plain
+
+        self.console.print(line, soft_wrap=True)
+        self.write_log(plain(line if log_line is None else log_line))
+
+    def write_log(self, text: str) -> None:
+        if self.log is None:
+            self.pending.append(text)
+            return
+        self.log.write(text.rstrip() + "\n")
+        self.log.flush()
 
     def started(self, run: Path, data, device_name: str) -> None:
+        from rich.markup import escape
+
         from dlc.cli.display import EpochTable
 
         sizes = " / ".join(f"{len(s.x):,} {part}" for part, s in
                            (("train", data.train), ("val", data.val), ("test", data.test)) if s is not None)
-        self.console.print(f"[bold]{self.spec.name}[/] on [cyan]{self.backend}[/] ({device_name}): "
-                           f"{sizes} samples", soft_wrap=True)
-        self.console.print(f"[dim]run directory:[/] {run}", soft_wrap=True)
-        self.table = EpochTable(self.console, self.spec, has_val=data.val is not None)
-        self.table.header()
+        read = f"; {escape(data.read_line())}" if data.read_line() else ""  # how many rows the file gave
+        with contextlib.suppress(OSError):  # a log that cannot be written does not stop the run
+            self.log = open(run / "log.txt", "a", encoding="utf-8")  # noqa: SIM115 - closed by close()
+            for text in self.pending:
+                self.write_log(text)
+        self.say(f"[bold]{escape(self.spec.name)}[/] on [cyan]{self.backend}[/] ({escape(device_name)}): "
+                 f"{sizes} samples{read}")
+        self.say(f"[dim]run directory:[/] {escape(str(run))}")
+        has_val = data.val is not None
+        self.table = EpochTable(self.spec, has_val, width=self.console.width)
+        self.full = EpochTable(self.spec, has_val)
+        for table in (self.table, self.full):
+            table.seed(self.before)
+        for shown, logged in zip(self.table.header(), self.full.header(), strict=True):
+            if self.header:
+                self.say(shown, logged)
+        self.doctor = api.LiveDoctor(self.spec, run, self.before)
 
     def training(self):
         return self.bar
 
-    def progress(self, epoch: int, done: int, total: int) -> None:
-        self.bar(epoch, done, total)
+    def progress(self, epoch: int, done: int, total: int, running: Optional[dict] = None) -> None:
+        self.bar(epoch, done, total, running)
 
     def epoch(self, row: dict) -> None:
-        assert self.table is not None  # made by started(), which the run calls first
-        self.table.row(row)
+        assert self.table is not None and self.full is not None  # made by started(), called first
+        seconds = self.walls[row["epoch"]] = self.bar.elapsed()
+        self.say(self.table.row(row, seconds), self.full.row(row, seconds))
+        for warning in self.doctor.epoch(row) if self.doctor is not None else []:
+            from rich.markup import escape
+
+            self.say(f"[yellow]{escape(warning)}[/]", warning)
+
+    def seconds(self, history) -> float:
+        """The wall-clock time of the history's epochs: measured here, or the history's own for earlier
+        ones."""
+        return sum(self.walls.get(r["epoch"], r["time_s"]) for r in history.rows)
+
+    def end(self, failure: Optional[BaseException] = None) -> None:
+        """After the table: what its '*' means; in the log, why the run failed."""
+        if self.ended:
+            return
+        self.ended = True
+        if self.table is not None and self.table.footnote():
+            self.say(self.table.footnote() or "")
+        if failure is not None:
+            cause = getattr(failure, "cause", failure)
+            text = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
+            self.write_log(f"failed: {text}" if not isinstance(failure, KeyboardInterrupt) else "interrupted")
+
+    def close(self) -> None:
+        if self.log is not None:
+            self.log.close()
+            self.log = None

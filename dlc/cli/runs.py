@@ -1,6 +1,7 @@
-"""`dlc runs [DIR]`: list the run directories under a folder."""
+"""`dlc runs [DIR]`: list the run directories under a folder (`dlc run`, cross-validation and tune runs)."""
 
 import json
+import math
 from pathlib import Path
 from typing import Annotated
 
@@ -8,8 +9,10 @@ import typer
 
 from dlc import api
 from dlc.cli import options as o
+from dlc.cli.tables import print_table
 
 NAME = "runs"
+COLUMNS = ("run", "spec", "backend", "date", "epochs", "final metrics", "status")
 
 
 def command(
@@ -19,22 +22,45 @@ def command(
 ) -> None:
     """List run directories.
 
-    One row per run: spec, backend, date, epochs, final metrics, status."""
-    from rich.console import Console
-    from rich.table import Table
-
+    One row per run: spec, backend, date, epochs (folds of a cross-validation run, trials of a tune run),
+    final metrics (mean ± std over the folds; the best trial's value), status (done, incomplete, failed or
+    damaged, with why). Plain aligned text when stdout is not a terminal."""
     runs = api.list_runs(folder)
     if as_json:
         print(json.dumps(runs, indent=2))
         return
-    table = Table(title=f"runs in {Path(folder)}")
-    for col in ("run", "spec", "backend", "date", "epochs", "final metrics", "status"):
-        table.add_column(col, no_wrap=True)
-    for r in runs:
-        shown = "  ".join(f"{k} {v:.4f}" for k, v in r["final"].items() if isinstance(v, (int, float)))
-        table.add_row(Path(r["run"]).name, r["spec"], r["backend"], r["date"], str(r["epochs"]), shown,
-                      r["status"])
-    console = Console()
-    if not console.is_terminal:
-        console = Console(width=200)
-    console.print(table)
+    rows = [[_name(r["run"], folder), r["spec"], r["backend"], r["date"], _epochs(r), final_text(r),
+             r["status"]] for r in runs]
+    print_table(f"runs in {Path(folder)}", COLUMNS, rows, right=("epochs",))
+
+
+def _name(run: str, folder: str) -> str:
+    """The run folder relative to the folder listed (its name when it is the folder itself)."""
+    try:
+        rel = Path(run).relative_to(folder)
+    except ValueError:
+        return run
+    return str(rel) if str(rel) != "." else Path(run).name
+
+
+def _epochs(r: dict) -> str:
+    return "-" if r["epochs"] is None else str(r["epochs"])
+
+
+def _number(v) -> str:
+    return f"{v:.4f}" if isinstance(v, (int, float)) and math.isfinite(v) else str(v)
+
+
+def final_text(r: dict) -> str:
+    """The final metrics: `loss 0.1234  accuracy 0.9667`, `cv_accuracy 0.9533±0.0183`, or the best trial's
+    objective `val_loss 0.0712 (trial 3)`."""
+    std = r.get("std") or {}
+    parts = []
+    for k, v in r["final"].items():
+        if not isinstance(v, (int, float)):
+            continue
+        parts.append(f"{k} {_number(v)}" + (f"±{_number(std[k])}" if k in std else ""))
+    text = "  ".join(parts)
+    if r.get("best_trial") is not None:
+        text += f" (trial {r['best_trial']})"
+    return text

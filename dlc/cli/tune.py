@@ -9,6 +9,7 @@ from dlc import api
 from dlc.cli import options as o
 from dlc.cli.common import compiled
 from dlc.cli.errors import EXIT_INTERRUPTED, EXIT_RUNTIME, CommandError, error_line
+from dlc.cli.tables import print_table
 
 NAME = "tune"
 TABLE_ROWS = 10  # best trials in the final table
@@ -48,7 +49,7 @@ def command(
     parameters; writes DIR/best.dlspec (ready for `dlc run`), DIR/tune.json and DIR/trials/NNNN/."""
     from rich.console import Console
 
-    console = Console(stderr=True, quiet=quiet)
+    console = Console(stderr=True, quiet=quiet, soft_wrap=True)  # a long trial line is never wrapped
     result = compiled(api.tune_target(spec, refine))
     done = api.tune(result, backend=o.value(backend), device=device, out=out, trials=trials, workers=workers,
                     threads=threads, refine=refine, study=study, reporter=_Display(console))
@@ -63,17 +64,20 @@ class _Display(api.Reporter):
         self.plan = None
 
     def started(self, plan) -> None:
+        from rich.markup import escape as e  # names, paths and values: shown as they are, never as markup
+
         self.plan = plan
         grid = f" over a grid of {plan.grid_size} points" if plan.grid_size is not None else ""
         workers = f"{plan.workers} worker{'s' if plan.workers > 1 else ''}"
         pruning = ", median pruning" if plan.prune == "median" else ""
-        self.console.print(f"[bold]{plan.spec_name}[/]: {plan.method} search{grid}, {plan.target} trials on "
-                           f"[cyan]{plan.backend}[/] ({workers}), {plan.direction} {plan.metric}{pruning}"
-                           f" → {plan.run}")
-        self.console.print(f"[dim]study '{plan.study}' in {plan.storage}[/]")
+        self.console.print(f"[bold]{e(plan.spec_name)}[/]: {plan.method} search{grid}, {plan.target} trials "
+                           f"on [cyan]{plan.backend}[/] ({workers}), {plan.direction} {e(plan.metric)}"
+                           f"{pruning} → {e(str(plan.run))}")
+        self.console.print(f"[dim]study '{e(plan.study)}' in {e(plan.storage)}[/]")
         if plan.refined:
             for sp in plan.spaces:
-                self.console.print(f"  refine {sp.name}: {plan.refined['from'][sp.name]} → {sp.describe()}")
+                self.console.print(f"  refine {e(sp.name)}: {e(str(plan.refined['from'][sp.name]))} → "
+                                   f"{e(sp.describe())}")
         if plan.grid_size is not None and plan.grid_size > plan.trials:
             self.console.print(f"[yellow]the grid has {plan.grid_size} points; running the first "
                                f"{plan.trials} (--trials {plan.grid_size} runs them all)[/]")
@@ -91,25 +95,21 @@ class _Display(api.Reporter):
 
 def _finish(console, name: str, done, quiet: bool) -> int:
     """The best trials' table (stdout), the counts and the best parameters (stderr), the run directory."""
-    from rich.console import Console
-    from rich.table import Table
+    from rich.markup import escape
 
     from dlc.api import value_text
 
     if done.problem is not None:
-        console.print(f"[red]dlc tune: the best spec does not check (a bug):[/]\n{done.problem}")
-    table = Table(title=f"{name}: best trials ({done.direction} {done.metric})")
-    table.add_column("trial", justify="right")
-    table.add_column(done.metric, justify="right")
-    for label in labels(done.spaces):
-        table.add_column(label, justify="right")
-    table.add_column("time", justify="right")
+        console.print(f"[red]dlc tune: the best spec does not check (a bug):[/]\n{escape(done.problem)}")
+    columns = ["trial", done.metric, *labels(done.spaces), "time"]
+    rows = []
     for t in done.ranked[:TABLE_ROWS]:
         dur = (t.datetime_complete - t.datetime_start).total_seconds() if t.datetime_complete \
             else float("nan")
-        table.add_row(str(t.number), f"{t.value:.4f}", *(short(sp, t.params[sp.name]) for sp in done.spaces),
-                      f"{dur:.1f} s")
-    Console(quiet=quiet).print(table)
+        rows.append([str(t.number), f"{t.value:.4f}", *(short(sp, t.params[sp.name]) for sp in done.spaces),
+                     f"{dur:.1f} s"])
+    print_table(f"{name}: best trials ({done.direction} {done.metric})", columns, rows, right=columns,
+                quiet=quiet)
     shown = ", ".join(f"{n} {s}" for s, n in sorted(done.counts.items()))
     console.print(f"{len(done.trials)} trials: {shown}")
     code = EXIT_INTERRUPTED if done.interrupted else 0
@@ -119,10 +119,10 @@ def _finish(console, name: str, done, quiet: bool) -> int:
         why = f" (e.g. {fails[0]})" if fails else ""
         raise CommandError(error_line(f"no trial completed{why} (run directory kept: {done.run})"),
                            code or EXIT_RUNTIME)
-    console.print(f"[bold green]best[/] trial {best.number}: {done.metric} {best.value:.4f}")
+    console.print(f"[bold green]best[/] trial {best.number}: {escape(done.metric)} {best.value:.4f}")
     for sp in done.spaces:
-        console.print(f"  {sp.name} = {value_text(sp, best.params[sp.name])}")
-    console.print(f"best spec: {done.run / 'best.dlspec'}")
+        console.print(f"  {escape(sp.name)} = {escape(value_text(sp, best.params[sp.name]))}")
+    console.print(f"best spec: {escape(str(done.run / 'best.dlspec'))}")
     print(done.run)
     return code
 
@@ -151,19 +151,22 @@ def labels(spaces) -> list[str]:
 
 
 def trial_line(t, metric: str, spaces) -> str:
-    """One finished trial: its value (or why it has none), its parameters and how long it took."""
-    params = "  ".join(f"{label}={short(sp, t.params[sp.name])}"
+    """One finished trial: its value (or why it has none), its parameters and how long it took (rich markup;
+    the names, values and reasons in it escaped)."""
+    from rich.markup import escape
+
+    params = "  ".join(escape(f"{label}={short(sp, t.params[sp.name])}")
                        for sp, label in zip(spaces, labels(spaces), strict=True)
                        if sp.name in t.params)
     state = t.state.name.lower()
     if state == "complete":
-        what = f"{metric} {t.value:.4f}"
+        what = f"{escape(metric)} {t.value:.4f}"
     elif state == "pruned":
         what = f"pruned at step {t.user_attrs.get('pruned_at', '?')}"
     elif t.user_attrs.get("dlc_interrupted"):
-        what = f"interrupted ({t.user_attrs['dlc_interrupted']}); queued again"
+        what = f"interrupted ({escape(str(t.user_attrs['dlc_interrupted']))}); queued again"
     else:
-        what = f"failed: {t.user_attrs.get('failure', 'unknown reason')}"
+        what = f"failed: {escape(str(t.user_attrs.get('failure', 'unknown reason')))}"
     dur = ""
     if t.datetime_start and t.datetime_complete:
         dur = f"  [dim]{(t.datetime_complete - t.datetime_start).total_seconds():.1f} s[/]"

@@ -17,6 +17,7 @@ C1, C2 = 0x7FEB352D, 0x846CA68B
 GOLDEN = 0x9E3779B1
 
 STREAM_INIT, STREAM_SHUFFLE, STREAM_SPLIT, STREAM_AUGMENT = 1, 2, 3, 4
+STREAM_PROBE = 5  # the training evidence's probe set (dlc/reference/evidence.py)
 
 
 def stream(seed: int, *keys: int) -> np.random.Generator:

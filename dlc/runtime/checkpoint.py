@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -30,11 +31,31 @@ def save(run: Path, session, state: LoopState) -> None:
 
 
 def load(run: Path) -> tuple[dict[str, np.ndarray], LoopState] | None:
+    """(session state, loop state) of the run's checkpoint; None when there is none; RunDirError naming the
+    file when it is truncated, empty or not a dlc checkpoint."""
+    from dlc.runtime.runs import RunDirError, retrain
+
     path = run / FILE
     if not path.is_file():
         return None
-    with np.load(path, allow_pickle=False) as f:
-        session_state = {k[2:]: f[k] for k in f.files if k.startswith("s:")}
-        best = unflatten({k: f[k] for k in f.files if k.startswith("b:")}, "b:")
-        loop = json.loads(str(f["loop"]))
-    return session_state, LoopState.from_json(loop, best or None)
+    again = f"it cannot be resumed from: {retrain(run)}"
+    if path.stat().st_size == 0:
+        raise RunDirError(f"{path} is empty; {again}")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            if "loop" not in f.files:
+                raise RunDirError(f"{path} is not a dlc checkpoint (no loop state); {again}")
+            session_state = {k[2:]: f[k] for k in f.files if k.startswith("s:")}
+            best = unflatten({k: f[k] for k in f.files if k.startswith("b:")}, "b:")
+            loop = json.loads(str(f["loop"]))
+        state = LoopState.from_json(loop, best or None)
+    except RunDirError:
+        raise
+    except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as e:
+        why = str(e).splitlines()[0] if str(e) else type(e).__name__
+        if isinstance(e, zipfile.BadZipFile) or "pickle" in why:
+            why = "not a complete .npz archive"
+        raise RunDirError(f"{path} is damaged (truncated or not a dlc checkpoint: {why}); {again}") from None
+    if not session_state:
+        raise RunDirError(f"{path} is not a dlc checkpoint (no model state); {again}")
+    return session_state, state

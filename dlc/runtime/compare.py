@@ -1,20 +1,72 @@
-"""`dlc compare`: train one spec on both backends from the same weights, batches and dropout masks, and report
-how far apart they are, step by step. Tolerances are the ones measured as reachable in
-shared/EQUIVALENCE.md."""
+"""`dlc compare`: train one spec on both backends from the same weights, batches and dropout masks, and say
+whether they compute the same thing. Three checks (the numbers are measured: README.md, "Equivalence"):
+
+1. float64, step by step: the proof of the semantics. Every step's loss |Δ| ≤ 1e-10·max(1, |loss|) (the
+   per-epoch validation loss alike), the final weights within 1e-8 and the same course (epochs, early stop,
+   best epoch); initial weights bit-identical.
+2. float32, step by step: |Δ| ≤ 2e-6 + 1e-6·|loss| holds only until float32 rounding decides a near-tie
+   differently in the two frameworks (a ReLU input or a max-pool window ~1e-8 from a tie, a clip threshold,
+   a plateau decision) or a training amplifies rounding: from then on the trajectories differ as two seeds
+   do. When the bound breaks, the step K where it first broke is found and the same comparison (same seed,
+   weights and batches) is repeated in float64 for K steps. float64 within its bound: "equivalent_near_tie"
+   (float32 rounding, not a formula, separated them); float64 outside it: "mismatch", with the first step
+   and the first layer whose weights disagree.
+3. float32 over seeds (`compare_seeds`): both backends trained to the end of the spec's training on N seeds,
+   the final metrics tested for equivalence within a margin with two one-sided paired t-tests (TOST,
+   dlc/reference/tost.py).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import contextlib
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-FLOAT64_LOSS_TOL = 1e-10
+# float64: |Δ| ≤ FLOAT64_REL_TOL·max(1, |loss|) at every step. Measured: ≤ 4.6e-15 on every equivalence
+# fixture over 200 and 1000 steps; a training on the edge of stability (a ReLU MLP, SGD-nesterov lr=0.1 on
+# digits) amplifies rounding up to 1.3e-13 within 200 steps and 2e-11 within 1000 (README, "Equivalence").
+# Errors of Keras' float32-cast constants (an l2 factor, a momentum: ≥ 1e-9) stay above it.
+FLOAT64_REL_TOL = 1e-10
+# the final weights, where a parameter without a gradient random-walks under Adam (a bias right before
+# BatchNorm: 6.8e-12 after 200 steps)
 FLOAT64_WEIGHT_TOL = 1e-8
+# locating a mismatch: a layer's weights disagree when max |Δ| > LOCATE_WEIGHT_TOL·max(1, max |w|)
+LOCATE_WEIGHT_TOL = 1e-12
+# float32, until the first near-tie: |Δ| ≤ FLOAT32_ABS_TOL + FLOAT32_REL_TOL·|loss|
+FLOAT32_ABS_TOL = 2e-6
+FLOAT32_REL_TOL = 1e-6
+
+VERDICTS = ("equivalent", "equivalent_near_tie", "mismatch")
+SNAPSHOT_BYTES = 256 * 2**20  # weights kept per step while locating a mismatch
 
 
-def float32_loss_bound(loss: float) -> float:
-    return 2e-6 + 1e-6 * abs(loss)
+def float64_loss_bound(loss: Any) -> Any:
+    """The float64 per-step bound on |Δloss| (a number or an array of losses)."""
+    return FLOAT64_REL_TOL * np.maximum(1.0, np.abs(loss))
+
+
+def float32_loss_bound(loss: Any) -> Any:
+    """The float32 per-step bound on |Δloss| (a number or an array of losses)."""
+    return FLOAT32_ABS_TOL + FLOAT32_REL_TOL * np.abs(loss)
+
+
+def loss_bound(dtype: str, loss: Any) -> Any:
+    return float64_loss_bound(loss) if dtype == "float64" else float32_loss_bound(loss)
+
+
+def bound_text(dtype: str) -> str:
+    if dtype == "float64":
+        return (f"|Δloss| ≤ {FLOAT64_REL_TOL:g}·max(1, |loss|) per step; final weights "
+                f"|Δ| ≤ {FLOAT64_WEIGHT_TOL:g}")
+    return f"|Δloss| ≤ {FLOAT32_ABS_TOL:g} + {FLOAT32_REL_TOL:g}·|loss| per step"
+
+
+def rel_diffs(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """|a − b| / max(1, |a|), elementwise."""
+    return np.abs(a - b) / np.maximum(1.0, np.abs(a))
 
 
 @dataclass
@@ -26,25 +78,82 @@ class Comparison:
     initial_weight_max_abs_diff: float
     final_weight_max_abs_diff: float
     final_metrics: dict[str, dict]
-    passed: bool
-    reasons: list[str]
+    passed: bool  # verdict != "mismatch"
+    reasons: list[str]  # where this run broke its bounds (with a near-tie verdict, float64 explains them)
     # per-epoch validation loss (inference mode: BN moving stats, no dropout)
     max_abs_val_loss_diff: float = 0.0
     # per backend: steps, epochs, stopped_early, best_epoch, restored_best
     runs: dict[str, dict] | None = None
     val_losses: dict[str, list[float]] | None = None  # per backend, one per epoch
+    mode: str = "steps"  # compare_seeds' reports say "seeds"
+    verdict: str = "equivalent"  # one of VERDICTS
+    summary: str = ""  # the verdict in a sentence
+    bound: str = ""  # the per-step bound this dtype is held to
+    max_rel_loss_diff: float = 0.0  # max over steps of |Δ| / max(1, |loss|)
+    # float32: the first step over the bound, and what it looked like: "jump" (one step took the trajectories
+    # apart: a near-tie), "growth" (rounding amplified step after step), "isolated" (single steps over the
+    # bound, the rest within it), "course" (an epoch decision or validation loss, not a step loss)
+    separated_at_step: int | None = None
+    separation: str | None = None
+    # the float64 evidence: this run (dtype float64) or its float64 rerun for `float64_steps` steps
+    float64_steps: int | None = None
+    float64_max_abs_diff: float | None = None
+    float64_max_rel_diff: float | None = None
+    # a mismatch: the first step whose loss (over the float64 bound) or weights (|Δ| > LOCATE_WEIGHT_TOL·
+    # max(1, |w|) in a layer) disagree, 0 for the initial weights; the first layer, in model order, whose
+    # weights disagree there, and every disagreeing layer's max |Δ|/max(1, max |w|) at that step
+    first_mismatch_step: int | None = None
+    first_loss_mismatch_step: int | None = None
+    first_weight_mismatch_step: int | None = None
+    first_mismatch_layer: str | None = None
+    mismatch_layers: dict[str, float] = field(default_factory=dict)
 
     def to_json(self) -> dict:
         return self.__dict__.copy()
 
 
-def compare_spec(spec, base_dir: Path, steps: int | None, dtype: str,
-                 backends=("keras", "torch")) -> Comparison:
-    """Train `spec` on both backends for `steps` optimizer steps (more epochs than the spec asks for when
-    needed; None: exactly the spec's own run, early stopping included) and compare step losses, validation
-    losses, the training decisions (early stopping) and the weights before and after."""
+# ------------------------------------------------------------------------------------------------ training
+
+@dataclass
+class _Runs:
+    """Both backends' runs of one spec: what compare_spec judges."""
+
+    losses: dict[str, list[float]]
+    start: dict[str, dict]
+    end: dict[str, dict]
+    finals: dict[str, dict]
+    val: dict[str, list[float]]
+    runs: dict[str, dict]
+    steps_per_epoch: int
+
+
+class _EveryStep:
+    """A session whose epochs run one step at a time (the same batches, the same arithmetic), calling
+    `on_step(step, weights)` after each; raising from it ends the training."""
+
+    def __init__(self, session, on_step):
+        self._session, self._on_step, self._step = session, on_step, 0
+
+    def __getattr__(self, name):
+        return getattr(self._session, name)
+
+    def train_epoch(self, handle, perm: np.ndarray, batch_size: int, progress=None):
+        losses, sizes, stats = [], [], None
+        for i in range(0, len(perm), batch_size):
+            loss, st, size = self._session.train_epoch(handle, perm[i:i + batch_size], batch_size)
+            losses.append(loss)
+            sizes.append(size)
+            stats = st if stats is None else stats + st
+            self._step += 1
+            self._on_step(self._step, self._session.get_weights())
+        return np.concatenate(losses), stats, np.concatenate(sizes)
+
+
+def _train_both(spec, base_dir: Path, steps: int | None, dtype: str, backends, on_step=None) -> _Runs:
+    """Train `spec` in `dtype` on each backend for `steps` steps (None: the spec's own run) from dlc's initial
+    weights; `on_step[name]`, when given, is called after every step of that backend."""
     from dlc.backends import session_class
-    from dlc.reference.weights import initial_weights, max_abs_diff
+    from dlc.reference.weights import initial_weights
     from dlc.runtime.data import prepare
     from dlc.runtime.loop import train
 
@@ -52,58 +161,306 @@ def compare_spec(spec, base_dir: Path, steps: int | None, dtype: str,
     data = prepare(spec, base_dir)
     init = initial_weights(spec)
     bs = spec.train.batch_size
-    epochs = spec.train.epochs if steps is None else max(spec.train.epochs,
-                                                         -(-steps * bs // len(data.train.x)))
-    losses, start, end, finals, val, runs = {}, {}, {}, {}, {}, {}
+    n = len(data.train.x)
+    epochs = spec.train.epochs if steps is None else max(spec.train.epochs, -(-steps * bs // n))
+    out = _Runs({}, {}, {}, {}, {}, {}, -(-n // bs))
     for name in backends:
         session = session_class(name)(spec, dtype=dtype, device="cpu", weights=init)
-        start[name] = session.get_weights()
+        out.start[name] = session.get_weights()
+        if on_step is not None:
+            session = _EveryStep(session, on_step[name])
         hist = train(session, spec, data, epochs=epochs, max_steps=steps)
-        losses[name] = hist.step_losses
-        end[name] = session.get_weights()
-        finals[name] = hist.rows[-1] if hist.rows else {}
-        val[name] = [r["val_loss"] for r in hist.rows if "val_loss" in r]
-        runs[name] = {"steps": len(hist.step_losses), "epochs": len(hist.rows),
-                      "stopped_early": hist.stopped_early,
-                      "best_epoch": hist.best_epoch, "restored_best": hist.restored_best}
+        out.losses[name] = hist.step_losses
+        out.end[name] = session.get_weights()
+        out.finals[name] = hist.rows[-1] if hist.rows else {}
+        out.val[name] = [r["val_loss"] for r in hist.rows if "val_loss" in r]
+        out.runs[name] = {"steps": len(hist.step_losses), "epochs": len(hist.rows),
+                          "stopped_early": hist.stopped_early,
+                          "best_epoch": hist.best_epoch, "restored_best": hist.restored_best}
+    return out
+
+
+# ------------------------------------------------------------------------------------------------- judging
+
+@dataclass
+class _Findings:
+    """What broke the bounds in one pair of runs: the reasons, and the first step each kind broke at."""
+
+    reasons: list[str] = field(default_factory=list)
+    init_layer: str | None = None  # the first layer whose initial weights differ
+    loss_step: int | None = None  # first step whose loss is over the bound
+    course_step: int | None = None  # the last step of the first epoch whose val_loss or decision differs
+    weights: bool = False  # final weights over the float64 bound
+    rel: np.ndarray | None = None  # per step |Δ| / max(1, |loss|)
+
+    @property
+    def first_step(self) -> int | None:
+        steps = [s for s in (self.loss_step, self.course_step) if s is not None]
+        return min(steps) if steps else None
+
+
+def _layer_diffs(a: dict, b: dict) -> dict[str, float]:
+    """Per layer (in `a`'s order, the model's): max |Δ| / max(1, max |w|) over its weights."""
+    out = {}
+    for lname, ws in a.items():
+        worst = 0.0
+        for wname, arr in ws.items():
+            x, y = np.asarray(arr, np.float64), np.asarray(b[lname][wname], np.float64)
+            if x.shape != y.shape:
+                worst = float("inf")
+            elif x.size:
+                worst = max(worst, float(np.max(np.abs(x - y)) / max(1.0, float(np.max(np.abs(x))))))
+        out[lname] = worst
+    return out
+
+
+def _judge(r: _Runs, dtype: str, backends) -> tuple[_Findings, dict[str, Any]]:
+    """The findings and the figures (|Δ| maxima) of a pair of runs held to `dtype`'s bounds."""
+    from dlc.reference.weights import max_abs_diff
+
     a, b = backends
-    n = min(len(losses[a]), len(losses[b]))
-    la, lb = np.array(losses[a][:n]), np.array(losses[b][:n])
+    f = _Findings()
+    n = min(len(r.losses[a]), len(r.losses[b]))
+    la, lb = np.array(r.losses[a][:n]), np.array(r.losses[b][:n])
     diff = np.abs(la - lb)
-    reasons = []
-    init_diff = max_abs_diff(start[a], start[b])
+    f.rel = rel_diffs(la, lb)
+    init_diff = max_abs_diff(r.start[a], r.start[b])
     if init_diff != 0.0:
-        reasons.append(f"initial weights differ by {init_diff:.3g} (must be bit-identical)")
-    if len(losses[a]) != len(losses[b]):
-        reasons.append(f"{a} ran {len(losses[a])} steps, {b} ran {len(losses[b])}")
-    if dtype == "float64":
-        if n and diff.max() > FLOAT64_LOSS_TOL:
-            i = int(diff.argmax())
-            reasons.append(f"loss differs by {diff[i]:.3g} at step {i + 1} (float64 bound "
-                           f"{FLOAT64_LOSS_TOL:g})")
-    else:
-        bound = 2e-6 + 1e-6 * np.abs(la)
-        over = np.flatnonzero(diff > bound)
-        if over.size:
-            i = int(over[0])
-            reasons.append(f"loss differs by {diff[i]:.3g} at step {i + 1} (float32 bound {bound[i]:.3g})")
-    if runs[a] != runs[b]:
-        reasons.append(f"the runs took different courses: {a} {runs[a]}, {b} {runs[b]}")
-    m = min(len(val[a]), len(val[b]))
-    va, vb = np.array(val[a][:m]), np.array(val[b][:m])
-    vdiff = np.abs(va - vb)
-    vbound = FLOAT64_LOSS_TOL if dtype == "float64" else 2e-6 + 1e-6 * np.abs(va)
-    vover = np.flatnonzero(vdiff > vbound)
-    if vover.size:
-        i = int(vover[0])
-        reasons.append(f"val_loss differs by {vdiff[i]:.3g} after epoch {i + 1}")
-    final_diff = max_abs_diff(end[a], end[b])
-    if dtype == "float64" and final_diff > FLOAT64_WEIGHT_TOL:
-        reasons.append(f"final weights differ by {final_diff:.3g} (float64 bound {FLOAT64_WEIGHT_TOL:g})")
+        f.init_layer = next(k for k, v in _layer_diffs(r.start[a], r.start[b]).items() if v > 0)
+        f.reasons.append(f"initial weights differ by {init_diff:.3g} (must be bit-identical), first in layer "
+                         f"'{f.init_layer}'")
+    over = np.flatnonzero(diff > loss_bound(dtype, la))
+    if over.size:
+        i = int(over[0])
+        f.loss_step = i + 1
+        f.reasons.append(f"loss differs by {diff[i]:.3g} at step {i + 1} ({dtype} bound "
+                         f"{loss_bound(dtype, la[i]):.3g})")
     if not np.all(np.isfinite(la)) or not np.all(np.isfinite(lb)):
-        reasons.append("a loss became non-finite")
-    return Comparison(steps=n, dtype=dtype, losses=losses, max_abs_loss_diff=float(diff.max()) if n else 0.0,
-                      initial_weight_max_abs_diff=init_diff, final_weight_max_abs_diff=final_diff,
-                      final_metrics=finals, passed=not reasons, reasons=reasons,
-                      max_abs_val_loss_diff=float(vdiff.max()) if m else 0.0, runs=runs,
-                      val_losses=val)
+        f.reasons.append("a loss became non-finite")
+    m = min(len(r.val[a]), len(r.val[b]))
+    va, vb = np.array(r.val[a][:m]), np.array(r.val[b][:m])
+    vdiff = np.abs(va - vb)
+    vover = np.flatnonzero(vdiff > loss_bound(dtype, va))
+    if vover.size:
+        e = int(vover[0])
+        f.course_step = min(n, (e + 1) * r.steps_per_epoch)
+        f.reasons.append(f"val_loss differs by {vdiff[e]:.3g} after epoch {e + 1}")
+    if r.runs[a] != r.runs[b]:
+        f.course_step = min(f.course_step or n, n)
+        f.reasons.append(f"the runs took different courses: {a} {r.runs[a]}, {b} {r.runs[b]}")
+    final_diff = max_abs_diff(r.end[a], r.end[b])
+    if dtype == "float64" and final_diff > FLOAT64_WEIGHT_TOL:
+        f.weights = True
+        f.reasons.append(f"final weights differ by {final_diff:.3g} (float64 bound {FLOAT64_WEIGHT_TOL:g})")
+    figures = {"steps": n, "max_abs_loss_diff": float(diff.max()) if n else 0.0,
+               "max_rel_loss_diff": float(f.rel.max()) if n else 0.0,
+               "initial_weight_max_abs_diff": init_diff, "final_weight_max_abs_diff": final_diff,
+               "max_abs_val_loss_diff": float(vdiff.max()) if m else 0.0}
+    return f, figures
+
+
+def _separation(r: _Runs, f: _Findings, backends) -> str:
+    """How a float32 run left its bound (see Comparison.separation)."""
+    a, b = backends
+    if f.loss_step is None or (f.course_step is not None and f.course_step < f.loss_step):
+        return "course"
+    n = min(len(r.losses[a]), len(r.losses[b]))
+    la, lb = np.array(r.losses[a][:n]), np.array(r.losses[b][:n])
+    d, k = np.abs(la - lb), f.loss_step - 1
+    after = d[k + 1:] > float32_loss_bound(la[k + 1:])
+    if after.size and after.mean() < 0.5 and not after[-1]:
+        return "isolated"
+    before = float(d[:k].max()) if k else 0.0
+    return "jump" if d[k] >= 10 * max(before, 1e-12) else "growth"
+
+
+def _locate(spec, base_dir: Path, steps: int, backends) -> tuple[int | None, dict[str, float]]:
+    """Train both backends in float64 one step at a time for `steps` steps: the first step after which some
+    layer's weights disagree (|Δ| > LOCATE_WEIGHT_TOL·max(1, |w|)), with every disagreeing layer's relative
+    |Δ|; (None, {}) when none does. The first backend's weights are kept per step (up to SNAPSHOT_BYTES)."""
+    a, b = backends
+    snaps: list[dict] = []
+    found: dict[str, Any] = {}
+
+    class _Found(Exception):
+        pass
+
+    def keep(step: int, weights: dict) -> None:
+        size = sum(arr.nbytes for ws in weights.values() for arr in ws.values())
+        if size * (len(snaps) + 1) <= SNAPSHOT_BYTES:
+            snaps.append(weights)
+
+    def check(step: int, weights: dict) -> None:
+        if step > len(snaps):
+            raise _Found  # past what was kept: nothing more to compare
+        diffs = _layer_diffs(snaps[step - 1], weights)
+        bad = {k: v for k, v in diffs.items() if v > LOCATE_WEIGHT_TOL}
+        if bad:
+            found.update(step=step, layers=bad)
+            raise _Found
+
+    _train_both(spec, base_dir, steps, "float64", (a,), on_step={a: keep})
+    with contextlib.suppress(_Found):
+        _train_both(spec, base_dir, steps, "float64", (b,), on_step={b: check})
+    return found.get("step"), found.get("layers", {})
+
+
+# ----------------------------------------------------------------------------------------------- comparing
+
+def compare_spec(spec, base_dir: Path, steps: int | None, dtype: str,
+                 backends=("keras", "torch")) -> Comparison:
+    """Train `spec` on both backends for `steps` optimizer steps (more epochs than the spec asks for when
+    needed; None: exactly the spec's own run, early stopping included) and compare step losses, validation
+    losses, the training decisions (early stopping) and the weights before and after; in float32, a broken
+    bound is judged by a float64 rerun (the module's docstring)."""
+    backends = tuple(backends)
+    runs = _train_both(spec, base_dir, steps, dtype, backends)
+    f, fig = _judge(runs, dtype, backends)
+    c = Comparison(steps=fig["steps"], dtype=dtype, losses=runs.losses,
+                   max_abs_loss_diff=fig["max_abs_loss_diff"],
+                   initial_weight_max_abs_diff=fig["initial_weight_max_abs_diff"],
+                   final_weight_max_abs_diff=fig["final_weight_max_abs_diff"], final_metrics=runs.finals,
+                   passed=True, reasons=list(f.reasons), max_abs_val_loss_diff=fig["max_abs_val_loss_diff"],
+                   runs=runs.runs, val_losses=runs.val, bound=bound_text(dtype),
+                   max_rel_loss_diff=fig["max_rel_loss_diff"])
+    if dtype == "float64":
+        c.float64_steps, c.float64_max_abs_diff = c.steps, c.max_abs_loss_diff
+        c.float64_max_rel_diff = c.max_rel_loss_diff
+        if f.reasons:
+            _mismatch(c, f, spec, base_dir, backends)
+        else:
+            c.summary = (f"equivalent: float64 agrees within {c.max_rel_loss_diff:.2g}·max(1, |loss|) per "
+                         f"step over {c.steps} steps (bound {FLOAT64_REL_TOL:g})")
+        return _done(c)
+    if not f.reasons:
+        c.summary = (f"equivalent: float32 agrees within {FLOAT32_ABS_TOL:g} + {FLOAT32_REL_TOL:g}·|loss| "
+                     f"per step over {c.steps} steps")
+        return _done(c)
+    if f.init_layer is not None or f.first_step is None:  # nothing rounding could explain
+        _mismatch(c, f, spec, base_dir, backends)
+        return _done(c)
+    k = f.first_step
+    c.separated_at_step, c.separation = k, _separation(runs, f, backends)
+    r64 = _train_both(spec, base_dir, k, "float64", backends)
+    f64, fig64 = _judge(r64, "float64", backends)
+    c.float64_steps, c.float64_max_abs_diff = fig64["steps"], fig64["max_abs_loss_diff"]
+    c.float64_max_rel_diff = fig64["max_rel_loss_diff"]
+    if f64.reasons:
+        c.reasons += [f"float64 rerun ({k} steps): {reason}" for reason in f64.reasons]
+        _mismatch(c, f64, spec, base_dir, backends, steps=k)
+        return _done(c)
+    c.verdict = "equivalent_near_tie"
+    how = {"jump": f"separated at step {k} by rounding at a near-tie",
+           "growth": f"drifted past its bound at step {k}: rounding amplified by the training",
+           "isolated": f"went past its bound at step {k} and came back: rounding",
+           "course": f"took another course at step {k}: an epoch decision on a near-tie"}[c.separation]
+    c.summary = (f"equivalent: float64 agrees within {c.float64_max_rel_diff:.2g}·max(1, |loss|) over the "
+                 f"first {c.float64_steps} steps (bound {FLOAT64_REL_TOL:g}); float32 {how}")
+    return _done(c)
+
+
+def _mismatch(c: Comparison, f: _Findings, spec, base_dir: Path, backends, steps: int | None = None) -> None:
+    """Mark `c` a mismatch and locate it in float64: the first step and layer whose weights disagree."""
+    c.verdict = "mismatch"
+    c.first_loss_mismatch_step = f.loss_step
+    if f.init_layer is not None:
+        c.first_mismatch_step, c.first_weight_mismatch_step = 0, 0
+        c.first_mismatch_layer = f.init_layer
+        c.summary = f"mismatch: the initial weights differ, first in layer '{f.init_layer}'"
+        return
+    horizon = f.loss_step if f.loss_step is not None else (steps if steps is not None else c.float64_steps)
+    if horizon:
+        step, layers = _locate(spec, base_dir, horizon, backends)
+        c.first_weight_mismatch_step, c.mismatch_layers = step, layers
+        c.first_mismatch_layer = next(iter(layers), None)
+    found = [s for s in (f.loss_step, c.first_weight_mismatch_step) if s is not None]
+    c.first_mismatch_step = min(found) if found else None
+    where = [f"first at step {c.first_mismatch_step}"] if c.first_mismatch_step is not None else []
+    if f.loss_step is not None:
+        where.append(f"the loss from step {f.loss_step}")
+    if c.first_mismatch_layer is not None:
+        where.append(f"the weights of layer '{c.first_mismatch_layer}' after step "
+                     f"{c.first_weight_mismatch_step}")
+    c.summary = "mismatch in float64: " + ("; ".join(where) if where else "; ".join(f.reasons))
+    if f.loss_step is not None and f.loss_step > 1 and f.rel is not None:
+        # a formula that differs shows from the first step that uses it; agreement to rounding before a late
+        # separation can also be a float64 near-tie or rounding amplified over a long run (README)
+        c.summary += (f" (the {f.loss_step - 1} steps before agreed within "
+                      f"{float(f.rel[:f.loss_step - 1].max()):.2g}·max(1, |loss|))")
+
+
+def _done(c: Comparison) -> Comparison:
+    c.passed = c.verdict != "mismatch"
+    return c
+
+
+# --------------------------------------------------------------------------------------------------- seeds
+
+# metrics on a 0..1 scale get an absolute margin; the loss and error metrics one relative to their size
+BOUNDED_METRICS = ("accuracy", "precision", "recall", "f1")
+SEED_MAX = 2**32 - 1
+
+
+def _margin(metric: str, values: list[float], margin: float, rel_margin: float) -> tuple[float, str]:
+    if metric in BOUNDED_METRICS:
+        return margin, "absolute"
+    scale = float(np.mean(np.abs(values))) if values else 0.0
+    return rel_margin * max(scale, 1e-12), f"relative: {rel_margin:g} × mean |{metric}| {scale:.6g}"
+
+
+def compare_seeds(spec, base_dir: Path, seeds: int, margin: float = 0.02, rel_margin: float = 0.05,
+                  alpha: float = 0.05, backends=("keras", "torch"), dtype: str = "float32") -> dict:
+    """Train `spec` to the end of its training (epochs, early stopping and restoring as it says) on both
+    backends for `seeds` seeds (the spec's seed, then + 1, ...), in `dtype`, and test whether the final loss
+    and metrics (on the test part of the split, else the validation part, else the training data; inference
+    mode) are equivalent: TOST on the paired differences (second backend − first) with `margin` (absolute) for
+    accuracy, precision, recall and f1 and `rel_margin` × the mean value for the loss, mse and mae, each at
+    level `alpha`. Equivalent overall when every metric is (intersection-union: no multiplicity correction
+    needed)."""
+    from dlc.backends import session_class
+    from dlc.reference.tost import tost_paired
+    from dlc.reference.weights import initial_weights
+    from dlc.runtime.data import prepare
+    from dlc.runtime.loop import train
+    from dlc.runtime.run import final_metrics
+
+    if seeds < 2:
+        raise ValueError(f"comparing over seeds needs at least 2 seeds (a paired t-test), got {seeds}")
+    backends = tuple(backends)
+    seed_list = [(spec.seed + i) % (SEED_MAX + 1) for i in range(seeds)]
+    metrics: dict[str, list[dict]] = {name: [] for name in backends}
+    courses: dict[str, list[dict]] = {name: [] for name in backends}
+    split = ""
+    for seed in seed_list:
+        s = spec.model_copy(update={"seed": seed, "dtype": dtype})
+        data = prepare(s, base_dir)
+        init = initial_weights(s)
+        for name in backends:
+            session = session_class(name)(s, dtype=dtype, device="cpu", weights=init)
+            hist = train(session, s, data)
+            parts = final_metrics(session, s, data)
+            split = split or next(p for p in ("test", "val", "train") if p in parts)
+            metrics[name].append(parts[split])
+            courses[name].append({"steps": len(hist.step_losses), "epochs": len(hist.rows),
+                                  "stopped_early": hist.stopped_early, "best_epoch": hist.best_epoch})
+    a, b = backends
+    tests = {}
+    for metric in metrics[a][0]:
+        va = [m[metric] for m in metrics[a]]
+        vb = [m[metric] for m in metrics[b]]
+        delta, kind = _margin(metric, va + vb, margin, rel_margin)
+        t = tost_paired([y - x for x, y in zip(va, vb, strict=True)], delta, alpha)
+        t["margin_kind"] = kind
+        tests[metric] = t
+    verdicts = {t["verdict"] for t in tests.values()}
+    verdict = ("equivalent" if verdicts == {"equivalent"} else "different" if "different" in verdicts
+               else "inconclusive")
+    worst = max(tests, key=lambda k: tests[k]["p_value"])
+    summary = (f"{verdict}: {b} − {a} final {split} metrics over {seeds} seeds, TOST at α = {alpha:g}; "
+               + ", ".join(f"{k} mean Δ {t['mean_difference']:+.3g} (margin ±{t['margin']:.3g}, "
+                           f"p = {t['p_value']:.3g})" for k, t in tests.items()))
+    return {"mode": "seeds", "dtype": dtype, "backends": list(backends), "seeds": seed_list, "split": split,
+            "alpha": alpha, "margin": margin, "rel_margin": rel_margin, "metrics": metrics, "runs": courses,
+            "differences": {k: t["differences"] for k, t in tests.items()},
+            "p_values": {k: t["p_value"] for k, t in tests.items()}, "tests": tests,
+            "least_shown": worst, "verdict": verdict, "passed": verdict == "equivalent", "summary": summary}

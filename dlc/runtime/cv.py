@@ -15,27 +15,33 @@ from dlc.runtime import rundir
 
 
 def cross_validate(spec, spec_file: str, backend: str, device: str = "auto", k: int | None = None,
-                   out: str | None = None, on_fold=None) -> tuple[Path, dict]:
-    """`dlc cv`: a run directory (`out`, default: a fresh one under runs/) with the spec, ir.json, cv.json and
-    fold_N/; returns it and the summary. A failure once the directory exists is raised as RunFailed."""
+                   out: str | None = None, on_fold=None, replace: bool = False,
+                   evidence: bool = True) -> tuple[Path, dict]:
+    """`dlc cv`: a run directory (`out`, default: a fresh one under runs/; a folder that is not empty is
+    refused unless `replace`, see rundir.prepare_out) with the spec, ir.json, fold_N/ and, last, cv.json;
+    returns it and the summary. A failure once the directory exists is raised as RunFailed."""
     from dlc.runtime.run import RunFailed
 
-    run = rundir.new_run_dir(f"{spec.name}-cv", backend, out)
-    rundir.copy_spec(run, spec_file)
-    (run / "ir.json").write_text(spec.model_dump_json(indent=2))
+    run = rundir.new_run_dir(f"{spec.name}-cv", backend, out, replace=replace, kind="cv", spec_file=spec_file)
+    if Path(spec_file).is_file():
+        rundir.copy_spec(run, spec_file)
+    rundir.write_text(run / "ir.json", spec.model_dump_json(indent=2))
     try:
-        return run, run_cv(spec, Path(spec_file).resolve().parent, backend, device, k, run, on_fold)
+        return run, run_cv(spec, Path(spec_file).resolve().parent, backend, device, k, run, on_fold,
+                           evidence)
     except Exception as e:
         raise RunFailed(e, run) from e
 
 
 def run_cv(spec, base_dir: Path, backend: str, device: str = "auto", k: int | None = None,
-           out: Path | None = None, on_fold=None) -> dict:
+           out: Path | None = None, on_fold=None, evidence: bool = True) -> dict:
     """Train one model per fold and evaluate it on its held-out fold (and the test part, if any); the summary
-    has per-fold rows, mean and std of each validation metric, cv_<metric> (the mean) and test_mean."""
+    has per-fold rows, mean and std of each validation metric, cv_<metric> (the mean) and test_mean. With
+    `out` and `evidence`, each fold_N/ gets its training evidence (evidence.json, dlc.runtime.evidence)."""
     from dlc.backends import session_class
     from dlc.reference.weights import initial_weights
     from dlc.runtime.data import folds
+    from dlc.runtime.evidence import Recorder
     from dlc.runtime.loop import evaluate, train
 
     Session = session_class(backend)
@@ -46,7 +52,10 @@ def run_cv(spec, base_dir: Path, backend: str, device: str = "auto", k: int | No
         val = data.val
         assert val is not None  # a fold's held-out part: never empty
         session = Session(spec, device=device, weights=init)
-        hist = train(session, spec, data)
+        fdir = out / f"fold_{i}" if out is not None else None
+        # with evidence, fold_N/ is made at the first epoch's end (a fold that fails keeps its evidence)
+        hist = train(session, spec, data, on_epoch=_fold_history(fdir),
+                     evidence=Recorder(spec, fdir) if fdir is not None and evidence else None)
         row: dict[str, Any] = {"fold": i, "epochs": len(hist.rows), "train_samples": len(data.train.x),
                                "val_samples": len(val.x)}
         row["val"] = evaluate(session, spec, session.load_data(val.x, val.y), spec.train.batch_size)
@@ -54,8 +63,7 @@ def run_cv(spec, base_dir: Path, backend: str, device: str = "auto", k: int | No
             row["test"] = evaluate(session, spec, session.load_data(data.test.x, data.test.y),
                                    spec.train.batch_size)
         results.append(row)
-        if out is not None:
-            fdir = out / f"fold_{i}"
+        if fdir is not None:
             fdir.mkdir(parents=True, exist_ok=True)
             rundir.write_history(fdir, hist.rows)
             rundir.write_json(fdir / "metrics.json",
@@ -75,3 +83,16 @@ def run_cv(spec, base_dir: Path, backend: str, device: str = "auto", k: int | No
     if out is not None:
         rundir.write_json(out / "cv.json", summary)
     return summary
+
+
+def _fold_history(fdir: Path | None):
+    """on_epoch for a fold: its history.json after every epoch, once its folder exists (the evidence makes
+    it), so a fold that fails keeps its epochs beside its evidence."""
+    rows: list[dict] = []
+
+    def on_epoch(row: dict) -> None:
+        rows.append(row)
+        if fdir is not None and fdir.is_dir():
+            rundir.write_history(fdir, rows)
+
+    return on_epoch

@@ -1,18 +1,26 @@
-"""Loading, splitting and normalising data: numpy only, seeded, the same arrays for every backend."""
+"""Loading, splitting and normalising data: numpy only, seeded, the same arrays for every backend.
+
+What a data file must hold is checked here, before any backend sees it, so every problem is one line naming
+the file, the row (or sample) and the column: the header rule of CSV files, numbers where numbers belong,
+labels the output layer can take, inputs the model's dtype can hold (README, "Data files")."""
 
 from __future__ import annotations
 
 import csv
 import gzip
+import io
 import math
 import struct
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from dlc.compiler.checks import resolve_path
-from dlc.compiler.spec import BUNDLED, Bundled, Csv, Data, Holdout, KFold, Mnist, Npz, Spec
+from dlc.compiler.layers import Embedding, Flatten, Reshape
+from dlc.compiler.spec import Bundled, Csv, Data, Holdout, KFold, Mnist, Npz, Spec
 from dlc.reference.rng import STREAM_SPLIT
 
 
@@ -37,10 +45,51 @@ class Dataset:
     # `dlc predict` and `dlc evaluate` apply exactly what training saw
     shift: np.ndarray | None = None
     scale: np.ndarray | None = None
+    read: dict | None = None  # what was read: {"file", "rows", "header"} (Samples.read)
+    class_names: list[str] | None = None  # a CSV target of names: class k is class_names[k]
 
     def preprocessing(self) -> dict:
         return {"shift": None if self.shift is None else self.shift.tolist(),
                 "scale": None if self.scale is None else self.scale.tolist()}
+
+    def read_line(self) -> str:
+        """What was read, in one line for the console ("" when not known)."""
+        return read_summary(self.read) if self.read else ""
+
+
+@dataclass
+class Samples:
+    """Features and targets as a source holds them, with what messages about them need: where they come from
+    and, for a CSV file, the row of the file each sample is on."""
+
+    x: np.ndarray
+    y: np.ndarray
+    where: str  # the file (or bundled set) the messages name
+    lines: list[int] | None = None  # each sample's row in a CSV file; None: samples are numbered from 1
+    class_names: list[str] | None = None  # a CSV target column of names, numbered in sorted order
+    header: bool | None = None  # a CSV file: whether its first row was a header
+
+    @property
+    def has_targets(self) -> bool:
+        """False for a file of features only (its y has no columns)."""
+        return not (self.y.ndim == 2 and self.y.shape[1] == 0)
+
+    def row(self, i: int) -> str:
+        """Where sample i is, as its file shows it: "row 7" of a CSV file, else "sample 7"."""
+        return f"row {self.lines[i]}" if self.lines is not None else f"sample {i + 1}"
+
+    def read(self) -> dict:
+        """What was read, for run.json and the console."""
+        return {"file": self.where, "rows": int(len(self.x)), "header": self.header}
+
+
+def read_summary(read: dict) -> str:
+    """One line saying what was read: "read 150 rows from d.csv (the first row is a header)"."""
+    n = read["rows"]
+    if read.get("header") is None:
+        return f"read {n} sample{'s' * (n != 1)} from {read['file']}"
+    first = "the first row is a header" if read["header"] else "no header: the first row is data"
+    return f"read {n} row{'s' * (n != 1)} from {read['file']} ({first})"
 
 
 def data_block(spec: Spec) -> Data:
@@ -51,16 +100,25 @@ def data_block(spec: Spec) -> Data:
 
 
 def load_raw(spec: Spec, base_dir: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(features, targets) of the spec's source, as the file holds them."""
+    s = load_samples(spec, base_dir)
+    return s.x, s.y
+
+
+def load_samples(spec: Spec, base_dir: Path) -> Samples:
     src = data_block(spec).source
     if isinstance(src, Bundled):
-        return read_bundled(src.name)
+        x, y = read_bundled(src.name)
+        return Samples(x, y, src.name)
     path = resolve_path(base_dir, src.path)
     if isinstance(src, Csv):
-        return read_csv(path, src.target)
+        return csv_samples(path, src.target)
     if isinstance(src, Npz):
-        return read_npz(path, src.x, src.y)
+        x, y = read_npz(path, src.x, src.y)
+        return Samples(x, y, str(path))
     if isinstance(src, Mnist):
-        return read_mnist(path)
+        x, y = read_mnist(path)
+        return Samples(x, y, str(path))
     raise DataError(f"unsupported data source {src!r}")
 
 
@@ -72,45 +130,226 @@ def read_bundled(name: str) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(b.data, dtype=np.float64), np.asarray(b.target)
 
 
-def read_csv(path: str | Path, target: str | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """A CSV with a header row; `target` names the label column (default: the last); class names are numbered
-    in sorted order."""
-    path = Path(path)
+# ------------------------------------------------------------------------------------------------ csv files
+# The header rule: the first row is a header (column names) when every cell of it is non-empty and none is a
+# number; a first row with a number or an empty cell is data. Rows are numbered as lines of the file (the
+# first line is row 1, header or not); blank lines are skipped.
+
+
+def is_number(cell: str) -> bool:
     try:
-        with open(path, newline="") as fh:
-            rows = list(csv.reader(fh))
+        float(cell)
+    except ValueError:
+        return False
+    return True
+
+
+def is_header(cells: list[str]) -> bool:
+    """The header rule: names only, none empty, none a number."""
+    return bool(cells) and all(c.strip() and not is_number(c) for c in cells)
+
+
+@dataclass
+class Table:
+    """A CSV file's cells by the header rule: the column names (None when the first row is data) and the data
+    rows, each with its row number in the file."""
+
+    path: Path
+    header: list[str] | None
+    rows: list[list[str]]
+    lines: list[int]
+
+    @property
+    def width(self) -> int:
+        return len(self.rows[0])
+
+    def column(self, j: int) -> str:
+        """ "column 3", with its name when the file has a header."""
+        return f"column {j + 1}" + (f" ('{self.header[j]}')" if self.header else "")
+
+
+def read_table(path: str | Path) -> Table:
+    """The cells of a UTF-8 CSV file, every row as wide as the first, with at least one data row."""
+    path = Path(path)
+    records = csv_records(path, utf8_text(path))
+    if not records:
+        raise DataError(f"{path}: the file is empty (no rows)")
+    check_rectangular(path, records)
+    header = [c.strip() for c in records[0][1]] if is_header(records[0][1]) else None
+    body = records[1:] if header is not None else records
+    if header is not None and not body:
+        raise DataError(f"{path}: no data rows, only a header row ({', '.join(header)})")
+    return Table(path, header, [cells for _, cells in body], [line for line, _ in body])
+
+
+def utf8_text(path: Path) -> str:
+    try:
+        raw = path.read_bytes()
     except OSError as e:
         raise DataError(f"cannot read data file {path}: {e.strerror or e}") from None
-    if len(rows) < 2:
-        raise DataError(f"{path}: needs a header row and at least one data row")
-    header = [h.strip() for h in rows[0]]
-    t = header.index(target) if target is not None and target in header else len(header) - 1
-    if target is not None and target not in header:
-        raise DataError(f"{path}: no column '{target}'")
-    body = [r for r in rows[1:] if r]
     try:
-        x = np.array([[float(v) for i, v in enumerate(r) if i != t] for r in body], dtype=np.float64)
-    except ValueError as e:
-        raise DataError(f"{path}: a feature value is not a number ({e})") from None
-    raw_y = [r[t].strip() for r in body]
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        row = raw[:e.start].count(b"\n") + 1
+        raise DataError(f"{path}: not UTF-8 text (byte 0x{raw[e.start]:02x} in row {row}); save the file as "
+                        "UTF-8") from None
+
+
+def csv_records(path: Path, text: str) -> list[tuple[int, list[str]]]:
+    """(row number, cells) of every row that is not a blank line."""
+    reader = csv.reader(io.StringIO(text, newline=""))
+    records, line = [], 1
     try:
-        y = np.array([float(v) for v in raw_y])
+        for cells in reader:
+            if cells:
+                records.append((line, cells))
+            line = reader.line_num + 1
+    except csv.Error as e:
+        raise DataError(f"{path}: row {line} is not valid CSV ({e})") from None
+    return records
+
+
+def check_rectangular(path: Path, records: list[tuple[int, list[str]]]) -> None:
+    first, width = records[0][0], len(records[0][1])
+    for line, cells in records:
+        if len(cells) != width:
+            raise DataError(f"{path}: rows have different numbers of columns: row {line} has {len(cells)}, "
+                            f"row {first} has {width}")
+
+
+def table_numbers(table: Table, columns: list[int]) -> np.ndarray:
+    """The cells of `columns` as float64 (rows, columns); the first empty cell or non-number is an error
+    naming its row and column."""
+    cells = [[r[j] for j in columns] for r in table.rows]
+    try:
+        return np.array(cells, dtype=np.float64).reshape(len(cells), len(columns))
     except ValueError:
-        names = sorted(set(raw_y))
-        y = np.array([names.index(v) for v in raw_y])
-    return x, y
+        pass
+    for i, r in enumerate(cells):
+        for k, v in enumerate(r):
+            if not is_number(v):
+                raise DataError(bad_cell(table, i, columns[k], v))
+    numbers = [[float(v) for v in r] for r in cells]
+    return np.array(numbers, dtype=np.float64).reshape(len(cells), len(columns))
+
+
+def bad_cell(table: Table, i: int, j: int, cell: str) -> str:
+    where = f"{table.path}: row {table.lines[i]}, {table.column(j)}"
+    if not cell.strip():
+        return f"{where} is empty (a missing value); fill or drop it"
+    text = f"{where} is not a number ({cell!r})"
+    if i == 0 and table.header is None:
+        text += ("; the first row is read as data because it has a number or an empty cell (a header row has "
+                 "only names)")
+    return text
+
+
+def read_csv(path: str | Path, target: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(features, targets) of a CSV file (the header rule decides whether its first row names the columns);
+    `target` names the target column (default: the last); class names are numbered in sorted order."""
+    s = csv_samples(path, target)
+    return s.x, s.y
+
+
+def csv_samples(path: str | Path, target: str | None = None) -> Samples:
+    table = read_table(path)
+    t = target_column(table, target)
+    x = table_numbers(table, [j for j in range(table.width) if j != t])
+    y, names = target_values(table, t)
+    return Samples(x, y, str(table.path), table.lines, names, table.header is not None)
+
+
+def target_column(table: Table, target: str | None) -> int:
+    """The index of the target column: the one named `target`, else the last."""
+    if target is None:
+        return table.width - 1
+    if table.header is None:
+        raise DataError(f"{table.path}: the spec names the target column '{target}', but the file has no "
+                        f"header row (row {table.lines[0]} has a number or an empty cell, so it is data)")
+    if target not in table.header:
+        raise DataError(f"{table.path}: no column '{target}' (columns: {', '.join(table.header)})")
+    return table.header.index(target)
+
+
+def target_values(table: Table, t: int) -> tuple[np.ndarray, list[str] | None]:
+    """The target column as numbers, or as class names numbered in sorted order (names); an empty cell, or a
+    column of both numbers and names, is an error."""
+    cells = [r[t].strip() for r in table.rows]
+    for i, v in enumerate(cells):
+        if not v:
+            raise DataError(f"{table.path}: row {table.lines[i]}, {table.column(t)} is empty: the target is "
+                            "missing")
+    numeric = [is_number(v) for v in cells]
+    if all(numeric):
+        return np.array([float(v) for v in cells]), None
+    if any(numeric):
+        i = numeric.index(not numeric[0])
+        raise DataError(f"{table.path}: the target column mixes numbers and names (row {table.lines[0]}: "
+                        f"{cells[0]!r}, row {table.lines[i]}: {cells[i]!r})")
+    names = sorted(set(cells))
+    number = {name: k for k, name in enumerate(names)}
+    return np.array([number[v] for v in cells]), names
+
+
+# ------------------------------------------------------------------------------------------------ npz files
+
+
+def open_npz(path: Path):
+    """The open .npz archive (a context manager); DataError for a missing, foreign, truncated or corrupt
+    file."""
+    try:
+        with open(path, "rb") as fh:
+            magic = fh.read(4)
+    except OSError as e:
+        raise DataError(f"cannot read data file {path}: {e.strerror or e}") from None
+    if magic not in (b"PK\x03\x04", b"PK\x05\x06"):
+        raise DataError(f"{path}: not an .npz archive (save one with np.savez(file, x=..., y=...))")
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        raise DataError(f"{path}: the .npz archive is truncated or corrupt ({e})") from None
+
+
+def npz_array(path: Path, f, key: str) -> np.ndarray:
+    """Array `key` of an open archive: one entry per sample, numbers or (for labels) strings."""
+    try:
+        a = f[key]
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+        damaged = isinstance(e, (EOFError, zipfile.BadZipFile, zlib.error))
+        raise DataError(f"{path}: array '{key}' cannot be read"
+                        f"{', the archive is truncated or corrupt' if damaged else ''} "
+                        f"({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+    if a.ndim == 0:
+        raise DataError(f"{path}: array '{key}' is a single value, not one entry per sample")
+    if a.dtype.kind not in "biufUS":
+        raise DataError(f"{path}: array '{key}' holds {a.dtype} values, not numbers")
+    return a
+
+
+def numeric_features(path: Path, x: np.ndarray, key: str) -> np.ndarray:
+    if x.dtype.kind not in "biuf":
+        raise DataError(f"{path}: array '{key}' holds {x.dtype} values, not numbers")
+    if len(x) == 0:
+        raise DataError(f"{path}: array '{key}' has no samples")
+    return x.astype(np.float64)
+
+
+def check_same_length(path: Path, x: np.ndarray, y: np.ndarray, xk: str, yk: str) -> None:
+    if len(y) != len(x):
+        raise DataError(f"{path}: '{xk}' has {len(x)} samples but '{yk}' has {len(y)}; they must match one "
+                        "to one")
 
 
 def read_npz(path: str | Path, xk: str = "x", yk: str = "y") -> tuple[np.ndarray, np.ndarray]:
+    """(features, targets): arrays `xk` and `yk` of an .npz file, one sample per entry of each."""
     path = Path(path)
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            missing = [k for k in (xk, yk) if k not in f.files]
-            if missing:
-                raise DataError(f"{path}: no array '{missing[0]}' (arrays: {', '.join(f.files)})")
-            return np.asarray(f[xk], dtype=np.float64), np.asarray(f[yk])
-    except (OSError, ValueError) as e:
-        raise DataError(f"cannot read data file {path}: {e}") from None
+    with open_npz(path) as f:
+        missing = [k for k in (xk, yk) if k not in f.files]
+        if missing:
+            raise DataError(f"{path}: no array '{missing[0]}' (arrays: {', '.join(f.files) or 'none'})")
+        x, y = npz_array(path, f, xk), npz_array(path, f, yk)
+    check_same_length(path, x, y, xk, yk)
+    return numeric_features(path, x, xk), y
 
 
 def _read_idx(path: Path) -> np.ndarray:
@@ -120,7 +359,10 @@ def _read_idx(path: Path) -> np.ndarray:
         if len(magic) != 4 or magic[:2] != b"\0\0":
             raise DataError(f"{path}: not an IDX file")
         ndim = magic[3]
-        dims = struct.unpack(">" + "I" * ndim, fh.read(4 * ndim))
+        head = fh.read(4 * ndim)
+        if len(head) != 4 * ndim:
+            raise DataError(f"{path}: truncated IDX file")
+        dims = struct.unpack(">" + "I" * ndim, head)
         data = np.frombuffer(fh.read(), dtype=np.uint8)
     if data.size != math.prod(dims):
         raise DataError(f"{path}: truncated IDX file")
@@ -137,9 +379,12 @@ def read_mnist(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     else:
         npz = None
     if npz is not None:
-        with np.load(npz) as f:
-            x = np.concatenate([f["x_train"], f["x_test"]]).astype(np.float64)
-            y = np.concatenate([f["y_train"], f["y_test"]])
+        with open_npz(npz) as f:
+            missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in f.files]
+            if missing:
+                raise DataError(f"{npz}: no array '{missing[0]}' (arrays: {', '.join(f.files) or 'none'})")
+            x = np.concatenate([npz_array(npz, f, "x_train"), npz_array(npz, f, "x_test")]).astype(np.float64)
+            y = np.concatenate([npz_array(npz, f, "y_train"), npz_array(npz, f, "y_test")])
         return x.reshape(len(x), -1), y
     parts = []
     for stem in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
@@ -154,8 +399,7 @@ def read_mnist(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     return x.reshape(len(x), -1), y
 
 
-def _targets(spec: Spec, y: np.ndarray, num_classes: int | None) -> np.ndarray:
-    return class_targets(y, type(spec.loss).targets, num_classes)
+# -------------------------------------------------------------------------------------------------- targets
 
 
 def class_targets(y: np.ndarray, kind: str, num_classes: int | None = None) -> np.ndarray:
@@ -169,9 +413,125 @@ def class_targets(y: np.ndarray, kind: str, num_classes: int | None = None) -> n
     return y.astype(np.float64).reshape(len(y), -1)
 
 
+def checked_targets(spec: Spec, s: Samples) -> tuple[np.ndarray, np.ndarray | None, int | None]:
+    """(targets as the loss wants them, integer class labels or None, number of classes or None), after
+    checking every target against the loss and the output layer: a bad one is a DataError naming its value,
+    its row and what is expected, before any backend could fail on it with an index error."""
+    task = type(spec.loss).task
+    units = spec.output_shape()[-1]
+    if task == "regression":
+        return regression_targets(spec, s, units), None, None
+    labels = class_labels(spec, s, units)
+    classes = units if task == "categorical" else 2
+    return class_targets(labels, type(spec.loss).targets, classes), labels, classes
+
+
+def regression_targets(spec: Spec, s: Samples, units: int) -> np.ndarray:
+    """One number per output unit and sample (a target of another width would be broadcast, silently)."""
+    name = spec.loss.name
+    if s.class_names is not None:
+        raise DataError(f"{s.where}: the target column holds names ({', '.join(s.class_names[:3])}"
+                        f"{', ...' if len(s.class_names) > 3 else ''}), but {name} is a regression loss; for "
+                        "classes use sparse_categorical_crossentropy with a softmax output")
+    if s.y.dtype.kind not in "biuf":
+        raise DataError(f"{s.where}: target {_first(s.y)!r} in {s.row(0)} is not a number; {name} needs "
+                        "numeric targets")
+    y = s.y.astype(np.float64).reshape(len(s.y), -1)
+    if y.shape[1] != units:
+        raise DataError(f"{s.where}: the targets have {y.shape[1]} column(s) but the output layer has "
+                        f"{units} units; {name} compares one target with each output (use "
+                        f"Dense({y.shape[1]}) or targets with {units} columns)")
+    return y
+
+
+def class_labels(spec: Spec, s: Samples, units: int) -> np.ndarray:
+    """Integer labels 0..classes-1 (0 and 1 for binary_crossentropy), one per sample; one-hot rows become
+    labels for categorical_crossentropy, and are an error for a loss that needs one label per sample."""
+    y = s.y[:, 0] if s.y.ndim == 2 and s.y.shape[1] == 1 else s.y
+    if y.ndim > 1:
+        y = onehot_labels(spec, s, y, units)
+    hi = units - 1 if type(spec.loss).task == "categorical" else 1
+    if y.dtype.kind not in "biuf":
+        raise DataError(f"{s.where}: label {_first(y)!r} in {s.row(0)} is not a class number; "
+                        f"{spec.loss.name} needs integer class labels 0..{hi}")
+    v = y.astype(np.float64)
+    with np.errstate(invalid="ignore"):
+        bad = ~np.isfinite(v) | (v != np.round(v)) | (v < 0) | (v > hi)
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise DataError(bad_label(spec, s, i, float(v[i]), units))
+    return v.astype(np.int64)
+
+
+def bad_label(spec: Spec, s: Samples, i: int, v: float, units: int) -> str:
+    """What is wrong with label v of sample i, and what is expected."""
+    binary = type(spec.loss).task == "binary"
+    need = (f"{spec.loss.name} needs labels 0 and 1" if binary
+            else f"{spec.loss.name} needs integer class labels 0..{units - 1}")
+    shown = f"class {s.class_names[int(v)]!r} (number {int(v)})" if s.class_names else f"label {v:g}"
+    where = f"{s.where}: {shown} in {s.row(i)}"
+    if not np.isfinite(v):
+        return f"{s.where}: the label in {s.row(i)} is missing or not finite ({v}); {need}"
+    if v != round(v):
+        return (f"{where} is not a whole number; {need} (for a numeric target use a regression loss such as "
+                "mse)")
+    if v < 0:
+        return f"{where} is negative; {need}"
+    if binary:
+        return f"{where}, but {need}; for more classes use categorical_crossentropy with a softmax output"
+    return f"{where} but the output layer has {units} units (classes 0..{units - 1})"
+
+
+def onehot_labels(spec: Spec, s: Samples, y: np.ndarray, units: int) -> np.ndarray:
+    """The labels of one-hot target rows, which only categorical_crossentropy takes."""
+    name = spec.loss.name
+    if type(spec.loss).targets != "onehot":
+        one = "one label 0 or 1" if type(spec.loss).task == "binary" else "one integer class label"
+        hint = ("; use categorical_crossentropy for one-hot targets, or give y.argmax(axis=1)"
+                if type(spec.loss).task == "categorical" else "")
+        raise DataError(f"{s.where}: the targets have shape {y.shape} (one-hot rows?) but {name} needs {one} "
+                        f"per sample{hint}")
+    if y.ndim != 2 or y.shape[1] != units:
+        raise DataError(f"{s.where}: the targets have shape {y.shape} but the output layer has {units} "
+                        f"units; give one-hot rows of {units} or class labels 0..{units - 1}")
+    if y.dtype.kind not in "biuf":
+        raise DataError(f"{s.where}: the targets hold {y.dtype} values, not numbers")
+    ok = np.isin(y, (0, 1)).all(axis=1) & (y.sum(axis=1) == 1)
+    if not ok.all():
+        i = int(np.argmin(ok))
+        raise DataError(f"{s.where}: the target of {s.row(i)} is not one-hot ({np.array2string(y[i])}); "
+                        f"give one-hot rows (a single 1) or class labels 0..{units - 1}")
+    return y.argmax(axis=1)
+
+
+# --------------------------------------------------------------------------------------------------- splits
+
+
 def split_seed(seed: int, *keys: int) -> int:
     """The seed of the split's scikit-learn splitters: SeedSequence([seed, STREAM_SPLIT, *keys])."""
     return int(np.random.SeedSequence([seed, STREAM_SPLIT, *keys]).generate_state(1)[0])
+
+
+def class_counts(labels: np.ndarray) -> str:
+    """ "30 of class 0, 2 of class 1, 1 of class 2": how many rows each class has."""
+    classes, counts = np.unique(labels, return_counts=True)
+    return ", ".join(f"{n} of class {c}" for c, n in zip(classes.tolist(), counts.tolist(), strict=True))
+
+
+def check_stratifiable(labels: np.ndarray, frac: float) -> None:
+    """A stratified holdout puts every class in both parts: each class needs 2 rows, each part a row per
+    class (scikit-learn's conditions, said with the counts)."""
+    classes, counts = np.unique(labels, return_counts=True)
+    n, k = len(labels), len(classes)
+    held = math.ceil(frac * n)
+    if counts.min() < 2:
+        raise DataError(f"stratified split: class {classes[counts.argmin()]} has {counts.min()} row of {n} "
+                        f"(rows per class: {class_counts(labels)}); each class needs at least 2 rows: add "
+                        "rows or set stratify=false")
+    if held < k or n - held < k:
+        raise DataError(f"stratified split: {n} rows split {n - held} / {held} cannot give each part a row "
+                        f"of each of the {k} classes (rows per class: {class_counts(labels)}); use more "
+                        "rows, another fraction or stratify=false")
 
 
 def holdout(idx: np.ndarray, frac: float, labels: np.ndarray | None, stratify: bool, seed: int):
@@ -181,7 +541,12 @@ def holdout(idx: np.ndarray, frac: float, labels: np.ndarray | None, stratify: b
     if frac <= 0:
         return idx, np.array([], dtype=np.int64)
     strat = labels[idx] if (stratify and labels is not None) else None
-    rest, held = train_test_split(idx, test_size=frac, random_state=seed, stratify=strat)
+    if strat is not None:
+        check_stratifiable(strat, frac)
+    try:
+        rest, held = train_test_split(idx, test_size=frac, random_state=seed, stratify=strat)
+    except ValueError as e:
+        raise DataError(f"cannot hold out {frac:g} of {len(idx)} rows: {e}") from None
     return np.sort(rest), np.sort(held)
 
 
@@ -190,6 +555,18 @@ def holdout_indices(n: int, labels: np.ndarray | None, val: float, test: float, 
     rest, held = holdout(np.arange(n), test, labels, stratify, split_seed(seed))
     train, valid = holdout(rest, val / (1 - test) if val else 0.0, labels, stratify, split_seed(seed) + 1)
     return [(train, valid, held)]
+
+
+def check_foldable(n: int, labels: np.ndarray | None, k: int) -> None:
+    """k folds need k rows, and k rows of every class when stratified (else a fold misses a class)."""
+    if n < k:
+        raise DataError(f"{k}-fold split: only {n} rows (after the test part); each fold needs at least one")
+    if labels is not None:
+        classes, counts = np.unique(labels, return_counts=True)
+        if counts.min() < k:
+            raise DataError(f"stratified {k}-fold split: class {classes[counts.argmin()]} has {counts.min()} "
+                            f"row(s) (rows per class: {class_counts(labels)}); each class needs at least "
+                            f"{k}: add rows, use a smaller k or set stratify=false")
 
 
 def kfold_indices(n: int, labels: np.ndarray | None, k: int, shuffle: bool, stratify: bool, test: float,
@@ -201,6 +578,7 @@ def kfold_indices(n: int, labels: np.ndarray | None, k: int, shuffle: bool, stra
 
     strat = stratify and labels is not None
     rest, held = holdout(np.arange(n), test, labels, strat, split_seed(seed))
+    check_foldable(len(rest), labels[rest] if (strat and labels is not None) else None, k)
     fold_seed = split_seed(seed, 2) if shuffle else None
     if strat and labels is not None:
         it = StratifiedKFold(k, shuffle=shuffle, random_state=fold_seed).split(rest, labels[rest])
@@ -217,6 +595,9 @@ def _split_indices(spec: Spec, labels: np.ndarray | None, n: int) -> tuple[np.nd
     return holdout_indices(n, labels, val, split.test, getattr(split, "stratify", False), spec.seed)[0]
 
 
+# ----------------------------------------------------------------------------------------------- the data
+
+
 @dataclass
 class Loaded:
     """The whole data set, flat and unnormalised, with targets as the loss wants them."""
@@ -225,62 +606,91 @@ class Loaded:
     targets: np.ndarray
     labels: np.ndarray | None
     num_classes: int | None
+    samples: Samples | None = None  # as read: where from, and which row each sample is on
 
 
 def load(spec: Spec, base_dir: Path) -> Loaded:
-    x, y = load_raw(spec, base_dir)
-    task = type(spec.loss).task
-    _check_finite(x, y, spec)
-    num_classes = None
-    labels = None
-    if task in ("categorical", "binary"):
-        labels = y.astype(np.int64)
-        if not np.allclose(labels, y):
-            raise DataError(f"{_where(spec)}: classification targets must be integer class labels "
-                            f"(found {_first(y[labels != y])}); for a numeric target use a regression loss "
-                            "such as mse")
-        if labels.min() < 0:
-            raise DataError(f"{_where(spec)}: class labels must be 0, 1, 2, ... (found {labels.min()})")
-        if task == "binary" and labels.max() > 1:
-            raise DataError(f"{_where(spec)}: {spec.loss.name} needs labels 0 and 1, found "
-                            f"{len(np.unique(labels))} classes (up to {labels.max()}); use "
-                            "categorical_crossentropy with a softmax output for more than two classes")
-        src = data_block(spec).source
-        num_classes = BUNDLED[src.name][1] if isinstance(src, Bundled) else int(labels.max()) + 1
-    n = len(x)
-    flat = x.reshape(n, -1)
+    s = load_samples(spec, base_dir)
+    n = len(s.x)
+    if n == 0:
+        raise DataError(f"{s.where}: no samples")
+    flat = np.asarray(s.x, dtype=np.float64).reshape(n, -1)
+    check_finite_features(flat, s)
     need = math.prod(spec.input)
     if flat.shape[1] != need:
         raise DataError(f"samples have {flat.shape[1]} features, input {tuple(spec.input)} needs {need}")
-    return Loaded(flat, _targets(spec, y, num_classes), labels, num_classes)
-
-
-def _where(spec: Spec) -> str:
-    src = data_block(spec).source
-    return src.name if isinstance(src, Bundled) else str(getattr(src, "path", src))
+    if len(s.y) != n:
+        raise DataError(f"{s.where}: {n} samples but {len(s.y)} targets")
+    check_finite_targets(s)
+    targets, labels, num_classes = checked_targets(spec, s)
+    return Loaded(flat, targets, labels, num_classes, s)
 
 
 def _first(a: np.ndarray):
-    return a.reshape(-1)[0] if a.size else None
+    """The first value as a plain Python value (its repr is 'a', not np.str_('a'))."""
+    return a.reshape(-1)[0].item() if a.size else None
 
 
-def _check_finite(x: np.ndarray, y: np.ndarray, spec: Spec) -> None:
+def check_finite_features(flat: np.ndarray, s: Samples) -> None:
     """Missing (nan) or infinite values would only show up later as a nan loss; name them now."""
-    x = np.asarray(x, dtype=np.float64)
-    bad = ~np.isfinite(x.reshape(len(x), -1))
+    bad = ~np.isfinite(flat)
     if bad.any():
         row, col = np.argwhere(bad)[0]
-        raise DataError(f"{_where(spec)}: {int(bad.sum())} feature value(s) are missing or not finite "
-                        f"(the first in sample {row + 1}, feature {col + 1}); fill or drop them first")
-    if y.dtype.kind == "f" and not np.all(np.isfinite(y)):
-        row = int(np.flatnonzero(~np.isfinite(y.reshape(len(y), -1)).any(axis=1))[0])
-        raise DataError(f"{_where(spec)}: a target is missing or not finite (the first in sample {row + 1})")
+        raise DataError(f"{s.where}: {int(bad.sum())} feature value(s) are missing or not finite "
+                        f"(the first in {s.row(int(row))}, feature {col + 1}); fill or drop them first")
+
+
+def check_finite_targets(s: Samples) -> None:
+    if s.y.dtype.kind == "f" and not np.all(np.isfinite(s.y)):
+        row = int(np.flatnonzero(~np.isfinite(s.y.reshape(len(s.y), -1)).any(axis=1))[0])
+        raise DataError(f"{s.where}: a target is missing or not finite (the first in {s.row(row)})")
+
+
+def embedding_vocabulary(spec: Spec) -> int | None:
+    """input_dim of an Embedding that reads the model's input (first, or after reshapes only), else None."""
+    for layer in spec.layers:
+        if isinstance(layer, Embedding):
+            return layer.input_dim
+        if not isinstance(layer, (Flatten, Reshape)):
+            return None
+    return None
+
+
+def check_model_inputs(spec: Spec, flat: np.ndarray, where: str, row) -> None:
+    """Normalised inputs the model can take: finite in its dtype (1e308 is a float64 but overflows float32 or
+    a normalisation), and whole-number indices 0..input_dim-1 for an Embedding that reads them (a larger one
+    is an index error inside the backend). `row(i)` names sample i."""
+    limit = float(np.finfo(spec.dtype).max)
+    with np.errstate(invalid="ignore"):
+        bad = ~np.isfinite(flat) | (np.abs(flat) > limit)
+    if bad.any():
+        i, j = (int(v) for v in np.argwhere(bad)[0])
+        raise DataError(f"{where}: {row(i)}, feature {j + 1} is {flat[i, j]:.3g} after normalize: "
+                        f"{data_normalize(spec)}, beyond what {spec.dtype} holds (±{limit:.3g}); rescale "
+                        "that feature")
+    vocab = embedding_vocabulary(spec)
+    if vocab is not None:
+        bad = (flat != np.trunc(flat)) | (flat < 0) | (flat >= vocab)
+        if bad.any():
+            i, j = (int(v) for v in np.argwhere(bad)[0])
+            hint = "" if data_normalize(spec) == "none" else " (normalize: none keeps token indices whole)"
+            raise DataError(f"{where}: {row(i)}, feature {j + 1} is {flat[i, j]:g}, but the first layer, "
+                            f"Embedding({vocab}, ...), takes token indices: whole numbers 0..{vocab - 1}"
+                            + hint)
+
+
+def data_normalize(spec: Spec) -> str:
+    return spec.data.normalize if spec.data is not None else "none"
 
 
 def assemble(spec: Spec, data: Loaded, train: np.ndarray, val: np.ndarray, test: np.ndarray) -> Dataset:
     """Normalise with statistics of the training part only (no leakage), shape to the spec's input."""
-    shift, scale = normalizer(data_block(spec).normalize, data.x[train])
-    flat = data.x if shift is None else (data.x - shift) / scale
+    s = data.samples or Samples(data.x, data.targets, "the data")
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        shift, scale = normalizer(data_block(spec).normalize, data.x[train])
+        check_statistics(spec, shift, scale, s.where)
+        flat = data.x if shift is None else (data.x - shift) / scale
+    check_model_inputs(spec, flat, s.where, s.row)
     xs = flat.reshape((len(flat),) + tuple(spec.input))
 
     def part(ix):
@@ -288,7 +698,19 @@ def assemble(spec: Spec, data: Loaded, train: np.ndarray, val: np.ndarray, test:
             return None
         return Split(xs[ix], data.targets[ix], data.labels[ix] if data.labels is not None else None)
 
-    return Dataset(part(train), part(val), part(test), data.num_classes, shift=shift, scale=scale)
+    return Dataset(part(train), part(val), part(test), data.num_classes, shift=shift, scale=scale,
+                   read=s.read(), class_names=s.class_names)
+
+
+def check_statistics(spec: Spec, shift: np.ndarray | None, scale: np.ndarray | None, where: str) -> None:
+    """Statistics that overflowed (features near 1e308) would scale every value to 0 or nan, silently."""
+    if shift is None or scale is None:
+        return
+    bad = ~(np.isfinite(shift) & np.isfinite(scale))
+    if bad.any():
+        j = int(np.argmax(bad))
+        raise DataError(f"{where}: normalize: {data_normalize(spec)} overflows on feature {j + 1} (its "
+                        "values are too large to average); rescale that feature")
 
 
 def normalizer(how: str, fit: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:

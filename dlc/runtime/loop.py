@@ -3,6 +3,7 @@ early stopping, NaN detection and the history. Backend-neutral: a backend only r
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Callable
@@ -68,18 +69,25 @@ class LoopState:
 
 def train(session, spec: Spec, data: Dataset, epochs: int | None = None,
           on_epoch: Callable[[dict], None] | None = None,
-          on_progress: Callable[[int, int, int], None] | None = None, max_steps: int | None = None,
+          on_progress: Callable[[int, int, int, dict | None], None] | None = None,
+          max_steps: int | None = None,
           resume: LoopState | None = None,
-          on_checkpoint: Callable[[LoopState], None] | None = None) -> History:
+          on_checkpoint: Callable[[LoopState], None] | None = None,
+          evidence=None) -> History:
     """Train `session` on `data` as the spec says; returns the history (also on failure, with .failure set).
     `resume` continues from a checkpointed state (the session's own state restored by the caller);
-    `on_checkpoint` is called after every finished epoch with the state to save."""
+    `on_checkpoint` is called after every finished epoch with the state to save; `on_progress(epoch, done,
+    total, running)` when an epoch starts (done 0) and as its steps go (running: the loss and metrics of
+    the steps so far, when the backend tells them). `evidence` (a dlc.runtime.evidence.Recorder) records
+    the training evidence after every epoch, the one that fails with a non-finite loss included."""
     epochs = epochs or spec.train.epochs
     train_h = session.load_data(data.train.x, data.train.y)
     val_h = session.load_data(data.val.x, data.val.y) if data.val is not None else None
     state = resume if resume is not None else _fresh_state(spec)
     plateau = _plateau(spec, state)
     hist = state.history
+    if evidence is not None:
+        evidence.begin(session, data, state.epoch, hist)
     for epoch in range(state.epoch, epochs):
         if hist.stopped_early:
             break
@@ -91,7 +99,15 @@ def train(session, spec: Spec, data: Dataset, epochs: int | None = None,
         if spec.data is not None and spec.data.augment:
             train_h = session.load_data(augment(data.train.x, spec.data.augment, spec.seed, epoch),
                                         data.train.y)
-        row = _train_epoch(session, spec, train_h, val_h, perm, epoch, lr, hist, on_progress)
+        try:
+            row = _train_epoch(session, spec, train_h, val_h, perm, epoch, lr, hist, on_progress)
+        except TrainingFailed:
+            if evidence is not None:
+                with contextlib.suppress(Exception):  # the failure being reported comes first
+                    evidence.record(session, epoch, lr, hist)
+            raise
+        if evidence is not None:
+            evidence.record(session, epoch, lr, hist)
         if on_epoch:
             on_epoch(row)
         _end_epoch(session, spec, plateau, state, row, epoch, lr)
@@ -141,11 +157,31 @@ def _epoch_order(spec: Spec, epoch: int, n: int, max_steps: int | None,
     return perm[:left * spec.train.batch_size] if left > 0 else None
 
 
+def _progress(spec: Spec, epoch: int, n: int, on_progress: Callable[[int, int, int, dict | None], None]):
+    """The backend's progress callback, `(done, total, peek=None)`: `peek()` gives the step losses and the
+    metric statistics so far, from which the running loss and metrics are told to `on_progress`."""
+    bs, task = spec.train.batch_size, type(spec.loss).task
+    names: list[str] = [m.name for m in spec.metrics]
+
+    def progress(done: int, total: int, peek=None) -> None:
+        running = None
+        if peek is not None and done > 0:
+            losses, stats = peek()
+            sizes = np.minimum(bs, n - np.arange(len(losses)) * bs).astype(np.float64)
+            running = {"loss": float(np.sum(np.asarray(losses) * sizes) / np.sum(sizes))}
+            running.update(M.compute(names, task, stats))
+        on_progress(epoch, done, total, running)
+
+    return progress
+
+
 def _train_epoch(session, spec: Spec, train_h, val_h, perm, epoch: int, lr: float, hist: History,
-                 on_progress: Callable[[int, int, int], None] | None) -> dict:
+                 on_progress: Callable[[int, int, int, dict | None], None] | None) -> dict:
     """One epoch of steps in the order `perm`, then the validation: the history row (also appended)."""
     bs = spec.train.batch_size
-    progress = (lambda done, total: on_progress(epoch, done, total)) if on_progress else None
+    progress = _progress(spec, epoch, len(perm), on_progress) if on_progress else None
+    if progress is not None:
+        progress(0, -(-len(perm) // bs))
     t0 = time.perf_counter()
     losses, stats, sizes = session.train_epoch(train_h, perm, bs, progress)
     elapsed = time.perf_counter() - t0

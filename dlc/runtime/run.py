@@ -6,14 +6,14 @@ display)."""
 from __future__ import annotations
 
 import contextlib
-import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 from dlc.runtime import rundir
-from dlc.runtime.runs import RunDirError
+from dlc.runtime.runs import RunDirError, retrain
 
 
 class RunFailed(Exception):
@@ -69,13 +69,17 @@ def final_metrics(session, spec, data) -> dict[str, dict[str, float]]:
 
 @dataclass
 class Resumable:
-    """A run directory `--resume` can continue (finished: it has metrics.json, nothing is left to do)."""
+    """A run directory `--resume` can continue (`finished`: nothing is left to do). `epochs_done` epochs
+    of `epochs_total` are in its checkpoint; `complete`: all of them, only the final files are left to
+    write (the run was stopped while writing them)."""
 
     run: Path
     info: dict
     finished: bool
     spec: object = None  # the run's exact spec (ir.json), when not finished
     spec_file: str = ""  # the spec copy in the run directory (ir.json when there is none)
+    checkpoint: tuple | None = None  # (session state, loop state) of the last finished epoch
+    epochs_total: int = 0
 
     @property
     def backend(self) -> str:
@@ -86,23 +90,70 @@ class Resumable:
         """Where the spec's relative data paths live: the folder of the spec the run was started from."""
         return Path(self.info["spec_dir"])
 
+    @property
+    def epochs_done(self) -> int:
+        return self.checkpoint[1].epoch if self.checkpoint is not None else 0
+
+    @property
+    def rows(self) -> list[dict]:
+        """The history rows of the epochs done."""
+        return list(self.checkpoint[1].history.rows) if self.checkpoint is not None else []
+
+    @property
+    def stopped_early(self) -> bool:
+        return self.checkpoint is not None and self.checkpoint[1].history.stopped_early
+
+    @property
+    def complete(self) -> bool:
+        """Every epoch is trained (or early stopping ended the run): only the final files are left."""
+        if self.checkpoint is None:
+            return False
+        loop = self.checkpoint[1]
+        return loop.epoch >= self.epochs_total or loop.history.stopped_early
+
     def device(self, asked: str = "auto") -> str:
         """The device to continue on: the one asked for, else the one the run was started with."""
         return self.info.get("device", "auto") if asked == "auto" else asked
 
 
 def resume_target(run: str | Path) -> Resumable:
+    """The run folder as `--resume` sees it (dlc.runtime.runs.run_state); RunDirError saying why it cannot be
+    continued (a cv or tune folder, a damaged run.json/ir.json/checkpoint, a lost checkpoint)."""
+    from pydantic import ValidationError
+
     from dlc.compiler.spec import Spec
+    from dlc.runtime import checkpoint
+    from dlc.runtime.runs import run_state
 
     run = Path(run)
-    if not (run / "ir.json").is_file() or not (run / "run.json").is_file():
-        raise RunDirError(f"'{run}' is not a dlc run directory (no ir.json/run.json)")
-    info = json.loads((run / "run.json").read_text())
-    if (run / "metrics.json").is_file():
+    st = run_state(run)
+    if st.kind == "cv":
+        raise RunDirError(f"'{run}' is a cross-validation run: --resume continues `dlc run` runs; run "
+                          f"`dlc cv SPEC --out {run} --replace` again")
+    if st.kind == "tune":
+        raise RunDirError(f"'{run}' is a tune run: run the same `dlc tune SPEC --out {run}` again to "
+                          "continue its search")
+    if st.state == "damaged" and not st.repairable:
+        raise RunDirError(f"'{run}' cannot be resumed: {st.detail}; {retrain(run)}")
+    info = st.info or {}
+    missing = [k for k in ("backend", "spec_dir") if k not in info]
+    if missing:
+        raise RunDirError(f"'{run}' cannot be resumed: run.json is damaged (no '{missing[0]}'); "
+                          f"{retrain(run)}")
+    if st.finished:
         return Resumable(run, info, finished=True)
+    try:
+        spec = Spec.model_validate_json((run / "ir.json").read_text())
+    except ValidationError as e:
+        raise RunDirError(f"'{run}' cannot be resumed: ir.json is damaged (not a dlc spec: "
+                          f"{e.error_count()} errors); {retrain(run)}") from None
+    saved = checkpoint.load(run)
+    if saved is None and (st.epochs_done or 0) > 1:
+        raise RunDirError(f"'{run}' cannot be resumed: checkpoint.npz is missing although history.json has "
+                          f"{st.epochs_done} epochs; {retrain(run)}")
     spec_file = str(next(iter(sorted(run.glob("*.dlspec"))), run / "ir.json"))
-    return Resumable(run, info, finished=False, spec=Spec.model_validate_json((run / "ir.json").read_text()),
-                     spec_file=spec_file)
+    return Resumable(run, info, finished=False, spec=spec, spec_file=spec_file, checkpoint=saved,
+                     epochs_total=spec.train.epochs)
 
 
 # ----------------------------------------------------------------------------------------------- training
@@ -118,8 +169,9 @@ class Observer:
         """A context around the training loop (the command line's progress display)."""
         return contextlib.nullcontext()
 
-    def progress(self, epoch: int, done: int, total: int) -> None:
-        """`done` of `total` steps of epoch `epoch` (from 0) are finished."""
+    def progress(self, epoch: int, done: int, total: int, running: dict | None = None) -> None:
+        """`done` of `total` steps of epoch `epoch` (from 0) are finished (0: the epoch starts); `running`:
+        the loss and metrics of those steps so far, when the backend could tell them."""
 
     def epoch(self, row: dict) -> None:
         """An epoch's history row (loss, metrics, val_*, lr, time_s, samples_per_s)."""
@@ -133,11 +185,14 @@ class Finished:
 
 
 def train_run(spec, backend: str, spec_file: str, base_dir: Path, *, device: str = "auto",
-              out: str | None = None,
-              resume: Resumable | None = None, observer: Observer | None = None) -> Finished:
-    """Train `spec` on `backend` into a run directory: `out` (default: a fresh one under runs/), or the one
-    being resumed. A failure before the directory exists is raised as it is; one after it as RunFailed (the
-    history so far and its curves are written first)."""
+              out: str | None = None, replace: bool = False,
+              resume: Resumable | None = None, observer: Observer | None = None,
+              evidence: bool = True) -> Finished:
+    """Train `spec` on `backend` into a run directory: `out` (default: a fresh one under runs/; a folder
+    that is not empty is refused unless `replace`, see rundir.prepare_out), or the one being resumed. A
+    failure before the directory exists is raised as it is; one after it as RunFailed (the history so far
+    and its curves are written first, and run.json says why it failed). `evidence`: record the training
+    evidence (evidence.json, dlc.runtime.evidence; a resumed run only continues one it has)."""
     from dlc.backends import session_class
     from dlc.reference.weights import initial_weights
     from dlc.runtime.data import prepare
@@ -145,6 +200,8 @@ def train_run(spec, backend: str, spec_file: str, base_dir: Path, *, device: str
 
     observer = observer or Observer()
     session_cls = session_class(backend)
+    if resume is None and out:  # refuse a folder in use before loading any data (and replace it after)
+        rundir.prepare_out(out, replace=replace, spec_file=spec_file, check_only=True)
     data = prepare(spec, base_dir)
     session = session_cls(spec, device=device, weights=initial_weights(spec))
     run, rows, state = None, [], None
@@ -152,47 +209,66 @@ def train_run(spec, backend: str, spec_file: str, base_dir: Path, *, device: str
     try:
         if resume is not None:
             run = resume.run
-            state, rows = _restore(run, session)
+            state, rows = _restore(run, session, resume)
         else:
-            run = _new_run(spec, backend, device, spec_file, out, data)
-        return _train(session, spec, data, backend, run, rows, state, observer, title)
+            run = _new_run(spec, backend, device, spec_file, out, data, replace)
+        return _train(session, spec, data, backend, run, rows, state, observer, title, evidence)
     except TrainingFailed as e:
         if run is None:
             raise
         rundir.write_history(run, rows)
         if rows:
             rundir.plot_curves(run, rows, title + " — failed")
+        _mark(run, failed=str(e))
         raise RunFailed(e, run) from e
     except Exception as e:
         if run is None:
             raise
+        _mark(run, failed=str(e).splitlines()[0] if str(e) else type(e).__name__)
         raise RunFailed(e, run) from e
 
 
-def _restore(run: Path, session):
+def _mark(run: Path, **changes) -> None:
+    """Record in run.json how the run ended (never hiding the failure being reported)."""
+    with contextlib.suppress(OSError, ValueError):
+        rundir.update_json(run / "run.json", **changes)
+
+
+def _restore(run: Path, session, resume: Resumable):
     """(loop state, history rows) of the run's last checkpoint, its weights and optimizer state set on the
-    session; (None, []) when it has none (killed before its first epoch ended)."""
+    session; (None, []) when it has none (killed before its first epoch ended). The files of an unfinished
+    end (metrics.json) go first: run.json's `finished` is written again only once every file is."""
     from dlc.runtime import checkpoint
 
-    saved = checkpoint.load(run)
+    saved = resume.checkpoint if resume.checkpoint is not None else checkpoint.load(run)
+    with contextlib.suppress(FileNotFoundError):
+        (run / "metrics.json").unlink()
+    rundir.update_json(run / "run.json", finished=None, failed=None)
     if saved is None:
         return None, []
-    session.set_state(saved[0])
+    try:
+        session.set_state(saved[0])
+    except Exception as e:  # noqa: BLE001 - arrays of another model: one line
+        why = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise RunDirError(f"{run / checkpoint.FILE} does not fit the run's model ({why}); it cannot be "
+                          f"resumed from: {retrain(run)}") from None
     return saved[1], list(saved[1].history.rows)
 
 
-def _new_run(spec, backend: str, device: str, spec_file: str, out: str | None, data) -> Path:
-    run = rundir.new_run_dir(spec.name, backend, out)
-    rundir.copy_spec(run, spec_file)
-    (run / "ir.json").write_text(spec.model_dump_json(indent=2))
+def _new_run(spec, backend: str, device: str, spec_file: str, out: str | None, data, replace: bool) -> Path:
+    run = rundir.new_run_dir(spec.name, backend, out, replace=replace, spec_file=spec_file)
+    if Path(spec_file).is_file() and Path(spec_file).resolve().parent != run.resolve():
+        rundir.copy_spec(run, spec_file)
+    rundir.write_text(run / "ir.json", spec.model_dump_json(indent=2))
     where = SimpleNamespace(spec=spec_file, backend=backend, device=device)
     rundir.write_json(run / "run.json", rundir.run_info(where, spec, data))
     return run
 
 
 def _train(session, spec, data, backend: str, run: Path, rows: list[dict], state, observer: Observer,
-           title: str) -> Finished:
+           title: str, evidence: bool = True) -> Finished:
     from dlc.runtime import checkpoint
+    from dlc.runtime.evidence import FILE, Recorder
     from dlc.runtime.loop import train
     from dlc.runtime.tensorboard import EventWriter
 
@@ -207,15 +283,22 @@ def _train(session, spec, data, backend: str, run: Path, rows: list[dict], state
         tb.scalars(row["epoch"], row)
         observer.epoch(row)
 
+    # the evidence of a resumed run continues its evidence.json (a run without one stays without)
+    keep = evidence and (state is None or state.epoch == 0 or (run / FILE).is_file())
     with observer.training():
         hist = train(session, spec, data, on_epoch=on_epoch, on_progress=observer.progress, resume=state,
-                     on_checkpoint=lambda st: checkpoint.save(run, session, st))
+                     on_checkpoint=lambda st: checkpoint.save(run, session, st),
+                     evidence=Recorder(spec, run, tb) if keep else None)
     final: dict = final_metrics(session, spec, data)
     final["epochs_run"] = len(hist.rows)
     final["stopped_early"] = hist.stopped_early
     final["best_epoch"] = hist.best_epoch
     final["restored_best"] = hist.restored_best
-    rundir.write_json(run / "metrics.json", final)
+    # the end, in an order a kill cannot confuse: the model, the curves, metrics.json, then run.json's
+    # `finished` (the one mark of a finished run; see dlc.runtime.runs.run_state)
+    rundir.write_history(run, hist.rows)
     session.save(run)
     rundir.plot_curves(run, hist.rows, title, best_epoch=hist.best_epoch)
+    rundir.write_json(run / "metrics.json", final)
+    rundir.update_json(run / "run.json", finished=time.strftime("%Y-%m-%dT%H:%M:%S"), failed=None)
     return Finished(run, hist, final)

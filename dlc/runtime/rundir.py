@@ -1,23 +1,156 @@
-"""The run directory: the spec, ir.json, history.csv/json, curves.png, metrics.json, env.json, the model."""
+"""The run directory: the spec, ir.json, history.csv/json, curves.png, metrics.json, env.json, the model.
+
+A run directory holds one run. `dlc run --out DIR` (and `dlc cv`) refuses a folder that is not empty unless
+asked to replace it, and replaces only a folder dlc wrote (see prepare_out); `dlc tune --out DIR` continues
+the search of a tune folder. Every file is written to a temporary name and renamed over its target, and
+run.json's `finished` (written last) says the run is complete: see dlc.runtime.runs.run_state."""
 
 from __future__ import annotations
 
 import csv
+import fnmatch
 import json
 import math
 import os
 import platform
+import re
 import shutil
 import sys
 import time
 from pathlib import Path
 
 
-def new_run_dir(spec_name: str, backend: str, out: str | None, root: str = "runs") -> Path:
-    if out:
-        p = Path(out)
-        p.mkdir(parents=True, exist_ok=True)
+class OutFolderError(Exception):
+    """An --out folder that cannot be used as it is (not empty, not a dlc folder, a file): a usage error."""
+
+
+# what dlc writes in a run folder (cv folds and tune trials included); anything else is someone else's
+DLC_FILES = ("*.dlspec", "ir.json", "run.json", "env.json", "history.json", "history.csv", "metrics.json",
+             "curves.png", "checkpoint.npz", "model.pt", "model.keras", "model.json", "log.txt",
+             "events.out.tfevents.*", "cv.json", "tune.json", "study.db", "study.db-*", "result.json",
+             "job.json", "evidence.json", "gradients.png", "importance.png", "*.dlc-lock", "*.tmp",
+             "*.tmp.*")
+DLC_DIRS = re.compile(r"fold_\d+|trials|\d+")
+KIND_NAMES = {"run": "a dlc run", "cv": "a dlc cross-validation run", "tune": "a dlc tune run"}
+
+
+def folder_kind(p: Path) -> str | None:
+    """"tune", "cv" or "run" for a folder dlc wrote (by the files that mark each), None otherwise."""
+    names = {c.name for c in p.iterdir()}
+    if names & {"tune.json", "study.db"} or (p / "trials").is_dir():
+        return "tune"
+    if "cv.json" in names or any(re.fullmatch(r"fold_\d+", n) and (p / n).is_dir() for n in names):
+        return "cv"
+    if names & {"ir.json", "run.json", "history.json"}:
+        return "run"
+    return None
+
+
+def foreign_entries(p: Path, prefix: str = "") -> list[str]:
+    """The entries under `p` that dlc never writes (links included: never followed), as relative paths."""
+    out = []
+    for c in sorted(p.iterdir()):
+        rel = prefix + c.name
+        if c.is_symlink():
+            out.append(rel)
+        elif c.is_dir():
+            out.extend(foreign_entries(c, rel + "/") if DLC_DIRS.fullmatch(c.name) else [rel + "/"])
+        elif not any(fnmatch.fnmatchcase(c.name, pat) for pat in DLC_FILES):
+            out.append(rel)
+    return out
+
+
+def _listed(names: list[str], most: int = 3) -> str:
+    shown = ", ".join(names[:most])
+    return shown + (f" and {len(names) - most} more" if len(names) > most else "")
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    try:
+        path.resolve().relative_to(folder.resolve())
+    except ValueError:
+        return False
+    return True
+
+
+def prepare_out(out: str | Path, *, replace: bool = False, kind: str = "run",
+                spec_file: str | Path | None = None, check_only: bool = False) -> Path:
+    """The folder `out`, ready for a new run of `kind` ("run", "cv" or "tune"): created when missing; a
+    non-empty one is refused (OutFolderError) unless `replace` (then a folder dlc wrote is deleted whole
+    first, never one with other files, the spec being run or the current directory in it). For "tune", a
+    folder of an earlier tune run is used as it is (the search continues). `check_only`: refuse as it
+    would, but change nothing."""
+    p = Path(out)
+    if p.exists() and not p.is_dir():
+        raise OutFolderError(f"--out {out} is a file, not a folder")
+    if not p.exists():
+        if not check_only:
+            try:
+                p.mkdir(parents=True)
+            except OSError as e:
+                raise OutFolderError(f"cannot create --out {out}: {e.strerror or e}") from None
         return p
+    if not any(p.iterdir()):
+        return p
+    if kind == "tune":
+        _check_tune_folder(out, p, spec_file)
+        return p
+    found, foreign = folder_kind(p), foreign_entries(p)
+    if found is None or foreign:
+        held = _listed(foreign or [c.name for c in sorted(p.iterdir())])
+        also = "; --replace deletes only a folder dlc wrote" if replace else ""
+        raise OutFolderError(f"--out {out} is not empty and is not a dlc run folder (it holds {held}); give "
+                             f"a new or empty folder{also}")
+    if not replace:
+        raise OutFolderError(_in_use(out, p, found))
+    if spec_file is not None and _inside(Path(spec_file), p):
+        raise OutFolderError(f"--replace would delete {out}, which holds the spec being run ({spec_file}); "
+                             "copy the spec out of it first, or give another --out")
+    if _inside(Path.cwd(), p):
+        raise OutFolderError(f"--replace would delete {out}, the current directory or one above it; run from "
+                             "elsewhere or give another --out")
+    if not check_only:
+        shutil.rmtree(p)
+        p.mkdir(parents=True)
+    return p
+
+
+def _check_tune_folder(out, p: Path, spec_file: str | Path | None) -> None:
+    """A non-empty --out of `dlc tune` must be an earlier tune run's folder (its search continues)."""
+    found, foreign = folder_kind(p), foreign_entries(p)
+    if found == "tune" and not foreign:
+        return
+    if spec_file is not None and [c.name for c in p.iterdir()] == [Path(spec_file).name] \
+            and (p / Path(spec_file).name).read_bytes() == Path(spec_file).read_bytes():
+        return  # an earlier `dlc tune` stopped right after copying its spec
+    what = KIND_NAMES[found] if found and not foreign else \
+        f"files dlc did not write: {_listed(foreign or [c.name for c in sorted(p.iterdir())])}"
+    raise OutFolderError(f"--out {out} is not empty and is not a dlc tune run (it holds {what}); give a new "
+                         "or empty folder (the --out of an earlier `dlc tune` continues that search)")
+
+
+def _in_use(out, p: Path, found: str) -> str:
+    resume = ""
+    if found == "run" and not _finished_mark(p):
+        resume = f", or continue it with `dlc run --resume {out}`"
+    return (f"--out {out} already holds {KIND_NAMES[found]}; give a new folder, add --replace to delete it "
+            f"first{resume}")
+
+
+def _finished_mark(p: Path) -> bool:
+    """run.json says finished (a run folder without a readable run.json counts as not finished)."""
+    try:
+        return bool(json.loads((p / "run.json").read_text()).get("finished"))
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def new_run_dir(spec_name: str, backend: str, out: str | None, root: str = "runs", *, replace: bool = False,
+                kind: str = "run", spec_file: str | Path | None = None) -> Path:
+    """`out` made ready by prepare_out, or a fresh folder under `root` named after the spec, the backend and
+    the time."""
+    if out:
+        return prepare_out(out, replace=replace, kind=kind, spec_file=spec_file)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     base = Path(root) / f"{spec_name}-{backend}-{stamp}"
     p, i = base, 1
@@ -28,11 +161,23 @@ def new_run_dir(spec_name: str, backend: str, out: str | None, root: str = "runs
     return p
 
 
+def write_text(path: Path, text: str) -> None:
+    """Atomic: write a temporary file, then rename it over the target (a reader never sees half a file)."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
 def write_json(path: Path, obj) -> None:
     """Atomic: write a temporary file, then rename it over the target."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=float))
-    os.replace(tmp, path)
+    write_text(path, json.dumps(obj, indent=2, default=float))
+
+
+def update_json(path: Path, **changes) -> None:
+    """Set keys of a JSON object file, atomically."""
+    obj = json.loads(path.read_text())
+    obj.update(changes)
+    write_json(path, obj)
 
 
 def write_history(run: Path, rows: list[dict]) -> None:
@@ -49,7 +194,9 @@ def write_history(run: Path, rows: list[dict]) -> None:
 
 
 def copy_spec(run: Path, spec_path: str) -> None:
-    shutil.copyfile(spec_path, run / Path(spec_path).name)
+    tmp = run / (Path(spec_path).name + ".tmp")
+    shutil.copyfile(spec_path, tmp)
+    os.replace(tmp, run / Path(spec_path).name)
 
 
 def env_info(backend: str, device: str) -> dict:
@@ -77,7 +224,11 @@ def run_info(args, spec, data) -> dict:
             "device": getattr(args, "device", "auto"), "dtype": spec.dtype, "seed": spec.seed,
             "input": list(spec.input), "num_classes": data.num_classes, "normalize": spec.data.normalize,
             "preprocessing": data.preprocessing(),
-            "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
+            # what was read (file, rows, whether a header row was skipped) and a CSV target's class names
+            "data_read": getattr(data, "read", None), "class_names": getattr(data, "class_names", None),
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            # set when the run ends: the time its last file was written, or why it failed
+            "finished": None, "failed": None}
 
 
 def plot_curves(run: Path, rows: list[dict], title: str, best_epoch: int | None = None) -> None:
@@ -116,8 +267,9 @@ def plot_curves(run: Path, rows: list[dict], title: str, best_epoch: int | None 
         ax.set_visible(False)
     fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(run / "curves.png", dpi=100)
+    fig.savefig(run / "curves.png.tmp", dpi=100, format="png")
     plt.close(fig)
+    os.replace(run / "curves.png.tmp", run / "curves.png")
 
 
 def _plain_ticks():

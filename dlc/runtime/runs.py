@@ -1,12 +1,21 @@
-"""Run directories after the fact: find them under a folder, describe each (spec, backend, date, epochs, final
-metrics), and overlay the curves of several in one PNG (`dlc runs`, `dlc plot`)."""
+"""Run directories after the fact: whether a run finished (the one notion `--resume`, `evaluate`, `predict`,
+`export` and `runs` share), find them under a folder, describe each (spec, backend, date, epochs, final
+metrics, status), and overlay the curves of several in one PNG (`dlc runs`, `dlc plot`).
+
+A `dlc run` folder is finished when its run.json says so (`finished`, written after every other file; a
+folder from before that field: when it has metrics.json and model.json) and its final files are readable; a
+cross-validation folder when it has cv.json; a tune folder when it has tune.json."""
 
 from __future__ import annotations
 
 import json
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from dlc.runtime.rundir import folder_kind
 
 PLOT_SKIP = {"epoch", "lr", "time_s", "samples_per_s"}
 
@@ -15,72 +24,304 @@ class RunDirError(Exception):
     """A folder that is not a run directory (or not one the command can use): one line, exit 1."""
 
 
-def _load(path: Path, name: str):
+def read_json(path: Path, kind: type = dict):
+    """The JSON in `path`, of type `kind`; RunDirError naming the file when it is missing, empty, truncated
+    or of another shape."""
     try:
-        return json.loads((path / name).read_text())
-    except (OSError, ValueError):
-        return None
+        text = path.read_text()
+    except FileNotFoundError:
+        raise RunDirError(f"{path} is missing") from None
+    except OSError as e:
+        raise RunDirError(f"cannot read {path}: {e.strerror or e}") from None
+    if not text.strip():
+        raise RunDirError(f"{path} is empty")
+    try:
+        obj = json.loads(text)
+    except ValueError as e:
+        raise RunDirError(f"{path} is not valid JSON ({getattr(e, 'msg', e)} at line "
+                          f"{getattr(e, 'lineno', '?')}: truncated?)") from None
+    if not isinstance(obj, kind):
+        raise RunDirError(f"{path} holds a JSON {type(obj).__name__}, not a{'n' * (kind is dict)} "
+                          f"{'object' if kind is dict else 'array'}")
+    return obj
+
+
+def retrain(run: Path) -> str:
+    """What to do with a run that cannot be continued."""
+    return f"train the spec again (`dlc run SPEC --out {run} --replace`)"
+
+
+def _short(e: RunDirError, run: Path) -> str:
+    """The message of a read_json error with the file named relative to the run."""
+    return str(e).replace(f"{run}/", "", 1)
+
+
+# --------------------------------------------------------------------------------------------- run state
+
+
+@dataclass
+class RunState:
+    """Where a run folder stands: `state` is finished, unfinished, failed or damaged; `detail` says how many
+    epochs, why it failed or what is damaged (the file, relative to the run); `repairable`: the damage is in
+    the files a run writes at its end (history, metrics, model), which `--resume` writes again."""
+
+    kind: str  # run | cv | tune
+    state: str
+    detail: str = ""
+    repairable: bool = False
+    epochs_done: int | None = None
+    epochs_total: int | None = None
+    info: dict | None = None  # run.json
+    ir: dict | None = None  # ir.json
+
+    @property
+    def finished(self) -> bool:
+        return self.state == "finished"
+
+
+def run_state(run: Path) -> RunState:
+    """How far the run folder `run` got (see RunState); RunDirError when it is not a dlc run folder."""
+    run = Path(run)
+    if not run.is_dir():
+        raise RunDirError(f"no such run directory '{run}'")
+    kind = folder_kind(run)
+    if kind == "cv":
+        return _summary_state(run, "cv", "cv.json")
+    if kind == "tune":
+        return _summary_state(run, "tune", "tune.json")
+    if kind is None or not ((run / "run.json").exists() or (run / "ir.json").exists()):
+        raise RunDirError(f"'{run}' is not a dlc run directory (no ir.json/run.json)")
+    try:
+        info, ir = read_json(run / "run.json"), read_json(run / "ir.json")
+    except RunDirError as e:
+        return RunState("run", "damaged", _short(e, run))
+    total = ir.get("train", {}).get("epochs") if isinstance(ir.get("train"), dict) else None
+    state = RunState("run", "unfinished", info=info, ir=ir, epochs_total=total)
+    try:
+        has_history = (run / "history.json").exists()
+        state.epochs_done = len(read_json(run / "history.json", list)) if has_history else 0
+    except RunDirError as e:
+        state.state, state.detail, state.repairable = "damaged", _short(e, run), True
+        return state
+    finished = info["finished"] if "finished" in info else \
+        (run / "metrics.json").is_file() and (run / "model.json").is_file()  # a folder from before the field
+    if info.get("failed"):
+        state.state, state.detail = "failed", str(info["failed"])
+    elif finished:
+        problem = _final_files_problem(run)
+        if problem:
+            state.state, state.detail, state.repairable = "damaged", problem, True
+        else:
+            state.state = "finished"
+    else:
+        state.detail = f"{state.epochs_done} of {total} epochs" if total else f"{state.epochs_done} epochs"
+    return state
+
+
+def _final_files_problem(run: Path) -> str | None:
+    """What is wrong with the files a finished run wrote last (metrics.json, model.json, the model), if
+    anything."""
+    try:
+        if (run / "metrics.json").exists() or (run / "history.json").exists() and \
+                read_json(run / "history.json", list):
+            read_json(run / "metrics.json")  # (an untrained Model.save has no metrics)
+        model = read_json(run / "model.json")
+    except RunDirError as e:
+        return _short(e, run)
+    name = str(model.get("file", ""))
+    if not name or not (run / name).is_file():
+        return f"{name or 'the model file'} is missing"
+    if (run / name).stat().st_size == 0:
+        return f"{name} is empty"
+    return None
+
+
+def _summary_state(run: Path, kind: str, name: str) -> RunState:
+    """A cv or tune folder: finished when its summary file is there and readable."""
+    if not (run / name).exists():
+        return RunState(kind, "unfinished", f"no {name} yet")
+    try:
+        read_json(run / name)
+    except RunDirError as e:
+        return RunState(kind, "damaged", _short(e, run))
+    return RunState(kind, "finished")
+
+
+def require_finished(run: str | Path) -> RunState:
+    """The state of a finished `dlc run` folder that evaluate, predict and export can load; RunDirError
+    saying why not and what to do otherwise."""
+    run = Path(run)
+    if run.is_dir() and folder_kind(run) is None:
+        raise RunDirError(f"'{run}' is not a finished run directory (no ir.json/run.json)")
+    st = run_state(run)
+    if st.kind == "cv":
+        raise RunDirError(f"'{run}' is a cross-validation run (cv.json): its folds keep no model to load; "
+                          f"`dlc runs {run}` shows each fold's metrics; to use a model, train the spec with "
+                          "`dlc run` (a holdout split)")
+    if st.kind == "tune":
+        raise RunDirError(f"'{run}' is a tune run: its trials keep no model to load; train its best spec "
+                          f"with `dlc run {run / 'best.dlspec'}` and use that run")
+    if st.state == "finished":
+        return st
+    if st.state == "unfinished":
+        raise RunDirError(f"'{run}' did not finish ({st.detail} trained; no final model): continue it with "
+                          f"`dlc run --resume {run}`")
+    if st.state == "failed":
+        raise RunDirError(f"'{run}' failed ({st.detail}); it has no final model")
+    if st.repairable:
+        raise RunDirError(f"'{run}' cannot be used: {st.detail}; `dlc run --resume {run}` writes its final "
+                          "files again from its last checkpoint")
+    raise RunDirError(f"'{run}' cannot be used: {st.detail}; {retrain(run)}")
+
+
+# --------------------------------------------------------------------------------------------- listing
 
 
 def find_runs(root: Path) -> list[Path]:
-    """Run directories under root (root itself if it is one): those holding history.json or cv.json."""
-    if (root / "history.json").is_file() or (root / "cv.json").is_file():
+    """Run folders (`dlc run`, cv and tune) under root, or root itself if it is one: its subfolders and
+    theirs, never inside a run folder (cv folds and tune trials belong to theirs)."""
+    if folder_kind(root) is not None:
         return [root]
-    found = {p.parent for pat in ("*/history.json", "*/cv.json", "*/*/history.json") for p in root.glob(pat)}
-    found = {p for p in found if not p.name.startswith("fold_") and not p.name.startswith("trial_")}
+    found = []
+    for child in sorted(p for p in root.iterdir() if p.is_dir()):
+        if folder_kind(child) is not None:
+            found.append(child)
+            continue
+        inner = sorted(p for p in child.iterdir() if p.is_dir())
+        found.extend(g for g in inner if folder_kind(g) is not None)
     return sorted(found, key=lambda p: p.stat().st_mtime)
 
 
+def _load(path: Path, kind: type = dict):
+    try:
+        return read_json(path, kind)
+    except RunDirError:
+        return None
+
+
 def describe(run: Path) -> dict:
-    ir = _load(run, "ir.json") or {}
-    env = _load(run, "env.json") or {}
-    hist = _load(run, "history.json") or []
-    metrics = _load(run, "metrics.json") or {}
-    cv = _load(run, "cv.json")
-    final = metrics.get("test") or metrics.get("val") or metrics.get("train") or {}
-    if cv:
-        final = {f"cv_{k}": v for k, v in cv.get("mean", {}).items()}
-    return {
-        "run": str(run), "spec": ir.get("name", "?"),
-        "backend": env.get("backend") or (cv or {}).get("backend", "?"),
-        "date": time.strftime("%Y-%m-%d %H:%M", time.localtime(run.stat().st_mtime)),
-        "epochs": len(hist) if hist else (len((cv or {}).get("folds", [])) and "cv"),
-        "final": final, "status": "done" if (metrics or cv) else "incomplete",
-    }
+    """One run folder for `dlc runs`: kind, spec, backend, date, epochs (or folds, trials), final metrics,
+    status ("done", "incomplete: ...", "failed: ...", "damaged: ...")."""
+    try:
+        st = run_state(run)
+    except RunDirError as e:
+        st = RunState("run", "damaged", str(e))
+    out: dict[str, Any] = {"run": str(run), "kind": st.kind, "spec": "?", "backend": "?",
+           "date": time.strftime("%Y-%m-%d %H:%M", time.localtime(run.stat().st_mtime)), "epochs": None,
+           "final": {}}
+    if st.kind == "cv":
+        _describe_cv(run, out)
+    elif st.kind == "tune":
+        _describe_tune(run, out)
+    else:
+        ir, env = st.ir or _load(run / "ir.json") or {}, _load(run / "env.json") or {}
+        info = st.info or _load(run / "run.json") or {}
+        out.update(spec=ir.get("name", "?"), backend=env.get("backend") or info.get("backend", "?"),
+                   epochs=st.epochs_done)
+        metrics = _load(run / "metrics.json") or {}
+        out["final"] = metrics.get("test") or metrics.get("val") or metrics.get("train") or {}
+    out["status"] = {"finished": "done", "unfinished": "incomplete"}.get(st.state, st.state) + \
+        (f": {st.detail}" if st.detail else "")
+    return out
+
+
+def _describe_cv(run: Path, out: dict) -> None:
+    cv = _load(run / "cv.json") or {}
+    ir = _load(run / "ir.json") or {}
+    folds = cv.get("folds") or sorted(run.glob("fold_*"))
+    out.update(spec=ir.get("name", "?"), backend=cv.get("backend", "?"), epochs=f"{len(folds)} folds",
+               final={f"cv_{k}": v for k, v in cv.get("mean", {}).items()},
+               std={f"cv_{k}": v for k, v in cv.get("std", {}).items()})
+
+
+def _describe_tune(run: Path, out: dict) -> None:
+    tune = _load(run / "tune.json") or {}
+    trials = tune.get("trials")
+    n = len(trials) if trials is not None else len(list((run / "trials").glob("[0-9]*")))
+    spec = tune.get("spec") or next((p.stem for p in sorted(run.glob("*.dlspec")) if p.name != "best.dlspec"),
+                                    "?")
+    out.update(spec=spec, backend=tune.get("backend", "?"), epochs=f"{n} trials")
+    best, metric = tune.get("best"), (tune.get("objective") or {}).get("metric")
+    if best and metric:
+        out["final"] = {metric: best.get("value")}
+        out["best_trial"] = best.get("number")
 
 
 def list_runs(root: str | Path) -> list[dict]:
-    """describe() of every run directory under root, oldest first."""
+    """describe() of every run folder under root, oldest first."""
     root = Path(root)
     if not root.exists():
         raise RunDirError(f"no such folder '{root}'")
+    if not root.is_dir():
+        raise RunDirError(f"'{root}' is a file, not a folder of runs")
     return [describe(r) for r in find_runs(root)]
 
 
-def histories(paths: Sequence[str | Path]) -> list[tuple[Path, list[dict]]]:
-    """(run, history rows) of each run directory; RunDirError for one without a history."""
-    runs = []
-    for p in paths:
-        hist = _load(Path(p), "history.json")
-        if not hist:
-            raise RunDirError(f"'{p}' is not a run directory (no history.json)")
-        runs.append((Path(p), hist))
-    return runs
+# --------------------------------------------------------------------------------------------- plotting
+
+
+def _history(run: Path) -> list[dict]:
+    if not (run / "history.json").exists():
+        raise RunDirError(f"'{run}' is not a run directory (no history.json)")
+    rows = read_json(run / "history.json", list)
+    if not rows:
+        raise RunDirError(f"'{run}' has no finished epoch to plot (history.json is empty)")
+    return rows
+
+
+def histories(paths: Sequence[str | Path]) -> list[tuple[str, list[dict]]]:
+    """(label, history rows) of each run to plot: a `dlc run` folder; each fold of a cross-validation
+    folder; the best trial of a tune folder. RunDirError for a folder with nothing to plot."""
+    runs: list[tuple[Path, str, list[dict]]] = []
+    for p in map(Path, paths):
+        kind = folder_kind(p) if p.is_dir() else None
+        if not p.is_dir():
+            raise RunDirError(f"no such run directory '{p}'")
+        if kind == "cv":
+            folds = sorted(p.glob("fold_*"), key=lambda f: int(f.name.split("_")[1]))
+            if not folds:
+                raise RunDirError(f"'{p}' is a cross-validation run with no fold to plot yet")
+            runs.extend((f, f"{p.name}/{f.name}", _history(f)) for f in folds)
+        elif kind == "tune":
+            best = (_load(p / "tune.json") or {}).get("best")
+            if not best:
+                raise RunDirError(f"'{p}' is a tune run without a best trial yet (no tune.json with a "
+                                  "completed trial); plot a trial folder, e.g. trials/0000")
+            trial = p / "trials" / f"{int(best['number']):04d}"
+            if (trial / "cv.json").exists() or list(trial.glob("fold_*")):
+                folds = sorted(trial.glob("fold_*"), key=lambda f: int(f.name.split("_")[1]))
+                runs.extend((f, f"{p.name} trial {best['number']}/{f.name}", _history(f)) for f in folds)
+            else:
+                runs.append((trial, f"{p.name} trial {best['number']} (best)", _history(trial)))
+        else:
+            runs.append((p, p.name, _history(p)))
+    names = [label for _, label, _ in runs]
+    if len(set(names)) < len(names):
+        names = [str(path) for path, _, _ in runs]
+    return [(name, rows) for name, (_, _, rows) in zip(names, runs, strict=True)]
 
 
 def plot_runs(paths: Sequence[str | Path], out: str | Path) -> Path:
-    """One PNG: a panel per quantity every run has (train solid, validation dashed) and the learning rate."""
+    """One PNG: a panel per quantity every run has (train solid, validation dashed) and the learning rate.
+    The folder of `out` is made when missing."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    out = Path(out)
+    if out.is_dir():
+        raise RunDirError(f"--out {out} is a folder; give a file name, such as {out / 'plot.png'}")
     runs = histories(paths)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise RunDirError(f"cannot create the folder of --out {out}: {e.strerror or e}") from None
     keys = [k for k in runs[0][1][0] if k not in PLOT_SKIP and not k.startswith("val_")]
     keys = [k for k in keys if all(k in h[0] for _, h in runs)] + ["lr"]
     fig, axes = plt.subplots(1, len(keys), figsize=(4.4 * len(keys), 3.8), squeeze=False)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for i, ((_, hist), label) in enumerate(zip(runs, _labels([p for p, _ in runs]), strict=True)):
+    for i, (label, hist) in enumerate(runs):
         _plot_run(axes[0], keys, hist, label, colors[i % len(colors)])
     for ax, key in zip(axes[0], keys, strict=True):
         ax.set_title("learning rate" if key == "lr" else key)
@@ -88,9 +329,12 @@ def plot_runs(paths: Sequence[str | Path], out: str | Path) -> Path:
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=8)
     fig.tight_layout()
-    out = Path(out)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
+    try:
+        fig.savefig(out, dpi=110)
+    except (OSError, ValueError) as e:
+        raise RunDirError(f"cannot write --out {out}: {getattr(e, 'strerror', None) or e}") from None
+    finally:
+        plt.close(fig)
     return out
 
 
@@ -101,14 +345,7 @@ def _plot_run(axes, keys: list[str], hist: list[dict], label: str, color) -> Non
             ax.plot(ep, [r["lr"] for r in hist], color=color, label=label)
             ax.set_yscale("log")
             continue
-        ax.plot(ep, [r[key] for r in hist], color=color, label=f"{label} train")
+        ax.plot(ep, [r.get(key) for r in hist], color=color, label=f"{label} train")
         if f"val_{key}" in hist[0]:
-            ax.plot(ep, [r[f"val_{key}"] for r in hist], color=color, linestyle="--", label=f"{label} val")
-
-
-def _labels(paths: list[Path]) -> list[str]:
-    """Short distinct labels: the run folder names."""
-    names = [p.name for p in paths]
-    if len(set(names)) == len(names):
-        return names
-    return [str(p) for p in paths]
+            ax.plot(ep, [r.get(f"val_{key}") for r in hist], color=color, linestyle="--",
+                    label=f"{label} val")

@@ -7,8 +7,8 @@ work.
 
 from __future__ import annotations
 
-import csv
 import json
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,26 +23,34 @@ def load_run(run: Path, backend: str | None = None):
     """(spec, session, info) for a finished run directory."""
     from dlc.backends import session_class
     from dlc.compiler.spec import Spec
+    from dlc.runtime.runs import require_finished
 
     run = Path(run)
-    for name in ("ir.json", "run.json", "model.json"):
-        if not (run / name).is_file():
-            raise ServeError(f"'{run}' is not a finished run directory (no {name})")
+    require_finished(run)  # the one notion of a finished run (dlc.runtime.runs.run_state), else why not
     spec = Spec.model_validate_json((run / "ir.json").read_text())
     info = json.loads((run / "run.json").read_text())
     session = session_class(backend or info["backend"])(spec, device="cpu")
     try:
-        session.load(run)
+        with warnings.catch_warnings():  # a foreign file's warnings (Keras: "Skipping ...") are not the error
+            warnings.simplefilter("ignore")
+            session.load(run)  # the model rebuilt from ir.json; only its weights are read from the file
     except Exception as e:  # noqa: BLE001 — any failure to read a truncated or foreign model file
         why = str(e).splitlines()[0] if str(e) else e
         raise ServeError(f"cannot load the model in '{run}': {why}") from None
     return spec, session, info
 
 
-def preprocess(info: dict, spec, x: np.ndarray, source: str) -> np.ndarray:
-    """Raw features (N, *input) or (N, prod(input)) → what the model saw in training."""
+def preprocess(info: dict, spec, x: np.ndarray, source: str, row=None) -> np.ndarray:
+    """Raw features (N, *input) or (N, prod(input)) → what the model saw in training; `row(i)` names sample i
+    in messages (default "sample i+1")."""
+    from dlc.runtime.data import check_model_inputs
+
+    row = row or (lambda i: f"sample {i + 1}")
     need = int(np.prod(spec.input))
-    if x.ndim < 2 or int(np.prod(x.shape[1:])) != need:
+    if x.ndim < 2:
+        raise ServeError(f"{source}: the features have shape {x.shape}; the model takes one sample per row, "
+                         f"(N, {need})")
+    if int(np.prod(x.shape[1:])) != need:
         got = x.shape[1] if x.ndim == 2 else tuple(x.shape[1:])
         raise ServeError(f"{source}: samples have {got} features, the model takes {need} "
                          f"(input {tuple(spec.input)})")
@@ -50,95 +58,93 @@ def preprocess(info: dict, spec, x: np.ndarray, source: str) -> np.ndarray:
     bad = np.argwhere(~np.isfinite(flat))
     if bad.size:
         r, c = bad[0]
-        raise ServeError(f"{source}: sample {r + 1}, feature {c + 1} is not a finite number")
+        raise ServeError(f"{source}: {row(int(r))}, feature {c + 1} is not a finite number")
     pre = info.get("preprocessing") or {}
     if pre.get("shift") is not None:
-        flat = (flat - np.asarray(pre["shift"])) / np.asarray(pre["scale"])
+        with np.errstate(over="ignore", invalid="ignore"):
+            flat = (flat - np.asarray(pre["shift"])) / np.asarray(pre["scale"])
+    check_model_inputs(spec, flat, source, row)
     return flat.reshape((len(flat),) + tuple(spec.input))
 
 
 def read_features(path: Path, n_features: int | None = None, target: str | None = None):
-    """(x, y or None) from a .csv (header optional; a column named `target` is split off) or .npz (x[, y])."""
+    """Samples from a .csv (the header rule; a column named `target`, or a last column beyond the n_features
+    the model takes, is the target) or an .npz (x, or its only array; y if there); a file without targets
+    gets a y of no columns."""
+    from dlc.runtime.data import Samples, read_table, table_numbers
+
+    if path.is_dir():
+        raise ServeError(f"{path} is a folder, not a .csv or .npz file")
     if not path.is_file():
         raise ServeError(f"no such file: {path}")
     if path.suffix == ".npz":
         return _read_npz(path)
     if path.suffix != ".csv":
         raise ServeError(f"{path}: expected a .csv or .npz file")
-    with open(path, newline="") as fh:
-        rows = [r for r in csv.reader(fh) if r]
-    if not rows:
-        raise ServeError(f"{path}: empty file")
-    header = None
-    try:
-        [float(v) for v in rows[0]]
-    except ValueError:
-        header, rows = [h.strip() for h in rows[0]], rows[1:]
-    rows, y = _split_target(rows, header, n_features, target)
-    x = _numbers(path, rows, first_row=1 + (header is not None))
-    if y is not None:
-        try:
-            y = y.astype(np.float64)
-        except ValueError:
-            raise ServeError(f"{path}: the target column holds non-numbers") from None
-    return x, y
+    table = read_table(path)
+    t = _target_column(table, n_features, target)
+    x = table_numbers(table, [j for j in range(table.width) if j != t])
+    y = np.empty((len(x), 0)) if t is None else _numeric_targets(table, t)
+    return Samples(x, y, str(path), table.lines, None, table.header is not None)
 
 
 def _read_npz(path: Path):
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            keys = list(f.files)
-            xk = "x" if "x" in keys else keys[0]
-            return np.asarray(f[xk], dtype=np.float64), (np.asarray(f["y"]) if "y" in keys else None)
-    except (OSError, ValueError) as e:
-        raise ServeError(f"cannot read {path}: {e}") from None
+    """Samples of an .npz: features `x` (or the archive's only array), targets `y` when there."""
+    from dlc.runtime.data import Samples, check_same_length, npz_array, numeric_features, open_npz
+
+    with open_npz(path) as f:
+        keys = list(f.files)
+        if not keys:
+            raise ServeError(f"{path}: the archive holds no arrays (expected x, and y to evaluate)")
+        if "x" not in keys and len(keys) > 1:
+            raise ServeError(f"{path}: no array 'x' (arrays: {', '.join(keys)}); name the features x")
+        xk = "x" if "x" in keys else keys[0]
+        x = npz_array(path, f, xk)
+        y = npz_array(path, f, "y") if "y" in keys else None
+    if y is None:
+        return Samples(numeric_features(path, x, xk), np.empty((len(x), 0)), str(path))
+    check_same_length(path, x, y, xk, "y")
+    return Samples(numeric_features(path, x, xk), y, str(path))
 
 
-def _split_target(rows: list[list[str]], header: list[str] | None, n_features: int | None,
-                  target: str | None):
-    """(feature rows, target column or None): the column named `target`, else a last column beyond the
-    n_features the model takes."""
-    if header is not None and target and target in header:
-        t = header.index(target)
-        return [[v for i, v in enumerate(r) if i != t] for r in rows], np.array([r[t] for r in rows])
-    if n_features is not None and rows and len(rows[0]) == n_features + 1:
-        return [r[:-1] for r in rows], np.array([r[-1] for r in rows])
-    return rows, None
+def _target_column(table, n_features: int | None, target: str | None) -> int | None:
+    """The column named `target`, else a last column beyond the n_features the model takes, else None."""
+    if table.header is not None and target and target in table.header:
+        return table.header.index(target)
+    if n_features is not None and table.width == n_features + 1:
+        return table.width - 1
+    return None
 
 
-def _numbers(path: Path, rows: list[list[str]], first_row: int) -> np.ndarray:
-    """The CSV cells as floats (an empty cell is NaN); ServeError naming the row (as numbered in the file) and
-    column of the first that is not a number."""
-    width = {len(r) for r in rows}
-    if len(width) > 1:
-        raise ServeError(f"{path}: rows have different numbers of columns ({sorted(width)})")
-    x = np.empty((len(rows), width.pop() if width else 0))
-    for i, r in enumerate(rows):
-        for j, v in enumerate(r):
-            try:
-                x[i, j] = float(v) if v.strip() else np.nan
-            except ValueError:
-                raise ServeError(f"{path}: row {i + first_row}, column {j + 1} is not a number "
-                                 f"({v!r})") from None
-    return x
+def _numeric_targets(table, t: int) -> np.ndarray:
+    from dlc.runtime.data import target_values
+
+    y, names = target_values(table, t)
+    if names is not None:
+        return np.array([names[int(k)] for k in y])  # class names: the run's own numbering maps them
+    return y
 
 
 @dataclass
 class Predictions:
     """What `dlc predict` writes: the model's outputs and a table (a class column then the probabilities, or
-    the predicted values) with its column names."""
+    the predicted values) with its column names; `read` says what was read ("read 3 rows from x.csv ...")."""
 
     task: str  # categorical | binary | regression
     outputs: np.ndarray
     columns: list[str]
     table: np.ndarray
+    read: str = ""
 
 
 def predict(run: str | Path, input_file: str | Path) -> Predictions:
     """Predictions of a finished run for a file of raw features (the training preprocessing applied)."""
+    from dlc.runtime.data import read_summary
+
     spec, session, info = load_run(Path(run))
-    x, _ = read_features(Path(input_file), None)
-    out = session.predict(preprocess(info, spec, x, str(input_file)))
+    s = read_features(Path(input_file), None)
+    out = session.predict(preprocess(info, spec, s.x, str(input_file), s.row))
+    check_finite_outputs(out, str(input_file), s.row)
     task = type(spec.loss).task
     if task == "categorical":
         cols = ["class"] + [f"p{k}" for k in range(out.shape[1])]
@@ -149,18 +155,28 @@ def predict(run: str | Path, input_file: str | Path) -> Predictions:
     else:
         cols = [f"y{k}" for k in range(out.shape[1])] if out.shape[1] > 1 else ["y"]
         table = out
-    return Predictions(task, out, cols, table)
+    return Predictions(task, out, cols, table, read_summary(s.read()))
 
 
-def evaluate_run(run: str | Path, data_file: str | Path | None = None) -> dict[str, dict[str, float]]:
+def check_finite_outputs(out: np.ndarray, source: str, row) -> None:
+    """A nan or infinite prediction is an error, never a number written to the output."""
+    bad = ~np.isfinite(out.reshape(len(out), -1)).all(axis=1)
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise ServeError(f"{source}: the model's output for {row(i)} is not finite "
+                         f"({np.array2string(out[i], precision=4)}); its inputs are too large for this model")
+
+
+def evaluate_run(run: str | Path, data_file: str | Path | None = None,
+                 on_read=None) -> dict[str, dict[str, float]]:
     """Loss and metrics of a finished run on its own train/val/test splits, or on a file of raw features with
-    targets ({"data": ...})."""
+    targets ({"data": ...}); `on_read(line)` is told what was read from the file."""
     from dlc.runtime.data import prepare
     from dlc.runtime.loop import evaluate
 
     spec, session, info = load_run(Path(run))
     if data_file is not None:
-        return {"data": _evaluate_file(spec, session, info, str(data_file))}
+        return {"data": _evaluate_file(spec, session, info, str(data_file), on_read)}
     data = prepare(spec, Path(info["spec_dir"]))
     results = {}
     for part in ("train", "val", "test"):
@@ -171,18 +187,41 @@ def evaluate_run(run: str | Path, data_file: str | Path | None = None) -> dict[s
     return results
 
 
-def _evaluate_file(spec, session, info: dict, data_file: str) -> dict[str, float]:
-    from dlc.runtime.data import _targets
+def _evaluate_file(spec, session, info: dict, data_file: str, on_read=None) -> dict[str, float]:
+    from dlc.runtime.data import check_finite_targets, checked_targets, read_summary
     from dlc.runtime.loop import evaluate
 
     target = getattr(spec.data.source, "target", None) if spec.data else None
-    x, y = read_features(Path(data_file), int(np.prod(spec.input)), target)
-    if y is None:
+    s = read_features(Path(data_file), int(np.prod(spec.input)), target)
+    if not s.has_targets:
         raise ServeError(f"{data_file}: no target column or array y to evaluate against")
-    xs = preprocess(info, spec, x, data_file)
-    task = type(spec.loss).task
-    targets = _targets(spec, y, info.get("num_classes")) if task != "regression" else y.reshape(len(y), -1)
-    return evaluate(session, spec, session.load_data(xs, targets), spec.train.batch_size)
+    s.y = _run_class_numbers(s, info)
+    check_finite_targets(s)
+    xs = preprocess(info, spec, s.x, data_file, s.row)
+    targets, _, _ = checked_targets(spec, s)
+    results = evaluate(session, spec, session.load_data(xs, targets), spec.train.batch_size)
+    if not all(np.isfinite(v) for v in results.values()):
+        raise ServeError(f"{data_file}: the loss or a metric is not finite ({results}); some inputs are too "
+                         "large for this model")
+    if on_read is not None:
+        on_read(read_summary(s.read()))
+    return results
+
+
+def _run_class_numbers(s, info: dict) -> np.ndarray:
+    """Targets that are class names, numbered as the run's training data numbered them."""
+    if s.y.dtype.kind not in "US":
+        return s.y
+    names = info.get("class_names")
+    if not names:
+        raise ServeError(f"{s.where}: the target column holds names ({str(s.y[0])!r} in {s.row(0)}), but the "
+                         "run was trained on class numbers; give the numbers 0, 1, ...")
+    number = {name: k for k, name in enumerate(names)}
+    for i, v in enumerate(s.y.tolist()):
+        if v not in number:
+            raise ServeError(f"{s.where}: class {v!r} in {s.row(i)} is not one the run was trained on "
+                             f"({', '.join(names)})")
+    return np.array([number[v] for v in s.y.tolist()])
 
 
 def export_onnx(run: Path, out: Path) -> dict:

@@ -64,5 +64,14 @@ class EventWriter:
                 if k not in ("epoch", "time_s", "samples_per_s") and v is not None]
         self._write(self._pb.Event(wall_time=time.time(), step=step, summary=summary_pb2.Summary(value=vals)))
 
+    def tagged(self, step: int, values: dict[str, float | None]) -> None:
+        """Scalars under their own tags (the training evidence's `evidence/<layer>/<field>`); None is left
+        out."""
+        from tensorboard.compat.proto import summary_pb2
+
+        vals = [summary_pb2.Summary.Value(tag=tag, simple_value=float(v)) for tag, v in values.items()
+                if v is not None]
+        self._write(self._pb.Event(wall_time=time.time(), step=step, summary=summary_pb2.Summary(value=vals)))
+
     def close(self) -> None:
         """Nothing is held open; kept so callers can treat this like other writers."""

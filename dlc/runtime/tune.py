@@ -16,7 +16,7 @@ process died. Workers write their results to the study's storage themselves.
   or the best one when early stopping restores it); a cv_ metric is the mean over the folds
   (dlc.runtime.cv.run_cv).
 - Storage: `sqlite:///DIR/study.db` in the run directory unless the search block names one; a relative sqlite
-  path is relative to the current directory (as SQLAlchemy reads it); a postgresql:// URL lets many machines
+  path is relative to the spec's folder (as every path in a spec is); a postgresql:// URL lets many machines
   share one study (run `dlc tune` on each, with the same storage and study name).
 - Several `dlc tune` processes on one study (machines sharing PostgreSQL, or two commands on one SQLite file)
   take turns, through a study lock, to queue grid points, count trials and ask for the next one: no grid point
@@ -100,17 +100,18 @@ def _blockers(result) -> list[Diagnostic]:
     return out
 
 
-def _storage_url(spec_storage: str | None, run: Path) -> str:
-    """The study's storage URL, a relative sqlite path made absolute (relative to the current directory)."""
+def _storage_url(spec_storage: str | None, run: Path, base_dir: Path) -> str:
+    """The study's storage URL: `run`/study.db by default; a relative sqlite path is relative to the spec's
+    folder `base_dir` (as every path in a spec is) and made absolute."""
     if not spec_storage:
         return f"sqlite:///{(run / 'study.db').resolve()}"
     from sqlalchemy.engine import make_url
 
     url = make_url(spec_storage)
     if url.drivername.startswith("sqlite") and url.database and url.database != ":memory:":
-        db = Path(url.database)
+        db = Path(url.database).expanduser()
         if not db.is_absolute():
-            db = db.resolve()
+            db = (base_dir / db).resolve()
         db.parent.mkdir(parents=True, exist_ok=True)
         return url.set(database=str(db)).render_as_string(hide_password=False)
     return spec_storage
@@ -213,12 +214,27 @@ def _interrupt(study, storage, t, why: str) -> None:
         study.enqueue_trial(params, user_attrs={"dlc_rerun_of": t.number})
 
 
-class _StudyLock:
-    """Mutual exclusion between the `dlc tune` processes of one study: an flock next to a SQLite file, a
-    PostgreSQL advisory lock, nothing for other storages (Optuna's own row locking is all they get)."""
+def lock_path(db: Path, run: Path) -> Path:
+    """Where the flock of a SQLite study lives: beside the database when it is dlc's own (study.db in the run
+    folder), else, never beside a file that is not dlc's, in dlc's own folder of locks (the user's cache:
+    $XDG_CACHE_HOME/dlc/locks or ~/.cache/dlc/locks), named by a hash of the database's absolute path, so
+    every `dlc tune` of this user on this machine takes the same lock for the same file."""
+    db = db.resolve()
+    if db.parent == run.resolve():
+        return db.with_name(db.name + ".dlc-lock")
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    folder = cache / "dlc" / "locks"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / f"{hashlib.sha256(str(db).encode()).hexdigest()[:24]}.dlc-lock"
 
-    def __init__(self, storage, url: str, study_name: str):
-        self.storage, self.url, self.study_name = storage, url, study_name
+
+class _StudyLock:
+    """Mutual exclusion between the `dlc tune` processes of one study: an flock on a lock file of dlc's
+    (lock_path) for a SQLite file, a PostgreSQL advisory lock, nothing for other storages (Optuna's own row
+    locking is all they get)."""
+
+    def __init__(self, storage, url: str, study_name: str, run: Path):
+        self.storage, self.url, self.study_name, self.run = storage, url, study_name, run
         self._fh = None
         self._conn = None
         self._key = int.from_bytes(hashlib.sha256(f"dlc tune {study_name}".encode()).digest()[:8], "big",
@@ -234,7 +250,7 @@ class _StudyLock:
             except ImportError:
                 return self
             if db and db != ":memory:":
-                self._fh = open(f"{db}.dlc-lock", "a+")
+                self._fh = open(lock_path(Path(db), self.run), "a+")
                 fcntl.flock(self._fh, fcntl.LOCK_EX)
         elif self.url.startswith(("postgresql", "postgres")) and self.storage is not None:
             from sqlalchemy import text
@@ -523,13 +539,13 @@ class _Search:
         self.grid = _grid(spaces) if self.method == "grid" else None
         self.target = min(self.trials, len(self.grid)) if self.grid is not None else self.trials
         self.backend, self.device, self.threads = backend, device, threads
-        self.run = rundir.new_run_dir(f"{spec.name}-tune", backend, out)
+        self.run = rundir.new_run_dir(f"{spec.name}-tune", backend, out, kind="tune", spec_file=spec_path)
         self.spec_file = Path(spec_path).resolve()
         if not (self.run / self.spec_file.name).exists():
             rundir.copy_spec(self.run, spec_path)
-        self.url = _storage_url(search.storage, self.run)
+        self.url = _storage_url(search.storage, self.run, self.spec_file.parent)
         self.study_name = study or (f"{spec.name}-refined" if refined else spec.name)
-        self.lock = _StudyLock(None, self.url, self.study_name)
+        self.lock = _StudyLock(None, self.url, self.study_name, self.run)
         # set by open()
         self.study: optuna.Study
         self.storage: optuna.storages.BaseStorage
@@ -745,7 +761,7 @@ class _Search:
         text = (f"# the best trial of `dlc tune {self.spec_file.name}`, with every search space replaced by "
                 "its value\n") + text
         best_path = self.run / "best.dlspec"
-        best_path.write_text(text)
+        rundir.write_text(best_path, text)
         check = compile_text(text, str(best_path), self.run)
         if check.spec is None or not check.ok or check.spec.search_spaces:
             return check.render()

@@ -170,6 +170,7 @@ def _run_holdout(job, trial, spec, base_dir, metric, prune, trial_dir) -> float 
     from dlc.reference.weights import initial_weights
     from dlc.runtime import rundir
     from dlc.runtime.data import prepare
+    from dlc.runtime.evidence import Recorder
     from dlc.runtime.loop import train
 
     data = prepare(spec, base_dir)
@@ -186,7 +187,7 @@ def _run_holdout(job, trial, spec, base_dir, metric, prune, trial_dir) -> float 
         if prune and trial.should_prune():
             raise _Pruned(row["epoch"])
 
-    hist = train(session, spec, data, on_epoch=on_epoch)
+    hist = train(session, spec, data, on_epoch=on_epoch, evidence=Recorder(spec, trial_dir))
     row = hist.rows[hist.best_epoch - 1] if hist.restored_best and hist.best_epoch else hist.rows[-1]
     trial.set_user_attr("epochs", len(hist.rows))
     return row.get(metric)

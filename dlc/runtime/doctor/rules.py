@@ -1,0 +1,846 @@
+"""The doctor's rules: the tuning guides' diagnoses, measured on a run's history (history.json: loss, metrics,
+val_*, lr per epoch), its per-layer evidence (evidence.json: gradient norm, update/weight ratio, activation
+statistics, dead and saturated fractions per layer and epoch, and every step's loss) and how it ended
+(run.json's `failed`, metrics.json). docs/DOCTOR.md states every rule with its threshold; the constants below
+are those thresholds, and `dlc doctor --help` lists them.
+
+Each rule looks at the run up to an epoch (a `Case`, cut with `Case.until(epoch)`), so the same rules serve
+the report after the run (`diagnose`) and the live warnings during it (dlc.runtime.doctor.LiveDoctor). Nothing
+here reads files, prints or imports a framework.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any, TypeGuard
+
+# ------------------------------------------------------------------------------------------------ the ids
+
+IDS = ("underfitting", "overfitting", "divergence", "vanishing_gradients", "exploding_gradients", "dead_relu",
+       "saturation", "plateau", "lr_too_low", "healthy")
+TITLES = {"underfitting": "underfitting", "overfitting": "overfitting", "divergence": "divergence",
+          "vanishing_gradients": "vanishing gradients", "exploding_gradients": "exploding gradients",
+          "dead_relu": "dead ReLUs", "saturation": "saturated units", "plateau": "plateau",
+          "lr_too_low": "learning rate too low", "healthy": "healthy"}
+# most severe first; within a level, a cause before its symptom (the order --fix picks in)
+LEVELS = ("critical", "high", "medium", "low", "none")
+PRIORITY = ("divergence", "exploding_gradients", "vanishing_gradients", "dead_relu", "saturation",
+            "lr_too_low", "plateau", "overfitting", "underfitting", "healthy")
+
+# --------------------------------------------------------------------------------------------- thresholds
+
+# overfitting: val_loss rising this many epochs in a row while the training loss falls (by more than
+# PLATEAU_IMPROVEMENT, relative, over those epochs: a loss flat on a plateau does not fall), or ...
+OVERFIT_RISING_EPOCHS = 3
+# ... val_loss this fraction above its minimum, reached at least OVERFIT_RISING_EPOCHS epochs before the end,
+# while the training loss kept falling, or ...
+OVERFIT_VAL_RISE = 0.10
+# ... the train accuracy above the validation accuracy by more than this (high above OVERFIT_GAP_HIGH)
+OVERFIT_GAP = 0.05
+OVERFIT_GAP_HIGH = 0.15
+# ... and, when the number of validation samples n is known, larger than this many standard errors of the
+# validation accuracy p, sqrt(p (1 - p) / n) (3 errors in 30 samples are not a gap)
+OVERFIT_GAP_SE = 2.0
+# underfitting with --target-accuracy T: train accuracy below T - UNDERFIT_MARGIN; without a target the train
+# metric is its own reference (a model with the capacity fits its training data): train error (1 - accuracy)
+# above UNDERFIT_TRAIN_ERROR; without an accuracy metric: the final training loss above UNDERFIT_LOSS_FRACTION
+# of the first step's (or first epoch's) loss. High when the shortfall is above UNDERFIT_HIGH.
+UNDERFIT_MARGIN = 0.02
+UNDERFIT_TRAIN_ERROR = 0.05
+UNDERFIT_LOSS_FRACTION = 0.5
+UNDERFIT_HIGH = 0.20
+# divergence: a non-finite loss, a step loss above DIVERGE_STEP_FACTOR x the first step's, or an epoch's
+# loss above DIVERGE_EPOCH_FACTOR x the first epoch's; it "began" at the first step above
+# DIVERGE_ONSET_FACTOR x the first step's loss
+DIVERGE_STEP_FACTOR = 10.0
+DIVERGE_EPOCH_FACTOR = 3.0
+DIVERGE_ONSET_FACTOR = 2.0
+LR_DOWN = 10.0  # the divergence fix: the learning rate divided by this (the guides: 3-10x)
+# vanishing gradients: the first weighted layer's gradient norm VANISH_RATIO x smaller than the last's; high
+# from VANISH_HIGH x, or when the first layer's update/weight ratio is below LR_LOW_RATIO (it barely moves)
+VANISH_RATIO = 100.0
+VANISH_HIGH = 1000.0
+# exploding gradients: a layer's gradient norm non-finite, EXPLODE_GROWTH x its first epoch's, or the first
+# layer's EXPLODE_RATIO x the last's
+EXPLODE_GROWTH = 100.0
+EXPLODE_RATIO = 100.0
+# dead ReLUs / saturation: a layer with more than this fraction of its units dead (never firing over the probe
+# samples) / saturated (sigmoid or tanh in its flat tails); high above SEVERE_FRACTION
+DEAD_FRACTION = 0.5
+SATURATED_FRACTION = 0.5
+SEVERE_FRACTION = 0.9
+# plateau: the training loss improving by less than PLATEAU_IMPROVEMENT (relative) over PLATEAU_EPOCHS epochs
+# at a constant learning rate, while the model does not fit its training data yet (train accuracy below
+# FIT_ACCURACY when measured)
+PLATEAU_EPOCHS = 5
+PLATEAU_IMPROVEMENT = 0.01
+FIT_ACCURACY = 0.99
+# lr_too_low: the training loss falling in each of the last LR_LOW_EPOCHS epochs, every layer's
+# update/weight ratio below LR_LOW_RATIO, and the train metric far from the target (underfitting's test); the
+# fix raises the rate toward an update ratio of HEALTHY_UPDATE_RATIO, by 3-10x
+LR_LOW_EPOCHS = 3
+LR_LOW_RATIO = 1e-4
+HEALTHY_UPDATE_RATIO = 1e-3
+
+THRESHOLDS = {name: value for name, value in globals().items()
+              if name.isupper() and isinstance(value, (int, float)) and not isinstance(value, bool)}
+
+
+# ------------------------------------------------------------------------------------------- the findings
+
+
+@dataclass
+class Diagnosis:
+    """One finding: `evidence` (the numbers and epochs it rests on), `remedy` (the guides' advice, for this
+    run), `line` (the one-line live warning), the epoch it showed at, `facts` (the numbers, for machines)
+    and, once planned, `spec_change` (what --fix would write)."""
+
+    id: str
+    severity: str
+    evidence: str
+    remedy: str
+    line: str = ""
+    epoch: int | None = None
+    facts: dict[str, Any] = field(default_factory=dict)
+    spec_change: dict | None = None
+
+    @property
+    def title(self) -> str:
+        return TITLES[self.id]
+
+    def rank(self) -> tuple[int, int]:
+        return LEVELS.index(self.severity), PRIORITY.index(self.id)
+
+    def to_json(self) -> dict:
+        return {"id": self.id, "severity": self.severity, "evidence": self.evidence, "remedy": self.remedy,
+                "spec_change": self.spec_change, "epoch": self.epoch, "facts": self.facts}
+
+
+# what a stuck optimization shows in the curves: listed after a cause that explains it (below)
+CONSEQUENCES = ("underfitting", "plateau")
+CAUSES = ("divergence", "exploding_gradients", "vanishing_gradients", "dead_relu", "saturation", "lr_too_low")
+
+
+def ranked(found: list[Diagnosis]) -> list[Diagnosis]:
+    """Most severe first; underfitting and a plateau after any cause found with them (vanishing gradients,
+    dead ReLUs, ...), which is what to treat first."""
+    causes = [d for d in found if d.id in CAUSES]
+    if not causes:
+        return sorted(found, key=Diagnosis.rank)
+    for d in found:
+        if d.id in CONSEQUENCES and "explained" not in d.facts:
+            d.facts["explained"] = causes[0].id
+            d.evidence += f" (likely a consequence of the {causes[0].title} above: treat that first)"
+    return sorted(found, key=lambda d: (d.id in CONSEQUENCES, *d.rank()))
+
+
+# ------------------------------------------------------------------------------------------------ the run
+
+
+@dataclass
+class Model:
+    """What the rules need to know of the spec (from its IR, no framework): the loss's task, the metric names,
+    the optimizer's learning rate, whether it clips, the schedule's kind, early stopping, the normalisation,
+    and the weighted layers in order (name, kind, activation, units)."""
+
+    task: str = "categorical"
+    metrics: tuple[str, ...] = ()
+    lr: float | None = None
+    optimizer: str = ""
+    clips: bool = False
+    schedule: str | None = None
+    early_stopping: bool = False
+    normalize: str | None = None
+    layers: list[dict] = field(default_factory=list)
+
+    @staticmethod
+    def of(spec) -> Model:
+        if spec is None:
+            return Model()
+        layers = []
+        for info in spec.walk():
+            layer = info.layer
+            act = getattr(getattr(layer, "activation", None), "name", None)
+            if info.weights or layer.kind == "Activation":
+                layers.append({"name": layer.name, "kind": layer.kind, "activation": act,
+                               "units": getattr(layer, "units", None) or getattr(layer, "filters", None),
+                               "weighted": bool(info.weights)})
+        opt = spec.optimizer
+        return Model(task=type(spec.loss).task, metrics=tuple(m.name for m in spec.metrics),
+                     lr=opt.learning_rate, optimizer=opt.kind,
+                     clips=any(getattr(opt, k, None) is not None for k in ("clipnorm", "clipvalue",
+                                                                           "global_clipnorm")),
+                     schedule=spec.schedule.kind if spec.schedule is not None else None,
+                     early_stopping=spec.train.early_stopping is not None,
+                     normalize=spec.data.normalize if spec.data is not None else None, layers=layers)
+
+
+@dataclass
+class Case:
+    """A run as the rules see it, up to an epoch: the history rows, the evidence (None: not recorded), why it
+    failed (run.json), the final metrics (metrics.json; None while it trains), the spec's Model and the
+    target accuracy (--target-accuracy). `live`: judged while it trains (no end-of-run rule)."""
+
+    rows: list[dict]
+    evidence: dict | None = None
+    failure: str | None = None
+    final: dict | None = None
+    model: Model = field(default_factory=Model)
+    target_accuracy: float | None = None
+    live: bool = False
+    val_samples: int | None = None  # how many samples the validation metrics are measured on, when known
+
+    def until(self, epoch: int) -> Case:
+        """The run as it was at the end of `epoch` (while training: no final metrics, no failure)."""
+        ev = self.evidence
+        if ev is not None:
+            epochs = [e for e in _epochs(ev) if e.get("epoch", 0) <= epoch]
+            last = epochs[-1].get("last_step") if epochs else 0
+            steps = ev.get("step_losses") or []
+            ev = {**ev, "epochs": epochs, "step_losses": steps[:last] if isinstance(last, int) else steps}
+        return replace(self, rows=[r for r in self.rows if r.get("epoch", 0) <= epoch], evidence=ev,
+                       failure=None, final=None, live=True)
+
+    @property
+    def last_epoch(self) -> int:
+        return self.rows[-1]["epoch"] if self.rows else 0
+
+
+# -------------------------------------------------------------------------------------------- helpers
+
+
+def num(x: float | None) -> str:
+    """A number as the report shows it: 4 significant digits."""
+    if x is None:
+        return "n/a"
+    if isinstance(x, float) and not math.isfinite(x):
+        return str(x)
+    return f"{x:.4g}"
+
+
+def _finite(x: object) -> TypeGuard[float]:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _num_or(x, default: float) -> float:
+    return float(x) if _finite(x) else default
+
+
+def _epochs(ev: dict | None) -> list[dict]:
+    if not ev:
+        return []
+    return [e for e in ev.get("epochs") or [] if isinstance(e, dict)]
+
+
+def _ev_layers(ev: dict | None) -> list[dict]:
+    """The evidence's layers, in the model's order."""
+    if not ev:
+        return []
+    return [x for x in ev.get("layers") or [] if isinstance(x, dict) and "name" in x]
+
+
+def _stat(epoch: dict, layer: str, key: str):
+    v = ((epoch.get("layers") or {}).get(layer) or {}).get(key)
+    return v if v is None or _finite(v) else None
+
+
+def _loss(r: dict, key: str = "loss") -> float | None:
+    v = r.get(key)
+    return float(v) if _finite(v) else None
+
+
+def _train_val_accuracy(case: Case) -> tuple[float | None, float | None, str]:
+    """The train and validation accuracy the bias/variance rules compare, and where they come from: the
+    final inference-mode metrics when the run finished (a cv fold's metrics.json has the validation only),
+    else the last epoch's row."""
+    rows = case.rows
+    if "accuracy" not in case.model.metrics and not (rows and "accuracy" in rows[-1]):
+        return None, None, ""
+    fin = case.final or {}
+    tr, va = (fin.get("train") or {}).get("accuracy"), (fin.get("val") or {}).get("accuracy")
+    if _finite(tr):
+        if not _finite(va) and rows:
+            va = rows[-1].get("val_accuracy")
+        return float(tr), float(va) if _finite(va) else None, "metrics.json, inference mode"
+    if not rows:
+        return None, None, ""
+    r = rows[-1]
+    tr = r.get("accuracy")
+    where = f"epoch {r['epoch']}"
+    if _finite(va):
+        where += ", validation from metrics.json"
+    else:
+        va = r.get("val_accuracy")
+    return float(tr) if _finite(tr) else None, float(va) if _finite(va) else None, where
+
+
+def _first_step_loss(case: Case) -> float | None:
+    steps = (case.evidence or {}).get("step_losses") or []
+    return next((float(v) for v in steps if _finite(v)), None)
+
+
+def _bias(case: Case) -> dict | None:
+    """How far the train metric is from its reference (underfitting's test, shared with lr_too_low): a dict
+    with the shortfall, the threshold and a sentence; None when it cannot be judged."""
+    train, _val, where = _train_val_accuracy(case)
+    target = case.target_accuracy
+    if train is not None and target is not None:
+        short = target - train
+        return {"metric": "accuracy", "train": train, "reference": target, "shortfall": short,
+                "fires": short > UNDERFIT_MARGIN,
+                "text": f"train accuracy {num(train)} ({where}) against the target {num(target)}: "
+                        f"{num(short)} short (the avoidable bias; the rule: more than {UNDERFIT_MARGIN})"}
+    if train is not None:
+        err = 1 - train
+        return {"metric": "accuracy", "train": train, "reference": 1.0, "shortfall": err,
+                "fires": err > UNDERFIT_TRAIN_ERROR,
+                "text": f"train accuracy {num(train)} ({where}), a train error of {num(err)}: with no "
+                        "--target-accuracy the train metric is its own reference (the rule: a train error "
+                        f"above {UNDERFIT_TRAIN_ERROR})"}
+    losses = [v for r in case.rows if (v := _loss(r)) is not None]
+    if not losses:
+        return None
+    start, start_where = _first_step_loss(case), "the first step's"
+    if start is None:
+        start, start_where = losses[0], "the first epoch's"
+    if start <= 0:
+        return None
+    end = _num_or(((case.final or {}).get("train") or {}).get("loss"), losses[-1])
+    frac = end / start
+    return {"metric": "loss", "train": end, "reference": start, "shortfall": frac,
+            "fires": frac > UNDERFIT_LOSS_FRACTION,
+            "text": f"the training loss ended at {num(end)}, {num(frac)} of {start_where} {num(start)} (the "
+                    f"rule without an accuracy metric: above {UNDERFIT_LOSS_FRACTION})"}
+
+
+# ------------------------------------------------------------------------------------------------ rules
+
+
+FAILED = re.compile(r"loss became (nan|inf) at epoch (\d+), step (\d+) \(learning rate ([-+0-9.e]+|nan|inf)")
+
+
+def _where(ev: dict | None, g: int, rows: int) -> tuple[int | None, int]:
+    """(epoch, step within it) of global step g (from 1), from the evidence's epoch step ranges."""
+    epochs = _epochs(ev)
+    for e in epochs:
+        if isinstance(e.get("first_step"), int) and isinstance(e.get("last_step"), int) \
+                and e["first_step"] <= g <= e["last_step"]:
+            return e["epoch"], g - e["first_step"] + 1
+    if epochs and isinstance(epochs[-1].get("last_step"), int):
+        return epochs[-1]["epoch"] + 1, g - epochs[-1]["last_step"]  # the epoch that did not finish
+    if rows == 0:
+        return 1, g
+    return None, g
+
+
+def _at(epoch: int | None, step: int) -> str:
+    return f"epoch {epoch}, step {step}" if epoch is not None else f"step {step} (overall)"
+
+
+def _try_float(s: str) -> float | None:
+    try:
+        return float(s)
+    except ValueError:
+        return None
+
+
+def _non_finite(case: Case, steps: list) -> tuple[dict, str] | None:
+    """The first non-finite loss: training's own message (run.json), else the evidence's step losses, else
+    the history."""
+    m = FAILED.search(case.failure or "")
+    if m:
+        facts: dict[str, Any] = {"kind": m.group(1), "epoch": int(m.group(2)), "step": int(m.group(3))}
+        lr = _try_float(m.group(4))
+        if _finite(lr):
+            facts["lr"] = lr
+        return facts, (f"the loss became {m.group(1)} at epoch {m.group(2)}, step {m.group(3)}"
+                       + (f" (learning rate {num(lr)})" if _finite(lr) else ""))
+    bad = next((i + 1 for i, v in enumerate(steps) if not _finite(v)), None)
+    if bad is not None:
+        e, s = _where(case.evidence, bad, len(case.rows))
+        return ({"kind": "non-finite", "epoch": e, "step": s, "global_step": bad},
+                f"the loss became non-finite at {_at(e, s)}")
+    row = next((r for r in case.rows if "loss" in r and not _finite(r["loss"])), None)
+    if row is not None:
+        return ({"kind": "non-finite", "epoch": row["epoch"]},
+                f"the loss of epoch {row['epoch']} is not finite")
+    return None
+
+
+def _exploded(case: Case, steps: list, first: float | None) -> tuple[dict, str] | None:
+    """A finite loss that blew up: a step's (evidence) or an epoch's (history)."""
+    if first is not None and first > 0:
+        over = next((i + 1 for i, v in enumerate(steps) if _finite(v) and v > DIVERGE_STEP_FACTOR * first),
+                    None)
+        if over is not None:
+            e, s = _where(case.evidence, over, len(case.rows))
+            return ({"kind": "exploding", "epoch": e, "step": s, "global_step": over,
+                     "loss": float(steps[over - 1]), "first_step_loss": first},
+                    f"the step loss rose to {num(steps[over - 1])} at {_at(e, s)}, more than "
+                    f"{num(DIVERGE_STEP_FACTOR)}x the first step's {num(first)}")
+    l0 = _loss(case.rows[0]) if case.rows else None
+    if l0 is None or l0 <= 0:
+        return None
+    row = next((r for r in case.rows[1:] if (v := _loss(r)) is not None and v > DIVERGE_EPOCH_FACTOR * l0),
+               None)
+    if row is None:
+        return None
+    return ({"kind": "exploding", "epoch": row["epoch"], "loss": row["loss"], "first_epoch_loss": l0},
+            f"the training loss of epoch {row['epoch']} is {num(row['loss'])}, more than "
+            f"{num(DIVERGE_EPOCH_FACTOR)}x the first epoch's {num(l0)}")
+
+
+def divergence(case: Case) -> Diagnosis | None:
+    steps = (case.evidence or {}).get("step_losses") or []
+    first = _first_step_loss(case)
+    found = _non_finite(case, steps) or _exploded(case, steps, first)
+    if found is None:
+        return None
+    facts, text = found
+    parts = [text]
+    # where it began: the first step whose loss passed DIVERGE_ONSET_FACTOR x the first step's
+    upto = facts.get("global_step") or len(steps)
+    onset = next((i + 1 for i, v in enumerate(steps[:upto]) if first is not None and first > 0
+                  and _finite(v) and v > DIVERGE_ONSET_FACTOR * first), None)
+    if onset is not None:
+        e, s = _where(case.evidence, onset, len(case.rows))
+        facts.update(began_epoch=e, began_step=s, began_loss=float(steps[onset - 1]))
+        parts.append(f"it began at {_at(e, s)}, where the step loss ({num(steps[onset - 1])}) first passed "
+                     f"{num(DIVERGE_ONSET_FACTOR)}x the first step's ({num(first)})")
+    finite = [float(v) for v in steps[:upto] if _finite(v)]
+    if finite and facts["kind"] != "exploding":
+        parts.append("the last finite step losses: " + ", ".join(num(v) for v in finite[-4:]))
+    epoch = facts.get("began_epoch") or facts.get("epoch")
+    step = facts.get("began_step") or facts.get("step")
+    where = _at(epoch, step) if step is not None else f"epoch {epoch}"
+    lr = case.model.lr
+    lower = f"from {num(lr)} to {num(lr / LR_DOWN)}" if lr else f"by {num(LR_DOWN)}x"
+    remedy = (f"Lower the learning rate 3-10x ({lower}): the updates overshoot and the loss blows up, "
+              f"beginning at {where}. If it still diverges, lower it again, or add gradient clipping "
+              "(clipnorm=1.0 on the optimizer) or a warm-up (schedule: warmup(epochs=5)); unscaled inputs "
+              "(normalize: standard) or targets can also blow it up.")
+    what = "the loss exploded" if facts["kind"] == "exploding" else f"the loss became {facts['kind']}"
+    line = f"{what} at step {facts['step']}" if facts.get("step") is not None else what
+    return Diagnosis("divergence", "critical", "; ".join(parts), remedy, line=line, epoch=facts.get("epoch"),
+                     facts=facts)
+
+
+def _weighted(case: Case) -> list[dict]:
+    """The evidence's layers with a finite gradient norm in some epoch (the layers with weights), in the
+    model's order."""
+    return [layer for layer in _ev_layers(case.evidence)
+            if any(_stat(e, layer["name"], "grad_norm") is not None for e in _epochs(case.evidence))]
+
+
+def _last_norms(case: Case) -> tuple[dict | None, list[tuple[str, float]]]:
+    """The last evidence epoch and its (layer, gradient norm) of every weighted layer with a finite one."""
+    epochs = _epochs(case.evidence)
+    if not epochs:
+        return None, []
+    e = epochs[-1]
+    return e, [(x["name"], g) for x in _weighted(case) if (g := _stat(e, x["name"], "grad_norm")) is not None]
+
+
+def vanishing_gradients(case: Case) -> Diagnosis | None:
+    e, norms = _last_norms(case)
+    if e is None or len(norms) < 2:
+        return None
+    (first, g1), (last, gn) = norms[0], norms[-1]
+    if gn <= 0 or g1 > 0 and gn / g1 < VANISH_RATIO:
+        return None
+    ratio = gn / g1 if g1 > 0 else math.inf
+    upd, upd_last = _stat(e, first, "update_ratio"), _stat(e, last, "update_ratio")
+    shown = ", ".join(f"{n} {num(g)}" for n, g in norms)
+    acts = sorted({x["activation"] for x in _ev_layers(case.evidence)
+                   if x.get("family") in ("sigmoid", "tanh") and x.get("activation")})
+    evidence = (f"at epoch {e['epoch']} the first layer's ({first}) gradient norm is {num(g1)}, "
+                f"{num(ratio)}x smaller than the last layer's ({last}) {num(gn)} (the rule: "
+                f"{num(VANISH_RATIO)}x); gradient norms by layer: {shown}")
+    if upd is not None and upd_last is not None:
+        evidence += f"; update/weight ratio {num(upd)} in {first} against {num(upd_last)} in {last}"
+    why = f" ({' and '.join(acts)} squash{'es' * (len(acts) == 1)} the gradient by up to 4x per layer)" \
+        if acts else ""
+    remedy = ("Use the ReLU family (relu, leaky_relu, elu) in the hidden layers with He initialization "
+              f"(kernel_init=he_normal){why}; Glorot initialization for a sigmoid or tanh layer that stays; "
+              "BatchNorm after the hidden layers and residual connections keep the gradient flowing through "
+              "a deep net.")
+    still = upd is not None and upd < LR_LOW_RATIO
+    if still:
+        evidence += f" (the first layer barely moves: below {num(LR_LOW_RATIO)})"
+    severity = "high" if ratio >= VANISH_HIGH or still else "medium"
+    return Diagnosis("vanishing_gradients", severity, evidence, remedy,
+                     line=f"the first layer's gradient is {num(ratio)}x smaller than the last's",
+                     epoch=e["epoch"],
+                     facts={"epoch": e["epoch"], "first_layer": first, "last_layer": last,
+                            "first_grad_norm": g1, "last_grad_norm": gn, "ratio": ratio,
+                            "grad_norms": dict(norms)})
+
+
+def _grown(case: Case, layer: str, epochs: list[dict]) -> tuple[str, dict] | None:
+    """A layer whose gradient norm went non-finite, or grew EXPLODE_GROWTH x over its first epoch's."""
+    series = [(e["epoch"], ((e.get("layers") or {}).get(layer) or {}).get("grad_norm")) for e in epochs]
+    known = [(ep, float(g)) for ep, g in series if g is not None and _finite(g)]
+    if not known:
+        return None
+    lost = next((ep for ep, g in series if not _finite(g) and ep > known[0][0]), None)
+    if lost is not None:
+        return f"{layer}'s gradient norm is not finite at epoch {lost}", {"epoch": lost, "layer": layer,
+                                                                          "non_finite": True}
+    if len(known) < 2 or known[0][1] <= 0:
+        return None
+    top_ep, top = max(known[1:], key=lambda t: t[1])
+    growth = top / known[0][1]
+    if growth < EXPLODE_GROWTH:
+        return None
+    return (f"{layer}'s gradient norm grew {num(growth)}x, from {num(known[0][1])} at epoch {known[0][0]} to "
+            f"{num(top)} at epoch {top_ep}", {"epoch": top_ep, "layer": layer, "growth": growth})
+
+
+def exploding_gradients(case: Case) -> Diagnosis | None:
+    epochs = _epochs(case.evidence)
+    found: list[str] = []
+    facts: dict[str, Any] = {}
+    for layer in _weighted(case):
+        hit = _grown(case, layer["name"], epochs)
+        if hit is not None:
+            found.append(hit[0])
+            facts = {**hit[1], **facts}
+    e, norms = _last_norms(case)
+    if e is not None and len(norms) >= 2 and norms[-1][1] > 0 and norms[0][1] / norms[-1][1] >= EXPLODE_RATIO:
+        r = norms[0][1] / norms[-1][1]
+        found.append(f"at epoch {e['epoch']} the first layer's ({norms[0][0]}) gradient norm "
+                     f"{num(norms[0][1])} is {num(r)}x the last layer's ({norms[-1][0]}) {num(norms[-1][1])}")
+        facts.setdefault("epoch", e["epoch"])
+        facts["first_to_last"] = r
+    if not found:
+        return None
+    evidence = "; ".join(found) + (f" (the rules: non-finite, {num(EXPLODE_GROWTH)}x growth, or the first "
+                                   f"layer {num(EXPLODE_RATIO)}x the last)")
+    clip = "" if case.model.clips else "gradient clipping (clipnorm=1.0 on the optimizer), "
+    remedy = (f"Tame the gradient: {clip}a lower learning rate, He or Glorot initialization instead of large "
+              "random weights, BatchNorm after the hidden layers, residual connections in a deep net, and "
+              "the ReLU family for the activations.")
+    return Diagnosis("exploding_gradients", "critical" if facts.get("non_finite") else "high", evidence,
+                     remedy, line="the gradient norms are exploding", epoch=facts.get("epoch"), facts=facts)
+
+
+def _fraction_rule(case: Case, key: str, families: tuple[str, ...], limit: float):
+    """The last evidence epoch and the layers (of these activation families) whose `key` fraction is over the
+    limit in it: (layer, fraction, the first epoch it was over)."""
+    epochs = _epochs(case.evidence)
+    if not epochs:
+        return None, []
+    e = epochs[-1]
+    hit = []
+    for layer in _ev_layers(case.evidence):
+        if layer.get("family") in families:
+            v = _stat(e, layer["name"], key)
+            if v is not None and v > limit:
+                since = next((x["epoch"] for x in epochs
+                              if (w := _stat(x, layer["name"], key)) is not None and w > limit), e["epoch"])
+                hit.append((layer, v, since))
+    return e, hit
+
+
+def dead_relu(case: Case) -> Diagnosis | None:
+    e, hit = _fraction_rule(case, "dead_fraction", ("relu",), DEAD_FRACTION)
+    if not hit or e is None:
+        return None
+    shown = "; ".join(f"{x['name']} ({x.get('kind')}, {x.get('activation')}): {num(100 * v)}% of its units "
+                      f"never fire (over the limit since epoch {since})" for x, v, since in hit)
+    worst = max(v for _, v, _ in hit)
+    n = (case.evidence or {}).get("probe_samples")
+    over = f", over {n} probe samples" if n else ""
+    evidence = f"at epoch {e['epoch']}{over}: {shown} (the rule: more than {num(100 * DEAD_FRACTION)}%)"
+    lr = f"({num(case.model.lr)}) " if case.model.lr else ""
+    remedy = ("Use leaky_relu (or elu) instead of relu in those layers, so a unit pushed negative still gets "
+              f"a gradient, or lower the learning rate {lr}3-10x: one large update can push a unit's inputs "
+              "below zero for every sample, for good. He initialization and zero biases start the units "
+              "alive.")
+    return Diagnosis("dead_relu", "high" if worst > SEVERE_FRACTION else "medium", evidence, remedy,
+                     line=f"{num(100 * worst)}% of {hit[0][0]['name']}'s ReLUs are dead",
+                     epoch=min(s for *_, s in hit),
+                     facts={"epoch": e["epoch"], "layers": {x["name"]: v for x, v, _ in hit}})
+
+
+def saturation(case: Case) -> Diagnosis | None:
+    e, hit = _fraction_rule(case, "saturated_fraction", ("sigmoid", "tanh"), SATURATED_FRACTION)
+    if not hit or e is None:
+        return None
+    shown = "; ".join(f"{x['name']} ({x.get('activation')}): {num(100 * v)}% saturated (since epoch {since})"
+                      for x, v, since in hit)
+    worst = max(v for _, v, _ in hit)
+    norm = case.model.normalize
+    first = (f"Standardize the inputs (normalize: standard in data {{ }}; it is '{norm}' now)"
+             if norm not in (None, "standard") else "Keep the inputs standardized")
+    remedy = (f"{first}, and start the weights small: Glorot (Xavier) initialization for sigmoid and tanh "
+              "layers instead of large random ones. A saturated unit passes almost no gradient; BatchNorm "
+              "before the activation, or the ReLU family, avoids the flat tails.")
+    return Diagnosis("saturation", "high" if worst > SEVERE_FRACTION else "medium",
+                     f"at epoch {e['epoch']}: {shown} (the rule: more than {num(100 * SATURATED_FRACTION)}%)",
+                     remedy, line=f"{num(100 * worst)}% of {hit[0][0]['name']}'s units are saturated",
+                     epoch=min(s for *_, s in hit),
+                     facts={"epoch": e["epoch"], "layers": {x["name"]: v for x, v, _ in hit}})
+
+
+def _rising_run(rows: list[dict], end: int) -> bool:
+    """val_loss rose in each of the OVERFIT_RISING_EPOCHS epochs up to row `end`, while the training loss
+    fell over them."""
+    k = OVERFIT_RISING_EPOCHS
+    if end < k:
+        return False
+    window = rows[end - k:end + 1]
+    vals = [v for r in window if (v := _loss(r, "val_loss")) is not None]
+    losses = [v for r in window if (v := _loss(r)) is not None]
+    if len(vals) != k + 1 or len(losses) != k + 1:
+        return False
+    return all(b > a for a, b in zip(vals, vals[1:], strict=False)) and _fell(losses[0], losses[-1])
+
+
+def _fell(before: float, after: float) -> bool:
+    """The training loss fell by more than PLATEAU_IMPROVEMENT of itself."""
+    return before > 0 and (before - after) / before > PLATEAU_IMPROVEMENT
+
+
+def _standard_error(p: float | None, n: int | None) -> float:
+    """The standard error of an accuracy p measured on n samples (0 when either is unknown)."""
+    if p is None or not n or n <= 0:
+        return 0.0
+    return math.sqrt(max(p * (1 - p), 0.0) / n)
+
+
+def _val_above_minimum(rows: list[dict], best_i: int) -> tuple[dict, str] | None:
+    """val_loss ended OVERFIT_VAL_RISE above its minimum, reached OVERFIT_RISING_EPOCHS or more epochs before
+    the end, while the training loss fell."""
+    if len(rows) - 1 - best_i < OVERFIT_RISING_EPOCHS:
+        return None
+    best, last = rows[best_i], rows[-1]
+    bv, lv, bl, ll = _loss(best, "val_loss"), _loss(last, "val_loss"), _loss(best), _loss(last)
+    if bv is None or lv is None or bl is None or ll is None:
+        return None
+    if not (lv > (1 + OVERFIT_VAL_RISE) * bv and _fell(bl, ll)):
+        return None
+    rise = lv / bv - 1
+    return ({"best_epoch": best["epoch"], "val_rise": rise},
+            f"val_loss was lowest at epoch {best['epoch']} ({num(bv)}) and ended {num(100 * rise)}% higher "
+            f"({num(lv)} at epoch {last['epoch']}) while the training loss fell from {num(bl)} to {num(ll)}")
+
+
+def overfitting(case: Case) -> Diagnosis | None:
+    rows = case.rows
+    if not rows or "val_loss" not in rows[-1]:
+        return None
+    parts: list[str] = []
+    facts: dict[str, Any] = {}
+    finite = [(i, v) for i, r in enumerate(rows) if (v := _loss(r, "val_loss")) is not None]
+    best_i = min(finite, key=lambda t: t[1])[0] if finite else None
+    k = OVERFIT_RISING_EPOCHS
+    # 1. val_loss rising k epochs in a row while the training loss falls (live: up to this epoch; after the
+    # run: the first such epochs, unless val_loss reached a new low after them)
+    ends = [len(rows) - 1] if case.live else list(range(k, len(rows)))
+    hit = next((i for i in ends if _rising_run(rows, i) and (best_i is None or best_i <= i - k)), None)
+    if hit is not None:
+        a, b = rows[hit - k], rows[hit]
+        facts.update(epoch=b["epoch"], rising_from=a["epoch"])
+        parts.append(f"val_loss rose in each of epochs {a['epoch'] + 1}-{b['epoch']} "
+                     f"({num(a['val_loss'])} -> {num(b['val_loss'])}) while the training loss fell "
+                     f"({num(a['loss'])} -> {num(b['loss'])})")
+    # 2. val_loss well above its minimum at the end (after the run)
+    above = _val_above_minimum(rows, best_i) if not case.live and best_i is not None else None
+    if above is not None:
+        facts.update(above[0])
+        facts.setdefault("epoch", rows[-1]["epoch"])
+        parts.append(above[1])
+    # 3. the train-validation gap of the accuracy (after the run)
+    train, val, where = _train_val_accuracy(case)
+    # rounded to 12 places: 1.0 - 0.95 is 0.05000000000000004 in floats, and exactly the rule is no finding
+    gap = round(train - val, 12) if train is not None and val is not None else None
+    se = _standard_error(val, case.val_samples)
+    if not case.live and gap is not None and gap > OVERFIT_GAP and gap > OVERFIT_GAP_SE * se:
+        facts.update(gap=gap, train_accuracy=train, val_accuracy=val)
+        facts.setdefault("epoch", rows[-1]["epoch"])
+        resolved = "" if not case.val_samples else f" and {OVERFIT_GAP_SE:g} standard errors, " \
+            f"{num(OVERFIT_GAP_SE * se)}, of the validation accuracy on {case.val_samples} samples"
+        parts.append(f"train accuracy {num(train)} against validation {num(val)} ({where}): a gap of "
+                     f"{num(gap)} (the variance; the rule: more than {OVERFIT_GAP}{resolved})")
+    if not parts:
+        return None
+    if case.target_accuracy is not None and gap is not None and train is not None:
+        parts.append(f"bias {num(max(0.0, case.target_accuracy - train))} against the target "
+                     f"{num(case.target_accuracy)}, variance {num(gap)}")
+    fin = case.final or {}
+    severity = "high" if (gap or 0) > OVERFIT_GAP_HIGH or facts.get("val_rise", 0) > 1.0 else "medium"
+    if fin.get("restored_best") and (gap is None or gap <= OVERFIT_GAP):
+        severity = "low"
+        parts.append(f"early stopping restored the weights of epoch {fin.get('best_epoch')}")
+    remedy = ("Reduce the variance: more training data or augmentation (image data: augment: [flip(...), "
+              "shift(0.1)]), dropout 0.2-0.5 after the widest hidden layers, L2 weight decay "
+              "(kernel_reg=l2(1e-4)), a smaller model, and early stopping on val_loss "
+              "(early_stopping: (monitor=val_loss, patience=5, restore_best=true)).")
+    line = (f"val_loss rising for {k} epochs while loss falls" if hit is not None
+            else "val_loss well above its minimum while loss falls")
+    return Diagnosis("overfitting", severity, "; ".join(parts), remedy, line=line, epoch=facts.get("epoch"),
+                     facts=facts)
+
+
+def underfitting(case: Case) -> Diagnosis | None:
+    if case.live or not case.rows:
+        return None
+    b = _bias(case)
+    if b is None or not b["fires"]:
+        return None
+    parts = [b["text"]]
+    facts = {k: b[k] for k in ("metric", "train", "reference", "shortfall")}
+    tail = [v for r in case.rows[-LR_LOW_EPOCHS - 1:] if (v := _loss(r)) is not None]
+    still = len(tail) >= 2 and tail[0] > 0 and \
+        (tail[0] - tail[-1]) / tail[0] / (len(tail) - 1) > PLATEAU_IMPROVEMENT
+    if still:
+        parts.append(f"the training loss was still falling at the end ({num(tail[0])} -> "
+                     f"{num(tail[-1])} over the last {len(tail) - 1} epochs)")
+        facts["still_improving"] = True
+    _train, val, _where = _train_val_accuracy(case)
+    if b["metric"] == "accuracy" and val is not None:
+        parts.append(f"validation accuracy {num(val)} (variance {num(b['train'] - val)})")
+    weighted = [x for x in case.model.layers if x.get("weighted") and x.get("units")]
+    slim = min(weighted[:-1], key=lambda x: x["units"]) if len(weighted) > 1 else None
+    size = ""
+    if slim is not None and slim["units"] < weighted[-1]["units"]:
+        size = f" (the narrowest hidden layer, {slim['name']} with {slim['units']} units, is a bottleneck)"
+        facts["bottleneck"] = slim["name"]
+    remedy = (f"Reduce the bias: a bigger model, wider or deeper{size}; train longer"
+              f"{' (the loss was still falling)' if still else ''}; less regularization (lower dropout "
+              "rates and L2 factors). A better optimizer set-up (Adam, a tuned learning rate) also helps; "
+              "more data does not.")
+    if b["metric"] == "accuracy":
+        severity = "high" if b["shortfall"] > UNDERFIT_HIGH else "medium"
+    else:  # the loss barely moved
+        severity = "high" if b["shortfall"] > 1 - UNDERFIT_HIGH / 2 else "medium"
+    return Diagnosis("underfitting", severity, "; ".join(parts), remedy,
+                     line="the training metric is far from the target", epoch=case.rows[-1]["epoch"],
+                     facts=facts)
+
+
+def plateau(case: Case) -> Diagnosis | None:
+    rows = case.rows
+    n = PLATEAU_EPOCHS
+    if len(rows) < n + 1:
+        return None
+    window = rows[-n - 1:]
+    losses = [v for r in window if (v := _loss(r)) is not None]
+    acc = _num_or(rows[-1].get("accuracy"), 0.0)
+    if len({r.get("lr") for r in window}) != 1 or len(losses) != n + 1:
+        return None
+    if acc >= FIT_ACCURACY:  # it fits its training data: nothing left to gain there
+        return None
+    before, best = losses[0], min(losses[1:])
+    if before <= 0 or (before - best) / before >= PLATEAU_IMPROVEMENT:
+        return None
+    lr = window[-1].get("lr")
+    a, b = window[0]["epoch"], window[-1]["epoch"]
+    gain = (before - best) / before
+    evidence = (f"the training loss went from {num(before)} at epoch {a} to at best {num(best)} over epochs "
+                f"{a + 1}-{b}: {num(100 * gain)}% better (the rule: less than "
+                f"{num(100 * PLATEAU_IMPROVEMENT)}% over {n} epochs) at a constant learning rate {num(lr)}")
+    sched = case.model.schedule
+    now = f" (the schedule now is {sched})" if sched and sched != "plateau" else ""
+    remedy = ("Decay the learning rate when the loss plateaus: schedule: plateau(factor=0.1-0.5, "
+              f"patience=2-5) multiplies it by the factor after `patience` epochs without improvement{now}; "
+              "a step or cosine schedule does it on a timetable. A loss stuck from the start points to a "
+              "rate too low or vanishing gradients instead.")
+    return Diagnosis("plateau", "medium", evidence, remedy,
+                     line=f"the loss improved {num(100 * gain)}% over {n} epochs at lr {num(lr)}", epoch=b,
+                     facts={"epoch": b, "from_epoch": a, "improvement": gain, "lr": lr})
+
+
+def lr_too_low(case: Case) -> Diagnosis | None:
+    epochs = _epochs(case.evidence)
+    rows = case.rows
+    k = LR_LOW_EPOCHS
+    if not epochs or len(rows) < k + 1:
+        return None
+    losses = [v for r in rows[-k - 1:] if (v := _loss(r)) is not None]
+    if len(losses) != k + 1 or not all(b < a for a, b in zip(losses, losses[1:], strict=False)):
+        return None
+    e = epochs[-1]
+    ratios = [v for x in _weighted(case) if (v := _stat(e, x["name"], "update_ratio")) is not None]
+    if not ratios or max(ratios) >= LR_LOW_RATIO:
+        return None
+    b = _bias(case)
+    if b is None or not b["fires"]:
+        return None
+    top = max(ratios)
+    factor = min(10.0, max(3.0, HEALTHY_UPDATE_RATIO / top if top > 0 else 10.0))
+    lr = case.model.lr
+    evidence = (f"the training loss fell steadily over epochs {rows[-k - 1]['epoch']}-{rows[-1]['epoch']} "
+                f"({num(losses[0])} -> {num(losses[-1])}), but at epoch {e['epoch']} the largest "
+                f"update/weight ratio of any layer is {num(top)} (the rule: below {num(LR_LOW_RATIO)}; about "
+                f"{num(HEALTHY_UPDATE_RATIO)} is healthy); {b['text']}")
+    up = f"from {num(lr)} to {num(lr * factor)}" if lr else f"{num(factor)}x"
+    remedy = (f"Raise the learning rate 3-10x ({up}): every step moves the weights by less than "
+              f"{num(LR_LOW_RATIO)} of their size, so the loss falls, but far too slowly for the epochs "
+              "given. Raise it until the loss falls fast without spiking; a plateau schedule can bring it "
+              "down later.")
+    return Diagnosis("lr_too_low", "medium", evidence, remedy,
+                     line=f"the updates are {num(top)} of the weights while the loss falls slowly",
+                     epoch=e["epoch"], facts={"epoch": e["epoch"], "max_update_ratio": top, "factor": factor})
+
+
+RULES: tuple[Callable[[Case], Diagnosis | None], ...] = (
+    divergence, exploding_gradients, vanishing_gradients, dead_relu, saturation, lr_too_low, plateau,
+    overfitting, underfitting)
+
+
+# the rules on the per-layer evidence (judged also when the loss diverged)
+PER_LAYER = (exploding_gradients, vanishing_gradients, dead_relu, saturation)
+
+
+def diagnose_case(case: Case) -> list[Diagnosis]:
+    """Every rule that fires on the case, most severe first; `healthy` (with what was checked) when none
+    does. A run that diverged is judged on that and its per-layer evidence (its curves say nothing more)."""
+    div = divergence(case)
+    if div is None:
+        found = [d for rule in RULES if (d := rule(case)) is not None]
+        return ranked(found) if found else [healthy(case)]
+    # the per-layer numbers of the epoch whose loss went non-finite come from broken weights: the other
+    # per-layer rules look at the epochs before it
+    before = case
+    if div.facts.get("kind") != "exploding" and isinstance(div.epoch, int) and case.evidence is not None:
+        before = replace(case, evidence={**case.evidence, "epochs": [
+            e for e in _epochs(case.evidence) if e.get("epoch", 0) < div.epoch]})
+    return ranked([div] + [d for rule in PER_LAYER if (d := rule(before)) is not None])
+
+
+def live_findings(case: Case) -> list[Diagnosis]:
+    """The rules that can fire while a run trains (all but underfitting, which judges the end)."""
+    return ranked([d for rule in RULES if rule is not underfitting and (d := rule(case)) is not None])
+
+
+def healthy(case: Case) -> Diagnosis:
+    parts = []
+    rows = case.rows
+    if rows:
+        parts.append(f"{len(rows)} epochs, the training loss {num(_loss(rows[0]))} -> {num(_loss(rows[-1]))}")
+        vals = [(r["epoch"], v) for r in rows if (v := _loss(r, "val_loss")) is not None]
+        if vals:
+            ep, v = min(vals, key=lambda t: t[1])
+            parts.append(f"val_loss lowest at epoch {ep} ({num(v)}) of {rows[-1]['epoch']}")
+    train, val, where = _train_val_accuracy(case)
+    if train is not None:
+        se = OVERFIT_GAP_SE * _standard_error(val, case.val_samples)
+        limit = f"the limit {OVERFIT_GAP}" if se <= OVERFIT_GAP else \
+            f"within {OVERFIT_GAP_SE:g} standard errors, {num(se)}, on {case.val_samples} samples"
+        gap = "" if val is None else f", validation {num(val)} (gap {num(train - val)}; {limit})"
+        parts.append(f"train accuracy {num(train)}{gap} ({where})")
+    e, norms = _last_norms(case)
+    if e is not None and len(norms) >= 2 and norms[0][1] > 0:
+        parts.append(f"last-to-first layer gradient ratio {num(norms[-1][1] / norms[0][1])} at epoch "
+                     f"{e['epoch']}")
+    if case.evidence is not None and _epochs(case.evidence):
+        parts.append("no dead or saturated layer")
+    return Diagnosis("healthy", "none", "; ".join(parts) or "no rule fired",
+                     "Nothing to fix by the guides' rules. To do better, tune the learning rate and the size "
+                     "(dlc tune), or give --target-accuracy to judge the bias against a target.",
+                     epoch=rows[-1]["epoch"] if rows else None)

@@ -1,0 +1,184 @@
+"""`dlc compare`'s verdicts (issue 10): a float32 run that leaves its bound is judged by a float64 rerun
+(equivalent_near_tie, exit 0), a real difference is a mismatch named by its first step and layer (exit 1),
+and `--seeds N` tests the final metrics for equivalence with two one-sided paired t-tests (TOST)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from dlc.reference.tost import t_cdf, t_ppf, tost_paired
+
+from conftest import run_cli
+
+pytest.importorskip("torch")
+pytest.importorskip("tensorflow")
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny models
+
+# --------------------------------------------------------------------------------------------- TOST (math)
+
+
+def test_t_distribution_is_scipys():
+    st = pytest.importorskip("scipy.stats")
+    for df in (1, 2, 3, 7, 30, 500):
+        for t in (-50.0, -4.2, -1.0, -0.1, 0.0, 0.3, 2.5, 9.0):
+            assert t_cdf(t, df) == pytest.approx(st.t.cdf(t, df), rel=1e-10, abs=1e-14)
+        for q in (0.9, 0.95, 0.99):
+            assert t_ppf(q, df) == pytest.approx(st.t.ppf(q, df), rel=1e-9)
+
+
+def test_tost_by_hand():
+    """d = (0.01, −0.005, 0): mean 1/600, sd 0.0076376, se 0.0044096; with margin 0.02 the upper test's t is
+    (1/600 − 0.02)/se = −4.1576 on 2 df, p = 0.0266 < 0.05: equivalent; its 90% interval is inside ±0.02."""
+    r = tost_paired([0.01, -0.005, 0.0], margin=0.02)
+    se = r["sd_difference"] / math.sqrt(3)
+    assert r["t_upper"] == pytest.approx((1 / 600 - 0.02) / se)
+    assert r["p_value"] == pytest.approx(0.026635, abs=1e-5) and r["p_value"] == r["p_upper"]
+    assert r["verdict"] == "equivalent" and -0.02 < r["ci"][0] < r["ci"][1] < 0.02
+    assert tost_paired([0.01, -0.005, 0.0], margin=0.005)["verdict"] == "inconclusive"
+    assert tost_paired([0.05, 0.06, 0.055], margin=0.02)["verdict"] == "different"
+
+
+def test_tost_without_spread():
+    """Runs that never separated give equal differences: no t statistic; the mean decides."""
+    same = tost_paired([0.0, 0.0, 0.0], margin=0.02)
+    assert same["p_value"] == 0.0 and same["verdict"] == "equivalent" and same["t_lower"] is None
+    assert tost_paired([0.03] * 4, margin=0.02)["p_value"] == 1.0
+    with pytest.raises(ValueError, match="at least 2"):
+        tost_paired([0.0], margin=0.02)
+
+
+# ------------------------------------------------------------------------------------- training (both)
+
+# A ReLU MLP with SGD-nesterov (the issue's kind of model) whose float32 run leaves the per-step bound at
+# step 53 on this CPU (keras 3.15/TF 2.21, torch 2.13, one torch thread: loss |Δ| 3.2e-6 against a bound of
+# 2.2e-6, back within it the next step), while float64 agrees to 1.2e-15 relative over those 53 steps.
+NEAR_TIE = """
+model nesterov_tie {
+  seed: 7
+  data {
+    source: digits
+    normalize: standard
+    split: holdout(val=0.2, test=0.2, stratify=true)
+  }
+  input: (64)
+  layers {
+    Dense(64, activation=relu, kernel_reg=l2(1e-3))
+    Dense(10, activation=softmax)
+  }
+  loss: categorical_crossentropy
+  metrics: [accuracy]
+  optimizer: SGD(lr=0.1, momentum=0.9, nesterov=true)
+  train {
+    epochs: EPOCHS
+    batch_size: 32
+  }
+}
+"""
+
+
+def _spec_file(tmp_path, epochs: int = 1):
+    path = tmp_path / "tie.dlspec"
+    path.write_text(NEAR_TIE.replace("EPOCHS", str(epochs)))
+    return path
+
+
+def test_float32_near_tie_is_equivalent(tmp_path):
+    rc, out, err = run_cli("compare", _spec_file(tmp_path), "--dtype", "float32", "--steps", "60", "--json")
+    c = json.loads(out)
+    if c["verdict"] == "equivalent":
+        pytest.skip("this CPU's float32 rounding keeps the pinned run within its bound (the near-tie is "
+                    "platform-specific); the verdict logic is still covered by the mismatch tests")
+    assert rc == 0, (c["summary"], err)
+    assert c["verdict"] == "equivalent_near_tie" and c["passed"]
+    k = c["separated_at_step"]
+    assert k == 53 and c["separation"] in ("jump", "isolated", "growth")
+    assert c["float64_steps"] == k and c["float64_max_rel_diff"] <= 1e-13
+    assert c["reasons"] and "step 53" in c["reasons"][0]
+    assert "float64 agrees within" in c["summary"] and f"step {k}" in c["summary"]
+    assert c["first_mismatch_step"] is None and c["first_mismatch_layer"] is None
+
+
+@pytest.fixture
+def broken_torch(monkeypatch):
+    """torch's training step, broken: after step 3, one bias of the last layer moves by `size` (nothing else
+    changes: the initial weights stay bit-identical)."""
+    from dlc.backends.torch import training
+
+    state = {"size": 1e-3}
+    original = training.Trainer.train_step
+
+    def train_step(self, xb, yb):
+        out = original(self, xb, yb)
+        if int(self.step.value) == 3:
+            import torch
+
+            with torch.no_grad():
+                list(self.net.parameters())[-1][0] += state["size"]  # one logit's bias
+        return out
+
+    monkeypatch.setattr(training.Trainer, "train_step", train_step)
+    return state
+
+
+def test_float64_mismatch_names_the_first_step_and_layer(tmp_path, broken_torch):
+    import dlc
+
+    broken_torch["size"] = 1e-7  # far below float32's bound, far above float64's
+    c = dlc.compare(dlc.load(_spec_file(tmp_path)), steps=6, dtype="float64")
+    assert c["verdict"] == "mismatch" and not c["passed"]
+    assert c["first_weight_mismatch_step"] == 3 and c["first_mismatch_step"] == 3
+    assert c["first_loss_mismatch_step"] == 4
+    assert c["first_mismatch_layer"] == "dense_1" and list(c["mismatch_layers"]) == ["dense_1"]
+    assert c["mismatch_layers"]["dense_1"] == pytest.approx(1e-7, rel=1e-3)
+    assert "step 3" in c["summary"] and "dense_1" in c["summary"]
+
+
+def test_float32_mismatch_is_confirmed_in_float64(tmp_path, broken_torch):
+    rc, out, _ = run_cli("compare", _spec_file(tmp_path), "--dtype", "float32", "--steps", "8", "--json")
+    c = json.loads(out)
+    assert rc == 1 and c["verdict"] == "mismatch"
+    assert c["separated_at_step"] == 4 and c["float64_steps"] == 4  # the float32 bound broke at step 4
+    assert c["first_mismatch_step"] == 3 and c["first_mismatch_layer"] == "dense_1"
+    assert any(r.startswith("float64 rerun (4 steps)") for r in c["reasons"])
+    rc, out, _ = run_cli("compare", _spec_file(tmp_path), "--dtype", "float32", "--steps", "8")
+    assert rc == 1 and "mismatch in float64: first at step 3" in out and "dense_1" in out
+
+
+def test_seeds_tost_report(tmp_path):
+    rc, out, err = run_cli("compare", _spec_file(tmp_path, epochs=2), "--seeds", "3", "--json")
+    c = json.loads(out)
+    assert rc == (0 if c["passed"] else 1), err
+    assert c["mode"] == "seeds" and c["dtype"] == "float32" and c["seeds"] == [7, 8, 9]
+    assert c["split"] == "test" and c["alpha"] == 0.05 and c["margin"] == 0.02
+    for backend in ("keras", "torch"):
+        assert len(c["metrics"][backend]) == 3 and set(c["metrics"][backend][0]) == {"loss", "accuracy"}
+        assert all(r["epochs"] == 2 for r in c["runs"][backend])
+    acc = c["tests"]["accuracy"]
+    pairs = zip(c["metrics"]["keras"], c["metrics"]["torch"], strict=True)
+    expected = [t["accuracy"] - k["accuracy"] for k, t in pairs]
+    assert c["differences"]["accuracy"] == pytest.approx(expected, abs=0)
+    assert acc["margin"] == 0.02 and acc["margin_kind"] == "absolute"
+    assert c["tests"]["loss"]["margin_kind"].startswith("relative")
+    assert c["p_values"]["accuracy"] == acc["p_value"] == max(acc["p_lower"], acc["p_upper"])
+    # the backends agree to float32 rounding here: equivalent, with room to spare
+    assert c["verdict"] == "equivalent" and acc["p_value"] < 0.01
+    assert np.max(np.abs(c["differences"]["loss"])) < 1e-4
+
+
+def test_seeds_usage_errors(tmp_path):
+    path = _spec_file(tmp_path)
+    rc, _, err = run_cli("compare", path, "--seeds", "1")
+    assert rc == 2 and "--seeds" in err
+    rc, _, err = run_cli("compare", path, "--seeds", "3", "--steps", "10")
+    assert rc == 2 and "do not apply" in err
+    rc, _, err = run_cli("compare", path, "--seeds", "3", "--margin", "0")
+    assert rc == 2 and "margins must be positive" in err
+    import dlc
+
+    with pytest.raises(ValueError, match="at least 2 seeds"):
+        dlc.compare(dlc.load(path), seeds=1)
