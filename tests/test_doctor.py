@@ -558,3 +558,15 @@ def test_the_fix_keeps_relative_data_paths_right(tmp_path):
                                               "spec_dir": str(src)}))
     text = fixed_text(diagnose(run))
     assert 'source: csv("../src/data/t.csv")' in text and "SGD(lr=0.01)" in text
+
+
+def test_a_run_cut_short_by_epochs_is_fixed_back_to_the_spec_s_epochs(tmp_path):
+    """`--epochs 3` on a 40-epoch spec whose loss still falls: train the spec's own 40 (not 40 -> 6), and the
+    rerun command drops the override."""
+    assert run_cli("run", ROOT / "specs" / "iris.dlspec", "--epochs", "3", "--out", tmp_path / "r",
+                   "--quiet")[0] == 0
+    rc, out, err = run_cli("doctor", tmp_path / "r", "--fix")
+    assert rc == 0, err
+    assert "epochs 40, as the spec says (the run trained 3 with --epochs" in out + err
+    assert "epochs: 40" in (tmp_path / "r" / "doctor.dlspec").read_text()
+    assert "--epochs" not in (out + err).split("run it:")[-1]
