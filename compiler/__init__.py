@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import stat
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +42,8 @@ class Compiled:
 def compile_text(text: str, file: str = "<spec>", base_dir: Path | None = None,
                  overrides: Overrides | None = None) -> Compiled:
     d = Diagnostics()
+    if "\r" in text:  # a lone CR ends a line too (old Mac files), as it does in Python and in editors
+        text = re.sub(r"\r(?!\n)", "\n", text)
     tree = parse(text, d)
     # (a number that overflows is reported while reading, but is no syntax error: the other checks still run)
     syntax_errors = any(x.code.startswith("E0") for x in d.errors)

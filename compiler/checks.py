@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import itertools
 import math
 import os
@@ -343,22 +344,50 @@ def _check_data(spec: Spec, m: A.Model, d: Diagnostics, base_dir: Path) -> None:
                   where, f"looked for {_shown_path(path)} (relative paths start at the spec's folder)")
             return
         if isinstance(src, Csv):
-            try:
-                with open(path, newline="", encoding="utf-8-sig") as fh:  # as dlc.runtime.data reads it
-                    header = fh.readline().strip().split(",")
-            except (OSError, UnicodeDecodeError) as e:
-                d.add("E401", f"cannot read data file '{src.path}': {e}", where)
-                return
-            cols = [c.strip().strip('"') for c in header]
-            if src.target is not None and src.target not in cols:
-                d.add("E401", f"'{src.path}' has no column '{src.target}'",
-                      _kwarg_span(st.value if st else None, "target") or where,
-                      did_you_mean(src.target, cols) or f"columns: {', '.join(cols[:12])}")
-            elif len(cols) - 1 != math.prod(spec.input):
-                inp = _find_assign(m, "input")
-                d.add("E303", f"input {_shape(spec.input)} has {math.prod(spec.input)} values, but "
-                      f"'{src.path}' has {len(cols) - 1} feature columns", inp.value.span if inp else where,
-                      f"use input: ({len(cols) - 1})")
+            _check_csv(spec, src, path, m, st, where, d)
+
+
+def _check_csv(spec: Spec, src: Csv, path: Path, m: A.Model, st: A.Assign | None, where: Span | None,
+               d: Diagnostics) -> None:
+    """A CSV source against the spec: its first row read as dlc.runtime.data reads it (quotes, blank lines),
+    the target column, and one feature per input value."""
+    try:
+        cols = _csv_first_row(path)
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        d.add("E401", f"cannot read data file '{src.path}': {e}", where)
+        return
+    inp = _find_assign(m, "input")
+    if cols is None:
+        d.add("E401", f"'{src.path}' is empty: it has no rows", where,
+              "a CSV file: a header row of column names (optional), then a row per sample")
+    elif len(cols) < 2:
+        sep = next((c for c in ";\t|" if c in cols[0]), None)
+        d.add("E401", f"'{src.path}' has one column ({cols[0][:40]!r}): a target and no features",
+              where,
+              f"dlc reads comma-separated values; this file seems separated by {sep!r}" if sep else
+              "a CSV file has its features and its target in columns separated by commas")
+    elif src.target is not None and src.target not in cols:
+        d.add("E401", f"'{src.path}' has no column '{src.target}'",
+              _kwarg_span(st.value if st else None, "target") or where,
+              did_you_mean(src.target, cols) or f"columns: {', '.join(cols[:12])}")
+    elif src.target is not None and cols.count(src.target) > 1:
+        d.add("E401", f"'{src.path}' has {cols.count(src.target)} columns named '{src.target}': the "
+              "target is ambiguous", _kwarg_span(st.value if st else None, "target") or where,
+              "rename the columns so that each name is used once")
+    elif len(cols) - 1 != math.prod(spec.input):
+        d.add("E303", f"input {_shape(spec.input)} has {math.prod(spec.input)} values, but "
+              f"'{src.path}' has {len(cols) - 1} feature columns", inp.value.span if inp else where,
+              f"use input: ({len(cols) - 1})")
+
+
+def _csv_first_row(path: Path) -> list[str] | None:
+    """The cells of a CSV file's first row that is not blank, as dlc.runtime.data reads them (quotes, blank
+    lines; names stripped), or None for a file without rows. Reads no more than that row."""
+    with open(path, newline="", encoding="utf-8-sig") as fh:
+        for cells in csv.reader(fh):
+            if any(c.strip() for c in cells):
+                return [c.strip() for c in cells]
+    return None
 
 
 def _check_metrics_and_monitors(spec: Spec, m: A.Model, d: Diagnostics) -> None:

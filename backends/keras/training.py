@@ -126,7 +126,7 @@ class Trainer:
 
     def load_data(self, x: np.ndarray, y: np.ndarray):
         yt = tf.constant(y) if y.dtype.kind in "iu" else tf.constant(y.astype(self.dtype))
-        return tf.constant(x.astype(self.dtype)), yt
+        return tf.constant(np.asarray(x, dtype=self.dtype)), yt  # no numpy copy when x has the dtype
 
     def set_lr(self, lr: float):
         self.opt.learning_rate = float(lr)

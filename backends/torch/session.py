@@ -19,6 +19,7 @@ from dlc.reference.weights import flatten, unflatten
 
 from . import library
 from . import lower as TL
+from . import threads as governor
 from .layers import StepCounter
 from .probe import Prober
 from .training import Trainer, get_weights, layer_modules, set_weights, to_tensors, weight_tensor
@@ -40,10 +41,18 @@ def limit_threads(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-def _pick_cpu_threads(spec: Spec) -> None:
-    """One thread for small models (lower.one_thread_is_faster); OMP_NUM_THREADS, when set, always wins."""
-    if not os.environ.get("OMP_NUM_THREADS") and TL.one_thread_is_faster(spec):
+def _pick_cpu_threads(spec: Spec) -> governor.Governor | None:
+    """One thread for small models (lower.one_thread_is_faster); bigger ones start at one and use more only
+    while other processes leave cores idle (backends/torch/threads.py; not where /proc/stat cannot be read,
+    or with DLC_THREAD_GOVERNOR=0). OMP_NUM_THREADS, when set, always wins."""
+    if os.environ.get("OMP_NUM_THREADS"):
+        return None
+    if TL.one_thread_is_faster(spec):
         torch.set_num_threads(1)
+        return None
+    if os.environ.get("DLC_THREAD_GOVERNOR", "1") == "0":
+        return None
+    return governor.start(torch.get_num_threads(), torch.set_num_threads)
 
 
 class Session:
@@ -70,8 +79,7 @@ class Session:
         self.opt = evaluate(ctx.lower(spec.optimizer), ns)(list(self.net.parameters()))
         self.trainer = Trainer(self.net, evaluate(ctx.lower(spec.loss), ns), self.opt, evaluate(stats, ns),
                                stats_shape, self.counter, *self._regularization(ctx, ns))
-        if self.device.type == "cpu":
-            _pick_cpu_threads(spec)
+        self.governor = _pick_cpu_threads(spec) if self.device.type == "cpu" else None
         self.device_name = str(self.device) + (f" ({torch.cuda.get_device_name(self.device)})"
                                                if self.device.type == "cuda" else "")
 
@@ -107,6 +115,8 @@ class Session:
         self.opt.lr = float(lr)
 
     def train_epoch(self, handle, perm: np.ndarray, batch_size: int, progress=None):
+        if self.governor is not None:
+            progress = self.governor.wrap(progress)
         return self.trainer.train_epoch(*handle, perm, batch_size, progress)
 
     def evaluate(self, handle, batch_size: int):

@@ -9,7 +9,7 @@ import typer
 
 from dlc import api
 from dlc.cli import options as o
-from dlc.cli.common import compiled
+from dlc.cli.common import check_output_file, compiled, write_output
 
 NAME = "compile"
 
@@ -34,18 +34,20 @@ def command(
     `--emit ir` prints the IR as JSON; `--emit keras` or `--emit torch` writes a readable script (numpy,
     scikit-learn and the framework; no dlc import) that gives exactly `dlc run`'s per-step losses on that
     backend."""
+    if output:
+        check_output_file("--output", output, "model.py")
     result = compiled(spec)
     target = o.value(emit)
     if target == "ir":
         text = result.spec.model_dump_json(indent=2)
         if output:
-            Path(output).write_text(text + "\n")
+            write_output("--output", output, text + "\n")
         else:
             print(text)
         return
     script = api.emit(result.spec.with_source_file(spec), target)
     if output:
-        Path(output).write_text(script)
+        write_output("--output", output, script)
         Path(output).chmod(0o755)
         print(f"wrote {output}", file=sys.stderr)
     else:

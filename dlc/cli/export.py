@@ -9,6 +9,7 @@ import typer
 
 from dlc import api
 from dlc.cli import options as o
+from dlc.cli.common import check_output_file
 from dlc.cli.errors import CommandError, error_line
 
 NAME = "export"
@@ -29,6 +30,8 @@ def command(
     Through the torch lowering, with the weights of the run's own model and the training preprocessing folded
     in."""
     out = Path(output) if output else Path(run) / "model.onnx"
+    if output:
+        check_output_file("--output", output, "model.onnx")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

@@ -1,5 +1,6 @@
 """The options several commands share, with their help texts (one definition each)."""
 
+import re
 from enum import Enum, StrEnum
 from typing import Annotated, Optional, overload
 
@@ -38,8 +39,15 @@ Run = Annotated[str, typer.Argument(metavar="RUN", help="a run directory written
                                     show_default=False)]
 BackendOpt = Annotated[Backend, typer.Option(
     "--backend", help="the framework to train on: torch (PyTorch) or keras (Keras 3 on TensorFlow)")]
+def _device(text: str) -> str:
+    """auto, cpu, cuda or cuda:N; anything else is a usage error (exit 2) before any work."""
+    if not re.fullmatch(r"auto|cpu|cuda(:[0-9]+)?", text):
+        raise typer.BadParameter(f"{text!r} is not a device; use auto, cpu, cuda or cuda:N")
+    return text
+
+
 Device = Annotated[str, typer.Option(
-    "--device", metavar="DEVICE",
+    "--device", metavar="DEVICE", callback=_device,
     help="where to train: auto, cpu, cuda or cuda:N (auto: the first GPU if there is one, else the CPU)")]
 Out = Annotated[Optional[str], typer.Option("--out", metavar="DIR", show_default=False,
                                             help="the run directory (default: a fresh one under runs/); "

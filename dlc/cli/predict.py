@@ -3,13 +3,13 @@
 import contextlib
 import csv
 import sys
-from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
 from dlc import api
 from dlc.cli import options as o
+from dlc.cli.common import check_output_file
 from dlc.cli.errors import CommandError, error_line
 
 NAME = "predict"
@@ -41,12 +41,7 @@ def command(
 
 def check_output(output: str) -> None:
     """An --output that cannot be written is found before the model runs, not after."""
-    path = Path(output)
-    if path.is_dir():
-        raise CommandError(error_line(f"--output {output} is a folder; give a file, such as "
-                                      f"{path / 'predictions.csv'}"))
-    if not path.parent.is_dir():
-        raise CommandError(error_line(f"--output {output}: the folder {path.parent} does not exist"))
+    check_output_file("--output", output, "predictions.csv")
 
 
 def write(p, output: Optional[str]) -> None:

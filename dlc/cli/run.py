@@ -21,6 +21,7 @@ NAME = "run"
 
 
 def command(
+    ctx: typer.Context,
     spec: Annotated[Optional[str], typer.Argument(
         metavar="SPEC", show_default=False, help="the .dlspec file to train (not with --resume)")] = None,
     resume: Annotated[Optional[str], typer.Option(
@@ -51,6 +52,13 @@ def command(
     (`dlc cv`)."""
     backend_name, dtype_name = o.value(backend), o.value(dtype)
     if resume:
+        settings = (("SPEC", spec), ("--out", out), ("--replace", replace or None), ("--epochs", epochs),
+                    ("--seed", seed), ("--dtype", dtype))
+        given = [name for name, v in settings if v is not None]
+        given += [f"--{name}" for name in ("backend",) if _on_command_line(ctx, name)]
+        if given:  # (they would be ignored: a resumed run keeps the settings it started with)
+            raise CommandError(error_line(f"--resume continues a run with its own settings; "
+                                          f"{', '.join(given)} cannot be given with it"), EXIT_SPEC)
         return _resume(resume, device, quiet, not no_evidence)
     if not spec:
         raise CommandError(error_line("dlc run needs a SPEC (or --resume RUN)"), EXIT_SPEC)
@@ -62,6 +70,12 @@ def command(
     return _train(loaded, backend_name, quiet, lambda observer: api.run(
         loaded, backend_name, device=device, out=out, replace=replace, observer=observer,
         evidence=not no_evidence))
+
+
+def _on_command_line(ctx: typer.Context | None, param: str) -> bool:
+    """Whether option `param` was written on the command line (not its default)."""
+    source = ctx.get_parameter_source(param) if ctx is not None else None
+    return source is not None and source.name == "COMMANDLINE"
 
 
 def _resume(run: str, device: str, quiet: bool, evidence: bool = True) -> int:

@@ -27,12 +27,12 @@ def command(
         help="the run directory (default: a fresh one under runs/); the same --out resumes the search")] \
         = None,
     trials: Annotated[Optional[int], typer.Option(
-        "--trials", metavar="N", show_default=False,
+        "--trials", metavar="N", show_default=False, min=1,
         help="trials in all (default: the search block's trials)")] = None,
-    workers: Annotated[int, typer.Option("--workers", metavar="N",
+    workers: Annotated[int, typer.Option("--workers", metavar="N", min=1,
                                          help="trials run at once, each in its own process")] = 1,
     threads: Annotated[Optional[int], typer.Option(
-        "--threads", metavar="N", show_default=False,
+        "--threads", metavar="N", show_default=False, min=1,
         help="CPU threads per trial (default: the cores / --workers)")] = None,
     refine: Annotated[Optional[str], typer.Option(
         "--refine", metavar="RUN", show_default=False,

@@ -105,7 +105,9 @@ def load_raw(spec: Spec, base_dir: Path) -> tuple[np.ndarray, np.ndarray]:
     return s.x, s.y
 
 
-def load_samples(spec: Spec, base_dir: Path) -> Samples:
+def load_samples(spec: Spec, base_dir: Path, keep_float32: bool = False) -> Samples:
+    """The source's samples; `keep_float32`: an npz file's float32 features as the file holds them (else
+    float64)."""
     src = data_block(spec).source
     if isinstance(src, Bundled):
         x, y = read_bundled(src.name)
@@ -114,7 +116,7 @@ def load_samples(spec: Spec, base_dir: Path) -> Samples:
     if isinstance(src, Csv):
         return csv_samples(path, src.target)
     if isinstance(src, Npz):
-        x, y = read_npz(path, src.x, src.y)
+        x, y = read_npz(path, src.x, src.y, keep_float32)
         return Samples(x, y, str(path))
     if isinstance(src, Mnist):
         x, y = read_mnist(path)
@@ -137,11 +139,19 @@ def read_bundled(name: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def is_number(cell: str) -> bool:
+    """A decimal number as a CSV writes one: ASCII digits, no '_' (Python's float() also reads '1_0.5' as 10.5
+    and other scripts' digits, which a data file means as text)."""
+    if not cell.isascii() or "_" in cell:
+        return False
     try:
         float(cell)
     except ValueError:
         return False
     return True
+
+
+def _plain_numbers(cells: list[list[str]]) -> bool:
+    return all(v.isascii() and "_" not in v for r in cells for v in r)
 
 
 def is_header(cells: list[str]) -> bool:
@@ -201,7 +211,7 @@ def csv_records(path: Path, text: str) -> list[tuple[int, list[str]]]:
     records, line = [], 1
     try:
         for cells in reader:
-            if cells:
+            if cells and (len(cells) > 1 or cells[0].strip()):  # (a line of spaces is blank too)
                 records.append((line, cells))
             line = reader.line_num + 1
     except csv.Error as e:
@@ -221,10 +231,11 @@ def table_numbers(table: Table, columns: list[int]) -> np.ndarray:
     """The cells of `columns` as float64 (rows, columns); the first empty cell or non-number is an error
     naming its row and column."""
     cells = [[r[j] for j in columns] for r in table.rows]
-    try:
-        return np.array(cells, dtype=np.float64).reshape(len(cells), len(columns))
-    except ValueError:
-        pass
+    if _plain_numbers(cells):
+        try:
+            return np.array(cells, dtype=np.float64).reshape(len(cells), len(columns))
+        except ValueError:
+            pass
     for i, r in enumerate(cells):
         for k, v in enumerate(r):
             if not is_number(v):
@@ -268,6 +279,9 @@ def target_column(table: Table, target: str | None) -> int:
                         f"header row (row {table.lines[0]} has a number or an empty cell, so it is data)")
     if target not in table.header:
         raise DataError(f"{table.path}: no column '{target}' (columns: {', '.join(table.header)})")
+    if table.header.count(target) > 1:
+        raise DataError(f"{table.path}: {table.header.count(target)} columns are named '{target}': the "
+                        "target is ambiguous; rename the columns so that each name is used once")
     return table.header.index(target)
 
 
@@ -319,6 +333,9 @@ def npz_array(path: Path, f, key: str) -> np.ndarray:
         raise DataError(f"{path}: array '{key}' cannot be read"
                         f"{', the archive is truncated or corrupt' if damaged else ''} "
                         f"({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+    except MemoryError:  # (a header that claims a shape no memory holds: a damaged or forged file)
+        raise DataError(f"{path}: array '{key}' cannot be read: its header claims more values than memory "
+                        "holds (a damaged file?)") from None
     if a.ndim == 0:
         raise DataError(f"{path}: array '{key}' is a single value, not one entry per sample")
     if a.dtype.kind not in "biufUS":
@@ -326,12 +343,14 @@ def npz_array(path: Path, f, key: str) -> np.ndarray:
     return a
 
 
-def numeric_features(path: Path, x: np.ndarray, key: str) -> np.ndarray:
+def numeric_features(path: Path, x: np.ndarray, key: str, keep_float32: bool = False) -> np.ndarray:
     if x.dtype.kind not in "biuf":
         raise DataError(f"{path}: array '{key}' holds {x.dtype} values, not numbers")
     if len(x) == 0:
         raise DataError(f"{path}: array '{key}' has no samples")
-    return x.astype(np.float64)
+    if keep_float32 and x.dtype == np.float32:
+        return x
+    return np.asarray(x, dtype=np.float64)
 
 
 def check_same_length(path: Path, x: np.ndarray, y: np.ndarray, xk: str, yk: str) -> None:
@@ -340,8 +359,10 @@ def check_same_length(path: Path, x: np.ndarray, y: np.ndarray, xk: str, yk: str
                         "to one")
 
 
-def read_npz(path: str | Path, xk: str = "x", yk: str = "y") -> tuple[np.ndarray, np.ndarray]:
-    """(features, targets): arrays `xk` and `yk` of an .npz file, one sample per entry of each."""
+def read_npz(path: str | Path, xk: str = "x", yk: str = "y",
+             keep_float32: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(features, targets): arrays `xk` and `yk` of an .npz file, one sample per entry of each; features as
+    float64 (float32 ones kept as they are with `keep_float32`)."""
     path = Path(path)
     with open_npz(path) as f:
         missing = [k for k in (xk, yk) if k not in f.files]
@@ -349,7 +370,7 @@ def read_npz(path: str | Path, xk: str = "x", yk: str = "y") -> tuple[np.ndarray
             raise DataError(f"{path}: no array '{missing[0]}' (arrays: {', '.join(f.files) or 'none'})")
         x, y = npz_array(path, f, xk), npz_array(path, f, yk)
     check_same_length(path, x, y, xk, yk)
-    return numeric_features(path, x, xk), y
+    return numeric_features(path, x, xk, keep_float32), y
 
 
 def _read_idx(path: Path) -> np.ndarray:
@@ -536,13 +557,19 @@ def check_stratifiable(labels: np.ndarray, frac: float) -> None:
 
 def holdout(idx: np.ndarray, frac: float, labels: np.ndarray | None, stratify: bool, seed: int):
     """(rest, held) with `frac` of the whole set `idx` held out, seeded, stratified on the labels if asked."""
-    from sklearn.model_selection import train_test_split
-
     if frac <= 0:
         return idx, np.array([], dtype=np.int64)
     strat = labels[idx] if (stratify and labels is not None) else None
     if strat is not None:
         check_stratifiable(strat, frac)
+    n, held_n = len(idx), math.ceil(frac * len(idx))
+    if strat is None and 0 < frac < 1 and 0 < held_n < n and 0 <= seed < 2**32:
+        # scikit-learn's train_test_split without stratification (its ShuffleSplit), without importing it:
+        # the first ceil(frac * n) of RandomState(seed).permutation(n) are held out, the rest kept
+        perm = np.random.RandomState(seed).permutation(n)
+        return np.sort(idx[perm[held_n:]]), np.sort(idx[perm[:held_n]])
+    from sklearn.model_selection import train_test_split
+
     try:
         rest, held = train_test_split(idx, test_size=frac, random_state=seed, stratify=strat)
     except ValueError as e:
@@ -573,18 +600,35 @@ def kfold_indices(n: int, labels: np.ndarray | None, k: int, shuffle: bool, stra
                   seed: int):
     """k seeded (stratified if asked) folds as [(train, val, test)]: a test fraction is held out first and
     stays out of every fold."""
-    from sklearn.model_selection import KFold as SkKFold
-    from sklearn.model_selection import StratifiedKFold
-
     strat = stratify and labels is not None
     rest, held = holdout(np.arange(n), test, labels, strat, split_seed(seed))
     check_foldable(len(rest), labels[rest] if (strat and labels is not None) else None, k)
     fold_seed = split_seed(seed, 2) if shuffle else None
     if strat and labels is not None:
+        from sklearn.model_selection import StratifiedKFold
+
         it = StratifiedKFold(k, shuffle=shuffle, random_state=fold_seed).split(rest, labels[rest])
     else:
-        it = SkKFold(k, shuffle=shuffle, random_state=fold_seed).split(rest)
+        it = kfold_splits(len(rest), k, fold_seed)
     return [(rest[tr], rest[va], held) for tr, va in it]
+
+
+def kfold_splits(n: int, k: int, seed: int | None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """scikit-learn's KFold(k, shuffle=seed is not None, random_state=seed).split of n rows, without importing
+    it: the rows (shuffled by RandomState(seed) if seeded) cut into k consecutive folds, the first n % k of
+    them one row longer; each fold's rows and the others', in ascending order."""
+    order = np.arange(n)
+    if seed is not None:
+        np.random.RandomState(seed).shuffle(order)
+    sizes = np.full(k, n // k, dtype=int)
+    sizes[:n % k] += 1
+    out, start = [], 0
+    for size in sizes:
+        held = np.zeros(n, dtype=bool)
+        held[order[start:start + size]] = True
+        out.append((np.flatnonzero(~held), np.flatnonzero(held)))
+        start += size
+    return out
 
 
 def _split_indices(spec: Spec, labels: np.ndarray | None, n: int) -> tuple[np.ndarray, np.ndarray,
@@ -609,12 +653,14 @@ class Loaded:
     samples: Samples | None = None  # as read: where from, and which row each sample is on
 
 
-def load(spec: Spec, base_dir: Path) -> Loaded:
-    s = load_samples(spec, base_dir)
+def load(spec: Spec, base_dir: Path, keep_float32: bool = False) -> Loaded:
+    """The whole data set; features as float64, or (`keep_float32`) float32 ones as the file holds them."""
+    s = load_samples(spec, base_dir, keep_float32)
     n = len(s.x)
     if n == 0:
         raise DataError(f"{s.where}: no samples")
-    flat = np.asarray(s.x, dtype=np.float64).reshape(n, -1)
+    kept = keep_float32 and s.x.dtype == np.float32
+    flat = (s.x if kept else np.asarray(s.x, dtype=np.float64)).reshape(n, -1)
     check_finite_features(flat, s)
     need = math.prod(spec.input)
     if flat.shape[1] != need:
@@ -633,6 +679,9 @@ def _first(a: np.ndarray):
 
 def check_finite_features(flat: np.ndarray, s: Samples) -> None:
     """Missing (nan) or infinite values would only show up later as a nan loss; name them now."""
+    rows = chunk_rows(flat)
+    if all(np.isfinite(flat[lo:lo + rows]).all() for lo in range(0, len(flat), rows)):
+        return  # one pass, a chunk at a time: no copy of the data
     bad = ~np.isfinite(flat)
     if bad.any():
         row, col = np.argwhere(bad)[0]
@@ -724,10 +773,121 @@ def normalizer(how: str, fit: np.ndarray) -> tuple[np.ndarray | None, np.ndarray
     return None, None
 
 
-def prepare(spec: Spec, base_dir: Path) -> Dataset:
-    """Load, split (seeded), normalise with the training part's statistics only, shape to the spec's input."""
-    data = load(spec, base_dir)
-    return assemble(spec, data, *_split_indices(spec, data.labels, len(data.x)))
+def prepare(spec: Spec, base_dir: Path, dtype: str | None = None) -> Dataset:
+    """Load, split (seeded), normalise with the training part's statistics only, shape to the spec's input.
+
+    `dtype`: the dtype the data will be trained in ("float32", "float64"): then the data is held once, in
+    place: an npz file's float32 features stay float32 for a float32 run (without augmentation), normalised
+    a chunk at a time in float64 and rounded back, and the parts are consecutive blocks of one array. The
+    values are those a float64 Dataset (dtype None) gives, rounded to the dtype (tests/test_data_path.py)."""
+    if dtype is None:
+        data = load(spec, base_dir)
+        return assemble(spec, data, *_split_indices(spec, data.labels, len(data.x)))
+    augmented = spec.data is not None and bool(spec.data.augment)
+    data = load(spec, base_dir, keep_float32=dtype == "float32" and not augmented)
+    parts = _split_indices(spec, data.labels, len(data.x))
+    if data.x.shape[1] < 2 or embedding_vocabulary(spec) is not None or not data.x.flags.writeable:
+        return assemble(spec, data, *parts)
+    return assemble_in_place(spec, data, *parts)
+
+
+CHUNK_BYTES = 1 << 24  # the float64 working set of the data path's chunked passes
+
+
+def chunk_rows(x: np.ndarray) -> int:
+    """Rows per chunk of the chunked passes over x (at least one)."""
+    return max(1, CHUNK_BYTES // (8 * max(1, math.prod(x.shape[1:]))))
+
+
+def streamed_normalizer(how: str, x: np.ndarray, rows: np.ndarray, chunk: int | None = None):
+    """normalizer(how, x[rows].astype(np.float64)), bit for bit, a chunk of rows at a time (no copy of the
+    data): numpy sums a 2-D array over axis 0 row after row, so each chunk's rows are added to the running
+    sums in the same order (tests/test_data_path.py checks the equality; x needs 2 or more columns)."""
+    if how not in ("standard", "minmax"):
+        return None, None
+    chunk = chunk or chunk_rows(x)
+
+    def chunks():
+        for lo in range(0, len(rows), chunk):
+            yield x[rows[lo:lo + chunk]].astype(np.float64)
+
+    if how == "minmax":
+        parts = chunks()
+        first = next(parts)
+        lo_, hi_ = first.min(axis=0), first.max(axis=0)
+        for c in parts:
+            lo_, hi_ = np.minimum(lo_, c.min(axis=0)), np.maximum(hi_, c.max(axis=0))
+        return lo_, np.where(hi_ > lo_, hi_ - lo_, 1.0)
+    n = len(rows)
+
+    def running_sum(parts):
+        total = None
+        for c in parts:
+            total = c.sum(axis=0) if total is None else np.concatenate([total[None], c]).sum(axis=0)
+        return total
+
+    mu = np.true_divide(running_sum(chunks()), n)
+
+    def squares():
+        for c in chunks():
+            c -= mu
+            yield np.multiply(c, c, out=c)
+
+    sd = np.sqrt(np.true_divide(running_sum(squares()), n))
+    return mu, np.where(sd > 0, sd, 1.0)
+
+
+def assemble_in_place(spec: Spec, data: Loaded, train: np.ndarray, val: np.ndarray,
+                      test: np.ndarray) -> Dataset:
+    """assemble(), with the data held once: statistics and normalisation a chunk at a time (in float64, then
+    rounded to data.x's dtype, in place), then the rows reordered in place so that train, val and test are
+    consecutive blocks, each in assemble()'s order. Overwrites data.x."""
+    s = data.samples or Samples(data.x, data.targets, "the data")
+    flat = data.x
+    how = data_block(spec).normalize
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        shift, scale = streamed_normalizer(how, flat, train)
+        check_statistics(spec, shift, scale, s.where)
+    rows = chunk_rows(flat)
+    for lo in range(0, len(flat), rows):
+        c = flat[lo:lo + rows]
+        if shift is not None:
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                c = c.astype(np.float64)
+                c -= shift
+                c /= scale
+        check_model_inputs(spec, c, s.where, lambda i, lo=lo: s.row(lo + i))
+        if shift is not None:
+            flat[lo:lo + rows] = c
+    order = np.concatenate([train, val, test]).astype(np.int64)
+    _reorder_rows(flat, order, rows)
+    xs = flat.reshape((len(flat),) + tuple(spec.input))
+    bounds = np.cumsum([0, len(train), len(val), len(test)])
+
+    def part(k, ix):
+        if len(ix) == 0:
+            return None
+        return Split(xs[bounds[k]:bounds[k + 1]], data.targets[ix],
+                     data.labels[ix] if data.labels is not None else None)
+
+    return Dataset(part(0, train), part(1, val), part(2, test), data.num_classes, shift=shift, scale=scale,
+                   read=s.read(), class_names=s.class_names)
+
+
+def _reorder_rows(x: np.ndarray, order: np.ndarray, chunk: int) -> None:
+    """x[:len(order)] = x[order] in place, for `order` = ascending runs (train, val, test) of distinct rows:
+    the rows after the first run are set aside (a copy of those only), the first run is moved forward a chunk
+    at a time (each row to a place at or before its own, so nothing is overwritten before it is read), and the
+    rows set aside follow it."""
+    if len(order) == 0:
+        return
+    falls = np.flatnonzero(np.diff(order) <= 0)
+    first = int(falls[0]) + 1 if len(falls) else len(order)
+    rest = x[order[first:]]
+    head = order[:first]
+    for lo in range(0, len(head), chunk):
+        x[lo:min(lo + chunk, first)] = x[head[lo:lo + chunk]]
+    x[first:first + len(rest)] = rest
 
 
 def folds(spec: Spec, base_dir: Path, k: int | None = None) -> list[Dataset]:

@@ -202,7 +202,7 @@ def train_run(spec, backend: str, spec_file: str, base_dir: Path, *, device: str
     session_cls = session_class(backend)
     if resume is None and out:  # refuse a folder in use before loading any data (and replace it after)
         rundir.prepare_out(out, replace=replace, spec_file=spec_file, check_only=True)
-    data = prepare(spec, base_dir)
+    data = prepare(spec, base_dir, dtype=spec.dtype)  # held once, in the run's dtype
     session = session_cls(spec, device=device, weights=initial_weights(spec))
     run, rows, state = None, [], None
     title = f"{spec.name} ({backend})"

@@ -29,13 +29,19 @@ def load_run(run: Path, backend: str | None = None):
     require_finished(run)  # the one notion of a finished run (dlc.runtime.runs.run_state), else why not
     spec = Spec.model_validate_json((run / "ir.json").read_text())
     info = json.loads((run / "run.json").read_text())
+    if info.get("input") is not None and list(spec.input) != list(info["input"]):
+        raise ServeError(f"'{run}': ir.json is not this run's (its input is {tuple(spec.input)}, run.json's "
+                         f"{tuple(info['input'])}); were files copied from another run? train the spec again")
     session = session_class(backend or info["backend"])(spec, device="cpu")
     try:
         with warnings.catch_warnings():  # a foreign file's warnings (Keras: "Skipping ...") are not the error
             warnings.simplefilter("ignore")
             session.load(run)  # the model rebuilt from ir.json; only its weights are read from the file
     except Exception as e:  # noqa: BLE001 — any failure to read a truncated or foreign model file
-        why = str(e).splitlines()[0] if str(e) else e
+        lines = [line.strip() for line in str(e).splitlines() if line.strip()] or [type(e).__name__]
+        why = lines[0] + (f" {lines[1]}" if lines[0].endswith(":") and len(lines) > 1 else "")
+        if "size mismatch" in why or "Missing key" in why or "Unexpected key" in why:
+            why += " (the model file does not fit ir.json: were files copied from another run?)"
         raise ServeError(f"cannot load the model in '{run}': {why}") from None
     return spec, session, info
 

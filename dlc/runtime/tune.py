@@ -529,6 +529,9 @@ class _Search:
     def __init__(self, result, spec_path: str, spaces: list[Space], refined: dict | None, *, backend: str,
                  device: str, out: str | None, trials: int | None, workers: int, threads: int | None,
                  study: str | None):
+        for option, n in (("--trials", trials), ("--workers", workers), ("--threads", threads)):
+            if n is not None and n < 1:  # (0 trials would silently fall back to the search block's)
+                raise TuneError(f"{option} must be at least 1 (got {n})")
         spec = result.spec
         search = spec.search
         self.result, self.spec, self.spaces, self.refined = result, spec, spaces, refined

@@ -173,7 +173,7 @@ def _run_holdout(job, trial, spec, base_dir, metric, prune, trial_dir) -> float 
     from dlc.runtime.evidence import Recorder
     from dlc.runtime.loop import train
 
-    data = prepare(spec, base_dir)
+    data = prepare(spec, base_dir, dtype=spec.dtype)
     session = session_class(job["backend"])(spec, device=job["device"], weights=initial_weights(spec))
     rows: list[dict] = []
 

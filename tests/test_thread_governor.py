@@ -1,0 +1,119 @@
+"""The torch backend's thread governor (backends/torch/threads.py): its decisions from /proc/stat samples,
+and that it is off where there is nothing to govern."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("torch")
+
+from dlc.backends.torch import threads as G  # noqa: E402
+
+HZ = 100.0
+
+
+def stat(*cpus: tuple[int, int]) -> str:
+    """A /proc/stat text whose CPU i has spent cpus[i] = (busy, idle) jiffies (idle split idle/iowait)."""
+    total_busy, total_idle = sum(b for b, _ in cpus), sum(i for _, i in cpus)
+    lines = [f"cpu  {total_busy} 0 0 {total_idle} 0 0 0 0 0 0"]
+    lines += [f"cpu{k} {b - b // 3} 0 {b // 3} {i - i // 4} {i // 4} 0 0 0 0 0"
+              for k, (b, i) in enumerate(cpus)]
+    return "\n".join(lines + ["intr 1 2 3", "ctxt 99", "btime 1", "processes 5"]) + "\n"
+
+
+def sample(text: str, own: float, allowed=None) -> G.CpuSample:
+    return G.CpuSample(*G.parse_proc_stat(text, allowed), own=own)
+
+
+def test_parse_proc_stat_sums_the_allowed_cpus():
+    text = stat((30, 70), (50, 50), (100, 0))
+    assert G.parse_proc_stat(text) == (300, 120, 3)
+    assert G.parse_proc_stat(text, {0, 2}) == (200, 70, 2)
+    assert G.parse_proc_stat("intr 1\n") is None
+    assert G.parse_proc_stat("cpu  1 2 3 4\n") is None  # only the aggregate line: no CPUs
+
+
+@pytest.mark.parametrize("others,own,threads", [
+    (0.0, 1.0, 2),    # quiet: the other core is idle
+    (0.0, 2.0, 2),    # quiet, this process already on both cores (its own spinning is not "others")
+    (0.2, 1.0, 2),    # a little noise (within SLACK of a core)
+    (0.3, 1.0, 1),    # another process uses a third of a core
+    (1.0, 1.0, 1),    # one busy process: one core left
+    (2.0, 0.0, 1),    # both cores busy: still one thread, never zero
+])
+def test_two_cores(others, own, threads):
+    # 1 s between samples (100 jiffies per CPU); busy = others + own, spread over the two CPUs
+    busy = round(100 * (others + own))
+    a = sample(stat((0, 0), (0, 0)), own=0.0)
+    b = sample(stat((busy // 2, 100 - busy // 2), (busy - busy // 2, 100 - (busy - busy // 2))), own=own)
+    assert G.threads_for(a, b, 2, HZ) == threads
+
+
+def test_more_cores_and_the_cap():
+    a = sample(stat(*[(0, 0)] * 8), own=0.0)
+    b = sample(stat(*[(100, 0)] * 3, *[(0, 100)] * 5), own=1.0)  # 3 cores busy, 1 of them this process
+    assert G.threads_for(a, b, 8, HZ) == 6
+    assert G.threads_for(a, b, 4, HZ) == 4
+    assert G.threads_for(a, a, 4, HZ) is None  # no time passed: no decision
+
+
+def test_governor_starts_at_one_and_follows_the_samples():
+    texts = iter([
+        (stat((0, 0), (0, 0)), 0.0),
+        (stat((20, 80), (0, 100)), 0.2),        # quiet: 2 threads
+        (stat((40, 160), (20, 180)), 0.6),      # still quiet (this process on both cores)
+        (stat((140, 160), (120, 180)), 1.6),    # another process took a whole core: 1 thread
+        (stat((240, 160), (130, 270)), 2.6),    # it stopped: 2 threads again
+    ])
+    now = [0.0]
+    calls = []
+    gov = G.Governor(2, calls.append, sample=lambda: sample(*next(texts)), interval=0.15,
+                     clock=lambda: now[0], hz=HZ)
+    assert calls == [1] and gov.active
+    gov.tick()  # too soon: no sample taken
+    assert calls == [1]
+    seen = []
+    for _ in range(4):
+        now[0] += 1.0
+        gov.tick()
+        seen.append(gov.threads)
+    assert seen == [2, 2, 1, 2] and calls == [1, 2, 1, 2] and gov.changes == 3
+
+
+def test_governor_without_proc_stat_changes_nothing(monkeypatch):
+    monkeypatch.setattr(G, "read_sample", lambda path="/proc/stat": None)
+    assert G.start(2, lambda n: pytest.fail("threads changed")) is None
+    assert G.start(1, lambda n: pytest.fail("threads changed")) is None
+    gov = G.Governor(2, lambda n: None, sample=lambda: None)
+    gov.tick()
+    assert not gov.active and gov.threads == 1
+
+
+def test_read_sample_here():
+    s = G.read_sample()
+    if s is not None:  # Linux
+        assert s.cpus >= 1 and s.total >= s.idle >= 0 and s.own > 0
+    assert G.read_sample("/nonexistent/stat") is None
+
+
+def test_sessions_govern_big_models_only(monkeypatch):
+    import torch
+
+    from dlc.backends.torch import session as S
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        monkeypatch.setattr(S.TL, "one_thread_is_faster", lambda spec: True)
+        assert S._pick_cpu_threads(None) is None and torch.get_num_threads() == 1
+        torch.set_num_threads(2)
+        monkeypatch.setattr(S.TL, "one_thread_is_faster", lambda spec: False)
+        gov = S._pick_cpu_threads(None)
+        if G.read_sample() is not None:
+            assert gov is not None and gov.max_threads == 2 and torch.get_num_threads() == 1
+        monkeypatch.setenv("DLC_THREAD_GOVERNOR", "0")
+        torch.set_num_threads(2)
+        assert S._pick_cpu_threads(None) is None and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
