@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import run_cli
+from conftest import ROOT, run_cli
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -460,3 +460,10 @@ def test_runs_piped_is_plain_and_never_cut(cv_and_tune, tmp_path):
     assert lines[1].split() == ["run", "spec", "backend", "date", "epochs", "final", "metrics", "status"]
     (row,) = [x for x in lines if x.startswith(long.name)]
     assert row.endswith("incomplete: 2 of 2 epochs") and "…" not in out and "─" not in out
+
+
+@pytest.mark.parametrize("command", ["run", "cv"])
+def test_replace_without_out_is_a_usage_error(command):
+    rc, out, err = run_cli(command, ROOT / "specs" / "iris.dlspec", "--replace")
+    assert rc == 2 and err.strip().splitlines()[-1] == \
+        "dlc: error: --replace replaces the --out folder; give --out DIR with it"

@@ -32,6 +32,7 @@ def command(
 
     dlc's seeded (stratified if asked) folds, the same on both backends; a test fraction of the split stays
     out of every fold. Prints per-fold metrics and mean ± std; writes cv.json and fold_N/."""
+    o.require_out_for_replace(replace, out)
     loaded = training_spec(spec, seed, None, epochs)
     return cross_validate(loaded, o.value(backend), device, out, k, quiet, replace, evidence=not no_evidence)
 

@@ -55,6 +55,17 @@ Out = Annotated[Optional[str], typer.Option("--out", metavar="DIR", show_default
 Replace = Annotated[bool, typer.Option(
     "--replace", help="delete the --out folder first when it holds an earlier dlc run (never a folder with "
     "other files)")]
+
+
+def require_out_for_replace(replace: bool, out: str | None) -> None:
+    """--replace names nothing to replace without --out (a fresh run directory is always new): say so."""
+    from dlc.cli.errors import EXIT_SPEC, CommandError, error_line
+
+    if replace and not out:
+        raise CommandError(error_line("--replace replaces the --out folder; give --out DIR with it"),
+                           EXIT_SPEC)
+
+
 # an untrained model's metrics mean nothing: at least one epoch (a usage error otherwise, exit 2)
 Epochs = Annotated[Optional[int], typer.Option("--epochs", metavar="N", show_default=False, min=1,
                                                help="train for N epochs instead of the spec's")]

@@ -62,6 +62,7 @@ def command(
         return _resume(resume, device, quiet, not no_evidence)
     if not spec:
         raise CommandError(error_line("dlc run needs a SPEC (or --resume RUN)"), EXIT_SPEC)
+    o.require_out_for_replace(replace, out)
     loaded = training_spec(spec, seed, dtype_name, epochs)
     if loaded.data is not None and loaded.data.split.kind == "kfold":
         # kfold: cross-validation
