@@ -31,7 +31,7 @@ from dlc.compiler import SpecError, compile_file
 from dlc.compiler.search import value_text
 from dlc.compiler.spec import Spec
 from dlc.reference.callbacks import improved, monitor_mode
-from dlc.runtime.data import DataError, Dataset, class_targets, prepare
+from dlc.runtime.data import DataError, Dataset, prepare
 from dlc.runtime.doctor import LiveDoctor
 from dlc.runtime.loop import History, LoopState, TrainingFailed
 from dlc.runtime.lr_find import LRFind, LRFindError
@@ -251,18 +251,17 @@ class Model:
             raise ValueError(f"inputs of shape {x.shape}: the model takes (N, {', '.join(map(str, shape))})")
         return x
 
-    def _num_classes(self) -> int | None:
-        return self.spec.output_shape()[-1] if type(self.spec.loss).task == "categorical" else None
-
     def _targets(self, y: np.ndarray, n: int) -> np.ndarray:
+        """Targets as the loss wants them, each checked against the loss and the output layer as training's
+        are (DataError naming the sample: a label out of range never reaches a backend's index error)."""
+        from dlc.runtime.data import Samples, checked_targets
+
         if len(y) != n:
             raise ValueError(f"{n} inputs but {len(y)} targets")
-        kind = type(self.spec.loss).targets
-        if kind == "onehot":
-            return class_targets(y, kind, self._num_classes()) if y.ndim == 1 else y.astype(np.float64)
-        if kind == "int":
-            return (y.argmax(axis=1) if y.ndim == 2 and y.shape[1] > 1 else y.reshape(n)).astype(np.int64)
-        return class_targets(y, kind)
+        if type(self.spec.loss).targets == "int" and y.ndim == 2 and y.shape[1] > 1:
+            y = y.argmax(axis=1)  # one-hot rows, as load_data gives them for categorical_crossentropy
+        targets, _, _ = checked_targets(self.spec, Samples(np.empty((n, 0)), y, "the targets given"))
+        return targets
 
     # ------------------------------------------------------------------------------------------- files
 

@@ -321,3 +321,15 @@ def test_compare_returns_dlc_compare_json(tmp_path):
     assert cli["runs"] == report["runs"]
     for backend, losses in report["losses"].items():
         np.testing.assert_allclose(cli["losses"][backend], losses, rtol=0, atol=1e-12)
+
+
+def test_evaluate_checks_labels_as_training_does():
+    """A label out of the output layer's range is a DataError naming it, not a backend's index error."""
+    spec = dlc.load(ROOT / "specs" / "iris.dlspec")
+    model = dlc.Model(spec, backend="torch")
+    x = dlc.load_data(spec).test.x[:4]
+    with pytest.raises(dlc.DataError, match=r"label 3 in sample 2 but the output layer has 3 units"):
+        model.evaluate(x, np.array([0, 3, 1, 2]))
+    with pytest.raises(dlc.DataError, match="is negative"):
+        model.evaluate(x, np.array([0, -1, 1, 2]))
+    assert set(model.evaluate(x, np.array([0, 2, 1, 2]))) >= {"loss", "accuracy"}
