@@ -173,6 +173,10 @@ class _ToAst(Transformer):
         elif _underflows(num):
             self.d.warn("W003", f"number {_shown(num.text)} underflows to 0", num.span,
                         "the smallest positive number is about 5e-324; write 0 if 0 is meant")
+        elif isinstance(num.value, float) and 0 < abs(num.value) < FLOAT32_TINY:
+            self.d.warn("W003", f"number {_shown(num.text)} is 0 in float32 (dlc's default dtype)", num.span,
+                        "float32's smallest positive number is about 1.4e-45: a learning rate or factor this "
+                        "small does nothing; it is kept only with `dtype: float64`")
         return num
 
     @staticmethod
@@ -228,6 +232,9 @@ def read_number(text: str, span: Span) -> A.Num:
     if math.isfinite(value):
         return A.Num(value, text, span)
     return A.Num(0.0, text, span, f"number {_shown(text)} overflows: it is too large for a 64-bit float")
+
+
+FLOAT32_TINY = 1.401298464324817e-45  # float32's smallest subnormal: anything smaller rounds to 0
 
 
 def _underflows(num: A.Num) -> bool:

@@ -173,6 +173,15 @@ def test_a_literal_that_underflows_to_zero_is_a_warning(tmp_path):
     assert located(err)[0][1:3] == position(text, "1e-400")
 
 
+def test_a_literal_that_is_zero_in_float32_is_a_warning(tmp_path):
+    """1e-320 is a float64 subnormal but 0 in float32: a learning rate that silently does nothing."""
+    text = spec_text("    Dense(3, activation=softmax, kernel_reg=l2(1e-320))")
+    rc, out, err = check(tmp_path, text)
+    assert rc == 0, err
+    assert "warning[W003]: number 1e-320 is 0 in float32" in err
+    assert located(err)[0][1:3] == position(text, "1e-320")
+
+
 # --------------------------------------------------------------------- zero and negative sizes, every layer
 
 LAYER_FAMILY = "layer"
