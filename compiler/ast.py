@@ -125,3 +125,31 @@ class Model:
 class File:
     models: list[Model] = field(default_factory=list)
     blocks: list[BlockDef] = field(default_factory=list)
+
+
+def calls_by_position(tree: File) -> dict[tuple[int, int], Call]:
+    """Every call in the file (models and top-level blocks, nested ones included) by the (line, col) of its
+    name: how a validated layer (its `.at`) finds the text it came from."""
+    out: dict[tuple[int, int], Call] = {}
+
+    def walk(node) -> None:
+        if isinstance(node, list):
+            for x in node:
+                walk(x)
+        elif isinstance(node, (Assign, Kwarg)):
+            walk(node.value)
+        elif isinstance(node, (Section, BlockDef, Model)):
+            walk(node.body)
+        elif isinstance(node, LayerStmt):
+            walk(node.call)
+        elif isinstance(node, Call):
+            out[(node.name_span.line, node.name_span.col)] = node
+            walk(node.args)
+            walk(node.kwargs)
+        elif isinstance(node, (Tuple, List)):
+            walk(node.items)
+            walk(node.kwargs)
+
+    walk(tree.models)
+    walk(tree.blocks)
+    return out

@@ -88,33 +88,6 @@ def _same(a: Any, b: Any) -> bool:
 # ----------------------------------------------------------------------------------------- spaces of a spec
 
 
-def _calls(tree: A.File) -> dict[tuple[int, int], A.Call]:
-    """Every call in the file (models and top-level blocks), by the position of its name."""
-    out: dict[tuple[int, int], A.Call] = {}
-
-    def walk(node):
-        if isinstance(node, list):
-            for x in node:
-                walk(x)
-        elif isinstance(node, (A.Assign, A.Kwarg)):
-            walk(node.value)
-        elif isinstance(node, (A.Section, A.BlockDef, A.Model)):
-            walk(node.body)
-        elif isinstance(node, A.LayerStmt):
-            walk(node.call)
-        elif isinstance(node, (A.Call, A.Tuple, A.List)):
-            if isinstance(node, A.Call):
-                out[(node.name_span.line, node.name_span.col)] = node
-            walk(getattr(node, "args", None) or getattr(node, "items", []))
-            walk(node.kwargs)
-        elif isinstance(node, A.Phrase):
-            pass
-
-    walk(tree.models)
-    walk(tree.blocks)
-    return out
-
-
 def _offsets(source: str) -> list[int]:
     starts = [0]
     for i, ch in enumerate(source):
@@ -134,7 +107,7 @@ def _text(source: str, starts: list[int], span: Span) -> str:
 def spaces_of(compiled) -> list[Space]:
     """The tunable parameters of a compiled spec, in the order of their first use, one per call position."""
     spec, source, tree = compiled.spec, compiled.source, compiled.tree
-    calls = _calls(tree) if tree is not None else {}
+    calls = A.calls_by_position(tree) if tree is not None else {}
     starts = _offsets(source)
     out: list[Space] = []
     seen: set[tuple[int, int]] = set()

@@ -116,29 +116,7 @@ class SpecText:
 
     def calls(self) -> dict[tuple[int, int], A.Call]:
         """Every call of the file (models and blocks) by the position of its name, as layers record it."""
-        out: dict[tuple[int, int], A.Call] = {}
-
-        def walk(node) -> None:
-            if isinstance(node, list):
-                for x in node:
-                    walk(x)
-            elif isinstance(node, (A.Assign, A.Kwarg)):
-                walk(node.value)
-            elif isinstance(node, (A.Section, A.BlockDef, A.Model)):
-                walk(node.body)
-            elif isinstance(node, A.LayerStmt):
-                walk(node.call)
-            elif isinstance(node, A.Call):
-                out[(node.name_span.line, node.name_span.col)] = node
-                walk(node.args)
-                walk(node.kwargs)
-            elif isinstance(node, (A.Tuple, A.List)):
-                walk(node.items)
-                walk(node.kwargs)
-
-        walk(self.tree.models)
-        walk(self.tree.blocks)
-        return out
+        return A.calls_by_position(self.tree)
 
     def layers(self) -> list:
         """The spec's layers in order (residual bodies included), each with `.at`: where its call is."""
