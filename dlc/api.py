@@ -61,6 +61,7 @@ from dlc.tasks import (
     resume,
     run,
     schema,
+    spec_folder,
     summary,
     trainable,
     tune,
@@ -96,10 +97,6 @@ def load(path: str | Path) -> Spec:
     return result.spec.with_source_file(path)
 
 
-def _base_dir(spec: Spec) -> Path:
-    """Where the spec's relative data paths live: its file's folder, else the current directory."""
-    return spec.source_file.parent if spec.source_file is not None else Path.cwd()
-
 
 def _require_concrete(spec: Spec) -> None:
     if spec.search_spaces:
@@ -121,7 +118,7 @@ def load_data(spec: Spec) -> Dataset:
     when a data file is missing or unreadable."""
     if spec.data is None:
         raise DataError(f"spec '{spec.name}' has no data block")
-    return prepare(spec, _base_dir(spec))
+    return prepare(spec, spec_folder(spec))
 
 
 def epoch_order(spec: Spec, epoch: int, n: int | None = None) -> np.ndarray:
@@ -285,7 +282,7 @@ class Model:
         args = SimpleNamespace(spec=str(src if src is not None else run / "ir.json"), backend=self.backend,
                                device=self.device)
         info = rundir.run_info(args, spec, data)
-        info["spec_dir"] = str(_base_dir(spec))
+        info["spec_dir"] = str(spec_folder(spec))
         rundir.write_json(run / "run.json", info)
         rundir.write_json(run / "env.json", rundir.env_info(self.backend, self.session.device_name))
         hist = self.history
@@ -333,6 +330,6 @@ def compare(spec: Spec, steps: int | None = 200, dtype: str = "float64",
 
     _require_concrete(spec)
     if seeds is not None:
-        return compare_seeds(spec, _base_dir(spec), seeds, margin=margin, rel_margin=rel_margin, alpha=alpha,
-                             backends=backends)
-    return compare_spec(spec, _base_dir(spec), steps, dtype, backends).to_json()
+        return compare_seeds(spec, spec_folder(spec), seeds, margin=margin, rel_margin=rel_margin,
+                             alpha=alpha, backends=backends)
+    return compare_spec(spec, spec_folder(spec), steps, dtype, backends).to_json()

@@ -80,7 +80,7 @@ def _spec_path(spec: Spec) -> str:
     return str(spec.source_file) if spec.source_file is not None else "<spec>"
 
 
-def _base_dir(spec: Spec) -> Path:
+def spec_folder(spec: Spec) -> Path:
     """Where the spec's relative data paths live: its file's folder, else the current directory."""
     return spec.source_file.parent if spec.source_file is not None else Path.cwd()
 
@@ -96,7 +96,7 @@ def run(spec: Spec, backend: str = "torch", *, device: str = "auto", out: str | 
     write the training evidence, evidence.json (dlc.runtime.evidence), which `dlc doctor` reads."""
     from dlc.runtime.run import train_run
 
-    return train_run(spec, backend, _spec_path(spec), _base_dir(spec), device=device,
+    return train_run(spec, backend, _spec_path(spec), spec_folder(spec), device=device,
                      out=None if out is None else str(out), replace=replace, observer=observer,
                      evidence=evidence)
 
@@ -196,7 +196,7 @@ def lr_find(spec: Spec, backend: str = "torch", *, steps: int | None = None, sta
     if spec.schedule is not None:
         notes.append(f"the spec's schedule ({spec.schedule.kind}) is off during the test")
     session_cls = session_class(backend)
-    data = prepare(spec, _base_dir(spec))
+    data = prepare(spec, spec_folder(spec))
     session = session_cls(spec, device=device, weights=initial_weights(spec))
     result = lf.run_test(session, spec, data, steps=steps, start=start, end=end, on_step=on_step,
                          backend=backend, notes=notes)

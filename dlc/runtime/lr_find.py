@@ -40,6 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from dlc.compiler.spec import Spec
+from dlc.runtime.rundir import save_figure
 
 BETA = 0.98  # the smoothing of the loss (fastai's)
 DIVERGED = 4.0  # stop when the smoothed loss exceeds this many times its minimum
@@ -323,8 +324,4 @@ def plot(r: LRFind, path: str | Path) -> Path:
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")
     fig.tight_layout()
-    tmp = path.with_name(path.name + ".tmp")
-    fig.savefig(tmp, dpi=100, format="png")
-    plt.close(fig)
-    os.replace(tmp, path)
-    return path
+    return save_figure(fig, path)

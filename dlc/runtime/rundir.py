@@ -168,6 +168,19 @@ def write_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def save_figure(fig, path: Path) -> Path:
+    """A matplotlib figure as a PNG, atomically (temporary file, then rename), and closed either way."""
+    import matplotlib.pyplot as plt
+
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        fig.savefig(tmp, dpi=100, format="png")
+        os.replace(tmp, path)
+    finally:
+        plt.close(fig)
+    return path
+
+
 def write_json(path: Path, obj) -> None:
     """Atomic: write a temporary file, then rename it over the target."""
     write_text(path, json.dumps(obj, indent=2, default=float))
@@ -267,9 +280,7 @@ def plot_curves(run: Path, rows: list[dict], title: str, best_epoch: int | None 
         ax.set_visible(False)
     fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(run / "curves.png.tmp", dpi=100, format="png")
-    plt.close(fig)
-    os.replace(run / "curves.png.tmp", run / "curves.png")
+    save_figure(fig, run / "curves.png")
 
 
 def _plain_ticks():

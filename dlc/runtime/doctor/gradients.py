@@ -7,9 +7,10 @@ net's lines lie within a factor of a few of each other."""
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 from typing import TypeGuard
+
+from dlc.runtime.rundir import save_figure
 
 PLOT = "gradients.png"
 PANELS = (("grad_norm", "gradient norm (probe set)"), ("update_ratio", "update / weight norm over the epoch"))
@@ -75,10 +76,4 @@ def plot_gradients(folder: Path, evidence: dict, title: str) -> Path | None:
     fig.suptitle(f"{title}: at epoch {grads[first][0][-1]} the last layer's gradient norm is "
                  f"{gn / g1:.3g}x the first's", fontsize=11)
     fig.tight_layout(rect=(0.0, 0.0, 0.9, 1.0))  # the legend on the right, outside the panels
-    path, tmp = folder / PLOT, folder / (PLOT + ".tmp")
-    try:
-        fig.savefig(tmp, dpi=100, format="png")
-        os.replace(tmp, path)
-    finally:
-        plt.close(fig)
-    return path
+    return save_figure(fig, folder / PLOT)

@@ -22,13 +22,13 @@ called.
 from __future__ import annotations
 
 import math
-import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from dlc.compiler.search import TOP_FRACTION, TOP_MIN, Space, refine, top_trials
+from dlc.runtime.rundir import save_figure
 
 IMPORTANCE_MIN_TRIALS = 4  # completed trials fANOVA needs before its numbers mean anything
 IMPORTANCE_SEED = 0  # the seed of fANOVA's random forest: the same importances on every call
@@ -267,15 +267,8 @@ def plot(run: Path, imp: Importance) -> Path | None:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     fig.tight_layout()
-    path = run / PLOT
-    tmp = run / (PLOT + ".tmp")
-    try:
-        fig.savefig(tmp, dpi=100, format="png")
-        os.replace(tmp, path)
-    finally:
-        plt.close(fig)
-    imp.plot = path
-    return path
+    imp.plot = save_figure(fig, run / PLOT)
+    return imp.plot
 
 
 def _short(name: str) -> str:
