@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 import math
 import re
+import struct
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from importlib import resources
@@ -177,6 +178,10 @@ class _ToAst(Transformer):
             self.d.warn("W003", f"number {_shown(num.text)} is 0 in float32 (dlc's default dtype)", num.span,
                         "float32's smallest positive number is about 1.4e-45: a learning rate or factor this "
                         "small does nothing; it is kept only with `dtype: float64`")
+        elif isinstance(num.value, float) and _float32_overflows(num.value):
+            self.d.warn("W003", f"number {_shown(num.text)} is inf in float32 (dlc's default dtype)", num.span,
+                        "float32's largest number is about 3.4e38: a clip norm or bound this large becomes "
+                        "inf and can turn the training into nan; it is kept only with `dtype: float64`")
         return num
 
     @staticmethod
@@ -235,6 +240,15 @@ def read_number(text: str, span: Span) -> A.Num:
 
 
 FLOAT32_TINY = 1.401298464324817e-45  # float32's smallest subnormal: anything smaller rounds to 0
+
+
+def _float32_overflows(value: float) -> bool:
+    """Whether a finite float rounds to inf in float32 (struct applies float32's rounding, then refuses)."""
+    try:
+        struct.pack("<f", value)
+    except OverflowError:
+        return True
+    return False
 
 
 def _underflows(num: A.Num) -> bool:

@@ -182,6 +182,17 @@ def test_a_literal_that_is_zero_in_float32_is_a_warning(tmp_path):
     assert located(err)[0][1:3] == position(text, "1e-320")
 
 
+def test_a_literal_that_is_inf_in_float32_is_a_warning(tmp_path):
+    """1e39 is finite in float64 but inf in float32: a max-norm or clip norm that turns updates into nan."""
+    text = spec_text("    Dense(3, activation=softmax, kernel_constraint=max_norm(1e39))")
+    rc, out, err = check(tmp_path, text)
+    assert rc == 0, err
+    assert "warning[W003]: number 1e39 is inf in float32" in err
+    assert located(err)[0][1:3] == position(text, "1e39")
+    rc, out, err = check(tmp_path, spec_text("    Dense(3, activation=softmax, kernel_constraint=max_norm(3e38))"))
+    assert rc == 0 and "W003" not in err, err
+
+
 # --------------------------------------------------------------------- zero and negative sizes, every layer
 
 LAYER_FAMILY = "layer"
