@@ -189,7 +189,8 @@ def test_a_literal_that_is_inf_in_float32_is_a_warning(tmp_path):
     assert rc == 0, err
     assert "warning[W003]: number 1e39 is inf in float32" in err
     assert located(err)[0][1:3] == position(text, "1e39")
-    rc, out, err = check(tmp_path, spec_text("    Dense(3, activation=softmax, kernel_constraint=max_norm(3e38))"))
+    largest = spec_text("    Dense(3, activation=softmax, kernel_constraint=max_norm(3e38))")
+    rc, out, err = check(tmp_path, largest)
     assert rc == 0 and "W003" not in err, err
 
 
