@@ -181,7 +181,7 @@ class _ToAst(Transformer):
         elif isinstance(num.value, float) and _float32_overflows(num.value):
             self.d.warn("W003", f"number {_shown(num.text)} is inf in float32 (dlc's default dtype)",
                         num.span, "float32's largest number is about 3.4e38: a clip norm or bound this large "
-                        "becomes inf and can turn the training into nan; it is kept only with `dtype: float64`")
+                        "becomes inf and can turn training into nan; it is kept only with `dtype: float64`")
         return num
 
     @staticmethod
