@@ -9,7 +9,8 @@ from .lowering import LoweringMissing
 from .session import Session
 
 BACKENDS = ("torch", "keras")
-__all__ = ["BACKENDS", "BackendUnavailable", "LoweringMissing", "Session", "limit_threads", "session_class"]
+__all__ = ["BACKENDS", "BackendUnavailable", "LoweringMissing", "Session", "data_parallel", "limit_threads",
+           "session_class"]
 
 
 class BackendUnavailable(Exception):
@@ -30,6 +31,14 @@ def session_class(name: str) -> type[Session]:
                 f"the {name} backend needs {missing}: pip install 'dlc[{name}]'") from None
         raise
     return mod.Session
+
+
+def data_parallel(name: str):
+    """The backend's data-parallel training (`dlc run --nproc`): a module with start(worker, device),
+    wrap(session, worker) and stop() (backends/torch/distributed.py, backends/keras/distributed.py)."""
+    if name not in BACKENDS:
+        raise ValueError(f"unknown backend '{name}' (known: {', '.join(BACKENDS)})")
+    return importlib.import_module(f"dlc.backends.{name}.distributed")
 
 
 def limit_threads(name: str, threads: int) -> None:

@@ -15,6 +15,73 @@ from dlc.compiler.spec import Spec
 Weights = dict[str, dict[str, np.ndarray]]  # layer name -> weight name -> array (Keras layouts)
 
 
+class StreamedFeatures(Protocol):
+    """Features read on request, a batch at a time (an npy source's parts, dlc.runtime.data.StreamedRows):
+    `streamed` is true; `x[indices]` and `x[a:b]` give those samples as a numpy array of `shape[1:]`,
+    normalised, in `dtype`. A backend's load_data keeps them on the host and reads each batch as it steps."""
+
+    streamed: bool
+
+    @property
+    def shape(self) -> tuple[int, ...]: ...
+
+    @property
+    def dtype(self) -> np.dtype: ...
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, key: Any) -> np.ndarray: ...
+
+    def take(self, indices: Any) -> np.ndarray: ...
+
+
+class BatchReader:
+    """Reads a streamed part's rows for a backend's HostBatches: `read(indices)` (or a slice) gives them as
+    numpy. After `plan(perm, batch_size)` (the epoch's order), each planned batch is read in a worker thread
+    while the one before it trains, and handed over when asked for; a request off the plan (an evaluation, a
+    share of a batch) drops the plan and is read directly. The values are the same either way."""
+
+    def __init__(self, rows: Any):  # (StreamedFeatures)
+        self.rows = rows
+        self._plan: list | None = None  # [perm, batch size, next batch, its future]
+        self._pool: Any = None
+
+    def plan(self, perm: np.ndarray, batch_size: int) -> None:
+        self._drop()
+        self._plan = [np.asarray(perm), int(batch_size), 0, None]
+        self._next()
+
+    def _next(self) -> None:
+        plan = self._plan
+        assert plan is not None
+        perm, bs, i = plan[0], plan[1], plan[2]
+        if i * bs >= len(perm):
+            self._plan = None
+            return
+        if self._pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="dlc-batches")
+        plan[3] = self._pool.submit(self.rows.__getitem__, perm[i * bs:(i + 1) * bs])
+
+    def _drop(self) -> None:
+        if self._plan is not None and self._plan[3] is not None:
+            self._plan[3].result()  # (the reader is not shared by two threads at once)
+        self._plan = None
+
+    def read(self, key: Any) -> np.ndarray:
+        plan = self._plan
+        if plan is not None and not isinstance(key, slice):
+            perm, bs, i, future = plan
+            if np.array_equal(key, perm[i * bs:(i + 1) * bs]):
+                out = future.result()
+                plan[2] += 1
+                self._next()
+                return out
+            self._drop()
+        return self.rows[key]
+
+
 @runtime_checkable
 class Session(Protocol):
     """A spec's model on one backend. Data handles are opaque (device tensors); numbers come back as numpy."""
@@ -27,8 +94,10 @@ class Session(Protocol):
         """`spec`'s model in `dtype` (None: the spec's) on `device` ("auto" picks one), with `weights` (Keras
         layouts) set when given."""
 
-    def load_data(self, x: np.ndarray, y: np.ndarray) -> Any:
-        """The arrays on the device, in the backend's dtypes: the handle train_epoch and evaluate take."""
+    def load_data(self, x: np.ndarray | StreamedFeatures, y: np.ndarray) -> Any:
+        """The arrays on the device, in the backend's dtypes: the handle train_epoch and evaluate take.
+        Streamed features stay on the host; train_epoch and evaluate read them a batch at a time (in the order
+        `perm` gives), so that only the targets are held."""
 
     def set_lr(self, lr: float) -> None: ...
 

@@ -2,6 +2,7 @@
 float32 npz of make_data.py with `normalize: standard`, each case in a fresh process.
 
     .venv/bin/python bench/bench_data.py [--rounds 3] [--normalize standard|none] [--backends torch,keras]
+                                         [--data FILE.npz]   (e.g. make_data.py --n 185000: a 0.58 GB x)
 
 Per case: `import` (the framework, alone: the baseline RSS), `prepare` (load, split, normalize: wall s),
 `load_data` (the session's tensors of the training and validation parts: wall s), and the process's peak RSS
@@ -67,9 +68,11 @@ def main() -> None:
     ap.add_argument("--variants", default="dlc-run",
                     help="dlc-run (prepare as `dlc run` calls it), float64 (prepare without a dtype: the "
                          "float64 Dataset), or the path of another version of dlc/runtime/data.py")
+    ap.add_argument("--data", type=Path, default=HERE / "data" / "mnist_synth.npz",
+                    help="the npz to read (x, y); default make_data.py's file")
     ap.add_argument("--json")
     args = ap.parse_args()
-    data = HERE / "data" / "mnist_synth.npz"
+    data = args.data.resolve()
     if not data.exists():
         sys.exit("make the data first: .venv/bin/python bench/make_data.py")
     import numpy as np
@@ -78,7 +81,7 @@ def main() -> None:
         data_mb = f["x"].nbytes / 2**20
     with tempfile.TemporaryDirectory() as tmp:
         spec = Path(tmp) / "mlp.dlspec"
-        spec.write_text(SPEC.replace('npz("data/', f'npz("{HERE}/data/')
+        spec.write_text(SPEC.replace('npz("data/mnist_synth.npz")', f'npz("{data}")')
                         .replace("normalize: none", f"normalize: {args.normalize}"))
         rows = []
         for r in range(args.rounds):

@@ -6,7 +6,10 @@ processes spinning on a core each.
     .venv/bin/python bench/bench_process.py [--epochs 5] [--rounds 2] [--busy 0,1] [--variants ...]
 
 Variants: dlc-torch, dlc-keras (`dlc run bench/mlp.dlspec` with E epochs), dlc-torch-fixed (the same with
-DLC_THREAD_GOVERNOR=0: torch's default threads, as before the governor), keras-fit, torch-loop. Printed per
+DLC_THREAD_GOVERNOR=0: torch's default threads, as before the governor), keras-fit, torch-loop; with
+`--baseline DIR` also dlc-keras@base and dlc-torch@base: `python -P -m dlc run ...` with PYTHONPATH=DIR,
+another version of dlc (a copy of the repository's dlc/, backends/, compiler/, grammar/ in DIR, e.g. `git
+worktree add` or `cp -a` of a checkout) to compare against in the same interleaved rounds. Printed per
 run: wall s, CPU s, peak RSS, and `others`: the share of the machine's CPUs used by other processes (the
 spinners included) during the run, from /proc/stat. Then, per load, the ratio of each variant's median wall
 time to keras-fit's (hand Keras time / variant time: above 1 is faster than hand Keras)."""
@@ -38,9 +41,15 @@ def machine_busy() -> tuple[int, int]:
     return sum(fields) - fields[3] - fields[4], sum(fields)
 
 
-def commands(spec: Path, epochs: int, out: Path) -> dict[str, tuple[list[str], dict]]:
+def commands(spec: Path, epochs: int, out: Path, baseline: str | None = None
+             ) -> dict[str, tuple[list[str], dict]]:
     run = [DLC, "run", str(spec), "--out", str(out), "--backend"]
+    # -P: not the working directory (this repository) first on sys.path, PYTHONPATH's dlc instead
+    base_run = [PY, "-P", "-m", "dlc", "run", str(spec), "--out", str(out), "--backend"]
+    base_env = {"PYTHONPATH": str(Path(baseline).resolve())} if baseline else {}
     return {
+        "dlc-keras@base": ([*base_run, "keras"], base_env),
+        "dlc-torch@base": ([*base_run, "torch", "--device", "cpu"], base_env),
         "dlc-torch": ([*run, "torch", "--device", "cpu"], {}),
         "dlc-torch-fixed": ([*run, "torch", "--device", "cpu"], {"DLC_THREAD_GOVERNOR": "0"}),
         "dlc-keras": ([*run, "keras"], {}),
@@ -82,8 +91,12 @@ def main() -> None:
     ap.add_argument("--busy", default="0,1", help="numbers of spinning processes, one condition each")
     ap.add_argument("--variants", default="dlc-torch,dlc-keras,keras-fit,torch-loop,dlc-torch-fixed")
     ap.add_argument("--timeout", type=float, default=300.0, help="per process, s")
+    ap.add_argument("--baseline", metavar="DIR",
+                    help="another version of dlc for the @base variants (a folder holding its dlc/ package)")
     ap.add_argument("--json")
     args = ap.parse_args()
+    if "@base" in args.variants and not args.baseline:
+        sys.exit("the @base variants need --baseline DIR")
     if not (HERE / "data" / "mnist_synth.npz").exists():
         sys.exit("make the data first: .venv/bin/python bench/make_data.py")
     results = []
@@ -99,7 +112,7 @@ def main() -> None:
                 for r in range(args.rounds):
                     for v in args.variants.split(","):
                         out = Path(tmp) / f"run_{busy}_{r}_{v}"
-                        cmd, env = commands(spec, args.epochs, out)[v]
+                        cmd, env = commands(spec, args.epochs, out, args.baseline)[v]
                         row = run_one(cmd, env, args.timeout) | {"variant": v, "busy": busy, "round": r}
                         results.append(row)
                         bad = " TIMED OUT" if row["timed_out"] else " FAILED " + row["stderr"]

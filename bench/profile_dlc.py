@@ -5,11 +5,12 @@ wall time (minimum and median over rounds, the variants interleaved). CPU time w
 here) hardly moves when other processes share the machine, so it attributes costs reliably on a busy 2-core
 box; wall time with the frameworks' default threads is what bench_mlp.py reports.
 
-The "(fix)" variants (keras) are dlc with a candidate change from fixes.py applied to one session in this
-process (dlc's files are not changed); the script first checks that each gives bit-identical losses and
-weights to dlc as it is. "(ref)" variants are not equivalent and only show a cost (torch.optim.RMSprop, stock
-dropout, no dropout); the hand-written loops are those of bench_mlp.py. Page faults and denormals depend on
-the whole process and on later epochs: bench_mlp.py (a fresh process per variant) shows those.
+"(fix)" variants would be dlc with a candidate change from fixes.py applied to one session in this process
+(none is left: the keras ones, uint32-dropout and graph-slicing, landed in backends/keras); the script checks
+that each gives bit-identical losses and weights to dlc as it is. "(ref)" variants are not equivalent and
+only show a cost (torch.optim.RMSprop, stock dropout, no dropout); the hand-written loops are those of
+bench_mlp.py. Page faults and denormals depend on the whole process and on later epochs: bench_mlp.py (a fresh
+process per variant) shows those.
 
     .venv/bin/python bench/profile_dlc.py --backend torch [--threads 1] [--steps 150] [--rounds 5]
     .venv/bin/python bench/profile_dlc.py --backend keras
@@ -28,7 +29,6 @@ import numpy as np
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import fixes
 from bench_mlp import SPEC, hparams, load
 
 # ----------------------------------------------------------------------------------------------- torch
@@ -123,10 +123,8 @@ def _keras_variants(spec, data, perm, bs):
     from dlc.backends import session_class
     from dlc.reference.weights import initial_weights
 
-    def dlc(drop=None, slicing=False):
+    def dlc(drop=None):
         S = session_class("keras")(spec, device="cpu", weights=initial_weights(spec))
-        if fixes.apply_keras(S, dropout=drop == "uint32", slicing=slicing) is None:
-            return None  # the session's internals changed: this candidate no longer applies
         if drop == "none":
             S.klayers[spec.layers[1].name].step_var = None
         h = S.load_data(data.train.x, data.train.y)
@@ -151,10 +149,7 @@ def _keras_variants(spec, data, perm, bs):
         return lambda: model.fit(x, y, batch_size=bs, epochs=1, shuffle=True, verbose=0)
 
     out = {
-        "dlc as is": dlc(),
-        "dlc + uint32-dropout (fix)": dlc("uint32"),
-        "dlc + graph-slicing (fix)": dlc(slicing=True),
-        "dlc + both fixes": dlc("uint32", slicing=True),
+        "dlc as is": dlc(),  # (fixes.py's keras candidates, uint32-dropout and graph-slicing, landed)
         "dlc + no-dropout (ref)": dlc("none"),
         "keras-fit": fit(hparams(spec)["rate"]),
         "keras-fit Dropout(0) (ref)": fit(0.0),

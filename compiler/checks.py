@@ -25,7 +25,7 @@ from .layers import (
     ShapeError,
     Softmax,
 )
-from .spec import BUNDLED, AugmentT, Bundled, Crop, Csv, Mnist, Npz, Spec
+from .spec import BUNDLED, AugmentT, Bundled, Crop, Csv, Mnist, Npy, Npz, Spec
 
 
 def _span_at(at, width: int = 1) -> Span | None:
@@ -141,6 +141,7 @@ def check_spec(spec: Spec, m: A.Model, d: Diagnostics, base_dir: Path) -> None:
     _check_data(spec, m, d, base_dir)
     _check_metrics_and_monitors(spec, m, d)
     _check_bias_before_bn(spec.layers, d)
+    _check_precision(spec, m, d)
     from .search import check_search
 
     check_search(spec, m, d)
@@ -332,6 +333,9 @@ def _check_data(spec: Spec, m: A.Model, d: Diagnostics, base_dir: Path) -> None:
                   inp.value.span if (inp := _find_assign(m, "input")) else where,
                   f"use input: ({math.prod(feats)})" + (" or (8, 8, 1)" if src.name == "digits" else ""))
         return
+    if isinstance(src, Npy):
+        _check_npy(spec, src, m, st, base_dir, d)
+        return
     if isinstance(src, (Csv, Npz, Mnist)):
         path = resolve_path(base_dir, src.path)
         ok = (path.is_dir() or path.is_file()) if isinstance(src, Mnist) else path.is_file()
@@ -345,6 +349,72 @@ def _check_data(spec: Spec, m: A.Model, d: Diagnostics, base_dir: Path) -> None:
             return
         if isinstance(src, Csv):
             _check_csv(spec, src, path, m, st, where, d)
+
+
+def npy_header(path: Path) -> tuple[str, tuple[int, ...]]:
+    """(dtype descr, shape) from an .npy file's header, read without numpy (the format: a magic string, a
+    version, the header's length, then a Python dict literal); ValueError when the file is not one."""
+    import ast as pyast
+    import struct
+
+    with open(path, "rb") as fh:
+        magic = fh.read(8)
+        if len(magic) != 8 or magic[:6] != b"\x93NUMPY" or magic[6] not in (1, 2, 3):
+            raise ValueError("not an .npy file (save one with np.save)")
+        size_bytes = 2 if magic[6] == 1 else 4
+        raw = fh.read(size_bytes)
+        if len(raw) != size_bytes:
+            raise ValueError("truncated .npy header")
+        (size,) = struct.unpack("<H" if size_bytes == 2 else "<I", raw)
+        text = fh.read(size)
+    try:
+        head = pyast.literal_eval(text.decode("latin1" if magic[6] < 3 else "utf-8"))
+        descr, shape = head["descr"], tuple(int(v) for v in head["shape"])
+    except (ValueError, SyntaxError, KeyError, TypeError, UnicodeDecodeError):
+        raise ValueError("damaged .npy header") from None
+    return (descr if isinstance(descr, str) else "structured"), shape
+
+
+def _check_npy(spec: Spec, src: Npy, m: A.Model, st: A.Assign | None, base_dir: Path,
+               d: Diagnostics) -> None:
+    """An npy source: two files, features of a numeric dtype with one value per input value, and as many
+    targets as samples (their headers are read, never the data)."""
+    call = st.value if st is not None and isinstance(st.value, A.Call) else None
+    heads = {}
+    for i, key in enumerate(("x", "y")):
+        written = getattr(src, key)
+        where = _kwarg_span(call, key) or (call.args[i].span if call is not None and len(call.args) > i
+                                           else (call.span if call is not None else None))
+        path = resolve_path(base_dir, written)
+        if not path.is_file():
+            d.add("E401", f"cannot read data file '{written}': no such file", where,
+                  f"looked for {_shown_path(path)} (relative paths start at the spec's folder)")
+            continue
+        try:
+            heads[key] = npy_header(path)
+        except (OSError, ValueError) as e:
+            d.add("E401", f"cannot read data file '{written}': {e}", where,
+                  "npy(x, y) takes two files written by np.save: the features and the targets")
+            continue
+        descr, shape = heads[key]
+        if not shape:
+            d.add("E401", f"'{written}' holds a single value, not one entry per sample", where)
+            heads.pop(key)
+        elif key == "x" and (descr == "structured" or descr[1:2] not in tuple("biuf")):
+            d.add("E401", f"'{written}' holds {descr} values, not numbers", where,
+                  "the features must be numbers (bool, integer or float)")
+            heads.pop(key)
+    if "x" in heads:
+        feats = math.prod(heads["x"][1][1:])
+        if feats != math.prod(spec.input):
+            inp = _find_assign(m, "input")
+            d.add("E303", f"input {_shape(spec.input)} has {math.prod(spec.input)} values, but '{src.x}' "
+                  f"samples have {feats} features (shape {heads['x'][1]})",
+                  inp.value.span if inp else (call.span if call is not None else None),
+                  f"use input: ({feats})")
+    if "x" in heads and "y" in heads and heads["x"][1][0] != heads["y"][1][0]:
+        d.add("E401", f"'{src.x}' has {heads['x'][1][0]} samples but '{src.y}' has {heads['y'][1][0]}; they "
+              "must match one to one", call.span if call is not None else None)
 
 
 def _check_csv(spec: Spec, src: Csv, path: Path, m: A.Model, st: A.Assign | None, where: Span | None,
@@ -419,6 +489,24 @@ def _check_metrics_and_monitors(spec: Spec, m: A.Model, d: Diagnostics) -> None:
                   did_you_mean(monitor, valid) or f"expected one of {', '.join(valid)}")
         elif monitor.startswith("val_") and not has_val:
             d.add("E201", f"'{monitor}' needs a validation split", where, "use split: holdout(val=0.2)")
+
+
+def precision_conflict(spec: Spec, dtype: str | None = None) -> str | None:
+    """Why `spec` cannot train in `dtype` (None: its own) with its train precision, or None: mixed precision
+    keeps float32 weights and computes in 16 bits, so it has no float64 form."""
+    dtype = dtype or spec.dtype
+    if spec.train.mixed and dtype != "float32":
+        return (f"precision: {spec.train.precision} computes in {spec.train.compute_dtype} with float32 "
+                f"weights; it cannot train in {dtype}")
+    return None
+
+
+def _check_precision(spec: Spec, m: A.Model, d: Diagnostics) -> None:
+    problem = precision_conflict(spec)
+    if problem:
+        st = _find_assign(m, "precision", "train")
+        d.add("E305", problem, st.value.span if st else None,
+              "remove dtype: float64, or use precision: float32 (the default)")
 
 
 def _check_bias_before_bn(layers, d: Diagnostics) -> None:

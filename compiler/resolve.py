@@ -9,6 +9,7 @@ fixes a trial's values).
 
 from __future__ import annotations
 
+import re
 import typing
 from pathlib import Path
 from typing import Any, Literal, TypeGuard
@@ -564,7 +565,12 @@ _TYPE_WORDS = {
 def _humane(msg: str, err: ErrorDetails) -> str:
     msg = msg.removeprefix("Value error, ")
     if err.get("type") == "literal_error":
-        return msg.replace("Input should be", "expected")
+        expected = msg.replace("Input should be", "expected")
+        # a misspelt setting (`precision: mixed_bf16`): the nearest of the allowed names first
+        allowed = re.findall(r"'([^']*)'", str((err.get("ctx") or {}).get("expected", "")))
+        given = err.get("input")
+        hint = did_you_mean(given, allowed) if isinstance(given, str) and allowed else None
+        return f"{hint} ({expected})" if hint else expected
     return msg.replace("Input should be", "must be")
 
 

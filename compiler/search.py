@@ -232,17 +232,18 @@ def _relpath(target: Path, start: Path) -> str:
 
 
 def _data_paths(model: A.Model) -> list[A.Str]:
-    """The file paths written in the data section's source (csv/npz/mnist)."""
+    """The file paths written in the data section's source (csv/npz/mnist: the first argument or path=;
+    npy: both arguments, x= and y=)."""
     out: list[A.Str] = []
     for st in model.body:
         if isinstance(st, A.Section) and st.name == "data":
             for d in st.body:
                 if isinstance(d, A.Assign) and d.key == "source" and isinstance(d.value, A.Call):
                     call = d.value
-                    if call.args and isinstance(call.args[0], A.Str):
-                        out.append(call.args[0])
+                    keys = ("x", "y") if call.name == "npy" else ("path",)
+                    out.extend(a for a in call.args[:len(keys)] if isinstance(a, A.Str))
                     out.extend(kw.value for kw in call.kwargs
-                               if kw.key == "path" and isinstance(kw.value, A.Str))
+                               if kw.key in keys and isinstance(kw.value, A.Str))
     return out
 
 

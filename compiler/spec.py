@@ -69,7 +69,18 @@ class Mnist(Source):
     path: str
 
 
-SourceT = Annotated[Union[Bundled, Csv, Npz, Mnist], Field(discriminator="name")]
+@register("npy")
+class Npy(Source):
+    """Features and targets in two .npy files (np.save), one sample per row of each; the features are
+    memory-mapped and read a batch at a time, for data bigger than memory."""
+
+    name: Literal["npy"] = "npy"
+    positional: ClassVar = ("x", "y")
+    x: str
+    y: str
+
+
+SourceT = Annotated[Union[Bundled, Csv, Npz, Mnist, Npy], Field(discriminator="name")]
 
 
 class Split(Catalogued):

@@ -314,12 +314,43 @@ class EarlyStopping(IRNode):
     aliases: ClassVar = {"restore_best_weights": "restore_best"}
 
 
+# `precision:` in train { }: the arithmetic of the layers. float32 is the spec's dtype throughout (the only
+# setting the equivalence contract covers); mixed_* compute the layers in bfloat16 / float16 with float32
+# weights (master weights), float32 optimizer steps and the loss computed in float32 from float32 outputs, as
+# Keras' mixed dtype policies do; mixed_float16 scales the loss dynamically (LOSS_SCALE).
+PrecisionSetting = Literal["float32", "mixed_bfloat16", "mixed_float16"]
+
+
+class LossScale(IRNode):
+    """Keras' LossScaleOptimizer's dynamic loss scaling (mixed_float16), the rule both backends follow: the
+    loss is multiplied by `scale` before the gradients are taken and they are divided by it after; a step
+    with a non-finite gradient is skipped (the optimizer's step count not advanced) and halves the scale;
+    `growth_steps` finite steps in a row double it."""
+
+    initial_scale: float = 2.0**15
+    growth_steps: int = 2000
+
+
+LOSS_SCALE = LossScale()
+
+
 class Train(IRNode):
     epochs: int = Field(1, gt=0)
     batch_size: int = Field(32, gt=0)
     shuffle: bool = True
     early_stopping: Optional[EarlyStopping] = None
+    precision: PrecisionSetting = "float32"
     aliases: ClassVar = {}
+
+    @property
+    def mixed(self) -> bool:
+        """Whether the layers compute in a 16-bit type (precision mixed_bfloat16 or mixed_float16)."""
+        return self.precision != "float32"
+
+    @property
+    def compute_dtype(self) -> str | None:
+        """The layers' 16-bit compute dtype ("bfloat16" / "float16"), None for full precision."""
+        return self.precision.removeprefix("mixed_") if self.mixed else None
 
 
 # ------------------------------------------------------------------------------------------------- search

@@ -1,5 +1,3 @@
-import sys
+from dlc.cli import entry
 
-from dlc.cli import main
-
-sys.exit(main())
+entry()

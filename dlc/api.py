@@ -35,6 +35,7 @@ from dlc.runtime.data import DataError, Dataset, prepare
 from dlc.runtime.doctor import LiveDoctor
 from dlc.runtime.loop import History, LoopState, TrainingFailed
 from dlc.runtime.lr_find import LRFind, LRFindError
+from dlc.runtime.parallel import EXIT_WORKER_LOST
 from dlc.runtime.run import Finished, Observer, Resumable, RunFailed
 from dlc.runtime.rundir import OutFolderError
 from dlc.runtime.runs import RunDirError
@@ -52,9 +53,12 @@ from dlc.tasks import (
     emit,
     evaluate_run,
     export_onnx,
+    launch,
     list_runs,
+    lost_worker,
     lr_find,
     lr_find_spec,
+    parallel_blockers,
     plot_runs,
     predict_file,
     resumable,
@@ -71,13 +75,15 @@ from dlc.tasks import (
 __all__ = ["DataError", "Dataset", "History", "Model", "SpecError", "TrainingFailed", "compare",
            "epoch_order", "load", "load_data",
            # what each `dlc` command does, as functions, and what they raise (the CLI is built on these)
-           "BackendUnavailable", "EmitUnsupported", "Finished", "LoweringMissing", "Observer",
+           "BackendUnavailable", "EXIT_WORKER_LOST", "EmitUnsupported", "Finished", "LoweringMissing",
+           "Observer",
            "OutFolderError", "Predictions", "Reporter", "Resumable", "RunDirError", "RunFailed", "ServeError",
            "TuneError", "TuneResult",
            "LiveDoctor", "doctor", "doctor_fix", "doctor_plot", "doctor_rules",
            "LRFind", "LRFindError", "lr_find", "lr_find_spec",
            "catalogue", "checked", "compile_spec", "cross_validate", "emit", "evaluate_run", "export_onnx",
-           "improved", "list_runs", "monitor_mode", "plot_runs", "predict_file", "resumable", "resume", "run",
+           "improved", "launch", "list_runs", "lost_worker", "parallel_blockers",
+           "monitor_mode", "plot_runs", "predict_file", "resumable", "resume", "run",
            "schema", "summary", "trainable", "tune", "tune_target", "value_text"]
 
 
@@ -237,9 +243,18 @@ class Model:
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Outputs for inputs normalised like `load_data`'s (N, *input) or (N, features): class
         probabilities (N, classes) for softmax, P(class 1) (N, 1) for sigmoid, values for regression."""
-        return self.session.predict(self._inputs(x))
+        x = self._inputs(x)
+        if getattr(x, "streamed", False):  # an npy source's part: read and predicted a chunk at a time
+            outs = [self.session.predict(x[i:i + 4096]) for i in range(0, len(x), 4096)]
+            return np.concatenate(outs) if outs else np.zeros((0, *self.spec.output_shape()))
+        return self.session.predict(x)
 
     def _inputs(self, x: np.ndarray) -> np.ndarray:
+        if getattr(x, "streamed", False):  # an npy source's part (load_data's), read a batch at a time
+            if tuple(x.shape[1:]) != tuple(self.spec.input):
+                raise ValueError(f"inputs of shape {x.shape}: the model takes (N, "
+                                 f"{', '.join(map(str, self.spec.input))})")
+            return x
         x = np.asarray(x, dtype=np.float64)
         shape = tuple(self.spec.input)
         if x.ndim >= 1 and x.shape[1:] != shape and math.prod(x.shape[1:]) == math.prod(shape):

@@ -8,6 +8,7 @@ API stays cheap and `dlc check` imports neither PyTorch nor TensorFlow.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -101,6 +102,41 @@ def run(spec: Spec, backend: str = "torch", *, device: str = "auto", out: str | 
                      evidence=evidence)
 
 
+def parallel_blockers(spec: Spec, backend: str = "torch", nnodes: int = 1) -> list[str]:
+    """Why `dlc run --nproc` cannot train the spec data-parallel on `backend` over `nnodes` machines (empty:
+    it can)."""
+    from dlc.runtime.parallel import blockers
+
+    return blockers(spec, backend, nnodes)
+
+
+def launch(args: Sequence[str], nproc: int, *, nnodes: int = 1, node_rank: int = 0,
+           master_addr: str | None = None, master_port: int | None = None,
+           quiet_args: Sequence[str] = ()) -> tuple[int, str]:
+    """`dlc run --nproc N`: run the command `dlc *args` as `nproc` data-parallel workers on this machine
+    (rank 0 prints and writes the run directory; `quiet_args` are added for the others), `nnodes` machines
+    in all with the rendezvous at `master_addr:master_port`, and wait for them. Returns (exit code, a line
+    for stderr): the line says which worker stopped when one did (the others are then stopped); it is
+    empty when the run finished or rank 0 reported its own failure. ValueError for bad launch options."""
+    from dlc.runtime.parallel import Launch, check_launch
+    from dlc.runtime.parallel import launch as start_workers
+
+    how = Launch(nproc, nnodes, node_rank, master_addr, master_port)
+    problem = check_launch(how)
+    if problem:
+        raise ValueError(problem)
+    return start_workers(list(args), how, list(quiet_args))
+
+
+def lost_worker(exc: BaseException) -> bool:
+    """Whether `exc` is a data-parallel worker's lost peer in a worker that dlc's launcher started (which
+    reports it in one line itself, so the worker ends quietly with exit code EXIT_WORKER_LOST)."""
+    from dlc.runtime.parallel import LAUNCHED, WorkerLost
+
+    cause = getattr(exc, "cause", exc)
+    return isinstance(cause, WorkerLost) and bool(os.environ.get(LAUNCHED))
+
+
 def resumable(run_dir: str | Path) -> Resumable:
     """The run directory as `--resume` sees it: `.finished`, or the exact spec it was training and how far it
     got (`.epochs_done` of `.epochs_total`; `.complete`: only its final files are left to write). RunDirError
@@ -159,8 +195,9 @@ def lr_find_spec(result: Compiled, seed: int | None = None, dtype: str | None = 
     any other search space."""
     from dlc.runtime.lr_find import blockers
     from dlc.runtime.run import apply_overrides
+    from dlc.runtime.support import dtype_blockers
 
-    found = blockers(result)
+    found = blockers(result) + dtype_blockers(result, dtype)
     if found or result.spec is None:
         raise SpecError(found, result.source, result.file)
     return apply_overrides(result.spec, seed, dtype).with_source_file(result.file)

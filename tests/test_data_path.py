@@ -143,8 +143,10 @@ def test_in_place_data_path_gives_the_float64_values(tmp_path, normalize, split,
     x[:, 0, 0] = 9  # a constant feature
     np.savez(tmp_path / "d.npz", x=x, y=rng.integers(0, 3, 400))
     spec = make_spec(tmp_path, 'npz("d.npz")', "(6, 5)", 3, normalize=normalize, split=split)
-    old = D.CHUNK_BYTES
-    D.CHUNK_BYTES = 8 * 30 * 17  # chunks of 17 rows: many chunks, one short
+    from dlc.runtime.data import normalize as N
+
+    old = N.CHUNK_BYTES
+    N.CHUNK_BYTES = 8 * 30 * 17  # chunks of 17 rows: many chunks, one short
     try:
         want = D.prepare(spec, tmp_path)
         for dtype in ("float32", "float64"):
@@ -161,4 +163,4 @@ def test_in_place_data_path_gives_the_float64_values(tmp_path, normalize, split,
             for a, b in ((want.shift, got.shift), (want.scale, got.scale)):
                 assert (a is None and b is None) or np.array_equal(a, b)
     finally:
-        D.CHUNK_BYTES = old
+        N.CHUNK_BYTES = old

@@ -341,6 +341,8 @@ DLC_ONLY = {
                   "carries l1 = 0; Keras' L2 has no l1",
     ("Train", "early_stopping"): "Keras passes callbacks to fit(); the IR keeps early stopping in train {} "
                                  "(its own defaults are compared as EarlyStopping)",
+    ("Train", "precision"): "Keras sets mixed precision as a global dtype policy (keras.mixed_precision), "
+                            "not an argument of fit(); the IR's default float32 is Keras' default policy",
 }
 SKIPPED_FIELDS = ("name", "kind", "at")  # identity, not defaults
 

@@ -122,6 +122,12 @@ def mnist(src: S.Mnist, ctx):
     return call("read_mnist", str(ctx.resolve(src.path)))
 
 
+@lowers(S.Npy, targets=EMIT)
+def npy(src: S.Npy, ctx):
+    """Read whole: the script trains from memory (a run memory-maps the features; same numbers)."""
+    return call("read_npy", str(ctx.resolve(src.x)), str(ctx.resolve(src.y)))
+
+
 @lowers(S.Holdout, targets=EMIT)
 def holdout(split: S.Holdout, ctx):
     return call("holdout_indices", ref("n"), ref("labels"), split.val, split.test, split.stratify,

@@ -245,6 +245,10 @@ def check(spec: Spec, backend: str) -> None:
                               "the best.dlspec it writes")
     if spec.data is None:
         raise EmitUnsupported(f"--emit {backend} needs a data block")
+    if spec.train.mixed:
+        raise EmitUnsupported(f"--emit {backend} does not support precision: {spec.train.precision}: an "
+                              "emitted script reproduces `dlc run`'s per-step losses, and mixed precision is "
+                              "outside that contract; emit the spec with precision: float32")
 
 
 def emit(spec: Spec, backend: str, spec_path: str | Path) -> str:

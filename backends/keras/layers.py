@@ -10,16 +10,17 @@ from . import quiet  # noqa: F401  (imports TensorFlow with its start-up notices
 import keras
 import tensorflow as tf
 
-from dlc.reference.rng import dropout_threshold, fmix32
+from dlc.reference.rng import C1, C2, M32, dropout_threshold
 
 
-class TFOps:
-    """The dropout hash's integer operators on TensorFlow int64 tensors (no Python operators for bits)."""
-
-    xor = staticmethod(tf.bitwise.bitwise_xor)
-    shr = staticmethod(lambda a, n: tf.bitwise.right_shift(a, tf.constant(n, tf.int64)))
-    shl = staticmethod(lambda a, n: tf.bitwise.left_shift(a, tf.constant(n, tf.int64)))
-    band = staticmethod(lambda a, m: tf.bitwise.bitwise_and(a, tf.constant(m, tf.int64)))
+def fmix32_u32(h):
+    """dlc.reference.rng.fmix32 ("lowbias32") on TensorFlow uint32 tensors: uint32 products wrap mod 2^32,
+    which is the hash's definition, so the 16-bit split multiplies of the int64 form (reference.rng.mul32)
+    are not needed: 7 elementwise ops instead of ~20, the same bits."""
+    xor, shr = tf.bitwise.bitwise_xor, tf.bitwise.right_shift
+    h = xor(h, shr(h, tf.constant(16, tf.uint32))) * tf.constant(C1, tf.uint32)
+    h = xor(h, shr(h, tf.constant(15, tf.uint32))) * tf.constant(C2, tf.uint32)
+    return xor(h, shr(h, tf.constant(16, tf.uint32)))
 
 
 @keras.saving.register_keras_serializable(package="dlc")
@@ -38,12 +39,20 @@ class HashDropout(keras.layers.Layer):
     def call(self, x, training=False):
         if not training or self.rate == 0 or self.step_var is None:
             return x
-        n = tf.size(x, out_type=tf.int64)
-        ops = TFOps
-        idx = ops.band(tf.range(n, dtype=tf.int64), 0xFFFFFFFF)
-        step = ops.band(tf.convert_to_tensor(self.step_var), 0xFFFFFFFF)
-        key = fmix32(ops.xor(tf.constant(self.base, tf.int64), step), ops)
-        keep = tf.reshape(ops.shr(fmix32(ops.xor(idx, key), ops), 8) >= self.threshold, tf.shape(x))
+        # the per-step key fmix32(base ^ (step mod 2^32)) and the element hashes fmix32((i mod 2^32) ^ key),
+        # in uint32 (int64 -> uint32 casts keep the low 32 bits): the bits of dlc.reference.rng's int64 form
+        step = tf.bitwise.bitwise_and(tf.convert_to_tensor(self.step_var), tf.constant(M32, tf.int64))
+        step = tf.cast(step, tf.uint32)
+        key = fmix32_u32(tf.bitwise.bitwise_xor(tf.constant(self.base, tf.uint32), step))
+        idx = tf.range(tf.size(x, out_type=tf.int64), dtype=tf.int64)
+        offset = getattr(self, "offset_var", None)  # data-parallel: this share's place in the global batch
+        if offset is not None:
+            per_sample = tf.size(x, out_type=tf.int64) // tf.maximum(tf.shape(x, out_type=tf.int64)[0], 1)
+            idx = idx + tf.convert_to_tensor(offset) * per_sample
+        idx = tf.cast(idx, tf.uint32)
+        h = fmix32_u32(tf.bitwise.bitwise_xor(idx, key))
+        keep = tf.reshape(tf.bitwise.right_shift(h, tf.constant(8, tf.uint32))
+                          >= tf.constant(self.threshold, tf.uint32), tf.shape(x))
         return tf.where(keep, x * tf.constant(self.scale, x.dtype), tf.zeros((), x.dtype))
 
     def get_config(self):
@@ -108,9 +117,13 @@ def keras_layers(layers) -> list:
 def build_models(input_shape, layers, dtype: str, name: str, output=None):
     """(train_model, model): the functional model to the logits, and the one that applies the `output`
     activation ('softmax' / 'sigmoid') the loss computes from the logits (the same model when there is
-    none)."""
+    none). Layers with a mixed dtype policy (mixed precision) compute in 16 bits: their output is cast to
+    `dtype` by a float32 linear activation, as Keras advises, so the loss and the output activation are
+    computed in float32."""
     inputs = keras.Input(tuple(input_shape), dtype=dtype)
     logits = apply_layers(inputs, layers)
+    if logits.dtype != dtype:
+        logits = keras.layers.Activation("linear", name="output_cast", dtype=dtype)(logits)
     train_model = keras.Model(inputs, logits, name=name)
     if output is None:
         return train_model, train_model

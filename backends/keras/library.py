@@ -20,10 +20,10 @@ from .layers import (  # noqa: F401
     HashDropout,
     Maxout,
     Residual,
-    TFOps,
     apply_layers,
     build_models,
     check_weights,
+    fmix32_u32,
     keras_layers,
     network,
 )

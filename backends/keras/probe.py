@@ -50,6 +50,7 @@ class Prober:
         for pl, a in zip(self.layers, outs[:-1], strict=True):
             g = grads[i:i + len(self.vars[pl.name])]
             i += len(g)
+            a = tf.cast(a, loss.dtype)  # (a layer's output is 16-bit under mixed precision)
             dense = [tf.convert_to_tensor(t) for t in g if t is not None]  # an Embedding's IndexedSlices
             sq = [tf.reduce_sum(t * t) for t in dense]
             norm = tf.sqrt(tf.add_n(sq)) if sq else (zero if g else zero + float("nan"))

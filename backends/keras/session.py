@@ -16,8 +16,9 @@ import tensorflow as tf
 
 from dlc.backends import lowering as lw
 from dlc.backends.network import network_expr
-from dlc.compiler.checks import final_activation, fused_output
+from dlc.compiler.checks import final_activation, fused_output, precision_conflict
 from dlc.compiler.spec import Spec
+from dlc.compiler.training import LOSS_SCALE
 from dlc.reference.evidence import probe_layers
 from dlc.reference.metrics import stats_size
 from dlc.reference.weights import flatten, unflatten
@@ -54,14 +55,23 @@ class Session(Trainer):
             raise RuntimeError(f"--device {device}: the keras backend runs on the CPU here "
                                "(TensorFlow sees no GPU); use --backend torch for CUDA")
         self.spec = spec
+        problem = precision_conflict(spec, dtype)
+        if problem:
+            raise ValueError(problem)
         dtype = dtype or spec.dtype
         keras.config.set_floatx(dtype)  # optimizer constants and lr variables follow floatx
         self.final = final_activation(spec)
         output = fused_output(spec)
         step = tf.Variable(0, dtype=tf.int64, trainable=False)
-        ns, ctx = namespace(dtype, step), lw.Context(TARGET, spec)
+        # mixed precision: the layers get Keras' mixed dtype policy (float32 variables, 16-bit compute); the
+        # data, the loss, the metric statistics and the optimizer stay in float32
+        ns = namespace(spec.train.precision if spec.train.mixed else dtype, step)
+        ctx = lw.Context(TARGET, spec)
         layers = lw.evaluate(network_expr(spec, TARGET, container="network"), ns)
         optimizer = lw.evaluate(ctx.lower(spec.optimizer), ns)
+        if spec.train.precision == "mixed_float16":  # dynamic loss scaling, Keras' own
+            optimizer = keras.optimizers.LossScaleOptimizer(optimizer, initial_scale=LOSS_SCALE.initial_scale,
+                                                            dynamic_growth_steps=LOSS_SCALE.growth_steps)
         loss = lw.evaluate(ctx.lower(spec.loss), ns)
         task = type(spec.loss).task
         shapes = {i.layer.name: {w.name: tuple(w.shape) for w in i.weights} for i in spec.walk() if i.weights}
@@ -84,6 +94,7 @@ class Session(Trainer):
         self.model.save(directory / "model.keras")
         (directory / "model.json").write_text(json.dumps(
             {"backend": "keras", "format": "keras", "file": "model.keras", "dtype": self.dtype,
+             "precision": self.spec.train.precision,
              "load": LOAD_HINT},
             indent=2))
         return ["model.keras", "model.json"]

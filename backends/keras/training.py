@@ -10,6 +10,8 @@ import time
 import numpy as np
 import tensorflow as tf
 
+from dlc.backends.session import BatchReader
+
 from .layers import build_models, check_weights, keras_layers
 
 
@@ -70,9 +72,13 @@ class Trainer:
         cm = tf.math.bincount(true * k + pred, minlength=k * k, maxlength=k * k, dtype=out.dtype)
         return tf.reshape(cm, (k, k))
 
+    def _sum(self, losses: list):
+        """The sum of regularization terms in the float dtype (under a mixed dtype policy an activity
+        regularizer's term comes in the layer's 16-bit compute dtype), None for none."""
+        return tf.add_n([tf.cast(t, self.dtype) for t in losses]) if losses else None
+
     def _reg(self):
-        losses = self.train_model.losses
-        return tf.add_n(losses) if losses else None
+        return self._sum(self.train_model.losses)
 
     def _weight_penalties(self) -> list:
         """Each regularized trainable weight's penalty, in weight order: the terms Layer.losses ends with."""
@@ -85,7 +91,7 @@ class Trainer:
         m = self.train_model
         losses = m.losses
         losses = losses[:len(losses) - sum(v.regularizer is not None for v in m.trainable_weights)]
-        return tf.add_n(losses) if losses else None
+        return self._sum(losses)
 
     def _make_steps(self, x, y):
         """One trace each: the batch dimension is left open, so the last (smaller) batch of an epoch and the
@@ -96,20 +102,29 @@ class Trainer:
         xs = tf.TensorSpec([None, *x.shape[1:]], x.dtype)
         ys = tf.TensorSpec([None, *y.shape[1:]], y.dtype)
 
-        @tf.function(input_signature=[xs, ys, tf.TensorSpec([None], tf.int64)])
-        def train_step(x, y, idx):
-            xb, yb = tf.gather(x, idx), tf.gather(y, idx)
+        def step(xb, yb):
             with tf.GradientTape() as tape:
                 out = model(xb, training=True)
                 loss = loss_fn(yb, out)
                 reg = self._reg()
                 if reg is not None:
                     loss = loss + reg
-            grads = tape.gradient(loss, variables)
+                # the loss as the optimizer scales it: a LossScaleOptimizer (mixed_float16) multiplies it by
+                # its dynamic scale and unscales the gradients in apply; any other optimizer returns it as is
+                scaled = opt.scale_loss(loss)
+            grads = tape.gradient(scaled, variables)
             opt.apply(grads, variables)
             self.step_var.assign_add(1)
             stats.assign_add(self._stats(yb, out))
             return loss
+
+        @tf.function(input_signature=[xs, ys, tf.TensorSpec([None], tf.int64)])
+        def train_step(x, y, idx):
+            return step(tf.gather(x, idx), tf.gather(y, idx))
+
+        @tf.function(input_signature=[xs, ys])
+        def train_batch(xb, yb):  # a batch gathered on the host (HostBatches)
+            return step(xb, yb)
 
         @tf.function(input_signature=[xs, ys])
         def eval_step(xb, yb):
@@ -120,13 +135,31 @@ class Trainer:
                 loss = loss + act
             return loss * tf.cast(tf.shape(xb)[0], out.dtype), self._stats(yb, out)
 
-        self._train_step, self._eval_step = train_step, eval_step
+        @tf.function(input_signature=[xs, ys, tf.TensorSpec([], tf.int64)])
+        def eval_all(x, y, batch_size):
+            """eval_step on every batch in one call (a loop in the graph, not a Python call and an eager slice
+            per batch): each batch's (loss x size, statistics), widened to float64, in order."""
+            n = tf.shape(x, out_type=tf.int64)[0]
+            steps = tf.cast((n + batch_size - 1) // batch_size, tf.int32)
+            losses = tf.TensorArray(tf.float64, size=steps)
+            parts = tf.TensorArray(tf.float64, size=steps)
+            for i in tf.range(steps):
+                lo = tf.cast(i, tf.int64) * batch_size
+                loss, st = eval_step(x[lo:lo + batch_size], y[lo:lo + batch_size])
+                losses = losses.write(i, tf.cast(loss, tf.float64))
+                parts = parts.write(i, tf.cast(st, tf.float64))
+            return losses.stack(), parts.stack()
+
+        self._train_step, self._eval_step, self._train_batch = train_step, eval_step, train_batch
+        self._eval_all = eval_all
 
     # ---------------------------------------------------------------------------------------- training
 
     def load_data(self, x: np.ndarray, y: np.ndarray):
-        yt = tf.constant(y) if y.dtype.kind in "iu" else tf.constant(y.astype(self.dtype))
-        return tf.constant(np.asarray(x, dtype=self.dtype)), yt  # no numpy copy when x has the dtype
+        yt = host_tensor(y, y.dtype if y.dtype.kind in "iu" else self.dtype)
+        if getattr(x, "streamed", False):  # read on request: each batch from the host
+            return HostBatches(x, self.dtype), yt
+        return host_tensor(x, self.dtype), yt
 
     def set_lr(self, lr: float):
         self.opt.learning_rate = float(lr)
@@ -140,11 +173,19 @@ class Trainer:
         steps = -(-n // batch_size)
         self._stats_var.assign(tf.zeros(self.n_stats, dtype=self.dtype))
         sizes = np.array([min(batch_size, n - i * batch_size) for i in range(steps)], dtype=np.float64)
-        perm_t = tf.constant(perm, dtype=tf.int64)
+        # every batch's indices cut at once (one op), not by an eager slice before each step
+        batches = tf.split(tf.constant(perm, dtype=tf.int64), sizes.astype(np.int64)) if steps else []
         losses = []  # device tensors; read once, at the end of the epoch
         last = time.perf_counter()
+        host = isinstance(x, HostBatches)
+        if host:
+            x.reader.plan(perm, batch_size)  # (each batch read while the one before it trains)
         for i in range(steps):
-            losses.append(self._train_step(x, y, perm_t[i * batch_size:(i + 1) * batch_size]))
+            if host:
+                idx = perm[i * batch_size:(i + 1) * batch_size]
+                losses.append(self._train_batch(x[idx], tf.gather(y, batches[i])))
+            else:
+                losses.append(self._train_step(x, y, batches[i]))
             if progress is not None and time.perf_counter() - last > 0.2:
                 progress(i + 1, steps, self._peek(losses[:i + 1]))
                 last = time.perf_counter()
@@ -166,10 +207,15 @@ class Trainer:
         n = int(x.shape[0])
         total = 0.0
         stats = np.zeros(self.n_stats)
-        for i in range(0, n, batch_size):
-            loss, st = self._eval_step(x[i:i + batch_size], y[i:i + batch_size])
-            total += float(loss)
-            stats += st.numpy()
+        if n and not isinstance(x, HostBatches):
+            losses, parts = (t.numpy() for t in self._eval_all(x, y, tf.constant(batch_size, tf.int64)))
+        else:  # batches from the host; device tensors, read once at the end
+            out = [self._eval_step(x[i:i + batch_size], y[i:i + batch_size]) for i in range(0, n, batch_size)]
+            losses = tf.stack([o[0] for o in out]).numpy().astype(np.float64) if out else np.zeros(0)
+            parts = tf.stack([o[1] for o in out]).numpy().astype(np.float64) if out else np.zeros(0)
+        for loss, st in zip(losses.tolist(), parts, strict=True):  # in float64, batch after batch
+            total += loss
+            stats += st
         weight = self._weight_penalties()  # activity terms are in the eval step
         reg = tf.add_n(weight) if weight else None
         return total / n + (float(reg) if reg is not None else 0.0), stats
@@ -177,3 +223,42 @@ class Trainer:
     def predict(self, x: np.ndarray, batch_size: int = 1024) -> np.ndarray:
         return np.asarray(self.model.predict(x.astype(self.dtype), batch_size=batch_size, verbose=0),
                           dtype=np.float64)
+
+
+def host_tensor(a: np.ndarray, dtype) -> tf.Tensor:
+    """A host array as a TensorFlow tensor in `dtype`, with one copy at most. tf.constant and
+    tf.convert_to_tensor keep two copies of a numpy array (measured: 2x its size retained); DLPack wraps a
+    C-contiguous, writable array whose data is aligned to 64 bytes without copying (TensorFlow's kernels
+    need the alignment: an unaligned buffer aborts the process), so any other array is first copied once
+    into such a buffer. A wrapped array is shared: it is not to be changed while the tensor is in use (as
+    torch.as_tensor shares it on the torch backend)."""
+    a = np.asarray(a, dtype=dtype)  # no copy when it has the dtype
+    if a.size == 0 or a.ndim == 0:
+        return tf.convert_to_tensor(a)
+    if not (a.flags.c_contiguous and a.flags.writeable and a.ctypes.data % 64 == 0):
+        buf = np.empty(a.nbytes + 64, np.uint8)
+        start = -buf.ctypes.data % 64
+        aligned = buf[start:start + a.nbytes].view(a.dtype).reshape(a.shape)
+        np.copyto(aligned, a)
+        a = aligned
+    return tf.experimental.dlpack.from_dlpack(a.__dlpack__())
+
+
+class HostBatches:
+    """Features read on the host a batch at a time (an npy source's rows, dlc.runtime.data.StreamedRows:
+    `rows[indices]` and `rows[a:b]` give normalised numpy rows), each batch a tensor in `dtype`."""
+
+    def __init__(self, rows, dtype: str):
+        self.rows, self.np_dtype = rows, np.dtype(dtype)
+        self.dtype = tf.as_dtype(self.np_dtype)
+        self.reader = BatchReader(rows)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.rows.shape)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, key):
+        return tf.constant(np.asarray(self.reader.read(key), dtype=self.np_dtype))

@@ -47,7 +47,7 @@ class Conv2DTranspose(nn.Module):
             y = F.pad(y, self.pad)
         y = y.permute(0, 2, 3, 1)
         if self.bias is not None:
-            y = y + self.bias
+            y = y + self.bias.to(y.dtype)
         return y if self.activation is None else self.activation(y)
 
 
@@ -65,7 +65,7 @@ class DepthwiseConv2D(nn.Module):
     def forward(self, x):
         y = depthwise_conv2d(x, self.kernel, self.strides, self.pad)
         if self.bias is not None:
-            y = y + self.bias
+            y = y + self.bias.to(y.dtype)
         return y if self.activation is None else self.activation(y)
 
 
@@ -96,7 +96,7 @@ class SeparableConv2D(nn.Module):
         y = depthwise_conv2d(x, self.depthwise_kernel, self.strides, self.pad)
         y = F.conv2d(y.permute(0, 3, 1, 2), self.pointwise_kernel.permute(3, 2, 0, 1)).permute(0, 2, 3, 1)
         if self.bias is not None:
-            y = y + self.bias
+            y = y + self.bias.to(y.dtype)
         return y if self.activation is None else self.activation(y)
 
 

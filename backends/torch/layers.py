@@ -17,10 +17,13 @@ from dlc.reference.rng import C1, C2, M32, fmix32
 
 
 class StepCounter:
-    """The global optimizer step, a device tensor shared by every dropout module (no host sync)."""
+    """The global optimizer step, a device tensor shared by every dropout module (no host sync); `offset`:
+    the position in the global batch of this process's first sample (data-parallel training trains on a
+    share of each batch, whose dropout masks are those of its global positions), 0 in one process."""
 
     def __init__(self, device=None):
         self.value = torch.zeros((), dtype=torch.int64, device=device)
+        self.offset = 0
 
 
 class Sequential(nn.Module):
@@ -65,7 +68,7 @@ class Dense(nn.Module):
     def forward(self, x):
         y = x @ self.kernel
         if self.bias is not None:
-            y = y + self.bias
+            y = y + self.bias.to(y.dtype)  # (under autocast y is 16-bit: so is the output, as in Keras)
         return y if self.activation is None else self.activation(y)
 
 
@@ -204,7 +207,10 @@ class HashDropout(nn.Module):
             self._h, self._t = torch.empty_like(self._idx), torch.empty_like(self._idx)
         key = fmix32(self.base ^ (self.step.value & M32))
         h, t = self._h, self._t  # fmix32(idx ^ key) in place in two preallocated buffers
-        torch.bitwise_xor(self._idx, key, out=h)
+        idx, offset = self._idx, getattr(self.step, "offset", 0)
+        if offset and n:  # a share of the global batch: the element indices of its global positions
+            idx = (idx + offset * (n // x.shape[0])) & M32
+        torch.bitwise_xor(idx, key, out=h)
         h ^= h >> 16
         _mul32_(h, C1, t)
         h ^= h >> 15
@@ -213,6 +219,12 @@ class HashDropout(nn.Module):
         keep = (h >> 8) >= self.threshold
         return torch.where(keep.view(x.shape), x * self.scale,
                            torch.zeros((), dtype=x.dtype, device=x.device))
+
+
+def _full(x):
+    """A 16-bit input (mixed precision) in float32: normalization statistics are computed in float32, as
+    Keras computes them under a mixed policy (the output goes back to the input's dtype); others as is."""
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
 
 
 class BatchNorm(nn.Module):
@@ -227,12 +239,17 @@ class BatchNorm(nn.Module):
         self.register_buffer("moving_mean", torch.zeros(channels))
         self.register_buffer("moving_variance", torch.ones(channels))
         self.momentum, self.epsilon = momentum, epsilon
+        self.moments = None  # data-parallel training: (x, dims) -> the global batch's (mean, var)
 
     def forward(self, x):
+        dtype, x = x.dtype, _full(x)
         if self.training:
             dims = tuple(range(x.dim() - 1))
-            mean = x.mean(dim=dims)
-            var = ((x - mean.detach()) ** 2).mean(dim=dims)
+            if self.moments is not None:
+                mean, var = self.moments(x, dims)
+            else:
+                mean = x.mean(dim=dims)
+                var = ((x - mean.detach()) ** 2).mean(dim=dims)
             with torch.no_grad():
                 m = self.momentum
                 self.moving_mean.mul_(m).add_(mean.detach() * (1 - m))
@@ -245,7 +262,7 @@ class BatchNorm(nn.Module):
         shift = -mean * inv
         if self.beta is not None:
             shift = self.beta + shift
-        return x * inv + shift
+        return (x * inv + shift).to(dtype)
 
 
 class LayerNorm(nn.Module):
@@ -258,6 +275,7 @@ class LayerNorm(nn.Module):
         self.epsilon = epsilon
 
     def forward(self, x):
+        dtype, x = x.dtype, _full(x)
         mean = x.mean(dim=-1, keepdim=True)
         var = ((x - mean.detach()) ** 2).mean(dim=-1, keepdim=True)
         inv = torch.rsqrt(var + self.epsilon)
@@ -266,7 +284,7 @@ class LayerNorm(nn.Module):
         shift = -mean * inv
         if self.beta is not None:
             shift = shift + self.beta
-        return x * inv + shift
+        return (x * inv + shift).to(dtype)
 
 
 class Embedding(nn.Module):

@@ -42,8 +42,9 @@ class Prober:
         was_training = self.net.training
         self.net.eval()
         try:
+            forward = self.trainer.forward if self.trainer is not None else self.net  # (mixed: autocast)
             with torch.enable_grad():
-                loss = self.loss(self.net(x), y)
+                loss = self.loss(forward(x), y)
         finally:
             for h in hooks:
                 h.remove()
@@ -61,7 +62,7 @@ class Prober:
                 i += len(g)
                 sq = [(t * t).sum() for t in g if t is not None]
                 norm = torch.stack(sq).sum().sqrt() if sq else (zero if g else zero + float("nan"))
-                a = outputs[pl.name]
+                a = outputs[pl.name].to(loss.dtype)  # (a layer's output is 16-bit under mixed precision)
                 if pl.output_activation == "softmax":
                     a = torch.softmax(a, -1)
                 elif pl.output_activation == "sigmoid":

@@ -12,8 +12,9 @@ import torch
 
 from dlc.backends.lowering import Context, evaluate
 from dlc.backends.network import network_expr
-from dlc.compiler.checks import final_activation, fused_output
+from dlc.compiler.checks import final_activation, fused_output, precision_conflict
 from dlc.compiler.spec import Spec
+from dlc.compiler.training import LOSS_SCALE
 from dlc.reference.evidence import probe_layers
 from dlc.reference.weights import flatten, unflatten
 
@@ -22,9 +23,19 @@ from . import lower as TL
 from . import threads as governor
 from .layers import StepCounter
 from .probe import Prober
-from .training import Trainer, get_weights, layer_modules, set_weights, to_tensors, weight_tensor
+from .training import (
+    DynamicLossScale,
+    HostBatches,
+    Trainer,
+    get_weights,
+    layer_modules,
+    set_weights,
+    to_tensors,
+    weight_tensor,
+)
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
+COMPUTE_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16}  # train { precision: mixed_... }
 LOAD_HINT = ("dlc.backends.torch.session.Session(spec).net.load_state_dict("
              "torch.load('model.pt', weights_only=True))")
 
@@ -61,6 +72,9 @@ class Session:
     def __init__(self, spec: Spec, dtype: str | None = None, device: str = "auto", weights=None):
         self.spec = spec
         self.dtype = DTYPES[dtype or spec.dtype]
+        problem = precision_conflict(spec, dtype)
+        if problem:
+            raise ValueError(problem)
         self.device = pick_device(device)
         if self.device.type == "cuda":
             torch.backends.cuda.matmul.allow_tf32 = False  # TF32 changes results (EQUIVALENCE.md)
@@ -77,8 +91,12 @@ class Session:
         ctx = Context("torch", spec)
         stats, stats_shape = TL.metric_stats(spec, fused_output(spec))
         self.opt = evaluate(ctx.lower(spec.optimizer), ns)(list(self.net.parameters()))
+        compute = spec.train.compute_dtype
         self.trainer = Trainer(self.net, evaluate(ctx.lower(spec.loss), ns), self.opt, evaluate(stats, ns),
-                               stats_shape, self.counter, *self._regularization(ctx, ns))
+                               stats_shape, self.counter, *self._regularization(ctx, ns),
+                               compute_dtype=COMPUTE_DTYPES[compute] if compute else None,
+                               loss_scale=DynamicLossScale(LOSS_SCALE.initial_scale, LOSS_SCALE.growth_steps)
+                               if compute == "float16" else None)
         self.governor = _pick_cpu_threads(spec) if self.device.type == "cpu" else None
         self.device_name = str(self.device) + (f" ({torch.cuda.get_device_name(self.device)})"
                                                if self.device.type == "cuda" else "")
@@ -109,6 +127,8 @@ class Session:
     # ---------------------------------------------------------------------------------------- training
 
     def load_data(self, x: np.ndarray, y: np.ndarray):
+        if getattr(x, "streamed", False):  # read on request: each batch from the host (HostBatches)
+            return HostBatches(x, self.dtype, self.device), to_tensors(x[:0], y, self.dtype, self.device)[1]
         return to_tensors(x, y, self.dtype, self.device)
 
     def set_lr(self, lr: float):
@@ -117,6 +137,8 @@ class Session:
     def train_epoch(self, handle, perm: np.ndarray, batch_size: int, progress=None):
         if self.governor is not None:
             progress = self.governor.wrap(progress)
+        if isinstance(handle[0], HostBatches):  # streamed features: each batch read ahead, in a thread
+            handle[0].plan(perm, batch_size)
         return self.trainer.train_epoch(*handle, perm, batch_size, progress)
 
     def evaluate(self, handle, batch_size: int):
@@ -134,7 +156,7 @@ class Session:
         self.net.eval()
         outs = []
         for i in range(0, len(x), batch_size):
-            out = self.net(torch.as_tensor(x[i:i + batch_size], dtype=self.dtype).to(self.device))
+            out = self.trainer.forward(torch.as_tensor(x[i:i + batch_size], dtype=self.dtype).to(self.device))
             if self.fused:
                 out = torch.softmax(out, -1) if self.final == "softmax" else torch.sigmoid(out)
             outs.append(out.cpu().double().numpy())
@@ -145,6 +167,7 @@ class Session:
         torch.save(self.net.state_dict(), directory / "model.pt")
         (directory / "model.json").write_text(json.dumps(
             {"backend": "torch", "format": "state_dict", "file": "model.pt", "dtype": str(self.dtype),
+             "precision": self.spec.train.precision,
              "load": LOAD_HINT,
              "fused_output_activation": self.final if self.fused else None}, indent=2))
         return ["model.pt", "model.json"]
@@ -165,6 +188,10 @@ class Session:
             for k, t in st.items():
                 out[f"opt/{i}/{k}"] = t.detach().cpu().numpy().copy()
         out["step"] = np.array(int(self.counter.value))
+        scale = self.trainer.loss_scale
+        if scale is not None:  # mixed_float16
+            out["loss_scale/scale"] = np.array(scale.scale)
+            out["loss_scale/good_steps"] = np.array(scale.good_steps)
         return out
 
     def set_state(self, state: dict[str, np.ndarray]) -> None:
@@ -176,3 +203,7 @@ class Session:
                 for k, t in st.items():
                     t.copy_(torch.as_tensor(state[f"opt/{i}/{k}"]))
             self.counter.value.fill_(int(state["step"]))
+        scale = self.trainer.loss_scale
+        if scale is not None and "loss_scale/scale" in state:
+            scale.scale = float(state["loss_scale/scale"])
+            scale.good_steps = int(state["loss_scale/good_steps"])

@@ -8,15 +8,50 @@ import time
 import numpy as np
 import torch
 
+from dlc.backends.session import BatchReader
+
+
+class DynamicLossScale:
+    """Keras' LossScaleOptimizer rule (compiler.training.LossScale) around one of dlc's optimizers: the loss
+    is scaled before backward and the gradients divided by the scale before the optimizer's step (its
+    clipping and weight decay see the true gradients); a step with a non-finite gradient is skipped and halves
+    the scale; `growth_steps` finite steps in a row double it. (torch.amp.GradScaler needs a
+    torch.optim.Optimizer.) Reading whether the gradients are finite costs one host sync per step."""
+
+    def __init__(self, initial_scale: float = 2.0**15, growth_steps: int = 2000):
+        self.scale, self.growth_steps, self.good_steps = float(initial_scale), int(growth_steps), 0
+
+    def step(self, loss, optimizer) -> bool:
+        """Backward of the scaled loss and, when every gradient is finite, the optimizer's step: whether it
+        was taken."""
+        (loss * self.scale).backward()
+        grads = [p.grad for p in optimizer.params if p.grad is not None]
+        finite = bool(torch.stack([torch.isfinite(g).all() for g in grads]).all()) if grads else True
+        if not finite:
+            self.scale, self.good_steps = self.scale * 0.5, 0
+            return False
+        with torch.no_grad():
+            for g in grads:
+                g.div_(self.scale)
+        optimizer.step()
+        if self.good_steps == self.growth_steps - 1:
+            self.scale, self.good_steps = self.scale * 2.0, 0
+        else:
+            self.good_steps += 1
+        return True
+
 
 class Trainer:
     """`loss(out, y)`; `stats(out, y)` the metric statistics; `penalties` [(tensor, penalty)] and
     `activity` [(module, penalty)] add Keras' regularizers, `constraints` [(tensor, constraint)] run after
-    each step; `step` is the counter that keys the dropout masks."""
+    each step; `step` is the counter that keys the dropout masks. Mixed precision: `compute_dtype` (a 16-bit
+    torch dtype) runs the network under autocast, its output cast back to the parameters' dtype before the
+    loss; `loss_scale` (a DynamicLossScale, for float16) scales the loss."""
 
     def __init__(self, net, loss, optimizer, stats, stats_shape, step, penalties=(), activity=(),
-                 constraints=()):
+                 constraints=(), compute_dtype=None, loss_scale=None):
         self.net, self.loss, self.opt, self.stats, self.step = net, loss, optimizer, stats, step
+        self.compute_dtype, self.loss_scale = compute_dtype, loss_scale
         self.stats_shape = tuple(stats_shape)
         self.penalties, self.constraints = list(penalties), list(constraints)
         # the latest forward's activity term per module (stale ones are overwritten, never summed)
@@ -50,8 +85,17 @@ class Trainer:
                 total = term if total is None else total + term
         return total
 
+    def forward(self, xb):
+        """The network's output in the input's dtype: under mixed precision the layers run under autocast
+        in the compute dtype and the output comes back to float32 (the loss and the metrics use it)."""
+        if self.compute_dtype is None:
+            return self.net(xb)
+        with torch.autocast(xb.device.type, dtype=self.compute_dtype):
+            out = self.net(xb)
+        return out.to(xb.dtype)
+
     def train_step(self, xb, yb):
-        out = self.net(xb)
+        out = self.forward(xb)
         loss = self.loss(out, yb)
         act = self.activity_loss()
         if act is not None:
@@ -60,10 +104,15 @@ class Trainer:
         if reg is not None:
             loss = loss + reg
         self.opt.zero_grad()
-        loss.backward()
-        self.opt.step()
-        for tensor, constraint in self.constraints:
-            constraint(tensor)
+        if self.loss_scale is None:
+            loss.backward()
+            self.opt.step()
+            stepped = True
+        else:
+            stepped = self.loss_scale.step(loss, self.opt)
+        if stepped:
+            for tensor, constraint in self.constraints:
+                constraint(tensor)
         self.step.value += 1
         return out, loss
 
@@ -105,7 +154,7 @@ class Trainer:
         stats = torch.zeros(self.stats_shape, dtype=x.dtype, device=x.device)
         for i in range(0, len(x), batch_size):
             xb, yb = x[i:i + batch_size], y[i:i + batch_size]
-            out = self.net(xb)
+            out = self.forward(xb)
             act = self.activity_loss()
             loss = self.loss(out, yb)
             total += (loss if act is None else loss + act) * len(xb)
@@ -115,6 +164,30 @@ class Trainer:
         if reg is not None:
             loss += float(reg)
         return loss, stats.cpu().double().numpy()
+
+
+class HostBatches:
+    """Features read on the host a batch at a time (an npy source's rows, dlc.runtime.data.StreamedRows:
+    `rows[indices]` and `rows[a:b]` give normalised numpy rows), each batch a tensor on the device:
+    `x[idx]` (an index tensor, as train_epoch takes a batch of its order) and `x[a:b]` (evaluate)."""
+
+    def __init__(self, rows, dtype, device=None):
+        self.rows, self.dtype = rows, dtype
+        self.device = torch.device(device if device is not None else "cpu")
+        self.reader = BatchReader(rows)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def plan(self, perm: np.ndarray, batch_size: int) -> None:
+        """The epoch's order: each batch is read while the one before it trains."""
+        self.reader.plan(perm, batch_size)
+
+    def __getitem__(self, key):
+        if isinstance(key, torch.Tensor):
+            key = key.cpu().numpy()
+        batch = torch.from_numpy(np.ascontiguousarray(self.reader.read(key)))
+        return batch.to(device=self.device, dtype=self.dtype, non_blocking=self.device.type == "cuda")
 
 
 def to_tensors(x: np.ndarray, y: np.ndarray, dtype, device=None):

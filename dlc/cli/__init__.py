@@ -1,12 +1,14 @@
 """The `dlc` command line, on Typer: one module per command (argument parsing, a call into the public API
 `dlc.api`, the printing), the exit codes and the exception → exit code mapping in dlc.cli.errors.
 
-`main(argv)` runs a command and returns its exit code (the `dlc` script, `python -m dlc` and the tests call
-it); see dlc.cli.errors for what each code means.
+`main(argv)` runs a command and returns its exit code (the tests call it in-process); `entry()`, the `dlc`
+script and `python -m dlc`, runs main on the command line and ends the process; see dlc.cli.errors for what
+each code means.
 """
 
+import os
 import sys
-from typing import Annotated, Optional
+from typing import Annotated, NoReturn, Optional
 
 import typer
 
@@ -116,5 +118,35 @@ def main(argv: list[str] | None = None) -> int:
     return rv if isinstance(rv, int) else 0
 
 
+def entry() -> NoReturn:
+    """The `dlc` command (pyproject's [project.scripts], and `python -m dlc`): main() on the command line,
+    then the end of the process. Once main has returned, every file is written and closed (the run folder's
+    files are written atomically and closed, log.txt is closed by the command), so after flushing stdout and
+    stderr the process ends with os._exit: the interpreter's teardown (TensorFlow's and torch's atexit
+    handlers and destructors, 0.5-1.3 s after a keras run) does nothing dlc needs. Where something could
+    still be waiting for the interpreter's exit (a thread that is not a daemon, a multiprocessing child to
+    join) it exits the ordinary way."""
+    end(main())
+
+
+def end(code: int) -> NoReturn:
+    """Flush stdout and stderr and end the process with `code` (141 when a reader of them has gone), without
+    the interpreter's teardown unless a thread or child process still needs it (see entry)."""
+    import threading
+
+    for stream in (sys.stdout, sys.stderr):
+        if stream is None:
+            continue
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a pipe whose reader has gone (`dlc ... | head`), a closed stream
+            code = quiet_exit(closed_outputs()) if code == 0 else code
+    mp = sys.modules.get("multiprocessing")
+    waiting = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon]
+    if waiting or (mp is not None and mp.active_children()):
+        sys.exit(code)
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

@@ -45,7 +45,9 @@ def command(
     1e-10·max(1, |loss|) per step; float32 to 2e-6 + 1e-6·|loss| until a near-tie separates the runs: then
     the same steps are rerun in float64, which decides. Verdicts: equivalent, equivalent_near_tie (exit 0), or
     mismatch with the first step and layer that disagree (exit 1). --seeds N: the final metrics over N seeds,
-    equivalent within the margins by two one-sided paired t-tests (exit 0), else exit 1."""
+    equivalent within the margins by two one-sided paired t-tests (exit 0), else exit 1. A spec with
+    precision: mixed_* (outside the equivalence contract) is compared step by step in full precision, with a
+    note saying so; --seeds trains it in mixed precision, as the spec says."""
     if seeds is not None:
         _check_seed_options(steps, dtype, margin, rel_margin, alpha)
     loaded = training_spec(spec, seed)
@@ -79,6 +81,8 @@ def _check_seed_options(steps, dtype, margin: float, rel_margin: float, alpha: f
 
 def _show(name: str, c: dict) -> None:
     print(f"{name}: {c['steps']} steps in {c['dtype']} ({c['bound']})")
+    if c.get("note"):
+        print(f"  note: {c['note']}")
     print(f"  initial weights  max |Δ| = {c['initial_weight_max_abs_diff']:.3g}")
     print(f"  per-step loss    max |Δ| = {c['max_abs_loss_diff']:.3g}  "
           f"(relative to max(1, |loss|): {c['max_rel_loss_diff']:.3g})")
@@ -99,6 +103,8 @@ def _show(name: str, c: dict) -> None:
 def _show_seeds(name: str, c: dict) -> None:
     a, b = c["backends"]
     print(f"{name}: final {c['split']} metrics in {c['dtype']} over seeds {', '.join(map(str, c['seeds']))}")
+    if c.get("note"):
+        print(f"  note: {c['note']}")
     for metric, t in c["tests"].items():
         print(f"  {metric}  (margin ±{t['margin']:.3g}, {t['margin_kind']})")
         for seed, x, y in zip(c["seeds"], (m[metric] for m in c["metrics"][a]),

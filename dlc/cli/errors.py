@@ -6,6 +6,7 @@
          `dlc: error: ...` (with the run directory, when one was made: it is kept)
     2    a spec error (the diagnostics, positioned in the spec, never a traceback), a spec that cannot be used
          as it is, or a usage error
+    3    (internal) a worker of `dlc run --nproc` that lost another worker: the launcher prints the line
     130  interrupted (Ctrl-C)
     141  the output went to a pipe that was closed early (`dlc schema | head -1`): no message, as a Unix tool
          killed by SIGPIPE (128 + 13)
@@ -89,6 +90,8 @@ def report(exc: BaseException) -> int:
     """Print what an exception means on stderr; return the exit code."""
     from dlc import api
 
+    if api.lost_worker(exc):  # a data-parallel worker whose peer is gone: its launcher says which, once
+        return api.EXIT_WORKER_LOST
     run = None
     if isinstance(exc, api.RunFailed):
         run, exc = exc.run, exc.cause

@@ -19,7 +19,7 @@ def command(
     run: o.Run,
     input_file: Annotated[str, typer.Option("--input", metavar="FILE", show_default=False,
                                             help="a .csv of raw features (a first row of names only is "
-                                            "a header) or .npz (x)")],
+                                            "a header), .npz (x) or .npy (np.save)")],
     output: Annotated[Optional[str], typer.Option(
         "--output", metavar="FILE", show_default=False,
         help="a .csv or .npz file (default: CSV on stdout)")] = None,

@@ -42,6 +42,25 @@ def command(
         help="do not record the training evidence (evidence.json: per layer and epoch gradient and weight "
              "norms, update ratios, activation statistics, dead and saturated units; read by dlc doctor)"
     )] = False,
+    nproc: Annotated[Optional[int], typer.Option(
+        "--nproc", metavar="N", min=1, show_default=False, rich_help_panel="Several processes",
+        help="train data-parallel on N processes on this machine (torch: gloo on the CPU, NCCL with one GPU "
+             "per process; keras: tf.distribute, one machine, no BatchNorm): each takes its share of every "
+             "batch, gradients are summed; the same per-epoch losses, metrics and weights as one process. "
+             "Rank 0 prints and writes the run directory"
+    )] = None,
+    nnodes: Annotated[int, typer.Option(
+        "--nnodes", metavar="M", min=1, rich_help_panel="Several processes",
+        help="machines in the run (torch): start the same command on each, with its --node-rank")] = 1,
+    node_rank: Annotated[int, typer.Option(
+        "--node-rank", metavar="K", min=0, rich_help_panel="Several processes",
+        help="this machine's number, 0 to M-1 (0 holds rank 0, which writes the run directory)")] = 0,
+    master_addr: Annotated[Optional[str], typer.Option(
+        "--master-addr", metavar="HOST", show_default=False, rich_help_panel="Several processes",
+        help="the address of machine 0, for the rendezvous (default: this machine)")] = None,
+    master_port: Annotated[Optional[int], typer.Option(
+        "--master-port", metavar="PORT", show_default=False, rich_help_panel="Several processes",
+        help="a free port on machine 0 (default: one picked on this machine)")] = None,
 ) -> int:
     """Train a spec and write its run directory.
 
@@ -49,8 +68,13 @@ def command(
     run.json, TensorBoard events, checkpoint.npz, log.txt (the console's lines) and the model. A folder
     holds one run: an --out that is not empty is refused unless --replace. A failure while training is one
     line on stderr, exit 1, with the run directory kept. A spec with a kfold split runs cross-validation
-    (`dlc cv`)."""
+    (`dlc cv`).
+
+    --nproc N trains on N processes (several machines: --nnodes, --node-rank, --master-addr/--master-port,
+    the same command on each); --resume works with it. A worker that dies stops the others: one line on
+    stderr, exit 1."""
     backend_name, dtype_name = o.value(backend), o.value(dtype)
+    launch = _Launch(nproc or 1, nnodes, node_rank, master_addr, master_port)
     if resume:
         settings = (("SPEC", spec), ("--out", out), ("--replace", replace or None), ("--epochs", epochs),
                     ("--seed", seed), ("--dtype", dtype))
@@ -59,11 +83,20 @@ def command(
         if given:  # (they would be ignored: a resumed run keeps the settings it started with)
             raise CommandError(error_line(f"--resume continues a run with its own settings; "
                                           f"{', '.join(given)} cannot be given with it"), EXIT_SPEC)
+        if launch.parallel:
+            return launch.resume(resume, device, quiet, no_evidence)
         return _resume(resume, device, quiet, not no_evidence)
     if not spec:
         raise CommandError(error_line("dlc run needs a SPEC (or --resume RUN)"), EXIT_SPEC)
     o.require_out_for_replace(replace, out)
     loaded = training_spec(spec, seed, dtype_name, epochs)
+    if launch.parallel:
+        launch.check(loaded, backend_name)
+        passed = (("--out", out), ("--epochs", epochs), ("--seed", seed), ("--dtype", dtype_name))
+        return launch.run(["run", spec, "--backend", backend_name, "--device", device,
+                           *[a for name, v in passed if v is not None for a in (name, str(v))],
+                           *(["--replace"] if replace else []), *(["--quiet"] if quiet else []),
+                           *(["--no-evidence"] if no_evidence else [])])
     if loaded.data is not None and loaded.data.split.kind == "kfold":
         # kfold: cross-validation
         return cv.cross_validate(loaded, backend_name, device, out, None, quiet, replace,
@@ -71,6 +104,47 @@ def command(
     return _train(loaded, backend_name, quiet, lambda observer: api.run(
         loaded, backend_name, device=device, out=out, replace=replace, observer=observer,
         evidence=not no_evidence))
+
+
+class _Launch:
+    """--nproc and its companions: whether the run is data-parallel, and starting it (dlc.api.launch)."""
+
+    def __init__(self, nproc: int, nnodes: int, node_rank: int, master_addr: Optional[str],
+                 master_port: Optional[int]):
+        self.nproc, self.nnodes, self.node_rank = nproc, nnodes, node_rank
+        self.master_addr, self.master_port = master_addr, master_port
+
+    @property
+    def parallel(self) -> bool:
+        return self.nproc * self.nnodes > 1
+
+    def check(self, spec, backend: str) -> None:
+        problems = api.parallel_blockers(spec, backend, self.nnodes)
+        if problems:
+            raise CommandError(error_line(problems[0]), EXIT_SPEC)
+
+    def resume(self, run: str, device: str, quiet: bool, no_evidence: bool) -> int:
+        target = api.resumable(run)
+        if target.finished:
+            print(f"{target.run}: this run already finished; nothing to resume")
+            return 0
+        self.check(target.spec, target.backend)
+        return self.run(["run", "--resume", run, "--device", device, *(["--quiet"] if quiet else []),
+                         *(["--no-evidence"] if no_evidence else [])])
+
+    def run(self, args: list[str]) -> int:
+        """The workers of the run, each `dlc *args`; the launcher's line when a worker stopped."""
+        import sys
+
+        try:
+            code, line = api.launch(args, self.nproc, nnodes=self.nnodes, node_rank=self.node_rank,
+                                    master_addr=self.master_addr, master_port=self.master_port,
+                                    quiet_args=["--quiet"])
+        except ValueError as e:
+            raise CommandError(error_line(str(e)), EXIT_SPEC) from None
+        if line:
+            print(error_line(line), file=sys.stderr)
+        return code
 
 
 def _on_command_line(ctx: typer.Context | None, param: str) -> bool:
@@ -170,7 +244,9 @@ class _Display(api.Observer):
             self.log = open(run / "log.txt", "a", encoding="utf-8")  # noqa: SIM115 - closed by close()
             for text in self.pending:
                 self.write_log(text)
-        self.say(f"[bold]{escape(self.spec.name)}[/] on [cyan]{self.backend}[/] ({escape(device_name)}): "
+        # mixed precision is named in the header (it is outside the equivalence contract)
+        how = escape(device_name) + (f", {self.spec.train.precision}" if self.spec.train.mixed else "")
+        self.say(f"[bold]{escape(self.spec.name)}[/] on [cyan]{self.backend}[/] ({how}): "
                  f"{sizes} samples{read}")
         self.say(f"[dim]run directory:[/] {escape(str(run))}")
         has_val = data.val is not None

@@ -3,7 +3,8 @@
 - initial weights: numpy Generators keyed by (seed, layer index, weight index), drawn in float64;
 - epoch shuffles: numpy permutations keyed by (seed, epoch);
 - dropout masks: a counter-based hash ("lowbias32") of (seed, layer, step, element index), computed with the
-  same int64 operations in numpy, PyTorch and TensorFlow, so masks are bit-identical on every backend.
+  same int64 operations in numpy and PyTorch (TensorFlow: in uint32, whose products wrap mod 2^32 as the
+  hash's do; backends/keras/layers.py fmix32_u32), so masks are bit-identical on every backend.
 """
 
 from __future__ import annotations

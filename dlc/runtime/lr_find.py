@@ -284,17 +284,15 @@ def suggest(r: LRFind) -> None:
 def plot(r: LRFind, path: str | Path) -> Path:
     """The PNG: the smoothed loss (and each step's loss, faint) against the learning rate on a log axis, the
     suggestion and the minimum marked; written atomically (its folder made if missing)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from dlc.runtime.rundir import figure
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     lrs = np.asarray(r.lrs, dtype=np.float64)
     raw = np.asarray(r.losses, dtype=np.float64)
     smooth = np.asarray(r.smoothed, dtype=np.float64)
-    fig, ax = plt.subplots(figsize=(7.5, 4.6))
+    fig, axes = figure(figsize=(7.5, 4.6))
+    ax = axes[0][0]
     ok = np.isfinite(raw)
     ax.plot(lrs[ok], raw[ok], color="tab:blue", alpha=0.25, linewidth=0.9, label="loss per step")
     ok = np.isfinite(smooth)

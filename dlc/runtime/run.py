@@ -44,9 +44,9 @@ def trainable(result, seed: int | None = None, dtype: str | None = None, epochs:
     """The spec of a compiled, error-free result, ready to train with the overrides; SpecError (the
     diagnostics, positioned in the spec) when it cannot be trained as it is (search spaces, ...)."""
     from dlc.compiler.diagnostics import SpecError
-    from dlc.runtime.support import run_blockers
+    from dlc.runtime.support import dtype_blockers, run_blockers
 
-    blockers = run_blockers(result)
+    blockers = run_blockers(result) + dtype_blockers(result, dtype)
     if blockers:
         raise SpecError(blockers, result.source, result.file)
     return apply_overrides(result.spec, seed, dtype, epochs)
@@ -192,7 +192,22 @@ def train_run(spec, backend: str, spec_file: str, base_dir: Path, *, device: str
     that is not empty is refused unless `replace`, see rundir.prepare_out), or the one being resumed. A
     failure before the directory exists is raised as it is; one after it as RunFailed (the history so far
     and its curves are written first, and run.json says why it failed). `evidence`: record the training
-    evidence (evidence.json, dlc.runtime.evidence; a resumed run only continues one it has)."""
+    evidence (evidence.json, dlc.runtime.evidence; a resumed run only continues one it has). In a worker of
+    a data-parallel run (dlc.runtime.parallel: `dlc run --nproc`), rank 0 does all of this and the other
+    ranks only train with it."""
+    from dlc.runtime import parallel
+
+    worker = parallel.from_env()
+    args = (spec, backend, spec_file, base_dir, device, out, replace, resume, observer, evidence)
+    if worker is None:
+        return _train_run(*args)
+    with parallel.joined(worker, spec, backend, device) as dp:
+        return _train_run(*args, (worker, dp))
+
+
+def _train_run(spec, backend: str, spec_file: str, base_dir: Path, device: str, out: str | None,
+               replace: bool, resume: Resumable | None, observer: Observer | None, evidence: bool,
+               data_parallel=None) -> Finished:
     from dlc.backends import session_class
     from dlc.reference.weights import initial_weights
     from dlc.runtime.data import prepare
@@ -204,6 +219,14 @@ def train_run(spec, backend: str, spec_file: str, base_dir: Path, *, device: str
         rundir.prepare_out(out, replace=replace, spec_file=spec_file, check_only=True)
     data = prepare(spec, base_dir, dtype=spec.dtype)  # held once, in the run's dtype
     session = session_cls(spec, device=device, weights=initial_weights(spec))
+    if data_parallel is not None:
+        from dlc.runtime.parallel import follow
+
+        worker, dp = data_parallel
+        dp.wrap(session, worker)
+        if worker.rank > 0:  # trains along, writes nothing
+            history, final = follow(session, spec, data, resume)
+            return Finished(resume.run if resume is not None else Path(out or ""), history, final)
     run, rows, state = None, [], None
     title = f"{spec.name} ({backend})"
     try:

@@ -168,16 +168,23 @@ def write_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def save_figure(fig, path: Path) -> Path:
-    """A matplotlib figure as a PNG, atomically (temporary file, then rename), and closed either way."""
-    import matplotlib.pyplot as plt
+def figure(nrows: int = 1, ncols: int = 1, figsize: tuple[float, float] = (6.4, 4.8)):
+    """(figure, axes: an nrows x ncols array) drawn with Agg, through matplotlib's object-oriented API: no
+    pyplot (its backend selection and figure manager), no global state; the figure is freed with its last
+    reference, nothing to close."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
+    fig = Figure(figsize=figsize)
+    FigureCanvasAgg(fig)
+    return fig, fig.subplots(nrows, ncols, squeeze=False)
+
+
+def save_figure(fig, path: Path) -> Path:
+    """A matplotlib figure as a PNG, atomically (temporary file, then rename)."""
     tmp = path.with_name(path.name + ".tmp")
-    try:
-        fig.savefig(tmp, dpi=100, format="png")
-        os.replace(tmp, path)
-    finally:
-        plt.close(fig)
+    fig.savefig(tmp, dpi=100, format="png")
+    os.replace(tmp, path)
     return path
 
 
@@ -234,7 +241,8 @@ def run_info(args, spec, data) -> dict:
     live, the backend, and the input preprocessing fitted on the training part."""
     spec_path = Path(args.spec).resolve()
     return {"spec": str(spec_path), "spec_dir": str(spec_path.parent), "backend": args.backend,
-            "device": getattr(args, "device", "auto"), "dtype": spec.dtype, "seed": spec.seed,
+            "device": getattr(args, "device", "auto"), "dtype": spec.dtype, "precision": spec.train.precision,
+            "seed": spec.seed,
             "input": list(spec.input), "num_classes": data.num_classes, "normalize": spec.data.normalize,
             "preprocessing": data.preprocessing(),
             # what was read (file, rows, whether a header row was skipped) and a CSV target's class names
@@ -249,10 +257,6 @@ def plot_curves(run: Path, rows: list[dict], title: str, best_epoch: int | None 
     for the learning rate; a dotted line marks the best epoch when early stopping kept one."""
     if not rows:
         return
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
     skip = {"epoch", "lr", "time_s", "samples_per_s"}
@@ -260,7 +264,7 @@ def plot_curves(run: Path, rows: list[dict], title: str, best_epoch: int | None 
     panels = bases + ["lr"]
     ncols = 2 if len(panels) == 4 else min(3, len(panels))
     nrows = math.ceil(len(panels) / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, 3.4 * nrows), squeeze=False)
+    fig, axes = figure(nrows, ncols, figsize=(4.6 * ncols, 3.4 * nrows))
     epochs = [r["epoch"] for r in rows]
     marker = "o" if len(rows) <= 30 else None
     for ax, key in zip(axes.flat, panels, strict=False):  # the grid may have more cells than panels

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dlc.runtime.rundir import folder_kind
+from dlc.runtime.rundir import figure, folder_kind
 
 PLOT_SKIP = {"epoch", "lr", "time_s", "samples_per_s"}
 
@@ -306,9 +306,6 @@ def plot_runs(paths: Sequence[str | Path], out: str | Path) -> Path:
     The folder of `out` is made when missing."""
     import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     out = Path(out)
     if out.is_dir():
         raise RunDirError(f"--out {out} is a folder; give a file name, such as {out / 'plot.png'}")
@@ -319,8 +316,8 @@ def plot_runs(paths: Sequence[str | Path], out: str | Path) -> Path:
         raise RunDirError(f"cannot create the folder of --out {out}: {e.strerror or e}") from None
     keys = [k for k in runs[0][1][0] if k not in PLOT_SKIP and not k.startswith("val_")]
     keys = [k for k in keys if all(k in h[0] for _, h in runs)] + ["lr"]
-    fig, axes = plt.subplots(1, len(keys), figsize=(4.4 * len(keys), 3.8), squeeze=False)
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    fig, axes = figure(1, len(keys), figsize=(4.4 * len(keys), 3.8))
+    colors = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
     for i, (label, hist) in enumerate(runs):
         _plot_run(axes[0], keys, hist, label, colors[i % len(colors)])
     for ax, key in zip(axes[0], keys, strict=True):
@@ -333,8 +330,6 @@ def plot_runs(paths: Sequence[str | Path], out: str | Path) -> Path:
         fig.savefig(out, dpi=110)
     except (OSError, ValueError) as e:
         raise RunDirError(f"cannot write --out {out}: {getattr(e, 'strerror', None) or e}") from None
-    finally:
-        plt.close(fig)
     return out
 
 

@@ -85,8 +85,13 @@ def read_features(path: Path, n_features: int | None = None, target: str | None 
         raise ServeError(f"no such file: {path}")
     if path.suffix == ".npz":
         return _read_npz(path)
+    if path.suffix == ".npy":  # features only (np.save), as an npy source's x file
+        from dlc.runtime.data import Samples, numeric_features, open_npy
+
+        x = open_npy(path, mmap=False)
+        return Samples(numeric_features(path, x, "x"), np.empty((len(x), 0)), str(path))
     if path.suffix != ".csv":
-        raise ServeError(f"{path}: expected a .csv or .npz file")
+        raise ServeError(f"{path}: expected a .csv, .npz or .npy file")
     table = read_table(path)
     t = _target_column(table, n_features, target)
     x = table_numbers(table, [j for j in range(table.width) if j != t])

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dlc.compiler import Compiled
-from dlc.compiler.checks import _find_assign
+from dlc.compiler.checks import _find_assign, precision_conflict
 from dlc.compiler.diagnostics import Diagnostic, Span
 
 
@@ -24,3 +24,16 @@ def run_blockers(result: Compiled) -> list[Diagnostic]:
             "search them with `dlc tune SPEC` (it writes the best spec, concrete, as best.dlspec), "
             "or replace the search space by a value"))
     return out
+
+
+def dtype_blockers(result: Compiled, dtype: str | None) -> list[Diagnostic]:
+    """The command line's --dtype against the spec's train precision (mixed precision has no float64 form),
+    positioned at the precision setting."""
+    spec = result.spec
+    problem = precision_conflict(spec, dtype) if spec is not None and dtype is not None else None
+    if problem is None:
+        return []
+    model = result.tree.models[0] if result.tree is not None and result.tree.models else None
+    st = _find_assign(model, "precision", "train") if model is not None else None
+    return [Diagnostic("E305", f"--dtype {dtype}: {problem}", st.value.span if st is not None else None,
+                       f"leave out --dtype {dtype}, or use precision: float32 (the default) in train {{ }}")]

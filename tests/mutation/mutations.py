@@ -235,18 +235,19 @@ MUTATIONS: list[Mutation] = [
 
     # ---------------------------------------------------------------------------- data: splits, normalising
     M("normalise_with_all_data", "standardisation fitted on the whole set (validation/test leak)",
-      "dlc/runtime/data.py", ".normalize, data.x[train])", ".normalize, data.x)", DATA_TESTS),
+      "dlc/runtime/data/dataset.py", ".normalize, data.x[train])", ".normalize, data.x)", DATA_TESTS),
     M("std_with_ddof_1", "standardisation divides by the sample std (ddof=1), not Keras/sklearn's",
-      "dlc/runtime/data.py", "mu, sd = fit.mean(axis=0), fit.std(axis=0)",
+      "dlc/runtime/data/normalize.py", "mu, sd = fit.mean(axis=0), fit.std(axis=0)",
       "mu, sd = fit.mean(axis=0), fit.std(axis=0, ddof=1)", DATA_TESTS),
     M("val_fraction_of_the_rest", "val= is taken as a fraction of what the test split left",
-      "dlc/runtime/data.py", "val / (1 - test) if val else 0.0", "val if val else 0.0", DATA_TESTS),
-    M("stratify_ignored", "stratify=true does nothing", "dlc/runtime/data.py",
+      "dlc/runtime/data/splits.py", "val / (1 - test) if val else 0.0", "val if val else 0.0", DATA_TESTS),
+    M("stratify_ignored", "stratify=true does nothing", "dlc/runtime/data/splits.py",
       "strat = labels[idx] if (stratify and labels is not None) else None", "strat = None", DATA_TESTS),
-    M("minmax_divides_by_max", "minmax scales by the maximum instead of the range", "dlc/runtime/data.py",
+    M("minmax_divides_by_max", "minmax scales by the maximum instead of the range",
+      "dlc/runtime/data/normalize.py",
       "return lo, np.where(hi > lo, hi - lo, 1.0)", "return lo, np.where(hi > lo, hi, 1.0)", DATA_TESTS),
     M("kfold_indices_relative", "k-fold indices taken relative to the set without the test part",
-      "dlc/runtime/data.py", "return [(rest[tr], rest[va], held) for tr, va in it]",
+      "dlc/runtime/data/splits.py", "return [(rest[tr], rest[va], held) for tr, va in it]",
       "return [(tr, va, held) for tr, va in it]", DATA_TESTS),
 
     # ------------------------------------------------------------------------------------------ augmentation

@@ -10,7 +10,7 @@ import math
 from pathlib import Path
 from typing import TypeGuard
 
-from dlc.runtime.rundir import save_figure
+from dlc.runtime.rundir import figure, save_figure
 
 PLOT = "gradients.png"
 PANELS = (("grad_norm", "gradient norm (probe set)"), ("update_ratio", "update / weight norm over the epoch"))
@@ -44,13 +44,10 @@ def plot_gradients(folder: Path, evidence: dict, title: str) -> Path | None:
     if not grads:
         return None
     import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
-    fig, axes = plt.subplots(1, len(PANELS), figsize=(6.4 * len(PANELS), 4.2), squeeze=False)
-    cmap = plt.get_cmap("viridis")
+    fig, axes = figure(1, len(PANELS), figsize=(6.4 * len(PANELS), 4.2))
+    cmap = matplotlib.colormaps["viridis"]
     names = list(grads)
     colors = {n: cmap(i / max(1, len(names) - 1) * 0.9) for i, n in enumerate(names)}
     for ax, (key, label) in zip(axes[0], PANELS, strict=True):

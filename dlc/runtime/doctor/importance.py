@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from dlc.compiler.search import TOP_FRACTION, TOP_MIN, Space, refine, top_trials
-from dlc.runtime.rundir import save_figure
+from dlc.runtime.rundir import figure, save_figure
 
 IMPORTANCE_MIN_TRIALS = 4  # completed trials fANOVA needs before its numbers mean anything
 IMPORTANCE_SEED = 0  # the seed of fANOVA's random forest: the same importances on every call
@@ -212,17 +212,12 @@ def plot(run: Path, imp: Importance) -> Path | None:
     trials marked, the best region shaded). None when there is no importance to draw."""
     if imp.importance is None:
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     done = imp.trials
     names = list(imp.importance)
     shown = names[:SCATTERS]
     by_name = {sp.name: sp for sp in imp.spaces}
     top = set(imp.top_trials)
-    fig, axes = plt.subplots(1, 1 + len(shown), figsize=(4.6 * (1 + len(shown)), 3.8), squeeze=False)
+    fig, axes = figure(1, 1 + len(shown), figsize=(4.6 * (1 + len(shown)), 3.8))
     ax = axes[0][0]
     ax.barh(range(len(names))[::-1], [imp.importance[n] for n in names], color="tab:blue")
     ax.set_yticks(range(len(names))[::-1], [_short(n) for n in names], fontsize=8)

@@ -1,0 +1,195 @@
+"""Data-parallel training on torch (`dlc run --nproc N`): each process holds the whole model and data, trains
+on its contiguous share of every global batch and sums the gradients of all processes with one all-reduce
+per step (the DistributedDataParallel scheme, over gloo on the CPU and NCCL on GPUs), so that every process
+applies the gradient one process would (backends/distributed.py says how). Step losses and metric statistics
+are summed once per epoch. Evaluation runs whole on every process (no collective).
+
+BatchNorm is synchronized: the batch mean and variance are those of the global batch (sums all-reduced in
+the forward pass, their gradients in the backward pass), so it trains as in one process."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from dlc.backends.distributed import Worker, WorkerLost, share
+
+from . import layers as TLayers
+
+DIE_AT = "DLC_TEST_WORKER_DIES"  # "RANK:STEP": that rank exits at that step (honoured under pytest only)
+
+
+def _lost(e: BaseException) -> WorkerLost:
+    text = str(e).lower()
+    why = "timed out" if "timeout" in text or "timed out" in text else "its connection was lost"
+    return WorkerLost(f"another process of this data-parallel run stopped or stopped answering ({why})")
+
+
+def _all_reduce(t: torch.Tensor) -> None:
+    """Sum `t` over the processes, in place; WorkerLost when one of them is gone."""
+    try:
+        dist.all_reduce(t)
+    except (RuntimeError, OSError) as e:  # gloo/NCCL: connection closed, reset, timed out
+        raise _lost(e) from None
+
+
+def start(worker: Worker, device: str = "auto") -> None:
+    """Join the run's process group (before the session is made: it pins this process's GPU), gloo on the
+    CPU, NCCL on CUDA; WorkerLost when the others do not come within the timeout."""
+    cuda = device != "cpu" and (device.startswith("cuda") or device == "auto") and torch.cuda.is_available()
+    if cuda:
+        if worker.local_rank >= torch.cuda.device_count():
+            raise ValueError(f"data-parallel worker {worker.rank} needs GPU {worker.local_rank}, and this "
+                             f"machine has {torch.cuda.device_count()}: use at most that many processes per "
+                             "machine (--nproc), or --device cpu")
+        torch.cuda.set_device(worker.local_rank)
+    os.environ.setdefault("MASTER_ADDR", worker.master_addr)
+    os.environ.setdefault("MASTER_PORT", str(worker.master_port))
+    try:
+        dist.init_process_group("nccl" if cuda else "gloo", rank=worker.rank, world_size=worker.world,
+                                timeout=datetime.timedelta(seconds=worker.timeout_s))
+    except (RuntimeError, OSError, ValueError) as e:
+        raise _lost(e) from None
+
+
+def stop() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def wrap(session, worker: Worker) -> None:
+    """Make the session train data-parallel: its trainer's epochs run on this process's shares, its
+    BatchNorm layers use the global batch's statistics."""
+    session.trainer = DataParallel(session.trainer, worker)
+    for module in session.net.modules():
+        if isinstance(module, TLayers.BatchNorm):
+            module.moments = _global_moments
+
+
+class _AllReduceSum(torch.autograd.Function):
+    """Sum over the processes; the gradient of each process's input is the sum of the gradients of the
+    output on every process (each process's loss depends on the sum)."""
+
+    @staticmethod
+    def forward(ctx, t):
+        t = t.clone()
+        _all_reduce(t)
+        return t
+
+    @staticmethod
+    def backward(ctx, g):
+        g = g.clone()
+        _all_reduce(g)
+        return g
+
+
+def _global_moments(x: torch.Tensor, dims: tuple[int, ...]):
+    """(mean, biased variance) over `dims` of the global batch, of which `x` is this process's share:
+    Keras' var = mean((x - stop_grad(mean))^2) with the sums all-reduced."""
+    count = torch.tensor([float(x.numel() // x.shape[-1])], dtype=x.dtype, device=x.device)
+    total = _AllReduceSum.apply(torch.cat([x.sum(dim=dims), count]))
+    n = total[-1].detach()
+    mean = total[:-1] / n
+    var = _AllReduceSum.apply(((x - mean.detach()) ** 2).sum(dim=dims)) / n
+    return mean, var
+
+
+class DataParallel:
+    """A Trainer (backends/torch/training.py) whose epochs train on this process's share of every batch and
+    sum the gradients over the processes; everything else (evaluate, the activity terms, ...) is the
+    wrapped trainer's."""
+
+    def __init__(self, trainer, worker: Worker):
+        if getattr(trainer, "loss_scale", None) is not None:
+            raise ValueError("--nproc does not support precision: mixed_float16 (its dynamic loss scale is "
+                             "not synchronized across processes); use mixed_bfloat16 or float32")
+        self.inner = trainer
+        self.rank, self.world = worker.rank, worker.world
+        self.params = list(trainer.opt.params)
+        self.die_at = None
+        if os.environ.get("PYTEST_CURRENT_TEST") and os.environ.get(DIE_AT):
+            rank, step = os.environ[DIE_AT].split(":")
+            self.die_at = int(step) if int(rank) == self.rank else None
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def train_step(self, xb, yb, offset: int, batch: int):
+        """One step on this process's share (`offset`: its position in the global batch of `batch`
+        samples): the share's mean loss weighted by share/batch, the penalties on rank 0, the gradients
+        summed over the processes. (this process's part of the step loss, the output)"""
+        t = self.inner
+        t.step.offset = offset
+        try:
+            out = t.forward(xb) if hasattr(t, "forward") else t.net(xb)  # (mixed precision: autocast)
+        finally:
+            t.step.offset = 0
+        act = t.activity_loss()
+        if len(xb):
+            loss = t.loss(out, yb)
+            if act is not None:
+                loss = loss + act
+            loss = loss * (len(xb) / batch)
+        else:  # an empty share (a last batch smaller than the processes): a zero gradient, in step
+            loss = out.sum() * 0
+        reg = t.penalty_loss() if self.rank == 0 else None
+        if reg is not None:
+            loss = loss + reg
+        t.opt.zero_grad()
+        loss.backward()
+        self._sum_gradients()
+        t.opt.step()
+        for tensor, constraint in t.constraints:
+            constraint(tensor)
+        t.step.value += 1
+        return loss.detach(), out.detach()
+
+    def _sum_gradients(self) -> None:
+        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in self.params]
+        flat = torch.cat([g.reshape(-1) for g in grads])
+        _all_reduce(flat)
+        at = 0
+        for p in self.params:
+            k = p.numel()
+            p.grad = flat[at:at + k].view_as(p).clone()
+            at += k
+
+    def train_epoch(self, x, y, perm: np.ndarray, batch_size: int, progress=None):
+        """The steps over the global batches of `perm`, this process taking its share of each: (per-step
+        losses, metric statistics, batch sizes) of the whole run, summed over the processes."""
+        t = self.inner
+        t.net.train()
+        n = len(perm)
+        perm_t = torch.as_tensor(perm, dtype=torch.int64).to(x.device)
+        steps = -(-n // batch_size)
+        losses = torch.zeros(steps, dtype=x.dtype, device=x.device)
+        stats = torch.zeros(t.stats_shape, dtype=x.dtype, device=x.device)
+        sizes = np.array([min(batch_size, n - i * batch_size) for i in range(steps)], dtype=np.float64)
+        last = time.perf_counter()
+        for i in range(steps):
+            a, b = share(int(sizes[i]), self.world, self.rank)
+            idx = perm_t[i * batch_size + a:i * batch_size + b]
+            yb = y[idx]
+            if self.die_at is not None and int(t.step.value) + 1 == self.die_at:
+                print(f"rank {self.rank} stops at step {self.die_at} ({DIE_AT})", file=sys.stderr, flush=True)
+                os._exit(1)
+            loss, out = self.train_step(x[idx], yb, a, int(sizes[i]))
+            with torch.no_grad():
+                losses[i] = loss
+                if b > a:
+                    stats += t.stats(out, yb)
+            if progress is not None and time.perf_counter() - last > 0.2:
+                progress(i + 1, steps)  # (no running values: they are known once the epoch is summed)
+                last = time.perf_counter()
+        flat = torch.cat([losses, stats.reshape(-1)])
+        _all_reduce(flat)
+        losses, stats = flat[:steps], flat[steps:].view(t.stats_shape)
+        if progress is not None:
+            progress(steps, steps)
+        return losses.cpu().double().numpy(), stats.cpu().double().numpy(), sizes

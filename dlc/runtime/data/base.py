@@ -1,0 +1,87 @@
+"""What the data path gives and says: the Dataset and its parts, the samples as read, the one error."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from dlc.backends.session import StreamedFeatures
+from dlc.compiler.spec import Data, Spec
+
+
+class DataError(Exception):
+    """A data file is missing or unreadable at run time: one clear line, exit 1."""
+
+
+@dataclass
+class Split:
+    # the features, normalised and shaped to the spec's input; for an npy source a StreamedRows, which reads
+    # them a batch at a time (x[indices], x[a:b], x.take(indices)) instead of holding them
+    x: np.ndarray | StreamedFeatures
+    y: np.ndarray  # targets as the loss wants them (one-hot, int, or float column)
+    labels: np.ndarray | None  # integer class labels (classification), for stratification and metrics
+
+
+@dataclass
+class Dataset:
+    train: Split
+    val: Split | None
+    test: Split | None
+    num_classes: int | None
+    # x_normalised = (x - shift) / scale per flat feature, fitted on the training part; saved with a run so
+    # `dlc predict` and `dlc evaluate` apply exactly what training saw
+    shift: np.ndarray | None = None
+    scale: np.ndarray | None = None
+    read: dict | None = None  # what was read: {"file", "rows", "header"} (Samples.read)
+    class_names: list[str] | None = None  # a CSV target of names: class k is class_names[k]
+
+    def preprocessing(self) -> dict:
+        return {"shift": None if self.shift is None else self.shift.tolist(),
+                "scale": None if self.scale is None else self.scale.tolist()}
+
+    def read_line(self) -> str:
+        """What was read, in one line for the console ("" when not known)."""
+        return read_summary(self.read) if self.read else ""
+
+
+@dataclass
+class Samples:
+    """Features and targets as a source holds them, with what messages about them need: where they come from
+    and, for a CSV file, the row of the file each sample is on."""
+
+    x: np.ndarray
+    y: np.ndarray
+    where: str  # the file (or bundled set) the messages name
+    lines: list[int] | None = None  # each sample's row in a CSV file; None: samples are numbered from 1
+    class_names: list[str] | None = None  # a CSV target column of names, numbered in sorted order
+    header: bool | None = None  # a CSV file: whether its first row was a header
+
+    @property
+    def has_targets(self) -> bool:
+        """False for a file of features only (its y has no columns)."""
+        return not (self.y.ndim == 2 and self.y.shape[1] == 0)
+
+    def row(self, i: int) -> str:
+        """Where sample i is, as its file shows it: "row 7" of a CSV file, else "sample 7"."""
+        return f"row {self.lines[i]}" if self.lines is not None else f"sample {i + 1}"
+
+    def read(self) -> dict:
+        """What was read, for run.json and the console."""
+        return {"file": self.where, "rows": int(len(self.x)), "header": self.header}
+
+
+def read_summary(read: dict) -> str:
+    """One line saying what was read: "read 150 rows from d.csv (the first row is a header)"."""
+    n = read["rows"]
+    if read.get("header") is None:
+        return f"read {n} sample{'s' * (n != 1)} from {read['file']}"
+    first = "the first row is a header" if read["header"] else "no header: the first row is data"
+    return f"read {n} row{'s' * (n != 1)} from {read['file']} ({first})"
+
+
+def data_block(spec: Spec) -> Data:
+    """The spec's data block (the IR allows a spec without one, which has nothing to load)."""
+    if spec.data is None:
+        raise DataError(f"spec '{spec.name}' has no data block")
+    return spec.data

@@ -1,0 +1,355 @@
+"""Reading data files: scikit-learn's bundled sets, CSV (the header rule), .npz, .npy and MNIST's IDX files;
+each problem one DataError line naming the file, the row (or sample) and the column."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import math
+import struct
+import zipfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from dlc.runtime.data.base import DataError, Samples
+
+
+def read_bundled(name: str) -> tuple[np.ndarray, np.ndarray]:
+    """One of scikit-learn's bundled sets: (features as float64, targets)."""
+    from sklearn import datasets
+
+    b = getattr(datasets, f"load_{name}")()
+    return np.asarray(b.data, dtype=np.float64), np.asarray(b.target)
+
+
+# ------------------------------------------------------------------------------------------------ csv files
+# The header rule: the first row is a header (column names) when every cell of it is non-empty and none is a
+# number; a first row with a number or an empty cell is data. Rows are numbered as lines of the file (the
+# first line is row 1, header or not); blank lines are skipped.
+
+
+def is_number(cell: str) -> bool:
+    """A decimal number as a CSV writes one: ASCII digits, no '_' (Python's float() also reads '1_0.5' as 10.5
+    and other scripts' digits, which a data file means as text)."""
+    if not cell.isascii() or "_" in cell:
+        return False
+    try:
+        float(cell)
+    except ValueError:
+        return False
+    return True
+
+
+def _plain_numbers(cells: list[list[str]]) -> bool:
+    return all(v.isascii() and "_" not in v for r in cells for v in r)
+
+
+def is_header(cells: list[str]) -> bool:
+    """The header rule: names only, none empty, none a number."""
+    return bool(cells) and all(c.strip() and not is_number(c) for c in cells)
+
+
+@dataclass
+class Table:
+    """A CSV file's cells by the header rule: the column names (None when the first row is data) and the data
+    rows, each with its row number in the file."""
+
+    path: Path
+    header: list[str] | None
+    rows: list[list[str]]
+    lines: list[int]
+
+    @property
+    def width(self) -> int:
+        return len(self.rows[0])
+
+    def column(self, j: int) -> str:
+        """ "column 3", with its name when the file has a header."""
+        return f"column {j + 1}" + (f" ('{self.header[j]}')" if self.header else "")
+
+
+def read_table(path: str | Path) -> Table:
+    """The cells of a UTF-8 CSV file, every row as wide as the first, with at least one data row."""
+    path = Path(path)
+    records = csv_records(path, utf8_text(path))
+    if not records:
+        raise DataError(f"{path}: the file is empty (no rows)")
+    check_rectangular(path, records)
+    header = [c.strip() for c in records[0][1]] if is_header(records[0][1]) else None
+    body = records[1:] if header is not None else records
+    if header is not None and not body:
+        raise DataError(f"{path}: no data rows, only a header row ({', '.join(header)})")
+    return Table(path, header, [cells for _, cells in body], [line for line, _ in body])
+
+
+def utf8_text(path: Path) -> str:
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise DataError(f"cannot read data file {path}: {e.strerror or e}") from None
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        row = raw[:e.start].count(b"\n") + 1
+        raise DataError(f"{path}: not UTF-8 text (byte 0x{raw[e.start]:02x} in row {row}); save the file as "
+                        "UTF-8") from None
+
+
+def csv_records(path: Path, text: str) -> list[tuple[int, list[str]]]:
+    """(row number, cells) of every row that is not a blank line."""
+    reader = csv.reader(io.StringIO(text, newline=""))
+    records, line = [], 1
+    try:
+        for cells in reader:
+            if cells and (len(cells) > 1 or cells[0].strip()):  # (a line of spaces is blank too)
+                records.append((line, cells))
+            line = reader.line_num + 1
+    except csv.Error as e:
+        raise DataError(f"{path}: row {line} is not valid CSV ({e})") from None
+    return records
+
+
+def check_rectangular(path: Path, records: list[tuple[int, list[str]]]) -> None:
+    first, width = records[0][0], len(records[0][1])
+    for line, cells in records:
+        if len(cells) != width:
+            raise DataError(f"{path}: rows have different numbers of columns: row {line} has {len(cells)}, "
+                            f"row {first} has {width}")
+
+
+def table_numbers(table: Table, columns: list[int]) -> np.ndarray:
+    """The cells of `columns` as float64 (rows, columns); the first empty cell or non-number is an error
+    naming its row and column."""
+    cells = [[r[j] for j in columns] for r in table.rows]
+    if _plain_numbers(cells):
+        try:
+            return np.array(cells, dtype=np.float64).reshape(len(cells), len(columns))
+        except ValueError:
+            pass
+    for i, r in enumerate(cells):
+        for k, v in enumerate(r):
+            if not is_number(v):
+                raise DataError(bad_cell(table, i, columns[k], v))
+    numbers = [[float(v) for v in r] for r in cells]
+    return np.array(numbers, dtype=np.float64).reshape(len(cells), len(columns))
+
+
+def bad_cell(table: Table, i: int, j: int, cell: str) -> str:
+    where = f"{table.path}: row {table.lines[i]}, {table.column(j)}"
+    if not cell.strip():
+        return f"{where} is empty (a missing value); fill or drop it"
+    text = f"{where} is not a number ({cell!r})"
+    if i == 0 and table.header is None:
+        text += ("; the first row is read as data because it has a number or an empty cell (a header row has "
+                 "only names)")
+    return text
+
+
+def read_csv(path: str | Path, target: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(features, targets) of a CSV file (the header rule decides whether its first row names the columns);
+    `target` names the target column (default: the last); class names are numbered in sorted order."""
+    s = csv_samples(path, target)
+    return s.x, s.y
+
+
+def csv_samples(path: str | Path, target: str | None = None) -> Samples:
+    table = read_table(path)
+    t = target_column(table, target)
+    x = table_numbers(table, [j for j in range(table.width) if j != t])
+    y, names = target_values(table, t)
+    return Samples(x, y, str(table.path), table.lines, names, table.header is not None)
+
+
+def target_column(table: Table, target: str | None) -> int:
+    """The index of the target column: the one named `target`, else the last."""
+    if target is None:
+        return table.width - 1
+    if table.header is None:
+        raise DataError(f"{table.path}: the spec names the target column '{target}', but the file has no "
+                        f"header row (row {table.lines[0]} has a number or an empty cell, so it is data)")
+    if target not in table.header:
+        raise DataError(f"{table.path}: no column '{target}' (columns: {', '.join(table.header)})")
+    if table.header.count(target) > 1:
+        raise DataError(f"{table.path}: {table.header.count(target)} columns are named '{target}': the "
+                        "target is ambiguous; rename the columns so that each name is used once")
+    return table.header.index(target)
+
+
+def target_values(table: Table, t: int) -> tuple[np.ndarray, list[str] | None]:
+    """The target column as numbers, or as class names numbered in sorted order (names); an empty cell, or a
+    column of both numbers and names, is an error."""
+    cells = [r[t].strip() for r in table.rows]
+    for i, v in enumerate(cells):
+        if not v:
+            raise DataError(f"{table.path}: row {table.lines[i]}, {table.column(t)} is empty: the target is "
+                            "missing")
+    numeric = [is_number(v) for v in cells]
+    if all(numeric):
+        return np.array([float(v) for v in cells]), None
+    if any(numeric):
+        i = numeric.index(not numeric[0])
+        raise DataError(f"{table.path}: the target column mixes numbers and names (row {table.lines[0]}: "
+                        f"{cells[0]!r}, row {table.lines[i]}: {cells[i]!r})")
+    names = sorted(set(cells))
+    number = {name: k for k, name in enumerate(names)}
+    return np.array([number[v] for v in cells]), names
+
+
+# ------------------------------------------------------------------------------------------------ npz files
+
+
+def open_npz(path: Path):
+    """The open .npz archive (a context manager); DataError for a missing, foreign, truncated or corrupt
+    file."""
+    try:
+        with open(path, "rb") as fh:
+            magic = fh.read(4)
+    except OSError as e:
+        raise DataError(f"cannot read data file {path}: {e.strerror or e}") from None
+    if magic not in (b"PK\x03\x04", b"PK\x05\x06"):
+        raise DataError(f"{path}: not an .npz archive (save one with np.savez(file, x=..., y=...))")
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        raise DataError(f"{path}: the .npz archive is truncated or corrupt ({e})") from None
+
+
+def npz_array(path: Path, f, key: str) -> np.ndarray:
+    """Array `key` of an open archive: one entry per sample, numbers or (for labels) strings."""
+    try:
+        a = f[key]
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+        damaged = isinstance(e, (EOFError, zipfile.BadZipFile, zlib.error))
+        raise DataError(f"{path}: array '{key}' cannot be read"
+                        f"{', the archive is truncated or corrupt' if damaged else ''} "
+                        f"({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+    except MemoryError:  # (a header that claims a shape no memory holds: a damaged or forged file)
+        raise DataError(f"{path}: array '{key}' cannot be read: its header claims more values than memory "
+                        "holds (a damaged file?)") from None
+    if a.ndim == 0:
+        raise DataError(f"{path}: array '{key}' is a single value, not one entry per sample")
+    if a.dtype.kind not in "biufUS":
+        raise DataError(f"{path}: array '{key}' holds {a.dtype} values, not numbers")
+    return a
+
+
+def numeric_features(path: Path, x: np.ndarray, key: str, keep_float32: bool = False) -> np.ndarray:
+    if x.dtype.kind not in "biuf":
+        raise DataError(f"{path}: array '{key}' holds {x.dtype} values, not numbers")
+    if len(x) == 0:
+        raise DataError(f"{path}: array '{key}' has no samples")
+    if keep_float32 and x.dtype == np.float32:
+        return x
+    return np.asarray(x, dtype=np.float64)
+
+
+def check_same_length(path: Path, x: np.ndarray, y: np.ndarray, xk: str, yk: str) -> None:
+    if len(y) != len(x):
+        raise DataError(f"{path}: '{xk}' has {len(x)} samples but '{yk}' has {len(y)}; they must match one "
+                        "to one")
+
+
+def read_npz(path: str | Path, xk: str = "x", yk: str = "y",
+             keep_float32: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(features, targets): arrays `xk` and `yk` of an .npz file, one sample per entry of each; features as
+    float64 (float32 ones kept as they are with `keep_float32`)."""
+    path = Path(path)
+    with open_npz(path) as f:
+        missing = [k for k in (xk, yk) if k not in f.files]
+        if missing:
+            raise DataError(f"{path}: no array '{missing[0]}' (arrays: {', '.join(f.files) or 'none'})")
+        x, y = npz_array(path, f, xk), npz_array(path, f, yk)
+    check_same_length(path, x, y, xk, yk)
+    return numeric_features(path, x, xk, keep_float32), y
+
+
+# ------------------------------------------------------------------------------------------------ npy files
+
+
+def open_npy(path: Path, mmap: bool) -> np.ndarray:
+    """An .npy file's array, memory-mapped (`mmap`: read only where used) or read whole; DataError for a
+    missing, foreign or damaged file."""
+    try:
+        with open(path, "rb") as fh:
+            magic = fh.read(6)
+    except OSError as e:
+        raise DataError(f"cannot read data file {path}: {e.strerror or e}") from None
+    if magic != b"\x93NUMPY":
+        raise DataError(f"{path}: not an .npy file (save one with np.save(file, array))")
+    try:
+        a = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as e:
+        raise DataError(f"{path}: the .npy file cannot be read ({str(e).splitlines()[0] if str(e) else ''}); "
+                        "a damaged file, or one of Python objects?") from None
+    except MemoryError:
+        raise DataError(f"{path}: its header claims more values than memory holds (a damaged file?)"
+                        ) from None
+    if a.ndim == 0:
+        raise DataError(f"{path}: a single value, not one entry per sample")
+    return a
+
+
+def read_npy(x_path: str | Path, y_path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """(features as float64, targets) of two .npy files, read whole (the emitted scripts' reader; a run
+    memory-maps the features instead: prepare_streamed)."""
+    x_path, y_path = Path(x_path), Path(y_path)
+    x, y = open_npy(x_path, mmap=False), open_npy(y_path, mmap=False)
+    if len(y) != len(x):
+        raise DataError(f"{x_path} has {len(x)} samples but {y_path} has {len(y)}; they must match one "
+                        "to one")
+    if x.dtype.kind not in "biuf":
+        raise DataError(f"{x_path}: holds {x.dtype} values, not numbers")
+    if len(x) == 0:
+        raise DataError(f"{x_path}: no samples")
+    return np.asarray(x, dtype=np.float64).reshape(len(x), -1), y
+
+
+def _read_idx(path: Path) -> np.ndarray:
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as fh:
+        magic = fh.read(4)
+        if len(magic) != 4 or magic[:2] != b"\0\0":
+            raise DataError(f"{path}: not an IDX file")
+        ndim = magic[3]
+        head = fh.read(4 * ndim)
+        if len(head) != 4 * ndim:
+            raise DataError(f"{path}: truncated IDX file")
+        dims = struct.unpack(">" + "I" * ndim, head)
+        data = np.frombuffer(fh.read(), dtype=np.uint8)
+    if data.size != math.prod(dims):
+        raise DataError(f"{path}: truncated IDX file")
+    return data.reshape(dims)
+
+
+def read_mnist(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """MNIST train+test from a folder with IDX files (optionally .gz) or mnist.npz, or from the npz itself."""
+    path = Path(path)
+    if path.is_file():
+        npz = path
+    elif (path / "mnist.npz").is_file():
+        npz = path / "mnist.npz"
+    else:
+        npz = None
+    if npz is not None:
+        with open_npz(npz) as f:
+            missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in f.files]
+            if missing:
+                raise DataError(f"{npz}: no array '{missing[0]}' (arrays: {', '.join(f.files) or 'none'})")
+            x = np.concatenate([npz_array(npz, f, "x_train"), npz_array(npz, f, "x_test")]).astype(np.float64)
+            y = np.concatenate([npz_array(npz, f, "y_train"), npz_array(npz, f, "y_test")])
+        return x.reshape(len(x), -1), y
+    parts = []
+    for stem in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
+                 "t10k-labels-idx1-ubyte"):
+        cands = [path / stem, path / (stem + ".gz"), path / stem.replace("-idx", ".idx")]
+        found = next((c for c in cands if c.is_file()), None)
+        if found is None:
+            raise DataError(f"cannot find MNIST file {path / stem}[.gz] (or mnist.npz) in {path}")
+        parts.append(_read_idx(found))
+    x = np.concatenate([parts[0], parts[2]]).astype(np.float64)
+    y = np.concatenate([parts[1], parts[3]])
+    return x.reshape(len(x), -1), y

@@ -1,0 +1,124 @@
+"""Seeded holdout and k-fold splits (scikit-learn's, without importing it where it is not needed)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from dlc.compiler.spec import Holdout, Spec
+from dlc.reference.rng import STREAM_SPLIT
+from dlc.runtime.data.base import DataError, data_block
+
+# --------------------------------------------------------------------------------------------------- splits
+
+
+def split_seed(seed: int, *keys: int) -> int:
+    """The seed of the split's scikit-learn splitters: SeedSequence([seed, STREAM_SPLIT, *keys])."""
+    return int(np.random.SeedSequence([seed, STREAM_SPLIT, *keys]).generate_state(1)[0])
+
+
+def class_counts(labels: np.ndarray) -> str:
+    """ "30 of class 0, 2 of class 1, 1 of class 2": how many rows each class has."""
+    classes, counts = np.unique(labels, return_counts=True)
+    return ", ".join(f"{n} of class {c}" for c, n in zip(classes.tolist(), counts.tolist(), strict=True))
+
+
+def check_stratifiable(labels: np.ndarray, frac: float) -> None:
+    """A stratified holdout puts every class in both parts: each class needs 2 rows, each part a row per
+    class (scikit-learn's conditions, said with the counts)."""
+    classes, counts = np.unique(labels, return_counts=True)
+    n, k = len(labels), len(classes)
+    held = math.ceil(frac * n)
+    if counts.min() < 2:
+        raise DataError(f"stratified split: class {classes[counts.argmin()]} has {counts.min()} row of {n} "
+                        f"(rows per class: {class_counts(labels)}); each class needs at least 2 rows: add "
+                        "rows or set stratify=false")
+    if held < k or n - held < k:
+        raise DataError(f"stratified split: {n} rows split {n - held} / {held} cannot give each part a row "
+                        f"of each of the {k} classes (rows per class: {class_counts(labels)}); use more "
+                        "rows, another fraction or stratify=false")
+
+
+def holdout(idx: np.ndarray, frac: float, labels: np.ndarray | None, stratify: bool, seed: int):
+    """(rest, held) with `frac` of the whole set `idx` held out, seeded, stratified on the labels if asked."""
+    if frac <= 0:
+        return idx, np.array([], dtype=np.int64)
+    strat = labels[idx] if (stratify and labels is not None) else None
+    if strat is not None:
+        check_stratifiable(strat, frac)
+    n, held_n = len(idx), math.ceil(frac * len(idx))
+    if strat is None and 0 < frac < 1 and 0 < held_n < n and 0 <= seed < 2**32:
+        # scikit-learn's train_test_split without stratification (its ShuffleSplit), without importing it:
+        # the first ceil(frac * n) of RandomState(seed).permutation(n) are held out, the rest kept
+        perm = np.random.RandomState(seed).permutation(n)
+        return np.sort(idx[perm[held_n:]]), np.sort(idx[perm[:held_n]])
+    from sklearn.model_selection import train_test_split
+
+    try:
+        rest, held = train_test_split(idx, test_size=frac, random_state=seed, stratify=strat)
+    except ValueError as e:
+        raise DataError(f"cannot hold out {frac:g} of {len(idx)} rows: {e}") from None
+    return np.sort(rest), np.sort(held)
+
+
+def holdout_indices(n: int, labels: np.ndarray | None, val: float, test: float, stratify: bool, seed: int):
+    """[(train, val, test)] indices: test, then val of the rest (both fractions of the whole set)."""
+    rest, held = holdout(np.arange(n), test, labels, stratify, split_seed(seed))
+    train, valid = holdout(rest, val / (1 - test) if val else 0.0, labels, stratify, split_seed(seed) + 1)
+    return [(train, valid, held)]
+
+
+def check_foldable(n: int, labels: np.ndarray | None, k: int) -> None:
+    """k folds need k rows, and k rows of every class when stratified (else a fold misses a class)."""
+    if n < k:
+        raise DataError(f"{k}-fold split: only {n} rows (after the test part); each fold needs at least one")
+    if labels is not None:
+        classes, counts = np.unique(labels, return_counts=True)
+        if counts.min() < k:
+            raise DataError(f"stratified {k}-fold split: class {classes[counts.argmin()]} has {counts.min()} "
+                            f"row(s) (rows per class: {class_counts(labels)}); each class needs at least "
+                            f"{k}: add rows, use a smaller k or set stratify=false")
+
+
+def kfold_indices(n: int, labels: np.ndarray | None, k: int, shuffle: bool, stratify: bool, test: float,
+                  seed: int):
+    """k seeded (stratified if asked) folds as [(train, val, test)]: a test fraction is held out first and
+    stays out of every fold."""
+    strat = stratify and labels is not None
+    rest, held = holdout(np.arange(n), test, labels, strat, split_seed(seed))
+    check_foldable(len(rest), labels[rest] if (strat and labels is not None) else None, k)
+    fold_seed = split_seed(seed, 2) if shuffle else None
+    if strat and labels is not None:
+        from sklearn.model_selection import StratifiedKFold
+
+        it = StratifiedKFold(k, shuffle=shuffle, random_state=fold_seed).split(rest, labels[rest])
+    else:
+        it = kfold_splits(len(rest), k, fold_seed)
+    return [(rest[tr], rest[va], held) for tr, va in it]
+
+
+def kfold_splits(n: int, k: int, seed: int | None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """scikit-learn's KFold(k, shuffle=seed is not None, random_state=seed).split of n rows, without importing
+    it: the rows (shuffled by RandomState(seed) if seeded) cut into k consecutive folds, the first n % k of
+    them one row longer; each fold's rows and the others', in ascending order."""
+    order = np.arange(n)
+    if seed is not None:
+        np.random.RandomState(seed).shuffle(order)
+    sizes = np.full(k, n // k, dtype=int)
+    sizes[:n % k] += 1
+    out, start = [], 0
+    for size in sizes:
+        held = np.zeros(n, dtype=bool)
+        held[order[start:start + size]] = True
+        out.append((np.flatnonzero(~held), np.flatnonzero(held)))
+        start += size
+    return out
+
+
+def _split_indices(spec: Spec, labels: np.ndarray | None, n: int) -> tuple[np.ndarray, np.ndarray,
+                                                                           np.ndarray]:
+    """train/val/test indices of a holdout split (a kfold split's test part and everything else as train)."""
+    split = data_block(spec).split
+    val = split.val if isinstance(split, Holdout) else 0.0
+    return holdout_indices(n, labels, val, split.test, getattr(split, "stratify", False), spec.seed)[0]

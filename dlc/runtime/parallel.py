@@ -1,0 +1,287 @@
+"""`dlc run --nproc N`: data-parallel training on N processes (on several machines with --nnodes).
+
+The launcher (`launch`, imports no framework) starts N copies of the same `dlc run` command
+(`python -m dlc run ...`) with RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MASTER_PORT in their
+environment (as torchrun does; a `dlc run` started by torchrun is a worker too) and watches them: rank 0
+prints and writes the run directory, the others are silent; when one of them stops with an error the others
+are stopped and the launcher tells which one in one line (exit 1), so a lost worker never hangs the run.
+
+A worker (`from_env`) trains as the backend's data-parallel module says (backends/distributed.py): the
+same per-epoch losses, metrics and weights as one process. Rank 0 runs the whole of `dlc run` (run
+directory, checkpoints, evidence, final metrics); the other ranks only train (`follow`)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+
+from dlc.backends.distributed import Worker, WorkerLost
+
+__all__ = ["LAUNCHED", "EXIT_WORKER_LOST", "PORTS", "Launch", "Worker", "WorkerLost", "blockers", "from_env",
+           "launch"]
+
+LAUNCHED = "DLC_NPROC_LAUNCHED"  # set by `launch` in its workers' environment
+PORTS = "DLC_WORKER_PORTS"  # one free port per worker on this machine (the keras backend's cluster)
+TIMEOUT = "DLC_COLLECTIVE_TIMEOUT"  # seconds a collective waits for the other processes (default 300)
+EXIT_WORKER_LOST = 3  # a worker whose peer was lost: the launcher reports it (the worker prints nothing)
+GRACE_S = 15.0  # how long rank 0 may take to end on its own after another worker stopped
+
+
+def from_env() -> Worker | None:
+    """This process's place in a data-parallel run, from the environment `launch` (or torchrun) sets; None
+    outside one."""
+    env = os.environ
+    if not (env.get(LAUNCHED) or env.get("TORCHELASTIC_RUN_ID")) or "WORLD_SIZE" not in env:
+        return None
+    return Worker(rank=int(env.get("RANK", "0")), world=int(env["WORLD_SIZE"]),
+                  local_rank=int(env.get("LOCAL_RANK", "0")), master_addr=env.get("MASTER_ADDR", "127.0.0.1"),
+                  master_port=int(env.get("MASTER_PORT", "29500")),
+                  timeout_s=float(env.get(TIMEOUT, "300")), launched=bool(env.get(LAUNCHED)))
+
+
+def blockers(spec, backend: str, nnodes: int = 1) -> list[str]:
+    """Why the spec cannot train data-parallel on `backend` (empty: it can)."""
+    out = []
+    if backend == "keras" and nnodes > 1:
+        out.append("--nproc on the keras backend runs on one machine (no --nnodes): use --backend torch")
+    if backend == "keras" and any(info.layer.kind == "BatchNorm" for info in spec.walk()):
+        out.append("--nproc on the keras backend does not support BatchNorm (Keras' synchronized BatchNorm "
+                   "computes another variance formula): use --backend torch, which synchronizes it exactly")
+    if getattr(spec.train, "precision", None) == "mixed_float16":
+        out.append("--nproc does not support precision: mixed_float16 (its dynamic loss scale is not "
+                   "synchronized across processes); use mixed_bfloat16 or float32")
+    if spec.data is not None and spec.data.split.kind == "kfold":
+        out.append("--nproc trains one run; a kfold spec runs cross-validation (dlc cv), which it does "
+                   "not split across processes")
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- workers
+
+
+@contextlib.contextmanager
+def joined(worker: Worker, spec, backend: str, device: str):
+    """This process in the run's process group (left at the end): the backend's data-parallel module."""
+    from dlc.backends import data_parallel
+
+    problems = blockers(spec, backend)
+    if problems:
+        raise ValueError(problems[0])
+    dp = data_parallel(backend)
+    dp.start(worker, device)
+    try:
+        yield dp
+    finally:
+        with contextlib.suppress(Exception):  # a group broken by a lost worker cannot be left cleanly
+            dp.stop()
+
+
+def follow(session, spec, data, resume):
+    """A rank above 0: the same training as rank 0 (the loop's decisions follow from the same summed
+    numbers), writing nothing. Returns (history, final metrics: {} — rank 0 writes them)."""
+    from dlc.runtime.loop import train
+
+    state = None
+    if resume is not None and resume.checkpoint is not None:
+        session.set_state(resume.checkpoint[0])
+        state = resume.checkpoint[1]
+    return train(session, spec, data, resume=state), {}
+
+
+# --------------------------------------------------------------------------------------------- launcher
+
+
+@dataclass
+class Launch:
+    """How `launch` starts the workers: `nproc` on this machine, `nnodes` machines (this one `node_rank`),
+    the rendezvous (rank 0's machine: MASTER_ADDR, a free port there when not given)."""
+
+    nproc: int
+    nnodes: int = 1
+    node_rank: int = 0
+    master_addr: str | None = None
+    master_port: int | None = None
+    env: dict = field(default_factory=dict)
+
+    @property
+    def world(self) -> int:
+        return self.nproc * self.nnodes
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def check_launch(how: Launch) -> str | None:
+    """What is wrong with the launch options (None: nothing)."""
+    if how.nproc < 1 or how.nnodes < 1:
+        return "--nproc and --nnodes must be at least 1"
+    if not 0 <= how.node_rank < how.nnodes:
+        return f"--node-rank must be between 0 and {how.nnodes - 1}"
+    if how.nnodes > 1 and (not how.master_addr or not how.master_port):
+        return ("--nnodes above 1 needs --master-addr and --master-port: the address of the machine with "
+                "--node-rank 0 and a free port there, the same on every machine")
+    return None
+
+
+def _worker_env(how: Launch, local: int, addr: str, port: int, ports: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(how.env)
+    if ports:
+        env[PORTS] = ports
+    env.update({LAUNCHED: "1", "RANK": str(how.node_rank * how.nproc + local), "WORLD_SIZE": str(how.world),
+                "LOCAL_RANK": str(local), "LOCAL_WORLD_SIZE": str(how.nproc), "MASTER_ADDR": addr,
+                "MASTER_PORT": str(port)})
+    if "TF_CPP_MIN_LOG_LEVEL" not in os.environ:  # (TensorFlow's native log of a lost worker: ours says it)
+        env["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    if "OMP_NUM_THREADS" not in os.environ:  # the cores shared among this machine's workers
+        env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // how.nproc))
+    return env
+
+
+def launch(args: list[str], how: Launch, quiet_args: list[str] | None = None) -> tuple[int, str]:
+    """Run `python -m dlc *args` as `how.nproc` workers of a data-parallel run and wait for them: (the exit
+    code of the run, a line for stderr): 0, or rank 0's own code when it reported a failure itself (no
+    line); 1, and the line saying which worker stopped, when another one did. `quiet_args` are added for
+    the ranks above 0 (their output is dropped anyway, except the last line of a failing worker's stderr,
+    which the launcher's line quotes)."""
+    addr = how.master_addr or "127.0.0.1"
+    port = how.master_port or _free_port()
+    ports = ",".join(str(_free_port()) for _ in range(how.nproc)) if how.nnodes == 1 else ""
+    procs: list[subprocess.Popen] = []
+    logs = []
+    saved = {}
+    with contextlib.suppress(ValueError):  # (only the main thread may set handlers)
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            saved[sig] = signal.signal(sig, _terminated)
+    try:
+        for local in range(how.nproc):
+            rank = how.node_rank * how.nproc + local
+            cmd = [sys.executable, "-m", "dlc", *args, *([] if rank == 0 else (quiet_args or []))]
+            log = None if rank == 0 else tempfile.TemporaryFile(  # noqa: SIM115 - closed at the end
+                mode="w+", prefix="dlc-worker-")
+            logs.append(log)
+            procs.append(subprocess.Popen(cmd, env=_worker_env(how, local, addr, port, ports),
+                                          stdout=None if rank == 0 else subprocess.DEVNULL,
+                                          stderr=log, preexec_fn=_worker_start))
+        codes, order = _watch(procs, has_rank0=how.node_rank == 0)
+        return _verdict(codes, order, logs, how)
+    except KeyboardInterrupt:
+        _stop(procs)
+        raise
+    finally:
+        _stop(procs)
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+        for log in logs:
+            if log is not None:
+                log.close()
+
+
+def _worker_start() -> None:
+    """In a worker, before it starts: Ctrl-C goes to the launcher alone, which stops the workers (one
+    `dlc: interrupted`, not one per worker; Python keeps a SIGINT ignored at its start ignored); and on
+    Linux the worker gets SIGTERM when the launcher dies, even by SIGKILL (no orphan training on)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def _terminated(signum, _frame):
+    """SIGTERM (or SIGHUP) to the launcher: stop the workers on the way out (launch's `finally`)."""
+    raise SystemExit(128 + signum)
+
+
+def _watch(procs: list[subprocess.Popen], has_rank0: bool) -> tuple[list[int | None], list[int]]:
+    """Wait for every worker; when one fails, give rank 0 GRACE_S to end (and report) on its own, then stop
+    the rest. (exit codes, None for a worker stopped here; the workers in the order they ended)"""
+    order: list[int] = []
+    deadline = None
+    while True:
+        for i, p in enumerate(procs):
+            if i not in order and p.poll() is not None:
+                order.append(i)
+        if len(order) == len(procs):
+            break
+        failed = [i for i in order if procs[i].returncode != 0]
+        if failed and deadline is None:
+            rank0_done = not has_rank0 or 0 in order
+            deadline = time.monotonic() + (0.0 if rank0_done else GRACE_S)
+        if deadline is not None and time.monotonic() >= deadline:
+            _stop(procs)
+            break
+        time.sleep(0.05)
+    codes: list[int | None] = [p.returncode if i in order else None for i, p in enumerate(procs)]
+    return codes, order
+
+
+def _stop(procs: list[subprocess.Popen]) -> None:
+    """Terminate the workers still running (kill those that do not end within 3 s)."""
+    alive = [p for p in procs if p.poll() is None]
+    for p in alive:
+        with contextlib.suppress(OSError):
+            p.terminate()
+    end = time.monotonic() + 3.0
+    for p in alive:
+        try:
+            p.wait(timeout=max(0.0, end - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(OSError):
+                p.kill()
+            p.wait()
+
+
+def _how_it_ended(code: int) -> str:
+    if code < 0:
+        with contextlib.suppress(ValueError):
+            return f"killed by {signal.Signals(-code).name}"
+        return f"killed by signal {-code}"
+    return f"exit code {code}"
+
+
+def _last_line(log) -> str:
+    if log is None:
+        return ""
+    with contextlib.suppress(OSError, ValueError):
+        log.seek(0)
+        lines = [ln.strip() for ln in log.read().splitlines() if ln.strip()]
+        return lines[-1] if lines else ""
+    return ""
+
+
+def _verdict(codes: list[int | None], order: list[int], logs: list, how: Launch) -> tuple[int, str]:
+    """The launcher's exit code and the one line that says which worker stopped ("" when rank 0 reported
+    its own failure, or finished)."""
+    if all(c == 0 for c in codes):
+        return 0, ""
+    if how.node_rank == 0 and codes[0] is not None and codes[0] != EXIT_WORKER_LOST:
+        if codes[0] == 0:
+            return 0, ""  # rank 0 finished the run and wrote it; a worker failing after that changes nothing
+        if codes[0] > 0:
+            return codes[0], ""  # rank 0 said why (its `dlc: error:` line)
+    culprit = next((i for i in order if codes[i] not in (0, EXIT_WORKER_LOST)), None)
+    if culprit is None:
+        where = "" if how.nnodes == 1 else " (a worker on another machine may have stopped)"
+        line = (f"the {how.world} workers of this data-parallel run lost contact with each other{where}; "
+                f"the collective timeout is {os.environ.get(TIMEOUT, '300')} s ({TIMEOUT})")
+    else:
+        code = codes[culprit]
+        assert code is not None
+        rank = how.node_rank * how.nproc + culprit
+        said = _last_line(logs[culprit])
+        said = said.removeprefix("dlc: error: ")
+        line = (f"worker {rank} of {how.world} stopped ({_how_it_ended(code)}{': ' + said if said else ''}); "
+                "the other workers were stopped")
+    return 1, line
+
