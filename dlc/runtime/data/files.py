@@ -218,10 +218,54 @@ def open_npz(path: Path):
         raise DataError(f"{path}: the .npz archive is truncated or corrupt ({e})") from None
 
 
+READ_CHUNK = 1 << 22  # bytes per read of an npz member into its array
+ALIGN = 64  # bytes: TensorFlow wraps a host array without a copy only when its data is aligned to this
+
+
+def aligned_empty(shape, dtype) -> np.ndarray:
+    """An uninitialised C-order array whose data starts on a 64-byte boundary (numpy's own large arrays
+    start 16 bytes past a page boundary), so that a backend can use it as a tensor without copying it."""
+    dtype = np.dtype(dtype)
+    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    buf = np.empty(nbytes + ALIGN, np.uint8)
+    start = -buf.ctypes.data % ALIGN
+    return buf[start:start + nbytes].view(dtype).reshape(shape)
+
+
+def read_member_aligned(f, key: str):
+    """Array `key` of an open NpzFile read straight into an aligned buffer (one copy of the data, as
+    f[key] makes, but aligned); None where the member is not a plain C-order numeric array (read f[key])."""
+    name = key + ".npy"
+    if name not in f.zip.namelist():
+        return None
+    with f.zip.open(name) as fh:
+        version = np.lib.format.read_magic(fh)
+        if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(fh)
+        elif version == (2, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(fh)
+        else:
+            return None
+        if fortran or dtype.hasobject or dtype.kind not in "biuf" or not shape:
+            return None
+        a = aligned_empty(shape, dtype)
+        view = a.reshape(-1).view(np.uint8).data  # (a memoryview of the buffer)
+        done = 0
+        while done < len(view):
+            n = fh.readinto(view[done:done + READ_CHUNK])  # (a zip member reads a request into a temporary)
+            if not n:
+                raise ValueError(f"the array holds {done} of its {len(view)} bytes (the file is truncated)")
+            done += n
+    return a
+
+
 def npz_array(path: Path, f, key: str) -> np.ndarray:
-    """Array `key` of an open archive: one entry per sample, numbers or (for labels) strings."""
+    """Array `key` of an open archive: one entry per sample, numbers or (for labels) strings. Numbers are
+    read into an aligned buffer (read_member_aligned), so the keras backend holds them without a copy."""
     try:
-        a = f[key]
+        a = read_member_aligned(f, key)
+        if a is None:
+            a = f[key]
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:
         damaged = isinstance(e, (EOFError, zipfile.BadZipFile, zlib.error))
         raise DataError(f"{path}: array '{key}' cannot be read"
@@ -244,7 +288,11 @@ def numeric_features(path: Path, x: np.ndarray, key: str, keep_float32: bool = F
         raise DataError(f"{path}: array '{key}' has no samples")
     if keep_float32 and x.dtype == np.float32:
         return x
-    return np.asarray(x, dtype=np.float64)
+    if x.dtype == np.float64:
+        return x
+    out = aligned_empty(x.shape, np.float64)  # (aligned, as read_member_aligned's)
+    np.copyto(out, x)
+    return out
 
 
 def check_same_length(path: Path, x: np.ndarray, y: np.ndarray, xk: str, yk: str) -> None:
