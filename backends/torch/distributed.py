@@ -21,6 +21,7 @@ import torch.distributed as dist
 from dlc.backends.distributed import Worker, WorkerLost, share
 
 from . import layers as TLayers
+from .training import epoch_buffers
 
 DIE_AT = "DLC_TEST_WORKER_DIES"  # "RANK:STEP": that rank exits at that step (honoured under pytest only)
 
@@ -165,12 +166,7 @@ class DataParallel:
         losses, metric statistics, batch sizes) of the whole run, summed over the processes."""
         t = self.inner
         t.net.train()
-        n = len(perm)
-        perm_t = torch.as_tensor(perm, dtype=torch.int64).to(x.device)
-        steps = -(-n // batch_size)
-        losses = torch.zeros(steps, dtype=x.dtype, device=x.device)
-        stats = torch.zeros(t.stats_shape, dtype=x.dtype, device=x.device)
-        sizes = np.array([min(batch_size, n - i * batch_size) for i in range(steps)], dtype=np.float64)
+        perm_t, steps, losses, stats, sizes = epoch_buffers(x, perm, batch_size, t.stats_shape)
         last = time.perf_counter()
         for i in range(steps):
             a, b = share(int(sizes[i]), self.world, self.rank)

@@ -119,12 +119,7 @@ class Trainer:
     def train_epoch(self, x, y, perm: np.ndarray, batch_size: int, progress=None):
         """Steps over the batches of `perm`: (per-step losses, metric statistics, batch sizes) as numpy."""
         self.net.train()
-        n = len(perm)
-        perm_t = torch.as_tensor(perm, dtype=torch.int64).to(x.device)
-        steps = -(-n // batch_size)
-        losses = torch.zeros(steps, dtype=x.dtype, device=x.device)
-        stats = torch.zeros(self.stats_shape, dtype=x.dtype, device=x.device)
-        sizes = np.array([min(batch_size, n - i * batch_size) for i in range(steps)], dtype=np.float64)
+        perm_t, steps, losses, stats, sizes = epoch_buffers(x, perm, batch_size, self.stats_shape)
         last = time.perf_counter()
         for i in range(steps):
             idx = perm_t[i * batch_size:(i + 1) * batch_size]
@@ -188,6 +183,18 @@ class HostBatches:
             key = key.cpu().numpy()
         batch = torch.from_numpy(np.ascontiguousarray(self.reader.read(key)))
         return batch.to(device=self.device, dtype=self.dtype, non_blocking=self.device.type == "cuda")
+
+
+def epoch_buffers(x, perm: np.ndarray, batch_size: int, stats_shape):
+    """An epoch's order on the device, its step count, the device buffers its step losses and metric
+    statistics accumulate in, and its batch sizes (the last one short)."""
+    n = len(perm)
+    steps = -(-n // batch_size)
+    perm_t = torch.as_tensor(perm, dtype=torch.int64).to(x.device)
+    losses = torch.zeros(steps, dtype=x.dtype, device=x.device)
+    stats = torch.zeros(stats_shape, dtype=x.dtype, device=x.device)
+    sizes = np.array([min(batch_size, n - i * batch_size) for i in range(steps)], dtype=np.float64)
+    return perm_t, steps, losses, stats, sizes
 
 
 def to_tensors(x: np.ndarray, y: np.ndarray, dtype, device=None):
