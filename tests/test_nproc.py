@@ -11,10 +11,12 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+import dlc
 from dlc.backends.distributed import share
 
 SPEC = """
@@ -156,6 +158,20 @@ def test_refused_where_it_cannot_be_exact(folder, tmp_path):
     assert not (tmp_path / "runs").exists()
     r = _dlc("run", folder / "dp.dlspec", "--nproc", 2, "--nnodes", 2, cwd=tmp_path, timeout=60)
     assert r.returncode == 2 and "--master-addr" in r.stderr, r.stderr
+
+
+def test_keras_refuses_a_streamed_source_before_it_starts(tmp_path):
+    """keras keeps a data-parallel run's features in memory: an npy(...) source is refused up front (exit 2,
+    no run folder), not after the workers started."""
+    from dlc.runtime.parallel import blockers
+
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "x.npy", rng.random((40, 4)))
+    np.save(tmp_path / "y.npy", rng.integers(0, 3, 40))
+    text = (Path(__file__).parent / "equivalence" / "fixtures" / "dense.dlspec").read_text()
+    (tmp_path / "s.dlspec").write_text(text.replace("source: iris", 'source: npy("x.npy", "y.npy")'))
+    spec = dlc.load(tmp_path / "s.dlspec")
+    assert any("npy(...)" in b for b in blockers(spec, "keras")) and not blockers(spec, "torch")
 
 
 def test_the_launcher_says_which_worker_stopped(tmp_path):

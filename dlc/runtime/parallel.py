@@ -54,6 +54,9 @@ def blockers(spec, backend: str, nnodes: int = 1) -> list[str]:
     if backend == "keras" and any(info.layer.kind == "BatchNorm" for info in spec.walk()):
         out.append("--nproc on the keras backend does not support BatchNorm (Keras' synchronized BatchNorm "
                    "computes another variance formula): use --backend torch, which synchronizes it exactly")
+    if backend == "keras" and spec.data is not None and spec.data.source.name == "npy":
+        out.append("--nproc on the keras backend needs the features in memory, not a streamed npy(...) "
+                   "source: use --backend torch, or an npz(...) source")
     if getattr(spec.train, "precision", None) == "mixed_float16":
         out.append("--nproc does not support precision: mixed_float16 (its dynamic loss scale is not "
                    "synchronized across processes); use mixed_bfloat16 or float32")

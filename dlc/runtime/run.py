@@ -224,6 +224,7 @@ def _train_run(spec, backend: str, spec_file: str, base_dir: Path, device: str, 
 
         worker, dp = data_parallel
         dp.wrap(session, worker)
+        session.device_name = f"{session.device_name}, {worker.world} processes"  # (the header, env.json)
         if worker.rank > 0:  # trains along, writes nothing
             history, final = follow(session, spec, data, resume)
             return Finished(resume.run if resume is not None else Path(out or ""), history, final)
@@ -283,7 +284,11 @@ def _new_run(spec, backend: str, device: str, spec_file: str, out: str | None, d
     if Path(spec_file).is_file() and Path(spec_file).resolve().parent != run.resolve():
         rundir.copy_spec(run, spec_file)
     rundir.write_text(run / "ir.json", spec.model_dump_json(indent=2))
-    where = SimpleNamespace(spec=spec_file, backend=backend, device=device)
+    from dlc.runtime import parallel
+
+    worker = parallel.from_env()
+    where = SimpleNamespace(spec=spec_file, backend=backend, device=device,
+                            processes=worker.world if worker is not None else 1)
     rundir.write_json(run / "run.json", rundir.run_info(where, spec, data))
     return run
 
