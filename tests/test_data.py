@@ -1,5 +1,6 @@
-"""dlc/data.py: bundled sets, csv/npz/mnist files, seeded (stratified) holdout splits, normalisation fitted on
-the training part only, targets shaped for the loss, and clear DataErrors for data that cannot be used."""
+"""dlc/runtime/data/: bundled sets, csv/npz/mnist files, seeded (stratified) holdout splits, normalisation
+fitted on the training part only, targets shaped for the loss, and clear DataErrors for data that cannot be
+used."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """What both emitted scripts share, lowered once per IR class: initial-weight draws, schedules, data sources,
 splits and augmentations, as expressions over dlc's own numpy functions (copied into the script by the
-bundler). The backends get the same numbers from the same functions (dlc/weights.py, dlc/loop.py,
-dlc/data.py)."""
+bundler). The backends get the same numbers from the same functions (dlc/reference/weights.py,
+dlc/runtime/loop.py, dlc/runtime/data/)."""
 
 from __future__ import annotations
 
