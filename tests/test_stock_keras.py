@@ -143,7 +143,20 @@ def stock_optimizer(opt):
 
 
 def stock_model(spec, weights):
-    """A compiled keras.Sequential of stock layers (named as dlc names them), holding `weights`."""
+    """A compiled keras.Sequential of stock layers (named as dlc names them), holding `weights`. Stock layers
+    take Keras' global dtype policy, which Keras fixes from floatx the first time anything asks for it
+    (whatever ran before in this process, e.g. a float32 run, may have fixed float32): float64 is set for
+    these layers here and the policy put back after, not inherited."""
+    keras.config.set_floatx("float64")
+    before = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("float64")
+    try:
+        return _stock_model(spec, weights)
+    finally:
+        keras.config.set_dtype_policy(before)
+
+
+def _stock_model(spec, weights):
     layers = []
     for info in spec.walk():
         la = info.layer
