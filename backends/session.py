@@ -15,6 +15,12 @@ from dlc.compiler.spec import Spec
 Weights = dict[str, dict[str, np.ndarray]]  # layer name -> weight name -> array (Keras layouts)
 
 
+def batch_sizes(n: int, batch_size: int) -> np.ndarray:
+    """The sizes of an epoch's batches over n samples (the last one short), as floats: the weights of the step
+    losses in the epoch's mean."""
+    return np.array([min(batch_size, n - lo) for lo in range(0, n, batch_size)], dtype=np.float64)
+
+
 class StreamedFeatures(Protocol):
     """Features read on request, a batch at a time (an npy source's parts, dlc.runtime.data.StreamedRows):
     `streamed` is true; `x[indices]` and `x[a:b]` give those samples as a numpy array of `shape[1:]`,

@@ -21,6 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from dlc.backends.distributed import Worker, WorkerLost, share
+from dlc.backends.session import batch_sizes
 
 from .layers import HashDropout
 
@@ -59,13 +60,9 @@ def stop() -> None:
 
 
 def wrap(session, worker: Worker) -> None:
-    """Make the session's epochs train data-parallel (Session.train_epoch replaced on the instance)."""
-    if any(type(kl).__name__ == "BatchNormalization" for kl in session.klayers.values()):
-        raise ValueError("--nproc on the keras backend does not support BatchNorm (its synchronized form is "
-                         "not Keras' formula); use --backend torch, which synchronizes it exactly")
-    if type(session.opt).__name__ == "LossScaleOptimizer":
-        raise ValueError("--nproc does not support precision: mixed_float16 (its dynamic loss scale is not "
-                         "synchronized across processes)")
+    """Make the session's epochs train data-parallel (Session.train_epoch replaced on the instance). What it
+    cannot train exactly (BatchNorm, mixed_float16, a streamed source) dlc.runtime.parallel.blockers refuses
+    before any worker starts."""
     session.train_epoch = DataParallel(session, worker).train_epoch
 
 
@@ -145,15 +142,11 @@ class DataParallel:
         losses, metric statistics, batch sizes) of the whole run, summed over the processes."""
         t = self.t
         x, y = handle
-        if not isinstance(x, tf.Tensor):
-            raise ValueError("--nproc on the keras backend needs the features in memory (not a streamed "
-                             "npy source); use --backend torch")
         if self._step is None:
             self._make_step(x, y)
-        n = len(perm)
-        steps = -(-n // batch_size)
+        sizes = batch_sizes(len(perm), batch_size)
+        steps = len(sizes)
         t._stats_var.assign(tf.zeros(t.n_stats, dtype=t.dtype))
-        sizes = np.array([min(batch_size, n - i * batch_size) for i in range(steps)], dtype=np.float64)
         losses = []
         last = time.perf_counter()
         try:

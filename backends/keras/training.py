@@ -10,7 +10,7 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from dlc.backends.session import BatchReader
+from dlc.backends.session import BatchReader, batch_sizes
 
 from .layers import build_models, check_weights, keras_layers
 
@@ -169,10 +169,9 @@ class Trainer:
         x, y = handle
         if self._train_step is None:
             self._make_steps(x, y)
-        n = len(perm)
-        steps = -(-n // batch_size)
+        sizes = batch_sizes(len(perm), batch_size)
+        steps = len(sizes)
         self._stats_var.assign(tf.zeros(self.n_stats, dtype=self.dtype))
-        sizes = np.array([min(batch_size, n - i * batch_size) for i in range(steps)], dtype=np.float64)
         # every batch's indices cut at once (one op), not by an eager slice before each step
         batches = tf.split(tf.constant(perm, dtype=tf.int64), sizes.astype(np.int64)) if steps else []
         losses = []  # device tensors; read once, at the end of the epoch

@@ -107,9 +107,6 @@ class DataParallel:
     wrapped trainer's."""
 
     def __init__(self, trainer, worker: Worker):
-        if getattr(trainer, "loss_scale", None) is not None:
-            raise ValueError("--nproc does not support precision: mixed_float16 (its dynamic loss scale is "
-                             "not synchronized across processes); use mixed_bfloat16 or float32")
         self.inner = trainer
         self.rank, self.world = worker.rank, worker.world
         self.params = list(trainer.opt.params)

@@ -8,7 +8,7 @@ import time
 import numpy as np
 import torch
 
-from dlc.backends.session import BatchReader
+from dlc.backends.session import BatchReader, batch_sizes
 
 
 class DynamicLossScale:
@@ -188,12 +188,11 @@ class HostBatches:
 def epoch_buffers(x, perm: np.ndarray, batch_size: int, stats_shape):
     """An epoch's order on the device, its step count, the device buffers its step losses and metric
     statistics accumulate in, and its batch sizes (the last one short)."""
-    n = len(perm)
-    steps = -(-n // batch_size)
+    sizes = batch_sizes(len(perm), batch_size)
+    steps = len(sizes)
     perm_t = torch.as_tensor(perm, dtype=torch.int64).to(x.device)
     losses = torch.zeros(steps, dtype=x.dtype, device=x.device)
     stats = torch.zeros(stats_shape, dtype=x.dtype, device=x.device)
-    sizes = np.array([min(batch_size, n - i * batch_size) for i in range(steps)], dtype=np.float64)
     return perm_t, steps, losses, stats, sizes
 
 
