@@ -20,6 +20,7 @@ from dlc.runtime.data.normalize import (
     check_statistics,
     chunk_rows,
     embedding_vocabulary,
+    normalized,
     normalizer,
     streamed_normalizer,
 )
@@ -95,7 +96,7 @@ def assemble(spec: Spec, data: Loaded, train: np.ndarray, val: np.ndarray, test:
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         shift, scale = normalizer(data_block(spec).normalize, data.x[train])
         check_statistics(spec, shift, scale, s.where)
-        flat = data.x if shift is None else (data.x - shift) / scale
+    flat = data.x if shift is None or scale is None else normalized(data.x, shift, scale)
     check_model_inputs(spec, flat, s.where, s.row)
     xs = flat.reshape((len(flat),) + tuple(spec.input))
 
@@ -142,11 +143,8 @@ def assemble_in_place(spec: Spec, data: Loaded, train: np.ndarray, val: np.ndarr
     rows = chunk_rows(flat)
     for lo in range(0, len(flat), rows):
         c = flat[lo:lo + rows]
-        if shift is not None:
-            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-                c = c.astype(np.float64)
-                c -= shift
-                c /= scale
+        if shift is not None and scale is not None:
+            c = normalized(c, shift, scale)
         check_model_inputs(spec, c, s.where, lambda i, lo=lo: s.row(lo + i))
         if shift is not None:
             flat[lo:lo + rows] = c

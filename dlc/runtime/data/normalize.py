@@ -89,6 +89,16 @@ def normalizer(how: str, fit: np.ndarray) -> tuple[np.ndarray | None, np.ndarray
     return None, None
 
 
+def normalized(x: np.ndarray, shift: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """(x - shift) / scale in float64, as a new array: the one normalisation arithmetic, shared by the
+    in-memory, in-place and streamed paths so that they stay bit for bit the same."""
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        out = x.astype(np.float64)
+        out -= shift
+        out /= scale
+    return out
+
+
 CHUNK_BYTES = 1 << 24  # the float64 working set of the data path's chunked passes
 
 

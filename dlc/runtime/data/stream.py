@@ -18,6 +18,7 @@ from dlc.runtime.data.normalize import (
     check_statistics,
     chunk_rows,
     embedding_vocabulary,
+    normalized,
     normalizer,
     streamed_normalizer,
 )
@@ -132,10 +133,7 @@ class StreamedRows:
         rows = self.index[np.asarray(indices, dtype=np.int64)]
         c = self.source[rows]
         if self.shift is not None and self.scale is not None:
-            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-                c = c.astype(np.float64)
-                c -= self.shift
-                c /= self.scale
+            c = normalized(c, self.shift, self.scale)
         elif c.dtype != self.dtype:
             c = c.astype(np.float64, copy=False)  # (as the in-memory data: float64 first, then the dtype)
         return c.astype(self.dtype, copy=False).reshape((len(rows), *self.input_shape))
