@@ -69,6 +69,8 @@ class Resolver:
         self.had_syntax_errors = had_syntax_errors
         self.blocks: dict[str, A.BlockDef] = {}
         self.spaces: list[SearchSpace] = []
+        # path -> (the search-space call there, the option values it may take other than the one resolved)
+        self.alternatives: dict[str, tuple[A.Call, list[tuple[Any, Span]]]] = {}
         self.expanded = 0  # layer and block calls expanded so far (MAX_LAYERS)
         self.top: A.Stmt | None = None  # the statement of `layers { }` being expanded
 
@@ -135,6 +137,7 @@ class Resolver:
                 return MISSING
             space = SearchSpace(kind=kind, path=path, options=list(raw), at=at, end=end)
             rep = raw[0]
+            others = list(zip(raw, (a.span for a in v.args), strict=True))
         else:
             if len(raw) != 2 or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in raw):
                 self.d.add("E501", f"{v.name}(low, high) needs two numbers", v.span)
@@ -146,8 +149,11 @@ class Resolver:
                 return MISSING
             space = SearchSpace(kind=kind, path=path, low=float(lo), high=float(hi), at=at, end=end)
             rep = int(lo) if kind == "int_uniform" else lo
+            ends = [int(b) if kind == "int_uniform" else b for b in raw]
+            others = list(zip(ends, (a.span for a in v.args), strict=True))
         self.spaces.append(space)
         chosen = self.overrides.get(at, rep)
+        self.alternatives[path] = (v, [(o, span) for o, span in others if not _same_option(o, chosen)])
         # a chosen name may itself be a catalogue value (choice(relu, elu)): bind it as such
         fam = family_of_annotation(annotation) if annotation is not None else None
         if fam is not None and isinstance(chosen, str):
@@ -224,7 +230,32 @@ class Resolver:
             converted["at"] = (name_span.line, name_span.col)
         if not ok:
             return MISSING
+        self._check_alternatives(cls, converted, path, shown, written)
         return self._validate(cls, converted, spans, name_span, shown, quiet_missing, written)
+
+    def _check_alternatives(self, cls, converted: dict, path: str, shown: str,
+                            written: dict[str, str]) -> None:
+        """Every value a search space in these arguments may take, not only the one resolved, is checked now:
+        `padding=choice(same, bogus)` is a spec error at `dlc check`, not a failed trial during `dlc tune`.
+        Each option is tried with the other arguments as resolved."""
+        for fname in [f for f in converted if f"{path}.{f}" in self.alternatives]:
+            call, others = self.alternatives.pop(f"{path}.{fname}")
+            fam = family_of_annotation(cls.model_fields[fname].annotation)
+            for option, span in others:
+                value = option
+                if fam is not None and isinstance(option, str):
+                    value = self.bind(A.Name(option, span), fam, {}, f"{path}.{fname}")
+                    if value is MISSING:
+                        continue  # (an unknown name, reported by bind)
+                try:
+                    cls(**{**converted, fname: value})
+                except ValidationError as e:
+                    errs = [err for err in e.errors() if [x for x in err["loc"] if isinstance(x, str)][:1]
+                            in ([fname], [])]
+                    if errs:
+                        key = written.get(fname, fname)
+                        self.d.add("E501", f"{call.name}() may choose {literal(option)}, which is not a "
+                                   f"valid '{key}' of {shown}", span, _explain(errs))
 
     def _too_many_positional(self, cls, shown: str, args: list) -> None:
         n = len(cls.positional)
@@ -572,6 +603,15 @@ def _humane(msg: str, err: ErrorDetails) -> str:
         hint = did_you_mean(given, allowed) if isinstance(given, str) and allowed else None
         return f"{hint} ({expected})" if hint else expected
     return msg.replace("Input should be", "must be")
+
+
+def _same_option(a: Any, b: Any) -> bool:
+    """Whether two search-space values are the same option (True is not 1, 1 is 1.0)."""
+    return type(a) is type(b) and a == b if isinstance(a, bool) or isinstance(b, bool) else a == b
+
+
+def literal(value: Any) -> str:
+    return value if isinstance(value, str) else str(value).lower() if isinstance(value, bool) else repr(value)
 
 
 def _explain(errs: list[ErrorDetails]) -> str:

@@ -594,3 +594,49 @@ def test_a_single_softmax_is_no_warning(tmp_path):
     layers = "    Dense(8, activation=softmax)\n    Dense(3, activation=softmax)"
     rc, out, err = check(tmp_path, spec_text(layers))
     assert rc == 0 and err == ""
+
+
+# ------------------------------------------------------------------------------------ search-space options
+
+def test_every_option_of_a_search_space_is_checked_not_only_the_first(tmp_path):
+    """`dlc check` resolves a search space to its first option; the others (and a range's far end) would
+    only fail inside a `dlc tune` trial. Each is checked against the argument it fills, all reported at once,
+    each at its own option."""
+    text = spec_text("    Reshape((4, 1))\n"
+                     "    Conv1D(4, 3, padding=choice(same, vaild))\n"
+                     "    Flatten()\n"
+                     "    Dropout(uniform(0.2, 1.5))\n"
+                     "    Dense(choice(8, 0), activation=choice(relu, rleu),\n"
+                     "          kernel_reg=l2(choice(0.1, -1)))\n"
+                     "    Dense(3, activation=softmax)",
+                     optimizer="Adam(lr=loguniform(1e-4, 10), beta_1=uniform(0.5, 1.2))")
+    text = text.replace("    source: iris", "    source: iris\n    normalize: choice(standard, bogus)")
+    text = text.replace("  loss:", "  train {\n    batch_size: choice(16, 0)\n  }\n"
+                                   "  search {\n    trials: 2\n  }\n  loss:")
+    rc, _, err = check(tmp_path, text)
+    assert rc == 2 and "Traceback" not in err
+    found = {(line, col): message for message, line, col, _ in located(err)}
+    lines = text.split("\n")
+
+    def at(needle: str, context: str | None = None) -> tuple[int, int]:
+        """(line, column) of `needle` in the line holding `context` (the needle itself by default)."""
+        n, line = next((n, line) for n, line in enumerate(lines, 1) if (context or needle) in line)
+        return n, line.index(needle, line.index(context or needle)) + 1
+
+    expected = {at("bogus"): "'normalize' of data", at("vaild"): "'padding' of Conv1D",
+                at("1.5"): "'rate' of Dropout", at("0)", "choice(8, 0)"): "'units' of Dense",
+                at("rleu"): "unknown activation", at("-1"): "'l2' of l2", at("1.2"): "'beta_1' of Adam",
+                at("0)", "choice(16, 0)"): "'batch_size' of train"}
+    for where, words in expected.items():
+        assert where in found and words in found[where], (where, words, err)
+    assert "did you mean 'valid'" in err and "did you mean 'relu'" in err
+    assert f"{len(expected)} errors" in err  # the valid range ends (lr up to 10) are not errors
+
+
+def test_valid_search_options_pass_check(tmp_path):
+    text = spec_text("    Dense(choice(8, 16), activation=choice(relu, elu, leaky_relu))\n"
+                     "    Dropout(uniform(0.0, 0.5))\n    Dense(3, activation=softmax)",
+                     optimizer="Adam(lr=loguniform(1e-4, 1e-1))")
+    text = text.replace("  loss:", "  search {\n    trials: 2\n  }\n  loss:")
+    rc, out, err = check(tmp_path, text)
+    assert rc == 0, err
