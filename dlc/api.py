@@ -302,7 +302,7 @@ class Model:
         rundir.write_json(run / "env.json", rundir.env_info(self.backend, self.session.device_name))
         hist = self.history
         rundir.write_history(run, hist.rows)
-        self.session.save(run)
+        rundir.save_model(run, self.session)
         if hist.rows:
             rundir.plot_curves(run, hist.rows, f"{spec.name} ({self.backend})", best_epoch=hist.best_epoch)
             rundir.write_json(run / "metrics.json", self._final_metrics(data, hist))

@@ -325,7 +325,7 @@ def _train(session, spec, data, backend: str, run: Path, rows: list[dict], state
     # the end, in an order a kill cannot confuse: the model, the curves, metrics.json, then run.json's
     # `finished` (the one mark of a finished run; see dlc.runtime.runs.run_state)
     rundir.write_history(run, hist.rows)
-    session.save(run)
+    rundir.save_model(run, session)
     rundir.plot_curves(run, hist.rows, title, best_epoch=hist.best_epoch)
     rundir.write_json(run / "metrics.json", final)
     rundir.update_json(run / "run.json", finished=time.strftime("%Y-%m-%dT%H:%M:%S"), failed=None)

@@ -30,7 +30,7 @@ DLC_FILES = ("*.dlspec", "ir.json", "run.json", "env.json", "history.json", "his
              "events.out.tfevents.*", "cv.json", "tune.json", "study.db", "study.db-*", "result.json",
              "job.json", "evidence.json", "gradients.png", "importance.png", "*.dlc-lock", "*.tmp",
              "*.tmp.*")
-DLC_DIRS = re.compile(r"fold_\d+|trials|\d+")
+DLC_DIRS = re.compile(r"fold_\d+|trials|\d+|model\.tmp")
 KIND_NAMES = {"run": "a dlc run", "cv": "a dlc cross-validation run", "tune": "a dlc tune run"}
 
 
@@ -166,6 +166,19 @@ def write_text(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
+
+
+def save_model(run: Path, session) -> list[str]:
+    """The session's model files, atomically as every file of a run: the backend writes them into
+    `run/model.tmp/`, then each is renamed over its target (a kill never leaves half a model.keras)."""
+    tmp = run / "model.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    names = session.save(tmp)
+    for name in names:
+        os.replace(tmp / name, run / name)
+    shutil.rmtree(tmp, ignore_errors=True)
+    return names
 
 
 def figure(nrows: int = 1, ncols: int = 1, figsize: tuple[float, float] = (6.4, 4.8)):
