@@ -450,10 +450,27 @@ def _check_csv(spec: Spec, src: Csv, path: Path, m: A.Model, st: A.Assign | None
               f"use input: ({len(cols) - 1})")
 
 
+def text_encoding(head: bytes) -> str:
+    """The encoding of a text file from its first bytes: UTF-16 by its byte-order mark, or without one by
+    its zero bytes (a spreadsheet's "Unicode text" export; ASCII in UTF-16 has every other byte 0), else
+    UTF-8 (a UTF-8 byte-order mark skipped)."""
+    if head[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        return "utf-16"
+    pairs = head[:len(head) // 2 * 2]
+    if pairs and b"\0" in pairs:
+        if not any(pairs[1::2]) and all(pairs[0::2]):
+            return "utf-16-le"
+        if not any(pairs[0::2]) and all(pairs[1::2]):
+            return "utf-16-be"
+    return "utf-8-sig"
+
+
 def _csv_first_row(path: Path) -> list[str] | None:
     """The cells of a CSV file's first row that is not blank, as dlc.runtime.data reads them (quotes, blank
     lines; names stripped), or None for a file without rows. Reads no more than that row."""
-    with open(path, newline="", encoding="utf-8-sig") as fh:
+    with open(path, "rb") as raw:
+        encoding = text_encoding(raw.read(64))
+    with open(path, newline="", encoding=encoding) as fh:
         for cells in csv.reader(fh):
             if any(c.strip() for c in cells):
                 return [c.strip() for c in cells]

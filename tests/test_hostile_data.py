@@ -367,3 +367,25 @@ def test_a_negative_seed_in_a_spec_is_a_spec_error(tmp_path):
     spec = write_spec(tmp_path, "iris", seed=-1)
     rc, _, err = run_cli("check", spec)
     assert rc == 2 and "invalid value for 'seed'" in err and "m.dlspec:2:" in err
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-16-be", "utf-8-sig"])
+def test_a_utf16_csv_reads_as_its_utf8_twin(tmp_path, encoding):
+    """A spreadsheet's "Unicode text" export is UTF-16, with or without a byte-order mark: its named target is
+    found by `dlc check` and training reads the same rows and trains to the same losses as the UTF-8 file."""
+    text = csv_text(FEATURES, LABELS, header="a,b,c,d,label")
+    histories = []
+    for name, data in (("utf8", text.encode()), (encoding, text.encode(encoding))):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "d.csv").write_bytes(data)
+        write_spec(folder, 'csv("d.csv", target="label")')
+        rc, _, err = train(folder)
+        assert rc == 0, err
+        histories.append(json.loads((folder / "run" / "history.json").read_text()))
+        assert json.loads((folder / "run" / "run.json").read_text())["data_read"]["rows"] == 30
+    assert [r["loss"] for r in histories[0]] == [r["loss"] for r in histories[1]]
+
+
+def test_a_broken_utf16_csv_is_one_line(run):
+    one_line(predict(run, "a,b,c,d\n1,2,3,4\n".encode("utf-16") + b"\x00\xd8"), 1, "not valid UTF-16 text")

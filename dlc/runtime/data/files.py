@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dlc.compiler.checks import text_encoding
 from dlc.runtime.data.base import DataError, Samples
 
 
@@ -91,9 +92,13 @@ def utf8_text(path: Path) -> str:
         raw = path.read_bytes()
     except OSError as e:
         raise DataError(f"cannot read data file {path}: {e.strerror or e}") from None
+    encoding = text_encoding(raw[:64])
     try:
-        return raw.decode("utf-8-sig")
+        return raw.decode(encoding)
     except UnicodeDecodeError as e:
+        if encoding.startswith("utf-16"):
+            raise DataError(f"{path}: not valid UTF-16 text (it starts as UTF-16, but byte {e.start} is "
+                            "not); save the file as UTF-8") from None
         row = raw[:e.start].count(b"\n") + 1
         raise DataError(f"{path}: not UTF-8 text (byte 0x{raw[e.start]:02x} in row {row}); save the file as "
                         "UTF-8") from None
