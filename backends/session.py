@@ -94,11 +94,13 @@ class Session(Protocol):
 
     name: str  # "torch" | "keras"
     device_name: str
+    compile_refusal: str | None  # why it does not take compile=True (`dlc run --compile`); None: it does
 
     def __init__(self, spec: Spec, dtype: str | None = None, device: str = "auto",
-                 weights: Weights | None = None) -> None:
+                 weights: Weights | None = None, compile: bool = False) -> None:
         """`spec`'s model in `dtype` (None: the spec's) on `device` ("auto" picks one), with `weights` (Keras
-        layouts) set when given."""
+        layouts) set when given; `compile`: the training step compiled by the framework's compiler (a
+        backend with a `compile_refusal` raises ValueError with it)."""
 
     def load_data(self, x: np.ndarray | StreamedFeatures, y: np.ndarray) -> Any:
         """The arrays on the device, in the backend's dtypes: the handle train_epoch and evaluate take.

@@ -5,6 +5,7 @@ Variants (each in a fresh Python process, one after the other, with the framewor
   dlc-torch         dlc's torch backend through the Python API, as `dlc run` does
                     (compile_file, prepare, Session(weights=initial_weights), loop.train)
   dlc-keras         dlc's keras backend, likewise
+  dlc-torch-compile dlc-torch with `--compile` (torch.compile of the step; only with --variants)
   keras-fit         hand-written Keras: keras.Sequential + compile + model.fit(shuffle=True, verbose=0)
   torch-dataloader  hand-written PyTorch: DataLoader(TensorDataset, shuffle=True), nn.Linear/nn.Dropout,
                     nn.CrossEntropyLoss, torch.optim.RMSprop
@@ -37,11 +38,13 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 SPEC = HERE / "mlp.dlspec"
 VARIANTS = ("dlc-torch", "dlc-keras", "keras-fit", "torch-dataloader", "torch-slicing")
-TORCH_VARIANTS = ("dlc-torch", "torch-dataloader", "torch-slicing", "dlc-torch+fixes")
-EXTRA_VARIANTS = ("dlc-torch+fixes", "dlc-keras+fixes")  # bench/fixes.py candidates; only when asked for
+TORCH_VARIANTS = ("dlc-torch", "torch-dataloader", "torch-slicing", "dlc-torch+fixes", "dlc-torch-compile")
+# only when asked for: bench/fixes.py's candidates, and `dlc run --compile` (its first epoch compiles)
+EXTRA_VARIANTS = ("dlc-torch+fixes", "dlc-keras+fixes", "dlc-torch-compile")
 RATIOS = (("dlc-keras", "keras-fit"), ("dlc-torch", "torch-dataloader"), ("dlc-torch", "keras-fit"),
           ("dlc-torch", "torch-slicing"), ("dlc-keras+fixes", "keras-fit"),
-          ("dlc-torch+fixes", "torch-dataloader"), ("dlc-torch+fixes", "keras-fit"))
+          ("dlc-torch+fixes", "torch-dataloader"), ("dlc-torch+fixes", "keras-fit"),
+          ("dlc-torch-compile", "dlc-torch"), ("dlc-torch-compile", "torch-slicing"))
 # issue 13 on a GPU at batch 1024: >= 0.9x the hand-written resident loop, >= 6x the DataLoader loop
 CUDA_TARGETS = {"dlc-torch / torch-slicing": 0.9, "dlc-torch / torch-dataloader": 6.0}
 TARGETS = {"dlc-keras / keras-fit": 0.95, "dlc-torch / torch-dataloader": 1.0,  # from the issue
@@ -164,12 +167,13 @@ def wait_for_idle(max_busy: float, max_wait_s: float, window_s: float = 3.0) -> 
 
 # ----------------------------------------------------------------------------------------------- variants
 
-def run_dlc(backend: str, spec, data, epochs: int, device: str, fixed: bool = False) -> dict:
+def run_dlc(backend: str, spec, data, epochs: int, device: str, fixed: bool = False,
+            compile: bool = False) -> dict:
     from dlc.backends import session_class
     from dlc.reference.weights import initial_weights
     from dlc.runtime.loop import train
 
-    session = session_class(backend)(spec, device=device, weights=initial_weights(spec))
+    session = session_class(backend)(spec, device=device, weights=initial_weights(spec), compile=compile)
     if fixed:  # the candidate fixes of bench/fixes.py, patched into this session only
         import fixes
 
@@ -331,6 +335,7 @@ RUNNERS = {
     "dlc-torch": lambda s, d, e, dev: run_dlc("torch", s, d, e, dev),
     "dlc-keras": lambda s, d, e, dev: run_dlc("keras", s, d, e, dev),
     "dlc-torch+fixes": lambda s, d, e, dev: run_dlc("torch", s, d, e, dev, fixed=True),
+    "dlc-torch-compile": lambda s, d, e, dev: run_dlc("torch", s, d, e, dev, compile=True),
     "dlc-keras+fixes": lambda s, d, e, dev: run_dlc("keras", s, d, e, dev, fixed=True),
     "keras-fit": run_keras_fit,
     "torch-dataloader": run_torch_dataloader,

@@ -44,6 +44,7 @@ from dlc.runtime.tune import Reporter, TuneError, TuneResult
 from dlc.tasks import (
     catalogue,
     checked,
+    compile_refusal,
     compile_spec,
     cross_validate,
     doctor,
@@ -81,7 +82,8 @@ __all__ = ["DataError", "Dataset", "History", "Model", "SpecError", "TrainingFai
            "TuneError", "TuneResult",
            "LiveDoctor", "doctor", "doctor_fix", "doctor_plot", "doctor_rules",
            "LRFind", "LRFindError", "lr_find", "lr_find_spec",
-           "catalogue", "checked", "compile_spec", "cross_validate", "emit", "evaluate_run", "export_onnx",
+           "catalogue", "checked", "compile_refusal", "compile_spec", "cross_validate", "emit",
+           "evaluate_run", "export_onnx",
            "improved", "launch", "list_runs", "lost_worker", "parallel_blockers",
            "monitor_mode", "plot_runs", "predict_file", "resumable", "resume", "run",
            "schema", "summary", "trainable", "tune", "tune_target", "value_text"]
@@ -144,11 +146,13 @@ class Model:
     """A spec's model on one backend ("torch" or "keras"), starting from dlc's seeded initial weights, so two
     Models of one spec start bit-identical on both backends and (in float64) train to the same numbers.
 
-    `dtype` ("float32" | "float64") overrides the spec's; `device` is "auto", "cpu" or "cuda" (torch only).
+    `dtype` ("float32" | "float64") overrides the spec's; `device` is "auto", "cpu" or "cuda" (torch only);
+    `compile=True` compiles the training step with torch.compile (torch only, as `dlc run --compile`).
     `.spec` is the spec as trained (with the dtype), `.session` the backend's Session, `.history` everything
     trained so far (all `fit` calls)."""
 
-    def __init__(self, spec: Spec, backend: str = "torch", dtype: str | None = None, device: str = "auto"):
+    def __init__(self, spec: Spec, backend: str = "torch", dtype: str | None = None, device: str = "auto",
+                 compile: bool = False):
         from dlc.backends import session_class
         from dlc.reference.weights import initial_weights
 
@@ -157,9 +161,9 @@ class Model:
             spec = spec.model_copy(update={"dtype": dtype})
         self.spec = spec
         self.backend = backend
-        self.device = device
+        self.device, self.compile = device, compile
         self.session = session_class(backend)(spec, dtype=spec.dtype, device=device,
-                                              weights=initial_weights(spec))
+                                              weights=initial_weights(spec), compile=compile)
         self._data: Dataset | None = None
         self._state: LoopState | None = None  # the training loop's state after the last finished epoch
 
@@ -295,7 +299,7 @@ class Model:
             rundir.copy_spec(run, str(src))
         rundir.write_text(run / "ir.json", spec.model_dump_json(indent=2))
         args = SimpleNamespace(spec=str(src if src is not None else run / "ir.json"), backend=self.backend,
-                               device=self.device)
+                               device=self.device, compile=self.compile)
         info = rundir.run_info(args, spec, data)
         info["spec_dir"] = str(spec_folder(spec))
         rundir.write_json(run / "run.json", info)

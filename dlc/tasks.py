@@ -89,17 +89,26 @@ def spec_folder(spec: Spec) -> Path:
 # --------------------------------------------------------------------------------------------- training
 
 def run(spec: Spec, backend: str = "torch", *, device: str = "auto", out: str | Path | None = None,
-        replace: bool = False, observer: Observer | None = None, evidence: bool = True) -> Finished:
+        replace: bool = False, observer: Observer | None = None, evidence: bool = True,
+        compile: bool = False) -> Finished:
     """`dlc run`: train into a run directory (`out`, default a fresh one under runs/), reporting to
     `observer`. A folder `out` that is not empty is refused (OutFolderError) unless `replace`, which deletes
     it first when dlc wrote it. Returns the directory, the history and metrics.json's content. A failure
     after the directory exists is RunFailed (its `.run` is kept, with the history so far). `evidence`:
-    write the training evidence, evidence.json (dlc.runtime.evidence), which `dlc doctor` reads."""
+    write the training evidence, evidence.json (dlc.runtime.evidence), which `dlc doctor` reads. `compile`:
+    torch.compile the training step (torch only; `compiles(backend)`)."""
     from dlc.runtime.run import train_run
 
     return train_run(spec, backend, _spec_path(spec), spec_folder(spec), device=device,
                      out=None if out is None else str(out), replace=replace, observer=observer,
-                     evidence=evidence)
+                     evidence=evidence, compile=compile)
+
+
+def compile_refusal(backend: str) -> str | None:
+    """Why `--compile` cannot be used on `backend` (None: it can)."""
+    from dlc.backends import session_class
+
+    return session_class(backend).compile_refusal
 
 
 def parallel_blockers(spec: Spec, backend: str = "torch", nnodes: int = 1) -> list[str]:
@@ -153,19 +162,20 @@ def resume(target: Resumable, *, device: str = "auto", observer: Observer | None
     from dlc.runtime.run import train_run
 
     return train_run(target.spec, target.backend, target.spec_file, target.base_dir,
-                     device=target.device(device), resume=target, observer=observer, evidence=evidence)
+                     device=target.device(device), resume=target, observer=observer, evidence=evidence,
+                     compile=target.compiled)
 
 
 def cross_validate(spec: Spec, backend: str = "torch", *, device: str = "auto", k: int | None = None,
                    out: str | Path | None = None, replace: bool = False, on_fold=None,
-                   evidence: bool = True) -> tuple[Path, dict]:
+                   evidence: bool = True, compile: bool = False) -> tuple[Path, dict]:
     """`dlc cv`: k-fold cross-validation into a run directory (`out` and `replace` as for `run`);
     (directory, summary with per-fold rows, mean and std). `on_fold(row)` is called after each fold.
     `evidence`: each fold_N/ gets its evidence.json."""
     from dlc.runtime.cv import cross_validate as run_folds
 
     return run_folds(spec, _spec_path(spec), backend, device, k, None if out is None else str(out), on_fold,
-                     replace, evidence)
+                     replace, evidence, compile)
 
 
 def tune_target(spec: str | None, refine: str | None) -> str:

@@ -50,7 +50,14 @@ def namespace(dtype: str, step) -> dict:
 class Session(Trainer):
     name = "keras"
 
-    def __init__(self, spec: Spec, dtype: str | None = None, device: str = "auto", weights=None):
+    # the step is always one tf.function; XLA (jit_compile) was measured to change dlc's results
+    compile_refusal = ("--compile is torch.compile, for --backend torch: the keras step is already one "
+                       "compiled tf.function (XLA's jit_compile changes dlc's results, so it is not offered)")
+
+    def __init__(self, spec: Spec, dtype: str | None = None, device: str = "auto", weights=None,
+                 compile: bool = False):
+        if compile:
+            raise ValueError(self.compile_refusal)
         if device not in ("auto", "cpu", None):
             raise RuntimeError(f"--device {device}: the keras backend runs on the CPU here "
                                "(TensorFlow sees no GPU); use --backend torch for CUDA")

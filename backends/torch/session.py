@@ -68,8 +68,10 @@ def _pick_cpu_threads(spec: Spec) -> governor.Governor | None:
 
 class Session:
     name = "torch"
+    compile_refusal = None  # compile=True: torch.compile of the step's forward, loss and backward (Trainer)
 
-    def __init__(self, spec: Spec, dtype: str | None = None, device: str = "auto", weights=None):
+    def __init__(self, spec: Spec, dtype: str | None = None, device: str = "auto", weights=None,
+                 compile: bool = False):
         self.spec = spec
         self.dtype = DTYPES[dtype or spec.dtype]
         problem = precision_conflict(spec, dtype)
@@ -96,10 +98,12 @@ class Session:
                                stats_shape, self.counter, *self._regularization(ctx, ns),
                                compute_dtype=COMPUTE_DTYPES[compute] if compute else None,
                                loss_scale=DynamicLossScale(LOSS_SCALE.initial_scale, LOSS_SCALE.growth_steps)
-                               if compute == "float16" else None)
+                               if compute == "float16" else None, compiled=compile)
         self.governor = _pick_cpu_threads(spec) if self.device.type == "cpu" else None
         self.device_name = str(self.device) + (f" ({torch.cuda.get_device_name(self.device)})"
                                                if self.device.type == "cuda" else "")
+        if compile:
+            self.device_name += ", torch.compile"
 
     def _regularization(self, ctx: Context, ns: dict):
         """(penalties, activity, constraints) for the Trainer, lowered from the layers' weight specs."""

@@ -49,7 +49,7 @@ class Trainer:
     loss; `loss_scale` (a DynamicLossScale, for float16) scales the loss."""
 
     def __init__(self, net, loss, optimizer, stats, stats_shape, step, penalties=(), activity=(),
-                 constraints=(), compute_dtype=None, loss_scale=None):
+                 constraints=(), compute_dtype=None, loss_scale=None, compiled=False):
         self.net, self.loss, self.opt, self.stats, self.step = net, loss, optimizer, stats, step
         self.compute_dtype, self.loss_scale = compute_dtype, loss_scale
         self.stats_shape = tuple(stats_shape)
@@ -58,6 +58,9 @@ class Trainer:
         self._acts = {}
         for module, penalty in activity:
             module.register_forward_hook(self._activity_hook(penalty))
+        # `compiled` (dlc run --compile): the forward pass, the loss and its backward as one torch.compile
+        # graph (any batch size: one compilation); dlc's optimizers keep host counters, so they run eagerly
+        self._objective = torch.compile(self.objective, dynamic=True) if compiled else self.objective
 
     def _activity_hook(self, penalty):
         """Keras 3 (Layer.__call__): loss += regularizer(layer output) / batch size on every call, training
@@ -94,7 +97,8 @@ class Trainer:
             out = self.net(xb)
         return out.to(xb.dtype)
 
-    def train_step(self, xb, yb):
+    def objective(self, xb, yb):
+        """(the network's output, the loss the step minimizes: data loss, activity and weight penalties)."""
         out = self.forward(xb)
         loss = self.loss(out, yb)
         act = self.activity_loss()
@@ -103,6 +107,10 @@ class Trainer:
         reg = self.penalty_loss()
         if reg is not None:
             loss = loss + reg
+        return out, loss
+
+    def train_step(self, xb, yb):
+        out, loss = self._objective(xb, yb)
         self.opt.zero_grad()
         if self.loss_scale is None:
             loss.backward()

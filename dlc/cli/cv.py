@@ -27,6 +27,7 @@ def command(
         "--quiet", help="no per-fold lines or table (the run directory is still printed)")] = False,
     no_evidence: Annotated[bool, typer.Option(
         "--no-evidence", help="do not record each fold's training evidence (fold_N/evidence.json)")] = False,
+    compile: o.Compile = False,
 ) -> int:
     """K-fold cross-validation of a spec.
 
@@ -34,11 +35,13 @@ def command(
     out of every fold. Prints per-fold metrics and mean ± std; writes cv.json and fold_N/."""
     o.require_out_for_replace(replace, out)
     loaded = training_spec(spec, seed, None, epochs)
-    return cross_validate(loaded, o.value(backend), device, out, k, quiet, replace, evidence=not no_evidence)
+    o.require_compiles(compile, o.value(backend))
+    return cross_validate(loaded, o.value(backend), device, out, k, quiet, replace, evidence=not no_evidence,
+                          compile=compile)
 
 
 def cross_validate(spec, backend: str, device: str, out, k, quiet: bool, replace: bool = False,
-                   evidence: bool = True) -> int:
+                   evidence: bool = True, compile: bool = False) -> int:
     """Run the folds with a line per fold, then the table of every fold and the mean ± std."""
     from rich.console import Console
 
@@ -49,7 +52,7 @@ def cross_validate(spec, backend: str, device: str, out, k, quiet: bool, replace
         console.print(f"fold {row['fold']}: {row['epochs']} epochs, val {shown}")
 
     run, summary = api.cross_validate(spec, backend, device=device, k=k, out=out, replace=replace,
-                                      on_fold=on_fold, evidence=evidence)
+                                      on_fold=on_fold, evidence=evidence, compile=compile)
     keys = list(summary["mean"])
     columns = ["fold"] + [f"val {key}" for key in keys]
     rows = [[str(r["fold"])] + [f"{r['val'][key]:.4f}" for key in keys] for r in summary["folds"]]

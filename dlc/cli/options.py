@@ -49,6 +49,9 @@ def _device(text: str) -> str:
 Device = Annotated[str, typer.Option(
     "--device", metavar="DEVICE", callback=_device,
     help="where to train: auto, cpu, cuda or cuda:N (auto: the first GPU if there is one, else the CPU)")]
+Compile = Annotated[bool, typer.Option(
+    "--compile", help="torch: compile the training step's forward pass, loss and backward with torch.compile "
+    "(a slow first step, then faster steps on a GPU; the same results within rounding, not bit for bit)")]
 Out = Annotated[Optional[str], typer.Option("--out", metavar="DIR", show_default=False,
                                             help="the run directory (default: a fresh one under runs/); "
                                             "one that is not empty is refused unless --replace")]
@@ -64,6 +67,16 @@ def require_out_for_replace(replace: bool, out: str | None) -> None:
     if replace and not out:
         raise CommandError(error_line("--replace replaces the --out folder; give --out DIR with it"),
                            EXIT_SPEC)
+
+
+def require_compiles(compile: bool, backend: str) -> None:
+    """--compile on a backend that does not take it is a usage error (exit 2) before any work."""
+    from dlc import api
+    from dlc.cli.errors import EXIT_SPEC, CommandError, error_line
+
+    refusal = api.compile_refusal(backend) if compile else None
+    if refusal:
+        raise CommandError(error_line(refusal), EXIT_SPEC)
 
 
 # an untrained model's metrics mean nothing: at least one epoch (a usage error otherwise, exit 2)

@@ -42,6 +42,7 @@ def command(
         help="do not record the training evidence (evidence.json: per layer and epoch gradient and weight "
              "norms, update ratios, activation statistics, dead and saturated units; read by dlc doctor)"
     )] = False,
+    compile: o.Compile = False,
     nproc: Annotated[Optional[int], typer.Option(
         "--nproc", metavar="N", min=1, show_default=False, rich_help_panel="Several processes",
         help="train data-parallel on N processes on this machine (torch: gloo on the CPU, NCCL with one GPU "
@@ -77,7 +78,7 @@ def command(
     launch = _Launch(nproc or 1, nnodes, node_rank, master_addr, master_port)
     if resume:
         settings = (("SPEC", spec), ("--out", out), ("--replace", replace or None), ("--epochs", epochs),
-                    ("--seed", seed), ("--dtype", dtype))
+                    ("--seed", seed), ("--dtype", dtype), ("--compile", compile or None))
         given = [name for name, v in settings if v is not None]
         given += [f"--{name}" for name in ("backend",) if _on_command_line(ctx, name)]
         if given:  # (they would be ignored: a resumed run keeps the settings it started with)
@@ -89,6 +90,7 @@ def command(
     if not spec:
         raise CommandError(error_line("dlc run needs a SPEC (or --resume RUN)"), EXIT_SPEC)
     o.require_out_for_replace(replace, out)
+    o.require_compiles(compile, backend_name)
     loaded = training_spec(spec, seed, dtype_name, epochs)
     if launch.parallel:
         launch.check(loaded, backend_name)
@@ -96,14 +98,14 @@ def command(
         return launch.run(["run", spec, "--backend", backend_name, "--device", device,
                            *[a for name, v in passed if v is not None for a in (name, str(v))],
                            *(["--replace"] if replace else []), *(["--quiet"] if quiet else []),
-                           *(["--no-evidence"] if no_evidence else [])])
+                           *(["--no-evidence"] if no_evidence else []), *(["--compile"] if compile else [])])
     if loaded.data is not None and loaded.data.split.kind == "kfold":
         # kfold: cross-validation
         return cv.cross_validate(loaded, backend_name, device, out, None, quiet, replace,
-                                 evidence=not no_evidence)
+                                 evidence=not no_evidence, compile=compile)
     return _train(loaded, backend_name, quiet, lambda observer: api.run(
         loaded, backend_name, device=device, out=out, replace=replace, observer=observer,
-        evidence=not no_evidence))
+        evidence=not no_evidence, compile=compile))
 
 
 class _Launch:

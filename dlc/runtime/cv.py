@@ -16,7 +16,7 @@ from dlc.runtime import rundir
 
 def cross_validate(spec, spec_file: str, backend: str, device: str = "auto", k: int | None = None,
                    out: str | None = None, on_fold=None, replace: bool = False,
-                   evidence: bool = True) -> tuple[Path, dict]:
+                   evidence: bool = True, compile: bool = False) -> tuple[Path, dict]:
     """`dlc cv`: a run directory (`out`, default: a fresh one under runs/; a folder that is not empty is
     refused unless `replace`, see rundir.prepare_out) with the spec, ir.json, fold_N/ and, last, cv.json;
     returns it and the summary. A failure once the directory exists is raised as RunFailed."""
@@ -28,13 +28,13 @@ def cross_validate(spec, spec_file: str, backend: str, device: str = "auto", k: 
     rundir.write_text(run / "ir.json", spec.model_dump_json(indent=2))
     try:
         return run, run_cv(spec, Path(spec_file).resolve().parent, backend, device, k, run, on_fold,
-                           evidence)
+                           evidence, compile)
     except Exception as e:
         raise RunFailed(e, run) from e
 
 
 def run_cv(spec, base_dir: Path, backend: str, device: str = "auto", k: int | None = None,
-           out: Path | None = None, on_fold=None, evidence: bool = True) -> dict:
+           out: Path | None = None, on_fold=None, evidence: bool = True, compile: bool = False) -> dict:
     """Train one model per fold and evaluate it on its held-out fold (and the test part, if any); the summary
     has per-fold rows, mean and std of each validation metric, cv_<metric> (the mean) and test_mean. With
     `out` and `evidence`, each fold_N/ gets its training evidence (evidence.json, dlc.runtime.evidence)."""
@@ -51,7 +51,7 @@ def run_cv(spec, base_dir: Path, backend: str, device: str = "auto", k: int | No
     for i, data in enumerate(parts, start=1):
         val = data.val
         assert val is not None  # a fold's held-out part: never empty
-        session = Session(spec, device=device, weights=init)
+        session = Session(spec, device=device, weights=init, compile=compile)
         fdir = out / f"fold_{i}" if out is not None else None
         # with evidence, fold_N/ is made at the first epoch's end (a fold that fails keeps its evidence)
         hist = train(session, spec, data, on_epoch=_fold_history(fdir),

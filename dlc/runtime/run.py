@@ -115,6 +115,11 @@ class Resumable:
         """The device to continue on: the one asked for, else the one the run was started with."""
         return self.info.get("device", "auto") if asked == "auto" else asked
 
+    @property
+    def compiled(self) -> bool:
+        """Whether the run was started with --compile (and continues compiled)."""
+        return bool(self.info.get("compile", False))
+
 
 def resume_target(run: str | Path) -> Resumable:
     """The run folder as `--resume` sees it (dlc.runtime.runs.run_state); RunDirError saying why it cannot be
@@ -187,18 +192,19 @@ class Finished:
 def train_run(spec, backend: str, spec_file: str, base_dir: Path, *, device: str = "auto",
               out: str | None = None, replace: bool = False,
               resume: Resumable | None = None, observer: Observer | None = None,
-              evidence: bool = True) -> Finished:
+              evidence: bool = True, compile: bool = False) -> Finished:
     """Train `spec` on `backend` into a run directory: `out` (default: a fresh one under runs/; a folder
     that is not empty is refused unless `replace`, see rundir.prepare_out), or the one being resumed. A
     failure before the directory exists is raised as it is; one after it as RunFailed (the history so far
     and its curves are written first, and run.json says why it failed). `evidence`: record the training
     evidence (evidence.json, dlc.runtime.evidence; a resumed run only continues one it has). In a worker of
     a data-parallel run (dlc.runtime.parallel: `dlc run --nproc`), rank 0 does all of this and the other
-    ranks only train with it."""
+    ranks only train with it. `compile`: the backend compiles the training step (torch.compile), recorded in
+    run.json so that a resumed run compiles too."""
     from dlc.runtime import parallel
 
     worker = parallel.from_env()
-    args = (spec, backend, spec_file, base_dir, device, out, replace, resume, observer, evidence)
+    args = (spec, backend, spec_file, base_dir, device, out, replace, resume, observer, evidence, compile)
     if worker is None:
         return _train_run(*args)
     with parallel.joined(worker, spec, backend, device) as dp:
@@ -207,7 +213,7 @@ def train_run(spec, backend: str, spec_file: str, base_dir: Path, *, device: str
 
 def _train_run(spec, backend: str, spec_file: str, base_dir: Path, device: str, out: str | None,
                replace: bool, resume: Resumable | None, observer: Observer | None, evidence: bool,
-               data_parallel=None) -> Finished:
+               compile: bool, data_parallel=None) -> Finished:
     from dlc.backends import session_class
     from dlc.reference.weights import initial_weights
     from dlc.runtime.data import prepare
@@ -218,7 +224,7 @@ def _train_run(spec, backend: str, spec_file: str, base_dir: Path, device: str, 
     if resume is None and out:  # refuse a folder in use before loading any data (and replace it after)
         rundir.prepare_out(out, replace=replace, spec_file=spec_file, check_only=True)
     data = prepare(spec, base_dir, dtype=spec.dtype)  # held once, in the run's dtype
-    session = session_cls(spec, device=device, weights=initial_weights(spec))
+    session = session_cls(spec, device=device, weights=initial_weights(spec), compile=compile)
     if data_parallel is not None:
         from dlc.runtime.parallel import follow
 
@@ -235,7 +241,7 @@ def _train_run(spec, backend: str, spec_file: str, base_dir: Path, device: str, 
             run = resume.run
             state, rows = _restore(run, session, resume)
         else:
-            run = _new_run(spec, backend, device, spec_file, out, data, replace)
+            run = _new_run(spec, backend, device, spec_file, out, data, replace, compile)
         return _train(session, spec, data, backend, run, rows, state, observer, title, evidence)
     except TrainingFailed as e:
         if run is None:
@@ -279,7 +285,8 @@ def _restore(run: Path, session, resume: Resumable):
     return saved[1], list(saved[1].history.rows)
 
 
-def _new_run(spec, backend: str, device: str, spec_file: str, out: str | None, data, replace: bool) -> Path:
+def _new_run(spec, backend: str, device: str, spec_file: str, out: str | None, data, replace: bool,
+             compile: bool) -> Path:
     run = rundir.new_run_dir(spec.name, backend, out, replace=replace, spec_file=spec_file)
     if Path(spec_file).is_file() and Path(spec_file).resolve().parent != run.resolve():
         rundir.copy_spec(run, spec_file)
@@ -287,7 +294,7 @@ def _new_run(spec, backend: str, device: str, spec_file: str, out: str | None, d
     from dlc.runtime import parallel
 
     worker = parallel.from_env()
-    where = SimpleNamespace(spec=spec_file, backend=backend, device=device,
+    where = SimpleNamespace(spec=spec_file, backend=backend, device=device, compile=compile,
                             processes=worker.world if worker is not None else 1)
     rundir.write_json(run / "run.json", rundir.run_info(where, spec, data))
     return run

@@ -256,6 +256,7 @@ def run_info(args, spec, data) -> dict:
     return {"spec": str(spec_path), "spec_dir": str(spec_path.parent), "backend": args.backend,
             "device": getattr(args, "device", "auto"), "dtype": spec.dtype, "precision": spec.train.precision,
             "processes": getattr(args, "processes", 1),  # dlc run --nproc: the data-parallel processes
+            "compile": getattr(args, "compile", False),  # dlc run --compile: the torch step compiled
             "seed": spec.seed,
             "input": list(spec.input), "num_classes": data.num_classes, "normalize": spec.data.normalize,
             "preprocessing": data.preprocessing(),
