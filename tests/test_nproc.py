@@ -160,6 +160,17 @@ def test_refused_where_it_cannot_be_exact(folder, tmp_path):
     assert r.returncode == 2 and "--master-addr" in r.stderr, r.stderr
 
 
+def test_more_processes_than_the_cores_can_share_is_a_usage_error(folder, tmp_path):
+    """`--nproc 1000` on a small machine started 1000 workers and thrashed it: refused before any starts."""
+    from dlc.runtime.parallel import OVERSUBSCRIBE, usable_cores
+
+    n = OVERSUBSCRIBE * usable_cores() + 1
+    r = _dlc("run", folder / "dp.dlspec", "--nproc", n, cwd=tmp_path, timeout=60)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert f"--nproc {n}: this machine has {usable_cores()} CPU core" in r.stderr
+    assert not (tmp_path / "runs").exists()
+
+
 def test_keras_refuses_a_streamed_source_before_it_starts(tmp_path):
     """keras keeps a data-parallel run's features in memory: an npy(...) source is refused up front (exit 2,
     no run folder), not after the workers started."""

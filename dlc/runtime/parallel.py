@@ -130,10 +130,28 @@ def check_launch(how: Launch) -> str | None:
         return "--nproc and --nnodes must be at least 1"
     if not 0 <= how.node_rank < how.nnodes:
         return f"--node-rank must be between 0 and {how.nnodes - 1}"
+    cores = usable_cores()
+    if how.nproc > OVERSUBSCRIBE * cores:
+        return (f"--nproc {how.nproc}: this machine has {cores} CPU core{'s' if cores != 1 else ''} for dlc, "
+                f"and more than {OVERSUBSCRIBE} processes per core only wait for each other; use one per "
+                f"core (--nproc {cores}) or one per GPU")
     if how.nnodes > 1 and (not how.master_addr or not how.master_port):
         return ("--nnodes above 1 needs --master-addr and --master-port: the address of the machine with "
                 "--node-rank 0 and a free port there, the same on every machine")
     return None
+
+
+# processes per CPU core that --nproc accepts: a few share a core (to test a data-parallel run on a laptop);
+# hundreds only thrash the machine
+OVERSUBSCRIBE = 4
+
+
+def usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity, where the system tells it)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
 
 def _worker_env(how: Launch, local: int, addr: str, port: int, ports: str) -> dict[str, str]:
@@ -147,7 +165,7 @@ def _worker_env(how: Launch, local: int, addr: str, port: int, ports: str) -> di
     if "TF_CPP_MIN_LOG_LEVEL" not in os.environ:  # (TensorFlow's native log of a lost worker: ours says it)
         env["TF_CPP_MIN_LOG_LEVEL"] = "3"
     if "OMP_NUM_THREADS" not in os.environ:  # the cores shared among this machine's workers
-        env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // how.nproc))
+        env["OMP_NUM_THREADS"] = str(max(1, usable_cores() // how.nproc))
     return env
 
 
