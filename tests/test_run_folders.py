@@ -256,7 +256,7 @@ def test_killed_before_the_finished_mark(run, finished):
 
 
 @pytest.mark.parametrize("damage", ["model deleted", "model.json deleted", "metrics truncated",
-                                    "metrics empty", "history truncated"])
+                                    "metrics empty", "metrics not utf-8", "history truncated"])
 def test_damaged_final_files_are_named_and_resume_writes_them_again(run, finished, damage):
     if damage == "model deleted":
         (run / "model.pt").unlink()
@@ -270,6 +270,9 @@ def test_damaged_final_files_are_named_and_resume_writes_them_again(run, finishe
     elif damage == "metrics empty":
         (run / "metrics.json").write_text("")
         want = "metrics.json is empty"
+    elif damage == "metrics not utf-8":
+        (run / "metrics.json").write_bytes(b"\xff")
+        want = "metrics.json is not UTF-8 text"
     else:
         (run / "history.json").write_text("[{\"epoch\": 1, ")
         want = "history.json is not valid JSON"
@@ -312,9 +315,11 @@ def test_resume_continues_from_the_epoch_it_reached(tmp_path):
     ("run.json", '{"spec": "/x", "spec_', "run.json is not valid JSON"),
     ("ir.json", "", "ir.json is empty"),
     ("ir.json", '{"name": "tiny", "la', "ir.json is not valid JSON"),
+    ("run.json", "\udcff", "run.json is not UTF-8 text"),
+    ("ir.json", "\udcff", "ir.json is not UTF-8 text"),
 ])
 def test_truncated_run_json_and_ir_json(run, name, content, want):
-    (run / name).write_text(content)
+    (run / name).write_bytes(content.encode("utf-8", "surrogateescape"))
     rc, _, err = run_cli("run", "--resume", run)
     assert rc == 1
     assert one_line(err).startswith(f"dlc: error: '{run}' cannot be resumed: {want}")

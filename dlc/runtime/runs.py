@@ -33,6 +33,9 @@ def read_json(path: Path, kind: type = dict):
         raise RunDirError(f"{path} is missing") from None
     except OSError as e:
         raise RunDirError(f"cannot read {path}: {e.strerror or e}") from None
+    except UnicodeDecodeError as e:
+        raise RunDirError(f"{path} is not UTF-8 text (byte 0x{e.object[e.start]:02x} at {e.start}: "
+                          "damaged?)") from None
     if not text.strip():
         raise RunDirError(f"{path} is empty")
     try:
@@ -41,7 +44,7 @@ def read_json(path: Path, kind: type = dict):
         raise RunDirError(f"{path} is not valid JSON ({getattr(e, 'msg', e)} at line "
                           f"{getattr(e, 'lineno', '?')}: truncated?)") from None
     if not isinstance(obj, kind):
-        raise RunDirError(f"{path} holds a JSON {type(obj).__name__}, not a{'n' * (kind is dict)} "
+        raise RunDirError(f"{path} holds a JSON {type(obj).__name__}, not an "
                           f"{'object' if kind is dict else 'array'}")
     return obj
 
