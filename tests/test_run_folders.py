@@ -472,3 +472,26 @@ def test_replace_without_out_is_a_usage_error(command):
     rc, out, err = run_cli(command, ROOT / "specs" / "iris.dlspec", "--replace")
     assert rc == 2 and err.strip().splitlines()[-1] == \
         "dlc: error: --replace replaces the --out folder; give --out DIR with it"
+
+
+@pytest.mark.parametrize("content", ["text", "pickled code"])
+def test_a_model_pt_that_is_not_tensors_is_named_and_never_unpickled(run, content, capfd):
+    """model.pt is read with weights_only=True: a text file or a pickle carrying code is one line saying the
+    file is damaged, and torch's advice to retry with weights_only=False (which runs the file's code) is not
+    passed on."""
+    import torch
+
+    if content == "text":
+        (run / "model.pt").write_text("1,2,3\n")
+    else:
+        torch.save({"dense_0.kernel": _Executes()}, run / "model.pt")
+    for command in ("evaluate", "export"):
+        rc, out, err = run_cli(command, run)
+        line = one_line(err)
+        assert rc == 1 and "model.pt is damaged or not a PyTorch state_dict of tensors" in line, line
+        assert "weights_only=False" not in err and "EXECUTED" not in out + err + capfd.readouterr().out
+
+
+class _Executes:
+    def __reduce__(self):
+        return (print, ("EXECUTED",))

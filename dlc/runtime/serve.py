@@ -42,6 +42,10 @@ def load_run(run: Path, backend: str | None = None):
         why = lines[0] + (f" {lines[1]}" if lines[0].endswith(":") and len(lines) > 1 else "")
         if "size mismatch" in why or "Missing key" in why or "Unexpected key" in why:
             why += " (the model file does not fit ir.json: were files copied from another run?)"
+        elif "weights_only" in str(e) or "Weights only load failed" in why:
+            # (never pass on torch's advice to load with weights_only=False: that runs the file's code)
+            why = ("model.pt is damaged or not a PyTorch state_dict of tensors (it is "
+                   "only ever read as tensors); train the spec again (--replace)")
         raise ServeError(f"cannot load the model in '{run}': {why}") from None
     return spec, session, info
 
