@@ -389,3 +389,13 @@ def test_a_utf16_csv_reads_as_its_utf8_twin(tmp_path, encoding):
 
 def test_a_broken_utf16_csv_is_one_line(run):
     one_line(predict(run, "a,b,c,d\n1,2,3,4\n".encode("utf-16") + b"\x00\xd8"), 1, "not valid UTF-16 text")
+
+
+def test_a_holdout_that_leaves_nothing_to_train_on_is_said_in_the_specs_terms(tmp_path):
+    """Two rows with holdout(val=0.2, test=0.2): the spec's fractions and the rows each part takes, not
+    scikit-learn's internal 'test_size=0.25 ... of 1 rows'."""
+    (tmp_path / "d.csv").write_text(csv_text(FEATURES[:2], LABELS[:2]))
+    write_spec(tmp_path, split="holdout(val=0.2, test=0.2)")
+    line = one_line(train(tmp_path), 1, "holdout(val=0.2, test=0.2) of 2 rows leaves 0 to train on",
+                    "1 for validation, 1 for test")
+    assert "test_size" not in line and (tmp_path / "run").exists() is False

@@ -62,8 +62,22 @@ def holdout(idx: np.ndarray, frac: float, labels: np.ndarray | None, stratify: b
     return np.sort(rest), np.sort(held)
 
 
+def check_holdout_counts(n: int, val: float, test: float) -> None:
+    """A holdout that leaves no row to train on, said in the spec's terms (the rows each part takes, counted
+    as the split counts them: ceil of the fraction), not in scikit-learn's."""
+    test_n = math.ceil(test * n) if test > 0 else 0
+    rest = n - test_n
+    frac = val / (1 - test) if val and test < 1 else 0.0
+    val_n = math.ceil(frac * rest) if frac > 0 and rest > 0 else 0
+    if rest - val_n < 1:
+        raise DataError(f"holdout(val={val:g}, test={test:g}) of {n} row{'s' if n != 1 else ''} leaves "
+                        f"{max(rest - val_n, 0)} to train on ({val_n} for validation, {min(test_n, n)} for "
+                        "test); add rows or hold out smaller fractions")
+
+
 def holdout_indices(n: int, labels: np.ndarray | None, val: float, test: float, stratify: bool, seed: int):
     """[(train, val, test)] indices: test, then val of the rest (both fractions of the whole set)."""
+    check_holdout_counts(n, val, test)
     rest, held = holdout(np.arange(n), test, labels, stratify, split_seed(seed))
     train, valid = holdout(rest, val / (1 - test) if val else 0.0, labels, stratify, split_seed(seed) + 1)
     return [(train, valid, held)]
