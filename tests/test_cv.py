@@ -98,3 +98,41 @@ def test_cv_same_on_both_backends(tmp_path):
     for ra, rb in zip(a["folds"], b["folds"], strict=True):
         assert ra["val"]["accuracy"] == rb["val"]["accuracy"]
         assert abs(ra["val"]["loss"] - rb["val"]["loss"]) < 1e-5
+
+
+FAILING = """
+model m {
+  data {
+    source: iris
+    split: kfold(k=K)
+  }
+  input: (4)
+  layers {
+    Dense(3, activation=softmax)
+  }
+  loss: sparse_categorical_crossentropy
+  optimizer: SGD(lr=LR)
+  train {
+    epochs: 3
+  }
+}
+"""
+
+
+@pytest.mark.parametrize("k, lr, line, status", [
+    (2, "1e300", "(fold 1 of 2; run directory kept:", "failed: fold 1 of 2: loss became nan"),
+    (1000, "0.1", "1000-fold split: only 150 rows", "failed: 1000-fold split: only 150 rows"),
+])
+def test_a_failed_cross_validation_says_which_fold_and_is_listed_as_failed(tmp_path, k, lr, line, status):
+    """A cv folder that failed (a fold's nan loss, folds the data cannot fill) is `failed: <why>` in
+    `dlc runs`, not `damaged: run.json is missing` or `incomplete`; the error line names the fold."""
+    from conftest import run_cli
+
+    spec = tmp_path / "m.dlspec"
+    spec.write_text(FAILING.replace("K", str(k)).replace("LR", lr))
+    rc, _, err = run_cli("cv", spec, "--out", tmp_path / "cv")  # (float32: lr 1e300 is inf, W003)
+    assert rc == 1 and line in err and "Traceback" not in err, err
+    rc, out, err = run_cli("runs", tmp_path / "cv", "--json")
+    assert rc == 0, err
+    (row,) = json.loads(out)
+    assert row["status"].startswith(status), row

@@ -92,12 +92,12 @@ def report(exc: BaseException) -> int:
 
     if api.lost_worker(exc):  # a data-parallel worker whose peer is gone: its launcher says which, once
         return api.EXIT_WORKER_LOST
-    run = None
+    run, where = None, None
     if isinstance(exc, api.RunFailed):
-        run, exc = exc.run, exc.cause
+        run, where, exc = exc.run, exc.where, exc.cause
     code, text = classify(exc)
     if run is not None and code == EXIT_RUNTIME:
-        text += f" (run directory kept: {run})"
+        text += f" ({where}; run directory kept: {run})" if where else f" (run directory kept: {run})"
     if text:
         print(text, file=sys.stderr)
     return code

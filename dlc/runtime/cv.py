@@ -6,6 +6,7 @@ test fraction, if the split asks for one, is held out before folding and is eval
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -26,18 +27,27 @@ def cross_validate(spec, spec_file: str, backend: str, device: str = "auto", k: 
     if Path(spec_file).is_file():
         rundir.copy_spec(run, spec_file)
     rundir.write_text(run / "ir.json", spec.model_dump_json(indent=2))
+    started: list[tuple[int, int]] = []  # (fold, k) of each fold begun
     try:
         return run, run_cv(spec, Path(spec_file).resolve().parent, backend, device, k, run, on_fold,
-                           evidence, compile)
+                           evidence, compile, on_fold_start=lambda i, n: started.append((i, n)))
     except Exception as e:
-        raise RunFailed(e, run) from e
+        where = f"fold {started[-1][0]} of {started[-1][1]}" if started else None
+        why = str(e).splitlines()[0] if str(e) else type(e).__name__
+        # cv.json marks the folder's end: here, that it failed and why (dlc runs: "failed: ...")
+        with contextlib.suppress(OSError):
+            rundir.write_json(run / "cv.json", {"backend": backend, "failed": f"{where}: {why}" if where
+                                                else why})
+        raise RunFailed(e, run, where) from e
 
 
 def run_cv(spec, base_dir: Path, backend: str, device: str = "auto", k: int | None = None,
-           out: Path | None = None, on_fold=None, evidence: bool = True, compile: bool = False) -> dict:
+           out: Path | None = None, on_fold=None, evidence: bool = True, compile: bool = False,
+           on_fold_start=None) -> dict:
     """Train one model per fold and evaluate it on its held-out fold (and the test part, if any); the summary
     has per-fold rows, mean and std of each validation metric, cv_<metric> (the mean) and test_mean. With
-    `out` and `evidence`, each fold_N/ gets its training evidence (evidence.json, dlc.runtime.evidence)."""
+    `out` and `evidence`, each fold_N/ gets its training evidence (evidence.json, dlc.runtime.evidence).
+    `on_fold_start(i, k)` is called as fold i of k begins."""
     from dlc.backends import session_class
     from dlc.reference.weights import initial_weights
     from dlc.runtime.data import folds
@@ -51,6 +61,8 @@ def run_cv(spec, base_dir: Path, backend: str, device: str = "auto", k: int | No
     for i, data in enumerate(parts, start=1):
         val = data.val
         assert val is not None  # a fold's held-out part: never empty
+        if on_fold_start:
+            on_fold_start(i, len(parts))
         session = Session(spec, device=device, weights=init, compile=compile)
         fdir = out / f"fold_{i}" if out is not None else None
         # with evidence, fold_N/ is made at the first epoch's end (a fold that fails keeps its evidence)

@@ -19,10 +19,11 @@ from dlc.runtime.runs import RunDirError, retrain
 class RunFailed(Exception):
     """A failure after the run directory was made: the cause, and the directory (kept, with the history)."""
 
-    def __init__(self, cause: BaseException, run: Path):
+    def __init__(self, cause: BaseException, run: Path, where: str | None = None):
         super().__init__(str(cause))
         self.cause = cause
         self.run = run
+        self.where = where  # the part of the run that failed ("fold 2 of 5"), if it has parts
 
 
 # -------------------------------------------------------------------------------------------------- specs

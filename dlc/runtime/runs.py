@@ -144,9 +144,11 @@ def _summary_state(run: Path, kind: str, name: str) -> RunState:
     if not (run / name).exists():
         return RunState(kind, "unfinished", f"no {name} yet")
     try:
-        read_json(run / name)
+        summary = read_json(run / name)
     except RunDirError as e:
         return RunState(kind, "damaged", _short(e, run))
+    if summary.get("failed"):
+        return RunState(kind, "failed", str(summary["failed"]))
     return RunState(kind, "finished")
 
 
