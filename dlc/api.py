@@ -65,6 +65,7 @@ from dlc.tasks import (
     resumable,
     resume,
     run,
+    run_file_owner,
     schema,
     spec_folder,
     summary,
@@ -85,7 +86,7 @@ __all__ = ["DataError", "Dataset", "History", "Model", "SpecError", "TrainingFai
            "catalogue", "checked", "compile_refusal", "compile_spec", "cross_validate", "emit",
            "evaluate_run", "export_onnx",
            "improved", "launch", "list_runs", "lost_worker", "parallel_blockers",
-           "monitor_mode", "plot_runs", "predict_file", "resumable", "resume", "run",
+           "monitor_mode", "plot_runs", "predict_file", "resumable", "resume", "run", "run_file_owner",
            "schema", "summary", "trainable", "tune", "tune_target", "value_text"]
 
 

@@ -104,6 +104,15 @@ def run(spec: Spec, backend: str = "torch", *, device: str = "auto", out: str | 
                      evidence=evidence, compile=compile)
 
 
+def run_file_owner(path: str | Path) -> str | None:
+    """"a dlc run" (cv, tune) when `path` names a file dlc writes in such a folder (RUN/model.pt, written or
+    not), else None: what an output option must not overwrite."""
+    from dlc.runtime.rundir import KIND_NAMES, dlc_file_kind
+
+    kind = dlc_file_kind(path)
+    return KIND_NAMES[kind] if kind is not None else None
+
+
 def compile_refusal(backend: str) -> str | None:
     """Why `--compile` cannot be used on `backend` (None: it can)."""
     from dlc.backends import session_class

@@ -1,10 +1,12 @@
 """Compiling a spec on the command line: its warnings go to stderr, its errors raise SpecError (exit 2)."""
 
+import os
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 
 from dlc import api
-from dlc.cli.errors import CommandError, error_line
+from dlc.cli.errors import EXIT_SPEC, CommandError, error_line
 
 
 def show_diagnostics(result) -> None:
@@ -36,6 +38,58 @@ def check_output_file(option: str, output: str, example: str) -> None:
     if not parent.is_dir():
         why = "is a file, not a folder" if parent.exists() else "does not exist"
         raise CommandError(error_line(f"{option} {output}: {parent} {why}"))
+
+
+def check_output_target(option: str, output: str, example: str, *, inputs: Iterable[str | Path] = (),
+                        suffix: str | None = None) -> None:
+    """The one rule of every command's output FILE option (predict, export and compile --output, plot and
+    lr-find --out), checked before anything is written: a usage error (exit 2, one line naming the path and
+    why) when `output` is the same file as one of the command's `inputs` (its --input, SPEC, the spec's data
+    files), when it is a file dlc writes in a run, cv or tune folder (RUN/model.pt, RUN/run.json,
+    RUN/fold_1/history.json; a new name such as RUN/predictions.csv is fine), or, with `suffix` (".png"),
+    when its name does not end with it. A folder is left to the command's own check. `example`: a file
+    name to suggest instead."""
+    path = Path(output)
+    if path.is_dir():
+        return
+    instead = path.parent / example
+    if (same := next((str(g) for g in inputs if _same_file(path, Path(g))), None)) is not None:
+        why = (f"it is the same file as the input {same}: writing it would overwrite it; give another file, "
+               f"such as {instead}")
+    elif (owner := api.run_file_owner(path)) is not None:
+        why = (f"it is the {path.name} of {owner} folder: writing it would damage the run; give a "
+               f"new name, such as {instead}")
+    elif suffix is not None and path.suffix.lower() != suffix:
+        why = (f"the file it writes is a {suffix[1:].upper()}: give a name ending in {suffix}, such as "
+               f"{path.with_suffix(suffix) if path.name else instead}")
+    else:
+        return
+    raise CommandError(error_line(f"{option} {output}: {why}"), EXIT_SPEC)
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether `a` and `b` name one file (links and relative paths resolved; os.path.samefile when both
+    exist)."""
+    try:
+        if a.exists() and b.exists():
+            return os.path.samefile(a, b)
+        return a.resolve() == b.resolve()
+    except (OSError, ValueError):
+        return False
+
+
+def data_files(spec) -> list[Path]:
+    """The files (or MNIST folder) the spec's data source reads, as the runtime finds them: relative to the
+    spec's folder; none for a bundled data set or a spec without data."""
+    source = spec.data.source if spec is not None and spec.data is not None else None
+    base = spec.source_file.parent if spec is not None and spec.source_file is not None else Path.cwd()
+    found = []
+    for attr in (("x", "y") if getattr(source, "name", None) == "npy" else ("path",)):  # (npz's x, y: keys)
+        written = getattr(source, attr, None)
+        if isinstance(written, str):
+            p = Path(written).expanduser()
+            found.append(p if p.is_absolute() else base / p)
+    return found
 
 
 def write_output(option: str, output: str, text: str) -> None:

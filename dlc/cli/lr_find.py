@@ -8,7 +8,7 @@ import typer
 
 from dlc import api
 from dlc.cli import options as o
-from dlc.cli.common import compiled
+from dlc.cli.common import check_output_target, compiled, data_files
 from dlc.cli.errors import EXIT_SPEC, CommandError, error_line
 
 NAME = "lr-find"
@@ -32,7 +32,8 @@ def command(
         "--end", metavar="LR", help="the learning rate of the last step, above --start")] = DEFAULT_END,
     out: Annotated[str, typer.Option(
         "--out", metavar="FILE.png",
-        help="where to write the plot (its folder is made if missing; an existing file is replaced)")]
+        help="where to write the plot, a name ending in .png (its folder is made if missing; an existing "
+             "file is replaced, but never the spec, its data or a file of a dlc run folder)")]
         = DEFAULT_OUT,
     as_json: Annotated[bool, typer.Option(
         "--json", help="print {\"lrs\", \"losses\", \"suggested_lr\", \"rule\", \"min_loss_lr\", "
@@ -58,6 +59,7 @@ def command(
     smoothed loss and, faint, each step's loss against the lr on a log axis, the suggestion marked. A spec
     whose only search space is the optimizer's learning rate is accepted (the test sets the lr)."""
     loaded = api.lr_find_spec(compiled(spec), seed, o.value(dtype))
+    check_output_target("--out", out, DEFAULT_OUT, inputs=[spec, *data_files(loaded)], suffix=".png")
     try:
         result = api.lr_find(loaded, o.value(backend), steps=steps, start=start, end=end, device=device,
                              out=out)

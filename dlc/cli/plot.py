@@ -5,6 +5,7 @@ from typing import Annotated
 import typer
 
 from dlc import api
+from dlc.cli.common import check_output_target
 
 NAME = "plot"
 
@@ -14,10 +15,12 @@ def command(
         metavar="RUN", show_default=False,
         help="one or more run directories (a cross-validation run: each fold; a tune run: its best trial)")],
     out: Annotated[str, typer.Option("--out", metavar="FILE.png",
-                                     help="the PNG to write (its folder is made if missing)")] = "plot.png",
+                                     help="the PNG to write, a name ending in .png (its folder is made if "
+                                          "missing; never a file of a dlc run folder)")] = "plot.png",
 ) -> None:
     """Overlay the curves of several runs in one PNG.
 
     Train solid, validation dashed, one panel per quantity and one for the learning rate; prints the file.
     A cross-validation run adds a curve per fold, a tune run its best trial's."""
+    check_output_target("--out", out, "plot.png", inputs=runs, suffix=".png")
     print(api.plot_runs(runs, out))

@@ -9,7 +9,7 @@ import typer
 
 from dlc import api
 from dlc.cli import options as o
-from dlc.cli.common import check_output_file
+from dlc.cli.common import check_output_file, check_output_target
 from dlc.cli.errors import CommandError, error_line
 
 NAME = "predict"
@@ -22,7 +22,8 @@ def command(
                                             "a header), .npz (x) or .npy (np.save)")],
     output: Annotated[Optional[str], typer.Option(
         "--output", metavar="FILE", show_default=False,
-        help="a .csv or .npz file (default: CSV on stdout)")] = None,
+        help="a .csv or .npz file, not the --input or a file of a dlc run folder (default: CSV on "
+             "stdout)")] = None,
 ) -> None:
     """Predict with a trained run.
 
@@ -30,7 +31,7 @@ def command(
     applied. Wrong shapes, non-numbers, NaN and values too large for the model are one clear error line;
     stderr says how many rows were read."""
     if output is not None:
-        check_output(output)
+        check_output(output, input_file)
     p = api.predict_file(run, input_file)
     try:
         write(p, output)
@@ -39,9 +40,11 @@ def command(
     print(p.read + (f"; wrote {len(p.table)} predictions to {output}" if output else ""), file=sys.stderr)
 
 
-def check_output(output: str) -> None:
-    """An --output that cannot be written is found before the model runs, not after."""
+def check_output(output: str, input_file: str) -> None:
+    """An --output that cannot be written, or must not be (the --input, one of the run's own files), is found
+    before the model runs, not after."""
     check_output_file("--output", output, "predictions.csv")
+    check_output_target("--output", output, "predictions.csv", inputs=[input_file])
 
 
 def write(p, output: Optional[str]) -> None:

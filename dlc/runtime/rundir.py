@@ -46,6 +46,24 @@ def folder_kind(p: Path) -> str | None:
     return None
 
 
+def dlc_file_kind(path: str | Path) -> str | None:
+    """"run", "cv" or "tune" when `path` (a file, written or not) is one of dlc's own files in a folder dlc
+    wrote: a name DLC_FILES matches, in a run, cv or tune folder or in one of its folds or trials
+    (RUN/model.pt, RUN/fold_1/history.json), links resolved. None otherwise (RUN/predictions.csv)."""
+    p = Path(path).resolve()
+    if not any(fnmatch.fnmatchcase(p.name, pat) for pat in DLC_FILES):
+        return None
+    folder = p.parent
+    while True:
+        try:
+            kind = folder_kind(folder) if folder.is_dir() else None
+        except OSError:
+            kind = None
+        if kind is not None or not DLC_DIRS.fullmatch(folder.name) or folder.parent == folder:
+            return kind
+        folder = folder.parent
+
+
 def foreign_entries(p: Path, prefix: str = "") -> list[str]:
     """The entries under `p` that dlc never writes (links included: never followed), as relative paths."""
     out = []
