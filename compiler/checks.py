@@ -145,12 +145,23 @@ def check_spec(spec: Spec, m: A.Model, d: Diagnostics, base_dir: Path) -> None:
     from .search import check_search
 
     check_search(spec, m, d)
+    _check_search_has_spaces(spec, m, d)
     if spec.search_spaces and spec.search is None:
         s = spec.search_spaces[0]
         call = next((v for v in _walk_values(m.body) if isinstance(v, A.Call)
                      and (v.name_span.line, v.name_span.col) == tuple(s.at)), None)
         d.add("E501", "search spaces need a search { } block", call.name_span if call else _span_at(s.at),
               "add search { method: tpe  trials: 20  objective: minimize val_loss }")
+
+
+def _check_search_has_spaces(spec: Spec, m: A.Model, d: Diagnostics) -> None:
+    """A search block with nothing to search: `dlc tune` refuses it (E505), so `dlc check` does too."""
+    if spec.search is None or spec.search_spaces:
+        return
+    sec = next((st for st in m.body if isinstance(st, A.Section) and st.name == "search"), None)
+    d.add("E505", "the search block has no search spaces to search", sec.name_span if sec else None,
+          "write choice(...), uniform(lo, hi), loguniform(lo, hi) or int_uniform(lo, hi) in an argument, "
+          "e.g. optimizer: Adam(lr=loguniform(1e-4, 1e-1)), or remove the search block")
 
 
 def _check_shapes(spec: Spec, d: Diagnostics) -> bool:

@@ -43,6 +43,8 @@ class Diagnostic:
     file: str | None = None
     # a hint not computed yet (see EAGER_HINTS): `hint_text` computes it
     lazy_hint: Callable[[], str | None] | None = field(default=None, repr=False, compare=False)
+    # a line for the end of any report holding this diagnostic ("syntax checking stopped after 50 errors")
+    note: str | None = field(default=None, compare=False)
 
     def hint_text(self) -> str | None:
         if self.hint is None and self.lazy_hint is not None:
@@ -184,6 +186,8 @@ def render_all(items: list[Diagnostic], source: str | None, file: str | None, li
         parts = [f"{n:,} more {word}{'s' if n != 1 else ''}"
                  for n, word in ((n_err, "error"), (len(rest) - n_err, "warning")) if n]
         text += "\n\n... and " + " and ".join(parts) + f" (only the first {limit} are shown)"
+    for note in dict.fromkeys(d.note for d in items if d.note):
+        text += f"\n\n... {note}"
     return text
 
 

@@ -23,6 +23,7 @@ from .catalog import IRNode, family_of_annotation, lookup
 from .diagnostics import Diagnostics, Span, did_you_mean
 from .layers import Layer, Residual, ShapeError
 from .spec import BUNDLED, Bundled, Csv, Data, Holdout, Mnist, Npz, Spec
+from .syntax import quote
 from .training import EarlyStopping, Objective, Search, SearchSpace, Train
 
 FAMILY_CODES = {
@@ -73,21 +74,33 @@ class Resolver:
         self.alternatives: dict[str, tuple[A.Call, list[tuple[Any, Span]]]] = {}
         self.expanded = 0  # layer and block calls expanded so far (MAX_LAYERS)
         self.top: A.Stmt | None = None  # the statement of `layers { }` being expanded
+        self.block: A.BlockDef | None = None  # the block whose body is being expanded
+        self.used_blocks: set[str] = set()  # blocks called from the layers (the others are checked apart)
+        self.dropped = 0  # layer calls that did not resolve (their errors reported where they were found)
 
     # ------------------------------------------------------------------------------------------- values
 
     def value(self, v: A.Value, env: dict, path: str, annotation: Any = None) -> Any:
         """Convert an AST value to Python (catalogue values are bound when the annotation asks for them)."""
         if isinstance(v, A.Name) and v.name in env:
-            return self.value(env[v.name], {}, path, annotation)
+            # (the argument was written at the call, outside this block's body: its names are no parameters)
+            outer, self.block = self.block, None
+            try:
+                return self.value(env[v.name], {}, path, annotation)
+            finally:
+                self.block = outer
         if isinstance(v, A.Call) and v.name in SEARCH_FUNCS:
             return self.search_space(v, env, path, annotation)
+        if isinstance(v, A.Name) and self.block is not None and annotation is not None \
+                and not _takes_names(annotation):
+            self._not_a_parameter(v, self.block)
+            return MISSING
         fam = family_of_annotation(annotation) if annotation is not None else None
-        if fam is not None and isinstance(v, (A.Call, A.Name)):
-            return self.bind(v, fam, env, path)
         if fam is not None and isinstance(v, A.List) and catalog.is_list_annotation(annotation):
             out = [self.bind(it, fam, env, f"{path}[{i}]") for i, it in enumerate(v.items)]
             return MISSING if any(o is MISSING for o in out) else out
+        if fam is not None:  # (a number or a string where a name belongs is reported by bind)
+            return self.bind(v, fam, env, path)
         record = _record_class(annotation)
         if record is not None and _is_record(v):
             return self.record(record, v.kwargs, env, path, v.span)
@@ -119,6 +132,8 @@ class Resolver:
 
     def search_space(self, v: A.Call, env: dict, path: str, annotation: Any) -> Any:
         kind = SEARCH_FUNCS[v.name]
+        if self._nested_space(v, env):
+            return MISSING
         raw = [self.value(a, env, path) for a in v.args]
         if any(r is MISSING for r in raw) or v.kwargs:
             if v.kwargs:
@@ -147,6 +162,8 @@ class Resolver:
                 self.d.add("E501", f"{v.name}({lo}, {hi}): need 0 < low < high" if kind == "loguniform"
                            else f"{v.name}({lo}, {hi}): need low < high", v.span)
                 return MISSING
+            if kind != "int_uniform" and self._fractional_for_integer(v, path, annotation, lo, hi):
+                return MISSING
             space = SearchSpace(kind=kind, path=path, low=float(lo), high=float(hi), at=at, end=end)
             rep = int(lo) if kind == "int_uniform" else lo
             ends = [int(b) if kind == "int_uniform" else b for b in raw]
@@ -161,6 +178,30 @@ class Resolver:
             return self.bind(A.Name(chosen, span), fam, {}, path)
         return chosen
 
+    def _fractional_for_integer(self, v: A.Call, path: str, annotation: Any, lo: float, hi: float) -> bool:
+        """Report uniform()/loguniform() for a whole-number argument (units, kernel sizes): a tuner would
+        draw 7.31 units. True when reported."""
+        if not _wants_integer(annotation):
+            return False
+        field = path.rsplit(".", 1)[-1]
+        self.d.add("E501", f"{v.name}() draws fractional numbers, but {field} takes whole numbers",
+                   v.name_span, f"use int_uniform({_num(lo)}, {_num(hi)}) for a whole number")
+        return True
+
+    def _nested_space(self, v: A.Call, env: dict) -> bool:
+        """Report a search space inside another (`choice(4, choice(8, 16))`): a tuner draws one value per
+        call, so the inner call would never be searched. True when there is one."""
+        found = False
+        for a in v.args:
+            inner = env.get(a.name, a) if isinstance(a, A.Name) else a
+            if isinstance(inner, A.Call) and inner.name in SEARCH_FUNCS:
+                hint = ("list every option in one choice(...)" if v.name == inner.name == "choice"
+                        else "give plain numbers or names here")
+                self.d.add("E501", "a search space cannot contain another search space", inner.name_span,
+                           hint)
+                found = True
+        return found
+
     def bind(self, v: A.Value, family: str, env: dict, path: str) -> Any:
         """Bind a name or call to the catalogue class it names in `family`."""
         if isinstance(v, A.Name) and v.name in env:
@@ -172,23 +213,59 @@ class Resolver:
         elif isinstance(v, A.Call):
             call = v
         else:
-            word = FAMILY_WORDS.get(family, family)
-            self.d.add("E201", f"expected {_a(word)} {word} here", v.span,
-                       f"for example '{catalog.CANONICAL[family][0]}'")
+            self._not_a_name(v, family)
             return MISSING
         cls = lookup(family, call.name)
-        if cls is None and family == "layer" and (call.name in self.d.recovered_blocks or (
-                "*" in self.d.recovered_blocks and call.name[:1].islower()
-                and call.name.lower() not in {n.lower() for n in catalog.names("layer")})):
-            return MISSING  # most likely a block whose header had a syntax error, already reported
         if cls is None:
-            word = FAMILY_WORDS.get(family, family)
-            candidates = catalog.names(family) + (list(self.blocks) if family == "layer" else [])
-            self.d.add(FAMILY_CODES.get(family, "E100"), f"unknown {word} '{call.name}'", call.name_span,
-                       lambda: did_you_mean(call.name, candidates)
-                       or f"known: {', '.join(catalog.CANONICAL[family][:12])}")
+            self._unknown_name(call, family)
             return MISSING
         return self.construct(cls, call.name, call.args, call.kwargs, env, path, call.name_span, call.span)
+
+    def _unknown_name(self, call: A.Call, family: str) -> None:
+        """Report a name that is not in the catalogue family (nor a block, for a layer)."""
+        if family == "layer" and (call.name in self.d.recovered_blocks or (
+                "*" in self.d.recovered_blocks and call.name[:1].islower()
+                and call.name.lower() not in {n.lower() for n in catalog.names("layer")})):
+            return  # most likely a block whose header had a syntax error, already reported
+        word = FAMILY_WORDS.get(family, family)
+        candidates = catalog.names(family) + (list(self.blocks) if family == "layer" else [])
+        self.d.add(FAMILY_CODES.get(family, "E100"), f"unknown {word} '{call.name}'", call.name_span,
+                   lambda: did_you_mean(call.name, candidates)
+                   or f"known: {', '.join(catalog.CANONICAL[family][:12])}")
+
+    def unused_blocks(self) -> None:
+        """Unknown layer names in the blocks no layer calls: a typo there would otherwise wait, unreported,
+        for the block's first use (their arguments need the call's values, so only names are checked)."""
+        for name, block in self.blocks.items():
+            if name not in self.used_blocks:
+                self._layer_names(block.body)
+
+    def _layer_names(self, body: list[A.Stmt]) -> None:
+        for st in body:
+            if isinstance(st, A.LayerStmt) and st.call.name not in self.blocks \
+                    and lookup("layer", st.call.name) is None:
+                self._unknown_name(st.call, "layer")
+            elif isinstance(st, A.Section) and st.name == "residual":
+                self._layer_names(st.body)
+
+    def _not_a_parameter(self, v: A.Name, block: A.BlockDef) -> None:
+        """A name inside a block where a number belongs (`block b(n) { Dense(m) }`): a misspelt parameter."""
+        names = [p.name for p in block.params]
+        takes = f"block {block.name} takes: {', '.join(names)}" if names else \
+            f"block {block.name} takes no parameters"
+        self.d.add("E112", f"'{v.name}' is not a parameter of block {block.name}", v.span,
+                   lambda: did_you_mean(v.name, names) or takes)
+
+    def _not_a_name(self, v: A.Value, family: str) -> None:
+        """A number, string, list or tuple where a catalogue name belongs (`activation="relu"`)."""
+        word = FAMILY_WORDS.get(family, family)
+        what = _VALUE_WORDS.get(type(v), "this value")
+        if isinstance(v, A.Str) and lookup(family, v.value) is not None:
+            hint = f"write {v.value} without quotes"
+        else:
+            quotes = " (without quotes)" if isinstance(v, A.Str) else ""
+            hint = f"expected {_family_example(family)}{quotes}"
+        self.d.add("E201", f"expected {_a(word)} {word} here, not {what}", v.span, hint)
 
     def construct(self, cls, spec_name: str, args: list, kwargs: list, env: dict, path: str, name_span: Span,
                   span: Span, quiet_missing: bool | set[str] = False) -> Any:
@@ -197,7 +274,10 @@ class Resolver:
         values: dict[str, Any] = {}
         spans: dict[str, Span] = {}
         written: dict[str, str] = {}  # field -> the keyword the spec used for it (`lr` for learning_rate)
-        ok = True
+        taken = {cls.aliases.get(kw.key, kw.key) for kw in kwargs}
+        late = self._late_positional(args, kwargs, cls.positional, taken)
+        ok = not late
+        args = [a for a in args if not any(a is x for x in late)]
         if len(args) > len(cls.positional):
             self._too_many_positional(cls, shown, args)
             ok = False
@@ -255,7 +335,26 @@ class Resolver:
                     if errs:
                         key = written.get(fname, fname)
                         self.d.add("E501", f"{call.name}() may choose {literal(option)}, which is not a "
-                                   f"valid '{key}' of {shown}", span, _explain(errs))
+                                   f"valid '{key}' of {shown}", span,
+                                   _explain(errs, cls.model_fields[fname].annotation))
+
+    def _late_positional(self, args: list, kwargs: list[A.Kwarg], names: typing.Sequence[str],
+                         taken: set[str]) -> list:
+        """Report positional arguments written after a keyword one (`Dense(activation=relu, 3)`), as Python
+        does: which parameter each was meant for is unclear. Returns them, for the caller to drop."""
+        if not kwargs:
+            return []
+        first = min((kw.key_span.line, kw.key_span.col) for kw in kwargs)
+        early = [a for a in args if (a.span.line, a.span.col) < first]
+        free = iter([n for n in names[len(early):] if n not in taken])  # what each late one may be for
+        late = []
+        for a in args:
+            if (a.span.line, a.span.col) > first:
+                name = next(free, "key")
+                self.d.add("E203", "a positional argument cannot follow keyword arguments", a.span,
+                           f"name it, e.g. {name}={_source_text(a)}, or put it before the keywords")
+                late.append(a)
+        return late
 
     def _too_many_positional(self, cls, shown: str, args: list) -> None:
         n = len(cls.positional)
@@ -301,7 +400,8 @@ class Resolver:
                 where = spans.get(field, name_span)
                 key = (written or {}).get(field, field) if field else field
                 self.d.add("E201", f"invalid value for '{key}' of {shown}" if field else f"invalid {shown}",
-                           where, _explain(errs))
+                           where, _explain(errs, cls.model_fields[field].annotation
+                                           if field in cls.model_fields else None))
             return MISSING
 
     def record(self, cls: type[IRNode], kwargs: list[A.Kwarg], env: dict, path: str, span: Span) -> Any:
@@ -370,29 +470,46 @@ class Resolver:
                 self.d.add("E207", f"block '{call.name}' uses itself ({chain})", call.name_span,
                            "a block may use other blocks, but not itself")
                 return []
-            if call.kwargs:
-                names = [p.name for p in block.params]
-                for kw in call.kwargs:
-                    if kw.key not in names:
-                        self.d.add("E112", f"unknown argument '{kw.key}' for block {call.name}", kw.key_span,
-                                   _block_argument_hint(call.name, kw.key, names))
-                        return []
-            given = len(call.args) + len(call.kwargs)
-            if given != len(block.params):
-                n = len(block.params)
-                self.d.add("E206",
-                           f"block '{call.name}' takes {n} argument{'s' if n != 1 else ''}, got {given}",
-                           call.span,
-                           f"defined as block {call.name}({', '.join(p.name for p in block.params)})")
+            if not self._block_arguments(call, block):
                 return []
             # the parameters not given positionally come as keywords
             new_env = {p.name: a for p, a in zip(block.params, call.args, strict=False)}
             new_env.update({kw.key: kw.value for kw in call.kwargs})
             resolved = {k: (env[v.name] if isinstance(v, A.Name) and v.name in env else v)
                         for k, v in new_env.items()}
-            return self.layers(block.body, resolved, path, stack + (call.name,), depth)
+            self.used_blocks.add(call.name)
+            outer, self.block = self.block, block
+            try:
+                return self.layers(block.body, resolved, path, stack + (call.name,), depth)
+            finally:
+                self.block = outer
         layer = self.bind(call, "layer", env, path)
-        return [] if layer is MISSING else [layer]
+        if layer is MISSING:
+            self.dropped += 1
+            return []
+        return [layer]
+
+    def _block_arguments(self, call: A.Call, block: A.BlockDef) -> bool:
+        """Whether a block call's arguments fill its parameters exactly once each; reports what does not."""
+        names = [p.name for p in block.params]
+        late = self._late_positional(call.args, call.kwargs, names, {kw.key for kw in call.kwargs})
+        ok = not late
+        args = [a for a in call.args if not any(a is x for x in late)]
+        for kw in call.kwargs:
+            if kw.key not in names:
+                self.d.add("E112", f"unknown argument '{kw.key}' for block {call.name}", kw.key_span,
+                           _block_argument_hint(call.name, kw.key, names))
+                ok = False
+            elif kw.key in names[:len(args)]:
+                self._given_twice(kw, args[names.index(kw.key)].span, by_position=True)
+                ok = False
+        given = len(args) + len(call.kwargs)
+        if ok and given != len(names):
+            n = len(names)
+            self.d.add("E206", f"block '{call.name}' takes {n} argument{'s' if n != 1 else ''}, got {given}",
+                       call.span, f"defined as block {call.name}({', '.join(names)})")
+            ok = False
+        return ok
 
     # ---------------------------------------------------------------------------------------------- model
 
@@ -514,7 +631,7 @@ class Resolver:
                    hint or f"known sections: {', '.join(sorted(MODEL_SECTIONS))}")
 
     def model_layers(self, st: A.Section) -> Any:
-        n_errors = self.d.error_count
+        n_errors, n_dropped = self.d.error_count, self.dropped
         try:
             layers = self.layers(st.body, {}, "layers", ())
         except _TooManyLayers:
@@ -528,7 +645,8 @@ class Resolver:
             # against the loss would report errors the spec does not have
             return MISSING
         if not layers:
-            if not self.had_syntax_errors:
+            # (layers that did not resolve, their errors reported where they were read, leave it not empty)
+            if not self.had_syntax_errors and self.dropped == n_dropped:
                 self.d.add("E208", "layers { } is empty", st.name_span, "add at least one layer")
             return MISSING
         return layers
@@ -563,7 +681,7 @@ class Resolver:
             empty = Spec.model_construct()  # type: ignore[call-arg]
             Spec.__pydantic_validator__.validate_assignment(empty, key, val)
         except ValidationError as e:
-            self.d.add("E201", f"invalid value for '{key}'", st.value.span, _explain(e.errors()))
+            self.d.add("E201", f"invalid value for '{key}'", st.value.span, _explain(e.errors(), ann))
             return MISSING
         return val
 
@@ -581,6 +699,36 @@ def _block_argument_hint(block: str, key: str, names: list[str]):
     return lambda: did_you_mean(key, names) or f"block {block} takes: {', '.join(names)}"
 
 
+_VALUE_WORDS: dict[type, str] = {A.Num: "a number", A.Str: "a string", A.Bool: "true or false",
+                                 A.Tuple: "a tuple", A.List: "a list", A.Phrase: "two names"}
+# how a hint names a family's values, with an example (the first catalogue name when not listed)
+_FAMILY_EXAMPLES = {
+    "activation": "an activation name such as relu", "loss": "a loss name such as categorical_crossentropy",
+    "source": 'a data source such as iris or csv("file.csv")', "layer": "a layer such as Dense(64)",
+    "optimizer": "an optimizer such as Adam(lr=1e-3)", "metric": "a metric name such as accuracy",
+    "schedule": "a schedule such as cosine(epochs=10)", "regularizer": "a regularizer such as l2(1e-4)",
+    "initializer": "an initializer name such as glorot_uniform", "split": "a split such as holdout(val=0.2)",
+    "constraint": "a constraint such as max_norm(3)"}
+
+
+def _family_example(family: str) -> str:
+    word = FAMILY_WORDS.get(family, family)
+    return _FAMILY_EXAMPLES.get(family) or f"{_a(word)} {word} such as {catalog.CANONICAL[family][0]}"
+
+
+def _source_text(v: A.Value) -> str:
+    """A simple value as written (`3`, `relu`, `"a.csv"`); `...` for anything longer."""
+    if isinstance(v, A.Num):
+        return v.text
+    if isinstance(v, A.Name):
+        return v.name
+    if isinstance(v, A.Bool):
+        return "true" if v.value else "false"
+    if isinstance(v, A.Str):
+        return quote(v.value)
+    return "..."
+
+
 def _a(word: str) -> str:
     return "an" if word[0] in "aeiou" else "a"
 
@@ -593,7 +741,36 @@ _TYPE_WORDS = {
 }
 
 
+# a record's example for a hint (other records: `(key=value, ...)`)
+_RECORD_EXAMPLES = {"EarlyStopping": "(monitor=val_loss, patience=5)",
+                    "Objective": "(direction=minimize, metric=val_loss)"}
+
+
+def _structural(err: ErrorDetails) -> str | None:
+    """Plain words for Pydantic's errors about a value's shape (a record, a tagged union, a tuple's length),
+    whose own wording names Pydantic's internals; None for other errors."""
+    ctx, kind = err.get("ctx") or {}, err.get("type")
+    if kind == "model_type":
+        name = str(ctx.get("class_name", ""))
+        return "expected a record such as " + _RECORD_EXAMPLES.get(name, "(key=value, ...)")
+    if kind == "union_tag_invalid":
+        tags = re.findall(r"'([^']*)'", str(ctx.get("expected_tags", "")))
+        key = next((x for x in reversed(err["loc"]) if isinstance(x, str)), "this argument")
+        listed = ", ".join(tags[:-1]) + " or " + tags[-1] if len(tags) > 1 else "".join(tags)
+        return f"{key}= takes {listed}"
+    if kind in ("too_long", "too_short") and "actual_length" in ctx:
+        n = ctx.get("max_length" if kind == "too_long" else "min_length")
+        return f"expected {n} {'numbers' if ctx.get('field_type') == 'Tuple' else 'items'}, " \
+               f"got {ctx['actual_length']}"
+    if kind in ("model_attributes_type", "dataclass_type"):
+        return "expected a name or a call here"
+    return None
+
+
 def _humane(msg: str, err: ErrorDetails) -> str:
+    structural = _structural(err)
+    if structural is not None:
+        return structural
     msg = msg.removeprefix("Value error, ")
     if err.get("type") == "literal_error":
         expected = msg.replace("Input should be", "expected")
@@ -614,14 +791,56 @@ def literal(value: Any) -> str:
     return value if isinstance(value, str) else str(value).lower() if isinstance(value, bool) else repr(value)
 
 
-def _explain(errs: list[ErrorDetails]) -> str:
-    """One hint for a field's errors; a union's type errors become 'expected an integer or a tuple'."""
+def _explain(errs: list[ErrorDetails], annotation: Any = None) -> str:
+    """One hint for a field's errors; a union's type errors become 'expected an integer or a tuple'. With the
+    field's `annotation`, a value that is no catalogue name says which kind of name belongs there."""
+    fam = family_of_annotation(annotation) if annotation is not None else None
+    if fam is not None and any(e["type"] == "model_attributes_type" for e in errs):
+        return "expected " + _family_example(fam)
     if all(e["type"] in _TYPE_WORDS for e in errs):
         words = list(dict.fromkeys(w for e in errs if (w := _TYPE_WORDS[e["type"]])))
         if words:
             return "expected " + (words[0] if len(words) == 1 else ", ".join(words[:-1]) + " or " + words[-1])
     concrete = [e for e in errs if e["type"] not in _TYPE_WORDS] or errs
     return _humane(concrete[0]["msg"], concrete[0])
+
+
+def _leaf_types(annotation: Any) -> set:
+    """The plain types an annotation accepts, through Optional, Union, Annotated and tuple."""
+    out, stack = set(), [annotation]
+    while stack:
+        a = stack.pop()
+        args = typing.get_args(a)
+        if args and typing.get_origin(a) is not typing.Literal:
+            stack.extend(x for x in args if x is not ...)
+        elif isinstance(a, type):
+            out.add(a)
+    return out
+
+
+def _takes_names(annotation: Any) -> bool:
+    """Whether a field may be given a bare name: a string, one of some words, or a catalogue name."""
+    stack = [annotation]
+    while stack:
+        a = stack.pop()
+        if typing.get_origin(a) is typing.Literal:
+            if any(isinstance(x, str) for x in typing.get_args(a)):
+                return True
+        elif a is str or (isinstance(a, type) and issubclass(a, catalog.Catalogued)):
+            return True
+        else:
+            stack.extend(typing.get_args(a))
+    return False
+
+
+def _wants_integer(annotation: Any) -> bool:
+    """Whether a field takes whole numbers only (units, kernel sizes): uniform() would draw 7.31 for it."""
+    types = _leaf_types(annotation) if annotation is not None else set()
+    return int in types and float not in types
+
+
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else repr(x)
 
 
 def _takes_keyword(cls, fname: str) -> bool:
@@ -714,6 +933,7 @@ def resolve(f: A.File, d: Diagnostics, base_dir: Path | None = None, overrides: 
                   f"put it in a file of its own (the first is '{f.models[0].name}')")
     # blocks are checked once, even if unused, so errors in them are not hidden
     spec = r.model(f.models[0])
+    r.unused_blocks()
     if spec is None or had_syntax_errors:
         return spec
     from .checks import check_spec

@@ -29,7 +29,7 @@ from lark import Lark, Token, Transformer, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
 
 from . import ast as A
-from .diagnostics import Diagnostics, Span
+from .diagnostics import MAX_SHOWN, Diagnostics, Span
 
 _OPEN = {"LPAR", "LSQB"}
 _CLOSE = {"RPAR", "RSQB"}
@@ -344,7 +344,7 @@ def _diagnose(err: UnexpectedInput, text: str) -> tuple[str, Span, str | None]:
         line_text = text.split("\n")[tok.line - 1]
         m = _STATEMENT_WORD.match(line_text[: tok.column - 1])
         if m and "COLON" in expected:
-            return f"missing ':' after '{m.group(1)}'", span, f"write {m.group(1)}: {tok}"
+            return f"missing ':' after '{m.group(1)}'", span, _colon_hint(m.group(1), tok, line_text)
         if tok.type == "LBRACE" and re.match(r"^[ \t]*[A-Za-z_][A-Za-z0-9_]*[ \t]*:[ \t]*$",
                                              line_text[: tok.column - 1]):
             name = line_text.split(":")[0].strip()
@@ -353,6 +353,16 @@ def _diagnose(err: UnexpectedInput, text: str) -> tuple[str, Span, str | None]:
         if m and "EQUAL" in expected and "COLON" not in expected:
             return f"missing '=' after '{m.group(1)}'", span, f"write {m.group(1)}={tok}"
     return f"unexpected {shown}", span, (f"expected {exp}" if exp else None)
+
+
+def _colon_hint(key: str, tok: Token, line_text: str) -> str:
+    """`write seed: 42` for `seed 42`; for `seed = 1`, the value after the '=' (not `seed: =`)."""
+    if tok.type != "EQUAL":
+        return f"write {key}: {tok}"
+    rest = re.sub(r"#[^\"]*$", "", line_text[tok.end_column - 1:] if tok.end_column else "").strip()
+    if rest.startswith("{"):
+        return f"a section takes no '=': write {key} {{ ... }}"
+    return f"use ':' instead of '=': {key}: {_shown(rest)}" if rest else "use ':' instead of '='"
 
 
 # ------------------------------------------------------------------------------------------------- recovery
@@ -858,7 +868,7 @@ def _too_deep(text: str, diags: Diagnostics) -> bool:
     return False
 
 
-def parse(text: str, diags: Diagnostics, max_errors: int = 25) -> A.File | None:
+def parse(text: str, diags: Diagnostics, max_errors: int = MAX_SHOWN) -> A.File | None:
     """Parse `text`; record every syntax error in `diags`; return the AST if some parse succeeded."""
     token = _budget.set([PARSE_BUDGET])
     try:
@@ -876,6 +886,7 @@ def _parse(text: str, diags: Diagnostics, max_errors: int) -> A.File | None:
     seen: set[tuple[int, int]] = set()
     for attempt in range(max_errors):
         if not _spend(len(work)) and attempt:
+            _stopped(diags, large=True)
             return None  # (the first parse is always made)
         try:
             tree = _parser().parse(work)
@@ -900,7 +911,19 @@ def _parse(text: str, diags: Diagnostics, max_errors: int) -> A.File | None:
             work = blanked
             continue
         return _to_ast(tree, diags)
+    _stopped(diags)
     return None
+
+
+def _stopped(diags: Diagnostics, large: bool = False) -> None:
+    """Say, at the end of the report, that syntax errors after the last one reported were not looked for
+    (recovery parses the file again after each error: max_errors and PARSE_BUDGET bound it)."""
+    found = [d for d in diags.items if d.code.startswith("E0")]
+    if found:
+        n = len(found)
+        where = "early in this large file, after" if large else "after"
+        found[-1].note = (f"syntax checking stopped {where} {n} error{'s' * (n != 1)}; there may be more "
+                          "(fix these and check again)")
 
 
 def _to_ast(tree, diags: Diagnostics) -> A.File | None:

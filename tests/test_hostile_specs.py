@@ -640,3 +640,215 @@ def test_valid_search_options_pass_check(tmp_path):
     text = text.replace("  loss:", "  search {\n    trials: 2\n  }\n  loss:")
     rc, out, err = check(tmp_path, text)
     assert rc == 0, err
+
+
+# ------------------------------------------------------------------ diagnostics found by the hostile sweep
+
+SEARCH_BLOCK = "  search {\n    trials: 3\n  }\n  loss:"
+# Pydantic's own wording, which names its internals: never shown to a user
+PYDANTIC = re.compile(r"valid dictionary|instance of|Input tag|expected tags|after validation|Input should|"
+                      r"extract fields")
+
+
+def with_search(text: str) -> str:
+    return text.replace("  loss:", SEARCH_BLOCK, 1)
+
+
+def error_hint(rc: int, err: str, text: str, needle: str, words: str, hint: str,
+               after: str | None = None) -> None:
+    """An error whose message holds `words` at `needle`, with `hint` (a regex) after its caret, in plain
+    words."""
+    assert_error_at(rc, err, text, needle, words, after)
+    where = position(text, needle, after)
+    carets = [d[3] for d in located(err) if (d[1], d[2]) == where and re.search(words, d[0])]
+    assert any(re.search(hint, c) for c in carets), (hint, carets)
+    assert not PYDANTIC.search(err), err
+
+
+NESTED = [("Dense(choice(4, choice(8, 16)), activation=relu)", "choice(8"),
+          ("Dropout(uniform(choice(0.1, 0.2), 0.5))", "choice(0.1"),
+          ("Dense(int_uniform(2, loguniform(4, 8)))", "loguniform")]
+
+
+@pytest.mark.parametrize(("layer", "inner"), NESTED, ids=["choice", "uniform", "int_uniform"])
+def test_a_search_space_inside_another_is_an_error_at_the_inner_call(tmp_path, layer, inner):
+    """`dlc tune` draws one value per call: the inner call would be trained as its first value and written
+    back broken into best.dlspec."""
+    text = with_search(spec_text(f"    {layer}\n    Dense(3, activation=softmax)"))
+    rc, _, err = check(tmp_path, text)
+    assert_error_at(rc, err, text, inner, r"^error\[E501\]: a search space cannot contain another search "
+                    "space")
+
+
+def test_a_search_space_passed_into_a_search_space_through_a_block(tmp_path):
+    text = with_search("block b(n) {\n  Dense(choice(n, 32))\n}\n" + spec_text(
+        "    b(choice(8, 16))\n    Dense(3, activation=softmax)"))
+    rc, _, err = check(tmp_path, text)
+    assert_error_at(rc, err, text, "choice(8", "cannot contain another search space")
+
+
+PLAIN_WORDS = [
+    ("activation=3", dict(layers="    Dense(3, activation=3)"), "3)", "expected an activation",
+     r"expected an activation name such as relu$"),
+    ("quoted activation", dict(layers='    Dense(3, activation="softmax")'), '"softmax"',
+     "expected an activation", "write softmax without quotes"),
+    ("quoted unknown activation", dict(layers='    Dense(3, activation="sofmax")'), '"sofmax"',
+     "expected an activation", r"an activation name such as relu \(without quotes\)"),
+    ("loss as a list", dict(loss="[sparse_categorical_crossentropy]"), "[sparse",
+     "expected a loss", "a loss name such as categorical_crossentropy"),
+    ("quoted source", dict(source='"iris"'), '"iris"', "expected a data source", "write iris without quotes"),
+    ("number source", dict(source="3"), "3\n", "expected a data source",
+     r'a data source such as iris or csv\("file.csv"\)'),
+    ("schedule then=plateau", dict(optimizer="Adam(lr=1e-3)\n  schedule: warmup(epochs=1, "
+                                   "then=plateau(patience=1))"), "plateau(", "'then' of warmup",
+     "then= takes step, exponential or cosine$"),
+    ("schedule then=warmup", dict(optimizer="Adam(lr=1e-3)\n  schedule: warmup(epochs=1, "
+                                  "then=warmup(epochs=1))"), "warmup(epochs=1))", "'then' of warmup",
+     "then= takes step, exponential or cosine$"),
+    ("kernel of 3 numbers", dict(layers="    Reshape((2, 2, 1))\n    Conv2D(2, (1, 1, 1))\n    Flatten()\n"
+                                 "    Dense(3, activation=softmax)"), "(1, 1, 1)", "'kernel_size' of Conv2D",
+     "expected 2 numbers, got 3"),
+]
+
+
+@pytest.mark.parametrize(("what", "parts", "needle", "words", "hint"), PLAIN_WORDS,
+                         ids=[p[0] for p in PLAIN_WORDS])
+def test_a_wrong_kind_of_value_is_explained_in_plain_words(tmp_path, what, parts, needle, words, hint):
+    text = spec_text(**parts)
+    rc, _, err = check(tmp_path, text)
+    error_hint(rc, err, text, needle, words, hint, after="model")
+
+
+@pytest.mark.parametrize("value", ["true", "(val_loss, 2)", "5"])
+def test_early_stopping_that_is_no_record(tmp_path, value):
+    text = spec_text().replace("  loss:", f"  train {{\n    early_stopping: {value}\n  }}\n  loss:")
+    rc, _, err = check(tmp_path, text)
+    error_hint(rc, err, text, value, "'early_stopping' of train",
+               r"expected a record such as \(monitor=val_loss, patience=5\)", after="early_stopping")
+
+
+def test_a_block_argument_where_a_name_belongs(tmp_path):
+    text = "block b(a) {\n  Dense(3, activation=a)\n}\n" + spec_text("    b(3)")
+    rc, _, err = check(tmp_path, text)
+    error_hint(rc, err, text, "3)", "expected an activation", "an activation name such as relu",
+               after="b(3")
+
+
+def test_a_search_option_where_a_name_belongs(tmp_path):
+    text = with_search(spec_text("    Dense(3, activation=choice(softmax, 4))"))
+    rc, _, err = check(tmp_path, text)
+    error_hint(rc, err, text, "4))", "may choose 4", "an activation name such as relu")
+
+
+LATE_POSITIONAL = [
+    ("layer", dict(layers="    Dense(activation=softmax, 3)"), "3)", "units=3"),
+    ("optimizer", dict(optimizer="Adam(lr=0.01, 0.9)"), "0.9", r"name it, e\.g\. key=0\.9"),
+    ("schedule", dict(optimizer="Adam(lr=1e-3)\n  schedule: warmup(then=cosine(10), 2)"), "2)", "epochs=2"),
+    ("regularizer", dict(layers="    Dense(3, activation=softmax, kernel_reg=l2(l2=0.1, 0.2))"), "0.2",
+     r"key=0\.2"),
+]
+
+
+@pytest.mark.parametrize(("what", "parts", "needle", "hint"), LATE_POSITIONAL,
+                         ids=[c[0] for c in LATE_POSITIONAL])
+def test_a_positional_argument_after_a_keyword_is_an_error(tmp_path, what, parts, needle, hint):
+    """Python refuses `f(a=1, 2)`: which parameter the 2 is for is unclear (Dense took it as its units)."""
+    text = spec_text(**parts)
+    rc, _, err = check(tmp_path, text)
+    error_hint(rc, err, text, needle, "a positional argument cannot follow keyword arguments", hint,
+               after="model")
+    assert "given twice" not in err and "1 error" in err
+
+
+def test_a_positional_argument_after_a_keyword_in_a_block_call(tmp_path):
+    text = "block b(n, a) {\n  Dense(n, activation=a)\n}\n" + spec_text("    b(n=3, softmax)")
+    rc, _, err = check(tmp_path, text)
+    error_hint(rc, err, text, "softmax)", "a positional argument cannot follow keyword arguments",
+               "a=softmax", after="b(n=3")
+
+
+def test_equals_for_a_colon_suggests_the_value(tmp_path):
+    text = spec_text().replace("  loss:", "  seed = 1\n  loss:")
+    rc, _, err = check(tmp_path, text)
+    error_hint(rc, err, text, "= 1", "missing ':' after 'seed'", "seed: 1")
+    assert "seed: =" not in err
+
+
+def test_an_overflowing_only_layer_is_not_also_an_empty_layers_block(tmp_path):
+    text = spec_text("    Dense(99999999999999999999, activation=softmax)")
+    rc, _, err = check(tmp_path, text)
+    assert_error_at(rc, err, text, "99999999999999999999", r"E209.*overflows")
+    assert "E208" not in err and "is empty" not in err and "1 error" in err
+
+
+def test_an_empty_block_call_still_leaves_layers_empty(tmp_path):
+    text = "block b() {\n}\n" + spec_text("    b()")
+    rc, _, err = check(tmp_path, text)
+    assert_error_at(rc, err, text, "layers", r"E208.*layers \{ \} is empty", after="model")
+
+
+def test_many_syntax_errors_say_that_checking_stopped(tmp_path):
+    text = spec_text("\n".join(["    Dense(3,,)"] * 300))
+    rc, _, err = check(tmp_path, text)
+    assert rc == 2 and "Traceback" not in err
+    assert err.rstrip().endswith("50 errors")
+    assert "syntax checking stopped after 50 errors; there may be more" in err
+
+
+def test_a_large_file_of_syntax_errors_says_that_checking_stopped(tmp_path):
+    """The parser's budget (not the count) stops recovery in a file near the size limit: said too."""
+    text = spec_text("\n".join(["    Dense(3,,)" + " " * 800] * 300))
+    rc, _, err = check(tmp_path, text)
+    assert rc == 2 and "Traceback" not in err
+    assert re.search(r"syntax checking stopped early in this large file, after \d+ errors?; there may be "
+                     "more", err)
+
+
+def test_a_search_block_without_search_spaces_is_refused_by_check(tmp_path):
+    """`dlc tune` refuses it (E505): `dlc check` says so first."""
+    text = with_search(spec_text())
+    rc, _, err = check(tmp_path, text)
+    assert_error_at(rc, err, text, "search", r"E505.*no search spaces")
+
+
+@pytest.mark.parametrize("space", ["uniform(2, 8)", "loguniform(2, 8)"])
+def test_a_fractional_search_space_for_an_integer(tmp_path, space):
+    text = with_search(spec_text(f"    Dense({space})\n    Dense(3, activation=softmax)"))
+    rc, _, err = check(tmp_path, text)
+    error_hint(rc, err, text, space, rf"E501\]: {space[:space.index('(')]}\(\) draws fractional numbers, but "
+               "units takes whole numbers", r"use int_uniform\(2, 8\)")
+
+
+def test_an_integer_search_space_for_an_integer_passes(tmp_path):
+    text = with_search(spec_text("    Dense(int_uniform(2, 8))\n    Dense(3, activation=softmax)",
+                                 optimizer="Adam(lr=uniform(0.001, 0.1))"))
+    rc, _, err = check(tmp_path, text)
+    assert rc == 0, err
+
+
+def test_a_name_in_a_block_that_is_no_parameter(tmp_path):
+    text = "block b(units) {\n  Dense(unit)\n  Dense(m)\n}\n" + spec_text(
+        "    b(4)\n    Dense(3, activation=softmax)")
+    rc, _, err = check(tmp_path, text)
+    error_hint(rc, err, text, "unit)", "'unit' is not a parameter of block b", "did you mean 'units'")
+    error_hint(rc, err, text, "m)", "'m' is not a parameter of block b", "block b takes: units")
+
+
+def test_a_name_given_to_a_block_is_not_called_a_parameter(tmp_path):
+    text = "block b(n) {\n  Dense(n)\n}\n" + spec_text("    b(foo)\n    Dense(3, activation=softmax)")
+    rc, _, err = check(tmp_path, text)
+    assert rc == 2 and "not a parameter" not in err
+
+
+def test_a_block_argument_given_twice(tmp_path):
+    text = "block b(n) {\n  Dense(n)\n}\n" + spec_text("    b(4, n=5)\n    Dense(3, activation=softmax)")
+    rc, _, err = check(tmp_path, text)
+    error_hint(rc, err, text, "n=5", "argument 'n' given twice", "already given by position")
+    assert "takes 1 argument" not in err
+
+
+def test_an_unknown_layer_in_an_unused_block(tmp_path):
+    text = "block b(n) {\n  Bogus(n)\n  residual {\n    Dens(n)\n  }\n}\n" + spec_text()
+    rc, _, err = check(tmp_path, text)
+    assert_error_at(rc, err, text, "Bogus", "unknown layer 'Bogus'")
+    error_hint(rc, err, text, "Dens(", "unknown layer 'Dens'", "did you mean 'Dense'")
