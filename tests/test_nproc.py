@@ -204,3 +204,17 @@ def test_the_launcher_says_which_worker_stopped(tmp_path):
     code, line = _verdict([EXIT_WORKER_LOST, None], [0], [None, None], Launch(2, 2, 1, "h", 1))
     assert code == 1 and "another machine" in line
     log.close()
+
+
+def test_an_embedding_whose_rows_count_one_by_one_is_refused():
+    """Keras squares (Adam, RMSprop, ...) or clips an Embedding's gradient rows one by one before summing
+    them: across processes they would be summed first, so --nproc refuses those specs; plain SGD sums them
+    anyway."""
+    from dlc.runtime.parallel import blockers
+
+    fixtures = Path(__file__).parent / "equivalence" / "fixtures"
+    for name, refused in (("embedding_adam", True), ("embedding_sgd_clipvalue", True), ("embedding", False),
+                          ("embedding_rmsprop_centered", False)):
+        problems = blockers(dlc.load(fixtures / f"{name}.dlspec"), "torch")
+        assert bool(problems) == refused, (name, problems)
+        assert not refused or "Embedding" in problems[0]

@@ -121,6 +121,7 @@ STOCK_LAYERS = {
     "SimpleRNN": _recurrent(keras.layers.SimpleRNN),
     "LSTM": _recurrent(keras.layers.LSTM),
     "GRU": _recurrent(keras.layers.GRU),
+    "Embedding": lambda la: keras.layers.Embedding(la.input_dim, la.output_dim),
 }
 # what STOCK_LAYERS does not pass on: a fixture setting one of these would not be a fair comparison
 UNSUPPORTED_FIELDS = ("activity_reg", "kernel_constraint", "bias_constraint")
@@ -232,7 +233,7 @@ model nesterov_l2 {
 STOCK_FIXTURES = [
     "dense", "nesterov_l2", "opt_rmsprop", "opt_rmsprop_momentum_centered", "opt_adam", "opt_adam_amsgrad",
     "opt_adamw", "opt_adagrad", "opt_adadelta", "opt_nadam", "opt_clipnorm", "opt_clipvalue",
-    "opt_global_clipnorm", "batchnorm_conv", "rnn_lstm", "rnn_gru",
+    "opt_global_clipnorm", "batchnorm_conv", "rnn_lstm", "rnn_gru", "embedding_adam",
     "loss_categorical_crossentropy", "loss_sparse_categorical_crossentropy", "loss_binary_crossentropy",
     "loss_mse", "loss_mae", "loss_huber",
 ]

@@ -225,7 +225,8 @@ MAIN = '''def main():
     if len(splits) > 1:
         for k in results[0]:
             vals = np.array([r[k] for r in results])
-            print(f"cv {k}: {vals.mean():.6g} ± {vals.std():.6g}")
+            # (the sample standard deviation, ddof=1, as `dlc cv` reports it)
+            print(f"cv {k}: {vals.mean():.6g} ± {vals.std(ddof=1) if len(vals) > 1 else 0.0:.6g}")
     if args.losses:
         with open(args.losses, "w") as fh:
             json.dump(step_losses, fh)

@@ -98,6 +98,10 @@ class Trainer:
         validation batches reuse the graph (a retrace costs more than a whole epoch of a small model)."""
         model, opt, loss_fn = self.train_model, self.opt, self.loss_fn
         variables = model.trainable_variables
+        # An Embedding's gradient reaches the optimizer as IndexedSlices, as in model.fit, except for a
+        # centered RMSprop: Keras' sparse division then gathers out of range (InvalidArgumentError), so it
+        # gets the summed, dense gradient (torch does the same: optimizers.RMSprop.per_occurrence)
+        dense_grads = bool(getattr(getattr(opt, "inner_optimizer", opt), "centered", False))
         stats = self._stats_var = tf.Variable(tf.zeros(self.n_stats, dtype=self.dtype), trainable=False)
         xs = tf.TensorSpec([None, *x.shape[1:]], x.dtype)
         ys = tf.TensorSpec([None, *y.shape[1:]], y.dtype)
@@ -113,6 +117,8 @@ class Trainer:
                 # its dynamic scale and unscales the gradients in apply; any other optimizer returns it as is
                 scaled = opt.scale_loss(loss)
             grads = tape.gradient(scaled, variables)
+            if dense_grads:  # (see below)
+                grads = [tf.convert_to_tensor(g) if isinstance(g, tf.IndexedSlices) else g for g in grads]
             opt.apply(grads, variables)
             self.step_var.assign_add(1)
             stats.assign_add(self._stats(yb, out))

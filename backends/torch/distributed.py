@@ -149,7 +149,8 @@ class DataParallel:
         return loss.detach(), out.detach()
 
     def _sum_gradients(self) -> None:
-        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in self.params]
+        grads = [torch.zeros_like(p) if p.grad is None else p.grad.to_dense() if p.grad.is_sparse else p.grad
+                 for p in self.params]
         flat = torch.cat([g.reshape(-1) for g in grads])
         _all_reduce(flat)
         at = 0

@@ -295,7 +295,8 @@ class Embedding(nn.Module):
         self.embeddings = nn.Parameter(torch.zeros(input_dim, output_dim))
 
     def forward(self, x):
-        return F.embedding(x.long(), self.embeddings)
+        # sparse: the gradient keeps a row per occurrence, as Keras' IndexedSlices (optimizers.Slices)
+        return F.embedding(x.long(), self.embeddings, sparse=True)
 
 
 class PReLU(nn.Module):

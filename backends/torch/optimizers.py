@@ -7,11 +7,52 @@ keras/src/optimizers.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 
+@dataclass
+class Slices:
+    """An Embedding's gradient as Keras' TensorFlow backend hands it to the optimizer: one row per occurrence
+    of a token in the batch (tf.IndexedSlices; torch's sparse embedding gradient, uncoalesced), not yet
+    summed per row. Keras' optimizers square (and clip) these rows one by one before they are summed into
+    the variable's shape, so a token seen twice adds g1² + g2² to Adam's v, not (g1 + g2)²."""
+
+    indices: torch.Tensor  # (n,) rows of the variable
+    values: torch.Tensor  # (n, *row shape)
+    like: torch.Tensor  # the variable
+
+    @staticmethod
+    def of(grad: torch.Tensor | None, p: torch.Tensor) -> Slices | torch.Tensor | None:
+        """A sparse gradient as Slices; a dense one (or None) as it is."""
+        if grad is None or not grad.is_sparse:
+            return grad
+        return Slices(grad._indices()[0], grad._values(), p)
+
+    def scaled(self, factor) -> Slices:
+        return Slices(self.indices, self.values * factor, self.like)
+
+    def summed(self, values: torch.Tensor | None = None) -> torch.Tensor:
+        """The rows (or `values` per row) added into the variable's shape, occurrence after occurrence."""
+        rows = self.values if values is None else values
+        return torch.zeros_like(self.like).index_add_(0, self.indices, rows)
+
+    def squares(self) -> torch.Tensor:
+        """Σ g_i² per row: what Keras' `ops.square` of the slices adds into a dense slot."""
+        return self.summed(self.values * self.values)
+
+
+def dense(g):
+    """A gradient in the variable's shape (Slices summed per row)."""
+    return g.summed() if isinstance(g, Slices) else g
+
+
 class KerasOptimizer:
-    """The parts every Keras optimizer shares: gradient clipping, decoupled weight decay, the step counter."""
+    """The parts every Keras optimizer shares: gradient clipping, decoupled weight decay, the step counter.
+    `per_occurrence`: an Embedding's gradient comes as Slices (False: summed first, as dense)."""
+
+    per_occurrence = True
 
     def __init__(self, params: list[torch.nn.Parameter], learning_rate: float, clipnorm: float | None = None,
                  clipvalue: float | None = None, global_clipnorm: float | None = None,
@@ -33,27 +74,34 @@ class KerasOptimizer:
                             device=self.params[0].device)
 
     def _clip(self, grads):
+        """Keras' clipping; Slices are clipped row by row (tf.clip_by_norm and tf.clip_by_value of
+        IndexedSlices) and their norms are over the occurrences, before the rows are summed; global clipping
+        hands on a dense gradient (its scaling sums the rows)."""
         if self.clipnorm:
             out = []
             for g in grads:
-                l2sum = (g * g).sum()
+                v = g.values if isinstance(g, Slices) else g
+                l2sum = (v * v).sum()
                 l2norm = torch.where(l2sum > 0,
                                      torch.sqrt(torch.where(l2sum > 0, l2sum, torch.ones_like(l2sum))), l2sum)
-                out.append(g * self.clipnorm / torch.clamp(l2norm, min=self.clipnorm))
+                out.append(_map(g, lambda t, n=l2norm: t * self.clipnorm / torch.clamp(n, min=self.clipnorm)))
             return out
         if self.global_clipnorm:
-            norm = torch.sqrt(sum((g * g).sum() for g in grads))
+            norm = torch.sqrt(sum(((g.values if isinstance(g, Slices) else g) ** 2).sum() for g in grads))
             scale = self.global_clipnorm / torch.maximum(norm,
                                                          torch.tensor(self.global_clipnorm, dtype=norm.dtype,
                                                                        device=norm.device))
-            return [g * scale for g in grads]
+            # (Keras' `v * scale` is TensorFlow's multiply, which sums IndexedSlices into a dense tensor)
+            return [dense(g) * scale for g in grads]
         if self.clipvalue:
-            return [torch.clamp(g, -self.clipvalue, self.clipvalue) for g in grads]
+            return [_map(g, lambda t: torch.clamp(t, -self.clipvalue, self.clipvalue)) for g in grads]
         return grads
 
     @torch.no_grad()
     def step(self):
-        grads = [p.grad for p in self.params]
+        grads = [Slices.of(p.grad, p) for p in self.params]
+        if not self.per_occurrence:
+            grads = [dense(g) for g in grads]
         grads = self._clip(grads)
         lr = torch.tensor(self.lr, dtype=self.dtype, device=self.params[0].device)
         if self.weight_decay:  # Keras: variable -= variable * cast(wd) * lr, before the update step
@@ -61,15 +109,27 @@ class KerasOptimizer:
             for p in self.params:
                 p.sub_(p * wd * lr)
         for p, g, s in zip(self.params, grads, self.state, strict=True):
-            self.update(p, g, s, lr)
+            self.update(p, dense(g), s, lr, g if isinstance(g, Slices) else None)
         self.iterations += 1
 
-    def update(self, p, g, s, lr):  # pragma: no cover
+    def update(self, p, g, s, lr, rows: Slices | None = None):  # pragma: no cover
+        """One variable's step from its gradient `g` (dense); `rows`: the gradient's Slices when it came as
+        one (an Embedding's), for what Keras computes per occurrence (squares)."""
         raise NotImplementedError
+
+    @staticmethod
+    def square(g, rows: Slices | None):
+        """Keras' `ops.square(gradient)` as it reaches a dense slot: g², or Σ g_i² per row for Slices."""
+        return g * g if rows is None else rows.squares()
 
     def zero_grad(self):
         for p in self.params:
             p.grad = None
+
+
+def _map(g, f):
+    """f applied to a dense gradient, or to each row of Slices."""
+    return Slices(g.indices, f(g.values), g.like) if isinstance(g, Slices) else f(g)
 
 
 class SGD(KerasOptimizer):
@@ -82,7 +142,7 @@ class SGD(KerasOptimizer):
     def init_state(self, p):
         return {"m": torch.zeros_like(p)} if self.momentum else {}
 
-    def update(self, p, g, s, lr):
+    def update(self, p, g, s, lr, rows=None):
         if "m" not in s:
             p.sub_(g * lr)
             return
@@ -101,6 +161,8 @@ class RMSprop(KerasOptimizer):
     def __init__(self, params, learning_rate=0.001, rho=0.9, momentum=0.0, epsilon=1e-7, centered=False,
                  **common):
         self.rho, self.momentum, self.epsilon, self.centered = rho, momentum, epsilon, centered
+        # centered: the keras backend sums an Embedding's gradient first (Keras' own sparse path fails there)
+        self.per_occurrence = not centered
         super().__init__(params, learning_rate, **common)
 
     def init_state(self, p):
@@ -111,24 +173,27 @@ class RMSprop(KerasOptimizer):
             s["a"] = torch.zeros_like(p)
         return s
 
-    def update(self, p, g, s, lr):
+    def update(self, p, g, s, lr, rows=None):
         if self.centered:
-            self._update_centered(p, g, s, lr)
+            self._update_centered(p, g, s, lr, rows)
             return
         # Keras' ops in Keras' order, written in place into two buffers per parameter: no temporaries of the
         # parameter's size each step (they cost ~1,800 page faults per step on the 784x512 kernel)
         if "t" not in s:
             s["t"], s["d"] = torch.empty_like(p), torch.empty_like(p)
         t, d, rho = s["t"], s["d"], self.rho
-        torch.mul(g, g, out=t).mul_(1 - rho)
+        if rows is None:
+            torch.mul(g, g, out=t).mul_(1 - rho)
+        else:
+            torch.mul(rows.squares(), 1 - rho, out=t)
         s["v"].mul_(rho).add_(t)                      # v = rho*v + (1 - rho)*(g*g)
         torch.add(s["v"], self.epsilon, out=d).sqrt_()  # sqrt(v + eps)
         torch.mul(g, lr, out=t).div_(d)                # (lr*g) / sqrt(v + eps)
         self._apply(p, t, s)
 
-    def _update_centered(self, p, g, s, lr):
+    def _update_centered(self, p, g, s, lr, rows=None):
         rho, v, a = self.rho, s["v"], s["a"]
-        v.copy_(rho * v + (1 - rho) * (g * g))
+        v.copy_(rho * v + (1 - rho) * self.square(g, rows))
         a.copy_(rho * a + (1 - rho) * g)
         self._apply(p, (lr * g) / torch.sqrt(v - a * a + self.epsilon), s)
 
@@ -161,11 +226,11 @@ class Adam(KerasOptimizer):
         self._b2p = torch.pow(self.const(self.beta_2), t)
         super().step()
 
-    def update(self, p, g, s, lr):
+    def update(self, p, g, s, lr, rows=None):
         alpha = lr * torch.sqrt(1 - self._b2p) / (1 - self._b1p)
         m, v = s["m"], s["v"]
         m.add_((g - m) * (1 - self.beta_1))
-        v.add_((g * g - v) * (1 - self.beta_2))
+        v.add_((self.square(g, rows) - v) * (1 - self.beta_2))
         if "vhat" in s:
             s["vhat"].copy_(torch.maximum(s["vhat"], v))
             v = s["vhat"]
@@ -182,9 +247,9 @@ class Adagrad(KerasOptimizer):
     def init_state(self, p):
         return {"acc": torch.ones_like(p) * self.const(self.initial_accumulator_value)}
 
-    def update(self, p, g, s, lr):
+    def update(self, p, g, s, lr, rows=None):
         acc = s["acc"]
-        acc.add_(g * g)
+        acc.add_(self.square(g, rows))
         p.sub_((lr * g) / torch.sqrt(acc + self.epsilon))
 
 
@@ -198,10 +263,15 @@ class Adadelta(KerasOptimizer):
     def init_state(self, p):
         return {"eg": torch.zeros_like(p), "ed": torch.zeros_like(p)}
 
-    def update(self, p, g, s, lr):
+    def update(self, p, g, s, lr, rows=None):
         rho, eps = self.rho, self.epsilon
         eg, ed = s["eg"], s["ed"]
-        eg.copy_(rho * eg + (1 - rho) * (g * g))
+        eg.copy_(rho * eg + (1 - rho) * self.square(g, rows))
+        if rows is not None:  # Keras: each occurrence's delta, squared, then summed per row
+            d = -((torch.sqrt(ed + eps)[rows.indices] * rows.values) / torch.sqrt(eg + eps)[rows.indices])
+            ed.copy_(rho * ed + rows.summed((1 - rho) * (d * d)))
+            p.add_(rows.summed(lr * d))
+            return
         delta = -((torch.sqrt(ed + eps) * g) / torch.sqrt(eg + eps))
         ed.copy_(rho * ed + (1 - rho) * (delta * delta))
         p.add_(lr * delta)
@@ -234,10 +304,10 @@ class Nadam(KerasOptimizer):
         self._beta_2_power = torch.pow(beta_2, t)
         super().step()
 
-    def update(self, p, g, s, lr):
+    def update(self, p, g, s, lr, rows=None):
         m, v = s["m"], s["v"]
         m.add_((g - m) * (1 - self._beta_1))
-        v.add_((g * g - v) * (1 - self._beta_2))
+        v.add_((self.square(g, rows) - v) * (1 - self._beta_2))
         m_hat = (self._u_t_1 * m) / (1 - self._u_product_t_1) + ((1 - self._u_t) * g) / (1 - self.u_product)
         v_hat = v / (1 - self._beta_2_power)
         p.sub_((m_hat * lr) / (torch.sqrt(v_hat) + self.epsilon))

@@ -60,7 +60,8 @@ class Prober:
             for pl in self.layers:
                 g = grads[i:i + len(self.params[pl.name])]
                 i += len(g)
-                sq = [(t * t).sum() for t in g if t is not None]
+                dense = [t.to_dense() if t.is_sparse else t for t in g if t is not None]  # (Embedding's)
+                sq = [(t * t).sum() for t in dense]
                 norm = torch.stack(sq).sum().sqrt() if sq else (zero if g else zero + float("nan"))
                 a = outputs[pl.name].to(loss.dtype)  # (a layer's output is 16-bit under mixed precision)
                 if pl.output_activation == "softmax":

@@ -25,7 +25,9 @@ class DynamicLossScale:
         """Backward of the scaled loss and, when every gradient is finite, the optimizer's step: whether it
         was taken."""
         (loss * self.scale).backward()
-        grads = [p.grad for p in optimizer.params if p.grad is not None]
+        # (an Embedding's sparse gradient: its rows, in place)
+        grads = [p.grad._values() if p.grad.is_sparse else p.grad for p in optimizer.params
+                 if p.grad is not None]
         finite = bool(torch.stack([torch.isfinite(g).all() for g in grads]).all()) if grads else True
         if not finite:
             self.scale, self.good_steps = self.scale * 0.5, 0

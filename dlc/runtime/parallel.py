@@ -60,10 +60,28 @@ def blockers(spec, backend: str, nnodes: int = 1) -> list[str]:
     if getattr(spec.train, "precision", None) == "mixed_float16":
         out.append("--nproc does not support precision: mixed_float16 (its dynamic loss scale is not "
                    "synchronized across processes); use mixed_bfloat16 or float32")
+    if per_occurrence_embedding(spec):
+        out.append(f"--nproc with an Embedding and {spec.optimizer.kind}: Keras squares or clips each "
+                   "occurrence's gradient row before the rows are summed, which needs every process's rows; "
+                   "summed across the processes first it would train differently (use one process, or SGD "
+                   "without clipping)")
     if spec.data is not None and spec.data.split.kind == "kfold":
         out.append("--nproc trains one run; a kfold spec runs cross-validation (dlc cv), which it does "
                    "not split across processes")
     return out
+
+
+def per_occurrence_embedding(spec) -> bool:
+    """Whether an Embedding's gradient rows are used one by one (backends/torch/optimizers.Slices): by every
+    optimizer that squares the gradient and by clipping; not by SGD without clipping, nor by a centered
+    RMSprop (which takes the summed gradient on both backends)."""
+    if not any(info.layer.kind == "Embedding" for info in spec.walk()):
+        return False
+    opt = spec.optimizer
+    if opt.kind == "RMSprop" and getattr(opt, "centered", False):
+        return False
+    clipped = any(getattr(opt, k, None) for k in ("clipnorm", "clipvalue", "global_clipnorm"))
+    return opt.kind != "SGD" or clipped
 
 
 # ---------------------------------------------------------------------------------------------- workers
