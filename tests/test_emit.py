@@ -274,6 +274,21 @@ def test_emitted_script_matches_dlc(emitted, name, backend):
     diff = float(np.max(np.abs(np.array(theirs, dtype=np.float64) - np.array(mine, dtype=np.float64))))
     print(f"\n{name} {backend}: {len(mine)} steps, max |Δ loss| = {diff:.3g}")
     assert diff == 0.0
+    if "kfold" in name:
+        _assert_cv_spread_as_dlc_cv(stdout)
+
+
+def _assert_cv_spread_as_dlc_cv(stdout: str) -> None:
+    """A k-fold script's `cv loss: mean ± std` is over the folds' last val_loss with dlc cv's sample
+    standard deviation (ddof=1; it printed numpy's population std, √(k/(k-1)) smaller)."""
+    import re
+
+    folds = stdout.split("fold ")[1:]
+    last = [float(re.findall(r"val_loss (\S+)", f)[-1]) for f in folds]
+    mean, std = (float(v) for v in re.search(r"cv loss: (\S+) ± (\S+)", stdout).groups())
+    assert len(last) > 1 and mean == pytest.approx(np.mean(last), rel=1e-5)
+    # (the epoch lines are rounded to 6 digits: a 2% tolerance, far from the population std's √(k/(k-1)))
+    assert std == pytest.approx(np.std(last, ddof=1), rel=0.02)
 
 
 def assert_standalone(text: str, script: Path) -> None:
