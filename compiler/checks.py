@@ -282,8 +282,28 @@ def _check_loss(spec: Spec, m: A.Model, d: Diagnostics) -> None:
     n_before = d.error_count
     _check_output_units(spec, loss, out[0], where, last, d)
     if want and act != want and d.error_count == n_before:
-        d.add("E302", f"{loss.name} needs a {want} output, but the last layer ends in '{act}'",
-              _layer_span(last), f"add activation={want} to the last layer")
+        earlier = _ends_in_before(spec, want)
+        if earlier is not None and getattr(last, "activation", None) is None:
+            d.add("E302", f"{loss.name} needs the {want} to come last, but {last.kind} comes after the "
+                  f"{earlier.kind} that applies it", _layer_span(last),
+                  f"move {last.kind} before that {earlier.kind}: dlc computes the {want} inside the loss "
+                  "(from the logits), so it must be the network's last operation")
+        else:
+            d.add("E302", f"{loss.name} needs a {want} output, but the last layer ends in '{act}'",
+                  _layer_span(last), f"add activation={want} to the last layer")
+
+
+def _ends_in_before(spec: Spec, want: str) -> Layer | None:
+    """The last layer before the final one whose activation is `want` (a softmax followed by Dropout or
+    Reshape), if any."""
+    for layer in reversed(spec.layers[:-1]):
+        act = "softmax" if isinstance(layer, Softmax) else getattr(getattr(layer, "activation", None), "name",
+                                                                      None)
+        if act == want:
+            return layer
+        if act not in (None, "linear"):
+            return None
+    return None
 
 
 def _check_output_units(spec: Spec, loss, units: int, where: Span | None, last: Layer,

@@ -852,3 +852,14 @@ def test_an_unknown_layer_in_an_unused_block(tmp_path):
     rc, _, err = check(tmp_path, text)
     assert_error_at(rc, err, text, "Bogus", "unknown layer 'Bogus'")
     error_hint(rc, err, text, "Dens(", "unknown layer 'Dens'", "did you mean 'Dense'")
+
+
+@pytest.mark.parametrize("after", ["Dropout(0.3)", "Reshape((3))"])
+def test_a_layer_after_the_output_activation_is_named(tmp_path, after):
+    """Dense(3, activation=softmax) then Dropout: not 'the last layer ends in linear' but which layer comes
+    after the softmax and why it must be last (dlc computes it inside the loss)."""
+    text = spec_text(f"    Dense(3, activation=softmax)\n    {after}")
+    rc, _, err = check(tmp_path, text)
+    name = after.split("(")[0]
+    assert rc == 2 and f"needs the softmax to come last, but {name} comes after the Dense" in err, err
+    assert "ends in 'linear'" not in err
