@@ -195,3 +195,21 @@ def test_tune_with_a_relative_storage(tmp_path, monkeypatch):
     assert code == 0, stderr
     assert sorted(p.name for p in (specs / "studies").iterdir()) == ["s.db"]
     assert list(elsewhere.iterdir()) == []
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_a_full_disk_for_the_output_is_one_line():
+    with open("/dev/full", "w") as full:
+        r = subprocess.run([DLC, "schema"], stdout=full, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                           timeout=120)
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert r.stderr.strip() == ("dlc: error: cannot write: No space left on device; free some space and run "
+                                "again")
+
+
+def test_a_closed_stdout_is_not_a_traceback():
+    """`dlc check s.dlspec >&-`: Python gives the command no stdout at all (None); dlc checks and exits as
+    usual, its output going nowhere."""
+    r = subprocess.run(f"{DLC} check specs/iris.dlspec >&-", shell=True, stderr=subprocess.PIPE, text=True,
+                       cwd=ROOT, timeout=120)
+    assert r.returncode == 0 and r.stderr == "", r.stderr

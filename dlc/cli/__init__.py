@@ -100,13 +100,20 @@ def _usage_error(e) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Run `dlc` with these arguments (default: the command line's) and return the exit code."""
     args = sys.argv[1:] if argv is None else list(argv)
+    _closed_streams_to_devnull()
     if not args:  # plain `dlc`: the help, as a usage error
         main(["--help"])
         return EXIT_SPEC
     command = typer.main.get_command(app)
     try:
         rv = command.main(args=args, prog_name="dlc", standalone_mode=False)
-        sys.stdout.flush()  # now, not at exit: a reader that has gone is noticed where it can be handled
+        try:
+            sys.stdout.flush()  # now, not at exit: a reader that has gone is noticed where it can be handled
+        except OSError as e:
+            if isinstance(e, BrokenPipeError):
+                raise
+            print(f"dlc: error: cannot write the output: {e.strerror or e}", file=sys.stderr)
+            return 1
     except (OutputClosed, BrokenPipeError):  # (the flush above, or a command's output, via exits)
         # the reader of our output has gone (`dlc schema | head -1`): stop quietly, as Unix tools do
         return quiet_exit(closed_outputs())
@@ -116,6 +123,17 @@ def main(argv: list[str] | None = None) -> int:
         print("dlc: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     return rv if isinstance(rv, int) else 0
+
+
+def _closed_streams_to_devnull() -> None:
+    """A command started with stdout or stderr closed (`dlc check s.dlspec >&-`: Python makes it None)
+    writes into the void, as if to /dev/null, instead of failing on None; the exit code still says how it
+    went."""
+    import os
+
+    for name in ("stdout", "stderr"):
+        if getattr(sys, name) is None:
+            setattr(sys, name, open(os.devnull, "w"))  # noqa: SIM115 - for the life of the process
 
 
 def entry() -> NoReturn:

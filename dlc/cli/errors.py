@@ -18,6 +18,7 @@ an exit code; `report` turns one into its line and code. DLC_TRACEBACK=1 re-rais
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import os
 import sys
@@ -83,6 +84,9 @@ def classify(exc: BaseException) -> tuple[int, str]:
         return EXIT_RUNTIME, error_line(str(exc))
     if isinstance(exc, MemoryError):
         return EXIT_RUNTIME, error_line("out of memory; try a smaller batch_size or model")
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        where = f" {exc.filename}" if exc.filename else ""
+        return EXIT_RUNTIME, error_line(f"cannot write{where}: {exc.strerror}; free some space and run again")
     return EXIT_RUNTIME, error_line(_unexpected(exc))
 
 

@@ -36,7 +36,8 @@ def command(
     try:
         write(p, output)
     except OSError as e:
-        raise CommandError(error_line(f"cannot write {output}: {e.strerror or e}")) from None
+        raise CommandError(error_line(f"cannot write {output or 'the predictions to stdout'}: "
+                                      f"{e.strerror or e}")) from None
     print(p.read + (f"; wrote {len(p.table)} predictions to {output}" if output else ""), file=sys.stderr)
 
 
