@@ -373,13 +373,27 @@ def _check_data(spec: Spec, m: A.Model, d: Diagnostics, base_dir: Path) -> None:
         if not ok:
             if st is not None and isinstance(st.value, A.Call) and st.value.args:
                 where = st.value.args[0].span
-            d.add("E401",
-                  f"cannot read data file '{src.path}': no such "
-                  f"{'folder' if isinstance(src, Mnist) else 'file'}",
+            why = _not_a_file(path, folder_ok=isinstance(src, Mnist))
+            d.add("E401", f"cannot read data file '{src.path}': {why}",
                   where, f"looked for {_shown_path(path)} (relative paths start at the spec's folder)")
             return
         if isinstance(src, Csv):
             _check_csv(spec, src, path, m, st, where, d)
+
+
+def _not_a_file(path: Path, folder_ok: bool = False) -> str:
+    """Why `path` cannot be read as a data file: missing, a folder, a link that leads nowhere, or not a
+    regular file (a pipe or a device, which would block or never end)."""
+    try:
+        if path.is_symlink() and not path.exists():
+            return "it is a symbolic link that leads nowhere (or in a loop)"
+        if not path.exists():
+            return f"no such {'file or folder' if folder_ok else 'file'}"
+    except OSError as e:
+        return f"it cannot be looked at ({e.strerror or e})"
+    if path.is_dir():
+        return "it is a folder, not a file"
+    return "it is not a regular file (a pipe, socket or device)"
 
 
 def npy_header(path: Path) -> tuple[str, tuple[int, ...]]:
@@ -418,7 +432,7 @@ def _check_npy(spec: Spec, src: Npy, m: A.Model, st: A.Assign | None, base_dir: 
                                            else (call.span if call is not None else None))
         path = resolve_path(base_dir, written)
         if not path.is_file():
-            d.add("E401", f"cannot read data file '{written}': no such file", where,
+            d.add("E401", f"cannot read data file '{written}': {_not_a_file(path)}", where,
                   f"looked for {_shown_path(path)} (relative paths start at the spec's folder)")
             continue
         try:
@@ -519,7 +533,7 @@ def _check_metrics_and_monitors(spec: Spec, m: A.Model, d: Diagnostics) -> None:
             span = written[i].span if i < len(written) else (st.value.span if st else None)
             kind = "classification" if task in ("categorical", "binary") else "regression"
             d.add("E304", f"metric '{metric.name}' does not apply to a {kind} loss ({spec.loss.name})", span,
-                  "classification: accuracy, precision, recall, f1; regression: mse, mae")
+                  "classification: accuracy, precision, recall, f1, mse, mae; regression: mse, mae")
     base = ["loss"] + [mt.name for mt in spec.metrics]
     valid = base + [f"val_{b}" for b in base]
     has_val = spec.data is not None and (getattr(spec.data.split, "val", 0) > 0

@@ -6,6 +6,7 @@ wrong result; what was read is always reported."""
 from __future__ import annotations
 
 import json
+import os
 import textwrap
 from pathlib import Path
 
@@ -399,3 +400,21 @@ def test_a_holdout_that_leaves_nothing_to_train_on_is_said_in_the_specs_terms(tm
     line = one_line(train(tmp_path), 1, "holdout(val=0.2, test=0.2) of 2 rows leaves 0 to train on",
                     "1 for validation, 1 for test")
     assert "test_size" not in line and (tmp_path / "run").exists() is False
+
+
+@pytest.mark.parametrize("kind, why", [("folder", "it is a folder, not a file"),
+                                       ("fifo", "it is not a regular file"),
+                                       ("loop", "a symbolic link that leads nowhere"),
+                                       ("missing", "no such file")])
+def test_a_data_path_that_is_not_a_file_says_what_it_is(tmp_path, kind, why):
+    """`csv("d.csv")` naming a folder, a pipe or a dangling link is not 'no such file'."""
+    target = tmp_path / "d.csv"
+    if kind == "folder":
+        target.mkdir()
+    elif kind == "fifo":
+        os.mkfifo(target)
+    elif kind == "loop":
+        target.symlink_to(target)
+    spec = write_spec(tmp_path)
+    rc, _, err = run_cli("check", spec)
+    assert rc == 2 and f"cannot read data file 'd.csv': {why}" in err, err
