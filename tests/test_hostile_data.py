@@ -404,7 +404,7 @@ def test_a_holdout_that_leaves_nothing_to_train_on_is_said_in_the_specs_terms(tm
 
 @pytest.mark.parametrize("kind, why", [("folder", "it is a folder, not a file"),
                                        ("fifo", "it is not a regular file"),
-                                       ("loop", "a symbolic link that leads nowhere"),
+                                       ("loop", "it is a symbolic link that leads nowhere"),
                                        ("missing", "no such file")])
 def test_a_data_path_that_is_not_a_file_says_what_it_is(tmp_path, kind, why):
     """`csv("d.csv")` naming a folder, a pipe or a dangling link is not 'no such file'."""
