@@ -334,6 +334,18 @@ def _check_output_units(spec: Spec, loss, units: int, where: Span | None, last: 
               _layer_span(last), "use Dense(1)")
 
 
+def _check_stratify(spec: Spec, m: A.Model, d: Diagnostics) -> None:
+    """stratify=true with a regression loss: there are no classes to keep in proportion, so the split is a
+    plain shuffled one; say so rather than ignore it silently."""
+    split = spec.data.split if spec.data is not None else None
+    if split is None or not getattr(split, "stratify", False) or type(spec.loss).task != "regression":
+        return
+    st = _find_assign(m, "split", "data")
+    where = (_kwarg_span(st.value, "stratify") or st.value.span) if st else None
+    d.warn("W004", f"stratify=true has no effect: {spec.loss.name} is a regression loss, and stratifying "
+           "keeps the proportions of classes", where, "remove stratify=true (the split is a seeded shuffle)")
+
+
 def _check_augment(spec: Spec, augment: list[AugmentT], m: A.Model, d: Diagnostics) -> None:
     aug = _find_assign(m, "augment", "data")
     where = aug.value.span if aug else None
@@ -350,6 +362,7 @@ def _check_augment(spec: Spec, augment: list[AugmentT], m: A.Model, d: Diagnosti
 def _check_data(spec: Spec, m: A.Model, d: Diagnostics, base_dir: Path) -> None:
     if spec.data is None:
         return
+    _check_stratify(spec, m, d)
     if spec.data.augment:
         _check_augment(spec, spec.data.augment, m, d)
     src = spec.data.source

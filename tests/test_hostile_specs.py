@@ -863,3 +863,11 @@ def test_a_layer_after_the_output_activation_is_named(tmp_path, after):
     name = after.split("(")[0]
     assert rc == 2 and f"needs the softmax to come last, but {name} comes after the Dense" in err, err
     assert "ends in 'linear'" not in err
+
+
+@pytest.mark.parametrize("split", ["holdout(val=0.2, stratify=true)", "kfold(k=3, stratify=true)"])
+def test_stratify_on_a_regression_set_is_a_warning_not_silence(tmp_path, split):
+    text = spec_text("    Dense(1)", source="diabetes", input="(10)", loss="mse")
+    text = text.replace("    source: diabetes", f"    source: diabetes\n    split: {split}")
+    rc, _, err = check(tmp_path, text)
+    assert rc == 0 and "warning[W004]: stratify=true has no effect: mse is a regression loss" in err, err
