@@ -213,3 +213,16 @@ def test_a_closed_stdout_is_not_a_traceback():
     r = subprocess.run(f"{DLC} check specs/iris.dlspec >&-", shell=True, stderr=subprocess.PIPE, text=True,
                        cwd=ROOT, timeout=120)
     assert r.returncode == 0 and r.stderr == "", r.stderr
+
+
+def test_usage_errors_in_plain_words():
+    rc, _, err = run_cli("run", "specs/iris.dlspec", "--epoch", "3")
+    assert rc == 2 and "no such option: --epoch; did you mean --epochs?" in err
+    rc, _, err = run_cli("run", "specs/iris.dlspec", "--bogus")
+    assert rc == 2 and "no such option: --bogus" in err and "--out" not in err.splitlines()[-1]
+    rc, _, err = run_cli("run", "specs/iris.dlspec", "--epochs", "0")
+    assert rc == 2 and "'--epochs': must be at least 1" in err
+    rc, _, err = run_cli("run", "specs/iris.dlspec", "--backend", "bogus")
+    assert rc == 2 and "'bogus' is not one of 'torch', 'keras'" in err and "Value error" not in err
+    rc, _, err = run_cli("run", "--resume", "specs/iris.dlspec")
+    assert rc == 1 and "is a file, not a run directory" in err and "dlc run specs/iris.dlspec" in err

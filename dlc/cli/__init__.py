@@ -93,8 +93,26 @@ def _usage_error(e) -> int:
         print(ctx.get_usage(), file=sys.stderr)
         print(f"Try '{ctx.command_path} --help' for help.", file=sys.stderr)
     where = ctx.command_path if ctx is not None else "dlc"
-    print(f"{where}: error: {e.format_message()}", file=sys.stderr)
+    print(f"{where}: error: {_plain_usage_message(e)}", file=sys.stderr)
     return e.exit_code
+
+
+def _plain_usage_message(e) -> str:
+    """Click's message in dlc's words: an unknown option suggests only a close name (Click offers any option
+    sharing a letter or two), and the validators' wording ("Value error, ...", "Input should be ...") is
+    plain."""
+    import difflib
+    import re
+
+    name = getattr(e, "option_name", None)
+    if type(e).__name__ == "NoSuchOption" and name:
+        close = difflib.get_close_matches(name, list(getattr(e, "possibilities", None) or []), n=1,
+                                          cutoff=0.75)
+        return f"no such option: {name}" + (f"; did you mean {close[0]}?" if close else "")
+    text = e.format_message()
+    text = text.replace("Value error, ", "")
+    text = re.sub(r"Input should be greater than or equal to (\S+)", r"must be at least \1", text)
+    return re.sub(r"Input should be less than or equal to (\S+)", r"must be at most \1", text)
 
 
 def main(argv: list[str] | None = None) -> int:

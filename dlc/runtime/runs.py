@@ -86,6 +86,9 @@ def run_state(run: Path) -> RunState:
     """How far the run folder `run` got (see RunState); RunDirError when it is not a dlc run folder."""
     run = Path(run)
     if not run.is_dir():
+        if run.is_file():
+            hint = (f"; train the spec with `dlc run {run}`" if run.suffix == ".dlspec" else "")
+            raise RunDirError(f"'{run}' is a file, not a run directory (the folder `dlc run` wrote){hint}")
         raise RunDirError(f"no such run directory '{run}'")
     kind = folder_kind(run)
     if kind == "cv":
