@@ -226,3 +226,17 @@ def test_usage_errors_in_plain_words():
     assert rc == 2 and "'bogus' is not one of 'torch', 'keras'" in err and "Value error" not in err
     rc, _, err = run_cli("run", "--resume", "specs/iris.dlspec")
     assert rc == 1 and "is a file, not a run directory" in err and "dlc run specs/iris.dlspec" in err
+
+
+def test_a_successful_keras_run_prints_no_native_tensorflow_errors(tmp_path):
+    """A Conv2D with a leaky_relu(alpha=...) activation made TensorFlow's grappler print an 'E0000 ...
+    remapper failed' line on stderr of a run that succeeded; --quiet prints nothing but the run folder."""
+    spec = tmp_path / "lr.dlspec"
+    spec.write_text("model m {\n  data {\n    source: digits\n  }\n  input: (8, 8, 1)\n  layers {\n"
+                    "    Conv2D(4, (3, 3), activation=leaky_relu(alpha=0.1))\n    Flatten()\n"
+                    "    Dense(10, activation=softmax)\n  }\n  loss: sparse_categorical_crossentropy\n"
+                    "  optimizer: Adam()\n  train {\n    epochs: 1\n  }\n}\n")
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    r = subprocess.run([DLC, "run", str(spec), "--backend", "keras", "--quiet", "--out", str(tmp_path / "r")],
+                       capture_output=True, text=True, cwd=ROOT, timeout=300, env=env)
+    assert r.returncode == 0 and r.stderr == "", r.stderr

@@ -10,7 +10,9 @@ in the same package, must import no framework.)
 import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# TensorFlow's native ERROR lines too (level 3): grappler's "remapper failed" and oneDNN's notices come
+# from runs that succeed; a real failure reaches dlc as a Python exception and is reported as one line
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
 def _import_tensorflow_quietly() -> None:
