@@ -60,6 +60,15 @@ def _pair(v) -> tuple[int, int]:
     return (v, v) if isinstance(v, int) else tuple(v)
 
 
+def _reshape_example(shape: tuple, rank: int) -> str:
+    """A Reshape that gives a flat input of `shape` the rank a convolution needs, one channel."""
+    n = shape[0]
+    if rank == 1:
+        return f"({n}, 1)"
+    side = math.isqrt(n)
+    return f"({side}, {side}, 1)" if side * side == n else "(height, width, 1)"
+
+
 def _conv_len(n: int, k: int, s: int, padding: str) -> int:
     if padding == "same":
         return -(-n // s)
@@ -148,8 +157,8 @@ class _Conv(_Dense):
             want = "(height, width, channels)" if self.rank == 2 else "(steps, channels)"
             raise ShapeError(
                 f"{self.kind} needs an input of rank {self.rank + 1} {want}, got {shape}"
-                + ("; give images as input: (height, width, channels) or add Reshape(...)"
-                   if len(shape) == 1 else "")
+                + (f"; give {'images' if self.rank == 2 else 'sequences'} as input: {want} or add "
+                   f"Reshape({_reshape_example(shape, self.rank)})" if len(shape) == 1 else "")
             )
         ks, ss = self._ks()
         spatial = []
