@@ -182,3 +182,52 @@ def test_seeds_usage_errors(tmp_path):
 
     with pytest.raises(ValueError, match="at least 2 seeds"):
         dlc.compare(dlc.load(path), seeds=1)
+
+
+# --------------------------------------------------------------------------------------------- kfold specs
+
+KFOLD = """
+model d03m {
+  seed: 53
+  data { source: iris
+    split: kfold(k=3) }
+  input: (4)
+  layers { Dense(3, activation=softmax) }
+  loss: categorical_crossentropy
+  metrics: [accuracy]
+  optimizer: Adam(lr=0.05)
+  schedule: plateau(monitor=val_loss, factor=0.5, patience=1)
+  train { epochs: 3
+    early_stopping: (monitor=val_loss, patience=1) }
+}
+"""
+
+
+def test_kfold_spec_compares_fold_1(tmp_path):
+    """A kfold split has no validation part of its own: compare trains fold 1 (as `dlc cv` does), so early
+    stopping and a plateau on val_loss run, and the val metrics are compared."""
+    import dlc
+    from dlc.runtime.cv import run_cv
+
+    path = tmp_path / "d03m.dlspec"
+    path.write_text(KFOLD)
+    rc, out, err = run_cli("compare", path, "--steps", "12", "--json")
+    assert rc == 0, err
+    c = json.loads(out)
+    assert c["dtype"] == "float64" and c["verdict"] == "equivalent" and "fold 1 of 3" in c["note"]
+    for backend in ("keras", "torch"):
+        assert len(c["val_losses"][backend]) == c["runs"][backend]["epochs"] == 3
+        assert "val_loss" in c["final_metrics"][backend] and "val_accuracy" in c["final_metrics"][backend]
+        assert c["runs"][backend]["best_epoch"] is not None  # early stopping watched val_loss
+    rc, out, err = run_cli("compare", path, "--steps", "5")
+    assert rc == 0 and "note: the split is kfold(k=3): compared the training of fold 1" in out, err
+    # the same fold as `dlc cv`'s first: the spec's own run ends with cv's fold-1 validation loss
+    spec = dlc.load(path)
+    own = dlc.compare(spec, steps=None, dtype="float32")
+    cv = run_cv(spec, tmp_path, "torch", "cpu")
+    assert own["final_metrics"]["torch"]["val_loss"] == pytest.approx(cv["folds"][0]["val"]["loss"], rel=1e-6)
+    # --seeds: each seed's fold 1, its final val metrics
+    rc, out, err = run_cli("compare", path, "--seeds", "2", "--json")
+    s = json.loads(out)
+    assert rc == (0 if s["passed"] else 1), err
+    assert s["split"] == "val" and "fold 1 of 3" in s["note"]

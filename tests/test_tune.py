@@ -337,6 +337,28 @@ def test_resume_with_more_trials_continues(tmp_path):
     assert rc == 2 and "other search spaces" in err
 
 
+def test_a_study_keeps_its_backend(tmp_path):
+    """A study on a named storage holds one backend's trials: a tune with another --backend on it is refused
+    (exit 2, naming the way on), never reported as that backend's; its own --study runs it."""
+    import optuna
+
+    p = _write(tmp_path, trials=1, units="8", extra='\n    storage: "sqlite:///x.db"')
+    rc, _, err = _tune(str(p), "--backend", "torch", "--out", str(tmp_path / "t"))
+    assert rc == 0, err
+    rc, _, err = _tune(str(p), "--backend", "keras", "--out", str(tmp_path / "k"))
+    assert rc == 2 and "holds torch trials" in err and "--backend torch" in err and "--study NAME" in err
+    assert not (tmp_path / "k" / "tune.json").exists()
+    rc, _, err = _tune(str(p), "--backend", "torch", "--out", str(tmp_path / "t"))  # the same backend resumes
+    assert rc == 0, err
+    rc, _, err = _tune(str(p), "--backend", "keras", "--out", str(tmp_path / "k"), "--study", "tiny-keras")
+    assert rc == 0, err
+    s = _summary(tmp_path / "k")
+    assert s["backend"] == "keras" and [t["state"] for t in s["trials"]] == ["COMPLETE"]
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    assert {st.study_name: st.user_attrs["dlc_backend"] for st in optuna.get_all_study_summaries(url)} == \
+        {"tiny": "torch", "tiny-keras": "keras"}
+
+
 def test_resume_after_a_killed_process(tmp_path):
     """A `dlc tune` killed (SIGKILL, with its trial process) mid-trial: the next run fails that trial as
     interrupted, runs its parameters again, and finishes the search."""

@@ -47,7 +47,8 @@ def command(
     mismatch with the first step and layer that disagree (exit 1). --seeds N: the final metrics over N seeds,
     equivalent within the margins by two one-sided paired t-tests (exit 0), else exit 1. A spec with
     precision: mixed_* (outside the equivalence contract) is compared step by step in full precision, with a
-    note saying so; --seeds trains it in mixed precision, as the spec says."""
+    note saying so; --seeds trains it in mixed precision, as the spec says. A kfold spec compares the
+    training of its fold 1 (as `dlc cv` builds it), with a note saying so."""
     if seeds is not None:
         _check_seed_options(steps, dtype, margin, rel_margin, alpha)
     loaded = training_spec(spec, seed)

@@ -107,7 +107,8 @@ class Comparison:
     first_weight_mismatch_step: int | None = None
     first_mismatch_layer: str | None = None
     mismatch_layers: dict[str, float] = field(default_factory=dict)
-    # what was compared when it is not the spec as written (a mixed-precision spec: its full-precision model)
+    # what was compared when it is not the spec as written (a mixed-precision spec: its full-precision model;
+    # a kfold spec: the training of its fold 1)
     note: str = ""
 
     def to_json(self) -> dict:
@@ -151,16 +152,41 @@ class _EveryStep:
         return np.concatenate(losses), stats, np.concatenate(sizes)
 
 
+def _kfold(spec) -> int | None:
+    """k of a kfold split, else None."""
+    from dlc.compiler.spec import KFold
+
+    split = spec.data.split if spec.data is not None else None
+    return split.k if isinstance(split, KFold) else None
+
+
+def _data(spec, base_dir: Path):
+    """The data a comparison trains on: a kfold spec's fold 1 (its train and held-out validation part, as
+    `dlc cv` builds it), so that early stopping, a plateau and the val_ metrics run and are compared; else
+    the spec's split."""
+    from dlc.runtime.data import folds, prepare
+
+    return folds(spec, base_dir)[0] if _kfold(spec) else prepare(spec, base_dir)
+
+
+def _fold_note(spec) -> str:
+    """What a comparison of a kfold spec compares (empty for any other split)."""
+    k = _kfold(spec)
+    if k is None:
+        return ""
+    return (f"the split is kfold(k={k}): compared the training of fold 1 of {k} (its train and validation "
+            "parts, as `dlc cv` builds them)")
+
+
 def _train_both(spec, base_dir: Path, steps: int | None, dtype: str, backends, on_step=None) -> _Runs:
     """Train `spec` in `dtype` on each backend for `steps` steps (None: the spec's own run) from dlc's initial
     weights; `on_step[name]`, when given, is called after every step of that backend."""
     from dlc.backends import session_class
     from dlc.reference.weights import initial_weights
-    from dlc.runtime.data import prepare
     from dlc.runtime.loop import train
 
     spec = spec.model_copy(update={"dtype": dtype})
-    data = prepare(spec, base_dir)
+    data = _data(spec, base_dir)
     init = initial_weights(spec)
     bs = spec.train.batch_size
     n = len(data.train.x)
@@ -323,6 +349,7 @@ def compare_spec(spec, base_dir: Path, steps: int | None, dtype: str,
         note = (f"precision: {spec.train.precision} is outside the equivalence contract; compared the same "
                 f"model in full precision ({dtype}), as if precision: float32")
         spec = spec.model_copy(update={"train": spec.train.model_copy(update={"precision": "float32"})})
+    note = "; ".join(n for n in (_fold_note(spec), note) if n)
     runs = _train_both(spec, base_dir, steps, dtype, backends)
     f, fig = _judge(runs, dtype, backends)
     c = Comparison(steps=fig["steps"], dtype=dtype, losses=runs.losses,
@@ -400,7 +427,7 @@ def _mismatch(c: Comparison, f: _Findings, spec, base_dir: Path, backends, steps
 
 def _done(c: Comparison) -> Comparison:
     c.passed = c.verdict != "mismatch"
-    if c.note:  # the verdict is about the full-precision model, not the spec's mixed precision
+    if "outside the equivalence contract" in c.note:  # mixed precision: the full-precision model's verdict
         c.summary += " (the model in full precision; its mixed precision is not compared)"
     return c
 
@@ -424,14 +451,13 @@ def compare_seeds(spec, base_dir: Path, seeds: int, margin: float = 0.02, rel_ma
     """Train `spec` to the end of its training (epochs, early stopping and restoring as it says) on both
     backends for `seeds` seeds (the spec's seed, then + 1, ...), in `dtype`, and test whether the final loss
     and metrics (on the test part of the split, else the validation part, else the training data; inference
-    mode) are equivalent: TOST on the paired differences (second backend − first) with `margin` (absolute) for
-    accuracy, precision, recall and f1 and `rel_margin` × the mean value for the loss, mse and mae, each at
-    level `alpha`. Equivalent overall when every metric is (intersection-union: no multiplicity correction
-    needed)."""
+    mode; a kfold spec trains each seed's fold 1) are equivalent: TOST on the paired differences (second
+    backend − first) with `margin` (absolute) for accuracy, precision, recall and f1 and `rel_margin` × the
+    mean value for the loss, mse and mae, each at level `alpha`. Equivalent overall when every metric is
+    (intersection-union: no multiplicity correction needed)."""
     from dlc.backends import session_class
     from dlc.reference.tost import tost_paired
     from dlc.reference.weights import initial_weights
-    from dlc.runtime.data import prepare
     from dlc.runtime.loop import train
     from dlc.runtime.run import final_metrics
 
@@ -444,7 +470,7 @@ def compare_seeds(spec, base_dir: Path, seeds: int, margin: float = 0.02, rel_ma
     split = ""
     for seed in seed_list:
         s = spec.model_copy(update={"seed": seed, "dtype": dtype})
-        data = prepare(s, base_dir)
+        data = _data(s, base_dir)  # a kfold spec: this seed's fold 1
         init = initial_weights(s)
         for name in backends:
             session = session_class(name)(s, dtype=dtype, device="cpu", weights=init)
@@ -466,10 +492,11 @@ def compare_seeds(spec, base_dir: Path, seeds: int, margin: float = 0.02, rel_ma
     verdicts = {t["verdict"] for t in tests.values()}
     verdict = ("equivalent" if verdicts == {"equivalent"} else "different" if "different" in verdicts
                else "inconclusive")
-    note = ""
+    note = _fold_note(spec)
     if spec.train.mixed:
-        note = (f"trained with precision: {spec.train.precision}, as the spec says: mixed precision is "
-                "outside the step-by-step contract, so only where the trainings end is compared")
+        note = "; ".join(n for n in (note, (
+            f"trained with precision: {spec.train.precision}, as the spec says: mixed precision is "
+            "outside the step-by-step contract, so only where the trainings end is compared")) if n)
     worst = max(tests, key=lambda k: tests[k]["p_value"])
     summary = (f"{verdict}: {b} − {a} final {split} metrics over {seeds} seeds, TOST at α = {alpha:g}; "
                + ", ".join(f"{k} mean Δ {t['mean_difference']:+.3g} (margin ±{t['margin']:.3g}, "

@@ -26,6 +26,8 @@ process died. Workers write their results to the study's storage themselves.
   again with the same parameters. A trial of this machine is gone when neither its worker nor its parent
   process is alive; one of another machine when its parent's heartbeat (user attribute `dlc_heartbeat`, every
   HEARTBEAT_S) is older than STALE_S.
+- A study keeps the search and the backend it was made with (user attributes `dlc_config`, `dlc_backend`): a
+  `dlc tune` with other spaces or another --backend on it is refused (TuneError), never mixed into it.
 """
 
 from __future__ import annotations
@@ -585,14 +587,30 @@ class _Search:
                         from None
                 time.sleep(0.5 + attempt)
         self.lock.storage = self.storage
+        with self.lock:  # of two processes opening a new study, one records it, the other checks it
+            self._check_study(config)
+        self.study.sampler = _sampler(self.method, self.spec.seed + len(self.study.trials), self.trials)
+        self.distributions = _distributions(self.spaces, self.grid is not None)
+
+    def _check_study(self, config: dict) -> None:
+        """Record the search and the backend in a new study (user attributes `dlc_config`, `dlc_backend`);
+        refuse one made with another: its trials are not this search's. A study from before dlc recorded the
+        backend is taken to be this backend's."""
+        shown = _shown_url(self.url)
         have = self.study.user_attrs.get("dlc_config")
         if have is None:
             self.study.set_user_attr("dlc_config", config)
         elif json.loads(json.dumps(have)) != json.loads(json.dumps(config)):
-            raise TuneError(f"study '{self.study_name}' in {_shown_url(self.url)} was made with other search "
+            raise TuneError(f"study '{self.study_name}' in {shown} was made with other search "
                             "spaces, method or objective; use a new --out (or --study NAME) for this search")
-        self.study.sampler = _sampler(self.method, self.spec.seed + len(self.study.trials), self.trials)
-        self.distributions = _distributions(self.spaces, self.grid is not None)
+        backend = self.study.user_attrs.get("dlc_backend")
+        if backend is None:
+            self.study.set_user_attr("dlc_backend", self.backend)
+        elif backend != self.backend:
+            own = "--study NAME" if self.spec.search.storage else "a new --out or --study NAME"
+            raise TuneError(f"study '{self.study_name}' in {shown} holds {backend} trials, not "
+                            f"{self.backend} ones: continue it with --backend {backend}, or give the "
+                            f"{self.backend} search a study of its own ({own})")
 
     def queue(self) -> int:
         """Resume: trials a dead process left RUNNING are failed and queued again; grid points not in the
