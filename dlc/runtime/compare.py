@@ -389,7 +389,11 @@ def compare_spec(spec, base_dir: Path, steps: int | None, dtype: str,
     how = {"jump": f"separated at step {k} by rounding at a near-tie",
            "growth": f"drifted past its bound at step {k}: rounding amplified by the training",
            "isolated": f"went past its bound at step {k} and came back: rounding",
-           "course": f"took another course at step {k}: an epoch decision on a near-tie"}[c.separation]
+           "course": f"took another course at step {k}: an epoch decision on a near-tie"
+           if runs.runs[backends[0]] != runs.runs[backends[1]] else
+           f"left its bound in the validation loss after step {k}, its training steps within theirs and no "
+           "epoch decision different: rounding"
+           }[c.separation]
     c.summary = (f"equivalent: float64 agrees within {c.float64_max_rel_diff:.2g}·max(1, |loss|) over the "
                  f"first {c.float64_steps} steps (bound {FLOAT64_REL_TOL:g}); float32 {how}")
     return _done(c)
