@@ -489,3 +489,11 @@ def test_postgres_study_shared_by_two_processes(tmp_path, postgres):
     assert len({t.user_attrs["pid"] for t in trials}) == 6
     assert {t.user_attrs["dlc_parent_pid"] for t in trials} == {os.getpid(), other.pid}
     assert _summary(tmp_path / "a")["storage"].startswith("postgresql://")
+
+
+def test_a_storage_dlc_cannot_keep_a_study_in_is_one_line(tmp_path):
+    """storage: "mysql://x" is not a missing PostgreSQL driver (pip install 'dlc[postgres]')."""
+    spec = _write(tmp_path, extra='\n    storage: "mysql://x"', trials=1)
+    rc, _, err = run_cli("tune", spec, "--out", tmp_path / "t")
+    assert rc == 2 and "dlc keeps a study in SQLite" in err and "not in mysql" in err, err
+    assert "dlc[postgres]" not in err

@@ -353,7 +353,7 @@ _PRELOAD = ["dlc.runtime.tune_worker", "dlc.compiler", "dlc.runtime.data", "dlc.
 def _start_fork_server(backend: str) -> None:
     import multiprocessing as mp
 
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # (as backends/keras/quiet.py: no native ERROR lines)
     ctx = mp.get_context("forkserver")
     # imported once by the fork server, so each trial's process starts with the framework loaded (a fork
     # server that is already running, from an earlier tune in this process, keeps what it has)
@@ -569,6 +569,11 @@ class _Search:
         config = {"spaces": [{k: v for k, v in sp.to_json().items() if k not in ("at", "end", "option_texts")}
                              for sp in self.spaces],
                   "method": self.method, "objective": [self.direction, self.metric], "prune": self.prune}
+        scheme = self.url.split(":", 1)[0].split("+", 1)[0].lower()
+        if scheme not in ("sqlite", "postgresql", "postgres"):
+            raise TuneError(f"storage {_shown_url(self.url)}: dlc keeps a study in SQLite "
+                            "(sqlite:///file.db) or PostgreSQL (postgresql://user:pass@host/db), not in "
+                            f"{scheme or 'a storage without a scheme'}")
         for attempt in range(4):
             try:
                 with self.lock:  # SQLite: one process creates the schema and the study at a time
