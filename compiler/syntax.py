@@ -352,7 +352,15 @@ def _diagnose(err: UnexpectedInput, text: str) -> tuple[str, Span, str | None]:
         m = _ARGUMENT_WORD.search(line_text[: tok.column - 1])
         if m and "EQUAL" in expected and "COLON" not in expected:
             return f"missing '=' after '{m.group(1)}'", span, f"write {m.group(1)}={tok}"
+    if tok.type != "_NL" and str(tok) in MODEL_KEYS and "MODEL" in "".join(expected).upper():
+        return f"unexpected {shown}", span, (f"'{tok}' belongs inside the model: move it into "
+                                             "model NAME { ... }")
     return f"unexpected {shown}", span, (f"expected {exp}" if exp else None)
+
+
+# what a model holds: written outside it (after its closing brace) it is said to belong inside
+MODEL_KEYS = {"seed", "data", "input", "layers", "loss", "metrics", "optimizer", "schedule", "train",
+              "search", "dtype"}
 
 
 def _colon_hint(key: str, tok: Token, line_text: str) -> str:

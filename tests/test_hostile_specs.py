@@ -871,3 +871,10 @@ def test_stratify_on_a_regression_set_is_a_warning_not_silence(tmp_path, split):
     text = text.replace("    source: diabetes", f"    source: diabetes\n    split: {split}")
     rc, _, err = check(tmp_path, text)
     assert rc == 0 and "warning[W004]: stratify=true has no effect: mse is a regression loss" in err, err
+
+
+@pytest.mark.parametrize("section", ["search {\n  trials: 2\n}", "train {\n  epochs: 2\n}", "loss: mse"])
+def test_a_model_section_after_the_model_says_where_it_belongs(tmp_path, section):
+    rc, _, err = check(tmp_path, spec_text() + section + "\n")
+    word = section.split()[0].rstrip(":")
+    assert rc == 2 and f"'{word}' belongs inside the model" in err, err
