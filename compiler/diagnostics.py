@@ -7,6 +7,7 @@ a file in one go. `SpecError` wraps a non-empty list when a caller wants to stop
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -117,6 +118,7 @@ class Diagnostics:
     def add(self, code: str, message: str, span: Span | None = None, hint: Hint = None,
             severity: str = "error") -> None:
         """Record a diagnostic; `hint` may be a function that computes it (called only when needed)."""
+        message = _shortened(message)
         if span is not None and span.line in self.repaired_lines and not code.startswith("E0"):
             return
         key = (code, message, span)
@@ -160,6 +162,15 @@ class Diagnostics:
 
     def __bool__(self) -> bool:
         return bool(self.items)
+
+
+_LONG_QUOTED = re.compile(r"'([A-Za-z0-9_]{40})[A-Za-z0-9_]{20,}'")  # names only, never a path
+
+
+def _shortened(message: str) -> str:
+    """A message quoting a very long name (a 100,000-character identifier) shows its first 40 characters:
+    the source line under it is cut already, and the message must stay one readable line."""
+    return _LONG_QUOTED.sub(lambda m: f"'{m.group(1)}...' ({len(m.group(0)) - 2:,} characters)", message)
 
 
 class SpecError(Exception):

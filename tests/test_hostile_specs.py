@@ -878,3 +878,8 @@ def test_a_model_section_after_the_model_says_where_it_belongs(tmp_path, section
     rc, _, err = check(tmp_path, spec_text() + section + "\n")
     word = section.split()[0].rstrip(":")
     assert rc == 2 and f"'{word}' belongs inside the model" in err, err
+
+
+def test_a_100k_character_name_is_not_echoed_in_full(tmp_path):
+    rc, _, err = check(tmp_path, spec_text(f"    {'Q' * 100_000}(3)\n    Dense(3, activation=softmax)"))
+    assert rc == 2 and len(err) < 2_000 and "(100,000 characters)" in err, len(err)
