@@ -311,7 +311,10 @@ class Resolver:
         if not ok:
             return MISSING
         self._check_alternatives(cls, converted, path, shown, written)
-        return self._validate(cls, converted, spans, name_span, shown, quiet_missing, written)
+        # a value that came through a block parameter: the error names the parameter and where it was given
+        via = {f: f"{v.name} = {_source_text(env[v.name])}, given on line {env[v.name].span.line}"
+               for f, v in values.items() if isinstance(v, A.Name) and v.name in env}
+        return self._validate(cls, converted, spans, name_span, shown, quiet_missing, written, via)
 
     def _check_alternatives(self, cls, converted: dict, path: str, shown: str,
                             written: dict[str, str]) -> None:
@@ -383,7 +386,8 @@ class Resolver:
                    else f"already given {how}on line {first.line}")
 
     def _validate(self, cls, converted: dict, spans: dict, name_span: Span, shown: str,
-                  quiet_missing: bool | set[str] = False, written: dict[str, str] | None = None) -> Any:
+                  quiet_missing: bool | set[str] = False, written: dict[str, str] | None = None,
+                  via: dict[str, str] | None = None) -> Any:
         try:
             return cls(**converted)
         except ValidationError as e:
@@ -399,8 +403,9 @@ class Resolver:
                     continue
                 where = spans.get(field, name_span)
                 key = (written or {}).get(field, field) if field else field
-                self.d.add("E201", f"invalid value for '{key}' of {shown}" if field else f"invalid {shown}",
-                           where, _explain(errs, cls.model_fields[field].annotation
+                came = f" ({via[field]})" if via and field in via else ""
+                self.d.add("E201", f"invalid value for '{key}' of {shown}{came}" if field else
+                           f"invalid {shown}", where, _explain(errs, cls.model_fields[field].annotation
                                            if field in cls.model_fields else None))
             return MISSING
 

@@ -883,3 +883,11 @@ def test_a_model_section_after_the_model_says_where_it_belongs(tmp_path, section
 def test_a_100k_character_name_is_not_echoed_in_full(tmp_path):
     rc, _, err = check(tmp_path, spec_text(f"    {'Q' * 100_000}(3)\n    Dense(3, activation=softmax)"))
     assert rc == 2 and len(err) < 2_000 and "(100,000 characters)" in err, len(err)
+
+
+def test_a_bad_value_given_to_a_block_names_the_call(tmp_path):
+    """b(-4) with block b(n) { Dense(n) }: the error at Dense(n) says n = -4 and the line of the call."""
+    text = spec_text("    b(-4)\n    Dense(3, activation=softmax)") + "block b(n) {\n  Dense(n)\n}\n"
+    rc, _, err = check(tmp_path, text)
+    call_line = next(i for i, line in enumerate(text.splitlines(), 1) if "b(-4)" in line)
+    assert rc == 2 and f"invalid value for 'units' of Dense (n = -4, given on line {call_line})" in err, err
