@@ -254,7 +254,7 @@ LossT = Annotated[Union[CategoricalCrossentropy, SparseCategoricalCrossentropy, 
 class Metric(Catalogued):
     """Metrics are computed once, in numpy, from statistics each backend accumulates on its device: a
     confusion matrix for classification, sums of squared and absolute errors for regression
-    (dlc/metrics.py)."""
+    (dlc/reference/metrics.py)."""
 
     family: ClassVar[str] = "metric"
     tasks: ClassVar[tuple[str, ...]] = ("categorical", "binary")
@@ -288,14 +288,20 @@ class F1(Metric):
 
 @register("mse")
 class MSEMetric(Metric):
+    """Regression: of the outputs. With a classification loss (as Keras' metrics=["mse"]): between the
+    one-hot (or 0/1) targets and the output probabilities, sparse labels one-hot encoded (Brier score / k)."""
+
     name: Literal["mse"] = "mse"
-    tasks: ClassVar = ("regression",)
+    tasks: ClassVar = ("regression", "categorical", "binary")
 
 
 @register("mae")
 class MAEMetric(Metric):
+    """Regression: of the outputs. With a classification loss: between the one-hot (or 0/1) targets and the
+    output probabilities, sparse labels one-hot encoded."""
+
     name: Literal["mae"] = "mae"
-    tasks: ClassVar = ("regression",)
+    tasks: ClassVar = ("regression", "categorical", "binary")
 
 
 MetricT = Annotated[Union[Accuracy, Precision, Recall, F1, MSEMetric, MAEMetric], Field(discriminator="name")]

@@ -56,6 +56,7 @@ def model_code(spec: Spec) -> tuple[str, tuple[str, ...]]:
     code = MODEL.format(
         net=render(network_expr(spec, TARGET, container="network"), 12),
         optimizer=render(ctx.lower(spec.optimizer), 12), loss=render(ctx.lower(spec.loss), 12),
-        n_stats=stats_size(task, spec.output_shape()[-1]), shapes=render(shapes, 12),
+        n_stats=stats_size(task, spec.output_shape()[-1], [m.name for m in spec.metrics]),
+        shapes=render(shapes, 12),
         output=fused_output(spec), name=spec.name)
     return code, LIBRARY

@@ -82,9 +82,9 @@ class Session(Trainer):
         loss = lw.evaluate(ctx.lower(spec.loss), ns)
         task = type(spec.loss).task
         shapes = {i.layer.name: {w.name: tuple(w.shape) for w in i.weights} for i in spec.walk() if i.weights}
-        super().__init__(layers, spec.input, optimizer, loss, task=task,
-                         n_stats=stats_size(task, spec.output_shape()[-1]), weight_shapes=shapes, step=step,
-                         output=output, dtype=dtype, name=spec.name)
+        n_stats = stats_size(task, spec.output_shape()[-1], [m.name for m in spec.metrics])
+        super().__init__(layers, spec.input, optimizer, loss, task=task, n_stats=n_stats,
+                         weight_shapes=shapes, step=step, output=output, dtype=dtype, name=spec.name)
         if weights is not None:
             self.set_weights(weights)
 

@@ -68,9 +68,24 @@ class Trainer:
         else:
             pred = tf.argmax(out, axis=-1)
             true = tf.cast(y, tf.int64) if len(y.shape) == 1 else tf.argmax(y, axis=-1)
-            k = self.n_stats[0]
+            k = self.n_stats[1]
         cm = tf.math.bincount(true * k + pred, minlength=k * k, maxlength=k * k, dtype=out.dtype)
-        return tf.reshape(cm, (k, k))
+        cm = tf.reshape(cm, (k, k))
+        if self.n_stats[0] == k:
+            return cm
+        # mse/mae asked: the error row [Σ(t−p)², Σ|t−p|, 0, …] of the targets and probabilities under the
+        # matrix (dlc/reference/metrics.py)
+        p = out if out.dtype == tf.float64 else tf.cast(out, tf.float32)
+        if self.task == "binary":
+            p = tf.reshape(tf.sigmoid(p) if self.fused else p, [-1])
+            err = tf.cast(tf.reshape(y, [-1]), p.dtype) - p
+        else:
+            p = tf.nn.softmax(p, axis=-1) if self.fused else p
+            t = tf.one_hot(true, k, dtype=p.dtype) if len(y.shape) == 1 else tf.cast(y, p.dtype)
+            err = t - p
+        row = tf.concat([tf.stack([tf.reduce_sum(err * err), tf.reduce_sum(tf.abs(err))]),
+                         tf.zeros([k - 2], p.dtype)], 0)
+        return tf.concat([cm, tf.cast(tf.reshape(row, (1, k)), out.dtype)], 0)
 
     def _sum(self, losses: list):
         """The sum of regularization terms in the float dtype (under a mixed dtype policy an activity

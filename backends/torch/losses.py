@@ -70,15 +70,41 @@ def regression_stats(out, y):
                         torch.tensor(float(err.numel()), dtype=err.dtype, device=err.device)])
 
 
-def confusion_stats(out, y, k):
-    """The k×k confusion matrix (rows: true class, columns: predicted) of argmax outputs."""
+def confusion_stats(out, y, k, errors=None):
+    """The k×k confusion matrix (rows: true class, columns: predicted) of argmax outputs; with `errors`
+    ('logits': `out` are the fused softmax's logits, 'probabilities': `out` is the softmax) the error row
+    [Σ(t−p)², Σ|t−p|, 0, …] of the one-hot targets t and probabilities p under it (mse/mae metrics)."""
     pred = out.argmax(dim=-1)
     true = y if y.dim() == 1 else y.argmax(dim=-1)
-    return torch.bincount(true * k + pred, minlength=k * k).view(k, k).to(out.dtype)
+    cm = torch.bincount(true * k + pred, minlength=k * k).view(k, k).to(out.dtype)
+    if errors is None:
+        return cm
+    p = _float(out)
+    p = torch.softmax(p, dim=-1) if errors == "logits" else p
+    t = F.one_hot(y, k).to(p.dtype) if y.dim() == 1 else y.to(p.dtype)
+    return torch.cat([cm, _error_row(t - p, k).to(out.dtype)])
 
 
-def binary_stats(out, y, threshold=0.5):
-    """The 2×2 confusion matrix of out > threshold (0 on logits, 0.5 on probabilities)."""
+def binary_stats(out, y, threshold=0.5, errors=None):
+    """The 2×2 confusion matrix of out > threshold (0 on logits, 0.5 on probabilities); with `errors`
+    ('logits' or 'probabilities', what `out` is) the error row [Σ(t−p)², Σ|t−p|] of the 0/1 targets t and
+    sigmoid probabilities p under it (mse/mae metrics)."""
     pred = (out > threshold).long().view(-1)
     true = y.long().view(-1)
-    return torch.bincount(true * 2 + pred, minlength=4).view(2, 2).to(out.dtype)
+    cm = torch.bincount(true * 2 + pred, minlength=4).view(2, 2).to(out.dtype)
+    if errors is None:
+        return cm
+    p = _float(out).reshape(-1)
+    p = torch.sigmoid(p) if errors == "logits" else p
+    return torch.cat([cm, _error_row(y.reshape(-1).to(p.dtype) - p, 2).to(out.dtype)])
+
+
+def _float(t):
+    """`t` in float32 at least (a 16-bit output's squared errors summed over a batch would overflow)."""
+    return t if t.dtype == torch.float64 else t.float()
+
+
+def _error_row(err, k):
+    """[Σerr², Σ|err|, 0, …] as a 1×k row."""
+    row = torch.stack([(err * err).sum(), err.abs().sum()])
+    return torch.cat([row, row.new_zeros(k - 2)]).view(1, k)

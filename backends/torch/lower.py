@@ -10,6 +10,7 @@ from dlc.backends.lowering import TORCH, Context, call, lowers, ref
 from dlc.compiler import functions as fn
 from dlc.compiler import layers as L
 from dlc.compiler import training as T
+from dlc.reference.metrics import error_row, stats_size
 from dlc.reference.rng import dropout_base, dropout_threshold
 from dlc.reference.semantics import as_float32, same_pad
 
@@ -345,12 +346,15 @@ def one_thread_is_faster(spec) -> bool:
 
 
 def metric_stats(spec, fused: str | None):
-    """The metric statistics the task needs (dlc/metrics.py turns them into metrics)."""
+    """The metric statistics the task needs (dlc/reference/metrics.py turns them into metrics): with mse or
+    mae on a classification loss, the error row of the probabilities under the confusion matrix."""
     task = type(spec.loss).task
     if task == "regression":
         return ref("regression_stats"), (3,)
+    names = [m.name for m in spec.metrics]
+    errors = ({"errors": "logits" if fused else "probabilities"} if error_row(task, names) else {})
     if task == "binary":
-        return _partial("binary_stats", threshold=0.0 if fused else 0.5), (2, 2)
+        return _partial("binary_stats", threshold=0.0 if fused else 0.5, **errors), stats_size(task, 2, names)
     k = spec.output_shape()[-1]
-    return _partial("confusion_stats", k=k), (k, k)
+    return _partial("confusion_stats", k=k, **errors), stats_size(task, k, names)
 
