@@ -16,6 +16,7 @@ import tensorflow as tf
 
 from dlc.backends import lowering as lw
 from dlc.backends.network import network_expr
+from dlc.backends.session import BatchReader
 from dlc.compiler.checks import final_activation, fused_output, precision_conflict
 from dlc.compiler.spec import Spec
 from dlc.compiler.training import LOSS_SCALE
@@ -45,6 +46,29 @@ def namespace(dtype: str, step) -> dict:
     """What lowered expressions may name: library.py's top level (keras, tf, np, math, partial included), the
     float dtype and the dropout step variable."""
     return {**vars(library), "DTYPE": dtype, "step": step}
+
+
+class HostBatches:
+    """Features read on the host a batch at a time (an npy source's rows, dlc.runtime.data.StreamedRows:
+    `rows[indices]` and `rows[a:b]` give normalised numpy rows), each batch a tensor in `dtype`. The
+    Trainer reads them by their `on_host` mark (it knows no HostBatches: emitted scripts never stream)."""
+
+    on_host = True
+
+    def __init__(self, rows, dtype: str):
+        self.rows, self.np_dtype = rows, np.dtype(dtype)
+        self.dtype = tf.as_dtype(self.np_dtype)
+        self.reader = BatchReader(rows)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.rows.shape)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, key):
+        return tf.constant(np.asarray(self.reader.read(key), dtype=self.np_dtype))
 
 
 class Session(Trainer):
@@ -87,6 +111,12 @@ class Session(Trainer):
                          weight_shapes=shapes, step=step, output=output, dtype=dtype, name=spec.name)
         if weights is not None:
             self.set_weights(weights)
+
+    def load_data(self, x: np.ndarray, y: np.ndarray):
+        """Trainer.load_data; streamed features (an npy source) stay on the host, read a batch at a time."""
+        if getattr(x, "streamed", False):
+            return HostBatches(x, self.dtype), super().load_data(x[:0], y)[1]
+        return super().load_data(x, y)
 
     def probe(self, x: np.ndarray, y: np.ndarray) -> dict[str, dict[str, float | None]]:
         """The training evidence's per-layer numbers on (x, y) in inference mode (backends/keras/probe.py)."""

@@ -10,7 +10,7 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from dlc.backends.session import BatchReader, batch_sizes
+from dlc.backends.session import batch_sizes
 
 from .layers import build_models, check_weights, keras_layers
 
@@ -144,7 +144,7 @@ class Trainer:
             return step(tf.gather(x, idx), tf.gather(y, idx))
 
         @tf.function(input_signature=[xs, ys])
-        def train_batch(xb, yb):  # a batch gathered on the host (HostBatches)
+        def train_batch(xb, yb):  # a batch gathered on the host (session.HostBatches)
             return step(xb, yb)
 
         @tf.function(input_signature=[xs, ys])
@@ -177,10 +177,7 @@ class Trainer:
     # ---------------------------------------------------------------------------------------- training
 
     def load_data(self, x: np.ndarray, y: np.ndarray):
-        yt = host_tensor(y, y.dtype if y.dtype.kind in "iu" else self.dtype)
-        if getattr(x, "streamed", False):  # read on request: each batch from the host
-            return HostBatches(x, self.dtype), yt
-        return host_tensor(x, self.dtype), yt
+        return host_tensor(x, self.dtype), host_tensor(y, y.dtype if y.dtype.kind in "iu" else self.dtype)
 
     def set_lr(self, lr: float):
         self.opt.learning_rate = float(lr)
@@ -197,7 +194,7 @@ class Trainer:
         batches = tf.split(tf.constant(perm, dtype=tf.int64), sizes.astype(np.int64)) if steps else []
         losses = []  # device tensors; read once, at the end of the epoch
         last = time.perf_counter()
-        host = isinstance(x, HostBatches)
+        host = getattr(x, "on_host", False)  # (a session's HostBatches: streamed features)
         if host:
             x.reader.plan(perm, batch_size)  # (each batch read while the one before it trains)
         for i in range(steps):
@@ -227,7 +224,7 @@ class Trainer:
         n = int(x.shape[0])
         total = 0.0
         stats = np.zeros(self.n_stats)
-        if n and not isinstance(x, HostBatches):
+        if n and not getattr(x, "on_host", False):
             losses, parts = (t.numpy() for t in self._eval_all(x, y, tf.constant(batch_size, tf.int64)))
         else:  # batches from the host; device tensors, read once at the end
             out = [self._eval_step(x[i:i + batch_size], y[i:i + batch_size]) for i in range(0, n, batch_size)]
@@ -262,23 +259,3 @@ def host_tensor(a: np.ndarray, dtype) -> tf.Tensor:
         np.copyto(aligned, a)
         a = aligned
     return tf.experimental.dlpack.from_dlpack(a.__dlpack__())
-
-
-class HostBatches:
-    """Features read on the host a batch at a time (an npy source's rows, dlc.runtime.data.StreamedRows:
-    `rows[indices]` and `rows[a:b]` give normalised numpy rows), each batch a tensor in `dtype`."""
-
-    def __init__(self, rows, dtype: str):
-        self.rows, self.np_dtype = rows, np.dtype(dtype)
-        self.dtype = tf.as_dtype(self.np_dtype)
-        self.reader = BatchReader(rows)
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return tuple(self.rows.shape)
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def __getitem__(self, key):
-        return tf.constant(np.asarray(self.reader.read(key), dtype=self.np_dtype))
