@@ -15,7 +15,7 @@ SHARED = {
     "initializer": (BACKENDS,
                     "drawn by dlc in numpy (dlc/weights.py), copied into the framework's variables"),
     "schedule": (BACKENDS, "computed per epoch by dlc's loop (dlc/loop.py) and set as the optimizer's lr"),
-    "metric": (TARGETS, "computed in numpy (dlc/metrics.py) from statistics the target accumulates"),
+    "metric": (TARGETS, "computed in numpy (dlc/reference/metrics.py) from statistics the target accumulates"),
     "source": (BACKENDS, "read by dlc in numpy (dlc/runtime/data/)"),
     "split": (BACKENDS, "computed by dlc in numpy (dlc/runtime/data/)"),
     "augment": (BACKENDS, "applied by dlc in numpy to each epoch's training images (dlc/augment.py)"),

@@ -64,7 +64,7 @@ def non_neg(w):
 
 
 def regression_stats(out, y):
-    """[Σ(y−ŷ)², Σ|y−ŷ|, count] for the regression metrics (dlc/metrics.py)."""
+    """[Σ(y−ŷ)², Σ|y−ŷ|, count] for the regression metrics (dlc/reference/metrics.py)."""
     err = y - out
     return torch.stack([(err * err).sum(), err.abs().sum(),
                         torch.tensor(float(err.numel()), dtype=err.dtype, device=err.device)])
