@@ -12,13 +12,15 @@ BACKENDS = ("keras", "torch")
 # family -> (targets that share dlc's computation, where it lives); the emitted scripts lower the rest
 # themselves (backends/emit/lower.py) and copy dlc's functions for metrics
 SHARED = {
-    "initializer": (BACKENDS,
-                    "drawn by dlc in numpy (dlc/weights.py), copied into the framework's variables"),
-    "schedule": (BACKENDS, "computed per epoch by dlc's loop (dlc/loop.py) and set as the optimizer's lr"),
-    "metric": (TARGETS, "computed in numpy (dlc/reference/metrics.py) from statistics the target accumulates"),
+    "initializer": (BACKENDS, "drawn by dlc in numpy (dlc/reference/weights.py), copied into the "
+                              "framework's variables"),
+    "schedule": (BACKENDS, "computed per epoch by dlc's loop (dlc/runtime/loop.py) and set as the "
+                           "optimizer's lr"),
+    "metric": (TARGETS, "computed in numpy (dlc/reference/metrics.py) from statistics the target "
+                        "accumulates"),
     "source": (BACKENDS, "read by dlc in numpy (dlc/runtime/data/)"),
     "split": (BACKENDS, "computed by dlc in numpy (dlc/runtime/data/)"),
-    "augment": (BACKENDS, "applied by dlc in numpy to each epoch's training images (dlc/augment.py)"),
+    "augment": (BACKENDS, "applied by dlc in numpy to each epoch's training images (dlc/runtime/augment.py)"),
 }
 
 for _family, (_targets, _how) in SHARED.items():
