@@ -401,7 +401,7 @@ def _not_a_file(path: Path, folder_ok: bool = False) -> str:
         if path.is_symlink() and not path.exists():
             return "it is a symbolic link that leads nowhere (or in a loop)"
         if not path.exists():
-            return f"no such {'file or folder' if folder_ok else 'file'}"
+            return f"no such {'folder' if folder_ok else 'file'}"
     except OSError as e:
         return f"it cannot be looked at ({e.strerror or e})"
     if path.is_dir():
