@@ -30,9 +30,6 @@ class Slices:
             return grad
         return Slices(grad._indices()[0], grad._values(), p)
 
-    def scaled(self, factor) -> Slices:
-        return Slices(self.indices, self.values * factor, self.like)
-
     def summed(self, values: torch.Tensor | None = None) -> torch.Tensor:
         """The rows (or `values` per row) added into the variable's shape, occurrence after occurrence."""
         rows = self.values if values is None else values
