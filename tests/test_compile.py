@@ -107,3 +107,12 @@ def test_compile_where_it_cannot_be_used_is_a_usage_error(tmp_path):
     assert rc == 2 and "--backend torch" in err and not (tmp_path / "kcv").exists()
     rc, _, err = run_cli("run", "--resume", tmp_path / "k", "--compile")
     assert rc == 2 and "--compile cannot be given with it" in err
+
+
+def test_compile_with_nproc_is_refused_not_ignored(tmp_path):
+    """The data-parallel step is not compiled: --compile with --nproc is a usage error, not silently eager."""
+    spec = tmp_path / "compiled.dlspec"
+    spec.write_text(SPEC)
+    rc, _, err = run_cli("run", spec, "--compile", "--nproc", "2", "--out", tmp_path / "p")
+    assert rc == 2 and "--compile and --nproc cannot be used together" in err
+    assert not (tmp_path / "p").exists()

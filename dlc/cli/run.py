@@ -18,6 +18,8 @@ if TYPE_CHECKING:
     from dlc.cli.display import EpochTable
 
 NAME = "run"
+COMPILE_NOT_PARALLEL = ("--compile and --nproc cannot be used together yet: the data-parallel step is not "
+                        "compiled; use one of them")
 
 
 def command(
@@ -93,6 +95,8 @@ def command(
     o.require_compiles(compile, backend_name)
     loaded = training_spec(spec, seed, dtype_name, epochs)
     if launch.parallel:
+        if compile:
+            raise CommandError(error_line(COMPILE_NOT_PARALLEL), EXIT_SPEC)
         launch.check(loaded, backend_name)
         passed = (("--out", out), ("--epochs", epochs), ("--seed", seed), ("--dtype", dtype_name))
         return launch.run(["run", spec, "--backend", backend_name, "--device", device,

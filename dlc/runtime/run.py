@@ -208,6 +208,9 @@ def train_run(spec, backend: str, spec_file: str, base_dir: Path, *, device: str
     args = (spec, backend, spec_file, base_dir, device, out, replace, resume, observer, evidence, compile)
     if worker is None:
         return _train_run(*args)
+    if compile:  # (a compiled run resumed with --nproc, or started by torchrun)
+        raise ValueError("a compiled run (--compile) cannot train data-parallel yet: the data-parallel step "
+                         "is not compiled; train it in one process")
     with parallel.joined(worker, spec, backend, device) as dp:
         return _train_run(*args, (worker, dp))
 
