@@ -497,3 +497,4 @@ def test_a_storage_dlc_cannot_keep_a_study_in_is_one_line(tmp_path):
     rc, _, err = run_cli("tune", spec, "--out", tmp_path / "t")
     assert rc == 2 and "dlc keeps a study in SQLite" in err and "not in mysql" in err, err
     assert "dlc[postgres]" not in err
+    assert not (tmp_path / "t").exists()  # a refused set-up leaves no folder behind

@@ -37,6 +37,7 @@ import hashlib
 import json
 import math
 import os
+import shutil
 import socket
 import sys
 import time
@@ -515,7 +516,12 @@ def tune(result, spec_path: str, *, backend: str = "torch", device: str = "auto"
         spaces, refined = _load_refine(refine_run, spaces, result.spec.search.objective.direction)
     search = _Search(result, spec_path, spaces, refined, backend=backend, device=device, out=out,
                      trials=trials, workers=workers, threads=threads, study=study)
-    search.open()
+    try:
+        search.open()
+    except TuneError:
+        if search.fresh:  # a refused set-up leaves no folder behind (a resumed one keeps its own)
+            shutil.rmtree(search.run, ignore_errors=True)
+        raise
     requeued = search.queue()
     done_before = sum(_counted(t) for t in search.study.get_trials(deepcopy=False))
     search.start_workers()
@@ -544,6 +550,7 @@ class _Search:
         self.grid = _grid(spaces) if self.method == "grid" else None
         self.target = min(self.trials, len(self.grid)) if self.grid is not None else self.trials
         self.backend, self.device, self.threads = backend, device, threads
+        self.fresh = not (out and Path(out).is_dir() and any(Path(out).iterdir()))
         self.run = rundir.new_run_dir(f"{spec.name}-tune", backend, out, kind="tune", spec_file=spec_path)
         self.spec_file = Path(spec_path).resolve()
         if not (self.run / self.spec_file.name).exists():
