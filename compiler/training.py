@@ -260,7 +260,8 @@ class Metric(Catalogued):
     tasks: ClassVar[tuple[str, ...]] = ("categorical", "binary")
 
 
-@register("accuracy", "acc")
+# Keras' task-specific accuracies are names of the one accuracy, which follows the loss's task
+@register("accuracy", "acc", "categorical_accuracy", "sparse_categorical_accuracy", "binary_accuracy")
 class Accuracy(Metric):
     name: Literal["accuracy"] = "accuracy"
 
@@ -286,7 +287,7 @@ class F1(Metric):
     name: Literal["f1"] = "f1"
 
 
-@register("mse")
+@register("mse", "mean_squared_error")
 class MSEMetric(Metric):
     """Regression: of the outputs. With a classification loss (as Keras' metrics=["mse"]): between the
     one-hot (or 0/1) targets and the output probabilities, sparse labels one-hot encoded (Brier score / k)."""
@@ -295,7 +296,7 @@ class MSEMetric(Metric):
     tasks: ClassVar = ("regression", "categorical", "binary")
 
 
-@register("mae")
+@register("mae", "mean_absolute_error")
 class MAEMetric(Metric):
     """Regression: of the outputs. With a classification loss: between the one-hot (or 0/1) targets and the
     output probabilities, sparse labels one-hot encoded."""

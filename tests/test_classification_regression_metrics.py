@@ -207,3 +207,17 @@ def test_val_mse_as_early_stopping_and_plateau_monitor(tmp_path, loss):
         assert abs(rk["val_mse"] - rt["val_mse"]) <= 1e-10 * abs(rk["val_mse"])
     r = dlc.compare(spec, steps=None, dtype="float64")
     assert r["verdict"] == "equivalent", r["summary"]
+
+
+def test_keras_metric_names_are_aliases():
+    """Keras users write sparse_categorical_accuracy or mean_squared_error: the same metrics as accuracy
+    and mse."""
+    from dlc.compiler import compile_text
+
+    for names, want in (("sparse_categorical_accuracy, categorical_accuracy, binary_accuracy, acc",
+                         ["accuracy"] * 4), ("mean_squared_error, mean_absolute_error", ["mse", "mae"])):
+        text = ("model m {\n  data {\n    source: iris\n  }\n  input: (4)\n  layers {\n"
+                "    Dense(3, activation=softmax)\n  }\n  loss: categorical_crossentropy\n"
+                f"  metrics: [{names}]\n  optimizer: Adam()\n}}\n")
+        spec = compile_text(text).raise_for_errors()
+        assert [m.name for m in spec.metrics] == want
