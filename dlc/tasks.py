@@ -104,6 +104,17 @@ def run(spec: Spec, backend: str = "torch", *, device: str = "auto", out: str | 
                      evidence=evidence, compile=compile)
 
 
+def data_files(spec: Spec) -> list[Path]:
+    """The files (or MNIST folder) the spec's data source reads, found as the runtime finds them (relative
+    to the spec's folder); none for a bundled data set or a spec without data."""
+    from dlc.compiler.checks import resolve_path
+
+    source = spec.data.source if spec.data is not None else None
+    keys = ("x", "y") if getattr(source, "name", None) == "npy" else ("path",)  # (npz's x, y: array names)
+    written = [getattr(source, k, None) for k in keys]
+    return [resolve_path(spec_folder(spec), p) for p in written if isinstance(p, str)]
+
+
 def run_file_owner(path: str | Path) -> str | None:
     """"a dlc run" (cv, tune) when `path` names a file dlc writes in such a folder (RUN/model.pt, written or
     not), else None: what an output option must not overwrite."""

@@ -78,20 +78,6 @@ def _same_file(a: Path, b: Path) -> bool:
         return False
 
 
-def data_files(spec) -> list[Path]:
-    """The files (or MNIST folder) the spec's data source reads, as the runtime finds them: relative to the
-    spec's folder; none for a bundled data set or a spec without data."""
-    source = spec.data.source if spec is not None and spec.data is not None else None
-    base = spec.source_file.parent if spec is not None and spec.source_file is not None else Path.cwd()
-    found = []
-    for attr in (("x", "y") if getattr(source, "name", None) == "npy" else ("path",)):  # (npz's x, y: keys)
-        written = getattr(source, attr, None)
-        if isinstance(written, str):
-            p = Path(written).expanduser()
-            found.append(p if p.is_absolute() else base / p)
-    return found
-
-
 def write_output(option: str, output: str, text: str) -> None:
     """`text` written to the file `output` (checked first), an OSError as one line."""
     check_output_file(option, output, "out.txt")

@@ -9,7 +9,7 @@ import typer
 
 from dlc import api
 from dlc.cli import options as o
-from dlc.cli.common import check_output_file, check_output_target, compiled, data_files, write_output
+from dlc.cli.common import check_output_file, check_output_target, compiled, write_output
 
 NAME = "compile"
 
@@ -38,7 +38,7 @@ def command(
         check_output_file("--output", output, "model.py")
     result = compiled(spec)
     if output:
-        reads = data_files(result.spec.with_source_file(spec))
+        reads = api.data_files(result.spec.with_source_file(spec))
         check_output_target("--output", output, "model.py", inputs=[spec, *reads])
     target = o.value(emit)
     if target == "ir":

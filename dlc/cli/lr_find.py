@@ -8,7 +8,7 @@ import typer
 
 from dlc import api
 from dlc.cli import options as o
-from dlc.cli.common import check_output_target, compiled, data_files
+from dlc.cli.common import check_output_target, compiled
 from dlc.cli.errors import EXIT_SPEC, CommandError, error_line
 
 NAME = "lr-find"
@@ -59,7 +59,7 @@ def command(
     smoothed loss and, faint, each step's loss against the lr on a log axis, the suggestion marked. A spec
     whose only search space is the optimizer's learning rate is accepted (the test sets the lr)."""
     loaded = api.lr_find_spec(compiled(spec), seed, o.value(dtype))
-    check_output_target("--out", out, DEFAULT_OUT, inputs=[spec, *data_files(loaded)], suffix=".png")
+    check_output_target("--out", out, DEFAULT_OUT, inputs=[spec, *api.data_files(loaded)], suffix=".png")
     try:
         result = api.lr_find(loaded, o.value(backend), steps=steps, start=start, end=end, device=device,
                              out=out)
