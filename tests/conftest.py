@@ -29,6 +29,30 @@ def run_cli(*argv) -> tuple[int, str, str]:
     return rc, out.getvalue(), err.getvalue()
 
 
+def kill_after_epochs(proc, run: Path, epochs: int, timeout: float) -> None:
+    """SIGKILL the `dlc run` process `proc` once `epochs` epochs of its run folder `run` are checkpointed (as
+    a user's kill -9 would land); the test fails if the run ends first."""
+    import json
+    import os
+    import signal
+    import time
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            done = len(json.loads((run / "history.json").read_text())) if (run / "checkpoint.npz").is_file() \
+                else 0
+        except (OSError, ValueError):
+            done = 0
+        if done >= epochs:
+            break
+        if proc.poll() is not None:
+            pytest.fail(f"the run ended before it could be killed: {proc.stderr.read()}")
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
 @pytest.fixture(scope="module")
 def one_torch_thread():
     """For a module of tiny models (`pytestmark = pytest.mark.usefixtures("one_torch_thread")`): torch's

@@ -6,16 +6,12 @@ any work (exit 2). The first compilation takes about a minute on 2 cores (then t
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
-import pytest
 
-from conftest import run_cli
+from conftest import kill_after_epochs, run_cli
 
 SPEC = """
 model compiled {
@@ -52,23 +48,6 @@ def _history(run) -> list[dict]:
     return json.loads((run / "history.json").read_text())
 
 
-def _kill_after(proc: subprocess.Popen, run, epochs: int, timeout: float = 400) -> None:
-    """SIGKILL `proc` once `epochs` epochs of `run` are checkpointed."""
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            done = len(_history(run)) if (run / "checkpoint.npz").is_file() else 0
-        except (OSError, ValueError):
-            done = 0
-        if done >= epochs:
-            break
-        if proc.poll() is not None:
-            pytest.fail(f"the run ended before it could be killed: {proc.stderr.read()}")
-        time.sleep(0.02)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-
-
 def test_a_compiled_run_trains_to_the_eager_numbers_and_resumes_compiled(tmp_path):
     spec = tmp_path / "compiled.dlspec"
     spec.write_text(SPEC)
@@ -76,7 +55,7 @@ def test_a_compiled_run_trains_to_the_eager_numbers_and_resumes_compiled(tmp_pat
     ref = _dlc(spec, "--out", eager, "--quiet", "--dtype", "float64")
     assert ref.wait(timeout=600) == 0, ref.stderr.read()
     victim = _dlc(spec, "--compile", "--out", cut, "--quiet", "--dtype", "float64")
-    _kill_after(victim, cut, 2)
+    kill_after_epochs(victim, cut, 2, timeout=400)
     assert json.loads((cut / "run.json").read_text())["compile"] is True
     assert len(_history(cut)) < 40
 

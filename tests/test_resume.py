@@ -2,14 +2,13 @@
 weights and history as a run that was never interrupted."""
 
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
+
+from conftest import kill_after_epochs
 
 SPEC = """
 model resumable {
@@ -63,21 +62,7 @@ def test_kill9_then_resume_equals_uninterrupted(tmp_path, backend):
     ref.wait(timeout=600)
     assert ref.returncode == 0, ref.stderr.read()
     victim = _run(spec, "--backend", backend, "--out", cut, "--quiet")
-    deadline = time.time() + 240
-    while time.time() < deadline:
-        hist = cut / "history.json"
-        if hist.is_file() and (cut / "checkpoint.npz").is_file():
-            try:
-                n = len(json.loads(hist.read_text()))
-            except ValueError:
-                n = 0
-            if n >= 3:
-                break
-        if victim.poll() is not None:
-            pytest.fail(f"run finished before it could be killed: {victim.stderr.read()}")
-        time.sleep(0.05)
-    os.kill(victim.pid, signal.SIGKILL)
-    victim.wait()
+    kill_after_epochs(victim, cut, 3, timeout=240)
     done_before = len(json.loads((cut / "history.json").read_text()))
     assert 3 <= done_before < epochs and not (cut / "metrics.json").exists()
 
