@@ -91,17 +91,18 @@ def _shown_path(path: Path) -> str:
     return path.as_posix() if rel.startswith("..") else Path(rel).as_posix()
 
 
+def layer_activation(layer) -> str | None:
+    """The activation a layer applies (its activation=, an Activation layer's, a Softmax layer's), None for
+    a layer without one (Dropout, Reshape, ...)."""
+    if isinstance(layer, Softmax):
+        return "softmax"
+    act = getattr(layer, "activation", None)  # (an Activation layer's too)
+    return act.name if act is not None else None
+
+
 def final_activation(spec: Spec) -> str:
     """The activation the network ends in (the last layer's, or an Activation/Softmax layer's)."""
-    if not spec.layers:
-        return "linear"
-    last = spec.layers[-1]
-    if isinstance(last, Softmax):
-        return "softmax"
-    if isinstance(last, ActivationLayer):
-        return last.activation.name
-    act = getattr(last, "activation", None)
-    return act.name if act is not None else "linear"
+    return (layer_activation(spec.layers[-1]) if spec.layers else None) or "linear"
 
 
 def fused_output(spec: Spec) -> str | None:
@@ -297,8 +298,7 @@ def _ends_in_before(spec: Spec, want: str) -> Layer | None:
     """The last layer before the final one whose activation is `want` (a softmax followed by Dropout or
     Reshape), if any."""
     for layer in reversed(spec.layers[:-1]):
-        act = "softmax" if isinstance(layer, Softmax) else getattr(getattr(layer, "activation", None), "name",
-                                                                      None)
+        act = layer_activation(layer)
         if act == want:
             return layer
         if act not in (None, "linear"):
