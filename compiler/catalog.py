@@ -1,7 +1,7 @@
 """The IR's base class and the catalogue registry.
 
 Every spec-visible thing (a layer, an activation, an optimizer, ...) is one Pydantic class registered under a
-family and one or more spec names. The binder (resolve.py) finds classes here by name, maps positional
+family and one or more spec names. The binder (bind.py) finds classes here by name, maps positional
 arguments with `positional`, keyword aliases with `aliases`, and nested catalogue values (an activation inside
 a layer) by the family of the field's annotation.
 """
@@ -86,3 +86,57 @@ def is_list_annotation(annotation: Any) -> bool:
         if origin in (typing.Union, typing.Annotated) or str(origin) == "types.UnionType":
             stack.extend(typing.get_args(a))
     return False
+
+
+# ---- what a field's annotation accepts: the binder asks before converting a value
+
+def leaf_types(annotation: Any) -> set:
+    """The plain types an annotation accepts, through Optional, Union, Annotated and tuple."""
+    out, stack = set(), [annotation]
+    while stack:
+        a = stack.pop()
+        args = typing.get_args(a)
+        if args and typing.get_origin(a) is not typing.Literal:
+            stack.extend(x for x in args if x is not ...)
+        elif isinstance(a, type):
+            out.add(a)
+    return out
+
+
+def takes_names(annotation: Any) -> bool:
+    """Whether a field may be given a bare name: a string, one of some words, or a catalogue name."""
+    stack = [annotation]
+    while stack:
+        a = stack.pop()
+        if typing.get_origin(a) is typing.Literal:
+            if any(isinstance(x, str) for x in typing.get_args(a)):
+                return True
+        elif a is str or (isinstance(a, type) and issubclass(a, Catalogued)):
+            return True
+        else:
+            stack.extend(typing.get_args(a))
+    return False
+
+
+def wants_integer(annotation: Any) -> bool:
+    """Whether a field takes whole numbers only (units, kernel sizes): uniform() would draw 7.31 for it."""
+    types = leaf_types(annotation) if annotation is not None else set()
+    return int in types and float not in types
+
+
+def takes_keyword(cls, fname: str) -> bool:
+    """Whether `fname` may be given as a keyword: a field, but not the internal ones (a name only when it is
+    also positional)."""
+    if fname not in cls.model_fields or fname in ("at", "kind"):
+        return False
+    return fname != "name" or "name" in cls.positional
+
+
+def record_class(annotation) -> type | None:
+    stack = [annotation]
+    while stack:
+        a = stack.pop()
+        if isinstance(a, type) and issubclass(a, BaseModel) and not issubclass(a, Catalogued):
+            return a
+        stack.extend(typing.get_args(a))
+    return None

@@ -173,6 +173,14 @@ def _shortened(message: str) -> str:
     return _LONG_QUOTED.sub(lambda m: f"'{m.group(1)}...' ({len(m.group(0)) - 2:,} characters)", message)
 
 
+class _Missing:
+    """A value that could not be converted: its error is already recorded, so whatever holds it is dropped
+    without a second report."""
+
+
+MISSING = _Missing()
+
+
 class SpecError(Exception):
     """Raised by API entry points when a spec has errors; carries all of them and the source to render."""
 

@@ -1,0 +1,138 @@
+"""Search-space calls (`choice`, `uniform`, ...) where a value belongs: each is recorded as a SearchSpace with
+its position, and stands for one value, its first option or low end, or `overrides[(line, col)]`, which is how
+a tuner fixes a trial's values. Every other value it may take is checked against its argument too."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import ValidationError
+
+from . import ast as A
+from .catalog import family_of_annotation, wants_integer
+from .diagnostics import MISSING, Span
+from .training import SearchSpace
+from .wording import explain, literal, number_text
+
+if TYPE_CHECKING:
+    from .bind import Binder
+
+# a search-space call's name -> the SearchSpace kind it makes (randint is int_uniform)
+SEARCH_FUNCS: dict[str, Literal["choice", "uniform", "loguniform", "int_uniform"]] = {
+    "choice": "choice", "uniform": "uniform", "loguniform": "loguniform", "int_uniform": "int_uniform",
+    "randint": "int_uniform"}
+
+Overrides = dict[tuple[int, int], Any]
+
+
+class SearchSpaceCalls:
+    def __init__(self, binder: Binder, overrides: Overrides):
+        self.binder = binder
+        self.d = binder.d
+        self.overrides = overrides
+        self.found: list[SearchSpace] = []
+        # path -> (the search-space call there, the option values it may take other than the one resolved)
+        self.alternatives: dict[str, tuple[A.Call, list[tuple[Any, Span]]]] = {}
+
+    def call(self, v: A.Call, env: dict, path: str, annotation: Any) -> Any:
+        """A search-space call where a value belongs: recorded, and replaced by the value this run uses."""
+        kind = SEARCH_FUNCS[v.name]
+        if self._nested_space(v, env):
+            return MISSING
+        raw = [self.binder.value(a, env, path) for a in v.args]
+        if any(r is MISSING for r in raw) or v.kwargs:
+            if v.kwargs:
+                self.d.add("E501", f"{v.name}() takes positional arguments only", v.kwargs[0].key_span)
+            return MISSING
+        at = (v.name_span.line, v.name_span.col)
+        end = (v.span.end_line, v.span.end_col)
+        if kind == "choice":
+            if not raw:
+                self.d.add("E501", "choice() needs at least one option", v.span)
+                return MISSING
+            bad = [a for a, r in zip(v.args, raw, strict=True) if not isinstance(r, (int, float, str, bool))]
+            if bad:
+                self.d.add("E501", "a choice() option must be a number, a name, a string or true/false",
+                           bad[0].span, "list the options themselves: choice(32, 64, 128)")
+                return MISSING
+            space = SearchSpace(kind=kind, path=path, options=list(raw), at=at, end=end)
+            rep = raw[0]
+            others = list(zip(raw, (a.span for a in v.args), strict=True))
+        else:
+            if len(raw) != 2 or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in raw):
+                self.d.add("E501", f"{v.name}(low, high) needs two numbers", v.span)
+                return MISSING
+            lo, hi = raw
+            if not lo < hi or (kind == "loguniform" and lo <= 0):
+                self.d.add("E501", f"{v.name}({lo}, {hi}): need 0 < low < high" if kind == "loguniform"
+                           else f"{v.name}({lo}, {hi}): need low < high", v.span)
+                return MISSING
+            if kind != "int_uniform" and self._fractional_for_integer(v, path, annotation, lo, hi):
+                return MISSING
+            space = SearchSpace(kind=kind, path=path, low=float(lo), high=float(hi), at=at, end=end)
+            rep = int(lo) if kind == "int_uniform" else lo
+            ends = [int(b) if kind == "int_uniform" else b for b in raw]
+            others = list(zip(ends, (a.span for a in v.args), strict=True))
+        self.found.append(space)
+        chosen = self.overrides.get(at, rep)
+        self.alternatives[path] = (v, [(o, span) for o, span in others if not _same_option(o, chosen)])
+        # a chosen name may itself be a catalogue value (choice(relu, elu)): bind it as such
+        fam = family_of_annotation(annotation) if annotation is not None else None
+        if fam is not None and isinstance(chosen, str):
+            span = v.span
+            return self.binder.bind(A.Name(chosen, span), fam, {}, path)
+        return chosen
+
+    def _fractional_for_integer(self, v: A.Call, path: str, annotation: Any, lo: float, hi: float) -> bool:
+        """Report uniform()/loguniform() for a whole-number argument (units, kernel sizes): a tuner would
+        draw 7.31 units. True when reported."""
+        if not wants_integer(annotation):
+            return False
+        field = path.rsplit(".", 1)[-1]
+        self.d.add("E501", f"{v.name}() draws fractional numbers, but {field} takes whole numbers",
+                   v.name_span, f"use int_uniform({number_text(lo)}, {number_text(hi)}) for a whole number")
+        return True
+
+    def _nested_space(self, v: A.Call, env: dict) -> bool:
+        """Report a search space inside another (`choice(4, choice(8, 16))`): a tuner draws one value per
+        call, so the inner call would never be searched. True when there is one."""
+        found = False
+        for a in v.args:
+            inner = env.get(a.name, a) if isinstance(a, A.Name) else a
+            if isinstance(inner, A.Call) and inner.name in SEARCH_FUNCS:
+                hint = ("list every option in one choice(...)" if v.name == inner.name == "choice"
+                        else "give plain numbers or names here")
+                self.d.add("E501", "a search space cannot contain another search space", inner.name_span,
+                           hint)
+                found = True
+        return found
+
+    def check_alternatives(self, cls, converted: dict, path: str, shown: str,
+                            written: dict[str, str]) -> None:
+        """Every value a search space in these arguments may take, not only the one resolved, is checked now:
+        `padding=choice(same, bogus)` is a spec error at `dlc check`, not a failed trial during `dlc tune`.
+        Each option is tried with the other arguments as resolved."""
+        for fname in [f for f in converted if f"{path}.{f}" in self.alternatives]:
+            call, others = self.alternatives.pop(f"{path}.{fname}")
+            fam = family_of_annotation(cls.model_fields[fname].annotation)
+            for option, span in others:
+                value = option
+                if fam is not None and isinstance(option, str):
+                    value = self.binder.bind(A.Name(option, span), fam, {}, f"{path}.{fname}")
+                    if value is MISSING:
+                        continue  # (an unknown name, reported by bind)
+                try:
+                    cls(**{**converted, fname: value})
+                except ValidationError as e:
+                    errs = [err for err in e.errors() if [x for x in err["loc"] if isinstance(x, str)][:1]
+                            in ([fname], [])]
+                    if errs:
+                        key = written.get(fname, fname)
+                        self.d.add("E501", f"{call.name}() may choose {literal(option)}, which is not a "
+                                   f"valid '{key}' of {shown}", span,
+                                   explain(errs, cls.model_fields[fname].annotation))
+
+
+def _same_option(a: Any, b: Any) -> bool:
+    """Whether two search-space values are the same option (True is not 1, 1 is 1.0)."""
+    return type(a) is type(b) and a == b if isinstance(a, bool) or isinstance(b, bool) else a == b

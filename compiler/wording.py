@@ -1,0 +1,127 @@
+"""Plain words for the binder's diagnostics: Pydantic's errors as hints, a family's example value, a value
+as written. Nothing here records an error; the binder, the layer expander and the model resolver do."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from pydantic_core import ErrorDetails
+
+from . import ast as A
+from . import catalog
+from .catalog import family_of_annotation
+from .diagnostics import did_you_mean
+from .syntax import quote
+
+FAMILY_CODES = {
+    "layer": "E101", "activation": "E102", "initializer": "E103", "regularizer": "E104", "constraint": "E104",
+    "optimizer": "E105", "loss": "E106", "metric": "E107", "schedule": "E108", "source": "E109",
+    "split": "E109", "augment": "E109",
+}
+FAMILY_WORDS = {"source": "data source", "split": "split", "augment": "augmentation"}
+
+VALUE_WORDS: dict[type, str] = {A.Num: "a number", A.Str: "a string", A.Bool: "true or false",
+                                A.Tuple: "a tuple", A.List: "a list", A.Phrase: "two names"}
+
+# how a hint names a family's values, with an example (the first catalogue name when not listed)
+FAMILY_EXAMPLES = {
+    "activation": "an activation name such as relu", "loss": "a loss name such as categorical_crossentropy",
+    "source": 'a data source such as iris or csv("file.csv")', "layer": "a layer such as Dense(64)",
+    "optimizer": "an optimizer such as Adam(lr=1e-3)", "metric": "a metric name such as accuracy",
+    "schedule": "a schedule such as cosine(epochs=10)", "regularizer": "a regularizer such as l2(1e-4)",
+    "initializer": "an initializer name such as glorot_uniform", "split": "a split such as holdout(val=0.2)",
+    "constraint": "a constraint such as max_norm(3)"}
+
+
+def family_example(family: str) -> str:
+    word = FAMILY_WORDS.get(family, family)
+    return FAMILY_EXAMPLES.get(family) or f"{article(word)} {word} such as {catalog.CANONICAL[family][0]}"
+
+
+def source_text(v: A.Value) -> str:
+    """A simple value as written (`3`, `relu`, `"a.csv"`); `...` for anything longer."""
+    if isinstance(v, A.Num):
+        return v.text
+    if isinstance(v, A.Name):
+        return v.name
+    if isinstance(v, A.Bool):
+        return "true" if v.value else "false"
+    if isinstance(v, A.Str):
+        return quote(v.value)
+    return "..."
+
+
+def article(word: str) -> str:
+    return "an" if word[0] in "aeiou" else "a"
+
+
+TYPE_WORDS = {
+    "int_type": "an integer", "int_parsing": "an integer", "int_from_float": "an integer",
+    "float_type": "a number", "float_parsing": "a number", "bool_type": "true or false",
+    "bool_parsing": "true or false", "string_type": "a string", "tuple_type": "a tuple",
+    "list_type": "a list", "none_required": None, "model_type": None, "union_tag_invalid": None,
+}
+
+
+# a record's example for a hint (other records: `(key=value, ...)`)
+RECORD_EXAMPLES = {"EarlyStopping": "(monitor=val_loss, patience=5)",
+                    "Objective": "(direction=minimize, metric=val_loss)"}
+
+
+def structural(err: ErrorDetails) -> str | None:
+    """Plain words for Pydantic's errors about a value's shape (a record, a tagged union, a tuple's length),
+    whose own wording names Pydantic's internals; None for other errors."""
+    ctx, kind = err.get("ctx") or {}, err.get("type")
+    if kind == "model_type":
+        name = str(ctx.get("class_name", ""))
+        return "expected a record such as " + RECORD_EXAMPLES.get(name, "(key=value, ...)")
+    if kind == "union_tag_invalid":
+        tags = re.findall(r"'([^']*)'", str(ctx.get("expected_tags", "")))
+        key = next((x for x in reversed(err["loc"]) if isinstance(x, str)), "this argument")
+        listed = ", ".join(tags[:-1]) + " or " + tags[-1] if len(tags) > 1 else "".join(tags)
+        return f"{key}= takes {listed}"
+    if kind in ("too_long", "too_short") and "actual_length" in ctx:
+        n = ctx.get("max_length" if kind == "too_long" else "min_length")
+        return f"expected {n} {'numbers' if ctx.get('field_type') == 'Tuple' else 'items'}, " \
+               f"got {ctx['actual_length']}"
+    if kind in ("model_attributes_type", "dataclass_type"):
+        return "expected a name or a call here"
+    return None
+
+
+def humane(msg: str, err: ErrorDetails) -> str:
+    plain = structural(err)
+    if plain is not None:
+        return plain
+    msg = msg.removeprefix("Value error, ")
+    if err.get("type") == "literal_error":
+        expected = msg.replace("Input should be", "expected")
+        # a misspelt setting (`precision: mixed_bf16`): the nearest of the allowed names first
+        allowed = re.findall(r"'([^']*)'", str((err.get("ctx") or {}).get("expected", "")))
+        given = err.get("input")
+        hint = did_you_mean(given, allowed) if isinstance(given, str) and allowed else None
+        return f"{hint} ({expected})" if hint else expected
+    return msg.replace("Input should be", "must be")
+
+
+def literal(value: Any) -> str:
+    return value if isinstance(value, str) else str(value).lower() if isinstance(value, bool) else repr(value)
+
+
+def explain(errs: list[ErrorDetails], annotation: Any = None) -> str:
+    """One hint for a field's errors; a union's type errors become 'expected an integer or a tuple'. With the
+    field's `annotation`, a value that is no catalogue name says which kind of name belongs there."""
+    fam = family_of_annotation(annotation) if annotation is not None else None
+    if fam is not None and any(e["type"] == "model_attributes_type" for e in errs):
+        return "expected " + family_example(fam)
+    if all(e["type"] in TYPE_WORDS for e in errs):
+        words = list(dict.fromkeys(w for e in errs if (w := TYPE_WORDS[e["type"]])))
+        if words:
+            return "expected " + (words[0] if len(words) == 1 else ", ".join(words[:-1]) + " or " + words[-1])
+    concrete = [e for e in errs if e["type"] not in TYPE_WORDS] or errs
+    return humane(concrete[0]["msg"], concrete[0])
+
+
+def number_text(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else repr(x)
