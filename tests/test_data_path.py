@@ -166,6 +166,44 @@ def test_in_place_data_path_gives_the_float64_values(tmp_path, normalize, split,
         N.CHUNK_BYTES = old
 
 
+@pytest.mark.parametrize("normalize", ["standard", "none"])
+@pytest.mark.parametrize("file_dtype", ["float32", "float64"])
+def test_folds_in_the_run_dtype_give_the_float64_values_one_fold_at_a_time(tmp_path, normalize, file_dtype):
+    """folds(..., dtype=D), as `dlc cv` asks for them, are the float64 folds rounded to D; each fold is
+    assembled when asked for (a copy normalised in place), so the data is never overwritten between folds."""
+    from test_data import make_spec
+
+    from dlc.runtime import data as D
+
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((300, 4, 3)).astype(file_dtype) * 5 + 2
+    np.savez(tmp_path / "d.npz", x=x, y=rng.integers(0, 3, 300))
+    spec = make_spec(tmp_path, 'npz("d.npz")', "(4, 3)", 3, normalize=normalize,
+                     split="kfold(k=4, test=0.1)")
+    want = D.folds(spec, tmp_path)
+    got = D.folds(spec, tmp_path, dtype="float32")
+    assert len(got) == len(want) == 4
+    made = []
+    original = D.dataset.assemble_in_place
+    try:
+        D.dataset.assemble_in_place = lambda *a: made.append(1) or original(*a)
+        folds = D.folds(spec, tmp_path, dtype="float32")
+        assert not made  # nothing is assembled before a fold is asked for
+        folds[2]
+        assert len(made) == 1
+    finally:
+        D.dataset.assemble_in_place = original
+    for i in (0, 3, 1, 0):  # any order, twice: each fold from the data as read
+        w, g = want[i], got[i]
+        for part in ("train", "val", "test"):
+            wp, gp = getattr(w, part), getattr(g, part)
+            assert gp.x.dtype == np.dtype(file_dtype)
+            assert np.array_equal(gp.x.astype("float32"), wp.x.astype("float32"))
+            assert np.array_equal(gp.y, wp.y)
+    with pytest.raises(IndexError):
+        got[4]
+
+
 @pytest.mark.parametrize("file_dtype", ["float32", "uint8"])
 @pytest.mark.parametrize("compressed", [False, True])
 def test_npz_features_are_read_aligned_and_held_once_by_keras(tmp_path, file_dtype, compressed):

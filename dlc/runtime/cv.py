@@ -55,7 +55,7 @@ def run_cv(spec, base_dir: Path, backend: str, device: str = "auto", k: int | No
     from dlc.runtime.loop import evaluate, train
 
     Session = session_class(backend)
-    parts = folds(spec, base_dir, k)
+    parts = folds(spec, base_dir, k, dtype=spec.dtype)  # each fold assembled as it begins
     init = initial_weights(spec)
     results: list[dict[str, Any]] = []
     for i, data in enumerate(parts, start=1):
@@ -82,6 +82,7 @@ def run_cv(spec, base_dir: Path, backend: str, device: str = "auto", k: int | No
                               {k2: v for k2, v in row.items() if k2 in ("val", "test")})
         if on_fold:
             on_fold(row)
+        del data, val, session, hist  # (the next fold is assembled before this loop's names are rebound)
     keys = list(results[0]["val"])
     summary: dict[str, Any] = {"k": len(parts), "backend": backend, "folds": results, "mean": {}, "std": {}}
     for key in keys:

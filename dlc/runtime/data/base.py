@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -85,3 +86,22 @@ def data_block(spec: Spec) -> Data:
     if spec.data is None:
         raise DataError(f"spec '{spec.name}' has no data block")
     return spec.data
+
+
+class Folds:
+    """The k folds of a kfold split, each assembled when asked for: `dlc cv` trains one at a time and
+    `dlc compare` uses fold 1, so one fold's arrays are held at a time, not k."""
+
+    def __init__(self, make: Callable[[int], Dataset], k: int):
+        self._make, self._k = make, k
+
+    def __len__(self) -> int:
+        return self._k
+
+    def __getitem__(self, i: int) -> Dataset:
+        if not -self._k <= i < self._k:
+            raise IndexError(f"fold {i} of {self._k}")
+        return self._make(i % self._k)
+
+    def __iter__(self) -> Iterator[Dataset]:
+        return (self._make(i) for i in range(self._k))

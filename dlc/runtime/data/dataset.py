@@ -4,14 +4,14 @@ shaped to the input; prepare() and folds() are the entry points (an npy source g
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from dlc.compiler.checks import resolve_path
 from dlc.compiler.spec import Bundled, Csv, KFold, Mnist, Npy, Npz, Spec
-from dlc.runtime.data.base import DataError, Dataset, Samples, Split, data_block
+from dlc.runtime.data.base import DataError, Dataset, Folds, Samples, Split, data_block
 from dlc.runtime.data.files import csv_samples, read_bundled, read_mnist, read_npy, read_npz
 from dlc.runtime.data.normalize import (
     check_finite_features,
@@ -121,12 +121,23 @@ def prepare(spec: Spec, base_dir: Path, dtype: str | None = None) -> Dataset:
     if dtype is None:
         data = load(spec, base_dir)
         return assemble(spec, data, *_split_indices(spec, data.labels, len(data.x)))
-    augmented = spec.data is not None and bool(spec.data.augment)
-    data = load(spec, base_dir, keep_float32=dtype == "float32" and not augmented)
+    data = _load_for(spec, base_dir, dtype)
     parts = _split_indices(spec, data.labels, len(data.x))
-    if data.x.shape[1] < 2 or embedding_vocabulary(spec) is not None or not data.x.flags.writeable:
+    if not _held_in_place(spec, data):
         return assemble(spec, data, *parts)
     return assemble_in_place(spec, data, *parts)
+
+
+def _load_for(spec: Spec, base_dir: Path, dtype: str) -> Loaded:
+    """The data for a run in `dtype`: an npz file's float32 features kept float32 for a float32 run without
+    augmentation (augmentation works in float64)."""
+    augmented = spec.data is not None and bool(spec.data.augment)
+    return load(spec, base_dir, keep_float32=dtype == "float32" and not augmented)
+
+
+def _held_in_place(spec: Spec, data: Loaded) -> bool:
+    """Whether assemble_in_place() can hold this data (2 or more columns, no token ids, a writable array)."""
+    return data.x.shape[1] >= 2 and embedding_vocabulary(spec) is None and data.x.flags.writeable
 
 
 def assemble_in_place(spec: Spec, data: Loaded, train: np.ndarray, val: np.ndarray,
@@ -179,15 +190,19 @@ def _reorder_rows(x: np.ndarray, order: np.ndarray, chunk: int) -> None:
     x[first:first + len(rest)] = rest
 
 
-def folds(spec: Spec, base_dir: Path, k: int | None = None) -> list[Dataset]:
+def folds(spec: Spec, base_dir: Path, k: int | None = None, dtype: str | None = None) -> Folds:
     """k seeded (stratified if asked) folds; each Dataset's val is the held-out fold. A test fraction, if the
-    split asks for one, is held out first and stays out of every fold (each Dataset's test is that part)."""
+    split asks for one, is held out first and stays out of every fold (each Dataset's test is that part).
+    `dtype`: as prepare()'s: each fold is then a copy of the data normalised in place with its training part's
+    statistics (the data once, plus one fold)."""
     if isinstance(data_block(spec).source, Npy):
-        return folds_streamed(spec, base_dir, k)
-    data = load(spec, base_dir)
+        return folds_streamed(spec, base_dir, k, dtype)
+    data = load(spec, base_dir) if dtype is None else _load_for(spec, base_dir, dtype)
     split = data_block(spec).split
     k = k or (split.k if isinstance(split, KFold) else 5)
     shuffle = split.shuffle if isinstance(split, KFold) else True
     parts = kfold_indices(len(data.x), data.labels, k, shuffle, getattr(split, "stratify", False), split.test,
                           spec.seed)
-    return [assemble(spec, data, *p) for p in parts]
+    if dtype is None or not _held_in_place(spec, data):
+        return Folds(lambda i: assemble(spec, data, *parts[i]), len(parts))
+    return Folds(lambda i: assemble_in_place(spec, replace(data, x=data.x.copy()), *parts[i]), len(parts))

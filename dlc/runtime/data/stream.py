@@ -10,7 +10,7 @@ import numpy as np
 
 from dlc.compiler.checks import resolve_path
 from dlc.compiler.spec import KFold, Npy, Spec
-from dlc.runtime.data.base import DataError, Dataset, Samples, Split, data_block
+from dlc.runtime.data.base import DataError, Dataset, Folds, Samples, Split, data_block
 from dlc.runtime.data.files import open_npy
 from dlc.runtime.data.normalize import (
     check_finite_targets,
@@ -245,12 +245,12 @@ def prepare_streamed(spec: Spec, base_dir: Path, dtype: str) -> Dataset:
     return assemble_streamed(spec, data, dtype, *_split_indices(spec, data.labels, len(data.rows)))
 
 
-def folds_streamed(spec: Spec, base_dir: Path, k: int | None = None) -> list[Dataset]:
-    """folds() for an npy source (float64 parts, as folds() gives)."""
+def folds_streamed(spec: Spec, base_dir: Path, k: int | None = None, dtype: str | None = None) -> Folds:
+    """folds() for an npy source (float64 parts unless `dtype` asks for another, as folds() gives)."""
     data = open_streamed(spec, base_dir)
     split = data_block(spec).split
     k = k or (split.k if isinstance(split, KFold) else 5)
     shuffle = split.shuffle if isinstance(split, KFold) else True
     parts = kfold_indices(len(data.rows), data.labels, k, shuffle, getattr(split, "stratify", False),
                           split.test, spec.seed)
-    return [assemble_streamed(spec, data, "float64", *p) for p in parts]
+    return Folds(lambda i: assemble_streamed(spec, data, dtype or "float64", *parts[i]), len(parts))
