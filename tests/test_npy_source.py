@@ -289,7 +289,7 @@ def test_run_evaluate_and_predict_from_the_command_line(tmp_path):
     assert len([line for line in out.splitlines() if line[:1].isdigit()]) == 5
 
 
-@pytest.mark.parametrize("case", ["missing", "length", "text", "nan", "notnpy"])
+@pytest.mark.parametrize("case", ["missing", "length", "text", "nan", "notnpy", "overflow", "minmax_val"])
 def test_bad_files_are_one_line(tmp_path, case):
     _write(tmp_path)
     spec = dlc.load(_spec(tmp_path, "a", NPY))
@@ -307,6 +307,20 @@ def test_bad_files_are_one_line(tmp_path, case):
         x[7, 2] = np.nan
         np.save(tmp_path / "x.npy", x)
         want = "feature values are missing or not finite (the first in sample 8, feature 3)"
+    elif case == "overflow":  # (found from each feature's extremes; the first such value is then named)
+        x[[40, 9], 4] = [1e39, -2e39]
+        np.save(tmp_path / "x.npy", x)
+        spec = dlc.load(_spec(tmp_path, "a", NPY, "float32", "none"))
+        want = "sample 10, feature 5 is -2e+39 after normalize: none, beyond what float32 holds"
+    elif case == "minmax_val":  # a value far outside the training part's range, normalised beyond float32
+        x[:, 0] = np.linspace(0, 1e-300, len(x))
+        x[99, 0] = 1e300
+        np.save(tmp_path / "x.npy", x)
+        spec = dlc.load(_spec(tmp_path, "a", NPY, "float32", "minmax", "holdout(val=0.5)"))
+        train_rows = prepare(dlc.load(_spec(tmp_path, "b", NPY, "float64", "none", "holdout(val=0.5)")),
+                             tmp_path, "float64").train.x.index
+        assert 99 not in train_rows  # (else the range holds it: pick another row)
+        want = "sample 100, feature 1 is"
     else:
         (tmp_path / "x.npy").write_bytes(b"PK\x03\x04 not an npy file")
         want = "not an .npy file"

@@ -163,6 +163,10 @@ class Streamed:
     labels: np.ndarray | None
     num_classes: int | None
     samples: Samples
+    # each feature's smallest and largest value, as float64: normalisation is monotone in each feature, so the
+    # normalised values' extremes are those of these two rows (check_model_inputs needs no pass of its own)
+    low: np.ndarray
+    high: np.ndarray
 
 
 def open_streamed(spec: Spec, base_dir: Path) -> Streamed:
@@ -186,24 +190,30 @@ def open_streamed(spec: Spec, base_dir: Path) -> Streamed:
         raise DataError(f"{x_path}: samples have {rows.shape[1]} features, input {tuple(spec.input)} needs "
                         f"{need}")
     s = Samples(rows.flat, y, str(x_path))
-    if rows.dtype.kind == "f":
-        _check_finite_streamed(rows, s)
+    low, high = _finite_extremes(rows, s)
     check_finite_targets(s)
     targets, labels, num_classes = checked_targets(spec, s)
-    return Streamed(rows, targets, labels, num_classes, s)
+    return Streamed(rows, targets, labels, num_classes, s, low, high)
 
 
-def _check_finite_streamed(rows: MappedRows, s: Samples) -> None:
-    """check_finite_features, a chunk of the map at a time."""
+def _finite_extremes(rows: MappedRows, s: Samples) -> tuple[np.ndarray, np.ndarray]:
+    """check_finite_features, a chunk of the map at a time, and in the same pass each feature's extremes."""
     step = chunk_rows(rows.flat)
+    low = high = None
     for lo in range(0, len(rows), step):
         c = rows[lo:lo + step]
-        bad = ~np.isfinite(c)
-        if bad.any():
-            row, col = (int(v) for v in np.argwhere(bad)[0])
-            raise DataError(f"{s.where}: feature values are missing or not finite (the first in "
-                            f"{s.row(lo + row)}, feature {col + 1}); fill or drop them first")
+        if c.dtype.kind == "f":
+            bad = ~np.isfinite(c)
+            if bad.any():
+                row, col = (int(v) for v in np.argwhere(bad)[0])
+                raise DataError(f"{s.where}: feature values are missing or not finite (the first in "
+                                f"{s.row(lo + row)}, feature {col + 1}); fill or drop them first")
+        cl, ch = c.min(axis=0), c.max(axis=0)
+        low = cl if low is None else np.minimum(low, cl)
+        high = ch if high is None else np.maximum(high, ch)
     rows.release()
+    assert low is not None and high is not None  # (no samples is refused before)
+    return low.astype(np.float64), high.astype(np.float64)
 
 
 def assemble_streamed(spec: Spec, data: Streamed, dtype: str, train: np.ndarray, val: np.ndarray,
@@ -222,7 +232,9 @@ def assemble_streamed(spec: Spec, data: Streamed, dtype: str, train: np.ndarray,
     rows.release()
     every = StreamedRows(rows, np.arange(len(rows)), shift, scale, "float64", (rows.shape[1],))
     same = shift is None and np.can_cast(rows.dtype, dtype) and embedding_vocabulary(spec) is None
-    if not same:  # (features the run's dtype holds, unnormalised: nothing to check)
+    if not same and not _extremes_fit(spec, data, shift, scale):
+        # (features the run's dtype holds, unnormalised, need no check; others are checked by their extremes,
+        # and the whole pass, which names the first value that does not fit, runs only when one does not)
         step = chunk_rows(rows.flat)
         for lo in range(0, len(rows), step):
             check_model_inputs(spec, every.take(np.arange(lo, min(lo + step, len(rows)))), s.where,
@@ -237,6 +249,22 @@ def assemble_streamed(spec: Spec, data: Streamed, dtype: str, train: np.ndarray,
 
     return Dataset(part(train), part(val), part(test), data.num_classes, shift=shift, scale=scale,
                    read=s.read(), class_names=s.class_names)
+
+
+def _extremes_fit(spec: Spec, data: Streamed, shift: np.ndarray | None, scale: np.ndarray | None) -> bool:
+    """Whether every normalised value fits the run's dtype, from each feature's extremes alone: (x - shift) /
+    scale, in float64 with scale > 0, never decreases as x grows, so no value lies beyond the normalised
+    extremes. An Embedding's whole-number check needs every value: False."""
+    if embedding_vocabulary(spec) is not None:
+        return False
+    ends = np.stack([data.low, data.high])
+    if shift is not None and scale is not None:
+        ends = normalized(ends, shift, scale)
+    try:
+        check_model_inputs(spec, ends, data.samples.where, lambda i: "")
+    except DataError:
+        return False
+    return True
 
 
 def prepare_streamed(spec: Spec, base_dir: Path, dtype: str) -> Dataset:
