@@ -3,16 +3,14 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import typing
+from typing import Any, Protocol
 
 from . import ast as A
 from .catalog import lookup
-from .diagnostics import MISSING, Diagnostics, did_you_mean
+from .diagnostics import MISSING, Diagnostics, Span, did_you_mean
 from .layers import Residual
 from .spec import Spec
-
-if TYPE_CHECKING:
-    from .bind import Binder
 
 # a model's layers once blocks and repeats are expanded (every layer and block call counts), and how deep
 # block calls and residual blocks may nest
@@ -24,8 +22,27 @@ class _TooManyLayers(Exception):
     """The layers expand beyond MAX_LAYERS: the expansion stops (the model's `layers` reports it)."""
 
 
+class LayerBinder(Protocol):
+    """What the expansion asks of the binder (bind.Binder): each layer call bound, the blocks, the block whose
+    body is being expanded (its parameters are names there), and its argument diagnostics."""
+
+    d: Diagnostics
+    blocks: dict[str, A.BlockDef]
+    block: A.BlockDef | None
+    had_syntax_errors: bool
+
+    def bind(self, v: A.Value, family: str, env: dict, path: str) -> Any: ...
+
+    def unknown_name(self, call: A.Call, family: str) -> None: ...
+
+    def late_positional(self, args: list, kwargs: list[A.Kwarg], names: typing.Sequence[str],
+                        taken: set[str]) -> list: ...
+
+    def given_twice(self, kw: A.Kwarg, first: Span, by_position: bool) -> None: ...
+
+
 class LayerExpander:
-    def __init__(self, binder: Binder):
+    def __init__(self, binder: LayerBinder):
         self.binder = binder
         self.d: Diagnostics = binder.d
         self.expanded = 0  # layer and block calls expanded so far (MAX_LAYERS)

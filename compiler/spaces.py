@@ -4,18 +4,15 @@ a tuner fixes a trial's values. Every other value it may take is checked against
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal, Protocol
 
 from pydantic import ValidationError
 
 from . import ast as A
 from .catalog import family_of_annotation, wants_integer
-from .diagnostics import MISSING, Span
+from .diagnostics import MISSING, Diagnostics, Span
 from .training import SearchSpace
 from .wording import explain, literal, number_text
-
-if TYPE_CHECKING:
-    from .bind import Binder
 
 # a search-space call's name -> the SearchSpace kind it makes (randint is int_uniform)
 SEARCH_FUNCS: dict[str, Literal["choice", "uniform", "loguniform", "int_uniform"]] = {
@@ -25,8 +22,18 @@ SEARCH_FUNCS: dict[str, Literal["choice", "uniform", "loguniform", "int_uniform"
 Overrides = dict[tuple[int, int], Any]
 
 
+class ValueBinder(Protocol):
+    """What a search-space call asks of the binder (bind.Binder): its options converted and bound."""
+
+    d: Diagnostics
+
+    def value(self, v: A.Value, env: dict, path: str, annotation: Any = None) -> Any: ...
+
+    def bind(self, v: A.Value, family: str, env: dict, path: str) -> Any: ...
+
+
 class SearchSpaceCalls:
-    def __init__(self, binder: Binder, overrides: Overrides):
+    def __init__(self, binder: ValueBinder, overrides: Overrides):
         self.binder = binder
         self.d = binder.d
         self.overrides = overrides
