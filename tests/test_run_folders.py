@@ -112,6 +112,35 @@ def test_an_unfinished_run_folder_is_refused_with_the_resume_hint(run):
     assert rc == 2 and one_line(err).endswith(f"or continue it with `dlc run --resume {run}`")
 
 
+def test_a_run_folder_being_trained_into_is_refused(run):
+    """Another dlc training into the folder (its flock on RUN/.dlc-lock held): --resume is one line, exit 1,
+    and --out --replace is refused (exit 2), both leaving the folder as it is; once it ends, both work."""
+    import subprocess
+    import sys
+
+    unfinish(run)
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file() and p.name != ".dlc-lock"}
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from pathlib import Path; "
+                               "from dlc.runtime.runlock import held\n"
+                               "with held(Path(sys.argv[1])):\n print('held', flush=True); time.sleep(60)",
+                               str(run)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        rc, _, err = run_cli("run", "--resume", run, "--quiet")
+        assert rc == 1 and one_line(err) == (f"dlc: error: {run} is being trained into by another dlc process "
+                                             f"(pid {holder.pid}); wait for it to end, or use another folder")
+        rc, _, err = train(write_spec(run.parent / "other", epochs=1), run, "--replace")
+        assert rc == 2 and "is being trained into by another dlc process" in one_line(err)
+        after = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+        assert {k: v for k, v in after.items() if k != ".dlc-lock"} == before
+    finally:
+        holder.kill()
+        holder.wait()
+    rc, _, err = run_cli("run", "--resume", run, "--quiet")
+    assert rc == 0, err
+    assert status(run) == "done"
+
+
 def test_replace_replaces_the_whole_folder(run):
     (run / "log.txt").write_text("OLD RUN\n")
     stale = run / "events.out.tfevents.1.old"

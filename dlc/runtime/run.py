@@ -12,7 +12,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from dlc.runtime import rundir
+from dlc.runtime import rundir, runlock
 from dlc.runtime.runs import RunDirError, retrain
 
 
@@ -219,14 +219,35 @@ def _train_run(spec, backend: str, spec_file: str, base_dir: Path, device: str, 
                replace: bool, resume: Resumable | None, observer: Observer | None, evidence: bool,
                compile: bool, data_parallel=None) -> Finished:
     from dlc.backends import session_class
-    from dlc.reference.weights import initial_weights
-    from dlc.runtime.data import prepare
-    from dlc.runtime.loop import TrainingFailed
 
     observer = observer or Observer()
     session_cls = session_class(backend)
     if resume is None and out:  # refuse a folder in use before loading any data (and replace it after)
         rundir.prepare_out(out, replace=replace, spec_file=spec_file, check_only=True)
+        if (taken := runlock.busy(Path(out))) is not None:
+            raise rundir.OutFolderError(f"--out {taken}")
+    with contextlib.ExitStack() as lock:
+        if resume is not None and (data_parallel is None or data_parallel[0].rank == 0):
+            _hold(lock, resume.run)
+        return _train_locked(spec, backend, spec_file, base_dir, device, out, replace, resume, observer,
+                             evidence, compile, data_parallel, session_cls, lock)
+
+
+def _hold(lock: contextlib.ExitStack, run: Path) -> None:
+    """The run folder's lock (runlock) until `lock` closes; a busy folder is RunDirError: one line, exit 1."""
+    try:
+        lock.enter_context(runlock.held(run))
+    except runlock.FolderBusy as e:
+        raise RunDirError(str(e)) from None
+
+
+def _train_locked(spec, backend: str, spec_file: str, base_dir: Path, device: str, out: str | None,
+                  replace: bool, resume: Resumable | None, observer: Observer, evidence: bool,
+                  compile: bool, data_parallel, session_cls, lock: contextlib.ExitStack) -> Finished:
+    from dlc.reference.weights import initial_weights
+    from dlc.runtime.data import prepare
+    from dlc.runtime.loop import TrainingFailed
+
     data = prepare(spec, base_dir, dtype=spec.dtype)  # held once, in the run's dtype
     session = session_cls(spec, device=device, weights=initial_weights(spec), compile=compile)
     if data_parallel is not None:
@@ -238,26 +259,25 @@ def _train_run(spec, backend: str, spec_file: str, base_dir: Path, device: str, 
         if worker.rank > 0:  # trains along, writes nothing
             history, final = follow(session, spec, data, resume)
             return Finished(resume.run if resume is not None else Path(out or ""), history, final)
-    run, rows, state = None, [], None
+    rows: list[dict] = []
+    state = None
     title = f"{spec.name} ({backend})"
+    if resume is not None:
+        run = resume.run
+    else:
+        run = _new_run(spec, backend, device, spec_file, out, data, replace, compile)
+        _hold(lock, run)  # (another dlc that made the same folder at the same moment is refused here)
     try:
         if resume is not None:
-            run = resume.run
             state, rows = _restore(run, session, resume)
-        else:
-            run = _new_run(spec, backend, device, spec_file, out, data, replace, compile)
         return _train(session, spec, data, backend, run, rows, state, observer, title, evidence)
     except TrainingFailed as e:
-        if run is None:
-            raise
         rundir.write_history(run, rows)
         if rows:
             rundir.plot_curves(run, rows, title + " — failed")
         _mark(run, failed=str(e))
         raise RunFailed(e, run) from e
     except Exception as e:
-        if run is None:
-            raise
         _mark(run, failed=str(e).splitlines()[0] if str(e) else type(e).__name__)
         raise RunFailed(e, run) from e
 
