@@ -39,7 +39,8 @@ def test_schema_into_head_prints_no_error():
 
 @pytest.mark.parametrize("args", [["schema"], ["compile", "specs/iris.dlspec", "--emit", "ir"],
                                   ["compile", "specs/iris.dlspec", "--emit", "torch"],
-                                  ["check", "specs/iris.dlspec"]], ids=lambda a: " ".join(a[:3]))
+                                  ["check", "specs/iris.dlspec"], ["--help"], ["run", "--help"],
+                                  ["tune", "--help"]], ids=lambda a: " ".join(a[:3]))
 def test_output_to_a_closed_pipe_exits_quietly(args):
     """Whatever the timing: the pipe's reader is gone before dlc writes a byte (small outputs included, which
     a pipe would otherwise buffer until dlc's exit flushes them). Exit 141, as a Unix tool killed by

@@ -140,7 +140,22 @@ def main(argv: list[str] | None = None) -> int:
     except (KeyboardInterrupt, typer.Abort):
         print("dlc: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except SystemExit as e:
+        if not _rich_saw_a_closed_pipe(e):
+            raise
+        return quiet_exit([])  # (`dlc run --help | head -1`: rich has pointed stdout at /dev/null already)
     return rv if isinstance(rv, int) else 0
+
+
+def _rich_saw_a_closed_pipe(e: SystemExit) -> bool:
+    """Whether rich ended the process because the reader of its output had gone: the help pages are printed
+    by rich (through Typer), whose Console.on_broken_pipe raises SystemExit(1) where dlc exits 141."""
+    tb = e.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_name == "on_broken_pipe" and "rich" in tb.tb_frame.f_code.co_filename:
+            return True
+        tb = tb.tb_next
+    return False
 
 
 def _closed_streams_to_devnull() -> None:
