@@ -221,6 +221,16 @@ def test_plateau_adds_a_plateau_schedule(tmp_path):
         fixed_text(report)
 
 
+def test_a_loss_that_rose_is_no_plateau(tmp_path):
+    """'the loss improved -68.94%' was a plateau finding: a training loss that only rose over the window (at a
+    constant rate) is not flat."""
+    loss = [2.0, 1.5, 1.2, 1.0, 1.0, 1.2, 1.4, 1.5, 1.6, 1.7]
+    rows = history(loss, [v + 0.05 for v in loss], [0.6] * 10, [0.58] * 10)
+    report = diagnose(write_run(tmp_path / "run", rows))
+    assert "plateau" not in ids(report)
+    assert not any("-" in (d.line or "") and "improved" in (d.line or "") for d in report.diagnoses)
+
+
 def test_lr_too_low_ranks_before_the_underfitting_it_explains(tmp_path):
     rows = history([2.30, 2.29, 2.28, 2.27, 2.26], [2.31, 2.30, 2.29, 2.28, 2.27], [0.2] * 5, [0.2] * 5)
     report = diagnose(write_run(tmp_path / "run", rows, evidence(5, lambda e, n: {"update_ratio": 1e-5})))

@@ -736,7 +736,8 @@ def plateau(case: Case) -> Diagnosis | None:
     if acc >= FIT_ACCURACY:  # it fits its training data: nothing left to gain there
         return None
     before, best = losses[0], min(losses[1:])
-    if before <= 0 or (before - best) / before >= PLATEAU_IMPROVEMENT:
+    # (a loss that only rose is no plateau: it is not flat, and rising at a constant rate is instability)
+    if before <= 0 or best > before or (before - best) / before >= PLATEAU_IMPROVEMENT:
         return None
     lr = window[-1].get("lr")
     a, b = window[0]["epoch"], window[-1]["epoch"]
