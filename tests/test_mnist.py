@@ -72,6 +72,52 @@ def test_missing_and_broken_files(tmp_path):
         read_mnist(tmp_path)
 
 
+def _raw_idx(path: Path, arr: np.ndarray, kind: int = 8) -> None:
+    path.write_bytes(struct.pack(">BBBB", 0, 0, kind, arr.ndim) + struct.pack(">" + "I" * arr.ndim, *arr.shape)
+                     + arr.astype(np.uint8).tobytes())
+
+
+@pytest.mark.parametrize("case, want", [
+    ("sizes", "t10k-images-idx3-ubyte holds samples of shape (5, 5), but train-images-idx3-ubyte of shape "
+              "(28, 28); they must be one size"),
+    ("labels2d", "t10k-labels-idx1-ubyte: 2 dimension(s), but MNIST's labels (one per image) have 1"),
+    ("count", "t10k-labels-idx1-ubyte holds labels of shape (99,), but t10k-images-idx3-ubyte has 100 "
+              "samples: one label per sample is needed"),
+    ("float32", "t10k-images-idx3-ubyte: IDX type 0x0D (float32) is not read; MNIST's files hold unsigned "
+                "bytes (type 0x08)"),
+    ("gzip", "t10k-images-idx3-ubyte.gz: a damaged gzip file"),
+    ("short", "t10k-images-idx3-ubyte: truncated IDX file (78,300 of 78,400 values)"),
+])
+def test_mismatched_or_damaged_idx_files_are_one_line_naming_the_file(tmp_path, case, want):
+    write_idx_folder(tmp_path, gz=False)
+    images = tmp_path / "t10k-images-idx3-ubyte"
+    x = np.zeros((100, 28, 28), np.uint8)
+    if case == "sizes":
+        _raw_idx(images, np.zeros((100, 5, 5)))
+    elif case == "labels2d":
+        _raw_idx(tmp_path / "t10k-labels-idx1-ubyte", np.zeros((100, 1)))
+    elif case == "count":
+        _raw_idx(tmp_path / "t10k-labels-idx1-ubyte", np.zeros(99))
+    elif case == "float32":
+        _raw_idx(images, x, kind=0x0D)
+    elif case == "gzip":
+        data = images.read_bytes()
+        images.unlink()
+        images.with_name(images.name + ".gz").write_bytes(gzip.compress(data)[:-20])  # cut short
+    else:
+        images.write_bytes(images.read_bytes()[:-100])
+    with pytest.raises(DataError) as e:
+        read_mnist(tmp_path)
+    assert want in str(e.value) and "\n" not in str(e.value)
+
+
+def test_mismatched_npz_arrays_are_one_line(tmp_path):
+    xt, yt = _images(50, 0)
+    np.savez(tmp_path / "mnist.npz", x_train=xt, y_train=yt, x_test=xt[:, :5, :5], y_test=yt)
+    with pytest.raises(DataError, match=r"x_test holds samples of shape \(5, 5\), but x_train of shape"):
+        read_mnist(tmp_path)
+
+
 def _spec_copy(tmp_path: Path, name: str) -> Path:
     """The shipped spec, pointed at a tiny MNIST folder beside it."""
     text = (ROOT / "specs" / "mnist" / f"{name}.dlspec").read_text()

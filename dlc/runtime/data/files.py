@@ -361,21 +361,49 @@ def read_npy(x_path: str | Path, y_path: str | Path) -> tuple[np.ndarray, np.nda
     return np.asarray(x, dtype=np.float64).reshape(len(x), -1), y
 
 
-def _read_idx(path: Path) -> np.ndarray:
+IDX_TYPES = {0x08: "unsigned bytes", 0x09: "signed bytes", 0x0B: "16-bit integers", 0x0C: "32-bit integers",
+             0x0D: "float32", 0x0E: "float64"}
+
+
+def _read_idx(path: Path, ndim: int) -> np.ndarray:
+    """An IDX file of unsigned bytes (MNIST's type) with `ndim` dimensions (3 for images, 1 for labels)."""
+    import zlib
+
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as fh:
-        magic = fh.read(4)
-        if len(magic) != 4 or magic[:2] != b"\0\0":
-            raise DataError(f"{path}: not an IDX file")
-        ndim = magic[3]
-        head = fh.read(4 * ndim)
-        if len(head) != 4 * ndim:
-            raise DataError(f"{path}: truncated IDX file")
-        dims = struct.unpack(">" + "I" * ndim, head)
-        data = np.frombuffer(fh.read(), dtype=np.uint8)
+    try:
+        with opener(path, "rb") as fh:
+            magic = fh.read(4)
+            if len(magic) != 4 or magic[:2] != b"\0\0":
+                raise DataError(f"{path}: not an IDX file")
+            if magic[2] != 0x08:
+                kind = IDX_TYPES.get(magic[2], "an unknown type")
+                raise DataError(f"{path}: IDX type 0x{magic[2]:02X} ({kind}) is not read; MNIST's files hold "
+                                "unsigned bytes (type 0x08)")
+            if magic[3] != ndim:
+                what = "images (count, rows, columns)" if ndim == 3 else "labels (one per image)"
+                raise DataError(f"{path}: {magic[3]} dimension(s), but MNIST's {what} have {ndim}")
+            head = fh.read(4 * ndim)
+            if len(head) != 4 * ndim:
+                raise DataError(f"{path}: truncated IDX file")
+            dims = struct.unpack(">" + "I" * ndim, head)
+            data = np.frombuffer(fh.read(), dtype=np.uint8)
+    except (EOFError, zlib.error, gzip.BadGzipFile) as e:
+        raise DataError(f"{path}: a damaged gzip file ({e})") from None
     if data.size != math.prod(dims):
-        raise DataError(f"{path}: truncated IDX file")
+        raise DataError(f"{path}: truncated IDX file ({data.size:,} of {math.prod(dims):,} values)")
     return data.reshape(dims)
+
+
+def _mnist_parts(where: str, names: tuple[str, str, str, str], parts: list[np.ndarray]) -> None:
+    """Train and test images of one size, and one label per image in each."""
+    (xa, ya, xb, yb), (na, la, nb, lb) = parts, names
+    if xa.shape[1:] != xb.shape[1:]:
+        raise DataError(f"{where}: {nb} holds samples of shape {xb.shape[1:]}, but {na} of shape "
+                        f"{xa.shape[1:]}; they must be one size")
+    for x, y, nx, ny in ((xa, ya, na, la), (xb, yb, nb, lb)):
+        if y.ndim != 1 or len(y) != len(x):
+            raise DataError(f"{where}: {ny} holds labels of shape {y.shape}, but {nx} has {len(x)} samples: "
+                            "one label per sample is needed")
 
 
 def read_mnist(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
@@ -392,17 +420,22 @@ def read_mnist(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
             missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in f.files]
             if missing:
                 raise DataError(f"{npz}: no array '{missing[0]}' (arrays: {', '.join(f.files) or 'none'})")
-            x = np.concatenate([npz_array(npz, f, "x_train"), npz_array(npz, f, "x_test")]).astype(np.float64)
-            y = np.concatenate([npz_array(npz, f, "y_train"), npz_array(npz, f, "y_test")])
+            keys = ("x_train", "y_train", "x_test", "y_test")
+            arrays = [npz_array(npz, f, k) for k in keys]
+        _mnist_parts(str(npz), keys, arrays)
+        x = np.concatenate([arrays[0], arrays[2]]).astype(np.float64)
+        y = np.concatenate([arrays[1], arrays[3]])
         return x.reshape(len(x), -1), y
-    parts = []
+    parts, names = [], []
     for stem in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
                  "t10k-labels-idx1-ubyte"):
         cands = [path / stem, path / (stem + ".gz"), path / stem.replace("-idx", ".idx")]
         found = next((c for c in cands if c.is_file()), None)
         if found is None:
             raise DataError(f"cannot find MNIST file {path / stem}[.gz] (or mnist.npz) in {path}")
-        parts.append(_read_idx(found))
+        parts.append(_read_idx(found, 3 if "images" in stem else 1))
+        names.append(found.name)
+    _mnist_parts(str(path), (names[0], names[1], names[2], names[3]), parts)
     x = np.concatenate([parts[0], parts[2]]).astype(np.float64)
     y = np.concatenate([parts[1], parts[3]])
     return x.reshape(len(x), -1), y
