@@ -19,9 +19,11 @@ imported when a Model is built on it.
 from __future__ import annotations
 
 import math
+import os
 import warnings
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 
@@ -97,6 +99,8 @@ def load(path: str | Path) -> Spec:
     """Compile the spec file at `path`. Raises `SpecError`, whose `str()` is every error rendered as `dlc
     check` prints it (file:line:col, the line with a caret, the hint); warnings become Python warnings. The
     spec remembers its file: relative data paths resolve against its folder."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"load() takes the path of a .dlspec file, not {type(path).__name__}")
     result = compile_file(path)
     errors = [d for d in result.diagnostics.sorted() if d.severity == "error"]
     if errors or result.spec is None:
@@ -106,6 +110,37 @@ def load(path: str | Path) -> Spec:
         warnings.warn(SpecError(notes, result.source, result.file).render(), stacklevel=2)
     return result.spec.with_source_file(path)
 
+
+
+def _as_spec(spec: Spec | str | Path, who: str) -> Spec:
+    """A Spec, or a spec file's path loaded (`Model("digits.dlspec")`); TypeError for anything else."""
+    if isinstance(spec, (str, os.PathLike)):
+        return load(spec)
+    if not isinstance(spec, Spec):
+        raise TypeError(f"{who} takes a spec (dlc.load(PATH)) or the path of a .dlspec file, not "
+                        f"{type(spec).__name__}")
+    return spec
+
+
+def _whole(value: Any, name: str, least: int = 1) -> int | None:
+    """An optional count given to the API: None, or an int (not a bool) of at least `least`."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be a whole number, not {type(value).__name__}")
+    if value < least:
+        raise ValueError(f"{name} must be at least {least}, not {value}")
+    return int(value)
+
+
+def _finite(x: np.ndarray, what: str, limit: float) -> None:
+    """Inputs or weights the model can take: finite, within what its dtype holds (as `dlc predict` checks)."""
+    with np.errstate(invalid="ignore"):
+        bad = ~np.isfinite(x) | (np.abs(x) > limit)
+    if bad.any():
+        where = np.argwhere(bad)[0] if bad.ndim else ()
+        at = f" (the first at index {tuple(int(i) for i in where)})" if len(where) else ""
+        raise ValueError(f"{what} hold values that are not finite or beyond ±{limit:.3g}{at}")
 
 
 def _require_concrete(spec: Spec) -> None:
@@ -126,6 +161,7 @@ def load_data(spec: Spec) -> Dataset:
     (integer classes, None for regression); `.num_classes`, `.shift` and `.scale` (x = (raw - shift) / scale).
     A `kfold` split's folds are `dlc cv`'s; here train is everything but the test part. Raises `DataError`
     when a data file is missing or unreadable."""
+    spec = _as_spec(spec, "load_data()")
     if spec.data is None:
         raise DataError(f"spec '{spec.name}' has no data block")
     return prepare(spec, spec_folder(spec))
@@ -137,6 +173,7 @@ def epoch_order(spec: Spec, epoch: int, n: int | None = None) -> np.ndarray:
     or 0..n-1 when the spec says `shuffle: false`. Batches are consecutive slices of batch_size."""
     from dlc.reference.rng import epoch_permutation
 
+    spec = _as_spec(spec, "epoch_order()")
     if n is None:
         n = len(load_data(spec).train.x)
     return np.asarray(epoch_permutation(spec.seed, epoch, n, spec.train.shuffle), dtype=np.int64)
@@ -153,11 +190,17 @@ class Model:
     `.spec` is the spec as trained (with the dtype), `.session` the backend's Session, `.history` everything
     trained so far (all `fit` calls)."""
 
-    def __init__(self, spec: Spec, backend: str = "torch", dtype: str | None = None, device: str = "auto",
-                 compile: bool = False):
+    def __init__(self, spec: Spec | str | Path, backend: str = "torch", dtype: str | None = None,
+                 device: str = "auto", compile: bool = False):
         from dlc.backends import session_class
         from dlc.reference.weights import initial_weights
 
+        spec = _as_spec(spec, "Model()")
+        for name, value, allowed in (("backend", backend, ("torch", "keras")),
+                                     ("dtype", dtype, (None, "float32", "float64"))):
+            if value not in allowed:
+                shown = ", ".join(repr(a) for a in allowed if a is not None)
+                raise ValueError(f"{name}={value!r}: expected one of {shown}")
         _require_concrete(spec)
         if dtype is not None and dtype != spec.dtype:
             spec = spec.model_copy(update={"dtype": dtype})
@@ -194,8 +237,36 @@ class Model:
         return self.session.get_weights()
 
     def set_weights(self, weights: dict[str, dict[str, np.ndarray]]) -> None:
-        """Weights in `get_weights`' form."""
-        self.session.set_weights(weights)
+        """Weights in `get_weights`' form (any subset of the layers and weights): each of its layer's shape,
+        finite (ValueError naming the layer and weight otherwise)."""
+        self.session.set_weights(self._checked_weights(weights))
+
+    def _checked_weights(self, weights: dict) -> dict[str, dict[str, np.ndarray]]:
+        from dlc.compiler.diagnostics import did_you_mean
+
+        if not isinstance(weights, dict):
+            raise TypeError(f"weights must be a dict of layer name -> {{weight name -> array}}, not "
+                            f"{type(weights).__name__}")
+        have = self.get_weights()
+        limit = float(np.finfo(self.spec.dtype).max)
+        out: dict[str, dict[str, np.ndarray]] = {}
+        for lname, ws in weights.items():
+            if lname not in have:
+                hint = did_you_mean(str(lname), list(have)) or f"layers with weights: {', '.join(have)}"
+                raise ValueError(f"no layer {lname!r} with weights; {hint}")
+            if not isinstance(ws, dict):
+                raise TypeError(f"weights[{lname!r}] must be a dict of weight name -> array")
+            out[lname] = {}
+            for wname, arr in ws.items():
+                if wname not in have[lname]:
+                    raise ValueError(f"layer {lname!r} has no weight {wname!r}; its weights: "
+                                     f"{', '.join(have[lname])}")
+                a = np.asarray(arr, dtype=np.float64)
+                if a.shape != have[lname][wname].shape:
+                    raise ValueError(f"{lname}.{wname} has shape {have[lname][wname].shape}, not {a.shape}")
+                _finite(a, f"{lname}.{wname}", limit)
+                out[lname][wname] = a
+        return out
 
     # --------------------------------------------------------------------------------------- training
 
@@ -210,6 +281,7 @@ class Model:
         `TrainingFailed` on a non-finite loss (`.history` keeps the epochs before it)."""
         from dlc.runtime.loop import train
 
+        epochs, max_steps = _whole(epochs, "epochs"), _whole(max_steps, "max_steps")
         data = self.data
         state = self._state
         if state is not None and state.history.stopped_early:
@@ -220,8 +292,6 @@ class Model:
         if epochs is None:
             epochs = self.spec.train.epochs if max_steps is None else \
                 max(1, math.ceil(max_steps / math.ceil(len(data.train.x) / self.spec.train.batch_size)))
-        if epochs <= 0 or (max_steps is not None and max_steps <= 0):
-            return History()
 
         def keep(s: LoopState) -> None:
             self._state = s
@@ -262,6 +332,7 @@ class Model:
                                  f"{', '.join(map(str, self.spec.input))})")
             return x
         x = np.asarray(x, dtype=np.float64)
+        _finite(x, "the inputs", float(np.finfo(self.spec.dtype).max))
         shape = tuple(self.spec.input)
         if x.ndim >= 1 and x.shape[1:] != shape and math.prod(x.shape[1:]) == math.prod(shape):
             x = x.reshape((len(x),) + shape)

@@ -333,3 +333,47 @@ def test_evaluate_checks_labels_as_training_does():
     with pytest.raises(dlc.DataError, match="is negative"):
         model.evaluate(x, np.array([0, -1, 1, 2]))
     assert set(model.evaluate(x, np.array([0, 2, 1, 2]))) >= {"loss", "accuracy"}
+
+
+# ---------------------------------------------------------------------------------------- wrong arguments
+
+
+@pytest.mark.parametrize("backend", ["torch", "keras"])
+def test_wrong_arguments_are_plain_python_errors_naming_them(tiny, backend):
+    """Wrong types and values get a TypeError or ValueError in dlc's words (not an AttributeError or a
+    KeyError from inside), and what `dlc run`/`dlc predict` refuse is refused here too."""
+    for bad, kind, text in ((None, TypeError, "load() takes the path of a .dlspec file, not NoneType"),
+                            (3, TypeError, "not int")):
+        with pytest.raises(kind, match=re.escape(text)):
+            dlc.load(bad)
+    with pytest.raises(TypeError, match=r"Model\(\) takes a spec \(dlc.load\(PATH\)\) or the path"):
+        dlc.Model(3, backend=backend)
+    with pytest.raises(ValueError, match=r"dtype='float16': expected one of 'float32', 'float64'"):
+        dlc.Model(tiny, backend=backend, dtype="float16")
+    with pytest.raises(ValueError, match=r"backend='jax': expected one of 'torch', 'keras'"):
+        dlc.Model(tiny, backend="jax")
+    model = dlc.Model(str(tiny), backend=backend)  # a path is loaded
+    for epochs, kind in ((0, ValueError), (-1, ValueError), (True, TypeError), ("3", TypeError)):
+        with pytest.raises(kind, match="epochs must be"):
+            model.fit(epochs=epochs)
+    with pytest.raises(ValueError, match="max_steps must be at least 1"):
+        model.fit(max_steps=0)
+    with pytest.raises(ValueError, match=r"the inputs hold values that are not finite .*index \(1, 0\)"):
+        model.predict(np.array([[0.0, 1.0], [np.nan, 0.0]]))
+    with pytest.raises(ValueError, match=r"beyond ±3.4e\+38"):  # (this spec is float64: 1e300 fits it)
+        dlc.Model(tiny, backend=backend, dtype="float32").predict(np.full((2, 2), 1e300))
+    w = model.get_weights()
+    layer, weights = next(iter(w.items()))
+    name, value = next(iter(weights.items()))
+    with pytest.raises(ValueError, match=f"{layer}.{name} has shape {re.escape(str(value.shape))}, not"):
+        model.set_weights({layer: {name: 1}})
+    with pytest.raises(ValueError, match="no layer 'dense_9' with weights; did you mean 'dense_"):
+        model.set_weights({"dense_9": {name: value}})
+    with pytest.raises(ValueError, match=f"layer '{layer}' has no weight 'kernal'"):
+        model.set_weights({layer: {"kernal": value}})
+    with pytest.raises(ValueError, match=f"{layer}.{name} hold values that are not finite"):
+        model.set_weights({layer: {name: np.full(value.shape, np.nan)}})
+    assert _same_weights(model.get_weights(), w)  # nothing was set by a refused call
+    model.set_weights({layer: {name: value * 2}})
+    np.testing.assert_allclose(model.get_weights()[layer][name], value * 2)
+    assert len(model.fit(epochs=1).rows) == 1
