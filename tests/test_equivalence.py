@@ -266,13 +266,44 @@ def test_long_float64(path):
     assert c.runs["keras"] == c.runs["torch"], c.runs
 
 
+# Long float32 runs whose training sits on the edge of stability: it amplifies rounding step after step (no
+# single near-tie), ~10x every 50-100 steps in float64 and float32 alike, so float32 leaves its per-step bound
+# after a few hundred steps and one seed's final loss is as far between the backends as between two Keras runs
+# whose initial weights differ by 1 ulp (measured over 1000 steps, seeds 205-224). They are compared per step
+# until float32 separates (the float64 rerun of those steps must agree: `equivalent_near_tie`), then where
+# training ends over LONG_SEEDS seeds (`compare_seeds`): test accuracy equivalent within 0.02, the loss not
+# shown different (its paired differences spread too much, sd 0.13, for a 5% margin at this count).
+FLOAT32_LONG_CHAOTIC = {
+    "separableconv2d_same_s2": (
+        "SGD(lr=0.05, momentum=0.9): step losses still range 1e-5 to 0.5 at step 1000; float64 |Δ| 1.6e-15 "
+        "at step 200, 1.9e-11 at 800 (a float64 mismatch by step 1000 on 8 of seeds 206-214); float32 past "
+        "its bound at step 254 (seeds 205-224: steps 110-400), 6e-3 by 500, 0.26 by 600; final loss keras "
+        "0.111, torch 0.010, keras from a 1-ulp-nudged conv kernel 0.117; within 1e-3 on 0 of 20 seeds, "
+        "keras-torch and keras-keras alike. Over 20 seeds, 30 epochs: test accuracy Δ +0.003, 90% CI "
+        "[-0.005, 0.011]"),
+}
+LONG_SEEDS = 20
+
+
+def _where_training_ends_over_seeds(path: Path, epochs: int, why: str) -> None:
+    """Both backends trained in float32 for `epochs` epochs (the long run's) on LONG_SEEDS seeds: the test
+    accuracy equivalent within 0.02 (TOST, α 0.05), the test loss not shown different."""
+    from dlc.runtime.compare import compare_seeds
+
+    spec = load(path)
+    spec = spec.model_copy(update={"train": spec.train.model_copy(update={"epochs": epochs})})
+    tests = compare_seeds(spec, path.parent, LONG_SEEDS)["tests"]
+    assert tests["accuracy"]["verdict"] == "equivalent", (tests["accuracy"], why)
+    assert tests["loss"]["verdict"] != "different", (tests["loss"], why)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("path", ALL + SLOW_FIXTURES, ids=_id)
 def test_long_float32_metrics(path):
     """Over 1000 float32 steps a single near-tie can make the step losses jump apart (EQUIVALENCE.md: wine at
     step ~762), so long float32 runs compare where training ends up: the first 200 steps within the per-step
     bound (MLP-type models), then the final epoch's loss and val_loss within 1e-3 relative, val accuracy
-    within 2 points."""
+    within 2 points; a training that amplifies rounding (FLOAT32_LONG_CHAOTIC) is compared over seeds."""
     c = run(path, "float32", long=True)
     diff = step_diffs(c)
     assert c.initial_weight_max_abs_diff == 0.0
@@ -280,6 +311,11 @@ def test_long_float32_metrics(path):
         k = np.abs(np.array(c.losses["keras"][:FLOAT32_STEPS]))
         first = diff[:FLOAT32_STEPS]
         assert np.all(first <= 2e-6 + 1e-6 * k), f"max loss |Δ| {first.max():.3g}"
+    why = FLOAT32_LONG_CHAOTIC.get(_id(path))
+    if why is not None:
+        assert c.verdict in ("equivalent", "equivalent_near_tie"), c.summary
+        _where_training_ends_over_seeds(path, c.runs["keras"]["epochs"], why)
+        return
     fk, ft = c.final_metrics["keras"], c.final_metrics["torch"]
     for key in ("loss", "val_loss"):
         if key in fk:
