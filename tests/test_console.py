@@ -227,3 +227,19 @@ def test_cv_table_piped(tmp_path):
     assert lines[1].split() == ["fold", "val", "loss", "val", "accuracy"]
     assert lines[-2].startswith("mean ± std") and lines[-1] == str(tmp_path / "cv")
     assert "│" not in out and "…" not in out
+
+
+def test_the_summary_speed_is_the_samples_over_the_training_time():
+    """Every epoch trains the same samples, so the line's speed is the epochs' harmonic mean (a slow first
+    epoch, tracing, weighs as its time does): 223 and 5,120 samples/s give 427, not the faster epoch's."""
+    from types import SimpleNamespace
+
+    from dlc.cli.display import summary_lines
+
+    stopping = SimpleNamespace(monitor="val_loss", patience=1)
+    spec = SimpleNamespace(train=SimpleNamespace(early_stopping=stopping))
+    hist = SimpleNamespace(stopped_early=True, restored_best=False, best_epoch=2, rows=[
+        {"time_s": 6.0, "samples_per_s": 223.0}, {"time_s": 0.3, "samples_per_s": 5120.0}])
+    lines = summary_lines(spec, hist, {})
+    assert lines[0] == "stopped early after epoch 2: val_loss did not improve for 1 epoch"
+    assert "(427 samples/s)" in lines[1]

@@ -80,6 +80,7 @@ def test_smoothing_stop_rule_and_suggestion_on_a_scripted_loss():
     assert 1e-4 <= r.suggested_lr <= 1e-1
     assert r.min_loss_lr == lrs[int(np.argmin(r.smoothed))]
     assert r.min_over_10_lr == pytest.approx(r.min_loss_lr / 10)
+    assert not any("only" in n and "steps" in n for n in r.notes)  # (100 steps: enough for the smoothing)
 
 
 def test_batches_follow_the_loops_seeded_epoch_order():
@@ -179,6 +180,7 @@ def test_search_spaces_kfold_and_schedule(tmp_path):
     rc, out, err = run_cli("lr-find", lr_only, "--steps", "12", "--out", tmp_path / "a.png")
     assert rc == 0, err
     assert "learning rate is a search space" in out and "suggested lr:" in out
+    assert "only 12 steps: the smoothed loss lags each step's by about 50 steps" in out  # (unreliable)
     # anything else searched: a positioned spec error
     units = _variant(tmp_path, "units", ("Dense(16,", "Dense(choice(8, 16),"), ("  train {", SEARCH))
     rc, out, err = run_cli("lr-find", units, "--out", tmp_path / "b.png")

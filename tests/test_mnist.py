@@ -73,8 +73,8 @@ def test_missing_and_broken_files(tmp_path):
 
 
 def _raw_idx(path: Path, arr: np.ndarray, kind: int = 8) -> None:
-    path.write_bytes(struct.pack(">BBBB", 0, 0, kind, arr.ndim) + struct.pack(">" + "I" * arr.ndim, *arr.shape)
-                     + arr.astype(np.uint8).tobytes())
+    head = struct.pack(">BBBB", 0, 0, kind, arr.ndim) + struct.pack(">" + "I" * arr.ndim, *arr.shape)
+    path.write_bytes(head + arr.astype(np.uint8).tobytes())
 
 
 @pytest.mark.parametrize("case, want", [

@@ -127,8 +127,9 @@ def test_a_run_folder_being_trained_into_is_refused(run):
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
         rc, _, err = run_cli("run", "--resume", run, "--quiet")
-        assert rc == 1 and one_line(err) == (f"dlc: error: {run} is being trained into by another dlc process "
-                                             f"(pid {holder.pid}); wait for it to end, or use another folder")
+        want = (f"dlc: error: {run} is being trained into by another dlc process (pid {holder.pid}); "
+                "wait for it to end, or use another folder")
+        assert rc == 1 and one_line(err) == want
         rc, _, err = train(write_spec(run.parent / "other", epochs=1), run, "--replace")
         assert rc == 2 and "is being trained into by another dlc process" in one_line(err)
         after = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}

@@ -49,7 +49,7 @@ def cross_validate(spec, backend: str, device: str, out, k, quiet: bool, replace
 
     def on_fold(row):
         shown = "  ".join(f"{key} {v:.4f}" for key, v in row["val"].items())
-        console.print(f"fold {row['fold']}: {row['epochs']} epochs, val {shown}")
+        console.print(f"fold {row['fold']}: {row['epochs']} epoch{'s' * (row['epochs'] != 1)}, val {shown}")
 
     run, summary = api.cross_validate(spec, backend, device=device, k=k, out=out, replace=replace,
                                       on_fold=on_fold, evidence=evidence, compile=compile)

@@ -211,12 +211,14 @@ def summary_lines(spec, hist, final: dict, seconds: float | None = None) -> list
     es = spec.train.early_stopping
     if hist.stopped_early:
         lines.append(f"stopped early after epoch {len(hist.rows)}: {es.monitor} did not improve for "
-                     f"{es.patience} epochs")
+                     f"{es.patience} epoch{'s' * (es.patience != 1)}")
     if hist.restored_best and hist.best_epoch != len(hist.rows):
         lines.append(f"restored the weights of epoch {hist.best_epoch} (best {es.monitor})")
     secs = sum(r["time_s"] for r in hist.rows) if seconds is None else seconds
-    speeds = sorted(r["samples_per_s"] for r in hist.rows if math.isfinite(r.get("samples_per_s", math.nan)))
-    speed = f" ({speeds[len(speeds) // 2]:,.0f} samples/s)" if speeds else ""
+    # every epoch trains the same samples, so the samples over the training time is the harmonic mean of the
+    # epochs' speeds (the first, with its tracing or compiling, weighs as much as its time)
+    speeds = [s for r in hist.rows if math.isfinite(s := r.get("samples_per_s", math.nan)) and s > 0]
+    speed = f" ({len(speeds) / sum(1 / s for s in speeds):,.0f} samples/s)" if speeds else ""
     lines.append(f"[dim]trained {len(hist.rows)} epoch{'s' * (len(hist.rows) != 1)} in "
                  f"{fmt_duration(secs)}{speed}[/]")
     parts = [p for p in ("train", "val", "test") if p in final]

@@ -155,7 +155,10 @@ def blockers(result) -> list:
     others = other_search_spaces(spec) if spec is not None else []
     if others:
         s = others[0]
-        names = ", ".join(o.path for o in others)
+        first: dict[tuple[int, int], str] = {}  # a call's first use names it: a call in a block used twice
+        for o in others:                        # is one parameter, as `dlc tune` has it
+            first.setdefault(o.at, o.path)
+        names = ", ".join(first.values())
         out.append(Diagnostic(
             "E502", f"this spec searches {names}; `dlc lr-find` needs a concrete model (a search space of "
             "the learning rate alone is fine: the test replaces it)",
@@ -260,6 +263,11 @@ def suggest(r: LRFind) -> None:
         return
     lo = int(finite[np.argmin(s[finite])])
     r.min_loss_lr, r.min_loss = float(lrs[lo]), float(s[lo])
+    lag = round(1 / (1 - BETA))
+    if r.steps < 2 * lag:  # (30 steps over 8 decades suggested 2.4e-6 where 200 steps suggest 0.015)
+        r.notes.append(f"only {r.steps} steps: the smoothed loss lags each step's by about {lag} steps, so "
+                       f"the suggestion is unreliable below {2 * lag} steps; use --steps {2 * lag} or more "
+                       f"(default {DEFAULT_STEPS})")
     first = int(r.steps * SKIP_START)
     logs = np.log10(lrs)
     per_step = (math.log10(r.end) - math.log10(r.start)) / (r.steps - 1)

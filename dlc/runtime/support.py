@@ -19,7 +19,7 @@ def run_blockers(result: Compiled) -> list[Diagnostic]:
     if spec is not None and spec.search_spaces:
         s = spec.search_spaces[0]
         out.append(Diagnostic(
-            "E502", "this spec has search spaces; `dlc run` needs concrete values",
+            "E502", "this spec has search spaces; training needs concrete values",
             Span(s.at[0], s.at[1], s.at[0], s.at[1] + len(s.kind)),
             "search them with `dlc tune SPEC` (it writes the best spec, concrete, as best.dlspec), "
             "or replace the search space by a value"))
