@@ -218,9 +218,16 @@ class Model:
 
     @property
     def data(self) -> Dataset:
-        """The spec's data (`load_data(spec)`), loaded on first use."""
+        """The spec's data (`load_data(spec)`), loaded on first use. A kfold spec trains its fold 1 (train and
+        validation parts as `dlc cv` builds them, and `dlc compare` compares), so that validation, early
+        stopping and the plateau run; `dlc.api.cross_validate(spec, backend)` trains all k."""
         if self._data is None:
-            self._data = load_data(self.spec)
+            from dlc.compiler.spec import KFold
+            from dlc.runtime.data import folds
+
+            split = self.spec.data.split if self.spec.data is not None else None
+            self._data = folds(self.spec, spec_folder(self.spec))[0] if isinstance(split, KFold) \
+                else load_data(self.spec)
         return self._data
 
     @property

@@ -377,3 +377,21 @@ def test_wrong_arguments_are_plain_python_errors_naming_them(tiny, backend):
     model.set_weights({layer: {name: value * 2}})
     np.testing.assert_allclose(model.get_weights()[layer][name], value * 2)
     assert len(model.fit(epochs=1).rows) == 1
+
+
+def test_a_kfold_spec_trains_its_fold_1_with_validation(tmp_path):
+    """A kfold spec's Model trains fold 1 as `dlc cv` builds it: early stopping on a val_ metric runs (it
+    failed after epoch 1 with 'monitors val_accuracy, which this run does not compute')."""
+    text = (ROOT / "specs" / "iris.dlspec").read_text()
+    assert "holdout(" in text and "train {" in text
+    text = re.sub(r"split: holdout\([^)]*\)", "split: kfold(k=3, stratify=true)", text)
+    text = text.replace("train {", "train {\n    early_stopping: (monitor=val_accuracy, patience=2)", 1)
+    path = tmp_path / "kf.dlspec"
+    path.write_text(text)
+    model = dlc.Model(path, backend="torch")
+    from dlc.runtime.data import folds
+
+    fold1 = folds(dlc.load(path), tmp_path)[0]
+    assert len(model.data.train.x) == len(fold1.train.x) == 100 and len(model.data.val.x) == 50
+    hist = model.fit(epochs=3)
+    assert len(hist.rows) >= 1 and "val_accuracy" in hist.rows[0]
