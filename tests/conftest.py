@@ -29,9 +29,9 @@ def run_cli(*argv) -> tuple[int, str, str]:
     return rc, out.getvalue(), err.getvalue()
 
 
-def kill_after_epochs(proc, run: Path, epochs: int, timeout: float) -> None:
-    """SIGKILL the `dlc run` process `proc` once `epochs` epochs of its run folder `run` are checkpointed (as
-    a user's kill -9 would land); the test fails if the run ends first."""
+def kill_after_epochs(proc, run: Path, epochs: int, timeout: float, signum: int | None = None) -> None:
+    """SIGKILL (or `signum`) the `dlc run` process `proc` once `epochs` epochs of its run folder `run` are
+    checkpointed (as a user's kill -9 or Ctrl-C would land); the test fails if the run ends first."""
     import json
     import os
     import signal
@@ -49,8 +49,8 @@ def kill_after_epochs(proc, run: Path, epochs: int, timeout: float) -> None:
         if proc.poll() is not None:
             pytest.fail(f"the run ended before it could be killed: {proc.stderr.read()}")
         time.sleep(0.02)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    os.kill(proc.pid, signal.SIGKILL if signum is None else signum)
+    proc.wait(timeout=120)
 
 
 @pytest.fixture(scope="module")

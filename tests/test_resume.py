@@ -93,3 +93,21 @@ def test_resume_errors(tmp_path):
     r = subprocess.run([sys.executable, "-m", "dlc", "run", "--resume", str(tmp_path)], capture_output=True,
                        text=True, check=False)
     assert r.returncode == 1 and "not a dlc run directory" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_ctrl_c_says_how_to_continue_and_keeps_the_run(tmp_path):
+    """SIGINT mid-run: exit 130, one line naming the command that continues it, the run listed as incomplete
+    with its finished epochs."""
+    import signal
+
+    spec = tmp_path / "resumable.dlspec"
+    spec.write_text(SPEC.replace("EPOCHS", "200"))
+    run = tmp_path / "run"
+    proc = _run(spec, "--backend", "torch", "--out", run, "--quiet")
+    kill_after_epochs(proc, run, 2, timeout=240, signum=signal.SIGINT)
+    err = proc.stderr.read()
+    assert proc.returncode == 130, err
+    assert err.strip().splitlines()[-1] == f"dlc: interrupted; `dlc run --resume {run}` continues it"
+    r = subprocess.run([sys.executable, "-m", "dlc", "runs", str(run), "--json"], capture_output=True,
+                       text=True, check=False)
+    assert r.returncode == 0 and json.loads(r.stdout)[0]["status"].startswith("incomplete")

@@ -154,8 +154,8 @@ def exits(command):
     def wrapper(*args, **kwargs) -> int:
         try:
             code = command(*args, **kwargs)
-        except KeyboardInterrupt:
-            print("dlc: interrupted", file=sys.stderr)
+        except KeyboardInterrupt as e:
+            print(f"dlc: interrupted{getattr(e, 'hint', '')}", file=sys.stderr)
             return EXIT_INTERRUPTED
         except BrokenPipeError as e:
             if closed_outputs():

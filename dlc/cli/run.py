@@ -199,6 +199,8 @@ def _train(spec, backend: str, quiet: bool, train: "Callable[[api.Observer], api
             display.say(line)
     except BaseException as e:
         display.end(failure=e)
+        if isinstance(e, KeyboardInterrupt) and display.run is not None:  # (exits() prints it after its line)
+            e.hint = f"; `dlc run --resume {display.run}` continues it"  # type: ignore[attr-defined]
         raise
     finally:
         display.close()
@@ -223,6 +225,7 @@ class _Display(api.Observer):
         self.pending: list[str] = []  # lines said before the run directory is known
         self.walls: dict[int, float] = {}  # epoch -> wall-clock seconds (steps, validation)
         self.doctor: Optional[api.LiveDoctor] = None  # a warning the first time a pathology shows
+        self.run: Optional[Path] = None  # the run directory, once made
 
     def say(self, line: str, log_line: Optional[str] = None) -> None:
         """A line of rich markup on the console, and in log.txt as plain text (`log_line` instead)."""
@@ -243,6 +246,7 @@ class _Display(api.Observer):
 
         from dlc.cli.display import EpochTable
 
+        self.run = run
         sizes = " / ".join(f"{len(s.x):,} {part}" for part, s in
                            (("train", data.train), ("val", data.val), ("test", data.test)) if s is not None)
         read = f"; {escape(data.read_line())}" if data.read_line() else ""  # how many rows the file gave
