@@ -85,3 +85,16 @@ def test_exits_wraps_a_command(capsys):
     assert capsys.readouterr().err == "dlc: interrupted\n"
     assert errors.exits(failed)() == 2
     assert capsys.readouterr().err == "dlc: error: it broke\n"
+
+
+@pytest.mark.parametrize("command", ["run", "cv"])
+def test_an_empty_out_is_a_usage_error(tmp_path, command, monkeypatch):
+    """`--out ""` fell back to a fresh folder under runs/, as if no --out was given."""
+    from conftest import ROOT, run_cli
+
+    monkeypatch.chdir(tmp_path)
+    rc, out, err = run_cli(command, ROOT / "specs" / "iris.dlspec", "--backend", "torch", "--out", " ")
+    assert rc == 2 and out == "" and "Traceback" not in err
+    assert err.splitlines()[-1] == (f"dlc {command}: error: Invalid value for '--out': an empty name is not "
+                                    "a folder; give --out DIR, or no --out for a fresh one under runs/")
+    assert not (tmp_path / "runs").exists()

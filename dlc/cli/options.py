@@ -52,7 +52,15 @@ Device = Annotated[str, typer.Option(
 Compile = Annotated[bool, typer.Option(
     "--compile", help="torch: compile the training step's forward pass, loss and backward with torch.compile "
     "(a slow first step, then faster steps on a GPU; the same results within rounding, not bit for bit)")]
-Out = Annotated[Optional[str], typer.Option("--out", metavar="DIR", show_default=False,
+def _out(text: Optional[str]) -> Optional[str]:
+    """An empty --out names no folder (it fell back to a fresh one under runs/): a usage error."""
+    if text is not None and not text.strip():
+        raise typer.BadParameter("an empty name is not a folder; give --out DIR, or no --out for a "
+                                 "fresh one under runs/")
+    return text
+
+
+Out = Annotated[Optional[str], typer.Option("--out", metavar="DIR", show_default=False, callback=_out,
                                             help="the run directory (default: a fresh one under runs/); "
                                             "one that is not empty is refused unless --replace")]
 Replace = Annotated[bool, typer.Option(
