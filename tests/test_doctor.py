@@ -294,6 +294,28 @@ def test_underfitting_widens_a_bottleneck(tmp_path):
     assert "    Dense(40, activation=relu)\n" in fixed_text(report)
 
 
+@pytest.mark.parametrize("block", ["parameter", "body"])
+def test_a_bottleneck_whose_width_a_block_gives_is_not_edited(tmp_path, block):
+    """A width given by a block's parameter, or written in a block's body, is every use's: editing it widened
+    all of them (and was shown as '? -> 40 units'); the fix falls back to the next remedy."""
+    hidden = "    Dense(64, activation=sigmoid)   # the first layer\n    Dense(32, activation=relu)\n"
+    body, call = ("Dense(n, activation=relu)", "narrow(2)") if block == "parameter" else \
+        ("Dense(2, activation=relu)", "narrow(0)")
+    spec = SPEC.replace(hidden, f"    {call}\n    Dense(16, activation=relu)\n")
+    spec = f"block narrow(n) {{\n  {body}\n}}\n\n" + spec
+    if block == "body":
+        spec = spec.replace("Dense(n, activation=relu)", "Dense(2, activation=relu)")
+    rows = history([2.0, 1.8, 1.7, 1.69, 1.68], [2.0, 1.8, 1.7, 1.69, 1.68], [0.3, 0.35, 0.38, 0.39, 0.4],
+                   [0.3, 0.35, 0.38, 0.39, 0.4])
+    report = diagnose(write_run(tmp_path / "run", rows, None, spec=spec))
+    d = report.diagnoses[0]
+    assert d.id == "underfitting" and d.facts["bottleneck"] == "dense_0"
+    text = fixed_text(report) if report.changes else ""
+    assert "?" not in "".join(c.summary for c in report.changes.values())
+    assert body in text or not text  # the block is as it was
+    assert "Dense(40" not in text
+
+
 def test_a_run_without_evidence_is_judged_on_its_history(tmp_path):
     val = [1.0, 0.8, 0.6, 0.5, 0.45, 0.47, 0.5, 0.55, 0.6, 0.66]
     report = diagnose(write_run(tmp_path / "run", history([0.6 ** i for i in range(10)], val), None))
@@ -580,3 +602,10 @@ def test_a_run_cut_short_by_epochs_is_fixed_back_to_the_spec_s_epochs(tmp_path):
     assert "epochs 40, as the spec says (the run trained 3 with --epochs" in out + err
     assert "epochs: 40" in (tmp_path / "r" / "doctor.dlspec").read_text()
     assert "--epochs" not in (out + err).split("run it:")[-1]
+
+
+@pytest.mark.parametrize("value", ["nan", "-0.5", "1.5", "inf"])
+def test_doctor_target_accuracy_must_be_a_number_between_0_and_1(tmp_path, value):
+    """A NaN is neither above 1 nor below 0: one message for every value out of range, nan included."""
+    rc, _, err = run_cli("doctor", tmp_path, "--target-accuracy", value)
+    assert rc == 2 and "--target-accuracy': must be a number between 0 and 1" in err, err

@@ -20,6 +20,13 @@ class Format(StrEnum):
     json = "json"
 
 
+def _fraction(value: Optional[float]) -> Optional[float]:
+    """A number from 0 to 1 (nan is none: it is neither above 1 nor below 0, so a range alone lets it by)."""
+    if value is not None and not 0.0 <= value <= 1.0:
+        raise typer.BadParameter("must be a number between 0 and 1")
+    return value
+
+
 def command(
     run: Annotated[str, typer.Argument(
         metavar="RUN", show_default=False,
@@ -29,9 +36,9 @@ def command(
                          "\"evidence\", \"remedy\", \"spec_change\"}, ...]}, most severe first")] \
         = Format.text,
     target_accuracy: Annotated[Optional[float], typer.Option(
-        "--target-accuracy", metavar="X", min=0.0, max=1.0, show_default=False,
-        help="the accuracy the task can reach (human level, the best known), to judge the bias against; "
-             "without it the train metric is its own reference")] = None,
+        "--target-accuracy", metavar="X", callback=_fraction, show_default=False,
+        help="the accuracy the task can reach (human level, the best known), between 0 and 1, to judge the "
+             "bias against; without it the train metric is its own reference")] = None,
     fix: Annotated[bool, typer.Option(
         "--fix", help="write RUN/doctor.dlspec: the run's spec with the top remedy applied (a minimal edit, "
                       "checked by compiling it), and print the change as a diff")] = False,

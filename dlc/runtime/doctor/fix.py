@@ -371,10 +371,14 @@ def fix_underfitting(st: SpecText, d: Diagnosis) -> Change | None:
         calls = _layer_calls(st, {slim})
         others = [x.units for x in hidden if x.name != slim]
         new = max(others + [4 * out_units])
-        if calls and (units := arg(calls[0][1], "units", positional=0)) is not None:
-            old = units.text if isinstance(units, A.Num) else "?"
-            return Change(f"{slim} (line {calls[0][1].name_span.line}): {old} -> {new} units (it was a "
-                          "bottleneck)", [st.replace(units.span, str(new))])
+        # a width written as a number in the layers section; one from a block's parameter, or in a block's
+        # body, is the width of every use of the block: no minimal edit widens this layer alone
+        units = arg(calls[0][1], "units", positional=0, aliases=("filters",)) if calls else None
+        if isinstance(units, A.Num) and not st.in_block(calls[0][1]):
+            word = "filters" if getattr(calls[0][0], "filters", None) else "units"
+            line = calls[0][1].name_span.line
+            return Change(f"{slim} (line {line}): {units.text} -> {new} {word} (it was a bottleneck)",
+                          [st.replace(units.span, str(new))])
     epochs = st.assign("epochs", "train")
     if d.facts.get("still_improving") and epochs is not None and isinstance(epochs.value, A.Num):
         ran, written = st.ran.train.epochs, int(epochs.value.value)
