@@ -41,7 +41,7 @@ from dlc.runtime.parallel import EXIT_WORKER_LOST
 from dlc.runtime.run import Finished, Observer, Resumable, RunFailed
 from dlc.runtime.rundir import OutFolderError
 from dlc.runtime.runs import RunDirError
-from dlc.runtime.serve import Predictions, ServeError
+from dlc.runtime.serve import Predictions, ServeError, run_inputs
 from dlc.runtime.tune import Reporter, TuneError, TuneResult
 from dlc.tasks import (
     catalogue,
@@ -90,7 +90,7 @@ __all__ = ["DataError", "Dataset", "History", "Model", "SpecError", "TrainingFai
            "evaluate_run", "export_onnx",
            "improved", "launch", "list_runs", "lost_worker", "parallel_blockers",
            "monitor_mode", "plot_runs", "predict_file", "resumable", "resume", "run", "run_file_owner",
-           "schema", "summary", "trainable", "tune", "tune_target", "value_text"]
+           "run_inputs", "schema", "summary", "trainable", "tune", "tune_target", "value_text"]
 
 
 # ------------------------------------------------------------------------------------------------ specs

@@ -418,3 +418,90 @@ def test_a_data_path_that_is_not_a_file_says_what_it_is(tmp_path, kind, why):
     spec = write_spec(tmp_path)
     rc, _, err = run_cli("check", spec)
     assert rc == 2 and f"cannot read data file 'd.csv': {why}" in err, err
+
+
+# ------------------------------------------------------------------------------------- a run edited after
+
+
+def test_predict_names_a_sample_of_one_feature_in_the_singular(run):
+    one_line(predict(run, "1\n2\n"), 1, "samples have 1 feature, the model takes 4")
+
+
+def _edited_run(run: Path, tmp_path: Path, preprocessing) -> Path:
+    """A copy of `run` whose run.json's preprocessing is `preprocessing`."""
+    import shutil
+
+    copy = Path(shutil.copytree(run, tmp_path / "edited"))
+    info = json.loads((copy / "run.json").read_text())
+    info["preprocessing"] = preprocessing(info["preprocessing"])
+    (copy / "run.json").write_text(json.dumps(info))
+    return copy
+
+
+@pytest.mark.parametrize("edit, fact", [
+    (lambda pre: None, "preprocessing is null, not the shift and scale of normalize: standard"),
+    (lambda pre: {}, "preprocessing is {}, not the shift and scale"),
+    (lambda pre: {**pre, "shift": pre["shift"][:1]}, "preprocessing's shift has 1 value, the model takes 4 "
+                                                     "features"),
+    (lambda pre: {**pre, "scale": "abc"}, "preprocessing's scale is \"abc\", not a list of numbers"),
+    (lambda pre: {**pre, "scale": [1, 1, 0, 1]}, "preprocessing's scale has a 0 (feature 3)"),
+    (lambda pre: {**pre, "shift": [1, float("nan"), 1, 1]}, "shift has a value that is not finite "
+                                                             "(feature 2)"),
+], ids=["null", "empty", "short", "text", "zero", "nan"])
+def test_a_damaged_preprocessing_in_run_json_is_named_never_used(run, tmp_path, edit, fact):
+    """Normalisation statistics that are missing, short (numpy would broadcast them), not numbers or not
+    usable: predict and export refuse the run in one line instead of predicting from other inputs."""
+    copy = _edited_run(run, tmp_path, edit)
+    line = one_line(predict(copy, csv_text(FEATURES[:3])), 1, f"'{copy}': run.json is damaged: ", fact,
+                    "train the spec again")
+    assert line == one_line(run_cli("export", copy, "--output", tmp_path / "m.onnx"), 1)
+    assert not (tmp_path / "m.onnx").exists()
+
+
+def test_statistics_for_a_spec_that_does_not_normalise_are_damage(tmp_path):
+    (tmp_path / "d.csv").write_text(csv_text(FEATURES, LABELS))
+    write_spec(tmp_path, normalize="none")
+    assert train(tmp_path)[0] == 0
+    copy = _edited_run(tmp_path / "run", tmp_path, lambda pre: {"shift": [1.0] * 4, "scale": [2.0] * 4})
+    one_line(predict(copy, csv_text(FEATURES[:3])), 1, "preprocessing holds statistics",
+             "the spec does not normalise")
+    assert predict(tmp_path / "run", csv_text(FEATURES[:3]))[0] == 0
+
+
+def test_evaluate_refuses_a_data_file_that_changed_since_training(tmp_path):
+    """`dlc evaluate RUN` re-reads the spec's data to split it as training did: a file with other rows would
+    give other splits (a "test" part holding rows the model trained on), so it is refused, saying how to
+    evaluate the file as it is."""
+    (tmp_path / "d.csv").write_text(csv_text(FEATURES, LABELS))
+    write_spec(tmp_path)
+    assert train(tmp_path)[0] == 0
+    rc, out, err = run_cli("evaluate", tmp_path / "run")
+    assert rc == 0 and "test" not in out and "val" in out, err
+    (tmp_path / "d.csv").write_text(csv_text(FEATURES[:20], LABELS[:20]))
+    rc, out, err = run_cli("evaluate", tmp_path / "run")
+    one_line((rc, out, err), 1, f"{tmp_path / 'd.csv'} has 20 rows, it had 30 when the run was trained",
+             "its splits would not be the run's", "--data FILE")
+    assert out == ""
+    (tmp_path / "d.csv").write_text(csv_text(FEATURES, LABELS, header="a,b,c,d,y"))  # 30 rows, and a header
+    one_line(run_cli("evaluate", tmp_path / "run"), 1, "the first row of", "is a header, when the run was "
+             "trained it was data")
+    rc, out, err = evaluate(tmp_path / "run", tmp_path / "d.csv")  # the file as it is: --data
+    assert rc == 0 and "data" in json.loads(out), err
+
+
+def test_predict_to_a_closed_pipe_exits_quietly(run):
+    """`dlc predict RUN --input F | head -1`: the reader has gone; exit 141 and nothing on stderr, as every
+    command's output."""
+    import subprocess
+    import sys
+
+    f = run.parent / "many.csv"
+    f.write_text(csv_text(np.tile(FEATURES, (200, 1))))
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        r = subprocess.run([sys.executable, "-m", "dlc", "predict", str(run), "--input", str(f)],
+                           stdout=write, stderr=subprocess.PIPE, text=True, timeout=300)
+    finally:
+        os.close(write)
+    assert r.returncode == 141 and r.stderr == "", r.stderr

@@ -195,3 +195,39 @@ def test_plot_writes_a_new_png_in_a_run_folder(work):
         assert out.strip() == str(target) and target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     finally:
         target.unlink(missing_ok=True)
+
+
+# ---------------------------------------------------------------------- the spec and data of a run
+
+@pytest.fixture(scope="module")
+def csv_run(tmp_path_factory) -> Path:
+    """`run/` trained (1 epoch, torch) from m.dlspec, which reads d.csv: run.json records both."""
+    folder = tmp_path_factory.mktemp("csvrun")
+    rows = "".join(f"{i % 7}.5,{i % 5}.25,{i % 3}.0,{i % 2}.75,{i % 3}\n" for i in range(30))
+    (folder / "d.csv").write_text("a,b,c,d,y\n" + rows)
+    (folder / "m.dlspec").write_text(IRIS.read_text().replace("source: iris ", "source: csv(\"d.csv\") "))
+    (folder / "four.csv").write_text(FOUR)
+    rc, _, err = run_cli("run", folder / "m.dlspec", "--backend", "torch", "--out", folder / "run",
+                         "--epochs", "1", "--quiet")
+    assert rc == 0, err
+    return folder / "run"
+
+
+@pytest.mark.parametrize("name", ["m.dlspec", "d.csv"])
+def test_predict_refuses_the_spec_and_data_file_of_its_run(csv_run, name):
+    target = csv_run.parent / name
+    before = unchanged(target)
+    refused(run_cli("predict", csv_run, "--input", csv_run.parent / "four.csv", "--output", target), target,
+            "same file as the input")
+    assert unchanged(target) == before
+
+
+@pytest.mark.parametrize("name", ["m.dlspec", "d.csv", "run/m.dlspec"])
+def test_export_refuses_the_spec_and_data_file_of_its_run(csv_run, name, monkeypatch):
+    target = csv_run.parent / name
+    before = unchanged(target)
+    refused(run_cli("export", csv_run, "--format", "onnx", "--output", target), target)
+    monkeypatch.chdir(csv_run.parent)  # a relative spelling of the same file
+    refused(run_cli("export", "run", "--format", "onnx", "--output", f"./run/../{name}"),
+            Path(f"./run/../{name}"))
+    assert unchanged(target) == before

@@ -339,3 +339,60 @@ def test_a_model_file_of_another_model_is_one_line(backend, tmp_path):
     assert stderr.startswith(f"dlc: error: cannot load the model in '{runs[0]}'")
     assert len(stderr.splitlines()) == 1
     assert "Traceback" not in stderr
+
+
+def _two_runs(tmp_path: Path, backend: str) -> tuple[Path, Path]:
+    """Two saved runs of one architecture (act_relu), with different initial weights (seeds 44 and 45)."""
+    spec = load(FIXTURE_DIR / "act_relu.dlspec")
+    other = spec.model_copy(update={"seed": spec.seed + 1})
+    return (dlc.Model(spec, backend=backend).save(tmp_path / "a"),
+            dlc.Model(other, backend=backend).save(tmp_path / "b"))
+
+
+@pytest.mark.parametrize("backend", ["keras", "torch"])
+def test_a_model_file_or_ir_json_of_a_run_of_the_same_shapes_is_refused(backend, tmp_path):
+    """The model file and ir.json of another run of the same shapes would load without error and give that
+    run's numbers: model.json records their SHA-256 when the run saves its model, and loading refuses a file
+    that differs (one line, exit 1), for evaluate, predict and export alike."""
+    import shutil
+
+    a, b = _two_runs(tmp_path, backend)
+    name = "model.keras" if backend == "keras" else "model.pt"
+    recorded = json.loads((a / "model.json").read_text())["sha256"]
+    assert set(recorded) == {name, "ir.json"}
+    assert recorded != json.loads((b / "model.json").read_text())["sha256"]
+    assert run_cli("evaluate", a)[0] == 0
+    for swapped in (name, "ir.json"):
+        copy = Path(shutil.copytree(a, tmp_path / f"swap-{swapped}"))
+        shutil.copy(b / swapped, copy / swapped)
+        want = (f"dlc: error: '{copy}': {swapped} is not this run's (its digest differs from the one "
+                "recorded when it was saved): were files copied between runs?\n")
+        assert run_cli("evaluate", copy) == (1, "", want)
+        x = copy / "x.csv"
+        x.write_text(",".join(["1"] * 13) + "\n")
+        assert run_cli("predict", copy, "--input", x) == (1, "", want)
+
+
+def test_a_run_saved_before_digests_were_recorded_still_loads(tmp_path):
+    """A run from before model.json had `sha256` is loaded as it was (nothing to compare with)."""
+    a, _ = _two_runs(tmp_path, "torch")
+    meta = json.loads((a / "model.json").read_text())
+    del meta["sha256"]
+    (a / "model.json").write_text(json.dumps(meta))
+    assert run_cli("evaluate", a)[0] == 0
+
+
+@pytest.mark.parametrize("into", ["torch", "keras"])
+def test_the_other_backends_model_file_is_named(tmp_path, into):
+    """A Keras .keras archive copied over a torch run's model.pt (or model.pt over a keras run's model.keras):
+    said in those words, not as the framework's archive internals."""
+    import shutil
+
+    runs = {backend: _two_runs(tmp_path / backend, backend)[0] for backend in ("keras", "torch")}
+    names = {"keras": "model.keras", "torch": "model.pt"}
+    source = "keras" if into == "torch" else "torch"
+    shutil.copy(runs[source] / names[source], runs[into] / names[into])
+    rc, out, err = run_cli("evaluate", runs[into])
+    what = ("model.pt is not a PyTorch model file (a Keras .keras archive?)" if into == "torch" else
+            "model.keras is not a Keras model file (a PyTorch model.pt?)")
+    assert (rc, out, err) == (1, "", f"dlc: error: cannot load the model in '{runs[into]}': {what}\n")

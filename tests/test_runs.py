@@ -85,3 +85,21 @@ def test_dlc_plot_overlays(two_runs, tmp_path):
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     r = _dlc("plot", tmp_path)
     assert r.returncode == 1 and "not a run directory" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_an_interrupted_cv_folder_is_not_said_to_have_a_cv_json(tmp_path):
+    """evaluate and predict on a cv folder cut short (fold_N/ written, no cv.json yet) refuse it without
+    naming a cv.json it does not have; with cv.json they name it."""
+    from conftest import run_cli
+
+    cv = tmp_path / "cv"
+    (cv / "fold_1").mkdir(parents=True)
+    (cv / "ir.json").write_text("{}")
+    (cv / "fold_1" / "history.json").write_text("[]")
+    for argv in (["evaluate", cv], ["predict", cv, "--input", tmp_path / "x.csv"]):
+        rc, _, err = run_cli(*argv)
+        assert rc == 1 and "is a cross-validation run (fold_N folders, no cv.json yet)" in err, err
+    (cv / "cv.json").write_text("{}")
+    rc, _, err = run_cli("evaluate", cv)
+    assert rc == 1 and "is a cross-validation run (cv.json)" in err, err
+

@@ -48,6 +48,18 @@ def namespace(dtype: str, step) -> dict:
     return {**vars(library), "DTYPE": dtype, "step": step}
 
 
+def _torch_archive(path: Path) -> bool:
+    """Whether `path` is a zip as torch.save writes them (every entry in one folder, a data.pkl in it)."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            names = z.namelist()
+    except (OSError, zipfile.BadZipFile):
+        return False
+    return any(name.endswith("/data.pkl") for name in names) and all("/" in name for name in names)
+
+
 class HostBatches:
     """Features read on the host a batch at a time (an npy source's rows, dlc.runtime.data.StreamedRows:
     `rows[indices]` and `rows[a:b]` give normalised numpy rows), each batch a tensor in `dtype`. The
@@ -141,11 +153,16 @@ class Session(Trainer):
         weights are read (Keras' load_weights on a .keras archive), never the saved architecture, so nothing
         of the saved config is deserialized (no custom object to find, no lambda refused) and the model is
         exactly the lowering that trained. A file of another architecture is a ValueError."""
+        path = Path(directory) / "model.keras"
         try:
-            self.model.load_weights(Path(directory) / "model.keras")
+            self.model.load_weights(path)
         except ValueError as e:
             why = str(e).strip().splitlines()[0].split(" Example error message")[0] if str(e).strip() else ""
             raise ValueError(f"model.keras does not hold the weights of ir.json's model ({why})") from None
+        except KeyError:  # a zip without model.weights.h5: torch's archive, not Keras'
+            if not _torch_archive(path):
+                raise
+            raise ValueError("model.keras is not a Keras model file (a PyTorch model.pt?)") from None
 
     # ------------------------------------------------------------------------------------- checkpoints
 

@@ -40,6 +40,23 @@ LOAD_HINT = ("dlc.backends.torch.session.Session(spec).net.load_state_dict("
              "torch.load('model.pt', weights_only=True))")
 
 
+def _foreign_archive(path: Path) -> str | None:
+    """What a model.pt that torch cannot read is, when it is a zip archive but not torch's (whose files are
+    all in one folder): a Keras .keras archive, or another zip; None otherwise."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            names = set(z.namelist())
+    except (OSError, zipfile.BadZipFile):
+        return None
+    if {"metadata.json", "config.json"} <= names:
+        return "a Keras .keras archive?"
+    if any("/" not in name for name in names):
+        return "a zip archive of other files"
+    return None
+
+
 def pick_device(device: str) -> torch.device:
     if device in ("auto", None):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -177,9 +194,17 @@ class Session:
         return ["model.pt", "model.json"]
 
     def load(self, directory: Path):
-        """model.pt's state_dict, read with weights_only=True: tensors only, never pickled code."""
-        self.net.load_state_dict(torch.load(Path(directory) / "model.pt", map_location=self.device,
-                                            weights_only=True))
+        """model.pt's state_dict, read with weights_only=True: tensors only, never pickled code. A zip of
+        another kind (a Keras archive saved or copied as model.pt) is named, not torch's archive internals."""
+        path = Path(directory) / "model.pt"
+        try:
+            state = torch.load(path, map_location=self.device, weights_only=True)
+        except RuntimeError:
+            kind = _foreign_archive(path)
+            if kind is None:
+                raise
+            raise ValueError(f"model.pt is not a PyTorch model file ({kind})") from None
+        self.net.load_state_dict(state)
 
     # ------------------------------------------------------------------------------------- checkpoints
 

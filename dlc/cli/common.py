@@ -67,6 +67,12 @@ def check_output_target(option: str, output: str, example: str, *, inputs: Itera
     raise CommandError(error_line(f"{option} {output}: {why}"), EXIT_SPEC)
 
 
+def run_inputs(run: str) -> list[Path]:
+    """The files the run RUN was trained from (its spec file, its data files): what predict's and export's
+    --output must not overwrite, as compile's must not overwrite its SPEC and data."""
+    return api.run_inputs(run)
+
+
 def _same_file(a: Path, b: Path) -> bool:
     """Whether `a` and `b` name one file (links and relative paths resolved; os.path.samefile when both
     exist)."""

@@ -9,7 +9,7 @@ import typer
 
 from dlc import api
 from dlc.cli import options as o
-from dlc.cli.common import check_output_file, check_output_target
+from dlc.cli.common import check_output_file, check_output_target, run_inputs
 from dlc.cli.errors import CommandError, error_line
 
 NAME = "export"
@@ -32,7 +32,7 @@ def command(
     out = Path(output) if output else Path(run) / "model.onnx"
     if output:
         check_output_file("--output", output, "model.onnx")
-        check_output_target("--output", output, "model.onnx")
+        check_output_target("--output", output, "model.onnx", inputs=run_inputs(run))
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

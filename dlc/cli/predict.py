@@ -9,7 +9,7 @@ import typer
 
 from dlc import api
 from dlc.cli import options as o
-from dlc.cli.common import check_output_file, check_output_target
+from dlc.cli.common import check_output_file, check_output_target, run_inputs
 from dlc.cli.errors import CommandError, error_line
 
 NAME = "predict"
@@ -31,21 +31,23 @@ def command(
     applied. Wrong shapes, non-numbers, NaN and values too large for the model are one clear error line;
     stderr says how many rows were read."""
     if output is not None:
-        check_output(output, input_file)
+        check_output(output, input_file, run)
     p = api.predict_file(run, input_file)
     try:
         write(p, output)
     except OSError as e:
+        if isinstance(e, BrokenPipeError) and output is None:
+            raise  # the reader of stdout has gone (`| head -1`): dlc.cli.main ends quietly, exit 141
         raise CommandError(error_line(f"cannot write {output or 'the predictions to stdout'}: "
                                       f"{e.strerror or e}")) from None
     print(p.read + (f"; wrote {len(p.table)} predictions to {output}" if output else ""), file=sys.stderr)
 
 
-def check_output(output: str, input_file: str) -> None:
-    """An --output that cannot be written, or must not be (the --input, one of the run's own files), is found
-    before the model runs, not after."""
+def check_output(output: str, input_file: str, run: str) -> None:
+    """An --output that cannot be written, or must not be (the --input, the run's spec or data file, one of
+    the run's own files), is found before the model runs, not after."""
     check_output_file("--output", output, "predictions.csv")
-    check_output_target("--output", output, "predictions.csv", inputs=[input_file])
+    check_output_target("--output", output, "predictions.csv", inputs=[input_file, *run_inputs(run)])
 
 
 def write(p, output: Optional[str]) -> None:

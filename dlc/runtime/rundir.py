@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import fnmatch
+import hashlib
 import json
 import math
 import os
@@ -193,10 +194,31 @@ def save_model(run: Path, session) -> list[str]:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     names = session.save(tmp)
+    record_digests(run, tmp, names)
     for name in names:
         os.replace(tmp / name, run / name)
     shutil.rmtree(tmp, ignore_errors=True)
     return names
+
+
+def record_digests(run: Path, tmp: Path, names: list[str]) -> None:
+    """model.json's `sha256`: the digest of each model file just written to `tmp` and of the run's ir.json,
+    so that loading the run (dlc.runtime.serve.check_digests) notices a file copied from another run of the
+    same shapes, which would load without error."""
+    meta = tmp / "model.json"
+    if "model.json" not in names:
+        return
+    model = json.loads(meta.read_text())
+    model["sha256"] = {name: file_digest(tmp / name) for name in names if name != "model.json"}
+    if (run / "ir.json").is_file():
+        model["sha256"]["ir.json"] = file_digest(run / "ir.json")
+    meta.write_text(json.dumps(model, indent=2))
+
+
+def file_digest(path: Path) -> str:
+    """The SHA-256 of a file's bytes, in hex."""
+    with open(path, "rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def figure(nrows: int = 1, ncols: int = 1, figsize: tuple[float, float] = (6.4, 4.8)):

@@ -163,7 +163,8 @@ def require_finished(run: str | Path) -> RunState:
         raise RunDirError(f"'{run}' is not a finished run directory (no ir.json/run.json)")
     st = run_state(run)
     if st.kind == "cv":
-        raise RunDirError(f"'{run}' is a cross-validation run (cv.json): its folds keep no model to load; "
+        mark = "cv.json" if (run / "cv.json").exists() else "fold_N folders, no cv.json yet"
+        raise RunDirError(f"'{run}' is a cross-validation run ({mark}): its folds keep no model to load; "
                           f"`dlc runs {run}` shows each fold's metrics; to use a model, train the spec with "
                           "`dlc run` (a holdout split)")
     if st.kind == "tune":

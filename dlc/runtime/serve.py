@@ -47,7 +47,107 @@ def load_run(run: Path, backend: str | None = None):
             why = ("model.pt is damaged or not a PyTorch state_dict of tensors (it is "
                    "only ever read as tensors); train the spec again (--replace)")
         raise ServeError(f"cannot load the model in '{run}': {why}") from None
+    check_digests(run)
+    try:
+        normalisation(info, spec)
+    except ServeError as e:
+        raise ServeError(f"'{run}': {e}") from None
     return spec, session, info
+
+
+def run_inputs(run: str | Path) -> list[Path]:
+    """The files the run was trained from: its spec file and its data files (run.json's `spec` and
+    `data_read`, ir.json's source resolved against the spec's folder), which an output of predict or export
+    must not overwrite. What cannot be read is left out (loading the run says what is damaged)."""
+    from dlc.compiler.checks import resolve_path
+    from dlc.compiler.spec import Spec
+
+    try:
+        info = json.loads((Path(run) / "run.json").read_text())
+        spec = Spec.model_validate_json((Path(run) / "ir.json").read_text())
+    except (OSError, ValueError):
+        return []
+    if not isinstance(info, dict):
+        return []
+    read = info.get("data_read")
+    # (a bundled data set's `file` is its name, not a path)
+    named = [info.get("spec"), read.get("file") if isinstance(read, dict) else None]
+    found = [Path(f) for f in named if isinstance(f, str) and Path(f).is_absolute()]
+    source = spec.data.source if spec.data is not None else None
+    if isinstance(info.get("spec_dir"), str) and source is not None:
+        keys = ("x", "y") if source.name == "npy" else ("path",)  # (npz's x and y name arrays, not files)
+        written = [getattr(source, k, None) for k in keys]
+        found += [resolve_path(Path(info["spec_dir"]), f) for f in written if isinstance(f, str)]
+    return found
+
+
+def check_digests(run: Path) -> None:
+    """The model file and ir.json are the ones the run saved (model.json's `sha256`, recorded by
+    rundir.save_model): a file copied from another run of the same shapes loads without error and would give
+    that run's numbers silently. A run saved before digests were recorded has none, and is trusted."""
+    from dlc.runtime.rundir import file_digest
+    from dlc.runtime.runs import read_json, retrain
+
+    recorded = read_json(run / "model.json").get("sha256")
+    if recorded is None:
+        return
+    if not isinstance(recorded, dict) or not all(isinstance(k, str) and isinstance(v, str) and k
+                                                 and Path(k).name == k for k, v in recorded.items()):
+        raise ServeError(f"'{run}': model.json is damaged (its sha256 is not a table of file digests); "
+                         f"{retrain(run)}")
+    for name, digest in recorded.items():
+        try:
+            same = file_digest(run / name) == digest
+        except OSError as e:
+            raise ServeError(f"'{run}': cannot read {name}: {e.strerror or e}") from None
+        if not same:
+            raise ServeError(f"'{run}': {name} is not this run's (its digest differs from the one recorded "
+                             "when it was saved): were files copied between runs?")
+
+
+def normalisation(info: dict, spec) -> tuple[np.ndarray, np.ndarray] | None:
+    """(shift, scale) of run.json's `preprocessing`, checked: present when the spec normalises (absent when
+    it does not), numbers, one per feature the model takes. An edited or damaged value would otherwise change
+    every prediction silently (a short list is broadcast over every feature)."""
+    how = spec.data.normalize if spec.data is not None else "none"
+    pre = info.get("preprocessing")
+    if how == "none":
+        if pre is None or isinstance(pre, dict) and pre.get("shift") is None and pre.get("scale") is None:
+            return None
+        raise _damaged(f"preprocessing holds statistics ({_shown(pre)}), but the spec does not normalise")
+    if not isinstance(pre, dict) or pre.get("shift") is None or pre.get("scale") is None:
+        raise _damaged(f"preprocessing is {_shown(pre)}, not the shift and scale of normalize: {how}")
+    need = int(np.prod(spec.input))
+    shift, scale = (_statistics(pre, key, need) for key in ("shift", "scale"))
+    if not scale.all():
+        raise _damaged(f"preprocessing's scale has a 0 (feature {int(np.argmin(scale != 0)) + 1})")
+    return shift, scale
+
+
+def _statistics(pre: dict, key: str, need: int) -> np.ndarray:
+    """preprocessing[key]: `need` finite numbers."""
+    values = pre[key]
+    if not isinstance(values, list) or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                               for v in values):
+        raise _damaged(f"preprocessing's {key} is {_shown(values)}, not a list of numbers")
+    if len(values) != need:
+        raise _damaged(f"preprocessing's {key} has {len(values)} value{'s' * (len(values) != 1)}, the model "
+                       f"takes {need} feature{'s' * (need != 1)}")
+    out = np.asarray(values, dtype=np.float64)
+    if not np.isfinite(out).all():
+        j = int(np.argmin(np.isfinite(out)))
+        raise _damaged(f"preprocessing's {key} has a value that is not finite (feature {j + 1})")
+    return out
+
+
+def _damaged(why: str) -> ServeError:
+    return ServeError(f"run.json is damaged: {why}; train the spec again")
+
+
+def _shown(value, most: int = 40) -> str:
+    """A JSON value in a message, cut to `most` characters."""
+    text = json.dumps(value)
+    return text if len(text) <= most else text[:most - 3] + "..."
 
 
 def preprocess(info: dict, spec, x: np.ndarray, source: str, row=None) -> np.ndarray:
@@ -62,17 +162,17 @@ def preprocess(info: dict, spec, x: np.ndarray, source: str, row=None) -> np.nda
                          f"(N, {need})")
     if int(np.prod(x.shape[1:])) != need:
         got = x.shape[1] if x.ndim == 2 else tuple(x.shape[1:])
-        raise ServeError(f"{source}: samples have {got} features, the model takes {need} "
+        raise ServeError(f"{source}: samples have {got} feature{'s' * (got != 1)}, the model takes {need} "
                          f"(input {tuple(spec.input)})")
     flat = x.reshape(len(x), -1).astype(np.float64)
     bad = np.argwhere(~np.isfinite(flat))
     if bad.size:
         r, c = bad[0]
         raise ServeError(f"{source}: {row(int(r))}, feature {c + 1} is not a finite number")
-    pre = info.get("preprocessing") or {}
-    if pre.get("shift") is not None:
+    stats = normalisation(info, spec)
+    if stats is not None:
         with np.errstate(over="ignore", invalid="ignore"):
-            flat = (flat - np.asarray(pre["shift"])) / np.asarray(pre["scale"])
+            flat = (flat - stats[0]) / stats[1]
     check_model_inputs(spec, flat, source, row)
     return flat.reshape((len(flat),) + tuple(spec.input))
 
@@ -193,6 +293,7 @@ def evaluate_run(run: str | Path, data_file: str | Path | None = None,
     if data_file is not None:
         return {"data": _evaluate_file(spec, session, info, str(data_file), on_read)}
     data = prepare(spec, Path(info["spec_dir"]))
+    check_same_data(getattr(data, "read", None), info.get("data_read"))
     results = {}
     for part in ("train", "val", "test"):
         split = getattr(data, part)
@@ -200,6 +301,25 @@ def evaluate_run(run: str | Path, data_file: str | Path | None = None,
             results[part] = evaluate(session, spec, session.load_data(split.x, split.y),
                                      spec.train.batch_size)
     return results
+
+
+def check_same_data(now, then) -> None:
+    """The data reads as it did in training (run.json's `data_read`: its rows, whether the first was a
+    header), else ServeError: a file changed since gives other splits, whose test part can hold rows the model
+    trained on, printed as the run's. (A run without the record is not checked.)"""
+    if not isinstance(now, dict) or not isinstance(then, dict) or "rows" not in then:
+        return
+    file, unit = now.get("file"), "rows" if now.get("header") is not None else "samples"
+    if now.get("rows") != then["rows"]:
+        why = f"{file} has {now.get('rows')} {unit}, it had {then['rows']} when the run was trained"
+    elif now.get("header") != then.get("header"):
+        was = ("data", "a header")
+        why = (f"the first row of {file} is {was[bool(now.get('header'))]}, when the run was trained it was "
+               f"{was[bool(then.get('header'))]}")
+    else:
+        return
+    raise ServeError(f"{why}: its splits would not be the run's (the data changed since it was trained); "
+                     "train the spec again, or evaluate on a file as it is with --data FILE")
 
 
 def _evaluate_file(spec, session, info: dict, data_file: str, on_read=None) -> dict[str, float]:
@@ -245,6 +365,6 @@ def export_onnx(run: Path, out: Path) -> dict:
     from dlc.backends.torch.export import export_onnx as torch_export
 
     spec, session, info = load_run(run)
-    pre = info.get("preprocessing") or {}
-    torch_export(spec, session.get_weights(), pre.get("shift"), pre.get("scale"), out)
+    shift, scale = normalisation(info, spec) or (None, None)
+    torch_export(spec, session.get_weights(), shift, scale, out)
     return {"file": str(out), "input": ["batch", *spec.input], "preprocessing": "included"}
