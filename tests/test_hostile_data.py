@@ -505,3 +505,23 @@ def test_predict_to_a_closed_pipe_exits_quietly(run):
     finally:
         os.close(write)
     assert r.returncode == 141 and r.stderr == "", r.stderr
+
+
+def test_predict_names_the_classes_a_run_was_trained_on_by_name(tmp_path):
+    """Targets that were names (alpha, beta, gamma): predict writes those names and p_<name> columns (it
+    wrote 0, 1, 2 and p0..p2), and the .npz holds class_names beside the class numbers."""
+    names = np.array(["alpha", "beta", "gamma"])
+    (tmp_path / "d.csv").write_text(csv_text(FEATURES, names[LABELS]))
+    write_spec(tmp_path)
+    rc, _, err = train(tmp_path)
+    assert rc == 0, err
+    run = tmp_path / "run"
+    rc, out, err = predict(run, csv_text(FEATURES[:4]))
+    assert rc == 0, err
+    lines = out.splitlines()
+    assert lines[0] == "class,p_alpha,p_beta,p_gamma"
+    assert all(line.split(",")[0] in names for line in lines[1:]) and len(lines) == 5
+    rc, _, err = run_cli("predict", run, "--input", tmp_path / "in.csv", "--output", tmp_path / "p.npz")
+    assert rc == 0, err
+    with np.load(tmp_path / "p.npz") as f:
+        assert f["class_names"].tolist() == names.tolist() and f["classes"].shape == (4,)

@@ -56,11 +56,15 @@ def write(p, output: Optional[str]) -> None:
 
     if output and output.endswith(".npz"):
         classes = p.table[:, 0] if p.task != "regression" else p.outputs
-        np.savez(output, predictions=p.outputs, classes=classes)
+        arrays = {"predictions": p.outputs, "classes": classes}
+        if p.class_names:
+            arrays["class_names"] = np.array(p.class_names)
+        np.savez(output, **arrays)
         return
     with (open(output, "w", newline="") if output else contextlib.nullcontext(sys.stdout)) as fh:
         w = csv.writer(fh)
         w.writerow(p.columns)
         for row in p.table:
-            w.writerow([int(row[0]) if p.task != "regression" else f"{row[0]:.8g}"] +
-                       [f"{v:.8g}" for v in row[1:]])
+            first = f"{row[0]:.8g}" if p.task == "regression" else \
+                p.class_names[int(row[0])] if p.class_names else int(row[0])
+            w.writerow([first] + [f"{v:.8g}" for v in row[1:]])

@@ -250,6 +250,7 @@ class Predictions:
     columns: list[str]
     table: np.ndarray
     read: str = ""
+    class_names: list[str] | None = None  # class k's name, when the training targets were names
 
 
 def predict(run: str | Path, input_file: str | Path) -> Predictions:
@@ -261,16 +262,27 @@ def predict(run: str | Path, input_file: str | Path) -> Predictions:
     out = session.predict(preprocess(info, spec, s.x, str(input_file), s.row))
     check_finite_outputs(out, str(input_file), s.row)
     task = type(spec.loss).task
+    names = _class_names(info, 2 if task == "binary" else out.shape[1]) if task != "regression" else None
+    label = (lambda k: f"p_{names[k]}") if names else (lambda k: f"p{k}")
     if task == "categorical":
-        cols = ["class"] + [f"p{k}" for k in range(out.shape[1])]
+        cols = ["class"] + [label(k) for k in range(out.shape[1])]
         table = np.column_stack([out.argmax(axis=1), out])
     elif task == "binary":
-        cols = ["class", "p1"]
+        cols = ["class", label(1)]
         table = np.column_stack([(out[:, 0] > 0.5).astype(int), out[:, 0]])
     else:
         cols = [f"y{k}" for k in range(out.shape[1])] if out.shape[1] > 1 else ["y"]
         table = out
-    return Predictions(task, out, cols, table, read_summary(s.read()))
+    return Predictions(task, out, cols, table, read_summary(s.read()), names)
+
+
+def _class_names(info: dict, classes: int) -> list[str] | None:
+    """The names of the run's classes (run.json's `class_names`: the training targets were names, numbered in
+    sorted order), when there is one per class; None for class numbers."""
+    names = info.get("class_names")
+    if isinstance(names, list) and len(names) == classes and all(isinstance(n, str) for n in names):
+        return names
+    return None
 
 
 def check_finite_outputs(out: np.ndarray, source: str, row) -> None:
