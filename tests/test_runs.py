@@ -103,3 +103,22 @@ def test_an_interrupted_cv_folder_is_not_said_to_have_a_cv_json(tmp_path):
     rc, _, err = run_cli("evaluate", cv)
     assert rc == 1 and "is a cross-validation run (cv.json)" in err, err
 
+
+
+def test_an_interrupted_tune_is_listed_as_incomplete(tmp_path):
+    """tune.json is written when `dlc tune` is interrupted too: its row counts the trials that ended (not a
+    queued one) and says how many of the target did, where it said 'done, 15 trials' for 13 of 20."""
+    from dlc.runtime.runs import describe
+
+    run = tmp_path / "t"
+    run.mkdir()
+    states = ["COMPLETE"] * 13 + ["FAIL", "WAITING"]
+    trials = [{"number": i, "state": s, "value": 0.5 if s == "COMPLETE" else None} for i, s in enumerate(states)]
+    tune = {"spec": "t", "backend": "torch", "trials_target": 20, "trials": trials,
+            "objective": {"metric": "val_loss"}, "best": {"number": 3, "value": 0.5}}
+    (run / "tune.json").write_text(json.dumps(tune))
+    row = describe(run)
+    assert row["epochs"] == "14 trials" and row["status"] == "incomplete: 14 of 20 trials ended"
+    tune["trials"] = [{"number": i, "state": "COMPLETE", "value": 0.5} for i in range(20)]
+    (run / "tune.json").write_text(json.dumps(tune))
+    assert describe(run)["status"] == "done"

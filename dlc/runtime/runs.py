@@ -221,7 +221,9 @@ def describe(run: Path) -> dict:
     if st.kind == "cv":
         _describe_cv(run, out)
     elif st.kind == "tune":
-        _describe_tune(run, out)
+        short = _describe_tune(run, out)
+        if short and st.state == "finished":
+            st = RunState(st.kind, "unfinished", short)
     else:
         ir, env = st.ir or _load(run / "ir.json") or {}, _load(run / "env.json") or {}
         info = st.info or _load(run / "run.json") or {}
@@ -244,17 +246,26 @@ def _describe_cv(run: Path, out: dict) -> None:
                std={f"cv_{k}": v for k, v in cv.get("std", {}).items()})
 
 
-def _describe_tune(run: Path, out: dict) -> None:
+def _describe_tune(run: Path, out: dict) -> str | None:
+    """Fills in a tune folder's row; returns how it falls short of the trials it was asked for (an interrupted
+    `dlc tune` writes tune.json too), None when it does not."""
     tune = _load(run / "tune.json") or {}
     trials = tune.get("trials")
-    n = len(trials) if trials is not None else len(list((run / "trials").glob("[0-9]*")))
+    if isinstance(trials, list):  # (a queued or running trial has not ended: it is no trial of the search)
+        n = sum(isinstance(t, dict) and t.get("state") in ("COMPLETE", "PRUNED", "FAIL") for t in trials)
+    else:
+        n = len(list((run / "trials").glob("[0-9]*")))
     spec = tune.get("spec") or next((p.stem for p in sorted(run.glob("*.dlspec")) if p.name != "best.dlspec"),
                                     "?")
-    out.update(spec=spec, backend=tune.get("backend", "?"), epochs=f"{n} trials")
+    out.update(spec=spec, backend=tune.get("backend", "?"), epochs=f"{n} trial{'s' * (n != 1)}")
     best, metric = tune.get("best"), (tune.get("objective") or {}).get("metric")
     if best and metric:
         out["final"] = {metric: best.get("value")}
         out["best_trial"] = best.get("number")
+    target = tune.get("trials_target")
+    if isinstance(trials, list) and isinstance(target, int) and n < target:
+        return f"{n} of {target} trials ended"
+    return None
 
 
 def list_runs(root: str | Path) -> list[dict]:
