@@ -113,7 +113,8 @@ def test_an_interrupted_tune_is_listed_as_incomplete(tmp_path):
     run = tmp_path / "t"
     run.mkdir()
     states = ["COMPLETE"] * 13 + ["FAIL", "WAITING"]
-    trials = [{"number": i, "state": s, "value": 0.5 if s == "COMPLETE" else None} for i, s in enumerate(states)]
+    trials = [{"number": i, "state": s, "value": 0.5 if s == "COMPLETE" else None}
+              for i, s in enumerate(states)]
     tune = {"spec": "t", "backend": "torch", "trials_target": 20, "trials": trials,
             "objective": {"metric": "val_loss"}, "best": {"number": 3, "value": 0.5}}
     (run / "tune.json").write_text(json.dumps(tune))
