@@ -9,6 +9,7 @@ cross-validation folder when it has cv.json; a tune folder when it has tune.json
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -229,6 +230,9 @@ def describe(run: Path) -> dict:
         info = st.info or _load(run / "run.json") or {}
         out.update(spec=ir.get("name", "?"), backend=env.get("backend") or info.get("backend", "?"),
                    epochs=st.epochs_done)
+        started = info.get("started") if isinstance(info, dict) else None
+        if isinstance(started, str) and re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d(:\d\d)?", started):
+            out["date"] = started[:16].replace("T", " ")  # (not the folder's time: a file put in changes it)
         metrics = _load(run / "metrics.json") or {}
         out["final"] = metrics.get("test") or metrics.get("val") or metrics.get("train") or {}
     out["status"] = {"finished": "done", "unfinished": "incomplete"}.get(st.state, st.state) + \
