@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from dlc.runtime import rundir
+from dlc.runtime import rundir, runlock
 
 
 def cross_validate(spec, spec_file: str, backend: str, device: str = "auto", k: int | None = None,
@@ -29,8 +29,11 @@ def cross_validate(spec, spec_file: str, backend: str, device: str = "auto", k: 
     rundir.write_text(run / "ir.json", spec.model_dump_json(indent=2))
     started: list[tuple[int, int]] = []  # (fold, k) of each fold begun
     try:
-        return run, run_cv(spec, Path(spec_file).resolve().parent, backend, device, k, run, on_fold,
-                           evidence, compile, on_fold_start=lambda i, n: started.append((i, n)))
+        with runlock.held(run):
+            return run, run_cv(spec, Path(spec_file).resolve().parent, backend, device, k, run, on_fold,
+                               evidence, compile, on_fold_start=lambda i, n: started.append((i, n)))
+    except runlock.FolderBusy as e:  # (another dlc made the same folder at the same moment)
+        raise rundir.OutFolderError(str(e)) from None
     except Exception as e:
         where = f"fold {started[-1][0]} of {started[-1][1]}" if started else None
         why = str(e).splitlines()[0] if str(e) else type(e).__name__

@@ -224,8 +224,6 @@ def _train_run(spec, backend: str, spec_file: str, base_dir: Path, device: str, 
     session_cls = session_class(backend)
     if resume is None and out:  # refuse a folder in use before loading any data (and replace it after)
         rundir.prepare_out(out, replace=replace, spec_file=spec_file, check_only=True)
-        if (taken := runlock.busy(Path(out))) is not None:
-            raise rundir.OutFolderError(f"--out {taken}")
     with contextlib.ExitStack() as lock:
         if resume is not None and (data_parallel is None or data_parallel[0].rank == 0):
             _hold(lock, resume.run)

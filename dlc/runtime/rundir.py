@@ -20,6 +20,8 @@ import sys
 import time
 from pathlib import Path
 
+from dlc.runtime.runlock import busy
+
 
 class OutFolderError(Exception):
     """An --out folder that cannot be used as it is (not empty, not a dlc folder, a file): a usage error."""
@@ -111,6 +113,8 @@ def prepare_out(out: str | Path, *, replace: bool = False, kind: str = "run",
         return p
     if not any(p.iterdir()):
         return p
+    if (taken := busy(p)) is not None:  # (never replaced, nor trained into, while another dlc trains there)
+        raise OutFolderError(f"--out {taken}")
     if kind == "tune":
         _check_tune_folder(out, p, spec_file)
         return p
@@ -122,16 +126,21 @@ def prepare_out(out: str | Path, *, replace: bool = False, kind: str = "run",
                              f"a new or empty folder{also}")
     if not replace:
         raise OutFolderError(_in_use(out, p, found))
+    _check_replace(out, p, spec_file)
+    if not check_only:
+        shutil.rmtree(p)
+        p.mkdir(parents=True)
+    return p
+
+
+def _check_replace(out, p: Path, spec_file: str | Path | None) -> None:
+    """--replace never deletes the spec being run or the current directory."""
     if spec_file is not None and _inside(Path(spec_file), p):
         raise OutFolderError(f"--replace would delete {out}, which holds the spec being run ({spec_file}); "
                              "copy the spec out of it first, or give another --out")
     if _inside(Path.cwd(), p):
         raise OutFolderError(f"--replace would delete {out}, the current directory or one above it; run from "
                              "elsewhere or give another --out")
-    if not check_only:
-        shutil.rmtree(p)
-        p.mkdir(parents=True)
-    return p
 
 
 def _check_tune_folder(out, p: Path, spec_file: str | Path | None) -> None:

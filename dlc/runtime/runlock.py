@@ -1,7 +1,8 @@
-"""One process trains into a run folder at a time. `dlc run` and `dlc run --resume` hold an flock on
-RUN/.dlc-lock while they train: the kernel releases it when the process ends, a kill -9 too, so a lock is
-never left behind. Two resumes of one run would otherwise train side by side, interleave their logs and
-leave a checkpoint and a history of different epochs."""
+"""One process trains into a run folder at a time. `dlc run`, `dlc run --resume` and `dlc cv` hold an flock
+on RUN/.dlc-lock while they train, and no --out (--replace included) takes such a folder. The kernel releases
+the lock when the process ends, a kill -9 too, so a lock is never left behind. Two resumes of one run would
+otherwise train side by side, interleave their logs and leave a checkpoint and a history of different
+epochs."""
 
 from __future__ import annotations
 
