@@ -27,6 +27,7 @@ def cross_validate(spec, spec_file: str, backend: str, device: str = "auto", k: 
     if Path(spec_file).is_file():
         rundir.copy_spec(run, spec_file)
     rundir.write_text(run / "ir.json", spec.model_dump_json(indent=2))
+    rundir.write_json(run / "env.json", rundir.env_info(backend, device))  # (the backend of a cut-short cv)
     started: list[tuple[int, int]] = []  # (fold, k) of each fold begun
     try:
         with runlock.held(run):

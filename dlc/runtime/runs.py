@@ -245,7 +245,8 @@ def _describe_cv(run: Path, out: dict) -> None:
     ir = _load(run / "ir.json") or {}
     folds = cv.get("folds") or sorted(run.glob("fold_*"))
     shown = f"{len(folds)} fold{'' if len(folds) == 1 else 's'}"
-    out.update(spec=ir.get("name", "?"), backend=cv.get("backend", "?"), epochs=shown,
+    env = _load(run / "env.json") or {}
+    out.update(spec=ir.get("name", "?"), backend=cv.get("backend") or env.get("backend", "?"), epochs=shown,
                final={f"cv_{k}": v for k, v in cv.get("mean", {}).items()},
                std={f"cv_{k}": v for k, v in cv.get("std", {}).items()})
 
