@@ -129,14 +129,15 @@ def test_an_interrupted_tune_is_listed_as_incomplete(tmp_path):
 def test_a_cv_cut_short_is_listed_with_its_backend(tmp_path):
     """A cv folder has env.json from its start: one cut short (no cv.json) is listed with its backend, where
     its row said '?'."""
-    from conftest import run_cli
-
     from dlc.runtime.runs import describe
+
+    from conftest import run_cli
 
     spec = tmp_path / "kf.dlspec"
     text = (ROOT / "specs" / "iris.dlspec").read_text()
     spec.write_text(re.sub(r"split: holdout\([^)]*\)", "split: kfold(k=2)", text))
-    rc, _, err = run_cli("cv", spec, "--backend", "keras", "--epochs", "1", "--out", tmp_path / "cv", "--quiet")
+    rc, _, err = run_cli("cv", spec, "--backend", "keras", "--epochs", "1", "--out", tmp_path / "cv",
+                         "--quiet")
     assert rc == 0, err
     (tmp_path / "cv" / "cv.json").unlink()  # as if killed before its end
     row = describe(tmp_path / "cv")
