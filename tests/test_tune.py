@@ -461,7 +461,8 @@ def postgres():
 def test_postgres_study_shared_by_two_processes(tmp_path, postgres):
     """Two `dlc tune` processes (two "machines": one with 2 workers, one with 1) share one grid study through
     PostgreSQL: together they run the grid exactly once."""
-    p = _write(tmp_path, method="grid", trials=100, opt="Adam(lr=choice(0.01, 0.03, 0.1))",
+    # 12 grid points: under load the first process could run a 6-point grid alone before the second began
+    p = _write(tmp_path, method="grid", trials=100, opt="Adam(lr=choice(0.01, 0.02, 0.03, 0.05, 0.07, 0.1))",
                extra=f'\n    storage: "{postgres}"')
     other = subprocess.Popen([sys.executable, "-m", "dlc", "tune", str(p), "--out", str(tmp_path / "b"),
                               "--threads", "1", "--quiet"], cwd=ROOT, stdout=subprocess.PIPE,
@@ -484,9 +485,9 @@ def test_postgres_study_shared_by_two_processes(tmp_path, postgres):
 
     trials = optuna.load_study(study_name="tiny", storage=driver_url(postgres)).get_trials()
     got = [_key(t.params) for t in trials]
-    assert len(got) == len(set(got)) == 6  # the whole grid, no point twice
+    assert len(got) == len(set(got)) == 12  # the whole grid, no point twice
     assert all(t.state.name == "COMPLETE" for t in trials)
-    assert len({t.user_attrs["pid"] for t in trials}) == 6
+    assert len({t.user_attrs["pid"] for t in trials}) == 12
     assert {t.user_attrs["dlc_parent_pid"] for t in trials} == {os.getpid(), other.pid}
     assert _summary(tmp_path / "a")["storage"].startswith("postgresql://")
 
