@@ -25,7 +25,9 @@ from .layers import (
     ShapeError,
     Softmax,
 )
-from .spec import BUNDLED, AugmentT, Bundled, Crop, Csv, Mnist, Npy, Npz, Spec
+from .spec import BUNDLED, AugmentT, Bundled, Crop, Csv, Data, Mnist, Npy, Npz, Spec
+from .training import CosineDecay, Plateau, SearchSpace, Warmup
+from .wording import number_text
 
 
 def _span_at(at, width: int = 1) -> Span | None:
@@ -141,6 +143,7 @@ def check_spec(spec: Spec, m: A.Model, d: Diagnostics, base_dir: Path) -> None:
     _check_loss(spec, m, d)
     _check_data(spec, m, d, base_dir)
     _check_metrics_and_monitors(spec, m, d)
+    _check_min_lr(spec.optimizer, spec.schedule, spec.search_spaces, m, d)
     _check_bias_before_bn(spec.layers, d)
     _check_precision(spec, m, d)
     from .search import check_search
@@ -381,17 +384,36 @@ def _check_data(spec: Spec, m: A.Model, d: Diagnostics, base_dir: Path) -> None:
         _check_npy(spec, src, m, st, base_dir, d)
         return
     if isinstance(src, (Csv, Npz, Mnist)):
+        (written, at_path, folder_ok), = _source_files(src, st)
         path = resolve_path(base_dir, src.path)
-        ok = (path.is_dir() or path.is_file()) if isinstance(src, Mnist) else path.is_file()
-        if not ok:
-            if st is not None and isinstance(st.value, A.Call) and st.value.args:
-                where = st.value.args[0].span
-            why = _not_a_file(path, folder_ok=isinstance(src, Mnist))
-            d.add("E401", f"cannot read data file '{src.path}': {why}",
-                  where, f"looked for {_shown_path(path)} (relative paths start at the spec's folder)")
+        if _missing_file(written, path, at_path, d, folder_ok):
             return
         if isinstance(src, Csv):
             _check_csv(spec, src, path, m, st, where, d)
+
+
+def _source_files(src, st: A.Assign | None) -> list[tuple[str, Span | None, bool]]:
+    """(path as written, where to report it, whether a folder will do) of each file a data source reads: the
+    path argument, or the whole call when the path is a keyword."""
+    call = st.value if st is not None and isinstance(st.value, A.Call) else None
+    if isinstance(src, Npy):
+        return [(getattr(src, key), _kwarg_span(call, key) or (
+            call.args[i].span if call is not None and len(call.args) > i
+            else (call.span if call is not None else None)), False) for i, key in enumerate(("x", "y"))]
+    if isinstance(src, (Csv, Npz, Mnist)):
+        where = call.args[0].span if call is not None and call.args else (st.value.span if st else None)
+        return [(src.path, where, isinstance(src, Mnist))]
+    return []
+
+
+def _missing_file(written: str, path: Path, where: Span | None, d: Diagnostics,
+                  folder_ok: bool = False) -> bool:
+    """Report a data file (a folder, for MNIST) that is not there or cannot be read as one; True if so."""
+    if path.is_file() or (folder_ok and path.is_dir()):
+        return False
+    d.add("E401", f"cannot read data file '{written}': {_not_a_file(path, folder_ok)}", where,
+          f"looked for {_shown_path(path)} (relative paths start at the spec's folder)")
+    return True
 
 
 def _not_a_file(path: Path, folder_ok: bool = False) -> str:
@@ -409,10 +431,14 @@ def _not_a_file(path: Path, folder_ok: bool = False) -> str:
     return "it is not a regular file (a pipe, socket or device)"
 
 
+# the longest .npy header read: numpy's limit (np.load's max_header_size), which the runtime's reader keeps
+NPY_MAX_HEADER = 10_000
+
+
 def npy_header(path: Path) -> tuple[str, tuple[int, ...]]:
     """(dtype descr, shape) from an .npy file's header, read without numpy (the format: a magic string, a
-    version, the header's length, then a Python dict literal); ValueError when the file is not one."""
-    import ast as pyast
+    version, the header's length, then a Python dict literal); ValueError when the file is not one. A header
+    numpy would refuse (too long, a shape that is no tuple of sizes) is refused here, before training."""
     import struct
 
     with open(path, "rb") as fh:
@@ -424,13 +450,40 @@ def npy_header(path: Path) -> tuple[str, tuple[int, ...]]:
         if len(raw) != size_bytes:
             raise ValueError("truncated .npy header")
         (size,) = struct.unpack("<H" if size_bytes == 2 else "<I", raw)
+        if size > NPY_MAX_HEADER:
+            raise ValueError(f"damaged .npy header: it is {size:,} bytes long, and numpy reads at most "
+                             f"{NPY_MAX_HEADER:,}")
         text = fh.read(size)
-    try:
-        head = pyast.literal_eval(text.decode("latin1" if magic[6] < 3 else "utf-8"))
-        descr, shape = head["descr"], tuple(int(v) for v in head["shape"])
-    except (ValueError, SyntaxError, KeyError, TypeError, UnicodeDecodeError):
-        raise ValueError("damaged .npy header") from None
+    descr, shape = _npy_header_fields(text, "latin1" if magic[6] < 3 else "utf-8")
     return (descr if isinstance(descr, str) else "structured"), shape
+
+
+def _npy_header_fields(text: bytes, encoding: str) -> tuple[object, tuple[int, ...]]:
+    """(descr, shape) of a header's dict literal; ValueError("damaged .npy header") for anything else. A
+    crafted literal (50,000 unary minuses) makes Python's parser run out of stack: MemoryError or
+    RecursionError, which would otherwise pass for a training that ran out of memory."""
+    import ast as pyast
+
+    try:
+        head = pyast.literal_eval(text.decode(encoding))
+        descr, shape = head["descr"], head["shape"]
+    except (ValueError, SyntaxError, KeyError, TypeError, UnicodeDecodeError, MemoryError, RecursionError):
+        raise ValueError("damaged .npy header") from None
+    if not isinstance(shape, tuple) or not all(_is_size(v) for v in shape):
+        raise ValueError(f"damaged .npy header: its shape {_shown_shape(shape)} is not a tuple of sizes "
+                         "(integers, 0 or more)")
+    return descr, shape
+
+
+def _is_size(v: object) -> bool:
+    """An axis length as numpy writes one: a non-negative int (not a bool, not 2.5)."""
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+
+def _shown_shape(shape: object) -> str:
+    """A header's shape as quoted in a message: a crafted one of 10,000 characters is cut."""
+    text = repr(shape)
+    return text if len(text) <= 40 else text[:40] + "..."
 
 
 def _check_npy(spec: Spec, src: Npy, m: A.Model, st: A.Assign | None, base_dir: Path,
@@ -439,14 +492,9 @@ def _check_npy(spec: Spec, src: Npy, m: A.Model, st: A.Assign | None, base_dir: 
     targets as samples (their headers are read, never the data)."""
     call = st.value if st is not None and isinstance(st.value, A.Call) else None
     heads = {}
-    for i, key in enumerate(("x", "y")):
-        written = getattr(src, key)
-        where = _kwarg_span(call, key) or (call.args[i].span if call is not None and len(call.args) > i
-                                           else (call.span if call is not None else None))
+    for key, (written, where, _) in zip(("x", "y"), _source_files(src, st), strict=True):
         path = resolve_path(base_dir, written)
-        if not path.is_file():
-            d.add("E401", f"cannot read data file '{written}': {_not_a_file(path)}", where,
-                  f"looked for {_shown_path(path)} (relative paths start at the spec's folder)")
+        if _missing_file(written, path, where, d):
             continue
         try:
             heads[key] = npy_header(path)
@@ -547,10 +595,6 @@ def _check_metrics_and_monitors(spec: Spec, m: A.Model, d: Diagnostics) -> None:
             kind = "classification" if task in ("categorical", "binary") else "regression"
             d.add("E304", f"metric '{metric.name}' does not apply to a {kind} loss ({spec.loss.name})", span,
                   "classification: accuracy, precision, recall, f1, mse, mae; regression: mse, mae")
-    base = ["loss"] + [mt.name for mt in spec.metrics]
-    valid = base + [f"val_{b}" for b in base]
-    has_val = spec.data is not None and (getattr(spec.data.split, "val", 0) > 0
-                                         or spec.data.split.kind == "kfold")
     es = spec.train.early_stopping
     checks = []
     if es is not None:
@@ -559,11 +603,119 @@ def _check_metrics_and_monitors(spec: Spec, m: A.Model, d: Diagnostics) -> None:
         checks.append((spec.schedule.monitor, _find_assign(m, "schedule")))
     for monitor, stmt in checks:
         where = (_kwarg_span(stmt.value, "monitor") or stmt.value.span) if stmt else None
-        if monitor not in valid:
-            d.add("E201", f"cannot monitor '{monitor}'", where,
-                  did_you_mean(monitor, valid) or f"expected one of {', '.join(valid)}")
-        elif monitor.startswith("val_") and not has_val:
-            d.add("E201", f"'{monitor}' needs a validation split", where, "use split: holdout(val=0.2)")
+        _check_monitor(monitor, where, spec.metrics, _has_validation(spec.data), d)
+
+
+def _has_validation(data) -> bool:
+    """Whether training sees validation data: a holdout with val > 0, or k-fold."""
+    return data is not None and (getattr(data.split, "val", 0) > 0 or data.split.kind == "kfold")
+
+
+def _check_monitor(monitor: str, where: Span | None, metrics: list, has_val: bool | None,
+                   d: Diagnostics) -> None:
+    """A monitor names the loss or a metric (val_ for validation); has_val None: not known (not checked)."""
+    base = ["loss"] + [mt.name for mt in metrics]
+    valid = base + [f"val_{b}" for b in base]
+    if monitor not in valid:
+        d.add("E201", f"cannot monitor '{monitor}'", where,
+              did_you_mean(monitor, valid) or f"expected one of {', '.join(valid)}")
+    elif monitor.startswith("val_") and has_val is False:
+        d.add("E201", f"'{monitor}' needs a validation split", where, "use split: holdout(val=0.2)")
+
+
+def _check_min_lr(optimizer, schedule, spaces: list[SearchSpace], m: A.Model, d: Diagnostics) -> None:
+    """A schedule's min_lr (cosine's, plateau's, warm-up's then=cosine) at or above the optimizer's lr: a
+    cosine decay would raise the lr toward it and a plateau would never lower it. With a search space for
+    either, every option (both ends of a range) is compared: a tuner draws them independently."""
+    inner = schedule.then if isinstance(schedule, Warmup) else schedule
+    if optimizer is None or not isinstance(inner, (CosineDecay, Plateau)):
+        return
+    path = "schedule.then.min_lr" if inner is not schedule else "schedule.min_lr"
+    lr, lr_how = min(_searched_values(spaces, "optimizer.learning_rate", optimizer.learning_rate))
+    min_lr, min_how = max(_searched_values(spaces, path, inner.min_lr))
+    if min_lr < lr:
+        return
+    st = _find_assign(m, "schedule")
+    where = next((sp for v in _walk_values(st.value) if (sp := _kwarg_span(v, "min_lr"))), st.value.span) \
+        if st is not None else None
+    if isinstance(inner, Plateau):
+        why = "plateau would never lower the learning rate"
+    elif min_lr > lr:
+        why = "the schedule would raise the learning rate"
+    else:
+        why = "the schedule would keep the learning rate constant"
+    d.add("E201", f"min_lr {number_text(min_lr)}{min_how} is not below the optimizer's lr "
+          f"{number_text(lr)}{lr_how}", where, f"{why}; min_lr must be below {number_text(lr)}")
+
+
+def _searched_values(spaces: list[SearchSpace], path: str, value: float) -> list[tuple[float, str]]:
+    """(value, how it is chosen) of each value the argument at `path` may take: its one value, or the options
+    (ends) of the search space written there."""
+    space = next((s for s in spaces if s.path == path), None)
+    if space is None:
+        return [(value, "")]
+    if space.kind == "choice":
+        return [(float(o), " (an option of its choice())") for o in space.options
+                if isinstance(o, (int, float)) and not isinstance(o, bool)] or [(value, "")]
+    assert space.low is not None and space.high is not None  # (a range always has both)
+    return [(space.low, f" (the low end of {space.kind}())"),
+            (space.high, f" (the high end of {space.kind}())")]
+
+
+def check_partial(m: A.Model, fields: dict, failed: set[str], d: Diagnostics, base_dir: Path) -> None:
+    """The whole-spec checks that still apply when a spec could not be built (a bad argument somewhere): the
+    ones that need only what did resolve and the AST, so that one bad argument hides no other error (a
+    missing data file, an unknown monitor, a min_lr above the lr). `failed`: the keys that did not resolve,
+    or were misspelt (what they hold is not known)."""
+    _check_source_files_exist(m, fields.get("data"), d, base_dir)
+    if "metrics" not in failed:  # (the metrics name what may be monitored)
+        _check_monitors_written(m, fields, d)
+    if "optimizer" in fields and "schedule" in fields:
+        _check_min_lr(fields["optimizer"], fields["schedule"], fields.get("search_spaces", []), m, d)
+
+
+def _check_source_files_exist(m: A.Model, data: Data | None, d: Diagnostics, base_dir: Path) -> None:
+    """The data files are there: the resolved source's, else the paths written in the source call."""
+    st = _find_assign(m, "source", "data")
+    src = data.source if data is not None else _source_as_written(st)
+    for written, where, folder_ok in _source_files(src, st):
+        _missing_file(written, resolve_path(base_dir, written), where, d, folder_ok)
+
+
+def _source_as_written(st: A.Assign | None):
+    """A file source built from the strings written in its call, None when a path is no string (the call's
+    own errors are reported already): csv("x.csv", sep=1) still names its file."""
+    from .catalog import lookup
+
+    call = st.value if st is not None and isinstance(st.value, A.Call) else None
+    cls = lookup("source", call.name) if call is not None else None
+    if call is None or cls not in (Csv, Npz, Mnist, Npy):
+        return None
+    keys = ("x", "y") if cls is Npy else ("path",)
+    given = dict(zip(keys, call.args, strict=False)) | {kw.key: kw.value for kw in call.kwargs}
+    paths = {k: v.value for k in keys if isinstance(v := given.get(k), A.Str)}
+    if len(paths) != len(keys):
+        return None
+    if cls is Npy:
+        return Npy.model_construct(x=paths["x"], y=paths["y"])
+    if cls is Mnist:  # (its path may be a folder)
+        return Mnist.model_construct(path=paths["path"])
+    return Csv.model_construct(path=paths["path"])  # (csv and npz: one file, the same check)
+
+
+def _check_monitors_written(m: A.Model, fields: dict, d: Diagnostics) -> None:
+    """The monitors written for plateau and early_stopping, read from the AST; whether there is a validation
+    split is known when the data resolved."""
+    has_val = _has_validation(fields["data"]) if "data" in fields else None
+    sched = _find_assign(m, "schedule")
+    plateau = sched is not None and isinstance(sched.value, A.Call) and sched.value.name == "plateau"
+    stmts = [sched] if sched is not None and plateau else []
+    stmts += [st for st in [_find_assign(m, "early_stopping", "train")] if st is not None]
+    for st in stmts:
+        kw = next((k for k in getattr(st.value, "kwargs", None) or [] if k.key == "monitor"), None)
+        if kw is not None and isinstance(kw.value, (A.Name, A.Str)):
+            monitor = kw.value.name if isinstance(kw.value, A.Name) else kw.value.value
+            _check_monitor(monitor, kw.value.span, fields.get("metrics", []), has_val, d)
 
 
 def precision_conflict(spec: Spec, dtype: str | None = None) -> str | None:

@@ -7,7 +7,10 @@ a file in one go. `SpecError` wraps a non-empty list when a caller wants to stop
 from __future__ import annotations
 
 import difflib
+import functools
 import re
+import sys
+import unicodedata
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -54,9 +57,10 @@ class Diagnostic:
 
     def render(self, source: str | None, file: str | None = None, lines: list[str] | None = None) -> str:
         """The diagnostic as shown to a user; `lines`: the source's lines, when the caller split them once."""
-        file = file or self.file or "<spec>"
-        head = f"{self.severity}[{self.code}]: {self.message}"
+        file = escaped(file or self.file or "<spec>")
+        head = f"{self.severity}[{self.code}]: {escaped(self.message)}"
         hint = self.hint_text()
+        hint = escaped(hint) if hint else hint
         if self.span is None:
             tail = f"\n  = {hint}" if hint else ""
             return f"{head}\n --> {file}{tail}"
@@ -71,7 +75,10 @@ class Diagnostic:
         else:
             width = max(1, len(text.rstrip()) - self.span.col + 1)
         text, col, width = _window(text, self.span.col, width)
-        caret = " " * (col - 1) + "^" * max(1, width)
+        text, cells = _displayed(text)
+        before = sum(cells[:col - 1]) + max(0, col - 1 - len(cells))  # (past the end: a cell a column)
+        under = sum(cells[col - 1:col - 1 + width]) + max(0, col - 1 + width - max(len(cells), col - 1))
+        caret = " " * before + "^" * max(1, under)
         if hint:
             caret += f" {hint}"
         return (
@@ -87,6 +94,68 @@ MAX_LINE_SHOWN = 160
 def source_lines(source: str | None) -> list[str]:
     """The lines as the parser counts them (at '\n' only: a form feed or U+2028 does not end a line)."""
     return [line.removesuffix("\r") for line in (source or "").split("\n")]
+
+
+# the terminal's own controls (ESC starts a colour or a title change, BEL rings), invisible format characters
+# (a zero-width space, a right-to-left override that reorders what is shown) and line separators: a quoted
+# source line, a message or a file name shows them escaped, as Python writes them ('\x1b', '\u200b')
+_UNSAFE = {"Cc", "Cf", "Zl", "Zp", "Cs"}
+_KEPT = {"\u200d"}  # the zero-width joiner builds emoji sequences: shown as is
+_NAMED = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
+TAB_CELLS = 4  # a tab in a quoted source line is shown as this many spaces, so that the caret can follow it
+
+
+def _escape(ch: str) -> str:
+    """A character as Python's backslashreplace writes it: \x1b, \u200b, \U0001f600."""
+    code = ord(ch)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
+def _unsafe(ch: str) -> bool:
+    return unicodedata.category(ch) in _UNSAFE and ch not in _KEPT
+
+
+def escaped(text: str) -> str:
+    """`text` with the characters a terminal would act on or hide shown escaped (a message quoting a file
+    name, a hint quoting the source)."""
+    if text.isprintable():
+        return text
+    return "".join(_NAMED.get(c) or _escape(c) if _unsafe(c) else c for c in text)
+
+
+def _displayed(text: str) -> tuple[str, list[int]]:
+    """A source line as shown under its line number, and the terminal cells each of its characters takes
+    there (the caret is placed by cells): escapes take their length, a tab TAB_CELLS, wide characters
+    (CJK, emoji) 2, combining marks 0; a character the output's encoding cannot hold is escaped, as Python
+    writes it to that output (`PYTHONIOENCODING=ascii`)."""
+    if text.isascii() and text.isprintable():
+        return text, [1] * len(text)
+    encoding = getattr(sys.stderr, "encoding", None) or "utf-8"
+    shown = [_shown_char(c, encoding) for c in text]
+    return "".join(s for s, _ in shown), [n for _, n in shown]
+
+
+@functools.lru_cache(maxsize=4096)
+def _shown_char(ch: str, encoding: str) -> tuple[str, int]:
+    """(what is shown for one source character, the cells it takes)."""
+    if ch == "\t":
+        return " " * TAB_CELLS, TAB_CELLS
+    if ch.isascii() and ch.isprintable():
+        return ch, 1
+    if _unsafe(ch) or not _encodable(ch, encoding):
+        esc = _escape(ch)
+        return esc, len(esc)
+    if unicodedata.combining(ch) or unicodedata.category(ch) in ("Mn", "Me") or ch in _KEPT:
+        return ch, 0
+    return ch, 2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1
+
+
+def _encodable(ch: str, encoding: str) -> bool:
+    try:
+        ch.encode(encoding)
+    except (UnicodeEncodeError, LookupError):
+        return False
+    return True
 
 
 def _window(text: str, col: int, width: int) -> tuple[str, int, int]:

@@ -36,6 +36,10 @@ class Resolver(Binder):
         super().__init__(diags, overrides, had_syntax_errors)
         self.base_dir = base_dir or Path(".")
         self.expander = LayerExpander(self)
+        # the model's keys that resolved, and those that did not or were misspelt (set by `model`): what the
+        # checks of a spec that failed can use
+        self.resolved: dict[str, Any] = {}
+        self.failed: set[str] = set()
 
     def section(self, cls, sec: A.Section, env: dict, path: str) -> Any:
         seen: dict[str, Span] = {}
@@ -98,6 +102,7 @@ class Resolver(Binder):
                 fields[key] = value
         # a key the user meant but misspelt has no value: whole-spec checks would report that as other errors
         failed |= suggested & (MODEL_KEYS | MODEL_SECTIONS)
+        self.resolved, self.failed = fields | {"search_spaces": list(self.spaces.found)}, failed
         if not self.had_syntax_errors:
             for key in REQUIRED:
                 if key not in where and key not in suggested:
@@ -219,9 +224,12 @@ def resolve(f: A.File, d: Diagnostics, base_dir: Path | None = None, overrides: 
     # blocks are checked once, even if unused, so errors in them are not hidden
     spec = r.model(f.models[0])
     r.expander.unused_blocks()
-    if spec is None or had_syntax_errors:
+    if had_syntax_errors:
         return spec
-    from .checks import check_spec
+    from .checks import check_partial, check_spec
 
-    check_spec(spec, f.models[0], d, r.base_dir)
+    if spec is None:
+        check_partial(f.models[0], r.resolved, r.failed, d, r.base_dir)
+    else:
+        check_spec(spec, f.models[0], d, r.base_dir)
     return spec

@@ -21,6 +21,8 @@ import functools
 import math
 import re
 import struct
+import unicodedata
+from collections.abc import Iterable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from importlib import resources
@@ -324,7 +326,7 @@ def _diagnose(err: UnexpectedInput, text: str) -> tuple[str, Span, str | None]:
         if ch == '"':
             return "unterminated string", span, "close it with '\"' on the same line"
         exp = _describe_expected(_accepts_at(text, pos) or err.allowed or [])
-        return f"unexpected character {ch!r}", span, (f"expected {exp}" if exp else None)
+        return f"unexpected character {ch!r}", span, _confusable(ch) or (f"expected {exp}" if exp else None)
     if isinstance(err, UnexpectedEOF) or (isinstance(err, UnexpectedToken) and err.token.type == "$END"):
         lines = text.splitlines() or [""]
         line = len(lines)
@@ -356,6 +358,40 @@ def _diagnose(err: UnexpectedInput, text: str) -> tuple[str, Span, str | None]:
         return f"unexpected {shown}", span, (f"'{tok}' belongs inside the model: move it into "
                                              "model NAME { ... }")
     return f"unexpected {shown}", span, (f"expected {exp}" if exp else None)
+
+
+# letters of other scripts drawn like Latin ones: pasted, or typed with another keyboard layout (`rеlu` with a
+# Cyrillic 'е' looks right and is not)
+_LOOKALIKES = dict(zip("аеорсухіјѕԁАВЕКМНОРСТХЅІЈοαντιΑΒΕΖΗΙΚΜΝΟΡΤΥΧ",
+                       "aeopcyxijsdABEKMHOPCTXSIJoavtiABEZHIKMNOPTYX", strict=True))
+_INVISIBLE = {"\u200b": "a zero-width space", "\u200c": "a zero-width non-joiner",
+              "\u200d": "a zero-width joiner", "\u2060": "a word joiner",
+              "\ufeff": "a zero-width no-break space (a byte-order mark)", "\u00ad": "a soft hyphen"}
+_LOOKALIKE_MARKS = {"\u00a0": "a non-breaking space", "\u202f": "a narrow non-breaking space",
+                    "\u2007": "a figure space", "\u3000": "an ideographic (full-width) space",
+                    "\u201c": "a curly quote", "\u201d": "a curly quote", "\u201e": "a curly quote",
+                    "\u2018": "a curly quote", "\u2019": "a curly quote", "\u2212": "a minus sign",
+                    "\u2013": "an en dash", "\u2014": "an em dash"}
+_PLAIN = {"quote": "'\"'", "sign": "'-'", "dash": "'-'"}
+
+
+def _confusable(ch: str) -> str | None:
+    """The hint for an unexpected character that looks like another (or like nothing): a Cyrillic letter
+    drawn as a Latin one, a full-width parenthesis, a non-breaking or zero-width space, a curly quote."""
+    if ch in _INVISIBLE:
+        return f"this is {_INVISIBLE[ch]}, which shows as nothing; delete it"
+    if ch in _LOOKALIKE_MARKS:
+        what = _LOOKALIKE_MARKS[ch]
+        return f"this is {what}; write {_PLAIN.get(what.rsplit(' ', 1)[-1], 'a plain space')}"
+    if ch in _LOOKALIKES:
+        script, latin = unicodedata.name(ch, "").split(" ")[0].capitalize(), _LOOKALIKES[ch]
+        return f"{ch!r} is a {script} letter that looks like Latin '{latin}'; write '{latin}'"
+    if "\uff01" <= ch <= "\uff5e":  # the full-width forms of ASCII
+        plain = chr(ord(ch) - 0xFEE0)
+        return f"{ch!r} is a full-width '{plain}'; write '{plain}'"
+    if ch.isspace() and ch not in " \t\n\r":
+        return "this is a Unicode space; write a plain space"
+    return None
 
 
 # what a model holds: written outside it (after its closing brace) it is said to belong inside
@@ -395,6 +431,10 @@ class _Scan:
     # line -> col of a string directly followed by a name
     runs_on: dict[int, int] = field(default_factory=dict)
     by_line: dict[int, list[tuple[str, int, int]]] = field(default_factory=dict)  # brackets per line
+    # (line, bracket) -> the column of the first / last one on that line: what the repairs ask of every
+    # bracket, answered without scanning its line again (a line of 60,000 brackets would take minutes)
+    first: dict[tuple[int, str], int] = field(default_factory=dict)
+    last: dict[tuple[int, str], int] = field(default_factory=dict)
 
     def on_line(self, ln: int, chars: str = "{}") -> list[tuple[str, int, int]]:
         return [b for b in self.by_line.get(ln, ()) if b[0] in chars]
@@ -403,14 +443,24 @@ class _Scan:
         """The code on line `ln` after column `col` (comments and trailing blanks left out)."""
         return self.lines[ln - 1][col + 1: self.code_end[ln - 1]].strip()
 
+    def has_code_after(self, ln: int, col: int) -> bool:
+        """Whether `code_after` is not empty, mostly without copying the rest of the line (it is asked for
+        each bracket)."""
+        end = self.code_end[ln - 1]
+        if end <= col + 1:
+            return False
+        return not self.lines[ln - 1][end - 1].isspace() or bool(self.code_after(ln, col))
+
 
 _SPECIAL = re.compile(r'[#"()\[\]{}]')
 _STRING_AT = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
 
 
+@functools.lru_cache(maxsize=2)
 def _scan(text: str) -> _Scan:
     """One pass over the text (a regular expression finds the next character of interest, so that the
-    largest spec file is scanned in a fraction of a second)."""
+    largest spec file is scanned in a fraction of a second). The repairs scan the same text several times
+    over, so the last few scans are kept; a scan is never changed once made."""
     sc = _Scan(text.split("\n"))
     for ln, s in enumerate(sc.lines, 1):
         i, n, end = 0, len(s), 0
@@ -438,6 +488,8 @@ def _scan(text: str) -> _Scan:
                 continue
             sc.brackets.append((c, ln, j))
             sc.by_line.setdefault(ln, []).append((c, ln, j))
+            sc.first.setdefault((ln, c), j)
+            sc.last[(ln, c)] = j
             i = end = j + 1
         sc.code_end.append(end)
         sc.indent.append(len(s) - len(s.lstrip(" \t")) if end else None)
@@ -468,6 +520,33 @@ def _remove_char(line: str, col: int) -> str:
 
     glue = 0 < col < len(line) - 1 and word(line[col - 1]) and word(line[col + 1])
     return line[:col] + ("" if glue else " ") + line[col + 1:]
+
+
+def _edit_line(line: str, removed: Iterable[int] = (), inserted: Iterable[tuple[int, int, str]] = ()) -> str:
+    """`line` with the brackets at the columns `removed` taken out (each as `_remove_char` would) and each
+    (col, order, text) of `inserted` put before column col (at one column, lowest order first), in one pass:
+    edited one at a time, a line of 60,000 brackets would be copied 60,000 times."""
+    gone = set(removed)
+    before: dict[int, list[tuple[int, str]]] = {}
+    for col, order, txt in inserted:
+        before.setdefault(col, []).append((order, txt))
+
+    def word(ch: str) -> bool:
+        return ch.isalnum() or ch == "_"
+
+    out: list[str] = []
+    prev = 0
+    for col in sorted(gone | before.keys()):
+        out.append(line[prev:col])
+        out.extend(txt for _, txt in sorted(before.get(col, ()), key=lambda e: e[0]))
+        prev = col
+        if col in gone:  # (a closer inserted right after it is no name character: no glue then)
+            glue = (0 < col < len(line) - 1 and word(line[col - 1]) and word(line[col + 1])
+                    and col + 1 not in before)
+            out.append("" if glue else " ")
+            prev = col + 1
+    out.append(line[prev:])
+    return "".join(out)
 
 
 def _insert_at(lines: list[str], ln: int, col: int, txt: str) -> None:
@@ -518,22 +597,39 @@ def _drop_braces_in_calls(lines: list[str], diags: Diagnostics) -> list[str]:
     and removed, before it is taken to end the call."""
     sc = _scan("\n".join(lines))
     out = list(lines)
-    for ln in range(len(lines), 0, -1):
-        on_line = sc.on_line(ln, "([{}])")
-        stack: list[int] = []
-        spans: list[tuple[int, int]] = []
-        for c, _, col in on_line:
-            if c in "([":
-                stack.append(col)
-            elif c in ")]" and stack:
-                spans.append((stack.pop(), col))
-        for c, _, col in reversed(on_line):
-            if c in "{}" and any(a < col < b for a, b in spans):
-                diags.add("E001", f"syntax error: unexpected '{c}'", Span(ln, col + 1, ln, col + 2),
-                          "a brace cannot stand inside ( )")
-                out[ln - 1] = _remove_char(out[ln - 1], col)
-                diags.repaired_lines.add(ln)
+    for ln in sorted(sc.by_line, reverse=True):
+        inside = _braces_in_calls(sc.by_line[ln])
+        for c, col in reversed(inside):
+            diags.add("E001", f"syntax error: unexpected '{c}'", Span(ln, col + 1, ln, col + 2),
+                      "a brace cannot stand inside ( )")
+        if inside:
+            out[ln - 1] = _edit_line(out[ln - 1], removed=[col for _, col in inside])
+            diags.repaired_lines.add(ln)
     return out
+
+
+def _braces_in_calls(on_line: list[tuple[str, int, int]]) -> list[tuple[str, int]]:
+    """(brace, col) of the braces between a '(' or '[' and the closer that pairs with it on one line, left
+    to right. Pairs nest, so one sweep counting the pairs open at each column answers it."""
+    stack: list[int] = []
+    starts: set[int] = set()
+    ends: set[int] = set()
+    for c, _, col in on_line:
+        if c in "([":
+            stack.append(col)
+        elif c in ")]" and stack:
+            starts.add(stack.pop())
+            ends.add(col)
+    inside: list[tuple[str, int]] = []
+    depth = 0
+    for c, _, col in on_line:
+        if col in starts:
+            depth += 1
+        elif col in ends:
+            depth -= 1
+        elif c in "{}" and depth > 0:
+            inside.append((c, col))
+    return inside
 
 
 def _fix_parens(lines: list[str], diags: Diagnostics) -> list[str]:
@@ -552,15 +648,15 @@ def _fix_parens(lines: list[str], diags: Diagnostics) -> list[str]:
             diags.add("E001", f"syntax error: unmatched '{c}'", Span(ln, col + 1, ln, col + 2),
                       f"no '{_PAIR[c]}' is open here")
         diags.repaired_lines.add(ln)
-    # apply from the end of the file backwards so that earlier columns stay valid
     out = list(lines)
-    changes = [(ln, col, order, "insert", txt) for ln, col, order, txt in edits]
-    changes += [(ln, col, 0, "remove", "") for _, ln, col in stray]
-    for ln, col, _, kind, txt in sorted(changes, key=lambda e: (e[0], e[1], e[2]), reverse=True):
-        if kind == "insert":
-            _insert_at(out, ln, col, txt)
-        else:
-            out[ln - 1] = _remove_char(out[ln - 1], col)
+    inserts: dict[int, list[tuple[int, int, str]]] = {}
+    removals: dict[int, list[int]] = {}
+    for ln, col, order, txt in edits:
+        inserts.setdefault(ln, []).append((col, order, txt))
+    for _, ln, col in stray:
+        removals.setdefault(ln, []).append(col)
+    for ln in inserts.keys() | removals.keys():
+        out[ln - 1] = _edit_line(out[ln - 1], removals.get(ln, ()), inserts.get(ln, ()))
     return out
 
 
@@ -570,22 +666,30 @@ def _unpaired_parens(sc: _Scan) -> tuple[list, list]:
     stack: list[tuple[str, int, int]] = []
     unclosed: list[tuple[tuple[str, int, int], tuple[int, int] | None]] = []  # (opener, the brace ending it)
     stray: list[tuple[str, int, int]] = []
+    open_count = {"(": 0, "[": 0}  # how many of each are on the stack (asked at every closer: kept count of)
+
+    def pop() -> tuple[str, int, int]:
+        op = stack.pop()
+        open_count[op[0]] -= 1
+        return op
+
     for br in sc.brackets:
         c, ln, col = br
         if c in "([":
             stack.append(br)
+            open_count[c] += 1
         elif c in ")]":
-            top_closes_later = stack and stack[-1][1] == ln and any(
-                b[0] == _CLOSE_OF[stack[-1][0]] and b[2] > col for b in sc.on_line(ln, ")]"))
-            if not any(o[0] == _PAIR[c] for o in stack) or (stack[-1][0] != _PAIR[c] and top_closes_later):
+            top_closes_later = stack and stack[-1][1] == ln and sc.last.get(
+                (ln, _CLOSE_OF[stack[-1][0]]), -1) > col
+            if not open_count[_PAIR[c]] or (stack[-1][0] != _PAIR[c] and top_closes_later):
                 stray.append(br)  # `crop(8, padding=]1)`: the ']' is the odd one out, not the '('
                 continue
             while stack[-1][0] != _PAIR[c]:
-                unclosed.append((stack.pop(), (ln, col)))
-            stack.pop()
+                unclosed.append((pop(), (ln, col)))
+            pop()
         else:  # no bracket stays open across a brace
             while stack:
-                unclosed.append((stack.pop(), (ln, col)))
+                unclosed.append((pop(), (ln, col)))
     unclosed += [(op, None) for op in reversed(stack)]
     return unclosed, stray
 
@@ -614,7 +718,7 @@ def _closer_edit(sc: _Scan, lines: list[str], opener: tuple[str, int, int], end:
     order putting inner closers first."""
     c, ln, col = opener
     close = _CLOSE_OF[c]
-    order = -(ln * 10_000 + col)
+    order = -(ln * 1_000_000 + col)  # (a line has fewer characters: a spec has at most 256 KB)
     stop = _statement_end(sc, ln, end[0] if end else len(lines))
     if stop is not None:
         at = _last_code_line(sc, stop, ln)
@@ -717,7 +821,7 @@ def _accidental_closer(sc: _Scan, closers: list[tuple[str, int, int]]) -> tuple[
     """The first '}' in the middle of a line, or before code at a line's start: typed by accident."""
     for br in closers:
         _, ln, col = br
-        opened_here = any(o[0] == "{" and o[2] < col for o in sc.on_line(ln))
+        opened_here = sc.first.get((ln, "{"), col) < col
         mid_line = col != sc.indent[ln - 1] and not opened_here
         trailing = col == sc.indent[ln - 1] and sc.code_after(ln, col).strip("}").strip() != ""
         if mid_line or trailing:
@@ -733,8 +837,8 @@ def _fix_open_brace(lines: list[str], sc: _Scan, partner: dict, stack: list[tupl
     openers = [b for b in sc.brackets if b[0] == "{"]
     for op in openers:  # `Den{se(10)`: a '{' that opens no block
         _, ln, col = op
-        closed_here = any(o[0] == "}" and o[2] > col for o in sc.on_line(ln))
-        if sc.code_after(ln, col) and not closed_here and not _HEADER.match(lines[ln - 1][:col]):
+        closed_here = sc.last.get((ln, "}"), col) > col
+        if not closed_here and sc.has_code_after(ln, col) and not _HEADER.match(lines[ln - 1][:col]):
             _report(diags, "unmatched '{'", ln, col, "no '}' closes it")
             out[ln - 1] = _remove_char(out[ln - 1], col)
             return out
@@ -883,6 +987,7 @@ def parse(text: str, diags: Diagnostics, max_errors: int = MAX_SHOWN) -> A.File 
         return _parse(text, diags, max_errors)
     finally:
         _budget.reset(token)
+        _scan.cache_clear()  # (the scans of a 256 KB file of brackets hold tens of MB: not kept after it)
 
 
 def _parse(text: str, diags: Diagnostics, max_errors: int) -> A.File | None:

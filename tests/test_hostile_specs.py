@@ -368,6 +368,26 @@ def test_deep_nesting_is_a_positioned_error(tmp_path, what, text, at, words):
         assert (line, col) == (text.count("\n", 0, i) + 1, i - text.rfind("\n", 0, i)), err
 
 
+def _bracket_floods():
+    """(what, spec text): a line of tens of thousands of brackets, nested or side by side, paired or not."""
+    yield "nested", spec_text(input="(4)\n  metrics: " + "[" * 100_000 + "]" * 100_000)
+    yield "side by side", spec_text(input="(4)\n  metrics: [" + "(1)," * 30_000 + "]")
+    yield "closers with nothing to close", spec_text(input="(4)" + ")" * 100_000)
+    yield "braces, one too many", spec_text(input="(4) " + "{}" * 60_000 + "}")
+    yield "braces inside calls", spec_text(input="(4" + "({})" * 40_000 + ")")
+
+
+@pytest.mark.parametrize(("what", "text"), list(_bracket_floods()), ids=[c[0] for c in _bracket_floods()])
+def test_a_flood_of_brackets_is_checked_in_linear_time(tmp_path, what, text):
+    """The syntax repairs look at each bracket once: a line of 100,000 brackets took minutes when each one
+    scanned its whole line again (now about a second; the bound leaves room for a busy machine)."""
+    start = time.monotonic()
+    rc, _, err = check(tmp_path, text)
+    elapsed = time.monotonic() - start
+    assert rc == 2 and "Traceback" not in err
+    assert elapsed < 20, elapsed
+
+
 def test_nesting_up_to_the_limit_works(tmp_path):
     blocks = "block r0() {\n  Dense(4)\n}\n" + "".join(
         f"block r{i}() {{\n  residual {{\n    r{i - 1}()\n  }}\n}}\n" for i in range(1, 60))
@@ -891,3 +911,189 @@ def test_a_bad_value_given_to_a_block_names_the_call(tmp_path):
     rc, _, err = check(tmp_path, text)
     call_line = next(i for i, line in enumerate(text.splitlines(), 1) if "b(-4)" in line)
     assert rc == 2 and f"invalid value for 'units' of Dense (n = -4, given on line {call_line})" in err, err
+
+
+# -------------------------------------------------------------------------------------------- .npy headers
+
+def _npy_with_shape(path: Path, shape: str) -> None:
+    """A version-1 .npy file whose header says `shape` (written as is: it may be no valid shape), no data."""
+    header = "{'descr': '<f4', 'fortran_order': False, 'shape': " + shape + ", }"
+    header += " " * (-(len(header) + 11) % 64) + "\n"
+    path.write_bytes(b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header.encode())
+
+
+@pytest.mark.parametrize(("what", "shape"), [
+    ("negative", "(-5, 4)"), ("fractional", "(2.5, 4)"), ("a bool", "(True, 4)"), ("a list", "[2, 4]"),
+    ("deep enough to exhaust the parser's recursion", "(" + "-" * 3000 + "2, 4)"),
+    ("deep enough to exhaust the parser's memory", "(" + "-" * 9000 + "2, 4)"),
+    ("longer than numpy reads", "(2, 4)" + " " * 12_000)])
+def test_a_crafted_npy_header_is_a_damaged_header(tmp_path, what, shape):
+    """Not "out of memory" (exit 1), nor -5 samples, nor 2.5 read as 2: a spec error at the file."""
+    _npy_with_shape(tmp_path / "x.npy", shape)
+    _npy_with_shape(tmp_path / "y.npy", "(2,)")
+    text = spec_text(source='npy("x.npy", "y.npy")')
+    rc, _, err = check(tmp_path, text)
+    assert_error_at(rc, err, text, '"x.npy"', r"E401.*'x\.npy': damaged \.npy header")
+    assert "memory" not in err and "samples but" not in err
+    assert len(err) < 2_000
+
+
+def test_an_npy_header_numpy_accepts_passes(tmp_path):
+    _npy_with_shape(tmp_path / "x.npy", "(2, 4)")
+    _npy_with_shape(tmp_path / "y.npy", "(2,)")
+    rc, _, err = check(tmp_path, spec_text(source='npy("x.npy", "y.npy")'))
+    assert rc == 0 and "npy" not in err, err
+
+
+# ------------------------------------------------------------------------------- min_lr and the optimizer
+
+def _with_schedule(schedule: str, optimizer: str = "Adam(lr=0.01)") -> str:
+    return spec_text(optimizer=optimizer).replace("  loss:", f"  schedule: {schedule}\n  loss:")
+
+
+@pytest.mark.parametrize(("optimizer", "schedule", "needle", "words", "hint"), [
+    ("Adam(lr=0.01)", "cosine(3, min_lr=5)", "5)", r"min_lr 5 is not below the optimizer's lr 0\.01$",
+     "would raise the learning rate"),
+    ("Adam(lr=0.01)", "cosine(3, min_lr=0.01)", "0.01)", r"min_lr 0\.01 is not below", "constant"),
+    ("SGD()", "plateau(min_lr=0.5)", "0.5)", r"min_lr 0\.5 is not below the optimizer's lr 0\.01",
+     "plateau would never lower the learning rate"),
+    ("Adam(lr=0.01)", "warmup(2, then=cosine(5, min_lr=1))", "1))", r"min_lr 1 is not below", "raise"),
+    ("Adam(lr=loguniform(1e-4, 1e-1))", "cosine(3, min_lr=1e-3)", "1e-3", r"lr 0\.0001 \(the low end of "
+     r"loguniform\(\)\)", "raise"),
+    ("Adam(lr=0.01)", "cosine(3, min_lr=choice(0.001, 0.1))", "choice", r"min_lr 0\.1 \(an option of its "
+     r"choice\(\)\) is not below", "raise"),
+])
+def test_a_min_lr_not_below_the_lr_is_an_error_at_min_lr(tmp_path, optimizer, schedule, needle, words, hint):
+    """A cosine decay toward a min_lr above the lr raises the lr (0.01 -> 1.26 -> 3.75); a plateau never
+    lowers it. With search spaces, every option (both ends of a range) is compared."""
+    text = _with_schedule(schedule, optimizer)
+    if "(" in optimizer.partition("=")[2] or "choice" in schedule:
+        text = with_search(text)
+    rc, _, err = check(tmp_path, text)
+    error_hint(rc, err, text, needle, words, hint, after="schedule:")
+
+
+@pytest.mark.parametrize("schedule", ["cosine(3, min_lr=0.001)", "plateau(min_lr=1e-5)", "cosine(3)",
+                                      "warmup(2, then=cosine(5, min_lr=0.0001))"])
+def test_a_min_lr_below_the_lr_passes(tmp_path, schedule):
+    rc, _, err = check(tmp_path, _with_schedule(schedule))
+    assert rc == 0, err
+
+
+# -------------------------------------------------------------- a bad argument hides no independent error
+
+def test_a_bad_plateau_argument_does_not_hide_its_unknown_monitor(tmp_path):
+    text = _with_schedule("plateau(factor=1, patience=-1, min_lr=-1, monitor=val_acc)")
+    rc, _, err = check(tmp_path, text)
+    for needle in ("1,", "-1,", "-1, m"):
+        assert_error_at(rc, err, text, needle, "invalid value", after="plateau")
+    error_hint(rc, err, text, "val_acc", r"cannot monitor 'val_acc'", "expected one of loss, val_loss",
+               after="plateau")
+    assert err.rstrip().endswith("4 errors"), err
+
+
+def test_a_bad_argument_elsewhere_does_not_hide_a_bad_early_stopping_monitor(tmp_path):
+    text = spec_text(optimizer="Adam(lr=-1)").replace(
+        "  loss:", "  train {\n    early_stopping: (monitor=val_los)\n  }\n  loss:")
+    rc, _, err = check(tmp_path, text)
+    assert_error_at(rc, err, text, "-1", "invalid value")
+    error_hint(rc, err, text, "val_los", r"cannot monitor 'val_los'", "did you mean 'val_loss'")
+
+
+@pytest.mark.parametrize("source", ['csv("missing.csv", target=label, sep=1)',
+                                    'csv(path="missing.csv", sep=1)', 'npy("missing.npy", "y.npy", z=1)',
+                                    'npz("missing.npz", x=3)'])
+def test_a_bad_source_argument_does_not_hide_a_missing_file(tmp_path, source):
+    text = spec_text(source=source)
+    rc, _, err = check(tmp_path, text)
+    assert rc == 2 and "Traceback" not in err
+    assert "cannot read data file 'missing." in err and "no such file" in err, err
+    assert "E112" in err or "E201" in err, err
+
+
+def test_a_bad_argument_elsewhere_does_not_hide_a_missing_file(tmp_path):
+    text = spec_text(source='csv("missing.csv")', optimizer="Adam(lr=-1)")
+    rc, _, err = check(tmp_path, text)
+    assert_error_at(rc, err, text, '"missing.csv"', "cannot read data file 'missing.csv': no such file")
+    assert_error_at(rc, err, text, "-1", "invalid value")
+
+
+# ------------------------------------------------------------ what a diagnostic shows of the source's text
+
+def _cells(text: str) -> int:
+    """The terminal cells `text` takes: CJK and emoji 2, combining marks 0, others 1."""
+    import unicodedata
+
+    return sum(0 if unicodedata.combining(c) else 2 if unicodedata.east_asian_width(c) in "WF" else 1
+               for c in text)
+
+
+def _block_at(err: str, line: int, col: int) -> list[str]:
+    """The lines of the diagnostic located at (line, col)."""
+    return next(b.split("\n") for b in err.split("\n\n") if f":{line}:{col}\n" in b)
+
+
+@pytest.mark.parametrize("control", ["\x1b", "\x07", "\x7f", "\x9b", "\x00"])
+def test_control_characters_are_shown_escaped_with_the_caret_under_them(tmp_path, control):
+    """An ESC in a quoted line would turn the terminal red or change its title: shown as \\x1b, in the
+    line, the message and a quoted file name alike, with the caret under the escape."""
+    seed = f"  seed: x{control}[31mRED{control}]0;T\n"
+    text = spec_text(source=f'csv("a{control}.csv")').replace("  input:", seed + "  input:")
+    rc, _, err = check(tmp_path, text)
+    assert rc == 2 and "Traceback" not in err
+    assert not any(c in err for c in "\x1b\x07\x7f\x9b\x00"), repr(err)
+    shown = f"\\x{ord(control):02x}"
+    line, col = position(text, control, after="seed")
+    block = _block_at(err, line, col)
+    assert f"unexpected character '{shown}'" in block[0]
+    assert block[3].index(shown) == block[4].index("^"), "\n".join(block)
+
+
+@pytest.mark.parametrize("name", ["数据😀", "e\u0301te", "ｆｕｌｌ"])
+def test_the_caret_stands_under_its_token_after_wide_characters(tmp_path, name):
+    """CJK and emoji take two cells of a terminal, combining marks none: the caret counts cells."""
+    text = spec_text(source=f'csv("{name}.csv", target=label, sep=1)')
+    rc, _, err = check(tmp_path, text)
+    line, col = position(text, "sep")
+    block = _block_at(err, line, col)
+    source, caret = block[3], block[4]
+    prefix = source[: source.index("sep")]
+    assert _cells(prefix) == caret.index("^"), "\n".join(block)
+    assert caret[caret.index("^"):].startswith("^^^ ")
+
+
+def test_the_caret_follows_escapes_an_ascii_output_writes(monkeypatch):
+    """With PYTHONIOENCODING=ascii, Python writes '（' as \\uff08: the caret is placed for that text."""
+    import io
+
+    from dlc.compiler import compile_text
+
+    text = spec_text("    Dense\uff088, activation=relu)\n    Dense(3, activation=softmax)")
+    monkeypatch.setattr(sys, "stderr", io.TextIOWrapper(io.BytesIO(), encoding="ascii",
+                                                        errors="backslashreplace"))
+    out = compile_text(text, "s.dlspec").render()
+    line, col = position(text, "relu)")
+    block = _block_at(out, line, col + 4)  # the unmatched ')'
+    assert "\\uff088, activation" in block[3]
+    assert block[3].index("relu)") + 4 == block[4].index("^"), "\n".join(block)
+
+
+def test_a_tab_in_a_quoted_line_keeps_the_caret_under_its_token(tmp_path):
+    text = spec_text("\tDense(8, activation=rleu)\n    Dense(3, activation=softmax)")
+    rc, _, err = check(tmp_path, text)
+    block = _block_at(err, *position(text, "rleu"))
+    assert "\t" not in block[3] and block[3].index("rleu") == block[4].index("^"), "\n".join(block)
+
+
+@pytest.mark.parametrize(("layer", "char", "hint"), [
+    ("Dense(8, activation=r\u0435lu)", "\u0435", "'е' is a Cyrillic letter that looks like Latin 'e'"),
+    ("Dense(8, activation=\u0440elu)", "\u0440", "looks like Latin 'p'"),
+    ("Dense(8,\u00a0activation=relu)", "\u00a0", "a non-breaking space; write a plain space"),
+    ("Dense(8, activation=re\u200blu)", "\u200b", "a zero-width space, which shows as nothing; delete it"),
+    ("Dense\uff088, activation=relu)", "\uff08", "a full-width '\\('; write '\\('"),
+    ("Dense(8, activation=\u201crelu\u201d)", "\u201c", "a curly quote"),
+])
+def test_a_character_that_looks_like_another_is_named(tmp_path, layer, char, hint):
+    text = spec_text(f"    {layer}\n    Dense(3, activation=softmax)")
+    rc, _, err = check(tmp_path, text)
+    error_hint(rc, err, text, char, "unexpected character", hint)
