@@ -331,7 +331,8 @@ def _check_output_units(spec: Spec, loss, units: int, where: Span | None, last: 
     elif classes is not None and spec.data is not None:  # (classes are known only from the data)
         d.add("E302",
               f"{loss.name} is a regression loss, but '{spec.data.source.name}' is a classification set",
-              where, "use categorical_crossentropy with a softmax output")
+              where, "use binary_crossentropy with a Dense(1, activation=sigmoid) output" if classes == 2
+              else "use categorical_crossentropy with a softmax output")
     elif spec.data and isinstance(spec.data.source, Bundled) and units != 1:
         d.add("E302", f"'{spec.data.source.name}' has one target, but the last layer has {units} outputs",
               _layer_span(last), "use Dense(1)")
@@ -356,16 +357,41 @@ def _check_augment(spec: Spec, augment: list[AugmentT], m: A.Model, d: Diagnosti
         d.add("E303", "augment applies to image data; input must be (height, width, channels)", where)
         return
     h, w = spec.input[0], spec.input[1]
-    for op in augment:
+    written = aug.value.items if aug is not None and isinstance(aug.value, A.List) else []
+    for i, op in enumerate(augment):
         if isinstance(op, Crop) and (op.size != h or op.size != w):
-            d.add("E303", f"crop({op.size}, ...) must keep the image size {h}x{w}", where,
+            at = written[i].span if i < len(written) else where  # (the call itself, not the whole list)
+            d.add("E303", f"crop({op.size}, ...) must keep the image size {h}x{w}", at,
                   f"pad-and-crop: crop({h}, padding=...)")
+
+
+def _check_token_inputs(spec: Spec, m: A.Model, d: Diagnostics) -> None:
+    """An Embedding reading the model's input takes whole-number token indices: standard normalisation makes
+    fractions of them (an error: the run would fail when it reads its data); minmax does unless every feature
+    takes two values only (a warning)."""
+    from .layers import Embedding, Flatten, Reshape
+
+    how = spec.data.normalize if spec.data is not None else "none"
+    first = next((x for x in spec.layers if not isinstance(x, (Flatten, Reshape))), None)
+    if how == "none" or not isinstance(first, Embedding):
+        return
+    st = _find_assign(m, "normalize", "data")
+    what = (f"the first layer, Embedding({first.input_dim}, ...), takes token indices, whole numbers "
+            f"0..{first.input_dim - 1}")
+    if how == "standard":
+        d.add("E303", f"normalize: standard turns token indices into fractions, but {what}",
+              st.value.span if st else None, "normalize: none keeps token indices whole")
+    else:
+        d.warn("W005", f"normalize: {how} turns token indices into fractions (unless every feature takes two "
+               f"values only), but {what}", st.value.span if st else None,
+               "normalize: none keeps token indices whole")
 
 
 def _check_data(spec: Spec, m: A.Model, d: Diagnostics, base_dir: Path) -> None:
     if spec.data is None:
         return
     _check_stratify(spec, m, d)
+    _check_token_inputs(spec, m, d)
     if spec.data.augment:
         _check_augment(spec, spec.data.augment, m, d)
     src = spec.data.source

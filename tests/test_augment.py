@@ -154,6 +154,9 @@ def test_augment_errors():
     bad = SPEC.replace("crop(8, padding=1)", "crop(6, padding=1)")
     r = compile_text(bad)
     assert not r.ok and "crop(6, ...) must keep the image size 8x8" in r.render()
+    (err,) = r.diagnostics.errors  # the caret under the crop call, not the whole augment list
+    line = bad.splitlines()[err.span.line - 1]
+    assert line[err.span.col - 1:err.span.end_col - 1] == "crop(6, padding=1)"
     flat = SPEC.replace("input: (8, 8, 1)", "input: (64)").replace("Conv2D(4, (3, 3), padding=same, "
                                                                     "activation=relu)", "Dense(8)")
     r = compile_text(flat)

@@ -253,3 +253,41 @@ def test_schema_is_json():
     assert schema["type"] == "object"
     assert {"input", "layers", "loss", "optimizer"} <= set(schema["properties"])
     assert {"input", "layers", "loss", "optimizer", "name"} <= set(schema["required"])
+
+
+def test_an_embedding_input_under_standard_normalisation_is_found_by_check():
+    """`dlc run` always failed reading the data (token indices made fractions); check says so at normalize:
+    an error for standard, a warning for minmax (features of two values stay whole)."""
+    from dlc.compiler import compile_text
+
+    spec = """model e {
+  data {
+    source: digits
+    normalize: HOW
+  }
+  input: (64)
+  layers {
+    Embedding(17, 4)
+    Flatten()
+    Dense(10, activation=softmax)
+  }
+  loss: sparse_categorical_crossentropy
+  optimizer: Adam(lr=0.01)
+}
+"""
+    r = compile_text(spec.replace("HOW", "standard"))
+    (err,) = r.diagnostics.errors
+    assert err.code == "E303" and (err.span.line, err.span.col) == (4, 16)
+    assert "Embedding(17, ...), takes token indices, whole numbers 0..16" in err.message
+    r = compile_text(spec.replace("HOW", "minmax"))
+    assert r.ok and [w.code for w in r.diagnostics.sorted()] == ["W005"]
+    assert compile_text(spec.replace("HOW", "none")).ok
+
+
+def test_a_regression_loss_on_a_two_class_set_suggests_binary_crossentropy():
+    from dlc.compiler import compile_text
+
+    r = compile_text((ROOT / "specs" / "breast_cancer.dlspec").read_text()
+                     .replace("loss: binary_crossentropy", "loss: mse"))
+    hints = [e.hint for e in r.diagnostics.errors if e.code == "E302"]
+    assert hints == ["use binary_crossentropy with a Dense(1, activation=sigmoid) output"]
