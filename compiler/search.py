@@ -27,6 +27,7 @@ from typing import Any
 from . import ast as A
 from .diagnostics import Diagnostics, Span, did_you_mean
 from .syntax import quote
+from .training import higher_is_better
 
 GRID_POINTS = 5
 TOP_FRACTION = 0.25
@@ -309,10 +310,8 @@ def check_search(spec, m: A.Model, d: Diagnostics) -> None:
     """The search block's objective names a metric the run computes."""
     if spec.search is None:
         return
-    metric = spec.search.objective.metric
+    metric, direction = spec.search.objective.metric, spec.search.objective.direction
     valid = objective_names(spec)
-    if metric in valid:
-        return
     where = None
     for st in m.body:
         if isinstance(st, A.Section) and st.name == "search":
@@ -320,6 +319,13 @@ def check_search(spec, m: A.Model, d: Diagnostics) -> None:
                 if isinstance(a, A.Assign) and a.key == "objective":
                     v = a.value
                     where = v.words[-1].span if isinstance(v, A.Phrase) else v.span
+    if metric in valid:
+        better = "maximize" if higher_is_better(metric) else "minimize"
+        if direction != better:  # (only a written direction can differ: a missing one is inferred)
+            d.warn("W006", f"{direction} {metric}: a {'higher' if better == 'maximize' else 'lower'} "
+                   f"{metric} is better, so the search would pick the worst trial", where,
+                   f"write objective: {better} {metric}")
+        return
     base = metric[4:] if metric.startswith(("val_",)) else metric.removeprefix("cv_")
     split = spec.data.split if spec.data is not None else None
     if split is not None and split.kind == "kfold" and f"cv_{base}" in valid:

@@ -363,9 +363,24 @@ class Train(IRNode):
 # ------------------------------------------------------------------------------------------------- search
 
 
+def higher_is_better(metric: str) -> bool:
+    """Accuracy-like quantities (accuracy, precision, recall, f1) improve upwards, losses and errors
+    downwards, as Keras' mode='auto' decides: the one rule for monitors and search objectives."""
+    return any(k in metric for k in ("acc", "precision", "recall", "f1"))
+
+
 class Objective(IRNode):
     direction: Literal["minimize", "maximize"] = "minimize"
     metric: str = "val_loss"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _direction_of_the_metric(cls, data):
+        """`objective: val_accuracy` (no direction) maximises it: minimising it made the worst trial best."""
+        if isinstance(data, dict) and data.get("direction") is None:
+            metric = str(data.get("metric", "val_loss"))
+            data = {**data, "direction": "maximize" if higher_is_better(metric) else "minimize"}
+        return data
 
 
 class Search(IRNode):

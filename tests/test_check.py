@@ -291,3 +291,23 @@ def test_a_regression_loss_on_a_two_class_set_suggests_binary_crossentropy():
                      .replace("loss: binary_crossentropy", "loss: mse"))
     hints = [e.hint for e in r.diagnostics.errors if e.code == "E302"]
     assert hints == ["use binary_crossentropy with a Dense(1, activation=sigmoid) output"]
+
+
+@pytest.mark.parametrize("objective, direction, warning", [
+    ("val_accuracy", "maximize", None), ("val_loss", "minimize", None),
+    ("(metric=val_accuracy)", "maximize", None), ("minimize val_accuracy", "minimize", "W006"),
+    ("maximize val_loss", "maximize", "W006"), ("maximize val_accuracy", "maximize", None),
+])
+def test_an_objective_without_a_direction_takes_its_metric_s(objective, direction, warning):
+    """`objective: val_accuracy` minimised accuracy (the worst trial was 'best'); a written direction against
+    its metric is a warning."""
+    from dlc.compiler import compile_text
+
+    text = (ROOT / "specs" / "iris.dlspec").read_text().replace("Adam(lr=0.01)", "Adam(lr=choice(0.01, 0.1))")
+    assert "choice(" in text
+    search = f"  search {{\n    method: grid\n    objective: {objective}\n  }}\n}}\n"
+    text = text.rstrip().removesuffix("}") + search
+    r = compile_text(text, "t.dlspec")
+    assert r.ok, r.render()
+    assert r.spec.search.objective.direction == direction
+    assert [w.code for w in r.diagnostics.sorted()] == ([warning] if warning else [])

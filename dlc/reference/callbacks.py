@@ -6,11 +6,13 @@ import math
 
 import numpy as np
 
+from dlc.compiler.training import higher_is_better
+
 
 def monitor_mode(mode: str, monitor: str) -> str:
     """'auto' is 'max' for accuracy-like quantities and 'min' for losses and errors, as Keras decides."""
     if mode == "auto":
-        return "max" if any(k in monitor for k in ("acc", "precision", "recall", "f1")) else "min"
+        return "max" if higher_is_better(monitor) else "min"
     return mode
 
 
