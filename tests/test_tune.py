@@ -359,6 +359,23 @@ def test_a_study_keeps_its_backend(tmp_path):
         {"tiny": "torch", "tiny-keras": "keras"}
 
 
+def test_another_study_in_a_tune_folder_is_refused(tmp_path):
+    """A tune folder holds one study (its trials/NNNN are numbered per study): a second study there (--study
+    NAME, another spec, --refine R --out R) overwrote the first's tune.json, best.dlspec and trial folders."""
+    p = _write(tmp_path, trials=1, units="choice(4, 8)")
+    out = tmp_path / "t"
+    rc, _, err = _tune(str(p), "--out", str(out))
+    assert rc == 0, err
+    before = {f: f.read_bytes() for f in out.rglob("*") if f.is_file() and f.name != "study.db"}
+    rc, _, err = _tune(str(p), "--out", str(out), "--study", "other")
+    assert rc == 2 and f"--out {out} holds the search of study 'tiny'" in err and "give a new --out" in err
+    rc, _, err = _tune("--refine", str(out), "--out", str(out))
+    assert rc == 2 and "this search is study 'tiny-refined'" in err
+    assert {f: f.read_bytes() for f in out.rglob("*") if f.is_file() and f.name != "study.db"} == before
+    rc, _, err = _tune(str(p), "--out", str(out), "--trials", "2")  # its own study continues
+    assert rc == 0, err
+
+
 def test_resume_after_a_killed_process(tmp_path):
     """A `dlc tune` killed (SIGKILL, with its trial process) mid-trial: the next run fails that trial as
     interrupted, runs its parameters again, and finishes the search."""

@@ -530,6 +530,20 @@ def tune(result, spec_path: str, *, backend: str = "torch", device: str = "auto"
     return search.finish(interrupted)
 
 
+def _check_same_study(out: Path, study: str) -> None:
+    """A tune folder holds one study: its trials/NNNN are numbered per study and tune.json and best.dlspec are
+    the study's, so another study's search there would overwrite them (TuneError before anything is
+    written)."""
+    try:
+        held = json.loads((out / "tune.json").read_text()).get("study")
+    except (OSError, ValueError, AttributeError):
+        return
+    if isinstance(held, str) and held != study:
+        raise TuneError(f"--out {out} holds the search of study '{held}' (its tune.json, best.dlspec and "
+                        f"trials/); this search is study '{study}' and would overwrite them: give a new "
+                        "--out")
+
+
 class _Search:
     """One `dlc tune` process's part of a study: open it, queue grid points and interrupted trials, keep
     --workers trial processes running, write tune.json and best.dlspec."""
@@ -551,12 +565,14 @@ class _Search:
         self.target = min(self.trials, len(self.grid)) if self.grid is not None else self.trials
         self.backend, self.device, self.threads = backend, device, threads
         self.fresh = not (out and Path(out).is_dir() and any(Path(out).iterdir()))
+        self.study_name = study or (f"{spec.name}-refined" if refined else spec.name)
+        if out:
+            _check_same_study(Path(out), self.study_name)
         self.run = rundir.new_run_dir(f"{spec.name}-tune", backend, out, kind="tune", spec_file=spec_path)
         self.spec_file = Path(spec_path).resolve()
         if not (self.run / self.spec_file.name).exists():
             rundir.copy_spec(self.run, spec_path)
         self.url = _storage_url(search.storage, self.run, self.spec_file.parent)
-        self.study_name = study or (f"{spec.name}-refined" if refined else spec.name)
         self.lock = _StudyLock(None, self.url, self.study_name, self.run)
         # set by open()
         self.study: optuna.Study
