@@ -4,6 +4,7 @@ a tuner fixes a trial's values. Every other value it may take is checked against
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal, Protocol
 
 from pydantic import ValidationError
@@ -54,28 +55,15 @@ class SearchSpaceCalls:
         at = (v.name_span.line, v.name_span.col)
         end = (v.span.end_line, v.span.end_col)
         if kind == "choice":
-            if not raw:
-                self.d.add("E501", "choice() needs at least one option", v.span)
-                return MISSING
-            bad = [a for a, r in zip(v.args, raw, strict=True) if not isinstance(r, (int, float, str, bool))]
-            if bad:
-                self.d.add("E501", "a choice() option must be a number, a name, a string or true/false",
-                           bad[0].span, "list the options themselves: choice(32, 64, 128)")
+            if not self._options_fit(v, raw):
                 return MISSING
             space = SearchSpace(kind=kind, path=path, options=list(raw), at=at, end=end)
             rep = raw[0]
             others = list(zip(raw, (a.span for a in v.args), strict=True))
         else:
-            if len(raw) != 2 or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in raw):
-                self.d.add("E501", f"{v.name}(low, high) needs two numbers", v.span)
+            if not self._ends_fit(v, raw, path, annotation):
                 return MISSING
             lo, hi = raw
-            if not lo < hi or (kind == "loguniform" and lo <= 0):
-                self.d.add("E501", f"{v.name}({lo}, {hi}): need 0 < low < high" if kind == "loguniform"
-                           else f"{v.name}({lo}, {hi}): need low < high", v.span)
-                return MISSING
-            if kind != "int_uniform" and self._fractional_for_integer(v, path, annotation, lo, hi):
-                return MISSING
             space = SearchSpace(kind=kind, path=path, low=float(lo), high=float(hi), at=at, end=end)
             rep = int(lo) if kind == "int_uniform" else lo
             ends = [int(b) if kind == "int_uniform" else b for b in raw]
@@ -89,6 +77,46 @@ class SearchSpaceCalls:
             span = v.span
             return self.binder.bind(A.Name(chosen, span), fam, {}, path)
         return chosen
+
+    def _options_fit(self, v: A.Call, raw: list) -> bool:
+        """choice()'s options: at least one, each a plain value, none twice (a grid would count it twice: a
+        search that never ends). Reports what does not fit."""
+        if not raw:
+            self.d.add("E501", "choice() needs at least one option", v.span)
+            return False
+        bad = [a for a, r in zip(v.args, raw, strict=True) if not isinstance(r, (int, float, str, bool))]
+        if bad:
+            self.d.add("E501", "a choice() option must be a number, a name, a string or true/false",
+                       bad[0].span, "list the options themselves: choice(32, 64, 128)")
+            return False
+        twice = next(((a, r) for i, (a, r) in enumerate(zip(v.args, raw, strict=True))
+                      if any(_same_option(r, q) for q in raw[:i])), None)
+        if twice is not None:
+            self.d.add("E501", f"choice() lists {literal(twice[1])} twice", twice[0].span,
+                       "list each option once")
+            return False
+        return True
+
+    def _ends_fit(self, v: A.Call, raw: list, path: str, annotation: Any) -> bool:
+        """A range's two ends: numbers, low < high (0 < low for loguniform), whole numbers for int_uniform and
+        for an argument that takes whole numbers only. Reports what does not fit."""
+        kind = SEARCH_FUNCS[v.name]
+        if len(raw) != 2 or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in raw):
+            self.d.add("E501", f"{v.name}(low, high) needs two numbers", v.span)
+            return False
+        lo, hi = raw
+        if not lo < hi or (kind == "loguniform" and lo <= 0):
+            self.d.add("E501", f"{v.name}({lo}, {hi}): need 0 < low < high" if kind == "loguniform"
+                       else f"{v.name}({lo}, {hi}): need low < high", v.span)
+            return False
+        if kind != "int_uniform":
+            return not self._fractional_for_integer(v, path, annotation, lo, hi)
+        if not (float(lo).is_integer() and float(hi).is_integer()):
+            self.d.add("E501", f"{v.name}({number_text(lo)}, {number_text(hi)}) draws whole numbers, so its "
+                       "ends must be whole numbers", v.span,
+                       f"for example {v.name}({math.ceil(lo)}, {max(math.floor(hi), math.ceil(lo) + 1)})")
+            return False
+        return True
 
     def _fractional_for_integer(self, v: A.Call, path: str, annotation: Any, lo: float, hi: float) -> bool:
         """Report uniform()/loguniform() for a whole-number argument (units, kernel sizes): a tuner would

@@ -1097,3 +1097,17 @@ def test_a_character_that_looks_like_another_is_named(tmp_path, layer, char, hin
     text = spec_text(f"    {layer}\n    Dense(3, activation=softmax)")
     rc, _, err = check(tmp_path, text)
     error_hint(rc, err, text, char, "unexpected character", hint)
+
+
+@pytest.mark.parametrize("call, says, hint", [
+    ("int_uniform(1.5, 1.9)", "int_uniform(1.5, 1.9) draws whole numbers, so its ends must be whole numbers",
+     "for example int_uniform(2, 3)"),
+    ("choice(4, 8, 4)", "choice() lists 4 twice", "list each option once"),
+])
+def test_a_search_space_a_tuner_cannot_search_is_a_spec_error(tmp_path, call, says, hint):
+    """int_uniform(1.5, 1.9) passed check, then crashed grid search and drew 1 under random; a repeated
+    choice() option made a grid of 8 points out of 4, a search that never ended."""
+    text = spec_text(f"    Dense({call}, activation=relu)\n    Dense(3, activation=softmax)") \
+        .rstrip().removesuffix("}") + "  search { method: grid }\n}\n"
+    rc, _, err = check(tmp_path, text)
+    assert rc == 2 and says in err and hint in err, err
