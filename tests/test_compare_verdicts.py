@@ -178,6 +178,9 @@ def test_seeds_usage_errors(tmp_path):
     assert rc == 2 and "do not apply" in err
     rc, _, err = run_cli("compare", path, "--seeds", "3", "--margin", "0")
     assert rc == 2 and "margins must be positive" in err
+    for option, value in (("--alpha", "0.9"), ("--rel-margin", "-5"), ("--margin", "0.1")):  # (were ignored)
+        rc, out, err = run_cli("compare", path, "--steps", "2", option, value)
+        assert rc == 2 and out == "" and "apply only with --seeds N" in err
     import dlc
 
     with pytest.raises(ValueError, match="at least 2 seeds"):

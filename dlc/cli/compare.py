@@ -51,6 +51,9 @@ def command(
     training of its fold 1 (as `dlc cv` builds it), with a note saying so."""
     if seeds is not None:
         _check_seed_options(steps, dtype, margin, rel_margin, alpha)
+    elif (margin, rel_margin, alpha) != SEED_DEFAULTS:  # (they were ignored, even invalid ones)
+        raise CommandError(error_line("--margin, --rel-margin and --alpha judge the final metrics over "
+                                      "seeds: they apply only with --seeds N"), EXIT_SPEC)
     loaded = training_spec(spec, seed)
     if seeds is not None:
         c = api.compare(loaded, seeds=seeds, margin=margin, rel_margin=rel_margin, alpha=alpha)
@@ -64,6 +67,9 @@ def command(
     else:
         _show(loaded.name, c)
     return EXIT_OK if c["passed"] else EXIT_RUNTIME
+
+
+SEED_DEFAULTS = (0.02, 0.05, 0.05)  # --margin, --rel-margin, --alpha
 
 
 def _check_seed_options(steps, dtype, margin: float, rel_margin: float, alpha: float) -> None:
