@@ -142,3 +142,41 @@ def test_a_cv_cut_short_is_listed_with_its_backend(tmp_path):
     (tmp_path / "cv" / "cv.json").unlink()  # as if killed before its end
     row = describe(tmp_path / "cv")
     assert row["backend"] == "keras" and row["kind"] == "cv"
+
+
+def test_plot_draws_a_one_epoch_run_and_names_what_it_leaves_out(tmp_path, monkeypatch):
+    """A 1-epoch run drew empty panels (a line through one point); a quantity not every run has is left out,
+    and the figure says which."""
+    from matplotlib.figure import Figure
+
+    from dlc.runtime.runs import plot_runs
+
+    def make(name, rows):
+        run = tmp_path / name
+        run.mkdir()
+        (run / "ir.json").write_text("{}")
+        (run / "history.json").write_text(json.dumps(rows))
+        return run
+
+    one = make("one", [{"epoch": 1, "loss": 1.0, "accuracy": 0.5, "val_loss": 1.1, "lr": 0.01}])
+    reg = make("reg", [{"epoch": e, "loss": 9.0 - e, "mae": 2.0, "val_loss": 9.5 - e, "lr": 0.01}
+                       for e in (1, 2)])
+    from matplotlib.axes import Axes
+
+    notes, markers = [], []
+    real_text, real_plot = Figure.text, Axes.plot
+
+    def text(self, x, y, s, **kw):
+        notes.append(s)
+        return real_text(self, x, y, s, **kw)
+
+    def plot(self, *a, **kw):
+        markers.append(kw.get("marker"))
+        return real_plot(self, *a, **kw)
+
+    monkeypatch.setattr(Figure, "text", text)
+    monkeypatch.setattr(Axes, "plot", plot)
+    out = plot_runs([one, reg], tmp_path / "p.png")
+    assert out.stat().st_size > 1000
+    assert notes == ["not drawn (not in every run): accuracy, mae"]
+    assert "o" in markers

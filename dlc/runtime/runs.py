@@ -341,6 +341,8 @@ def plot_runs(paths: Sequence[str | Path], out: str | Path) -> Path:
     except OSError as e:
         raise RunDirError(f"cannot create the folder of --out {out}: {e.strerror or e}") from None
     keys = [k for k in runs[0][1][0] if k not in PLOT_SKIP and not k.startswith("val_")]
+    left = sorted({k for _, h in runs for k in h[0] if k not in PLOT_SKIP and not k.startswith("val_")
+                   and k != "lr" and not all(k in g[0] for _, g in runs)})
     keys = [k for k in keys if all(k in h[0] for _, h in runs)] + ["lr"]
     fig, axes = figure(1, len(keys), figsize=(4.4 * len(keys), 3.8))
     colors = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
@@ -351,7 +353,9 @@ def plot_runs(paths: Sequence[str | Path], out: str | Path) -> Path:
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=8)
-    fig.tight_layout()
+    if left:  # (a panel per quantity every run has: say which were left out, on the figure itself)
+        fig.text(0.01, 0.01, f"not drawn (not in every run): {', '.join(left)}", fontsize=8, color="dimgray")
+    fig.tight_layout(rect=(0, 0.04 if left else 0, 1, 1))
     try:
         fig.savefig(out, dpi=110)
     except (OSError, ValueError) as e:
@@ -361,12 +365,13 @@ def plot_runs(paths: Sequence[str | Path], out: str | Path) -> Path:
 
 def _plot_run(axes, keys: list[str], hist: list[dict], label: str, color) -> None:
     ep = [r["epoch"] for r in hist]
+    dot = {"marker": "o", "markersize": 4} if len(hist) == 1 else {}  # (a line through 1 point shows nothing)
     for ax, key in zip(axes, keys, strict=True):
         if key == "lr":
-            ax.plot(ep, [r["lr"] for r in hist], color=color, label=label)
+            ax.plot(ep, [r["lr"] for r in hist], color=color, label=label, **dot)
             ax.set_yscale("log")
             continue
-        ax.plot(ep, [r.get(key) for r in hist], color=color, label=f"{label} train")
+        ax.plot(ep, [r.get(key) for r in hist], color=color, label=f"{label} train", **dot)
         if f"val_{key}" in hist[0]:
             ax.plot(ep, [r.get(f"val_{key}") for r in hist], color=color, linestyle="--",
-                    label=f"{label} val")
+                    label=f"{label} val", **dot)
