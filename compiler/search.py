@@ -20,6 +20,7 @@ Rules (also in the README):
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -306,10 +307,38 @@ def objective_names(spec) -> list[str]:
     return names + [f"cv_{b}" for b in base]
 
 
+STORAGE = re.compile(r"(sqlite|postgresql|postgres)(\+\w+)?://(.*)", re.IGNORECASE)
+
+
+def storage_problem(url: str) -> str | None:
+    """What is wrong with a search block's `storage:` URL (None when dlc can keep a study there): SQLite in a
+    file, or PostgreSQL. An in-memory SQLite database cannot be shared with the trial processes."""
+    m = STORAGE.fullmatch(url)
+    if m is None:
+        return "dlc keeps a study in SQLite (sqlite:///file.db) or PostgreSQL (postgresql://user@host/db)"
+    if m.group(1).lower() == "sqlite" and m.group(3) in ("", "/", "/:memory:"):
+        return "an in-memory SQLite database cannot be shared with the trial processes; name a file, " \
+               "sqlite:///file.db"
+    return None
+
+
+def _check_storage(storage: str | None, m: A.Model, d: Diagnostics) -> None:
+    problem = storage_problem(storage) if storage else None
+    if not problem:
+        return
+    where = None
+    for s in m.body:
+        if isinstance(s, A.Section) and s.name == "search":
+            where = next((a.value.span for a in s.body if isinstance(a, A.Assign) and a.key == "storage"),
+                         None)
+    d.add("E506", f"storage {storage!r}: not a storage dlc can keep a study in", where, problem)
+
+
 def check_search(spec, m: A.Model, d: Diagnostics) -> None:
-    """The search block's objective names a metric the run computes."""
+    """The search block's objective names a metric the run computes; its storage is one dlc can use."""
     if spec.search is None:
         return
+    _check_storage(spec.search.storage, m, d)
     metric, direction = spec.search.objective.metric, spec.search.objective.direction
     valid = objective_names(spec)
     where = None

@@ -509,10 +509,16 @@ def test_postgres_study_shared_by_two_processes(tmp_path, postgres):
     assert _summary(tmp_path / "a")["storage"].startswith("postgresql://")
 
 
-def test_a_storage_dlc_cannot_keep_a_study_in_is_one_line(tmp_path):
-    """storage: "mysql://x" is not a missing PostgreSQL driver (pip install 'dlc[postgres]')."""
-    spec = _write(tmp_path, extra='\n    storage: "mysql://x"', trials=1)
-    rc, _, err = run_cli("tune", spec, "--out", tmp_path / "t")
-    assert rc == 2 and "dlc keeps a study in SQLite" in err and "not in mysql" in err, err
-    assert "dlc[postgres]" not in err
+@pytest.mark.parametrize("url, hint", [
+    ("mysql://x", "dlc keeps a study in SQLite (sqlite:///file.db) or PostgreSQL"),
+    ("notaurl", "dlc keeps a study in SQLite (sqlite:///file.db) or PostgreSQL"),
+    ("sqlite://", "an in-memory SQLite database cannot be shared with the trial processes"),
+])
+def test_a_storage_dlc_cannot_keep_a_study_in_is_a_spec_error(tmp_path, url, hint):
+    """storage: "mysql://x" is not a missing PostgreSQL driver (pip install 'dlc[postgres]'); "notaurl" was an
+    internal SQLAlchemy error (exit 1), "sqlite://" failed every trial; `dlc check` finds all three."""
+    spec = _write(tmp_path, extra=f'\n    storage: "{url}"', trials=1)
+    for argv in (["check", spec], ["tune", spec, "--out", tmp_path / "t"]):
+        rc, _, err = run_cli(*argv)
+        assert rc == 2 and "E506" in err and hint in err and "dlc[postgres]" not in err, err
     assert not (tmp_path / "t").exists()  # a refused set-up leaves no folder behind
