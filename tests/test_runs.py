@@ -124,6 +124,9 @@ def test_an_interrupted_tune_is_listed_as_incomplete(tmp_path):
     tune["trials"] = [{"number": i, "state": "COMPLETE", "value": 0.5} for i in range(20)]
     (run / "tune.json").write_text(json.dumps(tune))
     assert describe(run)["status"] == "done"
+    tune["trials"] = [{"number": i, "state": "FAIL", "value": None} for i in range(20)]  # (was "done")
+    (run / "tune.json").write_text(json.dumps(tune))
+    assert describe(run)["status"] == "failed: no trial completed (20 failed)"
 
 
 def test_a_cv_cut_short_is_listed_with_its_backend(tmp_path):

@@ -222,9 +222,9 @@ def describe(run: Path) -> dict:
     if st.kind == "cv":
         _describe_cv(run, out)
     elif st.kind == "tune":
-        short = _describe_tune(run, out)
-        if short and st.state == "finished":
-            st = RunState(st.kind, "unfinished", short)
+        ended = _describe_tune(run, out)
+        if ended and st.state == "finished":
+            st = RunState(st.kind, *ended)
     else:
         ir, env = st.ir or _load(run / "ir.json") or {}, _load(run / "env.json") or {}
         info = st.info or _load(run / "run.json") or {}
@@ -251,9 +251,10 @@ def _describe_cv(run: Path, out: dict) -> None:
                std={f"cv_{k}": v for k, v in cv.get("std", {}).items()})
 
 
-def _describe_tune(run: Path, out: dict) -> str | None:
-    """Fills in a tune folder's row; returns how it falls short of the trials it was asked for (an interrupted
-    `dlc tune` writes tune.json too), None when it does not."""
+def _describe_tune(run: Path, out: dict) -> tuple[str, str] | None:
+    """Fills in a tune folder's row; returns (state, detail) when the search did not end well: no trial
+    completed ("failed"), or fewer trials ended than asked for ("unfinished": an interrupted `dlc tune` writes
+    tune.json too); None when it did."""
     tune = _load(run / "tune.json") or {}
     trials = tune.get("trials")
     if isinstance(trials, list):  # (a queued or running trial has not ended: it is no trial of the search)
@@ -268,8 +269,11 @@ def _describe_tune(run: Path, out: dict) -> str | None:
         out["final"] = {metric: best.get("value")}
         out["best_trial"] = best.get("number")
     target = tune.get("trials_target")
+    states = [t.get("state") for t in trials if isinstance(t, dict)] if isinstance(trials, list) else []
+    if n and not {"COMPLETE", "PRUNED"} & set(states):
+        return "failed", f"no trial completed ({n} failed)"
     if isinstance(trials, list) and isinstance(target, int) and n < target:
-        return f"{n} of {target} trials ended"
+        return "unfinished", f"{n} of {target} trials ended"
     return None
 
 
