@@ -248,6 +248,16 @@ def test_best_spec_checks_and_runs_to_the_same_result(grid_run, tmp_path):
     assert history[-1]["val_loss"] == pytest.approx(best["value"], rel=1e-6)  # the same training again
 
 
+def test_refine_refuses_a_spec_whose_space_does_not_hold_the_earlier_one(grid_run, tmp_path):
+    """--refine RUN SPEC searched RUN's spaces even where SPEC allows other values: best.dlspec could hold a
+    value SPEC does not (Dense(8) for choice(4, 16))."""
+    p = _write(tmp_path, units="choice(4, 16)", act="choice(relu, tanh)")
+    rc, _, err = _tune("--refine", str(grid_run), str(p), "--out", str(tmp_path / "f"))
+    want = "layers[0].units was choice(4, 8) there, which this spec's choice(4, 16) does not hold"
+    assert rc == 2 and want in err, err
+    assert not (tmp_path / "f").exists()
+
+
 def test_refine_narrows_around_the_best_trials(grid_run, tmp_path):
     cs = _summary(grid_run)
     fine = tmp_path / "fine"

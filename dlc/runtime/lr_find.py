@@ -282,8 +282,9 @@ def suggest(r: LRFind) -> None:
         r.suggested_lr, r.rule = r.steepest_lr, STEEPEST
     else:
         r.suggested_lr = max(r.min_loss_lr / 10, r.start)
-        r.rule = (MIN_OVER_10 + " (no half-decade of lr between the first tenth of the steps and the minimum "
-                  "lowers the smoothed loss: there is no steepest descent to measure)")
+        clamped = ", raised to --start, the lowest lr tested" if r.min_loss_lr / 10 < r.start else ""
+        r.rule = (MIN_OVER_10 + clamped + " (no half-decade of lr between the first tenth of the steps and "
+                  "the minimum lowers the smoothed loss: there is no steepest descent to measure)")
         r.notes.append("the loss barely fell before it rose: try a smaller --start, or more --steps")
 
 

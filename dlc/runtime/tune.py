@@ -406,6 +406,9 @@ def _load_refine(run: str, spaces: list[Space], direction: str) -> tuple[list[Sp
     for sp in spaces:
         if old[sp.name].kind != sp.kind:
             raise TuneError(f"--refine {run}: {sp.name} was {old[sp.name].kind} there, {sp.kind} here")
+        if not _inside_space(old[sp.name], sp):  # (refining would search values this spec does not allow)
+            raise TuneError(f"--refine {run}: {sp.name} was {old[sp.name].describe()} there, which this "
+                            f"spec's {sp.describe()} does not hold; refine the spec that run searched")
     top = top_trials(prev.get("trials", []), direction)
     if not top:
         raise TuneError(f"--refine {run}: the earlier search has no completed trial")
@@ -414,6 +417,15 @@ def _load_refine(run: str, spaces: list[Space], direction: str) -> tuple[list[Sp
                     or sp.option_texts) for sp in spaces]
     return refine(base, top), {"run": str(Path(run)), "top_trials": [t["number"] for t in top],
                                "from": {sp.name: sp.describe() for sp in base}}
+
+
+def _inside_space(old: Space, new: Space) -> bool:
+    """Whether every value the earlier search's space (refined already, perhaps) may take is one the spec's
+    space allows: its options among the spec's, its range within the spec's."""
+    if new.kind == "choice":
+        return all(any(type(o) is type(n) and o == n for n in new.options) for o in old.options)
+    (lo, hi), (nlo, nhi) = old.bounds(), new.bounds()
+    return nlo <= lo and hi <= nhi
 
 
 # ---------------------------------------------------------------------------------------------- the search
