@@ -292,7 +292,9 @@ def test_embedding_indices_beyond_the_vocabulary(tmp_path):
     write_spec(tmp_path, 'npz("d.npz")', first="Embedding(5, 2)\n    Flatten()", normalize="none")
     one_line(train(tmp_path), 1, "sample 7, feature 3 is 9", "Embedding(5, ...)", "whole numbers 0..4")
     write_spec(tmp_path, 'npz("d.npz")', first="Embedding(10, 2)\n    Flatten()", normalize="standard")
-    one_line(train(tmp_path), 1, "takes token indices", "normalize: none keeps token indices whole")
+    rc, _, err = train(tmp_path)  # (a spec error now, found before the data is read: dlc check finds it)
+    assert rc == 2 and "E303" in err and "takes token indices" in err, err
+    assert "normalize: none keeps token indices whole" in err
 
 
 @pytest.mark.parametrize("split, facts", [
