@@ -233,6 +233,15 @@ def test_tune_out_must_be_a_tune_run(run, tmp_path):
                              "dlc run); give a new or empty folder (the --out of an earlier `dlc tune` "
                              "continues that search)")
     assert (run / "metrics.json").is_file()
+    # a tune folder the user put a file in (a `dlc plot` PNG, notes) continues its search, the file kept
+    tune = tmp_path / "tune"
+    rc, _, err = run_cli("tune", spec, "--out", tune, "--quiet", "--trials", "1")
+    assert rc == 0, err
+    (tune / "notes.txt").write_text("mine")
+    rc, _, err = run_cli("tune", spec, "--out", tune, "--quiet", "--trials", "2")
+    assert rc == 0, err
+    assert (tune / "notes.txt").read_text() == "mine" and len(json.loads((tune / "tune.json").read_text())
+                                                          ["trials"]) == 2
 
 
 def test_model_save_refuses_a_used_folder_unless_replace(tmp_path):

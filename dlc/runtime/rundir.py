@@ -144,9 +144,10 @@ def _check_replace(out, p: Path, spec_file: str | Path | None) -> None:
 
 
 def _check_tune_folder(out, p: Path, spec_file: str | Path | None) -> None:
-    """A non-empty --out of `dlc tune` must be an earlier tune run's folder (its search continues)."""
+    """A non-empty --out of `dlc tune` must be an earlier tune run's folder (its search continues). Files a
+    user put there beside dlc's (notes, a `dlc plot` PNG) are left alone: a search writes only its own."""
     found, foreign = folder_kind(p), foreign_entries(p)
-    if found == "tune" and not foreign:
+    if found == "tune":
         return
     if spec_file is not None and [c.name for c in p.iterdir()] == [Path(spec_file).name] \
             and (p / Path(spec_file).name).read_bytes() == Path(spec_file).read_bytes():
