@@ -212,6 +212,11 @@ class Case:
 # -------------------------------------------------------------------------------------------- helpers
 
 
+def epochs(n: int) -> str:
+    """'1 epoch', '3 epochs'."""
+    return f"{n} epoch{'s' * (n != 1)}"
+
+
 def num(x: float | None) -> str:
     """A number as the report shows it: 4 significant digits."""
     if x is None:
@@ -699,7 +704,7 @@ def underfitting(case: Case) -> Diagnosis | None:
         (tail[0] - tail[-1]) / tail[0] / (len(tail) - 1) > PLATEAU_IMPROVEMENT
     if still:
         parts.append(f"the training loss was still falling at the end ({num(tail[0])} -> "
-                     f"{num(tail[-1])} over the last {len(tail) - 1} epochs)")
+                     f"{num(tail[-1])} over the last {epochs(len(tail) - 1)})")
         facts["still_improving"] = True
     _train, val, _where = _train_val_accuracy(case)
     if b["metric"] == "accuracy" and val is not None:
@@ -823,7 +828,8 @@ def healthy(case: Case) -> Diagnosis:
     parts = []
     rows = case.rows
     if rows:
-        parts.append(f"{len(rows)} epochs, the training loss {num(_loss(rows[0]))} -> {num(_loss(rows[-1]))}")
+        first, last = num(_loss(rows[0])), num(_loss(rows[-1]))
+        parts.append(f"{epochs(len(rows))}, the training loss {first} -> {last}")
         vals = [(r["epoch"], v) for r in rows if (v := _loss(r, "val_loss")) is not None]
         if vals:
             ep, v = min(vals, key=lambda t: t[1])
