@@ -41,6 +41,13 @@ def data_parallel(name: str):
     return importlib.import_module(f"dlc.backends.{name}.distributed")
 
 
+def check_device(name: str, device: str) -> None:
+    """RuntimeError (one line) when the backend cannot train on `device` here (--device cuda without a GPU):
+    for a command that would otherwise fail in every worker it starts."""
+    session_module = importlib.import_module(f"dlc.backends.{name}.session")
+    session_module.check_device(device)
+
+
 def limit_threads(name: str, threads: int) -> None:
     """At most `threads` CPU threads for the backend's framework (a tune worker's share of the cores)."""
     session_module = importlib.import_module(f"dlc.backends.{name}.session")

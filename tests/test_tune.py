@@ -532,3 +532,18 @@ def test_a_storage_dlc_cannot_keep_a_study_in_is_a_spec_error(tmp_path, url, hin
         rc, _, err = run_cli(*argv)
         assert rc == 2 and "E506" in err and hint in err and "dlc[postgres]" not in err, err
     assert not (tmp_path / "t").exists()  # a refused set-up leaves no folder behind
+
+
+def test_a_device_the_trials_cannot_use_is_refused_before_the_search(tmp_path):
+    """--device cuda without a GPU failed every trial, and the failures counted towards --trials, so the same
+    command with --device cpu then ran nothing; it is refused before any trial now (exit 2, no folder)."""
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA device")
+    p = _write(tmp_path, trials=1)
+    rc, _, err = _tune(str(p), "--out", str(tmp_path / "t"), "--device", "cuda")
+    assert rc == 2 and "--device cuda was asked for, but PyTorch sees no CUDA device" in err, err
+    assert not (tmp_path / "t").exists()
+    rc, _, err = _tune(str(p), "--out", str(tmp_path / "t"), "--device", "cpu")
+    assert rc == 0, err

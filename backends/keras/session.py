@@ -33,6 +33,12 @@ LOAD_HINT = "import dlc.backends.keras.library; keras.saving.load_model('model.k
 lw.load_target(TARGET)  # registers backends/keras/lower.py's lowerings
 
 
+def check_device(device: str | None) -> None:
+    if device not in ("auto", "cpu", None):
+        raise RuntimeError(f"--device {device}: the keras backend runs on the CPU here (TensorFlow sees no "
+                           "GPU); use --backend torch for CUDA")
+
+
 def limit_threads(threads: int) -> None:
     """TensorFlow's thread pools (only before its first op; later calls are ignored, as they must be)."""
     try:
@@ -94,9 +100,7 @@ class Session(Trainer):
                  compile: bool = False):
         if compile:
             raise ValueError(self.compile_refusal)
-        if device not in ("auto", "cpu", None):
-            raise RuntimeError(f"--device {device}: the keras backend runs on the CPU here "
-                               "(TensorFlow sees no GPU); use --backend torch for CUDA")
+        check_device(device)
         self.spec = spec
         problem = precision_conflict(spec, dtype)
         if problem:

@@ -65,6 +65,10 @@ def pick_device(device: str) -> torch.device:
     return torch.device(device)
 
 
+def check_device(device: str) -> None:
+    pick_device(device)
+
+
 def limit_threads(threads: int) -> None:
     torch.set_num_threads(threads)
 

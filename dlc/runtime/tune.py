@@ -521,6 +521,13 @@ def tune(result, spec_path: str, *, backend: str = "torch", device: str = "auto"
     from dlc.runtime.tune_worker import _quiet_optuna
 
     _quiet_optuna()
+    if device not in ("auto", "cpu"):  # (else every trial fails, and the failures count towards --trials)
+        from dlc.backends import check_device
+
+        try:
+            check_device(backend, device)
+        except RuntimeError as e:
+            raise TuneError(str(e)) from None
     reporter = reporter or Reporter()
     spaces = spaces_of(result)
     refined = None
