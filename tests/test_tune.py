@@ -344,7 +344,16 @@ def test_resume_with_more_trials_continues(tmp_path):
     # a changed search space is not mixed into the old study
     p2 = _write(tmp_path, trials=2, units="choice(4, 8, 16)")
     rc, _, err = _tune(str(p2), "--out", str(run))
-    assert rc == 2 and "other search spaces" in err
+    assert rc == 2 and "other search spaces" in err and "use a new --out (or --study NAME)" in err
+    # with the storage named in the spec, every --out shares it: only another study name helps
+    shared = 'storage: "sqlite:///shared.db"'
+    for units, rc_want in (("choice(4, 8)", 0), ("choice(4, 8, 16)", 2)):
+        p3 = _write(tmp_path, name="s.dlspec", trials=1, units=units, extra=f"\n    {shared}")
+        rc, _, err = _tune(str(p3), "--out", str(tmp_path / f"s{rc_want}"))
+        assert rc == rc_want, err
+    assert "use --study NAME for this search" in err
+    rc, _, err = run_cli("tune", p3, "--study", " ")
+    assert rc == 2 and "a study needs a name" in err
 
 
 def test_a_study_keeps_its_backend(tmp_path):

@@ -15,6 +15,13 @@ NAME = "tune"
 TABLE_ROWS = 10  # best trials in the final table
 
 
+def _study_name(name: Optional[str]) -> Optional[str]:
+    """An empty --study fell back to the model's name silently: a usage error."""
+    if name is not None and not name.strip():
+        raise typer.BadParameter("a study needs a name")
+    return name
+
+
 def command(
     spec: Annotated[Optional[str], typer.Argument(
         metavar="SPEC", show_default=False,
@@ -38,7 +45,7 @@ def command(
         "--refine", metavar="RUN", show_default=False,
         help="search around the best trials of an earlier tune run")] = None,
     study: Annotated[Optional[str], typer.Option(
-        "--study", metavar="NAME", show_default=False,
+        "--study", metavar="NAME", show_default=False, callback=_study_name,
         help="the Optuna study's name (default: the model's name)")] = None,
     quiet: Annotated[bool, typer.Option(
         "--quiet", help="no trial lines or tables (errors and the run directory are still printed)")] = False,

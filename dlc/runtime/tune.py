@@ -648,8 +648,10 @@ class _Search:
         if have is None:
             self.study.set_user_attr("dlc_config", config)
         elif json.loads(json.dumps(have)) != json.loads(json.dumps(config)):
+            # (a storage the spec names is shared by every --out: there only another study name helps)
+            way = "--study NAME" if self.spec.search.storage else "a new --out (or --study NAME)"
             raise TuneError(f"study '{self.study_name}' in {shown} was made with other search "
-                            "spaces, method or objective; use a new --out (or --study NAME) for this search")
+                            f"spaces, method or objective; use {way} for this search")
         backend = self.study.user_attrs.get("dlc_backend")
         if backend is None:
             self.study.set_user_attr("dlc_backend", self.backend)
