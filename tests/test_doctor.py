@@ -135,6 +135,9 @@ def test_healthy(tmp_path):
     assert d.severity == "none" and d.spec_change is None
     assert "val_loss lowest at epoch 10" in d.evidence and "no dead or saturated layer" in d.evidence
     assert write_fix(report) is None and not (tmp_path / "run" / "doctor.dlspec").exists()
+    assert "give --target-accuracy" in d.remedy
+    given = diagnose(tmp_path / "run", target_accuracy=0.5).diagnoses[0]  # (not suggested once given)
+    assert given.id == "healthy" and "--target-accuracy" not in given.remedy
 
 
 def test_divergence_names_the_epoch_and_step_and_lowers_the_learning_rate(tmp_path):

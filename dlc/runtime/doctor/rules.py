@@ -847,7 +847,8 @@ def healthy(case: Case) -> Diagnosis:
                      f"{e['epoch']}")
     if case.evidence is not None and _epochs(case.evidence):
         parts.append("no dead or saturated layer")
+    also = "" if case.target_accuracy is not None else \
+        ", or give --target-accuracy to judge the bias against a target"
     return Diagnosis("healthy", "none", "; ".join(parts) or "no rule fired",
                      "Nothing to fix by the guides' rules. To do better, tune the learning rate and the size "
-                     "(dlc tune), or give --target-accuracy to judge the bias against a target.",
-                     epoch=rows[-1]["epoch"] if rows else None)
+                     f"(dlc tune){also}.", epoch=rows[-1]["epoch"] if rows else None)
