@@ -180,10 +180,12 @@ def test_plot_refuses_the_files_of_a_run(work, name):
     assert unchanged(target) == before
 
 
-@pytest.mark.parametrize("name", ["p.txt", "p", "p.pdf"])
-def test_plot_writes_a_png_only_under_a_png_name(work, tmp_path, name):
+@pytest.mark.parametrize("name, instead", [("p.txt", "p.png"), ("p", "p.png"), ("p.pdf", "p.png"),
+                                           (".png", "plot.png")])
+def test_plot_writes_a_png_only_under_a_png_name(work, tmp_path, name, instead):
     target = tmp_path / name
-    refused(run_cli("plot", work / "run", "--out", target), target, "ending in .png")
+    refused(run_cli("plot", work / "run", "--out", target), target, "ending in .png",
+            f"such as {tmp_path / instead}")  # (not '.png.png' for the hidden file '.png')
     assert sorted(tmp_path.iterdir()) == []
 
 

@@ -60,8 +60,9 @@ def check_output_target(option: str, output: str, example: str, *, inputs: Itera
         why = (f"it is the {path.name} of {owner} folder: writing it would damage the run; give a "
                f"new name, such as {instead}")
     elif suffix is not None and path.suffix.lower() != suffix:
+        named = path.name and not path.name.startswith(".")  # (`.png` is a hidden file named '.png')
         why = (f"the file it writes is a {suffix[1:].upper()}: give a name ending in {suffix}, such as "
-               f"{path.with_suffix(suffix) if path.name else instead}")
+               f"{path.with_suffix(suffix) if named else path.with_name(Path(example).name)}")
     else:
         return
     raise CommandError(error_line(f"{option} {output}: {why}"), EXIT_SPEC)
