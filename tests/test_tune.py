@@ -556,3 +556,23 @@ def test_a_device_the_trials_cannot_use_is_refused_before_the_search(tmp_path):
     assert not (tmp_path / "t").exists()
     rc, _, err = _tune(str(p), "--out", str(tmp_path / "t"), "--device", "cpu")
     assert rc == 0, err
+
+
+def test_a_shared_study_continued_from_another_out_finds_its_trials(tmp_path):
+    """A study in a storage the spec names, continued from a new --out: that folder holds only its own
+    trials, so plot and doctor could not find a best trial run from the first --out. Each trial records its
+    folder (tune.json's `folder`)."""
+    p = _write(tmp_path, trials=2, extra='\n    storage: "sqlite:///shared.db"')
+    assert _tune(str(p), "--out", str(tmp_path / "a"))[0] == 0
+    rc, _, err = _tune(str(p), "--out", str(tmp_path / "b"), "--trials", "3")
+    assert rc == 0, err
+    s = _summary(tmp_path / "b")
+    assert [Path(t["folder"]).parent.parent.name for t in s["trials"]] == ["a", "a", "b"]
+    assert Path(s["best"]["folder"]).is_dir()
+    from dlc.runtime.runs import trial_folder
+
+    assert all((trial_folder(tmp_path / "b", t) / "history.json").is_file() for t in s["trials"])
+    rc, out, err = run_cli("plot", tmp_path / "b", "--out", tmp_path / "p.png")
+    assert rc == 0, err
+    rc, out, err = run_cli("doctor", tmp_path / "b")
+    assert rc == 0, err

@@ -277,6 +277,16 @@ def _describe_tune(run: Path, out: dict) -> tuple[str, str] | None:
     return None
 
 
+def trial_folder(run: Path, trial: dict) -> Path:
+    """The folder of a trial of the tune run `run` (an entry of its tune.json): RUN/trials/NNNN, or where
+    another `dlc tune --out` of the same shared study ran it (its recorded `folder`)."""
+    here = run / "trials" / f"{int(trial['number']):04d}"
+    folder = trial.get("folder")
+    if not here.is_dir() and isinstance(folder, str) and Path(folder).is_dir():
+        return Path(folder)
+    return here
+
+
 def list_runs(root: str | Path) -> list[dict]:
     """describe() of every run folder under root, oldest first."""
     root = Path(root)
@@ -317,7 +327,7 @@ def histories(paths: Sequence[str | Path]) -> list[tuple[str, list[dict]]]:
             if not best:
                 raise RunDirError(f"'{p}' is a tune run without a best trial yet (no tune.json with a "
                                   "completed trial); plot a trial folder, e.g. trials/0000")
-            trial = p / "trials" / f"{int(best['number']):04d}"
+            trial = trial_folder(p, best)
             if (trial / "cv.json").exists() or list(trial.glob("fold_*")):
                 folds = sorted(trial.glob("fold_*"), key=lambda f: int(f.name.split("_")[1]))
                 runs.extend((f, f"{p.name} trial {best['number']}/{f.name}", _history(f)) for f in folds)

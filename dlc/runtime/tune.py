@@ -376,7 +376,7 @@ def _trial_json(t) -> dict:
     if t.intermediate_values:
         out["last_step"] = max(t.intermediate_values)
         out["intermediate"] = {str(k): v for k, v in sorted(t.intermediate_values.items())}
-    for k in ("pid", "failure", "pruned_at", "epochs", "dlc_interrupted", "dlc_rerun_of"):
+    for k in ("pid", "failure", "pruned_at", "epochs", "dlc_interrupted", "dlc_rerun_of", "dlc_folder"):
         if k in t.user_attrs:
             out[k.removeprefix("dlc_")] = t.user_attrs[k]
     return out
@@ -767,8 +767,9 @@ class _Search:
                 trial.set_user_attr("dlc_heartbeat", time.time())
         if trial is None:
             return False
-        job = dict(self._job_base(), trial_id=trial._trial_id, number=trial.number,
-                   trial_dir=str((self.run / "trials" / f"{trial.number:04d}").resolve()))
+        folder = str((self.run / "trials" / f"{trial.number:04d}").resolve())
+        trial.set_user_attr("dlc_folder", folder)  # (a study shared by several --out: where its files are)
+        job = dict(self._job_base(), trial_id=trial._trial_id, number=trial.number, trial_dir=folder)
         w = _Worker(job, self.mode)
         trial.set_user_attr("dlc_worker_pid", w.pid)
         running[trial._trial_id] = (w, trial.number)
@@ -816,7 +817,8 @@ class _Search:
         if out.best is not None:
             out.problem = self._write_best(out.best)
             summary["best"] = {"number": out.best.number, "value": out.best.value, "params": out.best.params,
-                               "spec": "best.dlspec"}
+                               "spec": "best.dlspec", **({"folder": out.best.user_attrs["dlc_folder"]}
+                                                         if "dlc_folder" in out.best.user_attrs else {})}
         rundir.write_json(self.run / "tune.json", summary)
         return out
 

@@ -34,7 +34,7 @@ from dlc.runtime.doctor.rules import (
     ranked,
 )
 from dlc.runtime.rundir import folder_kind, write_text
-from dlc.runtime.runs import RunDirError, read_json
+from dlc.runtime.runs import RunDirError, read_json, trial_folder
 
 EVIDENCE = "evidence.json"
 FIXED = "doctor.dlspec"
@@ -60,6 +60,7 @@ class Report:
     folds: list[tuple[int, list[Diagnosis]]] = field(default_factory=list)
     spread: dict | None = None
     trial: int | None = None
+    trial_dir: Path | None = None  # the best trial's folder (of a tune run)
     evidence: bool = False
     spec_file: Path | None = None
     base_dir: Path | None = None
@@ -352,9 +353,9 @@ def _tune(run: Path, target: float | None) -> Report:
         raise RunDirError(f"'{run}' is a tune run without a best trial yet (no tune.json with a completed "
                           "trial); diagnose a trial folder, e.g. its trials/0000")
     n = best["number"]
-    trial = run / "trials" / f"{n:04d}"
+    trial = trial_folder(run, best)
     notes: list[str] = []
-    report = Report(run, "tune", [], notes, trial=n, backend=tune.get("backend"))
+    report = Report(run, "tune", [], notes, trial=n, trial_dir=trial, backend=tune.get("backend"))
     _spec_text(report, run / "best.dlspec" if (run / "best.dlspec").is_file() else None, run)
     model = Model.of(report.text.spec if report.text else None)
     if _fold_dirs(trial):
@@ -499,8 +500,7 @@ def _write_plots(report: Report) -> tuple[list[Path], list[str]]:
     if report.kind == "run":
         folders = [report.run]
     else:
-        tune = report.kind == "tune" and report.trial is not None
-        base = report.run / "trials" / f"{report.trial:04d}" if tune else report.run
+        base = report.trial_dir if report.kind == "tune" and report.trial_dir is not None else report.run
         folders = [p for _, p in _fold_dirs(base)] or [base]
     written, notes = [], []
     for folder in folders:
