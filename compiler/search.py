@@ -334,11 +334,25 @@ def _check_storage(storage: str | None, m: A.Model, d: Diagnostics) -> None:
     d.add("E506", f"storage {storage!r}: not a storage dlc can keep a study in", where, problem)
 
 
+def _check_data_spaces(spec, d: Diagnostics) -> None:
+    """A search space in the split, the source or the seed changes which rows a trial is judged on: the
+    objective then ranks trials measured on different sets. (Normalisation and augmentation are preprocessing
+    choices: the validation rows stay the same.)"""
+    for s in spec.search_spaces:
+        if s.path.startswith(("data.split", "data.source")) or s.path == "seed":
+            d.warn("W007", f"{s.path} is searched: each trial's objective is measured on other rows (another "
+                   "split, source or seed), so the trials are not compared on one set",
+                   Span(s.at[0], s.at[1], s.end[0], s.end[1]),
+                   "search the model and its training; fix the data and the seed")
+
+
 def check_search(spec, m: A.Model, d: Diagnostics) -> None:
-    """The search block's objective names a metric the run computes; its storage is one dlc can use."""
+    """The search block's objective names a metric the run computes; its storage is one dlc can use; what it
+    searches leaves the data the trials are compared on alone."""
     if spec.search is None:
         return
     _check_storage(spec.search.storage, m, d)
+    _check_data_spaces(spec, d)
     metric, direction = spec.search.objective.metric, spec.search.objective.direction
     valid = objective_names(spec)
     where = None

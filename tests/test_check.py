@@ -311,3 +311,21 @@ def test_an_objective_without_a_direction_takes_its_metric_s(objective, directio
     assert r.ok, r.render()
     assert r.spec.search.objective.direction == direction
     assert [w.code for w in r.diagnostics.sorted()] == ([warning] if warning else [])
+
+
+@pytest.mark.parametrize("old, new, warned", [
+    ("split: holdout(val=0.2", "split: holdout(val=uniform(0.1, 0.3)", True),
+    ("seed: 7", "seed: int_uniform(1, 5)", True),
+    ("normalize: standard", "normalize: choice(standard, minmax)", False),
+])
+def test_a_search_over_the_rows_a_trial_is_judged_on_is_a_warning(old, new, warned):
+    """Searching the split or the seed ranks trials measured on different validation rows (W007); a
+    preprocessing choice keeps the rows."""
+    from dlc.compiler import compile_text
+
+    text = (ROOT / "specs" / "iris.dlspec").read_text()
+    assert old in text
+    text = text.replace(old, new).rstrip().removesuffix("}") + "  search { method: random }\n}\n"
+    r = compile_text(text, "t.dlspec")
+    assert r.ok, r.render()
+    assert ("W007" in [w.code for w in r.diagnostics.sorted()]) == warned
