@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dlc.compiler.diagnostics import Diagnostic
-from dlc.compiler.search import Space, concretize, grid_points, refine, spaces_of, top_trials
+from dlc.compiler.search import Space, concretize, grid_points, refine, spaces_of, storage_problem, top_trials
 from dlc.runtime import rundir
 
 if TYPE_CHECKING:  # imported where used, when used (a worker's process, a study)
@@ -611,11 +611,9 @@ class _Search:
         config = {"spaces": [{k: v for k, v in sp.to_json().items() if k not in ("at", "end", "option_texts")}
                              for sp in self.spaces],
                   "method": self.method, "objective": [self.direction, self.metric], "prune": self.prune}
-        scheme = self.url.split(":", 1)[0].split("+", 1)[0].lower()
-        if scheme not in ("sqlite", "postgresql", "postgres"):
-            raise TuneError(f"storage {_shown_url(self.url)}: dlc keeps a study in SQLite "
-                            "(sqlite:///file.db) or PostgreSQL (postgresql://user:pass@host/db), not in "
-                            f"{scheme or 'a storage without a scheme'}")
+        problem = storage_problem(self.url)  # (the spec's check, E506: the one rule, for any caller)
+        if problem:
+            raise TuneError(f"storage {_shown_url(self.url)}: {problem}")
         for attempt in range(4):
             try:
                 with self.lock:  # SQLite: one process creates the schema and the study at a time
