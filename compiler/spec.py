@@ -257,5 +257,22 @@ class Spec(IRNode):
                     n += math.prod(w.shape)
         return t, n
 
+    def work_per_sample(self) -> int:
+        """A rough count of a training step's arithmetic per sample: each layer's weights times the positions
+        they are applied at (a Dense once per sample or per time step, a convolution at every output pixel, a
+        recurrent layer at every time step), plus every layer's output elements (elementwise work). Parameter
+        counts alone call a convolution on a big image small; the torch backend's thread choice needs the
+        work."""
+        work = 0
+        for info in self.walk():
+            out = info.out_shape
+            work += math.prod(out)
+            if info.weights:
+                # the same rank in and out: applied per output position (Dense, Conv, pools of features);
+                # a rank change (a recurrent layer's last state, an Embedding) : per input position
+                lead = out[:-1] if len(out) == len(info.in_shape) else info.in_shape[:-1]
+                work += sum(math.prod(w.shape) for w in info.weights) * math.prod(lead)
+        return work
+
 
 __all__ = ["BUNDLED", "Data", "EarlyStopping", "LayerInfo", "Spec"]

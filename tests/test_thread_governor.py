@@ -117,3 +117,47 @@ def test_sessions_govern_big_models_only(monkeypatch):
         assert S._pick_cpu_threads(None) is None and torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+def _spec(tmp_path, layers: str, shape: tuple, batch: int = 128):
+    import numpy as np
+
+    from dlc.compiler import compile_text
+
+    np.savez(tmp_path / "d.npz", x=np.zeros((20, *shape), np.float32), y=np.arange(20) % 10)
+    result = compile_text(f"""model m {{
+  data {{
+    source: npz("d.npz")
+  }}
+  input: {shape}
+  layers {{
+    {layers}
+  }}
+  loss: sparse_categorical_crossentropy
+  optimizer: SGD(lr=0.1)
+  train {{
+    epochs: 1
+    batch_size: {batch}
+  }}
+}}""", base_dir=tmp_path)
+    assert result.spec is not None, result.render()
+    return result.spec
+
+
+def test_work_counts_positions_not_only_parameters(tmp_path):
+    """A convolution's weights are applied at every output pixel, a recurrent layer's at every time step, a
+    Dense on features once: the work, not the parameter count, picks the torch backend's threads."""
+    from dlc.backends.torch.lower import one_thread_is_faster
+
+    mlp = _spec(tmp_path, "Dense(512, activation=relu)\n Dense(10, activation=softmax)", (784,))
+    assert mlp.work_per_sample() == 784 * 512 + 512 + 512 * 10 + 10 + 512 + 10
+    assert not one_thread_is_faster(mlp)  # 5.2e7 per step: governed, as with parameters
+    cnn = _spec(tmp_path, "Conv2D(32, (3, 3), activation=relu)\n MaxPool2D((2, 2))\n Flatten()\n"
+                "Dense(10, activation=softmax)", (28, 28, 1))
+    conv = 26 * 26 * (3 * 3 * 32 + 32)
+    assert cnn.work_per_sample() == conv + 26 * 26 * 32 + 2 * 13 * 13 * 32 + 5408 * 10 + 10 + 10
+    assert cnn.param_counts()[0] * 128 < 2e7 and not one_thread_is_faster(cnn)
+    lstm = _spec(tmp_path, "LSTM(32)\n Dense(10, activation=softmax)", (50, 8))
+    assert lstm.work_per_sample() == 50 * 4 * 32 * (8 + 32 + 1) + 32 + 33 * 10 + 10
+    small = _spec(tmp_path, "Dense(16, activation=relu)\n Dense(10, activation=softmax)", (64,), batch=32)
+    assert one_thread_is_faster(small)
