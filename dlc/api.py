@@ -34,6 +34,7 @@ from dlc.compiler.search import value_text
 from dlc.compiler.spec import Spec
 from dlc.reference.callbacks import improved, monitor_mode
 from dlc.runtime.data import DataError, Dataset, prepare
+from dlc.runtime.data.normalize import dtype_limit, first_out_of_range
 from dlc.runtime.doctor import LiveDoctor
 from dlc.runtime.loop import History, LoopState, TrainingFailed
 from dlc.runtime.lr_find import LRFind, LRFindError
@@ -134,12 +135,11 @@ def _whole(value: Any, name: str, least: int = 1) -> int | None:
 
 
 def _finite(x: np.ndarray, what: str, limit: float) -> None:
-    """Inputs or weights the model can take: finite, within what its dtype holds (as `dlc predict` checks)."""
-    with np.errstate(invalid="ignore"):
-        bad = ~np.isfinite(x) | (np.abs(x) > limit)
-    if bad.any():
-        where = np.argwhere(bad)[0] if bad.ndim else ()
-        at = f" (the first at index {tuple(int(i) for i in where)})" if len(where) else ""
+    """Inputs or weights the model can take: finite, within what its dtype holds (the data path's check,
+    first_out_of_range, worded for an array given here: by its index)."""
+    bad = first_out_of_range(x, limit)
+    if bad is not None:
+        at = f" (the first at index {bad.index})" if bad.index else ""
         raise ValueError(f"{what} hold values that are not finite or beyond ±{limit:.3g}{at}")
 
 
@@ -255,7 +255,7 @@ class Model:
             raise TypeError(f"weights must be a dict of layer name -> {{weight name -> array}}, not "
                             f"{type(weights).__name__}")
         have = self.get_weights()
-        limit = float(np.finfo(self.spec.dtype).max)
+        limit = dtype_limit(self.spec.dtype)
         out: dict[str, dict[str, np.ndarray]] = {}
         for lname, ws in weights.items():
             if lname not in have:
@@ -339,7 +339,7 @@ class Model:
                                  f"{', '.join(map(str, self.spec.input))})")
             return x
         x = np.asarray(x, dtype=np.float64)
-        _finite(x, "the inputs", float(np.finfo(self.spec.dtype).max))
+        _finite(x, "the inputs", dtype_limit(self.spec.dtype))
         shape = tuple(self.spec.input)
         if x.ndim >= 1 and x.shape[1:] != shape and math.prod(x.shape[1:]) == math.prod(shape):
             x = x.reshape((len(x),) + shape)
@@ -414,7 +414,8 @@ def compare(spec: Spec, steps: int | None = 200, dtype: str = "float64",
     "equivalent_near_tie" or "mismatch"), `summary`, `passed` (not a mismatch) and the `reasons` (where the
     bounds broke). float64 is held to |Δloss| ≤ 1e-10·max(1, |loss|) per step; float32 to 2e-6 + 1e-6·|loss|
     until its first near-tie: where that breaks at step K (`separated_at_step`, `separation`), the run is
-    repeated in float64 for K steps (`float64_steps`, `float64_max_rel_diff`) and a mismatch there is located
+    repeated in float64 for max(K, 200) steps, at most `steps` (`float64_steps`, `float64_max_rel_diff`;
+    dlc.runtime.compare.float64_rerun_steps) and a mismatch there is located
     (`first_mismatch_step`, `first_loss_mismatch_step`, `first_weight_mismatch_step`, `first_mismatch_layer`,
     `mismatch_layers`).
 

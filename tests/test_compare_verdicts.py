@@ -97,10 +97,41 @@ def test_float32_near_tie_is_equivalent(tmp_path):
     assert c["verdict"] == "equivalent_near_tie" and c["passed"]
     k = c["separated_at_step"]
     assert k == 53 and c["separation"] in ("jump", "isolated", "growth")
-    assert c["float64_steps"] == k and c["float64_max_rel_diff"] <= 1e-13
+    # the float64 rerun goes on past step 53, over all 60 steps compared (fewer than the rerun's floor)
+    assert c["float64_steps"] == 60 and c["float64_max_rel_diff"] <= 1e-13
     assert c["reasons"] and "step 53" in c["reasons"][0]
     assert "float64 agrees within" in c["summary"] and f"step {k}" in c["summary"]
+    assert "over 60 of the 60 steps compared, 7 past step 53; float32" in c["summary"]
     assert c["first_mismatch_step"] is None and c["first_mismatch_layer"] is None
+
+
+def test_float64_rerun_length():
+    """The float64 rerun of a float32 separation at step K: through step K, at least the floor, never past
+    the steps compared."""
+    from dlc.runtime.compare import FLOAT64_RERUN_MIN_STEPS as FLOOR
+    from dlc.runtime.compare import float64_rerun_steps
+
+    assert float64_rerun_steps(2, 1000) == FLOOR  # an early near-tie: not a 2-step rerun
+    assert float64_rerun_steps(2, 60) == 60  # a short comparison: all of it
+    assert float64_rerun_steps(FLOOR + 54, 1000) == FLOOR + 54  # a late one: through it
+    assert float64_rerun_steps(1000, 1000) == 1000
+
+
+def test_early_near_tie_is_rerun_past_it_in_float64(tmp_path, monkeypatch):
+    """The bug: a float32 comparison that left its bound at step 1 or 2 was judged equivalent_near_tie on a
+    float64 rerun of those 1 or 2 steps. With a float32 bound of 0 (every rounding difference breaks it,
+    early) and a floor of 10 steps, the rerun covers 10 of the 30 steps compared, and the summary says so."""
+    import dlc
+    from dlc.runtime import compare
+
+    monkeypatch.setattr(compare, "FLOAT32_ABS_TOL", 0.0)
+    monkeypatch.setattr(compare, "FLOAT32_REL_TOL", 0.0)
+    monkeypatch.setattr(compare, "FLOAT64_RERUN_MIN_STEPS", 10)
+    c = dlc.compare(dlc.load(_spec_file(tmp_path)), steps=30, dtype="float32")
+    k = c["separated_at_step"]
+    assert c["verdict"] == "equivalent_near_tie" and k is not None and k < 10, c["summary"]
+    assert c["steps"] == 30 and c["float64_steps"] == 10 and c["float64_max_rel_diff"] <= 1e-13
+    assert f"(bound 1e-10) over 10 of the 30 steps compared, {10 - k} past step {k};" in c["summary"]
 
 
 @pytest.fixture
@@ -142,9 +173,10 @@ def test_float32_mismatch_is_confirmed_in_float64(tmp_path, broken_torch):
     rc, out, _ = run_cli("compare", _spec_file(tmp_path), "--dtype", "float32", "--steps", "8", "--json")
     c = json.loads(out)
     assert rc == 1 and c["verdict"] == "mismatch"
-    assert c["separated_at_step"] == 4 and c["float64_steps"] == 4  # the float32 bound broke at step 4
+    # the float32 bound broke at step 4; the float64 rerun covers all 8 steps compared (fewer than its floor)
+    assert c["separated_at_step"] == 4 and c["float64_steps"] == 8
     assert c["first_mismatch_step"] == 3 and c["first_mismatch_layer"] == "dense_1"
-    assert any(r.startswith("float64 rerun (4 steps)") for r in c["reasons"])
+    assert any(r.startswith("float64 rerun (8 steps)") for r in c["reasons"])
     rc, out, _ = run_cli("compare", _spec_file(tmp_path), "--dtype", "float32", "--steps", "8")
     assert rc == 1 and "mismatch in float64: first at step 3" in out and "dense_1" in out
 

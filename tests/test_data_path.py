@@ -230,3 +230,45 @@ def test_npz_features_are_read_aligned_and_held_once_by_keras(tmp_path, file_dty
     tensor = host_tensor(data.train.x, "float32" if file_dtype == "float32" else "float64")
     data.train.x[0, 0, 0] = 12345.0  # (only a test changes the data under a tensor)
     assert float(tensor[0, 0, 0]) == 12345.0  # the same memory: no copy
+
+
+def test_first_out_of_range_finds_the_first_bad_value():
+    """The one finite-and-in-dtype check behind the data path's inputs and dlc.api's inputs and weights."""
+    from dlc.runtime.data.normalize import dtype_limit, first_out_of_range
+
+    f32 = dtype_limit("float32")
+    assert f32 == float(np.finfo(np.float32).max)
+    assert dtype_limit("float64") == float(np.finfo(np.float64).max)
+    assert first_out_of_range(np.zeros((3, 2)), f32) is None
+    x = np.array([[0.0, 1.0], [2.0, 1e39], [np.nan, np.inf]])
+    bad = first_out_of_range(x, f32)
+    assert bad is not None and bad.index == (1, 1) and bad.value == 1e39 and bad.why == "beyond ±3.4e+38"
+    nan = first_out_of_range(x, math.inf)
+    assert nan is not None and nan.index == (2, 0) and math.isnan(nan.value) and nan.why == "not finite"
+    scalar = first_out_of_range(np.array(-np.inf), f32)
+    assert scalar is not None and scalar.index == () and scalar.value == -math.inf
+
+
+def test_both_callers_word_their_own_error_from_it():
+    """check_model_inputs names the sample and feature (DataError), dlc.api the index (ValueError): the
+    messages as they were before they shared the check."""
+    from types import SimpleNamespace
+
+    from dlc.api import _finite
+    from dlc.runtime.data import DataError
+    from dlc.runtime.data.normalize import check_model_inputs
+
+    spec = SimpleNamespace(dtype="float32", data=SimpleNamespace(normalize="standard"), layers=[])
+    flat = np.array([[0.0, 1.0], [3.0, -2e39]])
+    with pytest.raises(DataError) as e:
+        check_model_inputs(spec, flat, "d.csv", lambda i: f"row {i + 1}")
+    assert str(e.value) == ("d.csv: row 2, feature 2 is -2e+39 after normalize: standard, beyond what "
+                            "float32 holds (±3.4e+38); rescale that feature")
+    check_model_inputs(spec, flat[:1], "d.csv", lambda i: f"row {i + 1}")  # (all fine: no error)
+    with pytest.raises(ValueError) as v:
+        _finite(flat, "the inputs", 3.4e38)
+    assert str(v.value) == ("the inputs hold values that are not finite or beyond ±3.4e+38 (the first at "
+                            "index (1, 1))")
+    with pytest.raises(ValueError) as v:
+        _finite(np.array(np.nan), "dense_0.bias", 1.0)
+    assert str(v.value) == "dense_0.bias hold values that are not finite or beyond ±1"

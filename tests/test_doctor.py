@@ -285,6 +285,16 @@ def test_underfitting_against_a_target_accuracy(tmp_path):
     assert "bigger model" in d.remedy and "train longer" in d.remedy and "less regularization" in d.remedy
 
 
+def test_a_train_error_of_exactly_the_threshold_is_not_underfitting(tmp_path):
+    """1 - 0.95 is 0.050000000000000044 in floats: a train accuracy of 0.95 (19 of 20 right) was judged a
+    train error above 0.05; the shortfall is rounded like the gap."""
+    metrics = {"train": {"loss": 0.2, "accuracy": 0.95}, "val": {"loss": 0.2, "accuracy": 0.95}}
+    run = write_run(tmp_path / "run", healthy_rows(), metrics=metrics)
+    assert "underfitting" not in ids(diagnose(run)), [d.evidence for d in diagnose(run).diagnoses]
+    # against a target: 0.97 - 0.95 is 0.020000000000000018, not above the margin of 0.02 either
+    assert "underfitting" not in ids(diagnose(run, target_accuracy=0.97))
+
+
 def test_underfitting_widens_a_bottleneck(tmp_path):
     hidden = "    Dense(64, activation=sigmoid)   # the first layer\n    Dense(32, activation=relu)\n"
     spec = SPEC.replace(hidden, "    Dense(2, activation=relu)\n")
@@ -438,6 +448,67 @@ def test_cv_finding_of_one_fold_in_three_is_a_note(tmp_path):
     report = diagnose(_cv_folder(tmp_path / "cv", ["over", "healthy", "healthy"]))
     assert ids(report) == ["healthy"]
     assert any(n.startswith("overfitting in fold 1 only (1 of 3)") for n in report.notes)
+
+
+def test_cv_fold_from_before_train_metrics_says_its_gap_is_unlike(tmp_path):
+    """An old cv folder (a fold's metrics.json with the validation only): the train accuracy is the running,
+    training-mode one, and the report says so."""
+    report = diagnose(_cv_folder(tmp_path / "cv", ["healthy", "healthy", "healthy"]))
+    assert any(n.startswith("3 of 3 folds have no inference-mode train metrics in metrics.json") and
+               "training mode (dropout on, the weights moving)" in n for n in report.notes), report.notes
+    evidence = " ".join(d.evidence for _, ds in report.folds for d in ds)
+    assert "epoch 10's running figure, in training mode; validation from metrics.json" in evidence
+
+
+DROPOUT_CV = """model iris_drop {
+  seed: 7
+  data {
+    source: iris
+    normalize: standard
+    split: kfold(k=3)
+  }
+  input: (4)
+  layers {
+    Dense(32, activation=relu, kernel_init=he_normal)
+    Dropout(0.5)
+    Dense(3, activation=softmax)
+  }
+  loss: sparse_categorical_crossentropy
+  metrics: [accuracy]
+  optimizer: Adam(lr=0.01)
+  train {
+    epochs: 20
+    batch_size: 16
+  }
+}
+"""
+
+
+def test_cv_folds_compare_inference_train_accuracy_with_validation(tmp_path):
+    """The bug: a cv fold's train accuracy was the last epoch's running one, with Dropout(0.5) active (0.9 in
+    fold 1 here), set against an inference-mode validation accuracy: underfitting in 3 of 3 folds. Each fold
+    now records its train metrics in inference mode (metrics.json, as `dlc run` does), and the doctor
+    compares those (0.97 in fold 1)."""
+    spec = tmp_path / "iris_drop.dlspec"
+    spec.write_text(DROPOUT_CV)
+    rc, _, err = run_cli("cv", spec, "--backend", "torch", "--out", tmp_path / "cv", "--quiet")
+    assert rc == 0, err
+    cv = json.loads((tmp_path / "cv" / "cv.json").read_text())
+    report = diagnose(tmp_path / "cv")
+    running_below = 0
+    for (i, ds), row in zip(report.folds, cv["folds"], strict=True):
+        fold = tmp_path / "cv" / f"fold_{i}"
+        final = json.loads((fold / "metrics.json").read_text())
+        assert set(final) == {"train", "val"}
+        assert final["train"] == row["train"] and final["val"] == row["val"]
+        running = json.loads((fold / "history.json").read_text())[-1]["accuracy"]
+        running_below += running < final["train"]["accuracy"]
+        train = rules.num(final["train"]["accuracy"])
+        assert any(f"train accuracy {train}" in d.evidence and "(metrics.json, inference mode)" in d.evidence
+                   for d in ds), [d.evidence for d in ds]
+    assert running_below == 3  # dropout lowers the running figure in every fold: the bias it made
+    assert ids(report) == ["healthy"], [d.evidence for d in report.diagnoses]
+    assert not any("no inference-mode train metrics" in n for n in report.notes)
 
 
 def test_tune_diagnoses_the_best_trial_and_tells_the_spread(tmp_path):

@@ -270,9 +270,10 @@ def test_long_float64(path):
 # single near-tie), ~10x every 50-100 steps in float64 and float32 alike, so float32 leaves its per-step bound
 # after a few hundred steps and one seed's final loss is as far between the backends as between two Keras runs
 # whose initial weights differ by 1 ulp (measured over 1000 steps, seeds 205-224). They are compared per step
-# until float32 separates (the float64 rerun of those steps must agree: `equivalent_near_tie`), then where
-# training ends over LONG_SEEDS seeds (`compare_seeds`): test accuracy equivalent within 0.02, the loss not
-# shown different (its paired differences spread too much, sd 0.13, for a 5% margin at this count).
+# until float32 separates (the float64 rerun through that step, at least 200, must agree:
+# `equivalent_near_tie`), then where training ends over LONG_SEEDS seeds (`compare_seeds`): test accuracy
+# equivalent within 0.02, the loss not shown different (its paired differences spread too much, sd 0.13, for
+# a 5% margin at this count).
 FLOAT32_LONG_CHAOTIC = {
     "separableconv2d_same_s2": (
         "SGD(lr=0.05, momentum=0.9): step losses still range 1e-5 to 0.5 at step 1000; float64 |Δ| 1.6e-15 "

@@ -43,7 +43,8 @@ def command(
 
     Both start from the same weights, batches and dropout masks. float64 is held to |Δloss| ≤
     1e-10·max(1, |loss|) per step; float32 to 2e-6 + 1e-6·|loss| until a near-tie separates the runs: then
-    the same steps are rerun in float64, which decides. Verdicts: equivalent, equivalent_near_tie (exit 0), or
+    both are rerun in float64 from the same start, through that step and at least 200 steps (at most the
+    steps compared), which decides. Verdicts: equivalent, equivalent_near_tie (exit 0), or
     mismatch with the first step and layer that disagree (exit 1). --seeds N: the final metrics over N seeds,
     equivalent within the margins by two one-sided paired t-tests (exit 0), else exit 1. A spec with
     precision: mixed_* (outside the equivalence contract) is compared step by step in full precision, with a

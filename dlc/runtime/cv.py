@@ -48,15 +48,17 @@ def cross_validate(spec, spec_file: str, backend: str, device: str = "auto", k: 
 def run_cv(spec, base_dir: Path, backend: str, device: str = "auto", k: int | None = None,
            out: Path | None = None, on_fold=None, evidence: bool = True, compile: bool = False,
            on_fold_start=None) -> dict:
-    """Train one model per fold and evaluate it on its held-out fold (and the test part, if any); the summary
-    has per-fold rows, mean and std of each validation metric, cv_<metric> (the mean) and test_mean. With
+    """Train one model per fold and evaluate it, in inference mode, on its train part, its held-out fold and
+    the test part, if any (fold_N/metrics.json, as `dlc run`'s); the summary has per-fold rows, mean and std
+    of each validation metric, cv_<metric> (the mean) and test_mean. With
     `out` and `evidence`, each fold_N/ gets its training evidence (evidence.json, dlc.runtime.evidence).
     `on_fold_start(i, k)` is called as fold i of k begins."""
     from dlc.backends import session_class
     from dlc.reference.weights import initial_weights
     from dlc.runtime.data import folds
     from dlc.runtime.evidence import Recorder
-    from dlc.runtime.loop import evaluate, train
+    from dlc.runtime.loop import train
+    from dlc.runtime.run import final_metrics
 
     Session = session_class(backend)
     parts = folds(spec, base_dir, k, dtype=spec.dtype)  # each fold assembled as it begins
@@ -74,19 +76,18 @@ def run_cv(spec, base_dir: Path, backend: str, device: str = "auto", k: int | No
                      evidence=Recorder(spec, fdir) if fdir is not None and evidence else None)
         row: dict[str, Any] = {"fold": i, "epochs": len(hist.rows), "train_samples": len(data.train.x),
                                "val_samples": len(val.x)}
-        row["val"] = evaluate(session, spec, session.load_data(val.x, val.y), spec.train.batch_size)
-        if data.test is not None:
-            row["test"] = evaluate(session, spec, session.load_data(data.test.x, data.test.y),
-                                   spec.train.batch_size)
+        # train, val and test in inference mode, as `dlc run`'s metrics.json: the doctor compares the
+        # train and validation figures, which must be measured alike (not the running, dropout-on train one)
+        final = final_metrics(session, spec, data)
+        row.update(final)
         results.append(row)
         if fdir is not None:
             fdir.mkdir(parents=True, exist_ok=True)
             rundir.write_history(fdir, hist.rows)
-            rundir.write_json(fdir / "metrics.json",
-                              {k2: v for k2, v in row.items() if k2 in ("val", "test")})
+            rundir.write_json(fdir / "metrics.json", final)
         if on_fold:
             on_fold(row)
-        del data, val, session, hist  # (the next fold is assembled before this loop's names are rebound)
+        del data, val, session, hist, final  # (the next fold is assembled before these names are rebound)
     keys = list(results[0]["val"])
     summary: dict[str, Any] = {"k": len(parts), "backend": backend, "folds": results, "mean": {}, "std": {}}
     for key in keys:

@@ -4,6 +4,7 @@ or a chunk at a time, bit for bit the same), inputs the model's dtype can hold."
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -40,18 +41,46 @@ def embedding_vocabulary(spec: Spec) -> int | None:
     return None
 
 
+@dataclass(frozen=True)
+class BadValue:
+    """The first value of an array that a model cannot take (first_out_of_range): where, what, and why."""
+
+    index: tuple[int, ...]  # () for a 0-d array
+    value: float
+    limit: float
+
+    @property
+    def why(self) -> str:
+        return "not finite" if not math.isfinite(self.value) else f"beyond ±{self.limit:.3g}"
+
+
+def dtype_limit(dtype: str) -> float:
+    """The largest magnitude a float dtype holds: inputs and weights beyond it overflow in the model."""
+    return float(np.finfo(dtype).max)
+
+
+def first_out_of_range(x: np.ndarray, limit: float) -> BadValue | None:
+    """The first value of `x` (in C order) that is not finite or beyond ±`limit`, else None: the one check
+    behind the data path's inputs (DataError naming the sample and feature) and dlc.api's inputs and weights
+    (ValueError naming the index), each wording its own error."""
+    with np.errstate(invalid="ignore"):
+        bad = ~np.isfinite(x) | (np.abs(x) > limit)
+    if not bad.any():
+        return None
+    index = tuple(int(i) for i in np.argwhere(bad)[0]) if bad.ndim else ()
+    return BadValue(index, float(x[index]), limit)
+
+
 def check_model_inputs(spec: Spec, flat: np.ndarray, where: str, row) -> None:
     """Normalised inputs the model can take: finite in its dtype (1e308 is a float64 but overflows float32 or
     a normalisation), and whole-number indices 0..input_dim-1 for an Embedding that reads them (a larger one
     is an index error inside the backend). `row(i)` names sample i."""
-    limit = float(np.finfo(spec.dtype).max)
-    with np.errstate(invalid="ignore"):
-        bad = ~np.isfinite(flat) | (np.abs(flat) > limit)
-    if bad.any():
-        i, j = (int(v) for v in np.argwhere(bad)[0])
-        raise DataError(f"{where}: {row(i)}, feature {j + 1} is {flat[i, j]:.3g} after normalize: "
-                        f"{data_normalize(spec)}, beyond what {spec.dtype} holds (±{limit:.3g}); rescale "
-                        "that feature")
+    bad_value = first_out_of_range(flat, dtype_limit(spec.dtype))
+    if bad_value is not None:
+        i, j = bad_value.index
+        raise DataError(f"{where}: {row(i)}, feature {j + 1} is {bad_value.value:.3g} after normalize: "
+                        f"{data_normalize(spec)}, beyond what {spec.dtype} holds (±{bad_value.limit:.3g}); "
+                        "rescale that feature")
     vocab = embedding_vocabulary(spec)
     if vocab is not None:
         bad = (flat != np.trunc(flat)) | (flat < 0) | (flat >= vocab)

@@ -270,7 +270,7 @@ def _folds(folder: Path, model: Model, target: float | None, notes: list[str], l
            sizes: dict | None = None) -> tuple[list[tuple[int, list[Diagnosis]]], bool]:
     """Each fold's diagnosis (`sizes`: fold -> its validation samples, from cv.json), and whether every fold
     had its evidence."""
-    out, all_evidence, missing = [], True, 0
+    out, all_evidence, missing, no_train = [], True, 0, 0
     for i, fdir in _fold_dirs(folder):
         rows = _rows(fdir)
         if not rows:
@@ -280,14 +280,27 @@ def _folds(folder: Path, model: Model, target: float | None, notes: list[str], l
         if ev is None:
             all_evidence = False
             missing += 1
+        final = _json(fdir / "metrics.json")
+        no_train += final is not None and not isinstance(final.get("train"), dict)
         n = (sizes or {}).get(i)
-        out.append((i, diagnose_case(Case(rows, ev, None, _json(fdir / "metrics.json"), model, target,
+        out.append((i, diagnose_case(Case(rows, ev, None, final, model, target,
                                           val_samples=n if isinstance(n, int) else None))))
     if missing:
         notes.append(f"{missing} of {len(out)} folds{label} have no {EVIDENCE}: the per-layer evidence is "
                      "missing there, so vanishing and exploding gradients, dead ReLUs, saturation and a "
                      "learning rate too low are not judged; the rest comes from the history")
+    if no_train:
+        notes.append(_no_final_train_note(no_train, len(out), label))
     return out, all_evidence and bool(out)
+
+
+def _no_final_train_note(n: int, k: int, label: str) -> str:
+    """Why the train-validation gap of folds from before dlc measured a fold's train part is less sure."""
+    return (f"{n} of {k} folds{label} have no inference-mode train metrics in metrics.json (a cv run from "
+            "before dlc recorded them): their train figures are the last epoch's running ones, measured in "
+            "training mode (dropout on, the weights moving), so the train-validation gap and the bias are "
+            "judged against a worse train figure than the validation's; rerun `dlc cv` to compare like with "
+            "like")
 
 
 def _aggregate(folds: list[tuple[int, list[Diagnosis]]], notes: list[str]) -> list[Diagnosis]:

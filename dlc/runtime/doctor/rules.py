@@ -259,8 +259,8 @@ def _loss(r: dict, key: str = "loss") -> float | None:
 
 def _train_val_accuracy(case: Case) -> tuple[float | None, float | None, str]:
     """The train and validation accuracy the bias/variance rules compare, and where they come from: the
-    final inference-mode metrics when the run finished (a cv fold's metrics.json has the validation only),
-    else the last epoch's row."""
+    final inference-mode metrics when the run finished (a `dlc run`'s or a cv fold's metrics.json; the
+    train and validation measured alike), else the last epoch's row."""
     rows = case.rows
     if "accuracy" not in case.model.metrics and not (rows and "accuracy" in rows[-1]):
         return None, None, ""
@@ -275,8 +275,8 @@ def _train_val_accuracy(case: Case) -> tuple[float | None, float | None, str]:
     r = rows[-1]
     tr = r.get("accuracy")
     where = f"epoch {r['epoch']}"
-    if _finite(va):
-        where += ", validation from metrics.json"
+    if _finite(va):  # (a cv fold from before dlc measured its train part: the running, training-mode figure)
+        where += "'s running figure, in training mode; validation from metrics.json"
     else:
         va = r.get("val_accuracy")
     return float(tr) if _finite(tr) else None, float(va) if _finite(va) else None, where
@@ -293,13 +293,13 @@ def _bias(case: Case) -> dict | None:
     train, _val, where = _train_val_accuracy(case)
     target = case.target_accuracy
     if train is not None and target is not None:
-        short = target - train
+        short = round(target - train, 12)  # (0.95 short of 1 is 0.05, not 0.050000000000000044)
         return {"metric": "accuracy", "train": train, "reference": target, "shortfall": short,
                 "fires": short > UNDERFIT_MARGIN,
                 "text": f"train accuracy {num(train)} ({where}) against the target {num(target)}: "
                         f"{num(short)} short (the avoidable bias; the rule: more than {UNDERFIT_MARGIN})"}
     if train is not None:
-        err = 1 - train
+        err = round(1 - train, 12)
         return {"metric": "accuracy", "train": train, "reference": 1.0, "shortfall": err,
                 "fires": err > UNDERFIT_TRAIN_ERROR,
                 "text": f"train accuracy {num(train)} ({where}), a train error of {num(err)}: with no "
