@@ -10,6 +10,7 @@ from pathlib import Path
 
 from . import ast as A
 from .diagnostics import Diagnostic, Diagnostics, Span, SpecError, render_all
+from .options import check_each_option
 from .resolve import Overrides, resolve
 from .spec import Spec
 from .syntax import parse
@@ -51,6 +52,8 @@ def compile_text(text: str, file: str = "<spec>", base_dir: Path | None = None,
     if tree is not None:
         try:
             spec = resolve(tree, d, base_dir or Path("."), overrides, had_syntax_errors=syntax_errors)
+            if spec is not None and overrides is None and not syntax_errors:  # (not for a trial's spec)
+                check_each_option(tree, spec, d, base_dir or Path("."))
         except RecursionError:  # (the nesting limits keep a spec well inside Python's stack: a last resort)
             d.add("E210", "the spec is nested too deeply to check", None,
                   "fewer levels of blocks, residual blocks and brackets")

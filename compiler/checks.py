@@ -691,13 +691,16 @@ def _searched_values(spaces: list[SearchSpace], path: str, value: float) -> list
 def check_partial(m: A.Model, fields: dict, failed: set[str], d: Diagnostics, base_dir: Path) -> None:
     """The whole-spec checks that still apply when a spec could not be built (a bad argument somewhere): the
     ones that need only what did resolve and the AST, so that one bad argument hides no other error (a
-    missing data file, an unknown monitor, a min_lr above the lr). `failed`: the keys that did not resolve,
-    or were misspelt (what they hold is not known)."""
+    missing data file, an unknown monitor, a min_lr above the lr, a misspelt search objective). `failed`: the
+    keys that did not resolve, or were misspelt (what they hold is not known)."""
     _check_source_files_exist(m, fields.get("data"), d, base_dir)
     if "metrics" not in failed:  # (the metrics name what may be monitored)
         _check_monitors_written(m, fields, d)
     if "optimizer" in fields and "schedule" in fields:
         _check_min_lr(fields["optimizer"], fields["schedule"], fields.get("search_spaces", []), m, d)
+    from .search import check_search_partial
+
+    check_search_partial(m, fields, failed, d)
 
 
 def _check_source_files_exist(m: A.Model, data: Data | None, d: Diagnostics, base_dir: Path) -> None:

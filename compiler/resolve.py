@@ -63,10 +63,7 @@ class Resolver(Binder):
             seen[st.key] = st.key_span
             value = st.value
             if cls is Search and st.key == "objective":
-                objective = _objective_record(st.value, self.d)
-                if objective is None:
-                    continue
-                value = objective
+                value = _objective_record(st.value, self.d)
             kwargs.append(A.Kwarg(st.key, st.key_span, value))
         fields = [f for f in cls.model_fields]
         for kw in kwargs:
@@ -194,14 +191,15 @@ class Resolver(Binder):
         return val
 
 
-def _objective_record(v: A.Value, d: Diagnostics) -> A.Value | None:
-    """`objective: minimize val_loss` (or just `val_loss`, minimised) as an Objective record."""
+def _objective_record(v: A.Value, d: Diagnostics) -> A.Value:
+    """`objective: minimize val_loss` (or just `val_loss`, its direction inferred) as an Objective record. A
+    misspelt direction is reported and its metric kept, to be checked too."""
     if isinstance(v, A.Phrase):
         direction, metric = v.words
         if direction.name not in ("minimize", "maximize"):
             d.add("E201", f"unknown direction '{direction.name}'", direction.span,
                   did_you_mean(direction.name, ["minimize", "maximize"]) or "expected minimize or maximize")
-            return None
+            return A.Tuple([], [A.Kwarg("metric", metric.span, A.Name(metric.name, metric.span))], v.span)
         return A.Tuple([], [A.Kwarg("direction", direction.span, A.Name(direction.name, direction.span)),
                             A.Kwarg("metric", metric.span, A.Name(metric.name, metric.span))], v.span)
     if isinstance(v, A.Name):

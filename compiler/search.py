@@ -28,7 +28,7 @@ from typing import Any
 from . import ast as A
 from .diagnostics import Diagnostics, Span, did_you_mean
 from .syntax import quote
-from .training import higher_is_better
+from .training import Objective, Search, higher_is_better
 
 GRID_POINTS = 5
 TOP_FRACTION = 0.25
@@ -297,10 +297,10 @@ def refine(spaces: list[Space], top: list[dict]) -> list[Space]:
 # ------------------------------------------------------------------------------------------- spec checks
 
 
-def objective_names(spec) -> list[str]:
-    """The metric names a search objective may name for this spec."""
-    base = ["loss"] + [m.name for m in spec.metrics]
-    split = spec.data.split if spec.data is not None else None
+def objective_names(metrics: list, data) -> list[str]:
+    """The metric names a search objective may name for a spec with these metrics and this data."""
+    base = ["loss"] + [m.name for m in metrics]
+    split = data.split if data is not None else None
     kfold = split is not None and split.kind == "kfold"
     has_val = split is not None and getattr(split, "val", 0) > 0
     names = [] if kfold else list(base) + ([f"val_{b}" for b in base] if has_val else [])
@@ -334,11 +334,11 @@ def _check_storage(storage: str | None, m: A.Model, d: Diagnostics) -> None:
     d.add("E506", f"storage {storage!r}: not a storage dlc can keep a study in", where, problem)
 
 
-def _check_data_spaces(spec, d: Diagnostics) -> None:
+def _check_data_spaces(spaces: list, d: Diagnostics) -> None:
     """A search space in the split, the source or the seed changes which rows a trial is judged on: the
     objective then ranks trials measured on different sets. (Normalisation and augmentation are preprocessing
     choices: the validation rows stay the same.)"""
-    for s in spec.search_spaces:
+    for s in spaces:
         if s.path.startswith(("data.split", "data.source")) or s.path == "seed":
             d.warn("W007", f"{s.path} is searched: each trial's objective is measured on other rows (another "
                    "split, source or seed), so the trials are not compared on one set",
@@ -349,19 +349,35 @@ def _check_data_spaces(spec, d: Diagnostics) -> None:
 def check_search(spec, m: A.Model, d: Diagnostics) -> None:
     """The search block's objective names a metric the run computes; its storage is one dlc can use; what it
     searches leaves the data the trials are compared on alone."""
-    if spec.search is None:
-        return
-    _check_storage(spec.search.storage, m, d)
-    _check_data_spaces(spec, d)
-    metric, direction = spec.search.objective.metric, spec.search.objective.direction
-    valid = objective_names(spec)
-    where = None
+    if spec.search is not None:
+        check_search_block(spec.search, spec.metrics, spec.data, spec.search_spaces, m, d)
+
+
+def check_search_block(search: Search, metrics: list | None, data, spaces: list, m: A.Model,
+                       d: Diagnostics) -> None:
+    """check_search on the parts of a spec that resolved: `metrics` or `data` None when they did not (the
+    objective is then not checked, since what it may name is not known)."""
+    _check_storage(search.storage, m, d)
+    _check_data_spaces(spaces, d)
+    if metrics is not None and data is not None:
+        _check_objective(search.objective, objective_names(metrics, data), data, m, d)
+
+
+def _objective_span(m: A.Model) -> Span | None:
+    """Where the objective's metric is written in the search block."""
     for st in m.body:
         if isinstance(st, A.Section) and st.name == "search":
             for a in st.body:
                 if isinstance(a, A.Assign) and a.key == "objective":
                     v = a.value
-                    where = v.words[-1].span if isinstance(v, A.Phrase) else v.span
+                    return v.words[-1].span if isinstance(v, A.Phrase) else v.span
+    return None
+
+
+def _check_objective(objective: Objective, valid: list[str], data, m: A.Model, d: Diagnostics) -> None:
+    """The objective names a metric the run computes (`valid`), in the direction that makes it better."""
+    metric, direction = objective.metric, objective.direction
+    where = _objective_span(m)
     if metric in valid:
         better = "maximize" if higher_is_better(metric) else "minimize"
         if direction != better:  # (only a written direction can differ: a missing one is inferred)
@@ -370,7 +386,7 @@ def check_search(spec, m: A.Model, d: Diagnostics) -> None:
                    f"write objective: {better} {metric}")
         return
     base = metric[4:] if metric.startswith(("val_",)) else metric.removeprefix("cv_")
-    split = spec.data.split if spec.data is not None else None
+    split = data.split if data is not None else None
     if split is not None and split.kind == "kfold" and f"cv_{base}" in valid:
         d.add("E504", f"objective '{metric}': with a kfold split every trial is cross-validated", where,
               f"use cv_{base} (the mean over the folds)")
@@ -380,3 +396,43 @@ def check_search(spec, m: A.Model, d: Diagnostics) -> None:
     else:
         d.add("E504", f"unknown objective metric '{metric}'", where,
               did_you_mean(metric, valid) or f"expected one of {', '.join(valid)}")
+
+
+def check_search_partial(m: A.Model, fields: dict, failed: set[str], d: Diagnostics) -> None:
+    """check_search for a spec that could not be built: the search block as resolved, or as written when it
+    did not resolve (`method: tpee`), so that one bad line of the block hides no error in another."""
+    search, objective_known = fields.get("search"), True
+    if search is None and "search" in failed:
+        search, objective_known = _search_as_written(m)
+    if search is None:
+        return
+    metrics = fields.get("metrics", []) if objective_known and "metrics" not in failed else None
+    check_search_block(search, metrics, fields.get("data"), fields.get("search_spaces", []), m, d)
+
+
+def _search_as_written(m: A.Model) -> tuple[Search | None, bool]:
+    """The parts of a search block that the spec checks read (its objective and storage), taken from the
+    AST, and whether its objective could be read (one that cannot is reported where the block is resolved).
+    (None, False) without a search block."""
+    sec = next((st for st in m.body if isinstance(st, A.Section) and st.name == "search"), None)
+    if sec is None:
+        return None, False
+    written: dict[str, A.Value] = {}
+    for st in sec.body:
+        if isinstance(st, A.Assign):
+            written.setdefault(st.key, st.value)  # (a key set twice: the first, as the block resolves it)
+    objective = _objective_as_written(written.get("objective"))
+    storage = written.get("storage")
+    search = Search.model_construct(objective=objective or Objective(),
+                                    storage=storage.value if isinstance(storage, A.Str) else None)
+    return search, objective is not None or "objective" not in written
+
+
+def _objective_as_written(v: A.Value | None) -> Objective | None:
+    """`minimize val_loss` or `val_loss` as an Objective; None for anything else (its error is reported
+    where the block is resolved). A misspelt direction leaves the metric, its direction inferred."""
+    if isinstance(v, A.Phrase) and v.words[0].name in ("minimize", "maximize"):
+        return Objective(direction=v.words[0].name, metric=v.words[-1].name)  # type: ignore[arg-type]
+    if isinstance(v, (A.Phrase, A.Name)):
+        return Objective(metric=(v.words[-1] if isinstance(v, A.Phrase) else v).name)
+    return None
