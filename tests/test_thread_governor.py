@@ -161,3 +161,27 @@ def test_work_counts_positions_not_only_parameters(tmp_path):
     assert lstm.work_per_sample() == 50 * 4 * 32 * (8 + 32 + 1) + 32 + 33 * 10 + 10
     small = _spec(tmp_path, "Dense(16, activation=relu)\n Dense(10, activation=softmax)", (64,), batch=32)
     assert one_thread_is_faster(small)
+
+
+def test_malloc_thresholds_are_set_once_unless_the_user_set_them(monkeypatch):
+    """backends/torch/memory.py: glibc keeps a step's freed activations for the next step (set once per
+    process); the user's own malloc tunables, or DLC_MALLOC_TUNING=0, leave malloc alone."""
+    import ctypes.util
+
+    from dlc.backends.torch import memory
+
+    monkeypatch.setattr(memory, "_done", None)
+    for name in memory.USER_SETTINGS:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("DLC_MALLOC_TUNING", "0")
+    assert memory.keep_freed_memory() is False
+    monkeypatch.setattr(memory, "_done", None)
+    monkeypatch.delenv("DLC_MALLOC_TUNING")
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "131072")
+    assert memory.keep_freed_memory() is False
+    monkeypatch.setattr(memory, "_done", None)
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_")
+    glibc = "libc.so" in (ctypes.util.find_library("c") or "libc.so.6")
+    assert memory.keep_freed_memory() is glibc
+    monkeypatch.setenv("DLC_MALLOC_TUNING", "0")
+    assert memory.keep_freed_memory() is glibc  # (once per process: the first answer stands)

@@ -18,7 +18,7 @@ from dlc.compiler.training import LOSS_SCALE
 from dlc.reference.evidence import probe_layers
 from dlc.reference.weights import flatten, unflatten
 
-from . import library
+from . import library, memory
 from . import lower as TL
 from . import threads as governor
 from .layers import StepCounter
@@ -121,6 +121,8 @@ class Session:
                                loss_scale=DynamicLossScale(LOSS_SCALE.initial_scale, LOSS_SCALE.growth_steps)
                                if compute == "float16" else None, compiled=compile)
         self.governor = _pick_cpu_threads(spec) if self.device.type == "cpu" else None
+        if self.device.type == "cpu":
+            memory.keep_freed_memory()  # (a step's activations reused, not faulted in afresh: memory.py)
         self.device_name = str(self.device) + (f" ({torch.cuda.get_device_name(self.device)})"
                                                if self.device.type == "cuda" else "")
         if compile:
