@@ -86,8 +86,8 @@ class Binder:
         """Bind a name or call to the catalogue class it names in `family`."""
         if isinstance(v, A.Name) and v.name in env:
             return self.bind(env[v.name], family, {}, path)
-        if isinstance(v, A.Call) and v.name in SEARCH_FUNCS:
-            return self.spaces.call(v, env, path, None)
+        if isinstance(v, A.Call) and v.name in SEARCH_FUNCS:  # (an item of a list: `metrics: [choice(...)]`)
+            return self.spaces.call(v, env, path, None, family)
         if isinstance(v, A.Name):
             call = A.Call(v.name, v.span, [], [], v.span)
         elif isinstance(v, A.Call):

@@ -205,6 +205,11 @@ class Diagnostics:
     def warn(self, code: str, message: str, span: Span | None = None, hint: Hint = None) -> None:
         self.add(code, message, span, hint, severity="warning")
 
+    def drop(self, item: Diagnostic) -> None:
+        """Remove a diagnostic, to report it again in other words (options.py: at the option causing it)."""
+        self.items.remove(item)
+        self._keys.discard((item.code, item.message, item.span))
+
     def extend(self, other: Iterable[Diagnostic]) -> None:
         for d in other:
             self.add(d.code, d.message, d.span, d.hint if d.lazy_hint is None else d.lazy_hint, d.severity)

@@ -6,7 +6,9 @@ every trial that draws mse fails. `dlc check` resolves the spec once with every 
 range at its low end); here it is resolved again once per other option (a range: its high end), the other
 spaces at their first value, with the same overrides a trial uses, and whatever that finds and the spec as
 checked does not is reported at the option. One resolve per option, not per combination: an option that
-conflicts only with another space's option is left to the trial.
+conflicts only with another space's option is left to the trial. That includes the other spaces' first values:
+an error that goes away when one other space takes another value (a kernel too long for padding=valid, where
+padding may be same) is warning W008, naming the pair, since the trials that draw other pairs train.
 """
 
 from __future__ import annotations
@@ -30,16 +32,87 @@ MAX_OPTION_CHECKS = 64
 
 def check_each_option(tree: A.File, spec: Spec, d: Diagnostics, base_dir: Path) -> None:
     """Report what each other option of each search space of `spec` (compiled from `tree`) would make a spec
-    error or warning, at that option: "when loss is mse: ..."."""
+    error or warning, at that option: "when loss is mse: ...". An error that another space's other value
+    avoids is a warning (W008) naming both: only the trials that draw that pair fail. An error of the spec as
+    checked that another value of a space avoids is reported at that space's first value, which causes it."""
     known = {_key(x) for x in d.items}
     spans = {x.span for x in d.items if x.span is not None}
-    options = _other_options(spec.search_spaces, A.calls_by_position(tree))
-    for space, value, arg in itertools.islice(options, MAX_OPTION_CHECKS):
+    calls = A.calls_by_position(tree)
+    options = list(itertools.islice(_other_options(spec.search_spaces, calls), MAX_OPTION_CHECKS + 1))
+    base_errors = [x for x in d.items if x.severity == "error"]
+    causes: dict[int, list[SearchSpace]] = {}  # a base error -> the spaces another value of which avoids it
+    budget = [MAX_OPTION_CHECKS]  # the resolves left for looking for a pair without the error
+    for space, value, arg in options[:MAX_OPTION_CHECKS]:
+        resolved, found = _resolved(tree, base_dir, {space.at: value})
+        if resolved:
+            _note_causes(base_errors, found, space, causes)
         if arg.span in spans:
             continue  # (the option itself is reported already: it does not fit its argument)
-        for found in _new_findings(tree, base_dir, {space.at: value}, known):
-            d.add(found.code, f"when {space.path} is {_shown(arg, value)}: {found.message}", arg.span,
-                  _hint(found, arg.span), found.severity)
+        new = [x for x in found if _key(x) not in known]
+        pair = _pair_without_errors(tree, base_dir, space, value, known, budget, spec.search_spaces, calls) \
+            if _has_error(new) else None
+        for x in new:
+            when = f"when {space.path} is {_shown(arg, value)}"
+            if pair is not None and x.severity == "error":
+                d.warn("W008", f"{when} and {pair}: {x.message}", arg.span,
+                       _hint(x, arg.span, "only the trials that draw both fail"))
+            else:
+                d.add(x.code, f"{when}: {x.message}", arg.span, _hint(x, arg.span), x.severity)
+    if len(options) <= MAX_OPTION_CHECKS:  # (every other value was tried: the causes found are all)
+        for i, spaces in causes.items():
+            _report_at_cause(base_errors[i], spaces, calls, d)
+
+
+def _note_causes(base_errors: list[Diagnostic], found: list[Diagnostic], space: SearchSpace,
+                 causes: dict[int, list[SearchSpace]]) -> None:
+    """Record `space` against each error of the spec as checked that is gone (no error of its code at its
+    place) with `space` at another value."""
+    left = {(x.code, x.span) for x in found if x.severity == "error"}
+    for i, e in enumerate(base_errors):
+        if (e.code, e.span) not in left and space not in causes.setdefault(i, []):
+            causes[i].append(space)
+
+
+def _report_at_cause(e: Diagnostic, spaces: list[SearchSpace], calls: dict[tuple[int, int], A.Call],
+                     d: Diagnostics) -> None:
+    """An error of the spec as checked, which another value of each of `spaces` avoids, again at the first
+    one's first value, naming them all ("when data.split.val is 0: ..."). It stays an error even when it
+    takes two spaces' first values (a pairing that trials may avoid): the spec as checked, which `dlc check`
+    summarises, is that pairing."""
+    firsts = [(s, calls[s.at].args[0]) for s in spaces]
+    at = firsts[0][1].span
+    note = "dlc check takes each space's first value: list one that fits first" if len(spaces) > 1 else None
+    d.drop(e)
+    d.add(e.code, "when " + " and ".join(f"{s.path} is {_shown(arg, _checked_with(s))}" for s, arg in firsts)
+          + f": {e.message}", at, _hint(e, at, note), e.severity)
+
+
+def _pair_without_errors(tree: A.File, base_dir: Path, space: SearchSpace, value: Any, known: set[tuple],
+                         budget: list[int], spaces: list[SearchSpace], calls: dict[tuple[int, int], A.Call]
+                         ) -> str | None:
+    """How another space stands where `space` = `value` fails ("padding is valid"), when one of that space's
+    other values lets the spec resolve without a new error (`Conv1D(4, choice(3, 9), padding=choice(valid,
+    same))`: a kernel of 9 fails only with valid padding). None when no other value tried does (at most
+    `budget[0]` resolves in all)."""
+    for other, other_value, _ in _other_options(spaces, calls):
+        if other.at == space.at:
+            continue
+        if budget[0] <= 0:
+            return None
+        budget[0] -= 1
+        _, found = _resolved(tree, base_dir, {space.at: value, other.at: other_value})
+        if not _has_error([x for x in found if _key(x) not in known]):
+            return f"{other.path} is {_shown(calls[other.at].args[0], _checked_with(other))}"
+    return None
+
+
+def _checked_with(space: SearchSpace) -> Any:
+    """The value the spec as checked gives `space`: its first option, or its low end."""
+    return space.options[0] if space.kind == "choice" else space.low
+
+
+def _has_error(items: list[Diagnostic]) -> bool:
+    return any(x.severity == "error" for x in items)
 
 
 def _other_options(spaces: list[SearchSpace], calls: dict[tuple[int, int], A.Call]
@@ -61,11 +134,12 @@ def _other_options(spaces: list[SearchSpace], calls: dict[tuple[int, int], A.Cal
             yield s, int(high) if s.kind == "int_uniform" else float(high), call.args[1]
 
 
-def _new_findings(tree: A.File, base_dir: Path, overrides: dict, known: set[tuple]) -> list[Diagnostic]:
-    """What resolving the spec with `overrides` finds (every check, as for a trial) that is not in `known`."""
+def _resolved(tree: A.File, base_dir: Path, overrides: dict) -> tuple[bool, list[Diagnostic]]:
+    """Whether the spec with `overrides` resolves to a Spec (so that every check ran, as for a trial), and
+    what it finds."""
     found = Diagnostics()
-    resolve(tree, found, base_dir, overrides)
-    return [x for x in found.items if _key(x) not in known]
+    spec = resolve(tree, found, base_dir, overrides)
+    return spec is not None, found.items
 
 
 def _key(x: Diagnostic) -> tuple:
@@ -80,10 +154,7 @@ def _shown(arg: A.Value, value: Any) -> str:
     return literal(value) if text == "..." else text
 
 
-def _hint(found: Diagnostic, at: Span) -> str | None:
-    """The rule's own hint, and the line it is about when that is not the option's."""
-    hint = found.hint_text()
-    if found.span is None or found.span.line == at.line:
-        return hint
-    where = f"see line {found.span.line}"
-    return f"{hint}; {where}" if hint else where
+def _hint(found: Diagnostic, at: Span, note: str | None = None) -> str | None:
+    """The rule's own hint, the line it is about when that is not the option's, and `note`."""
+    where = f"see line {found.span.line}" if found.span is not None and found.span.line != at.line else None
+    return "; ".join(x for x in (found.hint_text(), where, note) if x) or None

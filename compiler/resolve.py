@@ -15,7 +15,7 @@ from . import ast as A
 from .bind import Binder
 from .diagnostics import MISSING, Diagnostics, Span, did_you_mean
 from .expand import LayerExpander, collect_blocks, name_layers
-from .spaces import Overrides
+from .spaces import SEARCH_FUNCS, Overrides
 from .spec import Data, Spec
 from .training import Search, Train
 from .wording import explain
@@ -116,6 +116,16 @@ class Resolver(Binder):
             return None
         return name_layers(spec)
 
+    def _searched_input(self, v: A.Value) -> bool:
+        """Report a search space in the input shape (`input: (choice(4, 8))`): every trial's data has one
+        shape. True when there is one."""
+        searched = next((i for i in [v, *getattr(v, "items", [])]
+                         if isinstance(i, A.Call) and i.name in SEARCH_FUNCS), None)
+        if searched is not None:
+            self.d.add("E501", "the input shape cannot be searched: it is the shape of the data's samples",
+                       searched.span, "write the shape the data has, and search the layers")
+        return searched is not None
+
     def _misplaced(self, st, suggested: set[str]) -> bool:
         """Report a statement that is not a model key or section: a layer outside layers { }, an unknown key
         or section. `suggested` collects the keys a hint pointed at. True when the statement was one."""
@@ -168,6 +178,8 @@ class Resolver(Binder):
                 return MISSING  # (reported where it was read)
             if isinstance(v, A.Num) and isinstance(v.value, int):
                 return (v.value,)
+            if self._searched_input(v):
+                return MISSING
             if not (isinstance(v, A.Tuple) and v.items and not v.kwargs
                     and all(isinstance(i, A.Num) and isinstance(i.value, int) and i.value > 0
                             for i in v.items)):

@@ -178,14 +178,19 @@ def literal_of(value: Any) -> str:
     raise TypeError(f"no spec literal for {value!r}")
 
 
+def _is_name(x: Any) -> bool:
+    return isinstance(x, str) and x.isidentifier() and x not in ("true", "false")
+
+
 def value_text(space: Space, value: Any) -> str:
     if space.kind == "choice":
-        if isinstance(value, str) and value.isidentifier() and value not in ("true", "false"):
-            return value  # a name: what a string field accepts too, and a catalogue field only accepts
+        # an option as written, unless it is a quoted name (a catalogue field only accepts the name, a string
+        # field accepts it too); a block's parameter (`choice(act, relu)`) stays the parameter, which each use
+        # of the block gives its own value, as a trial does
         for opt, text in zip(space.options, space.option_texts, strict=True):
-            if _same(opt, value):
+            if _same(opt, value) and (_is_name(text) or not _is_name(value)):
                 return text
-        return literal_of(value)
+        return value if _is_name(value) else literal_of(value)
     if space.kind == "int_uniform":
         return str(int(value))
     return literal_of(float(value))

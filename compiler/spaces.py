@@ -42,10 +42,11 @@ class SearchSpaceCalls:
         # path -> (the search-space call there, the option values it may take other than the one resolved)
         self.alternatives: dict[str, tuple[A.Call, list[tuple[Any, Span]]]] = {}
 
-    def call(self, v: A.Call, env: dict, path: str, annotation: Any) -> Any:
-        """A search-space call where a value belongs: recorded, and replaced by the value this run uses."""
+    def call(self, v: A.Call, env: dict, path: str, annotation: Any, family: str | None = None) -> Any:
+        """A search-space call where a value belongs: recorded, and replaced by the value this run uses. A
+        chosen name is bound in `family` (default: the annotation's), as a name written there would be."""
         kind = SEARCH_FUNCS[v.name]
-        if self._nested_space(v, env):
+        if self._nested_space(v, env) or self._call_option(v, env):
             return MISSING
         raw = [self.binder.value(a, env, path) for a in v.args]
         if any(r is MISSING for r in raw) or v.kwargs:
@@ -69,14 +70,28 @@ class SearchSpaceCalls:
             ends = [int(b) if kind == "int_uniform" else b for b in raw]
             others = list(zip(ends, (a.span for a in v.args), strict=True))
         self.found.append(space)
-        chosen = self.overrides.get(at, rep)
+        chosen = self._chosen(space, rep)
         self.alternatives[path] = (v, [(o, span) for o, span in others if not _same_option(o, chosen)])
         # a chosen name may itself be a catalogue value (choice(relu, elu)): bind it as such
-        fam = family_of_annotation(annotation) if annotation is not None else None
+        fam = family or (family_of_annotation(annotation) if annotation is not None else None)
         if fam is not None and isinstance(chosen, str):
             span = v.span
             return self.binder.bind(A.Name(chosen, span), fam, {}, path)
         return chosen
+
+    def _chosen(self, space: SearchSpace, rep: Any) -> Any:
+        """The value this use of a search space takes: its override, else `rep`. A choice in a block used with
+        other arguments lists other values in each use (`choice(filters, 8)`): an override is an option of its
+        first use, and each use takes the same option, its own value of it, as the concrete spec (a trial's,
+        best.dlspec) writes that option."""
+        if space.at not in self.overrides:
+            return rep
+        value = self.overrides[space.at]
+        first = next(s for s in self.found if s.at == space.at)
+        if space.kind != "choice" or first is space:
+            return value
+        index = next((i for i, o in enumerate(first.options) if _same_option(o, value)), None)
+        return value if index is None else space.options[index]
 
     def _options_fit(self, v: A.Call, raw: list) -> bool:
         """choice()'s options: at least one, each a plain value, none twice (a grid would count it twice: a
@@ -89,8 +104,7 @@ class SearchSpaceCalls:
             self.d.add("E501", "a choice() option must be a number, a name, a string or true/false",
                        bad[0].span, "list the options themselves: choice(32, 64, 128)")
             return False
-        twice = next(((a, r) for i, (a, r) in enumerate(zip(v.args, raw, strict=True))
-                      if any(_same_option(r, q) for q in raw[:i])), None)
+        twice = _first_repeat(v.args, raw)
         if twice is not None:
             self.d.add("E501", f"choice() lists {literal(twice[1])} twice", twice[0].span,
                        "list each option once")
@@ -142,6 +156,16 @@ class SearchSpaceCalls:
                 found = True
         return found
 
+    def _call_option(self, v: A.Call, env: dict) -> bool:
+        """Report each call among a search space's options (`choice(l1(1e-4), l2(1e-4))`): a tuner draws plain
+        values, so a whole call cannot be one; its own arguments can be searched. True when there is one."""
+        calls = [c for c in (env.get(a.name, a) if isinstance(a, A.Name) else a for a in v.args)
+                 if isinstance(c, A.Call) and c.name not in SEARCH_FUNCS]
+        for c in calls:
+            self.d.add("E501", f"a search space chooses plain values, not a call to '{c.name}'", c.name_span,
+                       _searched_call_example(c) if v.name == "choice" else "give plain numbers here")
+        return bool(calls)
+
     def check_alternatives(self, cls, converted: dict, path: str, shown: str,
                             written: dict[str, str]) -> None:
         """Every value a search space in these arguments may take, not only the one resolved, is checked now:
@@ -168,6 +192,29 @@ class SearchSpaceCalls:
                                    explain(errs, cls.model_fields[fname].annotation))
 
 
+def _searched_call_example(c: A.Call) -> str:
+    """How to search a call's own arguments instead of choosing the call: `huber(delta=uniform(lo, hi))`."""
+    if not (c.args or c.kwargs):
+        return f"choose among names: choice({c.name}, ...)"
+    arg = f"{c.kwargs[0].key}=" if c.kwargs and not c.args else ""
+    return f"choose among names, or search {c.name}()'s own arguments: {c.name}({arg}uniform(lo, hi))"
+
+
+def _option_key(a: Any) -> tuple[bool, Any]:
+    """What makes two search-space values the same option (True is not 1, 1 is 1.0), hashable."""
+    return isinstance(a, bool), a
+
+
 def _same_option(a: Any, b: Any) -> bool:
-    """Whether two search-space values are the same option (True is not 1, 1 is 1.0)."""
-    return type(a) is type(b) and a == b if isinstance(a, bool) or isinstance(b, bool) else a == b
+    return _option_key(a) == _option_key(b)
+
+
+def _first_repeat(args: list[A.Value], raw: list) -> tuple[A.Value, Any] | None:
+    """The first option listed twice (where written, its value), in one pass: a choice of a thousand options
+    is checked once per option of every space by `dlc check`."""
+    seen: set[tuple[bool, Any]] = set()
+    for a, r in zip(args, raw, strict=True):
+        if _option_key(r) in seen:
+            return a, r
+        seen.add(_option_key(r))
+    return None
