@@ -29,6 +29,7 @@ from dlc.cli import (
     tune,
 )
 from dlc.cli import compile as compile_
+from dlc.cli.ascii import make_streams_safe
 from dlc.cli.errors import EXIT_INTERRUPTED, EXIT_SPEC, OutputClosed, closed_outputs, exits, quiet_exit
 
 # in the order `dlc --help` lists them
@@ -78,6 +79,16 @@ for _module in COMMANDS:
     app.command(_module.NAME)(exits(_module.command))
 
 
+def _flags_without_a_type(command) -> None:
+    """A flag's help line shows no type: Typer labels `--replace` and `--quiet` `<bool>`, which reads as if
+    they took a value (`--replace true` is an error)."""
+    for param in getattr(command, "params", []):
+        if getattr(param, "is_flag", False) and param.metavar is None:
+            param.metavar = ""
+    for sub in getattr(command, "commands", {}).values():
+        _flags_without_a_type(sub)
+
+
 def _click_exception() -> type[Exception]:
     """Click's base exception class, wherever this Typer keeps Click (newer Typers vendor it)."""
     return next(c for c in typer.BadParameter.__mro__
@@ -119,10 +130,12 @@ def main(argv: list[str] | None = None) -> int:
     """Run `dlc` with these arguments (default: the command line's) and return the exit code."""
     args = sys.argv[1:] if argv is None else list(argv)
     _closed_streams_to_devnull()
+    make_streams_safe()
     if not args:  # plain `dlc`: the help, as a usage error
         main(["--help"])
         return EXIT_SPEC
     command = typer.main.get_command(app)
+    _flags_without_a_type(command)
     try:
         rv = command.main(args=args, prog_name="dlc", standalone_mode=False)
         try:

@@ -9,6 +9,7 @@ import math
 import time
 from typing import TYPE_CHECKING
 
+from rich.progress import ProgressColumn
 from rich.text import Text
 
 if TYPE_CHECKING:
@@ -235,21 +236,89 @@ def summary_lines(spec, hist, final: dict, seconds: float | None = None) -> list
     return lines
 
 
+def can_redraw(console) -> bool:
+    """Whether `console` is a terminal that can redraw a line in place, as a live progress bar needs: not a
+    dumb one (TERM=dumb: it would leave a blank line), and not a file or pipe that FORCE_COLOR=1 makes rich
+    call a terminal (FORCE_COLOR asks for colours; a CI log would get the bar's carriage returns). A console
+    made with force_terminal, or TTY_COMPATIBLE=1, is taken at its word."""
+    import os
+
+    if not console.is_terminal or console.is_dumb_terminal:
+        return False
+    if getattr(console, "_force_terminal", None) is not None or os.environ.get("TTY_COMPATIBLE") == "1":
+        return True
+    isatty = getattr(console.file, "isatty", None)
+    try:
+        return bool(isatty is not None and isatty())
+    except ValueError:  # a closed file
+        return False
+
+
+BAR_CELLS = (20, 10)  # the bar's width, and the narrowest worth showing
+
+
+def progress_parts(epoch: str, steps: str, timing: list[str], values: list[str], width: int
+                   ) -> tuple[str, int, str]:
+    """The progress line fitted to `width` cells, as (text before the bar, bar width or 0 for none, text after
+    it). A narrow terminal keeps what a Keras user looks at first: the epoch, the steps, the time left and the
+    running loss; the bar shrinks, then the other metrics go from the right, then the pace, then the bar
+    (rich would otherwise cut the line from the left and lose the epoch and the steps)."""
+    head = f"epoch {epoch} {steps}"
+    for bar, keep_pace, n_values in _progress_layouts(len(values)):
+        shown = timing if keep_pace else timing[:1]
+        tail = " ".join(shown + ([" - ".join(["", *values[:n_values]]).strip()] if n_values else []))
+        if len(head) + (bar + 1 if bar else 0) + (len(tail) + 1 if tail else 0) <= width:
+            return head, bar, tail
+    return head[:width], 0, ""
+
+
+def _progress_layouts(n_values: int):
+    """(bar width, pace shown, values shown), from the fullest line to the barest."""
+    for bar in BAR_CELLS:
+        yield bar, True, n_values
+    for n in range(n_values - 1, 0, -1):
+        yield BAR_CELLS[-1], True, n
+    yield BAR_CELLS[-1], False, min(n_values, 1)
+    yield 0, False, min(n_values, 1)
+    yield 0, False, 0
+
+
+class _FittedLine(ProgressColumn):
+    """The rich progress column of the whole line, refitted to the console's width at every refresh (a
+    resized terminal too)."""
+
+    def __init__(self, console):
+        super().__init__()
+        self.console = console
+
+    def render(self, task):
+        from rich.progress_bar import ProgressBar
+        from rich.table import Table
+
+        f, total = task.fields, int(task.total or 0)
+        steps = f"{int(task.completed):>{len(str(total))}}/{total}"
+        head, bar, tail = progress_parts(f["epoch"], steps, f["timing"], f["values"], self.console.width)
+        grid = Table.grid(padding=(0, 1))
+        cells = [head]
+        if bar:
+            cells.append(ProgressBar(total=task.total, completed=task.completed, width=bar))
+        if tail:
+            cells.append(tail)
+        grid.add_row(*cells)
+        return grid
+
+
 class Progress:
     """A Keras-like progress bar over the steps of the current epoch, on a terminal only (a log or a pipe
     gets the epoch rows): `epoch 3/20  12/47 ━━━━━━━━━━━━━━━━━━━━ 1.2s left 25ms/step - loss: 0.5200 -
-    accuracy: 0.8100`, refreshed a few times a second."""
+    accuracy: 0.8100`, refreshed a few times a second, fitted to the terminal's width (progress_parts)."""
 
     def __init__(self, console, epochs: int):
-        from rich.progress import BarColumn, MofNCompleteColumn, TextColumn
         from rich.progress import Progress as RichProgress
 
         self.epochs = epochs
-        self.enabled = console.is_terminal and not console.quiet
-        self.p = RichProgress(TextColumn("epoch {task.fields[epoch]}"),
-                              MofNCompleteColumn(),
-                              BarColumn(bar_width=20), TextColumn("{task.fields[pace]}"),
-                              TextColumn("{task.fields[values]}"), console=console, transient=True)
+        self.enabled = can_redraw(console) and not console.quiet
+        self.p = RichProgress(_FittedLine(console), console=console, transient=True)
         self.task: TaskID | None = None
         self.start = time.perf_counter()
 
@@ -269,21 +338,20 @@ class Progress:
             self.start = now
         if not self.enabled:
             return
-        pace = values = ""
+        timing: list[str] = []
         if done > 0:
             elapsed = now - self.start
             per = elapsed / done
-            pace = (f"{fmt_duration(per * (total - done))} left " if done < total else
-                    f"{fmt_duration(elapsed)} ") + fmt_pace(per)
-        if running:
-            values = "".join(f"- {k}: {fmt_value(v)} " for k, v in running.items()).rstrip()
+            timing = [f"{fmt_duration(per * (total - done))} left" if done < total else fmt_duration(elapsed),
+                      fmt_pace(per)]
+        values = [f"{k}: {fmt_value(v)}" for k, v in (running or {}).items()]
         epoch_text = f"{epoch + 1}/{self.epochs}"
         if self.task is None:
-            self.task = self.p.add_task("train", total=total, completed=done, epoch=epoch_text, pace=pace,
+            self.task = self.p.add_task("train", total=total, completed=done, epoch=epoch_text, timing=timing,
                                         values=values)
         else:
-            self.p.update(self.task, total=total, completed=done, epoch=epoch_text, pace=pace, values=values,
-                          refresh=True)  # (at most a few times a second: the backends report so)
+            self.p.update(self.task, total=total, completed=done, epoch=epoch_text, timing=timing,
+                          values=values, refresh=True)  # (a few times a second at most: the backends say so)
 
     def elapsed(self) -> float:
         """Seconds since the current epoch started."""

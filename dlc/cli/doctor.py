@@ -89,7 +89,9 @@ command.__doc__ = (command.__doc__ or "") + "\n\n" + "\n\n".join(
 
 
 def _width() -> int:
-    return max(60, min(110, shutil.get_terminal_size((100, 24)).columns))
+    """The terminal's width (100 in a pipe), at most 110 to keep lines readable; a narrow terminal's own width
+    down to 30 (text wrapped wider than the terminal would be wrapped again by it, into ragged lines)."""
+    return max(30, min(110, shutil.get_terminal_size((100, 24)).columns))
 
 
 def _para(label: str, text: str, width: int) -> str:

@@ -73,6 +73,15 @@ def _unexpected(exc: BaseException) -> str:
     return msg
 
 
+def _not_writable(exc: OSError) -> str:
+    """A folder dlc may not write in (a read-only current folder, where `dlc run` makes runs/): which path and
+    why, instead of Python's OSError text."""
+    if exc.errno == errno.EROFS:
+        return (f"cannot write {exc.filename}: the file system is read-only; give --out a folder that can be "
+                f"written")
+    return f"{exc.filename}: permission denied"
+
+
 def classify(exc: BaseException) -> tuple[int, str]:
     """(exit code, text for stderr) of an exception raised by a command."""
     if isinstance(exc, CommandError):
@@ -87,6 +96,8 @@ def classify(exc: BaseException) -> tuple[int, str]:
     if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
         where = f" {exc.filename}" if exc.filename else ""
         return EXIT_RUNTIME, error_line(f"cannot write{where}: {exc.strerror}; free some space and run again")
+    if isinstance(exc, OSError) and exc.filename and exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return EXIT_RUNTIME, error_line(_not_writable(exc))
     return EXIT_RUNTIME, error_line(_unexpected(exc))
 
 

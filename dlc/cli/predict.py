@@ -62,7 +62,7 @@ def write(p, output: Optional[str]) -> None:
         np.savez(output, **arrays)
         return
     with (open(output, "w", newline="") if output else contextlib.nullcontext(sys.stdout)) as fh:
-        w = csv.writer(fh)
+        w = csv.writer(fh, lineterminator="\n")  # (csv's default \r\n leaves a \r on each line for cut, awk)
         w.writerow(p.columns)
         for row in p.table:
             first = f"{row[0]:.8g}" if p.task == "regression" else \

@@ -11,22 +11,60 @@ from collections.abc import Sequence
 def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[str]],
                 right: Sequence[str] = (), quiet: bool = False) -> None:
     """`columns` named in `right` are right-aligned (numbers). Every text is shown as it is (a `[bold]` in a
-    path or a name is not rich markup)."""
+    path or a name is not rich markup). A terminal too narrow for the table gets one block per row (rich would
+    fold every cell into columns two letters wide)."""
     if quiet:
         return
     if sys.stdout.isatty():
         from rich.console import Console
-        from rich.table import Table
-        from rich.text import Text
+        from rich.measure import Measurement
 
-        table = Table(title=Text(title))
-        for col in columns:
-            table.add_column(Text(col), justify="right" if col in right else "left", overflow="fold")
-        for row in rows:
-            table.add_row(*(Text(cell) for cell in row))
-        Console().print(table)
+        console = Console()
+        table = _rich_table(title, columns, rows, right)
+        # (the minimum: every cell wrapped at its words; narrower, rich would cut words into pieces)
+        if Measurement.get(console, console.options.update(max_width=10_000), table).minimum <= console.width:
+            console.print(table)
+        else:
+            console.print(_blocks(title, columns, rows))
         return
-    print(plain_table(title, columns, rows, right))
+    from dlc.cli.ascii import encodable
+
+    def shown(text: str) -> str:  # (as the stream will write it, so the columns are measured right)
+        return encodable(text, sys.stdout)
+
+    print(plain_table(shown(title), [shown(c) for c in columns], [[shown(c) for c in r] for r in rows],
+                      [shown(c) for c in right]))
+
+
+def _rich_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[str]], right: Sequence[str]):
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(title=Text(title))
+    for col in columns:
+        table.add_column(Text(col), justify="right" if col in right else "left", overflow="fold")
+    for row in rows:
+        table.add_row(*(Text(cell) for cell in row))
+    return table
+
+
+def _blocks(title: str, columns: Sequence[str], rows: Sequence[Sequence[str]]):
+    """The table for a narrow terminal: the title, then per row its first cell and, indented, each other
+    column's name and value (a long value wraps under itself)."""
+    from rich.console import Group
+    from rich.padding import Padding
+    from rich.table import Table
+    from rich.text import Text
+
+    parts: list = [Text(title, style="bold")]
+    for row in rows:
+        grid = Table.grid(padding=(0, 2))
+        grid.add_column(style="dim", no_wrap=True)
+        grid.add_column(overflow="fold")
+        for col, cell in zip(columns[1:], row[1:], strict=True):
+            grid.add_row(Text(col), Text(cell))
+        parts += [Text(row[0]), Padding(grid, (0, 0, 0, 2))]
+    return Group(*parts)
 
 
 def plain_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[str]],

@@ -108,6 +108,8 @@ def _finish(console, name: str, done, quiet: bool) -> int:
 
     if done.problem is not None:
         console.print(f"[red]dlc tune: the best spec does not check (a bug):[/]\n{escape(done.problem)}")
+    if done.interrupted and done.best is None:  # Ctrl-C before a trial ended: the 'interrupted' line says it
+        raise CommandError("dlc: interrupted" if console.quiet else "", EXIT_INTERRUPTED)
     columns = ["trial", done.metric, *labels(done.spaces), "time"]
     rows = []
     for t in done.ranked[:TABLE_ROWS]:
@@ -116,7 +118,7 @@ def _finish(console, name: str, done, quiet: bool) -> int:
         rows.append([str(t.number), f"{t.value:.4f}", *(short(sp, t.params[sp.name]) for sp in done.spaces),
                      f"{dur:.1f} s"])
     print_table(f"{name}: best trials ({done.direction} {done.metric})", columns, rows, right=columns,
-                quiet=quiet)
+                quiet=quiet or not rows)  # (no table without a row: the line below says why)
     shown = ", ".join(f"{n} {s}" for s, n in sorted(done.counts.items()))
     console.print(f"{len(done.trials)} trials: {shown}")
     code = EXIT_INTERRUPTED if done.interrupted else 0

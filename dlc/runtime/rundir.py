@@ -322,8 +322,6 @@ def plot_curves(run: Path, rows: list[dict], title: str, best_epoch: int | None 
     for the learning rate; a dotted line marks the best epoch when early stopping kept one."""
     if not rows:
         return
-    from matplotlib.ticker import MaxNLocator
-
     skip = {"epoch", "lr", "time_s", "samples_per_s"}
     bases = [k for k in rows[0] if k not in skip and not k.startswith("val_")]
     panels = bases + ["lr"]
@@ -342,14 +340,34 @@ def plot_curves(run: Path, rows: list[dict], title: str, best_epoch: int | None 
                        label=f"best epoch ({best_epoch})" if key != "lr" else None)
         if key == panels[0]:
             ax.legend(fontsize="small")  # the same colours in every panel
-        ax.set_xlabel("epoch")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        epoch_axis(ax, epochs)
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(panels):]:
         ax.set_visible(False)
     fig.suptitle(title)
     fig.tight_layout()
     save_figure(fig, run / "curves.png")
+
+
+def epoch_axis(ax, epochs: list[int]) -> None:
+    """An x axis of whole epochs: matplotlib labels a run of one epoch 0.945 to 1.050, so its one epoch gets
+    the one tick, centred."""
+    from matplotlib.ticker import MaxNLocator
+
+    ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if epochs and min(epochs) == max(epochs):
+        ax.set_xticks([epochs[0]])
+        ax.set_xlim(epochs[0] - 1, epochs[0] + 1)
+
+
+def lr_scale(ax, lrs: list[float]) -> None:
+    """The learning rate's y axis: a log scale when it spans more than a factor of 10, with plain tick labels
+    (0.01, not 10^-2) either way."""
+    if min(lrs) > 0 and max(lrs) / min(lrs) > 10:
+        _log_y(ax)
+    else:
+        ax.yaxis.set_major_formatter(_plain_ticks())
 
 
 def _plain_ticks():
@@ -373,10 +391,8 @@ def _plot_lr(ax, epochs: list[int], lrs: list[float], marker: str | None) -> Non
     ax.step(epochs, lrs, where="mid", color="tab:gray")
     if marker:
         ax.plot(epochs, lrs, marker, color="tab:gray", markersize=3)
-    if min(lrs) > 0 and max(lrs) / min(lrs) > 10:
-        _log_y(ax)
-    else:
-        ax.yaxis.set_major_formatter(_plain_ticks())
+    lr_scale(ax, lrs)
+    if not (min(lrs) > 0 and max(lrs) / min(lrs) > 10):
         lo, hi = min(lrs), max(lrs)
         pad = (hi - lo) * 0.1 or abs(hi) * 0.1 or 1.0
         ax.set_ylim(max(lo - pad, 0) if lo >= 0 else lo - pad, hi + pad)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dlc.runtime.rundir import figure, folder_kind
+from dlc.runtime.rundir import epoch_axis, figure, folder_kind, lr_scale
 
 PLOT_SKIP = {"epoch", "lr", "time_s", "samples_per_s"}
 
@@ -362,9 +362,12 @@ def plot_runs(paths: Sequence[str | Path], out: str | Path) -> Path:
     colors = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
     for i, (label, hist) in enumerate(runs):
         _plot_run(axes[0], keys, hist, label, colors[i % len(colors)])
+    epochs = sorted({r["epoch"] for _, h in runs for r in h})
     for ax, key in zip(axes[0], keys, strict=True):
         ax.set_title("learning rate" if key == "lr" else key)
-        ax.set_xlabel("epoch")
+        if key == "lr":
+            lr_scale(ax, [r["lr"] for _, h in runs for r in h])
+        epoch_axis(ax, epochs)
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=8)
     if left:  # (a panel per quantity every run has: say which were left out, on the figure itself)
@@ -383,9 +386,8 @@ def _plot_run(axes, keys: list[str], hist: list[dict], label: str, color) -> Non
     for ax, key in zip(axes, keys, strict=True):
         if key == "lr":
             ax.plot(ep, [r["lr"] for r in hist], color=color, label=label, **dot)
-            ax.set_yscale("log")
             continue
         ax.plot(ep, [r.get(key) for r in hist], color=color, label=f"{label} train", **dot)
-        if f"val_{key}" in hist[0]:
+        if f"val_{key}" in hist[0]:  # (a single val point hollow: a dashed line through it shows nothing)
             ax.plot(ep, [r.get(f"val_{key}") for r in hist], color=color, linestyle="--",
-                    label=f"{label} val", **dot)
+                    label=f"{label} val", **dot, **({"markerfacecolor": "none"} if dot else {}))
