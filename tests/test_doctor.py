@@ -683,3 +683,29 @@ def test_doctor_target_accuracy_must_be_a_number_between_0_and_1(tmp_path, value
     """A NaN is neither above 1 nor below 0: one message for every value out of range, nan included."""
     rc, _, err = run_cli("doctor", tmp_path, "--target-accuracy", value)
     assert rc == 2 and "--target-accuracy': must be a number between 0 and 1" in err, err
+
+
+@pytest.mark.parametrize("n", [2, 3, 5])
+def test_underfitting_says_still_falling_only_over_two_epochs_or_more(tmp_path, n):
+    """A 2-epoch run said 'the training loss was still falling ... over the last 1 epoch': one drop is no
+    trend (the first epochs' fall). It now says the run was too short to tell (and the fix still trains
+    longer); from 3 epochs the window is the last 2 (up to LR_LOW_EPOCHS) epochs, plural."""
+    losses = [2.0 * 0.8 ** i for i in range(n)]
+    acc = [0.3 + 0.02 * i for i in range(n)]
+    spec = SPEC.replace("epochs: 10", f"epochs: {n}")
+    report = diagnose(write_run(tmp_path / "run", history(losses, losses, acc, acc), None, spec=spec))
+    d = report.diagnoses[0]
+    assert d.id == "underfitting"
+    window = min(n - 1, rules.LR_LOW_EPOCHS)
+    if n == 2:
+        assert "the run trained only 2 epochs, too few to tell whether the training loss was still falling" \
+            in d.evidence
+        assert "still falling at the end" not in d.evidence and "over the last 1 epoch" not in d.evidence
+        assert d.facts.get("short_run") and not d.facts.get("still_improving")
+        assert "(the loss was still falling)" not in d.remedy
+        assert "epochs: 4" in fixed_text(report)
+        assert "too short to tell" in next(iter(report.changes.values())).summary
+    else:
+        assert (f"the training loss was still falling at the end ({rules.num(losses[-window - 1])} -> "
+                f"{rules.num(losses[-1])} over the last {window} epochs)") in d.evidence
+        assert d.facts.get("still_improving") and "only" not in d.evidence

@@ -58,8 +58,12 @@ def command(
 
     console = Console(stderr=True, quiet=quiet, soft_wrap=True)  # a long trial line is never wrapped
     result = compiled(api.tune_target(spec, refine))
-    done = api.tune(result, backend=o.value(backend), device=device, out=out, trials=trials, workers=workers,
-                    threads=threads, refine=refine, study=study, reporter=_Display(console))
+    display = _Display(console)
+    try:
+        done = api.tune(result, backend=o.value(backend), device=device, out=out, trials=trials,
+                        workers=workers, threads=threads, refine=refine, study=study, reporter=display)
+    finally:
+        display.close()
     return _finish(console, result.spec.name, done, quiet)
 
 
@@ -69,6 +73,7 @@ class _Display(api.Reporter):
     def __init__(self, console):
         self.console = console
         self.plan = None
+        self.live = _LiveLine(console)
 
     def started(self, plan) -> None:
         from rich.markup import escape as e  # names, paths and values: shown as they are, never as markup
@@ -88,16 +93,59 @@ class _Display(api.Reporter):
         if plan.grid_size is not None and plan.grid_size > plan.trials:
             self.console.print(f"[yellow]the grid has {plan.grid_size} points; running the first "
                                f"{plan.trials} (--trials {plan.grid_size} runs them all)[/]")
-        if plan.done_before:
+        if plan.done_before or plan.requeued:
             again = plan.requeued
-            queued = f", {again} interrupted trial{'s' if again > 1 else ''} queued again" if again else ""
+            queued = f", {again} crashed or interrupted trial{'s' if again > 1 else ''} queued again" \
+                if again else ""
             self.console.print(f"resuming: {plan.done_before} of {plan.target} trials done{queued}")
 
+    def standing(self, standing) -> None:
+        self.live.show(standing)
+
     def trial(self, trial) -> None:
-        self.console.print(trial_line(trial, self.plan.metric, self.plan.spaces))
+        self.console.print(trial_line(trial, self.outcome(trial), self.plan.metric, self.plan.spaces))
 
     def interrupted(self) -> None:
+        self.live.close()
         self.console.print("[yellow]interrupted: run the same command again to continue[/]")
+
+    def close(self) -> None:
+        self.live.close()
+
+
+class _LiveLine:
+    """A sign of life while trials train, on a terminal only (display.can_redraw; a pipe or a file gets the
+    trial rows alone): `2/20 done · trial 3 running 0:42 (2 running) · best 0.0512 (trial 1)`, redrawn every
+    second by rich's Live (its own thread) and erased while a trial's row is printed above it."""
+
+    def __init__(self, console):
+        from dlc.cli.display import can_redraw
+
+        self.console = console
+        self.enabled = can_redraw(console) and not console.quiet
+        self.standing = None
+        self.live = None
+
+    def show(self, standing) -> None:
+        """The search's new standing; the line starts with the first one that has a running trial."""
+        from rich.live import Live
+
+        self.standing = standing
+        if self.enabled and self.live is None and standing.running:
+            self.live = Live(self, console=self.console, refresh_per_second=1, transient=True,
+                             redirect_stdout=False, redirect_stderr=False)
+            self.live.start()
+
+    def close(self) -> None:
+        if self.live is not None:
+            self.live.stop()
+            self.live = None
+
+    def __rich__(self):
+        from rich.text import Text
+
+        return Text(status_text(self.standing) if self.standing is not None else "", no_wrap=True,
+                    overflow="ellipsis")
 
 
 def _finish(console, name: str, done, quiet: bool) -> int:
@@ -119,13 +167,16 @@ def _finish(console, name: str, done, quiet: bool) -> int:
                      f"{dur:.1f} s"])
     print_table(f"{name}: best trials ({done.direction} {done.metric})", columns, rows, right=columns,
                 quiet=quiet or not rows)  # (no table without a row: the line below says why)
-    shown = ", ".join(f"{n} {s}" for s, n in sorted(done.counts.items()))
-    console.print(f"{len(done.trials)} trials: {shown}")
+    console.print(f"{len(done.trials)} trials: {counts_text(done.counts)}")
+    if done.counts.get("crashed") or done.counts.get("interrupted"):
+        console.print(f"[dim]{RUN_AGAIN_RULE}[/]")
     code = EXIT_INTERRUPTED if done.interrupted else 0
+    stopped = f"stopped: {done.stopped}; fix the cause and run the same command again to continue" \
+        if done.stopped is not None else None
     best = done.best
     if best is None:
         fails = [t.user_attrs.get("failure") for t in done.trials if t.user_attrs.get("failure")]
-        why = f" (e.g. {fails[0]})" if fails else ""
+        why = f", {stopped}" if stopped else f" (e.g. {fails[0]})" if fails else ""
         raise CommandError(error_line(f"no trial completed{why} (run directory kept: {done.run})"),
                            code or EXIT_RUNTIME)
     console.print(f"[bold green]best[/] trial {best.number}: {escape(done.metric)} {best.value:.4f}")
@@ -133,6 +184,8 @@ def _finish(console, name: str, done, quiet: bool) -> int:
         console.print(f"  {escape(sp.name)} = {escape(value_text(sp, best.params[sp.name]))}")
     console.print(f"best spec: {escape(str(done.run / 'best.dlspec'))}")
     print(done.run)
+    if stopped:  # (the last line, --quiet or not: the search did not reach its --trials)
+        raise CommandError(error_line(stopped), code or EXIT_RUNTIME)
     return code
 
 
@@ -159,23 +212,64 @@ def labels(spaces) -> list[str]:
     return out
 
 
-def trial_line(t, metric: str, spaces) -> str:
-    """One finished trial: its value (or why it has none), its parameters and how long it took (rich markup;
-    the names, values and reasons in it escaped)."""
+# the trial counts of the summary, in this order, each with what it means to the search
+OUTCOMES = {"complete": "complete", "pruned": "pruned", "failed": "failed",
+            "crashed": "crashed (queued again)", "interrupted": "interrupted (queued again)",
+            "waiting": "waiting", "running": "running"}
+RUN_AGAIN_RULE = ("a crashed or interrupted trial does not count towards --trials: its parameters are queued "
+                  "again, to run in this search or when the same command continues it (a failed trial, e.g. "
+                  "a loss that became nan, counts: that is its parameters' result)")
+
+
+def counts_text(counts: dict[str, int]) -> str:
+    """`5 complete, 1 failed, 1 interrupted (queued again)`."""
+    order = list(OUTCOMES) + sorted(set(counts) - set(OUTCOMES))
+    return ", ".join(f"{counts[k]} {OUTCOMES.get(k, k)}" for k in order if counts.get(k))
+
+
+def clock(seconds: float) -> str:
+    """0:42, 12:05, 1:02:09."""
+    m, s = divmod(int(seconds), 60)
+    return f"{m // 60}:{m % 60:02d}:{s:02d}" if m >= 60 else f"{m}:{s:02d}"
+
+
+def status_text(standing) -> str:
+    """The live line: the trials counted of the target, the longest-running trial (numbered as the trial rows
+    are) and for how long, the best so far."""
+    import time
+
+    if not standing.running:
+        return ""
+    number, since = min(standing.running.items(), key=lambda item: item[1])
+    ran = clock(time.monotonic() - since)
+    line = f"{standing.done}/{standing.target} done · trial {number} running {ran}"
+    if len(standing.running) > 1:
+        line += f" ({len(standing.running)} running)"
+    if standing.best is not None:
+        line += f" · best {standing.best[1]:.4f} (trial {standing.best[0]})"
+    return line
+
+
+def trial_line(t, outcome: str, metric: str, spaces) -> str:
+    """One finished trial (`outcome`: what it is to the search, api.Reporter.outcome): its value (or why it
+    has none), its parameters and how long it took (rich markup; the names, values and reasons in it
+    escaped)."""
     from rich.markup import escape
 
     params = "  ".join(escape(f"{label}={short(sp, t.params[sp.name])}")
                        for sp, label in zip(spaces, labels(spaces), strict=True)
                        if sp.name in t.params)
-    state = t.state.name.lower()
-    if state == "complete":
+    failure = escape(str(t.user_attrs.get("failure", "unknown reason")))
+    if outcome == "complete":
         what = f"{escape(metric)} {t.value:.4f}"
-    elif state == "pruned":
+    elif outcome == "pruned":
         what = f"pruned at step {t.user_attrs.get('pruned_at', '?')}"
-    elif t.user_attrs.get("dlc_interrupted"):
+    elif outcome == "interrupted":
         what = f"interrupted ({escape(str(t.user_attrs['dlc_interrupted']))}); queued again"
+    elif outcome == "crashed":
+        what = f"failed: {failure}; not counted, queued again"
     else:
-        what = f"failed: {escape(str(t.user_attrs.get('failure', 'unknown reason')))}"
+        what = f"failed: {failure}"
     dur = ""
     if t.datetime_start and t.datetime_complete:
         dur = f"  [dim]{(t.datetime_complete - t.datetime_start).total_seconds():.1f} s[/]"

@@ -257,10 +257,11 @@ def _describe_tune(run: Path, out: dict) -> tuple[str, str] | None:
     tune.json too); None when it did."""
     tune = _load(run / "tune.json") or {}
     trials = tune.get("trials")
-    if isinstance(trials, list):  # (a queued or running trial has not ended: it is no trial of the search)
-        n = sum(isinstance(t, dict) and t.get("state") in ("COMPLETE", "PRUNED", "FAIL") for t in trials)
-    else:
-        n = len(list((run / "trials").glob("[0-9]*")))
+    # (a queued or running trial has not ended; a crashed or interrupted one ended but does not count)
+    ended = [t for t in trials if isinstance(t, dict) and t.get("state") in ("COMPLETE", "PRUNED", "FAIL")] \
+        if isinstance(trials, list) else []
+    n = sum(_counted_trial(t) for t in ended) if isinstance(trials, list) \
+        else len(list((run / "trials").glob("[0-9]*")))
     spec = tune.get("spec") or next((p.stem for p in sorted(run.glob("*.dlspec")) if p.name != "best.dlspec"),
                                     "?")
     out.update(spec=spec, backend=tune.get("backend", "?"), epochs=f"{n} trial{'s' * (n != 1)}")
@@ -270,11 +271,23 @@ def _describe_tune(run: Path, out: dict) -> tuple[str, str] | None:
         out["best_trial"] = best.get("number")
     target = tune.get("trials_target")
     states = [t.get("state") for t in trials if isinstance(t, dict)] if isinstance(trials, list) else []
-    if n and not {"COMPLETE", "PRUNED"} & set(states):
-        return "failed", f"no trial completed ({n} failed)"
+    if ended and not {"COMPLETE", "PRUNED"} & set(states):
+        return "failed", f"no trial completed ({len(ended)} failed)"
     if isinstance(trials, list) and isinstance(target, int) and n < target:
-        return "unfinished", f"{n} of {target} trials ended"
+        again = len(ended) - n
+        return "unfinished", f"{n} of {target} trials ended" + \
+            (f" ({again} more crashed or were interrupted: queued again)" if again else "")
     return None
+
+
+def _counted_trial(t: dict) -> bool:
+    """Whether a trial of tune.json counts towards its target (its `outcome`, see dlc.runtime.tune.outcome; a
+    tune.json of an older dlc has none: there a failed trial counted unless it was interrupted)."""
+    from dlc.runtime.tune import COUNTED
+
+    if "outcome" in t:
+        return t["outcome"] in COUNTED
+    return t.get("state") in ("COMPLETE", "PRUNED") or (t.get("state") == "FAIL" and not t.get("interrupted"))
 
 
 def trial_folder(run: Path, trial: dict) -> Path:

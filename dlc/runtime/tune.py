@@ -26,6 +26,16 @@ process died. Workers write their results to the study's storage themselves.
   again with the same parameters. A trial of this machine is gone when neither its worker nor its parent
   process is alive; one of another machine when its parent's heartbeat (user attribute `dlc_heartbeat`, every
   HEARTBEAT_S) is older than STALE_S.
+- Which trials count towards --trials (`outcome`): complete, pruned, and `failed` ones, whose failure is
+  what their parameters give (tune_worker's `failure_kind` RESULT: a non-finite loss or objective, a spec
+  error with these values: running them again would give it again). A `crashed` trial (an error in its
+  process: a missing file, out of memory, a bug, the process killed) and an `interrupted` one do not count:
+  their parameters are queued again at once (a new trial with user attribute `dlc_rerun_of`, behind the
+  trials queued already), so a search whose trials crashed for a reason fixed since is continued by the same
+  command. A rerun that crashes again is queued when this `dlc tune` ends, to run in the next one (no
+  parameters run more than twice in one). A `dlc tune` starts no more trials once STOP_AFTER_CRASHES trials
+  in a row have crashed (whatever --trials: a broken environment costs that many trials, an occasional crash
+  among results does not stop a long search) and says why (TuneResult.stopped, tune.json's `stopped`).
 - A study keeps the search and the backend it was made with (user attributes `dlc_config`, `dlc_backend`): a
   `dlc tune` with other spaces or another --backend on it is refused (TuneError), never mixed into it.
 """
@@ -57,6 +67,8 @@ if TYPE_CHECKING:  # imported where used, when used (a worker's process, a study
 
 HEARTBEAT_S = 20.0
 STALE_S = 120.0
+STOP_AFTER_CRASHES = 3  # trials crashed in a row after which a `dlc tune` starts no more (module docstring)
+COUNTED = ("complete", "pruned", "failed")  # the outcomes that count towards --trials
 HOST = socket.gethostname()
 
 
@@ -166,13 +178,27 @@ def _grid(spaces: list[Space]) -> list[dict]:
             for combo in itertools.product(*(grid_points(sp) for sp in spaces))]
 
 
-def _counted(t) -> bool:
-    """Does a finished trial count towards --trials? (not an interrupted one: it is queued again)"""
-    from optuna.trial import TrialState
+def outcome(t) -> str:
+    """What a trial (an Optuna FrozenTrial) is to the search: `complete`, `pruned`, `failed` (by what its
+    parameters give), `crashed` (by an error of its process), `interrupted`, `waiting` or `running`. The first
+    three count towards --trials; a crashed or interrupted trial's parameters run again (module docstring)."""
+    from dlc.runtime.tune_worker import RESULT
 
-    if t.state in (TrialState.COMPLETE, TrialState.PRUNED):
-        return True
-    return t.state == TrialState.FAIL and not t.user_attrs.get("dlc_interrupted")
+    if t.state.name != "FAIL":
+        return t.state.name.lower()
+    if t.user_attrs.get("dlc_interrupted"):
+        return "interrupted"
+    return "failed" if t.user_attrs.get("failure_kind") == RESULT else "crashed"
+
+
+def _counted(t) -> bool:
+    """Does a trial count towards --trials?"""
+    return outcome(t) in COUNTED
+
+
+def _runs_again(t) -> bool:
+    """A trial whose parameters are to run again: it crashed or was interrupted."""
+    return outcome(t) in ("crashed", "interrupted")
 
 
 def _alive(pid) -> bool:
@@ -212,9 +238,22 @@ def _interrupt(study, storage, t, why: str) -> None:
         storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
     except (UpdateFinishedTrialError, RuntimeError):
         return  # it finished after all
+    _run_again(study, t)
+
+
+def _run_again(study, t) -> None:
+    """Queue a crashed or interrupted trial's parameters again (`ask` takes the oldest queued trial)."""
     params = t.params or t.system_attrs.get("fixed_params")
     if params:
         study.enqueue_trial(params, user_attrs={"dlc_rerun_of": t.number})
+
+
+def _not_queued_again(trials) -> list:
+    """The crashed and interrupted trials no rerun was queued for yet (an earlier `dlc tune` was killed
+    before it queued it, or stopped queueing a rerun that crashed again, or the trial is from a dlc that
+    counted crashes)."""
+    rerun = {t.user_attrs.get("dlc_rerun_of") for t in trials}
+    return [t for t in trials if _runs_again(t) and t.number not in rerun]
 
 
 def lock_path(db: Path, run: Path) -> Path:
@@ -371,12 +410,13 @@ def _trial_json(t) -> dict:
     dur = None
     if t.datetime_start and t.datetime_complete:
         dur = (t.datetime_complete - t.datetime_start).total_seconds()
-    out = {"number": t.number, "state": t.state.name, "value": t.value, "params": t.params,
-           "duration_s": dur}
+    out = {"number": t.number, "state": t.state.name, "outcome": outcome(t), "value": t.value,
+           "params": t.params, "duration_s": dur}
     if t.intermediate_values:
         out["last_step"] = max(t.intermediate_values)
         out["intermediate"] = {str(k): v for k, v in sorted(t.intermediate_values.items())}
-    for k in ("pid", "failure", "pruned_at", "epochs", "dlc_interrupted", "dlc_rerun_of", "dlc_folder"):
+    for k in ("pid", "failure", "failure_kind", "pruned_at", "epochs", "dlc_interrupted", "dlc_rerun_of",
+              "dlc_folder"):
         if k in t.user_attrs:
             out[k.removeprefix("dlc_")] = t.user_attrs[k]
     return out
@@ -481,14 +521,31 @@ class Plan:
     requeued: int
 
 
+@dataclass
+class Standing:
+    """Where a search stands (for a live line): the trials that count so far (the study's: other processes'
+    too), the target, this process' running trials (number -> time.monotonic() at their start), the best
+    trial so far (number, value)."""
+
+    done: int
+    target: int
+    running: dict[int, float]
+    best: tuple[int, float] | None
+
+
 class Reporter:
     """What `tune` reports as it goes; the command line prints it."""
+
+    outcome = staticmethod(outcome)  # (what a trial is to the search, for the reporters)
 
     def started(self, plan: Plan) -> None:
         """The study is open, its queue ready, and the first trial about to start."""
 
+    def standing(self, standing: Standing) -> None:
+        """Trials have started or ended: where the search stands now."""
+
     def trial(self, trial) -> None:
-        """A trial (an Optuna FrozenTrial) has finished: complete, pruned, failed or interrupted."""
+        """A trial (an Optuna FrozenTrial) has ended: see `outcome`."""
 
     def interrupted(self) -> None:
         """Ctrl-C: the running trials are stopped and queued again for the next `dlc tune`."""
@@ -504,6 +561,7 @@ class TuneResult:
     ranked: list  # the complete ones, best first
     counts: dict[str, int]  # trials per state
     interrupted: bool
+    stopped: str | None = None  # why this `dlc tune` started no more trials (STOP_AFTER_CRASHES crashes)
     problem: str | None = None  # best.dlspec does not compile (a bug): the diagnostics
 
     @property
@@ -521,7 +579,7 @@ def tune(result, spec_path: str, *, backend: str = "torch", device: str = "auto"
     from dlc.runtime.tune_worker import _quiet_optuna
 
     _quiet_optuna()
-    if device not in ("auto", "cpu"):  # (else every trial fails, and the failures count towards --trials)
+    if device not in ("auto", "cpu"):  # (else every trial crashes, and the search stops after a few)
         from dlc.backends import check_device
 
         try:
@@ -599,6 +657,10 @@ class _Search:
         self.distributions: dict[str, optuna.distributions.BaseDistribution]
         self.mode = "subprocess"
         self.last_beat = 0.0
+        self.started_at: dict[int, float] = {}  # trial number -> time.monotonic() at its start
+        self.crashed_here: set[int] = set()  # the trials that crashed in this `dlc tune`
+        self.crashes_in_row = 0
+        self.stopped: str | None = None  # why no more trials start (see _note_crash)
 
     # ---------------------------------------------------------------------------------------- set-up
 
@@ -660,8 +722,9 @@ class _Search:
                             f"{self.backend} search a study of its own ({own})")
 
     def queue(self) -> int:
-        """Resume: trials a dead process left RUNNING are failed and queued again; grid points not in the
-        study yet are queued. Returns how many trials were queued again."""
+        """Resume: trials a dead process left RUNNING are failed and queued again, so are crashed trials not
+        queued again yet; grid points not in the study yet are queued (after those, which hold their points).
+        Returns how many trials were queued again."""
         from optuna.trial import TrialState
 
         requeued = 0
@@ -670,16 +733,17 @@ class _Search:
                 if _stale(t):
                     _interrupt(self.study, self.storage, t, "its process is gone")
                     requeued += 1
+            for t in _not_queued_again(self.study.get_trials(deepcopy=False)):
+                _run_again(self.study, t)
+                requeued += 1
             if self.grid is not None:
                 self._queue_grid(self.grid)
         return requeued
 
     def _queue_grid(self, grid: list[dict]) -> None:
-        from optuna.trial import TrialState
-
         existing = set()
         for t in self.study.get_trials(deepcopy=False):
-            if t.state == TrialState.FAIL and t.user_attrs.get("dlc_interrupted"):
+            if _runs_again(t):  # (its rerun holds its point)
                 continue
             existing.add(_key(t.params or t.system_attrs.get("fixed_params", {})))
         for point in grid[:self.target]:
@@ -705,15 +769,17 @@ class _Search:
     # ---------------------------------------------------------------------------------------- trials
 
     def loop(self, reporter: Reporter) -> bool:
-        """Run trials until --trials are done (counting other processes' trials); True when interrupted."""
+        """Run trials until --trials are done (counting other processes' trials) or STOP_AFTER_CRASHES crashes
+        in a row stop it (self.stopped); True when interrupted."""
         from optuna.trial import TrialState
 
         running: dict[int, tuple[_Worker, int]] = {}  # trial id -> (worker, number)
         try:
             while True:
-                self._reap(running, reporter)
-                if len(running) < self.workers and self._start_next(running):
-                    continue
+                ended = self._reap(running, reporter)
+                started = self._fill(running)
+                if ended or started:
+                    reporter.standing(self._standing(running))
                 if not running:
                     return False
                 self._wait(running)
@@ -726,25 +792,72 @@ class _Search:
             reporter.interrupted()
             return True
 
-    def _reap(self, running: dict, reporter: Reporter) -> None:
-        """Report the trials whose process has ended (one that died without telling Optuna is failed)."""
+    def _reap(self, running: dict, reporter: Reporter) -> int:
+        """Report the trials whose process has ended (one that died without telling Optuna has crashed);
+        returns how many."""
         from optuna.exceptions import UpdateFinishedTrialError
         from optuna.trial import TrialState
 
-        for tid, (w, _number) in list(running.items()):
+        from dlc.runtime.tune_worker import ERROR
+
+        ended = 0
+        for tid, (w, number) in list(running.items()):
             code = w.exitcode()
             if code is None:
                 continue
             del running[tid]
+            self.started_at.pop(number, None)
+            ended += 1
             ft = self.storage.get_trial(tid)
             if ft.state == TrialState.RUNNING:
                 log = Path(w.job["trial_dir"]) / "log.txt"
                 with contextlib.suppress(UpdateFinishedTrialError):
                     self.storage.set_trial_user_attr(tid, "failure",
                                                      f"its process exited with code {code} (see {log})")
+                    self.storage.set_trial_user_attr(tid, "failure_kind", ERROR)
                     self.storage.set_trial_state_values(tid, TrialState.FAIL)
                 ft = self.storage.get_trial(tid)
+            self._note_crash(ft)
             reporter.trial(ft)
+        return ended
+
+    def _note_crash(self, ft) -> None:
+        """Count the crashes in a row (STOP_AFTER_CRASHES of them stop the search) and queue a crashed trial's
+        parameters again, unless it is a rerun that crashed in this `dlc tune` already (finish() queues
+        it, for the next one)."""
+        if outcome(ft) != "crashed":
+            self.crashes_in_row = 0
+            return
+        if ft.user_attrs.get("dlc_rerun_of") not in self.crashed_here:
+            self._queue_again([ft.number])
+        self.crashed_here.add(ft.number)
+        self.crashes_in_row += 1
+        if self.crashes_in_row >= STOP_AFTER_CRASHES:
+            self.stopped = (f"the last {self.crashes_in_row} trials failed "
+                            f"({ft.user_attrs.get('failure', 'unknown reason')})")
+
+    def _queue_again(self, numbers: list[int] | None = None) -> None:
+        """Queue the parameters of the crashed or interrupted trials not queued again yet (only those of
+        `numbers`, if given), under the study lock, so no other `dlc tune` queues them too."""
+        with self.lock:
+            for t in _not_queued_again(self.study.get_trials(deepcopy=False)):
+                if numbers is None or t.number in numbers:
+                    _run_again(self.study, t)
+
+    def _fill(self, running: dict) -> int:
+        """Start trials while a worker is free, the search wants more and it is not stopped; returns how
+        many started."""
+        started = 0
+        while len(running) < self.workers and self.stopped is None and self._start_next(running):
+            started += 1
+        return started
+
+    def _standing(self, running: dict) -> Standing:
+        trials = self.study.get_trials(deepcopy=False)
+        ranked = _sorted_complete(trials, self.direction)
+        return Standing(done=sum(_counted(t) for t in trials), target=self.target,
+                        running={number: self.started_at[number] for _, number in running.values()},
+                        best=(ranked[0].number, ranked[0].value) if ranked else None)
 
     def _start_next(self, running: dict) -> bool:
         """Ask for the next trial and start its process; False when there is none to run now."""
@@ -771,6 +884,7 @@ class _Search:
         w = _Worker(job, self.mode)
         trial.set_user_attr("dlc_worker_pid", w.pid)
         running[trial._trial_id] = (w, trial.number)
+        self.started_at[trial.number] = time.monotonic()
         return True
 
     def _job_base(self) -> dict:
@@ -795,12 +909,14 @@ class _Search:
     # ------------------------------------------------------------------------------------------ end
 
     def finish(self, interrupted: bool) -> TuneResult:
-        """Write best.dlspec (the spec with the best trial's values) and tune.json."""
+        """Queue the crashed trials' parameters left unqueued (see _note_crash); write best.dlspec (the spec
+        with the best trial's values) and tune.json."""
+        self._queue_again()
         all_trials = self.study.get_trials(deepcopy=False)
         ranked = _sorted_complete(all_trials, self.direction)
         counts: dict[str, int] = {}
         for t in all_trials:
-            counts[t.state.name.lower()] = counts.get(t.state.name.lower(), 0) + 1
+            counts[outcome(t)] = counts.get(outcome(t), 0) + 1
         spec = self.spec
         summary = {
             "spec": spec.name, "spec_file": str(self.spec_file), "backend": self.backend,
@@ -808,10 +924,10 @@ class _Search:
             "objective": {"direction": self.direction, "metric": self.metric}, "prune": self.prune,
             "trials_target": self.target, "grid_size": len(self.grid) if self.grid is not None else None,
             "spaces": [sp.to_json() for sp in self.spaces], "refined_from": self.refined, "counts": counts,
-            "trials": [_trial_json(t) for t in all_trials], "best": None,
+            "stopped": self.stopped, "trials": [_trial_json(t) for t in all_trials], "best": None,
         }
         out = TuneResult(self.run, self.spaces, self.metric, self.direction, all_trials, ranked, counts,
-                         interrupted)
+                         interrupted, self.stopped)
         if out.best is not None:
             out.problem = self._write_best(out.best)
             summary["best"] = {"number": out.best.number, "value": out.best.value, "params": out.best.params,

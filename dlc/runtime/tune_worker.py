@@ -6,8 +6,11 @@ trial is a fresh child process, without paying the framework import again), or, 
 DLC_TUNE_WORKER=subprocess or where there is no fork server, `python -m dlc.runtime.tune_worker JOB.json`. The
 worker opens the study's storage itself, compiles the spec with the trial's values, trains, reports the
 objective after every epoch (or every fold, for a cv_ objective) so the pruner can stop it, and tells Optuna
-the result: COMPLETE, PRUNED, or FAIL with the reason in the trial's user attribute `failure` (a non-finite
-loss is a failed trial, not a crash). Its output goes to the trial's folder, with the history.
+the result: COMPLETE, PRUNED, or FAIL with the reason in the trial's user attribute `failure` and its kind in
+`failure_kind`: RESULT when the failure is what these parameters give (a non-finite loss or objective, a spec
+error with these values: running them again gives it again), ERROR for anything else (an exception in the
+trial's process: a missing file, out of memory, a bug), which `dlc tune` does not count and runs again. Its
+output goes to the trial's folder, with the history.
 """
 
 from __future__ import annotations
@@ -22,6 +25,11 @@ from pathlib import Path
 PRUNE_STARTUP_TRIALS = 3  # the median pruner prunes nothing until this many trials have completed
 PRUNE_WARMUP_STEPS = 2  # ... nor before the trial's second epoch (steps are epochs, counted from 1)
 SQLITE_TIMEOUT_S = 60
+RESULT, ERROR = "result", "error"  # the user attribute `failure_kind` of a failed trial (see the docstring)
+
+
+class _EnvironmentFailure(Exception):
+    """A failure of the trial's environment (data, memory, a backend), told in one line (no type name)."""
 
 
 class _Pruned(Exception):
@@ -110,20 +118,28 @@ def run_trial(job: dict) -> None:
           f"{time.perf_counter() - t0:.2f} s)", flush=True)
     try:
         state, value, failure = _run(job, trial)
+        kind = RESULT
     except (KeyboardInterrupt, SystemExit):
         raise  # the parent marks the trial interrupted and queues it again
     except Exception as e:  # noqa: BLE001 - a bug or a library error: this trial failed, the search goes on
         traceback.print_exc()
-        first_line = str(e).splitlines()[0] if str(e) else ""
-        state, value, failure = "FAIL", None, f"{type(e).__name__}: {first_line}"
+        state, value, failure, kind = "FAIL", None, _one_line(e), ERROR
     if failure:
         trial.set_user_attr("failure", failure)
-        print(f"failed: {failure}", flush=True)
+        trial.set_user_attr("failure_kind", kind)
+        print(f"failed ({kind}): {failure}", flush=True)
     if state == "COMPLETE":
         study.tell(trial, value)
     else:
         study.tell(trial, state=getattr(optuna.trial.TrialState, state))
     print(f"{state.lower()}: {value} ({time.perf_counter() - t0:.2f} s)", flush=True)
+
+
+def _one_line(e: Exception) -> str:
+    """A failure in one line: the exception's type and first line (an _EnvironmentFailure's message alone, as
+    the framework or dlc wrote it)."""
+    first_line = str(e).splitlines()[0] if str(e) else ""
+    return first_line if isinstance(e, _EnvironmentFailure) else f"{type(e).__name__}: {first_line}"
 
 
 def _run(job: dict, trial) -> tuple[str, float | None, str | None]:
@@ -155,10 +171,11 @@ def _run(job: dict, trial) -> tuple[str, float | None, str | None]:
     except _Pruned as p:
         trial.set_user_attr("pruned_at", p.step)
         return "PRUNED", None, None
-    except TrainingFailed as e:
+    except TrainingFailed as e:  # (a non-finite loss: what these parameters give)
         return "FAIL", None, str(e)
     except (DataError, LoweringMissing, BackendUnavailable, FileNotFoundError, MemoryError) as e:
-        return "FAIL", None, str(e) or type(e).__name__
+        # the environment's failure, not the parameters': one line, and run again when the search continues
+        raise _EnvironmentFailure(str(e) or type(e).__name__) from e
     rundir.write_json(trial_dir / "result.json", {"number": trial.number, "params": params, metric: value})
     if value is None or not math.isfinite(value):
         return "FAIL", None, f"the objective {metric} is {value}"

@@ -380,15 +380,18 @@ def fix_underfitting(st: SpecText, d: Diagnosis) -> Change | None:
             return Change(f"{slim} (line {line}): {units.text} -> {new} {word} (it was a bottleneck)",
                           [st.replace(units.span, str(new))])
     epochs = st.assign("epochs", "train")
-    if d.facts.get("still_improving") and epochs is not None and isinstance(epochs.value, A.Num):
+    longer = d.facts.get("still_improving") or d.facts.get("short_run")
+    if longer and epochs is not None and isinstance(epochs.value, A.Num):
         ran, written = st.ran.train.epochs, int(epochs.value.value)
+        why = "the loss was still falling" if d.facts.get("still_improving") else \
+            "the run was too short to tell whether the loss was still falling"
         if ran < written and 2 * ran <= written:  # an --epochs override cut the run short: the spec's own
             same = st.replace(epochs.value.span, epochs.value.text)
             return Change(f"train: epochs {written}, as the spec says (the run trained {ran} with --epochs, "
-                          "and the loss was still falling)", [same], sets=("epochs",))
+                          f"and {why})", [same], sets=("epochs",))
         new_epochs = 2 * ran
         how = "" if ran == written else f", twice the {ran} the run trained"
-        return Change(f"train: epochs {epochs.value.text} -> {new_epochs} (the loss was still falling{how})",
+        return Change(f"train: epochs {epochs.value.text} -> {new_epochs} ({why}{how})",
                       [st.replace(epochs.value.span, str(new_epochs))], sets=("epochs",))
     found = _widest(st)
     if not found:

@@ -699,13 +699,11 @@ def underfitting(case: Case) -> Diagnosis | None:
         return None
     parts = [b["text"]]
     facts = {k: b[k] for k in ("metric", "train", "reference", "shortfall")}
-    tail = [v for r in case.rows[-LR_LOW_EPOCHS - 1:] if (v := _loss(r)) is not None]
-    still = len(tail) >= 2 and tail[0] > 0 and \
-        (tail[0] - tail[-1]) / tail[0] / (len(tail) - 1) > PLATEAU_IMPROVEMENT
-    if still:
-        parts.append(f"the training loss was still falling at the end ({num(tail[0])} -> "
-                     f"{num(tail[-1])} over the last {epochs(len(tail) - 1)})")
-        facts["still_improving"] = True
+    trend, words = _loss_trend(case.rows)
+    if trend is not None and words is not None:
+        parts.append(words)
+        facts[trend] = True
+    still = trend == "still_improving"
     _train, val, _where = _train_val_accuracy(case)
     if b["metric"] == "accuracy" and val is not None:
         parts.append(f"validation accuracy {num(val)} (variance {num(b['train'] - val)})")
@@ -726,6 +724,23 @@ def underfitting(case: Case) -> Diagnosis | None:
     return Diagnosis("underfitting", severity, "; ".join(parts), remedy,
                      line="the training metric is far from the target", epoch=case.rows[-1]["epoch"],
                      facts=facts)
+
+
+def _loss_trend(rows: list[dict]) -> tuple[str | None, str | None]:
+    """How the training loss ended, for underfitting: ("still_improving", its words) when it fell by more than
+    PLATEAU_IMPROVEMENT an epoch over the last LR_LOW_EPOCHS epochs (lr_too_low's window; the last 2 in a
+    3-epoch run); ("short_run", its words) for a run of 1 or 2 epochs, whose one epoch-to-epoch drop cannot
+    tell a loss still falling from the first epochs' fall; (None, None) otherwise."""
+    fewest = 2  # epoch-to-epoch drops: one is no trend
+    k = min(LR_LOW_EPOCHS, len(rows) - 1)
+    if k < fewest:
+        return ("short_run", f"the run trained only {epochs(len(rows))}, too few to tell whether the "
+                f"training loss was still falling") if rows else (None, None)
+    tail = [v for r in rows[-k - 1:] if (v := _loss(r)) is not None]
+    if len(tail) != k + 1 or tail[0] <= 0 or (tail[0] - tail[-1]) / tail[0] / k <= PLATEAU_IMPROVEMENT:
+        return None, None
+    return "still_improving", (f"the training loss was still falling at the end ({num(tail[0])} -> "
+                               f"{num(tail[-1])} over the last {epochs(k)})")
 
 
 def plateau(case: Case) -> Diagnosis | None:
