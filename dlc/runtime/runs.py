@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from dlc.runtime.rundir import epoch_axis, figure, folder_kind, lr_scale
+from dlc.runtime.trials import COUNTED
 
 PLOT_SKIP = {"epoch", "lr", "time_s", "samples_per_s"}
 
@@ -281,10 +282,8 @@ def _describe_tune(run: Path, out: dict) -> tuple[str, str] | None:
 
 
 def _counted_trial(t: dict) -> bool:
-    """Whether a trial of tune.json counts towards its target (its `outcome`, see dlc.runtime.tune.outcome; a
-    tune.json of an older dlc has none: there a failed trial counted unless it was interrupted)."""
-    from dlc.runtime.tune import COUNTED
-
+    """Whether a trial of tune.json counts towards its target (its `outcome`: dlc.runtime.trials.outcome;
+    a tune.json of an older dlc has none: there a failed trial counted unless it was interrupted)."""
     if "outcome" in t:
         return t["outcome"] in COUNTED
     return t.get("state") in ("COMPLETE", "PRUNED") or (t.get("state") == "FAIL" and not t.get("interrupted"))

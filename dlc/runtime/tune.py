@@ -58,6 +58,7 @@ from typing import TYPE_CHECKING
 from dlc.compiler.diagnostics import Diagnostic
 from dlc.compiler.search import Space, concretize, grid_points, refine, spaces_of, storage_problem, top_trials
 from dlc.runtime import rundir
+from dlc.runtime.trials import COUNTED, ERROR, outcome
 
 if TYPE_CHECKING:  # imported where used, when used (a worker's process, a study)
     import subprocess
@@ -68,7 +69,6 @@ if TYPE_CHECKING:  # imported where used, when used (a worker's process, a study
 HEARTBEAT_S = 20.0
 STALE_S = 120.0
 STOP_AFTER_CRASHES = 3  # trials crashed in a row after which a `dlc tune` starts no more (module docstring)
-COUNTED = ("complete", "pruned", "failed")  # the outcomes that count towards --trials
 HOST = socket.gethostname()
 
 
@@ -176,19 +176,6 @@ def _grid(spaces: list[Space]) -> list[dict]:
     names = [sp.name for sp in spaces]
     return [dict(zip(names, combo, strict=True))
             for combo in itertools.product(*(grid_points(sp) for sp in spaces))]
-
-
-def outcome(t) -> str:
-    """What a trial (an Optuna FrozenTrial) is to the search: `complete`, `pruned`, `failed` (by what its
-    parameters give), `crashed` (by an error of its process), `interrupted`, `waiting` or `running`. The first
-    three count towards --trials; a crashed or interrupted trial's parameters run again (module docstring)."""
-    from dlc.runtime.tune_worker import RESULT
-
-    if t.state.name != "FAIL":
-        return t.state.name.lower()
-    if t.user_attrs.get("dlc_interrupted"):
-        return "interrupted"
-    return "failed" if t.user_attrs.get("failure_kind") == RESULT else "crashed"
 
 
 def _counted(t) -> bool:
@@ -797,8 +784,6 @@ class _Search:
         returns how many."""
         from optuna.exceptions import UpdateFinishedTrialError
         from optuna.trial import TrialState
-
-        from dlc.runtime.tune_worker import ERROR
 
         ended = 0
         for tid, (w, number) in list(running.items()):

@@ -22,10 +22,11 @@ import sys
 import traceback
 from pathlib import Path
 
+from dlc.runtime.trials import ERROR, RESULT
+
 PRUNE_STARTUP_TRIALS = 3  # the median pruner prunes nothing until this many trials have completed
 PRUNE_WARMUP_STEPS = 2  # ... nor before the trial's second epoch (steps are epochs, counted from 1)
 SQLITE_TIMEOUT_S = 60
-RESULT, ERROR = "result", "error"  # the user attribute `failure_kind` of a failed trial (see the docstring)
 
 
 class _EnvironmentFailure(Exception):
