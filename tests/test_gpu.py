@@ -1,10 +1,11 @@
 """The torch backend on a CUDA device gives what it gives on the CPU (opt-in: `pytest -m gpu`).
 
 Per equivalence fixture: in float64 the per-step losses of a CUDA run equal the CPU run's within the float64
-bound (|Δ| ≤ 1e-10·max(1, |loss|), the bound `dlc compare` uses) and the final weights within 1e-9 relative;
-in float32 the final test accuracy over seeds is statistically the same (a paired TOST, margin 0.02, as `dlc
-compare --seeds` decides). TF32 is off on the device (the session turns it off: EQUIVALENCE.md). Without a
-CUDA device every test here is skipped, saying so; the default suite never selects them."""
+bound (|Δ| ≤ 1e-10·max(1, |loss|), the bound `dlc compare` uses) and the final weights within 1e-9 relative
+(1e-10 absolute); in float32 the final test accuracy over seeds is statistically the same (a paired TOST,
+margin 0.02, as `dlc compare --seeds` decides). TF32 is off on the device (the session turns it off:
+EQUIVALENCE.md). Without a CUDA device every test here is skipped, saying so; the default suite never
+selects them."""
 
 from __future__ import annotations
 
@@ -54,7 +55,10 @@ def test_cuda_float64_equals_cpu(path):
     for lname, ws in cpu_model.get_weights().items():
         for wname, w in ws.items():
             g = gpu_model.get_weights()[lname][wname]
-            np.testing.assert_allclose(g, w, rtol=1e-9, atol=1e-12, err_msg=f"{lname}/{wname}")
+            # (atol: the float64 bound; a weight only rounding moves, such as batchnorm_after_bias' Dense
+            # bias before a BatchNorm, whose gradient is 0 but for rounding, sits near 1e-12: on an H200,
+            # 1.15e-12 apart from the CPU's after 60 steps)
+            np.testing.assert_allclose(g, w, rtol=1e-9, atol=1e-10, err_msg=f"{lname}/{wname}")
 
 
 def _test_accuracy(spec, device: str) -> float:

@@ -66,8 +66,7 @@ def non_neg(w):
 def regression_stats(out, y):
     """[Σ(y−ŷ)², Σ|y−ŷ|, count] for the regression metrics (dlc/reference/metrics.py)."""
     err = y - out
-    return torch.stack([(err * err).sum(), err.abs().sum(),
-                        torch.tensor(float(err.numel()), dtype=err.dtype, device=err.device)])
+    return torch.stack([(err * err).sum(), err.abs().sum(), err.new_full((), float(err.numel()))])
 
 
 def confusion_stats(out, y, k, errors=None):
@@ -76,7 +75,7 @@ def confusion_stats(out, y, k, errors=None):
     [Σ(t−p)², Σ|t−p|, 0, …] of the one-hot targets t and probabilities p under it (mse/mae metrics)."""
     pred = out.argmax(dim=-1)
     true = y if y.dim() == 1 else y.argmax(dim=-1)
-    cm = torch.bincount(true * k + pred, minlength=k * k).view(k, k).to(out.dtype)
+    cm = counts(true * k + pred, k * k, out.dtype).view(k, k)
     if errors is None:
         return cm
     p = _float(out)
@@ -91,12 +90,19 @@ def binary_stats(out, y, threshold=0.5, errors=None):
     sigmoid probabilities p under it (mse/mae metrics)."""
     pred = (out > threshold).long().view(-1)
     true = y.long().view(-1)
-    cm = torch.bincount(true * 2 + pred, minlength=4).view(2, 2).to(out.dtype)
+    cm = counts(true * 2 + pred, 4, out.dtype).view(2, 2)
     if errors is None:
         return cm
     p = _float(out).reshape(-1)
     p = torch.sigmoid(p) if errors == "logits" else p
     return torch.cat([cm, _error_row(y.reshape(-1).to(p.dtype) - p, 2).to(out.dtype)])
+
+
+def counts(index, n: int, dtype):
+    """torch.bincount(index, minlength=n) in `dtype`, without a host synchronization (CUDA's bincount reads
+    the largest index back to size its output); counts of a batch are exact in a float dtype."""
+    ones = torch.ones(index.numel(), dtype=dtype, device=index.device)
+    return torch.zeros(n, dtype=dtype, device=index.device).index_add_(0, index, ones)
 
 
 def _float(t):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 
@@ -60,15 +61,39 @@ class KerasOptimizer:
         self.weight_decay = weight_decay
         self.iterations = 0
         self.dtype = params[0].dtype if params else torch.float32
+        self._scalars: dict[float, torch.Tensor] = {}
+        self._count: tuple[int, torch.Tensor] | None = None  # (iterations, float(iterations + 1))
         self.state = [self.init_state(p) for p in params]
 
     def init_state(self, p) -> dict:
         return {}
 
+    def scalar(self, x: float) -> torch.Tensor:
+        """A Python number as a 0-d tensor in the variables' dtype and device, made once per value: a new
+        tensor every step is a host-to-device copy, and on CUDA each such copy waits for the work queued
+        before it (a synchronization per step)."""
+        t = self._scalars.get(x)
+        if t is None:
+            if len(self._scalars) > 1024:  # (a schedule changes the learning rate every epoch)
+                self._scalars.clear()
+            t = self._scalars[x] = torch.tensor(x, dtype=self.dtype, device=self.params[0].device)
+        return t
+
     def const(self, x: float) -> torch.Tensor:
         """A Python constant as Keras casts it: `ops.cast(float, dtype)` goes through float32."""
-        return torch.tensor(float(torch.tensor(x, dtype=torch.float32)), dtype=self.dtype,
-                            device=self.params[0].device)
+        return self.scalar(float(np.float32(x)))
+
+    def step_count(self) -> torch.Tensor:
+        """float(iterations + 1), the step being taken, in the variables' dtype on their device: counted up
+        there in place (no host-to-device copy per step), made afresh from the host when the counter was set
+        (a checkpoint restored) or where counting up in float32 could round (past 2^24 steps)."""
+        n = self.iterations
+        if self._count is not None and self._count[0] == n - 1 and n + 1 <= 2**24:
+            count = self._count[1].add_(1)
+        else:
+            count = torch.tensor(float(n + 1), dtype=self.dtype, device=self.params[0].device)
+        self._count = (n, count)
+        return count
 
     def _clip(self, grads):
         """Keras' clipping; Slices are clipped row by row (tf.clip_by_norm and tf.clip_by_value of
@@ -85,9 +110,7 @@ class KerasOptimizer:
             return out
         if self.global_clipnorm:
             norm = torch.sqrt(sum(((g.values if isinstance(g, Slices) else g) ** 2).sum() for g in grads))
-            scale = self.global_clipnorm / torch.maximum(norm,
-                                                         torch.tensor(self.global_clipnorm, dtype=norm.dtype,
-                                                                       device=norm.device))
+            scale = self.global_clipnorm / torch.maximum(norm, self.scalar(float(self.global_clipnorm)))
             # (Keras' `v * scale` is TensorFlow's multiply, which sums IndexedSlices into a dense tensor)
             return [dense(g) * scale for g in grads]
         if self.clipvalue:
@@ -100,14 +123,27 @@ class KerasOptimizer:
         if not self.per_occurrence:
             grads = [dense(g) for g in grads]
         grads = self._clip(grads)
-        lr = torch.tensor(self.lr, dtype=self.dtype, device=self.params[0].device)
+        lr = self.scalar(self.lr)
         if self.weight_decay:  # Keras: variable -= variable * cast(wd) * lr, before the update step
             wd = self.const(self.weight_decay)
             for p in self.params:
                 p.sub_(p * wd * lr)
-        for p, g, s in zip(self.params, grads, self.state, strict=True):
-            self.update(p, dense(g), s, lr, g if isinstance(g, Slices) else None)
+        if not (self.foreach and all(isinstance(g, torch.Tensor) for g in grads)
+                and self.update_all(self.params, grads, self.state, lr)):
+            for p, g, s in zip(self.params, grads, self.state, strict=True):
+                self.update(p, dense(g), s, lr, g if isinstance(g, Slices) else None)
         self.iterations += 1
+
+    @property
+    def foreach(self) -> bool:
+        """Update every variable in one go where the optimizer can (`update_all`): on CUDA, where each
+        operation is a kernel launch, and launches, not arithmetic, bound a small model's step."""
+        return bool(self.params) and self.params[0].is_cuda
+
+    def update_all(self, params, grads, states, lr) -> bool:
+        """Every variable's step with torch._foreach_* operations (one launch per operation for all the
+        variables), the same operations as `update` in the same order; False where this optimizer has none."""
+        return False
 
     def update(self, p, g, s, lr, rows: Slices | None = None):  # pragma: no cover
         """One variable's step from its gradient `g` (dense); `rows`: the gradient's Slices when it came as
@@ -188,6 +224,33 @@ class RMSprop(KerasOptimizer):
         torch.mul(g, lr, out=t).div_(d)                # (lr*g) / sqrt(v + eps)
         self._apply(p, t, s)
 
+    def update_all(self, params, grads, states, lr) -> bool:
+        if self.centered:
+            return False
+        for p, s in zip(params, states, strict=True):
+            if "t" not in s:
+                s["t"], s["d"] = torch.empty_like(p), torch.empty_like(p)
+        t, d, v = [s["t"] for s in states], [s["d"] for s in states], [s["v"] for s in states]
+        torch._foreach_copy_(t, grads)
+        torch._foreach_mul_(t, grads)
+        torch._foreach_mul_(t, 1 - self.rho)     # (1 - rho)*(g*g)
+        torch._foreach_mul_(v, self.rho)
+        torch._foreach_add_(v, t)                # v = rho*v + (1 - rho)*(g*g)
+        torch._foreach_copy_(d, v)
+        torch._foreach_add_(d, self.epsilon)
+        torch._foreach_sqrt_(d)                  # sqrt(v + eps)
+        torch._foreach_copy_(t, grads)
+        torch._foreach_mul_(t, lr)
+        torch._foreach_div_(t, d)                # (lr*g) / sqrt(v + eps)
+        if self.momentum:
+            m = [s["m"] for s in states]
+            torch._foreach_mul_(m, self.momentum)
+            torch._foreach_add_(m, t)            # m = momentum*m + increment
+            torch._foreach_sub_(params, m)
+        else:
+            torch._foreach_sub_(params, t)
+        return True
+
     def _update_centered(self, p, g, s, lr, rows=None):
         rho, v, a = self.rho, s["v"], s["a"]
         v.copy_(rho * v + (1 - rho) * self.square(g, rows))
@@ -218,7 +281,7 @@ class Adam(KerasOptimizer):
         return s
 
     def step(self):
-        t = torch.tensor(float(self.iterations + 1), dtype=self.dtype, device=self.params[0].device)
+        t = self.step_count()
         self._b1p = torch.pow(self.const(self.beta_1), t)
         self._b2p = torch.pow(self.const(self.beta_2), t)
         super().step()
@@ -288,11 +351,10 @@ class Nadam(KerasOptimizer):
         return {"m": torch.zeros_like(p), "v": torch.zeros_like(p)}
 
     def step(self):
-        dev = self.params[0].device
-        t = torch.tensor(float(self.iterations + 1), dtype=self.dtype, device=dev)
-        self.u_product = self.u_product * self.beta_1 * (
-            1.0 - 0.5 * torch.pow(torch.tensor(0.96, dtype=self.dtype, device=dev), t))
-        t1 = torch.tensor(float(self.iterations + 2), dtype=self.dtype, device=dev)
+        t = self.step_count()
+        self.u_product = self.u_product * self.beta_1 * (1.0 - 0.5 * torch.pow(self.scalar(0.96), t))
+        t1 = t + 1 if self.iterations + 2 <= 2**24 else torch.tensor(float(self.iterations + 2),
+                                                                      dtype=self.dtype, device=t.device)
         decay, beta_1, beta_2 = self.const(0.96), self.const(self.beta_1), self.const(self.beta_2)
         self._beta_1, self._beta_2 = beta_1, beta_2
         self._u_t = beta_1 * (1.0 - 0.5 * torch.pow(decay, t))
