@@ -20,7 +20,16 @@ from .catalog import IRNode, family_of_annotation, lookup, record_class, takes_k
 from .diagnostics import MISSING, Diagnostics, Span, did_you_mean
 from .layers import Layer
 from .spaces import SEARCH_FUNCS, Overrides, SearchSpaceCalls
-from .wording import FAMILY_CODES, FAMILY_WORDS, VALUE_WORDS, article, explain, family_example, source_text
+from .wording import (
+    FAMILY_CODES,
+    FAMILY_WORDS,
+    VALUE_WORDS,
+    article,
+    explain,
+    family_example,
+    literal,
+    source_text,
+)
 
 
 class Binder:
@@ -179,7 +188,9 @@ class Binder:
         # a value that came through a block parameter: the error names the parameter and where it was given
         via = {f: f"{v.name} = {source_text(env[v.name])}, given on line {env[v.name].span.line}"
                for f, v in values.items() if isinstance(v, A.Name) and v.name in env}
-        return self._validate(cls, converted, spans, name_span, shown, quiet_missing, written, via)
+        chosen = {f: c for f, v in values.items() if f in converted
+                  and (c := self.spaces.chosen_option(v, env, converted[f])) is not None}
+        return self._validate(cls, converted, spans, name_span, shown, quiet_missing, written, via, chosen)
 
     def late_positional(self, args: list, kwargs: list[A.Kwarg], names: typing.Sequence[str],
                          taken: set[str]) -> list:
@@ -227,7 +238,10 @@ class Binder:
 
     def _validate(self, cls, converted: dict, spans: dict, name_span: Span, shown: str,
                   quiet_missing: bool | set[str] = False, written: dict[str, str] | None = None,
-                  via: dict[str, str] | None = None) -> Any:
+                  via: dict[str, str] | None = None, chosen: dict[str, tuple[str, Span]] | None = None
+                  ) -> Any:
+        """`cls(**converted)`, or MISSING with each field that does not fit reported at its value (a search
+        space's at the option or end taken, in the words check_alternatives uses for the others: `chosen`)."""
         try:
             return cls(**converted)
         except ValidationError as e:
@@ -244,6 +258,12 @@ class Binder:
                 where = spans.get(field, name_span)
                 key = (written or {}).get(field, field) if field else field
                 came = f" ({via[field]})" if via and field in via else ""
+                if field and chosen and field in chosen:
+                    func, where = chosen[field]
+                    self.d.add("E501", f"{func}() may choose {literal(converted[field])}, which is not a "
+                               f"valid '{key}' of {shown}{came}", where,
+                               explain(errs, cls.model_fields[field].annotation))
+                    continue
                 self.d.add("E201", f"invalid value for '{key}' of {shown}{came}" if field else
                            f"invalid {shown}", where, explain(errs, cls.model_fields[field].annotation
                                            if field in cls.model_fields else None))

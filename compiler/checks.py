@@ -8,6 +8,7 @@ import math
 import os
 import re
 from pathlib import Path
+from typing import IO
 
 from . import ast as A
 from .diagnostics import Diagnostics, Span, did_you_mean
@@ -25,8 +26,23 @@ from .layers import (
     ShapeError,
     Softmax,
 )
-from .spec import BUNDLED, AugmentT, Bundled, Crop, Csv, Data, Mnist, Npy, Npz, Spec
-from .training import CosineDecay, Plateau, SearchSpace, Warmup
+from .spec import (
+    BUNDLED,
+    BUNDLED_CLASS_ROWS,
+    BUNDLED_ROWS,
+    AugmentT,
+    Bundled,
+    Crop,
+    Csv,
+    Data,
+    Holdout,
+    Mnist,
+    Npy,
+    Npz,
+    Spec,
+)
+from .splitsizes import fold_problem, held_rows, holdout_counts_problem, stratified_rest, stratify_problem
+from .training import CosineDecay, Plateau, SearchSpace, StepDecay, Warmup
 from .wording import number_text
 
 
@@ -144,6 +160,7 @@ def check_spec(spec: Spec, m: A.Model, d: Diagnostics, base_dir: Path) -> None:
     _check_data(spec, m, d, base_dir)
     _check_metrics_and_monitors(spec, m, d)
     _check_min_lr(spec.optimizer, spec.schedule, spec.search_spaces, m, d)
+    _check_schedule_length(spec, m, d)
     _check_bias_before_bn(spec.layers, d)
     _check_precision(spec, m, d)
     from .search import check_search
@@ -405,17 +422,91 @@ def _check_data(spec: Spec, m: A.Model, d: Diagnostics, base_dir: Path) -> None:
                   f"{math.prod(feats)} features",
                   inp.value.span if (inp := _find_assign(m, "input")) else where,
                   f"use input: ({math.prod(feats)})" + (" or (8, 8, 1)" if src.name == "digits" else ""))
+        _check_split_rows(spec.data, type(spec.loss).task, m, d, base_dir)
         return
+    before = d.error_count
     if isinstance(src, Npy):
         _check_npy(spec, src, m, st, base_dir, d)
-        return
-    if isinstance(src, (Csv, Npz, Mnist)):
+    elif isinstance(src, (Csv, Npz, Mnist)):
         (written, at_path, folder_ok), = _source_files(src, st)
         path = resolve_path(base_dir, src.path)
         if _missing_file(written, path, at_path, d, folder_ok):
             return
         if isinstance(src, Csv):
             _check_csv(spec, src, path, m, st, where, d)
+    if d.error_count == before:  # (a source reported already would only be reported again)
+        _check_split_rows(spec.data, type(spec.loss).task, m, d, base_dir)
+
+
+def source_rows(src, base_dir: Path) -> tuple[int, list[tuple[object, int]] | None] | None:
+    """(rows, (class, rows) of each class or None) of a data source whose size is known without reading its
+    data: a bundled set's (and its classes'), an .npy file's or an .npz array's from its header; None for
+    the others (a CSV file is counted only by reading it, MNIST's folder holds several files)."""
+    if isinstance(src, Bundled):
+        counts = BUNDLED_CLASS_ROWS.get(src.name)
+        return BUNDLED_ROWS[src.name], (list(enumerate(counts)) if counts else None)
+    if isinstance(src, Npy):
+        try:
+            shape = npy_header(resolve_path(base_dir, src.x))[1]
+        except (OSError, ValueError):
+            return None
+        return (shape[0], None) if shape else None
+    if isinstance(src, Npz):
+        n = npz_rows(resolve_path(base_dir, src.path), src.x)
+        return (n, None) if n is not None else None
+    return None
+
+
+def _check_split_rows(data: Data, task: str | None, m: A.Model, d: Diagnostics, base_dir: Path) -> None:
+    """The split against the rows of the data, where they are known (source_rows): the runtime's rules
+    (compiler/splitsizes.py, which dlc/runtime/data/splits.py applies to the data), so that a kfold(k=391) of
+    150 rows, or a stratified fraction that leaves a part without a class, is a spec error before training.
+    `task`: the loss's (a regression loss is never stratified); None when not known (the stratified rules
+    are then left out, the others still apply)."""
+    known = source_rows(data.source, base_dir)
+    if known is None:
+        return
+    n, classes = known
+    split = data.split
+    st = _find_assign(m, "split", "data")
+    call = st.value if st is not None and isinstance(st.value, A.Call) else None
+    whole = st.value.span if st is not None else None
+
+    def at(key: str, index: int) -> Span | None:
+        """Where argument `key` (positional `index`) of the split is written, else the split."""
+        if (span := _kwarg_span(call, key)) is not None:
+            return span
+        return call.args[index].span if call is not None and len(call.args) > index else whole
+
+    source = data.source
+    shown = source.name if isinstance(source, Bundled) else source.x if isinstance(source, Npy) \
+        else getattr(source, "path", source.name)
+    rows = f"'{shown}' has {n:,} row{'s' if n != 1 else ''}"
+    strat = classes if getattr(split, "stratify", False) and task not in (None, "regression") else None
+    if strat is not None and split.test > 0:
+        if (problem := stratify_problem(strat, split.test)) is not None:
+            _split_error(problem, rows, at("test", 1), None, d)
+            return
+        strat = stratified_rest(strat, split.test)  # (None: it depends on a random tie-break)
+    if isinstance(split, Holdout):
+        if (problem := holdout_counts_problem(n, split.val, split.test)) is not None:
+            _split_error(problem, rows, at("val", 0) if split.val else at("test", 1), None, d)
+        elif strat is not None and split.val and (problem := stratify_problem(
+                strat, split.val / (1 - split.test))) is not None:
+            _split_error(problem, rows, at("val", 0), None, d)
+        return
+    test_rows = held_rows(n, split.test)
+    if (problem := fold_problem(n - test_rows, split.k, strat, test_rows)) is not None:
+        most = min(c for _, c in strat) if strat and n - test_rows >= split.k else n - test_rows
+        _split_error(problem, rows, at("k", 0), f"k can be {most:,} at most" if most >= 2 else None, d)
+
+
+def _split_error(problem: str, rows: str, where: Span | None, fix: str | None, d: Diagnostics) -> None:
+    """A split rule's "what is wrong; what to do" as an error's message and hint, with the data's rows."""
+    text, _, hint = problem.partition("; ")
+    if rows.split(" has ")[1] not in text:  # (the rows of the whole data, unless the rule says them)
+        text += f" ({rows})"
+    d.add("E303", text, where, "; ".join(x for x in (hint, fix) if x) or None)
 
 
 def _source_files(src, st: A.Assign | None) -> list[tuple[str, Span | None, bool]]:
@@ -465,23 +556,41 @@ def npy_header(path: Path) -> tuple[str, tuple[int, ...]]:
     """(dtype descr, shape) from an .npy file's header, read without numpy (the format: a magic string, a
     version, the header's length, then a Python dict literal); ValueError when the file is not one. A header
     numpy would refuse (too long, a shape that is no tuple of sizes) is refused here, before training."""
+    with open(path, "rb") as fh:
+        return _read_npy_header(fh)
+
+
+def _read_npy_header(fh: IO[bytes]) -> tuple[str, tuple[int, ...]]:
+    """npy_header of an open file (a file, or an .npz archive's member), read from its start."""
     import struct
 
-    with open(path, "rb") as fh:
-        magic = fh.read(8)
-        if len(magic) != 8 or magic[:6] != b"\x93NUMPY" or magic[6] not in (1, 2, 3):
-            raise ValueError("not an .npy file (save one with np.save)")
-        size_bytes = 2 if magic[6] == 1 else 4
-        raw = fh.read(size_bytes)
-        if len(raw) != size_bytes:
-            raise ValueError("truncated .npy header")
-        (size,) = struct.unpack("<H" if size_bytes == 2 else "<I", raw)
-        if size > NPY_MAX_HEADER:
-            raise ValueError(f"damaged .npy header: it is {size:,} bytes long, and numpy reads at most "
-                             f"{NPY_MAX_HEADER:,}")
-        text = fh.read(size)
+    magic = fh.read(8)
+    if len(magic) != 8 or magic[:6] != b"\x93NUMPY" or magic[6] not in (1, 2, 3):
+        raise ValueError("not an .npy file (save one with np.save)")
+    size_bytes = 2 if magic[6] == 1 else 4
+    raw = fh.read(size_bytes)
+    if len(raw) != size_bytes:
+        raise ValueError("truncated .npy header")
+    (size,) = struct.unpack("<H" if size_bytes == 2 else "<I", raw)
+    if size > NPY_MAX_HEADER:
+        raise ValueError(f"damaged .npy header: it is {size:,} bytes long, and numpy reads at most "
+                         f"{NPY_MAX_HEADER:,}")
+    text = fh.read(size)
     descr, shape = _npy_header_fields(text, "latin1" if magic[6] < 3 else "utf-8")
     return (descr if isinstance(descr, str) else "structured"), shape
+
+
+def npz_rows(path: Path, key: str) -> int | None:
+    """The entries of array `key` of an .npz archive, from its member's header (the data is not read); None
+    when the archive or the member cannot be read so (the runtime's reader says why)."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as z, z.open(f"{key}.npy") as fh:
+            shape = _read_npy_header(fh)[1]
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, NotImplementedError, RuntimeError):
+        return None
+    return shape[0] if shape else None
 
 
 def _npy_header_fields(text: bytes, encoding: str) -> tuple[object, tuple[int, ...]]:
@@ -674,6 +783,78 @@ def _check_min_lr(optimizer, schedule, spaces: list[SearchSpace], m: A.Model, d:
           f"{number_text(lr)}{lr_how}", where, f"{why}; min_lr must be below {number_text(lr)}")
 
 
+def _argument(call: A.Value | None, key: str, index: int | None) -> A.Value | None:
+    """The value written for argument `key` (positional `index`) of a call, if written."""
+    if not isinstance(call, A.Call):
+        return None
+    kw = next((k for k in call.kwargs if k.key == key), None)
+    if kw is not None:
+        return kw.value
+    return call.args[index] if index is not None and len(call.args) > index else None
+
+
+def _check_schedule_length(spec: Spec, m: A.Model, d: Diagnostics) -> None:
+    """A schedule that needs more epochs than the training has (W010): a cosine that stops part of the way
+    down, a warm-up that never ends, a step that never comes, a plateau whose patience outlasts the training.
+    The lr each epoch uses is the schedule's lr_at, epochs counted from 0."""
+    sched, epochs = spec.schedule, spec.train.epochs
+    st = _find_assign(m, "schedule")
+    if sched is None or spec.optimizer is None or st is None:
+        return
+    lr = spec.optimizer.learning_rate
+    call = st.value
+    where = call.name_span if isinstance(call, A.Call) else call.span
+    trains = f"training stops after {epochs} epoch{'s' if epochs != 1 else ''}"
+    if isinstance(sched, Warmup):
+        at = _argument(call, "epochs", 0)
+        then = _argument(call, "then", 1)
+        span = at.span if at is not None else where
+        if epochs < sched.epochs:
+            # (the lr's numbers in the hint: a searched lr's other values would repeat the warning)
+            d.warn("W010", f"the warm-up never ends: {trains}, {number_text(epochs / sched.epochs)} of the "
+                   f"way through warmup(epochs={sched.epochs})"
+                   + (f": then={sched.then.kind}(...) never starts" if sched.then is not None else ""),
+                   span, f"the lr ends at {lr * epochs / sched.epochs:.3g}, not the optimizer's "
+                   f"{number_text(lr)}: warm up for fewer epochs, or train for more than {sched.epochs}")
+        elif epochs == sched.epochs and sched.then is not None:
+            d.warn("W010", f"then={sched.then.kind}(...) never starts: the warm-up takes all {epochs} epochs "
+                   "of the training", span,
+                   f"warm up for fewer epochs, or train for more than {sched.epochs}")
+        elif sched.then is not None:
+            _check_decay_length(sched.then, lr, epochs - sched.epochs,
+                                f"{trains}, {epochs - sched.epochs} after the warm-up", then,
+                                then.name_span if isinstance(then, A.Call) else span, d)
+    elif isinstance(sched, Plateau):
+        at = _argument(call, "patience", None)
+        if epochs <= sched.patience + 1:
+            d.warn("W010", f"plateau(patience={sched.patience}) never lowers the lr: {trains}, and the "
+                   f"earliest epoch it can lower it for is epoch {sched.patience + 2} (the first epoch sets "
+                   f"the best {sched.monitor}, then {sched.patience} without improvement)",
+                   at.span if at is not None else where,
+                   f"use a patience below {max(epochs - 1, 1)}, or train for more epochs")
+    else:
+        _check_decay_length(sched, lr, epochs, trains, call, where, d)
+
+
+def _check_decay_length(sched, lr: float, epochs: int, trains: str, call: A.Value | None, where: Span | None,
+                        d: Diagnostics) -> None:
+    """A cosine or step schedule (alone, or after a warm-up) over `epochs` epochs of training."""
+    if isinstance(sched, CosineDecay) and epochs < sched.epochs:
+        at = _argument(call, "epochs", 0)
+        last = sched.lr_at(epochs - 1, lr)
+        d.warn("W010", f"cosine(epochs={sched.epochs}) is longer than the training: {trains}, "
+               f"{number_text(round(epochs / sched.epochs, 3))} of the way through the cosine",
+               at.span if at is not None else where,
+               f"the lr ends at {last:.3g} (from {number_text(lr)}), not min_lr {number_text(sched.min_lr)}: "
+               f"use cosine(epochs={epochs}) to decay over the whole training")
+    elif isinstance(sched, StepDecay) and epochs <= sched.every:
+        at = _argument(call, "every", 0)
+        d.warn("W010", f"step(every={sched.every}) never lowers the lr: {trains}, and its first step comes "
+               f"after {sched.every}", at.span if at is not None else where,
+               f"step every {max(epochs // 2, 1)} epochs, or train for more than {sched.every}"
+               if epochs > 1 else f"train for more than {sched.every} epochs")
+
+
 def _searched_values(spaces: list[SearchSpace], path: str, value: float) -> list[tuple[float, str]]:
     """(value, how it is chosen) of each value the argument at `path` may take: its one value, or the options
     (ends) of the search space written there."""
@@ -693,7 +874,11 @@ def check_partial(m: A.Model, fields: dict, failed: set[str], d: Diagnostics, ba
     ones that need only what did resolve and the AST, so that one bad argument hides no other error (a
     missing data file, an unknown monitor, a min_lr above the lr, a misspelt search objective). `failed`: the
     keys that did not resolve, or were misspelt (what they hold is not known)."""
+    errors_before = d.error_count
     _check_source_files_exist(m, fields.get("data"), d, base_dir)
+    if fields.get("data") is not None and d.error_count == errors_before:  # (its files are there)
+        _check_split_rows(fields["data"], type(fields["loss"]).task if "loss" in fields else None, m, d,
+                          base_dir)
     if "metrics" not in failed:  # (the metrics name what may be monitored)
         _check_monitors_written(m, fields, d)
     if "optimizer" in fields and "schedule" in fields:

@@ -13,7 +13,7 @@ from . import ast as A
 from .catalog import family_of_annotation, wants_integer
 from .diagnostics import MISSING, Diagnostics, Span
 from .training import SearchSpace
-from .wording import explain, literal, number_text
+from .wording import explain, literal, number_text, source_text
 
 # a search-space call's name -> the SearchSpace kind it makes (randint is int_uniform)
 SEARCH_FUNCS: dict[str, Literal["choice", "uniform", "loguniform", "int_uniform"]] = {
@@ -58,6 +58,10 @@ class SearchSpaceCalls:
         if kind == "choice":
             if not self._options_fit(v, raw):
                 return MISSING
+            if len(raw) == 1:  # (every trial takes it: a tpe or random search repeats one trial)
+                one = source_text(v.args[0])
+                self.d.warn("W009", "a choice of one value searches nothing: every trial takes it", v.span,
+                            f"write {literal(raw[0]) if one == '...' else one}, or list the other options")
             space = SearchSpace(kind=kind, path=path, options=list(raw), at=at, end=end)
             rep = raw[0]
             others = list(zip(raw, (a.span for a in v.args), strict=True))
@@ -165,6 +169,28 @@ class SearchSpaceCalls:
             self.d.add("E501", f"a search space chooses plain values, not a call to '{c.name}'", c.name_span,
                        _searched_call_example(c) if v.name == "choice" else "give plain numbers here")
         return bool(calls)
+
+    def chosen_option(self, v: A.Value, env: dict, value: Any) -> tuple[str, Span] | None:
+        """(the search-space call's name, where `value` is written in it) when the value written `v` (or the
+        block argument it names) is a search-space call that took `value`: its first option, its low end, or
+        a trial's override; None otherwise. An argument that value does not fit is reported there, as the
+        other options are (check_alternatives), rather than at the whole call."""
+        call = env.get(v.name, v) if isinstance(v, A.Name) else v
+        if not (isinstance(call, A.Call) and call.name in SEARCH_FUNCS):
+            return None
+        at = (call.name_span.line, call.name_span.col)
+        space = next((s for s in reversed(self.found) if s.at == at), None)
+        if space is None:
+            return None
+        if space.kind == "choice":
+            index = next((i for i, o in enumerate(space.options) if _same_option(o, value)), None)
+        else:
+            number = isinstance(value, (int, float)) and not isinstance(value, bool)
+            ends = (space.low, space.high)
+            index = next((i for i, end in enumerate(ends) if number and end == value), None)
+        if index is None or index >= len(call.args):
+            return None
+        return call.name, call.args[index].span
 
     def check_alternatives(self, cls, converted: dict, path: str, shown: str,
                             written: dict[str, str]) -> None:

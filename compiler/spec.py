@@ -24,6 +24,15 @@ BUNDLED = {
     "breast_cancer": ((30,), 2),
     "diabetes": ((10,), None),
 }
+# the rows of each bundled set, and of each class of the classification sets (classes 0, 1, ...), as
+# scikit-learn's load_*() gives them (tests/test_check_rules.py compares); `dlc check` checks splits with them
+BUNDLED_ROWS = {"digits": 1797, "iris": 150, "wine": 178, "breast_cancer": 569, "diabetes": 442}
+BUNDLED_CLASS_ROWS: dict[str, tuple[int, ...]] = {
+    "digits": (178, 182, 177, 183, 181, 182, 181, 179, 174, 180),
+    "iris": (50, 50, 50),
+    "wine": (59, 71, 48),
+    "breast_cancer": (212, 357),
+}
 
 
 class Source(Catalogued):
@@ -275,4 +284,4 @@ class Spec(IRNode):
         return work
 
 
-__all__ = ["BUNDLED", "Data", "EarlyStopping", "LayerInfo", "Spec"]
+__all__ = ["BUNDLED", "BUNDLED_CLASS_ROWS", "BUNDLED_ROWS", "Data", "EarlyStopping", "LayerInfo", "Spec"]

@@ -7,6 +7,12 @@ import math
 import numpy as np
 
 from dlc.compiler.spec import Holdout, Spec
+from dlc.compiler.splitsizes import (
+    class_counts_text,
+    fold_problem,
+    holdout_counts_problem,
+    stratify_problem,
+)
 from dlc.reference.rng import STREAM_SPLIT
 from dlc.runtime.data.base import DataError, data_block
 
@@ -18,26 +24,23 @@ def split_seed(seed: int, *keys: int) -> int:
     return int(np.random.SeedSequence([seed, STREAM_SPLIT, *keys]).generate_state(1)[0])
 
 
+def class_rows(labels: np.ndarray) -> list[tuple[object, int]]:
+    """(class, rows) of each class among the labels, in the order of the classes."""
+    classes, counts = np.unique(labels, return_counts=True)
+    return list(zip(classes.tolist(), counts.tolist(), strict=True))
+
+
 def class_counts(labels: np.ndarray) -> str:
     """ "30 of class 0, 2 of class 1, 1 of class 2": how many rows each class has."""
-    classes, counts = np.unique(labels, return_counts=True)
-    return ", ".join(f"{n} of class {c}" for c, n in zip(classes.tolist(), counts.tolist(), strict=True))
+    return class_counts_text(class_rows(labels))
 
 
 def check_stratifiable(labels: np.ndarray, frac: float) -> None:
     """A stratified holdout puts every class in both parts: each class needs 2 rows, each part a row per
-    class (scikit-learn's conditions, said with the counts)."""
-    classes, counts = np.unique(labels, return_counts=True)
-    n, k = len(labels), len(classes)
-    held = math.ceil(frac * n)
-    if counts.min() < 2:
-        raise DataError(f"stratified split: class {classes[counts.argmin()]} has {counts.min()} row of {n} "
-                        f"(rows per class: {class_counts(labels)}); each class needs at least 2 rows: add "
-                        "rows or set stratify=false")
-    if held < k or n - held < k:
-        raise DataError(f"stratified split: {n} rows split {n - held} / {held} cannot give each part a row "
-                        f"of each of the {k} classes (rows per class: {class_counts(labels)}); use more "
-                        "rows, another fraction or stratify=false")
+    class (the rule dlc check applies too: dlc.compiler.splitsizes)."""
+    problem = stratify_problem(class_rows(labels), frac)
+    if problem:
+        raise DataError(problem)
 
 
 def holdout(idx: np.ndarray, frac: float, labels: np.ndarray | None, stratify: bool, seed: int):
@@ -65,14 +68,9 @@ def holdout(idx: np.ndarray, frac: float, labels: np.ndarray | None, stratify: b
 def check_holdout_counts(n: int, val: float, test: float) -> None:
     """A holdout that leaves no row to train on, said in the spec's terms (the rows each part takes, counted
     as the split counts them: ceil of the fraction), not in scikit-learn's."""
-    test_n = math.ceil(test * n) if test > 0 else 0
-    rest = n - test_n
-    frac = val / (1 - test) if val and test < 1 else 0.0
-    val_n = math.ceil(frac * rest) if frac > 0 and rest > 0 else 0
-    if rest - val_n < 1:
-        raise DataError(f"holdout(val={val:g}, test={test:g}) of {n} row{'s' if n != 1 else ''} leaves "
-                        f"{max(rest - val_n, 0)} to train on ({val_n} for validation, {min(test_n, n)} for "
-                        "test); add rows or hold out smaller fractions")
+    problem = holdout_counts_problem(n, val, test)
+    if problem:
+        raise DataError(problem)
 
 
 def holdout_indices(n: int, labels: np.ndarray | None, val: float, test: float, stratify: bool, seed: int):
@@ -83,16 +81,12 @@ def holdout_indices(n: int, labels: np.ndarray | None, val: float, test: float, 
     return [(train, valid, held)]
 
 
-def check_foldable(n: int, labels: np.ndarray | None, k: int) -> None:
-    """k folds need k rows, and k rows of every class when stratified (else a fold misses a class)."""
-    if n < k:
-        raise DataError(f"{k}-fold split: only {n} rows (after the test part); each fold needs at least one")
-    if labels is not None:
-        classes, counts = np.unique(labels, return_counts=True)
-        if counts.min() < k:
-            raise DataError(f"stratified {k}-fold split: class {classes[counts.argmin()]} has {counts.min()} "
-                            f"row(s) (rows per class: {class_counts(labels)}); each class needs at least "
-                            f"{k}: add rows, use a smaller k or set stratify=false")
+def check_foldable(n: int, labels: np.ndarray | None, k: int, test_rows: int = 0) -> None:
+    """k folds need k rows, and k rows of every class when stratified (else a fold misses a class); `n`: the
+    rows left after `test_rows` were held out."""
+    problem = fold_problem(n, k, class_rows(labels) if labels is not None else None, test_rows)
+    if problem:
+        raise DataError(problem)
 
 
 def kfold_indices(n: int, labels: np.ndarray | None, k: int, shuffle: bool, stratify: bool, test: float,
@@ -101,7 +95,7 @@ def kfold_indices(n: int, labels: np.ndarray | None, k: int, shuffle: bool, stra
     stays out of every fold."""
     strat = stratify and labels is not None
     rest, held = holdout(np.arange(n), test, labels, strat, split_seed(seed))
-    check_foldable(len(rest), labels[rest] if (strat and labels is not None) else None, k)
+    check_foldable(len(rest), labels[rest] if (strat and labels is not None) else None, k, len(held))
     fold_seed = split_seed(seed, 2) if shuffle else None
     if strat and labels is not None:
         from sklearn.model_selection import StratifiedKFold
