@@ -16,22 +16,32 @@ def _params(dtype):
     return [torch.randn(7, 5, generator=g, dtype=dtype), torch.randn(5, generator=g, dtype=dtype)]
 
 
+OPTIMIZERS = {
+    "rmsprop": (O.RMSprop, {"learning_rate": 0.01}),
+    "rmsprop_momentum": (O.RMSprop, {"learning_rate": 0.01, "momentum": 0.9}),
+    "sgd": (O.SGD, {"learning_rate": 0.1}),
+    "sgd_momentum": (O.SGD, {"learning_rate": 0.1, "momentum": 0.9}),
+    "sgd_nesterov": (O.SGD, {"learning_rate": 0.1, "momentum": 0.9, "nesterov": True}),
+    "adam": (O.Adam, {"learning_rate": 0.01}),
+}
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-@pytest.mark.parametrize("momentum", [0.0, 0.9])
-def test_rmsprop_update_all_equals_update(dtype, momentum):
-    """RMSprop.update_all (torch._foreach_*, used on CUDA) gives the per-variable update's bits."""
+@pytest.mark.parametrize("name", OPTIMIZERS)
+def test_update_all_equals_update(dtype, name, monkeypatch):
+    """An optimizer's update_all (torch._foreach_*, used on CUDA) gives the per-variable update's bits."""
+    cls, kwargs = OPTIMIZERS[name]
     runs = []
     for foreach in (False, True):
+        monkeypatch.setattr(O.KerasOptimizer, "foreach", property(lambda self, f=foreach: f))
         params = [torch.nn.Parameter(p.clone()) for p in _params(dtype)]
-        opt = O.RMSprop(params, learning_rate=0.01, momentum=momentum)
-        type(opt).foreach = property(lambda self, f=foreach: f)  # type: ignore[method-assign]
+        opt = cls(params, **kwargs)
         gen = torch.Generator().manual_seed(1)
         for _ in range(5):
             for p in params:
                 p.grad = torch.randn(p.shape, generator=gen, dtype=dtype)
             opt.step()
         runs.append([p.detach().clone() for p in params])
-    del O.RMSprop.foreach
     for a, b in zip(*runs, strict=True):
         assert torch.equal(a, b)
 

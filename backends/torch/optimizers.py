@@ -187,6 +187,22 @@ class SGD(KerasOptimizer):
         else:
             p.add_(m)
 
+    def update_all(self, params, grads, states, lr) -> bool:
+        step = torch._foreach_mul(grads, lr)                  # g*lr
+        if not self.momentum:
+            torch._foreach_sub_(params, step)
+            return True
+        momentum, m = self.const(self.momentum), [s["m"] for s in states]
+        torch._foreach_mul_(m, momentum)
+        torch._foreach_sub_(m, step)                          # m = m*momentum - g*lr
+        if self.nesterov:
+            ahead = torch._foreach_mul(m, momentum)
+            torch._foreach_sub_(ahead, step)
+            torch._foreach_add_(params, ahead)                # p += m*momentum - g*lr
+        else:
+            torch._foreach_add_(params, m)
+        return True
+
 
 class RMSprop(KerasOptimizer):
     """v = ρv + (1−ρ)g²; w −= lr·g/√(v + ε) (ε inside the root, Keras' form); centered subtracts the mean²."""
@@ -285,6 +301,25 @@ class Adam(KerasOptimizer):
         self._b1p = torch.pow(self.const(self.beta_1), t)
         self._b2p = torch.pow(self.const(self.beta_2), t)
         super().step()
+
+    def update_all(self, params, grads, states, lr) -> bool:
+        if self.amsgrad:
+            return False
+        alpha = lr * torch.sqrt(1 - self._b2p) / (1 - self._b1p)
+        m, v = [s["m"] for s in states], [s["v"] for s in states]
+        d = torch._foreach_sub(grads, m)
+        torch._foreach_mul_(d, 1 - self.beta_1)
+        torch._foreach_add_(m, d)                             # m += (g - m)*(1 - beta_1)
+        d = torch._foreach_mul(grads, grads)
+        torch._foreach_sub_(d, v)
+        torch._foreach_mul_(d, 1 - self.beta_2)
+        torch._foreach_add_(v, d)                             # v += (g*g - v)*(1 - beta_2)
+        step = torch._foreach_mul(m, alpha)
+        root = torch._foreach_sqrt(v)
+        torch._foreach_add_(root, self.epsilon)
+        torch._foreach_div_(step, root)
+        torch._foreach_sub_(params, step)                     # p -= (m*alpha) / (sqrt(v) + eps)
+        return True
 
     def update(self, p, g, s, lr, rows=None):
         alpha = lr * torch.sqrt(1 - self._b2p) / (1 - self._b1p)
