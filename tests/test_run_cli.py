@@ -295,7 +295,7 @@ def test_divergence_is_one_line_exit_1_and_keeps_the_history(tmp_path, backend):
 
 
 def test_divergence_in_the_first_epoch(tmp_path):
-    spec = write_spec(tmp_path, "diverge", optimizer="SGD(lr=1e4)", schedule="step(every=100)")
+    spec = write_spec(tmp_path, "diverge", optimizer="SGD(lr=1e4)", schedule="step(every=10)")
     run = tmp_path / "run"
     rc, _, err = run_in_process("run", str(spec), "--backend", "torch", "--out", str(run), "--quiet")
     assert rc == 1
