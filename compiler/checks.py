@@ -474,9 +474,8 @@ def _check_split_rows(data: Data, task: str | None, m: A.Model, d: Diagnostics, 
 
     def at(key: str, index: int) -> Span | None:
         """Where argument `key` (positional `index`) of the split is written, else the split."""
-        if (span := _kwarg_span(call, key)) is not None:
-            return span
-        return call.args[index].span if call is not None and len(call.args) > index else whole
+        arg = _argument(call, key, index)
+        return arg.span if arg is not None else whole
 
     source = data.source
     shown = source.name if isinstance(source, Bundled) else source.x if isinstance(source, Npy) \
@@ -514,9 +513,8 @@ def _source_files(src, st: A.Assign | None) -> list[tuple[str, Span | None, bool
     path argument, or the whole call when the path is a keyword."""
     call = st.value if st is not None and isinstance(st.value, A.Call) else None
     if isinstance(src, Npy):
-        return [(getattr(src, key), _kwarg_span(call, key) or (
-            call.args[i].span if call is not None and len(call.args) > i
-            else (call.span if call is not None else None)), False) for i, key in enumerate(("x", "y"))]
+        return [(getattr(src, key), arg.span if (arg := _argument(call, key, i)) is not None
+                 else (call.span if call is not None else None), False) for i, key in enumerate(("x", "y"))]
     if isinstance(src, (Csv, Npz, Mnist)):
         where = call.args[0].span if call is not None and call.args else (st.value.span if st else None)
         return [(src.path, where, isinstance(src, Mnist))]
