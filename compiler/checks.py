@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import IO
 
 from . import ast as A
+from .datarows import csv_counts, mnist_counts, text_encoding
 from .diagnostics import Diagnostics, Span, did_you_mean
 from .layers import (
     ActivationLayer,
@@ -26,6 +27,7 @@ from .layers import (
     ShapeError,
     Softmax,
 )
+from .schedulelength import check_schedule_length
 from .spec import (
     BUNDLED,
     BUNDLED_CLASS_ROWS,
@@ -42,7 +44,7 @@ from .spec import (
     Spec,
 )
 from .splitsizes import fold_problem, held_rows, holdout_counts_problem, stratified_rest, stratify_problem
-from .training import CosineDecay, Plateau, SearchSpace, StepDecay, Warmup
+from .training import CosineDecay, Plateau, SearchSpace, Warmup
 from .wording import number_text
 
 
@@ -439,9 +441,10 @@ def _check_data(spec: Spec, m: A.Model, d: Diagnostics, base_dir: Path) -> None:
 
 
 def source_rows(src, base_dir: Path) -> tuple[int, list[tuple[object, int]] | None] | None:
-    """(rows, (class, rows) of each class or None) of a data source whose size is known without reading its
-    data: a bundled set's (and its classes'), an .npy file's or an .npz array's from its header; None for
-    the others (a CSV file is counted only by reading it, MNIST's folder holds several files)."""
+    """(rows, (class, rows) of each class or None) of a data source whose size is known cheaply: a bundled
+    set's (and its classes'), an .npy file's or an .npz array's from its header, MNIST's from its IDX files'
+    headers or its mnist.npz's (and its classes' from its labels), a CSV file's by counting its rows as the
+    runtime reads them (compiler/datarows.py: and its classes', for a small file); None when not known."""
     if isinstance(src, Bundled):
         counts = BUNDLED_CLASS_ROWS.get(src.name)
         return BUNDLED_ROWS[src.name], (list(enumerate(counts)) if counts else None)
@@ -454,7 +457,21 @@ def source_rows(src, base_dir: Path) -> tuple[int, list[tuple[object, int]] | No
     if isinstance(src, Npz):
         n = npz_rows(resolve_path(base_dir, src.path), src.x)
         return (n, None) if n is not None else None
+    if isinstance(src, Csv):
+        return csv_counts(resolve_path(base_dir, src.path), src.target)
+    if isinstance(src, Mnist):
+        return _mnist_rows(resolve_path(base_dir, src.path))
     return None
+
+
+def _mnist_rows(path: Path) -> tuple[int, list[tuple[object, int]] | None] | None:
+    """source_rows of an MNIST source: its mnist.npz's train and test images (the file, or in the folder),
+    else its IDX files'."""
+    npz = path if path.is_file() else path / "mnist.npz"
+    if not npz.is_file():
+        return mnist_counts(path)
+    train, test = npz_rows(npz, "x_train"), npz_rows(npz, "x_test")
+    return (train + test, None) if train is not None and test is not None else None
 
 
 def _check_split_rows(data: Data, task: str | None, m: A.Model, d: Diagnostics, base_dir: Path) -> None:
@@ -689,21 +706,6 @@ def _check_csv(spec: Spec, src: Csv, path: Path, m: A.Model, st: A.Assign | None
               f"use input: ({len(cols) - 1})")
 
 
-def text_encoding(head: bytes) -> str:
-    """The encoding of a text file from its first bytes: UTF-16 by its byte-order mark, or without one by
-    its zero bytes (a spreadsheet's "Unicode text" export; ASCII in UTF-16 has every other byte 0), else
-    UTF-8 (a UTF-8 byte-order mark skipped)."""
-    if head[:2] in (b"\xff\xfe", b"\xfe\xff"):
-        return "utf-16"
-    pairs = head[:len(head) // 2 * 2]
-    if pairs and b"\0" in pairs:
-        if not any(pairs[1::2]) and all(pairs[0::2]):
-            return "utf-16-le"
-        if not any(pairs[0::2]) and all(pairs[1::2]):
-            return "utf-16-be"
-    return "utf-8-sig"
-
-
 def _csv_first_row(path: Path) -> list[str] | None:
     """The cells of a CSV file's first row that is not blank, as dlc.runtime.data reads them (quotes, blank
     lines; names stripped), or None for a file without rows. Reads no more than that row."""
@@ -792,65 +794,13 @@ def _argument(call: A.Value | None, key: str, index: int | None) -> A.Value | No
 
 
 def _check_schedule_length(spec: Spec, m: A.Model, d: Diagnostics) -> None:
-    """A schedule that needs more epochs than the training has (W010): a cosine that stops part of the way
-    down, a warm-up that never ends, a step that never comes, a plateau whose patience outlasts the training.
-    The lr each epoch uses is the schedule's lr_at, epochs counted from 0."""
-    sched, epochs = spec.schedule, spec.train.epochs
+    """A schedule that needs more epochs than the training has (W010), at every value of a searched epochs
+    or schedule length (compiler/schedulelength.py)."""
     st = _find_assign(m, "schedule")
-    if sched is None or spec.optimizer is None or st is None:
+    if spec.schedule is None or spec.optimizer is None or st is None:
         return
-    lr = spec.optimizer.learning_rate
-    call = st.value
-    where = call.name_span if isinstance(call, A.Call) else call.span
-    trains = f"training stops after {epochs} epoch{'s' if epochs != 1 else ''}"
-    if isinstance(sched, Warmup):
-        at = _argument(call, "epochs", 0)
-        then = _argument(call, "then", 1)
-        span = at.span if at is not None else where
-        if epochs < sched.epochs:
-            # (the lr's numbers in the hint: a searched lr's other values would repeat the warning)
-            d.warn("W010", f"the warm-up never ends: {trains}, {number_text(epochs / sched.epochs)} of the "
-                   f"way through warmup(epochs={sched.epochs})"
-                   + (f": then={sched.then.kind}(...) never starts" if sched.then is not None else ""),
-                   span, f"the lr ends at {lr * epochs / sched.epochs:.3g}, not the optimizer's "
-                   f"{number_text(lr)}: warm up for fewer epochs, or train for more than {sched.epochs}")
-        elif epochs == sched.epochs and sched.then is not None:
-            d.warn("W010", f"then={sched.then.kind}(...) never starts: the warm-up takes all {epochs} epochs "
-                   "of the training", span,
-                   f"warm up for fewer epochs, or train for more than {sched.epochs}")
-        elif sched.then is not None:
-            _check_decay_length(sched.then, lr, epochs - sched.epochs,
-                                f"{trains}, {epochs - sched.epochs} after the warm-up", then,
-                                then.name_span if isinstance(then, A.Call) else span, d)
-    elif isinstance(sched, Plateau):
-        at = _argument(call, "patience", None)
-        if epochs <= sched.patience + 1:
-            d.warn("W010", f"plateau(patience={sched.patience}) never lowers the lr: {trains}, and the "
-                   f"earliest epoch it can lower it for is epoch {sched.patience + 2} (the first epoch sets "
-                   f"the best {sched.monitor}, then {sched.patience} without improvement)",
-                   at.span if at is not None else where,
-                   f"use a patience below {max(epochs - 1, 1)}, or train for more epochs")
-    else:
-        _check_decay_length(sched, lr, epochs, trains, call, where, d)
-
-
-def _check_decay_length(sched, lr: float, epochs: int, trains: str, call: A.Value | None, where: Span | None,
-                        d: Diagnostics) -> None:
-    """A cosine or step schedule (alone, or after a warm-up) over `epochs` epochs of training."""
-    if isinstance(sched, CosineDecay) and epochs < sched.epochs:
-        at = _argument(call, "epochs", 0)
-        last = sched.lr_at(epochs - 1, lr)
-        d.warn("W010", f"cosine(epochs={sched.epochs}) is longer than the training: {trains}, "
-               f"{number_text(round(epochs / sched.epochs, 3))} of the way through the cosine",
-               at.span if at is not None else where,
-               f"the lr ends at {last:.3g} (from {number_text(lr)}), not min_lr {number_text(sched.min_lr)}: "
-               f"use cosine(epochs={epochs}) to decay over the whole training")
-    elif isinstance(sched, StepDecay) and epochs <= sched.every:
-        at = _argument(call, "every", 0)
-        d.warn("W010", f"step(every={sched.every}) never lowers the lr: {trains}, and its first step comes "
-               f"after {sched.every}", at.span if at is not None else where,
-               f"step every {max(epochs // 2, 1)} epochs, or train for more than {sched.every}"
-               if epochs > 1 else f"train for more than {sched.every} epochs")
+    calls = {(v.name_span.line, v.name_span.col): v for v in _walk_values(m.body) if isinstance(v, A.Call)}
+    check_schedule_length(spec, st.value, calls, d)
 
 
 def _searched_values(spaces: list[SearchSpace], path: str, value: float) -> list[tuple[float, str]]:

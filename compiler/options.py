@@ -21,6 +21,7 @@ from typing import Any
 from . import ast as A
 from .diagnostics import Diagnostic, Diagnostics, Span
 from .resolve import resolve
+from .schedulelength import SCHEDULE_LENGTH_PATHS
 from .spec import Spec
 from .training import SearchSpace
 from .wording import literal, source_text
@@ -48,7 +49,7 @@ def check_each_option(tree: A.File, spec: Spec, d: Diagnostics, base_dir: Path) 
             _note_causes(base_errors, found, space, causes)
         if arg.span in spans:
             continue  # (the option itself is reported already: it does not fit its argument)
-        new = [x for x in found if _key(x) not in known]
+        new = [x for x in found if _key(x) not in known and not _judged_at_every_value(x, space)]
         pair = _pair_without_errors(tree, base_dir, space, value, known, budget, spec.search_spaces, calls) \
             if _has_error(new) else None
         for x in new:
@@ -109,6 +110,12 @@ def _pair_without_errors(tree: A.File, base_dir: Path, space: SearchSpace, value
 def _checked_with(space: SearchSpace) -> Any:
     """The value the spec as checked gives `space`: its first option, or its low end."""
     return space.options[0] if space.kind == "choice" else space.low
+
+
+def _judged_at_every_value(x: Diagnostic, space: SearchSpace) -> bool:
+    """Whether `x` is a W010 of a space that check_schedule_length judges at each of its values already (and
+    says once, naming them)."""
+    return x.code == "W010" and space.path in SCHEDULE_LENGTH_PATHS
 
 
 def _has_error(items: list[Diagnostic]) -> bool:

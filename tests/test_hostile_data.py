@@ -303,12 +303,17 @@ def test_embedding_indices_beyond_the_vocabulary(tmp_path):
     ("holdout(val=0.05, stratify=true)", ["cannot give each part a row of each of the 3 classes"]),
     ("kfold(k=5, stratify=true)", ["stratified 5-fold split: class 2 has 1 row(s)"]),
 ])
-def test_too_few_rows_for_a_stratified_split(tmp_path, split, facts):
+def test_too_few_rows_for_a_stratified_split(tmp_path, monkeypatch, split, facts):
+    from dlc.compiler import datarows
+
     keep = np.flatnonzero(LABELS != 2)[:20].tolist() + [2]  # classes 0 and 1: 10 rows each; class 2: 1
     if "0.05" in split:
         keep = list(range(30))
     (tmp_path / "d.csv").write_text(csv_text(FEATURES[keep], LABELS[keep]))
     write_spec(tmp_path, split=split)
+    rc, _, err = train(tmp_path)  # (a spec error, found before training: dlc check counts the file's classes)
+    assert rc == 2 and "error[E303]" in err and all(f in err for f in facts), err
+    monkeypatch.setattr(datarows, "MAX_CSV_BYTES", 0)  # (a file dlc check does not count: the run refuses it)
     one_line(train(tmp_path), 1, *facts)
 
 
@@ -394,13 +399,18 @@ def test_a_broken_utf16_csv_is_one_line(run):
     one_line(predict(run, "a,b,c,d\n1,2,3,4\n".encode("utf-16") + b"\x00\xd8"), 1, "not valid UTF-16 text")
 
 
-def test_a_holdout_that_leaves_nothing_to_train_on_is_said_in_the_specs_terms(tmp_path):
+def test_a_holdout_that_leaves_nothing_to_train_on_is_said_in_the_specs_terms(tmp_path, monkeypatch):
     """Two rows with holdout(val=0.2, test=0.2): the spec's fractions and the rows each part takes, not
     scikit-learn's internal 'test_size=0.25 ... of 1 rows'."""
+    from dlc.compiler import datarows
+
     (tmp_path / "d.csv").write_text(csv_text(FEATURES[:2], LABELS[:2]))
     write_spec(tmp_path, split="holdout(val=0.2, test=0.2)")
-    line = one_line(train(tmp_path), 1, "holdout(val=0.2, test=0.2) of 2 rows leaves 0 to train on",
-                    "1 for validation, 1 for test")
+    facts = ["holdout(val=0.2, test=0.2) of 2 rows leaves 0 to train on", "1 for validation, 1 for test"]
+    rc, _, err = train(tmp_path)  # (a spec error, found before training: dlc check counts the file's rows)
+    assert rc == 2 and "error[E303]" in err and all(f in err for f in facts), err
+    monkeypatch.setattr(datarows, "MAX_CSV_BYTES", 0)  # (a file dlc check does not count: the run refuses it)
+    line = one_line(train(tmp_path), 1, *facts)
     assert "test_size" not in line and (tmp_path / "run").exists() is False
 
 

@@ -421,7 +421,7 @@ def test_a_backslash_before_the_closing_quote(tmp_path):
 
 def test_non_ascii_and_escapes_round_trip(tmp_path):
     name = 'é "ü".csv'
-    (tmp_path / name).write_text("a,b,c,d,label\n1,2,3,4,0\n", encoding="utf-8")
+    (tmp_path / name).write_text("a,b,c,d,label\n" + "1,2,3,4,0\n" * 5, encoding="utf-8")  # (rows to split)
     text = spec_text(source='csv("é \\"ü\\".csv")')
     rc, out, err = check(tmp_path, text)
     assert rc == 0, err

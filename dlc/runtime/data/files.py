@@ -15,7 +15,15 @@ from pathlib import Path
 
 import numpy as np
 
-from dlc.compiler.checks import text_encoding
+# (the header rule and MNIST's file names: dlc check counts rows by them too)
+from dlc.compiler.datarows import (
+    MNIST_STEMS,
+    is_blank,
+    is_header,
+    is_number,
+    mnist_candidates,
+    text_encoding,
+)
 from dlc.runtime.data.base import DataError, Samples
 
 
@@ -33,25 +41,8 @@ def read_bundled(name: str) -> tuple[np.ndarray, np.ndarray]:
 # first line is row 1, header or not); blank lines are skipped.
 
 
-def is_number(cell: str) -> bool:
-    """A decimal number as a CSV writes one: ASCII digits, no '_' (Python's float() also reads '1_0.5' as 10.5
-    and other scripts' digits, which a data file means as text)."""
-    if not cell.isascii() or "_" in cell:
-        return False
-    try:
-        float(cell)
-    except ValueError:
-        return False
-    return True
-
-
 def _plain_numbers(cells: list[list[str]]) -> bool:
     return all(v.isascii() and "_" not in v for r in cells for v in r)
-
-
-def is_header(cells: list[str]) -> bool:
-    """The header rule: names only, none empty, none a number."""
-    return bool(cells) and all(c.strip() and not is_number(c) for c in cells)
 
 
 @dataclass
@@ -110,7 +101,7 @@ def csv_records(path: Path, text: str) -> list[tuple[int, list[str]]]:
     records, line = [], 1
     try:
         for cells in reader:
-            if cells and (len(cells) > 1 or cells[0].strip()):  # (a line of spaces is blank too)
+            if not is_blank(cells):  # (a line of spaces is blank too)
                 records.append((line, cells))
             line = reader.line_num + 1
     except csv.Error as e:
@@ -427,10 +418,8 @@ def read_mnist(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
         y = np.concatenate([arrays[1], arrays[3]])
         return x.reshape(len(x), -1), y
     parts, names = [], []
-    for stem in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
-                 "t10k-labels-idx1-ubyte"):
-        cands = [path / stem, path / (stem + ".gz"), path / stem.replace("-idx", ".idx")]
-        found = next((c for c in cands if c.is_file()), None)
+    for stem in MNIST_STEMS:
+        found = next((c for c in mnist_candidates(path, stem) if c.is_file()), None)
         if found is None:
             raise DataError(f"cannot find MNIST file {path / stem}[.gz] (or mnist.npz) in {path}")
         parts.append(_read_idx(found, 3 if "images" in stem else 1))

@@ -1,0 +1,302 @@
+"""The rows (and, where cheap and exact, the rows of each class) of a CSV file or an MNIST folder, counted
+without numpy and without reading what `dlc check` need not: so that a split the data cannot make (compiler/
+splitsizes.py) is a spec error before training, for these sources too.
+
+A CSV file is counted as dlc.runtime.data reads it (the header rule, blank lines skipped): a small one is
+parsed whole (rows and the target column's classes), a larger one has its lines counted in bytes (rows only;
+only when it has no quotes, which could hide a line break inside a cell). A file above MAX_CSV_BYTES is not
+counted: `dlc check` says nothing of its split, and the run says what the data allows. Each file is counted
+once per `dlc check` (options.py resolves the spec again per searched option). MNIST's IDX files say their
+item count in their header; the labels (a byte each) are counted when there are not too many.
+
+The header rule (is_number, is_header) and MNIST's file names live here, and dlc.runtime.data uses them, so
+that both sides count the same rows."""
+
+from __future__ import annotations
+
+import csv
+import functools
+import gzip
+import math
+import re
+import struct
+import zlib
+from collections import Counter
+from pathlib import Path
+
+ClassRows = list[tuple[object, int]]  # (class, rows) of each class, in the order of the classes
+Counted = tuple[int, ClassRows | None]  # (rows, the rows of each class or None)
+
+# the largest CSV file counted (by its lines: about 0.6 s for 256 MB, 1.2 s with CRLF line breaks)
+MAX_CSV_BYTES = 256 * 2**20
+# the largest CSV file parsed as the runtime parses it (about 0.3 s for 16 MB), which gives its classes too
+MAX_CSV_PARSED_BYTES = 16 * 2**20
+READ_BYTES = 2**20  # bytes read at a time when counting lines
+MAX_LINE_BYTES = 16 * 2**20  # the longest line of a file counted by its lines
+
+# the most labels an IDX labels file may hold for its classes to be counted (MNIST's: 60,000 and 10,000)
+MAX_IDX_LABELS = 2**24
+
+# MNIST's four IDX files, each found as the name, name.gz or with ".idx" for "-idx"
+MNIST_STEMS = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
+               "t10k-labels-idx1-ubyte")
+
+# a line without a comma (what follows a line break, up to the next), in a block of whole lines with a line
+# break put before it
+_NO_COMMA_LINE = re.compile(rb"\n([^,\n]*)(?=\n)")
+
+
+def text_encoding(head: bytes) -> str:
+    """The encoding of a text file from its first bytes: UTF-16 by its byte-order mark, or without one by
+    its zero bytes (a spreadsheet's "Unicode text" export; ASCII in UTF-16 has every other byte 0), else
+    UTF-8 (a UTF-8 byte-order mark skipped)."""
+    if head[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        return "utf-16"
+    pairs = head[:len(head) // 2 * 2]
+    if pairs and b"\0" in pairs:
+        if not any(pairs[1::2]) and all(pairs[0::2]):
+            return "utf-16-le"
+        if not any(pairs[0::2]) and all(pairs[1::2]):
+            return "utf-16-be"
+    return "utf-8-sig"
+
+
+def is_number(cell: str) -> bool:
+    """A decimal number as a CSV writes one: ASCII digits, no '_' (Python's float() also reads '1_0.5' as 10.5
+    and other scripts' digits, which a data file means as text)."""
+    if not cell.isascii() or "_" in cell:
+        return False
+    try:
+        float(cell)
+    except ValueError:
+        return False
+    return True
+
+
+def is_header(cells: list[str]) -> bool:
+    """The header rule: names only, none empty, none a number."""
+    return bool(cells) and all(c.strip() and not is_number(c) for c in cells)
+
+
+def is_blank(cells: list[str]) -> bool:
+    """A row the CSV reader skips: no cells, or one of spaces only."""
+    return not cells or (len(cells) == 1 and not cells[0].strip())
+
+
+def mnist_candidates(folder: Path, stem: str) -> list[Path]:
+    """Where MNIST's file `stem` may be in `folder`, in the order looked for."""
+    return [folder / stem, folder / (stem + ".gz"), folder / stem.replace("-idx", ".idx")]
+
+
+# ------------------------------------------------------------------------------------------------ csv files
+
+
+def csv_counts(path: Path, target: str | None) -> Counted | None:
+    """(rows, classes or None) of a CSV file as the runtime reads it, `target` naming the target column
+    (default: the last); None when not counted (too large, quoted and not small, unreadable)."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    if st.st_size > MAX_CSV_BYTES:
+        return None
+    return _csv_counts(str(path), st.st_size, st.st_mtime_ns, target)
+
+
+@functools.lru_cache(maxsize=16)
+def _csv_counts(path: str, size: int, mtime_ns: int, target: str | None) -> Counted | None:
+    """csv_counts of a file of this size and time (options.py resolves the spec once per searched option:
+    the file is counted once)."""
+    try:
+        with open(path, "rb") as raw:
+            encoding = text_encoding(raw.read(64))
+        if size <= MAX_CSV_PARSED_BYTES:
+            return _parsed_counts(Path(path), encoding, target)
+        return _line_counts(Path(path), encoding)
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return None
+
+
+def _parsed_counts(path: Path, encoding: str, target: str | None) -> Counted | None:
+    """(rows, classes) of a CSV file parsed as the runtime parses it; classes None where the target column
+    does not give them (no such column, a ragged row, an empty, mixed or fractional label)."""
+    rows, labels, column = 0, Counter[str](), None
+    header: bool | None = None
+    with open(path, newline="", encoding=encoding) as fh:
+        for cells in csv.reader(fh):
+            if is_blank(cells):
+                continue
+            if header is None:
+                header = is_header(cells)
+                column = _target_index(cells, header, target)
+                if header:
+                    continue
+            rows += 1
+            if column is not None:
+                if column < len(cells):
+                    labels[cells[column].strip()] += 1
+                else:
+                    column = None
+    if header is None:
+        return None
+    return rows, (_classes(labels) if column is not None and rows else None)
+
+
+def _target_index(first: list[str], header: bool, target: str | None) -> int | None:
+    """The target column's index: the one named `target` (once, in a header), else the last."""
+    if target is None:
+        return len(first) - 1
+    names = [c.strip() for c in first]
+    return names.index(target) if header and names.count(target) == 1 else None
+
+
+def _classes(labels: Counter[str]) -> ClassRows | None:
+    """(class, rows) as the runtime numbers the labels: numbers as they are (whole ones only), names in
+    sorted order from 0; None for labels it refuses (empty, fractional, numbers mixed with names)."""
+    if "" in labels:
+        return None
+    numeric = [is_number(v) for v in labels]
+    if all(numeric):
+        values = Counter[float]()
+        for v, n in labels.items():
+            values[float(v)] += n
+        if not all(math.isfinite(v) and v.is_integer() for v in values):
+            return None
+        return [(int(v), n) for v, n in sorted(values.items())]
+    if any(numeric):
+        return None
+    return [(i, labels[name]) for i, name in enumerate(sorted(labels))]
+
+
+def _line_counts(path: Path, encoding: str) -> Counted | None:
+    """(rows, None) of a UTF-8 CSV file without quotes or lone carriage returns, where a line is a row: its
+    lines counted in bytes, less the blank ones and a header; None for another file."""
+    if encoding.startswith("utf-16"):
+        return None
+    lines = blanks = 0
+    first: list[str] | None = None
+    tail = b""
+    with open(path, "rb") as fh:
+        while True:
+            chunk = fh.read(READ_BYTES)
+            data = tail + chunk
+            cut = data.rfind(b"\n") + 1 if chunk else len(data)
+            block, tail = data[:cut], data[cut:]
+            if len(tail) > MAX_LINE_BYTES:  # (no table: the tail would be copied again at each read)
+                return None
+            if not chunk and block and not block.endswith(b"\n"):
+                block += b"\n"  # (the last line, without a line break)
+            if not _lines_are_rows(block):
+                return None
+            first = first or _first_cells(block, encoding)
+            n = block.count(b"\n")
+            lines += n
+            blanks += _blank_lines(block, n, first, encoding)
+            if not chunk:
+                break
+    if first is None:
+        return None
+    return lines - blanks - (1 if is_header(first) else 0), None
+
+
+def _lines_are_rows(block: bytes) -> bool:
+    """Whether each line of `block` is a row as the CSV reader reads it: no quotes (a quoted cell may hold a
+    line break), no carriage return but before a line break (one alone ends a row)."""
+    return b'"' not in block and (b"\r" not in block or block.count(b"\r") == block.count(b"\r\n"))
+
+
+def _blank_lines(block: bytes, lines: int, first: list[str] | None, encoding: str) -> int:
+    """The blank lines among the `lines` of `block`, `first` the file's first row that is not blank (None:
+    none yet, so every line is blank). A block with as many commas as its lines have in the first row's
+    width has none (or has a row of another width, which the runtime refuses); else its lines without a
+    comma are looked at, as the reader does (spaces only)."""
+    if first is None:
+        return lines
+    if len(first) > 1 and block.count(b",") == lines * (len(first) - 1):
+        return 0
+    return sum(1 for line in _NO_COMMA_LINE.findall(b"\n" + block)
+               if not line.decode(encoding, "replace").strip())
+
+
+def _first_cells(block: bytes, encoding: str) -> list[str] | None:
+    """The cells of the first row of `block` (whole lines of a file without quotes) that is not blank."""
+    for line in block.split(b"\n"):
+        cells = line.rstrip(b"\r").decode(encoding, "replace").split(",")
+        if not is_blank(cells):
+            return cells
+    return None
+
+
+# ------------------------------------------------------------------------------------------------ mnist
+
+
+def mnist_counts(folder: Path) -> Counted | None:
+    """(rows, classes or None) of an MNIST folder of IDX files: the train and test images' counts from their
+    headers, the classes from the labels; None when not counted so (a folder holding mnist.npz, a file
+    missing or not as the runtime reads it: the runtime says why)."""
+    if not folder.is_dir() or (folder / "mnist.npz").is_file():
+        return None
+    found = [next((c for c in mnist_candidates(folder, stem) if c.is_file()), None) for stem in MNIST_STEMS]
+    train_x, train_y, test_x, test_y = found
+    if train_x is None or train_y is None or test_x is None or test_y is None:
+        return None
+    train, test = _idx_part(train_x, train_y), _idx_part(test_x, test_y)
+    if train is None or test is None or train[0][1:] != test[0][1:]:  # (one size of image)
+        return None
+    classes = train[1] + test[1] if train[1] is not None and test[1] is not None else None
+    return train[0][0] + test[0][0], sorted(classes.items()) if classes is not None else None
+
+
+def _idx_part(images: Path, labels: Path) -> tuple[tuple[int, ...], Counter[int] | None] | None:
+    """(the images' sizes, the rows of each label or None) of MNIST's train or test part, whose files the
+    runtime reads (unsigned bytes, images of 3 dimensions, one label per image); None otherwise."""
+    dims, label_dims = _idx_dims(images, 3), _idx_dims(labels, 1)
+    if dims is None or label_dims != dims[:1]:
+        return None
+    return dims, _idx_labels(labels, dims[0])
+
+
+def idx_header(fh) -> tuple[int, int, tuple[int, ...]] | None:
+    """(type, dimensions, sizes) from an IDX file's header (two zero bytes, the type, the number of
+    dimensions, then each size as 4 bytes, big-endian), or None for a file that is not one."""
+    magic = fh.read(4)
+    if len(magic) != 4 or magic[:2] != b"\0\0":
+        return None
+    head = fh.read(4 * magic[3])
+    if len(head) != 4 * magic[3]:
+        return None
+    return magic[2], magic[3], struct.unpack(">" + "I" * magic[3], head)
+
+
+def _open_idx(path: Path):
+    return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
+
+
+def _idx_dims(path: Path, ndim: int) -> tuple[int, ...] | None:
+    """The sizes of an IDX file of unsigned bytes with `ndim` dimensions, from its header (of an uncompressed
+    file, only when its length holds them all); None otherwise."""
+    try:
+        with _open_idx(path) as fh:
+            head = idx_header(fh)
+    except (OSError, EOFError, zlib.error):
+        return None
+    if head is None or head[0] != 0x08 or head[1] != ndim:
+        return None
+    dims = head[2]
+    if path.suffix != ".gz" and path.stat().st_size != 4 + 4 * ndim + math.prod(dims):
+        return None
+    return dims
+
+
+def _idx_labels(path: Path, count: int) -> Counter[int] | None:
+    """The rows of each label of an IDX labels file of `count` labels, when it has no more than
+    MAX_IDX_LABELS and holds them all; None otherwise."""
+    if count > MAX_IDX_LABELS:
+        return None
+    try:
+        with _open_idx(path) as fh:
+            fh.read(8)
+            data = fh.read(count + 1)
+    except (OSError, EOFError, zlib.error):
+        return None
+    return Counter(data) if len(data) == count else None
