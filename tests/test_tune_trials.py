@@ -1,8 +1,9 @@
 """`dlc tune`: which trials count towards --trials, and what the console says while and after trials run.
 
 A trial whose failure is its parameters' result (a non-finite loss) counts; one that crashed (an error in its
-process: bad data, a killed process) does not: its parameters are queued again, and the same command continues
-the search once the cause is fixed. Three crashes in a row stop a `dlc tune` (one line, exit 1). An
+process: a killed process, a data error that trials with other parameters repeat) does not: its parameters are
+queued again, and the same command continues the search once the cause is fixed. Three crashes in a row stop a
+`dlc tune` (one line, exit 1); so do three data errors alike. An
 interrupted trial is said to be queued again, not counted as a failure. On a terminal a live line says which
 trial runs and for how long; a pipe gets the trial rows alone.
 
@@ -100,20 +101,22 @@ def _trials(run: Path) -> list[dict]:
 
 
 def test_crashed_trials_are_run_again_by_the_same_command(tmp_path):
-    """Every trial crashes (the data cannot be read): the search stops after 3 in a row, exit 1, with why;
-    they do not count, so the same command, once the file is fixed, runs their parameters again and the rest
-    of the grid (it ran nothing more: the crashes counted)."""
+    """Every trial fails with the same data error (the data cannot be read), whatever its parameters: the
+    search stops after 3 in a row, exit 1, with why; they crashed (the data's fault, not the parameters') and
+    do not count, so the same command, once the file is fixed, runs their parameters again and the rest of
+    the grid (it ran nothing more: the crashes counted)."""
     from dlc.runtime.runs import describe
 
     p = _spec(tmp_path, good=False)
     run = tmp_path / "run"
     rc, _, err = run_cli("tune", p, "--out", run, "--threads", "1")
     assert rc == 1
-    assert "dlc: error: no trial completed, stopped: the last 3 trials failed (" in err
+    assert "dlc: error: no trial completed, stopped: the last 3 trials failed alike, whatever their " \
+        "parameters (" in err
     assert "is not a number ('foo')); fix the cause and run the same command again to continue" in err
     assert "not counted, queued again" in err
     summary = json.loads((run / "tune.json").read_text())
-    assert summary["stopped"].startswith("the last 3 trials failed")
+    assert summary["stopped"].startswith("the last 3 trials failed alike")
     assert summary["counts"] == {"crashed": 3, "waiting": 4}  # 3 reruns and the grid's 4th point
     assert {t["failure_kind"] for t in summary["trials"] if t["state"] == "FAIL"} == {"error"}
     assert describe(run)["status"].startswith("failed: no trial completed (3 failed)")

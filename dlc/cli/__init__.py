@@ -8,7 +8,7 @@ each code means.
 
 import os
 import sys
-from typing import Annotated, NoReturn, Optional
+from typing import TYPE_CHECKING, Annotated, NoReturn, Optional
 
 import typer
 
@@ -32,9 +32,13 @@ from dlc.cli import compile as compile_
 from dlc.cli.ascii import make_streams_safe
 from dlc.cli.errors import EXIT_INTERRUPTED, EXIT_SPEC, OutputClosed, closed_outputs, exits, quiet_exit
 
+if TYPE_CHECKING:  # (rich is imported when a help page is drawn)
+    from rich.table import Table
+
 # in the order `dlc --help` lists them
 COMMANDS = [check, compile_, schema, run, cv, tune, lr_find, runs, plot, doctor, evaluate, predict, export,
             compare, catalogue]
+HELP_OPTION_NAMES = ["-h", "--help"]
 
 app = typer.Typer(
     name="dlc",
@@ -46,7 +50,7 @@ app = typer.Typer(
     add_completion=False,
     rich_markup_mode="markdown",
     pretty_exceptions_enable=False,
-    context_settings={"help_option_names": ["-h", "--help"]},
+    context_settings={"help_option_names": HELP_OPTION_NAMES},
 )
 
 
@@ -80,13 +84,70 @@ for _module in COMMANDS:
 
 
 def _flags_without_a_type(command) -> None:
-    """A flag's help line shows no type: Typer labels `--replace` and `--quiet` `<bool>`, which reads as if
-    they took a value (`--replace true` is an error)."""
-    for param in getattr(command, "params", []):
+    """A flag's help line shows no type: Typer labels `--replace`, `--quiet` and `--help` `<bool>`, which
+    reads as if they took a value (`--replace true` is an error)."""
+    for param in [*getattr(command, "params", []), _help_option(command)]:
         if getattr(param, "is_flag", False) and param.metavar is None:
             param.metavar = ""
     for sub in getattr(command, "commands", {}).values():
         _flags_without_a_type(sub)
+
+
+def _help_option(command):
+    """The command's -h/--help option (None where there is none): Click makes it when a help page asks for it,
+    and keeps that one (a Click that makes a new one each time gives no `<bool>` to hide)."""
+    get_help_option = getattr(command, "get_help_option", None)
+    if get_help_option is None:
+        return None
+    return get_help_option(command.context_class(command, help_option_names=HELP_OPTION_NAMES))
+
+
+def _asks_for_help(args: list[str]) -> bool:
+    """Whether a help page may be drawn (only then is rich's Table worth importing)."""
+    return any(a in HELP_OPTION_NAMES for a in args)
+
+
+def _help_keeps_option_names() -> None:
+    """On a narrow terminal Typer's help tables shrank every column alike, cutting option names
+    (`--backe…` at 40 columns): its option and argument tables (typer.rich_utils.Table, where this Typer
+    draws them with rich's Table) become _help_table_class()'s, which never cuts a name. Once per process."""
+    from rich.table import Table
+    from typer import rich_utils
+
+    if getattr(rich_utils, "Table", None) is Table:  # (not done already, and a Typer that draws so)
+        rich_utils.Table = _help_table_class(Table)  # type: ignore[misc]  # (a class, on purpose)
+
+
+MIN_HELP_WIDTH = 24  # a help column narrower than this puts each help text under its option instead
+
+
+def _help_table_class(table: "type[Table]") -> "type[Table]":
+    """A subclass of rich's Table for the help panels: the names (every column but the last two: the `*` of
+    a required one, the option or argument names) keep their full width, the value and the help text wrap
+    into what is left; where that leaves less than MIN_HELP_WIDTH columns for the help text, each option is
+    one line (its names and value) with its help below, indented."""
+    from rich.padding import Padding
+    from rich.text import Text
+
+    class HelpTable(table):  # type: ignore[valid-type,misc]
+        def __rich_console__(self, console, options):
+            names = self.columns[:-1]
+            if len(self.columns) < 3 or not all(isinstance(c, str | Text) for n in names for c in n.cells):
+                yield from super().__rich_console__(console, options)  # (not an option panel's)
+            elif options.max_width - sum(_width(col) for col in names) >= MIN_HELP_WIDTH:
+                for column in self.columns[:-2]:
+                    column.no_wrap = True
+                yield from super().__rich_console__(console, options)
+            else:
+                for *cells, help_text in zip(*(col.cells for col in self.columns), strict=True):
+                    yield Text(" ").join(Text(c) if isinstance(c, str) else c for c in cells if str(c))
+                    yield Padding(help_text, (0, 0, 0, 4))
+
+    def _width(column) -> int:
+        """A column's width in the table: its widest cell and the padding around it."""
+        return max((len(str(c)) for c in column.cells), default=0) + 2
+
+    return HelpTable
 
 
 def _click_exception() -> type[Exception]:
@@ -136,6 +197,8 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_SPEC
     command = typer.main.get_command(app)
     _flags_without_a_type(command)
+    if _asks_for_help(args):
+        _help_keeps_option_names()
     try:
         rv = command.main(args=args, prog_name="dlc", standalone_mode=False)
         try:

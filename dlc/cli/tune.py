@@ -116,7 +116,9 @@ class _Display(api.Reporter):
 class _LiveLine:
     """A sign of life while trials train, on a terminal only (display.can_redraw; a pipe or a file gets the
     trial rows alone): `2/20 done · trial 3 running 0:42 (2 running) · best 0.0512 (trial 1)`, redrawn every
-    second by rich's Live (its own thread) and erased while a trial's row is printed above it."""
+    second by rich's Live (its own thread) and erased while a trial's row is printed above it; refitted to the
+    terminal's width at every redraw (status_text), so a narrow or resized terminal gets less, never a cut
+    line."""
 
     def __init__(self, console):
         from dlc.cli.display import can_redraw
@@ -141,11 +143,11 @@ class _LiveLine:
             self.live.stop()
             self.live = None
 
-    def __rich__(self):
+    def __rich_console__(self, console, options):
         from rich.text import Text
 
-        return Text(status_text(self.standing) if self.standing is not None else "", no_wrap=True,
-                    overflow="ellipsis")
+        line = status_text(self.standing, options.max_width) if self.standing is not None else ""
+        yield Text(line, no_wrap=True, overflow="ellipsis")  # (cut only where even the counts do not fit)
 
 
 def _finish(console, name: str, done, quiet: bool) -> int:
@@ -233,21 +235,40 @@ def clock(seconds: float) -> str:
     return f"{m // 60}:{m % 60:02d}:{s:02d}" if m >= 60 else f"{m}:{s:02d}"
 
 
-def status_text(standing) -> str:
+def status_text(standing, width: int | None = None) -> str:
     """The live line: the trials counted of the target, the longest-running trial (numbered as the trial rows
-    are) and for how long, the best so far."""
+    are) and for how long, the best so far; in `width` columns, the fullest of status_variants that fits."""
+    from rich.cells import cell_len
+
+    variants = status_variants(standing)
+    if width is None or not variants:
+        return variants[0] if variants else ""
+    return next((v for v in variants if cell_len(v) <= width), variants[-1])
+
+
+def status_variants(standing) -> list[str]:
+    """The live line from the fullest to the shortest, each without the least useful part left in the one
+    before: the best trial's number, how many run, the word `running`, the best value, the trial's number,
+    its clock (the sign of life) and last the word `done`; the counts stay first. Empty while none runs."""
     import time
 
     if not standing.running:
-        return ""
+        return []
     number, since = min(standing.running.items(), key=lambda item: item[1])
     ran = clock(time.monotonic() - since)
-    line = f"{standing.done}/{standing.target} done · trial {number} running {ran}"
-    if len(standing.running) > 1:
-        line += f" ({len(standing.running)} running)"
-    if standing.best is not None:
-        line += f" · best {standing.best[1]:.4f} (trial {standing.best[0]})"
-    return line
+    counts = f"{standing.done}/{standing.target}"
+    others = f" ({len(standing.running)} running)" if len(standing.running) > 1 else ""
+    best = f" · best {standing.best[1]:.4f}" if standing.best is not None else ""
+    of_best = f" (trial {standing.best[0]})" if standing.best is not None else ""
+    variants = [f"{counts} done · trial {number} running {ran}{others}{best}{of_best}",
+                f"{counts} done · trial {number} running {ran}{others}{best}",
+                f"{counts} done · trial {number} running {ran}{best}",
+                f"{counts} done · trial {number} {ran}{best}",
+                f"{counts} done · trial {number} {ran}",
+                f"{counts} done · {ran}",
+                f"{counts} done",
+                counts]
+    return list(dict.fromkeys(variants))  # (without a best or other trials, some are the same)
 
 
 def trial_line(t, outcome: str, metric: str, spaces) -> str:

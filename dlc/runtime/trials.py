@@ -5,17 +5,22 @@ trials, without these importing each other."""
 from __future__ import annotations
 
 # the user attribute `failure_kind` of a failed trial: RESULT when the failure is what its parameters give (a
-# non-finite loss or objective, a spec error with these values), ERROR for an error of its process
+# non-finite loss or objective, a spec error or a data error with these values), ERROR for an error of its
+# process (out of memory, a bug, the process killed, a data error that trials with other parameters repeat)
 RESULT, ERROR = "result", "error"
 COUNTED = ("complete", "pruned", "failed")  # the outcomes that count towards --trials
+# a worker whose trial failed with a data error leaves the trial RUNNING with its `failure` and exits 0: its
+# parent ends it, as RESULT unless the next trials fail alike (tune._Search._judge_data_failure)
+LEFT_TO_PARENT = "left to parent"
 
 
 def outcome(t) -> str:
     """What a trial (an Optuna FrozenTrial) is to the search: `complete`, `pruned`, `failed` (by what its
     parameters give), `crashed` (by an error of its process), `interrupted`, `waiting` or `running`. The first
-    three count towards --trials; a crashed or interrupted trial's parameters run again."""
+    three count towards --trials; a crashed or interrupted trial's parameters run again. A failed trial
+    without a `failure_kind` (a study of a dlc before it) is `failed`: that dlc counted it."""
     if t.state.name != "FAIL":
         return t.state.name.lower()
     if t.user_attrs.get("dlc_interrupted"):
         return "interrupted"
-    return "failed" if t.user_attrs.get("failure_kind") == RESULT else "crashed"
+    return "crashed" if t.user_attrs.get("failure_kind") == ERROR else "failed"

@@ -28,14 +28,21 @@ process died. Workers write their results to the study's storage themselves.
   HEARTBEAT_S) is older than STALE_S.
 - Which trials count towards --trials (`outcome`): complete, pruned, and `failed` ones, whose failure is
   what their parameters give (tune_worker's `failure_kind` RESULT: a non-finite loss or objective, a spec
-  error with these values: running them again would give it again). A `crashed` trial (an error in its
-  process: a missing file, out of memory, a bug, the process killed) and an `interrupted` one do not count:
-  their parameters are queued again at once (a new trial with user attribute `dlc_rerun_of`, behind the
-  trials queued already), so a search whose trials crashed for a reason fixed since is continued by the same
-  command. A rerun that crashes again is queued when this `dlc tune` ends, to run in the next one (no
-  parameters run more than twice in one). A `dlc tune` starts no more trials once STOP_AFTER_CRASHES trials
-  in a row have crashed (whatever --trials: a broken environment costs that many trials, an occasional crash
-  among results does not stop a long search) and says why (TuneResult.stopped, tune.json's `stopped`).
+  error with these values: running them again would give it again). A data error (DataError, a lowering
+  the backend lacks) is what the parameters give too (an output layer with fewer units than the data has
+  classes: the compiler cannot foresee it), unless trials with other parameters fail alike: its worker
+  leaves the trial to this process (trials.LEFT_TO_PARENT), which holds it until the next trial ends
+  otherwise (then it is `failed`) or until STOP_AFTER_SAME_FAILURE trials in a row, with different
+  parameters, have failed with the same message (a data file that cannot be read): then they are `crashed`,
+  and so is any later trial with that message. A `crashed` trial (an error in its process: out of memory, a
+  bug, the process killed, such a data error) and an `interrupted` one do not count: their parameters are
+  queued again at once (a new trial with user attribute `dlc_rerun_of`, behind the trials queued already),
+  so a search whose trials crashed for a reason fixed since is continued by the same command. A rerun that
+  crashes again is queued when this `dlc tune` ends, to run in the next one (no parameters run more than
+  twice in one). A `dlc tune` starts no more trials once STOP_AFTER_CRASHES trials in a row have crashed, or
+  STOP_AFTER_SAME_FAILURE have failed alike (whatever --trials: a broken environment costs that many
+  trials, an occasional crash among results does not stop a long search) and says why (TuneResult.stopped,
+  tune.json's `stopped`).
 - A study keeps the search and the backend it was made with (user attributes `dlc_config`, `dlc_backend`): a
   `dlc tune` with other spaces or another --backend on it is refused (TuneError), never mixed into it.
 """
@@ -58,7 +65,7 @@ from typing import TYPE_CHECKING
 from dlc.compiler.diagnostics import Diagnostic
 from dlc.compiler.search import Space, concretize, grid_points, refine, spaces_of, storage_problem, top_trials
 from dlc.runtime import rundir
-from dlc.runtime.trials import COUNTED, ERROR, outcome
+from dlc.runtime.trials import COUNTED, ERROR, RESULT, outcome
 
 if TYPE_CHECKING:  # imported where used, when used (a worker's process, a study)
     import subprocess
@@ -69,6 +76,9 @@ if TYPE_CHECKING:  # imported where used, when used (a worker's process, a study
 HEARTBEAT_S = 20.0
 STALE_S = 120.0
 STOP_AFTER_CRASHES = 3  # trials crashed in a row after which a `dlc tune` starts no more (module docstring)
+# trials in a row, with different parameters, whose data error has the same message: the data's fault, not
+# the parameters' (module docstring)
+STOP_AFTER_SAME_FAILURE = 3
 HOST = socket.gethostname()
 
 
@@ -186,6 +196,14 @@ def _counted(t) -> bool:
 def _runs_again(t) -> bool:
     """A trial whose parameters are to run again: it crashed or was interrupted."""
     return outcome(t) in ("crashed", "interrupted")
+
+
+def _left_to_parent(ft, exitcode: int) -> bool:
+    """A trial its worker left RUNNING, with its data error in `failure`, for this process to end
+    (trials.LEFT_TO_PARENT); a worker that died leaves no `failure`, or exits otherwise."""
+    from optuna.trial import TrialState
+
+    return exitcode == 0 and ft.state == TrialState.RUNNING and "failure" in ft.user_attrs
 
 
 def _alive(pid) -> bool:
@@ -357,6 +375,34 @@ class _Worker:
             self.popen.wait(5)
         except Exception:  # noqa: BLE001
             self.popen.kill()
+
+
+class _DataFailures:
+    """The data errors of one `dlc tune`'s trials in a row (module docstring): each is its parameters' result
+    unless STOP_AFTER_SAME_FAILURE trials in a row, with different parameters, fail with the same message,
+    which shows the data at fault; so a trial is held, RUNNING, until the next one tells."""
+
+    def __init__(self) -> None:
+        self.held: list = []  # the trials in a row with the same data error, oldest first
+        self.not_the_parameters: set[str] = set()  # the messages shown to be the data's fault
+
+    def judge(self, ft) -> tuple[list, list]:
+        """Take a trial ended by a data error; returns the trials judged now: (their parameters' results,
+        the data's faults)."""
+        failure = ft.user_attrs["failure"]
+        if failure in self.not_the_parameters:
+            return [], [ft]
+        results = self.release() if self.held and self.held[-1].user_attrs["failure"] != failure else []
+        self.held.append(ft)
+        if len({_key(t.params) for t in self.held}) < STOP_AFTER_SAME_FAILURE:
+            return results, []
+        self.not_the_parameters.add(failure)
+        return results, self.release()
+
+    def release(self) -> list:
+        """The held trials, now judged their parameters' results (another outcome came, or no trial will)."""
+        held, self.held = self.held, []
+        return held
 
 
 def _worker_mode() -> str:
@@ -648,6 +694,7 @@ class _Search:
         self.crashed_here: set[int] = set()  # the trials that crashed in this `dlc tune`
         self.crashes_in_row = 0
         self.stopped: str | None = None  # why no more trials start (see _note_crash)
+        self.data_failures = _DataFailures()
 
     # ---------------------------------------------------------------------------------------- set-up
 
@@ -768,6 +815,8 @@ class _Search:
                 if ended or started:
                     reporter.standing(self._standing(running))
                 if not running:
+                    # (no later trial can show them the data's fault)
+                    self._end_trials(self.data_failures.release(), RESULT, reporter)
                     return False
                 self._wait(running)
         except KeyboardInterrupt:
@@ -776,6 +825,7 @@ class _Search:
                 ft = self.storage.get_trial(tid)
                 if ft.state == TrialState.RUNNING:
                     _interrupt(self.study, self.storage, ft, "dlc tune was interrupted")
+            self._end_trials(self.data_failures.release(), RESULT, reporter)
             reporter.interrupted()
             return True
 
@@ -794,6 +844,11 @@ class _Search:
             self.started_at.pop(number, None)
             ended += 1
             ft = self.storage.get_trial(tid)
+            if _left_to_parent(ft, code):
+                self._judge_data_failure(ft, reporter)
+                continue
+            # (another outcome ends a run of data failures: they were their parameters')
+            self._end_trials(self.data_failures.release(), RESULT, reporter)
             if ft.state == TrialState.RUNNING:
                 log = Path(w.job["trial_dir"]) / "log.txt"
                 with contextlib.suppress(UpdateFinishedTrialError):
@@ -817,9 +872,36 @@ class _Search:
             self._queue_again([ft.number])
         self.crashed_here.add(ft.number)
         self.crashes_in_row += 1
-        if self.crashes_in_row >= STOP_AFTER_CRASHES:
+        if self.crashes_in_row >= STOP_AFTER_CRASHES and self.stopped is None:
             self.stopped = (f"the last {self.crashes_in_row} trials failed "
                             f"({ft.user_attrs.get('failure', 'unknown reason')})")
+
+    def _judge_data_failure(self, ft, reporter: Reporter) -> None:
+        """A trial its worker left with a data error (see _DataFailures): end the trials judged now; those
+        shown to be the data's fault crash (queued again) and stop the search."""
+        results, faults = self.data_failures.judge(ft)
+        self._end_trials(results, RESULT, reporter)
+        if faults and self.stopped is None:
+            self.stopped = (f"the last {len(faults)} trials failed alike, whatever their parameters "
+                            f"({ft.user_attrs['failure']})")
+        self._end_trials(faults, ERROR, reporter)
+
+    def _end_trials(self, trials: list, kind: str, reporter: Reporter) -> None:
+        """End trials left to this process, as `kind` (RESULT or ERROR), oldest first."""
+        for ft in trials:
+            self._end_trial(ft, kind, reporter)
+
+    def _end_trial(self, ft, kind: str, reporter: Reporter) -> None:
+        """Tell Optuna a trial left to this process failed, with its `failure_kind`, and report it."""
+        from optuna.exceptions import UpdateFinishedTrialError
+        from optuna.trial import TrialState
+
+        with contextlib.suppress(UpdateFinishedTrialError):
+            self.storage.set_trial_user_attr(ft._trial_id, "failure_kind", kind)
+            self.storage.set_trial_state_values(ft._trial_id, TrialState.FAIL)
+        ft = self.storage.get_trial(ft._trial_id)
+        self._note_crash(ft)
+        reporter.trial(ft)
 
     def _queue_again(self, numbers: list[int] | None = None) -> None:
         """Queue the parameters of the crashed or interrupted trials not queued again yet (only those of
@@ -885,7 +967,7 @@ class _Search:
         while all(w.exitcode() is None for w, _ in running.values()):
             now = time.time()
             if now - self.last_beat > HEARTBEAT_S:
-                for tid in running:
+                for tid in [*running, *(t._trial_id for t in self.data_failures.held)]:
                     with contextlib.suppress(UpdateFinishedTrialError):  # it has just finished
                         self.storage.set_trial_user_attr(tid, "dlc_heartbeat", now)
                 self.last_beat = now

@@ -9,8 +9,11 @@ objective after every epoch (or every fold, for a cv_ objective) so the pruner c
 the result: COMPLETE, PRUNED, or FAIL with the reason in the trial's user attribute `failure` and its kind in
 `failure_kind`: RESULT when the failure is what these parameters give (a non-finite loss or objective, a spec
 error with these values: running them again gives it again), ERROR for anything else (an exception in the
-trial's process: a missing file, out of memory, a bug), which `dlc tune` does not count and runs again. Its
-output goes to the trial's folder, with the history.
+trial's process: out of memory, a missing backend, a bug), which `dlc tune` does not count and runs again. A
+data error (DataError, a lowering the backend lacks) is left to the parent (trials.LEFT_TO_PARENT): the trial
+stays RUNNING with its `failure`, and `dlc tune` ends it as RESULT unless trials with other parameters fail
+alike, which shows the data, not the parameters, at fault. Its output goes to the trial's folder, with the
+history.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import sys
 import traceback
 from pathlib import Path
 
-from dlc.runtime.trials import ERROR, RESULT
+from dlc.runtime.trials import ERROR, LEFT_TO_PARENT, RESULT
 
 PRUNE_STARTUP_TRIALS = 3  # the median pruner prunes nothing until this many trials have completed
 PRUNE_WARMUP_STEPS = 2  # ... nor before the trial's second epoch (steps are epochs, counted from 1)
@@ -129,11 +132,19 @@ def run_trial(job: dict) -> None:
         trial.set_user_attr("failure", failure)
         trial.set_user_attr("failure_kind", kind)
         print(f"failed ({kind}): {failure}", flush=True)
+    if state == LEFT_TO_PARENT:
+        print(f"left to dlc tune to end ({time.perf_counter() - t0:.2f} s)", flush=True)
+        return
     if state == "COMPLETE":
         study.tell(trial, value)
     else:
         study.tell(trial, state=getattr(optuna.trial.TrialState, state))
     print(f"{state.lower()}: {value} ({time.perf_counter() - t0:.2f} s)", flush=True)
+
+
+def _first_line(e: Exception) -> str:
+    """The first line of dlc's own message (a data error), or the exception's type without one."""
+    return str(e).splitlines()[0] if str(e).strip() else type(e).__name__
 
 
 def _one_line(e: Exception) -> str:
@@ -174,7 +185,12 @@ def _run(job: dict, trial) -> tuple[str, float | None, str | None]:
         return "PRUNED", None, None
     except TrainingFailed as e:  # (a non-finite loss: what these parameters give)
         return "FAIL", None, str(e)
-    except (DataError, LoweringMissing, BackendUnavailable, FileNotFoundError, MemoryError) as e:
+    except (DataError, LoweringMissing) as e:
+        # what these parameters give (an output layer with fewer units than the data has classes, a layer
+        # the backend lacks), unless trials with other parameters fail alike: the parent judges
+        # (trials.LEFT_TO_PARENT)
+        return LEFT_TO_PARENT, None, _first_line(e)
+    except (BackendUnavailable, FileNotFoundError, MemoryError) as e:
         # the environment's failure, not the parameters': one line, and run again when the search continues
         raise _EnvironmentFailure(str(e) or type(e).__name__) from e
     rundir.write_json(trial_dir / "result.json", {"number": trial.number, "params": params, metric: value})
