@@ -6,6 +6,7 @@ Variants (each in a fresh Python process, one after the other, with the framewor
                     (compile_file, prepare, Session(weights=initial_weights), loop.train)
   dlc-keras         dlc's keras backend, likewise
   dlc-torch-compile dlc-torch with `--compile` (torch.compile of the step; only with --variants)
+  dlc-torch-graphs  dlc-torch with DLC_CUDA_GRAPHS=1 (full batches replayed as one CUDA graph; cuda only)
   keras-fit         hand-written Keras: keras.Sequential + compile + model.fit(shuffle=True, verbose=0)
   torch-dataloader  hand-written PyTorch: DataLoader(TensorDataset, shuffle=True), nn.Linear/nn.Dropout,
                     nn.CrossEntropyLoss, torch.optim.RMSprop
@@ -38,15 +39,19 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 SPEC = HERE / "mlp.dlspec"
 VARIANTS = ("dlc-torch", "dlc-keras", "keras-fit", "torch-dataloader", "torch-slicing")
-TORCH_VARIANTS = ("dlc-torch", "torch-dataloader", "torch-slicing", "dlc-torch+fixes", "dlc-torch-compile")
+TORCH_VARIANTS = ("dlc-torch", "torch-dataloader", "torch-slicing", "dlc-torch+fixes", "dlc-torch-compile",
+                  "dlc-torch-graphs")
 # only when asked for: bench/fixes.py's candidates, and `dlc run --compile` (its first epoch compiles)
-EXTRA_VARIANTS = ("dlc-torch+fixes", "dlc-keras+fixes", "dlc-torch-compile")
+EXTRA_VARIANTS = ("dlc-torch+fixes", "dlc-keras+fixes", "dlc-torch-compile", "dlc-torch-graphs")
 RATIOS = (("dlc-keras", "keras-fit"), ("dlc-torch", "torch-dataloader"), ("dlc-torch", "keras-fit"),
           ("dlc-torch", "torch-slicing"), ("dlc-keras+fixes", "keras-fit"),
           ("dlc-torch+fixes", "torch-dataloader"), ("dlc-torch+fixes", "keras-fit"),
-          ("dlc-torch-compile", "dlc-torch"), ("dlc-torch-compile", "torch-slicing"))
+          ("dlc-torch-compile", "dlc-torch"), ("dlc-torch-compile", "torch-slicing"),
+          ("dlc-torch-graphs", "dlc-torch"), ("dlc-torch-graphs", "torch-slicing"),
+          ("dlc-torch-graphs", "torch-dataloader"))
 # issue 13 on a GPU at batch 1024: >= 0.9x the hand-written resident loop, >= 6x the DataLoader loop
-CUDA_TARGETS = {"dlc-torch / torch-slicing": 0.9, "dlc-torch / torch-dataloader": 6.0}
+CUDA_TARGETS = {"dlc-torch / torch-slicing": 0.9, "dlc-torch / torch-dataloader": 6.0,
+                "dlc-torch-graphs / torch-slicing": 0.9, "dlc-torch-graphs / torch-dataloader": 6.0}
 TARGETS = {"dlc-keras / keras-fit": 0.95, "dlc-torch / torch-dataloader": 1.0,  # from the issue
            "dlc-keras+fixes / keras-fit": 0.95, "dlc-torch+fixes / torch-dataloader": 1.0}
 
@@ -336,6 +341,7 @@ RUNNERS = {
     "dlc-keras": lambda s, d, e, dev: run_dlc("keras", s, d, e, dev),
     "dlc-torch+fixes": lambda s, d, e, dev: run_dlc("torch", s, d, e, dev, fixed=True),
     "dlc-torch-compile": lambda s, d, e, dev: run_dlc("torch", s, d, e, dev, compile=True),
+    "dlc-torch-graphs": lambda s, d, e, dev: run_dlc("torch", s, d, e, dev),  # (DLC_CUDA_GRAPHS=1)
     "dlc-keras+fixes": lambda s, d, e, dev: run_dlc("keras", s, d, e, dev, fixed=True),
     "keras-fit": run_keras_fit,
     "torch-dataloader": run_torch_dataloader,
@@ -398,6 +404,8 @@ def _run_isolated(name: str, args) -> dict:
     if args.threads is not None:
         cmd += ["--threads", str(args.threads)]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
+    if name == "dlc-torch-graphs":
+        env["DLC_CUDA_GRAPHS"] = "1"
     proc = subprocess.run(cmd, check=False, stdout=subprocess.PIPE, text=True, env=env)
     if proc.returncode != 0:
         raise SystemExit(f"variant {name} failed (exit {proc.returncode})")

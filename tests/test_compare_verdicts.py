@@ -145,7 +145,7 @@ def broken_torch(monkeypatch):
 
     def train_step(self, xb, yb):
         out = original(self, xb, yb)
-        if int(self.step.value) == 3:
+        if self.step.value == 3:
             import torch
 
             with torch.no_grad():

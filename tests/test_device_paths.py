@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -62,3 +65,117 @@ def test_counts_equal_bincount(dtype):
     want = torch.bincount(index, minlength=12).to(dtype)
     assert torch.equal(L.counts(index, 12, dtype), want)
     assert torch.equal(L.counts(index[:0], 4, dtype), torch.zeros(4, dtype=dtype))
+
+
+GRAPH_SPEC = """
+model graphed {{
+  seed: 3
+  data {{
+    source: digits
+    normalize: standard
+    split: holdout(val=0.2)
+  }}
+  input: (64)
+  layers {{
+    Dense(24, activation=relu, kernel_reg=l2(1e-3), activity_reg=l1(1e-5), kernel_constraint=max_norm(2))
+    BatchNorm()
+    Dropout(0.3)
+    Dense(10, activation=softmax)
+  }}
+  loss: {loss}
+  metrics: [accuracy]
+  optimizer: {optimizer}
+  schedule: {schedule}
+  train {{
+    epochs: 3
+    batch_size: 100
+  }}
+}}
+"""
+
+GRAPHED = {
+    "rmsprop_step_schedule": ("sparse_categorical_crossentropy", "RMSprop(lr=0.003)",
+                              "step(every=1, factor=0.5)"),
+    "adam_cosine": ("categorical_crossentropy", "Adam(lr=0.003, clipnorm=1.0)", "cosine(epochs=3)"),
+    "sgd_nesterov": ("sparse_categorical_crossentropy", "SGD(lr=0.05, momentum=0.9, nesterov=true)",
+                     "exponential(rate=0.9)"),
+}
+
+
+def _train_graphed(text: str, make_graph, dtype: str):
+    from dlc.backends.torch.session import Session
+    from dlc.compiler import compile_text
+    from dlc.reference.weights import initial_weights
+    from dlc.runtime.data import prepare
+    from dlc.runtime.loop import train
+
+    spec = compile_text(text).spec
+    session = Session(spec, dtype=dtype, device="cpu", weights=initial_weights(spec))
+    session.trainer.graph_steps = make_graph
+    hist = train(session, spec, prepare(spec, Path(".")), epochs=3)
+    return hist.rows, session.get_weights(), session.trainer.graph
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("name", GRAPHED)
+def test_a_replayed_step_trains_as_the_eager_one(name, dtype):
+    """The bookkeeping around a CUDA graph of the step (backends/torch/graphs.py), with a stand-in that runs
+    the captured Python again on replay: the batch gathered through the index buffer, the learning rate and
+    step count read from tensors updated in place, the dropout keys hashed on the device, the host counters
+    advanced per replay, the warm-up and last batches eager. Bit for bit the eager training (histories and
+    weights), 11 steps an epoch of which the graph replays 10 (7 in the first, after 3 warm-up steps)."""
+    from dlc.backends.torch import graphs
+
+    loss, optimizer, schedule = GRAPHED[name]
+    text = GRAPH_SPEC.format(loss=loss, optimizer=optimizer, schedule=schedule)
+    eager_rows, eager_w, _ = _train_graphed(text, None, dtype)
+    rows, weights, graph = _train_graphed(text, graphs.on_cpu, dtype)
+    assert graph is not None and graph.graph is not None and graph.refused is None
+    def untimed(row):
+        return {k: v for k, v in row.items() if k not in ("time_s", "samples_per_s")}
+
+    assert [untimed(r) for r in rows] == [untimed(r) for r in eager_rows]
+    for layer, ws in eager_w.items():
+        for wname, w in ws.items():
+            np.testing.assert_array_equal(weights[layer][wname], w, err_msg=f"{layer}/{wname}")
+
+
+def test_a_step_that_cannot_be_captured_runs_eagerly():
+    """An Embedding's sparse gradient (its size depends on the batch's indices): refused once the warm-up
+    shows it, the reason kept, and the run trained eagerly, as without graphs."""
+    import dlc
+    from dlc.backends.torch import graphs
+
+    spec = dlc.load(Path(__file__).parent / "equivalence" / "fixtures" / "embedding.dlspec")
+    losses = []
+    for make_graph in (None, graphs.on_cpu):
+        model = dlc.Model(spec, backend="torch", dtype="float64", device="cpu")
+        model.session.trainer.graph_steps = make_graph
+        losses.append(model.fit(max_steps=20).step_losses)
+    graph = model.session.trainer.graph
+    assert graph.graph is None and "sparse gradient" in graph.refused
+    assert losses[0] == losses[1]
+
+
+FIXTURES = sorted((Path(__file__).parent / "equivalence" / "fixtures").glob("*.dlspec"))
+
+
+@pytest.mark.parametrize("path", FIXTURES, ids=lambda p: p.stem)
+def test_every_fixture_replayed_trains_as_eager(path):
+    """Every equivalence fixture, 40 steps in float64, with the graph stand-in (graphs.on_cpu): the same step
+    losses and final weights, bit for bit, as the eager steps (tests/test_gpu.py runs the real graphs)."""
+    import dlc
+    from dlc.backends.torch import graphs
+
+    spec = dlc.load(path)
+    runs = []
+    for make_graph in (None, graphs.on_cpu):
+        model = dlc.Model(spec, backend="torch", dtype="float64", device="cpu")
+        model.session.trainer.graph_steps = make_graph
+        hist = model.fit(max_steps=40)
+        runs.append((hist.step_losses, model.get_weights()))
+    (a, wa), (b, wb) = runs
+    assert a == b
+    for layer, ws in wa.items():
+        for wname, w in ws.items():
+            np.testing.assert_array_equal(wb[layer][wname], w, err_msg=f"{layer}/{wname}")

@@ -221,7 +221,7 @@ def test_dropout_masks_bit_identical(which, shape, step):
     ts = session_class("torch")(spec, dtype="float64", device="cpu")
     tmod = ts.layers[info.layer.name]
     tmod.train()
-    ts.counter.value.fill_(step)
+    ts.counter.set(step)
     tout = tmod(torch.as_tensor(x)).numpy()
 
     ks = session_class("keras")(spec, dtype="float64", device="cpu")

@@ -81,3 +81,22 @@ def test_cuda_float32_is_statistically_the_cpu(name):
         gpu.append(_test_accuracy(spec, GPU))
     result = tost_paired(np.array(gpu) - np.array(cpu), margin=0.02)
     assert result["verdict"] == "equivalent", f"cpu {cpu} cuda {gpu}: {result}"
+
+
+@needs_cuda
+@pytest.mark.parametrize("path", FIXTURES, ids=lambda p: p.stem)
+def test_cuda_graph_equals_eager(path, monkeypatch):
+    """DLC_CUDA_GRAPHS=1 (backends/torch/graphs.py): the full batches' steps replayed as one CUDA graph train
+    as the eager steps on the same device, float64, within 1e-12 relative per step (the same kernels on the
+    same data: the replayed step should equal the eager one bit for bit); where the step cannot be captured
+    the run says why (`refused`) and trains eagerly."""
+    spec = dlc.load(path)
+    _, eager = trained(spec, GPU, "float64")
+    monkeypatch.setenv("DLC_CUDA_GRAPHS", "1")
+    model, graphed = trained(spec, GPU, "float64")
+    a, b = np.array(eager.step_losses), np.array(graphed.step_losses)
+    assert a.shape == b.shape and len(a) > 0
+    np.testing.assert_allclose(b, a, rtol=1e-12, atol=0)
+    graph = model.session.trainer.graph
+    assert graph is not None
+    print(f"{path.stem}: {'captured' if graph.graph is not None else 'eager: ' + str(graph.refused)}")

@@ -145,7 +145,7 @@ class DataParallel:
         t.opt.step()
         for tensor, constraint in t.constraints:
             constraint(tensor)
-        t.step.value += 1
+        t.step.advance()
         return loss.detach(), out.detach()
 
     def _sum_gradients(self) -> None:
@@ -170,7 +170,7 @@ class DataParallel:
             a, b = share(int(sizes[i]), self.world, self.rank)
             idx = perm_t[i * batch_size + a:i * batch_size + b]
             yb = y[idx]
-            if self.die_at is not None and int(t.step.value) + 1 == self.die_at:
+            if self.die_at is not None and t.step.value + 1 == self.die_at:
                 print(f"rank {self.rank} stops at step {self.die_at} ({DIE_AT})", file=sys.stderr, flush=True)
                 os._exit(1)
             loss, out = self.train_step(x[idx], yb, a, int(sizes[i]))

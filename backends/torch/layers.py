@@ -17,13 +17,43 @@ from dlc.reference.rng import C1, C2, M32, fmix32
 
 
 class StepCounter:
-    """The global optimizer step, a device tensor shared by every dropout module (no host sync); `offset`:
-    the position in the global batch of this process's first sample (data-parallel training trains on a
-    share of each batch, whose dropout masks are those of its global positions), 0 in one process."""
+    """The global optimizer step, which keys the dropout masks. Counted on the host: each mask's key is hashed
+    from it in Python, so a step launches no device work for it (hashed from a device tensor, the key took ~20
+    tiny kernels per dropout layer and step). A compiled forward (torch.compile would compile again for
+    every new Python int) and a step captured in a CUDA graph (`keys_on_device`: a replay would reuse the key
+    it was captured with) read a device copy kept equal to it (`on_device()`). `offset`: the position in the
+    global batch of this process's first sample (data-parallel training trains on a share of each batch,
+    whose dropout masks are those of its global positions), 0 in one process."""
 
     def __init__(self, device=None):
-        self.value = torch.zeros((), dtype=torch.int64, device=device)
+        self.value = 0
         self.offset = 0
+        self.device = device
+        self.tensor: torch.Tensor | None = None
+        self.keys_on_device = False
+
+    def key_source(self):
+        """What a dropout key is hashed from: the host count, or its device copy where the key must be
+        computed on the device (compiling, capturing)."""
+        if self.keys_on_device or torch.compiler.is_compiling():
+            return self.on_device()
+        return self.value
+
+    def on_device(self) -> torch.Tensor:
+        """The device copy of the counter (made once; `advance` and `set` keep it equal)."""
+        if self.tensor is None:
+            self.tensor = torch.tensor(self.value, dtype=torch.int64, device=self.device)
+        return self.tensor
+
+    def advance(self) -> None:
+        self.value += 1
+        if self.tensor is not None:
+            self.tensor.add_(1)
+
+    def set(self, value: int) -> None:
+        self.value = int(value)
+        if self.tensor is not None:
+            self.tensor.fill_(self.value)
 
 
 class Sequential(nn.Module):
@@ -189,6 +219,8 @@ def _as_int32(v):
 
 
 C1_32, C2_32 = _as_int32(C1), _as_int32(C2)
+# uint32 a >= b is int32 (a ^ SIGN) >= (b ^ SIGN): flipping the sign bit maps unsigned order to signed
+_SIGN = _as_int32(1 << 31)
 
 
 def _shift_xor_(h: torch.Tensor, bits: int, tmp: torch.Tensor) -> None:
@@ -201,25 +233,33 @@ def _shift_xor_(h: torch.Tensor, bits: int, tmp: torch.Tensor) -> None:
 class HashDropout(nn.Module):
     """Inverted dropout with dlc's hash masks: keep element i (channels-last order) where
     fmix32(i ^ fmix32(base ^ step)) >> 8 >= threshold; the same bits as
-    dlc.reference.rng.dropout_keep_numpy. The hash runs on 32-bit words (int32, 15 ops; int64 words with
-    the products split in halves took 21 ops on twice the bytes: 2.3x the time on a CNN's dropout)."""
+    dlc.reference.rng.dropout_keep_numpy. The hash runs on 32-bit words (int32, 14 ops with the keep test;
+    int64 words with the products split in halves took 21 ops on twice the bytes: 2.3x the time on a CNN's
+    dropout), its per-step key on the host (StepCounter)."""
 
     def __init__(self, rate: float, base: int, threshold: int, step: StepCounter):
         super().__init__()
         self.rate, self.base, self.threshold, self.step = rate, base, threshold, step
         self.scale = 1.0 / (1.0 - rate)
-        self._idx = None
+        self._least = _as_int32((threshold << 8) ^ (1 << 31))  # (threshold << 8) with its sign bit flipped
+        self._made: dict[tuple[int, torch.device], tuple[torch.Tensor, ...]] = {}
+
+    def _hash_buffers(self, n: int, device) -> tuple[torch.Tensor, ...]:
+        """(element indices, hash, scratch) for `n` elements, made once per size and kept (an epoch's last
+        batch does not free the full batches' buffers, which a CUDA graph of the step may be replaying)."""
+        made = self._made.get((n, device))
+        if made is None:
+            idx = _as_int32(torch.arange(n, dtype=torch.int64, device=device))
+            made = self._made[(n, device)] = (idx, torch.empty_like(idx), torch.empty_like(idx))
+        return made
 
     def forward(self, x):
         if not self.training or self.rate == 0:
             return x
         n = x.numel()
-        if self._idx is None or self._idx.numel() != n or self._idx.device != x.device:
-            self._idx = _as_int32(torch.arange(n, dtype=torch.int64, device=x.device))
-            self._h, self._t = torch.empty_like(self._idx), torch.empty_like(self._idx)
-        key = _as_int32(fmix32(self.base ^ (self.step.value & M32)))
-        h, t = self._h, self._t  # fmix32(idx ^ key) in place in two preallocated buffers
-        idx, offset = self._idx, getattr(self.step, "offset", 0)
+        key = _as_int32(fmix32(self.base ^ (self.step.key_source() & M32)))
+        idx, h, t = self._hash_buffers(n, x.device)  # fmix32(idx ^ key) in place in two preallocated buffers
+        offset = getattr(self.step, "offset", 0)
         if offset and n:  # a share of the global batch: the element indices of its global positions
             idx = _as_int32(torch.arange(n, dtype=torch.int64, device=x.device) + offset * (n // x.shape[0]))
         torch.bitwise_xor(idx, key, out=h)
@@ -228,10 +268,8 @@ class HashDropout(nn.Module):
         _shift_xor_(h, 15, t)
         h.mul_(C2_32)
         _shift_xor_(h, 16, t)
-        torch.bitwise_right_shift(h, 8, out=t)
-        keep = t.bitwise_and_(0xFFFFFF) >= self.threshold
-        return torch.where(keep.view(x.shape), x * self.scale,
-                           torch.zeros((), dtype=x.dtype, device=x.device))
+        keep = h.bitwise_xor_(_SIGN) >= self._least  # (h >> 8) >= threshold, unsigned, in two ops
+        return torch.where(keep.view(x.shape), x * self.scale, 0.0)
 
 
 def _full(x):

@@ -75,7 +75,7 @@ def confusion_stats(out, y, k, errors=None):
     [Σ(t−p)², Σ|t−p|, 0, …] of the one-hot targets t and probabilities p under it (mse/mae metrics)."""
     pred = out.argmax(dim=-1)
     true = y if y.dim() == 1 else y.argmax(dim=-1)
-    cm = counts(true * k + pred, k * k, out.dtype).view(k, k)
+    cm = counts(torch.add(pred, true, alpha=k), k * k, out.dtype).view(k, k)  # (true*k + pred in one op)
     if errors is None:
         return cm
     p = _float(out)
@@ -90,7 +90,7 @@ def binary_stats(out, y, threshold=0.5, errors=None):
     sigmoid probabilities p under it (mse/mae metrics)."""
     pred = (out > threshold).long().view(-1)
     true = y.long().view(-1)
-    cm = counts(true * 2 + pred, 4, out.dtype).view(2, 2)
+    cm = counts(torch.add(pred, true, alpha=2), 4, out.dtype).view(2, 2)
     if errors is None:
         return cm
     p = _float(out).reshape(-1)
@@ -101,8 +101,19 @@ def binary_stats(out, y, threshold=0.5, errors=None):
 def counts(index, n: int, dtype):
     """torch.bincount(index, minlength=n) in `dtype`, without a host synchronization (CUDA's bincount reads
     the largest index back to size its output); counts of a batch are exact in a float dtype."""
-    ones = torch.ones(index.numel(), dtype=dtype, device=index.device)
+    ones = _one(dtype, index.device).expand(index.numel())
     return torch.zeros(n, dtype=dtype, device=index.device).index_add_(0, index, ones)
+
+
+_ONES: dict[tuple[torch.dtype, torch.device], torch.Tensor] = {}
+
+
+def _one(dtype, device) -> torch.Tensor:
+    """A 0-d 1 per dtype and device, made once (a fresh `torch.ones` per step is a kernel launch on CUDA)."""
+    one = _ONES.get((dtype, device))
+    if one is None:
+        one = _ONES[(dtype, device)] = torch.ones((), dtype=dtype, device=device)
+    return one
 
 
 def _float(t):

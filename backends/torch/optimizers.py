@@ -51,6 +51,9 @@ class KerasOptimizer:
     `per_occurrence`: an Embedding's gradient comes as Slices (False: summed first, as dense)."""
 
     per_occurrence = True
+    # whether `step` may be captured in a CUDA graph (backends/torch/graphs.py): its device state is updated
+    # in place and it reads the host only through `scalar`, `const`, `lr_tensor` and `step_count`
+    capturable = True
 
     def __init__(self, params: list[torch.nn.Parameter], learning_rate: float, clipnorm: float | None = None,
                  clipvalue: float | None = None, global_clipnorm: float | None = None,
@@ -62,22 +65,34 @@ class KerasOptimizer:
         self.iterations = 0
         self.dtype = params[0].dtype if params else torch.float32
         self._scalars: dict[float, torch.Tensor] = {}
-        self._count: tuple[int, torch.Tensor] | None = None  # (iterations, float(iterations + 1))
+        device = params[0].device if params else None
+        # the learning rate and float(step) on the device, each one tensor updated in place: a new tensor per
+        # step is a host-to-device copy (on CUDA it waits for the queue), and a CUDA graph of the step reads
+        # the tensors it was captured with; `_lr_holds` / `_count_holds`: the values they hold
+        self._lr = torch.tensor(self.lr, dtype=self.dtype, device=device)
+        self._lr_holds = self.lr
+        self._count = torch.zeros((), dtype=self.dtype, device=device)
+        self._count_holds, self._count_used = 0, False
         self.state = [self.init_state(p) for p in params]
 
     def init_state(self, p) -> dict:
         return {}
 
     def scalar(self, x: float) -> torch.Tensor:
-        """A Python number as a 0-d tensor in the variables' dtype and device, made once per value: a new
-        tensor every step is a host-to-device copy, and on CUDA each such copy waits for the work queued
-        before it (a synchronization per step)."""
+        """A constant as a 0-d tensor in the variables' dtype and device, made once per value (the
+        hyperparameters: a bounded set): a new tensor every step is a host-to-device copy, and on CUDA each
+        such copy waits for the work queued before it (a synchronization per step)."""
         t = self._scalars.get(x)
         if t is None:
-            if len(self._scalars) > 1024:  # (a schedule changes the learning rate every epoch)
-                self._scalars.clear()
             t = self._scalars[x] = torch.tensor(x, dtype=self.dtype, device=self.params[0].device)
         return t
+
+    def lr_tensor(self) -> torch.Tensor:
+        """The learning rate on the device, refilled in place when a schedule has changed `lr`."""
+        if self._lr_holds != self.lr:
+            self._lr.fill_(self.lr)
+            self._lr_holds = self.lr
+        return self._lr
 
     def const(self, x: float) -> torch.Tensor:
         """A Python constant as Keras casts it: `ops.cast(float, dtype)` goes through float32."""
@@ -85,15 +100,33 @@ class KerasOptimizer:
 
     def step_count(self) -> torch.Tensor:
         """float(iterations + 1), the step being taken, in the variables' dtype on their device: counted up
-        there in place (no host-to-device copy per step), made afresh from the host when the counter was set
-        (a checkpoint restored) or where counting up in float32 could round (past 2^24 steps)."""
-        n = self.iterations
-        if self._count is not None and self._count[0] == n - 1 and n + 1 <= 2**24:
-            count = self._count[1].add_(1)
+        there in place (no host-to-device copy per step), refilled from the host when the counter was set (a
+        checkpoint restored) or where counting up in float32 could round (past 2^24 steps)."""
+        n, self._count_used = self.iterations, True
+        if self._count_holds == n and n + 1 <= 2**24:
+            self._count.add_(1)
         else:
-            count = torch.tensor(float(n + 1), dtype=self.dtype, device=self.params[0].device)
-        self._count = (n, count)
-        return count
+            self._count.fill_(float(n + 1))
+        self._count_holds = n + 1
+        return self._count
+
+    def step_count_ready(self) -> None:
+        """Before a replayed step (backends/torch/graphs.py), whose graph counts the tensor up by one: the
+        tensor holds `iterations`, where this optimizer counts steps."""
+        if self._count_used and self._count_holds != self.iterations:
+            self._count.fill_(float(self.iterations))
+            self._count_holds = self.iterations
+
+    def counters(self) -> dict[str, torch.Tensor]:
+        """The optimizer's own state beside its per-variable slots (a checkpoint keeps it)."""
+        return {}
+
+    def host_counters(self) -> tuple[int, int]:
+        """What the host counts per step (a CUDA graph's replay advances it: backends/torch/graphs.py)."""
+        return self.iterations, self._count_holds
+
+    def set_host_counters(self, counters: tuple[int, int]) -> None:
+        self.iterations, self._count_holds = counters
 
     def _clip(self, grads):
         """Keras' clipping; Slices are clipped row by row (tf.clip_by_norm and tf.clip_by_value of
@@ -123,7 +156,7 @@ class KerasOptimizer:
         if not self.per_occurrence:
             grads = [dense(g) for g in grads]
         grads = self._clip(grads)
-        lr = self.scalar(self.lr)
+        lr = self.lr_tensor()
         if self.weight_decay:  # Keras: variable -= variable * cast(wd) * lr, before the update step
             wd = self.const(self.weight_decay)
             for p in self.params:
@@ -240,18 +273,16 @@ class RMSprop(KerasOptimizer):
     def update_all(self, params, grads, states, lr) -> bool:
         if self.centered:
             return False
-        buffers = [self._scratch(p, s) for p, s in zip(params, states, strict=True)]
-        t, d, v = [b[0] for b in buffers], [b[1] for b in buffers], [s["v"] for s in states]
-        torch._foreach_copy_(t, grads)
-        torch._foreach_mul_(t, grads)
+        # (new lists of temporaries, not the per-variable path's scratch buffers: on CUDA an allocation from
+        # the cache costs no launch, a copy into a buffer does)
+        v = [s["v"] for s in states]
+        t = torch._foreach_mul(grads, grads)
         torch._foreach_mul_(t, 1 - self.rho)     # (1 - rho)*(g*g)
         torch._foreach_mul_(v, self.rho)
         torch._foreach_add_(v, t)                # v = rho*v + (1 - rho)*(g*g)
-        torch._foreach_copy_(d, v)
-        torch._foreach_add_(d, self.epsilon)
+        d = torch._foreach_add(v, self.epsilon)
         torch._foreach_sqrt_(d)                  # sqrt(v + eps)
-        torch._foreach_copy_(t, grads)
-        torch._foreach_mul_(t, lr)
+        t = torch._foreach_mul(grads, lr)
         torch._foreach_div_(t, d)                # (lr*g) / sqrt(v + eps)
         if self.momentum:
             m = [s["m"] for s in states]
@@ -265,7 +296,8 @@ class RMSprop(KerasOptimizer):
     @staticmethod
     def _scratch(p, s) -> tuple[torch.Tensor, torch.Tensor]:
         """A variable's two buffers of its shape, made once and written in place every step: no temporaries
-        of the variable's size each step (they cost ~1,800 page faults per step on the 784x512 kernel)."""
+        of the variable's size each step (on the CPU they cost ~1,800 page faults per step on the 784x512
+        kernel)."""
         if "t" not in s:
             s["t"], s["d"] = torch.empty_like(p), torch.empty_like(p)
         return s["t"], s["d"]
@@ -379,6 +411,7 @@ class Nadam(KerasOptimizer):
     """Keras' Nadam: momentum cache u_t = β1·(1 − 0.5·0.96^t) (β1 and 0.96 cast through float32), the running
     product of u updated once per step before the variable updates (with the exact Python β1 and 0.96)."""
 
+
     def __init__(self, params, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, **common):
         self.beta_1, self.beta_2, self.epsilon = beta_1, beta_2, epsilon
         super().__init__(params, learning_rate, **common)
@@ -388,9 +421,12 @@ class Nadam(KerasOptimizer):
     def init_state(self, p):
         return {"m": torch.zeros_like(p), "v": torch.zeros_like(p)}
 
+    def counters(self) -> dict[str, torch.Tensor]:
+        return {"u_product": self.u_product}
+
     def step(self):
         t = self.step_count()
-        self.u_product = self.u_product * self.beta_1 * (1.0 - 0.5 * torch.pow(self.scalar(0.96), t))
+        self.u_product.copy_(self.u_product * self.beta_1 * (1.0 - 0.5 * torch.pow(self.scalar(0.96), t)))
         t1 = t + 1 if self.iterations + 2 <= 2**24 else torch.tensor(float(self.iterations + 2),
                                                                       dtype=self.dtype, device=t.device)
         decay, beta_1, beta_2 = self.const(0.96), self.const(self.beta_1), self.const(self.beta_2)

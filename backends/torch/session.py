@@ -18,7 +18,7 @@ from dlc.compiler.training import LOSS_SCALE
 from dlc.reference.evidence import probe_layers
 from dlc.reference.weights import flatten, unflatten
 
-from . import library, memory
+from . import graphs, library, memory
 from . import lower as TL
 from . import threads as governor
 from .layers import StepCounter
@@ -119,7 +119,8 @@ class Session:
                                stats_shape, self.counter, *self._regularization(ctx, ns),
                                compute_dtype=COMPUTE_DTYPES[compute] if compute else None,
                                loss_scale=DynamicLossScale(LOSS_SCALE.initial_scale, LOSS_SCALE.growth_steps)
-                               if compute == "float16" else None, compiled=compile)
+                               if compute == "float16" else None, compiled=compile,
+                               graph_steps=graphs.on_cuda if graphs.wanted(self.device) else None)
         self.governor = _pick_cpu_threads(spec) if self.device.type == "cpu" else None
         if self.device.type == "cpu":
             memory.keep_freed_memory()  # (a step's activations reused, not faulted in afresh: memory.py)
@@ -127,6 +128,8 @@ class Session:
                                                if self.device.type == "cuda" else "")
         if compile:
             self.device_name += ", torch.compile"
+        if self.trainer.graph_steps is not None:
+            self.device_name += ", CUDA graphs"
 
     def _regularization(self, ctx: Context, ns: dict):
         """(penalties, activity, constraints) for the Trainer, lowered from the layers' weight specs."""
@@ -219,10 +222,12 @@ class Session:
         out = flatten(self.get_weights(), "w/")
         out["opt/iterations"] = np.array(self.opt.iterations)
         out["opt/lr"] = np.array(self.opt.lr)
+        for name, t in self.opt.counters().items():
+            out[f"opt/{name}"] = t.detach().cpu().numpy().copy()
         for i, st in enumerate(self.opt.state):
             for k, t in st.items():
                 out[f"opt/{i}/{k}"] = t.detach().cpu().numpy().copy()
-        out["step"] = np.array(int(self.counter.value))
+        out["step"] = np.array(self.counter.value)
         scale = self.trainer.loss_scale
         if scale is not None:  # mixed_float16
             out["loss_scale/scale"] = np.array(scale.scale)
@@ -237,7 +242,10 @@ class Session:
             for i, st in enumerate(self.opt.state):
                 for k, t in st.items():
                     t.copy_(torch.as_tensor(state[f"opt/{i}/{k}"]))
-            self.counter.value.fill_(int(state["step"]))
+            for name, t in self.opt.counters().items():
+                if f"opt/{name}" in state:  # (checkpoints before 2026-11-30 lack Nadam's u_product)
+                    t.copy_(torch.as_tensor(state[f"opt/{name}"]))
+        self.counter.set(int(state["step"]))
         scale = self.trainer.loss_scale
         if scale is not None and "loss_scale/scale" in state:
             scale.scale = float(state["loss_scale/scale"])

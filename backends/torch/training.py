@@ -51,7 +51,7 @@ class Trainer:
     loss; `loss_scale` (a DynamicLossScale, for float16) scales the loss."""
 
     def __init__(self, net, loss, optimizer, stats, stats_shape, step, penalties=(), activity=(),
-                 constraints=(), compute_dtype=None, loss_scale=None, compiled=False):
+                 constraints=(), compute_dtype=None, loss_scale=None, compiled=False, graph_steps=None):
         self.net, self.loss, self.opt, self.stats, self.step = net, loss, optimizer, stats, step
         self.compute_dtype, self.loss_scale = compute_dtype, loss_scale
         self.stats_shape = tuple(stats_shape)
@@ -62,7 +62,13 @@ class Trainer:
             module.register_forward_hook(self._activity_hook(penalty))
         # `compiled` (dlc run --compile): the forward pass, the loss and its backward as one torch.compile
         # graph (any batch size: one compilation); dlc's optimizers keep host counters, so they run eagerly
+        self.compiled = compiled
         self._objective = torch.compile(self.objective, dynamic=True) if compiled else self.objective
+        if compiled:
+            step.on_device()  # (the compiled dropout keys read the step from the device: StepCounter)
+        # `graph_steps(trainer, x, y, batch_size)`: a graphs.StepGraph (DLC_CUDA_GRAPHS=1 on CUDA), which
+        # replays the full batches' steps as one graph (passed in: an emitted script has no graphs module)
+        self.graph_steps, self.graph = graph_steps, None
 
     def _activity_hook(self, penalty):
         """Keras 3 (Layer.__call__): loss += regularizer(layer output) / batch size on every call, training
@@ -123,27 +129,44 @@ class Trainer:
         if stepped:
             for tensor, constraint in self.constraints:
                 constraint(tensor)
-        self.step.value += 1
+        self.step.advance()
         return out, loss
 
     def train_epoch(self, x, y, perm: np.ndarray, batch_size: int, progress=None):
         """Steps over the batches of `perm`: (per-step losses, metric statistics, batch sizes) as numpy."""
         self.net.train()
         perm_t, steps, losses, stats, sizes = epoch_buffers(x, perm, batch_size, self.stats_shape)
+        graph = self._step_graph(x, y, batch_size)
         last = time.perf_counter()
         for i in range(steps):
             idx = perm_t[i * batch_size:(i + 1) * batch_size]
-            yb = y[idx]
-            out, loss = self.train_step(x[idx], yb)
-            with torch.no_grad():
-                losses[i] = loss.detach()
-                stats += self.stats(out.detach(), yb)
+            if graph is not None and graph.ready(len(idx)):
+                loss, step_stats = graph.step(idx)
+                with torch.no_grad():
+                    losses[i] = loss
+                    stats += step_stats
+            else:
+                yb = y[idx]
+                out, loss = self.train_step(x[idx], yb)
+                with torch.no_grad():
+                    losses[i] = loss.detach()
+                    stats += self.stats(out.detach(), yb)
+                if graph is not None and len(idx) == batch_size:
+                    graph.counted()
             if progress is not None and time.perf_counter() - last > 0.2:
                 progress(i + 1, steps, self._peek(losses, stats, i + 1))
                 last = time.perf_counter()
         if progress is not None:
             progress(steps, steps, self._peek(losses, stats, steps))
         return losses.cpu().double().numpy(), stats.cpu().double().numpy(), sizes
+
+    def _step_graph(self, x, y, batch_size: int):
+        """The graph of this data's full batches (graphs.StepGraph), made on first use; None without one."""
+        if self.graph_steps is None:
+            return None
+        if self.graph is None or not self.graph.serves(x, y, batch_size):
+            self.graph = self.graph_steps(self, x, y, batch_size)
+        return self.graph
 
     @staticmethod
     def _peek(losses, stats, done: int):

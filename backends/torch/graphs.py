@@ -1,0 +1,185 @@
+"""The training step of an epoch's full batches replayed as one CUDA graph (opt-in: DLC_CUDA_GRAPHS=1).
+
+On a GPU a small model's step is bound by kernel launches, not arithmetic (~60 launches of a few µs each for
+the seed MLP, where the GPU works ~0.1 ms): a graph replays them all in one launch. What makes a step
+capturable: nothing in it reads the host (losses and metric statistics stay on the device), every tensor it
+reads outside the graph's memory keeps its address (the optimizer's learning rate and step count are tensors
+updated in place, the dropout buffers are kept per batch size, the batch is gathered from the resident data
+through one index buffer), and what the host counts per step (the optimizer's iterations, the dropout step)
+is advanced by hand per replay, the capture itself having run that Python once without training.
+
+The steps before the capture (WARMUP_STEPS of them, which also set up cuBLAS and autograd) and an epoch's
+shorter last batch run eagerly, on the same tensors, so the sequence of updates is the eager one; the dropout
+keys are computed on the device inside the graph, from the same step count.
+
+Written without a GPU at hand (2026-11-29): `tests/test_gpu.py::test_cuda_graph_equals_eager` is its proof,
+and it has not run yet. The same bookkeeping is tested on the CPU (`Replay`, tests/test_device_paths.py)."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+WARMUP_STEPS = 3
+ENV = "DLC_CUDA_GRAPHS"
+
+
+def wanted(device: torch.device) -> bool:
+    return device.type == "cuda" and os.environ.get(ENV, "0") == "1"
+
+
+def refusal(trainer, x, y) -> str | None:
+    """Why this trainer's step cannot be captured (None: it can)."""
+    if not isinstance(x, torch.Tensor) or not isinstance(y, torch.Tensor):
+        return "the features are streamed from the host"
+    if trainer.loss_scale is not None:
+        return "mixed_float16's loss scaling reads a flag on the host every step"
+    if trainer.compiled:
+        return "the step is compiled (--compile)"
+    if not type(trainer.opt).capturable:
+        return f"{type(trainer.opt).__name__}'s step is not capturable"
+    if any(p.grad is not None and p.grad.is_sparse for p in trainer.opt.params):
+        return "an Embedding's sparse gradient has a size that depends on the batch"
+    return None
+
+
+class CudaGraph:
+    """torch.cuda.CUDAGraph behind the two calls StepGraph makes (Replay stands in for it in CPU tests)."""
+
+    def __init__(self, trainer=None):
+        self.graph = torch.cuda.CUDAGraph()
+
+    def capture(self, body) -> None:
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side), torch.cuda.graph(self.graph):
+            body()
+        torch.cuda.current_stream().wait_stream(side)
+
+    def replay(self) -> None:
+        self.graph.replay()
+
+
+class Replay:
+    """A stand-in for a CUDA graph on the CPU. `capture` runs the step's Python once, as capturing does, and
+    then puts every tensor of the trainer back (a capture's kernels do not run); `replay` runs it again. Only
+    what StepGraph does around a graph is tested with it (the index buffer, the host counters advanced by
+    hand, the device-side dropout keys), not what capturing does."""
+
+    def __init__(self, trainer):
+        self.trainer, self.body = trainer, None
+
+    def capture(self, body) -> None:
+        tensors = self._tensors()
+        saved = [t.detach().clone() for t in tensors]
+        body()
+        with torch.no_grad():
+            for t, s in zip(tensors, saved, strict=True):
+                t.copy_(s)
+        self.body = body
+
+    def _tensors(self) -> list[torch.Tensor]:
+        t = self.trainer
+        opt = t.opt
+        out = [*t.net.state_dict(keep_vars=True).values(), opt._lr, opt._count, t.step.on_device(),
+               *opt.counters().values()]
+        return out + [v for s in opt.state for v in s.values()]
+
+    def replay(self) -> None:
+        self.body()
+
+
+class StepGraph:
+    """One graph of `trainer`'s step on `batch_size` rows of the resident (x, y), gathered through `idx`."""
+
+    def __init__(self, trainer, x, y, batch_size: int, make_graph=CudaGraph):
+        self.trainer, self.x, self.y, self.batch_size = trainer, x, y, batch_size
+        self.make_graph = make_graph
+        self.idx = torch.zeros(batch_size, dtype=torch.int64, device=x.device)
+        self.eager_steps = 0
+        self.graph = None
+        self.refused: str | None = None  # why the step is not captured (found when the warm-up ends)
+        self.loss = self.stats = None  # the captured step's outputs (the graph's memory)
+        self.delta: tuple[int, int, int] | None = None
+
+    def serves(self, x, y, batch_size: int) -> bool:
+        return x is self.x and y is self.y and batch_size == self.batch_size
+
+    def ready(self, rows: int) -> bool:
+        """Whether a step of `rows` rows is replayed (else it runs eagerly, a warm-up step counted)."""
+        if rows != self.batch_size or self.trainer.opt.iterations + 2 > 2**24:
+            return False  # (past 2^24 steps a float32 count is refilled from the host, not counted up)
+        if self.graph is None and self.refused is None and self.eager_steps >= WARMUP_STEPS:
+            self.refused = refusal(self.trainer, self.x, self.y)
+            if self.refused is None:
+                self._capture()
+        return self.graph is not None
+
+    def counted(self) -> None:
+        """An eager full step was taken (warm-up)."""
+        self.eager_steps += 1
+
+    def step(self, idx: torch.Tensor):
+        """The step on rows `idx` by replaying the graph: (loss, metric statistics), valid until the next."""
+        t = self.trainer
+        self.idx.copy_(idx)
+        t.opt.lr_tensor()  # (a schedule's new lr written into the tensor the graph reads)
+        t.opt.step_count_ready()
+        before = self._host()
+        t.step.keys_on_device = True  # (a graph runs no Python: only Replay, on the CPU, reads it here)
+        try:
+            self.graph.replay()
+        finally:
+            t.step.keys_on_device = False
+        self._set_host(tuple(a + d for a, d in zip(before, self.delta, strict=True)))
+        return self.loss, self.stats
+
+    def _body(self) -> None:
+        t = self.trainer
+        t.opt.zero_grad()  # (captured: the graph's backward writes the gradients it allocated, not adds)
+        xb, yb = self.x[self.idx], self.y[self.idx]
+        out, loss = t._objective(xb, yb)
+        loss.backward()
+        t.opt.step()
+        for tensor, constraint in t.constraints:
+            constraint(tensor)
+        t.step.advance()
+        self.loss = loss.detach()
+        self.stats = t.stats(out.detach(), yb)
+
+    def _capture(self) -> None:
+        """Capture the step once; the host's counters as they were (capturing trains nothing)."""
+        t = self.trainer
+        t.opt.lr_tensor()
+        t.opt.step_count_ready()
+        before = self._host()
+        graph = self.make_graph(t)
+        t.step.keys_on_device = True  # (the keys hashed in the graph from the device's step count)
+        try:
+            graph.capture(self._body)
+        finally:
+            t.step.keys_on_device = False
+            after = self._host()
+            self._set_host(before)
+        self.delta = tuple(b - a for a, b in zip(before, after, strict=True))
+        self.graph = graph
+
+    def _host(self) -> tuple[int, int, int]:
+        t = self.trainer
+        return (*t.opt.host_counters(), t.step.value)
+
+    def _set_host(self, counters) -> None:
+        t = self.trainer
+        t.opt.set_host_counters(counters[:2])
+        t.step.value = counters[2]
+
+
+def on_cuda(trainer, x, y, batch_size: int) -> StepGraph:
+    """The Trainer's `graph_steps` on a GPU."""
+    return StepGraph(trainer, x, y, batch_size, CudaGraph)
+
+
+def on_cpu(trainer, x, y, batch_size: int) -> StepGraph:
+    """The Trainer's `graph_steps` in CPU tests: the bookkeeping with Replay standing in for the graph."""
+    return StepGraph(trainer, x, y, batch_size, Replay)
