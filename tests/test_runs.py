@@ -183,3 +183,47 @@ def test_plot_draws_a_one_epoch_run_and_names_what_it_leaves_out(tmp_path, monke
     assert out.stat().st_size > 1000
     assert notes == ["not drawn (not in every run): accuracy, mae"]
     assert "o" in markers
+
+
+def test_plot_scales_the_loss_and_lr_as_curves_png_and_keeps_the_legend_off_the_curves(tmp_path, monkeypatch):
+    """`dlc plot` drew a loss falling from 2 to 0.0005 on a linear axis (the best run a flat line at 0), a
+    constant lr with ticks 0.00096 to 0.00104, and the legend, a line per run and style, inside the loss
+    panel over the curves. Now: a log loss axis with labels that do not crowd, the lr's one value as its one
+    tick, and one legend below the panels (each run's colour, then train solid and validation dashed)."""
+    from dlc.runtime import runs as runs_module
+    from dlc.runtime.runs import plot_runs
+
+    made = []
+    real_figure = runs_module.figure
+
+    def figure(*a, **kw):
+        made.append(real_figure(*a, **kw))
+        return made[-1]
+
+    monkeypatch.setattr(runs_module, "figure", figure)
+
+    def make(name, losses):
+        run = tmp_path / name
+        run.mkdir()
+        (run / "ir.json").write_text("{}")
+        rows = [{"epoch": e + 1, "loss": v, "accuracy": 0.9, "val_loss": 0.3, "val_accuracy": 0.9,
+                 "lr": 0.001} for e, v in enumerate(losses)]
+        (run / "history.json").write_text(json.dumps(rows))
+        return run
+
+    a = make("none", [2.0 * 0.85 ** e for e in range(60)])  # 2 -> 0.0001: 4.3 decades
+    b = make("l2", [2.0 - 0.03 * e for e in range(60)])
+    out = plot_runs([a, b], tmp_path / "p.png")
+    assert out.stat().st_size > 1000
+    fig, axes = made[0]
+    loss, _, lr = axes[0]
+    assert loss.get_yscale() == "log"
+    low, high = loss.get_ylim()
+    labelled = [t for t in loss.get_yticks() if low <= t <= high]
+    assert 3 <= len(labelled) <= 8, labelled  # (1, 2, 3, 5 per decade: 17 labels, touching)
+    assert list(lr.get_yticks()) == [0.001] and lr.get_ylim()[0] < 0.001 < lr.get_ylim()[1]
+    assert all(ax.get_legend() is None for ax in axes[0])
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["none", "l2", "train", "validation"]
+    legend_top = fig.legends[0].get_window_extent().y1
+    fig.canvas.draw()
+    assert all(ax.get_window_extent().y0 > legend_top for ax in axes[0])  # below every panel

@@ -9,6 +9,7 @@ cross-validation folder when it has cv.json; a tune folder when it has tune.json
 from __future__ import annotations
 
 import json
+import math
 import re
 import time
 from collections.abc import Sequence
@@ -354,8 +355,10 @@ def histories(paths: Sequence[str | Path]) -> list[tuple[str, list[dict]]]:
 
 
 def plot_runs(paths: Sequence[str | Path], out: str | Path) -> Path:
-    """One PNG: a panel per quantity every run has (train solid, validation dashed) and the learning rate.
-    The folder of `out` is made when missing."""
+    """One PNG: a panel per quantity every run has (train solid, validation dashed) and the learning rate,
+    scaled as curves.png scales them (the loss on a log axis when it spans more than a factor of 10, a
+    constant learning rate as its one value), and below the panels a legend of the runs' colours and the two
+    line styles, outside every panel so that it covers no curve. The folder of `out` is made when missing."""
     import matplotlib
 
     out = Path(out)
@@ -370,26 +373,82 @@ def plot_runs(paths: Sequence[str | Path], out: str | Path) -> Path:
     left = sorted({k for _, h in runs for k in h[0] if k not in PLOT_SKIP and not k.startswith("val_")
                    and k != "lr" and not all(k in g[0] for _, g in runs)})
     keys = [k for k in keys if all(k in h[0] for _, h in runs)] + ["lr"]
-    fig, axes = figure(1, len(keys), figsize=(4.4 * len(keys), 3.8))
     colors = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
+    handles = _legend_handles([label for label, _ in runs], colors)
+    width = 4.4 * len(keys)
+    ncol = _legend_columns([h.get_label() for h in handles], width)
+    legend_h = 0.22 * -(-len(handles) // ncol) + 0.08  # (inches: a row per ncol entries, and a margin)
+    note_h = 0.25 if left else 0.0
+    height = 3.8 + legend_h + note_h
+    fig, axes = figure(1, len(keys), figsize=(width, height))
     for i, (label, hist) in enumerate(runs):
         _plot_run(axes[0], keys, hist, label, colors[i % len(colors)])
     epochs = sorted({r["epoch"] for _, h in runs for r in h})
     for ax, key in zip(axes[0], keys, strict=True):
         ax.set_title("learning rate" if key == "lr" else key)
         if key == "lr":
-            lr_scale(ax, [r["lr"] for _, h in runs for r in h])
+            _lr_axis(ax, [r["lr"] for _, h in runs for r in h])
+        elif key == "loss":
+            _loss_axis(ax, [r.get(k) for _, h in runs for r in h for k in ("loss", "val_loss")])
         epoch_axis(ax, epochs)
         ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=8)
+    fig.legend(handles=handles, loc="lower center", bbox_to_anchor=(0.5, note_h / height), ncol=ncol,
+               fontsize=8, frameon=False)
     if left:  # (a panel per quantity every run has: say which were left out, on the figure itself)
         fig.text(0.01, 0.01, f"not drawn (not in every run): {', '.join(left)}", fontsize=8, color="dimgray")
-    fig.tight_layout(rect=(0, 0.04 if left else 0, 1, 1))
+    fig.tight_layout(rect=(0, (legend_h + note_h) / height, 1, 1))
     try:
         fig.savefig(out, dpi=110)
     except (OSError, ValueError) as e:
         raise RunDirError(f"cannot write --out {out}: {getattr(e, 'strerror', None) or e}") from None
     return out
+
+
+def _legend_handles(labels: list[str], colors: list[str]) -> list:
+    """A line per run in its colour, then the two styles: train solid, validation dashed."""
+    from matplotlib.lines import Line2D
+
+    return ([Line2D([], [], color=colors[i % len(colors)], label=label) for i, label in enumerate(labels)]
+            + [Line2D([], [], color="dimgray", label="train"),
+               Line2D([], [], color="dimgray", linestyle="--", label="validation")])
+
+
+def _legend_columns(labels: list[str], width_in: float) -> int:
+    """As many legend columns as the figure's width holds at the longest label (8-point text: ~0.07 inch a
+    character, and the line sample and spacing: ~0.6 inch)."""
+    per = 0.07 * max(len(s) for s in labels) + 0.6
+    return max(1, min(len(labels), int(width_in / per)))
+
+
+def _loss_axis(ax, values: list) -> None:
+    """The loss on a log scale when it spans more than a factor of 10 (as curves.png draws it), with as many
+    labelled ticks per decade as the panel holds without their labels touching: 1, 2, 3, 5 over up to 1.5
+    decades, 1, 2, 5 up to 3, the powers of 10 beyond (a loss going from 2 to 0.0005 got 17 labels)."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    finite = [v for v in values if v is not None and math.isfinite(v)]
+    if not finite or min(finite) <= 0 or max(finite) / min(finite) <= 10:
+        return
+    decades = math.log10(max(finite) / min(finite))
+    subs = (1.0, 2.0, 3.0, 5.0) if decades <= 1.5 else (1.0, 2.0, 5.0) if decades <= 3 else (1.0,)
+    ax.set_yscale("log")
+    ax.yaxis.set_major_locator(LogLocator(base=10, subs=subs))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}" if abs(v) >= 1000 else f"{v:.4g}"))
+    ax.yaxis.set_minor_formatter(NullFormatter())
+
+
+def _lr_axis(ax, lrs: list[float]) -> None:
+    """The learning rate's axis as curves.png draws it: a log scale when it spans more than a factor of 10,
+    else padded around its values, and a constant one labelled with its one value (not 0.00096 to
+    0.00104)."""
+    lr_scale(ax, lrs)
+    lo, hi = min(lrs), max(lrs)
+    if lo > 0 and hi / lo > 10:
+        return
+    pad = (hi - lo) * 0.1 or abs(hi) * 0.1 or 1.0
+    ax.set_ylim(max(lo - pad, 0) if lo >= 0 else lo - pad, hi + pad)
+    if hi == lo:
+        ax.set_yticks([lo])
 
 
 def _plot_run(axes, keys: list[str], hist: list[dict], label: str, color) -> None:
