@@ -17,6 +17,7 @@ and it has not run yet. The same bookkeeping is tested on the CPU (`Replay`, tes
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import torch
@@ -50,12 +51,20 @@ class CudaGraph:
     def __init__(self, trainer=None):
         self.graph = torch.cuda.CUDAGraph()
 
-    def capture(self, body) -> None:
+    @staticmethod
+    @contextlib.contextmanager
+    def warming():
+        """A warm-up step on a side stream, as PyTorch's whole-network capture example warms up (the
+        libraries' lazy set-up, autograd's streams), ordered after and before the default stream's work."""
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side), torch.cuda.graph(self.graph):
-            body()
+        with torch.cuda.stream(side):
+            yield
         torch.cuda.current_stream().wait_stream(side)
+
+    def capture(self, body) -> None:
+        with torch.cuda.graph(self.graph):
+            body()
 
     def replay(self) -> None:
         self.graph.replay()
@@ -69,6 +78,8 @@ class Replay:
 
     def __init__(self, trainer):
         self.trainer, self.body = trainer, None
+
+    warming = staticmethod(contextlib.nullcontext)
 
     def capture(self, body) -> None:
         tensors = self._tensors()
@@ -116,8 +127,14 @@ class StepGraph:
                 self._capture()
         return self.graph is not None
 
-    def counted(self) -> None:
-        """An eager full step was taken (warm-up)."""
+    @contextlib.contextmanager
+    def warming(self, rows: int):
+        """Around an eager step of `rows` rows: a full one before the capture is a warm-up step (counted)."""
+        if rows != self.batch_size or self.graph is not None or self.refused is not None:
+            yield
+            return
+        with self.make_graph.warming():
+            yield
         self.eager_steps += 1
 
     def step(self, idx: torch.Tensor):

@@ -145,20 +145,24 @@ class Trainer:
                 with torch.no_grad():
                     losses[i] = loss
                     stats += step_stats
+            elif graph is not None:
+                with graph.warming(len(idx)):  # (a warm-up step, on the stream the capture will use)
+                    self._eager_step(x, y, idx, losses, stats, i)
             else:
-                yb = y[idx]
-                out, loss = self.train_step(x[idx], yb)
-                with torch.no_grad():
-                    losses[i] = loss.detach()
-                    stats += self.stats(out.detach(), yb)
-                if graph is not None and len(idx) == batch_size:
-                    graph.counted()
+                self._eager_step(x, y, idx, losses, stats, i)
             if progress is not None and time.perf_counter() - last > 0.2:
                 progress(i + 1, steps, self._peek(losses, stats, i + 1))
                 last = time.perf_counter()
         if progress is not None:
             progress(steps, steps, self._peek(losses, stats, steps))
         return losses.cpu().double().numpy(), stats.cpu().double().numpy(), sizes
+
+    def _eager_step(self, x, y, idx, losses, stats, i: int) -> None:
+        yb = y[idx]
+        out, loss = self.train_step(x[idx], yb)
+        with torch.no_grad():
+            losses[i] = loss.detach()
+            stats += self.stats(out.detach(), yb)
 
     def _step_graph(self, x, y, batch_size: int):
         """The graph of this data's full batches (graphs.StepGraph), made on first use; None without one."""
