@@ -5,7 +5,9 @@
   in 3 trials in a row with different parameters is the data's fault: they crashed (queued again) and the
   search stops (tests/test_tune_trials.py runs that on a CSV that cannot be read).
 - A failed trial of a study from before `failure_kind` counts, as it did then.
-- The live line fits the terminal by leaving out its least useful parts, the counts last.
+- The live line fits the terminal by leaving out its least useful parts, the counts last; it shows each
+  standing at once, never a trial running once every trial is done (one whose worker has told Optuna its
+  result is done, though its process is still exiting), and is erased with the search's last standing.
 - Help pages never cut an option's name, at 40 columns too, and no flag shows a `<bool>`.
 """
 
@@ -213,3 +215,64 @@ def test_help_in_a_pipe_shows_no_bool_and_the_option_names():
     assert proc.returncode == 0, proc.stderr
     assert "<bool>" not in proc.stdout and "\x1b[" not in proc.stdout
     assert all(name in proc.stdout for name in ("--workers", "--refine", "--quiet", "--help"))
+
+
+# ------------------------------------------------------------------------------ the live line's last standing
+
+
+def _search_of(study, target: int):
+    """A _Search with only what _standing reads."""
+    from dlc.runtime.tune import _Search
+
+    search = object.__new__(_Search)
+    search.study, search.direction, search.target = study, "minimize", target
+    search.started_at = {}
+    return search
+
+
+def test_a_trial_whose_result_is_in_is_done_not_running_though_its_process_has_not_exited():
+    """The worker tells Optuna its trial's value, then its process exits: a standing taken between (another
+    worker's trial ended) counted it done and showed it running too: `4/4 done · trial 3 running`."""
+    import optuna
+
+    from dlc.cli.tune import status_text
+    from dlc.runtime.tune_worker import _quiet_optuna
+
+    _quiet_optuna()
+    study = optuna.create_study()
+    asked = [study.ask() for _ in range(4)]
+    for t, v in zip(asked, (0.4, 0.3, 0.2, 0.25), strict=True):
+        study.tell(t, v)  # (trial 3's worker has told its value; its process is still exiting)
+    search = _search_of(study, target=4)
+    now = time.monotonic()
+    search.started_at = {2: now - 5, 3: now - 2}
+    standing = search._standing({asked[3]._trial_id: (None, 3)})
+    assert (standing.done, standing.target, standing.running) == (4, 4, {})
+    assert standing.best == (2, 0.2)
+    assert "running" not in status_text(standing)
+
+    late = study.ask()  # a trial still training is running, and not done
+    search.target = 5
+    search.started_at[late.number] = now
+    standing = search._standing({asked[3]._trial_id: (None, 3), late._trial_id: (None, late.number)})
+    assert (standing.done, standing.running) == (4, {late.number: now})
+    assert status_text(standing, 100).startswith(f"4/5 done · trial {late.number} running")
+
+
+def test_the_live_line_shows_each_standing_at_once_and_is_erased_when_all_are_done():
+    """Not the last standing until the next second's redraw: the new one at once; and the line is gone with
+    the standing that has no trial running (the search's last), not left showing a trial running."""
+    from rich.console import Console
+
+    from dlc.cli import tune
+
+    screen = io.StringIO()
+    display = tune._Display(Console(file=screen, width=100, force_terminal=True))
+    display.standing(_standing(done=2, target=4, running={3: time.monotonic()}))
+    display.standing(_standing(done=3, target=4, running={3: time.monotonic()}))
+    assert "3/4 done · trial 3 running" in screen.getvalue()  # drawn at once
+    display.standing(_standing(done=4, target=4, running={}))
+    assert display.live.live is None  # stopped: the (transient) line erased
+    drawn = len(screen.getvalue())
+    display.close()
+    assert len(screen.getvalue()) == drawn and "4/4 done" not in screen.getvalue()

@@ -129,14 +129,22 @@ class _LiveLine:
         self.live = None
 
     def show(self, standing) -> None:
-        """The search's new standing; the line starts with the first one that has a running trial."""
+        """The search's new standing, drawn at once (not at the next second's redraw, which would leave the
+        last standing shown meanwhile); the line starts with the first standing that has a running trial and
+        is erased with the first that has none (the search's last: every trial is done)."""
         from rich.live import Live
 
         self.standing = standing
-        if self.enabled and self.live is None and standing.running:
+        if not self.enabled:
+            return
+        if not standing.running:
+            self.close()
+        elif self.live is None:
             self.live = Live(self, console=self.console, refresh_per_second=1, transient=True,
                              redirect_stdout=False, redirect_stderr=False)
             self.live.start()
+        else:
+            self.live.refresh()
 
     def close(self) -> None:
         if self.live is not None:

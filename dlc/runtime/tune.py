@@ -2,8 +2,8 @@
 
 The parent process owns the study: it samples every trial's parameters (`study.ask` with the spaces'
 distributions, so all sampling happens in one place and is seeded from the spec's seed), starts one worker
-process per trial (dlc/tune_worker.py), keeps at most --workers of them running, and marks trials whose
-process died. Workers write their results to the study's storage themselves.
+process per trial (dlc/runtime/tune_worker.py), keeps at most --workers of them running, and marks trials
+whose process died. Workers write their results to the study's storage themselves.
 
 - Samplers: `random` and `tpe` (seeded with the spec's seed plus the number of trials already in the study, so
   a resumed search draws new points); `grid` enumerates the grid of compiler/search.py in the parent and
@@ -557,8 +557,9 @@ class Plan:
 @dataclass
 class Standing:
     """Where a search stands (for a live line): the trials that count so far (the study's: other processes'
-    too), the target, this process' running trials (number -> time.monotonic() at their start), the best
-    trial so far (number, value)."""
+    too), the target, this process' running trials (number -> time.monotonic() at their start; only those
+    Optuna still has RUNNING: one whose result is in is done, though its process may not have exited yet),
+    the best trial so far (number, value)."""
 
     done: int
     target: int
@@ -920,10 +921,17 @@ class _Search:
         return started
 
     def _standing(self, running: dict) -> Standing:
+        """Where the search stands, from one reading of the study: a trial whose worker has told Optuna its
+        result but whose process has not exited yet is done, not running (counted once: never `4/4 done ·
+        trial 3 running`)."""
+        from optuna.trial import TrialState
+
         trials = self.study.get_trials(deepcopy=False)
         ranked = _sorted_complete(trials, self.direction)
+        still = {t.number for t in trials if t.state == TrialState.RUNNING}
         return Standing(done=sum(_counted(t) for t in trials), target=self.target,
-                        running={number: self.started_at[number] for _, number in running.values()},
+                        running={number: self.started_at[number] for _, number in running.values()
+                                 if number in still},
                         best=(ranked[0].number, ranked[0].value) if ranked else None)
 
     def _start_next(self, running: dict) -> bool:

@@ -10,7 +10,7 @@ import math
 from pathlib import Path
 from typing import TypeGuard
 
-from dlc.runtime.rundir import figure, save_figure
+from dlc.runtime.rundir import epoch_axis, figure, save_figure
 
 PLOT = "gradients.png"
 PANELS = (("grad_norm", "gradient norm (probe set)"), ("update_ratio", "update / weight norm over the epoch"))
@@ -44,7 +44,7 @@ def plot_gradients(folder: Path, evidence: dict, title: str) -> Path | None:
     if not grads:
         return None
     import matplotlib
-    from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     fig, axes = figure(1, len(PANELS), figsize=(6.4 * len(PANELS), 4.2))
     cmap = matplotlib.colormaps["viridis"]
@@ -63,8 +63,8 @@ def plot_gradients(folder: Path, evidence: dict, title: str) -> Path | None:
         ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.3g}"))
         ax.yaxis.set_minor_formatter(NullFormatter())
         ax.set_title(label)
-        ax.set_xlabel("epoch")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        # (whole epochs; a run of one epoch gets its one tick, centred, not 0.945 to 1.050)
+        epoch_axis(ax, sorted({x for name in names if name in data for x in data[name][0]}))
         ax.grid(alpha=0.3, which="both")
     handles, labels = axes[0][0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="center right", fontsize=8, title="layer", title_fontsize=8)

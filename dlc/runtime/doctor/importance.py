@@ -237,9 +237,13 @@ def plot(run: Path, imp: Importance) -> Path | None:
             labels = list(dict.fromkeys([*sp.options, *values]))
             xs = [float(labels.index(v)) for v in values]
             ax.set_xticks(range(len(labels)), [str(v) for v in labels])
-            for i, v in enumerate(labels):
-                if v in region.get("options", []):
-                    ax.axvspan(i - 0.4, i + 0.4, color="tab:green", alpha=0.12)
+            # (categories at 0..n-1, each with room on both sides: no option pressed against an edge, no
+            # band running off it)
+            ax.set_xlim(-0.6, len(labels) - 0.4)
+            best = [i for i, v in enumerate(labels) if v in region.get("options", [])]
+            for i in best:  # one band per option the top trials took, one legend entry for them all
+                ax.axvspan(i - 0.4, i + 0.4, color="tab:green", alpha=0.12,
+                           label=f"best region {region['text']}" if i == best[0] else None)
         else:
             xs = [float(v) for v in values]
             if sp.kind == "loguniform":
