@@ -179,3 +179,32 @@ def test_every_fixture_replayed_trains_as_eager(path):
     for layer, ws in wa.items():
         for wname, w in ws.items():
             np.testing.assert_array_equal(wb[layer][wname], w, err_msg=f"{layer}/{wname}")
+
+
+@pytest.mark.parametrize("name", ["dropout", "batchnorm_conv", "loss_mse"])
+def test_features_read_from_the_host_train_as_resident_ones(name, monkeypatch):
+    """Features too big for the GPU stay on the host and come a batch at a time (HostBatches, read ahead in a
+    thread, pinned on CUDA): the same training, bit for bit, as features kept on the device. Forced here on
+    the CPU, where they would always be kept (session.fits_on_device)."""
+    import dlc
+    from dlc.backends.torch import session as torch_session
+
+    spec = dlc.load(Path(__file__).parent / "equivalence" / "fixtures" / f"{name}.dlspec")
+    runs = []
+    for resident in (True, False):
+        monkeypatch.setattr(torch_session, "fits_on_device", lambda device, nbytes, r=resident: r)
+        model = dlc.Model(spec, backend="torch", dtype="float64", device="cpu")
+        hist = model.fit(max_steps=30)
+        runs.append((hist.step_losses, hist.rows, model.get_weights()))
+    (a, rows_a, wa), (b, rows_b, wb) = runs
+    assert a == b
+    assert [r.get("val_loss") for r in rows_a] == [r.get("val_loss") for r in rows_b]
+    for layer, ws in wa.items():
+        for wname, w in ws.items():
+            np.testing.assert_array_equal(wb[layer][wname], w, err_msg=f"{layer}/{wname}")
+
+
+def test_only_a_gpu_sends_features_to_the_host():
+    from dlc.backends.torch.session import fits_on_device
+
+    assert fits_on_device(torch.device("cpu"), 10**15)

@@ -100,3 +100,17 @@ def test_cuda_graph_equals_eager(path, monkeypatch):
     graph = model.session.trainer.graph
     assert graph is not None
     print(f"{path.stem}: {'captured' if graph.graph is not None else 'eager: ' + str(graph.refused)}")
+
+
+@needs_cuda
+@pytest.mark.parametrize("name", ["dense", "dropout", "batchnorm_conv"])
+def test_features_on_the_host_train_as_on_the_device(name, monkeypatch):
+    """Features above RESIDENT_SHARE of the GPU's free memory stay on the host, each batch pinned in the
+    reading thread and copied asynchronously: the same per-step losses as features kept on the GPU."""
+    from dlc.backends.torch import session as torch_session
+
+    spec = dlc.load(Path(__file__).parent / "equivalence" / "fixtures" / f"{name}.dlspec")
+    _, resident = trained(spec, GPU, "float64")
+    monkeypatch.setattr(torch_session, "RESIDENT_SHARE", 0.0)
+    _, host = trained(spec, GPU, "float64")
+    np.testing.assert_array_equal(np.array(host.step_losses), np.array(resident.step_losses))

@@ -65,6 +65,23 @@ def pick_device(device: str) -> torch.device:
     return torch.device(device)
 
 
+# the share of a GPU's free memory the features may take on it; above it they stay on the host, in batches
+RESIDENT_SHARE = 0.5
+
+
+def fits_on_device(device: torch.device, nbytes: int) -> bool:
+    """Whether features of `nbytes` are kept on `device` (always on the CPU, where they already are), leaving
+    the rest of the GPU's free memory to the model, its activations and the optimizer."""
+    if device.type != "cuda":
+        return True
+    free, _total = torch.cuda.mem_get_info(device)
+    return nbytes <= RESIDENT_SHARE * free
+
+
+def _nbytes(x: np.ndarray, dtype: torch.dtype) -> int:
+    return int(np.prod(x.shape)) * torch.empty((), dtype=dtype).element_size()
+
+
 def check_device(device: str) -> None:
     pick_device(device)
 
@@ -157,7 +174,9 @@ class Session:
     # ---------------------------------------------------------------------------------------- training
 
     def load_data(self, x: np.ndarray, y: np.ndarray):
-        if getattr(x, "streamed", False):  # read on request: each batch from the host (HostBatches)
+        """The data on the device, or its features read a batch at a time from the host (HostBatches): an npy
+        source's streamed rows, or an array that would take more than half the GPU's free memory."""
+        if getattr(x, "streamed", False) or not fits_on_device(self.device, _nbytes(x, self.dtype)):
             return HostBatches(x, self.dtype, self.device), to_tensors(x[:0], y, self.dtype, self.device)[1]
         return to_tensors(x, y, self.dtype, self.device)
 

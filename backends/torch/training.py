@@ -199,14 +199,16 @@ class Trainer:
 
 
 class HostBatches:
-    """Features read on the host a batch at a time (an npy source's rows, dlc.runtime.data.StreamedRows:
-    `rows[indices]` and `rows[a:b]` give normalised numpy rows), each batch a tensor on the device:
-    `x[idx]` (an index tensor, as train_epoch takes a batch of its order) and `x[a:b]` (evaluate)."""
+    """Features read on the host a batch at a time (an npy source's rows, dlc.runtime.data.StreamedRows, or
+    an array too big for the GPU: `rows[indices]` and `rows[a:b]` give normalised numpy rows), each batch a
+    tensor on the device: `x[idx]` (an index tensor, as train_epoch takes a batch of its order) and `x[a:b]`
+    (evaluate). On CUDA each batch is put in pinned memory by the reading thread, so its copy to the device
+    runs asynchronously, behind the step before it."""
 
     def __init__(self, rows, dtype, device=None):
         self.rows, self.dtype = rows, dtype
         self.device = torch.device(device if device is not None else "cpu")
-        self.reader = BatchReader(rows)
+        self.reader = BatchReader(_HostTensors(rows, dtype, pin=self.device.type == "cuda"))
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -218,8 +220,21 @@ class HostBatches:
     def __getitem__(self, key):
         if isinstance(key, torch.Tensor):
             key = key.cpu().numpy()
-        batch = torch.from_numpy(np.ascontiguousarray(self.reader.read(key)))
-        return batch.to(device=self.device, dtype=self.dtype, non_blocking=self.device.type == "cuda")
+        return self.reader.read(key).to(device=self.device, non_blocking=self.device.type == "cuda")
+
+
+class _HostTensors:
+    """`rows[key]` as a host tensor in the run's dtype, pinned where `pin` (made in the reader's thread)."""
+
+    def __init__(self, rows, dtype, pin: bool):
+        self.rows, self.dtype, self.pin = rows, dtype, pin
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, key) -> torch.Tensor:
+        batch = torch.from_numpy(np.ascontiguousarray(self.rows[key])).to(self.dtype)
+        return batch.pin_memory() if self.pin else batch
 
 
 def epoch_buffers(x, perm: np.ndarray, batch_size: int, stats_shape):
