@@ -317,23 +317,33 @@ def run_torch_slicing(spec, data, epochs: int, device: str) -> dict:
         model.train()
         _sync(dev)
         meter.start()
-        perm = torch.randperm(n, device=dev)
-        total = torch.zeros((), device=dev)
-        correct = torch.zeros((), dtype=torch.int64, device=dev)
-        for i in range(0, n, bs):
-            idx = perm[i:i + bs]
-            xb, yb = x[idx], y[idx]
-            out = model(xb)
-            loss = loss_fn(out, yb)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            with torch.no_grad():
-                total += loss.detach() * len(idx)
-                correct += (out.argmax(1) == yb).sum()
+        total, correct = slicing_epoch(model, opt, loss_fn, x, y, bs)
         loss_v, acc_v = total.item() / n, correct.item() / n
         meter.stop()
     return meter.result(samples=n, loss=loss_v, accuracy=acc_v, device=str(dev))
+
+
+def slicing_epoch(model, opt, loss_fn, x, y, bs: int):
+    """One epoch of the hand-written resident loop: batches cut from the device tensors by a randperm, the
+    loss sum and correct count accumulated on the device (read by the caller)."""
+    import torch
+
+    n, dev = len(x), x.device
+    perm = torch.randperm(n, device=dev)
+    total = torch.zeros((), device=dev)
+    correct = torch.zeros((), dtype=torch.int64, device=dev)
+    for i in range(0, n, bs):
+        idx = perm[i:i + bs]
+        xb, yb = x[idx], y[idx]
+        out = model(xb)
+        loss = loss_fn(out, yb)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        with torch.no_grad():
+            total += loss.detach() * len(idx)
+            correct += (out.argmax(1) == yb).sum()
+    return total, correct
 
 
 RUNNERS = {

@@ -75,22 +75,10 @@ def hand_ops(spec, x, labels, steps: int):
 
     hp = B.hparams(spec)
     model, opt, loss_fn = B._torch_model(hp, torch.device("cpu"))
-    xt, yt, bs, n = B.torch_inputs(hp, x), torch.from_numpy(labels), hp["batch_size"], len(x)
+    xt, yt, bs = B.torch_inputs(hp, x), torch.from_numpy(labels), hp["batch_size"]
 
-    def epoch():  # bench_mlp.run_torch_slicing's loop
-        perm = torch.randperm(n)
-        total, correct = torch.zeros(()), torch.zeros((), dtype=torch.int64)
-        for i in range(0, n, bs):
-            idx = perm[i:i + bs]
-            xb, yb = xt[idx], yt[idx]
-            out = model(xb)
-            loss = loss_fn(out, yb)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            with torch.no_grad():
-                total += loss.detach() * len(idx)
-                correct += (out.argmax(1) == yb).sum()
+    def epoch():
+        B.slicing_epoch(model, opt, loss_fn, xt, yt, bs)
 
     epoch()
     with counter(False) as c:
