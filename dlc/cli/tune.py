@@ -40,7 +40,11 @@ def command(
                                          help="trials run at once, each in its own process")] = 1,
     threads: Annotated[Optional[int], typer.Option(
         "--threads", metavar="N", show_default=False, min=1,
-        help="CPU threads per trial (default: the cores / --workers)")] = None,
+        help="CPU threads per trial process (default: the cores / (--workers × --trial-nproc))")] = None,
+    trial_nproc: Annotated[int, typer.Option(
+        "--trial-nproc", metavar="N", min=1,
+        help="train each trial data-parallel on N processes of this machine, as `dlc run --nproc N` (the "
+             "same results as one process; its rank 0 reports to the study)")] = 1,
     refine: Annotated[Optional[str], typer.Option(
         "--refine", metavar="RUN", show_default=False,
         help="search around the best trials of an earlier tune run")] = None,
@@ -52,19 +56,33 @@ def command(
 ) -> int:
     """Search a spec's hyperparameters (its search block) with Optuna.
 
-    Each trial runs in a process of its own. Prints each trial, a table of the best ones and the best
-    parameters; writes DIR/best.dlspec (ready for `dlc run`), DIR/tune.json and DIR/trials/NNNN/."""
+    Each trial runs in a process of its own (--trial-nproc N: N processes, data-parallel). Prints each
+    trial, a table of the best ones and the best parameters; writes DIR/best.dlspec (ready for `dlc run`),
+    DIR/tune.json and DIR/trials/NNNN/."""
     from rich.console import Console
 
     console = Console(stderr=True, quiet=quiet, soft_wrap=True)  # a long trial line is never wrapped
     result = compiled(api.tune_target(spec, refine))
     display = _Display(console)
     try:
-        done = api.tune(result, backend=o.value(backend), device=device, out=out, trials=trials,
-                        workers=workers, threads=threads, refine=refine, study=study, reporter=display)
+        done = _search(result, backend=o.value(backend), device=device, out=out, trials=trials,
+                       workers=workers, threads=threads, refine=refine, study=study, reporter=display,
+                       trial_nproc=trial_nproc)
     finally:
         display.close()
     return _finish(console, result.spec.name, done, quiet)
+
+
+def _search(result, *, trial_nproc: int, **options):
+    """api.tune; with --trial-nproc above 1, the search itself (dlc.runtime.tune.tune, which api.tune does
+    not pass --trial-nproc to)."""
+    if trial_nproc == 1:
+        return api.tune(result, **options)
+    from dlc.runtime.tune import check_tunable, tune
+
+    check_tunable(result)
+    return tune(result, str(result.file), refine_run=options.pop("refine"), trial_nproc=trial_nproc,
+                **options)
 
 
 class _Display(api.Reporter):
@@ -81,6 +99,8 @@ class _Display(api.Reporter):
         self.plan = plan
         grid = f" over a grid of {plan.grid_size} points" if plan.grid_size is not None else ""
         workers = f"{plan.workers} worker{'s' if plan.workers > 1 else ''}"
+        if plan.trial_nproc > 1:
+            workers += f", {plan.trial_nproc} processes per trial"
         pruning = ", median pruning" if plan.prune == "median" else ""
         self.console.print(f"[bold]{e(plan.spec_name)}[/]: {plan.method} search{grid}, {plan.target} trials "
                            f"on [cyan]{plan.backend}[/] ({workers}), {plan.direction} {e(plan.metric)}"

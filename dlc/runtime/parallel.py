@@ -324,3 +324,24 @@ def _verdict(codes: list[int | None], order: list[int], logs: list, how: Launch)
                 "the other workers were stopped")
     return 1, line
 
+
+
+# ------------------------------------------------------------------------------- a group started by another
+
+
+def group_vars(nproc: int) -> list[dict[str, str]]:
+    """The environment of each of `nproc` workers of one data-parallel group on this machine (a `dlc tune
+    --trial-nproc` trial, whose processes `dlc tune` starts and watches itself): the variables `launch` sets
+    (LAUNCHED, RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT, the keras backend's ports), with a
+    fresh rendezvous port; only these, not the rest of the environment."""
+    port = _free_port()
+    ports = ",".join(str(_free_port()) for _ in range(nproc))
+    return [{LAUNCHED: "1", "RANK": str(local), "WORLD_SIZE": str(nproc), "LOCAL_RANK": str(local),
+             "LOCAL_WORLD_SIZE": str(nproc), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port),
+             PORTS: ports} for local in range(nproc)]
+
+
+def verdict(codes: list[int | None], order: list[int], logs: list, nproc: int) -> tuple[int, str]:
+    """`launch`'s verdict on a group of `nproc` workers on one machine (see _verdict): its exit code and the
+    line that says which worker stopped ("" when rank 0 ended on its own)."""
+    return _verdict(codes, order, logs, Launch(nproc))

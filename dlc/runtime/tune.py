@@ -45,6 +45,14 @@ whose process died. Workers write their results to the study's storage themselve
   tune.json's `stopped`).
 - A study keeps the search and the backend it was made with (user attributes `dlc_config`, `dlc_backend`): a
   `dlc tune` with other spaces or another --backend on it is refused (TuneError), never mixed into it.
+- --trial-nproc N: each trial is N processes of one data-parallel group on this machine (_Group; as `dlc run
+  --nproc N`, dlc.runtime.parallel: the same per-epoch numbers as one process), of which rank 0 is the trial's
+  worker as one process is (it alone talks to the study and writes the trial's folder) and the others train
+  along; this process watches them as `dlc run --nproc`'s launcher does. A trial that loses a process is
+  crashed (its `failure` the launcher's line naming it); a pruned one's rank 0 ends and the others are
+  stopped. So trials, pruning, failures, trial folders and tune.json are those of one process per trial.
+  What `dlc run --nproc` refuses (parallel.blockers), and a cv_ objective, is refused before the first trial
+  (check_trial_nproc).
 """
 
 from __future__ import annotations
@@ -63,7 +71,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dlc.compiler.diagnostics import Diagnostic
-from dlc.compiler.search import Space, concretize, grid_points, refine, spaces_of, storage_problem, top_trials
+from dlc.compiler.search import (
+    Space,
+    concretize,
+    grid_points,
+    refine,
+    spaces_of,
+    storage_problem,
+    top_trials,
+    value_text,
+)
 from dlc.runtime import rundir
 from dlc.runtime.trials import COUNTED, ERROR, RESULT, outcome
 
@@ -80,6 +97,8 @@ STOP_AFTER_CRASHES = 3  # trials crashed in a row after which a `dlc tune` start
 # the parameters' (module docstring)
 STOP_AFTER_SAME_FAILURE = 3
 HOST = socket.gethostname()
+# the most other `choice` options compiled to check that --trial-nproc can train them (check_trial_nproc)
+MAX_OPTION_CHECKS = 64
 
 
 class TuneError(Exception):
@@ -328,9 +347,11 @@ class _StudyLock:
 
 
 class _Worker:
-    """One trial's process: forked from the fork server (backend already imported), or a fresh interpreter."""
+    """One trial's process: forked from the fork server (backend already imported), or a fresh interpreter.
+    `env` and `log`: its place in a trial's data-parallel group and, above rank 0, where its output goes
+    (_Group)."""
 
-    def __init__(self, job: dict, mode: str):
+    def __init__(self, job: dict, mode: str, env: dict[str, str] | None = None, log: str | None = None):
         self.job = job
         self.mode = mode
         # the process: the fork server's child (mode "fork") or a fresh interpreter (mode "subprocess")
@@ -341,7 +362,8 @@ class _Worker:
 
             from dlc.runtime import tune_worker
 
-            self.forked = mp.get_context("forkserver").Process(target=tune_worker.run_trial, args=(job,),
+            args = (job,) if env is None else (job, env, log)
+            self.forked = mp.get_context("forkserver").Process(target=tune_worker.run_trial, args=args,
                                                                 name=f"dlc-trial-{job['number']}")
             self.forked.start()
             self.pid = self.forked.pid
@@ -349,11 +371,18 @@ class _Worker:
             import subprocess
 
             path = Path(job["trial_dir"]) / "job.json"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(job))
-            self.popen = subprocess.Popen([sys.executable, "-m", "dlc.runtime.tune_worker", str(path)],
-                                          stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                          stderr=subprocess.DEVNULL)
+            if env is None or env.get("RANK") == "0":  # (a group's rank 0 starts first and writes it)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(json.dumps(job))
+            out = open(log, "ab") if log else None  # noqa: SIM115 - the child holds it; closed below
+            try:
+                self.popen = subprocess.Popen([sys.executable, "-m", "dlc.runtime.tune_worker", str(path)],
+                                              stdin=subprocess.DEVNULL, stdout=out or subprocess.DEVNULL,
+                                              stderr=out or subprocess.DEVNULL,
+                                              env=None if env is None else {**os.environ, **env})
+            finally:
+                if out is not None:
+                    out.close()
             self.pid = self.popen.pid
 
     def exitcode(self) -> int | None:
@@ -375,6 +404,125 @@ class _Worker:
             self.popen.wait(5)
         except Exception:  # noqa: BLE001
             self.popen.kill()
+
+    def terminate(self) -> None:
+        """SIGTERM, without waiting (a group's processes are signalled first, then waited for)."""
+        proc = self.forked or self.popen
+        if proc is not None and self.exitcode() is None:
+            with contextlib.suppress(OSError, ValueError):
+                proc.terminate()
+
+    def end(self, timeout: float) -> None:
+        """Wait up to `timeout` seconds for the process to end, then kill it."""
+        if self.forked is not None:
+            self.forked.join(max(0.0, timeout))
+            if self.forked.exitcode is None:
+                self.forked.kill()
+                self.forked.join()
+            return
+        assert self.popen is not None
+        try:
+            self.popen.wait(max(0.0, timeout))
+        except Exception:  # noqa: BLE001 - it does not end: kill it
+            self.popen.kill()
+            self.popen.wait()
+
+
+class _Group:
+    """One trial trained data-parallel (--trial-nproc N): N processes of one data-parallel group on this
+    machine (dlc.runtime.parallel, as `dlc run --nproc N`), each a _Worker with the group's variables. Rank 0
+    is the trial's worker as one process is (it alone opens the study, reports, prunes, writes the trial's
+    folder); the others train along and write nothing (their output goes to a temporary file). Watched as
+    `dlc run --nproc`'s launcher watches its workers, without blocking: once rank 0 has ended (its result
+    told, pruned, or a lost peer) the others are stopped; when another one fails, rank 0 gets
+    parallel.GRACE_S to end on its own, then is stopped. `line` says which process stopped the trial
+    (parallel.verdict; "" when rank 0 ended on its own), and their output is added to the trial's log.txt."""
+
+    def __init__(self, job: dict, mode: str, nproc: int):
+        import tempfile
+
+        from dlc.runtime import parallel
+
+        self.job, self.mode, self.nproc = job, mode, nproc
+        self.line = ""
+        self.order: list[int] = []  # the processes in the order they ended on their own
+        self.deadline: float | None = None
+        self.code: int | None = None
+        self.logs: list[str | None] = [None]
+        for rank in range(1, nproc):
+            fd, name = tempfile.mkstemp(prefix=f"dlc-trial-{job['number']}-rank{rank}-", suffix=".log")
+            os.close(fd)
+            self.logs.append(name)
+        self.procs: list[_Worker] = []
+        try:
+            for env, path in zip(parallel.group_vars(nproc), self.logs, strict=True):
+                self.procs.append(_Worker(job, mode, env, path))
+        except BaseException:
+            self.stop()
+            raise
+        self.pid = self.procs[0].pid
+
+    def exitcode(self) -> int | None:
+        """Rank 0's exit code once the group has ended (None while it runs): see the class."""
+        from dlc.runtime.parallel import GRACE_S
+
+        if self.code is not None:
+            return self.code
+        codes = [w.exitcode() for w in self.procs]
+        self.order += [i for i, c in enumerate(codes) if c is not None and i not in self.order]
+        if codes[0] is None:
+            if not any(c not in (None, 0) for c in codes[1:]):
+                return None  # (a rank that ended well ended with rank 0's training, or as rank 0 will)
+            if self.deadline is None:
+                self.deadline = time.monotonic() + GRACE_S
+            if time.monotonic() < self.deadline:
+                return None
+        self._end()
+        return self.code
+
+    def _end(self) -> None:
+        from dlc.runtime.parallel import verdict
+
+        self._stop_all()
+        codes = [w.exitcode() if i in self.order else None for i, w in enumerate(self.procs)]
+        logs = [open(p) if p else None for p in self.logs]  # noqa: SIM115 - closed below
+        try:
+            _, self.line = verdict(codes, self.order, logs, self.nproc)
+        finally:
+            for fh in logs:
+                if fh is not None:
+                    fh.close()
+        if self.line:
+            self._keep_output()
+        self.code = self.procs[0].exitcode()
+        self._remove_logs()
+
+    def _keep_output(self) -> None:
+        """The other processes' output, after rank 0's in the trial's log.txt (the trial's only log)."""
+        with contextlib.suppress(OSError), open(Path(self.job["trial_dir"]) / "log.txt", "a") as out:
+            out.write(f"\n{self.line}\n")
+            for rank, path in enumerate(self.logs):
+                if path is None:
+                    continue
+                text = Path(path).read_text(errors="replace")
+                out.write(f"--- the output of process {rank} of {self.nproc} ---\n{text}")
+
+    def _stop_all(self) -> None:
+        for w in self.procs:
+            w.terminate()
+        end = time.monotonic() + 3.0
+        for w in self.procs:
+            w.end(end - time.monotonic())
+
+    def _remove_logs(self) -> None:
+        for path in self.logs:
+            if path is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
+
+    def stop(self) -> None:
+        self._stop_all()
+        self._remove_logs()
 
 
 class _DataFailures:
@@ -552,6 +700,7 @@ class Plan:
     refined: dict | None
     done_before: int
     requeued: int
+    trial_nproc: int = 1  # processes per trial (--trial-nproc: each trial data-parallel)
 
 
 @dataclass
@@ -606,10 +755,12 @@ class TuneResult:
 def tune(result, spec_path: str, *, backend: str = "torch", device: str = "auto", out: str | None = None,
          trials: int | None = None, workers: int = 1, threads: int | None = None,
          refine_run: str | None = None,
-         study: str | None = None, reporter: Reporter | None = None) -> TuneResult:
+         study: str | None = None, reporter: Reporter | None = None, trial_nproc: int = 1) -> TuneResult:
     """Search the spaces of a compiled, tunable spec (see check_tunable) with Optuna into a run directory
     (`out`, default: a fresh one under runs/; the same one resumes): tune.json, best.dlspec, trials/NNNN/.
-    TuneError for a problem with the set-up (storage, refine run, a study made with other spaces)."""
+    `trial_nproc`: each trial trains data-parallel on that many processes of this machine, as `dlc run
+    --nproc` (the same results as one process). TuneError for a problem with the set-up (storage, refine
+    run, a study made with other spaces, a spec that cannot train data-parallel)."""
     from dlc.runtime.tune_worker import _quiet_optuna
 
     _quiet_optuna()
@@ -625,8 +776,10 @@ def tune(result, spec_path: str, *, backend: str = "torch", device: str = "auto"
     refined = None
     if refine_run:
         spaces, refined = _load_refine(refine_run, spaces, result.spec.search.objective.direction)
+    if trial_nproc != 1:
+        check_trial_nproc(result, spec_path, spaces, backend, trial_nproc, workers)
     search = _Search(result, spec_path, spaces, refined, backend=backend, device=device, out=out,
-                     trials=trials, workers=workers, threads=threads, study=study)
+                     trials=trials, workers=workers, threads=threads, study=study, trial_nproc=trial_nproc)
     try:
         search.open()
     except TuneError:
@@ -639,6 +792,39 @@ def tune(result, spec_path: str, *, backend: str = "torch", device: str = "auto"
     reporter.started(search.plan(done_before, requeued))
     interrupted = search.loop(reporter)
     return search.finish(interrupted)
+
+
+def check_trial_nproc(result, spec_path: str, spaces: list[Space], backend: str, nproc: int,
+                      workers: int = 1) -> None:
+    """TuneError (one line, before anything is written) when the trials cannot train data-parallel on
+    `nproc` processes: what `dlc run --nproc` refuses (parallel.blockers) for the spec with its spaces at
+    their first values or with any other option of a `choice` (MAX_OPTION_CHECKS of them at most), a cv_
+    objective (cross-validation is not split across processes), more processes than the cores can share."""
+    from dlc.compiler import compile_file
+    from dlc.runtime.parallel import OVERSUBSCRIBE, blockers, usable_cores
+
+    if nproc < 1:
+        raise TuneError(f"--trial-nproc must be at least 1 (got {nproc})")
+    metric = result.spec.search.objective.metric
+    if metric.startswith("cv_"):
+        raise TuneError(f"--trial-nproc trains each trial as one data-parallel run, and the objective "
+                        f"{metric} cross-validates each trial (dlc cv's folds), which is not split across "
+                        "processes: use a val_ objective, or --trial-nproc 1")
+    cores = usable_cores()
+    if nproc * workers > OVERSUBSCRIBE * cores:
+        raise TuneError(f"--workers {workers} × --trial-nproc {nproc} is {nproc * workers} processes; this "
+                        f"machine has {cores} CPU core{'s' if cores != 1 else ''} for dlc, and more than "
+                        f"{OVERSUBSCRIBE} processes per core only wait for each other")
+    specs = [("", result.spec)]
+    others = [(sp, v) for sp in spaces if sp.kind == "choice" for v in sp.options[1:]]
+    for sp, value in others[:MAX_OPTION_CHECKS]:
+        other = compile_file(spec_path, {sp.at: value})
+        if other.ok and other.spec is not None:  # (an option that does not compile is the check's to report)
+            specs.append((f"when {sp.name} is {value_text(sp, value)}: ", other.spec))
+    for when, spec in specs:
+        problems = blockers(spec, backend)
+        if problems:
+            raise TuneError(when + problems[0].replace("--nproc", "--trial-nproc", 1))
 
 
 def _check_same_study(out: Path, study: str) -> None:
@@ -661,8 +847,9 @@ class _Search:
 
     def __init__(self, result, spec_path: str, spaces: list[Space], refined: dict | None, *, backend: str,
                  device: str, out: str | None, trials: int | None, workers: int, threads: int | None,
-                 study: str | None):
-        for option, n in (("--trials", trials), ("--workers", workers), ("--threads", threads)):
+                 study: str | None, trial_nproc: int = 1):
+        for option, n in (("--trials", trials), ("--workers", workers), ("--threads", threads),
+                          ("--trial-nproc", trial_nproc)):
             if n is not None and n < 1:  # (0 trials would silently fall back to the search block's)
                 raise TuneError(f"{option} must be at least 1 (got {n})")
         spec = result.spec
@@ -672,6 +859,7 @@ class _Search:
         self.method, self.prune = search.method, search.prune
         self.trials = trials or search.trials
         self.workers = max(1, workers)
+        self.trial_nproc = trial_nproc  # processes per trial: each trial data-parallel (_Group) above 1
         self.grid = _grid(spaces) if self.method == "grid" else None
         self.target = min(self.trials, len(self.grid)) if self.grid is not None else self.trials
         self.backend, self.device, self.threads = backend, device, threads
@@ -790,8 +978,8 @@ class _Search:
         self.mode = _worker_mode()
         if self.mode == "fork":
             _start_fork_server(self.backend)
-        self.threads = self.threads or (max(1, (os.cpu_count() or 1) // self.workers)
-                                        if self.workers > 1 else None)
+        processes = self.workers * self.trial_nproc  # (each trial's processes share its cores)
+        self.threads = self.threads or (max(1, (os.cpu_count() or 1) // processes) if processes > 1 else None)
 
     def plan(self, done_before: int, requeued: int) -> Plan:
         return Plan(spec_name=self.spec.name, method=self.method,
@@ -799,7 +987,7 @@ class _Search:
                     target=self.target, backend=self.backend, workers=self.workers, direction=self.direction,
                     metric=self.metric, prune=self.prune, run=self.run, study=self.study_name,
                     storage=_shown_url(self.url), spaces=self.spaces, refined=self.refined,
-                    done_before=done_before, requeued=requeued)
+                    done_before=done_before, requeued=requeued, trial_nproc=self.trial_nproc)
 
     # ---------------------------------------------------------------------------------------- trials
 
@@ -808,7 +996,7 @@ class _Search:
         in a row stop it (self.stopped); True when interrupted."""
         from optuna.trial import TrialState
 
-        running: dict[int, tuple[_Worker, int]] = {}  # trial id -> (worker, number)
+        running: dict[int, tuple[_Worker | _Group, int]] = {}  # trial id -> (worker, number)
         try:
             while True:
                 ended = self._reap(running, reporter)
@@ -852,9 +1040,9 @@ class _Search:
             self._end_trials(self.data_failures.release(), RESULT, reporter)
             if ft.state == TrialState.RUNNING:
                 log = Path(w.job["trial_dir"]) / "log.txt"
+                why = getattr(w, "line", "") or f"its process exited with code {code}"  # (_Group: which one)
                 with contextlib.suppress(UpdateFinishedTrialError):
-                    self.storage.set_trial_user_attr(tid, "failure",
-                                                     f"its process exited with code {code} (see {log})")
+                    self.storage.set_trial_user_attr(tid, "failure", f"{why} (see {log})")
                     self.storage.set_trial_user_attr(tid, "failure_kind", ERROR)
                     self.storage.set_trial_state_values(tid, TrialState.FAIL)
                 ft = self.storage.get_trial(tid)
@@ -956,7 +1144,12 @@ class _Search:
         folder = str((self.run / "trials" / f"{trial.number:04d}").resolve())
         trial.set_user_attr("dlc_folder", folder)  # (a study shared by several --out: where its files are)
         job = dict(self._job_base(), trial_id=trial._trial_id, number=trial.number, trial_dir=folder)
-        w = _Worker(job, self.mode)
+        w: _Worker | _Group
+        if self.trial_nproc > 1:  # (the ranks above 0 take the trial's values from the job, not the study)
+            job.update(nproc=self.trial_nproc, params=trial.params)
+            w = _Group(job, self.mode, self.trial_nproc)
+        else:
+            w = _Worker(job, self.mode)
         trial.set_user_attr("dlc_worker_pid", w.pid)
         running[trial._trial_id] = (w, trial.number)
         self.started_at[trial.number] = time.monotonic()

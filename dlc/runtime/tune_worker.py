@@ -14,6 +14,15 @@ data error (DataError, a lowering the backend lacks) is left to the parent (tria
 stays RUNNING with its `failure`, and `dlc tune` ends it as RESULT unless trials with other parameters fail
 alike, which shows the data, not the parameters, at fault. Its output goes to the trial's folder, with the
 history.
+
+With `dlc tune --trial-nproc N` a trial is N processes of one data-parallel group (dlc.runtime.parallel, as
+`dlc run --nproc N`: the same per-epoch numbers as one process), started by `dlc tune` with the group's
+variables (RANK, WORLD_SIZE, ...): rank 0 is the trial's worker as above (it alone opens the study, reports,
+prunes and writes the trial's folder); the ranks above 0 (`_help`) compile the spec with the trial's values
+(in the job), train along and write nothing, their output going to a file of `dlc tune`'s. A pruned trial's
+rank 0 simply ends (dlc tune stops the others); a rank 0 that loses another process (WorkerLost) tells the
+study nothing and exits with parallel.EXIT_WORKER_LOST: `dlc tune` ends the trial as crashed, with the line
+that says which process stopped.
 """
 
 from __future__ import annotations
@@ -25,6 +34,7 @@ import sys
 import traceback
 from pathlib import Path
 
+from dlc.backends.distributed import WorkerLost
 from dlc.runtime.trials import ERROR, LEFT_TO_PARENT, RESULT
 
 PRUNE_STARTUP_TRIALS = 3  # the median pruner prunes nothing until this many trials have completed
@@ -101,11 +111,28 @@ def _limit_threads(backend: str, threads: int | None) -> None:
         limit_threads(backend, threads)
 
 
-def run_trial(job: dict) -> None:
+def _group_worker(job: dict):
+    """This process's place in the trial's data-parallel group (--trial-nproc above 1), else None."""
+    if job.get("nproc", 1) <= 1:
+        return None
+    from dlc.runtime.parallel import from_env
+
+    return from_env()
+
+
+def run_trial(job: dict, env: dict | None = None, log: str | None = None) -> None:
     """Entry point of a trial process (the target of the forked process, or `python -m
-    dlc.runtime.tune_worker`)."""
+    dlc.runtime.tune_worker`). `env`: the variables of its place in the trial's data-parallel group (a
+    forked process; a fresh interpreter has them in its environment); `log`: where a rank above 0 writes its
+    output (a forked process; a fresh interpreter's output is sent there by `dlc tune`)."""
     import time
 
+    if env:
+        os.environ.update(env)
+    worker = _group_worker(job)
+    if worker is not None and worker.rank > 0:
+        _help(job, worker, log)
+        return
     t0 = time.perf_counter()
     trial_dir = Path(job["trial_dir"])
     trial_dir.mkdir(parents=True, exist_ok=True)
@@ -121,10 +148,15 @@ def run_trial(job: dict) -> None:
     print(f"trial {trial.number}: {json.dumps(trial.params)} (process {os.getpid()}, storage open in "
           f"{time.perf_counter() - t0:.2f} s)", flush=True)
     try:
-        state, value, failure = _run(job, trial)
+        state, value, failure = _run(job, trial, worker)
         kind = RESULT
     except (KeyboardInterrupt, SystemExit):
         raise  # the parent marks the trial interrupted and queues it again
+    except WorkerLost as e:  # another process of the trial's group: dlc tune says which, the trial crashed
+        from dlc.runtime.parallel import EXIT_WORKER_LOST
+
+        print(f"{e} ({time.perf_counter() - t0:.2f} s)", flush=True)
+        raise SystemExit(EXIT_WORKER_LOST) from None
     except Exception as e:  # noqa: BLE001 - a bug or a library error: this trial failed, the search goes on
         traceback.print_exc()
         state, value, failure, kind = "FAIL", None, _one_line(e), ERROR
@@ -154,7 +186,7 @@ def _one_line(e: Exception) -> str:
     return first_line if isinstance(e, _EnvironmentFailure) else f"{type(e).__name__}: {first_line}"
 
 
-def _run(job: dict, trial) -> tuple[str, float | None, str | None]:
+def _run(job: dict, trial, worker=None) -> tuple[str, float | None, str | None]:
     from dlc.compiler import compile_file
 
     _limit_threads(job["backend"], job.get("threads"))
@@ -166,6 +198,10 @@ def _run(job: dict, trial) -> tuple[str, float | None, str | None]:
         where = f" (line {first.span.line})" if first.span else ""
         return "FAIL", None, f"spec error with these values{where}: {first.message}"
     spec = result.spec
+    if worker is not None:
+        problem = _not_parallel(spec, job)
+        if problem:  # (dlc tune refuses a spec whose options it finds blocked; this is a pair of them)
+            return "FAIL", None, f"these values cannot train data-parallel (--trial-nproc): {problem}"
     base_dir = Path(job["spec"]).parent
     metric = job["metric"]
     trial_dir = Path(job["trial_dir"])
@@ -179,7 +215,7 @@ def _run(job: dict, trial) -> tuple[str, float | None, str | None]:
         if metric.startswith("cv_"):
             value = _run_cv(job, trial, spec, base_dir, metric, prune)
         else:
-            value = _run_holdout(job, trial, spec, base_dir, metric, prune, trial_dir)
+            value = _run_holdout(job, trial, spec, base_dir, metric, prune, trial_dir, worker)
     except _Pruned as p:
         trial.set_user_attr("pruned_at", p.step)
         return "PRUNED", None, None
@@ -199,16 +235,49 @@ def _run(job: dict, trial) -> tuple[str, float | None, str | None]:
     return "COMPLETE", float(value), None
 
 
-def _run_holdout(job, trial, spec, base_dir, metric, prune, trial_dir) -> float | None:
+def _not_parallel(spec, job: dict) -> str | None:
+    """Why these values cannot train data-parallel (dlc.runtime.parallel.blockers), or a cv_ objective."""
+    from dlc.runtime.parallel import blockers
+
+    if job["metric"].startswith("cv_"):
+        return "a cv_ objective cross-validates each trial, which is not split across processes"
+    problems = blockers(spec, job["backend"])
+    return problems[0] if problems else None
+
+
+def _session(job: dict, spec, worker, stack):
+    """The trial's session: this process's own, or (in a data-parallel group) one in the group's process
+    group, joined here (and left when `stack` closes), training on its share of every batch."""
     from dlc.backends import session_class
     from dlc.reference.weights import initial_weights
-    from dlc.runtime import rundir
+
+    dp = None
+    if worker is not None:
+        from dlc.runtime.parallel import joined
+
+        dp = stack.enter_context(joined(worker, spec, job["backend"], job["device"]))
+    session = session_class(job["backend"])(spec, device=job["device"], weights=initial_weights(spec))
+    if dp is not None:
+        dp.wrap(session, worker)
+    return session
+
+
+def _run_holdout(job, trial, spec, base_dir, metric, prune, trial_dir, worker=None) -> float | None:
+    import contextlib
+
     from dlc.runtime.data import prepare
+
+    data = prepare(spec, base_dir, dtype=spec.dtype)
+    with contextlib.ExitStack() as stack:
+        session = _session(job, spec, worker, stack)
+        return _train_holdout(trial, spec, data, session, metric, prune, trial_dir)
+
+
+def _train_holdout(trial, spec, data, session, metric, prune, trial_dir) -> float | None:
+    from dlc.runtime import rundir
     from dlc.runtime.evidence import Recorder
     from dlc.runtime.loop import train
 
-    data = prepare(spec, base_dir, dtype=spec.dtype)
-    session = session_class(job["backend"])(spec, device=job["device"], weights=initial_weights(spec))
     rows: list[dict] = []
 
     def on_epoch(row):
@@ -243,6 +312,54 @@ def _run_cv(job, trial, spec, base_dir, metric, prune) -> float | None:
     summary = run_cv(spec, base_dir, job["backend"], job["device"], out=Path(job["trial_dir"]),
                      on_fold=on_fold)
     return summary.get(metric)
+
+
+def _help(job: dict, worker, log: str | None) -> None:
+    """A rank above 0 of a trial's data-parallel group: the same training as rank 0 (the spec with the
+    trial's values, from the job; the loop's decisions follow from the same summed numbers), writing nothing
+    and telling the study nothing. Where rank 0 reports the failure itself (a spec error, a data error, a
+    non-finite loss) it ends quietly (exit 0); a lost peer is exit EXIT_WORKER_LOST; any other error exit 1,
+    its last line saying why (dlc tune quotes it)."""
+    from dlc.runtime.parallel import EXIT_WORKER_LOST
+
+    if log:
+        _redirect(log)
+    os.chdir(job["cwd"])
+    try:
+        _follow(job, worker)
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except WorkerLost as e:
+        print(e, file=sys.stderr, flush=True)
+        raise SystemExit(EXIT_WORKER_LOST) from None
+    except Exception as e:  # noqa: BLE001 - this process's own failure: dlc tune says which process stopped
+        traceback.print_exc()
+        print(f"dlc: error: {_one_line(e)}", file=sys.stderr, flush=True)
+        raise SystemExit(1) from None
+
+
+def _follow(job: dict, worker) -> None:
+    import contextlib
+
+    from dlc.backends import LoweringMissing
+    from dlc.compiler import compile_file
+    from dlc.runtime.data import DataError, prepare
+    from dlc.runtime.loop import TrainingFailed
+    from dlc.runtime.parallel import follow
+
+    _limit_threads(job["backend"], job.get("threads"))
+    params = job["params"]
+    result = compile_file(job["spec"], {tuple(at): params[name] for name, at in job["spaces"]})
+    spec = result.spec
+    if not result.ok or spec is None or _not_parallel(spec, job):
+        return  # (rank 0 reports it)
+    try:
+        data = prepare(spec, Path(job["spec"]).parent, dtype=spec.dtype)
+        with contextlib.ExitStack() as stack:
+            session = _session(job, spec, worker, stack)
+            follow(session, spec, data, None)
+    except (DataError, LoweringMissing, TrainingFailed) as e:
+        print(f"ended as rank 0 does: {_first_line(e)}", flush=True)  # (rank 0 reports it)
 
 
 def main(argv: list[str] | None = None) -> int:
