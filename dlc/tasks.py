@@ -207,16 +207,17 @@ def tune_target(spec: str | None, refine: str | None) -> str:
 
 def tune(result: Compiled, *, backend: str = "torch", device: str = "auto", out: str | None = None,
          trials: int | None = None, workers: int = 1, threads: int | None = None, refine: str | None = None,
-         study: str | None = None, reporter: Reporter | None = None) -> TuneResult:
-    """`dlc tune`: search the spec's hyperparameters with Optuna, one process per trial (TuneError when the
-    spec has nothing to search or the set-up is wrong)."""
+         study: str | None = None, reporter: Reporter | None = None, trial_nproc: int = 1) -> TuneResult:
+    """`dlc tune`: search the spec's hyperparameters with Optuna, one process per trial, or `trial_nproc`
+    processes training it data-parallel (TuneError when the spec has nothing to search or the set-up is
+    wrong)."""
     from dlc.runtime.tune import Reporter, check_tunable
     from dlc.runtime.tune import tune as run_search
 
     check_tunable(result)
     return run_search(result, str(result.file), backend=backend, device=device, out=out, trials=trials,
                       workers=workers, threads=threads, refine_run=refine, study=study,
-                      reporter=reporter or Reporter())
+                      reporter=reporter or Reporter(), trial_nproc=trial_nproc)
 
 
 def lr_find_spec(result: Compiled, seed: int | None = None, dtype: str | None = None) -> Spec:

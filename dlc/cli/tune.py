@@ -65,24 +65,12 @@ def command(
     result = compiled(api.tune_target(spec, refine))
     display = _Display(console)
     try:
-        done = _search(result, backend=o.value(backend), device=device, out=out, trials=trials,
-                       workers=workers, threads=threads, refine=refine, study=study, reporter=display,
-                       trial_nproc=trial_nproc)
+        done = api.tune(result, backend=o.value(backend), device=device, out=out, trials=trials,
+                        workers=workers, threads=threads, refine=refine, study=study, reporter=display,
+                        trial_nproc=trial_nproc)
     finally:
         display.close()
     return _finish(console, result.spec.name, done, quiet)
-
-
-def _search(result, *, trial_nproc: int, **options):
-    """api.tune; with --trial-nproc above 1, the search itself (dlc.runtime.tune.tune, which api.tune does
-    not pass --trial-nproc to)."""
-    if trial_nproc == 1:
-        return api.tune(result, **options)
-    from dlc.runtime.tune import check_tunable, tune
-
-    check_tunable(result)
-    return tune(result, str(result.file), refine_run=options.pop("refine"), trial_nproc=trial_nproc,
-                **options)
 
 
 class _Display(api.Reporter):
