@@ -10,7 +10,7 @@ import math
 from typing import Annotated, ClassVar, Literal, Union
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from .catalog import Catalogued, register
 
@@ -242,6 +242,15 @@ class RandomUniform(Initializer):
     positional: ClassVar = ("minval", "maxval")
     minval: float = -0.05
     maxval: float = 0.05
+
+    @model_validator(mode="after")
+    def _ordered(self):
+        # (reversed bounds passed the check and failed drawing the weights: "ValueError: high - low < 0")
+        if self.minval > self.maxval:
+            lo, hi = f"{self.maxval:g}", f"{self.minval:g}"
+            raise ValueError(f"minval {hi} is above maxval {lo}: the bounds are minval <= maxval, e.g. "
+                             f"random_uniform(minval={lo}, maxval={hi})")
+        return self
 
     def draw(self, rng, shape):
         return random_uniform(rng, shape, self.minval, self.maxval)

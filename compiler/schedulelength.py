@@ -154,6 +154,10 @@ def _warmup_problem(sched: Warmup, epochs: int, lr: float, call: A.Value, where:
                           then.name_span if isinstance(then, A.Call) else span)
 
 
+def _epochs(n: int) -> str:
+    return f"{n} epoch{'s' if n != 1 else ''}"
+
+
 def _decay_problem(sched, lr: float, epochs: int, trains: str, call: A.Value | None,
                    where: Span | None) -> Finding | None:
     """A cosine or step schedule (alone, or after a warm-up) over `epochs` epochs of training."""
@@ -168,10 +172,14 @@ def _decay_problem(sched, lr: float, epochs: int, trains: str, call: A.Value | N
                        "training")
     if isinstance(sched, StepDecay) and epochs <= sched.every:
         at = _argument(call, "every", 0)
+        every = _epochs(sched.every)
+        # (after a warm-up, `epochs` and the step count from the warm-up's end: "1 after the warm-up")
+        more = f"train for more than {every}"
+        if "after the warm-up" in trains:
+            more += " after the warm-up"
         return Finding(f"step(every={sched.every}) never lowers the lr: {trains}, and its first step comes "
-                       f"after {sched.every}", at.span if at is not None else where,
-                       f"step every {max(epochs // 2, 1)} epochs, or train for more than {sched.every}"
-                       if epochs > 1 else f"train for more than {sched.every} epochs")
+                       f"after {every}", at.span if at is not None else where,
+                       f"step every {_epochs(max(epochs // 2, 1))}, or {more}" if epochs > 1 else more)
     return None
 
 

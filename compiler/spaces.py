@@ -10,7 +10,7 @@ from typing import Any, Literal, Protocol
 from pydantic import ValidationError
 
 from . import ast as A
-from .catalog import family_of_annotation, wants_integer
+from .catalog import REGISTRY, family_of_annotation, leaf_types, wants_integer
 from .diagnostics import MISSING, Diagnostics, Span
 from .training import SearchSpace
 from .wording import explain, literal, number_text, source_text
@@ -223,7 +223,22 @@ def _searched_call_example(c: A.Call) -> str:
     if not (c.args or c.kwargs):
         return f"choose among names: choice({c.name}, ...)"
     arg = f"{c.kwargs[0].key}=" if c.kwargs and not c.args else ""
-    return f"choose among names, or search {c.name}()'s own arguments: {c.name}({arg}uniform(lo, hi))"
+    # the space the argument takes: whole numbers (cosine's epochs), fractions (huber's delta), names
+    # (plateau's monitor); by the catalogue's field, else as the argument is written
+    cls = next((table[c.name] for table in REGISTRY.values() if c.name in table), None)
+    key = c.kwargs[0].key if c.kwargs and not c.args else ""
+    if not key and cls is not None and cls.positional:
+        key = cls.positional[0]
+    key = getattr(cls, "aliases", {}).get(key, key)
+    field = cls.model_fields.get(key) if cls is not None else None
+    written = c.args[0] if c.args else c.kwargs[0].value
+    if field is not None and wants_integer(field.annotation):
+        space = "int_uniform(lo, hi)"
+    elif field is not None and float in leaf_types(field.annotation) or isinstance(written, A.Num):
+        space = "uniform(lo, hi)"
+    else:
+        space = "choice(a, b)"
+    return f"choose among names, or search {c.name}()'s own arguments: {c.name}({arg}{space})"
 
 
 def _option_key(a: Any) -> tuple[bool, Any]:

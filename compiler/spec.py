@@ -11,7 +11,7 @@ from typing import Annotated, ClassVar, Literal, Optional, Union, get_args
 from pydantic import Field, PrivateAttr, model_validator
 
 from .catalog import Catalogued, IRNode, register
-from .layers import Layer, LayerT, Residual, Shape, ShapeError, WeightSpec
+from .layers import Embedding, Flatten, Layer, LayerT, Reshape, Residual, Shape, ShapeError, WeightSpec
 from .training import EarlyStopping, LossT, MetricT, OptimizerT, ScheduleT, Search, SearchSpace, Train
 
 # ------------------------------------------------------------------------------------------------ sources
@@ -221,12 +221,22 @@ class Spec(IRNode):
     def walk(self) -> Iterator[LayerInfo]:
         """Every layer (residual bodies included) with shapes; raises ShapeError naming the bad layer."""
         counter = [0]
+        # the first layer that is not a Flatten or Reshape: what an Embedding after it would read instead of
+        # the model's input (token indices)
+        computed: list[str | None] = [None]
 
         def go(layers, shape, depth):
             for layer in layers:
                 idx = counter[0]
                 counter[0] += 1
                 try:
+                    if isinstance(layer, Embedding) and computed[0] is not None:
+                        raise ShapeError(
+                            "Embedding takes token indices (whole numbers), so it must read the model's "
+                            f"input, but it comes after {computed[0]}, whose outputs are not indices; make "
+                            "it the first layer (only Flatten or Reshape may come before it)")
+                    if not isinstance(layer, (Flatten, Reshape)) and computed[0] is None:
+                        computed[0] = layer.kind
                     out = layer.out_shape(shape)
                     weights = layer.weights(shape)
                 except ShapeError as e:

@@ -284,6 +284,41 @@ def test_an_embedding_input_under_standard_normalisation_is_found_by_check():
     assert compile_text(spec.replace("HOW", "none")).ok
 
 
+@pytest.mark.parametrize("before, after", [
+    ("Dense(8)", "Dense"), ("Dropout(0.1)", "Dropout"), ("Embedding(17, 2)\n    Flatten()", "Embedding"),
+    ("Reshape((8, 8))\n    LSTM(4, return_sequences=true)", "LSTM"),
+])
+def test_an_embedding_that_does_not_read_the_input_is_a_spec_error(before, after):
+    """`Dense(8)` then `Embedding(17, 4)` passed `dlc check` and failed in training (torch: "IndexError: index
+    out of range in self", keras: "InvalidArgumentError: Graph execution error"): an Embedding takes token
+    indices, which only the model's input holds. Flatten and Reshape may come before it."""
+    from dlc.compiler import compile_text
+
+    spec = """model e {
+  data {
+    source: digits
+    normalize: none
+  }
+  input: (64)
+  layers {
+    BEFORE
+    Embedding(17, 4)
+    Flatten()
+    Dense(10, activation=softmax)
+  }
+  loss: sparse_categorical_crossentropy
+  optimizer: Adam(lr=0.01)
+}
+"""
+    r = compile_text(spec.replace("BEFORE", before))
+    (err,) = r.diagnostics.errors
+    assert err.code == "E301" and (err.span.line, err.span.col) == (9 + before.count("\n"), 5)
+    assert ("Embedding takes token indices (whole numbers), so it must read the model's input, but it comes "
+            f"after {after}") in err.message
+    assert err.hint == "make it the first layer (only Flatten or Reshape may come before it)"
+    assert compile_text(spec.replace("BEFORE", "Reshape((8, 8))\n    Flatten()")).ok
+
+
 def test_a_regression_loss_on_a_two_class_set_suggests_binary_crossentropy():
     from dlc.compiler import compile_text
 
@@ -329,3 +364,22 @@ def test_a_search_over_the_rows_a_trial_is_judged_on_is_a_warning(old, new, warn
     r = compile_text(text, "t.dlspec")
     assert r.ok, r.render()
     assert ("W007" in [w.code for w in r.diagnostics.sorted()]) == warned
+
+
+@pytest.mark.parametrize("init, ok", [
+    ("random_uniform(minval=1, maxval=-1)", False), ("random_uniform(maxval=-1)", False),
+    ("random_uniform(1, 1)", True), ("random_uniform(-1, 1)", True),
+])
+def test_random_uniform_bounds_in_the_wrong_order_are_a_spec_error(init, ok):
+    """`kernel_init=random_uniform(minval=1, maxval=-1)` passed `dlc check` and failed drawing the weights on
+    both backends ("ValueError: high - low < 0", exit 1); reversed bounds are now E201 at the call."""
+    from dlc.compiler import compile_text
+
+    text = (ROOT / "specs" / "iris.dlspec").read_text()
+    text = text.replace("kernel_init=he_normal", f"kernel_init={init}")
+    r = compile_text(text)
+    assert r.ok == ok
+    if not ok:
+        (err,) = r.diagnostics.errors
+        assert err.code == "E201" and err.message == "invalid random_uniform"
+        assert err.hint is not None and "is above maxval" in err.hint and "minval <= maxval" in err.hint

@@ -124,3 +124,19 @@ def test_dlc_check_shows_it_once(tmp_path):
     text = out + err
     assert text.count("warning[W010]") == 1
     assert "warning[W010]: when train.epochs is 5 or 10: cosine(epochs=20)" in text
+
+
+@pytest.mark.parametrize("schedule, epochs, message, hint", [
+    ("step(every=3)", 3, "step(every=3) never lowers the lr: training stops after 3 epochs, and its first "
+     "step comes after 3 epochs", "step every 1 epoch, or train for more than 3 epochs"),
+    ("warmup(epochs=2, then=step(every=1))", 3, "step(every=1) never lowers the lr: training stops after 3 "
+     "epochs, 1 after the warm-up, and its first step comes after 1 epoch",
+     "train for more than 1 epoch after the warm-up"),
+])
+def test_a_step_that_never_steps_counts_its_epochs(schedule, epochs, message, hint):
+    """The warning said "its first step comes after 1" (1 what?), and its hints "train for more than 1
+    epochs" (the training has 3: it meant after the warm-up) and "step every 1 epochs"."""
+    text = (ROOT / "specs" / "iris.dlspec").read_text().replace("epochs: 40", f"epochs: {epochs}").replace(
+        "optimizer: Adam(lr=0.01)", f"optimizer: Adam(lr=0.01)\n  schedule: {schedule}")
+    w = _one(text)
+    assert (w.message, w.hint) == (message, hint)

@@ -243,3 +243,19 @@ def test_the_summary_speed_is_the_samples_over_the_training_time():
     lines = summary_lines(spec, hist, {})
     assert lines[0] == "stopped early after epoch 2: val_loss did not improve for 1 epoch"
     assert "(427 samples/s)" in lines[1]
+
+
+@pytest.mark.parametrize("patience,said", [(0, "1 epoch"), (1, "1 epoch"), (3, "3 epochs")])
+def test_the_early_stop_line_counts_the_epochs_that_did_not_improve(patience, said):
+    """`early_stopping: (patience=0)` stops at the first epoch without improvement (Keras' rule), and the
+    summary said "val_accuracy did not improve for 0 epochs": the epochs it waited are at least one."""
+    from types import SimpleNamespace
+
+    from dlc.cli.display import summary_lines
+
+    stopping = SimpleNamespace(monitor="val_accuracy", patience=patience)
+    spec = SimpleNamespace(train=SimpleNamespace(early_stopping=stopping))
+    hist = SimpleNamespace(stopped_early=True, restored_best=False, best_epoch=3,
+                           rows=[{"time_s": 0.1, "samples_per_s": 100.0}] * 4)
+    line = summary_lines(spec, hist, {})[0]
+    assert line == f"stopped early after epoch 4: val_accuracy did not improve for {said}"

@@ -709,3 +709,75 @@ def test_underfitting_says_still_falling_only_over_two_epochs_or_more(tmp_path, 
         assert (f"the training loss was still falling at the end ({rules.num(losses[-window - 1])} -> "
                 f"{rules.num(losses[-1])} over the last {window} epochs)") in d.evidence
         assert d.facts.get("still_improving") and "only" not in d.evidence
+
+
+def test_the_fix_of_a_crlf_spec_keeps_its_line_endings(tmp_path):
+    """A spec saved with CRLF line endings (and a byte-order mark) got the lines --fix adds (the Dropout, the
+    header comment) ending in LF, and the line before each added one in CR LF LF order: a file of mixed line
+    endings. Every line of the fixed file now ends as the spec's do."""
+    val = [1.0, 0.8, 0.6, 0.5, 0.45, 0.47, 0.5, 0.55, 0.6, 0.66]
+    run = write_run(tmp_path / "run", history([0.6 ** i for i in range(10)], val))
+    (run / "doc.dlspec").write_bytes(b"\xef\xbb\xbf" + SPEC.replace("\n", "\r\n").encode())
+    report = diagnose(run)
+    assert ids(report)[0] == "overfitting"
+    fixed = write_fix(report)
+    assert fixed is not None
+    data = fixed.path.read_bytes()
+    assert data.count(b"\n") == data.count(b"\r\n") and b"\r\r" not in data
+    assert b"    Dropout(0.3)\r\n" in data
+    assert run_cli("check", fixed.path, "--quiet")[0] == 0
+
+
+def _data_files(src: Path) -> None:
+    """src/data/: t.csv and x.npy, y.npy (60 rows of 4 features, 3 classes)."""
+    import numpy as np
+
+    (src / "data").mkdir(parents=True)
+    x = np.array([[i % 5, i % 3, i % 7, i % 2] for i in range(60)], dtype=np.float64)
+    y = np.arange(60) % 3
+    (src / "data" / "t.csv").write_text("a,b,c,d,label\n" + "".join(
+        f"{','.join(str(int(v)) for v in row)},{c}\n" for row, c in zip(x, y, strict=True)))
+    np.save(src / "data" / "x.npy", x)
+    np.save(src / "data" / "y.npy", y)
+
+
+def _small(source: str) -> str:
+    return SPEC.replace("source: digits", f"source: {source}").replace("input: (64)", "input: (4)") \
+        .replace("Dense(10, activation=softmax)", "Dense(3, activation=softmax)")
+
+
+def test_the_fix_moves_both_paths_of_an_npy_source(tmp_path):
+    """`npy("data/x.npy", "data/y.npy")`: doctor.dlspec had the first path made relative to the run folder
+    and the second left as it was (`npy("../src/data/x.npy", "data/y.npy")`), a spec that did not compile.
+    Both are files (npz's x= and y= name arrays and stay)."""
+    src = tmp_path / "src"
+    _data_files(src)
+    spec = _small('npy("data/x.npy", y="data/y.npy")')
+    steps = [2.3] * 20 + [None] * 10
+    run = write_run(tmp_path / "run", healthy_rows(2), evidence(3, None, steps), spec=spec.replace(
+        "data/", "../src/data/"), failed="loss became nan at epoch 3, step 1 (learning rate 0.1)")
+    (run / "doc.dlspec").write_text(spec)  # the copy, as dlc run copies it: relative to the spec's folder
+    (run / "run.json").write_text(json.dumps({**json.loads((run / "run.json").read_text()),
+                                              "spec_dir": str(src)}))
+    text = fixed_text(diagnose(run))
+    assert 'source: npy("../src/data/x.npy", y="../src/data/y.npy")' in text and "SGD(lr=0.01)" in text
+
+
+def test_the_fix_of_a_cv_folder_keeps_relative_data_paths_right(tmp_path):
+    """A cv folder (`dlc cv`, or `dlc run` of a kfold spec) has no run.json: its doctor.dlspec kept the spec's
+    relative data paths as written, now relative to the cv folder, where no data is (`cannot read data file
+    'data/t.csv'`). cv.json records the spec's folder, and --fix rewrites the paths from it."""
+    src = tmp_path / "src"
+    _data_files(src)
+    spec = _small('csv("data/t.csv")')
+    (src / "doc.dlspec").write_text(spec.replace("epochs: 10", "epochs: 1"))
+    rc, _, err = run_cli("cv", src / "doc.dlspec", "--backend", "torch", "--k", "2",
+                         "--out", tmp_path / "real", "--quiet")
+    assert rc == 0, err
+    assert json.loads((tmp_path / "real" / "cv.json").read_text())["spec_dir"] == str(src.resolve())
+    folder = _cv_folder(tmp_path / "cv", ["over", "over", "healthy"])
+    (folder / "doc.dlspec").write_text(spec)
+    cv = json.loads((folder / "cv.json").read_text())
+    (folder / "cv.json").write_text(json.dumps({**cv, "spec_dir": str(src)}))
+    text = fixed_text(diagnose(folder))
+    assert 'source: csv("../src/data/t.csv")' in text and "Dropout(0.3)" in text

@@ -534,3 +534,20 @@ def test_a_model_pt_that_is_not_tensors_is_named_and_never_unpickled(run, conten
 class _Executes:
     def __reduce__(self):
         return (print, ("EXECUTED",))
+
+
+def test_a_model_name_longer_than_a_file_name_gets_a_run_folder(tmp_path, monkeypatch):
+    """A model's name may be as long as the spec: `model maaa...az` (300 characters) without --out failed
+    making `runs/<name>-torch-<time>` ("OSError: [Errno 36] File name too long", exit 1, the 300-character
+    path printed); the folder's name now keeps the name's start and end, and the run trains."""
+    from dlc.runtime.rundir import MAX_FOLDER_NAME
+
+    name = "m" + "a" * 298 + "z"
+    (tmp_path / "long.dlspec").write_text(SPEC.replace("model tiny", f"model {name}").replace("EPOCHS", "1"))
+    monkeypatch.chdir(tmp_path)
+    rc, out, err = run_cli("run", "long.dlspec", "--backend", "torch", "--quiet")
+    assert rc == 0, err
+    run = Path(out.strip())
+    assert run.parent == Path("runs") and (tmp_path / run / "metrics.json").is_file()
+    assert run.name.startswith("maaa") and run.name.split("-torch-")[0].endswith("a...aaaaaaaaaaaaaaaaaaaz")
+    assert len(run.name) <= MAX_FOLDER_NAME + len("-torch-20261129-000000")

@@ -5,6 +5,8 @@ among the options is a clear error, an option that fails only with another space
 
 from __future__ import annotations
 
+import pytest
+
 from dlc.compiler import compile_text, spaces
 from dlc.compiler.diagnostics import Diagnostic
 from dlc.compiler.search import concretize, spaces_of
@@ -105,6 +107,22 @@ def test_a_call_among_options_is_a_clear_error():
     assert errors[0].message == "a search space chooses plain values, not a call to 'l1'"
     assert errors[0].hint_text() == "choose among names, or search l1()'s own arguments: l1(uniform(lo, hi))"
     assert "huber(delta=uniform(lo, hi))" in (errors[2].hint_text() or "")
+
+
+@pytest.mark.parametrize("option, example", [
+    ("cosine(epochs=3)", "cosine(epochs=int_uniform(lo, hi))"), ("step(2)", "step(int_uniform(lo, hi))"),
+    ("exponential(rate=1)", "exponential(rate=uniform(lo, hi))"),
+    ("plateau(monitor=val_loss)", "plateau(monitor=choice(a, b))"),
+])
+def test_the_way_to_search_a_call_s_own_argument_fits_the_argument(option, example):
+    """`schedule: choice(cosine(epochs=3), ...)` was told to write `cosine(epochs=uniform(lo, hi))`, itself
+    an error (uniform() draws fractional numbers, but epochs takes whole numbers), and `plateau(monitor=...)`
+    `plateau(monitor=uniform(lo, hi))`: the example now takes the argument's own kind of space."""
+    text = _spec().replace("  optimizer: Adam(lr=0.01)",
+                           f"  optimizer: Adam(lr=0.01)\n  schedule: choice({option}, step(every=5))")
+    errors = [d for d in _compile(text).diagnostics.sorted() if d.severity == "error"]
+    assert errors[0].message.startswith("a search space chooses plain values, not a call to")
+    assert (errors[0].hint_text() or "").endswith(f"own arguments: {example}")
 
 
 # ------------------------------------------------------------------ an option that fails with one pairing

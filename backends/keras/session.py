@@ -5,6 +5,7 @@ saving, checkpoints)."""
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 from . import quiet  # noqa: F401  (imports TensorFlow with its start-up notices silenced)
@@ -89,6 +90,21 @@ class HostBatches:
         return tf.constant(np.asarray(self.reader.read(key), dtype=self.np_dtype))
 
 
+# Python frames Keras takes per layer to build a functional model: keras.src.ops.function's
+# _build_map_helper recurses from the output through every node (a chain of 2,000 Dense layers needs about
+# 2,000 frames; residual blocks add their Add layers), so a spec of 1,000 layers or more failed with "maximum
+# recursion depth exceeded" on keras (torch builds no such graph). dlc allows 10,000 layers.
+FRAMES_PER_LAYER = 4
+
+
+def allow_deep_models(layers: int) -> None:
+    """Raise Python's recursion limit (never lower it) so that Keras can build a model of `layers` layers
+    (its Python-to-Python recursion takes no C stack in Python 3.11 and later)."""
+    need = FRAMES_PER_LAYER * layers + 2000
+    if sys.getrecursionlimit() < need:
+        sys.setrecursionlimit(need)
+
+
 class Session(Trainer):
     name = "keras"
 
@@ -122,6 +138,7 @@ class Session(Trainer):
         loss = lw.evaluate(ctx.lower(spec.loss), ns)
         task = type(spec.loss).task
         shapes = {i.layer.name: {w.name: tuple(w.shape) for w in i.weights} for i in spec.walk() if i.weights}
+        allow_deep_models(sum(1 for _ in spec.walk()))
         n_stats = stats_size(task, spec.output_shape()[-1], [m.name for m in spec.metrics])
         super().__init__(layers, spec.input, optimizer, loss, task=task, n_stats=n_stats,
                          weight_shapes=shapes, step=step, output=output, dtype=dtype, name=spec.name)
@@ -170,16 +187,33 @@ class Session(Trainer):
 
     # ------------------------------------------------------------------------------------- checkpoints
 
+    def _optimizer_variables(self) -> list:
+        """The optimizer's state: its variables, then any variable of the optimizer a LossScaleOptimizer
+        (mixed_float16) wraps that neither lists. Keras' Nadam keeps its momentum-cache product `_u_product`
+        in a variable of its own, which Nadam.variables holds, but which a Nadam built by a LossScaleOptimizer
+        does not track: left out of the checkpoint, it restarted at 1 on --resume (the resumed run's losses
+        differed from the first resumed epoch on)."""
+        found = list(self.opt.variables)
+        inner = getattr(self.opt, "inner_optimizer", None)
+        if inner is not None:
+            seen = {id(v) for v in found}
+            for v in list(inner.variables) + list(vars(inner).values()):
+                if isinstance(v, keras.Variable) and id(v) not in seen:
+                    seen.add(id(v))
+                    found.append(v)
+        return found
+
     def get_state(self) -> dict[str, np.ndarray]:
         """Weights, optimizer variables (slots, iterations, lr), the dropout step: a checkpoint's content."""
         out = flatten(self.get_weights(), "w/")
-        for i, v in enumerate(self.opt.variables):
+        for i, v in enumerate(self._optimizer_variables()):
             out[f"opt/{i}"] = np.array(v.numpy(), copy=True)
         out["step"] = np.array(int(self.step_var.numpy()))
         return out
 
     def set_state(self, state: dict[str, np.ndarray]) -> None:
         self.set_weights(unflatten(state, "w/"))
-        for i, v in enumerate(self.opt.variables):
-            v.assign(state[f"opt/{i}"])
+        for i, v in enumerate(self._optimizer_variables()):
+            if f"opt/{i}" in state or i < len(self.opt.variables):  # (a checkpoint written before the
+                v.assign(state[f"opt/{i}"])                          # inner optimizer's were kept)
         self.step_var.assign(int(state["step"]))

@@ -76,7 +76,9 @@ class Trainer:
         Keras)."""
 
         def hook(module, _inputs, out):
-            self._acts[id(module)] = penalty(out) / out.shape[0]
+            term = penalty(out)  # (None for a zero penalty: l2(0), l1_l2(l1=0, l2=0))
+            if term is not None:
+                self._acts[id(module)] = term / out.shape[0]
 
         return hook
 

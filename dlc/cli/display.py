@@ -211,8 +211,11 @@ def summary_lines(spec, hist, final: dict, seconds: float | None = None) -> list
     lines = []
     es = spec.train.early_stopping
     if hist.stopped_early:
+        # (it stops once `patience` epochs in a row did not improve, and never before one did not: patience=0
+        # stops at the first epoch without improvement, as Keras' EarlyStopping does)
+        waited = max(es.patience, 1)
         lines.append(f"stopped early after epoch {len(hist.rows)}: {es.monitor} did not improve for "
-                     f"{es.patience} epoch{'s' * (es.patience != 1)}")
+                     f"{waited} epoch{'s' * (waited != 1)}")
     if hist.restored_best and hist.best_epoch != len(hist.rows):
         lines.append(f"restored the weights of epoch {hist.best_epoch} (best {es.monitor})")
     secs = sum(r["time_s"] for r in hist.rows) if seconds is None else seconds

@@ -1,5 +1,6 @@
 """`dlc export RUN`: a trained run as an ONNX model."""
 
+import sys
 import warnings
 from enum import StrEnum
 from pathlib import Path
@@ -40,4 +41,6 @@ def command(
     except ImportError as e:
         raise CommandError(error_line(f"ONNX export needs PyTorch and onnx ({e.name} is missing): "
                                       "pip install 'dlc[torch]'")) from None
+    if "note" in info:
+        print(f"note: {info['note']}", file=sys.stderr)
     print(info["file"])

@@ -99,7 +99,9 @@ def run_cv(spec, base_dir: Path, backend: str, device: str = "auto", k: int | No
         summary["test_mean"] = {key: float(np.mean([r["test"][key] for r in results]))
                                 for key in results[0]["test"]}
     if out is not None:
-        rundir.write_json(out / "cv.json", summary)
+        # (and the spec's folder, which its relative data paths start from: `dlc doctor --fix` rewrites them
+        # for the doctor.dlspec it writes in this folder, as it does from a run's run.json)
+        rundir.write_json(out / "cv.json", {**summary, "spec_dir": str(Path(base_dir).resolve())})
     return summary
 
 

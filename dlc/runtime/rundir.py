@@ -181,13 +181,26 @@ def new_run_dir(spec_name: str, backend: str, out: str | None, root: str = "runs
     if out:
         return prepare_out(out, replace=replace, kind=kind, spec_file=spec_file)
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    base = Path(root) / f"{spec_name}-{backend}-{stamp}"
+    base = Path(root) / f"{_folder_name(spec_name)}-{backend}-{stamp}"
     p, i = base, 1
     while p.exists():
         i += 1
         p = Path(f"{base}-{i}")
     p.mkdir(parents=True)
     return p
+
+
+# the most characters of a model's name a fresh run folder's name takes: a name may be as long as the spec
+# (a file system takes 255 bytes per name), and the folder's name is the name, the backend and the time
+MAX_FOLDER_NAME = 100
+
+
+def _folder_name(spec_name: str) -> str:
+    """`spec_name` (with its `-cv`/`-tune` suffix) as a run folder's name begins: a name longer than
+    MAX_FOLDER_NAME keeps its start and its end, joined by `...`."""
+    if len(spec_name) <= MAX_FOLDER_NAME:
+        return spec_name
+    return f"{spec_name[:MAX_FOLDER_NAME - 23]}...{spec_name[-20:]}"
 
 
 def write_text(path: Path, text: str) -> None:

@@ -379,4 +379,10 @@ def export_onnx(run: Path, out: Path) -> dict:
     spec, session, info = load_run(run)
     shift, scale = normalisation(info, spec) or (None, None)
     torch_export(spec, session.get_weights(), shift, scale, out)
-    return {"file": str(out), "input": ["batch", *spec.input], "preprocessing": "included"}
+    exported = {"file": str(out), "input": ["batch", *spec.input], "preprocessing": "included"}
+    if spec.train.mixed:  # (the graph is float32: the run's 16-bit rounding is not in it)
+        exported["note"] = (f"the run trained with precision: {spec.train.precision} (its layers compute "
+                            f"in {spec.train.compute_dtype}); the ONNX model computes in float32, so its "
+                            "outputs differ from `dlc predict`'s by that rounding (about 1e-3), not within "
+                            "1e-5")
+    return exported

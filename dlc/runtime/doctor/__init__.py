@@ -334,7 +334,9 @@ def _cv(run: Path, target: float | None) -> Report:
     ir = _spec_ir(run)
     cv = _json(run / "cv.json")
     report = Report(run, "cv", [], notes, backend=(cv or {}).get("backend"))
-    _spec_text(report, _spec_copy(run, {}), run, ir)
+    spec_dir = (cv or {}).get("spec_dir")  # (a cv.json written before it was kept: the folder itself)
+    base = Path(spec_dir) if isinstance(spec_dir, str) and Path(spec_dir).is_dir() else run
+    _spec_text(report, _spec_copy(run, {}), base, ir)
     spec = ir if ir is not None else (report.text.spec if report.text else None)
     sizes = {f.get("fold"): f.get("val_samples") for f in (cv or {}).get("folds", []) if isinstance(f, dict)}
     report.folds, report.evidence = _folds(run, Model.of(spec), target, notes, sizes=sizes)
@@ -458,7 +460,7 @@ def write_fix(report: Report) -> Fixed | None:
     st = report.text
     out = report.run / _fixed_name(report)
     edits = list(change.edits) + moved_paths(st, report.base_dir, report.run)
-    header = f"# {out.name}: `dlc doctor --fix` of {report.run.name} ({d.id}): {change.summary}\n"
+    header = f"# {out.name}: `dlc doctor --fix` of {report.run.name} ({d.id}): {change.summary}{st.newline}"
     text = header + apply(st.source, edits)
     result = compile_text(text, str(out), report.run)
     notes: list[str] = []

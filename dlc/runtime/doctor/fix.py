@@ -75,6 +75,8 @@ class SpecText:
         self.ran = ran if ran is not None else spec  # the spec as the run trained it (ir.json: overrides)
         self.starts = _starts(source)
         self.model = tree.models[0]
+        # the file's line ending, which a line the fixes add ends with too (a CRLF spec stays CRLF)
+        self.newline = "\r\n" if "\r\n" in source else "\n"
 
     # positions
     def off(self, line: int, col: int) -> int:
@@ -88,8 +90,10 @@ class SpecText:
         return self.source[a:b]
 
     def line_end(self, line: int) -> int:
-        """The offset of the newline that ends `line` (the end of the text for the last line)."""
-        return self.starts[line] - 1 if line < len(self.starts) else len(self.source)
+        """The offset of the newline that ends `line` (its CR in a CRLF file; the end of the text for the last
+        line)."""
+        end = self.starts[line] - 1 if line < len(self.starts) else len(self.source)
+        return end - 1 if end > self.starts[line - 1] and self.source[end - 1] == "\r" else end
 
     def indent(self, line: int) -> str:
         a = self.starts[line - 1]
@@ -104,7 +108,7 @@ class SpecText:
         """A new line after the statement's last line, indented like the statement."""
         at = self.line_end(stmt.span.end_line)
         pad = self.indent(stmt.span.line) if indent is None else indent
-        return Edit(at, at, "\n" + pad + text)
+        return Edit(at, at, self.newline + pad + text)
 
     # the spec's statements
     def section(self, name: str) -> A.Section | None:
@@ -450,8 +454,10 @@ def moved_paths(st: SpecText, base_dir: Path, new_dir: Path) -> list[Edit]:
     if src is None or not isinstance(src.value, A.Call):
         return []
     call = src.value
-    strs = [a for a in call.args[:1] if isinstance(a, A.Str)] + \
-        [kw.value for kw in call.kwargs if kw.key == "path" and isinstance(kw.value, A.Str)]
+    # the arguments that are paths: npy(x, y)'s two files (npz's x= and y= name arrays), else the first
+    keys, first = (("x", "y"), 2) if call.name == "npy" else (("path",), 1)
+    strs = [a for a in call.args[:first] if isinstance(a, A.Str)] + \
+        [kw.value for kw in call.kwargs if kw.key in keys and isinstance(kw.value, A.Str)]
     out = []
     for s in strs:
         p = Path(s.value).expanduser()
