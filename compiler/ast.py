@@ -153,3 +153,13 @@ def calls_by_position(tree: File) -> dict[tuple[int, int], Call]:
     walk(tree.models)
     walk(tree.blocks)
     return out
+
+
+def argument(call: Value | None, key: str, index: int | None) -> Value | None:
+    """The value written for argument `key` (positional `index`) of a call, if written."""
+    if not isinstance(call, Call):
+        return None
+    kw = next((k for k in call.kwargs if k.key == key), None)
+    if kw is not None:
+        return kw.value
+    return call.args[index] if index is not None and len(call.args) > index else None

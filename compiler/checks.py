@@ -491,7 +491,7 @@ def _check_split_rows(data: Data, task: str | None, m: A.Model, d: Diagnostics, 
 
     def at(key: str, index: int) -> Span | None:
         """Where argument `key` (positional `index`) of the split is written, else the split."""
-        arg = _argument(call, key, index)
+        arg = A.argument(call, key, index)
         return arg.span if arg is not None else whole
 
     source = data.source
@@ -530,7 +530,7 @@ def _source_files(src, st: A.Assign | None) -> list[tuple[str, Span | None, bool
     path argument, or the whole call when the path is a keyword."""
     call = st.value if st is not None and isinstance(st.value, A.Call) else None
     if isinstance(src, Npy):
-        return [(getattr(src, key), arg.span if (arg := _argument(call, key, i)) is not None
+        return [(getattr(src, key), arg.span if (arg := A.argument(call, key, i)) is not None
                  else (call.span if call is not None else None), False) for i, key in enumerate(("x", "y"))]
     if isinstance(src, (Csv, Npz, Mnist)):
         where = call.args[0].span if call is not None and call.args else (st.value.span if st else None)
@@ -781,16 +781,6 @@ def _check_min_lr(optimizer, schedule, spaces: list[SearchSpace], m: A.Model, d:
         why = "the schedule would keep the learning rate constant"
     d.add("E201", f"min_lr {number_text(min_lr)}{min_how} is not below the optimizer's lr "
           f"{number_text(lr)}{lr_how}", where, f"{why}; min_lr must be below {number_text(lr)}")
-
-
-def _argument(call: A.Value | None, key: str, index: int | None) -> A.Value | None:
-    """The value written for argument `key` (positional `index`) of a call, if written."""
-    if not isinstance(call, A.Call):
-        return None
-    kw = next((k for k in call.kwargs if k.key == key), None)
-    if kw is not None:
-        return kw.value
-    return call.args[index] if index is not None and len(call.args) > index else None
 
 
 def _check_schedule_length(spec: Spec, m: A.Model, d: Diagnostics) -> None:

@@ -119,22 +119,24 @@ def schedule_length_problem(sched, epochs: int, lr: float, call: A.Value) -> Fin
     if isinstance(sched, Warmup):
         return _warmup_problem(sched, epochs, lr, call, where, trains)
     if isinstance(sched, Plateau):
-        at = _argument(call, "patience", None)
+        at = A.argument(call, "patience", None)
         if epochs > sched.patience + 1:
             return None
         return Finding(f"plateau(patience={sched.patience}) never lowers the lr: {trains}, and the earliest "
                        f"epoch it can lower it for is epoch {sched.patience + 2} (the first epoch sets the "
                        f"best {sched.monitor}, then {sched.patience} without improvement)",
                        at.span if at is not None else where,
-                       f"use a patience below {max(epochs - 1, 1)}, or train for more epochs")
+                       f"use a patience below {epochs - 1}, or train for more epochs" if epochs > 1 else
+                       "train for more epochs: a plateau lowers the lr for epoch 2 at the earliest "
+                       "(patience=0)")
     return _decay_problem(sched, lr, epochs, trains, call, where)
 
 
 def _warmup_problem(sched: Warmup, epochs: int, lr: float, call: A.Value, where: Span | None,
                     trains: str) -> Finding | None:
     """A warm-up that never ends, a `then` that never starts, or a `then` too long for what is left."""
-    at = _argument(call, "epochs", 0)
-    then = _argument(call, "then", 1)
+    at = A.argument(call, "epochs", 0)
+    then = A.argument(call, "then", 1)
     span = at.span if at is not None else where
     if epochs < sched.epochs:
         # (the lr's numbers in the hint: a searched lr's other values would repeat the warning)
@@ -162,7 +164,7 @@ def _decay_problem(sched, lr: float, epochs: int, trains: str, call: A.Value | N
                    where: Span | None) -> Finding | None:
     """A cosine or step schedule (alone, or after a warm-up) over `epochs` epochs of training."""
     if isinstance(sched, CosineDecay) and epochs < sched.epochs:
-        at = _argument(call, "epochs", 0)
+        at = A.argument(call, "epochs", 0)
         last = sched.lr_at(epochs - 1, lr)
         return Finding(f"cosine(epochs={sched.epochs}) is longer than the training: {trains}, "
                        f"{number_text(round(epochs / sched.epochs, 3))} of the way through the cosine",
@@ -171,7 +173,7 @@ def _decay_problem(sched, lr: float, epochs: int, trains: str, call: A.Value | N
                        f"{number_text(sched.min_lr)}: use cosine(epochs={epochs}) to decay over the whole "
                        "training")
     if isinstance(sched, StepDecay) and epochs <= sched.every:
-        at = _argument(call, "every", 0)
+        at = A.argument(call, "every", 0)
         every = _epochs(sched.every)
         # (after a warm-up, `epochs` and the step count from the warm-up's end: "1 after the warm-up")
         more = f"train for more than {every}"
@@ -181,16 +183,6 @@ def _decay_problem(sched, lr: float, epochs: int, trains: str, call: A.Value | N
                        f"after {every}", at.span if at is not None else where,
                        f"step every {_epochs(max(epochs // 2, 1))}, or {more}" if epochs > 1 else more)
     return None
-
-
-def _argument(call: A.Value | None, key: str, index: int | None) -> A.Value | None:
-    """The value written for argument `key` (positional `index`) of a call, if written."""
-    if not isinstance(call, A.Call):
-        return None
-    kw = next((k for k in call.kwargs if k.key == key), None)
-    if kw is not None:
-        return kw.value
-    return call.args[index] if index is not None and len(call.args) > index else None
 
 
 

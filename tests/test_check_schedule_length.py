@@ -140,3 +140,36 @@ def test_a_step_that_never_steps_counts_its_epochs(schedule, epochs, message, hi
         "optimizer: Adam(lr=0.01)", f"optimizer: Adam(lr=0.01)\n  schedule: {schedule}")
     w = _one(text)
     assert (w.message, w.hint) == (message, hint)
+
+
+def test_a_plateau_in_one_epoch_is_told_to_train_longer_not_to_lower_its_patience(tmp_path):
+    """No patience lowers the lr within one epoch: the hint says to train longer (it said "use a patience
+    below 1", which patience=0 does not satisfy either)."""
+    from dlc.compiler import compile_text
+
+    text = """model p {
+  seed: 1
+  data {
+    source: iris
+    split: holdout(val=0.2)
+  }
+  input: (4)
+  layers {
+    Dense(3, activation=softmax)
+  }
+  loss: sparse_categorical_crossentropy
+  optimizer: Adam(lr=0.01)
+  schedule: plateau(patience=3)
+  train {
+    epochs: EPOCHS
+    batch_size: 16
+  }
+}
+"""
+    hints = {}
+    for epochs in (1, 4):
+        (w,) = [d for d in compile_text(text.replace("EPOCHS", str(epochs))).diagnostics.warnings
+                if d.code == "W010"]
+        hints[epochs] = w.hint
+    assert hints[1].startswith("train for more epochs") and "below" not in hints[1]
+    assert hints[4] == "use a patience below 3, or train for more epochs"
