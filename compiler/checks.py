@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import IO
 
 from . import ast as A
-from .datarows import csv_counts, mnist_counts, text_encoding
-from .diagnostics import Diagnostics, Span, did_you_mean
+from .datarows import csv_counts, csv_target_names, mnist_counts, text_encoding
+from .diagnostics import Diagnostic, Diagnostics, Span, did_you_mean
 from .layers import (
     ActivationLayer,
     BatchNorm,
@@ -26,6 +26,7 @@ from .layers import (
     SeparableConv2D,
     ShapeError,
     Softmax,
+    _Recurrent,
 )
 from .schedulelength import check_schedule_length
 from .spec import (
@@ -38,6 +39,7 @@ from .spec import (
     Csv,
     Data,
     Holdout,
+    KFold,
     Mnist,
     Npy,
     Npz,
@@ -154,11 +156,14 @@ MAX_RANK = 16
 
 
 def check_spec(spec: Spec, m: A.Model, d: Diagnostics, base_dir: Path) -> None:
-    if _check_shapes(spec, d):
+    if shapes_ok := _check_shapes(spec, d):
         _check_size(spec, m, d)
         _check_constraint_axes(spec, m, d)
     _check_double_activation(spec.layers, d)
+    errors_before = d.error_count
     _check_loss(spec, m, d)
+    if shapes_ok:  # (the output layer when the loss found nothing wrong with it: its error says enough)
+        _check_softmax_of_one(spec, m, d, check_last=d.error_count == errors_before)
     _check_data(spec, m, d, base_dir)
     _check_metrics_and_monitors(spec, m, d)
     _check_min_lr(spec.optimizer, spec.schedule, spec.search_spaces, m, d)
@@ -280,6 +285,63 @@ def _check_double_activation(layers, d: Diagnostics) -> None:
     for layer in layers:
         if isinstance(layer, Residual):
             _check_double_activation(layer.body, d)
+
+
+def _check_softmax_of_one(spec: Spec, m: A.Model, d: Diagnostics, check_last: bool) -> None:
+    """W011: a softmax over an axis of one value (`Dense(1, activation=softmax)`) outputs 1.0 whatever its
+    input, so nothing before it can be learnt (Keras warns only at run time, in a UserWarning). `check_last`:
+    whether the network's last layer is judged too (not when the loss already reported it)."""
+    last = spec.layers[-1] if spec.layers else None
+    for info in spec.walk():
+        layer = info.layer
+        if (layer is last and not check_last) or isinstance(layer, _Recurrent):
+            continue
+        if isinstance(layer, Softmax):
+            rank = len(info.in_shape) + 1  # (Keras' axes count the batch axis, which has no known size)
+            axis = layer.axis % rank
+            if axis == 0 or info.in_shape[axis - 1] != 1:
+                continue
+            where = _layer_span(layer)
+            what = f"Softmax(axis={layer.axis}) over an axis of size 1"
+        elif layer_activation(layer) == "softmax" and not isinstance(layer, ActivationLayer) \
+                and info.out_shape and info.out_shape[-1] == 1:
+            where = _argument_span(m, layer, "activation") or _layer_span(layer)
+            what = f"activation=softmax on {layer.kind}({_units(layer)})"
+        elif isinstance(layer, ActivationLayer) and layer.activation.name == "softmax" \
+                and info.out_shape and info.out_shape[-1] == 1:
+            where = _positional_span(m, layer, "activation", 0) or _layer_span(layer)
+            what = "Activation(softmax) of one value"
+        else:
+            continue
+        if layer is last and info.depth == 0:
+            drop = "remove this layer" if isinstance(layer, (Softmax, ActivationLayer)) else \
+                "leave the activation out"
+            hint = (f"for regression {drop} (a linear output: any real number); for a probability use sigmoid"
+                    if type(spec.loss).task == "regression" else
+                    "for one output use sigmoid (a probability); softmax takes one unit per class")
+        else:
+            hint = "a softmax needs two values or more along its axis: use another activation, or more units"
+        d.warn("W011", f"{what}: a softmax of one value is always 1.0, so nothing can be learnt", where,
+               hint)
+
+
+def _units(layer: Layer) -> str:
+    """A layer's size as written first (Dense(1), Conv2D(1, ...)), for a message."""
+    for field in ("units", "filters"):
+        if (n := getattr(layer, field, None)) is not None:
+            return f"{n}" if field == "units" and isinstance(layer, Dense) else f"{n}, ..."
+    return "..."
+
+
+def _positional_span(m: A.Model, layer: Layer, key: str, index: int) -> Span | None:
+    """Where argument `key` (positional `index`) of a layer is written, if in the model's text."""
+    if not layer.at:
+        return None
+    for v in _walk_values(m.body):
+        if isinstance(v, A.Call) and (v.name_span.line, v.name_span.col) == tuple(layer.at):
+            arg = A.argument(v, key, index)
+            return arg.span if arg is not None else None
+    return None
 
 
 def _check_loss(spec: Spec, m: A.Model, d: Diagnostics) -> None:
@@ -436,6 +498,8 @@ def _check_data(spec: Spec, m: A.Model, d: Diagnostics, base_dir: Path) -> None:
             return
         if isinstance(src, Csv):
             _check_csv(spec, src, path, m, st, where, d)
+            if d.error_count == before:
+                _check_csv_target_names(spec, src, path, m, d)
     if d.error_count == before:  # (a source reported already would only be reported again)
         _check_split_rows(spec.data, type(spec.loss).task, m, d, base_dir)
 
@@ -515,6 +579,25 @@ def _check_split_rows(data: Data, task: str | None, m: A.Model, d: Diagnostics, 
     if (problem := fold_problem(n - test_rows, split.k, strat, test_rows)) is not None:
         most = min(c for _, c in strat) if strat and n - test_rows >= split.k else n - test_rows
         _split_error(problem, rows, at("k", 0), f"k can be {most:,} at most" if most >= 2 else None, d)
+
+
+def cv_fold_errors(spec: Spec, k: int | None, base_dir: Path) -> list[Diagnostic]:
+    """The E303 that `dlc check` gives a split the data cannot make, for the folds `dlc cv` makes of `spec`'s
+    data with `k` (its --k; None: the spec's kfold k, else 5) as dlc/runtime/data/dataset.py's folds() makes
+    them (the spec's test fraction held out first, stratified as the spec's split is): so that `--k 500` on
+    150 rows is refused as `kfold(k=500)` written in the spec is, before a run folder is made. Unplaced (the
+    k is not in the file); empty when the rows are not known or the folds can be made."""
+    if spec.data is None or (k is not None and k < 2):
+        return []
+    split = spec.data.split
+    folds = KFold(k=k or (split.k if isinstance(split, KFold) else 5),
+                  shuffle=split.shuffle if isinstance(split, KFold) else True,
+                  stratify=getattr(split, "stratify", False), test=split.test)
+    d = Diagnostics()
+    nowhere = Span(0, 0, 0, 0)
+    _check_split_rows(spec.data.model_copy(update={"split": folds}), type(spec.loss).task,
+                      A.Model(spec.name, nowhere, [], nowhere), d, base_dir)
+    return d.errors
 
 
 def _split_error(problem: str, rows: str, where: Span | None, fix: str | None, d: Diagnostics) -> None:
@@ -704,6 +787,29 @@ def _check_csv(spec: Spec, src: Csv, path: Path, m: A.Model, st: A.Assign | None
         d.add("E303", f"input {_shape(spec.input)} has {math.prod(spec.input)} values, but "
               f"'{src.path}' has {len(cols) - 1} feature columns", inp.value.span if inp else where,
               f"use input: ({len(cols) - 1})")
+
+
+def _check_csv_target_names(spec: Spec, src: Csv, path: Path, m: A.Model, d: Diagnostics) -> None:
+    """A regression loss for a CSV target column of names (classes): the runtime refuses it when it reads the
+    data (dlc/runtime/data/targets.py, in the same words), so it is E302 at the loss when the file is small
+    enough for its target column to be known (compiler/datarows.py)."""
+    if type(spec.loss).task != "regression":
+        return
+    names = csv_target_names(path, src.target)
+    if not names:
+        return
+    st = _find_assign(m, "loss")
+    column = f"the target column '{src.target}' of '{src.path}'" if src.target is not None else \
+        f"the target column of '{src.path}' (its last)"
+    shown = ", ".join(n if len(n) <= 24 else n[:20] + "..." for n in names[:3]) + (", ..." if len(names) > 3
+                                                                                   else "")
+    n = len(names)
+    fix = ("binary_crossentropy with Dense(1, activation=sigmoid)" if n == 2 else
+           f"sparse_categorical_crossentropy with Dense({n}, activation=softmax)")
+    d.add("E302", f"{column} holds names ({shown}: {n:,} "
+          f"class{'es' if n != 1 else ''}), but {spec.loss.name} is a regression loss",
+          st.value.span if st else None, f"for classes use {fix}; for regression the target column must "
+          "hold numbers")
 
 
 def _csv_first_row(path: Path) -> list[str] | None:

@@ -26,6 +26,7 @@ from pathlib import Path
 
 ClassRows = list[tuple[object, int]]  # (class, rows) of each class, in the order of the classes
 Counted = tuple[int, ClassRows | None]  # (rows, the rows of each class or None)
+Read = tuple[int, Counter[str] | None]  # (rows, the rows of each target value as written, or None)
 
 # the largest CSV file counted (by its lines: about 0.6 s for 256 MB, 1.2 s with CRLF line breaks)
 MAX_CSV_BYTES = 256 * 2**20
@@ -94,6 +95,26 @@ def mnist_candidates(folder: Path, stem: str) -> list[Path]:
 def csv_counts(path: Path, target: str | None) -> Counted | None:
     """(rows, classes or None) of a CSV file as the runtime reads it, `target` naming the target column
     (default: the last); None when not counted (too large, quoted and not small, unreadable)."""
+    read = _csv_read(path, target)
+    if read is None:
+        return None
+    rows, labels = read
+    return rows, (_classes(labels) if labels is not None and rows else None)
+
+
+def csv_target_names(path: Path, target: str | None) -> list[str] | None:
+    """The names a CSV file's target column holds (sorted, as the runtime numbers them as classes) when it is
+    known to hold names only (a small file, parsed: none empty, none a number), else None (numbers, a mix the
+    runtime refuses, or not known)."""
+    read = _csv_read(path, target)
+    labels = read[1] if read is not None else None
+    if not labels or "" in labels or any(is_number(v) for v in labels):
+        return None
+    return sorted(labels)
+
+
+def _csv_read(path: Path, target: str | None) -> Read | None:
+    """(rows, the rows of each target value or None) of a CSV file (see _csv_counts), None when not read."""
     try:
         st = path.stat()
     except OSError:
@@ -104,9 +125,10 @@ def csv_counts(path: Path, target: str | None) -> Counted | None:
 
 
 @functools.lru_cache(maxsize=16)
-def _csv_counts(path: str, size: int, mtime_ns: int, target: str | None) -> Counted | None:
-    """csv_counts of a file of this size and time (options.py resolves the spec once per searched option:
-    the file is counted once)."""
+def _csv_counts(path: str, size: int, mtime_ns: int, target: str | None) -> Read | None:
+    """(rows, the rows of each target value, or None where not known) of a file of this size and time
+    (options.py resolves the spec once per searched option: the file is counted once). The counter is
+    shared: not to be changed."""
     try:
         with open(path, "rb") as raw:
             encoding = text_encoding(raw.read(64))
@@ -117,9 +139,9 @@ def _csv_counts(path: str, size: int, mtime_ns: int, target: str | None) -> Coun
         return None
 
 
-def _parsed_counts(path: Path, encoding: str, target: str | None) -> Counted | None:
-    """(rows, classes) of a CSV file parsed as the runtime parses it; classes None where the target column
-    does not give them (no such column, a ragged row, an empty, mixed or fractional label)."""
+def _parsed_counts(path: Path, encoding: str, target: str | None) -> Read | None:
+    """(rows, the rows of each target value) of a CSV file parsed as the runtime parses it; the values None
+    where the target column does not give them (no such column, a ragged row)."""
     rows, labels, column = 0, Counter[str](), None
     header: bool | None = None
     with open(path, newline="", encoding=encoding) as fh:
@@ -139,7 +161,7 @@ def _parsed_counts(path: Path, encoding: str, target: str | None) -> Counted | N
                     column = None
     if header is None:
         return None
-    return rows, (_classes(labels) if column is not None and rows else None)
+    return rows, (labels if column is not None else None)
 
 
 def _target_index(first: list[str], header: bool, target: str | None) -> int | None:
@@ -168,7 +190,7 @@ def _classes(labels: Counter[str]) -> ClassRows | None:
     return [(i, labels[name]) for i, name in enumerate(sorted(labels))]
 
 
-def _line_counts(path: Path, encoding: str) -> Counted | None:
+def _line_counts(path: Path, encoding: str) -> Read | None:
     """(rows, None) of a UTF-8 CSV file without quotes or lone carriage returns, where a line is a row: its
     lines counted in bytes, less the blank ones and a header; None for another file."""
     if encoding.startswith("utf-16"):

@@ -128,7 +128,28 @@ class _ToAst(Transformer):
 
     def assign(self, meta, items):
         key, value = items
+        if str(key) == "seed":
+            self._seed_overflows(value)
         return A.Assign(str(key), _tok(key), value, _span(meta))
+
+    def _seed_overflows(self, value) -> None:
+        """An integer too long for 64 bits written as the seed (or as an option of a search space of it) is
+        reported again with the seed's own limit, SEED_MAX, rather than 64 bits' (which `number` hinted)."""
+        from .spec import SEED_MAX
+
+        nums = [value] if isinstance(value, A.Num) else \
+            [a for a in getattr(value, "args", None) or getattr(value, "items", None) or []
+             if isinstance(a, A.Num)]
+        for num in nums:
+            if not num.problem or not isinstance(num.value, int):
+                continue
+            found = next((x for x in self.d.items if x.code == "E209" and x.span == num.span), None)
+            if found is None:
+                continue
+            self.d.drop(found)
+            limit = f"at most {SEED_MAX:,}" if not num.text.startswith("-") else f"0 to {SEED_MAX:,}"
+            self.d.add("E209", f"seed {_shown(num.text)} overflows: it does not fit in 64 bits", num.span,
+                       f"a seed may be {limit}")
 
     def section(self, meta, items):
         name, body = items

@@ -123,14 +123,18 @@ model m {
     (2, "1e300", "(fold 1 of 2; run directory kept:", "failed: fold 1 of 2: loss became nan"),
     (1000, "0.1", "1000-fold split: only 150 rows", "failed: 1000-fold split: only 150 rows"),
 ])
-def test_a_failed_cross_validation_says_which_fold_and_is_listed_as_failed(tmp_path, k, lr, line, status):
+def test_a_failed_cross_validation_says_which_fold_and_is_listed_as_failed(tmp_path, k, lr, line, status,
+                                                                           monkeypatch):
     """A cv folder that failed (a fold's nan loss, folds the data cannot fill) is `failed: <why>` in
     `dlc runs`, not `damaged: run.json is missing` or `incomplete`; the error line names the fold."""
     from conftest import run_cli
 
     spec = tmp_path / "m.dlspec"
     spec.write_text(FAILING.replace("K", "2").replace("LR", lr))
-    # (k from the command line: a spec's kfold(k=1000) on iris is spec error E303 in `dlc check`)
+    # (k from the command line: a spec's kfold(k=1000) on iris is spec error E303 in `dlc check`, and so is
+    # --k 1000 before the folder is made (test_check_leftovers.py); folds the data cannot fill still fail at
+    # run time where dlc check does not know the rows (a CSV file above MAX_CSV_BYTES): as if so here)
+    monkeypatch.setattr("dlc.compiler.checks.cv_fold_errors", lambda *a: [])
     rc, _, err = run_cli("cv", spec, "--out", tmp_path / "cv", "--k", str(k))  # (float32: lr 1e300 is inf)
     assert rc == 1 and line in err and "Traceback" not in err, err
     rc, out, err = run_cli("runs", tmp_path / "cv", "--json")

@@ -282,7 +282,10 @@ def test_regression_targets_must_match_the_output_units(tmp_path):
     one_line(train(tmp_path), 1, "the targets have 1 column(s) but the output layer has 3 units")
     (tmp_path / "d.csv").write_text(csv_text(FEATURES, np.array(["a", "b", "c"])[LABELS]))
     write_spec(tmp_path, units=1, act="linear", loss="mse")
-    one_line(train(tmp_path), 1, "the target column holds names (a, b, c), but mse is a regression loss")
+    rc, _, err = train(tmp_path)  # (a spec error now, found before training: dlc check reads a small CSV's
+    # target column; the run's own words, "the target column holds names (a, b, c)", are for a large one)
+    assert rc == 2 and "E302" in err, err
+    assert "holds names (a, b, c: 3 classes), but mse is a regression loss" in err
 
 
 def test_embedding_indices_beyond_the_vocabulary(tmp_path):

@@ -9,6 +9,7 @@ in the same package, must import no framework.)
 
 import os
 import sys
+import warnings
 
 # TensorFlow's native ERROR lines too (level 3): grappler's "remapper failed" and oneDNN's notices come
 # from runs that succeed; a real failure reaches dlc as a Python exception and is reported as one line
@@ -31,3 +32,7 @@ def _import_tensorflow_quietly() -> None:
 
 
 _import_tensorflow_quietly()
+
+# Keras' Python warnings about a spec that dlc's own check already words (W011: a softmax over one value):
+# printed raw they would give the user a file path inside Keras instead of the spec's line
+warnings.filterwarnings("ignore", message=r"You are using a softmax over axis", category=UserWarning)

@@ -20,9 +20,15 @@ def cross_validate(spec, spec_file: str, backend: str, device: str = "auto", k: 
                    evidence: bool = True, compile: bool = False) -> tuple[Path, dict]:
     """`dlc cv`: a run directory (`out`, default: a fresh one under runs/; a folder that is not empty is
     refused unless `replace`, see rundir.prepare_out) with the spec, ir.json, fold_N/ and, last, cv.json;
-    returns it and the summary. A failure once the directory exists is raised as RunFailed."""
+    returns it and the summary. A failure once the directory exists is raised as RunFailed. Folds the data
+    cannot make (`k` above its rows, a stratified class with fewer rows than k) are SpecError E303, as in
+    `dlc check`, before the directory is made."""
+    from dlc.compiler.checks import cv_fold_errors
+    from dlc.compiler.diagnostics import SpecError
     from dlc.runtime.run import RunFailed
 
+    if errors := cv_fold_errors(spec, k, Path(spec_file).resolve().parent):
+        raise SpecError(errors, None, spec_file)
     run = rundir.new_run_dir(f"{spec.name}-cv", backend, out, replace=replace, kind="cv", spec_file=spec_file)
     if Path(spec_file).is_file():
         rundir.copy_spec(run, spec_file)
