@@ -149,9 +149,10 @@ class Trainer:
                     stats += step_stats
             elif graph is not None:
                 with graph.warming(len(idx)):  # (a warm-up step, on the stream the capture will use)
-                    self._eager_step(x, y, idx, losses, stats, i)
-            else:
-                self._eager_step(x, y, idx, losses, stats, i)
+                    self._eager_step(x[idx], y, idx, losses, stats, i)
+            else:  # (features on the host are asked for by the order's numpy rows: no read back from a GPU)
+                xb = x[perm[i * batch_size:(i + 1) * batch_size]] if isinstance(x, HostBatches) else x[idx]
+                self._eager_step(xb, y, idx, losses, stats, i)
             if progress is not None and time.perf_counter() - last > 0.2:
                 progress(i + 1, steps, self._peek(losses, stats, i + 1))
                 last = time.perf_counter()
@@ -159,9 +160,9 @@ class Trainer:
             progress(steps, steps, self._peek(losses, stats, steps))
         return losses.cpu().double().numpy(), stats.cpu().double().numpy(), sizes
 
-    def _eager_step(self, x, y, idx, losses, stats, i: int) -> None:
+    def _eager_step(self, xb, y, idx, losses, stats, i: int) -> None:
         yb = y[idx]
-        out, loss = self.train_step(x[idx], yb)
+        out, loss = self.train_step(xb, yb)
         with torch.no_grad():
             losses[i] = loss.detach()
             stats += self.stats(out.detach(), yb)
@@ -221,7 +222,7 @@ class HostBatches:
 
     def __getitem__(self, key):
         if isinstance(key, torch.Tensor):
-            key = key.cpu().numpy()
+            key = key.cpu().numpy()  # (a read back from the GPU: train_epoch passes numpy rows instead)
         return self.reader.read(key).to(device=self.device, non_blocking=self.device.type == "cuda")
 
 
