@@ -107,7 +107,7 @@ def test_tune_lines_show_brackets_as_they_are():
     plan = SimpleNamespace(spec_name="m", method="grid", grid_size=None, target=2, trials=2, backend="torch",
                            workers=1, direction="minimize", metric="val_loss", prune="none",
                            run=Path("/tmp") / MARKUP, study=f"study{MARKUP}", storage=f"sqlite:///{MARKUP}.db",
-                           refined=None, spaces=[], done_before=0, requeued=0)
+                           refined=None, spaces=[], done_before=0, requeued=0, trial_nproc=1)
     display.started(plan)
     trial = SimpleNamespace(number=3, params={}, state=SimpleNamespace(name="FAIL"),
                             user_attrs={"failure": f"cannot read {MARKUP}.csv"}, datetime_start=None,

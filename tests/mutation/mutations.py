@@ -82,11 +82,10 @@ MUTATIONS: list[Mutation] = [
     Mutation("keras_checkpoint_without_optimizer", "Keras' optimizer slots and iteration count are not saved "
              "in (nor restored from) checkpoints", (
                  ("backends/keras/session.py",
-                  '        for i, v in enumerate(self.opt.variables):\n'
+                  '        for i, v in enumerate(self._optimizer_variables()):\n'
                   '            out[f"opt/{i}"] = np.array(v.numpy(), copy=True)\n', ""),
                  ("backends/keras/session.py",
-                  '        for i, v in enumerate(self.opt.variables):\n'
-                  '            v.assign(state[f"opt/{i}"])\n', "")),
+                  'v.assign(state[f"opt/{i}"])', "pass")),
              tuple(RESUME_TESTS)),
     M("adam_beta_2_default", "the IR's Adam default beta_2 is 0.99 instead of Keras' 0.999",
       "compiler/training.py",
