@@ -139,51 +139,41 @@ class StepGraph:
 
     def step(self, idx: torch.Tensor):
         """The step on rows `idx` by replaying the graph: (loss, metric statistics), valid until the next."""
-        t = self.trainer
         self.idx.copy_(idx)
-        t.opt.lr_tensor()  # (a schedule's new lr written into the tensor the graph reads)
-        t.opt.step_count_ready()
         before = self._host()
-        t.step.keys_on_device = True  # (a graph runs no Python: only Replay, on the CPU, reads it here)
-        try:
+        with self.trainer.step.device_keys():  # (a graph runs no Python: only Replay, on the CPU, reads it)
             self.graph.replay()
-        finally:
-            t.step.keys_on_device = False
         self._set_host(tuple(a + d for a, d in zip(before, self.delta, strict=True)))
         return self.loss, self.stats
 
     def _body(self) -> None:
+        """The Trainer's own step on the gathered rows (its zero_grad before the backward: captured, the
+        graph's backward writes the gradients it allocated, not adds to them)."""
         t = self.trainer
-        t.opt.zero_grad()  # (captured: the graph's backward writes the gradients it allocated, not adds)
-        xb, yb = self.x[self.idx], self.y[self.idx]
-        out, loss = t._objective(xb, yb)
-        loss.backward()
-        t.opt.step()
-        for tensor, constraint in t.constraints:
-            constraint(tensor)
-        t.step.advance()
+        yb = self.y[self.idx]
+        out, loss = t.train_step(self.x[self.idx], yb)
         self.loss = loss.detach()
         self.stats = t.stats(out.detach(), yb)
 
     def _capture(self) -> None:
         """Capture the step once; the host's counters as they were (capturing trains nothing)."""
-        t = self.trainer
-        t.opt.lr_tensor()
-        t.opt.step_count_ready()
         before = self._host()
-        graph = self.make_graph(t)
-        t.step.keys_on_device = True  # (the keys hashed in the graph from the device's step count)
+        graph = self.make_graph(self.trainer)
         try:
-            graph.capture(self._body)
+            with self.trainer.step.device_keys():  # (the keys hashed in the graph from the device's count)
+                graph.capture(self._body)
         finally:
-            t.step.keys_on_device = False
             after = self._host()
             self._set_host(before)
         self.delta = tuple(b - a for a, b in zip(before, after, strict=True))
         self.graph = graph
 
     def _host(self) -> tuple[int, int, int]:
+        """The host's counters, the device tensors the graph reads made to agree with them first (a
+        schedule's new lr written in, the step count refilled after a restore)."""
         t = self.trainer
+        t.opt.lr_tensor()
+        t.opt.step_count_ready()
         return (*t.opt.host_counters(), t.step.value)
 
     def _set_host(self, counters) -> None:

@@ -7,6 +7,7 @@ permuted to torch's OIHW inside `forward`, which changes no number)."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import torch
@@ -38,6 +39,15 @@ class StepCounter:
         if self.keys_on_device or torch.compiler.is_compiling():
             return self.on_device()
         return self.value
+
+    @contextlib.contextmanager
+    def device_keys(self):
+        """Dropout keys hashed from the device copy while inside (a CUDA graph's capture and replay)."""
+        self.keys_on_device = True
+        try:
+            yield
+        finally:
+            self.keys_on_device = False
 
     def on_device(self) -> torch.Tensor:
         """The device copy of the counter (made once; `advance` and `set` keep it equal)."""
