@@ -243,6 +243,7 @@ class RMSprop(KerasOptimizer):
     def __init__(self, params, learning_rate=0.001, rho=0.9, momentum=0.0, epsilon=1e-7, centered=False,
                  **common):
         self.rho, self.momentum, self.epsilon, self.centered = rho, momentum, epsilon, centered
+        self._buffers: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # (_scratch)
         # centered: the keras backend sums an Embedding's gradient first (Keras' own sparse path fails there)
         self.per_occurrence = not centered
         super().__init__(params, learning_rate, **common)
@@ -260,7 +261,7 @@ class RMSprop(KerasOptimizer):
             self._update_centered(p, g, s, lr, rows)
             return
         # Keras' ops in Keras' order, written in place into the variable's two buffers (_scratch)
-        t, d, rho = *self._scratch(p, s), self.rho
+        t, d, rho = *self._scratch(p), self.rho
         if rows is None:
             torch.mul(g, g, out=t).mul_(1 - rho)
         else:
@@ -293,14 +294,15 @@ class RMSprop(KerasOptimizer):
             torch._foreach_sub_(params, t)
         return True
 
-    @staticmethod
-    def _scratch(p, s) -> tuple[torch.Tensor, torch.Tensor]:
+    def _scratch(self, p) -> tuple[torch.Tensor, torch.Tensor]:
         """A variable's two buffers of its shape, made once and written in place every step: no temporaries
         of the variable's size each step (on the CPU they cost ~1,800 page faults per step on the 784x512
-        kernel)."""
-        if "t" not in s:
-            s["t"], s["d"] = torch.empty_like(p), torch.empty_like(p)
-        return s["t"], s["d"]
+        kernel). Kept beside the state, not in it: a checkpoint holds the state, and these hold nothing
+        between steps."""
+        buffers = self._buffers.get(id(p))
+        if buffers is None:
+            buffers = self._buffers[id(p)] = (torch.empty_like(p), torch.empty_like(p))
+        return buffers
 
     def _update_centered(self, p, g, s, lr, rows=None):
         rho, v, a = self.rho, s["v"], s["a"]
@@ -410,7 +412,6 @@ class Adadelta(KerasOptimizer):
 class Nadam(KerasOptimizer):
     """Keras' Nadam: momentum cache u_t = β1·(1 − 0.5·0.96^t) (β1 and 0.96 cast through float32), the running
     product of u updated once per step before the variable updates (with the exact Python β1 and 0.96)."""
-
 
     def __init__(self, params, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, **common):
         self.beta_1, self.beta_2, self.epsilon = beta_1, beta_2, epsilon

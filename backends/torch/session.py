@@ -79,7 +79,7 @@ def fits_on_device(device: torch.device, nbytes: int) -> bool:
 
 
 def _nbytes(x: np.ndarray, dtype: torch.dtype) -> int:
-    return int(np.prod(x.shape)) * torch.empty((), dtype=dtype).element_size()
+    return int(np.prod(x.shape)) * dtype.itemsize
 
 
 def check_device(device: str) -> None:
