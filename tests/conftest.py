@@ -19,6 +19,15 @@ FIXTURE_DIR = ROOT / "tests" / "equivalence" / "fixtures"
 EQUIVALENCE_SPECS = sorted(FIXTURE_DIR.glob("*.dlspec")) + sorted((ROOT / "specs").glob("*.dlspec"))
 
 
+def edited_spec(path: Path, *edits: tuple[str, str]) -> str:
+    """A spec file's text with each (old, new) replaced once; an `old` not in it fails the test."""
+    text = path.read_text()
+    for old, new in edits:
+        assert old in text, old
+        text = text.replace(old, new, 1)
+    return text
+
+
 def run_cli(*argv) -> tuple[int, str, str]:
     """`dlc ARGV...` in this process (the frameworks stay imported): (exit code, stdout, stderr)."""
     from dlc.cli import main

@@ -9,18 +9,10 @@ from pathlib import Path
 from dlc.compiler import compile_text
 from dlc.compiler.diagnostics import Diagnostic
 
-from conftest import ROOT, run_cli
+from conftest import ROOT, edited_spec, run_cli
 
 DIABETES = ROOT / "specs" / "diabetes.dlspec"
 IRIS = ROOT / "specs" / "iris.dlspec"
-
-
-def _edited(path: Path, *edits: tuple[str, str]) -> str:
-    text = path.read_text()
-    for old, new in edits:
-        assert old in text, old
-        text = text.replace(old, new, 1)
-    return text
 
 
 def _diags(text: str, base_dir: Path = DIABETES.parent) -> list[Diagnostic]:
@@ -47,7 +39,7 @@ def _where(d: Diagnostic) -> tuple[int, int]:
 
 
 def test_a_softmax_output_of_one_unit_is_a_warning_at_its_activation():
-    text = _edited(DIABETES, ("Dense(1)  ", "Dense(1, activation=softmax)  "))
+    text = edited_spec(DIABETES, ("Dense(1)  ", "Dense(1, activation=softmax)  "))
     found = _diags(text)
     assert _codes(found) == [("W011", "warning")]
     w = found[0]
@@ -82,18 +74,18 @@ def test_a_softmax_of_one_value_anywhere_is_a_warning():
 def test_a_softmax_over_several_values_or_a_sigmoid_of_one_is_no_warning():
     assert not [x for x in _diags(DIABETES.read_text()) if x.code == "W011"]
     assert not [x for x in _diags(IRIS.read_text(), IRIS.parent) if x.code == "W011"]
-    text = _edited(DIABETES, ("Dense(1)  ", "Dense(1, activation=sigmoid)  "))
+    text = edited_spec(DIABETES, ("Dense(1)  ", "Dense(1, activation=sigmoid)  "))
     assert not [x for x in _diags(text) if x.code == "W011"]
 
 
 def test_a_categorical_loss_on_one_softmax_unit_stays_one_error():
-    text = _edited(IRIS, ("Dense(3, activation=softmax)", "Dense(1, activation=softmax)"))
+    text = edited_spec(IRIS, ("Dense(3, activation=softmax)", "Dense(1, activation=softmax)"))
     assert [x.code for x in _diags(text, IRIS.parent)] == ["E302"]
 
 
 def test_dlc_check_prints_the_softmax_warning(tmp_path):
     spec = tmp_path / "s.dlspec"
-    spec.write_text(_edited(DIABETES, ("Dense(1)  ", "Dense(1, activation=softmax)  ")))
+    spec.write_text(edited_spec(DIABETES, ("Dense(1)  ", "Dense(1, activation=softmax)  ")))
     rc, _, err = run_cli("check", "-q", spec)
     assert rc == 0
     assert "warning[W011]: activation=softmax on Dense(1): a softmax of one value is always 1.0" in err
@@ -166,7 +158,7 @@ def test_dlc_check_refuses_a_regression_loss_on_csv_names(tmp_path):
 
 
 def test_a_seed_beyond_64_bits_says_the_seeds_limit():
-    text = _edited(DIABETES, ("seed: 5", "seed: 18446744073709551615"))
+    text = edited_spec(DIABETES, ("seed: 5", "seed: 18446744073709551615"))
     (e,) = _diags(text)
     assert e.code == "E209" and _where(e) == _at(text, "18446744073709551615", "seed:")
     assert e.message == "seed 18446744073709551615 overflows: it does not fit in 64 bits"
@@ -175,16 +167,16 @@ def test_a_seed_beyond_64_bits_says_the_seeds_limit():
 
 
 def test_a_negative_seed_beyond_64_bits_and_a_searched_one_say_the_seeds_limit():
-    text = _edited(DIABETES, ("seed: 5", "seed: -99999999999999999999"))
+    text = edited_spec(DIABETES, ("seed: 5", "seed: -99999999999999999999"))
     (e,) = _diags(text)
     assert e.code == "E209" and e.hint_text() == "a seed may be 0 to 4,294,967,295"
-    text = _edited(DIABETES, ("seed: 5", "seed: choice(1, 99999999999999999999)"))
+    text = edited_spec(DIABETES, ("seed: 5", "seed: choice(1, 99999999999999999999)"))
     found = [x for x in _diags(text) if x.code == "E209"]
     assert [x.hint_text() for x in found] == ["a seed may be at most 4,294,967,295"]
 
 
 def test_another_integer_beyond_64_bits_keeps_the_general_limit():
-    text = _edited(DIABETES, ("epochs: 60", "epochs: 18446744073709551615"))
+    text = edited_spec(DIABETES, ("epochs: 60", "epochs: 18446744073709551615"))
     (e,) = [x for x in _diags(text) if x.code == "E209"]
     assert "9,223,372,036,854,775,807" in (e.hint_text() or "")
 
@@ -202,7 +194,7 @@ def test_cv_k_beyond_the_rows_is_e303_before_any_run_folder(tmp_path):
     assert "k can be 120 at most" in err
     assert not out.exists()
     # the same words as the k written in the spec
-    written = _edited(IRIS, ("holdout(val=0.2, test=0.2, stratify=true)", "kfold(k=500, test=0.2)"))
+    written = edited_spec(IRIS, ("holdout(val=0.2, test=0.2, stratify=true)", "kfold(k=500, test=0.2)"))
     (e,) = [x for x in _diags(written, IRIS.parent) if x.code == "E303"]
     assert e.message.startswith("500-fold split: only 120 rows (after the 30 test rows)")
 

@@ -15,19 +15,11 @@ from dlc.compiler.diagnostics import Diagnostic
 from dlc.compiler.spec import BUNDLED_CLASS_ROWS, BUNDLED_ROWS
 from dlc.runtime.data import DataError, holdout_indices, kfold_indices
 
-from conftest import ROOT, run_cli
+from conftest import ROOT, edited_spec, run_cli
 
 IRIS = ROOT / "specs" / "iris.dlspec"
 TUNE = ROOT / "specs" / "tune" / "iris_tune.dlspec"
 IRIS_SPLIT = "split: holdout(val=0.2, test=0.2, stratify=true)"
-
-
-def _edited(path: Path, *edits: tuple[str, str]) -> str:
-    text = path.read_text()
-    for old, new in edits:
-        assert old in text, old
-        text = text.replace(old, new, 1)
-    return text
 
 
 def _diags(text: str, base_dir: Path = IRIS.parent) -> list[Diagnostic]:
@@ -68,7 +60,7 @@ def test_bundled_row_counts_are_scikit_learns():
 
 
 def test_kfold_larger_than_the_data_is_an_error_at_k(tmp_path):
-    text = _edited(IRIS, (IRIS_SPLIT, "split: kfold(k=391)"))
+    text = edited_spec(IRIS, (IRIS_SPLIT, "split: kfold(k=391)"))
     path = tmp_path / "iris_k.dlspec"
     path.write_text(text)
     rc, _, err = run_cli("check", path)
@@ -84,12 +76,12 @@ def test_kfold_larger_than_the_data_is_an_error_at_k(tmp_path):
 
 
 def test_kfold_after_a_test_part_counts_the_rows_left():
-    text = _edited(IRIS, (IRIS_SPLIT, "split: kfold(k=130, test=0.2)"))
+    text = edited_spec(IRIS, (IRIS_SPLIT, "split: kfold(k=130, test=0.2)"))
     e = _one(_diags(text), "E303")
     assert e.message == "130-fold split: only 120 rows (after the 30 test rows) ('iris' has 150 rows)"
     assert _where(e) == _at(text, "130", "kfold")
     assert "k can be 120 at most" in (e.hint or "")
-    assert not [x for x in _diags(_edited(IRIS, (IRIS_SPLIT, "split: kfold(k=120, test=0.2)")))
+    assert not [x for x in _diags(edited_spec(IRIS, (IRIS_SPLIT, "split: kfold(k=120, test=0.2)")))
                 if x.severity == "error"]
 
 
@@ -100,7 +92,7 @@ def test_kfold_after_a_test_part_counts_the_rows_left():
     ("holdout(val=0.2, test=0.01, stratify=true)", True), ("holdout(val=0.99, test=0.0)", False),
 ])
 def test_stratified_splits_of_iris(split, bad):
-    text = _edited(IRIS, (IRIS_SPLIT, f"split: {split}"))
+    text = edited_spec(IRIS, (IRIS_SPLIT, f"split: {split}"))
     errors = [x for x in _diags(text) if x.severity == "error"]
     assert [x.code for x in errors] == (["E303"] if bad else []), [x.message for x in errors]
     if bad and "kfold" in split:
@@ -137,7 +129,7 @@ def test_check_refuses_what_the_runtime_refuses(case):
     written = (f"kfold(k={k}, test={test}, stratify={str(stratify).lower()})" if split == "kfold"
                else f"holdout(val={val}, test={test}, stratify={str(stratify).lower()})")
     feats = {"iris": 4, "wine": 13}[name]
-    text = _edited(IRIS, (IRIS_SPLIT, f"split: {written}"), ("source: iris", f"source: {name}"),
+    text = edited_spec(IRIS, (IRIS_SPLIT, f"split: {written}"), ("source: iris", f"source: {name}"),
                    ("input: (4)", f"input: ({feats})"))
     errors = [x for x in _diags(text) if x.severity == "error"]
     assert bool(errors) == _runtime_refuses(name, split, k, val, test, stratify), [x.message for x in errors]
@@ -146,7 +138,7 @@ def test_check_refuses_what_the_runtime_refuses(case):
 def test_runtime_and_check_say_the_same():
     from sklearn import datasets
 
-    text = _edited(IRIS, (IRIS_SPLIT, "split: kfold(k=51, stratify=true)"))
+    text = edited_spec(IRIS, (IRIS_SPLIT, "split: kfold(k=51, stratify=true)"))
     e = _one(_diags(text), "E303")
     y = datasets.load_iris().target
     with pytest.raises(DataError) as raised:
@@ -156,7 +148,7 @@ def test_runtime_and_check_say_the_same():
 
 
 def test_a_searched_k_is_checked_at_each_option():
-    text = _edited(TUNE, (IRIS_SPLIT, "split: kfold(k=choice(5, 400))"),
+    text = edited_spec(TUNE, (IRIS_SPLIT, "split: kfold(k=choice(5, 400))"),
                    ("objective: minimize val_loss", "objective: minimize cv_loss"))
     e = _one(_diags(text, TUNE.parent), "E303")
     assert e.message.startswith("when data.split.k is 400: 400-fold split: only 150 rows")
@@ -173,11 +165,11 @@ def test_file_sources_rows_from_their_headers(tmp_path, kind):
     else:
         np.savez_compressed(tmp_path / "d.npz", x=x, y=y)
         source = 'npz("d.npz")'
-    text = _edited(IRIS, ("source: iris", f"source: {source}"), (IRIS_SPLIT, "split: kfold(k=13)"))
+    text = edited_spec(IRIS, ("source: iris", f"source: {source}"), (IRIS_SPLIT, "split: kfold(k=13)"))
     e = _one(_diags(text, tmp_path), "E303")
     assert e.message.startswith("13-fold split: only 12 rows"), e.message
     assert _where(e) == _at(text, "13", "kfold")
-    ok = _edited(IRIS, ("source: iris", f"source: {source}"), (IRIS_SPLIT, "split: kfold(k=12)"))
+    ok = edited_spec(IRIS, ("source: iris", f"source: {source}"), (IRIS_SPLIT, "split: kfold(k=12)"))
     assert not [x for x in _diags(ok, tmp_path) if x.severity == "error"]
 
 
@@ -185,7 +177,7 @@ def test_file_sources_rows_from_their_headers(tmp_path, kind):
 
 
 def test_a_choice_of_one_value_is_a_warning():
-    text = _edited(TUNE, ("Dense(choice(8, 16, 32, 64)", "Dense(choice(8)"))
+    text = edited_spec(TUNE, ("Dense(choice(8, 16, 32, 64)", "Dense(choice(8)"))
     w = _one(_diags(text, TUNE.parent), "W009")
     assert w.severity == "warning"
     assert w.message == "a choice of one value searches nothing: every trial takes it"
@@ -198,8 +190,9 @@ def test_a_choice_of_one_value_is_a_warning():
 
 
 def _scheduled(schedule: str, epochs: int) -> str:
-    return _edited(IRIS, ("optimizer: Adam(lr=0.01)", f"optimizer: Adam(lr=0.01)\n  schedule: {schedule}"),
-                   ("epochs: 40", f"epochs: {epochs}"))
+    return edited_spec(IRIS,
+                       ("optimizer: Adam(lr=0.01)", f"optimizer: Adam(lr=0.01)\n  schedule: {schedule}"),
+                       ("epochs: 40", f"epochs: {epochs}"))
 
 
 @pytest.mark.parametrize(("schedule", "epochs", "at", "words"), [
@@ -232,7 +225,7 @@ def test_a_schedule_warning_gives_the_lr_it_ends_at():
 
 
 def test_a_searched_lr_does_not_repeat_a_schedule_warning():
-    text = _edited(TUNE, ("  train {", "  schedule: warmup(5, cosine(epochs=100))\n  train {"))
+    text = edited_spec(TUNE, ("  train {", "  schedule: warmup(5, cosine(epochs=100))\n  train {"))
     assert [x.code for x in _diags(text, TUNE.parent)] == ["W010"]
 
 
@@ -248,7 +241,7 @@ def test_a_schedule_that_fits_the_training_is_quiet(schedule, epochs):
 
 
 def _shift(space: str) -> str:
-    return _edited(TUNE, ("normalize: standard", f"normalize: standard\n    augment: [shift({space})]"),
+    return edited_spec(TUNE, ("normalize: standard", f"normalize: standard\n    augment: [shift({space})]"),
                    ("input: (4)", "input: (2, 2, 1)"),
                    ("Dense(choice(8, 16, 32, 64)", "Flatten()\n    Dense(16"))
 
@@ -275,10 +268,10 @@ def test_both_ends_that_do_not_fit_are_each_said():
 
 def test_a_split_error_is_reported_with_the_other_errors():
     """A spec that does not build (a misspelt activation) still has its split checked: all errors at once."""
-    text = _edited(IRIS, (IRIS_SPLIT, "split: kfold(k=51, stratify=true)"),
+    text = edited_spec(IRIS, (IRIS_SPLIT, "split: kfold(k=51, stratify=true)"),
                    ("activation=relu", "activation=rleu"))
     assert sorted(x.code for x in _diags(text)) == ["E102", "E303"]
     # the loss unknown, whether the split is stratified is not known: only the rules without classes apply
-    text = _edited(IRIS, (IRIS_SPLIT, "split: kfold(k=151, stratify=true)"),
+    text = edited_spec(IRIS, (IRIS_SPLIT, "split: kfold(k=151, stratify=true)"),
                    ("loss: sparse_categorical_crossentropy", "loss: sparse_categorical_crossentropyy"))
     assert sorted(x.code for x in _diags(text)) == ["E106", "E303"]
