@@ -3,12 +3,15 @@
 
 from __future__ import annotations
 
+import traceback
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
+
+from torch.utils._python_dispatch import TorchDispatchMode  # noqa: E402
 
 from dlc.backends.torch import losses as L  # noqa: E402
 from dlc.backends.torch import optimizers as O  # noqa: E402
@@ -119,10 +122,11 @@ def _train_graphed(text: str, make_graph, dtype: str):
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("name", GRAPHED)
 def test_a_replayed_step_trains_as_the_eager_one(name, dtype):
-    """The bookkeeping around a CUDA graph of the step (backends/torch/graphs.py), with a stand-in that runs
-    the captured Python again on replay: the batch gathered through the index buffer, the learning rate and
-    step count read from tensors updated in place, the dropout keys hashed on the device, the host counters
-    advanced per replay, the warm-up and last batches eager. Bit for bit the eager training (histories and
+    """The bookkeeping around a CUDA graph of the step (backends/torch/graphs.py), with a stand-in that
+    replays the captured aten operations, their Python arguments frozen as a graph's are (graphs.Traced):
+    the batch gathered through the index buffer, the learning rate and step count read from tensors updated
+    in place, the dropout keys hashed on the device, the host counters advanced per replay, the warm-up and
+    last batches eager. Bit for bit the eager training (histories and
     weights), 11 steps an epoch of which the graph replays 10 (7 in the first, after 3 warm-up steps)."""
     from dlc.backends.torch import graphs
 
@@ -138,6 +142,52 @@ def test_a_replayed_step_trains_as_the_eager_one(name, dtype):
     for layer, ws in eager_w.items():
         for wname, w in ws.items():
             np.testing.assert_array_equal(weights[layer][wname], w, err_msg=f"{layer}/{wname}")
+
+
+def test_a_graph_stand_in_replays_what_was_captured_not_the_python():
+    """graphs.Traced holds what a CUDA graph holds: a learning rate the step takes as a new tensor (not the
+    one updated in place) stays at its captured value on replay, so the graphed run differs from the eager one
+    once the schedule changes the lr (a stand-in that re-ran the step's Python, as the first one did, could
+    not tell). This is the defect the fixtures' replay test guards against; here it is made on purpose."""
+    import dlc
+    from dlc.backends.torch import graphs, optimizers
+
+    def replaced(self):
+        if self._lr_holds != self.lr:
+            self._lr, self._lr_holds = torch.full_like(self._lr, self.lr), self.lr
+        return self._lr
+
+    spec = dlc.load(Path(__file__).parent / "equivalence" / "fixtures" / "schedule_step.dlspec")
+    losses = []
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(optimizers.KerasOptimizer, "lr_tensor", replaced)
+        for make_graph in (None, graphs.on_cpu):
+            model = dlc.Model(spec, backend="torch", dtype="float64", device="cpu")
+            model.session.trainer.graph_steps = make_graph
+            losses.append(model.fit(max_steps=40).step_losses)
+    assert model.session.trainer.graph.graph is not None
+    assert losses[0] != losses[1]
+
+
+def test_a_step_that_reads_the_device_on_the_host_is_not_capturable(monkeypatch):
+    """A `.item()` (or any read of a device value on the host) inside the step fails a CUDA capture; the
+    stand-in says so at capture, on the CPU, naming the operation."""
+    import dlc
+    from dlc.backends.torch import graphs, training
+
+    step = training.Trainer.train_step
+
+    def reads_the_loss(self, xb, yb):
+        out, loss = step(self, xb, yb)
+        float(loss)
+        return out, loss
+
+    monkeypatch.setattr(training.Trainer, "train_step", reads_the_loss)
+    spec = dlc.load(Path(__file__).parent / "equivalence" / "fixtures" / "dropout.dlspec")
+    model = dlc.Model(spec, backend="torch", dtype="float64", device="cpu")
+    model.session.trainer.graph_steps = graphs.on_cpu
+    with pytest.raises(graphs.NotCapturable, match="_local_scalar_dense"):
+        model.fit(max_steps=40)
 
 
 def test_a_step_that_cannot_be_captured_runs_eagerly():
@@ -208,3 +258,40 @@ def test_only_a_gpu_sends_features_to_the_host():
     from dlc.backends.torch.session import fits_on_device
 
     assert fits_on_device(torch.device("cpu"), 10**15)
+
+
+class _HostReads(TorchDispatchMode):
+    """The operations that read a device value on the host (graphs.HOST_READS), with where dlc issues them."""
+
+    def __init__(self):
+        super().__init__()
+        self.found: list[str] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        from dlc.backends.torch import graphs
+
+        name = str(func.overloadpacket).split(".")[-1]
+        if name in graphs.HOST_READS:
+            frames = [f for f in traceback.extract_stack() if "dlc" in Path(f.filename).parts]
+            self.found.append(f"aten.{name} at {frames[-1].filename}:{frames[-1].lineno}" if frames else name)
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("path", FIXTURES, ids=lambda p: p.stem)
+def test_an_epoch_never_waits_for_the_device(path):
+    """A training epoch reads nothing back from the device (on a GPU each read waits for every step queued
+    before it): no `.item()`, no operation whose output size depends on the data, in any fixture's eager
+    epoch; its losses and statistics are read once, by the caller, after it."""
+    import dlc
+    from dlc.backends import session_class
+    from dlc.reference.weights import initial_weights
+    from dlc.runtime.data import prepare
+
+    spec = dlc.load(path)
+    session = session_class("torch")(spec, weights=initial_weights(spec), dtype="float64")
+    data = prepare(spec, path.parent)
+    handle, perm = session.load_data(data.train.x, data.train.y), np.arange(len(data.train.x))
+    session.train_epoch(handle, perm, spec.train.batch_size)  # (caches and buffers made)
+    with _HostReads() as reads:
+        session.train_epoch(handle, perm, spec.train.batch_size)
+    assert reads.found == []

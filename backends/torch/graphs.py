@@ -13,7 +13,7 @@ shorter last batch run eagerly, on the same tensors, so the sequence of updates 
 keys are computed on the device inside the graph, from the same step count.
 
 Written without a GPU at hand (2026-11-29): `tests/test_gpu.py::test_cuda_graph_equals_eager` is its proof,
-and it has not run yet. The same bookkeeping is tested on the CPU (`Replay`, tests/test_device_paths.py)."""
+and it has not run yet. The same bookkeeping is tested on the CPU (`Traced`, tests/test_device_paths.py)."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ import contextlib
 import os
 
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 WARMUP_STEPS = 3
 ENV = "DLC_CUDA_GRAPHS"
@@ -46,7 +47,7 @@ def refusal(trainer, x, y) -> str | None:
 
 
 class CudaGraph:
-    """torch.cuda.CUDAGraph behind the two calls StepGraph makes (Replay stands in for it in CPU tests)."""
+    """torch.cuda.CUDAGraph behind the two calls StepGraph makes (Traced stands in for it in CPU tests)."""
 
     def __init__(self, trainer=None):
         self.graph = torch.cuda.CUDAGraph()
@@ -70,25 +71,43 @@ class CudaGraph:
         self.graph.replay()
 
 
-class Replay:
-    """A stand-in for a CUDA graph on the CPU. `capture` runs the step's Python once, as capturing does, and
-    then puts every tensor of the trainer back (a capture's kernels do not run); `replay` runs it again. Only
-    what StepGraph does around a graph is tested with it (the index buffer, the host counters advanced by
-    hand, the device-side dropout keys), not what capturing does."""
+class NotCapturable(RuntimeError):
+    """The captured step does what a CUDA graph cannot hold (Traced found it on the CPU)."""
+
+
+# operations that read a device value on the host (a CUDA capture fails on them) or whose output's size
+# depends on the data (it must be read back to allocate the output)
+HOST_READS = {"_local_scalar_dense", "item", "nonzero", "masked_select", "unique", "_unique", "_unique2",
+              "unique_dim", "unique_consecutive", "bincount", "repeat_interleave"}
+
+
+class Traced:
+    """A CPU stand-in for a CUDA graph that holds what a graph holds: `capture` records every aten operation
+    of the step (TorchDispatchMode) and puts every tensor of the trainer back (a capture's kernels do not
+    run); `replay` runs the recorded operations again on the same tensors, without the step's Python. As in
+    a graph, each operation's Python arguments (a float learning rate, a step count read on the host) are
+    frozen at capture, its tensors are read where they were then, and its outputs are written where they
+    were, so a step that would replay wrongly as a graph (a value that should have been a tensor updated in
+    place, a tensor replaced instead of updated) replays wrongly here too; an operation that reads the
+    device on the host, or whose output's size depends on the data, is NotCapturable at capture, as on CUDA.
+    What it cannot see: a host tensor copied to the device inside the step (here all tensors are on the
+    CPU)."""
 
     def __init__(self, trainer):
-        self.trainer, self.body = trainer, None
+        self.trainer = trainer
+        self.ops: list = []
 
     warming = staticmethod(contextlib.nullcontext)
 
     def capture(self, body) -> None:
         tensors = self._tensors()
         saved = [t.detach().clone() for t in tensors]
-        body()
+        with _Recorder() as recorder:
+            body()
         with torch.no_grad():
             for t, s in zip(tensors, saved, strict=True):
                 t.copy_(s)
-        self.body = body
+        self.ops = recorder.ops
 
     def _tensors(self) -> list[torch.Tensor]:
         t = self.trainer
@@ -98,7 +117,37 @@ class Replay:
         return out + [v for s in opt.state for v in s.values()]
 
     def replay(self) -> None:
-        self.body()
+        with torch.no_grad():
+            for func, args, kwargs, out in self.ops:
+                if not func.is_view:  # (a view recorded at capture already shows its base's new values)
+                    _refill(out, func(*args, **kwargs))
+
+
+class _Recorder(TorchDispatchMode):
+    """Every aten operation, with its arguments and outputs, in the order the step issues them."""
+
+    def __init__(self):
+        super().__init__()
+        self.ops: list = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        name = str(func.overloadpacket).split(".")[-1]
+        if name in HOST_READS:
+            raise NotCapturable(f"the step calls aten.{name}, which reads the device on the host")
+        out = func(*args, **kwargs)
+        self.ops.append((func, args, kwargs, out))
+        return out
+
+
+def _refill(recorded, fresh) -> None:
+    """Write a replayed operation's outputs where the captured one's were (in-place ones already are)."""
+    if isinstance(recorded, torch.Tensor):
+        if fresh is not recorded:
+            recorded.copy_(fresh)
+    elif isinstance(recorded, (tuple, list)):
+        for r, f in zip(recorded, fresh, strict=True):
+            _refill(r, f)
 
 
 class StepGraph:
@@ -141,7 +190,7 @@ class StepGraph:
         """The step on rows `idx` by replaying the graph: (loss, metric statistics), valid until the next."""
         self.idx.copy_(idx)
         before = self._host()
-        with self.trainer.step.device_keys():  # (a graph runs no Python: only Replay, on the CPU, reads it)
+        with self.trainer.step.device_keys():  # (the keys hashed on the device, in the graph)
             self.graph.replay()
         self._set_host(tuple(a + d for a, d in zip(before, self.delta, strict=True)))
         return self.loss, self.stats
@@ -188,5 +237,5 @@ def on_cuda(trainer, x, y, batch_size: int) -> StepGraph:
 
 
 def on_cpu(trainer, x, y, batch_size: int) -> StepGraph:
-    """The Trainer's `graph_steps` in CPU tests: the bookkeeping with Replay standing in for the graph."""
-    return StepGraph(trainer, x, y, batch_size, Replay)
+    """The Trainer's `graph_steps` in CPU tests: Traced stands in for the graph."""
+    return StepGraph(trainer, x, y, batch_size, Traced)
