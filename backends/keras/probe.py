@@ -10,7 +10,7 @@ from . import quiet  # noqa: F401  (imports TensorFlow with its start-up notices
 import keras
 import tensorflow as tf
 
-from dlc.reference.evidence import SIGMOID_HIGH, SIGMOID_LOW, TANH_LIMIT, ProbeLayer
+from dlc.reference.evidence import SIGMOID_HIGH, SIGMOID_LOW, TANH_LIMIT, ProbeLayer, probe_rows
 
 
 def activation_stats(a, family: str | None) -> list:
@@ -60,10 +60,4 @@ class Prober:
                 a = tf.sigmoid(a)
             values += [norm, *activation_stats(a, pl.family)]
         numbers = tf.cast(tf.stack(values), tf.float64).numpy().tolist()
-        out = {}
-        for k, pl in enumerate(self.layers):
-            row = numbers[5 * k:5 * k + 5]
-            out[pl.name] = {"grad_norm": row[0] if pl.trainable else None, "act_mean": row[1],
-                            "act_std": row[2], "dead_fraction": row[3] if pl.family == "relu" else None,
-                            "saturated_fraction": row[4] if pl.family in ("sigmoid", "tanh") else None}
-        return out
+        return probe_rows(self.layers, numbers)

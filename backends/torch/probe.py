@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import torch
 
-from dlc.reference.evidence import SIGMOID_HIGH, SIGMOID_LOW, TANH_LIMIT, ProbeLayer
+from dlc.reference.evidence import SIGMOID_HIGH, SIGMOID_LOW, TANH_LIMIT, ProbeLayer, probe_rows
 
 from .training import weight_tensor
 
@@ -70,13 +70,7 @@ class Prober:
                     a = torch.sigmoid(a)
                 values += [norm, *activation_stats(a, pl.family)]
             numbers = torch.stack(values).cpu().double().tolist()
-        out = {}
-        for k, pl in enumerate(self.layers):
-            row = numbers[5 * k:5 * k + 5]
-            out[pl.name] = {"grad_norm": row[0] if pl.trainable else None, "act_mean": row[1],
-                            "act_std": row[2], "dead_fraction": row[3] if pl.family == "relu" else None,
-                            "saturated_fraction": row[4] if pl.family in ("sigmoid", "tanh") else None}
-        return out
+        return probe_rows(self.layers, numbers)
 
     @staticmethod
     def _keep(outputs: dict, name: str):

@@ -82,6 +82,19 @@ class ProbeLayer:
     output_activation: str | None = None
 
 
+def probe_rows(layers: list[ProbeLayer], numbers: list[float]) -> dict:
+    """Each layer's probe numbers (5 a layer, as a backend's probe reads them in one transfer) by name, those
+    that do not apply to its kind as None: a gradient norm without trainable weights, the dead fraction
+    outside the relu family, the saturated fraction outside sigmoid and tanh."""
+    out = {}
+    for k, pl in enumerate(layers):
+        row = numbers[5 * k:5 * k + 5]
+        out[pl.name] = {"grad_norm": row[0] if pl.trainable else None, "act_mean": row[1],
+                        "act_std": row[2], "dead_fraction": row[3] if pl.family == "relu" else None,
+                        "saturated_fraction": row[4] if pl.family in ("sigmoid", "tanh") else None}
+    return out
+
+
 def _activation(layer) -> str | None:
     kind = layer.kind
     if kind == "LeakyReLU":
