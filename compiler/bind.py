@@ -86,8 +86,7 @@ class Binder:
                 return MISSING
             return tuple(items) if isinstance(v, A.Tuple) else list(items)
         if isinstance(v, A.Call):
-            self.d.add("E201", f"a call to '{v.name}' is not expected here", v.name_span,
-                       "expected a number, a name, a string or a tuple")
+            self.d.add("E201", f"a call to '{v.name}' is not expected here", v.name_span, _call_hint(v.name))
             return MISSING
         raise AssertionError(v)
 
@@ -276,3 +275,20 @@ class Binder:
 def _is_record(v: A.Value) -> TypeGuard[A.Tuple]:
     """`(k=v, ...)`: keywords only."""
     return isinstance(v, A.Tuple) and bool(v.kwargs) and not v.items
+
+
+# other tuners' search spaces, as dlc writes them
+OTHER_SPACES = {"quniform": "int_uniform", "qloguniform": "loguniform",
+                "log_uniform": "loguniform", "suggest_int": "int_uniform", "suggest_float": "uniform",
+                "suggest_categorical": "choice", "categorical": "choice", "one_of": "choice"}
+
+
+def _call_hint(name: str) -> str:
+    """What a call where a plain value belongs may have meant: a search space misspelt, or another tuner's."""
+    spaces = ", ".join(f"{f}(...)" for f in dict.fromkeys(SEARCH_FUNCS.values()))
+    if name in OTHER_SPACES:
+        return f"dlc writes this search space {OTHER_SPACES[name]}(...) (its spaces: {spaces})"
+    guess = did_you_mean(name, SEARCH_FUNCS)
+    if guess is not None:
+        return f"{guess} (a search space: {spaces})"
+    return "expected a number, a name, a string or a tuple"

@@ -148,3 +148,18 @@ def test_the_options_checked_are_bounded(monkeypatch: pytest.MonkeyPatch):
                        "loss: choice(sparse_categorical_crossentropy, categorical_crossentropy, mse, mae)"))
     # the first space, the first Dense's units, takes the one check allowed: no loss option is resolved
     assert [d for d in _check(text) if "when loss is" in d.message] == []
+
+
+@pytest.mark.parametrize(("written", "hint"), [
+    ("quniform(8, 32, 4)", "dlc writes this search space int_uniform(...)"),
+    ("int_unifrom(8, 32)", "did you mean 'int_uniform'?"),
+    ("suggest_int(8, 32)", "dlc writes this search space int_uniform(...)"),
+])
+def test_a_search_space_misspelt_or_from_another_tuner_is_named(written, hint):
+    """`Dense(quniform(8, 32, 4))` (hyperopt's spelling) or a misspelt `int_unifrom`: the error said only
+    "expected a number, a name, a string or a tuple"; it now names dlc's search space and lists them."""
+    text = _tune_spec(("Dense(choice(8, 16, 32, 64),", f"Dense({written},"))
+    errors = [d for d in _check(text) if d.severity == "error"]
+    assert [d.code for d in errors] == ["E201"]
+    assert hint in errors[0].hint
+    assert "choice(...), uniform(...), loguniform(...), int_uniform(...)" in errors[0].hint
