@@ -10,10 +10,10 @@ from typing import Any, Literal, Protocol
 from pydantic import ValidationError
 
 from . import ast as A
-from .catalog import REGISTRY, family_of_annotation, leaf_types, wants_integer
+from .catalog import family_of_annotation, wants_integer
 from .diagnostics import MISSING, Diagnostics, Span
 from .training import SearchSpace
-from .wording import explain, literal, number_text, source_text
+from .wording import explain, literal, number_text, source_text, written_text
 
 # a search-space call's name -> the SearchSpace kind it makes (randint is int_uniform)
 SEARCH_FUNCS: dict[str, Literal["choice", "uniform", "loguniform", "int_uniform"]] = {
@@ -41,19 +41,23 @@ class SearchSpaceCalls:
         self.found: list[SearchSpace] = []
         # path -> (the search-space call there, the option values it may take other than the one resolved)
         self.alternatives: dict[str, tuple[A.Call, list[tuple[Any, Span]]]] = {}
+        # (a choice's position, a call option's text) -> (the call, the block arguments it is bound with)
+        self.call_options: dict[tuple[tuple[int, int], str], tuple[A.Call, dict]] = {}
 
     def call(self, v: A.Call, env: dict, path: str, annotation: Any, family: str | None = None) -> Any:
         """A search-space call where a value belongs: recorded, and replaced by the value this run uses. A
         chosen name is bound in `family` (default: the annotation's), as a name written there would be."""
         kind = SEARCH_FUNCS[v.name]
-        if self._nested_space(v, env) or self._call_option(v, env):
+        fam = family or (family_of_annotation(annotation) if annotation is not None else None)
+        if self._nested_space(v, env) or self._call_option(v, env, fam):
             return MISSING
-        raw = [self.binder.value(a, env, path) for a in v.args]
+        at = (v.name_span.line, v.name_span.col)
+        raw = [self._call_text(at, a, env) if _is_call_option(a, env) else self.binder.value(a, env, path)
+               for a in v.args]
         if any(r is MISSING for r in raw) or v.kwargs:
             if v.kwargs:
                 self.d.add("E501", f"{v.name}() takes positional arguments only", v.kwargs[0].key_span)
             return MISSING
-        at = (v.name_span.line, v.name_span.col)
         end = (v.span.end_line, v.span.end_col)
         if kind == "choice":
             if not self._options_fit(v, raw):
@@ -76,12 +80,27 @@ class SearchSpaceCalls:
         self.found.append(space)
         chosen = self._chosen(space, rep)
         self.alternatives[path] = (v, [(o, span) for o, span in others if not _same_option(o, chosen)])
-        # a chosen name may itself be a catalogue value (choice(relu, elu)): bind it as such
-        fam = family or (family_of_annotation(annotation) if annotation is not None else None)
+        # a chosen name may itself be a catalogue value (choice(relu, elu)), or a call (choice(SGD(lr=0.1),
+        # Adam)): bind it as such
         if fam is not None and isinstance(chosen, str):
-            span = v.span
-            return self.binder.bind(A.Name(chosen, span), fam, {}, path)
+            return self._bind_option(at, chosen, v.span, fam, path)
         return chosen
+
+    def _call_text(self, at: tuple[int, int], a: A.Value, env: dict) -> str:
+        """A call option's value (`SGD(lr=0.1)`): its text, which a tuner draws like a name; the call is kept
+        to be bound when drawn."""
+        call = env.get(a.name, a) if isinstance(a, A.Name) else a
+        assert isinstance(call, A.Call)
+        text = written_text(call)
+        self.call_options[(at, text)] = (call, env if call is a else {})
+        return text
+
+    def _bind_option(self, at: tuple[int, int], option: str, span: Span, family: str, path: str) -> Any:
+        """A chosen option in `family`: the call it is the text of, else a name."""
+        call = self.call_options.get((at, option))
+        if call is not None:
+            return self.binder.bind(call[0], family, call[1], path)
+        return self.binder.bind(A.Name(option, span), family, {}, path)
 
     def _chosen(self, space: SearchSpace, rep: Any) -> Any:
         """The value this use of a search space takes: its override, else `rep`. A choice in a block used with
@@ -160,15 +179,31 @@ class SearchSpaceCalls:
                 found = True
         return found
 
-    def _call_option(self, v: A.Call, env: dict) -> bool:
-        """Report each call among a search space's options (`choice(l1(1e-4), l2(1e-4))`): a tuner draws plain
-        values, so a whole call cannot be one; its own arguments can be searched. True when there is one."""
+    def _call_option(self, v: A.Call, env: dict, family: str | None) -> bool:
+        """Report each call among a search space's options that cannot be one: a call where a catalogue item
+        belongs is a choice's option (`optimizer: choice(SGD(lr=0.1, momentum=0.9), Adam(lr=1e-3))`), but not
+        a range's end, not where a plain value belongs (`units`), and not one that holds a search space of
+        its own (a tuner draws one value per call: the inner one would be searched only when its option is
+        drawn). True when there is one."""
         calls = [c for c in (env.get(a.name, a) if isinstance(a, A.Name) else a for a in v.args)
                  if isinstance(c, A.Call) and c.name not in SEARCH_FUNCS]
+        found = False
         for c in calls:
-            self.d.add("E501", f"a search space chooses plain values, not a call to '{c.name}'", c.name_span,
-                       _searched_call_example(c) if v.name == "choice" else "give plain numbers here")
-        return bool(calls)
+            inner = _inner_space(c, env)
+            if v.name == "choice" and family is not None and inner is None:
+                continue
+            found = True
+            if inner is not None:
+                self.d.add("E501", f"a choice's option cannot hold a search space: {c.name}() holds "
+                           f"{inner.name}()", inner.name_span,
+                           f"fix {c.name}()'s arguments in this choice, or search them in a spec of its own")
+            elif v.name == "choice":
+                self.d.add("E501", f"a search space chooses plain values here, not a call to '{c.name}'",
+                           c.name_span, "list plain values here: choice(32, 64, 128)")
+            else:
+                self.d.add("E501", f"{v.name}() takes two numbers, not a call to '{c.name}'", c.name_span,
+                           "give plain numbers here")
+        return found
 
     def chosen_option(self, v: A.Value, env: dict, value: Any) -> tuple[str, Span] | None:
         """(the search-space call's name, where `value` is written in it) when the value written `v` (or the
@@ -200,12 +235,13 @@ class SearchSpaceCalls:
         for fname in [f for f in converted if f"{path}.{f}" in self.alternatives]:
             call, others = self.alternatives.pop(f"{path}.{fname}")
             fam = family_of_annotation(cls.model_fields[fname].annotation)
+            at = (call.name_span.line, call.name_span.col)
             for option, span in others:
                 value = option
                 if fam is not None and isinstance(option, str):
-                    value = self.binder.bind(A.Name(option, span), fam, {}, f"{path}.{fname}")
+                    value = self._bind_option(at, option, span, fam, f"{path}.{fname}")
                     if value is MISSING:
-                        continue  # (an unknown name, reported by bind)
+                        continue  # (an unknown name or a call's error, reported by bind)
                 try:
                     cls(**{**converted, fname: value})
                 except ValidationError as e:
@@ -218,27 +254,20 @@ class SearchSpaceCalls:
                                    explain(errs, cls.model_fields[fname].annotation))
 
 
-def _searched_call_example(c: A.Call) -> str:
-    """How to search a call's own arguments instead of choosing the call: `huber(delta=uniform(lo, hi))`."""
-    if not (c.args or c.kwargs):
-        return f"choose among names: choice({c.name}, ...)"
-    arg = f"{c.kwargs[0].key}=" if c.kwargs and not c.args else ""
-    # the space the argument takes: whole numbers (cosine's epochs), fractions (huber's delta), names
-    # (plateau's monitor); by the catalogue's field, else as the argument is written
-    cls = next((table[c.name] for table in REGISTRY.values() if c.name in table), None)
-    key = c.kwargs[0].key if c.kwargs and not c.args else ""
-    if not key and cls is not None and cls.positional:
-        key = cls.positional[0]
-    key = getattr(cls, "aliases", {}).get(key, key)
-    field = cls.model_fields.get(key) if cls is not None else None
-    written = c.args[0] if c.args else c.kwargs[0].value
-    if field is not None and wants_integer(field.annotation):
-        space = "int_uniform(lo, hi)"
-    elif field is not None and float in leaf_types(field.annotation) or isinstance(written, A.Num):
-        space = "uniform(lo, hi)"
-    else:
-        space = "choice(a, b)"
-    return f"choose among names, or search {c.name}()'s own arguments: {c.name}({arg}{space})"
+def _is_call_option(a: A.Value, env: dict) -> bool:
+    value = env.get(a.name, a) if isinstance(a, A.Name) else a
+    return isinstance(value, A.Call) and value.name not in SEARCH_FUNCS
+
+
+def _inner_space(v: A.Value, env: dict) -> A.Call | None:
+    """The first search-space call inside `v` (a block argument it names followed), or None."""
+    if isinstance(v, A.Name) and v.name in env:
+        return _inner_space(env[v.name], {})
+    if isinstance(v, A.Call) and v.name in SEARCH_FUNCS:
+        return v
+    items = [*v.args, *(k.value for k in v.kwargs)] if isinstance(v, A.Call) else \
+        [*v.items, *(k.value for k in v.kwargs)] if isinstance(v, (A.Tuple, A.List)) else []
+    return next((found for i in items if (found := _inner_space(i, env)) is not None), None)
 
 
 def _option_key(a: Any) -> tuple[bool, Any]:

@@ -52,6 +52,25 @@ def source_text(v: A.Value) -> str:
     return "..."
 
 
+def written_text(v: A.Value) -> str:
+    """Any value as spec text, calls and tuples included (`SGD(lr=0.1, momentum=0.9)`): one text per value,
+    however it was spaced, so a choice's call option is the same option in every compilation."""
+    if isinstance(v, A.Call):
+        return f"{v.name}({_inner(v.args, v.kwargs)})"
+    if isinstance(v, A.Tuple):
+        return f"({_inner(v.items, v.kwargs)})"
+    if isinstance(v, A.List):
+        return f"[{_inner(v.items, v.kwargs)}]"
+    if isinstance(v, A.Phrase):
+        return " ".join(w.name for w in v.words)
+    return source_text(v)
+
+
+def _inner(items: list[A.Value], kwargs: list[A.Kwarg]) -> str:
+    return ", ".join([*(written_text(i) for i in items),
+                      *(f"{k.key}={written_text(k.value)}" for k in kwargs)])
+
+
 def article(word: str) -> str:
     return "an" if word[0] in "aeiou" else "a"
 

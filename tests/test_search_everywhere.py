@@ -1,6 +1,6 @@
 """Search spaces in unusual places, as `dlc check` and a trial of `dlc tune` see them: a block's parameter
 among a choice's options is the same option in every use of the block (in the trial as in best.dlspec), a call
-among the options is a clear error, an option that fails only with another space's first value is a warning
+among the options is an option (`optimizer: choice(SGD(lr=0.1), Adam)`), an option that fails only with another space's first value is a warning
 (the other combinations train), and a choice of a thousand options is checked in one pass per resolve."""
 
 from __future__ import annotations
@@ -96,33 +96,66 @@ def test_a_block_parameter_option_is_the_same_option_in_every_use():
 # --------------------------------------------------------------------------------- a call as an option
 
 
-def test_a_call_among_options_is_a_clear_error():
-    """`choice(l1(1e-4), l2(1e-4))` said "a call to 'l1' is not expected here; expected a number, a name, a
-    string or a tuple" (a tuple is no option either): each call is an E501 that shows how to search it."""
-    text = _spec(layers="    Dense(8, activation=relu, kernel_reg=choice(l1(1e-4), l2(1e-4)))",
-                 loss="choice(sparse_categorical_crossentropy, huber(delta=uniform(0.5, 2)))")
-    errors = [d for d in _compile(text).diagnostics.sorted() if d.severity == "error"]
-    assert [(d.code, _where(d)) for d in errors] == [
-        ("E501", _at(text, "l1(")), ("E501", _at(text, "l2(1e")), ("E501", _at(text, "huber("))]
-    assert errors[0].message == "a search space chooses plain values, not a call to 'l1'"
-    assert errors[0].hint_text() == "choose among names, or search l1()'s own arguments: l1(uniform(lo, hi))"
-    assert "huber(delta=uniform(lo, hi))" in (errors[2].hint_text() or "")
+def _regularizers(compiled) -> list[tuple]:
+    return [(type(lay.kernel_reg).__name__, lay.kernel_reg.model_dump()) for lay in compiled.spec.layers
+            if getattr(lay, "kernel_reg", None) is not None]
 
 
-@pytest.mark.parametrize("option, example", [
-    ("cosine(epochs=3)", "cosine(epochs=int_uniform(lo, hi))"), ("step(2)", "step(int_uniform(lo, hi))"),
-    ("exponential(rate=1)", "exponential(rate=uniform(lo, hi))"),
-    ("plateau(monitor=val_loss)", "plateau(monitor=choice(a, b))"),
+CALLS = _spec(layers="    Dense(8, activation=relu, kernel_reg=choice(l1(1e-4), l2( 1e-3 )))").replace(
+    "  optimizer: Adam(lr=0.01)", "  optimizer: choice(SGD(lr=0.1, momentum=0.9, nesterov=true), Adam)")
+
+
+def test_a_call_among_a_choice_s_options_is_an_option():
+    """`choice(l1(1e-4), l2(1e-4))` and `optimizer: choice(SGD(lr=0.1, momentum=0.9), Adam)` (comparing
+    optimizers, the tuning guides' first search) were E501 errors: a call where a catalogue item belongs is
+    now an option like a name. A trial's value is the call's text, however the spec spaced it; the trial
+    compiles that call, and best.dlspec writes it as the spec wrote it."""
+    compiled = _compile(CALLS)
+    assert compiled.ok, compiled.render()
+    found = {sp.name: sp for sp in spaces_of(compiled)}
+    assert found["layers[0].kernel_reg"].options == ["l1(1e-4)", "l2(1e-3)"]
+    assert found["optimizer"].options == ["SGD(lr=0.1, momentum=0.9, nesterov=true)", "Adam"]
+    assert type(compiled.spec.optimizer).__name__ == "SGD" and compiled.spec.optimizer.nesterov
+    reg, opt = _at(CALLS, "choice(l1"), _at(CALLS, "choice(SGD")
+    trial = _compile(CALLS, {reg: "l2(1e-3)", opt: "Adam"})
+    assert trial.ok, trial.render()
+    assert _regularizers(trial)[0][1]["l2"] == 1e-3 and type(trial.spec.optimizer).__name__ == "Adam"
+    text = concretize(compiled, list(found.values()), {"layers[0].kernel_reg": "l2(1e-3)", "optimizer": "Adam"})
+    assert "kernel_reg=l2( 1e-3 ))" in text and "optimizer: Adam\n" in text
+    best = _compile(text)
+    assert best.ok, best.render()
+    assert _regularizers(best) == _regularizers(trial)
+
+
+def test_a_call_option_in_a_block_is_bound_with_each_use_s_arguments():
+    """`choice(l1(r), l2(r))` in a block used with r=0.01 and r=0.02: the option `l2(r)` is one option (one
+    parameter), bound in each use with that use's r, in the trial as in best.dlspec."""
+    text = _spec(layers="    reg(0.01)\n    reg(0.02)",
+                 blocks="  block reg(r) {\n    Dense(8, kernel_reg=choice(l1(r), l2(r)))\n  }")
+    trial = _compile(text, {_at(text, "choice(l1"): "l2(r)"})
+    assert trial.ok, trial.render()
+    assert [(kind, d.get("l2")) for kind, d in _regularizers(trial)] == [("L2", 0.01), ("L2", 0.02)]
+
+
+@pytest.mark.parametrize("where, written, message", [
+    ("loss", "choice(sparse_categorical_crossentropy, huber(delta=uniform(0.5, 2)))",
+     "a choice's option cannot hold a search space: huber() holds uniform()"),
+    ("units", "choice(8, l2(3))", "a search space chooses plain values here, not a call to 'l2'"),
+    ("range", "uniform(l2(3), 4)", "uniform() takes two numbers, not a call to 'l2'"),
 ])
-def test_the_way_to_search_a_call_s_own_argument_fits_the_argument(option, example):
-    """`schedule: choice(cosine(epochs=3), ...)` was told to write `cosine(epochs=uniform(lo, hi))`, itself
-    an error (uniform() draws fractional numbers, but epochs takes whole numbers), and `plateau(monitor=...)`
-    `plateau(monitor=uniform(lo, hi))`: the example now takes the argument's own kind of space."""
-    text = _spec().replace("  optimizer: Adam(lr=0.01)",
-                           f"  optimizer: Adam(lr=0.01)\n  schedule: choice({option}, step(every=5))")
+def test_a_call_option_that_cannot_be_one_is_a_clear_error(where, written, message):
+    """A call option holding a search space of its own (one value is drawn per call, so the inner space would
+    be searched only in some trials), a call where a plain number belongs (units), a call as a range's end:
+    each one E501, where it is written."""
+    if where == "loss":
+        text = _spec(loss=written)
+    else:
+        text = _spec(layers=f"    Dense({written if where == 'units' else 8}, activation=relu)")
+        if where == "range":
+            text = text.replace("Adam(lr=0.01)", f"Adam(lr={written})")
     errors = [d for d in _compile(text).diagnostics.sorted() if d.severity == "error"]
-    assert errors[0].message.startswith("a search space chooses plain values, not a call to")
-    assert (errors[0].hint_text() or "").endswith(f"own arguments: {example}")
+    assert [d.message for d in errors] == [message]
+    assert _where(errors[0]) == _at(text, "uniform(0.5" if where == "loss" else "l2(")
 
 
 # ------------------------------------------------------------------ an option that fails with one pairing

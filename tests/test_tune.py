@@ -576,3 +576,32 @@ def test_a_shared_study_continued_from_another_out_finds_its_trials(tmp_path):
     assert rc == 0, err
     rc, out, err = run_cli("doctor", tmp_path / "b")
     assert rc == 0, err
+
+
+def test_a_choice_of_calls_trains_each_call(tmp_path):
+    """`optimizer: choice(SGD(lr=0.1, momentum=0.9, nesterov=true), Adam(lr=0.01))` with `kernel_reg:
+    choice(l1(1e-3), l2(1e-3))` (calls among a choice's options): a grid of 4 trials, each trial's value
+    the option's text, and each trial's val_loss exactly what `dlc run` gives for the spec with those calls
+    written in, so each trial trained the call it was given."""
+    p = _write(tmp_path, units="8, kernel_reg=choice(l1(1e-3), l2(1e-3))", method="grid", trials=4,
+               opt="choice(SGD(lr=0.1, momentum=0.9, nesterov=true), Adam(lr=0.01))")
+    run = tmp_path / "run"
+    rc, _, err = _tune(str(p), "--out", str(run))
+    assert rc == 0, err
+    trials = _summary(run)["trials"]
+    assert sorted((t["params"]["optimizer"], t["params"]["layers[0].kernel_reg"]) for t in trials) == [
+        ("Adam(lr=0.01)", "l1(1e-3)"), ("Adam(lr=0.01)", "l2(1e-3)"),
+        ("SGD(lr=0.1, momentum=0.9, nesterov=true)", "l1(1e-3)"),
+        ("SGD(lr=0.1, momentum=0.9, nesterov=true)", "l2(1e-3)")]
+    assert len({t["value"] for t in trials}) == 4
+    for t in trials[:2]:
+        concrete = _write(tmp_path, name=f"t{t['number']}.dlspec",
+                          units=f"8, kernel_reg={t['params']['layers[0].kernel_reg']}",
+                          opt=t["params"]["optimizer"]).read_text()
+        spec = tmp_path / f"t{t['number']}.dlspec"
+        spec.write_text(concrete[:concrete.index("  search {")] + "}\n")
+        out = tmp_path / f"r{t['number']}"
+        rc, _, err = run_cli("run", spec, "--out", out, "--quiet")
+        assert rc == 0, err
+        history = json.loads((out / "history.json").read_text())
+        assert history[-1]["val_loss"] == t["value"]
