@@ -790,26 +790,41 @@ def _check_csv(spec: Spec, src: Csv, path: Path, m: A.Model, st: A.Assign | None
 
 
 def _check_csv_target_names(spec: Spec, src: Csv, path: Path, m: A.Model, d: Diagnostics) -> None:
-    """A regression loss for a CSV target column of names (classes): the runtime refuses it when it reads the
-    data (dlc/runtime/data/targets.py, in the same words), so it is E302 at the loss when the file is small
-    enough for its target column to be known (compiler/datarows.py)."""
-    if type(spec.loss).task != "regression":
+    """A CSV target column of names (classes), when the file is small enough for it to be known
+    (compiler/datarows.py), against the loss and the output: a regression loss (the runtime refuses it when
+    it reads the data, dlc/runtime/data/targets.py, in the same words), fewer softmax outputs than names, or
+    binary_crossentropy for other than two names (the runtime stops at the first row of a class past the
+    outputs): E302 now, not after the model is built."""
+    task = type(spec.loss).task
+    if task not in ("regression", "categorical", "binary"):
         return
     names = csv_target_names(path, src.target)
     if not names:
         return
-    st = _find_assign(m, "loss")
     column = f"the target column '{src.target}' of '{src.path}'" if src.target is not None else \
         f"the target column of '{src.path}' (its last)"
     shown = ", ".join(n if len(n) <= 24 else n[:20] + "..." for n in names[:3]) + (", ..." if len(names) > 3
                                                                                    else "")
     n = len(names)
-    fix = ("binary_crossentropy with Dense(1, activation=sigmoid)" if n == 2 else
-           f"sparse_categorical_crossentropy with Dense({n}, activation=softmax)")
-    d.add("E302", f"{column} holds names ({shown}: {n:,} "
-          f"class{'es' if n != 1 else ''}), but {spec.loss.name} is a regression loss",
-          st.value.span if st else None, f"for classes use {fix}; for regression the target column must "
-          "hold numbers")
+    holds = f"{column} holds names ({shown}: {n:,} class{'es' if n != 1 else ''})"
+    st = _find_assign(m, "loss")
+    if task == "regression":
+        fix = ("binary_crossentropy with Dense(1, activation=sigmoid)" if n == 2 else
+               f"sparse_categorical_crossentropy with Dense({n}, activation=softmax)")
+        d.add("E302", f"{holds}, but {spec.loss.name} is a regression loss", st.value.span if st else None,
+              f"for classes use {fix}; for regression the target column must hold numbers")
+        return
+    try:
+        units = spec.output_shape()[-1]
+    except (ShapeError, IndexError):
+        return
+    last = spec.layers[-1]
+    if task == "categorical" and 2 <= units < n:
+        d.add("E302", f"{holds}, but the last layer has {units} outputs", _layer_span(last),
+              f"use Dense({n}, activation=softmax)")
+    elif task == "binary" and n != 2:
+        d.add("E302", f"{holds}, but binary_crossentropy needs two classes", st.value.span if st else None,
+              f"use sparse_categorical_crossentropy with Dense({n}, activation=softmax)")
 
 
 def _csv_first_row(path: Path) -> list[str] | None:

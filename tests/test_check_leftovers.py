@@ -1,10 +1,13 @@
 """`dlc check` findings that only a run used to make: a softmax of one value (W011, always 1.0), a CSV target
-column of names under a regression loss (E302 at the loss), a seed too long for 64 bits (E209 in the seed's
-own terms), and `dlc cv --k` folds the data cannot make (E303 before any run folder, as a spec's kfold)."""
+column of names under a regression loss (E302 at the loss) or against the output's units, a seed too long for
+64 bits (E209 in the seed's own terms), and `dlc cv --k` folds the data cannot make (E303 before any run
+folder, as a spec's kfold)."""
 
 from __future__ import annotations
 
 from pathlib import Path
+
+import pytest
 
 from dlc.compiler import compile_text
 from dlc.compiler.diagnostics import Diagnostic
@@ -101,7 +104,7 @@ def _names_csv(tmp_path: Path, classes=("setosa", "versicolor", "virginica"), ro
     return path
 
 
-def _csv_spec(loss: str, target: str = ", target=species", units: int = 1) -> str:
+def _csv_spec(loss: str, target: str = ", target=species", units: int | str = 1) -> str:
     return f"""model t {{
   data {{
     source: csv("names.csv"{target})
@@ -144,6 +147,27 @@ def test_a_csv_target_of_numbers_or_a_classification_loss_is_no_error(tmp_path):
     numbers = "".join(f"{i},{i},{i},{i / 3}\n" for i in range(20))
     (tmp_path / "names.csv").write_text("a,b,c,species\n" + numbers)
     assert not [x for x in _diags(_csv_spec("mse"), tmp_path) if x.severity == "error"]
+
+
+@pytest.mark.parametrize("loss, units, where, message", [
+    ("sparse_categorical_crossentropy", "2, activation=softmax", "Dense(2",
+     "holds names (setosa, versicolor, virginica: 3 classes), but the last layer has 2 outputs"),
+    ("categorical_crossentropy", "2, activation=softmax", "Dense(2",
+     "holds names (setosa, versicolor, virginica: 3 classes), but the last layer has 2 outputs"),
+    ("binary_crossentropy", "1, activation=sigmoid", "binary_crossentropy",
+     "holds names (setosa, versicolor, virginica: 3 classes), but binary_crossentropy needs two classes"),
+])
+def test_a_csv_target_of_names_against_the_output_is_e302(tmp_path, loss, units, where, message):
+    """Three class names with a 2-unit softmax, or with binary_crossentropy: `dlc check` said ok and the run
+    stopped after building the model ("class 'virginica' (number 2) in row 3 but the output layer has 2
+    units"); now E302 at the output layer (at the loss for binary_crossentropy)."""
+    _names_csv(tmp_path)
+    text = _csv_spec(loss, units=units)
+    found = [x for x in _diags(text, tmp_path) if x.severity == "error"]
+    line_with = "loss:" if where == loss else where
+    assert [(x.code, _where(x)) for x in found] == [("E302", _at(text, where, line_with))], \
+        [x.message for x in found]
+    assert message in found[0].message
 
 
 def test_dlc_check_refuses_a_regression_loss_on_csv_names(tmp_path):
