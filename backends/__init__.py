@@ -41,11 +41,12 @@ def data_parallel(name: str):
     return importlib.import_module(f"dlc.backends.{name}.distributed")
 
 
-def check_device(name: str, device: str) -> None:
-    """RuntimeError (one line) when the backend cannot train on `device` here (--device cuda without a GPU):
-    for a command that would otherwise fail in every worker it starts."""
+def check_device(name: str, device: str, processes: int = 1) -> None:
+    """RuntimeError (one line) when the backend cannot train on `device` here (--device cuda without a GPU),
+    or not with `processes` data-parallel processes (more than the GPUs): for a command that would otherwise
+    fail in every worker it starts."""
     session_module = importlib.import_module(f"dlc.backends.{name}.session")
-    session_module.check_device(device)
+    session_module.check_device(device, processes)
 
 
 def limit_threads(name: str, threads: int) -> None:

@@ -558,6 +558,21 @@ def test_a_device_the_trials_cannot_use_is_refused_before_the_search(tmp_path):
     assert rc == 0, err
 
 
+def test_more_trial_processes_than_gpus_are_refused_before_the_search(tmp_path, monkeypatch):
+    """--trial-nproc 4 on a machine with 2 GPUs (each trial's process r trains on GPU r): every trial crashed
+    after its processes started (~15 s each) until the search stopped; refused up front now (exit 2, no
+    folder). The GPUs are simulated: torch's CUDA queries answer as on a 2-GPU machine."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    p = _write(tmp_path, trials=1, opt="Adam(lr=0.01)")
+    rc, _, err = _tune(str(p), "--out", str(tmp_path / "t"), "--trial-nproc", "4")
+    assert rc == 2 and "4 data-parallel processes train on a GPU each, and PyTorch sees 2" in err, err
+    assert "use at most 2 processes (--trial-nproc), or --device cpu" in err
+    assert not (tmp_path / "t").exists()
+
+
 def test_a_shared_study_continued_from_another_out_finds_its_trials(tmp_path):
     """A study in a storage the spec names, continued from a new --out: that folder holds only its own
     trials, so plot and doctor could not find a best trial run from the first --out. Each trial records its

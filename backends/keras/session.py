@@ -34,7 +34,8 @@ LOAD_HINT = "import dlc.backends.keras.library; keras.saving.load_model('model.k
 lw.load_target(TARGET)  # registers backends/keras/lower.py's lowerings
 
 
-def check_device(device: str | None) -> None:
+def check_device(device: str | None, processes: int = 1) -> None:
+    """RuntimeError (one line) for a device TensorFlow does not train on here; the processes share the CPU."""
     if device not in ("auto", "cpu", None):
         raise RuntimeError(f"--device {device}: the keras backend runs on the CPU here (TensorFlow sees no "
                            "GPU); use --backend torch for CUDA")

@@ -82,8 +82,13 @@ def _nbytes(x: np.ndarray, dtype: torch.dtype) -> int:
     return int(np.prod(x.shape)) * dtype.itemsize
 
 
-def check_device(device: str) -> None:
-    pick_device(device)
+def check_device(device: str, processes: int = 1) -> None:
+    """RuntimeError (one line) when `device` cannot be used here, or when `processes` data-parallel
+    processes (each on its own GPU, process r on GPU r: distributed.start) need more GPUs than there are."""
+    picked = pick_device(device)
+    if picked.type == "cuda" and processes > (count := torch.cuda.device_count()):
+        raise RuntimeError(f"{processes} data-parallel processes train on a GPU each, and PyTorch sees "
+                           f"{count}: use at most {count} processes, or --device cpu")
 
 
 def limit_threads(threads: int) -> None:

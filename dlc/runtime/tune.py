@@ -764,13 +764,15 @@ def tune(result, spec_path: str, *, backend: str = "torch", device: str = "auto"
     from dlc.runtime.tune_worker import _quiet_optuna
 
     _quiet_optuna()
-    if device not in ("auto", "cpu"):  # (else every trial crashes, and the search stops after a few)
+    # a device the trials cannot use (or too few GPUs for --trial-nproc): else every trial crashes, and the
+    # search stops after a few
+    if device != "cpu" and (device != "auto" or trial_nproc > 1):
         from dlc.backends import check_device
 
         try:
-            check_device(backend, device)
+            check_device(backend, device, trial_nproc)
         except RuntimeError as e:
-            raise TuneError(str(e)) from None
+            raise TuneError(str(e).replace("processes,", "processes (--trial-nproc),", 1)) from None
     reporter = reporter or Reporter()
     spaces = spaces_of(result)
     refined = None
