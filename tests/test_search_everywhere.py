@@ -1,7 +1,8 @@
 """Search spaces in unusual places, as `dlc check` and a trial of `dlc tune` see them: a block's parameter
 among a choice's options is the same option in every use of the block (in the trial as in best.dlspec), a call
-among the options is an option (`optimizer: choice(SGD(lr=0.1), Adam)`), an option that fails only with another space's first value is a warning
-(the other combinations train), and a choice of a thousand options is checked in one pass per resolve."""
+among the options is an option (`optimizer: choice(SGD(lr=0.1), Adam)`), an option that fails only with
+another space's first value is a warning (the other combinations train), and a choice of a thousand options is
+checked in one pass per resolve."""
 
 from __future__ import annotations
 
@@ -120,7 +121,8 @@ def test_a_call_among_a_choice_s_options_is_an_option():
     trial = _compile(CALLS, {reg: "l2(1e-3)", opt: "Adam"})
     assert trial.ok, trial.render()
     assert _regularizers(trial)[0][1]["l2"] == 1e-3 and type(trial.spec.optimizer).__name__ == "Adam"
-    text = concretize(compiled, list(found.values()), {"layers[0].kernel_reg": "l2(1e-3)", "optimizer": "Adam"})
+    chosen = {"layers[0].kernel_reg": "l2(1e-3)", "optimizer": "Adam"}
+    text = concretize(compiled, list(found.values()), chosen)
     assert "kernel_reg=l2( 1e-3 ))" in text and "optimizer: Adam\n" in text
     best = _compile(text)
     assert best.ok, best.render()
