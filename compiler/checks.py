@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import IO
 
 from . import ast as A
-from .datarows import csv_counts, csv_target_names, mnist_counts, text_encoding
+from .datarows import csv_counts, csv_target_names, home_expanded, mnist_counts, text_encoding
 from .diagnostics import Diagnostic, Diagnostics, Span, did_you_mean
 from .layers import (
     ActivationLayer,
@@ -45,7 +45,14 @@ from .spec import (
     Npz,
     Spec,
 )
-from .splitsizes import fold_problem, held_rows, holdout_counts_problem, stratified_rest, stratify_problem
+from .splitsizes import (
+    fold_problem,
+    held_rows,
+    holdout_counts_problem,
+    stratified_parts_problem,
+    stratified_rest,
+    stratify_problem,
+)
 from .training import CosineDecay, Plateau, SearchSpace, Warmup
 from .wording import number_text
 
@@ -143,7 +150,7 @@ def num_classes(spec: Spec) -> int | None:
 
 
 def resolve_path(base_dir: Path, p: str) -> Path:
-    path = Path(p).expanduser()
+    path = home_expanded(Path(p))
     return path if path.is_absolute() else base_dir / path
 
 
@@ -160,6 +167,7 @@ def check_spec(spec: Spec, m: A.Model, d: Diagnostics, base_dir: Path) -> None:
         _check_size(spec, m, d)
         _check_constraint_axes(spec, m, d)
     _check_double_activation(spec.layers, d)
+    _check_empty_residuals(spec.layers, d)
     errors_before = d.error_count
     _check_loss(spec, m, d)
     if shapes_ok:  # (the output layer when the loss found nothing wrong with it: its error says enough)
@@ -285,6 +293,21 @@ def _check_double_activation(layers, d: Diagnostics) -> None:
     for layer in layers:
         if isinstance(layer, Residual):
             _check_double_activation(layer.body, d)
+
+
+def _check_empty_residuals(layers, d: Diagnostics, seen: set | None = None) -> None:
+    """W012: `residual { }` (or a body of blocks that add no layer) adds its input to itself, 2·x: a body left
+    out, most likely, and nothing a run could learn from. Once per residual written (a block's is used many
+    times)."""
+    seen = set() if seen is None else seen
+    for layer in layers:
+        if not isinstance(layer, Residual):
+            continue
+        if not layer.body and layer.at not in seen:
+            seen.add(layer.at)
+            d.warn("W012", "residual with an empty body: its output is its input added to itself (2·x)",
+                   _layer_span(layer), "put the body's layers inside the braces, or remove the residual")
+        _check_empty_residuals(layer.body, d, seen)
 
 
 def _check_softmax_of_one(spec: Spec, m: A.Model, d: Diagnostics, check_last: bool) -> None:
@@ -440,10 +463,23 @@ def _check_augment(spec: Spec, augment: list[AugmentT], m: A.Model, d: Diagnosti
     h, w = spec.input[0], spec.input[1]
     written = aug.value.items if aug is not None and isinstance(aug.value, A.List) else []
     for i, op in enumerate(augment):
-        if isinstance(op, Crop) and (op.size != h or op.size != w):
-            at = written[i].span if i < len(written) else where  # (the call itself, not the whole list)
+        if not isinstance(op, Crop):
+            continue
+        at = written[i].span if i < len(written) else where  # (the call itself, not the whole list)
+        if op.size != h or op.size != w:
             d.add("E303", f"crop({op.size}, ...) must keep the image size {h}x{w}", at,
                   f"pad-and-crop: crop({h}, padding=...)")
+        elif op.padding >= min(h, w):
+            _crop_padding_error(op, h, w, written[i] if i < len(written) else None, at, d)
+
+
+def _crop_padding_error(op: Crop, h: int, w: int, call: A.Value | None, at: Span | None,
+                        d: Diagnostics) -> None:
+    """A crop's padding as large as the image: a window could hold padding only (no pixel of the image), and
+    every batch is padded in memory first (padding=100000 would ask for terabytes)."""
+    d.add("E303", f"crop padding {op.padding} is not smaller than the image ({h}x{w}): a window could hold "
+          "no pixel of the image", getattr(A.argument(call, "padding", 1), "span", None) or at,
+          f"a padding below {min(h, w)}, e.g. crop({h}, padding={max(1, min(h, w) // 8)})")
 
 
 def _check_token_inputs(spec: Spec, m: A.Model, d: Diagnostics) -> None:
@@ -551,7 +587,9 @@ def _check_split_rows(data: Data, task: str | None, m: A.Model, d: Diagnostics, 
     split = data.split
     st = _find_assign(m, "split", "data")
     call = st.value if st is not None and isinstance(st.value, A.Call) else None
-    whole = st.value.span if st is not None else None
+    # (a split left out, the default holdout: its error points at the source whose rows cannot make it)
+    written = st or _find_assign(m, "source", "data")
+    whole = written.value.span if written is not None else None
 
     def at(key: str, index: int) -> Span | None:
         """Where argument `key` (positional `index`) of the split is written, else the split."""
@@ -563,6 +601,7 @@ def _check_split_rows(data: Data, task: str | None, m: A.Model, d: Diagnostics, 
         else getattr(source, "path", source.name)
     rows = f"'{shown}' has {n:,} row{'s' if n != 1 else ''}"
     strat = classes if getattr(split, "stratify", False) and task not in (None, "regression") else None
+    n_classes = len(strat) if strat else 0
     if strat is not None and split.test > 0:
         if (problem := stratify_problem(strat, split.test)) is not None:
             _split_error(problem, rows, at("test", 1), None, d)
@@ -571,14 +610,25 @@ def _check_split_rows(data: Data, task: str | None, m: A.Model, d: Diagnostics, 
     if isinstance(split, Holdout):
         if (problem := holdout_counts_problem(n, split.val, split.test)) is not None:
             _split_error(problem, rows, at("val", 0) if split.val else at("test", 1), None, d)
-        elif strat is not None and split.val and (problem := stratify_problem(
-                strat, split.val / (1 - split.test))) is not None:
+        elif n_classes and split.val and (problem := _validation_stratify_problem(
+                strat, n - held_rows(n, split.test), n_classes, split.val / (1 - split.test))) is not None:
             _split_error(problem, rows, at("val", 0), None, d)
         return
     test_rows = held_rows(n, split.test)
     if (problem := fold_problem(n - test_rows, split.k, strat, test_rows)) is not None:
         most = min(c for _, c in strat) if strat and n - test_rows >= split.k else n - test_rows
         _split_error(problem, rows, at("k", 0), f"k can be {most:,} at most" if most >= 2 else None, d)
+
+
+def _validation_stratify_problem(rest: list[tuple[object, int]] | None, n: int, n_classes: int,
+                                 frac: float) -> str | None:
+    """stratify_problem of the validation hold-out from the `n` rows the test one left; where their rows per
+    class are not known (`rest` None: a random tie-break decides them), what the row count decides alone, so
+    that `holdout(val=1e-9, test=0.45, stratify=true)` (a validation part of 1 row for 10 classes) is still
+    refused before training, as the runtime refuses it."""
+    if rest is not None:
+        return stratify_problem(rest, frac)
+    return stratified_parts_problem(n, n_classes, frac)
 
 
 def cv_fold_errors(spec: Spec, k: int | None, base_dir: Path) -> list[Diagnostic]:
@@ -624,8 +674,11 @@ def _source_files(src, st: A.Assign | None) -> list[tuple[str, Span | None, bool
 def _missing_file(written: str, path: Path, where: Span | None, d: Diagnostics,
                   folder_ok: bool = False) -> bool:
     """Report a data file (a folder, for MNIST) that is not there or cannot be read as one; True if so."""
-    if path.is_file() or (folder_ok and path.is_dir()):
-        return False
+    try:
+        if path.is_file() or (folder_ok and path.is_dir()):
+            return False
+    except OSError:  # (a name too long for the file system: _not_a_file says so)
+        pass
     d.add("E401", f"cannot read data file '{written}': {_not_a_file(path, folder_ok)}", where,
           f"looked for {_shown_path(path)} (relative paths start at the spec's folder)")
     return True

@@ -47,6 +47,15 @@ MNIST_STEMS = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-image
 _NO_COMMA_LINE = re.compile(rb"\n([^,\n]*)(?=\n)")
 
 
+def home_expanded(path: Path) -> Path:
+    """`~/x` and `~user/x` expanded as a shell expands them; `~nobody/x` of a user that does not exist is
+    kept as written, as a shell keeps it (pathlib raises RuntimeError): then a missing file, reported."""
+    try:
+        return path.expanduser()
+    except RuntimeError:
+        return path
+
+
 def text_encoding(head: bytes) -> str:
     """The encoding of a text file from its first bytes: UTF-16 by its byte-order mark, or without one by
     its zero bytes (a spreadsheet's "Unicode text" export; ASCII in UTF-16 has every other byte 0), else

@@ -75,6 +75,22 @@ def _conv_len(n: int, k: int, s: int, padding: str) -> int:
     return (n - k) // s + 1
 
 
+# the largest stride, window or padded length the frameworks index: TensorFlow's int32 attributes, torch's int
+INDEX_MAX = 2**31 - 1
+
+
+def _check_strides(kind: str, shape, strides: tuple[int, ...]) -> None:
+    """A stride the frameworks take: one beyond INDEX_MAX failed inside TensorFlow ("out of range for an
+    int32") and torch's pooling. A stride above the input's size is fine (Keras takes it: one window, as with
+    a stride of the input's size), so that is the hint."""
+    if any(s > INDEX_MAX for s in strides):
+        fits = tuple(min(s, n) for n, s in zip(shape[:-1], strides, strict=False))
+        most = fits[0] if len(fits) == 1 else _shown(fits)
+        raise ShapeError(f"{kind} strides {_shown(strides)} are beyond {INDEX_MAX:,}, the largest the "
+                         f"frameworks take; use strides of at most {most}: a larger one takes the same "
+                         "window")
+
+
 class Layer(Catalogued):
     family: ClassVar[str] = "layer"
     # instance name, assigned by the resolver in traversal order (dense_0, dropout_1, ...)
@@ -168,6 +184,7 @@ class _Conv(_Dense):
                 raise ShapeError(f"{self.kind} kernel {ks} does not fit the input {shape} with "
                                  f"padding={self.padding}")
             spatial.append(out)
+        _check_strides(self.kind, shape, ss)
         return tuple(spatial) + (self.filters,)
 
     def weights(self, shape):
@@ -251,6 +268,7 @@ class _Conv2DLike(Layer):
         if min(oh, ow) <= 0:
             raise ShapeError(f"{self.kind} kernel {ks} does not fit the input {shape} with "
                              f"padding={self.padding}")
+        _check_strides(self.kind, shape, ss)
         return oh, ow
 
 
@@ -441,9 +459,27 @@ class _Pool(Layer):
             raise ShapeError(f"{self.kind} needs an input of rank {self.rank + 1}, got {shape}")
         ps, ss = self._ps()
         out = tuple(_conv_len(n, k, s, self.padding) for n, k, s in zip(shape[:-1], ps, ss, strict=True))
-        if min(out) <= 0:
-            raise ShapeError(f"{self.kind} window {ps} does not fit the input {shape}")
+        if min(out) <= 0 or self._pads_beyond_index(shape, ps):
+            raise ShapeError(self._window_problem(shape, ps))
+        _check_strides(self.kind, shape, ss)
         return out + (shape[-1],)
+
+    def _pads_beyond_index(self, shape, ps) -> bool:
+        """A padding=same window so much larger than the input that one sample padded to it holds more than
+        INDEX_MAX values (a pool of 2**31 asked torch for a terabyte); a window somewhat larger than the input
+        is fine (Keras takes it: one window of the input and its padding)."""
+        if self.padding != "same":
+            return False
+        padded = math.prod(n + k - 1 for n, k in zip(shape[:-1], ps, strict=False)) * shape[-1]
+        return padded > INDEX_MAX
+
+    def _window_problem(self, shape, ps) -> str:
+        """A window larger than the input: valid padding leaves no output; same padding beyond what the
+        frameworks index (a global pool reads the whole input)."""
+        fits = tuple(min(k, n) for n, k in zip(shape[:-1], ps, strict=False))
+        return (f"{self.kind} window {ps} does not fit the input {shape}; use a window of at most "
+                f"{fits[0] if self.rank == 1 else fits}, or Global{self.kind[:3]}Pool{self.rank}D() to pool "
+                "the whole input")
 
 
 @register("MaxPool2D", "MaxPooling2D")

@@ -29,6 +29,9 @@ from .wording import literal, source_text
 # the most options checked in one spec: a resolve takes 1 to 5 ms (a small CNN), so `dlc check` stays within
 # a fraction of a second even with many long choices (the rest are not checked here; their trials still are)
 MAX_OPTION_CHECKS = 64
+# ... and the most values resolved for them in all: a resolve reads every value of the spec, so a spec with a
+# choice of 40,000 options (a 256 KB file) gets a few resolves, not 64 of 40,000 values each (a minute)
+MAX_OPTION_CHECK_VALUES = 64 * 2_000
 
 
 def check_each_option(tree: A.File, spec: Spec, d: Diagnostics, base_dir: Path) -> None:
@@ -39,11 +42,12 @@ def check_each_option(tree: A.File, spec: Spec, d: Diagnostics, base_dir: Path) 
     known = {_key(x) for x in d.items}
     spans = {x.span for x in d.items if x.span is not None}
     calls = A.calls_by_position(tree)
-    options = list(itertools.islice(_other_options(spec.search_spaces, calls), MAX_OPTION_CHECKS + 1))
+    most = _option_checks(tree)
+    options = list(itertools.islice(_other_options(spec.search_spaces, calls), most + 1))
     base_errors = [x for x in d.items if x.severity == "error"]
     causes: dict[int, list[SearchSpace]] = {}  # a base error -> the spaces another value of which avoids it
-    budget = [MAX_OPTION_CHECKS]  # the resolves left for looking for a pair without the error
-    for space, value, arg in options[:MAX_OPTION_CHECKS]:
+    budget = [most]  # the resolves left for looking for a pair without the error
+    for space, value, arg in options[:most]:
         resolved, found = _resolved(tree, base_dir, {space.at: value})
         if resolved:
             _note_causes(base_errors, found, space, causes)
@@ -59,9 +63,34 @@ def check_each_option(tree: A.File, spec: Spec, d: Diagnostics, base_dir: Path) 
                        _hint(x, arg.span, "only the trials that draw both fail"))
             else:
                 d.add(x.code, f"{when}: {x.message}", arg.span, _hint(x, arg.span), x.severity)
-    if len(options) <= MAX_OPTION_CHECKS:  # (every other value was tried: the causes found are all)
+    if len(options) <= most:  # (every other value was tried: the causes found are all)
         for i, spaces in causes.items():
             _report_at_cause(base_errors[i], spaces, calls, d)
+
+
+def _option_checks(tree: A.File) -> int:
+    """How many options may be resolved again: MAX_OPTION_CHECKS, fewer for a spec so large that as many
+    resolves would read more than MAX_OPTION_CHECK_VALUES values."""
+    return max(1, min(MAX_OPTION_CHECKS, MAX_OPTION_CHECK_VALUES // max(1, _values_in(tree))))
+
+
+def _values_in(node) -> int:
+    """The number of values (numbers, names, calls, ...) written in an AST node and below it."""
+    if isinstance(node, list):
+        return sum(_values_in(x) for x in node)
+    if isinstance(node, A.File):
+        return _values_in(node.models) + _values_in(node.blocks)
+    if isinstance(node, (A.Model, A.Section, A.BlockDef)):
+        return _values_in(node.body)
+    if isinstance(node, A.LayerStmt):
+        return _values_in(node.call)
+    if isinstance(node, (A.Assign, A.Kwarg)):
+        return _values_in(node.value)
+    if isinstance(node, A.Call):
+        return 1 + _values_in(node.args) + _values_in(node.kwargs)
+    if isinstance(node, (A.Tuple, A.List)):
+        return 1 + _values_in(node.items) + _values_in(node.kwargs)
+    return 1
 
 
 def _note_causes(base_errors: list[Diagnostic], found: list[Diagnostic], space: SearchSpace,

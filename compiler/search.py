@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from . import ast as A
+from .datarows import home_expanded
 from .diagnostics import Diagnostics, Span, did_you_mean
 from .syntax import quote
 from .training import Objective, Search, higher_is_better
@@ -220,7 +221,7 @@ def concretize(compiled, spaces: list[Space], values: dict[str, Any], note: str 
                               _offset(starts, end_line, st.span.end_col), ""))
     if new_dir is not None and base_dir is not None:
         for s in _data_paths(model):
-            p = Path(s.value).expanduser()
+            p = home_expanded(Path(s.value))
             if not p.is_absolute():
                 rel = Path(_relpath(base_dir / p, new_dir))
                 text = quote(rel.as_posix())
@@ -368,21 +369,25 @@ def check_search_block(search: Search, metrics: list | None, data, spaces: list,
         _check_objective(search.objective, objective_names(metrics, data), data, m, d)
 
 
-def _objective_span(m: A.Model) -> Span | None:
-    """Where the objective's metric is written in the search block."""
-    for st in m.body:
-        if isinstance(st, A.Section) and st.name == "search":
-            for a in st.body:
-                if isinstance(a, A.Assign) and a.key == "objective":
-                    v = a.value
-                    return v.words[-1].span if isinstance(v, A.Phrase) else v.span
-    return None
+def _objective_span(m: A.Model) -> tuple[Span | None, bool]:
+    """Where the objective's metric is written in the search block, and whether it is written at all: an
+    objective left out (the default, val_loss) is pointed at by the block's name, so that its error still
+    names a line."""
+    section = next((st for st in m.body if isinstance(st, A.Section) and st.name == "search"), None)
+    if section is None:
+        return None, False
+    for a in section.body:
+        if isinstance(a, A.Assign) and a.key == "objective":
+            v = a.value
+            return (v.words[-1].span if isinstance(v, A.Phrase) else v.span), True
+    return section.name_span, False
 
 
 def _check_objective(objective: Objective, valid: list[str], data, m: A.Model, d: Diagnostics) -> None:
     """The objective names a metric the run computes (`valid`), in the direction that makes it better."""
     metric, direction = objective.metric, objective.direction
-    where = _objective_span(m)
+    where, written = _objective_span(m)
+    metric_words = f"objective '{metric}'" if written else f"the default objective '{metric}'"
     if metric in valid:
         better = "maximize" if higher_is_better(metric) else "minimize"
         if direction != better:  # (only a written direction can differ: a missing one is inferred)
@@ -393,10 +398,11 @@ def _check_objective(objective: Objective, valid: list[str], data, m: A.Model, d
     base = metric[4:] if metric.startswith(("val_",)) else metric.removeprefix("cv_")
     split = data.split if data is not None else None
     if split is not None and split.kind == "kfold" and f"cv_{base}" in valid:
-        d.add("E504", f"objective '{metric}': with a kfold split every trial is cross-validated", where,
-              f"use cv_{base} (the mean over the folds)")
+        d.add("E504", f"{metric_words}: with a kfold split every trial is cross-validated", where,
+              f"use cv_{base} (the mean over the folds)" if written
+              else f"add objective: {direction} cv_{base}")
     elif metric.startswith("val_") and f"cv_{base}" in valid and f"val_{base}" not in valid:
-        d.add("E504", f"objective '{metric}' needs a validation split", where,
+        d.add("E504", f"{metric_words} needs a validation split", where,
               f"use split: holdout(val=0.2), or cv_{base} to cross-validate every trial")
     else:
         d.add("E504", f"unknown objective metric '{metric}'", where,

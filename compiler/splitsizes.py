@@ -37,16 +37,22 @@ def stratify_problem(counts: list[tuple[object, int]], frac: float) -> str | Non
     puts every class in both parts, so each class needs 2 rows and each part a row per class (scikit-learn's
     conditions, said with the counts)."""
     n, k = sum(c for _, c in counts), len(counts)
-    held = math.ceil(frac * n)
     least, fewest = min(counts, key=lambda x: x[1])
     if fewest < 2:
         return (f"stratified split: class {least} has {fewest} row of {n} (rows per class: "
                 f"{class_counts_text(counts)}); each class needs at least 2 rows: add rows or set "
                 "stratify=false")
+    return stratified_parts_problem(n, k, frac, f" (rows per class: {class_counts_text(counts)})")
+
+
+def stratified_parts_problem(n: int, k: int, frac: float, per_class: str = "") -> str | None:
+    """Why a stratified hold-out of `frac` of n rows of k classes leaves a part with fewer rows than classes,
+    or None: the part of stratify_problem that the row count decides alone (`dlc check` knows no more where
+    the rows per class left by an earlier hold-out depend on a random tie-break)."""
+    held = math.ceil(frac * n)
     if held < k or n - held < k:
         return (f"stratified split: {n} rows split {n - held} / {held} cannot give each part a row of each "
-                f"of the {k} classes (rows per class: {class_counts_text(counts)}); use more rows, another "
-                "fraction or stratify=false")
+                f"of the {k} classes{per_class}; use more rows, another fraction or stratify=false")
     return None
 
 

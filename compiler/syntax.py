@@ -82,7 +82,7 @@ class _NewlinePostLex:
 
 @functools.lru_cache(maxsize=1)
 def _parser() -> Lark:
-    text = resources.files("dlc.grammar").joinpath("dlspec.lark").read_text()
+    text = resources.files("dlc.grammar").joinpath("dlspec.lark").read_text(encoding="utf-8")
     return Lark(text, parser="lalr", postlex=_NewlinePostLex(), propagate_positions=True,
                 maybe_placeholders=True)
 

@@ -8,9 +8,27 @@ from __future__ import annotations
 import math
 from typing import Annotated, ClassVar, Literal, Optional, Union
 
-from pydantic import Field, model_validator
+from pydantic import BeforeValidator, Field, model_validator
 
-from .catalog import Catalogued, IRNode, register
+from .catalog import Catalogued, IRNode, lookup, register
+
+
+def canonical_metric_key(key: object) -> object:
+    """A monitored or objective quantity with its metric's Keras alias written as dlc names it in histories:
+    `val_acc` is `val_accuracy` (`acc` is a name of accuracy in `metrics:`, so Keras users monitor `val_acc`),
+    `cv_binary_accuracy` is `cv_accuracy`. Anything else is left for the checks to judge."""
+    if not isinstance(key, str):
+        return key
+    for prefix in ("cv_val_", "cv_", "val_", ""):
+        if key.startswith(prefix):
+            metric = lookup("metric", key[len(prefix):])
+            if metric is not None:
+                return prefix + metric.model_fields["name"].default
+    return key
+
+
+# a history key (loss, val_accuracy, ...): metric aliases canonical
+MetricKey = Annotated[str, BeforeValidator(canonical_metric_key)]
 
 # --------------------------------------------------------------------------------------------- optimizers
 
@@ -166,7 +184,7 @@ class Plateau(Schedule):
     """Keras ReduceLROnPlateau: after `patience` epochs without improvement by min_delta, lr·factor."""
 
     kind: Literal["plateau"] = "plateau"
-    monitor: str = "val_loss"
+    monitor: MetricKey = "val_loss"
     factor: float = Field(0.1, gt=0, lt=1)
     patience: int = Field(10, ge=0)
     min_lr: float = Field(0.0, ge=0)
@@ -313,7 +331,7 @@ MetricT = Annotated[Union[Accuracy, Precision, Recall, F1, MSEMetric, MAEMetric]
 class EarlyStopping(IRNode):
     """Keras EarlyStopping; restore_best restores the best epoch's weights at the end of training."""
 
-    monitor: str = "val_loss"
+    monitor: MetricKey = "val_loss"
     patience: int = Field(0, ge=0)
     min_delta: float = Field(0.0, ge=0)
     restore_best: bool = False
@@ -371,7 +389,7 @@ def higher_is_better(metric: str) -> bool:
 
 class Objective(IRNode):
     direction: Literal["minimize", "maximize"] = "minimize"
-    metric: str = "val_loss"
+    metric: MetricKey = "val_loss"
 
     @model_validator(mode="before")
     @classmethod

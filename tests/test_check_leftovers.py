@@ -229,3 +229,23 @@ def test_cv_k_a_stratified_class_cannot_fill_is_e303(tmp_path):
     rc, _, err = run_cli("cv", spec, "--k", "45", "--out", tmp_path / "cv", "--epochs", "1")
     assert rc == 2 and "error[E303]: stratified 45-fold split" in err
     assert not (tmp_path / "cv").exists()
+
+
+@pytest.mark.parametrize("where, written", [
+    ("early_stopping", "    early_stopping: (monitor=val_acc, patience=2)"),
+    ("plateau", "  schedule: plateau(monitor=val_acc, patience=1)"),
+])
+def test_a_keras_metric_alias_may_be_monitored(where, written):
+    """`metrics: [acc]` then `monitor=val_acc` (what Keras users write) was E201 "cannot monitor 'val_acc'",
+    though `acc` is a name of accuracy: an alias is monitored as its metric (`val_accuracy` in the IR and the
+    histories), as is a search objective's (`maximize val_acc`)."""
+    text = IRIS.read_text().replace("metrics: [accuracy]", "metrics: [acc]")
+    if where == "early_stopping":
+        text = text.replace("    epochs: 40\n", "    epochs: 40\n" + written + "\n")
+    else:
+        text = text.replace("  optimizer: Adam(lr=0.01)\n", "  optimizer: Adam(lr=0.01)\n" + written + "\n")
+    result = compile_text(text, "t.dlspec", IRIS.parent)
+    assert result.ok, result.render()
+    spec = result.spec
+    monitor = spec.train.early_stopping.monitor if where == "early_stopping" else spec.schedule.monitor
+    assert monitor == "val_accuracy"
