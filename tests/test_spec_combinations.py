@@ -79,3 +79,16 @@ def test_keras_builds_a_model_deeper_than_python_s_recursion_limit():
         assert sys.getrecursionlimit() >= 150
     finally:
         sys.setrecursionlimit(saved)
+
+
+def test_selu_s_gradient_at_zero_is_tensorflow_s():
+    """`activation=selu` on a pre-activation of exactly 0 (here `kernel_init=zeros`; in the sweep a dropped or
+    blank input to a layer without bias: Embedding, Conv1D, Dropout, Dense(6, activation=selu)): the float64
+    comparison mismatched from step 2 (|Δloss| 1e-5 relative), as torch's F.selu has the gradient scale·alpha
+    (1.758) at 0 where tf.nn.selu has the scale (1.051). The torch lowering takes TensorFlow's branch at 0."""
+    from dlc.compiler import compile_text
+    from dlc.runtime.compare import compare_spec
+
+    text = IRIS.replace(DENSE, "Dense(16, activation=selu, kernel_init=zeros)")
+    c = compare_spec(compile_text(text).raise_for_errors(), ROOT, 3, "float64")
+    assert c.passed and c.max_rel_loss_diff < 1e-14, c.summary

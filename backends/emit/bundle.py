@@ -41,7 +41,7 @@ def module_file(name: str) -> Path:
 
 @cache
 def parse_module(name: str) -> Module:
-    source = module_file(name).read_text()
+    source = module_file(name).read_text(encoding="utf-8")
     mod = Module(name, source)
     for node in ast.parse(source).body:
         if isinstance(node, (ast.FunctionDef, ast.ClassDef)):

@@ -7,7 +7,10 @@ import math
 import torch
 import torch.nn.functional as F
 
+from dlc.backends.torch.losses import in_dtype
+
 SQRT_HALF_F32 = 0.7071067690849304  # 1/√2 cast through float32, as tf.nn.gelu's math_ops.cast does
+SELU_SCALE = 1.0507009873554804934193349852946  # tf.nn.selu's and F.selu's scale
 
 
 def linear(x):
@@ -22,6 +25,12 @@ def hard_sigmoid(x):
 def gelu(x):
     """tf.nn.gelu (exact): 0.5·x·erfc(−x·c), c = 1/√2 in float32."""
     return 0.5 * x * torch.special.erfc(-x * SQRT_HALF_F32)
+
+
+def selu(x):
+    """tf.nn.selu: at exactly 0 TensorFlow's gradient is the scale (its x < 0 branch excludes 0), F.selu's is
+    scale·alpha; an exact 0 is common (a zero input to a layer without bias, a dropped or zero-padded one)."""
+    return torch.where(x < 0, F.selu(x), SELU_SCALE * x)
 
 
 def softplus(x):
@@ -39,4 +48,4 @@ def leaky_relu(x, alpha):
 
 
 def elu(x, alpha):
-    return F.elu(x, alpha)
+    return F.elu(x, in_dtype(alpha, x.dtype))

@@ -5,6 +5,8 @@ the exact counterparts of the with-logits kernels Keras-TF uses after a softmax 
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -45,11 +47,17 @@ def penalty(t, l1=0.0, l2=0.0):
     return term
 
 
+def in_dtype(value: float, dtype) -> float:
+    """A Python constant as a tensor of `dtype` holds it: one beyond its range is ±inf, as Keras' cast makes
+    it (torch refuses such a scalar in clamp or elu: `max_norm(1e39)` is inf in float32, check's W003)."""
+    return value if abs(value) <= torch.finfo(dtype).max else math.copysign(math.inf, value)
+
+
 @torch.no_grad()
 def max_norm(w, max_value, axis=0):
     """Keras MaxNorm after each step: w·clip(n, 0, max)/(1e-7 + n), n the L2 norm along `axis`."""
     norms = torch.sqrt((w * w).sum(dim=axis, keepdim=True))
-    w.copy_(w * (torch.clamp(norms, 0, max_value) / (1e-7 + norms)))
+    w.copy_(w * (torch.clamp(norms, 0, in_dtype(max_value, w.dtype)) / (1e-7 + norms)))
 
 
 @torch.no_grad()

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from dlc.backends.torch.losses import in_dtype
+
 
 @dataclass
 class Slices:
@@ -90,7 +92,7 @@ class KerasOptimizer:
     def lr_tensor(self) -> torch.Tensor:
         """The learning rate on the device, refilled in place when a schedule has changed `lr`."""
         if self._lr_holds != self.lr:
-            self._lr.fill_(self.lr)
+            self._lr.fill_(in_dtype(self.lr, self._lr.dtype))  # (beyond the dtype: inf, as at the start)
             self._lr_holds = self.lr
         return self._lr
 
@@ -139,7 +141,8 @@ class KerasOptimizer:
                 l2sum = (v * v).sum()
                 l2norm = torch.where(l2sum > 0,
                                      torch.sqrt(torch.where(l2sum > 0, l2sum, torch.ones_like(l2sum))), l2sum)
-                out.append(_map(g, lambda t, n=l2norm: t * self.clipnorm / torch.clamp(n, min=self.clipnorm)))
+                clip = in_dtype(self.clipnorm, v.dtype)
+                out.append(_map(g, lambda t, n=l2norm, c=clip: t * c / torch.clamp(n, min=c)))
             return out
         if self.global_clipnorm:
             norm = torch.sqrt(sum(((g.values if isinstance(g, Slices) else g) ** 2).sum() for g in grads))
@@ -147,7 +150,8 @@ class KerasOptimizer:
             # (Keras' `v * scale` is TensorFlow's multiply, which sums IndexedSlices into a dense tensor)
             return [dense(g) * scale for g in grads]
         if self.clipvalue:
-            return [_map(g, lambda t: torch.clamp(t, -self.clipvalue, self.clipvalue)) for g in grads]
+            return [_map(g, lambda t: torch.clamp(t, -in_dtype(self.clipvalue, t.dtype),
+                                                  in_dtype(self.clipvalue, t.dtype))) for g in grads]
         return grads
 
     @torch.no_grad()
