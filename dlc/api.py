@@ -39,8 +39,8 @@ from dlc.runtime.doctor import LiveDoctor
 from dlc.runtime.loop import History, LoopState, TrainingFailed
 from dlc.runtime.lr_find import LRFind, LRFindError
 from dlc.runtime.parallel import EXIT_WORKER_LOST
-from dlc.runtime.run import Finished, Observer, Resumable, RunFailed
-from dlc.runtime.rundir import OutFolderError
+from dlc.runtime.run import Finished, Observer, Resumable, RunFailed, device_refusal
+from dlc.runtime.rundir import OutFolderError, disk_full, output_file
 from dlc.runtime.runs import RunDirError
 from dlc.runtime.serve import Predictions, ServeError, run_inputs
 from dlc.runtime.tune import Reporter, TuneError, TuneResult
@@ -87,10 +87,12 @@ __all__ = ["DataError", "Dataset", "History", "Model", "SpecError", "TrainingFai
            "TuneError", "TuneResult",
            "LiveDoctor", "doctor", "doctor_fix", "doctor_plot", "doctor_rules",
            "LRFind", "LRFindError", "lr_find", "lr_find_spec",
-           "catalogue", "checked", "compile_refusal", "compile_spec", "cross_validate", "data_files", "emit",
+           "catalogue", "checked", "compile_refusal", "compile_spec", "cross_validate", "data_files",
+           "device_refusal", "disk_full", "emit",
            "evaluate_run", "export_onnx",
            "improved", "launch", "list_runs", "lost_worker", "parallel_blockers",
-           "monitor_mode", "plot_runs", "predict_file", "resumable", "resume", "run", "run_file_owner",
+           "monitor_mode", "output_file", "plot_runs", "predict_file", "resumable", "resume", "run",
+           "run_file_owner",
            "run_inputs", "schema", "summary", "trainable", "tune", "tune_target", "value_text"]
 
 
@@ -143,6 +145,20 @@ def _finite(x: np.ndarray, what: str, limit: float) -> None:
         raise ValueError(f"{what} hold values that are not finite or beyond ±{limit:.3g}{at}")
 
 
+def _numbers(x: Any, what: str) -> np.ndarray:
+    """`x` as a float64 array; TypeError for None, text or complex numbers (numpy would drop the imaginary
+    parts with a warning, or say only that it "could not convert string to float")."""
+    if x is None:
+        raise TypeError(f"{what} must be an array of numbers, not None")
+    a = np.asarray(x)
+    if a.dtype.kind not in "biufO":
+        raise TypeError(f"{what} must be real numbers, not {a.dtype}")
+    try:
+        return np.asarray(a, dtype=np.float64)
+    except (TypeError, ValueError) as e:
+        raise TypeError(f"{what} must be real numbers ({e})") from None
+
+
 def _require_concrete(spec: Spec) -> None:
     if spec.search_spaces:
         s = spec.search_spaces[0]
@@ -174,9 +190,13 @@ def epoch_order(spec: Spec, epoch: int, n: int | None = None) -> np.ndarray:
     from dlc.reference.rng import epoch_permutation
 
     spec = _as_spec(spec, "epoch_order()")
+    first = _whole(epoch, "epoch", least=0)
+    if first is None:
+        raise TypeError("epoch must be a whole number, not None")
+    n = _whole(n, "n", least=0)
     if n is None:
         n = len(load_data(spec).train.x)
-    return np.asarray(epoch_permutation(spec.seed, epoch, n, spec.train.shuffle), dtype=np.int64)
+    return np.asarray(epoch_permutation(spec.seed, first, n, spec.train.shuffle), dtype=np.int64)
 
 
 # ------------------------------------------------------------------------------------------------ model
@@ -201,6 +221,8 @@ class Model:
             if value not in allowed:
                 shown = ", ".join(repr(a) for a in allowed if a is not None)
                 raise ValueError(f"{name}={value!r}: expected one of {shown}")
+        if refusal := device_refusal(device):  # (else torch's parser: "Expected one of cpu, cuda, ipu, ...")
+            raise ValueError(f"device={refusal}")
         _require_concrete(spec)
         if dtype is not None and dtype != spec.dtype:
             spec = spec.model_copy(update={"dtype": dtype})
@@ -268,7 +290,7 @@ class Model:
                 if wname not in have[lname]:
                     raise ValueError(f"layer {lname!r} has no weight {wname!r}; its weights: "
                                      f"{', '.join(have[lname])}")
-                a = np.asarray(arr, dtype=np.float64)
+                a = _numbers(arr, f"{lname}.{wname}")
                 if a.shape != have[lname][wname].shape:
                     raise ValueError(f"{lname}.{wname} has shape {have[lname][wname].shape}, not {a.shape}")
                 _finite(a, f"{lname}.{wname}", limit)
@@ -338,7 +360,9 @@ class Model:
                 raise ValueError(f"inputs of shape {x.shape}: the model takes (N, "
                                  f"{', '.join(map(str, self.spec.input))})")
             return x
-        x = np.asarray(x, dtype=np.float64)
+        x = _numbers(x, "the inputs")
+        if x.ndim == 0 or len(x) == 0:
+            raise ValueError(f"inputs of shape {x.shape}: no samples")
         _finite(x, "the inputs", dtype_limit(self.spec.dtype))
         shape = tuple(self.spec.input)
         if x.ndim >= 1 and x.shape[1:] != shape and math.prod(x.shape[1:]) == math.prod(shape):
@@ -352,6 +376,8 @@ class Model:
         are (DataError naming the sample: a label out of range never reaches a backend's index error)."""
         from dlc.runtime.data import Samples, checked_targets
 
+        if y.ndim == 0:  # (evaluate(x, None) said "len() of unsized object")
+            raise TypeError(f"the targets must be an array with one entry per input, not {y.tolist()!r}")
         if len(y) != n:
             raise ValueError(f"{n} inputs but {len(y)} targets")
         if type(self.spec.loss).targets == "int" and y.ndim == 2 and y.shape[1] > 1:
@@ -404,7 +430,7 @@ class Model:
 
 # ---------------------------------------------------------------------------------------------- compare
 
-def compare(spec: Spec, steps: int | None = 200, dtype: str = "float64",
+def compare(spec: Spec | str | Path, steps: int | None = 200, dtype: str = "float64",
             backends: tuple[str, str] = ("keras", "torch"), *, seeds: int | None = None,
             margin: float = 0.02, rel_margin: float = 0.05, alpha: float = 0.05) -> dict:
     """Train `spec` on both backends for `steps` optimizer steps (None: exactly the spec's own run) from the
@@ -428,7 +454,14 @@ def compare(spec: Spec, steps: int | None = 200, dtype: str = "float64",
     "different"), `summary`, `passed`."""
     from dlc.runtime.compare import compare_seeds, compare_spec
 
+    spec = _as_spec(spec, "compare()")
     _require_concrete(spec)
+    steps, seeds = _whole(steps, "steps"), _whole(seeds, "seeds", least=0)  # (compare_seeds: at least 2)
+    if dtype not in ("float32", "float64"):
+        raise ValueError(f"dtype={dtype!r}: expected one of 'float32', 'float64'")
+    if not (0 < margin < math.inf and 0 < rel_margin < math.inf and 0 < alpha < 0.5):
+        raise ValueError(f"margin and rel_margin must be positive numbers and alpha between 0 and 0.5 "
+                         f"(margin={margin!r}, rel_margin={rel_margin!r}, alpha={alpha!r})")
     if seeds is not None:
         return compare_seeds(spec, spec_folder(spec), seeds, margin=margin, rel_margin=rel_margin,
                              alpha=alpha, backends=backends)

@@ -30,7 +30,16 @@ from dlc.cli import (
 )
 from dlc.cli import compile as compile_
 from dlc.cli.ascii import make_streams_safe
-from dlc.cli.errors import EXIT_INTERRUPTED, EXIT_SPEC, OutputClosed, closed_outputs, exits, quiet_exit
+from dlc.cli.errors import (
+    EXIT_INTERRUPTED,
+    EXIT_SPEC,
+    OutputClosed,
+    closed_outputs,
+    exits,
+    interrupted,
+    quiet_exit,
+    stop_on_sigterm,
+)
 
 if TYPE_CHECKING:  # (rich is imported when a help page is drawn)
     from rich.table import Table
@@ -44,8 +53,8 @@ app = typer.Typer(
     name="dlc",
     help="Compile and train .dlspec model specs on Keras or PyTorch, with matching results.",
     epilog="Exit codes: 0 done, 1 a failure while running (one line on stderr), 2 a spec or usage error, "
-           "130 interrupted, 141 the output's reader closed it early (`| head`). `dlc COMMAND --help` tells "
-           "more.",
+           "130 interrupted, 143 terminated (SIGTERM), 141 the output's reader closed it early (`| head`). "
+           "`dlc COMMAND --help` tells more.",
     no_args_is_help=True,
     add_completion=False,
     rich_markup_mode="markdown",
@@ -199,6 +208,15 @@ def main(argv: list[str] | None = None) -> int:
     _flags_without_a_type(command)
     if _asks_for_help(args):
         _help_keeps_option_names()
+    restore = stop_on_sigterm()
+    try:
+        return _main(command, args)
+    finally:
+        restore()
+
+
+def _main(command, args: list[str]) -> int:
+    """main's command, its exit code and its failures' lines."""
     try:
         rv = command.main(args=args, prog_name="dlc", standalone_mode=False)
         try:
@@ -213,7 +231,9 @@ def main(argv: list[str] | None = None) -> int:
         return quiet_exit(closed_outputs())
     except _click_exception() as e:
         return _usage_error(e)
-    except (KeyboardInterrupt, typer.Abort):
+    except KeyboardInterrupt as e:
+        return interrupted(e)
+    except typer.Abort:
         print("dlc: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except SystemExit as e:

@@ -89,6 +89,7 @@ def write_output(option: str, output: str, text: str) -> None:
     """`text` written to the file `output` (checked first), an OSError as one line."""
     check_output_file(option, output, "out.txt")
     try:
-        Path(output).write_text(text)
+        with api.output_file(output) as tmp:
+            Path(tmp).write_text(text, encoding="utf-8")
     except OSError as e:
         raise CommandError(error_line(f"cannot write {option} {output}: {e.strerror or e}")) from None

@@ -2,6 +2,7 @@
 --seeds, where their trainings end (dlc.api.compare does the work)."""
 
 import json
+import math
 from typing import Annotated, Optional
 
 import typer
@@ -79,8 +80,9 @@ def _check_seed_options(steps, dtype, margin: float, rel_margin: float, alpha: f
     if steps is not None or dtype not in (None, o.Dtype.float32):
         problem = ("--seeds trains in float32 to the end of the spec's training: --steps and --dtype do not "
                    "apply")
-    elif not (margin > 0 and rel_margin > 0):
-        problem = f"the margins must be positive (--margin {margin:g}, --rel-margin {rel_margin:g})"
+    elif not (0 < margin < math.inf and 0 < rel_margin < math.inf):  # (an infinite margin passes anything)
+        problem = (f"the margins must be positive numbers (--margin {margin:g}, --rel-margin "
+                   f"{rel_margin:g})")
     elif not 0 < alpha < 0.5:
         problem = f"--alpha must be between 0 and 0.5, got {alpha:g}"
     if problem:

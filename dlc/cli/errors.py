@@ -8,6 +8,7 @@
          as it is, or a usage error
     3    (internal) a worker of `dlc run --nproc` that lost another worker: the launcher prints the line
     130  interrupted (Ctrl-C)
+    143  terminated (SIGTERM: `kill`, `timeout`, a job scheduler's stop), handled as Ctrl-C is
     141  the output went to a pipe that was closed early (`dlc schema | head -1`): no message, as a Unix tool
          killed by SIGPIPE (128 + 13)
 
@@ -22,12 +23,52 @@ import errno
 import functools
 import os
 import sys
+from collections.abc import Callable
 
 EXIT_OK = 0
 EXIT_RUNTIME = 1
 EXIT_SPEC = 2
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143  # 128 + SIGTERM, as a shell reports a process the signal ended
 EXIT_BROKEN_PIPE = 141
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM to the command (see stop_on_sigterm): it ends as Ctrl-C does, through the same handlers (a
+    run's folder kept and its line saying how to continue it, a tune's trials marked interrupted)."""
+
+
+def stop_on_sigterm() -> Callable[[], None]:
+    """Make SIGTERM raise Terminated in the main thread; returns what restores the handler before. Without
+    it a `kill` or a `timeout` ended a run silently, exit 143, its run.json saying nothing. Not in a worker
+    of a data-parallel run (RANK set): its launcher stops it with SIGTERM, which must end it at once, even
+    inside a collective."""
+    import signal
+
+    if os.environ.get("RANK") is not None:
+        return lambda: None
+
+    def terminated(_signum, _frame):
+        raise Terminated()
+
+    try:
+        before = signal.signal(signal.SIGTERM, terminated)
+    except ValueError:  # (only the main thread may set handlers)
+        return lambda: None
+
+    def restore() -> None:
+        signal.signal(signal.SIGTERM, before)
+
+    return restore
+
+
+def interrupted(e: KeyboardInterrupt) -> int:
+    """Ctrl-C or SIGTERM: its line on stderr (with the exception's `hint`, if a command added one), and the
+    exit code."""
+    terminated = isinstance(e, Terminated)
+    print(f"dlc: {'terminated (SIGTERM)' if terminated else 'interrupted'}{getattr(e, 'hint', '')}",
+          file=sys.stderr)
+    return EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
 
 
 class CommandError(Exception):
@@ -84,6 +125,8 @@ def _not_writable(exc: OSError) -> str:
 
 def classify(exc: BaseException) -> tuple[int, str]:
     """(exit code, text for stderr) of an exception raised by a command."""
+    from dlc import api
+
     if isinstance(exc, CommandError):
         return exc.code, exc.text
     for cls, prefix in _spec_errors():
@@ -93,9 +136,9 @@ def classify(exc: BaseException) -> tuple[int, str]:
         return EXIT_RUNTIME, error_line(str(exc))
     if isinstance(exc, MemoryError):
         return EXIT_RUNTIME, error_line("out of memory; try a smaller batch_size or model")
-    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
-        where = f" {exc.filename}" if exc.filename else ""
-        return EXIT_RUNTIME, error_line(f"cannot write{where}: {exc.strerror}; free some space and run again")
+    if full := api.disk_full(exc):
+        where = f" {exc.filename}" if isinstance(exc, OSError) and exc.filename else ""
+        return EXIT_RUNTIME, error_line(f"cannot write{where}: {full}; free some space and run again")
     if isinstance(exc, OSError) and exc.filename and exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
         return EXIT_RUNTIME, error_line(_not_writable(exc))
     return EXIT_RUNTIME, error_line(_unexpected(exc))
@@ -166,8 +209,7 @@ def exits(command):
         try:
             code = command(*args, **kwargs)
         except KeyboardInterrupt as e:
-            print(f"dlc: interrupted{getattr(e, 'hint', '')}", file=sys.stderr)
-            return EXIT_INTERRUPTED
+            return interrupted(e)
         except BrokenPipeError as e:
             if closed_outputs():
                 raise OutputClosed() from None  # dlc.cli.main ends quietly

@@ -1,6 +1,5 @@
 """The options several commands share, with their help texts (one definition each)."""
 
-import re
 from enum import Enum, StrEnum
 from typing import Annotated, Optional, overload
 
@@ -41,8 +40,11 @@ BackendOpt = Annotated[Backend, typer.Option(
     "--backend", help="the framework to train on: torch (PyTorch) or keras (Keras 3 on TensorFlow)")]
 def _device(text: str) -> str:
     """auto, cpu, cuda or cuda:N; anything else is a usage error (exit 2) before any work."""
-    if not re.fullmatch(r"auto|cpu|cuda(:[0-9]+)?", text):
-        raise typer.BadParameter(f"{text!r} is not a device; use auto, cpu, cuda or cuda:N")
+    from dlc import api
+
+    refusal = api.device_refusal(text)
+    if refusal:
+        raise typer.BadParameter(refusal)
     return text
 
 

@@ -1,6 +1,5 @@
 """`dlc predict RUN --input FILE`: predictions of a trained run for raw features."""
 
-import contextlib
 import csv
 import sys
 from typing import Annotated, Optional
@@ -36,7 +35,7 @@ def command(
     try:
         write(p, output)
     except OSError as e:
-        if isinstance(e, BrokenPipeError) and output is None:
+        if isinstance(e, BrokenPipeError):  # (--output /dev/stdout too)
             raise  # the reader of stdout has gone (`| head -1`): dlc.cli.main ends quietly, exit 141
         raise CommandError(error_line(f"cannot write {output or 'the predictions to stdout'}: "
                                       f"{e.strerror or e}")) from None
@@ -52,19 +51,33 @@ def check_output(output: str, input_file: str, run: str) -> None:
 
 def write(p, output: Optional[str]) -> None:
     """The predictions as .npz (predictions, classes) or as CSV (a header, then a row per sample)."""
+    if output is None:
+        write_csv(p, sys.stdout)
+        return
+    with api.output_file(output) as tmp:  # (a full disk keeps the file it would replace)
+        if output.endswith(".npz"):
+            write_npz(p, tmp)
+        else:  # (UTF-8 whatever the locale: class names are text)
+            with open(tmp, "w", newline="", encoding="utf-8") as fh:
+                write_csv(p, fh)
+
+
+def write_npz(p, path) -> None:
+    """The predictions as .npz: `predictions`, `classes` (and `class_names`)."""
     import numpy as np
 
-    if output and output.endswith(".npz"):
-        classes = p.table[:, 0] if p.task != "regression" else p.outputs
-        arrays = {"predictions": p.outputs, "classes": classes}
-        if p.class_names:
-            arrays["class_names"] = np.array(p.class_names)
-        np.savez(output, **arrays)
-        return
-    with (open(output, "w", newline="") if output else contextlib.nullcontext(sys.stdout)) as fh:
-        w = csv.writer(fh, lineterminator="\n")  # (csv's default \r\n leaves a \r on each line for cut, awk)
-        w.writerow(p.columns)
-        for row in p.table:
-            first = f"{row[0]:.8g}" if p.task == "regression" else \
-                p.class_names[int(row[0])] if p.class_names else int(row[0])
-            w.writerow([first] + [f"{v:.8g}" for v in row[1:]])
+    classes = p.table[:, 0] if p.task != "regression" else p.outputs
+    arrays = {"predictions": p.outputs, "classes": classes}
+    if p.class_names:
+        arrays["class_names"] = np.array(p.class_names)
+    np.savez(path, **arrays)
+
+
+def write_csv(p, fh) -> None:
+    """The predictions as CSV: a header, then a row per sample."""
+    w = csv.writer(fh, lineterminator="\n")  # (csv's default \r\n leaves a \r on each line for cut, awk)
+    w.writerow(p.columns)
+    for row in p.table:
+        first = f"{row[0]:.8g}" if p.task == "regression" else \
+            p.class_names[int(row[0])] if p.class_names else int(row[0])
+        w.writerow([first] + [f"{v:.8g}" for v in row[1:]])

@@ -62,7 +62,8 @@ def command(
         "--master-addr", metavar="HOST", show_default=False, rich_help_panel="Several processes",
         help="the address of machine 0, for the rendezvous (default: this machine)")] = None,
     master_port: Annotated[Optional[int], typer.Option(
-        "--master-port", metavar="PORT", show_default=False, rich_help_panel="Several processes",
+        "--master-port", metavar="PORT", show_default=False, min=1, max=65535,
+        rich_help_panel="Several processes",
         help="a free port on machine 0 (default: one picked on this machine)")] = None,
 ) -> int:
     """Train a spec and write its run directory.

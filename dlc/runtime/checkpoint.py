@@ -4,6 +4,7 @@ leaves the last finished epoch intact."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import zipfile
@@ -13,6 +14,7 @@ import numpy as np
 
 from dlc.reference.weights import flatten, unflatten
 from dlc.runtime.loop import LoopState
+from dlc.runtime.rundir import replacing
 
 FILE = "checkpoint.npz"
 
@@ -22,12 +24,25 @@ def save(run: Path, session, state: LoopState) -> None:
     if state.best_weights is not None:
         arrays.update(flatten(state.best_weights, "b:"))
     arrays["loop"] = np.array(json.dumps(state.to_json(), default=float))
-    tmp = run / (FILE + ".tmp.npz")
-    with open(tmp, "wb") as fh:
+    if (digest := _ir_digest(run)) is not None:
+        arrays["ir"] = np.array(digest)
+    with replacing(run / FILE, ".tmp.npz") as tmp, open(tmp, "wb") as fh:
         np.savez(fh, **arrays)
         fh.flush()
         os.fsync(fh.fileno())
-    os.replace(tmp, run / FILE)
+
+
+def _ir_digest(run: Path) -> str | None:
+    """The SHA-256 of the run's ir.json, kept in each checkpoint: a resumed run continues the model and
+    training the checkpoint was written for, not an ir.json edited since (a seed or batch size of the same
+    shapes loaded without error and trained on differently). Its `train.epochs` is left out: raising it
+    trains a run on. None when the folder has no readable ir.json (loading it says why)."""
+    try:
+        ir = json.loads((run / "ir.json").read_text(encoding="utf-8"))
+        ir["train"].pop("epochs", None)
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return None
+    return hashlib.sha256(json.dumps(ir, sort_keys=True).encode()).hexdigest()
 
 
 def load(run: Path) -> tuple[dict[str, np.ndarray], LoopState] | None:
@@ -45,6 +60,9 @@ def load(run: Path) -> tuple[dict[str, np.ndarray], LoopState] | None:
         with np.load(path, allow_pickle=False) as f:
             if "loop" not in f.files:
                 raise RunDirError(f"{path} is not a dlc checkpoint (no loop state); {again}")
+            if "ir" in f.files and str(f["ir"]) != _ir_digest(run):
+                raise RunDirError(f"{path} was written for another ir.json (the run's was edited, or files "
+                                  f"were copied between runs); {again}")
             session_state = {k[2:]: f[k] for k in f.files if k.startswith("s:")}
             best = unflatten({k: f[k] for k in f.files if k.startswith("b:")}, "b:")
             loop = json.loads(str(f["loop"]))

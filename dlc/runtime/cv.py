@@ -27,6 +27,9 @@ def cross_validate(spec, spec_file: str, backend: str, device: str = "auto", k: 
     from dlc.compiler.diagnostics import SpecError
     from dlc.runtime.run import RunFailed
 
+    if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 2):
+        # (k=0 fell back to the spec's k silently, k=1 reached scikit-learn's own error)
+        raise ValueError(f"k must be a whole number of at least 2 folds, not {k!r}")
     if errors := cv_fold_errors(spec, k, Path(spec_file).resolve().parent):
         raise SpecError(errors, None, spec_file)
     run = rundir.new_run_dir(f"{spec.name}-cv", backend, out, replace=replace, kind="cv", spec_file=spec_file)

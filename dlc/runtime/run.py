@@ -6,6 +6,7 @@ display)."""
 from __future__ import annotations
 
 import contextlib
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -148,6 +149,8 @@ def resume_target(run: str | Path) -> Resumable:
                           f"{retrain(run)}")
     if st.finished:
         return Resumable(run, info, finished=True)
+    if damage := _settings_damage(info):
+        raise RunDirError(f"'{run}' cannot be resumed: run.json is damaged ({damage}); {retrain(run)}")
     try:
         spec = Spec.model_validate_json((run / "ir.json").read_text())
     except ValidationError as e:
@@ -160,6 +163,28 @@ def resume_target(run: str | Path) -> Resumable:
     spec_file = str(next(iter(sorted(run.glob("*.dlspec"))), run / "ir.json"))
     return Resumable(run, info, finished=False, spec=spec, spec_file=spec_file, checkpoint=saved,
                      epochs_total=spec.train.epochs)
+
+
+def device_refusal(device: object) -> str | None:
+    """Why `device` is not one dlc trains on: auto, cpu, cuda or cuda:N (None: it is)."""
+    if isinstance(device, str) and re.fullmatch(r"auto|cpu|cuda(:[0-9]+)?", device):
+        return None
+    return f"{device!r} is not a device; use auto, cpu, cuda or cuda:N"
+
+
+def _settings_damage(info: dict) -> str | None:
+    """What of run.json's settings a resumed run cannot continue with (an edit by hand): a backend dlc does
+    not have, a device that is none, a `compile` that is not true or false; None when they are sound. (They
+    reached the framework: "unknown backend 'jax'", torch's list of its 20 device types.)"""
+    from dlc.backends import BACKENDS
+
+    if info["backend"] not in BACKENDS:
+        return f"its backend {info['backend']!r} is not one of {', '.join(BACKENDS)}"
+    if "device" in info and (refusal := device_refusal(info["device"])):
+        return f"its device {refusal}"
+    if not isinstance(info.get("compile", False), bool):
+        return f"its compile {info['compile']!r} is not true or false"
+    return None
 
 
 # ----------------------------------------------------------------------------------------------- training

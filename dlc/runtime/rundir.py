@@ -7,7 +7,9 @@ run.json's `finished` (written last) says the run is complete: see dlc.runtime.r
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import errno
 import fnmatch
 import hashlib
 import json
@@ -128,8 +130,10 @@ def prepare_out(out: str | Path, *, replace: bool = False, kind: str = "run",
         raise OutFolderError(_in_use(out, p, found))
     _check_replace(out, p, spec_file)
     if not check_only:
-        shutil.rmtree(p)
-        p.mkdir(parents=True)
+        # (an --out that is a link to a run folder replaces that run and keeps the link; rmtree refuses links)
+        target = p.resolve()
+        shutil.rmtree(target)
+        target.mkdir(parents=True)
     return p
 
 
@@ -203,11 +207,58 @@ def _folder_name(spec_name: str) -> str:
     return f"{spec_name[:MAX_FOLDER_NAME - 23]}...{spec_name[-20:]}"
 
 
+@contextlib.contextmanager
+def replacing(path: Path, suffix: str = ".tmp"):
+    """The temporary name to write `path` under: renamed over `path` when the block ends (a reader never sees
+    half a file), deleted when it fails, so a full disk or a Ctrl-C leaves no half-written copy taking the
+    space that writing it again needs."""
+    tmp = path.with_name(path.name + suffix)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            if tmp.is_dir() and not tmp.is_symlink():
+                shutil.rmtree(tmp)
+            else:
+                tmp.unlink()
+        raise
+
+
+def disk_full(exc: BaseException) -> str | None:
+    """Why `exc`, or an exception it was raised from, says the disk (or quota) is full: an OSError's text,
+    or SQLite's 'database or disk is full' under Optuna's StorageInternalError ("An exception is raised
+    during the commit. This typically happens due to invalid data ..."). None when it does not."""
+    seen: set[int] = set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            return e.strerror or str(e)
+        if "database or disk is full" in str(e):
+            return "the database or disk is full"
+        e = e.__cause__ or e.__context__
+    return None
+
+
+@contextlib.contextmanager
+def output_file(path: str | Path):
+    """The name to write a user's output file under (`predict --output`, `export`, `plot --out`, `compile
+    -o`): a temporary one beside it, renamed over it when done (see `replacing`; it ends as the file does,
+    `.npz`, `.png`), so that a failure such as a full disk keeps the file it would have replaced and leaves
+    no half-written one. A device, pipe or link (`/dev/stdout`) is written as it is."""
+    path = Path(path)
+    if path.is_symlink() or path.exists() and not path.is_file():
+        yield path
+        return
+    with replacing(path, ".tmp" + path.suffix) as tmp:
+        yield tmp
+
+
 def write_text(path: Path, text: str) -> None:
     """Atomic: write a temporary file, then rename it over the target (a reader never sees half a file)."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    with replacing(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
 
 
 def save_model(run: Path, session) -> list[str]:
@@ -216,11 +267,13 @@ def save_model(run: Path, session) -> list[str]:
     tmp = run / "model.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
-    names = session.save(tmp)
-    record_digests(run, tmp, names)
-    for name in names:
-        os.replace(tmp / name, run / name)
-    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        names = session.save(tmp)
+        record_digests(run, tmp, names)
+        for name in names:
+            os.replace(tmp / name, run / name)
+    finally:  # (a half-written model left behind would hold the space a full disk needs back)
+        shutil.rmtree(tmp, ignore_errors=True)
     return names
 
 
@@ -244,10 +297,38 @@ def file_digest(path: Path) -> str:
         return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
+def matplotlib_config() -> None:
+    """Before matplotlib is first imported: where its config and cache folder (MPLCONFIGDIR, else
+    ~/.config/matplotlib) cannot be written (HOME unset or read-only, a container run as another user),
+    matplotlib made a temporary one and printed a warning of two long lines on stderr, on every command that
+    draws. It gets a folder of its own in the temporary directory instead, kept between commands (its font
+    cache is built once), owned by this user."""
+    if "MPLCONFIGDIR" in os.environ or "matplotlib" in sys.modules or not hasattr(os, "getuid"):
+        return
+    config = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "matplotlib"
+    try:
+        config.mkdir(parents=True, exist_ok=True)
+        if os.access(config, os.W_OK | os.X_OK):
+            return
+    except (OSError, RuntimeError):  # (RuntimeError: Path.home() without HOME or a passwd entry)
+        pass
+    import tempfile
+
+    own = Path(tempfile.gettempdir()) / f"dlc-matplotlib-{os.getuid()}"
+    try:
+        own.mkdir(mode=0o700, exist_ok=True)
+        st = own.lstat()
+    except OSError:
+        return
+    if own.is_dir() and not own.is_symlink() and st.st_uid == os.getuid():
+        os.environ["MPLCONFIGDIR"] = str(own)
+
+
 def figure(nrows: int = 1, ncols: int = 1, figsize: tuple[float, float] = (6.4, 4.8)):
     """(figure, axes: an nrows x ncols array) drawn with Agg, through matplotlib's object-oriented API: no
     pyplot (its backend selection and figure manager), no global state; the figure is freed with its last
     reference, nothing to close."""
+    matplotlib_config()
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -258,9 +339,8 @@ def figure(nrows: int = 1, ncols: int = 1, figsize: tuple[float, float] = (6.4, 
 
 def save_figure(fig, path: Path) -> Path:
     """A matplotlib figure as a PNG, atomically (temporary file, then rename)."""
-    tmp = path.with_name(path.name + ".tmp")
-    fig.savefig(tmp, dpi=100, format="png")
-    os.replace(tmp, path)
+    with replacing(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
     return path
 
 
@@ -281,18 +361,15 @@ def write_history(run: Path, rows: list[dict]) -> None:
     if not rows:
         return
     keys = list(dict.fromkeys(k for r in rows for k in r))
-    tmp = run / "history.csv.tmp"
-    with open(tmp, "w", newline="") as fh:
+    with replacing(run / "history.csv") as tmp, open(tmp, "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=keys)
         w.writeheader()
         w.writerows(rows)
-    os.replace(tmp, run / "history.csv")
 
 
 def copy_spec(run: Path, spec_path: str) -> None:
-    tmp = run / (Path(spec_path).name + ".tmp")
-    shutil.copyfile(spec_path, tmp)
-    os.replace(tmp, run / Path(spec_path).name)
+    with replacing(run / Path(spec_path).name) as tmp:
+        shutil.copyfile(spec_path, tmp)
 
 
 def env_info(backend: str, device: str) -> dict:

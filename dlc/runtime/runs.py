@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import time
 from collections.abc import Sequence
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dlc.runtime.rundir import epoch_axis, figure, folder_kind, lr_scale
+from dlc.runtime.rundir import epoch_axis, figure, folder_kind, lr_scale, matplotlib_config, output_file
 from dlc.runtime.trials import COUNTED
 
 PLOT_SKIP = {"epoch", "lr", "time_s", "samples_per_s"}
@@ -31,7 +32,7 @@ def read_json(path: Path, kind: type = dict):
     """The JSON in `path`, of type `kind`; RunDirError naming the file when it is missing, empty, truncated
     or of another shape."""
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise RunDirError(f"{path} is missing") from None
     except OSError as e:
@@ -85,14 +86,19 @@ class RunState:
         return self.state == "finished"
 
 
+def not_a_run(run: Path) -> RunDirError:
+    """The error for a run directory that is no folder: a file (a spec: how to train it), or nothing."""
+    if run.is_file():
+        hint = (f"; train the spec with `dlc run {run}`" if run.suffix == ".dlspec" else "")
+        return RunDirError(f"'{run}' is a file, not a run directory (the folder `dlc run` wrote){hint}")
+    return RunDirError(f"no such run directory '{run}'")
+
+
 def run_state(run: Path) -> RunState:
     """How far the run folder `run` got (see RunState); RunDirError when it is not a dlc run folder."""
     run = Path(run)
     if not run.is_dir():
-        if run.is_file():
-            hint = (f"; train the spec with `dlc run {run}`" if run.suffix == ".dlspec" else "")
-            raise RunDirError(f"'{run}' is a file, not a run directory (the folder `dlc run` wrote){hint}")
-        raise RunDirError(f"no such run directory '{run}'")
+        raise not_a_run(run)
     kind = folder_kind(run)
     if kind == "cv":
         return _summary_state(run, "cv", "cv.json")
@@ -329,7 +335,7 @@ def histories(paths: Sequence[str | Path]) -> list[tuple[str, list[dict]]]:
     for p in map(Path, paths):
         kind = folder_kind(p) if p.is_dir() else None
         if not p.is_dir():
-            raise RunDirError(f"no such run directory '{p}'")
+            raise not_a_run(p)
         if kind == "cv":
             folds = sorted(p.glob("fold_*"), key=lambda f: int(f.name.split("_")[1]))
             if not folds:
@@ -359,11 +365,14 @@ def plot_runs(paths: Sequence[str | Path], out: str | Path) -> Path:
     scaled as curves.png scales them (the loss on a log axis when it spans more than a factor of 10, a
     constant learning rate as its one value), and below the panels a legend of the runs' colours and the two
     line styles, outside every panel so that it covers no curve. The folder of `out` is made when missing."""
+    matplotlib_config()
     import matplotlib
 
     out = Path(out)
     if out.is_dir():
         raise RunDirError(f"--out {out} is a folder; give a file name, such as {out / 'plot.png'}")
+    if isinstance(paths, (str, os.PathLike)) or not paths:  # (a string would be plotted letter by letter)
+        raise ValueError(f"plot_runs() takes a list of run directories, not {paths!r}")
     runs = histories(paths)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -398,7 +407,8 @@ def plot_runs(paths: Sequence[str | Path], out: str | Path) -> Path:
         fig.text(0.01, 0.01, f"not drawn (not in every run): {', '.join(left)}", fontsize=8, color="dimgray")
     fig.tight_layout(rect=(0, (legend_h + note_h) / height, 1, 1))
     try:
-        fig.savefig(out, dpi=110)
+        with output_file(out) as tmp:
+            fig.savefig(tmp, dpi=110, format="png")
     except (OSError, ValueError) as e:
         raise RunDirError(f"cannot write --out {out}: {getattr(e, 'strerror', None) or e}") from None
     return out

@@ -38,21 +38,36 @@ def load_run(run: Path, backend: str | None = None):
             warnings.simplefilter("ignore")
             session.load(run)  # the model rebuilt from ir.json; only its weights are read from the file
     except Exception as e:  # noqa: BLE001 — any failure to read a truncated or foreign model file
-        lines = [line.strip() for line in str(e).splitlines() if line.strip()] or [type(e).__name__]
-        why = lines[0] + (f" {lines[1]}" if lines[0].endswith(":") and len(lines) > 1 else "")
-        if "size mismatch" in why or "Missing key" in why or "Unexpected key" in why:
-            why += " (the model file does not fit ir.json: were files copied from another run?)"
-        elif "weights_only" in str(e) or "Weights only load failed" in why:
-            # (never pass on torch's advice to load with weights_only=False: that runs the file's code)
-            why = ("model.pt is damaged or not a PyTorch state_dict of tensors (it is "
-                   "only ever read as tensors); train the spec again (--replace)")
-        raise ServeError(f"cannot load the model in '{run}': {why}") from None
+        raise ServeError(f"cannot load the model in '{run}': {_not_loaded(run, info, e)}") from None
     check_digests(run)
     try:
         normalisation(info, spec)
     except ServeError as e:
         raise ServeError(f"'{run}': {e}") from None
     return spec, session, info
+
+
+# what the frameworks say of an archive cut short or overwritten (torch's zip reader, Keras' zipfile)
+_CUT_SHORT = ("PytorchStreamReader", "File is not a zip file", "central directory", "Bad magic number",
+              "truncated")
+
+
+def _not_loaded(run: Path, info: dict, e: Exception) -> str:
+    """Why the model file did not load, in one line: the framework's first line, or what it means."""
+    from dlc.runtime.runs import retrain
+
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()] or [type(e).__name__]
+    why = lines[0] + (f" {lines[1]}" if lines[0].endswith(":") and len(lines) > 1 else "")
+    if "size mismatch" in why or "Missing key" in why or "Unexpected key" in why:
+        return why + " (the model file does not fit ir.json: were files copied from another run?)"
+    if "weights_only" in str(e) or "Weights only load failed" in why:
+        # (never pass on torch's advice to load with weights_only=False: that runs the file's code)
+        return ("model.pt is damaged or not a PyTorch state_dict of tensors (it is "
+                "only ever read as tensors); train the spec again (--replace)")
+    if any(mark in why for mark in _CUT_SHORT):  # (torch's is three sentences about miniz)
+        name = "model.keras" if info.get("backend") == "keras" else "model.pt"
+        return f"{name} is damaged (not a complete archive: cut short or written over); {retrain(run)}"
+    return why
 
 
 def run_inputs(run: str | Path) -> list[Path]:
@@ -375,10 +390,12 @@ def export_onnx(run: Path, out: Path) -> dict:
     """ONNX through the torch lowering (backends/torch/export.py): weights from the run's own model, the
     training preprocessing folded in front, the output activation at the end."""
     from dlc.backends.torch.export import export_onnx as torch_export
+    from dlc.runtime.rundir import output_file
 
     spec, session, info = load_run(run)
     shift, scale = normalisation(info, spec) or (None, None)
-    torch_export(spec, session.get_weights(), shift, scale, out)
+    with output_file(out) as tmp:
+        torch_export(spec, session.get_weights(), shift, scale, tmp)
     exported = {"file": str(out), "input": ["batch", *spec.input], "preprocessing": "included"}
     if spec.train.mixed:  # (the graph is float32: the run's 16-bit rounding is not in it)
         exported["note"] = (f"the run trained with precision: {spec.train.precision} (its layers compute "

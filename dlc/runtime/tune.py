@@ -70,6 +70,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from dlc.compiler.datarows import home_expanded
 from dlc.compiler.diagnostics import Diagnostic
 from dlc.compiler.search import (
     Space,
@@ -153,7 +154,7 @@ def _storage_url(spec_storage: str | None, run: Path, base_dir: Path) -> str:
 
     url = make_url(spec_storage)
     if url.drivername.startswith("sqlite") and url.database and url.database != ":memory:":
-        db = Path(url.database).expanduser()
+        db = home_expanded(Path(url.database))
         if not db.is_absolute():
             db = (base_dir / db).resolve()
         db.parent.mkdir(parents=True, exist_ok=True)
@@ -485,7 +486,8 @@ class _Group:
 
         self._stop_all()
         codes = [w.exitcode() if i in self.order else None for i, w in enumerate(self.procs)]
-        logs = [open(p) if p else None for p in self.logs]  # noqa: SIM115 - closed below
+        logs = [open(p, encoding="utf-8", errors="replace") if p else None  # noqa: SIM115 - closed below
+                for p in self.logs]
         try:
             _, self.line = verdict(codes, self.order, logs, self.nproc)
         finally:
@@ -499,12 +501,13 @@ class _Group:
 
     def _keep_output(self) -> None:
         """The other processes' output, after rank 0's in the trial's log.txt (the trial's only log)."""
-        with contextlib.suppress(OSError), open(Path(self.job["trial_dir"]) / "log.txt", "a") as out:
+        with contextlib.suppress(OSError), open(Path(self.job["trial_dir"]) / "log.txt", "a",
+                                                encoding="utf-8") as out:
             out.write(f"\n{self.line}\n")
             for rank, path in enumerate(self.logs):
                 if path is None:
                     continue
-                text = Path(path).read_text(errors="replace")
+                text = Path(path).read_text(encoding="utf-8", errors="replace")
                 out.write(f"--- the output of process {rank} of {self.nproc} ---\n{text}")
 
     def _stop_all(self) -> None:
@@ -913,6 +916,8 @@ class _Search:
                 raise TuneError(f"storage {_shown_url(self.url)} needs a driver: {e} "
                                 "(pip install 'dlc[postgres]')") from None
             except Exception as e:  # noqa: BLE001 - sqlalchemy/optuna errors: one line
+                if rundir.disk_full(e):  # (not the set-up's fault: a failure while running, exit 1)
+                    raise
                 # (a first creation of the schema can race with another machine's: try again)
                 if attempt == 3:
                     raise TuneError(f"cannot open storage {_shown_url(self.url)}: {str(e).splitlines()[0]}") \

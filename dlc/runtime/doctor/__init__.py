@@ -34,7 +34,7 @@ from dlc.runtime.doctor.rules import (
     ranked,
 )
 from dlc.runtime.rundir import folder_kind, write_text
-from dlc.runtime.runs import RunDirError, read_json, trial_folder
+from dlc.runtime.runs import RunDirError, not_a_run, read_json, trial_folder
 
 EVIDENCE = "evidence.json"
 FIXED = "doctor.dlspec"
@@ -210,8 +210,10 @@ def diagnose(run: str | Path, target_accuracy: float | None = None) -> Report:
     """The diagnosis of a `dlc run`, `dlc cv` or `dlc tune` folder (see the module); RunDirError when it is
     not one, or has nothing to judge yet."""
     run = Path(run)
+    if target_accuracy is not None and not 0 <= target_accuracy <= 1:  # (NaN too)
+        raise ValueError(f"target_accuracy must be a number between 0 and 1, not {target_accuracy!r}")
     if not run.is_dir():
-        raise RunDirError(f"no such run directory '{run}'")
+        raise not_a_run(run)
     kind = folder_kind(run)
     if kind == "cv":
         return _cv(run, target_accuracy)
@@ -229,7 +231,8 @@ def _run(run: Path, target: float | None) -> Report:
     rows = _rows(run)
     failure = info.get("failed") if isinstance(info.get("failed"), str) else None
     if not rows and not failure:
-        raise RunDirError(f"'{run}' has no finished epoch to diagnose yet (history.json is empty)")
+        held = "is empty" if (run / "history.json").exists() else "is missing"
+        raise RunDirError(f"'{run}' has no finished epoch to diagnose yet (history.json {held})")
     ev = _evidence(run, notes)
     final = _json(run / "metrics.json")
     report = Report(run, "run", [], notes, evidence=ev is not None, backend=info.get("backend"))

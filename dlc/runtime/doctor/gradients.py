@@ -10,7 +10,7 @@ import math
 from pathlib import Path
 from typing import TypeGuard
 
-from dlc.runtime.rundir import epoch_axis, figure, save_figure
+from dlc.runtime.rundir import epoch_axis, figure, matplotlib_config, save_figure
 
 PLOT = "gradients.png"
 PANELS = (("grad_norm", "gradient norm (probe set)"), ("update_ratio", "update / weight norm over the epoch"))
@@ -43,6 +43,7 @@ def plot_gradients(folder: Path, evidence: dict, title: str) -> Path | None:
     grads = series(evidence, "grad_norm")
     if not grads:
         return None
+    matplotlib_config()
     import matplotlib
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
