@@ -417,6 +417,33 @@ def test_predict_to_dev_stdout_into_a_closed_pipe_is_quiet(tmp_path):
     assert (r.returncode, r.stderr) == (141, ""), r.stderr
 
 
+def test_predict_writes_json_and_refuses_a_format_it_does_not_write(tmp_path):
+    """`--output p.json` wrote CSV under a .json name, without a word, and `p.parquet` too: .json is now a
+    list of objects keyed as the CSV's header (the same values), another ending a usage error (exit 2)
+    before the model runs."""
+    import json
+
+    import dlc
+
+    run = dlc.Model(dlc.load(IRIS)).save(tmp_path / "run")
+    x = tmp_path / "x.csv"
+    x.write_text("5.1,3.5,1.4,0.2\n6.7,3.0,5.2,2.3\n")
+    rc, _, err = run_cli("predict", run, "--input", x, "--output", tmp_path / "p.json")
+    assert rc == 0, err
+    rc, _, err = run_cli("predict", run, "--input", x, "--output", tmp_path / "p.csv")
+    assert rc == 0, err
+    rows = json.loads((tmp_path / "p.json").read_text())
+    header, *lines = (tmp_path / "p.csv").read_text().split()
+    assert [list(r) for r in rows] == [header.split(",")] * 2
+    for r, line in zip(rows, lines, strict=True):
+        cells = line.split(",")
+        assert str(r["class"]) == cells[0]
+        assert [f"{v:.8g}" for v in list(r.values())[1:]] == cells[1:]
+    rc, _, err = run_cli("predict", run, "--input", x, "--output", tmp_path / "p.parquet")
+    assert rc == 2 and "dlc writes predictions as .csv, .json, .npz, .txt" in err, err
+    assert not (tmp_path / "p.parquet").exists()
+
+
 # ----------------------------------------------------------------------------------- a home of no use
 
 

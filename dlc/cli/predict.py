@@ -2,6 +2,7 @@
 
 import csv
 import sys
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -9,10 +10,13 @@ import typer
 from dlc import api
 from dlc.cli import options as o
 from dlc.cli.common import check_output_file, check_output_target, run_inputs
-from dlc.cli.errors import CommandError, error_line
+from dlc.cli.errors import EXIT_SPEC, CommandError, error_line
 
 NAME = "predict"
 
+
+# what --output writes, by the name's ending (none: CSV)
+FORMATS = (".csv", ".json", ".npz", ".txt")
 
 def command(
     run: o.Run,
@@ -21,7 +25,7 @@ def command(
                                             "a header), .npz (x) or .npy (np.save)")],
     output: Annotated[Optional[str], typer.Option(
         "--output", metavar="FILE", show_default=False,
-        help="a .csv or .npz file, not the --input or a file of a dlc run folder (default: CSV on "
+        help="a .csv, .json or .npz file, not the --input or a file of a dlc run folder (default: CSV on "
              "stdout)")] = None,
 ) -> None:
     """Predict with a trained run.
@@ -47,6 +51,10 @@ def check_output(output: str, input_file: str, run: str) -> None:
     the run's own files), is found before the model runs, not after."""
     check_output_file("--output", output, "predictions.csv")
     check_output_target("--output", output, "predictions.csv", inputs=[input_file, *run_inputs(run)])
+    suffix = Path(output).suffix.lower()
+    if suffix and suffix not in FORMATS:  # (`p.json` was written as CSV, without a word)
+        raise CommandError(error_line(f"--output {output}: dlc writes predictions as {', '.join(FORMATS)} "
+                                      f"(by the name's ending; none: CSV), not {suffix}"), EXIT_SPEC)
 
 
 def write(p, output: Optional[str]) -> None:
@@ -55,11 +63,11 @@ def write(p, output: Optional[str]) -> None:
         write_csv(p, sys.stdout)
         return
     with api.output_file(output) as tmp:  # (a full disk keeps the file it would replace)
-        if output.endswith(".npz"):
+        if output.lower().endswith(".npz"):
             write_npz(p, tmp)
         else:  # (UTF-8 whatever the locale: class names are text)
             with open(tmp, "w", newline="", encoding="utf-8") as fh:
-                write_csv(p, fh)
+                (write_json if output.lower().endswith(".json") else write_csv)(p, fh)
 
 
 def write_npz(p, path) -> None:
@@ -73,11 +81,27 @@ def write_npz(p, path) -> None:
     np.savez(path, **arrays)
 
 
+def write_json(p, fh) -> None:
+    """The predictions as JSON: a list of objects, one per sample, keyed as the CSV's header."""
+    import json
+
+    rows = [dict(zip(p.columns, [_first(p, row[0]), *(float(v) for v in row[1:])], strict=True))
+            for row in p.table]
+    json.dump(rows, fh, indent=1)
+    fh.write("\n")
+
+
+def _first(p, value):
+    """The first column's value: a class name, a class number, or a regression value."""
+    if p.task == "regression":
+        return float(value)
+    return p.class_names[int(value)] if p.class_names else int(value)
+
+
 def write_csv(p, fh) -> None:
     """The predictions as CSV: a header, then a row per sample."""
     w = csv.writer(fh, lineterminator="\n")  # (csv's default \r\n leaves a \r on each line for cut, awk)
     w.writerow(p.columns)
     for row in p.table:
-        first = f"{row[0]:.8g}" if p.task == "regression" else \
-            p.class_names[int(row[0])] if p.class_names else int(row[0])
+        first = f"{row[0]:.8g}" if p.task == "regression" else _first(p, row[0])
         w.writerow([first] + [f"{v:.8g}" for v in row[1:]])
