@@ -270,7 +270,7 @@ class _HostReads(TorchDispatchMode):
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         from dlc.backends.torch import graphs
 
-        name = str(func.overloadpacket).split(".")[-1]
+        name = graphs.op_name(func)
         if name in graphs.HOST_READS:
             frames = [f for f in traceback.extract_stack() if "dlc" in Path(f.filename).parts]
             self.found.append(f"aten.{name} at {frames[-1].filename}:{frames[-1].lineno}" if frames else name)

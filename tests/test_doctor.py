@@ -649,6 +649,19 @@ def test_a_run_of_a_doctor_spec_keeps_its_copy(tmp_path):
     assert (run / "doctor.dlspec").read_text() == SPEC
 
 
+def _diverged_run_beside(tmp_path: Path, src: Path, spec: str, data: str) -> Path:
+    """A run folder tmp_path/run of `spec` (its data at `data` in `src`), trained from src's folder: its IR
+    reads ../src/`data`, its spec copy `data` as written (relative to the spec's folder, run.json's spec_dir),
+    and its loss became nan in epoch 3 (so the doctor fixes the lr)."""
+    steps = [2.3] * 20 + [None] * 10
+    run = write_run(tmp_path / "run", healthy_rows(2), evidence(3, None, steps), spec=spec.replace(
+        data, f"../src/{data}"), failed="loss became nan at epoch 3, step 1 (learning rate 0.1)")
+    (run / "doc.dlspec").write_text(spec)  # the copy, as dlc run copies it: relative to the spec's folder
+    (run / "run.json").write_text(json.dumps({**json.loads((run / "run.json").read_text()),
+                                              "spec_dir": str(src)}))
+    return run
+
+
 def test_the_fix_keeps_relative_data_paths_right(tmp_path):
     src = tmp_path / "src"
     (src / "data").mkdir(parents=True)
@@ -656,13 +669,7 @@ def test_the_fix_keeps_relative_data_paths_right(tmp_path):
         f"{i % 5},{i % 3},{i % 7},{i % 2},{i % 3}\n" for i in range(60)))
     spec = SPEC.replace("source: digits", 'source: csv("data/t.csv")').replace("input: (64)", "input: (4)") \
         .replace("Dense(10, activation=softmax)", "Dense(3, activation=softmax)")
-    steps = [2.3] * 20 + [None] * 10
-    run = write_run(tmp_path / "run", healthy_rows(2), evidence(3, None, steps), spec=spec.replace(
-        "data/t.csv", "../src/data/t.csv"), failed="loss became nan at epoch 3, step 1 (learning rate 0.1)")
-    (run / "doc.dlspec").write_text(spec)  # the copy, as dlc run copies it: relative to the spec's folder
-    (run / "run.json").write_text(json.dumps({**json.loads((run / "run.json").read_text()),
-                                              "spec_dir": str(src)}))
-    text = fixed_text(diagnose(run))
+    text = fixed_text(diagnose(_diverged_run_beside(tmp_path, src, spec, "data/t.csv")))
     assert 'source: csv("../src/data/t.csv")' in text and "SGD(lr=0.01)" in text
 
 
@@ -753,13 +760,7 @@ def test_the_fix_moves_both_paths_of_an_npy_source(tmp_path):
     src = tmp_path / "src"
     _data_files(src)
     spec = _small('npy("data/x.npy", y="data/y.npy")')
-    steps = [2.3] * 20 + [None] * 10
-    run = write_run(tmp_path / "run", healthy_rows(2), evidence(3, None, steps), spec=spec.replace(
-        "data/", "../src/data/"), failed="loss became nan at epoch 3, step 1 (learning rate 0.1)")
-    (run / "doc.dlspec").write_text(spec)  # the copy, as dlc run copies it: relative to the spec's folder
-    (run / "run.json").write_text(json.dumps({**json.loads((run / "run.json").read_text()),
-                                              "spec_dir": str(src)}))
-    text = fixed_text(diagnose(run))
+    text = fixed_text(diagnose(_diverged_run_beside(tmp_path, src, spec, "data/")))
     assert 'source: npy("../src/data/x.npy", y="../src/data/y.npy")' in text and "SGD(lr=0.01)" in text
 
 

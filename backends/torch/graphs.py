@@ -81,6 +81,11 @@ HOST_READS = {"_local_scalar_dense", "item", "nonzero", "masked_select", "unique
               "unique_dim", "unique_consecutive", "bincount", "repeat_interleave"}
 
 
+def op_name(func) -> str:
+    """An aten operation's name without its namespace and overload (`aten.nonzero.default`: nonzero)."""
+    return str(func.overloadpacket).split(".")[-1]
+
+
 class Traced:
     """A CPU stand-in for a CUDA graph that holds what a graph holds: `capture` records every aten operation
     of the step (TorchDispatchMode) and puts every tensor of the trainer back (a capture's kernels do not
@@ -132,7 +137,7 @@ class _Recorder(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        name = str(func.overloadpacket).split(".")[-1]
+        name = op_name(func)
         if name in HOST_READS:
             raise NotCapturable(f"the step calls aten.{name}, which reads the device on the host")
         out = func(*args, **kwargs)
