@@ -241,3 +241,20 @@ def test_a_successful_keras_run_prints_no_native_tensorflow_errors(tmp_path):
     r = subprocess.run([DLC, "run", str(spec), "--backend", "keras", "--quiet", "--out", str(tmp_path / "r")],
                        capture_output=True, text=True, cwd=ROOT, timeout=300, env=env)
     assert r.returncode == 0 and r.stderr == "", r.stderr
+
+
+# ------------------------------------------------------------------------------------- the temporary folder
+
+
+def test_a_keras_run_leaves_nothing_in_the_temporary_folder(tmp_path):
+    """The console command ends with os._exit (no interpreter teardown), but the atexit handlers still run:
+    TensorFlow's autograph writes the modules it converts to the temporary folder and removes them there
+    (9 files a run were left behind before)."""
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    r = subprocess.run([DLC, "run", str(FIXTURE_DIR / "dense.dlspec"), "--backend", "keras", "--epochs", "1",
+                        "--out", str(tmp_path / "run")], capture_output=True, text=True, cwd=ROOT,
+                       timeout=300,
+                       env={**os.environ, "TMPDIR": str(temp)})
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in temp.iterdir()) == []
