@@ -461,3 +461,55 @@ def test_a_home_that_cannot_be_written_gives_no_matplotlib_warning(tmp_path):
                         "--quiet"], capture_output=True, text=True, env=env, timeout=240)
     assert (r.returncode, r.stderr) == (0, ""), r.stderr
     assert (run / "curves.png").stat().st_size > 0
+
+
+def _wait_for(path: Path, text: str, proc, timeout: float = 120) -> None:
+    """Until file `path` holds `text` (the process still running), else the test fails."""
+    import time
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if path.is_file() and text in path.read_text():
+            return
+        if proc.poll() is not None:
+            pytest.fail(f"it ended before it could be stopped: {proc.stderr.read()}")
+        time.sleep(0.05)
+    pytest.fail(f"no {text!r} in {path} after {timeout} s")
+
+
+def test_sigterm_ends_a_search_as_terminated(tmp_path):
+    """SIGTERM to `dlc tune` mid-trial: said as `terminated (SIGTERM)` and exit 143, as `dlc run` (it said
+    `interrupted`, 130, the Ctrl-C wording); the running trial is queued again as after Ctrl-C."""
+    spec = tmp_path / "t.dlspec"
+    spec.write_text(edited_spec(ROOT / "specs" / "tune" / "iris_tune.dlspec", ("epochs: 60", "epochs: 3000"),
+                                ("trials: 30", "trials: 2")))
+    run = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "dlc", "tune", str(spec), "--out", str(run),
+                             "--threads", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ, OMP_NUM_THREADS="1"))
+    _wait_for(run / "trials" / "0000" / "log.txt", "trial 0:", proc)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err
+    assert "terminated (SIGTERM): run the same command again to continue" in err
+    assert "Traceback" not in err and "interrupted:" not in err
+    trial = json.loads((run / "tune.json").read_text())["trials"][0]
+    assert trial["state"] == "FAIL" and trial["interrupted"]
+
+
+def test_sigterm_to_a_data_parallel_run_says_so_and_how_to_continue(tmp_path):
+    """SIGTERM to the launcher of `dlc run --nproc 2` stopped its workers and ended with exit 143 but no
+    line; now the line names the command that continues it, and that command finishes the run."""
+    spec = tmp_path / "iris.dlspec"
+    spec.write_text(edited_spec(IRIS, ("epochs: 40", "epochs: 3000")))
+    run = tmp_path / "run"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.Popen([sys.executable, "-m", "dlc", "run", str(spec), "--out", str(run), "--quiet",
+                             "--nproc", "2", "--backend", "torch"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    kill_after_epochs(proc, run, 2, timeout=240, signum=signal.SIGTERM)
+    err = proc.stderr.read()
+    assert proc.returncode == 143, err
+    assert err.strip().splitlines() == [f"dlc: terminated (SIGTERM); `dlc run --resume {run} --nproc 2` "
+                                        "continues it"]
+    json.loads((run / "run.json").read_text())  # (whole: the workers' files are written beside and renamed)

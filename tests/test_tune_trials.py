@@ -187,9 +187,10 @@ def test_an_interrupted_trial_is_said_to_be_queued_again_not_failed(capsys):
 
     screen = io.StringIO()
     best = SimpleNamespace(number=0, value=0.25, params={}, datetime_start=None, datetime_complete=None)
-    done = SimpleNamespace(problem=None, interrupted=True, best=best, metric="val_loss", spaces=[], ranked=[],
-                           direction="minimize", counts={"complete": 1, "interrupted": 1, "waiting": 1},
-                           trials=[best] * 3, run=Path("runs/t"), stopped=None)
+    done = SimpleNamespace(problem=None, interrupted=KeyboardInterrupt(), best=best, metric="val_loss",
+                           spaces=[], ranked=[], direction="minimize",
+                           counts={"complete": 1, "interrupted": 1, "waiting": 1}, trials=[best] * 3,
+                           run=Path("runs/t"), stopped=None)
     assert tune._finish(Console(file=screen, width=200), "t", done, False) == 130
     assert "3 trials: 1 complete, 1 interrupted (queued again), 1 waiting" in screen.getvalue()
     assert "1 fail" not in screen.getvalue()

@@ -65,10 +65,18 @@ def stop_on_sigterm() -> Callable[[], None]:
 def interrupted(e: KeyboardInterrupt) -> int:
     """Ctrl-C or SIGTERM: its line on stderr (with the exception's `hint`, if a command added one), and the
     exit code."""
-    terminated = isinstance(e, Terminated)
-    print(f"dlc: {'terminated (SIGTERM)' if terminated else 'interrupted'}{getattr(e, 'hint', '')}",
-          file=sys.stderr)
-    return EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
+    print(f"dlc: {stop_word(e)}{getattr(e, 'hint', '')}", file=sys.stderr)
+    return stop_code(e)
+
+
+def stop_word(e: KeyboardInterrupt) -> str:
+    """What stopped the command, as its line says it: `interrupted` (Ctrl-C) or `terminated (SIGTERM)`."""
+    return "terminated (SIGTERM)" if isinstance(e, Terminated) else "interrupted"
+
+
+def stop_code(e: KeyboardInterrupt) -> int:
+    """The exit code of a command Ctrl-C (130) or SIGTERM (143) stopped."""
+    return EXIT_TERMINATED if isinstance(e, Terminated) else EXIT_INTERRUPTED
 
 
 class CommandError(Exception):

@@ -103,7 +103,8 @@ def command(
         return launch.run(["run", spec, "--backend", backend_name, "--device", device,
                            *[a for name, v in passed if v is not None for a in (name, str(v))],
                            *(["--replace"] if replace else []), *(["--quiet"] if quiet else []),
-                           *(["--no-evidence"] if no_evidence else []), *(["--compile"] if compile else [])])
+                           *(["--no-evidence"] if no_evidence else []), *(["--compile"] if compile else [])],
+                          folder=out)
     if loaded.data is not None and loaded.data.split.kind == "kfold":
         # kfold: cross-validation
         return cv.cross_validate(loaded, backend_name, device, out, None, quiet, replace,
@@ -137,10 +138,11 @@ class _Launch:
             return 0
         self.check(target.spec, target.backend)
         return self.run(["run", "--resume", run, "--device", device, *(["--quiet"] if quiet else []),
-                         *(["--no-evidence"] if no_evidence else [])])
+                         *(["--no-evidence"] if no_evidence else [])], folder=run)
 
-    def run(self, args: list[str]) -> int:
-        """The workers of the run, each `dlc *args`; the launcher's line when a worker stopped."""
+    def run(self, args: list[str], folder: str | None) -> int:
+        """The workers of the run, each `dlc *args`; the launcher's line when a worker stopped. `folder`:
+        the run folder, where the command line names it (for the line that says how to continue)."""
         import sys
 
         try:
@@ -149,6 +151,10 @@ class _Launch:
                                     quiet_args=["--quiet"])
         except ValueError as e:
             raise CommandError(error_line(str(e)), EXIT_SPEC) from None
+        except KeyboardInterrupt as e:
+            if folder is not None and self.nnodes == 1 and (Path(folder) / "checkpoint.npz").is_file():
+                e.hint = f"; `dlc run --resume {folder} --nproc {self.nproc}` continues it"  # type: ignore[attr-defined]
+            raise
         if line:
             print(error_line(line), file=sys.stderr)
         return code

@@ -8,7 +8,7 @@ import typer
 from dlc import api
 from dlc.cli import options as o
 from dlc.cli.common import compiled
-from dlc.cli.errors import EXIT_INTERRUPTED, EXIT_RUNTIME, CommandError, error_line
+from dlc.cli.errors import EXIT_RUNTIME, CommandError, error_line, stop_code, stop_word
 from dlc.cli.tables import print_table
 
 NAME = "tune"
@@ -113,9 +113,9 @@ class _Display(api.Reporter):
     def trial(self, trial) -> None:
         self.console.print(trial_line(trial, self.outcome(trial), self.plan.metric, self.plan.spaces))
 
-    def interrupted(self) -> None:
+    def interrupted(self, stop: KeyboardInterrupt) -> None:
         self.live.close()
-        self.console.print("[yellow]interrupted: run the same command again to continue[/]")
+        self.console.print(f"[yellow]{stop_word(stop)}: run the same command again to continue[/]")
 
     def close(self) -> None:
         self.live.close()
@@ -175,7 +175,8 @@ def _finish(console, name: str, done, quiet: bool) -> int:
     if done.problem is not None:
         console.print(f"[red]dlc tune: the best spec does not check (a bug):[/]\n{escape(done.problem)}")
     if done.interrupted and done.best is None:  # Ctrl-C before a trial ended: the 'interrupted' line says it
-        raise CommandError("dlc: interrupted" if console.quiet else "", EXIT_INTERRUPTED)
+        raise CommandError(f"dlc: {stop_word(done.interrupted)}" if console.quiet else "",
+                           stop_code(done.interrupted))
     columns = ["trial", done.metric, *labels(done.spaces), "time"]
     rows = []
     for t in done.ranked[:TABLE_ROWS]:
@@ -188,7 +189,7 @@ def _finish(console, name: str, done, quiet: bool) -> int:
     console.print(f"{len(done.trials)} trials: {counts_text(done.counts)}")
     if done.counts.get("crashed") or done.counts.get("interrupted"):
         console.print(f"[dim]{RUN_AGAIN_RULE}[/]")
-    code = EXIT_INTERRUPTED if done.interrupted else 0
+    code = stop_code(done.interrupted) if done.interrupted else 0
     stopped = f"stopped: {done.stopped}; fix the cause and run the same command again to continue" \
         if done.stopped is not None else None
     best = done.best

@@ -201,6 +201,8 @@ def launch(args: list[str], how: Launch, quiet_args: list[str] | None = None) ->
     saved = {}
     with contextlib.suppress(ValueError):  # (only the main thread may set handlers)
         for sig in (signal.SIGTERM, signal.SIGHUP):
+            if sig == signal.SIGTERM and callable(signal.getsignal(sig)):
+                continue  # the command line's own (it raises a KeyboardInterrupt, and says so): kept
             saved[sig] = signal.signal(sig, _terminated)
     try:
         for local in range(how.nproc):

@@ -733,8 +733,9 @@ class Reporter:
     def trial(self, trial) -> None:
         """A trial (an Optuna FrozenTrial) has ended: see `outcome`."""
 
-    def interrupted(self) -> None:
-        """Ctrl-C: the running trials are stopped and queued again for the next `dlc tune`."""
+    def interrupted(self, stop: KeyboardInterrupt) -> None:
+        """Ctrl-C or SIGTERM (`stop`): the running trials are stopped and queued again for the next
+        `dlc tune`."""
 
 
 @dataclass
@@ -746,7 +747,7 @@ class TuneResult:
     trials: list  # every trial of the study (FrozenTrial)
     ranked: list  # the complete ones, best first
     counts: dict[str, int]  # trials per state
-    interrupted: bool
+    interrupted: KeyboardInterrupt | None  # the Ctrl-C or SIGTERM that ended this `dlc tune`
     stopped: str | None = None  # why this `dlc tune` started no more trials (STOP_AFTER_CRASHES crashes)
     problem: str | None = None  # best.dlspec does not compile (a bug): the diagnostics
 
@@ -998,9 +999,10 @@ class _Search:
 
     # ---------------------------------------------------------------------------------------- trials
 
-    def loop(self, reporter: Reporter) -> bool:
+    def loop(self, reporter: Reporter) -> KeyboardInterrupt | None:
         """Run trials until --trials are done (counting other processes' trials) or STOP_AFTER_CRASHES crashes
-        in a row stop it (self.stopped); True when interrupted."""
+        in a row stop it (self.stopped); the Ctrl-C (or SIGTERM, as the command line raises it) that
+        interrupted it, if one did."""
         from optuna.trial import TrialState
 
         running: dict[int, tuple[_Worker | _Group, int]] = {}  # trial id -> (worker, number)
@@ -1013,17 +1015,17 @@ class _Search:
                 if not running:
                     # (no later trial can show them the data's fault)
                     self._end_trials(self.data_failures.release(), RESULT, reporter)
-                    return False
+                    return None
                 self._wait(running)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as e:
             for tid, (w, _) in running.items():
                 w.stop()
                 ft = self.storage.get_trial(tid)
                 if ft.state == TrialState.RUNNING:
                     _interrupt(self.study, self.storage, ft, "dlc tune was interrupted")
             self._end_trials(self.data_failures.release(), RESULT, reporter)
-            reporter.interrupted()
-            return True
+            reporter.interrupted(e)
+            return e
 
     def _reap(self, running: dict, reporter: Reporter) -> int:
         """Report the trials whose process has ended (one that died without telling Optuna has crashed);
@@ -1183,7 +1185,7 @@ class _Search:
 
     # ------------------------------------------------------------------------------------------ end
 
-    def finish(self, interrupted: bool) -> TuneResult:
+    def finish(self, interrupted: KeyboardInterrupt | None) -> TuneResult:
         """Queue the crashed trials' parameters left unqueued (see _note_crash); write best.dlspec (the spec
         with the best trial's values) and tune.json."""
         self._queue_again()
