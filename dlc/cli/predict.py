@@ -2,8 +2,9 @@
 
 import csv
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional, TextIO
 
 import typer
 
@@ -14,9 +15,6 @@ from dlc.cli.errors import EXIT_SPEC, CommandError, error_line
 
 NAME = "predict"
 
-
-# what --output writes, by the name's ending (none: CSV)
-FORMATS = (".csv", ".json", ".npz", ".txt")
 
 def command(
     run: o.Run,
@@ -52,22 +50,18 @@ def check_output(output: str, input_file: str, run: str) -> None:
     check_output_file("--output", output, "predictions.csv")
     check_output_target("--output", output, "predictions.csv", inputs=[input_file, *run_inputs(run)])
     suffix = Path(output).suffix.lower()
-    if suffix and suffix not in FORMATS:  # (`p.json` was written as CSV, without a word)
-        raise CommandError(error_line(f"--output {output}: dlc writes predictions as {', '.join(FORMATS)} "
+    if suffix and suffix not in WRITERS:  # (`p.json` was written as CSV, without a word)
+        raise CommandError(error_line(f"--output {output}: dlc writes predictions as {', '.join(WRITERS)} "
                                       f"(by the name's ending; none: CSV), not {suffix}"), EXIT_SPEC)
 
 
 def write(p, output: Optional[str]) -> None:
-    """The predictions as .npz (predictions, classes) or as CSV (a header, then a row per sample)."""
+    """The predictions to stdout as CSV, or to `output` as its name's ending says (WRITERS)."""
     if output is None:
         write_csv(p, sys.stdout)
         return
     with api.output_file(output) as tmp:  # (a full disk keeps the file it would replace)
-        if output.lower().endswith(".npz"):
-            write_npz(p, tmp)
-        else:  # (UTF-8 whatever the locale: class names are text)
-            with open(tmp, "w", newline="", encoding="utf-8") as fh:
-                (write_json if output.lower().endswith(".json") else write_csv)(p, fh)
+        WRITERS[Path(output).suffix.lower() or ".csv"](p, tmp)
 
 
 def write_npz(p, path) -> None:
@@ -105,3 +99,17 @@ def write_csv(p, fh) -> None:
     for row in p.table:
         first = f"{row[0]:.8g}" if p.task == "regression" else _first(p, row[0])
         w.writerow([first] + [f"{v:.8g}" for v in row[1:]])
+
+
+def _text_file(writer: Callable[[Any, TextIO], None]) -> Callable[[Any, str], None]:
+    """`writer` to a text file (UTF-8 whatever the locale: class names are text)."""
+    def to_file(p, path: str) -> None:
+        with open(path, "w", newline="", encoding="utf-8") as fh:
+            writer(p, fh)
+    return to_file
+
+
+# what --output writes, by its name's ending (none: CSV)
+WRITERS: dict[str, Callable[[Any, str], None]] = {
+    ".csv": _text_file(write_csv), ".json": _text_file(write_json), ".npz": write_npz,
+    ".txt": _text_file(write_csv)}
