@@ -365,8 +365,8 @@ def test_a_model_file_or_ir_json_of_a_run_of_the_same_shapes_is_refused(backend,
     for swapped in (name, "ir.json"):
         copy = Path(shutil.copytree(a, tmp_path / f"swap-{swapped}"))
         shutil.copy(b / swapped, copy / swapped)
-        want = (f"dlc: error: '{copy}': {swapped} is not this run's (its digest differs from the one "
-                "recorded when it was saved): were files copied between runs?\n")
+        want = (f"dlc: error: '{copy}': {swapped} is not the file this run saved (its digest differs from "
+                "the one recorded then): damaged, or copied from another run?\n")
         assert run_cli("evaluate", copy) == (1, "", want)
         x = copy / "x.csv"
         x.write_text(",".join(["1"] * 13) + "\n")

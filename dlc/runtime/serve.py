@@ -116,8 +116,8 @@ def check_digests(run: Path) -> None:
         except OSError as e:
             raise ServeError(f"'{run}': cannot read {name}: {e.strerror or e}") from None
         if not same:
-            raise ServeError(f"'{run}': {name} is not this run's (its digest differs from the one recorded "
-                             "when it was saved): were files copied between runs?")
+            raise ServeError(f"'{run}': {name} is not the file this run saved (its digest differs from the "
+                             "one recorded then): damaged, or copied from another run?")
 
 
 def normalisation(info: dict, spec) -> tuple[np.ndarray, np.ndarray] | None:
