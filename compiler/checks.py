@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import itertools
 import math
@@ -11,20 +12,30 @@ from pathlib import Path
 from typing import IO
 
 from . import ast as A
-from .datarows import csv_counts, csv_target_names, home_expanded, mnist_counts, text_encoding
+from .datarows import (
+    MNIST_STEMS,
+    csv_counts,
+    csv_feature_range,
+    csv_target_names,
+    csv_target_numbers,
+    home_expanded,
+    idx_problem,
+    mnist_candidates,
+    mnist_counts,
+    text_encoding,
+)
+from .deadbias import check_dead_biases
+from .degenerate import check_degenerate_layers
 from .diagnostics import Diagnostic, Diagnostics, Span, did_you_mean
 from .layers import (
+    GRU,
     ActivationLayer,
-    BatchNorm,
-    Conv1D,
-    Conv2D,
-    Conv2DTranspose,
+    Bidirectional,
     Dense,
-    DepthwiseConv2D,
     Layer,
     Residual,
-    SeparableConv2D,
     ShapeError,
+    SimpleRNN,
     Softmax,
     _Recurrent,
 )
@@ -32,7 +43,10 @@ from .schedulelength import check_schedule_length
 from .spec import (
     BUNDLED,
     BUNDLED_CLASS_ROWS,
+    BUNDLED_FIRST_FRACTION,
+    BUNDLED_LARGEST_TOKEN,
     BUNDLED_ROWS,
+    BUNDLED_TARGET_RANGE,
     AugmentT,
     Bundled,
     Crop,
@@ -176,7 +190,9 @@ def check_spec(spec: Spec, m: A.Model, d: Diagnostics, base_dir: Path) -> None:
     _check_metrics_and_monitors(spec, m, d)
     _check_min_lr(spec.optimizer, spec.schedule, spec.search_spaces, m, d)
     _check_schedule_length(spec, m, d)
-    _check_bias_before_bn(spec.layers, d)
+    check_dead_biases(spec.layers, spec.input, d, _layer_span)
+    check_degenerate_layers(spec, d, _layer_span)
+    _check_settings_without_bias(spec, m, d)
     _check_precision(spec, m, d)
     from .search import check_search
 
@@ -188,6 +204,28 @@ def check_spec(spec: Spec, m: A.Model, d: Diagnostics, base_dir: Path) -> None:
                      and (v.name_span.line, v.name_span.col) == tuple(s.at)), None)
         d.add("E501", "search spaces need a search { } block", call.name_span if call else _span_at(s.at),
               "add search { method: tpe  trials: 20  objective: minimize val_loss }")
+
+
+BIAS_SETTINGS = ("bias_init", "bias_reg", "bias_constraint")
+
+
+def _check_settings_without_bias(spec: Spec, m: A.Model, d: Diagnostics) -> None:
+    """W016: a bias initializer, regularizer or constraint on a layer with use_bias=false: there is no bias
+    for it to act on, so it is dropped without a word (a spec that meant to keep the bias, most likely)."""
+    try:
+        layers = [info.layer for info in spec.walk()]
+    except ShapeError:  # (reported as E301)
+        return
+    for outer in layers:
+        layer = outer.layer if isinstance(outer, Bidirectional) else outer
+        if getattr(layer, "use_bias", True):
+            continue
+        given = [f for f in BIAS_SETTINGS if getattr(layer, f, None) is not None
+                 and not (f == "bias_init" and getattr(layer, f).name == "zeros")]
+        for field in given:
+            d.warn("W016", f"{field} has no effect: {layer.kind} has use_bias=false, so it has no bias",
+                   _argument_span(m, layer, field) or _layer_span(layer),
+                   f"remove {field}, or remove use_bias=false to keep the bias")
 
 
 def _check_search_has_spaces(spec: Spec, m: A.Model, d: Diagnostics) -> None:
@@ -317,7 +355,11 @@ def _check_softmax_of_one(spec: Spec, m: A.Model, d: Diagnostics, check_last: bo
     last = spec.layers[-1] if spec.layers else None
     for info in spec.walk():
         layer = info.layer
-        if (layer is last and not check_last) or isinstance(layer, _Recurrent):
+        if layer is last and not check_last:
+            continue
+        cell = layer.layer if isinstance(layer, Bidirectional) else layer
+        if isinstance(cell, _Recurrent):
+            _check_recurrent_softmax(cell, m, d)
             continue
         if isinstance(layer, Softmax):
             rank = len(info.in_shape) + 1  # (Keras' axes count the batch axis, which has no known size)
@@ -346,6 +388,32 @@ def _check_softmax_of_one(spec: Spec, m: A.Model, d: Diagnostics, check_last: bo
             hint = "a softmax needs two values or more along its axis: use another activation, or more units"
         d.warn("W011", f"{what}: a softmax of one value is always 1.0, so nothing can be learnt", where,
                hint)
+
+
+def _check_recurrent_softmax(cell: _Recurrent, m: A.Model, d: Diagnostics) -> None:
+    """W011 of a recurrent layer of one unit (or its copy in a Bidirectional) with a softmax, which it applies
+    over its units: SimpleRNN's output is the softmax, always 1.0; LSTM's and GRU's candidate values are, so
+    only their gates learn; GRU's gates (recurrent_activation) at 1.0 keep its state at its initial 0."""
+    if cell.units != 1:
+        return
+    act = cell.activation.name
+    gates = getattr(cell, "recurrent_activation", None)
+    fix = "use tanh (the default), or more units"
+    if act == "softmax" and isinstance(cell, SimpleRNN):
+        what = ("activation=softmax on SimpleRNN(1): a softmax of one value is always 1.0, so nothing can be "
+                "learnt")
+        field = "activation"
+    elif isinstance(cell, GRU) and gates is not None and gates.name == "softmax":
+        what = ("recurrent_activation=softmax on GRU(1): a softmax of one value is always 1.0, so its update "
+                "gate keeps the state at its initial 0 and nothing can be learnt")
+        field, fix = "recurrent_activation", "use sigmoid (the default), or more units"
+    elif act == "softmax":
+        what = (f"activation=softmax on {cell.kind}(1): a softmax of one value is always 1.0, so its "
+                "candidate values are constant and only its gates learn")
+        field = "activation"
+    else:
+        return
+    d.warn("W011", what, _argument_span(m, cell, field) or _layer_span(cell), fix)
 
 
 def _units(layer: Layer) -> str:
@@ -482,7 +550,7 @@ def _crop_padding_error(op: Crop, h: int, w: int, call: A.Value | None, at: Span
           f"a padding below {min(h, w)}, e.g. crop({h}, padding={max(1, min(h, w) // 8)})")
 
 
-def _check_token_inputs(spec: Spec, m: A.Model, d: Diagnostics) -> None:
+def _check_token_inputs(spec: Spec, m: A.Model, d: Diagnostics, base_dir: Path) -> None:
     """An Embedding reading the model's input takes whole-number token indices: standard normalisation makes
     fractions of them (an error: the run would fail when it reads its data); minmax does unless every feature
     takes two values only (a warning)."""
@@ -490,7 +558,10 @@ def _check_token_inputs(spec: Spec, m: A.Model, d: Diagnostics) -> None:
 
     how = spec.data.normalize if spec.data is not None else "none"
     first = next((x for x in spec.layers if not isinstance(x, (Flatten, Reshape))), None)
-    if how == "none" or not isinstance(first, Embedding):
+    if not isinstance(first, Embedding):
+        return
+    if how == "none":
+        _check_token_values(spec, first, m, d, base_dir)
         return
     st = _find_assign(m, "normalize", "data")
     what = (f"the first layer, Embedding({first.input_dim}, ...), takes token indices, whole numbers "
@@ -504,11 +575,45 @@ def _check_token_inputs(spec: Spec, m: A.Model, d: Diagnostics) -> None:
                "normalize: none keeps token indices whole")
 
 
+def _check_token_values(spec: Spec, first, m: A.Model, d: Diagnostics, base_dir: Path) -> None:
+    """An Embedding reading the features as they are (normalize: none): the runtime refuses a value that is
+    not a whole number 0..input_dim-1 (dlc/runtime/data/normalize.py). Where the values are known (a bundled
+    set's: spec.BUNDLED_LARGEST_TOKEN, BUNDLED_FIRST_FRACTION; a small CSV file's, parsed) it is E303 now,
+    not when the data is read."""
+    src = spec.data.source if spec.data is not None else None
+    if isinstance(src, Bundled):
+        name = f"'{src.name}'"
+        largest = BUNDLED_LARGEST_TOKEN.get(src.name)
+        lo, hi = (0.0, float(largest)) if largest is not None else (0.0, 0.0)
+        fraction = BUNDLED_FIRST_FRACTION.get(src.name)
+    elif isinstance(src, Csv):
+        known = csv_feature_range(resolve_path(base_dir, src.path), src.target)
+        if known is None:
+            return
+        name, (lo, hi, fraction) = f"'{src.path}'", known
+    else:
+        return
+    where = (_argument_span(m, first, "input_dim") or _positional_span(m, first, "input_dim", 0)
+             or _layer_span(first))
+    takes = f"Embedding({first.input_dim}, ...) takes token indices, whole numbers 0..{first.input_dim - 1}"
+    if fraction is not None:
+        d.add("E303", f"{name} features are not token indices (they hold {number_text(fraction)}), but the "
+              f"first layer, {takes}", _layer_span(first),
+              "an Embedding reads whole-number tokens; begin with Dense(...) for measurements")
+    elif lo < 0:
+        d.add("E303", f"{name} features hold {number_text(lo)}, a negative number, but the first layer, "
+              f"{takes}", _layer_span(first), "number the tokens 0, 1, 2, ...")
+    elif hi >= first.input_dim:
+        top = int(hi)
+        d.add("E303", f"{name} features are whole numbers {number_text(lo)}..{top}, but the first layer, "
+              f"{takes}", where, f"use input_dim={top + 1} or more (input_dim >= {top + 1})")
+
+
 def _check_data(spec: Spec, m: A.Model, d: Diagnostics, base_dir: Path) -> None:
     if spec.data is None:
         return
     _check_stratify(spec, m, d)
-    _check_token_inputs(spec, m, d)
+    _check_token_inputs(spec, m, d, base_dir)
     if spec.data.augment:
         _check_augment(spec, spec.data.augment, m, d)
     src = spec.data.source
@@ -522,22 +627,42 @@ def _check_data(spec: Spec, m: A.Model, d: Diagnostics, base_dir: Path) -> None:
                   f"{math.prod(feats)} features",
                   inp.value.span if (inp := _find_assign(m, "input")) else where,
                   f"use input: ({math.prod(feats)})" + (" or (8, 8, 1)" if src.name == "digits" else ""))
+        if src.name in BUNDLED_TARGET_RANGE and type(spec.loss).task == "regression":
+            _check_output_range(spec, *BUNDLED_TARGET_RANGE[src.name], f"the target of '{src.name}'", m, d)
         _check_split_rows(spec.data, type(spec.loss).task, m, d, base_dir)
         return
     before = d.error_count
     if isinstance(src, Npy):
         _check_npy(spec, src, m, st, base_dir, d)
-    elif isinstance(src, (Csv, Npz, Mnist)):
-        (written, at_path, folder_ok), = _source_files(src, st)
-        path = resolve_path(base_dir, src.path)
-        if _missing_file(written, path, at_path, d, folder_ok):
-            return
-        if isinstance(src, Csv):
-            _check_csv(spec, src, path, m, st, where, d)
-            if d.error_count == before:
-                _check_csv_target_names(spec, src, path, m, d)
+    elif isinstance(src, (Csv, Npz, Mnist)) and not _check_file_source(spec, src, m, st, d, base_dir):
+        return
     if d.error_count == before:  # (a source reported already would only be reported again)
         _check_split_rows(spec.data, type(spec.loss).task, m, d, base_dir)
+
+
+def _check_file_source(spec: Spec, src: Csv | Npz | Mnist, m: A.Model, st: A.Assign | None, d: Diagnostics,
+                       base_dir: Path) -> bool:
+    """A csv, npz or mnist source's file (or folder) against the spec; False when it is not there."""
+    before = d.error_count
+    (written, at_path, folder_ok), = _source_files(src, st)
+    path = resolve_path(base_dir, src.path)
+    if _missing_file(written, path, at_path, d, folder_ok):
+        return False
+    if isinstance(src, Csv):
+        _check_csv(spec, src, path, m, st, st.value.span if st else None, d)
+        if d.error_count == before:
+            _check_csv_target_names(spec, src, path, m, d)
+        if d.error_count == before:
+            _check_labels(spec, csv_target_numbers(path, src.target), _csv_column(src), m, d)
+    elif isinstance(src, Npz):
+        _check_npz(spec, src, path, m, st, at_path, d)
+    else:
+        _check_mnist(spec, written, path, m, at_path, d)
+        counted = mnist_counts(path) if d.error_count == before else None
+        if counted is not None and counted[1] is not None:
+            _check_labels(spec, [float(c) for c, _ in counted[1] if isinstance(c, int)],
+                          f"the MNIST folder '{written}'", m, d)
+    return True
 
 
 def source_rows(src, base_dir: Path) -> tuple[int, list[tuple[object, int]] | None] | None:
@@ -744,6 +869,210 @@ def npz_rows(path: Path, key: str) -> int | None:
     return shape[0] if shape else None
 
 
+NpzHeads = dict[str, tuple[str, tuple[int, ...]]]  # (dtype descr, shape) of an archive's arrays, by name
+
+
+def npz_arrays(path: Path, keys: tuple[str, ...]) -> tuple[list[str], NpzHeads] | str:
+    """(the arrays of an .npz archive, (dtype descr, shape) of those of `keys` it holds and whose headers
+    read) from the archive's directory and those members' headers, the data unread; or why the file is no
+    archive numpy reads, in the runtime's words (dlc/runtime/data/files.py's open_npz)."""
+    import zipfile
+    import zlib
+
+    with open(path, "rb") as fh:
+        magic = fh.read(4)
+    if magic not in (b"PK\x03\x04", b"PK\x05\x06"):
+        return "it is not an .npz archive"
+    heads: NpzHeads = {}
+    try:
+        with zipfile.ZipFile(path) as z:
+            names = [n[:-4] if n.endswith(".npy") else n for n in z.namelist()]
+            for key in keys:
+                if f"{key}.npy" in z.NameToInfo:
+                    with contextlib.suppress(ValueError), z.open(f"{key}.npy") as fh:
+                        heads[key] = _read_npy_header(fh)
+    except (EOFError, zipfile.BadZipFile, NotImplementedError, RuntimeError, zlib.error) as e:
+        return f"the .npz archive is truncated or corrupt ({e})"
+    return names, heads
+
+
+def _npz_arrays_error(written: str, path: Path, keys: tuple[str, ...], where: Span | None, d: Diagnostics,
+                      what: str, key_at: dict[str, Span | None] | None = None) -> NpzHeads | None:
+    """npz_arrays of a data file, its problems reported (E401 at `where`, a missing array's at `key_at`'s
+    span when written): None when it is not read, or lacks an array of `keys`. `what`: how the source reads
+    it, for a hint."""
+    try:
+        found = npz_arrays(path, keys)
+    except OSError as e:
+        d.add("E401", f"cannot read data file '{written}': {e.strerror or e}", where)
+        return None
+    if isinstance(found, str):
+        d.add("E401", f"cannot read data file '{written}': {found}", where, what)
+        return None
+    names, heads = found
+    missing = next((k for k in keys if k not in names), None)
+    if missing is not None:
+        d.add("E401", f"'{written}' has no array '{missing}' (arrays: {', '.join(names[:12]) or 'none'})",
+              (key_at or {}).get(missing) or where, did_you_mean(missing, names) or what)
+        return None
+    return heads
+
+
+def _check_npz(spec: Spec | None, src: Npz, path: Path, m: A.Model, st: A.Assign | None, where: Span | None,
+               d: Diagnostics) -> None:
+    """An npz source: an archive (not a CSV file named .npz) holding arrays x and y, the features numbers,
+    one value per input value, and as many targets as samples (the members' headers are read, not the
+    data), the targets against the loss and the output (a small array read); with `spec` None (a spec that
+    could not be built) what needs only the source."""
+    call = st.value if st is not None and isinstance(st.value, A.Call) else None
+    keys = (src.x, src.y)
+    heads = _npz_arrays_error(src.path, path, keys, where, d,
+                              "npz(file) reads an archive written by np.savez(file, x=..., y=...); name "
+                              "other arrays with npz(file, x=\"features\", y=\"targets\")",
+                              {src.x: _kwarg_span(call, "x"), src.y: _kwarg_span(call, "y")})
+    if heads is None:
+        return
+    x_at = _kwarg_span(call, "x") or where
+    for key in keys:
+        if key in heads and not heads[key][1]:
+            d.add("E401", f"'{src.path}': array '{key}' is a single value, not one entry per sample",
+                  _kwarg_span(call, "y" if key == src.y and key != src.x else "x") or where)
+            return
+    if src.x in heads:
+        descr, shape = heads[src.x]
+        if descr == "structured" or descr[1:2] not in tuple("biuf"):
+            d.add("E401", f"'{src.path}': array '{src.x}' holds {descr} values, not numbers", x_at,
+                  "the features must be numbers (bool, integer or float)")
+            return
+        _input_matches(spec, math.prod(shape[1:]), f"'{src.path}' samples have", shape, m, where, d)
+    if src.x in heads and src.y in heads and heads[src.x][1][0] != heads[src.y][1][0]:
+        d.add("E401", f"'{src.path}': '{src.x}' has {heads[src.x][1][0]} samples but '{src.y}' has "
+              f"{heads[src.y][1][0]}; they must match one to one", where)
+    elif src.y in heads and spec is not None:
+        before, what = d.error_count, f"array '{src.y}' of '{src.path}'"
+        _check_target_shape(spec, heads[src.y][1], what, m, d)
+        if d.error_count == before:
+            _check_labels(spec, _target_values(path, src.y, *heads[src.y]), what, m, d)
+
+
+# the most target values read to check them (an .npy file's or an .npz array's): a few tenths of a second
+MAX_TARGETS_READ = 2**22
+
+
+def _target_values(path: Path, key: str | None, descr: str, shape: tuple[int, ...]) -> list[float] | None:
+    """The distinct values (sorted) of a target array of numbers, one per sample (shape (n) or (n, 1)), when
+    it holds no more than MAX_TARGETS_READ: an .npy file (`key` None) or array `key` of an .npz archive, read
+    as the runtime reads it; None when not read so (too large, another shape or kind, a value not finite,
+    unreadable: the runtime says what it finds)."""
+    import zipfile
+
+    import numpy as np
+
+    if (len(shape) != 1 and shape[1:] != (1,)) or math.prod(shape) > MAX_TARGETS_READ \
+            or descr[1:2] not in tuple("biuf"):
+        return None
+    try:
+        if key is None:
+            y = np.load(path, mmap_mode="r", allow_pickle=False)
+        else:
+            with np.load(path, allow_pickle=False) as f:
+                y = f[key]
+        values = np.unique(np.asarray(y, dtype=np.float64))
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, NotImplementedError, RuntimeError):
+        return None
+    return [float(v) for v in values] if np.isfinite(values).all() else None
+
+
+def _check_target_shape(spec: Spec, shape: tuple[int, ...], what: str, m: A.Model, d: Diagnostics) -> None:
+    """Targets of a known shape (an .npy file's or an .npz array's header) against the loss and the output,
+    by the runtime's rules (dlc/runtime/data/targets.py): a regression loss compares one target column with
+    each output; a classification loss takes one label per sample, or (categorical_crossentropy only)
+    one-hot rows of one value per output. E302 now, not when the data is read."""
+    if len(shape) < 1:
+        return
+    try:
+        units = spec.output_shape()[-1]
+    except (ShapeError, IndexError):
+        return
+    width = math.prod(shape[1:])
+    task, name = type(spec.loss).task, spec.loss.name
+    st = _find_assign(m, "loss")
+    last = _layer_span(spec.layers[-1])
+    if task == "regression":
+        if width != units:
+            outputs = f"{units} output{'s' if units != 1 else ''}"
+            d.add("E302", f"{what} holds {width} target value(s) per sample (shape {_shape(shape)}), but the "
+                  f"last layer has {outputs}; {name} compares one target with each output", last,
+                  f"use Dense({width})" if width else None)
+        return
+    if task not in ("categorical", "binary") or len(shape) == 1 or (len(shape) == 2 and shape[1] == 1):
+        return
+    if type(spec.loss).targets != "onehot":
+        d.add("E302", f"{what} has shape {_shape(shape)} (one-hot rows?), but {name} needs one label per "
+              "sample", st.value.span if st else None,
+              "use categorical_crossentropy for one-hot targets, or save y.argmax(axis=1)"
+              if task == "categorical" else "save one label 0 or 1 per sample")
+    elif len(shape) != 2 or shape[1] != units:
+        d.add("E302", f"{what} has shape {_shape(shape)}, but the last layer has {units} outputs", last,
+              f"give one-hot rows of {units}, or use Dense({width}, activation=softmax)" if len(shape) == 2
+              else f"give one-hot rows of {units} or class labels 0..{units - 1}")
+
+
+def _input_matches(spec: Spec | None, feats: int, whose: str, shape, m: A.Model, where: Span | None,
+                   d: Diagnostics) -> None:
+    """E303 when the data's samples have another number of values than the input (not known: spec None)."""
+    if spec is not None and feats != math.prod(spec.input):
+        inp = _find_assign(m, "input")
+        d.add("E303", f"input {_shape(spec.input)} has {math.prod(spec.input)} values, but {whose} {feats} "
+              f"features (shape {_shape(shape[1:])})", inp.value.span if inp else where,
+              f"use input: ({feats})")
+
+
+MNIST_ARRAYS = ("x_train", "y_train", "x_test", "y_test")
+
+
+def _check_mnist(spec: Spec | None, written: str, path: Path, m: A.Model, where: Span | None,
+                 d: Diagnostics) -> None:
+    """An MNIST source as the runtime reads it (dlc/runtime/data/files.py's read_mnist): a file or a folder's
+    mnist.npz, an archive with Keras' four arrays; else the folder's four IDX files (optionally .gz), each
+    of unsigned bytes with the dimensions of images or labels (their headers are read, not the data); and
+    the images' size against the input (not with `spec` None: a spec that could not be built)."""
+    npz = path if path.is_file() else path / "mnist.npz" if (path / "mnist.npz").is_file() else None
+    if npz is not None:
+        shown = written if npz is path else (Path(written) / "mnist.npz").as_posix()
+        heads = _npz_arrays_error(shown, npz, MNIST_ARRAYS, where, d,
+                                  "mnist(path) reads Keras' mnist.npz (x_train, y_train, x_test, y_test) or "
+                                  "a folder of MNIST's IDX files")
+        if heads is not None and "x_train" in heads:
+            shape = heads["x_train"][1]
+            _input_matches(spec, math.prod(shape[1:]), f"'{shown}' images have", shape, m, where, d)
+        return
+    found = [next((c for c in mnist_candidates(path, stem) if c.is_file()), None) for stem in MNIST_STEMS]
+    files = ", ".join(MNIST_STEMS)
+    if not any(found):
+        d.add("E401", f"'{written}' holds no MNIST files", where,
+              f"mnist(folder) reads MNIST's IDX files ({files}; each may end in .gz) or Keras' mnist.npz")
+        return
+    missing = next((stem for stem, f in zip(MNIST_STEMS, found, strict=True) if f is None), None)
+    if missing is not None:
+        d.add("E401", f"'{written}' has no {missing}[.gz] (or mnist.npz)", where,
+              f"mnist(folder) reads MNIST's four IDX files: {files}")
+        return
+    dims = None
+    for stem, f in zip(MNIST_STEMS, found, strict=True):
+        assert f is not None
+        ndim = 3 if "images" in stem else 1
+        problem, got = idx_problem(f, ndim)
+        if problem is not None:
+            d.add("E401", f"'{(Path(written) / f.name).as_posix()}': {problem}", where,
+                  "MNIST's IDX files hold unsigned bytes (type 0x08): images (count, rows, columns), "
+                  "labels (one per image)")
+            return
+        dims = got if dims is None else dims
+    if dims is not None:
+        _input_matches(spec, math.prod(dims[1:]), "MNIST's images have", dims, m, where, d)
+
+
 def _npy_header_fields(text: bytes, encoding: str) -> tuple[object, tuple[int, ...]]:
     """(descr, shape) of a header's dict literal; ValueError("damaged .npy header") for anything else. A
     crafted literal (50,000 unary minuses) makes Python's parser run out of stack: MemoryError or
@@ -807,6 +1136,12 @@ def _check_npy(spec: Spec, src: Npy, m: A.Model, st: A.Assign | None, base_dir: 
     if "x" in heads and "y" in heads and heads["x"][1][0] != heads["y"][1][0]:
         d.add("E401", f"'{src.x}' has {heads['x'][1][0]} samples but '{src.y}' has {heads['y'][1][0]}; they "
               "must match one to one", call.span if call is not None else None)
+    elif "y" in heads:
+        before = d.error_count
+        _check_target_shape(spec, heads["y"][1], f"'{src.y}'", m, d)
+        if d.error_count == before:
+            values = _target_values(resolve_path(base_dir, src.y), None, *heads["y"])
+            _check_labels(spec, values, f"'{src.y}'", m, d)
 
 
 def _check_csv(spec: Spec, src: Csv, path: Path, m: A.Model, st: A.Assign | None, where: Span | None,
@@ -878,6 +1213,86 @@ def _check_csv_target_names(spec: Spec, src: Csv, path: Path, m: A.Model, d: Dia
     elif task == "binary" and n != 2:
         d.add("E302", f"{holds}, but binary_crossentropy needs two classes", st.value.span if st else None,
               f"use sparse_categorical_crossentropy with Dense({n}, activation=softmax)")
+
+
+def _csv_column(src: Csv) -> str:
+    return f"the target column '{src.target}' of '{src.path}'" if src.target is not None else \
+        f"the target column of '{src.path}' (its last)"
+
+
+def _check_labels(spec: Spec, values: list[float] | None, column: str, m: A.Model, d: Diagnostics) -> None:
+    """A target of one number per sample whose values are known (a small CSV file's column, parsed; MNIST's
+    labels, counted) against the loss and the output, by the runtime's rules (dlc/runtime/data/targets.py):
+    a regression loss compares it with one output; class labels are whole numbers 0..units-1 (0 and 1 for
+    binary_crossentropy). E302 now, not when the data is read."""
+    if not values:
+        return
+    try:
+        units = spec.output_shape()[-1]
+    except (ShapeError, IndexError):
+        return
+    task = type(spec.loss).task
+    st = _find_assign(m, "loss")
+    at_loss = st.value.span if st else None
+    last = _layer_span(spec.layers[-1])
+    lo, hi = values[0], values[-1]
+    if task == "regression":
+        if units != 1:
+            d.add("E302", f"{column} holds one number per sample, but the last layer has {units} outputs; "
+                  f"{spec.loss.name} compares one target with each output", last, "use Dense(1)")
+        else:
+            _check_output_range(spec, lo, hi, column, m, d)
+        return
+    if task not in ("categorical", "binary"):
+        return
+    top = units - 1 if task == "categorical" else 1
+    need = (f"{spec.loss.name} needs integer class labels 0..{top}" if task == "categorical" else
+            "binary_crossentropy needs labels 0 and 1")
+    fraction = next((v for v in values if not v.is_integer()), None)
+    if fraction is not None:
+        d.add("E302", f"{column} holds {number_text(fraction)}, not a whole number, but {need}", at_loss,
+              "for a numeric target use a regression loss such as mse, with Dense(1)")
+    elif lo < 0:
+        d.add("E302", f"{column} holds {number_text(lo)}, a negative label, but {need}", at_loss,
+              "number the classes 0, 1, 2, ...")
+    elif hi > top and task == "binary":
+        n = int(hi) + 1
+        d.add("E302", f"{column} holds labels {number_text(lo)}..{number_text(hi)}, but {need}", at_loss,
+              f"for {n} classes use sparse_categorical_crossentropy with Dense({n}, activation=softmax)")
+    elif hi > top and units >= 2:  # (one unit: the loss's own error says it)
+        d.add("E302", f"{column} holds class labels {number_text(lo)}..{number_text(hi)}, but the last layer "
+              f"has {units} outputs (classes 0..{top})", last,
+              f"use Dense({int(hi) + 1}, activation=softmax)")
+
+
+# the values each bounded activation can output (closed: a float rounds to the ends), for W015
+ACTIVATION_RANGE = {"sigmoid": (0.0, 1.0), "hard_sigmoid": (0.0, 1.0), "tanh": (-1.0, 1.0),
+                    "softsign": (-1.0, 1.0), "relu6": (0.0, 6.0), "relu": (0.0, math.inf),
+                    "softplus": (0.0, math.inf), "selu": (-1.7580993408473766, math.inf)}
+
+
+def _check_output_range(spec: Spec, lo: float, hi: float, column: str, m: A.Model, d: Diagnostics) -> None:
+    """W015: a regression output whose activation cannot reach the targets (known: a bundled set's, a small
+    CSV file's), e.g. sigmoid's (0, 1) for diabetes' 25..346: the targets are not normalised, so the loss
+    cannot fall below what the nearest reachable value leaves, and the run trains silently wrong."""
+    act = final_activation(spec)
+    last = spec.layers[-1]
+    alpha = getattr(getattr(last, "activation", None), "alpha", None)
+    if act == "elu":
+        reach = (-(alpha if alpha is not None else 1.0), math.inf)
+    elif act in ACTIVATION_RANGE:
+        reach = ACTIVATION_RANGE[act]
+    else:
+        return
+    if reach[0] <= lo and hi <= reach[1]:
+        return
+    shown = (f"lie in ({number_text(reach[0])}, {number_text(reach[1])})" if math.isfinite(reach[1])
+             else f"are {number_text(reach[0])} or more")
+    where = (_positional_span(m, last, "activation", 0) if isinstance(last, ActivationLayer)
+             else _argument_span(m, last, "activation")) or _layer_span(last)
+    d.warn("W015", f"the output ends in {act}, whose values {shown}, but {column} holds "
+           f"{number_text(lo)}..{number_text(hi)} (targets are not normalised)", where,
+           "leave the last layer linear (no activation) for a regression target")
 
 
 def _csv_first_row(path: Path) -> list[str] | None:
@@ -989,6 +1404,8 @@ def check_partial(m: A.Model, fields: dict, failed: set[str], d: Diagnostics, ba
     errors_before = d.error_count
     _check_source_files_exist(m, fields.get("data"), d, base_dir)
     if fields.get("data") is not None and d.error_count == errors_before:  # (its files are there)
+        _check_source_kind(fields["data"].source, m, d, base_dir)
+    if fields.get("data") is not None and d.error_count == errors_before:  # (and what they should be)
         _check_split_rows(fields["data"], type(fields["loss"]).task if "loss" in fields else None, m, d,
                           base_dir)
     if "metrics" not in failed:  # (the metrics name what may be monitored)
@@ -1006,6 +1423,19 @@ def _check_source_files_exist(m: A.Model, data: Data | None, d: Diagnostics, bas
     src = data.source if data is not None else _source_as_written(st)
     for written, where, folder_ok in _source_files(src, st):
         _missing_file(written, resolve_path(base_dir, written), where, d, folder_ok)
+
+
+def _check_source_kind(src, m: A.Model, d: Diagnostics, base_dir: Path) -> None:
+    """An npz or mnist source's files are what it reads (an archive with its arrays, MNIST's IDX files), for
+    a spec that could not be built (the checks that need the spec left out)."""
+    st = _find_assign(m, "source", "data")
+    if isinstance(src, (Npz, Mnist)):
+        (written, at_path, _), = _source_files(src, st)
+        path = resolve_path(base_dir, src.path)
+        if isinstance(src, Npz):
+            _check_npz(None, src, path, m, st, at_path, d)
+        else:
+            _check_mnist(None, written, path, m, at_path, d)
 
 
 def _source_as_written(st: A.Assign | None):
@@ -1060,15 +1490,3 @@ def _check_precision(spec: Spec, m: A.Model, d: Diagnostics) -> None:
         st = _find_assign(m, "precision", "train")
         d.add("E305", problem, st.value.span if st else None,
               "remove dtype: float64, or use precision: float32 (the default)")
-
-
-def _check_bias_before_bn(layers, d: Diagnostics) -> None:
-    for a, b in itertools.pairwise(layers):
-        if isinstance(a, (Dense, Conv1D, Conv2D, Conv2DTranspose, DepthwiseConv2D, SeparableConv2D)) \
-                and a.use_bias and isinstance(b, BatchNorm) \
-                and a.activation.name == "linear":
-            d.warn("W001", f"the bias of {a.kind} has no effect before BatchNorm", _layer_span(a),
-                   "add use_bias=false: the bias costs parameters and drifts on rounding noise under Adam")
-    for layer in layers:
-        if isinstance(layer, Residual):
-            _check_bias_before_bn(layer.body, d)

@@ -122,6 +122,67 @@ def csv_target_names(path: Path, target: str | None) -> list[str] | None:
     return sorted(labels)
 
 
+def csv_target_numbers(path: Path, target: str | None) -> list[float] | None:
+    """The distinct numbers a CSV file's target column holds (sorted) when it is known to hold finite numbers
+    only (a small file, parsed), else None (names, a mix, a missing or infinite one, or not known)."""
+    read = _csv_read(path, target)
+    labels = read[1] if read is not None else None
+    if not labels or not all(is_number(v) for v in labels):
+        return None
+    values = {float(v) for v in labels}
+    return sorted(values) if all(math.isfinite(v) for v in values) else None
+
+
+def csv_feature_range(path: Path, target: str | None) -> tuple[float, float, float | None] | None:
+    """(smallest, largest, the first that is not a whole number or None) of a CSV file's feature values, all
+    but the target column's, when it is small enough to be parsed (MAX_CSV_PARSED_BYTES) and they are all
+    finite numbers, as the runtime reads them; else None (the runtime says what it finds)."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    if st.st_size > MAX_CSV_PARSED_BYTES:
+        return None
+    return _csv_feature_range(str(path), st.st_size, st.st_mtime_ns, target)
+
+
+@functools.lru_cache(maxsize=16)
+def _csv_feature_range(path: str, size: int, mtime_ns: int, target: str | None
+                       ) -> tuple[float, float, float | None] | None:
+    """csv_feature_range of a file of this size and time (read once per `dlc check`)."""
+    lo, hi, fraction = math.inf, -math.inf, None
+    header: bool | None = None
+    column = None
+    try:
+        with open(path, "rb") as raw:
+            encoding = text_encoding(raw.read(64))
+        with open(path, newline="", encoding=encoding) as fh:
+            for cells in csv.reader(fh):
+                if is_blank(cells):
+                    continue
+                if header is None:
+                    header = is_header(cells)
+                    column = _target_index(cells, header, target)
+                    if header:
+                        continue
+                for j, cell in enumerate(cells):
+                    if j == column:
+                        continue
+                    if not is_number(cell):
+                        return None
+                    v = float(cell)
+                    if not math.isfinite(v):
+                        return None
+                    lo, hi = min(lo, v), max(hi, v)
+                    if fraction is None and not v.is_integer():
+                        fraction = v
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return None
+    if column is None or lo > hi:
+        return None
+    return lo, hi, fraction
+
+
 def _csv_read(path: Path, target: str | None) -> Read | None:
     """(rows, the rows of each target value or None) of a CSV file (see _csv_counts), None when not read."""
     try:
@@ -297,6 +358,29 @@ def idx_header(fh) -> tuple[int, int, tuple[int, ...]] | None:
     if len(head) != 4 * magic[3]:
         return None
     return magic[2], magic[3], struct.unpack(">" + "I" * magic[3], head)
+
+
+def idx_problem(path: Path, ndim: int) -> tuple[str | None, tuple[int, ...] | None]:
+    """(why the runtime would refuse an MNIST IDX file, in its words, or None; its sizes) from its header (and
+    an uncompressed file's length): not an IDX file, another type than unsigned bytes, other dimensions than
+    `ndim`, or too short for its sizes."""
+    try:
+        with _open_idx(path) as fh:
+            head = idx_header(fh)
+    except (OSError, EOFError, zlib.error) as e:
+        return f"cannot be read ({getattr(e, 'strerror', None) or e})", None
+    if head is None:
+        return "not an IDX file", None
+    kind, n, dims = head
+    if kind != 0x08:
+        return f"IDX type 0x{kind:02X} is not read; MNIST's files hold unsigned bytes (type 0x08)", None
+    if n != ndim:
+        what = "images (count, rows, columns)" if ndim == 3 else "labels (one per image)"
+        return f"{n} dimension(s), but MNIST's {what} have {ndim}", None
+    have = path.stat().st_size - 4 - 4 * ndim if path.suffix != ".gz" else math.prod(dims)
+    if have != math.prod(dims):
+        return f"truncated IDX file ({have:,} of {math.prod(dims):,} values)", None
+    return None, dims
 
 
 def _open_idx(path: Path):

@@ -34,6 +34,15 @@ BUNDLED_CLASS_ROWS: dict[str, tuple[int, ...]] = {
     "breast_cancer": (212, 357),
 }
 
+# what each bundled set's features hold, for an Embedding that reads them as token indices (normalize: none):
+# the largest of a set of whole numbers 0 and up, or the first value that is not one (its first sample's
+# first feature); tests/test_check_gaps.py compares them with scikit-learn's
+BUNDLED_LARGEST_TOKEN: dict[str, int] = {"digits": 16}
+# the smallest and largest target of each bundled regression set (targets are not normalised)
+BUNDLED_TARGET_RANGE: dict[str, tuple[float, float]] = {"diabetes": (25.0, 346.0)}
+BUNDLED_FIRST_FRACTION: dict[str, float] = {"iris": 5.1, "wine": 14.23, "breast_cancer": 17.99,
+                                            "diabetes": 0.038075906433423026}
+
 
 class Source(Catalogued):
     family: ClassVar[str] = "source"

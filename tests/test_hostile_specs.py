@@ -198,7 +198,7 @@ def test_a_literal_that_is_inf_in_float32_is_a_warning(tmp_path):
 
 LAYER_FAMILY = "layer"
 # a valid value for each required argument, as spec text
-REQUIRED = {"units": "4", "filters": "4", "kernel_size": "3", "input_dim": "10", "output_dim": "4",
+REQUIRED = {"units": "4", "filters": "4", "kernel_size": "3", "input_dim": "17", "output_dim": "4",
             "target_shape": "(-1)", "layer": "LSTM(4)", "activation": "relu", "rate": "0.5"}
 # the arguments for which 0 or -1 is a valid value (why), and the values tried instead; None: none
 SPECIAL_VALUES: dict[str, list[str] | None] = {
