@@ -137,13 +137,24 @@ def csv_feature_range(path: Path, target: str | None) -> tuple[float, float, flo
     """(smallest, largest, the first that is not a whole number or None) of a CSV file's feature values, all
     but the target column's, when it is small enough to be parsed (MAX_CSV_PARSED_BYTES) and they are all
     finite numbers, as the runtime reads them; else None (the runtime says what it finds)."""
+    key = _file_state(path, MAX_CSV_PARSED_BYTES)
+    return _csv_feature_range(*key, target) if key is not None else None
+
+
+def _file_state(path: Path, limit: int) -> tuple[str, int, int] | None:
+    """(path, size, modification time): a cache key that changes with the file, when it is at most `limit`
+    bytes; else None, or when it cannot be read."""
     try:
         st = path.stat()
     except OSError:
         return None
-    if st.st_size > MAX_CSV_PARSED_BYTES:
-        return None
-    return _csv_feature_range(str(path), st.st_size, st.st_mtime_ns, target)
+    return (str(path), st.st_size, st.st_mtime_ns) if st.st_size <= limit else None
+
+
+def _file_encoding(path: str) -> str:
+    """A text file's encoding, from its first bytes (text_encoding)."""
+    with open(path, "rb") as raw:
+        return text_encoding(raw.read(64))
 
 
 @functools.lru_cache(maxsize=16)
@@ -154,9 +165,7 @@ def _csv_feature_range(path: str, size: int, mtime_ns: int, target: str | None
     header: bool | None = None
     column = None
     try:
-        with open(path, "rb") as raw:
-            encoding = text_encoding(raw.read(64))
-        with open(path, newline="", encoding=encoding) as fh:
+        with open(path, newline="", encoding=_file_encoding(path)) as fh:
             for cells in csv.reader(fh):
                 if is_blank(cells):
                     continue
@@ -185,13 +194,8 @@ def _csv_feature_range(path: str, size: int, mtime_ns: int, target: str | None
 
 def _csv_read(path: Path, target: str | None) -> Read | None:
     """(rows, the rows of each target value or None) of a CSV file (see _csv_counts), None when not read."""
-    try:
-        st = path.stat()
-    except OSError:
-        return None
-    if st.st_size > MAX_CSV_BYTES:
-        return None
-    return _csv_counts(str(path), st.st_size, st.st_mtime_ns, target)
+    key = _file_state(path, MAX_CSV_BYTES)
+    return _csv_counts(*key, target) if key is not None else None
 
 
 @functools.lru_cache(maxsize=16)
@@ -200,8 +204,7 @@ def _csv_counts(path: str, size: int, mtime_ns: int, target: str | None) -> Read
     (options.py resolves the spec once per searched option: the file is counted once). The counter is
     shared: not to be changed."""
     try:
-        with open(path, "rb") as raw:
-            encoding = text_encoding(raw.read(64))
+        encoding = _file_encoding(path)
         if size <= MAX_CSV_PARSED_BYTES:
             return _parsed_counts(Path(path), encoding, target)
         return _line_counts(Path(path), encoding)

@@ -544,18 +544,21 @@ TARGET_SHAPES = {  # (y, loss, output layer): the E302's message (None: no error
 }
 
 
+def _saved_arrays(folder: Path, kind: str, x, y) -> str:
+    """x and y saved in `folder` as an npz file or two npy files: the spec's source for them."""
+    if kind == "npz":
+        np.savez(folder / "d.npz", x=x, y=y)
+        return 'npz("d.npz")'
+    np.save(folder / "x.npy", x)
+    np.save(folder / "y.npy", y)
+    return 'npy("x.npy", "y.npy")'
+
+
 @pytest.mark.parametrize("case", list(TARGET_SHAPES))
 @pytest.mark.parametrize("kind", ["npz", "npy"])
 def test_targets_of_a_known_shape_against_the_loss_and_the_output(tmp_path, case, kind):
     y, loss, head, message = TARGET_SHAPES[case]
-    x = np.zeros((30, 2))
-    if kind == "npz":
-        np.savez(tmp_path / "d.npz", x=x, y=y)
-        source = 'npz("d.npz")'
-    else:
-        np.save(tmp_path / "x.npy", x)
-        np.save(tmp_path / "y.npy", y)
-        source = 'npy("x.npy", "y.npy")'
+    source = _saved_arrays(tmp_path, kind, np.zeros((30, 2)), y)
     text = _text(f"    {head}", input="(2)", source=source).replace("sparse_categorical_crossentropy", loss)
     errors = [x for x in _diags(text, tmp_path) if x.severity == "error"]
     if message is None:
@@ -599,13 +602,7 @@ def test_a_small_target_arrays_labels_are_read(tmp_path, kind):
             (np.arange(30) % 3, "binary_crossentropy", "Dense(1, activation=sigmoid)",
              "holds labels 0..2, but binary_crossentropy needs labels 0 and 1"),
             (np.arange(30) % 3 + 0.5, "mse", "Dense(1, activation=sigmoid)", None)]:
-        if kind == "npz":
-            np.savez(tmp_path / "d.npz", x=x, y=y)
-            source = 'npz("d.npz")'
-        else:
-            np.save(tmp_path / "x.npy", x)
-            np.save(tmp_path / "y.npy", y)
-            source = 'npy("x.npy", "y.npy")'
+        source = _saved_arrays(tmp_path, kind, x, y)
         text = _text(f"    {head}", input="(2)", source=source)
         text = text.replace("sparse_categorical_crossentropy", loss)
         found = _diags(text, tmp_path)
