@@ -52,6 +52,13 @@ from __future__ import annotations
 '''
 
 
+def in_docstring(text: str) -> str:
+    """`text` written so that, inside the script's docstring, it reads as itself: backslashes, double quotes
+    and characters that do not print (a newline, an undecodable byte of a file name) escaped."""
+    return "".join("\\" + ch if ch in '\\"' else ch if ch.isprintable()
+                   else ch.encode("unicode_escape", "backslashreplace").decode("ascii") for ch in text)
+
+
 def section(title: str) -> str:
     return RULE[:len(RULE) - len(title) - 1] + " " + title
 
@@ -95,10 +102,14 @@ def data_code(spec: Spec, target: str, base_dir: Path) -> str:
              "    n = len(x)",
              "    x = x.reshape(n, -1)"]
     if task in ("categorical", "binary"):
-        lines.append("    labels = y.astype(np.int64)")
+        # one label per sample, as dlc.runtime.data.class_labels takes them: a one-column array's column,
+        # one-hot rows' class for categorical_crossentropy only (an (n, 1) or one-hot y failed in the script)
+        lines.append("    y = y[:, 0] if y.ndim == 2 and y.shape[1] == 1 else y")
+        onehot_rows = "(y.argmax(axis=1) if y.ndim > 1 else y)" if kind == "onehot" else "y"
+        lines.append(f"    labels = {onehot_rows}.astype(np.int64)")
         # the output layer's classes, as dlc.runtime.data.checked_targets numbers them
         num = repr(spec.output_shape()[-1] if task == "categorical" else classes or 2)
-        lines.append(f"    targets = class_targets(y, {kind!r}, {num})")
+        lines.append(f"    targets = class_targets(labels, {kind!r}, {num})")
     else:
         lines += ["    labels = None", f"    targets = class_targets(y, {kind!r})"]
     lines += [f"    splits = {render(REGISTRY.lower(target, d.split, ctx), 4)}",
@@ -183,7 +194,8 @@ def loop_code(spec: Spec, target: str) -> str:
     if es is not None:
         mode = monitor_mode(es.mode, es.monitor)
         worst = "math.inf" if mode == "min" else "-math.inf"
-        lines.append(f"    es_best, es_wait, best_weights = {worst}, 0, None")
+        lines.append(f"    es_best, es_wait, best_weights = {worst}, 0, None" if es.restore_best else
+                     f"    es_best, es_wait = {worst}, 0")
     lines.append("    for epoch in range(epochs):")
     if s is not None and s.kind != "plateau":
         lines.append("        lr = lr_at(epoch, LEARNING_RATE)")
@@ -269,7 +281,7 @@ def emit(spec: Spec, backend: str, spec_path: str | Path) -> str:
     imports, copied = _copied(body, model_code, model_modules)
     if backend == "keras":  # TensorFlow's start-up notices, before it is imported
         imports = 'import os\n\nos.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")\n\n' + imports
-    head = HEADER.format(name=spec.name, spec_file=spec_path.name, framework=FRAMEWORK[backend],
+    head = HEADER.format(name=spec.name, spec_file=in_docstring(spec_path.name), framework=FRAMEWORK[backend],
                          backend=backend, script=f"{spec.name}_{backend}.py",
                          device=" --device cpu" if backend == "torch" else "")
     threads = "torch.set_num_threads(1)  # a small model: one CPU thread is faster, and what dlc uses\n" \
