@@ -15,7 +15,7 @@ from . import ast as A
 from .bind import Binder
 from .diagnostics import MISSING, Diagnostics, Span, did_you_mean
 from .expand import LayerExpander, collect_blocks, name_layers
-from .spaces import SEARCH_FUNCS, Overrides
+from .spaces import SEARCH_FUNCS, Overrides, _inner_space
 from .spec import Data, Spec
 from .training import Search, Train
 from .wording import explain
@@ -62,6 +62,9 @@ class Resolver(Binder):
                 continue
             seen[st.key] = st.key_span
             value = st.value
+            if cls is Search and self._searched_search(st):
+                meant.add(st.key)
+                continue
             if cls is Search and st.key == "objective":
                 value = _objective_record(st.value, self.d)
             kwargs.append(A.Kwarg(st.key, st.key_span, value))
@@ -115,6 +118,15 @@ class Resolver(Binder):
                 self.d.add("E201", f"invalid model: {err['msg']}", m.name_span)
             return None
         return name_layers(spec)
+
+    def _searched_search(self, st: A.Assign) -> bool:
+        """Report a search space in the search block (`trials: choice(10, 20)`): it says how the search runs,
+        one value for the whole study, and best.dlspec drops the block. True when there is one."""
+        searched = _inner_space(st.value, {})
+        if searched is not None:
+            self.d.add("E501", f"the search block's {st.key} cannot be searched: it says how the search runs",
+                       searched.span, "give it one value, and search the model and its training")
+        return searched is not None
 
     def _searched_input(self, v: A.Value) -> bool:
         """Report a search space in the input shape (`input: (choice(4, 8))`): every trial's data has one

@@ -23,7 +23,7 @@ import math
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from . import ast as A
 from .datarows import home_expanded
@@ -204,10 +204,23 @@ def concretize(compiled, spaces: list[Space], values: dict[str, Any], note: str 
     file there."""
     source, tree = compiled.source, compiled.tree
     starts = _offsets(source)
+    model = tree.models[0]
+    paths = _data_paths(model) if new_dir is not None and base_dir is not None else []
+
+    def moved(path: str) -> str | None:  # (a relative data path as text that reads the file from new_dir)
+        assert new_dir is not None and base_dir is not None
+        p = home_expanded(Path(path))
+        return None if p.is_absolute() else quote(Path(_relpath(base_dir / p, new_dir)).as_posix())
+
+    # a searched data path (`csv(choice("a.csv", "b.csv"))`): its value is rewritten as a written one is
+    searched_paths = {(p.name_span.line, p.name_span.col) for p in paths if isinstance(p, A.Call)}
     edits: list[tuple[int, int, str]] = []
     for sp in spaces:
-        edits.append((_offset(starts, *sp.at), _offset(starts, *sp.end), value_text(sp, values[sp.name])))
-    model = tree.models[0]
+        value = values[sp.name]
+        text = value_text(sp, value)
+        if sp.at in searched_paths and isinstance(value, str):
+            text = moved(value) or text
+        edits.append((_offset(starts, *sp.at), _offset(starts, *sp.end), text))
     for st in model.body:
         if isinstance(st, A.Section) and st.name == "search":
             a = starts[st.span.line - 1]
@@ -219,14 +232,10 @@ def concretize(compiled, spaces: list[Space], values: dict[str, Any], note: str 
             else:
                 edits.append((_offset(starts, st.span.line, st.span.col),
                               _offset(starts, end_line, st.span.end_col), ""))
-    if new_dir is not None and base_dir is not None:
-        for s in _data_paths(model):
-            p = home_expanded(Path(s.value))
-            if not p.is_absolute():
-                rel = Path(_relpath(base_dir / p, new_dir))
-                text = quote(rel.as_posix())
-                edits.append((_offset(starts, s.span.line, s.span.col),
-                              _offset(starts, s.span.end_line, s.span.end_col), text))
+    for s in paths:
+        if isinstance(s, A.Str) and (rel := moved(s.value)) is not None:
+            edits.append((_offset(starts, s.span.line, s.span.col),
+                          _offset(starts, s.span.end_line, s.span.end_col), rel))
     out = source
     for a, b, text in sorted(edits, key=lambda e: e[0], reverse=True):
         out = out[:a] + text + out[b:]
@@ -239,20 +248,24 @@ def _relpath(target: Path, start: Path) -> str:
     return os.path.relpath(target.resolve(), start.resolve())
 
 
-def _data_paths(model: A.Model) -> list[A.Str]:
+def _data_paths(model: A.Model) -> list[A.Str | A.Call]:
     """The file paths written in the data section's source (csv/npz/mnist: the first argument or path=;
-    npy: both arguments, x= and y=)."""
-    out: list[A.Str] = []
+    npy: both arguments, x= and y=): each a string, or the search-space call that chooses it."""
+    out: list[A.Str | A.Call] = []
     for st in model.body:
         if isinstance(st, A.Section) and st.name == "data":
             for d in st.body:
                 if isinstance(d, A.Assign) and d.key == "source" and isinstance(d.value, A.Call):
                     call = d.value
                     keys = ("x", "y") if call.name == "npy" else ("path",)
-                    out.extend(a for a in call.args[:len(keys)] if isinstance(a, A.Str))
+                    out.extend(a for a in call.args[:len(keys)] if _path_value(a))
                     out.extend(kw.value for kw in call.kwargs
-                               if kw.key in keys and isinstance(kw.value, A.Str))
+                               if kw.key in keys and _path_value(kw.value))
     return out
+
+
+def _path_value(v: A.Value) -> TypeGuard[A.Str | A.Call]:
+    return isinstance(v, A.Str) or (isinstance(v, A.Call) and v.name == "choice")
 
 
 # ------------------------------------------------------------------------------------------------ refine

@@ -80,6 +80,20 @@ def test_an_objective_that_cannot_be_read_is_reported_once():
         ("E201", _at(text, "bogus")), ("E201", _at(text, '"val_los"'))]
 
 
+@pytest.mark.parametrize(("old", "new"), [
+    ("trials: 30", "trials: choice(2, 3)"), ("method: tpe ", "method: choice(grid, random) "),
+    ("prune: median", "prune: choice(median, none)"),
+    ("objective: minimize val_loss", "objective: choice(val_loss, val_accuracy)")])
+def test_the_search_block_itself_cannot_be_searched(old, new):
+    """`trials: choice(2, 3)` was a parameter of the study (`search.trials` in the trials' table), which no
+    trial uses, and best.dlspec, whose search block is dropped, came out with a `{` never closed: E501 at the
+    space, the only error."""
+    text = _tune_spec((old, new))
+    diags = _check(text)
+    assert [(d.code, _where(d)) for d in diags] == [("E501", _at(text, "choice(", new.split(":")[0]))]
+    assert "cannot be searched" in diags[0].message
+
+
 # ------------------------------------------------------------------------------- each option in context
 
 

@@ -147,6 +147,30 @@ def test_spaces_grid_and_concrete_spec(tmp_path):
     assert c.spec.layers[0].activation.name == c.spec.layers[1].activation.name == "tanh"
 
 
+def test_a_searched_data_path_reads_the_same_file_from_best_dlspec(tmp_path):
+    """`csv(choice("data/a.csv", "data/b.csv"))`: best.dlspec, in the tune folder, named the chosen file as
+    written (relative to the spec), so `dlc run best.dlspec` could not find it; it is rewritten as a written
+    path is."""
+    (tmp_path / "data").mkdir()
+    for name in ("a", "b"):
+        (tmp_path / "data" / f"{name}.csv").write_text("a,b,y\n" + "".join(f"{i},{i % 3},{i % 2}\n"
+                                                                           for i in range(20)))
+    spec = tmp_path / "m.dlspec"
+    spec.write_text(MULTI.replace('csv("data/t.csv"', 'csv(choice("data/a.csv", "data/b.csv")'))
+    r = compile_file(spec)
+    assert r.ok, r.render()
+    sp = spaces_of(r)
+    assert sp[0].name == "data.source.path"
+    values = {s.name: grid_points(s)[1] for s in sp}
+    out = tmp_path / "elsewhere"
+    out.mkdir()
+    text = concretize(r, sp, values, "searched", base_dir=tmp_path, new_dir=out)
+    assert 'csv("../data/b.csv"' in text
+    c = compile_text(text, str(out / "best.dlspec"), out)
+    assert c.ok, c.render()
+    assert not c.spec.search_spaces
+
+
 def test_refine_rule():
     sp = [Space("u", "choice", (1, 1), (1, 2), [4, 8, 16], ["4", "8", "16"]),
           Space("lr", "loguniform", (2, 1), (2, 2), low=1e-4, high=1e-1),
@@ -543,6 +567,30 @@ def test_a_storage_dlc_cannot_keep_a_study_in_is_a_spec_error(tmp_path, url, hin
     assert not (tmp_path / "t").exists()  # a refused set-up leaves no folder behind
 
 
+@pytest.mark.parametrize("name", ["a?b", "a#b", "a%20b", "ü {x}"])
+def test_the_study_of_a_tune_folder_with_url_characters_in_its_name_is_in_it(tmp_path, name):
+    """--out 'runs/a?b' made the default storage `sqlite:///…/runs/a?b/study.db`, which SQLAlchemy reads as
+    the file runs/a with a query: the study lived beside the tune folder, shared with any --out 'runs/a?c'."""
+    from sqlalchemy.engine import make_url
+
+    from dlc.runtime.tune import _storage_url
+
+    run = tmp_path / name
+    assert make_url(_storage_url(None, run, tmp_path)).database == str(run.resolve() / "study.db")
+
+
+def test_a_storage_folder_that_cannot_be_made_is_one_line(tmp_path):
+    """storage: "sqlite:////proc/nope/x.db" said `dlc: error: [Errno 2] No such file or directory:
+    '/proc/nope'` (exit 1), naming neither the storage nor what was being done, and left the tune folder."""
+    (tmp_path / "file").write_text("")
+    spec = _write(tmp_path, extra=f'\n    storage: "sqlite:///{tmp_path}/file/s.db"', trials=1)
+    rc, _, err = run_cli("tune", spec, "--out", tmp_path / "t")
+    assert rc == 2, err
+    want = f"dlc tune: storage sqlite:///{tmp_path}/file/s.db: cannot make its folder {tmp_path}/file: "
+    assert err.strip().splitlines()[-1].startswith(want), err
+    assert not (tmp_path / "t").exists()
+
+
 def test_a_device_the_trials_cannot_use_is_refused_before_the_search(tmp_path):
     """--device cuda without a GPU failed every trial, and the failures counted towards --trials, so the same
     command with --device cpu then ran nothing; it is refused before any trial now (exit 2, no folder)."""
@@ -591,6 +639,33 @@ def test_a_shared_study_continued_from_another_out_finds_its_trials(tmp_path):
     assert rc == 0, err
     rc, out, err = run_cli("doctor", tmp_path / "b")
     assert rc == 0, err
+
+
+@pytest.mark.parametrize("method", ["random", "tpe"])
+def test_two_tune_processes_on_one_study_do_not_draw_each_others_points(tmp_path, monkeypatch, method):
+    """Two `dlc tune` processes that open one study together (workers sharing a storage) each seeded their
+    sampler with the spec's seed plus the trials in the study then, none, so they drew the same points in
+    turn: trials 0 and 1 had the same learning rate, 2 and 3 too. Each trial's draw is seeded by its number.
+    (No training: the trials' processes are stand-ins.)"""
+    from types import SimpleNamespace
+
+    from dlc.runtime import tune as T
+
+    monkeypatch.setattr(T, "_Worker", lambda job, mode: SimpleNamespace(pid=os.getpid()))
+    p = _write(tmp_path, method=method, trials=4, extra='\n    storage: "sqlite:///shared.db"')
+    result = compile_file(p)
+    searches = [T._Search(result, str(p), spaces_of(result), None, backend="torch", device="cpu",
+                          out=str(tmp_path / name), trials=None, workers=1, threads=1, study=None)
+                for name in ("a", "b")]
+    for search in searches:
+        search.open()
+    running: dict = {}
+    for _ in range(2):
+        for search in searches:
+            assert search._start_next(running)
+    trials = searches[0].study.get_trials(deepcopy=False)
+    lrs = [t.params["optimizer.learning_rate"] for t in sorted(trials, key=lambda t: t.number)]
+    assert len(set(lrs)) == 4, lrs
 
 
 def test_a_choice_of_calls_trains_each_call(tmp_path):

@@ -211,6 +211,28 @@ def test_the_live_line_says_which_trial_runs_and_the_best():
     assert status_text(_standing(running={})) == ""
 
 
+@pytest.mark.parametrize(("done", "trials", "grid", "line"), [
+    (2, 4, None, "resuming: 2 of 4 trials done"),
+    (4, 2, None, "resuming: 4 trials done, 2 asked for: nothing to run (a larger --trials continues the "
+                 "search)"),
+    (4, 4, 4, "resuming: 4 trials done, 4 asked for: nothing to run (every point of the grid is done)")])
+def test_a_resumed_search_with_nothing_left_says_so(done, trials, grid, line):
+    """The same --out again with --trials at or below the trials done said `resuming: 4 of 2 trials done`."""
+    from rich.console import Console
+
+    from dlc.cli import tune
+
+    screen = io.StringIO()
+    display = tune._Display(Console(file=screen, width=300, soft_wrap=True))
+    display.started(SimpleNamespace(spec_name="m", method="grid" if grid else "tpe", grid_size=grid,
+                                    target=trials, trials=trials, backend="torch", workers=1,
+                                    direction="minimize", metric="val_loss", prune="none", run=Path("runs/t"),
+                                    study="m",
+                                    storage="sqlite:///t.db", refined=None, spaces=[], done_before=done,
+                                    requeued=0, trial_nproc=1))
+    assert line in screen.getvalue().splitlines()
+
+
 @pytest.mark.parametrize("terminal", [True, False])
 def test_the_live_line_is_drawn_on_a_terminal_only_and_erased_before_a_row(terminal):
     from rich.console import Console

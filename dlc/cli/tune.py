@@ -105,7 +105,13 @@ class _Display(api.Reporter):
             again = plan.requeued
             queued = f", {again} crashed or interrupted trial{'s' if again > 1 else ''} queued again" \
                 if again else ""
-            self.console.print(f"resuming: {plan.done_before} of {plan.target} trials done{queued}")
+            if plan.done_before >= plan.target:  # (`4 of 2 trials done` read as a miscount)
+                more = "every point of the grid is done" if plan.grid_size is not None \
+                    and plan.target >= plan.grid_size else "a larger --trials continues the search"
+                self.console.print(f"resuming: {plan.done_before} trials done, {plan.target} asked for: "
+                                   f"nothing to run ({more}){queued}")
+            else:
+                self.console.print(f"resuming: {plan.done_before} of {plan.target} trials done{queued}")
 
     def standing(self, standing) -> None:
         self.live.show(standing)

@@ -5,11 +5,12 @@ distributions, so all sampling happens in one place and is seeded from the spec'
 process per trial (dlc/runtime/tune_worker.py), keeps at most --workers of them running, and marks trials
 whose process died. Workers write their results to the study's storage themselves.
 
-- Samplers: `random` and `tpe` (seeded with the spec's seed plus the number of trials already in the study, so
-  a resumed search draws new points); `grid` enumerates the grid of compiler/search.py in the parent and
-  enqueues each point once (`enqueue_trial`): workers only ever run enqueued points, so no point runs twice,
-  whatever the number of workers. The grid has min(trials, grid size) points; `--trials` with more runs the
-  rest.
+- Samplers: `random` and `tpe`, seeded for each trial with the spec's seed plus the trial's number in the
+  study (the number of trials in it when it is asked for, under the study lock), so a resumed search draws new
+  points, and two `dlc tune` processes on one study do not draw the same points in turn; `grid` enumerates
+  the grid of compiler/search.py in the parent and enqueues each point once (`enqueue_trial`): workers only
+  ever run enqueued points, so no point runs twice, whatever the number of workers. The grid has
+  min(trials, grid size) points; `--trials` with more runs the rest.
 - Pruning (`prune: median`): Optuna's MedianPruner on the objective reported after every epoch (every fold for
   a cv_ objective); see tune_worker.PRUNE_* for when it starts.
 - Objective value: the metric in the history row of the epoch whose weights the run ends with (the last epoch,
@@ -148,16 +149,26 @@ def _blockers(result) -> list[Diagnostic]:
 def _storage_url(spec_storage: str | None, run: Path, base_dir: Path) -> str:
     """The study's storage URL: `run`/study.db by default; a relative sqlite path is relative to the spec's
     folder `base_dir` (as every path in a spec is) and made absolute."""
+    from sqlalchemy.engine import URL, make_url
+
     if not spec_storage:
-        return f"sqlite:///{(run / 'study.db').resolve()}"
-    from sqlalchemy.engine import make_url
+        # (a URL, so a folder named `a?b` or `a#b` is escaped: `sqlite:///…/a?b/study.db` kept the study in a
+        # file `a` beside the tune folder, which another --out `a?c` shared)
+        return URL.create("sqlite", database=str((run / "study.db").resolve())).render_as_string(
+            hide_password=False)
 
     url = make_url(spec_storage)
     if url.drivername.startswith("sqlite") and url.database and url.database != ":memory:":
         db = home_expanded(Path(url.database))
         if not db.is_absolute():
             db = (base_dir / db).resolve()
-        db.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            db.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:  # (it said only `[Errno 2] No such file or directory: '/proc/x'`, exit 1)
+            if rundir.disk_full(e):
+                raise
+            raise TuneError(f"storage {spec_storage}: cannot make its folder {db.parent}: "
+                            f"{e.strerror or e}") from None
         return url.set(database=str(db)).render_as_string(hide_password=False)
     return spec_storage
 
@@ -877,7 +888,12 @@ class _Search:
         self.spec_file = Path(spec_path).resolve()
         if not (self.run / self.spec_file.name).exists():
             rundir.copy_spec(self.run, spec_path)
-        self.url = _storage_url(search.storage, self.run, self.spec_file.parent)
+        try:
+            self.url = _storage_url(search.storage, self.run, self.spec_file.parent)
+        except TuneError:
+            if self.fresh:  # (a refused set-up leaves no folder behind, as in tune())
+                shutil.rmtree(self.run, ignore_errors=True)
+            raise
         self.lock = _StudyLock(None, self.url, self.study_name, self.run)
         # set by open()
         self.study: optuna.Study
@@ -1144,6 +1160,9 @@ class _Search:
             left = self.target - n_done - n_running
             # grid: only queued points, so a point can never run twice (ask pops a queued one)
             if left > 0 and (self.grid is None or n_waiting):
+                # (seeded by the trial's number: two processes that opened the study together, each with
+                # a sampler of its own, drew the same points in turn)
+                self.study.sampler = _sampler(self.method, self.spec.seed + len(all_trials), self.trials)
                 trial = self.study.ask(self.distributions)
                 trial.set_user_attr("dlc_host", HOST)
                 trial.set_user_attr("dlc_parent_pid", os.getpid())
