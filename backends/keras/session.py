@@ -4,6 +4,8 @@ saving, checkpoints)."""
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import sys
 from pathlib import Path
@@ -41,14 +43,32 @@ def check_device(device: str | None, processes: int = 1) -> None:
                            "GPU); use --backend torch for CUDA")
 
 
-def without_cpu_float16_fusion() -> None:
+# the Session calls that run the model's graphs
+GRAPH_CALLS = ("train_epoch", "evaluate", "predict", "probe")
+
+
+@contextlib.contextmanager
+def cpu_float16_fusion_off():
     """Mixed precision: TensorFlow's graph optimizer fuses MatMul + BiasAdd + activation ("remapping"), and on
     the CPU its 16-bit fused kernels are slow beyond reason (a Dense(2048) network's predict on 64 rows: 11.7
-    s, 0.16 s without it, 0.02 s called directly). The option is the process's; a mixed run is the process's
-    only training, and a float32 one after it in the same process trains to the same bits without it (digits
-    MLP, CNN and residual CNN, 30 steps: max |diff| 0)."""
-    if not tf.config.list_physical_devices("GPU"):
-        tf.config.optimizer.set_experimental_options({"remapping": False})
+    s, 0.16 s without it, 0.02 s called directly). The option is the process's, and a float32 model's fused
+    elu, tanh or sigmoid round differently from the unfused ops (8 of 110 fixtures, 1 ulp), so it is off only
+    while a mixed session's graphs run, and put back after."""
+    before = tf.config.optimizer.get_experimental_options().get("remapping", True)
+    tf.config.optimizer.set_experimental_options({"remapping": False})
+    try:
+        yield
+    finally:
+        tf.config.optimizer.set_experimental_options({"remapping": before})
+
+
+def _without_fusion(call):
+    """`call` run under cpu_float16_fusion_off."""
+    @functools.wraps(call)
+    def unfused(*args, **kwargs):
+        with cpu_float16_fusion_off():
+            return call(*args, **kwargs)
+    return unfused
 
 
 def limit_threads(threads: int) -> None:
@@ -143,8 +163,6 @@ class Session(Trainer):
         ctx = lw.Context(TARGET, spec)
         layers = lw.evaluate(network_expr(spec, TARGET, container="network"), ns)
         optimizer = lw.evaluate(ctx.lower(spec.optimizer), ns)
-        if spec.train.mixed:
-            without_cpu_float16_fusion()
         if spec.train.precision == "mixed_float16":  # dynamic loss scaling, Keras' own
             optimizer = keras.optimizers.LossScaleOptimizer(optimizer, initial_scale=LOSS_SCALE.initial_scale,
                                                             dynamic_growth_steps=LOSS_SCALE.growth_steps)
@@ -155,6 +173,9 @@ class Session(Trainer):
         n_stats = stats_size(task, spec.output_shape()[-1], [m.name for m in spec.metrics])
         super().__init__(layers, spec.input, optimizer, loss, task=task, n_stats=n_stats,
                          weight_shapes=shapes, step=step, output=output, dtype=dtype, name=spec.name)
+        if spec.train.mixed and not tf.config.list_physical_devices("GPU"):
+            for name in GRAPH_CALLS:
+                setattr(self, name, _without_fusion(getattr(self, name)))
         if weights is not None:
             self.set_weights(weights)
 
