@@ -109,6 +109,15 @@ def structural(err: ErrorDetails) -> str | None:
     return None
 
 
+# a setting's value under another tool's or the tuning guides' name: (dlc's name, why)
+_BAYESIAN = ("tpe", "dlc's Bayesian search: Optuna's Tree-structured Parzen Estimator")
+KNOWN_AS = {"bayes": _BAYESIAN, "bayesian": _BAYESIAN, "bayesian_optimization": _BAYESIAN, "bo": _BAYESIAN,
+            "gp": _BAYESIAN, "hyperopt": _BAYESIAN, "optuna": _BAYESIAN,
+            "grid_search": ("grid", "every point of the grid"),
+            "gridsearch": ("grid", "every point of the grid"),
+            "random_search": ("random", "random points"), "randomsearch": ("random", "random points")}
+
+
 def humane(msg: str, err: ErrorDetails) -> str:
     plain = structural(err)
     if plain is not None:
@@ -120,6 +129,9 @@ def humane(msg: str, err: ErrorDetails) -> str:
         allowed = re.findall(r"'([^']*)'", str((err.get("ctx") or {}).get("expected", "")))
         given = err.get("input")
         hint = did_you_mean(given, allowed) if isinstance(given, str) and allowed else None
+        if isinstance(given, str) and KNOWN_AS.get(given.lower(), ("",))[0] in allowed:
+            name, why = KNOWN_AS[given.lower()]
+            hint = f"did you mean '{name}' ({why})?"
         return f"{hint} ({expected})" if hint else expected
     return msg.replace("Input should be", "must be")
 

@@ -177,3 +177,13 @@ def test_a_search_space_misspelt_or_from_another_tuner_is_named(written, hint):
     assert [d.code for d in errors] == ["E201"]
     assert hint in errors[0].hint
     assert "choice(...), uniform(...), loguniform(...), int_uniform(...)" in errors[0].hint
+
+
+@pytest.mark.parametrize(("written", "meant"), [("bayes", "tpe"), ("Bayesian", "tpe"), ("hyperopt", "tpe"),
+                                                ("grid_search", "grid"), ("random_search", "random")])
+def test_another_tools_name_for_a_search_method_names_dlcs(written, meant):
+    """`method: bayes` (the guides' "Bayesian search") said only "expected 'grid', 'random' or 'tpe'"."""
+    text = _tune_spec(("method: tpe", f"method: {written}"))
+    (d,) = _check(text)
+    assert d.code == "E201" and _where(d) == _at(text, written)
+    assert d.hint is not None and d.hint.startswith(f"did you mean '{meant}' (")
