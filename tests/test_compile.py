@@ -10,8 +10,9 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
-from conftest import kill_after_epochs, run_cli
+from conftest import ROOT, kill_after_epochs, run_cli
 
 SPEC = """
 model compiled {
@@ -95,3 +96,17 @@ def test_compile_with_nproc_is_refused_not_ignored(tmp_path):
     rc, _, err = run_cli("run", spec, "--compile", "--nproc", "2", "--out", tmp_path / "p")
     assert rc == 2 and "--compile and --nproc cannot be used together" in err
     assert not (tmp_path / "p").exists()
+
+
+@pytest.mark.parametrize(("backend", "name"), [("torch", "torch.py"), ("keras", "keras.py"),
+                                               ("torch", "numpy.py"), ("keras", "math.py")])
+def test_a_script_named_as_a_module_it_imports_is_refused(tmp_path, backend, name):
+    """`-o torch.py`: the script would import itself instead of PyTorch (its folder comes first in sys.path)
+    and fail at its first line; refused before anything is written."""
+    out = tmp_path / name
+    rc, _, err = run_cli("compile", ROOT / "specs" / "iris.dlspec", "--emit", backend, "-o", out)
+    stem = name.removesuffix(".py")
+    assert (rc, err) == (2, f"dlc: error: --output {out}: the script imports {stem}, and saved as {name} it "
+                            "would import itself instead (Python looks in the script's folder first): give "
+                            f"it another name, e.g. {stem}_model.py\n")
+    assert not out.exists()

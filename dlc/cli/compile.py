@@ -10,6 +10,7 @@ import typer
 from dlc import api
 from dlc.cli import options as o
 from dlc.cli.common import check_output_file, check_output_target, compiled, write_output
+from dlc.cli.errors import EXIT_SPEC, CommandError, error_line
 
 NAME = "compile"
 
@@ -50,8 +51,23 @@ def command(
         return
     script = api.emit(result.spec.with_source_file(spec), target)
     if output:
+        check_not_shadowing(output, script)
         write_output("--output", output, script)
         Path(output).chmod(0o755)
         print(f"wrote {output}", file=sys.stderr)
     else:
         sys.stdout.write(script)
+
+
+def check_not_shadowing(output: str, script: str) -> None:
+    """A script saved as `torch.py` (or under the name of anything else it imports) imports itself instead:
+    Python looks in the script's own folder first. Refused before it is written."""
+    import re
+
+    modules = set(re.findall(r"^\s*(?:import|from)\s+([A-Za-z_]\w*)", script, re.MULTILINE))
+    stem = Path(output).stem
+    if Path(output).suffix == ".py" and stem in modules:
+        raise CommandError(error_line(
+            f"--output {output}: the script imports {stem}, and saved as {Path(output).name} it would import "
+            f"itself instead (Python looks in the script's folder first): give it another name, e.g. "
+            f"{stem}_model.py"), EXIT_SPEC)
