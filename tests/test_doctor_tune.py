@@ -192,3 +192,17 @@ def test_a_real_tune_run(tmp_path):
     assert 1e-3 <= lo <= got["best_region"][LR]["best"] <= hi <= 1.0
     assert (tmp_path / "tune" / "importance.png").is_file()
     assert foreign_entries(tmp_path / "tune") == []
+
+
+@pytest.mark.parametrize(("command", "instead"), [("doctor", "diagnose"), ("plot", "plot")])
+def test_a_tune_stopped_before_it_wrote_tune_json_says_to_run_it_again(tmp_path, command, instead):
+    """A `dlc tune` killed (kill -9, a lost session) leaves trials/ and study.db but no tune.json: doctor and
+    plot said 'without a best trial yet' although trials had completed; the same command writes it."""
+    run = tmp_path / "t"
+    (run / "trials" / "0000").mkdir(parents=True)
+    (run / "study.db").write_bytes(b"")
+    rc, _, err = run_cli(command, run)
+    assert rc == 1
+    assert err == (f"dlc: error: '{run}' is a tune run stopped before it wrote tune.json: run the same "
+                   f"`dlc tune` command again (it continues the search and writes it), or {instead} a trial "
+                   "folder, e.g. its trials/0000\n")

@@ -94,6 +94,18 @@ def not_a_run(run: Path) -> RunDirError:
     return RunDirError(f"no such run directory '{run}'")
 
 
+def tune_without_best(run: Path, instead: str) -> RunDirError:
+    """The error for a tune folder without a best trial to show; `instead`: what to do with a trial folder
+    (`diagnose`, `plot`). Without tune.json the search was stopped (killed) before it wrote one: the same
+    `dlc tune` command continues it and writes it."""
+    if not (run / "tune.json").is_file() and (run / "trials").is_dir():
+        return RunDirError(f"'{run}' is a tune run stopped before it wrote tune.json: run the same "
+                           f"`dlc tune` command again (it continues the search and writes it), or "
+                           f"{instead} a trial folder, e.g. its trials/0000")
+    return RunDirError(f"'{run}' is a tune run without a best trial yet (no tune.json with a completed "
+                       f"trial); {instead} a trial folder, e.g. its trials/0000")
+
+
 def run_state(run: Path) -> RunState:
     """How far the run folder `run` got (see RunState); RunDirError when it is not a dlc run folder."""
     run = Path(run)
@@ -344,8 +356,7 @@ def histories(paths: Sequence[str | Path]) -> list[tuple[str, list[dict]]]:
         elif kind == "tune":
             best = (_load(p / "tune.json") or {}).get("best")
             if not best:
-                raise RunDirError(f"'{p}' is a tune run without a best trial yet (no tune.json with a "
-                                  "completed trial); plot a trial folder, e.g. trials/0000")
+                raise tune_without_best(p, "plot")
             trial = trial_folder(p, best)
             if (trial / "cv.json").exists() or list(trial.glob("fold_*")):
                 folds = sorted(trial.glob("fold_*"), key=lambda f: int(f.name.split("_")[1]))

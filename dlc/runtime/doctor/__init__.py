@@ -34,7 +34,7 @@ from dlc.runtime.doctor.rules import (
     ranked,
 )
 from dlc.runtime.rundir import folder_kind, write_text
-from dlc.runtime.runs import RunDirError, not_a_run, read_json, trial_folder
+from dlc.runtime.runs import RunDirError, not_a_run, read_json, trial_folder, tune_without_best
 
 EVIDENCE = "evidence.json"
 FIXED = "doctor.dlspec"
@@ -368,8 +368,7 @@ def _tune(run: Path, target: float | None) -> Report:
     tune = _json(run / "tune.json")
     best = (tune or {}).get("best")
     if not tune or not best or not isinstance(best.get("number"), int):
-        raise RunDirError(f"'{run}' is a tune run without a best trial yet (no tune.json with a completed "
-                          "trial); diagnose a trial folder, e.g. its trials/0000")
+        raise tune_without_best(run, "diagnose")
     n = best["number"]
     trial = trial_folder(run, best)
     notes: list[str] = []
