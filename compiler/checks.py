@@ -678,10 +678,22 @@ def source_rows(src, base_dir: Path) -> tuple[int, list[tuple[object, int]] | No
             shape = npy_header(resolve_path(base_dir, src.x))[1]
         except (OSError, ValueError):
             return None
-        return (shape[0], None) if shape else None
+        if not shape:
+            return None
+        y = resolve_path(base_dir, src.y)
+        try:
+            head = npy_header(y)
+        except (OSError, ValueError):
+            return shape[0], None
+        return shape[0], _target_class_rows(y, None, *head, shape[0])
     if isinstance(src, Npz):
-        n = npz_rows(resolve_path(base_dir, src.path), src.x)
-        return (n, None) if n is not None else None
+        path = resolve_path(base_dir, src.path)
+        n = npz_rows(path, src.x)
+        if n is None:
+            return None
+        arrays = npz_arrays(path, (src.y,))
+        heads = arrays[1] if not isinstance(arrays, str) else {}
+        return n, (_target_class_rows(path, src.y, *heads[src.y], n) if src.y in heads else None)
     if isinstance(src, Csv):
         return csv_counts(resolve_path(base_dir, src.path), src.target)
     if isinstance(src, Mnist):
@@ -981,6 +993,33 @@ def _target_values(path: Path, key: str | None, descr: str, shape: tuple[int, ..
     except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, NotImplementedError, RuntimeError):
         return None
     return [float(v) for v in values] if np.isfinite(values).all() else None
+
+
+def _target_class_rows(path: Path, key: str | None, descr: str, shape: tuple[int, ...],
+                       n: int) -> list[tuple[object, int]] | None:
+    """(class, rows) of each class of a target array of labels (an .npy file, `key` None, or array `key` of
+    an .npz archive) of one label per sample for the `n` samples, when it is small enough to read
+    (MAX_TARGETS_READ) and holds whole numbers: what a stratified split needs of every class, so that
+    kfold(k=21, stratify=true) over a class of 20 rows is E303 before training (and `dlc cv --k 21`), as for
+    the bundled sets. None when not known so (one-hot rows, fractions, too large, unreadable)."""
+    import numpy as np
+
+    if not shape or shape[0] != n or (len(shape) != 1 and shape[1:] != (1,)) \
+            or math.prod(shape) > MAX_TARGETS_READ or descr[1:2] not in tuple("biuf"):
+        return None
+    try:
+        if key is None:
+            y = np.load(path, mmap_mode="r", allow_pickle=False)
+        else:
+            with np.load(path, allow_pickle=False) as f:
+                y = f[key]
+        labels = np.asarray(y, dtype=np.float64).reshape(-1)
+    except (OSError, ValueError, EOFError, KeyError, NotImplementedError, RuntimeError):
+        return None
+    if not np.isfinite(labels).all() or not np.array_equal(labels, np.round(labels)):
+        return None
+    classes, counts = np.unique(labels, return_counts=True)
+    return [(int(c), int(k)) for c, k in zip(classes, counts, strict=True)]
 
 
 def _check_target_shape(spec: Spec, shape: tuple[int, ...], what: str, m: A.Model, d: Diagnostics) -> None:

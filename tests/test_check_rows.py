@@ -268,3 +268,32 @@ def test_a_truncated_or_foreign_idx_file_is_not_counted(tmp_path):
 
 def test_a_missing_mnist_folder_keeps_its_own_error(tmp_path):
     assert [x.code for x in _errors(_mnist_spec("kfold(k=30)"), tmp_path)] == ["E401"]
+
+
+# ------------------------------------------------------------------------------------------- npz, npy
+
+NPZ_LABELS = [1, 0, 2, 1, 1, 0, 2, 1, 0]
+
+
+@pytest.mark.parametrize("source", ['npz("d.npz")', 'npy("x.npy", "y.npy")'])
+@pytest.mark.parametrize("split", SPLITS + ["kfold(k=2, stratify=true)"])
+def test_check_refuses_what_the_runtime_refuses_of_npz_and_npy_labels(tmp_path, split, source):
+    """An .npz archive's or .npy file's small label array is read for its classes: a stratified split it
+    cannot make is E303 before training (`dlc cv --k 21` of a class of 20 rows failed after making the
+    run folder), exactly when the runtime refuses it."""
+    y = np.array(NPZ_LABELS, dtype=np.int64)
+    x = np.arange(2 * len(y), dtype=np.float32).reshape(len(y), 2)
+    np.savez(tmp_path / "d.npz", x=x, y=y)
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", y)
+    text = _spec(split, source, classes=3)
+    errors = _errors(text, tmp_path)
+    spec = _unchecked(text, tmp_path)
+    try:
+        folds(spec, tmp_path) if "kfold" in split else prepare(spec, tmp_path)
+        refused = False
+    except DataError:
+        refused = True
+    assert bool(errors) == refused, [x.message for x in errors]
+    if split == "kfold(k=4, stratify=true)":  # (class 2 has 2 rows)
+        assert "class 2 has 2 row(s)" in errors[0].message and "k can be 2 at most" in (errors[0].hint or "")

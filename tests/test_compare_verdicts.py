@@ -266,3 +266,51 @@ def test_kfold_spec_compares_fold_1(tmp_path):
     s = json.loads(out)
     assert rc == (0 if s["passed"] else 1), err
     assert s["split"] == "val" and "fold 1 of 3" in s["note"]
+
+
+DIVERGES = """
+model diverges {
+  seed: 5
+  data {
+    source: npz("d.npz")
+    split: kfold(k=2)
+  }
+  input: (4)
+  layers {
+    Dense(64, activation=relu)
+    Dense(64, activation=relu)
+    Dense(1)
+  }
+  loss: mse
+  metrics: [mae]
+  optimizer: SGD(lr=1e6)
+  train {
+    epochs: 3
+    batch_size: 4
+  }
+}
+"""
+
+
+def test_json_is_strict_json():
+    from dlc.cli.compare import _strict
+
+    c = {"a": math.inf, "b": [1.0, math.nan, {"c": -math.inf}], "d": "x", "e": 2}
+    want = '{"a": null, "b": [1.0, null, {"c": null}], "d": "x", "e": 2}'
+    assert json.dumps(_strict(c), allow_nan=False) == want
+
+
+def test_a_diverged_run_gives_strict_json_and_no_numpy_warning(tmp_path):
+    """3 steps of SGD at lr 1e6: finite losses (1e192), then a val_loss of inf on both backends. --json
+    printed `Infinity` and `NaN` (max_abs_val_loss_diff: inf − inf), which jq refuses; numpy warned."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, 4)).astype("float32")
+    np.savez(tmp_path / "d.npz", x=x, y=(x[:, 0] > 0).astype("int64"))
+    (tmp_path / "d.dlspec").write_text(DIVERGES)
+    rc, out, err = run_cli("compare", tmp_path / "d.dlspec", "--steps", "3", "--json")
+
+    def refuse(name):
+        raise AssertionError(f"{name} in --json")
+    c = json.loads(out, parse_constant=refuse)
+    assert c["val_losses"]["torch"] == [None] and c["max_abs_val_loss_diff"] == 0.0
+    assert "RuntimeWarning" not in err and rc == (0 if c["passed"] else 1)

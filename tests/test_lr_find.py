@@ -144,6 +144,7 @@ def test_both_backends_give_the_same_curve_in_float64():
     (["--start", "0.1", "--end", "0.1"], "--start must be below --end"),
     (["--steps", "5"], "--steps must be at least 10"),
     (["--start", "0"], "must be positive"),
+    (["--steps", "99999999999999999999"], "--steps must be at most 100000"),  # (was numpy's ValueError)
 ])
 def test_bad_options_are_one_line_exit_2(args, says, tmp_path):
     rc, out, err = run_cli("lr-find", IRIS, *args, "--out", tmp_path / "x.png")
@@ -155,6 +156,8 @@ def test_bad_options_are_one_line_exit_2(args, says, tmp_path):
 def test_an_out_that_cannot_be_written_is_refused_before_training(tmp_path):
     rc, out, err = run_cli("lr-find", IRIS, "--out", tmp_path)
     assert rc == 2 and err.startswith("dlc: error: --out ") and "is a folder" in err and err.count("\n") == 1
+    rc, out, err = run_cli("lr-find", IRIS, "--out", "")
+    assert rc == 2 and "--out: an empty name is not a file" in err and err.count("\n") == 1
     (tmp_path / "file").write_text("")
     rc, out, err = run_cli("lr-find", IRIS, "--out", tmp_path / "file" / "x.png")
     assert rc == 2 and "cannot make its folder" in err and err.count("\n") == 1
@@ -200,3 +203,37 @@ def test_cli_defaults_are_the_apis():
     assert (cli.DEFAULT_STEPS, cli.DEFAULT_START, cli.DEFAULT_END, cli.MIN_STEPS) == \
         (lf.DEFAULT_STEPS, lf.DEFAULT_START, lf.DEFAULT_END, lf.MIN_STEPS)
     assert 100 <= lf.DEFAULT_STEPS <= 300
+
+
+def test_a_range_wider_than_a_float_is_exponential_not_inf():
+    # 1 / 1e-320 overflows: every lr past the first was inf ("the loss became nan at lr inf")
+    lrs = lf.lr_schedule(1e-320, 1.0, 12)
+    assert np.all(np.isfinite(lrs)) and lrs[0] == 1e-320 and lrs[-1] == 1.0 and np.all(np.diff(lrs) > 0)
+    assert np.allclose(np.diff(np.log(lrs)), -math.log(1e-320) / 11, rtol=1e-3)
+    wide = lf.lr_schedule(1e-300, 1e300, 12)
+    assert np.all(np.isfinite(wide)) and wide[-1] == 1e300
+    spec, data = iris()
+    r = lf.run_test(Scripted(lambda lr: 1.0 if lr < 1e-3 else math.nan), spec, data, steps=12, start=1e-300,
+                    end=1e300)
+    json.dumps(r.to_json(), allow_nan=False)  # (--json failed: "Out of range float values")
+    assert "lr inf" not in r.stop_reason
+
+
+def test_an_out_in_a_folder_no_file_can_be_made_in_is_refused_before_training(tmp_path, monkeypatch):
+    # os.access says yes to root on /proc or a read-only mount; the plot failed after the whole test
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Read-only file system")
+    monkeypatch.setattr(lf.tempfile, "mkstemp", refuse)
+    with pytest.raises(lf.LRFindError, match="cannot write a file in its folder"):
+        lf.check_out(tmp_path / "x.png")
+
+
+def test_the_plot_shows_the_descent_not_the_divergence_after_it(tmp_path, monkeypatch):
+    r = lf.run_test(Scripted(valley), *iris(), steps=100, start=1e-6, end=10.0)
+    assert r.smoothed[-1] > 4 * r.min_loss
+    figures = []
+    monkeypatch.setattr(lf, "save_figure", lambda fig, path: figures.append(fig) or path)
+    lf.plot(r, tmp_path / "v.png")
+    lo, hi = figures[0].axes[0].get_ylim()
+    # the descent from 2 to its minimum fills the axis; the divergence runs off its top
+    assert lo <= r.min_loss and 2.0 <= hi < 2.5 < r.smoothed[-1]

@@ -62,13 +62,25 @@ def command(
     else:
         c = api.compare(loaded, DEFAULT_STEPS if steps is None else steps,
                         o.value(dtype) if dtype is not None else "float64")
-    if as_json:
-        print(json.dumps(c))
+    if as_json:  # (strict JSON: a diverged run's inf/NaN as null, as `dlc lr-find --json` has it)
+        print(json.dumps(_strict(c), allow_nan=False))
     elif seeds is not None:
         _show_seeds(loaded.name, c)
     else:
         _show(loaded.name, c)
     return EXIT_OK if c["passed"] else EXIT_RUNTIME
+
+
+def _strict(obj):
+    """`obj` with every non-finite float as None (JSON has no NaN or Infinity: jq and most parsers refuse
+    them)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _strict(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_strict(v) for v in obj]
+    return obj
 
 
 SEED_DEFAULTS = (0.02, 0.05, 0.05)  # --margin, --rel-margin, --alpha

@@ -17,6 +17,7 @@ DEFAULT_STEPS = 200
 DEFAULT_START = 1e-7
 DEFAULT_END = 10.0
 MIN_STEPS = 10
+MAX_STEPS = 100_000
 DEFAULT_OUT = "lr_find.png"
 
 
@@ -25,7 +26,7 @@ def command(
     backend: o.BackendOpt = o.Backend.torch,
     steps: Annotated[int, typer.Option(
         "--steps", metavar="N",
-        help=f"steps of the test, one batch each (at least {MIN_STEPS})")] = DEFAULT_STEPS,
+        help=f"steps of the test, one batch each ({MIN_STEPS} to {MAX_STEPS:,})")] = DEFAULT_STEPS,
     start: Annotated[float, typer.Option(
         "--start", metavar="LR", help="the learning rate of the first step")] = DEFAULT_START,
     end: Annotated[float, typer.Option(

@@ -276,7 +276,8 @@ def _judge(r: _Runs, dtype: str, backends) -> tuple[_Findings, dict[str, Any]]:
         f.reasons.append("a loss became non-finite")
     m = min(len(r.val[a]), len(r.val[b]))
     va, vb = np.array(r.val[a][:m]), np.array(r.val[b][:m])
-    vdiff = np.abs(va - vb)
+    with np.errstate(invalid="ignore"):  # (a val_loss of inf on both: the same value, not NaN)
+        vdiff = np.where(va == vb, 0.0, np.abs(va - vb))
     vover = np.flatnonzero(vdiff > loss_bound(dtype, va))
     if vover.size:
         e = int(vover[0])

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import math
 import os
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,6 +51,7 @@ DEFAULT_START = 1e-7
 DEFAULT_END = 10.0
 DEFAULT_STEPS = 200
 MIN_STEPS = 10
+MAX_STEPS = 100_000  # (more is no finer a curve, and 1e20 steps failed in numpy with an internal error)
 LR_PATH = "optimizer.learning_rate"  # the search space the test replaces
 
 STEEPEST = ("steepest: the middle of the half-decade of lr over which the smoothed loss falls fastest, "
@@ -121,10 +123,15 @@ def check_options(steps: int, start: float, end: float) -> None:
     if steps < MIN_STEPS:
         raise LRFindError(f"--steps must be at least {MIN_STEPS} (got {steps}): the curve needs points to "
                           "smooth")
+    if steps > MAX_STEPS:
+        raise LRFindError(f"--steps must be at most {MAX_STEPS} (got {steps}): the default {DEFAULT_STEPS} "
+                          "already spans the range finely; the test stops where the loss diverges anyway")
 
 
 def check_out(path: str | Path) -> Path:
     """The plot's path, its folder made now (before any training); LRFindError when it cannot be written."""
+    if not str(path).strip():  # (Path("") is ".": "--out . is a folder" named no folder the user gave)
+        raise LRFindError("--out: an empty name is not a file: name the PNG file to write, e.g. lr_find.png")
     path = Path(path)
     if path.is_dir():
         raise LRFindError(f"--out {path} is a folder: name the PNG file to write, e.g. "
@@ -135,6 +142,12 @@ def check_out(path: str | Path) -> Path:
         raise LRFindError(f"--out {path}: cannot make its folder ({e.strerror or e})") from None
     if not os.access(path.parent, os.W_OK):
         raise LRFindError(f"--out {path}: its folder is not writable")
+    try:  # (os.access says yes to root on /proc or a read-only mount: make a file, as the plot will be)
+        fd, probe = tempfile.mkstemp(prefix=".dlc-lr-find-", dir=path.parent)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise LRFindError(f"--out {path}: cannot write a file in its folder ({e.strerror or e})") from None
     return path
 
 
@@ -183,7 +196,11 @@ def data_used(spec: Spec, n_train: int, n_total: int) -> str:
 
 def lr_schedule(start: float, end: float, steps: int) -> np.ndarray:
     """The learning rate of each step: exponential from `start` to `end`, both included."""
-    lrs = start * (end / start) ** (np.arange(steps) / (steps - 1))
+    t = np.arange(steps) / (steps - 1)
+    if math.isfinite(end / start):
+        lrs = start * (end / start) ** t
+    else:  # (1e-320 → 1 overflows the ratio: every lr past the first was inf; in logs it does not)
+        lrs = np.exp(math.log(start) + (math.log(end) - math.log(start)) * t)
     lrs[0], lrs[-1] = start, end  # exactly, not within rounding
     return lrs
 
@@ -319,7 +336,11 @@ def plot(r: LRFind, path: str | Path) -> Path:
     finite = smooth[np.isfinite(smooth)]
     if finite.size:  # the raw loss may spike far above the smoothed curve at the end: keep the curve readable
         lo = min(float(finite.min()), float(raw[np.isfinite(raw)].min(initial=finite.min())))
-        hi = max(float(finite.max()), float(raw[np.isfinite(raw)][: max(1, len(raw) // 10)].max(initial=0)))
+        # the top: the smoothed curve up to its minimum, not the divergence after it (a last smoothed loss
+        # of 62 flattened a descent from 2.3 to 1.5 into the axis), which runs off the top instead
+        upto = smooth[: int(np.nanargmin(np.where(np.isfinite(smooth), smooth, np.nan))) + 1]
+        hi = max(float(upto[np.isfinite(upto)].max()),
+                 float(raw[np.isfinite(raw)][: max(1, len(raw) // 10)].max(initial=0)))
         pad = (hi - lo) * 0.05 or abs(hi) * 0.1 or 1.0
         ax.set_ylim(max(lo - pad, 0) if lo >= 0 else lo - pad, hi + pad)
     ax.set_xlabel("learning rate (log scale)")
