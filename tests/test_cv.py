@@ -141,3 +141,19 @@ def test_a_failed_cross_validation_says_which_fold_and_is_listed_as_failed(tmp_p
     assert rc == 0, err
     (row,) = json.loads(out)
     assert row["status"].startswith(status), row
+
+
+@pytest.mark.parametrize("backend", ["torch", "keras"])
+def test_a_device_that_is_not_here_is_refused_before_the_folder(tmp_path, backend):
+    """`dlc cv --device cuda:7` without that GPU failed in fold 1, after making the run folder, and said
+    `--device cuda`: refused first now, in the words typed, as `dlc run` refuses it."""
+    import torch
+
+    from conftest import ROOT, run_cli
+
+    if torch.cuda.is_available() and torch.cuda.device_count() > 7 and backend == "torch":
+        pytest.skip("this machine has a GPU 7")
+    rc, _, err = run_cli("cv", ROOT / "specs" / "iris.dlspec", "--backend", backend, "--device", "cuda:7",
+                         "--out", tmp_path / "cv")
+    assert rc == 1 and err.startswith("dlc: error: --device cuda:7") and len(err.splitlines()) == 1, err
+    assert not (tmp_path / "cv").exists()

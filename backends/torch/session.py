@@ -61,7 +61,7 @@ def pick_device(device: str) -> torch.device:
     if device in ("auto", None):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError("--device cuda was asked for, but PyTorch sees no CUDA device")
+        raise RuntimeError(f"--device {device} was asked for, but PyTorch sees no CUDA device")
     return torch.device(device)
 
 

@@ -32,6 +32,10 @@ def cross_validate(spec, spec_file: str, backend: str, device: str = "auto", k: 
         raise ValueError(f"k must be a whole number of at least 2 folds, not {k!r}")
     if errors := cv_fold_errors(spec, k, Path(spec_file).resolve().parent):
         raise SpecError(errors, None, spec_file)
+    if device not in ("auto", "cpu"):  # (else every fold fails, the first after the folder is made)
+        from dlc.backends import check_device
+
+        check_device(backend, device)
     run = rundir.new_run_dir(f"{spec.name}-cv", backend, out, replace=replace, kind="cv", spec_file=spec_file)
     if Path(spec_file).is_file():
         rundir.copy_spec(run, spec_file)
