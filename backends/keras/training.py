@@ -141,11 +141,11 @@ class Trainer:
 
         @tf.function(input_signature=[xs, ys, tf.TensorSpec([None], tf.int64)])
         def train_step(x, y, idx):
+            """One step on rows `idx` of (x, y). A batch read on the host (session.HostBatches) comes through
+            this same graph, as (xb, yb, 0..len-1), so that an npy run and the npz run of the same arrays run
+            one graph, optimised once (the gather copies the values exactly), not two graphs that TensorFlow's
+            graph optimizer might rewrite apart."""
             return step(tf.gather(x, idx), tf.gather(y, idx))
-
-        @tf.function(input_signature=[xs, ys])
-        def train_batch(xb, yb):  # a batch gathered on the host (session.HostBatches)
-            return step(xb, yb)
 
         @tf.function(input_signature=[xs, ys])
         def eval_step(xb, yb):
@@ -171,7 +171,7 @@ class Trainer:
                 parts = parts.write(i, tf.cast(st, tf.float64))
             return losses.stack(), parts.stack()
 
-        self._train_step, self._eval_step, self._train_batch = train_step, eval_step, train_batch
+        self._train_step, self._eval_step = train_step, eval_step
         self._eval_all = eval_all
 
     # ---------------------------------------------------------------------------------------- training
@@ -200,7 +200,8 @@ class Trainer:
         for i in range(steps):
             if host:
                 idx = perm[i * batch_size:(i + 1) * batch_size]
-                losses.append(self._train_batch(x[idx], tf.gather(y, batches[i])))
+                losses.append(self._train_step(x[idx], tf.gather(y, batches[i]),
+                                               tf.range(len(idx), dtype=tf.int64)))
             else:
                 losses.append(self._train_step(x, y, batches[i]))
             if progress is not None and time.perf_counter() - last > 0.2:
