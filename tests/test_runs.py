@@ -142,9 +142,12 @@ def test_a_cv_cut_short_is_listed_with_its_backend(tmp_path):
     rc, _, err = run_cli("cv", spec, "--backend", "keras", "--epochs", "1", "--out", tmp_path / "cv",
                          "--quiet")
     assert rc == 0, err
+    assert describe(tmp_path / "cv")["epochs"] == "2 folds"
     (tmp_path / "cv" / "cv.json").unlink()  # as if killed before its end
+    (tmp_path / "cv" / "fold_2" / "metrics.json").unlink()  # in its second fold
     row = describe(tmp_path / "cv")
     assert row["backend"] == "keras" and row["kind"] == "cv"
+    assert row["epochs"] == "1 of 2 folds"  # (it said '2 folds': the folders begun, not the folds done)
 
 
 def test_plot_draws_a_one_epoch_run_and_names_what_it_leaves_out(tmp_path, monkeypatch):

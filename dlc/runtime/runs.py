@@ -263,8 +263,13 @@ def describe(run: Path) -> dict:
 def _describe_cv(run: Path, out: dict) -> None:
     cv = _load(run / "cv.json") or {}
     ir = _load(run / "ir.json") or {}
-    folds = cv.get("folds") or sorted(run.glob("fold_*"))
-    shown = f"{len(folds)} fold{'' if len(folds) == 1 else 's'}"
+    folds = cv.get("folds")
+    # (a fold's folder is made when it begins; a finished one has its metrics.json)
+    done = len(folds) if isinstance(folds, list) else sum((f / "metrics.json").is_file()
+                                                          for f in run.glob("fold_*"))
+    k = cv.get("k") or ((ir.get("data") or {}).get("split") or {}).get("k")
+    shown = f"{done} fold{'' if done == 1 else 's'}" if done == k or not isinstance(k, int) \
+        else f"{done} of {k} folds"
     env = _load(run / "env.json") or {}
     out.update(spec=ir.get("name", "?"), backend=cv.get("backend") or env.get("backend", "?"), epochs=shown,
                final={f"cv_{k}": v for k, v in cv.get("mean", {}).items()},
