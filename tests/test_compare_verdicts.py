@@ -314,3 +314,22 @@ def test_a_diverged_run_gives_strict_json_and_no_numpy_warning(tmp_path):
     c = json.loads(out, parse_constant=refuse)
     assert c["val_losses"]["torch"] == [None] and c["max_abs_val_loss_diff"] == 0.0
     assert "RuntimeWarning" not in err and rc == (0 if c["passed"] else 1)
+
+
+def test_the_float64_weight_bound_scales_with_the_weights():
+    """Final weights are within 1e-8·max(1, |w|), as losses are within 1e-10·max(1, |loss|): weights of 1e300
+    that agree to 1e-15 of themselves were a 'mismatch' by an absolute 1e-8 (a diverging float64 compare whose
+    losses agreed to 4e-16); small weights are judged as before; equal infinities and NaNs agree."""
+    import numpy as np
+
+    from dlc.reference.weights import max_scaled_diff
+    from dlc.runtime.compare import FLOAT64_WEIGHT_TOL
+
+    def w(*values):
+        return {"dense": {"kernel": np.array(values, dtype=np.float64)}}
+
+    assert max_scaled_diff(w(1e300, 0.5), w(1e300 * (1 + 4e-16), 0.5)) < 1e-15
+    assert max_scaled_diff(w(0.5), w(0.5 + 2e-8)) > FLOAT64_WEIGHT_TOL  # (|w| < 1: the absolute bound)
+    assert max_scaled_diff(w(np.inf, np.nan), w(np.inf, np.nan)) == 0.0
+    assert max_scaled_diff(w(np.nan), w(1.0)) == np.inf
+    assert max_scaled_diff(w(1.0), {"dense": {"kernel": np.zeros(2)}}) == np.inf

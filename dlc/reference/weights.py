@@ -37,6 +37,26 @@ def max_abs_diff(a: Weights, b: Weights) -> float:
     return worst
 
 
+def max_scaled_diff(a: Weights, b: Weights) -> float:
+    """The largest |Δ| / max(1, |w|) over the weights of `a` and `b` (|w| the larger of the two): the float64
+    weight bound scales as the loss bound does, so that weights of 1e4 are judged as weights of 1 are. Equal
+    values (infinities, NaNs on both sides) differ by 0; a NaN on one side, or another shape, by inf."""
+    worst = 0.0
+    for lname, ws in a.items():
+        for wname, arr in ws.items():
+            x, y = arr.astype(np.float64), b[lname][wname].astype(np.float64)
+            if x.shape != y.shape:
+                return float("inf")
+            if not x.size:
+                continue
+            same = (x == y) | (np.isnan(x) & np.isnan(y))
+            with np.errstate(invalid="ignore", over="ignore"):
+                d = np.abs(x - y) / np.maximum(1.0, np.maximum(np.abs(x), np.abs(y)))
+            d = np.where(same, 0.0, d)
+            worst = max(worst, float("inf") if np.isnan(d).any() else float(d.max()))
+    return worst
+
+
 def flatten(weights: Weights, prefix: str) -> dict[str, np.ndarray]:
     """{'<prefix><layer>/<weight>': array}: weights as flat named arrays (checkpoints, session states)."""
     return {f"{prefix}{lname}/{wname}": a for lname, ws in weights.items() for wname, a in ws.items()}

@@ -2,8 +2,8 @@
 whether they compute the same thing. Three checks (the numbers are measured: README.md, "Equivalence"):
 
 1. float64, step by step: the proof of the semantics. Every step's loss |Δ| ≤ 1e-10·max(1, |loss|) (the
-   per-epoch validation loss alike), the final weights within 1e-8 and the same course (epochs, early stop,
-   best epoch); initial weights bit-identical.
+   per-epoch validation loss alike), the final weights within 1e-8·max(1, |w|) and the same course
+   (epochs, early stop, best epoch); initial weights bit-identical.
 2. float32, step by step: |Δ| ≤ 2e-6 + 1e-6·|loss| holds only until float32 rounding decides a near-tie
    differently in the two frameworks (a ReLU input or a max-pool window ~1e-8 from a tie, a clip threshold,
    a plateau decision) or a training amplifies rounding: from then on the trajectories differ as two seeds
@@ -31,8 +31,8 @@ import numpy as np
 # digits) amplifies rounding up to 1.3e-13 within 200 steps and 2e-11 within 1000 (README, "Equivalence").
 # Errors of Keras' float32-cast constants (an l2 factor, a momentum: ≥ 1e-9) stay above it.
 FLOAT64_REL_TOL = 1e-10
-# the final weights, where a parameter without a gradient random-walks under Adam (a bias right before
-# BatchNorm: 6.8e-12 after 200 steps)
+# the final weights, |Δ| ≤ FLOAT64_WEIGHT_TOL·max(1, |w|), where a parameter without a gradient random-walks
+# under Adam (a bias right before BatchNorm: 6.8e-12 after 200 steps)
 FLOAT64_WEIGHT_TOL = 1e-8
 # locating a mismatch: a layer's weights disagree when max |Δ| > LOCATE_WEIGHT_TOL·max(1, max |w|)
 LOCATE_WEIGHT_TOL = 1e-12
@@ -68,7 +68,7 @@ def loss_bound(dtype: str, loss: Any) -> Any:
 def bound_text(dtype: str) -> str:
     if dtype == "float64":
         return (f"|Δloss| ≤ {FLOAT64_REL_TOL:g}·max(1, |loss|) per step; final weights "
-                f"|Δ| ≤ {FLOAT64_WEIGHT_TOL:g}")
+                f"|Δ| ≤ {FLOAT64_WEIGHT_TOL:g}·max(1, |w|)")
     return f"|Δloss| ≤ {FLOAT32_ABS_TOL:g} + {FLOAT32_REL_TOL:g}·|loss| per step"
 
 
@@ -253,7 +253,7 @@ def _layer_diffs(a: dict, b: dict) -> dict[str, float]:
 
 def _judge(r: _Runs, dtype: str, backends) -> tuple[_Findings, dict[str, Any]]:
     """The findings and the figures (|Δ| maxima) of a pair of runs held to `dtype`'s bounds."""
-    from dlc.reference.weights import max_abs_diff
+    from dlc.reference.weights import max_abs_diff, max_scaled_diff
 
     a, b = backends
     f = _Findings()
@@ -287,9 +287,11 @@ def _judge(r: _Runs, dtype: str, backends) -> tuple[_Findings, dict[str, Any]]:
         f.course_step = min(f.course_step or n, n)
         f.reasons.append(f"the runs took different courses: {a} {r.runs[a]}, {b} {r.runs[b]}")
     final_diff = max_abs_diff(r.end[a], r.end[b])
-    if dtype == "float64" and final_diff > FLOAT64_WEIGHT_TOL:
+    scaled = max_scaled_diff(r.end[a], r.end[b])
+    if dtype == "float64" and scaled > FLOAT64_WEIGHT_TOL:
         f.weights = True
-        f.reasons.append(f"final weights differ by {final_diff:.3g} (float64 bound {FLOAT64_WEIGHT_TOL:g})")
+        f.reasons.append(f"final weights differ by {final_diff:.3g} ({scaled:.3g} of max(1, |w|); float64 "
+                         f"bound {FLOAT64_WEIGHT_TOL:g})")
     figures = {"steps": n, "max_abs_loss_diff": float(diff.max()) if n else 0.0,
                "max_rel_loss_diff": float(f.rel.max()) if n else 0.0,
                "initial_weight_max_abs_diff": init_diff, "final_weight_max_abs_diff": final_diff,
