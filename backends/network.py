@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from dlc.compiler.checks import fused_output
+from dlc.compiler.checkshared import fused_output
 
 from .lowering import Call, Context, ref
 
 
 def network_expr(spec, target: str, container: str = "Sequential") -> Call:
     """`container(name=layer, ...)`, a residual's body as keyword arguments of its own call; the last layer's
-    activation is left to the loss when the output is fused (compiler.checks.fused_output)."""
+    activation is left to the loss when the output is fused (compiler.checkshared.fused_output)."""
     ctx = Context(target, spec)
     infos = list(spec.walk())
     last = spec.layers[-1].name

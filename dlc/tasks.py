@@ -107,7 +107,7 @@ def run(spec: Spec, backend: str = "torch", *, device: str = "auto", out: str | 
 def data_files(spec: Spec) -> list[Path]:
     """The files (or MNIST folder) the spec's data source reads, found as the runtime finds them (relative
     to the spec's folder); none for a bundled data set or a spec without data."""
-    from dlc.compiler.checks import resolve_path
+    from dlc.compiler.checkshared import resolve_path
 
     source = spec.data.source if spec.data is not None else None
     keys = ("x", "y") if getattr(source, "name", None) == "npy" else ("path",)  # (npz's x, y: array names)

@@ -134,7 +134,7 @@ def test_a_failed_cross_validation_says_which_fold_and_is_listed_as_failed(tmp_p
     # (k from the command line: a spec's kfold(k=1000) on iris is spec error E303 in `dlc check`, and so is
     # --k 1000 before the folder is made (test_check_leftovers.py); folds the data cannot fill still fail at
     # run time where dlc check does not know the rows (a CSV file above MAX_CSV_BYTES): as if so here)
-    monkeypatch.setattr("dlc.compiler.checks.cv_fold_errors", lambda *a: [])
+    monkeypatch.setattr("dlc.compiler.datachecks.cv_fold_errors", lambda *a: [])
     rc, _, err = run_cli("cv", spec, "--out", tmp_path / "cv", "--k", str(k))  # (float32: lr 1e300 is inf)
     assert rc == 1 and line in err and "Traceback" not in err, err
     rc, out, err = run_cli("runs", tmp_path / "cv", "--json")

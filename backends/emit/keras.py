@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dlc.backends.lowering import Context, render
 from dlc.backends.network import network_expr
-from dlc.compiler.checks import fused_output
+from dlc.compiler.checkshared import fused_output
 from dlc.compiler.spec import Spec
 from dlc.reference.metrics import stats_size
 

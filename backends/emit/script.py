@@ -12,7 +12,7 @@ from pathlib import Path
 
 from dlc.backends.lowering import REGISTRY, LoweringMissing, call, load_target, ref, render
 from dlc.backends.torch.lower import one_thread_is_faster
-from dlc.compiler.checks import resolve_path
+from dlc.compiler.checkshared import resolve_path
 from dlc.compiler.spec import BUNDLED, Bundled, Spec
 from dlc.reference.rng import STREAM_INIT
 

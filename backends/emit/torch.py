@@ -5,7 +5,7 @@ from __future__ import annotations
 from dlc.backends.lowering import Call, Context, Ref, call, ref, render
 from dlc.backends.network import network_expr
 from dlc.backends.torch.lower import metric_stats
-from dlc.compiler.checks import fused_output
+from dlc.compiler.checkshared import fused_output
 from dlc.compiler.spec import Spec
 
 from .bundle import parse_module

@@ -20,7 +20,8 @@ import tensorflow as tf
 from dlc.backends import lowering as lw
 from dlc.backends.network import network_expr
 from dlc.backends.session import BatchReader
-from dlc.compiler.checks import final_activation, fused_output, precision_conflict
+from dlc.compiler.checks import precision_conflict
+from dlc.compiler.checkshared import final_activation, fused_output
 from dlc.compiler.spec import Spec
 from dlc.compiler.training import LOSS_SCALE
 from dlc.reference.evidence import probe_layers

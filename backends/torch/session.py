@@ -12,7 +12,8 @@ import torch
 
 from dlc.backends.lowering import Context, evaluate
 from dlc.backends.network import network_expr
-from dlc.compiler.checks import final_activation, fused_output, precision_conflict
+from dlc.compiler.checks import precision_conflict
+from dlc.compiler.checkshared import final_activation, fused_output
 from dlc.compiler.spec import Spec
 from dlc.compiler.training import LOSS_SCALE
 from dlc.reference.evidence import probe_layers

@@ -113,7 +113,7 @@ def _activation(layer) -> str | None:
 
 def probe_layers(spec) -> list[ProbeLayer]:
     """Every layer of the spec (residual bodies included, in walk order) as the probe measures it."""
-    from dlc.compiler.checks import fused_output
+    from dlc.compiler.checkshared import fused_output
 
     fused = fused_output(spec)
     last = spec.layers[-1].name if spec.layers else None

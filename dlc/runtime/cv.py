@@ -23,7 +23,7 @@ def cross_validate(spec, spec_file: str, backend: str, device: str = "auto", k: 
     returns it and the summary. A failure once the directory exists is raised as RunFailed. Folds the data
     cannot make (`k` above its rows, a stratified class with fewer rows than k) are SpecError E303, as in
     `dlc check`, before the directory is made."""
-    from dlc.compiler.checks import cv_fold_errors
+    from dlc.compiler.datachecks import cv_fold_errors
     from dlc.compiler.diagnostics import SpecError
     from dlc.runtime.run import RunFailed
 

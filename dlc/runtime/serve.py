@@ -74,7 +74,7 @@ def run_inputs(run: str | Path) -> list[Path]:
     """The files the run was trained from: its spec file and its data files (run.json's `spec` and
     `data_read`, ir.json's source resolved against the spec's folder), which an output of predict or export
     must not overwrite. What cannot be read is left out (loading the run says what is damaged)."""
-    from dlc.compiler.checks import resolve_path
+    from dlc.compiler.checkshared import resolve_path
     from dlc.compiler.spec import Spec
 
     try:

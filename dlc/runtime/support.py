@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from dlc.compiler import Compiled
-from dlc.compiler.checks import _find_assign, precision_conflict
+from dlc.compiler.checks import precision_conflict
+from dlc.compiler.checkshared import _find_assign
 from dlc.compiler.diagnostics import Diagnostic, Span
 
 

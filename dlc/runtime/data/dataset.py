@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dlc.compiler.checks import resolve_path
+from dlc.compiler.checkshared import resolve_path
 from dlc.compiler.spec import Bundled, Csv, KFold, Mnist, Npy, Npz, Spec
 from dlc.runtime.data.base import DataError, Dataset, Folds, Samples, Split, data_block
 from dlc.runtime.data.files import csv_samples, read_bundled, read_mnist, read_npy, read_npz

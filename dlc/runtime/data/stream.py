@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dlc.compiler.checks import resolve_path
+from dlc.compiler.checkshared import resolve_path
 from dlc.compiler.spec import KFold, Npy, Spec
 from dlc.runtime.data.base import DataError, Dataset, Folds, Samples, Split, data_block
 from dlc.runtime.data.files import open_npy
