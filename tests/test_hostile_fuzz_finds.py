@@ -231,7 +231,8 @@ def test_a_choice_of_40000_options_is_checked_in_seconds(tmp_path):
     assert len(text.encode()) < 256 * 1024
     start = time.monotonic()
     rc, out, err = check(tmp_path, text)
-    assert time.monotonic() - start < 5, err
+    # (3.4 s in-process on this VM idle, 6.3 s in CI beside other jobs: the bound only tells a minute apart)
+    assert time.monotonic() - start < 20, err
     assert rc == 0 and "W007" in err, err
 
 

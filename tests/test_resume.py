@@ -102,7 +102,7 @@ def test_ctrl_c_says_how_to_continue_and_keeps_the_run(tmp_path):
     import signal
 
     spec = tmp_path / "resumable.dlspec"
-    spec.write_text(SPEC.replace("EPOCHS", "200"))
+    spec.write_text(SPEC.replace("EPOCHS", "5000"))  # (far more epochs than the test waits for, when loaded)
     run = tmp_path / "run"
     proc = _run(spec, "--backend", "torch", "--out", run, "--quiet")
     kill_after_epochs(proc, run, 2, timeout=240, signum=signal.SIGINT)
