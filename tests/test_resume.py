@@ -102,9 +102,12 @@ def test_ctrl_c_says_how_to_continue_and_keeps_the_run(tmp_path):
     import signal
 
     spec = tmp_path / "resumable.dlspec"
-    spec.write_text(SPEC.replace("EPOCHS", "5000"))  # (far more epochs than the test waits for, when loaded)
+    spec.write_text(SPEC.replace("EPOCHS", "200"))
     run = tmp_path / "run"
-    proc = _run(spec, "--backend", "torch", "--out", run, "--quiet")
+    # (Ctrl-C as a terminal delivers it, even where the tests run as a background job, which starts with
+    # SIGINT ignored: Python would keep it ignored, and the run would train to its end)
+    proc = _run(spec, "--backend", "torch", "--out", run, "--quiet",
+                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     kill_after_epochs(proc, run, 2, timeout=240, signum=signal.SIGINT)
     err = proc.stderr.read()
     assert proc.returncode == 130, err
