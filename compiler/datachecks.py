@@ -527,11 +527,11 @@ def _check_npz(spec: Spec | None, src: Npz, path: Path, m: A.Model, st: A.Assign
 MAX_TARGETS_READ = 2**22
 
 
-def _target_values(path: Path, key: str | None, descr: str, shape: tuple[int, ...]) -> list[float] | None:
-    """The distinct values (sorted) of a target array of numbers, one per sample (shape (n) or (n, 1)), when
-    it holds no more than MAX_TARGETS_READ: an .npy file (`key` None) or array `key` of an .npz archive, read
-    as the runtime reads it; None when not read so (too large, another shape or kind, a value not finite,
-    unreadable: the runtime says what it finds)."""
+def _small_targets(path: Path, key: str | None, descr: str, shape: tuple[int, ...]):
+    """A target array of numbers, one per sample (shape (n) or (n, 1)), as float64 values in one row, when it
+    holds no more than MAX_TARGETS_READ: an .npy file (`key` None) or array `key` of an .npz archive, read as
+    the runtime reads it; None when not read so (too large, another shape or kind, unreadable: the runtime
+    says what it finds)."""
     import zipfile
 
     import numpy as np
@@ -545,34 +545,32 @@ def _target_values(path: Path, key: str | None, descr: str, shape: tuple[int, ..
         else:
             with np.load(path, allow_pickle=False) as f:
                 y = f[key]
-        values = np.unique(np.asarray(y, dtype=np.float64))
+        return np.asarray(y, dtype=np.float64).reshape(-1)
     except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, NotImplementedError, RuntimeError):
         return None
+
+
+def _target_values(path: Path, key: str | None, descr: str, shape: tuple[int, ...]) -> list[float] | None:
+    """The distinct values (sorted) of a small target array (_small_targets), when they are all finite."""
+    import numpy as np
+
+    y = _small_targets(path, key, descr, shape)
+    if y is None:
+        return None
+    values = np.unique(y)
     return [float(v) for v in values] if np.isfinite(values).all() else None
 
 
 def _target_class_rows(path: Path, key: str | None, descr: str, shape: tuple[int, ...],
                        n: int) -> list[tuple[object, int]] | None:
-    """(class, rows) of each class of a target array of labels (an .npy file, `key` None, or array `key` of
-    an .npz archive) of one label per sample for the `n` samples, when it is small enough to read
-    (MAX_TARGETS_READ) and holds whole numbers: what a stratified split needs of every class, so that
-    kfold(k=21, stratify=true) over a class of 20 rows is E303 before training (and `dlc cv --k 21`), as for
-    the bundled sets. None when not known so (one-hot rows, fractions, too large, unreadable)."""
+    """(class, rows) of each class of a small target array (_small_targets) of whole-number labels for the
+    `n` samples: what a stratified split needs of every class, so that kfold(k=21, stratify=true) over a
+    class of 20 rows is E303 before training (and `dlc cv --k 21`), as for the bundled sets. None when not
+    known so (one-hot rows, fractions, too large, unreadable)."""
     import numpy as np
 
-    if not shape or shape[0] != n or (len(shape) != 1 and shape[1:] != (1,)) \
-            or math.prod(shape) > MAX_TARGETS_READ or descr[1:2] not in tuple("biuf"):
-        return None
-    try:
-        if key is None:
-            y = np.load(path, mmap_mode="r", allow_pickle=False)
-        else:
-            with np.load(path, allow_pickle=False) as f:
-                y = f[key]
-        labels = np.asarray(y, dtype=np.float64).reshape(-1)
-    except (OSError, ValueError, EOFError, KeyError, NotImplementedError, RuntimeError):
-        return None
-    if not np.isfinite(labels).all() or not np.array_equal(labels, np.round(labels)):
+    labels = _small_targets(path, key, descr, shape) if shape and shape[0] == n else None
+    if labels is None or not np.isfinite(labels).all() or not np.array_equal(labels, np.round(labels)):
         return None
     classes, counts = np.unique(labels, return_counts=True)
     return [(int(c), int(k)) for c, k in zip(classes, counts, strict=True)]
