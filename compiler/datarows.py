@@ -22,6 +22,7 @@ import re
 import struct
 import zlib
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 ClassRows = list[tuple[object, int]]  # (class, rows) of each class, in the order of the classes
@@ -162,18 +163,12 @@ def _csv_feature_range(path: str, size: int, mtime_ns: int, target: str | None
                        ) -> tuple[float, float, float | None] | None:
     """csv_feature_range of a file of this size and time (read once per `dlc check`)."""
     lo, hi, fraction = math.inf, -math.inf, None
-    header: bool | None = None
     column = None
     try:
         with open(path, newline="", encoding=_file_encoding(path)) as fh:
-            for cells in csv.reader(fh):
-                if is_blank(cells):
+            for cells, column, is_head in _csv_rows(fh, target):
+                if is_head:
                     continue
-                if header is None:
-                    header = is_header(cells)
-                    column = _target_index(cells, header, target)
-                    if header:
-                        continue
                 for j, cell in enumerate(cells):
                     if j == column:
                         continue
@@ -215,26 +210,35 @@ def _csv_counts(path: str, size: int, mtime_ns: int, target: str | None) -> Read
 def _parsed_counts(path: Path, encoding: str, target: str | None) -> Read | None:
     """(rows, the rows of each target value) of a CSV file parsed as the runtime parses it; the values None
     where the target column does not give them (no such column, a ragged row)."""
-    rows, labels, column = 0, Counter[str](), None
-    header: bool | None = None
+    rows, labels, column, seen, ragged = 0, Counter[str](), None, False, False
     with open(path, newline="", encoding=encoding) as fh:
-        for cells in csv.reader(fh):
-            if is_blank(cells):
+        for cells, column, is_head in _csv_rows(fh, target):
+            seen = True
+            if is_head:
                 continue
-            if header is None:
-                header = is_header(cells)
-                column = _target_index(cells, header, target)
-                if header:
-                    continue
             rows += 1
-            if column is not None:
+            if column is not None and not ragged:
                 if column < len(cells):
                     labels[cells[column].strip()] += 1
                 else:
-                    column = None
-    if header is None:
+                    ragged = True
+    if not seen:
         return None
-    return rows, (labels if column is not None else None)
+    return rows, (labels if column is not None and not ragged else None)
+
+
+def _csv_rows(fh, target: str | None) -> Iterator[tuple[list[str], int | None, bool]]:
+    """Each row of a CSV file that is not blank, as the runtime reads it: (its cells, the target column's
+    index, whether it is the header), the header and the target column judged from the first row."""
+    column: int | None = None
+    first = True
+    for cells in csv.reader(fh):
+        if is_blank(cells):
+            continue
+        header = first and is_header(cells)
+        if first:
+            column, first = _target_index(cells, header, target), False
+        yield cells, column, header
 
 
 def _target_index(first: list[str], header: bool, target: str | None) -> int | None:
