@@ -910,7 +910,8 @@ class _Search:
     # ---------------------------------------------------------------------------------------- set-up
 
     def open(self) -> None:
-        """Open (or create) the study, check it was made for this search, and set its sampler."""
+        """Open (or create) the study and check it was made for this search (its sampler is set for each
+        trial, _start_next)."""
         import optuna
 
         from dlc.runtime.tune_worker import make_pruner, make_storage
@@ -943,7 +944,6 @@ class _Search:
         self.lock.storage = self.storage
         with self.lock:  # of two processes opening a new study, one records it, the other checks it
             self._check_study(config)
-        self.study.sampler = _sampler(self.method, self.spec.seed + len(self.study.trials), self.trials)
         self.distributions = _distributions(self.spaces, self.grid is not None)
 
     def _check_study(self, config: dict) -> None:
