@@ -7,10 +7,12 @@ Per fixture (tests/equivalence/fixtures/*.dlspec, plus the example specs in spec
   (b) float64: per-step training loss |Δ| ≤ 1e-10·max(1, |loss|) at every step, per-epoch val_loss likewise,
       final weights (BatchNorm moving statistics included) ≤ 1e-8, and the same course (epochs, early stop,
       best epoch);
-  (c) float32 over ≥ 200 steps: |Δ| ≤ 2e-6 + 1e-6·|loss| at every step, max-pool fixtures included (they stay
-      at ~0.1 of the bound here; near-ties in a pooling window can order differently after float32 rounding,
-      see EQUIVALENCE.md: a fixture that starts failing that way is an xfail with its measured numbers, and
-      its semantics stay proven in float64).
+  (c) float32 over ≥ 200 steps: |Δ| ≤ 2e-6 + 1e-6·|loss| at every step until the first near-tie (a value
+      within rounding of a ReLU kink or a pooling tie, decided one way by each backend; EQUIVALENCE.md). Which
+      fixtures meet one depends on the CPU's kernels (depthwiseconv2d_same_s2 jumps from 1e-7 to 1e-4 at step
+      55 on an AVX-512 EPYC, not on the CPU the suite was first measured on), so a fixture that leaves its
+      bound must have done so in one jump, the float64 rerun through that step must agree (`dlc compare`'s
+      equivalent_near_tie), and where its training ends must be equivalent over NEAR_TIE_SEEDS seeds.
 The long variants (1000 steps, bigger models in fixtures/slow/) run with `pytest -m slow`.
 Measured numbers: tests/equivalence/RESULTS.md (tests/equivalence/measure.py writes it).
 """
@@ -149,8 +151,10 @@ def test_float32_step_for_step(path):
     assert c.steps >= FLOAT32_STEPS, f"only {c.steps} steps were compared"
     bound = float32_loss_bound(k)
     over = np.flatnonzero(diff > bound)
-    assert over.size == 0, \
-        f"loss |Δ| {diff[over[0]]:.3g} > {bound[over[0]]:.3g} at {_where(c, diff * (diff > bound))}"
+    if over.size:
+        _a_near_tie_then_the_same_ends(path, c, f"loss |Δ| {diff[over[0]]:.3g} > {bound[over[0]]:.3g} at "
+                                                f"{_where(c, diff * (diff > bound))}")
+        return
     assert c.runs["keras"] == c.runs["torch"], c.runs
     vk, vt = np.array(c.val_losses["keras"]), np.array(c.val_losses["torch"])
     vover = np.flatnonzero(np.abs(vk - vt) > float32_loss_bound(vk))
@@ -160,6 +164,21 @@ def test_float32_step_for_step(path):
         pytest.xfail(f"{FLOAT32_VAL_DRIFT[_id(path)]} (this run: {measured})")
     assert vover.size == 0, f"val_loss |Δ| {np.abs(vk - vt).max():.3g} after epoch {vover[0] + 1}"
     assert c.passed, c.reasons
+
+
+NEAR_TIE_SEEDS = 10
+
+
+def _a_near_tie_then_the_same_ends(path: Path, c, first_over: str) -> None:
+    """A float32 run over its per-step bound: it must have separated in one jump (every step before it within
+    the bound), float64 must agree through it, and the final test metrics over NEAR_TIE_SEEDS seeds must be
+    equivalent (accuracy within 0.02, the loss within 5%: compare_seeds' TOST)."""
+    from dlc.runtime.compare import compare_seeds
+
+    assert c.verdict == "equivalent_near_tie" and c.separation == "jump", (first_over, c.summary)
+    spec, _ = plan(path, "float32")
+    seeds = compare_seeds(spec, path.parent, NEAR_TIE_SEEDS)
+    assert seeds["verdict"] == "equivalent", (first_over, c.summary, seeds["summary"])
 
 
 def test_early_stopping_fixture_really_stops_and_restores():
