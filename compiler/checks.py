@@ -10,18 +10,18 @@ from pathlib import Path
 
 from . import ast as A
 from .checkshared import (
-    _argument_span,
-    _find_assign,
-    _kwarg_span,
-    _layer_span,
-    _positional_span,
-    _shape,
-    _span_at,
-    _walk_values,
+    argument_span,
     final_activation,
+    find_assign,
+    kwarg_span,
     layer_activation,
+    layer_span,
+    positional_span,
+    shape_text,
+    span_at,
+    walk_values,
 )
-from .datachecks import _check_data, _check_source_files_exist, _check_source_kind, _check_split_rows
+from .datachecks import check_data, check_split_rows
 from .deadbias import check_dead_biases
 from .degenerate import check_degenerate_layers
 from .diagnostics import Diagnostics, Span, did_you_mean
@@ -38,6 +38,7 @@ from .layers import (
     _Recurrent,
 )
 from .schedulelength import check_schedule_length
+from .sourcechecks import check_source_files_exist, check_source_kind
 from .spec import BUNDLED, Bundled, Spec
 from .training import CosineDecay, Plateau, SearchSpace, Warmup
 from .wording import number_text
@@ -67,12 +68,12 @@ def check_spec(spec: Spec, m: A.Model, d: Diagnostics, base_dir: Path) -> None:
     _check_loss(spec, m, d)
     if shapes_ok:  # (the output layer when the loss found nothing wrong with it: its error says enough)
         _check_softmax_of_one(spec, m, d, check_last=d.error_count == errors_before)
-    _check_data(spec, m, d, base_dir)
+    check_data(spec, m, d, base_dir)
     _check_metrics_and_monitors(spec, m, d)
     _check_min_lr(spec.optimizer, spec.schedule, spec.search_spaces, m, d)
     _check_schedule_length(spec, m, d)
-    check_dead_biases(spec.layers, spec.input, d, _layer_span)
-    check_degenerate_layers(spec, d, _layer_span)
+    check_dead_biases(spec.layers, spec.input, d, layer_span)
+    check_degenerate_layers(spec, d, layer_span)
     _check_settings_without_bias(spec, m, d)
     _check_precision(spec, m, d)
     from .search import check_search
@@ -81,9 +82,9 @@ def check_spec(spec: Spec, m: A.Model, d: Diagnostics, base_dir: Path) -> None:
     _check_search_has_spaces(spec, m, d)
     if spec.search_spaces and spec.search is None:
         s = spec.search_spaces[0]
-        call = next((v for v in _walk_values(m.body) if isinstance(v, A.Call)
+        call = next((v for v in walk_values(m.body) if isinstance(v, A.Call)
                      and (v.name_span.line, v.name_span.col) == tuple(s.at)), None)
-        d.add("E501", "search spaces need a search { } block", call.name_span if call else _span_at(s.at),
+        d.add("E501", "search spaces need a search { } block", call.name_span if call else span_at(s.at),
               "add search { method: tpe  trials: 20  objective: minimize val_loss }")
 
 
@@ -105,7 +106,7 @@ def _check_settings_without_bias(spec: Spec, m: A.Model, d: Diagnostics) -> None
                  and not (f == "bias_init" and getattr(layer, f).name == "zeros")]
         for field in given:
             d.warn("W016", f"{field} has no effect: {layer.kind} has use_bias=false, so it has no bias",
-                   _argument_span(m, layer, field) or _layer_span(layer),
+                   argument_span(m, layer, field) or layer_span(layer),
                    f"remove {field}, or remove use_bias=false to keep the bias")
 
 
@@ -132,19 +133,19 @@ def _check_shapes(spec: Spec, d: Diagnostics) -> bool:
         if not hint and "does not fit" in text:
             hint = "use a smaller window" + ("" if getattr(layer, "padding", "same") == "same"
                                              else " or padding=same")
-        d.add("E301", f"shape error: {text}", _layer_span(layer) if layer else None, hint or None)
+        d.add("E301", f"shape error: {text}", layer_span(layer) if layer else None, hint or None)
         return False
 
 
 def _check_size(spec: Spec, m: A.Model, d: Diagnostics) -> None:
     """The input, each layer's output and the parameters stay within MAX_VALUES, MAX_RANK and MAX_PARAMS."""
-    inp = _find_assign(m, "input")
+    inp = find_assign(m, "input")
     if len(spec.input) > MAX_RANK:
         d.add("E211", f"the input has {len(spec.input)} axes", inp.value.span if inp else None,
               f"an input may have at most {MAX_RANK} axes")
         return
     if math.prod(spec.input) > MAX_VALUES:
-        d.add("E211", f"input {_shape(spec.input)} has {math.prod(spec.input):,} values per sample",
+        d.add("E211", f"input {shape_text(spec.input)} has {math.prod(spec.input):,} values per sample",
               inp.value.span if inp else None, f"an input may have at most {MAX_VALUES:,} values")
         return
     total = 0
@@ -152,17 +153,17 @@ def _check_size(spec: Spec, m: A.Model, d: Diagnostics) -> None:
         values = math.prod(info.out_shape)
         if len(info.out_shape) > MAX_RANK:
             d.add("E211", f"too many axes: {info.layer.kind} outputs {len(info.out_shape)} axes per sample",
-                  _layer_span(info.layer), f"a layer may output at most {MAX_RANK} axes")
+                  layer_span(info.layer), f"a layer may output at most {MAX_RANK} axes")
             return
         if values > MAX_VALUES:
             d.add("E211", f"too large: {info.layer.kind} outputs {values:,} values per sample "
-                  f"(shape {_shape(info.out_shape)})", _layer_span(info.layer),
+                  f"(shape {shape_text(info.out_shape)})", layer_span(info.layer),
                   f"a layer may output at most {MAX_VALUES:,} values per sample")
             return
         total += sum(math.prod(w.shape) for w in info.weights)
         if total > MAX_PARAMS:
             d.add("E211", f"too many parameters: {total:,} up to this {info.layer.kind}",
-                  _layer_span(info.layer), f"a model may have at most {MAX_PARAMS:,} parameters")
+                  layer_span(info.layer), f"a model may have at most {MAX_PARAMS:,} parameters")
             return
 
 
@@ -177,8 +178,8 @@ def _check_constraint_axes(spec: Spec, m: A.Model, d: Diagnostics) -> None:
                 field = next((f for f in type(info.layer).model_fields
                               if getattr(info.layer, f) is w.constraint), None)
                 d.add("E301", f"{what}(axis={axis}) on the {w.name} of {info.layer.kind}: the {w.name} has "
-                      f"shape {_shape(w.shape)}, axes {-rank} to {rank - 1}",
-                      _argument_span(m, info.layer, field) or _layer_span(info.layer),
+                      f"shape {shape_text(w.shape)}, axes {-rank} to {rank - 1}",
+                      argument_span(m, info.layer, field) or layer_span(info.layer),
                       "axis=0 constrains each output unit's incoming weights")
 
 
@@ -197,7 +198,7 @@ def _check_double_activation(layers, d: Diagnostics) -> None:
         first = _softmax_or_sigmoid(a)
         if first and isinstance(b, (Softmax, ActivationLayer)) and _softmax_or_sigmoid(b) == first:
             d.warn("W002", f"{first} applied twice: the {a.kind} before this layer already ends in {first}",
-                   _layer_span(b), f"remove this layer, or the activation={first} of the {a.kind}")
+                   layer_span(b), f"remove this layer, or the activation={first} of the {a.kind}")
     for layer in layers:
         if isinstance(layer, Residual):
             _check_double_activation(layer.body, d)
@@ -214,7 +215,7 @@ def _check_empty_residuals(layers, d: Diagnostics, seen: set | None = None) -> N
         if not layer.body and layer.at not in seen:
             seen.add(layer.at)
             d.warn("W012", "residual with an empty body: its output is its input added to itself (2·x)",
-                   _layer_span(layer), "put the body's layers inside the braces, or remove the residual")
+                   layer_span(layer), "put the body's layers inside the braces, or remove the residual")
         _check_empty_residuals(layer.body, d, seen)
 
 
@@ -236,15 +237,15 @@ def _check_softmax_of_one(spec: Spec, m: A.Model, d: Diagnostics, check_last: bo
             axis = layer.axis % rank
             if axis == 0 or info.in_shape[axis - 1] != 1:
                 continue
-            where = _layer_span(layer)
+            where = layer_span(layer)
             what = f"Softmax(axis={layer.axis}) over an axis of size 1"
         elif layer_activation(layer) == "softmax" and not isinstance(layer, ActivationLayer) \
                 and info.out_shape and info.out_shape[-1] == 1:
-            where = _argument_span(m, layer, "activation") or _layer_span(layer)
+            where = argument_span(m, layer, "activation") or layer_span(layer)
             what = f"activation=softmax on {layer.kind}({_units(layer)})"
         elif isinstance(layer, ActivationLayer) and layer.activation.name == "softmax" \
                 and info.out_shape and info.out_shape[-1] == 1:
-            where = _positional_span(m, layer, "activation", 0) or _layer_span(layer)
+            where = positional_span(m, layer, "activation", 0) or layer_span(layer)
             what = "Activation(softmax) of one value"
         else:
             continue
@@ -283,7 +284,7 @@ def _check_recurrent_softmax(cell: _Recurrent, m: A.Model, d: Diagnostics) -> No
         field = "activation"
     else:
         return
-    d.warn("W011", what, _argument_span(m, cell, field) or _layer_span(cell), fix)
+    d.warn("W011", what, argument_span(m, cell, field) or layer_span(cell), fix)
 
 
 def _units(layer: Layer) -> str:
@@ -300,19 +301,19 @@ def _check_loss(spec: Spec, m: A.Model, d: Diagnostics) -> None:
     except ShapeError:
         return
     loss = spec.loss
-    st = _find_assign(m, "loss")
+    st = find_assign(m, "loss")
     where = st.value.span if st else None
     last = spec.layers[-1]
     act = final_activation(spec)
     want = type(loss).output_activation
     if len(out) != 1:
-        d.add("E302", f"the model's output has shape {_shape(out)}; {loss.name} needs a flat output",
-              _layer_span(last), "add Flatten() or a global pooling layer, then Dense(...)")
+        d.add("E302", f"the model's output has shape {shape_text(out)}; {loss.name} needs a flat output",
+              layer_span(last), "add Flatten() or a global pooling layer, then Dense(...)")
         return
     if want and act == want and getattr(last, "activity_reg", None) is not None:
         d.add("E302",
               f"activity_reg on the output layer: its {act} is part of the loss (computed from the logits),"
-              " so the penalty would see pre-activation values", _layer_span(last),
+              " so the penalty would see pre-activation values", layer_span(last),
               "put activity_reg on a hidden layer")
     n_before = d.error_count
     _check_output_units(spec, loss, out[0], where, last, d)
@@ -320,12 +321,12 @@ def _check_loss(spec: Spec, m: A.Model, d: Diagnostics) -> None:
         earlier = _ends_in_before(spec, want)
         if earlier is not None and getattr(last, "activation", None) is None:
             d.add("E302", f"{loss.name} needs the {want} to come last, but {last.kind} comes after the "
-                  f"{earlier.kind} that applies it", _layer_span(last),
+                  f"{earlier.kind} that applies it", layer_span(last),
                   f"move {last.kind} before that {earlier.kind}: dlc computes the {want} inside the loss "
                   "(from the logits), so it must be the network's last operation")
         else:
             d.add("E302", f"{loss.name} needs a {want} output, but the last layer ends in '{act}'",
-                  _layer_span(last), f"add activation={want} to the last layer")
+                  layer_span(last), f"add activation={want} to the last layer")
 
 
 def _ends_in_before(spec: Spec, want: str) -> Layer | None:
@@ -346,19 +347,19 @@ def _check_output_units(spec: Spec, loss, units: int, where: Span | None, last: 
     if type(loss).task == "categorical":
         if units < 2:
             d.add("E302", f"{loss.name} needs one output per class, but the last layer has {units}",
-                  _layer_span(last),
+                  layer_span(last),
                   "for two classes use Dense(2, activation=softmax), or binary_crossentropy "
                   "with Dense(1, activation=sigmoid)")
         elif classes is not None and units != classes:
             d.add("E302", f"the data has {classes} classes but the last layer has {units} outputs",
-                  _layer_span(last), f"use Dense({classes}, activation=softmax)")
+                  layer_span(last), f"use Dense({classes}, activation=softmax)")
     elif type(loss).task == "binary":
         if classes is not None and classes != 2:
             d.add("E302", f"binary_crossentropy needs two classes; the data has {classes}", where,
                   "use categorical_crossentropy with a softmax output")
         elif units != 1:
             d.add("E302", f"binary_crossentropy needs one sigmoid output, but the last layer has {units}",
-                  _layer_span(last), "use Dense(1, activation=sigmoid)")
+                  layer_span(last), "use Dense(1, activation=sigmoid)")
     elif classes is not None and spec.data is not None:  # (classes are known only from the data)
         d.add("E302",
               f"{loss.name} is a regression loss, but '{spec.data.source.name}' is a classification set",
@@ -366,12 +367,12 @@ def _check_output_units(spec: Spec, loss, units: int, where: Span | None, last: 
               else "use categorical_crossentropy with a softmax output")
     elif spec.data and isinstance(spec.data.source, Bundled) and units != 1:
         d.add("E302", f"'{spec.data.source.name}' has one target, but the last layer has {units} outputs",
-              _layer_span(last), "use Dense(1)")
+              layer_span(last), "use Dense(1)")
 
 
 def _check_metrics_and_monitors(spec: Spec, m: A.Model, d: Diagnostics) -> None:
     task = type(spec.loss).task
-    st = _find_assign(m, "metrics")
+    st = find_assign(m, "metrics")
     written: list[A.Value] = []
     if st is not None:
         written = st.value.items if isinstance(st.value, A.List) else [st.value]
@@ -384,11 +385,11 @@ def _check_metrics_and_monitors(spec: Spec, m: A.Model, d: Diagnostics) -> None:
     es = spec.train.early_stopping
     checks = []
     if es is not None:
-        checks.append((es.monitor, _find_assign(m, "early_stopping", "train")))
+        checks.append((es.monitor, find_assign(m, "early_stopping", "train")))
     if spec.schedule is not None and spec.schedule.kind == "plateau":
-        checks.append((spec.schedule.monitor, _find_assign(m, "schedule")))
+        checks.append((spec.schedule.monitor, find_assign(m, "schedule")))
     for monitor, stmt in checks:
-        where = (_kwarg_span(stmt.value, "monitor") or stmt.value.span) if stmt else None
+        where = (kwarg_span(stmt.value, "monitor") or stmt.value.span) if stmt else None
         _check_monitor(monitor, where, spec.metrics, _has_validation(spec.data), d)
 
 
@@ -421,8 +422,8 @@ def _check_min_lr(optimizer, schedule, spaces: list[SearchSpace], m: A.Model, d:
     min_lr, min_how = max(_searched_values(spaces, path, inner.min_lr))
     if min_lr < lr:
         return
-    st = _find_assign(m, "schedule")
-    where = next((sp for v in _walk_values(st.value) if (sp := _kwarg_span(v, "min_lr"))), st.value.span) \
+    st = find_assign(m, "schedule")
+    where = next((sp for v in walk_values(st.value) if (sp := kwarg_span(v, "min_lr"))), st.value.span) \
         if st is not None else None
     if isinstance(inner, Plateau):
         why = "plateau would never lower the learning rate"
@@ -437,10 +438,10 @@ def _check_min_lr(optimizer, schedule, spaces: list[SearchSpace], m: A.Model, d:
 def _check_schedule_length(spec: Spec, m: A.Model, d: Diagnostics) -> None:
     """A schedule that needs more epochs than the training has (W010), at every value of a searched epochs
     or schedule length (compiler/schedulelength.py)."""
-    st = _find_assign(m, "schedule")
+    st = find_assign(m, "schedule")
     if spec.schedule is None or spec.optimizer is None or st is None:
         return
-    calls = {(v.name_span.line, v.name_span.col): v for v in _walk_values(m.body) if isinstance(v, A.Call)}
+    calls = {(v.name_span.line, v.name_span.col): v for v in walk_values(m.body) if isinstance(v, A.Call)}
     check_schedule_length(spec, st.value, calls, d)
 
 
@@ -464,11 +465,11 @@ def check_partial(m: A.Model, fields: dict, failed: set[str], d: Diagnostics, ba
     missing data file, an unknown monitor, a min_lr above the lr, a misspelt search objective). `failed`: the
     keys that did not resolve, or were misspelt (what they hold is not known)."""
     errors_before = d.error_count
-    _check_source_files_exist(m, fields.get("data"), d, base_dir)
+    check_source_files_exist(m, fields.get("data"), d, base_dir)
     if fields.get("data") is not None and d.error_count == errors_before:  # (its files are there)
-        _check_source_kind(fields["data"].source, m, d, base_dir)
+        check_source_kind(fields["data"].source, m, d, base_dir)
     if fields.get("data") is not None and d.error_count == errors_before:  # (and what they should be)
-        _check_split_rows(fields["data"], type(fields["loss"]).task if "loss" in fields else None, m, d,
+        check_split_rows(fields["data"], type(fields["loss"]).task if "loss" in fields else None, m, d,
                           base_dir)
     if "metrics" not in failed:  # (the metrics name what may be monitored)
         _check_monitors_written(m, fields, d)
@@ -483,10 +484,10 @@ def _check_monitors_written(m: A.Model, fields: dict, d: Diagnostics) -> None:
     """The monitors written for plateau and early_stopping, read from the AST; whether there is a validation
     split is known when the data resolved."""
     has_val = _has_validation(fields["data"]) if "data" in fields else None
-    sched = _find_assign(m, "schedule")
+    sched = find_assign(m, "schedule")
     plateau = sched is not None and isinstance(sched.value, A.Call) and sched.value.name == "plateau"
     stmts = [sched] if sched is not None and plateau else []
-    stmts += [st for st in [_find_assign(m, "early_stopping", "train")] if st is not None]
+    stmts += [st for st in [find_assign(m, "early_stopping", "train")] if st is not None]
     for st in stmts:
         kw = next((k for k in getattr(st.value, "kwargs", None) or [] if k.key == "monitor"), None)
         if kw is not None and isinstance(kw.value, (A.Name, A.Str)):
@@ -507,6 +508,6 @@ def precision_conflict(spec: Spec, dtype: str | None = None) -> str | None:
 def _check_precision(spec: Spec, m: A.Model, d: Diagnostics) -> None:
     problem = precision_conflict(spec)
     if problem:
-        st = _find_assign(m, "precision", "train")
+        st = find_assign(m, "precision", "train")
         d.add("E305", problem, st.value.span if st else None,
               "remove dtype: float64, or use precision: float32 (the default)")

@@ -1,6 +1,7 @@
-"""What checks.py and datachecks.py both use: where a part of the spec is written in its text (the spans
-their messages point at), how a shape or a path is shown in a message, what activation the network ends in,
-and where a data path written in a spec points."""
+"""What checks.py and the data checks (datachecks.py, sourcechecks.py, targetchecks.py, inputchecks.py) all
+use: where a part of the spec is written in its text (the spans their messages point at), how a shape or a
+path is shown in a message, what activation the network ends in, and where a data path written in a spec
+points."""
 
 from __future__ import annotations
 
@@ -14,17 +15,17 @@ from .layers import Layer, Softmax
 from .spec import Spec
 
 
-def _span_at(at, width: int = 1) -> Span | None:
+def span_at(at, width: int = 1) -> Span | None:
     if not at:
         return None
     return Span(at[0], at[1], at[0], at[1] + width)
 
 
-def _layer_span(layer: Layer) -> Span | None:
-    return _span_at(layer.at, len(layer.kind) if layer.kind != "Residual" else len("residual"))
+def layer_span(layer: Layer) -> Span | None:
+    return span_at(layer.at, len(layer.kind) if layer.kind != "Residual" else len("residual"))
 
 
-def _find_assign(m: A.Model, key: str, section: str | None = None) -> A.Assign | None:
+def find_assign(m: A.Model, key: str, section: str | None = None) -> A.Assign | None:
     body = m.body
     if section:
         secs = [s for s in body if isinstance(s, A.Section) and s.name == section]
@@ -37,7 +38,7 @@ def _find_assign(m: A.Model, key: str, section: str | None = None) -> A.Assign |
     return None
 
 
-def _kwarg_span(v: A.Value | None, key: str) -> Span | None:
+def kwarg_span(v: A.Value | None, key: str) -> Span | None:
     """The span of the value of keyword `key` in a call or record, if written there."""
     for kw in getattr(v, "kwargs", None) or []:
         if kw.key == key:
@@ -45,33 +46,33 @@ def _kwarg_span(v: A.Value | None, key: str) -> Span | None:
     return None
 
 
-def _walk_values(node):
+def walk_values(node):
     """Every AST value in a statement list or value, depth first."""
     if isinstance(node, list):
         for x in node:
-            yield from _walk_values(x)
+            yield from walk_values(x)
     elif isinstance(node, (A.Assign, A.Kwarg)):
-        yield from _walk_values(node.value)
+        yield from walk_values(node.value)
     elif isinstance(node, (A.Section, A.BlockDef)):
-        yield from _walk_values(node.body)
+        yield from walk_values(node.body)
     elif isinstance(node, A.LayerStmt):
-        yield from _walk_values(node.call)
+        yield from walk_values(node.call)
     elif isinstance(node, (A.Call, A.Tuple, A.List)):
         yield node
-        yield from _walk_values(getattr(node, "args", None) or getattr(node, "items", []))
-        yield from _walk_values(node.kwargs)
+        yield from walk_values(getattr(node, "args", None) or getattr(node, "items", []))
+        yield from walk_values(node.kwargs)
     elif node is not None:
         yield node
 
 
-def _shape(shape) -> str:
+def shape_text(shape) -> str:
     """A shape as a spec writes it: (64) rather than Python's (64,); a long one abbreviated."""
     if len(shape) > 10:
         return "(" + ", ".join(str(x) for x in shape[:8]) + f", ..., {shape[-1]}) ({len(shape):,} axes)"
     return "(" + ", ".join(str(x) for x in shape) + ")"
 
 
-def _shown_path(path: Path) -> str:
+def shown_path(path: Path) -> str:
     """A path relative to the working directory when it is below it, else absolute."""
     rel = os.path.relpath(path)
     return path.as_posix() if rel.startswith("..") else Path(rel).as_posix()
@@ -105,23 +106,24 @@ def resolve_path(base_dir: Path, p: str) -> Path:
     return path if path.is_absolute() else base_dir / path
 
 
-def _argument_span(m: A.Model, layer: Layer, field: str | None) -> Span | None:
+def argument_span(m: A.Model, layer: Layer, field: str | None) -> Span | None:
     """Where the value of a layer's argument `field` is written (as a keyword), if in the model's text."""
     if field is None or not layer.at:
         return None
-    for v in _walk_values(m.body):
+    for v in walk_values(m.body):
         if isinstance(v, A.Call) and (v.name_span.line, v.name_span.col) == tuple(layer.at):
             return next((kw.value.span for kw in v.kwargs
                          if type(layer).aliases.get(kw.key, kw.key) == field), None)
     return None
 
 
-def _positional_span(m: A.Model, layer: Layer, key: str, index: int) -> Span | None:
+def positional_span(m: A.Model, layer: Layer, key: str, index: int) -> Span | None:
     """Where argument `key` (positional `index`) of a layer is written, if in the model's text."""
     if not layer.at:
         return None
-    for v in _walk_values(m.body):
+    for v in walk_values(m.body):
         if isinstance(v, A.Call) and (v.name_span.line, v.name_span.col) == tuple(layer.at):
             arg = A.argument(v, key, index)
             return arg.span if arg is not None else None
     return None
+

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dlc.compiler import Compiled
 from dlc.compiler.checks import precision_conflict
-from dlc.compiler.checkshared import _find_assign
+from dlc.compiler.checkshared import find_assign
 from dlc.compiler.diagnostics import Diagnostic, Span
 
 
@@ -14,7 +14,7 @@ def run_blockers(result: Compiled) -> list[Diagnostic]:
     out: list[Diagnostic] = []
 
     def at(key: str, section: str | None = None) -> Span | None:
-        st = _find_assign(model, key, section) if model is not None else None
+        st = find_assign(model, key, section) if model is not None else None
         return st.value.span if st is not None else None
 
     if spec is not None and spec.search_spaces:
@@ -35,6 +35,6 @@ def dtype_blockers(result: Compiled, dtype: str | None) -> list[Diagnostic]:
     if problem is None:
         return []
     model = result.tree.models[0] if result.tree is not None and result.tree.models else None
-    st = _find_assign(model, "precision", "train") if model is not None else None
+    st = find_assign(model, "precision", "train") if model is not None else None
     return [Diagnostic("E305", f"--dtype {dtype}: {problem}", st.value.span if st is not None else None,
                        f"leave out --dtype {dtype}, or use precision: float32 (the default) in train {{ }}")]

@@ -1,0 +1,180 @@
+"""What the data checks read of a data file, without numpy where a header says it (an .npy file's, an .npz
+archive's members') and without the runtime: the dtype and shape of an array, the arrays of an archive, the
+values and classes of a small target array, a CSV file's first row. Apart from the checks that use them
+(sourcechecks.py, datachecks.py) because these only read and report nothing: each returns what it found, or
+None (or an exception, or a reason) when the file is not so read, and the caller decides what to say."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import math
+from pathlib import Path
+from typing import IO
+
+from .datarows import text_encoding
+
+# the longest .npy header read: numpy's limit (np.load's max_header_size), which the runtime's reader keeps
+NPY_MAX_HEADER = 10_000
+
+
+def npy_header(path: Path) -> tuple[str, tuple[int, ...]]:
+    """(dtype descr, shape) from an .npy file's header, read without numpy (the format: a magic string, a
+    version, the header's length, then a Python dict literal); ValueError when the file is not one. A header
+    numpy would refuse (too long, a shape that is no tuple of sizes) is refused here, before training."""
+    with open(path, "rb") as fh:
+        return _read_npy_header(fh)
+
+
+def _read_npy_header(fh: IO[bytes]) -> tuple[str, tuple[int, ...]]:
+    """npy_header of an open file (a file, or an .npz archive's member), read from its start."""
+    import struct
+
+    magic = fh.read(8)
+    if len(magic) != 8 or magic[:6] != b"\x93NUMPY" or magic[6] not in (1, 2, 3):
+        raise ValueError("not an .npy file (save one with np.save)")
+    size_bytes = 2 if magic[6] == 1 else 4
+    raw = fh.read(size_bytes)
+    if len(raw) != size_bytes:
+        raise ValueError("truncated .npy header")
+    (size,) = struct.unpack("<H" if size_bytes == 2 else "<I", raw)
+    if size > NPY_MAX_HEADER:
+        raise ValueError(f"damaged .npy header: it is {size:,} bytes long, and numpy reads at most "
+                         f"{NPY_MAX_HEADER:,}")
+    text = fh.read(size)
+    descr, shape = _npy_header_fields(text, "latin1" if magic[6] < 3 else "utf-8")
+    return (descr if isinstance(descr, str) else "structured"), shape
+
+
+def npz_rows(path: Path, key: str) -> int | None:
+    """The entries of array `key` of an .npz archive, from its member's header (the data is not read); None
+    when the archive or the member cannot be read so (the runtime's reader says why)."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as z, z.open(f"{key}.npy") as fh:
+            shape = _read_npy_header(fh)[1]
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, NotImplementedError, RuntimeError):
+        return None
+    return shape[0] if shape else None
+
+
+NpzHeads = dict[str, tuple[str, tuple[int, ...]]]  # (dtype descr, shape) of an archive's arrays, by name
+
+
+def npz_arrays(path: Path, keys: tuple[str, ...]) -> tuple[list[str], NpzHeads] | str:
+    """(the arrays of an .npz archive, (dtype descr, shape) of those of `keys` it holds and whose headers
+    read) from the archive's directory and those members' headers, the data unread; or why the file is no
+    archive numpy reads, in the runtime's words (dlc/runtime/data/files.py's open_npz)."""
+    import zipfile
+    import zlib
+
+    with open(path, "rb") as fh:
+        magic = fh.read(4)
+    if magic not in (b"PK\x03\x04", b"PK\x05\x06"):
+        return "it is not an .npz archive"
+    heads: NpzHeads = {}
+    try:
+        with zipfile.ZipFile(path) as z:
+            names = [n[:-4] if n.endswith(".npy") else n for n in z.namelist()]
+            for key in keys:
+                if f"{key}.npy" in z.NameToInfo:
+                    with contextlib.suppress(ValueError), z.open(f"{key}.npy") as fh:
+                        heads[key] = _read_npy_header(fh)
+    except (EOFError, zipfile.BadZipFile, NotImplementedError, RuntimeError, zlib.error) as e:
+        return f"the .npz archive is truncated or corrupt ({e})"
+    return names, heads
+
+
+def _npy_header_fields(text: bytes, encoding: str) -> tuple[object, tuple[int, ...]]:
+    """(descr, shape) of a header's dict literal; ValueError("damaged .npy header") for anything else. A
+    crafted literal (50,000 unary minuses) makes Python's parser run out of stack: MemoryError or
+    RecursionError, which would otherwise pass for a training that ran out of memory."""
+    import ast as pyast
+
+    try:
+        head = pyast.literal_eval(text.decode(encoding))
+        descr, shape = head["descr"], head["shape"]
+    except (ValueError, SyntaxError, KeyError, TypeError, UnicodeDecodeError, MemoryError, RecursionError):
+        raise ValueError("damaged .npy header") from None
+    if not isinstance(shape, tuple) or not all(_is_size(v) for v in shape):
+        raise ValueError(f"damaged .npy header: its shape {_shown_shape(shape)} is not a tuple of sizes "
+                         "(integers, 0 or more)")
+    return descr, shape
+
+
+def _is_size(v: object) -> bool:
+    """An axis length as numpy writes one: a non-negative int (not a bool, not 2.5)."""
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+
+def _shown_shape(shape: object) -> str:
+    """A header's shape as quoted in a message: a crafted one of 10,000 characters is cut."""
+    text = repr(shape)
+    return text if len(text) <= 40 else text[:40] + "..."
+
+
+# the most target values read to check them (an .npy file's or an .npz array's): a few tenths of a second
+MAX_TARGETS_READ = 2**22
+
+
+def _small_targets(path: Path, key: str | None, descr: str, shape: tuple[int, ...]):
+    """A target array of numbers, one per sample (shape (n) or (n, 1)), as float64 values in one row, when it
+    holds no more than MAX_TARGETS_READ: an .npy file (`key` None) or array `key` of an .npz archive, read as
+    the runtime reads it; None when not read so (too large, another shape or kind, unreadable: the runtime
+    says what it finds)."""
+    import zipfile
+
+    import numpy as np
+
+    if (len(shape) != 1 and shape[1:] != (1,)) or math.prod(shape) > MAX_TARGETS_READ \
+            or descr[1:2] not in tuple("biuf"):
+        return None
+    try:
+        if key is None:
+            y = np.load(path, mmap_mode="r", allow_pickle=False)
+        else:
+            with np.load(path, allow_pickle=False) as f:
+                y = f[key]
+        return np.asarray(y, dtype=np.float64).reshape(-1)
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, NotImplementedError, RuntimeError):
+        return None
+
+
+def small_target_values(path: Path, key: str | None, descr: str,
+                        shape: tuple[int, ...]) -> list[float] | None:
+    """The distinct values (sorted) of a small target array (_small_targets), when they are all finite."""
+    import numpy as np
+
+    y = _small_targets(path, key, descr, shape)
+    if y is None:
+        return None
+    values = np.unique(y)
+    return [float(v) for v in values] if np.isfinite(values).all() else None
+
+
+def target_class_rows(path: Path, key: str | None, descr: str, shape: tuple[int, ...],
+                       n: int) -> list[tuple[object, int]] | None:
+    """(class, rows) of each class of a small target array (_small_targets) of whole-number labels for the
+    `n` samples: what a stratified split needs of every class, so that kfold(k=21, stratify=true) over a
+    class of 20 rows is E303 before training (and `dlc cv --k 21`), as for the bundled sets. None when not
+    known so (one-hot rows, fractions, too large, unreadable)."""
+    import numpy as np
+
+    labels = _small_targets(path, key, descr, shape) if shape and shape[0] == n else None
+    if labels is None or not np.isfinite(labels).all() or not np.array_equal(labels, np.round(labels)):
+        return None
+    classes, counts = np.unique(labels, return_counts=True)
+    return [(int(c), int(k)) for c, k in zip(classes, counts, strict=True)]
+
+
+def csv_first_row(path: Path) -> list[str] | None:
+    """The cells of a CSV file's first row that is not blank, as dlc.runtime.data reads them (quotes, blank
+    lines; names stripped), or None for a file without rows. Reads no more than that row."""
+    with open(path, "rb") as raw:
+        encoding = text_encoding(raw.read(64))
+    with open(path, newline="", encoding=encoding) as fh:
+        for cells in csv.reader(fh):
+            if any(c.strip() for c in cells):
+                return [c.strip() for c in cells]
+    return None

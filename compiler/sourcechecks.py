@@ -1,0 +1,319 @@
+"""A data source's files against the spec, checked before training: that each file (or MNIST's folder) is
+there and is a regular file, and that it is what the source reads: an .npy file's or an .npz archive's
+arrays (their headers: numbers, one value per input value, as many targets as samples), MNIST's mnist.npz or
+its four IDX files, a CSV file's columns (a target and one feature per input value). Once a file reads, its
+targets go to targetchecks.py. check_partial uses the file checks alone for a spec that could not be built.
+Apart from datachecks.py, which calls in here, because this is the part that opens files and knows their
+formats (the reading itself: datafiles.py)."""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+from . import ast as A
+from .checkshared import find_assign, kwarg_span, resolve_path, shape_text, shown_path
+from .datafiles import NpzHeads, csv_first_row, npy_header, npz_arrays, small_target_values
+from .datarows import MNIST_STEMS, csv_target_numbers, idx_problem, mnist_candidates, mnist_counts
+from .diagnostics import Diagnostics, Span, did_you_mean
+from .spec import Csv, Data, Mnist, Npy, Npz, Spec
+from .targetchecks import check_csv_target_names, check_labels, check_target_shape, csv_column
+
+
+def check_file_source(spec: Spec, src: Csv | Npz | Mnist, m: A.Model, st: A.Assign | None, d: Diagnostics,
+                       base_dir: Path) -> bool:
+    """A csv, npz or mnist source's file (or folder) against the spec; False when it is not there."""
+    before = d.error_count
+    (written, at_path, folder_ok), = _source_files(src, st)
+    path = resolve_path(base_dir, src.path)
+    if _missing_file(written, path, at_path, d, folder_ok):
+        return False
+    if isinstance(src, Csv):
+        _check_csv(spec, src, path, m, st, st.value.span if st else None, d)
+        if d.error_count == before:
+            check_csv_target_names(spec, src, path, m, d)
+        if d.error_count == before:
+            check_labels(spec, csv_target_numbers(path, src.target), csv_column(src), m, d)
+    elif isinstance(src, Npz):
+        _check_npz(spec, src, path, m, st, at_path, d)
+    else:
+        _check_mnist(spec, written, path, m, at_path, d)
+        counted = mnist_counts(path) if d.error_count == before else None
+        if counted is not None and counted[1] is not None:
+            check_labels(spec, [float(c) for c, _ in counted[1] if isinstance(c, int)],
+                          f"the MNIST folder '{written}'", m, d)
+    return True
+
+
+def _source_files(src, st: A.Assign | None) -> list[tuple[str, Span | None, bool]]:
+    """(path as written, where to report it, whether a folder will do) of each file a data source reads: the
+    path argument, or the whole call when the path is a keyword."""
+    call = st.value if st is not None and isinstance(st.value, A.Call) else None
+    if isinstance(src, Npy):
+        return [(getattr(src, key), arg.span if (arg := A.argument(call, key, i)) is not None
+                 else (call.span if call is not None else None), False) for i, key in enumerate(("x", "y"))]
+    if isinstance(src, (Csv, Npz, Mnist)):
+        where = call.args[0].span if call is not None and call.args else (st.value.span if st else None)
+        return [(src.path, where, isinstance(src, Mnist))]
+    return []
+
+
+def _missing_file(written: str, path: Path, where: Span | None, d: Diagnostics,
+                  folder_ok: bool = False) -> bool:
+    """Report a data file (a folder, for MNIST) that is not there or cannot be read as one; True if so."""
+    try:
+        if path.is_file() or (folder_ok and path.is_dir()):
+            return False
+    except OSError:  # (a name too long for the file system: _not_a_file says so)
+        pass
+    d.add("E401", f"cannot read data file '{written}': {_not_a_file(path, folder_ok)}", where,
+          f"looked for {shown_path(path)} (relative paths start at the spec's folder)")
+    return True
+
+
+def _not_a_file(path: Path, folder_ok: bool = False) -> str:
+    """Why `path` cannot be read as a data file: missing, a folder, a link that leads nowhere, or not a
+    regular file (a pipe or a device, which would block or never end)."""
+    try:
+        if path.is_symlink() and not path.exists():
+            return "it is a symbolic link that leads nowhere (or in a loop)"
+        if not path.exists():
+            return f"no such {'folder' if folder_ok else 'file'}"
+    except OSError as e:
+        return f"it cannot be looked at ({e.strerror or e})"
+    if path.is_dir():
+        return "it is a folder, not a file"
+    return "it is not a regular file (a pipe, socket or device)"
+
+
+def _npz_arrays_error(written: str, path: Path, keys: tuple[str, ...], where: Span | None, d: Diagnostics,
+                      what: str, key_at: dict[str, Span | None] | None = None) -> NpzHeads | None:
+    """npz_arrays of a data file, its problems reported (E401 at `where`, a missing array's at `key_at`'s
+    span when written): None when it is not read, or lacks an array of `keys`. `what`: how the source reads
+    it, for a hint."""
+    try:
+        found = npz_arrays(path, keys)
+    except OSError as e:
+        d.add("E401", f"cannot read data file '{written}': {e.strerror or e}", where)
+        return None
+    if isinstance(found, str):
+        d.add("E401", f"cannot read data file '{written}': {found}", where, what)
+        return None
+    names, heads = found
+    missing = next((k for k in keys if k not in names), None)
+    if missing is not None:
+        d.add("E401", f"'{written}' has no array '{missing}' (arrays: {', '.join(names[:12]) or 'none'})",
+              (key_at or {}).get(missing) or where, did_you_mean(missing, names) or what)
+        return None
+    return heads
+
+
+def _check_npz(spec: Spec | None, src: Npz, path: Path, m: A.Model, st: A.Assign | None, where: Span | None,
+               d: Diagnostics) -> None:
+    """An npz source: an archive (not a CSV file named .npz) holding arrays x and y, the features numbers,
+    one value per input value, and as many targets as samples (the members' headers are read, not the
+    data), the targets against the loss and the output (a small array read); with `spec` None (a spec that
+    could not be built) what needs only the source."""
+    call = st.value if st is not None and isinstance(st.value, A.Call) else None
+    keys = (src.x, src.y)
+    heads = _npz_arrays_error(src.path, path, keys, where, d,
+                              "npz(file) reads an archive written by np.savez(file, x=..., y=...); name "
+                              "other arrays with npz(file, x=\"features\", y=\"targets\")",
+                              {src.x: kwarg_span(call, "x"), src.y: kwarg_span(call, "y")})
+    if heads is None:
+        return
+    x_at = kwarg_span(call, "x") or where
+    for key in keys:
+        if key in heads and not heads[key][1]:
+            d.add("E401", f"'{src.path}': array '{key}' is a single value, not one entry per sample",
+                  kwarg_span(call, "y" if key == src.y and key != src.x else "x") or where)
+            return
+    if src.x in heads:
+        descr, shape = heads[src.x]
+        if descr == "structured" or descr[1:2] not in tuple("biuf"):
+            d.add("E401", f"'{src.path}': array '{src.x}' holds {descr} values, not numbers", x_at,
+                  "the features must be numbers (bool, integer or float)")
+            return
+        _input_matches(spec, math.prod(shape[1:]), f"'{src.path}' samples have", shape, m, where, d)
+    if src.x in heads and src.y in heads and heads[src.x][1][0] != heads[src.y][1][0]:
+        d.add("E401", f"'{src.path}': '{src.x}' has {heads[src.x][1][0]} samples but '{src.y}' has "
+              f"{heads[src.y][1][0]}; they must match one to one", where)
+    elif src.y in heads and spec is not None:
+        before, what = d.error_count, f"array '{src.y}' of '{src.path}'"
+        check_target_shape(spec, heads[src.y][1], what, m, d)
+        if d.error_count == before:
+            check_labels(spec, small_target_values(path, src.y, *heads[src.y]), what, m, d)
+
+
+def _input_matches(spec: Spec | None, feats: int, whose: str, shape, m: A.Model, where: Span | None,
+                   d: Diagnostics) -> None:
+    """E303 when the data's samples have another number of values than the input (not known: spec None)."""
+    if spec is not None and feats != math.prod(spec.input):
+        inp = find_assign(m, "input")
+        d.add("E303", f"input {shape_text(spec.input)} has {math.prod(spec.input)} values, but {whose} "
+              f"{feats} features (shape {shape_text(shape[1:])})", inp.value.span if inp else where,
+              f"use input: ({feats})")
+
+
+MNIST_ARRAYS = ("x_train", "y_train", "x_test", "y_test")
+
+
+def _check_mnist(spec: Spec | None, written: str, path: Path, m: A.Model, where: Span | None,
+                 d: Diagnostics) -> None:
+    """An MNIST source as the runtime reads it (dlc/runtime/data/files.py's read_mnist): a file or a folder's
+    mnist.npz, an archive with Keras' four arrays; else the folder's four IDX files (optionally .gz), each
+    of unsigned bytes with the dimensions of images or labels (their headers are read, not the data); and
+    the images' size against the input (not with `spec` None: a spec that could not be built)."""
+    npz = path if path.is_file() else path / "mnist.npz" if (path / "mnist.npz").is_file() else None
+    if npz is not None:
+        shown = written if npz is path else (Path(written) / "mnist.npz").as_posix()
+        heads = _npz_arrays_error(shown, npz, MNIST_ARRAYS, where, d,
+                                  "mnist(path) reads Keras' mnist.npz (x_train, y_train, x_test, y_test) or "
+                                  "a folder of MNIST's IDX files")
+        if heads is not None and "x_train" in heads:
+            shape = heads["x_train"][1]
+            _input_matches(spec, math.prod(shape[1:]), f"'{shown}' images have", shape, m, where, d)
+        return
+    found = [next((c for c in mnist_candidates(path, stem) if c.is_file()), None) for stem in MNIST_STEMS]
+    files = ", ".join(MNIST_STEMS)
+    if not any(found):
+        d.add("E401", f"'{written}' holds no MNIST files", where,
+              f"mnist(folder) reads MNIST's IDX files ({files}; each may end in .gz) or Keras' mnist.npz")
+        return
+    missing = next((stem for stem, f in zip(MNIST_STEMS, found, strict=True) if f is None), None)
+    if missing is not None:
+        d.add("E401", f"'{written}' has no {missing}[.gz] (or mnist.npz)", where,
+              f"mnist(folder) reads MNIST's four IDX files: {files}")
+        return
+    dims = None
+    for stem, f in zip(MNIST_STEMS, found, strict=True):
+        assert f is not None
+        ndim = 3 if "images" in stem else 1
+        problem, got = idx_problem(f, ndim)
+        if problem is not None:
+            d.add("E401", f"'{(Path(written) / f.name).as_posix()}': {problem}", where,
+                  "MNIST's IDX files hold unsigned bytes (type 0x08): images (count, rows, columns), "
+                  "labels (one per image)")
+            return
+        dims = got if dims is None else dims
+    if dims is not None:
+        _input_matches(spec, math.prod(dims[1:]), "MNIST's images have", dims, m, where, d)
+
+
+def check_npy(spec: Spec, src: Npy, m: A.Model, st: A.Assign | None, base_dir: Path,
+               d: Diagnostics) -> None:
+    """An npy source: two files, features of a numeric dtype with one value per input value, and as many
+    targets as samples (their headers are read, never the data)."""
+    call = st.value if st is not None and isinstance(st.value, A.Call) else None
+    heads = {}
+    for key, (written, where, _) in zip(("x", "y"), _source_files(src, st), strict=True):
+        path = resolve_path(base_dir, written)
+        if _missing_file(written, path, where, d):
+            continue
+        try:
+            heads[key] = npy_header(path)
+        except (OSError, ValueError) as e:
+            d.add("E401", f"cannot read data file '{written}': {e}", where,
+                  "npy(x, y) takes two files written by np.save: the features and the targets")
+            continue
+        descr, shape = heads[key]
+        if not shape:
+            d.add("E401", f"'{written}' holds a single value, not one entry per sample", where)
+            heads.pop(key)
+        elif key == "x" and (descr == "structured" or descr[1:2] not in tuple("biuf")):
+            d.add("E401", f"'{written}' holds {descr} values, not numbers", where,
+                  "the features must be numbers (bool, integer or float)")
+            heads.pop(key)
+    if "x" in heads:
+        feats = math.prod(heads["x"][1][1:])
+        if feats != math.prod(spec.input):
+            inp = find_assign(m, "input")
+            d.add("E303", f"input {shape_text(spec.input)} has {math.prod(spec.input)} values, but '{src.x}' "
+                  f"samples have {feats} features (shape {heads['x'][1]})",
+                  inp.value.span if inp else (call.span if call is not None else None),
+                  f"use input: ({feats})")
+    if "x" in heads and "y" in heads and heads["x"][1][0] != heads["y"][1][0]:
+        d.add("E401", f"'{src.x}' has {heads['x'][1][0]} samples but '{src.y}' has {heads['y'][1][0]}; they "
+              "must match one to one", call.span if call is not None else None)
+    elif "y" in heads:
+        before = d.error_count
+        check_target_shape(spec, heads["y"][1], f"'{src.y}'", m, d)
+        if d.error_count == before:
+            values = small_target_values(resolve_path(base_dir, src.y), None, *heads["y"])
+            check_labels(spec, values, f"'{src.y}'", m, d)
+
+
+def _check_csv(spec: Spec, src: Csv, path: Path, m: A.Model, st: A.Assign | None, where: Span | None,
+               d: Diagnostics) -> None:
+    """A CSV source against the spec: its first row read as dlc.runtime.data reads it (quotes, blank lines),
+    the target column, and one feature per input value."""
+    try:
+        cols = csv_first_row(path)
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        d.add("E401", f"cannot read data file '{src.path}': {e}", where)
+        return
+    inp = find_assign(m, "input")
+    if cols is None:
+        d.add("E401", f"'{src.path}' is empty: it has no rows", where,
+              "a CSV file: a header row of column names (optional), then a row per sample")
+    elif len(cols) < 2:
+        sep = next((c for c in ";\t|" if c in cols[0]), None)
+        d.add("E401", f"'{src.path}' has one column ({cols[0][:40]!r}): a target and no features",
+              where,
+              f"dlc reads comma-separated values; this file seems separated by {sep!r}" if sep else
+              "a CSV file has its features and its target in columns separated by commas")
+    elif src.target is not None and src.target not in cols:
+        d.add("E401", f"'{src.path}' has no column '{src.target}'",
+              kwarg_span(st.value if st else None, "target") or where,
+              did_you_mean(src.target, cols) or f"columns: {', '.join(cols[:12])}")
+    elif src.target is not None and cols.count(src.target) > 1:
+        d.add("E401", f"'{src.path}' has {cols.count(src.target)} columns named '{src.target}': the "
+              "target is ambiguous", kwarg_span(st.value if st else None, "target") or where,
+              "rename the columns so that each name is used once")
+    elif len(cols) - 1 != math.prod(spec.input):
+        d.add("E303", f"input {shape_text(spec.input)} has {math.prod(spec.input)} values, but "
+              f"'{src.path}' has {len(cols) - 1} feature columns", inp.value.span if inp else where,
+              f"use input: ({len(cols) - 1})")
+
+
+def check_source_files_exist(m: A.Model, data: Data | None, d: Diagnostics, base_dir: Path) -> None:
+    """The data files are there: the resolved source's, else the paths written in the source call."""
+    st = find_assign(m, "source", "data")
+    src = data.source if data is not None else _source_as_written(st)
+    for written, where, folder_ok in _source_files(src, st):
+        _missing_file(written, resolve_path(base_dir, written), where, d, folder_ok)
+
+
+def check_source_kind(src, m: A.Model, d: Diagnostics, base_dir: Path) -> None:
+    """An npz or mnist source's files are what it reads (an archive with its arrays, MNIST's IDX files), for
+    a spec that could not be built (the checks that need the spec left out)."""
+    st = find_assign(m, "source", "data")
+    if isinstance(src, (Npz, Mnist)):
+        (written, at_path, _), = _source_files(src, st)
+        path = resolve_path(base_dir, src.path)
+        if isinstance(src, Npz):
+            _check_npz(None, src, path, m, st, at_path, d)
+        else:
+            _check_mnist(None, written, path, m, at_path, d)
+
+
+def _source_as_written(st: A.Assign | None):
+    """A file source built from the strings written in its call, None when a path is no string (the call's
+    own errors are reported already): csv("x.csv", sep=1) still names its file."""
+    from .catalog import lookup
+
+    call = st.value if st is not None and isinstance(st.value, A.Call) else None
+    cls = lookup("source", call.name) if call is not None else None
+    if call is None or cls not in (Csv, Npz, Mnist, Npy):
+        return None
+    keys = ("x", "y") if cls is Npy else ("path",)
+    given = dict(zip(keys, call.args, strict=False)) | {kw.key: kw.value for kw in call.kwargs}
+    paths = {k: v.value for k in keys if isinstance(v := given.get(k), A.Str)}
+    if len(paths) != len(keys):
+        return None
+    if cls is Npy:
+        return Npy.model_construct(x=paths["x"], y=paths["y"])
+    if cls is Mnist:  # (its path may be a folder)
+        return Mnist.model_construct(path=paths["path"])
+    return Csv.model_construct(path=paths["path"])  # (csv and npz: one file, the same check)
