@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import struct
 
 import numpy as np
 import pytest
 
 from dlc import api
+from dlc.cli import jsonout
 from dlc.cli import lr_find as cli
 from dlc.compiler import compile_file
 from dlc.runtime import lr_find as lf
@@ -101,7 +103,7 @@ def test_a_non_finite_loss_stops_and_is_null_in_json():
                     end=1.0)
     assert r.stopped_at_step == len(r.lrs) and r.lrs[-1] >= 1e-3 > r.lrs[-2]
     assert "nan" in r.stop_reason
-    out = json.loads(json.dumps(r.to_json(), allow_nan=False))
+    out = json.loads(jsonout.dumps(r.to_json()))
     assert out["losses"][-1] is None and out["stopped_at_step"] == len(r.lrs)
     # a loss that never falls: no descent to measure, the minimum/10 rule (at least --start) instead
     assert r.steepest_lr is None and r.rule.startswith("minimum/10") and r.suggested_lr >= r.start
@@ -200,8 +202,8 @@ def test_search_spaces_kfold_and_schedule(tmp_path):
 
 
 def test_cli_defaults_are_the_apis():
-    assert (cli.DEFAULT_STEPS, cli.DEFAULT_START, cli.DEFAULT_END, cli.MIN_STEPS) == \
-        (lf.DEFAULT_STEPS, lf.DEFAULT_START, lf.DEFAULT_END, lf.MIN_STEPS)
+    assert (cli.DEFAULT_STEPS, cli.DEFAULT_START, cli.DEFAULT_END, cli.MIN_STEPS, cli.MAX_STEPS) == \
+        (lf.DEFAULT_STEPS, lf.DEFAULT_START, lf.DEFAULT_END, lf.MIN_STEPS, lf.MAX_STEPS)
     assert 100 <= lf.DEFAULT_STEPS <= 300
 
 
@@ -215,7 +217,7 @@ def test_a_range_wider_than_a_float_is_exponential_not_inf():
     spec, data = iris()
     r = lf.run_test(Scripted(lambda lr: 1.0 if lr < 1e-3 else math.nan), spec, data, steps=12, start=1e-300,
                     end=1e300)
-    json.dumps(r.to_json(), allow_nan=False)  # (--json failed: "Out of range float values")
+    jsonout.dumps(r.to_json())  # (--json failed: "Out of range float values")
     assert "lr inf" not in r.stop_reason
 
 
@@ -237,3 +239,18 @@ def test_the_plot_shows_the_descent_not_the_divergence_after_it(tmp_path, monkey
     lo, hi = figures[0].axes[0].get_ylim()
     # the descent from 2 to its minimum fills the axis; the divergence runs off its top
     assert lo <= r.min_loss and 2.0 <= hi < 2.5 < r.smoothed[-1]
+
+
+def test_an_out_that_cannot_be_written_names_its_folder_and_what_to_do(tmp_path, monkeypatch):
+    """The default lr_find.png in a folder no file can be made in (cd /proc) named no folder and no way out;
+    a name too long for the file system was an OSError with 'set DLC_TRACEBACK=1'."""
+    monkeypatch.chdir(tmp_path)
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Read-only file system")
+    monkeypatch.setattr(lf.tempfile, "mkstemp", refuse)
+    with pytest.raises(lf.LRFindError) as e:
+        lf.check_out("lr_find.png")
+    assert f"its folder {os.getcwd()} (Read-only file system); give --out a file in a folder" in str(e.value)
+    with pytest.raises(lf.LRFindError, match="File name too long; give a shorter name"):
+        lf.check_out(tmp_path / ("a" * 300 + ".png"))

@@ -1,7 +1,6 @@
 """`dlc compare SPEC`: train on both backends from the same start and compare them step for step, or, with
 --seeds, where their trainings end (dlc.api.compare does the work)."""
 
-import json
 import math
 from typing import Annotated, Optional
 
@@ -11,25 +10,29 @@ from dlc import api
 from dlc.cli import options as o
 from dlc.cli.common import training_spec
 from dlc.cli.errors import EXIT_OK, EXIT_RUNTIME, EXIT_SPEC, CommandError, error_line
+from dlc.cli.jsonout import print_json
 
 NAME = "compare"
 DEFAULT_STEPS = 50
+# the API's bounds (dlc.runtime.compare; tests/test_compare_cli_limits.py checks they agree)
+MAX_STEPS = 100_000
+MAX_SEEDS = 1_000
 
 
 def command(
     spec: o.Spec,
     steps: Annotated[Optional[int], typer.Option(
-        "--steps", metavar="N", min=1, show_default=False,
-        help=f"optimizer steps to compare [default: {DEFAULT_STEPS}]")] = None,
+        "--steps", metavar="N", min=1, max=MAX_STEPS, show_default=False,
+        help=f"optimizer steps to compare, 1 to {MAX_STEPS:,} [default: {DEFAULT_STEPS}]")] = None,
     dtype: Annotated[Optional[o.Dtype], typer.Option(
         "--dtype", show_default=False,
         help="the floating-point type of both runs [default: float64; float32 with --seeds]")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the whole comparison as JSON")] = False,
     seed: o.Seed = None,
     seeds: Annotated[Optional[int], typer.Option(
-        "--seeds", metavar="N", min=2, show_default=False,
-        help="train both backends to the end of the spec's training on N seeds (the seed, + 1, ...) in "
-             "float32 and test their final test metrics for equivalence (TOST)")] = None,
+        "--seeds", metavar="N", min=2, max=MAX_SEEDS, show_default=False,
+        help=f"train both backends to the end of the spec's training on N seeds (2 to {MAX_SEEDS:,}: the "
+             "seed, + 1, ...) in float32 and test their final test metrics for equivalence (TOST)")] = None,
     margin: Annotated[float, typer.Option(
         "--margin", metavar="X",
         help="with --seeds: the equivalence margin of accuracy, precision, recall and f1 (absolute)")] = 0.02,
@@ -50,7 +53,8 @@ def command(
     equivalent within the margins by two one-sided paired t-tests (exit 0), else exit 1. A spec with
     precision: mixed_* (outside the equivalence contract) is compared step by step in full precision, with a
     note saying so; --seeds trains it in mixed precision, as the spec says. A kfold spec compares the
-    training of its fold 1 (as `dlc cv` builds it), with a note saying so."""
+    training of its fold 1 (as `dlc cv` builds it), with a note saying so. A loss that stops being finite
+    ends the comparison with one line naming the backend that diverged (or both) and the step (exit 1)."""
     if seeds is not None:
         _check_seed_options(steps, dtype, margin, rel_margin, alpha)
     elif (margin, rel_margin, alpha) != SEED_DEFAULTS:  # (they were ignored, even invalid ones)
@@ -62,25 +66,13 @@ def command(
     else:
         c = api.compare(loaded, DEFAULT_STEPS if steps is None else steps,
                         o.value(dtype) if dtype is not None else "float64")
-    if as_json:  # (strict JSON: a diverged run's inf/NaN as null, as `dlc lr-find --json` has it)
-        print(json.dumps(_strict(c), allow_nan=False))
+    if as_json:
+        print_json(c)
     elif seeds is not None:
         _show_seeds(loaded.name, c)
     else:
         _show(loaded.name, c)
     return EXIT_OK if c["passed"] else EXIT_RUNTIME
-
-
-def _strict(obj):
-    """`obj` with every non-finite float as None (JSON has no NaN or Infinity: jq and most parsers refuse
-    them)."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _strict(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_strict(v) for v in obj]
-    return obj
 
 
 SEED_DEFAULTS = (0.02, 0.05, 0.05)  # --margin, --rel-margin, --alpha
@@ -93,8 +85,8 @@ def _check_seed_options(steps, dtype, margin: float, rel_margin: float, alpha: f
         problem = ("--seeds trains in float32 to the end of the spec's training: --steps and --dtype do not "
                    "apply")
     elif not (0 < margin < math.inf and 0 < rel_margin < math.inf):  # (an infinite margin passes anything)
-        problem = (f"the margins must be positive numbers (--margin {margin:g}, --rel-margin "
-                   f"{rel_margin:g})")
+        problem = (f"the margins must be positive numbers, finite and above 0 (--margin {margin:g}, "
+                   f"--rel-margin {rel_margin:g})")
     elif not 0 < alpha < 0.5:
         problem = f"--alpha must be between 0 and 0.5, got {alpha:g}"
     if problem:

@@ -1,7 +1,6 @@
 """`dlc lr-find SPEC`: the learning-rate range test (dlc.api.lr_find does the work): the loss against an
 exponentially rising learning rate from the spec's initial weights, as a PNG, and a suggested starting lr."""
 
-import json
 from typing import Annotated
 
 import typer
@@ -10,6 +9,7 @@ from dlc import api
 from dlc.cli import options as o
 from dlc.cli.common import check_output_target, compiled
 from dlc.cli.errors import EXIT_SPEC, CommandError, error_line
+from dlc.cli.jsonout import print_json
 
 NAME = "lr-find"
 # the API's defaults (dlc.runtime.lr_find; tests/test_lr_find.py checks they agree)
@@ -67,7 +67,7 @@ def command(
     except api.LRFindError as e:
         raise CommandError(error_line(str(e)), EXIT_SPEC) from None
     if as_json:
-        print(json.dumps(result.to_json(), allow_nan=False))
+        print_json(result.to_json())
     else:
         _show(result)
     return 0

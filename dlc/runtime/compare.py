@@ -20,6 +20,7 @@ whether they compute the same thing. Three checks (the numbers are measured: REA
 from __future__ import annotations
 
 import contextlib
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,9 @@ FLOAT32_REL_TOL = 1e-6
 FLOAT64_RERUN_MIN_STEPS = 200
 
 VERDICTS = ("equivalent", "equivalent_near_tie", "mismatch")
+# the most steps and seeds a comparison takes: beyond them it runs for days (`--steps 10**20` never ended)
+MAX_STEPS = 100_000  # (as `dlc lr-find`'s; float64 was measured over 200 and 1000 steps)
+MAX_SEEDS = 1_000  # (each seed is two whole trainings)
 SNAPSHOT_BYTES = 256 * 2**20  # weights kept per step while locating a mismatch
 
 
@@ -75,6 +79,16 @@ def bound_text(dtype: str) -> str:
 def rel_diffs(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """|a − b| / max(1, |a|), elementwise."""
     return np.abs(a - b) / np.maximum(1.0, np.abs(a))
+
+
+def check_counts(steps: int | None, seeds: int | None) -> None:
+    """ValueError for a number of steps or seeds a comparison does not take (None: not given); `dlc compare`
+    says it in its options' words first."""
+    if steps is not None and not 1 <= steps <= MAX_STEPS:
+        raise ValueError(f"steps must be between 1 and {MAX_STEPS}, got {steps}")
+    if seeds is not None and not 2 <= seeds <= MAX_SEEDS:
+        raise ValueError(f"comparing over seeds needs at least 2 seeds (a paired t-test) and at most "
+                         f"{MAX_SEEDS}, got {seeds}")
 
 
 @dataclass
@@ -161,6 +175,79 @@ class _EveryStep:
         return np.concatenate(losses), stats, np.concatenate(sizes)
 
 
+class _Recorded:
+    """A session that keeps every step loss its epochs return: a training that fails on a non-finite loss
+    (TrainingFailed, which names the step within its epoch) still tells at which optimizer step it did."""
+
+    def __init__(self, session):
+        self._session, self.step_losses = session, []
+
+    def __getattr__(self, name):
+        return getattr(self._session, name)
+
+    def train_epoch(self, handle, perm: np.ndarray, batch_size: int, progress=None):
+        out = self._session.train_epoch(handle, perm, batch_size, progress)
+        self.step_losses.extend(float(v) for v in out[0])
+        return out
+
+
+@dataclass
+class _Divergence:
+    """Where one backend's training diverged: the first optimizer step (1-based) whose loss was not finite."""
+
+    step: int
+    loss: float
+
+
+def _train_or_diverge(session, spec, data, **kwargs):
+    """train()'s History, or the _Divergence where the loss stopped being finite (so that the comparison
+    goes on to the other backend and can say whether both diverged, and where)."""
+    from dlc.runtime.loop import TrainingFailed, train
+
+    recorded = _Recorded(session)
+    try:
+        return train(recorded, spec, data, **kwargs)
+    except TrainingFailed:
+        bad = next((i for i, v in enumerate(recorded.step_losses) if not math.isfinite(v)), None)
+        if bad is None:  # (another failure: an early_stopping monitor the run does not compute)
+            raise
+        return _Divergence(bad + 1, recorded.step_losses[bad])
+
+
+def _diverged_line(diverged: dict[str, _Divergence], trained: dict[str, int], dtype: str,
+                   steps: int | None, seed: int | None = None) -> str:
+    """The one line of a comparison a non-finite loss stopped: which backend diverged (or both), at which
+    step, and what to do. `trained`: the steps each backend that did not diverge ran."""
+    where = f" in {dtype}" + (f" with seed {seed}" if seed is not None else "")
+    of = f" of the {steps} compared" if steps is not None else ""
+    kinds = {name: "nan" if math.isnan(d.loss) else "inf" for name, d in diverged.items()}
+    at = {d.step for d in diverged.values()}
+    first = min(at)
+    who = "both backends" if len(diverged) > 1 else next(iter(diverged))  # (_locate trains one backend)
+    if trained:
+        (name, d), = diverged.items()
+        (other, ran), = trained.items()
+        what = (f"training diverged{where} on {name} only, at step {d.step}{of} (its loss became "
+                f"{kinds[name]}); {other}'s loss stayed finite over its {ran} steps")
+    elif len(at) == 1:
+        kind = next(iter(kinds.values()))
+        loss = (f"the loss became {kind}" + (" on both" if len(kinds) > 1 else "")
+                if len(set(kinds.values())) == 1 else ", ".join(f"{k} on {n}" for n, k in kinds.items()))
+        what = f"training diverged{where} on {who} at step {first}{of} ({loss})"
+    else:
+        what = (f"training diverged{where} on {who}: " + ", ".join(
+            f"on {n} at step {d.step} (loss {kinds[n]})" for n, d in diverged.items()) + of)
+    return f"{what}; {_compare_before(first) if seed is None else ''}try a smaller learning rate"
+
+
+def _compare_before(first: int) -> str:
+    """The advice to compare the steps before the first divergence (none before step 1)."""
+    if first == 1:
+        return ""
+    earlier = "the step" if first == 2 else f"the {first - 1} steps"
+    return f"compare {earlier} before it with --steps {first - 1}, or "
+
+
 def _kfold(spec) -> int | None:
     """k of a kfold split, else None."""
     from dlc.compiler.spec import KFold
@@ -192,7 +279,7 @@ def _train_both(spec, base_dir: Path, steps: int | None, dtype: str, backends, o
     weights; `on_step[name]`, when given, is called after every step of that backend."""
     from dlc.backends import session_class
     from dlc.reference.weights import initial_weights
-    from dlc.runtime.loop import train
+    from dlc.runtime.loop import TrainingFailed
 
     spec = spec.model_copy(update={"dtype": dtype})
     data = _data(spec, base_dir)
@@ -201,12 +288,16 @@ def _train_both(spec, base_dir: Path, steps: int | None, dtype: str, backends, o
     n = len(data.train.x)
     epochs = spec.train.epochs if steps is None else max(spec.train.epochs, -(-steps * bs // n))
     out = _Runs({}, {}, {}, {}, {}, {}, -(-n // bs))
+    diverged: dict[str, _Divergence] = {}
     for name in backends:
         session = session_class(name)(spec, dtype=dtype, device="cpu", weights=init)
         out.start[name] = session.get_weights()
         if on_step is not None:
             session = _EveryStep(session, on_step[name])
-        hist = train(session, spec, data, epochs=epochs, max_steps=steps)
+        hist = _train_or_diverge(session, spec, data, epochs=epochs, max_steps=steps)
+        if isinstance(hist, _Divergence):
+            diverged[name] = hist
+            continue
         out.losses[name] = hist.step_losses
         out.end[name] = session.get_weights()
         out.finals[name] = hist.rows[-1] if hist.rows else {}
@@ -214,6 +305,9 @@ def _train_both(spec, base_dir: Path, steps: int | None, dtype: str, backends, o
         out.runs[name] = {"steps": len(hist.step_losses), "epochs": len(hist.rows),
                           "stopped_early": hist.stopped_early,
                           "best_epoch": hist.best_epoch, "restored_best": hist.restored_best}
+    if diverged:
+        trained = {name: len(losses) for name, losses in out.losses.items()}
+        raise TrainingFailed(_diverged_line(diverged, trained, dtype, steps))
     return out
 
 
@@ -352,7 +446,9 @@ def compare_spec(spec, base_dir: Path, steps: int | None, dtype: str,
     """Train `spec` on both backends for `steps` optimizer steps (more epochs than the spec asks for when
     needed; None: exactly the spec's own run, early stopping included) and compare step losses, validation
     losses, the training decisions (early stopping) and the weights before and after; in float32, a broken
-    bound is judged by a float64 rerun (the module's docstring)."""
+    bound is judged by a float64 rerun (the module's docstring). ValueError for steps out of range;
+    TrainingFailed, naming the backend and step, when a loss is not finite."""
+    check_counts(steps, None)
     c = _compare(spec, base_dir, steps, dtype, tuple(backends))
     if spec.train.mixed:  # the verdict is about the full-precision model, not the spec's mixed precision
         c.summary += " (the model in full precision; its mixed precision is not compared)"
@@ -493,11 +589,10 @@ def compare_seeds(spec, base_dir: Path, seeds: int, margin: float = 0.02, rel_ma
     from dlc.backends import session_class
     from dlc.reference.tost import tost_paired
     from dlc.reference.weights import initial_weights
-    from dlc.runtime.loop import train
+    from dlc.runtime.loop import TrainingFailed
     from dlc.runtime.run import final_metrics
 
-    if seeds < 2:
-        raise ValueError(f"comparing over seeds needs at least 2 seeds (a paired t-test), got {seeds}")
+    check_counts(None, seeds)
     backends = tuple(backends)
     seed_list = [(spec.seed + i) % (SEED_MAX + 1) for i in range(seeds)]
     metrics: dict[str, list[dict]] = {name: [] for name in backends}
@@ -507,14 +602,21 @@ def compare_seeds(spec, base_dir: Path, seeds: int, margin: float = 0.02, rel_ma
         s = spec.model_copy(update={"seed": seed, "dtype": dtype})
         data = _data(s, base_dir)  # a kfold spec: this seed's fold 1
         init = initial_weights(s)
+        diverged, trained = {}, {}
         for name in backends:
             session = session_class(name)(s, dtype=dtype, device="cpu", weights=init)
-            hist = train(session, s, data)
+            hist = _train_or_diverge(session, s, data)
+            if isinstance(hist, _Divergence):
+                diverged[name] = hist
+                continue
+            trained[name] = len(hist.step_losses)
             parts = final_metrics(session, s, data)
             split = split or next(p for p in ("test", "val", "train") if p in parts)
             metrics[name].append(parts[split])
             courses[name].append({"steps": len(hist.step_losses), "epochs": len(hist.rows),
                                   "stopped_early": hist.stopped_early, "best_epoch": hist.best_epoch})
+        if diverged:
+            raise TrainingFailed(_diverged_line(diverged, trained, dtype, None, seed))
     a, b = backends
     tests = {}
     for metric in metrics[a][0]:

@@ -31,6 +31,7 @@ says so.
 
 from __future__ import annotations
 
+import errno
 import math
 import os
 import tempfile
@@ -95,17 +96,15 @@ class LRFind:
         return None if self.min_loss_lr is None else self.min_loss_lr / 10
 
     def to_json(self) -> dict:
-        def num(v: float | None) -> float | None:
-            return v if v is not None and math.isfinite(v) else None
-
+        """The fields `dlc lr-find --json` prints, the numbers as they are (a diverged step's loss is nan:
+        dlc.cli.jsonout writes it as null)."""
         return {"spec": self.spec_name, "backend": self.backend, "dtype": self.dtype, "seed": self.seed,
                 "start": self.start, "end": self.end, "steps": self.steps, "batch_size": self.batch_size,
                 "optimizer": self.optimizer, "data": self.data,
-                "lrs": list(self.lrs), "losses": [num(v) for v in self.losses],
-                "smoothed_losses": [num(v) for v in self.smoothed],
+                "lrs": list(self.lrs), "losses": list(self.losses), "smoothed_losses": list(self.smoothed),
                 "suggested_lr": self.suggested_lr, "rule": self.rule, "steepest_lr": self.steepest_lr,
                 "min_loss_lr": self.min_loss_lr, "min_loss_lr_over_10": self.min_over_10_lr,
-                "min_smoothed_loss": num(self.min_loss),
+                "min_smoothed_loss": self.min_loss,
                 "stopped_at_step": self.stopped_at_step, "stop_reason": self.stop_reason,
                 "notes": list(self.notes), "plot": None if self.plot is None else str(self.plot)}
 
@@ -115,8 +114,8 @@ class LRFind:
 def check_options(steps: int, start: float, end: float) -> None:
     """LRFindError (one line) for options the test cannot run with."""
     if not (math.isfinite(start) and math.isfinite(end)) or start <= 0:
-        raise LRFindError(f"--start and --end must be positive numbers (got --start {start:g}, "
-                          f"--end {end:g})")
+        raise LRFindError(f"--start and --end must be positive numbers, finite and above 0 (got --start "
+                          f"{start:g}, --end {end:g})")
     if start >= end:
         raise LRFindError(f"--start must be below --end (got --start {start:g}, --end {end:g}): the learning "
                           "rate increases from one to the other")
@@ -133,21 +132,30 @@ def check_out(path: str | Path) -> Path:
     if not str(path).strip():  # (Path("") is ".": "--out . is a folder" named no folder the user gave)
         raise LRFindError("--out: an empty name is not a file: name the PNG file to write, e.g. lr_find.png")
     path = Path(path)
-    if path.is_dir():
+    # the folder named as an absolute path: the default lr_find.png's folder is the current one, unnamed
+    folder, instead = os.path.abspath(path.parent), "give --out a file in a folder you can write"
+    try:
+        is_dir = path.is_dir()
+    except OSError as e:  # (a name too long, a folder it may not look in: is_dir raises rather than say no)
+        fix = "give a shorter name" if e.errno == errno.ENAMETOOLONG else instead
+        raise LRFindError(f"--out {path}: {e.strerror or e}; {fix}") from None
+    if is_dir:
         raise LRFindError(f"--out {path} is a folder: name the PNG file to write, e.g. "
                           f"{path / 'lr_find.png'}")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise LRFindError(f"--out {path}: cannot make its folder ({e.strerror or e})") from None
+        raise LRFindError(f"--out {path}: cannot make its folder {folder} ({e.strerror or e}); "
+                          f"{instead}") from None
     if not os.access(path.parent, os.W_OK):
-        raise LRFindError(f"--out {path}: its folder is not writable")
+        raise LRFindError(f"--out {path}: its folder {folder} is not writable; {instead}")
     try:  # (os.access says yes to root on /proc or a read-only mount: make a file, as the plot will be)
         fd, probe = tempfile.mkstemp(prefix=".dlc-lr-find-", dir=path.parent)
         os.close(fd)
         os.unlink(probe)
     except OSError as e:
-        raise LRFindError(f"--out {path}: cannot write a file in its folder ({e.strerror or e})") from None
+        raise LRFindError(f"--out {path}: cannot write a file in its folder {folder} ({e.strerror or e}); "
+                          f"{instead}") from None
     return path
 
 
