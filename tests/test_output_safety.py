@@ -233,3 +233,21 @@ def test_export_refuses_the_spec_and_data_file_of_its_run(csv_run, name, monkeyp
     refused(run_cli("export", "run", "--format", "onnx", "--output", f"./run/../{name}"),
             Path(f"./run/../{name}"))
     assert unchanged(target) == before
+
+
+LONG = "a" * 300  # (over the 255 bytes a file name may have: Path.is_dir raised OSError, a bare errno line)
+
+
+@pytest.mark.parametrize("argv,option", [
+    (["predict", "{run}", "--input", "{csv}", "--output", LONG + ".csv"], "--output"),
+    (["export", "{run}", "--output", LONG + ".onnx"], "--output"),
+    (["compile", "{spec}", "--emit", "torch", "-o", LONG + ".py"], "--output"),
+    (["plot", "{run}", "--out", LONG + ".png"], "--out"),
+    (["lr-find", "{spec}", "--out", LONG + ".png"], "--out"),
+], ids=lambda v: v[0] if isinstance(v, list) else None)
+def test_an_output_name_too_long_is_one_line(work, argv, option):
+    names = {"run": work / "run", "csv": work / "four.csv", "spec": work / "iris.dlspec"}
+    rc, out, err = run_cli(*[a.format(**names) if a.startswith("{") else a for a in argv])
+    assert rc in (1, 2) and out == "" and "Traceback" not in err and "OSError" not in err, err
+    assert err.startswith(f"dlc: error: {option} {LONG}") and "File name too long" in err, err
+    assert err.count("\n") == 1, err

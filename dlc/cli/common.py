@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from dlc import api
-from dlc.cli.errors import EXIT_SPEC, CommandError, error_line
+from dlc.cli.errors import EXIT_RUNTIME, EXIT_SPEC, CommandError, error_line
 
 
 def show_diagnostics(result) -> None:
@@ -27,11 +27,21 @@ def training_spec(path: str, seed=None, dtype=None, epochs=None):
     return api.trainable(compiled(path), seed=seed, dtype=dtype, epochs=epochs)
 
 
+def _is_folder(option: str, output: str, example: str, code: int) -> bool:
+    """Whether `output` is a folder; one line (exit `code`) where even that cannot be asked: a name over the
+    file system's limit, a folder that may not be looked in (OSError, which Path.is_dir raises for those)."""
+    try:
+        return Path(output).is_dir()
+    except OSError as e:
+        raise CommandError(error_line(f"{option} {output}: cannot write there ({e.strerror}); give another "
+                                      f"file, such as {example}"), code) from None
+
+
 def check_output_file(option: str, output: str, example: str) -> None:
     """An output FILE that cannot be written (a folder, a parent that is missing or is a file) is one line,
     found before any work is done. `example`: a file name to suggest inside a folder."""
     path = Path(output)
-    if path.is_dir():
+    if _is_folder(option, output, example, EXIT_RUNTIME):
         raise CommandError(error_line(f"{option} {output} is a folder; give a file, such as "
                                       f"{path / example}"))
     parent = path.parent
@@ -50,7 +60,7 @@ def check_output_target(option: str, output: str, example: str, *, inputs: Itera
     when its name does not end with it. A folder is left to the command's own check. `example`: a file
     name to suggest instead."""
     path = Path(output)
-    if path.is_dir():
+    if _is_folder(option, output, example, EXIT_SPEC):
         return
     instead = path.parent / example
     if (same := next((str(g) for g in inputs if _same_file(path, Path(g))), None)) is not None:
