@@ -27,7 +27,7 @@ from .wording import (
     article,
     explain,
     family_example,
-    literal,
+    option_shown,
     source_text,
 )
 
@@ -108,6 +108,13 @@ class Binder:
             self.unknown_name(call, family)
             return MISSING
         return self.construct(cls, call.name, call.args, call.kwargs, env, path, call.name_span, call.span)
+
+    def bound_quietly(self, v: A.Value, family: str, env: dict, path: str) -> Any:
+        """`v` bound in `family` with nothing reported (MISSING when it does not bind): what a search
+        space's option stands for, to compare two options; its errors are reported where it is bound."""
+        quiet = Binder(Diagnostics(), had_syntax_errors=self.had_syntax_errors)
+        quiet.blocks = self.blocks
+        return quiet.bind(v, family, env, path)
 
     def unknown_name(self, call: A.Call, family: str) -> None:
         """Report a name that is not in the catalogue family (nor a block, for a layer)."""
@@ -237,7 +244,7 @@ class Binder:
 
     def _validate(self, cls, converted: dict, spans: dict, name_span: Span, shown: str,
                   quiet_missing: bool | set[str] = False, written: dict[str, str] | None = None,
-                  via: dict[str, str] | None = None, chosen: dict[str, tuple[str, Span]] | None = None
+                  via: dict[str, str] | None = None, chosen: dict[str, tuple[str, A.Value]] | None = None
                   ) -> Any:
         """`cls(**converted)`, or MISSING with each field that does not fit reported at its value (a search
         space's at the option or end taken, in the words check_alternatives uses for the others: `chosen`)."""
@@ -258,9 +265,10 @@ class Binder:
                 key = (written or {}).get(field, field) if field else field
                 came = f" ({via[field]})" if via and field in via else ""
                 if field and chosen and field in chosen:
-                    func, where = chosen[field]
-                    self.d.add("E501", f"{func}() may choose {literal(converted[field])}, which is not a "
-                               f"valid '{key}' of {shown}{came}", where,
+                    func, option = chosen[field]
+                    where = option.span
+                    self.d.add("E501", f"{func}() may choose {option_shown(option, converted[field])}, which "
+                               f"is not a valid '{key}' of {shown}{came}", where,
                                explain(errs, cls.model_fields[field].annotation))
                     continue
                 self.d.add("E201", f"invalid value for '{key}' of {shown}{came}" if field else

@@ -6,12 +6,13 @@ a file in one go. `SpecError` wraps a non-empty list when a caller wants to stop
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import functools
 import re
 import sys
 import unicodedata
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 # how many diagnostics a report shows; the rest are counted ("... and 19,950 more errors")
@@ -183,11 +184,13 @@ class Diagnostics:
     recovered_blocks: set[str] = field(default_factory=set)
     # (code, message, span) of every item: a diagnostic found twice (a block used twice) is kept once
     _keys: set[tuple] = field(default_factory=set, repr=False)
+    # said before each message added (`when optimizer is SGD(lr=-1): `): see `prefixed`
+    _prefix: str = field(default="", repr=False)
 
     def add(self, code: str, message: str, span: Span | None = None, hint: Hint = None,
             severity: str = "error") -> None:
         """Record a diagnostic; `hint` may be a function that computes it (called only when needed)."""
-        message = _shortened(message)
+        message = _shortened(self._prefix + message)
         if span is not None and span.line in self.repaired_lines and not code.startswith("E0"):
             return
         key = (code, message, span)
@@ -201,6 +204,16 @@ class Diagnostics:
         else:
             d = Diagnostic(code, message, span, hint, severity)
         self.items.append(d)
+
+    @contextlib.contextmanager
+    def prefixed(self, prefix: str) -> Iterator[None]:
+        """Every message added inside says `prefix` first: an option of a search space bound as a trial would
+        bind it, whose errors only the trials that draw it meet ("when optimizer is SGD(lr=-1): ...")."""
+        outer, self._prefix = self._prefix, prefix
+        try:
+            yield
+        finally:
+            self._prefix = outer
 
     def warn(self, code: str, message: str, span: Span | None = None, hint: Hint = None) -> None:
         self.add(code, message, span, hint, severity="warning")

@@ -24,7 +24,7 @@ from .resolve import resolve
 from .schedulelength import SCHEDULE_LENGTH_PATHS
 from .spec import Spec
 from .training import SearchSpace
-from .wording import literal, source_text
+from .wording import option_shown
 
 # the most options checked in one spec: a resolve takes 1 to 5 ms (a small CNN), so `dlc check` stays within
 # a fraction of a second even with many long choices (the rest are not checked here; their trials still are)
@@ -44,7 +44,7 @@ def check_each_option(tree: A.File, spec: Spec, d: Diagnostics, base_dir: Path) 
     calls = A.calls_by_position(tree)
     most = _option_checks(tree)
     options = list(itertools.islice(_other_options(spec.search_spaces, calls), most + 1))
-    base_errors = [x for x in d.items if x.severity == "error"]
+    base_errors = _resolved_errors(tree, base_dir, d)
     causes: dict[int, list[SearchSpace]] = {}  # a base error -> the spaces another value of which avoids it
     budget = [most]  # the resolves left for looking for a pair without the error
     for space, value, arg in options[:most]:
@@ -57,15 +57,29 @@ def check_each_option(tree: A.File, spec: Spec, d: Diagnostics, base_dir: Path) 
         pair = _pair_without_errors(tree, base_dir, space, value, known, budget, spec.search_spaces, calls) \
             if _has_error(new) else None
         for x in new:
-            when = f"when {space.path} is {_shown(arg, value)}"
+            when = f"when {space.path} is {option_shown(arg, value)}"
+            at = _within(x.span, arg.span)
             if pair is not None and x.severity == "error":
-                d.warn("W008", f"{when} and {pair}: {x.message}", arg.span,
-                       _hint(x, arg.span, "only the trials that draw both fail"))
+                d.warn("W008", f"{when} and {pair}: {x.message}", at,
+                       _hint(x, at, "only the trials that draw both fail"))
             else:
-                d.add(x.code, f"{when}: {x.message}", arg.span, _hint(x, arg.span), x.severity)
+                d.add(x.code, f"{when}: {x.message}", at, _hint(x, at), x.severity)
     if len(options) <= most:  # (every other value was tried: the causes found are all)
         for i, spaces in causes.items():
             _report_at_cause(base_errors[i], spaces, calls, d)
+
+
+def _resolved_errors(tree: A.File, base_dir: Path, d: Diagnostics) -> list[Diagnostic]:
+    """The errors of `d` that resolving the spec finds, which another value of a space may avoid: not one
+    found while reading it (`int_uniform(1, 1e400)`: an overflow, which no override resolve meets again, was
+    blamed on the first other space). Resolved again only when there are errors (a spec that resolves with
+    some is rare)."""
+    errors = [x for x in d.items if x.severity == "error"]
+    if not errors:
+        return []
+    _, found = _resolved(tree, base_dir, {})
+    again = {_key(x) for x in found}
+    return [x for x in errors if _key(x) in again]
 
 
 def _option_checks(tree: A.File) -> int:
@@ -113,7 +127,8 @@ def _report_at_cause(e: Diagnostic, spaces: list[SearchSpace], calls: dict[tuple
     at = firsts[0][1].span
     note = "dlc check takes each space's first value: list one that fits first" if len(spaces) > 1 else None
     d.drop(e)
-    d.add(e.code, "when " + " and ".join(f"{s.path} is {_shown(arg, _checked_with(s))}" for s, arg in firsts)
+    d.add(e.code, "when " + " and ".join(f"{s.path} is {option_shown(arg, _checked_with(s))}"
+                                         for s, arg in firsts)
           + f": {e.message}", at, _hint(e, at, note), e.severity)
 
 
@@ -132,8 +147,18 @@ def _pair_without_errors(tree: A.File, base_dir: Path, space: SearchSpace, value
         budget[0] -= 1
         _, found = _resolved(tree, base_dir, {space.at: value, other.at: other_value})
         if not _has_error([x for x in found if _key(x) not in known]):
-            return f"{other.path} is {_shown(calls[other.at].args[0], _checked_with(other))}"
+            return f"{other.path} is {option_shown(calls[other.at].args[0], _checked_with(other))}"
     return None
+
+
+def _within(found: Span | None, option: Span) -> Span:
+    """Where to report what an option causes: at the part of the option it is about (the `-1` of
+    `SGD(lr=-1)`, as the binder reports an option it binds), else at the whole option."""
+    if found is None:
+        return option
+    starts_in = (found.line, found.col) >= (option.line, option.col)
+    ends_in = (found.end_line, found.end_col) <= (option.end_line, option.end_col)
+    return found if starts_in and ends_in else option
 
 
 def _checked_with(space: SearchSpace) -> Any:
@@ -180,14 +205,6 @@ def _resolved(tree: A.File, base_dir: Path, overrides: dict) -> tuple[bool, list
 
 def _key(x: Diagnostic) -> tuple:
     return x.code, x.message, x.span
-
-
-def _shown(arg: A.Value, value: Any) -> str:
-    """An option as written; a block's parameter (`choice(n, 8)` in its body) by the value given for it."""
-    if isinstance(arg, A.Name) and arg.name != value:
-        return f"{arg.name} = {literal(value)}"
-    text = source_text(arg)
-    return literal(value) if text == "..." else text
 
 
 def _hint(found: Diagnostic, at: Span, note: str | None = None) -> str | None:

@@ -135,13 +135,15 @@ def spaces_of(compiled) -> list[Space]:
 
 
 def _round_unique(values: list[float], lo: float, hi: float) -> list[float]:
-    """Round interior points to 3 significant digits (more if that would merge two points); keep the ends."""
+    """Round interior points to 3 significant digits (more if that would merge two points); keep the ends. A
+    range a few floats wide (`loguniform(0.001, 0.0010000000000000002)`) has fewer points than GRID_POINTS:
+    each once, or the grid would run one point several times."""
     for digits in range(3, 18):
         pts = [values[0]] + [float(f"{v:.{digits}g}") for v in values[1:-1]] + [values[-1]]
         pts = [min(max(p, lo), hi) for p in pts]
         if len(set(pts)) == len(pts):
             return pts
-    return values
+    return sorted({min(max(v, lo), hi) for v in values})
 
 
 def grid_points(space: Space) -> list[Any]:
@@ -332,17 +334,43 @@ STORAGE = re.compile(r"(sqlite|postgresql|postgres)(\+\w+)?://(.*)", re.IGNORECA
 def storage_problem(url: str) -> str | None:
     """What is wrong with a search block's `storage:` URL (None when dlc can keep a study there): SQLite in a
     file, or PostgreSQL. An in-memory SQLite database cannot be shared with the trial processes."""
+    if not url.strip():
+        return "an empty storage names no database: leave storage out to keep the study in the tune " \
+               "folder (DIR/study.db), or name one, sqlite:///file.db"
     m = STORAGE.fullmatch(url)
     if m is None:
         return "dlc keeps a study in SQLite (sqlite:///file.db) or PostgreSQL (postgresql://user@host/db)"
-    if m.group(1).lower() == "sqlite" and m.group(3) in ("", "/", "/:memory:"):
+    if m.group(1).lower() != "sqlite":
+        return None
+    database = m.group(3).split("?", 1)[0]  # (`sqlite:///:memory:?cache=shared` is in memory too)
+    if database in ("", "/", "/:memory:"):
         return "an in-memory SQLite database cannot be shared with the trial processes; name a file, " \
                "sqlite:///file.db"
-    return None
+    return home_problem(database.removeprefix("/"))
+
+
+def home_problem(path: str) -> str | None:
+    """Why a SQLite file's `~user/...` (expanded as a shell expands it) names no home folder: a user that
+    does not exist (a shell keeps the text, and `mkdir -p` would make a folder named `~nobody`), a home that
+    does not exist (nobody's /nonexistent, which dlc does not make), or no home known for `~`; None when it
+    names one, or the path has no `~`."""
+    if not path.startswith("~"):
+        return None
+    user = path[1:].split("/", 1)[0]
+    try:
+        home = Path(f"~{user}").expanduser()
+    except RuntimeError:
+        what = f"there is no user '{user}' on this machine" if user else "the home folder is not known (HOME)"
+    else:
+        if home.is_dir():
+            return None
+        what = f"~{user} is {home}, which does not exist"  # (`nobody`'s /nonexistent: not made for a study)
+    return f"{what}; write the file's path, sqlite:////abs/path/x.db, or one relative to the spec's " \
+           "folder, sqlite:///x.db"
 
 
 def _check_storage(storage: str | None, m: A.Model, d: Diagnostics) -> None:
-    problem = storage_problem(storage) if storage else None
+    problem = storage_problem(storage) if storage is not None else None
     if not problem:
         return
     where = None
@@ -407,6 +435,12 @@ def _check_objective(objective: Objective, valid: list[str], data, m: A.Model, d
             d.warn("W006", f"{direction} {metric}: a {'higher' if better == 'maximize' else 'lower'} "
                    f"{metric} is better, so the search would pick the worst trial", where,
                    f"write objective: {better} {metric}")
+        return
+    if metric in ("minimize", "maximize"):  # (`objective: maximize`: a direction without its metric)
+        fits = [n for n in valid if higher_is_better(n) == (metric == "maximize")]
+        example = next((n for n in fits if n.startswith("val_")), (fits or valid)[0])
+        d.add("E504", f"objective '{metric}' names no metric", where,
+              f"write the metric after it, e.g. objective: {metric} {example}")
         return
     base = metric[4:] if metric.startswith(("val_",)) else metric.removeprefix("cv_")
     split = data.split if data is not None else None

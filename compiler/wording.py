@@ -154,5 +154,14 @@ def explain(errs: list[ErrorDetails], annotation: Any = None) -> str:
     return humane(concrete[0]["msg"], concrete[0])
 
 
+def option_shown(arg: A.Value, value: Any) -> str:
+    """A search space's option as a "when X is ..." names it: as written (a call's text included); a block's
+    parameter (`choice(n, 8)` in its body) by the value given for it (`n = 4`)."""
+    if isinstance(arg, A.Name) and arg.name != value:
+        return f"{arg.name} = {literal(value)}"
+    text = written_text(arg)
+    return literal(value) if text == "..." else text
+
+
 def number_text(x: float) -> str:
     return str(int(x)) if float(x).is_integer() else repr(x)

@@ -187,3 +187,176 @@ def test_another_tools_name_for_a_search_method_names_dlcs(written, meant):
     (d,) = _check(text)
     assert d.code == "E201" and _where(d) == _at(text, written)
     assert d.hint is not None and d.hint.startswith(f"did you mean '{meant}' (")
+
+
+# ----------------------------------------------------------------------------------- an option listed twice
+
+
+@pytest.mark.parametrize(("old", "new", "second", "hint"), [
+    ("optimizer: Adam(lr=loguniform(1e-3, 1e-1))", "optimizer: choice(Adam, Adam())", "Adam()",
+     "the same optimizer as Adam at column"),
+    ("optimizer: Adam(lr=loguniform(1e-3, 1e-1))", "optimizer: choice(Adam(lr=0.001), Adam)", "Adam)",
+     "the same optimizer as Adam(lr=0.001) at column"),
+    ("optimizer: Adam(lr=loguniform(1e-3, 1e-1))", "optimizer: choice(SGD(lr=0.01), SGD(learning_rate=0.01))",
+     "SGD(learning_rate", "the same optimizer as SGD(lr=0.01) at column"),
+    ("optimizer: Adam(lr=loguniform(1e-3, 1e-1))", "optimizer: Adam(lr=choice(0.1, 0.10))", "0.10",
+     "the same value as 0.1 at column"),
+    ("activation=choice(relu, tanh, elu)", "activation=choice(relu, tanh, relu)", "relu)",
+     "the first at column"),
+    ("kernel_init=he_normal", "kernel_reg=choice(l2(1e-3), l2(0.001))", "l2(0.001)",
+     "the same regularizer as l2(1e-3) at column"),
+    ("Dropout(uniform(0.0, 0.3))", "choice(Dropout(0.2), Dropout(rate=0.2))", "Dropout(rate",
+     "the same layer as Dropout(0.2) at column"),
+])
+def test_an_option_listed_twice_is_an_error_at_the_second_naming_the_first(old, new, second, hint):
+    """`choice(Adam, Adam())`, `choice(l2(1e-3), l2(0.001))`: two texts of one point, which a grid runs twice
+    and a tpe search draws twice as often, were accepted; a number written twice was reported without
+    naming the first."""
+    text = _tune_spec((old, new))
+    errors = [d for d in _check(text) if d.severity == "error"]
+    assert [(d.code, _where(d)) for d in errors] == [("E501", _at(text, second, new))], errors
+    assert errors[0].message.startswith("choice() lists ") and errors[0].message.endswith(" twice")
+    assert (errors[0].hint_text() or "").startswith(hint)
+
+
+BLOCK_TWICE = """
+block b(f) {
+  Dense(choice(f, 8), activation=relu)
+}
+"""
+
+
+def test_a_later_use_of_a_block_may_map_two_options_to_one_value():
+    """`choice(f, 8)` in `b(4)` then `b(8)`: the first use tells the options apart (a trial's option is one
+    of the first use's), so the second use's 8 and 8 are no search point twice; the first use's are."""
+    text = BLOCK_TWICE + _tune_spec(("Dense(choice(8, 16, 32, 64), activation=choice(relu, tanh, elu), "
+                                     "kernel_init=he_normal)", "b(4)\n    b(8)"))
+    assert [d for d in _check(text) if d.severity == "error"] == []
+    text = BLOCK_TWICE + _tune_spec(("Dense(choice(8, 16, 32, 64), activation=choice(relu, tanh, elu), "
+                                     "kernel_init=he_normal)", "b(8)\n    b(4)"))
+    (d,) = [d for d in _check(text) if d.severity == "error"]
+    assert (d.message, _where(d)) == ("choice() lists 8 twice", _at(text, "8)", "choice(f, 8)"))
+    assert d.hint_text() == (f"the same value as f = 8 (given on line {_at(text, 'b(8)')[0]}) at column "
+                             f"{_at(text, 'f, 8')[1]}: list each option once")
+
+
+# ------------------------------------------------------------------- a call option's error names the option
+
+
+@pytest.mark.parametrize(("old", "new", "needle", "when"), [
+    ("optimizer: Adam(lr=loguniform(1e-3, 1e-1))", "optimizer: choice(SGD(lr=-1), Adam)", "-1",
+     "when optimizer is SGD(lr=-1): invalid value for 'lr' of SGD"),
+    ("optimizer: Adam(lr=loguniform(1e-3, 1e-1))", "optimizer: choice(Adam, SGD(lr=-1))", "-1",
+     "when optimizer is SGD(lr=-1): invalid value for 'lr' of SGD"),
+    ("kernel_init=he_normal", "kernel_reg=choice(l2(-1), l1(1e-3))", "-1",
+     "when layers[0].kernel_reg is l2(-1): invalid value for 'l2' of l2"),
+    ("kernel_init=he_normal", "kernel_reg=choice(l1(1e-3), l2(-1))", "-1",
+     "when layers[0].kernel_reg is l2(-1): invalid value for 'l2' of l2"),
+    ("activation=choice(relu, tanh, elu)", "activation=choice(relu, leaky_relu(alpha=-5))", "-5",
+     "when layers[0].activation is leaky_relu(alpha=-5): invalid value for 'alpha' of leaky_relu"),
+    ("optimizer: Adam(lr=loguniform(1e-3, 1e-1))", "optimizer: choice(Adamm, Adam)", "Adamm",
+     "when optimizer is Adamm: unknown optimizer 'Adamm'"),
+])
+def test_an_invalid_call_option_says_which_option_wherever_it_is(old, new, needle, when):
+    """An invalid call option said "when optimizer is SGD(lr=-1): ..." as the second option of a top-level
+    choice, but only "invalid value for 'lr' of SGD" as the first, or as any option of a choice inside a
+    layer; each now says which option, at the argument it is about."""
+    text = _tune_spec((old, new))
+    (d,) = [d for d in _check(text) if d.severity == "error"]
+    assert (d.message, _where(d)) == (when, _at(text, needle, new))
+
+
+def test_a_plain_option_an_argument_rejects_is_named_as_written():
+    """`Dropout(choice(0.1, "0.2"))` said "choice() may choose 0.2", a number, for the string "0.2"."""
+    text = _tune_spec(("Dropout(uniform(0.0, 0.3))", 'Dropout(choice(0.1, "0.2"))'))
+    (d,) = [d for d in _check(text) if d.severity == "error"]
+    assert d.message == "choice() may choose \"0.2\", which is not a valid 'rate' of Dropout"
+    text = _tune_spec(("Dropout(uniform(0.0, 0.3))", "Dropout(choice(1e3, 0.1))"))
+    (d,) = [d for d in _check(text) if d.severity == "error"]
+    assert d.message.startswith("choice() may choose 1e3, ") and _where(d) == _at(text, "1e3")
+
+
+# --------------------------------------------------------------------------------------- odd ranges
+
+
+def test_a_range_where_a_name_belongs_is_one_error():
+    """`activation=uniform(0, 1)` was two errors, one per end ("uniform() may choose 0 ...")."""
+    text = _tune_spec(("activation=choice(relu, tanh, elu)", "activation=uniform(0, 1)"))
+    (d,) = [d for d in _check(text) if d.severity == "error"]
+    assert d.message == "uniform() draws numbers, but activation takes an activation"
+    assert _where(d) == _at(text, "uniform(0, 1)")
+
+
+@pytest.mark.parametrize(("written", "message", "hint"), [
+    ("loguniform(0, 0.3)", "loguniform(0, 0.3): need 0 < low < high",
+     "a log scale has no 0: start above it, e.g. loguniform(0.0003, 0.3)"),
+    ("loguniform(1e-400, 0.3)", "loguniform(1e-400, 0.3): need 0 < low < high",
+     "1e-400 is 0 as a 64-bit number"),
+    ("uniform(0.3, 0.30)", "uniform(0.3, 0.30): need low < high", None),
+])
+def test_a_range_with_ends_out_of_order_is_shown_as_written(written, message, hint):
+    """`loguniform(1e-400, 0.3)` said "loguniform(0.0, 0.3): need 0 < low < high": not what was written."""
+    text = _tune_spec(("Dropout(uniform(0.0, 0.3))", f"Dropout({written})"))
+    (d,) = [d for d in _check(text) if d.severity == "error"]
+    assert (d.message, d.hint_text(), _where(d)) == (message, hint, _at(text, written))
+
+
+def test_an_error_found_while_reading_is_not_blamed_on_a_search_space():
+    """`Dense(int_uniform(1, 1e400))`: the overflow, which no resolve finds again, was reported as "when
+    optimizer.learning_rate is 1e-3: number 1e400 overflows", at the learning rate."""
+    text = _tune_spec(("Dense(choice(8, 16, 32, 64),", "Dense(int_uniform(1, 1e400),"))
+    (d,) = [d for d in _check(text) if d.severity == "error"]
+    assert (d.code, d.message, _where(d)) == \
+        ("E209", "number 1e400 overflows: it is too large for a 64-bit float", _at(text, "1e400"))
+
+
+# ------------------------------------------------------------------------------- the search block's values
+
+
+def test_an_objective_of_a_direction_alone_asks_for_its_metric():
+    text = _tune_spec(("objective: minimize val_loss", "objective: maximize"))
+    (d,) = _check(text)
+    assert (d.code, d.message, _where(d)) == ("E504", "objective 'maximize' names no metric",
+                                              _at(text, "maximize"))
+    assert d.hint_text() == "write the metric after it, e.g. objective: maximize val_accuracy"
+
+
+@pytest.mark.parametrize(("storage", "hint"), [
+    ("", "an empty storage names no database"),
+    ("sqlite:///~dlc_no_such_user_x/s.db", "there is no user 'dlc_no_such_user_x' on this machine"),
+    ("sqlite:///:memory:?cache=shared", "an in-memory SQLite database cannot be shared"),
+])
+def test_a_storage_that_names_no_file_is_a_spec_error(storage, hint):
+    """`storage: ""` was taken as no storage; `sqlite:///~nobody/s.db` made a folder `~nobody` beside the
+    spec, as `mkdir -p` would (~user is now expanded as a shell expands it); an in-memory database with a
+    query (`?cache=shared`) was taken for a file, and every trial failed."""
+    text = _tune_spec(("prune: median", f'prune: median\n    storage: "{storage}"'))
+    (d,) = _check(text)
+    assert (d.code, _where(d)) == ("E506", _at(text, f'"{storage}"'))
+    assert (d.hint_text() or "").startswith(hint)
+
+
+def test_a_home_that_does_not_exist_is_not_made(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    from dlc.compiler.search import home_problem
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert home_problem("~/runs/s.db") is None and home_problem("runs/~/s.db") is None
+    monkeypatch.setenv("HOME", str(tmp_path / "gone"))
+    assert (home_problem("~/s.db") or "").startswith(f"~ is {tmp_path / 'gone'}, which does not exist")
+
+
+def test_a_grid_over_a_range_a_few_floats_wide_holds_each_point_once():
+    """`loguniform(0.001, 0.0010000000000000002)` (one float apart) gave the grid the high end 4 times."""
+    from dlc.compiler.search import Space, grid_points
+
+    space = Space("lr", "loguniform", (1, 1), (1, 2), low=0.001, high=0.0010000000000000002)
+    assert grid_points(space) == [0.001, 0.0010000000000000002]
+
+
+def test_an_option_listed_twice_hides_no_other_options_error():
+    """`choice(glorot_uniform, GlorotUniform, glorot_uniform())`: both the misspelt name and the repeat."""
+    text = _tune_spec(("kernel_init=he_normal",
+                       "kernel_init=choice(glorot_uniform, GlorotUniform, glorot_uniform())"))
+    errors = [d for d in _check(text) if d.severity == "error"]
+    assert [(d.code, _where(d)) for d in errors] == [("E103", _at(text, "GlorotUniform")),
+                                                     ("E501", _at(text, "glorot_uniform()"))]

@@ -71,12 +71,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from dlc.compiler.datarows import home_expanded
 from dlc.compiler.diagnostics import Diagnostic
 from dlc.compiler.search import (
     Space,
     concretize,
     grid_points,
+    home_problem,
     refine,
     spaces_of,
     storage_problem,
@@ -158,19 +158,32 @@ def _storage_url(spec_storage: str | None, run: Path, base_dir: Path) -> str:
             hide_password=False)
 
     url = make_url(spec_storage)
-    if url.drivername.startswith("sqlite") and url.database and url.database != ":memory:":
-        db = home_expanded(Path(url.database))
-        if not db.is_absolute():
-            db = (base_dir / db).resolve()
-        try:
-            db.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as e:  # (it said only `[Errno 2] No such file or directory: '/proc/x'`, exit 1)
-            if rundir.disk_full(e):
-                raise
-            raise TuneError(f"storage {spec_storage}: cannot make its folder {db.parent}: "
-                            f"{e.strerror or e}") from None
-        return url.set(database=str(db)).render_as_string(hide_password=False)
+    driver = url.drivername.lower()  # (`SQLITE:///x.db`: SQLAlchemy knows its drivers by lowercase names)
+    if driver.startswith("sqlite") and url.database and url.database != ":memory:":
+        db = _sqlite_file(url.database, spec_storage, base_dir)
+        return url.set(drivername=driver, database=str(db)).render_as_string(hide_password=False)
+    if driver != url.drivername:
+        return url.set(drivername=driver).render_as_string(hide_password=False)
     return spec_storage
+
+
+def _sqlite_file(database: str, spec_storage: str, base_dir: Path) -> Path:
+    """A SQLite storage's file: `~` and `~user` expanded as a shell expands them, a relative path relative
+    to the spec's folder; its folder made. TuneError (one line) when it cannot be."""
+    problem = home_problem(database)  # (the spec's check, E506, for any caller)
+    if problem:
+        raise TuneError(f"storage {spec_storage}: {problem}")
+    db = Path(database).expanduser()
+    if not db.is_absolute():
+        db = (base_dir / db).resolve()
+    try:
+        db.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:  # (it said only `[Errno 2] No such file or directory: '/proc/x'`, exit 1)
+        if rundir.disk_full(e):
+            raise
+        raise TuneError(f"storage {spec_storage}: cannot make its folder {db.parent}: "
+                        f"{e.strerror or e}") from None
+    return db
 
 
 def _shown_url(url: str) -> str:
@@ -797,12 +810,7 @@ def tune(result, spec_path: str, *, backend: str = "torch", device: str = "auto"
         check_trial_nproc(result, spec_path, spaces, backend, trial_nproc, workers)
     search = _Search(result, spec_path, spaces, refined, backend=backend, device=device, out=out,
                      trials=trials, workers=workers, threads=threads, study=study, trial_nproc=trial_nproc)
-    try:
-        search.open()
-    except TuneError:
-        if search.fresh:  # a refused set-up leaves no folder behind (a resumed one keeps its own)
-            shutil.rmtree(search.run, ignore_errors=True)
-        raise
+    search.open()
     requeued = search.queue()
     done_before = sum(_counted(t) for t in search.study.get_trials(deepcopy=False))
     search.start_workers()
@@ -888,14 +896,9 @@ class _Search:
         self.spec_file = Path(spec_path).resolve()
         if not (self.run / self.spec_file.name).exists():
             rundir.copy_spec(self.run, spec_path)
-        try:
-            self.url = _storage_url(search.storage, self.run, self.spec_file.parent)
-        except TuneError:
-            if self.fresh:  # (a refused set-up leaves no folder behind, as in tune())
-                shutil.rmtree(self.run, ignore_errors=True)
-            raise
-        self.lock = _StudyLock(None, self.url, self.study_name, self.run)
         # set by open()
+        self.url: str
+        self.lock: _StudyLock
         self.study: optuna.Study
         self.storage: optuna.storages.BaseStorage
         self.distributions: dict[str, optuna.distributions.BaseDistribution]
@@ -911,7 +914,18 @@ class _Search:
 
     def open(self) -> None:
         """Open (or create) the study and check it was made for this search (its sampler is set for each
-        trial, _start_next)."""
+        trial, _start_next). A set-up refused (TuneError: the storage, the study) leaves no folder behind
+        when this search made it; a resumed one keeps its own."""
+        try:
+            self.url = _storage_url(self.spec.search.storage, self.run, self.spec_file.parent)
+            self.lock = _StudyLock(None, self.url, self.study_name, self.run)
+            self._open_study()
+        except TuneError:
+            if self.fresh:
+                shutil.rmtree(self.run, ignore_errors=True)
+            raise
+
+    def _open_study(self) -> None:
         import optuna
 
         from dlc.runtime.tune_worker import make_pruner, make_storage
