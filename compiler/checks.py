@@ -31,11 +31,11 @@ from .layers import (
     Bidirectional,
     Dense,
     Layer,
+    RecurrentLayer,
     Residual,
     ShapeError,
     SimpleRNN,
     Softmax,
-    _Recurrent,
 )
 from .schedulelength import check_schedule_length
 from .sourcechecks import check_source_files_exist, check_source_kind
@@ -229,7 +229,7 @@ def _check_softmax_of_one(spec: Spec, m: A.Model, d: Diagnostics, check_last: bo
         if layer is last and not check_last:
             continue
         cell = layer.layer if isinstance(layer, Bidirectional) else layer
-        if isinstance(cell, _Recurrent):
+        if isinstance(cell, RecurrentLayer):
             _check_recurrent_softmax(cell, m, d)
             continue
         if isinstance(layer, Softmax):
@@ -261,7 +261,7 @@ def _check_softmax_of_one(spec: Spec, m: A.Model, d: Diagnostics, check_last: bo
                hint)
 
 
-def _check_recurrent_softmax(cell: _Recurrent, m: A.Model, d: Diagnostics) -> None:
+def _check_recurrent_softmax(cell: RecurrentLayer, m: A.Model, d: Diagnostics) -> None:
     """W011 of a recurrent layer of one unit (or its copy in a Bidirectional) with a softmax, which it applies
     over its units: SimpleRNN's output is the softmax, always 1.0; LSTM's and GRU's candidate values are, so
     only their gates learn; GRU's gates (recurrent_activation) at 1.0 keep its state at its initial 0."""

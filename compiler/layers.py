@@ -655,7 +655,7 @@ class Embedding(Layer):
         return [WeightSpec("embeddings", (self.input_dim, self.output_dim), self.embeddings_init)]
 
 
-class _Recurrent(Layer):
+class RecurrentLayer(Layer):
     positional: ClassVar = ("units",)
     units: int = Field(gt=0)
     activation: ActivationT = Tanh()
@@ -690,12 +690,12 @@ class _Recurrent(Layer):
 
 
 @register("SimpleRNN")
-class SimpleRNN(_Recurrent):
+class SimpleRNN(RecurrentLayer):
     kind: Literal["SimpleRNN"] = "SimpleRNN"
 
 
 @register("LSTM")
-class LSTM(_Recurrent):
+class LSTM(RecurrentLayer):
     """Gate order i, f, c, o (Keras); unit_forget_bias adds 1 to the forget gate's initial bias."""
 
     kind: Literal["LSTM"] = "LSTM"
@@ -710,7 +710,7 @@ class LSTM(_Recurrent):
 
 
 @register("GRU")
-class GRU(_Recurrent):
+class GRU(RecurrentLayer):
     """Gate order z, r, h with reset_after=True (Keras 3 default): bias shape (2, 3·units)."""
 
     kind: Literal["GRU"] = "GRU"
@@ -737,7 +737,7 @@ class Bidirectional(Layer):
     @field_validator("layer", mode="before")
     @classmethod
     def _recurrent(cls, v):
-        if isinstance(v, Layer) and not isinstance(v, _Recurrent):
+        if isinstance(v, Layer) and not isinstance(v, RecurrentLayer):
             # a ValueError: pydantic reports it as this field's error (a TypeError would escape)
             raise ValueError(f"Bidirectional wraps a recurrent layer (SimpleRNN, LSTM or GRU), got {v.kind}")  # noqa: TRY004
         return v

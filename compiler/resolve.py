@@ -15,7 +15,7 @@ from . import ast as A
 from .bind import Binder
 from .diagnostics import MISSING, Diagnostics, Span, did_you_mean
 from .expand import LayerExpander, collect_blocks, name_layers
-from .spaces import SEARCH_FUNCS, Overrides, _inner_space
+from .spaces import SEARCH_FUNCS, Overrides, inner_space
 from .spec import Data, Spec
 from .training import Search, Train
 from .wording import explain
@@ -122,7 +122,7 @@ class Resolver(Binder):
     def _searched_search(self, st: A.Assign) -> bool:
         """Report a search space in the search block (`trials: choice(10, 20)`): it says how the search runs,
         one value for the whole study, and best.dlspec drops the block. True when there is one."""
-        searched = _inner_space(st.value, {})
+        searched = inner_space(st.value, {})
         if searched is not None:
             self.d.add("E501", f"the search block's {st.key} cannot be searched: it says how the search runs",
                        searched.span, "give it one value, and search the model and its training")

@@ -207,7 +207,7 @@ def concretize(compiled, spaces: list[Space], values: dict[str, Any], note: str 
     source, tree = compiled.source, compiled.tree
     starts = _offsets(source)
     model = tree.models[0]
-    paths = _data_paths(model) if new_dir is not None and base_dir is not None else []
+    paths = data_paths(model) if new_dir is not None and base_dir is not None else []
 
     def moved(path: str) -> str | None:  # (a relative data path as text that reads the file from new_dir)
         assert new_dir is not None and base_dir is not None
@@ -250,7 +250,7 @@ def _relpath(target: Path, start: Path) -> str:
     return os.path.relpath(target.resolve(), start.resolve())
 
 
-def _data_paths(model: A.Model) -> list[A.Str | A.Call]:
+def data_paths(model: A.Model) -> list[A.Str | A.Call]:
     """The file paths written in the data section's source (csv/npz/mnist: the first argument or path=;
     npy: both arguments, x= and y=): each a string, or the search-space call that chooses it."""
     out: list[A.Str | A.Call] = []

@@ -272,7 +272,7 @@ class SearchSpaceCalls:
                  if isinstance(c, A.Call) and c.name not in SEARCH_FUNCS]
         found = False
         for c in calls:
-            inner = _inner_space(c, env)
+            inner = inner_space(c, env)
             if v.name == "choice" and family is not None and inner is None:
                 continue
             found = True
@@ -342,15 +342,15 @@ def _is_call_option(a: A.Value, env: dict) -> bool:
     return isinstance(value, A.Call) and value.name not in SEARCH_FUNCS
 
 
-def _inner_space(v: A.Value, env: dict) -> A.Call | None:
+def inner_space(v: A.Value, env: dict) -> A.Call | None:
     """The first search-space call inside `v` (a block argument it names followed), or None."""
     if isinstance(v, A.Name) and v.name in env:
-        return _inner_space(env[v.name], {})
+        return inner_space(env[v.name], {})
     if isinstance(v, A.Call) and v.name in SEARCH_FUNCS:
         return v
     items = [*v.args, *(k.value for k in v.kwargs)] if isinstance(v, A.Call) else \
         [*v.items, *(k.value for k in v.kwargs)] if isinstance(v, (A.Tuple, A.List)) else []
-    return next((found for i in items if (found := _inner_space(i, env)) is not None), None)
+    return next((found for i in items if (found := inner_space(i, env)) is not None), None)
 
 
 def _option_key(a: Any) -> tuple[bool, Any]:

@@ -115,7 +115,7 @@ def test_streamed_statistics_equal_the_float64_ones(how, shape, chunk):
 
 
 def test_reorder_rows_in_place():
-    from dlc.runtime.data import _reorder_rows
+    from dlc.runtime.data import reorder_rows
 
     rng = np.random.default_rng(1)
     for n in (1, 2, 10, 101):
@@ -124,7 +124,7 @@ def test_reorder_rows_in_place():
         a, b = np.sort(perm[: n // 2]), np.sort(perm[n // 2:])
         for order in (np.concatenate([a, b]), np.concatenate([b, a]), np.arange(n)):
             y = x.copy()
-            _reorder_rows(y, order, 3)
+            reorder_rows(y, order, 3)
             assert np.array_equal(y, x[order])
 
 

@@ -287,13 +287,13 @@ def test_check_accepts_it_and_positions_its_errors(tmp_path):
 
 def test_search_relocates_both_paths(tmp_path):
     from dlc.compiler import compile_file
-    from dlc.compiler.search import _data_paths
+    from dlc.compiler.search import data_paths
 
     _write(tmp_path)
     result = compile_file(_spec(tmp_path, "a", 'npy(x="x.npy", y="y.npy")'))
-    assert [s.value for s in _data_paths(result.tree.models[0])] == ["x.npy", "y.npy"]
+    assert [s.value for s in data_paths(result.tree.models[0])] == ["x.npy", "y.npy"]
     result = compile_file(_spec(tmp_path, "b", NPY))
-    assert [s.value for s in _data_paths(result.tree.models[0])] == ["x.npy", "y.npy"]
+    assert [s.value for s in data_paths(result.tree.models[0])] == ["x.npy", "y.npy"]
 
 
 def test_run_evaluate_and_predict_from_the_command_line(tmp_path):

@@ -242,9 +242,9 @@ def test_a_trial_whose_result_is_in_is_done_not_running_though_its_process_has_n
     import optuna
 
     from dlc.cli.tune import status_text
-    from dlc.runtime.tune_worker import _quiet_optuna
+    from dlc.runtime.tune_worker import quiet_optuna
 
-    _quiet_optuna()
+    quiet_optuna()
     study = optuna.create_study()
     asked = [study.ask() for _ in range(4)]
     for t, v in zip(asked, (0.4, 0.3, 0.2, 0.25), strict=True):

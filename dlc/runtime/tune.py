@@ -789,9 +789,9 @@ def tune(result, spec_path: str, *, backend: str = "torch", device: str = "auto"
     `trial_nproc`: each trial trains data-parallel on that many processes of this machine, as `dlc run
     --nproc` (the same results as one process). TuneError for a problem with the set-up (storage, refine
     run, a study made with other spaces, a spec that cannot train data-parallel)."""
-    from dlc.runtime.tune_worker import _quiet_optuna
+    from dlc.runtime.tune_worker import quiet_optuna
 
-    _quiet_optuna()
+    quiet_optuna()
     # a device the trials cannot use (or too few GPUs for --trial-nproc): else every trial crashes, and the
     # search stops after a few
     if device != "cpu" and (device != "auto" or trial_nproc > 1):

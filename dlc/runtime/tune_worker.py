@@ -85,7 +85,7 @@ def make_pruner(prune: str):
     return optuna.pruners.NopPruner()
 
 
-def _quiet_optuna() -> None:
+def quiet_optuna() -> None:
     import warnings
 
     import optuna
@@ -140,7 +140,7 @@ def run_trial(job: dict, env: dict | None = None, log: str | None = None) -> Non
     os.chdir(job["cwd"])
     import optuna
 
-    _quiet_optuna()
+    quiet_optuna()
     storage = make_storage(job["storage"])
     study = optuna.load_study(study_name=job["study"], storage=storage, pruner=make_pruner(job["prune"]))
     trial = optuna.trial.Trial(study, job["trial_id"])

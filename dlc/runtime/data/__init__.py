@@ -20,7 +20,6 @@ from dlc.runtime.data.base import (
 )
 from dlc.runtime.data.dataset import (
     Loaded,
-    _reorder_rows,
     assemble,
     assemble_in_place,
     folds,
@@ -28,6 +27,7 @@ from dlc.runtime.data.dataset import (
     load_raw,
     load_samples,
     prepare,
+    reorder_rows,
 )
 from dlc.runtime.data.files import (
     Table,
@@ -66,7 +66,6 @@ from dlc.runtime.data.normalize import (
     streamed_normalizer,
 )
 from dlc.runtime.data.splits import (
-    _split_indices,
     check_foldable,
     check_stratifiable,
     class_counts,
@@ -74,6 +73,7 @@ from dlc.runtime.data.splits import (
     holdout_indices,
     kfold_indices,
     kfold_splits,
+    split_indices,
     split_seed,
 )
 from dlc.runtime.data.stream import (
@@ -98,7 +98,7 @@ from dlc.runtime.data.targets import (
 
 __all__ = [
     "CHUNK_BYTES", "DataError", "Dataset", "FAULT_BYTES", "Loaded", "MappedRows", "RELEASE_BYTES",
-    "Samples", "Split", "Streamed", "StreamedRows", "Table", "_reorder_rows", "_split_indices",
+    "Samples", "Split", "Streamed", "StreamedRows", "Table", "reorder_rows", "split_indices",
     "assemble", "assemble_in_place", "assemble_streamed", "bad_cell", "bad_label",
     "check_finite_features", "check_finite_targets", "check_foldable", "check_model_inputs",
     "check_rectangular", "check_same_length", "check_statistics", "check_stratifiable",

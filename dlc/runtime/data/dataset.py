@@ -24,7 +24,7 @@ from dlc.runtime.data.normalize import (
     normalizer,
     streamed_normalizer,
 )
-from dlc.runtime.data.splits import _split_indices, kfold_indices
+from dlc.runtime.data.splits import kfold_indices, split_indices
 from dlc.runtime.data.stream import folds_streamed, prepare_streamed
 from dlc.runtime.data.targets import checked_targets
 
@@ -120,9 +120,9 @@ def prepare(spec: Spec, base_dir: Path, dtype: str | None = None) -> Dataset:
         return prepare_streamed(spec, base_dir, dtype or "float64")
     if dtype is None:
         data = load(spec, base_dir)
-        return assemble(spec, data, *_split_indices(spec, data.labels, len(data.x)))
+        return assemble(spec, data, *split_indices(spec, data.labels, len(data.x)))
     data = _load_for(spec, base_dir, dtype)
-    parts = _split_indices(spec, data.labels, len(data.x))
+    parts = split_indices(spec, data.labels, len(data.x))
     if not _held_in_place(spec, data):
         return assemble(spec, data, *parts)
     return assemble_in_place(spec, data, *parts)
@@ -160,7 +160,7 @@ def assemble_in_place(spec: Spec, data: Loaded, train: np.ndarray, val: np.ndarr
         if shift is not None:
             flat[lo:lo + rows] = c
     order = np.concatenate([train, val, test]).astype(np.int64)
-    _reorder_rows(flat, order, rows)
+    reorder_rows(flat, order, rows)
     xs = flat.reshape((len(flat),) + tuple(spec.input))
     bounds = np.cumsum([0, len(train), len(val), len(test)])
 
@@ -174,7 +174,7 @@ def assemble_in_place(spec: Spec, data: Loaded, train: np.ndarray, val: np.ndarr
                    read=s.read(), class_names=s.class_names)
 
 
-def _reorder_rows(x: np.ndarray, order: np.ndarray, chunk: int) -> None:
+def reorder_rows(x: np.ndarray, order: np.ndarray, chunk: int) -> None:
     """x[:len(order)] = x[order] in place, for `order` = ascending runs (train, val, test) of distinct rows:
     the rows after the first run are set aside (a copy of those only), the first run is moved forward a chunk
     at a time (each row to a place at or before its own, so nothing is overwritten before it is read), and the

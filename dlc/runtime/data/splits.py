@@ -124,7 +124,7 @@ def kfold_splits(n: int, k: int, seed: int | None) -> list[tuple[np.ndarray, np.
     return out
 
 
-def _split_indices(spec: Spec, labels: np.ndarray | None, n: int) -> tuple[np.ndarray, np.ndarray,
+def split_indices(spec: Spec, labels: np.ndarray | None, n: int) -> tuple[np.ndarray, np.ndarray,
                                                                            np.ndarray]:
     """train/val/test indices of a holdout split (a kfold split's test part and everything else as train)."""
     split = data_block(spec).split

@@ -22,7 +22,7 @@ from dlc.runtime.data.normalize import (
     normalizer,
     streamed_normalizer,
 )
-from dlc.runtime.data.splits import _split_indices, kfold_indices
+from dlc.runtime.data.splits import kfold_indices, split_indices
 from dlc.runtime.data.targets import checked_targets
 
 # ------------------------------------------------------------------------------------- npy: memory-mapped
@@ -270,7 +270,7 @@ def _extremes_fit(spec: Spec, data: Streamed, shift: np.ndarray | None, scale: n
 def prepare_streamed(spec: Spec, base_dir: Path, dtype: str) -> Dataset:
     """prepare() for an npy source: the same seeded split and statistics, the parts read a batch at a time."""
     data = open_streamed(spec, base_dir)
-    return assemble_streamed(spec, data, dtype, *_split_indices(spec, data.labels, len(data.rows)))
+    return assemble_streamed(spec, data, dtype, *split_indices(spec, data.labels, len(data.rows)))
 
 
 def folds_streamed(spec: Spec, base_dir: Path, k: int | None = None, dtype: str | None = None) -> Folds:
