@@ -217,7 +217,14 @@ class Resolver(Binder):
 
 def _objective_record(v: A.Value, d: Diagnostics) -> A.Value:
     """`objective: minimize val_loss` (or just `val_loss`, its direction inferred) as an Objective record. A
-    misspelt direction is reported and its metric kept, to be checked too."""
+    misspelt direction is reported and its metric kept, to be checked too. A quoted one is reported and read
+    as if unquoted, so that its metric is checked too."""
+    words = v.value.split() if isinstance(v, A.Str) else []
+    if isinstance(v, A.Str) and 1 <= len(words) <= 2 and all(w.isidentifier() for w in words):
+        d.add("E201", "expected an objective here, not a string", v.span,
+              f"write {v.value} without quotes: objective: {v.value}")
+        names = [A.Name(w, v.span) for w in words]
+        v = A.Phrase(names, v.span) if len(names) == 2 else names[0]
     if isinstance(v, A.Phrase):
         direction, metric = v.words
         if direction.name not in ("minimize", "maximize"):

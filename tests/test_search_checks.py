@@ -360,3 +360,15 @@ def test_an_option_listed_twice_hides_no_other_options_error():
     errors = [d for d in _check(text) if d.severity == "error"]
     assert [(d.code, _where(d)) for d in errors] == [("E103", _at(text, "GlorotUniform")),
                                                      ("E501", _at(text, "glorot_uniform()"))]
+
+
+@pytest.mark.parametrize("quoted,metric_error", [('"minimize val_loss"', None), ('"val_loss"', None),
+                                                 ('"maximize val_acuracy"', "E504")])
+def test_a_quoted_objective_says_to_drop_the_quotes_and_its_metric_is_checked(quoted, metric_error):
+    text = _tune_spec(("objective: minimize val_loss", f"objective: {quoted}"))
+    errors = compile_text(text).diagnostics.errors
+    d = errors[0]
+    assert (d.code, d.message, _where(d)) == ("E201", "expected an objective here, not a string",
+                                              _at(text, quoted))
+    assert d.hint_text() == f"write {quoted[1:-1]} without quotes: objective: {quoted[1:-1]}"
+    assert [e.code for e in errors[1:]] == ([metric_error] if metric_error else [])
