@@ -263,6 +263,9 @@ def lr_find(spec: Spec, backend: str = "torch", *, steps: int | None = None, sta
         notes.append("the optimizer's learning rate is a search space: the test sets the lr itself")
     if spec.schedule is not None:
         notes.append(f"the spec's schedule ({spec.schedule.kind}) is off during the test")
+    if spec.train.mixed:
+        notes.append(f"precision: {spec.train.precision}: the test trains in mixed precision, as the spec "
+                     f"says, its weights in {spec.dtype}")
     session_cls = session_class(backend)
     data = prepare(spec, spec_folder(spec))
     session = session_cls(spec, device=device, weights=initial_weights(spec))

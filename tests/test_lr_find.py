@@ -254,3 +254,15 @@ def test_an_out_that_cannot_be_written_names_its_folder_and_what_to_do(tmp_path,
     assert f"its folder {os.getcwd()} (Read-only file system); give --out a file in a folder" in str(e.value)
     with pytest.raises(lf.LRFindError, match="File name too long; give a shorter name"):
         lf.check_out(tmp_path / ("a" * 300 + ".png"))
+
+
+def test_a_mixed_precision_spec_says_it_trains_mixed(tmp_path):
+    """The header names the spec's dtype (float32); a note says the steps run in mixed precision (the header
+    alone hid it)."""
+    mixed = _variant(tmp_path, "mixed", ("  train {", "  train {\n    precision: mixed_bfloat16"))
+    rc, out, err = run_cli("lr-find", mixed, "--steps", "12", "--json", "--out", tmp_path / "m.png")
+    assert rc == 0, err
+    notes = json.loads(out)["notes"]
+    said = ("precision: mixed_bfloat16: the test trains in mixed precision, as the spec says, its weights in "
+            "float32")
+    assert said in notes, notes
