@@ -1,7 +1,6 @@
 """`dlc doctor RUN`: the tuning guides' diagnosis of a run (or a cv or tune folder), ranked, with the
 evidence and the remedy; `--fix` writes the remedy as RUN/doctor.dlspec and prints it as a diff."""
 
-import json
 import shutil
 import sys
 import textwrap
@@ -11,6 +10,7 @@ from typing import Annotated, Optional
 import typer
 
 from dlc import api
+from dlc.cli.jsonout import print_json
 
 NAME = "doctor"
 
@@ -66,7 +66,7 @@ def command(
                 "diff": fixed.diff, "command": fixed.command, "notes": fixed.notes}
         if plot:
             out["plots"] = [str(p) for p in plots]
-        print(json.dumps(out, indent=2, allow_nan=False))
+        print_json(out, indent=2)
     else:
         _show(report, plot)
         if fix:

@@ -1,6 +1,5 @@
 """`dlc runs [DIR]`: list the run directories under a folder (`dlc run`, cross-validation and tune runs)."""
 
-import json
 import math
 from pathlib import Path
 from typing import Annotated
@@ -9,6 +8,7 @@ import typer
 
 from dlc import api
 from dlc.cli import options as o
+from dlc.cli.jsonout import print_json
 from dlc.cli.tables import print_table
 
 NAME = "runs"
@@ -27,7 +27,7 @@ def command(
     damaged, with why). Plain aligned text when stdout is not a terminal."""
     runs = api.list_runs(folder)
     if as_json:
-        print(json.dumps(runs, indent=2))
+        print_json(runs, indent=2)
         return
     rows = [[_name(r["run"], folder), r["spec"], r["backend"], r["date"], _epochs(r), final_text(r),
              r["status"]] for r in runs]
