@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 import os
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -42,7 +43,7 @@ from dlc.runtime.parallel import EXIT_WORKER_LOST
 from dlc.runtime.run import Finished, Observer, Resumable, RunFailed, device_refusal
 from dlc.runtime.rundir import OutFolderError, disk_full, output_file
 from dlc.runtime.runs import RunDirError
-from dlc.runtime.serve import Predictions, ServeError, run_inputs
+from dlc.runtime.serve import Predictions, ServeError, layout_refusal, run_inputs
 from dlc.runtime.tune import Reporter, TuneError, TuneResult
 from dlc.tasks import (
     catalogue,
@@ -103,7 +104,9 @@ def load(path: str | Path) -> Spec:
     check` prints it (file:line:col, the line with a caret, the hint); warnings become Python warnings. The
     spec remembers its file: relative data paths resolve against its folder."""
     if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"load() takes the path of a .dlspec file, not {type(path).__name__}")
+        what = "a spec already loaded" if isinstance(path, Spec) else type(path).__name__
+        raise TypeError(f"load() takes the path of a .dlspec file, not {what}")
+    _check_spec_path(path)
     result = compile_file(path)
     errors = [d for d in result.diagnostics.sorted() if d.severity == "error"]
     if errors or result.spec is None:
@@ -113,6 +116,23 @@ def load(path: str | Path) -> Spec:
         warnings.warn(SpecError(notes, result.source, result.file).render(), stacklevel=2)
     return result.spec.with_source_file(path)
 
+
+def _check_spec_path(path: str | os.PathLike) -> None:
+    """A path, not an empty string (Path("") is the current folder: "it is a directory") nor the text of a
+    spec ("cannot read spec file 'model x {...': No such file")."""
+    text = os.fspath(path)
+    if not isinstance(text, str):
+        return
+    if not text.strip():
+        raise ValueError("load() takes the path of a .dlspec file, not an empty string")
+    if text != text.strip() and not os.path.exists(text) and os.path.exists(text.strip()):
+        raise ValueError(f"load({text!r}): the path has spaces or a line break around it; "
+                         f"{text.strip()!r} is there")
+    looks_like_text = "\n" in text or "{" in text and "}" in text
+    if looks_like_text and not os.path.exists(text):
+        raise ValueError("load() takes the path of a .dlspec file, not the text of a spec; write the text to "
+                         "a file and load that, or compile it: dlc.compiler.compile_text(text)"
+                         ".raise_for_errors()")
 
 
 def _as_spec(spec: Spec | str | Path, who: str) -> Spec:
@@ -136,6 +156,13 @@ def _whole(value: Any, name: str, least: int = 1) -> int | None:
     return int(value)
 
 
+def _flag(value: Any, name: str) -> bool:
+    """A yes/no argument: True or False (a string such as "no" is truthy: `replace="no"` deleted a run)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, not {value!r}")
+    return bool(value)
+
+
 def _finite(x: np.ndarray, what: str, limit: float) -> None:
     """Inputs or weights the model can take: finite, within what its dtype holds (the data path's check,
     first_out_of_range, worded for an array given here: by its index)."""
@@ -146,15 +173,26 @@ def _finite(x: np.ndarray, what: str, limit: float) -> None:
 
 
 def _numbers(x: Any, what: str) -> np.ndarray:
-    """`x` as a float64 array; TypeError for None, text or complex numbers (numpy would drop the imaginary
-    parts with a warning, or say only that it "could not convert string to float")."""
-    if x is None:
-        raise TypeError(f"{what} must be an array of numbers, not None")
-    a = np.asarray(x)
+    """`x` as a float64 array; TypeError for None, a dict or a generator, text or complex numbers (numpy
+    would drop the imaginary parts with a warning, or say only that it "could not convert string to float");
+    ValueError for ragged rows, masked values (np.asarray keeps what the mask hides) or an int beyond a
+    float."""
+    if x is None or isinstance(x, (dict, set, frozenset, Iterator)):
+        # (numpy makes a 0-d object array of these: "float() argument must be ... a real number, not 'dict'")
+        kind = "None" if x is None else type(x).__name__
+        raise TypeError(f"{what} must be an array of numbers, not {kind}")
+    if np.ma.isMaskedArray(x) and np.ma.count_masked(x):  # (np.asarray keeps the hidden values)
+        raise ValueError(f"{what} have {np.ma.count_masked(x)} masked (missing) values; fill or drop them")
+    try:
+        a = np.asarray(x)
+    except ValueError:  # (numpy: "setting an array element with a sequence ... inhomogeneous shape")
+        raise ValueError(f"{what} are ragged: their rows are not all of one length") from None
     if a.dtype.kind not in "biufO":
         raise TypeError(f"{what} must be real numbers, not {a.dtype}")
     try:
         return np.asarray(a, dtype=np.float64)
+    except OverflowError:  # (a Python int beyond what a float holds)
+        raise ValueError(f"{what} hold a number too large for a float (beyond ±1.8e+308)") from None
     except (TypeError, ValueError) as e:
         raise TypeError(f"{what} must be real numbers ({e})") from None
 
@@ -221,6 +259,7 @@ class Model:
             if value not in allowed:
                 shown = ", ".join(repr(a) for a in allowed if a is not None)
                 raise ValueError(f"{name}={value!r}: expected one of {shown}")
+        _flag(compile, "compile")
         if refusal := device_refusal(device):  # (else torch's parser: "Expected one of cpu, cuda, ipu, ...")
             raise ValueError(f"device={refusal}")
         _require_concrete(spec)
@@ -229,14 +268,20 @@ class Model:
         self.spec = spec
         self.backend = backend
         self.device, self.compile = device, compile
-        self.session = session_class(backend)(spec, dtype=spec.dtype, device=device,
-                                              weights=initial_weights(spec), compile=compile)
+        try:
+            self.session = session_class(backend)(spec, dtype=spec.dtype, device=device,
+                                                  weights=initial_weights(spec), compile=compile)
+        except RuntimeError as e:  # (a device this machine lacks, said in `dlc run`'s words: "--device cuda")
+            if not str(e).startswith("--device "):
+                raise
+            raise RuntimeError(_in_api_words(str(e))) from None
         self._data: Dataset | None = None
         self._state: LoopState | None = None  # the training loop's state after the last finished epoch
 
     def __repr__(self) -> str:
         return (f"Model({self.spec.name!r}, backend={self.backend!r}, dtype={self.spec.dtype!r}, "
-                f"device={self.session.device_name!r}, epochs_trained={len(self.history.rows)})")
+                f"device={self.session.device_name!r}, "
+                f"epochs_trained={len(self._state.history.rows) if self._state is not None else 0})")
 
     @property
     def data(self) -> Dataset:
@@ -254,8 +299,11 @@ class Model:
 
     @property
     def history(self) -> History:
-        """Every epoch row and step loss of every `fit` so far."""
-        return self._state.history if self._state is not None else History()
+        """Every epoch row and step loss of every `fit` so far: a copy (editing it, or the rows `fit`
+        returned, changed what `save` wrote)."""
+        import copy
+
+        return copy.deepcopy(self._state.history) if self._state is not None else History()
 
     # ---------------------------------------------------------------------------------------- weights
 
@@ -328,7 +376,7 @@ class Model:
         hist = train(self.session, self.spec, data, epochs=done_epochs + epochs,
                      max_steps=None if max_steps is None else done_steps + max_steps, resume=state,
                      on_checkpoint=keep)
-        return History(rows=hist.rows[done_rows:], stopped_early=hist.stopped_early,
+        return History(rows=[dict(r) for r in hist.rows[done_rows:]], stopped_early=hist.stopped_early,
                        best_epoch=hist.best_epoch,
                        restored_best=hist.restored_best, step_losses=hist.step_losses[done_steps:])
 
@@ -342,7 +390,11 @@ class Model:
         from dlc.runtime.loop import evaluate
 
         x = self._inputs(x)
-        y = self._targets(np.asarray(y), len(x))
+        try:
+            y = np.asarray(y)
+        except ValueError:  # (numpy's "inhomogeneous shape")
+            raise ValueError("the targets are ragged: their rows are not all of one length") from None
+        y = self._targets(y, len(x))
         return evaluate(self.session, self.spec, self.session.load_data(x, y), self.spec.train.batch_size)
 
     def predict(self, x: np.ndarray) -> np.ndarray:
@@ -366,9 +418,13 @@ class Model:
         _finite(x, "the inputs", dtype_limit(self.spec.dtype))
         shape = tuple(self.spec.input)
         if x.ndim >= 1 and x.shape[1:] != shape and math.prod(x.shape[1:]) == math.prod(shape):
+            if refusal := layout_refusal(tuple(x.shape[1:]), shape):
+                raise ValueError(f"the inputs: {refusal}")
             x = x.reshape((len(x),) + shape)
         if x.shape[1:] != shape:
-            raise ValueError(f"inputs of shape {x.shape}: the model takes (N, {', '.join(map(str, shape))})")
+            one = " (one sample? give x.reshape(1, -1))" if x.ndim == 1 and len(x) == math.prod(shape) else ""
+            raise ValueError(f"inputs of shape {x.shape}: the model takes (N, {', '.join(map(str, shape))})"
+                             + one)
         return x
 
     def _targets(self, y: np.ndarray, n: int) -> np.ndarray:
@@ -381,9 +437,21 @@ class Model:
         if len(y) != n:
             raise ValueError(f"{n} inputs but {len(y)} targets")
         if type(self.spec.loss).targets == "int" and y.ndim == 2 and y.shape[1] > 1:
-            y = y.argmax(axis=1)  # one-hot rows, as load_data gives them for categorical_crossentropy
+            y = self._one_hot_labels(y)  # one-hot rows, as load_data gives them for categorical_crossentropy
         targets, _, _ = checked_targets(self.spec, Samples(np.empty((n, 0)), y, "the targets given"))
         return targets
+
+    def _one_hot_labels(self, y: np.ndarray) -> np.ndarray:
+        """The class labels of one-hot rows: as many columns as the output has units, a single 1 in each row
+        (argmax took the labels of 5-wide rows for a 3-class model, or of probabilities, without a word)."""
+        units = math.prod(self.spec.output_shape())
+        if y.shape[1] != units:
+            raise ValueError(f"targets of shape {y.shape}: one-hot rows for this model have {units} columns "
+                             f"(its output's units); or give class labels 0..{units - 1}")
+        if y.dtype.kind not in "biuf" or not (np.isin(y, (0, 1)).all() and (y.sum(axis=1) == 1).all()):
+            raise ValueError(f"targets of shape {y.shape} are not one-hot rows (a single 1 in each); give "
+                             f"class labels 0..{units - 1}")
+        return y.argmax(axis=1)
 
     # ------------------------------------------------------------------------------------------- files
 
@@ -398,9 +466,14 @@ class Model:
 
         from dlc.runtime import rundir
 
+        directory = _run_folder(directory)
+        replace = _flag(replace, "replace")
         spec, data = self.spec, self.data
         src = spec.source_file
-        run = rundir.new_run_dir(spec.name, self.backend, str(directory), replace=replace, spec_file=src)
+        try:
+            run = rundir.new_run_dir(spec.name, self.backend, directory, replace=replace, spec_file=src)
+        except OutFolderError as e:
+            raise OutFolderError(_in_api_words(str(e))) from None
         if src is not None and src.is_file() and src.parent.resolve() != run.resolve():
             rundir.copy_spec(run, str(src))
         rundir.write_text(run / "ir.json", spec.model_dump_json(indent=2))
@@ -426,6 +499,42 @@ class Model:
         out.update(epochs_run=len(hist.rows), stopped_early=hist.stopped_early, best_epoch=hist.best_epoch,
                    restored_best=hist.restored_best)
         return out
+
+
+def _check_backend_pair(backends: Any) -> None:
+    """Two different backends ("torch" alone was read as the backends 't' and 'o'; ("torch", "torch")
+    compared a backend with itself and passed)."""
+    if isinstance(backends, str) or not isinstance(backends, (tuple, list)) or len(backends) != 2:
+        raise TypeError(f"backends must be a pair of backend names such as ('keras', 'torch'), not "
+                        f"{backends!r}")
+    for b in backends:
+        if b not in ("torch", "keras"):
+            raise ValueError(f"backend {b!r}: expected one of 'torch', 'keras'")
+    if backends[0] == backends[1]:
+        raise ValueError(f"backends={tuple(backends)!r}: compare two different backends")
+
+
+def _run_folder(directory: Any) -> str:
+    """save()'s folder: a path, not None, a number or "" (each was made into a folder: ./None, ./3, or a
+    fresh runs/<name>-<backend>-<time>/)."""
+    if not isinstance(directory, (str, os.PathLike)):
+        raise TypeError(f"save() takes the path of a folder, not {type(directory).__name__}")
+    folder = os.fspath(directory)
+    if not isinstance(folder, str) or not folder.strip():
+        raise ValueError(f"save() takes the path of a folder, not {folder!r}")
+    return folder
+
+
+# what rundir's refusals say in `dlc run`'s words, as save()'s arguments say it
+_API_WORDS = (("add --replace to delete it first", "pass replace=True to delete it first"),
+              ("--replace", "replace=True"), ("another --out", "another folder"), ("--out ", ""),
+              ("--backend torch", "backend='torch'"), ("--device ", "device="))
+
+
+def _in_api_words(message: str) -> str:
+    for cli, api in _API_WORDS:
+        message = message.replace(cli, api)
+    return message
 
 
 # ---------------------------------------------------------------------------------------------- compare
@@ -456,9 +565,15 @@ def compare(spec: Spec | str | Path, steps: int | None = 200, dtype: str = "floa
 
     spec = _as_spec(spec, "compare()")
     _require_concrete(spec)
-    steps, seeds = _whole(steps, "steps"), _whole(seeds, "seeds", least=0)  # (compare_seeds: at least 2)
+    steps, seeds = _whole(steps, "steps"), _whole(seeds, "seeds", least=0)
+    if seeds is not None and seeds < 2:  # (compare_seeds said it in the command line's words: "--seeds")
+        raise ValueError(f"seeds must be at least 2, not {seeds}: the paired t-tests need at least 2 seeds")
     if dtype not in ("float32", "float64"):
         raise ValueError(f"dtype={dtype!r}: expected one of 'float32', 'float64'")
+    _check_backend_pair(backends)
+    for name, value in (("margin", margin), ("rel_margin", rel_margin), ("alpha", alpha)):
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+            raise TypeError(f"{name} must be a number, not {type(value).__name__}")
     if not (0 < margin < math.inf and 0 < rel_margin < math.inf and 0 < alpha < 0.5):
         raise ValueError(f"margin and rel_margin must be positive numbers and alpha between 0 and 0.5 "
                          f"(margin={margin!r}, rel_margin={rel_margin!r}, alpha={alpha!r})")

@@ -298,7 +298,7 @@ def export_onnx(run_dir: str | Path, out: str | Path) -> dict:
     """`dlc export`: the run's model as ONNX, the training preprocessing folded in (needs torch and onnx)."""
     from dlc.runtime.serve import export_onnx as export
 
-    return export(Path(run_dir), Path(out))
+    return export(run_dir, out)  # (its own checks name a None or an empty path)
 
 
 def list_runs(folder: str | Path = "runs") -> list[dict]:

@@ -37,9 +37,26 @@ def _is_folder(option: str, output: str, example: str, code: int) -> bool:
                                       f"file, such as {example}"), code) from None
 
 
+def named(*given: tuple[str, str | None]) -> None:
+    """Each (option, value) given names something: an empty value is a usage error (exit 2), not the
+    current folder that Path("") is ("--output  is a folder"; export wrote RUN/model.onnx)."""
+    for option, value in given:
+        if value is not None and not value.strip():
+            raise CommandError(error_line(f"{option} is empty; give a path"), EXIT_SPEC)
+
+
+def not_a_folder(option: str, output: str, example: str) -> None:
+    """An output FILE whose name ends in a slash names a folder: Path() drops the slash, and a missing `new/`
+    was written as a file named `new` (a folder that is there is check_output_file's)."""
+    if output.endswith(("/", os.sep)) and not _is_folder(option, output, example, EXIT_SPEC):
+        raise CommandError(error_line(f"{option} {output} names a folder (it ends in /); give a file, such "
+                                      f"as {Path(output) / example}"), EXIT_SPEC)
+
+
 def check_output_file(option: str, output: str, example: str) -> None:
     """An output FILE that cannot be written (a folder, a parent that is missing or is a file) is one line,
     found before any work is done. `example`: a file name to suggest inside a folder."""
+    not_a_folder(option, output, example)
     path = Path(output)
     if _is_folder(option, output, example, EXIT_RUNTIME):
         raise CommandError(error_line(f"{option} {output} is a folder; give a file, such as "
@@ -70,9 +87,11 @@ def check_output_target(option: str, output: str, example: str, *, inputs: Itera
         why = (f"it is the {path.name} of {owner} folder: writing it would damage the run; give a "
                f"new name, such as {instead}")
     elif suffix is not None and path.suffix.lower() != suffix:
-        named = path.name and not path.name.startswith(".")  # (`.png` is a hidden file named '.png')
-        why = (f"the file it writes is a {suffix[1:].upper()}: give a name ending in {suffix}, such as "
-               f"{path.with_suffix(suffix) if named else path.with_name(Path(example).name)}")
+        has_name = path.name and not path.name.startswith(".")  # (`.png` is a hidden file named '.png')
+        kind = suffix[1:].upper()
+        why = (f"the file it writes is {'an' if kind[0] in 'AEIOU' else 'a'} {kind}: give a name ending in "
+               f"{suffix}, such as "
+               f"{path.with_suffix(suffix) if has_name else path.with_name(Path(example).name)}")
     else:
         return
     raise CommandError(error_line(f"{option} {output}: {why}"), EXIT_SPEC)

@@ -1,6 +1,5 @@
 """`dlc evaluate RUN`: a trained run's loss and metrics on its data splits or on a file."""
 
-import json
 import sys
 from typing import Annotated, Optional
 
@@ -8,6 +7,8 @@ import typer
 
 from dlc import api
 from dlc.cli import options as o
+from dlc.cli.common import named
+from dlc.cli.jsonout import print_json
 
 NAME = "evaluate"
 
@@ -23,9 +24,10 @@ def command(
     """Evaluate a trained run on its data splits or on a file.
 
     The model is reloaded on its backend; a file gets the training preprocessing first."""
+    named(("RUN", run), ("--data", data))
     results = api.evaluate_run(run, data, on_read=lambda line: print(line, file=sys.stderr))
     if as_json:
-        print(json.dumps(results, indent=2))
+        print_json(results, indent=2)
         return
     for part, vals in results.items():
         print(f"{part:<6} " + "  ".join(f"{k} {v:.4f}" for k, v in vals.items()))

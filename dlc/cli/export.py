@@ -10,7 +10,7 @@ import typer
 
 from dlc import api
 from dlc.cli import options as o
-from dlc.cli.common import check_output_file, check_output_target, run_inputs
+from dlc.cli.common import check_output_file, check_output_target, named, run_inputs
 from dlc.cli.errors import CommandError, error_line
 
 NAME = "export"
@@ -23,17 +23,19 @@ class Format(StrEnum):
 def command(
     run: o.Run,
     fmt: Annotated[Format, typer.Option("--format", help="the model format")] = Format.onnx,
-    output: Annotated[Optional[str], typer.Option("--output", metavar="FILE", show_default=False,
-                                                  help="the file to write (default: RUN/model.onnx)")] = None,
+    output: Annotated[Optional[str], typer.Option(
+        "--output", metavar="FILE", show_default=False,
+        help="the .onnx file to write (default: RUN/model.onnx)")] = None,
 ) -> None:
     """Export a trained run as an ONNX model.
 
     Through the torch lowering, with the weights of the run's own model and the training preprocessing folded
     in."""
-    out = Path(output) if output else Path(run) / "model.onnx"
-    if output:
+    named(("RUN", run), ("--output", output))
+    out = Path(output) if output is not None else Path(run) / "model.onnx"
+    if output is not None:  # (an ONNX model under another name, `x.csv`, was written without a word)
         check_output_file("--output", output, "model.onnx")
-        check_output_target("--output", output, "model.onnx", inputs=run_inputs(run))
+        check_output_target("--output", output, "model.onnx", inputs=run_inputs(run), suffix=".onnx")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

@@ -10,7 +10,7 @@ import typer
 
 from dlc import api
 from dlc.cli import options as o
-from dlc.cli.common import check_output_file, check_output_target, run_inputs
+from dlc.cli.common import check_output_file, check_output_target, named, run_inputs
 from dlc.cli.errors import EXIT_SPEC, CommandError, error_line
 
 NAME = "predict"
@@ -20,7 +20,8 @@ def command(
     run: o.Run,
     input_file: Annotated[str, typer.Option("--input", metavar="FILE", show_default=False,
                                             help="a .csv of raw features (a first row of names only is "
-                                            "a header), .npz (x) or .npy (np.save)")],
+                                            "a header; a column named as the spec's target is left out), "
+                                            ".npz (x) or .npy (np.save)")],
     output: Annotated[Optional[str], typer.Option(
         "--output", metavar="FILE", show_default=False,
         help="a .csv, .json or .npz file, not the --input or a file of a dlc run folder (default: CSV on "
@@ -31,6 +32,7 @@ def command(
     Class and probabilities, or values, for raw features: the training preprocessing (saved in run.json) is
     applied. Wrong shapes, non-numbers, NaN and values too large for the model are one clear error line;
     stderr says how many rows were read."""
+    named(("RUN", run), ("--input", input_file), ("--output", output))
     if output is not None:
         check_output(output, input_file, run)
     p = api.predict_file(run, input_file)

@@ -8,6 +8,7 @@ work.
 from __future__ import annotations
 
 import json
+import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,20 +20,19 @@ class ServeError(Exception):
     """Bad run directory or input file: one clear line, exit 1."""
 
 
-def load_run(run: Path, backend: str | None = None):
+def load_run(run: str | Path, backend: str | None = None):
     """(spec, session, info) for a finished run directory."""
     from dlc.backends import session_class
-    from dlc.compiler.spec import Spec
     from dlc.runtime.runs import require_finished
 
-    run = Path(run)
+    run = given_path(run, "the run directory")
     require_finished(run)  # the one notion of a finished run (dlc.runtime.runs.run_state), else why not
-    spec = Spec.model_validate_json((run / "ir.json").read_text())
+    spec = _run_spec(run)
     info = json.loads((run / "run.json").read_text())
     if info.get("input") is not None and list(spec.input) != list(info["input"]):
         raise ServeError(f"'{run}': ir.json is not this run's (its input is {tuple(spec.input)}, run.json's "
                          f"{tuple(info['input'])}); were files copied from another run? train the spec again")
-    session = session_class(backend or info["backend"])(spec, device="cpu")
+    session = session_class(backend or _run_backend(run, info))(spec, device="cpu")
     try:
         with warnings.catch_warnings():  # a foreign file's warnings (Keras: "Skipping ...") are not the error
             warnings.simplefilter("ignore")
@@ -45,6 +45,42 @@ def load_run(run: Path, backend: str | None = None):
     except ServeError as e:
         raise ServeError(f"'{run}': {e}") from None
     return spec, session, info
+
+
+def given_path(value, what: str) -> Path:
+    """A path given to the API or a command: TypeError for what is not one (Path(None) said "expected str,
+    bytes or os.PathLike object"), ServeError for an empty one (Path("") is the current folder)."""
+    if not isinstance(value, (str, os.PathLike)):
+        raise TypeError(f"{what} must be a path (str or pathlib.Path), not {type(value).__name__}")
+    if not str(value).strip():
+        raise ServeError(f"{what} is an empty name; give a path")
+    return Path(value)
+
+
+def _run_spec(run: Path):
+    """The run's ir.json as a Spec; ServeError when it reads as JSON but is not dlc's IR (pydantic's "5
+    validation errors for Spec" was the whole line)."""
+    from pydantic import ValidationError
+
+    from dlc.compiler.spec import Spec
+    from dlc.runtime.runs import retrain
+
+    try:
+        return Spec.model_validate_json((run / "ir.json").read_text())
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(k) for k in first["loc"]) or "the top level"
+        raise ServeError(f"'{run}': ir.json is damaged (not dlc's IR: {where}: {first['msg']}); "
+                         f"{retrain(run)}") from None
+
+
+def _run_backend(run: Path, info: dict) -> str:
+    """run.json's backend: one dlc has (a KeyError or "unknown backend 'jax'" otherwise)."""
+    backend = info.get("backend")
+    if backend not in ("torch", "keras"):
+        said = f"is {_shown(backend)}" if "backend" in info else "is missing"
+        raise ServeError(f"'{run}': {_damaged(f'its backend {said}, not torch or keras')}")
+    return backend
 
 
 # what the frameworks say of an archive cut short or overwritten (torch's zip reader, Keras' zipfile)
@@ -179,6 +215,8 @@ def preprocess(info: dict, spec, x: np.ndarray, source: str, row=None) -> np.nda
         got = x.shape[1] if x.ndim == 2 else tuple(x.shape[1:])
         raise ServeError(f"{source}: samples have {got} feature{'s' * (got != 1)}, the model takes {need} "
                          f"(input {tuple(spec.input)})")
+    if refusal := layout_refusal(tuple(x.shape[1:]), tuple(spec.input)):
+        raise ServeError(f"{source}: {refusal}")
     flat = x.reshape(len(x), -1).astype(np.float64)
     bad = np.argwhere(~np.isfinite(flat))
     if bad.size:
@@ -192,6 +230,20 @@ def preprocess(info: dict, spec, x: np.ndarray, source: str, row=None) -> np.nda
     return flat.reshape((len(flat),) + tuple(spec.input))
 
 
+def layout_refusal(got: tuple[int, ...], want: tuple[int, ...]) -> str | None:
+    """Why samples of shape `got` are not read as the model's input `want` although they hold as many values:
+    a reshape read (3, 32, 32), channels first, as (32, 32, 3) and scrambled every image without a word.
+    Flat samples, and shapes that differ only by axes of size 1 ((8, 8) for (8, 8, 1)), are read as they
+    are."""
+    if got == want or len(got) == 1 or [d for d in got if d != 1] == [d for d in want if d != 1]:
+        return None
+    first = " (channels first? the model takes them last: np.moveaxis(x, 1, -1))" \
+        if got == (want[-1], *want[:-1]) else ""
+    flat = f" or flat, (N, {int(np.prod(want))})" if len(want) > 1 else ""
+    shape = ", ".join(map(str, want))
+    return f"samples of shape {got}, the model takes {want}{first}; give them as (N, {shape}){flat}"
+
+
 def read_features(path: Path, n_features: int | None = None, target: str | None = None):
     """Samples from a .csv (the header rule; a column named `target`, or a last column beyond the n_features
     the model takes, is the target) or an .npz (x, or its only array; y if there); a file without targets
@@ -199,7 +251,9 @@ def read_features(path: Path, n_features: int | None = None, target: str | None 
     from dlc.runtime.data import Samples, read_table, table_numbers
 
     if path.is_dir():
-        raise ServeError(f"{path} is a folder, not a .csv or .npz file")
+        raise ServeError(f"{path} is a folder, not a .csv, .npz or .npy file")
+    if path.exists() and not path.is_file():  # (/dev/null, a pipe: "no such file" was not so)
+        raise ServeError(f"{path} is not a regular file; give a .csv, .npz or .npy file")
     if not path.is_file():
         raise ServeError(f"no such file: {path}")
     if path.suffix == ".npz":
@@ -211,11 +265,27 @@ def read_features(path: Path, n_features: int | None = None, target: str | None 
         return Samples(numeric_features(path, x, "x"), np.empty((len(x), 0)), str(path))
     if path.suffix != ".csv":
         raise ServeError(f"{path}: expected a .csv, .npz or .npy file")
+    _check_commas(path)
     table = read_table(path)
     t = _target_column(table, n_features, target)
     x = table_numbers(table, [j for j in range(table.width) if j != t])
     y = np.empty((len(x), 0)) if t is None else _numeric_targets(table, t)
     return Samples(x, y, str(path), table.lines, None, table.header is not None)
+
+
+def _check_commas(path: Path) -> None:
+    """A CSV file separated by tabs or semicolons is named so: read with commas, each row is one cell, and a
+    lone first row was "no data rows, only a header row (1\t2\t3\t4)"."""
+    try:
+        with open(path, "rb") as fh:
+            start = fh.read(65536).replace(b"\x00", b"").decode("utf-8", errors="ignore")
+    except OSError:
+        return  # (read_table says why it cannot be read)
+    first = next((line for line in start.splitlines() if line.strip()), "")
+    for sep, name in (("\t", "tabs"), (";", "semicolons")):
+        if "," not in first and sep in first:
+            raise ServeError(f"{path}: its first row is separated by {name}, not commas ({first[:40]!r}); "
+                             "save it as comma-separated values")
 
 
 def _read_npz(path: Path):
@@ -272,8 +342,9 @@ def predict(run: str | Path, input_file: str | Path) -> Predictions:
     """Predictions of a finished run for a file of raw features (the training preprocessing applied)."""
     from dlc.runtime.data import read_summary
 
-    spec, session, info = load_run(Path(run))
-    s = read_features(Path(input_file), None)
+    path = given_path(input_file, "the input file")
+    spec, session, info = load_run(run)
+    s, note = _features_to_predict(spec, path)
     out = session.predict(preprocess(info, spec, s.x, str(input_file), s.row))
     check_finite_outputs(out, str(input_file), s.row)
     task = type(spec.loss).task
@@ -288,7 +359,22 @@ def predict(run: str | Path, input_file: str | Path) -> Predictions:
     else:
         cols = [f"y{k}" for k in range(out.shape[1])] if out.shape[1] > 1 else ["y"]
         table = out
-    return Predictions(task, out, cols, table, read_summary(s.read()), names)
+    return Predictions(task, out, cols, table, read_summary(s.read()) + note, names)
+
+
+def _features_to_predict(spec, path: Path):
+    """(samples, note) of `path` for predict: a CSV column named as the spec's target is left out (as `dlc
+    evaluate --data` reads it; it said "row 2, column 5 ('species') is not a number"), and `note` says so;
+    one column beyond the features is an error that says what to do."""
+    target = getattr(spec.data.source, "target", None) if spec.data is not None else None
+    need = int(np.prod(spec.input))
+    s = read_features(path, None, target)
+    if path.suffix == ".csv" and s.has_targets:
+        return s, f"; column {target!r} (the target) left out"
+    if s.x.ndim == 2 and s.x.shape[1] == need + 1 and path.suffix == ".csv":
+        raise ServeError(f"{path}: rows have {need + 1} columns, the model takes {need} features; if the "
+                         "last is the target, leave it out (`dlc evaluate RUN --data FILE` uses it)")
+    return s, ""
 
 
 def _class_names(info: dict, classes: int) -> list[str] | None:
@@ -316,9 +402,13 @@ def evaluate_run(run: str | Path, data_file: str | Path | None = None,
     from dlc.runtime.data import prepare
     from dlc.runtime.loop import evaluate
 
-    spec, session, info = load_run(Path(run))
-    if data_file is not None:
-        return {"data": _evaluate_file(spec, session, info, str(data_file), on_read)}
+    data_path = None if data_file is None else given_path(data_file, "the data file")
+    spec, session, info = load_run(run)
+    if data_path is not None:
+        return {"data": _evaluate_file(spec, session, info, str(data_path), on_read)}
+    if not isinstance(info.get("spec_dir"), str):  # (Path(None): "expected str, bytes or os.PathLike")
+        raise ServeError(f"'{run}': {_damaged('it does not say where the spec and its data live (spec_dir)')}"
+                         "; or evaluate on a file with --data FILE")
     data = prepare(spec, Path(info["spec_dir"]))
     check_same_data(getattr(data, "read", None), info.get("data_read"))
     results = {}
@@ -386,16 +476,20 @@ def _run_class_numbers(s, info: dict) -> np.ndarray:
     return np.array([number[v] for v in s.y.tolist()])
 
 
-def export_onnx(run: Path, out: Path) -> dict:
+def export_onnx(run: str | Path, out: str | Path) -> dict:
     """ONNX through the torch lowering (backends/torch/export.py): weights from the run's own model, the
     training preprocessing folded in front, the output activation at the end."""
     from dlc.backends.torch.export import export_onnx as torch_export
     from dlc.runtime.rundir import output_file
 
+    out = given_path(out, "the output file")
     spec, session, info = load_run(run)
     shift, scale = normalisation(info, spec) or (None, None)
-    with output_file(out) as tmp:
-        torch_export(spec, session.get_weights(), shift, scale, tmp)
+    try:
+        with output_file(out) as tmp:
+            torch_export(spec, session.get_weights(), shift, scale, tmp)
+    except OSError as e:  # (it named the temporary file, "x.onnx.tmp.onnx", or no file at all)
+        raise ServeError(f"cannot write {out}: {e.strerror or e}") from None
     exported = {"file": str(out), "input": ["batch", *spec.input], "preprocessing": "included"}
     if spec.train.mixed:  # (the graph is float32: the run's 16-bit rounding is not in it)
         exported["note"] = (f"the run trained with precision: {spec.train.precision} (its layers compute "
