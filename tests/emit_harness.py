@@ -12,16 +12,16 @@ from pathlib import Path
 
 def run(script: Path, epochs: int) -> list[float]:
     ns = runpy.run_path(str(script), run_name="emitted")
-    losses = []
+    losses: list[float] = []
     for train_part, val_part, _test in ns["load_data"]():
         model = ns["Model"](ns["initial_weights"]())
-        losses += ns["train"](model, train_part, val_part, min(epochs, ns["EPOCHS"]))
+        ns["train"](model, train_part, val_part, min(epochs, ns["EPOCHS"]), losses)
     return losses
 
 
 def main() -> None:
     folder, epochs, out = Path(sys.argv[1]), int(sys.argv[2]), Path(sys.argv[3])
-    results = {}
+    results: dict[str, list[float] | str] = {}
     for script in sorted(folder.glob("*.py")):
         try:
             results[script.stem] = run(script, epochs)

@@ -119,7 +119,8 @@ def test_spec_file_name_is_escaped_in_the_docstring(tmp_path):
 @pytest.mark.parametrize("restore_best", [False, True])
 def test_scripts_pass_the_linter(tmp_path, restore_best):
     """No unused or undefined name in a script: early stopping without restore_best assigned a best_weights
-    it never read (ruff F841)."""
+    it never read (ruff F841); and imports in isort's order (I001: from-imports of one module on two lines,
+    the standard library out of order)."""
     _write_targets(tmp_path / "targets.npz", "column", False)
     spec = tmp_path / "s.dlspec"
     text = NPZ_SPEC.format(units=3, activation="softmax", loss="sparse_categorical_crossentropy")
@@ -133,6 +134,6 @@ def test_scripts_pass_the_linter(tmp_path, restore_best):
     ruff = ROOT / ".venv" / "bin" / "ruff"
     if not ruff.exists():
         pytest.skip("ruff is not installed in .venv")
-    proc = subprocess.run([str(ruff), "check", "--no-cache", "--isolated", "--select", "E9,F",
+    proc = subprocess.run([str(ruff), "check", "--no-cache", "--isolated", "--select", "E9,F,I",
                            *map(str, scripts)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout

@@ -12,9 +12,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
-# import lines in the order a script lists them: standard library first, then third-party
-IMPORT_ORDER = ("argparse", "gzip", "json", "math", "os", "struct", "time", "functools", "numpy", "sklearn",
-                "torch", "keras", "tensorflow")
+# the packages a script imports that are not the standard library's (listed after it)
 THIRD_PARTY = {"numpy", "sklearn", "torch", "keras", "tensorflow"}
 
 
@@ -152,7 +150,7 @@ class Bundle:
                 code += "\n\n"
             code += text + ("\n" if one_line else "\n\n\n")
             last_one_line = one_line
-        return sorted(self.imports, key=import_key), code.rstrip("\n") + "\n"
+        return sorted(self.imports), code.rstrip("\n") + "\n"
 
     def _dependencies_first(self, order: list[tuple[str, str]]) -> list[tuple[str, str]]:
         """`order` re-sorted so every definition follows the ones it uses (stable otherwise)."""
@@ -193,15 +191,24 @@ def _path_label(module: str) -> str:
     return "from dlc: " + "/".join(module.split(".")[1:]) + ".py"
 
 
-def import_key(line: str) -> tuple[int, bool, str]:
-    top = line.split()[1].split(".")[0]
-    rank = IMPORT_ORDER.index(top) if top in IMPORT_ORDER else len(IMPORT_ORDER)
-    return rank, line.startswith("from "), line
-
-
 def import_block(lines: list[str]) -> str:
-    """Import lines sorted, the standard library apart from third-party packages by a blank line."""
-    lines = sorted(set(lines), key=import_key)
-    third = [line for line in lines if line.split()[1].split(".")[0] in THIRD_PARTY]
-    first = [line for line in lines if line not in third]
+    """Import lines as isort orders them (ruff's I001 passes the script): the standard library, then
+    third-party packages, apart by a blank line; in each, plain imports before from-imports, by module, the
+    names from one module on one line."""
+    plain, names = set(), {}  # names: module -> what is imported from it
+    for line in lines:
+        if line.startswith("from "):
+            module, _, imported = line.removeprefix("from ").partition(" import ")
+            names.setdefault(module, set()).update(name.strip() for name in imported.split(","))
+        else:
+            plain.add(line)
+    merged = [f"from {m} import {', '.join(sorted(ns, key=_member_key))}" for m, ns in names.items()]
+    ordered = sorted(plain | set(merged), key=lambda line: (line.startswith("from "), line.split()[1]))
+    third = [line for line in ordered if line.split()[1].split(".")[0] in THIRD_PARTY]
+    first = [line for line in ordered if line not in third]
     return "\n".join(first) + ("\n\n" if first and third else "") + "\n".join(third)
+
+
+def _member_key(name: str) -> tuple[int, str]:
+    """isort's order of the names of a from-import: CONSTANTS, then Classes, then functions and modules."""
+    return (0 if name.isupper() and len(name) > 1 else 1 if name[:1].isupper() else 2), name

@@ -109,7 +109,8 @@ def bundled(src: S.Bundled, ctx):
 
 @lowers(S.Csv, targets=EMIT)
 def csv(src: S.Csv, ctx):
-    return call("read_csv", str(ctx.resolve(src.path)), src.target)
+    """The samples with each one's row in the file, which the script's data checks name."""
+    return call("csv_samples", str(ctx.resolve(src.path)), src.target)
 
 
 @lowers(S.Npz, targets=EMIT)

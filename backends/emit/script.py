@@ -13,7 +13,7 @@ from pathlib import Path
 from dlc.backends.lowering import REGISTRY, LoweringMissing, call, load_target, ref, render
 from dlc.backends.torch.lower import one_thread_is_faster
 from dlc.compiler.checkshared import resolve_path
-from dlc.compiler.spec import BUNDLED, Bundled, Spec
+from dlc.compiler.spec import BUNDLED, Bundled, Csv, Npy, Spec
 from dlc.reference.rng import STREAM_INIT
 
 from .bundle import Bundle, import_block
@@ -22,7 +22,8 @@ from .lower import DrawContext
 # where the names of the shared part are defined (dlc's numpy reference code)
 SHARED_MODULES = ("dlc.reference.rng", "dlc.compiler.functions", "dlc.compiler.training",
                   "dlc.compiler.layers", "dlc.runtime.data",
-                  "dlc.runtime.augment", "dlc.reference.metrics", "dlc.reference.callbacks")
+                  "dlc.runtime.augment", "dlc.reference.metrics", "dlc.reference.callbacks",
+                  "dlc.runtime.loop")
 FRAMEWORK = {"torch": "PyTorch", "keras": "Keras"}
 # module names generated code may use, and the import that defines each
 MODULE_ALIASES = {"np": "import numpy as np", "math": "import math", "json": "import json",
@@ -46,6 +47,9 @@ weights, epoch shuffles, dropout masks and augmentations, and Keras' layer, loss
 definitions below are copied from dlc).
 
     python {script} [--epochs N] [--losses losses.json]
+
+It stops where `dlc run` stops, with one line and exit 1: at a nan or inf loss, or on data `dlc run`
+refuses (the per-step losses so far are still written).
 """
 
 from __future__ import annotations
@@ -89,39 +93,139 @@ class DataContext:
 
 
 def data_code(spec: Spec, target: str, base_dir: Path) -> str:
-    """load_data(): the splits [(train, val, test)] of (x, y) pairs, as dlc.runtime.data.prepare/folds do."""
+    """load_data(): the splits [(train, val, test)] of (x, y) pairs, as dlc.runtime.data.prepare/folds do,
+    after the checks `dlc run` makes of a data file (checks_code)."""
     d = spec.data
+    assert d is not None  # (check() refuses a spec without a data block)
     ctx = DataContext(target, base_dir)
-    task, kind = type(spec.loss).task, type(spec.loss).targets
-    src = d.source
-    classes = BUNDLED[src.name][1] if isinstance(src, Bundled) else None
+    read, where = _read_code(d.source, render(REGISTRY.lower(target, d.source, ctx), 4), ctx)
     lines = ["def load_data():",
              '    """[(train, val, test)], each an (x, y) pair or None: dlc\'s seeded split, normalised',
              '    with statistics of the training part only."""',
-             f"    x, y = {render(REGISTRY.lower(target, src, ctx), 4)}",
+             *read,
              "    n = len(x)",
-             "    x = x.reshape(n, -1)"]
-    if task in ("categorical", "binary"):
-        # one label per sample, as dlc.runtime.data.class_labels takes them: a one-column array's column,
-        # one-hot rows' class for categorical_crossentropy only (an (n, 1) or one-hot y failed in the script)
-        lines.append("    y = y[:, 0] if y.ndim == 2 and y.shape[1] == 1 else y")
-        onehot_rows = "(y.argmax(axis=1) if y.ndim > 1 else y)" if kind == "onehot" else "y"
-        lines.append(f"    labels = {onehot_rows}.astype(np.int64)")
-        # the output layer's classes, as dlc.runtime.data.checked_targets numbers them
-        num = repr(spec.output_shape()[-1] if task == "categorical" else classes or 2)
-        lines.append(f"    targets = class_targets(labels, {kind!r}, {num})")
-    else:
-        lines += ["    labels = None", f"    targets = class_targets(y, {kind!r})"]
-    lines += [f"    splits = {render(REGISTRY.lower(target, d.split, ctx), 4)}",
-              "    out = []",
-              "    for train, val, test in splits:",
-              f"        shift, scale = normalizer({d.normalize!r}, x[train])",
-              "        xs = x if shift is None else (x - shift) / scale",
-              "        xs = xs.reshape((n,) + INPUT_SHAPE)",
-              "        out.append(tuple((xs[ix], targets[ix]) if len(ix) else None"
-              " for ix in (train, val, test)))",
-              "    return out"]
+             "    x = x.reshape(n, -1)",
+             *_targets_code(spec, where),
+             f"    splits = {render(REGISTRY.lower(target, d.split, ctx), 4)}",
+             "    out = []",
+             "    for train, val, test in splits:",
+             f"        shift, scale = normalizer({d.normalize!r}, x[train])",
+             "        xs = x if shift is None else (x - shift) / scale",
+             "        xs = xs.reshape((n,) + INPUT_SHAPE)",
+             "        out.append(tuple((xs[ix], targets[ix]) if len(ix) else None"
+             " for ix in (train, val, test)))",
+             "    return out"]
     return "\n".join(lines)
+
+
+def _read_code(src, read: str, ctx: DataContext) -> tuple[list[str], tuple | None]:
+    """(the lines that read the source into x, y and check the features, the arguments that name the targets'
+    file to their check); None: a bundled set, scikit-learn's own, is not checked."""
+    if isinstance(src, Bundled):
+        return [f"    x, y = {read}"], None
+    if isinstance(src, Csv):  # (each sample's row in the file, and the class names, for the messages)
+        rows = (ref("s.where"), ref("s.row"))
+        check = _statement(call("check_features", ref("x"), *rows))
+        return [f"    s = {read}", "    x, y = s.x, s.y", check], (*rows, ref("s.class_names"))
+    features, targets = data_files(src, ctx)
+    return [f"    x, y = {read}", _statement(call("check_features", ref("x"), features))], (targets,)
+
+
+def _statement(expr) -> str:
+    return "    " + render(expr, 4)
+
+
+def _targets_code(spec: Spec, where: tuple | None) -> list[str]:
+    """The lines that make `labels` (classification) and `targets` as the loss wants them, checked unless
+    `where` is None."""
+    task, kind = type(spec.loss).task, type(spec.loss).targets
+    if task == "regression":
+        y = "y" if where is None else render(call("checked_values", ref("y"), *where), 4)
+        return ["    labels = None", f"    targets = class_targets({y}, {kind!r})"]
+    # the output layer's classes, as dlc.runtime.data.checked_targets numbers them
+    src = spec.data.source if spec.data is not None else None
+    classes = BUNDLED[src.name][1] if isinstance(src, Bundled) else None
+    num = spec.output_shape()[-1] if task == "categorical" else classes or 2
+    labels = "y.astype(np.int64)" if where is None else render(call("checked_labels", ref("y"), *where), 4)
+    return [f"    labels = {labels}", f"    targets = class_targets(labels, {kind!r}, {num!r})"]
+
+
+def data_files(src, ctx: DataContext) -> tuple[str, str]:
+    """The files the features' and the targets' messages name: each the file it is read from."""
+    if isinstance(src, Npy):
+        return str(ctx.resolve(src.x)), str(ctx.resolve(src.y))
+    return str(ctx.resolve(src.path)), str(ctx.resolve(src.path))
+
+
+CHECK_FEATURES = '''def check_features(x, where, row=lambda i: f"sample {i + 1}"):
+    """Features as `dlc run` checks them before it trains, each problem one line (DataError): as many per
+    sample as INPUT_SHAPE holds, all finite (a nan would show only later, as a nan loss)."""
+    have, need = math.prod(x.shape[1:]), math.prod(INPUT_SHAPE)
+    if have != need:
+        raise DataError(f"{where}: samples of shape {x.shape[1:]} hold {have} features, but the spec's input "
+                        f"{INPUT_SHAPE} needs {need}; give each sample {need} features")
+    bad = np.argwhere(~np.isfinite(x.reshape(len(x), -1)))
+    if len(bad):
+        raise DataError(f"{where}: {len(bad)} feature value(s) are missing or not finite (the first in "
+                        f"{row(bad[0][0])}, feature {bad[0][1] + 1}); fill or drop them first")'''
+
+CHECKED_LABELS = '''def checked_labels(y, where, row=lambda i: f"sample {{i + 1}}", names=None):
+    """One class label 0..{hi} per sample, as `dlc run` checks them before it trains: a one-column array's
+    column{onehot_doc}; each problem one line (DataError)."""
+    y = y[:, 0] if y.ndim == 2 and y.shape[1] == 1 else y
+{rows}
+    if y.dtype.kind not in "biuf":
+        raise DataError(f"{{where}}: the labels are not numbers ({{str(y.flat[0])!r}} in {{row(0)}}); "
+                        "give class numbers 0..{hi}")
+    v = y.astype(np.float64)
+    with np.errstate(invalid="ignore"):
+        bad = np.flatnonzero(~np.isfinite(v) | (v != np.round(v)) | (v < 0) | (v > {hi}))
+    if len(bad):
+        label = f"class {{names[int(v[bad[0]])]!r}}" if names else f"label {{v[bad[0]]:g}}"
+        raise DataError(f"{{where}}: {{label}} in {{row(bad[0])}} is not a class number 0..{hi} "
+                        "({need})")
+    return v.astype(np.int64)'''
+
+ONEHOT_ROWS = '''    if y.ndim > 1:  # one-hot rows: their class
+        if y.shape[1:] != ({units},) or not (np.isin(y, (0, 1)).all(axis=1) & (y.sum(axis=1) == 1)).all():
+            raise DataError(f"{{where}}: targets of shape {{y.shape}} are not one-hot rows of {units}; "
+                            "give those or class labels 0..{hi}")
+        y = y.argmax(axis=1)'''
+
+NOT_ROWS = '''    if y.ndim > 1:
+        raise DataError(f"{{where}}: targets of shape {{y.shape}} (one-hot rows?), but "
+                        "{loss} needs one label per sample")'''
+
+CHECKED_VALUES = '''def checked_values(y, where, row=lambda i: f"sample {{i + 1}}", names=None):
+    """Targets as `dlc run` checks them before it trains: numbers, {units} per sample (one per output unit),
+    all finite; each problem one line (DataError)."""
+    if names or y.dtype.kind not in "biuf":
+        raise DataError(f"{{where}}: the targets are {{'class names' if names else y.dtype}}, not numbers; "
+                        "{loss} is a regression loss")
+    y = y.reshape(len(y), -1)
+    if y.shape[1] != {units}:
+        raise DataError(f"{{where}}: the targets have {{y.shape[1]}} column(s) but the output layer has "
+                        "{units} unit(s)")
+    bad = np.flatnonzero(~np.all(np.isfinite(y.astype(np.float64)), axis=1))
+    if len(bad):
+        raise DataError(f"{{where}}: a target is missing or not finite (the first in {{row(bad[0])}})")
+    return y'''
+
+
+def checks_code(spec: Spec) -> str:
+    """check_features() and checked_labels() (classification) or checked_values() (regression): the checks
+    dlc.runtime.data makes before training, written for this spec's input, loss and output layer."""
+    task, loss, units = type(spec.loss).task, spec.loss.name, spec.output_shape()[-1]
+    if spec.data is None or isinstance(spec.data.source, Bundled):  # (scikit-learn's sets need no check)
+        return ""
+    if task == "regression":
+        return CHECK_FEATURES + "\n\n\n" + CHECKED_VALUES.format(units=units, loss=loss)
+    hi = units - 1 if task == "categorical" else 1
+    need = f"the output layer has {units} units" if task == "categorical" else f"{loss} needs labels 0 and 1"
+    onehot = type(spec.loss).targets == "onehot"
+    rows = (ONEHOT_ROWS if onehot else NOT_ROWS).format(units=units, hi=hi, loss=loss)
+    return CHECK_FEATURES + "\n\n\n" + CHECKED_LABELS.format(
+        hi=hi, need=need, rows=rows, onehot_doc=", one-hot rows' class" if onehot else "")
 
 
 def weights_code(spec: Spec, target: str) -> str:
@@ -146,20 +250,18 @@ def weights_code(spec: Spec, target: str) -> str:
     return "\n".join(lines)
 
 
-LOOP_HEAD = '''def train(model, train_part, val_part, epochs):
-    """Epochs of seeded shuffles, as dlc's training loop runs them; returns the per-step losses."""
+LOOP_HEAD = '''def train(model, train_part, val_part, epochs, step_losses):
+    """Epochs of seeded shuffles, as dlc's training loop runs them, each step's loss appended to step_losses
+    (kept when training fails); a nan or inf loss stops it as it stops `dlc run` (TrainingFailed)."""
     x_train, y_train = train_part
     n = len(x_train)
-    step_losses = []
     lr = LEARNING_RATE'''
 
 LOOP_EPOCH = '''        model.set_lr(lr)
         order = epoch_permutation(SEED, epoch, n, SHUFFLE)
         losses, stats, sizes = model.train_epoch({x_epoch}, y_train, order)
         step_losses.extend(float(v) for v in losses)
-        if not np.all(np.isfinite(losses)):
-            print(f"loss became non-finite in epoch {{epoch + 1}}; stopping")
-            break
+        _check_finite(History(), losses, epoch, lr, LEARNING_RATE)  # (dlc's own check and message)
         row = {{"epoch": epoch + 1, "loss": float(np.sum(losses * sizes) / np.sum(sizes))}}
         row.update(compute(METRICS, TASK, stats))
         if val_part is not None:
@@ -211,22 +313,23 @@ def loop_code(spec: Spec, target: str) -> str:
         if es.restore_best:
             lines.append("    if best_weights is not None:  # restore the best epoch's weights\n"
                          "        model.set_weights(best_weights)")
-    lines.append("    return step_losses")
     return "\n".join(lines)
 
 
-MAIN = '''def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=EPOCHS)
-    parser.add_argument("--losses", help="write the per-step training losses to this JSON file")
-    args = parser.parse_args()
-    step_losses, results = [], []
+MAIN = '''def train_and_evaluate(epochs, step_losses):
+    """A model trained and evaluated on each split (one holdout, or k folds), as `dlc run` and `dlc cv` do."""
+    results = []
     splits = load_data()
     for fold, (train_part, val_part, test_part) in enumerate(splits):
         if len(splits) > 1:
             print(f"fold {fold + 1}/{len(splits)}")
         model = Model(initial_weights())
-        step_losses += train(model, train_part, val_part, args.epochs)
+        try:
+            train(model, train_part, val_part, epochs, step_losses)
+        except TrainingFailed as e:
+            if len(splits) > 1:  # which fold, as `dlc cv` says
+                raise TrainingFailed(f"{e} (fold {fold + 1} of {len(splits)})") from None
+            raise
         if test_part is not None:
             loss, stats = model.evaluate(*test_part)
             test = {"loss": loss, **compute(METRICS, TASK, stats)}
@@ -239,9 +342,31 @@ MAIN = '''def main():
             vals = np.array([r[k] for r in results])
             # (the sample standard deviation, ddof=1, as `dlc cv` reports it)
             print(f"cv {k}: {vals.mean():.6g} ± {vals.std(ddof=1) if len(vals) > 1 else 0.0:.6g}")
-    if args.losses:
-        with open(args.losses, "w") as fh:
-            json.dump(step_losses, fh)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=EPOCHS)
+    parser.add_argument("--losses", help="write the per-step training losses to this JSON file")
+    args = parser.parse_args()
+    if args.epochs < 1:
+        parser.error(f"--epochs {args.epochs}: give 1 or more")
+    if args.losses:  # a file that cannot be written is said before training, not after
+        try:
+            open(args.losses, "w").close()
+        except OSError as e:
+            parser.error(f"--losses {args.losses}: {e.strerror or e}")
+    step_losses = []
+    try:
+        train_and_evaluate(args.epochs, step_losses)
+    except (DataError, TrainingFailed) as e:  # one line, as `dlc run` says it (exit 1)
+        parser.exit(1, f"{parser.prog}: error: {e}\\n")
+    except KeyboardInterrupt:  # Ctrl-C: one line, as `dlc run` says it
+        parser.exit(130, f"{parser.prog}: interrupted\\n")
+    finally:  # the losses so far, also of a run that failed or was stopped (nan and inf as null)
+        if args.losses:
+            with open(args.losses, "w") as fh:
+                json.dump([v if math.isfinite(v) else None for v in step_losses], fh)
 
 
 if __name__ == "__main__":
@@ -277,10 +402,10 @@ def emit(spec: Spec, backend: str, spec_path: str | Path) -> str:
     except LoweringMissing as e:
         raise EmitUnsupported(f"--emit {backend}: {e}") from None
     model_code, model_modules = parts.pop("model")
-    body = "\n\n\n".join(parts.values())
+    body = "\n\n\n".join(part for part in parts.values() if part)
     imports, copied = _copied(body, model_code, model_modules)
-    if backend == "keras":  # TensorFlow's start-up notices, before it is imported
-        imports = 'import os\n\nos.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")\n\n' + imports
+    if backend == "keras":
+        imports = quiet_tensorflow(imports)
     head = HEADER.format(name=spec.name, spec_file=in_docstring(spec_path.name), framework=FRAMEWORK[backend],
                          backend=backend, script=f"{spec.name}_{backend}.py",
                          device=" --device cpu" if backend == "torch" else "")
@@ -292,6 +417,33 @@ def emit(spec: Spec, backend: str, spec_path: str | Path) -> str:
         section("data and initial weights") + "\n\n\n" + body,
         section("model") + "\n\n\n" + model_code,
         section("main") + "\n\n\n" + MAIN.rstrip("\n")]) + "\n"
+
+
+TF_LOG_LEVEL = '''import os
+
+# TensorFlow's native log: no notices or ERROR lines from runs that succeed (as dlc's keras backend sets it)
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+'''
+
+TF_QUIET_IMPORT = '''try:  # TensorFlow's start-up notices reach stderr before a log level applies: not shown
+    _stderr, _null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(_null, 2)
+{imports}
+finally:
+    os.dup2(_stderr, 2)
+    os.close(_stderr)
+    os.close(_null)'''
+
+
+def quiet_tensorflow(imports: str) -> str:
+    """A keras script's import block with Keras and TensorFlow imported as dlc imports them
+    (backends/keras/quiet.py): their start-up notices silenced, so that a script that fails says one line."""
+    lines = imports.splitlines()
+    framework = [line for line in lines if line and line.split()[1].split(".")[0] in ("keras", "tensorflow")]
+    rest = "\n".join(line for line in lines if line not in framework).strip("\n")
+    quiet = TF_QUIET_IMPORT.format(imports="\n".join("    " + line for line in framework))
+    return TF_LOG_LEVEL + rest + "\n\n" + quiet
 
 
 def _copied(body: str, model_code: str, model_modules: tuple[str, ...]) -> tuple[str, str]:
@@ -312,7 +464,8 @@ def _parts(spec: Spec, backend: str, target: str, base_dir: Path) -> dict:
     from importlib import import_module
 
     model = import_module(f"dlc.backends.emit.{backend}")
-    return {"data": data_code(spec, target, base_dir), "weights": weights_code(spec, target),
+    return {"checks": checks_code(spec), "data": data_code(spec, target, base_dir),
+            "weights": weights_code(spec, target),
             "loop": loop_code(spec, target), "model": model.model_code(spec)}
 
 
@@ -336,6 +489,7 @@ def _free_names(code: str) -> set[str]:
                      if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
             local |= {a.arg for n in ast.walk(scope) if isinstance(n, ast.arguments)
                       for a in n.posonlyargs + n.args + n.kwonlyargs + [n.vararg, n.kwarg] if a is not None}
+            local |= {n.name for n in ast.walk(scope) if isinstance(n, ast.ExceptHandler) and n.name}
             used = {n.id for n in ast.walk(scope) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
             free |= used - local
     constants = {"SEED", "EPOCHS", "BATCH_SIZE", "SHUFFLE", "INPUT_SHAPE", "LEARNING_RATE", "DTYPE", "TASK",
