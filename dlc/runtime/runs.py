@@ -45,7 +45,8 @@ def read_json(path: Path, kind: type = dict):
     try:
         obj = json.loads(text)
     except ValueError as e:
-        raise RunDirError(f"{path} is not valid JSON ({getattr(e, 'msg', e)} at line "
+        msg = str(getattr(e, "msg", e)).removesuffix(" at")  # ("Unterminated string starting at")
+        raise RunDirError(f"{path} is not valid JSON ({msg} at line "
                           f"{getattr(e, 'lineno', '?')}: truncated?)") from None
     if not isinstance(obj, kind):
         raise RunDirError(f"{path} holds a JSON {type(obj).__name__}, not an "
@@ -91,6 +92,12 @@ def not_a_run(run: Path) -> RunDirError:
     if run.is_file():
         hint = (f"; train the spec with `dlc run {run}`" if run.suffix == ".dlspec" else "")
         return RunDirError(f"'{run}' is a file, not a run directory (the folder `dlc run` wrote){hint}")
+    if run.is_symlink():  # (a link to a folder that was moved or deleted, or to itself)
+        return RunDirError(f"'{run}' is a link to '{os.readlink(run)}', which is no folder: no run directory "
+                           "there")
+    if run.exists():
+        return RunDirError(f"'{run}' is not a run directory: a special file (a pipe, a socket or a device), "
+                           "not a folder")
     return RunDirError(f"no such run directory '{run}'")
 
 
@@ -102,8 +109,31 @@ def tune_without_best(run: Path, instead: str) -> RunDirError:
         return RunDirError(f"'{run}' is a tune run stopped before it wrote tune.json: run the same "
                            f"`dlc tune` command again (it continues the search and writes it), or "
                            f"{instead} a trial folder, e.g. its trials/0000")
+    ended = _no_trial_completed(run, instead)
+    if ended is not None:
+        return ended
     return RunDirError(f"'{run}' is a tune run without a best trial yet (no tune.json with a completed "
                        f"trial); {instead} a trial folder, e.g. its trials/0000")
+
+
+def _no_trial_completed(run: Path, instead: str) -> RunDirError | None:
+    """The error for a search that ended with no completed trial (every one failed or was pruned): how many,
+    the first failure's reason, and a trial folder with a history to look at, if any (a trial that failed in
+    its first epoch has none: pointing at it would be a second error)."""
+    trials = (_load(run / "tune.json") or {}).get("trials")
+    trials = [t for t in trials if isinstance(t, dict)] if isinstance(trials, list) else []
+    ended = [t for t in trials if t.get("state") in ("FAIL", "PRUNED")]
+    if not ended or any(t.get("state") == "COMPLETE" for t in trials):
+        return None
+    counts = {state: sum(t["state"] == state for t in ended) for state in ("FAIL", "PRUNED")}
+    shown = ", ".join(f"{n} {'failed' if state == 'FAIL' else 'pruned'}" for state, n in counts.items() if n)
+    why = next((f"; trial {t.get('number')}: {t['failure']}" for t in ended
+                if isinstance(t.get("failure"), str)), "")
+    folders = [trial_folder(run, t) for t in ended if isinstance(t.get("number"), int)]
+    look = next((f"; {instead} a trial folder with a history, e.g. {f}" for f in folders
+                 if (f / "history.json").is_file()), "")
+    return RunDirError(f"'{run}' is a tune run in which no trial completed ({shown}{why}){look}; change the "
+                       "search spaces that fail and run `dlc tune` again")
 
 
 def run_state(run: Path) -> RunState:
@@ -135,7 +165,7 @@ def run_state(run: Path) -> RunState:
     if info.get("failed"):
         state.state, state.detail = "failed", str(info["failed"])
     elif finished:
-        problem = _final_files_problem(run)
+        problem = _final_files_problem(run) or _history_short(run, state.epochs_done)
         if problem:
             state.state, state.detail, state.repairable = "damaged", problem, True
         else:
@@ -161,6 +191,16 @@ def _final_files_problem(run: Path) -> str | None:
     if (run / name).stat().st_size == 0:
         return f"{name} is empty"
     return None
+
+
+def _history_short(run: Path, epochs_done: int | None) -> str | None:
+    """A finished run's history.json with fewer epochs than metrics.json says were run (cut by hand, or an
+    empty list written over it): the curves, `dlc plot` and `dlc doctor` would show a shorter run."""
+    metrics = _load(run / "metrics.json") or {}
+    ran = metrics.get("epochs_run")
+    if not isinstance(ran, int) or isinstance(ran, bool) or epochs_done is None or epochs_done >= ran:
+        return None
+    return f"history.json has {epochs_done} of the {ran} epoch{'s' * (ran != 1)} metrics.json says were run"
 
 
 def _summary_state(run: Path, kind: str, name: str) -> RunState:
@@ -255,9 +295,28 @@ def describe(run: Path) -> dict:
             out["date"] = started[:16].replace("T", " ")  # (not the folder's time: a file put in changes it)
         metrics = _load(run / "metrics.json") or {}
         out["final"] = metrics.get("test") or metrics.get("val") or metrics.get("train") or {}
-    out["status"] = {"finished": "done", "unfinished": "incomplete"}.get(st.state, st.state) + \
-        (f": {st.detail}" if st.detail else "")
+    state = {"finished": "done", "unfinished": "incomplete"}.get(st.state, st.state)
+    if st.state == "unfinished" and (pid := lock_holder(run)) is not None:
+        state = f"running (pid {pid})"  # (not "incomplete": --resume would be refused while it trains)
+    out["status"] = state + (f": {st.detail}" if st.detail else "")
     return out
+
+
+def lock_holder(run: Path) -> int | None:
+    """The process training into `run` now (holding the flock on RUN/.dlc-lock, dlc.runtime.runlock), read
+    from /proc/locks without touching the lock (taking it, even for a moment, could refuse that run's own
+    start); None when nobody holds it, or where /proc/locks is missing (not Linux)."""
+    try:
+        st = (run / ".dlc-lock").stat()
+        locks = Path("/proc/locks").read_text()
+    except OSError:
+        return None
+    where = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    for line in locks.splitlines():
+        fields = line.split()  # 1: FLOCK ADVISORY WRITE PID MAJ:MIN:INODE START END
+        if len(fields) >= 6 and fields[1] == "FLOCK" and fields[5] == where and fields[4].isdigit():
+            return int(fields[4])
+    return None
 
 
 def _describe_cv(run: Path, out: dict) -> None:
@@ -326,23 +385,54 @@ def trial_folder(run: Path, trial: dict) -> Path:
 def list_runs(root: str | Path) -> list[dict]:
     """describe() of every run folder under root, oldest first."""
     root = Path(root)
-    if not root.exists():
-        raise RunDirError(f"no such folder '{root}'")
-    if not root.is_dir():
+    if root.is_file():
         raise RunDirError(f"'{root}' is a file, not a folder of runs")
+    if not root.is_dir():
+        missing = not root.exists() and not root.is_symlink()
+        raise RunDirError(f"no such folder '{root}'") if missing else not_a_run(root)
     return [describe(r) for r in find_runs(root)]
 
 
 # --------------------------------------------------------------------------------------------- plotting
 
 
-def _history(run: Path) -> list[dict]:
-    if not (run / "history.json").exists():
+def read_history(run: Path) -> list:
+    """history.json's list; RunDirError naming the damage and, when the run has a checkpoint to rebuild it
+    from, the command that writes it again."""
+    try:
+        return read_json(run / "history.json", list)
+    except RunDirError as e:
+        fix = f"; `dlc run --resume {run}` writes it again from the run's last checkpoint" \
+            if (run / "checkpoint.npz").is_file() else ""
+        raise RunDirError(f"{e}{fix}") from None
+
+
+def _history(run: Path, failed: str | None = None, doctor: Path | None = None) -> list[dict]:
+    """The rows to plot; `failed`: why the run stopped, when its folder does not say (a cv fold's is in
+    cv.json); `doctor`: the folder `dlc doctor` diagnoses it in (a fold's: its cv folder)."""
+    rows = read_history(run) if (run / "history.json").exists() else None
+    if rows:
+        return rows
+    why = failed or (_load(run / "run.json") or {}).get("failed")
+    if isinstance(why, str):
+        raise RunDirError(f"'{run}' failed before it finished an epoch ({why}): no curve to plot; "
+                          f"`dlc doctor {doctor or run}` diagnoses it from its step losses")
+    if rows is None:
         raise RunDirError(f"'{run}' is not a run directory (no history.json)")
-    rows = read_json(run / "history.json", list)
-    if not rows:
-        raise RunDirError(f"'{run}' has no finished epoch to plot (history.json is empty)")
-    return rows
+    raise RunDirError(f"'{run}' has no finished epoch to plot (history.json is empty)")
+
+
+def _cv_histories(p: Path, label: str) -> list[tuple[Path, str, list[dict]]]:
+    """Each fold of a cross-validation folder with a curve; the fold that failed in its first epoch left out
+    when another has one (cv.json names it)."""
+    folds = sorted((f for f in p.glob("fold_*") if f.name.split("_")[1].isdigit()),
+                   key=lambda f: int(f.name.split("_")[1]))
+    if not folds:
+        raise RunDirError(f"'{p}' is a cross-validation run with no fold to plot yet")
+    m = re.match(r"fold (\d+) of \d+: (.+)", str((_load(p / "cv.json") or {}).get("failed") or ""), re.S)
+    failed = {f"fold_{m.group(1)}": m.group(2)} if m else {}
+    drawn = [f for f in folds if f.name not in failed or (f / "history.json").is_file()]
+    return [(f, f"{label}/{f.name}", _history(f, failed.get(f.name), p)) for f in drawn or folds]
 
 
 def histories(paths: Sequence[str | Path]) -> list[tuple[str, list[dict]]]:
@@ -354,18 +444,14 @@ def histories(paths: Sequence[str | Path]) -> list[tuple[str, list[dict]]]:
         if not p.is_dir():
             raise not_a_run(p)
         if kind == "cv":
-            folds = sorted(p.glob("fold_*"), key=lambda f: int(f.name.split("_")[1]))
-            if not folds:
-                raise RunDirError(f"'{p}' is a cross-validation run with no fold to plot yet")
-            runs.extend((f, f"{p.name}/{f.name}", _history(f)) for f in folds)
+            runs.extend(_cv_histories(p, p.name))
         elif kind == "tune":
             best = (_load(p / "tune.json") or {}).get("best")
             if not best:
                 raise tune_without_best(p, "plot")
             trial = trial_folder(p, best)
             if (trial / "cv.json").exists() or list(trial.glob("fold_*")):
-                folds = sorted(trial.glob("fold_*"), key=lambda f: int(f.name.split("_")[1]))
-                runs.extend((f, f"{p.name} trial {best['number']}/{f.name}", _history(f)) for f in folds)
+                runs.extend(_cv_histories(trial, f"{p.name} trial {best['number']}"))
             else:
                 runs.append((trial, f"{p.name} trial {best['number']} (best)", _history(trial)))
         else:
@@ -398,7 +484,7 @@ def plot_runs(paths: Sequence[str | Path], out: str | Path) -> Path:
     left = sorted({k for _, h in runs for k in h[0] if k not in PLOT_SKIP and not k.startswith("val_")
                    and k != "lr" and not all(k in g[0] for _, g in runs)})
     keys = [k for k in keys if all(k in h[0] for _, h in runs)] + ["lr"]
-    colors = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
+    colors = _run_colors(len(runs), matplotlib.rcParams["axes.prop_cycle"].by_key()["color"])
     handles = _legend_handles([label for label, _ in runs], colors)
     width = 4.4 * len(keys)
     ncol = _legend_columns([h.get_label() for h in handles], width)
@@ -430,6 +516,20 @@ def plot_runs(paths: Sequence[str | Path], out: str | Path) -> Path:
     return out
 
 
+def _run_colors(n: int, cycle: list) -> list:
+    """A colour per run, none repeated: matplotlib's cycle (10) as far as it goes, then tab20's 20, then
+    turbo sampled evenly (the 11th run of 12 drew in the 1st's blue: two runs one colour in the legend)."""
+    import matplotlib
+
+    if n <= len(cycle):
+        return list(cycle)
+    if n <= 20:
+        tab20 = matplotlib.colormaps["tab20"]
+        return [tab20(i) for i in range(20)]  # (an int picks the i-th of a listed colormap's colours)
+    turbo = matplotlib.colormaps["turbo"]
+    return [turbo(0.05 + 0.9 * i / (n - 1)) for i in range(n)]
+
+
 def _legend_handles(labels: list[str], colors: list[str]) -> list:
     """A line per run in its colour, then the two styles: train solid, validation dashed."""
     from matplotlib.lines import Line2D
@@ -459,8 +559,17 @@ def _loss_axis(ax, values: list) -> None:
     subs = (1.0, 2.0, 3.0, 5.0) if decades <= 1.5 else (1.0, 2.0, 5.0) if decades <= 3 else (1.0,)
     ax.set_yscale("log")
     ax.yaxis.set_major_locator(LogLocator(base=10, subs=subs))
-    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}" if abs(v) >= 1000 else f"{v:.4g}"))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: tick_text(v)))
     ax.yaxis.set_minor_formatter(NullFormatter())
+
+
+def tick_text(v: float) -> str:
+    """A log axis' tick label: 2,000 and 0.05, and a power of ten as 1e21 (a diverged loss's 1e21 written
+    out, 1,000,000,000,000,000,042,420,637,374,017,961,984, took half the figure's width)."""
+    if v != 0 and not 1e-4 <= abs(v) < 1e6:
+        mantissa, _, exponent = f"{v:.3g}".partition("e")
+        return f"{mantissa}e{int(exponent)}" if exponent else mantissa
+    return f"{v:,.0f}" if abs(v) >= 1000 else f"{v:.4g}"
 
 
 def _lr_axis(ax, lrs: list[float]) -> None:

@@ -15,7 +15,9 @@ import contextlib
 import difflib
 import json
 import math
+import re
 import shlex
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,9 +36,18 @@ from dlc.runtime.doctor.rules import (
     ranked,
 )
 from dlc.runtime.rundir import folder_kind, write_text
-from dlc.runtime.runs import RunDirError, not_a_run, read_json, trial_folder, tune_without_best
+from dlc.runtime.runs import (
+    RunDirError,
+    lock_holder,
+    not_a_run,
+    read_history,
+    read_json,
+    trial_folder,
+    tune_without_best,
+)
 
 EVIDENCE = "evidence.json"
+FOLD_FAILED = re.compile(r"fold (\d+) of \d+: (.+)", re.S)
 FIXED = "doctor.dlspec"
 # where --fix writes when the run was itself started from a doctor.dlspec (whose copy it keeps)
 FIXED_AGAIN = "doctor.fix.dlspec"
@@ -117,11 +128,25 @@ def _json(path: Path, kind: type = dict):
 
 
 def _rows(folder: Path) -> list[dict]:
+    """The history's epochs (none when it has no history.json); RunDirError when it is damaged."""
     path = folder / "history.json"
     if not path.exists():
         return []
-    rows = read_json(path, list)
+    rows = read_history(folder)
     return [r for r in rows if isinstance(r, dict) and isinstance(r.get("epoch"), int)]
+
+
+def _info(run: Path, notes: list[str]) -> dict:
+    """run.json, or {} with a note when it is missing or damaged: then whether the run finished is unknown
+    (not "did not finish", which would send the user to --resume a run that ended)."""
+    if not (run / "run.json").exists() and not (run / "ir.json").exists():
+        return {}  # (a tune trial's folder: it keeps neither)
+    try:
+        return read_json(run / "run.json")
+    except RunDirError as e:
+        notes.append(f"{str(e).replace(f'{run}/', '', 1)}: whether the run finished or failed is not known "
+                     "(judged on its history)")
+        return {}
 
 
 def _evidence(folder: Path, notes: list[str], label: str = "") -> dict | None:
@@ -167,7 +192,7 @@ def _spec_text(report: Report, path: Path | None, base_dir: Path, ran=None) -> N
     from dlc.compiler import compile_file, compile_text
 
     if path is None:
-        report.notes.append("the run folder has no copy of its spec: no spec change can be planned")
+        report.notes.append(_no_spec_note(report.run))
         return
     source = compile_file(path).source  # (read by the compiler's rules: UTF-8, size)
     result = compile_text(source, str(path), base_dir)
@@ -176,6 +201,15 @@ def _spec_text(report: Report, path: Path | None, base_dir: Path, ran=None) -> N
         return
     report.spec_file, report.base_dir = path, base_dir
     report.text = SpecText(result.source, result.tree, result.spec, ran)
+
+
+def _no_spec_note(run: Path) -> str:
+    """Why no fix is planned for a folder without a spec copy; a tune trial's: where one is."""
+    tune = run.parent.parent
+    if run.parent.name == "trials" and (tune / "tune.json").is_file():
+        return (f"a tune trial keeps no copy of its spec: no spec change can be planned here; `dlc doctor "
+                f"{tune}` diagnoses the best trial and plans one on best.dlspec")
+    return "the run folder has no copy of its spec: no spec change can be planned"
 
 
 def _plan(report: Report) -> None:
@@ -215,19 +249,26 @@ def diagnose(run: str | Path, target_accuracy: float | None = None) -> Report:
     if not run.is_dir():
         raise not_a_run(run)
     kind = folder_kind(run)
-    if kind == "cv":
-        return _cv(run, target_accuracy)
-    if kind == "tune":
-        return _tune(run, target_accuracy)
-    if kind == "run":
-        return _run(run, target_accuracy)
-    raise RunDirError(f"'{run}' is not a dlc run directory (no history.json, cv.json or tune.json)")
+    if kind not in DIAGNOSE:
+        raise RunDirError(f"'{run}' is not a dlc run directory (no history.json, cv.json or tune.json)")
+    report = DIAGNOSE[kind](run, target_accuracy)
+    if target_accuracy is not None and report.text is not None:
+        _unused_target(report, target_accuracy, [m.name for m in report.text.spec.metrics])
+    return report
+
+
+def _unused_target(report: Report, target: float, metrics: list[str]) -> None:
+    """A note when --target-accuracy has nothing to judge (a regression run), rather than ignoring it."""
+    if "accuracy" not in metrics:
+        report.notes.append(f"--target-accuracy {target:g} is not used: the run measures no accuracy (its "
+                            f"metrics: {', '.join(metrics) or 'none'}); the bias is judged on the training "
+                            "loss")
 
 
 def _run(run: Path, target: float | None) -> Report:
-    info = _json(run / "run.json") or {}
     ir = _spec_ir(run)
     notes: list[str] = []
+    info = _info(run, notes)
     rows = _rows(run)
     failure = info.get("failed") if isinstance(info.get("failed"), str) else None
     if not rows and not failure:
@@ -244,9 +285,10 @@ def _run(run: Path, target: float | None) -> Report:
     report.diagnoses = diagnose_case(case)
     if failure and not any(d.id == "divergence" for d in report.diagnoses):
         notes.insert(0, f"the run failed: {failure}")
-    elif not failure and not info.get("finished") and ir is not None:
-        notes.insert(0, f"the run did not finish: {len(rows)} of {ir.train.epochs} epochs trained (judged on "
-                        "those)")
+    elif not failure and info and not info.get("finished") and ir is not None:
+        pid = lock_holder(run)
+        how = "did not finish" if pid is None else f"is still training (pid {pid})"
+        notes.insert(0, f"the run {how}: {len(rows)} of {ir.train.epochs} epochs trained (judged on those)")
     _overrides(report, ir)
     _plan(report)
     return report
@@ -269,14 +311,24 @@ def _fold_dirs(folder: Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
+def _fold_failures(cv: dict | None) -> dict[int, str]:
+    """The fold whose training failed, from cv.json's `failed` ("fold 1 of 3: loss became nan at ..."): {1:
+    "loss became nan at ..."}; a fold that diverged in its first epoch has no history, only that message and
+    its evidence."""
+    m = FOLD_FAILED.match(str((cv or {}).get("failed") or ""))
+    return {int(m.group(1)): m.group(2)} if m else {}
+
+
 def _folds(folder: Path, model: Model, target: float | None, notes: list[str], label: str = "",
-           sizes: dict | None = None) -> tuple[list[tuple[int, list[Diagnosis]]], bool]:
-    """Each fold's diagnosis (`sizes`: fold -> its validation samples, from cv.json), and whether every fold
-    had its evidence."""
+           sizes: dict | None = None, failures: dict[int, str] | None = None,
+           ) -> tuple[list[tuple[int, list[Diagnosis]]], bool]:
+    """Each fold's diagnosis (`sizes`: fold -> its validation samples, from cv.json; `failures`: fold -> why
+    its training failed), and whether every fold had its evidence."""
     out, all_evidence, missing, no_train = [], True, 0, 0
     for i, fdir in _fold_dirs(folder):
         rows = _rows(fdir)
-        if not rows:
+        failure = (failures or {}).get(i)
+        if not rows and not failure:
             continue
         fold_notes: list[str] = []
         ev = _evidence(fdir, fold_notes)
@@ -286,7 +338,7 @@ def _folds(folder: Path, model: Model, target: float | None, notes: list[str], l
         final = _json(fdir / "metrics.json")
         no_train += final is not None and not isinstance(final.get("train"), dict)
         n = (sizes or {}).get(i)
-        out.append((i, diagnose_case(Case(rows, ev, None, final, model, target,
+        out.append((i, diagnose_case(Case(rows, ev, failure, final, model, target,
                                           val_samples=n if isinstance(n, int) else None))))
     if missing:
         notes.append(f"{missing} of {len(out)} folds{label} have no {EVIDENCE}: the per-layer evidence is "
@@ -306,8 +358,10 @@ def _no_final_train_note(n: int, k: int, label: str) -> str:
             "like")
 
 
-def _aggregate(folds: list[tuple[int, list[Diagnosis]]], notes: list[str]) -> list[Diagnosis]:
-    """The findings of at least half the folds (each as its worst fold shows it); the others as notes."""
+def _aggregate(folds: list[tuple[int, list[Diagnosis]]], notes: list[str],
+               failed: Collection[int] = ()) -> list[Diagnosis]:
+    """The findings of at least half the folds (each as its worst fold shows it), and those of a fold that
+    `failed` (its failure stopped the cross-validation); the others as notes."""
     k = len(folds)
     by_id: dict[str, list[tuple[int, Diagnosis]]] = {}
     for i, ds in folds:
@@ -317,7 +371,7 @@ def _aggregate(folds: list[tuple[int, list[Diagnosis]]], notes: list[str]) -> li
     out = []
     for ident, hits in by_id.items():
         shown = ", ".join(str(i) for i, _ in hits)
-        if 2 * len(hits) < k:
+        if 2 * len(hits) < k and not any(i in failed for i, _ in hits):
             notes.append(f"{TITLES[ident]} in fold{'s' * (len(hits) > 1)} {shown} only ({len(hits)} of {k}): "
                          "not counted for the whole")
             continue
@@ -342,13 +396,15 @@ def _cv(run: Path, target: float | None) -> Report:
     _spec_text(report, _spec_copy(run, {}), base, ir)
     spec = ir if ir is not None else (report.text.spec if report.text else None)
     sizes = {f.get("fold"): f.get("val_samples") for f in (cv or {}).get("folds", []) if isinstance(f, dict)}
-    report.folds, report.evidence = _folds(run, Model.of(spec), target, notes, sizes=sizes)
+    failures = _fold_failures(cv)
+    report.folds, report.evidence = _folds(run, Model.of(spec), target, notes, sizes=sizes, failures=failures)
+    for i, why in failures.items():
+        notes.insert(0, f"the cross-validation stopped: fold {i} failed ({why})")
     if not report.folds:
         raise RunDirError(f"'{run}' is a cross-validation run with no finished fold to diagnose yet")
     if cv is None:
-        notes.insert(0, "no cv.json: the cross-validation did not finish "
-                        f"({len(report.folds)} folds written)")
-    report.diagnoses = _aggregate(report.folds, notes)
+        notes.insert(0, _unfinished_cv_note(run, report.folds))
+    report.diagnoses = _aggregate(report.folds, notes, failures)
     if cv is not None and cv.get("folds"):
         folds = [f for f in cv["folds"] if isinstance(f, dict) and isinstance(f.get("val"), dict)]
         val = {key: {"mean": mean, "std": cv.get("std", {}).get(key),
@@ -393,6 +449,19 @@ def _tune(run: Path, target: float | None) -> Report:
                      "matters is not judged")
     _plan(report)
     return report
+
+
+def _unfinished_cv_note(run: Path, folds: list[tuple[int, list[Diagnosis]]]) -> str:
+    """What a cv folder without cv.json holds: the folds that finished (their metrics.json) and the one cut
+    short, judged on its epochs so far (as `dlc runs` counts them)."""
+    done = [i for i, _ in folds if (run / f"fold_{i}" / "metrics.json").is_file()]
+    cut = [i for i, _ in folds if i not in done]
+    folds_done = f"{len(done)} fold{'s' * (len(done) != 1)} finished"
+    text = f"no cv.json: the cross-validation did not finish ({folds_done}"
+    return text + (f"; fold {', '.join(map(str, cut))} judged on its epochs so far)" if cut else ")")
+
+
+DIAGNOSE = {"run": _run, "cv": _cv, "tune": _tune}
 
 
 def _tune_spread(tune: dict, n: int) -> dict:

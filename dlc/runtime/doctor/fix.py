@@ -22,6 +22,7 @@ from .rules import LR_DOWN, PLATEAU_EPOCHS, Diagnosis
 DROPOUT_RATE = 0.3  # the Dropout --fix inserts for overfitting (the guides: 0.2-0.5)
 DROPOUT_STEP = 0.2  # an existing Dropout below 0.5 is raised by this, up to 0.5
 CLIPNORM = 1.0  # the clipnorm --fix adds for exploding gradients
+SHORT_RUN_EPOCHS = 10  # underfitting in a run of 1 or 2 epochs: --fix trains at least this many
 PLATEAU_FIX = "plateau(monitor=loss, factor=0.5, patience=3)"  # the schedule --fix adds for a plateau
 EARLY_STOPPING_FIX = "(monitor=val_loss, patience=5, restore_best=true)"
 
@@ -166,8 +167,14 @@ def arg(call: A.Call, key: str, positional: int | None = None, aliases: tuple[st
 
 
 def number(x: float) -> str:
-    """A rounded number as spec text (3 significant digits)."""
-    return literal_of(float(f"{x:.3g}"))
+    """A rounded number as spec text (3 significant digits), as a person writes it: 1e11 and 1e-5, not
+    100000000000.0 and 1e-05; 0.001 and 10000.0 as repr writes them."""
+    value = float(f"{x:.3g}")
+    text = literal_of(value)
+    if "e" not in text and len(text) <= 8:
+        return text
+    mantissa, _, exponent = f"{value:.3g}".partition("e")
+    return f"{mantissa}e{int(exponent)}" if exponent else text
 
 
 # ------------------------------------------------------------------------------------------------ plans
@@ -188,7 +195,7 @@ def _optimizer(st: SpecText, key: str, value: str) -> Edit | None:
 def _scale_lr(st: SpecText, factor: float, why: str) -> Change | None:
     lr = st.spec.optimizer.learning_rate
     new = float(f"{lr * factor:.3g}")
-    edit = _optimizer(st, "lr", literal_of(new))
+    edit = _optimizer(st, "lr", number(new))
     if edit is None:
         return None
     return Change(f"optimizer {st.spec.optimizer.kind}: lr {lr:g} -> {new:g} ({why})", [edit])
@@ -393,8 +400,9 @@ def fix_underfitting(st: SpecText, d: Diagnosis) -> Change | None:
             same = st.replace(epochs.value.span, epochs.value.text)
             return Change(f"train: epochs {written}, as the spec says (the run trained {ran} with --epochs, "
                           f"and {why})", [same], sets=("epochs",))
-        new_epochs = 2 * ran
-        how = "" if ran == written else f", twice the {ran} the run trained"
+        # (a run of 1 or 2 epochs doubled is still too short to show a trend: at least SHORT_RUN_EPOCHS)
+        new_epochs = 2 * ran if d.facts.get("still_improving") else max(2 * ran, SHORT_RUN_EPOCHS)
+        how = "" if ran == written or new_epochs != 2 * ran else f", twice the {ran} the run trained"
         return Change(f"train: epochs {epochs.value.text} -> {new_epochs} ({why}{how})",
                       [st.replace(epochs.value.span, str(new_epochs))], sets=("epochs",))
     found = _widest(st)

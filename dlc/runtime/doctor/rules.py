@@ -449,20 +449,28 @@ def _last_norms(case: Case) -> tuple[dict | None, list[tuple[str, float]]]:
     return e, [(x["name"], g) for x in _weighted(case) if (g := _stat(e, x["name"], "grad_norm")) is not None]
 
 
+def _all_dead(case: Case, e: dict) -> str | None:
+    """A ReLU layer none of whose units fire in evidence epoch `e`: it passes no gradient back at all, so a
+    zero gradient below it is dead_relu's finding, not a vanishing one."""
+    return next((x["name"] for x in _ev_layers(case.evidence)
+                 if x.get("family") == "relu" and (_stat(e, x["name"], "dead_fraction") or 0) >= 1.0), None)
+
+
 def vanishing_gradients(case: Case) -> Diagnosis | None:
     e, norms = _last_norms(case)
     if e is None or len(norms) < 2:
         return None
     (first, g1), (last, gn) = norms[0], norms[-1]
-    if gn <= 0 or g1 > 0 and gn / g1 < VANISH_RATIO:
+    if gn <= 0 or g1 > 0 and gn / g1 < VANISH_RATIO or g1 == 0 and _all_dead(case, e):
         return None
     ratio = gn / g1 if g1 > 0 else math.inf
     upd, upd_last = _stat(e, first, "update_ratio"), _stat(e, last, "update_ratio")
     shown = ", ".join(f"{n} {num(g)}" for n, g in norms)
     acts = sorted({x["activation"] for x in _ev_layers(case.evidence)
                    if x.get("family") in ("sigmoid", "tanh") and x.get("activation")})
+    smaller = f"{num(ratio)}x smaller than" if g1 > 0 else "no gradient at all, against"
     evidence = (f"at epoch {e['epoch']} the first layer's ({first}) gradient norm is {num(g1)}, "
-                f"{num(ratio)}x smaller than the last layer's ({last}) {num(gn)} (the rule: "
+                f"{smaller} the last layer's ({last}) {num(gn)} (the rule: "
                 f"{num(VANISH_RATIO)}x); gradient norms by layer: {shown}")
     if upd is not None and upd_last is not None:
         evidence += f"; update/weight ratio {num(upd)} in {first} against {num(upd_last)} in {last}"
@@ -477,7 +485,8 @@ def vanishing_gradients(case: Case) -> Diagnosis | None:
         evidence += f" (the first layer barely moves: below {num(LR_LOW_RATIO)})"
     severity = "high" if ratio >= VANISH_HIGH or still else "medium"
     return Diagnosis("vanishing_gradients", severity, evidence, remedy,
-                     line=f"the first layer's gradient is {num(ratio)}x smaller than the last's",
+                     line=f"the first layer's gradient is {num(ratio)}x smaller than the last's" if g1 > 0
+                     else "no gradient reaches the first layer",
                      epoch=e["epoch"],
                      facts={"epoch": e["epoch"], "first_layer": first, "last_layer": last,
                             "first_grad_norm": g1, "last_grad_norm": gn, "ratio": ratio,
@@ -532,15 +541,16 @@ def exploding_gradients(case: Case) -> Diagnosis | None:
                      remedy, line="the gradient norms are exploding", epoch=facts.get("epoch"), facts=facts)
 
 
-def _fraction_rule(case: Case, key: str, families: tuple[str, ...], limit: float):
+def _fraction_rule(case: Case, key: str, families: tuple[str, ...], limit: float, hidden_only: bool = False):
     """The last evidence epoch and the layers (of these activation families) whose `key` fraction is over the
-    limit in it: (layer, fraction, the first epoch it was over)."""
+    limit in it: (layer, fraction, the first epoch it was over). `hidden_only`: not the output layer."""
     epochs = _epochs(case.evidence)
     if not epochs:
         return None, []
     e = epochs[-1]
     hit = []
-    for layer in _ev_layers(case.evidence):
+    layers = _ev_layers(case.evidence)
+    for layer in layers[:-1] if hidden_only else layers:
         if layer.get("family") in families:
             v = _stat(e, layer["name"], key)
             if v is not None and v > limit:
@@ -572,7 +582,9 @@ def dead_relu(case: Case) -> Diagnosis | None:
 
 
 def saturation(case: Case) -> Diagnosis | None:
-    e, hit = _fraction_rule(case, "saturated_fraction", ("sigmoid", "tanh"), SATURATED_FRACTION)
+    # (an output sigmoid near 0 or 1 is a confident prediction, what a trained binary classifier gives)
+    e, hit = _fraction_rule(case, "saturated_fraction", ("sigmoid", "tanh"), SATURATED_FRACTION,
+                            hidden_only=True)
     if not hit or e is None:
         return None
     shown = "; ".join(f"{x['name']} ({x.get('activation')}): {num(100 * v)}% saturated (since epoch {since})"
@@ -831,7 +843,15 @@ def diagnose_case(case: Case) -> list[Diagnosis]:
     if div.facts.get("kind") != "exploding" and isinstance(div.epoch, int) and case.evidence is not None:
         before = replace(case, evidence={**case.evidence, "epochs": [
             e for e in _epochs(case.evidence) if e.get("epoch", 0) < div.epoch]})
-    return ranked([div] + [d for rule in PER_LAYER if (d := rule(before)) is not None])
+    return ranked([div] + [_after_divergence(d) for rule in PER_LAYER if (d := rule(before)) is not None])
+
+
+def _after_divergence(d: Diagnosis) -> Diagnosis:
+    """A per-layer finding of a run that diverged: the blow-up's large updates can cause it (kill ReLUs,
+    saturate units), so the divergence is what to treat first."""
+    d.facts["after_divergence"] = True
+    d.evidence += " (the divergence above can cause this: treat that first)"
+    return d
 
 
 def live_findings(case: Case) -> list[Diagnosis]:
@@ -861,7 +881,7 @@ def healthy(case: Case) -> Diagnosis:
         parts.append(f"last-to-first layer gradient ratio {num(norms[-1][1] / norms[0][1])} at epoch "
                      f"{e['epoch']}")
     if case.evidence is not None and _epochs(case.evidence):
-        parts.append("no dead or saturated layer")
+        parts.append("no dead layer, no saturated hidden layer")
     also = "" if case.target_accuracy is not None else \
         ", or give --target-accuracy to judge the bias against a target"
     return Diagnosis("healthy", "none", "; ".join(parts) or "no rule fired",
