@@ -31,6 +31,7 @@ import numpy as np
 from dlc.backends import BackendUnavailable, LoweringMissing
 from dlc.backends.emit.script import EmitUnsupported
 from dlc.compiler import SpecError, compile_file
+from dlc.compiler.diagnostics import escaped
 from dlc.compiler.search import value_text
 from dlc.compiler.spec import Spec
 from dlc.reference.callbacks import improved, monitor_mode
@@ -94,7 +95,8 @@ __all__ = ["DataError", "Dataset", "History", "Model", "SpecError", "TrainingFai
            "improved", "launch", "list_runs", "lost_worker", "parallel_blockers",
            "monitor_mode", "output_file", "plot_runs", "predict_file", "resumable", "resume", "run",
            "run_file_owner",
-           "run_inputs", "schema", "summary", "trainable", "tune", "tune_target", "value_text"]
+           "escaped", "run_inputs", "schema", "summary", "terminal_safe", "trainable", "tune", "tune_target",
+           "value_text"]
 
 
 # ------------------------------------------------------------------------------------------------ specs
@@ -219,6 +221,12 @@ def load_data(spec: Spec) -> Dataset:
     if spec.data is None:
         raise DataError(f"spec '{spec.name}' has no data block")
     return prepare(spec, spec_folder(spec))
+
+
+def terminal_safe(text: str) -> str:
+    """`text` with what a terminal would act on (an ESC in a file name colours it) shown escaped, line by
+    line (its line breaks kept): what the command line prints of a message."""
+    return "\n".join(escaped(line) for line in text.split("\n"))
 
 
 def epoch_order(spec: Spec, epoch: int, n: int | None = None) -> np.ndarray:

@@ -241,3 +241,30 @@ def test_a_flag_shows_no_type_in_the_help():
     rc, out, _ = run_cli("run", "--help")
     assert rc == 0 and "--replace" in out and "--quiet" in out
     assert not re.search(r"--(replace|quiet|no-evidence|compile)\s+<bool>", out), out
+
+
+def test_a_plain_table_pads_wide_characters_by_the_cells_they_take():
+    """`dlc runs > file`: a name with CJK characters (two cells each) shifted its row by two cells."""
+    from dlc.cli.tables import cells, plain_table
+
+    text = plain_table("t", ["name", "n"], [["名前 x", "1"], ["plain", "22"]], right=["n"])
+    rows = text.splitlines()[3:]
+    assert [cells(r) for r in rows] == [cells(rows[1])] * 2, text
+    assert cells("名前") == 4 and cells("e\u0301") == 1
+
+
+def test_an_error_naming_a_file_with_an_escape_does_not_reach_the_terminal_raw():
+    """`dlc doctor $'x\\x1b[31m'` sent the ESC to the terminal, colouring it."""
+    out = subprocess.run([sys.executable, "-m", "dlc", "doctor", "/nonexistent/x\x1b[31mred"],
+                         capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 1 and "\x1b" not in out.stderr and "x\\x1b[31mred" in out.stderr, out.stderr
+
+
+def test_a_link_that_loops_is_named_as_one(tmp_path):
+    """`dlc plot LOOP` printed Path.resolve's "Symlink loop from ..." RuntimeError."""
+    loop = tmp_path / "loop"
+    loop.symlink_to(loop)
+    out = subprocess.run([sys.executable, "-m", "dlc", "plot", str(loop), "--out", str(tmp_path / "p.png")],
+                         capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 1 and out.stderr.count("\n") == 1, out.stderr
+    assert "is a link to" in out.stderr and "Symlink loop" not in out.stderr, out.stderr

@@ -11,7 +11,6 @@ import typer
 
 from dlc import api
 from dlc.cli.jsonout import print_json
-from dlc.compiler.diagnostics import escaped
 
 NAME = "doctor"
 
@@ -104,7 +103,7 @@ def _para(label: str, text: str, width: int) -> str:
 def _show(report, plot: bool = False) -> None:
     width = _width()
     what = {"run": "run", "cv": "cross-validation run", "tune": "tune run"}[report.kind]
-    head = f"dlc doctor {escaped(str(report.run))} ({what}"
+    head = f"dlc doctor {api.escaped(str(report.run))} ({what}"
     if report.trial is not None:
         head += f", its best trial {report.trial}"
     head += f"; per-layer evidence {'recorded' if report.evidence else 'missing'})"

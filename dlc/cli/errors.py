@@ -164,8 +164,8 @@ def report(exc: BaseException) -> int:
     code, text = classify(exc)
     if run is not None and code == EXIT_RUNTIME:
         text += f" ({where}; run directory kept: {run})" if where else f" (run directory kept: {run})"
-    if text:
-        print(text, file=sys.stderr)
+    if text:  # (a name in it with an ESC would colour the terminal: shown escaped, line by line)
+        print(api.terminal_safe(text), file=sys.stderr)
     return code
 
 

@@ -11,7 +11,6 @@ from dlc import api
 from dlc.cli import options as o
 from dlc.cli.jsonout import print_json
 from dlc.cli.tables import print_table
-from dlc.compiler.diagnostics import escaped
 
 NAME = "runs"
 COLUMNS = ("run", "spec", "backend", "date", "epochs", "final metrics", "status")
@@ -32,13 +31,13 @@ def command(
         print_json(runs, indent=2)
         return
     if not runs:  # (a header over nothing reads like a listing that failed)
-        print(f"dlc runs: no run folders in {escaped(folder)} (a run folder holds run.json or ir.json, "
+        print(f"dlc runs: no run folders in {api.escaped(folder)} (a run folder holds run.json or ir.json, "
               "cv.json or tune.json; looked for in the folder and two levels down)", file=sys.stderr)
         return
     # (a name with a newline or a terminal control in it would break its row or act on the terminal)
-    rows = [[escaped(_name(r["run"], folder)), escaped(str(r["spec"])), r["backend"], r["date"], _epochs(r),
-             final_text(r), escaped(r["status"])] for r in runs]
-    print_table(f"runs in {escaped(str(Path(folder)))}", COLUMNS, rows, right=("epochs",))
+    rows = [[api.escaped(_name(r["run"], folder)), api.escaped(str(r["spec"])), r["backend"], r["date"],
+             _epochs(r), final_text(r), api.escaped(r["status"])] for r in runs]
+    print_table(f"runs in {api.escaped(str(Path(folder)))}", COLUMNS, rows, right=("epochs",))
 
 
 def _name(run: str, folder: str) -> str:

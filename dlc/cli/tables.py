@@ -5,6 +5,7 @@ cut or wrapped whatever the width."""
 from __future__ import annotations
 
 import sys
+import unicodedata
 from collections.abc import Sequence
 
 
@@ -69,13 +70,28 @@ def _blocks(title: str, columns: Sequence[str], rows: Sequence[Sequence[str]]):
 
 def plain_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[str]],
                 right: Sequence[str] = ()) -> str:
-    """The table as aligned plain text (two spaces between columns, no trailing spaces)."""
-    widths = [max([len(c)] + [len(r[i]) for r in rows]) for i, c in enumerate(columns)]
+    """The table as aligned plain text (two spaces between columns, no trailing spaces), padded by the cells
+    a terminal gives each text (a CJK character takes two)."""
+    widths = [max([cells(c)] + [cells(r[i]) for r in rows]) for i, c in enumerate(columns)]
 
-    def line(cells: Sequence[str]) -> str:
-        return "  ".join(cell.rjust(w) if col in right else cell.ljust(w)
-                         for col, cell, w in zip(columns, cells, widths, strict=True)).rstrip()
+    def line(row: Sequence[str]) -> str:
+        return "  ".join(_pad(cell, w, col in right)
+                         for col, cell, w in zip(columns, row, widths, strict=True)).rstrip()
 
     out = [title, line(columns), line(["-" * w for w in widths])]
     out += [line(r) for r in rows]
     return "\n".join(out)
+
+
+def cells(text: str) -> int:
+    """The terminal cells `text` takes: 2 for a wide character (CJK, full-width forms), 0 for a combining
+    mark, else 1."""
+    if text.isascii():
+        return len(text)
+    return sum(0 if unicodedata.combining(c) else 2 if unicodedata.east_asian_width(c) in ("W", "F") else 1
+               for c in text)
+
+
+def _pad(text: str, width: int, right: bool) -> str:
+    fill = " " * max(0, width - cells(text))
+    return fill + text if right else text + fill
