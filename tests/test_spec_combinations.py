@@ -92,3 +92,68 @@ def test_selu_s_gradient_at_zero_is_tensorflow_s():
     text = IRIS.replace(DENSE, "Dense(16, activation=selu, kernel_init=zeros)")
     c = compare_spec(compile_text(text).raise_for_errors(), ROOT, 3, "float64")
     assert c.passed and c.max_rel_loss_diff < 1e-14, c.summary
+
+
+def test_elu_selu_and_softsign_take_tensorflow_s_gradients():
+    """TensorFlow differentiates elu and selu from their output, g·(y + 1) (EluGrad) and g·(y + scale·alpha)
+    (SeluGrad), and softsign as g / (1 + |x|)² (SoftsignGrad); torch's F.elu and F.selu use g·exp(x), and
+    autograd of F.softsign's quotient cancels two terms. Below x ≈ −20 the elu gradients differ relatively by
+    more than 1e-9 (1.7e-4 at −30); TF's forward is exp(x) − 1, F.elu's expm1. The torch lowering computes
+    TensorFlow's formulas (checked here against them written out in numpy)."""
+    import numpy as np
+    import torch
+
+    from dlc.backends.torch import activations as A
+
+    x = np.array([-1000.0, -30.0, -21.0, -3.0, -1e-9, 0.0, 1e-9, 0.5, 7.0, 300.0])
+    sa, scale = A.SELU_SCALE_ALPHA, A.SELU_SCALE
+    with np.errstate(over="ignore"):
+        elu = np.where(x < 0, np.exp(x) - 1, x)
+        selu = np.where(x < 0, sa * (np.exp(x) - 1), scale * x)
+    want = {
+        "elu": (elu, np.where(elu < 0, elu + 1, 1.0)),
+        "elu_0.5": (np.where(x > 0, elu, 0.5 * elu),
+                    np.where(x > 0, 1.0, 0.5 * np.where(elu < 0, elu + 1, 1.0))),
+        "selu": (selu, np.where(selu < 0, selu + sa, scale)),
+        "softsign": (x / (np.abs(x) + 1), 1 / np.square(1 + np.abs(x))),
+    }
+    fns = {"elu": lambda t: A.elu(t, 1.0), "elu_0.5": lambda t: A.elu(t, 0.5), "selu": A.selu,
+           "softsign": A.softsign}
+    for name, f in fns.items():
+        t = torch.tensor(x, requires_grad=True)
+        y = f(t)
+        y.sum().backward()
+        np.testing.assert_array_equal(y.detach().numpy(), want[name][0], err_msg=name)
+        np.testing.assert_array_equal(t.grad.numpy(), want[name][1], err_msg=name)
+
+
+def test_elu_far_below_zero_under_an_l1_bias_compares_equivalent():
+    """Found by a sweep of random specs: wine without normalisation (proline ~1000) through
+    `Dense(12, activation=elu, bias_reg=l1(1e-3))` puts units far below zero, where torch's elu gradient
+    g·exp(x) and TensorFlow's g·(y + 1) differ relatively by up to 1e-4; the l1 penalty's sign turns a bias
+    that stays 0 on one backend and moves by 1e-18 on the other into a different step: float64 mismatched
+    from step 2 (8.8e-9 relative in the loss by step 6)."""
+    from dlc.compiler import compile_text
+    from dlc.runtime.compare import compare_spec
+
+    text = """model elu_far_below_zero {
+  seed: 112
+  data {
+    source: wine
+    normalize: none
+    split: holdout(val=0.2, test=0.2, stratify=true)
+  }
+  input: (13)
+  layers {
+    Dense(12, activation=elu, bias_reg=l1(1e-3))
+    Dense(3, activation=softmax)
+  }
+  loss: categorical_crossentropy
+  optimizer: SGD(lr=0.005)
+  train {
+    batch_size: 128
+  }
+}
+"""
+    c = compare_spec(compile_text(text).raise_for_errors(), ROOT, 6, "float64")
+    assert c.passed and c.max_rel_loss_diff < 1e-14, c.summary

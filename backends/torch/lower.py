@@ -244,7 +244,7 @@ def _named(name: str):
 for _cls, _name in [(fn.Linear, "linear"), (fn.Sigmoid, "torch.sigmoid"), (fn.HardSigmoid, "hard_sigmoid"),
                     (fn.Tanh, "torch.tanh"), (fn.Relu, "F.relu"), (fn.Relu6, "F.relu6"), (fn.Selu, "selu"),
                     (fn.Gelu, "gelu"), (fn.Swish, "F.silu"), (fn.Softplus, "softplus"),
-                    (fn.Softsign, "F.softsign"), (fn.Softmax, "softmax")]:
+                    (fn.Softsign, "softsign"), (fn.Softmax, "softmax")]:
     lowers(_cls, targets=TORCH)(_named(_name))
 
 
