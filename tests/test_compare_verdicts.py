@@ -167,6 +167,60 @@ def test_float64_mismatch_names_the_first_step_and_layer(tmp_path, broken_torch)
     assert c["first_mismatch_layer"] == "dense_1" and list(c["mismatch_layers"]) == ["dense_1"]
     assert c["mismatch_layers"]["dense_1"] == pytest.approx(1e-7, rel=1e-3)
     assert "step 3" in c["summary"] and "dense_1" in c["summary"]
+    # a formula that differs: torch against itself from weights 1 ulp apart stays within the bound
+    assert c["self_separation_step"] is None and c["self_max_rel_diff"] < 1e-12
+    assert "against itself" not in c["summary"]
+
+
+# found by a random-combination sweep: Adagrad at lr 0.1 over residual Dense/BatchNorm/LayerNorm on digits
+# amplifies rounding ~10x a step; keras against keras from weights 1 ulp apart separates as keras and torch do
+AMPLIFIES = """
+block blk(n, a) {
+  Dense(n, activation=a, kernel_init=he_uniform)
+  BatchNorm()
+}
+model amplifies {
+  seed: 108
+  data {
+    source: digits
+    normalize: minmax
+  }
+  input: (64)
+  layers {
+    residual {
+      Dense(64, activation=relu6, kernel_init=orthogonal, kernel_reg=l1_l2(l1=1e-4, l2=1e-3))
+      LayerNorm()
+    }
+    Dense(4, activation=leaky_relu(alpha=0.1), activity_reg=l1(0.005))
+    blk(12, tanh)
+    residual {
+      blk(12, relu)
+    }
+    Dense(10)
+    Softmax()
+  }
+  loss: categorical_crossentropy
+  optimizer: Adagrad(lr=0.1, initial_accumulator_value=0.0, clipvalue=0.5)
+  train {
+    epochs: 1
+    batch_size: 256
+    shuffle: false
+  }
+}
+"""
+
+
+def test_a_late_float64_mismatch_says_when_the_training_amplifies_rounding(tmp_path):
+    """The verdict stays a mismatch (exit 1), but the summary says the first backend leaves the bound against
+    itself from weights 1 ulp apart, and what to do."""
+    path = tmp_path / "amplifies.dlspec"
+    path.write_text(AMPLIFIES)
+    rc, out, err = run_cli("compare", path, "--steps", "14", "--json")
+    c = json.loads(out)
+    assert rc == 1 and c["verdict"] == "mismatch", (c["summary"], err)
+    assert c["first_loss_mismatch_step"] > 3 and c["self_separation_step"] is not None, c["summary"]
+    assert c["self_max_rel_diff"] > 1e-10
+    assert "keras against itself from initial weights 1 ulp apart leaves the same bound" in c["summary"]
 
 
 def test_float32_mismatch_is_confirmed_in_float64(tmp_path, broken_torch):

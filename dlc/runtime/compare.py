@@ -133,6 +133,10 @@ class Comparison:
     # what was compared when it is not the spec as written (a mixed-precision spec: its full-precision model;
     # a kfold spec: the training of its fold 1)
     note: str = ""
+    # a late float64 mismatch: the first backend against itself from initial weights 1 ulp apart, the first
+    # step over the float64 bound (None: none) and the max |Δ|/max(1, |loss|) (None: not run)
+    self_separation_step: int | None = None
+    self_max_rel_diff: float | None = None
 
     def to_json(self) -> dict:
         return self.__dict__.copy()
@@ -274,16 +278,18 @@ def _fold_note(spec) -> str:
             "parts, as `dlc cv` builds them)")
 
 
-def _train_both(spec, base_dir: Path, steps: int | None, dtype: str, backends, on_step=None) -> _Runs:
-    """Train `spec` in `dtype` on each backend for `steps` steps (None: the spec's own run) from dlc's initial
-    weights; `on_step[name]`, when given, is called after every step of that backend."""
+def _train_both(spec, base_dir: Path, steps: int | None, dtype: str, backends, on_step=None,
+                init=None) -> _Runs:
+    """Train `spec` in `dtype` on each backend for `steps` steps (None: the spec's own run) from `init`
+    (default: dlc's initial weights); `on_step[name]`, when given, is called after every step of that
+    backend."""
     from dlc.backends import session_class
     from dlc.reference.weights import initial_weights
     from dlc.runtime.loop import TrainingFailed
 
     spec = spec.model_copy(update={"dtype": dtype})
     data = _data(spec, base_dir)
-    init = initial_weights(spec)
+    init = initial_weights(spec) if init is None else init
     bs = spec.train.batch_size
     n = len(data.train.x)
     epochs = spec.train.epochs if steps is None else max(spec.train.epochs, -(-steps * bs // n))
@@ -499,7 +505,7 @@ def _compare(spec, base_dir: Path, steps: int | None, dtype: str, backends: tupl
     c.float64_max_rel_diff = fig64["max_rel_loss_diff"]
     if f64.reasons:
         c.reasons += [f"float64 rerun ({rerun} steps): {reason}" for reason in f64.reasons]
-        _mismatch(c, f64, spec, base_dir, backends, steps=rerun)
+        _mismatch(c, f64, spec, base_dir, backends, steps=rerun, losses=r64.losses[backends[0]])
         return _done(c)
     c.verdict = "equivalent_near_tie"
     how = {"jump": f"separated at step {k} by rounding at a near-tie",
@@ -528,8 +534,11 @@ def _float64_span(steps: int, separated_at: int, compared: int) -> str:
     return f"{steps} of the {compared} steps compared{beyond}"
 
 
-def _mismatch(c: Comparison, f: _Findings, spec, base_dir: Path, backends, steps: int | None = None) -> None:
-    """Mark `c` a mismatch and locate it in float64: the first step and layer whose weights disagree."""
+def _mismatch(c: Comparison, f: _Findings, spec, base_dir: Path, backends, steps: int | None = None,
+              losses: list[float] | None = None) -> None:
+    """Mark `c` a mismatch and locate it in float64: the first step and layer whose weights disagree; and, for
+    a loss that left its bound after some steps of agreement, whether the first backend leaves it against
+    itself from weights 1 ulp apart (`losses`: its float64 losses; default c's, a float64 comparison's)."""
     c.verdict = "mismatch"
     c.first_loss_mismatch_step = f.loss_step
     if f.init_layer is not None:
@@ -556,6 +565,42 @@ def _mismatch(c: Comparison, f: _Findings, spec, base_dir: Path, backends, steps
         # separation can also be a float64 near-tie or rounding amplified over a long run (README)
         c.summary += (f" (the {f.loss_step - 1} steps before agreed within "
                       f"{float(f.rel[:f.loss_step - 1].max()):.2g}·max(1, |loss|))")
+        own = c.losses.get(backends[0]) if c.dtype == "float64" else None
+        reference = losses if losses is not None else own
+        if reference:
+            _self_sensitivity(c, spec, base_dir, backends[0], reference)
+
+
+def _nudged(weights: dict) -> dict:
+    """Every weight moved by 1 ulp (towards +inf): a rounding difference at the very start."""
+    return {layer: {name: np.nextafter(np.asarray(w, np.float64), np.inf) for name, w in ws.items()}
+            for layer, ws in weights.items()}
+
+
+def _self_sensitivity(c: Comparison, spec, base_dir: Path, backend: str, reference: list[float]) -> None:
+    """Train `backend` again in float64 from its initial weights nudged by 1 ulp, as far as `reference` (its
+    own float64 losses) goes: where it leaves the float64 bound against itself, the training amplifies
+    rounding, and a late mismatch between the backends may be that rather than a formula (a formula that
+    differs shows from the first step that uses it). Said in the summary; the verdict stays a mismatch."""
+    from dlc.reference.weights import initial_weights
+
+    spec64 = spec.model_copy(update={"dtype": "float64"})
+    try:
+        runs = _train_both(spec, base_dir, len(reference), "float64", (backend,),
+                           init=_nudged(initial_weights(spec64)))
+    except Exception:  # (the nudged run diverged, or failed otherwise: nothing to say about rounding)
+        return
+    nudged = np.array(runs.losses[backend][:len(reference)])
+    ref = np.array(reference[:len(nudged)])
+    rel = rel_diffs(ref, nudged)
+    over = np.flatnonzero(np.abs(ref - nudged) > float64_loss_bound(ref))
+    c.self_max_rel_diff = float(rel.max()) if rel.size else 0.0
+    if over.size:
+        c.self_separation_step = int(over[0]) + 1
+        c.summary += (f"; {backend} against itself from initial weights 1 ulp apart leaves the same bound at "
+                      f"step {c.self_separation_step} (up to {c.self_max_rel_diff:.2g}·max(1, |loss|)): this "
+                      "training amplifies rounding, so this may be that rather than a formula; compare at a "
+                      "smaller learning rate, or where the trainings end (--seeds N)")
 
 
 def _done(c: Comparison) -> Comparison:
