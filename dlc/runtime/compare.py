@@ -179,22 +179,6 @@ class _EveryStep:
         return np.concatenate(losses), stats, np.concatenate(sizes)
 
 
-class _Recorded:
-    """A session that keeps every step loss its epochs return: a training that fails on a non-finite loss
-    (TrainingFailed, which names the step within its epoch) still tells at which optimizer step it did."""
-
-    def __init__(self, session):
-        self._session, self.step_losses = session, []
-
-    def __getattr__(self, name):
-        return getattr(self._session, name)
-
-    def train_epoch(self, handle, perm: np.ndarray, batch_size: int, progress=None):
-        out = self._session.train_epoch(handle, perm, batch_size, progress)
-        self.step_losses.extend(float(v) for v in out[0])
-        return out
-
-
 @dataclass
 class _Divergence:
     """Where one backend's training diverged: the first optimizer step (1-based) whose loss was not finite."""
@@ -208,14 +192,14 @@ def _train_or_diverge(session, spec, data, **kwargs):
     goes on to the other backend and can say whether both diverged, and where)."""
     from dlc.runtime.loop import TrainingFailed, train
 
-    recorded = _Recorded(session)
     try:
-        return train(recorded, spec, data, **kwargs)
-    except TrainingFailed:
-        bad = next((i for i, v in enumerate(recorded.step_losses) if not math.isfinite(v)), None)
+        return train(session, spec, data, **kwargs)
+    except TrainingFailed as e:
+        losses = e.history.step_losses if e.history is not None else []
+        bad = next((i for i, v in enumerate(losses) if not math.isfinite(v)), None)
         if bad is None:  # (another failure: an early_stopping monitor the run does not compute)
             raise
-        return _Divergence(bad + 1, recorded.step_losses[bad])
+        return _Divergence(bad + 1, losses[bad])
 
 
 def _diverged_line(diverged: dict[str, _Divergence], trained: dict[str, int], dtype: str,

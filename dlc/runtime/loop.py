@@ -21,7 +21,12 @@ from dlc.runtime.data import Dataset
 
 
 class TrainingFailed(Exception):
-    """Training cannot go on (a non-finite loss, ...): one line for the user; the history so far is kept."""
+    """Training cannot go on (a non-finite loss, ...): one line for the user; `history`, where given, is the
+    history so far (a non-finite loss: its step losses through the failing epoch's)."""
+
+    def __init__(self, message: str, history: History | None = None):
+        super().__init__(message)
+        self.history = history
 
 
 @dataclass
@@ -211,7 +216,7 @@ def _check_finite(hist: History, losses: np.ndarray, epoch: int, lr: float, base
         f"loss became {'nan' if np.isnan(losses[step]) else 'inf'} at epoch {epoch + 1}, step "
         f"{step + 1} ({now}); training diverged: try a smaller learning rate, e.g. lr={smaller:g} "
         f"or lr={smaller / 10:g}")
-    raise TrainingFailed(hist.failure)
+    raise TrainingFailed(hist.failure, hist)
 
 
 def _end_epoch(session, spec: Spec, plateau, state: LoopState, row: dict, epoch: int, lr: float) -> None:
