@@ -146,9 +146,19 @@ def _shown_char(ch: str, encoding: str) -> tuple[str, int]:
     if _unsafe(ch) or not _encodable(ch, encoding):
         esc = _escape(ch)
         return esc, len(esc)
+    return ch, _char_cells(ch)
+
+
+def text_cells(text: str) -> int:
+    """The terminal cells a printable text takes (a plain-text table pads by them): wide characters (CJK,
+    emoji) 2, combining marks 0, the rest 1."""
+    return len(text) if text.isascii() else sum(_char_cells(c) for c in text)
+
+
+def _char_cells(ch: str) -> int:
     if unicodedata.combining(ch) or unicodedata.category(ch) in ("Mn", "Me") or ch in _KEPT:
-        return ch, 0
-    return ch, 2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1
+        return 0
+    return 2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1
 
 
 def _encodable(ch: str, encoding: str) -> bool:

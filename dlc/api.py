@@ -31,7 +31,7 @@ import numpy as np
 from dlc.backends import BackendUnavailable, LoweringMissing
 from dlc.backends.emit.script import EmitUnsupported
 from dlc.compiler import SpecError, compile_file
-from dlc.compiler.diagnostics import escaped
+from dlc.compiler.diagnostics import escaped, text_cells
 from dlc.compiler.search import value_text
 from dlc.compiler.spec import Spec
 from dlc.reference.callbacks import improved, monitor_mode
@@ -95,8 +95,8 @@ __all__ = ["DataError", "Dataset", "History", "Model", "SpecError", "TrainingFai
            "improved", "launch", "list_runs", "lost_worker", "parallel_blockers",
            "monitor_mode", "output_file", "plot_runs", "predict_file", "resumable", "resume", "run",
            "run_file_owner",
-           "escaped", "run_inputs", "schema", "summary", "terminal_safe", "trainable", "tune", "tune_target",
-           "value_text"]
+           "escaped", "run_inputs", "schema", "summary", "terminal_safe", "text_cells", "trainable", "tune",
+           "tune_target", "value_text"]
 
 
 # ------------------------------------------------------------------------------------------------ specs

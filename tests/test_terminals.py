@@ -245,7 +245,8 @@ def test_a_flag_shows_no_type_in_the_help():
 
 def test_a_plain_table_pads_wide_characters_by_the_cells_they_take():
     """`dlc runs > file`: a name with CJK characters (two cells each) shifted its row by two cells."""
-    from dlc.cli.tables import cells, plain_table
+    from dlc.api import text_cells as cells
+    from dlc.cli.tables import plain_table
 
     text = plain_table("t", ["name", "n"], [["名前 x", "1"], ["plain", "22"]], right=["n"])
     rows = text.splitlines()[3:]

@@ -5,8 +5,9 @@ cut or wrapped whatever the width."""
 from __future__ import annotations
 
 import sys
-import unicodedata
 from collections.abc import Sequence
+
+from dlc import api
 
 
 def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[str]],
@@ -72,7 +73,7 @@ def plain_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[str]
                 right: Sequence[str] = ()) -> str:
     """The table as aligned plain text (two spaces between columns, no trailing spaces), padded by the cells
     a terminal gives each text (a CJK character takes two)."""
-    widths = [max([cells(c)] + [cells(r[i]) for r in rows]) for i, c in enumerate(columns)]
+    widths = [max([api.text_cells(c)] + [api.text_cells(r[i]) for r in rows]) for i, c in enumerate(columns)]
 
     def line(row: Sequence[str]) -> str:
         return "  ".join(_pad(cell, w, col in right)
@@ -83,15 +84,6 @@ def plain_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[str]
     return "\n".join(out)
 
 
-def cells(text: str) -> int:
-    """The terminal cells `text` takes: 2 for a wide character (CJK, full-width forms), 0 for a combining
-    mark, else 1."""
-    if text.isascii():
-        return len(text)
-    return sum(0 if unicodedata.combining(c) else 2 if unicodedata.east_asian_width(c) in ("W", "F") else 1
-               for c in text)
-
-
 def _pad(text: str, width: int, right: bool) -> str:
-    fill = " " * max(0, width - cells(text))
+    fill = " " * max(0, width - api.text_cells(text))
     return fill + text if right else text + fill
