@@ -61,3 +61,20 @@ def busy(folder: Path) -> FolderBusy | None:
             return None
     except FolderBusy as e:
         return e
+
+
+def holder(folder: Path) -> int | None:
+    """The process that holds the folder's lock now (training into it), read from /proc/locks without
+    touching the lock (taking it, even for a moment, could refuse that run's own start); None when nobody
+    holds it, or where /proc/locks is missing (not Linux)."""
+    try:
+        st = (folder / LOCK).stat()
+        locks = Path("/proc/locks").read_text()
+    except OSError:
+        return None
+    where = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    for line in locks.splitlines():
+        fields = line.split()  # 1: FLOCK ADVISORY WRITE PID MAJ:MIN:INODE START END
+        if len(fields) >= 6 and fields[1] == "FLOCK" and fields[5] == where and fields[4].isdigit():
+            return int(fields[4])
+    return None

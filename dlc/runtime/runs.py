@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from dlc.runtime.rundir import epoch_axis, figure, folder_kind, lr_scale, matplotlib_config, output_file
+from dlc.runtime.runlock import holder as lock_holder
 from dlc.runtime.trials import COUNTED
 
 PLOT_SKIP = {"epoch", "lr", "time_s", "samples_per_s"}
@@ -300,23 +301,6 @@ def describe(run: Path) -> dict:
         state = f"running (pid {pid})"  # (not "incomplete": --resume would be refused while it trains)
     out["status"] = state + (f": {st.detail}" if st.detail else "")
     return out
-
-
-def lock_holder(run: Path) -> int | None:
-    """The process training into `run` now (holding the flock on RUN/.dlc-lock, dlc.runtime.runlock), read
-    from /proc/locks without touching the lock (taking it, even for a moment, could refuse that run's own
-    start); None when nobody holds it, or where /proc/locks is missing (not Linux)."""
-    try:
-        st = (run / ".dlc-lock").stat()
-        locks = Path("/proc/locks").read_text()
-    except OSError:
-        return None
-    where = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
-    for line in locks.splitlines():
-        fields = line.split()  # 1: FLOCK ADVISORY WRITE PID MAJ:MIN:INODE START END
-        if len(fields) >= 6 and fields[1] == "FLOCK" and fields[5] == where and fields[4].isdigit():
-            return int(fields[4])
-    return None
 
 
 def _describe_cv(run: Path, out: dict) -> None:
