@@ -406,6 +406,17 @@ def _history(run: Path, failed: str | None = None, doctor: Path | None = None) -
     raise RunDirError(f"'{run}' has no finished epoch to plot (history.json is empty)")
 
 
+FOLD_FAILED = re.compile(r"fold (\d+) of \d+: (.+)", re.S)
+
+
+def fold_failures(cv: dict | None) -> dict[int, str]:
+    """The fold whose training failed, from cv.json's `failed` ("fold 1 of 3: loss became nan at ..."): {1:
+    "loss became nan at ..."}; a fold that diverged in its first epoch has no history, only that message and
+    its evidence."""
+    m = FOLD_FAILED.match(str((cv or {}).get("failed") or ""))
+    return {int(m.group(1)): m.group(2)} if m else {}
+
+
 def _cv_histories(p: Path, label: str) -> list[tuple[Path, str, list[dict]]]:
     """Each fold of a cross-validation folder with a curve; the fold that failed in its first epoch left out
     when another has one (cv.json names it)."""
@@ -413,8 +424,7 @@ def _cv_histories(p: Path, label: str) -> list[tuple[Path, str, list[dict]]]:
                    key=lambda f: int(f.name.split("_")[1]))
     if not folds:
         raise RunDirError(f"'{p}' is a cross-validation run with no fold to plot yet")
-    m = re.match(r"fold (\d+) of \d+: (.+)", str((_load(p / "cv.json") or {}).get("failed") or ""), re.S)
-    failed = {f"fold_{m.group(1)}": m.group(2)} if m else {}
+    failed = {f"fold_{i}": why for i, why in fold_failures(_load(p / "cv.json")).items()}
     drawn = [f for f in folds if f.name not in failed or (f / "history.json").is_file()]
     return [(f, f"{label}/{f.name}", _history(f, failed.get(f.name), p)) for f in drawn or folds]
 

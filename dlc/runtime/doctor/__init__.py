@@ -15,7 +15,6 @@ import contextlib
 import difflib
 import json
 import math
-import re
 import shlex
 from collections.abc import Collection
 from dataclasses import dataclass, field
@@ -38,6 +37,7 @@ from dlc.runtime.doctor.rules import (
 from dlc.runtime.rundir import folder_kind, write_text
 from dlc.runtime.runs import (
     RunDirError,
+    fold_failures,
     lock_holder,
     not_a_run,
     read_history,
@@ -47,7 +47,6 @@ from dlc.runtime.runs import (
 )
 
 EVIDENCE = "evidence.json"
-FOLD_FAILED = re.compile(r"fold (\d+) of \d+: (.+)", re.S)
 FIXED = "doctor.dlspec"
 # where --fix writes when the run was itself started from a doctor.dlspec (whose copy it keeps)
 FIXED_AGAIN = "doctor.fix.dlspec"
@@ -311,14 +310,6 @@ def _fold_dirs(folder: Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
-def _fold_failures(cv: dict | None) -> dict[int, str]:
-    """The fold whose training failed, from cv.json's `failed` ("fold 1 of 3: loss became nan at ..."): {1:
-    "loss became nan at ..."}; a fold that diverged in its first epoch has no history, only that message and
-    its evidence."""
-    m = FOLD_FAILED.match(str((cv or {}).get("failed") or ""))
-    return {int(m.group(1)): m.group(2)} if m else {}
-
-
 def _folds(folder: Path, model: Model, target: float | None, notes: list[str], label: str = "",
            sizes: dict | None = None, failures: dict[int, str] | None = None,
            ) -> tuple[list[tuple[int, list[Diagnosis]]], bool]:
@@ -396,7 +387,7 @@ def _cv(run: Path, target: float | None) -> Report:
     _spec_text(report, _spec_copy(run, {}), base, ir)
     spec = ir if ir is not None else (report.text.spec if report.text else None)
     sizes = {f.get("fold"): f.get("val_samples") for f in (cv or {}).get("folds", []) if isinstance(f, dict)}
-    failures = _fold_failures(cv)
+    failures = fold_failures(cv)
     report.folds, report.evidence = _folds(run, Model.of(spec), target, notes, sizes=sizes, failures=failures)
     for i, why in failures.items():
         notes.insert(0, f"the cross-validation stopped: fold {i} failed ({why})")
