@@ -136,16 +136,16 @@ def test_early_near_tie_is_rerun_past_it_in_float64(tmp_path, monkeypatch):
 
 @pytest.fixture
 def broken_torch(monkeypatch):
-    """torch's training step, broken: after step 3, one bias of the last layer moves by `size` (nothing else
-    changes: the initial weights stay bit-identical)."""
+    """torch's training step, broken: after step `at` (3), one bias of the last layer moves by `size` (nothing
+    else changes: the initial weights stay bit-identical)."""
     from dlc.backends.torch import training
 
-    state = {"size": 1e-3}
+    state = {"size": 1e-3, "at": 3}
     original = training.Trainer.train_step
 
     def train_step(self, xb, yb):
         out = original(self, xb, yb)
-        if self.step.value == 3:
+        if self.step.value == state["at"]:
             import torch
 
             with torch.no_grad():
@@ -169,7 +169,28 @@ def test_float64_mismatch_names_the_first_step_and_layer(tmp_path, broken_torch)
     assert "step 3" in c["summary"] and "dense_1" in c["summary"]
     # a formula that differs: torch against itself from weights 1 ulp apart stays within the bound
     assert c["self_separation_step"] is None and c["self_max_rel_diff"] < 1e-12
+    assert c["self_weight_diff"] < 1e-12
     assert "against itself" not in c["summary"]
+
+
+def test_a_weights_only_float64_mismatch_is_held_against_itself_too(tmp_path, broken_torch, monkeypatch):
+    """A mismatch the step losses never show (torch broken after the last step compared: its final weights
+    and the validation loss differ) also gets the 1-ulp self-check: a formula stays within every bound
+    against itself; with a bound rounding breaks (0 here), the summary says the training amplifies it."""
+    import dlc
+    from dlc.runtime import compare
+
+    broken_torch.update(size=1e-7, at=6)
+    c = dlc.compare(dlc.load(_spec_file(tmp_path)), steps=6, dtype="float64")
+    assert c["verdict"] == "mismatch" and c["first_loss_mismatch_step"] is None, c["summary"]
+    assert c["self_weight_diff"] is not None and c["self_weight_diff"] < 1e-12
+    assert c["self_separation_step"] is None and "against itself" not in c["summary"]
+
+    monkeypatch.setattr(compare, "FLOAT64_WEIGHT_TOL", 0.0)
+    c = dlc.compare(dlc.load(_spec_file(tmp_path)), steps=6, dtype="float64")
+    assert c["verdict"] == "mismatch" and 0 < c["self_weight_diff"] < 1e-12
+    itself = "keras against itself from initial weights 1 ulp apart leaves the final-weight bound"
+    assert itself in c["summary"]
 
 
 # found by a random-combination sweep: Adagrad at lr 0.1 over residual Dense/BatchNorm/LayerNorm on digits
@@ -220,7 +241,8 @@ def test_a_late_float64_mismatch_says_when_the_training_amplifies_rounding(tmp_p
     assert rc == 1 and c["verdict"] == "mismatch", (c["summary"], err)
     assert c["first_loss_mismatch_step"] > 3 and c["self_separation_step"] is not None, c["summary"]
     assert c["self_max_rel_diff"] > 1e-10
-    assert "keras against itself from initial weights 1 ulp apart leaves the same bound" in c["summary"]
+    itself = "keras against itself from initial weights 1 ulp apart leaves the loss bound at step"
+    assert itself in c["summary"]
 
 
 def test_float32_mismatch_is_confirmed_in_float64(tmp_path, broken_torch):

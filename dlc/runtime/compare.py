@@ -133,10 +133,11 @@ class Comparison:
     # what was compared when it is not the spec as written (a mixed-precision spec: its full-precision model;
     # a kfold spec: the training of its fold 1)
     note: str = ""
-    # a late float64 mismatch: the first backend against itself from initial weights 1 ulp apart, the first
-    # step over the float64 bound (None: none) and the max |Δ|/max(1, |loss|) (None: not run)
+    # a float64 mismatch after agreement: the first backend against itself from initial weights 1 ulp apart,
+    # the first step over the float64 bound (None: none) and the max |Δ|/max(1, |loss|) (None: not run)
     self_separation_step: int | None = None
     self_max_rel_diff: float | None = None
+    self_weight_diff: float | None = None  # its final weights' max |Δ|/max(1, |w|) (None: not run)
 
     def to_json(self) -> dict:
         return self.__dict__.copy()
@@ -468,7 +469,7 @@ def _compare(spec, base_dir: Path, steps: int | None, dtype: str, backends: tupl
         c.float64_steps, c.float64_max_abs_diff = c.steps, c.max_abs_loss_diff
         c.float64_max_rel_diff = c.max_rel_loss_diff
         if f.reasons:
-            _mismatch(c, f, spec, base_dir, backends)
+            _mismatch(c, f, spec, base_dir, backends, reference=runs)
         else:
             c.summary = (f"equivalent: float64 agrees within {c.max_rel_loss_diff:.2g}·max(1, |loss|) per "
                          f"step over {c.steps} steps (bound {FLOAT64_REL_TOL:g})")
@@ -489,7 +490,7 @@ def _compare(spec, base_dir: Path, steps: int | None, dtype: str, backends: tupl
     c.float64_max_rel_diff = fig64["max_rel_loss_diff"]
     if f64.reasons:
         c.reasons += [f"float64 rerun ({rerun} steps): {reason}" for reason in f64.reasons]
-        _mismatch(c, f64, spec, base_dir, backends, steps=rerun, losses=r64.losses[backends[0]])
+        _mismatch(c, f64, spec, base_dir, backends, steps=rerun, reference=r64)
         return _done(c)
     c.verdict = "equivalent_near_tie"
     how = {"jump": f"separated at step {k} by rounding at a near-tie",
@@ -519,10 +520,10 @@ def _float64_span(steps: int, separated_at: int, compared: int) -> str:
 
 
 def _mismatch(c: Comparison, f: _Findings, spec, base_dir: Path, backends, steps: int | None = None,
-              losses: list[float] | None = None) -> None:
+              reference: _Runs | None = None) -> None:
     """Mark `c` a mismatch and locate it in float64: the first step and layer whose weights disagree; and, for
-    a loss that left its bound after some steps of agreement, whether the first backend leaves it against
-    itself from weights 1 ulp apart (`losses`: its float64 losses; default c's, a float64 comparison's)."""
+    a mismatch after some steps of agreement, whether the first backend leaves the same bounds against
+    itself from weights 1 ulp apart (`reference`: the float64 runs judged, when they are float64)."""
     c.verdict = "mismatch"
     c.first_loss_mismatch_step = f.loss_step
     if f.init_layer is not None:
@@ -549,10 +550,8 @@ def _mismatch(c: Comparison, f: _Findings, spec, base_dir: Path, backends, steps
         # separation can also be a float64 near-tie or rounding amplified over a long run (README)
         c.summary += (f" (the {f.loss_step - 1} steps before agreed within "
                       f"{float(f.rel[:f.loss_step - 1].max()):.2g}·max(1, |loss|))")
-        own = c.losses.get(backends[0]) if c.dtype == "float64" else None
-        reference = losses if losses is not None else own
-        if reference:
-            _self_sensitivity(c, spec, base_dir, backends[0], reference)
+    if reference is not None and (f.loss_step is None or f.loss_step > 1):
+        _self_sensitivity(c, spec, base_dir, backends[0], reference)
 
 
 def _nudged(weights: dict) -> dict:
@@ -561,30 +560,49 @@ def _nudged(weights: dict) -> dict:
             for layer, ws in weights.items()}
 
 
-def _self_sensitivity(c: Comparison, spec, base_dir: Path, backend: str, reference: list[float]) -> None:
-    """Train `backend` again in float64 from its initial weights nudged by 1 ulp, as far as `reference` (its
-    own float64 losses) goes: where it leaves the float64 bound against itself, the training amplifies
-    rounding, and a late mismatch between the backends may be that rather than a formula (a formula that
-    differs shows from the first step that uses it). Said in the summary; the verdict stays a mismatch."""
-    from dlc.reference.weights import initial_weights
+def _self_sensitivity(c: Comparison, spec, base_dir: Path, backend: str, reference: _Runs) -> None:
+    """Train `backend` again in float64 from its initial weights nudged by 1 ulp, as far as its `reference`
+    run went, and hold the two to the bounds the backends are held to (step losses, validation losses,
+    final weights): where it leaves them against itself, the training amplifies rounding, and a mismatch
+    after some steps of agreement may be that rather than a formula (a formula that differs shows from the
+    first step that uses it, and stays within the bounds against itself). Said in the summary; the verdict
+    stays a mismatch."""
+    from dlc.reference.weights import initial_weights, max_scaled_diff
 
     spec64 = spec.model_copy(update={"dtype": "float64"})
+    own = reference.losses[backend]
     try:
-        runs = _train_both(spec, base_dir, len(reference), "float64", (backend,),
+        runs = _train_both(spec, base_dir, len(own), "float64", (backend,),
                            init=_nudged(initial_weights(spec64)))
     except Exception:  # (the nudged run diverged, or failed otherwise: nothing to say about rounding)
         return
-    nudged = np.array(runs.losses[backend][:len(reference)])
-    ref = np.array(reference[:len(nudged)])
+    nudged = np.array(runs.losses[backend][:len(own)])
+    ref = np.array(own[:len(nudged)])
     rel = rel_diffs(ref, nudged)
-    over = np.flatnonzero(np.abs(ref - nudged) > float64_loss_bound(ref))
     c.self_max_rel_diff = float(rel.max()) if rel.size else 0.0
+    c.self_weight_diff = float(max_scaled_diff(reference.end[backend], runs.end[backend]))
+    left = []
+    over = np.flatnonzero(np.abs(ref - nudged) > float64_loss_bound(ref))
     if over.size:
         c.self_separation_step = int(over[0]) + 1
-        c.summary += (f"; {backend} against itself from initial weights 1 ulp apart leaves the same bound at "
-                      f"step {c.self_separation_step} (up to {c.self_max_rel_diff:.2g}·max(1, |loss|)): this "
-                      "training amplifies rounding, so this may be that rather than a formula; compare at a "
-                      "smaller learning rate, or where the trainings end (--seeds N)")
+        left.append(f"the loss bound at step {c.self_separation_step} (up to "
+                    f"{c.self_max_rel_diff:.2g}·max(1, |loss|))")
+    val, val_nudged = np.array(reference.val[backend]), np.array(runs.val[backend])
+    m = min(len(val), len(val_nudged))
+    val_over = np.flatnonzero(np.abs(val[:m] - val_nudged[:m]) > float64_loss_bound(val[:m]))
+    if val_over.size:
+        left.append(f"the val_loss bound after epoch {int(val_over[0]) + 1}")
+    if c.self_weight_diff > FLOAT64_WEIGHT_TOL:
+        left.append(f"the final-weight bound ({c.self_weight_diff:.2g} of max(1, |w|))")
+    if left:
+        c.summary += (f"; {backend} against itself from initial weights 1 ulp apart leaves "
+                      f"{_listed(left)}: this training amplifies rounding, so this may be that rather than a "
+                      "formula; compare at a smaller learning rate, or where the trainings end (--seeds N)")
+
+
+def _listed(items: list[str]) -> str:
+    """'a', 'a and b', 'a, b and c'."""
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
 
 def _done(c: Comparison) -> Comparison:
