@@ -31,6 +31,11 @@ from .wording import (
     source_text,
 )
 
+# families every argument of which may be left out: `none` says so explicitly (kernel_reg=none), so that a
+# search can choose between one and none (kernel_reg=choice(none, l2(1e-4)))
+OPTIONAL_FAMILIES = ("regularizer", "constraint")
+NONE = "none"
+
 
 class Binder:
     def __init__(self, diags: Diagnostics, overrides: Overrides | None = None,
@@ -96,6 +101,8 @@ class Binder:
             return self.bind(env[v.name], family, {}, path)
         if isinstance(v, A.Call) and v.name in SEARCH_FUNCS:  # (an item of a list: `metrics: [choice(...)]`)
             return self.spaces.call(v, env, path, None, family)
+        if isinstance(v, A.Name) and v.name == NONE and family in OPTIONAL_FAMILIES:
+            return None  # as Keras' None: what a search writes to try with and without one
         if isinstance(v, A.Name):
             call = A.Call(v.name, v.span, [], [], v.span)
         elif isinstance(v, A.Call):
@@ -124,9 +131,11 @@ class Binder:
             return  # most likely a block whose header had a syntax error, already reported
         word = FAMILY_WORDS.get(family, family)
         candidates = catalog.names(family) + (list(self.blocks) if family == "layer" else [])
+        known = catalog.CANONICAL[family][:12]
+        if family in OPTIONAL_FAMILIES:
+            candidates, known = candidates + [NONE], known + [NONE]
         self.d.add(FAMILY_CODES.get(family, "E100"), f"unknown {word} '{call.name}'", call.name_span,
-                   lambda: did_you_mean(call.name, candidates)
-                   or f"known: {', '.join(catalog.CANONICAL[family][:12])}")
+                   lambda: did_you_mean(call.name, candidates) or f"known: {', '.join(known)}")
 
     def _not_a_parameter(self, v: A.Name, block: A.BlockDef) -> None:
         """A name inside a block where a number belongs (`block b(n) { Dense(m) }`): a misspelt parameter."""

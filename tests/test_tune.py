@@ -668,6 +668,36 @@ def test_two_tune_processes_on_one_study_do_not_draw_each_others_points(tmp_path
     assert len(set(lrs)) == 4, lrs
 
 
+def test_a_search_with_and_without_a_regularizer(tmp_path):
+    """`kernel_reg=choice(none, l2(1e-3))`: `none` is Keras' None written out, so the `none` trial trains
+    exactly the spec with no kernel_reg at all (its val_loss is `dlc run`'s), and the other one differs."""
+    p = _write(tmp_path, units="8, kernel_reg=choice(none, l2(1e-3))", method="grid", trials=2,
+               opt="Adam(lr=0.01)")
+    run = tmp_path / "run"
+    rc, _, err = _tune(str(p), "--out", str(run))
+    assert rc == 0, err
+    trials = {t["params"]["layers[0].kernel_reg"]: t["value"] for t in _summary(run)["trials"]}
+    assert set(trials) == {"none", "l2(1e-3)"} and trials["none"] != trials["l2(1e-3)"]
+    plain = _write(tmp_path, name="plain.dlspec", units="8", opt="Adam(lr=0.01)").read_text()
+    spec = tmp_path / "plain.dlspec"
+    spec.write_text(plain[:plain.index("  search {")] + "}\n")
+    rc, _, err = run_cli("run", spec, "--out", tmp_path / "plain", "--quiet")
+    assert rc == 0, err
+    assert json.loads((tmp_path / "plain" / "history.json").read_text())[-1]["val_loss"] == trials["none"]
+    assert "kernel_reg=none" in (run / "best.dlspec").read_text() or trials["l2(1e-3)"] < trials["none"]
+
+
+@pytest.mark.parametrize(("arg", "said"), [
+    ("kernel_reg=nonee", "did you mean 'none'?"),
+    ("kernel_reg=lasso", "known: l1, l2, l1_l2, none"),
+    ("kernel_init=none", "unknown initializer 'none'"),  # (an initializer is never left out)
+])
+def test_none_is_a_regularizer_or_constraint_only(tmp_path, arg, said):
+    p = _write(tmp_path, units=f"8, {arg}, kernel_constraint=none", opt="Adam(lr=0.01)")
+    rc, _, err = run_cli("check", p)
+    assert rc == 2 and said in err and ": 1 error" in err, err  # (kernel_constraint=none is fine)
+
+
 def test_a_choice_of_calls_trains_each_call(tmp_path):
     """`optimizer: choice(SGD(lr=0.1, momentum=0.9, nesterov=true), Adam(lr=0.01))` with `kernel_reg:
     choice(l1(1e-3), l2(1e-3))` (calls among a choice's options): a grid of 4 trials, each trial's value
