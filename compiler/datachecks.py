@@ -158,6 +158,13 @@ def check_split_rows(data: Data, task: str | None, m: A.Model, d: Diagnostics, b
     source = data.source
     shown = source.name if isinstance(source, Bundled) else source.x if isinstance(source, Npy) \
         else getattr(source, "path", source.name)
+    if n == 0:  # (the file, not the split, is what to fix)
+        at_source = find_assign(m, "source", "data")
+        d.add("E401", f"'{shown}' holds no samples (0 rows): there is nothing to train on",
+              at_source.value.span if at_source is not None else None,
+              "a CSV file: a header row (optional), then a row per sample" if isinstance(source, Csv)
+              else None)
+        return
     rows = f"'{shown}' has {n:,} row{'s' if n != 1 else ''}"
     strat = classes if getattr(split, "stratify", False) and task not in (None, "regression") else None
     n_classes = len(strat) if strat else 0

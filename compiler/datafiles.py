@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
@@ -18,16 +19,68 @@ from .datarows import text_encoding
 NPY_MAX_HEADER = 10_000
 
 
+# what the checks and the runtime's readers say of an array they will not read, in the same words
+PICKLED = ("holds Python objects (dtype object), which dlc does not load: that would unpickle them, and "
+           "unpickling can run code; save an array of numbers")
+FORTRAN_ORDER = ("is stored in Fortran order (column by column), which cannot be read a sample at a time; "
+                 "save it with np.save(file, np.ascontiguousarray(x))")
+
+
+def is_pickled(descr: str) -> bool:
+    """Whether a header's dtype descr is Python objects, which only unpickling reads."""
+    return descr.lstrip("|<>=") == "O"
+
+
 def npy_header(path: Path) -> tuple[str, tuple[int, ...]]:
     """(dtype descr, shape) from an .npy file's header, read without numpy (the format: a magic string, a
     version, the header's length, then a Python dict literal); ValueError when the file is not one. A header
     numpy would refuse (too long, a shape that is no tuple of sizes) is refused here, before training."""
+    head = npy_layout(path)
+    return head.descr, head.shape
+
+
+@dataclass(frozen=True)
+class NpyLayout:
+    """What an .npy file's header says of its data: the dtype, the shape, whether it is stored column by
+    column (Fortran order), and where the data starts; enough to tell a file cut short from its length."""
+
+    descr: str  # the dtype's descr, or "structured"
+    shape: tuple[int, ...]
+    fortran: bool
+    data_start: int  # bytes before the data
+
+    def data_bytes(self) -> int | None:
+        """The bytes the data takes, by the header; None for a dtype numpy does not know."""
+        import numpy as np
+
+        try:
+            itemsize = np.dtype(self.descr).itemsize
+        except (TypeError, ValueError):
+            return None
+        return math.prod(self.shape) * itemsize
+
+
+def npy_layout(path: Path) -> NpyLayout:
+    """npy_header, with the storage order and where the data starts."""
     with open(path, "rb") as fh:
-        return _read_npy_header(fh)
+        descr, shape, fortran = _read_npy_header(fh)
+        return NpyLayout(descr, shape, fortran, fh.tell())
 
 
-def _read_npy_header(fh: IO[bytes]) -> tuple[str, tuple[int, ...]]:
-    """npy_header of an open file (a file, or an .npz archive's member), read from its start."""
+def npy_cut_short(path: Path, head: NpyLayout) -> str | None:
+    """Why an .npy file holds less data than its header says (a copy or a download cut short), in the
+    runtime's words; None when it holds it all (more, as numpy reads it, is not a problem)."""
+    need = head.data_bytes()
+    have = path.stat().st_size - head.data_start
+    if need is None or have >= need:
+        return None
+    return (f"truncated: its header says shape {head.shape} of {head.descr} ({need:,} bytes of data), but "
+            f"the file holds {max(have, 0):,}")
+
+
+def _read_npy_header(fh: IO[bytes]) -> tuple[str, tuple[int, ...], bool]:
+    """(dtype descr, shape, Fortran order) of an open file (a file, or an .npz archive's member), read from
+    its start; the file is left where the data starts."""
     import struct
 
     magic = fh.read(8)
@@ -42,8 +95,8 @@ def _read_npy_header(fh: IO[bytes]) -> tuple[str, tuple[int, ...]]:
         raise ValueError(f"damaged .npy header: it is {size:,} bytes long, and numpy reads at most "
                          f"{NPY_MAX_HEADER:,}")
     text = fh.read(size)
-    descr, shape = _npy_header_fields(text, "latin1" if magic[6] < 3 else "utf-8")
-    return (descr if isinstance(descr, str) else "structured"), shape
+    descr, shape, fortran = _npy_header_fields(text, "latin1" if magic[6] < 3 else "utf-8")
+    return (descr if isinstance(descr, str) else "structured"), shape, fortran
 
 
 def npz_rows(path: Path, key: str) -> int | None:
@@ -80,27 +133,27 @@ def npz_arrays(path: Path, keys: tuple[str, ...]) -> tuple[list[str], NpzHeads] 
             for key in keys:
                 if f"{key}.npy" in z.NameToInfo:
                     with contextlib.suppress(ValueError), z.open(f"{key}.npy") as fh:
-                        heads[key] = _read_npy_header(fh)
+                        heads[key] = _read_npy_header(fh)[:2]
     except (EOFError, zipfile.BadZipFile, NotImplementedError, RuntimeError, zlib.error) as e:
         return f"the .npz archive is truncated or corrupt ({e})"
     return names, heads
 
 
-def _npy_header_fields(text: bytes, encoding: str) -> tuple[object, tuple[int, ...]]:
-    """(descr, shape) of a header's dict literal; ValueError("damaged .npy header") for anything else. A
-    crafted literal (50,000 unary minuses) makes Python's parser run out of stack: MemoryError or
-    RecursionError, which would otherwise pass for a training that ran out of memory."""
+def _npy_header_fields(text: bytes, encoding: str) -> tuple[object, tuple[int, ...], bool]:
+    """(descr, shape, fortran_order) of a header's dict literal; ValueError("damaged .npy header") for
+    anything else. A crafted literal (50,000 unary minuses) makes Python's parser run out of stack:
+    MemoryError or RecursionError, which would otherwise pass for a training that ran out of memory."""
     import ast as pyast
 
     try:
         head = pyast.literal_eval(text.decode(encoding))
-        descr, shape = head["descr"], head["shape"]
+        descr, shape, fortran = head["descr"], head["shape"], head.get("fortran_order", False)
     except (ValueError, SyntaxError, KeyError, TypeError, UnicodeDecodeError, MemoryError, RecursionError):
         raise ValueError("damaged .npy header") from None
     if not isinstance(shape, tuple) or not all(_is_size(v) for v in shape):
         raise ValueError(f"damaged .npy header: its shape {_shown_shape(shape)} is not a tuple of sizes "
                          "(integers, 0 or more)")
-    return descr, shape
+    return descr, shape, fortran is True
 
 
 def _is_size(v: object) -> bool:

@@ -94,6 +94,23 @@ def is_blank(cells: list[str]) -> bool:
     return not cells or (len(cells) == 1 and not cells[0].strip())
 
 
+# separators a CSV file may use instead of commas, by name
+OTHER_SEPARATORS = (("\t", "tabs"), (";", "semicolons"), ("|", "vertical bars"))
+
+
+def other_separator(first_row: list[str]) -> str | None:
+    """Why a CSV file's first row reads as one cell, when it is a separator other than commas: "its first row
+    is separated by semicolons, not commas; save it as comma-separated values" (the one wording of `dlc
+    check` and of `dlc predict` and `dlc evaluate`, which would otherwise say "one column" or "only a header
+    row"); None for a row of several cells, or of one without such a separator."""
+    if len(first_row) != 1:
+        return None
+    name = next((name for sep, name in OTHER_SEPARATORS if sep in first_row[0]), None)
+    if name is None:
+        return None
+    return f"its first row is separated by {name}, not commas; save it as comma-separated values"
+
+
 def mnist_candidates(folder: Path, stem: str) -> list[Path]:
     """Where MNIST's file `stem` may be in `folder`, in the order looked for."""
     return [folder / stem, folder / (stem + ".gz"), folder / stem.replace("-idx", ".idx")]
@@ -385,9 +402,34 @@ def idx_problem(path: Path, ndim: int) -> tuple[str | None, tuple[int, ...] | No
         what = "images (count, rows, columns)" if ndim == 3 else "labels (one per image)"
         return f"{n} dimension(s), but MNIST's {what} have {ndim}", None
     have = path.stat().st_size - 4 - 4 * ndim if path.suffix != ".gz" else math.prod(dims)
-    if have != math.prod(dims):
-        return f"truncated IDX file ({have:,} of {math.prod(dims):,} values)", None
-    return None, dims
+    problem = idx_length_problem(have, math.prod(dims))
+    return (problem, None) if problem is not None else (None, dims)
+
+
+def idx_length_problem(have: int, need: int) -> str | None:
+    """Why an IDX file of `have` values is not the `need` its header says (cut short, or more than it says:
+    another file appended, a damaged header), in the words of `dlc check` and the runtime; None when it is."""
+    if have < need:
+        return f"truncated IDX file ({have:,} of {need:,} values)"
+    if have > need:
+        return f"an IDX file longer than its header says ({have:,} values, its header says {need:,})"
+    return None
+
+
+def mnist_parts_problem(names: tuple[str, str, str, str],
+                        shapes: tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...], tuple[int, ...]]
+                        ) -> str | None:
+    """Why MNIST's train and test arrays (images, labels, images, labels: their `names` and `shapes`) do not
+    make one data set: images of two sizes, or not one label per image; None when they do. The runtime
+    (dlc/runtime/data/files.py) says it of the arrays it read, `dlc check` of the files' headers."""
+    (na, la, nb, lb), (xa, ya, xb, yb) = names, shapes
+    if xa[1:] != xb[1:]:
+        return f"{nb} holds samples of shape {xb[1:]}, but {na} of shape {xa[1:]}; they must be one size"
+    for x, y, nx, ny in ((xa, ya, na, la), (xb, yb, nb, lb)):
+        if len(y) != 1 or y[0] != x[0]:
+            return (f"{ny} holds labels of shape {y}, but {nx} has {x[0]} samples: one label per sample is "
+                    "needed")
+    return None
 
 
 def _open_idx(path: Path):

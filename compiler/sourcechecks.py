@@ -14,11 +14,36 @@ from pathlib import Path
 
 from . import ast as A
 from .checkshared import find_assign, kwarg_span, resolve_path, shape_text, shown_path
-from .datafiles import NpzHeads, csv_first_row, npy_header, npz_arrays, small_target_values
-from .datarows import MNIST_STEMS, csv_target_numbers, idx_problem, mnist_candidates, mnist_counts
+from .datafiles import (
+    FORTRAN_ORDER,
+    PICKLED,
+    NpyLayout,
+    NpzHeads,
+    csv_first_row,
+    is_pickled,
+    npy_cut_short,
+    npy_layout,
+    npz_arrays,
+    small_target_values,
+)
+from .datarows import (
+    MNIST_STEMS,
+    csv_target_numbers,
+    idx_problem,
+    mnist_candidates,
+    mnist_counts,
+    mnist_parts_problem,
+    other_separator,
+)
 from .diagnostics import Diagnostics, Span, did_you_mean
 from .spec import Csv, Data, Mnist, Npy, Npz, Spec
-from .targetchecks import check_csv_target_names, check_labels, check_target_shape, csv_column
+from .targetchecks import (
+    check_csv_target_names,
+    check_labels,
+    check_target_dtype,
+    check_target_shape,
+    csv_column,
+)
 
 
 def check_file_source(spec: Spec, src: Csv | Npz | Mnist, m: A.Model, st: A.Assign | None, d: Diagnostics,
@@ -129,6 +154,9 @@ def _check_npz(spec: Spec | None, src: Npz, path: Path, m: A.Model, st: A.Assign
             d.add("E401", f"'{src.path}': array '{key}' is a single value, not one entry per sample",
                   kwarg_span(call, "y" if key == src.y and key != src.x else "x") or where)
             return
+    if _pickled_array(src.path, heads, keys, where, d,
+                      {src.x: kwarg_span(call, "x"), src.y: kwarg_span(call, "y")}):
+        return
     if src.x in heads:
         descr, shape = heads[src.x]
         if descr == "structured" or descr[1:2] not in tuple("biuf"):
@@ -141,9 +169,22 @@ def _check_npz(spec: Spec | None, src: Npz, path: Path, m: A.Model, st: A.Assign
               f"{heads[src.y][1][0]}; they must match one to one", where)
     elif src.y in heads and spec is not None:
         before, what = d.error_count, f"array '{src.y}' of '{src.path}'"
+        if not check_target_dtype(spec, heads[src.y][0], what, kwarg_span(call, "y") or where, d):
+            return
         check_target_shape(spec, heads[src.y][1], what, m, d)
         if d.error_count == before:
             check_labels(spec, small_target_values(path, src.y, *heads[src.y]), what, m, d)
+
+
+def _pickled_array(written: str, heads: NpzHeads, keys: tuple[str, ...], where: Span | None, d: Diagnostics,
+                   key_at: dict[str, Span | None] | None = None) -> bool:
+    """E401 for the first array of `keys` in an archive that holds Python objects (np.load refuses them
+    without unpickling, which dlc never does); True if so."""
+    key = next((k for k in keys if k in heads and is_pickled(heads[k][0])), None)
+    if key is None:
+        return False
+    d.add("E401", f"'{written}': array '{key}' {PICKLED}", (key_at or {}).get(key) or where)
+    return True
 
 
 def _input_matches(spec: Spec | None, feats: int, whose: str, shape, m: A.Model, where: Span | None,
@@ -171,6 +212,11 @@ def _check_mnist(spec: Spec | None, written: str, path: Path, m: A.Model, where:
         heads = _npz_arrays_error(shown, npz, MNIST_ARRAYS, where, d,
                                   "mnist(path) reads Keras' mnist.npz (x_train, y_train, x_test, y_test) or "
                                   "a folder of MNIST's IDX files")
+        if heads is not None and _pickled_array(shown, heads, MNIST_ARRAYS, where, d):
+            return
+        if heads is not None and all(k in heads for k in MNIST_ARRAYS) and _mnist_parts_error(
+                f"'{shown}'", MNIST_ARRAYS, [heads[k][1] for k in MNIST_ARRAYS], where, d):
+            return
         if heads is not None and "x_train" in heads:
             shape = heads["x_train"][1]
             _input_matches(spec, math.prod(shape[1:]), f"'{shown}' images have", shape, m, where, d)
@@ -186,25 +232,38 @@ def _check_mnist(spec: Spec | None, written: str, path: Path, m: A.Model, where:
         d.add("E401", f"'{written}' has no {missing}[.gz] (or mnist.npz)", where,
               f"mnist(folder) reads MNIST's four IDX files: {files}")
         return
-    dims = None
+    shapes = []
     for stem, f in zip(MNIST_STEMS, found, strict=True):
         assert f is not None
-        ndim = 3 if "images" in stem else 1
-        problem, got = idx_problem(f, ndim)
-        if problem is not None:
+        problem, got = idx_problem(f, 3 if "images" in stem else 1)
+        if problem is not None or got is None:
             d.add("E401", f"'{(Path(written) / f.name).as_posix()}': {problem}", where,
                   "MNIST's IDX files hold unsigned bytes (type 0x08): images (count, rows, columns), "
                   "labels (one per image)")
             return
-        dims = got if dims is None else dims
-    if dims is not None:
-        _input_matches(spec, math.prod(dims[1:]), "MNIST's images have", dims, m, where, d)
+        shapes.append(got)
+    names = tuple(f.name for f in found if f is not None)
+    if _mnist_parts_error(f"'{written}'", names, shapes, where, d):
+        return
+    _input_matches(spec, math.prod(shapes[0][1:]), "MNIST's images have", shapes[0], m, where, d)
+
+
+def _mnist_parts_error(written: str, names: tuple[str, ...], shapes: list[tuple[int, ...]],
+                       where: Span | None, d: Diagnostics) -> bool:
+    """E401 for MNIST train and test arrays that do not make one data set (images of two sizes, a label
+    count that is not the images'), as the runtime finds it; True if so."""
+    problem = mnist_parts_problem((names[0], names[1], names[2], names[3]),
+                                  (shapes[0], shapes[1], shapes[2], shapes[3]))
+    if problem is not None:
+        d.add("E401", f"{written}: {problem}", where,
+              "MNIST's train and test images are one size, with one label per image")
+    return problem is not None
 
 
 def check_npy(spec: Spec, src: Npy, m: A.Model, st: A.Assign | None, base_dir: Path,
                d: Diagnostics) -> None:
     """An npy source: two files, features of a numeric dtype with one value per input value, and as many
-    targets as samples (their headers are read, never the data)."""
+    targets as samples (their headers are read, never the data, and their lengths against them)."""
     call = st.value if st is not None and isinstance(st.value, A.Call) else None
     heads = {}
     for key, (written, where, _) in zip(("x", "y"), _source_files(src, st), strict=True):
@@ -212,19 +271,18 @@ def check_npy(spec: Spec, src: Npy, m: A.Model, st: A.Assign | None, base_dir: P
         if _missing_file(written, path, where, d):
             continue
         try:
-            heads[key] = npy_header(path)
+            head = npy_layout(path)
         except (OSError, ValueError) as e:
             d.add("E401", f"cannot read data file '{written}': {e}", where,
                   "npy(x, y) takes two files written by np.save: the features and the targets")
             continue
-        descr, shape = heads[key]
-        if not shape:
-            d.add("E401", f"'{written}' holds a single value, not one entry per sample", where)
-            heads.pop(key)
-        elif key == "x" and (descr == "structured" or descr[1:2] not in tuple("biuf")):
-            d.add("E401", f"'{written}' holds {descr} values, not numbers", where,
-                  "the features must be numbers (bool, integer or float)")
-            heads.pop(key)
+        problem = _npy_problem(path, head, features=key == "x")
+        if problem is not None:
+            d.add("E401", f"'{written}' {problem[0]}", where, problem[1])
+            continue
+        if key == "y" and not check_target_dtype(spec, head.descr, f"'{written}'", where, d):
+            continue
+        heads[key] = head.descr, head.shape
     if "x" in heads:
         feats = math.prod(heads["x"][1][1:])
         if feats != math.prod(spec.input):
@@ -244,6 +302,26 @@ def check_npy(spec: Spec, src: Npy, m: A.Model, st: A.Assign | None, base_dir: P
             check_labels(spec, values, f"'{src.y}'", m, d)
 
 
+def _npy_problem(path: Path, head: NpyLayout, features: bool) -> tuple[str, str | None] | None:
+    """(what is wrong, a hint) with an .npy file of an npy source, as the runtime would find it reading the
+    file (dlc/runtime/data/files.py's open_npy, stream.py's MappedRows): a single value, Python objects,
+    features that are not numbers or are stored column by column (memory-mapped, a sample at a time), or
+    less data than the header says (a copy cut short); None when it reads."""
+    if not head.shape:
+        return "holds a single value, not one entry per sample", None
+    if is_pickled(head.descr):
+        return PICKLED, None
+    if features and (head.descr == "structured" or head.descr[1:2] not in tuple("biuf")):
+        return (f"holds {head.descr} values, not numbers",
+                "the features must be numbers (bool, integer or float)")
+    if features and head.fortran:
+        return FORTRAN_ORDER, "npy(x, y) memory-maps the features and reads them a batch of samples at a time"
+    cut = npy_cut_short(path, head)
+    if cut is not None:
+        return f"is {cut}", "a copy or a download cut short? write the file again with np.save"
+    return None
+
+
 def _check_csv(spec: Spec, src: Csv, path: Path, m: A.Model, st: A.Assign | None, where: Span | None,
                d: Diagnostics) -> None:
     """A CSV source against the spec: its first row read as dlc.runtime.data reads it (quotes, blank lines),
@@ -258,11 +336,9 @@ def _check_csv(spec: Spec, src: Csv, path: Path, m: A.Model, st: A.Assign | None
         d.add("E401", f"'{src.path}' is empty: it has no rows", where,
               "a CSV file: a header row of column names (optional), then a row per sample")
     elif len(cols) < 2:
-        sep = next((c for c in ";\t|" if c in cols[0]), None)
-        d.add("E401", f"'{src.path}' has one column ({cols[0][:40]!r}): a target and no features",
-              where,
-              f"dlc reads comma-separated values; this file seems separated by {sep!r}" if sep else
-              "a CSV file has its features and its target in columns separated by commas")
+        d.add("E401", f"'{src.path}' has one column ({cols[0][:40]!r}): a target and no features", where,
+              other_separator(cols) or "a CSV file has its features and its target in columns separated by "
+              "commas")
     elif src.target is not None and src.target not in cols:
         d.add("E401", f"'{src.path}' has no column '{src.target}'",
               kwarg_span(st.value if st else None, "target") or where,

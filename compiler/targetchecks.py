@@ -13,7 +13,7 @@ from pathlib import Path
 from . import ast as A
 from .checkshared import argument_span, final_activation, find_assign, layer_span, positional_span, shape_text
 from .datarows import csv_target_names
-from .diagnostics import Diagnostics
+from .diagnostics import Diagnostics, Span
 from .layers import ActivationLayer, ShapeError
 from .spec import Csv, Spec
 from .wording import number_text
@@ -52,6 +52,28 @@ def check_target_shape(spec: Spec, shape: tuple[int, ...], what: str, m: A.Model
         d.add("E302", f"{what} has shape {shape_text(shape)}, but the last layer has {units} outputs", last,
               f"give one-hot rows of {units}, or use Dense({width}, activation=softmax)" if len(shape) == 2
               else f"give one-hot rows of {units} or class labels 0..{units - 1}")
+
+
+def check_target_dtype(spec: Spec, descr: str, what: str, at: Span | None, d: Diagnostics) -> bool:
+    """Targets of an .npy file or an .npz array (by their header's dtype) that are numbers, as every loss
+    takes them (dlc/runtime/data/targets.py: text in an array is "not a class number", and only a CSV target
+    column of names is numbered); E302 and False when they are not."""
+    if descr != "structured" and descr[1:2] in tuple("biuf"):
+        return True
+    task, name = type(spec.loss).task, spec.loss.name
+    if task == "regression":
+        need, hint = f"{name} needs numeric targets", "save the targets as numbers"
+    else:
+        try:
+            units = spec.output_shape()[-1]
+        except (ShapeError, IndexError):
+            units = 2
+        need = ("binary_crossentropy needs labels 0 and 1" if task == "binary" else
+                f"{name} needs integer class labels 0..{max(units, 2) - 1}")
+        hint = ("number the classes: np.unique(y, return_inverse=True)[1] gives labels 0, 1, 2, ... in "
+                "sorted order, as a CSV target column of names is numbered")
+    d.add("E302", f"{what} holds {descr} values, not numbers, but {need}", at, hint)
+    return False
 
 
 def check_csv_target_names(spec: Spec, src: Csv, path: Path, m: A.Model, d: Diagnostics) -> None:

@@ -204,7 +204,7 @@ def test_x_and_y_of_different_lengths(run, tmp_path):
 def test_predict_output_that_cannot_be_written(run, tmp_path, where):
     out = tmp_path if where == "folder" else tmp_path / "nope" / "p.csv"
     fact = "is a folder" if where == "folder" else "does not exist"
-    one_line(predict(run, csv_text(FEATURES[:3]), "in.csv", "--output", out), 1, "--output", fact)
+    one_line(predict(run, csv_text(FEATURES[:3]), "in.csv", "--output", out), 2, "--output", fact)
 
 
 # --------------------------------------------------------------------------------------------------- labels
@@ -265,8 +265,8 @@ def test_training_npz_labels(tmp_path):
     spec = write_spec(tmp_path, 'npz("d.npz")')
     np.savez(tmp_path / "d.npz", x=FEATURES, y=np.eye(3)[LABELS])  # (its header says: E302 before training)
     _refused_before_training(tmp_path, spec, "d.npz", "use categorical_crossentropy for one-hot targets")
-    np.savez(tmp_path / "d.npz", x=FEATURES, y=np.array(["a", "b", "c"])[LABELS])
-    one_line(train(tmp_path), 1, "d.npz", "label 'a' in sample 1 is not a class number")
+    np.savez(tmp_path / "d.npz", x=FEATURES, y=np.array(["a", "b", "c"])[LABELS])  # (its header: text)
+    _refused_before_training(tmp_path, spec, "d.npz", "label 'a' in sample 1 is not a class number")
 
 
 def test_one_hot_labels_suit_categorical_crossentropy(tmp_path):

@@ -65,15 +65,15 @@ def test_lone_cr_line_endings_are_line_ends(tmp_path):
     assert rc == 0, err
 
 
-@pytest.mark.parametrize("text, sep", [("a;b;c;d;label\n" + rows(sep=";"), "';'"),
-                                       ("a\tb\tc\td\tlabel\n" + rows(sep="\t"), "'\\t'"),
+@pytest.mark.parametrize("text, sep", [("a;b;c;d;label\n" + rows(sep=";"), "semicolons"),
+                                       ("a\tb\tc\td\tlabel\n" + rows(sep="\t"), "tabs"),
                                        ("# a comment\na,b,c,d,label\n" + rows(), None)])
 def test_a_csv_of_one_column_is_named_not_counted_as_zero_features(tmp_path, text, sep):
     (tmp_path / "d.csv").write_text(text)
     rc, _, err = run_cli("check", "-q", csv_spec(tmp_path, 'csv("d.csv")'))
     assert rc == 2 and "error[E401]" in err and "has one column" in err and "use input: (0)" not in err, err
     if sep:
-        assert f"seems separated by {sep}" in err
+        assert f"separated by {sep}, not commas; save it as comma-separated values" in err
 
 
 @pytest.mark.parametrize("text", ["", "\n\n  \n"])
@@ -157,7 +157,8 @@ def test_outputs_that_cannot_be_written_are_one_line(tmp_path):
                  ["predict", tmp_path, "--input", "x.csv", "--output", under_file]):
         rc, _, err = run_cli(*argv)
         line = only_line(err)
-        assert rc == 1 and ("is a folder; give a file" in line or "is a file, not a folder" in line), argv
+        # (a path given that cannot be the file: a usage error, exit 2, before any work)
+        assert rc == 2 and ("is a folder; give a file" in line or "is a file, not a folder" in line), argv
 
 
 # ------------------------------------------------------------------------------------------------ run folders

@@ -274,18 +274,21 @@ def read_features(path: Path, n_features: int | None = None, target: str | None 
 
 
 def _check_commas(path: Path) -> None:
-    """A CSV file separated by tabs or semicolons is named so: read with commas, each row is one cell, and a
-    lone first row was "no data rows, only a header row (1\t2\t3\t4)"."""
+    """A CSV file separated by tabs, semicolons or vertical bars is named so (compiler/datarows.py's
+    other_separator, as `dlc check` names it): read with commas, each row is one cell, and a lone first row
+    was "no data rows, only a header row (1\t2\t3\t4)"."""
+    import csv
+
+    from dlc.compiler.datafiles import csv_first_row
+    from dlc.compiler.datarows import other_separator
+
     try:
-        with open(path, "rb") as fh:
-            start = fh.read(65536).replace(b"\x00", b"").decode("utf-8", errors="ignore")
-    except OSError:
+        first = csv_first_row(path)
+    except (OSError, UnicodeDecodeError, csv.Error):
         return  # (read_table says why it cannot be read)
-    first = next((line for line in start.splitlines() if line.strip()), "")
-    for sep, name in (("\t", "tabs"), (";", "semicolons")):
-        if "," not in first and sep in first:
-            raise ServeError(f"{path}: its first row is separated by {name}, not commas ({first[:40]!r}); "
-                             "save it as comma-separated values")
+    problem = other_separator(first) if first is not None else None
+    if problem is not None and first is not None:
+        raise ServeError(f"{path}: {problem} (the first row: {first[0][:40]!r})")
 
 
 def _read_npz(path: Path):

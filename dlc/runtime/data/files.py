@@ -15,13 +15,17 @@ from pathlib import Path
 
 import numpy as np
 
-# (the header rule and MNIST's file names: dlc check counts rows by them too)
+# (the header rule and MNIST's file names: dlc check counts rows by them too; an .npy file's header, and what
+# is said of an array that is not read: dlc check says it in the same words)
+from dlc.compiler.datafiles import PICKLED, is_pickled, npy_cut_short, npy_layout
 from dlc.compiler.datarows import (
     MNIST_STEMS,
+    idx_length_problem,
     is_blank,
     is_header,
     is_number,
     mnist_candidates,
+    mnist_parts_problem,
     text_encoding,
 )
 from dlc.runtime.data.base import DataError, Samples
@@ -263,6 +267,8 @@ def npz_array(path: Path, f, key: str) -> np.ndarray:
         if a is None:
             a = f[key]
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+        if "allow_pickle" in str(e):  # (numpy's refusal to unpickle an array of Python objects)
+            raise DataError(f"{path}: array '{key}' {PICKLED}") from None
         damaged = isinstance(e, (EOFError, zipfile.BadZipFile, zlib.error))
         raise DataError(f"{path}: array '{key}' cannot be read"
                         f"{', the archive is truncated or corrupt' if damaged else ''} "
@@ -324,6 +330,7 @@ def open_npy(path: Path, mmap: bool) -> np.ndarray:
         raise DataError(f"cannot read data file {path}: {e.strerror or e}") from None
     if magic != b"\x93NUMPY":
         raise DataError(f"{path}: not an .npy file (save one with np.save(file, array))")
+    _check_npy_header(path)
     try:
         a = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
     except (OSError, ValueError, EOFError) as e:
@@ -335,6 +342,23 @@ def open_npy(path: Path, mmap: bool) -> np.ndarray:
     if a.ndim == 0:
         raise DataError(f"{path}: a single value, not one entry per sample")
     return a
+
+
+def _check_npy_header(path: Path) -> None:
+    """What the header says that np.load would only say in its own words, or not at all: Python objects
+    (which it refuses to unpickle: "allow_pickle=False"), and less data than the header claims (numpy's
+    "mmap length is greater than file size"), each in `dlc check`'s words (compiler/sourcechecks.py)."""
+    try:
+        head = npy_layout(path)
+    except ValueError as e:
+        raise DataError(f"{path}: {e}") from None
+    except OSError as e:
+        raise DataError(f"cannot read data file {path}: {e.strerror or e}") from None
+    if is_pickled(head.descr):
+        raise DataError(f"{path}: {PICKLED}")
+    cut = npy_cut_short(path, head)
+    if cut is not None:
+        raise DataError(f"{path}: {cut}")
 
 
 def read_npy(x_path: str | Path, y_path: str | Path) -> tuple[np.ndarray, np.ndarray]:
@@ -380,21 +404,18 @@ def _read_idx(path: Path, ndim: int) -> np.ndarray:
             data = np.frombuffer(fh.read(), dtype=np.uint8)
     except (EOFError, zlib.error, gzip.BadGzipFile) as e:
         raise DataError(f"{path}: a damaged gzip file ({e})") from None
-    if data.size != math.prod(dims):
-        raise DataError(f"{path}: truncated IDX file ({data.size:,} of {math.prod(dims):,} values)")
+    problem = idx_length_problem(data.size, math.prod(dims))
+    if problem is not None:
+        raise DataError(f"{path}: {problem}")
     return data.reshape(dims)
 
 
 def _mnist_parts(where: str, names: tuple[str, str, str, str], parts: list[np.ndarray]) -> None:
     """Train and test images of one size, and one label per image in each."""
-    (xa, ya, xb, yb), (na, la, nb, lb) = parts, names
-    if xa.shape[1:] != xb.shape[1:]:
-        raise DataError(f"{where}: {nb} holds samples of shape {xb.shape[1:]}, but {na} of shape "
-                        f"{xa.shape[1:]}; they must be one size")
-    for x, y, nx, ny in ((xa, ya, na, la), (xb, yb, nb, lb)):
-        if y.ndim != 1 or len(y) != len(x):
-            raise DataError(f"{where}: {ny} holds labels of shape {y.shape}, but {nx} has {len(x)} samples: "
-                            "one label per sample is needed")
+    xa, ya, xb, yb = (p.shape for p in parts)
+    problem = mnist_parts_problem(names, (xa, ya, xb, yb))
+    if problem is not None:
+        raise DataError(f"{where}: {problem}")
 
 
 def read_mnist(path: str | Path) -> tuple[np.ndarray, np.ndarray]:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from dlc.compiler.checkshared import resolve_path
+from dlc.compiler.datafiles import FORTRAN_ORDER
 from dlc.compiler.spec import KFold, Npy, Spec
 from dlc.runtime.data.base import DataError, Dataset, Folds, Samples, Split, data_block
 from dlc.runtime.data.files import open_npy
@@ -48,8 +49,8 @@ class MappedRows:
     def __init__(self, path: Path, mapped: np.ndarray):
         self.path = path
         n = len(mapped)
-        if mapped.ndim > 2 and not mapped.flags.c_contiguous:
-            raise DataError(f"{path}: stored in Fortran order; save np.ascontiguousarray(x) instead")
+        if mapped.ndim > 1 and not mapped.flags.c_contiguous:  # (a sample's values lie across the whole file)
+            raise DataError(f"{path}: {FORTRAN_ORDER}")
         self.flat = mapped.reshape(n, -1)
         self._map = getattr(mapped, "_mmap", None)
         self._whole = self.flat.nbytes <= RELEASE_BYTES
@@ -191,8 +192,9 @@ def open_streamed(spec: Spec, base_dir: Path) -> Streamed:
                         f"{need}")
     s = Samples(rows.flat, y, str(x_path))
     low, high = _finite_extremes(rows, s)
-    check_finite_targets(s)
-    targets, labels, num_classes = checked_targets(spec, s)
+    targets_of = replace(s, where=str(y_path))  # (a problem with the targets names their file)
+    check_finite_targets(targets_of)
+    targets, labels, num_classes = checked_targets(spec, targets_of)
     return Streamed(rows, targets, labels, num_classes, s, low, high)
 
 
