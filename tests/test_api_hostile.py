@@ -208,7 +208,7 @@ def test_export_writes_onnx_only_under_an_onnx_name(run, tmp_path):
 ], ids=["device", "folder"])
 def test_an_input_that_is_not_a_file_says_what_it_is(run, tmp_path, name, fact):
     rc, _, err = run_cli("predict", run, "--input", name.replace("{tmp}", str(tmp_path)))
-    assert rc == 1 and fact in _one_line(err)
+    assert rc == 2 and fact in _one_line(err)  # (a path of the wrong kind given: a usage error)
 
 
 def test_predict_leaves_out_the_spec_s_target_column_and_says_so(tmp_path):

@@ -421,7 +421,7 @@ def test_plot_makes_the_folder_of_out(finished, tmp_path):
     assert rc == 0, err
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and stdout.strip() == str(out)
     rc, _, err = run_cli("plot", finished, "--out", tmp_path / "new")
-    assert rc == 1 and "is a folder; give a file name" in one_line(err)
+    assert rc == 2 and "is a folder; give a file, such as" in one_line(err)  # (a usage error)
 
 
 def test_evaluate_and_resume_explain_a_folder_that_is_not_a_run(tmp_path):

@@ -165,11 +165,12 @@ def _click_exception() -> type[Exception]:
                 if c.__name__ == "ClickException" and issubclass(c, Exception))
 
 
-def _usage_error(e) -> int:
-    """A usage error (unknown option, bad value, missing argument): the usage line and one error line."""
+def _usage_error(e, fallback=None) -> int:
+    """A usage error (unknown option, bad value, missing argument): the usage line and one error line.
+    `fallback`: the context to name when Click gave none (an option missing its value: `--out` last)."""
     if type(e).__name__ == "NoArgsIsHelpError":  # the help is printed already
         return e.exit_code
-    ctx = getattr(e, "ctx", None)
+    ctx = getattr(e, "ctx", None) or fallback
     if ctx is not None:
         print(ctx.get_usage(), file=sys.stderr)
         print(f"Try '{ctx.command_path} --help' for help.", file=sys.stderr)
@@ -178,10 +179,22 @@ def _usage_error(e) -> int:
     return e.exit_code
 
 
+def _command_context(command, args: list[str]):
+    """A context of the subcommand `args` name (None where they name none), for the usage line of an error
+    Click raises without one."""
+    name = next((a for a in args if not a.startswith("-")), None)
+    sub = getattr(command, "commands", {}).get(name)
+    if sub is None:
+        return None
+    root = command.context_class(command, info_name="dlc")
+    return sub.context_class(sub, info_name=name, parent=root)
+
+
 def _plain_usage_message(e) -> str:
     """Click's message in dlc's words: an unknown option suggests only a close name (Click offers any option
-    sharing a letter or two), and the validators' wording ("Value error, ...", "Input should be ...") is
-    plain."""
+    sharing a letter or two), an unknown command is said as an unknown option is (`no such command: rnu; did
+    you mean run?`, not `No such command 'rnu'. Did you mean 'run'?`), and the validators' wording ("Value
+    error, ...", "Input should be ...") is plain."""
     import difflib
     import re
 
@@ -191,6 +204,8 @@ def _plain_usage_message(e) -> str:
                                           cutoff=0.75)
         return f"no such option: {name}" + (f"; did you mean {close[0]}?" if close else "")
     text = e.format_message()
+    if m := re.fullmatch(r"No such command '(.*)'\.(?: Did you mean '(.*)'\?)?", text, re.DOTALL):
+        return f"no such command: {m[1]}" + (f"; did you mean {m[2]}?" if m[2] else "")
     text = text.replace("Value error, ", "")
     text = re.sub(r"Input should be greater than or equal to (\S+)", r"must be at least \1", text)
     return re.sub(r"Input should be less than or equal to (\S+)", r"must be at most \1", text)
@@ -201,8 +216,11 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else list(argv)
     _closed_streams_to_devnull()
     make_streams_safe()
-    if not args:  # plain `dlc`: the help, as a usage error
-        main(["--help"])
+    if not args:  # plain `dlc`: the help, as a usage error (on stderr, as Click does: exit 2 is not data)
+        import contextlib
+
+        with contextlib.redirect_stdout(sys.stderr):
+            main(["--help"])
         return EXIT_SPEC
     command = typer.main.get_command(app)
     _flags_without_a_type(command)
@@ -230,7 +248,7 @@ def _main(command, args: list[str]) -> int:
         # the reader of our output has gone (`dlc schema | head -1`): stop quietly, as Unix tools do
         return quiet_exit(closed_outputs())
     except _click_exception() as e:
-        return _usage_error(e)
+        return _usage_error(e, _command_context(command, args))
     except KeyboardInterrupt as e:
         return interrupted(e)
     except typer.Abort:

@@ -6,7 +6,7 @@ from typing import Annotated
 import typer
 
 from dlc import api
-from dlc.cli.common import show_diagnostics
+from dlc.cli.common import named, show_diagnostics
 from dlc.cli.errors import EXIT_OK, EXIT_SPEC
 
 NAME = "check"
@@ -22,6 +22,7 @@ def command(
     The summary lists every layer with its output shape and parameter count (counted as Keras counts them).
     Every error in a file is reported with file:line:col, a caret and a hint; exit 2 on a spec error.
     Imports neither TensorFlow nor PyTorch."""
+    named(*(("SPEC", path) for path in specs))
     status = EXIT_OK
     for path in specs:
         result = api.compile_spec(path)

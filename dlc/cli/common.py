@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from dlc import api
-from dlc.cli.errors import EXIT_RUNTIME, EXIT_SPEC, CommandError, error_line
+from dlc.cli.errors import EXIT_SPEC, CommandError, error_line
 
 
 def show_diagnostics(result) -> None:
@@ -17,6 +17,7 @@ def show_diagnostics(result) -> None:
 
 def compiled(path: str):
     """The compiled spec, its warnings printed; SpecError with every diagnostic when it has errors."""
+    named(("SPEC", path))  # ('' was "cannot read spec file '': it is a directory")
     result = api.checked(path)
     show_diagnostics(result)
     return result
@@ -27,14 +28,14 @@ def training_spec(path: str, seed=None, dtype=None, epochs=None):
     return api.trainable(compiled(path), seed=seed, dtype=dtype, epochs=epochs)
 
 
-def _is_folder(option: str, output: str, example: str, code: int) -> bool:
-    """Whether `output` is a folder; one line (exit `code`) where even that cannot be asked: a name over the
-    file system's limit, a folder that may not be looked in (OSError, which Path.is_dir raises for those)."""
+def _is_folder(option: str, output: str, example: str) -> bool:
+    """Whether `output` is a folder; a usage error (exit 2, one line) where even that cannot be asked: a name
+    over the file system's limit, a folder that may not be looked in (OSError, which Path.is_dir raises)."""
     try:
         return Path(output).is_dir()
     except OSError as e:
         raise CommandError(error_line(f"{option} {output}: cannot write there ({e.strerror}); give another "
-                                      f"file, such as {example}"), code) from None
+                                      f"file, such as {example}"), EXIT_SPEC) from None
 
 
 def named(*given: tuple[str, str | None]) -> None:
@@ -48,23 +49,54 @@ def named(*given: tuple[str, str | None]) -> None:
 def not_a_folder(option: str, output: str, example: str) -> None:
     """An output FILE whose name ends in a slash names a folder: Path() drops the slash, and a missing `new/`
     was written as a file named `new` (a folder that is there is check_output_file's)."""
-    if output.endswith(("/", os.sep)) and not _is_folder(option, output, example, EXIT_SPEC):
+    if output.endswith(("/", os.sep)) and not _is_folder(option, output, example):
         raise CommandError(error_line(f"{option} {output} names a folder (it ends in /); give a file, such "
                                       f"as {Path(output) / example}"), EXIT_SPEC)
 
 
-def check_output_file(option: str, output: str, example: str) -> None:
-    """An output FILE that cannot be written (a folder, a parent that is missing or is a file) is one line,
+def check_output_file(option: str, output: str, example: str, *, makes_folder: bool = False) -> None:
+    """An output FILE that cannot be written (a folder, a parent that is a file, or, unless the command
+    `makes_folder`, a parent that is missing) is a usage error (exit 2: the path given is wrong), one line,
     found before any work is done. `example`: a file name to suggest inside a folder."""
     not_a_folder(option, output, example)
     path = Path(output)
-    if _is_folder(option, output, example, EXIT_RUNTIME):
+    if _is_folder(option, output, example):
         raise CommandError(error_line(f"{option} {output} is a folder; give a file, such as "
-                                      f"{path / example}"))
+                                      f"{path / example}"), EXIT_SPEC)
     parent = path.parent
+    if makes_folder:  # (the nearest folder that is there, or a file in the way of the folders to make)
+        while not parent.exists() and parent != parent.parent:
+            parent = parent.parent
     if not parent.is_dir():
         why = "is a file, not a folder" if parent.exists() else "does not exist"
-        raise CommandError(error_line(f"{option} {output}: {parent} {why}"))
+        raise CommandError(error_line(f"{option} {output}: {parent} {why}"), EXIT_SPEC)
+
+
+# the files predict --input and evaluate --data read, by the name's ending (dlc.runtime.serve.read_features)
+INPUT_SUFFIXES = (".csv", ".npz", ".npy")
+
+
+def check_input_file(option: str, given: str | None, kinds: str) -> None:
+    """An input FILE option that names a folder, something that is not a regular file (/dev/null, a pipe) or
+    a file of a kind dlc does not read (by its name's ending, INPUT_SUFFIXES) is a usage error (exit 2),
+    before any work; a file that is missing is left to the command (exit 1). `kinds`: the files it takes, as
+    its line says them, e.g. "a .csv, .npz or .npy file"."""
+    if given is None:
+        return
+    path = Path(given)
+    try:
+        is_dir, is_other = path.is_dir(), path.exists() and not path.is_file()
+    except OSError as e:  # (a name too long, a folder that may not be looked in)
+        raise CommandError(error_line(f"{option} {given}: {e.strerror or e}; give {kinds}"), EXIT_SPEC) \
+            from None
+    if is_dir:
+        raise CommandError(error_line(f"{option} {given} is a folder, not {kinds}"), EXIT_SPEC)
+    if is_other:
+        raise CommandError(error_line(f"{option} {given} is not a regular file; give {kinds}"), EXIT_SPEC)
+    if path.suffix not in INPUT_SUFFIXES:
+        ending = f"not {path.suffix}" if path.suffix else "its name has no ending"
+        raise CommandError(error_line(f"{option} {given}: dlc reads {kinds}, by the name's ending "
+                                      f"({ending})"), EXIT_SPEC)
 
 
 def check_output_target(option: str, output: str, example: str, *, inputs: Iterable[str | Path] = (),
@@ -77,7 +109,7 @@ def check_output_target(option: str, output: str, example: str, *, inputs: Itera
     when its name does not end with it. A folder is left to the command's own check. `example`: a file
     name to suggest instead."""
     path = Path(output)
-    if _is_folder(option, output, example, EXIT_SPEC):
+    if _is_folder(option, output, example):
         return
     instead = path.parent / example
     if (same := next((str(g) for g in inputs if _same_file(path, Path(g))), None)) is not None:

@@ -13,7 +13,7 @@ from dlc.cli.errors import EXIT_OK, EXIT_RUNTIME, EXIT_SPEC, CommandError, error
 from dlc.cli.jsonout import print_json
 
 NAME = "compare"
-DEFAULT_STEPS = 50
+DEFAULT_STEPS = 200  # the API's (dlc.api.compare), and the length the equivalence bounds were measured over
 # the API's bounds (dlc.runtime.compare; tests/test_compare_cli_limits.py checks they agree)
 MAX_STEPS = 100_000
 MAX_SEEDS = 1_000

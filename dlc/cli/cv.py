@@ -37,12 +37,14 @@ def command(
     loaded = training_spec(spec, seed, None, epochs)
     o.require_compiles(compile, o.value(backend))
     return cross_validate(loaded, o.value(backend), device, out, k, quiet, replace, evidence=not no_evidence,
-                          compile=compile)
+                          compile=compile, table_on_stdout=True)
 
 
 def cross_validate(spec, backend: str, device: str, out, k, quiet: bool, replace: bool = False,
-                   evidence: bool = True, compile: bool = False) -> int:
-    """Run the folds with a line per fold, then the table of every fold and the mean ± std."""
+                   evidence: bool = True, compile: bool = False, table_on_stdout: bool = False) -> int:
+    """Run the folds with a line per fold, then the table of every fold and the mean ± std: on stdout for
+    `dlc cv` (its result), on stderr for `dlc run` of a kfold spec, whose stdout is the run directory alone
+    (`RUN=$(dlc run spec)`), as for every other spec."""
     from rich.console import Console
 
     console = Console(stderr=True, quiet=quiet, soft_wrap=True)
@@ -58,7 +60,7 @@ def cross_validate(spec, backend: str, device: str, out, k, quiet: bool, replace
     rows = [[str(r["fold"])] + [f"{r['val'][key]:.4f}" for key in keys] for r in summary["folds"]]
     rows.append(["mean ± std"] + [f"{summary['mean'][key]:.4f} ± {summary['std'][key]:.4f}" for key in keys])
     print_table(f"{spec.name}: {summary['k']}-fold cross-validation on {backend}", columns, rows,
-                right=columns[1:], quiet=quiet)
+                right=columns[1:], quiet=quiet, stderr=not table_on_stdout)
     if "test_mean" in summary:
         console.print("held-out test (mean over fold models): " +
                       "  ".join(f"{key} {v:.4f}" for key, v in summary["test_mean"].items()))

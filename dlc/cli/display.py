@@ -265,14 +265,20 @@ def progress_parts(epoch: str, steps: str, timing: list[str], values: list[str],
     """The progress line fitted to `width` cells, as (text before the bar, bar width or 0 for none, text after
     it). A narrow terminal keeps what a Keras user looks at first: the epoch, the steps, the time left and the
     running loss; the bar shrinks, then the other metrics go from the right, then the pace, then the bar
-    (rich would otherwise cut the line from the left and lose the epoch and the steps)."""
-    head = f"epoch {epoch} {steps}"
-    for bar, keep_pace, n_values in _progress_layouts(len(values)):
-        shown = timing if keep_pace else timing[:1]
-        tail = " ".join(shown + ([" - ".join(["", *values[:n_values]]).strip()] if n_values else []))
-        if len(head) + (bar + 1 if bar else 0) + (len(tail) + 1 if tail else 0) <= width:
-            return head, bar, tail
-    return head[:width], 0, ""
+    (rich would otherwise cut the line from the left and lose the epoch and the steps). Narrower than the
+    epoch, the steps and the time left: the word `epoch` goes (`3/20 12/539 1.2s left`), then the time left,
+    then the epoch; a number is never cut short (`epoch 3/20  12/53` read as 53 steps)."""
+    full, short, bare = f"epoch {epoch} {steps}", f"{epoch} {steps.strip()}", steps.strip()
+    for head in (full, short):
+        for bar, keep_pace, n_values in _progress_layouts(len(values)):
+            shown = timing if keep_pace else timing[:1]
+            tail = " ".join(shown + ([" - ".join(["", *values[:n_values]]).strip()] if n_values else []))
+            if len(head) + (bar + 1 if bar else 0) + (len(tail) + 1 if tail else 0) <= width:
+                return head, bar, tail
+    for head, tail in ((full, ""), (short, ""), (bare, " ".join(timing[:1])), (bare, "")):
+        if len(head) + (len(tail) + 1 if tail else 0) <= width:
+            return head, 0, tail
+    return bare, 0, ""
 
 
 def _progress_layouts(n_values: int):

@@ -10,6 +10,7 @@ from typing import Annotated, Optional
 import typer
 
 from dlc import api
+from dlc.cli.common import named
 from dlc.cli.jsonout import print_json
 
 NAME = "doctor"
@@ -35,6 +36,8 @@ def command(
         "--format", help="text: the ranked report; json: {\"diagnoses\": [{\"id\", \"severity\", "
                          "\"evidence\", \"remedy\", \"spec_change\"}, ...]}, most severe first")] \
         = Format.text,
+    as_json: Annotated[bool, typer.Option(
+        "--json", help="print JSON: the same as --format json (the --json of the other commands)")] = False,
     target_accuracy: Annotated[Optional[float], typer.Option(
         "--target-accuracy", metavar="X", callback=_fraction, show_default=False,
         help="the accuracy the task can reach (human level, the best known), between 0 and 1, to judge the "
@@ -55,10 +58,11 @@ def command(
     folder, also which hyperparameter matters (fANOVA importance, seeded) and each one's best region: what
     `dlc tune --refine RUN` searches next. The rules (docs/DOCTOR.md has them at length):
     """
+    named(("RUN", run))
     report = api.doctor(run, target_accuracy)
     fixed = api.doctor_fix(report) if fix else None
     plots, plot_notes = api.doctor_plot(report) if plot else ([], [])
-    if fmt == Format.json:
+    if fmt == Format.json or as_json:
         out = report.to_json()
         if fix:
             out["fix"] = None if fixed is None else {

@@ -9,6 +9,7 @@ import typer
 
 from dlc import api
 from dlc.cli import options as o
+from dlc.cli.common import named
 from dlc.cli.jsonout import print_json
 from dlc.cli.tables import print_table
 
@@ -26,6 +27,7 @@ def command(
     One row per run: spec, backend, date, epochs (folds of a cross-validation run, trials of a tune run),
     final metrics (mean ± std over the folds; the best trial's value), status (done, incomplete, failed or
     damaged, with why). Plain aligned text when stdout is not a terminal."""
+    named(("DIR", folder))
     runs = api.list_runs(folder)
     if as_json:
         print_json(runs, indent=2)

@@ -11,17 +11,19 @@ from dlc import api
 
 
 def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[str]],
-                right: Sequence[str] = (), quiet: bool = False) -> None:
+                right: Sequence[str] = (), quiet: bool = False, stderr: bool = False) -> None:
     """`columns` named in `right` are right-aligned (numbers). Every text is shown as it is (a `[bold]` in a
     path or a name is not rich markup). A terminal too narrow for the table gets one block per row (rich would
-    fold every cell into columns two letters wide)."""
+    fold every cell into columns two letters wide). `stderr`: there instead of stdout (a table that is part of
+    a command's display, where stdout is kept for what scripts read)."""
     if quiet:
         return
-    if sys.stdout.isatty():
+    stream = sys.stderr if stderr else sys.stdout
+    if stream.isatty():
         from rich.console import Console
         from rich.measure import Measurement
 
-        console = Console()
+        console = Console(stderr=stderr)
         table = _rich_table(title, columns, rows, right)
         # (the minimum: every cell wrapped at its words; narrower, rich would cut words into pieces)
         if Measurement.get(console, console.options.update(max_width=10_000), table).minimum <= console.width:
@@ -32,10 +34,10 @@ def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[str]
     from dlc.cli.ascii import encodable
 
     def shown(text: str) -> str:  # (as the stream will write it, so the columns are measured right)
-        return encodable(text, sys.stdout)
+        return encodable(text, stream)
 
     print(plain_table(shown(title), [shown(c) for c in columns], [[shown(c) for c in r] for r in rows],
-                      [shown(c) for c in right]))
+                      [shown(c) for c in right]), file=stream)
 
 
 def _rich_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[str]], right: Sequence[str]):
