@@ -44,7 +44,7 @@ from dlc.runtime.parallel import EXIT_WORKER_LOST
 from dlc.runtime.run import Finished, Observer, Resumable, RunFailed, device_refusal
 from dlc.runtime.rundir import OutFolderError, disk_full, output_file
 from dlc.runtime.runs import RunDirError
-from dlc.runtime.serve import Predictions, ServeError, layout_refusal, run_inputs
+from dlc.runtime.serve import Predictions, ServeError, feature_file_refusal, layout_refusal, run_inputs
 from dlc.runtime.tune import Reporter, TuneError, TuneResult
 from dlc.tasks import (
     catalogue,
@@ -90,7 +90,7 @@ __all__ = ["DataError", "Dataset", "History", "Model", "SpecError", "TrainingFai
            "LiveDoctor", "doctor", "doctor_fix", "doctor_plot", "doctor_rules",
            "LRFind", "LRFindError", "lr_find", "lr_find_spec",
            "catalogue", "checked", "compile_refusal", "compile_spec", "cross_validate", "data_files",
-           "device_refusal", "disk_full", "emit",
+           "device_refusal", "disk_full", "emit", "feature_file_refusal",
            "evaluate_run", "export_onnx",
            "improved", "launch", "list_runs", "lost_worker", "parallel_blockers",
            "monitor_mode", "output_file", "plot_runs", "predict_file", "resumable", "resume", "run",

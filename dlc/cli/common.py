@@ -72,31 +72,16 @@ def check_output_file(option: str, output: str, example: str, *, makes_folder: b
         raise CommandError(error_line(f"{option} {output}: {parent} {why}"), EXIT_SPEC)
 
 
-# the files predict --input and evaluate --data read, by the name's ending (dlc.runtime.serve.read_features)
-INPUT_SUFFIXES = (".csv", ".npz", ".npy")
-
-
 def check_input_file(option: str, given: str | None, kinds: str) -> None:
     """An input FILE option that names a folder, something that is not a regular file (/dev/null, a pipe) or
-    a file of a kind dlc does not read (by its name's ending, INPUT_SUFFIXES) is a usage error (exit 2),
-    before any work; a file that is missing is left to the command (exit 1). `kinds`: the files it takes, as
-    its line says them, e.g. "a .csv, .npz or .npy file"."""
+    a file of a kind dlc does not read (by its name's ending) is a usage error (exit 2), before any work; a
+    file that is missing is left to the command (exit 1). `kinds`: the files it takes, as its line says
+    them, e.g. "a .csv, .npz or .npy file"."""
     if given is None:
         return
-    path = Path(given)
-    try:
-        is_dir, is_other = path.is_dir(), path.exists() and not path.is_file()
-    except OSError as e:  # (a name too long, a folder that may not be looked in)
-        raise CommandError(error_line(f"{option} {given}: {e.strerror or e}; give {kinds}"), EXIT_SPEC) \
-            from None
-    if is_dir:
-        raise CommandError(error_line(f"{option} {given} is a folder, not {kinds}"), EXIT_SPEC)
-    if is_other:
-        raise CommandError(error_line(f"{option} {given} is not a regular file; give {kinds}"), EXIT_SPEC)
-    if path.suffix not in INPUT_SUFFIXES:
-        ending = f"not {path.suffix}" if path.suffix else "its name has no ending"
-        raise CommandError(error_line(f"{option} {given}: dlc reads {kinds}, by the name's ending "
-                                      f"({ending})"), EXIT_SPEC)
+    refusal = api.feature_file_refusal(Path(given), kinds)
+    if refusal is not None:
+        raise CommandError(error_line(f"{option} {given}{refusal}"), EXIT_SPEC)
 
 
 def check_output_target(option: str, output: str, example: str, *, inputs: Iterable[str | Path] = (),

@@ -244,16 +244,38 @@ def layout_refusal(got: tuple[int, ...], want: tuple[int, ...]) -> str | None:
     return f"samples of shape {got}, the model takes {want}{first}; give them as (N, {shape}){flat}"
 
 
+# the files read_features reads, by the name's ending
+FEATURE_FILE_SUFFIXES = (".csv", ".npz", ".npy")
+
+
+def feature_file_refusal(path: Path, kinds: str = "a .csv, .npz or .npy file") -> str | None:
+    """Why `path` cannot be a file of samples, said after its name (" is a folder, not a .csv, ..."): a
+    folder, something that is not a regular file (/dev/null, a pipe: "no such file" was not so), a name
+    whose ending is none read_features reads; None when it may be one (a missing file included: the caller
+    says that, as a failure rather than a usage error). `kinds`: the files the caller takes, in its words."""
+    try:
+        is_dir, is_other = path.is_dir(), path.exists() and not path.is_file()
+    except OSError as e:  # (a name too long, a folder that may not be looked in)
+        return f": {e.strerror or e}; give {kinds}"
+    if is_dir:
+        return f" is a folder, not {kinds}"
+    if is_other:
+        return f" is not a regular file; give {kinds}"
+    if path.suffix not in FEATURE_FILE_SUFFIXES:
+        ending = f"not {path.suffix}" if path.suffix else "its name has no ending"
+        return f": dlc reads {kinds}, by the name's ending ({ending})"
+    return None
+
+
 def read_features(path: Path, n_features: int | None = None, target: str | None = None):
     """Samples from a .csv (the header rule; a column named `target`, or a last column beyond the n_features
     the model takes, is the target) or an .npz (x, or its only array; y if there); a file without targets
     gets a y of no columns."""
     from dlc.runtime.data import Samples, read_table, table_numbers
 
-    if path.is_dir():
-        raise ServeError(f"{path} is a folder, not a .csv, .npz or .npy file")
-    if path.exists() and not path.is_file():  # (/dev/null, a pipe: "no such file" was not so)
-        raise ServeError(f"{path} is not a regular file; give a .csv, .npz or .npy file")
+    refusal = feature_file_refusal(path)
+    if refusal is not None:
+        raise ServeError(f"{path}{refusal}")
     if not path.is_file():
         raise ServeError(f"no such file: {path}")
     if path.suffix == ".npz":
@@ -263,8 +285,6 @@ def read_features(path: Path, n_features: int | None = None, target: str | None 
 
         x = open_npy(path, mmap=False)
         return Samples(numeric_features(path, x, "x"), np.empty((len(x), 0)), str(path))
-    if path.suffix != ".csv":
-        raise ServeError(f"{path}: expected a .csv, .npz or .npy file")
     _check_commas(path)
     table = read_table(path)
     t = _target_column(table, n_features, target)
