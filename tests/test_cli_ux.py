@@ -65,12 +65,15 @@ def test_an_option_missing_its_value_names_the_command():
     (["lr_find"], "no such command: lr_find; did you mean lr-find?"),
     (["xyzzy"], "no such command: xyzzy"),
     (["run", "--epoch", "1"], "no such option: --epoch; did you mean --epochs?"),
+    # (`--backend` as `dlc run` takes it: compile calls it --emit; check takes neither)
+    (["compile", "x.dlspec", "--backend", "torch"], "no such option: --backend; did you mean --emit?"),
+    (["check", "x.dlspec", "--backend", "torch"], "no such option: --backend"),
 ])
 def test_a_misspelt_command_or_option_is_said_alike_with_the_close_name(argv, says):
     """The command said `No such command 'rnu'. Did you mean 'run'?`, the option `no such option: --epoch;
     did you mean --epochs?`: one wording now."""
     rc, out, err = run_cli(*argv)
-    where = "dlc run" if argv[0] == "run" else "dlc"
+    where = f"dlc {argv[0]}" if argv[0] in ("run", "compile", "check") else "dlc"
     assert rc == 2 and out == "" and err.splitlines()[-1] == f"{where}: error: {says}", err
 
 

@@ -190,6 +190,11 @@ def _command_context(command, args: list[str]):
     return sub.context_class(sub, info_name=name, parent=root)
 
 
+# an option another command has, and what this one calls it (`dlc compile SPEC --backend torch`, as `dlc run`
+# takes it, is compile's --emit torch)
+SAID_ELSEWHERE = {"--backend": "--emit"}
+
+
 def _plain_usage_message(e) -> str:
     """Click's message in dlc's words: an unknown option suggests only a close name (Click offers any option
     sharing a letter or two), an unknown command is said as an unknown option is (`no such command: rnu; did
@@ -200,8 +205,10 @@ def _plain_usage_message(e) -> str:
 
     name = getattr(e, "option_name", None)
     if type(e).__name__ == "NoSuchOption" and name:
-        close = difflib.get_close_matches(name, list(getattr(e, "possibilities", None) or []), n=1,
-                                          cutoff=0.75)
+        ctx = getattr(e, "ctx", None)
+        taken = {o for p in (ctx.command.params if ctx is not None else []) for o in getattr(p, "opts", [])}
+        close = [SAID_ELSEWHERE[name]] if SAID_ELSEWHERE.get(name) in taken else \
+            difflib.get_close_matches(name, list(getattr(e, "possibilities", None) or []), n=1, cutoff=0.75)
         return f"no such option: {name}" + (f"; did you mean {close[0]}?" if close else "")
     text = e.format_message()
     if m := re.fullmatch(r"No such command '(.*)'\.(?: Did you mean '(.*)'\?)?", text, re.DOTALL):
