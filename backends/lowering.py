@@ -87,33 +87,35 @@ def evaluate(expr, namespace: dict[str, Any]):
     return expr
 
 
-def render(expr, indent: int = 0, width: int = 110) -> str:
-    """Python source for an expression; a call or literal too long for one line puts one item per line."""
+def render(expr, indent: int = 0, width: int = 110, used: int = 0) -> str:
+    """Python source for an expression; a call or literal too long for one line puts one item per line.
+    `indent`: the indentation of the line the expression starts on; `used`: the other characters of its
+    first and last lines (what precedes it after the indentation, a comma after it), kept within `width`."""
     if isinstance(expr, Ref):
         return expr.path
     if isinstance(expr, Call):
-        parts = [render(a, indent + 4, width) for a in expr.args]
-        parts += [f"{k}={render(v, indent + 4, width)}" for k, v in expr.kwargs]
-        return _wrapped(f"{expr.fn.path}(", parts, ")", indent, width)
+        parts = [render(a, indent + 4, width, 1) for a in expr.args]  # (each item is followed by a comma)
+        parts += [f"{k}={render(v, indent + 4, width, len(k) + 2)}" for k, v in expr.kwargs]
+        return _wrapped(f"{expr.fn.path}(", parts, ")", indent, width, used)
     if isinstance(expr, list):
-        return _wrapped("[", [render(x, indent + 4, width) for x in expr], "]", indent, width)
+        return _wrapped("[", [render(x, indent + 4, width, 1) for x in expr], "]", indent, width, used)
     if isinstance(expr, dict):
-        return _wrapped("{", [f"{k!r}: {render(v, indent + 4, width)}" for k, v in expr.items()], "}", indent,
-                        width)
-    if isinstance(expr, tuple):
-        items = [render(x, indent, width) for x in expr]
-        return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"
+        return _wrapped("{", [f"{k!r}: {render(v, indent + 4, width, len(repr(k)) + 3)}"
+                              for k, v in expr.items()], "}", indent, width, used)
+    if isinstance(expr, tuple):  # (a one-item tuple keeps its comma)
+        items = [render(x, indent + 4, width, 1) for x in expr]
+        return _wrapped("(", items, ",)" if len(items) == 1 else ")", indent, width, used)
     if isinstance(expr, float):
         return repr(float(expr))
     return repr(expr)
 
 
-def _wrapped(opening: str, items: list[str], closing: str, indent: int, width: int) -> str:
+def _wrapped(opening: str, items: list[str], closing: str, indent: int, width: int, used: int) -> str:
     flat = opening + ", ".join(items) + closing
-    if indent + len(flat) <= width and "\n" not in flat:
+    if indent + used + len(flat) <= width and "\n" not in flat:
         return flat
     pad = " " * (indent + 4)
-    return opening + "\n" + "".join(f"{pad}{i},\n" for i in items) + " " * indent + closing
+    return opening + "\n" + "".join(f"{pad}{i},\n" for i in items) + " " * indent + closing.lstrip(",")
 
 
 def names_in(expr) -> set[str]:

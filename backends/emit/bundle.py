@@ -81,8 +81,9 @@ def _import_line(module: str, attr: str | None, alias: str) -> str:
 class Bundle:
     """Definitions copied from dlc modules by name; `render()` gives (import lines, code)."""
 
-    def __init__(self, modules: tuple[str, ...]):
+    def __init__(self, modules: tuple[str, ...], provided: frozenset[str] = frozenset()):
         self.modules = modules  # where a bare name is looked up, in order
+        self.provided = provided  # names the script defines itself: used, never copied
         self.order: list[tuple[str, str]] = []  # (module, name) in dependency order
         self.imports: set[str] = set()
         self._seen: dict[str, str] = {}  # name -> module it was taken from
@@ -118,6 +119,8 @@ class Bundle:
         return False
 
     def _resolve(self, mod: Module, used: str) -> None:
+        if used in self.provided:
+            return
         if used in mod.defs:
             self._take(mod, used)
         elif used in mod.imports:

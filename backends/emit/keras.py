@@ -54,9 +54,10 @@ def model_code(spec: Spec) -> tuple[str, tuple[str, ...]]:
     task = type(spec.loss).task
     shapes = {i.layer.name: {w.name: tuple(w.shape) for w in i.weights} for i in spec.walk() if i.weights}
     code = MODEL.format(
-        net=render(network_expr(spec, TARGET, container="network"), 12),
-        optimizer=render(ctx.lower(spec.optimizer), 12), loss=render(ctx.lower(spec.loss), 12),
+        net=render(network_expr(spec, TARGET, container="network"), 12, used=1),
+        optimizer=render(ctx.lower(spec.optimizer), 12, used=1),
+        loss=render(ctx.lower(spec.loss), 12, used=1),
         n_stats=stats_size(task, spec.output_shape()[-1], [m.name for m in spec.metrics]),
-        shapes=render(shapes, 12),
+        shapes=render(shapes, 12, used=len("weight_shapes=,")),
         output=fused_output(spec), name=spec.name)
     return code, LIBRARY

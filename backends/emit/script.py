@@ -13,7 +13,7 @@ from pathlib import Path
 from dlc.backends.lowering import REGISTRY, LoweringMissing, call, load_target, ref, render
 from dlc.backends.torch.lower import one_thread_is_faster
 from dlc.compiler.checkshared import resolve_path
-from dlc.compiler.spec import BUNDLED, Bundled, Csv, Npy, Spec
+from dlc.compiler.spec import Bundled, Csv, Npy, Spec
 from dlc.reference.rng import STREAM_INIT
 
 from .bundle import Bundle, import_block
@@ -21,7 +21,7 @@ from .lower import DrawContext
 
 # where the names of the shared part are defined (dlc's numpy reference code)
 SHARED_MODULES = ("dlc.reference.rng", "dlc.compiler.functions", "dlc.compiler.training",
-                  "dlc.compiler.layers", "dlc.runtime.data",
+                  "dlc.compiler.layers", "dlc.runtime.data", "dlc.runtime.data.normalize",
                   "dlc.runtime.augment", "dlc.reference.metrics", "dlc.reference.callbacks",
                   "dlc.runtime.loop")
 FRAMEWORK = {"torch": "PyTorch", "keras": "Keras"}
@@ -54,6 +54,19 @@ refuses (the per-step losses so far are still written).
 
 from __future__ import annotations
 '''
+
+
+def _fit(text: str, width: int = 110) -> str:
+    """`text` with each line longer than `width` (a long spec or model name) broken at its spaces, indented as
+    it was: the script keeps the project's line length (ruff's E501)."""
+    import textwrap
+
+    def fit(line: str) -> list[str]:
+        indent = line[:len(line) - len(line.lstrip())]
+        return textwrap.wrap(line, width, subsequent_indent=indent, break_long_words=False,
+                             break_on_hyphens=False) if len(line) > width else [line]
+
+    return "\n".join(out for line in text.split("\n") for out in fit(line))
 
 
 def in_docstring(text: str) -> str:
@@ -93,139 +106,90 @@ class DataContext:
 
 
 def data_code(spec: Spec, target: str, base_dir: Path) -> str:
-    """load_data(): the splits [(train, val, test)] of (x, y) pairs, as dlc.runtime.data.prepare/folds do,
-    after the checks `dlc run` makes of a data file (checks_code)."""
+    """load_data(): the splits [(train, val, test)] of (x, y) pairs, as dlc.runtime.data.prepare/folds make
+    them, checked by dlc's own functions (load(), check_statistics(), check_model_inputs(): copied, so the
+    script refuses the data `dlc run` refuses, in its words)."""
     d = spec.data
     assert d is not None  # (check() refuses a spec without a data block)
     ctx = DataContext(target, base_dir)
-    read, where = _read_code(d.source, render(REGISTRY.lower(target, d.source, ctx), 4), ctx)
+    split = render(REGISTRY.lower(target, d.split, ctx), 4, used=len("splits = "))
     lines = ["def load_data():",
-             '    """[(train, val, test)], each an (x, y) pair or None: dlc\'s seeded split, normalised',
-             '    with statistics of the training part only."""',
-             *read,
-             "    n = len(x)",
-             "    x = x.reshape(n, -1)",
-             *_targets_code(spec, where),
-             f"    splits = {render(REGISTRY.lower(target, d.split, ctx), 4)}",
+             '    """[(train, val, test)], each an (x, y) pair or None: the data checked as `dlc run`',
+             "    checks it, dlc's seeded split, normalised with statistics of the training part only.\"\"\"",
+             "    spec = Spec()",
+             "    data = load(spec, base_dir=None)  # (load_samples reads the files by their full paths)",
+             "    s, n, labels = data.samples, len(data.x), data.labels",
+             f"    splits = {split}",
              "    out = []",
              "    for train, val, test in splits:",
-             f"        shift, scale = normalizer({d.normalize!r}, x[train])",
-             "        xs = x if shift is None else (x - shift) / scale",
-             "        xs = xs.reshape((n,) + INPUT_SHAPE)",
-             "        out.append(tuple((xs[ix], targets[ix]) if len(ix) else None"
+             '        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):',
+             "            shift, scale = normalizer(spec.data.normalize, data.x[train])",
+             "            check_statistics(spec, shift, scale, s.where)",
+             "        flat = data.x if shift is None or scale is None else normalized(data.x, shift, scale)",
+             "        check_model_inputs(spec, flat, s.where, s.row)",
+             "        xs = flat.reshape((n,) + INPUT_SHAPE)",
+             "        out.append(tuple((xs[ix], data.targets[ix]) if len(ix) else None"
              " for ix in (train, val, test)))",
              "    return out"]
     return "\n".join(lines)
 
 
-def _read_code(src, read: str, ctx: DataContext) -> tuple[list[str], tuple | None]:
-    """(the lines that read the source into x, y and check the features, the arguments that name the targets'
-    file to their check); None: a bundled set, scikit-learn's own, is not checked."""
-    if isinstance(src, Bundled):
-        return [f"    x, y = {read}"], None
-    if isinstance(src, Csv):  # (each sample's row in the file, and the class names, for the messages)
-        rows = (ref("s.where"), ref("s.row"))
-        check = _statement(call("check_features", ref("x"), *rows))
-        return [f"    s = {read}", "    x, y = s.x, s.y", check], (*rows, ref("s.class_names"))
-    features, targets = data_files(src, ctx)
-    return [f"    x, y = {read}", _statement(call("check_features", ref("x"), features))], (targets,)
+# the names the script defines for the copied data checks to use, in place of dlc's (which need the compiler)
+STAND_INS = frozenset({"Spec", "load_samples", "embedding_vocabulary"})
+
+SPEC_FACTS = '''class Spec:
+    """What dlc's data checks (copied above: load, checked_targets, check_model_inputs) read of the spec."""
+
+    class Loss:
+        name, task, targets = {loss!r}, {task!r}, {targets!r}
+
+    class Data:
+        normalize = {normalize!r}
+
+    loss, data, dtype, input = Loss(), Data(), {dtype!r}, {input!r}
+
+    def output_shape(self):
+        return {output!r}
 
 
-def _statement(expr) -> str:
-    return "    " + render(expr, 4)
+def embedding_vocabulary(spec):
+    """input_dim of an Embedding that reads the model's input, else None (dlc's answer for this spec)."""
+    return {vocabulary!r}
 
 
-def _targets_code(spec: Spec, where: tuple | None) -> list[str]:
-    """The lines that make `labels` (classification) and `targets` as the loss wants them, checked unless
-    `where` is None."""
-    task, kind = type(spec.loss).task, type(spec.loss).targets
-    if task == "regression":
-        y = "y" if where is None else render(call("checked_values", ref("y"), *where), 4)
-        return ["    labels = None", f"    targets = class_targets({y}, {kind!r})"]
-    # the output layer's classes, as dlc.runtime.data.checked_targets numbers them
-    src = spec.data.source if spec.data is not None else None
-    classes = BUNDLED[src.name][1] if isinstance(src, Bundled) else None
-    num = spec.output_shape()[-1] if task == "categorical" else classes or 2
-    labels = "y.astype(np.int64)" if where is None else render(call("checked_labels", ref("y"), *where), 4)
-    return [f"    labels = {labels}", f"    targets = class_targets(labels, {kind!r}, {num!r})"]
+def load_samples(spec, base_dir, keep_float32=False):
+    """The spec's data as its source holds it, with the file the messages name (and a CSV file's rows)."""
+{read}'''
 
 
-def data_files(src, ctx: DataContext) -> tuple[str, str]:
-    """The files the features' and the targets' messages name: each the file it is read from."""
-    if isinstance(src, Npy):
-        return str(ctx.resolve(src.x)), str(ctx.resolve(src.y))
-    return str(ctx.resolve(src.path)), str(ctx.resolve(src.path))
+def spec_code(spec: Spec, target: str, base_dir: Path) -> str:
+    """Spec, embedding_vocabulary() and load_samples(): the stand-ins (STAND_INS) the copied checks call
+    where dlc's take the compiled spec, with the values dlc's own functions give for this spec."""
+    d = spec.data
+    assert d is not None
+    ctx = DataContext(target, base_dir)
+    read = REGISTRY.lower(target, d.source, ctx)
+    if isinstance(d.source, Csv):  # (its reader gives the samples, with each one's row in the file)
+        lines = f"    return {render(read, 4, used=len('return '))}"
+    else:  # (named as dlc.runtime.data.load_samples names them: an npy source by its features' file)
+        where = d.source.name if isinstance(d.source, Bundled) else str(ctx.resolve(
+            d.source.x if isinstance(d.source, Npy) else d.source.path))
+        samples = render(call("Samples", ref("x"), ref("y"), where), 4, used=len("return "))
+        lines = f"    x, y = {render(read, 4, used=len('x, y = '))}\n    return {samples}"
+    loss = type(spec.loss)
+    return SPEC_FACTS.format(loss=spec.loss.name, task=loss.task, targets=loss.targets, normalize=d.normalize,
+                             dtype=spec.dtype, input=tuple(spec.input), output=tuple(spec.output_shape()),
+                             vocabulary=_vocabulary(spec), read=lines)
 
 
-CHECK_FEATURES = '''def check_features(x, where, row=lambda i: f"sample {i + 1}"):
-    """Features as `dlc run` checks them before it trains, each problem one line (DataError): as many per
-    sample as INPUT_SHAPE holds, all finite (a nan would show only later, as a nan loss)."""
-    have, need = math.prod(x.shape[1:]), math.prod(INPUT_SHAPE)
-    if have != need:
-        raise DataError(f"{where}: samples of shape {x.shape[1:]} hold {have} features, but the spec's input "
-                        f"{INPUT_SHAPE} needs {need}; give each sample {need} features")
-    bad = np.argwhere(~np.isfinite(x.reshape(len(x), -1)))
-    if len(bad):
-        raise DataError(f"{where}: {len(bad)} feature value(s) are missing or not finite (the first in "
-                        f"{row(bad[0][0])}, feature {bad[0][1] + 1}); fill or drop them first")'''
+def _vocabulary(spec: Spec) -> int | None:
+    """dlc.runtime.data.embedding_vocabulary(spec), which backends/ cannot import (a layer above it):
+    input_dim of an Embedding that reads the input (first, or after reshapes only). tests/test_emit_leftovers
+    checks the two agree."""
+    from dlc.compiler.layers import Embedding, Flatten, Reshape
 
-CHECKED_LABELS = '''def checked_labels(y, where, row=lambda i: f"sample {{i + 1}}", names=None):
-    """One class label 0..{hi} per sample, as `dlc run` checks them before it trains: a one-column array's
-    column{onehot_doc}; each problem one line (DataError)."""
-    y = y[:, 0] if y.ndim == 2 and y.shape[1] == 1 else y
-{rows}
-    if y.dtype.kind not in "biuf":
-        raise DataError(f"{{where}}: the labels are not numbers ({{str(y.flat[0])!r}} in {{row(0)}}); "
-                        "give class numbers 0..{hi}")
-    v = y.astype(np.float64)
-    with np.errstate(invalid="ignore"):
-        bad = np.flatnonzero(~np.isfinite(v) | (v != np.round(v)) | (v < 0) | (v > {hi}))
-    if len(bad):
-        label = f"class {{names[int(v[bad[0]])]!r}}" if names else f"label {{v[bad[0]]:g}}"
-        raise DataError(f"{{where}}: {{label}} in {{row(bad[0])}} is not a class number 0..{hi} "
-                        "({need})")
-    return v.astype(np.int64)'''
-
-ONEHOT_ROWS = '''    if y.ndim > 1:  # one-hot rows: their class
-        if y.shape[1:] != ({units},) or not (np.isin(y, (0, 1)).all(axis=1) & (y.sum(axis=1) == 1)).all():
-            raise DataError(f"{{where}}: targets of shape {{y.shape}} are not one-hot rows of {units}; "
-                            "give those or class labels 0..{hi}")
-        y = y.argmax(axis=1)'''
-
-NOT_ROWS = '''    if y.ndim > 1:
-        raise DataError(f"{{where}}: targets of shape {{y.shape}} (one-hot rows?), but "
-                        "{loss} needs one label per sample")'''
-
-CHECKED_VALUES = '''def checked_values(y, where, row=lambda i: f"sample {{i + 1}}", names=None):
-    """Targets as `dlc run` checks them before it trains: numbers, {units} per sample (one per output unit),
-    all finite; each problem one line (DataError)."""
-    if names or y.dtype.kind not in "biuf":
-        raise DataError(f"{{where}}: the targets are {{'class names' if names else y.dtype}}, not numbers; "
-                        "{loss} is a regression loss")
-    y = y.reshape(len(y), -1)
-    if y.shape[1] != {units}:
-        raise DataError(f"{{where}}: the targets have {{y.shape[1]}} column(s) but the output layer has "
-                        "{units} unit(s)")
-    bad = np.flatnonzero(~np.all(np.isfinite(y.astype(np.float64)), axis=1))
-    if len(bad):
-        raise DataError(f"{{where}}: a target is missing or not finite (the first in {{row(bad[0])}})")
-    return y'''
-
-
-def checks_code(spec: Spec) -> str:
-    """check_features() and checked_labels() (classification) or checked_values() (regression): the checks
-    dlc.runtime.data makes before training, written for this spec's input, loss and output layer."""
-    task, loss, units = type(spec.loss).task, spec.loss.name, spec.output_shape()[-1]
-    if spec.data is None or isinstance(spec.data.source, Bundled):  # (scikit-learn's sets need no check)
-        return ""
-    if task == "regression":
-        return CHECK_FEATURES + "\n\n\n" + CHECKED_VALUES.format(units=units, loss=loss)
-    hi = units - 1 if task == "categorical" else 1
-    need = f"the output layer has {units} units" if task == "categorical" else f"{loss} needs labels 0 and 1"
-    onehot = type(spec.loss).targets == "onehot"
-    rows = (ONEHOT_ROWS if onehot else NOT_ROWS).format(units=units, hi=hi, loss=loss)
-    return CHECK_FEATURES + "\n\n\n" + CHECKED_LABELS.format(
-        hi=hi, need=need, rows=rows, onehot_doc=", one-hot rows' class" if onehot else "")
+    first = next((layer for layer in spec.layers if not isinstance(layer, (Flatten, Reshape))), None)
+    return first.input_dim if isinstance(first, Embedding) else None
 
 
 def weights_code(spec: Spec, target: str) -> str:
@@ -244,7 +208,7 @@ def weights_code(spec: Spec, target: str) -> str:
             adjust = getattr(info.layer, "initial_adjustment", lambda _name: None)(w.name)
             if adjust is not None:  # e.g. an LSTM's forget-gate bias starts at one
                 expr = call(adjust[0], expr, **adjust[1])
-            lines.append(f"            {w.name!r}: {render(expr, 12)},")
+            lines.append(f"            {w.name!r}: {render(expr, 12, used=len(repr(w.name)) + 3)},")
         lines.append("        },")
     lines.append("    }")
     return "\n".join(lines)
@@ -287,12 +251,13 @@ def loop_code(spec: Spec, target: str) -> str:
 
     s, es = spec.schedule, spec.train.early_stopping
     augs = [REGISTRY.lower(target, op, None) for op in (spec.data.augment if spec.data else [])]
-    lowered = render(REGISTRY.lower(target, s, DataContext(target, Path("."))), 4) if s is not None else None
     lines = [LOOP_HEAD]
     if s is not None:
-        lines.append(f"    {'plateau' if s.kind == 'plateau' else 'lr_at'} = {lowered}")
+        name = "plateau" if s.kind == "plateau" else "lr_at"
+        lowered = render(REGISTRY.lower(target, s, DataContext(target, Path("."))), 4, used=len(name) + 3)
+        lines.append(f"    {name} = {lowered}")
     if augs:
-        lines.append(f"    augmentations = {render(augs, 4)}")
+        lines.append(f"    augmentations = {render(augs, 4, used=len('augmentations = '))}")
     if es is not None:
         mode = monitor_mode(es.mode, es.monitor)
         worst = "math.inf" if mode == "min" else "-math.inf"
@@ -345,8 +310,9 @@ MAIN = '''def train_and_evaluate(epochs, step_losses):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=EPOCHS)
+    parser = argparse.ArgumentParser(description=__doc__.split("\\n\\n")[0])
+    parser.add_argument("--epochs", type=int, default=EPOCHS, help="epochs to train (default: the spec's, "
+                        "%(default)s)")
     parser.add_argument("--losses", help="write the per-step training losses to this JSON file")
     args = parser.parse_args()
     if args.epochs < 1:
@@ -404,11 +370,10 @@ def emit(spec: Spec, backend: str, spec_path: str | Path) -> str:
     model_code, model_modules = parts.pop("model")
     body = "\n\n\n".join(part for part in parts.values() if part)
     imports, copied = _copied(body, model_code, model_modules)
-    if backend == "keras":
-        imports = quiet_tensorflow(imports)
-    head = HEADER.format(name=spec.name, spec_file=in_docstring(spec_path.name), framework=FRAMEWORK[backend],
-                         backend=backend, script=f"{spec.name}_{backend}.py",
-                         device=" --device cpu" if backend == "torch" else "")
+    imports = guarded_imports(imports, backend)
+    head = _fit(HEADER.format(
+        name=spec.name, spec_file=in_docstring(spec_path.name), framework=FRAMEWORK[backend], backend=backend,
+        script=f"{spec.name}_{backend}.py", device=" --device cpu" if backend == "torch" else ""))
     threads = "torch.set_num_threads(1)  # a small model: one CPU thread is faster, and what dlc uses\n" \
         if backend == "torch" and one_thread_is_faster(spec) else ""
     return "\n\n\n".join([
@@ -419,12 +384,9 @@ def emit(spec: Spec, backend: str, spec_path: str | Path) -> str:
         section("main") + "\n\n\n" + MAIN.rstrip("\n")]) + "\n"
 
 
-TF_LOG_LEVEL = '''import os
-
+TF_LOG_LEVEL = '''\
 # TensorFlow's native log: no notices or ERROR lines from runs that succeed (as dlc's keras backend sets it)
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-
-'''
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")'''
 
 TF_QUIET_IMPORT = '''try:  # TensorFlow's start-up notices reach stderr before a log level applies: not shown
     _stderr, _null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
@@ -435,21 +397,39 @@ finally:
     os.close(_stderr)
     os.close(_null)'''
 
+INTERRUPTIBLE_IMPORT = '''try:  # a Ctrl-C while the libraries load (seconds): one line and exit 130, as later
+{imports}
+except KeyboardInterrupt:
+    sys.stderr.write(f"{{os.path.basename(sys.argv[0])}}: interrupted\\n")
+    raise SystemExit(130) from None'''
+
+
+def guarded_imports(imports: str, backend: str) -> str:
+    """The script's imports: the standard library's, then the third-party ones, which take seconds to load,
+    in a try that makes a Ctrl-C among them one line (as main() says it later); a keras script's Keras and
+    TensorFlow imported as dlc imports them (quiet_tensorflow)."""
+    first, _, third = imports.partition("\n\n")
+    first = import_block([*first.splitlines(), "import os", "import sys"])
+    if backend == "keras":
+        third, first = quiet_tensorflow(third), first + "\n\n" + TF_LOG_LEVEL
+    inner = "\n".join("    " + line if line else "" for line in third.splitlines())
+    return first + "\n\n" + INTERRUPTIBLE_IMPORT.format(imports=inner)
+
 
 def quiet_tensorflow(imports: str) -> str:
-    """A keras script's import block with Keras and TensorFlow imported as dlc imports them
+    """Third-party import lines with Keras and TensorFlow imported as dlc imports them
     (backends/keras/quiet.py): their start-up notices silenced, so that a script that fails says one line."""
     lines = imports.splitlines()
     framework = [line for line in lines if line and line.split()[1].split(".")[0] in ("keras", "tensorflow")]
     rest = "\n".join(line for line in lines if line not in framework).strip("\n")
     quiet = TF_QUIET_IMPORT.format(imports="\n".join("    " + line for line in framework))
-    return TF_LOG_LEVEL + rest + "\n\n" + quiet
+    return rest + "\n\n" + quiet
 
 
 def _copied(body: str, model_code: str, model_modules: tuple[str, ...]) -> tuple[str, str]:
     """(import block, copied definitions) for the generated code: the model's names looked up in the backend's
     library first, the rest in dlc's shared code first."""
-    bundle = Bundle(SHARED_MODULES + model_modules)
+    bundle = Bundle(SHARED_MODULES + model_modules, provided=STAND_INS)
     free = _free_names(f"{body}\n\n{model_code}\n\n{MAIN}")
     aliases = free & set(MODULE_ALIASES)
     free -= aliases
@@ -464,13 +444,13 @@ def _parts(spec: Spec, backend: str, target: str, base_dir: Path) -> dict:
     from importlib import import_module
 
     model = import_module(f"dlc.backends.emit.{backend}")
-    return {"checks": checks_code(spec), "data": data_code(spec, target, base_dir),
+    return {"spec": spec_code(spec, target, base_dir), "data": data_code(spec, target, base_dir),
             "weights": weights_code(spec, target),
             "loop": loop_code(spec, target), "model": model.model_code(spec)}
 
 
 def _task_constants(spec: Spec) -> str:
-    return f"TASK = {type(spec.loss).task!r}\nMETRICS = {[m.name for m in spec.metrics]!r}"
+    return f"TASK = {type(spec.loss).task!r}\nMETRICS = {render([m.name for m in spec.metrics], used=10)}"
 
 
 def _free_names(code: str) -> set[str]:

@@ -87,10 +87,14 @@ def model_code(spec: Spec) -> tuple[str, tuple[str, ...]]:
     penalties, activity, constraints = regularization(spec, ctx)
     names = {i.layer.name: [w.name for w in i.weights] for i in spec.walk() if i.weights}
     code = MODEL.format(
-        net=render(network_expr(spec, TARGET), 8),
-        optimizer=render(applied(ctx.lower(spec.optimizer), ref("list(self.net.parameters())")), 8),
-        loss=render(ctx.lower(spec.loss), 12), stats=render(stats, 12), stats_shape=stats_shape,
-        penalties=render(penalties, 12), activity=render(activity, 12), constraints=render(constraints, 12),
-        names=render(names, 8),
+        net=render(network_expr(spec, TARGET), 8, used=len("self.net = .to(DTYPE)")),
+        optimizer=render(applied(ctx.lower(spec.optimizer), ref("list(self.net.parameters())")), 8,
+                         used=len("self.optimizer = ")),
+        loss=render(ctx.lower(spec.loss), 12, used=len("loss=,")),
+        stats=render(stats, 12, used=len("stats=,")),
+        stats_shape=stats_shape, penalties=render(penalties, 12, used=len("penalties=,")),
+        activity=render(activity, 12, used=len("activity=,")),
+        constraints=render(constraints, 12, used=len("constraints=,")),
+        names=render(names, 8, used=len("return get_weights(self.net, )")),
         layers="\n        layers = layer_modules(self.net)" if penalties or activity or constraints else "")
     return code, library_modules()
