@@ -274,6 +274,16 @@ class Spec(IRNode):
                 shape = info.out_shape
         return shape
 
+    def input_vocabulary(self) -> int | None:
+        """input_dim of an Embedding that reads the model's input (first, or after reshapes only), else None:
+        such an input is token ids (checked against it, never normalised), not features."""
+        for layer in self.layers:
+            if isinstance(layer, Embedding):
+                return layer.input_dim
+            if not isinstance(layer, (Flatten, Reshape)):
+                return None
+        return None
+
     def param_counts(self) -> tuple[int, int]:
         """(trainable, non-trainable), as Keras counts them."""
         t = n = 0

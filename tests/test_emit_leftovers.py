@@ -114,19 +114,19 @@ def test_good_tokens_still_train(tmp_path):
 @pytest.mark.parametrize("layers,vocabulary", [
     ("Embedding(10, 4)\n    Flatten()", 10),
     ("Reshape((2, 2))\n    Flatten()\n    Embedding(7, 2)\n    Flatten()", 7),
-    ("Dense(4)\n    Embedding(10, 4)\n    Flatten()", None), ("Dense(4)", None)])
-def test_the_embedding_vocabulary_is_dlc_s(tmp_path, layers, vocabulary):
-    """The emitter answers dlc.runtime.data.embedding_vocabulary's question itself (backends/ cannot import
-    the runtime): the two agree."""
-    from dlc.backends.emit.script import _vocabulary
+    ("Dense(4)", None)])  # (an Embedding after a Dense is a spec error: its inputs would not be tokens)
+def test_the_embedding_vocabulary_is_the_spec_s(tmp_path, layers, vocabulary):
+    """Spec.input_vocabulary (what the run's token check reads), and the emitted stand-in's answer: the
+    same."""
+    from dlc.backends.emit.script import spec_code
     from dlc.compiler import compile_file
-    from dlc.runtime.data import embedding_vocabulary
 
     spec = tmp_path / "v.dlspec"
     spec.write_text(NPZ.format(normalize="none", layers=f"    {layers}\n    Dense(3, activation=softmax)"))
     ir = compile_file(spec).spec
-    assert ir is not None
-    assert _vocabulary(ir) == embedding_vocabulary(ir) == vocabulary
+    assert ir is not None and ir.input_vocabulary() == vocabulary
+    stand_in = spec_code(ir, "emit_torch", tmp_path)
+    assert f"    def input_vocabulary(self):\n        return {vocabulary!r}\n" in stand_in
 
 
 # ------------------------------------------------------------------------------------------ one definition

@@ -135,7 +135,7 @@ def data_code(spec: Spec, target: str, base_dir: Path) -> str:
 
 
 # the names the script defines for the copied data checks to use, in place of dlc's (which need the compiler)
-STAND_INS = frozenset({"Spec", "load_samples", "embedding_vocabulary"})
+STAND_INS = frozenset({"Spec", "load_samples"})
 
 SPEC_FACTS = '''class Spec:
     """What dlc's data checks (copied above: load, checked_targets, check_model_inputs) read of the spec."""
@@ -151,10 +151,8 @@ SPEC_FACTS = '''class Spec:
     def output_shape(self):
         return {output!r}
 
-
-def embedding_vocabulary(spec):
-    """input_dim of an Embedding that reads the model's input, else None (dlc's answer for this spec)."""
-    return {vocabulary!r}
+    def input_vocabulary(self):
+        return {vocabulary!r}
 
 
 def load_samples(spec, base_dir, keep_float32=False):
@@ -163,7 +161,7 @@ def load_samples(spec, base_dir, keep_float32=False):
 
 
 def spec_code(spec: Spec, target: str, base_dir: Path) -> str:
-    """Spec, embedding_vocabulary() and load_samples(): the stand-ins (STAND_INS) the copied checks call
+    """Spec and load_samples(): the stand-ins (STAND_INS) the copied checks call
     where dlc's take the compiled spec, with the values dlc's own functions give for this spec."""
     d = spec.data
     assert d is not None
@@ -179,17 +177,7 @@ def spec_code(spec: Spec, target: str, base_dir: Path) -> str:
     loss = type(spec.loss)
     return SPEC_FACTS.format(loss=spec.loss.name, task=loss.task, targets=loss.targets, normalize=d.normalize,
                              dtype=spec.dtype, input=tuple(spec.input), output=tuple(spec.output_shape()),
-                             vocabulary=_vocabulary(spec), read=lines)
-
-
-def _vocabulary(spec: Spec) -> int | None:
-    """dlc.runtime.data.embedding_vocabulary(spec), which backends/ cannot import (a layer above it):
-    input_dim of an Embedding that reads the input (first, or after reshapes only). tests/test_emit_leftovers
-    checks the two agree."""
-    from dlc.compiler.layers import Embedding, Flatten, Reshape
-
-    first = next((layer for layer in spec.layers if not isinstance(layer, (Flatten, Reshape))), None)
-    return first.input_dim if isinstance(first, Embedding) else None
+                             vocabulary=spec.input_vocabulary(), read=lines)
 
 
 def weights_code(spec: Spec, target: str) -> str:

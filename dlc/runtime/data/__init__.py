@@ -61,7 +61,6 @@ from dlc.runtime.data.normalize import (
     check_statistics,
     chunk_rows,
     data_normalize,
-    embedding_vocabulary,
     normalizer,
     streamed_normalizer,
 )
@@ -103,7 +102,7 @@ __all__ = [
     "check_finite_features", "check_finite_targets", "check_foldable", "check_model_inputs",
     "check_rectangular", "check_same_length", "check_statistics", "check_stratifiable",
     "checked_targets", "chunk_rows", "class_counts", "class_labels", "class_targets", "csv_records",
-    "csv_samples", "data_block", "data_normalize", "embedding_vocabulary", "folds", "folds_streamed",
+    "csv_samples", "data_block", "data_normalize", "folds", "folds_streamed",
     "holdout", "holdout_indices", "is_header", "is_number", "kfold_indices", "kfold_splits", "load",
     "load_raw", "load_samples", "normalizer", "npz_array", "numeric_features", "onehot_labels",
     "open_npy", "open_npz", "open_streamed", "prepare", "prepare_streamed", "read_bundled", "read_csv",

@@ -19,7 +19,6 @@ from dlc.runtime.data.normalize import (
     check_model_inputs,
     check_statistics,
     chunk_rows,
-    embedding_vocabulary,
     normalized,
     normalizer,
     streamed_normalizer,
@@ -137,7 +136,7 @@ def _load_for(spec: Spec, base_dir: Path, dtype: str) -> Loaded:
 
 def _held_in_place(spec: Spec, data: Loaded) -> bool:
     """Whether assemble_in_place() can hold this data (2 or more columns, no token ids, a writable array)."""
-    return data.x.shape[1] >= 2 and embedding_vocabulary(spec) is None and data.x.flags.writeable
+    return data.x.shape[1] >= 2 and spec.input_vocabulary() is None and data.x.flags.writeable
 
 
 def assemble_in_place(spec: Spec, data: Loaded, train: np.ndarray, val: np.ndarray,

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dlc.compiler.layers import Embedding, Flatten, Reshape
 from dlc.compiler.spec import Spec
 from dlc.runtime.data.base import DataError, Samples
 
@@ -29,16 +28,6 @@ def check_finite_targets(s: Samples) -> None:
     if s.y.dtype.kind == "f" and not np.all(np.isfinite(s.y)):
         row = int(np.flatnonzero(~np.isfinite(s.y.reshape(len(s.y), -1)).any(axis=1))[0])
         raise DataError(f"{s.where}: a target is missing or not finite (the first in {s.row(row)})")
-
-
-def embedding_vocabulary(spec: Spec) -> int | None:
-    """input_dim of an Embedding that reads the model's input (first, or after reshapes only), else None."""
-    for layer in spec.layers:
-        if isinstance(layer, Embedding):
-            return layer.input_dim
-        if not isinstance(layer, (Flatten, Reshape)):
-            return None
-    return None
 
 
 @dataclass(frozen=True)
@@ -81,7 +70,7 @@ def check_model_inputs(spec: Spec, flat: np.ndarray, where: str, row) -> None:
         raise DataError(f"{where}: {row(i)}, feature {j + 1} is {bad_value.value:.3g} after normalize: "
                         f"{data_normalize(spec)}, beyond what {spec.dtype} holds (±{bad_value.limit:.3g}); "
                         "rescale that feature")
-    vocab = embedding_vocabulary(spec)
+    vocab = spec.input_vocabulary()
     if vocab is not None:
         bad = (flat != np.trunc(flat)) | (flat < 0) | (flat >= vocab)
         if bad.any():

@@ -18,7 +18,6 @@ from dlc.runtime.data.normalize import (
     check_model_inputs,
     check_statistics,
     chunk_rows,
-    embedding_vocabulary,
     normalized,
     normalizer,
     streamed_normalizer,
@@ -233,7 +232,7 @@ def assemble_streamed(spec: Spec, data: Streamed, dtype: str, train: np.ndarray,
         check_statistics(spec, shift, scale, s.where)
     rows.release()
     every = StreamedRows(rows, np.arange(len(rows)), shift, scale, "float64", (rows.shape[1],))
-    same = shift is None and np.can_cast(rows.dtype, dtype) and embedding_vocabulary(spec) is None
+    same = shift is None and np.can_cast(rows.dtype, dtype) and spec.input_vocabulary() is None
     if not same and not _extremes_fit(spec, data, shift, scale):
         # (features the run's dtype holds, unnormalised, need no check; others are checked by their extremes,
         # and the whole pass, which names the first value that does not fit, runs only when one does not)
@@ -257,7 +256,7 @@ def _extremes_fit(spec: Spec, data: Streamed, shift: np.ndarray | None, scale: n
     """Whether every normalised value fits the run's dtype, from each feature's extremes alone: (x - shift) /
     scale, in float64 with scale > 0, never decreases as x grows, so no value lies beyond the normalised
     extremes. An Embedding's whole-number check needs every value: False."""
-    if embedding_vocabulary(spec) is not None:
+    if spec.input_vocabulary() is not None:
         return False
     ends = np.stack([data.low, data.high])
     if shift is not None and scale is not None:
