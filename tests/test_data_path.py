@@ -258,7 +258,8 @@ def test_both_callers_word_their_own_error_from_it():
     from dlc.runtime.data import DataError
     from dlc.runtime.data.normalize import check_model_inputs
 
-    spec = SimpleNamespace(dtype="float32", data=SimpleNamespace(normalize="standard"), layers=[])
+    spec = SimpleNamespace(dtype="float32", data=SimpleNamespace(normalize="standard"),
+                           input_vocabulary=lambda: None)
     flat = np.array([[0.0, 1.0], [3.0, -2e39]])
     with pytest.raises(DataError) as e:
         check_model_inputs(spec, flat, "d.csv", lambda i: f"row {i + 1}")
