@@ -172,7 +172,7 @@ def test_nan_in_a_mapped_float16_file_is_found_by_the_streaming_pass(tmp_path):
     x[33, 2] = np.inf
     save_npy(tmp_path, x)
     one_line(train(tmp_path), 1,
-             "x.npy: feature values are missing or not finite (the first in sample 34, feature 3)")
+             "x.npy: 1 feature value(s) are missing or not finite (the first in sample 34, feature 3)")
 
 
 def test_python_objects_are_never_unpickled(tmp_path):

@@ -254,7 +254,7 @@ def test_csv_data_dlc_run_refuses_is_one_line_naming_the_row(tmp_path, case):
     assert rc == 1 and out == ""
     why = _one_error_line(script, err)
     assert why == _dlc_refusal(spec)
-    assert (f"{path}: " in why) == (case != "columns")  # (dlc's message of a wrong width names no file)
+    assert why.startswith(f"{path}: ") or why == f"cannot read data file {path}: No such file or directory"
 
 
 def test_csv_class_names_beyond_the_output_layer_are_named(tmp_path):
@@ -304,9 +304,8 @@ def test_npz_data_dlc_run_refuses_is_one_line(tmp_path, case):
 
 
 def test_npy_labels_are_named_as_dlc_names_them(tmp_path):
-    """As dlc.runtime.data.load names an npy source's samples, which the script reads whole as load() does.
-    (`dlc run` memory-maps them instead, dlc.runtime.data.stream, which now names the targets' own file: the
-    two paths of dlc.runtime.data differ there, and the script follows load(), whose code it copies.)"""
+    """By the targets' own file, as `dlc run` (which memory-maps the features) and load() (which reads them
+    whole, as the script does) name them."""
     from dlc.compiler import compile_file
     from dlc.runtime.data import DataError, load
 
@@ -320,8 +319,8 @@ def test_npy_labels_are_named_as_dlc_names_them(tmp_path):
     assert rc == 1
     with pytest.raises(DataError) as e:
         load(compile_file(spec).spec, tmp_path)
-    assert _one_error_line(script, err) == str(e.value)
-    assert "label 2 in sample 3" in str(e.value)
+    assert _one_error_line(script, err) == str(e.value) == _dlc_refusal(spec)
+    assert str(e.value).startswith(f"{tmp_path / 'y.npy'}: label 2 in sample 3")
 
 
 @pytest.mark.parametrize("case", ["width", "nan"])

@@ -330,7 +330,7 @@ def test_bad_files_are_one_line(tmp_path, case):
     elif case == "nan":
         x[7, 2] = np.nan
         np.save(tmp_path / "x.npy", x)
-        want = "feature values are missing or not finite (the first in sample 8, feature 3)"
+        want = "1 feature value(s) are missing or not finite (the first in sample 8, feature 3)"
     elif case == "overflow":  # (found from each feature's extremes; the first such value is then named)
         x[[40, 9], 4] = [1e39, -2e39]
         np.save(tmp_path / "x.npy", x)

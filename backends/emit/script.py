@@ -169,10 +169,12 @@ def spec_code(spec: Spec, target: str, base_dir: Path) -> str:
     read = REGISTRY.lower(target, d.source, ctx)
     if isinstance(d.source, Csv):  # (its reader gives the samples, with each one's row in the file)
         lines = f"    return {render(read, 4, used=len('return '))}"
-    else:  # (named as dlc.runtime.data.load_samples names them: an npy source by its features' file)
+    else:  # (named as dlc.runtime.data.load_samples names them: an npy source by its two files)
         where = d.source.name if isinstance(d.source, Bundled) else str(ctx.resolve(
             d.source.x if isinstance(d.source, Npy) else d.source.path))
-        samples = render(call("Samples", ref("x"), ref("y"), where), 4, used=len("return "))
+        targets = str(ctx.resolve(d.source.y)) if isinstance(d.source, Npy) else None
+        samples = render(call("Samples", ref("x"), ref("y"), where, targets_where=targets), 4,
+                         used=len("return "))
         lines = f"    x, y = {render(read, 4, used=len('x, y = '))}\n    return {samples}"
     loss = type(spec.loss)
     return SPEC_FACTS.format(loss=spec.loss.name, task=loss.task, targets=loss.targets, normalize=d.normalize,

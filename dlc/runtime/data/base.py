@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -57,11 +57,16 @@ class Samples:
     lines: list[int] | None = None  # each sample's row in a CSV file; None: samples are numbered from 1
     class_names: list[str] | None = None  # a CSV target column of names, numbered in sorted order
     header: bool | None = None  # a CSV file: whether its first row was a header
+    targets_where: str | None = None  # the targets' own file (an npy source's y), when not `where`
 
     @property
     def has_targets(self) -> bool:
         """False for a file of features only (its y has no columns)."""
         return not (self.y.ndim == 2 and self.y.shape[1] == 0)
+
+    def of_targets(self) -> Samples:
+        """These samples named by their targets' file, for the messages about the targets."""
+        return self if self.targets_where is None else replace(self, where=self.targets_where)
 
     def row(self, i: int) -> str:
         """Where sample i is, as its file shows it: "row 7" of a CSV file, else "sample 7"."""

@@ -42,8 +42,9 @@ def load_samples(spec: Spec, base_dir: Path, keep_float32: bool = False) -> Samp
         x, y = read_bundled(src.name)
         return Samples(x, y, src.name)
     if isinstance(src, Npy):  # (whole: a run memory-maps them instead, prepare_streamed)
-        x, y = read_npy(resolve_path(base_dir, src.x), resolve_path(base_dir, src.y))
-        return Samples(x, y, str(resolve_path(base_dir, src.x)))
+        x_path, y_path = resolve_path(base_dir, src.x), resolve_path(base_dir, src.y)
+        x, y = read_npy(x_path, y_path)
+        return Samples(x, y, str(x_path), targets_where=str(y_path))
     path = resolve_path(base_dir, src.path)
     if isinstance(src, Csv):
         return csv_samples(path, src.target)
@@ -81,11 +82,12 @@ def load(spec: Spec, base_dir: Path, keep_float32: bool = False) -> Loaded:
     check_finite_features(flat, s)
     need = math.prod(spec.input)
     if flat.shape[1] != need:
-        raise DataError(f"samples have {flat.shape[1]} features, input {tuple(spec.input)} needs {need}")
+        raise DataError(f"{s.where}: samples have {flat.shape[1]} features, input {tuple(spec.input)} needs "
+                        f"{need}")
     if len(s.y) != n:
         raise DataError(f"{s.where}: {n} samples but {len(s.y)} targets")
-    check_finite_targets(s)
-    targets, labels, num_classes = checked_targets(spec, s)
+    check_finite_targets(s.of_targets())
+    targets, labels, num_classes = checked_targets(spec, s.of_targets())
     return Loaded(flat, targets, labels, num_classes, s)
 
 

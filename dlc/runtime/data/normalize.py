@@ -20,8 +20,14 @@ def check_finite_features(flat: np.ndarray, s: Samples) -> None:
     bad = ~np.isfinite(flat)
     if bad.any():
         row, col = np.argwhere(bad)[0]
-        raise DataError(f"{s.where}: {int(bad.sum())} feature value(s) are missing or not finite "
-                        f"(the first in {s.row(int(row))}, feature {col + 1}); fill or drop them first")
+        raise nonfinite_features(s, int(bad.sum()), int(row), int(col))
+
+
+def nonfinite_features(s: Samples, count: int, row: int, col: int) -> DataError:
+    """The error for `count` missing or infinite feature values, the first at sample `row`, feature `col`
+    (from 0): one wording for the data read whole and the memory-mapped (stream.py)."""
+    return DataError(f"{s.where}: {count} feature value(s) are missing or not finite (the first in "
+                     f"{s.row(row)}, feature {col + 1}); fill or drop them first")
 
 
 def check_finite_targets(s: Samples) -> None:

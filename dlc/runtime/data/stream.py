@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +18,7 @@ from dlc.runtime.data.normalize import (
     check_model_inputs,
     check_statistics,
     chunk_rows,
+    nonfinite_features,
     normalized,
     normalizer,
     streamed_normalizer,
@@ -189,11 +190,10 @@ def open_streamed(spec: Spec, base_dir: Path) -> Streamed:
     if rows.shape[1] != need:
         raise DataError(f"{x_path}: samples have {rows.shape[1]} features, input {tuple(spec.input)} needs "
                         f"{need}")
-    s = Samples(rows.flat, y, str(x_path))
+    s = Samples(rows.flat, y, str(x_path), targets_where=str(y_path))
     low, high = _finite_extremes(rows, s)
-    targets_of = replace(s, where=str(y_path))  # (a problem with the targets names their file)
-    check_finite_targets(targets_of)
-    targets, labels, num_classes = checked_targets(spec, targets_of)
+    check_finite_targets(s.of_targets())
+    targets, labels, num_classes = checked_targets(spec, s.of_targets())
     return Streamed(rows, targets, labels, num_classes, s, low, high)
 
 
@@ -207,8 +207,9 @@ def _finite_extremes(rows: MappedRows, s: Samples) -> tuple[np.ndarray, np.ndarr
             bad = ~np.isfinite(c)
             if bad.any():
                 row, col = (int(v) for v in np.argwhere(bad)[0])
-                raise DataError(f"{s.where}: feature values are missing or not finite (the first in "
-                                f"{s.row(lo + row)}, feature {col + 1}); fill or drop them first")
+                rest = sum(int((~np.isfinite(rows[at:at + step])).sum())
+                           for at in range(lo + step, len(rows), step))
+                raise nonfinite_features(s, int(bad.sum()) + rest, lo + row, col)
         cl, ch = c.min(axis=0), c.max(axis=0)
         low = cl if low is None else np.minimum(low, cl)
         high = ch if high is None else np.maximum(high, ch)
