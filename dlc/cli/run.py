@@ -136,6 +136,10 @@ class _Launch:
         if target.finished:
             print(f"{target.run}: this run already finished; nothing to resume")
             return 0
+        if target.compiled:  # (each worker failed with `ValueError: a compiled run ...`)
+            raise CommandError(error_line(f"{target.run} was started with --compile, which --nproc cannot "
+                                          "train yet (the data-parallel step is not compiled): resume it "
+                                          "without --nproc"), EXIT_SPEC)
         self.check(target.spec, target.backend)
         return self.run(["run", "--resume", run, "--device", device, *(["--quiet"] if quiet else []),
                          *(["--no-evidence"] if no_evidence else [])], folder=run)
@@ -152,6 +156,7 @@ class _Launch:
         except ValueError as e:
             raise CommandError(error_line(str(e)), EXIT_SPEC) from None
         except KeyboardInterrupt as e:
+            folder = folder or getattr(e, "run_folder", None)  # (rank 0's, when the command line names none)
             if folder is not None and self.nnodes == 1 and (Path(folder) / "checkpoint.npz").is_file():
                 e.hint = f"; `dlc run --resume {folder} --nproc {self.nproc}` continues it"  # type: ignore[attr-defined]
             raise

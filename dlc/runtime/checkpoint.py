@@ -51,9 +51,11 @@ def load(run: Path) -> tuple[dict[str, np.ndarray], LoopState] | None:
     from dlc.runtime.runs import RunDirError, retrain
 
     path = run / FILE
+    again = f"it cannot be resumed from: {retrain(run)}"
+    if path.is_dir():
+        raise RunDirError(f"{path} is a folder, not a dlc checkpoint; {again}")
     if not path.is_file():
         return None
-    again = f"it cannot be resumed from: {retrain(run)}"
     if path.stat().st_size == 0:
         raise RunDirError(f"{path} is empty; {again}")
     try:

@@ -13,6 +13,7 @@ directory, checkpoints, evidence, final metrics); the other ranks only train (`f
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import signal
 import socket
@@ -21,14 +22,16 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from dlc.backends.distributed import Worker, WorkerLost
 
 __all__ = ["LAUNCHED", "EXIT_WORKER_LOST", "PORTS", "Launch", "Worker", "WorkerLost", "blockers", "from_env",
-           "launch"]
+           "launch", "note_run_folder"]
 
 LAUNCHED = "DLC_NPROC_LAUNCHED"  # set by `launch` in its workers' environment
 PORTS = "DLC_WORKER_PORTS"  # one free port per worker on this machine (the keras backend's cluster)
+RUN_NOTE = "DLC_RUN_FOLDER_NOTE"  # a file where rank 0 writes the run folder it trains into, for the launcher
 TIMEOUT = "DLC_COLLECTIVE_TIMEOUT"  # seconds a collective waits for the other processes (default 300)
 EXIT_WORKER_LOST = 3  # a worker whose peer was lost: the launcher reports it (the worker prints nothing)
 GRACE_S = 15.0  # how long rank 0 may take to end on its own after another worker stopped
@@ -43,7 +46,22 @@ def from_env() -> Worker | None:
     return Worker(rank=int(env.get("RANK", "0")), world=int(env["WORLD_SIZE"]),
                   local_rank=int(env.get("LOCAL_RANK", "0")), master_addr=env.get("MASTER_ADDR", "127.0.0.1"),
                   master_port=int(env.get("MASTER_PORT", "29500")),
-                  timeout_s=float(env.get(TIMEOUT, "300")), launched=bool(env.get(LAUNCHED)))
+                  timeout_s=collective_timeout(), launched=bool(env.get(LAUNCHED)))
+
+
+def collective_timeout() -> float:
+    """DLC_COLLECTIVE_TIMEOUT, in seconds (300 when unset); ValueError naming it when it is not a number of
+    seconds above 0 (0 or less failed every rendezvous with pages of c10d's C++ stack, `abc` with a bare
+    ValueError, `inf` overflowed)."""
+    text = os.environ.get(TIMEOUT, "").strip() or "300"
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise ValueError(f"{TIMEOUT}={text!r} is not a finite number of seconds above 0 (how long a data-"
+                         "parallel process waits for the others; 300 when unset)")
+    return seconds
 
 
 def blockers(spec, backend: str, nnodes: int = 1) -> list[str]:
@@ -85,6 +103,24 @@ def per_occurrence_embedding(spec) -> bool:
 
 
 # ---------------------------------------------------------------------------------------------- workers
+
+
+def note_run_folder(run: Path) -> None:
+    """Rank 0 tells its launcher the run folder it trains into (made by rank 0: without --out the launcher
+    cannot know it), so that the launcher's line about a lost worker or an interrupted run names it."""
+    note = os.environ.get(RUN_NOTE)
+    if note:
+        with contextlib.suppress(OSError):
+            Path(note).write_text(str(run), encoding="utf-8")
+
+
+def _noted(note: str) -> Path | None:
+    """The run folder rank 0 wrote in the file `note` (None: it made none, or said nothing)."""
+    try:
+        text = Path(note).read_text(encoding="utf-8").strip()
+    except OSError:
+        return None
+    return Path(text) if text else None
 
 
 @contextlib.contextmanager
@@ -146,6 +182,10 @@ def check_launch(how: Launch) -> str | None:
     """What is wrong with the launch options (None: nothing)."""
     if how.nproc < 1 or how.nnodes < 1:
         return "--nproc and --nnodes must be at least 1"
+    try:
+        collective_timeout()
+    except ValueError as e:
+        return str(e)
     if not 0 <= how.node_rank < how.nnodes:
         return f"--node-rank must be between 0 and {how.nnodes - 1}"
     cores = usable_cores()
@@ -192,10 +232,13 @@ def launch(args: list[str], how: Launch, quiet_args: list[str] | None = None) ->
     code of the run, a line for stderr): 0, or rank 0's own code when it reported a failure itself (no
     line); 1, and the line saying which worker stopped, when another one did. `quiet_args` are added for
     the ranks above 0 (their output is dropped anyway, except the last line of a failing worker's stderr,
-    which the launcher's line quotes)."""
+    which the launcher's line quotes). The line names the run folder rank 0 made; so does the
+    KeyboardInterrupt of an interrupted run, in its `run_folder` (None: none was made)."""
     addr = how.master_addr or "127.0.0.1"
     port = how.master_port or _free_port()
     ports = ",".join(str(_free_port()) for _ in range(how.nproc)) if how.nnodes == 1 else ""
+    fd, note = tempfile.mkstemp(prefix="dlc-run-folder-")
+    os.close(fd)
     procs: list[subprocess.Popen] = []
     logs = []
     saved = {}
@@ -211,16 +254,21 @@ def launch(args: list[str], how: Launch, quiet_args: list[str] | None = None) ->
             log = None if rank == 0 else tempfile.TemporaryFile(  # noqa: SIM115 - closed at the end
                 mode="w+", prefix="dlc-worker-")
             logs.append(log)
-            procs.append(subprocess.Popen(cmd, env=_worker_env(how, local, addr, port, ports),
-                                          stdout=None if rank == 0 else subprocess.DEVNULL,
+            env = _worker_env(how, local, addr, port, ports)
+            if rank == 0:
+                env[RUN_NOTE] = note
+            procs.append(subprocess.Popen(cmd, env=env, stdout=None if rank == 0 else subprocess.DEVNULL,
                                           stderr=log, preexec_fn=_worker_start))
         codes, order = _watch(procs, has_rank0=how.node_rank == 0)
-        return _verdict(codes, order, logs, how)
-    except KeyboardInterrupt:
+        return _verdict(codes, order, logs, how, _noted(note))
+    except KeyboardInterrupt as e:
         _stop(procs)
+        e.run_folder = _noted(note)  # type: ignore[attr-defined]
         raise
     finally:
         _stop(procs)
+        with contextlib.suppress(OSError):
+            os.unlink(note)
         for sig, handler in saved.items():
             signal.signal(sig, handler)
         for log in logs:
@@ -301,9 +349,10 @@ def _last_line(log) -> str:
     return ""
 
 
-def _verdict(codes: list[int | None], order: list[int], logs: list, how: Launch) -> tuple[int, str]:
+def _verdict(codes: list[int | None], order: list[int], logs: list, how: Launch,
+             run: Path | None = None) -> tuple[int, str]:
     """The launcher's exit code and the one line that says which worker stopped ("" when rank 0 reported
-    its own failure, or finished)."""
+    its own failure, or finished); the line names `run`, the run folder rank 0 made (None: it made none)."""
     if all(c == 0 for c in codes):
         return 0, ""
     if how.node_rank == 0 and codes[0] is not None and codes[0] != EXIT_WORKER_LOST:
@@ -324,7 +373,17 @@ def _verdict(codes: list[int | None], order: list[int], logs: list, how: Launch)
         said = said.removeprefix("dlc: error: ")
         line = (f"worker {rank} of {how.world} stopped ({_how_it_ended(code)}{': ' + said if said else ''}); "
                 "the other workers were stopped")
-    return 1, line
+    return 1, line + _kept(run, how)
+
+
+def _kept(run: Path | None, how: Launch) -> str:
+    """What the launcher's line adds about the run folder: that it is kept, and (on one machine, with a
+    checkpoint) the command that continues it."""
+    if run is None:
+        return ""
+    again = f"; `dlc run --resume {run} --nproc {how.nproc}` continues it" \
+        if how.nnodes == 1 and (run / "checkpoint.npz").is_file() else ""
+    return f" (run directory kept: {run}{again})"
 
 
 

@@ -6,12 +6,15 @@ display)."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
+
+import numpy as np
 
 from dlc.runtime import rundir, runlock
 from dlc.runtime.runs import RunDirError, retrain
@@ -154,8 +157,9 @@ def resume_target(run: str | Path) -> Resumable:
     try:
         spec = Spec.model_validate_json((run / "ir.json").read_text())
     except ValidationError as e:
+        n = e.error_count()
         raise RunDirError(f"'{run}' cannot be resumed: ir.json is damaged (not a dlc spec: "
-                          f"{e.error_count()} errors); {retrain(run)}") from None
+                          f"{n} error{'s' if n != 1 else ''}); {retrain(run)}") from None
     saved = checkpoint.load(run)
     if saved is None and (st.epochs_done or 0) > 1:
         raise RunDirError(f"'{run}' cannot be resumed: checkpoint.npz is missing although history.json has "
@@ -247,10 +251,13 @@ def _train_run(spec, backend: str, spec_file: str, base_dir: Path, device: str, 
 
     observer = observer or Observer()
     session_cls = session_class(backend)
-    if resume is None and out:  # refuse a folder in use before loading any data (and replace it after)
+    # the folder is rank 0's alone: the other ranks taking its lock to check it, even for a moment, refused
+    # each other's and rank 0's --out (`--nproc 4 --out RUN --replace` failed three times in four)
+    writes = data_parallel is None or data_parallel[0].rank == 0
+    if resume is None and out and writes:  # refuse a folder in use before loading any data (replace it after)
         rundir.prepare_out(out, replace=replace, spec_file=spec_file, check_only=True)
     with contextlib.ExitStack() as lock:
-        if resume is not None and (data_parallel is None or data_parallel[0].rank == 0):
+        if resume is not None and writes:
             _hold(lock, resume.run)
         return _train_locked(spec, backend, spec_file, base_dir, device, out, replace, resume, observer,
                              evidence, compile, data_parallel, session_cls, lock)
@@ -272,6 +279,9 @@ def _train_locked(spec, backend: str, spec_file: str, base_dir: Path, device: st
     from dlc.runtime.loop import TrainingFailed
 
     data = prepare(spec, base_dir, dtype=spec.dtype)  # held once, in the run's dtype
+    if resume is not None and (why := data_change(resume.info, data)):
+        raise RunDirError(f"'{resume.run}' cannot be resumed: its data changed since the run started "
+                          f"({why}); put the data back as it was, or {retrain(resume.run)}")
     session = session_cls(spec, device=device, weights=initial_weights(spec), compile=compile)
     if data_parallel is not None:
         from dlc.runtime.parallel import follow
@@ -290,6 +300,10 @@ def _train_locked(spec, backend: str, spec_file: str, base_dir: Path, device: st
     else:
         run = _new_run(spec, backend, device, spec_file, out, data, replace, compile)
         _hold(lock, run)  # (another dlc that made the same folder at the same moment is refused here)
+    if data_parallel is not None:
+        from dlc.runtime.parallel import note_run_folder
+
+        note_run_folder(run)
     try:
         if resume is not None:
             state, rows = _restore(run, session, resume)
@@ -303,6 +317,53 @@ def _train_locked(spec, backend: str, spec_file: str, base_dir: Path, device: st
     except Exception as e:
         _mark(run, failed=str(e).splitlines()[0] if str(e) else type(e).__name__)
         raise RunFailed(e, run) from e
+
+
+def targets_digest(data) -> str:
+    """A digest of the targets of every part of the data (train, val, test), in their order: kept in
+    run.json, so that `--resume` knows the samples are those the run started on."""
+    h = hashlib.blake2b(digest_size=16)
+    for part in (data.train, data.val, data.test):
+        if part is not None:
+            y = np.ascontiguousarray(part.y)
+            h.update(f"{y.dtype.str}{y.shape}".encode())
+            h.update(y.tobytes())
+    return h.hexdigest()
+
+
+def data_change(info: dict, data) -> str | None:
+    """How the data read now differs from the data the run (its run.json `info`) started on, which the
+    epochs left would train on instead: another number of samples, other targets, other normalization
+    statistics (other feature values); None when it does not differ in these."""
+    then = info["data_read"] if isinstance(info.get("data_read"), dict) else {}
+    now = data.read or {}
+    if "rows" in then and "rows" in now and now["rows"] != then["rows"]:
+        unit = "rows" if now.get("header") is not None else "samples"
+        return f"{now.get('file')} has {now.get('rows')} {unit}, it had {then['rows']}"
+    if isinstance(info.get("targets"), str) and info["targets"] != targets_digest(data):
+        return "the targets differ"
+    if isinstance(info.get("preprocessing"), dict) and not _same_statistics(info["preprocessing"],
+                                                                             data.preprocessing()):
+        return "the normalization statistics differ: the feature values changed"
+    return None
+
+
+def _same_statistics(then: dict, now: dict) -> bool:
+    """Whether two runs' normalization shift and scale agree (to 1e-9, relative: a resume on another
+    machine may sum in another order)."""
+    for key in ("shift", "scale"):
+        a, b = then.get(key), now.get(key)
+        if a is None or b is None:
+            if (a is None) != (b is None):
+                return False
+            continue
+        try:
+            x, y = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+        except (TypeError, ValueError):
+            return False
+        if x.shape != y.shape or not np.allclose(x, y, rtol=1e-9, atol=0.0, equal_nan=True):
+            return False
+    return True
 
 
 def _mark(run: Path, **changes) -> None:
@@ -343,7 +404,8 @@ def _new_run(spec, backend: str, device: str, spec_file: str, out: str | None, d
     worker = parallel.from_env()
     where = SimpleNamespace(spec=spec_file, backend=backend, device=device, compile=compile,
                             processes=worker.world if worker is not None else 1)
-    rundir.write_json(run / "run.json", rundir.run_info(where, spec, data))
+    info = {**rundir.run_info(where, spec, data), "targets": targets_digest(data)}
+    rundir.write_json(run / "run.json", info)
     return run
 
 
