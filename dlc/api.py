@@ -40,7 +40,7 @@ from dlc.runtime.data.normalize import dtype_limit, first_out_of_range
 from dlc.runtime.doctor import LiveDoctor
 from dlc.runtime.loop import History, LoopState, TrainingFailed
 from dlc.runtime.lr_find import LRFind, LRFindError
-from dlc.runtime.parallel import EXIT_WORKER_LOST
+from dlc.runtime.parallel import EXIT_WORKER_LOST, secondary_worker
 from dlc.runtime.run import Finished, Observer, Resumable, RunFailed, device_refusal
 from dlc.runtime.rundir import OutFolderError, disk_full, output_file
 from dlc.runtime.runs import RunDirError
@@ -92,7 +92,7 @@ __all__ = ["DataError", "Dataset", "History", "Model", "SpecError", "TrainingFai
            "catalogue", "checked", "compile_refusal", "compile_spec", "cross_validate", "data_files",
            "device_refusal", "disk_full", "emit", "feature_file_refusal",
            "evaluate_run", "export_onnx",
-           "improved", "launch", "list_runs", "lost_worker", "parallel_blockers",
+           "improved", "launch", "list_runs", "lost_worker", "parallel_blockers", "secondary_worker",
            "monitor_mode", "output_file", "plot_runs", "predict_file", "resumable", "resume", "run",
            "run_file_owner",
            "escaped", "run_inputs", "schema", "summary", "terminal_safe", "text_cells", "trainable", "tune",

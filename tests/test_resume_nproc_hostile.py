@@ -255,3 +255,25 @@ def test_a_compiled_run_resumed_with_nproc_is_refused_up_front(npz_run, tmp_path
         f"dlc: error: {copy} was started with --compile, which --nproc cannot train yet (the data-parallel "
         "step is not compiled): resume it without --nproc"], err
     assert (copy / "run.json").read_text() == before
+
+
+# ---------------------------------------------------------------------------------------- under torchrun
+
+
+def test_under_torchrun_only_rank_0_reports(tmp_path):
+    """`torchrun --nproc-per-node 2 -m dlc run SPEC` (README: a dlc run started by torchrun joins the same
+    way): both workers share the terminal; rank 1 printed its own epoch table, summary and run path too.
+    Now stdout holds the run directory once, and the table is rank 0's alone, as under --nproc."""
+    spec = tmp_path / "iris.dlspec"
+    spec.write_text(edited_spec(IRIS, ("epochs: 40", "epochs: 2")))
+    torchrun = Path(sys.executable).with_name("torchrun")
+    if not torchrun.is_file():
+        pytest.skip("torchrun is not installed beside this Python")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([str(torchrun), "--standalone", "--nproc-per-node", "2", "-m", "dlc", "run",
+                           str(spec), "--backend", "torch", "--out", str(tmp_path / "r")], cwd=tmp_path,
+                          env=env, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.splitlines() == [str(tmp_path / "r")]
+    assert done.stderr.count("trained 2 epochs") == 1, done.stderr
+    assert _epochs(tmp_path / "r") == 2

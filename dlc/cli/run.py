@@ -200,7 +200,8 @@ def _train(spec, backend: str, quiet: bool, train: "Callable[[api.Observer], api
 
     from dlc.cli.display import summary_lines
 
-    console = Console(stderr=True, quiet=quiet, highlight=False)
+    secondary = api.secondary_worker()  # (torchrun's other workers: rank 0 alone reports, as under --nproc)
+    console = Console(stderr=True, quiet=quiet or secondary, highlight=False)
     display = _Display(console, spec, backend, before or [], table)
     try:
         if note:
@@ -216,7 +217,8 @@ def _train(spec, backend: str, quiet: bool, train: "Callable[[api.Observer], api
         raise
     finally:
         display.close()
-    print(done.run)
+    if not secondary:
+        print(done.run)
     return 0
 
 

@@ -49,6 +49,15 @@ def from_env() -> Worker | None:
                   timeout_s=collective_timeout(), launched=bool(env.get(LAUNCHED)))
 
 
+def secondary_worker() -> bool:
+    """Whether this process is a worker of a data-parallel run other than rank 0 (which alone reports and
+    writes the run): under torchrun every worker shares the terminal, and its lines would repeat rank 0's."""
+    env = os.environ
+    if not (env.get(LAUNCHED) or env.get("TORCHELASTIC_RUN_ID")) or "WORLD_SIZE" not in env:
+        return False
+    return env.get("RANK", "0").strip() not in ("", "0")
+
+
 def collective_timeout() -> float:
     """DLC_COLLECTIVE_TIMEOUT, in seconds (300 when unset); ValueError naming it when it is not a number of
     seconds above 0 (0 or less failed every rendezvous with pages of c10d's C++ stack, `abc` with a bare
