@@ -157,3 +157,43 @@ def test_elu_far_below_zero_under_an_l1_bias_compares_equivalent():
 """
     c = compare_spec(compile_text(text).raise_for_errors(), ROOT, 6, "float64")
     assert c.passed and c.max_rel_loss_diff < 1e-14, c.summary
+
+
+@pytest.mark.parametrize("conv,pool", [("Conv1D(8, 3, padding=same, activation=relu)", "GlobalMaxPool1D()"),
+                                       ("Conv1D(4, 2, strides=2)", "GlobalMaxPool1D()"),
+                                       ("Conv1D(4, 2)", "MaxPool1D(2, strides=1)\n    Flatten()")],
+                         ids=["text_cnn", "strided", "overlapping_pool"])
+def test_a_max_pool_over_repeated_tokens_after_conv1d_compares_equivalent(conv, pool):
+    """Found by a sweep of random specs: digits' pixels as tokens (many repeated 0s) through Embedding →
+    Conv1D → a max-pool under Adam mismatched in float64 from step 1 or 2 (the classic text CNN: 1.5e-4
+    relative in the loss by step 20; the first layer to differ the Embedding). Identical windows give
+    exactly equal conv outputs in TensorFlow, a tie its max-pool breaks to the first; F.conv1d rounded some
+    positions 1 ulp higher, so torch's gradient went to another occurrence of the token, and Adam squares an
+    Embedding's gradient rows one by one. The torch Conv1D now computes every position alike (windows ×
+    kernel)."""
+    from dlc.compiler import compile_text
+    from dlc.runtime.compare import compare_spec
+
+    text = f"""model text_cnn {{
+  seed: 186
+  data {{
+    source: digits
+    normalize: none
+    split: holdout(val=0.2, test=0.2)
+  }}
+  input: (64)
+  layers {{
+    Embedding(17, 4)
+    {conv}
+    {pool}
+    Dense(10, activation=softmax)
+  }}
+  loss: categorical_crossentropy
+  optimizer: Adam(lr=0.01)
+  train {{
+    batch_size: 256
+  }}
+}}
+"""
+    c = compare_spec(compile_text(text).raise_for_errors(), ROOT, 8, "float64")
+    assert c.passed and c.max_rel_loss_diff < 1e-14, c.summary
