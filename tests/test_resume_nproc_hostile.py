@@ -3,9 +3,10 @@
 `--nproc 3 --out RUN --replace` replaces the run (the ranks above 0 no longer check, and lock, its folder); a
 run whose data file changed since it started is refused by `--resume` (its last epochs would train on other
 samples); a bad DLC_COLLECTIVE_TIMEOUT and a compiled run resumed with --nproc are refused before any worker
-starts; a checkpoint that is a folder and an ir.json with one error are named as they are. Each is one line
-and an exit code, the run folder left as it was. (slow: a run stopped mid-epoch on two processes resumes to
-the numbers of one uninterrupted process, on both backends.)"""
+starts (by `dlc tune --trial-nproc` too); a checkpoint that is a folder, one that does not fit the model (said
+in words) and an ir.json with one error are named as they are; `--resume ""` says it is empty. Each is one
+line and an exit code, the run folder left as it was. (slow: a run stopped mid-epoch on two processes resumes
+to the numbers of one uninterrupted process, on both backends.)"""
 
 from __future__ import annotations
 
@@ -223,6 +224,79 @@ def test_an_ir_json_with_one_error_says_one_error(npz_run, tmp_path):
     assert rc == 1 and "(not a dlc spec: 1 error);" in err and len(err.splitlines()) == 1, err
 
 
+def _edited_checkpoint(run: Path, into: Path, edit) -> Path:
+    """A copy of the run folder whose checkpoint.npz's arrays are edited by `edit` (a dict of the session's
+    arrays, `s:` keys, changed in place)."""
+    import shutil
+
+    copy = Path(shutil.copytree(run, into / "copy"))
+    with np.load(copy / "checkpoint.npz") as f:
+        arrays = {k: f[k] for k in f.files}
+    session = {k[2:]: v for k, v in arrays.items() if k.startswith("s:")}
+    edit(session)
+    arrays = {**{k: v for k, v in arrays.items() if not k.startswith("s:")},
+              **{f"s:{k}": v for k, v in session.items()}}
+    np.savez(copy / "checkpoint.npz", **arrays)
+    return copy
+
+
+def _no_iterations(s):
+    del s["opt/iterations"]
+
+
+def _narrow_kernel(s):
+    s["w/dense_0/kernel"] = s["w/dense_0/kernel"][:, :8]
+
+
+def _no_last_layer(s):
+    for k in [k for k in s if k.startswith("w/dense_1/")]:
+        del s[k]
+
+
+def _narrow_slot(s):
+    s["opt/0/m"] = s["opt/0/m"][:, :8]
+
+
+def _keras_optimizer(s):
+    for k in [k for k in s if k.startswith("opt/")]:
+        del s[k]
+    s.update({f"opt/{i}": np.zeros(()) for i in range(9)})
+
+
+@pytest.mark.parametrize("edit,why", [
+    (_no_iterations, "the optimizer's state differs: the checkpoint lacks 1 of the model's 10 optimizer "
+     "arrays (iteration count)"),
+    (_narrow_kernel, "layer dense_0's kernel is 4×16 in the model, 4×8 in the checkpoint"),
+    (_no_last_layer, "the checkpoint has no weights for layer dense_1"),
+    (_narrow_slot, "the optimizer's state differs: its slot m of weight 0 is 4×16 in the model, 4×8 in the "
+     "checkpoint"),
+    (_keras_optimizer, "the checkpoint holds another optimizer's state (9 arrays, none of the model's 10: "
+     "another optimizer, or another backend's)"),
+], ids=["no iterations", "kernel shape", "no layer", "slot shape", "another optimizer"])
+def test_a_checkpoint_that_does_not_fit_the_model_says_what_differs(npz_run, tmp_path, edit, why):
+    """A checkpoint of another model said a raw key (`does not fit the run's model ('opt/iterations')`) or
+    torch's `The size of tensor a (16) must match the size of tensor b (8) at non-singleton dimension 1`;
+    one lacking a layer's weights resumed with that layer's fresh weights, without a word. Now the line says
+    in words what differs."""
+    copy = _edited_checkpoint(npz_run, tmp_path, edit)
+    rc, out, err = run_cli("run", "--resume", copy, "--quiet")
+    assert rc == 1 and err.splitlines() == [
+        f"dlc: error: {copy / 'checkpoint.npz'} does not fit the run's model ({why}); it cannot be resumed "
+        f"from: train the spec again (`dlc run SPEC --out {copy} --replace`) (run directory kept: {copy})"
+    ], err
+    assert _epochs(copy) == 2
+
+
+def test_resume_with_an_empty_path_says_it_is_empty(tmp_path, monkeypatch):
+    """`dlc run --resume ""` said `dlc run needs a SPEC (or --resume RUN)`, as if --resume were not given."""
+    monkeypatch.chdir(tmp_path)
+    for argv, option in ((["--resume", ""], "--resume"), (["--resume", "", "--nproc", 2], "--resume"),
+                         ([""], "SPEC")):
+        rc, out, err = run_cli("run", *argv)
+        assert rc == 2 and out == "" and err.splitlines() == [f"dlc: error: {option} is empty; give a path"]
+    assert not (tmp_path / "runs").exists()
+
+
 # ---------------------------------------------------------------------------------- the launch's settings
 
 
@@ -238,6 +312,68 @@ def test_a_collective_timeout_that_is_no_number_of_seconds_is_refused_up_front(t
         f"dlc: error: DLC_COLLECTIVE_TIMEOUT='{value}' is not a finite number of seconds above 0 (how long a "
         "data-parallel process waits for the others; 300 when unset)"], err
     assert not (tmp_path / "runs").exists()
+
+
+TUNABLE = """
+model t {
+  seed: 3
+  data {
+    source: iris
+    split: holdout(val=0.3)
+  }
+  input: (4)
+  layers {
+    Dense(3, activation=softmax)
+  }
+  loss: sparse_categorical_crossentropy
+  optimizer: Adam(lr=choice(0.01, 0.1))
+  train {
+    epochs: 1
+    batch_size: 35
+  }
+  search {
+    method: grid
+    trials: 2
+    objective: minimize val_loss
+  }
+}
+"""
+
+
+def test_tune_refuses_a_collective_timeout_that_is_no_number_of_seconds_up_front(tmp_path, monkeypatch):
+    """`DLC_COLLECTIVE_TIMEOUT=abc dlc tune SPEC --trial-nproc 2`: every trial's processes failed on it, one
+    trial after the other. Now it is refused as `dlc run --nproc` refuses it: one line, exit 2, no run folder.
+    (One process per trial has no collectives: the variable is not read.)"""
+    spec = tmp_path / "t.dlspec"
+    spec.write_text(TUNABLE)
+    monkeypatch.setenv("DLC_COLLECTIVE_TIMEOUT", "abc")
+    rc, out, err = run_cli("tune", spec, "--out", tmp_path / "out", "--trial-nproc", 2)
+    assert rc == 2 and err.splitlines() == [
+        "dlc tune: DLC_COLLECTIVE_TIMEOUT='abc' is not a finite number of seconds above 0 (how long a "
+        "data-parallel process waits for the others; 300 when unset)"], err
+    assert not (tmp_path / "out").exists()
+
+
+def test_tune_trials_on_three_processes_write_their_folder_from_rank_0_alone(tmp_path):
+    """`dlc run --nproc 3 --out RUN --replace` failed when every rank checked (and locked) the run folder;
+    a `dlc tune --trial-nproc 3` trial's ranks above 0 never touch the trial's folder (tune_worker._help:
+    they write nothing, their output goes to a temporary file). Kept as a guard: both trials complete, each
+    folder holds rank 0's files alone, no rank's output is left behind."""
+    pytest.importorskip("torch")
+    spec = tmp_path / "t.dlspec"
+    spec.write_text(TUNABLE)
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    r = _dlc("tune", spec, "--out", tmp_path / "out", "--trial-nproc", 3, "--threads", 1, "--quiet",
+             cwd=tmp_path, env={"TMPDIR": str(tmp)}, timeout=120)
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+    summary = json.loads((tmp_path / "out" / "tune.json").read_text())
+    assert [t["outcome"] for t in summary["trials"]] == ["complete", "complete"]
+    for t in summary["trials"]:
+        files = sorted(os.listdir(t["folder"]))
+        assert files == ["evidence.json", "history.csv", "history.json", "log.txt", "result.json"], files
+        assert "Traceback" not in (Path(t["folder"]) / "log.txt").read_text()
+    assert not list(tmp.iterdir())
 
 
 def test_a_compiled_run_resumed_with_nproc_is_refused_up_front(npz_run, tmp_path):

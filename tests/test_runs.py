@@ -79,6 +79,26 @@ def test_dlc_runs_lists_both(two_runs):
     assert r.returncode == 0 and "iris-keras" in r.stdout
 
 
+def test_dlc_runs_before_anything_was_trained_says_so(tmp_path, monkeypatch):
+    """`dlc runs` in a folder without runs/ (a first-time user's, nothing trained yet) said `dlc: error: no
+    such folder 'runs'`, exit 1. Now it says there are no runs yet and how one is made (stderr, exit 0,
+    nothing on stdout; `[]` with --json); a DIR given that is not there, `runs` included, is an error."""
+    from conftest import run_cli
+
+    monkeypatch.chdir(tmp_path)
+    rc, out, err = run_cli("runs")
+    assert (rc, out) == (0, "") and err.splitlines() == [
+        "dlc runs: no runs yet: there is no runs/ folder here (`dlc run SPEC` makes one)"], err
+    rc, out, err = run_cli("runs", "--json")
+    assert (rc, err) == (0, "") and json.loads(out) == []
+    for given in ("runs", "nope"):
+        rc, out, err = run_cli("runs", given)
+        assert (rc, out) == (1, "") and err.splitlines() == [f"dlc: error: no such folder '{given}'"], err
+    (tmp_path / "runs").mkdir()  # (an empty runs/ says what it always said)
+    rc, out, err = run_cli("runs")
+    assert (rc, out) == (0, "") and err.startswith("dlc runs: no run folders in runs "), err
+
+
 def test_dlc_plot_overlays(two_runs, tmp_path):
     out = tmp_path / "cmp.png"
     r = _dlc("plot", two_runs / "iris-torch", two_runs / "iris-keras", "--out", out)

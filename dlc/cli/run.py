@@ -11,7 +11,7 @@ import typer
 from dlc import api
 from dlc.cli import cv
 from dlc.cli import options as o
-from dlc.cli.common import training_spec
+from dlc.cli.common import named, training_spec
 from dlc.cli.errors import EXIT_SPEC, CommandError, error_line
 
 if TYPE_CHECKING:
@@ -79,6 +79,7 @@ def command(
     stderr, exit 1."""
     backend_name, dtype_name = o.value(backend), o.value(dtype)
     launch = _Launch(nproc or 1, nnodes, node_rank, master_addr, master_port)
+    named(("--resume", resume), ("SPEC", spec))  # (an empty one read as not given: "needs a SPEC")
     if resume:
         settings = (("SPEC", spec), ("--out", out), ("--replace", replace or None), ("--epochs", epochs),
                     ("--seed", seed), ("--dtype", dtype), ("--compile", compile or None))

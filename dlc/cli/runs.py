@@ -1,6 +1,7 @@
 """`dlc runs [DIR]`: list the run directories under a folder (`dlc run`, cross-validation and tune runs)."""
 
 import math
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -15,19 +16,31 @@ from dlc.cli.tables import print_table
 
 NAME = "runs"
 COLUMNS = ("run", "spec", "backend", "date", "epochs", "final metrics", "status")
+DEFAULT = "runs"  # where `dlc run` makes its run folders
 
 
 def command(
-    folder: Annotated[str, typer.Argument(metavar="DIR", help="the folder to look in (or a run directory)")]
-    = "runs",
+    given: Annotated[str | None, typer.Argument(
+        metavar="DIR", help="the folder to look in (or a run directory); default: runs", show_default=False)]
+    = None,
     as_json: o.Json = False,
 ) -> None:
     """List run directories.
 
     One row per run: spec, backend, date, epochs (folds of a cross-validation run, trials of a tune run),
     final metrics (mean ± std over the folds; the best trial's value), status (done, incomplete, failed or
-    damaged, with why). Plain aligned text when stdout is not a terminal."""
-    named(("DIR", folder))
+    damaged, with why). Plain aligned text when stdout is not a terminal. Without DIR and without a runs/
+    folder here (nothing trained yet) it says so and lists nothing (exit 0); a DIR that is not there is an
+    error."""
+    named(("DIR", given))
+    folder = DEFAULT if given is None else given
+    if given is None and not os.path.lexists(folder):  # (a first-time user's `dlc runs`: not an error)
+        if as_json:  # (as for a folder without runs: the empty list, and no line)
+            print_json([], indent=2)
+            return
+        print(f"dlc runs: no runs yet: there is no {DEFAULT}/ folder here (`dlc run SPEC` makes one)",
+              file=sys.stderr)
+        return
     runs = api.list_runs(folder)
     if as_json:
         print_json(runs, indent=2)

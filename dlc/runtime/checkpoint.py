@@ -79,3 +79,92 @@ def load(run: Path) -> tuple[dict[str, np.ndarray], LoopState] | None:
     if not session_state:
         raise RunDirError(f"{path} is not a dlc checkpoint (no model state); {again}")
     return session_state, state
+
+
+def restore(session, state: dict[str, np.ndarray]) -> None:
+    """Set a checkpoint's session state on the run's (fresh) session; ValueError saying in words what does
+    not fit the model (a layer's weights missing, extra or of another shape; the optimizer's state), never a
+    raw key. (A checkpoint lacking a layer's weights resumed with that layer's fresh weights, silently.)"""
+    expected = session.get_state()
+    why = misfit(expected, state, optimizer=False)
+    if why is None:
+        try:
+            session.set_state(state)
+        except Exception as e:  # noqa: BLE001 - arrays of another model: said in words where it can be
+            why = misfit(expected, state) or (str(e).splitlines()[0] if str(e) else type(e).__name__)
+    if why is not None:
+        raise ValueError(why)
+
+
+def misfit(expected: dict[str, np.ndarray], found: dict[str, np.ndarray],
+           optimizer: bool = True) -> str | None:
+    """What differs, in words, between a checkpoint's session state `found` and `expected`, the state of the
+    run's model (a fresh session's get_state): its layers' weights (keys `w/LAYER/WEIGHT`), then, with
+    `optimizer`, the optimizer's state (`opt/...`) and the step counter. None when nothing checked differs.
+    (The optimizer is checked only once set_state has failed: older checkpoints lack some of its arrays.)"""
+    why = _weights_misfit({k[2:]: v for k, v in expected.items() if k.startswith("w/")},
+                          {k[2:]: v for k, v in found.items() if k.startswith("w/")})
+    if why is not None or not optimizer:
+        return why
+    why = _optimizer_misfit({k[4:]: v for k, v in expected.items() if k.startswith("opt/")},
+                            {k[4:]: v for k, v in found.items() if k.startswith("opt/")})
+    if why is None and "step" in expected and "step" not in found:
+        return "the checkpoint has no step counter"
+    return why
+
+
+def _weights_misfit(want: dict[str, np.ndarray], got: dict[str, np.ndarray]) -> str | None:
+    def has_layer(state, layer):
+        return any(k.startswith(layer + "/") for k in state)
+
+    for key, a in want.items():
+        layer, name = key.split("/", 1)
+        if key not in got:
+            if not has_layer(got, layer):
+                return f"the checkpoint has no weights for layer {layer}"
+            return f"the checkpoint has no {name} for layer {layer}"
+        if np.shape(got[key]) != np.shape(a):
+            return f"layer {layer}'s {name} is {_shape(a)} in the model, {_shape(got[key])} in the checkpoint"
+    for key in got:
+        if key not in want:
+            layer, name = key.split("/", 1)
+            if not has_layer(want, layer):
+                return f"the checkpoint has weights for a layer {layer} that the model does not have"
+            return f"the checkpoint has a {name} for layer {layer}, which the model's layer does not have"
+    return None
+
+
+def _optimizer_misfit(want: dict[str, np.ndarray], got: dict[str, np.ndarray]) -> str | None:
+    missing = [k for k in want if k not in got]
+    if missing and not got:
+        return "the checkpoint has no optimizer state"
+    if missing and len(missing) == len(want):
+        return (f"the checkpoint holds another optimizer's state ({len(got)} arrays, none of the model's "
+                f"{len(want)}: another optimizer, or another backend's)")
+    if missing:
+        names = ", ".join(map(_opt_name, missing[:3])) + (f" and {len(missing) - 3} more"
+                                                          if len(missing) > 3 else "")
+        return (f"the optimizer's state differs: the checkpoint lacks {len(missing)} of the model's "
+                f"{len(want)} optimizer arrays ({names})")
+    for key, a in want.items():
+        if np.shape(got[key]) != np.shape(a):
+            return (f"the optimizer's state differs: its {_opt_name(key)} is {_shape(a)} in the model, "
+                    f"{_shape(got[key])} in the checkpoint")
+    return None
+
+
+def _shape(a) -> str:
+    shape = np.shape(a)
+    return "×".join(map(str, shape)) if shape else "a scalar"
+
+
+def _opt_name(key: str) -> str:
+    """An optimizer array of a session state (`opt/KEY`) in words."""
+    if key == "iterations":
+        return "iteration count"
+    if key == "lr":
+        return "learning rate"
+    index, _, slot = key.partition("/")
+    if index.isdigit():
+        return f"slot {slot} of weight {index}" if slot else f"variable {index}"
+    return key

@@ -156,7 +156,9 @@ def follow(session, spec, data, resume):
 
     state = None
     if resume is not None and resume.checkpoint is not None:
-        session.set_state(resume.checkpoint[0])
+        from dlc.runtime.checkpoint import restore
+
+        restore(session, resume.checkpoint[0])  # (what does not fit the model, in words)
         state = resume.checkpoint[1]
     return train(session, spec, data, resume=state), {}
 

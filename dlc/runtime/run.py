@@ -385,7 +385,7 @@ def _restore(run: Path, session, resume: Resumable):
     if saved is None:
         return None, []
     try:
-        session.set_state(saved[0])
+        checkpoint.restore(session, saved[0])  # (what does not fit, in words)
     except Exception as e:  # noqa: BLE001 - arrays of another model: one line
         why = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise RunDirError(f"{run / checkpoint.FILE} does not fit the run's model ({why}); it cannot be "

@@ -824,12 +824,17 @@ def check_trial_nproc(result, spec_path: str, spaces: list[Space], backend: str,
     """TuneError (one line, before anything is written) when the trials cannot train data-parallel on
     `nproc` processes: what `dlc run --nproc` refuses (parallel.blockers) for the spec with its spaces at
     their first values or with any other option of a `choice` (MAX_OPTION_CHECKS of them at most), a cv_
-    objective (cross-validation is not split across processes), more processes than the cores can share."""
+    objective (cross-validation is not split across processes), more processes than the cores can share, a
+    DLC_COLLECTIVE_TIMEOUT that is no number of seconds."""
     from dlc.compiler import compile_file
-    from dlc.runtime.parallel import OVERSUBSCRIBE, blockers, usable_cores
+    from dlc.runtime.parallel import OVERSUBSCRIBE, blockers, collective_timeout, usable_cores
 
     if nproc < 1:
         raise TuneError(f"--trial-nproc must be at least 1 (got {nproc})")
+    try:  # (as `dlc run --nproc` checks it: else every trial's processes fail on it, one by one)
+        collective_timeout()
+    except ValueError as e:
+        raise TuneError(str(e)) from None
     metric = result.spec.search.objective.metric
     if metric.startswith("cv_"):
         raise TuneError(f"--trial-nproc trains each trial as one data-parallel run, and the objective "
