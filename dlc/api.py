@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 import os
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -549,7 +549,8 @@ def _in_api_words(message: str) -> str:
 
 def compare(spec: Spec | str | Path, steps: int | None = 200, dtype: str = "float64",
             backends: tuple[str, str] = ("keras", "torch"), *, seeds: int | None = None,
-            margin: float = 0.02, rel_margin: float = 0.05, alpha: float = 0.05) -> dict:
+            margin: float = 0.02, rel_margin: float = 0.05, alpha: float = 0.05,
+            on_phase: Callable[[str], None] | None = None) -> dict:
     """Train `spec` on both backends for `steps` optimizer steps (None: exactly the spec's own run) from the
     same weights, batches and dropout masks; returns what `dlc compare --json` prints: per-backend `losses`,
     `max_abs_loss_diff`, `max_rel_loss_diff`, `initial_weight_max_abs_diff` (0.0: bit-identical),
@@ -568,8 +569,11 @@ def compare(spec: Spec | str | Path, steps: int | None = 200, dtype: str = "floa
     `rel_margin`: relative to the mean, for the loss, mse, mae; level `alpha`); `steps` and `dtype` do not
     apply. Returns `mode` "seeds", `seeds`, `split`, `metrics` and `runs` per backend and seed,
     `differences`, `p_values` and `tests` per metric, `verdict` ("equivalent", "inconclusive" or
-    "different"), `summary`, `passed`."""
-    from dlc.runtime.compare import compare_seeds, compare_spec
+    "different"), `summary`, `passed`.
+
+    `on_phase`, when given, hears each training before it starts ("training keras in float64, 200 steps"):
+    a comparison is several trainings, of seconds to minutes each."""
+    from dlc.runtime.compare import compare_seeds, compare_spec, reporting
 
     spec = _as_spec(spec, "compare()")
     _require_concrete(spec)
@@ -585,7 +589,8 @@ def compare(spec: Spec | str | Path, steps: int | None = 200, dtype: str = "floa
     if not (0 < margin < math.inf and 0 < rel_margin < math.inf and 0 < alpha < 0.5):
         raise ValueError(f"margin and rel_margin must be positive numbers and alpha between 0 and 0.5 "
                          f"(margin={margin!r}, rel_margin={rel_margin!r}, alpha={alpha!r})")
-    if seeds is not None:
-        return compare_seeds(spec, spec_folder(spec), seeds, margin=margin, rel_margin=rel_margin,
-                             alpha=alpha, backends=backends)
-    return compare_spec(spec, spec_folder(spec), steps, dtype, backends).to_json()
+    with reporting(on_phase):
+        if seeds is not None:
+            return compare_seeds(spec, spec_folder(spec), seeds, margin=margin, rel_margin=rel_margin,
+                                 alpha=alpha, backends=backends)
+        return compare_spec(spec, spec_folder(spec), steps, dtype, backends).to_json()

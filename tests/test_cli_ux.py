@@ -272,3 +272,34 @@ def test_the_bar_in_a_terminal_shows_the_running_loss_and_time_left_and_ctrl_c_l
     plain = ANSI.sub(b"", bytes(seen)).decode(errors="replace")
     assert f"dlc: interrupted; `dlc run --resume {tmp_path / 'r'}` continues it" in plain
     assert Path(tmp_path / "r" / "run.json").is_file()
+
+
+def test_compare_says_each_training_in_a_terminal_and_nothing_in_a_pipe(tmp_path):
+    """`dlc compare` is several trainings, silent for seconds to minutes: in a terminal each one is a line on
+    stderr as it starts; in a pipe stderr stays empty and stdout holds the result alone."""
+    import pty
+
+    spec = tmp_path / "iris.dlspec"
+    spec.write_text(edited_spec(IRIS, ("epochs: 40", "epochs: 1")))
+    rc, out, err = run_cli("compare", spec, "--steps", "3")
+    assert rc == 0 and "=> equivalent" in out and err == "", err
+    master, slave = pty.openpty()
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([DLC, "compare", str(spec), "--steps", "3"], stdin=slave, stdout=slave,
+                            stderr=slave, env=env, cwd=tmp_path)
+    os.close(slave)
+    seen = bytearray()
+    try:
+        _read_until(master, seen, lambda s: proc.poll() is not None, 120)
+        proc.wait(timeout=60)
+        _read_until(master, seen, lambda s: False, 1)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(master)
+    text = ANSI.sub(b"", bytes(seen)).decode(errors="replace")
+    assert proc.returncode == 0, text
+    assert "iris: training keras in float64, 3 steps ..." in text
+    assert "iris: training torch in float64, 3 steps ..." in text
+    assert text.index("training torch") < text.index("=> equivalent")

@@ -160,7 +160,14 @@ def test_float64_mismatch_names_the_first_step_and_layer(tmp_path, broken_torch)
     import dlc
 
     broken_torch["size"] = 1e-7  # far below float32's bound, far above float64's
-    c = dlc.compare(dlc.load(_spec_file(tmp_path)), steps=6, dtype="float64")
+    said: list[str] = []
+    c = dlc.compare(dlc.load(_spec_file(tmp_path)), steps=6, dtype="float64", on_phase=said.append)
+    # each training is said before it starts (dlc compare shows them in a terminal)
+    assert said == ["training keras in float64, 6 steps", "training torch in float64, 6 steps",
+                    "locating the first step whose weights differ, over 4 steps",
+                    "training keras in float64, 4 steps", "training torch in float64, 4 steps",
+                    "holding keras against itself, from initial weights 1 ulp apart",
+                    "training keras in float64, 6 steps"], said
     assert c["verdict"] == "mismatch" and not c["passed"]
     assert c["first_weight_mismatch_step"] == 3 and c["first_mismatch_step"] == 3
     assert c["first_loss_mismatch_step"] == 4

@@ -2,6 +2,7 @@
 --seeds, where their trainings end (dlc.api.compare does the work)."""
 
 import math
+import sys
 from typing import Annotated, Optional
 
 import typer
@@ -61,11 +62,13 @@ def command(
         raise CommandError(error_line("--margin, --rel-margin and --alpha judge the final metrics over "
                                       "seeds: they apply only with --seeds N"), EXIT_SPEC)
     loaded = training_spec(spec, seed)
+    on_phase = _say_in_a_terminal(loaded.name)
     if seeds is not None:
-        c = api.compare(loaded, seeds=seeds, margin=margin, rel_margin=rel_margin, alpha=alpha)
+        c = api.compare(loaded, seeds=seeds, margin=margin, rel_margin=rel_margin, alpha=alpha,
+                        on_phase=on_phase)
     else:
         c = api.compare(loaded, DEFAULT_STEPS if steps is None else steps,
-                        o.value(dtype) if dtype is not None else "float64")
+                        o.value(dtype) if dtype is not None else "float64", on_phase=on_phase)
     if as_json:
         print_json(c)
     elif seeds is not None:
@@ -76,6 +79,15 @@ def command(
 
 
 SEED_DEFAULTS = (0.02, 0.05, 0.05)  # --margin, --rel-margin, --alpha
+
+
+def _say_in_a_terminal(name: str):
+    """Each training of the comparison, a line on stderr as it starts, when stderr is a terminal (a
+    comparison is silent for seconds to minutes otherwise); None in a pipe or a file, which get the result
+    alone."""
+    if not sys.stderr.isatty():
+        return None
+    return lambda phase: print(f"{name}: {phase} ...", file=sys.stderr, flush=True)
 
 
 def _check_seed_options(steps, dtype, margin: float, rel_margin: float, alpha: float) -> None:

@@ -20,7 +20,9 @@ whether they compute the same thing. Three checks (the numbers are measured: REA
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,6 +55,27 @@ VERDICTS = ("equivalent", "equivalent_near_tie", "mismatch")
 MAX_STEPS = 100_000  # (as `dlc lr-find`'s; float64 was measured over 200 and 1000 steps)
 MAX_SEEDS = 1_000  # (each seed is two whole trainings)
 SNAPSHOT_BYTES = 256 * 2**20  # weights kept per step while locating a mismatch
+
+
+# who hears what a comparison is training now (a comparison takes seconds to minutes, in several trainings)
+_PHASES: contextvars.ContextVar[Callable[[str], None] | None] = contextvars.ContextVar("phases", default=None)
+
+
+@contextlib.contextmanager
+def reporting(on_phase: Callable[[str], None] | None):
+    """Within it, every training a comparison starts is said to `on_phase` first ("keras, float64, 200
+    steps"), for a display; None: nothing is said."""
+    token = _PHASES.set(on_phase)
+    try:
+        yield
+    finally:
+        _PHASES.reset(token)
+
+
+def _phase(text: str) -> None:
+    said = _PHASES.get()
+    if said is not None:
+        said(text)
 
 
 def float64_loss_bound(loss: Any) -> Any:
@@ -281,6 +304,8 @@ def _train_both(spec, base_dir: Path, steps: int | None, dtype: str, backends, o
     out = _Runs({}, {}, {}, {}, {}, {}, -(-n // bs))
     diverged: dict[str, _Divergence] = {}
     for name in backends:
+        _phase(f"training {name} in {dtype}, " + (f"{steps} steps" if steps is not None else
+                                                   f"{epochs} epochs"))
         session = session_class(name)(spec, dtype=dtype, device="cpu", weights=init)
         out.start[name] = session.get_weights()
         if on_step is not None:
@@ -424,6 +449,7 @@ def _locate(spec, base_dir: Path, steps: int, backends) -> tuple[int | None, dic
             found.update(step=step, layers=bad)
             raise _Found
 
+    _phase(f"locating the first step whose weights differ, over {steps} steps")
     _train_both(spec, base_dir, steps, "float64", (a,), on_step={a: keep})
     with contextlib.suppress(_Found):
         _train_both(spec, base_dir, steps, "float64", (b,), on_step={b: check})
@@ -571,6 +597,7 @@ def _self_sensitivity(c: Comparison, spec, base_dir: Path, backend: str, referen
 
     spec64 = spec.model_copy(update={"dtype": "float64"})
     own = reference.losses[backend]
+    _phase(f"holding {backend} against itself, from initial weights 1 ulp apart")
     try:
         runs = _train_both(spec, base_dir, len(own), "float64", (backend,),
                            init=_nudged(initial_weights(spec64)))
@@ -651,6 +678,7 @@ def compare_seeds(spec, base_dir: Path, seeds: int, margin: float = 0.02, rel_ma
         init = initial_weights(s)
         diverged, trained = {}, {}
         for name in backends:
+            _phase(f"training {name} in {dtype} with seed {seed} to the end of its training")
             session = session_class(name)(s, dtype=dtype, device="cpu", weights=init)
             hist = _train_or_diverge(session, s, data)
             if isinstance(hist, _Divergence):
