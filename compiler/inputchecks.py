@@ -48,11 +48,9 @@ def check_token_inputs(spec: Spec, m: A.Model, d: Diagnostics, base_dir: Path) -
     """An Embedding reading the model's input takes whole-number token indices: standard normalisation makes
     fractions of them (an error: the run would fail when it reads its data); minmax does unless every feature
     takes two values only (a warning)."""
-    from .layers import Embedding, Flatten, Reshape
-
     how = spec.data.normalize if spec.data is not None else "none"
-    first = next((x for x in spec.layers if not isinstance(x, (Flatten, Reshape))), None)
-    if not isinstance(first, Embedding):
+    first = spec.input_embedding()
+    if first is None:
         return
     if how == "none":
         _check_token_values(spec, first, m, d, base_dir)

@@ -274,15 +274,16 @@ class Spec(IRNode):
                 shape = info.out_shape
         return shape
 
+    def input_embedding(self) -> Embedding | None:
+        """The Embedding that reads the model's input (first, or after reshapes only), else None: such an
+        input is token ids (checked against its input_dim, never normalised), not features."""
+        first = next((layer for layer in self.layers if not isinstance(layer, (Flatten, Reshape))), None)
+        return first if isinstance(first, Embedding) else None
+
     def input_vocabulary(self) -> int | None:
-        """input_dim of an Embedding that reads the model's input (first, or after reshapes only), else None:
-        such an input is token ids (checked against it, never normalised), not features."""
-        for layer in self.layers:
-            if isinstance(layer, Embedding):
-                return layer.input_dim
-            if not isinstance(layer, (Flatten, Reshape)):
-                return None
-        return None
+        """input_dim of the input's Embedding (input_embedding), else None."""
+        embedding = self.input_embedding()
+        return None if embedding is None else embedding.input_dim
 
     def param_counts(self) -> tuple[int, int]:
         """(trainable, non-trainable), as Keras counts them."""
