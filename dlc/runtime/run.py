@@ -333,13 +333,14 @@ def targets_digest(data) -> str:
 
 def data_change(info: dict, data) -> str | None:
     """How the data read now differs from the data the run (its run.json `info`) started on, which the
-    epochs left would train on instead: another number of samples, other targets, other normalization
-    statistics (other feature values); None when it does not differ in these."""
-    then = info["data_read"] if isinstance(info.get("data_read"), dict) else {}
-    now = data.read or {}
-    if "rows" in then and "rows" in now and now["rows"] != then["rows"]:
-        unit = "rows" if now.get("header") is not None else "samples"
-        return f"{now.get('file')} has {now.get('rows')} {unit}, it had {then['rows']}"
+    epochs left would train on instead: another number of samples or a header row gained or lost (read_change,
+    as `dlc evaluate` asks it), other targets, other normalization statistics (other feature values); None
+    when it does not differ in these."""
+    from dlc.runtime.data import read_change
+
+    read = read_change(data.read, info.get("data_read"))
+    if read is not None:
+        return read
     if isinstance(info.get("targets"), str) and info["targets"] != targets_digest(data):
         return "the targets differ"
     if isinstance(info.get("preprocessing"), dict) and not _same_statistics(info["preprocessing"],

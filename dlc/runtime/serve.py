@@ -447,16 +447,10 @@ def check_same_data(now, then) -> None:
     """The data reads as it did in training (run.json's `data_read`: its rows, whether the first was a
     header), else ServeError: a file changed since gives other splits, whose test part can hold rows the model
     trained on, printed as the run's. (A run without the record is not checked.)"""
-    if not isinstance(now, dict) or not isinstance(then, dict) or "rows" not in then:
-        return
-    file, unit = now.get("file"), "rows" if now.get("header") is not None else "samples"
-    if now.get("rows") != then["rows"]:
-        why = f"{file} has {now.get('rows')} {unit}, it had {then['rows']} when the run was trained"
-    elif now.get("header") != then.get("header"):
-        was = ("data", "a header")
-        why = (f"the first row of {file} is {was[bool(now.get('header'))]}, when the run was trained it was "
-               f"{was[bool(then.get('header'))]}")
-    else:
+    from dlc.runtime.data import read_change
+
+    why = read_change(now, then, "when the run was trained")
+    if why is None:
         return
     raise ServeError(f"{why}: its splits would not be the run's (the data changed since it was trained); "
                      "train the spec again, or evaluate on a file as it is with --data FILE")

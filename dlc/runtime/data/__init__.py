@@ -16,6 +16,7 @@ from dlc.runtime.data.base import (
     Samples,
     Split,
     data_block,
+    read_change,
     read_summary,
 )
 from dlc.runtime.data.dataset import (
@@ -106,6 +107,6 @@ __all__ = [
     "holdout", "holdout_indices", "is_header", "is_number", "kfold_indices", "kfold_splits", "load",
     "load_raw", "load_samples", "normalizer", "npz_array", "numeric_features", "onehot_labels",
     "open_npy", "open_npz", "open_streamed", "prepare", "prepare_streamed", "read_bundled", "read_csv",
-    "read_mnist", "read_npy", "read_npz", "read_summary", "read_table", "regression_targets",
+    "read_mnist", "read_npy", "read_npz", "read_change", "read_summary", "read_table", "regression_targets",
     "split_seed", "streamed_normalizer", "table_numbers", "target_column", "target_values", "utf8_text",
 ]

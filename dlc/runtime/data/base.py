@@ -86,6 +86,23 @@ def read_summary(read: dict) -> str:
     return f"read {n} row{'s' * (n != 1)} from {read['file']} ({first})"
 
 
+def read_change(now, then, when: str = "") -> str | None:
+    """How the data read `now` differs from what was read `then` (Samples.read's record, as run.json keeps it
+    in `data_read`): another row count, or a first row that was a header and is data (or the other way);
+    None when neither, or when there is no record to compare. `when`: the moment `then` names ("when the run
+    was trained"), in the words."""
+    if not isinstance(now, dict) or not isinstance(then, dict) or "rows" not in then:
+        return None
+    file, unit = now.get("file"), "rows" if now.get("header") is not None else "samples"
+    if now.get("rows") != then["rows"]:
+        return f"{file} has {now.get('rows')} {unit}, it had {then['rows']}" + (f" {when}" if when else "")
+    if now.get("header") != then.get("header"):
+        was = ("data", "a header")
+        return (f"the first row of {file} is {was[bool(now.get('header'))]}, {when + ' ' if when else ''}it "
+                f"was {was[bool(then.get('header'))]}")
+    return None
+
+
 def data_block(spec: Spec) -> Data:
     """The spec's data block (the IR allows a spec without one, which has nothing to load)."""
     if spec.data is None:
