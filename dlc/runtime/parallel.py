@@ -41,7 +41,7 @@ def from_env() -> Worker | None:
     """This process's place in a data-parallel run, from the environment `launch` (or torchrun) sets; None
     outside one."""
     env = os.environ
-    if not (env.get(LAUNCHED) or env.get("TORCHELASTIC_RUN_ID")) or "WORLD_SIZE" not in env:
+    if not _launched():
         return None
     return Worker(rank=int(env.get("RANK", "0")), world=int(env["WORLD_SIZE"]),
                   local_rank=int(env.get("LOCAL_RANK", "0")), master_addr=env.get("MASTER_ADDR", "127.0.0.1"),
@@ -52,10 +52,13 @@ def from_env() -> Worker | None:
 def secondary_worker() -> bool:
     """Whether this process is a worker of a data-parallel run other than rank 0 (which alone reports and
     writes the run): under torchrun every worker shares the terminal, and its lines would repeat rank 0's."""
+    return _launched() and os.environ.get("RANK", "0").strip() not in ("", "0")
+
+
+def _launched() -> bool:
+    """Whether this process is a worker of a data-parallel run, started by `launch` or by torchrun."""
     env = os.environ
-    if not (env.get(LAUNCHED) or env.get("TORCHELASTIC_RUN_ID")) or "WORLD_SIZE" not in env:
-        return False
-    return env.get("RANK", "0").strip() not in ("", "0")
+    return bool(env.get(LAUNCHED) or env.get("TORCHELASTIC_RUN_ID")) and "WORLD_SIZE" in env
 
 
 def collective_timeout() -> float:
