@@ -8,6 +8,7 @@ leaves the cursor shown)."""
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 import os
@@ -236,23 +237,36 @@ def _read_until(fd: int, seen: bytearray, done, timeout: float) -> bool:
     return done(seen)
 
 
+@contextlib.contextmanager
+def _in_a_terminal(argv: list[str], env: dict, cwd: Path):
+    """`argv` started on a pty (stdin, stdout and stderr: a terminal, as `script` gives), as (the process, the
+    pty's reading end); the process is killed if still running at the end, and the pty closed."""
+    import pty
+
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, env=env, cwd=cwd)
+    os.close(slave)
+    try:
+        yield proc, master
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(master)
+
+
 def test_the_bar_in_a_terminal_shows_the_running_loss_and_time_left_and_ctrl_c_leaves_it_clean(tmp_path):
     """In a terminal (a pty, as `script` gives): the live line has the epoch, the steps, the time left and the
     running loss; Ctrl-C ends it with the interrupted line, exit 130, no traceback, and the cursor the bar hid
     shown again (a terminal left without a cursor is the usual mess)."""
-    import pty
-
     spec = tmp_path / "slow.dlspec"  # (1,077 steps an epoch: the bar is redrawn many times)
     spec.write_text(edited_spec(ROOT / "specs" / "digits_mlp.dlspec", ("batch_size: 128", "batch_size: 1")))
-    master, slave = pty.openpty()
     env = {**os.environ, "TERM": "xterm-256color", "COLUMNS": "100", "OMP_NUM_THREADS": "1"}
     for name in ("NO_COLOR", "FORCE_COLOR", "TTY_COMPATIBLE"):
         env.pop(name, None)
-    proc = subprocess.Popen([DLC, "run", str(spec), "--out", str(tmp_path / "r"), "--no-evidence"],
-                            stdin=slave, stdout=slave, stderr=slave, env=env, cwd=tmp_path)
-    os.close(slave)
     seen = bytearray()
-    try:
+    with _in_a_terminal([DLC, "run", str(spec), "--out", str(tmp_path / "r"), "--no-evidence"], env,
+                        tmp_path) as (proc, master):
         bar = re.compile(rb"epoch \d+/20 +\d+/1077 \S+ \S+ left \S+/step - loss: \d")
         shown = _read_until(master, seen, lambda s: bar.search(ANSI.sub(b"", bytes(s))) is not None, 120)
         assert shown, seen.decode(errors="replace")[-2000:]
@@ -260,11 +274,6 @@ def test_the_bar_in_a_terminal_shows_the_running_loss_and_time_left_and_ctrl_c_l
         _read_until(master, seen, lambda s: proc.poll() is not None, 60)
         proc.wait(timeout=60)
         _read_until(master, seen, lambda s: False, 1)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        os.close(master)
     text = bytes(seen).decode(errors="replace")
     assert proc.returncode == 130, text[-2000:]
     assert "Traceback" not in text
@@ -277,27 +286,16 @@ def test_the_bar_in_a_terminal_shows_the_running_loss_and_time_left_and_ctrl_c_l
 def test_compare_says_each_training_in_a_terminal_and_nothing_in_a_pipe(tmp_path):
     """`dlc compare` is several trainings, silent for seconds to minutes: in a terminal each one is a line on
     stderr as it starts; in a pipe stderr stays empty and stdout holds the result alone."""
-    import pty
-
     spec = tmp_path / "iris.dlspec"
     spec.write_text(edited_spec(IRIS, ("epochs: 40", "epochs: 1")))
     rc, out, err = run_cli("compare", spec, "--steps", "3")
     assert rc == 0 and "=> equivalent" in out and err == "", err
-    master, slave = pty.openpty()
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([DLC, "compare", str(spec), "--steps", "3"], stdin=slave, stdout=slave,
-                            stderr=slave, env=env, cwd=tmp_path)
-    os.close(slave)
     seen = bytearray()
-    try:
+    with _in_a_terminal([DLC, "compare", str(spec), "--steps", "3"], {**os.environ, "OMP_NUM_THREADS": "1"},
+                        tmp_path) as (proc, master):
         _read_until(master, seen, lambda s: proc.poll() is not None, 120)
         proc.wait(timeout=60)
         _read_until(master, seen, lambda s: False, 1)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        os.close(master)
     text = ANSI.sub(b"", bytes(seen)).decode(errors="replace")
     assert proc.returncode == 0, text
     assert "iris: training keras in float64, 3 steps ..." in text
