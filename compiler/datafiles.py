@@ -26,6 +26,18 @@ FORTRAN_ORDER = ("is stored in Fortran order (column by column), which cannot be
                  "save it with np.save(file, np.ascontiguousarray(x))")
 
 
+def no_features(shape: tuple[int, ...]) -> str | None:
+    """Why features of this shape cannot be trained on: samples of no values (shape (n, 0)), which no
+    input: takes; None when each sample has values. The checks and the runtime's readers say it alike."""
+    if len(shape) < 2 or math.prod(shape[1:]) != 0:
+        return None
+    return (f"holds samples with no features (shape {tuple(shape)}): each sample has 0 values, so there is "
+            "nothing to learn from")
+
+
+NO_FEATURES_HINT = "save the features as one row of values per sample: shape (samples, features)"
+
+
 def is_pickled(descr: str) -> bool:
     """Whether a header's dtype descr is Python objects, which only unpickling reads."""
     return descr.lstrip("|<>=") == "O"

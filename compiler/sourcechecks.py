@@ -16,23 +16,34 @@ from . import ast as A
 from .checkshared import find_assign, kwarg_span, resolve_path, shape_text, shown_path
 from .datafiles import (
     FORTRAN_ORDER,
+    NO_FEATURES_HINT,
     PICKLED,
     NpyLayout,
     NpzHeads,
     csv_first_row,
     is_pickled,
+    no_features,
     npy_cut_short,
     npy_layout,
     npz_arrays,
     small_target_values,
 )
 from .datarows import (
+    DUPLICATE_HINT,
     MNIST_STEMS,
+    columns_text,
+    csv_layout_problem,
+    csv_problem,
+    csv_target_names,
     csv_target_numbers,
+    decoded_text,
+    duplicate_target,
     idx_problem,
+    is_header,
     mnist_candidates,
     mnist_counts,
     mnist_parts_problem,
+    no_header,
     other_separator,
 )
 from .diagnostics import Diagnostics, Span, did_you_mean
@@ -163,6 +174,9 @@ def _check_npz(spec: Spec | None, src: Npz, path: Path, m: A.Model, st: A.Assign
             d.add("E401", f"'{src.path}': array '{src.x}' holds {descr} values, not numbers", x_at,
                   "the features must be numbers (bool, integer or float)")
             return
+        if (empty := no_features(shape)) is not None:
+            d.add("E401", f"'{src.path}': array '{src.x}' {empty}", x_at, NO_FEATURES_HINT)
+            return
         _input_matches(spec, math.prod(shape[1:]), f"'{src.path}' samples have", shape, m, where, d)
     if src.x in heads and src.y in heads and heads[src.x][1][0] != heads[src.y][1][0]:
         d.add("E401", f"'{src.path}': '{src.x}' has {heads[src.x][1][0]} samples but '{src.y}' has "
@@ -282,6 +296,9 @@ def check_npy(spec: Spec, src: Npy, m: A.Model, st: A.Assign | None, base_dir: P
             continue
         if key == "y" and not check_target_dtype(spec, head.descr, f"'{written}'", where, d):
             continue
+        if key == "x" and (empty := no_features(head.shape)) is not None:
+            d.add("E401", f"'{written}' {empty}", where, NO_FEATURES_HINT)
+            continue
         heads[key] = head.descr, head.shape
     if "x" in heads:
         feats = math.prod(heads["x"][1][1:])
@@ -325,13 +342,14 @@ def _npy_problem(path: Path, head: NpyLayout, features: bool) -> tuple[str, str 
 def _check_csv(spec: Spec, src: Csv, path: Path, m: A.Model, st: A.Assign | None, where: Span | None,
                d: Diagnostics) -> None:
     """A CSV source against the spec: its first row read as dlc.runtime.data reads it (quotes, blank lines),
-    the target column, and one feature per input value."""
+    the target column, one feature per input value, and (a small file) every row and cell as the runtime
+    reads them (csv_problem), in its words."""
     try:
         cols = csv_first_row(path)
-    except (OSError, UnicodeDecodeError, csv.Error) as e:
-        d.add("E401", f"cannot read data file '{src.path}': {e}", where)
+    except (OSError, UnicodeDecodeError, ValueError, csv.Error) as e:
+        d.add("E401", f"cannot read data file '{src.path}': {_unreadable(path, e)}", where)
         return
-    inp = find_assign(m, "input")
+    at_target = kwarg_span(st.value if st else None, "target") or where
     if cols is None:
         d.add("E401", f"'{src.path}' is empty: it has no rows", where,
               "a CSV file: a header row of column names (optional), then a row per sample")
@@ -339,18 +357,94 @@ def _check_csv(spec: Spec, src: Csv, path: Path, m: A.Model, st: A.Assign | None
         d.add("E401", f"'{src.path}' has one column ({cols[0][:40]!r}): a target and no features", where,
               other_separator(cols) or "a CSV file has its features and its target in columns separated by "
               "commas")
+    elif (layout := csv_layout_problem(path, src.target)) is not None:
+        d.add("E401", f"'{src.path}': {layout}", where, _cells_hint(layout))
     elif src.target is not None and src.target not in cols:
-        d.add("E401", f"'{src.path}' has no column '{src.target}'",
-              kwarg_span(st.value if st else None, "target") or where,
+        d.add("E401", f"'{src.path}' has no column '{src.target}'", at_target,
               did_you_mean(src.target, cols) or f"columns: {', '.join(cols[:12])}")
-    elif src.target is not None and cols.count(src.target) > 1:
-        d.add("E401", f"'{src.path}' has {cols.count(src.target)} columns named '{src.target}': the "
-              "target is ambiguous", kwarg_span(st.value if st else None, "target") or where,
-              "rename the columns so that each name is used once")
-    elif len(cols) - 1 != math.prod(spec.input):
+    elif src.target is not None and (twice := duplicate_target(cols, src.target)) is not None:
+        d.add("E401", f"'{src.path}' has {twice}", at_target, DUPLICATE_HINT)
+    elif src.target is not None and not is_header(cols):
+        d.add("E401", f"'{src.path}': {no_header(src.target, 1)}", at_target,
+              "a header row names every column (no number, no empty cell); or leave target= out: the last "
+              "column is the target")
+    else:
+        _check_csv_rows(spec, src, path, cols, m, where, d)
+
+
+def _check_csv_rows(spec: Spec, src: Csv, path: Path, cols: list[str], m: A.Model, where: Span | None,
+                    d: Diagnostics) -> None:
+    """A CSV file whose target column is found: what the runtime would refuse in its rows (a small file),
+    its features against the input, and column names used twice (W017)."""
+    problem = csv_problem(path, src.target)
+    if problem is not None:
+        d.add("E401", f"'{src.path}': {problem}", where, _cells_hint(problem))
+    if len(cols) - 1 != math.prod(spec.input):
+        inp = find_assign(m, "input")
         d.add("E303", f"input {shape_text(spec.input)} has {math.prod(spec.input)} values, but "
               f"'{src.path}' has {len(cols) - 1} feature columns", inp.value.span if inp else where,
               f"use input: ({len(cols) - 1})")
+    if is_header(cols):
+        _check_duplicate_names(src, cols, where, d)
+    if problem is None and type(spec.loss).task != "regression":
+        _check_class_case(src, path, where, d)
+
+
+def _cells_hint(problem: str) -> str | None:
+    """What to do about a row or cell the runtime would refuse, where the problem does not say it."""
+    if "different numbers of columns" in problem:
+        return "every row has one cell per column (a quote left open joins the lines after it into one cell)"
+    if "is not a number" in problem and "first row is read as data" not in problem:
+        return "every feature cell is a number (the target column may hold class names)"
+    return None
+
+
+def _check_duplicate_names(src: Csv, cols: list[str], where: Span | None, d: Diagnostics) -> None:
+    """W017: a column name used twice. The features are read by position, so training is not changed, but
+    two columns of one name are most often one column written twice (a join, a copy) or a name mistyped,
+    and a later `dlc predict` file laid out by name cannot tell them apart."""
+    seen: dict[str, list[int]] = {}
+    for j, name in enumerate(cols):
+        seen.setdefault(name, []).append(j + 1)
+    twice = [(name, at) for name, at in seen.items() if len(at) > 1 and name != src.target]
+    if not twice:
+        return
+    shown = "; ".join(f"'{name}' ({columns_text(at)})" for name, at in twice[:3])
+    d.warn("W017", f"'{src.path}' names {'a column' if len(twice) == 1 else 'columns'} twice: {shown}", where,
+           f"{DUPLICATE_HINT}; training reads the features by position, but check that no column was "
+           "written twice")
+
+
+def _check_class_case(src: Csv, path: Path, where: Span | None, d: Diagnostics) -> None:
+    """W018: class names that differ only in case ('cat', 'Cat'), which the runtime numbers as two classes
+    (it keeps case: 'US' and 'us' may be meant apart), most often one class typed two ways. Spaces around a
+    name are not part of it: 'cat ' is 'cat'."""
+    groups: dict[str, list[str]] = {}
+    for name in csv_target_names(path, src.target) or []:
+        groups.setdefault(name.casefold(), []).append(name)
+    alike = [names for names in groups.values() if len(names) > 1]
+    if not alike:
+        return
+    shown = "; ".join(" and ".join(repr(n) for n in names) for names in alike[:3])
+    d.warn("W018", f"'{src.path}': class names that differ only in case are different classes: {shown}",
+           where, "write each class one way, if they are one class")
+
+
+def _unreadable(path: Path, e: Exception) -> str:
+    """Why a CSV file's first row cannot be read, in the runtime's words where it has them (not UTF-8 text,
+    a gzip file)."""
+    if isinstance(e, (UnicodeDecodeError, ValueError)):
+        try:
+            with open(path, "rb") as fh:
+                decoded_text(fh.read(FIRST_ROW_BYTES))
+        except ValueError as problem:
+            return str(problem)
+        except OSError:
+            pass
+    return str(getattr(e, "strerror", None) or e)
+
+
+FIRST_ROW_BYTES = 4 * 2**20  # read to word why a first row does not decode (it is in these bytes)
 
 
 def check_source_files_exist(m: A.Model, data: Data | None, d: Diagnostics, base_dir: Path) -> None:

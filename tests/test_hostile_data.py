@@ -141,7 +141,7 @@ def test_predict_unreadable_csv(run, content, facts):
 
 
 def test_training_csv_problems(tmp_path):
-    write_spec(tmp_path)
+    spec_path = write_spec(tmp_path)
     rows = csv_text(FEATURES, LABELS).splitlines()
     cases = [
         (rows[:5] + ["1,2,3"] + rows[5:], ["rows have different numbers of columns", "row 6 has 3"]),
@@ -149,9 +149,18 @@ def test_training_csv_problems(tmp_path):
         (rows[:3] + ["1,2,3,4,"] + rows[3:], ["row 4, column 5 is empty", "target is missing"]),
         (rows[:3] + ["1,2,3,4,cat"] + rows[3:], ["target column mixes numbers and names", "row 4: 'cat'"]),
     ]
+    from dlc.compiler import compile_file
+    from dlc.runtime.data import DataError, prepare
+
+    (tmp_path / "d.csv").write_text("\n".join(rows) + "\n")
+    spec = compile_file(spec_path).spec
     for lines, facts in cases:
         (tmp_path / "d.csv").write_text("\n".join(lines) + "\n")
-        one_line(train(tmp_path), 1, "d.csv", *facts)
+        rc, _, err = train(tmp_path)  # (`dlc run` checks every cell of a small file first: E401)
+        assert rc == 2 and "Traceback" not in err and all(f in err for f in ("d.csv", *facts)), err
+        with pytest.raises(DataError) as e:  # (and the run says the same of a file changed since the check)
+            prepare(spec, tmp_path)
+        assert all(fact in str(e.value) for fact in facts) and "\n" not in str(e.value), str(e.value)
     (tmp_path / "d.csv").write_bytes(b"\xff" + csv_text(FEATURES, LABELS).encode())
     rc, _, err = train(tmp_path)
     assert rc in (1, 2) and "Traceback" not in err and "d.csv" in err  # (`dlc run` checks the file first)

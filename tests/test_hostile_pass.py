@@ -96,7 +96,7 @@ def test_a_target_name_used_by_two_columns_is_ambiguous(tmp_path):
     (tmp_path / "d.csv").write_text("a,b,label,d,label\n" + rows())
     rc, _, err = run_cli("check", "-q", csv_spec(tmp_path, 'csv("d.csv", target="label")'))
     assert rc == 2 and "2 columns named 'label'" in err, err
-    with pytest.raises(DataError, match="2 columns are named 'label'"):
+    with pytest.raises(DataError, match=r"has 2 columns named 'label' \(columns 3 and 5\)"):
         read_csv(tmp_path / "d.csv", target="label")
 
 

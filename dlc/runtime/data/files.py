@@ -3,9 +3,7 @@ each problem one DataError line naming the file, the row (or sample) and the col
 
 from __future__ import annotations
 
-import csv
 import gzip
-import io
 import math
 import struct
 import zipfile
@@ -17,16 +15,24 @@ import numpy as np
 
 # (the header rule and MNIST's file names: dlc check counts rows by them too; an .npy file's header, and what
 # is said of an array that is not read: dlc check says it in the same words)
-from dlc.compiler.datafiles import PICKLED, is_pickled, npy_cut_short, npy_layout
+from dlc.compiler.datafiles import PICKLED, is_pickled, no_features, npy_cut_short, npy_layout
 from dlc.compiler.datarows import (
+    DUPLICATE_HINT,
     MNIST_STEMS,
+    bad_feature_cell,
+    cell_place,
+    decoded_text,
+    duplicate_target,
+    feature_cell_problem,
     idx_length_problem,
-    is_blank,
     is_header,
     is_number,
+    layout_problem,
     mnist_candidates,
     mnist_parts_problem,
-    text_encoding,
+    no_header,
+    numbered_rows,
+    target_cells_problem,
 )
 from dlc.runtime.data.base import DataError, Samples
 
@@ -63,10 +69,6 @@ class Table:
     def width(self) -> int:
         return len(self.rows[0])
 
-    def column(self, j: int) -> str:
-        """ "column 3", with its name when the file has a header."""
-        return f"column {j + 1}" + (f" ('{self.header[j]}')" if self.header else "")
-
 
 def read_table(path: str | Path) -> Table:
     """The cells of a UTF-8 CSV file, every row as wide as the first, with at least one data row."""
@@ -87,43 +89,31 @@ def utf8_text(path: Path) -> str:
         raw = path.read_bytes()
     except OSError as e:
         raise DataError(f"cannot read data file {path}: {e.strerror or e}") from None
-    encoding = text_encoding(raw[:64])
     try:
-        return raw.decode(encoding)
-    except UnicodeDecodeError as e:
-        if encoding.startswith("utf-16"):
-            raise DataError(f"{path}: not valid UTF-16 text (it starts as UTF-16, but byte {e.start} is "
-                            "not); save the file as UTF-8") from None
-        row = raw[:e.start].count(b"\n") + 1
-        raise DataError(f"{path}: not UTF-8 text (byte 0x{raw[e.start]:02x} in row {row}); save the file as "
-                        "UTF-8") from None
+        return decoded_text(raw)
+    except ValueError as e:
+        raise DataError(f"{path}: {e}") from None
 
 
 def csv_records(path: Path, text: str) -> list[tuple[int, list[str]]]:
     """(row number, cells) of every row that is not a blank line."""
-    reader = csv.reader(io.StringIO(text, newline=""))
-    records, line = [], 1
     try:
-        for cells in reader:
-            if not is_blank(cells):  # (a line of spaces is blank too)
-                records.append((line, cells))
-            line = reader.line_num + 1
-    except csv.Error as e:
-        raise DataError(f"{path}: row {line} is not valid CSV ({e})") from None
-    return records
+        return list(numbered_rows(text))
+    except ValueError as e:
+        raise DataError(f"{path}: {e}") from None
 
 
 def check_rectangular(path: Path, records: list[tuple[int, list[str]]]) -> None:
-    first, width = records[0][0], len(records[0][1])
-    for line, cells in records:
-        if len(cells) != width:
-            raise DataError(f"{path}: rows have different numbers of columns: row {line} has {len(cells)}, "
-                            f"row {first} has {width}")
+    """Every row as wide as the first, and a last column that is not empty in every row (a trailing comma
+    on each line)."""
+    problem = layout_problem(records)
+    if problem is not None:
+        raise DataError(f"{path}: {problem}")
 
 
 def table_numbers(table: Table, columns: list[int]) -> np.ndarray:
-    """The cells of `columns` as float64 (rows, columns); the first empty cell or non-number is an error
-    naming its row and column."""
+    """The cells of `columns` as float64 (rows, columns); the first cell that is not a number (empty, 'NA',
+    text) is an error naming its row and column (nan and inf are the finite check's: nonfinite_features)."""
     cells = [[r[j] for j in columns] for r in table.rows]
     if _plain_numbers(cells):
         try:
@@ -132,21 +122,17 @@ def table_numbers(table: Table, columns: list[int]) -> np.ndarray:
             pass
     for i, r in enumerate(cells):
         for k, v in enumerate(r):
-            if not is_number(v):
+            if feature_cell_problem(v) is not None:
                 raise DataError(bad_cell(table, i, columns[k], v))
     numbers = [[float(v) for v in r] for r in cells]
     return np.array(numbers, dtype=np.float64).reshape(len(cells), len(columns))
 
 
 def bad_cell(table: Table, i: int, j: int, cell: str) -> str:
-    where = f"{table.path}: row {table.lines[i]}, {table.column(j)}"
-    if not cell.strip():
-        return f"{where} is empty (a missing value); fill or drop it"
-    text = f"{where} is not a number ({cell!r})"
-    if i == 0 and table.header is None:
-        text += ("; the first row is read as data because it has a number or an empty cell (a header row has "
-                 "only names)")
-    return text
+    """What is wrong with feature cell `cell` of data row i, column j (dlc check says it alike)."""
+    problem = feature_cell_problem(cell) or f"is not a number ({cell!r})"
+    place = cell_place(table.lines[i], j, table.header)
+    return f"{table.path}: {bad_feature_cell(place, problem, i == 0 and table.header is None)}"
 
 
 def read_csv(path: str | Path, target: str | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -169,13 +155,12 @@ def target_column(table: Table, target: str | None) -> int:
     if target is None:
         return table.width - 1
     if table.header is None:
-        raise DataError(f"{table.path}: the spec names the target column '{target}', but the file has no "
-                        f"header row (row {table.lines[0]} has a number or an empty cell, so it is data)")
+        raise DataError(f"{table.path}: {no_header(target, table.lines[0])}")
     if target not in table.header:
         raise DataError(f"{table.path}: no column '{target}' (columns: {', '.join(table.header)})")
-    if table.header.count(target) > 1:
-        raise DataError(f"{table.path}: {table.header.count(target)} columns are named '{target}': the "
-                        "target is ambiguous; rename the columns so that each name is used once")
+    twice = duplicate_target(table.header, target)
+    if twice is not None:
+        raise DataError(f"{table.path} has {twice}; {DUPLICATE_HINT}")
     return table.header.index(target)
 
 
@@ -183,17 +168,11 @@ def target_values(table: Table, t: int) -> tuple[np.ndarray, list[str] | None]:
     """The target column as numbers, or as class names numbered in sorted order (names); an empty cell, or a
     column of both numbers and names, is an error."""
     cells = [r[t].strip() for r in table.rows]
-    for i, v in enumerate(cells):
-        if not v:
-            raise DataError(f"{table.path}: row {table.lines[i]}, {table.column(t)} is empty: the target is "
-                            "missing")
-    numeric = [is_number(v) for v in cells]
-    if all(numeric):
+    problem = target_cells_problem(list(zip(table.lines, cells, strict=True)), t, table.header)
+    if problem is not None:
+        raise DataError(f"{table.path}: {problem}")
+    if all(is_number(v) for v in cells):
         return np.array([float(v) for v in cells]), None
-    if any(numeric):
-        i = numeric.index(not numeric[0])
-        raise DataError(f"{table.path}: the target column mixes numbers and names (row {table.lines[0]}: "
-                        f"{cells[0]!r}, row {table.lines[i]}: {cells[i]!r})")
     names = sorted(set(cells))
     number = {name: k for k, name in enumerate(names)}
     return np.array([number[v] for v in cells]), names
@@ -288,6 +267,8 @@ def numeric_features(path: Path, x: np.ndarray, key: str, keep_float32: bool = F
         raise DataError(f"{path}: array '{key}' holds {x.dtype} values, not numbers")
     if len(x) == 0:
         raise DataError(f"{path}: array '{key}' has no samples")
+    if (empty := no_features(x.shape)) is not None:
+        raise DataError(f"{path}: array '{key}' {empty}")
     if keep_float32 and x.dtype == np.float32:
         return x
     if x.dtype == np.float64:
@@ -373,6 +354,8 @@ def read_npy(x_path: str | Path, y_path: str | Path) -> tuple[np.ndarray, np.nda
         raise DataError(f"{x_path}: holds {x.dtype} values, not numbers")
     if len(x) == 0:
         raise DataError(f"{x_path}: no samples")
+    if (empty := no_features(x.shape)) is not None:
+        raise DataError(f"{x_path}: {empty}")
     return np.asarray(x, dtype=np.float64).reshape(len(x), -1), y
 
 
