@@ -5,13 +5,15 @@ errors; a run, its evaluation and predictions work from the command line; a bad 
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 import dlc
-from dlc.runtime.data import DataError, StreamedRows, prepare
+from dlc.runtime.data import DataError, FileRows, StreamedRows, prepare
+from dlc.runtime.data.stream import open_rows
 
 from conftest import run_cli
 
@@ -109,32 +111,83 @@ def test_parts_equal_the_in_memory_ones(tmp_path, xdtype, norm):
 
 
 def test_a_part_holds_no_copy_of_the_features(tmp_path):
+    """The parts read rows from the file on request; the file is never mapped into the process."""
     _write(tmp_path)
     data = prepare(dlc.load(_spec(tmp_path, "a", NPY)), tmp_path, "float32")
     rows = data.train.x
-    assert isinstance(rows, StreamedRows)
-    assert isinstance(rows.source.flat, np.memmap) or isinstance(rows.source.flat.base, np.memmap)
+    assert isinstance(rows, StreamedRows) and isinstance(rows.source, FileRows)
     assert rows.take(np.arange(4)).dtype == np.float32
+    maps = Path("/proc/self/maps")
+    if maps.exists():
+        assert str(tmp_path / "x.npy") not in maps.read_text()
 
 
-def test_a_big_file_is_read_in_released_pieces(tmp_path, monkeypatch):
-    """A file bigger than RELEASE_BYTES: scattered rows are read in pieces, the mapped pages handed back as
-    reading goes on, and the values (and the training) stay the in-memory ones."""
-    from dlc.runtime.data import stream
+@pytest.mark.parametrize("dtype", ["float64", ">f4", "int16", "bool"])
+def test_rows_are_the_ones_numpy_indexes(tmp_path, dtype):
+    """Rows in any order, repeated, negative, in runs and alone, and slices with steps: numpy's rows."""
+    x = (np.random.default_rng(1).normal(size=(97, 3, 2)) * 5).astype(dtype)
+    np.save(tmp_path / "x.npy", x)
+    rows, flat = open_rows(tmp_path / "x.npy"), x.reshape(97, -1)
+    assert rows.shape == (97, 6) and len(rows) == 97
+    order = np.random.default_rng(2).permutation(97)
+    for ix in (order, order[:10], [5, 5, 4, 96, 0, 1, 2, 3], [-1, -97, 3], np.arange(20, 40), [],
+               np.array([7])):
+        got = rows[ix]
+        assert got.dtype == flat.dtype and np.array_equal(got, flat[np.asarray(ix, dtype=int)])
+    for sl in (slice(None), slice(3, 9), slice(90, 200), slice(None, None, 7), slice(50, 10, -3),
+               slice(5, 5)):
+        assert np.array_equal(rows[sl], flat[sl])
+    for bad in ([97], [-98]):
+        with pytest.raises(IndexError):
+            rows[bad]
 
-    monkeypatch.setattr(stream, "RELEASE_BYTES", 1 << 12)  # 4 KB: every piece of two rows is handed back
-    monkeypatch.setattr(stream, "FAULT_BYTES", 1 << 11)
-    released = []
-    monkeypatch.setattr(stream.MappedRows, "release",
-                        lambda self, real=stream.MappedRows.release: (released.append(1), real(self)))
+
+def test_a_file_changed_under_a_run_is_a_data_error(tmp_path):
+    """A memory map dies of SIGBUS when its file is cut short while a run reads it; read as it goes, a file
+    cut short, or rewritten at the same size, is one line that says what happened."""
     _write(tmp_path)
-    a = prepare(dlc.load(_spec(tmp_path, "a", NPY, "float32")), tmp_path, "float32")
-    b = prepare(dlc.load(_spec(tmp_path, "b", NPZ, "float32")), tmp_path, "float32")
-    assert not a.train.x.source._whole and released
-    order = np.random.default_rng(0).permutation(len(a.train.x))
-    assert np.array_equal(a.train.x[order], b.train.x[order].astype(np.float32))
-    assert a.train.x[:0].shape == (0, 6) and a.train.x[np.array([], dtype=int)].shape == (0, 6)
-    _same_training(_fit(_spec(tmp_path, "a", NPY), "torch"), _fit(_spec(tmp_path, "b", NPZ), "torch"))
+    x = np.load(tmp_path / "x.npy")
+    rows = open_rows(tmp_path / "x.npy")
+    np.save(tmp_path / "x.npy", x[:10])  # (cut short)
+    with pytest.raises(DataError, match="x.npy changed while this run was reading it") as e:
+        rows[np.arange(100, 120)]
+    assert "\n" not in str(e.value)
+    np.save(tmp_path / "x.npy", x)
+    rows = open_rows(tmp_path / "x.npy")
+    assert np.array_equal(rows[:5], x[:5])
+    np.save(tmp_path / "x.npy", x * 10)  # (the same size, other values)
+    os.utime(tmp_path / "x.npy", ns=(rows.stamp[1] + 10**9, rows.stamp[1] + 10**9))
+    with pytest.raises(DataError, match="changed while"):
+        rows[:5]
+
+
+def test_a_file_cut_short_during_dlc_run_is_exit_1_with_the_folder_kept(tmp_path):
+    """The command line: one line, exit 1, the run folder and its history kept (it was a Bus error, 135)."""
+    import json
+    import subprocess
+    import sys
+    import time
+
+    rng = np.random.default_rng(0)
+    _write(tmp_path, rng.normal(size=(4000, 6)), rng.integers(0, 3, 4000))
+    spec = _spec(tmp_path, "a", NPY, dtype="float32").read_text().replace("epochs: 2", "epochs: 400")
+    (tmp_path / "a.dlspec").write_text(spec)
+    run = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "dlc", "run", str(tmp_path / "a.dlspec"), "--backend",
+                             "torch", "--out", str(run)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    history = run / "history.csv"
+    deadline = time.monotonic() + 120
+    while not (history.exists() and len(history.read_text().splitlines()) > 2) and proc.poll() is None:
+        assert time.monotonic() < deadline, "no epoch was written"
+        time.sleep(0.05)
+    np.save(tmp_path / "x.npy", np.zeros((3, 6)))
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1, err
+    lines = [line for line in err.splitlines() if "error" in line]
+    assert len(lines) == 1 and "x.npy changed while this run was reading it" in lines[0], err
+    assert "Traceback" not in err and history.exists()
+    assert json.loads((run / "run.json").read_text())
 
 
 def test_batches_read_ahead_are_the_batches_asked_for(tmp_path):
@@ -372,3 +425,12 @@ def test_emitted_script_reads_npy_and_matches(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     _, hist = _fit(spec, "torch")
     assert json.loads((tmp_path / "l.json").read_text()) == hist.step_losses
+
+
+def test_features_of_no_values_are_named_at_run_time(tmp_path):
+    """A file that passed the check and then lost its features' values: the check's words, not a count."""
+    _write(tmp_path)
+    spec = dlc.load(_spec(tmp_path, "a", NPY))
+    np.save(tmp_path / "x.npy", np.zeros((150, 0)))
+    with pytest.raises(DataError, match=r"x.npy: holds samples with no features \(shape \(150, 0\)\)"):
+        prepare(spec, tmp_path, "float32")

@@ -77,9 +77,7 @@ from dlc.runtime.data.splits import (
     split_seed,
 )
 from dlc.runtime.data.stream import (
-    FAULT_BYTES,
-    RELEASE_BYTES,
-    MappedRows,
+    FileRows,
     Streamed,
     StreamedRows,
     assemble_streamed,
@@ -97,7 +95,7 @@ from dlc.runtime.data.targets import (
 )
 
 __all__ = [
-    "CHUNK_BYTES", "DataError", "Dataset", "FAULT_BYTES", "Loaded", "MappedRows", "RELEASE_BYTES",
+    "CHUNK_BYTES", "DataError", "Dataset", "FileRows", "Loaded",
     "Samples", "Split", "Streamed", "StreamedRows", "Table", "reorder_rows", "split_indices",
     "assemble", "assemble_in_place", "assemble_streamed", "bad_cell", "bad_label",
     "check_finite_features", "check_finite_targets", "check_foldable", "check_model_inputs",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -13,6 +14,18 @@ from dlc.compiler.spec import Data, Spec
 
 class DataError(Exception):
     """A data file is missing or unreadable at run time: one clear line, exit 1."""
+
+
+class Rows(Protocol):
+    """A source's features as (samples, features) rows: an array, or an npy file's rows read on request
+    (stream.FileRows), which the chunked passes read a slice at a time."""
+
+    @property
+    def shape(self) -> tuple[int, ...]: ...
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, rows: Any) -> np.ndarray: ...
 
 
 @dataclass

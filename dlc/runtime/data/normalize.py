@@ -8,8 +8,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from dlc.compiler.datarows import nonfinite_wording
 from dlc.compiler.spec import Spec
-from dlc.runtime.data.base import DataError, Samples
+from dlc.runtime.data.base import DataError, Rows, Samples
 
 
 def check_finite_features(flat: np.ndarray, s: Samples) -> None:
@@ -25,9 +26,8 @@ def check_finite_features(flat: np.ndarray, s: Samples) -> None:
 
 def nonfinite_features(s: Samples, count: int, row: int, col: int) -> DataError:
     """The error for `count` missing or infinite feature values, the first at sample `row`, feature `col`
-    (from 0): one wording for the data read whole and the memory-mapped (stream.py)."""
-    return DataError(f"{s.where}: {count} feature value(s) are missing or not finite (the first in "
-                     f"{s.row(row)}, feature {col + 1}); fill or drop them first")
+    (from 0): one wording for the data read whole, read as it goes (stream.py) and `dlc check`'s."""
+    return DataError(f"{s.where}: {nonfinite_wording(count, s.row(row), col + 1)}")
 
 
 def check_finite_targets(s: Samples) -> None:
@@ -126,12 +126,12 @@ def normalized(x: np.ndarray, shift: np.ndarray, scale: np.ndarray) -> np.ndarra
 CHUNK_BYTES = 1 << 24  # the float64 working set of the data path's chunked passes
 
 
-def chunk_rows(x: np.ndarray) -> int:
+def chunk_rows(x: np.ndarray | Rows) -> int:
     """Rows per chunk of the chunked passes over x (at least one)."""
     return max(1, CHUNK_BYTES // (8 * max(1, math.prod(x.shape[1:]))))
 
 
-def streamed_normalizer(how: str, x: np.ndarray, rows: np.ndarray, chunk: int | None = None):
+def streamed_normalizer(how: str, x: np.ndarray | Rows, rows: np.ndarray, chunk: int | None = None):
     """normalizer(how, x[rows].astype(np.float64)), bit for bit, a chunk of rows at a time (no copy of the
     data): numpy sums a 2-D array over axis 0 row after row, so each chunk's rows are added to the running
     sums in the same order (tests/test_data_path.py checks the equality; x needs 2 or more columns)."""
