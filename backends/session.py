@@ -4,6 +4,7 @@ it."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -13,6 +14,22 @@ import numpy as np
 from dlc.compiler.spec import Spec
 
 Weights = dict[str, dict[str, np.ndarray]]  # layer name -> weight name -> array (Keras layouts)
+
+
+def device_refusal(device: object) -> str | None:
+    """Why `device` is not one dlc trains on: auto, cpu, cuda or cuda:N (None: it is). Every Session checks
+    it first, so that no caller reaches a framework's own parser (torch's lists its 20 device types, accepts
+    "cpu:1" and "mps"; the keras backend said "runs on the CPU here" of "gpu")."""
+    if isinstance(device, str) and re.fullmatch(r"auto|cpu|cuda(:[0-9]+)?", device):
+        return None
+    return f"{device!r} is not a device; use auto, cpu, cuda or cuda:N"
+
+
+def check_device_name(device: object) -> None:
+    """ValueError, in the API's words (the command line refuses such a name before any work), for a device
+    that is none (device_refusal)."""
+    if refusal := device_refusal(device):
+        raise ValueError(f"device={refusal}")
 
 
 def batch_sizes(n: int, batch_size: int) -> np.ndarray:

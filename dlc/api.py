@@ -30,7 +30,9 @@ import numpy as np
 
 from dlc.backends import BackendUnavailable, LoweringMissing
 from dlc.backends.emit.script import EmitUnsupported
+from dlc.backends.session import check_device_name, device_refusal
 from dlc.compiler import SpecError, compile_file
+from dlc.compiler.checks import precision_conflict
 from dlc.compiler.diagnostics import escaped, text_cells
 from dlc.compiler.search import value_text
 from dlc.compiler.spec import Spec
@@ -41,7 +43,7 @@ from dlc.runtime.doctor import LiveDoctor
 from dlc.runtime.loop import History, LoopState, TrainingFailed
 from dlc.runtime.lr_find import LRFind, LRFindError
 from dlc.runtime.parallel import EXIT_WORKER_LOST, secondary_worker
-from dlc.runtime.run import Finished, Observer, Resumable, RunFailed, device_refusal
+from dlc.runtime.run import Finished, Observer, Resumable, RunFailed
 from dlc.runtime.rundir import OutFolderError, disk_full, output_file
 from dlc.runtime.runs import RunDirError
 from dlc.runtime.serve import Predictions, ServeError, feature_file_refusal, layout_refusal, run_inputs
@@ -247,6 +249,13 @@ def epoch_order(spec: Spec, epoch: int, n: int | None = None) -> np.ndarray:
 
 # ------------------------------------------------------------------------------------------------ model
 
+def _check_precision(spec: Spec, dtype: str | None) -> None:
+    """ValueError naming the argument for a `dtype` the spec's mixed precision cannot train in (the backend
+    said only "precision: mixed_float16 ... cannot train in float64", not which argument asked for it)."""
+    if dtype is not None and (problem := precision_conflict(spec, dtype)):
+        raise ValueError(f"dtype={dtype!r}: {problem}; leave out dtype=, or use precision: float32")
+
+
 class Model:
     """A spec's model on one backend ("torch" or "keras"), starting from dlc's seeded initial weights, so two
     Models of one spec start bit-identical on both backends and (in float64) train to the same numbers.
@@ -268,8 +277,8 @@ class Model:
                 shown = ", ".join(repr(a) for a in allowed if a is not None)
                 raise ValueError(f"{name}={value!r}: expected one of {shown}")
         _flag(compile, "compile")
-        if refusal := device_refusal(device):  # (else torch's parser: "Expected one of cpu, cuda, ipu, ...")
-            raise ValueError(f"device={refusal}")
+        check_device_name(device)  # (before the spec's data or a framework is loaded)
+        _check_precision(spec, dtype)
         _require_concrete(spec)
         if dtype is not None and dtype != spec.dtype:
             spec = spec.model_copy(update={"dtype": dtype})

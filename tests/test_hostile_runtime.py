@@ -513,3 +513,15 @@ def test_sigterm_to_a_data_parallel_run_says_so_and_how_to_continue(tmp_path):
     assert err.strip().splitlines() == [f"dlc: terminated (SIGTERM); `dlc run --resume {run} --nproc 2` "
                                         "continues it"]
     json.loads((run / "run.json").read_text())  # (whole: the workers' files are written beside and renamed)
+
+
+def test_resume_of_a_run_started_on_a_gpu_that_is_not_here_says_so(killed_run, tmp_path):
+    """A run started on cuda, resumed where there is none: it said "--device cuda was asked for", an option
+    the user never gave; now what the run was started on, and the way to continue here."""
+    copy = _edited_copy(killed_run, tmp_path, "run.json", device="cuda")
+    rc, out, err = run_cli("run", "--resume", copy, "--quiet")
+    assert rc == 1 and len(err.splitlines()) == 1, err
+    assert f"{copy} was started on --device cuda, but PyTorch sees no CUDA device" in err, err
+    assert "add --device cpu (or auto) to continue it here" in err and "was asked for" not in err
+    rc, out, err = run_cli("run", "--resume", copy, "--device", "cpu", "--quiet")
+    assert rc == 0, err

@@ -19,7 +19,7 @@ import tensorflow as tf
 
 from dlc.backends import lowering as lw
 from dlc.backends.network import network_expr
-from dlc.backends.session import BatchReader
+from dlc.backends.session import BatchReader, check_device_name
 from dlc.compiler.checks import precision_conflict
 from dlc.compiler.checkshared import final_activation, fused_output
 from dlc.compiler.spec import Spec
@@ -38,10 +38,20 @@ lw.load_target(TARGET)  # registers backends/keras/lower.py's lowerings
 
 
 def check_device(device: str | None, processes: int = 1) -> None:
-    """RuntimeError (one line) for a device TensorFlow does not train on here; the processes share the CPU."""
+    """ValueError for a name that is no device; RuntimeError (one line, worded as torch's) for a GPU: dlc's
+    keras backend does not place a model on one (the processes share the CPU)."""
+    check_device_name("auto" if device is None else device)
     if device not in ("auto", "cpu", None):
-        raise RuntimeError(f"--device {device}: the keras backend runs on the CPU here (TensorFlow sees no "
-                           "GPU); use --backend torch for CUDA")
+        raise RuntimeError(f"--device {device} was asked for, but {_why_no_gpu()}; use --backend torch for "
+                           "CUDA")
+
+
+def _why_no_gpu() -> str:
+    """Why keras does not take a GPU by name: TensorFlow sees none here, or (a GPU build that sees one) dlc
+    leaves the placement to TensorFlow."""
+    if not tf.config.list_physical_devices("GPU"):
+        return "the keras backend trains on the CPU here (TensorFlow sees no GPU)"
+    return "the keras backend does not choose a device (TensorFlow places the model itself: --device auto)"
 
 
 # the Session calls that run the model's graphs

@@ -12,6 +12,7 @@ import torch
 
 from dlc.backends.lowering import Context, evaluate
 from dlc.backends.network import network_expr
+from dlc.backends.session import check_device_name
 from dlc.compiler.checks import precision_conflict
 from dlc.compiler.checkshared import final_activation, fused_output
 from dlc.compiler.spec import Spec
@@ -58,12 +59,60 @@ def _foreign_archive(path: Path) -> str | None:
     return None
 
 
-def pick_device(device: str) -> torch.device:
-    if device in ("auto", None):
+def pick_device(device: str | None, processes: int | None = None) -> torch.device:
+    """The torch device for one of dlc's device names (ValueError for another); RuntimeError, one line, for a
+    GPU PyTorch does not see, or one GPU named for several data-parallel processes (`processes`; None: this
+    process's group, when it has joined one): never the CPU instead of a GPU asked for."""
+    if device is None:
+        device = "auto"
+    check_device_name(device)
+    if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError(f"--device {device} was asked for, but PyTorch sees no CUDA device")
-    return torch.device(device)
+    if device == "cpu":
+        return torch.device("cpu")
+    # cuda[:N], N read here: torch's parser refuses "cuda:007" and an index beyond an int in its own words
+    index = int(device.partition(":")[2]) if ":" in device else None
+    _require_gpu(device, index)
+    _one_gpu_each(device, index, _group_size() if processes is None else processes)
+    return torch.device("cuda", index)
+
+
+def _group_size() -> int:
+    """The processes of this one's data-parallel group (1 outside one)."""
+    dist = torch.distributed
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def _one_gpu_each(device: str, index: int | None, processes: int) -> None:
+    """RuntimeError for cuda:N with several data-parallel processes: process r trains on GPU r
+    (distributed.start pins it), and a GPU named would put them all on that one (NCCL refuses two ranks on
+    one GPU, in every worker)."""
+    if index is not None and processes > 1:
+        raise RuntimeError(f"--device {device} names one GPU, and the {processes} data-parallel processes "
+                           "train on a GPU each (process r on cuda:r): use --device cuda")
+
+
+def _require_gpu(device: str, index: int | None) -> None:
+    """RuntimeError when PyTorch sees no GPU, or not GPU `index` (torch's own error for cuda:5 on a machine
+    of one GPU came at the first tensor moved: "CUDA error: invalid device ordinal", with no device named)."""
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    asked = f"--device {device} was asked for, but PyTorch sees"
+    if count == 0:
+        raise RuntimeError(f"{asked} no CUDA device{_hidden_gpus()}")
+    if index is not None and index >= count:
+        seen = "cuda:0" if count == 1 else f"cuda:0 to cuda:{count - 1}"
+        raise RuntimeError(f"{asked} {count} CUDA device{'s' if count > 1 else ''} ({seen}){_hidden_gpus()}")
+
+
+def _hidden_gpus() -> str:
+    """CUDA_VISIBLE_DEVICES, where it is set: what chooses the GPUs PyTorch sees (an empty one hides all).
+    Not said by a PyTorch built without CUDA (`+cpu`), which sees no GPU whatever it says."""
+    shown = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if shown is None or torch.version.cuda is None:
+        return ""
+    if not shown.strip():
+        return " (CUDA_VISIBLE_DEVICES is empty, which hides every GPU)"
+    return f" (CUDA_VISIBLE_DEVICES={shown!r} chooses the GPUs it sees)"
 
 
 # the share of a GPU's free memory the features may take on it; above it they stay on the host, in batches
@@ -86,7 +135,7 @@ def _nbytes(x: np.ndarray, dtype: torch.dtype) -> int:
 def check_device(device: str, processes: int = 1) -> None:
     """RuntimeError (one line) when `device` cannot be used here, or when `processes` data-parallel
     processes (each on its own GPU, process r on GPU r: distributed.start) need more GPUs than there are."""
-    picked = pick_device(device)
+    picked = pick_device(device, processes)
     if picked.type == "cuda" and processes > (count := torch.cuda.device_count()):
         raise RuntimeError(f"{processes} data-parallel processes train on a GPU each, and PyTorch sees "
                            f"{count}: use at most {count} processes, or --device cpu")

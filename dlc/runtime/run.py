@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from dlc.backends.session import device_refusal
 from dlc.runtime import rundir, runlock
 from dlc.runtime.runs import RunDirError, retrain
 
@@ -117,8 +117,22 @@ class Resumable:
         return loop.epoch >= self.epochs_total or loop.history.stopped_early
 
     def device(self, asked: str = "auto") -> str:
-        """The device to continue on: the one asked for, else the one the run was started with."""
-        return self.info.get("device", "auto") if asked == "auto" else asked
+        """The device to continue on: the one asked for, else the one the run was started with; a GPU it was
+        started on that is not here is a RuntimeError saying so (the backend's own words blamed an option the
+        user never gave: "--device cuda was asked for")."""
+        if asked != "auto":
+            return asked
+        started = self.info.get("device", "auto")
+        if started not in ("auto", "cpu"):
+            from dlc.backends import check_device
+
+            try:
+                check_device(self.backend, started)
+            except RuntimeError as e:
+                why = str(e).split(", but ", 1)[-1]
+                raise RuntimeError(f"{self.run} was started on --device {started}, but {why}; add --device "
+                                   "cpu (or auto) to continue it here") from None
+        return started
 
     @property
     def compiled(self) -> bool:
@@ -167,13 +181,6 @@ def resume_target(run: str | Path) -> Resumable:
     spec_file = str(next(iter(sorted(run.glob("*.dlspec"))), run / "ir.json"))
     return Resumable(run, info, finished=False, spec=spec, spec_file=spec_file, checkpoint=saved,
                      epochs_total=spec.train.epochs)
-
-
-def device_refusal(device: object) -> str | None:
-    """Why `device` is not one dlc trains on: auto, cpu, cuda or cuda:N (None: it is)."""
-    if isinstance(device, str) and re.fullmatch(r"auto|cpu|cuda(:[0-9]+)?", device):
-        return None
-    return f"{device!r} is not a device; use auto, cpu, cuda or cuda:N"
 
 
 def _settings_damage(info: dict) -> str | None:
