@@ -1,4 +1,4 @@
-"""Training from a memory-mapped npy source bigger than the process may hold: peak RSS and wall time.
+"""Training from an npy source bigger than the process may hold: peak RSS and wall time.
 
     .venv/bin/python bench/bench_stream.py [--rows 1000000] [--features 784] [--steps N] [--backend torch]
                                            [--small-rows 20000] [--small-steps 100] [--rounds R]

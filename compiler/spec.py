@@ -90,7 +90,7 @@ class Mnist(Source):
 @register("npy")
 class Npy(Source):
     """Features and targets in two .npy files (np.save), one sample per row of each; the features are
-    memory-mapped and read a batch at a time, for data bigger than memory."""
+    read from the file a batch at a time, for data bigger than memory."""
 
     name: Literal["npy"] = "npy"
     positional: ClassVar = ("x", "y")

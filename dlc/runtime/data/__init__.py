@@ -5,7 +5,7 @@ the file, the row (or sample) and the column: the header rule of CSV files, numb
 labels the output layer can take, inputs the model's dtype can hold (README, "Data files").
 
 The modules, each importing only those before it: base (Dataset, Split, Samples, DataError), files (the
-readers), targets, splits, normalize (checks and statistics), stream (an npy source, memory-mapped), dataset
+readers), targets, splits, normalize (checks and statistics), stream (an npy source, read as it goes), dataset
 (the in-memory path, and the entry points prepare() and folds()). Every name is imported from here."""
 
 from __future__ import annotations

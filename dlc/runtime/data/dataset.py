@@ -41,7 +41,7 @@ def load_samples(spec: Spec, base_dir: Path, keep_float32: bool = False) -> Samp
     if isinstance(src, Bundled):
         x, y = read_bundled(src.name)
         return Samples(x, y, src.name)
-    if isinstance(src, Npy):  # (whole: a run memory-maps them instead, prepare_streamed)
+    if isinstance(src, Npy):  # (whole: a run reads them a batch at a time instead, prepare_streamed)
         x_path, y_path = resolve_path(base_dir, src.x), resolve_path(base_dir, src.y)
         x, y = read_npy(x_path, y_path)
         return Samples(x, y, str(x_path), targets_where=str(y_path))

@@ -344,7 +344,7 @@ def _check_npy_header(path: Path) -> None:
 
 def read_npy(x_path: str | Path, y_path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     """(features as float64, targets) of two .npy files, read whole (the emitted scripts' reader; a run
-    memory-maps the features instead: prepare_streamed)."""
+    reads the features a batch at a time instead: prepare_streamed)."""
     x_path, y_path = Path(x_path), Path(y_path)
     x, y = open_npy(x_path, mmap=False), open_npy(y_path, mmap=False)
     if len(y) != len(x):
