@@ -104,6 +104,17 @@ def rel_diffs(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.abs(a - b) / np.maximum(1.0, np.abs(a))
 
 
+def over_bound(a: Any, b: Any, dtype: str) -> tuple[np.ndarray, int | None]:
+    """(|a − b| elementwise, the first index whose |Δ| is over `dtype`'s loss bound, None when none): step
+    losses or validation losses, of the two backends or of one against itself. Equal values are 0 apart, inf
+    included (inf − inf is NaN)."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    with np.errstate(invalid="ignore"):
+        diff = np.where(a == b, 0.0, np.abs(a - b))
+    over = np.flatnonzero(diff > loss_bound(dtype, a))
+    return diff, (int(over[0]) if over.size else None)
+
+
 def check_counts(steps: int | None, seeds: int | None) -> None:
     """ValueError for a number of steps or seeds a comparison does not take (None: not given); `dlc compare`
     says it in its options' words first."""
@@ -369,28 +380,22 @@ def _judge(r: _Runs, dtype: str, backends) -> tuple[_Findings, dict[str, Any]]:
     f = _Findings()
     n = min(len(r.losses[a]), len(r.losses[b]))
     la, lb = np.array(r.losses[a][:n]), np.array(r.losses[b][:n])
-    diff = np.abs(la - lb)
+    diff, i = over_bound(la, lb, dtype)
     f.rel = rel_diffs(la, lb)
     init_diff = max_abs_diff(r.start[a], r.start[b])
     if init_diff != 0.0:
         f.init_layer = next(k for k, v in _layer_diffs(r.start[a], r.start[b]).items() if v > 0)
         f.reasons.append(f"initial weights differ by {init_diff:.3g} (must be bit-identical), first in layer "
                          f"'{f.init_layer}'")
-    over = np.flatnonzero(diff > loss_bound(dtype, la))
-    if over.size:
-        i = int(over[0])
+    if i is not None:
         f.loss_step = i + 1
         f.reasons.append(f"loss differs by {diff[i]:.3g} at step {i + 1} ({dtype} bound "
                          f"{loss_bound(dtype, la[i]):.3g})")
     if not np.all(np.isfinite(la)) or not np.all(np.isfinite(lb)):
         f.reasons.append("a loss became non-finite")
     m = min(len(r.val[a]), len(r.val[b]))
-    va, vb = np.array(r.val[a][:m]), np.array(r.val[b][:m])
-    with np.errstate(invalid="ignore"):  # (a val_loss of inf on both: the same value, not NaN)
-        vdiff = np.where(va == vb, 0.0, np.abs(va - vb))
-    vover = np.flatnonzero(vdiff > loss_bound(dtype, va))
-    if vover.size:
-        e = int(vover[0])
+    vdiff, e = over_bound(r.val[a][:m], r.val[b][:m], dtype)
+    if e is not None:
         f.course_step = min(n, (e + 1) * r.steps_per_epoch)
         f.reasons.append(f"val_loss differs by {vdiff[e]:.3g} after epoch {e + 1}")
     if r.runs[a] != r.runs[b]:
@@ -609,16 +614,16 @@ def _self_sensitivity(c: Comparison, spec, base_dir: Path, backend: str, referen
     c.self_max_rel_diff = float(rel.max()) if rel.size else 0.0
     c.self_weight_diff = float(max_scaled_diff(reference.end[backend], runs.end[backend]))
     left = []
-    over = np.flatnonzero(np.abs(ref - nudged) > float64_loss_bound(ref))
-    if over.size:
-        c.self_separation_step = int(over[0]) + 1
+    _, i = over_bound(ref, nudged, "float64")
+    if i is not None:
+        c.self_separation_step = i + 1
         left.append(f"the loss bound at step {c.self_separation_step} (up to "
                     f"{c.self_max_rel_diff:.2g}·max(1, |loss|))")
-    val, val_nudged = np.array(reference.val[backend]), np.array(runs.val[backend])
+    val, val_nudged = reference.val[backend], runs.val[backend]
     m = min(len(val), len(val_nudged))
-    val_over = np.flatnonzero(np.abs(val[:m] - val_nudged[:m]) > float64_loss_bound(val[:m]))
-    if val_over.size:
-        left.append(f"the val_loss bound after epoch {int(val_over[0]) + 1}")
+    _, e = over_bound(val[:m], val_nudged[:m], "float64")
+    if e is not None:
+        left.append(f"the val_loss bound after epoch {e + 1}")
     if c.self_weight_diff > FLOAT64_WEIGHT_TOL:
         left.append(f"the final-weight bound ({c.self_weight_diff:.2g} of max(1, |w|))")
     if left:
