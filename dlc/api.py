@@ -44,7 +44,7 @@ from dlc.runtime.loop import History, LoopState, TrainingFailed
 from dlc.runtime.lr_find import LRFind, LRFindError
 from dlc.runtime.parallel import EXIT_WORKER_LOST, secondary_worker
 from dlc.runtime.run import Finished, Observer, Resumable, RunFailed
-from dlc.runtime.rundir import OutFolderError, disk_full, output_file
+from dlc.runtime.rundir import OutFolderError, cannot_write_in, disk_full, output_file
 from dlc.runtime.runs import RunDirError
 from dlc.runtime.serve import Predictions, ServeError, feature_file_refusal, layout_refusal, run_inputs
 from dlc.runtime.tune import Reporter, TuneError, TuneResult
@@ -91,7 +91,8 @@ __all__ = ["DataError", "Dataset", "History", "Model", "SpecError", "TrainingFai
            "TuneError", "TuneResult",
            "LiveDoctor", "doctor", "doctor_fix", "doctor_plot", "doctor_rules",
            "LRFind", "LRFindError", "lr_find", "lr_find_spec",
-           "catalogue", "checked", "compile_refusal", "compile_spec", "cross_validate", "data_files",
+           "cannot_write_in", "catalogue", "checked", "compile_refusal", "compile_spec", "cross_validate",
+           "data_files",
            "device_refusal", "disk_full", "emit", "feature_file_refusal",
            "evaluate_run", "export_onnx",
            "improved", "launch", "list_runs", "lost_worker", "parallel_blockers", "secondary_worker",

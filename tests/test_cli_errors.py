@@ -31,7 +31,7 @@ def _exc(kind: str) -> BaseException:
     ("lowering", 1, "dlc: error: Maxout is not supported yet on the keras target"),
     ("backend", 1, "dlc: error: torch"), ("serve", 1, "dlc: error: no such file"),
     ("rundir", 1, "dlc: error: 'r'"), ("missing", 1, "dlc: error: no such file"),
-    ("tune", 2, "dlc tune: no tune.json"), ("emit", 2, "dlc: error: X cannot"),
+    ("tune", 2, "dlc: error: no tune.json"), ("emit", 2, "dlc: error: X cannot"),
 ])
 def test_known_errors_are_one_line(kind, code, start, capsys):
     assert errors.report(_exc(kind)) == code
@@ -95,6 +95,6 @@ def test_an_empty_out_is_a_usage_error(tmp_path, command, monkeypatch):
     monkeypatch.chdir(tmp_path)
     rc, out, err = run_cli(command, ROOT / "specs" / "iris.dlspec", "--backend", "torch", "--out", " ")
     assert rc == 2 and out == "" and "Traceback" not in err
-    assert err.splitlines()[-1] == (f"dlc {command}: error: Invalid value for '--out': an empty name is not "
+    assert err.splitlines()[-1] == ("dlc: error: Invalid value for '--out': an empty name is not "
                                     "a folder; give --out DIR, or no --out for a fresh one under runs/")
     assert not (tmp_path / "runs").exists()

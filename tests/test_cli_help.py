@@ -99,6 +99,6 @@ def test_version_and_usage_errors(capsys):
     assert capsys.readouterr().out.startswith("dlc ")
     assert main(["run", "--backend", "jax", "x.dlspec"]) == 2
     err = capsys.readouterr().err
-    assert "dlc run: error:" in err and "jax" in err and "Traceback" not in err
+    assert "Usage: dlc run" in err and "dlc: error:" in err and "jax" in err and "Traceback" not in err
     assert main(["nope"]) == 2
     assert main([]) == 2  # the help, as a usage error

@@ -226,7 +226,7 @@ def test_usage_errors_in_plain_words():
     rc, _, err = run_cli("run", "specs/iris.dlspec", "--backend", "bogus")
     assert rc == 2 and "'bogus' is not one of 'torch', 'keras'" in err and "Value error" not in err
     rc, _, err = run_cli("run", "--resume", "specs/iris.dlspec")
-    assert rc == 1 and "is a file, not a run directory" in err and "dlc run specs/iris.dlspec" in err
+    assert rc == 2 and "is a file, not a run directory" in err and "dlc run specs/iris.dlspec" in err
 
 
 def test_a_successful_keras_run_prints_no_native_tensorflow_errors(tmp_path):

@@ -36,7 +36,7 @@ def test_counts_out_of_range_are_usage_errors(args, says):
     """Said as every option range is (the usage lines, then one error line), before the spec is read."""
     code, out, err = run_cli("compare", IRIS, *args)
     assert code == 2 and out == "" and "Traceback" not in err, err
-    assert err.splitlines()[-1] == f"dlc compare: error: {says}"
+    assert err.splitlines()[-1] == f"dlc: error: {says}"
 
 
 def test_counts_are_checked_before_the_spec_is_read(tmp_path):

@@ -393,7 +393,7 @@ def test_options_that_would_train_nothing_are_usage_errors(tmp_path, argv, optio
     spec = write_spec(tmp_path, "iris")
     rc, out, err = run_cli(argv[0], spec, *argv[1:])
     assert rc == 2 and "Traceback" not in err and out == ""
-    assert err.splitlines()[-1].startswith(f"dlc {argv[0]}: error: Invalid value for '{option}'")
+    assert err.splitlines()[-1].startswith(f"dlc: error: Invalid value for '{option}'")
     assert not (tmp_path / "runs").exists()
 
 

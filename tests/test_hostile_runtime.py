@@ -250,8 +250,8 @@ def test_a_file_given_as_a_run_is_named_a_file(tmp_path, command):
     f = tmp_path / "notes.txt"
     f.write_text("x")
     rc, out, err = run_cli(command, f)
-    assert rc == 1
-    assert err == f"dlc: error: '{f}' is a file, not a run directory (the folder `dlc run` wrote)\n"
+    assert rc == 2  # (a path of the wrong kind: a usage error, as every run folder argument)
+    assert err == f"dlc: error: RUN {f} is a file, not a run directory (the folder `dlc run` wrote)\n"
 
 
 # ----------------------------------------------------------------------------- resuming an edited run folder

@@ -225,7 +225,7 @@ def test_an_out_in_a_folder_no_file_can_be_made_in_is_refused_before_training(tm
     # os.access says yes to root on /proc or a read-only mount; the plot failed after the whole test
     def refuse(*args, **kwargs):
         raise PermissionError(13, "Read-only file system")
-    monkeypatch.setattr(lf.tempfile, "mkstemp", refuse)
+    monkeypatch.setattr("dlc.runtime.rundir.tempfile.mkstemp", refuse)
     with pytest.raises(lf.LRFindError, match="cannot write a file in its folder"):
         lf.check_out(tmp_path / "x.png")
 
@@ -248,7 +248,7 @@ def test_an_out_that_cannot_be_written_names_its_folder_and_what_to_do(tmp_path,
 
     def refuse(*args, **kwargs):
         raise PermissionError(13, "Read-only file system")
-    monkeypatch.setattr(lf.tempfile, "mkstemp", refuse)
+    monkeypatch.setattr("dlc.runtime.rundir.tempfile.mkstemp", refuse)
     with pytest.raises(lf.LRFindError) as e:
         lf.check_out("lr_find.png")
     assert f"its folder {os.getcwd()} (Read-only file system); give --out a file in a folder" in str(e.value)

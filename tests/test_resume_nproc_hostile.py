@@ -349,7 +349,7 @@ def test_tune_refuses_a_collective_timeout_that_is_no_number_of_seconds_up_front
     monkeypatch.setenv("DLC_COLLECTIVE_TIMEOUT", "abc")
     rc, out, err = run_cli("tune", spec, "--out", tmp_path / "out", "--trial-nproc", 2)
     assert rc == 2 and err.splitlines() == [
-        "dlc tune: DLC_COLLECTIVE_TIMEOUT='abc' is not a finite number of seconds above 0 (how long a "
+        "dlc: error: DLC_COLLECTIVE_TIMEOUT='abc' is not a finite number of seconds above 0 (how long a "
         "data-parallel process waits for the others; 300 when unset)"], err
     assert not (tmp_path / "out").exists()
 

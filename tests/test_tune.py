@@ -586,7 +586,7 @@ def test_a_storage_folder_that_cannot_be_made_is_one_line(tmp_path):
     spec = _write(tmp_path, extra=f'\n    storage: "sqlite:///{tmp_path}/file/s.db"', trials=1)
     rc, _, err = run_cli("tune", spec, "--out", tmp_path / "t")
     assert rc == 2, err
-    want = f"dlc tune: storage sqlite:///{tmp_path}/file/s.db: cannot make its folder {tmp_path}/file: "
+    want = f"dlc: error: storage sqlite:///{tmp_path}/file/s.db: cannot make its folder {tmp_path}/file: "
     assert err.strip().splitlines()[-1].startswith(want), err
     assert not (tmp_path / "t").exists()
 

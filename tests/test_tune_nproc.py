@@ -230,13 +230,13 @@ def test_what_dlc_run_nproc_refuses_is_refused_up_front(tmp_path):
     mixed.write_text(_spec(tmp_path, name="m").read_text().replace("  dtype: float64\n", "").replace(
         "    batch_size: 15\n", "    batch_size: 15\n    precision: choice(float32, mixed_float16)\n"))
     too_many = OVERSUBSCRIBE * usable_cores() + 1
-    cases = [(bn, ["--backend", "keras"], "dlc tune: --trial-nproc on the keras backend does not support "
+    cases = [(bn, ["--backend", "keras"], "dlc: error: --trial-nproc on the keras backend does not support "
               "BatchNorm"),
-             (cv, [], "dlc tune: --trial-nproc trains each trial as one data-parallel run, and the objective "
-              "cv_loss cross-validates each trial"),
-             (mixed, [], "dlc tune: when train.precision is mixed_float16: --trial-nproc does not support "
+             (cv, [], "dlc: error: --trial-nproc trains each trial as one data-parallel run, and the "
+              "objective cv_loss cross-validates each trial"),
+             (mixed, [], "dlc: error: when train.precision is mixed_float16: --trial-nproc does not support "
               "precision: mixed_float16"),
-             (bn, ["--trial-nproc", too_many], f"dlc tune: --workers 1 × --trial-nproc {too_many} is ")]
+             (bn, ["--trial-nproc", too_many], f"dlc: error: --workers 1 × --trial-nproc {too_many} is ")]
     for spec, args, start in cases:
         out = tmp_path / f"out-{spec.stem}"
         rc, _, err = run_cli("tune", spec, "--out", out, "--trial-nproc", 2, *args)

@@ -35,6 +35,7 @@ from dlc.cli.errors import (
     EXIT_SPEC,
     OutputClosed,
     closed_outputs,
+    error_line,
     exits,
     interrupted,
     quiet_exit,
@@ -174,8 +175,7 @@ def _usage_error(e, fallback=None) -> int:
     if ctx is not None:
         print(ctx.get_usage(), file=sys.stderr)
         print(f"Try '{ctx.command_path} --help' for help.", file=sys.stderr)
-    where = ctx.command_path if ctx is not None else "dlc"
-    print(f"{where}: error: {_plain_usage_message(e)}", file=sys.stderr)
+    print(error_line(_plain_usage_message(e)), file=sys.stderr)  # (the usage line names the command)
     return e.exit_code
 
 
@@ -249,7 +249,7 @@ def _main(command, args: list[str]) -> int:
         except OSError as e:
             if isinstance(e, BrokenPipeError):
                 raise
-            print(f"dlc: error: cannot write the output: {e.strerror or e}", file=sys.stderr)
+            print(error_line(f"cannot write the output: {e.strerror or e}"), file=sys.stderr)
             return 1
     except (OutputClosed, BrokenPipeError):  # (the flush above, or a command's output, via exits)
         # the reader of our output has gone (`dlc schema | head -1`): stop quietly, as Unix tools do

@@ -65,11 +65,76 @@ def check_output_file(option: str, output: str, example: str, *, makes_folder: b
                                       f"{path / example}"), EXIT_SPEC)
     parent = path.parent
     if makes_folder:  # (the nearest folder that is there, or a file in the way of the folders to make)
-        while not parent.exists() and parent != parent.parent:
-            parent = parent.parent
+        parent = nearest_existing(parent)
     if not parent.is_dir():
         why = "is a file, not a folder" if parent.exists() else "does not exist"
         raise CommandError(error_line(f"{option} {output}: {parent} {why}"), EXIT_SPEC)
+    if not _written_in_place(path):
+        check_can_write_in(option, output, parent)
+
+
+def _written_in_place(path: Path) -> bool:
+    """Whether an output is written as it is, not as a file made beside it and renamed over it: a link, a
+    device or a pipe (`/dev/stdout`; rundir.output_file), whose folder need not be writable."""
+    return path.is_symlink() or path.exists() and not path.is_file()
+
+
+def nearest_existing(path: Path) -> Path:
+    """`path`, or the nearest of its parents that is there (a folder, or a file in the way of the folders a
+    command would make)."""
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def check_can_write_in(option: str, given: str, folder: Path, fix: str | None = None) -> None:
+    """A usage error (exit 2, one line) when no file can be made in `folder`, where the command writes
+    `given` (a read-only mount, a folder of another user): found before the work, not after it, as lr-find
+    finds it. `fix`: what to do instead (default: another place)."""
+    why = api.cannot_write_in(folder)
+    if why is not None:
+        raise CommandError(error_line(f"{option} {given}: cannot write in {os.path.abspath(folder)} ({why}); "
+                                      f"{fix or f'give {option} a place you can write'}"), EXIT_SPEC)
+
+
+def check_out_folder(out: str | None) -> None:
+    """The --out DIR of a command that trains into it (run, cv, tune) in a folder no file can be made in is a
+    usage error (exit 2) before the spec is compiled, as lr-find's --out is, not a failure (exit 1) once its
+    first file is written. A file in the way, and what the folder holds, are the runtime's checks (exit 2
+    too: rundir.prepare_out)."""
+    if out is None or not out.strip():
+        return
+    folder = nearest_existing(Path(out))
+    if folder.is_dir():
+        check_can_write_in("--out", out, folder)
+
+
+RUN_FOLDER = "a run directory (the folder `dlc run` wrote)"
+
+
+def check_run_folder(option: str, given: str | None, what: str = RUN_FOLDER,
+                     made_by: str | None = "dlc run") -> None:
+    """A run folder argument (RUN, --resume RUN, --refine RUN, runs' DIR) that cannot be one, as the path
+    alone tells: a file, a device or pipe, or a path through a file, is a usage error (exit 2), one line,
+    before any work, as an output FILE that is a folder is. A path that is not there is left to the command
+    (exit 1, "no such run directory"), as a missing input file is: the path is well formed, and what it names
+    may be mistyped or gone; a folder that holds no run is the command's too (exit 1, as a damaged run).
+    `what`: the folder it takes, in words; `made_by`: the command that takes a spec instead (a .dlspec given
+    as the run: how to run it), None for no such hint."""
+    if given is None or not given.strip():
+        return  # (named() says an empty one)
+    path = Path(given)
+    try:
+        found = nearest_existing(path)
+        if found.is_dir():
+            return
+    except OSError:  # (a name too long, a folder it may not look in: the command says so)
+        return
+    if found != path:
+        raise CommandError(error_line(f"{option} {given}: {found} is a file, not a folder"), EXIT_SPEC)
+    kind = "a file" if path.is_file() else "a special file (a pipe, a socket or a device)"
+    hint = f"; a spec is given as SPEC: `{made_by} {given}`" if made_by and path.suffix == ".dlspec" else ""
+    raise CommandError(error_line(f"{option} {given} is {kind}, not {what}{hint}"), EXIT_SPEC)
 
 
 def check_input_file(option: str, given: str | None, kinds: str) -> None:

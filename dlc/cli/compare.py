@@ -2,7 +2,6 @@
 --seeds, where their trainings end (dlc.api.compare does the work)."""
 
 import math
-import sys
 from typing import Annotated, Optional
 
 import typer
@@ -62,7 +61,9 @@ def command(
         raise CommandError(error_line("--margin, --rel-margin and --alpha judge the final metrics over "
                                       "seeds: they apply only with --seeds N"), EXIT_SPEC)
     loaded = training_spec(spec, seed)
-    on_phase = _say_in_a_terminal(loaded.name)
+    from dlc.cli.display import say_in_a_terminal
+
+    on_phase = say_in_a_terminal(loaded.name)  # (a comparison is silent for seconds to minutes otherwise)
     if seeds is not None:
         c = api.compare(loaded, seeds=seeds, margin=margin, rel_margin=rel_margin, alpha=alpha,
                         on_phase=on_phase)
@@ -79,15 +80,6 @@ def command(
 
 
 SEED_DEFAULTS = (0.02, 0.05, 0.05)  # --margin, --rel-margin, --alpha
-
-
-def _say_in_a_terminal(name: str):
-    """Each training of the comparison, a line on stderr as it starts, when stderr is a terminal (a
-    comparison is silent for seconds to minutes otherwise); None in a pipe or a file, which get the result
-    alone."""
-    if not sys.stderr.isatty():
-        return None
-    return lambda phase: print(f"{name}: {phase} ...", file=sys.stderr, flush=True)
 
 
 def _check_seed_options(steps, dtype, margin: float, rel_margin: float, alpha: float) -> None:

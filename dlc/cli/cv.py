@@ -6,7 +6,7 @@ import typer
 
 from dlc import api
 from dlc.cli import options as o
-from dlc.cli.common import training_spec
+from dlc.cli.common import check_out_folder, training_spec
 from dlc.cli.tables import print_table
 
 NAME = "cv"
@@ -34,6 +34,7 @@ def command(
     dlc's seeded (stratified if asked) folds, the same on both backends; a test fraction of the split stays
     out of every fold. Prints per-fold metrics and mean ± std; writes cv.json and fold_N/."""
     o.require_out_for_replace(replace, out)
+    check_out_folder(out)
     loaded = training_spec(spec, seed, None, epochs)
     o.require_compiles(compile, o.value(backend))
     return cross_validate(loaded, o.value(backend), device, out, k, quiet, replace, evidence=not no_evidence,

@@ -257,18 +257,32 @@ def can_redraw(console) -> bool:
         return False
 
 
+def say_in_a_terminal(name: str):
+    """What says each phase of a long, otherwise silent command on stderr as it starts (`iris: training torch
+    in float64, 200 steps ...`), when stderr is a terminal; None in a pipe or a file, which get the result
+    alone."""
+    import sys
+
+    if not sys.stderr.isatty():
+        return None
+    return lambda phase: print(f"{name}: {phase} ...", file=sys.stderr, flush=True)
+
+
 BAR_CELLS = (20, 10)  # the bar's width, and the narrowest worth showing
 
 
-def progress_parts(epoch: str, steps: str, timing: list[str], values: list[str], width: int
-                   ) -> tuple[str, int, str]:
+def progress_parts(epoch: str, steps: str, timing: list[str], values: list[str], width: int,
+                   word: str = "epoch") -> tuple[str, int, str]:
     """The progress line fitted to `width` cells, as (text before the bar, bar width or 0 for none, text after
     it). A narrow terminal keeps what a Keras user looks at first: the epoch, the steps, the time left and the
     running loss; the bar shrinks, then the other metrics go from the right, then the pace, then the bar
     (rich would otherwise cut the line from the left and lose the epoch and the steps). Narrower than the
     epoch, the steps and the time left: the word `epoch` goes (`3/20 12/539 1.2s left`), then the time left,
-    then the epoch; a number is never cut short (`epoch 3/20  12/53` read as 53 steps)."""
-    full, short, bare = f"epoch {epoch} {steps}", f"{epoch} {steps.strip()}", steps.strip()
+    then the epoch; a number is never cut short (`epoch 3/20  12/53` read as 53 steps). `word`: what the
+    steps are of (`lr range test  37/200`, where `epoch` is empty: steps that are no epoch's)."""
+    bare = steps.strip()
+    full = f"{word} {epoch} {steps}" if epoch else f"{word} {steps}"
+    short = f"{epoch} {bare}" if epoch else bare
     for head in (full, short):
         for bar, keep_pace, n_values in _progress_layouts(len(values)):
             shown = timing if keep_pace else timing[:1]
@@ -306,7 +320,8 @@ class _FittedLine(ProgressColumn):
 
         f, total = task.fields, int(task.total or 0)
         steps = f"{int(task.completed):>{len(str(total))}}/{total}"
-        head, bar, tail = progress_parts(f["epoch"], steps, f["timing"], f["values"], self.console.width)
+        head, bar, tail = progress_parts(f["epoch"], steps, f["timing"], f["values"], self.console.width,
+                                         f["word"])
         grid = Table.grid(padding=(0, 1))
         cells = [head]
         if bar:
@@ -320,12 +335,13 @@ class _FittedLine(ProgressColumn):
 class Progress:
     """A Keras-like progress bar over the steps of the current epoch, on a terminal only (a log or a pipe
     gets the epoch rows): `epoch 3/20  12/47 ━━━━━━━━━━━━━━━━━━━━ 1.2s left 25ms/step - loss: 0.5200 -
-    accuracy: 0.8100`, refreshed a few times a second, fitted to the terminal's width (progress_parts)."""
+    accuracy: 0.8100`, refreshed a few times a second, fitted to the terminal's width (progress_parts).
+    `epochs` None and a `word`: steps that are no epoch's (lr-find's: `lr range test  37/200 ...`)."""
 
-    def __init__(self, console, epochs: int):
+    def __init__(self, console, epochs: int | None, word: str = "epoch"):
         from rich.progress import Progress as RichProgress
 
-        self.epochs = epochs
+        self.epochs, self.word = epochs, word
         self.enabled = can_redraw(console) and not console.quiet
         self.p = RichProgress(_FittedLine(console), console=console, transient=True)
         self.task: TaskID | None = None
@@ -354,10 +370,10 @@ class Progress:
             timing = [f"{fmt_duration(per * (total - done))} left" if done < total else fmt_duration(elapsed),
                       fmt_pace(per)]
         values = [f"{k}: {fmt_value(v)}" for k, v in (running or {}).items()]
-        epoch_text = f"{epoch + 1}/{self.epochs}"
+        epoch_text = f"{epoch + 1}/{self.epochs}" if self.epochs else ""
         if self.task is None:
             self.task = self.p.add_task("train", total=total, completed=done, epoch=epoch_text, timing=timing,
-                                        values=values)
+                                        values=values, word=self.word)
         else:
             self.p.update(self.task, total=total, completed=done, epoch=epoch_text, timing=timing,
                           values=values, refresh=True)  # (a few times a second at most: the backends say so)

@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 import typer
 
 from dlc import api
-from dlc.cli.common import named
+from dlc.cli.common import check_run_folder, named
 from dlc.cli.jsonout import print_json
 
 NAME = "doctor"
@@ -59,6 +59,7 @@ def command(
     `dlc tune --refine RUN` searches next. The rules (docs/DOCTOR.md has them at length):
     """
     named(("RUN", run))
+    check_run_folder("RUN", run)
     report = api.doctor(run, target_accuracy)
     fixed = api.doctor_fix(report) if fix else None
     plots, plot_notes = api.doctor_plot(report) if plot else ([], [])

@@ -5,7 +5,8 @@
          bad run directory or input file, out of memory, any unexpected error; one line on stderr,
          `dlc: error: ...` (with the run directory, when one was made: it is kept)
     2    a spec error (the diagnostics, positioned in the spec, never a traceback), a spec that cannot be used
-         as it is, or a usage error
+         as it is, or a usage error (`dlc: error: ...`, after the usage line where the command line is
+         wrong; a path of the wrong kind too: a folder given for a FILE, a file for a RUN folder)
     3    (internal) a worker of `dlc run --nproc` that lost another worker: the launcher prints the line
     130  interrupted (Ctrl-C)
     143  terminated (SIGTERM: `kill`, `timeout`, a job scheduler's stop), handled as Ctrl-C is
@@ -31,6 +32,7 @@ EXIT_SPEC = 2
 EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 143  # 128 + SIGTERM, as a shell reports a process the signal ended
 EXIT_BROKEN_PIPE = 141
+ERROR_PREFIX = "dlc: error: "
 
 
 class Terminated(KeyboardInterrupt):
@@ -90,15 +92,16 @@ class CommandError(Exception):
 
 
 def error_line(message: str) -> str:
-    return f"dlc: error: {message}"
+    """The one way every command starts an error on stderr (usage errors too: dlc.cli._usage_error)."""
+    return f"{ERROR_PREFIX}{message}"
 
 
-def _spec_errors() -> list[tuple[type, str]]:
-    """Exceptions that mean the spec (or the command's set-up) is wrong: exit 2, with how the text starts."""
+def _spec_errors() -> tuple[type, ...]:
+    """Exceptions that mean the command's set-up is wrong: exit 2, `dlc: error: <message>` (a SpecError,
+    exit 2 too, prints its positioned diagnostics as they are)."""
     from dlc import api
 
-    return [(api.SpecError, ""), (api.TuneError, "dlc tune: "), (api.EmitUnsupported, "dlc: error: "),
-            (api.OutFolderError, "dlc: error: ")]
+    return (api.TuneError, api.EmitUnsupported, api.OutFolderError)
 
 
 def _runtime_errors() -> tuple[type, ...]:
@@ -137,9 +140,10 @@ def classify(exc: BaseException) -> tuple[int, str]:
 
     if isinstance(exc, CommandError):
         return exc.code, exc.text
-    for cls, prefix in _spec_errors():
-        if isinstance(exc, cls):
-            return EXIT_SPEC, prefix + str(exc)
+    if isinstance(exc, api.SpecError):
+        return EXIT_SPEC, str(exc)
+    if isinstance(exc, _spec_errors()):
+        return EXIT_SPEC, error_line(str(exc))
     if isinstance(exc, _runtime_errors()):
         return EXIT_RUNTIME, error_line(str(exc))
     if isinstance(exc, MemoryError):

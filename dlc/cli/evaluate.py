@@ -7,7 +7,7 @@ import typer
 
 from dlc import api
 from dlc.cli import options as o
-from dlc.cli.common import check_input_file, named
+from dlc.cli.common import check_input_file, check_run_folder, named
 from dlc.cli.jsonout import print_json
 
 NAME = "evaluate"
@@ -25,6 +25,7 @@ def command(
 
     The model is reloaded on its backend; a file gets the training preprocessing first."""
     named(("RUN", run), ("--data", data))
+    check_run_folder("RUN", run)
     check_input_file("--data", data, "a .csv or .npz file")
     results = api.evaluate_run(run, data, on_read=lambda line: print(line, file=sys.stderr))
     if as_json:

@@ -10,7 +10,7 @@ import typer
 
 from dlc import api
 from dlc.cli import options as o
-from dlc.cli.common import check_output_file, check_output_target, named, run_inputs
+from dlc.cli.common import check_output_file, check_output_target, check_run_folder, named, run_inputs
 from dlc.cli.errors import CommandError, error_line
 
 NAME = "export"
@@ -32,6 +32,7 @@ def command(
     Through the torch lowering, with the weights of the run's own model and the training preprocessing folded
     in."""
     named(("RUN", run), ("--output", output))
+    check_run_folder("RUN", run)
     out = Path(output) if output is not None else Path(run) / "model.onnx"
     if output is not None:  # (an ONNX model under another name, `x.csv`, was written without a word)
         check_output_file("--output", output, "model.onnx")

@@ -1,6 +1,7 @@
 """`dlc lr-find SPEC`: the learning-rate range test (dlc.api.lr_find does the work): the loss against an
 exponentially rising learning rate from the spec's initial weights, as a PNG, and a suggested starting lr."""
 
+import time
 from typing import Annotated
 
 import typer
@@ -19,6 +20,7 @@ DEFAULT_END = 10.0
 MIN_STEPS = 10
 MAX_STEPS = 100_000
 DEFAULT_OUT = "lr_find.png"
+REDRAW_S = 0.1  # the progress bar is redrawn at most this often
 
 
 def command(
@@ -62,8 +64,7 @@ def command(
     loaded = api.lr_find_spec(compiled(spec), seed, o.value(dtype))
     check_output_target("--out", out, DEFAULT_OUT, inputs=[spec, *api.data_files(loaded)], suffix=".png")
     try:
-        result = api.lr_find(loaded, o.value(backend), steps=steps, start=start, end=end, device=device,
-                             out=out)
+        result = _range_test(loaded, o.value(backend), steps, start, end, device, out)
     except api.LRFindError as e:
         raise CommandError(error_line(str(e)), EXIT_SPEC) from None
     if as_json:
@@ -71,6 +72,34 @@ def command(
     else:
         _show(result)
     return 0
+
+
+def _range_test(spec, backend: str, steps: int, start: float, end: float, device: str, out: str):
+    """api.lr_find, its progress shown as `dlc run` shows an epoch's when stderr is a terminal (a line as it
+    starts, then a bar over the steps with the lr and the loss: the test is tens of seconds of silence
+    otherwise); in a pipe or a file, nothing: stdout is the result alone."""
+    from rich.console import Console
+
+    from dlc.cli.display import Progress, say_in_a_terminal
+
+    say = say_in_a_terminal(spec.name)
+    if say is not None:
+        say(f"lr range test on {backend}, lr {start:g} → {end:g} over {steps} steps")
+    bar = Progress(Console(stderr=True, highlight=False), None, word="lr range test")
+    shown = [0.0]  # when the bar was last redrawn
+
+    def on_step(step: int, lr: float, loss: float) -> None:
+        now = time.monotonic()
+        if step == 1:  # (the bar's clock starts with the steps, not with the backend's import)
+            bar(0, 0, steps)
+        elif now - shown[0] < REDRAW_S:  # (a step takes milliseconds: a redraw each would slow the test)
+            return
+        shown[0] = now
+        bar(0, step, steps, {"lr": lr, "loss": loss})
+
+    with bar:
+        return api.lr_find(spec, backend, steps=steps, start=start, end=end, device=device, out=out,
+                           on_step=on_step)
 
 
 def _show(r) -> None:

@@ -5,7 +5,7 @@ from typing import Annotated
 import typer
 
 from dlc import api
-from dlc.cli.common import check_output_file, check_output_target, named
+from dlc.cli.common import check_output_file, check_output_target, check_run_folder, named
 
 NAME = "plot"
 
@@ -23,6 +23,8 @@ def command(
     Train solid, validation dashed, one panel per quantity and one for the learning rate; prints the file.
     A cross-validation run adds a curve per fold, a tune run its best trial's."""
     named(*(("RUN", run) for run in runs), ("--out", out))
+    for run in runs:
+        check_run_folder("RUN", run)
     check_output_file("--out", out, "plot.png", makes_folder=True)
     check_output_target("--out", out, "plot.png", inputs=runs, suffix=".png")
     print(api.plot_runs(runs, out))

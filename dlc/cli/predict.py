@@ -10,7 +10,14 @@ import typer
 
 from dlc import api
 from dlc.cli import options as o
-from dlc.cli.common import check_input_file, check_output_file, check_output_target, named, run_inputs
+from dlc.cli.common import (
+    check_input_file,
+    check_output_file,
+    check_output_target,
+    check_run_folder,
+    named,
+    run_inputs,
+)
 from dlc.cli.errors import EXIT_SPEC, CommandError, error_line
 
 NAME = "predict"
@@ -34,6 +41,7 @@ def command(
     applied. Wrong shapes, non-numbers, NaN and values too large for the model are one clear error line;
     stderr says how many rows were read."""
     named(("RUN", run), ("--input", input_file), ("--output", output))
+    check_run_folder("RUN", run)
     check_input_file("--input", input_file, INPUT_KINDS)
     if output is not None:
         check_output(output, input_file, run)

@@ -11,7 +11,7 @@ import typer
 from dlc import api
 from dlc.cli import cv
 from dlc.cli import options as o
-from dlc.cli.common import named, training_spec
+from dlc.cli.common import check_can_write_in, check_out_folder, check_run_folder, named, training_spec
 from dlc.cli.errors import EXIT_SPEC, CommandError, error_line
 
 if TYPE_CHECKING:
@@ -88,6 +88,7 @@ def command(
         if given:  # (they would be ignored: a resumed run keeps the settings it started with)
             raise CommandError(error_line(f"--resume continues a run with its own settings; "
                                           f"{', '.join(given)} cannot be given with it"), EXIT_SPEC)
+        check_run_folder("--resume", resume)
         if launch.parallel:
             return launch.resume(resume, device, quiet, no_evidence)
         return _resume(resume, device, quiet, not no_evidence)
@@ -95,6 +96,7 @@ def command(
         raise CommandError(error_line("dlc run needs a SPEC (or --resume RUN)"), EXIT_SPEC)
     o.require_out_for_replace(replace, out)
     o.require_compiles(compile, backend_name)
+    check_out_folder(out)
     loaded = training_spec(spec, seed, dtype_name, epochs)
     if launch.parallel:
         if compile:
@@ -137,6 +139,7 @@ class _Launch:
         if target.finished:
             print(f"{target.run}: this run already finished; nothing to resume")
             return 0
+        _check_can_resume_in(run)
         if target.compiled:  # (each worker failed with `ValueError: a compiled run ...`)
             raise CommandError(error_line(f"{target.run} was started with --compile, which --nproc cannot "
                                           "train yet (the data-parallel step is not compiled): resume it "
@@ -172,11 +175,19 @@ def _on_command_line(ctx: typer.Context | None, param: str) -> bool:
     return source is not None and source.name == "COMMANDLINE"
 
 
+def _check_can_resume_in(run: str) -> None:
+    """A run folder no file can be made in (a read-only mount) is refused before an epoch is trained (it
+    failed on its first write, naming metrics.json and --out)."""
+    check_can_write_in("--resume", run, Path(run), "copy the run folder where you can write and resume the "
+                                                   "copy")
+
+
 def _resume(run: str, device: str, quiet: bool, evidence: bool = True) -> int:
     target = api.resumable(run)
     if target.finished:
         print(f"{target.run}: this run already finished; nothing to resume")
         return 0
+    _check_can_resume_in(run)
     from rich.markup import escape
 
     shown = escape(str(target.run))  # the note is rich markup: a path is shown as it is

@@ -10,7 +10,7 @@ import typer
 
 from dlc import api
 from dlc.cli import options as o
-from dlc.cli.common import named
+from dlc.cli.common import check_run_folder, named
 from dlc.cli.jsonout import print_json
 from dlc.cli.tables import print_table
 
@@ -33,6 +33,7 @@ def command(
     folder here (nothing trained yet) it says so and lists nothing (exit 0); a DIR that is not there is an
     error."""
     named(("DIR", given))
+    check_run_folder("DIR", given, "a folder of runs", made_by=None)
     folder = DEFAULT if given is None else given
     if given is None and not os.path.lexists(folder):  # (a first-time user's `dlc runs`: not an error)
         if as_json:  # (as for a folder without runs: the empty list, and no line)

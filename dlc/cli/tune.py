@@ -1,13 +1,14 @@
 """`dlc tune SPEC`: search a spec's hyperparameters (its search block) with Optuna, each trial in a process of
 its own; prints each trial, a table of the best ones and the best parameters."""
 
+import os
 from typing import Annotated, Optional
 
 import typer
 
 from dlc import api
 from dlc.cli import options as o
-from dlc.cli.common import compiled
+from dlc.cli.common import check_out_folder, check_run_folder, compiled, named
 from dlc.cli.errors import EXIT_RUNTIME, CommandError, error_line, stop_code, stop_word
 from dlc.cli.tables import print_table
 
@@ -61,6 +62,9 @@ def command(
     DIR/tune.json and DIR/trials/NNNN/."""
     from rich.console import Console
 
+    named(("SPEC", spec), ("--refine", refine), ("--out", out))
+    check_refined_run(refine)
+    check_out_folder(out)
     console = Console(stderr=True, quiet=quiet, soft_wrap=True)  # a long trial line is never wrapped
     result = compiled(api.tune_target(spec, refine))
     display = _Display(console)
@@ -71,6 +75,14 @@ def command(
     finally:
         display.close()
     return _finish(console, result.spec.name, done, quiet)
+
+
+def check_refined_run(refine: Optional[str]) -> None:
+    """--refine RUN as every run folder argument is (check_run_folder): a file there is a usage error (exit
+    2), a folder that is not there a failure (exit 1), both said before the spec is read."""
+    check_run_folder("--refine", refine, "a tune run directory (the folder `dlc tune` wrote)", "dlc tune")
+    if refine is not None and not os.path.lexists(refine):
+        raise CommandError(error_line(f"no such run directory '{refine}'"), EXIT_RUNTIME)
 
 
 class _Display(api.Reporter):
@@ -179,7 +191,8 @@ def _finish(console, name: str, done, quiet: bool) -> int:
     from dlc.api import value_text
 
     if done.problem is not None:
-        console.print(f"[red]dlc tune: the best spec does not check (a bug):[/]\n{escape(done.problem)}")
+        said = escape(error_line("the best spec does not check (a bug):"))
+        console.print(f"[red]{said}[/]\n{escape(done.problem)}")
     if done.interrupted and done.best is None:  # Ctrl-C before a trial ended: the 'interrupted' line says it
         raise CommandError(f"dlc: {stop_word(done.interrupted)}" if console.quiet else "",
                            stop_code(done.interrupted))

@@ -34,7 +34,6 @@ from __future__ import annotations
 import errno
 import math
 import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,7 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from dlc.compiler.spec import Spec
-from dlc.runtime.rundir import save_figure
+from dlc.runtime.rundir import cannot_write_in, save_figure
 
 BETA = 0.98  # the smoothing of the loss (fastai's)
 DIVERGED = 4.0  # stop when the smoothed loss exceeds this many times its minimum
@@ -147,15 +146,8 @@ def check_out(path: str | Path) -> Path:
     except OSError as e:
         raise LRFindError(f"--out {path}: cannot make its folder {folder} ({e.strerror or e}); "
                           f"{instead}") from None
-    if not os.access(path.parent, os.W_OK):
-        raise LRFindError(f"--out {path}: its folder {folder} is not writable; {instead}")
-    try:  # (os.access says yes to root on /proc or a read-only mount: make a file, as the plot will be)
-        fd, probe = tempfile.mkstemp(prefix=".dlc-lr-find-", dir=path.parent)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as e:
-        raise LRFindError(f"--out {path}: cannot write a file in its folder {folder} ({e.strerror or e}); "
-                          f"{instead}") from None
+    if (why := cannot_write_in(path.parent)) is not None:
+        raise LRFindError(f"--out {path}: cannot write a file in its folder {folder} ({why}); {instead}")
     return path
 
 

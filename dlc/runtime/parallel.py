@@ -273,8 +273,8 @@ def launch(args: list[str], how: Launch, quiet_args: list[str] | None = None) ->
                 env[RUN_NOTE] = note
             procs.append(subprocess.Popen(cmd, env=env, stdout=None if rank == 0 else subprocess.DEVNULL,
                                           stderr=log, preexec_fn=_worker_start))
-        codes, order = _watch(procs, has_rank0=how.node_rank == 0)
-        return _verdict(codes, order, logs, how, _noted(note))
+        codes, order, suspended = _watch(procs, has_rank0=how.node_rank == 0)
+        return _verdict(codes, order, logs, how, _noted(note), suspended)
     except KeyboardInterrupt as e:
         _stop(procs)
         e.run_folder = _noted(note)  # type: ignore[attr-defined]
@@ -306,9 +306,11 @@ def _terminated(signum, _frame):
     raise SystemExit(128 + signum)
 
 
-def _watch(procs: list[subprocess.Popen], has_rank0: bool) -> tuple[list[int | None], list[int]]:
+def _watch(procs: list[subprocess.Popen], has_rank0: bool
+           ) -> tuple[list[int | None], list[int], dict[int, int]]:
     """Wait for every worker; when one fails, give rank 0 GRACE_S to end (and report) on its own, then stop
-    the rest. (exit codes, None for a worker stopped here; the workers in the order they ended)"""
+    the rest. (exit codes, None for a worker stopped here; the workers in the order they ended; the
+    workers found suspended when they were stopped here, index: pid)"""
     order: list[int] = []
     deadline = None
     while True:
@@ -322,11 +324,23 @@ def _watch(procs: list[subprocess.Popen], has_rank0: bool) -> tuple[list[int | N
             rank0_done = not has_rank0 or 0 in order
             deadline = time.monotonic() + (0.0 if rank0_done else GRACE_S)
         if deadline is not None and time.monotonic() >= deadline:
+            suspended = {i: p.pid for i, p in enumerate(procs) if i not in order and _suspended(p.pid)}
             _stop(procs)
-            break
+            return [p.returncode if i in order else None for i, p in enumerate(procs)], order, suspended
         time.sleep(0.05)
-    codes: list[int | None] = [p.returncode if i in order else None for i, p in enumerate(procs)]
-    return codes, order
+    return [p.returncode for p in procs], order, {}
+
+
+def _suspended(pid: int) -> bool:
+    """Whether the process is stopped (SIGSTOP, Ctrl-Z's SIGTSTP) or held by a debugger: state T or t in
+    /proc/PID/stat (Linux; elsewhere, or once it is gone, False). Such a worker is alive but silent: the
+    others time out waiting for it, and the launcher's line names it rather than blaming them all."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    fields = stat.rpartition(")")[2].split()  # (the name, in parentheses, may hold spaces)
+    return bool(fields) and fields[0] in ("T", "t")
 
 
 def _stop(procs: list[subprocess.Popen]) -> None:
@@ -364,9 +378,10 @@ def _last_line(log) -> str:
 
 
 def _verdict(codes: list[int | None], order: list[int], logs: list, how: Launch,
-             run: Path | None = None) -> tuple[int, str]:
+             run: Path | None = None, suspended: dict[int, int] | None = None) -> tuple[int, str]:
     """The launcher's exit code and the one line that says which worker stopped ("" when rank 0 reported
-    its own failure, or finished); the line names `run`, the run folder rank 0 made (None: it made none)."""
+    its own failure, or finished); the line names `run`, the run folder rank 0 made (None: it made none),
+    and a worker that was `suspended` (index: pid) when the others gave up waiting for it."""
     if all(c == 0 for c in codes):
         return 0, ""
     if how.node_rank == 0 and codes[0] is not None and codes[0] != EXIT_WORKER_LOST:
@@ -375,10 +390,16 @@ def _verdict(codes: list[int | None], order: list[int], logs: list, how: Launch,
         if codes[0] > 0:
             return codes[0], ""  # rank 0 said why (its `dlc: error:` line)
     culprit = next((i for i in order if codes[i] not in (0, EXIT_WORKER_LOST)), None)
-    if culprit is None:
+    timeout = f"{os.environ.get(TIMEOUT, '300')} s ({TIMEOUT})"
+    if culprit is None and suspended:
+        stalled, pid = min(suspended.items())
+        rank = how.node_rank * how.nproc + stalled
+        line = (f"worker {rank} of {how.world} (pid {pid}) stopped responding: it is suspended (SIGSTOP, "
+                f"Ctrl-Z or a debugger), so the others timed out after {timeout}; the workers were stopped")
+    elif culprit is None:
         where = "" if how.nnodes == 1 else " (a worker on another machine may have stopped)"
         line = (f"the {how.world} workers of this data-parallel run lost contact with each other{where}; "
-                f"the collective timeout is {os.environ.get(TIMEOUT, '300')} s ({TIMEOUT})")
+                f"the collective timeout is {timeout}")
     else:
         code = codes[culprit]
         assert code is not None

@@ -19,6 +19,7 @@ import platform
 import re
 import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -503,3 +504,18 @@ def _plot_metric(ax, key: str, rows: list[dict], epochs: list[int], marker: str 
     if key == "loss" and values and min(values) > 0 and max(values) / min(values) > 10:
         _log_y(ax)
     ax.set_title(key)
+
+
+def cannot_write_in(folder: str | Path) -> str | None:
+    """Why no file can be made in the existing `folder` (the system's words), or None when one can: the one
+    write probe of the commands that work first and write last (lr-find; the command line's output checks,
+    dlc.cli.common), so that a folder they cannot write in is said before the work, not after it.
+    A file is made and removed, as the output will be (os.access says yes to root on /proc, and its no does
+    not say why: a read-only mount, permissions)."""
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".dlc-write-probe-", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        return e.strerror or str(e)
+    return None
