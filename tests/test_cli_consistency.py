@@ -112,7 +112,7 @@ def test_tune_errors_start_as_every_error_does(tmp_path):
     (tmp_path / "empty").mkdir()
     rc, _, err = run_cli("tune", "--refine", tmp_path / "empty")
     said = f"dlc: error: --refine {tmp_path / 'empty'}: no tune.json with the spec there"
-    assert rc == 2 and only_line(err) == said, err
+    assert rc == 1 and only_line(err) == said, err  # (a folder that holds no run: exit 1, as every command)
 
 
 def test_usage_errors_start_as_every_error_does():

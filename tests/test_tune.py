@@ -593,14 +593,15 @@ def test_a_storage_folder_that_cannot_be_made_is_one_line(tmp_path):
 
 def test_a_device_the_trials_cannot_use_is_refused_before_the_search(tmp_path):
     """--device cuda without a GPU failed every trial, and the failures counted towards --trials, so the same
-    command with --device cpu then ran nothing; it is refused before any trial now (exit 2, no folder)."""
+    command with --device cpu then ran nothing; it is refused before any trial now (exit 1, as `dlc run`
+    says it; no folder)."""
     import torch
 
     if torch.cuda.is_available():
         pytest.skip("this machine has a CUDA device")
     p = _write(tmp_path, trials=1)
     rc, _, err = _tune(str(p), "--out", str(tmp_path / "t"), "--device", "cuda")
-    assert rc == 2 and "--device cuda was asked for, but PyTorch sees no CUDA device" in err, err
+    assert rc == 1 and "--device cuda was asked for, but PyTorch sees no CUDA device" in err, err
     assert not (tmp_path / "t").exists()
     rc, _, err = _tune(str(p), "--out", str(tmp_path / "t"), "--device", "cpu")
     assert rc == 0, err
@@ -608,15 +609,15 @@ def test_a_device_the_trials_cannot_use_is_refused_before_the_search(tmp_path):
 
 def test_more_trial_processes_than_gpus_are_refused_before_the_search(tmp_path, monkeypatch):
     """--trial-nproc 4 on a machine with 2 GPUs (each trial's process r trains on GPU r): every trial crashed
-    after its processes started (~15 s each) until the search stopped; refused up front now (exit 2, no
-    folder). The GPUs are simulated: torch's CUDA queries answer as on a 2-GPU machine."""
+    after its processes started (~15 s each) until the search stopped; refused up front now (exit 1, as
+    `dlc run --nproc 4` says it; no folder). The GPUs are simulated: torch's CUDA queries answer as on a 2-GPU machine."""
     import torch
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     p = _write(tmp_path, trials=1, opt="Adam(lr=0.01)")
     rc, _, err = _tune(str(p), "--out", str(tmp_path / "t"), "--trial-nproc", "4")
-    assert rc == 2 and "4 data-parallel processes train on a GPU each, and PyTorch sees 2" in err, err
+    assert rc == 1 and "4 data-parallel processes train on a GPU each, and PyTorch sees 2" in err, err
     assert "use at most 2 processes (--trial-nproc), or --device cpu" in err
     assert not (tmp_path / "t").exists()
 

@@ -84,6 +84,7 @@ from dlc.compiler.search import (
     value_text,
 )
 from dlc.runtime import rundir
+from dlc.runtime.runs import RunDirError
 from dlc.runtime.trials import COUNTED, ERROR, RESULT, outcome
 
 if TYPE_CHECKING:  # imported where used, when used (a worker's process, a study)
@@ -644,7 +645,7 @@ def _sorted_complete(trials, direction: str):
 def _load_refine(run: str, spaces: list[Space], direction: str) -> tuple[list[Space], dict]:
     path = Path(run) / "tune.json"
     if not path.is_file():
-        raise TuneError(f"--refine {run}: no tune.json there (a run directory of `dlc tune` has one)")
+        raise RunDirError(f"--refine {run}: no tune.json there (a run directory of `dlc tune` has one)")
     prev = json.loads(path.read_text())
     old = {d["name"]: Space.from_json(d) for d in prev.get("spaces", [])}
     missing = [sp.name for sp in spaces if sp.name not in old]
@@ -689,7 +690,7 @@ def spec_to_tune(spec: str | None, refine_run: str | None) -> str:
     try:
         spec_path = json.loads((Path(refine_run) / "tune.json").read_text())["spec_file"]
     except (OSError, KeyError, ValueError):
-        raise TuneError(f"--refine {refine_run}: no tune.json with the spec there") from None
+        raise RunDirError(f"--refine {refine_run}: no tune.json with the spec there") from None
     copy = Path(refine_run) / Path(spec_path).name
     if not Path(spec_path).exists() and copy.exists():
         spec_path = str(copy)  # the spec has moved: the copy the earlier run kept
@@ -797,10 +798,11 @@ def tune(result, spec_path: str, *, backend: str = "torch", device: str = "auto"
     if device != "cpu" and (device != "auto" or trial_nproc > 1):
         from dlc.backends import check_device
 
-        try:
+        try:  # (a RuntimeError, exit 1, as `dlc run` says it: the spec and options are sound, the machine
+            # lacks the hardware)
             check_device(backend, device, trial_nproc)
         except RuntimeError as e:
-            raise TuneError(str(e).replace("processes,", "processes (--trial-nproc),", 1)) from None
+            raise RuntimeError(str(e).replace("processes,", "processes (--trial-nproc),", 1)) from None
     reporter = reporter or Reporter()
     spaces = spaces_of(result)
     refined = None
