@@ -50,6 +50,7 @@ from dlc.runtime.serve import Predictions, ServeError, feature_file_refusal, lay
 from dlc.runtime.tune import Reporter, TuneError, TuneResult
 from dlc.tasks import (
     catalogue,
+    check_device,
     checked,
     compile_refusal,
     compile_spec,
@@ -91,8 +92,8 @@ __all__ = ["DataError", "Dataset", "History", "Model", "SpecError", "TrainingFai
            "TuneError", "TuneResult",
            "LiveDoctor", "doctor", "doctor_fix", "doctor_plot", "doctor_rules",
            "LRFind", "LRFindError", "lr_find", "lr_find_spec",
-           "cannot_write_in", "catalogue", "checked", "compile_refusal", "compile_spec", "cross_validate",
-           "data_files",
+           "cannot_write_in", "catalogue", "check_device", "checked", "compile_refusal", "compile_spec",
+           "cross_validate", "data_files",
            "device_refusal", "disk_full", "emit", "feature_file_refusal",
            "evaluate_run", "export_onnx",
            "improved", "launch", "list_runs", "lost_worker", "parallel_blockers", "secondary_worker",

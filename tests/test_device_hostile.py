@@ -100,3 +100,19 @@ def test_model_names_the_dtype_argument_that_mixed_precision_cannot_take(tmp_pat
     refusal = r"^dtype='float64': precision: mixed_float16 computes in float16 .*; leave out dtype=, or use "
     with pytest.raises(ValueError, match=refusal):
         dlc.Model(spec, backend="keras", dtype="float64")
+
+
+def test_nproc_refuses_a_device_before_any_worker_starts(tmp_path, monkeypatch):
+    """`dlc run --nproc 2 --device cuda` without a GPU started both workers, each of which loaded its
+    framework to fail alike; the launcher says it once now, before any starts (no worker: no run folder)."""
+    from dlc.runtime import parallel
+
+    from conftest import run_cli
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA device")
+    started = []
+    monkeypatch.setattr(parallel, "launch", lambda *a, **k: started.append(a) or (0, ""))
+    rc, _, err = run_cli("run", IRIS, "--nproc", "2", "--device", "cuda", "--out", tmp_path / "r")
+    assert rc == 1 and started == [] and not (tmp_path / "r").exists()
+    assert err == "dlc: error: --device cuda was asked for, but PyTorch sees no CUDA device\n"

@@ -610,7 +610,8 @@ def test_a_device_the_trials_cannot_use_is_refused_before_the_search(tmp_path):
 def test_more_trial_processes_than_gpus_are_refused_before_the_search(tmp_path, monkeypatch):
     """--trial-nproc 4 on a machine with 2 GPUs (each trial's process r trains on GPU r): every trial crashed
     after its processes started (~15 s each) until the search stopped; refused up front now (exit 1, as
-    `dlc run --nproc 4` says it; no folder). The GPUs are simulated: torch's CUDA queries answer as on a 2-GPU machine."""
+    `dlc run --nproc 4` says it; no folder). The GPUs are simulated: torch's CUDA queries answer as on a
+    2-GPU machine."""
     import torch
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)

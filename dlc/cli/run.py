@@ -101,7 +101,7 @@ def command(
     if launch.parallel:
         if compile:
             raise CommandError(error_line(COMPILE_NOT_PARALLEL), EXIT_SPEC)
-        launch.check(loaded, backend_name)
+        launch.check(loaded, backend_name, device)
         passed = (("--out", out), ("--epochs", epochs), ("--seed", seed), ("--dtype", dtype_name))
         return launch.run(["run", spec, "--backend", backend_name, "--device", device,
                            *[a for name, v in passed if v is not None for a in (name, str(v))],
@@ -129,10 +129,13 @@ class _Launch:
     def parallel(self) -> bool:
         return self.nproc * self.nnodes > 1
 
-    def check(self, spec, backend: str) -> None:
+    def check(self, spec, backend: str, device: str) -> None:
+        """What stops the spec training data-parallel (exit 2), then a device this machine's processes cannot
+        train on (exit 1, as one process says it): before the workers start, not in each of them."""
         problems = api.parallel_blockers(spec, backend, self.nnodes)
         if problems:
             raise CommandError(error_line(problems[0]), EXIT_SPEC)
+        api.check_device(backend, device, self.nproc)
 
     def resume(self, run: str, device: str, quiet: bool, no_evidence: bool) -> int:
         target = api.resumable(run)
@@ -144,7 +147,7 @@ class _Launch:
             raise CommandError(error_line(f"{target.run} was started with --compile, which --nproc cannot "
                                           "train yet (the data-parallel step is not compiled): resume it "
                                           "without --nproc"), EXIT_SPEC)
-        self.check(target.spec, target.backend)
+        self.check(target.spec, target.backend, target.device(device))
         return self.run(["run", "--resume", run, "--device", device, *(["--quiet"] if quiet else []),
                          *(["--no-evidence"] if no_evidence else [])], folder=run)
 
