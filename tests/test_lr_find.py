@@ -163,6 +163,7 @@ def test_an_out_that_cannot_be_written_is_refused_before_training(tmp_path):
     (tmp_path / "file").write_text("")
     rc, out, err = run_cli("lr-find", IRIS, "--out", tmp_path / "file" / "x.png")
     assert rc == 2 and "cannot make its folder" in err and err.count("\n") == 1
+    assert f"({tmp_path / 'file'} is a file, not a folder)" in err and "File exists" not in err
 
 
 def _variant(tmp_path, name: str, *edits: tuple[str, str]):

@@ -126,6 +126,17 @@ def check_options(steps: int, start: float, end: float) -> None:
                           "already spans the range finely; the test stops where the loss diverges anyway")
 
 
+def _why_no_folder(folder: Path, e: OSError) -> str:
+    """Why `folder` cannot be made: a file in the way of it ("File exists" said of the folder itself, which is
+    not there), else the system's words."""
+    there = folder
+    while not there.exists() and there != there.parent:
+        there = there.parent
+    if there.exists() and not there.is_dir():
+        return f"{os.path.abspath(there)} is a file, not a folder"
+    return str(e.strerror or e)
+
+
 def check_out(path: str | Path) -> Path:
     """The plot's path, its folder made now (before any training); LRFindError when it cannot be written."""
     if not str(path).strip():  # (Path("") is ".": "--out . is a folder" named no folder the user gave)
@@ -144,8 +155,8 @@ def check_out(path: str | Path) -> Path:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise LRFindError(f"--out {path}: cannot make its folder {folder} ({e.strerror or e}); "
-                          f"{instead}") from None
+        why = _why_no_folder(path.parent, e)
+        raise LRFindError(f"--out {path}: cannot make its folder {folder} ({why}); {instead}") from None
     if (why := cannot_write_in(path.parent)) is not None:
         raise LRFindError(f"--out {path}: cannot write a file in its folder {folder} ({why}); {instead}")
     return path
