@@ -155,8 +155,8 @@ def check_out(path: str | Path) -> Path:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        why = _why_no_folder(path.parent, e)
-        raise LRFindError(f"--out {path}: cannot make its folder {folder} ({why}); {instead}") from None
+        raise LRFindError(f"--out {path}: cannot make its folder {folder} ({_why_no_folder(path.parent, e)}"
+                          f"); {instead}") from None
     if (why := cannot_write_in(path.parent)) is not None:
         raise LRFindError(f"--out {path}: cannot write a file in its folder {folder} ({why}); {instead}")
     return path
