@@ -1,10 +1,10 @@
 """Keras' Conv2DTranspose, DepthwiseConv2D, SeparableConv2D and UpSampling2D as torch modules, built from
 plain arguments (backends/torch/lower.py maps the IR to them).
 
-As in layers.py: activations flow channels-last (NHWC; each module permutes to NCHW around the torch op),
-every parameter is named as the IR weight and kept in the IR's (Keras') layout, permuted inside `forward`, and
-'same' padding is TensorFlow's (computed by the lowering; the odd extra row/column goes after). The numbers
-follow the TensorFlow kernels Keras runs:
+As in layers.py: activations flow channels-last (NHWC; a module that calls a torch op permutes to NCHW
+around it), every parameter is named as the IR weight and kept in the IR's (Keras') layout, permuted inside
+`forward`, and 'same' padding is TensorFlow's (computed by the lowering; the odd extra row/column goes
+after). The numbers follow the TensorFlow kernels Keras runs:
 
   Conv2DTranspose  tf.nn.conv_transpose: the full transposed convolution ((n − 1)·s + k per axis),
                    cropped from TF's 'same' offset (or zero-extended) to Keras' output size, then the bias,
@@ -17,6 +17,16 @@ follow the TensorFlow kernels Keras runs:
                    which computes in float32 whatever the input dtype (half-pixel centres), and its gradient
                    kernel, both reproduced operation by operation so that a float64 model agrees with Keras to
                    rounding
+
+In float64, Conv2D (layers.py), DepthwiseConv2D and SeparableConv2D compute every output position with the
+same arithmetic, as TensorFlow does (TiedConv, rows_matmul), so identical windows (constant areas, tiled or
+integer-valued images, a token repeated through Embedding → Reshape) give exactly equal outputs: a max-pool
+after them sees the exact tie Keras sees and sends the gradient to the same position. F.conv2d in float64 on
+the CPU (im2col and MKL's product; grouped for the depthwise kernel) rounds some such positions 1 ulp apart,
+which made Embedding → Reshape → Conv2D/DepthwiseConv2D/SeparableConv2D → max-pool part from Keras at step 1
+under Adam, Adagrad and RMSprop (tests/test_conv_ties.py). float32 and 16 bits keep F.conv2d, whose oneDNN
+kernel broke no tie on the same probes; F.conv_transpose2d kept every tie in float64 too, so Conv2DTranspose
+calls it in every dtype.
 """
 
 from __future__ import annotations
@@ -69,14 +79,127 @@ class DepthwiseConv2D(nn.Module):
         return y if self.activation is None else self.activation(y)
 
 
+def windows2d(x, kh: int, kw: int, strides):
+    """NHWC → N, H', W', kh·kw·C: each output position's window, its taps in the order of Keras' HWIO kernel
+    (row, column, channel), so that `rows_matmul(windows2d(...), kernel.reshape(kh·kw·C, filters))` is Keras'
+    Conv2D ('valid'; pad first), every position by the same arithmetic. Slices, not Tensor.unfold, which ONNX
+    export refuses."""
+    sh, sw = strides
+    last_r, last_c = sh * ((x.shape[1] - kh) // sh), sw * ((x.shape[2] - kw) // sw)  # the last window's start
+    taps = [x[:, i:i + last_r + 1:sh, j:j + last_c + 1:sw] for i in range(kh) for j in range(kw)]
+    return taps[0] if len(taps) == 1 else torch.cat(taps, dim=3)
+
+
+def rows_matmul(a, w):
+    """a (..., K) @ w (K, N) with every row of `a` by the same arithmetic, so equal rows (equal windows) give
+    bit-equal outputs. MKL's product, which torch's CPU matmul calls, rounds the last rows (float64: the
+    rows beyond a multiple of 8) and, where N is not a multiple of 4, other rows 1 ulp apart from the rest
+    (measured with torch 2.13 and MKL 2024.2 on AVX-512, rows of random normals; rows of small integers hide
+    it, their products being exact): a is widened with zero rows to a multiple of 8 and w with zero columns
+    to a multiple of 4, the extra outputs dropped. So padded, no tie broke in 7,744 shapes (1 to 86,528
+    rows, 1 to 576 deep, 1 to 128 columns; float64 and float32; 1 and 2 threads), where the plain product
+    broke 2,816 (float64)."""
+    lead, (m, k), n = a.shape[:-1], (a[..., 0].numel(), a.shape[-1]), w.shape[1]
+    a = a.reshape(m, k)
+    if m % 8:
+        a = F.pad(a, (0, 0, 0, -m % 8))
+    if n % 4:
+        w = F.pad(w, (0, -n % 4))
+    y = a @ w
+    if m % 8 or n % 4:
+        y = y[:m, :n]
+    return y.reshape(lead + (n,))
+
+
+def conv2d(x, kernel, bias, strides, pad):
+    """Keras' Conv2D: NHWC in and out, kernel HWIO, bias or None, pad (left, right, top, bottom). float64:
+    TiedConv, identical windows giving identical outputs as in TensorFlow, where F.conv2d (im2col and MKL's
+    product on the CPU) rounds some of them 1 ulp apart; other dtypes: F.conv2d, whose oneDNN kernel broke
+    no such tie (float32, the probes of tests/test_conv_ties.py, 1 and 2 threads) and is faster there."""
+    if x.dtype == torch.float64:
+        y = _tied(x, kernel, strides, pad, False)
+        return y if bias is None else y + bias
+    x = x.permute(0, 3, 1, 2)
+    if any(pad):
+        x = F.pad(x, pad)
+    return F.conv2d(x, kernel.permute(3, 2, 0, 1), bias, strides).permute(0, 2, 3, 1)
+
+
 def depthwise_conv2d(x, kernel, strides, pad):
-    """NHWC in and out; kernel (kh, kw, in, m) as torch's grouped (in·m, 1, kh, kw): channel c·m + j."""
+    """NHWC in and out; kernel (kh, kw, in, m): output channel c·m + j. float64: TiedConv (its taps' products
+    added in TF's DepthwiseConv2dNative order, every position alike); other dtypes: F.conv2d with groups =
+    input channels (oneDNN: no tie broken in float32 on the probes), which orders the channels alike."""
+    if x.dtype == torch.float64:
+        return _tied(x, kernel, strides, pad, True)
     kh, kw, c_in, m = kernel.shape
     x = x.permute(0, 3, 1, 2)
     if any(pad):
         x = F.pad(x, pad)
     w = kernel.reshape(kh, kw, 1, c_in * m).permute(3, 2, 0, 1).contiguous()
     return F.conv2d(x, w, None, strides, groups=c_in).permute(0, 2, 3, 1)
+
+
+def tied_conv(x, kernel, strides, depthwise: bool):
+    """TiedConv's forward, differentiable as it is (what ONNX export traces)."""
+    kh, kw, c_in, n = kernel.shape
+    if not depthwise:
+        return rows_matmul(windows2d(x, kh, kw, strides), kernel.reshape(kh * kw * c_in, n))
+    sh, sw = strides
+    last_r, last_c = sh * ((x.shape[1] - kh) // sh), sw * ((x.shape[2] - kw) // sw)
+    y = None
+    for i in range(kh):
+        for j in range(kw):  # (taps N, H', W', C, m)
+            tap = x[:, i:i + last_r + 1:sh, j:j + last_c + 1:sw].unsqueeze(4) * kernel[i, j]
+            y = tap if y is None else y.add_(tap)
+    return y.reshape(y.shape[:3] + (c_in * n,))
+
+
+def _tied(x, kernel, strides, pad, depthwise: bool):
+    if any(pad):
+        x = F.pad(x, (0, 0) + tuple(pad))
+    if torch.onnx.is_in_onnx_export():  # (plain differentiable operations: it refuses an autograd.Function)
+        return tied_conv(x, kernel, tuple(strides), depthwise)
+    return _tied_eager(x, kernel, tuple(strides), depthwise)
+
+
+@torch.compiler.disable
+def _tied_eager(x, kernel, strides, depthwise: bool):
+    """TiedConv, run eagerly under torch.compile too (a graph break): traced into the graph, its backward
+    beside an Embedding's sparse gradient made inductor fail (torch 2.13: "Cannot access storage of
+    SparseTensorImpl", with the autograd.Function or with tied_conv's plain operations)."""
+    return TiedConv.apply(x, kernel, strides, depthwise)
+
+
+class TiedConv(torch.autograd.Function):
+    """A 'valid' convolution on NHWC whose forward computes every output position with the same arithmetic,
+    as TensorFlow does, so that identical windows give bit-identical outputs (an exact tie, which a max-pool
+    after it breaks towards the first position, as Keras' does): Conv2D as rows_matmul(windows2d(x), kernel),
+    DepthwiseConv2D (`depthwise`) as its taps' products added one by one in row-major tap order, as TF's
+    DepthwiseConv2dNative CPU kernel adds them. The backward is F.conv2d's own (aten.convolution_backward:
+    the same gradients to rounding, at its speed; no decision is taken on a gradient). Forward and backward
+    against F.conv2d's, float64, one thread, batches of 64-128 at 8x8 to 32x32 (two runs on a busy 2-core
+    machine): Conv2D 0.8-1.3x the time, DepthwiseConv2D 0.6-0.8x, SeparableConv2D 0.9-1.1x (in float32 it
+    would be 1.0-3.5x: float32 keeps F.conv2d)."""
+
+    @staticmethod
+    def forward(ctx, x, kernel, strides, depthwise):
+        ctx.save_for_backward(x, kernel)
+        ctx.strides, ctx.depthwise = strides, depthwise
+        return tied_conv(x, kernel, strides, depthwise)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, kernel = ctx.saved_tensors
+        kh, kw, c_in, n = kernel.shape
+        # the kernel as torch's OIHW (depthwise: grouped, (in·m, 1, kh, kw), output channel c·m + j)
+        w = kernel.reshape(kh, kw, 1, c_in * n) if ctx.depthwise else kernel
+        gx, gw, _ = torch.ops.aten.convolution_backward(
+            grad.permute(0, 3, 1, 2), x.permute(0, 3, 1, 2), w.permute(3, 2, 0, 1), None, list(ctx.strides),
+            [0, 0], [1, 1], False, [0, 0], c_in if ctx.depthwise else 1,
+            [ctx.needs_input_grad[0], ctx.needs_input_grad[1], False])
+        gx = None if gx is None else gx.permute(0, 2, 3, 1)
+        gw = None if gw is None else gw.permute(2, 3, 1, 0).reshape(kernel.shape)
+        return gx, gw, None, None
 
 
 class SeparableConv2D(nn.Module):
@@ -94,7 +217,10 @@ class SeparableConv2D(nn.Module):
 
     def forward(self, x):
         y = depthwise_conv2d(x, self.depthwise_kernel, self.strides, self.pad)
-        y = F.conv2d(y.permute(0, 3, 1, 2), self.pointwise_kernel.permute(3, 2, 0, 1)).permute(0, 2, 3, 1)
+        if y.dtype == torch.float64:  # (every position alike, as conv2d's float64 path)
+            y = rows_matmul(y, self.pointwise_kernel.reshape(self.pointwise_kernel.shape[2:]))
+        else:
+            y = F.conv2d(y.permute(0, 3, 1, 2), self.pointwise_kernel.permute(3, 2, 0, 1)).permute(0, 2, 3, 1)
         if self.bias is not None:
             y = y + self.bias.to(y.dtype)
         return y if self.activation is None else self.activation(y)

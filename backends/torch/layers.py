@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dlc.backends.torch.conv_layers import conv2d, rows_matmul
 from dlc.reference.rng import C1, C2, M32, fmix32
 
 
@@ -126,7 +127,12 @@ class Maxout(Dense):
 
 
 class Conv2D(nn.Module):
-    """Keras Conv2D on NHWC; kernel HWIO; `pad` = (left, right, top, bottom), TF's 'same' split or zeros."""
+    """Keras Conv2D on NHWC; kernel HWIO; `pad` = (left, right, top, bottom), TF's 'same' split or zeros.
+
+    In float64 computed as windows × kernel (conv_layers.conv2d; F.conv2d's backward), for Conv1D's reason:
+    TensorFlow gives two identical windows (constant areas, tiled or integer-valued images) exactly equal
+    outputs, an exact tie for a max-pool after it, where F.conv2d's float64 CPU kernel rounds some positions
+    1 ulp apart, sending the max-pool's gradient elsewhere (tests/test_conv_ties.py)."""
 
     def __init__(self, c_in: int, filters: int, kernel_size: tuple[int, int],
                  strides: tuple[int, int] = (1, 1),
@@ -137,10 +143,7 @@ class Conv2D(nn.Module):
         self.strides, self.pad, self.activation = tuple(strides), tuple(pad), activation
 
     def forward(self, x):
-        x = x.permute(0, 3, 1, 2)
-        if any(self.pad):
-            x = F.pad(x, self.pad)
-        y = F.conv2d(x, self.kernel.permute(3, 2, 0, 1), self.bias, self.strides).permute(0, 2, 3, 1)
+        y = conv2d(x, self.kernel, self.bias, self.strides, self.pad)
         return y if self.activation is None else self.activation(y)
 
 
@@ -170,7 +173,7 @@ class Conv1D(nn.Module):
         last = s * ((x.shape[1] - k) // s)  # the first step of the last window
         # N, L', k·C (the k taps side by side): slices, not Tensor.unfold, which ONNX export refuses
         windows = torch.cat([x[:, j:j + last + 1:s] for j in range(k)], dim=2)
-        y = windows @ self.kernel.reshape(k * c_in, filters)
+        y = rows_matmul(windows, self.kernel.reshape(k * c_in, filters))  # (every row alike: conv_layers)
         if self.bias is not None:
             y = y + self.bias.to(y.dtype)  # (under autocast y is 16-bit: so is the output, as in Keras)
         return y if self.activation is None else self.activation(y)
