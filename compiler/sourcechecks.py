@@ -322,7 +322,7 @@ def check_npy(spec: Spec, src: Npy, m: A.Model, st: A.Assign | None, base_dir: P
 def _npy_problem(path: Path, head: NpyLayout, features: bool) -> tuple[str, str | None] | None:
     """(what is wrong, a hint) with an .npy file of an npy source, as the runtime would find it reading the
     file (dlc/runtime/data/files.py's open_npy, stream.py's MappedRows): a single value, Python objects,
-    features that are not numbers or are stored column by column (memory-mapped, a sample at a time), or
+    features that are not numbers or are stored column by column (read a batch of samples at a time), or
     less data than the header says (a copy cut short); None when it reads."""
     if not head.shape:
         return "holds a single value, not one entry per sample", None
@@ -332,7 +332,7 @@ def _npy_problem(path: Path, head: NpyLayout, features: bool) -> tuple[str, str 
         return (f"holds {head.descr} values, not numbers",
                 "the features must be numbers (bool, integer or float)")
     if features and head.fortran:
-        return FORTRAN_ORDER, "npy(x, y) memory-maps the features and reads them a batch of samples at a time"
+        return FORTRAN_ORDER, "npy(x, y) reads the features from the file a batch of samples at a time"
     cut = npy_cut_short(path, head)
     if cut is not None:
         return f"is {cut}", "a copy or a download cut short? write the file again with np.save"

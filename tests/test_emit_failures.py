@@ -304,8 +304,8 @@ def test_npz_data_dlc_run_refuses_is_one_line(tmp_path, case):
 
 
 def test_npy_labels_are_named_as_dlc_names_them(tmp_path):
-    """By the targets' own file, as `dlc run` (which memory-maps the features) and load() (which reads them
-    whole, as the script does) name them."""
+    """By the targets' own file, as `dlc run` (which reads the features a batch at a time) and load() (which
+    reads them whole, as the script does) name them."""
     from dlc.compiler import compile_file
     from dlc.runtime.data import DataError, load
 

@@ -1,4 +1,4 @@
-"""npy("x.npy", "y.npy"): features memory-mapped and read a batch at a time. The same arrays as an .npz file
+"""npy("x.npy", "y.npy"): features read from the file a batch at a time. The same arrays as an .npz file
 train to the same numbers, bit for bit (float64 and float32, both backends, standard and minmax statistics,
 holdout with val and test, k-fold, augmentation); `dlc check` reads the files' headers and positions its
 errors; a run, its evaluation and predictions work from the command line; a bad file is one line."""

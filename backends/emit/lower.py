@@ -125,7 +125,7 @@ def mnist(src: S.Mnist, ctx):
 
 @lowers(S.Npy, targets=EMIT)
 def npy(src: S.Npy, ctx):
-    """Read whole: the script trains from memory (a run memory-maps the features; same numbers)."""
+    """Read whole: the script trains from memory (a run reads them a batch at a time; same numbers)."""
     return call("read_npy", str(ctx.resolve(src.x)), str(ctx.resolve(src.y)))
 
 
