@@ -130,6 +130,8 @@ def test_a_run_folder_being_trained_into_is_refused(run):
         want = (f"dlc: error: {run} is being trained into by another dlc process (pid {holder.pid}); "
                 "wait for it to end, or use another folder")
         assert rc == 1 and one_line(err) == want
+        rc, _, err = run_cli("run", "--resume", run)  # (not quiet: it said "resuming ..." first)
+        assert rc == 1 and err == want + "\n", err
         rc, _, err = train(write_spec(run.parent / "other", epochs=1), run, "--replace")
         assert rc == 2 and "is being trained into by another dlc process" in one_line(err)
         after = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}

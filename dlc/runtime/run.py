@@ -166,6 +166,8 @@ def resume_target(run: str | Path) -> Resumable:
                           f"{retrain(run)}")
     if st.finished:
         return Resumable(run, info, finished=True)
+    if (busy := runlock.busy(run)) is not None:  # (before "resuming ...": the process training it says so)
+        raise RunDirError(str(busy))
     if damage := _settings_damage(info):
         raise RunDirError(f"'{run}' cannot be resumed: run.json is damaged ({damage}); {retrain(run)}")
     try:
