@@ -84,8 +84,10 @@ model i {
 
 
 def _csv(path: Path, good: bool) -> None:
-    """40 rows; a bad file reads at the check (its header) but not in a trial (a word in a number column)."""
-    rows = [f"{'foo' if not good else f'0.{i:02d}'},0.{(i * 7) % 40:02d},{i % 2}" for i in range(40)]
+    """40 rows; a bad file passes the check (its numbers are numbers) but not a trial: a value float32 cannot
+    hold (the check reads every cell of a small file, so a word in a number column would be an E401)."""
+    rows = [f"{'1e39' if not good and i == 5 else f'0.{i:02d}'},0.{(i * 7) % 40:02d},{i % 2}"
+            for i in range(40)]
     path.write_text("a,b,y\n" + "\n".join(rows) + "\n")
 
 
@@ -113,7 +115,8 @@ def test_crashed_trials_are_run_again_by_the_same_command(tmp_path):
     assert rc == 1
     assert "dlc: error: no trial completed, stopped: the last 3 trials failed alike, whatever their " \
         "parameters (" in err
-    assert "is not a number ('foo')); fix the cause and run the same command again to continue" in err
+    assert "beyond what float32 holds (±3.4e+38); rescale that feature); fix the cause and run the same " \
+        "command again to continue" in err
     assert "not counted, queued again" in err
     summary = json.loads((run / "tune.json").read_text())
     assert summary["stopped"].startswith("the last 3 trials failed alike")
