@@ -136,13 +136,16 @@ class Recorder:
         """evidence.json, atomically (a temporary file renamed over it); step_losses on one line."""
         if self.folder is None:
             return
-        from dlc.runtime.rundir import write_text
+        from dlc.runtime.rundir import json_rows, write_text
 
         self.folder.mkdir(parents=True, exist_ok=True)
         obj = self.to_json()
-        losses = obj.pop("step_losses")
-        text = json.dumps(obj, indent=2, allow_nan=False)
-        text = text[:-2] + ',\n  "step_losses": ' + json.dumps(losses, allow_nan=False) + "\n}\n"
+        epochs, losses = obj.pop("epochs"), obj.pop("step_losses")
+        text = json.dumps(obj, indent=2, allow_nan=False)[:-2]  # (the small part, indented; then an epoch a
+        # line and the losses on one, by the C encoder: indenting them all again after every epoch was most
+        # of a 1,000-epoch run's time)
+        text += (',\n  "epochs": ' + json_rows(epochs, allow_nan=False).replace("\n", "\n  ")
+                 + ',\n  "step_losses": ' + json.dumps(losses, allow_nan=False) + "\n}\n")
         write_text(self.folder / FILE, text)
 
     @staticmethod
