@@ -363,3 +363,18 @@ def test_resuming_a_run_in_a_read_only_folder_is_refused_before_an_epoch(read_on
     assert only_line(err) == (f"dlc: error: --resume {run}: cannot write in {run} (Read-only file system); "
                               "copy the run folder where you can write and resume the copy")
     assert sorted(p.name for p in run.iterdir()) == before
+
+
+def test_a_run_whose_output_was_closed_says_so_in_its_log(tmp_path):
+    """`dlc run SPEC 2>&1 | head -1`: the reader goes, the run stops (exit 141) and stays resumable; its
+    log.txt ended `failed: 1` (rich's SystemExit(1) for a closed output), which said nothing."""
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        r = subprocess.run([DLC, "run", str(IRIS), "--out", str(tmp_path / "r")], stdout=write, stderr=write,
+                           cwd=ROOT, timeout=120)
+    finally:
+        os.close(write)
+    assert r.returncode == 141
+    last = (tmp_path / "r" / "log.txt").read_text().splitlines()[-1]
+    assert last.startswith("stopped: the output it printed to was closed") and "--resume" in last, last

@@ -325,10 +325,17 @@ class _Display(api.Observer):
         self.ended = True
         if self.table is not None and self.table.footnote():
             self.say(self.table.footnote() or "")
-        if failure is not None:
+        if failure is None:
+            return
+        if isinstance(failure, KeyboardInterrupt):
+            self.write_log("interrupted")
+        elif isinstance(failure, (SystemExit, BrokenPipeError)):  # (rich's answer to a closed output: exit 1)
+            self.write_log("stopped: the output it printed to was closed (`| head`: the reader of the pipe "
+                           "ended); `dlc run --resume` continues it")
+        else:
             cause = getattr(failure, "cause", failure)
             text = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
-            self.write_log(f"failed: {text}" if not isinstance(failure, KeyboardInterrupt) else "interrupted")
+            self.write_log(f"failed: {text}")
 
     def close(self) -> None:
         if self.log is not None:
