@@ -7,11 +7,11 @@ class names that differ only in case or spaces, gzip'd and Latin-1 files). What 
 from __future__ import annotations
 
 import gzip
-import textwrap
 from pathlib import Path
 
 import numpy as np
 import pytest
+from test_data_sources_hostile import write_spec as source_spec
 
 import dlc
 from dlc.runtime.data import DataError, prepare, read_npy, read_npz
@@ -26,29 +26,9 @@ VALUES = np.round(_RNG.normal(size=(ROWS, 3)), 3)
 LABELS = np.arange(ROWS) % 2
 
 
-def write_spec(folder: Path, source: str, *, inputs: int = 3, units: int = 2) -> Path:
-    spec = folder / "m.dlspec"
-    spec.write_text(textwrap.dedent(f"""\
-        model m {{
-          seed: 1
-          data {{
-            source: {source}
-            normalize: standard
-            split: holdout(val=0.2)
-          }}
-          input: ({inputs})
-          layers {{
-            Dense({units}, activation=softmax)
-          }}
-          loss: sparse_categorical_crossentropy
-          optimizer: Adam(lr=0.01)
-          train {{
-            epochs: 1
-            batch_size: 8
-          }}
-        }}
-        """))
-    return spec
+def write_spec(folder: Path, source: str, *, units: int = 2) -> Path:
+    """The data-source tests' spec (test_data_sources_hostile.write_spec), over this file's 3 features."""
+    return source_spec(folder, source, inputs="(3)", units=units)
 
 
 def csv_text(header: str | None = "a,b,c,label", labels=LABELS, end: str = "\n") -> str:
