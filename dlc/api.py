@@ -44,7 +44,7 @@ from dlc.runtime.loop import History, LoopState, TrainingFailed
 from dlc.runtime.lr_find import LRFind, LRFindError
 from dlc.runtime.parallel import EXIT_WORKER_LOST, secondary_worker
 from dlc.runtime.run import Finished, Observer, Resumable, RunFailed
-from dlc.runtime.rundir import OutFolderError, cannot_write_in, disk_full, output_file
+from dlc.runtime.rundir import OutFolderError, cannot_write_in, disk_full, nearest_existing, output_file
 from dlc.runtime.runs import RunDirError
 from dlc.runtime.serve import Predictions, ServeError, feature_file_refusal, layout_refusal, run_inputs
 from dlc.runtime.tune import Reporter, TuneError, TuneResult
@@ -96,7 +96,8 @@ __all__ = ["DataError", "Dataset", "History", "Model", "SpecError", "TrainingFai
            "cross_validate", "data_files",
            "device_refusal", "disk_full", "emit", "feature_file_refusal",
            "evaluate_run", "export_onnx",
-           "improved", "launch", "list_runs", "lost_worker", "parallel_blockers", "secondary_worker",
+           "improved", "launch", "list_runs", "lost_worker", "nearest_existing", "parallel_blockers",
+           "secondary_worker",
            "monitor_mode", "output_file", "plot_runs", "predict_file", "resumable", "resume", "run",
            "run_file_owner",
            "escaped", "run_inputs", "schema", "summary", "terminal_safe", "text_cells", "trainable", "tune",

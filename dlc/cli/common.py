@@ -65,7 +65,7 @@ def check_output_file(option: str, output: str, example: str, *, makes_folder: b
                                       f"{path / example}"), EXIT_SPEC)
     parent = path.parent
     if makes_folder:  # (the nearest folder that is there, or a file in the way of the folders to make)
-        parent = nearest_existing(parent)
+        parent = api.nearest_existing(parent)
     if not parent.is_dir():
         why = "is a file, not a folder" if parent.exists() else "does not exist"
         raise CommandError(error_line(f"{option} {output}: {parent} {why}"), EXIT_SPEC)
@@ -77,14 +77,6 @@ def _written_in_place(path: Path) -> bool:
     """Whether an output is written as it is, not as a file made beside it and renamed over it: a link, a
     device or a pipe (`/dev/stdout`; rundir.output_file), whose folder need not be writable."""
     return path.is_symlink() or path.exists() and not path.is_file()
-
-
-def nearest_existing(path: Path) -> Path:
-    """`path`, or the nearest of its parents that is there (a folder, or a file in the way of the folders a
-    command would make)."""
-    while not path.exists() and path != path.parent:
-        path = path.parent
-    return path
 
 
 def check_can_write_in(option: str, given: str, folder: Path, fix: str | None = None) -> None:
@@ -104,7 +96,7 @@ def check_out_folder(out: str | None) -> None:
     too: rundir.prepare_out)."""
     if out is None or not out.strip():
         return
-    folder = nearest_existing(Path(out))
+    folder = api.nearest_existing(Path(out))
     if folder.is_dir():
         check_can_write_in("--out", out, folder)
 
@@ -125,7 +117,7 @@ def check_run_folder(option: str, given: str | None, what: str = RUN_FOLDER,
         return  # (named() says an empty one)
     path = Path(given)
     try:
-        found = nearest_existing(path)
+        found = api.nearest_existing(path)
         if found.is_dir():
             return
     except OSError:  # (a name too long, a folder it may not look in: the command says so)

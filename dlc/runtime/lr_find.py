@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from dlc.compiler.spec import Spec
-from dlc.runtime.rundir import cannot_write_in, save_figure
+from dlc.runtime.rundir import cannot_write_in, nearest_existing, save_figure
 
 BETA = 0.98  # the smoothing of the loss (fastai's)
 DIVERGED = 4.0  # stop when the smoothed loss exceeds this many times its minimum
@@ -129,9 +129,7 @@ def check_options(steps: int, start: float, end: float) -> None:
 def _why_no_folder(folder: Path, e: OSError) -> str:
     """Why `folder` cannot be made: a file in the way of it ("File exists" said of the folder itself, which is
     not there), else the system's words."""
-    there = folder
-    while not there.exists() and there != there.parent:
-        there = there.parent
+    there = nearest_existing(folder)
     if there.exists() and not there.is_dir():
         return f"{os.path.abspath(there)} is a file, not a folder"
     return str(e.strerror or e)

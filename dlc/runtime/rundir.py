@@ -530,3 +530,11 @@ def cannot_write_in(folder: str | Path) -> str | None:
     except OSError as e:
         return e.strerror or str(e)
     return None
+
+
+def nearest_existing(path: Path) -> Path:
+    """`path`, or the nearest of its parents that is there (a folder, or a file in the way of the folders a
+    command would make): what the output checks of the command line and lr-find look at."""
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
