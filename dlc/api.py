@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from dlc.backends import BackendUnavailable, LoweringMissing
+from dlc.backends import BackendUnavailable, LoweringMissing, check_device
 from dlc.backends.emit.script import EmitUnsupported
 from dlc.backends.session import check_device_name, device_refusal
 from dlc.compiler import SpecError, compile_file
@@ -50,7 +50,6 @@ from dlc.runtime.serve import Predictions, ServeError, feature_file_refusal, lay
 from dlc.runtime.tune import Reporter, TuneError, TuneResult
 from dlc.tasks import (
     catalogue,
-    check_device,
     checked,
     compile_refusal,
     compile_spec,

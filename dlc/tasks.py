@@ -139,15 +139,6 @@ def parallel_blockers(spec: Spec, backend: str = "torch", nnodes: int = 1) -> li
     return blockers(spec, backend, nnodes)
 
 
-def check_device(backend: str, device: str, processes: int = 1) -> None:
-    """RuntimeError (one line) when `backend` cannot train on `device` here, or not with `processes`
-    data-parallel processes on this machine (a GPU each): said once before they start, not by each of them
-    after its framework has loaded."""
-    from dlc.backends import check_device as backend_check
-
-    backend_check(backend, device, processes)
-
-
 def launch(args: Sequence[str], nproc: int, *, nnodes: int = 1, node_rank: int = 0,
            master_addr: str | None = None, master_port: int | None = None,
            quiet_args: Sequence[str] = ()) -> tuple[int, str]:
