@@ -116,3 +116,28 @@ def test_nproc_refuses_a_device_before_any_worker_starts(tmp_path, monkeypatch):
     rc, _, err = run_cli("run", IRIS, "--nproc", "2", "--device", "cuda", "--out", tmp_path / "r")
     assert rc == 1 and started == [] and not (tmp_path / "r").exists()
     assert err == "dlc: error: --device cuda was asked for, but PyTorch sees no CUDA device\n"
+
+
+def test_keras_on_a_tensorflow_that_sees_a_gpu_pins_device_cpu_and_records_the_gpu(monkeypatch):
+    """A TensorFlow GPU build places the model on its GPU by itself: dlc recorded "cpu" whatever it was, and
+    `--device cpu` was not obeyed. Simulated (this machine has no GPU): `--device cpu` builds the variables,
+    the data and every graph call under tf.device("/CPU:0"), and `auto` is recorded as the GPU's placement."""
+    import tensorflow as tf
+
+    import dlc.backends.keras.session as ks
+    from dlc.compiler import compile_file
+
+    spec = compile_file(IRIS).raise_for_errors()
+    assert ks.placement("cpu") == ("cpu", None) == ks.placement("auto")  # (no GPU: nothing pinned)
+    monkeypatch.setattr(tf.config, "list_physical_devices",
+                        lambda kind=None: ["GPU:0"] if kind == "GPU" else [])
+    assert ks.placement("cpu") == ("cpu", "/CPU:0")
+    assert ks.placement("auto") == ("gpu:0 (TensorFlow's placement)", None)
+    scopes = []
+    pinned = ks._pinned(lambda: scopes.append(tf.constant(1.0).device), "/CPU:0")
+    pinned()
+    assert scopes[0].endswith("CPU:0")
+    session = ks.Session(spec, dtype="float64", device="cpu")
+    assert session.device_name == "cpu"
+    assert all(getattr(session, name).__wrapped__ for name in ("load_data", *ks.GRAPH_CALLS))
+    assert ks.Session(spec, dtype="float64", device="auto").device_name == "gpu:0 (TensorFlow's placement)"

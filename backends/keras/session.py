@@ -58,6 +58,27 @@ def _why_no_gpu() -> str:
 GRAPH_CALLS = ("train_epoch", "evaluate", "predict", "probe")
 
 
+def placement(device: str) -> tuple[str, str | None]:
+    """(what the run records as its device, the TensorFlow device to pin the model and its graphs to, or None
+    to leave TensorFlow its placement). A TensorFlow that sees a GPU places the model on it by itself, so on
+    such a build `--device cpu` must pin the model to the CPU, and `auto` is recorded as the GPU it takes;
+    without a GPU both are the CPU."""
+    if not tf.config.list_physical_devices("GPU"):
+        return "cpu", None
+    if device == "cpu":
+        return "cpu", "/CPU:0"
+    return "gpu:0 (TensorFlow's placement)", None
+
+
+def _pinned(call, where: str):
+    """`call` run under tf.device(where): a tf.function traced inside places its ops there."""
+    @functools.wraps(call)
+    def placed(*args, **kwargs):
+        with tf.device(where):
+            return call(*args, **kwargs)
+    return placed
+
+
 @contextlib.contextmanager
 def cpu_float16_fusion_off():
     """Mixed precision: TensorFlow's graph optimizer fuses MatMul + BiasAdd + activation ("remapping"), and on
@@ -167,7 +188,9 @@ class Session(Trainer):
         keras.config.set_floatx(dtype)  # optimizer constants and lr variables follow floatx
         self.final = final_activation(spec)
         output = fused_output(spec)
-        step = tf.Variable(0, dtype=tf.int64, trainable=False)
+        recorded, pin = placement(device)
+        with tf.device(pin) if pin else contextlib.nullcontext():
+            step = tf.Variable(0, dtype=tf.int64, trainable=False)
         # mixed precision: the layers get Keras' mixed dtype policy (float32 variables, 16-bit compute); the
         # data, the loss, the metric statistics and the optimizer stay in float32
         ns = namespace(spec.train.precision if spec.train.mixed else dtype, step)
@@ -182,9 +205,14 @@ class Session(Trainer):
         shapes = {i.layer.name: {w.name: tuple(w.shape) for w in i.weights} for i in spec.walk() if i.weights}
         allow_deep_models(sum(1 for _ in spec.walk()))
         n_stats = stats_size(task, spec.output_shape()[-1], [m.name for m in spec.metrics])
-        super().__init__(layers, spec.input, optimizer, loss, task=task, n_stats=n_stats,
-                         weight_shapes=shapes, step=step, output=output, dtype=dtype, name=spec.name)
-        if spec.train.mixed and not tf.config.list_physical_devices("GPU"):
+        with tf.device(pin) if pin else contextlib.nullcontext():  # (the variables are made here)
+            super().__init__(layers, spec.input, optimizer, loss, task=task, n_stats=n_stats,
+                             weight_shapes=shapes, step=step, output=output, dtype=dtype, name=spec.name)
+        self.device_name = recorded
+        if pin:  # (the data's tensors as well, made by load_data)
+            for name in ("load_data", *GRAPH_CALLS):
+                setattr(self, name, _pinned(getattr(self, name), pin))
+        if spec.train.mixed and recorded == "cpu":
             for name in GRAPH_CALLS:
                 setattr(self, name, _without_fusion(getattr(self, name)))
         if weights is not None:
