@@ -7,13 +7,12 @@ None (or an exception, or a reason) when the file is not so read, and the caller
 from __future__ import annotations
 
 import contextlib
-import csv
 import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from .datarows import text_encoding
+from .csvtable import numbered_rows, text_encoding
 
 # the longest .npy header read: numpy's limit (np.load's max_header_size), which the runtime's reader keeps
 NPY_MAX_HEADER = 10_000
@@ -235,11 +234,17 @@ def target_class_rows(path: Path, key: str | None, descr: str, shape: tuple[int,
 
 def csv_first_row(path: Path) -> list[str] | None:
     """The cells of a CSV file's first row that is not blank, as dlc.runtime.data reads them (quotes, blank
-    lines; names stripped), or None for a file without rows. Reads no more than that row."""
+    lines; names stripped: csvtable.numbered_rows), or None for a file without rows. Reads no more than that
+    row. ValueError (a UnicodeDecodeError among them) for text that is not CSV."""
+    first = csv_first_record(path)
+    return first[1] if first is not None else None
+
+
+def csv_first_record(path: Path) -> tuple[int, list[str]] | None:
+    """(its row number, its cells stripped) of csv_first_row's row: row 3 after two blank lines."""
     with open(path, "rb") as raw:
         encoding = text_encoding(raw.read(64))
     with open(path, newline="", encoding=encoding) as fh:
-        for cells in csv.reader(fh):
-            if any(c.strip() for c in cells):
-                return [c.strip() for c in cells]
+        for line, cells in numbered_rows(fh):
+            return line, [c.strip() for c in cells]
     return None

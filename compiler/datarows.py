@@ -9,15 +9,14 @@ counted: `dlc check` says nothing of its split, and the run says what the data a
 once per `dlc check` (options.py resolves the spec again per searched option). MNIST's IDX files say their
 item count in their header; the labels (a byte each) are counted when there are not too many.
 
-The header rule (is_number, is_header) and MNIST's file names live here, and dlc.runtime.data uses them, so
-that both sides count the same rows."""
+The rows are walked by compiler/csvtable.py, the CSV reader dlc.runtime.data reads with (the header rule,
+blank lines, the target column), so that both sides count the same rows. MNIST's file names live here, and
+dlc.runtime.data uses them."""
 
 from __future__ import annotations
 
-import csv
 import functools
 import gzip
-import io
 import math
 import re
 import struct
@@ -25,6 +24,19 @@ import zlib
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+
+from .csvtable import (
+    CsvProblem,
+    CsvTable,
+    file_state,
+    header_of,
+    is_blank,
+    is_header,
+    is_number,
+    numbered_rows,
+    target_index,
+    text_encoding,
+)
 
 ClassRows = list[tuple[object, int]]  # (class, rows) of each class, in the order of the classes
 Counted = tuple[int, ClassRows | None]  # (rows, the rows of each class or None)
@@ -34,9 +46,6 @@ Read = tuple[int, Counter[str] | None]  # (rows, the rows of each target value a
 MAX_CSV_BYTES = 256 * 2**20
 # the largest CSV file parsed as the runtime parses it (about 0.3 s for 16 MB), which gives its classes too
 MAX_CSV_PARSED_BYTES = 16 * 2**20
-# the largest CSV file whose every cell `dlc check` judges as the runtime will (csv_problem: about 0.4 s for
-# 4 MB); a larger one's cells are judged by the run
-MAX_CSV_SCANNED_BYTES = 4 * 2**20
 READ_BYTES = 2**20  # bytes read at a time when counting lines
 MAX_LINE_BYTES = 16 * 2**20  # the longest line of a file counted by its lines
 
@@ -59,285 +68,6 @@ def home_expanded(path: Path) -> Path:
         return path.expanduser()
     except RuntimeError:
         return path
-
-
-def text_encoding(head: bytes) -> str:
-    """The encoding of a text file from its first bytes: UTF-16 by its byte-order mark, or without one by
-    its zero bytes (a spreadsheet's "Unicode text" export; ASCII in UTF-16 has every other byte 0), else
-    UTF-8 (a UTF-8 byte-order mark skipped)."""
-    if head[:2] in (b"\xff\xfe", b"\xfe\xff"):
-        return "utf-16"
-    pairs = head[:len(head) // 2 * 2]
-    if pairs and b"\0" in pairs:
-        if not any(pairs[1::2]) and all(pairs[0::2]):
-            return "utf-16-le"
-        if not any(pairs[0::2]) and all(pairs[1::2]):
-            return "utf-16-be"
-    return "utf-8-sig"
-
-
-def is_number(cell: str) -> bool:
-    """A decimal number as a CSV writes one: ASCII digits, no '_' (Python's float() also reads '1_0.5' as 10.5
-    and other scripts' digits, which a data file means as text)."""
-    if not cell.isascii() or "_" in cell:
-        return False
-    try:
-        float(cell)
-    except ValueError:
-        return False
-    return True
-
-
-def is_header(cells: list[str]) -> bool:
-    """The header rule: names only, none empty, none a number."""
-    return bool(cells) and all(c.strip() and not is_number(c) for c in cells)
-
-
-def is_blank(cells: list[str]) -> bool:
-    """A row the CSV reader skips: no cells, or one of spaces only."""
-    return not cells or (len(cells) == 1 and not cells[0].strip())
-
-
-# separators a CSV file may use instead of commas, by name
-OTHER_SEPARATORS = (("\t", "tabs"), (";", "semicolons"), ("|", "vertical bars"))
-
-
-def other_separator(first_row: list[str]) -> str | None:
-    """Why a CSV file's first row reads as one cell, when it is a separator other than commas: "its first row
-    is separated by semicolons, not commas; save it as comma-separated values" (the one wording of `dlc
-    check` and of `dlc predict` and `dlc evaluate`, which would otherwise say "one column" or "only a header
-    row"); None for a row of several cells, or of one without such a separator."""
-    if len(first_row) != 1:
-        return None
-    name = next((name for sep, name in OTHER_SEPARATORS if sep in first_row[0]), None)
-    if name is None:
-        return None
-    return f"its first row is separated by {name}, not commas; save it as comma-separated values"
-
-
-# ------------------------------------------------------------------------------- what is said of a CSV file
-# The runtime (dlc/runtime/data/files.py) and `dlc check` (csv_problem, below) judge a CSV file by these
-# rules, in these words; each caller puts the file's name before them.
-
-# cells a spreadsheet or a statistics package writes for a missing value
-MISSING_MARKERS = frozenset({"na", "n/a", "null", "none", "?", "-", ".", "#n/a"})
-GZIP_MAGIC = b"\x1f\x8b"
-# a number written with a comma inside it: a thousands separator (1,234.5) or a decimal comma (1,5)
-_COMMA_NUMBER = re.compile(r"[+-]?\d+(,\d+)+(\.\d*)?")
-
-
-def decoded_text(raw: bytes) -> str:
-    """A CSV file's text: UTF-8 (a byte-order mark allowed) or UTF-16 (text_encoding); ValueError saying why
-    not, a gzip file included (csv() reads plain text)."""
-    if raw[:2] == GZIP_MAGIC:
-        raise ValueError("gzip-compressed, not CSV text; decompress it first (gunzip) and read the .csv "
-                         "file")
-    encoding = text_encoding(raw[:64])
-    try:
-        return raw.decode(encoding)
-    except UnicodeDecodeError as e:
-        if encoding.startswith("utf-16"):
-            raise ValueError(f"not valid UTF-16 text (it starts as UTF-16, but byte {e.start} is not); save "
-                             "the file as UTF-8") from None
-        row = raw[:e.start].count(b"\n") + 1
-        raise ValueError(f"not UTF-8 text (byte 0x{raw[e.start]:02x} in row {row}); save the file as "
-                         "UTF-8") from None
-
-
-def numbered_rows(text: str) -> Iterator[tuple[int, list[str]]]:
-    """(row number, cells) of every row of a CSV text that is not blank, rows numbered as lines of the file;
-    ValueError for text that is not CSV."""
-    reader = csv.reader(io.StringIO(text, newline=""))
-    line = 1
-    try:
-        for cells in reader:
-            if not is_blank(cells):  # (a line of spaces is blank too)
-                yield line, cells
-            line = reader.line_num + 1
-    except csv.Error as e:
-        raise ValueError(f"row {line} is not valid CSV ({e})") from None
-
-
-def ragged_row(first: tuple[int, int], line: int, width: int) -> str:
-    """A row of another width than the first ((row, width) of the first)."""
-    return (f"rows have different numbers of columns: row {line} has {width}, row {first[0]} has "
-            f"{first[1]}")
-
-
-TRAILING_COLUMN = ("every row ends with a comma (an empty last column, as some spreadsheets write); remove "
-                   "the trailing commas")
-
-
-def cell_place(line: int, j: int, header: list[str] | None) -> str:
-    """Where a cell is, as its file shows it: "row 7, column 2 ('b')"."""
-    return f"row {line}, column {j + 1}" + (f" ('{header[j]}')" if header else "")
-
-
-def feature_cell_problem(cell: str) -> str | None:
-    """Why a feature cell is not a number (what follows its place), None when it is one: empty or a
-    missing-value marker ('NA', '?'), a comma inside a number, text. ('nan', 'inf' and '1e400' are numbers
-    here: the run's finite check names them, nonfinite_features.)"""
-    text = cell.strip()
-    if not text:
-        return "is empty (a missing value); fill or drop it"
-    if is_number(cell):
-        return None
-    if text.lower() in MISSING_MARKERS:
-        return f"is {cell!r}, a missing value; fill or drop it"
-    if _COMMA_NUMBER.fullmatch(text):
-        return (f"is not a number ({cell!r}): a thousands separator or a decimal comma? write numbers "
-                "without separators, with a decimal point (1234.5)")
-    return f"is not a number ({cell!r})"
-
-
-def nonfinite_wording(count: int, row: str, feature: int) -> str:
-    """`count` feature values that are nan or infinite ('nan', 'inf', '1e400' read as numbers), the first at
-    `row` ("row 7", "sample 7"), `feature` (from 1, the target column left out)."""
-    return (f"{count} feature value(s) are missing or not finite (the first in {row}, feature {feature}); "
-            "fill or drop them first")
-
-
-def bad_feature_cell(place: str, problem: str, headerless_first: bool) -> str:
-    """A feature cell's problem at its place; in a first row read as data, why it was not a header."""
-    text = f"{place} {problem}"
-    if headerless_first:
-        text += ("; the first row is read as data because it has a number or an empty cell (a header row has "
-                 "only names)")
-    return text
-
-
-def no_header(target: str, first_line: int) -> str:
-    """A target named in the spec, in a file whose first row is data."""
-    return (f"the spec names the target column '{target}', but the file has no header row (row {first_line} "
-            "has a number or an empty cell, so it is data)")
-
-
-def duplicate_target(header: list[str], target: str) -> str | None:
-    """The target named by more than one column: "2 columns named 'label' (columns 2 and 4)"."""
-    at = [j + 1 for j, name in enumerate(header) if name == target]
-    if len(at) < 2:
-        return None
-    return f"{len(at)} columns named '{target}' ({columns_text(at)}): the target is ambiguous"
-
-
-def columns_text(at: list[int]) -> str:
-    """Columns by their numbers (from 1): "columns 2 and 4", "columns 1, 3 and 5"."""
-    return f"columns {', '.join(map(str, at[:-1]))} and {at[-1]}" if len(at) > 1 else f"column {at[0]}"
-
-
-DUPLICATE_HINT = "rename the columns so that each name is used once"
-
-
-def empty_target(place: str) -> str:
-    """A target cell left empty: no class or value to learn for that row."""
-    return f"{place} is empty: the target is missing"
-
-
-def mixed_target(first: tuple[int, str], other: tuple[int, str]) -> str:
-    """A target column of numbers and names, by its first row and the first row of the other kind."""
-    return (f"the target column mixes numbers and names (row {first[0]}: {first[1]!r}, row {other[0]}: "
-            f"{other[1]!r})")
-
-
-def csv_problem(path: Path, target: str | None) -> str | None:
-    """What the runtime would refuse in a CSV file small enough to be judged cell by cell
-    (MAX_CSV_SCANNED_BYTES), in its words, without the file's name: its layout (csv_layout_problem), a named
-    target without a header, a feature cell that is no finite number, an empty target or one mixing numbers
-    and names; None when none (or not judged), so that `dlc check` says what a run would fail on."""
-    key = _file_state(path, MAX_CSV_SCANNED_BYTES)
-    found = _csv_problems(*key, target) if key is not None else None
-    return (found[0] or found[1]) if found is not None else None
-
-
-def csv_layout_problem(path: Path, target: str | None) -> str | None:
-    """What the runtime refuses of a small CSV file before it looks for the target: text that is not UTF-8
-    or UTF-16 (or is gzip'd), not CSV, rows of other widths, an empty last column (`target`: as csv_problem's,
-    so that the file is read once for both)."""
-    key = _file_state(path, MAX_CSV_SCANNED_BYTES)
-    return _csv_problems(*key, target)[0] if key is not None else None
-
-
-@functools.lru_cache(maxsize=16)
-def _csv_problems(path: str, size: int, mtime_ns: int, target: str | None) -> tuple[str | None, str | None]:
-    """(the layout's problem, the cells' problem) of a file of this size and time, read once per check."""
-    try:
-        rows = list(numbered_rows(decoded_text(Path(path).read_bytes())))
-    except ValueError as e:
-        return str(e), None
-    except OSError:
-        return None, None
-    layout = layout_problem(rows)
-    return layout, (_cells_problem(rows, target) if layout is None else None)
-
-
-# a row of finite numbers as float() reads them (ASCII digits, at most 200 before an exponent of 2 digits:
-# never beyond float64), cells joined by commas; a row that does not match is judged a cell at a time
-_PLAIN_CELL = r"\s*[+-]?(?:\d{1,200}(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d{1,2})?\s*"
-_PLAIN_ROW = re.compile(rf"(?:{_PLAIN_CELL},)*{_PLAIN_CELL}", re.ASCII)
-
-
-def _plain_row(features: list[str]) -> bool:
-    """Every feature a finite number: a row judged at once (_PLAIN_ROW), not a cell at a time; a cell with a
-    comma in it ("1,5", quoted) is judged alone."""
-    joined = ",".join(features)
-    return joined.count(",") == len(features) - 1 and _PLAIN_ROW.fullmatch(joined) is not None
-
-
-def layout_problem(rows: list[tuple[int, list[str]]]) -> str | None:
-    """Rows of another width than the first, or an empty last column (a trailing comma on every line): the
-    runtime's check_rectangular and `dlc check` alike."""
-    if not rows:
-        return None
-    first, width = rows[0][0], len(rows[0][1])
-    ragged = next(((n, len(c)) for n, c in rows if len(c) != width), None)
-    if ragged is not None:
-        return ragged_row((first, width), *ragged)
-    if width > 1 and all(not c[-1].strip() for _, c in rows):
-        return TRAILING_COLUMN
-    return None
-
-
-def _cells_problem(rows: list[tuple[int, list[str]]], target: str | None) -> str | None:
-    """A named target without a header, then the first feature cell that is not a number, then an empty or
-    mixed target column, then features that are nan or infinite: in the order the runtime finds them."""
-    if not rows:
-        return None
-    first, head = rows[0]
-    header = [c.strip() for c in head] if is_header(head) else None
-    t = len(head) - 1
-    if target is not None:
-        if header is None:
-            return no_header(target, first)
-        if header.count(target) != 1:
-            return None  # (`dlc check` says so at the argument)
-        t = header.index(target)
-    body = rows[1:] if header is not None else rows
-    count, first_bad = 0, (0, 0)
-    for i, (line, cells) in enumerate(body):
-        if _plain_row(cells[:t] + cells[t + 1:]):
-            continue
-        for j, cell in enumerate(cells):
-            if j == t:
-                continue
-            if (problem := feature_cell_problem(cell)) is not None:
-                return bad_feature_cell(cell_place(line, j, header), problem, i == 0 and header is None)
-            if not math.isfinite(float(cell)):
-                first_bad = first_bad if count else (line, j + (j < t))  # (the feature's number, from 1)
-                count += 1
-    return target_cells_problem([(line, cells[t].strip()) for line, cells in body], t, header) or (
-        nonfinite_wording(count, f"row {first_bad[0]}", first_bad[1]) if count else None)
-
-
-def target_cells_problem(cells: list[tuple[int, str]], t: int, header: list[str] | None) -> str | None:
-    """An empty target cell, or a column of numbers and names ((row, stripped cell) of each row)."""
-    empty = next((line for line, v in cells if not v), None)
-    if empty is not None:
-        return empty_target(cell_place(empty, t, header))
-    if not cells:
-        return None
-    numeric = is_number(cells[0][1])
-    other = next(((line, v) for line, v in cells if is_number(v) != numeric), None)
-    return mixed_target(cells[0], other) if other is not None else None
 
 
 def mnist_candidates(folder: Path, stem: str) -> list[Path]:
@@ -384,18 +114,8 @@ def csv_feature_range(path: Path, target: str | None) -> tuple[float, float, flo
     """(smallest, largest, the first that is not a whole number or None) of a CSV file's feature values, all
     but the target column's, when it is small enough to be parsed (MAX_CSV_PARSED_BYTES) and they are all
     finite numbers, as the runtime reads them; else None (the runtime says what it finds)."""
-    key = _file_state(path, MAX_CSV_PARSED_BYTES)
+    key = file_state(path, MAX_CSV_PARSED_BYTES)
     return _csv_feature_range(*key, target) if key is not None else None
-
-
-def _file_state(path: Path, limit: int) -> tuple[str, int, int] | None:
-    """(path, size, modification time): a cache key that changes with the file, when it is at most `limit`
-    bytes; else None, or when it cannot be read."""
-    try:
-        st = path.stat()
-    except OSError:
-        return None
-    return (str(path), st.st_size, st.st_mtime_ns) if st.st_size <= limit else None
 
 
 def _file_encoding(path: str) -> str:
@@ -426,7 +146,7 @@ def _csv_feature_range(path: str, size: int, mtime_ns: int, target: str | None
                     lo, hi = min(lo, v), max(hi, v)
                     if fraction is None and not v.is_integer():
                         fraction = v
-    except (OSError, UnicodeDecodeError, csv.Error):
+    except (OSError, ValueError):  # (ValueError: not UTF-8 or UTF-16, not CSV)
         return None
     if column is None or lo > hi:
         return None
@@ -435,7 +155,7 @@ def _csv_feature_range(path: str, size: int, mtime_ns: int, target: str | None
 
 def _csv_read(path: Path, target: str | None) -> Read | None:
     """(rows, the rows of each target value or None) of a CSV file (see _csv_counts), None when not read."""
-    key = _file_state(path, MAX_CSV_BYTES)
+    key = file_state(path, MAX_CSV_BYTES)
     return _csv_counts(*key, target) if key is not None else None
 
 
@@ -449,7 +169,7 @@ def _csv_counts(path: str, size: int, mtime_ns: int, target: str | None) -> Read
         if size <= MAX_CSV_PARSED_BYTES:
             return _parsed_counts(Path(path), encoding, target)
         return _line_counts(Path(path), encoding)
-    except (OSError, UnicodeDecodeError, csv.Error):
+    except (OSError, ValueError):  # (ValueError: not UTF-8 or UTF-16, not CSV)
         return None
 
 
@@ -474,25 +194,20 @@ def _parsed_counts(path: Path, encoding: str, target: str | None) -> Read | None
 
 
 def _csv_rows(fh, target: str | None) -> Iterator[tuple[list[str], int | None, bool]]:
-    """Each row of a CSV file that is not blank, as the runtime reads it: (its cells, the target column's
-    index, whether it is the header), the header and the target column judged from the first row."""
+    """Each row of a CSV file that is not blank, as the runtime reads it (csvtable.numbered_rows): (its cells,
+    the target column's index, whether it is the header), the header and the target column judged from the
+    first row (csvtable.target_index; None where it is refused)."""
     column: int | None = None
     first = True
-    for cells in csv.reader(fh):
-        if is_blank(cells):
-            continue
-        header = first and is_header(cells)
+    for line, cells in numbered_rows(fh):
+        header = header_of(cells) if first else None
         if first:
-            column, first = _target_index(cells, header, target), False
-        yield cells, column, header
-
-
-def _target_index(first: list[str], header: bool, target: str | None) -> int | None:
-    """The target column's index: the one named `target` (once, in a header), else the last."""
-    if target is None:
-        return len(first) - 1
-    names = [c.strip() for c in first]
-    return names.index(target) if header and names.count(target) == 1 else None
+            try:
+                column = target_index(CsvTable(header, [cells], [line]), target)
+            except CsvProblem:
+                column = None
+            first = False
+        yield cells, column, header is not None
 
 
 def _classes(labels: Counter[str]) -> ClassRows | None:

@@ -8,19 +8,32 @@ formats (the reading itself: datafiles.py)."""
 
 from __future__ import annotations
 
-import csv
 import math
 from pathlib import Path
 
 from . import ast as A
 from .checkshared import find_assign, kwarg_span, resolve_path, shape_text, shown_path
+from .csvtable import (
+    DUPLICATE_HINT,
+    CsvProblem,
+    CsvTable,
+    columns_text,
+    csv_layout_problem,
+    csv_problem,
+    decoded_text,
+    duplicate_target,
+    header_of,
+    is_header,
+    other_separator,
+    target_index,
+)
 from .datafiles import (
     FORTRAN_ORDER,
     NO_FEATURES_HINT,
     PICKLED,
     NpyLayout,
     NpzHeads,
-    csv_first_row,
+    csv_first_record,
     is_pickled,
     no_features,
     npy_cut_short,
@@ -29,22 +42,13 @@ from .datafiles import (
     small_target_values,
 )
 from .datarows import (
-    DUPLICATE_HINT,
     MNIST_STEMS,
-    columns_text,
-    csv_layout_problem,
-    csv_problem,
     csv_target_names,
     csv_target_numbers,
-    decoded_text,
-    duplicate_target,
     idx_problem,
-    is_header,
     mnist_candidates,
     mnist_counts,
     mnist_parts_problem,
-    no_header,
-    other_separator,
 )
 from .diagnostics import Diagnostics, Span, did_you_mean
 from .spec import Csv, Data, Mnist, Npy, Npz, Spec
@@ -233,7 +237,8 @@ def _check_mnist(spec: Spec | None, written: str, path: Path, m: A.Model, where:
             return
         if heads is not None and "x_train" in heads:
             shape = heads["x_train"][1]
-            _input_matches(spec, math.prod(shape[1:]), f"'{shown}' images have", shape, m, where, d)
+            if not _no_pixels(f"'{shown}': array 'x_train'", shape, where, d):
+                _input_matches(spec, math.prod(shape[1:]), f"'{shown}' images have", shape, m, where, d)
         return
     found = [next((c for c in mnist_candidates(path, stem) if c.is_file()), None) for stem in MNIST_STEMS]
     files = ", ".join(MNIST_STEMS)
@@ -257,9 +262,19 @@ def _check_mnist(spec: Spec | None, written: str, path: Path, m: A.Model, where:
             return
         shapes.append(got)
     names = tuple(f.name for f in found if f is not None)
-    if _mnist_parts_error(f"'{written}'", names, shapes, where, d):
+    if _mnist_parts_error(f"'{written}'", names, shapes, where, d) or \
+            _no_pixels(f"'{(Path(written) / names[0]).as_posix()}'", shapes[0], where, d):
         return
     _input_matches(spec, math.prod(shapes[0][1:]), "MNIST's images have", shapes[0], m, where, d)
+
+
+def _no_pixels(what: str, shape: tuple[int, ...], where: Span | None, d: Diagnostics) -> bool:
+    """E401 for MNIST images with no pixels (0 rows or 0 columns), in the words of an npz source's features
+    of no values (datafiles.no_features); True if so."""
+    empty = no_features(shape)
+    if empty is not None:
+        d.add("E401", f"{what} {empty}", where, "MNIST's images are rows × columns of pixels (28 × 28)")
+    return empty is not None
 
 
 def _mnist_parts_error(written: str, names: tuple[str, ...], shapes: list[tuple[int, ...]],
@@ -345,12 +360,13 @@ def _check_csv(spec: Spec, src: Csv, path: Path, m: A.Model, st: A.Assign | None
     the target column, one feature per input value, and (a small file) every row and cell as the runtime
     reads them (csv_problem), in its words."""
     try:
-        cols = csv_first_row(path)
-    except (OSError, UnicodeDecodeError, ValueError, csv.Error) as e:
+        first = csv_first_record(path)
+    except (OSError, ValueError) as e:  # (ValueError: not UTF-8 or UTF-16 text, not CSV)
         d.add("E401", f"cannot read data file '{src.path}': {_unreadable(path, e)}", where)
         return
     at_target = kwarg_span(st.value if st else None, "target") or where
-    if cols is None:
+    line, cols = first if first is not None else (0, [])
+    if first is None:
         d.add("E401", f"'{src.path}' is empty: it has no rows", where,
               "a CSV file: a header row of column names (optional), then a row per sample")
     elif len(cols) < 2:
@@ -359,17 +375,29 @@ def _check_csv(spec: Spec, src: Csv, path: Path, m: A.Model, st: A.Assign | None
               "commas")
     elif (layout := csv_layout_problem(path, src.target)) is not None:
         d.add("E401", f"'{src.path}': {layout}", where, _cells_hint(layout))
-    elif src.target is not None and src.target not in cols:
-        d.add("E401", f"'{src.path}' has no column '{src.target}'", at_target,
-              did_you_mean(src.target, cols) or f"columns: {', '.join(cols[:12])}")
-    elif src.target is not None and (twice := duplicate_target(cols, src.target)) is not None:
-        d.add("E401", f"'{src.path}' has {twice}", at_target, DUPLICATE_HINT)
-    elif src.target is not None and not is_header(cols):
-        d.add("E401", f"'{src.path}': {no_header(src.target, 1)}", at_target,
-              "a header row names every column (no number, no empty cell); or leave target= out: the last "
-              "column is the target")
+    elif _target_refused(src, line, cols, at_target, d):
+        return
     else:
         _check_csv_rows(spec, src, path, cols, m, where, d)
+
+
+def _target_refused(src: Csv, line: int, cols: list[str], at_target: Span | None, d: Diagnostics) -> bool:
+    """The spec's target column found in the first row (row `line`, its cells `cols`) by the runtime's rule
+    (csvtable.target_index: a header, then the name, once), else E401 at target= (True)."""
+    target = src.target
+    try:
+        target_index(CsvTable(header_of(cols), [cols], [line]), target)
+    except CsvProblem as e:
+        if e.stage != "target" or target is None:  # (a first row of data)
+            d.add("E401", f"'{src.path}': {e}", at_target, "a header row names every column (no number, no "
+                  "empty cell); or leave target= out: the last column is the target")
+        elif target not in cols:
+            d.add("E401", f"'{src.path}' has no column '{target}'", at_target,
+                  did_you_mean(target, cols) or f"columns: {', '.join(cols[:12])}")
+        else:
+            d.add("E401", f"'{src.path}' has {duplicate_target(cols, target)}", at_target, DUPLICATE_HINT)
+        return True
+    return False
 
 
 def _check_csv_rows(spec: Spec, src: Csv, path: Path, cols: list[str], m: A.Model, where: Span | None,

@@ -173,11 +173,11 @@ def test_study_lock_is_never_beside_a_file_that_is_not_dlcs(tmp_path, monkeypatc
     assert lock_path(run / "study.db", run) == run / "study.db.dlc-lock"
     # a database of the user's: the lock in dlc's folder of locks, the same for every process
     with _StudyLock(None, f"sqlite:///{mine / 'mine.db'}", "s", run):
-        pass
-    assert list(mine.iterdir()) == []
-    locks = list((tmp_path / "cache" / "dlc" / "locks").iterdir())
+        assert list(mine.iterdir()) == []
+        locks = list((tmp_path / "cache" / "dlc" / "locks").iterdir())
     assert len(locks) == 1 and locks[0].name.endswith(".dlc-lock")
     assert lock_path(mine / "mine.db", run) == locks[0]
+    assert not locks[0].exists()  # (removed when let go: none piles up)
     assert lock_path(mine / "other.db", run) != locks[0]
 
 

@@ -84,6 +84,15 @@ def foreign_entries(p: Path, prefix: str = "") -> list[str]:
     return out
 
 
+def folder_in_the_way(run: Path) -> str | None:
+    """The first name of a file dlc writes in a run folder (DLC_FILES without a wildcard) that is a folder
+    there (a link to one too): writing the file over it fails. None when there is none."""
+    for name in DLC_FILES:
+        if not any(c in name for c in "*?[") and (run / name).is_dir():
+            return name
+    return None
+
+
 def _listed(names: list[str], most: int = 3) -> str:
     shown = ", ".join(names[:most])
     return shown + (f" and {len(names) - most} more" if len(names) > most else "")
@@ -173,6 +182,8 @@ def _in_use(out, p: Path, found: str) -> str:
 
 def _finished_mark(p: Path) -> bool:
     """run.json says finished (a run folder without a readable run.json counts as not finished)."""
+    if not (p / "run.json").is_file():  # (reading a pipe would wait forever)
+        return False
     try:
         return bool(json.loads((p / "run.json").read_text()).get("finished"))
     except (OSError, ValueError, AttributeError):

@@ -18,7 +18,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dlc.runtime.rundir import epoch_axis, figure, folder_kind, lr_scale, matplotlib_config, output_file
+from dlc.runtime.rundir import (
+    DLC_DIRS,
+    epoch_axis,
+    figure,
+    folder_kind,
+    lr_scale,
+    matplotlib_config,
+    output_file,
+)
 from dlc.runtime.runlock import holder as lock_holder
 from dlc.runtime.trials import COUNTED
 
@@ -32,6 +40,8 @@ class RunDirError(Exception):
 def read_json(path: Path, kind: type = dict):
     """The JSON in `path`, of type `kind`; RunDirError naming the file when it is missing, empty, truncated
     or of another shape."""
+    if path.exists() and not path.is_file() and not path.is_dir():  # (reading a pipe would wait forever)
+        raise RunDirError(f"{path} is not a regular file (a pipe, a socket or a device)")
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -53,6 +63,22 @@ def read_json(path: Path, kind: type = dict):
         raise RunDirError(f"{path} holds a JSON {type(obj).__name__}, not an "
                           f"{'object' if kind is dict else 'array'}")
     return obj
+
+
+def shown_value(value, most: int = 40) -> str:
+    """A JSON value in a message, cut to `most` characters."""
+    text = json.dumps(value)
+    return text if len(text) <= most else text[:most - 3] + "..."
+
+
+def backend_problem(info: dict) -> str | None:
+    """What is wrong with run.json's backend (one dlc has), or None: what `dlc evaluate` refuses the run for
+    (serve), and `dlc runs` shows."""
+    backend = info.get("backend")
+    if backend in ("torch", "keras"):
+        return None
+    said = f"is {shown_value(backend)}" if "backend" in info else "is missing"
+    return f"its backend {said}, not torch or keras"
 
 
 def retrain(run: Path) -> str:
@@ -157,7 +183,7 @@ def run_state(run: Path) -> RunState:
     state = RunState("run", "unfinished", info=info, ir=ir, epochs_total=total)
     try:
         has_history = (run / "history.json").exists()
-        state.epochs_done = len(read_json(run / "history.json", list)) if has_history else 0
+        state.epochs_done = len(read_history_rows(run)) if has_history else 0
     except RunDirError as e:
         state.state, state.detail, state.repairable = "damaged", _short(e, run), True
         return state
@@ -186,11 +212,43 @@ def _final_files_problem(run: Path) -> str | None:
         model = read_json(run / "model.json")
     except RunDirError as e:
         return _short(e, run)
-    name = str(model.get("file", ""))
+    name = model.get("file", "")
+    if not isinstance(name, str) or name and (Path(name).name != name or name in (".", "..")):
+        return f"model.json is damaged (its file is {shown_value(name)}, not the name of a file in the run)"
+    if name and (run / name).is_dir():
+        return f"{name} is a folder, not the model file"
     if not name or not (run / name).is_file():
         return f"{name or 'the model file'} is missing"
     if (run / name).stat().st_size == 0:
         return f"{name} is empty"
+    return None
+
+
+def digest_problem(run: Path) -> str | None:
+    """Why the model file or ir.json is not the one the run saved (model.json's `sha256`, recorded by
+    rundir.save_model), or None: a file copied from another run of the same shapes loads without error and
+    would give that run's numbers silently, a damaged one fails later with the framework's words. A run
+    saved before digests were recorded has none, and is trusted. `dlc evaluate` (serve.check_digests) and
+    `dlc runs` say it alike; reading the files costs no framework."""
+    from dlc.runtime.rundir import file_digest
+
+    try:
+        recorded = read_json(run / "model.json").get("sha256")
+    except RunDirError as e:
+        return _short(e, run)
+    if recorded is None:
+        return None
+    if not isinstance(recorded, dict) or not all(isinstance(k, str) and isinstance(v, str) and k
+                                                 and Path(k).name == k for k, v in recorded.items()):
+        return f"model.json is damaged (its sha256 is not a table of file digests); {retrain(run)}"
+    for name, digest in recorded.items():
+        try:
+            same = file_digest(run / name) == digest
+        except OSError as e:
+            return f"cannot read {name}: {e.strerror or e}"
+        if not same:
+            return (f"{name} is not the file this run saved (its digest differs from the one recorded then): "
+                    "damaged, or copied from another run?")
     return None
 
 
@@ -250,17 +308,60 @@ def require_finished(run: str | Path) -> RunState:
 
 def find_runs(root: Path) -> list[Path]:
     """Run folders (`dlc run`, cv and tune) under root, or root itself if it is one: its subfolders and
-    theirs, never inside a run folder (cv folds and tune trials belong to theirs)."""
-    if folder_kind(root) is not None:
+    theirs, never inside a run folder (cv folds and tune trials belong to theirs). A folder is a run folder
+    by the files that mark it (rundir.folder_kind) and holds no other run folder: a run never holds runs
+    beside its own folds and trials, so a folder of runs with a stray run file in it (an ir.json copied
+    there) is still the folder of runs it is, not one damaged run."""
+    if _run_folder(root):
         return [root]
     found = []
-    for child in sorted(p for p in root.iterdir() if p.is_dir()):
-        if folder_kind(child) is not None:
+    for child in _subfolders(root):
+        if _run_folder(child):
             found.append(child)
-            continue
-        inner = sorted(p for p in child.iterdir() if p.is_dir())
-        found.extend(g for g in inner if folder_kind(g) is not None)
-    return sorted(found, key=lambda p: p.stat().st_mtime)
+        elif not _inside_of(root, child):  # (a link to the folder, or one above it: its runs are listed)
+            found.extend(g for g in _subfolders(child) if _kind(g) is not None)
+    once: dict[Path, Path] = {}  # (a run reached through a link too is listed once, by its first name)
+    for p in found:
+        once.setdefault(p.resolve(), p)
+    return sorted(once.values(), key=lambda p: p.stat().st_mtime)
+
+
+def _inside_of(root: Path, folder: Path) -> bool:
+    """`root` is `folder` or inside it (links resolved)."""
+    try:
+        root.resolve().relative_to(folder.resolve())
+    except (ValueError, OSError, RuntimeError):
+        return False
+    return True
+
+
+def _subfolders(p: Path) -> list[Path]:
+    """The folders in `p` (links to folders too), by name; none where it cannot be read."""
+    try:
+        return sorted(c for c in p.iterdir() if c.is_dir())
+    except OSError:
+        return []
+
+
+def _run_folder(p: Path) -> bool:
+    """`p` is one run's folder: marked as one (folder_kind), and with no run folder among its subfolders
+    other than its own folds and trials."""
+    return _kind(p) is not None and not any(not _own_folder(c.name) and _kind(c) is not None
+                                            for c in _subfolders(p))
+
+
+def _kind(p: Path) -> str | None:
+    """folder_kind, None for a folder that cannot be read."""
+    try:
+        return folder_kind(p)
+    except OSError:
+        return None
+
+
+def _own_folder(name: str) -> bool:
+    """A folder a run writes in itself: fold_N, trials, model.tmp (trials/NNNN are inside trials/: a folder
+    of runs named 1, 2, 3 is not a run's)."""
+    return bool(DLC_DIRS.fullmatch(name)) and not name.isdigit()
 
 
 def _load(path: Path, kind: type = dict):
@@ -289,18 +390,33 @@ def describe(run: Path) -> dict:
     else:
         ir, env = st.ir or _load(run / "ir.json") or {}, _load(run / "env.json") or {}
         info = st.info or _load(run / "run.json") or {}
-        out.update(spec=ir.get("name", "?"), backend=env.get("backend") or info.get("backend", "?"),
-                   epochs=st.epochs_done)
+        backend = env.get("backend") if isinstance(env, dict) else None
+        if not isinstance(backend, str):
+            backend = info.get("backend") if isinstance(info, dict) else None
+        out.update(spec=_text(ir.get("name") if isinstance(ir, dict) else None),
+                   backend=_text(backend), epochs=st.epochs_done)
         started = info.get("started") if isinstance(info, dict) else None
         if isinstance(started, str) and re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d(:\d\d)?", started):
             out["date"] = started[:16].replace("T", " ")  # (not the folder's time: a file put in changes it)
         metrics = _load(run / "metrics.json") or {}
-        out["final"] = metrics.get("test") or metrics.get("val") or metrics.get("train") or {}
+        final = metrics.get("test") or metrics.get("val") or metrics.get("train") or {}
+        out["final"] = final if isinstance(final, dict) else {}
+    if st.kind == "run" and st.state == "finished":  # (what `dlc evaluate` would refuse it for)
+        problem = digest_problem(run)
+        if problem is None and (why := backend_problem(st.info or {})) is not None:
+            problem = f"run.json is damaged: {why}"
+        if problem is not None:
+            st = RunState(st.kind, "damaged", problem)
     state = {"finished": "done", "unfinished": "incomplete"}.get(st.state, st.state)
     if st.state == "unfinished" and (pid := lock_holder(run)) is not None:
         state = f"running (pid {pid})"  # (not "incomplete": --resume would be refused while it trains)
     out["status"] = state + (f": {st.detail}" if st.detail else "")
     return out
+
+
+def _text(value) -> str:
+    """A name read from a run's JSON for its row: "?" when it is not text (a damaged file)."""
+    return value if isinstance(value, str) and value else "?"
 
 
 def _describe_cv(run: Path, out: dict) -> None:
@@ -335,8 +451,9 @@ def _describe_tune(run: Path, out: dict) -> tuple[str, str] | None:
     out.update(spec=spec, backend=tune.get("backend", "?"), epochs=f"{n} trial{'s' * (n != 1)}")
     best, metric = tune.get("best"), (tune.get("objective") or {}).get("metric")
     if best and metric:
-        out["final"] = {metric: best.get("value")}
-        out["best_trial"] = best.get("number")
+        out["final"] = {metric: best.get("value")} if isinstance(best, dict) else {}
+        number = best.get("number") if isinstance(best, dict) else None
+        out["best_trial"] = number if isinstance(number, int) else None
     target = tune.get("trials_target")
     states = [t.get("state") for t in trials if isinstance(t, dict)] if isinstance(trials, list) else []
     if ended and not {"COMPLETE", "PRUNED"} & set(states):
@@ -358,8 +475,13 @@ def _counted_trial(t: dict) -> bool:
 
 def trial_folder(run: Path, trial: dict) -> Path:
     """The folder of a trial of the tune run `run` (an entry of its tune.json): RUN/trials/NNNN, or where
-    another `dlc tune --out` of the same shared study ran it (its recorded `folder`)."""
-    here = run / "trials" / f"{int(trial['number']):04d}"
+    another `dlc tune --out` of the same shared study ran it (its recorded `folder`). RunDirError for an
+    entry without a trial number (a damaged tune.json)."""
+    number = trial.get("number") if isinstance(trial, dict) else None
+    if not isinstance(number, int) or isinstance(number, bool) or number < 0:
+        raise RunDirError(f"{run / 'tune.json'} is damaged (a trial {shown_value(trial)} without a trial "
+                          "number); run the same `dlc tune` command again to write it again")
+    here = run / "trials" / f"{number:04d}"
     folder = trial.get("folder")
     if not here.is_dir() and isinstance(folder, str) and Path(folder).is_dir():
         return Path(folder)
@@ -380,11 +502,31 @@ def list_runs(root: str | Path) -> list[dict]:
 # --------------------------------------------------------------------------------------------- plotting
 
 
+def read_history_rows(run: Path) -> list[dict]:
+    """history.json's rows: a list of objects, each an epoch's number (`epoch`) and its values (numbers, or
+    null); RunDirError naming the file and the first row that is not."""
+    path = run / "history.json"
+    rows = read_json(path, list)
+    for i, row in enumerate(rows, 1):
+        if not isinstance(row, dict):
+            why = f"is {shown_value(row)}, not an epoch's values"
+        elif not isinstance(row.get("epoch"), int) or isinstance(row.get("epoch"), bool):
+            why = "has no epoch number" if "epoch" not in row else f"has epoch {shown_value(row['epoch'])}"
+        else:
+            bad = next((k for k, v in row.items()
+                        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)))), None)
+            if bad is None:
+                continue
+            why = f"has {bad}: {shown_value(row[bad])}, not a number"
+        raise RunDirError(f"{path} is damaged (row {i} {why})")
+    return rows
+
+
 def read_history(run: Path) -> list:
-    """history.json's list; RunDirError naming the damage and, when the run has a checkpoint to rebuild it
-    from, the command that writes it again."""
+    """history.json's rows (read_history_rows); RunDirError naming the damage and, when the run has a
+    checkpoint to rebuild it from, the command that writes it again."""
     try:
-        return read_json(run / "history.json", list)
+        return read_history_rows(run)
     except RunDirError as e:
         fix = f"; `dlc run --resume {run}` writes it again from the run's last checkpoint" \
             if (run / "checkpoint.npz").is_file() else ""

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from dlc.runtime.runs import shown_value as _shown
+
 
 class ServeError(Exception):
     """Bad run directory or input file: one clear line, exit 1."""
@@ -76,11 +78,12 @@ def _run_spec(run: Path):
 
 def _run_backend(run: Path, info: dict) -> str:
     """run.json's backend: one dlc has (a KeyError or "unknown backend 'jax'" otherwise)."""
-    backend = info.get("backend")
-    if backend not in ("torch", "keras"):
-        said = f"is {_shown(backend)}" if "backend" in info else "is missing"
-        raise ServeError(f"'{run}': {_damaged(f'its backend {said}, not torch or keras')}")
-    return backend
+    from dlc.runtime.runs import backend_problem
+
+    problem = backend_problem(info)
+    if problem is not None:
+        raise ServeError(f"'{run}': {_damaged(problem)}")
+    return info["backend"]
 
 
 # what the frameworks say of an archive cut short or overwritten (torch's zip reader, Keras' zipfile)
@@ -113,6 +116,8 @@ def run_inputs(run: str | Path) -> list[Path]:
     from dlc.compiler.checkshared import resolve_path
     from dlc.compiler.spec import Spec
 
+    if not ((Path(run) / "run.json").is_file() and (Path(run) / "ir.json").is_file()):
+        return []  # (neither there, or a pipe, which reading would wait on forever)
     try:
         info = json.loads((Path(run) / "run.json").read_text())
         spec = Spec.model_validate_json((Path(run) / "ir.json").read_text())
@@ -133,27 +138,13 @@ def run_inputs(run: str | Path) -> list[Path]:
 
 
 def check_digests(run: Path) -> None:
-    """The model file and ir.json are the ones the run saved (model.json's `sha256`, recorded by
-    rundir.save_model): a file copied from another run of the same shapes loads without error and would give
-    that run's numbers silently. A run saved before digests were recorded has none, and is trusted."""
-    from dlc.runtime.rundir import file_digest
-    from dlc.runtime.runs import read_json, retrain
+    """The model file and ir.json are the ones the run saved (dlc.runtime.runs.digest_problem): ServeError
+    saying which is not, else nothing."""
+    from dlc.runtime.runs import digest_problem
 
-    recorded = read_json(run / "model.json").get("sha256")
-    if recorded is None:
-        return
-    if not isinstance(recorded, dict) or not all(isinstance(k, str) and isinstance(v, str) and k
-                                                 and Path(k).name == k for k, v in recorded.items()):
-        raise ServeError(f"'{run}': model.json is damaged (its sha256 is not a table of file digests); "
-                         f"{retrain(run)}")
-    for name, digest in recorded.items():
-        try:
-            same = file_digest(run / name) == digest
-        except OSError as e:
-            raise ServeError(f"'{run}': cannot read {name}: {e.strerror or e}") from None
-        if not same:
-            raise ServeError(f"'{run}': {name} is not the file this run saved (its digest differs from the "
-                             "one recorded then): damaged, or copied from another run?")
+    problem = digest_problem(run)
+    if problem is not None:
+        raise ServeError(f"'{run}': {problem}")
 
 
 def normalisation(info: dict, spec) -> tuple[np.ndarray, np.ndarray] | None:
@@ -193,12 +184,6 @@ def _statistics(pre: dict, key: str, need: int) -> np.ndarray:
 
 def _damaged(why: str) -> ServeError:
     return ServeError(f"run.json is damaged: {why}; train the spec again")
-
-
-def _shown(value, most: int = 40) -> str:
-    """A JSON value in a message, cut to `most` characters."""
-    text = json.dumps(value)
-    return text if len(text) <= most else text[:most - 3] + "..."
 
 
 def preprocess(info: dict, spec, x: np.ndarray, source: str, row=None) -> np.ndarray:
@@ -297,14 +282,12 @@ def _check_commas(path: Path) -> None:
     """A CSV file separated by tabs, semicolons or vertical bars is named so (compiler/datarows.py's
     other_separator, as `dlc check` names it): read with commas, each row is one cell, and a lone first row
     was "no data rows, only a header row (1\t2\t3\t4)"."""
-    import csv
-
+    from dlc.compiler.csvtable import other_separator
     from dlc.compiler.datafiles import csv_first_row
-    from dlc.compiler.datarows import other_separator
 
     try:
         first = csv_first_row(path)
-    except (OSError, UnicodeDecodeError, csv.Error):
+    except (OSError, ValueError):  # (ValueError: not UTF-8 or UTF-16 text, not CSV)
         return  # (read_table says why it cannot be read)
     problem = other_separator(first) if first is not None else None
     if problem is not None and first is not None:

@@ -84,6 +84,7 @@ from dlc.compiler.search import (
     value_text,
 )
 from dlc.runtime import rundir
+from dlc.runtime.runlock import locked
 from dlc.runtime.runs import RunDirError
 from dlc.runtime.trials import COUNTED, ERROR, RESULT, outcome
 
@@ -327,7 +328,7 @@ class _StudyLock:
 
     def __init__(self, storage, url: str, study_name: str, run: Path):
         self.storage, self.url, self.study_name, self.run = storage, url, study_name, run
-        self._fh = None
+        self._flock: contextlib.ExitStack | None = None  # (holds the flock of a SQLite study)
         self._conn = None
         self._key = int.from_bytes(hashlib.sha256(f"dlc tune {study_name}".encode()).digest()[:8], "big",
                                    signed=True)
@@ -337,13 +338,13 @@ class _StudyLock:
             from sqlalchemy.engine import make_url
 
             db = make_url(self.url).database
-            try:
-                import fcntl
-            except ImportError:
-                return self
             if db and db != ":memory:":
-                self._fh = open(lock_path(Path(db), self.run), "a+")
-                fcntl.flock(self._fh, fcntl.LOCK_EX)
+                stack = contextlib.ExitStack()
+                try:  # (the lock file is removed when let go: dlc.runtime.runlock.locked)
+                    stack.enter_context(locked(lock_path(Path(db), self.run)))
+                except ImportError:  # (no flock: not POSIX)
+                    return self
+                self._flock = stack
         elif self.url.startswith(("postgresql", "postgres")) and self.storage is not None:
             from sqlalchemy import text
 
@@ -352,12 +353,9 @@ class _StudyLock:
         return self
 
     def __exit__(self, *exc):
-        if self._fh is not None:
-            import fcntl
-
-            fcntl.flock(self._fh, fcntl.LOCK_UN)
-            self._fh.close()
-            self._fh = None
+        if self._flock is not None:
+            self._flock.close()
+            self._flock = None
         if self._conn is not None:
             from sqlalchemy import text
 
@@ -581,10 +579,20 @@ class _DataFailures:
         return held
 
 
+WORKER_MODES = ("fork", "subprocess")  # DLC_TUNE_WORKER's values: how each trial's process starts
+
+
 def _worker_mode() -> str:
+    """How each trial's process starts: DLC_TUNE_WORKER (`fork`, from the fork server: the default;
+    `subprocess`, a fresh `python -m dlc.runtime.tune_worker`), `subprocess` where there is no fork server.
+    TuneError for another value (a typo such as `subproces` silently forked)."""
     import multiprocessing as mp
 
-    want = os.environ.get("DLC_TUNE_WORKER", "fork")
+    want = os.environ.get("DLC_TUNE_WORKER", "").strip() or "fork"
+    if want not in WORKER_MODES:
+        raise TuneError(f"DLC_TUNE_WORKER={want!r} is not one of {', '.join(WORKER_MODES)} (how each trial's "
+                        "process starts: fork, from a fork server that imported the framework once, the "
+                        "default; subprocess, a fresh Python for each); set one of them, or unset it")
     if want == "subprocess" or "forkserver" not in mp.get_all_start_methods():
         return "subprocess"
     return "fork"
@@ -884,6 +892,7 @@ class _Search:
                           ("--trial-nproc", trial_nproc)):
             if n is not None and n < 1:  # (0 trials would silently fall back to the search block's)
                 raise TuneError(f"{option} must be at least 1 (got {n})")
+        _worker_mode()  # (a DLC_TUNE_WORKER that is no mode: refused before any folder is made)
         spec = result.spec
         search = spec.search
         self.result, self.spec, self.spaces, self.refined = result, spec, spaces, refined

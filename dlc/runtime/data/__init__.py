@@ -10,6 +10,7 @@ readers), targets, splits, normalize (checks and statistics), stream (an npy sou
 
 from __future__ import annotations
 
+from dlc.compiler.csvtable import is_header, is_number
 from dlc.runtime.data.base import (
     DataError,
     Dataset,
@@ -32,13 +33,8 @@ from dlc.runtime.data.dataset import (
 )
 from dlc.runtime.data.files import (
     Table,
-    bad_cell,
-    check_rectangular,
     check_same_length,
-    csv_records,
     csv_samples,
-    is_header,
-    is_number,
     npz_array,
     numeric_features,
     open_npy,
@@ -52,7 +48,6 @@ from dlc.runtime.data.files import (
     table_numbers,
     target_column,
     target_values,
-    utf8_text,
 )
 from dlc.runtime.data.normalize import (
     CHUNK_BYTES,
@@ -97,14 +92,14 @@ from dlc.runtime.data.targets import (
 __all__ = [
     "CHUNK_BYTES", "DataError", "Dataset", "FileRows", "Loaded",
     "Samples", "Split", "Streamed", "StreamedRows", "Table", "reorder_rows", "split_indices",
-    "assemble", "assemble_in_place", "assemble_streamed", "bad_cell", "bad_label",
+    "assemble", "assemble_in_place", "assemble_streamed", "bad_label",
     "check_finite_features", "check_finite_targets", "check_foldable", "check_model_inputs",
-    "check_rectangular", "check_same_length", "check_statistics", "check_stratifiable",
-    "checked_targets", "chunk_rows", "class_counts", "class_labels", "class_targets", "csv_records",
+    "check_same_length", "check_statistics", "check_stratifiable",
+    "checked_targets", "chunk_rows", "class_counts", "class_labels", "class_targets",
     "csv_samples", "data_block", "data_normalize", "folds", "folds_streamed",
     "holdout", "holdout_indices", "is_header", "is_number", "kfold_indices", "kfold_splits", "load",
     "load_raw", "load_samples", "normalizer", "npz_array", "numeric_features", "onehot_labels",
     "open_npy", "open_npz", "open_streamed", "prepare", "prepare_streamed", "read_bundled", "read_csv",
     "read_mnist", "read_npy", "read_npz", "read_change", "read_summary", "read_table", "regression_targets",
-    "split_seed", "streamed_normalizer", "table_numbers", "target_column", "target_values", "utf8_text",
+    "split_seed", "streamed_normalizer", "table_numbers", "target_column", "target_values",
 ]

@@ -8,32 +8,27 @@ import math
 import struct
 import zipfile
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-# (the header rule and MNIST's file names: dlc check counts rows by them too; an .npy file's header, and what
-# is said of an array that is not read: dlc check says it in the same words)
-from dlc.compiler.datafiles import PICKLED, is_pickled, no_features, npy_cut_short, npy_layout
-from dlc.compiler.datarows import (
-    DUPLICATE_HINT,
-    MNIST_STEMS,
-    bad_feature_cell,
-    cell_place,
-    decoded_text,
-    duplicate_target,
-    feature_cell_problem,
-    idx_length_problem,
-    is_header,
+# (CSV files are read by the compiler's CSV reader, which `dlc check` judges them with: one walk, one wording)
+from dlc.compiler.csvtable import (
+    CsvProblem,
+    CsvTable,
+    feature_columns,
     is_number,
-    layout_problem,
-    mnist_candidates,
-    mnist_parts_problem,
-    no_header,
-    numbered_rows,
-    target_cells_problem,
+    parse_table,
+    scan_features,
+    target_cells,
+    target_index,
 )
+
+# (an .npy file's header, MNIST's file names, and what is said of an array that is not read: dlc check says it
+# in the same words)
+from dlc.compiler.datafiles import PICKLED, is_pickled, no_features, npy_cut_short, npy_layout
+from dlc.compiler.datarows import MNIST_STEMS, idx_length_problem, mnist_candidates, mnist_parts_problem
 from dlc.runtime.data.base import DataError, Samples
 
 
@@ -46,9 +41,9 @@ def read_bundled(name: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 # ------------------------------------------------------------------------------------------------ csv files
-# The header rule: the first row is a header (column names) when every cell of it is non-empty and none is a
-# number; a first row with a number or an empty cell is data. Rows are numbered as lines of the file (the
-# first line is row 1, header or not); blank lines are skipped.
+# The rules (the encodings, the header rule, blank lines, the layout, which cell is bad, the target column)
+# are compiler/csvtable.py's, which `dlc check` judges a file by as well; here its cells become arrays, and
+# its problems DataErrors naming the file.
 
 
 def _plain_numbers(cells: list[list[str]]) -> bool:
@@ -56,83 +51,46 @@ def _plain_numbers(cells: list[list[str]]) -> bool:
 
 
 @dataclass
-class Table:
-    """A CSV file's cells by the header rule: the column names (None when the first row is data) and the data
-    rows, each with its row number in the file."""
+class Table(CsvTable):
+    """A CSV file's table (csvtable.CsvTable: the column names or None, the data rows, their row numbers) and
+    the file it was read from."""
 
-    path: Path
-    header: list[str] | None
-    rows: list[list[str]]
-    lines: list[int]
+    path: Path = field(kw_only=True)
 
-    @property
-    def width(self) -> int:
-        return len(self.rows[0])
+
+def _refused(path: Path, e: CsvProblem) -> DataError:
+    return DataError(f"{path}{e.lead}{e}")
 
 
 def read_table(path: str | Path) -> Table:
-    """The cells of a UTF-8 CSV file, every row as wide as the first, with at least one data row."""
+    """The cells of a UTF-8 or UTF-16 CSV file, every row as wide as the first, with at least one data row."""
     path = Path(path)
-    records = csv_records(path, utf8_text(path))
-    if not records:
-        raise DataError(f"{path}: the file is empty (no rows)")
-    check_rectangular(path, records)
-    header = [c.strip() for c in records[0][1]] if is_header(records[0][1]) else None
-    body = records[1:] if header is not None else records
-    if header is not None and not body:
-        raise DataError(f"{path}: no data rows, only a header row ({', '.join(header)})")
-    return Table(path, header, [cells for _, cells in body], [line for line, _ in body])
-
-
-def utf8_text(path: Path) -> str:
     try:
         raw = path.read_bytes()
     except OSError as e:
         raise DataError(f"cannot read data file {path}: {e.strerror or e}") from None
     try:
-        return decoded_text(raw)
-    except ValueError as e:
-        raise DataError(f"{path}: {e}") from None
-
-
-def csv_records(path: Path, text: str) -> list[tuple[int, list[str]]]:
-    """(row number, cells) of every row that is not a blank line."""
-    try:
-        return list(numbered_rows(text))
-    except ValueError as e:
-        raise DataError(f"{path}: {e}") from None
-
-
-def check_rectangular(path: Path, records: list[tuple[int, list[str]]]) -> None:
-    """Every row as wide as the first, and a last column that is not empty in every row (a trailing comma
-    on each line)."""
-    problem = layout_problem(records)
-    if problem is not None:
-        raise DataError(f"{path}: {problem}")
+        table = parse_table(raw)
+    except CsvProblem as e:
+        raise _refused(path, e) from None
+    return Table(table.header, table.rows, table.lines, path=path)
 
 
 def table_numbers(table: Table, columns: list[int]) -> np.ndarray:
     """The cells of `columns` as float64 (rows, columns); the first cell that is not a number (empty, 'NA',
-    text) is an error naming its row and column (nan and inf are the finite check's: nonfinite_features)."""
+    text) is an error naming its row and column (csvtable.scan_features; nan and inf are the finite check's:
+    nonfinite_features)."""
     cells = [[r[j] for j in columns] for r in table.rows]
     if _plain_numbers(cells):
         try:
             return np.array(cells, dtype=np.float64).reshape(len(cells), len(columns))
         except ValueError:
             pass
-    for i, r in enumerate(cells):
-        for k, v in enumerate(r):
-            if feature_cell_problem(v) is not None:
-                raise DataError(bad_cell(table, i, columns[k], v))
+    problem = scan_features(table, columns).problem
+    if problem is not None:
+        raise DataError(f"{table.path}: {problem}")
     numbers = [[float(v) for v in r] for r in cells]
     return np.array(numbers, dtype=np.float64).reshape(len(cells), len(columns))
-
-
-def bad_cell(table: Table, i: int, j: int, cell: str) -> str:
-    """What is wrong with feature cell `cell` of data row i, column j (dlc check says it alike)."""
-    problem = feature_cell_problem(cell) or f"is not a number ({cell!r})"
-    place = cell_place(table.lines[i], j, table.header)
-    return f"{table.path}: {bad_feature_cell(place, problem, i == 0 and table.header is None)}"
 
 
 def read_csv(path: str | Path, target: str | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -145,32 +103,26 @@ def read_csv(path: str | Path, target: str | None = None) -> tuple[np.ndarray, n
 def csv_samples(path: str | Path, target: str | None = None) -> Samples:
     table = read_table(path)
     t = target_column(table, target)
-    x = table_numbers(table, [j for j in range(table.width) if j != t])
+    x = table_numbers(table, feature_columns(table.width, t))
     y, names = target_values(table, t)
     return Samples(x, y, str(table.path), table.lines, names, table.header is not None)
 
 
 def target_column(table: Table, target: str | None) -> int:
-    """The index of the target column: the one named `target`, else the last."""
-    if target is None:
-        return table.width - 1
-    if table.header is None:
-        raise DataError(f"{table.path}: {no_header(target, table.lines[0])}")
-    if target not in table.header:
-        raise DataError(f"{table.path}: no column '{target}' (columns: {', '.join(table.header)})")
-    twice = duplicate_target(table.header, target)
-    if twice is not None:
-        raise DataError(f"{table.path} has {twice}; {DUPLICATE_HINT}")
-    return table.header.index(target)
+    """The index of the target column: the one named `target`, else the last (csvtable.target_index)."""
+    try:
+        return target_index(table, target)
+    except CsvProblem as e:
+        raise _refused(table.path, e) from None
 
 
 def target_values(table: Table, t: int) -> tuple[np.ndarray, list[str] | None]:
     """The target column as numbers, or as class names numbered in sorted order (names); an empty cell, or a
-    column of both numbers and names, is an error."""
-    cells = [r[t].strip() for r in table.rows]
-    problem = target_cells_problem(list(zip(table.lines, cells, strict=True)), t, table.header)
-    if problem is not None:
-        raise DataError(f"{table.path}: {problem}")
+    column of both numbers and names, is an error (csvtable.target_cells)."""
+    try:
+        cells = target_cells(table, t)
+    except CsvProblem as e:
+        raise _refused(table.path, e) from None
     if all(is_number(v) for v in cells):
         return np.array([float(v) for v in cells]), None
     names = sorted(set(cells))
@@ -399,6 +351,8 @@ def _mnist_parts(where: str, names: tuple[str, str, str, str], parts: list[np.nd
     problem = mnist_parts_problem(names, (xa, ya, xb, yb))
     if problem is not None:
         raise DataError(f"{where}: {problem}")
+    if (empty := no_features(xa)) is not None:  # (images of 0 rows or columns: as `dlc check` says it)
+        raise DataError(f"{where}: {names[0]} {empty}")
 
 
 def read_mnist(path: str | Path) -> tuple[np.ndarray, np.ndarray]:

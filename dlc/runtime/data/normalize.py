@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dlc.compiler.datarows import nonfinite_wording
+from dlc.compiler.csvtable import nonfinite_wording
 from dlc.compiler.spec import Spec
 from dlc.runtime.data.base import DataError, Rows, Samples
 
