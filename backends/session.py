@@ -25,6 +25,16 @@ def device_refusal(device: object) -> str | None:
     return f"{device!r} is not a device; use auto, cpu, cuda or cuda:N"
 
 
+class DeviceUnavailable(RuntimeError):
+    """A device dlc names that this machine or backend cannot train on: `device` and `why` (what the framework
+    sees, with any advice) are kept apart, so that a caller speaking of another subject words it itself
+    (`--resume`: "RUN was started on --device cuda, but ...") instead of cutting this message apart."""
+
+    def __init__(self, device: str, why: str):
+        self.device, self.why = device, why
+        super().__init__(f"--device {device} was asked for, but {why}")
+
+
 def check_device_name(device: object) -> None:
     """ValueError, in the API's words (the command line refuses such a name before any work), for a device
     that is none (device_refusal)."""

@@ -19,7 +19,7 @@ import tensorflow as tf
 
 from dlc.backends import lowering as lw
 from dlc.backends.network import network_expr
-from dlc.backends.session import BatchReader, check_device_name
+from dlc.backends.session import BatchReader, DeviceUnavailable, check_device_name
 from dlc.compiler.checks import precision_conflict
 from dlc.compiler.checkshared import final_activation, fused_output
 from dlc.compiler.spec import Spec
@@ -42,8 +42,7 @@ def check_device(device: str | None, processes: int = 1) -> None:
     keras backend does not place a model on one (the processes share the CPU)."""
     check_device_name("auto" if device is None else device)
     if device not in ("auto", "cpu", None):
-        raise RuntimeError(f"--device {device} was asked for, but {_why_no_gpu()}; use --backend torch for "
-                           "CUDA")
+        raise DeviceUnavailable(device, f"{_why_no_gpu()}; use --backend torch for CUDA")
 
 
 def _why_no_gpu() -> str:

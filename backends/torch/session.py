@@ -12,7 +12,7 @@ import torch
 
 from dlc.backends.lowering import Context, evaluate
 from dlc.backends.network import network_expr
-from dlc.backends.session import check_device_name
+from dlc.backends.session import DeviceUnavailable, check_device_name
 from dlc.compiler.checks import precision_conflict
 from dlc.compiler.checkshared import final_activation, fused_output
 from dlc.compiler.spec import Spec
@@ -93,15 +93,16 @@ def _one_gpu_each(device: str, index: int | None, processes: int) -> None:
 
 
 def _require_gpu(device: str, index: int | None) -> None:
-    """RuntimeError when PyTorch sees no GPU, or not GPU `index` (torch's own error for cuda:5 on a machine
-    of one GPU came at the first tensor moved: "CUDA error: invalid device ordinal", with no device named)."""
+    """DeviceUnavailable when PyTorch sees no GPU, or not GPU `index` (torch's own error for cuda:5 on a
+    machine of one GPU came at the first tensor moved: "CUDA error: invalid device ordinal", with no device
+    named)."""
     count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    asked = f"--device {device} was asked for, but PyTorch sees"
     if count == 0:
-        raise RuntimeError(f"{asked} no CUDA device{_hidden_gpus()}")
+        raise DeviceUnavailable(device, f"PyTorch sees no CUDA device{_hidden_gpus()}")
     if index is not None and index >= count:
         seen = "cuda:0" if count == 1 else f"cuda:0 to cuda:{count - 1}"
-        raise RuntimeError(f"{asked} {count} CUDA device{'s' if count > 1 else ''} ({seen}){_hidden_gpus()}")
+        raise DeviceUnavailable(device, f"PyTorch sees {count} CUDA device{'s' if count > 1 else ''} "
+                                        f"({seen}){_hidden_gpus()}")
 
 
 def _hidden_gpus() -> str:
@@ -215,6 +216,10 @@ class Session:
                     constraints.append((weight_tensor(module, w.name), evaluate(ctx.lower(w.constraint), ns)))
             if getattr(info.layer, "activity_reg", None) is not None:
                 activity.append((module, evaluate(ctx.lower(info.layer.activity_reg), ns)))
+            inner = getattr(info.layer, "layer", None)  # Bidirectional: each direction's output, as Keras
+            if getattr(inner, "activity_reg", None) is not None:
+                term = evaluate(ctx.lower(inner.activity_reg), ns)
+                activity += [(module.forward_layer, term), (module.backward_layer, term)]
         return penalties, activity, constraints
 
     # ------------------------------------------------------------------------------------------ weights

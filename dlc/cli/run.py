@@ -254,6 +254,7 @@ class _Display(api.Observer):
         self.pending: list[str] = []  # lines said before the run directory is known
         self.walls: dict[int, float] = {}  # epoch -> wall-clock seconds (steps, validation)
         self.doctor: Optional[api.LiveDoctor] = None  # a warning the first time a pathology shows
+        self.recorder = None  # the run's evidence as it is recorded (the doctor's, in memory)
         self.run: Optional[Path] = None  # the run directory, once made
 
     def say(self, line: str, log_line: Optional[str] = None) -> None:
@@ -296,7 +297,11 @@ class _Display(api.Observer):
         for shown, logged in zip(self.table.header(), self.full.header(), strict=True):
             if self.header:
                 self.say(shown, logged)
-        self.doctor = api.LiveDoctor(self.spec, run, self.before)
+        self.doctor = api.LiveDoctor(self.spec, run, self.before,
+                                     evidence=self.recorder.to_json if self.recorder is not None else None)
+
+    def evidence(self, recorder) -> None:
+        self.recorder = recorder
 
     def training(self):
         return self.bar

@@ -60,6 +60,10 @@ class Recorder:
         self.x = self.y = None
         self._start: dict[str, list[np.ndarray]] = {}
         self._seen = 0  # the history's step losses already taken
+        # evidence.json's epochs and step losses as encoded so far (each encoded once: write() only joins)
+        self._epoch_text: list[str] = []
+        self._loss_text: list[str] = []
+        self._losses_encoded = 0
 
     # ------------------------------------------------------------------------------------------ the run
 
@@ -71,6 +75,7 @@ class Recorder:
         self.x, self.y = data.train.x[idx], data.train.y[idx]
         self._seen = len(hist.step_losses)
         self.epochs, self.step_losses = [], [finite(v) for v in hist.step_losses]
+        self._epoch_text, self._loss_text, self._losses_encoded = [], [], 0
         if epochs_done > 0:
             self._continue(epochs_done, n)
         self._start = self._trainable(session.get_weights())
@@ -136,16 +141,20 @@ class Recorder:
         """evidence.json, atomically (a temporary file renamed over it); step_losses on one line."""
         if self.folder is None:
             return
-        from dlc.runtime.rundir import json_rows, write_text
+        from dlc.runtime.rundir import write_text
 
         self.folder.mkdir(parents=True, exist_ok=True)
         obj = self.to_json()
-        epochs, losses = obj.pop("epochs"), obj.pop("step_losses")
+        del obj["epochs"], obj["step_losses"]
         text = json.dumps(obj, indent=2, allow_nan=False)[:-2]  # (the small part, indented; then an epoch a
-        # line and the losses on one, by the C encoder: indenting them all again after every epoch was most
-        # of a 1,000-epoch run's time)
-        text += (',\n  "epochs": ' + json_rows(epochs, allow_nan=False).replace("\n", "\n  ")
-                 + ',\n  "step_losses": ' + json.dumps(losses, allow_nan=False) + "\n}\n")
+        # line and the losses on one: as rundir.json_rows lays them out, each encoded once, when it is new;
+        # encoding them all again after every epoch made a long run quadratic)
+        self._epoch_text += [json.dumps(e, allow_nan=False) for e in self.epochs[len(self._epoch_text):]]
+        if self._losses_encoded < len(self.step_losses):
+            self._loss_text.append(json.dumps(self.step_losses[self._losses_encoded:], allow_nan=False)[1:-1])
+            self._losses_encoded = len(self.step_losses)
+        epochs = "[\n    " + ",\n    ".join(self._epoch_text) + "\n  ]" if self._epoch_text else "[]"
+        text += (',\n  "epochs": ' + epochs + ',\n  "step_losses": [' + ", ".join(self._loss_text) + "]\n}\n")
         write_text(self.folder / FILE, text)
 
     @staticmethod

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +18,7 @@ import numpy as np
 
 from dlc.backends.session import device_refusal
 from dlc.runtime import rundir, runlock
-from dlc.runtime.runs import RunDirError, retrain
+from dlc.runtime.runs import RunDirError, retrain, shown_value
 
 
 class RunFailed(Exception):
@@ -125,12 +126,12 @@ class Resumable:
         started = self.info.get("device", "auto")
         if started not in ("auto", "cpu"):
             from dlc.backends import check_device
+            from dlc.backends.session import DeviceUnavailable
 
             try:
                 check_device(self.backend, started)
-            except RuntimeError as e:
-                why = str(e).split(", but ", 1)[-1]
-                raise RuntimeError(f"{self.run} was started on --device {started}, but {why}; add --device "
+            except DeviceUnavailable as e:
+                raise RuntimeError(f"{self.run} was started on --device {started}, but {e.why}; add --device "
                                    "cpu (or auto) to continue it here") from None
         return started
 
@@ -160,10 +161,14 @@ def resume_target(run: str | Path) -> Resumable:
     if st.state == "damaged" and not st.repairable:
         raise RunDirError(f"'{run}' cannot be resumed: {st.detail}; {retrain(run)}")
     info = st.info or {}
-    missing = [k for k in ("backend", "spec_dir") if k not in info]
+    missing = [k for k in ("backend", "spec_dir") if not isinstance(info.get(k), str)]
     if missing:
-        raise RunDirError(f"'{run}' cannot be resumed: run.json is damaged (no '{missing[0]}'); "
-                          f"{retrain(run)}")
+        k = missing[0]
+        said = f"no '{k}'" if k not in info else f"its {k} is {shown_value(info[k])}, not text"
+        raise RunDirError(f"'{run}' cannot be resumed: run.json is damaged ({said}); {retrain(run)}")
+    if (folder := rundir.folder_in_the_way(run)) is not None:  # (writing the run's files would fail on it)
+        raise RunDirError(f"'{run}' cannot be resumed: {folder} is a folder, where the run writes a file of "
+                          "that name; move it out of the run folder and resume again")
     if st.finished:
         return Resumable(run, info, finished=True)
     if (busy := runlock.busy(run)) is not None:  # (before "resuming ...": the process training it says so)
@@ -219,6 +224,11 @@ class Observer:
 
     def epoch(self, row: dict) -> None:
         """An epoch's history row (loss, metrics, val_*, lr, time_s, samples_per_s)."""
+
+    def evidence(self, recorder) -> None:
+        """Before `started`: the run's training evidence as it is recorded (a dlc.runtime.evidence.Recorder,
+        its `to_json()` is evidence.json so far, kept in memory: the live doctor reads it instead of
+        re-reading the file every epoch); None when the run records none."""
 
 
 @dataclass
@@ -340,11 +350,43 @@ def targets_digest(data) -> str:
     return h.hexdigest()
 
 
+# features_digest: a part of at most SAMPLED_BLOCKS blocks of about BLOCK_BYTES is hashed whole; a bigger one
+# in SAMPLED_BLOCKS evenly spaced blocks (its first and last included), so that an npy source streamed from
+# disk is not read a second time (a 3 GB file: 16 MiB read)
+BLOCK_BYTES = 1 << 16
+SAMPLED_BLOCKS = 256
+
+
+def features_digest(data) -> str | None:
+    """A digest of the feature values of every part (train, val, test), kept in run.json as `features`, so
+    that `--resume` knows the values are those the run started on where no normalization statistics stand for
+    them (`normalize: none`; None otherwise: normalized values may differ in the last bit on another machine,
+    and the statistics are compared instead). Each part's shape and dtype and its values, all of them up to
+    SAMPLED_BLOCKS x BLOCK_BYTES (16 MiB), above that a sample of that many evenly spaced blocks of rows: a
+    change confined to rows between the sampled blocks of a bigger part is not seen."""
+    if data.shift is not None or data.scale is not None:
+        return None
+    h = hashlib.blake2b(digest_size=16)
+    for part in (data.train, data.val, data.test):
+        if part is None:
+            continue
+        x = part.x
+        h.update(f"{np.dtype(x.dtype).str}{tuple(x.shape)}".encode())
+        n = len(x)
+        rows = max(1, BLOCK_BYTES // max(1, math.prod(x.shape[1:]) * np.dtype(x.dtype).itemsize))
+        blocks = -(-n // rows)
+        starts = range(blocks) if blocks <= SAMPLED_BLOCKS else \
+            np.unique(np.linspace(0, blocks - 1, SAMPLED_BLOCKS).round().astype(np.int64)).tolist()
+        for b in starts:
+            h.update(np.ascontiguousarray(x[b * rows:(b + 1) * rows]).tobytes())
+    return h.hexdigest()
+
+
 def data_change(info: dict, data) -> str | None:
     """How the data read now differs from the data the run (its run.json `info`) started on, which the
     epochs left would train on instead: another number of samples or a header row gained or lost (read_change,
-    as `dlc evaluate` asks it), other targets, other normalization statistics (other feature values); None
-    when it does not differ in these."""
+    as `dlc evaluate` asks it), other targets, other normalization statistics (other feature values), other
+    feature values without normalization (features_digest); None when it does not differ in these."""
     from dlc.runtime.data import read_change
 
     read = read_change(data.read, info.get("data_read"))
@@ -355,6 +397,8 @@ def data_change(info: dict, data) -> str | None:
     if isinstance(info.get("preprocessing"), dict) and not _same_statistics(info["preprocessing"],
                                                                              data.preprocessing()):
         return "the normalization statistics differ: the feature values changed"
+    if isinstance(info.get("features"), str) and info["features"] != features_digest(data):
+        return "the feature values differ"
     return None
 
 
@@ -414,7 +458,8 @@ def _new_run(spec, backend: str, device: str, spec_file: str, out: str | None, d
     worker = parallel.from_env()
     where = SimpleNamespace(spec=spec_file, backend=backend, device=device, compile=compile,
                             processes=worker.world if worker is not None else 1)
-    info = {**rundir.run_info(where, spec, data), "targets": targets_digest(data)}
+    info = {**rundir.run_info(where, spec, data), "targets": targets_digest(data),
+            "features": features_digest(data)}
     rundir.write_json(run / "run.json", info)
     return run
 
@@ -429,6 +474,10 @@ def _train(session, spec, data, backend: str, run: Path, rows: list[dict], state
     rundir.write_json(run / "env.json", rundir.env_info(backend, session.device_name))
     rundir.write_history(run, rows)
     tb = EventWriter(run)
+    # the evidence of a resumed run continues its evidence.json (a run without one stays without)
+    keep = evidence and (state is None or state.epoch == 0 or (run / FILE).is_file())
+    recorder = Recorder(spec, run, tb) if keep else None
+    observer.evidence(recorder)
     observer.started(run, data, session.device_name)
 
     def on_epoch(row):
@@ -437,12 +486,9 @@ def _train(session, spec, data, backend: str, run: Path, rows: list[dict], state
         tb.scalars(row["epoch"], row)
         observer.epoch(row)
 
-    # the evidence of a resumed run continues its evidence.json (a run without one stays without)
-    keep = evidence and (state is None or state.epoch == 0 or (run / FILE).is_file())
     with observer.training():
         hist = train(session, spec, data, on_epoch=on_epoch, on_progress=observer.progress, resume=state,
-                     on_checkpoint=lambda st: checkpoint.save(run, session, st),
-                     evidence=Recorder(spec, run, tb) if keep else None)
+                     on_checkpoint=lambda st: checkpoint.save(run, session, st), evidence=recorder)
     final: dict = final_metrics(session, spec, data)
     final["epochs_run"] = len(hist.rows)
     final["stopped_early"] = hist.stopped_early

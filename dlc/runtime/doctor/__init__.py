@@ -16,7 +16,7 @@ import difflib
 import json
 import math
 import shlex
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -658,22 +658,28 @@ def warning_line(d: Diagnosis, epoch: int) -> str:
 
 class LiveDoctor:
     """The doctor during `dlc run`: after each epoch, `epoch(row)` gives a one-line warning for each pathology
-    that shows for the first time (every rule but underfitting, on the rows so far and the run's
-    evidence.json as written so far). It never raises: a check that fails says nothing."""
+    that shows for the first time (every rule but underfitting, on the rows so far and the evidence so far).
+    `evidence`: a callable giving the evidence recorded so far (evidence.json's content, e.g.
+    `Recorder.to_json`: kept in memory, so a long run does not re-read and re-parse a growing file every
+    epoch); without it, the run's evidence.json is read. It never raises: a check that fails says nothing."""
 
-    def __init__(self, spec, run: str | Path | None = None, before: list[dict] | None = None):
+    def __init__(self, spec, run: str | Path | None = None, before: list[dict] | None = None,
+                 evidence: Callable[[], dict | None] | None = None):
         self.model = Model.of(spec)
         self.run = Path(run) if run is not None else None
+        self.source = evidence
         self.rows: list[dict] = list(before or [])
         self.warned: set[str] = set()
-        if self.rows:  # a resumed run: what showed before is not news
-            self.warned = {d.id for d in self._findings(None)}
+        # a resumed run: what showed before is not news; judged at the first epoch, once the recorder holds
+        # the evidence of the epochs before it
+        self.resumed = bool(self.rows)
 
     def _findings(self, evidence: dict | None) -> list[Diagnosis]:
-        ev = evidence if evidence is not None else self._read_evidence()
-        return live_findings(Case(self.rows, ev, model=self.model).until(self.rows[-1]["epoch"]))
+        return live_findings(Case(self.rows, evidence, model=self.model).until(self.rows[-1]["epoch"]))
 
-    def _read_evidence(self) -> dict | None:
+    def _evidence(self) -> dict | None:
+        if self.source is not None:
+            return self.source()
         if self.run is None:
             return None
         with contextlib.suppress(OSError, ValueError):
@@ -683,8 +689,12 @@ class LiveDoctor:
 
     def epoch(self, row: dict, evidence: dict | None = None) -> list[str]:
         try:
+            ev = evidence if evidence is not None else self._evidence()
+            if self.resumed:
+                self.resumed = False
+                self.warned = {d.id for d in self._findings(ev)}
             self.rows.append(row)
-            new = [d for d in self._findings(evidence) if d.id not in self.warned]
+            new = [d for d in self._findings(ev) if d.id not in self.warned]
         except Exception:  # noqa: BLE001 - a warning that cannot be worked out never stops the run
             return []
         self.warned.update(d.id for d in new)
