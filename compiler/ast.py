@@ -91,6 +91,8 @@ class Section:
     name_span: Span
     body: list[Stmt]
     span: Span
+    repeat: int | None = None  # `residual { ... } * 2`
+    repeat_span: Span | None = None
 
 
 @dataclass

@@ -131,7 +131,9 @@ class Binder:
             return  # most likely a block whose header had a syntax error, already reported
         word = FAMILY_WORDS.get(family, family)
         candidates = catalog.names(family) + (list(self.blocks) if family == "layer" else [])
-        known = catalog.CANONICAL[family][:12]
+        # every name of a short family (activations: 14, leaky_relu and elu last), else the first 12 and '...'
+        known = list(catalog.CANONICAL[family])
+        known = known if len(known) <= 16 else known[:12] + ["..."]
         if family in OPTIONAL_FAMILIES:
             candidates, known = candidates + [NONE], known + [NONE]
         self.d.add(FAMILY_CODES.get(family, "E100"), f"unknown {word} '{call.name}'", call.name_span,

@@ -315,6 +315,17 @@ def _check_loss(spec: Spec, m: A.Model, d: Diagnostics) -> None:
               f"activity_reg on the output layer: its {act} is part of the loss (computed from the logits),"
               " so the penalty would see pre-activation values", layer_span(last),
               "put activity_reg on a hidden layer")
+    if want and isinstance(last, (RecurrentLayer, Bidirectional)):
+        # a recurrent layer's activation works inside its cell (LSTM: h = o·act(c)), so it cannot be the
+        # output activation the loss takes from the logits (both backends refused it only when building)
+        inner = last.layer if isinstance(last, Bidirectional) else last
+        how = (f"whose activation{'=' + want if inner.activation.name == want else ''} is applied inside its "
+               "recurrence, not to its output") if inner is last else \
+            "which merges its recurrent layers' outputs"
+        d.add("E302", f"{loss.name} needs a {want} output layer, but the last layer is {last.kind}, {how}",
+              layer_span(last),
+              f"add Dense({out[0]}, activation={want}) after it")
+        return
     n_before = d.error_count
     _check_output_units(spec, loss, out[0], where, last, d)
     if want and act != want and d.error_count == n_before:

@@ -102,9 +102,10 @@ class LayerExpander:
                     self.d.add("E210", f"nested too deeply: more than {MAX_DEPTH} levels of residual blocks",
                                st.name_span, f"at most {MAX_DEPTH} residual blocks may nest")
                     continue
-                self._count()
-                inner = self.layers(st.body, env, f"{path}[{len(out)}].body", stack, depth + 1)
-                out.append(Residual(body=inner, at=(st.name_span.line, st.name_span.col)))
+                for _ in range(self._repeats(st)):  # (each repeat its own weights, as a repeated layer's)
+                    self._count()
+                    inner = self.layers(st.body, env, f"{path}[{len(out)}].body", stack, depth + 1)
+                    out.append(Residual(body=inner, at=(st.name_span.line, st.name_span.col)))
             elif isinstance(st, A.Section):
                 hint = did_you_mean(st.name, ["residual"])
                 self.d.add("E111", f"unknown section '{st.name}' inside layers", st.name_span,
@@ -116,7 +117,7 @@ class LayerExpander:
                            "layers hold layer calls such as Dense(64)")
         return out
 
-    def _repeats(self, st: A.LayerStmt) -> int:
+    def _repeats(self, st: A.LayerStmt | A.Section) -> int:
         """How many times a layer statement is expanded (0 after reporting a bad count)."""
         if st.repeat is None:
             return 1
@@ -125,7 +126,8 @@ class LayerExpander:
             return 0
         if st.repeat > MAX_LAYERS:
             shown = f"{st.repeat:,} times" if st.repeat < 10**18 else "more than 10^18 times"
-            self.d.add("E211", f"too many layers: {st.call.name} repeated {shown}", st.repeat_span,
+            what = st.call.name if isinstance(st, A.LayerStmt) else st.name
+            self.d.add("E211", f"too many layers: {what} repeated {shown}", st.repeat_span,
                        f"a model may have at most {MAX_LAYERS:,} layers")
             return 0
         return st.repeat

@@ -667,9 +667,16 @@ class RecurrentLayer(Layer):
     kernel_reg: Optional[RegularizerT] = None
     recurrent_reg: Optional[RegularizerT] = None
     bias_reg: Optional[RegularizerT] = None
+    # Keras' RNN layers take these as Dense does: the activity term on the layer's output (the sequence with
+    # return_sequences, else the last output), the constraints applied to each weight after every step
+    activity_reg: Optional[RegularizerT] = None
+    kernel_constraint: Optional[ConstraintT] = None
+    recurrent_constraint: Optional[ConstraintT] = None
+    bias_constraint: Optional[ConstraintT] = None
     aliases: ClassVar = {"kernel_initializer": "kernel_init", "recurrent_initializer": "recurrent_init",
                          "bias_initializer": "bias_init", "kernel_regularizer": "kernel_reg",
-                         "recurrent_regularizer": "recurrent_reg", "bias_regularizer": "bias_reg"}
+                         "recurrent_regularizer": "recurrent_reg", "bias_regularizer": "bias_reg",
+                         "activity_regularizer": "activity_reg"}
     gates: ClassVar[int] = 1
 
     def out_shape(self, shape):
@@ -682,10 +689,13 @@ class RecurrentLayer(Layer):
 
     def weights(self, shape):
         g = self.gates * self.units
-        w = [WeightSpec("kernel", (shape[-1], g), self.kernel_init, True, self.kernel_reg),
-             WeightSpec("recurrent_kernel", (self.units, g), self.recurrent_init, True, self.recurrent_reg)]
+        w = [WeightSpec("kernel", (shape[-1], g), self.kernel_init, True, self.kernel_reg,
+                        self.kernel_constraint),
+             WeightSpec("recurrent_kernel", (self.units, g), self.recurrent_init, True, self.recurrent_reg,
+                        self.recurrent_constraint)]
         if self.use_bias:
-            w.append(WeightSpec("bias", self._bias_shape(), self.bias_init, True, self.bias_reg))
+            w.append(WeightSpec("bias", self._bias_shape(), self.bias_init, True, self.bias_reg,
+                                self.bias_constraint))
         return w
 
 

@@ -152,10 +152,15 @@ class _ToAst(Transformer):
                        f"a seed may be {limit}")
 
     def section(self, meta, items):
-        name, body = items
+        name, body, rep = items
         if str(name) == RECOVERED:
             return None
-        return A.Section(str(name), _tok(name), body, _span(meta))
+        count, rspan = (rep if rep is not None else (None, None))
+        if count is not None and str(name) != "residual":
+            self.d.add("E201", f"'{name} {{ ... }}' cannot be repeated", rspan,
+                       "only a layer, a block call or residual { ... } takes '* N'")
+            count, rspan = None, None
+        return A.Section(str(name), _tok(name), body, _span(meta), count, rspan)
 
     def layer(self, meta, items):
         target, rep = items

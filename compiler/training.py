@@ -36,7 +36,7 @@ MetricKey = Annotated[str, BeforeValidator(canonical_metric_key)]
 class Optimizer(Catalogued):
     family: ClassVar[str] = "optimizer"
     aliases: ClassVar = {"lr": "learning_rate"}
-    positional: ClassVar = ("learning_rate",)
+    positional: ClassVar[tuple[str, ...]] = ("learning_rate",)
     learning_rate: float = Field(0.001, gt=0)
     clipnorm: Optional[float] = Field(None, gt=0)
     clipvalue: Optional[float] = Field(None, gt=0)
@@ -55,6 +55,7 @@ class SGD(Optimizer):
     """v = momentum·v − lr·g; w += v (nesterov: w += momentum·v − lr·g). lr folded into v, as Keras does."""
 
     kind: Literal["SGD"] = "SGD"
+    positional: ClassVar = ("learning_rate", "momentum", "nesterov")  # Keras' order, as all below
     learning_rate: float = Field(0.01, gt=0)
     momentum: float = Field(0.0, ge=0, lt=1)
     nesterov: bool = False
@@ -65,6 +66,7 @@ class RMSprop(Optimizer):
     """v = ρv + (1−ρ)g²; w −= lr·g/√(v + ε) (ε inside the root, Keras' form)."""
 
     kind: Literal["RMSprop"] = "RMSprop"
+    positional: ClassVar = ("learning_rate", "rho", "momentum", "epsilon", "centered")
     rho: float = Field(0.9, gt=0, lt=1)
     momentum: float = Field(0.0, ge=0, lt=1)
     epsilon: float = Field(1e-7, gt=0)
@@ -76,6 +78,7 @@ class Adam(Optimizer):
     """Keras' Adam: ε added to the uncorrected √v, bias corrections computed in the variable dtype."""
 
     kind: Literal["Adam"] = "Adam"
+    positional: ClassVar[tuple[str, ...]] = ("learning_rate", "beta_1", "beta_2", "epsilon", "amsgrad")
     beta_1: float = Field(0.9, gt=0, lt=1)
     beta_2: float = Field(0.999, gt=0, lt=1)
     epsilon: float = Field(1e-7, gt=0)
@@ -86,12 +89,14 @@ class Adam(Optimizer):
 class AdamW(Adam):
     # an Adam with weight decay, told apart by its own discriminator value (a Literal that narrows no base)
     kind: Literal["AdamW"] = "AdamW"  # type: ignore[assignment]
+    positional: ClassVar = ("learning_rate", "weight_decay", "beta_1", "beta_2", "epsilon", "amsgrad")
     weight_decay: Optional[float] = Field(0.004, ge=0)
 
 
 @register("Adagrad")
 class Adagrad(Optimizer):
     kind: Literal["Adagrad"] = "Adagrad"
+    positional: ClassVar = ("learning_rate", "initial_accumulator_value", "epsilon")
     initial_accumulator_value: float = Field(0.1, ge=0)
     epsilon: float = Field(1e-7, gt=0)
 
@@ -99,6 +104,7 @@ class Adagrad(Optimizer):
 @register("Adadelta")
 class Adadelta(Optimizer):
     kind: Literal["Adadelta"] = "Adadelta"
+    positional: ClassVar = ("learning_rate", "rho", "epsilon")
     rho: float = Field(0.95, gt=0, lt=1)
     epsilon: float = Field(1e-7, gt=0)
 
@@ -106,6 +112,7 @@ class Adadelta(Optimizer):
 @register("Nadam")
 class Nadam(Optimizer):
     kind: Literal["Nadam"] = "Nadam"
+    positional: ClassVar = ("learning_rate", "beta_1", "beta_2", "epsilon")
     beta_1: float = Field(0.9, gt=0, lt=1)
     beta_2: float = Field(0.999, gt=0, lt=1)
     epsilon: float = Field(1e-7, gt=0)

@@ -104,6 +104,17 @@ def structural(err: ErrorDetails) -> str | None:
         n = ctx.get("max_length" if kind == "too_long" else "min_length")
         return f"expected {n} {'numbers' if ctx.get('field_type') == 'Tuple' else 'items'}, " \
                f"got {ctx['actual_length']}"
+    if kind == "missing" and isinstance(err.get("input"), tuple) and err["loc"] \
+            and isinstance(err["loc"][-1], int):
+        # a tuple too short for a fixed-length one (`strides=(2)` where a pair belongs): Pydantic says "Field
+        # required" of its missing position; the type's name in the location says how many it takes
+        kinds = [x for x in err["loc"] if isinstance(x, str) and x.startswith("tuple[")]
+        got = len(err["input"])
+        if kinds and "..." not in kinds[-1]:
+            n = kinds[-1].count(",") + 1
+            one = err["input"][0] if got == 1 else None
+            return f"expected {n} numbers, got {got}" + (
+                f": ({', '.join([str(one)] * n)}) for {one} on every axis" if one is not None else "")
     if kind in ("model_attributes_type", "dataclass_type"):
         return "expected a name or a call here"
     return None

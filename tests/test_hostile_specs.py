@@ -762,7 +762,7 @@ def test_a_search_option_where_a_name_belongs(tmp_path):
 
 LATE_POSITIONAL = [
     ("layer", dict(layers="    Dense(activation=softmax, 3)"), "3)", "units=3"),
-    ("optimizer", dict(optimizer="Adam(lr=0.01, 0.9)"), "0.9", r"name it, e\.g\. key=0\.9"),
+    ("optimizer", dict(optimizer="Adam(lr=0.01, 0.9)"), "0.9", r"name it, e\.g\. beta_1=0\.9"),
     ("schedule", dict(optimizer="Adam(lr=1e-3)\n  schedule: warmup(then=cosine(10), 2)"), "2)", "epochs=2"),
     ("regularizer", dict(layers="    Dense(3, activation=softmax, kernel_reg=l2(l2=0.1, 0.2))"), "0.2",
      r"key=0\.2"),

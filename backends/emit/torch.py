@@ -78,6 +78,10 @@ def regularization(spec: Spec, ctx: Context) -> tuple[list, list, list]:
                 constraints.append((_tensor(name, w.name), ctx.lower(w.constraint)))
         if getattr(info.layer, "activity_reg", None) is not None:
             activity.append((ref(f"layers[{name!r}]"), ctx.lower(info.layer.activity_reg)))
+        inner = getattr(info.layer, "layer", None)  # Bidirectional: each direction's output (the session's)
+        if getattr(inner, "activity_reg", None) is not None:
+            activity += [(ref(f"layers[{name!r}].{d}_layer"), ctx.lower(inner.activity_reg))
+                         for d in ("forward", "backward")]
     return penalties, activity, constraints
 
 

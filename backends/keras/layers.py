@@ -83,6 +83,17 @@ class Maxout(keras.layers.Dense):
         return cfg
 
 
+@keras.saving.register_keras_serializable(package="dlc")
+class SimpleRNN(keras.layers.SimpleRNN):
+    """keras.layers.SimpleRNN with its activity regularizer applied: Keras' SimpleRNN takes
+    activity_regularizer= but never hands it on to its Layer (LSTM and GRU do), so the penalty on its output
+    silently did nothing; the Layer applies (and get_config saves) the attribute set here."""
+
+    def __init__(self, *args, activity_regularizer=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.activity_regularizer = keras.regularizers.get(activity_regularizer)
+
+
 class Residual:
     """output = input + body(input): not a Keras layer but a marker, so the body's layers stay in the
     functional graph as themselves; applying it adds an Add layer of the input and the body's output. The body

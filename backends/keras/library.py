@@ -20,6 +20,7 @@ from .layers import (  # noqa: F401
     HashDropout,
     Maxout,
     Residual,
+    SimpleRNN,
     apply_layers,
     build_models,
     check_weights,

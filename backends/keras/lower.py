@@ -159,12 +159,17 @@ def _recurrent_kwargs(layer, ctx: Context) -> dict:
             "kernel_regularizer": _opt(ctx, layer.kernel_reg),
             "recurrent_regularizer": _opt(ctx, layer.recurrent_reg),
             "bias_regularizer": _opt(ctx, layer.bias_reg), "return_sequences": layer.return_sequences,
-            **_common(layer)}
+            "activity_regularizer": _opt(ctx, layer.activity_reg),
+            "kernel_constraint": _opt(ctx, layer.kernel_constraint),
+            "recurrent_constraint": _opt(ctx, layer.recurrent_constraint),
+            "bias_constraint": _opt(ctx, layer.bias_constraint), **_common(layer)}
 
 
 @lowers(L.SimpleRNN, targets=KERAS)
 def simple_rnn(layer: L.SimpleRNN, ctx: Context):
-    return call("keras.layers.SimpleRNN", layer.units, **_recurrent_kwargs(layer, ctx))
+    # (library.SimpleRNN: Keras' own drops an activity regularizer)
+    return call("SimpleRNN" if layer.activity_reg is not None else "keras.layers.SimpleRNN", layer.units,
+                **_recurrent_kwargs(layer, ctx))
 
 
 @lowers(L.LSTM, targets=KERAS)
