@@ -166,7 +166,8 @@ def resume_target(run: str | Path) -> Resumable:
         k = missing[0]
         said = f"no '{k}'" if k not in info else f"its {k} is {shown_value(info[k])}, not text"
         raise RunDirError(f"'{run}' cannot be resumed: run.json is damaged ({said}); {retrain(run)}")
-    if (folder := rundir.folder_in_the_way(run)) is not None:  # (writing the run's files would fail on it)
+    # (writing the run's files would fail on it; a checkpoint that is a folder is named by checkpoint.load)
+    if (folder := rundir.folder_in_the_way(run, but=(checkpoint.FILE,))) is not None:
         raise RunDirError(f"'{run}' cannot be resumed: {folder} is a folder, where the run writes a file of "
                           "that name; move it out of the run folder and resume again")
     if st.finished:

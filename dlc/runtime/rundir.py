@@ -84,11 +84,11 @@ def foreign_entries(p: Path, prefix: str = "") -> list[str]:
     return out
 
 
-def folder_in_the_way(run: Path) -> str | None:
-    """The first name of a file dlc writes in a run folder (DLC_FILES without a wildcard) that is a folder
-    there (a link to one too): writing the file over it fails. None when there is none."""
+def folder_in_the_way(run: Path, but: tuple[str, ...] = ()) -> str | None:
+    """The first name of a file dlc writes in a run folder (DLC_FILES without a wildcard, nor in `but`) that
+    is a folder there (a link to one too): writing the file over it fails. None when there is none."""
     for name in DLC_FILES:
-        if not any(c in name for c in "*?[") and (run / name).is_dir():
+        if not any(c in name for c in "*?[") and name not in but and (run / name).is_dir():
             return name
     return None
 
