@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dlc.backends.torch.conv_layers import conv2d, rows_matmul
+from dlc.backends.torch.reductions import tf_last_mean, tf_leading_mean
 from dlc.reference.rng import C1, C2, M32, fmix32
 
 
@@ -326,8 +327,8 @@ class BatchNorm(nn.Module):
             if self.moments is not None:
                 mean, var = self.moments(x, dims)
             else:
-                mean = x.mean(dim=dims)
-                var = ((x - mean.detach()) ** 2).mean(dim=dims)
+                mean = tf_leading_mean(x)  # float64: TensorFlow's order of additions (reductions.py)
+                var = tf_leading_mean((x - mean.detach()) ** 2)
             with torch.no_grad():
                 m = self.momentum
                 self.moving_mean.mul_(m).add_(mean.detach() * (1 - m))
@@ -354,8 +355,8 @@ class LayerNorm(nn.Module):
 
     def forward(self, x):
         dtype, x = x.dtype, _full(x)
-        mean = x.mean(dim=-1, keepdim=True)
-        var = ((x - mean.detach()) ** 2).mean(dim=-1, keepdim=True)
+        mean = tf_last_mean(x)  # float64: TensorFlow's order of additions (reductions.py)
+        var = tf_last_mean((x - mean.detach()) ** 2)
         inv = torch.rsqrt(var + self.epsilon)
         if self.gamma is not None:
             inv = inv * self.gamma
