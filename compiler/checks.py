@@ -39,15 +39,13 @@ from .layers import (
 )
 from .schedulelength import check_schedule_length
 from .sourcechecks import check_source_files_exist, check_source_kind
-from .spec import BUNDLED, Bundled, Spec
+from .spec import Bundled, Spec, task_for
 from .training import CosineDecay, Plateau, SearchSpace, Warmup
 from .wording import number_text
 
 
 def num_classes(spec: Spec) -> int | None:
-    if spec.data and isinstance(spec.data.source, Bundled):
-        return BUNDLED[spec.data.source.name][1]
-    return None
+    return spec.classes
 
 
 # the most parameters a model may have, and values one layer may output per sample: beyond them the weights
@@ -253,7 +251,7 @@ def _check_softmax_of_one(spec: Spec, m: A.Model, d: Diagnostics, check_last: bo
             drop = "remove this layer" if isinstance(layer, (Softmax, ActivationLayer)) else \
                 "leave the activation out"
             hint = (f"for regression {drop} (a linear output: any real number); for a probability use sigmoid"
-                    if type(spec.loss).task == "regression" else
+                    if spec.task == "regression" else
                     "for one output use sigmoid (a probability); softmax takes one unit per class")
         else:
             hint = "a softmax needs two values or more along its axis: use another activation, or more units"
@@ -355,7 +353,8 @@ def _ends_in_before(spec: Spec, want: str) -> Layer | None:
 def _check_output_units(spec: Spec, loss, units: int, where: Span | None, last: Layer,
                         d: Diagnostics) -> None:
     classes = num_classes(spec)
-    if type(loss).task == "categorical":
+    task = type(loss).task
+    if task == "categorical":
         if units < 2:
             d.add("E302", f"{loss.name} needs one output per class, but the last layer has {units}",
                   layer_span(last),
@@ -364,7 +363,7 @@ def _check_output_units(spec: Spec, loss, units: int, where: Span | None, last: 
         elif classes is not None and units != classes:
             d.add("E302", f"the data has {classes} classes but the last layer has {units} outputs",
                   layer_span(last), f"use Dense({classes}, activation=softmax)")
-    elif type(loss).task == "binary":
+    elif task == "binary":
         if classes is not None and classes != 2:
             d.add("E302", f"binary_crossentropy needs two classes; the data has {classes}", where,
                   "use categorical_crossentropy with a softmax output")
@@ -372,17 +371,21 @@ def _check_output_units(spec: Spec, loss, units: int, where: Span | None, last: 
             d.add("E302", f"binary_crossentropy needs one sigmoid output, but the last layer has {units}",
                   layer_span(last), "use Dense(1, activation=sigmoid)")
     elif classes is not None and spec.data is not None:  # (classes are known only from the data)
-        d.add("E302",
-              f"{loss.name} is a regression loss, but '{spec.data.source.name}' is a classification set",
-              where, "use binary_crossentropy with a Dense(1, activation=sigmoid) output" if classes == 2
-              else "use categorical_crossentropy with a softmax output")
+        # a regression loss on class labels (Keras' loss="mse" on one-hot labels): one output per class
+        # (one-hot targets), or one output of two classes (a 0/1 column): Spec.task
+        if units != classes and not (units == 1 and classes == 2):
+            one = " (or 1: a 0/1 target)" if classes == 2 else ""
+            d.add("E302", f"'{spec.data.source.name}' has {classes} classes, so {loss.name} compares the "
+                  f"outputs with one-hot targets of {classes}{one}, but the last layer has {units} outputs",
+                  layer_span(last),
+                  f"use Dense({classes}, ...)" + (" or Dense(1, ...)" if classes == 2 else ""))
     elif spec.data and isinstance(spec.data.source, Bundled) and units != 1:
         d.add("E302", f"'{spec.data.source.name}' has one target, but the last layer has {units} outputs",
               layer_span(last), "use Dense(1)")
 
 
 def _check_metrics_and_monitors(spec: Spec, m: A.Model, d: Diagnostics) -> None:
-    task = type(spec.loss).task
+    task = spec.task
     st = find_assign(m, "metrics")
     written: list[A.Value] = []
     if st is not None:
@@ -480,8 +483,8 @@ def check_partial(m: A.Model, fields: dict, failed: set[str], d: Diagnostics, ba
     if fields.get("data") is not None and d.error_count == errors_before:  # (its files are there)
         check_source_kind(fields["data"].source, m, d, base_dir)
     if fields.get("data") is not None and d.error_count == errors_before:  # (and what they should be)
-        check_split_rows(fields["data"], type(fields["loss"]).task if "loss" in fields else None, m, d,
-                          base_dir)
+        check_split_rows(fields["data"], task_for(fields["loss"], fields["data"], None) if "loss" in fields
+                         else None, m, d, base_dir)
     if "metrics" not in failed:  # (the metrics name what may be monitored)
         _check_monitors_written(m, fields, d)
     if "optimizer" in fields and "schedule" in fields:

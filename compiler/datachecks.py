@@ -48,7 +48,7 @@ def _check_stratify(spec: Spec, m: A.Model, d: Diagnostics) -> None:
     """stratify=true with a regression loss: there are no classes to keep in proportion, so the split is a
     plain shuffled one; say so rather than ignore it silently."""
     split = spec.data.split if spec.data is not None else None
-    if split is None or not getattr(split, "stratify", False) or type(spec.loss).task != "regression":
+    if split is None or not getattr(split, "stratify", False) or spec.task != "regression":
         return
     st = find_assign(m, "split", "data")
     where = (kwarg_span(st.value, "stratify") or st.value.span) if st else None
@@ -74,9 +74,9 @@ def check_data(spec: Spec, m: A.Model, d: Diagnostics, base_dir: Path) -> None:
                   f"{math.prod(feats)} features",
                   inp.value.span if (inp := find_assign(m, "input")) else where,
                   f"use input: ({math.prod(feats)})" + (" or (8, 8, 1)" if src.name == "digits" else ""))
-        if src.name in BUNDLED_TARGET_RANGE and type(spec.loss).task == "regression":
+        if src.name in BUNDLED_TARGET_RANGE and spec.task == "regression":
             check_output_range(spec, *BUNDLED_TARGET_RANGE[src.name], f"the target of '{src.name}'", m, d)
-        check_split_rows(spec.data, type(spec.loss).task, m, d, base_dir)
+        check_split_rows(spec.data, spec.task, m, d, base_dir)
         return
     before = d.error_count
     if isinstance(src, Npy):
@@ -84,7 +84,7 @@ def check_data(spec: Spec, m: A.Model, d: Diagnostics, base_dir: Path) -> None:
     elif isinstance(src, (Csv, Npz, Mnist)) and not check_file_source(spec, src, m, st, d, base_dir):
         return
     if d.error_count == before:  # (a source reported already would only be reported again)
-        check_split_rows(spec.data, type(spec.loss).task, m, d, base_dir)
+        check_split_rows(spec.data, spec.task, m, d, base_dir)
 
 
 def source_rows(src, base_dir: Path) -> tuple[int, list[tuple[object, int]] | None] | None:
@@ -211,7 +211,7 @@ def cv_fold_errors(spec: Spec, k: int | None, base_dir: Path) -> list[Diagnostic
                   stratify=getattr(split, "stratify", False), test=split.test)
     d = Diagnostics()
     nowhere = Span(0, 0, 0, 0)
-    check_split_rows(spec.data.model_copy(update={"split": folds}), type(spec.loss).task,
+    check_split_rows(spec.data.model_copy(update={"split": folds}), spec.task,
                       A.Model(spec.name, nowhere, [], nowhere), d, base_dir)
     return d.errors
 

@@ -414,7 +414,7 @@ def _check_csv_rows(spec: Spec, src: Csv, path: Path, cols: list[str], m: A.Mode
               f"use input: ({len(cols) - 1})")
     if is_header(cols):
         _check_duplicate_names(src, cols, where, d)
-    if problem is None and type(spec.loss).task != "regression":
+    if problem is None and spec.task != "regression":
         _check_class_case(src, path, where, d)
 
 

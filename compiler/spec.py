@@ -192,6 +192,32 @@ class LayerInfo:
 SEED_MAX = 2**32 - 1  # seeds are 0 .. 2^32-1: what numpy's and Optuna's seeded generators all take
 
 
+def data_classes(data: Data | None) -> int | None:
+    """The number of classes of the data's target when the spec says it (a bundled classification set), else
+    None."""
+    if data is not None and isinstance(data.source, Bundled):
+        return BUNDLED[data.source.name][1]
+    return None
+
+
+def task_for(loss, data: Data | None, units: int | None) -> str:
+    """The task, defined once: "categorical", "binary" or "regression". A crossentropy's own; a regression
+    loss (mse, mae, huber) on class labels (`data_classes`: the sets the E302 check calls classification
+    sets) is a classification, as Keras' `compile(loss="mse")` on one-hot labels: one output per class is
+    "categorical" (one-hot targets, argmax accuracy), one output of two classes "binary" (a 0/1 column,
+    accuracy at 0.5). `units`: the output layer's, None when not known (then "categorical"). An MNIST source's
+    targets are labels too, their count known only from its files: more than one output makes them one-hot
+    (a label beyond the outputs is refused as a crossentropy's is), one output keeps a regression."""
+    task = type(loss).task
+    if task != "regression":
+        return task
+    if data is not None and isinstance(data.source, Mnist) and units is not None and units > 1:
+        return "categorical"  # (MNIST's targets are labels, whatever their count: one-hot to the outputs)
+    if (classes := data_classes(data)) is None:
+        return task
+    return "binary" if units == 1 and classes == 2 else "categorical"
+
+
 class Spec(IRNode):
     name: str
     seed: int = Field(0, ge=0, le=SEED_MAX)
@@ -274,6 +300,32 @@ class Spec(IRNode):
                 shape = info.out_shape
         return shape
 
+    @property
+    def classes(self) -> int | None:
+        """The number of classes the data's target holds when the spec itself says it (a bundled
+        classification set: iris, digits, wine, breast_cancer), else None (regression data, or classes known
+        only from a file, which the loss decides)."""
+        return data_classes(self.data)
+
+    @property
+    def task(self) -> str:
+        """"categorical", "binary" or "regression" (task_for): the loss's own task for a crossentropy; for a
+        regression loss on class labels a classification. Every check, target, metric and backend asks it."""
+        try:
+            units: int | None = self.output_shape()[-1]
+        except (ShapeError, IndexError):
+            units = None
+        return task_for(self.loss, self.data, units)
+
+    @property
+    def targets(self) -> str:
+        """How the targets reach the loss: "onehot" rows, "int" labels or a "float" column (a 0/1 column for a
+        binary task) per sample; a regression loss on classes takes them as the crossentropies do."""
+        loss = type(self.loss)
+        if loss.task != "regression":
+            return loss.targets
+        return "onehot" if self.task == "categorical" else "float"
+
     def input_embedding(self) -> Embedding | None:
         """The Embedding that reads the model's input (first, or after reshapes only), else None: such an
         input is token ids (checked against its input_dim, never normalised), not features."""
@@ -314,4 +366,5 @@ class Spec(IRNode):
         return work
 
 
-__all__ = ["BUNDLED", "BUNDLED_CLASS_ROWS", "BUNDLED_ROWS", "Data", "EarlyStopping", "LayerInfo", "Spec"]
+__all__ = ["BUNDLED", "BUNDLED_CLASS_ROWS", "BUNDLED_ROWS", "Data", "EarlyStopping", "LayerInfo", "Spec",
+           "data_classes", "task_for"]

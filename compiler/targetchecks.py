@@ -31,7 +31,7 @@ def check_target_shape(spec: Spec, shape: tuple[int, ...], what: str, m: A.Model
     except (ShapeError, IndexError):
         return
     width = math.prod(shape[1:])
-    task, name = type(spec.loss).task, spec.loss.name
+    task, name = spec.task, spec.loss.name
     st = find_assign(m, "loss")
     last = layer_span(spec.layers[-1])
     if task == "regression":
@@ -43,7 +43,7 @@ def check_target_shape(spec: Spec, shape: tuple[int, ...], what: str, m: A.Model
         return
     if task not in ("categorical", "binary") or len(shape) == 1 or (len(shape) == 2 and shape[1] == 1):
         return
-    if type(spec.loss).targets != "onehot":
+    if spec.targets != "onehot":
         d.add("E302", f"{what} has shape {shape_text(shape)} (one-hot rows?), but {name} needs one label per "
               "sample", st.value.span if st else None,
               "use categorical_crossentropy for one-hot targets, or save y.argmax(axis=1)"
@@ -60,7 +60,7 @@ def check_target_dtype(spec: Spec, descr: str, what: str, at: Span | None, d: Di
     column of names is numbered); E302 and False when they are not."""
     if descr != "structured" and descr[1:2] in tuple("biuf"):
         return True
-    task, name = type(spec.loss).task, spec.loss.name
+    task, name = spec.task, spec.loss.name
     if task == "regression":
         need, hint = f"{name} needs numeric targets", "save the targets as numbers"
     else:
@@ -82,7 +82,7 @@ def check_csv_target_names(spec: Spec, src: Csv, path: Path, m: A.Model, d: Diag
     it reads the data, dlc/runtime/data/targets.py, in the same words), fewer softmax outputs than names, or
     binary_crossentropy for other than two names (the runtime stops at the first row of a class past the
     outputs): E302 now, not after the model is built."""
-    task = type(spec.loss).task
+    task = spec.task
     if task not in ("regression", "categorical", "binary"):
         return
     names = csv_target_names(path, src.target)
@@ -130,7 +130,7 @@ def check_labels(spec: Spec, values: list[float] | None, column: str, m: A.Model
         units = spec.output_shape()[-1]
     except (ShapeError, IndexError):
         return
-    task = type(spec.loss).task
+    task = spec.task
     st = find_assign(m, "loss")
     at_loss = st.value.span if st else None
     last = layer_span(spec.layers[-1])

@@ -226,6 +226,8 @@ class Loss(Catalogued):
     path."""
 
     family: ClassVar[str] = "loss"
+    # the loss's own task and targets; the spec's (a regression loss on class labels is a classification) are
+    # Spec.task and Spec.targets, which every check, target, metric and backend asks
     task: ClassVar[str] = "regression"  # "categorical" | "binary" | "regression"
     targets: ClassVar[str] = "float"  # "onehot" | "int" | "float"
     output_activation: ClassVar[str | None] = None  # the activation the last layer must end in
@@ -256,16 +258,28 @@ class BinaryCrossentropy(Loss):
 
 @register("mse", "mean_squared_error")
 class MSE(Loss):
+    """Squared error, mean over the outputs then the batch (Keras'). Regression targets; on a bundled
+    classification set's labels one-hot targets (a 0/1 column for one output), a classification
+    (Spec.task)."""
+
     name: Literal["mse"] = "mse"
 
 
 @register("mae", "mean_absolute_error")
 class MAE(Loss):
+    """Absolute error, mean over the outputs then the batch (Keras'). Regression targets; on a bundled
+    classification set's labels one-hot targets (a 0/1 column for one output), a classification
+    (Spec.task)."""
+
     name: Literal["mae"] = "mae"
 
 
 @register("huber")
 class Huber(Loss):
+    """Huber loss (squared below delta, linear above), mean over the outputs then the batch (Keras').
+    Regression targets; on a bundled classification set's labels one-hot targets (a 0/1 column for one
+    output), a classification (Spec.task)."""
+
     name: Literal["huber"] = "huber"
     positional: ClassVar = ("delta",)
     delta: float = Field(1.0, gt=0)

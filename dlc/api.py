@@ -455,7 +455,7 @@ class Model:
             raise TypeError(f"the targets must be an array with one entry per input, not {y.tolist()!r}")
         if len(y) != n:
             raise ValueError(f"{n} inputs but {len(y)} targets")
-        if type(self.spec.loss).targets == "int" and y.ndim == 2 and y.shape[1] > 1:
+        if self.spec.targets == "int" and y.ndim == 2 and y.shape[1] > 1:
             y = self._one_hot_labels(y)  # one-hot rows, as load_data gives them for categorical_crossentropy
         targets, _, _ = checked_targets(self.spec, Samples(np.empty((n, 0)), y, "the targets given"))
         return targets

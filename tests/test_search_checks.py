@@ -1,7 +1,7 @@
 """`dlc check` on specs with search spaces: every error of a search block is reported at once (a bad method
 hides no misspelt objective), and each option of each search space is checked in context, as a trial of
-`dlc tune` will compile it (`loss: choice(sparse_categorical_crossentropy, mse)` on a classification set is a
-spec error at the option mse, not a failed trial)."""
+`dlc tune` will compile it (`loss: choice(sparse_categorical_crossentropy, binary_crossentropy)` on a
+three-class set is a spec error at the option binary_crossentropy, not a failed trial)."""
 
 from __future__ import annotations
 
@@ -99,23 +99,26 @@ def test_the_search_block_itself_cannot_be_searched(old, new):
 
 def test_an_option_that_conflicts_with_the_data_is_an_error_at_the_option(tmp_path: Path):
     text = _tune_spec(("loss: sparse_categorical_crossentropy",
-                       "loss: choice(sparse_categorical_crossentropy, mse)"))
+                       "loss: choice(sparse_categorical_crossentropy, binary_crossentropy)"))
     diags = _check(text)
-    mse = _at(text, "mse)")
+    bce = _at(text, "binary_crossentropy)")
     errors = [d for d in diags if d.severity == "error"]
-    assert [(d.code, _where(d)) for d in errors] == [("E302", mse), ("E304", mse)]
+    assert [(d.code, _where(d)) for d in errors] == [("E302", bce)]
     assert errors[0].message == \
-        "when loss is mse: mse is a regression loss, but 'iris' is a classification set"
-    assert errors[0].span is not None and errors[0].span.end_col == mse[1] + len("mse")
-    # a warning-class rule stays a warning (stratify=true with a regression loss), its own line named
-    warning, = [d for d in diags if d.severity == "warning"]
-    assert (warning.code, _where(warning)) == ("W004", mse)
-    assert warning.message.startswith("when loss is mse: stratify=true has no effect")
-    assert (warning.hint_text() or "").endswith(f"see line {_at(text, 'stratify=true')[0]}")
+        "when loss is binary_crossentropy: binary_crossentropy needs two classes; the data has 3"
+    assert errors[0].span is not None and errors[0].span.end_col == bce[1] + len("binary_crossentropy")
     path = tmp_path / "t.dlspec"
     path.write_text(text)
     rc, _, err = run_cli("check", path)
-    assert rc == 2 and "when loss is mse" in err and f"t.dlspec:{mse[0]}:{mse[1]}" in err
+    assert rc == 2 and "when loss is binary_crossentropy" in err and f"t.dlspec:{bce[0]}:{bce[1]}" in err
+
+
+def test_a_regression_loss_option_on_class_labels_is_checked_as_a_classification():
+    """mse on iris's labels is a classification (one-hot targets of the three softmax outputs, Spec.task):
+    no E302, accuracy applies (no E304), stratify=true has its effect (no W004)."""
+    text = _tune_spec(("loss: sparse_categorical_crossentropy",
+                       "loss: choice(sparse_categorical_crossentropy, mse)"))
+    assert [(d.code, d.message) for d in _check(text)] == []
 
 
 def test_a_misspelt_name_among_the_options_is_an_error_at_it():

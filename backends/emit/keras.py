@@ -51,7 +51,7 @@ MODEL = '''class Model:
 
 def model_code(spec: Spec) -> tuple[str, tuple[str, ...]]:
     ctx = Context(TARGET, spec)
-    task = type(spec.loss).task
+    task = spec.task
     shapes = {i.layer.name: {w.name: tuple(w.shape) for w in i.weights} for i in spec.walk() if i.weights}
     code = MODEL.format(
         net=render(network_expr(spec, TARGET, container="network"), 12, used=1),

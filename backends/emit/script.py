@@ -141,12 +141,13 @@ SPEC_FACTS = '''class Spec:
     """What dlc's data checks (copied above: load, checked_targets, check_model_inputs) read of the spec."""
 
     class Loss:
-        name, task, targets = {loss!r}, {task!r}, {targets!r}
+        name = {loss!r}
 
     class Data:
         normalize = {normalize!r}
 
     loss, data, dtype, input = Loss(), Data(), {dtype!r}, {input!r}
+    task, targets = {task!r}, {targets!r}  # (dlc's Spec.task, Spec.targets)
 
     def output_shape(self):
         return {output!r}
@@ -176,8 +177,7 @@ def spec_code(spec: Spec, target: str, base_dir: Path) -> str:
         samples = render(call("Samples", ref("x"), ref("y"), where, targets_where=targets), 4,
                          used=len("return "))
         lines = f"    x, y = {render(read, 4, used=len('x, y = '))}\n    return {samples}"
-    loss = type(spec.loss)
-    return SPEC_FACTS.format(loss=spec.loss.name, task=loss.task, targets=loss.targets, normalize=d.normalize,
+    return SPEC_FACTS.format(loss=spec.loss.name, task=spec.task, targets=spec.targets, normalize=d.normalize,
                              dtype=spec.dtype, input=tuple(spec.input), output=tuple(spec.output_shape()),
                              vocabulary=spec.input_vocabulary(), read=lines)
 
@@ -440,7 +440,7 @@ def _parts(spec: Spec, backend: str, target: str, base_dir: Path) -> dict:
 
 
 def _task_constants(spec: Spec) -> str:
-    return f"TASK = {type(spec.loss).task!r}\nMETRICS = {render([m.name for m in spec.metrics], used=10)}"
+    return f"TASK = {spec.task!r}\nMETRICS = {render([m.name for m in spec.metrics], used=10)}"
 
 
 def _free_names(code: str) -> set[str]:

@@ -200,7 +200,7 @@ class Session(Trainer):
             optimizer = keras.optimizers.LossScaleOptimizer(optimizer, initial_scale=LOSS_SCALE.initial_scale,
                                                             dynamic_growth_steps=LOSS_SCALE.growth_steps)
         loss = lw.evaluate(ctx.lower(spec.loss), ns)
-        task = type(spec.loss).task
+        task = spec.task
         shapes = {i.layer.name: {w.name: tuple(w.shape) for w in i.weights} for i in spec.walk() if i.weights}
         allow_deep_models(sum(1 for _ in spec.walk()))
         n_stats = stats_size(task, spec.output_shape()[-1], [m.name for m in spec.metrics])

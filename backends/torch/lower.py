@@ -349,7 +349,7 @@ def one_thread_is_faster(spec) -> bool:
 def metric_stats(spec, fused: str | None):
     """The metric statistics the task needs (dlc/reference/metrics.py turns them into metrics): with mse or
     mae on a classification loss, the error row of the probabilities under the confusion matrix."""
-    task = type(spec.loss).task
+    task = spec.task
     if task == "regression":
         return ref("regression_stats"), (3,)
     names = [m.name for m in spec.metrics]

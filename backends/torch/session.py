@@ -175,7 +175,7 @@ class Session:
         if self.device.type == "cuda":
             torch.backends.cuda.matmul.allow_tf32 = False  # TF32 changes results (EQUIVALENCE.md)
             torch.backends.cudnn.allow_tf32 = False
-        self.task = type(spec.loss).task
+        self.task = spec.task
         self.final = final_activation(spec)
         self.fused = fused_output(spec) is not None
         self.counter = StepCounter(self.device)

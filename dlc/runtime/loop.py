@@ -43,7 +43,7 @@ def evaluate(session, spec: Spec, handle, batch_size: int) -> dict[str, float]:
     """The loss and the spec's metrics of the session's model on a loaded dataset (inference mode)."""
     loss, stats = session.evaluate(handle, batch_size)
     out = {"loss": float(loss)}
-    out.update(M.compute([m.name for m in spec.metrics], type(spec.loss).task, stats))
+    out.update(M.compute([m.name for m in spec.metrics], spec.task, stats))
     return out
 
 
@@ -165,7 +165,7 @@ def _epoch_order(spec: Spec, epoch: int, n: int, max_steps: int | None,
 def _progress(spec: Spec, epoch: int, n: int, on_progress: Callable[[int, int, int, dict | None], None]):
     """The backend's progress callback, `(done, total, peek=None)`: `peek()` gives the step losses and the
     metric statistics so far, from which the running loss and metrics are told to `on_progress`."""
-    bs, task = spec.train.batch_size, type(spec.loss).task
+    bs, task = spec.train.batch_size, spec.task
     names: list[str] = [m.name for m in spec.metrics]
 
     def progress(done: int, total: int, peek=None) -> None:
@@ -193,7 +193,7 @@ def _train_epoch(session, spec: Spec, train_h, val_h, perm, epoch: int, lr: floa
     hist.step_losses.extend(float(v) for v in losses)
     _check_finite(hist, losses, epoch, lr, spec.optimizer.learning_rate)
     row = {"epoch": epoch + 1, "loss": float(np.sum(losses * sizes) / np.sum(sizes))}
-    row.update(M.compute([m.name for m in spec.metrics], type(spec.loss).task, stats))
+    row.update(M.compute([m.name for m in spec.metrics], spec.task, stats))
     if val_h is not None:
         for k, v in evaluate(session, spec, val_h, bs).items():
             row[f"val_{k}"] = v

@@ -353,7 +353,7 @@ def predict(run: str | Path, input_file: str | Path) -> Predictions:
     s, note = _features_to_predict(spec, path)
     out = session.predict(preprocess(info, spec, s.x, str(input_file), s.row))
     check_finite_outputs(out, str(input_file), s.row)
-    task = type(spec.loss).task
+    task = spec.task
     names = _class_names(info, 2 if task == "binary" else out.shape[1]) if task != "regression" else None
     label = (lambda k: f"p_{names[k]}") if names else (lambda k: f"p{k}")
     if task == "categorical":

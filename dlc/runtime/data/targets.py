@@ -25,13 +25,13 @@ def checked_targets(spec: Spec, s: Samples) -> tuple[np.ndarray, np.ndarray | No
     """(targets as the loss wants them, integer class labels or None, number of classes or None), after
     checking every target against the loss and the output layer: a bad one is a DataError naming its value,
     its row and what is expected, before any backend could fail on it with an index error."""
-    task = type(spec.loss).task
+    task = spec.task
     units = spec.output_shape()[-1]
     if task == "regression":
         return regression_targets(spec, s, units), None, None
     labels = class_labels(spec, s, units)
     classes = units if task == "categorical" else 2
-    return class_targets(labels, type(spec.loss).targets, classes), labels, classes
+    return class_targets(labels, spec.targets, classes), labels, classes
 
 
 def regression_targets(spec: Spec, s: Samples, units: int) -> np.ndarray:
@@ -58,7 +58,7 @@ def class_labels(spec: Spec, s: Samples, units: int) -> np.ndarray:
     y = s.y[:, 0] if s.y.ndim == 2 and s.y.shape[1] == 1 else s.y
     if y.ndim > 1:
         y = onehot_labels(spec, s, y, units)
-    hi = units - 1 if type(spec.loss).task == "categorical" else 1
+    hi = units - 1 if spec.task == "categorical" else 1
     if y.dtype.kind not in "biuf":
         raise DataError(f"{s.where}: label {_first(y)!r} in {s.row(0)} is not a class number; "
                         f"{spec.loss.name} needs integer class labels 0..{hi}")
@@ -73,7 +73,7 @@ def class_labels(spec: Spec, s: Samples, units: int) -> np.ndarray:
 
 def bad_label(spec: Spec, s: Samples, i: int, v: float, units: int) -> str:
     """What is wrong with label v of sample i, and what is expected."""
-    binary = type(spec.loss).task == "binary"
+    binary = spec.task == "binary"
     need = (f"{spec.loss.name} needs labels 0 and 1" if binary
             else f"{spec.loss.name} needs integer class labels 0..{units - 1}")
     shown = f"class {s.class_names[int(v)]!r} (number {int(v)})" if s.class_names else f"label {v:g}"
@@ -93,10 +93,10 @@ def bad_label(spec: Spec, s: Samples, i: int, v: float, units: int) -> str:
 def onehot_labels(spec: Spec, s: Samples, y: np.ndarray, units: int) -> np.ndarray:
     """The labels of one-hot target rows, which only categorical_crossentropy takes."""
     name = spec.loss.name
-    if type(spec.loss).targets != "onehot":
-        one = "one label 0 or 1" if type(spec.loss).task == "binary" else "one integer class label"
+    if spec.targets != "onehot":
+        one = "one label 0 or 1" if spec.task == "binary" else "one integer class label"
         hint = ("; use categorical_crossentropy for one-hot targets, or give y.argmax(axis=1)"
-                if type(spec.loss).task == "categorical" else "")
+                if spec.task == "categorical" else "")
         raise DataError(f"{s.where}: the targets have shape {y.shape} (one-hot rows?) but {name} needs {one} "
                         f"per sample{hint}")
     if y.ndim != 2 or y.shape[1] != units:

@@ -169,7 +169,7 @@ class Model:
                                "units": getattr(layer, "units", None) or getattr(layer, "filters", None),
                                "weighted": bool(info.weights)})
         opt = spec.optimizer
-        return Model(task=type(spec.loss).task, metrics=tuple(m.name for m in spec.metrics),
+        return Model(task=spec.task, metrics=tuple(m.name for m in spec.metrics),
                      lr=opt.learning_rate, optimizer=opt.kind,
                      clips=any(getattr(opt, k, None) is not None for k in ("clipnorm", "clipvalue",
                                                                            "global_clipnorm")),
