@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_run_folders import one_line
 
 from conftest import run_cli
 
@@ -46,14 +47,6 @@ def write_spec(folder: Path, source: str = 'npz("data.npz")', inputs: str = "3")
     path = folder / "tiny.dlspec"
     path.write_text(SPEC.replace("SOURCE", source).replace("INPUT", inputs))
     return path
-
-
-def one_line(err: str) -> str:
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert "Traceback" not in err, err
-    assert len(lines) == 1, err
-    assert lines[0].startswith("dlc: error: "), err
-    return lines[0]
 
 
 @pytest.fixture(scope="module")
