@@ -294,3 +294,45 @@ def test_evidence_json_written_a_new_epoch_at_a_time_is_the_whole_encoding(tmp_p
                            "layers": {"dense_0": {"grad_norm": 1e-3 * e, "weight_norm": None}}})
         rec.write()
         assert (tmp_path / "evidence.json").read_text() == whole(rec)
+
+
+def test_history_files_encoded_once_are_byte_identical_to_a_whole_rewrite(tmp_path):
+    """write_history encodes each row once (rundir._EncodedRows): after appends, a history cut back (a
+    resume), a row changed in place, a new column and NaNs, both files equal what encoding every row again
+    writes (json_rows and csv.DictWriter)."""
+    import csv
+    import io
+    import random
+
+    from dlc.runtime import rundir
+
+    def whole(rows):
+        out = io.StringIO()
+        if rows:
+            w = csv.DictWriter(out, fieldnames=list(dict.fromkeys(k for r in rows for k in r)))
+            w.writeheader()
+            w.writerows(rows)
+        return rundir.json_rows(rows, default=float) + "\n", out.getvalue()
+
+    r = random.Random(0)
+    for trial in range(60):
+        run = tmp_path / f"r{trial % 11}"  # (more folders than the writer keeps: some are written afresh)
+        run.mkdir(exist_ok=True)
+        rows: list[dict] = []
+        for _ in range(r.randint(1, 25)):
+            op = r.random()
+            if op < 0.7 or not rows:
+                row = {"epoch": len(rows) + 1, "loss": r.random(), "accuracy": np.float32(r.random())}
+                if r.random() < 0.1:
+                    row["val_loss"] = float("nan") if r.random() < 0.5 else r.random()
+                rows.append(row)
+            elif op < 0.85:
+                rows = rows[:r.randint(0, len(rows))]
+            else:
+                rows[r.randrange(len(rows))]["loss"] = r.random()
+            rundir.write_history(run, rows)
+            want_json, want_csv = whole(rows)
+            assert (run / "history.json").read_text() == want_json
+            if rows:
+                with open(run / "history.csv", newline="") as fh:
+                    assert fh.read() == want_csv
