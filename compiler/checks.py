@@ -43,11 +43,6 @@ from .spec import Bundled, Spec, task_for
 from .training import CosineDecay, Plateau, SearchSpace, Warmup
 from .wording import number_text
 
-
-def num_classes(spec: Spec) -> int | None:
-    return spec.classes
-
-
 # the most parameters a model may have, and values one layer may output per sample: beyond them the weights
 # (or one sample's activations) need 8 GB and more in float32, and frameworks index tensors with 32 bits
 MAX_PARAMS = 2**31
@@ -352,7 +347,7 @@ def _ends_in_before(spec: Spec, want: str) -> Layer | None:
 
 def _check_output_units(spec: Spec, loss, units: int, where: Span | None, last: Layer,
                         d: Diagnostics) -> None:
-    classes = num_classes(spec)
+    classes = spec.classes
     task = type(loss).task
     if task == "categorical":
         if units < 2:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dlc.runtime.runs import backend_problem, digest_problem
 from dlc.runtime.runs import shown_value as _shown
 
 
@@ -78,8 +79,6 @@ def _run_spec(run: Path):
 
 def _run_backend(run: Path, info: dict) -> str:
     """run.json's backend: one dlc has (a KeyError or "unknown backend 'jax'" otherwise)."""
-    from dlc.runtime.runs import backend_problem
-
     problem = backend_problem(info)
     if problem is not None:
         raise ServeError(f"'{run}': {_damaged(problem)}")
@@ -140,8 +139,6 @@ def run_inputs(run: str | Path) -> list[Path]:
 def check_digests(run: Path) -> None:
     """The model file and ir.json are the ones the run saved (dlc.runtime.runs.digest_problem): ServeError
     saying which is not, else nothing."""
-    from dlc.runtime.runs import digest_problem
-
     problem = digest_problem(run)
     if problem is not None:
         raise ServeError(f"'{run}': {problem}")
