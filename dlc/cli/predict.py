@@ -37,8 +37,9 @@ def command(
 ) -> None:
     """Predict with a trained run.
 
-    Class and probabilities, or values, for raw features: the training preprocessing (saved in run.json) is
-    applied. Wrong shapes, non-numbers, NaN and values too large for the model are one clear error line;
+    Class and probabilities (p0, p1, ...; score0, score1, ... for a model trained with a regression loss on
+    classes: not probabilities), or values, for raw features: the training preprocessing (saved in run.json)
+    is applied. Wrong shapes, non-numbers, NaN and values too large for the model are one clear error line;
     stderr says how many rows were read."""
     named(("RUN", run), ("--input", input_file), ("--output", output))
     check_run_folder("RUN", run)

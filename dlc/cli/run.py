@@ -208,19 +208,18 @@ def _resume(run: str, device: str, quiet: bool, evidence: bool = True) -> int:
 
 def _train(spec, backend: str, quiet: bool, train: "Callable[[api.Observer], api.Finished]",
            note: str = "", before: Optional[list] = None, table: bool = True) -> int:
-    """Train with the display watching: `train(observer)` is api.run or api.resume; `note` comes first (a
-    resumed run says where it continues), `before` are the rows of the epochs already trained; `table`:
-    False when no epoch is left to train (no header for an empty table)."""
+    """Train with the display watching: `train(observer)` is api.run or api.resume; `note` comes first once
+    training starts (a resumed run says where it continues; a resume refused on its data or checkpoint is
+    its error line alone), `before` are the rows of the epochs already trained; `table`: False when no epoch
+    is left to train (no header for an empty table)."""
     from rich.console import Console
 
     from dlc.cli.display import summary_lines
 
     secondary = api.secondary_worker()  # (torchrun's other workers: rank 0 alone reports, as under --nproc)
     console = Console(stderr=True, quiet=quiet or secondary, highlight=False)
-    display = _Display(console, spec, backend, before or [], table)
+    display = _Display(console, spec, backend, before or [], table, note)
     try:
-        if note:
-            display.say(note)
         done = train(display)
         display.end()
         for line in summary_lines(spec, done.history, done.final, display.seconds(done.history)):
@@ -241,11 +240,11 @@ class _Display(api.Observer):
     """What the run reports, printed: a header, the epoch table, the progress bar; the same lines, plain
     and with every column, in the run directory's log.txt."""
 
-    def __init__(self, console, spec, backend: str, before: list[dict], header: bool = True):
+    def __init__(self, console, spec, backend: str, before: list[dict], header: bool = True, note: str = ""):
         from dlc.cli.display import Progress
 
         self.console, self.spec, self.backend, self.before = console, spec, backend, before
-        self.header = header
+        self.header, self.note = header, note  # (the note waits for started(): nothing before a refusal)
         self.table: EpochTable | None = None  # fitted to the console
         self.full: EpochTable | None = None  # every column, for the log
         self.bar = Progress(console, spec.train.epochs)
@@ -284,6 +283,8 @@ class _Display(api.Observer):
             self.log = open(run / "log.txt", "a", encoding="utf-8")  # noqa: SIM115 - closed by close()
             for text in self.pending:
                 self.write_log(text)
+        if self.note:
+            self.say(self.note)
         # mixed precision is named in the header (it is outside the equivalence contract)
         how = escape(device_name) + (f", {self.spec.train.precision}" if self.spec.train.mixed else "")
         self.say(f"[bold]{escape(self.spec.name)}[/] on [cyan]{self.backend}[/] ({how}): "

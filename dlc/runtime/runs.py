@@ -202,6 +202,16 @@ def run_state(run: Path) -> RunState:
     return state
 
 
+def resume_blocker(run: Path) -> str | None:
+    """What in the `dlc run` folder `run` keeps `--resume` from it whatever is done (run.json or ir.json not
+    a regular file, not JSON, missing), None otherwise: where a hint to resume it would be refused in turn."""
+    try:
+        st = run_state(run)
+    except (RunDirError, OSError):
+        return None
+    return st.detail if st.kind == "run" and st.state == "damaged" and not st.repairable else None
+
+
 def _final_files_problem(run: Path) -> str | None:
     """What is wrong with the files a finished run wrote last (metrics.json, model.json, the model), if
     anything."""
@@ -270,9 +280,35 @@ def _summary_state(run: Path, kind: str, name: str) -> RunState:
         summary = read_json(run / name)
     except RunDirError as e:
         return RunState(kind, "damaged", _short(e, run))
+    if kind == "tune" and (damage := trials_damage(summary)) is not None:
+        return RunState(kind, "damaged", f"{name}: {damage}")
     if summary.get("failed"):
         return RunState(kind, "failed", str(summary["failed"]))
     return RunState(kind, "finished")
+
+
+TRIAL_STATES = ("COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING")  # (Optuna's TrialState names)
+
+
+def trials_damage(tune: dict) -> str | None:
+    """What is wrong with tune.json's `trials` (a list of objects, each a trial number and state): a search
+    whose trials cannot be read was listed as done with 0 trials. None when sound (or absent: counted from
+    the trial folders)."""
+    trials = tune.get("trials")
+    if trials is None:
+        return None
+    if not isinstance(trials, list):
+        return f"trials are {shown_value(trials)}, not a list"
+    for i, t in enumerate(trials, 1):
+        if not isinstance(t, dict):
+            return f"trial entry {i} is {shown_value(t)}, not an object"
+        number = t.get("number")
+        if not isinstance(number, int) or isinstance(number, bool) or number < 0:
+            return f"trial entry {i} has no trial number ({shown_value(t)})"
+        if t.get("state") not in TRIAL_STATES:
+            return f"trial {number} has no state ({shown_value(t)})" if "state" not in t else \
+                f"trial {number} has state {shown_value(t['state'])}, none of {', '.join(TRIAL_STATES)}"
+    return None
 
 
 def require_finished(run: str | Path) -> RunState:

@@ -331,7 +331,8 @@ def _numeric_targets(table, t: int) -> np.ndarray:
 @dataclass
 class Predictions:
     """What `dlc predict` writes: the model's outputs and a table (a class column then the probabilities, or
-    the predicted values) with its column names; `read` says what was read ("read 3 rows from x.csv ...")."""
+    the scores of a regression loss on classes, or the predicted values) with its column names; `read` says
+    what was read ("read 3 rows from x.csv ...")."""
 
     task: str  # categorical | binary | regression
     outputs: np.ndarray
@@ -352,7 +353,8 @@ def predict(run: str | Path, input_file: str | Path) -> Predictions:
     check_finite_outputs(out, str(input_file), s.row)
     task = spec.task
     names = _class_names(info, 2 if task == "binary" else out.shape[1]) if task != "regression" else None
-    label = (lambda k: f"p_{names[k]}") if names else (lambda k: f"p{k}")
+    prefix = output_prefix(spec)
+    label = (lambda k: f"{prefix}_{names[k]}") if names else (lambda k: f"{prefix}{k}")
     if task == "categorical":
         cols = ["class"] + [label(k) for k in range(out.shape[1])]
         table = np.column_stack([out.argmax(axis=1), out])
@@ -363,6 +365,13 @@ def predict(run: str | Path, input_file: str | Path) -> Predictions:
         cols = [f"y{k}" for k in range(out.shape[1])] if out.shape[1] > 1 else ["y"]
         table = out
     return Predictions(task, out, cols, table, read_summary(s.read()) + note, names)
+
+
+def output_prefix(spec) -> str:
+    """The name of a classifier's output columns: `p` (p0, p_setosa) for a crossentropy's probabilities;
+    `score` for a regression loss (mse, mae, huber) trained on classes (Spec.task), whose outputs need not be
+    probabilities (a linear layer's are negative, or above 1) though the largest still picks the class."""
+    return "score" if type(spec.loss).task == "regression" else "p"
 
 
 def _features_to_predict(spec, path: Path):
