@@ -30,6 +30,7 @@ import numpy as np
 
 from dlc.backends import BackendUnavailable, LoweringMissing, check_device
 from dlc.backends.emit.script import EmitUnsupported
+from dlc.backends.exhausted import out_of_memory, out_of_memory_line
 from dlc.backends.session import check_device_name, device_refusal
 from dlc.compiler import SpecError, compile_file
 from dlc.compiler.checks import precision_conflict
@@ -97,7 +98,8 @@ __all__ = ["DataError", "Dataset", "History", "Model", "SpecError", "TrainingFai
            "evaluate_run", "export_onnx",
            "improved", "launch", "list_runs", "lost_worker", "nearest_existing", "parallel_blockers",
            "secondary_worker",
-           "monitor_mode", "output_file", "plot_runs", "predict_file", "resumable", "resume", "run",
+           "monitor_mode", "out_of_memory", "out_of_memory_line", "output_file", "plot_runs", "predict_file",
+           "resumable", "resume", "run",
            "run_file_owner",
            "escaped", "run_inputs", "schema", "summary", "terminal_safe", "text_cells", "trainable", "tune",
            "tune_target", "value_text"]

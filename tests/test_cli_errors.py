@@ -62,7 +62,8 @@ def test_unexpected_errors(capsys, monkeypatch):
     assert capsys.readouterr().err == ("dlc: error: ValueError: bad value (set DLC_TRACEBACK=1 to see "
                                        "where)\n")
     assert errors.report(RuntimeError("CUDA out of memory. Tried to allocate 2 GiB")) == 1
-    assert "out of memory on the device (CUDA out of memory." in capsys.readouterr().err
+    assert capsys.readouterr().err == ("dlc: error: out of memory: PyTorch could not allocate 2 GiB on the "
+                                       "GPU; try a smaller batch_size or model\n")
     assert errors.report(MemoryError()) == 1
     assert capsys.readouterr().err == "dlc: error: out of memory; try a smaller batch_size or model\n"
     monkeypatch.setenv("DLC_TRACEBACK", "1")

@@ -118,8 +118,6 @@ def _unexpected(exc: BaseException) -> str:
         raise exc
     text = str(exc).strip()
     msg = text.splitlines()[0] if text else type(exc).__name__
-    if "out of memory" in msg.lower():
-        return f"out of memory on the device ({msg}); try a smaller batch_size"
     if not isinstance(exc, RuntimeError):
         msg = f"{type(exc).__name__}: {msg} (set DLC_TRACEBACK=1 to see where)"
     return msg
@@ -146,8 +144,8 @@ def classify(exc: BaseException) -> tuple[int, str]:
         return EXIT_SPEC, error_line(str(exc))
     if isinstance(exc, _runtime_errors()):
         return EXIT_RUNTIME, error_line(str(exc))
-    if isinstance(exc, MemoryError):
-        return EXIT_RUNTIME, error_line("out of memory; try a smaller batch_size or model")
+    if (memory := api.out_of_memory(exc)) is not None:
+        return EXIT_RUNTIME, error_line(api.out_of_memory_line(memory))
     if full := api.disk_full(exc):
         where = f" {exc.filename}" if isinstance(exc, OSError) and exc.filename else ""
         return EXIT_RUNTIME, error_line(f"cannot write{where}: {full}; free some space and run again")
