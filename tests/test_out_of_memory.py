@@ -4,6 +4,7 @@ allocator's `[enforce fail at alloc_cpu.cpp:127]`, a TensorFlow op's graph name)
 
 from __future__ import annotations
 
+import json
 import resource
 import subprocess
 import sys
@@ -96,3 +97,43 @@ def test_a_model_bigger_than_memory_is_one_line_exit_1(tmp_path):
                          "shape (30000, 30000); try a smaller batch_size or model"), p.stderr
     assert "Traceback" not in p.stderr
     assert not out.exists()  # (the weights are drawn before the run folder is made)
+
+
+TUNE_SPEC = textwrap.dedent("""\
+    model wide {
+      seed: 7
+      data { source: digits }
+      input: (64)
+      layers {
+        Dense(choice(16, 30000), activation=relu)
+        Dense(choice(16, 30000), activation=relu)
+        Dense(10, activation=softmax)
+      }
+      loss: sparse_categorical_crossentropy
+      optimizer: SGD(lr=0.01)
+      train { epochs: 1 }
+      search {
+        method: grid
+        trials: 4
+        objective: minimize val_loss
+      }
+    }
+""")
+
+
+def test_a_tune_trial_too_big_for_memory_is_its_parameters_result(tmp_path):
+    """A searched width whose model does not fit is that trial's result (failed, counted), not a crash queued
+    again forever: the grid finishes with the three that fit; the trial's log says what could not be
+    allocated."""
+    (tmp_path / "t.dlspec").write_text(TUNE_SPEC)
+    command = [sys.executable, "-m", "dlc", "tune", "t.dlspec", "--out", "tr", "--quiet"]
+    p = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600,
+                       preexec_fn=_limit_address_space, env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"})
+    assert p.returncode == 0, p.stderr
+    tune = json.loads((tmp_path / "tr" / "tune.json").read_text())
+    states = sorted(t["state"] for t in tune["trials"])
+    assert states == ["COMPLETE", "COMPLETE", "COMPLETE", "FAIL"], tune["trials"]
+    failed = next(t for t in tune["trials"] if t["state"] == "FAIL")
+    assert failed["params"] == {"layers[0].units": 30000, "layers[1].units": 30000}
+    log = (tmp_path / "tr" / "trials" / f"{failed['number']:04d}" / "log.txt").read_text()
+    assert "out of memory: could not allocate 6.71 GiB for a float64 array of shape (30000, 30000)" in log

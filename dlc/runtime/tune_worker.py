@@ -35,6 +35,7 @@ import traceback
 from pathlib import Path
 
 from dlc.backends.distributed import WorkerLost
+from dlc.backends.exhausted import out_of_memory, out_of_memory_line
 from dlc.runtime.trials import ERROR, LEFT_TO_PARENT, RESULT
 
 PRUNE_STARTUP_TRIALS = 3  # the median pruner prunes nothing until this many trials have completed
@@ -226,9 +227,17 @@ def _run(job: dict, trial, worker=None) -> tuple[str, float | None, str | None]:
         # the backend lacks), unless trials with other parameters fail alike: the parent judges
         # (trials.LEFT_TO_PARENT)
         return LEFT_TO_PARENT, None, _first_line(e)
-    except (BackendUnavailable, FileNotFoundError, MemoryError) as e:
+    except (BackendUnavailable, FileNotFoundError) as e:
         # the environment's failure, not the parameters': one line, and run again when the search continues
         raise _EnvironmentFailure(str(e) or type(e).__name__) from e
+    except Exception as e:
+        if (what := out_of_memory(e)) is None:
+            raise
+        # a model or batch too big for these parameters (a smaller one may fit), unless trials with other
+        # parameters run out alike (the machine's memory taken): the parent judges, by this message, so the
+        # detail (what could not be allocated) goes to the trial's log
+        print(f"dlc: {out_of_memory_line(what)}", file=sys.stderr, flush=True)
+        return LEFT_TO_PARENT, None, out_of_memory_line("")
     rundir.write_json(trial_dir / "result.json", {"number": trial.number, "params": params, metric: value})
     if value is None or not math.isfinite(value):
         return "FAIL", None, f"the objective {metric} is {value}"
