@@ -62,9 +62,10 @@ def check_spec(spec: Spec, m: A.Model, d: Diagnostics, base_dir: Path) -> None:
     if shapes_ok:  # (the output layer when the loss found nothing wrong with it: its error says enough)
         _check_softmax_of_one(spec, m, d, check_last=d.error_count == errors_before)
     check_data(spec, m, d, base_dir)
-    _check_metrics_and_monitors(spec, m, d)
+    plateau_monitor_ok = _check_metrics_and_monitors(spec, m, d)
     _check_min_lr(spec.optimizer, spec.schedule, spec.search_spaces, m, d)
-    _check_schedule_length(spec, m, d)
+    if plateau_monitor_ok:  # (W010 would judge a plateau by the monitor just refused)
+        _check_schedule_length(spec, m, d)
     check_dead_biases(spec.layers, spec.input, d, layer_span)
     check_degenerate_layers(spec, d, layer_span)
     _check_settings_without_bias(spec, m, d)
@@ -379,7 +380,9 @@ def _check_output_units(spec: Spec, loss, units: int, where: Span | None, last: 
               layer_span(last), "use Dense(1)")
 
 
-def _check_metrics_and_monitors(spec: Spec, m: A.Model, d: Diagnostics) -> None:
+def _check_metrics_and_monitors(spec: Spec, m: A.Model, d: Diagnostics) -> bool:
+    """The metrics fit the loss's task and the monitors name what is computed; False when a plateau
+    schedule's monitor was refused."""
     task = spec.task
     st = find_assign(m, "metrics")
     written: list[A.Value] = []
@@ -394,12 +397,15 @@ def _check_metrics_and_monitors(spec: Spec, m: A.Model, d: Diagnostics) -> None:
     es = spec.train.early_stopping
     checks = []
     if es is not None:
-        checks.append((es.monitor, find_assign(m, "early_stopping", "train")))
+        checks.append((es.monitor, find_assign(m, "early_stopping", "train"), False))
     if spec.schedule is not None and spec.schedule.kind == "plateau":
-        checks.append((spec.schedule.monitor, find_assign(m, "schedule")))
-    for monitor, stmt in checks:
+        checks.append((spec.schedule.monitor, find_assign(m, "schedule"), True))
+    plateau_ok = True
+    for monitor, stmt, plateau in checks:
         where = (kwarg_span(stmt.value, "monitor") or stmt.value.span) if stmt else None
-        _check_monitor(monitor, where, spec.metrics, _has_validation(spec.data), d)
+        ok = _check_monitor(monitor, where, spec.metrics, _has_validation(spec.data), d)
+        plateau_ok = plateau_ok and (ok or not plateau)
+    return plateau_ok
 
 
 def _has_validation(data) -> bool:
@@ -408,15 +414,19 @@ def _has_validation(data) -> bool:
 
 
 def _check_monitor(monitor: str, where: Span | None, metrics: list, has_val: bool | None,
-                   d: Diagnostics) -> None:
-    """A monitor names the loss or a metric (val_ for validation); has_val None: not known (not checked)."""
+                   d: Diagnostics) -> bool:
+    """A monitor names the loss or a metric (val_ for validation); has_val None: not known (not checked).
+    False when it was refused."""
     base = ["loss"] + [mt.name for mt in metrics]
     valid = base + [f"val_{b}" for b in base]
     if monitor not in valid:
         d.add("E201", f"cannot monitor '{monitor}'", where,
               did_you_mean(monitor, valid) or f"expected one of {', '.join(valid)}")
-    elif monitor.startswith("val_") and has_val is False:
+        return False
+    if monitor.startswith("val_") and has_val is False:
         d.add("E201", f"'{monitor}' needs a validation split", where, "use split: holdout(val=0.2)")
+        return False
+    return True
 
 
 def _check_min_lr(optimizer, schedule, spaces: list[SearchSpace], m: A.Model, d: Diagnostics) -> None:

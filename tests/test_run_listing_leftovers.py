@@ -226,11 +226,9 @@ def test_predict_names_a_regression_loss_outputs_scores(tmp_path, source, layer,
 # ---------------------------------------- 5. W010 beside the error of the plateau monitor it names (compiler)
 
 
-@pytest.mark.xfail(strict=True, reason="W010 comes from compiler/checks.py (_check_schedule_length), not "
-                   "fixed here: skip it for a plateau whose monitor E201 refused")
 def test_a_refused_plateau_monitor_is_not_named_again_by_a_warning():
-    """`plateau(monitor=val_acc, patience=5)` over 2 epochs: E201 `cannot monitor 'val_accuracy'`, and W010
-    `... the first epoch sets the best val_accuracy ...`, a warning about the monitor just refused."""
+    """`plateau(monitor=val_acc, patience=5)` over 2 epochs: E201 `cannot monitor 'val_accuracy'`; it also
+    had W010 `... the first epoch sets the best val_accuracy ...`, a warning about the refused monitor."""
     from dlc.compiler import compile_text
 
     schedule = "  optimizer: Adam(lr=0.01)\n  schedule: plateau(monitor=val_acc, patience=5)"
