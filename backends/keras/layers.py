@@ -118,10 +118,13 @@ def apply_layers(x, layers):
 
 
 def keras_layers(layers) -> list:
-    """The Keras layers of a lowered network in order, residual bodies included (their Add layers not)."""
+    """The Keras layers of a lowered network in order, residual bodies included (their Add layers not). A
+    Residual is known by its `body` (no Keras layer has one), so that an emitted script of a network without
+    one does not copy the class."""
     out = []
     for layer in layers:
-        out += keras_layers(layer.body) if isinstance(layer, Residual) else [layer]
+        body = getattr(layer, "body", None)
+        out += keras_layers(body) if body is not None else [layer]
     return out
 
 

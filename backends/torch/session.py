@@ -12,7 +12,7 @@ import torch
 
 from dlc.backends.lowering import Context, evaluate
 from dlc.backends.network import network_expr
-from dlc.backends.session import DeviceUnavailable, check_device_name
+from dlc.backends.session import BatchReader, DeviceUnavailable, check_device_name
 from dlc.compiler.checks import precision_conflict
 from dlc.compiler.checkshared import final_activation, fused_output
 from dlc.compiler.spec import Spec
@@ -27,7 +27,6 @@ from .layers import StepCounter
 from .probe import Prober
 from .training import (
     DynamicLossScale,
-    HostBatches,
     Trainer,
     get_weights,
     layer_modules,
@@ -131,6 +130,48 @@ def fits_on_device(device: torch.device, nbytes: int) -> bool:
 
 def _nbytes(x: np.ndarray, dtype: torch.dtype) -> int:
     return int(np.prod(x.shape)) * dtype.itemsize
+
+
+class HostBatches:
+    """Features read on the host a batch at a time (an npy source's rows, dlc.runtime.data.StreamedRows, or
+    an array too big for the GPU: `rows[indices]` and `rows[a:b]` give normalised numpy rows), each batch a
+    tensor on the device: `x[idx]` (an index tensor, as train_epoch takes a batch of its order) and `x[a:b]`
+    (evaluate). On CUDA each batch is put in pinned memory by the reading thread, so its copy to the device
+    runs asynchronously, behind the step before it. The Trainer reads them by their `on_host` mark (it
+    knows no HostBatches: emitted scripts never stream)."""
+
+    on_host = True
+
+    def __init__(self, rows, dtype, device=None):
+        self.rows, self.dtype = rows, dtype
+        self.device = torch.device(device if device is not None else "cpu")
+        self.reader = BatchReader(_HostTensors(rows, dtype, pin=self.device.type == "cuda"))
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def plan(self, perm: np.ndarray, batch_size: int) -> None:
+        """The epoch's order: each batch is read while the one before it trains."""
+        self.reader.plan(perm, batch_size)
+
+    def __getitem__(self, key):
+        if isinstance(key, torch.Tensor):
+            key = key.cpu().numpy()  # (a read back from the GPU: train_epoch passes numpy rows instead)
+        return self.reader.read(key).to(device=self.device, non_blocking=self.device.type == "cuda")
+
+
+class _HostTensors:
+    """`rows[key]` as a host tensor in the run's dtype, pinned where `pin` (made in the reader's thread)."""
+
+    def __init__(self, rows, dtype, pin: bool):
+        self.rows, self.dtype, self.pin = rows, dtype, pin
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, key) -> torch.Tensor:
+        batch = torch.from_numpy(np.ascontiguousarray(self.rows[key])).to(self.dtype)
+        return batch.pin_memory() if self.pin else batch
 
 
 def check_device(device: str, processes: int = 1) -> None:

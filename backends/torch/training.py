@@ -8,7 +8,7 @@ import time
 import numpy as np
 import torch
 
-from dlc.backends.session import BatchReader, batch_sizes
+from dlc.backends.session import batch_sizes
 
 
 class DynamicLossScale:
@@ -150,8 +150,9 @@ class Trainer:
             elif graph is not None:
                 with graph.warming(len(idx)):  # (a warm-up step, on the stream the capture will use)
                     self._eager_step(x[idx], y, idx, losses, stats, i)
-            else:  # (features on the host are asked for by the order's numpy rows: no read back from a GPU)
-                xb = x[perm[i * batch_size:(i + 1) * batch_size]] if isinstance(x, HostBatches) else x[idx]
+            else:  # (features on the host, marked `on_host`, are asked for by the order's numpy rows: no read
+                # back from a GPU)
+                xb = x[perm[i * batch_size:(i + 1) * batch_size]] if getattr(x, "on_host", False) else x[idx]
                 self._eager_step(xb, y, idx, losses, stats, i)
             if progress is not None and time.perf_counter() - last > 0.2:
                 progress(i + 1, steps, self._peek(losses, stats, i + 1))
@@ -199,45 +200,6 @@ class Trainer:
         if reg is not None:
             loss += float(reg)
         return loss, stats.cpu().double().numpy()
-
-
-class HostBatches:
-    """Features read on the host a batch at a time (an npy source's rows, dlc.runtime.data.StreamedRows, or
-    an array too big for the GPU: `rows[indices]` and `rows[a:b]` give normalised numpy rows), each batch a
-    tensor on the device: `x[idx]` (an index tensor, as train_epoch takes a batch of its order) and `x[a:b]`
-    (evaluate). On CUDA each batch is put in pinned memory by the reading thread, so its copy to the device
-    runs asynchronously, behind the step before it."""
-
-    def __init__(self, rows, dtype, device=None):
-        self.rows, self.dtype = rows, dtype
-        self.device = torch.device(device if device is not None else "cpu")
-        self.reader = BatchReader(_HostTensors(rows, dtype, pin=self.device.type == "cuda"))
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def plan(self, perm: np.ndarray, batch_size: int) -> None:
-        """The epoch's order: each batch is read while the one before it trains."""
-        self.reader.plan(perm, batch_size)
-
-    def __getitem__(self, key):
-        if isinstance(key, torch.Tensor):
-            key = key.cpu().numpy()  # (a read back from the GPU: train_epoch passes numpy rows instead)
-        return self.reader.read(key).to(device=self.device, non_blocking=self.device.type == "cuda")
-
-
-class _HostTensors:
-    """`rows[key]` as a host tensor in the run's dtype, pinned where `pin` (made in the reader's thread)."""
-
-    def __init__(self, rows, dtype, pin: bool):
-        self.rows, self.dtype, self.pin = rows, dtype, pin
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def __getitem__(self, key) -> torch.Tensor:
-        batch = torch.from_numpy(np.ascontiguousarray(self.rows[key])).to(self.dtype)
-        return batch.pin_memory() if self.pin else batch
 
 
 def epoch_buffers(x, perm: np.ndarray, batch_size: int, stats_shape):
