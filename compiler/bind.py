@@ -136,8 +136,11 @@ class Binder:
         known = known if len(known) <= 16 else known[:12] + ["..."]
         if family in OPTIONAL_FAMILIES:
             candidates, known = candidates + [NONE], known + [NONE]
+        # (`activation=choise(relu, elu)`: a misspelt search space, when no name of the family is closer)
+        spaces = [] if family == "layer" or not call.args else list(SEARCH_FUNCS)
         self.d.add(FAMILY_CODES.get(family, "E100"), f"unknown {word} '{call.name}'", call.name_span,
-                   lambda: did_you_mean(call.name, candidates) or f"known: {', '.join(known)}")
+                   lambda: did_you_mean(call.name, candidates) or (
+                       spaces and did_you_mean(call.name, spaces)) or f"known: {', '.join(known)}")
 
     def _not_a_parameter(self, v: A.Name, block: A.BlockDef) -> None:
         """A name inside a block where a number belongs (`block b(n) { Dense(m) }`): a misspelt parameter."""

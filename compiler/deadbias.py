@@ -131,6 +131,40 @@ def _follow(state: State, layers: list, shape: Shape) -> tuple[State, list[Layer
     return state, passed
 
 
+class _Chain:
+    """A list of layers whose shifts are followed from many starting points: each (position, shift) is
+    followed once (a model of 5,000 linear Dense layers asked each bias about every layer after it: 12 million
+    steps)."""
+
+    def __init__(self, layers: list, shape: Shape):
+        self.layers = layers
+        self.shapes: list[Shape] = [shape]  # the input shape of each layer, as far as they can be known
+        self.broken = len(layers)  # the first layer that cannot take its input (its ShapeError is raised)
+        for i, layer in enumerate(layers):
+            try:
+                self.shapes.append(layer.out_shape(self.shapes[-1]))
+            except ShapeError:
+                self.broken = i
+                break
+        self.memo: dict[tuple[int, State], tuple[State, int]] = {}
+
+    def follow(self, start: int, state: State) -> tuple[State, int]:
+        """The shift after the layers from `start`, and the index after the last one it went through (the
+        one that removed it or ended the search): _follow's answer, its layers `layers[start:stop]`."""
+        path: list[tuple[int, State]] = []
+        i = start
+        while state not in (None, ZERO) and (i, state) not in self.memo and i < len(self.layers):
+            if i >= self.broken:
+                raise ShapeError(f"{self.layers[i].kind} cannot take its input")
+            path.append((i, state))
+            state = _through(self.layers[i], state, self.shapes[i], self.shapes[i + 1])
+            i += 1
+        result = self.memo.get((i, state), (state, i)) if state not in (None, ZERO) else (state, i)
+        for key in path:
+            self.memo[key] = result
+        return result
+
+
 def check_dead_biases(layers: list, shape: Shape, d: Diagnostics, span_of) -> None:
     """W001 at each layer whose bias the BatchNorm after it removes (in its list, or after the residual it
     is in). `span_of(layer)`: where to report a layer."""
@@ -138,30 +172,39 @@ def check_dead_biases(layers: list, shape: Shape, d: Diagnostics, span_of) -> No
         _walk(layers, tuple(shape), [], d, span_of)
 
 
-def _walk(layers: list, shape: Shape, outer: list[tuple[Layer, list, Shape]], d: Diagnostics,
+def _walk(layers: list, shape: Shape, outer: list[tuple[Layer, _Chain, int]], d: Diagnostics,
           span_of) -> None:
-    """`outer`: each residual this list is the body of (innermost first), the layers after it and their
-    input shape; the bias's shift leaves a body as the residual's own (its input carries none)."""
+    """`outer`: each residual this list is the body of (innermost first), the chain of its list and the
+    index after it; the bias's shift leaves a body as the residual's own (its input carries none)."""
+    chain = _Chain(layers, shape)
     for i, layer in enumerate(layers):
         out = layer.out_shape(shape)
         if isinstance(layer, BIASED) and getattr(layer, "use_bias", False) and _linear(layer):
-            state, passed = _follow(UNIFORM, layers[i + 1:], out)
+            state, stop = chain.follow(i + 1, UNIFORM)
+            passed = [(layers, i + 1, stop)]  # (as slices: made into a list only for a warning)
             for residual, rest, at in outer:
                 if state in (None, ZERO):
                     break
-                more_state, more = _follow(state, rest, at)
-                state, passed = more_state, [*passed, residual, *more]
+                state, stop = rest.follow(at, state)
+                passed += [([residual], 0, 1), (rest.layers, at, stop)]
             if state == ZERO:
-                _warn(layer, passed, d, span_of)
+                _warn(layer, [x for lst, a, b in passed for x in lst[a:b]], d, span_of)
         if isinstance(layer, Residual):
-            _walk(layer.body, shape, [(layer, layers[i + 1:], out), *outer], d, span_of)
+            _walk(layer.body, shape, [(layer, chain, i + 1), *outer], d, span_of)
         shape = out
+
+
+# how many of the layers a shift went through a warning names
+NAMED_BETWEEN = 8
 
 
 def _warn(layer: Layer, passed: list[Layer], d: Diagnostics, span_of) -> None:
     between = [x.kind if x.kind != "Residual" else "residual" for x in passed[:-1]]
     bn = passed[-1]
     where = f" (line {bn.at[0]})" if bn.at and len(between) else ""
+    more = len(between) - NAMED_BETWEEN
+    if more > 1:
+        between = [*between[:NAMED_BETWEEN], f"and {more:,} more"]
     through = f", through {', '.join(between)}" if between else ""
     span: Span | None = span_of(layer)
     d.warn("W001", f"the bias of {layer.kind} has no effect before BatchNorm{where}{through}", span,

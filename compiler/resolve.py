@@ -6,6 +6,7 @@ search-space calls among them), expand.py expands the layers, and checks.py chec
 
 from __future__ import annotations
 
+import bisect
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ from .wording import explain
 MODEL_KEYS = {"seed", "dtype", "input", "loss", "metrics", "optimizer", "schedule"}
 MODEL_SECTIONS = {"data", "layers", "train", "search"}
 REQUIRED = ("data", "input", "layers", "loss", "optimizer")
-SECTION_CLASSES = {"data": Data, "train": Train, "search": Search}
+SECTION_CLASSES: dict[str, type[Data | Train | Search]] = {"data": Data, "train": Train, "search": Search}
 # what `add ...` suggests for a missing required key
 _REQUIRED_EXAMPLES = {"data": "data { source: digits }", "input": "input: (64)",
                       "layers": "layers { Dense(10, activation=softmax) }",
@@ -74,6 +75,7 @@ class Resolver(Binder):
                 hint = did_you_mean(kw.key, fields) if self.d.hints_wanted else None
                 if hint:
                     meant.add(hint.split("'")[1])
+                hint = _belongs_elsewhere(kw.key, sec.name) or hint
                 self.d.add("E110", f"unknown key '{kw.key}' in {sec.name}", kw.key_span,
                            hint or f"{sec.name} takes: {', '.join(fields)}")
         kwargs = [kw for kw in kwargs if kw.key in cls.model_fields or kw.key in cls.aliases]
@@ -85,9 +87,12 @@ class Resolver(Binder):
         where: dict[str, Span] = {}
         failed: set[str] = set()
         suggested: set[str] = set()  # keys a did-you-mean pointed at: not also reported as missing
+        written = {st.key if isinstance(st, A.Assign) else st.name for st in m.body
+                   if isinstance(st, (A.Assign, A.Section))}
         for st in m.body:
             # (a layer statement here is always misplaced: the last test only tells the type checker so)
-            if isinstance(st, A.BlockDef) or self._misplaced(st, suggested) or isinstance(st, A.LayerStmt):
+            if isinstance(st, A.BlockDef) or self._not_the_models(st, suggested, written) or isinstance(
+                    st, A.LayerStmt):
                 continue
             key = st.key if isinstance(st, A.Assign) else st.name
             kspan = st.key_span if isinstance(st, A.Assign) else st.name_span
@@ -118,6 +123,28 @@ class Resolver(Binder):
                 self.d.add("E201", f"invalid model: {err['msg']}", m.name_span)
             return None
         return name_layers(spec)
+
+    def _not_the_models(self, st: A.Assign | A.Section | A.LayerStmt, suggested: set[str],
+                        written: set[str]) -> bool:
+        """_misplaced, and what a misspelt key or section holds checked as the one it was meant to be."""
+        before = set(suggested)
+        if not self._misplaced(st, suggested):
+            return False
+        if not isinstance(st, A.LayerStmt):
+            self._check_as_meant(st, suggested - before - written)
+        return True
+
+    def _check_as_meant(self, st: A.Assign | A.Section, meant: set[str]) -> None:
+        """A misspelt key or section (`dat { }`, `optimzer: Adma()`) is checked as the one its did-you-mean
+        names, when that one is not also written, so that the errors in what it holds are reported with it;
+        its value is not used."""
+        if len(meant) != 1:
+            return
+        (key,) = meant
+        if isinstance(st, A.Section) and key in MODEL_SECTIONS:
+            self.model_item(A.Section(key, st.name_span, st.body, st.span), key)
+        elif isinstance(st, A.Assign) and key in MODEL_KEYS:
+            self.model_item(A.Assign(key, st.key_span, st.value, st.span), key)
 
     def _searched_search(self, st: A.Assign) -> bool:
         """Report a search space in the search block (`trials: choice(10, 20)`): it says how the search runs,
@@ -165,6 +192,7 @@ class Resolver(Binder):
         if key in MODEL_SECTIONS:
             hint = f"{key} is a section: {key} {{ ... }}"
             suggested.add(key)
+        hint = _belongs_elsewhere(key, None) or hint
         self.d.add("E110", f"unknown key '{key}'", span,
                    hint or f"known keys: {', '.join(sorted(MODEL_KEYS))}")
 
@@ -215,6 +243,17 @@ class Resolver(Binder):
         return val
 
 
+def _belongs_elsewhere(key: str, written_in: str | None) -> str | None:
+    """`epochs: 20` written in the model rather than in train { } (or `loss: mse` in train): where the key
+    belongs, as a hint; None when it is not the other level's. (A key of another section keeps the list of
+    the section's own: `shuffle` in data may mean kfold's as well as train's.)"""
+    if written_in is not None:
+        return f"{key} belongs in the model itself, not in {written_in} {{ }}" if key in MODEL_KEYS else None
+    home = next((name for name, cls in SECTION_CLASSES.items()
+                 if key in cls.model_fields or key in cls.aliases), None)
+    return f"{key} belongs inside {home} {{ ... }}" if home else None
+
+
 def _objective_record(v: A.Value, d: Diagnostics) -> A.Value:
     """`objective: minimize val_loss` (or just `val_loss`, its direction inferred) as an Objective record. A
     misspelt direction is reported and its metric kept, to be checked too. A quoted one is reported and read
@@ -253,12 +292,53 @@ def resolve(f: A.File, d: Diagnostics, base_dir: Path | None = None, overrides: 
     # blocks are checked once, even if unused, so errors in them are not hidden
     spec = r.model(f.models[0])
     r.expander.unused_blocks()
-    if had_syntax_errors:
-        return spec
     from .checks import check_partial, check_spec
+
+    if had_syntax_errors:  # (what a syntax error touched is not known: the checks of the rest still run)
+        model, fields, failed = _undamaged(f.models[0], r.resolved, r.failed, d)
+        check_partial(model, fields, failed, d, r.base_dir)
+        return spec
 
     if spec is None:
         check_partial(f.models[0], r.resolved, r.failed, d, r.base_dir)
     else:
         check_spec(spec, f.models[0], d, r.base_dir)
     return spec
+
+
+def _undamaged(m: A.Model, fields: dict[str, Any], failed: set[str],
+               d: Diagnostics) -> tuple[A.Model, dict[str, Any], set[str]]:
+    """What the checks of a spec with syntax errors may read: the model without the statements a syntax
+    error touched (a section whose header is whole keeps its other lines), the resolved keys none touched,
+    and the keys whose value is not known: `failed`, those touched, and, when a statement of the model itself
+    was blanked (it may have set any key), every key not written. A touched search block is left out of
+    both: its checks would read the default of a line that was lost."""
+    found = {x.span.line for x in d.errors if x.code.startswith("E0") and x.span is not None}
+    lines = sorted(found | d.repaired_lines)
+    touched = {st.key if isinstance(st, A.Assign) else st.name for st in m.body
+               if isinstance(st, (A.Assign, A.Section)) and _covers(st.span, lines)}
+    inside = [ln for ln in lines if m.span.line < ln < m.span.end_line]
+    loose = len(inside) > sum(bisect.bisect_right(inside, st.span.end_line) - bisect.bisect_left(
+        inside, st.span.line) for st in m.body)  # (statements do not overlap)
+    unknown = touched | ((MODEL_KEYS | MODEL_SECTIONS) - fields.keys() if loose else set())
+    kept = {k: v for k, v in fields.items() if k not in touched}
+    whole = A.Model(m.name, m.name_span, _pruned(m.body, lines), m.span)
+    return whole, kept, (failed | unknown) - (touched & {"search"})
+
+
+def _covers(span: Span, lines: list[int]) -> bool:
+    """Whether any of the sorted `lines` is in the span's lines."""
+    i = bisect.bisect_left(lines, span.line)
+    return i < len(lines) and lines[i] <= span.end_line
+
+
+def _pruned(body: list, lines: list[int]) -> list:
+    """`body` without the statements on `lines`; a section whose header is not on one keeps the rest."""
+    out = []
+    for st in body:
+        if not _covers(st.span, lines):
+            out.append(st)
+        elif isinstance(st, A.Section) and not _covers(Span(st.span.line, 1, st.span.line, 1), lines):
+            out.append(A.Section(st.name, st.name_span, _pruned(st.body, lines), st.span, st.repeat,
+                                 st.repeat_span))
+    return out

@@ -102,6 +102,11 @@ def _source_files(src, st: A.Assign | None) -> list[tuple[str, Span | None, bool
 def _missing_file(written: str, path: Path, where: Span | None, d: Diagnostics,
                   folder_ok: bool = False) -> bool:
     """Report a data file (a folder, for MNIST) that is not there or cannot be read as one; True if so."""
+    if not written.strip():  # (`csv("")` read the spec's own folder: "'' is a folder, not a file")
+        what = "folder" if folder_ok else "file"
+        d.add("E401", "the data path is empty", where,
+              f"write the data {what}'s path (relative paths start at the spec's folder)")
+        return True
     try:
         if path.is_file() or (folder_ok and path.is_dir()):
             return False

@@ -31,7 +31,7 @@ from lark import Lark, Token, Transformer, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
 
 from . import ast as A
-from .diagnostics import MAX_SHOWN, Diagnostics, Span
+from .diagnostics import MAX_SHOWN, Diagnostics, Span, did_you_mean
 
 _OPEN = {"LPAR", "LSQB"}
 _CLOSE = {"RPAR", "RSQB"}
@@ -52,8 +52,8 @@ _TERMINAL_WORDS = {
     "COMMA": "','",
     "EQUAL": "'='",
     "STAR": "'*'",
-    "MODEL": "'model'",
-    "BLOCK": "'block'",
+    "_MODEL": "'model'",
+    "_BLOCK": "'block'",
     "$END": "end of file",
 }
 
@@ -100,9 +100,20 @@ class _ToAst(Transformer):
     """The parse tree as the AST; what a literal cannot hold (a number that overflows, an unknown escape) is
     reported in `diags`, at the literal."""
 
-    def __init__(self, diags: Diagnostics):
+    def __init__(self, diags: Diagnostics, shifts: dict[int, tuple[int, int]] | None = None):
         super().__init__()
         self.d = diags
+        self.shifts = shifts or {}
+
+    def _moved(self, tok: Token) -> Span:
+        """A header token's span in the file as written: a misspelt keyword before it was rewritten
+        (`mdel m {` parsed as `model m {`), which moved the rest of its line by (from column, delta)."""
+        span = _tok(tok)
+        col, delta = self.shifts.get(span.line, (0, 0))
+        if not delta or span.col < col:
+            return span
+        end = span.end_col - delta if span.end_line == span.line else span.end_col
+        return Span(span.line, span.col - delta, span.end_line, end)
 
     def start(self, meta, items):
         f = A.File()
@@ -113,15 +124,15 @@ class _ToAst(Transformer):
 
     def model(self, meta, items):
         name, body = items
-        return A.Model(str(name), _tok(name), body, _span(meta))
+        return A.Model(str(name), self._moved(name), body, _span(meta))
 
     def block_def(self, meta, items):
         name, *rest = items
         if str(name) == RECOVERED:
             return None
         body = rest[-1]
-        params = [A.Name(str(p), _tok(p)) for p in rest[:-1] if p is not None]
-        return A.BlockDef(str(name), _tok(name), params, body, _span(meta))
+        params = [A.Name(str(p), self._moved(p)) for p in rest[:-1] if p is not None]
+        return A.BlockDef(str(name), self._moved(name), params, body, _span(meta))
 
     def body(self, meta, items):
         return [i for i in items if i is not None]
@@ -348,7 +359,10 @@ def _diagnose(err: UnexpectedInput, text: str) -> tuple[str, Span, str | None]:
         # Lark types pos_in_stream by its base class default (None); the lexer always sets its position here
         pos: int = err.pos_in_stream  # type: ignore[assignment]
         ch = text[pos] if pos < len(text) else ""
-        span = Span(err.line, err.column, err.line, err.column + 1)
+        col = err.column
+        if ch in "+-" and pos + 1 < len(text) and _confusable(text[pos + 1]):  # `-１２`: the sign is fine
+            pos, ch, col = pos + 1, text[pos + 1], col + 1
+        span = Span(err.line, col, err.line, col + 1)
         if ch == '"':
             return "unterminated string", span, "close it with '\"' on the same line"
         exp = _describe_expected(_accepts_at(text, pos) or err.allowed or [])
@@ -361,6 +375,9 @@ def _diagnose(err: UnexpectedInput, text: str) -> tuple[str, Span, str | None]:
         return f"unexpected end of file{'; expected ' + exp if exp else ''}", Span(line, col, line, col), None
     assert isinstance(err, UnexpectedToken)
     tok = err.token
+    glued = _glued_number(text, tok)
+    if glued is not None:
+        return glued
     shown = "end of line" if tok.type == "_NL" else repr(str(tok))
     expected = err.accepts or err.expected
     exp = _describe_expected(expected)
@@ -380,10 +397,73 @@ def _diagnose(err: UnexpectedInput, text: str) -> tuple[str, Span, str | None]:
         m = _ARGUMENT_WORD.search(line_text[: tok.column - 1])
         if m and "EQUAL" in expected and "COLON" not in expected:
             return f"missing '=' after '{m.group(1)}'", span, f"write {m.group(1)}={tok}"
+        if tok.type == "COMMA" and "COMMA" not in expected and (hint := _bare_list_hint(line_text)):
+            return "unexpected ','", span, hint
     if tok.type != "_NL" and str(tok) in MODEL_KEYS and "MODEL" in "".join(expected).upper():
         return f"unexpected {shown}", span, (f"'{tok}' belongs inside the model: move it into "
                                              "model NAME { ... }")
     return f"unexpected {shown}", span, (f"expected {exp}" if exp else None)
+
+
+_BARE_LIST = re.compile(r"^[ \t]*([A-Za-z_][A-Za-z0-9_]*)[ \t]*:[ \t]*([^#\"]*?)[ \t]*(#.*)?$")
+
+
+def _bare_list_hint(line_text: str) -> str | None:
+    """`metrics: accuracy, recall`: values that need brackets, written as they would be with them."""
+    m = _BARE_LIST.match(line_text)
+    if m is None:
+        return None
+    key, value = m.group(1), m.group(2)
+    if key == "input":
+        return f"a shape is written in ( ): input: ({value})"
+    return f"several values are written as a list: {key}: [{value}]"
+
+
+_NUMBERISH = re.compile(r"[+-]?[0-9.](?:[A-Za-z0-9_.]|(?<=[eE])[+-])*")
+_RADIX = {"x": 16, "o": 8, "b": 2}
+_RADIX_DIGITS = {16: "[0-9a-fA-F]{1,16}", 8: "[0-7]{1,22}", 2: "[01]{1,64}"}
+
+
+def _glued_number(text: str, tok: Token) -> tuple[str, Span, str] | None:
+    """`0x10`, `1_000`, `1e`, `1.2.3`: a number with more written onto it (read as a number and then an
+    unexpected name), reported as one word that is no number, with how to write it."""
+    start = tok.start_pos
+    if tok.type == "_NL" or start is None or start == 0 or text[start - 1] not in "0123456789.":
+        return None
+    a = start
+    while a > 0 and text[a - 1] in "0123456789.eE":
+        a -= 1
+    if a > 0 and (text[a - 1].isalnum() or text[a - 1] == "_"):  # `a1.5`: a name before it
+        return None
+    if a > 0 and text[a - 1] in "+-":
+        a -= 1
+    m = _NUMBERISH.match(text, a)
+    if m is None or m.end() <= start:
+        return None
+    word = m.group()
+    line = text.count("\n", 0, a) + 1
+    col = a - (text.rfind("\n", 0, a) + 1) + 1
+    return f"'{_shown(word)}' is not a number", Span(line, col, line, col + len(word)), _number_hint(word)
+
+
+def _number_hint(word: str) -> str:
+    """How to write what `word` (no number as it stands) likely means."""
+    sign, digits = ("-", word[1:]) if word[:1] in "+-" else ("", word)
+    radix = _RADIX.get(digits[1:2].lower()) if digits[:1] == "0" else None
+    if radix is not None:
+        value = digits[2:]
+        shown = f": write {sign}{int(value, radix)}" if re.fullmatch(_RADIX_DIGITS[radix], value) else ""
+        return f"numbers are written in decimal{shown}"
+    if "_" in word and _NUMBER_TOKEN.fullmatch(word.replace("_", "")):
+        return f"digits are not grouped: write {word.replace('_', '')}"
+    if re.search(r"[eE][+-]?$", word):
+        return "an exponent needs digits: for example 1e-4"
+    if word.count(".") > 1:
+        return "a number has at most one '.'"
+    return "numbers are written like 3, 0.5 or 1e-4"
+
+
+_NUMBER_TOKEN = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
 
 
 # letters of other scripts drawn like Latin ones: pasted, or typed with another keyboard layout (`rеlu` with a
@@ -415,6 +495,8 @@ def _confusable(ch: str) -> str | None:
     if "\uff01" <= ch <= "\uff5e":  # the full-width forms of ASCII
         plain = chr(ord(ch) - 0xFEE0)
         return f"{ch!r} is a full-width '{plain}'; write '{plain}'"
+    if ch.isdecimal():  # (`epochs: １２` read as 12 before: numbers are written in ASCII digits)
+        return f"{ch!r} is a digit of another script; write '{unicodedata.decimal(ch)}'"
     if ch.isspace() and ch not in " \t\n\r":
         return "this is a Unicode space; write a plain space"
     return None
@@ -528,7 +610,10 @@ def _keep_braces(braces: str, depth_at_start: int, indent: int) -> str:
         return braces
     lead = len(braces) - len(braces.lstrip("}"))
     head = f"block {RECOVERED}() " if depth_at_start - lead <= 0 else f"{RECOVERED} "
-    return braces[:lead] + " " * indent + head + braces[lead:]
+    rest = braces[lead:]
+    first = rest.index("{") + 1  # (each further '{' behind a name of its own: `{{` cannot be parsed)
+    rest = rest[:first] + rest[first:].replace("{", f" {RECOVERED} {{")
+    return braces[:lead] + " " * indent + head + rest
 
 
 def _note_lost_header(diags: Diagnostics, line: str) -> None:
@@ -855,6 +940,24 @@ def _accidental_closer(sc: _Scan, closers: list[tuple[str, int, int]]) -> tuple[
     return None
 
 
+_KEY_COLON = re.compile(r"^[ \t]*[A-Za-z_][A-Za-z0-9_]*[ \t]*:[ \t]*$")  # `layers: {`: the parser says it
+
+
+def _opens_no_block(line: str, sc: _Scan, ln: int, col: int) -> str | None:
+    """Why the '{' at `col` (left open on its line) cannot open a block, or None: it follows another '{'
+    (`data { {`), ends a value (`source: iris{`), or stands before what no statement starts with
+    (`Dense{(3)`)."""
+    before = line[:col].rstrip()
+    if before.endswith("{"):
+        return "a '{' is open already: a block opens with one"
+    if re.search(r"[:=]", before) and not _KEY_COLON.match(before):
+        return "no block opens here"
+    after = sc.code_after(ln, col) if sc.has_code_after(ln, col) else ""
+    if after and not (after[0].isalpha() or after[0] in "_{}"):
+        return f"no statement starts with '{after[0]}'"
+    return None
+
+
 def _fix_open_brace(lines: list[str], sc: _Scan, partner: dict, stack: list[tuple[str, int, int]],
                     diags: Diagnostics) -> list[str]:
     """A '{' never closed: removed when it opens no block (`Den{se(10)`), else closed where its statement
@@ -866,6 +969,11 @@ def _fix_open_brace(lines: list[str], sc: _Scan, partner: dict, stack: list[tupl
         closed_here = sc.last.get((ln, "}"), col) > col
         if not closed_here and sc.has_code_after(ln, col) and not _HEADER.match(lines[ln - 1][:col]):
             _report(diags, "unmatched '{'", ln, col, "no '}' closes it")
+            out[ln - 1] = _remove_char(out[ln - 1], col)
+            return out
+        hint = None if closed_here else _opens_no_block(lines[ln - 1], sc, ln, col)
+        if hint is not None:
+            _report(diags, "unexpected '{'", ln, col, hint)
             out[ln - 1] = _remove_char(out[ln - 1], col)
             return out
     # the '{' whose '}' is indented left of its header lacks its own '}'; else the innermost one left open
@@ -1023,6 +1131,8 @@ def _parse(text: str, diags: Diagnostics, max_errors: int) -> A.File | None:
     if _too_deep(work, diags):
         return None
     seen: set[tuple[int, int]] = set()
+    shifts: dict[int, tuple[int, int]] = {}  # line -> (column, delta) of a rewritten keyword (see _ToAst)
+    blanked_lines: set[int] = set()
     for attempt in range(max_errors):
         if not _spend(len(work)) and attempt:
             _stopped(diags, large=True)
@@ -1034,24 +1144,72 @@ def _parse(text: str, diags: Diagnostics, max_errors: int) -> A.File | None:
             if (span.line, span.col) in seen:
                 return None
             seen.add((span.line, span.col))
+            rewritten = _rewrite_keyword(work, err, span, shifts, diags)
+            if rewritten is not None:
+                work = rewritten
+                continue
             moved = _brace_on_next_line(work, err, span)
             if moved is not None:
                 message, hint, work, span = moved
                 diags.add("E001", f"syntax error: {message}", span, hint)
                 continue
-            if not any(d.code == "E001" and d.span and (d.span.line, d.span.col) == (span.line, span.col)
-                       for d in diags.items):  # the pre-pass already reported this character
-                diags.add("E001", f"syntax error: {message}", span, hint)
+            if span.line not in blanked_lines:  # (else the error is in the repair's own text)
+                _report_once(diags, message, span, hint)
             if isinstance(err, UnexpectedEOF) or getattr(getattr(err, "token", None), "type", "") == "$END":
                 return None
             blanked = _blank_statement(work, span.line, diags)
             if blanked is None:
                 return None
+            blanked_lines.update(_changed_lines(work, blanked))
             work = blanked
             continue
-        return _to_ast(tree, diags)
+        return _to_ast(tree, diags, shifts)
     _stopped(diags)
     return None
+
+
+def _report_once(diags: Diagnostics, message: str, span: Span, hint: str | None) -> None:
+    """A syntax error, unless one is reported at its character already (by the pre-pass, or as a misspelt
+    keyword)."""
+    if not any(d.code == "E001" and d.span and (d.span.line, d.span.col) == (span.line, span.col)
+               for d in diags.items):
+        diags.add("E001", f"syntax error: {message}", span, hint)
+
+
+def _changed_lines(before: str, after: str) -> set[int]:
+    """The lines (1-based) that differ between two texts of as many lines."""
+    pairs = zip(before.split("\n"), after.split("\n"), strict=True)
+    return {i for i, (a, b) in enumerate(pairs, 1) if a != b}
+
+
+# the rest of a header line after its keyword: `m {`, `conv(filters) {`, a comment after the '{'
+_HEADER_REST = re.compile(r"[ \t]+[A-Za-z_][A-Za-z0-9_]*[ \t]*(\([^()]*\))?[ \t]*\{[ \t]*(#.*)?$")
+
+
+def _rewrite_keyword(work: str, err: UnexpectedInput, span: Span, shifts: dict[int, tuple[int, int]],
+                     diags: Diagnostics) -> str | None:
+    """`mdel m {` at the top level: reported with its did-you-mean, and the text with 'model' written, so
+    that the model is read and its errors are reported too (blanked, its whole body was lost). None when
+    the name is not close to 'model' or 'block', or its line is no header to rewrite."""
+    tok = getattr(err, "token", None)
+    if not isinstance(err, UnexpectedToken) or tok is None or tok.type != "NAME" or str(tok) in MODEL_KEYS:
+        return None
+    if not {"_MODEL", "_BLOCK"} & set(err.accepts or err.expected):
+        return None
+    hint = did_you_mean(str(tok), ["model", "block"])
+    if hint is None:
+        return None
+    diags.add("E001", f"syntax error: unknown keyword '{tok}'", span, hint)
+    keyword = hint.split("'")[1]
+    lines = work.split("\n")
+    line = lines[tok.line - 1]
+    start, end = tok.column - 1, tok.column - 1 + len(tok)
+    header = _HEADER_REST.match(line[end:])
+    if header is None or (keyword == "block") != (header.group(1) is not None) or tok.line in shifts:
+        return None
+    lines[tok.line - 1] = line[:start] + keyword + line[end:]
+    shifts[tok.line] = (end + 1 + len(keyword) - len(tok), len(keyword) - len(tok))
+    return "\n".join(lines)
 
 
 def _stopped(diags: Diagnostics, large: bool = False) -> None:
@@ -1065,9 +1223,9 @@ def _stopped(diags: Diagnostics, large: bool = False) -> None:
                           "(fix these and check again)")
 
 
-def _to_ast(tree, diags: Diagnostics) -> A.File | None:
+def _to_ast(tree, diags: Diagnostics, shifts: dict[int, tuple[int, int]] | None = None) -> A.File | None:
     try:
-        return _ToAst(diags).transform(tree)
+        return _ToAst(diags, shifts).transform(tree)
     except RecursionError:  # (MAX_NESTING keeps the tree shallower than this: a deep caller's stack)
         diags.add("E210", "nested too deeply to read", None, f"at most {MAX_NESTING} levels may nest")
     except VisitError as ve:  # a transformer bug must not become a traceback for the user
