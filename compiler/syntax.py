@@ -366,7 +366,9 @@ def _diagnose(err: UnexpectedInput, text: str) -> tuple[str, Span, str | None]:
         if ch == '"':
             return "unterminated string", span, "close it with '\"' on the same line"
         exp = _describe_expected(_accepts_at(text, pos) or err.allowed or [])
-        return f"unexpected character {ch!r}", span, _confusable(ch) or (f"expected {exp}" if exp else None)
+        line_text = text.split("\n")[err.line - 1]
+        hint = _confusable(ch) or (_one_per_line(line_text[col:], ";") if ch == ";" else None)
+        return f"unexpected character {ch!r}", span, hint or (f"expected {exp}" if exp else None)
     if isinstance(err, UnexpectedEOF) or (isinstance(err, UnexpectedToken) and err.token.type == "$END"):
         lines = text.splitlines() or [""]
         line = len(lines)
@@ -384,25 +386,65 @@ def _diagnose(err: UnexpectedInput, text: str) -> tuple[str, Span, str | None]:
     span = _tok(tok)
     if tok.type == "_NL":
         span = Span(tok.line, tok.column, tok.line, tok.column + 1)
-    else:
-        # `seed 42`: a statement's key followed directly by a value
-        line_text = text.split("\n")[tok.line - 1]
-        m = _STATEMENT_WORD.match(line_text[: tok.column - 1])
-        if m and "COLON" in expected:
-            return f"missing ':' after '{m.group(1)}'", span, _colon_hint(m.group(1), tok, line_text)
-        if tok.type == "LBRACE" and re.match(r"^[ \t]*[A-Za-z_][A-Za-z0-9_]*[ \t]*:[ \t]*$",
-                                             line_text[: tok.column - 1]):
-            name = line_text.split(":")[0].strip()
-            return f"unexpected '{{' after '{name}:'", span, f"a section takes no ':': write {name} {{ ... }}"
-        m = _ARGUMENT_WORD.search(line_text[: tok.column - 1])
-        if m and "EQUAL" in expected and "COLON" not in expected:
-            return f"missing '=' after '{m.group(1)}'", span, f"write {m.group(1)}={tok}"
-        if tok.type == "COMMA" and "COMMA" not in expected and (hint := _bare_list_hint(line_text)):
-            return "unexpected ','", span, hint
+    elif found := _in_line(tok, expected, text.split("\n")[tok.line - 1], span, shown):
+        return found
     if tok.type != "_NL" and str(tok) in MODEL_KEYS and "MODEL" in "".join(expected).upper():
         return f"unexpected {shown}", span, (f"'{tok}' belongs inside the model: move it into "
                                              "model NAME { ... }")
     return f"unexpected {shown}", span, (f"expected {exp}" if exp else None)
+
+
+def _in_line(tok: Token, expected, line_text: str, span: Span, shown: str) -> tuple[str, Span, str] | None:
+    """(message, span, hint) for an unexpected token that what stands before it on its line explains."""
+    m = _STATEMENT_WORD.match(line_text[: tok.column - 1])
+    if m and "COLON" in expected:  # `seed 42`: a statement's key followed directly by a value
+        return f"missing ':' after '{m.group(1)}'", span, _colon_hint(m.group(1), tok, line_text)
+    if tok.type == "LBRACE" and re.match(r"^[ \t]*[A-Za-z_][A-Za-z0-9_]*[ \t]*:[ \t]*$",
+                                         line_text[: tok.column - 1]):
+        name = line_text.split(":")[0].strip()
+        return f"unexpected '{{' after '{name}:'", span, f"a section takes no ':': write {name} {{ ... }}"
+    m = _ARGUMENT_WORD.search(line_text[: tok.column - 1])
+    if m and "EQUAL" in expected and "COLON" not in expected:
+        return f"missing '=' after '{m.group(1)}'", span, f"write {m.group(1)}={tok}"
+    # (a second statement after a ',' first: `source: iris, normalize: standard` is no list of values)
+    if "_NL" in expected and (hint := _second_statement(line_text, tok)):
+        return f"unexpected {shown}", span, hint
+    if tok.type == "COMMA" and "COMMA" not in expected and (hint := _bare_list_hint(line_text)):
+        return "unexpected ','", span, hint
+    return None
+
+
+_NEXT_STATEMENT = re.compile(r"[ \t]*(([A-Za-z_][A-Za-z0-9_]*)[ \t]*(:|\{|\(|\*|$)[^,;}#]*)")
+
+
+def _one_per_line(rest: str, sep: str = "") -> str | None:
+    """`source: iris, normalize: standard`, `Dense(3); Dense(2)`: what follows the ',' or ';' is a statement
+    (a key, a section or a layer) of its own, which a spec ends with a newline."""
+    m = _NEXT_STATEMENT.match(rest)
+    if m is None or not m.group(1).strip():
+        return None
+    what = "layer" if m.group(3) in ("(", "*", "") and m.group(2)[:1].isupper() else "statement"
+    if what == "statement" and m.group(3) not in (":", "{"):
+        return None
+    said = f"statements end at a newline, not with '{sep}'" if sep else f"one {what} per line"
+    return f"{said}: put '{_shown(m.group(1).strip())}' on a line of its own"
+
+
+def _second_statement(line_text: str, tok: Token) -> str | None:
+    """The hint for a second statement on one line: after a ',' or ';' (`epochs: 3, batch_size: 8`), or
+    after a blank (`input: (4)  loss: mse`; `source: iris  normalize: standard`, whose two names read as
+    one value until the ':')."""
+    at = tok.column - 1
+    if tok.type == "COMMA":
+        return _one_per_line(line_text[at + 1:], ",")
+    if tok.type == "COLON":  # (the name before it starts the second statement)
+        m = re.search(r"([A-Za-z_][A-Za-z0-9_]*)[ \t]*$", line_text[:at])
+        if m is None or not line_text[:m.start()].strip():
+            return None
+        at = m.start()
+    elif tok.type != "NAME" or not line_text[:at].strip():
+        return None
+    return _one_per_line(line_text[at:])
 
 
 _BARE_LIST = re.compile(r"^[ \t]*([A-Za-z_][A-Za-z0-9_]*)[ \t]*:[ \t]*([^#\"]*?)[ \t]*(#.*)?$")

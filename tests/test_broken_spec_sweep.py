@@ -311,3 +311,28 @@ def test_a_seeded_fuzz_of_broken_specs_keeps_every_invariant(tmp_path):
                 mark = caret.split(" | ", 1)[1] if " | " in caret else caret
                 assert mark.lstrip(" ").startswith("^"), why
                 assert len(mark) - len(mark.lstrip(" ")) <= len(src), why
+
+
+# ------------------------------------------------------------------ two statements on one line
+
+
+@pytest.mark.parametrize("line, written, hint", [
+    ("    source: digits", "    source: digits, normalize: standard",
+     "statements end at a newline, not with ',': put 'normalize: standard' on a line of its own"),
+    ("    source: digits", "    source: digits; normalize: standard",
+     "statements end at a newline, not with ';': put 'normalize: standard' on a line of its own"),
+    ("    source: digits", "    source: digits  normalize: standard",
+     "one statement per line: put 'normalize: standard' on a line of its own"),
+    ("    Dropout(0.3)", "    Dropout(0.3), Dense(32)",
+     "statements end at a newline, not with ',': put 'Dense(32)' on a line of its own"),
+    ("    Dropout(0.3)", "    Dropout(0.3) Dense(32)",
+     "one layer per line: put 'Dense(32)' on a line of its own"),
+    ("    epochs: 20", "    epochs: 20, batch_size: 8",
+     "statements end at a newline, not with ',': put 'batch_size: 8' on a line of its own"),
+])
+def test_two_statements_on_one_line_say_to_put_the_second_on_its_own(tmp_path, line, written, hint):
+    """`data { source: iris, normalize: standard }` (JSON's or C's habit) said "expected '}' or end of line"
+    at the ',' (at the ':' when only blanks stood between: `iris normalize` read as one two-word value)."""
+    rc, _, err = check(tmp_path, edited(DIGITS, (line, written)))
+    assert rc == 2 and "Traceback" not in err
+    assert hint in err, err
