@@ -396,14 +396,14 @@ def _diagnose(err: UnexpectedInput, text: str) -> tuple[str, Span, str | None]:
 
 def _in_line(tok: Token, expected, line_text: str, span: Span, shown: str) -> tuple[str, Span, str] | None:
     """(message, span, hint) for an unexpected token that what stands before it on its line explains."""
-    m = _STATEMENT_WORD.match(line_text[: tok.column - 1])
+    before = line_text[: (tok.column or 1) - 1]
+    m = _STATEMENT_WORD.match(before)
     if m and "COLON" in expected:  # `seed 42`: a statement's key followed directly by a value
         return f"missing ':' after '{m.group(1)}'", span, _colon_hint(m.group(1), tok, line_text)
-    if tok.type == "LBRACE" and re.match(r"^[ \t]*[A-Za-z_][A-Za-z0-9_]*[ \t]*:[ \t]*$",
-                                         line_text[: tok.column - 1]):
+    if tok.type == "LBRACE" and re.match(r"^[ \t]*[A-Za-z_][A-Za-z0-9_]*[ \t]*:[ \t]*$", before):
         name = line_text.split(":")[0].strip()
         return f"unexpected '{{' after '{name}:'", span, f"a section takes no ':': write {name} {{ ... }}"
-    m = _ARGUMENT_WORD.search(line_text[: tok.column - 1])
+    m = _ARGUMENT_WORD.search(before)
     if m and "EQUAL" in expected and "COLON" not in expected:
         return f"missing '=' after '{m.group(1)}'", span, f"write {m.group(1)}={tok}"
     # (a second statement after a ',' first: `source: iris, normalize: standard` is no list of values)
@@ -434,7 +434,7 @@ def _second_statement(line_text: str, tok: Token) -> str | None:
     """The hint for a second statement on one line: after a ',' or ';' (`epochs: 3, batch_size: 8`), or
     after a blank (`input: (4)  loss: mse`; `source: iris  normalize: standard`, whose two names read as
     one value until the ':')."""
-    at = tok.column - 1
+    at = (tok.column or 1) - 1
     if tok.type == "COMMA":
         return _one_per_line(line_text[at + 1:], ",")
     if tok.type == "COLON":  # (the name before it starts the second statement)
