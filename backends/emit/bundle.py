@@ -198,7 +198,8 @@ def import_block(lines: list[str]) -> str:
     """Import lines as isort orders them (ruff's I001 passes the script): the standard library, then
     third-party packages, apart by a blank line; in each, plain imports before from-imports, by module, the
     names from one module on one line."""
-    plain, names = set(), {}  # names: module -> what is imported from it
+    plain: set[str] = set()
+    names: dict[str, set[str]] = {}  # module -> what is imported from it
     for line in lines:
         if line.startswith("from "):
             module, _, imported = line.removeprefix("from ").partition(" import ")

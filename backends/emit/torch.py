@@ -6,6 +6,7 @@ from dlc.backends.lowering import Call, Context, Ref, call, ref, render
 from dlc.backends.network import network_expr
 from dlc.backends.torch.lower import metric_stats
 from dlc.compiler.checkshared import fused_output
+from dlc.compiler.layers import Bidirectional
 from dlc.compiler.spec import Spec
 
 from .bundle import parse_module
@@ -76,11 +77,12 @@ def regularization(spec: Spec, ctx: Context) -> tuple[list, list, list]:
                 penalties.append((_tensor(name, w.name), ctx.lower(w.regularizer)))
             if w.constraint is not None:
                 constraints.append((_tensor(name, w.name), ctx.lower(w.constraint)))
-        if getattr(info.layer, "activity_reg", None) is not None:
-            activity.append((ref(f"layers[{name!r}]"), ctx.lower(info.layer.activity_reg)))
-        inner = getattr(info.layer, "layer", None)  # Bidirectional: each direction's output (the session's)
-        if getattr(inner, "activity_reg", None) is not None:
-            activity += [(ref(f"layers[{name!r}].{d}_layer"), ctx.lower(inner.activity_reg))
+        reg = getattr(info.layer, "activity_reg", None)  # (the layers that take one: Dense, Conv*, RNNs, ...)
+        if reg is not None:
+            activity.append((ref(f"layers[{name!r}]"), ctx.lower(reg)))
+        # Bidirectional: each direction's output (the session's)
+        if isinstance(info.layer, Bidirectional) and info.layer.layer.activity_reg is not None:
+            activity += [(ref(f"layers[{name!r}].{d}_layer"), ctx.lower(info.layer.layer.activity_reg))
                          for d in ("forward", "backward")]
     return penalties, activity, constraints
 

@@ -16,6 +16,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 
 import numpy as np
 import tensorflow as tf
@@ -24,10 +25,13 @@ from dlc.backends.distributed import Worker, WorkerLost, share
 from dlc.backends.session import batch_sizes
 
 from .layers import HashDropout
+from .training import Trainer
 
 PORTS = "DLC_WORKER_PORTS"  # the launcher's free ports, one per worker (this machine)
 DIE_AT = "DLC_TEST_WORKER_DIES"  # "RANK:STEP": that rank exits at that step (honoured under pytest only)
 _strategy = None
+# what DataParallel traces once: (the step: (x, y, idx, offset, batch) -> loss, the sum over the processes)
+StepFns = tuple[Callable[..., tf.Tensor], Callable[[tf.Tensor], tf.Tensor]]
 
 
 def _lost(e: BaseException) -> WorkerLost:
@@ -67,27 +71,32 @@ def wrap(session, worker: Worker) -> None:
 
 
 class DataParallel:
-    def __init__(self, trainer, worker: Worker):
+    def __init__(self, trainer: Trainer, worker: Worker):
         self.t = trainer
         self.rank, self.world = worker.rank, worker.world
         self.offset = tf.Variable(0, dtype=tf.int64, trainable=False)
         for kl in trainer.klayers.values():
             if isinstance(kl, HashDropout):
                 object.__setattr__(kl, "offset_var", self.offset)  # (not a weight: no Keras tracking)
-        self._step = None
+        self._fns: StepFns | None = None
         self.die_at = None
         if os.environ.get("PYTEST_CURRENT_TEST") and os.environ.get(DIE_AT):
             rank, step = os.environ[DIE_AT].split(":")
             self.die_at = int(step) if int(rank) == self.rank else None
 
-    def _make_step(self, x, y):
+    def _step_fns(self, x, y) -> StepFns:
+        """(the data-parallel step, the sum over the processes), made on first use for data like (x, y)."""
+        if self._fns is None:
+            self._fns = self._make_step(x, y)
+        return self._fns
+
+    def _make_step(self, x, y) -> StepFns:
         t, strategy = self.t, _strategy
         assert strategy is not None
         model, opt, loss_fn = t.train_model, t.opt, t.loss_fn
         variables = model.trainable_variables
-        if t._train_step is None:  # the trainer's own steps (evaluation) and statistics variable, once
-            t._make_steps(x, y)
-        stats = t._stats_var
+        # the trainer's own steps (evaluation) and statistics variable, made once
+        stats = t._steps_for(x, y).stats
         rank0 = self.rank == 0
         sum_op = tf.distribute.ReduceOp.SUM
 
@@ -135,18 +144,18 @@ class DataParallel:
                              args=(v,))
             return strategy.experimental_local_results(r)[0]
 
-        self._step, self._total = step, total
+        return step, total
 
     def train_epoch(self, handle, perm: np.ndarray, batch_size: int, progress=None):
         """The steps over the global batches of `perm`, this process taking its share of each: (per-step
         losses, metric statistics, batch sizes) of the whole run, summed over the processes."""
         t = self.t
         x, y = handle
-        if self._step is None:
-            self._make_step(x, y)
+        train_step, total = self._step_fns(x, y)
+        stats = t._steps_for(x, y).stats
         sizes = batch_sizes(len(perm), batch_size)
         steps = len(sizes)
-        t._stats_var.assign(tf.zeros(t.n_stats, dtype=t.dtype))
+        stats.assign(tf.zeros(t.n_stats, dtype=t.dtype))
         losses = []
         last = time.perf_counter()
         try:
@@ -157,14 +166,14 @@ class DataParallel:
                           flush=True)
                     os._exit(1)
                 idx = tf.constant(perm[i * batch_size + a:i * batch_size + b], dtype=tf.int64)
-                losses.append(self._step(x, y, idx, tf.constant(a, tf.int64),
+                losses.append(train_step(x, y, idx, tf.constant(a, tf.int64),
                                          tf.constant(int(sizes[i]), tf.int64)))
                 if progress is not None and time.perf_counter() - last > 0.2:
                     progress(i + 1, steps)
                     last = time.perf_counter()
             local = tf.concat([tf.stack(losses) if losses else tf.zeros([0], t.dtype),
-                               tf.reshape(t._stats_var, [-1])], 0)
-            flat = self._total(local).numpy().astype(np.float64)
+                               tf.reshape(stats, [-1])], 0)
+            flat = total(local).numpy().astype(np.float64)
         except tf.errors.OpError as e:
             raise _lost(e) from None
         if progress is not None:

@@ -47,7 +47,7 @@ def maxout(layer: L.Maxout, ctx: Context):
     return call("Maxout", layer.units, layer.pieces, **_kernel_kwargs(layer, ctx))
 
 
-CONVS = {L.Conv1D: "keras.layers.Conv1D", L.Conv2D: "keras.layers.Conv2D"}
+CONVS: dict[type[L.Layer], str] = {L.Conv1D: "keras.layers.Conv1D", L.Conv2D: "keras.layers.Conv2D"}
 
 
 @lowers(*CONVS, targets=KERAS)
@@ -56,8 +56,9 @@ def conv(layer, ctx: Context):
                 padding=layer.padding, **_kernel_kwargs(layer, ctx))
 
 
-POOLS = {L.MaxPool1D: "keras.layers.MaxPooling1D", L.MaxPool2D: "keras.layers.MaxPooling2D",
-         L.AvgPool1D: "keras.layers.AveragePooling1D", L.AvgPool2D: "keras.layers.AveragePooling2D"}
+POOLS: dict[type[L.Layer], str] = {
+    L.MaxPool1D: "keras.layers.MaxPooling1D", L.MaxPool2D: "keras.layers.MaxPooling2D",
+    L.AvgPool1D: "keras.layers.AveragePooling1D", L.AvgPool2D: "keras.layers.AveragePooling2D"}
 
 
 @lowers(*POOLS, targets=KERAS)
@@ -66,10 +67,10 @@ def pool(layer, ctx: Context):
                 **_common(layer))
 
 
-GLOBAL_POOLS = {L.GlobalAvgPool1D: "keras.layers.GlobalAveragePooling1D",
-                L.GlobalAvgPool2D: "keras.layers.GlobalAveragePooling2D",
-                L.GlobalMaxPool1D: "keras.layers.GlobalMaxPooling1D",
-                L.GlobalMaxPool2D: "keras.layers.GlobalMaxPooling2D"}
+GLOBAL_POOLS: dict[type[L.Layer], str] = {L.GlobalAvgPool1D: "keras.layers.GlobalAveragePooling1D",
+                                          L.GlobalAvgPool2D: "keras.layers.GlobalAveragePooling2D",
+                                          L.GlobalMaxPool1D: "keras.layers.GlobalMaxPooling1D",
+                                          L.GlobalMaxPool2D: "keras.layers.GlobalMaxPooling2D"}
 
 
 @lowers(*GLOBAL_POOLS, targets=KERAS)
@@ -243,9 +244,10 @@ def bidirectional(layer: L.Bidirectional, ctx: Context):
 
 # --------------------------------------------------------------------------------------------- activations
 
-ACTIVATIONS = {fn.Linear: "linear", fn.Sigmoid: "sigmoid", fn.HardSigmoid: "hard_sigmoid", fn.Tanh: "tanh",
-               fn.Relu: "relu", fn.Relu6: "relu6", fn.Selu: "selu", fn.Gelu: "gelu", fn.Swish: "silu",
-               fn.Softplus: "softplus", fn.Softsign: "softsign", fn.Softmax: "softmax"}
+ACTIVATIONS: dict[type[fn.Activation], str] = {
+    fn.Linear: "linear", fn.Sigmoid: "sigmoid", fn.HardSigmoid: "hard_sigmoid", fn.Tanh: "tanh",
+    fn.Relu: "relu", fn.Relu6: "relu6", fn.Selu: "selu", fn.Gelu: "gelu", fn.Swish: "silu",
+    fn.Softplus: "softplus", fn.Softsign: "softsign", fn.Softmax: "softmax"}
 
 
 @lowers(*ACTIVATIONS, targets=KERAS)
@@ -348,10 +350,10 @@ def nadam(opt: T.Nadam, ctx: Context):
 
 # -------------------------------------------------------------------------------------------------- losses
 
-LOSSES = {T.CategoricalCrossentropy: "categorical_crossentropy",
-          T.SparseCategoricalCrossentropy: "sparse_categorical_crossentropy",
-          T.BinaryCrossentropy: "binary_crossentropy", T.MSE: "mean_squared_error",
-          T.MAE: "mean_absolute_error"}
+LOSSES: dict[type[T.Loss], str] = {T.CategoricalCrossentropy: "categorical_crossentropy",
+                                   T.SparseCategoricalCrossentropy: "sparse_categorical_crossentropy",
+                                   T.BinaryCrossentropy: "binary_crossentropy", T.MSE: "mean_squared_error",
+                                   T.MAE: "mean_absolute_error"}
 
 
 @lowers(*LOSSES, targets=KERAS)

@@ -6,6 +6,8 @@ from . import quiet  # noqa: F401  (imports TensorFlow with its start-up notices
 
 # isort: split
 import time
+from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 import tensorflow as tf
@@ -13,6 +15,16 @@ import tensorflow as tf
 from dlc.backends.session import batch_sizes
 
 from .layers import build_models, check_weights, keras_layers
+
+
+class StepFunctions(NamedTuple):
+    """A Trainer's step functions (tf.function graphs, traced for the dtypes and shapes of the first data they
+    are made for) and the variable the train step adds each batch's metric statistics to."""
+
+    train: Callable[..., tf.Tensor]  # (x, y, idx) -> the step's loss
+    eval_batch: Callable[..., tuple[tf.Tensor, tf.Tensor]]  # (xb, yb) -> (loss x batch size, statistics)
+    eval_all: Callable[..., tuple[tf.Tensor, tf.Tensor]]  # (x, y, batch_size) -> eval_batch on every batch
+    stats: tf.Variable
 
 
 class Trainer:
@@ -35,8 +47,7 @@ class Trainer:
         self.opt = optimizer
         self.opt.build(self.train_model.trainable_variables)
         self.device_name = "cpu"
-        self._train_step = None
-        self._eval_step = None
+        self._steps: StepFunctions | None = None
 
     # ------------------------------------------------------------------------------------------ weights
 
@@ -108,7 +119,13 @@ class Trainer:
         losses = losses[:len(losses) - sum(v.regularizer is not None for v in m.trainable_weights)]
         return self._sum(losses)
 
-    def _make_steps(self, x, y):
+    def _steps_for(self, x, y) -> StepFunctions:
+        """The step functions, made on first use for data like (x, y)."""
+        if self._steps is None:
+            self._steps = self._make_steps(x, y)
+        return self._steps
+
+    def _make_steps(self, x, y) -> StepFunctions:
         """One trace each: the batch dimension is left open, so the last (smaller) batch of an epoch and the
         validation batches reuse the graph (a retrace costs more than a whole epoch of a small model)."""
         model, opt, loss_fn = self.train_model, self.opt, self.loss_fn
@@ -117,7 +134,7 @@ class Trainer:
         # centered RMSprop: Keras' sparse division then gathers out of range (InvalidArgumentError), so it
         # gets the summed, dense gradient (torch does the same: optimizers.RMSprop.per_occurrence)
         dense_grads = bool(getattr(getattr(opt, "inner_optimizer", opt), "centered", False))
-        stats = self._stats_var = tf.Variable(tf.zeros(self.n_stats, dtype=self.dtype), trainable=False)
+        stats = tf.Variable(tf.zeros(self.n_stats, dtype=self.dtype), trainable=False)
         xs = tf.TensorSpec([None, *x.shape[1:]], x.dtype)
         ys = tf.TensorSpec([None, *y.shape[1:]], y.dtype)
 
@@ -171,8 +188,7 @@ class Trainer:
                 parts = parts.write(i, tf.cast(st, tf.float64))
             return losses.stack(), parts.stack()
 
-        self._train_step, self._eval_step = train_step, eval_step
-        self._eval_all = eval_all
+        return StepFunctions(train_step, eval_step, eval_all, stats)
 
     # ---------------------------------------------------------------------------------------- training
 
@@ -185,11 +201,10 @@ class Trainer:
     def train_epoch(self, handle, perm: np.ndarray, batch_size: int, progress=None):
         """(step losses, metric statistics, batch sizes) of one epoch over `perm`, read once at its end."""
         x, y = handle
-        if self._train_step is None:
-            self._make_steps(x, y)
+        fns = self._steps_for(x, y)
         sizes = batch_sizes(len(perm), batch_size)
         steps = len(sizes)
-        self._stats_var.assign(tf.zeros(self.n_stats, dtype=self.dtype))
+        fns.stats.assign(tf.zeros(self.n_stats, dtype=self.dtype))
         # every batch's indices cut at once (one op), not by an eager slice before each step
         batches = tf.split(tf.constant(perm, dtype=tf.int64), sizes.astype(np.int64)) if steps else []
         losses = []  # device tensors; read once, at the end of the epoch
@@ -200,35 +215,34 @@ class Trainer:
         for i in range(steps):
             if host:
                 idx = perm[i * batch_size:(i + 1) * batch_size]
-                losses.append(self._train_step(x[idx], tf.gather(y, batches[i]),
-                                               tf.range(len(idx), dtype=tf.int64)))
+                losses.append(fns.train(x[idx], tf.gather(y, batches[i]), tf.range(len(idx), dtype=tf.int64)))
             else:
-                losses.append(self._train_step(x, y, batches[i]))
+                losses.append(fns.train(x, y, batches[i]))
             if progress is not None and time.perf_counter() - last > 0.2:
-                progress(i + 1, steps, self._peek(losses[:i + 1]))
+                progress(i + 1, steps, self._peek(losses[:i + 1], fns.stats))
                 last = time.perf_counter()
         if progress is not None:
-            progress(steps, steps, self._peek(losses))
+            progress(steps, steps, self._peek(losses, fns.stats))
         out = tf.stack(losses).numpy().astype(np.float64) if losses else np.zeros(0)
-        return out, self._stats_var.numpy().astype(np.float64), sizes
+        return out, fns.stats.numpy().astype(np.float64), sizes
 
-    def _peek(self, losses: list):
+    @staticmethod
+    def _peek(losses: list, stats):
         """The step losses and metric statistics so far, read when asked (the display's running values)."""
         return lambda: (tf.stack(losses).numpy().astype(np.float64) if losses else np.zeros(0),
-                        self._stats_var.numpy().astype(np.float64))
+                        stats.numpy().astype(np.float64))
 
     def evaluate(self, handle, batch_size: int):
         """(mean loss with the regularization penalties, metric statistics) in inference mode."""
         x, y = handle
-        if self._eval_step is None:
-            self._make_steps(x, y)
+        fns = self._steps_for(x, y)
         n = int(x.shape[0])
         total = 0.0
         stats = np.zeros(self.n_stats)
         if n and not getattr(x, "on_host", False):
-            losses, parts = (t.numpy() for t in self._eval_all(x, y, tf.constant(batch_size, tf.int64)))
+            losses, parts = (t.numpy() for t in fns.eval_all(x, y, tf.constant(batch_size, tf.int64)))
         else:  # batches from the host; device tensors, read once at the end
-            out = [self._eval_step(x[i:i + batch_size], y[i:i + batch_size]) for i in range(0, n, batch_size)]
+            out = [fns.eval_batch(x[i:i + batch_size], y[i:i + batch_size]) for i in range(0, n, batch_size)]
             losses = tf.stack([o[0] for o in out]).numpy().astype(np.float64) if out else np.zeros(0)
             parts = tf.stack([o[1] for o in out]).numpy().astype(np.float64) if out else np.zeros(0)
         for loss, st in zip(losses.tolist(), parts, strict=True):  # in float64, batch after batch

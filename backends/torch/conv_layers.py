@@ -146,11 +146,15 @@ def tied_conv(x, kernel, strides, depthwise: bool):
         return rows_matmul(windows2d(x, kh, kw, strides), kernel.reshape(kh * kw * c_in, n))
     sh, sw = strides
     last_r, last_c = sh * ((x.shape[1] - kh) // sh), sw * ((x.shape[2] - kw) // sw)
-    y = None
+
+    def tap(i: int, j: int):  # (N, H', W', C, m)
+        return x[:, i:i + last_r + 1:sh, j:j + last_c + 1:sw].unsqueeze(4) * kernel[i, j]
+
+    y = tap(0, 0)  # then the other taps added to it in place, in row-major order
     for i in range(kh):
-        for j in range(kw):  # (taps N, H', W', C, m)
-            tap = x[:, i:i + last_r + 1:sh, j:j + last_c + 1:sw].unsqueeze(4) * kernel[i, j]
-            y = tap if y is None else y.add_(tap)
+        for j in range(kw):
+            if i or j:
+                y.add_(tap(i, j))
     return y.reshape(y.shape[:3] + (c_in * n,))
 
 
@@ -235,6 +239,8 @@ class UpSampling2D(nn.Module):
         super().__init__()
         self.size, self.interpolation = tuple(size), interpolation
         if interpolation == "bilinear":
+            if in_size is None:
+                raise ValueError("a bilinear UpSampling2D needs in_size, its input's (height, width)")
             for axis, (n, f) in enumerate(zip(in_size, self.size, strict=True)):
                 lower, upper, lerp = resize_bilinear_table(n, n * f)
                 self.register_buffer(f"lower{axis}", torch.as_tensor(lower), persistent=False)

@@ -90,7 +90,7 @@ class _AllReduceSum(torch.autograd.Function):
         return g
 
 
-def _global_moments(x: torch.Tensor, dims: tuple[int, ...]):
+def _global_moments(x: torch.Tensor, dims: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
     """(mean, biased variance) over `dims` of the global batch, of which `x` is this process's share:
     Keras' var = mean((x - stop_grad(mean))^2) with the sums all-reduced."""
     count = torch.tensor([float(x.numel() // x.shape[-1])], dtype=x.dtype, device=x.device)

@@ -98,7 +98,7 @@ class Traced:
     What it cannot see: a host tensor copied to the device inside the step (here all tensors are on the
     CPU)."""
 
-    def __init__(self, trainer):
+    def __init__(self, trainer) -> None:
         self.trainer = trainer
         self.ops: list = []
 
@@ -131,7 +131,7 @@ class Traced:
 class _Recorder(TorchDispatchMode):
     """Every aten operation, with its arguments and outputs, in the order the step issues them."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__()
         self.ops: list = []
 
@@ -163,10 +163,10 @@ class StepGraph:
         self.make_graph = make_graph
         self.idx = torch.zeros(batch_size, dtype=torch.int64, device=x.device)
         self.eager_steps = 0
-        self.graph = None
+        self.graph: CudaGraph | Traced | None = None
         self.refused: str | None = None  # why the step is not captured (found when the warm-up ends)
         self.loss = self.stats = None  # the captured step's outputs (the graph's memory)
-        self.delta: tuple[int, int, int] | None = None
+        self.delta: tuple[int, ...] | None = None  # what one step adds to each of the host's counters
 
     def serves(self, x, y, batch_size: int) -> bool:
         return x is self.x and y is self.y and batch_size == self.batch_size
@@ -193,11 +193,13 @@ class StepGraph:
 
     def step(self, idx: torch.Tensor):
         """The step on rows `idx` by replaying the graph: (loss, metric statistics), valid until the next."""
+        graph, delta = self.graph, self.delta
+        assert graph is not None and delta is not None, "a step replayed before the capture (see ready())"
         self.idx.copy_(idx)
         before = self._host()
         with self.trainer.step.device_keys():  # (the keys hashed on the device, in the graph)
-            self.graph.replay()
-        self._set_host(tuple(a + d for a, d in zip(before, self.delta, strict=True)))
+            graph.replay()
+        self._set_host(tuple(a + d for a, d in zip(before, delta, strict=True)))
         return self.loss, self.stats
 
     def _body(self) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -28,7 +29,7 @@ class StepCounter:
     global batch of this process's first sample (data-parallel training trains on a share of each batch,
     whose dropout masks are those of its global positions), 0 in one process."""
 
-    def __init__(self, device=None):
+    def __init__(self, device=None) -> None:
         self.value = 0
         self.offset = 0
         self.device = device
@@ -318,7 +319,9 @@ class BatchNorm(nn.Module):
         self.register_buffer("moving_mean", torch.zeros(channels))
         self.register_buffer("moving_variance", torch.ones(channels))
         self.momentum, self.epsilon = momentum, epsilon
-        self.moments = None  # data-parallel training: (x, dims) -> the global batch's (mean, var)
+        # data-parallel training: (x, dims) -> the global batch's (mean, var)
+        self.moments: Callable[[torch.Tensor, tuple[int, ...]], tuple[torch.Tensor, torch.Tensor]] | None
+        self.moments = None
 
     def forward(self, x):
         dtype, x = x.dtype, _full(x)

@@ -245,7 +245,7 @@ class RMSprop(KerasOptimizer):
     """v = ρv + (1−ρ)g²; w −= lr·g/√(v + ε) (ε inside the root, Keras' form); centered subtracts the mean²."""
 
     def __init__(self, params, learning_rate=0.001, rho=0.9, momentum=0.0, epsilon=1e-7, centered=False,
-                 **common):
+                 **common) -> None:
         self.rho, self.momentum, self.epsilon, self.centered = rho, momentum, epsilon, centered
         self._buffers: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # (_scratch)
         # centered: the keras backend sums an Embedding's gradient first (Keras' own sparse path fails there)
@@ -265,7 +265,7 @@ class RMSprop(KerasOptimizer):
             self._update_centered(p, g, s, lr, rows)
             return
         # Keras' ops in Keras' order, written in place into the variable's two buffers (_scratch)
-        t, d, rho = *self._scratch(p), self.rho
+        (t, d), rho = self._scratch(p), self.rho
         if rows is None:
             torch.mul(g, g, out=t).mul_(1 - rho)
         else:

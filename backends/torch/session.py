@@ -15,6 +15,7 @@ from dlc.backends.network import network_expr
 from dlc.backends.session import BatchReader, DeviceUnavailable, check_device_name
 from dlc.compiler.checks import precision_conflict
 from dlc.compiler.checkshared import final_activation, fused_output
+from dlc.compiler.layers import Bidirectional
 from dlc.compiler.spec import Spec
 from dlc.compiler.training import LOSS_SCALE
 from dlc.reference.evidence import probe_layers
@@ -73,7 +74,7 @@ def pick_device(device: str | None, processes: int | None = None) -> torch.devic
     index = int(device.partition(":")[2]) if ":" in device else None
     _require_gpu(device, index)
     _one_gpu_each(device, index, _group_size() if processes is None else processes)
-    return torch.device("cuda", index)
+    return torch.device("cuda") if index is None else torch.device("cuda", index)
 
 
 def _group_size() -> int:
@@ -245,7 +246,7 @@ class Session:
         if self.trainer.graph_steps is not None:
             self.device_name += ", CUDA graphs"
 
-    def _regularization(self, ctx: Context, ns: dict):
+    def _regularization(self, ctx: Context, ns: dict) -> tuple[list, list, list]:
         """(penalties, activity, constraints) for the Trainer, lowered from the layers' weight specs."""
         penalties, activity, constraints = [], [], []
         for info in self.spec.walk():
@@ -255,11 +256,12 @@ class Session:
                     penalties.append((weight_tensor(module, w.name), evaluate(ctx.lower(w.regularizer), ns)))
                 if w.constraint is not None:
                     constraints.append((weight_tensor(module, w.name), evaluate(ctx.lower(w.constraint), ns)))
-            if getattr(info.layer, "activity_reg", None) is not None:
-                activity.append((module, evaluate(ctx.lower(info.layer.activity_reg), ns)))
-            inner = getattr(info.layer, "layer", None)  # Bidirectional: each direction's output, as Keras
-            if getattr(inner, "activity_reg", None) is not None:
-                term = evaluate(ctx.lower(inner.activity_reg), ns)
+            reg = getattr(info.layer, "activity_reg", None)  # (Dense, Conv*, the RNNs, ...)
+            if reg is not None:
+                activity.append((module, evaluate(ctx.lower(reg), ns)))
+            # Bidirectional: each direction's output, as Keras
+            if isinstance(info.layer, Bidirectional) and info.layer.layer.activity_reg is not None:
+                term = evaluate(ctx.lower(info.layer.layer.activity_reg), ns)
                 activity += [(module.forward_layer, term), (module.backward_layer, term)]
         return penalties, activity, constraints
 
@@ -287,12 +289,14 @@ class Session:
     def train_epoch(self, handle, perm: np.ndarray, batch_size: int, progress=None):
         if self.governor is not None:
             progress = self.governor.wrap(progress)
-        if isinstance(handle[0], HostBatches):  # streamed features: each batch read ahead, in a thread
-            handle[0].plan(perm, batch_size)
-        return self.trainer.train_epoch(*handle, perm, batch_size, progress)
+        x, y = handle
+        if isinstance(x, HostBatches):  # streamed features: each batch read ahead, in a thread
+            x.plan(perm, batch_size)
+        return self.trainer.train_epoch(x, y, perm, batch_size, progress)
 
     def evaluate(self, handle, batch_size: int):
-        return self.trainer.evaluate(*handle, batch_size)
+        x, y = handle
+        return self.trainer.evaluate(x, y, batch_size)
 
     def probe(self, x: np.ndarray, y: np.ndarray) -> dict[str, dict[str, float | None]]:
         """The training evidence's per-layer numbers on (x, y) in inference mode (backends/torch/probe.py)."""
