@@ -1,6 +1,10 @@
 """Per-epoch checkpoints: the session's state (weights, optimizer slots, counters) and the loop's state in one
 .npz, written to a temporary file and renamed over the old one, so a run killed at any moment (even kill -9)
-leaves the last finished epoch intact."""
+leaves the last finished epoch intact.
+
+The loop state is JSON (LoopState.to_json: its history rows included, so a checkpoint resumes on its own):
+`loop`, its UTF-8 bytes (a uint8 array), each row encoded once per run (rundir.EncodedRows); checkpoints of
+an earlier dlc hold it as a numpy string (4 bytes a character), which load() reads too."""
 
 from __future__ import annotations
 
@@ -14,22 +18,58 @@ import numpy as np
 
 from dlc.reference.weights import flatten, unflatten
 from dlc.runtime.loop import LoopState
-from dlc.runtime.rundir import replacing
+from dlc.runtime.rundir import EncodedRows, recent, replacing
 
 FILE = "checkpoint.npz"
+
+# the rows of the loop states saved by this process, encoded, by run folder; and each run's ir.json digest
+_ROWS: dict[Path, EncodedRows] = {}
+_DIGESTS: dict[Path, tuple[tuple, str | None]] = {}
 
 
 def save(run: Path, session, state: LoopState) -> None:
     arrays = {f"s:{k}": v for k, v in session.get_state().items()}
     if state.best_weights is not None:
         arrays.update(flatten(state.best_weights, "b:"))
-    arrays["loop"] = np.array(json.dumps(state.to_json(), default=float))
-    if (digest := _ir_digest(run)) is not None:
+    arrays["loop"] = np.frombuffer(loop_json(run, state).encode("utf-8"), dtype=np.uint8)
+    if (digest := _saved_digest(run)) is not None:
         arrays["ir"] = np.array(digest)
     with replacing(run / FILE, ".tmp.npz") as tmp, open(tmp, "wb") as fh:
         np.savez(fh, **arrays)
         fh.flush()
         os.fsync(fh.fileno())
+
+
+def loop_json(run: Path, state: LoopState) -> str:
+    """json.dumps(state.to_json(), default=float), the history's rows encoded once for the run (re-encoding
+    them all after every epoch made a long run quadratic)."""
+    d = state.to_json()
+    keys = list(d)
+    if not isinstance(d.get("rows"), list):
+        return json.dumps(d, default=float)
+    at = keys.index("rows")
+    enc = recent(_ROWS, run, EncodedRows)
+    enc.update(d["rows"])
+    head = json.dumps({k: d[k] for k in keys[:at]}, default=float)[:-1]
+    tail = json.dumps({k: d[k] for k in keys[at + 1:]}, default=float)[1:]
+    return f'{head}, "rows": [{enc.joined()}], {tail}'
+
+
+def _saved_digest(run: Path) -> str | None:
+    """_ir_digest(run), worked out again only when ir.json's size or times changed (it is read and hashed
+    for every epoch's checkpoint)."""
+    try:
+        st = (run / "ir.json").stat()
+        key: tuple = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    except OSError:
+        key = ()
+    kept = _DIGESTS.get(run)
+    if kept is not None and kept[0] == key and key:
+        return kept[1]
+    digest = _ir_digest(run)
+    _DIGESTS.pop(run, None)
+    recent(_DIGESTS, run, lambda: (key, digest))
+    return digest
 
 
 def _ir_digest(run: Path) -> str | None:
@@ -67,7 +107,7 @@ def load(run: Path) -> tuple[dict[str, np.ndarray], LoopState] | None:
                                   f"were copied between runs); {again}")
             session_state = {k[2:]: f[k] for k in f.files if k.startswith("s:")}
             best = unflatten({k: f[k] for k in f.files if k.startswith("b:")}, "b:")
-            loop = json.loads(str(f["loop"]))
+            loop = json.loads(_loop_text(f["loop"]))
         state = LoopState.from_json(loop, best or None)
     except RunDirError:
         raise
@@ -79,6 +119,13 @@ def load(run: Path) -> tuple[dict[str, np.ndarray], LoopState] | None:
     if not session_state:
         raise RunDirError(f"{path} is not a dlc checkpoint (no model state); {again}")
     return session_state, state
+
+
+def _loop_text(loop: np.ndarray) -> str:
+    """The loop state's JSON: UTF-8 bytes, or the numpy string of a checkpoint of an earlier dlc."""
+    if loop.dtype == np.uint8 and loop.ndim == 1:
+        return loop.tobytes().decode("utf-8")
+    return str(loop)
 
 
 def restore(session, state: dict[str, np.ndarray]) -> None:

@@ -153,9 +153,10 @@ class Recorder:
         if self._losses_encoded < len(self.step_losses):
             self._loss_text.append(json.dumps(self.step_losses[self._losses_encoded:], allow_nan=False)[1:-1])
             self._losses_encoded = len(self.step_losses)
-        epochs = "[\n    " + ",\n    ".join(self._epoch_text) + "\n  ]" if self._epoch_text else "[]"
-        text += (',\n  "epochs": ' + epochs + ',\n  "step_losses": [' + ", ".join(self._loss_text) + "]\n}\n")
-        write_text(self.folder / FILE, text)
+        # (joined once: adding up the pieces copied the whole text at each +, 3 ms an epoch after 2000)
+        epochs = ["[\n    ", ",\n    ".join(self._epoch_text), "\n  ]"] if self._epoch_text else ["[]"]
+        write_text(self.folder / FILE, "".join([text, ',\n  "epochs": ', *epochs, ',\n  "step_losses": [',
+                                                ", ".join(self._loss_text), "]\n}\n"]))
 
     @staticmethod
     def read(folder: Path) -> dict | None:

@@ -384,42 +384,84 @@ def _rows_laid_out(text: str) -> str:
     return "[\n  " + text[1:-1].replace('}, {"epoch": ', '},\n  {"epoch": ') + "\n]"
 
 
-class _EncodedRows:
-    """A history's rows as last written to one run folder, each encoded once: copies of the rows, their JSON
-    and their CSV lines (under `keys`). Rewriting history.json and history.csv after every epoch re-encoded
-    every row (600 epochs of a small model: 7 ms an epoch by the end, more than its training)."""
+class EncodedRows:
+    """Rows (dicts) as last encoded for one file, each once: copies of the rows and their JSON. A file
+    rewritten after every epoch with every row re-encoded made a long run quadratic (history.json,
+    checkpoint.npz's loop state: 600 epochs of a small model, 7 ms an epoch by the end, more than its
+    training)."""
 
     def __init__(self) -> None:
         self.rows: list[dict] = []
         self.json: list[str] = []
-        self.keys: list[str] = []
-        self.csv: list[str] = []
 
-    def update(self, rows: list[dict]) -> None:
+    def update(self, rows: list[dict]) -> int:
         """Encode what differs from the rows last seen: the rows from the first that changed (a resumed
-        history is cut back; a row is compared by value), the CSV lines all again when the columns change."""
-        same = 0
-        for old, new in zip(self.rows, rows, strict=False):
-            if old != new:
-                break
-            same += 1
-        keys = list(dict.fromkeys(k for r in rows for k in r))
-        if keys != self.keys:
-            self.keys, self.csv = keys, []
+        history is cut back; a row is compared by value). The number of rows kept."""
+        same = _same_start(self.rows, rows)
         del self.rows[same:], self.json[same:]
-        del self.csv[min(same, len(self.csv)):]
         for row in rows[same:]:
             self.rows.append(dict(row))
             self.json.append(json.dumps(row, default=float))
+        return same
+
+    def joined(self) -> str:
+        """json.dumps(rows, default=float) without its brackets: a list's items' encodings joined by ", "."""
+        return ", ".join(self.json)
+
+
+def _same_start(old: list[dict], new: list[dict]) -> int:
+    """How many rows at the start of `new` equal those of `old`: compared all at once in C when they all
+    do (a run's rows only grow), else one by one."""
+    n = min(len(old), len(new))
+    if old[:n] == new[:n]:
+        return n
+    return next(i for i, (a, b) in enumerate(zip(old, new, strict=False)) if a != b)
+
+
+class _EncodedRows(EncodedRows):
+    """A history's rows as last written to one run folder, each encoded once: their JSON (EncodedRows), laid
+    out as json_rows lays them out (`lines`: laying out the whole array again was most of the time left) and
+    their CSV lines (under `keys`)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[str] = []
+        self.keys: list[str] = []
+        self.csv: list[str] = []
+
+    def update(self, rows: list[dict]) -> int:
+        """EncodedRows.update; the CSV lines all again when the columns change."""
+        had = len(self.rows)
+        same = super().update(rows)
+        del self.lines[same:]
+        for i in range(len(self.lines), len(self.json)):
+            self.lines.append(_laid_out(self.json[i - 1] if i else None, self.json[i]))
+        # (the columns of the rows added, after those of the rows before, when none was cut)
+        keys = list(dict.fromkeys([*self.keys, *(k for r in rows[same:] for k in r)] if same == had
+                                  else (k for r in rows for k in r)))
+        if keys != self.keys:
+            self.keys, self.csv = keys, []
+        del self.csv[min(same, len(self.csv)):]
         for row in rows[len(self.csv):]:
             self.csv.append(_csv_line(keys, row))
+        return same
 
     def history_json(self) -> str:
-        """json_rows(rows, default=float): json.dumps of a list is its items' encodings joined by ", "."""
-        return _rows_laid_out("[" + ", ".join(self.json) + "]")
+        """json_rows(rows, default=float)."""
+        return "[\n  " + "".join(self.lines) + "\n]" if self.lines else "[]"
 
     def history_csv(self) -> str:
         return _csv_line(self.keys, {k: k for k in self.keys}) + "".join(self.csv)
+
+
+def _laid_out(before: str | None, row: str) -> str:
+    """An encoded row's part of _rows_laid_out's text: the separator from the row `before` it (encoded; None
+    for the first), then the row, each '}, {"epoch": ' broken after its comma. (The pattern cannot overlap
+    itself, nor span more than one separator: replacing it row by row is replacing it in the whole.)"""
+    laid = row.replace('}, {"epoch": ', '},\n  {"epoch": ')
+    if before is None:
+        return laid
+    return (",\n  " if before.endswith("}") and row.startswith('{"epoch": ') else ", ") + laid
 
 
 def _csv_line(keys: list[str], row: dict) -> str:
@@ -434,13 +476,19 @@ _WRITTEN: dict[Path, _EncodedRows] = {}
 _WRITTEN_MOST = 8
 
 
+def recent(cache: dict, key, make):
+    """cache[key], made when missing, kept as the most recent of the cache's _WRITTEN_MOST entries."""
+    value = cache.pop(key, None) or make()
+    cache[key] = value  # (the most recent last)
+    while len(cache) > _WRITTEN_MOST:
+        del cache[next(iter(cache))]
+    return value
+
+
 def write_history(run: Path, rows: list[dict]) -> None:
     """history.json and history.csv, atomically, each row encoded once (_EncodedRows)."""
-    enc = _WRITTEN.pop(run, None) or _EncodedRows()
+    enc = recent(_WRITTEN, run, _EncodedRows)
     enc.update(rows)
-    _WRITTEN[run] = enc  # (the most recent last)
-    while len(_WRITTEN) > _WRITTEN_MOST:
-        del _WRITTEN[next(iter(_WRITTEN))]
     write_text(run / "history.json", enc.history_json() + "\n")
     if not rows:
         return

@@ -29,7 +29,9 @@ from dlc.runtime.doctor.rules import (
     Case,
     Diagnosis,
     Model,
+    Scans,
     diagnose_case,
+    live_case,
     live_findings,
     num,
     ranked,
@@ -670,12 +672,13 @@ class LiveDoctor:
         self.source = evidence
         self.rows: list[dict] = list(before or [])
         self.warned: set[str] = set()
+        self.scans = Scans()  # the rules' scans of the rows and evidence so far, gone on with each epoch
         # a resumed run: what showed before is not news; judged at the first epoch, once the recorder holds
         # the evidence of the epochs before it
         self.resumed = bool(self.rows)
 
     def _findings(self, evidence: dict | None) -> list[Diagnosis]:
-        return live_findings(Case(self.rows, evidence, model=self.model).until(self.rows[-1]["epoch"]))
+        return live_findings(live_case(self.rows, evidence, self.model, self.scans))
 
     def _evidence(self) -> dict | None:
         if self.source is not None:

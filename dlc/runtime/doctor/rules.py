@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeGuard
 
@@ -178,11 +178,46 @@ class Model:
                      normalize=spec.data.normalize if spec.data is not None else None, layers=layers)
 
 
+class Scans:
+    """What the rules found scanning a live run's lists (its rows, evidence epochs and step losses), kept from
+    one epoch's Case to the next: the live doctor judges after every epoch, and scanning the whole history
+    each time made a long run quadratic (600 epochs: 3 of 23 s). A scan is continued from where it stopped
+    while its list is the same object and no shorter (a live run's lists only grow); else it starts again."""
+
+    def __init__(self) -> None:
+        self._done: dict[object, tuple[Sequence, int, Any]] = {}
+
+    def fold(self, key: object, items: Sequence, step: Callable[[Any, Any], Any], start: Any) -> Any:
+        """`start` folded with `step(state, item)` over `items`, the items folded before (under `key`)
+        skipped."""
+        state, n = start, 0
+        kept = self._done.get(key)
+        if kept is not None and kept[0] is items and len(items) >= kept[1]:
+            _, n, state = kept
+        for i in range(n, len(items)):
+            state = step(state, items[i])
+        self._done[key] = (items, len(items), state)
+        return state
+
+    def first(self, key: object, items: Sequence, test: Callable[[Any], bool], start: int = 0) -> int | None:
+        """The index of the first of `items` from `start` that passes `test`; None when none does."""
+        kept = self._done.get(key)
+        n = start
+        if kept is not None and kept[0] is items and len(items) >= kept[1]:
+            if kept[2] is not None:
+                return kept[2]
+            n = max(n, kept[1])
+        found = next((i for i in range(n, len(items)) if test(items[i])), None)
+        self._done[key] = (items, len(items), found)
+        return found
+
+
 @dataclass
 class Case:
     """A run as the rules see it, up to an epoch: the history rows, the evidence (None: not recorded), why it
     failed (run.json), the final metrics (metrics.json; None while it trains), the spec's Model and the
-    target accuracy (--target-accuracy). `live`: judged while it trains (no end-of-run rule)."""
+    target accuracy (--target-accuracy). `live`: judged while it trains (no end-of-run rule). `scans`: a live
+    run's Scans, carried from epoch to epoch (None: every list is scanned whole)."""
 
     rows: list[dict]
     evidence: dict | None = None
@@ -192,6 +227,7 @@ class Case:
     target_accuracy: float | None = None
     live: bool = False
     val_samples: int | None = None  # how many samples the validation metrics are measured on, when known
+    scans: Scans | None = None
 
     def until(self, epoch: int) -> Case:
         """The run as it was at the end of `epoch` (while training: no final metrics, no failure)."""
@@ -242,6 +278,45 @@ def _epochs(ev: dict | None) -> list[dict]:
     return [e for e in ev.get("epochs") or [] if isinstance(e, dict)]
 
 
+def _first(case: Case, key: object, items: Sequence, test: Callable[[Any], bool],
+           start: int = 0) -> tuple[int, Any] | None:
+    """(index, item) of the first of `items` from `start` that passes `test` (None: none does); a live run's
+    scan (case.scans, under `key`, which names everything `test` depends on) goes on where it stopped."""
+    if case.scans is None or type(items) is not list or not _hashable(key):
+        return next(((i, v) for i, v in enumerate(items) if i >= start and test(v)), None)
+    i = case.scans.first(key, items, test, start)
+    return None if i is None else (i, items[i])
+
+
+def _fold(case: Case, key: object, items: Sequence, step: Callable[[Any, Any], Any], start: Any) -> Any:
+    """`start` folded with `step(state, item)` over `items`; a live run's fold (case.scans) goes on."""
+    if case.scans is None or type(items) is not list or not _hashable(key):
+        for item in items:
+            start = step(start, item)
+        return start
+    return case.scans.fold(key, items, step, start)
+
+
+def _hashable(key: object) -> bool:
+    """A key a scan can be kept under (a hostile evidence.json's epoch or layer name may be a list)."""
+    try:
+        hash(key)
+    except TypeError:
+        return False
+    return True
+
+
+def _case_epochs(case: Case) -> list[dict]:
+    """_epochs(case.evidence): in a live run the evidence's own list when every entry is a dict (no copy,
+    so the scans of it go on from epoch to epoch)."""
+    ev = case.evidence
+    items = ev.get("epochs") if ev else None
+    if case.scans is None or type(items) is not list \
+            or _first(case, "not_a_dict", items, lambda e: not isinstance(e, dict)) is not None:
+        return _epochs(ev)
+    return items
+
+
 def _ev_layers(ev: dict | None) -> list[dict]:
     """The evidence's layers, in the model's order."""
     if not ev:
@@ -286,7 +361,8 @@ def _train_val_accuracy(case: Case) -> tuple[float | None, float | None, str]:
 
 def _first_step_loss(case: Case) -> float | None:
     steps = (case.evidence or {}).get("step_losses") or []
-    return next((float(v) for v in steps if _finite(v)), None)
+    found = _first(case, "finite_step", steps, _finite)
+    return None if found is None else float(found[1])
 
 
 def _bias(case: Case) -> dict | None:
@@ -307,15 +383,17 @@ def _bias(case: Case) -> dict | None:
                 "text": f"train accuracy {num(train)} ({where}), a train error of {num(err)}: with no "
                         "--target-accuracy the train metric is its own reference (the rule: a train error "
                         f"above {UNDERFIT_TRAIN_ERROR})"}
-    losses = [v for r in case.rows if (v := _loss(r)) is not None]
-    if not losses:
+    rows = case.rows
+    found = _first(case, "finite_loss", rows, lambda r: _loss(r) is not None)  # (the first and last of them)
+    if found is None:
         return None
     start, start_where = _first_step_loss(case), "the first step's"
     if start is None:
-        start, start_where = losses[0], "the first epoch's"
-    if start <= 0:
+        start, start_where = _loss(found[1]), "the first epoch's"
+    if start is None or start <= 0:
         return None
-    end = _num_or(((case.final or {}).get("train") or {}).get("loss"), losses[-1])
+    last = next(v for r in reversed(rows) if (v := _loss(r)) is not None)
+    end = _num_or(((case.final or {}).get("train") or {}).get("loss"), last)
     frac = end / start
     return {"metric": "loss", "train": end, "reference": start, "shortfall": frac,
             "fires": frac > UNDERFIT_LOSS_FRACTION,
@@ -329,16 +407,16 @@ def _bias(case: Case) -> dict | None:
 FAILED = re.compile(r"loss became (nan|inf) at epoch (\d+), step (\d+) \(learning rate ([-+0-9.e]+|nan|inf)")
 
 
-def _where(ev: dict | None, g: int, rows: int) -> tuple[int | None, int]:
+def _where(case: Case, g: int) -> tuple[int | None, int]:
     """(epoch, step within it) of global step g (from 1), from the evidence's epoch step ranges."""
-    epochs = _epochs(ev)
-    for e in epochs:
-        if isinstance(e.get("first_step"), int) and isinstance(e.get("last_step"), int) \
-                and e["first_step"] <= g <= e["last_step"]:
-            return e["epoch"], g - e["first_step"] + 1
+    epochs = _case_epochs(case)
+    hit = _first(case, ("epoch_of_step", g), epochs, lambda e: isinstance(e.get("first_step"), int)
+                 and isinstance(e.get("last_step"), int) and e["first_step"] <= g <= e["last_step"])
+    if hit is not None:
+        return hit[1]["epoch"], g - hit[1]["first_step"] + 1
     if epochs and isinstance(epochs[-1].get("last_step"), int):
         return epochs[-1]["epoch"] + 1, g - epochs[-1]["last_step"]  # the epoch that did not finish
-    if rows == 0:
+    if not case.rows:
         return 1, g
     return None, g
 
@@ -365,13 +443,15 @@ def _non_finite(case: Case, steps: list) -> tuple[dict, str] | None:
             facts["lr"] = lr
         return facts, (f"the loss became {m.group(1)} at epoch {m.group(2)}, step {m.group(3)}"
                        + (f" (learning rate {num(lr)})" if _finite(lr) else ""))
-    bad = next((i + 1 for i, v in enumerate(steps) if not _finite(v)), None)
-    if bad is not None:
-        e, s = _where(case.evidence, bad, len(case.rows))
+    found = _first(case, "non_finite_step", steps, lambda v: not _finite(v))
+    if found is not None:
+        bad = found[0] + 1  # (a step from 1)
+        e, s = _where(case, bad)
         return ({"kind": "non-finite", "epoch": e, "step": s, "global_step": bad},
                 f"the loss became non-finite at {_at(e, s)}")
-    row = next((r for r in case.rows if "loss" in r and not _finite(r["loss"])), None)
-    if row is not None:
+    found = _first(case, "non_finite_row", case.rows, lambda r: "loss" in r and not _finite(r["loss"]))
+    if found is not None:
+        row = found[1]
         return ({"kind": "non-finite", "epoch": row["epoch"]},
                 f"the loss of epoch {row['epoch']} is not finite")
     return None
@@ -380,10 +460,11 @@ def _non_finite(case: Case, steps: list) -> tuple[dict, str] | None:
 def _exploded(case: Case, steps: list, first: float | None) -> tuple[dict, str] | None:
     """A finite loss that blew up: a step's (evidence) or an epoch's (history)."""
     if first is not None and first > 0:
-        over = next((i + 1 for i, v in enumerate(steps) if _finite(v) and v > DIVERGE_STEP_FACTOR * first),
-                    None)
-        if over is not None:
-            e, s = _where(case.evidence, over, len(case.rows))
+        found = _first(case, ("step_over", first), steps,
+                       lambda v: _finite(v) and v > DIVERGE_STEP_FACTOR * first)
+        if found is not None:
+            over = found[0] + 1
+            e, s = _where(case, over)
             return ({"kind": "exploding", "epoch": e, "step": s, "global_step": over,
                      "loss": float(steps[over - 1]), "first_step_loss": first},
                     f"the step loss rose to {num(steps[over - 1])} at {_at(e, s)}, more than "
@@ -391,10 +472,11 @@ def _exploded(case: Case, steps: list, first: float | None) -> tuple[dict, str] 
     l0 = _loss(case.rows[0]) if case.rows else None
     if l0 is None or l0 <= 0:
         return None
-    row = next((r for r in case.rows[1:] if (v := _loss(r)) is not None and v > DIVERGE_EPOCH_FACTOR * l0),
-               None)
-    if row is None:
+    found = _first(case, ("epoch_over", l0), case.rows,
+                   lambda r: (v := _loss(r)) is not None and v > DIVERGE_EPOCH_FACTOR * l0, start=1)
+    if found is None:
         return None
+    row = found[1]
     return ({"kind": "exploding", "epoch": row["epoch"], "loss": row["loss"], "first_epoch_loss": l0},
             f"the training loss of epoch {row['epoch']} is {num(row['loss'])}, more than "
             f"{num(DIVERGE_EPOCH_FACTOR)}x the first epoch's {num(l0)}")
@@ -410,16 +492,18 @@ def divergence(case: Case) -> Diagnosis | None:
     parts = [text]
     # where it began: the first step whose loss passed DIVERGE_ONSET_FACTOR x the first step's
     upto = facts.get("global_step") or len(steps)
-    onset = next((i + 1 for i, v in enumerate(steps[:upto]) if first is not None and first > 0
-                  and _finite(v) and v > DIVERGE_ONSET_FACTOR * first), None)
+    onset = None
+    if first is not None and first > 0:
+        hit = _first(case, ("onset", first), steps, lambda v: _finite(v) and v > DIVERGE_ONSET_FACTOR * first)
+        onset = hit[0] + 1 if hit is not None and hit[0] < upto else None
     if onset is not None:
-        e, s = _where(case.evidence, onset, len(case.rows))
+        e, s = _where(case, onset)
         facts.update(began_epoch=e, began_step=s, began_loss=float(steps[onset - 1]))
         parts.append(f"it began at {_at(e, s)}, where the step loss ({num(steps[onset - 1])}) first passed "
                      f"{num(DIVERGE_ONSET_FACTOR)}x the first step's ({num(first)})")
-    finite = [float(v) for v in steps[:upto] if _finite(v)]
+    finite = _last_finite(steps, upto, 4)
     if finite and facts["kind"] != "exploding":
-        parts.append("the last finite step losses: " + ", ".join(num(v) for v in finite[-4:]))
+        parts.append("the last finite step losses: " + ", ".join(num(v) for v in finite))
     epoch = facts.get("began_epoch") or facts.get("epoch")
     step = facts.get("began_step") or facts.get("step")
     where = _at(epoch, step) if step is not None else f"epoch {epoch}"
@@ -435,16 +519,35 @@ def divergence(case: Case) -> Diagnosis | None:
                      facts=facts)
 
 
+def _last_finite(steps: Sequence, upto: int, n: int) -> list[float]:
+    """[float(v) for v in steps[:upto] if _finite(v)][-n:], looked for from the end of a list (a live run's
+    step losses are many)."""
+    if type(steps) is not list:
+        return [float(v) for v in steps[:upto] if _finite(v)][-n:]
+    out: list[float] = []
+    for i in reversed(range(len(steps))[:upto]):
+        if len(out) == n:
+            break
+        if _finite(steps[i]):
+            out.append(float(steps[i]))
+    return out[::-1]
+
+
 def _weighted(case: Case) -> list[dict]:
     """The evidence's layers with a finite gradient norm in some epoch (the layers with weights), in the
     model's order."""
+    epochs = _case_epochs(case)
+
+    def graded(name: str) -> Callable[[dict], bool]:
+        return lambda e: _stat(e, name, "grad_norm") is not None
+
     return [layer for layer in _ev_layers(case.evidence)
-            if any(_stat(e, layer["name"], "grad_norm") is not None for e in _epochs(case.evidence))]
+            if _first(case, ("graded", layer["name"]), epochs, graded(layer["name"])) is not None]
 
 
 def _last_norms(case: Case) -> tuple[dict | None, list[tuple[str, float]]]:
     """The last evidence epoch and its (layer, gradient norm) of every weighted layer with a finite one."""
-    epochs = _epochs(case.evidence)
+    epochs = _case_epochs(case)
     if not epochs:
         return None, []
     e = epochs[-1]
@@ -497,26 +600,40 @@ def vanishing_gradients(case: Case) -> Diagnosis | None:
 
 def _grown(case: Case, layer: str, epochs: list[dict]) -> tuple[str, dict] | None:
     """A layer whose gradient norm went non-finite, or grew EXPLODE_GROWTH x over its first epoch's."""
-    series = [(e["epoch"], ((e.get("layers") or {}).get(layer) or {}).get("grad_norm")) for e in epochs]
-    known = [(ep, float(g)) for ep, g in series if g is not None and _finite(g)]
-    if not known:
+    def norm(e: dict) -> tuple[Any, Any]:
+        return e["epoch"], ((e.get("layers") or {}).get(layer) or {}).get("grad_norm")
+
+    def known(state: tuple, e: dict) -> tuple:
+        """(the first finite norm, the largest after it: the first of the largest), as (epoch, norm)."""
+        ep, g = norm(e)
+        if g is None or not _finite(g):
+            return state
+        first, top = state
+        if first is None:
+            return (ep, float(g)), None
+        return first, (ep, float(g)) if top is None or float(g) > top[1] else top
+
+    first, top = _fold(case, ("grad_norms", layer), epochs, known, (None, None))
+    if first is None:
         return None
-    lost = next((ep for ep, g in series if not _finite(g) and ep > known[0][0]), None)
-    if lost is not None:
+    found = _first(case, ("lost", layer, first[0]), epochs,
+                   lambda e: not _finite(norm(e)[1]) and norm(e)[0] > first[0])
+    if found is not None:
+        lost = found[1]["epoch"]
         return f"{layer}'s gradient norm is not finite at epoch {lost}", {"epoch": lost, "layer": layer,
                                                                           "non_finite": True}
-    if len(known) < 2 or known[0][1] <= 0:
+    if top is None or first[1] <= 0:
         return None
-    top_ep, top = max(known[1:], key=lambda t: t[1])
-    growth = top / known[0][1]
+    (first_ep, g0), (top_ep, top) = first, top
+    growth = top / g0
     if growth < EXPLODE_GROWTH:
         return None
-    return (f"{layer}'s gradient norm grew {num(growth)}x, from {num(known[0][1])} at epoch {known[0][0]} to "
+    return (f"{layer}'s gradient norm grew {num(growth)}x, from {num(g0)} at epoch {first_ep} to "
             f"{num(top)} at epoch {top_ep}", {"epoch": top_ep, "layer": layer, "growth": growth})
 
 
 def exploding_gradients(case: Case) -> Diagnosis | None:
-    epochs = _epochs(case.evidence)
+    epochs = _case_epochs(case)
     found: list[str] = []
     facts: dict[str, Any] = {}
     for layer in _weighted(case):
@@ -546,7 +663,7 @@ def exploding_gradients(case: Case) -> Diagnosis | None:
 def _fraction_rule(case: Case, key: str, families: tuple[str, ...], limit: float, hidden_only: bool = False):
     """The last evidence epoch and the layers (of these activation families) whose `key` fraction is over the
     limit in it: (layer, fraction, the first epoch it was over). `hidden_only`: not the output layer."""
-    epochs = _epochs(case.evidence)
+    epochs = _case_epochs(case)
     if not epochs:
         return None, []
     e = epochs[-1]
@@ -556,10 +673,18 @@ def _fraction_rule(case: Case, key: str, families: tuple[str, ...], limit: float
         if layer.get("family") in families:
             v = _stat(e, layer["name"], key)
             if v is not None and v > limit:
-                since = next((x["epoch"] for x in epochs
-                              if (w := _stat(x, layer["name"], key)) is not None and w > limit), e["epoch"])
+                since = _since(case, epochs, layer["name"], key, limit, e)
                 hit.append((layer, v, since))
     return e, hit
+
+
+def _since(case: Case, epochs: list[dict], layer: str, key: str, limit: float, last: dict):
+    """The first evidence epoch whose `key` fraction of `layer` is over `limit` (else `last`'s)."""
+    def over(x: dict) -> bool:
+        return (w := _stat(x, layer, key)) is not None and w > limit
+
+    hit = _first(case, ("over_since", layer, key, limit), epochs, over)
+    return (last if hit is None else hit[1])["epoch"]
 
 
 def dead_relu(case: Case) -> Diagnosis | None:
@@ -648,14 +773,22 @@ def _val_above_minimum(rows: list[dict], best_i: int) -> tuple[dict, str] | None
             f"({num(lv)} at epoch {last['epoch']}) while the training loss fell from {num(bl)} to {num(ll)}")
 
 
+def _lowest_val_loss(case: Case) -> int | None:
+    """The row of the lowest finite val_loss (the first of equals); None when none is finite."""
+    def lower(state: tuple, r: dict) -> tuple:
+        i, best, v = state[0] + 1, state[1], _loss(r, "val_loss")
+        return i, (i, v) if v is not None and (best is None or v < best[1]) else best
+
+    return (_fold(case, "lowest_val_loss", case.rows, lower, (-1, None))[1] or (None,))[0]
+
+
 def overfitting(case: Case) -> Diagnosis | None:
     rows = case.rows
     if not rows or "val_loss" not in rows[-1]:
         return None
     parts: list[str] = []
     facts: dict[str, Any] = {}
-    finite = [(i, v) for i, r in enumerate(rows) if (v := _loss(r, "val_loss")) is not None]
-    best_i = min(finite, key=lambda t: t[1])[0] if finite else None
+    best_i = _lowest_val_loss(case)
     k = OVERFIT_RISING_EPOCHS
     # 1. val_loss rising k epochs in a row while the training loss falls (live: up to this epoch; after the
     # run: the first such epochs, unless val_loss reached a new low after them)
@@ -791,7 +924,7 @@ def plateau(case: Case) -> Diagnosis | None:
 
 
 def lr_too_low(case: Case) -> Diagnosis | None:
-    epochs = _epochs(case.evidence)
+    epochs = _case_epochs(case)
     rows = case.rows
     k = LR_LOW_EPOCHS
     if not epochs or len(rows) < k + 1:
@@ -859,6 +992,39 @@ def _after_divergence(d: Diagnosis) -> Diagnosis:
 def live_findings(case: Case) -> list[Diagnosis]:
     """The rules that can fire while a run trains (all but underfitting, which judges the end)."""
     return ranked([d for rule in RULES if rule is not underfitting and (d := rule(case)) is not None])
+
+
+def live_case(rows: list[dict], evidence: dict | None, model: Model, scans: Scans) -> Case:
+    """Case(rows, evidence, model=model, scans=scans).until(the last row's epoch): the run so far, as the live
+    doctor judges it after each epoch. Without until's copies when it would cut nothing (a live run's rows
+    and evidence end at the epoch just trained), so that the scans go on from the epoch before; whether it
+    would is itself scanned once per row and evidence epoch."""
+    epoch = rows[-1]["epoch"]
+    case = Case(rows, evidence, model=model, scans=scans)
+    if type(epoch) is not int or _latest(scans, "row_epochs", rows) > epoch:
+        return case.until(epoch)
+    if evidence is None:
+        return replace(case, live=True)
+    epochs = evidence.get("epochs") or []
+    if type(epochs) is not list or _latest(scans, "evidence_epochs", epochs) > epoch:
+        return case.until(epoch)
+    steps = evidence.get("step_losses") or []
+    if type(steps) is not list:
+        return case.until(epoch)
+    last = epochs[-1].get("last_step") if epochs else 0
+    if isinstance(last, int) and last < len(steps):
+        steps = steps[:last]
+    return replace(case, evidence={**evidence, "epochs": epochs, "step_losses": steps}, live=True)
+
+
+def _latest(scans: Scans, key: str, items: list) -> float:
+    """The latest `epoch` of the rows or evidence epochs `items` (0 for one without); infinity when one is
+    not a dict or its epoch not an int (until() then sorts them out)."""
+    def later(top: float, item) -> float:
+        ep = item.get("epoch", 0) if isinstance(item, dict) else None
+        return max(top, ep) if type(ep) is int else math.inf
+
+    return scans.fold(key, items, later, 0)
 
 
 def healthy(case: Case) -> Diagnosis:
