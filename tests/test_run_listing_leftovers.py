@@ -136,6 +136,17 @@ def test_an_out_holding_a_run_resume_refuses_says_what_is_wrong(killed, damage, 
     assert rc == 0, err
 
 
+def test_cv_out_holding_a_run_resume_refuses_says_what_is_wrong(killed):
+    """`dlc cv --out RUN` (its own path to the same refusal, through rundir) said `--resume` too."""
+    (killed / "run.json").unlink()
+    os.mkfifo(killed / "run.json")
+    rc, out, err = run_cli("cv", write_spec(killed.parent / "spec"), "--out", killed, "--k", "2", "--quiet")
+    assert rc == 2 and out == "", err
+    assert one_line(err) == (f"dlc: error: --out {killed} holds a dlc run that cannot be resumed: run.json "
+                             "is not a regular file (a pipe, a socket or a device); give a new folder, or "
+                             "add --replace to delete it first")
+
+
 def test_an_out_holding_a_run_to_resume_still_says_resume(killed):
     rc, _, err = run_cli("run", write_spec(killed.parent / "spec"), "--out", killed, "--quiet")
     assert rc == 2 and one_line(err).endswith(f"or continue it with `dlc run --resume {killed}`")

@@ -275,38 +275,12 @@ def _train_run(spec, backend: str, spec_file: str, base_dir: Path, device: str, 
     # each other's and rank 0's --out (`--nproc 4 --out RUN --replace` failed three times in four)
     writes = data_parallel is None or data_parallel[0].rank == 0
     if resume is None and out and writes:  # refuse a folder in use before loading any data (replace it after)
-        _check_out(out, replace, spec_file)
+        rundir.prepare_out(out, replace=replace, spec_file=spec_file, check_only=True)
     with contextlib.ExitStack() as lock:
         if resume is not None and writes:
             _hold(lock, resume.run)
         return _train_locked(spec, backend, spec_file, base_dir, device, out, replace, resume, observer,
                              evidence, compile, data_parallel, session_cls, lock)
-
-
-def _check_out(out: str, replace: bool, spec_file: str) -> None:
-    """rundir.prepare_out's refusal of --out, said for a run folder --resume cannot continue either (its
-    run.json a pipe, ir.json not JSON): that refusal's `dlc run --resume OUT` was refused in turn."""
-    try:
-        rundir.prepare_out(out, replace=replace, spec_file=spec_file, check_only=True)
-    except rundir.OutFolderError:
-        why = None if replace else _dead_run(Path(out))
-        if why is None:
-            raise
-        raise rundir.OutFolderError(f"--out {out} holds a dlc run that cannot be resumed: {why}; give a new "
-                                    "folder, or add --replace to delete it first") from None
-
-
-def _dead_run(folder: Path) -> str | None:
-    """What keeps --resume from the run in `folder`, when it holds a dlc run alone that no process trains
-    into (the other refusals of prepare_out stand as they are); None otherwise."""
-    from dlc.runtime.runs import resume_blocker
-
-    try:
-        if rundir.folder_kind(folder) != "run" or rundir.foreign_entries(folder) or runlock.holder(folder):
-            return None
-    except OSError:
-        return None
-    return resume_blocker(folder)
 
 
 def _hold(lock: contextlib.ExitStack, run: Path) -> None:
