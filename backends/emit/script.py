@@ -43,8 +43,8 @@ HEADER = '''#!/usr/bin/env python3
 
 Written by `dlc compile {spec_file} --emit {backend}`; standalone (numpy, scikit-learn and {framework}).
 It computes what `dlc run --backend {backend}{device}` computes, step for step: dlc's seeded split, initial
-weights, epoch shuffles, dropout masks and augmentations, and Keras' layer, loss and optimizer formulas (the
-definitions below are copied from dlc).
+weights, epoch shuffles, dropout masks and augmentations, and Keras' layer, loss and optimizer formulas. This
+spec's data, model and training come first; the definitions they use are copied from dlc after them.
 
     python {script} [--epochs N] [--losses losses.json]
 
@@ -323,9 +323,9 @@ def main():
         if args.losses:
             with open(args.losses, "w") as fh:
                 json.dump([v if math.isfinite(v) else None for v in step_losses], fh)
+'''
 
-
-if __name__ == "__main__":
+RUN = '''if __name__ == "__main__":  # (after the definitions copied from dlc, which main() uses)
     main()
 '''
 
@@ -366,12 +366,14 @@ def emit(spec: Spec, backend: str, spec_path: str | Path) -> str:
         script=f"{spec.name}_{backend}.py", device=" --device cpu" if backend == "torch" else ""))
     threads = "torch.set_num_threads(1)  # a small model: one CPU thread is faster, and what dlc uses\n" \
         if backend == "torch" and one_thread_is_faster(spec) else ""
+    # (the spec's own code first, where a reader starts; what it calls, copied from dlc, after it)
     return "\n\n\n".join([
         head + "\n" + imports + "\n\n" + threads + constants(spec, backend) + "\n" + _task_constants(spec),
-        section("copied from dlc") + "\n\n\n" + copied.rstrip("\n"),
         section("data and initial weights") + "\n\n\n" + body,
         section("model") + "\n\n\n" + model_code,
-        section("main") + "\n\n\n" + MAIN.rstrip("\n")]) + "\n"
+        section("main") + "\n\n\n" + MAIN.rstrip("\n"),
+        section("copied from dlc") + "\n\n\n" + copied.rstrip("\n"),
+        RUN.rstrip("\n")]) + "\n"
 
 
 TF_LOG_LEVEL = '''\
