@@ -36,6 +36,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dlc.backends.torch.eager import eager_under_compile
+
 
 class Conv2DTranspose(nn.Module):
     """Keras Conv2DTranspose on NHWC; kernel (kh, kw, filters, in). `pad` = (left, right, top, bottom) applied
@@ -166,7 +168,7 @@ def _tied(x, kernel, strides, pad, depthwise: bool):
     return _tied_eager(x, kernel, tuple(strides), depthwise)
 
 
-@torch.compiler.disable
+@eager_under_compile
 def _tied_eager(x, kernel, strides, depthwise: bool):
     """TiedConv, run eagerly under torch.compile too (a graph break): traced into the graph, its backward
     beside an Embedding's sparse gradient made inductor fail (torch 2.13: "Cannot access storage of

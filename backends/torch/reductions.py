@@ -34,6 +34,8 @@ import platform
 
 import torch
 
+from dlc.backends.torch.eager import eager_under_compile
+
 PACKET = 4  # doubles in Eigen's packet in TensorFlow's x86-64 build (AVX)
 LEAF = 1024  # Eigen's LeafSize for a tree reduction, in packets
 
@@ -157,7 +159,7 @@ def tf_last_mean(x):
     return _tf_mean_eager(x.contiguous(), True)
 
 
-@torch.compiler.disable
+@eager_under_compile
 def _tf_mean_eager(x, last: bool):
     """Run eagerly under torch.compile too (a graph break, float64 only), as conv_layers' TiedConv: inductor
     would be free to reorder the additions."""

@@ -24,6 +24,7 @@ from dlc.reference.weights import flatten, unflatten
 from . import graphs, library, memory
 from . import lower as TL
 from . import threads as governor
+from .eager import disable_registered
 from .layers import StepCounter
 from .probe import Prober
 from .training import (
@@ -230,6 +231,8 @@ class Session:
         stats, stats_shape = TL.metric_stats(spec, fused_output(spec))
         self.opt = evaluate(ctx.lower(spec.optimizer), ns)(list(self.net.parameters()))
         compute = spec.train.compute_dtype
+        if compile:  # (the functions that run eagerly inside a compiled step: eager.py)
+            disable_registered()
         self.trainer = Trainer(self.net, evaluate(ctx.lower(spec.loss), ns), self.opt, evaluate(stats, ns),
                                stats_shape, self.counter, *self._regularization(ctx, ns),
                                compute_dtype=COMPUTE_DTYPES[compute] if compute else None,
