@@ -56,6 +56,10 @@ def holdout(idx: np.ndarray, frac: float, labels: np.ndarray | None, stratify: b
         # the first ceil(frac * n) of RandomState(seed).permutation(n) are held out, the rest kept
         perm = np.random.RandomState(seed).permutation(n)
         return np.sort(idx[perm[held_n:]]), np.sort(idx[perm[:held_n]])
+    if strat is not None:
+        parts = stratified_holdout(idx, frac, strat, seed)
+        if parts is not None:
+            return parts
     from sklearn.model_selection import train_test_split
 
     try:
@@ -63,6 +67,56 @@ def holdout(idx: np.ndarray, frac: float, labels: np.ndarray | None, stratify: b
     except ValueError as e:
         raise DataError(f"cannot hold out {frac:g} of {len(idx)} rows: {e}") from None
     return np.sort(rest), np.sort(held)
+
+
+def stratified_holdout(idx: np.ndarray, frac: float, strat: np.ndarray,
+                       seed: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """scikit-learn's train_test_split(idx, test_size=frac, random_state=seed, stratify=strat), sorted,
+    without importing it: its StratifiedShuffleSplit's one split (scikit-learn 1.x), the same
+    RandomState(seed) draws in the same order. None where scikit-learn would refuse the split (it says why)
+    or the labels are not plain integers or strings, one per row: the caller asks scikit-learn then."""
+    n = len(idx)
+    if not (isinstance(frac, float) and 0 < frac < 1 and isinstance(seed, int) and 0 <= seed < 2**32
+            and strat.ndim == 1 and strat.dtype.kind in "iuU" and len(strat) == n):
+        return None
+    n_test = math.ceil(frac * n)  # (_validate_shuffle_split's sizes)
+    n_train = n - n_test
+    if not 0 < n_test < n:
+        return None
+    classes, y_indices, class_counts = np.unique(strat, return_inverse=True, return_counts=True)
+    if class_counts.min() < 2 or n_train < len(classes) or n_test < len(classes):
+        return None
+    class_indices = np.split(np.argsort(y_indices, kind="stable"), np.cumsum(class_counts)[:-1])
+    rng = np.random.RandomState(seed)
+    n_i = approximate_mode(class_counts, n_train, rng)
+    t_i = approximate_mode(class_counts - n_i, n_test, rng)
+    train: list[np.ndarray] = []
+    test: list[np.ndarray] = []
+    for i in range(len(classes)):
+        rows = class_indices[i].take(rng.permutation(class_counts[i]), mode="clip")
+        train.append(rows[:n_i[i]])
+        test.append(rows[n_i[i]:n_i[i] + t_i[i]])
+    # (scikit-learn then permutes each part once more: an order that sorting undoes)
+    return np.sort(idx[np.concatenate(train)]), np.sort(idx[np.concatenate(test)])
+
+
+def approximate_mode(class_counts: np.ndarray, n_draws: int, rng: np.random.RandomState) -> np.ndarray:
+    """scikit-learn's _approximate_mode: the rows of each class among n_draws, each class its share rounded
+    down and the rest to the largest remainders, ties broken by rng (as compiler/splitsizes.py's
+    stratified_rest counts them)."""
+    continuous = class_counts / class_counts.sum() * n_draws
+    floored = np.floor(continuous)
+    need_to_add = int(n_draws - floored.sum())
+    if need_to_add > 0:
+        remainder = continuous - floored
+        for value in np.sort(np.unique(remainder))[::-1]:
+            (inds,) = np.where(remainder == value)
+            add_now = min(len(inds), need_to_add)
+            floored[rng.choice(inds, size=add_now, replace=False)] += 1
+            need_to_add -= add_now
+            if need_to_add == 0:
+                break
+    return floored.astype(int)
 
 
 def check_holdout_counts(n: int, val: float, test: float) -> None:
@@ -98,9 +152,11 @@ def kfold_indices(n: int, labels: np.ndarray | None, k: int, shuffle: bool, stra
     check_foldable(len(rest), labels[rest] if (strat and labels is not None) else None, k, len(held))
     fold_seed = split_seed(seed, 2) if shuffle else None
     if strat and labels is not None:
-        from sklearn.model_selection import StratifiedKFold
+        it = stratified_kfold_splits(labels[rest], k, fold_seed) if isinstance(shuffle, bool) else None
+        if it is None:
+            from sklearn.model_selection import StratifiedKFold
 
-        it = StratifiedKFold(k, shuffle=shuffle, random_state=fold_seed).split(rest, labels[rest])
+            it = StratifiedKFold(k, shuffle=shuffle, random_state=fold_seed).split(rest, labels[rest])
     else:
         it = kfold_splits(len(rest), k, fold_seed)
     return [(rest[tr], rest[va], held) for tr, va in it]
@@ -122,6 +178,36 @@ def kfold_splits(n: int, k: int, seed: int | None) -> list[tuple[np.ndarray, np.
         out.append((np.flatnonzero(~held), np.flatnonzero(held)))
         start += size
     return out
+
+
+def stratified_kfold_splits(labels: np.ndarray, k: int,
+                            seed: int | None) -> list[tuple[np.ndarray, np.ndarray]] | None:
+    """scikit-learn's StratifiedKFold(k, shuffle=seed is not None, random_state=seed).split of rows with these
+    labels, without importing it (its _make_test_folds, scikit-learn 1.x): the classes numbered in order of
+    first appearance, the rows of the sorted labels dealt round-robin to the folds for each fold's count of
+    each class, each class's fold numbers in blocks (shuffled by RandomState(seed) if seeded). None where
+    scikit-learn would refuse or warn (a class with fewer than k rows) or the labels are not plain integers or
+    strings, one per row: the caller asks scikit-learn then."""
+    n = len(labels)
+    if not (isinstance(k, int) and 2 <= k <= n and labels.ndim == 1 and labels.dtype.kind in "iuU"
+            and (seed is None or (isinstance(seed, int) and 0 <= seed < 2**32))):
+        return None
+    _, y_idx, y_inv = np.unique(labels, return_index=True, return_inverse=True)
+    _, class_perm = np.unique(y_idx, return_inverse=True)
+    y_encoded = class_perm[y_inv]
+    n_classes = len(y_idx)
+    if np.bincount(y_encoded).min() < k:
+        return None
+    y_order = np.sort(y_encoded)
+    allocation = np.asarray([np.bincount(y_order[i::k], minlength=n_classes) for i in range(k)])
+    rng = np.random.RandomState(seed) if seed is not None else None
+    test_folds = np.empty(n, dtype="i")
+    for c in range(n_classes):
+        folds_for_class = np.arange(k).repeat(allocation[:, c])
+        if rng is not None:
+            rng.shuffle(folds_for_class)
+        test_folds[y_encoded == c] = folds_for_class
+    return [(np.flatnonzero(test_folds != i), np.flatnonzero(test_folds == i)) for i in range(k)]
 
 
 def split_indices(spec: Spec, labels: np.ndarray | None, n: int) -> tuple[np.ndarray, np.ndarray,
