@@ -220,7 +220,7 @@ def test_predict_refuses_the_spec_and_data_file_of_its_run(csv_run, name):
     target = csv_run.parent / name
     before = unchanged(target)
     refused(run_cli("predict", csv_run, "--input", csv_run.parent / "four.csv", "--output", target), target,
-            "same file as the input")
+            "it is the run's spec" if name.endswith(".dlspec") else "it is the run's data file")
     assert unchanged(target) == before
 
 

@@ -141,7 +141,8 @@ def check_input_file(option: str, given: str | None, kinds: str) -> None:
         raise CommandError(error_line(f"{option} {given}{refusal}"), EXIT_SPEC)
 
 
-def check_output_target(option: str, output: str, example: str, *, inputs: Iterable[str | Path] = (),
+def check_output_target(option: str, output: str, example: str, *,
+                        inputs: Iterable[str | Path | tuple[str | Path, str]] = (),
                         suffix: str | None = None) -> None:
     """The one rule of every command's output FILE option (predict, export and compile --output, plot and
     lr-find --out), checked before anything is written: a usage error (exit 2, one line naming the path and
@@ -149,14 +150,16 @@ def check_output_target(option: str, output: str, example: str, *, inputs: Itera
     files), when it is a file dlc writes in a run, cv or tune folder (RUN/model.pt, RUN/run.json,
     RUN/fold_1/history.json; a new name such as RUN/predictions.csv is fine), or, with `suffix` (".png"),
     when its name does not end with it. A folder is left to the command's own check. `example`: a file
-    name to suggest instead."""
+    name to suggest instead. An input given as (path, what it is), such as (spec, "the run's spec"), is
+    named so in the line ("it is the run's spec /.../m.dlspec"), not as "the input"."""
     path = Path(output)
     if _is_folder(option, output, example):
         return
     instead = path.parent / example
-    if (same := next((str(g) for g in inputs if _same_file(path, Path(g))), None)) is not None:
-        why = (f"it is the same file as the input {same}: writing it would overwrite it; give another file, "
-               f"such as {instead}")
+    given = [g if isinstance(g, tuple) else (g, None) for g in inputs]
+    if (same := next(((str(g), what) for g, what in given if _same_file(path, Path(g))), None)) is not None:
+        what = f"{same[1]} {same[0]}" if same[1] else f"the same file as the input {same[0]}"
+        why = f"it is {what}: writing it would overwrite it; give another file, such as {instead}"
     elif (owner := api.run_file_owner(path)) is not None:
         why = (f"it is the {path.name} of {owner} folder: writing it would damage the run; give a "
                f"new name, such as {instead}")
@@ -171,10 +174,11 @@ def check_output_target(option: str, output: str, example: str, *, inputs: Itera
     raise CommandError(error_line(f"{option} {output}: {why}"), EXIT_SPEC)
 
 
-def run_inputs(run: str) -> list[Path]:
-    """The files the run RUN was trained from (its spec file, its data files): what predict's and export's
-    --output must not overwrite, as compile's must not overwrite its SPEC and data."""
-    return api.run_inputs(run)
+def run_inputs(run: str) -> list[tuple[Path, str]]:
+    """The files the run RUN was trained from (its spec file, its data files), each with what it is ("the
+    run's spec", "the run's data file"): what predict's and export's --output must not overwrite, as
+    compile's must not overwrite its SPEC and data."""
+    return api.run_inputs(run, named=True)
 
 
 def _same_file(a: Path, b: Path) -> bool:

@@ -7,12 +7,14 @@ test fraction, if the split asks for one, is held out before folding and is eval
 from __future__ import annotations
 
 import contextlib
+import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from dlc.runtime import rundir, runlock
+from dlc.runtime.runs import check_out
 
 
 def cross_validate(spec, spec_file: str, backend: str, device: str = "auto", k: int | None = None,
@@ -36,16 +38,20 @@ def cross_validate(spec, spec_file: str, backend: str, device: str = "auto", k: 
         from dlc.backends import check_device
 
         check_device(backend, device)
+    if out:  # (refused before any folder is made, in the words runs.check_out finds for it)
+        check_out(out, replace, spec_file, kind="cv")
     run = rundir.new_run_dir(f"{spec.name}-cv", backend, out, replace=replace, kind="cv", spec_file=spec_file)
     if Path(spec_file).is_file():
         rundir.copy_spec(run, spec_file)
     rundir.write_text(run / "ir.json", spec.model_dump_json(indent=2))
     rundir.write_json(run / "env.json", rundir.env_info(backend, device))  # (the backend of a cut-short cv)
+    began = time.strftime("%Y-%m-%dT%H:%M:%S")  # (cv.json's `started`: `dlc runs`' date for the folder)
     started: list[tuple[int, int]] = []  # (fold, k) of each fold begun
     try:
         with runlock.held(run):
             return run, run_cv(spec, Path(spec_file).resolve().parent, backend, device, k, run, on_fold,
-                               evidence, compile, on_fold_start=lambda i, n: started.append((i, n)))
+                               evidence, compile, on_fold_start=lambda i, n: started.append((i, n)),
+                               started=began)
     except runlock.FolderBusy as e:  # (another dlc made the same folder at the same moment)
         raise rundir.OutFolderError(str(e)) from None
     except Exception as e:
@@ -53,19 +59,20 @@ def cross_validate(spec, spec_file: str, backend: str, device: str = "auto", k: 
         why = str(e).splitlines()[0] if str(e) else type(e).__name__
         # cv.json marks the folder's end: here, that it failed and why (dlc runs: "failed: ...")
         with contextlib.suppress(OSError):
-            rundir.write_json(run / "cv.json", {"backend": backend, "failed": f"{where}: {why}" if where
-                                                else why})
+            rundir.write_json(run / "cv.json", {"backend": backend, "started": began,
+                                                "failed": f"{where}: {why}" if where else why})
         raise RunFailed(e, run, where) from e
 
 
 def run_cv(spec, base_dir: Path, backend: str, device: str = "auto", k: int | None = None,
            out: Path | None = None, on_fold=None, evidence: bool = True, compile: bool = False,
-           on_fold_start=None) -> dict:
+           on_fold_start=None, started: str | None = None) -> dict:
     """Train one model per fold and evaluate it, in inference mode, on its train part, its held-out fold and
     the test part, if any (fold_N/metrics.json, as `dlc run`'s); the summary has per-fold rows, mean and std
     of each validation metric, cv_<metric> (the mean) and test_mean. With
     `out` and `evidence`, each fold_N/ gets its training evidence (evidence.json, dlc.runtime.evidence).
-    `on_fold_start(i, k)` is called as fold i of k begins."""
+    `on_fold_start(i, k)` is called as fold i of k begins. cv.json records `started` (the time given, else
+    the time this call began), which `dlc runs` shows as the folder's date."""
     from dlc.backends import session_class
     from dlc.reference.weights import initial_weights
     from dlc.runtime.data import folds
@@ -73,6 +80,7 @@ def run_cv(spec, base_dir: Path, backend: str, device: str = "auto", k: int | No
     from dlc.runtime.loop import train
     from dlc.runtime.run import final_metrics
 
+    started = started or time.strftime("%Y-%m-%dT%H:%M:%S")
     Session = session_class(backend)
     parts = folds(spec, base_dir, k, dtype=spec.dtype)  # each fold assembled as it begins
     init = initial_weights(spec)
@@ -114,7 +122,8 @@ def run_cv(spec, base_dir: Path, backend: str, device: str = "auto", k: int | No
     if out is not None:
         # (and the spec's folder, which its relative data paths start from: `dlc doctor --fix` rewrites them
         # for the doctor.dlspec it writes in this folder, as it does from a run's run.json)
-        rundir.write_json(out / "cv.json", {**summary, "spec_dir": str(Path(base_dir).resolve())})
+        rundir.write_json(out / "cv.json", {**summary, "started": started,
+                                            "spec_dir": str(Path(base_dir).resolve())})
     return summary
 
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from dlc.backends.session import device_refusal
 from dlc.runtime import rundir, runlock
-from dlc.runtime.runs import RunDirError, retrain, shown_value
+from dlc.runtime.runs import RunDirError, check_out, retrain, shown_value
 
 
 class RunFailed(Exception):
@@ -275,7 +275,7 @@ def _train_run(spec, backend: str, spec_file: str, base_dir: Path, device: str, 
     # each other's and rank 0's --out (`--nproc 4 --out RUN --replace` failed three times in four)
     writes = data_parallel is None or data_parallel[0].rank == 0
     if resume is None and out and writes:  # refuse a folder in use before loading any data (replace it after)
-        rundir.prepare_out(out, replace=replace, spec_file=spec_file, check_only=True)
+        check_out(out, replace, spec_file)
     with contextlib.ExitStack() as lock:
         if resume is not None and writes:
             _hold(lock, resume.run)
@@ -318,7 +318,7 @@ def _train_locked(spec, backend: str, spec_file: str, base_dir: Path, device: st
     if resume is not None:
         run = resume.run
     else:
-        run = _new_run(spec, backend, device, spec_file, out, data, replace, compile)
+        run = _new_run(spec, backend, device, spec_file, out, data, replace, compile, evidence)
         _hold(lock, run)  # (another dlc that made the same folder at the same moment is refused here)
     if data_parallel is not None:
         from dlc.runtime.parallel import note_run_folder
@@ -449,7 +449,7 @@ def _restore(run: Path, session, resume: Resumable):
 
 
 def _new_run(spec, backend: str, device: str, spec_file: str, out: str | None, data, replace: bool,
-             compile: bool) -> Path:
+             compile: bool, evidence: bool = True) -> Path:
     run = rundir.new_run_dir(spec.name, backend, out, replace=replace, spec_file=spec_file)
     if Path(spec_file).is_file() and Path(spec_file).resolve().parent != run.resolve():
         rundir.copy_spec(run, spec_file)
@@ -459,8 +459,10 @@ def _new_run(spec, backend: str, device: str, spec_file: str, out: str | None, d
     worker = parallel.from_env()
     where = SimpleNamespace(spec=spec_file, backend=backend, device=device, compile=compile,
                             processes=worker.world if worker is not None else 1)
+    # `evidence`: whether the training evidence is recorded (false: --no-evidence; the doctor says so where
+    # evidence.json is missing, not that the run is from before dlc recorded it)
     info = {**rundir.run_info(where, spec, data), "targets": targets_digest(data),
-            "features": features_digest(data)}
+            "features": features_digest(data), "evidence": evidence}
     rundir.write_json(run / "run.json", info)
     return run
 

@@ -174,15 +174,10 @@ def _check_tune_folder(out, p: Path, spec_file: str | Path | None) -> None:
 
 
 def _in_use(out, p: Path, found: str) -> str:
-    """The refusal of an --out that holds a dlc folder: an unfinished run is offered `--resume`, unless its
-    run.json or ir.json keeps that from working too (a pipe, not JSON), which is said instead."""
-    from dlc.runtime.runs import resume_blocker  # (runs reads run folders through this module)
-
+    """The refusal of an --out that holds a dlc folder: an unfinished run is offered `--resume` (unless that
+    would be refused too: runs.check_out says why instead)."""
     resume = ""
     if found == "run" and not _finished_mark(p):
-        if (why := resume_blocker(p)) is not None:
-            return (f"--out {out} holds a dlc run that cannot be resumed: {why}; give a new folder, or add "
-                    "--replace to delete it first")
         resume = f", or continue it with `dlc run --resume {out}`"
     return (f"--out {out} already holds {KIND_NAMES[found]}; give a new folder, add --replace to delete it "
             f"first{resume}")

@@ -20,12 +20,15 @@ from typing import Any
 
 from dlc.runtime.rundir import (
     DLC_DIRS,
+    OutFolderError,
     epoch_axis,
     figure,
     folder_kind,
+    foreign_entries,
     lr_scale,
     matplotlib_config,
     output_file,
+    prepare_out,
 )
 from dlc.runtime.runlock import holder as lock_holder
 from dlc.runtime.trials import COUNTED
@@ -202,6 +205,31 @@ def run_state(run: Path) -> RunState:
     return state
 
 
+def check_out(out: str, replace: bool, spec_file: str | Path | None, kind: str = "run") -> None:
+    """rundir.prepare_out's check of --out (nothing made or deleted), whose refusal of a run folder it would
+    tell to `--resume` says instead what keeps --resume from it (run.json a pipe, ir.json not JSON): that
+    hint was refused in turn. Here, not in rundir, which the run folders' reading (this module) builds on."""
+    try:
+        prepare_out(out, replace=replace, kind=kind, spec_file=spec_file, check_only=True)
+    except OutFolderError:
+        why = None if replace else _resume_refused(Path(out))
+        if why is None:
+            raise
+        raise OutFolderError(f"--out {out} holds a dlc run that cannot be resumed: {why}; give a new folder, "
+                             "or add --replace to delete it first") from None
+
+
+def _resume_refused(folder: Path) -> str | None:
+    """resume_blocker of a folder that holds a dlc run alone, which no process trains into (prepare_out's
+    other refusals stand as they are)."""
+    try:
+        if folder_kind(folder) != "run" or foreign_entries(folder) or lock_holder(folder):
+            return None
+    except OSError:
+        return None
+    return resume_blocker(folder)
+
+
 def resume_blocker(run: Path) -> str | None:
     """What in the `dlc run` folder `run` keeps `--resume` from it whatever is done (run.json or ir.json not
     a regular file, not JSON, missing), None otherwise: where a hint to resume it would be refused in turn."""
@@ -320,12 +348,19 @@ def require_finished(run: str | Path) -> RunState:
     st = run_state(run)
     if st.kind == "cv":
         mark = "cv.json" if (run / "cv.json").exists() else "fold_N folders, no cv.json yet"
+        # (`dlc runs` shows only the mean ± std over the folds: each fold's own figures are in its folder)
         raise RunDirError(f"'{run}' is a cross-validation run ({mark}): its folds keep no model to load; "
-                          f"`dlc runs {run}` shows each fold's metrics; to use a model, train the spec with "
-                          "`dlc run` (a holdout split)")
+                          f"each fold's metrics are in {run / 'fold_N' / 'metrics.json'} (their mean ± std: "
+                          f"`dlc runs {run}`); to use a model, train the spec with `dlc run` (a holdout "
+                          "split)")
     if st.kind == "tune":
+        best = run / "best.dlspec"
+        if not best.is_file():  # (no trial completed, or the search has not written its end yet)
+            raise RunDirError(f"'{run}' is a tune run: its trials keep no model to load, and it has no "
+                              f"best.dlspec to train (no trial completed, or the search has not ended: "
+                              f"`dlc runs {run}` shows where it stands)")
         raise RunDirError(f"'{run}' is a tune run: its trials keep no model to load; train its best spec "
-                          f"with `dlc run {run / 'best.dlspec'}` and use that run")
+                          f"with `dlc run {best}` and use that run")
     if st.state == "finished":
         return st
     if st.state == "unfinished":
@@ -359,7 +394,39 @@ def find_runs(root: Path) -> list[Path]:
     once: dict[Path, Path] = {}  # (a run reached through a link too is listed once, by its first name)
     for p in found:
         once.setdefault(p.resolve(), p)
-    return sorted(once.values(), key=lambda p: p.stat().st_mtime)
+    return sorted(once.values(), key=_order)
+
+
+def _order(run: Path) -> tuple[float, float]:
+    """By when each run started; runs of the same second by their folders' last-modified times."""
+    try:
+        mtime = run.stat().st_mtime
+    except OSError:
+        mtime = 0.0
+    return started_time(run), mtime
+
+
+_STARTED = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d(:\d\d)?")
+
+
+def started_time(run: Path) -> float:
+    """When the run in `run` started (seconds since the epoch, local time as recorded): run.json's, cv.json's
+    or tune.json's `started`; for a folder of an older dlc that recorded none, the folder's last-modified
+    time (which a file put in changes). `dlc runs` shows and orders its rows by it."""
+    kind = _kind(run)
+    if kind is not None:
+        info = _load(run / f"{kind}.json")
+        started = info.get("started") if isinstance(info, dict) else None
+        if isinstance(started, str) and _STARTED.fullmatch(started):
+            try:
+                return time.mktime(time.strptime(started, "%Y-%m-%dT%H:%M:%S" if len(started) > 16
+                                                 else "%Y-%m-%dT%H:%M"))
+            except (ValueError, OverflowError):
+                pass
+    try:
+        return run.stat().st_mtime
+    except OSError:
+        return 0.0
 
 
 def _inside_of(root: Path, folder: Path) -> bool:
@@ -415,7 +482,7 @@ def describe(run: Path) -> dict:
     except RunDirError as e:
         st = RunState("run", "damaged", str(e))
     out: dict[str, Any] = {"run": str(run), "kind": st.kind, "spec": "?", "backend": "?",
-           "date": time.strftime("%Y-%m-%d %H:%M", time.localtime(run.stat().st_mtime)), "epochs": None,
+           "date": time.strftime("%Y-%m-%d %H:%M", time.localtime(started_time(run))), "epochs": None,
            "final": {}}
     if st.kind == "cv":
         _describe_cv(run, out)
@@ -432,7 +499,7 @@ def describe(run: Path) -> dict:
         out.update(spec=_text(ir.get("name") if isinstance(ir, dict) else None),
                    backend=_text(backend), epochs=st.epochs_done)
         started = info.get("started") if isinstance(info, dict) else None
-        if isinstance(started, str) and re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d(:\d\d)?", started):
+        if isinstance(started, str) and _STARTED.fullmatch(started):
             out["date"] = started[:16].replace("T", " ")  # (not the folder's time: a file put in changes it)
         metrics = _load(run / "metrics.json") or {}
         final = metrics.get("test") or metrics.get("val") or metrics.get("train") or {}

@@ -108,10 +108,14 @@ def _not_loaded(run: Path, info: dict, e: Exception) -> str:
     return why
 
 
-def run_inputs(run: str | Path) -> list[Path]:
+RUN_SPEC, RUN_DATA = "the run's spec", "the run's data file"  # (run_inputs' words for what each file is)
+
+
+def run_inputs(run: str | Path, *, named: bool = False) -> list:
     """The files the run was trained from: its spec file and its data files (run.json's `spec` and
     `data_read`, ir.json's source resolved against the spec's folder), which an output of predict or export
-    must not overwrite. What cannot be read is left out (loading the run says what is damaged)."""
+    must not overwrite. What cannot be read is left out (loading the run says what is damaged). With `named`,
+    (path, what it is) pairs: RUN_SPEC or RUN_DATA, for the line that refuses an output there."""
     from dlc.compiler.checkshared import resolve_path
     from dlc.compiler.spec import Spec
 
@@ -126,14 +130,14 @@ def run_inputs(run: str | Path) -> list[Path]:
         return []
     read = info.get("data_read")
     # (a bundled data set's `file` is its name, not a path)
-    named = [info.get("spec"), read.get("file") if isinstance(read, dict) else None]
-    found = [Path(f) for f in named if isinstance(f, str) and Path(f).is_absolute()]
+    listed = [(info.get("spec"), RUN_SPEC), (read.get("file") if isinstance(read, dict) else None, RUN_DATA)]
+    found = [(Path(f), what) for f, what in listed if isinstance(f, str) and Path(f).is_absolute()]
     source = spec.data.source if spec.data is not None else None
     if isinstance(info.get("spec_dir"), str) and source is not None:
         keys = ("x", "y") if source.name == "npy" else ("path",)  # (npz's x and y name arrays, not files)
         written = [getattr(source, k, None) for k in keys]
-        found += [resolve_path(Path(info["spec_dir"]), f) for f in written if isinstance(f, str)]
-    return found
+        found += [(resolve_path(Path(info["spec_dir"]), f), RUN_DATA) for f in written if isinstance(f, str)]
+    return found if named else [f for f, _ in found]
 
 
 def check_digests(run: Path) -> None:

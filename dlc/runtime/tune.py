@@ -639,6 +639,15 @@ def _trial_json(t) -> dict:
     return out
 
 
+def _started_before(run: Path) -> str | None:
+    """The `started` of the tune.json already in `run` (a search resumed there), None if it has none."""
+    try:
+        started = json.loads((run / "tune.json").read_text()).get("started")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return started if isinstance(started, str) else None
+
+
 def _sorted_complete(trials, direction: str):
     from optuna.trial import TrialState
 
@@ -909,6 +918,9 @@ class _Search:
         if out:
             _check_same_study(Path(out), self.study_name)
         self.run = rundir.new_run_dir(f"{spec.name}-tune", backend, out, kind="tune", spec_file=spec_path)
+        # when the folder's search began (tune.json's `started`, `dlc runs`' date): a resumed one keeps it
+        before = _started_before(self.run)
+        self.started = before or time.strftime("%Y-%m-%dT%H:%M:%S")
         self.spec_file = Path(spec_path).resolve()
         if not (self.run / self.spec_file.name).exists():
             rundir.copy_spec(self.run, spec_path)
@@ -1246,7 +1258,8 @@ class _Search:
         spec = self.spec
         summary = {
             "spec": spec.name, "spec_file": str(self.spec_file), "backend": self.backend,
-            "study": self.study_name, "storage": _shown_url(self.url), "method": self.method,
+            "started": self.started, "study": self.study_name, "storage": _shown_url(self.url),
+            "method": self.method,
             "objective": {"direction": self.direction, "metric": self.metric}, "prune": self.prune,
             "trials_target": self.target, "grid_size": len(self.grid) if self.grid is not None else None,
             "spaces": [sp.to_json() for sp in self.spaces], "refined_from": self.refined, "counts": counts,

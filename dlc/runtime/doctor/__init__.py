@@ -150,11 +150,15 @@ def _info(run: Path, notes: list[str]) -> dict:
         return {}
 
 
-def _evidence(folder: Path, notes: list[str], label: str = "") -> dict | None:
+def _evidence(folder: Path, notes: list[str], label: str = "", info: dict | None = None) -> dict | None:
+    """evidence.json, or None with a note saying why it is missing or unread. `info`: the run's run.json,
+    whose `evidence` is false for a run trained with --no-evidence (a run.json without it: an older dlc)."""
     path = folder / EVIDENCE
     where = f" of {label}" if label else ""
     if not path.exists():
-        notes.append(f"no {EVIDENCE}{where} (a run from before dlc recorded it): the per-layer evidence is "
+        why = "the run was trained with --no-evidence" if (info or {}).get("evidence") is False \
+            else "a run from before dlc recorded it"
+        notes.append(f"no {EVIDENCE}{where} ({why}): the per-layer evidence is "
                      "missing, so vanishing and exploding gradients, dead ReLUs, saturation and a learning "
                      "rate too low are not judged; the rest comes from the history")
         return None
@@ -275,7 +279,7 @@ def _run(run: Path, target: float | None) -> Report:
     if not rows and not failure:
         held = "is empty" if (run / "history.json").exists() else "is missing"
         raise RunDirError(f"'{run}' has no finished epoch to diagnose yet (history.json {held})")
-    ev = _evidence(run, notes)
+    ev = _evidence(run, notes, info=info)
     final = _json(run / "metrics.json")
     report = Report(run, "run", [], notes, evidence=ev is not None, backend=info.get("backend"))
     spec_dir = info.get("spec_dir")
