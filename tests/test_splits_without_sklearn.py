@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from dlc.runtime.data.base import DataError
-from dlc.runtime.data.files import bundled_from_files, read_bundled
+from dlc.runtime.data.bundled import bundled_from_files, read_bundled
 from dlc.runtime.data.splits import (
     holdout,
     holdout_indices,
@@ -190,7 +190,7 @@ from dlc.cli import main
 rc = main(["run", {str(ROOT / "specs" / "iris.dlspec")!r}, "--backend", "torch", "--quiet", "--epochs", "1",
            "--out", {str(tmp_path / "run")!r}])
 assert rc == 0, rc
-from dlc.runtime.data.files import read_bundled
+from dlc.runtime.data.bundled import read_bundled
 from dlc.runtime.data.splits import kfold_indices
 for name in ("digits", "iris", "wine", "breast_cancer", "diabetes"):
     read_bundled(name)

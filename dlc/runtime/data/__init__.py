@@ -20,6 +20,7 @@ from dlc.runtime.data.base import (
     read_change,
     read_summary,
 )
+from dlc.runtime.data.bundled import read_bundled
 from dlc.runtime.data.dataset import (
     Loaded,
     assemble,
@@ -39,7 +40,6 @@ from dlc.runtime.data.files import (
     numeric_features,
     open_npy,
     open_npz,
-    read_bundled,
     read_csv,
     read_mnist,
     read_npy,

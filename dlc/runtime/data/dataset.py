@@ -12,7 +12,8 @@ import numpy as np
 from dlc.compiler.checkshared import resolve_path
 from dlc.compiler.spec import Bundled, Csv, KFold, Mnist, Npy, Npz, Spec
 from dlc.runtime.data.base import DataError, Dataset, Folds, Samples, Split, data_block
-from dlc.runtime.data.files import csv_samples, read_bundled, read_mnist, read_npy, read_npz
+from dlc.runtime.data.bundled import read_bundled
+from dlc.runtime.data.files import csv_samples, read_mnist, read_npy, read_npz
 from dlc.runtime.data.normalize import (
     check_finite_features,
     check_finite_targets,
