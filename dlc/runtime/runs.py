@@ -399,34 +399,39 @@ def find_runs(root: Path) -> list[Path]:
 
 def _order(run: Path) -> tuple[float, float]:
     """By when each run started; runs of the same second by their folders' last-modified times."""
+    return started_time(run), _mtime(run)
+
+
+def _mtime(run: Path) -> float:
     try:
-        mtime = run.stat().st_mtime
+        return run.stat().st_mtime
     except OSError:
-        mtime = 0.0
-    return started_time(run), mtime
+        return 0.0
 
 
 _STARTED = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d(:\d\d)?")
 
 
 def started_time(run: Path) -> float:
-    """When the run in `run` started (seconds since the epoch, local time as recorded): run.json's, cv.json's
-    or tune.json's `started`; for a folder of an older dlc that recorded none, the folder's last-modified
-    time (which a file put in changes). `dlc runs` shows and orders its rows by it."""
+    """When the run in `run` started (seconds since the epoch, local time as recorded): started_text's; for a
+    folder of an older dlc that recorded none, the folder's last-modified time (which a file put in changes).
+    `dlc runs` orders its rows by it."""
+    if (started := started_text(run)) is not None:
+        try:
+            return time.mktime(time.strptime(started, "%Y-%m-%dT%H:%M:%S" if len(started) > 16
+                                             else "%Y-%m-%dT%H:%M"))
+        except (ValueError, OverflowError):
+            pass
+    return _mtime(run)
+
+
+def started_text(run: Path) -> str | None:
+    """The `started` its run.json, cv.json or tune.json (by the folder's kind) records, when it is a time
+    (`2026-11-30T21:37:05`); None otherwise."""
     kind = _kind(run)
-    if kind is not None:
-        info = _load(run / f"{kind}.json")
-        started = info.get("started") if isinstance(info, dict) else None
-        if isinstance(started, str) and _STARTED.fullmatch(started):
-            try:
-                return time.mktime(time.strptime(started, "%Y-%m-%dT%H:%M:%S" if len(started) > 16
-                                                 else "%Y-%m-%dT%H:%M"))
-            except (ValueError, OverflowError):
-                pass
-    try:
-        return run.stat().st_mtime
-    except OSError:
-        return 0.0
+    info = _load(run / f"{kind}.json") if kind is not None else None
+    started = info.get("started") if isinstance(info, dict) else None
+    return started if isinstance(started, str) and _STARTED.fullmatch(started) else None
 
 
 def _inside_of(root: Path, folder: Path) -> bool:
@@ -481,9 +486,12 @@ def describe(run: Path) -> dict:
         st = run_state(run)
     except RunDirError as e:
         st = RunState("run", "damaged", str(e))
-    out: dict[str, Any] = {"run": str(run), "kind": st.kind, "spec": "?", "backend": "?",
-           "date": time.strftime("%Y-%m-%d %H:%M", time.localtime(started_time(run))), "epochs": None,
-           "final": {}}
+    # (the recorded start, not the folder's time, which a file put in changes: started_time)
+    started = started_text(run)
+    date = started[:16].replace("T", " ") if started is not None else \
+        time.strftime("%Y-%m-%d %H:%M", time.localtime(_mtime(run)))
+    out: dict[str, Any] = {"run": str(run), "kind": st.kind, "spec": "?", "backend": "?", "date": date,
+                           "epochs": None, "final": {}}
     if st.kind == "cv":
         _describe_cv(run, out)
     elif st.kind == "tune":
@@ -498,9 +506,6 @@ def describe(run: Path) -> dict:
             backend = info.get("backend") if isinstance(info, dict) else None
         out.update(spec=_text(ir.get("name") if isinstance(ir, dict) else None),
                    backend=_text(backend), epochs=st.epochs_done)
-        started = info.get("started") if isinstance(info, dict) else None
-        if isinstance(started, str) and _STARTED.fullmatch(started):
-            out["date"] = started[:16].replace("T", " ")  # (not the folder's time: a file put in changes it)
         metrics = _load(run / "metrics.json") or {}
         final = metrics.get("test") or metrics.get("val") or metrics.get("train") or {}
         out["final"] = final if isinstance(final, dict) else {}
