@@ -104,7 +104,7 @@ def _affine(layer: Layer, state: State, shape: Shape, out: Shape) -> State:
     if isinstance(layer, Dropout):
         return state if layer.rate == 0 else None
     if isinstance(layer, Residual):
-        return _residual(state, _follow(state, layer.body, shape)[0])
+        return _residual(state, _follow(state, layer.body, shape))
     return None
 
 
@@ -117,18 +117,16 @@ def _residual(outer: State, body: State) -> State:
     return UNIFORM if outer == body == UNIFORM else FIXED
 
 
-def _follow(state: State, layers: list, shape: Shape) -> tuple[State, list[Layer]]:
-    """The shift after `layers` (their input of `shape`), and the layers it went through until it was removed
-    (ZERO) or ends the search (None)."""
-    passed: list[Layer] = []
+def _follow(state: State, layers: list, shape: Shape) -> State:
+    """The shift after `layers` (their input of `shape`), followed until it is removed (ZERO) or ends the
+    search (None): a residual body's, from its one starting point (a list's many are _Chain's)."""
     for layer in layers:
         if state in (None, ZERO):
             break
         out = layer.out_shape(shape)
         state = _through(layer, state, shape, out)
-        passed.append(layer)
         shape = out
-    return state, passed
+    return state
 
 
 class _Chain:
@@ -150,7 +148,7 @@ class _Chain:
 
     def follow(self, start: int, state: State) -> tuple[State, int]:
         """The shift after the layers from `start`, and the index after the last one it went through (the
-        one that removed it or ended the search): _follow's answer, its layers `layers[start:stop]`."""
+        one that removed it or ended the search): the layers it went through are `layers[start:stop]`."""
         path: list[tuple[int, State]] = []
         i = start
         while state not in (None, ZERO) and (i, state) not in self.memo and i < len(self.layers):
