@@ -496,7 +496,7 @@ def _number_hint(word: str) -> str:
         value = digits[2:]
         shown = f": write {sign}{int(value, radix)}" if re.fullmatch(_RADIX_DIGITS[radix], value) else ""
         return f"numbers are written in decimal{shown}"
-    if "_" in word and _NUMBER_TOKEN.fullmatch(word.replace("_", "")):
+    if "_" in word and _number_token().fullmatch(word.replace("_", "")):
         return f"digits are not grouped: write {word.replace('_', '')}"
     if re.search(r"[eE][+-]?$", word):
         return "an exponent needs digits: for example 1e-4"
@@ -505,7 +505,10 @@ def _number_hint(word: str) -> str:
     return "numbers are written like 3, 0.5 or 1e-4"
 
 
-_NUMBER_TOKEN = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
+@functools.cache
+def _number_token() -> re.Pattern:
+    """The grammar's own number (SIGNED_NUMBER in dlspec.lark), so that a hint's "write 1000" is one."""
+    return re.compile(_parser().get_terminal("SIGNED_NUMBER").pattern.to_regexp())
 
 
 # letters of other scripts drawn like Latin ones: pasted, or typed with another keyboard layout (`rеlu` with a
