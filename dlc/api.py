@@ -483,7 +483,6 @@ class Model:
         env.json, the model (model.pt or model.keras, and model.json) and history.json/csv; once trained also
         metrics.json (train, val, test in inference mode) and curves.png; run.json's `finished` last. `dlc
         evaluate DIR` and `dlc predict DIR` load it."""
-        import time
 
         from dlc.runtime import rundir
 
@@ -510,7 +509,7 @@ class Model:
         if hist.rows:
             rundir.plot_curves(run, hist.rows, f"{spec.name} ({self.backend})", best_epoch=hist.best_epoch)
             rundir.write_json(run / "metrics.json", self._final_metrics(data, hist))
-        rundir.update_json(run / "run.json", finished=time.strftime("%Y-%m-%dT%H:%M:%S"))
+        rundir.update_json(run / "run.json", finished=rundir.stamp())
         return run
 
     def _final_metrics(self, data: Dataset, hist: History) -> dict:

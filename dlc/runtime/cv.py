@@ -7,7 +7,6 @@ test fraction, if the split asks for one, is held out before folding and is eval
 from __future__ import annotations
 
 import contextlib
-import time
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +44,7 @@ def cross_validate(spec, spec_file: str, backend: str, device: str = "auto", k: 
         rundir.copy_spec(run, spec_file)
     rundir.write_text(run / "ir.json", spec.model_dump_json(indent=2))
     rundir.write_json(run / "env.json", rundir.env_info(backend, device))  # (the backend of a cut-short cv)
-    began = time.strftime("%Y-%m-%dT%H:%M:%S")  # (cv.json's `started`: `dlc runs`' date for the folder)
+    began = rundir.stamp()  # (cv.json's `started`: `dlc runs`' date for the folder)
     started: list[tuple[int, int]] = []  # (fold, k) of each fold begun
     try:
         with runlock.held(run):
@@ -80,7 +79,7 @@ def run_cv(spec, base_dir: Path, backend: str, device: str = "auto", k: int | No
     from dlc.runtime.loop import train
     from dlc.runtime.run import final_metrics
 
-    started = started or time.strftime("%Y-%m-%dT%H:%M:%S")
+    started = started or rundir.stamp()
     Session = session_class(backend)
     parts = folds(spec, base_dir, k, dtype=spec.dtype)  # each fold assembled as it begins
     init = initial_weights(spec)

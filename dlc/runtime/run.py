@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import math
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -503,5 +502,5 @@ def _train(session, spec, data, backend: str, run: Path, rows: list[dict], state
     rundir.save_model(run, session)
     rundir.plot_curves(run, hist.rows, title, best_epoch=hist.best_epoch)
     rundir.write_json(run / "metrics.json", final)
-    rundir.update_json(run / "run.json", finished=time.strftime("%Y-%m-%dT%H:%M:%S"), failed=None)
+    rundir.update_json(run / "run.json", finished=rundir.stamp(), failed=None)
     return Finished(run, hist, final)

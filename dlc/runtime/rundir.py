@@ -520,6 +520,14 @@ def env_info(backend: str, device: str) -> dict:
     return info
 
 
+STAMP = "%Y-%m-%dT%H:%M:%S"  # the local time a run, cv or tune folder records (`started`, `finished`)
+
+
+def stamp() -> str:
+    """Now, as the run folders record it (STAMP): `dlc runs` reads it back to date and order them."""
+    return time.strftime(STAMP)
+
+
 def run_info(args, spec, data) -> dict:
     """What `dlc evaluate`, `dlc predict` and `--resume` need to rebuild the run: where the spec and its data
     live, the backend, and the input preprocessing fitted on the training part."""
@@ -533,7 +541,7 @@ def run_info(args, spec, data) -> dict:
             "preprocessing": data.preprocessing(),
             # what was read (file, rows, whether a header row was skipped) and a CSV target's class names
             "data_read": getattr(data, "read", None), "class_names": getattr(data, "class_names", None),
-            "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "started": stamp(),
             # set when the run ends: the time its last file was written, or why it failed
             "finished": None, "failed": None}
 

@@ -20,6 +20,7 @@ from typing import Any
 
 from dlc.runtime.rundir import (
     DLC_DIRS,
+    STAMP,
     OutFolderError,
     epoch_axis,
     figure,
@@ -418,7 +419,7 @@ def started_time(run: Path) -> float:
     `dlc runs` orders its rows by it."""
     if (started := started_text(run)) is not None:
         try:
-            return time.mktime(time.strptime(started, "%Y-%m-%dT%H:%M:%S" if len(started) > 16
+            return time.mktime(time.strptime(started, STAMP if len(started) > 16
                                              else "%Y-%m-%dT%H:%M"))
         except (ValueError, OverflowError):
             pass

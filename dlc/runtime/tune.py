@@ -920,7 +920,7 @@ class _Search:
         self.run = rundir.new_run_dir(f"{spec.name}-tune", backend, out, kind="tune", spec_file=spec_path)
         # when the folder's search began (tune.json's `started`, `dlc runs`' date): a resumed one keeps it
         before = _started_before(self.run)
-        self.started = before or time.strftime("%Y-%m-%dT%H:%M:%S")
+        self.started = before or rundir.stamp()
         self.spec_file = Path(spec_path).resolve()
         if not (self.run / self.spec_file.name).exists():
             rundir.copy_spec(self.run, spec_path)
