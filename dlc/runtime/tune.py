@@ -639,13 +639,14 @@ def _trial_json(t) -> dict:
     return out
 
 
-def _started_before(run: Path) -> str | None:
-    """The `started` of the tune.json already in `run` (a search resumed there), None if it has none."""
+def _held(run: Path, key: str) -> str | None:
+    """A text of the tune.json already in `run` (a search resumed there: its `started`, its `study`), None
+    where there is none (no tune.json, unreadable, not a string)."""
     try:
-        started = json.loads((run / "tune.json").read_text()).get("started")
+        value = json.loads((run / "tune.json").read_text()).get(key)
     except (OSError, ValueError, AttributeError):
         return None
-    return started if isinstance(started, str) else None
+    return value if isinstance(value, str) else None
 
 
 def _sorted_complete(trials, direction: str):
@@ -880,11 +881,8 @@ def _check_same_study(out: Path, study: str) -> None:
     """A tune folder holds one study: its trials/NNNN are numbered per study and tune.json and best.dlspec are
     the study's, so another study's search there would overwrite them (TuneError before anything is
     written)."""
-    try:
-        held = json.loads((out / "tune.json").read_text()).get("study")
-    except (OSError, ValueError, AttributeError):
-        return
-    if isinstance(held, str) and held != study:
+    held = _held(out, "study")
+    if held is not None and held != study:
         raise TuneError(f"--out {out} holds the search of study '{held}' (its tune.json, best.dlspec and "
                         f"trials/); this search is study '{study}' and would overwrite them: give a new "
                         "--out")
@@ -919,8 +917,7 @@ class _Search:
             _check_same_study(Path(out), self.study_name)
         self.run = rundir.new_run_dir(f"{spec.name}-tune", backend, out, kind="tune", spec_file=spec_path)
         # when the folder's search began (tune.json's `started`, `dlc runs`' date): a resumed one keeps it
-        before = _started_before(self.run)
-        self.started = before or rundir.stamp()
+        self.started = _held(self.run, "started") or rundir.stamp()
         self.spec_file = Path(spec_path).resolve()
         if not (self.run / self.spec_file.name).exists():
             rundir.copy_spec(self.run, spec_path)
