@@ -74,22 +74,33 @@ def fold_problem(n: int, k: int, counts: list[tuple[object, int]] | None, test_r
 
 def stratified_rest(counts: list[tuple[object, int]], frac: float) -> list[tuple[object, int]] | None:
     """The (class, rows) left after a stratified hold-out of `frac`, as scikit-learn's StratifiedShuffleSplit
-    counts them (its _approximate_mode of the rows kept: each class its share, rounded down, and the rows
-    left over to the classes with the largest remainders); None when that depends on how it breaks a tie
-    between equal remainders (a random choice)."""
+    counts them (approximate_counts of the rows kept); None when that depends on how it breaks a tie between
+    equal remainders (a random choice)."""
     n = sum(c for _, c in counts)
-    keep = n - held_rows(n, frac)
-    continuous = [c / n * keep for _, c in counts]
+    kept = approximate_counts([c for _, c in counts], n - held_rows(n, frac),
+                            lambda tied, k: tied if len(tied) == k else None)
+    return None if kept is None else [(c, f) for (c, _), f in zip(counts, kept, strict=True)]
+
+
+def approximate_counts(counts: list[int], n_draws: int, choose) -> list[int] | None:
+    """scikit-learn's _approximate_mode: the rows of each class among n_draws, each class its share rounded
+    down and the rows left over to the classes with the largest remainders; among equal remainders,
+    `choose(tied, k)` picks k of the tied classes' indices (scikit-learn: its RandomState's choice, called
+    for every remainder it reaches, as the runtime's split does; None: it cannot be told, and so neither can
+    the result)."""
+    n = sum(counts)
+    continuous = [c / n * n_draws for c in counts]
     floored = [math.floor(x) for x in continuous]
-    need = keep - sum(floored)
+    need = n_draws - sum(floored)
     remainders = [x - f for x, f in zip(continuous, floored, strict=True)]
     for value in sorted(set(remainders), reverse=True):
         if need <= 0:
             break
         tied = [i for i, r in enumerate(remainders) if r == value]
-        if len(tied) > need:
+        picked = choose(tied, min(len(tied), need))
+        if picked is None:
             return None
-        for i in tied:
+        for i in picked:
             floored[i] += 1
-        need -= len(tied)
-    return [(c, f) for (c, _), f in zip(counts, floored, strict=True)]
+        need -= len(picked)
+    return floored

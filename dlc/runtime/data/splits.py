@@ -8,6 +8,7 @@ import numpy as np
 
 from dlc.compiler.spec import Holdout, Spec
 from dlc.compiler.splitsizes import (
+    approximate_counts,
     class_counts_text,
     fold_problem,
     holdout_counts_problem,
@@ -101,22 +102,13 @@ def stratified_holdout(idx: np.ndarray, frac: float, strat: np.ndarray,
 
 
 def approximate_mode(class_counts: np.ndarray, n_draws: int, rng: np.random.RandomState) -> np.ndarray:
-    """scikit-learn's _approximate_mode: the rows of each class among n_draws, each class its share rounded
-    down and the rest to the largest remainders, ties broken by rng (as compiler/splitsizes.py's
-    stratified_rest counts them)."""
-    continuous = class_counts / class_counts.sum() * n_draws
-    floored = np.floor(continuous)
-    need_to_add = int(n_draws - floored.sum())
-    if need_to_add > 0:
-        remainder = continuous - floored
-        for value in np.sort(np.unique(remainder))[::-1]:
-            (inds,) = np.where(remainder == value)
-            add_now = min(len(inds), need_to_add)
-            floored[rng.choice(inds, size=add_now, replace=False)] += 1
-            need_to_add -= add_now
-            if need_to_add == 0:
-                break
-    return floored.astype(int)
+    """scikit-learn's _approximate_mode (compiler/splitsizes.py's, which `dlc check` counts with), its ties
+    broken by rng's choice as scikit-learn's are."""
+    mode = approximate_counts(
+        [int(c) for c in class_counts], n_draws,
+        lambda tied, k: rng.choice(np.asarray(tied), size=k, replace=False).tolist())
+    assert mode is not None  # (a choice is always made)
+    return np.asarray(mode, dtype=int)
 
 
 def check_holdout_counts(n: int, val: float, test: float) -> None:
