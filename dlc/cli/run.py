@@ -260,7 +260,8 @@ class _Display(api.Observer):
         """A line of rich markup on the console, and in log.txt as plain text (`log_line` instead)."""
         from dlc.cli.display import plain
 
-        self.console.print(line, soft_wrap=True)
+        if not self.console.quiet:  # (rich renders a line before a quiet console drops it: 1 ms an epoch)
+            self.console.print(line, soft_wrap=True)
         self.write_log(plain(line if log_line is None else log_line))
 
     def write_log(self, text: str) -> None:

@@ -1,6 +1,6 @@
-"""Per-epoch checkpoints: the session's state (weights, optimizer slots, counters) and the loop's state in one
-.npz, written to a temporary file and renamed over the old one, so a run killed at any moment (even kill -9)
-leaves the last finished epoch intact.
+"""Checkpoints at an epoch's end (when dlc.runtime.epochfiles says the run's files are due): the session's
+state (weights, optimizer slots, counters) and the loop's state in one .npz, written to a temporary file and
+renamed over the old one, so a run killed at any moment (even kill -9) leaves the last one written intact.
 
 The loop state is JSON (LoopState.to_json: its history rows included, so a checkpoint resumes on its own):
 `loop`, its UTF-8 bytes (a uint8 array), each row encoded once per run (rundir.EncodedRows); checkpoints of

@@ -75,6 +75,7 @@ def run_cv(spec, base_dir: Path, backend: str, device: str = "auto", k: int | No
     from dlc.backends import session_class
     from dlc.reference.weights import initial_weights
     from dlc.runtime.data import folds
+    from dlc.runtime.epochfiles import EpochFiles
     from dlc.runtime.evidence import Recorder
     from dlc.runtime.loop import train
     from dlc.runtime.run import final_metrics
@@ -91,9 +92,12 @@ def run_cv(spec, base_dir: Path, backend: str, device: str = "auto", k: int | No
             on_fold_start(i, len(parts))
         session = Session(spec, device=device, weights=init, compile=compile)
         fdir = out / f"fold_{i}" if out is not None else None
-        # with evidence, fold_N/ is made at the first epoch's end (a fold that fails keeps its evidence)
-        hist = train(session, spec, data, on_epoch=_fold_history(fdir),
-                     evidence=Recorder(spec, fdir) if fdir is not None and evidence else None)
+        # with evidence, fold_N/ is made at the first epoch's end (a fold that fails keeps its evidence and
+        # history); its files are written at EpochFiles' pace
+        recorder = Recorder(spec, fdir) if fdir is not None and evidence else None
+        files = EpochFiles(fdir, [], recorder)
+        with files.flushed():
+            hist = train(session, spec, data, on_epoch=files.append, evidence=recorder)
         row: dict[str, Any] = {"fold": i, "epochs": len(hist.rows), "train_samples": len(data.train.x),
                                "val_samples": len(val.x)}
         # train, val and test in inference mode, as `dlc run`'s metrics.json: the doctor compares the
@@ -126,14 +130,7 @@ def run_cv(spec, base_dir: Path, backend: str, device: str = "auto", k: int | No
     return summary
 
 
-def _fold_history(fdir: Path | None):
-    """on_epoch for a fold: its history.json after every epoch, once its folder exists (the evidence makes
-    it), so a fold that fails keeps its epochs beside its evidence."""
-    rows: list[dict] = []
-
-    def on_epoch(row: dict) -> None:
-        rows.append(row)
-        if fdir is not None and fdir.is_dir():
-            rundir.write_history(fdir, rows)
-
-    return on_epoch
+def _epoch_row(files, row: dict) -> None:
+    """on_epoch for a fold: the row in its history, the files when due (see EpochFiles)."""
+    files.rows.append(row)
+    files.after_epoch()

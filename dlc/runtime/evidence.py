@@ -1,8 +1,9 @@
 """The training evidence (`dlc doctor` reads it): per layer and per epoch the gradient norm, the weight norm,
 the epoch's update-to-weight ratio, the activations' mean and standard deviation and the dead or saturated
-fraction, with every step's loss; written to RUN/evidence.json after every epoch (atomically, so a run that
-stops with a non-finite loss keeps the evidence up to it, that epoch included) and to TensorBoard
-(`evidence/<layer>/<field>`, the same tags on both backends).
+fraction, with every step's loss; recorded after every epoch, written to RUN/evidence.json when the run
+folder's files are (dlc.runtime.epochfiles: atomically; a run that stops with a non-finite loss keeps the
+evidence up to it, that epoch included) and to TensorBoard after every epoch (`evidence/<layer>/<field>`,
+the same tags on both backends).
 
 Backend-neutral: the per-layer numbers come from `Session.probe` on a fixed seeded probe set (definitions:
 dlc/reference/evidence.py); weight norms and update ratios from `Session.get_weights`, here, in float64 numpy.
@@ -49,8 +50,10 @@ def _norm(arrays: list[np.ndarray]) -> float:
 
 class Recorder:
     """The evidence of one training run: `begin` before the first epoch (or the first resumed one), `record`
-    after each epoch (also after the one that failed). `folder`: where evidence.json goes (None: kept in
-    memory only, `.to_json()`); `tb`: an EventWriter for the TensorBoard scalars."""
+    after each epoch (also after the one that failed), which writes evidence.json too unless `paced` (then
+    dlc.runtime.epochfiles calls `write` when the run's files are due; `unwritten`: whether an epoch was
+    recorded since). `folder`: where evidence.json goes (None: kept in memory only, `.to_json()`); `tb`: an
+    EventWriter for the TensorBoard scalars."""
 
     def __init__(self, spec, folder: Path | None = None, tb=None):
         self.spec, self.folder, self.tb = spec, folder, tb
@@ -64,6 +67,8 @@ class Recorder:
         self._epoch_text: list[str] = []
         self._loss_text: list[str] = []
         self._losses_encoded = 0
+        self.unwritten = False
+        self.paced = False
 
     # ------------------------------------------------------------------------------------------ the run
 
@@ -97,7 +102,7 @@ class Recorder:
             self.step_losses += [None] * (done - len(self.step_losses))
 
     def record(self, session, epoch: int, lr: float, hist) -> dict:
-        """The evidence of epoch `epoch` (from 0), just trained: appended, written, returned."""
+        """The evidence of epoch `epoch` (from 0), just trained: kept, written unless paced, returned."""
         new = hist.step_losses[self._seen:]
         self._seen = len(hist.step_losses)
         first = len(self.step_losses) + 1
@@ -119,7 +124,9 @@ class Recorder:
                  "lr": finite(lr), "layers": layers}
         self.epochs.append(entry)
         self._start = end
-        self.write()
+        self.unwritten = True
+        if not self.paced:
+            self.write()
         if self.tb is not None:
             self.tb.tagged(epoch + 1, {f"evidence/{name}/{k}": v for name, vals in layers.items()
                                        for k, v in vals.items()})
@@ -139,6 +146,7 @@ class Recorder:
 
     def write(self) -> None:
         """evidence.json, atomically (a temporary file renamed over it); step_losses on one line."""
+        self.unwritten = False
         if self.folder is None:
             return
         from dlc.runtime.rundir import write_text

@@ -469,6 +469,7 @@ def _new_run(spec, backend: str, device: str, spec_file: str, out: str | None, d
 def _train(session, spec, data, backend: str, run: Path, rows: list[dict], state, observer: Observer,
            title: str, evidence: bool = True) -> Finished:
     from dlc.runtime import checkpoint
+    from dlc.runtime.epochfiles import EpochFiles
     from dlc.runtime.evidence import FILE, Recorder
     from dlc.runtime.loop import train
     from dlc.runtime.tensorboard import EventWriter
@@ -482,15 +483,20 @@ def _train(session, spec, data, backend: str, run: Path, rows: list[dict], state
     observer.evidence(recorder)
     observer.started(run, data, session.device_name)
 
+    # history, evidence and checkpoint: after the first and last epochs, between them at EpochFiles' pace
+    files = EpochFiles(run, rows, recorder, save=lambda st: checkpoint.save(run, session, st))
+
     def on_epoch(row):
         rows.append(row)
-        rundir.write_history(run, rows)
         tb.scalars(row["epoch"], row)
         observer.epoch(row)
 
-    with observer.training():
+    def on_checkpoint(st) -> None:
+        files.after_epoch(st, last=st.epoch >= spec.train.epochs or st.history.stopped_early)
+
+    with observer.training(), files.flushed():
         hist = train(session, spec, data, on_epoch=on_epoch, on_progress=observer.progress, resume=state,
-                     on_checkpoint=lambda st: checkpoint.save(run, session, st), evidence=recorder)
+                     on_checkpoint=on_checkpoint, evidence=recorder)
     final: dict = final_metrics(session, spec, data)
     final["epochs_run"] = len(hist.rows)
     final["stopped_early"] = hist.stopped_early

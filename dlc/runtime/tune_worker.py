@@ -283,15 +283,15 @@ def _run_holdout(job, trial, spec, base_dir, metric, prune, trial_dir, worker=No
 
 
 def _train_holdout(trial, spec, data, session, metric, prune, trial_dir) -> float | None:
-    from dlc.runtime import rundir
+    from dlc.runtime.epochfiles import EpochFiles
     from dlc.runtime.evidence import Recorder
     from dlc.runtime.loop import train
 
-    rows: list[dict] = []
+    recorder = Recorder(spec, trial_dir)
+    files = EpochFiles(trial_dir, [], recorder)  # (written at its pace; all of them however the trial ends)
 
     def on_epoch(row):
-        rows.append(row)
-        rundir.write_history(trial_dir, rows)
+        files.append(row)
         v = row.get(metric)
         if v is None or not math.isfinite(v):
             return
@@ -299,7 +299,8 @@ def _train_holdout(trial, spec, data, session, metric, prune, trial_dir) -> floa
         if prune and trial.should_prune():
             raise _Pruned(row["epoch"])
 
-    hist = train(session, spec, data, on_epoch=on_epoch, evidence=Recorder(spec, trial_dir))
+    with files.flushed():
+        hist = train(session, spec, data, on_epoch=on_epoch, evidence=recorder)
     row = hist.rows[hist.best_epoch - 1] if hist.restored_best and hist.best_epoch else hist.rows[-1]
     trial.set_user_attr("epochs", len(hist.rows))
     return row.get(metric)
