@@ -25,10 +25,14 @@ from .wording import (
     FAMILY_WORDS,
     VALUE_WORDS,
     article,
+    constant_hint,
     explain,
     family_example,
     option_shown,
+    other_argument,
+    other_name,
     source_text,
+    written_text,
 )
 
 # families every argument of which may be left out: `none` says so explicitly (kernel_reg=none), so that a
@@ -70,6 +74,11 @@ class Binder:
         record = record_class(annotation)
         if record is not None and _is_record(v):
             return self.record(record, v.kwargs, env, path, v.span)
+        if record is not None and isinstance(v, A.Call) and v.name not in self.blocks:
+            # `early_stopping: EarlyStopping(patience=3)` (Keras' callback): a record has no name
+            self.d.add("E201", f"a call to '{v.name}' is not expected here", v.name_span,
+                       f"a record is written without a name: {written_text(v)[len(v.name):]}")
+            return MISSING
         return self._literal(v, env, path)
 
     def _literal(self, v: A.Value, env: dict, path: str) -> Any:
@@ -139,7 +148,7 @@ class Binder:
         # (`activation=choise(relu, elu)`: a misspelt search space, when no name of the family is closer)
         spaces = [] if family == "layer" or not call.args else list(SEARCH_FUNCS)
         self.d.add(FAMILY_CODES.get(family, "E100"), f"unknown {word} '{call.name}'", call.name_span,
-                   lambda: did_you_mean(call.name, candidates) or (
+                   lambda: other_name(family, call.name) or did_you_mean(call.name, candidates) or (
                        spaces and did_you_mean(call.name, spaces)) or f"known: {', '.join(known)}")
 
     def _not_a_parameter(self, v: A.Name, block: A.BlockDef) -> None:
@@ -247,7 +256,9 @@ class Binder:
     def _unknown_argument(self, cls, shown: str, kw: A.Kwarg) -> None:
         valid = [f for f in cls.model_fields if f not in ("at", "kind", "name")] + list(cls.aliases)
         self.d.add("E112", f"unknown argument '{kw.key}' for {shown}", kw.key_span,
-                   lambda: did_you_mean(kw.key, valid) or (f"{shown} takes: {', '.join(valid)}" if valid
+                   lambda: other_argument(kw.key, kw.value, cls) or did_you_mean(kw.key, valid) or (
+                       other_argument(kw.key, kw.value, cls, siblings=True)) or (
+                       f"{shown} takes: {', '.join(valid)}" if valid
                                                            else f"{shown} takes no arguments"))
 
     def given_twice(self, kw: A.Kwarg, first: Span, by_position: bool) -> None:
@@ -286,8 +297,9 @@ class Binder:
                                explain(errs, cls.model_fields[field].annotation))
                     continue
                 self.d.add("E201", f"invalid value for '{key}' of {shown}{came}" if field else
-                           f"invalid {shown}", where, explain(errs, cls.model_fields[field].annotation
-                                           if field in cls.model_fields else None))
+                           f"invalid {shown}", where, constant_hint(converted.get(field or ""))
+                           or explain(errs, cls.model_fields[field].annotation
+                                      if field in cls.model_fields else None))
             return MISSING
 
     def record(self, cls: type[IRNode], kwargs: list[A.Kwarg], env: dict, path: str, span: Span) -> Any:

@@ -13,13 +13,14 @@ from typing import Any
 from pydantic import ValidationError
 
 from . import ast as A
+from . import catalog
 from .bind import Binder
 from .diagnostics import MISSING, Diagnostics, Span, did_you_mean
 from .expand import LayerExpander, collect_blocks, name_layers
 from .spaces import SEARCH_FUNCS, Overrides, inner_space
 from .spec import Data, Spec
 from .training import Search, Train
-from .wording import explain
+from .wording import NO_VALUE, explain, written_text
 
 MODEL_KEYS = {"seed", "dtype", "input", "loss", "metrics", "optimizer", "schedule"}
 MODEL_SECTIONS = {"data", "layers", "train", "search"}
@@ -75,7 +76,7 @@ class Resolver(Binder):
                 hint = did_you_mean(kw.key, fields) if self.d.hints_wanted else None
                 if hint:
                     meant.add(hint.split("'")[1])
-                hint = _belongs_elsewhere(kw.key, sec.name) or hint
+                hint = _belongs_elsewhere(kw.key, sec.name) or hint or _argument_elsewhere(kw.key)
                 self.d.add("E110", f"unknown key '{kw.key}' in {sec.name}", kw.key_span,
                            hint or f"{sec.name} takes: {', '.join(fields)}")
         kwargs = [kw for kw in kwargs if kw.key in cls.model_fields or kw.key in cls.aliases]
@@ -181,7 +182,7 @@ class Resolver(Binder):
             self._unknown_key(st.key, st.key_span, suggested)
             return True
         if isinstance(st, A.Section) and st.name not in MODEL_SECTIONS:
-            self._unknown_section(st.name, st.name_span, suggested)
+            self._unknown_section(st.name, st.name_span, suggested, st.body)
             return True
         return False
 
@@ -196,13 +197,25 @@ class Resolver(Binder):
         self.d.add("E110", f"unknown key '{key}'", span,
                    hint or f"known keys: {', '.join(sorted(MODEL_KEYS))}")
 
-    def _unknown_section(self, key: str, span: Span, suggested: set[str]) -> None:
+    def _unknown_section(self, key: str, span: Span, suggested: set[str], body: list | None = None) -> None:
         hint = did_you_mean(key, sorted(MODEL_SECTIONS)) if self.d.hints_wanted else None
         if hint:
             suggested.add(hint.split("'")[1])
         if key in MODEL_KEYS:
             hint = f"{key} is a key: {key}: ..."
             suggested.add(key)
+        if hint is None and key in OTHER_SECTIONS:  # `fit { }`: Keras' word for train { }
+            hint = f"did you mean '{OTHER_SECTIONS[key]}' (Keras' {key})?"
+            suggested.add(OTHER_SECTIONS[key])
+        model_keys = [st for st in body or [] if isinstance(st, A.Assign) and st.key in MODEL_KEYS]
+        if hint is None and model_keys:  # `compile { loss: mse }`: Keras' compile() takes the model's keys
+            keys = list(dict.fromkeys(st.key for st in model_keys))
+            hint = f"{', '.join(keys)} {'is a key' if len(keys) == 1 else 'are keys'} of the model itself: " \
+                   f"write {'it' if len(keys) == 1 else 'them'} without {key} {{ }}"
+            for st in model_keys:  # (checked as the model's, so that their errors are reported; not used)
+                if st.key not in suggested:
+                    suggested.add(st.key)
+                    self.model_item(st, st.key)
         self.d.add("E111", f"unknown section '{key}'", span,
                    hint or f"known sections: {', '.join(sorted(MODEL_SECTIONS))}")
 
@@ -223,8 +236,7 @@ class Resolver(Binder):
             if not (isinstance(v, A.Tuple) and v.items and not v.kwargs
                     and all(isinstance(i, A.Num) and isinstance(i.value, int) and i.value > 0
                             for i in v.items)):
-                self.d.add("E201", "input must be a shape of positive integers", v.span,
-                           "for example input: (64) or input: (8, 8, 1)")
+                self.d.add("E201", "input must be a shape of positive integers", v.span, _input_hint(v))
                 return MISSING
             return tuple(i.value for i in v.items if isinstance(i, A.Num))  # (all are, checked above)
         val = self.value(st.value, {}, key, ann)
@@ -243,6 +255,48 @@ class Resolver(Binder):
         return val
 
 
+def _input_hint(v: A.Value) -> str:
+    """How to write an input shape that is no tuple of positive integers: a list (`[4]`), a batch axis
+    written as None (`(None, 4)`, Keras' model.summary() shows it)."""
+    items = getattr(v, "items", None) or []
+    sizes = [i for i in items if not (isinstance(i, A.Name) and i.name in NO_VALUE)]
+    shown = ", ".join(written_text(i) for i in sizes)
+    if sizes and len(sizes) < len(items) and isinstance(v, A.Tuple):
+        return f"a sample's shape leaves out the batch axis: input: ({shown})"
+    if isinstance(v, A.List) and sizes:
+        return f"a shape is written in ( ): input: ({shown})"
+    return "for example input: (64) or input: (8, 8, 1)"
+
+
+# sections under Keras' names: the name -> dlc's section
+OTHER_SECTIONS = {"fit": "train", "training": "train", "sequential": "layers",
+                  "dataset": "data", "tune": "search", "tuning": "search"}
+# keys other tools set where dlc sets them otherwise: the key -> where dlc says it
+KEYS_ELSEWHERE = {
+    "validation_split": "the validation part is split off in data { split: holdout(val=0.2) }",
+    "validation_data": "the validation part is split off in data { split: holdout(val=0.2) }",
+    "callbacks": "dlc's callbacks are keys: early_stopping: (patience=5) in train { }, schedule: plateau() "
+                 "in the model",
+}
+# families whose arguments a user may write as keys of a section (`learning_rate: 0.01` in train { }):
+# the family -> the key that takes it
+_ARGUMENT_HOMES = {"optimizer": "optimizer", "split": "split", "schedule": "schedule", "source": "source"}
+
+
+def _argument_elsewhere(key: str) -> str | None:
+    """`learning_rate: 0.01` in train { }, `stratify: true` in data { }: an argument of a value written as
+    a key, and how it is written."""
+    if key in KEYS_ELSEWHERE:
+        return KEYS_ELSEWHERE[key]
+    if any(key in cls.model_fields for cls in SECTION_CLASSES.values()):
+        return None  # (`shuffle` in data { }: train's or kfold's; the section's own keys are listed)
+    for family, home in _ARGUMENT_HOMES.items():
+        for name, cls in catalog.REGISTRY.get(family, {}).items():
+            if key in cls.aliases or (key in cls.model_fields and key not in ("at", "kind", "name")):
+                return f"{key} is an argument of the {home}: {home}: {name}(..., {key}=...)"
+    return None
+
+
 def _belongs_elsewhere(key: str, written_in: str | None) -> str | None:
     """`epochs: 20` written in the model rather than in train { } (or `loss: mse` in train): where the key
     belongs, as a hint; None when it is not the other level's. (A key of another section keeps the list of
@@ -251,7 +305,7 @@ def _belongs_elsewhere(key: str, written_in: str | None) -> str | None:
         return f"{key} belongs in the model itself, not in {written_in} {{ }}" if key in MODEL_KEYS else None
     home = next((name for name, cls in SECTION_CLASSES.items()
                  if key in cls.model_fields or key in cls.aliases), None)
-    return f"{key} belongs inside {home} {{ ... }}" if home else None
+    return f"{key} belongs inside {home} {{ ... }}" if home else _argument_elsewhere(key)
 
 
 def _objective_record(v: A.Value, d: Diagnostics) -> A.Value:

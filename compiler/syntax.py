@@ -353,6 +353,212 @@ def _accepts_at(text: str, pos: int) -> set[str]:
         return set()
 
 
+_NAME_AT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_DOTTED = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)+")
+_SINGLE_QUOTED = re.compile(r"'([^'\n]*)'")
+
+
+def _same_length(text: str, start: int, end: int, replacement: str) -> str:
+    """`text` with text[start:end] replaced by as many characters (positions after it are kept)."""
+    assert len(replacement) == end - start
+    return text[:start] + replacement + text[end:]
+
+
+def _habit(err: UnexpectedInput, text: str) -> tuple[str, Span, str, str | None] | None:
+    """Another language's way of writing what dlc writes otherwise, at a syntax error: a Python string in
+    single quotes, a module path (`keras.layers.Dense`, `tf.nn.relu`), a `//` comment, a YAML `- item`, a
+    JSON `"key":`, `name: value` as an argument, a ';' or ',' ending a statement. (message, span, how dlc
+    writes it, the text repaired so that the rest of the file is read as meant), the repair None where the
+    statement is better dropped."""
+    if isinstance(err, UnexpectedCharacters):
+        pos: int = err.pos_in_stream  # type: ignore[assignment]
+        return _habit_character(text, pos, err.line, err.column)
+    if isinstance(err, UnexpectedToken) and err.token.type == "_NL":
+        return _yaml_section(text, err.token.line)
+    if isinstance(err, UnexpectedToken) and err.token.type != "$END":
+        return _habit_token(text, err.token, set(err.accepts or err.expected))
+    return None
+
+
+_SECTION_WORDS = ("data", "layers", "train", "search", "residual")
+# a header written with ':' for its '{' (YAML): `layers:`, `model iris:`, `block b(n):`
+_COLON_HEADER = re.compile(r"^[ \t]*[A-Za-z_][A-Za-z0-9_]*([ \t]+[A-Za-z_][A-Za-z0-9_]*)?([ \t]*\([^()]*\))?"
+                           r"[ \t]*:[ \t]*$")
+
+
+def _braces_hint(header: str) -> str:
+    what = {"model": "a model", "block": "a block"}.get(header.split()[0].split("(")[0], "a section")
+    return f"{what} is written in braces, without ':': {header} {{ ... }}"
+
+
+def _yaml_section(text: str, line: int) -> tuple[str, Span, str, str | None] | None:
+    """`layers:` with its lines indented below it (YAML): a section, written `layers { ... }`. Repaired as
+    one: its ':' as '{', and a '}' after its last indented line."""
+    sc = _scan(text)
+    header = sc.lines[line - 1]
+    m = _COLON_HEADER.match(header[: sc.code_end[line - 1]])
+    if m is None:
+        return None
+    name = header[: header.rindex(":")].strip()
+    base = sc.indent[line - 1] or 0
+    body = [k for k in range(line + 1, len(sc.lines) + 1) if sc.indent[k - 1] is not None]
+    inside = []
+    for k in body:
+        if (sc.indent[k - 1] or 0) <= base:
+            break
+        inside.append(k)
+    colon = header.rindex(":")
+    codes = [sc.lines[k - 1][: sc.code_end[k - 1]].strip() for k in inside]
+    dashed = bool(codes) and all(re.match(r"-[ \t]", c) for c in codes)
+    if dashed and name not in _SECTION_WORDS and _NAME_AT.fullmatch(name) \
+            and not any(sc.on_line(k) for k in inside):  # `metrics:` and `- accuracy` lines below: a list
+        items = ", ".join(c[1:].strip() for c in codes)
+        lines = list(sc.lines)
+        for k in (line, *inside):
+            lines[k - 1] = ""
+        return (f"no value after '{name}:'", Span(line, colon + 1, line, colon + 2),
+                f"a list is written in [ ] on its key's line: {name}: [{_shown(items, 60)}]",
+                "\n".join(lines))
+    if len(inside) == 1 and name not in _SECTION_WORDS and not sc.on_line(inside[0]) \
+            and _NAME_AT.fullmatch(name) and not re.match(r"[ \t]*[A-Za-z_][A-Za-z0-9_]*[ \t]*:",
+                                                          sc.lines[inside[0] - 1]):
+        # `loss:` and its value on the next line: a key, not a section
+        value = sc.lines[inside[0] - 1][: sc.code_end[inside[0] - 1]].strip()
+        lines = list(sc.lines)
+        lines[line - 1] = lines[inside[0] - 1] = ""
+        return (f"no value after '{name}:'", Span(line, colon + 1, line, colon + 2),
+                f"a key's value is written on its line: {name}: {_shown(value, 40)}", "\n".join(lines))
+    if not inside and name not in _SECTION_WORDS:
+        return None
+    span = Span(line, colon + 1, line, colon + 2)
+    hint = _braces_hint(name)
+    if not inside:
+        return f"unexpected ':' after '{name}'", span, hint, None
+    lines = list(sc.lines)
+    lines[line - 1] = header[:colon] + "{" + header[colon + 1:]
+    if dashed:  # `- Dense(16)` items (YAML's list): statements, one per line
+        hint += ", one statement per line without '-'"
+        for k in inside:
+            dash = lines[k - 1].index("-")
+            lines[k - 1] = lines[k - 1][:dash] + " " + lines[k - 1][dash + 1:]
+    last = inside[-1]
+    end = sc.code_end[last - 1]
+    lines[last - 1] = lines[last - 1][:end] + " }" + lines[last - 1][end:]
+    return f"unexpected ':' after '{name}'", span, hint, "\n".join(lines)
+
+
+def _habit_character(text: str, pos: int, line: int, col: int) -> tuple[str, Span, str, str | None] | None:
+    ch = text[pos] if pos < len(text) else ""
+    line_start = text.rfind("\n", 0, pos) + 1
+    line_end = text.find("\n", pos)
+    line_text = text[line_start:line_end if line_end >= 0 else len(text)]
+    at = pos - line_start  # 0-based column
+    if ch == "'":
+        m = _SINGLE_QUOTED.match(line_text, at)
+        if m is None:
+            return ("unexpected single quote", Span(line, col, line, col + 1),
+                    'strings are written in double quotes: "..."', None)
+        inner = m.group(1)
+        span = Span(line, col, line, col + len(m.group(0)))
+        if _NAME_AT.fullmatch(inner):  # `activation='relu'`: a name, written without quotes
+            return ("unexpected single quote", span,
+                    f"names are written without quotes: write {inner}",
+                    _same_length(text, pos, pos + len(m.group(0)), f" {inner} "))
+        if '"' in inner or "\\" in inner:
+            return ("unexpected single quote", span, 'strings are written in double quotes: "..."', None)
+        return ("unexpected single quote", span,
+                f'strings are written in double quotes: "{_shown(inner, 40)}"',
+                _same_length(text, pos, pos + len(m.group(0)), f'"{inner}"'))
+    if ch == "." and at > 0 and (line_text[at - 1].isalnum() or line_text[at - 1] == "_"):
+        start = at
+        while start > 0 and (line_text[start - 1].isalnum() or line_text[start - 1] == "_"):
+            start -= 1
+        m = _DOTTED.match(line_text, start)
+        if m is None or not (line_text[start].isalpha() or line_text[start] == "_"):
+            return None
+        dotted = m.group(0)
+        last = dotted.rsplit(".", 1)[1]
+        span = Span(line, start + 1, line, start + 1 + len(dotted))
+        return (f"'{_shown(dotted, 40)}' is a Python path", span,
+                f"dlc names have no module path: write {last}",
+                _same_length(text, line_start + start, line_start + start + len(dotted) - len(last),
+                             " " * (len(dotted) - len(last))))
+    if ch == "/" and line_text[at + 1:at + 2] == "/":  # `// comment` (JavaScript, C, JSON5)
+        return ("unexpected characters '//'", Span(line, col, line, col + 2),
+                "comments start with '#': write # instead of //", _same_length(text, pos, pos + 2, "# "))
+    if ch == "-" and not line_text[:at].strip() and re.match(r"-[ \t]+[A-Za-z_\"]", line_text[at:]):
+        # `- Dense(16)`: a YAML list item
+        return ("unexpected character '-'", Span(line, col, line, col + 1),
+                "items are not marked with '-': write one statement per line, as it is, without the '-'",
+                _same_length(text, pos, pos + 1, " "))
+    if ch == ";" and not re.sub(r"#.*", "", line_text[at + 1:]).strip():  # `seed: 7;`
+        return ("unexpected character ';'", Span(line, col, line, col + 1), _TRAILING_HINT.format(";"),
+                _same_length(text, pos, pos + 1, " "))
+    return None
+
+
+def _habit_token(text: str, tok: Token, expected: set[str]) -> tuple[str, Span, str, str | None] | None:
+    start = tok.start_pos
+    if start is None:
+        return None
+    line_start = text.rfind("\n", 0, start) + 1
+    line_end = text.find("\n", start)
+    line_text = text[line_start:line_end if line_end >= 0 else len(text)]
+    at = start - line_start
+    after = line_text[at + len(tok):].lstrip(" \t")
+    if tok.type == "STRING" and "NAME" in expected and not line_text[:at].strip() and after[:1] in ":{" \
+            and _NAME_AT.fullmatch(str(tok)[1:-1]):  # `"seed": 7`: a JSON key
+        key = str(tok)[1:-1]
+        fixed = _same_length(text, start, start + len(tok), f" {key} ")
+        if after[:1] == ":" and after[1:].strip().startswith("{"):  # `"train": {`: a section
+            colon = line_start + at + len(tok) + line_text[at + len(tok):].index(":")
+            return (f"unexpected {str(tok)!r}", _tok(tok),
+                    f"a section is written without quotes or ':': {key} {{ ... }}",
+                    _same_length(fixed, colon, colon + 1, " "))
+        said = f"a key is written without quotes: {key}: ..." if after[:1] == ":" else \
+            f"a section's name is written without quotes: {key} {{ ... }}"
+        return f"unexpected {str(tok)!r}", _tok(tok), said, fixed
+    if tok.type == "COLON" and re.fullmatch(r"[ \t]*(model|block)[ \t]*", line_text[:at]) \
+            and _NAME_AT.match(after):  # `model: iris {`
+        keyword = line_text[:at].strip()
+        return (f"unexpected ':' after '{keyword}'", _tok(tok),
+                f"write {keyword} {after.split()[0].split('{')[0]} {{ ... }}, without ':'",
+                _same_length(text, start, start + 1, " "))
+    if tok.type == "NAME" and str(tok) in ("x", "X") and "STAR" in expected and re.match(r"[0-9]", after):
+        # `Dense(64) x 3`: a layer repeated
+        return ("unexpected 'x'", _tok(tok), "a layer is repeated with '*': write * " + after.split()[0],
+                _same_length(text, start, start + 1, "*"))
+    if tok.type == "COLON" and "EQUAL" in expected and _KWARG_KEY.search(line_text[:at]):
+        return None  # (`Dense(16, activation: relu)`: said by _in_line; repaired by _habit_repair)
+    if tok.type == "COMMA" and "COMMA" not in expected and not re.sub(r"#.*", "", after).strip() \
+            and not line_text[:at].rstrip().endswith(","):
+        # `seed: 7,`, `Dense(16),`: a ',' after the last statement of a line (JSON, a Python list)
+        return ("unexpected ','", _tok(tok), _TRAILING_HINT.format(","),
+                _same_length(text, start, start + 1, " "))
+    return None
+
+
+def _habit_repair(text: str, err: UnexpectedInput) -> str | None:
+    """The text with an argument's ':' written '=' (`Dense(16, activation: relu)`), so that the rest of the
+    call is read (its diagnostic comes from _in_line)."""
+    tok = getattr(err, "token", None)
+    if not isinstance(err, UnexpectedToken) or tok is None or tok.type != "COLON" or tok.start_pos is None:
+        return None
+    line_start = text.rfind("\n", 0, tok.start_pos) + 1
+    if "EQUAL" not in (err.accepts or err.expected) or not _KWARG_KEY.search(text[line_start:tok.start_pos]):
+        return None
+    return _same_length(text, tok.start_pos, tok.start_pos + 1, "=")
+
+
+def _diagnosed(err: UnexpectedInput, text: str) -> tuple[str, Span, str | None, str | None]:
+    """(message, span, hint, the text repaired or None) for one Lark error: another language's habit as
+    such (_habit), else as _diagnose says it."""
+    habit = _habit(err, text)
+    if habit is not None:
+        return habit
+    return (*_diagnose(err, text), _habit_repair(text, err))
+
+
 def _diagnose(err: UnexpectedInput, text: str) -> tuple[str, Span, str | None]:
     """(message, span, hint) for one Lark error."""
     if isinstance(err, UnexpectedCharacters):
@@ -397,9 +603,17 @@ def _diagnose(err: UnexpectedInput, text: str) -> tuple[str, Span, str | None]:
 def _in_line(tok: Token, expected, line_text: str, span: Span, shown: str) -> tuple[str, Span, str] | None:
     """(message, span, hint) for an unexpected token that what stands before it on its line explains."""
     before = line_text[: (tok.column or 1) - 1]
-    m = _STATEMENT_WORD.match(before)
-    if m and "COLON" in expected:  # `seed 42`: a statement's key followed directly by a value
+    m = _STATEMENT_WORD.match(before) or (_KEY_WORD.match(before) if tok.type == "EQUAL" else None)
+    if m and "COLON" in expected:  # `seed 42`: a statement's key followed directly by a value; `epochs=10`
         return f"missing ':' after '{m.group(1)}'", span, _colon_hint(m.group(1), tok, line_text)
+    if tok.type == "COLON" and "EQUAL" in expected and (m := _KWARG_KEY.search(before)):
+        # `Dense(16, activation: relu)`: an argument written as a key (YAML, Python's dict)
+        value = _argument_text(line_text, tok.end_column - 1 if tok.end_column else len(before) + 1)
+        return (f"unexpected ':' after '{m.group(1)}'", span,
+                f"arguments are written name=value: write {m.group(1)}={_shown(value, 40)}" if value
+                else "arguments are written name=value")
+    if tok.type == "EQUAL" and (hint := _bare_record_hint(line_text, before)):
+        return "unexpected '='", span, hint
     if tok.type == "LBRACE" and re.match(r"^[ \t]*[A-Za-z_][A-Za-z0-9_]*[ \t]*:[ \t]*$", before):
         name = line_text.split(":")[0].strip()
         return f"unexpected '{{' after '{name}:'", span, f"a section takes no ':': write {name} {{ ... }}"
@@ -456,9 +670,58 @@ def _bare_list_hint(line_text: str) -> str | None:
     if m is None:
         return None
     key, value = m.group(1), m.group(2)
+    if value.endswith(",") and "," not in value[:-1] and "(" not in value:  # `seed: 7,` (JSON)
+        return _TRAILING_HINT.format(",")
     if key == "input":
         return f"a shape is written in ( ): input: ({value})"
     return f"several values are written as a list: {key}: [{value}]"
+
+
+_TRAILING_HINT = "a statement ends at the end of its line: delete the '{}'"
+_KEY_WORD = re.compile(r"^[ \t]*([a-z_][A-Za-z0-9_]*)[ \t]*$")  # `epochs` before `=10`
+# `activation` before `: relu` (the argument after a '(' or ',', or first on a line of a call spanning lines)
+_KWARG_KEY = re.compile(r"(?:^|[(,])[ \t]*([A-Za-z_][A-Za-z0-9_]*)[ \t]*$")
+_KEY_AND_NAME = re.compile(r"^[ \t]*([A-Za-z_][A-Za-z0-9_]*)[ \t]*:[ \t]*[A-Za-z_][A-Za-z0-9_]*[ \t]*$")
+
+
+def _argument_text(line_text: str, start: int) -> str:
+    """The argument's value written from column `start` (0-based) of a line: up to the ',' or ')' that ends
+    it (brackets inside it kept), without blanks around it."""
+    depth = 0
+    for i in range(start, len(line_text)):
+        c = line_text[i]
+        if c in "([":
+            depth += 1
+        elif c in ")]":
+            if depth == 0:
+                return line_text[start:i].strip()
+            depth -= 1
+        elif (c == "," and depth == 0) or c == "#":
+            return line_text[start:i].strip()
+    return line_text[start:].strip()
+
+
+@functools.cache
+def _record_keys() -> frozenset[str]:
+    """The keys whose value is a record of name=value in ( ) (`early_stopping`, `objective`)."""
+    from .catalog import record_class
+    from .resolve import SECTION_CLASSES
+
+    return frozenset(k for cls in SECTION_CLASSES.values() for k, f in cls.model_fields.items()
+                     if record_class(f.annotation) is not None)
+
+
+def _bare_record_hint(line_text: str, before: str) -> str | None:
+    """`early_stopping: patience=3`, `optimizer: lr=0.01`: arguments written as a key's value, without the
+    ( ) of a record or the name of a call."""
+    m = _KEY_AND_NAME.match(before)
+    if m is None:
+        return None
+    key = m.group(1)
+    args = re.sub(r"#[^\"]*$", "", line_text[line_text.index(":") + 1:]).strip().rstrip(",")
+    if key in _record_keys():
+        return f"name=value arguments are grouped in ( ): write {key}: ({_shown(args, 60)})"
+    return f"name=value arguments belong in a call: write {key}: NAME({_shown(args, 60)})"
 
 
 _NUMBERISH = re.compile(r"[+-]?[0-9.](?:[A-Za-z0-9_.]|(?<=[eE])[+-])*")
@@ -949,6 +1212,13 @@ def _fix_stray_closer(lines: list[str], sc: _Scan, partner: dict, first: tuple[s
         k = _last_code_line(sc, ln, 0)
         while k >= 1 and ((indent := sc.indent[k - 1]) is None or indent > col):
             k -= 1
+        if k >= 1 and sc.indent[k - 1] == col and not sc.on_line(k) and _COLON_HEADER.match(
+                lines[k - 1][: sc.code_end[k - 1]]):  # `layers:` (YAML) above the body: its '{'
+            colon = lines[k - 1][: sc.code_end[k - 1]].rindex(":")
+            name = lines[k - 1][:colon].strip()
+            _report(diags, f"unexpected ':' after '{name}'", k, colon, _braces_hint(name))
+            out[k - 1] = out[k - 1][:colon] + "{" + out[k - 1][colon + 1:]
+            return out
         if k >= 1 and sc.indent[k - 1] == col and not sc.on_line(k) and _HEADER.match(
                 lines[k - 1][: sc.code_end[k - 1]]):
             end = sc.code_end[k - 1]
@@ -1185,7 +1455,7 @@ def _parse(text: str, diags: Diagnostics, max_errors: int) -> A.File | None:
         try:
             tree = _parser().parse(work)
         except UnexpectedInput as err:
-            message, span, hint = _diagnose(err, work)
+            message, span, hint, repaired = _diagnosed(err, work)
             if (span.line, span.col) in seen:
                 return None
             seen.add((span.line, span.col))
@@ -1200,17 +1470,26 @@ def _parse(text: str, diags: Diagnostics, max_errors: int) -> A.File | None:
                 continue
             if span.line not in blanked_lines:  # (else the error is in the repair's own text)
                 _report_once(diags, message, span, hint)
-            if isinstance(err, UnexpectedEOF) or getattr(getattr(err, "token", None), "type", "") == "$END":
+            after = _recovered(work, err, span, repaired, diags)
+            if after is None:
                 return None
-            blanked = _blank_statement(work, span.line, diags)
-            if blanked is None:
-                return None
-            blanked_lines.update(_changed_lines(work, blanked))
-            work = blanked
+            blanked_lines.update(_changed_lines(work, after) if after != repaired else ())
+            work = after
             continue
         return _to_ast(tree, diags, shifts)
     _stopped(diags)
     return None
+
+
+def _recovered(work: str, err: UnexpectedInput, span: Span, repaired: str | None,
+               diags: Diagnostics) -> str | None:
+    """The text to parse next after a syntax error: `repaired` (another language's habit, read as meant),
+    else the text with the failing statement blanked; None when nothing is left to try."""
+    if repaired is not None and repaired != work:
+        return repaired
+    if isinstance(err, UnexpectedEOF) or getattr(getattr(err, "token", None), "type", "") == "$END":
+        return None
+    return _blank_statement(work, span.line, diags)
 
 
 def _report_once(diags: Diagnostics, message: str, span: Span, hint: str | None) -> None:

@@ -176,3 +176,107 @@ def option_shown(arg: A.Value, value: Any) -> str:
 
 def number_text(x: float) -> str:
     return str(int(x)) if float(x).is_integer() else repr(x)
+
+
+# another framework's names for what dlc names otherwise (PyTorch's, Keras' classes), by family and the name
+# lowercased: how dlc writes it. (Names that differ in case or spelling only are did-you-mean's.)
+_CROSS_ENTROPY = ("did you mean 'sparse_categorical_crossentropy' (integer labels, as PyTorch's "
+                  "CrossEntropyLoss takes them) or 'categorical_crossentropy' (one-hot labels)?")
+_INPUT = "the input shape is a key of the model, not a layer: input: (...)"
+OTHER_NAMES: dict[str, dict[str, str]] = {
+    "layer": {"linear": "did you mean 'Dense' (PyTorch's Linear)? It takes only the output size: Dense(16)",
+              "lazylinear": "did you mean 'Dense' (PyTorch's LazyLinear)?",
+              "input": _INPUT, "inputlayer": _INPUT,
+              "sequential": "a model's layers are listed in layers { ... }, one per line",
+              "adaptiveavgpool2d": "did you mean 'GlobalAvgPool2D' (an output size of 1)?",
+              "adaptivemaxpool2d": "did you mean 'GlobalMaxPool2D' (an output size of 1)?",
+              "adaptiveavgpool1d": "did you mean 'GlobalAvgPool1D' (an output size of 1)?",
+              "adaptivemaxpool1d": "did you mean 'GlobalMaxPool1D' (an output size of 1)?"},
+    "loss": {"crossentropyloss": _CROSS_ENTROPY, "crossentropy": _CROSS_ENTROPY,
+             "cross_entropy": _CROSS_ENTROPY, "nllloss": _CROSS_ENTROPY, "nll_loss": _CROSS_ENTROPY,
+             "bceloss": "did you mean 'binary_crossentropy' (PyTorch's BCELoss)?",
+             "bcewithlogitsloss": "did you mean 'binary_crossentropy' (on a sigmoid output)?",
+             "l1loss": "did you mean 'mae' (PyTorch's L1Loss)?", "l1_loss": "did you mean 'mae'?",
+             "smoothl1loss": "did you mean 'huber' (PyTorch's SmoothL1Loss)?",
+             "huberloss": "did you mean 'huber'?"},
+    "split": {"train_test_split": "did you mean 'holdout' (scikit-learn's train_test_split)? "
+                                  "holdout(test=0.2)",
+              "stratifiedkfold": "did you mean 'kfold'? kfold(k=5, stratify=true)"},
+    "schedule": {"reducelronplateau": "did you mean 'plateau' (Keras' ReduceLROnPlateau)?",
+                 "steplr": "did you mean 'step' (PyTorch's StepLR)?",
+                 "exponentiallr": "did you mean 'exponential' (PyTorch's ExponentialLR)?",
+                 "exponentialdecay": "did you mean 'exponential' (Keras' ExponentialDecay)?",
+                 "cosineannealinglr": "did you mean 'cosine' (PyTorch's CosineAnnealingLR)?",
+                 "cosinedecay": "did you mean 'cosine' (Keras' CosineDecay)?"},
+}
+# arguments under another framework's names: (the argument lowercased) -> how dlc writes it ({} the value)
+_INPUT_ARG = "the input shape is given once, for the model: input: {}; each layer infers its own"
+OTHER_ARGUMENTS: dict[str, str] = {
+    "input_shape": _INPUT_ARG, "input_dim": _INPUT_ARG, "batch_input_shape": _INPUT_ARG,
+    "in_features": _INPUT_ARG, "in_channels": _INPUT_ARG,
+    "out_features": "the output size is the first argument: Dense({})",
+    "out_channels": "the number of filters is the first argument: Conv2D({}, (3, 3))",
+    "betas": "write beta_1=..., beta_2=... (Keras' names for PyTorch's betas)",
+    "p": "the dropout rate is rate, or the first argument: Dropout({})",
+    "n_splits": "the number of folds is k: kfold(k={})",
+    "name": "dlc names each layer itself (dense_0, dense_1, ...): leave name out",
+}
+
+
+def other_argument(key: str, value: A.Value, cls: type, siblings: bool = False) -> str | None:
+    """How dlc writes an argument of another framework's (`input_shape=(4,)`, `betas=...`) given to `cls`,
+    or None; with `siblings`, an argument of other classes of its family instead (`Adam(momentum=0.9)`:
+    SGD's and RMSprop's)."""
+    family = getattr(cls, "family", "") if issubclass(cls, catalog.Catalogued) else ""
+    said = None if siblings or (key == "name" and family != "layer") else OTHER_ARGUMENTS.get(key.lower())
+    if siblings and family:
+        owners = [name for name, other in catalog.REGISTRY.get(family, {}).items()
+                  if name == other.spec_names[0] and other is not cls and key in other.model_fields
+                  and key not in ("at", "kind", "name")]
+        if owners:
+            listed = (", ".join(owners[:3]) + " and others" if len(owners) > 3 else
+                      " and ".join([", ".join(owners[:-1]), owners[-1]]) if len(owners) > 1 else owners[0])
+            return f"{key} is an argument of {listed}, not of {getattr(cls, 'spec_names', ('this',))[0]}"
+    if said is None:
+        return None
+    written = written_text(value)
+    if said is _INPUT_ARG and not written.startswith("("):
+        written = f"({written})"
+    return said.format(written)
+
+
+# Python's constants, as dlc writes them
+PYTHON_CONSTANTS = {"True": "true", "False": "false", "TRUE": "true", "FALSE": "false"}
+NO_VALUE = ("None", "null", "NULL", "nil")
+
+
+def other_name(family: str, name: str) -> str | None:
+    """How dlc writes a name of another framework's in `family` (`Linear`, `CrossEntropyLoss`), or None.
+    An activation's name as a layer (`ReLU()`, PyTorch's and Keras' activation layers) is Activation(...)."""
+    known = OTHER_NAMES.get(family, {}).get(name.lower())
+    if known is not None:
+        return known
+    if family == "layer" and name not in catalog.REGISTRY.get("layer", {}):
+        act = next((a for a in catalog.names("activation") if a.replace("_", "") == name.lower()), None)
+        if act is not None:
+            return f"an activation as a layer is written Activation({act})"
+    if name in NO_VALUE:
+        return no_value_hint(family)
+    return None
+
+
+def no_value_hint(what: str) -> str:
+    """`activation=None`: dlc has no None; an argument left out takes its default."""
+    if what == "activation":
+        return "dlc has no None: leave activation out (or write activation=linear) for no activation"
+    return "dlc has no None: leave the argument out for its default"
+
+
+def constant_hint(value: Any) -> str | None:
+    """`True` written for true (`stratify=True`), `None` for a default: how dlc writes it, or None."""
+    if isinstance(value, str) and value in PYTHON_CONSTANTS:
+        return f"write {PYTHON_CONSTANTS[value]}: dlc's booleans are lowercase"
+    if isinstance(value, str) and value in NO_VALUE:
+        return no_value_hint("")
+    return None
+
