@@ -99,6 +99,18 @@ def test_a_resume_refused_after_its_checks_prints_no_progress_first(killed, dama
     assert "finishing" not in err and "resuming" not in err
 
 
+def test_a_checkpoint_that_does_not_fit_leaves_the_folder_as_it_was(killed):
+    """The refusal marked run.json failed and deleted metrics.json first: `dlc runs` then said "failed" for a
+    run whose training had ended, and a checkpoint put back could not finish it."""
+    before = {name: (killed / name).read_bytes() for name in ("run.json", "metrics.json")}
+    why = _misfit_checkpoint(killed)
+    rc, out, err = run_cli("run", "--resume", killed, "--quiet")
+    assert rc == 1 and why in one_line(err), err
+    assert {name: (killed / name).read_bytes() for name in before} == before
+    rc, out, err = run_cli("runs", killed, "--json")
+    assert rc == 0 and json.loads(out)[0]["status"].startswith("incomplete"), out
+
+
 def test_a_resume_that_trains_still_says_where_it_continues(killed):
     rc, out, err = run_cli("run", "--resume", killed)
     assert rc == 0, err

@@ -327,6 +327,8 @@ def _train_locked(spec, backend: str, spec_file: str, base_dir: Path, device: st
         if resume is not None:
             state, rows = _restore(run, session, resume)
         return _train(session, spec, data, backend, run, rows, state, observer, title, evidence)
+    except CheckpointMisfit as e:  # (refused before anything changed: the run is not marked failed)
+        raise RunFailed(e, run) from e
     except TrainingFailed as e:
         rundir.write_history(run, rows)
         if rows:
@@ -428,23 +430,28 @@ def _mark(run: Path, **changes) -> None:
 
 def _restore(run: Path, session, resume: Resumable):
     """(loop state, history rows) of the run's last checkpoint, its weights and optimizer state set on the
-    session; (None, []) when it has none (killed before its first epoch ended). The files of an unfinished
-    end (metrics.json) go first: run.json's `finished` is written again only once every file is."""
+    session; (None, []) when it has none (killed before its first epoch ended). A checkpoint that does not
+    fit the model is refused with the folder as it was; else the files of an unfinished end (metrics.json)
+    go first: run.json's `finished` is written again only once every file is."""
     from dlc.runtime import checkpoint
 
     saved = resume.checkpoint if resume.checkpoint is not None else checkpoint.load(run)
+    if saved is not None:
+        try:
+            checkpoint.restore(session, saved[0])  # (what does not fit, in words)
+        except Exception as e:  # noqa: BLE001 - arrays of another model: one line
+            why = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise CheckpointMisfit(f"{run / checkpoint.FILE} does not fit the run's model ({why}); it cannot "
+                                   f"be resumed from: {retrain(run)}") from None
     with contextlib.suppress(FileNotFoundError):
         (run / "metrics.json").unlink()
     rundir.update_json(run / "run.json", finished=None, failed=None)
-    if saved is None:
-        return None, []
-    try:
-        checkpoint.restore(session, saved[0])  # (what does not fit, in words)
-    except Exception as e:  # noqa: BLE001 - arrays of another model: one line
-        why = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise RunDirError(f"{run / checkpoint.FILE} does not fit the run's model ({why}); it cannot be "
-                          f"resumed from: {retrain(run)}") from None
-    return saved[1], list(saved[1].history.rows)
+    return (saved[1], list(saved[1].history.rows)) if saved is not None else (None, [])
+
+
+class CheckpointMisfit(RunDirError):
+    """A checkpoint that does not fit the run's model: refused before the folder is touched (the run is not
+    marked failed; metrics.json of a run killed while finishing stays)."""
 
 
 def _new_run(spec, backend: str, device: str, spec_file: str, out: str | None, data, replace: bool,
