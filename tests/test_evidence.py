@@ -78,6 +78,7 @@ SPECS = {
     "tanh": FIXTURE_DIR / "act_tanh.dlspec",
     "cnn_bn_residual": ROOT / "specs" / "guide" / "cnn_bn_residual.dlspec",
     "lstm": FIXTURE_DIR / "rnn_lstm.dlspec",
+    "embedding": FIXTURE_DIR / "embedding.dlspec",  # (Keras' gradient of an Embedding: IndexedSlices)
     "bn_dropout": BN_DROPOUT,
 }
 
