@@ -705,9 +705,10 @@ def _argument_text(line_text: str, start: int) -> str:
 def _record_keys() -> frozenset[str]:
     """The keys whose value is a record of name=value in ( ) (`early_stopping`, `objective`)."""
     from .catalog import record_class
-    from .resolve import SECTION_CLASSES
+    from .spec import Data
+    from .training import Search, Train
 
-    return frozenset(k for cls in SECTION_CLASSES.values() for k, f in cls.model_fields.items()
+    return frozenset(k for cls in (Data, Train, Search) for k, f in cls.model_fields.items()
                      if record_class(f.annotation) is not None)
 
 
