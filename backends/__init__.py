@@ -9,6 +9,10 @@ from .lowering import LoweringMissing
 from .session import Session
 
 BACKENDS = ("torch", "keras")
+# True in the `dlc` command's own process (set through dlc.api.as_the_command by dlc.cli.entry), not in a
+# notebook's or a script's: a framework may be imported without parts only a library user could call
+# (backends/keras/quiet.py)
+COMMAND = False
 __all__ = ["BACKENDS", "BackendUnavailable", "LoweringMissing", "Session", "data_parallel", "limit_threads",
            "session_class"]
 

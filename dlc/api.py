@@ -107,6 +107,14 @@ __all__ = ["DataError", "Dataset", "History", "Model", "SpecError", "TrainingFai
 
 # ------------------------------------------------------------------------------------------------ specs
 
+def as_the_command() -> None:
+    """This process is the `dlc` command's (dlc.cli.entry), not a notebook's or a script's: a framework may be
+    imported without what only a library user could call (dlc.backends.COMMAND)."""
+    import dlc.backends
+
+    dlc.backends.COMMAND = True
+
+
 def load(path: str | Path) -> Spec:
     """Compile the spec file at `path`. Raises `SpecError`, whose `str()` is every error rendered as `dlc
     check` prints it (file:line:col, the line with a caret, the hint); warnings become Python warnings. The

@@ -212,3 +212,44 @@ def test_held_rows_match_the_compilers_count():
     for frac in (0.1, 0.2, 1 / 3, 0.37):
         got = stratified_holdout(np.arange(500), frac, y, 11)
         assert got is not None and len(got[1]) == held_rows(500, frac) == math.ceil(frac * 500)
+
+
+def _keras_run_then(tmp_path, command: bool, after: str) -> str:
+    """A keras `dlc run` of iris in a fresh process (as the `dlc` command's own when `command`), then `after`;
+    its last line of output."""
+    code = f"""
+import sys
+from dlc import api
+from dlc.cli import main
+if {command}:
+    api.as_the_command()
+rc = main(["run", {str(ROOT / "specs" / "iris.dlspec")!r}, "--backend", "keras", "--quiet", "--epochs", "1",
+           "--out", {str(tmp_path / "run")!r}])
+assert rc == 0, rc
+{after}
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path,
+                         env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return out.stdout.strip().splitlines()[-1]
+
+
+def test_the_dlc_command_imports_keras_without_scikit_learn(tmp_path):
+    """Keras imports scikit-learn (0.7-1.1 s) for its scikit-learn wrappers alone; in the `dlc` command's
+    process it is hidden while Keras is imported, and imports as usual afterwards."""
+    after = """
+print("sklearn" in sys.modules, end=" ")
+import sklearn.model_selection
+print(len(sklearn.model_selection.train_test_split([1, 2, 3, 4], test_size=2, random_state=0)[1]))
+"""
+    assert _keras_run_then(tmp_path, True, after) == "False 2"
+
+
+def test_a_library_user_keeps_keras_scikit_learn_wrappers(tmp_path):
+    """A notebook or script that trains through dlc, then uses Keras' wrappers: they are whole."""
+    after = """
+import keras
+import sklearn.base
+print(issubclass(keras.wrappers.SKLearnClassifier, sklearn.base.BaseEstimator))
+"""
+    assert _keras_run_then(tmp_path, False, after) == "True"

@@ -299,6 +299,9 @@ def entry() -> NoReturn:
     still be waiting for the interpreter's exit (a thread that is not a daemon, a multiprocessing child to
     join) it exits the ordinary way. The atexit handlers still run (0.4 ms): TensorFlow's remove the
     autograph modules it wrote to the temporary folder, 9 files a keras run."""
+    from dlc import api
+
+    api.as_the_command()
     end(main())
 
 
