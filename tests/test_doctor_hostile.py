@@ -14,8 +14,9 @@ from test_doctor import SPEC, _cv_folder, evidence, healthy_rows, history, ids, 
 from dlc.runtime.doctor import diagnose
 from dlc.runtime.doctor.fix import number
 from dlc.runtime.doctor.gradients import PLOT, plot_gradients
+from dlc.runtime.rundir import tick_text
 from dlc.runtime.runlock import holder as lock_holder
-from dlc.runtime.runs import RunDirError, list_runs, plot_runs, read_json, tick_text
+from dlc.runtime.runs import RunDirError, list_runs, plot_runs, read_json
 
 from conftest import run_cli
 

@@ -594,7 +594,7 @@ def lr_scale(ax, lrs: list[float]) -> None:
     """The learning rate's y axis: a log scale when it spans more than a factor of 10, with plain tick labels
     (0.01, not 10^-2) either way."""
     if min(lrs) > 0 and max(lrs) / min(lrs) > 10:
-        _log_y(ax)
+        log_y(ax, lrs)
     else:
         ax.yaxis.set_major_formatter(_plain_ticks())
 
@@ -606,13 +606,31 @@ def _plain_ticks():
     return FuncFormatter(lambda v, _: f"{v:,.0f}" if abs(v) >= 1000 else f"{v:.4g}")
 
 
-def _log_y(ax) -> None:
-    from matplotlib.ticker import LogLocator, NullFormatter
+def log_y(ax, values: list) -> None:
+    """A log y axis for `values` (curves.png, `dlc runs --plot`, gradients.png), with as many labelled ticks
+    per decade as a panel holds without their labels touching: 1-9 within a decade, 1, 2, 3, 5 over up to 1.5
+    decades, 1, 2, 5 up to 3, the powers of 10 beyond (every few of them over more than 11 decades). A fixed
+    1, 2, 3, 5 put 24 labels on top of each other on a loss going from 2 to 5e-6 over 1,500 epochs, and
+    none on a span within one decade."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
+    finite = [v for v in values if v is not None and math.isfinite(v) and v > 0]
+    decades = math.log10(max(finite) / min(finite)) if finite else 0.0
+    subs = tuple(map(float, range(1, 10))) if decades < 1 else (1.0, 2.0, 3.0, 5.0) if decades <= 1.5 \
+        else (1.0, 2.0, 5.0) if decades <= 3 else (1.0,)
     ax.set_yscale("log")
-    ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 3.0, 5.0)))
-    ax.yaxis.set_major_formatter(_plain_ticks())
+    ax.yaxis.set_major_locator(LogLocator(base=10, subs=subs, numticks=12))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: tick_text(v)))
     ax.yaxis.set_minor_formatter(NullFormatter())
+
+
+def tick_text(v: float) -> str:
+    """A log axis' tick label: 2,000 and 0.05, and a power of ten as 1e21 (a diverged loss's 1e21 written
+    out, 1,000,000,000,000,000,042,420,637,374,017,961,984, took half the figure's width)."""
+    if v != 0 and not 1e-4 <= abs(v) < 1e6:
+        mantissa, _, exponent = f"{v:.3g}".partition("e")
+        return f"{mantissa}e{int(exponent)}" if exponent else mantissa
+    return f"{v:,.0f}" if abs(v) >= 1000 else f"{v:.4g}"
 
 
 def _plot_lr(ax, epochs: list[int], lrs: list[float], marker: str | None) -> None:
@@ -640,7 +658,7 @@ def _plot_metric(ax, key: str, rows: list[dict], epochs: list[int], marker: str 
         ax.plot(epochs, val, label="validation", color="tab:orange", marker=marker, markersize=3)
     values = [v for v in train + (val or []) if v is not None and math.isfinite(v)]
     if key == "loss" and values and min(values) > 0 and max(values) / min(values) > 10:
-        _log_y(ax)
+        log_y(ax, values)
     ax.set_title(key)
 
 

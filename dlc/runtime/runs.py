@@ -26,6 +26,7 @@ from dlc.runtime.rundir import (
     figure,
     folder_kind,
     foreign_entries,
+    log_y,
     lr_scale,
     matplotlib_config,
     output_file,
@@ -792,29 +793,10 @@ def _legend_columns(labels: list[str], width_in: float) -> int:
 
 
 def _loss_axis(ax, values: list) -> None:
-    """The loss on a log scale when it spans more than a factor of 10 (as curves.png draws it), with as many
-    labelled ticks per decade as the panel holds without their labels touching: 1, 2, 3, 5 over up to 1.5
-    decades, 1, 2, 5 up to 3, the powers of 10 beyond (a loss going from 2 to 0.0005 got 17 labels)."""
-    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
-
+    """The loss on a log scale when it spans more than a factor of 10 (as curves.png draws it)."""
     finite = [v for v in values if v is not None and math.isfinite(v)]
-    if not finite or min(finite) <= 0 or max(finite) / min(finite) <= 10:
-        return
-    decades = math.log10(max(finite) / min(finite))
-    subs = (1.0, 2.0, 3.0, 5.0) if decades <= 1.5 else (1.0, 2.0, 5.0) if decades <= 3 else (1.0,)
-    ax.set_yscale("log")
-    ax.yaxis.set_major_locator(LogLocator(base=10, subs=subs))
-    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: tick_text(v)))
-    ax.yaxis.set_minor_formatter(NullFormatter())
-
-
-def tick_text(v: float) -> str:
-    """A log axis' tick label: 2,000 and 0.05, and a power of ten as 1e21 (a diverged loss's 1e21 written
-    out, 1,000,000,000,000,000,042,420,637,374,017,961,984, took half the figure's width)."""
-    if v != 0 and not 1e-4 <= abs(v) < 1e6:
-        mantissa, _, exponent = f"{v:.3g}".partition("e")
-        return f"{mantissa}e{int(exponent)}" if exponent else mantissa
-    return f"{v:,.0f}" if abs(v) >= 1000 else f"{v:.4g}"
+    if finite and min(finite) > 0 and max(finite) / min(finite) > 10:
+        log_y(ax, finite)
 
 
 def _lr_axis(ax, lrs: list[float]) -> None:

@@ -10,8 +10,7 @@ import math
 from pathlib import Path
 from typing import TypeGuard
 
-from dlc.runtime.rundir import epoch_axis, figure, matplotlib_config, save_figure
-from dlc.runtime.runs import tick_text
+from dlc.runtime.rundir import epoch_axis, figure, log_y, matplotlib_config, save_figure
 
 PLOT = "gradients.png"
 PANELS = (("grad_norm", "gradient norm (probe set)"), ("update_ratio", "update / weight norm over the epoch"))
@@ -47,19 +46,6 @@ def zeros(evidence: dict, key: str = "grad_norm") -> dict[str, int]:
             if isinstance(stats, dict) and stats.get(key) == 0:
                 out[name] = out.get(name, 0) + 1
     return out
-
-
-def _log_ticks(ax, values: list[float]) -> None:
-    """Labelled ticks on a log axis, as many as its span holds: 1-9 within a decade, 1, 2, 5 up to 3 decades,
-    the powers of 10 up to 8, every few powers beyond (a fixed 1, 2, 5 gave no label at all over 22 decades,
-    and one within a decade)."""
-    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
-
-    decades = math.log10(max(values) / min(values)) if values else 0.0
-    subs = tuple(range(1, 10)) if decades < 1 else (1.0, 2.0, 5.0) if decades <= 3 else (1.0,)
-    ax.yaxis.set_major_locator(LogLocator(base=10, subs=subs, numticks=12))
-    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: tick_text(v)))
-    ax.yaxis.set_minor_formatter(NullFormatter())
 
 
 def _finite_norms(epoch: dict) -> list[tuple[str, float]]:
@@ -123,8 +109,7 @@ def plot_gradients(folder: Path, evidence: dict, title: str) -> Path | None:
             # (a dot per epoch on a short run, and on a series of one or two points a line alone hides)
             ax.plot(xs, ys, marker="o" if len(epochs) <= 30 or len(xs) < 3 else None, markersize=3,
                     color=colors[name], label=name)
-        ax.set_yscale("log")
-        _log_ticks(ax, [v for _, ys in data[key].values() for v in ys])
+        log_y(ax, [v for _, ys in data[key].values() for v in ys])
         ax.set_title(label)
         epoch_axis(ax, epochs)
         ax.grid(alpha=0.3, which="both")
