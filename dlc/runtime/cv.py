@@ -128,9 +128,3 @@ def run_cv(spec, base_dir: Path, backend: str, device: str = "auto", k: int | No
         rundir.write_json(out / "cv.json", {**summary, "started": started,
                                             "spec_dir": str(Path(base_dir).resolve())})
     return summary
-
-
-def _epoch_row(files, row: dict) -> None:
-    """on_epoch for a fold: the row in its history, the files when due (see EpochFiles)."""
-    files.rows.append(row)
-    files.after_epoch()
