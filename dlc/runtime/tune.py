@@ -830,13 +830,16 @@ def tune(result, spec_path: str, *, backend: str = "torch", device: str = "auto"
         check_trial_nproc(result, spec_path, spaces, backend, trial_nproc, workers)
     search = _Search(result, spec_path, spaces, refined, backend=backend, device=device, out=out,
                      trials=trials, workers=workers, threads=threads, study=study, trial_nproc=trial_nproc)
-    search.open()
-    requeued = search.queue()
-    done_before = sum(_counted(t) for t in search.study.get_trials(deepcopy=False))
-    search.start_workers()
-    reporter.started(search.plan(done_before, requeued))
-    interrupted = search.loop(reporter)
-    return search.finish(interrupted)
+    try:
+        search.open()
+        requeued = search.queue()
+        done_before = sum(_counted(t) for t in search.study.get_trials(deepcopy=False))
+        search.start_workers()
+        reporter.started(search.plan(done_before, requeued))
+        interrupted = search.loop(reporter)
+        return search.finish(interrupted)
+    finally:
+        search.close()
 
 
 def check_trial_nproc(result, spec_path: str, spaces: list[Space], backend: str, nproc: int,
@@ -984,6 +987,14 @@ class _Search:
         with self.lock:  # of two processes opening a new study, one records it, the other checks it
             self._check_study(config)
         self.distributions = _distributions(self.spaces, self.grid is not None)
+
+    def close(self) -> None:
+        """The storage's connections closed: the last connection to a SQLite study folds its write-ahead log
+        into study.db and removes study.db-wal and -shm (tune_worker._write_ahead), which `dlc` ending with
+        os._exit would leave beside it."""
+        engine = getattr(getattr(self, "storage", None), "engine", None)
+        if engine is not None:
+            engine.dispose()
 
     def _check_study(self, config: dict) -> None:
         """Record the search and the backend in a new study (user attributes `dlc_config`, `dlc_backend`);

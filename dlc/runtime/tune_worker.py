@@ -30,6 +30,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import sys
 import traceback
 from pathlib import Path
@@ -74,7 +75,59 @@ def make_storage(url: str):
         kwargs = {"connect_args": {"timeout": SQLITE_TIMEOUT_S}}
     else:
         kwargs = {"pool_pre_ping": True}
-    return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+    storage = optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+    if url.startswith("sqlite"):
+        _write_ahead(storage, url)
+    return storage
+
+
+# file systems whose SQLite databases take a write-ahead log: local ones (its index is shared memory, which
+# every process must see on one host; SQLite: "WAL does not work over a network filesystem")
+LOCAL_FILESYSTEMS = frozenset({"ext2", "ext3", "ext4", "xfs", "btrfs", "tmpfs", "overlay", "zfs", "f2fs",
+                               "jfs", "reiserfs", "bcachefs", "apfs", "hfs"})
+
+
+def _write_ahead(storage, url: str) -> None:
+    """A SQLite study on a local disk in write-ahead-log mode, synchronous=NORMAL: in its default rollback
+    journal every `trial.report` (after every epoch) fsynced the file several times, 17-19 ms a report here,
+    more than an epoch of a small model (iris: 8 ms); with the log, 3 ms a report with should_prune. A
+    commit then survives a killed process as before; a power cut may lose the last ones, never the file. On
+    a network file system, or one that cannot be told, the database is left as it is."""
+    from sqlalchemy import event
+    from sqlalchemy.engine import make_url
+
+    db = make_url(url).database
+    if not db or db == ":memory:" or filesystem(Path(db)) not in LOCAL_FILESYSTEMS:
+        return
+
+    def pragmas(dbapi_connection, _record) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    event.listen(storage.engine, "connect", pragmas)
+    storage.engine.dispose()  # (the connections Optuna made to set the study up: reopened with the log)
+
+
+def filesystem(path: Path, mounts: str = "/proc/mounts") -> str | None:
+    """The type of the file system holding `path`: that of the longest mount point above it in /proc/mounts
+    (its names' blanks written \\040); None where it cannot be told."""
+    try:
+        lines = Path(mounts).read_text().splitlines()
+    except OSError:
+        return None
+    where = os.path.realpath(path.parent if not path.exists() else path)
+    best: tuple[int, str] | None = None
+    for line in lines:
+        fields = line.split()
+        if len(fields) < 3:
+            continue
+        point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), fields[1])
+        inside = where == point or where.startswith(point.rstrip("/") + "/")
+        if inside and (best is None or len(point) >= best[0]):
+            best = (len(point), fields[2])
+    return best[1] if best is not None else None
 
 
 def make_pruner(prune: str):
