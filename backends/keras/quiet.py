@@ -35,10 +35,11 @@ def _import_tensorflow_quietly() -> None:
 
 @contextlib.contextmanager
 def _without_sklearn() -> Iterator[None]:
-    """In the `dlc` command's process (dlc.backends.COMMAND), scikit-learn hidden while Keras is imported: Keras
-    imports it (0.7-1.1 s of a 6 s iris run) for its scikit-learn wrappers alone, which the command never
-    uses, and defines them without it (`import sklearn` fails: keras.wrappers' own fallback). scikit-learn
-    imports as usual afterwards. A notebook or script importing dlc keeps Keras' wrappers whole."""
+    """In the `dlc` command's process (dlc.backends.COMMAND), scikit-learn hidden while Keras is imported:
+    Keras imports it (0.7-1.1 s of a 6 s iris run) for its scikit-learn wrappers alone, which the command
+    never uses, and defines them without it (`import sklearn` fails: keras.wrappers' own fallback).
+    scikit-learn imports as usual afterwards. A notebook or script importing dlc keeps Keras' wrappers
+    whole."""
     from dlc import backends
 
     if not backends.COMMAND or "sklearn" in sys.modules:
