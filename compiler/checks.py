@@ -40,7 +40,7 @@ from .layers import (
 from .schedulelength import check_schedule_length
 from .sourcechecks import check_source_files_exist, check_source_kind
 from .spec import Bundled, Spec, task_for
-from .training import CosineDecay, Plateau, SearchSpace, Warmup
+from .training import CosineDecay, Plateau, SearchSpace, Warmup, canonical_metric_key
 from .wording import number_text
 
 # the most parameters a model may have, and values one layer may output per sample: beyond them the weights
@@ -414,17 +414,19 @@ def _has_validation(data) -> bool:
 
 
 def _check_monitor(monitor: str, where: Span | None, metrics: list, has_val: bool | None,
-                   d: Diagnostics) -> bool:
+                   d: Diagnostics, written: str | None = None) -> bool:
     """A monitor names the loss or a metric (val_ for validation); has_val None: not known (not checked).
+    `written`: the name as the spec writes it (`val_acc` for `val_accuracy`), which the messages quote.
     False when it was refused."""
     base = ["loss"] + [mt.name for mt in metrics]
     valid = base + [f"val_{b}" for b in base]
+    shown = written or monitor
     if monitor not in valid:
-        d.add("E201", f"cannot monitor '{monitor}'", where,
-              did_you_mean(monitor, valid) or f"expected one of {', '.join(valid)}")
+        d.add("E201", f"cannot monitor '{shown}'", where,
+              did_you_mean(shown, valid) or f"expected one of {', '.join(valid)}")
         return False
     if monitor.startswith("val_") and has_val is False:
-        d.add("E201", f"'{monitor}' needs a validation split", where, "use split: holdout(val=0.2)")
+        d.add("E201", f"'{shown}' needs a validation split", where, "use split: holdout(val=0.2)")
         return False
     return True
 
@@ -510,8 +512,10 @@ def _check_monitors_written(m: A.Model, fields: dict, d: Diagnostics) -> None:
     for st in stmts:
         kw = next((k for k in getattr(st.value, "kwargs", None) or [] if k.key == "monitor"), None)
         if kw is not None and isinstance(kw.value, (A.Name, A.Str)):
-            monitor = kw.value.name if isinstance(kw.value, A.Name) else kw.value.value
-            _check_monitor(monitor, kw.value.span, fields.get("metrics", []), has_val, d)
+            written = kw.value.name if isinstance(kw.value, A.Name) else kw.value.value
+            # (checked as the IR reads it, `val_acc` as `val_accuracy`; quoted as written)
+            _check_monitor(str(canonical_metric_key(written)), kw.value.span, fields.get("metrics", []),
+                           has_val, d, written)
 
 
 def precision_conflict(spec: Spec, dtype: str | None = None) -> str | None:

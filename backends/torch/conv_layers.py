@@ -53,14 +53,21 @@ class Conv2DTranspose(nn.Module):
         self.strides, self.pad, self.activation = tuple(strides), tuple(pad), activation
 
     def forward(self, x):
-        y = F.conv_transpose2d(x.permute(0, 3, 1, 2), self.kernel.permute(3, 2, 0, 1).contiguous(), None,
-                               self.strides)
+        y = _conv_transpose_eager(x, self.kernel, self.strides)
         if any(self.pad):
             y = F.pad(y, self.pad)
         y = y.permute(0, 2, 3, 1)
         if self.bias is not None:
             y = y + self.bias.to(y.dtype)
         return y if self.activation is None else self.activation(y)
+
+
+@eager_under_compile
+def _conv_transpose_eager(x, kernel, strides):
+    """The transposed convolution of NHWC `x` (NCHW out), run eagerly under torch.compile too (a graph
+    break): with dynamic batch sizes inductor failed to compile it (torch 2.13: "cannot determine truth value
+    of Relational: 1 < s27", ordering the symbolic strides of the NHWC input seen as NCHW)."""
+    return F.conv_transpose2d(x.permute(0, 3, 1, 2), kernel.permute(3, 2, 0, 1).contiguous(), None, strides)
 
 
 class DepthwiseConv2D(nn.Module):
@@ -279,8 +286,9 @@ class ResizeBilinear(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, y_lo, y_hi, ly, x_lo, x_hi, lx):
-        ctx.save_for_backward(y_lo, y_hi, ly, x_lo, x_hi, lx)
-        ctx.in_shape, ctx.in_dtype = x.shape, x.dtype
+        # (x itself, not x.shape on ctx: a shape kept on ctx is no tensor torch.compile can trace with dynamic
+        # batch sizes, and backward needs only its shape, dtype and device)
+        ctx.save_for_backward(x, y_lo, y_hi, ly, x_lo, x_hi, lx)
         v = x.float()
         top_rows, bottom_rows = v[:, y_lo], v[:, y_hi]
         lx4 = lx.view(1, 1, -1, 1)
@@ -290,16 +298,16 @@ class ResizeBilinear(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad):
-        y_lo, y_hi, ly, x_lo, x_hi, lx = ctx.saved_tensors
-        n, h, _, c = ctx.in_shape
+        x, y_lo, y_hi, ly, x_lo, x_hi, lx = ctx.saved_tensors
+        n, h, _, c = x.shape
         g = grad.float()
         ly4, lx4 = ly.view(1, -1, 1, 1), lx.view(1, 1, -1, 1)
         g_top, g_bottom = g * (1.0 - ly4), g * ly4
-        out = torch.zeros(ctx.in_shape, dtype=ctx.in_dtype, device=grad.device)
+        out = torch.zeros_like(x)
         for rows, gy in ((y_lo, g_top), (y_hi, g_bottom)):
             for cols, wx in ((x_lo, 1.0 - lx4), (x_hi, lx4)):
-                term = (gy * wx).to(ctx.in_dtype)
-                by_row = torch.zeros((n, h, term.shape[2], c), dtype=ctx.in_dtype, device=grad.device)
+                term = (gy * wx).to(x.dtype)
+                by_row = x.new_zeros((n, h, term.shape[2], c))
                 by_row.index_add_(1, rows, term)
                 out.index_add_(2, cols, by_row)
         return out, None, None, None, None, None, None
