@@ -110,3 +110,36 @@ def test_a_script_named_as_a_module_it_imports_is_refused(tmp_path, backend, nam
                             "would import itself instead (Python looks in the script's folder first): give "
                             f"it another name, e.g. {stem}_model.py\n")
     assert not out.exists()
+
+
+def _iris_of_width(units: int):
+    from dlc.compiler import compile_text
+
+    text = (ROOT / "specs" / "iris.dlspec").read_text().replace("Dense(16,", f"Dense({units},")
+    spec = compile_text(text.replace("epochs: 40", "epochs: 1")).raise_for_errors()
+    return spec
+
+
+def test_each_compiled_model_compiles_its_own_step():
+    """Dynamo keeps 8 compiled entries per function, one per Trainer: a notebook's 9th compiled model of
+    another shape ran eagerly, with only torch's "hit config.recompile_limit (8)" warning on stderr. Each
+    compiled session now starts from a reset dynamo: the 10th of 10 models of other widths compiles too."""
+    import warnings
+
+    from torch._dynamo.utils import counters
+
+    from dlc.backends import session_class
+    from dlc.reference.weights import initial_weights
+    from dlc.runtime.data import prepare
+    from dlc.runtime.loop import train
+
+    graphs = []
+    for units in range(16, 26):
+        spec = _iris_of_width(units)
+        before = counters["stats"]["unique_graphs"]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            session = session_class("torch")(spec, device="cpu", weights=initial_weights(spec), compile=True)
+            train(session, spec, prepare(spec, ROOT / "specs"))
+        graphs.append(counters["stats"]["unique_graphs"] - before)
+    assert graphs == [1] * 10, graphs

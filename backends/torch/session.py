@@ -233,6 +233,10 @@ class Session:
         compute = spec.train.compute_dtype
         if compile:  # (the functions that run eagerly inside a compiled step: eager.py)
             disable_registered()
+            # dynamo keeps 8 compiled entries per function, one per Trainer: a notebook's 9th compiled model
+            # ran eagerly without a word. Each compiled session starts afresh (an earlier one trained again
+            # compiles again: the same numbers)
+            torch.compiler.reset()
         self.trainer = Trainer(self.net, evaluate(ctx.lower(spec.loss), ns), self.opt, evaluate(stats, ns),
                                stats_shape, self.counter, *self._regularization(ctx, ns),
                                compute_dtype=COMPUTE_DTYPES[compute] if compute else None,
