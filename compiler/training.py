@@ -202,7 +202,8 @@ class Plateau(Schedule):
 
 @register("warmup")
 class Warmup(Schedule):
-    """Linear warm-up to the base lr over `epochs` (epoch e: base·(e+1)/epochs), then `then` from epoch 0."""
+    """Linear warm-up to the base lr over `epochs` (epoch e: base·(e+1)/epochs), then `then` (step,
+    exponential or cosine; none: the base lr) from epoch 0."""
 
     kind: Literal["warmup"] = "warmup"
     positional: ClassVar = ("epochs", "then")
