@@ -296,3 +296,18 @@ def test_cv_folds_write_evidence(tmp_path):
     for fold in ("fold_1", "fold_2"):
         _check_schema(json.loads((tmp_path / fold / "evidence.json").read_text()), 1)
         assert (tmp_path / fold / "history.json").is_file()
+
+
+def test_keras_probe_is_traced_after_its_eager_epochs_to_the_same_bits():
+    """Keras' probe runs eagerly for its first EAGER_CALLS epochs (10 ms an epoch; a trace costs ~0.45 s,
+    which a short run does not pay back), then as a traced tf.function (2 ms): the same numbers, bit for bit."""
+    from dlc.backends import session_class
+    from dlc.backends.keras.probe import EAGER_CALLS
+
+    spec = _spec(SPECS["cnn_bn_residual"])
+    data = prepare(spec, SPECS["cnn_bn_residual"].parent)
+    session = session_class("keras")(spec, device="cpu", weights=initial_weights(spec))
+    x, y = data.train.x[:64], data.train.y[:64]
+    seen = [session.probe(x, y) for _ in range(EAGER_CALLS + 2)]
+    assert session._prober.calls == EAGER_CALLS + 2
+    assert all(s == seen[0] for s in seen), "a traced probe gave other numbers than the eager one"
