@@ -298,16 +298,23 @@ def test_cv_folds_write_evidence(tmp_path):
         assert (tmp_path / fold / "history.json").is_file()
 
 
-def test_keras_probe_is_traced_after_its_eager_epochs_to_the_same_bits():
-    """Keras' probe runs eagerly for its first EAGER_CALLS epochs (10 ms an epoch; a trace costs ~0.45 s,
-    which a short run does not pay back), then as a traced tf.function (2 ms): the same numbers, bit for bit."""
+def test_keras_probe_traced_for_a_long_run_gives_the_eager_bits():
+    """Keras' probe is a traced tf.function for a run of TRACED_FROM_EPOCHS epochs or more (2 ms an epoch
+    against 10 eagerly; a shorter run does not pay the ~0.45 s trace back), eager below: the same numbers,
+    bit for bit."""
+    import tensorflow as tf
+
     from dlc.backends import session_class
-    from dlc.backends.keras.probe import EAGER_CALLS
+    from dlc.backends.keras.probe import TRACED_FROM_EPOCHS
 
     spec = _spec(SPECS["cnn_bn_residual"])
     data = prepare(spec, SPECS["cnn_bn_residual"].parent)
-    session = session_class("keras")(spec, device="cpu", weights=initial_weights(spec))
     x, y = data.train.x[:64], data.train.y[:64]
-    seen = [session.probe(x, y) for _ in range(EAGER_CALLS + 2)]
-    assert session._prober.calls == EAGER_CALLS + 2
+    seen = []
+    for epochs in (TRACED_FROM_EPOCHS - 1, TRACED_FROM_EPOCHS):
+        run = spec.model_copy(update={"train": spec.train.model_copy(update={"epochs": epochs})})
+        session = session_class("keras")(run, device="cpu", weights=initial_weights(run))
+        seen += [session.probe(x, y), session.probe(x, y)]
+        traced = isinstance(session._prober.numbers, tf.types.experimental.PolymorphicFunction)
+        assert traced == (epochs >= TRACED_FROM_EPOCHS)
     assert all(s == seen[0] for s in seen), "a traced probe gave other numbers than the eager one"

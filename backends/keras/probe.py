@@ -29,29 +29,29 @@ def activation_stats(a, family: str | None) -> list:
     return [mean, std, dead, sat]
 
 
-# the probe's calls (epochs) run eagerly before it is traced: a run this short does not pay the trace back
-EAGER_CALLS = 30
+# a run of at least this many epochs has its probe traced from the first: eagerly it costs ~10 ms an epoch,
+# traced ~2 ms after a ~0.45 s trace, which a shorter run does not pay back
+TRACED_FROM_EPOCHS = 60
 
 
 class Prober:
     """`probe(x, y)` for a trainer's model: {layer: {grad_norm, act_mean, act_std, dead_fraction,
-    saturated_fraction}} (None where not applicable). `variables(name)` gives a layer's {weight: variable}."""
+    saturated_fraction}} (None where not applicable). `variables(name)` gives a layer's {weight: variable};
+    `epochs`: how many epochs the run has (it is probed after each)."""
 
-    def __init__(self, train_model, variables, loss, layers: list[ProbeLayer]):
+    def __init__(self, train_model, variables, loss, layers: list[ProbeLayer], epochs: int = 0):
         self.layers, self.loss = layers, loss
         outputs = [train_model.get_layer(pl.name).output for pl in layers]
         self.model = keras.Model(train_model.inputs, [*outputs, train_model.outputs[0]])
         self.vars = {pl.name: [variables(pl.name)[w] for w in pl.trainable] for pl in layers}
         # eagerly the probe took 10 ms an epoch (iris, digits_mlp), more than a small model's training; traced
-        # 2 ms, but the trace costs ~0.45 s: so eager for the first EAGER_CALLS epochs, then traced (the same
+        # 2 ms, but the trace costs ~0.45 s: traced for a run of TRACED_FROM_EPOCHS epochs or more (the same
         # bits: measured on 5 specs, float32 and float64)
-        self.numbers = tf.function(self._numbers, reduce_retracing=True)
-        self.calls = 0
+        self.numbers = tf.function(self._numbers, reduce_retracing=True) if epochs >= TRACED_FROM_EPOCHS \
+            else self._numbers
 
     def __call__(self, x, y) -> dict[str, dict[str, float | None]]:
-        self.calls += 1
-        numbers = self._numbers if self.calls <= EAGER_CALLS else self.numbers
-        return probe_rows(self.layers, numbers(x, y).numpy().tolist())
+        return probe_rows(self.layers, self.numbers(x, y).numpy().tolist())
 
     def _numbers(self, x, y):
         """The probe's numbers, in probe_rows' order, as one float64 tensor."""

@@ -226,7 +226,8 @@ class Session(Trainer):
     def probe(self, x: np.ndarray, y: np.ndarray) -> dict[str, dict[str, float | None]]:
         """The training evidence's per-layer numbers on (x, y) in inference mode (backends/keras/probe.py)."""
         if getattr(self, "_prober", None) is None:
-            self._prober = Prober(self.train_model, self.variables, self.loss_fn, probe_layers(self.spec))
+            self._prober = Prober(self.train_model, self.variables, self.loss_fn, probe_layers(self.spec),
+                                  self.spec.train.epochs)
         return self._prober(*self.load_data(x, y))
 
     # ------------------------------------------------------------------------------------------- files
