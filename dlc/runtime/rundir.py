@@ -638,14 +638,30 @@ def _plot_lr(ax, epochs: list[int], lrs: list[float], marker: str | None) -> Non
     ax.step(epochs, lrs, where="mid", color="tab:gray")
     if marker:
         ax.plot(epochs, lrs, marker, color="tab:gray", markersize=3)
-    lr_scale(ax, lrs)
-    if not (min(lrs) > 0 and max(lrs) / min(lrs) > 10):
-        lo, hi = min(lrs), max(lrs)
-        pad = (hi - lo) * 0.1 or abs(hi) * 0.1 or 1.0
-        ax.set_ylim(max(lo - pad, 0) if lo >= 0 else lo - pad, hi + pad)
-        if hi == lo:
-            ax.set_yticks([lo])
+    lr_axis(ax, lrs)
     ax.set_title("learning rate")
+
+
+def lr_axis(ax, lrs: list[float]) -> None:
+    """The learning rate's axis (curves.png, `dlc runs --plot`): a log scale when it spans more than a factor
+    of 10, else padded around its values, and a constant one labelled with its one value (not 0.00096 to
+    0.00104)."""
+    lr_scale(ax, lrs)
+    lo, hi = min(lrs), max(lrs)
+    if lo > 0 and hi / lo > 10:
+        return
+    pad = (hi - lo) * 0.1 or abs(hi) * 0.1 or 1.0
+    ax.set_ylim(max(lo - pad, 0) if lo >= 0 else lo - pad, hi + pad)
+    if hi == lo:
+        ax.set_yticks([lo])
+
+
+def loss_axis(ax, values: list) -> None:
+    """The loss's axis (curves.png, `dlc runs --plot`): a log scale when its finite values span more than a
+    factor of 10."""
+    finite = [v for v in values if v is not None and math.isfinite(v)]
+    if finite and min(finite) > 0 and max(finite) / min(finite) > 10:
+        log_y(ax, finite)
 
 
 def _plot_metric(ax, key: str, rows: list[dict], epochs: list[int], marker: str | None) -> None:
@@ -656,9 +672,8 @@ def _plot_metric(ax, key: str, rows: list[dict], epochs: list[int], marker: str 
     ax.plot(epochs, train, label="train", color="tab:blue", marker=marker, markersize=3)
     if val is not None:
         ax.plot(epochs, val, label="validation", color="tab:orange", marker=marker, markersize=3)
-    values = [v for v in train + (val or []) if v is not None and math.isfinite(v)]
-    if key == "loss" and values and min(values) > 0 and max(values) / min(values) > 10:
-        log_y(ax, values)
+    if key == "loss":
+        loss_axis(ax, train + (val or []))
     ax.set_title(key)
 
 

@@ -9,7 +9,6 @@ cross-validation folder when it has cv.json; a tune folder when it has tune.json
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
 import time
@@ -26,8 +25,8 @@ from dlc.runtime.rundir import (
     figure,
     folder_kind,
     foreign_entries,
-    log_y,
-    lr_scale,
+    loss_axis,
+    lr_axis,
     matplotlib_config,
     output_file,
     prepare_out,
@@ -744,9 +743,9 @@ def plot_runs(paths: Sequence[str | Path], out: str | Path) -> Path:
     for ax, key in zip(axes[0], keys, strict=True):
         ax.set_title("learning rate" if key == "lr" else key)
         if key == "lr":
-            _lr_axis(ax, [r["lr"] for _, h in runs for r in h])
+            lr_axis(ax, [r["lr"] for _, h in runs for r in h])
         elif key == "loss":
-            _loss_axis(ax, [r.get(k) for _, h in runs for r in h for k in ("loss", "val_loss")])
+            loss_axis(ax, [r.get(k) for _, h in runs for r in h for k in ("loss", "val_loss")])
         epoch_axis(ax, epochs)
         ax.grid(alpha=0.3)
     fig.legend(handles=handles, loc="lower center", bbox_to_anchor=(0.5, note_h / height), ncol=ncol,
@@ -790,27 +789,6 @@ def _legend_columns(labels: list[str], width_in: float) -> int:
     character, and the line sample and spacing: ~0.6 inch)."""
     per = 0.07 * max(len(s) for s in labels) + 0.6
     return max(1, min(len(labels), int(width_in / per)))
-
-
-def _loss_axis(ax, values: list) -> None:
-    """The loss on a log scale when it spans more than a factor of 10 (as curves.png draws it)."""
-    finite = [v for v in values if v is not None and math.isfinite(v)]
-    if finite and min(finite) > 0 and max(finite) / min(finite) > 10:
-        log_y(ax, finite)
-
-
-def _lr_axis(ax, lrs: list[float]) -> None:
-    """The learning rate's axis as curves.png draws it: a log scale when it spans more than a factor of 10,
-    else padded around its values, and a constant one labelled with its one value (not 0.00096 to
-    0.00104)."""
-    lr_scale(ax, lrs)
-    lo, hi = min(lrs), max(lrs)
-    if lo > 0 and hi / lo > 10:
-        return
-    pad = (hi - lo) * 0.1 or abs(hi) * 0.1 or 1.0
-    ax.set_ylim(max(lo - pad, 0) if lo >= 0 else lo - pad, hi + pad)
-    if hi == lo:
-        ax.set_yticks([lo])
 
 
 def _plot_run(axes, keys: list[str], hist: list[dict], label: str, color) -> None:
