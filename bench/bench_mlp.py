@@ -21,6 +21,7 @@ epoch, like dlc; they are the loops one would write, nothing slowed down or sped
     .venv/bin/python bench/bench_mlp.py --epochs 3 --rounds 3
     .venv/bin/python bench/bench_mlp.py --device cuda --batch-size 1024   # GPU: the three torch variants
     .venv/bin/python bench/bench_mlp.py --spec bench/cnn.dlspec            # the small CNN instead of the MLP
+    .venv/bin/python bench/bench_mlp.py --spec bench/lstm.dlspec           # an LSTM(64) over 28 rows of 28
 """
 
 from __future__ import annotations
@@ -91,6 +92,8 @@ def hparams(spec) -> dict:
     if first.kind == "Conv2D":
         return {**hp, "model": "cnn", "filters": first.filters, "kernel": tuple(first.kernel_size),
                 "pool": tuple(spec.layers[1].pool_size)}
+    if first.kind == "LSTM":
+        return {**hp, "model": "lstm", "units": first.units}
     return {**hp, "model": "mlp", "units": first.units}
 
 
@@ -98,6 +101,8 @@ def model_title(hp: dict) -> str:
     if hp["model"] == "cnn":
         return (f"small CNN Conv2D({hp['filters']}, {hp['kernel']})-MaxPool{hp['pool']}-"
                 f"Dropout({hp['rate']})-{hp['classes']}")
+    if hp["model"] == "lstm":
+        return f"LSTM({hp['units']}) over {hp['input']}-Dropout({hp['rate']})-{hp['classes']}"
     return f"seed MLP 784-{hp['units']}-Dropout({hp['rate']})-{hp['classes']}"
 
 
@@ -109,6 +114,8 @@ def torch_inputs(hp: dict, x):
     x = np.asarray(x, dtype=np.float32)
     if hp["model"] == "cnn":
         x = np.ascontiguousarray(x.reshape((len(x),) + hp["input"]).transpose(0, 3, 1, 2))
+    elif hp["model"] == "lstm":
+        x = x.reshape((len(x),) + hp["input"])  # (batch, steps, features): batch_first
     return torch.from_numpy(x)
 
 
@@ -222,11 +229,13 @@ def run_keras_fit(spec, data, epochs: int, device: str) -> dict:
     import keras
 
     hp = hparams(spec)
-    x = data.train.x.astype("float32")
+    x = data.train.x.astype("float32").reshape((len(data.train.x),) + hp["input"])
     y = data.train.y.astype("float32")  # one-hot, as categorical_crossentropy wants
     if hp["model"] == "cnn":
         body = [keras.layers.Conv2D(hp["filters"], hp["kernel"], activation="relu"),
                 keras.layers.MaxPooling2D(hp["pool"]), keras.layers.Flatten()]
+    elif hp["model"] == "lstm":
+        body = [keras.layers.LSTM(hp["units"])]
     else:
         body = [keras.layers.Dense(hp["units"], activation="relu")]
     model = keras.Sequential([
@@ -254,12 +263,30 @@ def _torch_model(hp, device):
         flat = hp["filters"] * ((h - kh + 1) // hp["pool"][0]) * ((w - kw + 1) // hp["pool"][1])
         model = nn.Sequential(nn.Conv2d(c, hp["filters"], hp["kernel"]), nn.ReLU(), nn.MaxPool2d(hp["pool"]),
                               nn.Flatten(), nn.Dropout(hp["rate"]), nn.Linear(flat, hp["classes"])).to(device)
+    elif hp["model"] == "lstm":
+        model = nn.Sequential(_LastState(hp["input"][-1], hp["units"]), nn.Dropout(hp["rate"]),
+                              nn.Linear(hp["units"], hp["classes"])).to(device)
     else:
         model = nn.Sequential(nn.Linear(784, hp["units"]), nn.ReLU(), nn.Dropout(hp["rate"]),
                               nn.Linear(hp["units"], hp["classes"])).to(device)
     # Keras' RMSprop constants (rho 0.9, eps 1e-7); torch's defaults are 0.99 and 1e-8. Speed is the same.
     opt = torch.optim.RMSprop(model.parameters(), lr=hp["lr"], alpha=hp["rho"], eps=hp["eps"])
     return model, opt, nn.CrossEntropyLoss()  # softmax fused into the loss, the PyTorch way
+
+
+def _LastState(n_in: int, units: int):
+    """nn.LSTM (batch_first) keeping only the last step's output, as Keras' LSTM without return_sequences."""
+    from torch import nn
+
+    class LastState(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lstm = nn.LSTM(n_in, units, batch_first=True)
+
+        def forward(self, x):
+            return self.lstm(x)[0][:, -1]
+
+    return LastState()
 
 
 def _sync(device):

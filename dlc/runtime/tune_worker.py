@@ -5,7 +5,8 @@ trial: forked from a fork server that has already imported the backend (`multipr
 trial is a fresh child process, without paying the framework import again), or, with
 DLC_TUNE_WORKER=subprocess or where there is no fork server, `python -m dlc.runtime.tune_worker JOB.json`. The
 worker opens the study's storage itself, compiles the spec with the trial's values, trains, reports the
-objective after every epoch (or every fold, for a cv_ objective) so the pruner can stop it, and tells Optuna
+objective after every epoch (or every fold, for a cv_ objective) so the pruner can stop it (its decisions
+taken in this process from the completed trials read once a second: dlc.runtime.pruning), and tells Optuna
 the result: COMPLETE, PRUNED, or FAIL with the reason in the trial's user attribute `failure` and its kind in
 `failure_kind`: RESULT when the failure is what these parameters give (a non-finite loss or objective, a spec
 error with these values: running them again gives it again), ERROR for anything else (an exception in the
@@ -339,7 +340,9 @@ def _train_holdout(trial, spec, data, session, metric, prune, trial_dir) -> floa
     from dlc.runtime.epochfiles import EpochFiles
     from dlc.runtime.evidence import Recorder
     from dlc.runtime.loop import train
+    from dlc.runtime.pruning import Reports
 
+    reports = Reports(trial)
     recorder = Recorder(spec, trial_dir)
     files = EpochFiles(trial_dir, [], recorder)  # (written at its pace; all of them however the trial ends)
 
@@ -348,8 +351,8 @@ def _train_holdout(trial, spec, data, session, metric, prune, trial_dir) -> floa
         v = row.get(metric)
         if v is None or not math.isfinite(v):
             return
-        trial.report(float(v), row["epoch"])
-        if prune and trial.should_prune():
+        reports.report(float(v), row["epoch"])
+        if prune and reports.should_prune():
             raise _Pruned(row["epoch"])
 
     with files.flushed():
@@ -361,15 +364,17 @@ def _train_holdout(trial, spec, data, session, metric, prune, trial_dir) -> floa
 
 def _run_cv(job, trial, spec, base_dir, metric, prune) -> float | None:
     from dlc.runtime.cv import run_cv
+    from dlc.runtime.pruning import Reports
 
+    reports = Reports(trial)
     key = metric[len("cv_"):]
     seen: list[float] = []
 
     def on_fold(row):
         seen.append(row["val"][key])
         v = sum(seen) / len(seen)
-        trial.report(float(v), row["fold"])
-        if prune and trial.should_prune():
+        reports.report(float(v), row["fold"])
+        if prune and reports.should_prune():
             raise _Pruned(row["fold"])
 
     summary = run_cv(spec, base_dir, job["backend"], job["device"], out=Path(job["trial_dir"]),
