@@ -1,6 +1,6 @@
 """A trial's pruning decisions are taken in its process (dlc.runtime.pruning.Reports) from the completed
-trials as last read, read again once a second: Optuna's `should_prune` read the storage on every epoch (9-15 ms
-with SQLite here, more than an iris epoch). The decisions are those of Optuna's own MedianPruner."""
+trials as last read, read again once a second: Optuna's `should_prune` read the storage on every epoch
+(9-15 ms with SQLite here, more than an iris epoch). The decisions are those of Optuna's own MedianPruner."""
 
 from __future__ import annotations
 

@@ -603,8 +603,7 @@ _PRELOAD = ["dlc.runtime.tune_worker", "dlc.compiler", "dlc.runtime.data", "dlc.
             "dlc.reference.weights", "dlc.runtime.cv", "optuna",
             "optuna.storages._rdb.storage", "optuna.storages._rdb.models", "sqlalchemy", "sqlalchemy.orm",
             "sqlalchemy.dialects.sqlite", "sqlalchemy.dialects.postgresql", "psycopg2", "alembic.command",
-            "alembic.config", "alembic.migration", "alembic.script", "sklearn.datasets",
-            "sklearn.model_selection"]
+            "alembic.config", "alembic.migration", "alembic.script"]
 
 
 def _start_fork_server(backend: str) -> None:
@@ -614,7 +613,10 @@ def _start_fork_server(backend: str) -> None:
     ctx = mp.get_context("forkserver")
     # imported once by the fork server, so each trial's process starts with the framework loaded (a fork
     # server that is already running, from an earlier tune in this process, keeps what it has)
-    ctx.set_forkserver_preload(_PRELOAD + [f"dlc.backends.{backend}.session"])
+    import dlc.backends
+
+    command = ["dlc.backends.command"] if dlc.backends.COMMAND else []  # (the `dlc` command's tune)
+    ctx.set_forkserver_preload(command + _PRELOAD + [f"dlc.backends.{backend}.session"])
     from multiprocessing import forkserver
 
     forkserver.ensure_running()  # start importing now, while the parent sets the study up
