@@ -215,7 +215,8 @@ LOOP_EPOCH = '''        model.set_lr(lr)
         order = epoch_permutation(SEED, epoch, n, SHUFFLE)
         losses, stats, sizes = model.train_epoch({x_epoch}, y_train, order)
         step_losses.extend(float(v) for v in losses)
-        _check_finite(History(), losses, epoch, lr, LEARNING_RATE)  # (dlc's own check and message)
+        _check_finite(History(), losses, epoch, lr, LEARNING_RATE)  # (dlc's own checks and messages)
+        _check_finite_weights(model, History(), epoch, lr, LEARNING_RATE)
         row = {{"epoch": epoch + 1, "loss": float(np.sum(losses * sizes) / np.sum(sizes))}}
         row.update(compute(METRICS, TASK, stats))
         if val_part is not None:

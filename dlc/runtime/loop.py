@@ -8,6 +8,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import NoReturn
 
 import numpy as np
 
@@ -192,6 +193,7 @@ def _train_epoch(session, spec: Spec, train_h, val_h, perm, epoch: int, lr: floa
     elapsed = time.perf_counter() - t0
     hist.step_losses.extend(float(v) for v in losses)
     _check_finite(hist, losses, epoch, lr, spec.optimizer.learning_rate)
+    _check_finite_weights(session, hist, epoch, lr, spec.optimizer.learning_rate)
     row = {"epoch": epoch + 1, "loss": float(np.sum(losses * sizes) / np.sum(sizes))}
     row.update(M.compute([m.name for m in spec.metrics], spec.task, stats))
     if val_h is not None:
@@ -210,12 +212,30 @@ def _check_finite(hist: History, losses: np.ndarray, epoch: int, lr: float, base
     if not bad.size:
         return
     step = int(bad[0])
+    _diverged(hist, f"loss became {'nan' if np.isnan(losses[step]) else 'inf'} at epoch {epoch + 1}, step "
+                    f"{step + 1}", lr, base_lr)
+
+
+def _check_finite_weights(session, hist: History, epoch: int, lr: float, base_lr: float) -> None:
+    """TrainingFailed when a weight is nan or infinite after an epoch of finite losses: TensorFlow's fused
+    Dense+ReLU kernel (a traced step on the CPU) gives 0 for nan, so a Keras model whose gradients overflowed
+    trained on with finite losses and constant outputs (torch's loss became nan in the next step). Read once
+    an epoch, with the weights the run keeps anyway."""
+    for lname, weights in session.get_weights().items():
+        for wname, w in weights.items():
+            if not np.isfinite(w).all():
+                what = "nan" if np.isnan(w).any() else "inf"
+                _diverged(hist, f"weights became {what} in epoch {epoch + 1} (layer '{lname}', {wname}) "
+                                "while the loss stayed finite (an activation turned nan into a number)", lr,
+                          base_lr)
+
+
+def _diverged(hist: History, what: str, lr: float, base_lr: float) -> NoReturn:
+    """TrainingFailed (kept in the history): what became non-finite, when, and smaller lrs to try."""
     smaller = min(base_lr / 10, 0.1)  # 0.1 and 0.01 are the classic starting points
     now = f"learning rate {lr:g}" + ("" if lr == base_lr else f", the optimizer's lr={base_lr:g}")
-    hist.failure = (
-        f"loss became {'nan' if np.isnan(losses[step]) else 'inf'} at epoch {epoch + 1}, step "
-        f"{step + 1} ({now}); training diverged: try a smaller learning rate, e.g. lr={smaller:g} "
-        f"or lr={smaller / 10:g}")
+    hist.failure = (f"{what} ({now}); training diverged: try a smaller learning rate, e.g. lr={smaller:g} "
+                    f"or lr={smaller / 10:g}")
     raise TrainingFailed(hist.failure, hist)
 
 
