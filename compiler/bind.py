@@ -28,8 +28,10 @@ from .wording import (
     constant_hint,
     explain,
     family_example,
+    literal_hint,
     option_shown,
     other_argument,
+    other_family,
     other_name,
     source_text,
     written_text,
@@ -148,7 +150,8 @@ class Binder:
         # (`activation=choise(relu, elu)`: a misspelt search space, when no name of the family is closer)
         spaces = [] if family == "layer" or not call.args else list(SEARCH_FUNCS)
         self.d.add(FAMILY_CODES.get(family, "E100"), f"unknown {word} '{call.name}'", call.name_span,
-                   lambda: other_name(family, call.name) or did_you_mean(call.name, candidates) or (
+                   lambda: other_name(family, call.name) or other_family(family, call.name) or did_you_mean(
+                       call.name, candidates) or (
                        spaces and did_you_mean(call.name, spaces)) or f"known: {', '.join(known)}")
 
     def _not_a_parameter(self, v: A.Name, block: A.BlockDef) -> None:
@@ -165,6 +168,9 @@ class Binder:
         what = VALUE_WORDS.get(type(v), "this value")
         if isinstance(v, A.Str) and lookup(family, v.value) is not None:
             hint = f"write {v.value} without quotes"
+        elif isinstance(v, A.Tuple) and v.items and not v.kwargs and family in ("metric", "augment"):
+            # `metrics: (accuracy, f1)`
+            hint = f"a list is written in [ ]: {written_text(A.List(v.items, [], v.span))}"
         else:
             quotes = " (without quotes)" if isinstance(v, A.Str) else ""
             hint = f"expected {family_example(family)}{quotes}"
@@ -211,15 +217,22 @@ class Binder:
             converted["name"] = spec_name
         if issubclass(cls, Layer):
             converted["at"] = (name_span.line, name_span.col)
-        if not ok:
-            return MISSING
-        self.spaces.check_alternatives(cls, converted, path, shown, written)
+        if ok:
+            self.spaces.check_alternatives(cls, converted, path, shown, written)
         # a value that came through a block parameter: the error names the parameter and where it was given
-        via = {f: f"{v.name} = {source_text(env[v.name])}, given on line {env[v.name].span.line}"
+        via = {f: f"{v.name} = {_briefly(written_text(env[v.name]))}, given on line {env[v.name].span.line}"
                for f, v in values.items() if isinstance(v, A.Name) and v.name in env}
         chosen = {f: c for f, v in values.items() if f in converted
                   and (c := self.spaces.chosen_option(v, env, converted[f])) is not None}
-        return self._validate(cls, converted, spans, name_span, shown, quiet_missing, written, via, chosen)
+        if not ok:
+            # the arguments that did convert are still validated, so that their errors are reported with the
+            # others (`split: holdout(tst=0.2)` and `normalize: standrd` in one data { }): their own errors
+            # only, not what the failed ones would have decided
+            self._validate(cls, converted, _item_spans(spans, values), name_span, shown, True, written, via,
+                           chosen, partial=True, given=values)
+            return MISSING
+        return self._validate(cls, converted, _item_spans(spans, values), name_span, shown, quiet_missing,
+                              written, via, chosen, given=values)
 
     def late_positional(self, args: list, kwargs: list[A.Kwarg], names: typing.Sequence[str],
                          taken: set[str]) -> list:
@@ -243,7 +256,11 @@ class Binder:
         n = len(cls.positional)
         extra = args[n]
         hint = "name the argument: key=value" if n else f"{shown} takes keyword arguments only"
-        if isinstance(extra, A.Name):
+        first = cls.model_fields[cls.positional[0]].annotation if n else None
+        if n == 1 and "tuple[" in str(first) and all(isinstance(a, A.Num) for a in args):
+            # `Reshape(7, 7, 64)`: a shape is one tuple
+            hint = f"a shape is one tuple: {shown}(({', '.join(source_text(a) for a in args)}))"
+        elif isinstance(extra, A.Name):
             # `Dense(64, relu)`: say which keyword the name belongs to
             for fname, info in cls.model_fields.items():
                 fam = family_of_annotation(info.annotation)
@@ -269,41 +286,70 @@ class Binder:
 
     def _validate(self, cls, converted: dict, spans: dict, name_span: Span, shown: str,
                   quiet_missing: bool | set[str] = False, written: dict[str, str] | None = None,
-                  via: dict[str, str] | None = None, chosen: dict[str, tuple[str, A.Value]] | None = None
-                  ) -> Any:
+                  via: dict[str, str] | None = None, chosen: dict[str, tuple[str, A.Value]] | None = None,
+                  partial: bool = False, given: dict[str, A.Value] | None = None) -> Any:
         """`cls(**converted)`, or MISSING with each field that does not fit reported at its value (a search
-        space's at the option or end taken, in the words check_alternatives uses for the others: `chosen`)."""
+        space's at the option or end taken, in the words check_alternatives uses for the others: `chosen`).
+        `partial`: some arguments failed already; only the errors of those given are reported."""
         try:
             return cls(**converted)
         except ValidationError as e:
-            by_field: dict[str | None, list[ErrorDetails]] = {}
-            for err in e.errors():
-                loc = [x for x in err["loc"] if isinstance(x, str)]
-                by_field.setdefault(loc[0] if loc else None, []).append(err)
-            for field, errs in by_field.items():
-                if errs[0]["type"] == "missing" and field:
-                    if not (quiet_missing is True or (quiet_missing and field in quiet_missing)):
-                        self.d.add("E202", f"{shown} is missing its required argument '{field}'", name_span,
-                                   f"write {shown}({field}=...)")
-                    continue
-                where = spans.get(field, name_span)
-                key = (written or {}).get(field, field) if field else field
-                came = f" ({via[field]})" if via and field in via else ""
-                if field and chosen and field in chosen:
-                    func, option = chosen[field]
-                    where = option.span
-                    self.d.add("E501", f"{func}() may choose {option_shown(option, converted[field])}, which "
-                               f"is not a valid '{key}' of {shown}{came}", where,
-                               explain(errs, cls.model_fields[field].annotation))
-                    continue
-                self.d.add("E201", f"invalid value for '{key}' of {shown}{came}" if field else
-                           f"invalid {shown}", where, constant_hint(converted.get(field or ""))
-                           or explain(errs, cls.model_fields[field].annotation
-                                      if field in cls.model_fields else None))
+            errors = e.errors()
+        except Exception:  # (a validator that reads an argument that failed: nothing more is said)
+            if not partial:
+                raise
             return MISSING
+        by_field: dict[str | None, list[ErrorDetails]] = {}
+        for err in errors:
+            loc = [x for x in err["loc"] if isinstance(x, str)]
+            by_field.setdefault(loc[0] if loc else None, []).append(err)
+        if partial:
+            by_field = {f: errs for f, errs in by_field.items() if f in spans and f in converted
+                        and errs[0]["type"] != "missing"}
+        for field, errs in by_field.items():
+            if errs[0]["type"] == "missing" and field:
+                if not (quiet_missing is True or (quiet_missing and field in quiet_missing)):
+                    self.d.add("E202", f"{shown} is missing its required argument '{field}'", name_span,
+                               f"write {shown}({field}=...)")
+                continue
+            where = spans.get(field, name_span)
+            # (a tuple's one bad item, `(3, relu)`: the caret under it, not the whole tuple)
+            indices = {next(x for x in err["loc"] if isinstance(x, int)) for err in errs
+                       if any(isinstance(x, int) for x in err["loc"])}
+            if len(indices) == 1 and (field, *indices) in spans:
+                where = spans[(field, *indices)]
+            key = (written or {}).get(field, field) if field else field
+            came = f" ({via[field]})" if via and field in via else ""
+            if field and chosen and field in chosen:
+                func, option = chosen[field]
+                where = option.span
+                self.d.add("E501", f"{func}() may choose {option_shown(option, converted[field])}, which "
+                           f"is not a valid '{key}' of {shown}{came}", where,
+                           explain(errs, cls.model_fields[field].annotation))
+                continue
+            self.d.add("E201", f"invalid value for '{key}' of {shown}{came}" if field else
+                       f"invalid {shown}", where, constant_hint(converted.get(field or ""))
+                       or literal_hint((given or {}).get(field or ""), errs)
+                       or explain(errs, cls.model_fields[field].annotation
+                                  if field in cls.model_fields else None))
+        return MISSING
 
     def record(self, cls: type[IRNode], kwargs: list[A.Kwarg], env: dict, path: str, span: Span) -> Any:
         return self.construct(cls, cls.__name__, [], kwargs, env, path, span, span)
+
+
+def _briefly(text: str, width: int = 40) -> str:
+    """A value's text as a message quotes it: at most `width` characters."""
+    return text if len(text) <= width else text[:width - 3] + "..."
+
+
+def _item_spans(spans: dict, values: dict[str, Any]) -> dict:
+    """`spans` and, for an argument written as a tuple or list, each item's span under (field, index)."""
+    out = dict(spans)
+    for fname, v in values.items():
+        if isinstance(v, (A.Tuple, A.List)):
+            out.update({(fname, i): item.span for i, item in enumerate(v.items)})
+    return out
 
 
 def _is_record(v: A.Value) -> TypeGuard[A.Tuple]:

@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from . import ast as A
 from . import catalog
 from .bind import Binder
-from .diagnostics import MISSING, Diagnostics, Span, did_you_mean
+from .diagnostics import MISSING, Diagnostic, Diagnostics, Span, did_you_mean
 from .expand import LayerExpander, collect_blocks, name_layers
 from .spaces import SEARCH_FUNCS, Overrides, inner_space
 from .spec import Data, Spec
@@ -55,6 +55,11 @@ class Resolver(Binder):
                     meant.add(st.call.name)
                     continue
                 sp = st.name_span if hasattr(st, "name_span") else st.span
+                if isinstance(st, A.Section) and st.name in MODEL_SECTIONS | {"residual"}:  # `train { data {`
+                    home = "layers { }" if st.name == "residual" else "the model itself"
+                    self.d.add("E111", f"section '{st.name}' inside {sec.name}", sp,
+                               f"{st.name} {{ }} belongs in {home}, not inside {sec.name} {{ }}")
+                    continue
                 self.d.add("E111", f"unexpected statement inside {sec.name}", sp,
                            f"{sec.name} holds 'key: value' lines")
                 continue
@@ -98,7 +103,10 @@ class Resolver(Binder):
             key = st.key if isinstance(st, A.Assign) else st.name
             kspan = st.key_span if isinstance(st, A.Assign) else st.name_span
             if key in where:
-                self.d.add("E204", f"duplicate key '{key}'", kspan, f"first set on line {where[key].line}")
+                what = "section" if isinstance(st, A.Section) else "key"
+                done = "written" if what == "section" else "set"
+                self.d.add("E204", f"duplicate {what} '{key}'", kspan,
+                           f"first {done} on line {where[key].line}")
                 continue
             where[key] = kspan
             value = self.model_item(st, key)
@@ -147,6 +155,13 @@ class Resolver(Binder):
         elif isinstance(st, A.Assign) and key in MODEL_KEYS:
             self.model_item(A.Assign(key, st.key_span, st.value, st.span), key)
 
+    def _unreadable_number_in(self, st: A.Section) -> bool:
+        """Whether a number that overflows (reported where it was read, E209) is written in `st` or in a
+        block: the layer holding it did not resolve."""
+        spans = [st.span, *(b.span for b in self.blocks.values())]
+        return any(x.code == "E209" and x.span is not None and x.severity == "error"
+                   and any(sp.line <= x.span.line <= sp.end_line for sp in spans) for x in self.d.items)
+
     def _searched_search(self, st: A.Assign) -> bool:
         """Report a search space in the search block (`trials: choice(10, 20)`): it says how the search runs,
         one value for the whole study, and best.dlspec drops the block. True when there is one."""
@@ -194,6 +209,8 @@ class Resolver(Binder):
             hint = f"{key} is a section: {key} {{ ... }}"
             suggested.add(key)
         hint = _belongs_elsewhere(key, None) or hint
+        if key == "name":  # `name: iris` (Keras' Sequential(name=...))
+            hint = "a model's name is written after 'model': model NAME { ... }"
         self.d.add("E110", f"unknown key '{key}'", span,
                    hint or f"known keys: {', '.join(sorted(MODEL_KEYS))}")
 
@@ -221,7 +238,10 @@ class Resolver(Binder):
 
     def model_item(self, st, key: str) -> Any:
         if key == "layers":
-            return self.expander.model_layers(st)
+            layers = self.expander.model_layers(st)
+            if layers is not MISSING and self._unreadable_number_in(st):
+                return MISSING  # (its layer was dropped: the network left would be checked as the spec's)
+            return layers
         if key in SECTION_CLASSES:
             return self.section(SECTION_CLASSES[key], st, {}, key)
         ann = Spec.model_fields[key].annotation
@@ -236,7 +256,13 @@ class Resolver(Binder):
             if not (isinstance(v, A.Tuple) and v.items and not v.kwargs
                     and all(isinstance(i, A.Num) and isinstance(i.value, int) and i.value > 0
                             for i in v.items)):
-                self.d.add("E201", "input must be a shape of positive integers", v.span, _input_hint(v))
+                # (one bad size of a tuple, `(8, 0, 1)`: the caret under it)
+                bad = [i for i in v.items if not (isinstance(i, A.Num) and isinstance(i.value, int)
+                                                  and i.value > 0)] if isinstance(v, A.Tuple) else []
+                self.d.add("E201", "input must be a shape of positive integers",
+                           bad[0].span if len(bad) == 1 and not v.kwargs and not isinstance(bad[0], A.Tuple)
+                           and not (isinstance(bad[0], A.Name) and bad[0].name in NO_VALUE) else v.span,
+                           _input_hint(v))
                 return MISSING
             return tuple(i.value for i in v.items if isinstance(i, A.Num))  # (all are, checked above)
         val = self.value(st.value, {}, key, ann)
@@ -302,7 +328,16 @@ def _belongs_elsewhere(key: str, written_in: str | None) -> str | None:
     belongs, as a hint; None when it is not the other level's. (A key of another section keeps the list of
     the section's own: `shuffle` in data may mean kfold's as well as train's.)"""
     if written_in is not None:
-        return f"{key} belongs in the model itself, not in {written_in} {{ }}" if key in MODEL_KEYS else None
+        if key in MODEL_KEYS:
+            return f"{key} belongs in the model itself, not in {written_in} {{ }}"
+        here = SECTION_CLASSES[written_in]
+        families = {catalog.family_of_annotation(f.annotation) for f in here.model_fields.values()} - {None}
+        if any(key in cls.model_fields for fam in families
+               for cls in catalog.REGISTRY.get(str(fam), {}).values()):
+            return None  # (`shuffle` in data { }: train's, or kfold's own: the section's keys are listed)
+        home = next((name for name, cls in SECTION_CLASSES.items() if name != written_in
+                     and (key in cls.model_fields or key in cls.aliases)), None)
+        return f"{key} belongs inside {home} {{ ... }}, not in {written_in} {{ }}" if home else None
     home = next((name for name, cls in SECTION_CLASSES.items()
                  if key in cls.model_fields or key in cls.aliases), None)
     return f"{key} belongs inside {home} {{ ... }}" if home else _argument_elsewhere(key)
@@ -333,6 +368,15 @@ def _objective_record(v: A.Value, d: Diagnostics) -> A.Value:
 
 def resolve(f: A.File, d: Diagnostics, base_dir: Path | None = None, overrides: Overrides | None = None,
             had_syntax_errors: bool = False) -> Spec | None:
+    first = len(d.items)
+    try:
+        return _resolve(f, d, base_dir, overrides, had_syntax_errors)
+    finally:
+        _spans_as_written(f, d.items[first:])
+
+
+def _resolve(f: A.File, d: Diagnostics, base_dir: Path | None, overrides: Overrides | None,
+             had_syntax_errors: bool) -> Spec | None:
     r = Resolver(d, base_dir, overrides, had_syntax_errors)
     r.blocks = collect_blocks(f, d)
     if not f.models:
@@ -358,6 +402,24 @@ def resolve(f: A.File, d: Diagnostics, base_dir: Path | None = None, overrides: 
     else:
         check_spec(spec, f.models[0], d, r.base_dir)
     return spec
+
+
+def _spans_as_written(f: A.File, items: list[Diagnostic]) -> None:
+    """A finding about a layer is placed at its name as wide as the layer's kind (its canonical name): under
+    an alias (`MaxPooling2D` for MaxPool2D) the caret is made as wide as the name written."""
+    widths: dict[tuple[int, int], tuple[int, int]] = {}  # (line, col) -> (written, canonical) width
+    layers = catalog.REGISTRY.get("layer", {})
+    for call in A.calls_by_position(f).values():
+        cls = layers.get(call.name)
+        if cls is not None and call.name != cls.spec_names[0]:
+            widths[(call.name_span.line, call.name_span.col)] = (len(call.name), len(cls.spec_names[0]))
+    if not widths:
+        return
+    for item in items:
+        sp = item.span
+        found = widths.get((sp.line, sp.col)) if sp is not None and sp.end_line == sp.line else None
+        if sp is not None and found is not None and sp.end_col - sp.col == found[1]:
+            item.span = Span(sp.line, sp.col, sp.line, sp.col + found[0])
 
 
 def _undamaged(m: A.Model, fields: dict[str, Any], failed: set[str],

@@ -381,6 +381,7 @@ def _habit(err: UnexpectedInput, text: str) -> tuple[str, Span, str, str | None]
 
 
 _SECTION_WORDS = ("data", "layers", "train", "search", "residual")
+_KEY_BEFORE_BRACE = re.compile(r"^([ \t]*)([A-Za-z_][A-Za-z0-9_]*)[ \t]*:[ \t]*$")
 # a header written with ':' for its '{' (YAML): `layers:`, `model iris:`, `block b(n):`
 _COLON_HEADER = re.compile(r"^[ \t]*[A-Za-z_][A-Za-z0-9_]*([ \t]+[A-Za-z_][A-Za-z0-9_]*)?([ \t]*\([^()]*\))?"
                            r"[ \t]*:[ \t]*$")
@@ -453,6 +454,9 @@ def _habit_character(text: str, pos: int, line: int, col: int) -> tuple[str, Spa
     line_end = text.find("\n", pos)
     line_text = text[line_start:line_end if line_end >= 0 else len(text)]
     at = pos - line_start  # 0-based column
+    found = _typed_otherwise(text, pos, line, col)
+    if found is not None:
+        return found
     if ch == "'":
         m = _SINGLE_QUOTED.match(line_text, at)
         if m is None:
@@ -497,6 +501,118 @@ def _habit_character(text: str, pos: int, line: int, col: int) -> tuple[str, Spa
     return None
 
 
+_ALTERNATIVES = re.compile(r"[ \t]*\|[ \t]*([A-Za-z_]\w*(?:[ \t]*\|[ \t]*[A-Za-z_]\w*)*)")  # `| same | valid`
+
+
+def _typed_otherwise(text: str, pos: int, line: int, col: int) -> tuple[str, Span, str, str | None] | None:
+    """An unexpected character that another way of writing explains: a name with '-' (`batch-size`), a
+    percentage (`val=20%`), ';' between arguments, an arrow between layers (`Dense(16) -> Dense(8)`)."""
+    ch = text[pos] if pos < len(text) else ""
+    line_start = text.rfind("\n", 0, pos) + 1
+    line_end = text.find("\n", pos)
+    line_text = text[line_start:line_end if line_end >= 0 else len(text)]
+    at = pos - line_start  # 0-based column
+    path = _unquoted_path(line_text, at)
+    if path is not None:  # `csv(data/heart.csv)`
+        start, end = path
+        return (f"unexpected character {ch!r}", Span(line, start + 1, line, end + 1),
+                _path_hint(line_text[start:end]), None)
+    if ch == "-" and at > 0 and (m := _HYPHENATED.match(line_text, _word_start(line_text, at))) \
+            and m.end() > at + 1:  # `batch-size: 16`, `model iris-v2 {`
+        word, start = m.group(), _word_start(line_text, at)
+        under = word.replace("-", "_")
+        return (f"unexpected '-' in '{_shown(word, 40)}'", Span(line, start + 1, line, start + 1 + len(word)),
+                f"a name has letters, digits and '_', not '-': write {_shown(under, 40)}",
+                _same_length(text, line_start + start, line_start + start + len(word), under))
+    if ch == "%" and at > 0 and (m := re.search(r"([0-9]+\.?[0-9]*)$", line_text[:at])):  # `val=20%`
+        return ("unexpected character '%'", Span(line, col - len(m.group(1)), line, col + 1),
+                f"a fraction is written as a number: {float(m.group(1)) / 100:g} for {m.group(1)}%", None)
+    if ch == ";" and _inside_parens(line_text, at):  # `holdout(val=0.2; test=0.2)`
+        semis = [i for i in range(at, len(line_text)) if line_text[i] == ";" and _inside_parens(line_text, i)]
+        fixed = "".join("," if i in semis else c for i, c in enumerate(line_text))
+        return ("unexpected character ';'", Span(line, col, line, col + 1),
+                "arguments are separated by ',', not ';'",
+                text[:line_start] + fixed + text[line_start + len(fixed):])
+    if text.startswith(_ARROWS, pos):  # `Dense(16) -> Dense(8)`
+        found = _arrow_habit(text, pos, line, col)
+        if found is not None:
+            return found
+    alternatives = _ALTERNATIVES.match(line_text[at:])
+    if ch == "|" and alternatives and (first := re.search(r"([A-Za-z_]\w*)[ \t]*$", line_text[:at])):
+        # `padding=valid|same` (a signature's alternatives copied): one value, or a search over them
+        names = [first.group(1), *re.split(r"[ \t]*\|[ \t]*", alternatives.group(1))]
+        return ("unexpected character '|'", Span(line, col, line, col + 1),
+                f"write one value, {names[0]}; or search them: choice({', '.join(names)})", None)
+    return None
+
+
+def _path_hint(path: str) -> str:
+    """How a path written without quotes is written: in double quotes, with '/' for a Windows '\\' (a
+    backslash starts an escape in a string)."""
+    if "\\" in path:
+        forward = path.replace("\\", "/")
+        return f'a path is written in double quotes, with / for \\: "{_shown(forward, 60)}"'
+    return f'a path is written in double quotes: "{_shown(path, 60)}"'
+
+
+_PATH_CHARS = re.compile(r"[A-Za-z0-9_.~/\\:-]+")
+_FILE_SUFFIX = re.compile(r"\.(csv|tsv|txt|npz|npy|json|db|gz|zip|parquet|h5|pkl|idx[0-9]-ubyte)$", re.I)
+
+
+def _unquoted_path(line_text: str, at: int) -> tuple[int, int] | None:
+    """(start, end) 0-based of a file path written without quotes around column `at` (`data/heart.csv`,
+    `C:\\data\\x.csv`, `heart.csv`); None when the character there is not in one."""
+    if line_text[at:at + 1] not in ("/", "\\", ".", "~", ":") or (
+            line_text[at:at + 2] == "//" and not line_text[:at].strip()):
+        return None
+    if line_text[at] in "~:" and line_text[at + 1:at + 2] not in ("/", "\\"):  # `~/x.npz`, `C:\x.csv`
+        return None
+    start = at
+    while start > 0 and _PATH_CHARS.fullmatch(line_text[start - 1]) and line_text[start - 1] != ":":
+        start -= 1
+    if start > 1 and line_text[start - 1] == ":" and line_text[start - 2].isalpha() and (
+            start < 3 or not (line_text[start - 3].isalnum() or line_text[start - 3] == "_")):
+        start -= 2  # `C:\data`: a drive letter
+    m = _PATH_CHARS.match(line_text, start)
+    if m is None or m.end() <= at:
+        return None
+    path = m.group()
+    if path.startswith("//"):
+        return None  # (`// a comment`: said as such)
+    if line_text[at] == "." and not _FILE_SUFFIX.search(path):
+        return None  # (`keras.layers.Dense`: a module path, said as such)
+    if line_text[at] == ":" and (start != at - 1 or not line_text[start].isalpha()):
+        return None
+    if line_text[at] in "/\\" and not re.search(r"[A-Za-z0-9_~.]", path):
+        return None
+    return start, m.end()
+
+
+# a name with '-' for '_' (`batch-size`, `iris-v2`): letters first, so `1e-3` is none
+_HYPHENATED = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:-[A-Za-z_][A-Za-z0-9_]*)+")
+
+
+def _word_start(line_text: str, at: int) -> int:
+    """The 0-based column where the word (letters, digits, '_') that ends before column `at` starts."""
+    start = at
+    while start > 0 and (line_text[start - 1].isalnum() or line_text[start - 1] == "_"):
+        start -= 1
+    return start
+
+
+def _inside_parens(line_text: str, at: int) -> bool:
+    """Whether column `at` of a line stands inside a '(' opened earlier on the line (strings skipped)."""
+    depth, i = 0, 0
+    while i < at:
+        c = line_text[i]
+        if c == '"':
+            i = _skip_quoted(line_text, i)
+            continue
+        depth += 1 if c == "(" else -1 if c == ")" else 0
+        i += 1
+    return depth > 0
+
+
 def _habit_token(text: str, tok: Token, expected: set[str]) -> tuple[str, Span, str, str | None] | None:
     start = tok.start_pos
     if start is None:
@@ -528,6 +644,9 @@ def _habit_token(text: str, tok: Token, expected: set[str]) -> tuple[str, Span, 
         # `Dense(64) x 3`: a layer repeated
         return ("unexpected 'x'", _tok(tok), "a layer is repeated with '*': write * " + after.split()[0],
                 _same_length(text, start, start + 1, "*"))
+    found = _written_otherwise(text, tok, expected, line_text, at)
+    if found is not None:
+        return found
     if tok.type == "COLON" and "EQUAL" in expected and _KWARG_KEY.search(line_text[:at]):
         return None  # (`Dense(16, activation: relu)`: said by _in_line; repaired by _habit_repair)
     if tok.type == "COMMA" and "COMMA" not in expected and not re.sub(r"#.*", "", after).strip() \
@@ -536,6 +655,131 @@ def _habit_token(text: str, tok: Token, expected: set[str]) -> tuple[str, Span, 
         return ("unexpected ','", _tok(tok), _TRAILING_HINT.format(","),
                 _same_length(text, start, start + 1, " "))
     return None
+
+
+def _written_otherwise(text: str, tok: Token, expected: set[str], line_text: str,
+                       at: int) -> tuple[str, Span, str, str | None] | None:
+    """An unexpected token that another way of writing explains: a path or URL without quotes, a quoted or
+    missing model name, a layer called otherwise, an empty argument or a missing ',', a Python list of
+    layers, an arrow between layers, a dict as a value."""
+    for explained in (_unquoted_at_colon, _header_written_otherwise, _call_written_otherwise,
+                      _argument_written_otherwise):
+        found = explained(text, tok, expected, line_text, at)
+        if found is not None:
+            return found
+    start = tok.start_pos or 0
+    if tok.type == "LSQB" and ("NAME" in expected and line_text[:at].strip() in ("", "{")
+                               or line_text[:at].rstrip().endswith("{")):  # `layers { [Dense(16)] }`
+        found = _layer_list(text, tok)
+        if found is not None:
+            return found
+    if tok.type == "EQUAL" and text[start + 1:start + 2] == ">":  # `Dense(16) => Dense(8)`
+        return _arrow_habit(text, start, _tok(tok).line, _tok(tok).col)
+    if tok.type == "LBRACE" and (m := _KEY_BEFORE_BRACE.match(line_text[:at])):  # `optimizer: {name: adam}`
+        return _dict_habit(text, tok, m.group(2), start - at + len(m.group(1)))
+    return None
+
+
+def _unquoted_at_colon(text: str, tok: Token, expected: set[str], line_text: str,
+                       at: int) -> tuple[str, Span, str, str | None] | None:
+    """A path with a drive letter (`csv(C:\\data\\x.csv)`) or a URL (`storage: sqlite:///x.db`) written
+    without quotes: its ':' is unexpected."""
+    if tok.type != "COLON":
+        return None
+    line = _tok(tok).line
+    path = _unquoted_path(line_text, at)
+    if path is not None:
+        return (f"unexpected {str(tok)!r}", Span(line, path[0] + 1, line, path[1] + 1),
+                _path_hint(line_text[path[0]:path[1]]), None)
+    begin = _word_start(line_text, at)
+    url = re.match(r"[^\s,()\[\]#]+", line_text[begin:]) if line_text[at + 1:at + 3] == "//" else None
+    if url is not None:
+        return (f"unexpected {str(tok)!r}", Span(line, begin + 1, line, begin + 1 + len(url.group())),
+                f'a URL is written in double quotes: "{_shown(url.group(), 60)}"', None)
+    return None
+
+
+def _header_written_otherwise(text: str, tok: Token, expected: set[str], line_text: str,
+                              at: int) -> tuple[str, Span, str, str | None] | None:
+    """A model's or block's header written otherwise: `model "iris" {`, `model {`, `block b {`; a residual
+    block's repeat before its body (`residual * 2 {`)."""
+    start = tok.start_pos or 0
+    keyword = re.fullmatch(r"[ \t]*(model|block)[ \t]*", line_text[:at])
+    if keyword and tok.type == "STRING" and _NAME_AT.fullmatch(str(tok)[1:-1]):  # `model "iris" {`
+        name = str(tok)[1:-1]
+        return (f"unexpected {str(tok)!r}", _tok(tok),
+                f"a {keyword.group(1)}'s name is written without quotes: {keyword.group(1)} {name}",
+                _same_length(text, start, start + len(tok), f" {name} "))
+    if keyword and tok.type in ("LBRACE", "LPAR") and "NAME" in expected:  # `model {`
+        params = "(...) " * (tok.type == "LPAR")
+        return (f"unexpected {str(tok)!r}", _tok(tok),
+                f"a {keyword.group(1)} needs a name: {keyword.group(1)} NAME {params}{{ ... }}", None)
+    if tok.type == "LBRACE" and (m := re.fullmatch(r"([ \t]*residual[ \t]*)(\*[ \t]*[0-9]+)[ \t]*",
+                                                    line_text[:at])):  # `residual * 2 {`
+        count, line_start = m.group(2), start - at
+        return (f"unexpected '{{' after '{count}'", _tok(tok),
+                f"a residual block is repeated after its '}}': residual {{ ... }} {count}",
+                _same_length(text, line_start + m.end(1), line_start + m.end(2), " " * len(count)))
+    if tok.type == "LBRACE" and "LPAR" in expected and re.fullmatch(r"[ \t]*block[ \t]+[A-Za-z_]\w*[ \t]*",
+                                                                   line_text[:at]):  # `block b {`
+        name = line_text[:at].split()[1]
+        return ("unexpected '{'", _tok(tok),
+                f"a block's parameters are written in ( ), even none: block {name}() {{ ... }}", None)
+    return None
+
+
+def _argument_written_otherwise(text: str, tok: Token, expected: set[str], line_text: str,
+                                at: int) -> tuple[str, Span, str, str | None] | None:
+    """An argument left empty (`holdout(val=0.2,, test=0.2)`) or a ',' left out (`(val=0.2 test=0.2)`); a
+    ':' or '=' typed twice (`metrics:: [accuracy]`, `val==0.2`)."""
+    start = tok.start_pos or 0
+    if tok.type in ("COLON", "EQUAL") and line_text[:at].rstrip(" \t").endswith(str(tok)):
+        return (f"unexpected {str(tok)!r}", _tok(tok), f"one {str(tok)!r} is enough: delete this one",
+                _same_length(text, start, start + 1, " "))
+    if tok.type == "COMMA" and "COMMA" not in expected and re.search(r"[(,][ \t]*$", line_text[:at]):
+        return ("unexpected ','", _tok(tok), "an argument is missing between the commas: delete one ','",
+                _same_length(text, start, start + 1, " "))
+    if tok.type in ("NAME", "SIGNED_NUMBER", "STRING") and {"COMMA", "RPAR"} <= expected \
+            and "EQUAL" not in expected and re.search(r"[A-Za-z0-9_)\]\"][ \t]+$", line_text[:at]):
+        return (f"missing ',' before {str(tok)!r}", _tok(tok), "arguments are separated by ','",
+                _same_length(text, start - 1, start, ",") if text[start - 1] in " \t" else None)
+    return None
+
+
+_LAYER_STATEMENT = re.compile(r"^[ \t]*(\{[ \t]*)?([A-Z][A-Za-z0-9_]*)[ \t]*(\(.*\))?[ \t]*$")
+
+
+def _call_written_otherwise(text: str, tok: Token, expected: set[str], line_text: str,
+                            at: int) -> tuple[str, Span, str, str | None] | None:
+    """A layer called otherwise than `Dense(16)`: `Dense[16]`, `Dense 16`, Keras' functional
+    `Dense(16)(x)`; a repeat count that is no positive integer (`* -1`)."""
+    start = tok.start_pos or 0
+    m = _LAYER_STATEMENT.match(line_text[:at])
+    if m is not None and m.group(3) is None and tok.type == "LSQB" and "LPAR" in expected:  # `Dense[16]`
+        end = _closing(text, start)
+        if end is not None and "\n" not in text[start:end]:
+            inner = text[start + 1:end]
+            return ("unexpected '['", _tok(tok),
+                    f"arguments are written in ( ): {m.group(2)}({_shown(inner, 40)})",
+                    text[:start] + "(" + inner + ")" + text[end + 1:])
+    if m is not None and m.group(3) is None and tok.type in ("SIGNED_NUMBER", "INT") and "LPAR" in expected:
+        return (f"unexpected {str(tok)!r}", _tok(tok), f"arguments are written in ( ): {m.group(2)}({tok})",
+                None)  # `Dense 16`
+    if m is not None and m.group(3) is not None and tok.type == "LPAR":  # `Dense(16)(x)`
+        end = _closing(text, start)
+        if end is not None:
+            return ("unexpected '('", Span(*_pos(text, start), *_pos(text, end + 1)),
+                    "a layer takes the output of the line above it: write it without "
+                    f"{_shown(text[start:end + 1], 20)} (Keras' functional API)",
+                    _blanked(text, start, end + 1))
+    if tok.type == "SIGNED_NUMBER" and "INT" in expected and re.search(r"\*[ \t]*$", line_text[:at]):
+        return (f"unexpected {str(tok)!r}", _tok(tok), "a repeat count is a whole number, at least 1", None)
+    return None
+
+
+def _pos(text: str, offset: int) -> tuple[int, int]:
+    """(line, column), 1-based, of an offset in `text`."""
+    return text.count("\n", 0, offset) + 1, offset - (text.rfind("\n", 0, offset) + 1) + 1
 
 
 def _habit_repair(text: str, err: UnexpectedInput) -> str | None:
@@ -548,6 +792,288 @@ def _habit_repair(text: str, err: UnexpectedInput) -> str | None:
     if "EQUAL" not in (err.accepts or err.expected) or not _KWARG_KEY.search(text[line_start:tok.start_pos]):
         return None
     return _same_length(text, tok.start_pos, tok.start_pos + 1, "=")
+
+
+# ---------------------------------------------------------------- habits that span more than one token
+
+def _skip_quoted(text: str, i: int) -> int:
+    """The index after the string literal (double- or single-quoted, on one line) that starts at text[i]."""
+    q = text[i]
+    j = i + 1
+    while j < len(text) and text[j] not in (q, "\n"):
+        j += 2 if text[j] == "\\" else 1
+    return min(j + 1, len(text))
+
+
+def _closing(text: str, start: int) -> int | None:
+    """The index of the bracket or brace that closes the one at text[start] (strings, either quote, and
+    comments skipped), or None when it is never closed."""
+    depth, i = 0, start
+    while i < len(text):
+        c = text[i]
+        if c in "\"'":
+            i = _skip_quoted(text, i)
+            continue
+        if c == "#":
+            nl = text.find("\n", i)
+            i = len(text) if nl < 0 else nl
+            continue
+        if c in "([{":
+            depth += 1
+        elif c in ")]}":
+            depth -= 1
+            if depth == 0:
+                return i
+        i += 1
+    return None
+
+
+def _top_level_split(body: str, seps: str) -> list[tuple[int, str]]:
+    """`body` cut at the characters `seps` outside brackets and strings (comments left out): (offset of
+    each piece in `body`, the piece)."""
+    pieces: list[tuple[int, str]] = []
+    depth, i, begin = 0, 0, 0
+    while i < len(body):
+        c = body[i]
+        if c in "\"'":
+            i = _skip_quoted(body, i)
+            continue
+        if c == "#":
+            nl = body.find("\n", i)
+            pieces.append((begin, body[begin:i]))
+            i = begin = len(body) if nl < 0 else nl
+            continue
+        if c in "([{":
+            depth += 1
+        elif c in ")]}":
+            depth -= 1
+        elif depth == 0 and c in seps:
+            pieces.append((begin, body[begin:i]))
+            begin = i + 1
+        i += 1
+    pieces.append((begin, body[begin:]))
+    return pieces
+
+
+def _blanked(text: str, start: int, end: int, keep: str = "") -> str:
+    """text[start:end] written as blanks (line breaks and the characters `keep` kept): positions stay."""
+    inner = "".join(c if c == "\n" or c in keep else " " for c in text[start:end])
+    return text[:start] + inner + text[end:]
+
+
+_DICT_ENTRY = re.compile(r"""^[ \t]*(["']?)([A-Za-z_][A-Za-z0-9_]*)\1[ \t]*[:=][ \t]*(.*?)[ \t]*$""", re.S)
+# a dict's entry that names what it describes: `{name: adam}`, Keras' `{'class_name': 'Adam', 'config': ...}`
+_DICT_NAME_KEYS = ("name", "class_name", "type", "kind", "class", "id", "optimizer", "loss", "schedule",
+                   "source", "split", "metric", "scheduler")
+
+
+def _dict_entries(body: str) -> list[tuple[str, str]] | None:
+    """`name: adam, lr: 0.1` (a dict's inside, on one line or several) as [(key, value)], Keras' `config`
+    flattened; None when it is no dict of name: value."""
+    out: list[tuple[str, str]] = []
+    for _, piece in _top_level_split(body, ",\n"):
+        if not piece.strip():
+            continue
+        m = _DICT_ENTRY.match(piece.strip())
+        if m is None:
+            return None
+        key, value = m.group(2), m.group(3).strip()
+        if not value:
+            return None
+        if key == "config" and value.startswith("{") and value.endswith("}"):
+            inner = _dict_entries(value[1:-1])
+            if inner is None:
+                return None
+            out += inner
+            continue
+        out.append((key, _dict_value_text(value)))
+    return out
+
+
+def _dict_value_text(value: str) -> str:
+    """A dict's value as dlc writes it: a quoted name unquoted, Python's True/False lowercase, a string in
+    double quotes."""
+    if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+        inner = value[1:-1]
+        return inner if _NAME_AT.fullmatch(inner) else '"' + inner.replace('"', '\\"') + '"'
+    return {"True": "true", "False": "false"}.get(value, value)
+
+
+@functools.cache
+def _key_families() -> dict[str, str]:
+    """Every key a spec writes whose value is a catalogue name or call, with its family (`optimizer` ->
+    optimizer, `source` -> source)."""
+    from .catalog import family_of_annotation
+    from .spec import Data, Spec
+    from .training import Search, Train
+
+    return {k: fam for cls in (Spec, Data, Train, Search) for k, f in cls.model_fields.items()
+            if (fam := family_of_annotation(f.annotation)) is not None}
+
+
+def _catalogue_name(family: str, name: str) -> str | None:
+    """`adam` as the optimizer Adam: the family's name as a spec writes it, matched without case; None
+    when the family has no such name."""
+    from .catalog import REGISTRY
+
+    table = REGISTRY.get(family, {})
+    if name in table:
+        return name
+    return next((n for n in table if n.lower() == name.lower()), None)
+
+
+def _dict_habit(text: str, tok: Token, key: str, key_at: int) -> tuple[str, Span, str, str | None] | None:
+    """`optimizer: {name: adam, lr: 0.1}`, `optimizer: {'name': 'adam'}` (a Python or JSON dict, a YAML
+    mapping, Keras' get_config()): how dlc writes the value, and the text with the statement blanked so that
+    the rest of the file is read. None for a section's key (`train: {`: said by _in_line)."""
+    start = tok.start_pos
+    if start is None or key in _SECTION_WORDS or key in ("model", "block"):
+        return None
+    end = _closing(text, start)
+    one_line = end is not None and "\n" not in text[start:end]
+    at = _tok(tok)
+    span = Span(at.line, at.col, at.line, at.col + (end - start + 1 if one_line and end else 1))
+    hint = _dict_hint(key, text[start + 1:end] if end is not None else None)
+    repaired = None if end is None else _blanked(text, key_at, end + 1)
+    return f"unexpected '{{' after '{key}:'", span, hint, repaired
+
+
+def _dict_hint(key: str, body: str | None) -> str:
+    """How dlc writes the value of `key` written as a dict whose inside is `body` (None: not known)."""
+    from .catalog import CANONICAL
+
+    family = _key_families().get(key)
+    entries = _dict_entries(body) if body is not None else None
+    named = next(((k, v) for k, v in entries or [] if k in _DICT_NAME_KEYS), None)
+    if not entries or (named is not None and not _NAME_AT.fullmatch(named[1])):  # `{name: {x: 1}}`
+        example = f", such as {key}: {CANONICAL[family][0]}(...)" if family in CANONICAL else ""
+        return f"dlc has no dicts: a value is a number, a name, a string, a tuple, a list or a call{example}"
+    args = ", ".join(f"{k}={v}" for k, v in entries if (k, v) != named)
+    if key in _record_keys():
+        written = f"({args})"
+    elif family is None:
+        return "dlc has no dicts: a value is a number, a name, a string, a tuple, a list or a call"
+    elif named is None:
+        return (f"dlc has no dicts: write {key}: NAME({_shown(args, 60)}), NAME the {family}'s name (such as "
+                f"{CANONICAL.get(family, ['...'])[0]})")
+    else:
+        name = _catalogue_name(family, named[1]) or named[1]
+        written = f"{name}({args})" if args else name
+    return f"dlc has no dicts: write {key}: {_shown(written, 60)}"
+
+
+_LAYER_CALL = re.compile(r"[ \t]*[A-Z][A-Za-z0-9_]*[ \t]*(\(|$)")
+
+
+def _layer_list(text: str, tok: Token) -> tuple[str, Span, str, str | None] | None:
+    """`layers { [Dense(16), Dense(8)] }`: a Python list of layers (Keras' Sequential([...])). Said once,
+    and the text repaired: the brackets and commas blanked, so that a layer on a line of its own is read
+    as one, and a second layer on a line with another blanked (a line holds one statement)."""
+    start = tok.start_pos
+    if start is None:
+        return None
+    end = _closing(text, start)
+    if end is None:
+        return None
+    items = [(start + 1 + off, piece) for off, piece in _top_level_split(text[start + 1:end], ",")]
+    layers = [(off, piece) for off, piece in items if piece.strip()]
+    if not layers or not all(_LAYER_CALL.match(piece.strip()) for _, piece in layers):
+        return None
+    names = [" ".join(piece.split()) for _, piece in layers]
+    hint = f"layers are listed one per line, without [ ] or ',': put {_listed(names)} on lines of their own" \
+        if len(names) > 1 else f"a layer is written without [ ]: {_shown(names[0], 40)}"
+    out = _blanked(text, start, start + 1)
+    out = _blanked(out, end, end + 1)
+    lines_used: set[int] = set()
+    for off, piece in items:
+        if off > start + 1:  # (the ',' before it)
+            out = _blanked(out, off - 1, off)
+        lead = len(piece) - len(piece.lstrip())
+        ln = text.count("\n", 0, off + lead)
+        if piece.strip() and ln in lines_used:  # a second layer on one line: not read
+            out = _blanked(out, off, off + len(piece))
+        elif piece.strip():
+            lines_used.add(ln)
+    return "unexpected '['", _tok(tok), hint, out
+
+
+def _listed(items: list[str]) -> str:
+    """`Dense(16)`, `Dense(16) and Dense(8)`, `Dense(16), Dense(8) and 3 more`, each shortened."""
+    shown = [_shown(i, 40) for i in items[:3]]
+    if len(items) > 3:
+        return ", ".join(shown) + f" and {len(items) - 3} more"
+    return " and ".join([", ".join(shown[:-1]), shown[-1]]) if len(shown) > 1 else shown[0]
+
+
+# a layer chained to the next with an arrow or a pipe (`Dense(16) -> Dense(8)`: diagrams, PyTorch docs,
+# Flux's Chain, a shell's pipe)
+_ARROWS = ("->", "=>", ">>", "|>", "|", "→")
+_ARROW_AT = re.compile(r"->|=>|>>|\|>|\||→")
+_LAYER_BEFORE = re.compile(r"^[ \t]*(\{[ \t]*)?[A-Za-z_][A-Za-z0-9_]*[ \t]*(\(.*\))?[ \t]*(\*[ \t]*[0-9]+)?"
+                           r"[ \t]*$")
+
+
+def _arrow_habit(text: str, pos: int, line: int, col: int) -> tuple[str, Span, str, str | None] | None:
+    """`Dense(16) -> Dense(8)` (or `>>`, `|`, a chain whose lines end or start with the arrow): layers are
+    applied in the order written, one per line. Said once per chain; the arrows are blanked, and a layer
+    after one on its line, so that the rest of the file is read."""
+    m = _ARROW_AT.match(text, pos)
+    if m is None:
+        return None
+    line_start = text.rfind("\n", 0, pos) + 1
+    before = text[line_start:pos]
+    lines = text.split("\n")
+    prev = next((ln for ln in reversed(lines[:line - 1]) if ln.split("#")[0].strip()), "")
+    leading = not before.strip() and _ARROW_AT.search(prev.split("#")[0].rstrip()[-2:] or "x") is not None
+    if re.match(r"[ \t]*schedule[ \t]*:", before) and m.group() in ("->", "=>", ">>", "→"):
+        # `schedule: warmup(epochs=5) -> cosine(epochs=45)`
+        return (f"unexpected '{m.group()}'", Span(line, col, line, col + len(m.group())),
+                "one schedule hands over to the next with warmup's then=: "
+                "schedule: warmup(epochs=5, then=cosine(epochs=45))", None)
+    if not (_LAYER_BEFORE.match(before.split("{")[-1] if "{" in before else before) and before.strip()) \
+            and not leading and not (not before.strip() and re.match(r"[ \t]*[A-Z]", text[m.end():])):
+        return None
+    arrow = m.group()
+    rest = lines[line - 1][col - 1 + len(arrow):].split("#")[0].strip().rstrip("}").strip()
+    names = [" ".join(piece.split()) for _, piece in _top_level_split(_ARROW_AT.sub(",", rest), ",")
+             if piece.strip()]
+    said = "layers are applied in the order they are written, one per line"
+    hint = f"{said}: delete the '{arrow}'" if not names or not before.strip() else \
+        f"{said}: put {_listed(names)} on a line of its own, without '{arrow}'" if len(names) == 1 else \
+        f"{said}: put {_listed(names)} on lines of their own, without '{arrow}'"
+    return f"unexpected '{arrow}'", Span(line, col, line, col + len(arrow)), hint, _unchained(lines, line)
+
+
+def _unchained(lines: list[str], first: int) -> str:
+    """The lines of a chain of layers from line `first` on, with its arrows blanked, and what follows an
+    arrow on its line when a layer stands before it (one statement a line); braces are kept."""
+    out = list(lines)
+    ln = first
+    while ln <= len(out):
+        code = out[ln - 1].split("#")[0]
+        arrows = list(_ARROW_AT.finditer(code))
+        if not arrows and ln != first:
+            break
+        out[ln - 1] = _unchained_line(out[ln - 1], code, arrows)
+        ends_with_arrow = bool(arrows) and not code[arrows[-1].end():].strip()
+        nxt = next((k for k in range(ln + 1, len(out) + 1) if out[k - 1].split("#")[0].strip()), None)
+        if nxt is None or not (ends_with_arrow or _ARROW_AT.match(out[nxt - 1].split("#")[0].strip())):
+            break
+        ln = nxt
+    return "\n".join(out)
+
+
+def _unchained_line(line: str, code: str, arrows: list[re.Match]) -> str:
+    """One line of a chain: its arrows blanked; after a layer, what follows the first arrow blanked too
+    (after a leading arrow, what follows the second), but its braces."""
+    chars = list(line)
+    for a in arrows:
+        chars[a.start():a.end()] = " " * (a.end() - a.start())
+    if arrows:
+        layer_before = bool(code[:arrows[0].start()].strip().strip("{").strip())
+        cut = arrows[0].end() if layer_before else arrows[1].end() if len(arrows) > 1 else len(code)
+        chars[cut:len(code)] = [c if c in "{}" else " " for c in chars[cut:len(code)]]
+    return "".join(chars)
 
 
 def _diagnosed(err: UnexpectedInput, text: str) -> tuple[str, Span, str | None, str | None]:
@@ -604,6 +1130,11 @@ def _in_line(tok: Token, expected, line_text: str, span: Span, shown: str) -> tu
     """(message, span, hint) for an unexpected token that what stands before it on its line explains."""
     before = line_text[: (tok.column or 1) - 1]
     m = _STATEMENT_WORD.match(before) or (_KEY_WORD.match(before) if tok.type == "EQUAL" else None)
+    if m and m.group(1) == "model" and tok.type == "NAME" and "COLON" in expected:  # a model inside a model
+        return ("a model cannot stand inside another", Span(span.line, m.start(1) + 1, span.line,
+                                                            m.start(1) + 6),
+                "a file holds one model, at the top level: close the first with '}' before it, or put it in "
+                "a file of its own")
     if m and "COLON" in expected:  # `seed 42`: a statement's key followed directly by a value; `epochs=10`
         return f"missing ':' after '{m.group(1)}'", span, _colon_hint(m.group(1), tok, line_text)
     if tok.type == "COLON" and "EQUAL" in expected and (m := _KWARG_KEY.search(before)):
@@ -641,7 +1172,33 @@ def _one_per_line(rest: str, sep: str = "") -> str | None:
     if what == "statement" and m.group(3) not in (":", "{"):
         return None
     said = f"statements end at a newline, not with '{sep}'" if sep else f"one {what} per line"
+    layers = _layer_calls(rest) if what == "layer" else []
+    if len(layers) > 1:
+        return f"{said}: put {_listed(layers)} on lines of their own"
     return f"{said}: put '{_shown(m.group(1).strip())}' on a line of its own"
+
+
+_CALL_START = re.compile(r"[ \t,;]*([A-Za-z_][A-Za-z0-9_]*)[ \t]*")
+
+
+def _layer_calls(rest: str) -> list[str]:
+    """The layers written one after another in `rest` (`Dense(4) Dense(2)`, `Dense(4); Dense(2)`), as
+    written; up to the first text that is no layer."""
+    found: list[str] = []
+    i = 0
+    while len(found) < 10_000:
+        m = _CALL_START.match(rest, i)
+        if m is None or not m.group(1)[:1].isupper():
+            break
+        j = m.end()
+        if rest[j:j + 1] == "(":
+            end = _closing(rest, j)
+            if end is None:
+                break
+            j = end + 1
+        found.append(" ".join(rest[m.start(1):j].split()))
+        i = j
+    return found
 
 
 def _second_statement(line_text: str, tok: Token) -> str | None:
@@ -674,7 +1231,22 @@ def _bare_list_hint(line_text: str) -> str | None:
         return _TRAILING_HINT.format(",")
     if key == "input":
         return f"a shape is written in ( ): input: ({value})"
+    if key == "objective":
+        return "an objective is a direction and a metric: objective: minimize val_loss"
+    if key in _single_value_keys():  # `batch_size: 32, 64`
+        return f"{key} takes one value; to search several, write {key}: choice({_shown(value, 40)})"
     return f"several values are written as a list: {key}: [{value}]"
+
+
+@functools.cache
+def _single_value_keys() -> frozenset[str]:
+    """The keys a spec writes that take one value, not a list (`epochs`, `optimizer`; not `metrics`)."""
+    from .catalog import is_list_annotation
+    from .spec import Data, Spec
+    from .training import Search, Train
+
+    return frozenset(k for cls in (Spec, Data, Train, Search) for k, f in cls.model_fields.items()
+                     if not is_list_annotation(f.annotation))
 
 
 _TRAILING_HINT = "a statement ends at the end of its line: delete the '{}'"
@@ -749,7 +1321,10 @@ def _glued_number(text: str, tok: Token) -> tuple[str, Span, str] | None:
     word = m.group()
     line = text.count("\n", 0, a) + 1
     col = a - (text.rfind("\n", 0, a) + 1) + 1
-    return f"'{_shown(word)}' is not a number", Span(line, col, line, col + len(word)), _number_hint(word)
+    span = Span(line, col, line, col + len(word))
+    if _number_token().fullmatch(word) and text[:a].rstrip().endswith("*"):  # `Dense(8) * 2.5`
+        return f"'{_shown(word)}' is not a whole number", span, "a layer is repeated a whole number of times"
+    return f"'{_shown(word)}' is not a number", span, _number_hint(word)
 
 
 def _number_hint(word: str) -> str:
@@ -1283,6 +1858,13 @@ def _fix_open_brace(lines: list[str], sc: _Scan, partner: dict, stack: list[tupl
     for op in openers:  # `Den{se(10)`: a '{' that opens no block
         _, ln, col = op
         closed_here = sc.last.get((ln, "}"), col) > col
+        key = _KEY_BEFORE_BRACE.match(lines[ln - 1][:col])
+        if key and not closed_here and sc.has_code_after(ln, col) and key.group(2) not in _SECTION_WORDS:
+            # `optimizer: {name: adam` (a dict, and its '}' left out): said as a dict; the statement blanked
+            _report(diags, f"unexpected '{{' after '{key.group(2)}:'", ln, col,
+                    _dict_hint(key.group(2), sc.code_after(ln, col)))
+            out[ln - 1] = " " * sc.code_end[ln - 1] + lines[ln - 1][sc.code_end[ln - 1]:]
+            return out
         if not closed_here and sc.has_code_after(ln, col) and not _HEADER.match(lines[ln - 1][:col]):
             _report(diags, "unmatched '{'", ln, col, "no '}' closes it")
             out[ln - 1] = _remove_char(out[ln - 1], col)

@@ -102,8 +102,8 @@ def structural(err: ErrorDetails) -> str | None:
         return f"{key}= takes {listed}"
     if kind in ("too_long", "too_short") and "actual_length" in ctx:
         n = ctx.get("max_length" if kind == "too_long" else "min_length")
-        return f"expected {n} {'numbers' if ctx.get('field_type') == 'Tuple' else 'items'}, " \
-               f"got {ctx['actual_length']}"
+        word = "number" if ctx.get("field_type") == "Tuple" else "item"
+        return f"expected {n} {word}{'s' * (n != 1)}, got {ctx['actual_length']}"
     if kind == "missing" and isinstance(err.get("input"), tuple) and err["loc"] \
             and isinstance(err["loc"][-1], int):
         # a tuple too short for a fixed-length one (`strides=(2)` where a pair belongs): Pydantic says "Field
@@ -113,7 +113,7 @@ def structural(err: ErrorDetails) -> str | None:
         if kinds and "..." not in kinds[-1]:
             n = kinds[-1].count(",") + 1
             one = err["input"][0] if got == 1 else None
-            return f"expected {n} numbers, got {got}" + (
+            return f"expected {n} number{'s' * (n != 1)}, got {got}" + (
                 f": ({', '.join([str(one)] * n)}) for {one} on every axis" if one is not None else "")
     if kind in ("model_attributes_type", "dataclass_type"):
         return "expected a name or a call here"
@@ -220,6 +220,8 @@ OTHER_ARGUMENTS: dict[str, str] = {
     "p": "the dropout rate is rate, or the first argument: Dropout({})",
     "n_splits": "the number of folds is k: kfold(k={})",
     "name": "dlc names each layer itself (dense_0, dense_1, ...): leave name out",
+    "from_logits": "dlc's losses take the last layer's output as it is (probabilities, after its softmax or "
+                   "sigmoid): leave from_logits out",
 }
 
 
@@ -260,6 +262,9 @@ def other_name(family: str, name: str) -> str | None:
         act = next((a for a in catalog.names("activation") if a.replace("_", "") == name.lower()), None)
         if act is not None:
             return f"an activation as a layer is written Activation({act})"
+    if family == "metric" and name.startswith("val_") and catalog.lookup("metric", name[4:]) is not None:
+        # `metrics: [val_accuracy]`: Keras' name for the metric on the validation part
+        return f"write {name[4:]}: each metric is also reported on the validation part, as {name}"
     if name in NO_VALUE:
         return no_value_hint(family)
     return None
@@ -280,3 +285,52 @@ def constant_hint(value: Any) -> str | None:
         return no_value_hint("")
     return None
 
+
+_NUMBER_TEXT = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
+_NUMBER_TYPES = {"int_type", "int_parsing", "int_from_float", "float_type", "float_parsing"}
+
+
+_YAML_BOOLEANS = {"yes": "true", "no": "false", "on": "true", "off": "false", "y": "true", "n": "false"}
+
+
+def literal_hint(v: A.Value | None, errs: list[ErrorDetails]) -> str | None:
+    """A number written as a string (`Dense("16")`, YAML's and JSON's habit) or in a list of one (`[16]`)
+    where a number belongs, a misspelt or YAML boolean (`ture`, `yes`): how to write it; None otherwise."""
+    if isinstance(v, A.Name) and errs and all(e["type"] in ("bool_type", "bool_parsing") for e in errs):
+        said = _YAML_BOOLEANS.get(v.name.lower())
+        return f"write {said}: dlc's booleans are true and false" if said else \
+            did_you_mean(v.name, ["true", "false"])
+    if v is None or not errs or not all(e["type"] in _NUMBER_TYPES | {"tuple_type"} for e in errs):
+        return None
+    if isinstance(v, A.Str) and _NUMBER_TEXT.fullmatch(v.value.strip()):
+        return f"a number is written without quotes: {v.value.strip()}"
+    if isinstance(v, A.Num) and isinstance(v.value, float) and v.value.is_integer() and abs(v.value) < 1e18 \
+            and any(e["type"] in ("int_type", "int_from_float") for e in errs):  # `epochs: 4e1`, `10.0`
+        return f"an integer is written without '.' or an exponent: {int(v.value)}"
+    if isinstance(v, A.List) and v.items and not v.kwargs and any(e["type"] == "tuple_type" for e in errs):
+        return f"a tuple is written in ( ): {written_text(A.Tuple(v.items, [], v.span))}"  # `[2, 2]`
+    if isinstance(v, A.List) and len(v.items) == 1 and not v.kwargs and isinstance(v.items[0], A.Num):
+        return f"one number is written without [ ]: {v.items[0].text}"
+    return None
+
+
+# how a spec writes a name of each family: where a name of another family belongs
+FAMILY_PLACES = {"activation": "activation={}", "initializer": "kernel_init={}",
+                 "regularizer": "kernel_reg={}(...)", "constraint": "kernel_constraint={}(...)",
+                 "optimizer": "optimizer: {}", "loss": "loss: {}", "metric": "metrics: [{}]",
+                 "schedule": "schedule: {}(...)", "layer": "{}(...) in layers {{ }}", "source": "source: {}",
+                 "split": "split: {}(...)", "augment": "augment: [{}(...)]"}
+
+
+def other_family(family: str, name: str) -> str | None:
+    """`activation=xavier_uniform`, `loss: accuracy`: a name of another family where one of `family`
+    belongs (and no name of `family` is the same but for case): what it is and where it is written."""
+    if any(n.lower() == name.lower() for n in catalog.names(family)):
+        return None
+    others = [f for f in FAMILY_PLACES if f != family and catalog.lookup(f, name) is not None]
+    if not others:
+        return None
+    other = others[0]
+    word, here = FAMILY_WORDS.get(other, other), FAMILY_WORDS.get(family, family)
+    return f"'{name}' is {article(word)} {word}, not {article(here)} {here}: it is written " \
+           f"{FAMILY_PLACES[other].format(name)}"
