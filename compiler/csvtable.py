@@ -44,9 +44,16 @@ class CsvProblem(ValueError):
 def text_encoding(head: bytes) -> str:
     """The encoding of a text file from its first bytes: UTF-16 by its byte-order mark, or without one by
     its zero bytes (a spreadsheet's "Unicode text" export; ASCII in UTF-16 has every other byte 0), else
-    UTF-8 (a UTF-8 byte-order mark skipped)."""
+    UTF-8 (a UTF-8 byte-order mark skipped). UTF-32 (by its mark or its zero bytes) is named "utf-32", which
+    decoded_text refuses: read as UTF-16 or UTF-8 its text was rows of NULs."""
+    if head[:4] in (b"\xff\xfe\0\0", b"\0\0\xfe\xff"):  # (UTF-32's marks; FF FE starts UTF-16's too)
+        return "utf-32"
     if head[:2] in (b"\xff\xfe", b"\xfe\xff"):
         return "utf-16"
+    quads = head[:len(head) // 4 * 4]
+    if quads and not any(quads[1::4] + quads[2::4]) and (
+            (all(quads[0::4]) and not any(quads[3::4])) or (all(quads[3::4]) and not any(quads[0::4]))):
+        return "utf-32"  # (ASCII in UTF-32: three zero bytes to each character's one)
     pairs = head[:len(head) // 2 * 2]
     if pairs and b"\0" in pairs:
         if not any(pairs[1::2]) and all(pairs[0::2]):
@@ -116,6 +123,8 @@ def decoded_text(raw: bytes) -> str:
         raise ValueError("gzip-compressed, not CSV text; decompress it first (gunzip) and read the .csv "
                          "file")
     encoding = text_encoding(raw[:64])
+    if encoding == "utf-32":  # (read as UTF-16 it made rows of NULs: "row 62 has 1 column")
+        raise ValueError("UTF-32 text, which dlc does not read; save the file as UTF-8")
     try:
         return raw.decode(encoding)
     except UnicodeDecodeError as e:
@@ -145,6 +154,17 @@ def ragged_row(first: tuple[int, int], line: int, width: int) -> str:
     """A row of another width than the first ((row, width) of the first)."""
     return (f"rows have different numbers of columns: row {line} has {width}, row {first[0]} has "
             f"{first[1]}")
+
+
+def _open_quote(line: int, cells: list[str]) -> str:
+    """Why a row of another width may be so: a cell that runs on across line breaks, which a quote left open
+    makes (the reader joins every line up to the next quote, or the end of the file, into that cell)."""
+    broken = next((c for c in cells if "\n" in c or "\r" in c), None)
+    if broken is None:
+        return ""
+    lines = broken.count("\n") + broken.replace("\r\n", "\n").count("\r")
+    breaks = f"{lines} line break{'s' * (lines != 1)}"
+    return f"; row {line} has a quote left open (one cell runs on across {breaks}): close or remove the quote"
 
 
 TRAILING_COLUMN = ("every row ends with a comma (an empty last column, as some spreadsheets write); remove "
@@ -244,9 +264,9 @@ def layout_problem(rows: list[tuple[int, list[str]]]) -> str | None:
     if not rows:
         return None
     first, width = rows[0][0], len(rows[0][1])
-    ragged = next(((n, len(c)) for n, c in rows if len(c) != width), None)
+    ragged = next(((n, c) for n, c in rows if len(c) != width), None)
     if ragged is not None:
-        return ragged_row((first, width), *ragged)
+        return ragged_row((first, width), ragged[0], len(ragged[1])) + _open_quote(ragged[0], ragged[1])
     if width > 1 and all(not c[-1].strip() for _, c in rows):
         return TRAILING_COLUMN
     return None

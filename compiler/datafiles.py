@@ -164,7 +164,10 @@ def _npy_header_fields(text: bytes, encoding: str) -> tuple[object, tuple[int, .
     if not isinstance(shape, tuple) or not all(_is_size(v) for v in shape):
         raise ValueError(f"damaged .npy header: its shape {_shown_shape(shape)} is not a tuple of sizes "
                          "(integers, 0 or more)")
-    return descr, shape, fortran is True
+    if not isinstance(fortran, bool):  # (np.load refuses it too: "fortran_order is not a valid bool")
+        raise ValueError(f"damaged .npy header: its fortran_order {_shown_shape(fortran)} is not True or "
+                         "False")
+    return descr, shape, fortran
 
 
 def _is_size(v: object) -> bool:

@@ -231,7 +231,7 @@ def _classes(labels: Counter[str]) -> ClassRows | None:
 def _line_counts(path: Path, encoding: str) -> Read | None:
     """(rows, None) of a UTF-8 CSV file without quotes or lone carriage returns, where a line is a row: its
     lines counted in bytes, less the blank ones and a header; None for another file."""
-    if encoding.startswith("utf-16"):
+    if encoding.startswith(("utf-16", "utf-32")):
         return None
     lines = blanks = 0
     first: list[str] | None = None
@@ -367,6 +367,9 @@ def mnist_parts_problem(names: tuple[str, str, str, str],
     make one data set: images of two sizes, or not one label per image; None when they do. The runtime
     (dlc/runtime/data/files.py) says it of the arrays it read, `dlc check` of the files' headers."""
     (na, la, nb, lb), (xa, ya, xb, yb) = names, shapes
+    single = next((n for n, shape in zip(names, shapes, strict=True) if not shape), None)
+    if single is not None:  # (a 0-d array: no samples to count)
+        return f"{single} is a single value, not one entry per sample"
     if xa[1:] != xb[1:]:
         return f"{nb} holds samples of shape {xb[1:]}, but {na} of shape {xa[1:]}; they must be one size"
     for x, y, nx, ny in ((xa, ya, na, la), (xb, yb, nb, lb)):

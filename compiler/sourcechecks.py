@@ -231,19 +231,8 @@ def _check_mnist(spec: Spec | None, written: str, path: Path, m: A.Model, where:
     the images' size against the input (not with `spec` None: a spec that could not be built)."""
     npz = path if path.is_file() else path / "mnist.npz" if (path / "mnist.npz").is_file() else None
     if npz is not None:
-        shown = written if npz is path else (Path(written) / "mnist.npz").as_posix()
-        heads = _npz_arrays_error(shown, npz, MNIST_ARRAYS, where, d,
-                                  "mnist(path) reads Keras' mnist.npz (x_train, y_train, x_test, y_test) or "
-                                  "a folder of MNIST's IDX files")
-        if heads is not None and _pickled_array(shown, heads, MNIST_ARRAYS, where, d):
-            return
-        if heads is not None and all(k in heads for k in MNIST_ARRAYS) and _mnist_parts_error(
-                f"'{shown}'", MNIST_ARRAYS, [heads[k][1] for k in MNIST_ARRAYS], where, d):
-            return
-        if heads is not None and "x_train" in heads:
-            shape = heads["x_train"][1]
-            if not _no_pixels(f"'{shown}': array 'x_train'", shape, where, d):
-                _input_matches(spec, math.prod(shape[1:]), f"'{shown}' images have", shape, m, where, d)
+        _check_mnist_npz(spec, written if npz is path else (Path(written) / "mnist.npz").as_posix(), npz, m,
+                         where, d)
         return
     found = [next((c for c in mnist_candidates(path, stem) if c.is_file()), None) for stem in MNIST_STEMS]
     files = ", ".join(MNIST_STEMS)
@@ -271,6 +260,56 @@ def _check_mnist(spec: Spec | None, written: str, path: Path, m: A.Model, where:
             _no_pixels(f"'{(Path(written) / names[0]).as_posix()}'", shapes[0], where, d):
         return
     _input_matches(spec, math.prod(shapes[0][1:]), "MNIST's images have", shapes[0], m, where, d)
+
+
+def _check_mnist_npz(spec: Spec | None, shown: str, npz: Path, m: A.Model, where: Span | None,
+                     d: Diagnostics) -> None:
+    """An mnist.npz as the runtime reads it: Keras' four arrays, numbers, one label per image, the images'
+    size against the input, and (with a spec) the labels against the loss and the output."""
+    before = d.error_count
+    heads = _npz_arrays_error(shown, npz, MNIST_ARRAYS, where, d,
+                              "mnist(path) reads Keras' mnist.npz (x_train, y_train, x_test, y_test) or "
+                              "a folder of MNIST's IDX files")
+    if heads is None:
+        return
+    single = next((k for k in MNIST_ARRAYS if k in heads and not heads[k][1]), None)
+    if single is not None:  # (as the runtime's reader says it; the parts check indexed it: IndexError)
+        d.add("E401", f"'{shown}': array '{single}' is a single value, not one entry per sample", where)
+        return
+    if _pickled_array(shown, heads, MNIST_ARRAYS, where, d):
+        return
+    for key in ("x_train", "x_test"):
+        descr = heads[key][0] if key in heads else "|u1"
+        if descr == "structured" or descr[1:2] not in tuple("biuf"):
+            d.add("E401", f"'{shown}': array '{key}' holds {descr} values, not numbers", where,
+                  "MNIST's images are numbers (unsigned bytes 0..255, or floats)")
+            return
+    if all(k in heads for k in MNIST_ARRAYS) and _mnist_parts_error(
+            f"'{shown}'", MNIST_ARRAYS, [heads[k][1] for k in MNIST_ARRAYS], where, d):
+        return
+    if "x_train" in heads:
+        shape = heads["x_train"][1]
+        if not _no_pixels(f"'{shown}': array 'x_train'", shape, where, d):
+            _input_matches(spec, math.prod(shape[1:]), f"'{shown}' images have", shape, m, where, d)
+    if spec is not None and d.error_count == before:
+        _check_mnist_labels(spec, shown, npz, heads, m, where, d)
+
+
+def _check_mnist_labels(spec: Spec, shown: str, npz: Path, heads: NpzHeads, m: A.Model, where: Span | None,
+                        d: Diagnostics) -> None:
+    """The labels of an mnist.npz (y_train, y_test) against the loss and the output, as an IDX folder's are
+    (text labels, or labels beyond the outputs, failed only when the run read them)."""
+    values: set[float] = set()
+    for key in ("y_train", "y_test"):
+        if key not in heads:
+            return
+        if not check_target_dtype(spec, heads[key][0], f"array '{key}' of '{shown}'", where, d):
+            return
+        found = small_target_values(npz, key, *heads[key])
+        if found is None:
+            return
+        values.update(found)
+    check_labels(spec, sorted(values), f"the MNIST archive '{shown}'", m, d)
 
 
 def _no_pixels(what: str, shape: tuple[int, ...], where: Span | None, d: Diagnostics) -> bool:

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -92,12 +94,10 @@ def load(run: Path) -> tuple[dict[str, np.ndarray], LoopState] | None:
 
     path = run / FILE
     again = f"it cannot be resumed from: {retrain(run)}"
-    if path.is_dir():
-        raise RunDirError(f"{path} is a folder, not a dlc checkpoint; {again}")
+    if (kind := _not_a_file(path)) is not None:
+        raise RunDirError(f"{path} {kind}; {again}")
     if not path.is_file():
         return None
-    if path.stat().st_size == 0:
-        raise RunDirError(f"{path} is empty; {again}")
     try:
         with np.load(path, allow_pickle=False) as f:
             if "loop" not in f.files:
@@ -108,17 +108,124 @@ def load(run: Path) -> tuple[dict[str, np.ndarray], LoopState] | None:
             session_state = {k[2:]: f[k] for k in f.files if k.startswith("s:")}
             best = unflatten({k: f[k] for k in f.files if k.startswith("b:")}, "b:")
             loop = json.loads(_loop_text(f["loop"]))
+        if (problem := loop_problem(loop)) is not None:
+            raise RunDirError(f"{path} is damaged ({problem}); {again}")
         state = LoopState.from_json(loop, best or None)
     except RunDirError:
         raise
-    except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as e:
-        why = str(e).splitlines()[0] if str(e) else type(e).__name__
-        if isinstance(e, zipfile.BadZipFile) or "pickle" in why:
-            why = "not a complete .npz archive"
-        raise RunDirError(f"{path} is damaged (truncated or not a dlc checkpoint: {why}); {again}") from None
+    except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile, zlib.error,
+            RecursionError, MemoryError) as e:
+        raise RunDirError(f"{path} is damaged (truncated or not a dlc checkpoint: {_damage(e)}); {again}") \
+            from None
     if not session_state:
         raise RunDirError(f"{path} is not a dlc checkpoint (no model state); {again}")
+    if (problem := arrays_problem(session_state, best)) is not None:
+        raise RunDirError(f"{path} is damaged ({problem}); {again}")
     return session_state, state
+
+
+def _not_a_file(path: Path) -> str | None:
+    """What the checkpoint's path is when it is there but no file to read (a folder, a dangling link, a pipe
+    whose reading would wait forever, an empty file), in words; None for a file, or nothing."""
+    if path.is_dir():
+        return "is a folder, not a dlc checkpoint"
+    if path.is_symlink() and not path.exists():
+        return "is a symbolic link that leads nowhere (or in a loop)"
+    if path.exists() and not path.is_file():
+        return "is not a regular file (a pipe, a socket or a device)"
+    if path.is_file() and path.stat().st_size == 0:
+        return "is empty"
+    return None
+
+
+def _damage(e: BaseException) -> str:
+    """Why reading a checkpoint failed, in words (zlib.error: a compressed member whose data is damaged;
+    RecursionError: a loop state nested beyond the JSON decoder's depth; MemoryError: an array header that
+    claims more than memory holds)."""
+    why = str(e).splitlines()[0] if str(e) else type(e).__name__
+    if isinstance(e, (zipfile.BadZipFile, zlib.error)) or "pickle" in why:
+        return "not a complete .npz archive"
+    if isinstance(e, RecursionError):
+        return "its loop state is nested too deeply to be dlc's"
+    if isinstance(e, MemoryError):
+        return "an array's header claims more values than memory holds"
+    return why
+
+
+# the loop state's keys (LoopState.to_json; `has_best_weights` is said by the `b:` arrays themselves)
+LOOP_KEYS = ("epoch", "lr", "plateau", "es_best", "es_wait", "rows", "stopped_early", "best_epoch")
+MOST_EPOCHS = 2**31 - 1  # (a count beyond this is no epoch count: an edit, or damage)
+
+
+def _count(v: object) -> bool:
+    """A whole count as the loop keeps one: an int (not a bool), 0 .. MOST_EPOCHS."""
+    return isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= MOST_EPOCHS
+
+
+def _number(v: object) -> bool:
+    """A number as JSON gives one back (int or float, not a bool; inf and nan included)."""
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _shown(v: object) -> str:
+    text = json.dumps(v, default=str)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def loop_problem(loop: object) -> str | None:
+    """What makes a checkpoint's loop state one the loop cannot go on from (LoopState.to_json's fields of
+    the wrong kind: an edit by hand, or a file that is not dlc's), in words; None when it is sound. (Such a
+    state reached the loop and failed there, as "TypeError: '>=' not supported ...", with no file named.)"""
+    if not isinstance(loop, dict):
+        return f"its loop state is {_shown(loop)}, not an object"
+    missing = next((k for k in LOOP_KEYS if k not in loop), None)
+    if missing is not None:
+        return f"its loop state has no '{missing}'"
+    for key in ("epoch", "es_wait"):
+        if not _count(loop[key]):
+            return f"its loop state's {key} is {_shown(loop[key])}, not a count of epochs"
+    if loop["best_epoch"] is not None and not _count(loop["best_epoch"]):
+        return f"its loop state's best_epoch is {_shown(loop['best_epoch'])}, not an epoch"
+    lr = loop["lr"]
+    if not _number(lr) or not math.isfinite(lr) or lr < 0:
+        return f"its loop state's lr is {_shown(lr)}, not a learning rate"
+    if loop["es_best"] is not None and not _number(loop["es_best"]):
+        return f"its loop state's es_best is {_shown(loop['es_best'])}, not a number"
+    if not isinstance(loop["stopped_early"], bool):
+        return f"its loop state's stopped_early is {_shown(loop['stopped_early'])}, not true or false"
+    return _plateau_rows_problem(loop)
+
+
+def _plateau_rows_problem(loop: dict) -> str | None:
+    """loop_problem's second half: the plateau's state and the history rows."""
+    plateau = loop["plateau"]
+    if plateau is not None and not (isinstance(plateau, dict) and _number(plateau.get("best"))
+                                    and _count(plateau.get("wait")) and _count(plateau.get("cooldown"))):
+        return f"its loop state's plateau is {_shown(plateau)}, not the plateau's best, wait and cooldown"
+    rows = loop["rows"]
+    if not isinstance(rows, list):
+        return f"its loop state's rows are {_shown(rows)}, not a list of epochs"
+    for i, row in enumerate(rows, 1):
+        if not isinstance(row, dict) or not _count(row.get("epoch")) \
+                or not all(v is None or _number(v) for v in row.values()):
+            return f"its history row {i} is {_shown(row)}, not an epoch's numbers"
+    return None
+
+
+def arrays_problem(state: dict[str, np.ndarray], best: dict) -> str | None:
+    """An array of the session state (or of the best weights) that is not real numbers (complex, text: it
+    reached the framework, which cast it with a warning or failed in its own words), or a weight that is not
+    finite (a resumed run wrote a model of nan weights and nan metrics, exit 0); None when none."""
+    arrays = [(k, v) for k, v in state.items()]
+    arrays += [(f"best weights {k}", v) for k, v in flatten(best, "").items()] if best else []
+    for key, a in arrays:
+        if a.dtype.kind not in "biuf":
+            return f"its {key} holds {a.dtype} values, not numbers"
+    for key, a in arrays:
+        if (key.startswith("w/") or key.startswith("best ")) and a.dtype.kind == "f" \
+                and not np.isfinite(a).all():
+            return f"its {key} holds nan or infinite weights"
+    return None
 
 
 def _loop_text(loop: np.ndarray) -> str:

@@ -117,6 +117,9 @@ def prepare_out(out: str | Path, *, replace: bool = False, kind: str = "run",
     p = Path(out)
     if p.exists() and not p.is_dir():
         raise OutFolderError(f"--out {out} is a file, not a folder")
+    if p.is_symlink() and not p.exists():  # (mkdir said only "File exists")
+        raise OutFolderError(f"--out {out} is a symbolic link that leads nowhere (or in a loop); give a "
+                             "folder, or make the one it points to")
     if not p.exists():
         if not check_only:
             try:

@@ -26,7 +26,14 @@ from dlc.compiler.csvtable import (
 
 # (an .npy file's header, MNIST's file names, and what is said of an array that is not read: dlc check says it
 # in the same words)
-from dlc.compiler.datafiles import PICKLED, is_pickled, no_features, npy_cut_short, npy_layout
+from dlc.compiler.datafiles import (
+    NPY_MAX_HEADER,
+    PICKLED,
+    is_pickled,
+    no_features,
+    npy_cut_short,
+    npy_layout,
+)
 from dlc.compiler.datarows import MNIST_STEMS, idx_length_problem, mnist_candidates, mnist_parts_problem
 from dlc.runtime.data.base import DataError, Samples
 
@@ -202,6 +209,10 @@ def npz_array(path: Path, f, key: str) -> np.ndarray:
         if a is None:
             a = f[key]
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+        if "max_header_size" in str(e):  # (numpy's refusal of a long header names allow_pickle too)
+            raise DataError(f"{path}: array '{key}' cannot be read: its header is longer than numpy reads "
+                            f"({NPY_MAX_HEADER:,} bytes); a damaged file, or an array of very many named "
+                            "fields?") from None
         if "allow_pickle" in str(e):  # (numpy's refusal to unpickle an array of Python objects)
             raise DataError(f"{path}: array '{key}' {PICKLED}") from None
         damaged = isinstance(e, (EOFError, zipfile.BadZipFile, zlib.error))
@@ -214,13 +225,19 @@ def npz_array(path: Path, f, key: str) -> np.ndarray:
     if a.ndim == 0:
         raise DataError(f"{path}: array '{key}' is a single value, not one entry per sample")
     if a.dtype.kind not in "biufUS":
-        raise DataError(f"{path}: array '{key}' holds {a.dtype} values, not numbers")
+        raise DataError(f"{path}: array '{key}' holds {dtype_text(a.dtype)} values, not numbers")
     return a
+
+
+def dtype_text(dtype: np.dtype) -> str:
+    """A dtype in a message: "structured" for one of named fields (whose repr lists every field: a crafted one
+    of 10,000 fields made a message of 200,000 characters), as `dlc check` says it; else its name."""
+    return "structured" if dtype.names is not None or dtype.subdtype is not None else str(dtype)
 
 
 def numeric_features(path: Path, x: np.ndarray, key: str, keep_float32: bool = False) -> np.ndarray:
     if x.dtype.kind not in "biuf":
-        raise DataError(f"{path}: array '{key}' holds {x.dtype} values, not numbers")
+        raise DataError(f"{path}: array '{key}' holds {dtype_text(x.dtype)} values, not numbers")
     if len(x) == 0:
         raise DataError(f"{path}: array '{key}' has no samples")
     if (empty := no_features(x.shape)) is not None:
@@ -293,6 +310,9 @@ def _check_npy_header(path: Path) -> None:
         raise DataError(f"cannot read data file {path}: {e.strerror or e}") from None
     if is_pickled(head.descr):
         raise DataError(f"{path}: {PICKLED}")
+    if head.descr == "structured":  # (named fields or a subarray: np.load failed on some in its own words,
+        # "Failed to read all data for array", as if the file were cut short)
+        raise DataError(f"{path}: holds structured values, not numbers")
     cut = npy_cut_short(path, head)
     if cut is not None:
         raise DataError(f"{path}: {cut}")
@@ -307,7 +327,7 @@ def read_npy(x_path: str | Path, y_path: str | Path) -> tuple[np.ndarray, np.nda
         raise DataError(f"{x_path} has {len(x)} samples but {y_path} has {len(y)}; they must match one "
                         "to one")
     if x.dtype.kind not in "biuf":
-        raise DataError(f"{x_path}: holds {x.dtype} values, not numbers")
+        raise DataError(f"{x_path}: holds {dtype_text(x.dtype)} values, not numbers")
     if len(x) == 0:
         raise DataError(f"{x_path}: no samples")
     if (empty := no_features(x.shape)) is not None:

@@ -15,7 +15,7 @@ from dlc.compiler.checkshared import resolve_path
 from dlc.compiler.datafiles import FORTRAN_ORDER, no_features, npy_layout
 from dlc.compiler.spec import KFold, Npy, Spec
 from dlc.runtime.data.base import DataError, Dataset, Folds, Samples, Split, data_block
-from dlc.runtime.data.files import open_npy
+from dlc.runtime.data.files import dtype_text, open_npy
 from dlc.runtime.data.normalize import (
     check_finite_targets,
     check_model_inputs,
@@ -220,7 +220,7 @@ def open_streamed(spec: Spec, base_dir: Path) -> Streamed:
     x_path, y_path = resolve_path(base_dir, src.x), resolve_path(base_dir, src.y)
     rows, y = open_rows(x_path), open_npy(y_path, mmap=False)
     if rows.dtype.kind not in "biuf":
-        raise DataError(f"{x_path}: holds {rows.dtype} values, not numbers")
+        raise DataError(f"{x_path}: holds {dtype_text(rows.dtype)} values, not numbers")
     n = len(rows)
     if n == 0:
         raise DataError(f"{x_path}: no samples")

@@ -6,6 +6,7 @@ import numpy as np
 
 from dlc.compiler.spec import Spec
 from dlc.runtime.data.base import DataError, Samples
+from dlc.runtime.data.files import dtype_text
 
 # -------------------------------------------------------------------------------------------------- targets
 
@@ -103,7 +104,7 @@ def onehot_labels(spec: Spec, s: Samples, y: np.ndarray, units: int) -> np.ndarr
         raise DataError(f"{s.where}: the targets have shape {y.shape} but the output layer has {units} "
                         f"units; give one-hot rows of {units} or class labels 0..{units - 1}")
     if y.dtype.kind not in "biuf":
-        raise DataError(f"{s.where}: the targets hold {y.dtype} values, not numbers")
+        raise DataError(f"{s.where}: the targets hold {dtype_text(y.dtype)} values, not numbers")
     ok = np.isin(y, (0, 1)).all(axis=1) & (y.sum(axis=1) == 1)
     if not ok.all():
         i = int(np.argmin(ok))
