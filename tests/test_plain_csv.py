@@ -62,7 +62,7 @@ def test_no_header_crlf_and_a_byte_order_mark(tmp_path, cells):
 def test_class_names_as_the_target(tmp_path, cells):
     rng = np.random.default_rng(1)
     names = np.array(["setosa", "versicolor", " virginica ", "Zebra"])[rng.integers(0, 4, ROWS)]
-    rows = [r[:7] + [str(n)] for r, n in zip(cells, names)]
+    rows = [r[:7] + [str(n)] for r, n in zip(cells, names, strict=True)]
     _same(_write(tmp_path / "a.csv", [f"f{j}" for j in range(7)] + ["species"], rows), target="species")
 
 
@@ -123,3 +123,44 @@ def test_a_large_file_is_read_in_less_memory_and_time(tmp_path):
     tracemalloc.stop()
     # (measured: 3.2x and 13x the file; the file's bytes, the table and its features are the 3.2)
     assert fast_peak < 4 * size and 3 * fast_peak < walked_peak, (fast_peak, walked_peak, size)
+
+
+def _features_both_ways(monkeypatch, path: Path, n_features: int | None, target: str | None):
+    """serve.read_features of `path` by numpy's parser, and by the walk (the fast path switched off)."""
+    from dlc.runtime import serve
+    from dlc.runtime.data import plaincsv
+
+    fast = serve.read_features(path, n_features, target)
+    with monkeypatch.context() as m:
+        m.setattr(plaincsv, "plain_numbers", lambda _path: None)
+        walked = serve.read_features(path, n_features, target)
+    return fast, walked
+
+
+@pytest.mark.parametrize("header, n_features, target, targets", [
+    (True, 7, None, True),  # (a last column beyond the model's features: the target)
+    (True, 8, None, False),  # (features only: predict's file)
+    (True, None, "f3", True),  # (the column the spec names)
+    (False, 7, None, True),  # (no header)
+])
+def test_predict_and_evaluate_read_a_large_plain_file_as_the_walk_does(tmp_path, monkeypatch, cells, header,
+                                                                       n_features, target, targets):
+    path = _write(tmp_path / "a.csv", [f"f{j}" for j in range(8)] if header else None, cells)
+    from dlc.runtime.data.plaincsv import plain_numbers
+
+    assert plain_numbers(path) is not None
+    fast, walked = _features_both_ways(monkeypatch, path, n_features, target)
+    assert fast.x.tobytes() == walked.x.tobytes() and fast.x.shape == walked.x.shape
+    assert fast.y.dtype == walked.y.dtype and fast.y.tobytes() == walked.y.tobytes()
+    assert fast.y.shape == walked.y.shape and (fast.y.size > 0) == targets
+    assert fast.lines == walked.lines and fast.header == walked.header
+
+
+def test_predict_leaves_a_file_with_class_names_to_the_walk(tmp_path, monkeypatch, cells):
+    rows = [r[:7] + [("setosa", "virginica")[i % 2]] for i, r in enumerate(cells)]
+    path = _write(tmp_path / "a.csv", [f"f{j}" for j in range(8)], rows)
+    from dlc.runtime.data.plaincsv import plain_numbers
+
+    assert plain_numbers(path) is None
+    fast, walked = _features_both_ways(monkeypatch, path, 7, None)
+    assert fast.x.tobytes() == walked.x.tobytes() and list(fast.y[:2]) == ["setosa", "virginica"]

@@ -258,6 +258,7 @@ def read_features(path: Path, n_features: int | None = None, target: str | None 
     the model takes, is the target) or an .npz (x, or its only array; y if there); a file without targets
     gets a y of no columns."""
     from dlc.runtime.data import Samples, read_table, table_numbers
+    from dlc.runtime.data.plaincsv import plain_numbers
 
     refusal = feature_file_refusal(path)
     if refusal is not None:
@@ -272,6 +273,12 @@ def read_features(path: Path, n_features: int | None = None, target: str | None 
         x = open_npy(path, mmap=False)
         return Samples(numeric_features(path, x, "x"), np.empty((len(x), 0)), str(path))
     _check_commas(path)
+    plain = plain_numbers(path)  # (a large file of numbers only: numpy's parser, the same values)
+    if plain is not None:
+        t = _target_column(plain, n_features, target)
+        x = np.ascontiguousarray(plain.cells[:, [j for j in range(plain.width) if j != t]])
+        y = np.empty((len(x), 0)) if t is None else np.ascontiguousarray(plain.cells[:, t])
+        return Samples(x, y, str(path), plain.lines, None, plain.header is not None)
     table = read_table(path)
     t = _target_column(table, n_features, target)
     x = table_numbers(table, [j for j in range(table.width) if j != t])

@@ -50,19 +50,27 @@ class PlainCsv:
     lines: list[int]  # each row's line in the file
 
 
+@dataclass
+class PlainTable:
+    """A plain file of numbers only, every column read: what `dlc predict` and `dlc evaluate --data` take,
+    whose target column (if any) is decided by the model's inputs after reading."""
+
+    header: list[str] | None
+    cells: np.ndarray  # (rows, columns) float64
+    lines: list[int]
+
+    @property
+    def width(self) -> int:
+        return int(self.cells.shape[1])
+
+
 def plain_csv(path: Path, target: str | None) -> PlainCsv | None:
     """The file's features and targets as files.csv_samples would read them, or None where the file is not
     plain (see the module's docstring) or not large; never an error of its own."""
-    try:
-        if path.stat().st_size < PLAIN_FROM_BYTES:
-            return None
-        raw = path.read_bytes()
-    except OSError:
+    read = _read_plain(path)
+    if read is None:
         return None
-    plain = _plain_layout(raw)
-    if plain is None:
-        return None
-    header, first, body_from = plain
+    raw, header, first, body_from = read
     columns = _columns(header, first, target)
     if columns is None:
         return None
@@ -71,16 +79,47 @@ def plain_csv(path: Path, target: str | None) -> PlainCsv | None:
         classes = _classes(raw[body_from:].splitlines(), columns[1])
         if classes is None:
             return None
-    rows = raw.count(b"\n", body_from, len(raw) - raw.endswith(b"\n")) + 1
-    x = _numbers(raw, header is not None, columns[0] if classes else None)
-    if x is None or len(x) != rows:
+    x = _numbers(raw, header is not None, body_from, columns[0] if classes else None)
+    if x is None:
         return None
-    first_line = 2 if header is not None else 1
-    lines = list(range(first_line, first_line + rows))
+    lines = _lines(header, len(x))
     if classes is not None:
         return PlainCsv(header, x, classes[0], classes[1], lines)
     features, t = columns
     return PlainCsv(header, np.ascontiguousarray(x[:, features]), np.ascontiguousarray(x[:, t]), None, lines)
+
+
+def plain_numbers(path: Path) -> PlainTable | None:
+    """Every cell of a large plain file of numbers only, as serve.read_features' walk reads them (the same
+    header rule, the same float64 values), or None where the file is not plain, not large, or holds a cell
+    that is not a number (a class name: the walk reads it and says what it is); never an error of its own."""
+    read = _read_plain(path)
+    if read is None:
+        return None
+    raw, header, _, body_from = read
+    if _NOT_A_NUMBER.search(raw, body_from, len(raw)):
+        return None
+    cells = _numbers(raw, header is not None, body_from, None)
+    return None if cells is None else PlainTable(header, cells, _lines(header, len(cells)))
+
+
+def _read_plain(path: Path) -> tuple[bytes, list[str] | None, list[str], int] | None:
+    """(the file's bytes, its header or None, the first row's cells, where the data rows start) of a large
+    plain file, else None."""
+    try:
+        if path.stat().st_size < PLAIN_FROM_BYTES:
+            return None
+        raw = path.read_bytes()
+    except OSError:
+        return None
+    plain = _plain_layout(raw)
+    return None if plain is None else (raw, *plain)
+
+
+def _lines(header: list[str] | None, rows: int) -> list[int]:
+    """Each data row's line in the file (a plain file has no blank line)."""
+    first_line = 2 if header is not None else 1
+    return list(range(first_line, first_line + rows))
 
 
 def _plain_layout(raw: bytes) -> tuple[list[str] | None, list[str], int] | None:
@@ -121,14 +160,17 @@ def _columns(header: list[str] | None, first: list[str], target: str | None) -> 
     return feature_columns(len(first), t), t
 
 
-def _numbers(raw: bytes, header: bool, columns: list[int] | None) -> np.ndarray | None:
+def _numbers(raw: bytes, header: bool, body_from: int, columns: list[int] | None) -> np.ndarray | None:
     """The cells of `columns` (all of them: None) as float64 (rows, columns), or None where one is not a
-    number (or a row has fewer cells). (From the bytes read once: the file may change meanwhile.)"""
+    number, or a row has fewer cells (numpy read another count of rows than the file's lines). (From the
+    bytes read once: the file may change meanwhile.)"""
     try:
-        return np.loadtxt(io.BytesIO(raw), delimiter=",", comments=None, quotechar=None, dtype=np.float64,
-                          ndmin=2, usecols=columns, skiprows=int(header), encoding="utf-8-sig")
+        x = np.loadtxt(io.BytesIO(raw), delimiter=",", comments=None, quotechar=None, dtype=np.float64,
+                       ndmin=2, usecols=columns, skiprows=int(header), encoding="utf-8-sig")
     except (ValueError, OSError):
         return None
+    rows = raw.count(b"\n", body_from, len(raw) - raw.endswith(b"\n")) + 1
+    return x if len(x) == rows else None
 
 
 def _classes(lines: list[bytes], t: int) -> tuple[np.ndarray, list[str]] | None:
