@@ -192,7 +192,6 @@ class LayerExpander:
         return ok
 
 
-
 def _block_argument_hint(block: str, key: str, names: list[str]):
     """The hint for an unknown argument of a block call, computed when shown."""
     return lambda: did_you_mean(key, names) or f"block {block} takes: {', '.join(names)}"

@@ -185,7 +185,6 @@ def _decay_problem(sched, lr: float, epochs: int, trains: str, call: A.Value | N
     return None
 
 
-
 # ------------------------------------------------------------------------------------- searched lengths
 
 

@@ -125,7 +125,6 @@ def test_an_interrupted_cv_folder_is_not_said_to_have_a_cv_json(tmp_path):
     assert rc == 1 and "is a cross-validation run (cv.json)" in err, err
 
 
-
 def test_an_interrupted_tune_is_listed_as_incomplete(tmp_path):
     """tune.json is written when `dlc tune` is interrupted too: its row counts the trials that ended (not a
     queued one) and says how many of the target did, where it said 'done, 15 trials' for 13 of 20."""

@@ -421,7 +421,6 @@ def _kept(run: Path | None, how: Launch) -> str:
     return f" (run directory kept: {run}{again})"
 
 
-
 # ------------------------------------------------------------------------------- a group started by another
 
 
