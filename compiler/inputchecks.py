@@ -28,11 +28,16 @@ def check_augment(spec: Spec, augment: list[AugmentT], m: A.Model, d: Diagnostic
         if not isinstance(op, Crop):
             continue
         at = written[i].span if i < len(written) else where  # (the call itself, not the whole list)
-        if op.size != h or op.size != w:
-            d.add("E303", f"crop({op.size}, ...) must keep the image size {h}x{w}", at,
-                  f"pad-and-crop: crop({h}, padding=...)")
+        if op.window != (h, w):
+            d.add("E303", f"crop({_size_text(op.size)}, ...) must keep the image size {h}x{w}", at,
+                  f"pad-and-crop: crop({_size_text(h if h == w else (h, w))}, padding=...)")
         elif op.padding >= min(h, w):
             _crop_padding_error(op, h, w, written[i] if i < len(written) else None, at, d)
+
+
+def _size_text(size: int | tuple[int, ...]) -> str:
+    """A crop's size as a spec writes it: 8, or (6, 8) for a window that is not square."""
+    return str(size) if isinstance(size, int) else "(" + ", ".join(map(str, size)) + ")"
 
 
 def _crop_padding_error(op: Crop, h: int, w: int, call: A.Value | None, at: Span | None,
@@ -41,7 +46,7 @@ def _crop_padding_error(op: Crop, h: int, w: int, call: A.Value | None, at: Span
     every batch is padded in memory first (padding=100000 would ask for terabytes)."""
     d.add("E303", f"crop padding {op.padding} is not smaller than the image ({h}x{w}): a window could hold "
           "no pixel of the image", getattr(A.argument(call, "padding", 1), "span", None) or at,
-          f"a padding below {min(h, w)}, e.g. crop({h}, padding={max(1, min(h, w) // 8)})")
+          f"a padding below {min(h, w)}, e.g. crop({_size_text(op.size)}, padding={max(1, min(h, w) // 8)})")
 
 
 def check_token_inputs(spec: Spec, m: A.Model, d: Diagnostics, base_dir: Path) -> None:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, ClassVar, Literal, Optional, Union, get_args
 
-from pydantic import Field, PrivateAttr, model_validator
+from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 from .catalog import Catalogued, IRNode, register
 from .layers import Embedding, Flatten, Layer, LayerT, Reshape, Residual, Shape, ShapeError, WeightSpec
@@ -157,10 +157,24 @@ class Shift(Augment):
 
 @register("crop")
 class Crop(Augment):
+    """Pad-and-crop: zero padding, then a random window of the image's size (a number, or (height, width))."""
+
     name: Literal["crop"] = "crop"
     positional: ClassVar = ("size", "padding")
-    size: int = Field(gt=0)
+    size: Union[int, tuple[int, int]]
     padding: int = Field(0, ge=0)
+
+    @field_validator("size")
+    @classmethod
+    def _positive(cls, v):
+        if any(x <= 0 for x in ((v,) if isinstance(v, int) else v)):
+            raise ValueError(f"size must be positive, got {v}")
+        return v
+
+    @property
+    def window(self) -> tuple[int, int]:
+        """The crop's (height, width)."""
+        return (self.size, self.size) if isinstance(self.size, int) else (self.size[0], self.size[1])
 
 
 AugmentT = Annotated[Union[Flip, Shift, Crop], Field(discriminator="name")]

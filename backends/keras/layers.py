@@ -61,7 +61,12 @@ class HashDropout(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="dlc")
 class Maxout(keras.layers.Dense):
-    """Dense to units·pieces (linear), reshaped to (..., units, pieces), max over pieces, then activation."""
+    """Dense to units·pieces (linear), grouped as (..., units, pieces), max over pieces, then activation.
+
+    Each piece is its own matmul (kernel columns p, p + pieces, ...): TensorFlow's float64 matmul rounds
+    equal kernel columns differently by their position in the product, so pieces with equal weights (a
+    constant or zeros kernel_init, which keeps them equal) tied in torch but not here, and the max sent the
+    whole gradient to one piece instead of sharing it; one product per piece rounds every piece alike."""
 
     def __init__(self, units: int, pieces: int = 2, activation=None, **kwargs):
         super().__init__(units * pieces, activation=None, **kwargs)
@@ -69,9 +74,12 @@ class Maxout(keras.layers.Dense):
         self.maxout_activation = keras.activations.get(activation)
 
     def call(self, inputs, training=None):
-        y = super().call(inputs)
-        y = keras.ops.reshape(y, (-1, *y.shape[1:-1], self.maxout_units, self.pieces))
-        return self.maxout_activation(keras.ops.max(y, axis=-1))
+        kernel, k = self.kernel, self.pieces
+        parts = []
+        for p in range(k):
+            y = keras.ops.matmul(inputs, kernel[:, p::k])
+            parts.append(y if self.bias is None else keras.ops.add(y, self.bias[p::k]))
+        return self.maxout_activation(keras.ops.max(keras.ops.stack(parts, axis=-1), axis=-1))
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[:-1]) + (self.maxout_units,)

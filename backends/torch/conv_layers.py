@@ -131,7 +131,9 @@ def conv2d(x, kernel, bias, strides, pad):
     x = x.permute(0, 3, 1, 2)
     if any(pad):
         x = F.pad(x, pad)
-    return F.conv2d(x, kernel.permute(3, 2, 0, 1), bias, strides).permute(0, 2, 3, 1)
+    # (contiguous: a 1-filter kernel permuted reads as channels-last, which float16 on the CPU refused in the
+    # backward, "slow_conv2d: grad_weight must be contiguous", as float64 did in TiedConv)
+    return F.conv2d(x, kernel.permute(3, 2, 0, 1).contiguous(), bias, strides).permute(0, 2, 3, 1)
 
 
 def depthwise_conv2d(x, kernel, strides, pad):
@@ -205,9 +207,13 @@ class TiedConv(torch.autograd.Function):
         x, kernel = ctx.saved_tensors
         kh, kw, c_in, n = kernel.shape
         # the kernel as torch's OIHW (depthwise: grouped, (in·m, 1, kh, kw), output channel c·m + j)
+        # (contiguous: the permuted kernel of a 1-filter Conv2D, (1, in, kh, kw), reads as channels-last, and
+        # float64's slow_conv2d then refused the gradient it allocates like it, "grad_weight must be
+        # contiguous")
         w = kernel.reshape(kh, kw, 1, c_in * n) if ctx.depthwise else kernel
+        w = w.permute(3, 2, 0, 1).contiguous()
         gx, gw, _ = torch.ops.aten.convolution_backward(
-            grad.permute(0, 3, 1, 2), x.permute(0, 3, 1, 2), w.permute(3, 2, 0, 1), None, list(ctx.strides),
+            grad.permute(0, 3, 1, 2), x.permute(0, 3, 1, 2), w, None, list(ctx.strides),
             [0, 0], [1, 1], False, [0, 0], c_in if ctx.depthwise else 1,
             [ctx.needs_input_grad[0], ctx.needs_input_grad[1], False])
         gx = None if gx is None else gx.permute(0, 2, 3, 1)

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dlc.backends.torch.conv_layers import conv2d, rows_matmul
+from dlc.backends.torch.eager import eager_under_compile
 from dlc.backends.torch.reductions import tf_last_mean, tf_leading_mean
 from dlc.reference.rng import C1, C2, M32, fmix32
 
@@ -116,15 +117,23 @@ class Dense(nn.Module):
 
 
 class Maxout(Dense):
-    """Dense to units·pieces, viewed as (..., units, pieces) (Keras' grouping), max over the pieces."""
+    """Dense to units·pieces, grouped as (..., units, pieces) (Keras' grouping), max over the pieces.
+
+    One matmul per piece, as the keras layer computes it: pieces with equal weights then tie exactly on
+    both backends (TensorFlow's single product rounded equal columns apart), and the max shares the
+    gradient among the tied pieces on both."""
 
     def __init__(self, n_in: int, units: int, pieces: int, use_bias: bool = True, activation=None):
         super().__init__(n_in, units * pieces, use_bias)
         self.units, self.pieces, self.act = units, pieces, activation
 
     def forward(self, x):
-        y = super().forward(x)
-        y = y.reshape(y.shape[:-1] + (self.units, self.pieces)).amax(dim=-1)
+        k = self.pieces
+        parts = []
+        for p in range(k):
+            y = x @ self.kernel[:, p::k]
+            parts.append(y if self.bias is None else y + self.bias[p::k].to(y.dtype))
+        y = torch.stack(parts, dim=-1).amax(dim=-1)
         return y if self.act is None else self.act(y)
 
 
@@ -377,8 +386,16 @@ class Embedding(nn.Module):
         self.embeddings = nn.Parameter(torch.zeros(input_dim, output_dim))
 
     def forward(self, x):
-        # sparse: the gradient keeps a row per occurrence, as Keras' IndexedSlices (optimizers.Slices)
-        return F.embedding(x.long(), self.embeddings, sparse=True)
+        return _embedding(x, self.embeddings)
+
+
+@eager_under_compile
+def _embedding(x, embeddings):
+    """The lookup, its gradient sparse: a row per occurrence, as Keras' IndexedSlices (optimizers.Slices).
+    Run eagerly under torch.compile (a graph break): traced, a recurrent layer after it made inductor fail
+    with "Cannot access storage of SparseTensorImpl" (`dlc run --compile` of Embedding → LSTM, GRU or
+    SimpleRNN)."""
+    return F.embedding(x.long(), embeddings, sparse=True)
 
 
 class PReLU(nn.Module):

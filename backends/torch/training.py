@@ -63,7 +63,7 @@ class Trainer:
         # `compiled` (dlc run --compile): the forward pass, the loss and its backward as one torch.compile
         # graph (any batch size: one compilation); dlc's optimizers keep host counters, so they run eagerly
         self.compiled = compiled
-        self._objective = torch.compile(self.objective, dynamic=True) if compiled else self.objective
+        self._objective = torch.compile(self.objective) if compiled else self.objective
         if compiled:
             step.on_device()  # (the compiled dropout keys read the step from the device: StepCounter)
         # `graph_steps(trainer, x, y, batch_size)`: a graphs.StepGraph (DLC_CUDA_GRAPHS=1 on CUDA), which
@@ -120,6 +120,8 @@ class Trainer:
         return out, loss
 
     def train_step(self, xb, yb):
+        if self.compiled:  # (only the batch size varies: see _batch_dynamic)
+            _batch_dynamic(xb, yb)
         out, loss = self._objective(xb, yb)
         self.opt.zero_grad()
         if self.loss_scale is None:
@@ -200,6 +202,18 @@ class Trainer:
         if reg is not None:
             loss += float(reg)
         return loss, stats.cpu().double().numpy()
+
+
+def _batch_dynamic(*tensors) -> None:
+    """A compiled step's inputs: their batch axis dynamic (the last batch of an epoch is smaller: one graph
+    for every batch size), their other sizes static. torch.compile(dynamic=True) made every size symbolic,
+    and inductor then failed to order the strides of a convolution's NHWC activations seen as NCHW ("cannot
+    determine truth value of Relational: 1 < s97": a Conv2D with padding=valid, or a 1x1 one, or a
+    DepthwiseConv2D, reading the model's input or a residual branch) wherever two strides compare only
+    through the image's symbolic sizes; with the sizes known they compare. (maybe_: a batch of one stays
+    specialised rather than failing.)"""
+    for t in tensors:
+        torch._dynamo.maybe_mark_dynamic(t, 0)
 
 
 def epoch_buffers(x, perm: np.ndarray, batch_size: int, stats_shape):

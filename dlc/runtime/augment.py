@@ -5,8 +5,8 @@ Images are channels-last (N, H, W, C). Per sample and per epoch:
 - flip(horizontal, vertical): each enabled axis is mirrored with probability 1/2;
 - shift(fraction): a translation by whole pixels, uniform in [-round(fraction·H), round(fraction·H)] rows and
   likewise columns; pixels shifted in are 0;
-- crop(size, padding): zero-pad by `padding` on every side, then a uniformly placed size×size window
-  (size must equal the image's height and width: the classic pad-and-crop).
+- crop(size, padding): zero-pad by `padding` on every side, then a uniformly placed window of `size` (one
+  number: size×size; or (height, width)), the image's own size: the classic pad-and-crop.
 Operations apply in the order the spec lists them.
 """
 
@@ -73,22 +73,25 @@ def shift(out: np.ndarray, rng: np.random.Generator, fraction: float) -> None:
     shift_apply(out, shift_draws(rng, out.shape, fraction))
 
 
-def crop_draws(rng: np.random.Generator, shape: tuple, size: int, padding: int = 0):
-    """(window tops, window lefts) in the padded images."""
+def crop_draws(rng: np.random.Generator, shape: tuple, size, padding: int = 0):
+    """(window tops, window lefts) in the padded images; `size` one number (square) or (height, width)."""
     n = shape[0]
-    return (rng.integers(0, shape[1] + 2 * padding - size + 1, n),
-            rng.integers(0, shape[2] + 2 * padding - size + 1, n), size, padding)
+    sh, sw = (size, size) if isinstance(size, int) else size
+    return (rng.integers(0, shape[1] + 2 * padding - sh + 1, n),
+            rng.integers(0, shape[2] + 2 * padding - sw + 1, n), size, padding)
 
 
 def crop_apply(out: np.ndarray, draws) -> None:
     ys, xs, size, padding = draws
+    sh, sw = (size, size) if isinstance(size, int) else size
     padded = np.pad(out, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
     for i in range(len(out)):
-        out[i] = padded[i, ys[i]:ys[i] + size, xs[i]:xs[i] + size]
+        out[i] = padded[i, ys[i]:ys[i] + sh, xs[i]:xs[i] + sw]
 
 
-def crop(out: np.ndarray, rng: np.random.Generator, size: int, padding: int = 0) -> None:
-    """Zero-pad by `padding`, then take a uniformly placed size×size window of each image, in place."""
+def crop(out: np.ndarray, rng: np.random.Generator, size, padding: int = 0) -> None:
+    """Zero-pad by `padding`, then take a uniformly placed window of `size` (one number: square) of each
+    image, in place."""
     crop_apply(out, crop_draws(rng, out.shape, size, padding))
 
 

@@ -251,8 +251,8 @@ MUTATIONS: list[Mutation] = [
 
     # ------------------------------------------------------------------------------------------ augmentation
     M("crop_never_at_the_last_offset", "crop never places its window at the last offset",
-      "dlc/runtime/augment.py", "rng.integers(0, shape[2] + 2 * padding - size + 1, n)",
-      "rng.integers(0, shape[2] + 2 * padding - size, n)", ["tests/test_augment.py", FAIL]),
+      "dlc/runtime/augment.py", "rng.integers(0, shape[2] + 2 * padding - sw + 1, n)",
+      "rng.integers(0, shape[2] + 2 * padding - sw, n)", ["tests/test_augment.py", FAIL]),
     M("shift_asymmetric", "shift never moves by the largest positive amount", "dlc/runtime/augment.py",
       "return rng.integers(-my, my + 1, n)", "return rng.integers(-my, my, n)",
       ["tests/test_augment.py", FAIL]),
