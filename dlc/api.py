@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from dlc import tasks as _tasks
 from dlc.backends import BackendUnavailable, LoweringMissing, check_device
 from dlc.backends.emit.script import EmitUnsupported
 from dlc.backends.exhausted import out_of_memory, out_of_memory_line
@@ -46,7 +47,7 @@ from dlc.runtime.lr_find import LRFind, LRFindError
 from dlc.runtime.parallel import EXIT_WORKER_LOST, secondary_worker
 from dlc.runtime.run import Finished, Observer, Resumable, RunFailed
 from dlc.runtime.rundir import OutFolderError, cannot_write_in, disk_full, nearest_existing, output_file
-from dlc.runtime.runs import RunDirError
+from dlc.runtime.runs import RunDirError, inside_run
 from dlc.runtime.serve import Predictions, ServeError, feature_file_refusal, layout_refusal, run_inputs
 from dlc.runtime.tune import Reporter, TuneError, TuneResult
 from dlc.tasks import (
@@ -54,9 +55,7 @@ from dlc.tasks import (
     checked,
     compile_refusal,
     compile_spec,
-    cross_validate,
     data_files,
-    doctor,
     doctor_fix,
     doctor_plot,
     doctor_rules,
@@ -73,13 +72,11 @@ from dlc.tasks import (
     predict_file,
     resumable,
     resume,
-    run,
     run_file_owner,
     schema,
     spec_folder,
     summary,
     trainable,
-    tune,
     tune_target,
 )
 
@@ -96,7 +93,8 @@ __all__ = ["DataError", "Dataset", "History", "Model", "SpecError", "TrainingFai
            "cross_validate", "data_files",
            "device_refusal", "disk_full", "emit", "feature_file_refusal",
            "evaluate_run", "export_onnx",
-           "improved", "launch", "list_runs", "lost_worker", "nearest_existing", "parallel_blockers",
+           "improved", "inside_run", "launch", "list_runs",
+           "lost_worker", "nearest_existing", "parallel_blockers",
            "secondary_worker",
            "monitor_mode", "out_of_memory", "out_of_memory_line", "output_file", "plot_runs", "predict_file",
            "resumable", "resume", "run",
@@ -161,14 +159,22 @@ def _as_spec(spec: Spec | str | Path, who: str) -> Spec:
     return spec
 
 
-def _whole(value: Any, name: str, least: int = 1) -> int | None:
-    """An optional count given to the API: None, or an int (not a bool) of at least `least`."""
+# the largest count the API takes: what a spec's integers take (64 bits, compiler.syntax.INT_MAX)
+_COUNT_MAX = 2**63 - 1
+
+
+def _whole(value: Any, name: str, least: int = 1, most: int | None = None) -> int | None:
+    """An optional count given to the API: None, or an int (not a bool) of at least `least` (and at most
+    `most`: _COUNT_MAX for counts nothing else bounds, `fit(epochs=10**30)` trained on, as no spec's
+    `epochs` can)."""
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"{name} must be a whole number, not {type(value).__name__}")
     if value < least:
         raise ValueError(f"{name} must be at least {least}, not {value}")
+    if most is not None and value > most:
+        raise ValueError(f"{name} must be at most {most} (2**63 - 1, as a spec's integers), not {value}")
     return int(value)
 
 
@@ -387,7 +393,8 @@ class Model:
         `TrainingFailed` on a non-finite loss (`.history` keeps the epochs before it)."""
         from dlc.runtime.loop import train
 
-        epochs, max_steps = _whole(epochs, "epochs"), _whole(max_steps, "max_steps")
+        epochs, max_steps = _whole(epochs, "epochs", most=_COUNT_MAX), _whole(max_steps, "max_steps",
+                                                                               most=_COUNT_MAX)
         data = self.data
         state = self._state
         if state is not None and state.history.stopped_early:
@@ -498,6 +505,8 @@ class Model:
         replace = _flag(replace, "replace")
         spec, data = self.spec, self.data
         src = spec.source_file
+        if (inside := inside_run(directory, "the directory")) is not None:
+            raise OutFolderError(_in_api_words(inside))
         try:
             run = rundir.new_run_dir(spec.name, self.backend, directory, replace=replace, spec_file=src)
         except OutFolderError as e:
@@ -563,6 +572,70 @@ def _in_api_words(message: str) -> str:
     for cli, api in _API_WORDS:
         message = message.replace(cli, api)
     return message
+
+
+# ------------------------------------------------------------------------- commands' arguments checked
+
+def _out_folder(out: Any) -> str | None:
+    """run()'s and cross_validate()'s `out`: None (a fresh folder under runs/) or a path; a number was made a
+    folder named "5", an empty name fell back to a fresh folder."""
+    if out is None:
+        return None
+    if not isinstance(out, (str, os.PathLike)) or not str(os.fspath(out)).strip():
+        raise TypeError(f"out must be the path of a folder (or None for a fresh one under runs/), "
+                        f"not {out!r}")
+    return os.fspath(out)
+
+
+def run(spec: Spec | str | Path, backend: str = "torch", *, device: str = "auto",
+        out: str | Path | None = None, replace: bool = False, observer: Observer | None = None,
+        evidence: bool = True, compile: bool = False) -> Finished:
+    spec = _as_spec(spec, "run()")
+    _require_concrete(spec)  # (it trained a spec of search spaces: each one's first option, silently)
+    return _tasks.run(spec, backend, device=device, out=_out_folder(out),
+                      replace=_flag(replace, "replace"), observer=observer,
+                      evidence=_flag(evidence, "evidence"), compile=_flag(compile, "compile"))
+
+
+def cross_validate(spec: Spec | str | Path, backend: str = "torch", *, device: str = "auto",
+                   k: int | None = None, out: str | Path | None = None, replace: bool = False, on_fold=None,
+                   evidence: bool = True, compile: bool = False) -> tuple[Path, dict]:
+    spec = _as_spec(spec, "cross_validate()")
+    _require_concrete(spec)
+    return _tasks.cross_validate(spec, backend, device=device, k=k,
+                                 out=_out_folder(out), replace=_flag(replace, "replace"), on_fold=on_fold,
+                                 evidence=_flag(evidence, "evidence"), compile=_flag(compile, "compile"))
+
+
+def doctor(run_dir: str | Path, target_accuracy: float | None = None):
+    if not isinstance(run_dir, (str, os.PathLike)):
+        raise TypeError(f"doctor() takes the path of a run directory, not {type(run_dir).__name__}")
+    if target_accuracy is not None and (isinstance(target_accuracy, bool)
+                                        or not isinstance(target_accuracy, (int, float, np.number))):
+        raise TypeError(f"target_accuracy must be a number between 0 and 1, not {target_accuracy!r}")
+    return _tasks.doctor(run_dir, target_accuracy)
+
+
+def tune(result, *, backend: str = "torch", device: str = "auto", out: str | None = None,
+         trials: int | None = None, workers: int = 1, threads: int | None = None, refine: str | None = None,
+         study: str | None = None, reporter: Reporter | None = None, trial_nproc: int = 1) -> TuneResult:
+    if threads is not None and not isinstance(threads, bool) and isinstance(threads, (int, np.integer)):
+        from dlc.runtime.parallel import OVERSUBSCRIBE, usable_cores
+
+        cores = usable_cores()
+        if threads > OVERSUBSCRIBE * cores:  # (each trial failed: "Overflow when unpacking long long")
+            plural = "s" if cores != 1 else ""
+            raise TuneError(f"--threads {threads}: this machine has {cores} CPU core{plural} for dlc, and "
+                            f"more than {OVERSUBSCRIBE} threads per core only wait for each other; give at "
+                            f"most --threads {cores}")
+    return _tasks.tune(result, backend=backend, device=device, out=out, trials=trials, workers=workers,
+                       threads=threads, refine=refine, study=study, reporter=reporter,
+                       trial_nproc=trial_nproc)
+
+
+tune.__doc__ = _tasks.tune.__doc__
+run.__doc__, cross_validate.__doc__ = _tasks.run.__doc__, _tasks.cross_validate.__doc__
+doctor.__doc__ = _tasks.doctor.__doc__
 
 
 # ---------------------------------------------------------------------------------------------- compare

@@ -37,8 +37,8 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary_one(tmp_path, monke
     target = tmp_path / "run.json"
     target.write_text('{"finished": null}')
 
-    def half_then_full(self, text, encoding=None):
-        with open(self, "w", encoding=encoding) as fh:
+    def half_then_full(self, text, encoding=None, errors=None):
+        with open(self, "w", encoding=encoding, errors=errors) as fh:
             fh.write(text[:3])
         _no_space()
 

@@ -221,6 +221,7 @@ def _plain_usage_message(e) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Run `dlc` with these arguments (default: the command line's) and return the exit code."""
     args = sys.argv[1:] if argv is None else list(argv)
+    _no_zero_terminal_size()
     _closed_streams_to_devnull()
     make_streams_safe()
     if not args:  # plain `dlc`: the help, as a usage error (on stderr, as Click does: exit 2 is not data)
@@ -238,6 +239,18 @@ def main(argv: list[str] | None = None) -> int:
         return _main(command, args)
     finally:
         restore()
+
+
+def _no_zero_terminal_size() -> None:
+    """COLUMNS=0 (or LINES=0), as some environments without a terminal set it, is no size: rich took it as a
+    width of 0 and printed nothing at all (`dlc run`'s whole display and summary were gone). Dropped, so
+    that the terminal's size, or 80 columns, is used."""
+    import os
+
+    for name in ("COLUMNS", "LINES"):
+        value = os.environ.get(name)
+        if value is not None and value.strip().isdigit() and int(value) == 0:
+            del os.environ[name]
 
 
 def _main(command, args: list[str]) -> int:

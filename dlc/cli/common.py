@@ -54,10 +54,18 @@ def not_a_folder(option: str, output: str, example: str) -> None:
                                       f"as {Path(output) / example}"), EXIT_SPEC)
 
 
-def check_output_file(option: str, output: str, example: str, *, makes_folder: bool = False) -> None:
+def check_output_file(option: str, output: str, example: str, *, makes_folder: bool = False,
+                      stdout: bool = False) -> None:
     """An output FILE that cannot be written (a folder, a parent that is a file, or, unless the command
     `makes_folder`, a parent that is missing) is a usage error (exit 2: the path given is wrong), one line,
-    found before any work is done. `example`: a file name to suggest inside a folder."""
+    found before any work is done. `example`: a file name to suggest inside a folder. `-` too, the Unix name
+    of the standard output, which was written as a file named `-` (`stdout`: the command prints there
+    without the option)."""
+    if output.strip() == "-":
+        instead = f", or leave out {option} to print to the standard output" if stdout else ""
+        raise CommandError(error_line(f"{option} -: dlc does not take `-` for the standard output (it would "
+                                      f"write a file named '-'); give a file name, such as {example}"
+                                      f"{instead}"), EXIT_SPEC)
     not_a_folder(option, output, example)
     path = Path(output)
     if _is_folder(option, output, example):
@@ -94,11 +102,25 @@ def check_out_folder(out: str | None) -> None:
     usage error (exit 2) before the spec is compiled, as lr-find's --out is, not a failure (exit 1) once its
     first file is written. A file in the way, and what the folder holds, are the runtime's checks (exit 2
     too: rundir.prepare_out)."""
-    if out is None or not out.strip():
+    if out is not None and not out.strip():
         return
+    if out is None:  # a fresh folder under runs/ in the current folder: the same checks, in those words
+        fix = "give --out DIR, or run dlc from another folder"
+        inside = api.inside_run(f"{DEFAULT_ROOT}/", "without --out, the default folder", fix)
+        if inside is not None:
+            raise CommandError(error_line(inside), EXIT_SPEC)
+        folder = api.nearest_existing(Path(DEFAULT_ROOT))
+        if folder.is_dir():
+            check_can_write_in("the default folder", f"{DEFAULT_ROOT}/ (no --out)", folder, fix)
+        return
+    if (inside := api.inside_run(out)) is not None:
+        raise CommandError(error_line(inside), EXIT_SPEC)
     folder = api.nearest_existing(Path(out))
     if folder.is_dir():
         check_can_write_in("--out", out, folder)
+
+
+DEFAULT_ROOT = "runs"  # where run, cv and tune make a fresh run folder without --out (rundir.new_run_dir)
 
 
 RUN_FOLDER = "a run directory (the folder `dlc run` wrote)"

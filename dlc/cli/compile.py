@@ -36,7 +36,7 @@ def command(
     scikit-learn and the framework; no dlc import) that gives exactly `dlc run`'s per-step losses on that
     backend."""
     if output:
-        check_output_file("--output", output, "model.py")
+        check_output_file("--output", output, "model.py", stdout=True)
     result = compiled(spec)
     if output:
         reads = api.data_files(result.spec.with_source_file(spec))

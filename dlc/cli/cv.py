@@ -1,5 +1,6 @@
 """`dlc cv SPEC`: k-fold cross-validation with dlc's seeded folds (the same folds on both backends)."""
 
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -54,8 +55,14 @@ def cross_validate(spec, backend: str, device: str, out, k, quiet: bool, replace
         shown = "  ".join(f"{key} {v:.4f}" for key, v in row["val"].items())
         console.print(f"fold {row['fold']}: {row['epochs']} epoch{'s' * (row['epochs'] != 1)}, val {shown}")
 
-    run, summary = api.cross_validate(spec, backend, device=device, k=k, out=out, replace=replace,
-                                      on_fold=on_fold, evidence=evidence, compile=compile)
+    try:
+        run, summary = api.cross_validate(spec, backend, device=device, k=k, out=out, replace=replace,
+                                          on_fold=on_fold, evidence=evidence, compile=compile)
+    except KeyboardInterrupt as e:  # ("dlc: interrupted" alone: which folder is kept, and what now?)
+        if out and (Path(out) / "ir.json").is_file():
+            e.hint = (f"; the folds so far are kept in {out} (a cross-validation does not "  # type: ignore[attr-defined]
+                      f"resume: `--out {out} --replace` starts it again)")
+        raise
     keys = list(summary["mean"])
     columns = ["fold"] + [f"val {key}" for key in keys]
     rows = [[str(r["fold"])] + [f"{r['val'][key]:.4f}" for key in keys] for r in summary["folds"]]

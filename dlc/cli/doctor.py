@@ -11,6 +11,7 @@ import typer
 
 from dlc import api
 from dlc.cli.common import check_run_folder, named
+from dlc.cli.errors import EXIT_SPEC, CommandError, error_line
 from dlc.cli.jsonout import print_json
 
 NAME = "doctor"
@@ -29,6 +30,7 @@ def _fraction(value: Optional[float]) -> Optional[float]:
 
 
 def command(
+    ctx: typer.Context,
     run: Annotated[str, typer.Argument(
         metavar="RUN", show_default=False,
         help="a run folder of `dlc run`, `dlc cv` (each fold and the whole) or `dlc tune` (its best trial)")],
@@ -59,6 +61,10 @@ def command(
     `dlc tune --refine RUN` searches next. The rules (docs/DOCTOR.md has them at length):
     """
     named(("RUN", run))
+    source = ctx.get_parameter_source("fmt")
+    if as_json and fmt == Format.text and source is not None and source.name == "COMMANDLINE":
+        raise CommandError(error_line("--format text and --json ask for two formats; give one of them"),
+                           EXIT_SPEC)  # (--json won, silently)
     check_run_folder("RUN", run)
     report = api.doctor(run, target_accuracy)
     fixed = api.doctor_fix(report) if fix else None

@@ -89,8 +89,10 @@ def require_compiles(compile: bool, backend: str) -> None:
         raise CommandError(error_line(refusal), EXIT_SPEC)
 
 
-# an untrained model's metrics mean nothing: at least one epoch (a usage error otherwise, exit 2)
+# an untrained model's metrics mean nothing: at least one epoch (a usage error otherwise, exit 2); at most
+# what a spec's `epochs:` takes (a 64-bit integer, compiler.syntax.INT_MAX: a larger one was trained on)
 Epochs = Annotated[Optional[int], typer.Option("--epochs", metavar="N", show_default=False, min=1,
+                                               max=2**63 - 1,
                                                help="train for N epochs instead of the spec's")]
 # a spec's seed is 0 .. 2^32-1 too (dlc.compiler.spec.SEED_MAX)
 Seed = Annotated[Optional[int], typer.Option("--seed", metavar="N", show_default=False, min=0, max=2**32 - 1,

@@ -60,7 +60,7 @@ def command(
 def check_output(output: str, input_file: str, run: str) -> None:
     """An --output that cannot be written, or must not be (the --input, the run's spec or data file, one of
     the run's own files), is found before the model runs, not after."""
-    check_output_file("--output", output, "predictions.csv")
+    check_output_file("--output", output, "predictions.csv", stdout=True)
     check_output_target("--output", output, "predictions.csv", inputs=[input_file, *run_inputs(run)])
     suffix = Path(output).suffix.lower()
     if suffix and suffix not in WRITERS:  # (`p.json` was written as CSV, without a word)

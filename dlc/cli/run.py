@@ -79,6 +79,9 @@ def command(
     stderr, exit 1."""
     backend_name, dtype_name = o.value(backend), o.value(dtype)
     launch = _Launch(nproc or 1, nnodes, node_rank, master_addr, master_port)
+    if node_rank >= nnodes:  # (one process on one machine ignored it: the user meant another launch)
+        raise CommandError(error_line(f"--node-rank must be between 0 and {nnodes - 1}, one less than "
+                                      f"--nnodes {nnodes} (got --node-rank {node_rank})"), EXIT_SPEC)
     named(("--resume", resume), ("SPEC", spec))  # (an empty one read as not given: "needs a SPEC")
     if resume:
         settings = (("SPEC", spec), ("--out", out), ("--replace", replace or None), ("--epochs", epochs),
@@ -193,7 +196,7 @@ def _resume(run: str, device: str, quiet: bool, evidence: bool = True) -> int:
     _check_can_resume_in(run)
     from rich.markup import escape
 
-    shown = escape(str(target.run))  # the note is rich markup: a path is shown as it is
+    shown = escape(api.terminal_safe(str(target.run)))  # (rich markup; control characters escaped)
     if target.complete:
         how = f"its {target.epochs_done} epochs (early stopping ended it)" if target.stopped_early else \
             f"all {target.epochs_done} epochs"
@@ -281,7 +284,7 @@ class _Display(api.Observer):
                            (("train", data.train), ("val", data.val), ("test", data.test)) if s is not None)
         read = f"; {escape(data.read_line())}" if data.read_line() else ""  # how many rows the file gave
         with contextlib.suppress(OSError):  # a log that cannot be written does not stop the run
-            self.log = open(run / "log.txt", "a", encoding="utf-8")  # noqa: SIM115 - closed by close()
+            self.log = open(run / "log.txt", "a", encoding="utf-8", errors="surrogateescape")  # noqa: SIM115 - closed by close()
             for text in self.pending:
                 self.write_log(text)
         if self.note:
@@ -290,7 +293,8 @@ class _Display(api.Observer):
         how = escape(device_name) + (f", {self.spec.train.precision}" if self.spec.train.mixed else "")
         self.say(f"[bold]{escape(self.spec.name)}[/] on [cyan]{self.backend}[/] ({how}): "
                  f"{sizes} samples{read}")
-        self.say(f"[dim]run directory:[/] {escape(str(run))}")
+        # (an ESC in the folder's name coloured the terminal, and went to log.txt as it was)
+        self.say(f"[dim]run directory:[/] {escape(api.terminal_safe(str(run)))}")
         has_val = data.val is not None
         self.table = EpochTable(self.spec, has_val, width=self.console.width)
         self.full = EpochTable(self.spec, has_val)

@@ -9,7 +9,7 @@ import typer
 from dlc import api
 from dlc.cli import options as o
 from dlc.cli.common import check_out_folder, check_run_folder, compiled, named
-from dlc.cli.errors import EXIT_RUNTIME, CommandError, error_line, stop_code, stop_word
+from dlc.cli.errors import EXIT_RUNTIME, EXIT_SPEC, CommandError, error_line, stop_code, stop_word
 from dlc.cli.tables import print_table
 
 NAME = "tune"
@@ -65,6 +65,7 @@ def command(
     named(("SPEC", spec), ("--refine", refine), ("--out", out))
     check_refined_run(refine)
     check_out_folder(out)
+    _check_utf8_name(out)
     console = Console(stderr=True, quiet=quiet, soft_wrap=True)  # a long trial line is never wrapped
     result = compiled(api.tune_target(spec, refine))
     display = _Display(console)
@@ -75,6 +76,20 @@ def command(
     finally:
         display.close()
     return _finish(console, result.spec.name, done, quiet)
+
+
+def _check_utf8_name(out: Optional[str]) -> None:
+    """An --out whose name is not UTF-8 (bytes of another encoding) is a usage error: the study's storage is
+    an SQLite URL naming DIR/study.db, which cannot hold it (it failed as "UnicodeEncodeError: 'utf-8'
+    codec can't encode ... surrogates not allowed", exit 1)."""
+    if out is None:
+        return
+    try:
+        os.path.abspath(out).encode("utf-8")
+    except UnicodeEncodeError:
+        why = "the study's storage (an SQLite URL naming DIR/study.db) cannot hold it"
+        raise CommandError(error_line(f"--out {out}: the name is not UTF-8 text, and {why}; give a folder "
+                                      "named in UTF-8"), EXIT_SPEC) from None
 
 
 def check_refined_run(refine: Optional[str]) -> None:

@@ -78,7 +78,7 @@ def run_cv(spec, base_dir: Path, backend: str, device: str = "auto", k: int | No
     from dlc.runtime.epochfiles import EpochFiles
     from dlc.runtime.evidence import Recorder
     from dlc.runtime.loop import train
-    from dlc.runtime.run import final_metrics
+    from dlc.runtime.run import SecondStopHeld, final_metrics
 
     started = started or rundir.stamp()
     Session = session_class(backend)
@@ -96,8 +96,12 @@ def run_cv(spec, base_dir: Path, backend: str, device: str = "auto", k: int | No
         # history); its files are written at EpochFiles' pace
         recorder = Recorder(spec, fdir) if fdir is not None and evidence else None
         files = EpochFiles(fdir, [], recorder)
-        with files.flushed():
-            hist = train(session, spec, data, on_epoch=files.append, evidence=recorder)
+        stops = SecondStopHeld()  # (a second Ctrl-C cut the fold's last history write short, as dlc run's)
+        try:
+            with files.flushed(), stops.after_a_stop():
+                hist = train(session, spec, data, on_epoch=files.append, evidence=recorder)
+        finally:
+            stops.release()
         row: dict[str, Any] = {"fold": i, "epochs": len(hist.rows), "train_samples": len(data.train.x),
                                "val_samples": len(val.x)}
         # train, val and test in inference mode, as `dlc run`'s metrics.json: the doctor compares the

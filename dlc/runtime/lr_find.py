@@ -111,7 +111,13 @@ class LRFind:
 # ------------------------------------------------------------------------------------------------ checks
 
 def check_options(steps: int, start: float, end: float) -> None:
-    """LRFindError (one line) for options the test cannot run with."""
+    """LRFindError (one line) for options the test cannot run with; TypeError for a count or a rate of another
+    type (the API's `steps="5"` failed in a comparison, "'<' not supported between ...")."""
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)):
+        raise TypeError(f"steps must be a whole number, not {type(steps).__name__}")
+    for name, value in (("start", start), ("end", end)):
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+            raise TypeError(f"{name} must be a number (a learning rate), not {type(value).__name__}")
     if not (math.isfinite(start) and math.isfinite(end)) or start <= 0:
         raise LRFindError(f"--start and --end must be positive numbers, finite and above 0 (got --start "
                           f"{start:g}, --end {end:g})")

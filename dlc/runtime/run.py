@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -34,7 +35,21 @@ class RunFailed(Exception):
 
 
 def apply_overrides(spec, seed: int | None = None, dtype: str | None = None, epochs: int | None = None):
-    """The spec with the command line's --seed, --dtype and --epochs (None: the spec's own)."""
+    """The spec with the command line's --seed, --dtype and --epochs (None: the spec's own). TypeError or
+    ValueError for an override no spec could hold (a seed of -1 or 2**40, dtype 'x', epochs 0 or beyond 64
+    bits were put in the IR as they were, and failed later or trained on)."""
+    from dlc.compiler.spec import SEED_MAX
+
+    for name, value, least, most in (("seed", seed, 0, SEED_MAX), ("epochs", epochs, 1, 2**63 - 1)):
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise TypeError(f"{name} must be a whole number, not {type(value).__name__}")
+        if not least <= value <= most:
+            raise ValueError(f"{name} must be between {least} and {most}, not {value}")
+    if dtype is not None and dtype not in ("float32", "float64"):
+        raise ValueError(f"dtype={dtype!r}: expected one of 'float32', 'float64'")
+    seed, epochs = (None if v is None else int(v) for v in (seed, epochs))
     update: dict[str, Any] = {}
     if seed is not None:
         update["seed"] = seed
@@ -149,6 +164,8 @@ def resume_target(run: str | Path) -> Resumable:
     from dlc.runtime import checkpoint
     from dlc.runtime.runs import run_state
 
+    if not isinstance(run, (str, os.PathLike)):  # (Path(5): "expected str, bytes or os.PathLike object")
+        raise TypeError(f"the run directory must be a path (str or pathlib.Path), not {type(run).__name__}")
     run = Path(run)
     st = run_state(run)
     if st.kind == "cv":
@@ -340,6 +357,42 @@ def _train_locked(spec, backend: str, spec_file: str, base_dir: Path, device: st
         raise RunFailed(e, run) from e
 
 
+class SecondStopHeld:
+    """Once training stops on Ctrl-C or SIGTERM, another of them (an impatient second Ctrl-C) is held off
+    until the history and evidence of the finished epochs are written and the display is closed: it cut
+    that write short, and the epochs since the last paced write were lost from history.json (a run of
+    677 epochs kept 520). Only in the main thread, the one that may set signal handlers."""
+
+    def __init__(self) -> None:
+        self.saved: dict[int, Any] = {}
+
+    @contextlib.contextmanager
+    def after_a_stop(self):
+        try:
+            yield
+        except KeyboardInterrupt:  # (Terminated, SIGTERM's, too)
+            self._hold()
+            raise
+
+    def _hold(self) -> None:
+        import signal
+        import threading
+
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(ValueError, OSError):
+                self.saved[sig] = signal.signal(sig, lambda *_: None)  # (the run is stopping already)
+
+    def release(self) -> None:
+        import signal
+
+        for sig, handler in self.saved.items():
+            with contextlib.suppress(ValueError, OSError, TypeError):
+                signal.signal(sig, handler)
+        self.saved.clear()
+
+
 def targets_digest(data) -> str:
     """A digest of the targets of every part of the data (train, val, test), in their order: kept in
     run.json, so that `--resume` knows the samples are those the run started on."""
@@ -501,9 +554,13 @@ def _train(session, spec, data, backend: str, run: Path, rows: list[dict], state
     def on_checkpoint(st) -> None:
         files.after_epoch(st, last=st.epoch >= spec.train.epochs or st.history.stopped_early)
 
-    with observer.training(), files.flushed():
-        hist = train(session, spec, data, on_epoch=on_epoch, on_progress=observer.progress, resume=state,
-                     on_checkpoint=on_checkpoint, evidence=recorder)
+    stops = SecondStopHeld()
+    try:
+        with observer.training(), files.flushed(), stops.after_a_stop():
+            hist = train(session, spec, data, on_epoch=on_epoch, on_progress=observer.progress,
+                         resume=state, on_checkpoint=on_checkpoint, evidence=recorder)
+    finally:
+        stops.release()
     final: dict = final_metrics(session, spec, data)
     final["epochs_run"] = len(hist.rows)
     final["stopped_early"] = hist.stopped_early

@@ -275,8 +275,8 @@ def output_file(path: str | Path):
 
 def write_text(path: Path, text: str) -> None:
     """Atomic: write a temporary file, then rename it over the target (a reader never sees half a file)."""
-    with replacing(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
+    with replacing(path) as tmp:  # (surrogateescape: a folder's name not in UTF-8, quoted in the text)
+        tmp.write_text(text, encoding="utf-8", errors="surrogateescape")
 
 
 def save_model(run: Path, session) -> list[str]:
@@ -340,6 +340,13 @@ def matplotlib_config() -> None:
         return
     if own.is_dir() and not own.is_symlink() and st.st_uid == os.getuid():
         os.environ["MPLCONFIGDIR"] = str(own)
+
+
+def drawn_literally(text: str) -> str:
+    """A run's name (or a title holding one) as matplotlib draws it literally: `$` escaped (a folder `r$x^$`
+    was parsed as mathtext and failed to draw), bytes that are not UTF-8 (a folder named in another
+    encoding) as U+FFFD."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace").replace("$", r"\$")
 
 
 def figure(nrows: int = 1, ncols: int = 1, figsize: tuple[float, float] = (6.4, 4.8)):

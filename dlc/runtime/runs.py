@@ -19,8 +19,10 @@ from typing import Any
 
 from dlc.runtime.rundir import (
     DLC_DIRS,
+    KIND_NAMES,
     STAMP,
     OutFolderError,
+    drawn_literally,
     epoch_axis,
     figure,
     folder_kind,
@@ -63,6 +65,9 @@ def read_json(path: Path, kind: type = dict):
         msg = str(getattr(e, "msg", e)).removesuffix(" at")  # ("Unterminated string starting at")
         raise RunDirError(f"{path} is not valid JSON ({msg} at line "
                           f"{getattr(e, 'lineno', '?')}: truncated?)") from None
+    except RecursionError:  # (`[[[[...` 100,000 deep: "maximum recursion depth exceeded", and no listing)
+        raise RunDirError(f"{path} is not JSON dlc wrote (its values nest too deeply to read: "
+                          "damaged?)") from None
     if not isinstance(obj, kind):
         raise RunDirError(f"{path} holds a JSON {type(obj).__name__}, not an "
                           f"{'object' if kind is dict else 'array'}")
@@ -209,7 +214,10 @@ def run_state(run: Path) -> RunState:
 def check_out(out: str, replace: bool, spec_file: str | Path | None, kind: str = "run") -> None:
     """rundir.prepare_out's check of --out (nothing made or deleted), whose refusal of a run folder it would
     tell to `--resume` says instead what keeps --resume from it (run.json a pipe, ir.json not JSON): that
-    hint was refused in turn. Here, not in rundir, which the run folders' reading (this module) builds on."""
+    hint was refused in turn. Here, not in rundir, which the run folders' reading (this module) builds on.
+    An --out inside a folder dlc wrote is refused too (inside_run)."""
+    if (why := inside_run(out)) is not None:
+        raise OutFolderError(why)
     try:
         prepare_out(out, replace=replace, kind=kind, spec_file=spec_file, check_only=True)
     except OutFolderError:
@@ -218,6 +226,38 @@ def check_out(out: str, replace: bool, spec_file: str | Path | None, kind: str =
             raise
         raise OutFolderError(f"--out {out} holds a dlc run that cannot be resumed: {why}; give a new folder, "
                              "or add --replace to delete it first") from None
+
+
+def inside_run(out: str | Path, option: str = "--out", fix: str = "give a folder outside it") -> str | None:
+    """The refusal of an output folder inside a folder dlc wrote (a run, cv or tune folder, or one of its
+    folds or trials), None when it is not in one: a run written there hid the outer run from `dlc runs`
+    (listed as a folder of runs), left it impossible to `--replace` (it held a folder dlc did not write
+    there), and `--out CV/fold_1 --replace` replaced a fold of a finished cross-validation."""
+    try:
+        path = Path(os.path.abspath(out))
+    except (OSError, ValueError):
+        return None
+    for folder in path.parents:
+        kind = _marked_kind(folder)
+        if kind is not None:
+            return (f"{option} {out} is inside {folder}, which holds {KIND_NAMES[kind]}: a run folder "
+                    f"holds one run; {fix}")
+    return None
+
+
+def _marked_kind(folder: Path) -> str | None:
+    """"run", "cv" or "tune" when `folder` holds the files that mark it from when it is made (tune.json, or
+    study.db with trials/; cv.json, or ir.json with fold_1/; run.json with ir.json): a few lookups, not a
+    listing of what may be a large folder, and never a lone file of a common name (a project's run.json)."""
+    marks = (("tune", ("tune.json",)), ("tune", ("study.db", "trials/")), ("cv", ("cv.json",)),
+             ("cv", ("ir.json", "fold_1/")), ("run", ("run.json", "ir.json")))
+    try:
+        for kind, names in marks:
+            if all((folder / n).is_dir() if n.endswith("/") else (folder / n).is_file() for n in names):
+                return kind
+    except OSError:
+        return None
+    return None
 
 
 def _resume_refused(folder: Path) -> str | None:
@@ -256,8 +296,10 @@ def _final_files_problem(run: Path) -> str | None:
         return f"model.json is damaged (its file is {shown_value(name)}, not the name of a file in the run)"
     if name and (run / name).is_dir():
         return f"{name} is a folder, not the model file"
-    if not name or not (run / name).is_file():
-        return f"{name or 'the model file'} is missing"
+    if not name:  # (model.json `{}`: "the model file is missing", with model.pt beside it)
+        return "model.json is damaged (it names no model file)"
+    if not (run / name).is_file():
+        return f"{name} is missing"
     if (run / name).stat().st_size == 0:
         return f"{name} is empty"
     return None
@@ -599,13 +641,21 @@ def trial_folder(run: Path, trial: dict) -> Path:
 
 def list_runs(root: str | Path) -> list[dict]:
     """describe() of every run folder under root, oldest first."""
-    root = Path(root)
+    root = _path(root, "the folder of runs")
     if root.is_file():
         raise RunDirError(f"'{root}' is a file, not a folder of runs")
     if not root.is_dir():
         missing = not root.exists() and not root.is_symlink()
         raise RunDirError(f"no such folder '{root}'") if missing else not_a_run(root)
     return [describe(r) for r in find_runs(root)]
+
+
+def _path(value: Any, what: str) -> Path:
+    """A path given to the API: TypeError naming `what` for anything else (Path(None) said only "expected
+    str, bytes or os.PathLike object, not NoneType")."""
+    if not isinstance(value, (str, os.PathLike)):
+        raise TypeError(f"{what} must be a path (str or pathlib.Path), not {type(value).__name__}")
+    return Path(value)
 
 
 # --------------------------------------------------------------------------------------------- plotting
@@ -712,15 +762,16 @@ def plot_runs(paths: Sequence[str | Path], out: str | Path) -> Path:
     scaled as curves.png scales them (the loss on a log axis when it spans more than a factor of 10, a
     constant learning rate as its one value), and below the panels a legend of the runs' colours and the two
     line styles, outside every panel so that it covers no curve. The folder of `out` is made when missing."""
+    out = _path(out, "the output file")
+    if isinstance(paths, (str, os.PathLike)) or not paths:  # (a string would be plotted letter by letter)
+        raise ValueError(f"plot_runs() takes a list of run directories, not {paths!r}")
+    paths = [_path(p, "each run directory") for p in paths]
     matplotlib_config()
     import matplotlib
 
-    out = Path(out)
     if out.is_dir():
         raise RunDirError(f"--out {out} is a folder; give a file name, such as {out / 'plot.png'}")
-    if isinstance(paths, (str, os.PathLike)) or not paths:  # (a string would be plotted letter by letter)
-        raise ValueError(f"plot_runs() takes a list of run directories, not {paths!r}")
-    runs = histories(paths)
+    runs = [(drawn_literally(label), rows) for label, rows in histories(paths)]
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:

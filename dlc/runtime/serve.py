@@ -493,6 +493,22 @@ def _run_class_numbers(s, info: dict) -> np.ndarray:
     return np.array([number[v] for v in s.y.tolist()])
 
 
+def _export_to(export, tmp: Path) -> None:
+    """`export(path)` writing `tmp`; through a file of a UTF-8 name when `tmp`'s is not (a folder named in
+    another encoding: torch's exporter passes the name to C++, which took it for a wrong argument)."""
+    try:
+        str(tmp).encode("utf-8")
+    except UnicodeEncodeError:
+        import shutil
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="dlc-export-") as folder:
+            export(Path(folder) / "model.onnx")
+            shutil.copyfile(Path(folder) / "model.onnx", tmp)
+        return
+    export(tmp)
+
+
 def export_onnx(run: str | Path, out: str | Path) -> dict:
     """ONNX through the torch lowering (backends/torch/export.py): weights from the run's own model, the
     training preprocessing folded in front, the output activation at the end."""
@@ -504,7 +520,7 @@ def export_onnx(run: str | Path, out: str | Path) -> dict:
     shift, scale = normalisation(info, spec) or (None, None)
     try:
         with output_file(out) as tmp:
-            torch_export(spec, session.get_weights(), shift, scale, tmp)
+            _export_to(lambda path: torch_export(spec, session.get_weights(), shift, scale, path), tmp)
     except OSError as e:  # (it named the temporary file, "x.onnx.tmp.onnx", or no file at all)
         raise ServeError(f"cannot write {out}: {e.strerror or e}") from None
     exported = {"file": str(out), "input": ["batch", *spec.input], "preprocessing": "included"}

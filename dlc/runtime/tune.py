@@ -85,7 +85,7 @@ from dlc.compiler.search import (
 )
 from dlc.runtime import rundir
 from dlc.runtime.runlock import locked
-from dlc.runtime.runs import RunDirError
+from dlc.runtime.runs import RunDirError, read_json
 from dlc.runtime.trials import COUNTED, ERROR, RESULT, outcome
 
 if TYPE_CHECKING:  # imported where used, when used (a worker's process, a study)
@@ -666,8 +666,12 @@ def _load_refine(run: str, spaces: list[Space], direction: str) -> tuple[list[Sp
     path = Path(run) / "tune.json"
     if not path.is_file():
         raise RunDirError(f"--refine {run}: no tune.json there (a run directory of `dlc tune` has one)")
-    prev = json.loads(path.read_text())
-    old = {d["name"]: Space.from_json(d) for d in prev.get("spaces", [])}
+    prev = read_json(path)  # (not JSON, nested 100,000 deep, not an object: one line naming the file)
+    try:
+        old = {d["name"]: Space.from_json(d) for d in prev.get("spaces", [])}
+    except (KeyError, TypeError, ValueError, AttributeError):
+        raise RunDirError(f"--refine {run}: {path} is damaged (its spaces are not those dlc tune wrote)") \
+            from None
     missing = [sp.name for sp in spaces if sp.name not in old]
     if missing:
         raise TuneError(f"--refine {run}: the earlier search has no parameter {', '.join(missing)}; "
@@ -678,13 +682,22 @@ def _load_refine(run: str, spaces: list[Space], direction: str) -> tuple[list[Sp
         if not _inside_space(old[sp.name], sp):  # (refining would search values this spec does not allow)
             raise TuneError(f"--refine {run}: {sp.name} was {old[sp.name].describe()} there, which this "
                             f"spec's {sp.describe()} does not hold; refine the spec that run searched")
-    top = top_trials(prev.get("trials", []), direction)
+    try:
+        top = top_trials(prev.get("trials", []), direction)
+    except (KeyError, TypeError, ValueError, AttributeError):
+        raise RunDirError(f"--refine {run}: {path} is damaged (its trials are not those dlc tune wrote)") \
+            from None
     if not top:
         raise TuneError(f"--refine {run}: the earlier search has no completed trial")
     # the earlier run's ranges (they may be refined already), at this spec's positions
     base = [replace(old[sp.name], at=sp.at, end=sp.end, option_texts=old[sp.name].option_texts
                     or sp.option_texts) for sp in spaces]
-    return refine(base, top), {"run": str(Path(run)), "top_trials": [t["number"] for t in top],
+    try:
+        refined = refine(base, top)
+    except (KeyError, TypeError, ValueError, AttributeError):
+        raise RunDirError(f"--refine {run}: {path} is damaged (its trials' parameters are not those dlc tune "
+                          "wrote)") from None
+    return refined, {"run": str(Path(run)), "top_trials": [t["number"] for t in top],
                                "from": {sp.name: sp.describe() for sp in base}}
 
 
@@ -707,10 +720,19 @@ def spec_to_tune(spec: str | None, refine_run: str | None) -> str:
         return spec
     if not refine_run:
         raise TuneError("give a SPEC (or --refine RUN to refine the spec an earlier tune searched)")
+    path = Path(refine_run) / "tune.json"
+    missing = RunDirError(f"--refine {refine_run}: no tune.json with the spec there")
+    if not path.is_file():
+        raise missing
     try:
-        spec_path = json.loads((Path(refine_run) / "tune.json").read_text())["spec_file"]
-    except (OSError, KeyError, ValueError):
-        raise RunDirError(f"--refine {refine_run}: no tune.json with the spec there") from None
+        spec_path = read_json(path)["spec_file"]
+    except RunDirError as e:  # (not JSON, nested too deeply, not an object: the file's own words)
+        raise RunDirError(f"--refine {refine_run}: {e}") from None
+    except KeyError:
+        raise missing from None
+    if not isinstance(spec_path, str):
+        raise RunDirError(f"--refine {refine_run}: its tune.json names no spec file (spec_file is "
+                          f"{type(spec_path).__name__})")
     copy = Path(refine_run) / Path(spec_path).name
     if not Path(spec_path).exists() and copy.exists():
         spec_path = str(copy)  # the spec has moved: the copy the earlier run kept

@@ -10,7 +10,7 @@ import math
 from pathlib import Path
 from typing import TypeGuard
 
-from dlc.runtime.rundir import epoch_axis, figure, log_y, matplotlib_config, save_figure
+from dlc.runtime.rundir import drawn_literally, epoch_axis, figure, log_y, matplotlib_config, save_figure
 
 PLOT = "gradients.png"
 PANELS = (("grad_norm", "gradient norm (probe set)"), ("update_ratio", "update / weight norm over the epoch"))
@@ -115,7 +115,7 @@ def plot_gradients(folder: Path, evidence: dict, title: str) -> Path | None:
         ax.grid(alpha=0.3, which="both")
     fig.legend(_handles(names, colors, dots=len(epochs) <= 30), names, loc="center right", fontsize=8,
                title="layer", title_fontsize=8)
-    fig.suptitle(_title(evidence, title), fontsize=11)
+    fig.suptitle(drawn_literally(_title(evidence, title)), fontsize=11)
     if note:
         fig.text(0.01, 0.01, note, fontsize=8, color="dimgray")
     bottom = 0.3 / (4.2 + 0.3) if note else 0.0
