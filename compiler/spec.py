@@ -12,7 +12,16 @@ from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 from .catalog import Catalogued, IRNode, register
 from .layers import Embedding, Flatten, Layer, LayerT, Reshape, Residual, Shape, ShapeError, WeightSpec
-from .training import EarlyStopping, LossT, MetricT, OptimizerT, ScheduleT, Search, SearchSpace, Train
+from .training import (
+    EarlyStopping,
+    LossT,
+    MetricT,
+    OptimizerT,
+    ScheduleT,
+    Search,
+    SearchSpace,
+    Train,
+)
 
 # ------------------------------------------------------------------------------------------------ sources
 
@@ -246,6 +255,25 @@ class Spec(IRNode):
     train: Train = Train()
     search: Optional[Search] = None
     search_spaces: list[SearchSpace] = Field(default_factory=list)
+    @model_validator(mode="after")
+    def _cross_validated_objective(self) -> Spec:
+        """Under a kfold split every trial is cross-validated, so a validation objective (`val_loss`, the
+        default, or `val_accuracy`) is its mean over the folds, `cv_loss`, `cv_accuracy`: LANGUAGE.md's
+        `split: kfold(...)` and `objective: minimize val_loss` written together were an error (E504). (Set
+        while the spec is built, the one time a frozen node is written; a before-validator would have taken
+        ir.json's arrays as Python lists, which strict tuples refuse.)"""
+        search = self.search
+        if search is None or self.data is None or self.data.split.kind != "kfold" \
+                or not search.objective.metric.startswith("val_"):
+            return self
+        base = search.objective.metric.removeprefix("val_")
+        if base not in ("loss", *(m.name for m in self.metrics)):
+            return self  # (`val_accuracy` without the metric: E504 says so of the name written)
+        cv = "cv_" + base
+        objective = search.objective.model_copy(update={"metric": cv})
+        object.__setattr__(self, "search", search.model_copy(update={"objective": objective}))
+        return self
+
     # the file the spec was read from (dlc.load sets it; model_copy keeps it), so relative data paths resolve
     # against its folder: not part of the IR — not in its JSON, its schema or its equality
     _source_file: Optional[Path] = PrivateAttr(default=None)

@@ -31,15 +31,27 @@ IMAGES = """model m {{
 """
 
 
-def test_the_default_objective_under_kfold_is_located_at_the_search_block(tmp_path):
-    """`split: kfold(k=2)` with `search { }` (no objective: the default val_loss, which a cross-validated
-    trial does not have): the E504 had no file:line:col, only ` --> s.dlspec`. It now points at `search` and
-    says which objective to add."""
-    text = SEARCHED
+@pytest.mark.parametrize(("objective", "meant"), [
+    ("", "cv_loss"), ("objective: minimize val_loss", "cv_loss"), ("objective: val_accuracy", "cv_accuracy"),
+    ("objective: cv_accuracy", "cv_accuracy"), ("objective: val_mae", None)])
+def test_a_validation_objective_under_kfold_is_the_mean_over_the_folds(tmp_path, objective, meant):
+    """`split: kfold(k=2)` with `search { }` (the default val_loss) or LANGUAGE.md's `objective: minimize
+    val_loss`: E504, "with a kfold split every trial is cross-validated", though LANGUAGE.md shows the two
+    together. A validation objective under kfold is now its mean over the folds, cv_*, in the IR."""
+    import dlc
+
+    text = SEARCHED.replace("search { }", f"search {{ {objective} }}" if objective else "search { }")
+    text = text.replace("  loss:", "  metrics: [accuracy]\n  loss:", 1)
     rc, out, err = check(tmp_path, text)
-    message = assert_error_at(rc, err, text, "search", r"the default objective 'val_loss'.*kfold")
-    assert "E504" in message
-    assert "add objective: minimize cv_loss" in err
+    if meant is None:  # (a metric the spec does not compute: said of the name written)
+        assert rc == 2 and "unknown objective metric 'val_mae'" in err, err
+        return
+    assert rc == 0, err
+    spec = dlc.load(tmp_path / "s.dlspec")
+    assert spec.search is not None and spec.search.objective.metric == meant
+    assert spec.search.objective.direction == ("maximize" if "accuracy" in meant else "minimize")
+    again = type(spec).model_validate_json(spec.model_dump_json())  # (as ir.json reads back)
+    assert again.search is not None and again.search.objective == spec.search.objective
 
 
 def test_the_default_objective_without_a_validation_split_is_located(tmp_path):

@@ -446,8 +446,10 @@ def test_resume_after_a_killed_process(tmp_path):
     assert sum(t["state"] == "COMPLETE" for t in trials) == 2
 
 
-def test_cv_objective(tmp_path):
-    p = _write(tmp_path, trials=2, objective="maximize cv_accuracy")
+@pytest.mark.parametrize("objective", ["maximize cv_accuracy", "maximize val_accuracy"])
+def test_cv_objective(tmp_path, objective):
+    """cv_accuracy, or val_accuracy under a kfold split (its mean over the folds: the same objective)."""
+    p = _write(tmp_path, trials=2, objective=objective)
     text = p.read_text().replace("split: holdout(val=0.3, stratify=true)", "split: kfold(k=2, stratify=true)")
     p.write_text(text)
     run = tmp_path / "run"
