@@ -185,11 +185,6 @@ def gru(layer: L.GRU, ctx: Context):
                 reset_after=True, use_cudnn=False, **_recurrent_kwargs(layer, ctx))
 
 
-
-
-
-
-
 @lowers(L.Conv2DTranspose, targets=KERAS)
 def conv2d_transpose(layer: L.Conv2DTranspose, ctx: Context):
     return call("keras.layers.Conv2DTranspose", layer.filters, layer.kernel_size, strides=layer.strides,

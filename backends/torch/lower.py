@@ -176,7 +176,6 @@ def residual(layer: L.Residual, ctx: Context):
     return call("Residual")
 
 
-
 def _same_pad2d(layer, ctx: Context) -> tuple[int, int, int, int]:
     return _pad2d(layer, ctx, *layer._ks())
 
