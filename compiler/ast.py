@@ -91,14 +91,14 @@ class Section:
     name_span: Span
     body: list[Stmt]
     span: Span
-    repeat: int | None = None  # `residual { ... } * 2`
+    repeat: int | str | None = None  # `residual { ... } * 2`, or `* n` (a block's parameter)
     repeat_span: Span | None = None
 
 
 @dataclass
 class LayerStmt:
     call: Call
-    repeat: int | None
+    repeat: int | str | None  # `Dense(8) * 3`, or `* n` (a block's parameter)
     repeat_span: Span | None
     span: Span
 

@@ -65,7 +65,7 @@ class Binder:
             return self.spaces.call(v, env, path, annotation)
         if isinstance(v, A.Name) and self.block is not None and annotation is not None \
                 and not takes_names(annotation):
-            self._not_a_parameter(v, self.block)
+            self.not_a_parameter(v, self.block)
             return MISSING
         fam = family_of_annotation(annotation) if annotation is not None else None
         if fam is not None and isinstance(v, A.List) and catalog.is_list_annotation(annotation):
@@ -154,7 +154,7 @@ class Binder:
                        call.name, candidates) or (
                        spaces and did_you_mean(call.name, spaces)) or f"known: {', '.join(known)}")
 
-    def _not_a_parameter(self, v: A.Name, block: A.BlockDef) -> None:
+    def not_a_parameter(self, v: A.Name, block: A.BlockDef) -> None:
         """A name inside a block where a number belongs (`block b(n) { Dense(m) }`): a misspelt parameter."""
         names = [p.name for p in block.params]
         takes = f"block {block.name} takes: {', '.join(names)}" if names else \

@@ -10,7 +10,9 @@ from . import ast as A
 from .catalog import lookup
 from .diagnostics import MISSING, Diagnostics, Span, did_you_mean
 from .layers import Residual
+from .spaces import SEARCH_FUNCS
 from .spec import Spec
+from .wording import written_text
 
 # a model's layers once blocks and repeats are expanded (every layer and block call counts), and how deep
 # block calls and residual blocks may nest
@@ -39,6 +41,8 @@ class LayerBinder(Protocol):
                         taken: set[str]) -> list: ...
 
     def given_twice(self, kw: A.Kwarg, first: Span, by_position: bool) -> None: ...
+
+    def not_a_parameter(self, v: A.Name, block: A.BlockDef) -> None: ...
 
 
 class LayerExpander:
@@ -95,14 +99,15 @@ class LayerExpander:
             if not stack and depth == 0:
                 self.top = st
             if isinstance(st, A.LayerStmt):
-                for _ in range(self._repeats(st)):
+                for _ in range(self._repeats(st, env)):
                     out.extend(self.layer_call(st.call, env, f"{path}[{len(out)}]", stack, depth))
             elif isinstance(st, A.Section) and st.name == "residual":
                 if depth >= MAX_DEPTH:
                     self.d.add("E210", f"nested too deeply: more than {MAX_DEPTH} levels of residual blocks",
                                st.name_span, f"at most {MAX_DEPTH} residual blocks may nest")
                     continue
-                for _ in range(self._repeats(st)):  # (each repeat its own weights, as a repeated layer's)
+                # (each repeat its own weights, as a repeated layer's)
+                for _ in range(self._repeats(st, env)):
                     self._count()
                     inner = self.layers(st.body, env, f"{path}[{len(out)}].body", stack, depth + 1)
                     out.append(Residual(body=inner, at=(st.name_span.line, st.name_span.col)))
@@ -117,20 +122,50 @@ class LayerExpander:
                            "layers hold layer calls such as Dense(64)")
         return out
 
-    def _repeats(self, st: A.LayerStmt | A.Section) -> int:
+    def _repeats(self, st: A.LayerStmt | A.Section, env: dict) -> int:
         """How many times a layer statement is expanded (0 after reporting a bad count)."""
-        if st.repeat is None:
+        count = st.repeat
+        if count is None:
             return 1
-        if st.repeat < 1:
+        if isinstance(count, str):
+            found = self._repeat_parameter(count, st.repeat_span, env)
+            if found is None:
+                return 0
+            count = found
+        if count < 1:
             self.d.add("E201", "a repeat count must be at least 1", st.repeat_span)
             return 0
-        if st.repeat > MAX_LAYERS:
-            shown = f"{st.repeat:,} times" if st.repeat < 10**18 else "more than 10^18 times"
+        if count > MAX_LAYERS:
+            shown = f"{count:,} times" if count < 10**18 else "more than 10^18 times"
             what = st.call.name if isinstance(st, A.LayerStmt) else st.name
             self.d.add("E211", f"too many layers: {what} repeated {shown}", st.repeat_span,
                        f"a model may have at most {MAX_LAYERS:,} layers")
             return 0
-        return st.repeat
+        return count
+
+    def _repeat_parameter(self, name: str, span: Span | None, env: dict) -> int | None:
+        """The count a block's parameter gives `* n` (`block stack(u, n) { Dense(u) * n }`), or None after
+        reporting a name that is no parameter, or a value that is no whole number (a search space too: the
+        layers' count, names and weights would change from trial to trial)."""
+        block = self.binder.block
+        if block is None:
+            self.d.add("E201", f"'{name}' is no repeat count", span,
+                       "outside a block a layer is repeated a whole number of times: Dense(64) * 3")
+            return None
+        if name not in env:
+            self.binder.not_a_parameter(A.Name(name, span or block.name_span), block)
+            return None
+        v = env[name]
+        if isinstance(v, A.Num) and isinstance(v.value, int) and not isinstance(v.value, bool):
+            return v.value
+        given = f"{name} = {written_text(v)}, given on line {v.span.line}"
+        if isinstance(v, A.Call) and v.name in SEARCH_FUNCS:
+            self.d.add("E201", f"a repeat count cannot be searched ({given})", span,
+                       "the number of layers is fixed in a spec: write one count, or a block call per depth")
+        else:
+            self.d.add("E201", f"a repeat count is a whole number ({given})", span,
+                       f"give {name} a whole number, at least 1")
+        return None
 
     def _count(self) -> None:
         self.expanded += 1
