@@ -91,14 +91,14 @@ class Section:
     name_span: Span
     body: list[Stmt]
     span: Span
-    repeat: int | str | None = None  # `residual { ... } * 2`, or `* n` (a block's parameter)
+    repeat: int | str | Call | None = None  # `residual { ... } * 2`, `* n` (a parameter), `* choice(..)`
     repeat_span: Span | None = None
 
 
 @dataclass
 class LayerStmt:
     call: Call
-    repeat: int | str | None  # `Dense(8) * 3`, or `* n` (a block's parameter)
+    repeat: int | str | Call | None  # `Dense(8) * 3`, `* n` (a block's parameter), `* choice(1, 2)`
     repeat_span: Span | None
     span: Span
 

@@ -10,7 +10,7 @@ from . import ast as A
 from .catalog import lookup
 from .diagnostics import MISSING, Diagnostics, Span, did_you_mean
 from .layers import Residual
-from .spaces import SEARCH_FUNCS
+from .spaces import SEARCH_FUNCS, SearchSpaceCalls
 from .spec import Spec
 from .wording import written_text
 
@@ -43,6 +43,9 @@ class LayerBinder(Protocol):
     def given_twice(self, kw: A.Kwarg, first: Span, by_position: bool) -> None: ...
 
     def not_a_parameter(self, v: A.Name, block: A.BlockDef) -> None: ...
+
+    @property
+    def spaces(self) -> SearchSpaceCalls: ...
 
 
 class LayerExpander:
@@ -99,7 +102,7 @@ class LayerExpander:
             if not stack and depth == 0:
                 self.top = st
             if isinstance(st, A.LayerStmt):
-                for _ in range(self._repeats(st, env)):
+                for _ in range(self._repeats(st, env, f"{path}[{len(out)}]")):
                     out.extend(self.layer_call(st.call, env, f"{path}[{len(out)}]", stack, depth))
             elif isinstance(st, A.Section) and st.name == "residual":
                 if depth >= MAX_DEPTH:
@@ -107,7 +110,7 @@ class LayerExpander:
                                st.name_span, f"at most {MAX_DEPTH} residual blocks may nest")
                     continue
                 # (each repeat its own weights, as a repeated layer's)
-                for _ in range(self._repeats(st, env)):
+                for _ in range(self._repeats(st, env, f"{path}[{len(out)}]")):
                     self._count()
                     inner = self.layers(st.body, env, f"{path}[{len(out)}].body", stack, depth + 1)
                     out.append(Residual(body=inner, at=(st.name_span.line, st.name_span.col)))
@@ -122,13 +125,13 @@ class LayerExpander:
                            "layers hold layer calls such as Dense(64)")
         return out
 
-    def _repeats(self, st: A.LayerStmt | A.Section, env: dict) -> int:
+    def _repeats(self, st: A.LayerStmt | A.Section, env: dict, path: str) -> int:
         """How many times a layer statement is expanded (0 after reporting a bad count)."""
         count = st.repeat
         if count is None:
             return 1
-        if isinstance(count, str):
-            found = self._repeat_parameter(count, st.repeat_span, env)
+        if not isinstance(count, int):
+            found = self._count_value(count, st.repeat_span, env, path)
             if found is None:
                 return 0
             count = found
@@ -143,29 +146,48 @@ class LayerExpander:
             return 0
         return count
 
-    def _repeat_parameter(self, name: str, span: Span | None, env: dict) -> int | None:
-        """The count a block's parameter gives `* n` (`block stack(u, n) { Dense(u) * n }`), or None after
-        reporting a name that is no parameter, or a value that is no whole number (a search space too: the
-        layers' count, names and weights would change from trial to trial)."""
+    def _count_value(self, count: str | A.Call, span: Span | None, env: dict, path: str) -> int | None:
+        """The count of `* n` (a block's parameter: `block stack(u, n) { Dense(u) * n }`) or of a searched
+        depth (`* choice(1, 2, 3)`, or a parameter given one): the number, or the option this spec or trial
+        takes; None after reporting a name that is no parameter, or a value that is no whole number."""
+        if isinstance(count, A.Call):
+            return self._searched_count(count, env, path)
         block = self.binder.block
         if block is None:
-            self.d.add("E201", f"'{name}' is no repeat count", span,
+            self.d.add("E201", f"'{count}' is no repeat count", span,
                        "outside a block a layer is repeated a whole number of times: Dense(64) * 3")
             return None
-        if name not in env:
-            self.binder.not_a_parameter(A.Name(name, span or block.name_span), block)
+        if count not in env:
+            self.binder.not_a_parameter(A.Name(count, span or block.name_span), block)
             return None
-        v = env[name]
+        v = env[count]
         if isinstance(v, A.Num) and isinstance(v.value, int) and not isinstance(v.value, bool):
             return v.value
-        given = f"{name} = {written_text(v)}, given on line {v.span.line}"
         if isinstance(v, A.Call) and v.name in SEARCH_FUNCS:
-            self.d.add("E201", f"a repeat count cannot be searched ({given})", span,
-                       "the number of layers is fixed in a spec: write one count, or a block call per depth")
-        else:
-            self.d.add("E201", f"a repeat count is a whole number ({given})", span,
-                       f"give {name} a whole number, at least 1")
+            return self._searched_count(v, env, path)
+        self.d.add("E201", f"a repeat count is a whole number ({count} = {written_text(v)}, given on line "
+                   f"{v.span.line})", span, f"give {count} a whole number, at least 1")
         return None
+
+    def _searched_count(self, v: A.Call, env: dict, path: str) -> int | None:
+        """A searched repeat count (the depth: `Dense(64) * choice(1, 2, 3)`, `* int_uniform(1, 4)`): every
+        option a whole number from 1 to MAX_LAYERS, recorded as the search space `...repeat`, and the option
+        this spec or trial takes."""
+        if v.name not in SEARCH_FUNCS:
+            self.d.add("E201", f"a repeat count is a whole number, not {written_text(v)}", v.span,
+                       "write * 3, or search the depth: * choice(1, 2, 3)")
+            return None
+        if SEARCH_FUNCS[v.name] not in ("choice", "int_uniform"):
+            self.d.add("E501", f"a repeat count is a whole number: {v.name}() draws fractions", v.name_span,
+                       "search a depth with choice(1, 2, 3) or int_uniform(1, 4)")
+            return None
+        bad = next((a for a in v.args if not _a_count(a)), None)
+        if bad is not None:
+            self.d.add("E501", f"a searched repeat count takes whole numbers from 1 to {MAX_LAYERS:,}, not "
+                       f"{written_text(bad)}", bad.span, "search a depth with choice(1, 2, 3)")
+            return None
+        chosen = self.binder.spaces.call(v, env, f"{path}.repeat", int)
+        return None if chosen is MISSING else int(chosen)
 
     def _count(self) -> None:
         self.expanded += 1
@@ -225,6 +247,12 @@ class LayerExpander:
                        call.span, f"defined as block {call.name}({', '.join(names)})")
             ok = False
         return ok
+
+
+def _a_count(v: A.Value) -> bool:
+    """Whether a searched repeat count's option is one: a whole number from 1 to MAX_LAYERS."""
+    return isinstance(v, A.Num) and isinstance(v.value, int) and not isinstance(v.value, bool) \
+        and 1 <= v.value <= MAX_LAYERS
 
 
 def _block_argument_hint(block: str, key: str, names: list[str]):

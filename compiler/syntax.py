@@ -182,6 +182,8 @@ class _ToAst(Transformer):
 
     def repeat(self, meta, items):
         (tok,) = items
+        if isinstance(tok, A.Call):  # `* choice(1, 2, 3)`: a searched depth (the expander draws it)
+            return tok, tok.span
         if tok.type == "NAME":  # `Dense(u) * n`: the expander looks the block's parameter up
             return str(tok), _tok(tok)
         # (a count beyond any limit is kept as 10**18: the resolver reports it; int() refuses 4,300 digits)
