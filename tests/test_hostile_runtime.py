@@ -110,12 +110,38 @@ def test_sigterm_ends_a_run_as_ctrl_c_does_and_it_resumes(tmp_path):
 
 
 def test_the_sigterm_handler_is_put_back(capsys):
-    """`dlc.cli.main` in a process of its own (a notebook, the tests) leaves SIGTERM as it found it."""
+    """`dlc.cli.main` in a process of its own (a notebook, the tests) leaves SIGTERM and SIGHUP as it found
+    them."""
     from dlc.cli import main
 
-    before = signal.getsignal(signal.SIGTERM)
+    before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGHUP)
     assert main(["check", str(IRIS), "-q"]) == 0
-    assert signal.getsignal(signal.SIGTERM) is before
+    assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGHUP)) == before
+
+
+def test_sighup_ends_a_run_with_its_epochs_written(tmp_path):
+    """The terminal closed (SIGHUP): its default ended the process at once, exit 129, nothing said, the
+    history as of its last paced write. It now ends as SIGTERM does: the epochs trained so far written,
+    one line, exit 129, and `--resume` goes on; under nohup (SIGHUP ignored) the run is left to go on."""
+    spec = tmp_path / "iris.dlspec"
+    spec.write_text(edited_spec(IRIS, ("epochs: 40", "epochs: 3000")))
+    run = tmp_path / "run"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.Popen([sys.executable, "-m", "dlc", "run", str(spec), "--out", str(run), "--quiet"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    kill_after_epochs(proc, run, 2, timeout=240, signum=signal.SIGHUP)
+    err = proc.stderr.read()
+    assert proc.returncode == 129, err
+    assert err.strip().splitlines() == [
+        f"dlc: terminated (SIGHUP: the terminal was closed); `dlc run --resume {run}` continues it"]
+    epochs = [r["epoch"] for r in json.loads((run / "history.json").read_text())]
+    state = json.loads((run / "run.json").read_text())
+    assert epochs == list(range(1, len(epochs) + 1)) and len(epochs) >= 2, state
+    code = ("import signal; from dlc.cli import errors; r = errors.stop_on_sigterm(); "
+            "print(signal.getsignal(signal.SIGHUP) == signal.SIG_IGN); r()")
+    nohup = subprocess.run(["nohup", sys.executable, "-c", code],
+                           capture_output=True, text=True, env=env, timeout=60, cwd=tmp_path)
+    assert nohup.stdout.strip() == "True", nohup.stdout + nohup.stderr
 
 
 # ------------------------------------------------------------------------------------- a non-UTF-8 locale

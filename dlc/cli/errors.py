@@ -31,6 +31,7 @@ EXIT_RUNTIME = 1
 EXIT_SPEC = 2
 EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 143  # 128 + SIGTERM, as a shell reports a process the signal ended
+EXIT_HUNG_UP = 129  # 128 + SIGHUP
 EXIT_BROKEN_PIPE = 141
 ERROR_PREFIX = "dlc: error: "
 
@@ -40,11 +41,17 @@ class Terminated(KeyboardInterrupt):
     run's folder kept and its line saying how to continue it, a tune's trials marked interrupted)."""
 
 
+class HungUp(Terminated):
+    """SIGHUP (the terminal the command ran in was closed): it ends as SIGTERM does, the epochs trained so far
+    written (the signal's default ended the process at once, exit 129, the history as of its last paced
+    write). Not under `nohup`, which ignores the signal: the command then goes on."""
+
+
 def stop_on_sigterm() -> Callable[[], None]:
-    """Make SIGTERM raise Terminated in the main thread; returns what restores the handler before. Without
-    it a `kill` or a `timeout` ended a run silently, exit 143, its run.json saying nothing. Not in a worker
-    of a data-parallel run (RANK set): its launcher stops it with SIGTERM, which must end it at once, even
-    inside a collective."""
+    """Make SIGTERM raise Terminated (and SIGHUP HungUp, unless it is ignored) in the main thread; returns
+    what restores the handlers before. Without it a `kill` or a `timeout` ended a run silently, exit 143, its
+    run.json saying nothing. Not in a worker of a data-parallel run (RANK set): its launcher stops it with
+    SIGTERM, which must end it at once, even inside a collective."""
     import signal
 
     if os.environ.get("RANK") is not None:
@@ -53,13 +60,20 @@ def stop_on_sigterm() -> Callable[[], None]:
     def terminated(_signum, _frame):
         raise Terminated()
 
+    def hung_up(_signum, _frame):
+        raise HungUp()
+
+    before: dict[int, object] = {}
     try:
-        before = signal.signal(signal.SIGTERM, terminated)
+        before[signal.SIGTERM] = signal.signal(signal.SIGTERM, terminated)
+        if signal.getsignal(signal.SIGHUP) == signal.SIG_DFL:  # (nohup's SIG_IGN is left as it is)
+            before[signal.SIGHUP] = signal.signal(signal.SIGHUP, hung_up)
     except ValueError:  # (only the main thread may set handlers)
         return lambda: None
 
     def restore() -> None:
-        signal.signal(signal.SIGTERM, before)
+        for sig, handler in before.items():
+            signal.signal(sig, handler)  # type: ignore[arg-type]
 
     return restore
 
@@ -73,11 +87,15 @@ def interrupted(e: KeyboardInterrupt) -> int:
 
 def stop_word(e: KeyboardInterrupt) -> str:
     """What stopped the command, as its line says it: `interrupted` (Ctrl-C) or `terminated (SIGTERM)`."""
+    if isinstance(e, HungUp):
+        return "terminated (SIGHUP: the terminal was closed)"
     return "terminated (SIGTERM)" if isinstance(e, Terminated) else "interrupted"
 
 
 def stop_code(e: KeyboardInterrupt) -> int:
-    """The exit code of a command Ctrl-C (130) or SIGTERM (143) stopped."""
+    """The exit code of a command Ctrl-C (130), SIGTERM (143) or SIGHUP (129) stopped."""
+    if isinstance(e, HungUp):
+        return EXIT_HUNG_UP
     return EXIT_TERMINATED if isinstance(e, Terminated) else EXIT_INTERRUPTED
 
 

@@ -370,7 +370,7 @@ class SecondStopHeld:
     def after_a_stop(self):
         try:
             yield
-        except KeyboardInterrupt:  # (Terminated, SIGTERM's, too)
+        except KeyboardInterrupt:  # (Terminated, SIGTERM's and SIGHUP's, too)
             self._hold()
             raise
 
@@ -380,7 +380,7 @@ class SecondStopHeld:
 
         if threading.current_thread() is not threading.main_thread():
             return
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             with contextlib.suppress(ValueError, OSError):
                 self.saved[sig] = signal.signal(sig, lambda *_: None)  # (the run is stopping already)
 
