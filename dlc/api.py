@@ -256,13 +256,17 @@ def epoch_order(spec: Spec, epoch: int, n: int | None = None) -> np.ndarray:
     from dlc.reference.rng import epoch_permutation
 
     spec = _as_spec(spec, "epoch_order()")
-    first = _whole(epoch, "epoch", least=0)
+    first = _whole(epoch, "epoch", least=0, most=_COUNT_MAX)
     if first is None:
         raise TypeError("epoch must be a whole number, not None")
-    n = _whole(n, "n", least=0)
+    n = _whole(n, "n", least=0, most=_COUNT_MAX)
     if n is None:
         n = len(load_data(spec).train.x)
-    return np.asarray(epoch_permutation(spec.seed, first, n, spec.train.shuffle), dtype=np.int64)
+    try:
+        return np.asarray(epoch_permutation(spec.seed, first, n, spec.train.shuffle), dtype=np.int64)
+    except MemoryError:  # (n=10**12: "Unable to allocate 7.28 TiB", as if the machine had failed)
+        raise ValueError(f"n={n:,}: an order of that many samples ({8 * n / 2**30:,.0f} GiB) does not fit in "
+                         "memory") from None
 
 
 # ------------------------------------------------------------------------------------------------ model

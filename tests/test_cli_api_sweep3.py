@@ -426,3 +426,12 @@ def test_a_second_ctrl_c_does_not_cut_a_fold_s_last_history_write_short(tmp_path
     assert signal.getsignal(signal.SIGINT) is before
     history = json.loads((tmp_path / "cv" / "fold_1" / "history.json").read_text())
     assert [r["epoch"] for r in history] == [1, 2, 3, 4]
+
+
+def test_epoch_order_of_more_samples_than_memory_holds_is_a_value_error():
+    """`epoch_order(spec, 0, 10**12)` raised numpy's MemoryError ("Unable to allocate 7.28 TiB")."""
+    with pytest.raises(ValueError, match="does not fit in memory"):
+        dlc.epoch_order(IRIS, 0, 10**12)
+    with pytest.raises(ValueError, match="epoch must be at most"):
+        dlc.epoch_order(IRIS, 2**70, 10)
+    assert sorted(dlc.epoch_order(IRIS, 3, 5)) == [0, 1, 2, 3, 4]
