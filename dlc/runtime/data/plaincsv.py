@@ -70,7 +70,7 @@ def plain_csv(path: Path, target: str | None) -> PlainCsv | None:
     read = _read_plain(path)
     if read is None:
         return None
-    raw, header, first, body_from = read
+    raw, header, first, body_from, rows = read
     columns = _columns(header, first, target)
     if columns is None:
         return None
@@ -79,7 +79,7 @@ def plain_csv(path: Path, target: str | None) -> PlainCsv | None:
         classes = _classes(raw[body_from:].splitlines(), columns[1])
         if classes is None:
             return None
-    x = _numbers(raw, header is not None, body_from, columns[0] if classes else None)
+    x = _numbers(raw, header is not None, rows, columns[0] if classes else None)
     if x is None:
         return None
     lines = _lines(header, len(x))
@@ -96,16 +96,16 @@ def plain_numbers(path: Path) -> PlainTable | None:
     read = _read_plain(path)
     if read is None:
         return None
-    raw, header, _, body_from = read
+    raw, header, _, body_from, rows = read
     if _NOT_A_NUMBER.search(raw, body_from, len(raw)):
         return None
-    cells = _numbers(raw, header is not None, body_from, None)
+    cells = _numbers(raw, header is not None, rows, None)
     return None if cells is None else PlainTable(header, cells, _lines(header, len(cells)))
 
 
-def _read_plain(path: Path) -> tuple[bytes, list[str] | None, list[str], int] | None:
-    """(the file's bytes, its header or None, the first row's cells, where the data rows start) of a large
-    plain file, else None."""
+def _read_plain(path: Path) -> tuple[bytes, list[str] | None, list[str], int, int] | None:
+    """(the file's bytes, its header or None, the first row's cells, where the data rows start, how many
+    there are) of a large plain file, else None."""
     try:
         if path.stat().st_size < PLAIN_FROM_BYTES:
             return None
@@ -122,8 +122,9 @@ def _lines(header: list[str] | None, rows: int) -> list[int]:
     return list(range(first_line, first_line + rows))
 
 
-def _plain_layout(raw: bytes) -> tuple[list[str] | None, list[str], int] | None:
-    """(header or None, the first row's cells, where the data rows start) of a plain file, else None: UTF-8,
+def _plain_layout(raw: bytes) -> tuple[list[str] | None, list[str], int, int] | None:
+    """(header or None, the first row's cells, where the data rows start, the data rows' count) of a plain
+    file, else None: UTF-8,
     no quotes, ASCII without '_' after the first row, every line ending in \\n, no blank line, as many commas
     in each row as the first has (counted over the whole file: a row with fewer cells fails numpy's read)."""
     start = len(UTF8_BOM) if raw.startswith(UTF8_BOM) else 0
@@ -136,19 +137,22 @@ def _plain_layout(raw: bytes) -> tuple[list[str] | None, list[str], int] | None:
         return None
     header = header_of(first)
     body_from = first_end + 1 if header is not None else start
-    if is_blank(first) or len(first) < 2 or not _plain_rows(raw, first_end, body_from, len(first)):
+    if is_blank(first) or len(first) < 2:
         return None
-    return header, first, body_from
+    rows = _plain_rows(raw, first_end, body_from, len(first))
+    return None if rows is None else (header, first, body_from, rows)
 
 
-def _plain_rows(raw: bytes, first_end: int, body_from: int, width: int) -> bool:
-    """The rows from `body_from`: ASCII without '_', lines ending in \\n (\\r\\n included), no blank one,
-    width - 1 commas a row (on average: a row with fewer cells fails numpy's read)."""
+def _plain_rows(raw: bytes, first_end: int, body_from: int, width: int) -> int | None:
+    """How many rows there are from `body_from` when they are plain (ASCII without '_', lines ending in \\n,
+    \\r\\n included, no blank one, width - 1 commas a row on average: a row with fewer cells fails numpy's
+    read), else None."""
     end = len(raw) - raw.endswith(b"\n")
     rows = raw.count(b"\n", body_from, end) + 1
-    return not (_NOT_ASCII.search(raw, body_from) or raw.find(b"_", body_from) >= 0
-                or raw.count(b"\r") != raw.count(b"\r\n") or _BLANK_LINE.search(raw, first_end, end)
-                or raw.count(b",", body_from) != rows * (width - 1))
+    plain = not (_NOT_ASCII.search(raw, body_from) or raw.find(b"_", body_from) >= 0
+                 or raw.count(b"\r") != raw.count(b"\r\n") or _BLANK_LINE.search(raw, first_end, end)
+                 or raw.count(b",", body_from) != rows * (width - 1))
+    return rows if plain else None
 
 
 def _columns(header: list[str] | None, first: list[str], target: str | None) -> tuple[list[int], int] | None:
@@ -160,16 +164,15 @@ def _columns(header: list[str] | None, first: list[str], target: str | None) -> 
     return feature_columns(len(first), t), t
 
 
-def _numbers(raw: bytes, header: bool, body_from: int, columns: list[int] | None) -> np.ndarray | None:
+def _numbers(raw: bytes, header: bool, rows: int, columns: list[int] | None) -> np.ndarray | None:
     """The cells of `columns` (all of them: None) as float64 (rows, columns), or None where one is not a
-    number, or a row has fewer cells (numpy read another count of rows than the file's lines). (From the
-    bytes read once: the file may change meanwhile.)"""
+    number, or a row has fewer cells (numpy read another count than the file's `rows`). (From the bytes
+    read once: the file may change meanwhile.)"""
     try:
         x = np.loadtxt(io.BytesIO(raw), delimiter=",", comments=None, quotechar=None, dtype=np.float64,
                        ndmin=2, usecols=columns, skiprows=int(header), encoding="utf-8-sig")
     except (ValueError, OSError):
         return None
-    rows = raw.count(b"\n", body_from, len(raw) - raw.endswith(b"\n")) + 1
     return x if len(x) == rows else None
 
 
