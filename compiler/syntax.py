@@ -458,7 +458,7 @@ def _habit_character(text: str, pos: int, line: int, col: int) -> tuple[str, Spa
     line_end = text.find("\n", pos)
     line_text = text[line_start:line_end if line_end >= 0 else len(text)]
     at = pos - line_start  # 0-based column
-    found = _typed_otherwise(text, pos, line, col)
+    found = _typed_otherwise(text, pos, line, col, line_text, at)
     if found is not None:
         return found
     if ch == "'":
@@ -508,14 +508,13 @@ def _habit_character(text: str, pos: int, line: int, col: int) -> tuple[str, Spa
 _ALTERNATIVES = re.compile(r"[ \t]*\|[ \t]*([A-Za-z_]\w*(?:[ \t]*\|[ \t]*[A-Za-z_]\w*)*)")  # `| same | valid`
 
 
-def _typed_otherwise(text: str, pos: int, line: int, col: int) -> tuple[str, Span, str, str | None] | None:
+def _typed_otherwise(text: str, pos: int, line: int, col: int, line_text: str,
+                     at: int) -> tuple[str, Span, str, str | None] | None:
     """An unexpected character that another way of writing explains: a name with '-' (`batch-size`), a
-    percentage (`val=20%`), ';' between arguments, an arrow between layers (`Dense(16) -> Dense(8)`)."""
+    percentage (`val=20%`), ';' between arguments, an arrow between layers (`Dense(16) -> Dense(8)`).
+    `line_text` is the character's line, `at` its 0-based column there."""
     ch = text[pos] if pos < len(text) else ""
-    line_start = text.rfind("\n", 0, pos) + 1
-    line_end = text.find("\n", pos)
-    line_text = text[line_start:line_end if line_end >= 0 else len(text)]
-    at = pos - line_start  # 0-based column
+    line_start = pos - at
     path = _unquoted_path(line_text, at)
     if path is not None:  # `csv(data/heart.csv)`
         start, end = path
