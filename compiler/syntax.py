@@ -22,7 +22,7 @@ import math
 import re
 import struct
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from importlib import resources
@@ -808,26 +808,34 @@ def _skip_quoted(text: str, i: int) -> int:
     return min(j + 1, len(text))
 
 
-def _closing(text: str, start: int) -> int | None:
-    """The index of the bracket or brace that closes the one at text[start] (strings, either quote, and
-    comments skipped), or None when it is never closed."""
-    depth, i = 0, start
+def _code(text: str, start: int = 0) -> Iterator[tuple[int, str]]:
+    """(index, character) of the code in `text` from `start`: string literals (either quote) skipped whole, a
+    comment given as its '#' alone (the next character given is the line break after it, if any)."""
+    i = start
     while i < len(text):
         c = text[i]
         if c in "\"'":
             i = _skip_quoted(text, i)
             continue
+        yield i, c
         if c == "#":
             nl = text.find("\n", i)
             i = len(text) if nl < 0 else nl
             continue
+        i += 1
+
+
+def _closing(text: str, start: int) -> int | None:
+    """The index of the bracket or brace that closes the one at text[start] (strings, either quote, and
+    comments skipped), or None when it is never closed."""
+    depth = 0
+    for i, c in _code(text, start):
         if c in "([{":
             depth += 1
         elif c in ")]}":
             depth -= 1
             if depth == 0:
                 return i
-        i += 1
     return None
 
 
@@ -835,26 +843,21 @@ def _top_level_split(body: str, seps: str) -> list[tuple[int, str]]:
     """`body` cut at the characters `seps` outside brackets and strings (comments left out): (offset of
     each piece in `body`, the piece)."""
     pieces: list[tuple[int, str]] = []
-    depth, i, begin = 0, 0, 0
-    while i < len(body):
-        c = body[i]
-        if c in "\"'":
-            i = _skip_quoted(body, i)
-            continue
+    depth, begin, in_comment = 0, 0, False
+    for i, c in _code(body):
+        if in_comment:  # (the line break after a comment: the next piece starts there)
+            begin, in_comment = i, False
         if c == "#":
-            nl = body.find("\n", i)
             pieces.append((begin, body[begin:i]))
-            i = begin = len(body) if nl < 0 else nl
-            continue
-        if c in "([{":
+            in_comment = True
+        elif c in "([{":
             depth += 1
         elif c in ")]}":
             depth -= 1
         elif depth == 0 and c in seps:
             pieces.append((begin, body[begin:i]))
             begin = i + 1
-        i += 1
-    pieces.append((begin, body[begin:]))
+    pieces.append((len(body), "") if in_comment else (begin, body[begin:]))
     return pieces
 
 
