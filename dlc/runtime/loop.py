@@ -219,8 +219,9 @@ def _check_finite(hist: History, losses: np.ndarray, epoch: int, lr: float, base
 def _check_finite_weights(session, hist: History, epoch: int, lr: float, base_lr: float) -> None:
     """TrainingFailed when a weight is nan or infinite after an epoch of finite losses: TensorFlow's fused
     Dense+ReLU kernel (a traced step on the CPU) gives 0 for nan, so a Keras model whose gradients overflowed
-    trained on with finite losses and constant outputs (torch's loss became nan in the next step). Read once
-    an epoch, with the weights the run keeps anyway."""
+    trained on with finite losses and constant outputs (torch's loss became nan in the next step). A copy of
+    the weights once an epoch: 0.03-0.1 ms for iris, 0.25-0.36 ms for the 407,000 weights of the seed MLP
+    (whose epoch takes ~0.6 s); the evidence recorder copies them once more for its norms."""
     for lname, weights in session.get_weights().items():
         for wname, w in weights.items():
             if not np.isfinite(w).all():
