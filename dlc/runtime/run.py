@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -162,11 +161,9 @@ def resume_target(run: str | Path) -> Resumable:
 
     from dlc.compiler.spec import Spec
     from dlc.runtime import checkpoint
-    from dlc.runtime.runs import run_state
+    from dlc.runtime.runs import path_argument, run_state
 
-    if not isinstance(run, (str, os.PathLike)):  # (Path(5): "expected str, bytes or os.PathLike object")
-        raise TypeError(f"the run directory must be a path (str or pathlib.Path), not {type(run).__name__}")
-    run = Path(run)
+    run = path_argument(run, "the run directory")  # (Path(5): "expected str, bytes or os.PathLike object")
     st = run_state(run)
     if st.kind == "cv":
         raise RunDirError(f"'{run}' is a cross-validation run: --resume continues `dlc run` runs; run "

@@ -641,7 +641,7 @@ def trial_folder(run: Path, trial: dict) -> Path:
 
 def list_runs(root: str | Path) -> list[dict]:
     """describe() of every run folder under root, oldest first."""
-    root = _path(root, "the folder of runs")
+    root = path_argument(root, "the folder of runs")
     if root.is_file():
         raise RunDirError(f"'{root}' is a file, not a folder of runs")
     if not root.is_dir():
@@ -650,9 +650,9 @@ def list_runs(root: str | Path) -> list[dict]:
     return [describe(r) for r in find_runs(root)]
 
 
-def _path(value: Any, what: str) -> Path:
+def path_argument(value: Any, what: str) -> Path:
     """A path given to the API: TypeError naming `what` for anything else (Path(None) said only "expected
-    str, bytes or os.PathLike object, not NoneType")."""
+    str, bytes or os.PathLike object, not NoneType"). (serve.given_path refuses an empty one as well.)"""
     if not isinstance(value, (str, os.PathLike)):
         raise TypeError(f"{what} must be a path (str or pathlib.Path), not {type(value).__name__}")
     return Path(value)
@@ -762,10 +762,10 @@ def plot_runs(paths: Sequence[str | Path], out: str | Path) -> Path:
     scaled as curves.png scales them (the loss on a log axis when it spans more than a factor of 10, a
     constant learning rate as its one value), and below the panels a legend of the runs' colours and the two
     line styles, outside every panel so that it covers no curve. The folder of `out` is made when missing."""
-    out = _path(out, "the output file")
+    out = path_argument(out, "the output file")
     if isinstance(paths, (str, os.PathLike)) or not paths:  # (a string would be plotted letter by letter)
         raise ValueError(f"plot_runs() takes a list of run directories, not {paths!r}")
-    paths = [_path(p, "each run directory") for p in paths]
+    paths = [path_argument(p, "each run directory") for p in paths]
     matplotlib_config()
     import matplotlib
 

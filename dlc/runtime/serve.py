@@ -8,14 +8,13 @@ work.
 from __future__ import annotations
 
 import json
-import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from dlc.runtime.runs import backend_problem, digest_problem
+from dlc.runtime.runs import backend_problem, digest_problem, path_argument
 from dlc.runtime.runs import shown_value as _shown
 
 
@@ -53,11 +52,10 @@ def load_run(run: str | Path, backend: str | None = None):
 def given_path(value, what: str) -> Path:
     """A path given to the API or a command: TypeError for what is not one (Path(None) said "expected str,
     bytes or os.PathLike object"), ServeError for an empty one (Path("") is the current folder)."""
-    if not isinstance(value, (str, os.PathLike)):
-        raise TypeError(f"{what} must be a path (str or pathlib.Path), not {type(value).__name__}")
+    path = path_argument(value, what)
     if not str(value).strip():
         raise ServeError(f"{what} is an empty name; give a path")
-    return Path(value)
+    return path
 
 
 def _run_spec(run: Path):
