@@ -523,11 +523,13 @@ def postgres():
 def test_postgres_study_shared_by_two_processes(tmp_path, postgres):
     """Two `dlc tune` processes (two "machines": one with 2 workers, one with 1) share one grid study through
     PostgreSQL: together they run the grid exactly once."""
-    # 12 grid points: under load the first process could run a 6-point grid alone before the second began
+    # The first process stops once the study holds 3 trials (--trials counts the study's), so the second one
+    # has grid points left however fast the first one runs: a CI run had the first run all 12 before the
+    # second one's fork server was up.
     p = _write(tmp_path, method="grid", trials=100, opt="Adam(lr=choice(0.01, 0.02, 0.03, 0.05, 0.07, 0.1))",
                extra=f'\n    storage: "{postgres}"')
     other = subprocess.Popen([sys.executable, "-m", "dlc", "tune", str(p), "--out", str(tmp_path / "b"),
-                              "--threads", "1", "--quiet"], cwd=ROOT, stdout=subprocess.PIPE,
+                              "--trials", "3", "--threads", "1", "--quiet"], cwd=ROOT, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.time() + 90
