@@ -91,3 +91,73 @@ def test_recurrent_output_layer_is_refused_on_both_backends():
     for backend in ("torch", "keras"):
         with pytest.raises(LoweringMissing, match="GRU as the output layer"):
             session_class(backend)(spec, dtype="float64", device="cpu")
+
+
+FUSED = [("SimpleRNN", {}), ("SimpleRNN", {"activation": "relu"}), ("LSTM", {}), ("GRU", {}),
+         ("LSTM", {"use_bias": False}), ("GRU", {"use_bias": False, "return_sequences": True}),
+         ("LSTM", {"return_sequences": True})]
+
+
+@pytest.mark.parametrize("kind,kw", FUSED, ids=[f"{k}-{'-'.join(map(str, kw.values()))}" for k, kw in FUSED])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_fused_kernel_is_the_step_loop(kind, kw, dtype):
+    """With the default activations torch's fused kernels (torch.lstm, ...) run the layer from views of the
+    Keras-layout weights: the outputs and every weight's gradient are the step loop's to a few ulp."""
+    import torch
+    import torch.nn.functional as F
+
+    from dlc.backends.torch import recurrent
+
+    kw = {**kw, "activation": F.relu if kw.get("activation") == "relu" else torch.tanh}
+    layer = getattr(recurrent, kind)(5, 7, **kw).to(getattr(torch, dtype))
+    assert layer.kernel_fn is not None
+    gen = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for p in layer.parameters():
+            p.copy_(torch.rand(p.shape, generator=gen, dtype=p.dtype) - 0.5)
+    x = torch.randn((4, 6, 5), generator=gen, dtype=layer.kernel.dtype)
+    fused, loop = layer(x), layer.loop_forward(x)
+    assert fused.shape == loop.shape == ((4, 6, 7) if kw.get("return_sequences") else (4, 7))
+    params = list(layer.parameters())
+    g_fused = torch.autograd.grad(fused.square().sum(), params)
+    g_loop = torch.autograd.grad(loop.square().sum(), params)
+    tol = 1e-13 if dtype == "float64" else 1e-5
+    torch.testing.assert_close(fused, loop, rtol=0, atol=tol)
+    for a, b in zip(g_fused, g_loop, strict=True):
+        torch.testing.assert_close(a, b, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("kind", ["LSTM", "GRU", "SimpleRNN"])
+def test_other_activations_run_the_step_loop(kind):
+    import torch
+
+    from dlc.backends.torch import recurrent
+    from dlc.backends.torch.activations import hard_sigmoid
+
+    kw = {"activation": torch.nn.functional.softsign}
+    if kind != "SimpleRNN":
+        kw = {"recurrent_activation": hard_sigmoid}
+    assert getattr(recurrent, kind)(5, 7, **kw).kernel_fn is None
+
+
+def test_fused_kernel_under_autocast_runs_in_the_low_precision():
+    """Mixed precision: the fused kernel takes the input and weights in the autocast dtype, as the loop's
+    matmuls do under autocast (a float32 weight with a bfloat16 input is an error in torch.lstm)."""
+    import torch
+
+    from dlc.backends.torch import recurrent
+
+    layer = recurrent.LSTM(5, 7)
+    gen = torch.Generator().manual_seed(4)
+    with torch.no_grad():  # (a layer is made with zero weights: dlc sets them)
+        for p in layer.parameters():
+            p.copy_(torch.rand(p.shape, generator=gen) - 0.5)
+    x = torch.randn((4, 6, 5), generator=gen)
+    want = layer.loop_forward(x)  # float32
+    assert want.abs().max() > 0.1
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        for given in (x, x.to(torch.bfloat16)):
+            y = layer(given)
+            assert y.dtype == torch.bfloat16
+            torch.testing.assert_close(y.float(), want, rtol=0, atol=0.02)
+            assert (y.float() - want).abs().max() > 0  # (it did run in bfloat16)

