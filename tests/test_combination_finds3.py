@@ -41,10 +41,12 @@ def test_maxout_pieces_with_equal_weights_tie_alike_on_both_backends(maxout):
 
 
 def test_a_keras_maxout_ties_equal_pieces_exactly():
-    """The keras layer itself: equal pieces give equal outputs (the tie the max then shares), with and
-    without a bias, on a batch of sequences too."""
+    """The keras layer itself: equal pieces give equal products, a tie the max then shares: every piece's
+    kernel columns get the same gradient, a third of the whole, with and without a bias, on a batch of
+    sequences too."""
     import keras
     import numpy as np
+    import tensorflow as tf
 
     from dlc.backends.keras.library import Maxout
 
@@ -54,11 +56,16 @@ def test_a_keras_maxout_ties_equal_pieces_exactly():
         layer.build(shape)
         layer.kernel.assign(np.repeat(rng.normal(size=(30, 4)), 3, axis=1))
         x = keras.ops.convert_to_tensor(rng.normal(size=shape))
-        pieces = [keras.ops.matmul(x, layer.kernel[:, p::3]).numpy() for p in range(3)]
-        assert all(np.array_equal(pieces[0], p) for p in pieces[1:])
-        out = layer(x).numpy()
-        want = pieces[0] + (layer.bias.numpy()[::3] if use_bias else 0)
-        np.testing.assert_array_equal(out, want)
+        with tf.GradientTape() as tape:
+            out = layer(x)
+            total = tf.reduce_sum(out * rng.normal(size=out.shape))
+        grad = tape.gradient(total, layer.kernel).numpy()
+        assert np.abs(grad).max() > 0
+        for p in (1, 2):
+            np.testing.assert_array_equal(grad[:, p::3], grad[:, ::3])
+        want = keras.ops.matmul(x, layer.kernel[:, ::3]).numpy()
+        want = want + (layer.bias.numpy()[::3] if use_bias else 0)
+        np.testing.assert_allclose(out.numpy(), want, rtol=1e-14, atol=0)
 
 
 DIGITS = """model digits_conv {{

@@ -62,8 +62,8 @@ def _id(case) -> str:
             f"-s{'x'.join(map(str, L._pair(layer.strides)))}-{layer.padding}-{'x'.join(map(str, shape))}")
 
 
-def _module(layer, shape, rng):
-    """The torch module the registry lowers `layer` to, in float64, with random weights (by IR name)."""
+def _module(layer, shape, rng, dtype: str = "float64"):
+    """The torch module the registry lowers `layer` to, in `dtype`, with random weights (by IR name)."""
     import torch
 
     from dlc.backends.torch import library
@@ -71,7 +71,7 @@ def _module(layer, shape, rng):
     info = LayerInfo(0, layer, shape, layer.out_shape(shape), layer.weights(shape), 0)
     load_target("torch")
     expr = Context("torch", None).for_layer(info).lower(layer)
-    module = evaluate(expr, library.namespace()).to(torch.float64)
+    module = evaluate(expr, library.namespace()).to(getattr(torch, dtype))
     with torch.no_grad():
         for w in info.weights:
             getattr(module, w.name).copy_(torch.as_tensor(0.3 * rng.standard_normal(w.shape)))
@@ -167,19 +167,21 @@ def test_rows_matmul_keeps_equal_rows_equal():
     assert plain_broken > 0, "no shape here breaks a plain matmul's ties: the test tests nothing"
 
 
-@pytest.mark.parametrize("filters", [3, 5, 7, 16])
-def test_conv1d_identical_windows_give_identical_outputs(filters):
-    """Conv1D (layers.Conv1D, windows × kernel through rows_matmul): a sequence of a few tokens repeated, as
-    an Embedding gives it; with a plain product, odd filter counts broke 57 to 78 of ~177 groups (float64)."""
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("filters", [3, 5, 7, 16, 64])
+def test_conv1d_identical_windows_give_identical_outputs(filters, dtype):
+    """Conv1D (layers.Conv1D; float64: windows × kernel through rows_matmul, float32: F.conv2d on a 1×L
+    image, as Conv2D): a sequence of a few tokens repeated, as an Embedding gives it; with a plain product,
+    odd filter counts broke 57 to 78 of ~177 groups (float64)."""
     import torch
 
     layer, shape = L.Conv1D(filters=filters, kernel_size=3, padding="same"), (45, 6)
     rng = np.random.default_rng(filters)
-    module, out_shape = _module(layer, shape, rng)
+    module, out_shape = _module(layer, shape, rng, dtype)
     tokens = rng.standard_normal((3, shape[1]))
     x = tokens[rng.integers(0, 3, (4, shape[0]))]  # (4 sequences of 45 steps, each step one of 3 vectors)
     with torch.no_grad():
-        y = module(torch.as_tensor(x)).numpy()
+        y = module(torch.as_tensor(x, dtype=getattr(torch, dtype))).numpy()
     padded = np.pad(x, ((0, 0), (1, 1), (0, 0)))
     groups = collections.defaultdict(list)
     for i, t in np.ndindex(y.shape[:2]):

@@ -34,7 +34,8 @@ warnings.filterwarnings("ignore", message="RNN module weights are not part of si
 
 
 class Recurrent(nn.Module):
-    """The loop over time steps shared by SimpleRNN, LSTM and GRU; a subclass defines one step."""
+    """What SimpleRNN, LSTM and GRU share: the fused kernel where the activations allow one, else the loop
+    over time steps; a subclass names its kernel and defines one step."""
 
     gates = 1
 
