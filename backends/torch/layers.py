@@ -340,6 +340,8 @@ class BatchNorm(nn.Module):
 
     def forward(self, x):
         dtype, x = x.dtype, _full(x)
+        if self.training and dtype != torch.float64 and self.moments is None and x.numel() > x.shape[-1]:
+            return self.fused_training(x).to(dtype)
         if self.training:
             dims = tuple(range(x.dim() - 1))
             if self.moments is not None:
@@ -360,6 +362,21 @@ class BatchNorm(nn.Module):
         if self.beta is not None:
             shift = self.beta + shift
         return (x * inv + shift).to(dtype)
+
+    def fused_training(self, x):
+        """A training step outside float64: torch's fused kernel, the same function rounded in another
+        order. It normalizes by the biased variance, as Keras, and, at momentum 1, leaves the batch's mean
+        and unbiased variance in the scratch statistics, from which Keras' moving averages are taken."""
+        c = x.shape[-1]
+        mean = torch.zeros(c, dtype=x.dtype, device=x.device)
+        var = torch.ones(c, dtype=x.dtype, device=x.device)
+        y = F.batch_norm(x.movedim(-1, 1), mean, var, self.gamma, self.beta, True, 1.0, self.epsilon)
+        n = x.numel() // c
+        with torch.no_grad():
+            m = self.momentum
+            self.moving_mean.mul_(m).add_(mean * (1 - m))
+            self.moving_variance.mul_(m).add_(var * ((n - 1) / n * (1 - m)))
+        return y.movedim(1, -1)
 
 
 class LayerNorm(nn.Module):
