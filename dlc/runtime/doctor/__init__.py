@@ -189,7 +189,13 @@ def _spec_copy(folder: Path, info: dict) -> Path | None:
     named = Path(str(info.get("spec") or "")).name
     if named.endswith(".dlspec") and named != "best.dlspec" and (folder / named).is_file():
         return folder / named  # (a run of a doctor.dlspec keeps its copy under that name)
-    return next((p for p in sorted(folder.glob("*.dlspec")) if p.name not in SKIP_SPECS), None)
+    found = next((p for p in sorted(folder.glob("*.dlspec")) if p.name not in SKIP_SPECS), None)
+    if found is not None:
+        return found
+    # a folder whose record does not name its spec (a cv folder) started from a doctor.dlspec keeps its copy
+    # under that name: the older of doctor.dlspec and doctor.fix.dlspec (a fix is written after the run)
+    fixed = [p for p in (folder / FIXED, folder / FIXED_AGAIN) if p.is_file()]
+    return min(fixed, key=lambda p: p.stat().st_mtime_ns) if fixed else None
 
 
 def _spec_text(report: Report, path: Path | None, base_dir: Path, ran=None) -> None:
@@ -286,7 +292,8 @@ def _run(run: Path, target: float | None) -> Report:
     base = Path(spec_dir) if isinstance(spec_dir, str) and Path(spec_dir).is_dir() else run
     _spec_text(report, _spec_copy(run, info), base, ir)
     spec = ir if ir is not None else (report.text.spec if report.text else None)
-    case = Case(rows, ev, failure, final, Model.of(spec), target, val_samples=_val_samples(info, spec))
+    case = Case(rows, ev, failure, final, Model.of(spec), target, val_samples=_val_samples(info, spec),
+                train_samples=_train_samples(info, spec))
     report.diagnoses = diagnose_case(case)
     if failure and not any(d.id == "divergence" for d in report.diagnoses):
         notes.insert(0, f"the run failed: {failure}")
@@ -297,6 +304,16 @@ def _run(run: Path, target: float | None) -> Report:
     _overrides(report, ir)
     _plan(report)
     return report
+
+
+def _train_samples(info: dict, spec) -> int | None:
+    """About how many samples a holdout run trains on: the rows read (run.json) less the validation and test
+    fractions."""
+    rows = (info.get("data_read") or {}).get("rows") if isinstance(info.get("data_read"), dict) else None
+    split = spec.data.split if spec is not None and spec.data is not None else None
+    if not isinstance(rows, int) or split is None or split.kind != "holdout":
+        return None
+    return round(rows * (1 - split.val - split.test)) or None
 
 
 def _val_samples(info: dict, spec) -> int | None:
@@ -628,16 +645,19 @@ def rules_summary() -> list[tuple[str, str]]:
          f"the last's (high from {g(R.VANISH_HIGH)}x). Fix: sigmoid/tanh hidden layers to relu with "
          "kernel_init=he_normal (else He initialization)."),
         ("dead_relu", f"more than {g(100 * R.DEAD_FRACTION)}% of a ReLU layer's units never fire over the "
-         f"probe samples (high above {g(100 * R.SEVERE_FRACTION)}%). Fix: relu to leaky_relu there."),
+         f"probe samples (high above {g(100 * R.SEVERE_FRACTION)}%). Fix: relu to leaky_relu there "
+         "(a hidden kernel that starts constant: a random kernel_init instead)."),
         ("saturation", f"more than {g(100 * R.SATURATED_FRACTION)}% of a sigmoid/tanh layer's units "
          f"saturated (high above {g(100 * R.SEVERE_FRACTION)}%). Fix: normalize: standard, else "
          "kernel_init=glorot_uniform."),
-        ("lr_too_low", f"the training loss falling in each of the last {R.LR_LOW_EPOCHS} epochs, every "
-         f"layer's update/weight ratio below {g(R.LR_LOW_RATIO)} and the train metric far from the target "
-         f"(underfitting's test). Fix: lr x 3-10 (toward a ratio of {g(R.HEALTHY_UPDATE_RATIO)})."),
+        ("lr_too_low", f"the training loss falling in each of the last {R.LR_LOW_EPOCHS} epochs, the train "
+         "metric far from the target (underfitting's test), and every layer's update/weight ratio below "
+         f"{g(R.LR_LOW_RATIO)} or the loss still above {g(R.LR_LOW_STUCK)} of the first step's (it barely "
+         f"moved; no per-layer cause). Fix: lr x 3-10 (toward a ratio of {g(R.HEALTHY_UPDATE_RATIO)})."),
         ("plateau", f"the training loss improving less than {g(100 * R.PLATEAU_IMPROVEMENT)}% over "
          f"{R.PLATEAU_EPOCHS} epochs at a constant learning rate, train accuracy below {g(R.FIT_ACCURACY)}. "
-         f"Fix: schedule: {F.PLATEAU_FIX} (an existing plateau schedule: patience 2, factor 0.5)."),
+         f"Fix: schedule: {F.PLATEAU_FIX} (an existing plateau schedule: patience 2, factor 0.5; none for "
+         f"a loss flat from the start, or at a rate decayed {g(R.PLATEAU_DECAYED)}x already)."),
         ("overfitting", f"val_loss rising {R.OVERFIT_RISING_EPOCHS} epochs in a row while the training loss "
          f"falls, or ending {g(100 * R.OVERFIT_VAL_RISE)}% above its minimum reached "
          f"{R.OVERFIT_RISING_EPOCHS}+ epochs before the end, or a train-validation accuracy gap above "
@@ -647,8 +667,11 @@ def rules_summary() -> list[tuple[str, str]]:
         ("underfitting", f"train accuracy more than {g(R.UNDERFIT_MARGIN)} below --target-accuracy; without "
          f"it the train metric is its own reference: a train error above {g(R.UNDERFIT_TRAIN_ERROR)}; "
          f"without an accuracy metric, the final training loss above {g(R.UNDERFIT_LOSS_FRACTION)} of the "
-         "first step's. Fix: widen a bottleneck layer, else double the epochs while the loss still fell, "
-         "else double the widest hidden layer."),
+         "first step's. Fix: a random kernel_init for a hidden kernel that starts constant, else widen a "
+         f"bottleneck layer, else weaken strong regularization (dropout above {g(R.HEAVY_DROPOUT)}, L1/L2 "
+         f"from {g(R.HEAVY_WEIGHT_DECAY)}), else a smaller batch (fewer than {R.FEW_STEPS_PER_EPOCH} steps "
+         "an epoch), else double the epochs while the loss still fell, else double the widest hidden "
+         "layer."),
         ("healthy", "no rule fired."),
     ]
 

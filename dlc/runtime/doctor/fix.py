@@ -17,7 +17,7 @@ from dlc.compiler import ast as A
 from dlc.compiler.search import literal_of
 from dlc.compiler.syntax import quote
 
-from .rules import LR_DOWN, PLATEAU_EPOCHS, Diagnosis
+from .rules import FIX_STEPS_PER_EPOCH, HEAVY_DROPOUT, HEAVY_WEIGHT_DECAY, LR_DOWN, PLATEAU_EPOCHS, Diagnosis
 
 DROPOUT_RATE = 0.3  # the Dropout --fix inserts for overfitting (the guides: 0.2-0.5)
 DROPOUT_STEP = 0.2  # an existing Dropout below 0.5 is raised by this, up to 0.5
@@ -25,6 +25,10 @@ CLIPNORM = 1.0  # the clipnorm --fix adds for exploding gradients
 SHORT_RUN_EPOCHS = 10  # underfitting in a run of 1 or 2 epochs: --fix trains at least this many
 PLATEAU_FIX = "plateau(monitor=loss, factor=0.5, patience=3)"  # the schedule --fix adds for a plateau
 EARLY_STOPPING_FIX = "(monitor=val_loss, patience=5, restore_best=true)"
+# underfitting with strong regularization: a Dropout above HEAVY_DROPOUT set to DROPOUT_RATE, an L1/L2 factor
+# of HEAVY_WEIGHT_DECAY or more divided by WEIGHT_DECAY_DOWN (to at most WEIGHT_DECAY_FIX)
+WEIGHT_DECAY_DOWN = 10.0
+WEIGHT_DECAY_FIX = 1e-3
 
 
 @dataclass
@@ -242,7 +246,8 @@ def fix_divergence(st: SpecText, d: Diagnosis) -> Change | None:
 
 def fix_lr_too_low(st: SpecText, d: Diagnosis) -> Change | None:
     factor = float(d.facts.get("factor", 10.0))
-    return _scale_lr(st, factor, f"{factor:.2g}x higher: the updates were tiny")
+    why = "the loss barely moved" if d.facts.get("stuck") else "the updates were tiny"
+    return _scale_lr(st, factor, f"{factor:.2g}x higher: {why}")
 
 
 def fix_exploding_gradients(st: SpecText, d: Diagnosis) -> Change | None:
@@ -280,7 +285,28 @@ def fix_vanishing_gradients(st: SpecText, d: Diagnosis) -> Change | None:
     return Change(f"kernel_init=he_normal in {n} hidden layer{'s' * (n > 1)} ({_where(st, plain)})", edits)
 
 
+def _random_init(st: SpecText, names: set[str]) -> Change | None:
+    """kernel_init=he_normal (the ReLU family) or glorot_uniform (the others) in the layers `names`, whose
+    kernels start constant."""
+    calls = _layer_calls(st, names, lambda x: "kernel_init" in type(x).model_fields)
+    if not calls:
+        return None
+    relu = ("relu", "leaky_relu", "relu6", "elu", "selu", "gelu", "swish")
+    edits, what = [], []
+    for layer, call in calls:
+        act = getattr(getattr(layer, "activation", None), "name", None)
+        init = "he_normal" if act in relu else "glorot_uniform"
+        edits.append(set_arg(st, call, "kernel_init", init, ("kernel_initializer",)))
+        what.append(f"{layer.name} {layer.kernel_init.name} -> {init}")
+    return Change(f"kernel_init: {', '.join(what)} ({_where(st, calls)}: a constant kernel keeps the units "
+                  "the same)", edits)
+
+
 def fix_dead_relu(st: SpecText, d: Diagnosis) -> Change | None:
+    if d.facts.get("symmetric"):
+        change = _random_init(st, set(d.facts["symmetric"]))
+        if change is not None:
+            return change
     names = set((d.facts.get("layers") or {}).keys())
     edits, changed = [], []
     for layer, call in _layer_calls(st, names):
@@ -310,7 +336,9 @@ def fix_saturation(st: SpecText, d: Diagnosis) -> Change | None:
                          and not x.kernel_init.name.startswith("glorot_"))
     if not calls:
         return None
-    named = ", ".join(x.name for x, _ in calls)
+    spots = {tuple(x.at) for x, _ in calls}  # (a repeated statement is several layers, all changed)
+    named = ", ".join(x.name for x in st.layers() if x.at is not None and tuple(x.at) in spots
+                      and "kernel_init" in type(x).model_fields)
     return Change(f"kernel_init=glorot_uniform in {named} ({_where(st, calls)})",
                   [set_arg(st, call, "kernel_init", "glorot_uniform", ("kernel_initializer",))
                    for _, call in calls])
@@ -374,37 +402,22 @@ def fix_overfitting(st: SpecText, d: Diagnosis) -> Change | None:
 
 
 def fix_underfitting(st: SpecText, d: Diagnosis) -> Change | None:
-    hidden = [x for x in _hidden(st) if getattr(x, "units", None)]
-    weighted = [info.layer for info in st.spec.walk() if info.weights]
-    out_units = getattr(weighted[-1], "units", None) if weighted else None
-    slim = d.facts.get("bottleneck")
-    if slim and out_units:
-        calls = _layer_calls(st, {slim})
-        others = [x.units for x in hidden if x.name != slim]
-        new = max(others + [4 * out_units])
-        # a width written as a number in the layers section; one from a block's parameter, or in a block's
-        # body, is the width of every use of the block: no minimal edit widens this layer alone
-        units = arg(calls[0][1], "units", positional=0, aliases=("filters",)) if calls else None
-        if isinstance(units, A.Num) and not st.in_block(calls[0][1]):
-            word = "filters" if getattr(calls[0][0], "filters", None) else "units"
-            line = calls[0][1].name_span.line
-            return Change(f"{slim} (line {line}): {units.text} -> {new} {word} (it was a bottleneck)",
-                          [st.replace(units.span, str(new))])
-    epochs = st.assign("epochs", "train")
-    longer = d.facts.get("still_improving") or d.facts.get("short_run")
-    if longer and epochs is not None and isinstance(epochs.value, A.Num):
-        ran, written = st.ran.train.epochs, int(epochs.value.value)
-        why = "the loss was still falling" if d.facts.get("still_improving") else \
-            "the run was too short to tell whether the loss was still falling"
-        if ran < written and 2 * ran <= written:  # an --epochs override cut the run short: the spec's own
-            same = st.replace(epochs.value.span, epochs.value.text)
-            return Change(f"train: epochs {written}, as the spec says (the run trained {ran} with --epochs, "
-                          f"and {why})", [same], sets=("epochs",))
-        # (a run of 1 or 2 epochs doubled is still too short to show a trend: at least SHORT_RUN_EPOCHS)
-        new_epochs = 2 * ran if d.facts.get("still_improving") else max(2 * ran, SHORT_RUN_EPOCHS)
-        how = "" if ran == written or new_epochs != 2 * ran else f", twice the {ran} the run trained"
-        return Change(f"train: epochs {epochs.value.text} -> {new_epochs} ({why}{how})",
-                      [st.replace(epochs.value.span, str(new_epochs))], sets=("epochs",))
+    """In order: nothing for a rate too low (its own fix); a random init for a constant kernel; a wider
+    bottleneck; weaker strong regularization; a smaller batch for few steps; nothing more for a loss that
+    barely moved; more epochs while it still fell; a wider widest layer."""
+    if d.facts.get("explained") == "lr_too_low":  # a bigger model trains no faster at a rate too low
+        return None
+    # (a wider layer of identical units is still one unit)
+    for change in (_random_init(st, set(d.facts.get("symmetric") or ())), _bottleneck(st, d),
+                   _weaker_regularization(st, set(d.facts.get("regularized") or ())),
+                   _smaller_batch(st, d.facts.get("few_steps"))):
+        if change is not None:
+            return change
+    if d.facts.get("stuck"):  # (an optimization problem: a bigger model or more epochs do not cure it)
+        return None
+    longer = _longer(st, d)
+    if longer is not None:
+        return longer
     found = _widest(st)
     if not found:
         return None
@@ -417,7 +430,105 @@ def fix_underfitting(st: SpecText, d: Diagnosis) -> Change | None:
                   [st.replace(units.span, str(wider))])
 
 
+def _bottleneck(st: SpecText, d: Diagnosis) -> Change | None:
+    """The bottleneck layer (a hidden layer narrower than the output) widened."""
+    hidden = [x for x in _hidden(st) if getattr(x, "units", None)]
+    weighted = [info.layer for info in st.spec.walk() if info.weights]
+    out_units = getattr(weighted[-1], "units", None) if weighted else None
+    slim = d.facts.get("bottleneck")
+    if not slim or not out_units:
+        return None
+    calls = _layer_calls(st, {slim})
+    others = [x.units for x in hidden if x.name != slim]
+    new = max(others + [4 * out_units])
+    # a width written as a number in the layers section; one from a block's parameter, or in a block's
+    # body, is the width of every use of the block: no minimal edit widens this layer alone
+    units = arg(calls[0][1], "units", positional=0, aliases=("filters",)) if calls else None
+    if not isinstance(units, A.Num) or st.in_block(calls[0][1]):
+        return None
+    word = "filters" if getattr(calls[0][0], "filters", None) else "units"
+    line = calls[0][1].name_span.line
+    return Change(f"{slim} (line {line}): {units.text} -> {new} {word} (it was a bottleneck)",
+                  [st.replace(units.span, str(new))])
+
+
+def _longer(st: SpecText, d: Diagnosis) -> Change | None:
+    """More epochs while the loss still fell (or a run too short to tell)."""
+    epochs = st.assign("epochs", "train")
+    longer = d.facts.get("still_improving") or d.facts.get("short_run")
+    if not longer or epochs is None or not isinstance(epochs.value, A.Num):
+        return None
+    ran, written = st.ran.train.epochs, int(epochs.value.value)
+    why = "the loss was still falling" if d.facts.get("still_improving") else \
+        "the run was too short to tell whether the loss was still falling"
+    if ran < written and 2 * ran <= written:  # an --epochs override cut the run short: the spec's own
+        same = st.replace(epochs.value.span, epochs.value.text)
+        return Change(f"train: epochs {written}, as the spec says (the run trained {ran} with --epochs, "
+                      f"and {why})", [same], sets=("epochs",))
+    # (a run of 1 or 2 epochs doubled is still too short to show a trend: at least SHORT_RUN_EPOCHS)
+    new_epochs = 2 * ran if d.facts.get("still_improving") else max(2 * ran, SHORT_RUN_EPOCHS)
+    how = "" if ran == written or new_epochs != 2 * ran else f", twice the {ran} the run trained"
+    return Change(f"train: epochs {epochs.value.text} -> {new_epochs} ({why}{how})",
+                  [st.replace(epochs.value.span, str(new_epochs))], sets=("epochs",))
+
+
+def _weaker_regularization(st: SpecText, names: set[str]) -> Change | None:
+    """Underfitting with strong regularization: each Dropout above HEAVY_DROPOUT to DROPOUT_RATE, each kernel
+    L1/L2 factor of HEAVY_WEIGHT_DECAY or more divided by WEIGHT_DECAY_DOWN (at most WEIGHT_DECAY_FIX), where
+    written as a number (not inside a block, whose every use it would change)."""
+    edits, what = [], []
+    for layer, call in _layer_calls(st, names):
+        if st.in_block(call):
+            continue
+        where = f"{layer.name} (line {call.name_span.line})"
+        if layer.kind == "Dropout":
+            rate = arg(call, "rate", positional=0)
+            if isinstance(rate, A.Num) and float(rate.value) > HEAVY_DROPOUT:
+                edits.append(st.replace(rate.span, literal_of(DROPOUT_RATE)))
+                what.append(f"{where}: Dropout {rate.text} -> {DROPOUT_RATE:g}")
+            continue
+        reg = arg(call, "kernel_reg", aliases=("kernel_regularizer",))
+        if not isinstance(reg, A.Call):
+            continue
+        for key in ("l1", "l2"):
+            value = arg(reg, key, positional=0 if reg.name == key else None)
+            if isinstance(value, A.Num) and float(value.value) >= HEAVY_WEIGHT_DECAY:
+                new = min(float(value.value) / WEIGHT_DECAY_DOWN, WEIGHT_DECAY_FIX)
+                edits.append(st.replace(value.span, number(new)))
+                what.append(f"{where}: {key} {value.text} -> {number(new)}")
+    if not edits:
+        return None
+    return Change("weaker regularization: " + "; ".join(what) + " (it held the model back)", edits)
+
+
+def _smaller_batch(st: SpecText, few) -> Change | None:
+    """Underfitting with few steps an epoch: the batch size cut to the largest power of two that gives about
+    FIX_STEPS_PER_EPOCH steps an epoch."""
+    if not isinstance(few, dict) or not isinstance(few.get("per_epoch"), int):
+        return None
+    written = st.assign("batch_size", "train")
+    if written is None or not isinstance(written.value, A.Num):
+        return None
+    batch = int(written.value.value)
+    known = few.get("samples")
+    # the training samples: known (a run's data), else at most the batches' (the last one may be short)
+    samples = known if isinstance(known, int) and known > 0 else batch * few["per_epoch"]
+    new = 1
+    while new * 2 * FIX_STEPS_PER_EPOCH <= samples:
+        new *= 2
+    if new >= batch:
+        return None
+    steps = -(-samples // new)
+    about = f"{steps} steps an epoch" if samples == known else f"up to {steps} steps an epoch"
+    return Change(f"train: batch_size {written.value.text} -> {new} ({about} instead of {few['per_epoch']})",
+                  [st.replace(written.value.span, str(new))])
+
+
 def fix_plateau(st: SpecText, d: Diagnosis) -> Change | None:
+    # a loss stuck by a cause (a rate too low, dead units, ...), or stuck from the start: decaying the rate
+    # treats none of them, and lowers a rate too low further
+    if d.facts.get("explained") or d.facts.get("from_start") or d.facts.get("decayed_from"):
+        return None  # (a rate decayed already: decaying it more or sooner is no cure)
     sched = st.assign("schedule")
     if sched is None:
         opt = st.assign("optimizer")

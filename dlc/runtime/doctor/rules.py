@@ -52,6 +52,18 @@ UNDERFIT_MARGIN = 0.02
 UNDERFIT_TRAIN_ERROR = 0.05
 UNDERFIT_LOSS_FRACTION = 0.5
 UNDERFIT_HIGH = 0.20
+# ... and the regularization it names as a likely cause (and --fix lowers first): a Dropout rate above
+# HEAVY_DROPOUT, an L1 or L2 factor on a kernel of HEAVY_WEIGHT_DECAY or more (the guides: dropout 0.2-0.5,
+# L2 1e-5-1e-3)
+HEAVY_DROPOUT = 0.5
+HEAVY_WEIGHT_DECAY = 1e-2
+# ... and few updates: fewer than FEW_STEPS_PER_EPOCH optimizer steps an epoch (a batch as large as a quarter
+# of the training data or more); --fix then cuts the batch size toward FIX_STEPS_PER_EPOCH steps an epoch
+FEW_STEPS_PER_EPOCH = 4
+FIX_STEPS_PER_EPOCH = 10
+# dead_relu and underfitting name a hidden layer whose kernel starts constant (every unit the same: they get
+# the same gradient and stay the same, the symmetry that random initialization breaks) as the likely cause
+SYMMETRIC_INITS = ("zeros", "ones", "constant")
 # divergence: a non-finite loss, a step loss above DIVERGE_STEP_FACTOR x the first step's, or an epoch's
 # loss above DIVERGE_EPOCH_FACTOR x the first epoch's; it "began" at the first step above
 # DIVERGE_ONSET_FACTOR x the first step's loss
@@ -78,12 +90,20 @@ SEVERE_FRACTION = 0.9
 PLATEAU_EPOCHS = 5
 PLATEAU_IMPROVEMENT = 0.01
 FIT_ACCURACY = 0.99
+# ... and at a rate a schedule had cut PLATEAU_DECAYED x or more below the first epoch's, the remedy is to
+# decay later and less, not more
+PLATEAU_DECAYED = 100.0
 # lr_too_low: the training loss falling in each of the last LR_LOW_EPOCHS epochs, every layer's
 # update/weight ratio below LR_LOW_RATIO, and the train metric far from the target (underfitting's test); the
 # fix raises the rate toward an update ratio of HEALTHY_UPDATE_RATIO, by 3-10x
 LR_LOW_EPOCHS = 3
 LR_LOW_RATIO = 1e-4
 HEALTHY_UPDATE_RATIO = 1e-3
+# ... or (whatever the update ratios) the loss fell in each of those epochs yet barely moved over the whole
+# run: the last epoch's training loss still above LR_LOW_STUCK of the first step's (a slow, steady fall from
+# the start: the guides' curve of a rate too low), with no per-layer cause (vanishing gradients, dead ReLUs,
+# saturation, a divergence) that explains a stuck loss instead, and a rate that never rose (not a warm-up)
+LR_LOW_STUCK = 0.9
 
 THRESHOLDS = {name: value for name, value in globals().items()
               if name.isupper() and isinstance(value, (int, float)) and not isinstance(value, bool)}
@@ -126,15 +146,27 @@ CAUSES = ("divergence", "exploding_gradients", "vanishing_gradients", "dead_relu
 
 def ranked(found: list[Diagnosis]) -> list[Diagnosis]:
     """Most severe first; underfitting and a plateau after any cause found with them (vanishing gradients,
-    dead ReLUs, ...), which is what to treat first."""
+    dead ReLUs, ...), which is what to treat first; overfitting after underfitting found with it (the bias
+    first: regularizing a model that does not fit its training data adds to its bias)."""
+    if any(d.id == "underfitting" for d in found):
+        for d in found:
+            if d.id == "overfitting" and "bias_first" not in d.facts:
+                d.facts["bias_first"] = True
+                d.evidence += (" (but the model does not fit its training data yet, the underfitting above: "
+                               "reduce the bias first; regularizing now adds to it)")
     causes = [d for d in found if d.id in CAUSES]
     if not causes:
-        return sorted(found, key=Diagnosis.rank)
+        return sorted(found, key=lambda d: (_bias_first(d), *d.rank()))
     for d in found:
         if d.id in CONSEQUENCES and "explained" not in d.facts:
             d.facts["explained"] = causes[0].id
             d.evidence += f" (likely a consequence of the {causes[0].title} above: treat that first)"
-    return sorted(found, key=lambda d: (d.id in CONSEQUENCES, *d.rank()))
+    return sorted(found, key=lambda d: (2 if _bias_first(d) else d.id in CONSEQUENCES, *d.rank()))
+
+
+def _bias_first(d: Diagnosis) -> bool:
+    """An overfitting found with underfitting: ranked after it."""
+    return d.id == "overfitting" and bool(d.facts.get("bias_first"))
 
 
 # ------------------------------------------------------------------------------------------------ the run
@@ -155,19 +187,24 @@ class Model:
     early_stopping: bool = False
     normalize: str | None = None
     layers: list[dict] = field(default_factory=list)
+    # the strong regularization (HEAVY_DROPOUT, HEAVY_WEIGHT_DECAY): (layer, "dropout" | "l1" | "l2", value)
+    heavy: list[tuple[str, str, float]] = field(default_factory=list)
+    batch_size: int | None = None
 
     @staticmethod
     def of(spec) -> Model:
         if spec is None:
             return Model()
-        layers = []
+        layers, heavy = [], []
         for info in spec.walk():
             layer = info.layer
+            heavy.extend(_heavy(layer))
             act = getattr(getattr(layer, "activation", None), "name", None)
             if info.weights or layer.kind == "Activation":
+                init = getattr(getattr(layer, "kernel_init", None), "name", None)
                 layers.append({"name": layer.name, "kind": layer.kind, "activation": act,
                                "units": getattr(layer, "units", None) or getattr(layer, "filters", None),
-                               "weighted": bool(info.weights)})
+                               "weighted": bool(info.weights), "kernel_init": init})
         opt = spec.optimizer
         return Model(task=spec.task, metrics=tuple(m.name for m in spec.metrics),
                      lr=opt.learning_rate, optimizer=opt.kind,
@@ -175,7 +212,36 @@ class Model:
                                                                            "global_clipnorm")),
                      schedule=spec.schedule.kind if spec.schedule is not None else None,
                      early_stopping=spec.train.early_stopping is not None,
-                     normalize=spec.data.normalize if spec.data is not None else None, layers=layers)
+                     normalize=spec.data.normalize if spec.data is not None else None, layers=layers,
+                     heavy=heavy, batch_size=spec.train.batch_size)
+
+
+def _symmetric(model: Model) -> list[dict]:
+    """The hidden weighted layers whose kernel starts constant (SYMMETRIC_INITS)."""
+    weighted = [x for x in model.layers if x.get("weighted")]
+    return [x for x in weighted[:-1] if x.get("kernel_init") in SYMMETRIC_INITS]
+
+
+def _symmetry_text(same: list[dict]) -> str:
+    names = ", ".join(f"{x['name']} (kernel_init={x['kernel_init']})" for x in same)
+    kernels = f"the kernels of {names} start" if len(same) > 1 else f"the kernel of {names} starts"
+    return (f"{kernels} constant: every unit of the layer computes the same and gets the same gradient, so "
+            "they stay the same (the symmetry random initialization breaks)")
+
+
+def _heavy(layer) -> list[tuple[str, str, float]]:
+    """A layer's strong regularization: a Dropout rate above HEAVY_DROPOUT, a kernel L1/L2 factor of
+    HEAVY_WEIGHT_DECAY or more."""
+    out = []
+    rate = getattr(layer, "rate", None) if layer.kind == "Dropout" else None
+    if isinstance(rate, (int, float)) and rate > HEAVY_DROPOUT:
+        out.append((layer.name, "dropout", float(rate)))
+    reg = getattr(layer, "kernel_reg", None)
+    for key in ("l1", "l2"):
+        v = getattr(reg, key, None)
+        if isinstance(v, (int, float)) and v >= HEAVY_WEIGHT_DECAY:
+            out.append((layer.name, key, float(v)))
+    return out
 
 
 class Scans:
@@ -227,6 +293,7 @@ class Case:
     target_accuracy: float | None = None
     live: bool = False
     val_samples: int | None = None  # how many samples the validation metrics are measured on, when known
+    train_samples: int | None = None  # how many samples it trains on, when known
     scans: Scans | None = None
 
     def until(self, epoch: int) -> Case:
@@ -251,6 +318,9 @@ class Case:
 def epochs(n: int) -> str:
     """'1 epoch', '3 epochs'."""
     return f"{n} epoch{'s' * (n != 1)}"
+
+
+epochs_text = epochs  # (for a function whose local `epochs` is a list)
 
 
 def num(x: float | None) -> str:
@@ -476,6 +546,10 @@ def _exploded(case: Case, steps: list, first: float | None) -> tuple[dict, str] 
                    lambda r: (v := _loss(r)) is not None and v > DIVERGE_EPOCH_FACTOR * l0, start=1)
     if found is None:
         return None
+    # after the run: a spike the training loss came back from (below the first epoch's again, as a model that
+    # fits its data in one epoch shows on a noisy step) is no divergence; while training it is not known yet
+    if not case.live and any((v := _loss(r)) is not None and v < l0 for r in case.rows[found[0] + 1:]):
+        return None
     row = found[1]
     return ({"kind": "exploding", "epoch": row["epoch"], "loss": row["loss"], "first_epoch_loss": l0},
             f"the training loss of epoch {row['epoch']} is {num(row['loss'])}, more than "
@@ -490,17 +564,16 @@ def divergence(case: Case) -> Diagnosis | None:
         return None
     facts, text = found
     parts = [text]
-    # where it began: the first step whose loss passed DIVERGE_ONSET_FACTOR x the first step's
+    # where it began: the first step of the stretch above DIVERGE_ONSET_FACTOR x the first step's loss that
+    # led to the blow-up (a spike in the first steps, which the run got over, is not where it began)
     upto = facts.get("global_step") or len(steps)
-    onset = None
-    if first is not None and first > 0:
-        hit = _first(case, ("onset", first), steps, lambda v: _finite(v) and v > DIVERGE_ONSET_FACTOR * first)
-        onset = hit[0] + 1 if hit is not None and hit[0] < upto else None
+    onset = _onset(steps, min(upto, len(steps)), DIVERGE_ONSET_FACTOR * first) \
+        if first is not None and first > 0 else None
     if onset is not None:
         e, s = _where(case, onset)
         facts.update(began_epoch=e, began_step=s, began_loss=float(steps[onset - 1]))
-        parts.append(f"it began at {_at(e, s)}, where the step loss ({num(steps[onset - 1])}) first passed "
-                     f"{num(DIVERGE_ONSET_FACTOR)}x the first step's ({num(first)})")
+        parts.append(f"it began at {_at(e, s)}, where the step loss ({num(steps[onset - 1])}) passed "
+                     f"{num(DIVERGE_ONSET_FACTOR)}x the first step's ({num(first)}) to stay above it")
     finite = _last_finite(steps, upto, 4)
     if finite and facts["kind"] != "exploding":
         parts.append("the last finite step losses: " + ", ".join(num(v) for v in finite))
@@ -517,6 +590,15 @@ def divergence(case: Case) -> Diagnosis | None:
     line = f"{what} at step {facts['step']}" if facts.get("step") is not None else what
     return Diagnosis("divergence", "critical", "; ".join(parts), remedy, line=line, epoch=facts.get("epoch"),
                      facts=facts)
+
+
+def _onset(steps: Sequence, end: int, limit: float) -> int | None:
+    """The step (from 1) that began the stretch of step losses above `limit` ending at steps[end - 1]: the one
+    after the last finite loss at or below it; None when that one is not finite (no finite step led up)."""
+    i = end - 1
+    while i >= 0 and not (_finite(steps[i]) and steps[i] <= limit):
+        i -= 1
+    return i + 2 if i + 1 < end and _finite(steps[i + 1]) else None
 
 
 def _last_finite(steps: Sequence, upto: int, n: int) -> list[float]:
@@ -702,10 +784,17 @@ def dead_relu(case: Case) -> Diagnosis | None:
               f"a gradient, or lower the learning rate {lr}3-10x: one large update can push a unit's inputs "
               "below zero for every sample, for good. He initialization and zero biases start the units "
               "alive.")
+    facts: dict[str, Any] = {"epoch": e["epoch"], "layers": {x["name"]: v for x, v, _ in hit}}
+    same = _symmetric(case.model)
+    if same:
+        evidence += f"; {_symmetry_text(same)}"
+        remedy = ("Initialize the kernels at random (kernel_init=he_normal for the ReLU family): a constant "
+                  "kernel gives every unit the same input, so they are all dead or all alive together, and "
+                  "a leaky_relu or a lower learning rate does not make them differ. " + remedy)
+        facts["symmetric"] = [x["name"] for x in same]
     return Diagnosis("dead_relu", "high" if worst > SEVERE_FRACTION else "medium", evidence, remedy,
                      line=f"{num(100 * worst)}% of {hit[0][0]['name']}'s ReLUs are dead",
-                     epoch=min(s for *_, s in hit),
-                     facts={"epoch": e["epoch"], "layers": {x["name"]: v for x, v, _ in hit}})
+                     epoch=min(s for *_, s in hit), facts=facts)
 
 
 def saturation(case: Case) -> Diagnosis | None:
@@ -828,6 +917,13 @@ def overfitting(case: Case) -> Diagnosis | None:
     if fin.get("restored_best") and (gap is None or gap <= OVERFIT_GAP):
         severity = "low"
         parts.append(f"early stopping restored the weights of epoch {fin.get('best_epoch')}")
+    elif severity == "medium" and not case.live and gap is not None and "gap" not in facts:
+        # the validation loss rose, but no more errors show (on a small validation set, a rise of 0.07 to
+        # 0.09 at 100% accuracy is the confidence of a few samples): to watch, not yet a variance problem
+        severity = "low"
+        parts.append(f"but the accuracy shows no gap beyond the rule (train {num(train)}, validation "
+                     f"{num(val)}): the rise is in the confidence, not yet in the errors")
+        facts["no_accuracy_gap"] = True
     remedy = ("Reduce the variance: more training data or augmentation (image data: augment: [flip(...), "
               "shift(0.1)]), dropout 0.2-0.5 after the widest hidden layers, L2 weight decay "
               "(kernel_reg=l2(1e-4)), a smaller model, and early stopping on val_loss "
@@ -851,6 +947,7 @@ def underfitting(case: Case) -> Diagnosis | None:
         parts.append(words)
         facts[trend] = True
     still = trend == "still_improving"
+    first = _held_back(case, b, parts, facts)
     _train, val, _where = _train_val_accuracy(case)
     if b["metric"] == "accuracy" and val is not None:
         parts.append(f"validation accuracy {num(val)} (variance {num(b['train'] - val)})")
@@ -860,10 +957,16 @@ def underfitting(case: Case) -> Diagnosis | None:
     if slim is not None and slim["units"] < weighted[-1]["units"]:
         size = f" (the narrowest hidden layer, {slim['name']} with {slim['units']} units, is a bottleneck)"
         facts["bottleneck"] = slim["name"]
-    remedy = (f"Reduce the bias: a bigger model, wider or deeper{size}; train longer"
-              f"{' (the loss was still falling)' if still else ''}; less regularization (lower dropout "
-              "rates and L2 factors). A better optimizer set-up (Adam, a tuned learning rate) also helps; "
-              "more data does not.")
+    less = "" if "regularized" in facts else "; less regularization (lower dropout rates and L2 factors)"
+    remedy = (f"Reduce the bias: {first}a bigger model, wider or deeper{size}; train longer"
+              f"{' (the loss was still falling)' if still else ''}{less}. A better optimizer set-up (Adam, "
+              "a tuned learning rate) also helps; more data does not.")
+    if facts.get("stuck"):
+        remedy += (" But a loss that barely moved from the start is an optimization problem before a size "
+                   "one: a learning rate too low (or too high), vanishing gradients, dead or saturated units"
+                   + ("" if case.evidence is not None else
+                      " (with no evidence.json the doctor cannot tell which: train without --no-evidence)")
+                   + "; a bigger model or more epochs will not cure it.")
     if b["metric"] == "accuracy":
         severity = "high" if b["shortfall"] > UNDERFIT_HIGH else "medium"
     else:  # the loss barely moved
@@ -871,6 +974,57 @@ def underfitting(case: Case) -> Diagnosis | None:
     return Diagnosis("underfitting", severity, "; ".join(parts), remedy,
                      line="the training metric is far from the target", epoch=case.rows[-1]["epoch"],
                      facts=facts)
+
+
+def _held_back(case: Case, b: dict, parts: list[str], facts: dict) -> str:
+    """What holds an underfitting model back, added to its evidence and facts: a loss that barely moved
+    (`stuck`), a hidden kernel that starts constant (`symmetric`), few steps an epoch (`few_steps`), strong
+    regularization (`regularized`); and the remedies for them, to come first."""
+    first = ""
+    start = _first_step_loss(case) or _loss(case.rows[0])
+    last = _loss(case.rows[-1])
+    if start is not None and start > 0 and last is not None and last >= LR_LOW_STUCK * start:
+        facts["stuck"] = True
+        if b["metric"] != "loss":  # (the loss's own test says it)
+            parts.append(f"the training loss barely moved ({num(start)} -> {num(last)})")
+    same = _symmetric(case.model)
+    if same:
+        parts.append(_symmetry_text(same))
+        facts["symmetric"] = [x["name"] for x in same]
+        first += ("a random initialization first (kernel_init=he_normal for the ReLU family, glorot_uniform "
+                  "otherwise), so the units differ; then ")
+    heavy = case.model.heavy
+    if heavy:
+        shown = ", ".join(f"Dropout({v:g}) ({name})" if kind == "dropout" else
+                          f"{kind}({v:g}) on {name}'s kernel" for name, kind, v in heavy)
+        parts.append(f"strong regularization: {shown} (the guides: dropout at most {HEAVY_DROPOUT:g}, an "
+                     f"L1/L2 factor below {HEAVY_WEIGHT_DECAY:g})")
+        facts["regularized"] = [name for name, _, _ in heavy]
+        first += ("weaker regularization (the dropout rates and L1/L2 factors above hold the model back from "
+                  "its training data); then ")
+    few = _few_steps(case)
+    if few is not None:
+        per, total = few
+        parts.append(f"only {per} optimizer step{'s' * (per != 1)} an epoch at batch_size "
+                     f"{case.model.batch_size}, {total} in all (the rule: fewer than {FEW_STEPS_PER_EPOCH} "
+                     "an epoch is few updates)")
+        facts["few_steps"] = {"per_epoch": per, "batch_size": case.model.batch_size,
+                              "samples": case.train_samples}
+        first += ("a smaller batch size (more updates an epoch: a batch that is a large part of the data "
+                  "makes few steps); then ")
+    return first
+
+
+def _few_steps(case: Case) -> tuple[int, int] | None:
+    """(optimizer steps an epoch, steps in all) when the run made fewer than FEW_STEPS_PER_EPOCH steps an
+    epoch (the evidence's step ranges); None otherwise or when unknown."""
+    epochs = _epochs(case.evidence)
+    e = epochs[-1] if epochs else {}
+    first, last = e.get("first_step"), e.get("last_step")
+    if type(first) is not int or type(last) is not int or last < first or not case.model.batch_size:
+        return None
+    per = last - first + 1
+    return (per, last) if per < FEW_STEPS_PER_EPOCH and case.model.batch_size > 1 else None
 
 
 def _loss_trend(rows: list[dict]) -> tuple[str | None, str | None]:
@@ -912,15 +1066,31 @@ def plateau(case: Case) -> Diagnosis | None:
     evidence = (f"the training loss went from {num(before)} at epoch {a} to at best {num(best)} over epochs "
                 f"{a + 1}-{b}: {num(100 * gain)}% better (the rule: less than "
                 f"{num(100 * PLATEAU_IMPROVEMENT)}% over {n} epochs) at a constant learning rate {num(lr)}")
+    facts: dict[str, Any] = {"epoch": b, "from_epoch": a, "improvement": gain, "lr": lr}
+    first = _loss(rows[0])
+    if first is not None and first > 0 and before >= LR_LOW_STUCK * first:
+        # no progress before the plateau either: a loss stuck from the start, which a decay does not cure
+        facts["from_start"] = True
+        evidence += (f"; it was {num(first)} at epoch {rows[0]['epoch']}: flat from the start, not a plateau "
+                     "after progress")
     sched = case.model.schedule
     now = f" (the schedule now is {sched})" if sched and sched != "plateau" else ""
     remedy = ("Decay the learning rate when the loss plateaus: schedule: plateau(factor=0.1-0.5, "
               f"patience=2-5) multiplies it by the factor after `patience` epochs without improvement{now}; "
               "a step or cosine schedule does it on a timetable. A loss stuck from the start points to a "
               "rate too low or vanishing gradients instead.")
+    start_lr = rows[0].get("lr")
+    if _finite(start_lr) and _finite(lr) and lr * PLATEAU_DECAYED <= start_lr:
+        # the schedule decayed it already: decaying it more (or sooner) is not the cure
+        facts["decayed_from"] = start_lr
+        evidence += f" (decayed from {num(start_lr)} at epoch {rows[0]['epoch']})"
+        remedy = (f"The learning rate was decayed already, from {num(start_lr)} to {num(lr)}: decaying it "
+                  "more does not help. A schedule that cuts the rate too soon or too low (a small patience "
+                  "or factor, a low min_lr) freezes the training: decay it later and less, or give it a "
+                  "higher min_lr; then a bigger model or better features, if the loss still stalls.")
     return Diagnosis("plateau", "medium", evidence, remedy,
                      line=f"the loss improved {num(100 * gain)}% over {n} epochs at lr {num(lr)}", epoch=b,
-                     facts={"epoch": b, "from_epoch": a, "improvement": gain, "lr": lr})
+                     facts=facts)
 
 
 def lr_too_low(case: Case) -> Diagnosis | None:
@@ -934,26 +1104,62 @@ def lr_too_low(case: Case) -> Diagnosis | None:
         return None
     e = epochs[-1]
     ratios = [v for x in _weighted(case) if (v := _stat(e, x["name"], "update_ratio")) is not None]
-    if not ratios or max(ratios) >= LR_LOW_RATIO:
+    if not ratios:
+        return None
+    top = max(ratios)
+    stuck = _stuck(case, losses[-1]) if top >= LR_LOW_RATIO else None
+    if top >= LR_LOW_RATIO and stuck is None:
         return None
     b = _bias(case)
     if b is None or not b["fires"]:
         return None
-    top = max(ratios)
-    factor = min(10.0, max(3.0, HEALTHY_UPDATE_RATIO / top if top > 0 else 10.0))
+    # (a loss that barely moved from the start: the most the guides give)
+    factor = 10.0 if stuck is not None or top <= 0 else min(10.0, max(3.0, HEALTHY_UPDATE_RATIO / top))
     lr = case.model.lr
-    evidence = (f"the training loss fell steadily over epochs {rows[-k - 1]['epoch']}-{rows[-1]['epoch']} "
-                f"({num(losses[0])} -> {num(losses[-1])}), but at epoch {e['epoch']} the largest "
-                f"update/weight ratio of any layer is {num(top)} (the rule: below {num(LR_LOW_RATIO)}; about "
-                f"{num(HEALTHY_UPDATE_RATIO)} is healthy); {b['text']}")
+    fell = (f"the training loss fell steadily over epochs {rows[-k - 1]['epoch']}-{rows[-1]['epoch']} "
+            f"({num(losses[0])} -> {num(losses[-1])})")
+    if stuck is None:
+        evidence = (f"{fell}, but at epoch {e['epoch']} the largest update/weight ratio of any layer is "
+                    f"{num(top)} (the rule: below {num(LR_LOW_RATIO)}; about {num(HEALTHY_UPDATE_RATIO)} is "
+                    f"healthy); {b['text']}")
+        why = (f"every step moves the weights by less than {num(LR_LOW_RATIO)} of their size, so the loss "
+               "falls, but far too slowly for the epochs given")
+        line = f"the updates are {num(top)} of the weights while the loss falls slowly"
+    else:
+        start, frac = stuck
+        evidence = (f"{fell}, yet over the whole run it barely moved: {num(losses[-1])} is {num(frac)} of "
+                    f"the first step's {num(start)} after {epochs_text(len(rows))} (the rule: a steady fall "
+                    f"that stays above {num(LR_LOW_STUCK)} of it; the largest update/weight ratio of any "
+                    f"layer at epoch {e['epoch']} is {num(top)})")
+        if b["metric"] != "loss":  # (the loss's own bias test says the same again)
+            evidence += f"; {b['text']}"
+        why = ("a loss that falls a little every epoch from the start, and never fast, is the curve of a "
+               "rate too low (the gradients reach every layer: no vanishing gradients, dead or saturated "
+               "units were found)")
+        line = f"the loss fell steadily but only to {num(frac)} of the first step's"
     up = f"from {num(lr)} to {num(lr * factor)}" if lr else f"{num(factor)}x"
-    remedy = (f"Raise the learning rate 3-10x ({up}): every step moves the weights by less than "
-              f"{num(LR_LOW_RATIO)} of their size, so the loss falls, but far too slowly for the epochs "
-              "given. Raise it until the loss falls fast without spiking; a plateau schedule can bring it "
-              "down later.")
-    return Diagnosis("lr_too_low", "medium", evidence, remedy,
-                     line=f"the updates are {num(top)} of the weights while the loss falls slowly",
-                     epoch=e["epoch"], facts={"epoch": e["epoch"], "max_update_ratio": top, "factor": factor})
+    remedy = (f"Raise the learning rate 3-10x ({up}): {why}. Raise it until the loss falls fast without "
+              "spiking; a plateau schedule can bring it down later. Decaying it now (a plateau schedule) "
+              "would make it worse.")
+    facts: dict[str, Any] = {"epoch": e["epoch"], "max_update_ratio": top, "factor": factor}
+    if stuck is not None:
+        facts.update(stuck=True, loss_fraction=stuck[1])
+    return Diagnosis("lr_too_low", "medium", evidence, remedy, line=line, epoch=e["epoch"], facts=facts)
+
+
+def _stuck(case: Case, last: float) -> tuple[float, float] | None:
+    """(the first step's loss, the last epoch's fraction of it) when the training loss barely moved over the
+    whole run (above LR_LOW_STUCK of the first step's) and no per-layer rule explains a stuck loss; else
+    None."""
+    start = _first_step_loss(case)
+    if start is None or start <= 0 or last / start <= LR_LOW_STUCK:
+        return None
+    rates = [float(v) for r in case.rows if _finite(v := r.get("lr"))]
+    if any(b > a for a, b in zip(rates, rates[1:], strict=False)):
+        return None  # (a warm-up: the rate was low on purpose, and rose)
+    if any(rule(case) is not None for rule in (divergence, vanishing_gradients, dead_relu, saturation)):
+        return None  # (a loss that blew up and came down is no rate too low, as the live doctor sees it)
+    return start, last / start
 
 
 RULES: tuple[Callable[[Case], Diagnosis | None], ...] = (
