@@ -234,7 +234,35 @@ class GlobalPool(nn.Module):
 
     def forward(self, x):
         dims = tuple(range(1, x.dim() - 1))
-        return x.mean(dim=dims) if self.mode == "avg" else x.amax(dim=dims)
+        if self.mode == "avg":
+            return x.mean(dim=dims)
+        if x.device.type == "cpu" and x.shape[-1] % 32 and x.dim() > 2 and not torch.onnx.is_in_onnx_export():
+            return GlobalMax.apply(x)
+        return x.amax(dim=dims)
+
+
+class GlobalMax(torch.autograd.Function):
+    """x.amax over the spatial axes of channels-last x, its forward as a channels-last max-pool: torch's CPU
+    max over outer axes is 60x slower unless the channels are a multiple of 32 (2M float32 values, one
+    thread: 4.8 ms at 16 or 24 channels, 0.08 ms at 32; the pool 0.3-0.5 ms). The values are the same (a max
+    is exact) and the backward is amax's own formula, (g / count) · (x == max), the gradient shared among
+    ties: bit-identical, 1.9-2.3x faster forward and backward at 16-24 channels, 20% slower at 32 and 64
+    (which keep amax)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        n, c = x.shape[0], x.shape[-1]
+        flat = x.reshape(n, -1, 1, c).permute(0, 3, 1, 2)  # (N, C, positions, 1), channels-last strides
+        y = F.max_pool2d(flat, kernel_size=(flat.shape[2], 1)).reshape(n, c)
+        ctx.save_for_backward(x, y)
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        x, y = ctx.saved_tensors
+        shape = (x.shape[0],) + (1,) * (x.dim() - 2) + (x.shape[-1],)
+        mask = x == y.reshape(shape)
+        return (g.reshape(shape) / mask.sum(dim=tuple(range(1, x.dim() - 1)), keepdim=True)) * mask
 
 
 class Flatten(nn.Module):
