@@ -68,9 +68,13 @@ class Recurrent(nn.Module):
         return params
 
     def forward(self, x):
-        if self.kernel_fn is not None:
+        if self.kernel_fn is not None and self.fused_compiles(x):
             return self.fused_forward(x)
         return self.loop_forward(x)
+
+    def fused_compiles(self, x) -> bool:
+        """Whether torch.compile (dlc run --compile) can take the fused kernel for `x`; always outside it."""
+        return True
 
     def fused_forward(self, x):
         params = self.torch_params()
@@ -82,9 +86,11 @@ class Recurrent(nn.Module):
         # (input, state, params, has_biases, num_layers, dropout, train, bidirectional, batch_first): time
         # first, transposed here, because batch_first=True turns the output's axes with an in-place
         # transpose_ that a replayed step (graphs.Traced) cannot repeat
-        y, h_n, *_ = self.kernel_fn(x.transpose(0, 1), state, params, self.bias is not None, 1, 0.0,
-                                    self.training, False, False)
-        return y.transpose(0, 1).contiguous() if self.return_sequences else h_n[0]
+        y, *_ = self.kernel_fn(x.transpose(0, 1), state, params, self.bias is not None, 1, 0.0,
+                               self.training, False, False)
+        # the last output, not the final state h_n (the same values): compiled, torch.gru's h_n had a wrong
+        # recurrent_kernel gradient (4e-3 in float64 against the eager kernel and the loop; y's was right)
+        return y.transpose(0, 1).contiguous() if self.return_sequences else y[-1]
 
     def loop_forward(self, x):
         zeros = torch.zeros((x.shape[0], self.units), dtype=x.dtype, device=x.device)
@@ -118,6 +124,12 @@ class LSTM(Recurrent):
     def fused_kernel(self):
         """Keras' gate order i, f, c, o is torch's i, f, g, o."""
         return torch.lstm if self.act is torch.tanh and self.ract is torch.sigmoid else None
+
+    def fused_compiles(self, x) -> bool:
+        """Not compiled on the CPU outside float64: there torch.lstm runs oneDNN's aten.mkldnn_rnn_layer
+        (float32, bfloat16), whose compiled code fails (TypeError: expected Tensor() for op
+        torch.ops.aten.mkldnn_rnn_layer.default; torch 2.13); the loop compiles."""
+        return not (torch.compiler.is_compiling() and x.device.type == "cpu" and x.dtype != torch.float64)
 
     def step(self, x, state):
         h, c = state
