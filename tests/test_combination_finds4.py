@@ -82,3 +82,44 @@ def test_last_output_is_the_final_state_bit_for_bit(kind, dtype):
     for u, v in zip(torch.autograd.grad((a * w).sum(), params), torch.autograd.grad((b * w).sum(), params),
                     strict=True):
         assert torch.equal(u, v)
+
+
+MAXOUT_BF16 = """model mx {
+  seed: 5
+  data {
+    source: digits
+    normalize: minmax
+    split: holdout(val=0.2)
+  }
+  input: (8, 8)
+  layers {
+    Maxout(8)
+    Flatten()
+    Dense(10, activation=softmax)
+  }
+  loss: sparse_categorical_crossentropy
+  optimizer: Adam(lr=0.01)
+  train {
+    epochs: 1
+    batch_size: 64
+    precision: mixed_bfloat16
+  }
+}"""
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_compiled_maxout_under_mixed_bfloat16_trains_as_eager():
+    """Compiled, inductor kept Maxout's 16-bit `product + bias` in float32 and recomputed it in the backward,
+    where the max's `input == output` mask then matched nothing: 0/0, NaN at step 3 (`dlc run --compile` of
+    a Maxout on sequences under mixed_bfloat16). Rounded as eager rounds it, the compiled step gives the
+    eager step's losses."""
+    from dlc import api
+    from dlc.compiler import compile_text
+
+    spec = compile_text(MAXOUT_BF16).raise_for_errors()
+    losses = {}
+    for compiled in (False, True):
+        torch._dynamo.reset()
+        model = api.Model(spec, "torch", compile=compiled)
+        losses[compiled] = model.fit(max_steps=8).rows[-1]["loss"]
+    assert losses[True] == pytest.approx(losses[False], rel=1e-2), losses

@@ -158,13 +158,16 @@ class GRU(Recurrent):
         return torch.gru if self.act is torch.tanh and self.ract is torch.sigmoid else None
 
     def torch_params(self) -> list:
-        """Keras' gate blocks z, r, h as torch's r, z, n; the bias rows are torch's b_ih and b_hh."""
+        """Keras' gate blocks z, r, h as torch's r, z, n; the bias rows are torch's b_ih and b_hh. Reordered
+        by slices (no index tensor: one copied to the device each step would stall a CUDA graph's capture)."""
         u = self.units
-        order = torch.cat([torch.arange(u, 2 * u), torch.arange(u), torch.arange(2 * u, 3 * u)])
-        order = order.to(self.kernel.device)
-        params = [self.kernel[:, order].t(), self.recurrent_kernel[:, order].t()]
+
+        def reorder(w):
+            return torch.cat([w[..., u:2 * u], w[..., :u], w[..., 2 * u:]], dim=-1)
+
+        params = [reorder(self.kernel).t(), reorder(self.recurrent_kernel).t()]
         if self.bias is not None:
-            params += [self.bias[0, order], self.bias[1, order]]
+            params += [reorder(self.bias[0]), reorder(self.bias[1])]
         return params
 
     def step(self, x, state):

@@ -66,6 +66,12 @@ class Trainer:
         self._objective = torch.compile(self.objective) if compiled else self.objective
         if compiled:
             step.on_device()  # (the compiled dropout keys read the step from the device: StepCounter)
+            # inductor otherwise keeps a fused 16-bit sum (a bias add) in float32 and recomputes it in the
+            # backward: a max's `input == output` mask then matched nothing (a Maxout under mixed_bfloat16
+            # got 0/0, NaN, at step 3); rounded as eager rounds it, compiled equals eager
+            import torch._inductor.config as inductor_config
+
+            inductor_config.emulate_precision_casts = True
         # `graph_steps(trainer, x, y, batch_size)`: a graphs.StepGraph (DLC_CUDA_GRAPHS=1 on CUDA), which
         # replays the full batches' steps as one graph (passed in: an emitted script has no graphs module)
         self.graph_steps, self.graph = graph_steps, None
