@@ -16,10 +16,8 @@ import io
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -155,27 +153,31 @@ def test_a_non_finite_loss_counts_and_is_not_run_again(tmp_path):
     assert "2 trials: 1 complete, 1 failed" in err and "does not count" not in err
 
 
+KILL_THE_FIRST_TRIAL = """
+import os, re, signal, sys, time
+from pathlib import Path
+log, deadline = Path(sys.argv[1]), time.time() + 120
+while time.time() < deadline:
+    found = re.search(r"\\(process (\\d+),", log.read_text()) if log.exists() else None
+    if found:
+        os.kill(int(found.group(1)), signal.SIGKILL)
+        break
+    time.sleep(0.02)
+"""
+
+
 def test_a_killed_trial_process_is_run_again_at_once(tmp_path):
     """A trial's process killed (as the kernel's OOM killer would) crashed: its parameters run again in the
-    same `dlc tune`, which ends with the trials it was asked for."""
-    p = _spec(tmp_path, epochs=400)
+    same `dlc tune`, which ends with the trials it was asked for. (The killer is its own process: a thread
+    of this one waited on the GIL of the in-process `dlc tune` under load, and the trial ended first.)"""
+    p = _spec(tmp_path, epochs=600)
     p.write_text(p.read_text().replace("trials: 4", "trials: 1"))
     run = tmp_path / "run"
     log = run / "trials" / "0000" / "log.txt"
-
-    def kill_the_first_trial():
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            found = re.search(r"\(process (\d+),", log.read_text()) if log.exists() else None
-            if found:
-                os.kill(int(found.group(1)), signal.SIGKILL)
-                return
-            time.sleep(0.05)
-
-    killer = threading.Thread(target=kill_the_first_trial)
-    killer.start()
+    killer = subprocess.Popen([sys.executable, "-c", KILL_THE_FIRST_TRIAL, str(log)])
     rc, _, err = run_cli("tune", p, "--out", run, "--threads", "1")
-    killer.join()
+    killer.kill()  # (it has killed the trial, or never found it: then the asserts say so)
+    killer.wait()
     assert rc == 0, err
     first, rerun = _trials(run)
     assert first["outcome"] == "crashed" and "its process exited with code -9" in first["failure"]
