@@ -59,13 +59,11 @@ from dlc.tasks import (
     doctor_fix,
     doctor_plot,
     doctor_rules,
-    emit,
     evaluate_run,
     export_onnx,
     launch,
     list_runs,
     lost_worker,
-    lr_find,
     lr_find_spec,
     parallel_blockers,
     plot_runs,
@@ -75,7 +73,6 @@ from dlc.tasks import (
     run_file_owner,
     schema,
     spec_folder,
-    summary,
     trainable,
     tune_target,
 )
@@ -542,6 +539,16 @@ class Model:
         return out
 
 
+_check_hooks = _tasks.check_hooks
+
+
+def _check_backend(backend: Any) -> None:
+    """"torch" or "keras", before any work (`cross_validate(backend="jax")` made an empty run folder, then
+    failed with RunFailed)."""
+    if backend not in ("torch", "keras"):
+        raise ValueError(f"backend={backend!r}: expected one of 'torch', 'keras'")
+
+
 def _check_backend_pair(backends: Any) -> None:
     """Two different backends ("torch" alone was read as the backends 't' and 'o'; ("torch", "torch")
     compared a backend with itself and passed)."""
@@ -595,6 +602,8 @@ def run(spec: Spec | str | Path, backend: str = "torch", *, device: str = "auto"
         out: str | Path | None = None, replace: bool = False, observer: Observer | None = None,
         evidence: bool = True, compile: bool = False) -> Finished:
     spec = _as_spec(spec, "run()")
+    _check_backend(backend)
+    _check_hooks(observer)
     _require_concrete(spec)  # (it trained a spec of search spaces: each one's first option, silently)
     return _tasks.run(spec, backend, device=device, out=_out_folder(out),
                       replace=_flag(replace, "replace"), observer=observer,
@@ -605,6 +614,8 @@ def cross_validate(spec: Spec | str | Path, backend: str = "torch", *, device: s
                    k: int | None = None, out: str | Path | None = None, replace: bool = False, on_fold=None,
                    evidence: bool = True, compile: bool = False) -> tuple[Path, dict]:
     spec = _as_spec(spec, "cross_validate()")
+    _check_backend(backend)
+    _check_hooks(on_fold=on_fold)
     _require_concrete(spec)
     return _tasks.cross_validate(spec, backend, device=device, k=k,
                                  out=_out_folder(out), replace=_flag(replace, "replace"), on_fold=on_fold,
@@ -623,6 +634,8 @@ def doctor(run_dir: str | Path, target_accuracy: float | None = None):
 def tune(result, *, backend: str = "torch", device: str = "auto", out: str | None = None,
          trials: int | None = None, workers: int = 1, threads: int | None = None, refine: str | None = None,
          study: str | None = None, reporter: Reporter | None = None, trial_nproc: int = 1) -> TuneResult:
+    result = _tunable(result)
+    _check_backend(backend)
     if threads is not None and not isinstance(threads, bool) and isinstance(threads, (int, np.integer)):
         from dlc.runtime.parallel import OVERSUBSCRIBE, usable_cores
 
@@ -637,12 +650,74 @@ def tune(result, *, backend: str = "torch", device: str = "auto", out: str | Non
                        trial_nproc=trial_nproc)
 
 
+def _tunable(target: Any) -> Any:
+    """What `tune` searches: `checked(path)`, or, as `Model` and `run` take a spec, the path of a .dlspec
+    file or the spec `load` read from one (it failed with AttributeError: 'str' object has no attribute
+    'spec'); the search needs the file (best.dlspec is it with each space replaced). TypeError for another
+    type, ValueError for a spec that is no longer its file's."""
+    from dlc.compiler import Compiled
+
+    if isinstance(target, Compiled):
+        return target
+    if isinstance(target, (str, os.PathLike)):
+        _check_spec_path(target)
+        return checked(os.fspath(target))
+    if isinstance(target, Spec):
+        if target.source_file is None:
+            raise ValueError("tune() searches a spec file (it writes best.dlspec from it): give the path of "
+                             "the .dlspec file; this spec was not read from one")
+        result = checked(target.source_file)
+        if result.spec != target:
+            raise ValueError(f"tune(): this spec is not what {target.source_file} says now (changed since "
+                             "dlc.load read it, or built in Python); tune() searches the file: give its path")
+        return result
+    raise TypeError(f"tune() takes the path of a .dlspec file with a search block (or "
+                    f"dlc.api.checked(PATH)), not {type(target).__name__}")
+
+
+def summary(spec: Spec | str | Path) -> str:
+    return _tasks.summary(_as_spec(spec, "summary()"))
+
+
+def emit(spec: Spec | str | Path, target: str) -> str:
+    return _tasks.emit(_as_spec(spec, "emit()"), target)
+
+
+def lr_find(spec: Spec | str | Path, backend: str = "torch", **options: Any) -> LRFind:
+    return _tasks.lr_find(_as_spec(spec, "lr_find()"), backend, **options)
+
+
+# (a Spec or a spec file's path, as Model takes it: a path failed with AttributeError, 'str' object has no
+# attribute 'input')
+summary.__doc__ = f"{_tasks.summary.__doc__} `spec`: a Spec or the path of a .dlspec file."
+emit.__doc__ = f"{_tasks.emit.__doc__} `spec`: a Spec or the path of a .dlspec file."
+lr_find.__doc__ = f"{_tasks.lr_find.__doc__} `spec`: a Spec or the path of a .dlspec file."
 tune.__doc__ = _tasks.tune.__doc__
 run.__doc__, cross_validate.__doc__ = _tasks.run.__doc__, _tasks.cross_validate.__doc__
 doctor.__doc__ = _tasks.doctor.__doc__
 
 
 # ---------------------------------------------------------------------------------------------- compare
+
+# compare()'s arguments that apply to one of its modes only, with their defaults: each mode refuses the
+# other's given another value (they were ignored, silently: `compare(spec, seeds=3, steps=50)` trained to
+# the end)
+_STEP_MODE = {"steps": 200, "dtype": "float64"}
+_SEEDS_MODE = {"margin": 0.02, "rel_margin": 0.05, "alpha": 0.05}
+
+
+def _only_what_applies(seeds: int | None, **given: Any) -> None:
+    """ValueError naming the arguments `compare` was given that its mode (seeds=N or steps) does not use."""
+    other, mode = (_STEP_MODE, "seeds=N compares where float32 trainings end") if seeds is not None else \
+        (_SEEDS_MODE, "without seeds= it compares step for step")
+    unused = [f"{name}={given[name]!r}" for name, default in other.items()
+              if given[name] != default]
+    if unused:
+        one = len(unused) == 1
+        hint = f"leave {'it' if one else 'them'} out" if seeds is not None else \
+            f"{'it is' if one else 'they are'} the equivalence test of seeds=N"
+        raise ValueError(f"compare(): {', '.join(unused)} do{'es' if one else ''} not apply: {mode}; {hint}")
+
 
 def compare(spec: Spec | str | Path, steps: int | None = 200, dtype: str = "float64",
             backends: tuple[str, str] = ("keras", "torch"), *, seeds: int | None = None,
@@ -664,9 +739,10 @@ def compare(spec: Spec | str | Path, steps: int | None = 200, dtype: str = "floa
     to the end of the spec's training on seeds spec.seed, + 1, ..., their final test metrics tested for
     equivalence by TOST on the paired differences (`margin`: absolute, for accuracy, precision, recall, f1;
     `rel_margin`: relative to the mean, for the loss, mse, mae; level `alpha`); `steps` and `dtype` do not
-    apply. Returns `mode` "seeds", `seeds`, `split`, `metrics` and `runs` per backend and seed,
-    `differences`, `p_values` and `tests` per metric, `verdict` ("equivalent", "inconclusive" or
-    "different"), `summary`, `passed`.
+    apply (ValueError when given another value, as `margin`, `rel_margin` and `alpha` without `seeds`).
+    Returns `mode` "seeds", `seeds`, `split`, `metrics` and `runs` per backend and seed, `differences`,
+    `p_values` and `tests` per metric, `verdict` ("equivalent", "inconclusive" or "different"), `summary`,
+    `passed`.
 
     `on_phase`, when given, hears each training before it starts ("training keras in float64, 200 steps"):
     a comparison is several trainings, of seconds to minutes each."""
@@ -680,6 +756,8 @@ def compare(spec: Spec | str | Path, steps: int | None = 200, dtype: str = "floa
     if dtype not in ("float32", "float64"):
         raise ValueError(f"dtype={dtype!r}: expected one of 'float32', 'float64'")
     _check_backend_pair(backends)
+    _check_hooks(on_phase=on_phase)
+    _only_what_applies(seeds, steps=steps, dtype=dtype, margin=margin, rel_margin=rel_margin, alpha=alpha)
     for name, value in (("margin", margin), ("rel_margin", rel_margin), ("alpha", alpha)):
         if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
             raise TypeError(f"{name} must be a number, not {type(value).__name__}")

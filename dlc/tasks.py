@@ -61,18 +61,26 @@ def schema() -> dict[str, Any]:
     return Spec.model_json_schema()
 
 
+EMIT_TARGETS = ("keras", "torch")
+
+
 def emit(spec: Spec, target: str) -> str:
     """A standalone training script for `target` ("keras" or "torch") that gives `dlc run`'s per-step losses
-    (EmitUnsupported when an item has no emitted form)."""
+    (ValueError for another target, EmitUnsupported when an item has no emitted form)."""
     from dlc.backends.emit.script import emit as emit_script
 
+    if target not in EMIT_TARGETS:
+        raise ValueError(f"target={target!r}: expected one of {', '.join(map(repr, EMIT_TARGETS))}")
     return emit_script(spec, target, _spec_path(spec))
 
 
 def catalogue(markdown: bool = False) -> str:
-    """Every catalogue item, its support on each target and its measured Keras/PyTorch |Δ|."""
+    """Every catalogue item, its support on each target and its measured Keras/PyTorch |Δ| (`markdown`:
+    True or False, TypeError for anything else: `catalogue("no")` was Markdown)."""
     from dlc.runtime.catalogue import render
 
+    if not isinstance(markdown, bool):
+        raise TypeError(f"markdown must be True or False, not {markdown!r}")
     return render(markdown)
 
 
@@ -166,6 +174,21 @@ def lost_worker(exc: BaseException) -> bool:
     return isinstance(cause, WorkerLost) and bool(os.environ.get(LAUNCHED))
 
 
+_OBSERVER_HOOKS = ("started", "training", "progress", "epoch", "evidence")
+
+
+def check_hooks(observer: Any = None, **callbacks: Any) -> None:
+    """An observer with Observer's methods and callables for `callbacks` (or None), before any work:
+    `run(observer=3)` made a run folder, then failed with RunFailed ('int' object has no attribute
+    'evidence'); `on_fold=3` and `on_phase=3` failed as 'int' object is not callable."""
+    if observer is not None and not all(callable(getattr(observer, h, None)) for h in _OBSERVER_HOOKS):
+        raise TypeError(f"observer must be a dlc.api.Observer (subclass it and override the methods you "
+                        f"need: {', '.join(_OBSERVER_HOOKS)}), not {type(observer).__name__}")
+    for name, value in callbacks.items():
+        if value is not None and not callable(value):
+            raise TypeError(f"{name} must be a function (or None), not {type(value).__name__}")
+
+
 def resumable(run_dir: str | Path) -> Resumable:
     """The run directory as `--resume` sees it: `.finished`, or the exact spec it was training and how far it
     got (`.epochs_done` of `.epochs_total`; `.complete`: only its final files are left to write). RunDirError
@@ -175,11 +198,22 @@ def resumable(run_dir: str | Path) -> Resumable:
     return resume_target(run_dir)
 
 
-def resume(target: Resumable, *, device: str = "auto", observer: Observer | None = None,
+def resume(target: Resumable | str | Path, *, device: str = "auto", observer: Observer | None = None,
            evidence: bool = True) -> Finished:
-    """Continue a killed run (from `resumable`) from its last finished epoch, in its own directory (its
-    evidence.json continued, when it has one and `evidence`)."""
+    """Continue a killed run (from `resumable`, or the path of its directory) from its last finished epoch,
+    in its own directory (its evidence.json continued, when it has one and `evidence`). RunDirError for a
+    run that has finished (nothing to resume) or cannot be continued."""
     from dlc.runtime.run import train_run
+    from dlc.runtime.runs import RunDirError
+
+    check_hooks(observer)
+    if isinstance(target, (str, os.PathLike)):  # (it failed: 'str' object has no attribute 'spec')
+        target = resumable(target)
+    elif not isinstance(target, Resumable):
+        raise TypeError(f"resume() takes what resumable(RUN) returns, or the path of a run directory, not "
+                        f"{type(target).__name__}")
+    if target.finished:
+        raise RunDirError(f"{target.run}: this run already finished; nothing to resume")
 
     return train_run(target.spec, target.backend, target.spec_file, target.base_dir,
                      device=target.device(device), resume=target, observer=observer, evidence=evidence,
@@ -234,8 +268,9 @@ def lr_find_spec(result: Compiled, seed: int | None = None, dtype: str | None = 
     return apply_overrides(result.spec, seed, dtype).with_source_file(result.file)
 
 
-def lr_find(spec: Spec, backend: str = "torch", *, steps: int | None = None, start: float | None = None,
-            end: float | None = None, device: str = "auto", out: str | Path | None = None,
+def lr_find(spec: Spec, backend: str = "torch", *, steps: int | None = None,
+            start: float | None = None, end: float | None = None, device: str = "auto",
+            out: str | Path | None = None,
             on_step: Callable[[int, float, float], None] | None = None) -> LRFind:
     """`dlc lr-find`: the learning-rate range test (dlc.runtime.lr_find) from the spec's initial weights, with
     its optimizer and seeded batch order, the lr rising exponentially from `start` (default 1e-7) to `end`
@@ -309,9 +344,13 @@ def list_runs(folder: str | Path = "runs") -> list[dict]:
 
 
 def plot_runs(run_dirs: Sequence[str | Path], out: str | Path) -> Path:
-    """`dlc plot`: the curves of several runs overlaid in one PNG."""
+    """`dlc plot`: the curves of several runs overlaid in one PNG (`out`: a name ending in .png, ValueError
+    otherwise: a PNG named `x.jpg` was written)."""
     from dlc.runtime.runs import plot_runs as plot
 
+    if isinstance(out, (str, os.PathLike)) and Path(out).suffix.lower() != ".png":
+        raise ValueError(f"plot_runs(): the output {os.fspath(out)!r} must be a name ending in .png (the "
+                         "plot is a PNG image)")
     return plot(run_dirs, out)
 
 

@@ -5,12 +5,36 @@
 script and `python -m dlc`, runs main on the command line and ends the process; see dlc.cli.errors for what
 each code means.
 """
+# ruff: noqa: E402 - the imports after _interrupted_while_starting's handler is set (see there)
 
 import os
+import signal
 import sys
 from typing import TYPE_CHECKING, Annotated, NoReturn, Optional
 
-import typer
+
+def _interrupted_while_starting(signum, frame) -> None:
+    """Ctrl-C while the `dlc` command imports what it needs (the first half second, before main() handles
+    it: a Python traceback ending in KeyboardInterrupt, exit -2): dlc's one line and exit 130, as later."""
+    try:
+        os.write(2, b"dlc: interrupted\n")
+    finally:
+        os._exit(130)
+
+
+def _is_the_command() -> bool:
+    """Whether this process is the `dlc` command (its script, or `python -m dlc`), not a program that imports
+    dlc.cli (the tests, a notebook)."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    arg0 = sys.argv[0] if sys.argv and sys.argv[0] else ""
+    return os.path.basename(arg0) == "dlc" or \
+        os.path.abspath(arg0) == os.path.join(os.path.dirname(here), "__main__.py")
+
+
+if _is_the_command() and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+    signal.signal(signal.SIGINT, _interrupted_while_starting)  # (until main() starts: see there)
+
+import typer  # (this import and dlc's below come after the handler: they are most of the command's start)
 
 from dlc.cli import (
     catalogue,
@@ -41,6 +65,7 @@ from dlc.cli.errors import (
     quiet_exit,
     stop_on_sigterm,
 )
+from dlc.cli.examples import examples_epilog
 
 if TYPE_CHECKING:  # (rich is imported when a help page is drawn)
     from rich.table import Table
@@ -53,7 +78,8 @@ HELP_OPTION_NAMES = ["-h", "--help"]
 app = typer.Typer(
     name="dlc",
     help="Compile and train .dlspec model specs on Keras or PyTorch, with matching results.",
-    epilog="Exit codes: 0 done, 1 a failure while running (one line on stderr), 2 a spec or usage error, "
+    epilog="Start with `dlc check specs/iris.dlspec`, then `dlc run specs/iris.dlspec` and `dlc runs`.\n\n"
+           "Exit codes: 0 done, 1 a failure while running (one line on stderr), 2 a spec or usage error, "
            "130 interrupted, 143 terminated (SIGTERM), 141 the output's reader closed it early (`| head`). "
            "`dlc COMMAND --help` tells more.",
     no_args_is_help=True,
@@ -90,17 +116,48 @@ def _root(
 
 
 for _module in COMMANDS:
-    app.command(_module.NAME)(exits(_module.command))
+    app.command(_module.NAME, epilog=examples_epilog(_module.NAME))(exits(_module.command))
+
+
+# a range bound beyond this is left out of the help: `--epochs N [x>=1]`, not `[1<=x<=9223372036854775807]`
+SHOWN_BOUND = 2**32
 
 
 def _flags_without_a_type(command) -> None:
     """A flag's help line shows no type: Typer labels `--replace`, `--quiet` and `--help` `<bool>`, which
-    reads as if they took a value (`--replace true` is an error)."""
+    reads as if they took a value (`--replace true` is an error). An argument is shown by its name alone
+    (`SPEC`, `RUN...`), as Unix usage lines write it: not with Python's type (`SPEC <str>`, `RUN
+    <list[str]>`) nor in braces (`dlc predict [OPTIONS] {RUN}`). A bound no one types (2^63 - 1) is left
+    out of a range."""
     for param in [*getattr(command, "params", []), _help_option(command)]:
         if getattr(param, "is_flag", False) and param.metavar is None:
             param.metavar = ""
+        if getattr(param, "param_type_name", None) == "argument":
+            _argument_by_name(param)
+        if getattr(param, "max", None) is not None and abs(param.max) >= SHOWN_BOUND:
+            _range_without_its_max(param)
     for sub in getattr(command, "commands", {}).values():
         _flags_without_a_type(sub)
+
+
+def _argument_by_name(param) -> None:
+    """The help and usage of an argument: its name (`RUN`, `[SPEC]` when it may be left out, `RUN...` for
+    one or more), no type. (Typer's hooks, replaced on this one parameter; a Typer without them is left
+    as it is.)"""
+    if not all(hasattr(param, hook) for hook in ("display_type_rich", "_usage_display_name",
+                                                 "_rich_display_name", "display_name_raw")):
+        return
+    name = param.display_name_raw + ("..." if param.nargs != 1 else "")
+    param.display_type_rich = lambda ctx=None: None
+    param._rich_display_name = lambda: name
+    param._usage_display_name = lambda: name if param.required else f"[{name}]"
+
+
+def _range_without_its_max(param) -> None:
+    """`[x>=1]` for a range whose maximum is only the integer's limit."""
+    if hasattr(param, "_get_number_range_help_str"):
+        low = param.min
+        param._get_number_range_help_str = lambda: None if low is None else f"x>={low}"
 
 
 def _help_option(command):
@@ -166,7 +223,7 @@ def _click_exception() -> type[Exception]:
                 if c.__name__ == "ClickException" and issubclass(c, Exception))
 
 
-def _usage_error(e, fallback=None) -> int:
+def _usage_error(e, fallback=None, args: list[str] | tuple[str, ...] = ()) -> int:
     """A usage error (unknown option, bad value, missing argument): the usage line and one error line.
     `fallback`: the context to name when Click gave none (an option missing its value: `--out` last)."""
     if type(e).__name__ == "NoArgsIsHelpError":  # the help is printed already
@@ -175,7 +232,7 @@ def _usage_error(e, fallback=None) -> int:
     if ctx is not None:
         print(ctx.get_usage(), file=sys.stderr)
         print(f"Try '{ctx.command_path} --help' for help.", file=sys.stderr)
-    print(error_line(_plain_usage_message(e)), file=sys.stderr)  # (the usage line names the command)
+    print(error_line(_plain_usage_message(e, args)), file=sys.stderr)  # (the usage line names the command)
     return e.exit_code
 
 
@@ -193,13 +250,18 @@ def _command_context(command, args: list[str]):
 # an option another command has, and what this one calls it (`dlc compile SPEC --backend torch`, as `dlc run`
 # takes it, is compile's --emit torch)
 SAID_ELSEWHERE = {"--backend": "--emit"}
+# what an option other commands have is, in a command without it: (command, option) -> the hint
+SAID_OTHERWISE = {("predict", "--json"): "predict writes JSON with --output FILE.json",
+                  ("predict", "--format"): "predict writes by --output's ending: .csv, .json or .npz"}
 
 
-def _plain_usage_message(e) -> str:
+def _plain_usage_message(e, args: list[str] | tuple[str, ...] = ()) -> str:
     """Click's message in dlc's words: an unknown option suggests only a close name (Click offers any option
     sharing a letter or two), an unknown command is said as an unknown option is (`no such command: rnu; did
-    you mean run?`, not `No such command 'rnu'. Did you mean 'run'?`), and the validators' wording ("Value
-    error, ...", "Input should be ...") is plain."""
+    you mean run?`, not `No such command 'rnu'. Did you mean 'run'?`), an option written with one dash
+    (`-epochs 3`, which Click reads as `-e`) is named as it was typed, with the option it meant, a value
+    that is not one of the choices gets the close one, and the validators' wording ("Value error, ...",
+    "Input should be ...") is plain."""
     import difflib
     import re
 
@@ -207,13 +269,31 @@ def _plain_usage_message(e) -> str:
     if type(e).__name__ == "NoSuchOption" and name:
         ctx = getattr(e, "ctx", None)
         taken = {o for p in (ctx.command.params if ctx is not None else []) for o in getattr(p, "opts", [])}
+        hint = SAID_OTHERWISE.get((str(ctx.info_name) if ctx is not None else "", str(name)))
+        if hint is not None:
+            return f"no such option: {name}; {hint}"
+        typed = next((a for a in args if re.fullmatch(r"-[A-Za-z][\w-]+(=.*)?", a, re.DOTALL)
+                      and a.startswith(name)), None)
+        meant = "-" + typed.split("=")[0] if typed is not None else None
+        if not name.startswith("--") and meant is not None and meant in taken:  # (`-epochs 3`)
+            return f"no such option: {meant[1:]}; did you mean {meant}?"
         close = [SAID_ELSEWHERE[name]] if SAID_ELSEWHERE.get(name) in taken else \
             difflib.get_close_matches(name, list(getattr(e, "possibilities", None) or []), n=1, cutoff=0.75)
         return f"no such option: {name}" + (f"; did you mean {close[0]}?" if close else "")
     text = e.format_message()
+    if m := re.search(r"'([^']*)' is not one of ('[^']*'(?:, '[^']*')*)\.$", text):
+        choices, given = re.findall(r"'([^']*)'", m[2]), m[1].strip().lower()
+        close = difflib.get_close_matches(given, choices, n=2, cutoff=0.6)
+        ratio = [difflib.SequenceMatcher(None, given, c).ratio() for c in close]
+        if close and (len(close) == 1 or ratio[0] > ratio[1]):  # (none for `float`: float32 or float64?)
+            text = f"{text[:-1]}; did you mean {close[0]}?"
     if m := re.fullmatch(r"No such command '(.*)'\.(?: Did you mean '(.*)'\?)?", text, re.DOTALL):
         return f"no such command: {m[1]}" + (f"; did you mean {m[2]}?" if m[2] else "")
     text = text.replace("Value error, ", "")
+    text = re.sub(r"Input should be a valid integer(, unable to parse string as an integer)?",
+                  "must be a whole number", text)
+    text = re.sub(r"Input should be a valid number(, unable to parse string as a number)?",
+                  "must be a number", text)
     text = re.sub(r"Input should be greater than or equal to (\S+)", r"must be at least \1", text)
     return re.sub(r"Input should be less than or equal to (\S+)", r"must be at most \1", text)
 
@@ -221,6 +301,8 @@ def _plain_usage_message(e) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Run `dlc` with these arguments (default: the command line's) and return the exit code."""
     args = sys.argv[1:] if argv is None else list(argv)
+    if signal.getsignal(signal.SIGINT) is _interrupted_while_starting:  # (Ctrl-C is KeyboardInterrupt again,
+        signal.signal(signal.SIGINT, signal.default_int_handler)     # which each command handles)
     _no_zero_terminal_size()
     _closed_streams_to_devnull()
     make_streams_safe()
@@ -268,7 +350,7 @@ def _main(command, args: list[str]) -> int:
         # the reader of our output has gone (`dlc schema | head -1`): stop quietly, as Unix tools do
         return quiet_exit(closed_outputs())
     except _click_exception() as e:
-        return _usage_error(e, _command_context(command, args))
+        return _usage_error(e, _command_context(command, args), args)
     except KeyboardInterrupt as e:
         return interrupted(e)
     except typer.Abort:

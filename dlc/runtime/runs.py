@@ -172,6 +172,20 @@ def _no_trial_completed(run: Path, instead: str) -> RunDirError | None:
                        "search spaces that fail and run `dlc tune` again")
 
 
+def _part_of_a_run(run: Path) -> RunDirError | None:
+    """The error for a fold of a cv run or a trial of a tune run, named as dlc's folder it is (they were
+    "not a dlc run directory", and `dlc runs TUNE/trials` called every trial damaged); None otherwise."""
+    if re.fullmatch(r"fold_\d+", run.name) and _marked_kind(run.parent) == "cv":
+        cv = run.parent
+        return RunDirError(f"'{run}' is a fold of the cross-validation {cv}, which keeps no model per fold: "
+                           f"`dlc runs {cv}` lists the folds, `dlc doctor {cv}` diagnoses each")
+    if run.parent.name == "trials" and _marked_kind(run.parent.parent) == "tune":
+        tune = run.parent.parent
+        return RunDirError(f"'{run}' is a trial of the tune run {tune}, which keeps no model per trial: "
+                           f"`dlc runs {tune}` shows the best")
+    return None
+
+
 def run_state(run: Path) -> RunState:
     """How far the run folder `run` got (see RunState); RunDirError when it is not a dlc run folder."""
     run = Path(run)
@@ -183,7 +197,7 @@ def run_state(run: Path) -> RunState:
     if kind == "tune":
         return _summary_state(run, "tune", "tune.json")
     if kind is None or not ((run / "run.json").exists() or (run / "ir.json").exists()):
-        raise RunDirError(f"'{run}' is not a dlc run directory (no ir.json/run.json)")
+        raise _part_of_a_run(run) or RunDirError(f"'{run}' is not a dlc run directory (no ir.json/run.json)")
     try:
         info, ir = read_json(run / "run.json"), read_json(run / "ir.json")
     except RunDirError as e:
@@ -647,6 +661,10 @@ def list_runs(root: str | Path) -> list[dict]:
     if not root.is_dir():
         missing = not root.exists() and not root.is_symlink()
         raise RunDirError(f"no such folder '{root}'") if missing else not_a_run(root)
+    if root.name == "trials" and _marked_kind(root.parent) == "tune":  # (each trial was listed "damaged")
+        tune = root.parent
+        raise RunDirError(f"'{root}' holds the trials of the tune run {tune}, which keeps no model per "
+                          f"trial: `dlc runs {tune}` lists the tune run and its best trial")
     return [describe(r) for r in find_runs(root)]
 
 
