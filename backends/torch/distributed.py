@@ -159,21 +159,36 @@ class DataParallel:
             p.grad = flat[at:at + k].view_as(p).clone()
             at += k
 
+    def shares_order(self, perm: np.ndarray, sizes: np.ndarray, batch_size: int) -> tuple[np.ndarray, int]:
+        """This process's shares of the epoch's batches, one after another, and the size of a full batch's
+        share: the plan streamed features are read ahead by (each share read while the step before it
+        trains; the session planned whole batches, which a share never asks for: every read was direct).
+        Every batch but the last is full, and the last one's share is no bigger than a full one's."""
+        cuts = [(i * batch_size + a, i * batch_size + b)
+                for i, (a, b) in enumerate(share(int(n), self.world, self.rank) for n in sizes)]
+        order = np.concatenate([perm[lo:hi] for lo, hi in cuts]) if cuts else perm[:0]
+        a, b = share(batch_size, self.world, self.rank)
+        return order, b - a
+
     def train_epoch(self, x, y, perm: np.ndarray, batch_size: int, progress=None):
         """The steps over the global batches of `perm`, this process taking its share of each: (per-step
         losses, metric statistics, batch sizes) of the whole run, summed over the processes."""
         t = self.inner
         t.net.train()
         perm_t, steps, losses, stats, sizes = epoch_buffers(x, perm, batch_size, t.stats_shape)
+        host = getattr(x, "on_host", False)  # (streamed features: the session's HostBatches)
+        if host:
+            x.plan(*self.shares_order(perm, sizes, batch_size))
         last = time.perf_counter()
         for i in range(steps):
             a, b = share(int(sizes[i]), self.world, self.rank)
-            idx = perm_t[i * batch_size + a:i * batch_size + b]
+            lo, hi = i * batch_size + a, i * batch_size + b
+            idx = perm_t[lo:hi]
             yb = y[idx]
             if self.die_at is not None and t.step.value + 1 == self.die_at:
                 print(f"rank {self.rank} stops at step {self.die_at} ({DIE_AT})", file=sys.stderr, flush=True)
                 os._exit(1)
-            loss, out = self.train_step(x[idx], yb, a, int(sizes[i]))
+            loss, out = self.train_step(x[perm[lo:hi]] if host else x[idx], yb, a, int(sizes[i]))
             with torch.no_grad():
                 losses[i] = loss
                 if b > a:

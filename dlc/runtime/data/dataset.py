@@ -96,7 +96,10 @@ def assemble(spec: Spec, data: Loaded, train: np.ndarray, val: np.ndarray, test:
     """Normalise with statistics of the training part only (no leakage), shape to the spec's input."""
     s = data.samples or Samples(data.x, data.targets, "the data")
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        shift, scale = normalizer(data_block(spec).normalize, data.x[train])
+        # (in float64 whatever the data's dtype: a float32 run's one-feature float32 npz features, kept
+        # float32 and not held in place, took float32 statistics: other values than the float64 path's and
+        # than an npy source's)
+        shift, scale = normalizer(data_block(spec).normalize, data.x[train].astype(np.float64, copy=False))
         check_statistics(spec, shift, scale, s.where)
     flat = data.x if shift is None or scale is None else normalized(data.x, shift, scale)
     check_model_inputs(spec, flat, s.where, s.row)

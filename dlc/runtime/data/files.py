@@ -236,12 +236,14 @@ def dtype_text(dtype: np.dtype) -> str:
 
 
 def numeric_features(path: Path, x: np.ndarray, key: str, keep_float32: bool = False) -> np.ndarray:
+    # (an .npy file is one array, of no name: "x.npy: array 'x' has no samples" named one it does not have)
+    what = "" if Path(path).suffix == ".npy" else f"array '{key}' "
     if x.dtype.kind not in "biuf":
-        raise DataError(f"{path}: array '{key}' holds {dtype_text(x.dtype)} values, not numbers")
+        raise DataError(f"{path}: {what}holds {dtype_text(x.dtype)} values, not numbers")
     if len(x) == 0:
-        raise DataError(f"{path}: array '{key}' has no samples")
+        raise DataError(f"{path}: {what}has no samples" if what else f"{path}: no samples")
     if (empty := no_features(x.shape)) is not None:
-        raise DataError(f"{path}: array '{key}' {empty}")
+        raise DataError(f"{path}: {what}{empty}")
     if keep_float32 and x.dtype == np.float32:
         return x
     if x.dtype == np.float64:

@@ -280,7 +280,7 @@ def assemble_streamed(spec: Spec, data: Streamed, dtype: str, train: np.ndarray,
         for lo in range(0, len(rows), step):
             check_model_inputs(spec, every.take(np.arange(lo, min(lo + step, len(rows)))), s.where,
                                lambda i, lo=lo: s.row(lo + i))
-    
+
     def part(ix):
         if len(ix) == 0:
             return None
