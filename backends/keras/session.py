@@ -278,7 +278,7 @@ class Session(Trainer):
 
     def get_state(self) -> dict[str, np.ndarray]:
         """Weights, optimizer variables (slots, iterations, lr), the dropout step: a checkpoint's content."""
-        out = flatten(self.get_weights(), "w/")
+        out = flatten(self.get_weights(native=True), "w/")
         for i, v in enumerate(self._optimizer_variables()):
             out[f"opt/{i}"] = np.array(v.numpy(), copy=True)
         out["step"] = np.array(int(self.step_var.numpy()))

@@ -60,8 +60,9 @@ class Trainer:
             for wname, arr in ws.items():
                 variables[wname].assign(arr.astype(self.dtype))
 
-    def get_weights(self):
-        return {lname: {wname: np.array(v.numpy(), dtype=np.float64, copy=True)
+    def get_weights(self, native: bool = False):
+        """{layer: {weight: float64 array}}; `native`: in the weights' own dtype (a checkpoint's)."""
+        return {lname: {wname: np.array(v.numpy(), dtype=None if native else np.float64, copy=True)
                         for wname, v in self.variables(lname).items()} for lname in self.weight_names}
 
     # ------------------------------------------------------------------------------------- step functions

@@ -277,9 +277,10 @@ class Session:
     def set_weights(self, weights):
         set_weights(self.net, weights)
 
-    def get_weights(self):
+    def get_weights(self, native: bool = False):
         return get_weights(self.net,
-                           {i.layer.name: [w.name for w in i.weights] for i in self.spec.walk() if i.weights})
+                           {i.layer.name: [w.name for w in i.weights] for i in self.spec.walk() if i.weights},
+                           native)
 
     # ---------------------------------------------------------------------------------------- training
 
@@ -349,8 +350,9 @@ class Session:
     # ------------------------------------------------------------------------------------- checkpoints
 
     def get_state(self) -> dict[str, np.ndarray]:
-        """Weights, optimizer slots and counters: what a checkpoint holds to resume bit for bit."""
-        out = flatten(self.get_weights(), "w/")
+        """Weights, optimizer slots and counters: what a checkpoint holds to resume bit for bit (each in the
+        run's own dtype)."""
+        out = flatten(self.get_weights(native=True), "w/")
         out["opt/iterations"] = np.array(self.opt.iterations)
         out["opt/lr"] = np.array(self.opt.lr)
         for name, t in self.opt.counters().items():

@@ -262,8 +262,13 @@ def set_weights(net, weights: dict) -> None:
                 weight_tensor(layers[lname], wname).copy_(torch.as_tensor(np.ascontiguousarray(arr)))
 
 
-def get_weights(net, names: dict) -> dict:
-    """{layer: {weight: float64 array}} for `names` = {layer: [weight, ...]}."""
+def get_weights(net, names: dict, native: bool = False) -> dict:
+    """{layer: {weight: float64 array}} for `names` = {layer: [weight, ...]}; `native`: in the weights' own
+    dtype (a checkpoint: a float32 run's in float64 were twice the file and its write time)."""
     layers = layer_modules(net)
-    return {lname: {w: weight_tensor(layers[lname], w).detach().cpu().double().numpy().copy() for w in ws}
-            for lname, ws in names.items()}
+
+    def array(t):
+        t = t.detach().cpu()
+        return (t if native else t.double()).numpy().copy()
+
+    return {lname: {w: array(weight_tensor(layers[lname], w)) for w in ws} for lname, ws in names.items()}
