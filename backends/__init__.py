@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import importlib
 
+from dlc.compiler.diagnostics import DlcError
+
 from .lowering import LoweringMissing
 from .session import Session
 
@@ -17,7 +19,7 @@ __all__ = ["BACKENDS", "BackendUnavailable", "LoweringMissing", "Session", "data
            "session_class"]
 
 
-class BackendUnavailable(Exception):
+class BackendUnavailable(DlcError):
     """The framework for a backend is not installed."""
 
 

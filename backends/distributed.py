@@ -11,8 +11,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from dlc.compiler.diagnostics import DlcError
 
-class WorkerLost(RuntimeError):
+
+class WorkerLost(DlcError, RuntimeError):
     """Another process of a data-parallel run stopped, or stopped answering within the collective timeout."""
 
 

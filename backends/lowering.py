@@ -17,6 +17,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from dlc.compiler.diagnostics import DlcError
+
 TARGETS = ("keras", "torch", "emit_keras", "emit_torch")
 TORCH = ("torch", "emit_torch")
 KERAS = ("keras", "emit_keras")
@@ -30,7 +32,7 @@ TARGET_MODULES = {
 }
 
 
-class LoweringMissing(Exception):
+class LoweringMissing(DlcError):
     """An IR item a target cannot lower; names the item, the target and the spec position."""
 
     def __init__(self, item: str, backend: str, at: tuple[int, int] | None = None,

@@ -11,6 +11,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from dlc.compiler.diagnostics import DlcError
 from dlc.compiler.spec import Spec
 
 Weights = dict[str, dict[str, np.ndarray]]  # layer name -> weight name -> array (Keras layouts)
@@ -25,7 +26,7 @@ def device_refusal(device: object) -> str | None:
     return f"{device!r} is not a device; use auto, cpu, cuda or cuda:N"
 
 
-class DeviceUnavailable(RuntimeError):
+class DeviceUnavailable(DlcError, RuntimeError):
     """A device dlc names that this machine or backend cannot train on: `device` and `why` (what the framework
     sees, with any advice) are kept apart, so that a caller speaking of another subject words it itself
     (`--resume`: "RUN was started on --device cuda, but ...") instead of cutting this message apart."""

@@ -25,12 +25,14 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from .diagnostics import DlcError
+
 # the largest CSV file whose every cell `dlc check` judges as the runtime will (csv_problem: about 0.4 s for
 # 4 MB); a larger one's cells are judged by the run
 MAX_CSV_SCANNED_BYTES = 4 * 2**20
 
 
-class CsvProblem(ValueError):
+class CsvProblem(DlcError, ValueError):
     """What a CSV file breaks, in the words of `dlc check` and the runtime, without the file's name: `lead`
     joins it to the name ("d.csv: row 3 ...", "d.csv has 2 columns named ..."). `stage`: "layout" (the text,
     not CSV, rows of other widths, trailing commas), "empty" (no rows, or a header alone), "target" (a named

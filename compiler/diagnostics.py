@@ -278,7 +278,13 @@ class _Missing:
 MISSING = _Missing()
 
 
-class SpecError(Exception):
+class DlcError(Exception):
+    """The base of every error dlc raises on purpose (a spec, data, run folder, training, backend or device
+    problem), so that a notebook or script catches them all with `except dlc.Error` and lets its own bugs
+    through. Exported as `dlc.Error`."""
+
+
+class SpecError(DlcError):
     """Raised by API entry points when a spec has errors; carries all of them and the source to render."""
 
     def __init__(self, diagnostics: list[Diagnostic], source: str | None = None, file: str | None = None):

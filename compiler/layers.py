@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated, ClassVar, Literal, Optional, Union
 from pydantic import Field, field_validator, model_validator
 
 from .catalog import Catalogued, register
+from .diagnostics import DlcError
 from .functions import (
     GLOROT_UNIFORM,
     LINEAR,
@@ -42,7 +43,7 @@ def unit_forget_bias(bias, units: int):
 ADJUSTMENTS = {"unit_forget_bias": unit_forget_bias}
 
 
-class ShapeError(ValueError):
+class ShapeError(DlcError, ValueError):
     """A layer cannot take the shape it is given; the message says what it needs."""
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from dlc.backends.lowering import REGISTRY, LoweringMissing, call, load_target, ref, render
 from dlc.backends.torch.lower import one_thread_is_faster
 from dlc.compiler.checkshared import resolve_path
+from dlc.compiler.diagnostics import DlcError
 from dlc.compiler.spec import Bundled, Csv, Npy, Spec
 from dlc.reference.rng import STREAM_INIT
 
@@ -34,7 +35,7 @@ MODULE_ALIASES = {"np": "import numpy as np", "math": "import math", "json": "im
 RULE = "# " + "-" * 108
 
 
-class EmitUnsupported(Exception):
+class EmitUnsupported(DlcError):
     """The spec cannot be written as a script; the message names the item and the target."""
 
 

@@ -12,6 +12,7 @@ from typing import NoReturn
 
 import numpy as np
 
+from dlc.compiler.diagnostics import DlcError
 from dlc.compiler.spec import Spec
 from dlc.compiler.training import Plateau
 from dlc.reference import metrics as M
@@ -21,7 +22,7 @@ from dlc.runtime.augment import augment
 from dlc.runtime.data import Dataset
 
 
-class TrainingFailed(Exception):
+class TrainingFailed(DlcError):
     """Training cannot go on (a non-finite loss, ...): one line for the user; `history`, where given, is the
     history so far (a non-finite loss: its step losses through the failing epoch's)."""
 

@@ -40,6 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dlc.compiler.diagnostics import DlcError
 from dlc.compiler.spec import Spec
 from dlc.runtime.rundir import cannot_write_in, nearest_existing, save_figure
 
@@ -59,7 +60,7 @@ STEEPEST = ("steepest: the middle of the half-decade of lr over which the smooth
 MIN_OVER_10 = "minimum/10: a tenth of the lr where the smoothed loss is smallest"
 
 
-class LRFindError(ValueError):
+class LRFindError(DlcError, ValueError):
     """Options the test cannot run with (start ≥ end, too few steps, a spec with other search spaces)."""
 
 

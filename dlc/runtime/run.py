@@ -16,11 +16,12 @@ from typing import Any
 import numpy as np
 
 from dlc.backends.session import device_refusal
+from dlc.compiler.diagnostics import DlcError
 from dlc.runtime import rundir, runlock
 from dlc.runtime.runs import RunDirError, check_out, retrain, shown_value
 
 
-class RunFailed(Exception):
+class RunFailed(DlcError):
     """A failure after the run directory was made: the cause, and the directory (kept, with the history)."""
 
     def __init__(self, cause: BaseException, run: Path, where: str | None = None):

@@ -24,10 +24,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from dlc.compiler.diagnostics import DlcError
 from dlc.runtime.runlock import busy
 
 
-class OutFolderError(Exception):
+class OutFolderError(DlcError):
     """An --out folder that cannot be used as it is (not empty, not a dlc folder, a file): a usage error."""
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from dlc.compiler.diagnostics import DlcError
 from dlc.runtime.rundir import (
     DLC_DIRS,
     KIND_NAMES,
@@ -39,7 +40,7 @@ from dlc.runtime.trials import COUNTED
 PLOT_SKIP = {"epoch", "lr", "time_s", "samples_per_s"}
 
 
-class RunDirError(Exception):
+class RunDirError(DlcError):
     """A folder that is not a run directory (or not one the command can use): one line, exit 1."""
 
 

@@ -14,11 +14,12 @@ from pathlib import Path
 
 import numpy as np
 
+from dlc.compiler.diagnostics import DlcError
 from dlc.runtime.runs import backend_problem, digest_problem, path_argument
 from dlc.runtime.runs import shown_value as _shown
 
 
-class ServeError(Exception):
+class ServeError(DlcError):
     """Bad run directory or input file: one clear line, exit 1."""
 
 

@@ -71,7 +71,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from dlc.compiler.diagnostics import Diagnostic
+from dlc.compiler.diagnostics import Diagnostic, DlcError
 from dlc.compiler.search import (
     Space,
     concretize,
@@ -105,7 +105,7 @@ HOST = socket.gethostname()
 MAX_OPTION_CHECKS = 64
 
 
-class TuneError(Exception):
+class TuneError(DlcError):
     """A problem with the tune set-up (not the spec): one line, exit 2."""
 
 

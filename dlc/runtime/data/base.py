@@ -9,10 +9,11 @@ from typing import Any, Protocol
 import numpy as np
 
 from dlc.backends.session import StreamedFeatures
+from dlc.compiler.diagnostics import DlcError
 from dlc.compiler.spec import Data, Spec
 
 
-class DataError(Exception):
+class DataError(DlcError):
     """A data file is missing or unreadable at run time: one clear line, exit 1."""
 
 
