@@ -234,7 +234,8 @@ MUTATIONS: list[Mutation] = [
 
     # ---------------------------------------------------------------------------- data: splits, normalising
     M("normalise_with_all_data", "standardisation fitted on the whole set (validation/test leak)",
-      "dlc/runtime/data/dataset.py", ".normalize, data.x[train])", ".normalize, data.x)", DATA_TESTS),
+      "dlc/runtime/data/dataset.py", ".normalize, data.x[train].astype(", ".normalize, data.x.astype(",
+      DATA_TESTS),
     M("std_with_ddof_1", "standardisation divides by the sample std (ddof=1), not Keras/sklearn's",
       "dlc/runtime/data/normalize.py", "mu, sd = fit.mean(axis=0), fit.std(axis=0)",
       "mu, sd = fit.mean(axis=0), fit.std(axis=0, ddof=1)", DATA_TESTS),
