@@ -88,9 +88,10 @@ def command(
                 print(f"wrote {path}")
     for note in plot_notes:
         print(f"dlc doctor: {note}", file=sys.stderr)
-    if fix and fixed is None:
-        print(f"dlc doctor: nothing to fix automatically in {run} (no finding has a spec change); "
-              "nothing written", file=sys.stderr)
+    if fix and fixed is None:  # (a fold, a tune trial: their folder keeps no spec, a note says where it is)
+        why = "no finding has a spec change" if report.text is not None else \
+            "no spec to change here: see the notes"
+        print(f"dlc doctor: nothing to fix automatically in {run} ({why}); nothing written", file=sys.stderr)
     return 0
 
 
@@ -114,6 +115,8 @@ def _para(label: str, text: str, width: int) -> str:
 def _show(report, plot: bool = False) -> None:
     width = _width()
     what = {"run": "run", "cv": "cross-validation run", "tune": "tune run"}[report.kind]
+    if report.fold is not None:
+        what = f"fold {report.fold} of a cross-validation run"
     head = f"dlc doctor {api.escaped(str(report.run))} ({what}"
     if report.trial is not None:
         head += f", its best trial {report.trial}"

@@ -40,6 +40,26 @@ class History:
     failure: str | None = None
     step_losses: list[float] = field(default_factory=list)
 
+    def __repr__(self) -> str:
+        """A line, not every epoch's row and every step's loss (what a notebook shows of `model.fit()`)."""
+        from dlc.runtime.reprs import clipped, history_line
+
+        flags = [f"best epoch {self.best_epoch} restored" if self.restored_best and self.best_epoch else "",
+                 "stopped early" if self.stopped_early else "",
+                 f"failed: {clipped(self.failure)}" if self.failure else ""]
+        extra = "; ".join(f for f in flags if f)
+        return f"History({history_line(self.rows, len(self.step_losses))}{'; ' + extra if extra else ''})"
+
+    def _repr_html_(self) -> str:
+        """The epochs as a table in a notebook: the first and last 5 of a longer history."""
+        from dlc.runtime.reprs import metric_names, number, table
+
+        names = ["epoch", *metric_names(self.rows)] + (["lr"] if any("lr" in r for r in self.rows) else [])
+        picked = self.rows if len(self.rows) <= 10 else [*self.rows[:5], None, *self.rows[-5:]]
+        body = [["…"] * len(names) if r is None else
+                [r.get(k, "") if k == "epoch" else number(r.get(k, "")) for k in names] for r in picked]
+        return table(names, body, caption=repr(self))
+
 
 def evaluate(session, spec: Spec, handle, batch_size: int) -> dict[str, float]:
     """The loss and the spec's metrics of the session's model on a loaded dataset (inference mode)."""

@@ -91,6 +91,17 @@ class LRFind:
     notes: list[str] = field(default_factory=list)
     plot: Path | None = None
 
+    def __repr__(self) -> str:
+        """The test in a line and its suggestion, not every step's lr and loss."""
+        from dlc.runtime.reprs import number
+
+        ran = len(self.lrs)
+        stop = f", stopped at step {self.stopped_at_step}" if self.stopped_at_step else ""
+        said = "no suggestion" if self.suggested_lr is None else \
+            f"suggested lr {number(self.suggested_lr)} ({self.rule.split(':')[0]})"
+        return (f"LRFind({self.spec_name} on {self.backend}, {ran} of {self.steps} steps, lr "
+                f"{number(self.start)}→{number(self.end)}{stop}: {said})")
+
     @property
     def min_over_10_lr(self) -> float | None:
         return None if self.min_loss_lr is None else self.min_loss_lr / 10

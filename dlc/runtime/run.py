@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -109,6 +110,13 @@ class Resumable:
     def base_dir(self) -> Path:
         """Where the spec's relative data paths live: the folder of the spec the run was started from."""
         return Path(self.info["spec_dir"])
+
+    def __repr__(self) -> str:
+        """The folder and how far it got, not run.json and the checkpoint's weights."""
+        where = "finished" if self.finished else (
+            f"{self.epochs_done} of {self.epochs_total} epochs done" + (
+                ", only its final files left to write" if self.complete else ""))
+        return f"Resumable({str(self.run)!r}, {self.info.get('backend', '?')}, {where})"
 
     @property
     def epochs_done(self) -> int:
@@ -252,6 +260,17 @@ class Finished:
     history: object  # dlc.runtime.loop.History
     final: dict  # metrics.json: train/val/test metrics, epochs_run, stopped_early, best_epoch, restored_best
 
+    def __repr__(self) -> str:
+        """The run folder, its history in a line and its final metrics on the last part measured (test, else
+        val, else train), not every epoch's row (a notebook printed 14,000 characters for iris)."""
+        from dlc.runtime.reprs import history_line, number
+
+        part = next((p for p in ("test", "val", "train") if isinstance(self.final.get(p), dict)), None)
+        final = "" if part is None else f"; {part} " + ", ".join(
+            f"{k} {number(v)}" for k, v in self.final[part].items())
+        rows = getattr(self.history, "rows", [])
+        return f"Finished({str(self.run)!r}: {history_line(rows)}{final})"
+
 
 def train_run(spec, backend: str, spec_file: str, base_dir: Path, *, device: str = "auto",
               out: str | None = None, replace: bool = False,
@@ -389,6 +408,43 @@ class SecondStopHeld:
             with contextlib.suppress(ValueError, OSError, TypeError):
                 signal.signal(sig, handler)
         self.saved.clear()
+
+
+@contextlib.contextmanager
+def epoch_end_whole() -> Iterator[None]:
+    """An epoch's end (its row into the history, the event file, the epoch table and log.txt) as one step for
+    a Ctrl-C, SIGTERM or SIGHUP: one that comes in the middle is raised once the step is done. A Ctrl-C after
+    the row was kept but before it was printed left the table and log.txt a row short of history.json
+    (which the interrupted run writes with every finished epoch). A second one is raised at once (a display
+    blocked on a full pipe still stops). Only a signal with a Python handler (the command line's, Python's
+    Ctrl-C), and only in the main thread, the one that may set them."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    saved: dict[int, Any] = {}
+    got: list[int] = []
+
+    def hold(signum, frame):
+        if got:  # (the second: at once)
+            saved[signum](signum, frame)
+        got.append(signum)
+
+    try:
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            with contextlib.suppress(ValueError, OSError):
+                if callable(handler := signal.getsignal(sig)):
+                    saved[sig] = handler
+                    signal.signal(sig, hold)
+        yield
+    finally:
+        for signum, handler in saved.items():
+            with contextlib.suppress(ValueError, OSError, TypeError):
+                signal.signal(signum, handler)
+    if got:
+        saved[got[0]](got[0], None)
 
 
 def targets_digest(data) -> str:
@@ -545,9 +601,10 @@ def _train(session, spec, data, backend: str, run: Path, rows: list[dict], state
     files = EpochFiles(run, rows, recorder, save=lambda st: checkpoint.save(run, session, st))
 
     def on_epoch(row):
-        rows.append(row)
-        tb.scalars(row["epoch"], row)
-        observer.epoch(row)
+        with epoch_end_whole():
+            rows.append(row)
+            tb.scalars(row["epoch"], row)
+            observer.epoch(row)
 
     def on_checkpoint(st) -> None:
         files.after_epoch(st, last=st.epoch >= spec.train.epochs or st.history.stopped_early)

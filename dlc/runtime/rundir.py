@@ -38,6 +38,10 @@ DLC_FILES = ("*.dlspec", "ir.json", "run.json", "env.json", "history.json", "his
              "events.out.tfevents.*", "cv.json", "tune.json", "study.db", "study.db-*", "result.json",
              "job.json", "evidence.json", "gradients.png", "importance.png", "*.dlc-lock", "*.tmp",
              "*.tmp.*")
+# what dlc's commands on a finished run write in its folder by default (`dlc export`'s model.onnx; doctor's
+# doctor.dlspec, gradients.png and importance.png are in DLC_FILES): still dlc's for --replace, but not a
+# file a run writes, so an output option may name it (`dlc export RUN --output RUN/model.onnx`)
+RUN_OUTPUTS = ("model.onnx",)
 DLC_DIRS = re.compile(r"fold_\d+|trials|\d+|model\.tmp")
 KIND_NAMES = {"run": "a dlc run", "cv": "a dlc cross-validation run", "tune": "a dlc tune run"}
 
@@ -73,7 +77,8 @@ def dlc_file_kind(path: str | Path) -> str | None:
 
 
 def foreign_entries(p: Path, prefix: str = "") -> list[str]:
-    """The entries under `p` that dlc never writes (links included: never followed), as relative paths."""
+    """The entries under `p` that dlc never writes, a run's exports included (links included: never
+    followed), as relative paths."""
     out = []
     for c in sorted(p.iterdir()):
         rel = prefix + c.name
@@ -81,7 +86,7 @@ def foreign_entries(p: Path, prefix: str = "") -> list[str]:
             out.append(rel)
         elif c.is_dir():
             out.extend(foreign_entries(c, rel + "/") if DLC_DIRS.fullmatch(c.name) else [rel + "/"])
-        elif not any(fnmatch.fnmatchcase(c.name, pat) for pat in DLC_FILES):
+        elif not any(fnmatch.fnmatchcase(c.name, pat) for pat in DLC_FILES) and c.name not in RUN_OUTPUTS:
             out.append(rel)
     return out
 

@@ -351,6 +351,13 @@ class Predictions:
     read: str = ""
     class_names: list[str] | None = None  # class k's name, when the training targets were names
 
+    def __repr__(self) -> str:
+        """The table's size and columns, not every prediction."""
+        from dlc.runtime.reprs import clipped
+
+        cols = clipped(", ".join(self.columns), 80)
+        return f"Predictions({self.task}, {len(self.table)} rows × {len(self.columns)} columns: {cols})"
+
 
 def predict(run: str | Path, input_file: str | Path) -> Predictions:
     """Predictions of a finished run for a file of raw features (the training preprocessing applied)."""

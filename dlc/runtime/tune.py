@@ -67,6 +67,8 @@ import shutil
 import socket
 import sys
 import time
+import types
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -370,6 +372,26 @@ class _StudyLock:
 # -------------------------------------------------------------------------------------------- the workers
 
 
+@contextlib.contextmanager
+def _main_left_out() -> Iterator[None]:
+    """Start a trial's process without the caller's `__main__`: multiprocessing has each child run the main
+    script again (as `__mp_main__`, to find what it unpickles), so a script that called `dlc.api.tune()` at
+    its top level, without `if __name__ == "__main__":`, started its search again in every trial, which
+    crashed ("An attempt has been made to start a new process before ... bootstrapping"), and a guarded one
+    still ran its imports and top-level code once per trial. A trial needs nothing of it (its target is
+    tune_worker.run_trial, its job plain data), so the child is told of a bare `__main__` (as a notebook's,
+    which has no file to run)."""
+    main = sys.modules.get("__main__")
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        yield
+    finally:
+        if main is None:
+            del sys.modules["__main__"]
+        else:
+            sys.modules["__main__"] = main
+
+
 class _Worker:
     """One trial's process: forked from the fork server (backend already imported), or a fresh interpreter.
     `env` and `log`: its place in a trial's data-parallel group and, above rank 0, where its output goes
@@ -389,7 +411,8 @@ class _Worker:
             args = (job,) if env is None else (job, env, log)
             self.forked = mp.get_context("forkserver").Process(target=tune_worker.run_trial, args=args,
                                                                 name=f"dlc-trial-{job['number']}")
-            self.forked.start()
+            with _main_left_out():
+                self.forked.start()
             self.pid = self.forked.pid
         else:
             import subprocess
@@ -821,6 +844,26 @@ class TuneResult:
     @property
     def best(self):
         return self.ranked[0] if self.ranked else None
+
+    def __repr__(self) -> str:
+        """The folder, the trials by state and the best one, not every trial's FrozenTrial (a notebook printed
+        every trial's parameters, distributions and timestamps)."""
+        from dlc.runtime.reprs import clipped, number
+
+        states = ", ".join(f"{n} {state}" for state, n in self.counts.items())
+        n = len(self.trials)
+        parts = [f"{n} trial{'s' * (n != 1)}" + (f" ({states})" if states else "")]
+        best = self.best
+        if best is not None:
+            parts.append(f"best {self.metric} {number(best.value)} (trial {best.number}: "
+                         + clipped(", ".join(f"{k}={number(v) if isinstance(v, float) else v}"
+                                   for k, v in best.params.items()), 160)
+                         + ")")
+        for what, why in (("interrupted", self.interrupted is not None and "yes"),
+                          ("stopped", self.stopped), ("problem", self.problem)):
+            if why:
+                parts.append(what if why == "yes" else f"{what}: {clipped(why)}")
+        return f"TuneResult({str(self.run)!r}: {'; '.join(parts)})"
 
 
 def tune(result, spec_path: str, *, backend: str = "torch", device: str = "auto", out: str | None = None,

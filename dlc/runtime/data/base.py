@@ -37,6 +37,13 @@ class Split:
     y: np.ndarray  # targets as the loss wants them (one-hot, int, or float column)
     labels: np.ndarray | None  # integer class labels (classification), for stratification and metrics
 
+    def __repr__(self) -> str:
+        """Shapes and dtypes, not every value (a notebook printed the whole arrays)."""
+        from dlc.runtime.reprs import shape
+
+        labels = "" if self.labels is None else ", labels"
+        return f"Split({len(self.y)} samples: x {shape(self.x)}, y {shape(self.y)}{labels})"
+
 
 @dataclass
 class Dataset:
@@ -50,6 +57,34 @@ class Dataset:
     scale: np.ndarray | None = None
     read: dict | None = None  # what was read: {"file", "rows", "header"} (Samples.read)
     class_names: list[str] | None = None  # a CSV target of names: class k is class_names[k]
+
+    def __repr__(self) -> str:
+        """Each part's shape and dtype and the classes, not every value (a notebook printed the whole
+        arrays)."""
+        from dlc.runtime.reprs import shape
+
+        parts = ", ".join(f"{name} {shape(part.x)}" for name, part in self._parts())
+        return f"Dataset({parts}{self._classes()})"
+
+    def _repr_html_(self) -> str:
+        """The parts as a small table in a notebook."""
+        from dlc.runtime.reprs import shape, table
+
+        rows = [[name, len(part.y), shape(part.x), shape(part.y)] for name, part in self._parts()]
+        return table(["part", "samples", "x", "y"], rows, caption=repr(self))
+
+    def _parts(self) -> list[tuple[str, Split]]:
+        """The parts this split has, by name (val and test may be absent)."""
+        return [(name, part) for name, part in (("train", self.train), ("val", self.val), ("test", self.test))
+                if part is not None]
+
+    def _classes(self) -> str:
+        """"; 10 classes (a, b, …)": a few names, enough to recognise the targets."""
+        if self.num_classes is None:
+            return ""
+        names = self.class_names or []
+        shown = ", ".join(names[:5]) + (", …" if len(names) > 5 else "")
+        return f"; {self.num_classes} classes" + (f" ({shown})" if shown else "")
 
     def preprocessing(self) -> dict:
         return {"shift": None if self.shift is None else self.shift.tolist(),

@@ -15,6 +15,8 @@ import contextlib
 import difflib
 import json
 import math
+import os
+import re
 import shlex
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
@@ -53,6 +55,7 @@ FIXED = "doctor.dlspec"
 # where --fix writes when the run was itself started from a doctor.dlspec (whose copy it keeps)
 FIXED_AGAIN = "doctor.fix.dlspec"
 SKIP_SPECS = (FIXED, FIXED_AGAIN, "best.dlspec")
+FOLD = re.compile(r"fold_\d+")
 
 __all__ = ["FIXED", "IDS", "THRESHOLDS", "TITLES", "Diagnosis", "Fixed", "Importance", "LiveDoctor", "Report",
            "diagnose", "rules_summary", "write_fix", "write_plots"]
@@ -81,6 +84,7 @@ class Report:
     overrides: dict = field(default_factory=dict)  # what the run trained with instead of the spec file's
     backend: str | None = None
     importance: Importance | None = None  # a tune folder: which hyperparameter matters (importance.py)
+    fold: int | None = None  # a fold's folder (CV/fold_2: 2), judged alone
 
     def to_json(self) -> dict:
         """The report as JSON data (non-finite numbers as null)."""
@@ -92,6 +96,8 @@ class Report:
             out["spread"] = self.spread
         if self.trial is not None:
             out["trial"] = self.trial
+        if self.fold is not None:
+            out["fold"] = self.fold
         if self.importance is not None:
             out["importance"] = self.importance.importance
             out["best_region"] = self.importance.best_region
@@ -150,14 +156,17 @@ def _info(run: Path, notes: list[str]) -> dict:
         return {}
 
 
-def _evidence(folder: Path, notes: list[str], label: str = "", info: dict | None = None) -> dict | None:
+def _evidence(folder: Path, notes: list[str], label: str = "", info: dict | None = None,
+              why: str | None = None) -> dict | None:
     """evidence.json, or None with a note saying why it is missing or unread. `info`: the run's run.json,
-    whose `evidence` is false for a run trained with --no-evidence (a run.json without it: an older dlc)."""
+    whose `evidence` is false for a run trained with --no-evidence (a run.json without it: an older dlc);
+    `why`: the reason to give instead (a fold's: its cv.json does not say which)."""
     path = folder / EVIDENCE
     where = f" of {label}" if label else ""
     if not path.exists():
-        why = "the run was trained with --no-evidence" if (info or {}).get("evidence") is False \
-            else "a run from before dlc recorded it"
+        if why is None:
+            why = "the run was trained with --no-evidence" if (info or {}).get("evidence") is False \
+                else "a run from before dlc recorded it"
         notes.append(f"no {EVIDENCE}{where} ({why}): the per-layer evidence is "
                      "missing, so vanishing and exploding gradients, dead ReLUs, saturation and a learning "
                      "rate too low are not judged; the rest comes from the history")
@@ -216,11 +225,20 @@ def _spec_text(report: Report, path: Path | None, base_dir: Path, ran=None) -> N
 
 def _no_spec_note(run: Path) -> str:
     """Why no fix is planned for a folder without a spec copy; a tune trial's: where one is."""
-    tune = run.parent.parent
-    if run.parent.name == "trials" and (tune / "tune.json").is_file():
+    if (tune := _tune_of(run)) is not None:
         return (f"a tune trial keeps no copy of its spec: no spec change can be planned here; `dlc doctor "
                 f"{tune}` diagnoses the best trial and plans one on best.dlspec")
     return "the run folder has no copy of its spec: no spec change can be planned"
+
+
+def _tune_of(run: Path) -> Path | None:
+    """The tune folder whose trial `run` is, or a fold of whose k-fold trial (TUNE/trials/NNNN/fold_1)."""
+    whole = Path(os.path.abspath(run))  # (`dlc doctor .` in it too)
+    trial = whole.parent if FOLD.fullmatch(whole.name) else whole
+    tune = trial.parent.parent
+    if trial.parent.name != "trials" or not (tune / "tune.json").is_file():
+        return None
+    return tune if run.is_absolute() else Path(os.path.relpath(tune))
 
 
 def _plan(report: Report) -> None:
@@ -259,6 +277,8 @@ def diagnose(run: str | Path, target_accuracy: float | None = None) -> Report:
         raise ValueError(f"target_accuracy must be a number between 0 and 1, not {target_accuracy!r}")
     if not run.is_dir():
         raise not_a_run(run)
+    if (cv := _cv_of(run)) is not None:
+        return _fold(run, cv, target_accuracy)
     kind = folder_kind(run)
     if kind not in DIAGNOSE:
         raise RunDirError(f"'{run}' is not a dlc run directory (no history.json, cv.json or tune.json)")
@@ -333,6 +353,25 @@ def _fold_dirs(folder: Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
+def _fold_case(fdir: Path, i: int, model: Model, target: float | None, notes: list[str],
+               sizes: dict | None = None, failures: dict[int, str] | None = None) -> Case | None:
+    """What the rules judge of fold `i` (its folder `fdir`), as `dlc doctor CV` and `dlc doctor CV/fold_i`
+    both judge it; None when it has nothing to judge yet. Why its evidence is missing goes to `notes`."""
+    rows = _rows(fdir)
+    failure = (failures or {}).get(i)
+    if not rows and not failure:
+        return None
+    n = (sizes or {}).get(i)
+    why = "trained with --no-evidence, or by a dlc from before it recorded it"
+    return Case(rows, _evidence(fdir, notes, why=why), failure, _json(fdir / "metrics.json"), model, target,
+                val_samples=n if isinstance(n, int) else None)
+
+
+def _cv_sizes(cv: dict | None) -> dict:
+    """Each fold's validation samples, from cv.json: fold -> samples."""
+    return {f.get("fold"): f.get("val_samples") for f in (cv or {}).get("folds", []) if isinstance(f, dict)}
+
+
 def _folds(folder: Path, model: Model, target: float | None, notes: list[str], label: str = "",
            sizes: dict | None = None, failures: dict[int, str] | None = None,
            ) -> tuple[list[tuple[int, list[Diagnosis]]], bool]:
@@ -340,20 +379,14 @@ def _folds(folder: Path, model: Model, target: float | None, notes: list[str], l
     its training failed), and whether every fold had its evidence."""
     out, all_evidence, missing, no_train = [], True, 0, 0
     for i, fdir in _fold_dirs(folder):
-        rows = _rows(fdir)
-        failure = (failures or {}).get(i)
-        if not rows and not failure:
+        case = _fold_case(fdir, i, model, target, [], sizes, failures)
+        if case is None:
             continue
-        fold_notes: list[str] = []
-        ev = _evidence(fdir, fold_notes)
-        if ev is None:
+        if case.evidence is None:
             all_evidence = False
             missing += 1
-        final = _json(fdir / "metrics.json")
-        no_train += final is not None and not isinstance(final.get("train"), dict)
-        n = (sizes or {}).get(i)
-        out.append((i, diagnose_case(Case(rows, ev, failure, final, model, target,
-                                          val_samples=n if isinstance(n, int) else None))))
+        no_train += case.final is not None and not isinstance(case.final.get("train"), dict)
+        out.append((i, diagnose_case(case)))
     if missing:
         notes.append(f"{missing} of {len(out)} folds{label} have no {EVIDENCE}: the per-layer evidence is "
                      "missing there, so vanishing and exploding gradients, dead ReLUs, saturation and a "
@@ -409,9 +442,9 @@ def _cv(run: Path, target: float | None) -> Report:
     base = Path(spec_dir) if isinstance(spec_dir, str) and Path(spec_dir).is_dir() else run
     _spec_text(report, _spec_copy(run, {}), base, ir)
     spec = ir if ir is not None else (report.text.spec if report.text else None)
-    sizes = {f.get("fold"): f.get("val_samples") for f in (cv or {}).get("folds", []) if isinstance(f, dict)}
     failures = fold_failures(cv)
-    report.folds, report.evidence = _folds(run, Model.of(spec), target, notes, sizes=sizes, failures=failures)
+    report.folds, report.evidence = _folds(run, Model.of(spec), target, notes, sizes=_cv_sizes(cv),
+                                           failures=failures)
     for i, why in failures.items():
         notes.insert(0, f"the cross-validation stopped: fold {i} failed ({why})")
     if not report.folds:
@@ -462,6 +495,45 @@ def _tune(run: Path, target: float | None) -> Report:
         notes.append("tune.json lists no search spaces (a tune run of an older dlc): which hyperparameter "
                      "matters is not judged")
     _plan(report)
+    return report
+
+
+def _cv_of(run: Path) -> Path | None:
+    """The cross-validation folder `run` is a fold of (CV for CV/fold_2: a fold keeps no run.json, its cv
+    folder has cv.json, or ir.json while the folds train), None when it is not a fold."""
+    whole = Path(os.path.abspath(run))  # (`dlc doctor .` in a fold too)
+    if not FOLD.fullmatch(whole.name) or (run / "run.json").exists():
+        return None
+    cv = run.parent if FOLD.fullmatch(run.name) else whole.parent
+    marked = (cv / "cv.json").is_file() or (cv / "ir.json").is_file() and folder_kind(cv) == "cv"
+    return cv if marked else None
+
+
+def _fold(run: Path, cv_dir: Path, target: float | None) -> Report:
+    """A fold of a cross-validation folder, judged as `dlc doctor CV` judges it (the cv folder's ir.json, its
+    cv.json's fold size and failure); the fix is planned for the whole, on the cv folder's spec copy."""
+    i = int(Path(os.path.abspath(run)).name.split("_")[1])
+    cv = _json(cv_dir / "cv.json")
+    ir = _spec_ir(cv_dir)
+    notes: list[str] = []
+    failures = fold_failures(cv)
+    case = _fold_case(run, i, Model.of(ir), target, notes, _cv_sizes(cv), failures)
+    if case is None:
+        held = "is empty" if (run / "history.json").exists() else "is missing"
+        raise RunDirError(f"'{run}' has no finished epoch to diagnose yet (history.json {held})")
+    report = Report(run, "run", diagnose_case(case), notes, evidence=case.evidence is not None,
+                    backend=(cv or {}).get("backend"), fold=i)
+    if i in failures and not any(d.id == "divergence" for d in report.diagnoses):
+        notes.insert(0, f"the fold failed: {failures[i]}")
+    copy = _spec_copy(cv_dir, {})
+    where = f" and plans one on its spec copy {copy}" if copy is not None else ""
+    if copy is None and _tune_of(run) is not None:  # (a k-fold tune trial's fold: its spec is best.dlspec)
+        notes.append(_no_spec_note(run))
+    else:
+        notes.append(f"fold {i} of the cross-validation in {cv_dir}: no spec change is planned for one fold; "
+                     f"`dlc doctor {shlex.quote(str(cv_dir))}` diagnoses every fold{where}")
+    if target is not None and ir is not None:
+        _unused_target(report, target, [m.name for m in ir.metrics])
     return report
 
 
