@@ -304,6 +304,13 @@ def _check_loss(spec: Spec, m: A.Model, d: Diagnostics) -> None:
         d.add("E302", f"the model's output has shape {shape_text(out)}; {loss.name} needs a flat output",
               layer_span(last), "add Flatten() or a global pooling layer, then Dense(...)")
         return
+    if want == "softmax" and isinstance(last, Softmax) and last.axis % 2 != 1:
+        # (the loss takes the softmax from the logits over the classes: a Softmax(axis=0) there trained and
+        # predicted as Softmax() on both backends, silently, where Keras normalises over the batch)
+        d.add("E302", f"{loss.name} takes the softmax over the classes (the output's last axis), but the "
+              f"last layer is Softmax(axis={last.axis}), over the batch axis", layer_span(last),
+              "use Softmax() (axis=-1)")
+        return
     if want and act == want and getattr(last, "activity_reg", None) is not None:
         d.add("E302",
               f"activity_reg on the output layer: its {act} is part of the loss (computed from the logits),"

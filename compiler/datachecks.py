@@ -17,6 +17,7 @@ from .datafiles import npy_header, npz_arrays, npz_rows, target_class_rows
 from .datarows import csv_counts, mnist_counts
 from .diagnostics import Diagnostic, Diagnostics, Span
 from .inputchecks import check_augment, check_token_inputs
+from .layers import ShapeError
 from .sourcechecks import check_file_source, check_npy
 from .spec import (
     BUNDLED,
@@ -42,6 +43,7 @@ from .splitsizes import (
     stratify_problem,
 )
 from .targetchecks import check_output_range
+from .wording import number_text
 
 
 def _check_stratify(spec: Spec, m: A.Model, d: Diagnostics) -> None:
@@ -76,6 +78,8 @@ def check_data(spec: Spec, m: A.Model, d: Diagnostics, base_dir: Path) -> None:
                   f"use input: ({math.prod(feats)})" + (" or (8, 8, 1)" if src.name == "digits" else ""))
         if src.name in BUNDLED_TARGET_RANGE and spec.task == "regression":
             check_output_range(spec, *BUNDLED_TARGET_RANGE[src.name], f"the target of '{src.name}'", m, d)
+        elif src.name in BUNDLED_TARGET_RANGE:
+            _check_classes_of_a_regression_set(spec, src.name, *BUNDLED_TARGET_RANGE[src.name], m, d)
         check_split_rows(spec.data, spec.task, m, d, base_dir)
         return
     before = d.error_count
@@ -85,6 +89,26 @@ def check_data(spec: Spec, m: A.Model, d: Diagnostics, base_dir: Path) -> None:
         return
     if d.error_count == before:  # (a source reported already would only be reported again)
         check_split_rows(spec.data, spec.task, m, d, base_dir)
+
+
+def _check_classes_of_a_regression_set(spec: Spec, name: str, lo: float, hi: float, m: A.Model,
+                                       d: Diagnostics) -> None:
+    """A classification loss on a bundled regression set (diabetes: a number 25..346 per sample) passed
+    `dlc check` and failed at the first epoch, where the runtime reads the targets as class labels ("label
+    151 in sample 1 but the output layer has 3 units"): E302 now, wherever those labels do not fit the
+    output (0..units-1; 0 and 1 for binary_crossentropy), by the runtime's rules."""
+    try:
+        units = spec.output_shape()[-1]
+    except (ShapeError, IndexError):
+        return
+    if spec.task == "categorical" and (units < 2 or hi < units):
+        return  # (one output: the loss's own E302 says it; labels that fit train as classes)
+    need = f"class labels 0..{units - 1}" if spec.task == "categorical" else "labels 0 and 1"
+    st = find_assign(m, "loss")
+    values = f"{number_text(lo)}..{number_text(hi)}"
+    d.add("E302", f"'{name}' is a regression set (its target is a number, {values}), but {spec.loss.name} "
+          f"needs {need}", st.value.span if st else None,
+          "use a regression loss (mse, mae or huber) with Dense(1)")
 
 
 def source_rows(src, base_dir: Path) -> tuple[int, list[tuple[object, int]] | None] | None:

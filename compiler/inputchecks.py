@@ -52,7 +52,7 @@ def _crop_padding_error(op: Crop, h: int, w: int, call: A.Value | None, at: Span
 def check_token_inputs(spec: Spec, m: A.Model, d: Diagnostics, base_dir: Path) -> None:
     """An Embedding reading the model's input takes whole-number token indices: standard normalisation makes
     fractions of them (an error: the run would fail when it reads its data); minmax does unless every feature
-    takes two values only (a warning)."""
+    takes two values only (a warning; an error for a bundled set, whose features are known)."""
     how = spec.data.normalize if spec.data is not None else "none"
     first = spec.input_embedding()
     if first is None:
@@ -65,6 +65,11 @@ def check_token_inputs(spec: Spec, m: A.Model, d: Diagnostics, base_dir: Path) -
             f"0..{first.input_dim - 1}")
     if how == "standard":
         d.add("E303", f"normalize: standard turns token indices into fractions, but {what}",
+              st.value.span if st else None, "normalize: none keeps token indices whole")
+    elif isinstance(src := spec.data.source if spec.data is not None else None, Bundled):
+        # (a bundled set's features are known: none takes two values only, so the run would fail reading
+        # them, as `source: digits` with `normalize: minmax` did after a W005)
+        d.add("E303", f"normalize: {how} turns the '{src.name}' features into fractions, but {what}",
               st.value.span if st else None, "normalize: none keeps token indices whole")
     else:
         d.warn("W005", f"normalize: {how} turns token indices into fractions (unless every feature takes two "
