@@ -112,12 +112,13 @@ class _Display(api.Reporter):
         from rich.markup import escape as e  # names, paths and values: shown as they are, never as markup
 
         self.plan = plan
-        grid = f" over a grid of {plan.grid_size} points" if plan.grid_size is not None else ""
+        grid = f" over a grid of {_count(plan.grid_size, 'point')}" if plan.grid_size is not None else ""
         workers = f"{plan.workers} worker{'s' if plan.workers > 1 else ''}"
         if plan.trial_nproc > 1:
             workers += f", {plan.trial_nproc} processes per trial"
         pruning = ", median pruning" if plan.prune == "median" else ""
-        self.console.print(f"[bold]{e(plan.spec_name)}[/]: {plan.method} search{grid}, {plan.target} trials "
+        trials = _count(plan.target, "trial")
+        self.console.print(f"[bold]{e(plan.spec_name)}[/]: {plan.method} search{grid}, {trials} "
                            f"on [cyan]{plan.backend}[/] ({workers}), {plan.direction} {e(plan.metric)}"
                            f"{pruning} → {e(str(plan.run))}")
         self.console.print(f"[dim]study '{e(plan.study)}' in {e(plan.storage)}[/]")
@@ -220,7 +221,7 @@ def _finish(console, name: str, done, quiet: bool) -> int:
                      f"{dur:.1f} s"])
     print_table(f"{name}: best trials ({done.direction} {done.metric})", columns, rows, right=columns,
                 quiet=quiet or not rows)  # (no table without a row: the line below says why)
-    console.print(f"{len(done.trials)} trials: {counts_text(done.counts)}")
+    console.print(f"{_count(len(done.trials), 'trial')}: {counts_text(done.counts)}")
     if done.counts.get("crashed") or done.counts.get("interrupted"):
         console.print(f"[dim]{RUN_AGAIN_RULE}[/]")
     code = stop_code(done.interrupted) if done.interrupted else 0
@@ -272,6 +273,11 @@ OUTCOMES = {"complete": "complete", "pruned": "pruned", "failed": "failed",
 RUN_AGAIN_RULE = ("a crashed or interrupted trial does not count towards --trials: its parameters are queued "
                   "again, to run in this search or when the same command continues it (a failed trial, e.g. "
                   "a loss that became nan, counts: that is its parameters' result)")
+
+
+def _count(n: int, noun: str) -> str:
+    """`1 trial`, `4 trials`: a search of one point said `a grid of 1 points, 1 trials`."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def counts_text(counts: dict[str, int]) -> str:
@@ -335,7 +341,9 @@ def trial_line(t, outcome: str, metric: str, spaces) -> str:
     if outcome == "complete":
         what = f"{escape(metric)} {t.value:.4f}"
     elif outcome == "pruned":
-        what = f"pruned at step {t.user_attrs.get('pruned_at', '?')}"
+        # (a cv_ objective is reported after each fold, another after each epoch: "step 2" said neither)
+        unit = "fold" if metric.startswith("cv_") else "epoch"
+        what = f"pruned after {unit} {t.user_attrs.get('pruned_at', '?')}"
     elif outcome == "interrupted":
         what = f"interrupted ({escape(str(t.user_attrs['dlc_interrupted']))}); queued again"
     elif outcome == "crashed":

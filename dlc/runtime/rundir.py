@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 from dlc.compiler.diagnostics import DlcError
-from dlc.runtime.runlock import busy
+from dlc.runtime.runlock import FolderBusy, busy
 
 
 class OutFolderError(DlcError):
@@ -135,7 +135,7 @@ def prepare_out(out: str | Path, *, replace: bool = False, kind: str = "run",
         return p
     if not any(p.iterdir()):
         return p
-    if (taken := busy(p)) is not None:  # (never replaced, nor trained into, while another dlc trains there)
+    if (taken := _taken(p, kind)) is not None:  # (never replaced, nor trained into, while another dlc trains)
         raise OutFolderError(f"--out {taken}")
     if kind == "tune":
         _check_tune_folder(out, p, spec_file)
@@ -155,6 +155,15 @@ def prepare_out(out: str | Path, *, replace: bool = False, kind: str = "run",
         shutil.rmtree(target)
         target.mkdir(parents=True)
     return p
+
+
+def _taken(p: Path, kind: str) -> FolderBusy | None:
+    """Why the folder `p` cannot take a run of `kind` now: the process holding its lock (runlock.busy), None
+    when free. A `dlc tune` searching a tune folder holds it (for `dlc runs`), and another `dlc tune` shares
+    its study there (README: they take turns through the study's lock), so it is free to a search."""
+    if kind == "tune" and folder_kind(p) == "tune":
+        return None
+    return busy(p)
 
 
 def _check_replace(out, p: Path, spec_file: str | Path | None) -> None:

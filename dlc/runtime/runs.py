@@ -149,8 +149,16 @@ def tune_without_best(run: Path, instead: str) -> RunDirError:
     ended = _no_trial_completed(run, instead)
     if ended is not None:
         return ended
+    # (a search stopped before its first trial wrote a history was sent to trials/0000, which was not there:
+    # a second error)
+    folder = next((f for f in sorted((run / "trials").glob("[0-9]*")) if (f / "history.json").is_file()),
+                  None)
+    if folder is None:
+        then = f"its search is running (pid {pid})" if (pid := lock_holder(run)) is not None else \
+            "run the same `dlc tune` command again to continue the search"
+        return RunDirError(f"'{run}' is a tune run without a best trial yet: no trial has ended; {then}")
     return RunDirError(f"'{run}' is a tune run without a best trial yet (no tune.json with a completed "
-                       f"trial); {instead} a trial folder, e.g. its trials/0000")
+                       f"trial); {instead} a trial folder, e.g. its {folder.relative_to(run)}")
 
 
 def _no_trial_completed(run: Path, instead: str) -> RunDirError | None:

@@ -85,7 +85,7 @@ from dlc.compiler.search import (
     top_trials,
     value_text,
 )
-from dlc.runtime import rundir
+from dlc.runtime import rundir, runlock
 from dlc.runtime.runlock import locked
 from dlc.runtime.runs import RunDirError, read_json
 from dlc.runtime.trials import COUNTED, ERROR, RESULT, outcome
@@ -899,12 +899,25 @@ def tune(result, spec_path: str, *, backend: str = "torch", device: str = "auto"
                      trials=trials, workers=workers, threads=threads, study=study, trial_nproc=trial_nproc)
     try:
         search.open()
-        requeued = search.queue()
-        done_before = sum(_counted(t) for t in search.study.get_trials(deepcopy=False))
-        search.start_workers()
-        reporter.started(search.plan(done_before, requeued))
-        interrupted = search.loop(reporter)
-        return search.finish(interrupted)
+        with contextlib.ExitStack() as stack:
+            # the folder's run lock while this process searches, as `dlc run` holds its own: `dlc runs`
+            # listed a running search as `incomplete: no tune.json yet` (now `running (pid N)`, and `--out
+            # DIR --replace` is refused); a second `dlc tune` on the same --out (a shared study) searches
+            # without it
+            with contextlib.suppress(runlock.FolderBusy):
+                stack.enter_context(runlock.held(search.run))
+            try:
+                requeued = search.queue()
+                done_before = sum(_counted(t) for t in search.study.get_trials(deepcopy=False))
+                search.start_workers()
+                reporter.started(search.plan(done_before, requeued))
+            except KeyboardInterrupt as e:
+                # (while the fork server imports the framework, seconds: a bare `dlc: interrupted`, no
+                # tune.json, and `dlc doctor` sent to a trials/0000 that was not there)
+                reporter.interrupted(e)
+                return search.finish(e)
+            interrupted = search.loop(reporter)
+            return search.finish(interrupted)
     finally:
         search.close()
 
