@@ -183,10 +183,33 @@ class Bundle:
             mod = parse_module(mod_name)
             node = mod.defs[name]
             start = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
-            text = "\n".join(mod.source.splitlines()[start - 1:node.end_lineno])
+            lines = mod.source.splitlines()
+            cut = _display_lines(node, lines)
+            text = "\n".join(line for i, line in enumerate(lines[start - 1:node.end_lineno], start)
+                             if i not in cut).rstrip()
             if text not in seen:  # `a, b = ...` defines two names with one statement
                 seen.add(text)
                 yield mod_name, text
+
+
+# a class's methods for a notebook's display only: a script does not show them, and they import dlc's
+# formatting (dlc/runtime/reprs.py) where they run, which a script that imports nothing of dlc cannot
+DISPLAY_ONLY = frozenset({"__repr__", "_repr_html_"})
+
+
+def _display_lines(node: ast.stmt, lines: list[str]) -> set[int]:
+    """The line numbers (from 1) of a class's DISPLAY_ONLY methods, each with the blank line after it."""
+    cut: set[int] = set()
+    if not isinstance(node, ast.ClassDef):
+        return cut
+    for member in node.body:
+        if isinstance(member, ast.FunctionDef) and member.name in DISPLAY_ONLY:
+            first = min([member.lineno] + [d.lineno for d in member.decorator_list])
+            last = member.end_lineno or member.lineno
+            cut.update(range(first, last + 1))
+            if last < len(lines) and not lines[last].strip():
+                cut.add(last + 1)
+    return cut
 
 
 def _path_label(module: str) -> str:
