@@ -138,10 +138,25 @@ def decoded_text(raw: bytes) -> str:
                          "UTF-8") from None
 
 
+# the longest line a CSV row may be, in characters (150,528 features of 224x224x3 pixels take ~1.5 MB): the
+# reader makes a string per cell, so a 200 MB line of "1," took 4 GB before it was found to be no table
+MAX_ROW_CHARS = 16 * 2**20
+
+
+def _bounded_lines(lines: Iterable[str]) -> Iterator[str]:
+    """The lines, each no longer than MAX_ROW_CHARS, else ValueError naming it, before the CSV reader splits
+    it into cells."""
+    for n, line in enumerate(lines, 1):
+        if len(line) > MAX_ROW_CHARS:
+            raise ValueError(f"row {n} is {len(line):,} characters long, more than the {MAX_ROW_CHARS:,} a "
+                             "CSV row may be; save one sample per line")
+        yield line
+
+
 def numbered_rows(text: str | Iterable[str]) -> Iterator[tuple[int, list[str]]]:
     """(row number, cells) of every row of a CSV text (or an open file's lines) that is not blank, rows
-    numbered as lines of the file; ValueError for text that is not CSV."""
-    reader = csv.reader(io.StringIO(text, newline="") if isinstance(text, str) else text)
+    numbered as lines of the file; ValueError for text that is not CSV, or of a line beyond MAX_ROW_CHARS."""
+    reader = csv.reader(_bounded_lines(io.StringIO(text, newline="") if isinstance(text, str) else text))
     line = 1
     try:
         for cells in reader:
@@ -336,9 +351,38 @@ class FeatureScan:
         return nonfinite_wording(self.nonfinite, f"row {self.first_nonfinite[0]}", self.first_nonfinite[1])
 
 
+_WHOLE_CELL = re.compile(r"\s*[+-]?\d+\s*", re.ASCII)
+_LEADING_ZERO_CELL = re.compile(r"\s*0\d+\s*", re.ASCII)
+
+
+def split_decimal(table: CsvTable, columns: list[int]) -> str | None:
+    """A whole number, then a cell of digits that starts with a zero ('3', '07'): one number written with a
+    decimal comma (3,07) and split at it, as no program writes 7 as '07'. Every cell was a number, so a file
+    without a header, its rows as wide as each other, trained on twice the features without a word. (With a
+    header, the rows are wider than it: the layout's error; zero-padded whole numbers under a header, such as
+    a month '01' after a year, are not judged.)"""
+    pairs = [k for k in range(len(columns) - 1) if columns[k + 1] == columns[k] + 1]
+    if not pairs or table.header is not None:
+        return None
+    for i, cells in enumerate(table.rows):
+        if ",0" not in ",".join(cells).replace(" ", ""):
+            continue
+        for k in pairs:
+            a, b = cells[columns[k]], cells[columns[k] + 1]
+            if _LEADING_ZERO_CELL.fullmatch(b) and _WHOLE_CELL.fullmatch(a):
+                a, b = a.strip(), b.strip()
+                return (f"row {table.lines[i]}, columns {columns[k] + 1} and {columns[k] + 2} ({a!r} and "
+                        f"{b!r}) look like one number written with a decimal comma ({a},{b}), split at it; "
+                        f"write numbers with a decimal point ({a}.{b})")
+    return None
+
+
 def scan_features(table: CsvTable, columns: list[int]) -> FeatureScan:
     """The feature cells (`columns` of every data row), walked in the file's order: the first that is not a
-    number ends the walk (feature_cell_problem, at its place)."""
+    number ends the walk (feature_cell_problem, at its place); a number split at a decimal comma
+    (split_decimal) is named first."""
+    if (split := split_decimal(table, columns)) is not None:
+        return FeatureScan(split, 0, (0, 0))
     count, first_bad = 0, (0, 0)
     for i, cells in enumerate(table.rows):
         features = [cells[j] for j in columns]

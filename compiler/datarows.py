@@ -345,9 +345,30 @@ def idx_problem(path: Path, ndim: int) -> tuple[str | None, tuple[int, ...] | No
     if n != ndim:
         what = "images (count, rows, columns)" if ndim == 3 else "labels (one per image)"
         return f"{n} dimension(s), but MNIST's {what} have {ndim}", None
-    have = path.stat().st_size - 4 - 4 * ndim if path.suffix != ".gz" else math.prod(dims)
+    if path.suffix != ".gz":
+        have = path.stat().st_size - 4 - 4 * ndim
+    else:
+        try:
+            have = _gz_values(path, ndim, math.prod(dims))
+        except (OSError, EOFError, zlib.error) as e:  # (as the runtime's _read_idx says it)
+            return f"a damaged gzip file ({e})", None
     problem = idx_length_problem(have, math.prod(dims))
     return (problem, None) if problem is not None else (None, dims)
+
+
+def _gz_values(path: Path, ndim: int, need: int) -> int:
+    """How many values a gzipped IDX file holds after its header, read through (a chunk at a time, never
+    whole) when its header says at most MAX_CSV_BYTES: a download cut short passed `dlc check` and failed
+    the run ("a damaged gzip file"). A larger file is taken at its header's word. EOFError, zlib.error or
+    OSError (gzip.BadGzipFile) for a damaged stream."""
+    if need > MAX_CSV_BYTES:
+        return need
+    have = 0
+    with gzip.open(path, "rb") as fh:
+        fh.read(4 + 4 * ndim)
+        while chunk := fh.read(READ_BYTES):
+            have += len(chunk)
+    return have
 
 
 def idx_length_problem(have: int, need: int) -> str | None:

@@ -119,6 +119,11 @@ def csv_column(src: Csv) -> str:
         f"the target column of '{src.path}' (its last)"
 
 
+# a largest label beyond this is no class number (a Dense of that many units would not fit in memory): the
+# hint does not suggest Dense(10**300)
+MOST_CLASSES = 1_000_000
+
+
 def check_labels(spec: Spec, values: list[float] | None, column: str, m: A.Model, d: Diagnostics) -> None:
     """A target of one number per sample whose values are known (a small CSV file's column, parsed; MNIST's
     labels, counted) against the loss and the output, by the runtime's rules (dlc/runtime/data/targets.py):
@@ -161,7 +166,9 @@ def check_labels(spec: Spec, values: list[float] | None, column: str, m: A.Model
     elif hi > top and units >= 2:  # (one unit: the loss's own error says it)
         d.add("E302", f"{column} holds class labels {number_text(lo)}..{number_text(hi)}, but the last layer "
               f"has {units} outputs (classes 0..{top})", last,
-              f"use Dense({int(hi) + 1}, activation=softmax)")
+              f"use Dense({int(hi) + 1}, activation=softmax)" if hi < MOST_CLASSES else
+              "labels this large are no class numbers: number the classes 0, 1, 2, ...; for a numeric "
+              "target use a regression loss such as mse, with Dense(1)")
 
 
 # the values each bounded activation can output (closed: a float rounds to the ends), for W015

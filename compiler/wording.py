@@ -175,7 +175,11 @@ def option_shown(arg: A.Value, value: Any) -> str:
 
 
 def number_text(x: float) -> str:
-    return str(int(x)) if float(x).is_integer() else repr(x)
+    """A number as a spec or a file writes it: 3, not 3.0; beyond 2**53 (where a float no longer holds every
+    whole number) the float's own 1e+300, not its 301 digits."""
+    if float(x).is_integer() and abs(float(x)) < 2.0**53:
+        return str(int(x))
+    return repr(float(x))
 
 
 # another framework's names for what dlc names otherwise (PyTorch's, Keras' classes), by family and the name

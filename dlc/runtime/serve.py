@@ -262,8 +262,10 @@ def read_features(path: Path, n_features: int | None = None, target: str | None 
     refusal = feature_file_refusal(path)
     if refusal is not None:
         raise ServeError(f"{path}{refusal}")
-    if not path.is_file():
-        raise ServeError(f"no such file: {path}")
+    if not path.is_file():  # (a link to nowhere or in a loop was "no such file", a file that `ls` lists)
+        dangling = path.is_symlink()
+        raise ServeError(f"{path}: a symbolic link that leads nowhere (or in a loop)" if dangling
+                         else f"no such file: {path}")
     if path.suffix == ".npz":
         return _read_npz(path)
     if path.suffix == ".npy":  # features only (np.save), as an npy source's x file
@@ -365,7 +367,7 @@ def predict(run: str | Path, input_file: str | Path) -> Predictions:
 
     path = given_path(input_file, "the input file")
     spec, session, info = load_run(run)
-    s, note = _features_to_predict(spec, path)
+    s, note = _features_to_predict(spec, info, path)
     out = session.predict(preprocess(info, spec, s.x, str(input_file), s.row))
     check_finite_outputs(out, str(input_file), s.row)
     task = spec.task
@@ -391,19 +393,51 @@ def output_prefix(spec) -> str:
     return "score" if type(spec.loss).task == "regression" else "p"
 
 
-def _features_to_predict(spec, path: Path):
+def _features_to_predict(spec, info: dict, path: Path):
     """(samples, note) of `path` for predict: a CSV column named as the spec's target is left out (as `dlc
     evaluate --data` reads it; it said "row 2, column 5 ('species') is not a number"), and `note` says so;
     one column beyond the features is an error that says what to do."""
     target = getattr(spec.data.source, "target", None) if spec.data is not None else None
     need = int(np.prod(spec.input))
     s = read_features(path, None, target)
+    check_column_order(spec, info, path)
     if path.suffix == ".csv" and s.has_targets:
         return s, f"; column {target!r} (the target) left out"
     if s.x.ndim == 2 and s.x.shape[1] == need + 1 and path.suffix == ".csv":
         raise ServeError(f"{path}: rows have {need + 1} columns, the model takes {need} features; if the "
                          "last is the target, leave it out (`dlc evaluate RUN --data FILE` uses it)")
     return s, ""
+
+
+def check_column_order(spec, info: dict, path: Path) -> None:
+    """A CSV file whose header names the training file's feature columns in another order is refused: the
+    features are read by position, so each value would meet another feature's weights and statistics, and
+    every prediction would be silently wrong. (Only the two header rows are read; a training file that is
+    gone, or either file without a header, is not compared.)"""
+    from dlc.compiler.csvtable import header_of
+    from dlc.compiler.datafiles import csv_first_row
+    from dlc.runtime.reprs import clipped
+
+    source = spec.data.source if spec.data is not None else None
+    trained_on = getattr(source, "path", None)
+    if path.suffix != ".csv" or type(source).__name__ != "Csv" or not isinstance(trained_on, str):
+        return
+    try:
+        given = csv_first_row(path)
+        first = csv_first_row(Path(str(info.get("spec_dir", "."))) / trained_on)
+    except (OSError, ValueError):  # (read_features said what is wrong with the given file)
+        return
+    mine, theirs = header_of(given or []), header_of(first or [])
+    if mine is None or theirs is None:
+        return
+    target = getattr(source, "target", None) or theirs[-1]
+    mine = [c for c in mine if c != target]
+    theirs = [c for c in theirs if c != target]
+    if mine != theirs and sorted(mine) == sorted(theirs):
+        raise ServeError(f"{path}: its columns are the training file's in another order "
+                         f"({clipped(', '.join(mine), 80)}; the run was trained on "
+                         f"{clipped(', '.join(theirs), 80)}), and features are read by position; write the "
+                         "columns in the training file's order")
 
 
 def _class_names(info: dict, classes: int) -> list[str] | None:
@@ -468,6 +502,7 @@ def _evaluate_file(spec, session, info: dict, data_file: str, on_read=None) -> d
 
     target = getattr(spec.data.source, "target", None) if spec.data else None
     s = read_features(Path(data_file), int(np.prod(spec.input)), target)
+    check_column_order(spec, info, Path(data_file))
     if not s.has_targets:
         raise ServeError(f"{data_file}: no target column or array y to evaluate against")
     s.y = _run_class_numbers(s, info)

@@ -20,6 +20,7 @@ from dlc.compiler.csvtable import (
     is_number,
     parse_table,
     scan_features,
+    split_decimal,
     target_cells,
     target_index,
 )
@@ -81,6 +82,8 @@ def table_numbers(table: Table, columns: list[int]) -> np.ndarray:
     text) is an error naming its row and column (csvtable.scan_features; nan and inf are the finite check's:
     nonfinite_features)."""
     cells = [[r[j] for j in columns] for r in table.rows]
+    if (split := split_decimal(table, columns)) is not None:  # (every cell a number: the fast path took it)
+        raise DataError(f"{table.path}: {split}")
     if _plain_numbers(cells):
         try:
             return np.array(cells, dtype=np.float64).reshape(len(cells), len(columns))

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from dlc.compiler.csvtable import (
+    MAX_ROW_CHARS,
     CsvProblem,
     CsvTable,
     feature_columns,
@@ -37,6 +38,8 @@ UTF8_BOM = b"\xef\xbb\xbf"
 # a line the csv module would skip as blank: spaces only (str.strip()'s ASCII whitespace)
 _BLANK_LINE = re.compile(rb"\n[ \t\r\x0b\x0c\x1c-\x1f]*(?:\n|$)")
 _NOT_ASCII = re.compile(rb"[\x80-\xff]")
+# a cell of digits that starts with a zero, after a comma: maybe a number split at a decimal comma
+_LEADING_ZERO = re.compile(rb",[ \t]*0\d")
 # a letter no number has (numbers have e, and inf, infinity and nan in any case): class names, or a bad cell
 _NOT_A_NUMBER = re.compile(rb"[b-dg-hj-mo-su-xzB-DG-HJ-MO-SU-XZ]")
 
@@ -126,10 +129,15 @@ def _plain_layout(raw: bytes) -> tuple[list[str] | None, list[str], int, int] | 
     """(header or None, the first row's cells, where the data rows start, the data rows' count) of a plain
     file, else None: UTF-8,
     no quotes, ASCII without '_' after the first row, every line ending in \\n, no blank line, as many commas
-    in each row as the first has (counted over the whole file: a row with fewer cells fails numpy's read)."""
+    in each row as the first has (counted over the whole file: a row with fewer cells fails numpy's read), no
+    cell of digits that starts with a zero after a comma (csvtable.split_decimal's to judge)."""
     start = len(UTF8_BOM) if raw.startswith(UTF8_BOM) else 0
     first_end = raw.find(b"\n", start)
     if text_encoding(raw[:64]) != "utf-8-sig" or first_end < 0 or b'"' in raw:
+        return None
+    if first_end - start > MAX_ROW_CHARS:  # (a string per cell of it: the walk names the line)
+        return None
+    if _LEADING_ZERO.search(raw, first_end):  # ("3,07": a decimal comma? csvtable.split_decimal judges it)
         return None
     try:
         first = next(csv.reader([raw[start:first_end].decode("utf-8").rstrip("\r")]), [])
