@@ -215,8 +215,9 @@ def _input_matches(spec: Spec | None, feats: int, whose: str, shape, m: A.Model,
     """E303 when the data's samples have another number of values than the input (not known: spec None)."""
     if spec is not None and feats != math.prod(spec.input):
         inp = find_assign(m, "input")
+        shown = f"(shape {shape_text(shape[1:])})" if len(shape) > 1 else "(a 1-D array: one value each)"
         d.add("E303", f"input {shape_text(spec.input)} has {math.prod(spec.input)} values, but {whose} "
-              f"{feats} features (shape {shape_text(shape[1:])})", inp.value.span if inp else where,
+              f"{feats} feature{'s' * (feats != 1)} {shown}", inp.value.span if inp else where,
               f"use input: ({feats})")
 
 
@@ -364,7 +365,7 @@ def check_npy(spec: Spec, src: Npy, m: A.Model, st: A.Assign | None, base_dir: P
         if feats != math.prod(spec.input):
             inp = find_assign(m, "input")
             d.add("E303", f"input {shape_text(spec.input)} has {math.prod(spec.input)} values, but '{src.x}' "
-                  f"samples have {feats} features (shape {heads['x'][1]})",
+                  f"samples have {feats} feature{'s' * (feats != 1)} (shape {heads['x'][1]})",
                   inp.value.span if inp else (call.span if call is not None else None),
                   f"use input: ({feats})")
     if "x" in heads and "y" in heads and heads["x"][1][0] != heads["y"][1][0]:

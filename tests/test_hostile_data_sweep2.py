@@ -260,3 +260,11 @@ def test_a_gzipped_idx_file_cut_short_is_a_spec_error_as_the_run_says_it(tmp_pat
     (folder / "train-images-idx3-ubyte.gz").write_bytes(img)
     rc, _, err = run_cli("check", "-q", spec)
     assert rc == 0, err
+
+
+def test_one_feature_per_sample_is_said_in_the_singular(tmp_path):
+    """An npz whose x holds one value per sample against input (4): "1 features" was the wording."""
+    np.savez(tmp_path / "d.npz", x=np.zeros(20), y=np.zeros(20, dtype=np.int64))
+    spec = write_spec(tmp_path, f'npz("{tmp_path / "d.npz"}")')
+    rc, out, err = run_cli("check", str(spec))
+    assert rc == 2 and "samples have 1 feature (a 1-D array: one value each)" in out + err, out + err

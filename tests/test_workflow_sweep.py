@@ -185,3 +185,16 @@ def test_a_search_holding_its_folder_lets_a_second_dlc_tune_share_it_and_no_run_
         assert rundir.prepare_out(run, kind="tune") == run
         with pytest.raises(rundir.OutFolderError, match="being trained into by another dlc process"):
             rundir.prepare_out(run, replace=True, check_only=True)
+
+
+def test_the_doctors_best_region_advice_says_one_trial_in_the_singular(tmp_path):
+    """`dlc doctor TUNE` with one top trial said "the top 1 trials took"."""
+    from dlc.runtime.doctor.importance import Importance, _advice
+
+    def advice(top: list[int]) -> str:
+        imp = Importance("val_loss", "minimize", len(top), [], {"units": 1.0},
+                         {"units": {"kind": "choice", "text": "choice(8, 16)", "best": 8}}, top, {})
+        return "\n".join(_advice(imp, tmp_path))
+
+    assert "the best trial took" in advice([3]) and "(of the best trial:" in advice([3])
+    assert "the top 2 trials took" in advice([3, 4]) and "top 1 " not in advice([3])

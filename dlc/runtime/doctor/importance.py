@@ -180,6 +180,7 @@ def _advice(imp: Importance, run: Path) -> list[str]:
         return []
     order = list(imp.importance) if imp.importance else [sp.name for sp in imp.spaces]
     k = len(imp.top_trials)
+    top = "the best trial" if k == 1 else f"the top {k} trials"
     lines, fixed = [], False
     for name in order:
         r = imp.best_region[name]
@@ -191,8 +192,8 @@ def _advice(imp: Importance, run: Path) -> list[str]:
         else:
             took = "the options" if r["kind"] == "choice" else "the range of values"
             matters = f" (importance {share:.2f})" if share is not None else ""
-            lines.append(f"search {name} in {r['text']} next{matters}: {took} the top {k} trials took")
-    lines.append(f"`dlc tune --refine {run}` searches exactly these best regions (of the top {k} trials: the "
+            lines.append(f"search {name} in {r['text']} next{matters}: {took} {top} took")
+    lines.append(f"`dlc tune --refine {run}` searches exactly these best regions (of {top}: the "
                  f"best {TOP_FRACTION:.0%} of the completed ones, at least {TOP_MIN})"
                  + ("; to fix a parameter, write its value in the spec instead of its search space" if fixed
                     else ""))
