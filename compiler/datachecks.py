@@ -189,6 +189,8 @@ def check_split_rows(data: Data, task: str | None, m: A.Model, d: Diagnostics, b
               "a CSV file: a header row (optional), then a row per sample" if isinstance(source, Csv)
               else None)
         return
+    if classes is not None and len(classes) == 1 and task in ("categorical", "binary"):
+        _one_class(shown, n, find_assign(m, "source", "data"), d)
     rows = f"'{shown}' has {n:,} row{'s' if n != 1 else ''}"
     strat = classes if getattr(split, "stratify", False) and task not in (None, "regression") else None
     n_classes = len(strat) if strat else 0
@@ -208,6 +210,17 @@ def check_split_rows(data: Data, task: str | None, m: A.Model, d: Diagnostics, b
     if (problem := fold_problem(n - test_rows, split.k, strat, test_rows)) is not None:
         most = min(c for _, c in strat) if strat and n - test_rows >= split.k else n - test_rows
         _split_error(problem, rows, at("k", 0), f"k can be {most:,} at most" if most >= 2 else None, d)
+
+
+def _one_class(shown: str, n: int, st: A.Assign | None, d: Diagnostics) -> None:
+    """Labels of one class only train without a fault and score accuracy 1.0 by always answering that class:
+    a target column mistaken, or a file cut to one class's rows, said before training rather than hidden
+    by a perfect score."""
+    d.warn("W019", f"'{shown}' holds one class only (all {n:,} rows): a classifier scores accuracy 1.0 by "
+           "always answering it, and learns nothing",
+           st.value.span if st is not None else None,
+           "check the target column (csv's target=...) or the rows of the file: a classifier needs labels "
+           "of two classes or more")
 
 
 def _validation_stratify_problem(rest: list[tuple[object, int]] | None, n: int, n_classes: int,

@@ -132,7 +132,7 @@ def test_crashed_trials_are_run_again_by_the_same_command(tmp_path):
     assert all(reruns[t["number"]]["params"] == t["params"] and reruns[t["number"]]["outcome"] == "complete"
                for t in crashed)
     assert sum(t["outcome"] == "complete" for t in trials) == 4 and len(trials) == 7
-    assert "7 trials: 4 complete, 3 crashed (queued again)" in err
+    assert "7 trials: 4 complete, 3 crashed (ran again)" in err
     assert "a crashed or interrupted trial does not count towards --trials" in err
     row = describe(run)
     assert row["epochs"] == "4 trials" and row["status"] == "done"
@@ -182,7 +182,7 @@ def test_a_killed_trial_process_is_run_again_at_once(tmp_path):
     first, rerun = _trials(run)
     assert first["outcome"] == "crashed" and "its process exited with code -9" in first["failure"]
     assert rerun["rerun_of"] == 0 and rerun["params"] == first["params"] and rerun["outcome"] == "complete"
-    assert "2 trials: 1 complete, 1 crashed (queued again)" in err
+    assert "2 trials: 1 complete, 1 crashed (ran again)" in err
 
 
 def test_an_interrupted_trial_is_said_to_be_queued_again_not_failed(capsys):
@@ -195,7 +195,7 @@ def test_an_interrupted_trial_is_said_to_be_queued_again_not_failed(capsys):
     done = SimpleNamespace(problem=None, interrupted=KeyboardInterrupt(), best=best, metric="val_loss",
                            spaces=[], ranked=[], direction="minimize",
                            counts={"complete": 1, "interrupted": 1, "waiting": 1}, trials=[best] * 3,
-                           run=Path("runs/t"), stopped=None)
+                           run=Path("runs/t"), stopped=None, ran_again={})
     assert tune._finish(Console(file=screen, width=200), "t", done, False) == 130
     assert "3 trials: 1 complete, 1 interrupted (queued again), 1 waiting" in screen.getvalue()
     assert "1 fail" not in screen.getvalue()
@@ -290,3 +290,24 @@ def test_a_pseudo_terminal_gets_the_live_line_and_a_pipe_does_not(tmp_path):
     assert piped.returncode == 0, piped.stderr
     assert "done · trial" not in piped.stderr and "\x1b" not in piped.stderr
     assert "trial   0  val_loss" in piped.stderr
+
+
+def test_a_resumed_search_says_which_interruptions_ran_again():
+    """Ctrl-C twice, the search resumed in between: the first interruption's rerun had finished, yet the
+    summary said "2 interrupted (queued again)"."""
+    from dlc.cli.tune import counts_text
+    from dlc.runtime.tune import TuneResult
+
+    def trial(number, state, **attrs):
+        return SimpleNamespace(number=number, state=SimpleNamespace(name=state), user_attrs=attrs)
+
+    trials = [trial(0, "COMPLETE"), trial(1, "FAIL", dlc_interrupted="Ctrl-C"),
+              trial(2, "COMPLETE", dlc_rerun_of=1), trial(3, "FAIL", dlc_interrupted="Ctrl-C"),
+              trial(4, "WAITING", dlc_rerun_of=3)]
+    counts = {"complete": 2, "interrupted": 2, "waiting": 1}
+    done = TuneResult(Path("t"), [], "val_loss", "minimize", trials, [], counts, None)
+    assert done.ran_again == {"interrupted": 1}
+    assert counts_text(counts, done.ran_again) == \
+        "2 complete, 2 interrupted (1 ran again, 1 queued again), 1 waiting"
+    assert counts_text({"crashed": 1}, {"crashed": 1}) == "1 crashed (ran again)"
+    assert counts_text({"crashed": 1}) == "1 crashed (queued again)"

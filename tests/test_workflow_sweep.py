@@ -49,7 +49,7 @@ def test_the_summary_of_one_trial_says_one_trial(capsys):
                             user_attrs={})
     done = SimpleNamespace(problem=None, interrupted=None, metric="val_loss", direction="minimize", spaces=[],
                            ranked=[trial], trials=[trial], counts={"complete": 1}, best=trial, stopped=None,
-                           run=Path("runs/t"))
+                           run=Path("runs/t"), ran_again={})
     screen = io.StringIO()
     assert tune._finish(Console(file=screen, width=300, soft_wrap=True), "m", done, quiet=False) == 0
     assert "1 trial: 1 complete" in screen.getvalue().splitlines()
@@ -103,10 +103,12 @@ def test_dlc_runs_lists_a_search_in_progress_as_running(tmp_path, monkeypatch):
 
     spec = tmp_path / "w.dlspec"
     spec.write_text(SPEC)
-    seen = []
+    seen, backends = [], []
 
     def loop(self, reporter):
-        seen.append(runs.describe(self.run)["status"])
+        row = runs.describe(self.run)
+        seen.append(row["status"])
+        backends.append(row["backend"])  # (read from the study: it said "?" before tune.json)
         return None
 
     monkeypatch.setattr(T._Search, "start_workers", lambda self: None)
@@ -117,6 +119,7 @@ def test_dlc_runs_lists_a_search_in_progress_as_running(tmp_path, monkeypatch):
     assert not (tmp_path / "t" / ".dlc-lock").exists()  # let go when the search ends
     T.tune(compile_file(str(spec)), str(spec), out=str(tmp_path / "t"))  # resumed: tune.json is there now
     assert seen[1] == f"running (pid {os.getpid()}): 0 of 2 trials ended"
+    assert backends == ["torch", "torch"]
 
 
 @pytest.mark.parametrize(("command", "instead"), [("doctor", "diagnose"), ("plot", "plot")])

@@ -221,7 +221,7 @@ def _finish(console, name: str, done, quiet: bool) -> int:
                      f"{dur:.1f} s"])
     print_table(f"{name}: best trials ({done.direction} {done.metric})", columns, rows, right=columns,
                 quiet=quiet or not rows)  # (no table without a row: the line below says why)
-    console.print(f"{_count(len(done.trials), 'trial')}: {counts_text(done.counts)}")
+    console.print(f"{_count(len(done.trials), 'trial')}: {counts_text(done.counts, done.ran_again)}")
     if done.counts.get("crashed") or done.counts.get("interrupted"):
         console.print(f"[dim]{RUN_AGAIN_RULE}[/]")
     code = stop_code(done.interrupted) if done.interrupted else 0
@@ -267,9 +267,8 @@ def labels(spaces) -> list[str]:
 
 
 # the trial counts of the summary, in this order, each with what it means to the search
-OUTCOMES = {"complete": "complete", "pruned": "pruned", "failed": "failed",
-            "crashed": "crashed (queued again)", "interrupted": "interrupted (queued again)",
-            "waiting": "waiting", "running": "running"}
+OUTCOMES = ("complete", "pruned", "failed", "crashed", "interrupted", "waiting", "running")
+RUN_AGAIN = ("crashed", "interrupted")  # outcomes whose parameters are queued again, said of each
 RUN_AGAIN_RULE = ("a crashed or interrupted trial does not count towards --trials: its parameters are queued "
                   "again, to run in this search or when the same command continues it (a failed trial, e.g. "
                   "a loss that became nan, counts: that is its parameters' result)")
@@ -280,10 +279,22 @@ def _count(n: int, noun: str) -> str:
     return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
-def counts_text(counts: dict[str, int]) -> str:
-    """`5 complete, 1 failed, 1 interrupted (queued again)`."""
+def counts_text(counts: dict[str, int], ran: dict[str, int] | None = None) -> str:
+    """`5 complete, 1 failed, 1 interrupted (queued again)`; `2 interrupted (1 ran again, 1 queued again)`
+    where `ran` (TuneResult.ran_again) says some reruns have started already."""
     order = list(OUTCOMES) + sorted(set(counts) - set(OUTCOMES))
-    return ", ".join(f"{counts[k]} {OUTCOMES.get(k, k)}" for k in order if counts.get(k))
+    return ", ".join(f"{counts[k]} {k}{_reruns(k, counts[k], ran or {})}" for k in order if counts.get(k))
+
+
+def _reruns(outcome: str, n: int, ran: dict[str, int]) -> str:
+    """What became of the reruns of `n` crashed or interrupted trials: ` (queued again)`, ` (ran again)` or
+    both counted; nothing for another outcome."""
+    if outcome not in RUN_AGAIN:
+        return ""
+    again = min(ran.get(outcome, 0), n)
+    if again in (0, n):
+        return " (ran again)" if again else " (queued again)"
+    return f" ({again} ran again, {n - again} queued again)"
 
 
 def clock(seconds: float) -> str:

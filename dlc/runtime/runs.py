@@ -8,6 +8,7 @@ cross-validation folder when it has cv.json; a tune folder when it has tune.json
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -609,6 +610,33 @@ def _describe_cv(run: Path, out: dict) -> None:
                std={f"cv_{k}": v for k, v in cv.get("std", {}).items()})
 
 
+def _study_backend(db: Path) -> str:
+    """The backend a search records in its SQLite study (`dlc_backend`, tune.py's _check_study) for a search
+    without tune.json yet (running, or killed): its row said backend "?". Read only, in a moment; "?" when
+    the file is not such a study, is locked, or its studies disagree."""
+    import sqlite3
+
+    if not db.is_file():
+        return "?"
+    try:
+        read_only = f"{db.resolve().as_uri()}?mode=ro"
+        with contextlib.closing(sqlite3.connect(read_only, uri=True, timeout=0.2)) as c:
+            rows = c.execute("SELECT value_json FROM study_user_attributes WHERE key = ?",
+                             ("dlc_backend",)).fetchall()
+    except sqlite3.Error:
+        return "?"
+    names = {_json_text(v) for (v,) in rows}
+    return _text(names.pop()) if len(names) == 1 else "?"
+
+
+def _json_text(value: object) -> object:
+    """A JSON value as a study stores it, read; None for anything else."""
+    try:
+        return json.loads(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
+
+
 def _describe_tune(run: Path, out: dict) -> tuple[str, str] | None:
     """Fills in a tune folder's row; returns (state, detail) when the search did not end well: no trial
     completed ("failed"), or fewer trials ended than asked for ("unfinished": an interrupted `dlc tune` writes
@@ -622,7 +650,8 @@ def _describe_tune(run: Path, out: dict) -> tuple[str, str] | None:
         else len(list((run / "trials").glob("[0-9]*")))
     spec = tune.get("spec") or next((p.stem for p in sorted(run.glob("*.dlspec")) if p.name != "best.dlspec"),
                                     "?")
-    out.update(spec=spec, backend=tune.get("backend", "?"), epochs=f"{n} trial{'s' * (n != 1)}")
+    backend = tune.get("backend") or _study_backend(run / "study.db")
+    out.update(spec=spec, backend=backend, epochs=f"{n} trial{'s' * (n != 1)}")
     best, metric = tune.get("best"), (tune.get("objective") or {}).get("metric")
     if best and metric:
         out["final"] = {metric: best.get("value")} if isinstance(best, dict) else {}
@@ -633,9 +662,10 @@ def _describe_tune(run: Path, out: dict) -> tuple[str, str] | None:
     if ended and not {"COMPLETE", "PRUNED"} & set(states):
         return "failed", f"no trial completed ({len(ended)} failed)"
     if isinstance(trials, list) and isinstance(target, int) and n < target:
-        again = len(ended) - n
+        # (the reruns still waiting: a crashed or interrupted trial whose rerun has run was said queued too)
+        again = sum(isinstance(t, dict) and t.get("state") == "WAITING" and "rerun_of" in t for t in trials)
         return "unfinished", f"{n} of {target} trials ended" + \
-            (f" ({again} more crashed or were interrupted: queued again)" if again else "")
+            (f" ({again} crashed or interrupted, queued to run again)" if again else "")
     return None
 
 

@@ -845,6 +845,18 @@ class TuneResult:
     def best(self):
         return self.ranked[0] if self.ranked else None
 
+    @property
+    def ran_again(self) -> dict[str, int]:
+        """Of the crashed and the interrupted trials, how many have had their rerun start (in this or an
+        earlier `dlc tune`; the others' waits in the queue): a resumed search's summary said each earlier
+        interruption was "queued again" after its rerun had finished."""
+        started = {t.user_attrs.get("dlc_rerun_of") for t in self.trials if t.state.name != "WAITING"}
+        out: dict[str, int] = {}
+        for t in self.trials:
+            if _runs_again(t) and t.number in started:
+                out[outcome(t)] = out.get(outcome(t), 0) + 1
+        return out
+
     def __repr__(self) -> str:
         """The folder, the trials by state and the best one, not every trial's FrozenTrial (a notebook printed
         every trial's parameters, distributions and timestamps)."""

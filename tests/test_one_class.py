@@ -1,0 +1,42 @@
+"""Labels of one class only: training runs and scores accuracy 1.0 by always answering that class, so
+`dlc check` says so (W019) where the classes are known before training (bundled sets, small CSV files,
+small npy/npz label arrays); a regression on a constant target is not a classifier and gets no warning."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from test_data_leftovers import check, csv_text, write_spec
+from test_data_sources_hostile import write_spec as source_spec
+
+ROWS = 30
+
+
+@pytest.mark.parametrize("label", ["0", "cat"])
+def test_a_csv_of_one_class_is_warned(tmp_path, label):
+    (tmp_path / "d.csv").write_text(csv_text(labels=[label] * ROWS))
+    rc, err = check(write_spec(tmp_path, 'csv("d.csv", target="label")'))
+    assert rc == 0 and "warning[W019]" in err, err
+    assert "one class only (all 30 rows)" in err and "d.csv" in err, err
+
+
+def test_two_classes_are_not_warned(tmp_path):
+    (tmp_path / "d.csv").write_text(csv_text(labels=["0", "1"] * (ROWS // 2)))
+    rc, err = check(write_spec(tmp_path, 'csv("d.csv", target="label")'))
+    assert rc == 0 and "W019" not in err, err
+
+
+def test_binary_npy_labels_of_one_class_are_warned(tmp_path):
+    np.save(tmp_path / "x.npy", np.zeros((20, 4), np.float32))
+    np.save(tmp_path / "y.npy", np.ones(20, np.int64))
+    spec = source_spec(tmp_path, 'npy("x.npy", "y.npy")', units=1, act="sigmoid", loss="binary_crossentropy")
+    rc, err = check(spec)
+    assert rc == 0 and "warning[W019]" in err and "one class only (all 20 rows)" in err, err
+
+
+def test_a_regression_on_a_constant_target_is_not_a_class_warning(tmp_path):
+    np.save(tmp_path / "x.npy", np.zeros((20, 4), np.float32))
+    np.save(tmp_path / "y.npy", np.ones(20, np.float32))
+    spec = source_spec(tmp_path, 'npy("x.npy", "y.npy")', units=1, act="linear", loss="mse")
+    rc, err = check(spec)
+    assert "W019" not in err, err
