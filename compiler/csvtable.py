@@ -283,10 +283,24 @@ def layout_problem(rows: list[tuple[int, list[str]]]) -> str | None:
     first, width = rows[0][0], len(rows[0][1])
     ragged = next(((n, c) for n, c in rows if len(c) != width), None)
     if ragged is not None:
-        return ragged_row((first, width), ragged[0], len(ragged[1])) + _open_quote(ragged[0], ragged[1])
+        return (ragged_row((first, width), ragged[0], len(ragged[1])) + _open_quote(ragged[0], ragged[1])
+                + _split_at_decimal_commas(rows[0][1], *ragged))
     if width > 1 and all(not c[-1].strip() for _, c in rows):
         return TRAILING_COLUMN
     return None
+
+
+def _split_at_decimal_commas(first: list[str], line: int, cells: list[str]) -> str:
+    """Why a data row may be wider than the header: its numbers written with decimal commas ('3,07'), each
+    split into two cells. Said when every cell of the row is a whole number (a row with a decimal point in
+    it was not written so); split_decimal judges a file without a header."""
+    if len(cells) <= len(first) or header_of(first) is None \
+            or not all(_WHOLE_CELL.fullmatch(c) for c in cells):
+        return ""
+    k = next((k for k in range(len(cells) - 1) if _LEADING_ZERO_CELL.fullmatch(cells[k + 1])), 0)
+    a, b = cells[k].strip(), cells[k + 1].strip()
+    return (f"; row {line} holds whole numbers only: numbers written with a decimal comma ({a},{b}), each "
+            f"split in two? write numbers with a decimal point ({a}.{b})")
 
 
 def parse_table(raw: bytes) -> CsvTable:

@@ -19,6 +19,7 @@ Rules (also in the README):
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from dataclasses import dataclass, field, replace
@@ -163,6 +164,26 @@ def grid_points(space: Space) -> list[Any]:
         raw = [lo + (hi - lo) * i / (n - 1) for i in range(n)]
     raw[0], raw[-1] = lo, hi
     return _round_unique(raw, lo, hi)
+
+
+# a larger finite space is searched as before (its repeats are rare, and its points too many to list)
+LISTED_POINTS = 100_000
+
+
+def space_size(spaces: list[Space]) -> int | None:
+    """How many points a search space has, when every space in it is finite; None otherwise."""
+    size = 1
+    for sp in spaces:
+        if sp.kind == "choice":
+            size *= len({json.dumps(o, sort_keys=True) for o in sp.options})
+        elif sp.kind == "int_uniform":
+            low, high = sp.bounds()
+            size *= max(0, int(high) - int(low) + 1)
+        else:
+            return None
+        if size > LISTED_POINTS:
+            return None
+    return size
 
 
 # ------------------------------------------------------------------------------------------ literal values

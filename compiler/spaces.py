@@ -216,6 +216,11 @@ class SearchSpaceCalls:
             hint = f"{zero.text} is 0 as a 64-bit number" if zero is not None else \
                 f"a log scale has no 0: start above it, e.g. {v.name}({hi / 1000:g}, {number_text(hi)})" \
                 if kind == "loguniform" and lo <= 0 < hi else None
+            if hint is None and lo == hi:  # (as choice(8)'s W009 says: a range of one value searches nothing)
+                hint = f"a range of one value searches nothing: write {written_text(v.args[0])}, or widen it"
+            elif hint is None and lo > hi:
+                hint = f"the ends the other way round: {v.name}({written_text(v.args[1])}, " \
+                       f"{written_text(v.args[0])})"
             self.d.add("E501", f"{written}: need 0 < low < high" if kind == "loguniform"
                        else f"{written}: need low < high", v.span, hint)
             return False

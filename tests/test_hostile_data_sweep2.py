@@ -211,6 +211,20 @@ def test_a_headerless_file_of_decimal_commas_is_refused_not_trained_on_twice_the
     one_line(run_cli("predict", csv_run, "--input", given), 1, "predict.csv: row", "decimal comma")
 
 
+def test_decimal_commas_under_a_header_are_named_beside_the_ragged_rows(tmp_path):
+    """"a,b,y" then "3,07,1,25,0": only "rows have different numbers of columns: row 2 has 5, row 1 has 3"
+    was said. A wider row of whole numbers now names the decimal comma; a row with a decimal point in it
+    does not."""
+    data = tmp_path / "dc.csv"
+    data.write_text("a,b,c,y\n" + decimal_comma_rows(20))
+    rc, _, err = run_cli("check", "-q", write_spec(tmp_path, f'csv("{data}", target="y")'))
+    assert rc == 2 and "Traceback" not in err, err
+    assert "row 2 has 5, row 1 has 4; row 2 holds whole numbers only: numbers written with a decimal " \
+        "comma (" in err and "each split in two? write numbers with a decimal point (" in err, err
+    with pytest.raises(CsvProblem, match=r"row 3 has 5, row 1 has 4$"):
+        parse_table(b"a,b,c,y\n1,2,3,0\n1.5,2,3,4,0\n")
+
+
 def test_zero_padded_numbers_under_a_header_and_plain_numbers_still_read(tmp_path):
     from dlc.runtime.data import read_csv
 

@@ -295,7 +295,10 @@ def test_a_range_where_a_name_belongs_is_one_error():
      "a log scale has no 0: start above it, e.g. loguniform(0.0003, 0.3)"),
     ("loguniform(1e-400, 0.3)", "loguniform(1e-400, 0.3): need 0 < low < high",
      "1e-400 is 0 as a 64-bit number"),
-    ("uniform(0.3, 0.30)", "uniform(0.3, 0.30): need low < high", None),
+    ("uniform(0.3, 0.30)", "uniform(0.3, 0.30): need low < high",
+     "a range of one value searches nothing: write 0.3, or widen it"),
+    ("uniform(0.3, 0.1)", "uniform(0.3, 0.1): need low < high",
+     "the ends the other way round: uniform(0.1, 0.3)"),
 ])
 def test_a_range_with_ends_out_of_order_is_shown_as_written(written, message, hint):
     """`loguniform(1e-400, 0.3)` said "loguniform(0.0, 0.3): need 0 < low < high": not what was written."""

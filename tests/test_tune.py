@@ -731,3 +731,58 @@ def test_a_choice_of_calls_trains_each_call(tmp_path):
         assert rc == 0, err
         history = json.loads((out / "history.json").read_text())
         assert history[-1]["val_loss"] == t["value"]
+
+
+def test_the_points_of_a_finite_space_are_counted(tmp_path):
+    from dlc.compiler.search import space_size
+
+    finite = spaces_of(compile_file(_write(tmp_path, act="choice(relu, tanh, elu)", opt="Adam(lr=0.01)",
+                                           bs="int_uniform(8, 64)")))
+    assert space_size(finite) == 2 * 3 * 57  # units, activation, batch sizes 8..64
+    assert space_size(spaces_of(compile_file(_write(tmp_path)))) is None  # a loguniform learning rate
+    huge = spaces_of(compile_file(_write(tmp_path, opt="Adam(lr=0.01)", bs="int_uniform(1, 1000000)")))
+    assert space_size(huge) is None  # too many points to list: searched as any space
+
+
+@pytest.mark.parametrize("method", ["random", "tpe"])
+def test_a_finite_space_never_trains_a_point_twice(tmp_path, monkeypatch, method):
+    """TPE and random draw with replacement: over 12 points a 30-trial TPE search trained some points
+    several times (the same seed: the same score each time). Each point is tried once, then the search
+    ends. (No training: the trials' processes are stand-ins, told a score that favours one corner.)"""
+    from types import SimpleNamespace
+
+    from optuna.trial import TrialState
+
+    from dlc.runtime import tune as T
+
+    monkeypatch.setattr(T, "_Worker", lambda job, mode: SimpleNamespace(pid=os.getpid()))
+    p = _write(tmp_path, method=method, trials=30, act="choice(relu, tanh)", opt="Adam(lr=0.01)",
+               bs="int_uniform(16, 18)")
+    result = compile_file(p)
+    search = T._Search(result, str(p), spaces_of(result), None, backend="torch", device="cpu",
+                       out=str(tmp_path / "run"), trials=None, workers=1, threads=1, study=None)
+    search.open()
+    assert search.points == 12 and search.target == 12
+    running: dict = {}
+    while search._start_next(running):
+        (t,) = search.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        pr = t.params
+        search.study.tell(t.number, pr["layers[0].units"] + pr["train.batch_size"]
+                          + (pr["layers[0].activation"] == "tanh"))
+    points = [_key(t.params) for t in search.study.get_trials(deepcopy=False)]
+    assert len(points) == 12 and len(set(points)) == 12
+
+
+def test_a_search_over_fewer_points_than_trials_says_so(tmp_path):
+    p = _write(tmp_path, method="tpe", trials=6, act="choice(relu, tanh)", opt="Adam(lr=0.01)")
+    run = tmp_path / "run"
+    rc, out, said = run_cli("tune", str(p), "--out", str(run), "--threads", "1")
+    assert rc == 0, said
+    assert "tpe search, 4 trials" in said
+    assert "the search space has only 4 points: 4 trials, not 6 (no point is trained twice)" in said
+    s = _summary(run)
+    assert s["trials_target"] == 4 and len({_key(t["params"]) for t in s["trials"]}) == 4
+    rc, out, said = run_cli("tune", str(p), "--out", str(run), "--threads", "1", "--trials", "9")
+    assert rc == 0, said
+    assert "nothing to run (every point of the search space is done)" in said
+    assert len(_summary(run)["trials"]) == 4

@@ -230,7 +230,7 @@ def test_a_resumed_search_with_nothing_left_says_so(done, trials, grid, line):
     screen = io.StringIO()
     display = tune._Display(Console(file=screen, width=300, soft_wrap=True))
     display.started(SimpleNamespace(spec_name="m", method="grid" if grid else "tpe", grid_size=grid,
-                                    target=trials, trials=trials, backend="torch", workers=1,
+                                    points=None, target=trials, trials=trials, backend="torch", workers=1,
                                     direction="minimize", metric="val_loss", prune="none", run=Path("runs/t"),
                                     study="m",
                                     storage="sqlite:///t.db", refined=None, spaces=[], done_before=done,

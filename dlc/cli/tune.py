@@ -129,13 +129,19 @@ class _Display(api.Reporter):
         if plan.grid_size is not None and plan.grid_size > plan.trials:
             self.console.print(f"[yellow]the grid has {plan.grid_size} points; running the first "
                                f"{plan.trials} (--trials {plan.grid_size} runs them all)[/]")
+        points = plan.points
+        if points is not None and points < plan.trials:
+            self.console.print(f"[yellow]the search space has only {_count(points, 'point')}: "
+                               f"{_count(points, 'trial')}, not {plan.trials} (no point is trained twice)[/]")
         if plan.done_before or plan.requeued:
             again = plan.requeued
             queued = f", {again} crashed or interrupted trial{'s' if again > 1 else ''} queued again" \
                 if again else ""
             if plan.done_before >= plan.target:  # (`4 of 2 trials done` read as a miscount)
-                more = "every point of the grid is done" if plan.grid_size is not None \
-                    and plan.target >= plan.grid_size else "a larger --trials continues the search"
+                size = plan.grid_size if plan.grid_size is not None else points
+                more = (f"every point of the {'grid' if plan.grid_size is not None else 'search space'} "
+                        "is done") if size is not None and plan.target >= size \
+                    else "a larger --trials continues the search"
                 self.console.print(f"resuming: {plan.done_before} trials done, {plan.target} asked for: "
                                    f"nothing to run ({more}){queued}")
             else:

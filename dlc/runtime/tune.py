@@ -80,6 +80,7 @@ from dlc.compiler.search import (
     grid_points,
     home_problem,
     refine,
+    space_size,
     spaces_of,
     storage_problem,
     top_trials,
@@ -780,6 +781,7 @@ class Plan:
     method: str
     grid_size: int | None
     trials: int
+    points: int | None  # how many points a finite space has (not a grid's): none is trained twice
     target: int
     backend: str
     workers: int
@@ -1004,7 +1006,10 @@ class _Search:
         self.workers = max(1, workers)
         self.trial_nproc = trial_nproc  # processes per trial: each trial data-parallel (_Group) above 1
         self.grid = _grid(spaces) if self.method == "grid" else None
-        self.target = min(self.trials, len(self.grid)) if self.grid is not None else self.trials
+        # a finite space's points (every space a choice or int_uniform): no search trains one twice
+        self.points = space_size(spaces) if self.grid is None else None
+        size = len(self.grid) if self.grid is not None else self.points
+        self.target = min(self.trials, size) if size is not None else self.trials
         self.backend, self.device, self.threads = backend, device, threads
         self.fresh = not (out and Path(out).is_dir() and any(Path(out).iterdir()))
         self.study_name = study or (f"{spec.name}-refined" if refined else spec.name)
@@ -1150,10 +1155,11 @@ class _Search:
     def plan(self, done_before: int, requeued: int) -> Plan:
         return Plan(spec_name=self.spec.name, method=self.method,
                     grid_size=len(self.grid) if self.grid is not None else None, trials=self.trials,
-                    target=self.target, backend=self.backend, workers=self.workers, direction=self.direction,
-                    metric=self.metric, prune=self.prune, run=self.run, study=self.study_name,
-                    storage=_shown_url(self.url), spaces=self.spaces, refined=self.refined,
-                    done_before=done_before, requeued=requeued, trial_nproc=self.trial_nproc)
+                    points=self.points, target=self.target, backend=self.backend, workers=self.workers,
+                    direction=self.direction, metric=self.metric, prune=self.prune, run=self.run,
+                    study=self.study_name, storage=_shown_url(self.url), spaces=self.spaces,
+                    refined=self.refined, done_before=done_before, requeued=requeued,
+                    trial_nproc=self.trial_nproc)
 
     # ---------------------------------------------------------------------------------------- trials
 
@@ -1293,6 +1299,8 @@ class _Search:
         """Ask for the next trial and start its process; False when there is none to run now."""
         from optuna.trial import TrialState
 
+        from dlc.runtime.tune_sampler import Unrepeated, tried_points
+
         trial = None
         with self.lock:  # count and take a trial atomically with respect to other tune processes
             all_trials = self.study.get_trials(deepcopy=False)
@@ -1300,11 +1308,16 @@ class _Search:
             n_running = sum(t.state == TrialState.RUNNING for t in all_trials)
             n_waiting = sum(t.state == TrialState.WAITING for t in all_trials)
             left = self.target - n_done - n_running
+            if self.points is not None and not n_waiting and len(tried_points(all_trials)) >= self.points:
+                left = 0  # every point tried (trials that failed count no more towards --trials)
             # grid: only queued points, so a point can never run twice (ask pops a queued one)
             if left > 0 and (self.grid is None or n_waiting):
                 # (seeded by the trial's number: two processes that opened the study together, each with
                 # a sampler of its own, drew the same points in turn)
-                self.study.sampler = _sampler(self.method, self.spec.seed + len(all_trials), self.trials)
+                seed = self.spec.seed + len(all_trials)
+                self.study.sampler = _sampler(self.method, seed, self.trials)
+                if self.points is not None:
+                    self.study.sampler = Unrepeated(self.study.sampler, self.distributions, seed)
                 trial = self.study.ask(self.distributions)
                 trial.set_user_attr("dlc_host", HOST)
                 trial.set_user_attr("dlc_parent_pid", os.getpid())
