@@ -118,6 +118,18 @@ def test_load_data_repr():
     assert repr(data) == "Dataset(train 90×4 float64, val 30×4 float64, test 30×4 float64; 3 classes)"
 
 
+def test_a_spec_repr_is_a_line():
+    """dlc.load's Spec printed pydantic's every node: 1.5 KB for the digits MLP, more for every layer."""
+    spec = dlc.load(ROOT / "specs" / "digits_cnn.dlspec")
+    assert repr(spec) == ("Spec(digits_cnn from digits_cnn.dlspec: input (8, 8, 1), 7 layers (Conv2D, "
+                          "MaxPool2D, Conv2D, MaxPool2D, Flatten, Dense, …), loss categorical_crossentropy, "
+                          "Adam, 15 epochs of batch 64, float32, seed 42)")
+    tuned = dlc.load(ROOT / "specs" / "tune" / "iris_tune.dlspec")
+    assert repr(tuned).endswith("; searches 5 spaces (tpe, 30 trials))")
+    assert repr(tuned.with_source_file(None)).startswith("Spec(iris_tune: input (4,), 3 layers (Dense, ")
+    assert spec.model_dump_json().startswith('{"name":"digits_cnn"')  # (everything, for who wants it)
+
+
 def test_finished_resumable_tune_lrfind_predictions_reprs(tmp_path):
     fin = Finished(run=tmp_path / "r", history=History(rows=_rows(4)),
                    final={"train": {"loss": 0.5}, "val": {"loss": 0.25, "accuracy": 0.875}, "epochs_run": 4})

@@ -40,3 +40,36 @@ def test_a_regression_on_a_constant_target_is_not_a_class_warning(tmp_path):
     spec = source_spec(tmp_path, 'npy("x.npy", "y.npy")', units=1, act="linear", loss="mse")
     rc, err = check(spec)
     assert "W019" not in err, err
+
+
+def test_a_file_too_large_for_check_to_count_is_warned_when_the_run_reads_it(tmp_path, monkeypatch):
+    """A CSV over 16 MiB is only line-counted by `dlc check` (its classes unknown), so W019 could not be
+    said; the run, which holds the labels, says it once, on the console and in log.txt."""
+    from dlc.compiler import datarows
+
+    from conftest import run_cli
+
+    (tmp_path / "d.csv").write_text(csv_text(labels=["cat"] * ROWS))
+    spec = write_spec(tmp_path, 'csv("d.csv", target="label")')
+    rc, _, err = run_cli("run", spec, "--out", tmp_path / "small")
+    assert rc == 0 and err.count("one class only") == 1 and "training labels are all" not in err, err
+    monkeypatch.setattr(datarows, "MAX_CSV_PARSED_BYTES", 0)  # (counted by its lines only, as a large file)
+    (tmp_path / "large").mkdir()  # (another file: the first one's count is cached)
+    (tmp_path / "large" / "d.csv").write_text(csv_text(labels=["cat"] * ROWS))
+    spec = write_spec(tmp_path / "large", 'csv("d.csv", target="label")')
+    rc, _, err = run_cli("run", spec, "--out", tmp_path / "large" / "run")
+    said = "warning: the 24 training labels are all class 'cat': a classifier scores accuracy 1.0 by " \
+           "always answering it, and learns nothing"
+    assert rc == 0 and "W019]" not in err and said in err, err
+    assert said in (tmp_path / "large" / "run" / "log.txt").read_text()
+    import dlc
+
+    assert dlc.load_data(spec).warnings == [said.removeprefix("warning: ") + "; check the target column "
+                                            "(csv's target=...) or the rows of the file (W019)"]
+
+
+def test_two_classes_get_no_warning_at_run_time(tmp_path):
+    import dlc
+
+    (tmp_path / "d.csv").write_text(csv_text(labels=["0", "1"] * (ROWS // 2)))
+    assert dlc.load_data(write_spec(tmp_path, 'csv("d.csv", target="label")')).warnings == []

@@ -295,6 +295,8 @@ class _Display(api.Observer):
                  f"{sizes} samples{read}")
         # (an ESC in the folder's name coloured the terminal, and went to log.txt as it was)
         self.say(f"[dim]run directory:[/] {escape(api.terminal_safe(str(run)))}")
+        for warning in data.warnings:
+            self.say(f"[yellow]warning: {escape(warning)}[/]", f"warning: {warning}")
         has_val = data.val is not None
         self.table = EpochTable(self.spec, has_val, width=self.console.width)
         self.full = EpochTable(self.spec, has_val)

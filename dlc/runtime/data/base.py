@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import numpy as np
@@ -57,6 +57,8 @@ class Dataset:
     scale: np.ndarray | None = None
     read: dict | None = None  # what was read: {"file", "rows", "header"} (Samples.read)
     class_names: list[str] | None = None  # a CSV target of names: class k is class_names[k]
+    # what the data turned out to hold that training should not start without saying (dataset.prepare)
+    warnings: list[str] = field(default_factory=list)
 
     def __repr__(self) -> str:
         """Each part's shape and dtype and the classes, not every value (a notebook printed the whole

@@ -115,6 +115,35 @@ def assemble(spec: Spec, data: Loaded, train: np.ndarray, val: np.ndarray, test:
 
 
 def prepare(spec: Spec, base_dir: Path, dtype: str | None = None) -> Dataset:
+    """Load, split (seeded), normalise with the training part's statistics only, shape to the spec's input;
+    with the warnings of what the data turned out to hold (Dataset.warnings). See _prepare."""
+    data = _prepare(spec, base_dir, dtype)
+    one = one_class_warning(spec, base_dir, data)
+    return replace(data, warnings=[one]) if one is not None else data
+
+
+def one_class_warning(spec: Spec, base_dir: Path, data: Dataset) -> str | None:
+    """dlc check's W019 for the training labels, at run time: all of one class, which a classifier learns
+    nothing from (it scores accuracy 1.0 by always answering it). Said here of what check could not count
+    (a file too large to count its labels, or a split that left one class in the training part); not again
+    of a file check already said it of."""
+    from dlc.compiler.datachecks import source_rows
+
+    labels = data.train.labels
+    if labels is None or not len(labels) or spec.task == "regression" or not (labels == labels[0]).all():
+        return None
+    counted = source_rows(data_block(spec).source, base_dir)
+    if counted is not None and counted[1] is not None and len(counted[1]) == 1:
+        return None  # (W019 said it)
+    k = int(labels[0])
+    named = f"class {data.class_names[k]!r}" if data.class_names and k < len(data.class_names) \
+        else f"class {k}"
+    return (f"the {len(labels):,} training labels are all {named}: a classifier scores accuracy 1.0 by "
+            "always answering it, and learns nothing; check the target column (csv's target=...) or the rows "
+            "of the file (W019)")
+
+
+def _prepare(spec: Spec, base_dir: Path, dtype: str | None = None) -> Dataset:
     """Load, split (seeded), normalise with the training part's statistics only, shape to the spec's input.
 
     `dtype`: the dtype the data will be trained in ("float32", "float64"): then the data is held once, in
