@@ -190,7 +190,7 @@ def check_split_rows(data: Data, task: str | None, m: A.Model, d: Diagnostics, b
               else None)
         return
     if classes is not None and len(classes) == 1 and task in ("categorical", "binary"):
-        _one_class(shown, n, find_assign(m, "source", "data"), d)
+        _one_class(source, shown, n, find_assign(m, "source", "data"), d)
     rows = f"'{shown}' has {n:,} row{'s' if n != 1 else ''}"
     strat = classes if getattr(split, "stratify", False) and task not in (None, "regression") else None
     n_classes = len(strat) if strat else 0
@@ -212,15 +212,21 @@ def check_split_rows(data: Data, task: str | None, m: A.Model, d: Diagnostics, b
         _split_error(problem, rows, at("k", 0), f"k can be {most:,} at most" if most >= 2 else None, d)
 
 
-def _one_class(shown: str, n: int, st: A.Assign | None, d: Diagnostics) -> None:
+def _one_class(source, shown: str, n: int, st: A.Assign | None, d: Diagnostics) -> None:
     """Labels of one class only train without a fault and score accuracy 1.0 by always answering that class:
     a target column mistaken, or a file cut to one class's rows, said before training rather than hidden
-    by a perfect score."""
-    d.warn("W019", f"'{shown}' holds one class only (all {n:,} rows): a classifier scores accuracy 1.0 by "
+    by a perfect score. Named where the labels are: an npy source's labels file, not its features'."""
+    where, what = f"'{shown}'", "the labels"
+    if isinstance(source, Npy):
+        where, what = f"'{source.y}'", "the labels file"
+    elif isinstance(source, Npz):
+        where, what = f"'{shown}' array '{source.y}'", "the labels array (npz's y=...)"
+    elif isinstance(source, Csv):
+        what = "the target column (csv's target=...)"
+    d.warn("W019", f"{where} holds one class only (all {n:,} rows): a classifier scores accuracy 1.0 by "
            "always answering it, and learns nothing",
            st.value.span if st is not None else None,
-           "check the target column (csv's target=...) or the rows of the file: a classifier needs labels "
-           "of two classes or more")
+           f"check {what} or the rows of the file: a classifier needs labels of two classes or more")
 
 
 def _validation_stratify_problem(rest: list[tuple[object, int]] | None, n: int, n_classes: int,

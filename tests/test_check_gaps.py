@@ -330,7 +330,7 @@ def test_mnist_with_a_file_missing_or_foreign(tmp_path):
     e = _error(_file_spec(tmp_path, 'mnist("m")', "(784)"), tmp_path)
     assert e.message == "'m' has no train-labels-idx1-ubyte[.gz] (or mnist.npz)"
     for stem in ("train-labels-idx1-ubyte", "t10k-labels-idx1-ubyte"):
-        (folder / stem).write_bytes(bytes([0, 0, 8, 1]) + (2).to_bytes(4, "big") + bytes(2))
+        (folder / stem).write_bytes(bytes([0, 0, 8, 1]) + (2).to_bytes(4, "big") + bytes([0, 1]))
     (folder / "t10k-images-idx3-ubyte").write_bytes(b"a,b,label\n1,2,0\n")
     e = _error(_file_spec(tmp_path, 'mnist("m")', "(784)"), tmp_path)
     assert e.message == "'m/t10k-images-idx3-ubyte': not an IDX file"

@@ -131,8 +131,8 @@ def test_a_best_spec_that_does_not_check_is_said_as_an_error(capsys):
     from dlc.cli.errors import CommandError
 
     done = SimpleNamespace(problem="spec.dlspec:3:5: error E101: ...", interrupted=None, metric="val_loss",
-                           spaces=[], ranked=[], direction="minimize", trials=[], counts={}, best=None,
-                           stopped=None, run=Path("runs/x"))
+                           spaces=[], ranked=[], direction="minimize", trials=[], counts={}, ran_again={},
+                           best=None, stopped=None, run=Path("runs/x"))
     with pytest.raises(CommandError):  # (no trial completed: the line after it)
         tune._finish(Console(stderr=True, highlight=False, width=200), "x", done, quiet=False)
     err = capsys.readouterr().err

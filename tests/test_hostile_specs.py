@@ -21,6 +21,7 @@ import time
 import typing
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from conftest import ROOT, run_cli
@@ -941,9 +942,9 @@ def test_a_crafted_npy_header_is_a_damaged_header(tmp_path, what, shape):
 def test_an_npy_header_numpy_accepts_passes(tmp_path):
     _npy_with_shape(tmp_path / "x.npy", "(2, 4)")
     _npy_with_shape(tmp_path / "y.npy", "(2,)")
-    for name, values in (("x.npy", 8), ("y.npy", 2)):  # (the data the header says: a file cut short is E401)
+    for name, values in (("x.npy", np.zeros(8)), ("y.npy", np.arange(2))):  # (a file cut short is E401)
         with open(tmp_path / name, "ab") as fh:
-            fh.write(b"\0" * 4 * values)
+            fh.write(values.astype("<f4").tobytes())
     rc, _, err = check(tmp_path, spec_text(source='npy("x.npy", "y.npy")'))
     assert rc == 0 and "npy" not in err, err
 

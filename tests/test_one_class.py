@@ -31,7 +31,13 @@ def test_binary_npy_labels_of_one_class_are_warned(tmp_path):
     np.save(tmp_path / "y.npy", np.ones(20, np.int64))
     spec = source_spec(tmp_path, 'npy("x.npy", "y.npy")', units=1, act="sigmoid", loss="binary_crossentropy")
     rc, err = check(spec)
-    assert rc == 0 and "warning[W019]" in err and "one class only (all 20 rows)" in err, err
+    assert rc == 0 and "warning[W019]: 'y.npy' holds one class only (all 20 rows)" in err, err
+    assert "check the labels file or the rows" in err, err
+    np.savez(tmp_path / "d.npz", x=np.zeros((20, 4), np.float32), labels=np.ones(20, np.int64))
+    spec = source_spec(tmp_path, 'npz("d.npz", y="labels")', units=1, act="sigmoid",
+                       loss="binary_crossentropy")
+    rc, err = check(spec)
+    assert rc == 0 and "warning[W019]: 'd.npz' array 'labels' holds one class only" in err, err
 
 
 def test_a_regression_on_a_constant_target_is_not_a_class_warning(tmp_path):

@@ -1309,7 +1309,7 @@ class _Search:
             n_waiting = sum(t.state == TrialState.WAITING for t in all_trials)
             left = self.target - n_done - n_running
             if self.points is not None and not n_waiting and len(tried_points(all_trials)) >= self.points:
-                left = 0  # every point tried (trials that failed count no more towards --trials)
+                left = 0  # every point tried or queued: nothing is left to draw, whatever --trials says
             # grid: only queued points, so a point can never run twice (ask pops a queued one)
             if left > 0 and (self.grid is None or n_waiting):
                 # (seeded by the trial's number: two processes that opened the study together, each with
