@@ -30,3 +30,31 @@ def summary_text(spec: Spec) -> str:
     lines.append("-" * len(lines[1]))
     lines.append(f"Total params: {t + nt:,}  (trainable: {t:,}, non-trainable: {nt:,})")
     return "\n".join(lines)
+
+
+def search_text(compiled) -> str | None:
+    """What `dlc tune` will search, under the model's table (which shows every space at its first value):
+    the method, trials and objective, each parameter with its space, and how many points a finite space or a
+    grid has (a search never trains one twice: fewer trials than asked when it has fewer). None without a
+    search."""
+    from .search import grid_points, space_size, spaces_of
+
+    spec = compiled.spec
+    if spec is None or spec.search is None or not spec.search_spaces:
+        return None
+    search, spaces = spec.search, spaces_of(compiled)
+    objective = f"{search.objective.direction} {search.objective.metric}"
+    prune = ", median pruning" if search.prune == "median" else ""
+    trials = f"{search.trials} trial{'s' * (search.trials != 1)}"
+    lines = ["", f"search: {search.method}, {trials}, {objective}{prune}"]
+    width = max(len(sp.name) for sp in spaces)
+    lines += [f"  {sp.name:<{width}}  {sp.describe()}" for sp in spaces]
+    size = math.prod(len(grid_points(sp)) for sp in spaces) if search.method == "grid" else space_size(spaces)
+    if size is not None:
+        what = "a grid of" if search.method == "grid" else "a space of"
+        runs = f"{size} trial{'s' * (size != 1)} run, each point once" if size <= search.trials else \
+            f"the first {search.trials} run" if search.method == "grid" else \
+            f"{search.trials} of them are tried"
+        lines.append(f"  {what} {size:,} point{'s' * (size != 1)}: {runs}")
+    lines.append("  (the model above: each space at its first value)")
+    return "\n".join(lines)

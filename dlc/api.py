@@ -72,6 +72,7 @@ from dlc.tasks import (
     resume,
     run_file_owner,
     schema,
+    search_summary,
     spec_folder,
     trainable,
     tune_target,
@@ -96,7 +97,8 @@ __all__ = ["DataError", "Dataset", "History", "Model", "SpecError", "TrainingFai
            "monitor_mode", "out_of_memory", "out_of_memory_line", "output_file", "plot_runs", "predict_file",
            "resumable", "resume", "run",
            "run_file_owner",
-           "escaped", "run_inputs", "schema", "summary", "terminal_safe", "text_cells", "trainable", "tune",
+           "escaped", "run_inputs", "schema", "search_summary", "summary", "terminal_safe", "text_cells",
+           "trainable", "tune",
            "tune_target", "value_text"]
 
 

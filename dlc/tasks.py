@@ -47,6 +47,14 @@ def summary(spec: Spec) -> str:
     return summary_text(spec)
 
 
+def search_summary(result: Compiled) -> str | None:
+    """What `dlc tune` would search, as `dlc check` prints it under the model; None for a spec without a
+    search."""
+    from dlc.compiler.summary import search_text
+
+    return search_text(result)
+
+
 def trainable(result: Compiled, seed: int | None = None, dtype: str | None = None,
               epochs: int | None = None) -> Spec:
     """The spec of a checked result as `dlc run` trains it: runnable as it is (SpecError, positioned, when it

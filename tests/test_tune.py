@@ -786,3 +786,26 @@ def test_a_search_over_fewer_points_than_trials_says_so(tmp_path):
     assert rc == 0, said
     assert "nothing to run (every point of the search space is done)" in said
     assert len(_summary(run)["trials"]) == 4
+
+
+def test_check_shows_what_a_search_will_search(tmp_path):
+    rc, out, _ = run_cli("check", _write(tmp_path, method="tpe", trials=6, act="choice(relu, tanh)",
+                                         opt="Adam(lr=0.01)"))
+    assert rc == 0
+    assert ("\nsearch: tpe, 6 trials, minimize val_loss\n"
+            "  layers[0].units       choice(4, 8)\n"
+            "  layers[0].activation  choice(relu, tanh)\n"
+            "  a space of 4 points: 4 trials run, each point once\n"
+            "  (the model above: each space at its first value)\n") in out, out
+    rc, out, _ = run_cli("check", _write(tmp_path, method="grid", trials=3, bs="int_uniform(16, 48)",
+                                         extra="\n    prune: median"))
+    assert rc == 0
+    assert ("search: grid, 3 trials, minimize val_loss, median pruning\n"
+            "  layers[0].units          choice(4, 8)\n"
+            "  optimizer.learning_rate  loguniform(0.01, 0.1)\n"
+            "  train.batch_size         int_uniform(16, 48)\n"
+            "  a grid of 50 points: the first 3 run\n") in out, out
+    rc, out, _ = run_cli("check", _write(tmp_path, method="random"))
+    assert rc == 0 and "search: random, 4 trials" in out and " point" not in out, out
+    rc, out, _ = run_cli("check", ROOT / "specs" / "iris.dlspec")
+    assert rc == 0 and "search:" not in out

@@ -34,6 +34,8 @@ def command(
             continue
         if not quiet:
             print(api.summary(result.spec))
+            if (search := api.search_summary(result)) is not None:
+                print(search)
             print()
         print(f"{path}: ok")
     return status
