@@ -385,7 +385,8 @@ class Model:
 
     # --------------------------------------------------------------------------------------- training
 
-    def fit(self, epochs: int | None = None, max_steps: int | None = None) -> History:
+    def fit(self, epochs: int | None = None, max_steps: int | None = None,
+            verbose: int | str = "auto") -> History:
         """Train for `epochs` more epochs (default: the spec's `epochs`; with only `max_steps`, as many as
         those steps need) and at most `max_steps` more optimizer steps, exactly as `dlc run` trains: seeded
         shuffles, the schedule, validation, plateau and early stopping. A later `fit` continues where this one
@@ -393,11 +394,15 @@ class Model:
         (the best epoch's when early stopping restored them); after early stopping stopped, it trains again
         with its patience reset. Returns this call's History: `.rows` (one dict per epoch: loss, metrics,
         val_*, lr, time), `.step_losses` (one float per step), `.stopped_early`, `.best_epoch`. Raises
-        `TrainingFailed` on a non-finite loss (`.history` keeps the epochs before it)."""
+        `TrainingFailed` on a non-finite loss (`.history` keeps the epochs before it). `verbose` as Keras'
+        fit: 1 a progress bar over each epoch (running loss and metrics, time left) ending as the epoch's
+        line, 2 one line per epoch, 0 nothing; "auto": 1 in a terminal or a notebook, 0 elsewhere."""
         from dlc.runtime.loop import train
+        from dlc.runtime.verbose import FitPrinter, verbosity
 
         epochs, max_steps = _whole(epochs, "epochs", most=_COUNT_MAX), _whole(max_steps, "max_steps",
                                                                                most=_COUNT_MAX)
+        level = verbosity(verbose)
         data = self.data
         state = self._state
         if state is not None and state.history.stopped_early:
@@ -412,9 +417,14 @@ class Model:
         def keep(s: LoopState) -> None:
             self._state = s
 
-        hist = train(self.session, self.spec, data, epochs=done_epochs + epochs,
-                     max_steps=None if max_steps is None else done_steps + max_steps, resume=state,
-                     on_checkpoint=keep)
+        printer = FitPrinter(level, done_epochs + epochs)
+        try:
+            hist = train(self.session, self.spec, data, epochs=done_epochs + epochs,
+                         max_steps=None if max_steps is None else done_steps + max_steps, resume=state,
+                         on_checkpoint=keep, on_epoch=printer.epoch if level else None,
+                         on_progress=printer.progress if printer.dynamic else None)
+        finally:
+            printer.close()
         return History(rows=[dict(r) for r in hist.rows[done_rows:]], stopped_early=hist.stopped_early,
                        best_epoch=hist.best_epoch,
                        restored_best=hist.restored_best, step_losses=hist.step_losses[done_steps:])
