@@ -206,3 +206,24 @@ def test_a_tune_stopped_before_it_wrote_tune_json_says_to_run_it_again(tmp_path,
     assert err == (f"dlc: error: '{run}' is a tune run stopped before it wrote tune.json: run the same "
                    f"`dlc tune` command again (it continues the search and writes it), or {instead} a trial "
                    "folder, e.g. its trials/0000\n")
+
+
+def test_a_best_region_that_is_the_whole_space_is_said_so(tmp_path):
+    """Over 4 trials of 4 points the top 3 took both options of each choice: "best region {4, 16} of
+    choice(4, 16)" and "search ... in {4, 16} next" told nothing, and --refine would search the same
+    space; with every point tried, the best trial is the answer."""
+    act = "layers[0].activation"
+    spaces = [Space(UNITS, "choice", (10, 11), (10, 24), [4, 16], ["4", "16"]),
+              Space(act, "choice", (10, 30), (10, 50), ["relu", "tanh"], ["relu", "tanh"])]
+    points = [{UNITS: u, act: a} for u in (4, 16) for a in ("relu", "tanh")]
+    trials = [{"state": "COMPLETE", "value": 0.5 + 0.1 * i, "params": p, "duration_s": 1.0}
+              for i, p in enumerate(points)]
+    run = tune_folder(tmp_path / "tune", n=0, extra=trials, spaces=spaces)
+    rc, out, err = run_cli("doctor", run)
+    assert rc == 0, err
+    assert "best region: all of choice(4, 16)" in out, out
+    assert "best region: all of choice(relu, tanh)" in out, out
+    assert f"{UNITS}: the top 3 trials took every option, so nothing narrows it yet" in " ".join(out.split())
+    assert "every one of the space's 4 points was tried: its best trial is this search's answer" in \
+        " ".join(out.split()), out
+    assert "searches exactly these best regions" not in out

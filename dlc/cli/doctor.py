@@ -160,7 +160,9 @@ def _show_importance(report, imp, width: int, plot: bool) -> None:
         r = imp.best_region.get(name)
         share = (imp.importance or {}).get(name)
         bar = f"{share:4.2f} {'#' * round(20 * share):<20}  " if share is not None else ""
-        where = f"best region {r['text']} of {searched[name]}" if r else f"searched {searched[name]}"
+        where = f"searched {searched[name]}" if not r else \
+            f"best region: all of {searched[name]}" if r.get("whole") else \
+            f"best region {r['text']} of {searched[name]}"
         print(f"  {name:<{pad}}  {bar}{where}")
     if imp.advice:
         print("next (coarse to fine):")

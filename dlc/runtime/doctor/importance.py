@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dlc.compiler.search import TOP_FRACTION, TOP_MIN, Space, refine, top_trials
+from dlc.compiler.search import TOP_FRACTION, TOP_MIN, Space, refine, space_size, top_trials
 from dlc.runtime.rundir import figure, save_figure
 
 IMPORTANCE_MIN_TRIALS = 4  # completed trials fANOVA needs before its numbers mean anything
@@ -89,6 +89,9 @@ def _region(sp: Space, narrowed: Space, best: Any) -> dict[str, Any]:
     else:
         lo, hi = narrowed.bounds()
         out.update(low=lo, high=hi, searched=list(sp.bounds()), text=f"[{_g(lo)}, {_g(hi)}]")
+    # the top trials took every option (or the whole range): nothing is narrowed yet
+    out["whole"] = (len(out["options"]) == len(out["searched"]) if sp.kind == "choice"
+                    else [out["low"], out["high"]] == out["searched"])
     return out
 
 
@@ -189,10 +192,20 @@ def _advice(imp: Importance, run: Path) -> list[str]:
             lines.append(f"{name} matters little here ({share:.2f}): fix it at the best trial's value "
                          f"{_value(r['best'])}")
             fixed = True
+        elif r.get("whole"):
+            every = "every option" if r["kind"] == "choice" else "values across the whole range"
+            lines.append(f"{name}: {top} took {every}, so nothing narrows it yet; more trials tell more")
         else:
             took = "the options" if r["kind"] == "choice" else "the range of values"
             matters = f" (importance {share:.2f})" if share is not None else ""
             lines.append(f"search {name} in {r['text']} next{matters}: {took} {top} took")
+    if all(imp.best_region[name].get("whole") for name in order):
+        points = space_size(imp.spaces)
+        lines.append(f"every one of the space's {points} points was tried: its best trial is this search's "
+                     "answer" if points is not None and imp.completed >= points else
+                     f"`dlc tune --refine {run}` would search the same space again: a larger --trials "
+                     "continues this search instead")
+        return lines
     lines.append(f"`dlc tune --refine {run}` searches exactly these best regions (of {top}: the "
                  f"best {TOP_FRACTION:.0%} of the completed ones, at least {TOP_MIN})"
                  + ("; to fix a parameter, write its value in the spec instead of its search space" if fixed
