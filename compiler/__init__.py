@@ -34,6 +34,15 @@ class Compiled:
             items = [d for d in items if d.severity == "error"]
         return render_all(items, self.source, self.file)
 
+    def __repr__(self) -> str:
+        """The file, its verdict and its spec in a line: the dataclass' repr held the whole source text and
+        the syntax tree (6 KB for iris)."""
+        items = self.diagnostics.items
+        errors, warnings = (sum(d.severity == kind for d in items) for kind in ("error", "warning"))
+        said = [f"{n} {word}{'s' * (n != 1)}" for n, word in ((errors, "error"), (warnings, "warning")) if n]
+        verdict = ("ok" if self.ok else "not ok") + (f", {', '.join(said)}" if said else "")
+        return f"Compiled({self.file!r}: {verdict}" + (f"; {self.spec!r})" if self.spec is not None else ")")
+
     def raise_for_errors(self) -> Spec:
         if self.spec is None or not self.ok:
             raise SpecError(self.diagnostics.sorted(), self.source, self.file)

@@ -311,8 +311,8 @@ class Spec(IRNode):
                   f"({self.search.method}, {self.search.trials} trials)") if self.search is not None else ""
         return (f"Spec({self.name}{where}: input {self.input}, {len(kinds)} layer{'s' * (len(kinds) != 1)} "
                 f"({layers}), loss {_named(self.loss)}, {_named(self.optimizer)}, "
-                f"{self.train.epochs} epochs of batch {self.train.batch_size}, {self.dtype}, "
-                f"seed {self.seed}{search})")
+                f"{self.train.epochs} epoch{'s' * (self.train.epochs != 1)} of batch "
+                f"{self.train.batch_size}, {self.dtype}, seed {self.seed}{search})")
 
     def walk(self) -> Iterator[LayerInfo]:
         """Every layer (residual bodies included) with shapes; raises ShapeError naming the bad layer."""

@@ -152,3 +152,22 @@ def test_finished_resumable_tune_lrfind_predictions_reprs(tmp_path):
     pred = Predictions("categorical", np.zeros((500, 3)), ["class", "out0", "out1", "out2"],
                        np.zeros((500, 4)))
     assert repr(pred) == "Predictions(categorical, 500 rows × 4 columns: class, out0, out1, out2)"
+
+
+def test_compiled_and_doctor_report_reprs_are_a_line(tmp_path):
+    """api.compile_spec's Compiled printed the spec's whole source and syntax tree (6 KB for iris), a doctor
+    Report every diagnosis' evidence and the spec's text."""
+    from dlc import api
+
+    ok = api.compile_spec(str(ROOT / "specs" / "iris.dlspec"))
+    assert repr(ok).startswith(f"Compiled({str(ROOT / 'specs' / 'iris.dlspec')!r}: ok; Spec(iris: input (4,)")
+    bad = tmp_path / "bad.dlspec"
+    bad.write_text((ROOT / "specs" / "iris.dlspec").read_text().replace("Dense(3,", "Dense(3, bogus=1,"))
+    assert repr(api.compile_spec(str(bad))).startswith(f"Compiled({str(bad)!r}: not ok, 1 error")
+    from dlc.runtime.doctor import Diagnosis, Report
+
+    found = Diagnosis(id="underfitting", severity="high", evidence="x" * 5000, remedy="y")
+    report = Report(run=tmp_path / "r", kind="tune", diagnoses=[found], trial=3)
+    assert repr(report) == f"Report({str(tmp_path / 'r')!r}, tune, best trial 3: underfitting (high))"
+    empty = Report(run=tmp_path, kind="run", diagnoses=[])
+    assert repr(empty) == f"Report({str(tmp_path)!r}, run: no finding)"

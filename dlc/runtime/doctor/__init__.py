@@ -86,6 +86,13 @@ class Report:
     importance: Importance | None = None  # a tune folder: which hyperparameter matters (importance.py)
     fold: int | None = None  # a fold's folder (CV/fold_2: 2), judged alone
 
+    def __repr__(self) -> str:
+        """The run and its findings by name and severity in a line (the dataclass' repr held every diagnosis'
+        evidence and the spec's text); `dlc doctor` prints them whole, `to_json()` has them all."""
+        found = ", ".join(f"{d.id} ({d.severity})" for d in self.diagnoses) or "no finding"
+        trial = f", best trial {self.trial}" if self.trial is not None else ""
+        return f"Report({str(self.run)!r}, {self.kind}{trial}: {found})"
+
     def to_json(self) -> dict:
         """The report as JSON data (non-finite numbers as null)."""
         out: dict = {"run": str(self.run), "kind": self.kind, "per_layer_evidence": self.evidence,
