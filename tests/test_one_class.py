@@ -70,8 +70,8 @@ def test_a_file_too_large_for_check_to_count_is_warned_when_the_run_reads_it(tmp
     assert said in (tmp_path / "large" / "run" / "log.txt").read_text()
     import dlc
 
-    assert dlc.load_data(spec).warnings == [said.removeprefix("warning: ") + "; check the target column "
-                                            "(csv's target=...) or the rows of the file (W019)"]
+    assert dlc.load_data(spec).warnings == [said.removeprefix("warning: ") + "; check which column or array "
+                                            "holds the labels, and the rows of the file (W019)"]
 
 
 def test_two_classes_get_no_warning_at_run_time(tmp_path):

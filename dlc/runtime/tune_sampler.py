@@ -1,7 +1,7 @@
 """A search over a finite space (every space a `choice` or an `int_uniform`) never trains a point twice.
 
-TPE and random sampling draw with replacement: over `choice(relu, tanh) x choice(32, 64)` a 20-trial
-search trained each of the 4 points about five times, the same seed each time, for the same score. The
+TPE and random sampling draw with replacement: a 20-trial TPE search over the 27 points of three 3-way choices
+trained 14 distinct ones, the repeats with the same seed, for the same score. The
 sampler below wraps Optuna's: it asks the inner sampler for a whole point as it would have drawn it (the
 same calls in the same order, so a search whose draws never repeat is unchanged) and, where that point was
 tried already, takes an untried one at random instead; `_Search` stops once every point is tried.

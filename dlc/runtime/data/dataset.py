@@ -139,8 +139,8 @@ def one_class_warning(spec: Spec, base_dir: Path, data: Dataset) -> str | None:
     named = f"class {data.class_names[k]!r}" if data.class_names and k < len(data.class_names) \
         else f"class {k}"
     return (f"the {len(labels):,} training labels are all {named}: a classifier scores accuracy 1.0 by "
-            "always answering it, and learns nothing; check the target column (csv's target=...) or the rows "
-            "of the file (W019)")
+            "always answering it, and learns nothing; check which column or array holds the labels, and the "
+            "rows of the file (W019)")
 
 
 def _prepare(spec: Spec, base_dir: Path, dtype: str | None = None) -> Dataset:
