@@ -64,6 +64,14 @@ class Space:
             return f"int_uniform({int(low)}, {int(high)})"
         return f"{self.kind}({_num(low)}, {_num(high)})"
 
+    def brief(self, most: int = 8) -> str:
+        """describe() for a line of a report: a choice of more than `most` options shows its first ones, the
+        last and the count (a choice of 2,000 widths made `dlc check`'s summary line 10,000 characters)."""
+        texts = self.option_texts
+        if self.kind != "choice" or len(texts) <= most:
+            return self.describe()
+        return f"choice({', '.join(texts[:most - 2])}, …, {texts[-1]}: {len(texts):,} options)"
+
     def to_json(self) -> dict:
         out: dict[str, Any] = {"name": self.name, "kind": self.kind, "at": list(self.at),
                                "end": list(self.end)}

@@ -48,7 +48,7 @@ def search_text(compiled) -> str | None:
     trials = f"{search.trials} trial{'s' * (search.trials != 1)}"
     lines = ["", f"search: {search.method}, {trials}, {objective}{prune}"]
     width = max(len(sp.name) for sp in spaces)
-    lines += [f"  {sp.name:<{width}}  {sp.describe()}" for sp in spaces]
+    lines += [f"  {sp.name:<{width}}  {sp.brief()}" for sp in spaces]
     size = math.prod(len(grid_points(sp)) for sp in spaces) if search.method == "grid" else space_size(spaces)
     if size is not None:
         what = "a grid of" if search.method == "grid" else "a space of"

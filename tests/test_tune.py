@@ -809,3 +809,12 @@ def test_check_shows_what_a_search_will_search(tmp_path):
     assert rc == 0 and "search: random, 4 trials" in out and " point" not in out, out
     rc, out, _ = run_cli("check", ROOT / "specs" / "iris.dlspec")
     assert rc == 0 and "search:" not in out
+
+
+def test_check_shows_a_long_choice_in_brief(tmp_path):
+    """A choice of 2,000 widths made the search summary's line 10,000 characters."""
+    widths = ", ".join(str(i) for i in range(1, 2001))
+    rc, out, _ = run_cli("check", _write(tmp_path, units=f"choice({widths})", opt="Adam(lr=0.01)"))
+    assert rc == 0
+    assert "  layers[0].units  choice(1, 2, 3, 4, 5, 6, …, 2000: 2,000 options)\n" in out, out
+    assert "  a space of 2,000 points: 4 of them are tried\n" in out and max(map(len, out.splitlines())) < 100

@@ -154,7 +154,7 @@ def _show_importance(report, imp, width: int, plot: bool) -> None:
                             f"completed trials, seed {imp.to_json()['seed']}; the importances add up to 1):",
                             width=width, subsequent_indent="  "))
     names = list(imp.importance) if imp.importance else [sp.name for sp in imp.spaces]
-    searched = {sp.name: sp.describe() for sp in imp.spaces}
+    searched = {sp.name: sp.brief() for sp in imp.spaces}
     pad = max(len(n) for n in names)
     for name in names:
         r = imp.best_region.get(name)

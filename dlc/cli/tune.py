@@ -125,7 +125,7 @@ class _Display(api.Reporter):
         if plan.refined:
             for sp in plan.spaces:
                 self.console.print(f"  refine {e(sp.name)}: {e(str(plan.refined['from'][sp.name]))} → "
-                                   f"{e(sp.describe())}")
+                                   f"{e(sp.brief())}")
         if plan.grid_size is not None and plan.grid_size > plan.trials:
             self.console.print(f"[yellow]the grid has {plan.grid_size} points; running the first "
                                f"{plan.trials} (--trials {plan.grid_size} runs them all)[/]")
