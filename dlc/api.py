@@ -417,7 +417,8 @@ class Model:
         def keep(s: LoopState) -> None:
             self._state = s
 
-        printer = FitPrinter(level, done_epochs + epochs)
+        printer = FitPrinter(level, done_epochs + epochs,
+                             steps=math.ceil(len(data.train.x) / self.spec.train.batch_size))
         try:
             hist = train(self.session, self.spec, data, epochs=done_epochs + epochs,
                          max_steps=None if max_steps is None else done_steps + max_steps, resume=state,

@@ -61,3 +61,23 @@ def test_the_bar_shows_the_running_loss_and_the_time_left_and_fits_the_terminal(
 def test_a_verbose_keras_does_not_take_is_refused(bad):
     with pytest.raises(ValueError, match=r"verbose must be 0, 1, 2 or 'auto' \(got "):
         V.verbosity(bad)
+
+
+def test_an_output_that_has_gone_ends_the_printing_not_the_training():
+    """A script piped to `head` closed fit's output: BrokenPipeError ended the training at the next line."""
+    class Gone(io.StringIO):
+        def write(self, text: str) -> int:
+            raise BrokenPipeError(32, "Broken pipe")
+
+    printer = V.FitPrinter(2, 5, Gone(), steps=9)
+    printer.epoch({"epoch": 1, "loss": 0.5, "time_s": 0.1})
+    printer.epoch({"epoch": 2, "loss": 0.4, "time_s": 0.1})
+    assert printer.verbose == 0
+
+
+def test_the_epoch_line_has_the_steps_and_the_time_per_step():
+    out = io.StringIO()
+    V.FitPrinter(2, 20, out, steps=94).epoch({"epoch": 3, "loss": 0.51234, "val_loss": 0.6, "lr": 1e-3,
+                                              "time_s": 1.2, "samples_per_s": 9e3})
+    assert out.getvalue() == "Epoch 3/20 - 94/94 - 1.2s - 12.8ms/step - loss: 0.5123 - val_loss: 0.6000 - " \
+                             "lr: 0.001\n"

@@ -45,7 +45,7 @@ def _terminal_columns(stream: TextIO) -> int:
 
 def _seconds(s: float) -> str:
     if s < 1:
-        return f"{s * 1000:.0f}ms"
+        return f"{s * 1000:.3g}ms"
     if s < 60:
         return f"{s:.1f}s" if s < 10 else f"{s:.0f}s"
     return f"{int(s // 60)}:{int(s % 60):02d}"
@@ -59,14 +59,14 @@ def _values(values: dict) -> str:
 class FitPrinter:
     """The on_progress and on_epoch callbacks of dlc.runtime.loop.train, printing as `verbose` says."""
 
-    def __init__(self, verbose: int, epochs: int, stream: TextIO | None = None):
+    def __init__(self, verbose: int, epochs: int, stream: TextIO | None = None, steps: int = 0):
         self.verbose, self.epochs = verbose, epochs
         self.stream = stream if stream is not None else sys.stdout
         self.dynamic = verbose == 1 and redraws(self.stream)
         self.columns = _terminal_columns(self.stream) if self.dynamic else 0  # 0: no limit (a notebook)
         self.start = time.perf_counter()
         self.width = 0  # the length of the bar line last drawn (to draw the next one over it whole)
-        self.steps = 0
+        self.steps = steps  # an epoch's steps (the bar's count replaces it: max_steps may cut an epoch short)
 
     def progress(self, epoch: int, done: int, total: int, running: dict | None = None) -> None:
         now = time.perf_counter()
@@ -86,7 +86,8 @@ class FitPrinter:
     def epoch(self, row: dict) -> None:
         if not self.verbose:
             return
-        took = _seconds(float(row.get("time_s", time.perf_counter() - self.start)))
+        seconds = float(row.get("time_s", time.perf_counter() - self.start))
+        took = _seconds(seconds) + (f" - {_seconds(seconds / self.steps)}/step" if self.steps else "")
         steps = f"{self.steps}/{self.steps} - " if self.steps else ""
         self._draw(f"Epoch {row.get('epoch', '?')}/{self.epochs} - {steps}{took}{_values(row)}", whole=True)
         self._end_line()
@@ -97,16 +98,22 @@ class FitPrinter:
             self._end_line()
 
     def _draw(self, line: str, whole: bool = False) -> None:
-        if self.dynamic:
-            if not whole and self.columns:  # (a wider bar wraps, and \r redraws only its last row)
-                line = line[:self.columns - 1]
-            self.stream.write("\r" + line + " " * max(0, self.width - len(line)))
-        else:
-            self.stream.write(line)
+        if self.dynamic and not whole and self.columns:  # (a wider bar wraps; \r redraws only its last row)
+            line = line[:self.columns - 1]
+        self._write("\r" + line + " " * max(0, self.width - len(line)) if self.dynamic else line)
         self.width = len(line)
-        self.stream.flush()
 
     def _end_line(self) -> None:
-        self.stream.write("\n")
-        self.stream.flush()
+        self._write("\n")
         self.width = 0
+
+    def _write(self, text: str) -> None:
+        """Written and flushed; an output that has gone (a pipe closed by `head`, a closed file) ends the
+        printing, not the training."""
+        if not self.verbose:
+            return
+        try:
+            self.stream.write(text)
+            self.stream.flush()
+        except (OSError, ValueError):
+            self.verbose, self.dynamic = 0, False
