@@ -46,7 +46,8 @@ def search_text(compiled) -> str | None:
     objective = f"{search.objective.direction} {search.objective.metric}"
     prune = ", median pruning" if search.prune == "median" else ""
     trials = f"{search.trials} trial{'s' * (search.trials != 1)}"
-    lines = ["", f"search: {search.method}, {trials}, {objective}{prune}"]
+    storage = f"; its study in {_hidden_password(search.storage)}" if search.storage else ""
+    lines = ["", f"search: {search.method}, {trials}, {objective}{prune}{storage}"]
     width = max(len(sp.name) for sp in spaces)
     lines += [f"  {sp.name:<{width}}  {sp.brief()}" for sp in spaces]
     size = math.prod(len(grid_points(sp)) for sp in spaces) if search.method == "grid" else space_size(spaces)
@@ -58,3 +59,11 @@ def search_text(compiled) -> str | None:
         lines.append(f"  {what} {size:,} point{'s' * (size != 1)}: {runs}")
     lines.append("  (the model above: each space at its first value)")
     return "\n".join(lines)
+
+
+def _hidden_password(url: str) -> str:
+    """A storage URL as a summary may show it: `postgresql://user:***@host/db` (a terminal or a CI log keeps
+    what is printed)."""
+    import re
+
+    return re.sub(r"(//[^/:@]*:)[^/@]*@", r"\1***@", url)

@@ -818,3 +818,9 @@ def test_check_shows_a_long_choice_in_brief(tmp_path):
     assert rc == 0
     assert "  layers[0].units  choice(1, 2, 3, 4, 5, 6, …, 2000: 2,000 options)\n" in out, out
     assert "  a space of 2,000 points: 4 of them are tried\n" in out and max(map(len, out.splitlines())) < 100
+
+
+def test_check_names_the_study_storage_without_its_password(tmp_path):
+    rc, out, _ = run_cli("check", _write(tmp_path, extra='\n    storage: "postgresql://ann:pa:ss@db/dlc"'))
+    said = "search: random, 4 trials, minimize val_loss; its study in postgresql://ann:***@db/dlc\n"
+    assert rc == 0 and said in out and "pa:ss" not in out, out
