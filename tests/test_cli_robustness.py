@@ -104,7 +104,8 @@ def test_tune_lines_show_brackets_as_they_are():
 
     screen = io.StringIO()
     display = tune._Display(Console(file=screen, width=300, soft_wrap=True))
-    plan = SimpleNamespace(spec_name="m", method="grid", grid_size=None, points=None, target=2, trials=2,
+    plan = SimpleNamespace(spec_name="m", method="grid", grid_size=None, points=None, earlier=0,
+                           target=2, trials=2,
                            backend="torch", workers=1, direction="minimize", metric="val_loss", prune="none",
                            run=Path("/tmp") / MARKUP, study=f"study{MARKUP}", storage=f"sqlite:///{MARKUP}.db",
                            refined=None, spaces=[], done_before=0, requeued=0, trial_nproc=1)

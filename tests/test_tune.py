@@ -304,10 +304,17 @@ def test_refine_narrows_around_the_best_trials(grid_run, tmp_path):
         coarse = next(d for d in cs["spaces"] if d["name"] == name)
         taken = {t["params"][name] for t in top}
         assert spaces[name]["options"] == [o for o in coarse["options"] if o in taken]
-    assert len(fs["trials"]) == 3
+    new = [t for t in fs["trials"] if t["outcome"] != "earlier"]
+    assert len(new) == 3
     for t in fs["trials"]:
         assert lr["low"] <= t["params"]["optimizer.learning_rate"] <= lr["high"]
         assert t["params"]["layers[0].units"] in spaces["layers[0].units"]["options"]
+    # the coarse trials on the refined grid start it with their scores, and are not trained again
+    earlier = [t for t in fs["trials"] if t["outcome"] == "earlier"]
+    coarse = {t["number"]: t for t in cs["trials"]}
+    assert earlier and all(t["value"] == coarse[t["earlier"]["number"]]["value"] for t in earlier)
+    assert all(t["folder"] == coarse[t["earlier"]["number"]]["folder"] for t in earlier)
+    assert not {_key(t["params"]) for t in new} & {_key(t["params"]) for t in earlier}
     assert compile_file(fine / "best.dlspec").ok
 
 
@@ -824,3 +831,69 @@ def test_check_names_the_study_storage_without_its_password(tmp_path):
     rc, out, _ = run_cli("check", _write(tmp_path, extra='\n    storage: "postgresql://ann:pa:ss@db/dlc"'))
     said = "search: random, 4 trials, minimize val_loss; its study in postgresql://ann:***@db/dlc\n"
     assert rc == 0 and said in out and "pa:ss" not in out, out
+
+
+def test_a_refined_search_starts_from_the_earlier_scores(tmp_path, monkeypatch):
+    """`dlc tune --refine` trained every point of a refined finite space again, those the search it refines
+    had scored included (the same spec, seed and values: the same scores). They are carried over as
+    completed trials that do not count towards --trials; only the point left is trained. (No training: the
+    earlier search is a tune.json, the trials' processes stand-ins.)"""
+    from types import SimpleNamespace
+
+    from optuna.trial import TrialState
+
+    from dlc.runtime import tune as T
+    from dlc.runtime.trials import outcome
+
+    monkeypatch.setattr(T, "_Worker", lambda job, mode: SimpleNamespace(pid=os.getpid()))
+    p = _write(tmp_path, method="tpe", trials=10, units="choice(4, 8, 16)", act="choice(relu, tanh)",
+               opt="Adam(lr=0.01)")
+    result = compile_file(p)
+    coarse = tmp_path / "coarse"
+    coarse.mkdir()
+    scores = {(4, "relu"): 0.1, (4, "tanh"): 0.2, (8, "relu"): 0.3, (16, "relu"): 0.5, (16, "tanh"): 0.6}
+    trials = [{"number": i, "state": "COMPLETE", "outcome": "complete", "value": v, "duration_s": 2.0,
+               "params": {"layers[0].units": u, "layers[0].activation": a}, "folder": f"/there/{i:04d}"}
+              for i, ((u, a), v) in enumerate(scores.items())]  # (8, tanh) never drawn
+    (coarse / "tune.json").write_text(json.dumps({"spaces": [sp.to_json() for sp in spaces_of(result)],
+                                                  "trials": trials}))
+    spaces, refined = T._load_refine(str(coarse), spaces_of(result), "minimize")
+    earlier = T.earlier_trials(str(coarse), spaces)
+    assert [sp.describe() for sp in spaces] == ["choice(4, 8)", "choice(relu, tanh)"]
+    assert sorted(e["number"] for e in earlier) == [0, 1, 2]  # those in the refined space
+    search = T._Search(result, str(p), spaces, refined, backend="torch", device="cpu",
+                       out=str(tmp_path / "fine"), trials=None, workers=1, threads=1, study=None,
+                       earlier=earlier)
+    search.open()
+    assert search.points == 4 and search.target == 1  # 4 points, 3 scored already
+    search.queue()
+    running: dict = {}
+    assert search._start_next(running) and not search._start_next(running)
+    (new,) = search.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    assert new.params == {"layers[0].units": 8, "layers[0].activation": "tanh"}
+    carried = [t for t in search.study.get_trials(deepcopy=False) if outcome(t) == "earlier"]
+    assert sorted((t.value, t.user_attrs["dlc_folder"]) for t in carried) == \
+        [(0.1, "/there/0000"), (0.2, "/there/0001"), (0.3, "/there/0002")]
+    assert not any(T._counted(t) for t in carried)
+    search.queue()  # (a resumed refined search does not carry them over twice)
+    assert len(search.study.get_trials(deepcopy=False)) == 4
+
+
+def test_a_search_whose_output_is_closed_stops_resumable_with_its_tune_json(tmp_path):
+    """`dlc tune SPEC 2>&1 | head -3` ended the search at its next line with no tune.json (`dlc runs`:
+    "incomplete: no tune.json yet"): it stops as Ctrl-C stops it, exit 141, and the same command continues."""
+    p = _write(tmp_path, method="random", trials=4, epochs=1)
+    read, write = os.pipe()
+    os.close(read)
+    run = tmp_path / "run"
+    try:
+        r = subprocess.run([sys.executable, "-m", "dlc", "tune", str(p), "--out", str(run), "--threads", "1"],
+                           stdout=write, stderr=write, cwd=ROOT, timeout=300)
+    finally:
+        os.close(write)
+    assert r.returncode == 141
+    s = _summary(run)
+    assert len([t for t in s["trials"] if t["outcome"] == "complete"]) < 4
+    rc, _, err = _tune(str(p), "--out", str(run))
+    assert rc == 0, err
+    assert len([t for t in _summary(run)["trials"] if t["outcome"] == "complete"]) == 4

@@ -191,7 +191,8 @@ def test_an_interrupted_trial_is_said_to_be_queued_again_not_failed(capsys):
     from dlc.cli import tune
 
     screen = io.StringIO()
-    best = SimpleNamespace(number=0, value=0.25, params={}, datetime_start=None, datetime_complete=None)
+    best = SimpleNamespace(number=0, value=0.25, params={}, datetime_start=None, datetime_complete=None,
+                           user_attrs={})
     done = SimpleNamespace(problem=None, interrupted=KeyboardInterrupt(), best=best, metric="val_loss",
                            spaces=[], ranked=[], direction="minimize",
                            counts={"complete": 1, "interrupted": 1, "waiting": 1}, trials=[best] * 3,
@@ -230,7 +231,8 @@ def test_a_resumed_search_with_nothing_left_says_so(done, trials, grid, line):
     screen = io.StringIO()
     display = tune._Display(Console(file=screen, width=300, soft_wrap=True))
     display.started(SimpleNamespace(spec_name="m", method="grid" if grid else "tpe", grid_size=grid,
-                                    points=None, target=trials, trials=trials, backend="torch", workers=1,
+                                    points=None, earlier=0, target=trials, trials=trials, backend="torch",
+                                    workers=1,
                                     direction="minimize", metric="val_loss", prune="none", run=Path("runs/t"),
                                     study="m",
                                     storage="sqlite:///t.db", refined=None, spaces=[], done_before=done,

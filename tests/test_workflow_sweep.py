@@ -17,6 +17,7 @@ from conftest import run_cli
 
 def _plan(grid: int | None, target: int) -> SimpleNamespace:
     return SimpleNamespace(spec_name="m", method="grid" if grid else "tpe", grid_size=grid, points=None,
+                           earlier=0,
                            target=target, trials=target, backend="torch", workers=1, direction="minimize",
                            metric="val_loss", prune="none", run=Path("runs/t"), study="m", storage="sqlite:///t.db",
                            refined=None, spaces=[], done_before=0, requeued=0, trial_nproc=1)

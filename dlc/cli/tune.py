@@ -129,10 +129,15 @@ class _Display(api.Reporter):
         if plan.grid_size is not None and plan.grid_size > plan.trials:
             self.console.print(f"[yellow]the grid has {plan.grid_size} points; running the first "
                                f"{plan.trials} (--trials {plan.grid_size} runs them all)[/]")
+        if plan.earlier:
+            self.console.print(f"  {_count(plan.earlier, 'trial')} of {e(str(plan.refined['run']))} in the "
+                               "refined space carried over: their scores guide the search, not trained again")
         points = plan.points
-        if points is not None and points < plan.trials:
-            self.console.print(f"[yellow]the search space has only {_count(points, 'point')}: "
-                               f"{_count(points, 'trial')}, not {plan.trials} (no point is trained twice)[/]")
+        if points is not None and plan.target < plan.trials:
+            scored = f", {plan.earlier} scored already" if plan.earlier else ""
+            self.console.print(f"[yellow]the search space has only {_count(points, 'point')}{scored}: "
+                               f"{_count(plan.target, 'trial')}, not {plan.trials} (no point is trained "
+                               "twice)[/]")
         if plan.done_before or plan.requeued:
             again = plan.requeued
             queued = f", {again} crashed or interrupted trial{'s' if again > 1 else ''} queued again" \
@@ -223,7 +228,10 @@ def _finish(console, name: str, done, quiet: bool) -> int:
     for t in done.ranked[:TABLE_ROWS]:
         dur = (t.datetime_complete - t.datetime_start).total_seconds() if t.datetime_complete \
             else float("nan")
-        rows.append([str(t.number), f"{t.value:.4f}", *(short(sp, t.params[sp.name]) for sp in done.spaces),
+        number = str(t.number)
+        if isinstance(earlier := t.user_attrs.get("dlc_earlier"), dict):  # (its number and time there)
+            number, dur = f"{t.number} (earlier {earlier.get('number')})", earlier.get("duration_s") or dur
+        rows.append([number, f"{t.value:.4f}", *(short(sp, t.params[sp.name]) for sp in done.spaces),
                      f"{dur:.1f} s"])
     print_table(f"{name}: best trials ({done.direction} {done.metric})", columns, rows, right=columns,
                 quiet=quiet or not rows)  # (no table without a row: the line below says why)
@@ -239,7 +247,10 @@ def _finish(console, name: str, done, quiet: bool) -> int:
         why = f", {stopped}" if stopped else f" (e.g. {fails[0]})" if fails else ""
         raise CommandError(error_line(f"no trial completed{why} (run directory kept: {done.run})"),
                            code or EXIT_RUNTIME)
-    console.print(f"[bold green]best[/] trial {best.number}: {escape(done.metric)} {best.value:.4f}")
+    earlier = best.user_attrs.get("dlc_earlier")
+    there = f" (trial {earlier.get('number')} of {escape(str(earlier.get('run')))}, carried over)" \
+        if isinstance(earlier, dict) else ""
+    console.print(f"[bold green]best[/] trial {best.number}{there}: {escape(done.metric)} {best.value:.4f}")
     for sp in done.spaces:
         console.print(f"  {escape(sp.name)} = {escape(value_text(sp, best.params[sp.name]))}")
     console.print(f"best spec: {escape(str(done.run / 'best.dlspec'))}")
@@ -273,7 +284,8 @@ def labels(spaces) -> list[str]:
 
 
 # the trial counts of the summary, in this order, each with what it means to the search
-OUTCOMES = ("complete", "pruned", "failed", "crashed", "interrupted", "waiting", "running")
+OUTCOMES = ("complete", "pruned", "failed", "crashed", "interrupted", "earlier", "waiting", "running")
+SAID = {"earlier": "carried over"}  # an outcome as the summary says it (a refined search's earlier trials)
 RUN_AGAIN = ("crashed", "interrupted")  # outcomes whose parameters are queued again, said of each
 RUN_AGAIN_RULE = ("a crashed or interrupted trial does not count towards --trials: its parameters are queued "
                   "again, to run in this search or when the same command continues it (a failed trial, e.g. "
@@ -289,7 +301,8 @@ def counts_text(counts: dict[str, int], ran: dict[str, int] | None = None) -> st
     """`5 complete, 1 failed, 1 interrupted (queued again)`; `2 interrupted (1 ran again, 1 queued again)`
     where `ran` (TuneResult.ran_again) says some reruns have started already."""
     order = list(OUTCOMES) + sorted(set(counts) - set(OUTCOMES))
-    return ", ".join(f"{counts[k]} {k}{_reruns(k, counts[k], ran or {})}" for k in order if counts.get(k))
+    return ", ".join(f"{counts[k]} {SAID.get(k, k)}{_reruns(k, counts[k], ran or {})}" for k in order
+                     if counts.get(k))
 
 
 def _reruns(outcome: str, n: int, ran: dict[str, int]) -> str:

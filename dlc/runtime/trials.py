@@ -18,7 +18,11 @@ def outcome(t) -> str:
     """What a trial (an Optuna FrozenTrial) is to the search: `complete`, `pruned`, `failed` (by what its
     parameters give), `crashed` (by an error of its process), `interrupted`, `waiting` or `running`. The first
     three count towards --trials; a crashed or interrupted trial's parameters run again. A failed trial
-    without a `failure_kind` (a study of a dlc before it) is `failed`: that dlc counted it."""
+    without a `failure_kind` (a study of a dlc before it) is `failed`: that dlc counted it. A trial a refined
+    search carried over from the search it refines (`dlc_earlier`: its score, not trained again) is
+    `earlier`: it guides the sampler and may be the best, and does not count."""
+    if t.user_attrs.get("dlc_earlier"):
+        return "earlier"
     if t.state.name != "FAIL":
         return t.state.name.lower()
     if t.user_attrs.get("dlc_interrupted"):

@@ -653,13 +653,16 @@ def _trial_json(t) -> dict:
     dur = None
     if t.datetime_start and t.datetime_complete:
         dur = (t.datetime_complete - t.datetime_start).total_seconds()
+    earlier = t.user_attrs.get("dlc_earlier")
+    if isinstance(earlier, dict):  # (carried over by a refined search: its time in the search it came from)
+        dur = earlier.get("duration_s")
     out = {"number": t.number, "state": t.state.name, "outcome": outcome(t), "value": t.value,
            "params": t.params, "duration_s": dur}
     if t.intermediate_values:
         out["last_step"] = max(t.intermediate_values)
         out["intermediate"] = {str(k): v for k, v in sorted(t.intermediate_values.items())}
     for k in ("pid", "failure", "failure_kind", "pruned_at", "epochs", "dlc_interrupted", "dlc_rerun_of",
-              "dlc_folder"):
+              "dlc_folder", "dlc_earlier"):
         if k in t.user_attrs:
             out[k.removeprefix("dlc_")] = t.user_attrs[k]
     return out
@@ -734,6 +737,45 @@ def _inside_space(old: Space, new: Space) -> bool:
     return nlo <= lo and hi <= nhi
 
 
+def earlier_trials(run: str, spaces: list[Space]) -> list[dict]:
+    """The completed trials of the search `run` whose values all lie in the refined `spaces`, one per point
+    (the best, where an older dlc ran a point twice): a refined search starts from their scores (tune.py's
+    rules), which the same spec, seed and values would only give again."""
+    prev = read_json(Path(run) / "tune.json")  # (_load_refine has read it: damage is said there)
+    best: dict[str, dict] = {}
+    for t in prev.get("trials") or []:
+        # (one it carried over itself has a score too)
+        if not isinstance(t, dict) or t.get("state") != "COMPLETE" \
+                or t.get("outcome", "complete") not in ("complete", "earlier"):
+            continue
+        params, value = t.get("params"), t.get("value")
+        if not isinstance(params, dict) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+                or not all(sp.name in params and _holds(sp, params[sp.name]) for sp in spaces):
+            continue
+        point = {sp.name: params[sp.name] for sp in spaces}
+        number = t.get("number")
+        folder = t.get("folder") or (str((Path(run) / "trials" / f"{number:04d}").resolve())
+                                     if isinstance(number, int) else None)
+        took = t.get("duration_s")
+        entry = {"number": number, "value": float(value), "params": point, "folder": folder,
+                 "duration_s": took if isinstance(took, (int, float)) else None}
+        best.setdefault(_key(point), entry)  # (a point an older dlc ran twice: its first run)
+    return list(best.values())
+
+
+def _holds(space: Space, value) -> bool:
+    """Whether a value is one of a refined space's: an option of a choice (of the same type: 1 is no
+    True), within a range (a whole number for int_uniform)."""
+    if space.kind == "choice":
+        return any(type(o) is type(value) and o == value for o in space.options)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    if space.kind == "int_uniform" and not isinstance(value, int):
+        return False
+    low, high = space.bounds()
+    return low <= value <= high
+
+
 # ---------------------------------------------------------------------------------------------- the search
 
 
@@ -796,6 +838,7 @@ class Plan:
     done_before: int
     requeued: int
     trial_nproc: int = 1  # processes per trial (--trial-nproc: each trial data-parallel)
+    earlier: int = 0  # a refined search: the earlier search's trials carried over (their scores)
 
 
 @dataclass
@@ -904,13 +947,15 @@ def tune(result, spec_path: str, *, backend: str = "torch", device: str = "auto"
             raise RuntimeError(str(e).replace("processes,", "processes (--trial-nproc),", 1)) from None
     reporter = reporter or Reporter()
     spaces = spaces_of(result)
-    refined = None
+    refined, earlier = None, []
     if refine_run:
         spaces, refined = _load_refine(refine_run, spaces, result.spec.search.objective.direction)
+        earlier = earlier_trials(refine_run, spaces)
     if trial_nproc != 1:
         check_trial_nproc(result, spec_path, spaces, backend, trial_nproc, workers)
     search = _Search(result, spec_path, spaces, refined, backend=backend, device=device, out=out,
-                     trials=trials, workers=workers, threads=threads, study=study, trial_nproc=trial_nproc)
+                     trials=trials, workers=workers, threads=threads, study=study, trial_nproc=trial_nproc,
+                     earlier=earlier)
     try:
         search.open()
         with contextlib.ExitStack() as stack:
@@ -921,16 +966,23 @@ def tune(result, spec_path: str, *, backend: str = "torch", device: str = "auto"
             with contextlib.suppress(runlock.FolderBusy):
                 stack.enter_context(runlock.held(search.run))
             try:
-                requeued = search.queue()
-                done_before = sum(_counted(t) for t in search.study.get_trials(deepcopy=False))
-                search.start_workers()
-                reporter.started(search.plan(done_before, requeued))
-            except KeyboardInterrupt as e:
-                # (while the fork server imports the framework, seconds: a bare `dlc: interrupted`, no
-                # tune.json, and `dlc doctor` sent to a trials/0000 that was not there)
-                reporter.interrupted(e)
-                return search.finish(e)
-            interrupted = search.loop(reporter)
+                try:
+                    requeued = search.queue()
+                    done_before = sum(_counted(t) for t in search.study.get_trials(deepcopy=False))
+                    search.start_workers()
+                    reporter.started(search.plan(done_before, requeued))
+                except KeyboardInterrupt as e:
+                    # (while the fork server imports the framework, seconds: a bare `dlc: interrupted`, no
+                    # tune.json, and `dlc doctor` sent to a trials/0000 that was not there)
+                    done = search.finish(e)
+                    reporter.interrupted(e)
+                    return done
+                interrupted = search.loop(reporter)
+            except BaseException:  # (the display failed, its output closed: tune.json still says where the
+                # search stands, and the same command continues it)
+                with contextlib.suppress(Exception):
+                    search.finish(None)
+                raise
             return search.finish(interrupted)
     finally:
         search.close()
@@ -991,7 +1043,7 @@ class _Search:
 
     def __init__(self, result, spec_path: str, spaces: list[Space], refined: dict | None, *, backend: str,
                  device: str, out: str | None, trials: int | None, workers: int, threads: int | None,
-                 study: str | None, trial_nproc: int = 1):
+                 study: str | None, trial_nproc: int = 1, earlier: list[dict] | None = None):
         for option, n in (("--trials", trials), ("--workers", workers), ("--threads", threads),
                           ("--trial-nproc", trial_nproc)):
             if n is not None and n < 1:  # (0 trials would silently fall back to the search block's)
@@ -1008,7 +1060,14 @@ class _Search:
         self.grid = _grid(spaces) if self.method == "grid" else None
         # a finite space's points (every space a choice or int_uniform): no search trains one twice
         self.points = space_size(spaces) if self.grid is None else None
+        # a refined search's start: the trials of the search it refines that lie in its spaces (their scores)
+        self.earlier = earlier or []
+        if self.grid is not None:  # (a grid takes those on it: its points are all it may hold)
+            on_grid = {_key(p) for p in self.grid}
+            self.earlier = [e for e in self.earlier if _key(e["params"]) in on_grid]
         size = len(self.grid) if self.grid is not None else self.points
+        if size is not None:  # (the points scored already are not trained again)
+            size -= len(self.earlier)
         self.target = min(self.trials, size) if size is not None else self.trials
         self.backend, self.device, self.threads = backend, device, threads
         self.fresh = not (out and Path(out).is_dir() and any(Path(out).iterdir()))
@@ -1123,6 +1182,8 @@ class _Search:
 
         requeued = 0
         with self.lock:  # other `dlc tune` processes on this study wait: none sees a half-done queue
+            if self.earlier and not self.study.get_trials(deepcopy=False):
+                self._carry_over()
             for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
                 if _stale(t):
                     _interrupt(self.study, self.storage, t, "its process is gone")
@@ -1134,13 +1195,29 @@ class _Search:
                 self._queue_grid(self.grid)
         return requeued
 
+    def _carry_over(self) -> None:
+        """A new refined study starts with the earlier search's trials that lie in its spaces, as completed
+        trials (user attribute `dlc_earlier`; `dlc_folder`, their folder there): the sampler learns from
+        them, a finite space or grid does not train their points again, and one may be the best. They do
+        not count towards --trials (trials.outcome: `earlier`)."""
+        import optuna
+
+        run = str(self.refined["run"]) if self.refined else ""
+        for e in self.earlier:
+            attrs: dict = {"dlc_earlier": {"run": run, "number": e["number"], "duration_s": e["duration_s"]}}
+            if e["folder"]:
+                attrs["dlc_folder"] = e["folder"]
+            self.study.add_trial(optuna.trial.create_trial(
+                params=e["params"], distributions=self.distributions, value=e["value"], user_attrs=attrs))
+
     def _queue_grid(self, grid: list[dict]) -> None:
         existing = set()
         for t in self.study.get_trials(deepcopy=False):
             if _runs_again(t):  # (its rerun holds its point)
                 continue
             existing.add(_key(t.params or t.system_attrs.get("fixed_params", {})))
-        for point in grid[:self.target]:
+        scored = {_key(e["params"]) for e in self.earlier}  # (a refined search's carried-over points)
+        for point in [p for p in grid if _key(p) not in scored][:self.target]:
             if _key(point) not in existing:
                 self.study.enqueue_trial(point)
                 existing.add(_key(point))
@@ -1159,7 +1236,7 @@ class _Search:
                     direction=self.direction, metric=self.metric, prune=self.prune, run=self.run,
                     study=self.study_name, storage=_shown_url(self.url), spaces=self.spaces,
                     refined=self.refined, done_before=done_before, requeued=requeued,
-                    trial_nproc=self.trial_nproc)
+                    trial_nproc=self.trial_nproc, earlier=len(self.earlier))
 
     # ---------------------------------------------------------------------------------------- trials
 
@@ -1167,7 +1244,6 @@ class _Search:
         """Run trials until --trials are done (counting other processes' trials) or STOP_AFTER_CRASHES crashes
         in a row stop it (self.stopped); the Ctrl-C (or SIGTERM, as the command line raises it) that
         interrupted it, if one did."""
-        from optuna.trial import TrialState
 
         running: dict[int, tuple[_Worker | _Group, int]] = {}  # trial id -> (worker, number)
         try:
@@ -1182,14 +1258,23 @@ class _Search:
                     return None
                 self._wait(running)
         except KeyboardInterrupt as e:
-            for tid, (w, _) in running.items():
-                w.stop()
-                ft = self.storage.get_trial(tid)
-                if ft.state == TrialState.RUNNING:
-                    _interrupt(self.study, self.storage, ft, "dlc tune was interrupted")
+            self._stop_running(running, "dlc tune was interrupted")
             self._end_trials(self.data_failures.release(), RESULT, reporter)
             reporter.interrupted(e)
             return e
+        except BaseException:  # (the display failed: its output closed, `dlc tune ... | head`)
+            self._stop_running(running, "dlc tune stopped: its output was closed")
+            raise
+
+    def _stop_running(self, running: dict, why: str) -> None:
+        """The running trials' processes stopped; their trials interrupted and queued again."""
+        from optuna.trial import TrialState
+
+        for tid, (w, _) in running.items():
+            w.stop()
+            ft = self.storage.get_trial(tid)
+            if ft.state == TrialState.RUNNING:
+                _interrupt(self.study, self.storage, ft, why)
 
     def _reap(self, running: dict, reporter: Reporter) -> int:
         """Report the trials whose process has ended (one that died without telling Optuna has crashed);
