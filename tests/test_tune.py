@@ -858,7 +858,8 @@ def test_a_refined_search_starts_from_the_earlier_scores(tmp_path, monkeypatch):
     (coarse / "tune.json").write_text(json.dumps({"spaces": [sp.to_json() for sp in spaces_of(result)],
                                                   "trials": trials}))
     spaces, refined = T._load_refine(str(coarse), spaces_of(result), "minimize")
-    earlier = T.earlier_trials(str(coarse), spaces)
+    earlier = T.earlier_trials(str(coarse), spaces, "torch")
+    assert T.earlier_trials(str(coarse), spaces, "keras") == earlier  # (a tune.json without its backend)
     assert [sp.describe() for sp in spaces] == ["choice(4, 8)", "choice(relu, tanh)"]
     assert sorted(e["number"] for e in earlier) == [0, 1, 2]  # those in the refined space
     search = T._Search(result, str(p), spaces, refined, backend="torch", device="cpu",
@@ -877,6 +878,8 @@ def test_a_refined_search_starts_from_the_earlier_scores(tmp_path, monkeypatch):
     assert not any(T._counted(t) for t in carried)
     search.queue()  # (a resumed refined search does not carry them over twice)
     assert len(search.study.get_trials(deepcopy=False)) == 4
+    (coarse / "tune.json").write_text(json.dumps({"backend": "keras", "trials": trials}))
+    assert T.earlier_trials(str(coarse), spaces, "torch") == []  # (another backend's scores: trained again)
 
 
 def test_a_search_whose_output_is_closed_stops_resumable_with_its_tune_json(tmp_path):

@@ -737,11 +737,14 @@ def _inside_space(old: Space, new: Space) -> bool:
     return nlo <= lo and hi <= nhi
 
 
-def earlier_trials(run: str, spaces: list[Space]) -> list[dict]:
+def earlier_trials(run: str, spaces: list[Space], backend: str) -> list[dict]:
     """The completed trials of the search `run` whose values all lie in the refined `spaces`, one per point
-    (the best, where an older dlc ran a point twice): a refined search starts from their scores (tune.py's
-    rules), which the same spec, seed and values would only give again."""
+    (the first, where an older dlc ran a point twice): a refined search starts from their scores, which the
+    same spec, seed and values would only give again. None from a search on another backend (its float32
+    scores are the same only statistically)."""
     prev = read_json(Path(run) / "tune.json")  # (_load_refine has read it: damage is said there)
+    if prev.get("backend", backend) != backend:
+        return []
     best: dict[str, dict] = {}
     for t in prev.get("trials") or []:
         # (one it carried over itself has a score too)
@@ -950,7 +953,7 @@ def tune(result, spec_path: str, *, backend: str = "torch", device: str = "auto"
     refined, earlier = None, []
     if refine_run:
         spaces, refined = _load_refine(refine_run, spaces, result.spec.search.objective.direction)
-        earlier = earlier_trials(refine_run, spaces)
+        earlier = earlier_trials(refine_run, spaces, backend)
     if trial_nproc != 1:
         check_trial_nproc(result, spec_path, spaces, backend, trial_nproc, workers)
     search = _Search(result, spec_path, spaces, refined, backend=backend, device=device, out=out,
