@@ -1247,7 +1247,6 @@ class _Search:
         """Run trials until --trials are done (counting other processes' trials) or STOP_AFTER_CRASHES crashes
         in a row stop it (self.stopped); the Ctrl-C (or SIGTERM, as the command line raises it) that
         interrupted it, if one did."""
-
         running: dict[int, tuple[_Worker | _Group, int]] = {}  # trial id -> (worker, number)
         try:
             while True:
@@ -1266,7 +1265,7 @@ class _Search:
             reporter.interrupted(e)
             return e
         except BaseException:  # (the display failed: its output closed, `dlc tune ... | head`)
-            self._stop_running(running, "dlc tune stopped: its output was closed")
+            self._stop_running(running, "dlc tune stopped before it ended (e.g. its output was closed)")
             raise
 
     def _stop_running(self, running: dict, why: str) -> None:
