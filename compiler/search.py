@@ -523,3 +523,11 @@ def _objective_as_written(v: A.Value | None) -> Objective | None:
     if isinstance(v, (A.Phrase, A.Name)):
         return Objective(metric=(v.words[-1] if isinstance(v, A.Phrase) else v).name)
     return None
+
+
+def shown_storage(url: str) -> str:
+    """A storage URL as dlc prints it: `postgresql://user:***@host/db` (a terminal or a CI log keeps what is
+    printed, and tune.json is shared)."""
+    import re
+
+    return re.sub(r"(//[^/:@]*:)[^/@]*@", r"\1***@", url)

@@ -37,7 +37,7 @@ def search_text(compiled) -> str | None:
     the method, trials and objective, each parameter with its space, and how many points a finite space or a
     grid has (a search never trains one twice: fewer trials than asked when it has fewer). None without a
     search."""
-    from .search import grid_points, space_size, spaces_of
+    from .search import grid_points, shown_storage, space_size, spaces_of
 
     spec = compiled.spec
     if spec is None or spec.search is None or not spec.search_spaces:
@@ -46,7 +46,7 @@ def search_text(compiled) -> str | None:
     objective = f"{search.objective.direction} {search.objective.metric}"
     prune = ", median pruning" if search.prune == "median" else ""
     trials = f"{search.trials} trial{'s' * (search.trials != 1)}"
-    storage = f"; its study in {_hidden_password(search.storage)}" if search.storage else ""
+    storage = f"; its study in {shown_storage(search.storage)}" if search.storage else ""
     lines = ["", f"search: {search.method}, {trials}, {objective}{prune}{storage}"]
     width = max(len(sp.name) for sp in spaces)
     lines += [f"  {sp.name:<{width}}  {sp.brief()}" for sp in spaces]
@@ -59,11 +59,3 @@ def search_text(compiled) -> str | None:
         lines.append(f"  {what} {size:,} point{'s' * (size != 1)}: {runs}")
     lines.append("  (the model above: each space at its first value)")
     return "\n".join(lines)
-
-
-def _hidden_password(url: str) -> str:
-    """A storage URL as a summary may show it: `postgresql://user:***@host/db` (a terminal or a CI log keeps
-    what is printed)."""
-    import re
-
-    return re.sub(r"(//[^/:@]*:)[^/@]*@", r"\1***@", url)

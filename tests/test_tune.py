@@ -833,6 +833,19 @@ def test_check_names_the_study_storage_without_its_password(tmp_path):
     assert rc == 0 and said in out and "pa:ss" not in out, out
 
 
+@pytest.mark.parametrize(("url", "shown"), [
+    ("postgresql://ann:pa:ss@db/dlc", "postgresql://ann:***@db/dlc"),
+    ("postgresql+psycopg://ann:p%40ss@db:5432/dlc", "postgresql+psycopg://ann:***@db:5432/dlc"),
+    ("postgresql://ann@db/dlc", "postgresql://ann@db/dlc"),
+    ("sqlite:///runs/study.db", "sqlite:///runs/study.db"),
+])
+def test_a_storage_url_is_printed_without_its_password(url, shown):
+    """`dlc check`, tune's errors and tune.json print a storage URL through one function."""
+    from dlc.compiler.search import shown_storage
+
+    assert shown_storage(url) == shown
+
+
 def test_a_refined_search_starts_from_the_earlier_scores(tmp_path, monkeypatch):
     """`dlc tune --refine` trained every point of a refined finite space again, those the search it refines
     had scored included (the same spec, seed and values: the same scores). They are carried over as

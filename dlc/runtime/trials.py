@@ -4,6 +4,8 @@ trials, without these importing each other."""
 
 from __future__ import annotations
 
+import json
+
 # the user attribute `failure_kind` of a failed trial: RESULT when the failure is what its parameters give (a
 # non-finite loss or objective, a spec error or a data error with these values), ERROR for an error of its
 # process (out of memory, a bug, the process killed, a data error that trials with other parameters repeat)
@@ -28,3 +30,8 @@ def outcome(t) -> str:
     if t.user_attrs.get("dlc_interrupted"):
         return "interrupted"
     return "crashed" if t.user_attrs.get("failure_kind") == ERROR else "failed"
+
+
+def point_key(point: dict) -> str:
+    """A point as a set or dict key (its values in name order): the search and its sampler share it."""
+    return json.dumps(point, sort_keys=True)

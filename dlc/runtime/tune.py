@@ -80,6 +80,7 @@ from dlc.compiler.search import (
     grid_points,
     home_problem,
     refine,
+    shown_storage,
     space_size,
     spaces_of,
     storage_problem,
@@ -89,7 +90,7 @@ from dlc.compiler.search import (
 from dlc.runtime import rundir, runlock
 from dlc.runtime.runlock import locked
 from dlc.runtime.runs import RunDirError, read_json
-from dlc.runtime.trials import COUNTED, ERROR, RESULT, outcome
+from dlc.runtime.trials import COUNTED, ERROR, RESULT, outcome, point_key
 
 if TYPE_CHECKING:  # imported where used, when used (a worker's process, a study)
     import subprocess
@@ -191,15 +192,6 @@ def _sqlite_file(database: str, spec_storage: str, base_dir: Path) -> Path:
     return db
 
 
-def _shown_url(url: str) -> str:
-    from sqlalchemy.engine import make_url
-
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # noqa: BLE001 - only for display
-        return url
-
-
 def _distributions(spaces: list[Space], grid: bool) -> dict[str, optuna.distributions.BaseDistribution]:
     from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
@@ -223,10 +215,6 @@ def _sampler(method: str, seed: int, trials: int):
         return optuna.samplers.TPESampler(seed=seed, n_startup_trials=max(2, min(10, trials // 4)),
                                           multivariate=True)
     return optuna.samplers.RandomSampler(seed=seed)  # grid: every trial is an enqueued point
-
-
-def _key(params: dict) -> str:
-    return json.dumps(params, sort_keys=True)
 
 
 def _grid(spaces: list[Space]) -> list[dict]:
@@ -592,7 +580,7 @@ class _DataFailures:
             return [], [ft]
         results = self.release() if self.held and self.held[-1].user_attrs["failure"] != failure else []
         self.held.append(ft)
-        if len({_key(t.params) for t in self.held}) < STOP_AFTER_SAME_FAILURE:
+        if len({point_key(t.params) for t in self.held}) < STOP_AFTER_SAME_FAILURE:
             return results, []
         self.not_the_parameters.add(failure)
         return results, self.release()
@@ -762,7 +750,7 @@ def earlier_trials(run: str, spaces: list[Space], backend: str) -> list[dict]:
         took = t.get("duration_s")
         entry = {"number": number, "value": float(value), "params": point, "folder": folder,
                  "duration_s": took if isinstance(took, (int, float)) else None}
-        best.setdefault(_key(point), entry)  # (a point an older dlc ran twice: its first run)
+        best.setdefault(point_key(point), entry)  # (a point an older dlc ran twice: its first run)
     return list(best.values())
 
 
@@ -1066,8 +1054,8 @@ class _Search:
         # a refined search's start: the trials of the search it refines that lie in its spaces (their scores)
         self.earlier = earlier or []
         if self.grid is not None:  # (a grid takes those on it: its points are all it may hold)
-            on_grid = {_key(p) for p in self.grid}
-            self.earlier = [e for e in self.earlier if _key(e["params"]) in on_grid]
+            on_grid = {point_key(p) for p in self.grid}
+            self.earlier = [e for e in self.earlier if point_key(e["params"]) in on_grid]
         size = len(self.grid) if self.grid is not None else self.points
         if size is not None:  # (the points scored already are not trained again)
             size -= len(self.earlier)
@@ -1122,7 +1110,7 @@ class _Search:
                   "method": self.method, "objective": [self.direction, self.metric], "prune": self.prune}
         problem = storage_problem(self.url)  # (the spec's check, E506: the one rule, for any caller)
         if problem:
-            raise TuneError(f"storage {_shown_url(self.url)}: {problem}")
+            raise TuneError(f"storage {shown_storage(self.url)}: {problem}")
         for attempt in range(4):
             try:
                 with self.lock:  # SQLite: one process creates the schema and the study at a time
@@ -1132,15 +1120,15 @@ class _Search:
                                                      pruner=make_pruner(self.prune))
                 break
             except ImportError as e:
-                raise TuneError(f"storage {_shown_url(self.url)} needs a driver: {e} "
+                raise TuneError(f"storage {shown_storage(self.url)} needs a driver: {e} "
                                 "(pip install 'dlc[postgres]')") from None
             except Exception as e:  # noqa: BLE001 - sqlalchemy/optuna errors: one line
                 if rundir.disk_full(e):  # (not the set-up's fault: a failure while running, exit 1)
                     raise
                 # (a first creation of the schema can race with another machine's: try again)
                 if attempt == 3:
-                    raise TuneError(f"cannot open storage {_shown_url(self.url)}: {str(e).splitlines()[0]}") \
-                        from None
+                    first = str(e).splitlines()[0]
+                    raise TuneError(f"cannot open storage {shown_storage(self.url)}: {first}") from None
                 time.sleep(0.5 + attempt)
         self.lock.storage = self.storage
         with self.lock:  # of two processes opening a new study, one records it, the other checks it
@@ -1159,7 +1147,7 @@ class _Search:
         """Record the search and the backend in a new study (user attributes `dlc_config`, `dlc_backend`);
         refuse one made with another: its trials are not this search's. A study from before dlc recorded the
         backend is taken to be this backend's."""
-        shown = _shown_url(self.url)
+        shown = shown_storage(self.url)
         have = self.study.user_attrs.get("dlc_config")
         if have is None:
             self.study.set_user_attr("dlc_config", config)
@@ -1218,12 +1206,12 @@ class _Search:
         for t in self.study.get_trials(deepcopy=False):
             if _runs_again(t):  # (its rerun holds its point)
                 continue
-            existing.add(_key(t.params or t.system_attrs.get("fixed_params", {})))
-        scored = {_key(e["params"]) for e in self.earlier}  # (a refined search's carried-over points)
-        for point in [p for p in grid if _key(p) not in scored][:self.target]:
-            if _key(point) not in existing:
+            existing.add(point_key(t.params or t.system_attrs.get("fixed_params", {})))
+        scored = {point_key(e["params"]) for e in self.earlier}  # (a refined search's carried-over points)
+        for point in [p for p in grid if point_key(p) not in scored][:self.target]:
+            if point_key(point) not in existing:
                 self.study.enqueue_trial(point)
-                existing.add(_key(point))
+                existing.add(point_key(point))
 
     def start_workers(self) -> None:
         self.mode = _worker_mode()
@@ -1237,7 +1225,7 @@ class _Search:
                     grid_size=len(self.grid) if self.grid is not None else None, trials=self.trials,
                     points=self.points, target=self.target, backend=self.backend, workers=self.workers,
                     direction=self.direction, metric=self.metric, prune=self.prune, run=self.run,
-                    study=self.study_name, storage=_shown_url(self.url), spaces=self.spaces,
+                    study=self.study_name, storage=shown_storage(self.url), spaces=self.spaces,
                     refined=self.refined, done_before=done_before, requeued=requeued,
                     trial_nproc=self.trial_nproc, earlier=len(self.earlier))
 
@@ -1458,7 +1446,7 @@ class _Search:
         spec = self.spec
         summary = {
             "spec": spec.name, "spec_file": str(self.spec_file), "backend": self.backend,
-            "started": self.started, "study": self.study_name, "storage": _shown_url(self.url),
+            "started": self.started, "study": self.study_name, "storage": shown_storage(self.url),
             "method": self.method,
             "objective": {"direction": self.direction, "metric": self.metric}, "prune": self.prune,
             "trials_target": self.target, "grid_size": len(self.grid) if self.grid is not None else None,

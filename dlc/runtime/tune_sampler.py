@@ -9,30 +9,25 @@ tried already, takes an untried one at random instead; `_Search` stops once ever
 
 from __future__ import annotations
 
-import json
 import random
 from itertools import product
 from typing import Any
 
 import optuna
 
-
-def _key(value: Any) -> str:
-    return json.dumps(value, sort_keys=True)
+from dlc.runtime.trials import outcome, point_key
 
 
 def tried_points(trials) -> set[str]:
     """The points a study has tried, is trying or has queued (a crashed or interrupted trial's point is
     held by its rerun)."""
-    from dlc.runtime.trials import outcome
-
     held = set()
     for t in trials:
         if outcome(t) in ("crashed", "interrupted"):
             continue
         point = t.params or t.system_attrs.get("fixed_params")
         if point:
-            held.add(_key(point))
+            held.add(point_key(point))
     return held
 
 
@@ -62,9 +57,9 @@ class Unrepeated(optuna.samplers.BaseSampler):
     def sample_relative(self, study, trial, search_space: dict) -> dict[str, Any]:
         point = self._drawn(study, trial)
         tried = tried_points(t for t in study.get_trials(deepcopy=False) if t.number != trial.number)
-        if _key(point) not in tried:
+        if point_key(point) not in tried:
             return point
-        untried = [p for p in _points(self.distributions) if _key(p) not in tried]
+        untried = [p for p in _points(self.distributions) if point_key(p) not in tried]
         return random.Random(self.seed * 1_000_003 + trial.number).choice(untried) if untried else point
 
     def _drawn(self, study, trial) -> dict[str, Any]:
