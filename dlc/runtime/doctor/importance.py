@@ -231,7 +231,7 @@ def plot(run: Path, imp: Importance) -> Path | None:
     shown = names[:SCATTERS]
     by_name = {sp.name: sp for sp in imp.spaces}
     top = set(imp.top_trials)
-    fig, axes = figure(1, 1 + len(shown), figsize=(4.6 * (1 + len(shown)), 3.8))
+    fig, axes = figure(1, 1 + len(shown), figsize=(4.6 * (1 + len(shown)), 4.2))
     ax = axes[0][0]
     ax.barh(range(len(names))[::-1], [imp.importance[n] for n in names], color="tab:blue")
     ax.set_yticks(range(len(names))[::-1], [_short(n) for n in names], fontsize=8)
@@ -278,7 +278,8 @@ def plot(run: Path, imp: Importance) -> Path | None:
         ax.set_ylabel(imp.metric)
         ax.set_title(f"{_short(name)}: importance {imp.importance[name]:.2f}", fontsize=10)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        # (below the axes: inside, it covered the trials it explains wherever they lay)
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=3, frameon=False)
     fig.tight_layout()
     imp.plot = save_figure(fig, run / PLOT)
     return imp.plot
