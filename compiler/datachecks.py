@@ -9,6 +9,7 @@ are apart from checks.py because they read files and are most of the whole-spec 
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
 
 from . import ast as A
@@ -257,6 +258,21 @@ def cv_fold_errors(spec: Spec, k: int | None, base_dir: Path) -> list[Diagnostic
     check_split_rows(spec.data.model_copy(update={"split": folds}), spec.task,
                       A.Model(spec.name, nowhere, [], nowhere), d, base_dir)
     return d.errors
+
+
+def without_split_row_errors(d: Diagnostics, tree: A.File | None) -> Diagnostics:
+    """`d` less the E303 that the written split gets against the data's rows (check_split_rows): for `dlc cv
+    --k N`, which makes N folds in its place (cv_fold_errors checks those), so that a spec whose kfold(k=5)
+    the data cannot make runs with `--k 4`, as it says it does."""
+    st = find_assign(tree.models[0], "split", "data") if tree is not None and tree.models else None
+    if st is None:
+        return d
+
+    def written_there(item: Diagnostic) -> bool:
+        return item.code == "E303" and item.span is not None \
+            and st.span.line <= item.span.line <= st.span.end_line
+
+    return replace(d, items=[item for item in d.items if not written_there(item)])
 
 
 def _split_error(problem: str, rows: str, where: Span | None, fix: str | None, d: Diagnostics) -> None:

@@ -33,7 +33,7 @@ from dlc.backends import BackendUnavailable, LoweringMissing, check_device
 from dlc.backends.emit.script import EmitUnsupported
 from dlc.backends.exhausted import out_of_memory, out_of_memory_line
 from dlc.backends.session import check_device_name, device_refusal
-from dlc.compiler import SpecError, compile_file
+from dlc.compiler import SpecError
 from dlc.compiler.checks import precision_conflict
 from dlc.compiler.diagnostics import escaped, text_cells
 from dlc.compiler.search import value_text
@@ -119,14 +119,19 @@ def load(path: str | Path) -> Spec:
     if not isinstance(path, (str, os.PathLike)):
         what = "a spec already loaded" if isinstance(path, Spec) else type(path).__name__
         raise TypeError(f"load() takes the path of a .dlspec file, not {what}")
+    return _loaded(path)
+
+
+def _loaded(path: str | Path, folds_given: bool = False) -> Spec:
+    """load(path); `folds_given`: cross_validate's k replaces the spec's split (see tasks.compiled_file)."""
     _check_spec_path(path)
-    result = compile_file(path)
+    result = _tasks.compiled_file(path, folds_given)
     errors = [d for d in result.diagnostics.sorted() if d.severity == "error"]
     if errors or result.spec is None:
         raise SpecError(errors, result.source, result.file)
     notes = [d for d in result.diagnostics.sorted() if d.severity != "error"]
     if notes:
-        warnings.warn(SpecError(notes, result.source, result.file).render(), stacklevel=2)
+        warnings.warn(SpecError(notes, result.source, result.file).render(), stacklevel=3)
     return result.spec.with_source_file(path)
 
 
@@ -626,7 +631,8 @@ def run(spec: Spec | str | Path, backend: str = "torch", *, device: str = "auto"
 def cross_validate(spec: Spec | str | Path, backend: str = "torch", *, device: str = "auto",
                    k: int | None = None, out: str | Path | None = None, replace: bool = False, on_fold=None,
                    evidence: bool = True, compile: bool = False) -> tuple[Path, dict]:
-    spec = _as_spec(spec, "cross_validate()")
+    spec = _loaded(spec, folds_given=k is not None) if isinstance(spec, (str, os.PathLike)) \
+        else _as_spec(spec, "cross_validate()")
     _check_backend(backend)
     _check_hooks(on_fold=on_fold)
     _require_concrete(spec)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,10 +32,21 @@ def compile_spec(path: str | Path) -> Compiled:
     return compile_file(path)
 
 
-def checked(path: str | Path) -> Compiled:
-    """The compiled spec; SpecError with every diagnostic when it has errors (its warnings are in
-    `.diagnostics` for the caller to show)."""
+def compiled_file(path: str | Path, folds_given: bool = False) -> Compiled:
+    """compile_file; `folds_given`: for `dlc cv --k`, which replaces the spec's split, the split is not
+    checked against the data's rows (cv_fold_errors checks the folds that are made)."""
     result = compile_file(path)
+    if not folds_given:
+        return result
+    from dlc.compiler.datachecks import without_split_row_errors
+
+    return replace(result, diagnostics=without_split_row_errors(result.diagnostics, result.tree))
+
+
+def checked(path: str | Path, folds_given: bool = False) -> Compiled:
+    """The compiled spec; SpecError with every diagnostic when it has errors (its warnings are in
+    `.diagnostics` for the caller to show). `folds_given`: see compiled_file."""
+    result = compiled_file(path, folds_given)
     if not result.ok or result.spec is None:
         raise SpecError(result.diagnostics.sorted(), result.source, result.file)
     return result

@@ -5,6 +5,7 @@ folder, as a spec's kfold)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -229,6 +230,24 @@ def test_cv_k_a_stratified_class_cannot_fill_is_e303(tmp_path):
     rc, _, err = run_cli("cv", spec, "--k", "45", "--out", tmp_path / "cv", "--epochs", "1")
     assert rc == 2 and "error[E303]: stratified 45-fold split" in err
     assert not (tmp_path / "cv").exists()
+
+
+def test_cv_k_replaces_a_kfold_k_the_data_cannot_make(tmp_path):
+    """`dlc cv --k 4` of a spec whose kfold(k=200) 150 rows cannot make was refused with the spec's k (its
+    E303 at `k=200`) though --k replaces it; `dlc check` and `dlc cv` without --k still refuse it, and --k
+    is checked in its place."""
+    spec = tmp_path / "iris.dlspec"
+    kfold = ("holdout(val=0.2, test=0.2, stratify=true)", "kfold(k=200, test=0.2)")
+    spec.write_text(edited_spec(IRIS, kfold))
+    rc, _, err = run_cli("check", spec)
+    assert rc == 2 and "200-fold split" in err, err
+    rc, _, err = run_cli("cv", spec, "--out", tmp_path / "no", "--epochs", "1")
+    assert rc == 2 and "200-fold split" in err and not (tmp_path / "no").exists(), err
+    rc, _, err = run_cli("cv", spec, "--k", "500", "--out", tmp_path / "no", "--epochs", "1")
+    assert rc == 2 and "500-fold split" in err and "200-fold" not in err, err
+    rc, out, err = run_cli("cv", spec, "--k", "2", "--out", tmp_path / "cv", "--epochs", "1", "--quiet")
+    assert rc == 0, err
+    assert json.loads((tmp_path / "cv" / "cv.json").read_text())["k"] == 2
 
 
 @pytest.mark.parametrize("where, written", [

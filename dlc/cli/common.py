@@ -15,17 +15,18 @@ def show_diagnostics(result) -> None:
         print(result.render(), file=sys.stderr)
 
 
-def compiled(path: str):
-    """The compiled spec, its warnings printed; SpecError with every diagnostic when it has errors."""
+def compiled(path: str, folds_given: bool = False):
+    """The compiled spec, its warnings printed; SpecError with every diagnostic when it has errors.
+    `folds_given`: see tasks.checked."""
     named(("SPEC", path))  # ('' was "cannot read spec file '': it is a directory")
-    result = api.checked(path)
+    result = api.checked(path, folds_given=folds_given)
     show_diagnostics(result)
     return result
 
 
-def training_spec(path: str, seed=None, dtype=None, epochs=None):
+def training_spec(path: str, seed=None, dtype=None, epochs=None, folds_given: bool = False):
     """The spec as `dlc run` trains it: compiled, runnable as it is, with the command line's overrides."""
-    return api.trainable(compiled(path), seed=seed, dtype=dtype, epochs=epochs)
+    return api.trainable(compiled(path, folds_given), seed=seed, dtype=dtype, epochs=epochs)
 
 
 def _is_folder(option: str, output: str, example: str) -> bool:

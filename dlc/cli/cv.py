@@ -36,7 +36,7 @@ def command(
     out of every fold. Prints per-fold metrics and mean ± std; writes cv.json and fold_N/."""
     o.require_out_for_replace(replace, out)
     check_out_folder(out)
-    loaded = training_spec(spec, seed, None, epochs)
+    loaded = training_spec(spec, seed, None, epochs, folds_given=k is not None)
     o.require_compiles(compile, o.value(backend))
     return cross_validate(loaded, o.value(backend), device, out, k, quiet, replace, evidence=not no_evidence,
                           compile=compile, table_on_stdout=True)
