@@ -5,6 +5,7 @@ points."""
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -70,6 +71,27 @@ def shape_text(shape) -> str:
     if len(shape) > 10:
         return "(" + ", ".join(str(x) for x in shape[:8]) + f", ..., {shape[-1]}) ({len(shape):,} axes)"
     return "(" + ", ".join(str(x) for x in shape) + ")"
+
+
+def layout_refusal(got: tuple[int, ...], want: tuple[int, ...],
+                   samples: str = "samples of shape") -> str | None:
+    """Why samples of shape `got` are not read as the model's input `want` although they hold as many values:
+    a reshape read (3, 32, 32), channels first, as (32, 32, 3) and scrambled every image without a word.
+    Flat samples, a flat input (each sample flattened, as Flatten would), and shapes that differ only by
+    axes of size 1 ((8, 8) for (8, 8, 1)) are read as they are. One rule for training (check and run) and
+    for predict and evaluate, so that a model takes at inference the arrays it was trained on. `samples`:
+    the message's subject, followed by the shape."""
+    if got == want or len(got) == 1 or len(want) == 1 or _squeezed(got) == _squeezed(want):
+        return None
+    first = " (channels first? the model takes them last: np.moveaxis(x, 1, -1))" \
+        if got == (want[-1], *want[:-1]) else ""
+    flat = f" or flat, (N, {math.prod(want)})" if len(want) > 1 else ""
+    shape = ", ".join(map(str, want))
+    return f"{samples} {got}, the model takes {want}{first}; give them as (N, {shape}){flat}"
+
+
+def _squeezed(shape: tuple[int, ...]) -> list[int]:
+    return [d for d in shape if d != 1]
 
 
 def shown_path(path: Path) -> str:

@@ -12,7 +12,7 @@ import math
 from pathlib import Path
 
 from . import ast as A
-from .checkshared import find_assign, kwarg_span, resolve_path, shape_text, shown_path
+from .checkshared import find_assign, kwarg_span, layout_refusal, resolve_path, shape_text, shown_path
 from .csvtable import (
     DUPLICATE_HINT,
     CsvProblem,
@@ -212,13 +212,28 @@ def _pickled_array(written: str, heads: NpzHeads, keys: tuple[str, ...], where: 
 
 def _input_matches(spec: Spec | None, feats: int, whose: str, shape, m: A.Model, where: Span | None,
                    d: Diagnostics) -> None:
-    """E303 when the data's samples have another number of values than the input (not known: spec None)."""
-    if spec is not None and feats != math.prod(spec.input):
-        inp = find_assign(m, "input")
+    """E303 when the data's samples have another number of values than the input, or as many in a layout
+    that a reshape would scramble (layout_refusal; not known: spec None)."""
+    if spec is None:
+        return
+    inp = find_assign(m, "input")
+    if feats != math.prod(spec.input):
         shown = f"(shape {shape_text(shape[1:])})" if len(shape) > 1 else "(a 1-D array: one value each)"
         d.add("E303", f"input {shape_text(spec.input)} has {math.prod(spec.input)} values, but {whose} "
               f"{feats} feature{'s' * (feats != 1)} {shown}", inp.value.span if inp else where,
               f"use input: ({feats})")
+    else:
+        _layout_matches(spec, tuple(shape[1:]), whose, inp.value.span if inp else where, d)
+
+
+def _layout_matches(spec: Spec, got: tuple[int, ...], whose: str, where: Span | None, d: Diagnostics) -> None:
+    """E303 for samples that hold as many values as the input in a layout a reshape would scramble
+    (channels first for a channels-last input): the run would train on them scrambled, predict refuses
+    them. `whose`: "'x.npz' samples have"."""
+    if (refusal := layout_refusal(got, tuple(spec.input), f"{whose} shape")) is not None:
+        what, _, fix = refusal.partition("; ")
+        d.add("E303", what, where,
+              f"{fix} in the file (images are channels last), or write input: {shape_text(got)}")
 
 
 MNIST_ARRAYS = ("x_train", "y_train", "x_test", "y_test")
@@ -362,12 +377,14 @@ def check_npy(spec: Spec, src: Npy, m: A.Model, st: A.Assign | None, base_dir: P
         heads[key] = head.descr, head.shape
     if "x" in heads:
         feats = math.prod(heads["x"][1][1:])
+        inp = find_assign(m, "input")
+        at = inp.value.span if inp else (call.span if call is not None else None)
         if feats != math.prod(spec.input):
-            inp = find_assign(m, "input")
             d.add("E303", f"input {shape_text(spec.input)} has {math.prod(spec.input)} values, but '{src.x}' "
-                  f"samples have {feats} feature{'s' * (feats != 1)} (shape {heads['x'][1]})",
-                  inp.value.span if inp else (call.span if call is not None else None),
+                  f"samples have {feats} feature{'s' * (feats != 1)} (shape {heads['x'][1]})", at,
                   f"use input: ({feats})")
+        else:
+            _layout_matches(spec, tuple(heads["x"][1][1:]), f"'{src.x}' samples have", at, d)
     if "x" in heads and "y" in heads and heads["x"][1][0] != heads["y"][1][0]:
         d.add("E401", f"'{src.x}' has {heads['x'][1][0]} samples but '{src.y}' has {heads['y'][1][0]}; they "
               "must match one to one", call.span if call is not None else None)

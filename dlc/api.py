@@ -35,6 +35,7 @@ from dlc.backends.exhausted import out_of_memory, out_of_memory_line
 from dlc.backends.session import check_device_name, device_refusal
 from dlc.compiler import SpecError
 from dlc.compiler.checks import precision_conflict
+from dlc.compiler.checkshared import layout_refusal
 from dlc.compiler.diagnostics import escaped, text_cells
 from dlc.compiler.search import value_text
 from dlc.compiler.spec import Spec
@@ -48,7 +49,7 @@ from dlc.runtime.parallel import EXIT_WORKER_LOST, secondary_worker
 from dlc.runtime.run import Finished, Observer, Resumable, RunFailed
 from dlc.runtime.rundir import OutFolderError, cannot_write_in, disk_full, nearest_existing, output_file
 from dlc.runtime.runs import RunDirError, inside_run
-from dlc.runtime.serve import Predictions, ServeError, feature_file_refusal, layout_refusal, run_inputs
+from dlc.runtime.serve import Predictions, ServeError, feature_file_refusal, run_inputs
 from dlc.runtime.tune import Reporter, TuneError, TuneResult
 from dlc.tasks import (
     catalogue,

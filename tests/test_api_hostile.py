@@ -260,29 +260,79 @@ def test_the_history_a_user_edits_is_a_copy(tmp_path):
 @pytest.mark.parametrize("got,want,fact", [
     ((3, 4, 4), (4, 4, 3), r"channels first\? .*np.moveaxis\(x, 1, -1\)"),
     ((2, 8), (8, 2), r"give them as \(N, 8, 2\) or flat, \(N, 16\)"),
-    ((2, 2), (4,), r"give them as \(N, 4\)$"),
 ])
 def test_samples_of_another_layout_are_refused_not_scrambled(got, want, fact):
     """A reshape read (3, 32, 32), channels first, as (32, 32, 3): every image scrambled, without a word."""
-    from dlc.runtime.serve import layout_refusal
+    from dlc.compiler.checkshared import layout_refusal
 
     assert re.search(fact, layout_refusal(got, want))
 
 
 @pytest.mark.parametrize("got,want", [((4, 4, 3), (4, 4, 3)), ((48,), (4, 4, 3)), ((8, 8), (8, 8, 1)),
-                                      ((1, 8, 8), (8, 8, 1))])
+                                      ((1, 8, 8), (8, 8, 1)), ((28, 28), (784,)), ((3, 4, 4), (48,))])
 def test_flat_samples_and_axes_of_one_are_read_as_they_are(got, want):
-    from dlc.runtime.serve import layout_refusal
+    """A flat input flattens any sample, as training does (mnist_mlp.dlspec: (28, 28) images, input
+    (784))."""
+    from dlc.compiler.checkshared import layout_refusal
 
     assert layout_refusal(got, want) is None
 
 
-def test_predict_refuses_samples_of_another_layout(iris, run, tmp_path):
-    with pytest.raises(ValueError, match=r"samples of shape \(2, 2\), the model takes \(4,\)"):
-        iris.predict(np.ones((3, 2, 2)))
-    np.savez(tmp_path / "x.npz", x=np.ones((3, 2, 2)))
-    rc, _, err = run_cli("predict", run, "--input", tmp_path / "x.npz")
-    assert rc == 1 and "samples of shape (2, 2), the model takes (4,)" in _one_line(err)
+CHANNELS_FIRST_SPEC = """\
+model cf {
+  data { source: npz("cf.npz") }
+  input: (4, 4, 3)
+  layers {
+    Flatten()
+    Dense(2, activation=softmax)
+  }
+  loss: sparse_categorical_crossentropy
+  optimizer: Adam()
+  train { epochs: 1 }
+}
+"""
+
+
+def test_training_refuses_samples_a_reshape_would_scramble(tmp_path):
+    """(N, 3, 4, 4) samples, channels first, for input (4, 4, 3) trained reshaped, every image scrambled,
+    and predict then refused the arrays the model was trained on: E303 at check, a DataError at run time
+    (an npz and an npy source alike)."""
+    from dlc.compiler import compile_file
+    from dlc.runtime.data import DataError, prepare
+
+    x, y = np.random.default_rng(0).random((40, 3, 4, 4)), np.arange(40) % 2
+    np.savez(tmp_path / "cf.npz", x=x, y=y)
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", y)
+    for source in ('npz("cf.npz")', 'npy("x.npy", "y.npy")'):
+        spec = tmp_path / "cf.dlspec"
+        spec.write_text(CHANNELS_FIRST_SPEC.replace('npz("cf.npz")', source))
+        rc, _, err = run_cli("check", spec)
+        assert rc == 2 and "samples have shape (3, 4, 4), the model takes (4, 4, 3) (channels first?" in err
+        assert "cf.dlspec:3:10" in err, err
+        written = compile_file(tmp_path / "cf.dlspec")
+        runnable = compile_file(_flat_twin(tmp_path, source)).raise_for_errors()
+        with pytest.raises(DataError, match=r"samples of shape \(3, 4, 4\), the model takes \(4, 4, 3\)"):
+            prepare(runnable.model_copy(update={"input": written.spec.input}), tmp_path)
+
+
+def _flat_twin(folder: Path, source: str) -> Path:
+    """The spec with input (48): it checks (a flat input takes any layout)."""
+    twin = folder / "flat.dlspec"
+    twin.write_text(CHANNELS_FIRST_SPEC.replace('npz("cf.npz")', source).replace("(4, 4, 3)", "(48)"))
+    return twin
+
+
+def test_a_flat_input_takes_samples_of_any_layout_as_training_does(iris, run, tmp_path):
+    """Training flattens (3, 2, 2) samples for input (4); predict refused the same arrays ("samples of shape
+    (2, 2), the model takes (4,)"): an MLP trained on (N, 28, 28) images could not predict them."""
+    x = np.arange(12.0).reshape(3, 2, 2)
+    np.testing.assert_array_equal(iris.predict(x), iris.predict(x.reshape(3, 4)))
+    np.savez(tmp_path / "x.npz", x=x)
+    np.savez(tmp_path / "flat.npz", x=x.reshape(3, 4))
+    rc, out, err = run_cli("predict", run, "--input", tmp_path / "x.npz")
+    assert rc == 0, err
+    assert out == run_cli("predict", run, "--input", tmp_path / "flat.npz")[1]
 
 
 @pytest.mark.parametrize("text,name", [("1;2;3;4\n", "semicolons"), ("a\tb\tc\td\n1\t2\t3\t4\n", "tabs")])

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dlc.compiler.checkshared import layout_refusal
 from dlc.compiler.diagnostics import DlcError
 from dlc.runtime.runs import backend_problem, digest_problem, path_argument
 from dlc.runtime.runs import shown_value as _shown
@@ -213,20 +214,6 @@ def preprocess(info: dict, spec, x: np.ndarray, source: str, row=None) -> np.nda
             flat = (flat - stats[0]) / stats[1]
     check_model_inputs(spec, flat, source, row)
     return flat.reshape((len(flat),) + tuple(spec.input))
-
-
-def layout_refusal(got: tuple[int, ...], want: tuple[int, ...]) -> str | None:
-    """Why samples of shape `got` are not read as the model's input `want` although they hold as many values:
-    a reshape read (3, 32, 32), channels first, as (32, 32, 3) and scrambled every image without a word.
-    Flat samples, and shapes that differ only by axes of size 1 ((8, 8) for (8, 8, 1)), are read as they
-    are."""
-    if got == want or len(got) == 1 or [d for d in got if d != 1] == [d for d in want if d != 1]:
-        return None
-    first = " (channels first? the model takes them last: np.moveaxis(x, 1, -1))" \
-        if got == (want[-1], *want[:-1]) else ""
-    flat = f" or flat, (N, {int(np.prod(want))})" if len(want) > 1 else ""
-    shape = ", ".join(map(str, want))
-    return f"samples of shape {got}, the model takes {want}{first}; give them as (N, {shape}){flat}"
 
 
 # the files read_features reads, by the name's ending

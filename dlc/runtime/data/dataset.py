@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dlc.compiler.checkshared import resolve_path
+from dlc.compiler.checkshared import layout_refusal, resolve_path
 from dlc.compiler.spec import Bundled, Csv, KFold, Mnist, Npy, Npz, Spec
 from dlc.runtime.data.base import DataError, Dataset, Folds, Samples, Split, data_block
 from dlc.runtime.data.bundled import read_bundled
@@ -85,6 +85,8 @@ def load(spec: Spec, base_dir: Path, keep_float32: bool = False) -> Loaded:
     if flat.shape[1] != need:
         raise DataError(f"{s.where}: samples have {flat.shape[1]} features, input {tuple(spec.input)} needs "
                         f"{need}")
+    if (refusal := layout_refusal(tuple(s.x.shape[1:]), tuple(spec.input))) is not None:
+        raise DataError(f"{s.where}: {refusal}")  # (a reshape would scramble them: dlc check's E303)
     if len(s.y) != n:
         raise DataError(f"{s.where}: {n} samples but {len(s.y)} targets")
     check_finite_targets(s.of_targets())

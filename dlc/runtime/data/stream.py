@@ -11,7 +11,7 @@ from typing import cast
 
 import numpy as np
 
-from dlc.compiler.checkshared import resolve_path
+from dlc.compiler.checkshared import layout_refusal, resolve_path
 from dlc.compiler.datafiles import FORTRAN_ORDER, no_features, npy_layout
 from dlc.compiler.spec import KFold, Npy, Spec
 from dlc.runtime.data.base import DataError, Dataset, Folds, Samples, Split, data_block
@@ -47,6 +47,7 @@ class FileRows:
         self.path = path
         self.dtype = np.dtype(dtype)
         self.shape = (shape[0], math.prod(shape[1:]))
+        self.sample_shape = tuple(shape[1:])  # (as the file holds each sample)
         self._start = data_start
         self._row_bytes = self.shape[1] * self.dtype.itemsize
         self._open()
@@ -230,6 +231,8 @@ def open_streamed(spec: Spec, base_dir: Path) -> Streamed:
     if rows.shape[1] != need:
         raise DataError(f"{x_path}: samples have {rows.shape[1]} features, input {tuple(spec.input)} needs "
                         f"{need}")
+    if (refusal := layout_refusal(rows.sample_shape, tuple(spec.input))) is not None:
+        raise DataError(f"{x_path}: {refusal}")
     # (the messages read only how many samples x has: the rows stand in for the array)
     s = Samples(cast(np.ndarray, rows), y, str(x_path), targets_where=str(y_path))
     low, high = _finite_extremes(rows, s)
