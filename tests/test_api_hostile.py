@@ -180,6 +180,25 @@ def test_an_ir_json_that_is_not_dlcs_ir_is_named(run, tmp_path):
     assert rc == 1 and "ir.json is damaged (not dlc's IR: name:" in _one_line(err)
 
 
+@pytest.mark.parametrize("damage,said", [
+    (lambda ir: ir.update(layers=[]), "ir.json is damaged (it has no layers)"),
+    (lambda ir: ir.update(input=[2, 2]), "ir.json is not this run's"),
+    (lambda ir: ir["layers"].insert(0, {"name": "reshape_x", "kind": "Reshape", "target_shape": [3]}),
+     "ir.json is damaged (its layers do not fit its input"),
+])
+def test_an_ir_json_that_reads_as_dlcs_but_cannot_be_built_is_named(run, tmp_path, damage, said):
+    """`"layers": []` was "IndexError: list index out of range (set DLC_TRACEBACK=1 to see where)"."""
+    copy = tmp_path / "copy"
+    shutil.copytree(run, copy)
+    ir = json.loads((copy / "ir.json").read_text())
+    damage(ir)
+    (copy / "ir.json").write_text(json.dumps(ir))
+    (tmp_path / "x.csv").write_text("1,2,3,4\n")
+    for argv in (["evaluate", copy], ["predict", copy, "--input", tmp_path / "x.csv"]):
+        rc, _, err = run_cli(*argv)
+        assert rc == 1 and said in _one_line(err), err
+
+
 # ------------------------------------------------------------------------------------------------ CLI
 
 @pytest.mark.parametrize("argv,option", [

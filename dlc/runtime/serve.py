@@ -69,12 +69,27 @@ def _run_spec(run: Path):
     from dlc.runtime.runs import retrain
 
     try:
-        return Spec.model_validate_json((run / "ir.json").read_text())
+        spec = Spec.model_validate_json((run / "ir.json").read_text())
     except ValidationError as e:
         first = e.errors()[0]
         where = ".".join(str(k) for k in first["loc"]) or "the top level"
         raise ServeError(f"'{run}': ir.json is damaged (not dlc's IR: {where}: {first['msg']}); "
                          f"{retrain(run)}") from None
+    if (problem := _unbuildable(spec)) is not None:
+        raise ServeError(f"'{run}': ir.json is damaged ({problem}); {retrain(run)}")
+    return spec
+
+
+def _unbuildable(spec) -> str | None:
+    """Why an IR that reads as dlc's cannot be a trained model's (`"layers": []` was "IndexError: list index
+    out of range"): no layers, or layers whose shapes do not follow from the input."""
+    if not spec.layers:
+        return "it has no layers"
+    try:
+        spec.output_shape()
+    except Exception as e:  # noqa: BLE001 - any failure of the shape inference is the file's damage
+        return f"its layers do not fit its input: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
+    return None
 
 
 def _run_backend(run: Path, info: dict) -> str:
