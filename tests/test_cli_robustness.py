@@ -200,21 +200,28 @@ def test_tune_with_a_relative_storage(tmp_path, monkeypatch):
 
 
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
-def test_a_full_disk_for_the_output_is_one_line():
-    with open("/dev/full", "w") as full:
-        r = subprocess.run([DLC, "schema"], stdout=full, stderr=subprocess.PIPE, text=True, cwd=ROOT,
-                           timeout=120)
-    assert r.returncode == 1 and "Traceback" not in r.stderr
-    assert r.stderr.strip() == ("dlc: error: cannot write: No space left on device; free some space and run "
-                                "again")
+def test_a_full_disk_for_the_output_is_one_line(tmp_path):
+    """It is the standard output that cannot be written, and no "free some space and run again": `dlc run
+    spec > /dev/full` has trained and kept its run, only the line naming it was lost."""
+    said = "dlc: error: cannot write the output to the standard output: No space left on device"
+    for argv in (["schema"], ["run", "specs/iris.dlspec", "--out", str(tmp_path / "run"), "--epochs", "1",
+                              "--quiet"]):
+        with open("/dev/full", "w") as full:
+            r = subprocess.run([DLC, *argv], stdout=full, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                               timeout=300)
+        assert r.returncode == 1 and "Traceback" not in r.stderr
+        assert r.stderr.strip() == said, r.stderr
+    assert (tmp_path / "run" / "metrics.json").is_file()
 
 
-def test_a_closed_stdout_is_not_a_traceback():
-    """`dlc check s.dlspec >&-`: Python gives the command no stdout at all (None); dlc checks and exits as
-    usual, its output going nowhere."""
+def test_a_closed_stdout_is_an_error_once_output_is_lost():
+    """`dlc check s.dlspec >&-`: Python gives the command no stdout at all (None); dlc does its work, and
+    says the output was lost, exit 1, as `cat file >&-` does (predict's predictions went nowhere, exit
+    0)."""
     r = subprocess.run(f"{DLC} check specs/iris.dlspec >&-", shell=True, stderr=subprocess.PIPE, text=True,
                        cwd=ROOT, timeout=120)
-    assert r.returncode == 0 and r.stderr == "", r.stderr
+    assert r.returncode == 1, r.stderr
+    assert r.stderr == "dlc: error: cannot write the output: the standard output is closed\n", r.stderr
 
 
 def test_usage_errors_in_plain_words():

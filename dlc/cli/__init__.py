@@ -7,6 +7,7 @@ each code means.
 """
 # ruff: noqa: E402 - the imports after _interrupted_while_starting's handler is set (see there)
 
+import io
 import os
 import signal
 import sys
@@ -346,6 +347,9 @@ def _main(command, args: list[str]) -> int:
                 raise
             print(error_line(f"cannot write the output: {e.strerror or e}"), file=sys.stderr)
             return 1
+        if isinstance(sys.stdout, _ClosedOutput) and sys.stdout.written and rv in (0, None):
+            print(error_line("cannot write the output: the standard output is closed"), file=sys.stderr)
+            return 1
     except (OutputClosed, BrokenPipeError):  # (the flush above, or a command's output, via exits)
         # the reader of our output has gone (`dlc schema | head -1`): stop quietly, as Unix tools do
         return quiet_exit(closed_outputs())
@@ -374,15 +378,27 @@ def _rich_saw_a_closed_pipe(e: SystemExit) -> bool:
     return False
 
 
+class _ClosedOutput(io.TextIOWrapper):
+    """A stdout that was closed when dlc started (`>&-`: Python makes it None): written into the void, as
+    /dev/null, instead of failing on None, but remembering that output was lost (`written`)."""
+
+    written = False
+
+    def write(self, text: str) -> int:
+        self.written = self.written or bool(text)
+        return super().write(text)
+
+
 def _closed_streams_to_devnull() -> None:
-    """A command started with stdout or stderr closed (`dlc check s.dlspec >&-`: Python makes it None)
-    writes into the void, as if to /dev/null, instead of failing on None; the exit code still says how it
-    went."""
+    """A command started with stdout or stderr closed (`dlc check s.dlspec >&-`) writes into the void
+    instead of failing on None; output written to a closed stdout is then an error (_main), as `cat >&-`'s
+    is: `dlc predict RUN --input x.csv >&-` exited 0 with its predictions lost."""
     import os
 
-    for name in ("stdout", "stderr"):
-        if getattr(sys, name) is None:
-            setattr(sys, name, open(os.devnull, "w"))  # noqa: SIM115 - for the life of the process
+    if sys.stdout is None:
+        sys.stdout = _ClosedOutput(open(os.devnull, "wb"))  # noqa: SIM115 - for the life of the process
+    if sys.stderr is None:
+        sys.stderr = open(os.devnull, "w")  # noqa: SIM115
 
 
 def entry() -> NoReturn:

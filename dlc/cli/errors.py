@@ -150,6 +150,16 @@ def _not_writable(exc: OSError) -> str:
     return f"{exc.filename}: permission denied"
 
 
+def _printing(exc: BaseException) -> bool:
+    """Whether `exc` was raised by a command's print() to the standard output (the line it fails in is a
+    `print(...)` without `file=`): a disk error there is the output's, not a run folder's file."""
+    import traceback
+
+    frames = traceback.extract_tb(exc.__traceback__)
+    line = (frames[-1].line or "") if frames else ""
+    return line.startswith("print(") and "file=" not in line
+
+
 def classify(exc: BaseException) -> tuple[int, str]:
     """(exit code, text for stderr) of an exception raised by a command."""
     from dlc import api
@@ -165,6 +175,9 @@ def classify(exc: BaseException) -> tuple[int, str]:
     if (memory := api.out_of_memory(exc)) is not None:
         return EXIT_RUNTIME, error_line(api.out_of_memory_line(memory))
     if full := api.disk_full(exc):
+        if not (isinstance(exc, OSError) and exc.filename) and _printing(exc):
+            # (`dlc run spec > /dev/full`: the run was done and kept; only its printed line was lost)
+            return EXIT_RUNTIME, error_line(f"cannot write the output to the standard output: {full}")
         where = f" {exc.filename}" if isinstance(exc, OSError) and exc.filename else ""
         return EXIT_RUNTIME, error_line(f"cannot write{where}: {full}; free some space and run again")
     if isinstance(exc, OSError) and exc.filename and exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
