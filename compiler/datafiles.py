@@ -208,6 +208,38 @@ def _small_targets(path: Path, key: str | None, descr: str, shape: tuple[int, ..
         return None
 
 
+# the most feature values read to check that they are finite (an .npy file's or an .npz array's of floats):
+# 32 MB in float64, a few tenths of a second; a larger array is checked by the run, as it reads it
+MAX_FEATURES_READ = 2**22
+
+
+def nonfinite_feature_values(path: Path, key: str | None, descr: str,
+                             shape: tuple[int, ...]) -> tuple[int, int, int] | None:
+    """(how many, first sample, its feature), from 0, of the nan or infinite values of a small float feature
+    array (an .npy file, `key` None, or array `key` of an .npz archive), as the runtime's finite check finds
+    them; None when all are finite or the array is not read (not floats, too large, unreadable)."""
+    import zipfile
+
+    import numpy as np
+
+    if descr[1:2] != "f" or len(shape) < 2 or math.prod(shape) > MAX_FEATURES_READ:
+        return None
+    try:
+        if key is None:
+            x = np.load(path, mmap_mode="r", allow_pickle=False)
+        else:
+            with np.load(path, allow_pickle=False) as f:
+                x = f[key]
+        flat = np.asarray(x).reshape(len(x), -1)
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, NotImplementedError, RuntimeError):
+        return None
+    bad = ~np.isfinite(flat)
+    if not bad.any():
+        return None
+    row, col = np.argwhere(bad)[0]
+    return int(bad.sum()), int(row), int(col)
+
+
 def small_target_values(path: Path, key: str | None, descr: str,
                         shape: tuple[int, ...]) -> list[float] | None:
     """The distinct values (sorted) of a small target array (_small_targets), when they are all finite."""

@@ -24,6 +24,7 @@ from .csvtable import (
     duplicate_target,
     header_of,
     is_header,
+    nonfinite_wording,
     other_separator,
     target_index,
 )
@@ -36,6 +37,7 @@ from .datafiles import (
     csv_first_record,
     is_pickled,
     no_features,
+    nonfinite_feature_values,
     npy_cut_short,
     npy_layout,
     npz_arrays,
@@ -187,6 +189,7 @@ def _check_npz(spec: Spec | None, src: Npz, path: Path, m: A.Model, st: A.Assign
             d.add("E401", f"'{src.path}': array '{src.x}' {empty}", x_at, NO_FEATURES_HINT)
             return
         _input_matches(spec, math.prod(shape[1:]), f"'{src.path}' samples have", shape, m, where, d)
+        _finite_features(f"'{src.path}'", path, src.x, descr, shape, x_at, d)
     if src.x in heads and src.y in heads and heads[src.x][1][0] != heads[src.y][1][0]:
         d.add("E401", f"'{src.path}': '{src.x}' has {heads[src.x][1][0]} samples but '{src.y}' has "
               f"{heads[src.y][1][0]}; they must match one to one", where)
@@ -224,6 +227,15 @@ def _input_matches(spec: Spec | None, feats: int, whose: str, shape, m: A.Model,
               f"use input: ({feats})")
     else:
         _layout_matches(spec, tuple(shape[1:]), whose, inp.value.span if inp else where, d)
+
+
+def _finite_features(shown: str, path: Path, key: str | None, descr: str, shape: tuple[int, ...],
+                     where: Span | None, d: Diagnostics) -> None:
+    """E401 for nan or infinite features in a small float array, in the run's words (its finite check
+    refused them after `dlc check` said ok; a CSV's empty cell was found here already)."""
+    if (bad := nonfinite_feature_values(path, key, descr, shape)) is not None:
+        count, row, col = bad
+        d.add("E401", f"{shown}: {nonfinite_wording(count, f'sample {row + 1}', col + 1)}", where)
 
 
 def _layout_matches(spec: Spec, got: tuple[int, ...], whose: str, where: Span | None, d: Diagnostics) -> None:
@@ -385,6 +397,8 @@ def check_npy(spec: Spec, src: Npy, m: A.Model, st: A.Assign | None, base_dir: P
                   f"use input: ({feats})")
         else:
             _layout_matches(spec, tuple(heads["x"][1][1:]), f"'{src.x}' samples have", at, d)
+        _finite_features(f"'{src.x}'", resolve_path(base_dir, src.x), None, *heads["x"],
+                         call.span if call is not None else None, d)
     if "x" in heads and "y" in heads and heads["x"][1][0] != heads["y"][1][0]:
         d.add("E401", f"'{src.x}' has {heads['x'][1][0]} samples but '{src.y}' has {heads['y'][1][0]}; they "
               "must match one to one", call.span if call is not None else None)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import textwrap
 from pathlib import Path
 
@@ -168,11 +169,26 @@ def test_a_file_changed_after_the_check_is_one_line_in_the_same_words(tmp_path, 
 
 
 def test_nan_in_a_mapped_float16_file_is_found_by_the_streaming_pass(tmp_path):
+    """By `dlc check` (a small file is read whole: E401 in the run's words) and, where the file changed after
+    the check (or is too large to read there), by the run's streaming pass."""
+    save_npy(tmp_path, FEATURES.astype(np.float16))
+    loaded = dlc.load(write_spec(tmp_path))
     x = FEATURES.astype(np.float16)
     x[33, 2] = np.inf
     save_npy(tmp_path, x)
-    one_line(train(tmp_path), 1,
-             "x.npy: 1 feature value(s) are missing or not finite (the first in sample 34, feature 3)")
+    said = "1 feature value(s) are missing or not finite (the first in sample 34, feature 3)"
+    spec_error(write_spec(tmp_path), "E401", f"'x.npy': {said}")
+    with pytest.raises(DataError, match=re.escape(f"x.npy: {said}")):
+        prepare(loaded, tmp_path, "float32")
+
+
+def test_nan_features_in_an_npz_file_are_a_check_error(tmp_path):
+    """`dlc check` said ok and the run then refused the file; a CSV's empty cell was found at check."""
+    x = FEATURES.copy()
+    x[7, 1], x[8, 2] = np.nan, np.inf
+    np.savez(tmp_path / "d.npz", x=x, y=LABELS)
+    spec_error(write_spec(tmp_path, 'npz("d.npz")'), "E401",
+               "'d.npz': 2 feature value(s) are missing or not finite (the first in sample 8, feature 2)")
 
 
 def test_python_objects_are_never_unpickled(tmp_path):

@@ -404,9 +404,9 @@ def test_bad_files_are_one_line(tmp_path, case):
     with pytest.raises(DataError, match=None) as e:
         prepare(spec, tmp_path, "float32")
     assert want in str(e.value) and "\n" not in str(e.value)
-    if case == "nan":  # (the others are spec errors first: `dlc check` reads the headers)
+    if case == "nan":  # (a spec error first, as the others: `dlc check` reads a small file's features)
         rc, out, err = run_cli("run", tmp_path / "a.dlspec", "--backend", "torch", "--out", tmp_path / "r")
-        assert rc == 1 and want in err and "Traceback" not in err
+        assert rc == 2 and f"error[E401]: 'x.npy': {want}" in err and "Traceback" not in err, err
 
 
 def test_emitted_script_reads_npy_and_matches(tmp_path):
