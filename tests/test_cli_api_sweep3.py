@@ -369,7 +369,7 @@ def test_lr_find_arguments_of_the_wrong_type_are_named(spec, kwargs, fact):
 @pytest.mark.parametrize("content, fact", [
     ("[" * 100_000 + "]" * 100_000, "nest too deeply"),
     ('{"spec_file": 5}', "names no spec file"),
-    ("[1, 2]", "tune.json holds a JSON list, not an object"),
+    ("[1, 2]", "tune.json holds an array, not an object"),
     ("{}", "no tune.json with the spec there"),
 ])
 def test_refine_of_a_damaged_tune_json_is_one_line(tmp_path, content, fact):

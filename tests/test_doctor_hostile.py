@@ -144,6 +144,16 @@ def test_a_tune_run_of_pruned_trials_points_at_one_with_a_history(tmp_path):
     assert rc == 1 and "(2 pruned)" in err and f"e.g. {run / 'trials' / '0001'}" in err
 
 
+def test_a_damaged_tune_json_is_called_damaged_not_missing(tmp_path):
+    """It was "no tune.json with a completed trial", the file there but cut short."""
+    run = _tune_folder(tmp_path / "tune", ["COMPLETE"])
+    (run / "trials" / "0000" / "history.json").write_text(json.dumps(healthy_rows(2)))
+    (run / "tune.json").write_text('{"trials": [')
+    for argv in (("doctor", run), ("plot", run, "--out", tmp_path / "p.png")):
+        rc, _, err = run_cli(*argv)
+        assert rc == 1 and "tune.json is not valid JSON" in err and "trials/0000" in err, err
+
+
 # ------------------------------------------------------------------------------------ --fix and plots
 
 

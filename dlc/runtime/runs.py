@@ -71,9 +71,18 @@ def read_json(path: Path, kind: type = dict):
         raise RunDirError(f"{path} is not JSON dlc wrote (its values nest too deeply to read: "
                           "damaged?)") from None
     if not isinstance(obj, kind):
-        raise RunDirError(f"{path} holds a JSON {type(obj).__name__}, not an "
-                          f"{'object' if kind is dict else 'array'}")
+        raise RunDirError(f"{path} holds {_json_kind(obj)}, not an {'object' if kind is dict else 'array'}")
     return obj
+
+
+def _json_kind(value) -> str:
+    """What a JSON value is, in JSON's words ("a JSON NoneType" was Python's)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    kinds = {dict: "an object", list: "an array", str: "a string", int: "a number", float: "a number"}
+    return kinds.get(type(value), "a value")
 
 
 def shown_value(value, most: int = 40) -> str:
@@ -154,6 +163,11 @@ def tune_without_best(run: Path, instead: str) -> RunDirError:
     # a second error)
     folder = next((f for f in sorted((run / "trials").glob("[0-9]*")) if (f / "history.json").is_file()),
                   None)
+    try:
+        read_json(run / "tune.json")
+    except RunDirError as e:  # (it was "no tune.json with a completed trial", the file there but damaged)
+        look = f"; {instead} a trial folder, e.g. its {folder.relative_to(run)}" if folder is not None else ""
+        return RunDirError(f"'{run}' is a tune run whose {e}{look}")
     if folder is None:
         then = f"its search is running (pid {pid})" if (pid := lock_holder(run)) is not None else \
             "run the same `dlc tune` command again to continue the search"
