@@ -237,6 +237,7 @@ def test_a_compiled_step_takes_convolutions_without_padding(layers):
     np.testing.assert_allclose(losses[1], losses[0], rtol=1e-5)
 
 
+@pytest.mark.slow  # (inductor compiles the recurrent loop for ~50 s here)
 def test_a_compiled_step_takes_an_embedding_before_a_recurrent_layer():
     """`dlc run --compile` of Embedding → GRU (LSTM, SimpleRNN: the classic text model) failed in its first
     step with inductor's "NotImplementedError: Cannot access storage of SparseTensorImpl" (the lookup's sparse

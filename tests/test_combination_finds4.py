@@ -44,6 +44,7 @@ def test_compiled_float32_lstm_trains_on_the_cpu():
     assert layer.kernel_fn is torch.lstm and layer.fused_compiles(x)  # eager: still the fused kernel
 
 
+@pytest.mark.slow  # (inductor compiles the GRU loop and its gradient for ~30 s here)
 def test_compiled_gru_final_state_gradient():
     """return_sequences=false takes the fused kernel's last output, not its final state h_n (the same
     values): compiled, torch.gru's h_n gave the recurrent kernel a wrong gradient (4e-3 off in float64 for

@@ -82,3 +82,10 @@ def test_a_study_refused_when_opened_leaves_no_fresh_folder(tmp_path: Path):
     rc, _, err = run_cli("tune", tmp_path / "tiny.dlspec", "--out", tmp_path / "t", "--quiet")
     assert rc == 2 and "was made with other search" in err, err
     assert not (tmp_path / "t").exists()
+    # a tune folder that is there (a search stopped before its first trial) keeps only its own files: the
+    # refused spec was copied into it
+    (tmp_path / "t" / "trials").mkdir(parents=True)
+    (tmp_path / "t" / "study.db").write_bytes(b"")
+    rc, _, err = run_cli("tune", tmp_path / "tiny.dlspec", "--out", tmp_path / "t", "--quiet")
+    assert rc == 2 and "was made with other search" in err, err
+    assert sorted(p.name for p in (tmp_path / "t").iterdir()) == ["study.db", "trials"]

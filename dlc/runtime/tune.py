@@ -1069,8 +1069,6 @@ class _Search:
         # when the folder's search began (tune.json's `started`, `dlc runs`' date): a resumed one keeps it
         self.started = _held(self.run, "started") or rundir.stamp()
         self.spec_file = Path(spec_path).resolve()
-        if not (self.run / self.spec_file.name).exists():
-            rundir.copy_spec(self.run, spec_path)
         # set by open()
         self.url: str
         self.lock: _StudyLock
@@ -1099,6 +1097,9 @@ class _Search:
             if self.fresh:
                 shutil.rmtree(self.run, ignore_errors=True)
             raise
+        # (once the study is this search's: a spec refused for a folder's other study was copied into it)
+        if not (self.run / self.spec_file.name).exists():
+            rundir.copy_spec(self.run, str(self.spec_file))
 
     def _open_study(self) -> None:
         import optuna
