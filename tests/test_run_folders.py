@@ -381,6 +381,7 @@ def _npz_without_loop(path: Path) -> None:
     ("truncated", "checkpoint.npz is damaged (truncated or not a dlc checkpoint"),
     ("garbage", "checkpoint.npz is damaged (truncated or not a dlc checkpoint"),
     ("foreign", "checkpoint.npz is not a dlc checkpoint (no loop state)"),
+    ("objects", "an array holds Python objects, which dlc never unpickles"),
 ])
 def test_a_damaged_checkpoint_is_one_line(run, damage, want):
     unfinish(run)
@@ -391,6 +392,11 @@ def test_a_damaged_checkpoint_is_one_line(run, damage, want):
         ckpt.write_bytes(ckpt.read_bytes()[:300])
     elif damage == "garbage":
         ckpt.write_text("not a checkpoint\n")
+    elif damage == "objects":  # (it was "not a complete .npz archive"; never unpickled)
+        with np.load(ckpt) as f:
+            arrays = {k: f[k] for k in f.files}
+        with open(ckpt, "wb") as fh:
+            np.savez(fh, **{**arrays, "loop": np.array([{"epoch": 1}], dtype=object)})
     else:
         _npz_without_loop(ckpt)
     rc, _, err = run_cli("run", "--resume", run)

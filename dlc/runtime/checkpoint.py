@@ -143,6 +143,8 @@ def _damage(e: BaseException) -> str:
     RecursionError: a loop state nested beyond the JSON decoder's depth; MemoryError: an array header that
     claims more than memory holds)."""
     why = str(e).splitlines()[0] if str(e) else type(e).__name__
+    if "Object arrays cannot be loaded" in why:  # (numpy's words for a member of Python objects)
+        return "an array holds Python objects, which dlc never unpickles"
     if isinstance(e, (zipfile.BadZipFile, zlib.error)) or "pickle" in why:
         return "not a complete .npz archive"
     if isinstance(e, RecursionError):
