@@ -286,6 +286,17 @@ def test_underfitting_against_a_target_accuracy(tmp_path):
     assert "bigger model" in d.remedy and "train longer" in d.remedy and "less regularization" in d.remedy
 
 
+def test_underfitting_with_validation_above_training_says_no_variance(tmp_path):
+    """Dropout makes the training accuracy the lower one: "validation accuracy 0.8 (variance -0.03)" read as
+    a negative variance."""
+    acc = [0.5, 0.6, 0.65, 0.7, 0.72, 0.74, 0.75, 0.76, 0.77, 0.77]
+    rows = history([2.0 * 0.9 ** i for i in range(10)], [2.0 * 0.9 ** i - 0.1 for i in range(10)], acc,
+                   [a + 0.03 for a in acc])
+    d = diagnose(write_run(tmp_path / "run", rows)).diagnoses[0]
+    assert d.id == "underfitting" and "validation accuracy 0.8 (0.03 above the training accuracy: no " \
+        "variance)" in d.evidence, d.evidence
+
+
 def test_a_train_error_of_exactly_the_threshold_is_not_underfitting(tmp_path):
     """1 - 0.95 is 0.050000000000000044 in floats: a train accuracy of 0.95 (19 of 20 right) was judged a
     train error above 0.05; the shortfall is rounded like the gap."""

@@ -950,7 +950,9 @@ def underfitting(case: Case) -> Diagnosis | None:
     first = _held_back(case, b, parts, facts)
     _train, val, _where = _train_val_accuracy(case)
     if b["metric"] == "accuracy" and val is not None:
-        parts.append(f"validation accuracy {num(val)} (variance {num(b['train'] - val)})")
+        gap = b["train"] - val  # (the guides' variance: train minus validation; below 0, none to speak of)
+        said = f"variance {num(gap)}" if gap >= 0 else f"{num(-gap)} above the training accuracy: no variance"
+        parts.append(f"validation accuracy {num(val)} ({said})")
     weighted = [x for x in case.model.layers if x.get("weighted") and x.get("units")]
     slim = min(weighted[:-1], key=lambda x: x["units"]) if len(weighted) > 1 else None
     size = ""
