@@ -124,8 +124,21 @@ class Binder:
         cls = lookup(family, call.name)
         if cls is None:
             self.unknown_name(call, family)
+            if family == "layer":
+                self._named_arguments(call, env, path)
             return MISSING
         return self.construct(cls, call.name, call.args, call.kwargs, env, path, call.name_span, call.span)
+
+    def _named_arguments(self, call: A.Call, env: dict, path: str) -> None:
+        """The catalogue names among an unknown layer's keyword arguments, checked as any layer's would be
+        (`Dnese(4, activation=rleu)` said only 'Dnese': 'rleu' waited for the next check), so that every
+        error is said at once. Only names: the other arguments belong to a layer not known."""
+        for kw in call.kwargs:
+            family = _keyword_family(kw.key)
+            searched = isinstance(kw.value, A.Call) and kw.value.name in SEARCH_FUNCS  # (would add a space)
+            if family is not None and isinstance(kw.value, (A.Name, A.Call)) and not searched \
+                    and not (isinstance(kw.value, A.Name) and kw.value.name in env):
+                self.bind(kw.value, family, env, f"{path}.{kw.key}")
 
     def bound_quietly(self, v: A.Value, family: str, env: dict, path: str) -> Any:
         """`v` bound in `family` with nothing reported (MISSING when it does not bind): what a search
@@ -372,3 +385,13 @@ def _call_hint(name: str) -> str:
     if guess is not None:
         return f"{guess} (a search space: {spaces})"
     return "expected a number, a name, a string or a tuple"
+
+
+def _keyword_family(key: str) -> str | None:
+    """The catalogue family a layer keyword names, in any layer that takes it (`activation`: activation,
+    `kernel_init`: initializer); None for a keyword of numbers or one no layer takes."""
+    for cls in catalog.REGISTRY.get("layer", {}).values():
+        field = cls.model_fields.get(cls.aliases.get(key, key))
+        if field is not None and (family := family_of_annotation(field.annotation)) is not None:
+            return family
+    return None

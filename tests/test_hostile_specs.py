@@ -875,6 +875,18 @@ def test_an_unknown_layer_in_an_unused_block(tmp_path):
     error_hint(rc, err, text, "Dens(", "unknown layer 'Dens'", "did you mean 'Dense'")
 
 
+def test_an_unknown_layer_s_misspelt_names_are_said_with_it(tmp_path):
+    """`Dnese(4, activation=rleu)` said only 'Dnese': 'rleu' came at the next check. Every catalogue name
+    among its keywords is checked as a layer's (its other arguments belong to a layer not known)."""
+    text = spec_text("    Dnese(4, activation=rleu, kernel_init=he_normall, rate=9)\n"
+                     "    Dense(3, activation=softmax)")
+    rc, _, err = check(tmp_path, text)
+    error_hint(rc, err, text, "Dnese", "unknown layer 'Dnese'", "did you mean 'Dense'")
+    error_hint(rc, err, text, "rleu", "unknown activation 'rleu'", "did you mean 'relu'")
+    error_hint(rc, err, text, "he_normall", "unknown initializer 'he_normall'", "did you mean 'he_normal'")
+    assert err.count("error[") == 3, err
+
+
 @pytest.mark.parametrize("after", ["Dropout(0.3)", "Reshape((3))"])
 def test_a_layer_after_the_output_activation_is_named(tmp_path, after):
     """Dense(3, activation=softmax) then Dropout: not 'the last layer ends in linear' but which layer comes
