@@ -190,20 +190,27 @@ def _small_targets(path: Path, key: str | None, descr: str, shape: tuple[int, ..
     holds no more than MAX_TARGETS_READ: an .npy file (`key` None) or array `key` of an .npz archive, read as
     the runtime reads it; None when not read so (too large, another shape or kind, unreadable: the runtime
     says what it finds)."""
-    import zipfile
-
     import numpy as np
 
     if (len(shape) != 1 and shape[1:] != (1,)) or math.prod(shape) > MAX_TARGETS_READ \
             or descr[1:2] not in tuple("biuf"):
         return None
+    y = _small_array(path, key)
+    return None if y is None else np.asarray(y, dtype=np.float64).reshape(-1)
+
+
+def _small_array(path: Path, key: str | None):
+    """An .npy file (`key` None, memory-mapped) or array `key` of an .npz archive, read without unpickling;
+    None when it cannot be read (the runtime says why)."""
+    import zipfile
+
+    import numpy as np
+
     try:
         if key is None:
-            y = np.load(path, mmap_mode="r", allow_pickle=False)
-        else:
-            with np.load(path, allow_pickle=False) as f:
-                y = f[key]
-        return np.asarray(y, dtype=np.float64).reshape(-1)
+            return np.load(path, mmap_mode="r", allow_pickle=False)
+        with np.load(path, allow_pickle=False) as f:
+            return f[key]
     except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, NotImplementedError, RuntimeError):
         return None
 
@@ -218,22 +225,14 @@ def nonfinite_feature_values(path: Path, key: str | None, descr: str,
     """(how many, first sample, its feature), from 0, of the nan or infinite values of a small float feature
     array (an .npy file, `key` None, or array `key` of an .npz archive), as the runtime's finite check finds
     them; None when all are finite or the array is not read (not floats, too large, unreadable)."""
-    import zipfile
-
     import numpy as np
 
     if descr[1:2] != "f" or len(shape) < 2 or math.prod(shape) > MAX_FEATURES_READ:
         return None
-    try:
-        if key is None:
-            x = np.load(path, mmap_mode="r", allow_pickle=False)
-        else:
-            with np.load(path, allow_pickle=False) as f:
-                x = f[key]
-        flat = np.asarray(x).reshape(len(x), -1)
-    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, NotImplementedError, RuntimeError):
+    x = _small_array(path, key)
+    if x is None or x.shape != tuple(shape) or not x.size:
         return None
-    bad = ~np.isfinite(flat)
+    bad = ~np.isfinite(np.asarray(x).reshape(len(x), -1))
     if not bad.any():
         return None
     row, col = np.argwhere(bad)[0]
