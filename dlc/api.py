@@ -18,8 +18,11 @@ imported when a Model is built on it.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
 import os
+import re
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -486,7 +489,7 @@ class Model:
     def _targets(self, y: np.ndarray, n: int) -> np.ndarray:
         """Targets as the loss wants them, each checked against the loss and the output layer as training's
         are (DataError naming the sample: a label out of range never reaches a backend's index error)."""
-        from dlc.runtime.data import Samples, checked_targets
+        from dlc.runtime.data import Samples, check_finite_targets, checked_targets
 
         if y.ndim == 0:  # (evaluate(x, None) said "len() of unsized object")
             raise TypeError(f"the targets must be an array with one entry per input, not {y.tolist()!r}")
@@ -494,7 +497,12 @@ class Model:
             raise ValueError(f"{n} inputs but {len(y)} targets")
         if self.spec.targets == "int" and y.ndim == 2 and y.shape[1] > 1:
             y = self._one_hot_labels(y)  # one-hot rows, as load_data gives them for categorical_crossentropy
-        targets, _, _ = checked_targets(self.spec, Samples(np.empty((n, 0)), y, "the targets given"))
+        given = Samples(np.empty((n, 0)), y, "the targets given")
+        try:
+            check_finite_targets(given)  # (a nan target of a regression gave {'loss': nan}, an inf one inf)
+            targets, _, _ = checked_targets(self.spec, given)
+        except DataError as e:  # (an argument, not a data file: a ValueError, as wrong inputs are)
+            raise ValueError(str(e)) from None
         return targets
 
     def _one_hot_labels(self, y: np.ndarray) -> np.ndarray:
@@ -656,18 +664,67 @@ def tune(result, *, backend: str = "torch", device: str = "auto", out: str | Non
          study: str | None = None, reporter: Reporter | None = None, trial_nproc: int = 1) -> TuneResult:
     result = _tunable(result)
     _check_backend(backend)
-    if threads is not None and not isinstance(threads, bool) and isinstance(threads, (int, np.integer)):
-        from dlc.runtime.parallel import OVERSUBSCRIBE, usable_cores
+    # (trials=1.5 ran 2 trials and wrote 1.5 in tune.json, trials="2" and out=7 were TypeErrors from inside)
+    out = _out_folder(out)
+    trials, threads = _whole(trials, "trials", most=_COUNT_MAX), _whole(threads, "threads")
+    workers, trial_nproc = _whole(workers, "workers") or 1, _whole(trial_nproc, "trial_nproc") or 1
+    if refine is not None and not isinstance(refine, (str, os.PathLike)):
+        raise TypeError(f"refine must be the path of a tune folder or None, not {refine!r}")
+    if study is not None and not isinstance(study, str):
+        raise TypeError(f"study must be a name or None, not {study!r}")
+    with _said_in_api_words(TuneError):
+        _check_threads(threads)
+        return _tasks.tune(result, backend=backend, device=device, out=out, trials=trials, workers=workers,
+                           threads=threads, refine=refine, study=study, reporter=reporter,
+                           trial_nproc=trial_nproc)
 
-        cores = usable_cores()
-        if threads > OVERSUBSCRIBE * cores:  # (each trial failed: "Overflow when unpacking long long")
-            plural = "s" if cores != 1 else ""
-            raise TuneError(f"--threads {threads}: this machine has {cores} CPU core{plural} for dlc, and "
-                            f"more than {OVERSUBSCRIBE} threads per core only wait for each other; give at "
-                            f"most --threads {cores}")
-    return _tasks.tune(result, backend=backend, device=device, out=out, trials=trials, workers=workers,
-                       threads=threads, refine=refine, study=study, reporter=reporter,
-                       trial_nproc=trial_nproc)
+
+# whether the API is called by a `dlc` command (`on_the_command_line`): its errors then say options
+_ON_THE_COMMAND_LINE: contextvars.ContextVar[bool] = contextvars.ContextVar("dlc_command_line", default=False)
+
+
+@contextlib.contextmanager
+def on_the_command_line():
+    """The API called by a `dlc` command (dlc.cli.main): errors keep the command line's words (`--steps`)."""
+    token = _ON_THE_COMMAND_LINE.set(True)
+    try:
+        yield
+    finally:
+        _ON_THE_COMMAND_LINE.reset(token)
+
+
+def _check_threads(threads: int | None) -> None:
+    """TuneError for more threads per trial than the cores can run (each trial failed: "Overflow when
+    unpacking long long")."""
+    from dlc.runtime.parallel import OVERSUBSCRIBE, usable_cores
+
+    cores = usable_cores()
+    if threads is not None and threads > OVERSUBSCRIBE * cores:
+        plural = "s" if cores != 1 else ""
+        raise TuneError(f"--threads {threads}: this machine has {cores} CPU core{plural} for dlc, and more "
+                        f"than {OVERSUBSCRIBE} threads per core only wait for each other; give at most "
+                        f"--threads {cores}")
+
+
+@contextlib.contextmanager
+def _said_in_api_words(*kinds: type[BaseException]):
+    """An error of `kinds` raised below, reworded for a library caller (`--steps must be at least 10` is
+    `steps must be ...`, `--replace` is `replace=True`); the command line's words are kept for `dlc`."""
+    try:
+        yield
+    except kinds as e:
+        if _ON_THE_COMMAND_LINE.get() or len(e.args) != 1 or not isinstance(e.args[0], str):
+            raise
+        e.args = (_option_words(_in_api_words(e.args[0])),)
+        raise
+
+
+def _option_words(message: str) -> str:
+    """`--threads 9` as `threads=9`, `--trial-nproc` as `trial_nproc`: an option as the function's keyword."""
+    def keyword(m: re.Match) -> str:
+        return m[1].replace("-", "_") + (f"={m[2]}" if m[2] else "")
+
+    return re.sub(r"(?<![\w-])--([a-z][a-z-]*)(?: (-?\d[\d.eE+-]*))?", keyword, message)
 
 
 def _tunable(target: Any) -> Any:
@@ -704,7 +761,10 @@ def emit(spec: Spec | str | Path, target: str) -> str:
 
 
 def lr_find(spec: Spec | str | Path, backend: str = "torch", **options: Any) -> LRFind:
-    return _tasks.lr_find(_as_spec(spec, "lr_find()"), backend, **options)
+    from dlc.runtime.lr_find import LRFindError
+
+    with _said_in_api_words(LRFindError):
+        return _tasks.lr_find(_as_spec(spec, "lr_find()"), backend, **options)
 
 
 # (a Spec or a spec file's path, as Model takes it: a path failed with AttributeError, 'str' object has no

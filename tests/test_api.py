@@ -324,14 +324,20 @@ def test_compare_returns_dlc_compare_json(tmp_path):
 
 
 def test_evaluate_checks_labels_as_training_does():
-    """A label out of the output layer's range is a DataError naming it, not a backend's index error."""
+    """A label out of the output layer's range is a ValueError naming it (a wrong argument, as README says:
+    not a dlc.Error that `except dlc.Error` would swallow), not a backend's index error; so are a missing
+    label (`[0, None]` was "'int' object has no attribute 'item'") and a nan target."""
     spec = dlc.load(ROOT / "specs" / "iris.dlspec")
     model = dlc.Model(spec, backend="torch")
     x = dlc.load_data(spec).test.x[:4]
-    with pytest.raises(dlc.DataError, match=r"label 3 in sample 2 but the output layer has 3 units"):
+    with pytest.raises(ValueError, match=r"label 3 in sample 2 but the output layer has 3 units"):
         model.evaluate(x, np.array([0, 3, 1, 2]))
-    with pytest.raises(dlc.DataError, match="is negative"):
+    with pytest.raises(ValueError, match="is negative"):
         model.evaluate(x, np.array([0, -1, 1, 2]))
+    with pytest.raises(ValueError, match=r"a missing label \(None\) in sample 3 is not a class number"):
+        model.evaluate(x, [0, 1, None, 2])
+    with pytest.raises(ValueError, match=r"a target is missing or not finite \(the first in sample 2\)"):
+        model.evaluate(x, np.array([0, np.nan, 1, 2]))
     assert set(model.evaluate(x, np.array([0, 2, 1, 2]))) >= {"loss", "accuracy"}
 
 

@@ -391,3 +391,35 @@ def test_export_onnx_of_no_path_names_the_argument(run):
 
     with pytest.raises(TypeError, match="the output file must be a path"):
         api.export_onnx(run, None)
+
+
+# ---------------------------------------------------------------------------------- tune and lr_find
+
+
+@pytest.mark.parametrize("given,error,said", [
+    ({"trials": 1.5}, TypeError, "trials must be a whole number, not float"),
+    ({"trials": "2"}, TypeError, "trials must be a whole number, not str"),
+    ({"trials": 0}, ValueError, "trials must be at least 1, not 0"),
+    ({"workers": 1.5}, TypeError, "workers must be a whole number"),
+    ({"out": 7}, TypeError, "out must be the path of a folder"),
+    ({"study": 3}, TypeError, "study must be a name or None"),
+    ({"threads": 10**6}, "TuneError", "threads=1000000: this machine has"),
+])
+def test_tune_s_arguments_are_checked_and_named_in_python_s_words(tmp_path, given, error, said):
+    """trials=1.5 ran 2 trials and wrote 1.5 in tune.json; trials="2" and out=7 were TypeErrors from deep
+    inside; the API's errors said `--threads`."""
+    from dlc import api
+
+    error = api.TuneError if error == "TuneError" else error
+    with pytest.raises(error, match=re.escape(said)) as e:
+        api.tune(ROOT / "specs" / "tune" / "iris_tune.dlspec", **given)
+    assert "--" not in str(e.value)
+
+
+def test_lr_find_s_errors_name_its_keywords():
+    from dlc import api
+
+    with pytest.raises(ValueError, match=r"^steps must be at least 10 \(got 5\)"):
+        api.lr_find(IRIS, steps=5)
+    with pytest.raises(ValueError, match=r"^start must be below end \(got start=1, end=0.1\)"):
+        api.lr_find(IRIS, start=1, end=0.1)

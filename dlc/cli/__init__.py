@@ -317,9 +317,12 @@ def main(argv: list[str] | None = None) -> int:
     _flags_without_a_type(command)
     if _asks_for_help(args):
         _help_keeps_option_names()
+    from dlc import api
+
     restore = stop_on_sigterm()
     try:
-        return _main(command, args)
+        with api.on_the_command_line():
+            return _main(command, args)
     finally:
         restore()
 

@@ -43,8 +43,9 @@ def regression_targets(spec: Spec, s: Samples, units: int) -> np.ndarray:
                         f"{', ...' if len(s.class_names) > 3 else ''}), but {name} is a regression loss; for "
                         "classes use sparse_categorical_crossentropy with a softmax output")
     if s.y.dtype.kind not in "biuf":
-        raise DataError(f"{s.where}: target {_first(s.y)!r} in {s.row(0)} is not a number; {name} needs "
-                        "numeric targets")
+        i, value = _first_non_number(s.y)
+        raise DataError(f"{s.where}: {_target_text('target', value)} in {s.row(i)} is not a number; {name} "
+                        "needs numeric targets")
     y = s.y.astype(np.float64).reshape(len(s.y), -1)
     if y.shape[1] != units:
         raise DataError(f"{s.where}: the targets have {y.shape[1]} column(s) but the output layer has "
@@ -61,7 +62,8 @@ def class_labels(spec: Spec, s: Samples, units: int) -> np.ndarray:
         y = onehot_labels(spec, s, y, units)
     hi = units - 1 if spec.task == "categorical" else 1
     if y.dtype.kind not in "biuf":
-        raise DataError(f"{s.where}: label {_first(y)!r} in {s.row(0)} is not a class number; "
+        i, value = _first_non_number(y)
+        raise DataError(f"{s.where}: {_target_text('label', value)} in {s.row(i)} is not a class number; "
                         f"{spec.loss.name} needs integer class labels 0..{hi}")
     v = y.astype(np.float64)
     with np.errstate(invalid="ignore"):
@@ -113,6 +115,19 @@ def onehot_labels(spec: Spec, s: Samples, y: np.ndarray, units: int) -> np.ndarr
     return y.argmax(axis=1)
 
 
-def _first(a: np.ndarray):
-    """The first value as a plain Python value (its repr is 'a', not np.str_('a'))."""
-    return a.reshape(-1)[0].item() if a.size else None
+def _first_non_number(a: np.ndarray) -> tuple[int, object]:
+    """(sample, value) of the first target that is not a number, as a plain Python value (its repr is 'a',
+    not np.str_('a')): in an array of objects (`[0, None]`) the first that is no int or float, else the
+    first. (`.item()` of an object array's int was "'int' object has no attribute 'item'".)"""
+    rows = a.reshape(len(a), -1) if a.ndim else a.reshape(1, 1)
+    for i, row in enumerate(rows):
+        for v in row:
+            v = v.item() if isinstance(v, np.generic) else v
+            if a.dtype.kind != "O" or isinstance(v, bool) or not isinstance(v, (int, float)):
+                return i, v
+    return 0, None
+
+
+def _target_text(word: str, value: object) -> str:
+    """`label 'cat'`, or `a missing label` for None."""
+    return f"a missing {word} (None)" if value is None else f"{word} {value!r}"
