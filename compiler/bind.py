@@ -125,20 +125,23 @@ class Binder:
         if cls is None:
             self.unknown_name(call, family)
             if family == "layer":
-                self._named_arguments(call, env, path)
+                self.named_arguments(call, env)
             return MISSING
         return self.construct(cls, call.name, call.args, call.kwargs, env, path, call.name_span, call.span)
 
-    def _named_arguments(self, call: A.Call, env: dict, path: str) -> None:
-        """The catalogue names among an unknown layer's keyword arguments, checked as any layer's would be
-        (`Dnese(4, activation=rleu)` said only 'Dnese': 'rleu' waited for the next check), so that every
-        error is said at once. Only names: the other arguments belong to a layer not known."""
+    def named_arguments(self, call: A.Call, env: dict) -> None:
+        """The catalogue names among a layer call's keyword arguments, looked up where the layer is not
+        bound: an unknown layer's (`Dnese(4, activation=rleu)` said only 'Dnese') and those in a block no
+        layer calls; so that every error is said at once. Only the names (`l2` of `kernel_reg=l2(q)`, whose
+        value needs the block's call), and not the names of `env` (a block's parameters)."""
         for kw in call.kwargs:
-            family = _keyword_family(kw.key)
-            searched = isinstance(kw.value, A.Call) and kw.value.name in SEARCH_FUNCS  # (would add a space)
-            if family is not None and isinstance(kw.value, (A.Name, A.Call)) and not searched \
-                    and not (isinstance(kw.value, A.Name) and kw.value.name in env):
-                self.bind(kw.value, family, env, f"{path}.{kw.key}")
+            family, v = _keyword_family(kw.key), kw.value
+            if family is None or not isinstance(v, (A.Name, A.Call)) or v.name in env \
+                    or v.name in SEARCH_FUNCS or (family in OPTIONAL_FAMILIES and v.name == NONE):
+                continue
+            if lookup(family, v.name) is None:
+                called = v if isinstance(v, A.Call) else A.Call(v.name, v.span, [], [], v.span)
+                self.unknown_name(called, family)
 
     def bound_quietly(self, v: A.Value, family: str, env: dict, path: str) -> Any:
         """`v` bound in `family` with nothing reported (MISSING when it does not bind): what a search

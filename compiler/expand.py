@@ -37,6 +37,8 @@ class LayerBinder(Protocol):
 
     def unknown_name(self, call: A.Call, family: str) -> None: ...
 
+    def named_arguments(self, call: A.Call, env: dict) -> None: ...
+
     def late_positional(self, args: list, kwargs: list[A.Kwarg], names: typing.Sequence[str],
                         taken: set[str]) -> list: ...
 
@@ -80,19 +82,21 @@ class LayerExpander:
         return layers
 
     def unused_blocks(self) -> None:
-        """Unknown layer names in the blocks no layer calls: a typo there would otherwise wait, unreported,
-        for the block's first use (their arguments need the call's values, so only names are checked)."""
+        """Unknown names in the blocks no layer calls, layers' and the catalogue names of their keywords
+        (`activation=rleu`): a typo there would otherwise wait, unreported, for the block's first use (the
+        other arguments need the call's values, so only names are checked)."""
         for name, block in self.binder.blocks.items():
             if name not in self.used_blocks:
-                self._layer_names(block.body)
+                self._layer_names(block.body, {p.name: p for p in block.params})
 
-    def _layer_names(self, body: list[A.Stmt]) -> None:
+    def _layer_names(self, body: list[A.Stmt], params: dict) -> None:
         for st in body:
-            if isinstance(st, A.LayerStmt) and st.call.name not in self.binder.blocks \
-                    and lookup("layer", st.call.name) is None:
-                self.binder.unknown_name(st.call, "layer")
+            if isinstance(st, A.LayerStmt) and st.call.name not in self.binder.blocks:
+                if lookup("layer", st.call.name) is None:
+                    self.binder.unknown_name(st.call, "layer")
+                self.binder.named_arguments(st.call, params)
             elif isinstance(st, A.Section) and st.name == "residual":
-                self._layer_names(st.body)
+                self._layer_names(st.body, params)
 
     def layers(self, body: list[A.Stmt], env: dict, path: str, stack: tuple[str, ...],
                depth: int = 0) -> list:

@@ -77,7 +77,7 @@ class Gelu(Activation):
     name: Literal["gelu"] = "gelu"
 
 
-@register("swish")
+@register("swish", "silu")
 class Swish(Activation):
     """x * sigmoid(x) (silu)."""
 

@@ -263,9 +263,18 @@ def other_name(family: str, name: str) -> str | None:
     if known is not None:
         return known
     if family == "layer" and name not in catalog.REGISTRY.get("layer", {}):
+        # (`LeakyRelu()`: the layer LeakyReLU, of another case, before the activation of the same letters)
+        layer = next((n for n in catalog.names("layer") if n.lower() == name.lower()), None)
+        if layer is not None:
+            return f"did you mean '{layer}'?"
         act = next((a for a in catalog.names("activation") if a.replace("_", "") == name.lower()), None)
         if act is not None:
             return f"an activation as a layer is written Activation({act})"
+    if family == "activation" and catalog.lookup("layer", name) is not None:
+        # (`activation=LeakyReLU`: the activation of the same letters, leaky_relu)
+        act = next((a for a in catalog.names("activation") if a.replace("_", "") == name.lower()), None)
+        if act is not None:
+            return f"did you mean '{act}'? ({name} is a layer: as an activation it is written {act})"
     if family == "metric" and name.startswith("val_") and catalog.lookup("metric", name[4:]) is not None:
         # `metrics: [val_accuracy]`: Keras' name for the metric on the validation part
         return f"write {name[4:]}: each metric is also reported on the validation part, as {name}"

@@ -887,6 +887,35 @@ def test_an_unknown_layer_s_misspelt_names_are_said_with_it(tmp_path):
     assert err.count("error[") == 3, err
 
 
+def test_names_misspelt_in_an_unused_block_are_said(tmp_path):
+    """`activation=rleu` in a block no layer calls passed `dlc check` (only its layer names were looked
+    up); a block parameter as a value is no name to look up."""
+    block = ("block unused(q) {\n  Dense(q, activation=rleu, kernel_reg=l22(q), bias_init=q)\n"
+             "  residual {\n    Dense(q, kernel_init=he_nrmal, kernel_reg=none)\n  }\n}\n")
+    text = block + spec_text()
+    rc, _, err = check(tmp_path, text)
+    error_hint(rc, err, text, "rleu", "unknown activation 'rleu'", "did you mean 'relu'")
+    error_hint(rc, err, text, "l22", "unknown regularizer 'l22'", "did you mean 'l2'")
+    error_hint(rc, err, text, "he_nrmal", "unknown initializer 'he_nrmal'", "did you mean 'he_normal'")
+    assert err.count("error[") == 3, err
+
+
+@pytest.mark.parametrize("written,said", [
+    ("    LeakyRelu()", "did you mean 'LeakyReLU'?"),
+    ("    Dense(4, activation=LeakyReLU)", "did you mean 'leaky_relu'?"),
+])
+def test_a_layer_and_an_activation_of_the_same_letters_are_told_apart(tmp_path, written, said):
+    """`LeakyRelu()` was sent to Activation(leaky_relu), not to the layer LeakyReLU."""
+    rc, _, err = check(tmp_path, spec_text(written + "\n    Dense(3, activation=softmax)"))
+    assert rc == 2 and said in err, err
+
+
+def test_silu_is_keras_name_of_swish(tmp_path):
+    """Keras 3 calls it silu (swish its alias): `activation=silu` was "did you mean 'selu'?"."""
+    rc, _, err = check(tmp_path, spec_text("    Dense(4, activation=silu)\n    Dense(3, activation=softmax)"))
+    assert rc == 0, err
+
+
 @pytest.mark.parametrize("after", ["Dropout(0.3)", "Reshape((3))"])
 def test_a_layer_after_the_output_activation_is_named(tmp_path, after):
     """Dense(3, activation=softmax) then Dropout: not 'the last layer ends in linear' but which layer comes
