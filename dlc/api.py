@@ -52,7 +52,7 @@ from dlc.runtime.parallel import EXIT_WORKER_LOST, secondary_worker
 from dlc.runtime.run import Finished, Observer, Resumable, RunFailed
 from dlc.runtime.rundir import OutFolderError, cannot_write_in, disk_full, nearest_existing, output_file
 from dlc.runtime.runs import RunDirError, inside_run
-from dlc.runtime.serve import Predictions, ServeError, feature_file_refusal, run_inputs
+from dlc.runtime.serve import Predictions, ServeError, feature_file_refusal, nonfinite_weight, run_inputs
 from dlc.runtime.tune import Reporter, TuneError, TuneResult
 from dlc.tasks import (
     catalogue,
@@ -360,6 +360,13 @@ class Model:
         model's dtype), the same on every backend."""
         return self.session.get_weights()
 
+    def _require_finite_weights(self, what: str) -> None:
+        """TrainingFailed when a weight is nan or infinite (a fit that diverged leaves them so): evaluate
+        scored its nan outputs' argmax as an accuracy, save wrote a run `dlc evaluate` reported as trained."""
+        if (weight := nonfinite_weight(self.session)) is not None:
+            raise TrainingFailed(f"cannot {what}: the weight {weight} is not finite (a fit that diverged "
+                                 "leaves it so); set_weights(), or a new Model with a lower learning rate")
+
     def set_weights(self, weights: dict[str, dict[str, np.ndarray]]) -> None:
         """Weights in `get_weights`' form (any subset of the layers and weights): each of its layer's shape,
         finite (ValueError naming the layer and weight otherwise)."""
@@ -448,6 +455,7 @@ class Model:
         `y` as `load_data` gives it, or integer class labels (one-hot encoded when the loss wants it)."""
         from dlc.runtime.loop import evaluate
 
+        self._require_finite_weights("evaluate")
         x = self._inputs(x)
         try:
             y = np.asarray(y)
@@ -459,6 +467,7 @@ class Model:
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Outputs for inputs normalised like `load_data`'s (N, *input) or (N, features): class
         probabilities (N, classes) for softmax, P(class 1) (N, 1) for sigmoid, values for regression."""
+        self._require_finite_weights("predict")
         x = self._inputs(x)
         if getattr(x, "streamed", False):  # an npy source's part: read and predicted a chunk at a time
             outs = [self.session.predict(x[i:i + 4096]) for i in range(0, len(x), 4096)]
@@ -531,6 +540,7 @@ class Model:
 
         directory = _run_folder(directory)
         replace = _flag(replace, "replace")
+        self._require_finite_weights("save")
         spec, data = self.spec, self.data
         src = spec.source_file
         if (inside := inside_run(directory, "the directory")) is not None:

@@ -423,3 +423,38 @@ def test_lr_find_s_errors_name_its_keywords():
         api.lr_find(IRIS, steps=5)
     with pytest.raises(ValueError, match=r"^start must be below end \(got start=1, end=0.1\)"):
         api.lr_find(IRIS, start=1, end=0.1)
+
+
+# ------------------------------------------------------------------------------- a diverged model
+
+
+def test_a_diverged_model_is_neither_scored_nor_saved(tmp_path):
+    """After a fit that diverged, evaluate gave {'loss': nan, 'accuracy': 1.0} (the nan outputs' argmax),
+    save wrote a run that `dlc evaluate` reported as trained and `dlc predict` blamed on its inputs ("too
+    large for this model")."""
+    import dlc
+
+    model = dlc.Model(ROOT / "specs" / "guide" / "lr_too_high.dlspec", backend="torch")
+    with pytest.raises(dlc.TrainingFailed):
+        model.fit(epochs=1)
+    x = np.zeros((2, 64))
+    for call in (lambda: model.evaluate(x, [0, 1]), lambda: model.predict(x),
+                 lambda: model.save(tmp_path / "run")):
+        with pytest.raises(dlc.TrainingFailed, match=r"the weight \w+\.\w+ is not finite \(a fit that"):
+            call()
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_run_whose_weights_are_not_finite_is_named_so(run, tmp_path):
+    import torch
+
+    copy = tmp_path / "copy"
+    shutil.copytree(run, copy)
+    state = torch.load(copy / "model.pt", weights_only=True)
+    first = next(iter(state))
+    state[first] = torch.full_like(state[first], float("nan"))
+    torch.save(state, copy / "model.pt")
+    (tmp_path / "x.csv").write_text("1,2,3,4\n")
+    for argv in (["evaluate", copy], ["predict", copy, "--input", tmp_path / "x.csv"]):
+        rc, _, err = run_cli(*argv)
+        assert rc == 1 and "is not finite (its training diverged: a lower" in _one_line(err), err

@@ -43,12 +43,26 @@ def load_run(run: str | Path, backend: str | None = None):
             session.load(run)  # the model rebuilt from ir.json; only its weights are read from the file
     except Exception as e:  # noqa: BLE001 — any failure to read a truncated or foreign model file
         raise ServeError(f"cannot load the model in '{run}': {_not_loaded(run, info, e)}") from None
+    if (weight := nonfinite_weight(session)) is not None:  # (predict blamed the inputs: "too large")
+        from dlc.runtime.runs import retrain
+
+        raise ServeError(f"'{run}': the model's weight {weight} is not finite (its training diverged: a "
+                         f"lower learning rate?); {retrain(run)}")
     check_digests(run)
     try:
         normalisation(info, spec)
     except ServeError as e:
         raise ServeError(f"'{run}': {e}") from None
     return spec, session, info
+
+
+def nonfinite_weight(session) -> str | None:
+    """`layer.weight` of the first nan or infinite weight of a loaded model, or None."""
+    for layer, weights in session.get_weights().items():
+        for name, w in weights.items():
+            if not np.isfinite(w).all():
+                return f"{layer}.{name}"
+    return None
 
 
 def given_path(value, what: str) -> Path:
