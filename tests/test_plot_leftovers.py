@@ -135,7 +135,8 @@ def test_a_numeric_panel_keeps_its_band_and_legend(drawn):
     assert texts[0] == f"best region {region['text']}" and texts[1:] == ["trials", "top 3"]
 
 
-@pytest.mark.parametrize("lo,hi,most", [(5e-6, 2.0, 8), (0.04, 1.7, 7), (0.08, 0.95, 6), (1e-30, 1e6, 12)])
+@pytest.mark.parametrize("lo,hi,most", [(5e-6, 2.0, 8), (0.04, 1.7, 7), (0.08, 0.95, 6), (1e-30, 1e6, 12),
+                                         (1e-4, 0.3, 9)])
 def test_curves_log_axis_labels_do_not_pile_up(monkeypatch, tmp_path, lo, hi, most):
     """curves.png's loss from 2 to 5e-6 (iris, 1,500 epochs) had a label at 1, 2, 3 and 5 of every decade:
     24 on top of each other. Now as many as the span holds (rundir.log_y, shared with `dlc runs --plot` and
@@ -154,3 +155,5 @@ def test_curves_log_axis_labels_do_not_pile_up(monkeypatch, tmp_path, lo, hi, mo
     labels = [t.get_text() for t, v in zip(ax.get_yticklabels(), ax.get_yticks(), strict=True)
               if bottom <= v <= top and t.get_text()]
     assert ax.get_yscale() == "log" and 2 <= len(labels) <= most and len(set(labels)) == len(labels), labels
+    if hi == 0.3:  # (an update ratio's span: the powers of 10 alone left no label above 0.1)
+        assert "0.3" in labels, labels

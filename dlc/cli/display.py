@@ -325,7 +325,10 @@ class _FittedLine(ProgressColumn):
         grid = Table.grid(padding=(0, 1))
         cells = [head]
         if bar:
-            cells.append(ProgressBar(total=task.total, completed=task.completed, width=bar))
+            # (the standard colours: rich's own, downgraded for a 16-colour terminal, drew a finished bar in
+            # the grey of its background, empty to the eye)
+            cells.append(ProgressBar(total=task.total, completed=task.completed, width=bar,
+                                     complete_style="magenta", finished_style="green"))
         if tail:
             cells.append(tail)
         grid.add_row(*cells)

@@ -81,7 +81,9 @@ class FitPrinter:
         filled = BAR * done // total
         bar = "=" * max(0, filled - 1) + (">" if filled < BAR else "=") + "." * (BAR - filled)
         left = (now - self.start) / done * (total - done)
-        self._draw(f"{done}/{total} [{bar}] - ETA: {_seconds(left)}{_values(running or {})}")
+        # (a full bar says the time taken, as Keras' does: "ETA: 0ms" stood until the epoch's line)
+        when = f"ETA: {_seconds(left)}" if done < total else _seconds(now - self.start)
+        self._draw(f"{done}/{total} [{bar}] - {when}{_values(running or {})}")
 
     def epoch(self, row: dict) -> None:
         if not self.verbose:
