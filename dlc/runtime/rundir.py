@@ -635,7 +635,7 @@ def log_y(ax, values: list) -> None:
     """A log y axis for `values` (curves.png, `dlc runs --plot`, gradients.png), with as many labelled ticks
     as a panel holds without their labels touching: plain steps within a decade (its multiples 1..9 left
     the top of 0.075..0.19 unlabelled), 1, 2, 3, 5 of each decade over up to 1.5 decades, 1, 2, 5 up to 3,
-    1 and 3 up to 5 (an update ratio of 1e-4..0.3 had no label above 0.1), the powers of 10 beyond (every
+    1 and 3 up to 4 (an update ratio of 1e-4..0.3 had no label above 0.1), the powers of 10 beyond (every
     few of them over more than 11 decades). A fixed 1, 2, 3, 5 put 24 labels on top of each other on a loss
     going from 2 to 5e-6 over 1,500 epochs."""
     from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
@@ -643,7 +643,7 @@ def log_y(ax, values: list) -> None:
     finite = [v for v in values if v is not None and math.isfinite(v) and v > 0]
     decades = math.log10(max(finite) / min(finite)) if finite else 0.0
     subs = tuple(map(float, range(1, 10))) if decades < 1 else (1.0, 2.0, 3.0, 5.0) if decades <= 1.5 \
-        else (1.0, 2.0, 5.0) if decades <= 3 else (1.0, 3.0) if decades <= 5 else (1.0,)
+        else (1.0, 2.0, 5.0) if decades <= 3 else (1.0, 3.0) if decades <= 4 else (1.0,)
     ax.set_yscale("log")
     # (within a decade, the 1..9 multiples left the top of 0.075..0.19 unlabelled: plain steps there)
     ax.yaxis.set_major_locator(MaxNLocator(nbins=6) if decades < 1 else
