@@ -243,11 +243,18 @@ def load_data(spec: Spec) -> Dataset:
     part) each have numpy `.x` and `.y` (targets as the loss wants them: one-hot for categorical_crossentropy,
     integer labels for sparse_categorical_crossentropy, a float column per sample otherwise) and `.labels`
     (integer classes, None for regression); `.num_classes`, `.shift` and `.scale` (x = (raw - shift) / scale).
-    A `kfold` split's folds are `dlc cv`'s; here train is everything but the test part. Raises `DataError`
+    A `kfold` spec gives its fold 1 (train and validation parts as `dlc cv` builds them, normalised with the
+    fold's training statistics, and the test part): what a `Model` of it trains, so that its `predict` and
+    `evaluate` take these arrays as it was trained (all k: `dlc.api.cross_validate`). Raises `DataError`
     when a data file is missing or unreadable."""
+    from dlc.compiler.spec import KFold
+    from dlc.runtime.data import folds
+
     spec = _as_spec(spec, "load_data()")
     if spec.data is None:
         raise DataError(f"spec '{spec.name}' has no data block")
+    if isinstance(spec.data.split, KFold):  # (all but the test part, as it was, were normalised with
+        return folds(spec, spec_folder(spec))[0]  # other statistics than a fold-1 model's)
     return prepare(spec, spec_folder(spec))
 
 
@@ -336,12 +343,7 @@ class Model:
         validation parts as `dlc cv` builds them, and `dlc compare` compares), so that validation, early
         stopping and the plateau run; `dlc.api.cross_validate(spec, backend)` trains all k."""
         if self._data is None:
-            from dlc.compiler.spec import KFold
-            from dlc.runtime.data import folds
-
-            split = self.spec.data.split if self.spec.data is not None else None
-            self._data = folds(self.spec, spec_folder(self.spec))[0] if isinstance(split, KFold) \
-                else load_data(self.spec)
+            self._data = load_data(self.spec)
         return self._data
 
     @property

@@ -399,5 +399,9 @@ def test_a_kfold_spec_trains_its_fold_1_with_validation(tmp_path):
 
     fold1 = folds(dlc.load(path), tmp_path)[0]
     assert len(model.data.train.x) == len(fold1.train.x) == 100 and len(model.data.val.x) == 50
+    # load_data and epoch_order give that fold too: load_data's arrays are normalised as the model's were
+    # (all 150 rows' statistics fed it other inputs), and the order is of its 100 samples
+    np.testing.assert_array_equal(dlc.load_data(path).val.x, fold1.val.x)
+    assert len(dlc.epoch_order(path, 0)) == 100
     hist = model.fit(epochs=3)
     assert len(hist.rows) >= 1 and "val_accuracy" in hist.rows[0]
