@@ -77,11 +77,13 @@ def layout_refusal(got: tuple[int, ...], want: tuple[int, ...],
                    samples: str = "samples of shape") -> str | None:
     """Why samples of shape `got` are not read as the model's input `want` although they hold as many values:
     a reshape read (3, 32, 32), channels first, as (32, 32, 3) and scrambled every image without a word.
-    Flat samples, a flat input (each sample flattened, as Flatten would), and shapes that differ only by
-    axes of size 1 ((8, 8) for (8, 8, 1)) are read as they are. One rule for training (check and run) and
-    for predict and evaluate, so that a model takes at inference the arrays it was trained on. `samples`:
-    the message's subject, followed by the shape."""
-    if got == want or len(got) == 1 or len(want) == 1 or _squeezed(got) == _squeezed(want):
+    Shapes one of which merges neighbouring axes of the other are read as they are: flat samples, a flat
+    input (each sample flattened, as Flatten would), (8, 8) images for an input of (64, 1) steps or (4, 4, 3)
+    for (16, 3), and shapes that differ only by axes of size 1 ((8, 8) for (8, 8, 1)). One rule for training
+    (check and run) and for predict and evaluate, so that a model takes at inference the arrays it was
+    trained on. `samples`: the message's subject, followed by the shape."""
+    bounds_got, bounds_want = _axis_bounds(got), _axis_bounds(want)
+    if bounds_got <= bounds_want or bounds_want <= bounds_got:
         return None
     first = " (channels first? the model takes them last: np.moveaxis(x, 1, -1))" \
         if got == (want[-1], *want[:-1]) else ""
@@ -90,8 +92,10 @@ def layout_refusal(got: tuple[int, ...], want: tuple[int, ...],
     return f"{samples} {got}, the model takes {want}{first}; give them as (N, {shape}){flat}"
 
 
-def _squeezed(shape: tuple[int, ...]) -> list[int]:
-    return [d for d in shape if d != 1]
+def _axis_bounds(shape: tuple[int, ...]) -> set[int]:
+    """Where a sample's axes end in its values laid out in a row (the running products of its sizes): one
+    shape merges neighbouring axes of another when its bounds are among the other's."""
+    return {math.prod(shape[:i + 1]) for i in range(len(shape))}
 
 
 def shown_path(path: Path) -> str:

@@ -279,6 +279,7 @@ def test_the_history_a_user_edits_is_a_copy(tmp_path):
 @pytest.mark.parametrize("got,want,fact", [
     ((3, 4, 4), (4, 4, 3), r"channels first\? .*np.moveaxis\(x, 1, -1\)"),
     ((2, 8), (8, 2), r"give them as \(N, 8, 2\) or flat, \(N, 16\)"),
+    ((2, 3, 4), (3, 2, 4), r"give them as \(N, 3, 2, 4\) or flat, \(N, 24\)"),
 ])
 def test_samples_of_another_layout_are_refused_not_scrambled(got, want, fact):
     """A reshape read (3, 32, 32), channels first, as (32, 32, 3): every image scrambled, without a word."""
@@ -288,10 +289,11 @@ def test_samples_of_another_layout_are_refused_not_scrambled(got, want, fact):
 
 
 @pytest.mark.parametrize("got,want", [((4, 4, 3), (4, 4, 3)), ((48,), (4, 4, 3)), ((8, 8), (8, 8, 1)),
-                                      ((1, 8, 8), (8, 8, 1)), ((28, 28), (784,)), ((3, 4, 4), (48,))])
+                                      ((1, 8, 8), (8, 8, 1)), ((28, 28), (784,)), ((3, 4, 4), (48,)),
+                                      ((8, 8), (64, 1)), ((4, 4, 3), (16, 3))])
 def test_flat_samples_and_axes_of_one_are_read_as_they_are(got, want):
     """A flat input flattens any sample, as training does (mnist_mlp.dlspec: (28, 28) images, input
-    (784))."""
+    (784)), and any shape that merges neighbouring axes of the other ((8, 8) images as 64 steps of 1)."""
     from dlc.compiler.checkshared import layout_refusal
 
     assert layout_refusal(got, want) is None
