@@ -90,11 +90,18 @@ class LayerExpander:
                 self._layer_names(block.body, {p.name: p for p in block.params})
 
     def _layer_names(self, body: list[A.Stmt], params: dict) -> None:
+        """A body of an unused block: a layer whose arguments use none of the block's parameters (nor a
+        search space, which would be added to the search) is checked whole (`Dropout(7)`), as it would be
+        at the block's first use; of the others, the names."""
         for st in body:
             if isinstance(st, A.LayerStmt) and st.call.name not in self.binder.blocks:
                 if lookup("layer", st.call.name) is None:
                     self.binder.unknown_name(st.call, "layer")
-                self.binder.named_arguments(st.call, params)
+                    self.binder.named_arguments(st.call, params)
+                elif _names_in(st.call) & (set(params) | set(SEARCH_FUNCS)):
+                    self.binder.named_arguments(st.call, params)
+                else:
+                    self.binder.bind(st.call, "layer", {}, "unused block")
             elif isinstance(st, A.Section) and st.name == "residual":
                 self._layer_names(st.body, params)
 
@@ -302,3 +309,16 @@ def collect_blocks(f: A.File, d: Diagnostics) -> dict[str, A.BlockDef]:
                 d.add("E204", f"parameter '{p.name}' repeated in block '{b.name}'", p.span)
         blocks[b.name] = b
     return blocks
+
+
+def _names_in(v) -> set[str]:
+    """Every name a value mentions, called ones included (`l2(q)`: l2 and q)."""
+    if isinstance(v, A.Name):
+        return {v.name}
+    if isinstance(v, A.Call):
+        return {v.name}.union(*(_names_in(a) for a in v.args), *(_names_in(k.value) for k in v.kwargs))
+    if isinstance(v, (A.Tuple, A.List)):
+        return set().union(*(_names_in(a) for a in v.items), *(_names_in(k.value) for k in v.kwargs))
+    if isinstance(v, A.Phrase):
+        return {w.name for w in v.words}
+    return set()
