@@ -331,6 +331,7 @@ class Model:
             raise RuntimeError(_in_api_words(str(e))) from None
         self._data: Dataset | None = None
         self._state: LoopState | None = None  # the training loop's state after the last finished epoch
+        self._fit_failed = False  # (the weights are then looked at before they are used: a fit that diverged)
 
     def __repr__(self) -> str:
         return (f"Model({self.spec.name!r}, backend={self.backend!r}, dtype={self.spec.dtype!r}, "
@@ -365,7 +366,11 @@ class Model:
     def _require_finite_weights(self, what: str) -> None:
         """TrainingFailed when a weight is nan or infinite (a fit that diverged leaves them so): evaluate
         scored its nan outputs' argmax as an accuracy, save wrote a run `dlc evaluate` reported as trained."""
-        if (weight := nonfinite_weight(self.session)) is not None:
+        if not self._fit_failed:  # (only training makes them so: set_weights refuses them; not read per call)
+            return
+        weight = nonfinite_weight(self.session)
+        self._fit_failed = weight is not None  # (set_weights may have replaced them all)
+        if weight is not None:
             raise TrainingFailed(f"cannot {what}: the weight {weight} is not finite (a fit that diverged "
                                  "leaves it so); set_weights(), or a new Model with a lower learning rate")
 
@@ -442,6 +447,9 @@ class Model:
                          max_steps=None if max_steps is None else done_steps + max_steps, resume=state,
                          on_checkpoint=keep, on_epoch=printer.epoch if level else None,
                          on_progress=printer.progress if printer.dynamic else None)
+        except TrainingFailed:
+            self._fit_failed = True
+            raise
         finally:
             printer.close()
         return History(rows=[dict(r) for r in hist.rows[done_rows:]], stopped_early=hist.stopped_early,

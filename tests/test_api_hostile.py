@@ -445,6 +445,9 @@ def test_a_diverged_model_is_neither_scored_nor_saved(tmp_path):
         with pytest.raises(dlc.TrainingFailed, match=r"the weight \w+\.\w+ is not finite \(a fit that"):
             call()
     assert not (tmp_path / "run").exists()
+    fresh = dlc.Model(ROOT / "specs" / "guide" / "lr_too_high.dlspec", backend="torch")
+    model.set_weights(fresh.get_weights())
+    assert np.isfinite(model.predict(x)).all()  # (weights set again: used again)
 
 
 def test_a_run_whose_weights_are_not_finite_is_named_so(run, tmp_path):
