@@ -82,9 +82,9 @@ class LayerExpander:
         return layers
 
     def unused_blocks(self) -> None:
-        """Unknown names in the blocks no layer calls, layers' and the catalogue names of their keywords
-        (`activation=rleu`): a typo there would otherwise wait, unreported, for the block's first use (the
-        other arguments need the call's values, so only names are checked)."""
+        """The blocks no layer calls, checked as far as they can be without a call's values (_layer_names):
+        a typo there (`activation=rleu`, `Dropout(7)`) would otherwise wait, unreported, for the block's
+        first use."""
         for name, block in self.binder.blocks.items():
             if name not in self.used_blocks:
                 self._layer_names(block.body, {p.name: p for p in block.params})
