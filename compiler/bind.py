@@ -132,9 +132,14 @@ class Binder:
     def named_arguments(self, call: A.Call, env: dict) -> None:
         """The catalogue names among a layer call's keyword arguments, looked up where the layer is not
         bound: an unknown layer's (`Dnese(4, activation=rleu)` said only 'Dnese') and those in a block no
-        layer calls; so that every error is said at once. Only the names (`l2` of `kernel_reg=l2(q)`, whose
-        value needs the block's call), and not the names of `env` (a block's parameters)."""
+        layer calls, and there also the keywords the layer does not take; so that every error is said at
+        once. Only names (`l2` of `kernel_reg=l2(q)`, whose value needs the block's call), and not the names
+        of `env` (a block's parameters)."""
+        cls = lookup("layer", call.name)
         for kw in call.kwargs:
+            if cls is not None and not takes_keyword(cls, cls.aliases.get(kw.key, kw.key)):
+                self._unknown_argument(cls, call.name, kw)  # (a known layer's misspelt keyword)
+                continue
             family, v = _keyword_family(kw.key), kw.value
             if family is None or not isinstance(v, (A.Name, A.Call)) or v.name in env \
                     or v.name in SEARCH_FUNCS or (family in OPTIONAL_FAMILIES and v.name == NONE):

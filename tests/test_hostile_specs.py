@@ -902,12 +902,15 @@ def test_names_misspelt_in_an_unused_block_are_said(tmp_path):
 
 def test_a_layer_of_an_unused_block_that_needs_no_parameter_is_checked_whole(tmp_path):
     """`Dropout(7)` in a block no layer calls passed `dlc check`: a layer whose arguments use none of the
-    block's parameters is checked as it will be when the block is used; one that uses them, by its names."""
+    block's parameters is checked as it will be when the block is used; one that uses them, by its names
+    and keywords."""
     block = "block unused(q) {\n  Dropout(7)\n  Dense(q, activaton=relu)\n  Dense(choice(2, 3))\n}\n"
     text = block + spec_text()
     rc, _, err = check(tmp_path, text)
     assert_error_at(rc, err, text, "7)", "invalid value for 'rate' of Dropout")
-    assert err.count("error[") == 1, err
+    error_hint(rc, err, text, "activaton", "unknown argument 'activaton' for Dense",
+               "did you mean 'activation'")
+    assert err.count("error[") == 2, err
 
 
 @pytest.mark.parametrize("written,said", [
