@@ -3,13 +3,12 @@ shaped to the input; prepare() and folds() are the entry points (an npy source g
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
-from dlc.compiler.checkshared import layout_refusal, resolve_path
+from dlc.compiler.checkshared import resolve_path
 from dlc.compiler.spec import Bundled, Csv, KFold, Mnist, Npy, Npz, Spec
 from dlc.runtime.data.base import DataError, Dataset, Folds, Samples, Split, data_block
 from dlc.runtime.data.bundled import read_bundled
@@ -18,6 +17,7 @@ from dlc.runtime.data.normalize import (
     check_finite_features,
     check_finite_targets,
     check_model_inputs,
+    check_sample_shape,
     check_statistics,
     chunk_rows,
     normalized,
@@ -81,12 +81,7 @@ def load(spec: Spec, base_dir: Path, keep_float32: bool = False) -> Loaded:
     kept = keep_float32 and s.x.dtype == np.float32
     flat = (s.x if kept else np.asarray(s.x, dtype=np.float64)).reshape(n, -1)
     check_finite_features(flat, s)
-    need = math.prod(spec.input)
-    if flat.shape[1] != need:
-        raise DataError(f"{s.where}: samples have {flat.shape[1]} features, input {tuple(spec.input)} needs "
-                        f"{need}")
-    if (refusal := layout_refusal(tuple(s.x.shape[1:]), tuple(spec.input))) is not None:
-        raise DataError(f"{s.where}: {refusal}")  # (a reshape would scramble them: dlc check's E303)
+    check_sample_shape(spec, tuple(s.x.shape[1:]), s.where)
     if len(s.y) != n:
         raise DataError(f"{s.where}: {n} samples but {len(s.y)} targets")
     check_finite_targets(s.of_targets())

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from dlc.compiler.checkshared import layout_refusal
 from dlc.compiler.csvtable import nonfinite_wording
 from dlc.compiler.spec import Spec
 from dlc.runtime.data.base import DataError, Rows, Samples
@@ -28,6 +29,16 @@ def nonfinite_features(s: Samples, count: int, row: int, col: int) -> DataError:
     """The error for `count` missing or infinite feature values, the first at sample `row`, feature `col`
     (from 0): one wording for the data read whole, read as it goes (stream.py) and `dlc check`'s."""
     return DataError(f"{s.where}: {nonfinite_wording(count, s.row(row), col + 1)}")
+
+
+def check_sample_shape(spec: Spec, sample: tuple[int, ...], where: str) -> None:
+    """Samples of shape `sample` the input takes: as many values, in a layout a reshape does not scramble
+    (layout_refusal: dlc check's E303), for the data read whole and read as it goes (stream.py)."""
+    need, got = math.prod(spec.input), math.prod(sample)
+    if got != need:
+        raise DataError(f"{where}: samples have {got} features, input {tuple(spec.input)} needs {need}")
+    if (refusal := layout_refusal(sample, tuple(spec.input))) is not None:
+        raise DataError(f"{where}: {refusal}")
 
 
 def check_finite_targets(s: Samples) -> None:

@@ -11,7 +11,7 @@ from typing import cast
 
 import numpy as np
 
-from dlc.compiler.checkshared import layout_refusal, resolve_path
+from dlc.compiler.checkshared import resolve_path
 from dlc.compiler.datafiles import FORTRAN_ORDER, no_features, npy_layout
 from dlc.compiler.spec import KFold, Npy, Spec
 from dlc.runtime.data.base import DataError, Dataset, Folds, Samples, Split, data_block
@@ -19,6 +19,7 @@ from dlc.runtime.data.files import dtype_text, open_npy
 from dlc.runtime.data.normalize import (
     check_finite_targets,
     check_model_inputs,
+    check_sample_shape,
     check_statistics,
     chunk_rows,
     nonfinite_features,
@@ -227,12 +228,7 @@ def open_streamed(spec: Spec, base_dir: Path) -> Streamed:
         raise DataError(f"{x_path}: no samples")
     if len(y) != n:
         raise DataError(f"{x_path} has {n} samples but {y_path} has {len(y)}; they must match one to one")
-    need = math.prod(spec.input)
-    if rows.shape[1] != need:
-        raise DataError(f"{x_path}: samples have {rows.shape[1]} features, input {tuple(spec.input)} needs "
-                        f"{need}")
-    if (refusal := layout_refusal(rows.sample_shape, tuple(spec.input))) is not None:
-        raise DataError(f"{x_path}: {refusal}")
+    check_sample_shape(spec, rows.sample_shape, str(x_path))
     # (the messages read only how many samples x has: the rows stand in for the array)
     s = Samples(cast(np.ndarray, rows), y, str(x_path), targets_where=str(y_path))
     low, high = _finite_extremes(rows, s)
